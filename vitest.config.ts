@@ -1,0 +1,14 @@
+import { defineConfig } from "vitest/config";
+
+// Tests import the built packages (dist/), so `pnpm test` builds first. Worker threads and child
+// processes started by tests load the same built JavaScript.
+export default defineConfig({
+  test: {
+    include: ["packages/*/test/**/*.test.ts", "test/*/test/**/*.test.ts", "proto/test/**/*.test.ts", "bench/test/**/*.test.ts", "examples/test/**/*.test.ts"],
+    exclude: ["**/node_modules/**", "**/dist/**"],
+    pool: "forks",
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    reporters: ["default"],
+  },
+});
