@@ -9,6 +9,6 @@ export default defineConfig({
     pool: "forks",
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    reporters: ["default"],
+    reporters: process.env.CI ? ["default", ["json", { outputFile: ".build/vitest.json" }]] : ["default"],
   },
 });
