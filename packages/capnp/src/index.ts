@@ -9,3 +9,6 @@ export {
   deferred,
 } from "./errors.js";
 export type { ErrorKind, RpcErrorOptions, Deferred } from "./errors.js";
+export type { Transport, TransportSink } from "./transport.js";
+export { memoryTransportPair, describeRpcMessage } from "./memory.js";
+export type { MemoryTransport, WireLogEntry } from "./memory.js";

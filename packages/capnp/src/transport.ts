@@ -1,0 +1,46 @@
+/**
+ * The seam between the RPC engine and whatever carries its bytes.
+ *
+ * A {@link Transport} moves whole Cap'n Proto messages, each a list of segments (the frame's
+ * segment table is the transport's business). Implementations: {@link memoryTransportPair}
+ * (tests), {@link streamTransport} (any Node `Duplex`: sockets, pipes), and a `MessagePort`
+ * transport in `@multiprocess-ts/node`.
+ *
+ * Threading: a transport belongs to one event loop (the thread that created it); every method
+ * must be called from that thread, and the sink is only ever called from it.
+ */
+
+/** Receives what a transport reads. Given to {@link Transport.start} by the RPC engine. */
+export interface TransportSink {
+  /**
+   * One complete incoming message. The transport hands over ownership of `segments`: it never
+   * touches them again. The segments are framing-checked (counts and sizes within the limits)
+   * but their pointers are not validated; run `validateMessage` before decoding.
+   * Never called after {@link closed}.
+   */
+  message(segments: Uint8Array[]): void;
+  /**
+   * The transport has ended, exactly once, for any reason: the peer closed (`err` undefined),
+   * a transport or decode error (`err` set: a `ProtocolError`/`LimitError` for bad input, a
+   * `DisconnectedError` or the underlying I/O error otherwise), or a local `close()`/`destroy()`.
+   * Always called asynchronously (never from inside `send`/`close`/`destroy`), so the engine may
+   * call back into the transport from it.
+   */
+  closed(err?: Error): void;
+}
+
+/** A message pipe to one peer. */
+export interface Transport {
+  /** Called once by the RpcConnection; messages that arrived earlier are delivered after it. */
+  start(sink: TransportSink): void;
+  /**
+   * Queue one message for the peer. Takes ownership of `segments` (the caller must not modify
+   * them afterwards). Never throws for I/O reasons; after close/destroy/failure it drops the
+   * message silently (the sink's `closed` tells the engine what happened).
+   */
+  send(segments: Uint8Array[]): void;
+  /** Flush queued writes, then end the link. Idempotent; resolves once ended, never rejects. */
+  close(): Promise<void>;
+  /** End the link at once, dropping queued writes. Idempotent. */
+  destroy(err?: Error): void;
+}
