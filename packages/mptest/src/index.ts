@@ -1,1 +1,15 @@
-export {};
+// Public API of @multiprocess-ts/mptest: the runner used by the CLI and by the vitest suite.
+export type { Scenario, ScenarioContext } from "./scenario.js";
+export { createRng, iterationSeed, parseSeed, randomSeed } from "./rng.js";
+export type { Rng } from "./rng.js";
+export { runScenarios, runIteration } from "./runner.js";
+export type { RunOptions, RunResult, IterationResult, IterationStatus } from "./runner.js";
+export { takeSnapshot, resourceSnapshot, diffSnapshots, settle, dumpProbes } from "./leaks.js";
+export type { LeakProbe, Snapshot } from "./leaks.js";
+export { parseArgs, parseDuration, UsageError, USAGE, DEFAULT_DURATION_MS, DEFAULT_TIMEOUT_MS } from "./args.js";
+export type { CliArgs } from "./args.js";
+export { runCli, SCENARIO_MODULE_ENV } from "./command.js";
+export type { CliHooks, Out } from "./command.js";
+export { summarize, formatTable, percentile, reproduceCommand, totals } from "./report.js";
+export type { ScenarioSummary, FailureRecord, JsonReport } from "./report.js";
+export { defaultScenarios, defaultProbes } from "./scenarios/index.js";

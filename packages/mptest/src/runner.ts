@@ -1,0 +1,182 @@
+/**
+ * The in-process runner: scenario × iteration × seed, with a leak check after each iteration and
+ * hang detection. The CLI and the vitest suite both drive scenarios through {@link runScenarios}.
+ *
+ * Threading: runs on the main thread of the process; one iteration at a time (parallelism is
+ * one process per job, see parallel.ts), so process-wide checks (handles, unhandled rejections)
+ * can be attributed to the running iteration.
+ */
+
+import { createRng, iterationSeed } from "./rng.js";
+import { dumpProbes, settle, takeSnapshot, type LeakProbe } from "./leaks.js";
+import type { Scenario, ScenarioContext } from "./scenario.js";
+
+export type IterationStatus = "pass" | "fail" | "leak" | "hang";
+
+export interface IterationResult {
+  scenario: string;
+  iteration: number;
+  seed: number;
+  status: IterationStatus;
+  durationMs: number;
+  /** Message and stack of the failure (fail/hang). */
+  error?: string;
+  /** Counters still above baseline after the iteration (leak, or alongside a failure). */
+  leaks?: string[];
+  /** Pending questions, answers, threads and handles at the time of a hang. */
+  dump?: string;
+  /** The scenario's own log lines (kept for failures only). */
+  log?: string[];
+}
+
+export interface RunOptions {
+  scenarios: readonly Scenario[];
+  /** Iterations per scenario. Default 1 unless `durationMs` or `untilFail` is given. */
+  repeat?: number;
+  /** Keep starting rounds until this much time has passed. */
+  durationMs?: number;
+  /** Stop at the first non-passing iteration (unbounded when neither repeat nor duration). */
+  untilFail?: boolean;
+  /** Base seed; iteration i of every scenario uses iterationSeed(seed, i). */
+  seed: number;
+  /** Per-iteration time limit; past it the iteration is a hang. Default 20 s. */
+  timeoutMs?: number;
+  /** How long counters may take to return to baseline after an iteration. Default 2 s. */
+  settleMs?: number;
+  probes?: readonly LeakProbe[];
+  /** Resource types of process.getActiveResourcesInfo() not to count. */
+  ignoreResources?: readonly string[];
+  /** Run only iterations with index % count === index (the --jobs split). */
+  shard?: { index: number; count: number };
+  onStart?(scenario: string, iteration: number, seed: number): void;
+  onResult?(r: IterationResult): void;
+  /** Checked between iterations; true stops the run (e.g. SIGINT). */
+  shouldStop?(): boolean;
+}
+
+export interface RunResult {
+  results: IterationResult[];
+  /** Why the run ended. "hang" also means the process state can no longer be trusted. */
+  stopped: "done" | "failure" | "hang" | "interrupted";
+  elapsedMs: number;
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Error) {
+    const stack = e.stack ?? `${e.name}: ${e.message}`;
+    const cause = e.cause === undefined ? "" : `\n  cause: ${errorText(e.cause)}`;
+    return stack + cause;
+  }
+  return String(e);
+}
+
+const DEFAULT_TIMEOUT_MS = 20_000;
+const DEFAULT_SETTLE_MS = 2_000;
+
+/** Runs one iteration of one scenario, then checks for leaks. Never throws. */
+export async function runIteration(
+  scenario: Scenario,
+  iteration: number,
+  seed: number,
+  opts: Pick<RunOptions, "timeoutMs" | "settleMs" | "probes" | "ignoreResources">,
+): Promise<IterationResult> {
+  const probes = opts.probes ?? [];
+  const ignore = new Set(opts.ignoreResources ?? []);
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const log: string[] = [];
+  const abort = new AbortController();
+  const ctx: ScenarioContext = {
+    seed,
+    rng: createRng(seed),
+    log: (msg) => void log.push(msg),
+    signal: abort.signal,
+  };
+  // Errors that escape the scenario (unhandled rejections, exceptions thrown from callbacks)
+  // belong to this iteration: the runner runs one at a time.
+  const stray: unknown[] = [];
+  const onStray = (e: unknown): void => void stray.push(e);
+  process.on("unhandledRejection", onStray);
+  process.on("uncaughtException", onStray);
+
+  const baseline = takeSnapshot(probes, ignore);
+  const t0 = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  let outcome: { kind: "ok" } | { kind: "error"; error: unknown } | { kind: "timeout" };
+  try {
+    const timeout = new Promise<{ kind: "timeout" }>((resolve) => {
+      timer = setTimeout(() => resolve({ kind: "timeout" }), timeoutMs);
+    });
+    const run = Promise.resolve()
+      .then(() => scenario.run(ctx))
+      .then(
+        () => ({ kind: "ok" as const }),
+        (error: unknown) => ({ kind: "error" as const, error }),
+      );
+    outcome = await Promise.race([run, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+  const durationMs = performance.now() - t0;
+  const result: IterationResult = { scenario: scenario.name, iteration, seed, status: "pass", durationMs };
+
+  if (outcome.kind === "timeout") {
+    // Dump before aborting: the point is to see what was pending when it stuck.
+    const dump = dumpProbes(probes);
+    abort.abort(new Error(`iteration timed out after ${timeoutMs} ms`));
+    process.off("unhandledRejection", onStray);
+    process.off("uncaughtException", onStray);
+    return { ...result, status: "hang", error: `timed out after ${timeoutMs} ms`, dump, log };
+  }
+
+  const leaks = await settle(baseline, probes, opts.settleMs ?? DEFAULT_SETTLE_MS, ignore);
+  // Let late rejections of this iteration surface before attributing them.
+  await new Promise<void>((r) => setImmediate(r));
+  process.off("unhandledRejection", onStray);
+  process.off("uncaughtException", onStray);
+
+  const errors: string[] = [];
+  if (outcome.kind === "error") errors.push(errorText(outcome.error));
+  for (const e of stray) errors.push(`escaped the scenario (unhandled): ${errorText(e)}`);
+  if (errors.length > 0) {
+    return { ...result, status: "fail", error: errors.join("\n"), log, ...(leaks.length > 0 ? { leaks } : {}) };
+  }
+  if (leaks.length > 0) return { ...result, status: "leak", leaks, log };
+  return result;
+}
+
+/** Runs the scenarios round-robin until the repeat count, the duration or the first failure. */
+export async function runScenarios(opts: RunOptions): Promise<RunResult> {
+  const t0 = Date.now();
+  const results: IterationResult[] = [];
+  const shard = opts.shard ?? { index: 0, count: 1 };
+  const bounded = opts.repeat !== undefined || opts.durationMs !== undefined;
+  const repeat = opts.repeat ?? (bounded || opts.untilFail ? Infinity : 1);
+  const deadline = opts.durationMs === undefined ? Infinity : t0 + opts.durationMs;
+  let stopped: RunResult["stopped"] = "done";
+
+  outer: for (let i = 0; i < repeat; i++) {
+    if (i % shard.count !== shard.index) continue;
+    for (const scenario of opts.scenarios) {
+      if (Date.now() >= deadline) break outer;
+      if (opts.shouldStop?.()) {
+        stopped = "interrupted";
+        break outer;
+      }
+      const seed = iterationSeed(opts.seed, i);
+      opts.onStart?.(scenario.name, i, seed);
+      const r = await runIteration(scenario, i, seed, opts);
+      results.push(r);
+      opts.onResult?.(r);
+      if (r.status === "hang") {
+        stopped = "hang";
+        break outer;
+      }
+      if (r.status !== "pass" && opts.untilFail) {
+        stopped = "failure";
+        break outer;
+      }
+    }
+    if (opts.scenarios.length === 0) break;
+  }
+  return { results, stopped, elapsedMs: Date.now() - t0 };
+}
