@@ -1,0 +1,172 @@
+/**
+ * Wire format between a loop thread and the worker threads attached to it.
+ *
+ * Everything here crosses a `MessagePort` by structured clone, so it holds data and MessagePorts
+ * only, never functions. The loop side and the worker side are compiled from the same file, so the
+ * message shapes cannot drift apart; there is no versioning.
+ *
+ * @internal
+ */
+import { MessagePort } from "node:worker_threads";
+import { RpcError, type ErrorKind } from "@multiprocess-ts/capnp";
+
+/**
+ * What a worker needs to reach a loop: pass it in `workerData` and list `port` in the
+ * `transferList` of `new Worker(...)` (see {@link loopHandleTransferList}).
+ *
+ * A handle is a plain object so that it survives structured clone; it is good for exactly one
+ * `attachLoop()` call (the port moves into the worker with it).
+ *
+ * Threads: created on the loop thread by `WorkerHost.handle()`; used on one worker thread.
+ */
+export interface LoopHandle {
+  readonly kind: "multiprocess-ts/loop-handle";
+  /** Name of the loop (for messages and thread names). */
+  readonly loopName: string;
+  /** Id of the loop-side session this handle belongs to (unique within its host). */
+  readonly session: number;
+  /** The worker's end of the session's channel. */
+  readonly port: MessagePort;
+  /**
+   * Shared state, an Int32Array view of `STATE_WORDS` words:
+   * [WAKE] wake counter: the loop side adds 1 and `Atomics.notify`s after each message it posts;
+   * [CLOSED] 1 once the loop side has closed the session.
+   */
+  readonly shared: SharedArrayBuffer;
+}
+
+export const WAKE = 0;
+export const CLOSED = 1;
+export const STATE_WORDS = 2;
+
+/** The transfer list `new Worker(file, { workerData: { handle }, transferList })` needs. */
+export function loopHandleTransferList(handle: LoopHandle): MessagePort[] {
+  return [handle.port];
+}
+
+/** True when `v` looks like a {@link LoopHandle} (after structured clone, so no instanceof). */
+export function isLoopHandle(v: unknown): v is LoopHandle {
+  return typeof v === "object" && v !== null && (v as { kind?: unknown }).kind === "multiprocess-ts/loop-handle";
+}
+
+/** An error in a form that survives structured clone with its RpcError kind and code. */
+export interface WireError {
+  name: string;
+  message: string;
+  stack?: string;
+  kind?: ErrorKind;
+  code?: string;
+  remote?: boolean;
+}
+
+export function encodeError(e: unknown): WireError {
+  if (e instanceof RpcError) {
+    return { name: e.name, message: e.message, stack: e.stack, kind: e.kind, code: e.code, remote: e.remote };
+  }
+  if (e instanceof Error) return { name: e.name, message: e.message, stack: e.stack };
+  return { name: "Error", message: String(e) };
+}
+
+/** Rebuilds an error sent by the other thread: RpcErrors keep their kind and code. */
+export function decodeError(w: WireError): Error {
+  let e: Error;
+  if (w.kind !== undefined) {
+    e = new RpcError(w.kind, w.message, { code: w.code, remote: w.remote });
+  } else if (w.name === "TypeError") {
+    e = new TypeError(w.message);
+  } else if (w.name === "RangeError") {
+    e = new RangeError(w.message);
+  } else {
+    e = new Error(w.message);
+    if (w.name !== "Error") Object.defineProperty(e, "name", { value: w.name, configurable: true });
+  }
+  if (w.stack !== undefined) {
+    // Keep our own stack first (where the error surfaced), then the thread it came from.
+    e.stack = `${e.stack ?? ""}\n    --- on the other thread ---\n${w.stack}`;
+  }
+  return e;
+}
+
+// ---- messages, worker → loop ------------------------------------------------------------------
+
+/** Run handler `name` on the loop; no reply. */
+export interface PostMsg { t: "post"; name: string; data: unknown }
+/** Run handler `name` on the loop; reply with `reply` id `id` once it has run. */
+export interface SyncMsg { t: "sync"; id: number; name: string; data: unknown }
+/** Worker is detaching on purpose (`WorkerLoop.close()`). */
+export interface DetachMsg { t: "detach" }
+/** A message for a bridge module (RPC forwarding); routed by `ch`. */
+export interface ChannelMsg { t: "ch"; ch: string; body: unknown }
+
+export type ToLoop = PostMsg | SyncMsg | DetachMsg | ChannelMsg;
+
+// ---- messages, loop → worker ------------------------------------------------------------------
+
+export interface ReplyMsg { t: "reply"; id: number; ok: boolean; value?: unknown; error?: WireError }
+/** Loop side closed the session (loop shutting down, or the host was closed). */
+export interface ByeMsg { t: "bye"; reason?: WireError }
+
+export type ToWorker = ReplyMsg | ByeMsg | ChannelMsg;
+
+// ---- the closure check ------------------------------------------------------------------------
+
+/**
+ * Checks that `data` can cross a thread boundary and collects the MessagePorts it holds (they are
+ * transferred, not copied). Functions anywhere inside (including class instances' own properties)
+ * are rejected with a TypeError that names the path, because a closure cannot run on another
+ * thread: register a handler on the loop and send its name with data instead.
+ *
+ * Only own enumerable properties are walked, as structured clone does; cycles are fine.
+ */
+export function checkTransferable(data: unknown, what: string): MessagePort[] {
+  const ports: MessagePort[] = [];
+  const seen = new Set<object>();
+  const walk = (v: unknown, path: string): void => {
+    if (typeof v === "function") {
+      throw new TypeError(
+        `${what}: cannot send a function${path === "" ? "" : ` (at data${path})`} to another thread. ` +
+          "Threads share data and MessagePorts, never closures: register a handler on the loop " +
+          "(WorkerHost.register) and send its name and plain data instead.",
+      );
+    }
+    if (typeof v === "symbol") {
+      throw new TypeError(`${what}: cannot send a symbol${path === "" ? "" : ` (at data${path})`} to another thread.`);
+    }
+    if (typeof v !== "object" || v === null || seen.has(v)) return;
+    seen.add(v);
+    if (v instanceof MessagePort) {
+      ports.push(v);
+      return;
+    }
+    if (ArrayBuffer.isView(v) || v instanceof ArrayBuffer || v instanceof SharedArrayBuffer) return;
+    if (v instanceof Map) {
+      let i = 0;
+      for (const [k, x] of v) {
+        walk(k, `${path}.<key ${i}>`);
+        walk(x, `${path}.<value ${i}>`);
+        i++;
+      }
+      return;
+    }
+    if (v instanceof Set) {
+      let i = 0;
+      for (const x of v) walk(x, `${path}.<item ${i++}>`);
+      return;
+    }
+    if (Array.isArray(v)) {
+      v.forEach((x, i) => walk(x, `${path}[${i}]`));
+      return;
+    }
+    for (const k of Object.keys(v)) walk((v as Record<string, unknown>)[k], `${path}.${k}`);
+  };
+  walk(data, "");
+  return ports;
+}
+
+/** Rewrites a DataCloneError from postMessage into the same clear TypeError. */
+export function cloneError(e: unknown, what: string): unknown {
+  if (e instanceof Error && e.name === "DataCloneError") {
+    return new TypeError(`${what}: the data cannot be sent to another thread (${e.message}).`, { cause: e });
+  }
+  return e;
+}
