@@ -1,0 +1,176 @@
+/**
+ * createTestSetup: upstream's TestSetup (test/mp/test/test.cpp) for multiprocess-ts. A
+ * ProxyServer<FooInterface> around a {@link FooImplementation} and a FooInterfaceClient, connected
+ * over {@link memoryTransportPair}, with the same disconnect levers and a disposer that asserts
+ * leak-freedom.
+ *
+ * Choice of threads: upstream runs one EventLoop on its own thread serving both ends. Here the
+ * server and the client each get their own EventLoop object, both on the calling Node thread.
+ * The memory transport is single-threaded by design (its fence, release and wireLog are
+ * synchronous and observable from the test), which is what makes interleavings deterministic;
+ * a worker-thread server would need a MessagePort transport and lose that. Scenarios that need
+ * real threads use worker glue on top of this fixture.
+ *
+ * Threading: everything runs on the calling thread.
+ */
+
+import { memoryTransportPair, type MemoryTransport } from "@multiprocess-ts/capnp";
+import { requireDeps, SETUP_DEPS, type ConnectionLike, type Deps, type EventLoopLike, type LogFnLike } from "./deps.js";
+import { FooImplementation } from "./foo-impl.js";
+import { liveSetups } from "./tracker.js";
+
+export interface TestSetupOptions {
+  /**
+   * Upstream `client_owns_connection` (default true): disposing the client closes the client
+   * Connection. With false, {@link TestSetup.clientDisconnect} is available and the
+   * "called after disconnect" path can be exercised.
+   */
+  clientOwnsConnection?: boolean;
+  /** Name prefix for the loops (log lines). */
+  name?: string;
+  /** Extra log sink (every line, any level). */
+  log?: (line: string) => void;
+}
+
+export interface LogLine {
+  side: "server" | "client";
+  level: string;
+  msg: string;
+}
+
+export interface TestSetup extends AsyncDisposable {
+  readonly deps: Deps;
+  readonly serverLoop: EventLoopLike;
+  readonly clientLoop: EventLoopLike;
+  /** The generated FooInterfaceClient. */
+  readonly client: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** The server implementation (upstream `server->m_impl`). */
+  readonly server: FooImplementation;
+  /** The server Connection, undefined once torn down (upstream `server_connection`). */
+  readonly serverConnection: ConnectionLike | undefined;
+  readonly clientConnection: ConnectionLike | undefined;
+  readonly clientTransport: MemoryTransport;
+  readonly serverTransport: MemoryTransport;
+  /** Log lines at warning and above, both sides. */
+  readonly logs: LogLine[];
+  /** Error-level log lines matching one of these are expected (upstream EXPECT_LOG). */
+  expectLog(re: RegExp): void;
+  /** Tear down the server Connection now (upstream `server_disconnect`). */
+  serverDisconnect(): Promise<void>;
+  /** Queue the server teardown on the server loop (upstream `server_disconnect_later`). */
+  serverDisconnectLater(): void;
+  /** Tear down the client Connection (only with clientOwnsConnection: false). */
+  clientDisconnect(): Promise<void>;
+  /** Throws unless RPC tables are empty and loops hold no references (call after teardown). */
+  assertNoLeaks(): void;
+  /** Dispose the client, wait for both loops to finish, then {@link assertNoLeaks}. Idempotent. */
+  dispose(): Promise<void>;
+}
+
+/** Creates the paired fixture. Dispose it (`await setup.dispose()`) at the end of every test. */
+export async function createTestSetup(opts: TestSetupOptions = {}): Promise<TestSetup> {
+  const deps = await requireDeps(SETUP_DEPS);
+  const ownsConnection = opts.clientOwnsConnection ?? true;
+  const name = opts.name ?? "mptest";
+  const logs: LogLine[] = [];
+  const expected: RegExp[] = [];
+  const mkLog =
+    (side: LogLine["side"]): LogFnLike =>
+    (level, msg) => {
+      opts.log?.(`[${side}] ${level}: ${msg}`);
+      if (level === "warning" || level === "error") logs.push({ side, level, msg });
+    };
+  const { EventLoop, Connection, serveTransport } = deps.runtime;
+  const serverLoop = new EventLoop(`${name}-server`, { log: { logFn: mkLog("server"), level: "warning" } });
+  const clientLoop = new EventLoop(`${name}-client`, { log: { logFn: mkLog("client"), level: "warning" } });
+  const [clientTransport, serverTransport] = memoryTransportPair();
+  const server = new FooImplementation();
+
+  let serverConnection: ConnectionLike | undefined = serveTransport(serverLoop, serverTransport, server, deps.foo.FooInterfaceServer);
+  const serverConnRef = serverConnection;
+  let serverClosing: Promise<void> | undefined;
+  const serverDisconnect = (): Promise<void> => {
+    if (serverClosing === undefined) {
+      const c = serverConnection;
+      serverConnection = undefined;
+      serverClosing = c === undefined ? Promise.resolve() : c.close();
+    }
+    return serverClosing;
+  };
+  // Upstream: "Set handler to destroy the server when the client disconnects."
+  serverConnRef.onDisconnect(() => void serverDisconnect());
+
+  let clientConnection: ConnectionLike | undefined = new Connection(clientLoop, clientTransport);
+  const clientConnRef = clientConnection;
+  const client = new deps.foo.FooInterfaceClient(
+    (clientConnRef.rpc as unknown as { bootstrap(): unknown }).bootstrap(),
+    clientConnRef,
+    { destroyConnection: ownsConnection },
+  );
+
+  let disposing: Promise<void> | undefined;
+  const setup: TestSetup = {
+    deps,
+    serverLoop,
+    clientLoop,
+    client,
+    server,
+    get serverConnection() {
+      return serverConnection;
+    },
+    get clientConnection() {
+      return clientConnection;
+    },
+    clientTransport,
+    serverTransport,
+    logs,
+    expectLog: (re) => void expected.push(re),
+    serverDisconnect,
+    serverDisconnectLater: () => serverLoop.post(() => void serverDisconnect()),
+    clientDisconnect: async () => {
+      if (ownsConnection) throw new Error("clientDisconnect needs createTestSetup({ clientOwnsConnection: false })");
+      const c = clientConnection;
+      clientConnection = undefined;
+      await c?.close();
+    },
+    assertNoLeaks: () => {
+      const problems: string[] = [];
+      for (const [side, c] of [["server", serverConnRef], ["client", clientConnRef]] as const) {
+        const s = c.rpc.stats();
+        for (const [k, v] of Object.entries(s)) if (v !== 0) problems.push(`${side} rpc ${k} = ${v}`);
+      }
+      for (const [side, l] of [["server", serverLoop], ["client", clientLoop]] as const) {
+        if (l.numRefs !== 0) problems.push(`${side} loop holds ${l.numRefs} refs`);
+        if (l.pendingWork !== 0) problems.push(`${side} loop has ${l.pendingWork} pending work items`);
+      }
+      if (server.disposeCount !== 1) problems.push(`server impl disposed ${server.disposeCount} times (want 1)`);
+      const unexpected = logs.filter((l) => l.level === "error" && !expected.some((re) => re.test(l.msg)));
+      for (const l of unexpected) problems.push(`unexpected ${l.side} error log: ${l.msg}`);
+      if (problems.length > 0) throw new Error(`TestSetup leak check failed:\n  ${problems.join("\n  ")}`);
+    },
+    dispose: () => {
+      if (disposing === undefined) {
+        disposing = (async () => {
+          // Upstream ~TestSetup: client.reset() runs the client's cleanup (destroy, release, and
+          // with client_owns_connection the Connection too).
+          await client.close();
+          if (clientConnection !== undefined) {
+            const c = clientConnection;
+            clientConnection = undefined;
+            await c.close();
+          }
+          // The server Connection goes down through its onDisconnect handler; wait for it.
+          await serverConnRef.disconnected;
+          await serverDisconnect();
+          await Promise.all([serverLoop.done, clientLoop.done]);
+          liveSetups.delete(setup);
+          setup.assertNoLeaks();
+        })();
+      }
+      return disposing;
+    },
+    [Symbol.asyncDispose]: () => setup.dispose(),
+  };
+  liveSetups.add(setup);
+  return setup;
+}

@@ -1,0 +1,48 @@
+/**
+ * Live fixtures, for the stress runner's leak probe and hang dump. A module-level set is a global
+ * registry (STYLE anti-pattern 4), kept on purpose and kept tiny: it is test-only, and it lets the
+ * runner see fixtures a scenario forgot to dispose without threading a context through every call.
+ */
+
+import type { TestSetup } from "./setup.js";
+
+export const liveSetups = new Set<TestSetup>();
+
+/** Counters for the mptest leak probe: live fixtures and the RPC tables of their connections. */
+export function fixtureCounters(): Record<string, number> {
+  const out: Record<string, number> = { setups: liveSetups.size, questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0, loopRefs: 0 };
+  for (const s of liveSetups) {
+    for (const c of [s.serverConnection, s.clientConnection]) {
+      if (c === undefined) continue;
+      const st = c.rpc.stats();
+      out.questions! += st.questions;
+      out.answers! += st.answers;
+      out.imports! += st.imports;
+      out.exports! += st.exports;
+      out.embargoes! += st.embargoes;
+    }
+    out.loopRefs! += s.serverLoop.numRefs + s.clientLoop.numRefs;
+  }
+  return out;
+}
+
+/** Pending questions, answers and loop state of every live fixture, for hang reports. */
+export function dumpFixtures(): string {
+  if (liveSetups.size === 0) return "no live TestSetup";
+  const lines: string[] = [];
+  let i = 0;
+  for (const s of liveSetups) {
+    lines.push(`TestSetup #${i++}:`);
+    for (const [side, c, l, t] of [
+      ["server", s.serverConnection, s.serverLoop, s.serverTransport],
+      ["client", s.clientConnection, s.clientLoop, s.clientTransport],
+    ] as const) {
+      const st = c === undefined ? "torn down" : JSON.stringify(c.rpc.stats());
+      lines.push(`  ${side}: rpc ${st}; loop refs ${l.numRefs}, pending work ${l.pendingWork}; transport held ${t.held}`);
+      const tail = t.wireLog.slice(-8).map((e) => e.which + (e.variant ? `/${e.variant}` : ""));
+      lines.push(`    last sent: ${tail.join(" ") || "(nothing)"}`);
+    }
+    lines.push(`  server impl calls: ${s.server.calls.join(", ") || "(none)"}; disposed ${s.server.disposeCount}`);
+  }
+  return lines.join("\n");
+}
