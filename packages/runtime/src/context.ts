@@ -1,0 +1,93 @@
+/**
+ * The `Proxy.Context` parameter (upstream type-context.h): the client side fills it
+ * ({@link fillContext}), the server side picks the Thread a call runs on ({@link selectThread}).
+ *
+ * Threading: loop thread only.
+ */
+import { localCapability, readCap, writeCap, type Capability } from "@multiprocess-ts/capnp";
+import { Pointer, Struct } from "capnp-ts";
+import type { Connection } from "./connection.js";
+import { describe } from "./event-loop.js";
+import { ThreadSelectionError } from "./errors.js";
+import { ThreadEntry, type ThreadContext } from "./thread-context.js";
+import { pickPoolThread, ThreadServer } from "./threads.js";
+import {
+  Context,
+  THREAD_MAP_INTERFACE_ID,
+  ThreadMapMethod,
+  ThreadMap_makeThread$Params,
+  ThreadMap_makeThread$Results,
+} from "./types/proxy-capnp.js";
+
+/**
+ * Fills a Context struct for a call made by `thread` on `connection`: `callbackThread` = this
+ * context's callback Thread for the connection (a local server Thread, created once), `thread` =
+ * its request Thread (peer `ThreadMap.makeThread(thread.name)`, pipelined, created once; left unset
+ * when the peer gave us no ThreadMap, so the peer's pool, if any, serves the call).
+ * `ctx` is the Context builder (borrowed); capabilities are copied into it.
+ */
+export function fillContext(ctx: Struct, connection: Connection, thread: ThreadContext): void {
+  if (connection.state !== "open") return;
+  connection.loop.sync(() => {
+    let cb = thread.callbackThreads.get(connection);
+    if (!cb || cb.destroyed) {
+      const server = new ThreadServer(connection, thread.name, thread);
+      cb = new ThreadEntry(thread.callbackThreads, connection, localCapability(server));
+      thread.callbackThreads.set(connection, cb);
+    }
+    if (cb.cap) writeCap(ctx, Context.CALLBACK_THREAD_PTR, cb.cap);
+
+    let rq = thread.requestThreads.get(connection);
+    const threadMap = connection.peerThreadMap;
+    if ((!rq || rq.destroyed) && threadMap) {
+      const req = threadMap.newCall(THREAD_MAP_INTERFACE_ID, ThreadMapMethod.makeThread, ThreadMap_makeThread$Params);
+      req.params.name = thread.name;
+      const pending = req.send();
+      const cap = pending.pipeline(ThreadMap_makeThread$Results.RESULT_PTR);
+      pending.then(
+        (r) => r.close(),
+        (e: unknown) => connection.loop.log("debug", `${connection.name}: makeThread failed: ${describe(e)}`),
+      );
+      rq = thread.setRequestThread(connection, cap);
+    }
+    if (rq?.cap) writeCap(ctx, Context.THREAD_PTR, rq.cap);
+  });
+}
+
+/** What the server side read from a call's Context. The caller closes both handles. */
+export interface ContextCaps {
+  thread: Capability | null;
+  callbackThread: Capability | null;
+}
+
+/** Reads the Context at pointer `index` of `params` (absent Context → both null). */
+export function readContext(params: Struct, index: number): ContextCaps {
+  if (Pointer.isNull(Struct.getPointer(index, params))) return { thread: null, callbackThread: null };
+  const ctx = Struct.getStruct(index, Context, params);
+  return { thread: readCap(ctx, Context.THREAD_PTR), callbackThread: readCap(ctx, Context.CALLBACK_THREAD_PTR) };
+}
+
+/**
+ * Server side: the Thread a call with a Context runs on (upstream PassField). `threadCap` is
+ * borrowed. A set `thread` must be a Thread created by this connection's ThreadMap (or one of our
+ * callback Threads sent to this peer), found through `Capability.localServer()`, else
+ * "invalid thread handle"; an unset one uses the pool (least loaded, ties → lowest index), else
+ * "no thread specified and no pool configured".
+ */
+export async function selectThread(connection: Connection, threadCap: Capability | null): Promise<ThreadServer> {
+  if (threadCap && !threadCap.isNull) {
+    let server = threadCap.localServer();
+    if (server === undefined) {
+      // A pipelined makeThread result may still be a promise; wait for it to resolve.
+      await threadCap.whenResolved();
+      server = threadCap.localServer();
+    }
+    if (server instanceof ThreadServer && server.connection === connection && connection.threads.has(server)) {
+      return server;
+    }
+    throw new ThreadSelectionError("invalid thread handle", "MP_ERR_INVALID_THREAD");
+  }
+  const pooled = pickPoolThread(connection);
+  if (pooled) return pooled;
+  throw new ThreadSelectionError("no thread specified and no pool configured", "MP_ERR_NO_THREAD");
+}

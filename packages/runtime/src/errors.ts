@@ -1,0 +1,56 @@
+/**
+ * Runtime errors (documented in docs/errors.md, "Runtime errors"). They extend the capnp layer's
+ * {@link RpcError} classes so callers branch on `kind`/`code`, never on message text; the two
+ * disconnect messages are upstream's exact strings (proxy-types.h clientInvoke).
+ */
+import { DisconnectedError, RpcError } from "@multiprocess-ts/capnp";
+
+/** Base class of errors the runtime raises for proxy calls after/around a disconnect. */
+export class IpcDisconnectedError extends DisconnectedError {
+  constructor(message: string, code: string, cause?: unknown) {
+    super(message, cause === undefined ? { code } : { code, cause });
+  }
+}
+
+/**
+ * A proxy method was called after its connection was lost (the client's disconnect callback ran).
+ * Thrown (as a rejected promise) without sending anything. Code `MP_ERR_CALLED_AFTER_DISCONNECT`.
+ */
+export class IpcCalledAfterDisconnectError extends IpcDisconnectedError {
+  constructor() {
+    super("IPC client method called after disconnect.", "MP_ERR_CALLED_AFTER_DISCONNECT");
+  }
+}
+
+/**
+ * A proxy call was in flight when the connection was lost (or the peer answered `disconnected`).
+ * `cause` is the engine's DisconnectedError. Code `MP_ERR_INTERRUPTED_BY_DISCONNECT`.
+ */
+export class IpcInterruptedError extends IpcDisconnectedError {
+  constructor(cause?: unknown) {
+    super("IPC client method call interrupted by disconnect.", "MP_ERR_INTERRUPTED_BY_DISCONNECT", cause);
+  }
+}
+
+/** A proxy method was called after the client's own `close()`. Code `MP_ERR_CLIENT_CLOSED`. */
+export class IpcClientClosedError extends RpcError {
+  constructor() {
+    super("failed", "IPC client method called after close.", { code: "MP_ERR_CLIENT_CLOSED" });
+  }
+}
+
+/**
+ * Server-side thread selection failed: "invalid thread handle" (`MP_ERR_INVALID_THREAD`) or
+ * "no thread specified and no pool configured" (`MP_ERR_NO_THREAD`), upstream's messages.
+ * Sent to the peer as a `failed` exception.
+ */
+export class ThreadSelectionError extends RpcError {
+  constructor(message: string, code: string) {
+    super("failed", message, { code });
+  }
+}
+
+/** A value did not fit the capnp integer field it was meant for (`checkInt32` etc.). */
+export class IntRangeError extends RangeError {
+  readonly code = "MP_ERR_INT_RANGE";
+}

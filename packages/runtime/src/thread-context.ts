@@ -1,0 +1,226 @@
+/**
+ * ThreadContext and the loop-side parts of thread mapping (upstream `ThreadContext`, `Waiter`'s
+ * task-running half, and `ProxyClient<Thread>`; proxy-io.h, proxy.cpp `SetThread`).
+ *
+ * A {@link ThreadContext} stands for one client thread: the loop thread has one
+ * (`loop.threadContext`), each server Thread created by `ThreadMap.makeThread`/`makePool` has one,
+ * and the worker glue creates one per attached worker. Per Connection it keeps
+ *  - the request Thread: the peer's Thread that calls made from this context run on (from the
+ *    peer's `ThreadMap.makeThread(name)`, pipelined, created once; or, while serving a call, the
+ *    caller's `callbackThread` so nested calls go back to the thread that is waiting), and
+ *  - the callback Thread: a local server Thread standing for this context, sent to the peer as
+ *    `Context.callbackThread` so callbacks made while serving our call come back here.
+ *
+ * Threading: ThreadContext objects live on the loop thread and are only touched there (worker
+ * contexts are loop-side stand-ins; the worker keeps its own module state). Every map mutation
+ * happens on the loop thread, which is what makes the #189 teardown race impossible here
+ * (libmultiprocess.md §5): see {@link ThreadEntry}.
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import type { Capability } from "@multiprocess-ts/capnp";
+import { deferred } from "@multiprocess-ts/capnp";
+import type { CleanupHandle, Connection } from "./connection.js";
+import type { EventLoop } from "./event-loop.js";
+
+/**
+ * Runs tasks for one logical thread. Tasks run FIFO, one at a time, except that while a running
+ * task is waiting for an outgoing IPC call it made ({@link enterWait}), the next task may start: the
+ * same re-entrancy upstream's `Waiter::wait` gives a blocked thread (a callback from the peer must
+ * be able to run while the thread waits for the call that triggered it).
+ */
+export interface ThreadExecutor {
+  /** Queues `fn`; resolves/rejects with its result. Takes ownership of `fn`. */
+  run<T>(fn: () => T | Promise<T>): Promise<T>;
+  /** Tasks queued or started and not finished (the pool's "load"). */
+  readonly load: number;
+  /** The running task is now waiting for an IPC call: let the next task start. */
+  enterWait?(): void;
+  /** The IPC call the task was waiting for has settled. */
+  exitWait?(): void;
+}
+
+/** The default {@link ThreadExecutor}: a FIFO queue of async tasks on the loop thread. */
+export class FifoExecutor implements ThreadExecutor {
+  #queue: Array<() => void> = [];
+  #running = 0; // started, not finished, not waiting
+  #started = 0; // started, not finished
+
+  get load(): number {
+    return this.#queue.length + this.#started;
+  }
+
+  run<T>(fn: () => T | Promise<T>): Promise<T> {
+    const d = deferred<T>();
+    this.#queue.push(() => {
+      this.#running++;
+      this.#started++;
+      let p: Promise<T>;
+      try {
+        p = Promise.resolve(fn());
+      } catch (e) {
+        p = Promise.reject(e);
+      }
+      p.then(d.resolve, d.reject).finally(() => {
+        this.#running--;
+        this.#started--;
+        this.#pump();
+      });
+    });
+    this.#pump();
+    return d.promise;
+  }
+
+  enterWait(): void {
+    this.#running--;
+    this.#pump();
+  }
+
+  exitWait(): void {
+    this.#running++;
+  }
+
+  #pump(): void {
+    while (this.#running <= 0 && this.#queue.length > 0) this.#queue.shift()!();
+  }
+}
+
+/** What runs "on" a logical thread: found with {@link currentFrame} from inside a task. */
+export interface TaskFrame {
+  readonly context: ThreadContext;
+}
+
+const frames = new AsyncLocalStorage<TaskFrame>();
+
+/** The frame of the server Thread task we are running in, if any (survives awaits). */
+export function currentFrame(): TaskFrame | undefined {
+  return frames.getStore();
+}
+
+/** Runs `fn` as a task of `context` (its proxy calls use `context`'s threads). */
+export function runInFrame<T>(context: ThreadContext, fn: () => T): T {
+  return frames.run({ context }, fn);
+}
+
+/**
+ * One (ThreadContext, Connection) → Thread capability entry: upstream's `ProxyClient<Thread>` in a
+ * `ConnThreads` map. It owns one reference to the Thread capability.
+ *
+ * Teardown is safe in either order (libmultiprocess.md §5): registration adds a disconnect cleanup
+ * to the Connection; if the Connection goes first, that cleanup marks the entry `destroyed`, removes
+ * it from its map and releases the capability; if the entry goes first, {@link destroy} runs inside
+ * `loop.sync` (the barrier every Connection mutation goes through), sees `destroyed === false` and
+ * the cleanup still registered, so the Connection is still alive and `removeSyncCleanup` is valid.
+ * Maps are searched by Connection again at removal time, never through stale references.
+ */
+export class ThreadEntry {
+  readonly connection: Connection;
+  #map: Map<Connection, ThreadEntry>;
+  #cap: Capability | null;
+  #cleanup: CleanupHandle | undefined;
+  #destroyed = false;
+
+  /** Takes ownership of `cap`. Loop thread only. */
+  constructor(map: Map<Connection, ThreadEntry>, connection: Connection, cap: Capability) {
+    this.connection = connection;
+    this.#map = map;
+    this.#cap = cap;
+    connection.loop.sync(() => {
+      this.#cleanup = connection.addSyncCleanup(() => {
+        // Connection first: it has spliced this callback out, so we must not remove it again.
+        this.#cleanup = undefined;
+        this.#drop();
+      });
+    });
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** The Thread capability (borrowed: dup() it to keep it). Null once destroyed. */
+  get cap(): Capability | null {
+    return this.#cap;
+  }
+
+  /** Entry first: unregister from the Connection and release the capability. Idempotent. */
+  destroy(): void {
+    this.connection.loop.sync(() => {
+      if (this.#destroyed) return;
+      if (this.#cleanup !== undefined) {
+        this.connection.removeSyncCleanup(this.#cleanup);
+        this.#cleanup = undefined;
+      }
+      this.#drop();
+    });
+  }
+
+  #drop(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    if (this.#map.get(this.connection) === this) this.#map.delete(this.connection);
+    const cap = this.#cap;
+    this.#cap = null;
+    cap?.close();
+  }
+}
+
+export interface ThreadContextOptions {
+  /** Where tasks addressed to this context's callback Thread run. Default: a {@link FifoExecutor}. */
+  executor?: ThreadExecutor;
+}
+
+/** See the module comment. */
+export class ThreadContext {
+  readonly loop: EventLoop;
+  /** Long thread name (`exe-pid/name`), sent as `makeThread(name)` and returned by `getName`. */
+  readonly name: string;
+  readonly executor: ThreadExecutor;
+  /** Connection → the peer Thread our calls run on. */
+  readonly requestThreads = new Map<Connection, ThreadEntry>();
+  /** Connection → our callback Thread, as sent to that peer. */
+  readonly callbackThreads = new Map<Connection, ThreadEntry>();
+  #closed = false;
+
+  constructor(loop: EventLoop, name: string, opts: ThreadContextOptions = {}) {
+    this.loop = loop;
+    this.name = name;
+    this.executor = opts.executor ?? new FifoExecutor();
+  }
+
+  /** The context proxy calls made right now belong to: the running task's, else the loop's. */
+  static current(loop: EventLoop): ThreadContext {
+    const frame = currentFrame();
+    if (frame && frame.context.loop === loop) return frame.context;
+    return loop.threadContext;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Sets the request Thread for `connection` if none is set (upstream `SetThread`'s try_emplace).
+   * Takes ownership of `cap` either way. Returns the entry it inserted, or undefined if an entry
+   * existed (then `cap` is closed).
+   */
+  setRequestThread(connection: Connection, cap: Capability): ThreadEntry | undefined {
+    if (this.requestThreads.has(connection) || connection.state !== "open") {
+      cap.close();
+      return undefined;
+    }
+    const entry = new ThreadEntry(this.requestThreads, connection, cap);
+    this.requestThreads.set(connection, entry);
+    return entry;
+  }
+
+  /**
+   * Drops every entry (thread exit / worker detach). Loop thread only; idempotent. Entries are
+   * detached from the maps first and destroyed afterwards, like upstream's open PR #335, so a
+   * destroy that triggers more teardown never sees a half-iterated map.
+   */
+  close(): void {
+    this.#closed = true;
+    const entries = [...this.requestThreads.values(), ...this.callbackThreads.values()];
+    for (const e of entries) e.destroy();
+  }
+}
