@@ -1,0 +1,512 @@
+/**
+ * Per-output-file state: naming of schema nodes, imports of other generated files, brand
+ * (generics) resolution, and the value codec that turns capnp-ts accessors into TS-native values
+ * and back. Every emitter (struct, enum, interface) works through a {@link FileContext}.
+ *
+ * @module
+ */
+import { ANN_COUNT, ANN_NAME, CONTEXT_ID, MpgenError, countAnnotation, findAnnotation, isFunctionWrap, textAnnotation } from "../annotations.js";
+import { accessorName, camelCase } from "../names.js";
+import type { BrandInfo, FieldInfo, NodeInfo, SchemaModel, TypeInfo } from "../schema.js";
+
+export interface GenerateOptions {
+  /** Keep `List(Pair)` as arrays of `{ first, second }` objects instead of `Map`. Default false. */
+  mapsAsArrays?: boolean;
+}
+
+/** Generic parameter bindings in scope: brand scope id → bound types (null = unbound). */
+export type Env = ReadonlyMap<bigint, readonly (TypeInfo | null)[]>;
+export const EMPTY_ENV: Env = new Map();
+
+const INT_CHECK: Partial<Record<TypeInfo["kind"], string>> = {
+  int8: "checkInt8", int16: "checkInt16", int32: "checkInt32",
+  uint8: "checkUint8", uint16: "checkUint16", uint32: "checkUint32",
+};
+
+const LIST_CTOR: Partial<Record<TypeInfo["kind"], string>> = {
+  void: "$.VoidList", bool: "$.BoolList",
+  int8: "$.Int8List", int16: "$.Int16List", int32: "$.Int32List", int64: "$.Int64List",
+  uint8: "$.Uint8List", uint16: "$.Uint16List", uint32: "$.Uint32List", uint64: "$.Uint64List",
+  float32: "$.Float32List", float64: "$.Float64List", text: "$.TextList", data: "$.DataList", enum: "$.Uint16List",
+};
+
+const ELEMENT_SIZE: Partial<Record<TypeInfo["kind"], string>> = {
+  void: "VOID", bool: "BIT", int8: "BYTE", uint8: "BYTE", int16: "BYTE_2", uint16: "BYTE_2", enum: "BYTE_2",
+  int32: "BYTE_4", uint32: "BYTE_4", float32: "BYTE_4", int64: "BYTE_8", uint64: "BYTE_8", float64: "BYTE_8",
+  text: "POINTER", data: "POINTER", list: "POINTER", interface: "POINTER", anyPointer: "POINTER", struct: "COMPOSITE",
+};
+
+export const TS_PRIMITIVE: Partial<Record<TypeInfo["kind"], string>> = {
+  void: "void", bool: "boolean",
+  int8: "number", int16: "number", int32: "number", uint8: "number", uint16: "number", uint32: "number",
+  int64: "bigint", uint64: "bigint", float32: "number", float64: "number", text: "string", data: "Uint8Array",
+};
+
+export function isPointerType(t: TypeInfo): boolean {
+  return t.kind === "text" || t.kind === "data" || t.kind === "list" || t.kind === "struct" || t.kind === "interface" || t.kind === "anyPointer";
+}
+
+export class FileContext {
+  /** Relative import path → alias. */
+  readonly imports = new Map<string, string>();
+  /** Module-level constants emitted at the end of the file (list constructors), by name. */
+  readonly trailer = new Map<string, string>();
+  /** Uses of the local `$nonNull` helper. */
+  usesNonNull = false;
+  /** Uses of the local `$copyData` helper. */
+  usesCopyData = false;
+  private readonly needsIoMemo = new Map<bigint, boolean>();
+  private tmp = 0;
+
+  constructor(
+    readonly model: SchemaModel,
+    readonly fileId: bigint,
+    readonly fileName: string,
+    readonly options: GenerateOptions,
+  ) {}
+
+  node(id: bigint): NodeInfo {
+    const n = this.model.nodes.get(id);
+    if (n === undefined) throw new MpgenError(`mpgen: schema node 0x${id.toString(16)} is missing from the request`);
+    return n;
+  }
+
+  /** The file node that contains `id`. */
+  fileOf(id: bigint): NodeInfo {
+    let n = this.node(id);
+    const seen = new Set<bigint>();
+    while (n.kind !== "file") {
+      if (seen.has(n.id)) break;
+      seen.add(n.id);
+      if (n.scopeId === 0n) {
+        // Implicit method param/result structs have no scope: find the file by display name.
+        const prefix = n.displayName.slice(0, n.displayName.indexOf(":"));
+        for (const f of this.model.nodes.values()) if (f.kind === "file" && f.displayName === prefix) return f;
+        throw new MpgenError(`mpgen: cannot find the file of ${n.displayName}`);
+      }
+      n = this.node(n.scopeId);
+    }
+    return n;
+  }
+
+  /** Base TS name of a node: its path inside the file with `.` replaced by `_`. */
+  baseName(id: bigint): string {
+    const n = this.node(id);
+    const colon = n.displayName.indexOf(":");
+    return n.displayName.slice(colon + 1).replace(/\./g, "_");
+  }
+
+  /** `alias.` for nodes of other files (adding the import), `` for this file. */
+  qualifier(id: bigint): string {
+    const f = this.fileOf(id);
+    if (f.id === this.fileId) return "";
+    const rel = relativeImport(this.fileName, f.displayName);
+    let alias = this.imports.get(rel);
+    if (alias === undefined) {
+      const base = f.displayName.replace(/^.*\//, "").replace(/\.capnp$/, "").replace(/[^A-Za-z0-9_$]/g, "_");
+      alias = `$${base}`;
+      const used = new Set(this.imports.values());
+      for (let i = 2; used.has(alias) || alias === "$mp"; i++) alias = `$${base}${i}`;
+      this.imports.set(rel, alias);
+    }
+    return `${alias}.`;
+  }
+
+  isImplicitStruct(id: bigint): boolean {
+    const n = this.node(id);
+    return n.scopeId === 0n && /\$(Params|Results)$/.test(n.displayName);
+  }
+
+  /** The capnp-ts class for a struct node. */
+  structClass(id: bigint): string {
+    return this.qualifier(id) + this.structClassLocal(id);
+  }
+  structClassLocal(id: bigint): string {
+    const base = this.baseName(id);
+    return this.isImplicitStruct(id) ? base : `${base}$Struct`;
+  }
+  /** The TS-native type (interface / enum / function type) name of a node. */
+  nativeName(id: bigint): string { return this.qualifier(id) + this.baseName(id); }
+  clientClass(id: bigint): string { return `${this.qualifier(id)}${this.baseName(id)}Client`; }
+  serverClass(id: bigint): string { return `${this.qualifier(id)}${this.baseName(id)}Server`; }
+  readFn(id: bigint): string { return `${this.qualifier(id)}read${this.baseName(id)}`; }
+  writeFn(id: bigint): string { return `${this.qualifier(id)}write${this.baseName(id)}`; }
+
+  fresh(prefix: string): string { return `${prefix}${this.tmp++}`; }
+  resetTemps(): void { this.tmp = 0; }
+
+  // ---- fields -----------------------------------------------------------------------------
+
+  /** TS property / parameter name of a field: camelCase of `$Proxy.name` if present, else the capnp name. */
+  fieldTsName(f: FieldInfo): string {
+    const n = textAnnotation(f.annotations, ANN_NAME);
+    return n !== undefined ? camelCase(n) : f.name;
+  }
+
+  /**
+   * True when a field has no TS counterpart: `$Proxy.skip`, `$Proxy.count(0)` on the field or on
+   * its struct/interface type (mp `Context`, `ThreadMap`), or a Void slot.
+   */
+  isHidden(f: FieldInfo): boolean {
+    const c = countAnnotation(f.annotations);
+    if (c === 0) return true;
+    if (c !== undefined && c !== 1) {
+      throw new MpgenError(`mpgen: cannot map $Proxy.count(${c}) on field ${f.name}: a TS proxy maps each field to exactly one value`);
+    }
+    if (f.slot === undefined) return false;
+    const t = f.slot.type;
+    if (t.kind === "void") return true;
+    if (t.kind === "struct" || t.kind === "interface") {
+      const n = this.model.nodes.get(t.typeId);
+      if (n !== undefined) {
+        const tc = countAnnotation(n.annotations);
+        if (tc === 0) return true;
+        if (tc !== undefined && tc !== 1 && findAnnotation(n.annotations, ANN_COUNT) !== undefined) {
+          throw new MpgenError(`mpgen: cannot map $Proxy.count(${tc}) on ${n.displayName}`);
+        }
+      }
+    }
+    return false;
+  }
+
+  isContextField(f: FieldInfo): boolean {
+    return f.slot?.type.kind === "struct" && f.slot.type.typeId === CONTEXT_ID;
+  }
+
+  // ---- generics ---------------------------------------------------------------------------
+
+  envOf(brand: BrandInfo, outer: Env): Env {
+    const env = new Map(outer);
+    for (const s of brand.scopes) {
+      if (s.bind !== undefined) env.set(s.scopeId, s.bind.map((b) => (b === null ? null : this.resolve(b, outer))));
+    }
+    return env;
+  }
+
+  resolve(t: TypeInfo, env: Env): TypeInfo {
+    switch (t.kind) {
+      case "anyPointer":
+        if (t.param !== undefined) return env.get(t.param.scopeId)?.[t.param.index] ?? t;
+        return t;
+      case "list": return { kind: "list", element: this.resolve(t.element, env) };
+      case "struct": case "interface": case "enum":
+        return { ...t, brand: { scopes: t.brand.scopes.map((s) => s.bind !== undefined ? { scopeId: s.scopeId, bind: s.bind.map((b) => (b === null ? null : this.resolve(b, env))) } : (env.has(s.scopeId) ? { scopeId: s.scopeId, bind: [...env.get(s.scopeId)!] } : s)) } };
+      default: return t;
+    }
+  }
+
+  isGenericStruct(id: bigint): boolean {
+    const n = this.node(id);
+    if (n.isGeneric) return true;
+    return false;
+  }
+
+  /** `List(S)` where S has exactly the fields `first` and `second` → `[keyType, valueType]`. */
+  mapEntry(t: TypeInfo): [TypeInfo, TypeInfo] | undefined {
+    if (this.options.mapsAsArrays === true || t.kind !== "list" || t.element.kind !== "struct") return undefined;
+    const n = this.node(t.element.typeId);
+    const fields = n.struct?.fields ?? [];
+    if (fields.length !== 2) return undefined;
+    const first = fields.find((f) => f.name === "first"), second = fields.find((f) => f.name === "second");
+    if (first?.slot === undefined || second?.slot === undefined) return undefined;
+    const env = this.envOf(t.element.brand, EMPTY_ENV);
+    return [this.resolve(first.slot.type, env), this.resolve(second.slot.type, env)];
+  }
+
+  // ---- TS types ---------------------------------------------------------------------------
+
+  /**
+   * TS-native type of a resolved capnp type. `clientResult`: interfaces become their generated
+   * client class (what the client proxy actually returns). `typeParams`: names for unbound generic
+   * parameters of the struct being declared.
+   */
+  tsType(t: TypeInfo, opts: { clientResult?: boolean; typeParams?: Map<string, string> } = {}): string {
+    const prim = TS_PRIMITIVE[t.kind];
+    if (prim !== undefined) return prim;
+    switch (t.kind) {
+      case "enum": return this.nativeName(t.typeId);
+      case "list": {
+        const me = this.mapEntry(t);
+        if (me !== undefined) return `Map<${this.tsType(me[0], opts)}, ${this.tsType(me[1], opts)}>`;
+        const el = this.tsType(t.element, opts);
+        return /[ |&<]/.test(el) && !/^[A-Za-z0-9_$.]+<.*>$/.test(el) ? `(${el})[]` : `${el}[]`;
+      }
+      case "struct": {
+        const n = this.node(t.typeId);
+        if (!n.isGeneric) return this.nativeName(t.typeId);
+        const env = this.envOf(t.brand, EMPTY_ENV);
+        const args = (env.get(t.typeId) ?? n.parameters.map(() => null)).map((b, i) =>
+          b === null ? (opts.typeParams?.get(`${t.typeId}:${i}`) ?? "unknown") : this.tsType(b, opts));
+        return `${this.nativeName(t.typeId)}<${args.join(", ")}>`;
+      }
+      case "interface":
+        if (opts.clientResult === true && !isFunctionWrap(this.node(t.typeId))) return this.clientClass(t.typeId);
+        return this.nativeName(t.typeId);
+      case "anyPointer":
+        if (t.param !== undefined) {
+          const p = opts.typeParams?.get(`${t.param.scopeId}:${t.param.index}`);
+          if (p !== undefined) return p;
+        }
+        throw new MpgenError("mpgen: cannot map an unbound AnyPointer to a TS-native type");
+      default:
+        throw new MpgenError(`mpgen: unsupported type ${t.kind}`);
+    }
+  }
+
+  // ---- codec ------------------------------------------------------------------------------
+
+  check(t: TypeInfo, expr: string): string {
+    const c = INT_CHECK[t.kind];
+    return c === undefined ? expr : `$mp.${c}(${expr})`;
+  }
+
+  /** A capnp-ts `ListCtor` expression for a list whose elements have type `el`. */
+  listCtor(el: TypeInfo): string {
+    const simple = LIST_CTOR[el.kind];
+    if (simple !== undefined) return simple;
+    if (el.kind === "struct") {
+      const cls = this.structClass(el.typeId);
+      const name = `$List_${cls.replace(/\./g, "_")}`;
+      this.trailer.set(name, `const ${name} = $.CompositeList(${cls});`);
+      return name;
+    }
+    if (el.kind === "list") {
+      const inner = this.listCtor(el.element);
+      const name = `$PtrList_${inner.replace(/[^A-Za-z0-9_$]/g, "_")}`;
+      this.trailer.set(name, `const ${name} = $.PointerList(${inner});`);
+      return name;
+    }
+    if (el.kind === "interface") return "$.InterfaceList";
+    return "$.AnyPointerList";
+  }
+
+  /**
+   * Whether reading/writing struct `id` (with its converters) needs a `ClientIO` (it holds
+   * capabilities, directly or in nested structs).
+   */
+  structNeedsIo(id: bigint, seen: Set<bigint> = new Set()): boolean {
+    const memo = this.needsIoMemo.get(id);
+    if (memo !== undefined) return memo;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    const n = this.node(id);
+    let r = false;
+    for (const f of n.struct?.fields ?? []) {
+      if (f.groupId !== undefined) r ||= this.structNeedsIo(f.groupId, seen);
+      else if (f.slot !== undefined && !this.isHidden(f)) r ||= this.typeNeedsIo(f.slot.type, seen);
+    }
+    this.needsIoMemo.set(id, r);
+    return r;
+  }
+
+  typeNeedsIo(t: TypeInfo, seen: Set<bigint> = new Set()): boolean {
+    switch (t.kind) {
+      case "interface": return true;
+      case "list": return this.typeNeedsIo(t.element, seen);
+      case "struct": {
+        if (this.structNeedsIo(t.typeId, seen)) return true;
+        const env = this.envOf(t.brand, EMPTY_ENV);
+        for (const b of env.get(t.typeId) ?? []) if (b !== null && this.typeNeedsIo(b, seen)) return true;
+        return false;
+      }
+      default: return false;
+    }
+  }
+
+  /**
+   * Expression reading field `f` (of resolved type `t`) from struct expression `s` as a TS-native
+   * value. `accessor` is false for fields whose class accessor is untyped (generic parameters).
+   */
+  readField(s: string, f: FieldInfo, t: TypeInfo, io: string): string {
+    const slot = f.slot!;
+    const generic = slot.type.kind === "anyPointer";
+    const acc = `${s}.${accessorName(f.name)}`;
+    switch (t.kind) {
+      case "bool": case "float32": case "float64": case "int64": case "uint64": return acc;
+      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": return this.check(t, acc);
+      case "enum": return `${acc} as ${this.nativeName(t.typeId)}`;
+      case "text": return generic ? `$.Struct.getText(${slot.offset}, ${s})` : acc;
+      case "data": this.usesCopyData = true; return `$copyData($.Struct.getData(${slot.offset}, ${s}))`;
+      case "list": return this.readList(`$.Struct.getList(${slot.offset}, ${this.listCtor(t.element)}, ${s})`, t, io);
+      case "struct": return this.readStruct(`$.Struct.getStruct(${slot.offset}, ${this.structClass(t.typeId)}, ${s})`, t, io);
+      case "interface": return this.readCap(`$mp.readCap(${s}, ${slot.offset})`, t, io, `${f.name}`);
+      default: throw new MpgenError(`mpgen: cannot map field ${f.name} of type ${t.kind} to a TS-native value`);
+    }
+  }
+
+  readCap(cap: string, t: TypeInfo & { kind: "interface" }, io: string, what: string): string {
+    this.usesNonNull = true;
+    const n = this.node(t.typeId);
+    if (isFunctionWrap(n)) {
+      return `$nonNull(${io}.importFunction<${this.nativeName(t.typeId)}>(${cap}, ${this.clientClass(t.typeId)}), ${JSON.stringify(what)})`;
+    }
+    return `$nonNull(${io}.importObject(${cap}, ${this.clientClass(t.typeId)}), ${JSON.stringify(what)})`;
+  }
+
+  exportCap(v: string, t: TypeInfo & { kind: "interface" }, io: string): string {
+    const n = this.node(t.typeId);
+    if (isFunctionWrap(n)) return `${io}.exportFunction(${v}, ${this.serverClass(t.typeId)})`;
+    return `${io}.exportObject(${v}, ${this.serverClass(t.typeId)})`;
+  }
+
+  readStruct(raw: string, t: TypeInfo & { kind: "struct" }, io: string): string {
+    const n = this.node(t.typeId);
+    if (!n.isGeneric) {
+      return this.structNeedsIo(t.typeId) ? `${this.readFn(t.typeId)}(${raw}, ${io})` : `${this.readFn(t.typeId)}(${raw})`;
+    }
+    // Generic struct: inline the reader with the bound types.
+    const e = this.fresh("g");
+    const env = this.envOf(t.brand, EMPTY_ENV);
+    const parts: string[] = [];
+    for (const f of n.struct?.fields ?? []) {
+      if (f.slot === undefined || this.isHidden(f)) continue;
+      parts.push(`${this.fieldTsName(f)}: ${this.readField(e, f, this.resolve(f.slot.type, env), io)}`);
+    }
+    return `((${e}: ${this.structClass(t.typeId)}) => ({ ${parts.join(", ")} }))(${raw})`;
+  }
+
+  /** Reads a capnp-ts list expression as a TS array or Map. */
+  readList(raw: string, t: TypeInfo & { kind: "list" }, io: string): string {
+    const me = this.mapEntry(t);
+    const el = t.element;
+    if (me !== undefined && el.kind === "struct") {
+      const n = this.node(el.typeId);
+      const env = this.envOf(el.brand, EMPTY_ENV);
+      const fields = n.struct!.fields;
+      const first = fields.find((f) => f.name === "first")!, second = fields.find((f) => f.name === "second")!;
+      const e = this.fresh("e");
+      const k = this.readField(e, first, this.resolve(first.slot!.type, env), io);
+      const v = this.readField(e, second, this.resolve(second.slot!.type, env), io);
+      return `new Map(${raw}.map((${e}): [${this.tsType(me[0])}, ${this.tsType(me[1])}] => [${k}, ${v}]))`;
+    }
+    switch (el.kind) {
+      case "bool": case "float32": case "float64": case "int64": case "uint64": case "text": return `${raw}.toArray()`;
+      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": {
+        const e = this.fresh("e");
+        return `${raw}.map((${e}) => ${this.check(el, e)})`;
+      }
+      case "enum": {
+        const e = this.fresh("e");
+        return `${raw}.map((${e}) => ${e} as ${this.nativeName(el.typeId)})`;
+      }
+      case "data": {
+        const e = this.fresh("e");
+        this.usesCopyData = true;
+        return `${raw}.map((${e}) => $copyData(${e}))`;
+      }
+      case "struct": {
+        const e = this.fresh("e");
+        return `${raw}.map((${e}) => ${this.readStruct(e, el, io)})`;
+      }
+      case "list": {
+        const e = this.fresh("e");
+        return `${raw}.map((${e}) => ${this.readList(e, el, io)})`;
+      }
+      default: throw new MpgenError(`mpgen: cannot map List(${el.kind}) to a TS-native value`);
+    }
+  }
+
+  /** Statements writing TS-native value `v` into field `f` of struct expression `s`. */
+  writeField(s: string, f: FieldInfo, t: TypeInfo, v: string, io: string): string[] {
+    const slot = f.slot!;
+    const generic = slot.type.kind === "anyPointer";
+    const acc = `${s}.${accessorName(f.name)}`;
+    switch (t.kind) {
+      case "bool": case "float32": case "float64": case "int64": case "uint64": case "enum":
+        return [`${acc} = ${v};`];
+      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32":
+        return [`${acc} = ${this.check(t, v)};`];
+      case "text": return [generic ? `$.Struct.setText(${slot.offset}, ${v}, ${s});` : `${acc} = ${v};`];
+      case "data": return [`$.Struct.initData(${slot.offset}, ${v}.byteLength, ${s}).copyBuffer(${v});`];
+      case "list": {
+        const me = this.mapEntry(t);
+        const l = this.fresh("l");
+        const len = me !== undefined ? `${v}.size` : `${v}.length`;
+        return [`const ${l} = $.Struct.initList(${slot.offset}, ${this.listCtor(t.element)}, ${len}, ${s});`, ...this.writeListElements(l, t, v, io)];
+      }
+      case "struct": {
+        const cls = this.structClass(t.typeId);
+        return this.writeStruct(`$.Struct.initStructAt(${slot.offset}, ${cls}, ${s})`, t, v, io);
+      }
+      case "interface":
+        return [`$mp.writeCap(${s}, ${slot.offset}, ${this.exportCap(v, t, io)});`];
+      default: throw new MpgenError(`mpgen: cannot map field ${f.name} of type ${t.kind} to a TS-native value`);
+    }
+  }
+
+  writeStruct(target: string, t: TypeInfo & { kind: "struct" }, v: string, io: string): string[] {
+    const n = this.node(t.typeId);
+    if (!n.isGeneric) {
+      return [this.structNeedsIo(t.typeId) ? `${this.writeFn(t.typeId)}(${target}, ${v}, ${io});` : `${this.writeFn(t.typeId)}(${target}, ${v});`];
+    }
+    const e = this.fresh("g");
+    const env = this.envOf(t.brand, EMPTY_ENV);
+    const out = [`const ${e} = ${target};`];
+    for (const f of n.struct?.fields ?? []) {
+      if (f.slot === undefined || this.isHidden(f)) continue;
+      out.push(...this.writeField(e, f, this.resolve(f.slot.type, env), `${v}.${this.fieldTsName(f)}`, io));
+    }
+    return [`{`, ...out.map((x) => `  ${x}`), `}`];
+  }
+
+  /** Statements filling the already initialised list `l` from `v`. */
+  writeListElements(l: string, t: TypeInfo & { kind: "list" }, v: string, io: string): string[] {
+    const el = t.element;
+    const me = this.mapEntry(t);
+    const j = this.fresh("j");
+    if (me !== undefined && el.kind === "struct") {
+      const n = this.node(el.typeId);
+      const env = this.envOf(el.brand, EMPTY_ENV);
+      const fields = n.struct!.fields;
+      const first = fields.find((f) => f.name === "first")!, second = fields.find((f) => f.name === "second")!;
+      const k = this.fresh("k"), x = this.fresh("x"), e = this.fresh("e");
+      const body = [
+        `const ${e} = ${l}.get(${j}++);`,
+        ...this.writeField(e, first, this.resolve(first.slot!.type, env), k, io),
+        ...this.writeField(e, second, this.resolve(second.slot!.type, env), x, io),
+      ];
+      return [`let ${j} = 0;`, `for (const [${k}, ${x}] of ${v}) {`, ...body.map((b) => `  ${b}`), `}`];
+    }
+    const e = this.fresh("e");
+    let body: string[];
+    switch (el.kind) {
+      case "bool": case "float32": case "float64": case "int64": case "uint64": case "text": case "enum":
+        body = [`${l}.set(${j}, ${e});`];
+        break;
+      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32":
+        body = [`${l}.set(${j}, ${this.check(el, e)});`];
+        break;
+      case "data": {
+        const d = this.fresh("d");
+        body = [`const ${d} = ${l}.get(${j});`, `$.List.initList($.ListElementSize.BYTE, ${e}.byteLength, ${d});`, `${d}.copyBuffer(${e});`];
+        break;
+      }
+      case "struct":
+        body = this.writeStruct(`${l}.get(${j})`, el, e, io);
+        break;
+      case "list": {
+        const inner = this.fresh("l");
+        const size = ELEMENT_SIZE[el.element.kind]!;
+        const innerMap = this.mapEntry(el);
+        const len = innerMap !== undefined ? `${e}.size` : `${e}.length`;
+        const composite = el.element.kind === "struct" ? `, ${this.structClass(el.element.typeId)}._capnp.size` : "";
+        this.listCtor(el);
+        body = [`const ${inner} = ${l}.get(${j});`, `$.List.initList($.ListElementSize.${size}, ${len}, ${inner}${composite});`, ...this.writeListElements(inner, el, e, io)];
+        break;
+      }
+      default: throw new MpgenError(`mpgen: cannot map List(${el.kind}) to a TS-native value`);
+    }
+    return [`${v}.forEach((${e}, ${j}) => {`, ...body.map((b) => `  ${b}`), `});`];
+  }
+}
+
+/** Relative ESM import path from generated file `from` to the generated module of `to`. */
+export function relativeImport(from: string, to: string): string {
+  const a = from.split("/").slice(0, -1);
+  const b = to.split("/");
+  let i = 0;
+  while (i < a.length && i < b.length - 1 && a[i] === b[i]) i++;
+  const ups = a.length - i;
+  const rest = b.slice(i).join("/");
+  return `${ups === 0 ? "./" : "../".repeat(ups)}${rest}.js`;
+}

@@ -1,0 +1,348 @@
+/**
+ * Interface emitter: the TS-native interface (or function type for
+ * `$Proxy.wrap("ProxyCallback<std::function<…>>")`), one `$mp.ProxyMethod` descriptor per method,
+ * the `FooClient` proxy class and the `FooServer` dispatch class (contracts.md §2), plus typed error
+ * classes for `$Proxy.exception` result fields.
+ *
+ * @module
+ */
+import { ANN_EXCEPTION, ANN_NAME, MpgenError, checkAnnotations, isFunctionWrap, textAnnotation } from "../annotations.js";
+import { camelCase, capitalize, hexBigint, jsdoc, localName, str } from "../names.js";
+import type { FieldInfo, MethodInfo, NodeInfo, TypeInfo } from "../schema.js";
+import { EMPTY_ENV, type FileContext, isPointerType } from "./context.js";
+
+/** Names generated code uses as locals, and ProxyClientBase members a method must not shadow. */
+const LOCALS = new Set(["p", "r", "io", "impl", "out", "e"]);
+const CLIENT_MEMBERS = new Set(["close", "constructor", "$cap", "$invoke"]);
+
+interface Value {
+  field: FieldInfo;
+  /** Property name in TS objects. */
+  tsName: string;
+  /** Local variable / parameter name. */
+  local: string;
+  type: TypeInfo;
+  /** `hasX` companion field (X is optional). */
+  has?: FieldInfo;
+  /** `wantX` param local: the output is only produced when requested. */
+  want?: string;
+}
+
+interface ErrorPlan { field: FieldInfo; type: TypeInfo; cls: string; cxx: string }
+
+export interface MethodPlan {
+  iface: NodeInfo;
+  m: MethodInfo;
+  tsName: string;
+  constName: string;
+  special?: "construct" | "destroy";
+  paramsId: bigint;
+  resultsId: bigint;
+  params: Value[];
+  /** All visible outputs (the `result` field included). */
+  outputs: Value[];
+  /** The output object has fields (named outputs) rather than being the bare `result`. */
+  objectResult: boolean;
+  errors: ErrorPlan[];
+  context: number;
+}
+
+function companions(fields: readonly FieldInfo[]): Map<string, FieldInfo> {
+  const byName = new Map(fields.map((f) => [f.name, f]));
+  const out = new Map<string, FieldInfo>();
+  for (const f of fields) {
+    const has = byName.get(`has${capitalize(f.name)}`);
+    if (has?.slot?.type.kind === "bool") out.set(f.name, has);
+  }
+  return out;
+}
+
+export function planMethod(ctx: FileContext, iface: NodeInfo, m: MethodInfo): MethodPlan {
+  const where = `${iface.shortName}.${m.name}`;
+  checkAnnotations(m.annotations, ctx.model.nodes, `method ${where}`);
+  const pn = ctx.node(m.paramStructType), rn = ctx.node(m.resultStructType);
+  const pf = pn.struct!.fields, rf = rn.struct!.fields;
+  const pEnv = ctx.envOf(m.paramBrand, EMPTY_ENV), rEnv = ctx.envOf(m.resultBrand, EMPTY_ENV);
+  const methodName = textAnnotation(m.annotations, ANN_NAME);
+  let tsName = methodName !== undefined ? camelCase(methodName) : m.name;
+  if (CLIENT_MEMBERS.has(tsName)) tsName = `${tsName}_`;
+  const plan: MethodPlan = {
+    iface, m, tsName, constName: `${ctx.baseName(iface.id)}$${m.name}`,
+    paramsId: m.paramStructType, resultsId: m.resultStructType,
+    params: [], outputs: [], objectResult: false, errors: [], context: -1,
+  };
+  if (m.name === "construct" || m.name === "destroy") plan.special = m.name;
+  const used = new Set<string>();
+  const local = (n: string): string => {
+    let x = localName(n);
+    if (LOCALS.has(x)) x = `${x}_`;
+    while (used.has(x)) x = `${x}_`;
+    used.add(x);
+    return x;
+  };
+  const pHas = companions(pf);
+  const pHidden = new Set([...pHas.values()].map((f) => f.name));
+  for (const f of pf) {
+    checkAnnotations(f.annotations, ctx.model.nodes, `parameter ${where}.${f.name}`);
+    if (ctx.isContextField(f) && plan.context < 0) plan.context = f.slot!.offset;
+    if (f.slot === undefined) throw new MpgenError(`mpgen: cannot map group parameter ${where}.${f.name}`);
+    if (ctx.isHidden(f) || pHidden.has(f.name)) continue;
+    const tsName = ctx.fieldTsName(f);
+    const v: Value = { field: f, tsName, local: local(tsName), type: ctx.resolve(f.slot.type, pEnv) };
+    const has = pHas.get(f.name);
+    if (has !== undefined) v.has = has;
+    plan.params.push(v);
+  }
+  const rHas = companions(rf);
+  const rHidden = new Set([...rHas.values()].map((f) => f.name));
+  for (const f of rf) {
+    checkAnnotations(f.annotations, ctx.model.nodes, `result ${where}.${f.name}`);
+    if (f.slot === undefined) throw new MpgenError(`mpgen: cannot map group result ${where}.${f.name}`);
+    const cxx = textAnnotation(f.annotations, ANN_EXCEPTION);
+    const t = ctx.resolve(f.slot.type, rEnv);
+    if (cxx !== undefined) {
+      if (!isPointerType(t) || t.kind === "interface" || t.kind === "anyPointer") {
+        throw new MpgenError(`mpgen: cannot map $Proxy.exception on ${where}.${f.name}: the field must be a Text, Data, List or struct so an unset field means "no exception"`);
+      }
+      const short = cxx.replace(/^.*::/, "").replace(/[^A-Za-z0-9_$]/g, "_");
+      plan.errors.push({ field: f, type: t, cls: `${short}Error`, cxx });
+      continue;
+    }
+    if (ctx.isHidden(f) || rHidden.has(f.name)) continue;
+    const tsName = ctx.fieldTsName(f);
+    const inOut = plan.params.find((p) => p.field.name === f.name);
+    const v: Value = { field: f, tsName, local: inOut !== undefined ? `out_${inOut.local}` : local(tsName), type: t };
+    const has = rHas.get(f.name);
+    if (has !== undefined) v.has = has;
+    const want = plan.params.find((p) => p.field.name === `want${capitalize(f.name)}` && p.type.kind === "bool");
+    if (want !== undefined) v.want = want.local;
+    plan.outputs.push(v);
+  }
+  plan.objectResult = plan.outputs.some((o) => o.field.name !== "result");
+  return plan;
+}
+
+function optional(v: Value): boolean { return v.has !== undefined || v.want !== undefined; }
+
+function valueType(ctx: FileContext, v: Value, clientResult = false): string {
+  const t = ctx.tsType(v.type, { clientResult });
+  return optional(v) ? `${t} | undefined` : t;
+}
+
+/** The TS return type (without Promise) of a method. */
+function returnType(ctx: FileContext, plan: MethodPlan, clientResult: boolean): string {
+  if (plan.outputs.length === 0) return "void";
+  if (!plan.objectResult) return valueType(ctx, plan.outputs[0]!, clientResult);
+  return `{ ${plan.outputs.map((o) => `${o.tsName}: ${valueType(ctx, o, clientResult)}`).join("; ")} }`;
+}
+
+function paramList(ctx: FileContext, plan: MethodPlan): string {
+  return plan.params.map((p) => `${p.local}: ${valueType(ctx, p)}`).join(", ");
+}
+
+function methodDoc(plan: MethodPlan, indent: string): string {
+  return jsdoc(plan.m.doc, indent);
+}
+
+/** Every interface id this one inherits from, nearest first (no duplicates). */
+export function ancestors(ctx: FileContext, n: NodeInfo, seen: Set<bigint> = new Set()): NodeInfo[] {
+  const out: NodeInfo[] = [];
+  for (const s of n.interface?.superclasses ?? []) {
+    if (seen.has(s.id)) continue;
+    seen.add(s.id);
+    const p = ctx.node(s.id);
+    out.push(p, ...ancestors(ctx, p, seen));
+  }
+  return out;
+}
+
+function findSpecial(ctx: FileContext, n: NodeInfo, name: "construct" | "destroy"): { iface: NodeInfo; m: MethodInfo } | undefined {
+  for (const i of [n, ...ancestors(ctx, n)]) {
+    const m = i.interface!.methods.find((x) => x.name === name);
+    if (m !== undefined) return { iface: i, m };
+  }
+  return undefined;
+}
+
+/** Collects the error classes a file needs (deduplicated by C++ name). */
+export function emitErrorClasses(ctx: FileContext, plans: MethodPlan[]): string {
+  const seen = new Map<string, ErrorPlan>();
+  for (const p of plans) for (const e of p.errors) if (!seen.has(e.cls)) seen.set(e.cls, e);
+  let out = "";
+  for (const e of seen.values()) {
+    const vt = ctx.tsType(e.type);
+    out += jsdoc(`Typed error for \`$Proxy.exception(${JSON.stringify(e.cxx)})\`: a server implementation throws it to fill the\nexception result field, and the client proxy throws it again when that field is set.`);
+    out += `export class ${e.cls} extends Error {\n`;
+    out += `  readonly value: ${vt};\n`;
+    out += `  constructor(value: ${vt}, message: string = ${str(e.cxx)}) {\n    super(message);\n    this.name = ${str(e.cls)};\n    this.value = value;\n  }\n}\n\n`;
+  }
+  return out;
+}
+
+function emitMethodConst(ctx: FileContext, plan: MethodPlan): string {
+  const special = plan.special !== undefined ? `, special: ${str(plan.special)}` : "";
+  return `const ${plan.constName}: $mp.ProxyMethod = { name: ${str(plan.m.name)}, interfaceId: ${hexBigint(plan.iface.id)}, methodId: ${plan.m.id},\n` +
+    `  Params: ${ctx.structClass(plan.paramsId)}, Results: ${ctx.structClass(plan.resultsId)}, context: ${plan.context}, destroy: ${plan.special === "destroy"}${special} };\n`;
+}
+
+function writeValue(ctx: FileContext, s: string, v: Value, expr: string, io: string): string[] {
+  const w = ctx.writeField(s, v.field, v.type, expr, io);
+  if (v.has !== undefined) return [`if (${expr} !== undefined) {`, `  ${s}.${v.has.name} = true;`, ...w.map((x) => `  ${x}`), `}`];
+  if (v.want !== undefined) return [`if (${expr} !== undefined) {`, ...w.map((x) => `  ${x}`), `}`];
+  return w;
+}
+
+function readValue(ctx: FileContext, s: string, v: Value, io: string): string {
+  const r = ctx.readField(s, v.field, v.type, io);
+  if (v.has !== undefined) return `${s}.${v.has.name} ? ${r} : undefined`;
+  return r;
+}
+
+function emitClientMethod(ctx: FileContext, plan: MethodPlan): string {
+  ctx.resetTemps();
+  const P = ctx.structClass(plan.paramsId), R = ctx.structClass(plan.resultsId);
+  const build: string[] = [];
+  for (const p of plan.params) build.push(...writeValue(ctx, "p", p, p.local, "io"));
+  const read: string[] = [];
+  for (const e of plan.errors) {
+    read.push(`if (!$.Pointer.isNull($.Struct.getPointer(${e.field.slot!.offset}, r))) throw new ${e.cls}(${ctx.readField("r", e.field, e.type, "io")});`);
+  }
+  const readOut = (o: Value): string => {
+    const r = readValue(ctx, "r", o, "io");
+    return o.want !== undefined ? `${o.want} ? ${r} : undefined` : r;
+  };
+  if (plan.outputs.length > 0) {
+    if (!plan.objectResult) read.push(`return ${readOut(plan.outputs[0]!)};`);
+    else {
+      read.push(`return {`);
+      for (const o of plan.outputs) read.push(`  ${o.tsName}: ${readOut(o)},`);
+      read.push(`};`);
+    }
+  }
+  const buildSrc = build.join("\n");
+  const readSrc = read.join("\n");
+  const bArgs = build.length === 0 ? "()" : `(p: ${P}${/\bio\b/.test(buildSrc) ? ", io" : ""})`;
+  const rArgs = read.length === 0 ? "()" : `(r: ${R}${/\bio\b/.test(readSrc) ? ", io" : ""})`;
+  const ind = (xs: string[], n: string): string => xs.map((x) => `${n}${x}`).join("\n");
+  const buildFn = build.length === 0 ? `${bArgs} => {}` : `${bArgs} => {\n${ind(build, "        ")}\n      }`;
+  const readFn = read.length === 0 ? `${rArgs} => undefined` : `${rArgs} => {\n${ind(read, "        ")}\n      }`;
+  const rt = returnType(ctx, plan, true);
+  return `${methodDoc(plan, "  ")}  ${plan.tsName}(${paramList(ctx, plan)}): Promise<${rt}> {\n` +
+    `    return this.$invoke(${plan.constName},\n      ${buildFn},\n      ${readFn});\n  }\n`;
+}
+
+function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: string) => string): string {
+  if (plan.special !== undefined) return `{ method: ${plan.constName}, special: ${str(plan.special)} },`;
+  ctx.resetTemps();
+  const P = ctx.structClass(plan.paramsId), R = ctx.structClass(plan.resultsId);
+  const body: string[] = [];
+  const args = plan.params.map((p) => {
+    body.push(`const ${p.local} = ${readValue(ctx, "p", p, "io")};`);
+    return p.local;
+  });
+  const call = `await ${implCall(args.join(", "))}`;
+  const writes: string[] = [];
+  if (plan.outputs.length > 0) {
+    if (!plan.objectResult) writes.push(...writeValue(ctx, "r", plan.outputs[0]!, "out", "io"));
+    else for (const o of plan.outputs) writes.push(...writeValue(ctx, "r", o, `out.${o.tsName}`, "io"));
+  }
+  const callStmt = plan.outputs.length > 0 ? `const out = ${call};` : `${call};`;
+  if (plan.errors.length > 0) {
+    const catches: string[] = [];
+    for (const e of plan.errors) {
+      catches.push(`if (e instanceof ${e.cls}) {`, ...ctx.writeField("r", e.field, e.type, "e.value", "io").map((x) => `  ${x}`), `  return;`, `}`);
+    }
+    if (plan.outputs.length > 0) {
+      body.push(`let out: Awaited<ReturnType<typeof impl.${plan.tsName}>>;`);
+      body.push(`try {`, `  out = ${call};`, `} catch (e) {`, ...catches.map((x) => `  ${x}`), `  throw e;`, `}`);
+    } else {
+      body.push(`try {`, `  ${call};`, `} catch (e) {`, ...catches.map((x) => `  ${x}`), `  throw e;`, `}`);
+    }
+  } else {
+    body.push(callStmt);
+  }
+  body.push(...writes);
+  const src = body.join("\n");
+  const pName = /\bp\b/.test(src) ? "p" : "_p";
+  const rName = /\br\b/.test(src) ? "r" : "_r";
+  const io = /\bio\b/.test(src) ? ", io" : "";
+  return `{ method: ${plan.constName}, async invoke(impl, ${pName}: ${P}, ${rName}: ${R}${io}) {\n${body.map((b) => `    ${b}`).join("\n")}\n  } },`;
+}
+
+/** Emits everything for interface node `n`; returns the source and the method plans. */
+export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; plans: MethodPlan[] } {
+  checkAnnotations(n.annotations, ctx.model.nodes, `interface ${n.shortName}`);
+  const base = ctx.baseName(n.id);
+  const plans = n.interface!.methods.map((m) => planMethod(ctx, n, m));
+  const supers = n.interface!.superclasses.map((s) => ctx.node(s.id));
+  const isFn = isFunctionWrap(n);
+  let out = "";
+  for (const p of plans) out += emitMethodConst(ctx, p);
+  out += "\n";
+
+  const ordinary = plans.filter((p) => p.special === undefined);
+  let implType: string;
+  if (isFn) {
+    const call = ordinary.find((p) => p.m.name === "call");
+    if (call === undefined) throw new MpgenError(`mpgen: cannot map $Proxy.wrap(ProxyCallback<std::function<…>>) on ${n.shortName}: it has no \`call\` method`);
+    out += jsdoc(n.doc ?? `Function type for \`${n.shortName}\` (${textAnnotation(n.annotations, 0xe6f46079b7b1405en) ?? ""}).`);
+    out += `export type ${base} = (${paramList(ctx, call)}) => ${returnType(ctx, call, false)} | Promise<${returnType(ctx, call, false)}>;\n\n`;
+    implType = `{ call: ${base} }`;
+  } else {
+    const ext = supers.length > 0 ? ` extends ${supers.map((s) => ctx.nativeName(s.id)).join(", ")}` : "";
+    out += jsdoc(n.doc ?? `TS-native interface of \`${n.shortName}\`, implemented by servers (sync or async) and by {@link ${base}Client}.`);
+    out += `export interface ${base}${ext} {\n`;
+    for (const p of ordinary) {
+      const rt = returnType(ctx, p, false);
+      out += `${methodDoc(p, "  ")}  ${p.tsName}(${paramList(ctx, p)}): ${rt} | Promise<${rt}>;\n`;
+    }
+    out += `}\n\n`;
+    implType = base;
+  }
+
+  // Client: extends the first superclass's client; methods of other superclasses are re-emitted.
+  const parentClient = supers.length > 0 ? ctx.clientClass(supers[0]!.id) : "$mp.ProxyClientBase";
+  const inherited = new Set<bigint>(supers.length > 0 ? [supers[0]!.id, ...ancestors(ctx, supers[0]!).map((a) => a.id)] : []);
+  const extraPlans: MethodPlan[] = [];
+  for (const a of ancestors(ctx, n)) {
+    if (inherited.has(a.id)) continue;
+    inherited.add(a.id);
+    // Methods of a second superclass: emitted in this file, so their descriptors must be too.
+    for (const m of a.interface!.methods) {
+      const pl = planMethod(ctx, a, m);
+      pl.constName = `${base}$${ctx.baseName(a.id)}$${m.name}`;
+      out += emitMethodConst(ctx, pl);
+      extraPlans.push(pl);
+    }
+  }
+  const construct = findSpecial(ctx, n, "construct");
+  const destroy = findSpecial(ctx, n, "destroy");
+  const specialConst = (x: { iface: NodeInfo; m: MethodInfo } | undefined): string => {
+    if (x === undefined) return "undefined";
+    if (x.iface.id === n.id) return `${base}$${x.m.name}`;
+    const extra = extraPlans.find((p) => p.iface.id === x.iface.id && p.m.name === x.m.name);
+    if (extra !== undefined) return extra.constName;
+    return `${ctx.clientClass(x.iface.id)}.$${x.m.name}`;
+  };
+  out += jsdoc(`Client proxy for \`${n.shortName}\`: each method sends one call and resolves with its results.`);
+  out += `export class ${base}Client extends ${parentClient}${isFn ? "" : ` implements ${base}`} {\n`;
+  out += `  static readonly interfaceId = ${hexBigint(n.id)};\n`;
+  out += `  static readonly hasDestroy = ${destroy !== undefined};\n`;
+  out += `  static readonly $construct: $mp.ProxyMethod | undefined = ${specialConst(construct)};\n`;
+  out += `  static readonly $destroy: $mp.ProxyMethod | undefined = ${specialConst(destroy)};\n`;
+  for (const p of [...ordinary, ...extraPlans.filter((x) => x.special === undefined)]) out += emitClientMethod(ctx, p);
+  out += `}\n\n`;
+
+  out += jsdoc(`Server dispatch for \`${n.shortName}\`: wraps an implementation of {@link ${base}}${supers.length > 0 ? " (parent interface methods included, with their interface ids)" : ""}.`);
+  out += `export class ${base}Server extends $mp.ProxyServerBase<${implType}> {\n`;
+  out += `  static readonly interfaceId = ${hexBigint(n.id)};\n`;
+  out += `  static readonly methods: readonly $mp.ServerMethod<${implType}>[] = [\n`;
+  const entries: string[] = [];
+  for (const p of [...plans, ...extraPlans]) {
+    entries.push(emitServerEntry(ctx, p, (args) => (isFn ? `impl.call(${args})` : `impl.${p.tsName}(${args})`)));
+  }
+  for (const e of entries) out += e.split("\n").map((l) => `    ${l}`).join("\n") + "\n";
+  if (supers.length > 0) out += `    ...${ctx.serverClass(supers[0]!.id)}.methods,\n`;
+  out += `  ];\n}\n`;
+  return { src: out, plans: [...plans, ...extraPlans] };
+}

@@ -1,0 +1,252 @@
+/**
+ * Struct emitter: the capnp-ts accessor class (`Foo$Struct`, or `Iface_m$Params` for implicit
+ * parameter structs), the TS-native interface `Foo`, and the converters `readFoo` / `writeFoo`.
+ *
+ * @module
+ */
+import { MpgenError } from "../annotations.js";
+import { accessorName, capitalize, jsdoc, str } from "../names.js";
+import type { FieldInfo, NodeInfo, TypeInfo, ValueInfo } from "../schema.js";
+import { EMPTY_ENV, type Env, type FileContext } from "./context.js";
+
+const NO_DISCRIMINANT = 0xffff;
+
+const ACCESS: Partial<Record<TypeInfo["kind"], [fn: string, ts: string, bytes: number, mask: string]>> = {
+  int8: ["Int8", "number", 1, "getInt8Mask"], int16: ["Int16", "number", 2, "getInt16Mask"],
+  int32: ["Int32", "number", 4, "getInt32Mask"], int64: ["Int64", "bigint", 8, "getInt64Mask"],
+  uint8: ["Uint8", "number", 1, "getUint8Mask"], uint16: ["Uint16", "number", 2, "getUint16Mask"],
+  uint32: ["Uint32", "number", 4, "getUint32Mask"], uint64: ["Uint64", "bigint", 8, "getUint64Mask"],
+  float32: ["Float32", "number", 4, "getFloat32Mask"], float64: ["Float64", "number", 8, "getFloat64Mask"],
+  enum: ["Uint16", "number", 2, "getUint16Mask"],
+};
+
+function isNonZero(v: ValueInfo): boolean {
+  if (v.kind === "pointer" || v.kind === "void") return false;
+  if (v.kind === "text") return v.value !== "";
+  if (typeof v.value === "bigint") return v.value !== 0n;
+  if (typeof v.value === "number") return v.value !== 0 || Object.is(v.value, -0);
+  return v.value === true;
+}
+
+function literal(v: ValueInfo): string {
+  if (typeof v.value === "bigint") return `${v.value}n`;
+  if (typeof v.value === "number") return Object.is(v.value, -0) ? "-0" : String(v.value);
+  return String(v.value);
+}
+
+/** All struct nodes (incl. groups) to emit classes for, given top-level struct ids. */
+export function collectGroups(ctx: FileContext, id: bigint, out: bigint[]): void {
+  out.push(id);
+  for (const f of ctx.node(id).struct?.fields ?? []) if (f.groupId !== undefined) collectGroups(ctx, f.groupId, out);
+}
+
+/** The capnp-ts class of one struct node. */
+export function emitStructClass(ctx: FileContext, n: NodeInfo): string {
+  const s = n.struct!;
+  const cls = ctx.structClassLocal(n.id);
+  const lines: string[] = [];
+  const union = s.discriminantCount > 0;
+  lines.push(`static readonly _capnp = { displayName: ${str(n.shortName)}, id: ${str(n.id.toString(16))}, size: new $.ObjectSize(${s.dataWordCount * 8}, ${s.pointerCount}) };`);
+  if (union) {
+    for (const f of s.fields) if (f.discriminantValue !== NO_DISCRIMINANT) lines.push(`static readonly ${f.name.toUpperCase()} = ${f.discriminantValue};`);
+    lines.push(`/** The active union member (compare with the static constants). */`);
+    lines.push(`which(): number { return $.Struct.getUint16(${s.discriminantOffset * 2}, this); }`);
+  }
+  for (const f of s.fields) {
+    const d = jsdoc(f.doc).trimEnd();
+    const setDisc = f.discriminantValue !== NO_DISCRIMINANT ? `$.Struct.setUint16(${s.discriminantOffset * 2}, ${f.discriminantValue}, this); ` : "";
+    const name = accessorName(f.name);
+    const cap = capitalize(f.name);
+    if (d !== "") lines.push(...d.split("\n"));
+    if (f.groupId !== undefined) {
+      const g = ctx.structClass(f.groupId);
+      lines.push(`get ${name}(): ${g} { return $.Struct.getAs(${g}, this); }`);
+      if (setDisc !== "") lines.push(`init${cap}(): ${g} { ${setDisc}return $.Struct.getAs(${g}, this); }`);
+      continue;
+    }
+    const slot = f.slot!;
+    const t = slot.type;
+    const a = ACCESS[t.kind];
+    if (a !== undefined) {
+      const [fn, ts, bytes, maskFn] = a;
+      let mask = "";
+      if (isNonZero(slot.defaultValue)) {
+        const m = `$default_${cls}_${f.name}`;
+        ctx.trailer.set(m, `const ${m} = $.${maskFn}(${literal(slot.defaultValue)});`);
+        mask = `, ${m}`;
+      }
+      const tsType = t.kind === "enum" ? ctx.nativeName(t.typeId) : ts;
+      const get = `$.Struct.get${fn}(${slot.offset * bytes}, this${mask})`;
+      lines.push(`get ${name}(): ${tsType} { return ${t.kind === "enum" ? `${get} as ${tsType}` : get}; }`);
+      lines.push(`set ${name}(v: ${tsType}) { ${setDisc}$.Struct.set${fn}(${slot.offset * bytes}, v, this${mask}); }`);
+      continue;
+    }
+    switch (t.kind) {
+      case "void":
+        if (setDisc !== "") lines.push(`set${cap}(): void { ${setDisc}}`);
+        break;
+      case "bool": {
+        let mask = "";
+        if (isNonZero(slot.defaultValue)) {
+          const m = `$default_${cls}_${f.name}`;
+          ctx.trailer.set(m, `const ${m} = $.getBitMask(true, ${slot.offset % 8});`);
+          mask = `, ${m}`;
+        }
+        lines.push(`get ${name}(): boolean { return $.Struct.getBit(${slot.offset}, this${mask}); }`);
+        lines.push(`set ${name}(v: boolean) { ${setDisc}$.Struct.setBit(${slot.offset}, v, this${mask}); }`);
+        break;
+      }
+      case "text": {
+        const def = slot.defaultValue.kind === "text" && slot.defaultValue.value !== "" ? `, ${str(slot.defaultValue.value)}` : "";
+        lines.push(`get ${name}(): string { return $.Struct.getText(${slot.offset}, this${def}); }`);
+        lines.push(`set ${name}(v: string) { ${setDisc}$.Struct.setText(${slot.offset}, v, this); }`);
+        lines.push(`has${cap}(): boolean { return !$.Pointer.isNull($.Struct.getPointer(${slot.offset}, this)); }`);
+        break;
+      }
+      case "data":
+        lines.push(`get ${name}(): $.Data { return $.Struct.getData(${slot.offset}, this); }`);
+        lines.push(`init${cap}(length: number): $.Data { ${setDisc}return $.Struct.initData(${slot.offset}, length, this); }`);
+        lines.push(`has${cap}(): boolean { return !$.Pointer.isNull($.Struct.getPointer(${slot.offset}, this)); }`);
+        break;
+      case "list": {
+        const ctor = ctx.listCtor(t.element);
+        const el = elementClassType(ctx, t.element);
+        lines.push(`get ${name}(): $.List<${el}> { return $.Struct.getList(${slot.offset}, ${ctor}, this); }`);
+        lines.push(`init${cap}(length: number): $.List<${el}> { ${setDisc}return $.Struct.initList(${slot.offset}, ${ctor}, length, this); }`);
+        lines.push(`has${cap}(): boolean { return !$.Pointer.isNull($.Struct.getPointer(${slot.offset}, this)); }`);
+        break;
+      }
+      case "struct": {
+        const sc = ctx.structClass(t.typeId);
+        lines.push(`get ${name}(): ${sc} { return $.Struct.getStruct(${slot.offset}, ${sc}, this); }`);
+        lines.push(`init${cap}(): ${sc} { ${setDisc}return $.Struct.initStructAt(${slot.offset}, ${sc}, this); }`);
+        lines.push(`has${cap}(): boolean { return !$.Pointer.isNull($.Struct.getPointer(${slot.offset}, this)); }`);
+        break;
+      }
+      case "interface":
+        lines.push(`// ${f.name}: capability at pointer ${slot.offset}; use $mp.readCap / $mp.writeCap.`);
+        break;
+      default:
+        lines.push(`get ${name}(): $.Pointer { return $.Struct.getPointer(${slot.offset}, this); }`);
+        lines.push(`has${cap}(): boolean { return !$.Pointer.isNull($.Struct.getPointer(${slot.offset}, this)); }`);
+        break;
+    }
+  }
+  const head = n.doc !== undefined && !ctx.isImplicitStruct(n.id) ? jsdoc(n.doc) : jsdoc(`capnp-ts accessors for \`${n.shortName}\` (${n.displayName.slice(n.displayName.indexOf(":") + 1)}).`);
+  return `${head}export class ${cls} extends $.Struct {\n${lines.map((l) => `  ${l}`).join("\n")}\n}\n`;
+}
+
+function elementClassType(ctx: FileContext, el: TypeInfo): string {
+  switch (el.kind) {
+    case "bool": return "boolean";
+    case "int64": case "uint64": return "bigint";
+    case "text": return "string";
+    case "data": return "$.Data";
+    case "enum": return "number";
+    case "struct": return ctx.structClass(el.typeId);
+    case "list": return `$.List<${elementClassType(ctx, el.element)}>`;
+    case "interface": return "$.Interface";
+    case "anyPointer": return "$.Pointer";
+    case "void": return "void";
+    default: return "number";
+  }
+}
+
+interface NativeField {
+  field: FieldInfo;
+  tsName: string;
+  /** The `hasX` companion making this field optional. */
+  has?: FieldInfo;
+  union: boolean;
+}
+
+/** Fields that appear in the TS-native interface of struct `n`, with optional companions resolved. */
+export function nativeFields(ctx: FileContext, n: NodeInfo): NativeField[] {
+  const fields = n.struct!.fields;
+  const byName = new Map(fields.map((f) => [f.name, f]));
+  const companions = new Set<string>();
+  const out: NativeField[] = [];
+  for (const f of fields) {
+    const has = byName.get(`has${capitalize(f.name)}`);
+    if (has?.slot?.type.kind === "bool" && f.discriminantValue === NO_DISCRIMINANT) companions.add(has.name);
+  }
+  for (const f of fields) {
+    if (companions.has(f.name) || ctx.isHidden(f)) continue;
+    const nf: NativeField = { field: f, tsName: ctx.fieldTsName(f), union: f.discriminantValue !== NO_DISCRIMINANT };
+    const has = byName.get(`has${capitalize(f.name)}`);
+    if (has !== undefined && companions.has(has.name)) nf.has = has;
+    out.push(nf);
+  }
+  return out;
+}
+
+/** `export interface Foo { … }` for struct (or group) `n`. */
+export function emitNativeInterface(ctx: FileContext, n: NodeInfo): string {
+  const name = ctx.baseName(n.id);
+  const typeParams = new Map<string, string>();
+  n.parameters.forEach((p, i) => typeParams.set(`${n.id}:${i}`, p));
+  const params = n.parameters.length > 0 ? `<${n.parameters.join(", ")}>` : "";
+  const lines: string[] = [];
+  for (const nf of nativeFields(ctx, n)) {
+    const f = nf.field;
+    const d = jsdoc(f.doc, "  ");
+    if (d !== "") lines.push(d.trimEnd());
+    if (f.groupId !== undefined) {
+      lines.push(`  ${nf.tsName}${nf.union ? "?" : ""}: ${ctx.nativeName(f.groupId)}${nf.union ? " | undefined" : ""};`);
+      continue;
+    }
+    const t = ctx.tsType(f.slot!.type, { typeParams });
+    const opt = nf.has !== undefined || nf.union;
+    lines.push(`  ${nf.tsName}${opt ? "?" : ""}: ${t}${opt ? " | undefined" : ""};`);
+  }
+  const head = jsdoc(n.doc ?? `TS-native value of \`${n.displayName.slice(n.displayName.indexOf(":") + 1)}\`.`);
+  return `${head}export interface ${name}${params} {\n${lines.join("\n")}${lines.length > 0 ? "\n" : ""}}\n`;
+}
+
+/** `readFoo` / `writeFoo` converters for non-generic struct (or group) `n`. */
+export function emitConverters(ctx: FileContext, n: NodeInfo): string {
+  if (n.isGeneric) return "";
+  ctx.resetTemps();
+  const name = ctx.baseName(n.id);
+  const cls = ctx.structClassLocal(n.id);
+  const io = ctx.structNeedsIo(n.id);
+  const ioParam = io ? ", io: $mp.ClientIO" : "";
+  const env: Env = EMPTY_ENV;
+  const reads: string[] = [];
+  const writes: string[] = [];
+  const disc = n.struct!.discriminantOffset * 2;
+  for (const nf of nativeFields(ctx, n)) {
+    const f = nf.field;
+    let r: string;
+    let w: string[];
+    const v = `v.${nf.tsName}`;
+    if (f.groupId !== undefined) {
+      const gio = ctx.structNeedsIo(f.groupId) ? ", io" : "";
+      r = `${ctx.readFn(f.groupId)}(s.${accessorName(f.name)}${gio})`;
+      w = [`${ctx.writeFn(f.groupId)}(${nf.union ? `s.init${capitalize(f.name)}()` : `s.${accessorName(f.name)}`}, ${v}${nf.union ? "" : ""}${gio});`];
+    } else {
+      const t = ctx.resolve(f.slot!.type, env);
+      r = ctx.readField("s", f, t, "io");
+      w = ctx.writeField("s", f, t, v, "io");
+      if (nf.union) w = [`$.Struct.setUint16(${disc}, ${f.discriminantValue}, s);`, ...w];
+    }
+    if (nf.has !== undefined) {
+      reads.push(`${nf.tsName}: s.${accessorName(nf.has.name)} ? ${r} : undefined,`);
+      writes.push(`if (${v} !== undefined) {`, `  s.${accessorName(nf.has.name)} = true;`, ...w.map((x) => `  ${x}`), `}`);
+    } else if (nf.union) {
+      reads.push(`${nf.tsName}: s.which() === ${f.discriminantValue} ? ${r} : undefined,`);
+      writes.push(`if (${v} !== undefined) {`, ...w.map((x) => `  ${x}`), `}`);
+    } else {
+      reads.push(`${nf.tsName}: ${r},`);
+      if (w.length === 1) writes.push(...w);
+      else writes.push(`{`, ...w.map((x) => `  ${x}`), `}`);
+    }
+  }
+  const sName = reads.length > 0 ? "s" : "_s";
+  const vName = writes.length > 0 ? "v" : "_v";
+  const readBody = reads.length > 0 ? `  return {\n${reads.map((x) => `    ${x}`).join("\n")}\n  };` : "  return {};";
+  const readFn = `/** Reads a {@link ${name}} out of its capnp-ts struct. */\nexport function read${name}(${sName}: ${cls}${ioParam}): ${name} {\n${readBody}\n}\n`;
+  const writeFn = `/** Writes a {@link ${name}} into an initialised capnp-ts struct. */\nexport function write${name}(${reads.length > 0 ? "s" : "_s"}: ${cls}, ${vName}: ${name}${ioParam}): void {\n${writes.map((x) => `  ${x}`).join("\n")}\n}\n`;
+  if (writes.length === 0 && reads.length > 0) throw new MpgenError("mpgen: internal error (converter)");
+  return `${readFn}\n${writeFn}`;
+}
