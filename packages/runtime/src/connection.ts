@@ -23,7 +23,7 @@ import {
   DisconnectedError,
   type Capability,
   type Transport,
-  type ReaderLimits,
+  type RpcConnectionOptions,
 } from "@multiprocess-ts/capnp";
 import { describe, type EventLoop, type EventLoopRef } from "./event-loop.js";
 import type { ThreadServer, ThreadMapServer } from "./threads.js";
@@ -94,7 +94,7 @@ export interface ConnectionOptions {
    * The Connection owns the returned handle and closes it at teardown.
    */
   bootstrap?: (connection: Connection) => Capability;
-  limits?: Partial<ReaderLimits>;
+  limits?: RpcConnectionOptions["limits"];
 }
 
 let connectionCounter = 0;
@@ -132,7 +132,7 @@ export class Connection {
     this.#ref = loop.ref();
     this.#disconnected = new Promise<void>((r) => (this.#resolveDisconnected = r));
     this.#bootstrap = opts.bootstrap?.(this);
-    const rpcOpts: ConstructorParameters<typeof RpcConnection>[1] = {
+    const rpcOpts: RpcConnectionOptions = {
       name: this.name,
       log: (level, msg) => loop.log(level, `${this.name}: ${msg}`),
     };

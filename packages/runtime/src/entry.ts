@@ -12,6 +12,16 @@ import { makeThreadMap } from "./threads.js";
 
 export interface ConnectOptions extends Omit<ConnectionOptions, "bootstrap"> {}
 
+export interface ServeOptions extends ConnectOptions {
+  /**
+   * Whether the Init server owns `impl` and disposes it (exactly once) when the connection ends or
+   * the peer calls `destroy`. Default true. Pass false when one impl serves many connections
+   * (a listener): the application then keeps ownership, as with upstream's no-op deleter in
+   * `ServeStream`.
+   */
+  ownsImpl?: boolean;
+}
+
 /**
  * Client side: makes a Connection over `transport` (taking ownership of it), bootstraps the peer's
  * Init capability, wraps it in `InitClient` (which owns the Connection: disposing/closing the client
@@ -59,8 +69,8 @@ export function constructExchange(client: ProxyClientBase, construct: NonNullabl
 
 /**
  * Server side: makes a Connection over `transport` (taking ownership of it) whose bootstrap is an
- * `InitServer` around `impl`. The application keeps ownership of `impl` (upstream's no-op deleter):
- * it is never disposed by the runtime. Fires the `connected` hook now and `disconnected` after
+ * `InitServer` around `impl`, which it owns unless `opts.ownsImpl === false` (see
+ * {@link ServeOptions.ownsImpl}). Fires the `connected` hook now and `disconnected` after
  * teardown, logging "IPC server: socket connected." / "... disconnected." as upstream.
  */
 export function serveTransport<I>(
@@ -68,13 +78,14 @@ export function serveTransport<I>(
   transport: Transport,
   impl: I,
   InitServer: ProxyServerCtor<I>,
-  opts: ConnectOptions = {},
+  opts: ServeOptions = {},
 ): Connection {
+  const { ownsImpl = true, ...connOpts } = opts;
   const connection = new Connection(loop, transport, {
-    ...opts,
+    ...connOpts,
     bootstrap: (conn) => {
       const server = new InitServer(impl, conn);
-      disownImpl(server);
+      if (!ownsImpl) disownImpl(server);
       return localCapability(server);
     },
   });

@@ -24,7 +24,7 @@ export type { ThreadExecutor, ThreadContextOptions, TaskFrame } from "./thread-c
 export { ThreadServer, ThreadMapServer, makeThreadMap, pickPoolThread } from "./threads.js";
 export { fillContext, readContext, selectThread } from "./context.js";
 export { connectTransport, serveTransport, constructExchange } from "./entry.js";
-export type { ConnectOptions } from "./entry.js";
+export type { ConnectOptions, ServeOptions } from "./entry.js";
 export {
   IpcDisconnectedError,
   IpcCalledAfterDisconnectError,

@@ -81,6 +81,13 @@ export interface ClientIO {
   /** A function calling the received callback's `call` method; `fn[Symbol.asyncDispose]` releases it. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   importFunction<F>(cap: Capability | null, ClientCtor: ProxyClientCtor<any>): F | null;
+  /**
+   * Our ThreadMap for this connection, for a `Proxy.ThreadMap` field being built (upstream
+   * type-threadmap.h; e.g. foo.capnp `initThreadMap`). Owned by the IO like exportObject's result.
+   */
+  threadMap(): Capability;
+  /** Stores a received `Proxy.ThreadMap` as the connection's peer ThreadMap (takes ownership). */
+  setPeerThreadMap(cap: Capability | null): void;
 }
 
 export type ServerIO = ClientIO & { readonly signal: AbortSignal };
@@ -157,6 +164,16 @@ class CallIO implements ClientIO {
     Object.defineProperty(fn, FN_CLIENT, { value: client });
     Object.defineProperty(fn, Symbol.asyncDispose, { value: () => client.close() });
     return fn as F;
+  }
+
+  threadMap(): Capability {
+    const cap = this.connection.threadMapCap(makeThreadMap);
+    this.#owned.push(cap);
+    return cap;
+  }
+
+  setPeerThreadMap(cap: Capability | null): void {
+    this.connection.setPeerThreadMap(cap);
   }
 
   /** Closes the handles exportObject/exportFunction returned (the message holds its own). */
