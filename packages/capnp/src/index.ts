@@ -12,3 +12,24 @@ export type { ErrorKind, RpcErrorOptions, Deferred } from "./errors.js";
 export type { Transport, TransportSink } from "./transport.js";
 export { memoryTransportPair, describeRpcMessage } from "./memory.js";
 export type { MemoryTransport, WireLogEntry } from "./memory.js";
+export {
+  RpcConnection,
+  localCapability,
+  nullCapability,
+  brokenCapability,
+  promiseCapability,
+  writeCap,
+  readCap,
+} from "./rpc/index.js";
+export type {
+  RpcConnectionOptions,
+  RpcStats,
+  Server,
+  IncomingCall,
+  Capability,
+  Request,
+  PendingCall,
+  Response,
+  Struct,
+  StructCtor,
+} from "./rpc/index.js";

@@ -1,0 +1,1107 @@
+/**
+ * RpcConnection: the Cap'n Proto RPC Level 1 two-party protocol over one {@link Transport}.
+ *
+ * Four tables, as in rpc.capnp: questions (calls we made, by our QuestionId), answers (calls the
+ * peer made, by its QuestionId), exports (our caps the peer holds, by our ExportId, with the
+ * number of times we sent each) and imports (the peer's caps we hold, by its ExportId, with the
+ * number of times we received each). Plus embargoes we started.
+ *
+ * Threading: one connection belongs to the thread that created it; all methods run there.
+ * After the connection ends (close, abort, Abort received, protocol error, transport end) every
+ * pending and later call rejects with DisconnectedError, answers' signals abort, exports are
+ * released (servers get onRelease), imports are dropped from the table (their handles stay
+ * valid objects whose calls fail).
+ */
+
+import * as capnp from "capnp-ts";
+import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer.js";
+import { DisconnectedError, ProtocolError, RpcError, CanceledError, deferred, toRpcError } from "../errors.js";
+import type { ErrorKind } from "../errors.js";
+import type { Transport } from "../transport.js";
+import { resolveLimits, type ReaderLimits } from "../limits.js";
+import { validateMessage } from "../validate.js";
+import {
+  BrokenHook,
+  CallData,
+  CapHandle,
+  Hook,
+  PromiseHook,
+  Sink,
+  NullHook,
+  cloneMessage,
+  cloneOutcome,
+  errOutcome,
+  hookOf,
+  messageFromBuffers,
+  releaseOutcome,
+  segmentCopiesOf,
+  segmentsOf,
+  setTailHandlerLookup,
+} from "./capability.js";
+import type { Capability, Outcome, Route, RouteConn, TailCallHandler } from "./capability.js";
+
+export interface RpcConnectionOptions {
+  /** What we serve on Bootstrap (we keep our own reference until the connection ends). */
+  bootstrap?: Capability;
+  limits?: Partial<ReaderLimits>;
+  name?: string;
+  log?: (level: "trace" | "debug" | "info" | "warning" | "error", msg: string) => void;
+}
+
+export interface RpcStats {
+  questions: number;
+  answers: number;
+  imports: number;
+  exports: number;
+  embargoes: number;
+}
+
+const KINDS: readonly ErrorKind[] = ["failed", "overloaded", "disconnected", "unimplemented"];
+
+function errorFromException(e: rpc.Exception): RpcError {
+  const kind = KINDS[e.getType()] ?? "failed";
+  const reason = e.getReason();
+  if (kind === "disconnected") return new DisconnectedError(reason, { remote: true });
+  return new RpcError(kind, reason, { remote: true });
+}
+
+function writeException(ex: rpc.Exception, err: Error): void {
+  const e = toRpcError(err);
+  ex.setReason(e.message);
+  ex.setType(KINDS.indexOf(e.kind) as rpc.Exception_Type);
+}
+
+/** A capability hosted by the peer. Refs = local holders; `remoteRefs` = times the peer sent it. */
+class ImportHook extends Hook {
+  remoteRefs = 1;
+  /** The promise wrapper when the peer sent it as senderPromise (weak: no reference). */
+  promise: PromiseHook | null = null;
+  constructor(
+    readonly conn: RpcConnection,
+    readonly id: number,
+  ) {
+    super();
+  }
+  protected destroy(): void {
+    this.conn._releaseImport(this);
+  }
+  call(d: CallData): void {
+    this.conn._sendCallToImport(d, this);
+  }
+  override remoteConn(): RouteConn {
+    return this.conn;
+  }
+}
+
+interface Question {
+  id: number;
+  sink: Sink;
+  returned: boolean;
+  finishSent: boolean;
+  /** Finish is held back until released (tail-call questions, held by their answer). */
+  holdFinish: boolean;
+  /** We sent Finish before Return with releaseResultCaps: ignore the results' caps. */
+  discardResults: boolean;
+  /** We sent `sendResultsTo.yourself`. */
+  tail: boolean;
+  /** Exports we added for the params' cap table (released if Return.releaseParamCaps). */
+  paramExports: number[] | null;
+  isBootstrap: boolean;
+}
+
+interface ExportEntry {
+  id: number;
+  hook: Hook;
+  refcount: number;
+  /** The key in exportByHook. */
+  key: Hook;
+}
+
+interface Embargo {
+  id: number;
+  hook: PromiseHook;
+  target: Hook;
+}
+
+/** A call the peer made (or its bootstrap request). */
+class Answer extends Sink {
+  returned = false;
+  finished = false;
+  /** sendResultsTo.yourself: keep results for a later takeFromOtherQuestion. */
+  yourself = false;
+  /** Export ids added for the Return's cap table (released on Finish.releaseResultCaps). */
+  resultExports: number[] | null = null;
+  /** Sinks waiting for this (yourself) answer's outcome. */
+  redirects: Sink[] | null = null;
+  /** Our tail-call question whose Finish waits for this answer's Finish. */
+  tailQuestion: Question | null = null;
+  constructor(
+    readonly conn: RpcConnection,
+    readonly id: number,
+  ) {
+    super();
+  }
+  protected onComplete(o: Outcome): void {
+    this.conn._sendReturn(this, o);
+  }
+}
+
+const NOOP = (): void => {};
+
+export class RpcConnection implements RouteConn, TailCallHandler {
+  private readonly transport: Transport;
+  private readonly limits: ReaderLimits;
+  private readonly log: RpcConnectionOptions["log"];
+  readonly name: string;
+  private bootstrapHook: Hook | null;
+
+  private readonly questions = new Map<number, Question>();
+  private readonly freeQuestionIds: number[] = [];
+  private nextQuestionId = 0;
+  private readonly answers = new Map<number, Answer>();
+  private readonly exports = new Map<number, ExportEntry>();
+  private readonly exportByHook = new Map<Hook, ExportEntry>();
+  private readonly freeExportIds: number[] = [];
+  private nextExportId = 0;
+  private readonly imports = new Map<number, ImportHook>();
+  private readonly embargoes = new Map<number, Embargo>();
+  private nextEmbargoId = 0;
+
+  private ended = false;
+  private endError: Error | undefined;
+  private readonly closedD = deferred<Error | undefined>();
+  private closeCbs: ((err: Error | undefined) => void)[] = [];
+  /** Settles once the connection has ended; never rejects. */
+  readonly closed: Promise<Error | undefined>;
+
+  constructor(transport: Transport, opts: RpcConnectionOptions = {}) {
+    this.transport = transport;
+    this.limits = resolveLimits(opts.limits);
+    this.log = opts.log;
+    this.name = opts.name ?? "rpc";
+    this.bootstrapHook = opts.bootstrap === undefined ? null : hookOf(opts.bootstrap).addRef();
+    this.closed = this.closedD.promise;
+    transport.start({
+      message: (segments) => this.onMessage(segments),
+      closed: (err) => this.shutdown(err, false),
+    });
+  }
+
+  get isClosed(): boolean {
+    return this.ended;
+  }
+
+  stats(): RpcStats {
+    return {
+      questions: this.questions.size,
+      answers: this.answers.size,
+      imports: this.imports.size,
+      exports: this.exports.size,
+      embargoes: this.embargoes.size,
+    };
+  }
+
+  onClose(cb: (err: Error | undefined) => void): () => void {
+    if (this.ended) {
+      let live = true;
+      const err = this.endError;
+      queueMicrotask(() => {
+        if (live) cb(err);
+      });
+      return () => {
+        live = false;
+      };
+    }
+    this.closeCbs.push(cb);
+    return () => {
+      const i = this.closeCbs.indexOf(cb);
+      if (i >= 0) this.closeCbs.splice(i, 1);
+    };
+  }
+
+  /** The peer's bootstrap capability (pipelinable: calls go out before the Return). */
+  bootstrap(): Capability {
+    if (this.ended) return new CapHandle(new BrokenHook(this.disconnectedError()));
+    const id = this.allocQuestion();
+    const sink = new BootstrapSink();
+    const q: Question = {
+      id, sink, returned: false, finishSent: false, holdFinish: false, discardResults: false,
+      tail: false, paramExports: null, isBootstrap: true,
+    };
+    this.questions.set(id, q);
+    sink.setRoute(this, id);
+    const hook = sink.pipelineHook([]);
+    sink.cancelHandler = null;
+    const m = new capnp.Message();
+    m.initRoot(rpc.Message).initBootstrap().setQuestionId(id);
+    this.send(m);
+    return new CapHandle(hook);
+  }
+
+  /** Flush, end; pending and later calls reject with DisconnectedError. */
+  close(reason?: Error): Promise<void> {
+    if (!this.ended) this.shutdown(reason, true);
+    return this.transport.close().then(NOOP, NOOP);
+  }
+
+  /** Send Abort with `reason`, then end. */
+  abort(reason: Error): void {
+    if (this.ended) return;
+    this.sendAbort(reason);
+    this.shutdown(reason, true);
+    this.transport.close().then(NOOP, NOOP);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sending
+
+  private send(m: capnp.Message): void {
+    if (this.ended) return;
+    this.transport.send(segmentsOf(m));
+  }
+
+  private trace(msg: string): void {
+    this.log?.("trace", `${this.name}: ${msg}`);
+  }
+
+  private disconnectedError(): DisconnectedError {
+    const e = this.endError;
+    if (e instanceof DisconnectedError) return e;
+    return new DisconnectedError(e === undefined ? "connection closed" : `connection closed: ${e.message}`, {
+      cause: e,
+    });
+  }
+
+  private allocQuestion(): number {
+    const id = this.freeQuestionIds.pop();
+    return id === undefined ? this.nextQuestionId++ : id;
+  }
+
+  private removeQuestionIfDone(q: Question): void {
+    if (q.returned && q.finishSent && this.questions.get(q.id) === q) {
+      this.questions.delete(q.id);
+      this.freeQuestionIds.push(q.id);
+    }
+  }
+
+  private sendFinish(q: Question, releaseResultCaps: boolean): void {
+    if (q.finishSent) return;
+    q.finishSent = true;
+    if (!this.ended) {
+      const m = new capnp.Message();
+      const f = m.initRoot(rpc.Message).initFinish();
+      f.setQuestionId(q.id);
+      f.setReleaseResultCaps(releaseResultCaps);
+      this.send(m);
+    }
+    this.removeQuestionIfDone(q);
+  }
+
+  /** RouteConn: send a call to a promise's route (import promise or promised answer). */
+  sendCall(d: CallData, route: Route): void {
+    if (route.importHook !== null) this.sendCallTo(d, route.importId, -1, null, false);
+    else this.sendCallTo(d, -1, route.qid, route.path, false);
+  }
+
+  /** @internal */
+  _sendCallToImport(d: CallData, imp: ImportHook): void {
+    this.sendCallTo(d, imp.id, -1, null, false);
+  }
+
+  /** Send `d` as a Call to importedCap `importId` (>= 0) or promisedAnswer(qid, path). Owns `d`. */
+  private sendCallTo(d: CallData, importId: number, qid: number, path: readonly number[] | null, yourself: boolean): Question | null {
+    if (this.ended) {
+      d.releaseCaps();
+      d.sink.complete(errOutcome(this.disconnectedError()));
+      return null;
+    }
+    if (d.sink.canceled) {
+      d.releaseCaps();
+      d.sink.complete(errOutcome(new CanceledError()));
+      return null;
+    }
+    let m: capnp.Message;
+    let call: rpc.Call;
+    if (d.call !== null && !d.sent) {
+      m = d.msg;
+      call = d.call;
+    } else {
+      m = cloneMessage(d.msg);
+      call = new rpc.Message(m.getSegment(0), 0).getCall();
+      if (d.call === null) {
+        // An incoming Call: reset what we must not forward.
+        call.getSendResultsTo().setCaller();
+      }
+    }
+    d.sent = true;
+    const id = this.allocQuestion();
+    call.setQuestionId(id);
+    const t = call.initTarget();
+    if (importId >= 0) t.setImportedCap(importId);
+    else writePromisedAnswer(t.initPromisedAnswer(), qid, path!);
+    if (yourself) call.getSendResultsTo().setYourself();
+    let paramExports: number[] | null = null;
+    try {
+      paramExports = this.writeCapTable(call.getParams(), d.caps);
+    } finally {
+      d.releaseCaps();
+    }
+    const q: Question = {
+      id, sink: d.sink, returned: false, finishSent: false, holdFinish: yourself, discardResults: false,
+      tail: yourself, paramExports, isBootstrap: false,
+    };
+    this.questions.set(id, q);
+    if (!yourself) {
+      d.sink.setRoute(this, id);
+      d.sink.cancelHandler = () => this.cancelQuestion(q);
+    }
+    if (this.log !== undefined) this.trace(`-> call q${id} ${d.interfaceId.toString(16)}/${d.methodId}`);
+    this.send(m);
+    return q;
+  }
+
+  private cancelQuestion(q: Question): void {
+    if (q.returned || q.finishSent) return;
+    q.discardResults = true;
+    this.sendFinish(q, true);
+  }
+
+  /** Write CapDescriptors for `caps` into `payload`; returns the export ids added (or null). */
+  private writeCapTable(payload: rpc.Payload, caps: readonly (Hook | null)[]): number[] | null {
+    const n = caps.length;
+    if (n === 0) return null;
+    const list = payload.initCapTable(n);
+    let exp: number[] | null = null;
+    for (let i = 0; i < n; i++) {
+      const id = this.writeDescriptor(list.get(i), caps[i] ?? null);
+      if (id >= 0) (exp ??= []).push(id);
+    }
+    return exp;
+  }
+
+  /** Describe `hook` for the peer. Returns the export id if an export reference was added, else -1. */
+  private writeDescriptor(desc: rpc.CapDescriptor, hook: Hook | null): number {
+    if (hook === null) {
+      desc.setNone();
+      return -1;
+    }
+    const r = hook.resolved();
+    if (r instanceof ImportHook && r.conn === this) {
+      desc.setReceiverHosted(r.id);
+      return -1;
+    }
+    if (r instanceof PromiseHook && r.route !== null && r.route.conn === this) {
+      const route = r.route;
+      if (route.importHook !== null) desc.setReceiverHosted(route.importId);
+      else writePromisedAnswer(desc.initReceiverAnswer(), route.qid, route.path);
+      return -1;
+    }
+    if (r.isNullCap()) {
+      desc.setNone();
+      return -1;
+    }
+    const e = this.exportHook(r);
+    if (r instanceof PromiseHook) desc.setSenderPromise(e.id);
+    else desc.setSenderHosted(e.id);
+    return e.id;
+  }
+
+  private exportHook(h: Hook): ExportEntry {
+    let e = this.exportByHook.get(h);
+    if (e !== undefined) {
+      e.refcount++;
+      return e;
+    }
+    const free = this.freeExportIds.pop();
+    const id = free === undefined ? this.nextExportId++ : free;
+    e = { id, hook: h.addRef(), refcount: 1, key: h };
+    this.exports.set(id, e);
+    this.exportByHook.set(h, e);
+    if (h instanceof PromiseHook) {
+      const entry = e;
+      h.onResolved((res) => this.exportResolved(entry, res));
+    }
+    return e;
+  }
+
+  /** One of our promise exports resolved: send Resolve, and point the export at the resolution. */
+  private exportResolved(e: ExportEntry, res: Hook): void {
+    if (this.ended || this.exports.get(e.id) !== e) return;
+    const m = new capnp.Message();
+    m._capnp.capTable = [];
+    const r = m.initRoot(rpc.Message).initResolve();
+    r.setPromiseId(e.id);
+    const err = res.resolved().brokenError();
+    if (err !== null) writeException(r.initException(), err);
+    else this.writeDescriptor(r.initCap(), res);
+    // Later calls and Disembargoes aimed at this export go straight to the resolution.
+    const old = e.hook;
+    e.hook = res.addRef();
+    old.release();
+    this.send(m);
+  }
+
+  private releaseExport(id: number, count: number): void {
+    const e = this.exports.get(id);
+    if (e === undefined) throw new ProtocolError(`Release of unknown export ID ${id}`);
+    if (count > e.refcount) throw new ProtocolError(`Release of export ${id} by ${count}, more than its ${e.refcount} references`);
+    e.refcount -= count;
+    if (e.refcount === 0) {
+      this.exports.delete(id);
+      if (this.exportByHook.get(e.key) === e) this.exportByHook.delete(e.key);
+      this.freeExportIds.push(id);
+      e.hook.release();
+    }
+  }
+
+  /** @internal ImportHook refs reached zero: send one Release with the accumulated count. */
+  _releaseImport(imp: ImportHook): void {
+    if (this.imports.get(imp.id) !== imp) return; // connection ended or replaced
+    this.imports.delete(imp.id);
+    if (this.ended) return;
+    const m = new capnp.Message();
+    const rel = m.initRoot(rpc.Message).initRelease();
+    rel.setId(imp.id);
+    rel.setReferenceCount(imp.remoteRefs);
+    if (this.log !== undefined) this.trace(`-> release ${imp.id} x${imp.remoteRefs}`);
+    this.send(m);
+  }
+
+  /** @internal Answers complete here: send the Return (or keep results for `yourself`). */
+  _sendReturn(a: Answer, o: Outcome): void {
+    if (a.returned || this.ended) {
+      // Canceled earlier (we already sent Return.canceled) or the connection ended.
+      releaseOutcome(o);
+      a.outcome = null;
+      this.maybeRemoveAnswer(a);
+      return;
+    }
+    a.returned = true;
+    const m0 = new capnp.Message();
+    let m = m0;
+    let ret: rpc.Return;
+    let keepOriginal = false;
+    if (a.yourself) {
+      ret = m.initRoot(rpc.Message).initReturn();
+      ret.setResultsSentElsewhere();
+      const rs = a.redirects;
+      a.redirects = null;
+      if (rs !== null) for (const s of rs) s.complete(cloneOutcome(o));
+    } else if (o.err !== null) {
+      ret = m.initRoot(rpc.Message).initReturn();
+      writeException(ret.initException(), o.err);
+    } else if (o.msg === null || o.content === null) {
+      ret = m.initRoot(rpc.Message).initReturn();
+      ret.initResults();
+    } else {
+      if (o.ret !== null) {
+        m = o.msg;
+        ret = o.ret;
+      } else {
+        m = cloneMessage(o.msg);
+        ret = new rpc.Message(m.getSegment(0), 0).getReturn();
+      }
+      // Keep the results readable for pipelined calls only when they hold caps.
+      keepOriginal = o.caps.length > 0;
+      a.resultExports = this.writeCapTable(ret.getResults(), o.caps);
+    }
+    ret.setAnswerId(a.id);
+    ret.setReleaseParamCaps(false);
+    if (this.log !== undefined) this.trace(`-> return a${a.id} ${Return_WHICH[ret.which()] ?? "?"}`);
+    if (keepOriginal) this.transport.send(segmentCopiesOf(m));
+    else {
+      if (m === o.msg) o.content = null; // handed to the transport
+      this.send(m);
+    }
+    this.maybeRemoveAnswer(a);
+  }
+
+  private maybeRemoveAnswer(a: Answer): void {
+    if (a.returned && a.finished && this.answers.get(a.id) === a) {
+      this.answers.delete(a.id);
+      const o = a.outcome;
+      if (o !== null) releaseOutcome(o);
+    }
+  }
+
+  /** RouteConn: a promise that sent calls over us resolved to `target` elsewhere. */
+  startEmbargo(route: Route, target: Hook): Hook {
+    if (this.ended) return target;
+    const id = this.nextEmbargoId++;
+    const hook = new PromiseHook();
+    this.embargoes.set(id, { id, hook, target });
+    const m = new capnp.Message();
+    const d = m.initRoot(rpc.Message).initDisembargo();
+    const t = d.initTarget();
+    if (route.importHook !== null) t.setImportedCap(route.importId);
+    else writePromisedAnswer(t.initPromisedAnswer(), route.qid, route.path);
+    d.getContext().setSenderLoopback(id);
+    if (this.log !== undefined) this.trace(`-> disembargo senderLoopback ${id}`);
+    this.send(m);
+    return hook.addRef();
+  }
+
+  /** TailCallHandler: send `d` with sendResultsTo.yourself if `answerSink` is ours and target is on us. */
+  tryTailCall(answerSink: Sink, target: Hook, d: CallData): boolean {
+    if (!(answerSink instanceof Answer) || answerSink.conn !== this || this.ended) return false;
+    const a = answerSink;
+    if (a.returned || a.yourself || a.canceled) return false;
+    const r = target.resolved();
+    let q: Question | null = null;
+    if (r instanceof ImportHook && r.conn === this) {
+      q = this.sendCallTo(d, r.id, -1, null, true);
+    } else if (r instanceof PromiseHook && r.route !== null && r.route.conn === this) {
+      const route = r.route;
+      q = route.importHook !== null
+        ? this.sendCallTo(d, route.importId, -1, null, true)
+        : this.sendCallTo(d, -1, route.qid, route.path, true);
+    } else return false;
+    if (q === null) return true;
+    a.tailQuestion = q;
+    a.returned = true;
+    a.setRoute(this, q.id);
+    a.cancelHandler = null;
+    const m = new capnp.Message();
+    const ret = m.initRoot(rpc.Message).initReturn();
+    ret.setAnswerId(a.id);
+    ret.setReleaseParamCaps(false);
+    ret.setTakeFromOtherQuestion(q.id);
+    if (this.log !== undefined) this.trace(`-> return a${a.id} takeFromOtherQuestion q${q.id}`);
+    this.send(m);
+    this.maybeRemoveAnswer(a);
+    return true;
+  }
+
+  private sendAbort(reason: Error): void {
+    if (this.ended) return;
+    const m = new capnp.Message();
+    writeException(m.initRoot(rpc.Message).initAbort(), reason);
+    this.send(m);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Receiving
+
+  private onMessage(segments: Uint8Array[]): void {
+    if (this.ended) return;
+    try {
+      validateMessage(segments, this.limits);
+      const bufs: ArrayBuffer[] = new Array(segments.length);
+      for (let i = 0; i < segments.length; i++) {
+        const s = segments[i]!;
+        bufs[i] = s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && s.buffer instanceof ArrayBuffer
+          ? s.buffer
+          : (s.slice().buffer as ArrayBuffer);
+      }
+      const m = messageFromBuffers(bufs);
+      m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
+      const root = new rpc.Message(m.getSegment(0), 0, this.limits.nestingLimit);
+      this.handle(root, m);
+    } catch (e) {
+      const err = e instanceof ProtocolError
+        ? e
+        : new ProtocolError(`malformed or invalid message: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      this.log?.("error", `${this.name}: protocol error: ${err.message}`);
+      this.protocolFail(err);
+    }
+  }
+
+  private protocolFail(err: ProtocolError): void {
+    if (this.ended) return;
+    this.sendAbort(err);
+    this.shutdown(err, true);
+    this.transport.close().then(NOOP, NOOP);
+  }
+
+  private handle(root: rpc.Message, m: capnp.Message): void {
+    const which = root.which();
+    switch (which) {
+      case rpc.Message.CALL:
+        this.handleCall(root.getCall(), m);
+        return;
+      case rpc.Message.RETURN:
+        this.handleReturn(root.getReturn(), m);
+        return;
+      case rpc.Message.FINISH:
+        this.handleFinish(root.getFinish());
+        return;
+      case rpc.Message.RELEASE: {
+        const r = root.getRelease();
+        if (this.log !== undefined) this.trace(`<- release ${r.getId()} x${r.getReferenceCount()}`);
+        this.releaseExport(r.getId(), r.getReferenceCount());
+        return;
+      }
+      case rpc.Message.RESOLVE:
+        this.handleResolve(root.getResolve(), m);
+        return;
+      case rpc.Message.BOOTSTRAP:
+        this.handleBootstrap(root.getBootstrap());
+        return;
+      case rpc.Message.DISEMBARGO:
+        this.handleDisembargo(root.getDisembargo(), root);
+        return;
+      case rpc.Message.ABORT: {
+        const err = errorFromException(root.getAbort());
+        this.log?.("warning", `${this.name}: peer aborted: ${err.message}`);
+        this.shutdown(err, true);
+        this.transport.close().then(NOOP, NOOP);
+        return;
+      }
+      case rpc.Message.UNIMPLEMENTED:
+        this.handleUnimplemented(root.getUnimplemented());
+        return;
+      default:
+        this.sendUnimplemented(root);
+        return;
+    }
+  }
+
+  private sendUnimplemented(root: rpc.Message): void {
+    this.log?.("warning", `${this.name}: unimplemented message ${root.which()}`);
+    const m = new capnp.Message();
+    const out = m.initRoot(rpc.Message);
+    try {
+      out.setUnimplemented(root);
+    } catch {
+      out.initUnimplemented();
+    }
+    this.send(m);
+  }
+
+  private readCapTable(payload: rpc.Payload): (Hook | null)[] {
+    if (!payload.hasCapTable()) return [];
+    const list = payload.getCapTable();
+    const n = list.getLength();
+    const caps: (Hook | null)[] = new Array(n);
+    let i = 0;
+    try {
+      for (; i < n; i++) caps[i] = this.readDescriptor(list.get(i));
+    } catch (e) {
+      for (let j = 0; j < i; j++) caps[j]?.release();
+      throw e;
+    }
+    return caps;
+  }
+
+  /** A new reference for the cap a CapDescriptor names. */
+  private readDescriptor(desc: rpc.CapDescriptor): Hook | null {
+    switch (desc.which()) {
+      case rpc.CapDescriptor.NONE:
+        return null;
+      case rpc.CapDescriptor.SENDER_HOSTED:
+        return this.importCap(desc.getSenderHosted(), false);
+      case rpc.CapDescriptor.SENDER_PROMISE:
+        return this.importCap(desc.getSenderPromise(), true);
+      case rpc.CapDescriptor.RECEIVER_HOSTED: {
+        const id = desc.getReceiverHosted();
+        const e = this.exports.get(id);
+        if (e === undefined) throw new ProtocolError(`CapDescriptor.receiverHosted names unknown export ID ${id}`);
+        return e.hook.addRef();
+      }
+      case rpc.CapDescriptor.RECEIVER_ANSWER: {
+        const pa = desc.getReceiverAnswer();
+        return this.answerPipeline(pa);
+      }
+      case rpc.CapDescriptor.THIRD_PARTY_HOSTED:
+        // Level 3 handoff is not supported: use the vine, which the sender hosts.
+        return this.importCap(desc.getThirdPartyHosted().getVineId(), false);
+      default:
+        throw new ProtocolError(`unknown CapDescriptor kind ${desc.which()}`);
+    }
+  }
+
+  private importCap(id: number, isPromise: boolean): Hook {
+    const imp = this.imports.get(id);
+    if (imp !== undefined) {
+      imp.remoteRefs++;
+      if (imp.promise !== null) return imp.promise.addRef();
+      return imp.addRef();
+    }
+    const h = new ImportHook(this, id);
+    this.imports.set(id, h);
+    if (!isPromise) return h;
+    const p = new PromiseHook();
+    h.promise = p;
+    p.setRoute({ conn: this, importHook: h, importId: id, qid: -1, path: [] });
+    return p;
+  }
+
+  private answerPipeline(pa: rpc.PromisedAnswer): Hook {
+    const qid = pa.getQuestionId();
+    const a = this.answers.get(qid);
+    if (a === undefined) throw new ProtocolError(`promisedAnswer names unknown question ID ${qid}`);
+    const path: number[] = [];
+    if (pa.hasTransform()) {
+      const ops = pa.getTransform();
+      const n = ops.getLength();
+      for (let i = 0; i < n; i++) {
+        const op = ops.get(i);
+        const w = op.which();
+        if (w === rpc.PromisedAnswer_Op.GET_POINTER_FIELD) path.push(op.getGetPointerField());
+        else if (w !== rpc.PromisedAnswer_Op.NOOP) throw new ProtocolError(`unknown PromisedAnswer.Op ${w}`);
+      }
+    }
+    if (a.returned && a.outcome === null && a.tailQuestion === null && !a.yourself) {
+      throw new ProtocolError(`promisedAnswer on question ${qid} whose results are gone`);
+    }
+    return a.pipelineHook(path);
+  }
+
+  private resolveTarget(t: rpc.MessageTarget): Hook {
+    switch (t.which()) {
+      case rpc.MessageTarget.IMPORTED_CAP: {
+        const id = t.getImportedCap();
+        const e = this.exports.get(id);
+        if (e === undefined) throw new ProtocolError(`Message target is not a current export ID (${id})`);
+        return e.hook.addRef();
+      }
+      case rpc.MessageTarget.PROMISED_ANSWER:
+        return this.answerPipeline(t.getPromisedAnswer());
+      default:
+        throw new ProtocolError(`unknown MessageTarget kind ${t.which()}`);
+    }
+  }
+
+  private newAnswer(id: number): Answer {
+    if (this.answers.has(id)) throw new ProtocolError(`question ID ${id} is already in use`);
+    const a = new Answer(this, id);
+    this.answers.set(id, a);
+    return a;
+  }
+
+  private handleBootstrap(b: rpc.Bootstrap): void {
+    const a = this.newAnswer(b.getQuestionId());
+    if (this.log !== undefined) this.trace(`<- bootstrap q${a.id}`);
+    const h = this.bootstrapHook;
+    if (h === null) {
+      a.complete(errOutcome(new RpcError("failed", "This vat does not expose any public/bootstrap interfaces.")));
+      return;
+    }
+    const m = new capnp.Message();
+    const caps: (Hook | null)[] = [h.addRef()];
+    m._capnp.capTable = caps as never;
+    const ret = m.initRoot(rpc.Message).initReturn();
+    const payload = ret.initResults();
+    const content = capnp.Struct.getPointer(0, payload);
+    setInterfacePointer(0, content);
+    a.complete({ err: null, msg: m, content, caps, ret });
+  }
+
+  private handleCall(c: rpc.Call, m: capnp.Message): void {
+    const a = this.newAnswer(c.getQuestionId());
+    const interfaceId = c.getInterfaceId();
+    const methodId = c.getMethodId();
+    if (this.log !== undefined) this.trace(`<- call q${a.id} ${interfaceId.toString(16)}/${methodId}`);
+    const srt = c.getSendResultsTo().which();
+    if (srt === rpc.Call_SendResultsTo.YOURSELF) a.yourself = true;
+    else if (srt !== rpc.Call_SendResultsTo.CALLER) {
+      a.complete(errOutcome(new RpcError("unimplemented", "sendResultsTo.thirdParty is not supported (Level 3)")));
+      return;
+    }
+    const payload = c.getParams();
+    const caps = this.readCapTable(payload);
+    m._capnp.capTable = caps as never;
+    let target: Hook;
+    try {
+      target = this.resolveTarget(c.getTarget());
+    } catch (e) {
+      for (const h of caps) h?.release();
+      throw e;
+    }
+    const d = new CallData(interfaceId, methodId, m, null, capnp.Struct.getPointer(0, payload), caps, a);
+    target.call(d);
+    target.release();
+  }
+
+  private handleReturn(r: rpc.Return, m: capnp.Message): void {
+    const id = r.getAnswerId();
+    const q = this.questions.get(id);
+    if (q === undefined || q.returned) throw new ProtocolError(`Return for unknown question ID ${id}`);
+    const which = r.which();
+    if (this.log !== undefined) this.trace(`<- return q${id} ${Return_WHICH[which] ?? "?"}`);
+    q.returned = true;
+    if (r.getReleaseParamCaps() && q.paramExports !== null) {
+      const pe = q.paramExports;
+      q.paramExports = null;
+      for (const e of pe) this.releaseExport(e, 1);
+    }
+    let outcome: Outcome;
+    switch (which) {
+      case rpc.Return.RESULTS: {
+        if (q.tail) throw new ProtocolError("Tail call `Return` must set `resultsSentElsewhere`, not `results`.");
+        if (q.discardResults) {
+          outcome = errOutcome(new CanceledError());
+          break;
+        }
+        const payload = r.getResults();
+        const caps = this.readCapTable(payload);
+        m._capnp.capTable = caps as never;
+        outcome = { err: null, msg: m, content: capnp.Struct.getPointer(0, payload), caps, ret: null };
+        break;
+      }
+      case rpc.Return.EXCEPTION:
+        outcome = errOutcome(errorFromException(r.getException()));
+        break;
+      case rpc.Return.CANCELED:
+        outcome = errOutcome(new CanceledError("call canceled", { remote: true }));
+        break;
+      case rpc.Return.RESULTS_SENT_ELSEWHERE:
+        if (!q.tail) throw new ProtocolError("Return.resultsSentElsewhere for a call without sendResultsTo.yourself");
+        outcome = { err: null, msg: null, content: null, caps: [], ret: null };
+        break;
+      case rpc.Return.TAKE_FROM_OTHER_QUESTION: {
+        const other = r.getTakeFromOtherQuestion();
+        const a = this.answers.get(other);
+        if (a === undefined || !a.yourself) {
+          throw new ProtocolError(`Return.takeFromOtherQuestion names question ${other}, which is not a sendResultsTo.yourself call`);
+        }
+        if (a.outcome !== null) outcome = cloneOutcome(a.outcome);
+        else if (a.returned || a.finished) outcome = errOutcome(new CanceledError("the other question was canceled"));
+        else {
+          (a.redirects ??= []).push(q.sink);
+          this.finishAfterReturn(q, r);
+          return;
+        }
+        break;
+      }
+      default:
+        this.sendUnimplemented(new rpc.Message(m.getSegment(0), 0));
+        outcome = errOutcome(new RpcError("unimplemented", `Return kind ${which} is not supported`));
+        break;
+    }
+    q.sink.complete(outcome);
+    this.finishAfterReturn(q, r);
+  }
+
+  private finishAfterReturn(q: Question, r: rpc.Return): void {
+    if (q.finishSent) this.removeQuestionIfDone(q);
+    else if (r.getNoFinishNeeded()) {
+      q.finishSent = true;
+      this.removeQuestionIfDone(q);
+    } else if (!q.holdFinish) this.sendFinish(q, false);
+  }
+
+  private handleFinish(f: rpc.Finish): void {
+    const id = f.getQuestionId();
+    const a = this.answers.get(id);
+    if (a === undefined || a.finished) throw new ProtocolError(`Finish for unknown question ID ${id}`);
+    if (this.log !== undefined) this.trace(`<- finish q${id}`);
+    a.finished = true;
+    if (f.getReleaseResultCaps() && a.resultExports !== null) {
+      const re = a.resultExports;
+      a.resultExports = null;
+      for (const e of re) this.releaseExport(e, 1);
+    }
+    const tq = a.tailQuestion;
+    if (tq !== null) {
+      a.tailQuestion = null;
+      tq.holdFinish = false;
+      if (tq.returned) this.sendFinish(tq, false);
+      else this.cancelQuestion(tq);
+    }
+    if (!a.returned) {
+      // Cancel the running call: its signal aborts; the Return says canceled at once.
+      a.cancel();
+      a.returned = true;
+      const rs = a.redirects;
+      a.redirects = null;
+      if (rs !== null) for (const s of rs) s.complete(errOutcome(new CanceledError()));
+      const m = new capnp.Message();
+      const ret = m.initRoot(rpc.Message).initReturn();
+      ret.setAnswerId(id);
+      ret.setReleaseParamCaps(false);
+      ret.setCanceled();
+      this.send(m);
+    }
+    a.dropPipes(new RpcError("failed", "pipelined on a finished question"));
+    this.maybeRemoveAnswer(a);
+  }
+
+  private handleResolve(r: rpc.Resolve, _m: capnp.Message): void {
+    const id = r.getPromiseId();
+    let h: Hook;
+    if (r.which() === rpc.Resolve.CAP) h = this.readDescriptor(r.getCap()) ?? nullHook();
+    else if (r.which() === rpc.Resolve.EXCEPTION) h = new BrokenHook(errorFromException(r.getException()));
+    else throw new ProtocolError(`unknown Resolve kind ${r.which()}`);
+    if (this.log !== undefined) this.trace(`<- resolve ${id}`);
+    const imp = this.imports.get(id);
+    const p = imp?.promise ?? null;
+    if (imp === undefined || p === null) {
+      // We already released that promise (Release and Resolve crossed): drop the resolution.
+      h.release();
+      return;
+    }
+    imp.promise = null;
+    p.resolve(h);
+    h.release();
+  }
+
+  private handleDisembargo(d: rpc.Disembargo, root: rpc.Message): void {
+    const ctx = d.getContext();
+    switch (ctx.which()) {
+      case rpc.Disembargo_Context.SENDER_LOOPBACK: {
+        const eid = ctx.getSenderLoopback();
+        if (this.log !== undefined) this.trace(`<- disembargo senderLoopback ${eid}`);
+        const target = this.resolveTarget(d.getTarget());
+        const r = target.resolved();
+        target.release();
+        if (!(r instanceof ImportHook) || r.conn !== this) {
+          throw new ProtocolError("'Disembargo' of type 'senderLoopback' sent to an object that does not point back to the sender.");
+        }
+        const m = new capnp.Message();
+        const out = m.initRoot(rpc.Message).initDisembargo();
+        out.initTarget().setImportedCap(r.id);
+        out.getContext().setReceiverLoopback(eid);
+        this.send(m);
+        return;
+      }
+      case rpc.Disembargo_Context.RECEIVER_LOOPBACK: {
+        const eid = ctx.getReceiverLoopback();
+        if (this.log !== undefined) this.trace(`<- disembargo receiverLoopback ${eid}`);
+        const e = this.embargoes.get(eid);
+        if (e === undefined) throw new ProtocolError(`Disembargo receiverLoopback for unknown embargo ID ${eid}`);
+        this.embargoes.delete(eid);
+        e.hook.resolve(e.target);
+        e.target.release();
+        e.hook.release();
+        return;
+      }
+      default:
+        this.sendUnimplemented(root);
+        return;
+    }
+  }
+
+  private handleUnimplemented(inner: rpc.Message): void {
+    const w = inner.which();
+    this.log?.("warning", `${this.name}: peer did not implement message ${w}`);
+    if (w === rpc.Message.CALL || w === rpc.Message.BOOTSTRAP) {
+      const id = w === rpc.Message.CALL ? inner.getCall().getQuestionId() : inner.getBootstrap().getQuestionId();
+      const q = this.questions.get(id);
+      if (q === undefined || q.returned) return;
+      q.returned = true;
+      q.finishSent = true; // the peer never created the answer
+      const pe = q.paramExports;
+      q.paramExports = null;
+      if (pe !== null) for (const e of pe) if (this.exports.has(e)) this.releaseExport(e, 1);
+      q.sink.complete(errOutcome(new RpcError("unimplemented", `peer does not implement ${w === rpc.Message.CALL ? "Call" : "Bootstrap"}`, { remote: true })));
+      this.removeQuestionIfDone(q);
+      return;
+    }
+    if (w === rpc.Message.RESOLVE) {
+      const r = inner.getResolve();
+      if (r.which() === rpc.Resolve.CAP) {
+        const c = r.getCap();
+        const cw = c.which();
+        if (cw === rpc.CapDescriptor.SENDER_HOSTED) this.releaseExportIfPresent(c.getSenderHosted());
+        else if (cw === rpc.CapDescriptor.SENDER_PROMISE) this.releaseExportIfPresent(c.getSenderPromise());
+      }
+    }
+    // Anything else we sent is optional; nothing to undo.
+  }
+
+  private releaseExportIfPresent(id: number): void {
+    if (this.exports.has(id)) this.releaseExport(id, 1);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Ending
+
+  private shutdown(err: Error | undefined, _local: boolean): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endError = err;
+    const dErr = this.disconnectedError();
+    // Questions: every pending call rejects.
+    const qs = [...this.questions.values()];
+    this.questions.clear();
+    for (const q of qs) {
+      if (!q.returned) {
+        q.returned = true;
+        q.sink.complete(errOutcome(dErr));
+      }
+    }
+    // Answers: running calls see their signal abort.
+    const as = [...this.answers.values()];
+    this.answers.clear();
+    for (const a of as) {
+      a.finished = true;
+      if (!a.returned) {
+        a.cancel();
+        a.returned = true;
+      }
+      const rs = a.redirects;
+      a.redirects = null;
+      if (rs !== null) for (const s of rs) s.complete(errOutcome(dErr));
+      a.dropPipes(dErr);
+      const o = a.outcome;
+      if (o !== null) releaseOutcome(o);
+    }
+    // Embargoes: nothing will come back; the queued calls go to the (local) target.
+    const es = [...this.embargoes.values()];
+    this.embargoes.clear();
+    for (const e of es) {
+      e.hook.resolve(e.target);
+      e.target.release();
+      e.hook.release();
+    }
+    // Imports: promise imports fail; import handles stay, their calls fail.
+    const is = [...this.imports.values()];
+    this.imports.clear();
+    for (const imp of is) {
+      const p = imp.promise;
+      imp.promise = null;
+      if (p !== null) {
+        const b = new BrokenHook(dErr);
+        p.resolve(b);
+        b.release();
+      }
+    }
+    // Exports: the peer's references are gone.
+    const xs = [...this.exports.values()];
+    this.exports.clear();
+    this.exportByHook.clear();
+    for (const x of xs) x.hook.release();
+    const bh = this.bootstrapHook;
+    this.bootstrapHook = null;
+    bh?.release();
+    this.closedD.resolve(err);
+    const cbs = this.closeCbs;
+    this.closeCbs = [];
+    if (cbs.length > 0) {
+      queueMicrotask(() => {
+        for (const cb of cbs) {
+          try {
+            cb(err);
+          } catch (e) {
+            this.log?.("error", `${this.name}: onClose callback threw: ${String(e)}`);
+          }
+        }
+      });
+    }
+  }
+}
+
+const Return_WHICH = ["results", "exception", "canceled", "resultsSentElsewhere", "takeFromOtherQuestion", "acceptFromThirdParty"];
+
+function nullHook(): Hook {
+  return new NullHook();
+}
+
+function writePromisedAnswer(pa: rpc.PromisedAnswer, qid: number, path: readonly number[]): void {
+  pa.setQuestionId(qid);
+  if (path.length > 0) {
+    const ops = pa.initTransform(path.length);
+    for (let i = 0; i < path.length; i++) ops.get(i).setGetPointerField(path[i]!);
+  }
+}
+
+/** Sink of our Bootstrap question: resolves the bootstrap promise cap, then drops the results. */
+class BootstrapSink extends Sink {
+  protected onComplete(o: Outcome): void {
+    releaseOutcome(o);
+  }
+}
+
+setTailHandlerLookup((sink) => (sink instanceof Answer ? sink.conn : null));

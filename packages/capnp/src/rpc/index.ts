@@ -1,0 +1,20 @@
+export {
+  localCapability,
+  nullCapability,
+  brokenCapability,
+  promiseCapability,
+  writeCap,
+  readCap,
+} from "./capability.js";
+export type {
+  Server,
+  IncomingCall,
+  Capability,
+  Request,
+  PendingCall,
+  Response,
+  Struct,
+  StructCtor,
+} from "./capability.js";
+export { RpcConnection } from "./connection.js";
+export type { RpcConnectionOptions, RpcStats } from "./connection.js";
