@@ -1,1 +1,24 @@
-export {};
+/**
+ * Public API of @multiprocess-ts/node: the Node.js edges of multiprocess-ts (child processes,
+ * sockets, listeners, MessagePort and WebSocket transports). Hand-curated: add named exports only.
+ */
+
+// Child processes (upstream SpawnProcess / WaitProcess / StartSpawned).
+export { spawnProcessSocket, waitProcess, openSpawnedSocket, SPAWN_FD } from "./spawn.js";
+export type { SpawnProcessOptions, SpawnedSocket, ExitStatus } from "./spawn.js";
+
+// Listening sockets (upstream ListenConnections, max_connections).
+export { listenSockets, Listener, AddressInUseError } from "./listen.js";
+export type { ListenTarget, ListenOptions, SocketHandler, ListenerEvents } from "./listen.js";
+
+// Transports.
+export { messagePortTransport } from "./message-port.js";
+export type { MessagePortTransportOptions } from "./message-port.js";
+export { webSocketTransport, openWebSocket, listenWebSocket, WebSocketRejectedError } from "./websocket.js";
+export type { WebSocketTransportOptions, OpenWebSocketOptions, WebSocketListenOptions, WebSocketListener } from "./websocket.js";
+export { encodeSingleFrame, decodeSingleFrame, DEFAULT_FRAME_LIMITS } from "./frame.js";
+export type { FrameLimits } from "./frame.js";
+
+// worker_threads: attach workers to a loop (post/sync, Waiter, callSync).
+export { WorkerHost, WorkerSession, workerHost, attachLoop, currentLoop, callSync, WorkerLoop, Waiter, loopHandleTransferList, isLoopHandle, isLoopThread } from "./worker/index.js";
+export type { LoopHandle, LoopHandler, WorkerHostOptions, WorkerHostHooks, LoopLike } from "./worker/index.js";

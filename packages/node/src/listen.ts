@@ -1,0 +1,276 @@
+/**
+ * Accept loops on Unix-domain and TCP sockets, with upstream's `max_connections` behaviour
+ * (libmultiprocess#269, `ListenConnections`).
+ *
+ * Upstream stops calling accept(2) while the limit is reached, so extra clients wait in the
+ * kernel backlog: their connect succeeds, nothing is served until a slot frees. Node cannot stop
+ * accepting on a listening handle, so we get the same observable behaviour one level up: sockets
+ * beyond the limit are accepted with `pauseOnConnect` (not read, not served) and parked in FIFO
+ * order; each disconnect hands its slot to the oldest parked socket. A parked socket whose client
+ * already hung up is served anyway; its connection ends at once and frees the slot again
+ * (upstream's "client disconnects before being accepted" case). `maxPending` bounds the parking
+ * lot the way the backlog bounds the kernel queue; beyond it sockets are closed at once.
+ *
+ * Threading: everything runs on the thread that calls {@link listenSockets} (the loop thread).
+ */
+
+import * as net from "node:net";
+import * as fs from "node:fs";
+import { EventEmitter } from "node:events";
+
+/** Where to listen: a Unix socket path, a TCP port (on `host`, default 127.0.0.1), or either as an object. */
+export type ListenTarget = string | number | { path: string } | { port: number; host?: string };
+
+/** Options of {@link listenSockets} / `listenConnections`. */
+export interface ListenOptions {
+  /** Serve at most this many connections at once (0/undefined = no limit). */
+  maxConnections?: number;
+  /** Bound on parked sockets while at the limit (default 128, like a listen backlog). */
+  maxPending?: number;
+  /** TCP bind address when the target is a port; default 127.0.0.1. */
+  host?: string;
+  /** Unix socket file mode; default 0o600 (owner only). */
+  mode?: number;
+}
+
+/** What {@link listenSockets} calls for each connection it serves. Resolve when it has ended. */
+export type SocketHandler = (socket: net.Socket) => Promise<void>;
+
+/** Events of a {@link Listener} (all synchronous, on the loop thread). */
+export interface ListenerEvents {
+  /** A socket was accepted and handed to the handler (it holds a slot now). */
+  serve: [id: number];
+  /** A socket was accepted while at the limit and waits for a slot. */
+  park: [id: number];
+  /** The handler of a served socket finished; its slot is free. */
+  release: [id: number];
+  /** A socket was closed unserved (parking lot full, or the listener closed). */
+  drop: [id: number];
+  /** The handler threw or rejected (the connection is still counted as released). */
+  handlerError: [err: unknown, id: number];
+}
+
+/** A listening socket from {@link listenSockets}. */
+export class Listener extends EventEmitter<ListenerEvents> {
+  /** `{ path }` for a Unix socket, or the bound TCP `{ host, port }`. */
+  readonly address: { path: string } | { host: string; port: number };
+  private active = 0;
+  private readonly parked: { id: number; socket: net.Socket }[] = [];
+  private readonly servedSockets = new Set<net.Socket>();
+  private readonly running = new Set<Promise<void>>();
+  private nextId = 1;
+  private closing: Promise<void> | undefined;
+
+  /** @internal */
+  constructor(
+    private readonly server: net.Server,
+    private readonly handler: SocketHandler,
+    private readonly max: number,
+    private readonly maxPending: number,
+    unixPath: string | undefined,
+  ) {
+    super();
+    const a = server.address();
+    if (unixPath !== undefined) this.address = { path: unixPath };
+    else {
+      const info = a as net.AddressInfo;
+      this.address = { host: info.address, port: info.port };
+    }
+    server.on("connection", (socket) => this.onConnection(socket));
+  }
+
+  /** Connections being served now. */
+  get connections(): number {
+    return this.active;
+  }
+
+  /** Accepted sockets waiting for a slot. */
+  get pending(): number {
+    return this.parked.length;
+  }
+
+  /**
+   * Stop accepting, close parked sockets, and wait for served connections to end. Served
+   * connections are not cut: pass `{ destroy: true }` to destroy their sockets (their handlers
+   * then see the disconnect and finish). Removes the Unix socket file. Idempotent.
+   */
+  close(opts: { destroy?: boolean } = {}): Promise<void> {
+    if (opts.destroy === true) for (const s of this.servedSockets) s.destroy();
+    this.closing ??= (async () => {
+      const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      for (const p of this.parked.splice(0)) {
+        p.socket.destroy();
+        this.emit("drop", p.id);
+      }
+      await closed;
+      await Promise.all([...this.running]);
+    })();
+    return this.closing;
+  }
+
+  private onConnection(socket: net.Socket): void {
+    const id = this.nextId++;
+    if (this.closing !== undefined) {
+      socket.destroy();
+      this.emit("drop", id);
+      return;
+    }
+    if (this.max > 0 && this.active >= this.max) {
+      if (this.parked.length >= this.maxPending) {
+        socket.destroy();
+        this.emit("drop", id);
+        return;
+      }
+      // Parked: not read (pauseOnConnect), so the peer's messages stay in the kernel buffer.
+      // Swallow errors meanwhile (ECONNRESET of a client that gave up); serving surfaces them.
+      socket.on("error", () => {});
+      this.parked.push({ id, socket });
+      this.emit("park", id);
+      return;
+    }
+    this.serve(id, socket);
+  }
+
+  private serve(id: number, socket: net.Socket): void {
+    this.active++;
+    this.servedSockets.add(socket);
+    this.emit("serve", id);
+    let run: Promise<void>;
+    try {
+      run = Promise.resolve(this.handler(socket));
+    } catch (e) {
+      run = Promise.reject(e);
+    }
+    const tracked = run.then(
+      () => undefined,
+      (err: unknown) => {
+        socket.destroy();
+        this.emit("handlerError", err, id);
+      },
+    ).then(() => {
+      this.running.delete(tracked);
+      this.servedSockets.delete(socket);
+      this.active--;
+      this.emit("release", id);
+      this.admit();
+    });
+    this.running.add(tracked);
+  }
+
+  /** Hand free slots to parked sockets, oldest first. */
+  private admit(): void {
+    while (this.closing === undefined && this.parked.length > 0 && (this.max === 0 || this.active < this.max)) {
+      const next = this.parked.shift()!;
+      this.serve(next.id, next.socket);
+    }
+  }
+}
+
+function normalize(target: ListenTarget, host: string | undefined): { path: string } | { port: number; host: string } {
+  if (typeof target === "string") return { path: target };
+  if (typeof target === "number") return { port: target, host: host ?? "127.0.0.1" };
+  if ("path" in target) return { path: target.path };
+  return { port: target.port, host: target.host ?? host ?? "127.0.0.1" };
+}
+
+/** Error thrown when a Unix socket path is served by a live listener, or is not a socket. */
+export class AddressInUseError extends Error {
+  readonly code = "EADDRINUSE";
+  constructor(message: string) {
+    super(message);
+  }
+  override get name(): string {
+    return "AddressInUseError";
+  }
+}
+
+/** Probe a Unix socket path: "live" if something accepts, "stale" if connect is refused. */
+function probe(path: string): Promise<"live" | "stale"> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ path });
+    s.once("connect", () => {
+      s.destroy();
+      resolve("live");
+    });
+    s.once("error", (e: NodeJS.ErrnoException) => {
+      s.destroy();
+      if (e.code === "ECONNREFUSED") resolve("stale");
+      else if (e.code === "ENOENT") resolve("stale");
+      else reject(e);
+    });
+  });
+}
+
+/** Remove a stale socket file at `path`; throw {@link AddressInUseError} if it is live or not a socket. */
+async function clearStaleSocket(path: string): Promise<void> {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return;
+    throw e;
+  }
+  if (!st.isSocket()) throw new AddressInUseError(`cannot listen on ${path}: it exists and is not a socket`);
+  if ((await probe(path)) === "live") {
+    throw new AddressInUseError(`cannot listen on ${path}: another process is listening on it`);
+  }
+  try {
+    fs.unlinkSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+  }
+}
+
+/**
+ * Listen on a Unix socket or a TCP port and call `handler` for each connection, at most
+ * `maxConnections` at a time (see the file comment for how the limit behaves).
+ *
+ * Unix sockets are created with mode 0600 (option `mode`): the umask is narrowed around bind(2)
+ * where the process allows it, and the file is chmod-ed before the first accept either way. A
+ * stale socket file (exists, but connecting is refused) is removed first; a live one, or a path
+ * that is not a socket, fails with {@link AddressInUseError}. The file is removed on `close()`.
+ * TCP binds 127.0.0.1 unless `host` says otherwise.
+ */
+export async function listenSockets(target: ListenTarget, handler: SocketHandler, opts: ListenOptions = {}): Promise<Listener> {
+  const where = normalize(target, opts.host);
+  const max = opts.maxConnections ?? 0;
+  if (!Number.isInteger(max) || max < 0) throw new RangeError("maxConnections must be a non-negative integer");
+  const server = net.createServer({ pauseOnConnect: true });
+  if ("path" in where) {
+    await clearStaleSocket(where.path);
+    const mode = opts.mode ?? 0o600;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      // bind(2) happens synchronously inside listen(); narrow the umask just around it so the
+      // socket never exists with wider permissions. process.umask(mask) throws in workers; the
+      // chmod below still applies there (with a short window, documented above).
+      let oldMask: number | undefined;
+      try {
+        oldMask = process.umask(0o777 & ~mode);
+      } catch {
+        oldMask = undefined;
+      }
+      try {
+        server.listen({ path: where.path }, () => {
+          server.off("error", reject);
+          resolve();
+        });
+      } finally {
+        if (oldMask !== undefined) process.umask(oldMask);
+      }
+    });
+    fs.chmodSync(where.path, mode);
+    // The listener must not start before the chmod: connections are only handled once we
+    // return, and `connection` events before that cannot happen (no turn has run in between).
+    const listener = new Listener(server, handler, max, opts.maxPending ?? 128, where.path);
+    return listener;
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ port: where.port, host: where.host }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return new Listener(server, handler, max, opts.maxPending ?? 128, undefined);
+}

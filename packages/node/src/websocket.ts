@@ -1,0 +1,336 @@
+/**
+ * Cap'n Proto RPC over WebSocket (the `ws` package): a {@link Transport} that carries one
+ * Cap'n Proto message per binary frame, a client that opens one, and a server that accepts them
+ * on loopback and authenticates every upgrade request (bearer token and/or Origin allow-list)
+ * before any RPC traffic flows.
+ *
+ * Threading: everything here runs on the thread that owns the socket (the event-loop thread).
+ */
+
+import * as http from "node:http";
+import type { AddressInfo } from "node:net";
+import { timingSafeEqual, createHash } from "node:crypto";
+import { WebSocket, WebSocketServer, type RawData } from "ws";
+import { DisconnectedError, ProtocolError, RpcError } from "@multiprocess-ts/capnp";
+import type { Transport, TransportSink } from "@multiprocess-ts/capnp";
+import { DEFAULT_FRAME_LIMITS, decodeSingleFrame, encodeSingleFrame, type FrameLimits } from "./frame.js";
+
+/** Options of {@link webSocketTransport}. */
+export interface WebSocketTransportOptions {
+  limits?: Partial<FrameLimits>;
+}
+
+/**
+ * Wrap an OPEN `ws` WebSocket as a Transport. Takes ownership of the socket: the transport closes
+ * it on `close()` (close code 1000, after queued frames) and terminates it on `destroy()`.
+ * A text frame or a frame that is not exactly one message is a protocol error (close code 1002).
+ */
+export function webSocketTransport(ws: WebSocket, opts: WebSocketTransportOptions = {}): Transport {
+  if (ws.readyState !== WebSocket.OPEN) throw new Error("webSocketTransport needs an open WebSocket");
+  return new WebSocketTransport(ws, { ...DEFAULT_FRAME_LIMITS, ...opts.limits });
+}
+
+class WebSocketTransport implements Transport {
+  private sink: TransportSink | undefined;
+  private early: Uint8Array[][] = [];
+  private ended = false;
+  private endError: Error | undefined;
+  private endReported = false;
+  private closing = false;
+  private failure: Error | undefined;
+  private readonly socketClosed: Promise<void>;
+
+  constructor(private readonly ws: WebSocket, private readonly limits: FrameLimits) {
+    ws.binaryType = "nodebuffer";
+    this.socketClosed = new Promise<void>((resolve) => ws.once("close", () => resolve()));
+    ws.on("message", (data: RawData, isBinary: boolean) => this.onFrame(data, isBinary));
+    ws.on("error", (e: Error) => {
+      this.failure ??= new DisconnectedError(`WebSocket error: ${e.message}`, { cause: e });
+    });
+    ws.once("close", (code: number, reason: Buffer) => this.onClose(code, reason.toString()));
+  }
+
+  start(sink: TransportSink): void {
+    if (this.sink !== undefined) throw new Error("Transport.start called twice");
+    this.sink = sink;
+    const early = this.early;
+    this.early = [];
+    for (const m of early) sink.message(m);
+    if (this.ended) this.reportEnd();
+  }
+
+  send(segments: Uint8Array[]): void {
+    if (this.ended || this.closing || this.ws.readyState !== WebSocket.OPEN) return;
+    this.ws.send(encodeSingleFrame(segments), { binary: true });
+  }
+
+  close(): Promise<void> {
+    if (!this.ended && !this.closing) {
+      this.closing = true;
+      this.ws.close(1000);
+    }
+    return this.socketClosed;
+  }
+
+  destroy(err?: Error): void {
+    if (this.ended) return;
+    this.failure ??= err;
+    this.closing = true;
+    this.ws.terminate();
+  }
+
+  private onFrame(data: RawData, isBinary: boolean): void {
+    if (this.ended || this.closing) return;
+    if (!isBinary) {
+      this.protocolFailure(new ProtocolError("text WebSocket frame; Cap'n Proto needs binary frames"));
+      return;
+    }
+    const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    let segments: Uint8Array[];
+    try {
+      segments = decodeSingleFrame(buf, this.limits);
+    } catch (e) {
+      this.protocolFailure(e instanceof RpcError ? e : new ProtocolError(String(e)));
+      return;
+    }
+    if (this.sink === undefined) this.early.push(segments);
+    else this.sink.message(segments);
+  }
+
+  private protocolFailure(err: Error): void {
+    this.failure ??= err;
+    this.closing = true;
+    this.ws.close(1002, err.message.slice(0, 120));
+  }
+
+  private onClose(code: number, reason: string): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (this.failure !== undefined) this.endError = this.failure;
+    else if (!this.closing && code !== 1000 && code !== 1001) {
+      this.endError = new DisconnectedError(`WebSocket closed (code ${code}${reason ? `: ${reason}` : ""})`);
+    }
+    this.reportEnd();
+  }
+
+  private reportEnd(): void {
+    const sink = this.sink;
+    if (sink === undefined || this.endReported) return;
+    this.endReported = true;
+    const err = this.endError;
+    queueMicrotask(() => sink.closed(err));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client
+
+/** Options of {@link openWebSocket}. */
+export interface OpenWebSocketOptions extends WebSocketTransportOptions {
+  /** Sent as `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Sent as the `Origin` header. */
+  origin?: string;
+  /** Extra request headers. */
+  headers?: Record<string, string>;
+  /** Abort the opening handshake. */
+  signal?: AbortSignal;
+}
+
+/** The server refused the WebSocket upgrade (`status` 401: bad/missing token, 403: origin). */
+export class WebSocketRejectedError extends Error {
+  readonly code = "MP_ERR_WS_REJECTED";
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+  override get name(): string {
+    return "WebSocketRejectedError";
+  }
+}
+
+/**
+ * Open a WebSocket to `url` and resolve with a Transport once the handshake succeeded.
+ * Rejects with {@link WebSocketRejectedError} when the server answers the upgrade with an HTTP
+ * error (401/403), or with the socket error when it cannot connect.
+ */
+export function openWebSocket(url: string | URL, opts: OpenWebSocketOptions = {}): Promise<Transport> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token !== undefined) headers["authorization"] = `Bearer ${opts.token}`;
+  return new Promise<Transport>((resolve, reject) => {
+    const ws = new WebSocket(url, {
+      headers,
+      ...(opts.origin !== undefined ? { origin: opts.origin } : {}),
+      maxPayload: (opts.limits?.maxMessageBytes ?? DEFAULT_FRAME_LIMITS.maxMessageBytes) + 8 * 520,
+      perMessageDeflate: false,
+    });
+    let settled = false;
+    const onAbort = (): void => {
+      if (settled) return;
+      settled = true;
+      ws.terminate();
+      reject(opts.signal?.reason ?? new Error("aborted"));
+    };
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    const done = (): void => {
+      settled = true;
+      opts.signal?.removeEventListener("abort", onAbort);
+    };
+    ws.once("unexpected-response", (_req, res: http.IncomingMessage) => {
+      if (settled) return;
+      done();
+      const status = res.statusCode ?? 0;
+      res.resume();
+      ws.terminate();
+      reject(new WebSocketRejectedError(status, `WebSocket upgrade to ${String(url)} rejected: HTTP ${status} ${res.statusMessage ?? ""}`.trim()));
+    });
+    ws.once("error", (e: Error) => {
+      if (settled) return;
+      done();
+      reject(e);
+    });
+    ws.once("open", () => {
+      if (settled) return;
+      done();
+      resolve(webSocketTransport(ws, opts));
+    });
+    if (opts.signal?.aborted) onAbort();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server
+
+/** Options of {@link listenWebSocket}. At least one of `token`/`allowedOrigins` is required. */
+export interface WebSocketListenOptions extends WebSocketTransportOptions {
+  /** TCP port; 0 (default) picks a free one, see {@link WebSocketListener.port}. */
+  port?: number;
+  /** Bind address; default 127.0.0.1. Binding elsewhere is allowed but is your decision. */
+  host?: string;
+  /** Only upgrade requests to this path (default: any path). */
+  path?: string;
+  /**
+   * Required bearer token: `Authorization: Bearer <token>` or `?token=<token>` in the URL.
+   * A missing or wrong token gets HTTP 401.
+   */
+  token?: string;
+  /** Allowed `Origin` header values; a request with another or no Origin gets HTTP 403. */
+  allowedOrigins?: readonly string[];
+  /** Explicitly accept unauthenticated upgrades (neither token nor origins). Off by default. */
+  allowUnauthenticated?: boolean;
+}
+
+/** A listening WebSocket server from {@link listenWebSocket}. */
+export interface WebSocketListener {
+  readonly host: string;
+  readonly port: number;
+  /** `ws://host:port/path` (without token). */
+  readonly url: string;
+  /** Number of open WebSocket connections. */
+  readonly connections: number;
+  /** Stop listening and close every open connection (their transports end). Idempotent. */
+  close(): Promise<void>;
+}
+
+function sameSecret(a: string, b: string): boolean {
+  // Hash first so the comparison is constant time whatever the lengths.
+  const ha = createHash("sha256").update(a).digest();
+  const hb = createHash("sha256").update(b).digest();
+  return timingSafeEqual(ha, hb);
+}
+
+/** Decide whether an upgrade request may proceed: undefined = yes, else the HTTP status. */
+function authorize(req: http.IncomingMessage, opts: WebSocketListenOptions): { status: 401 | 403 | 404; text: string } | undefined {
+  const url = new URL(req.url ?? "/", "ws://localhost");
+  if (opts.path !== undefined && url.pathname !== opts.path) return { status: 404, text: "Not Found" };
+  if (opts.token !== undefined) {
+    const auth = req.headers["authorization"];
+    const bearer = typeof auth === "string" && /^Bearer /i.test(auth) ? auth.slice(7).trim() : undefined;
+    const query = url.searchParams.get("token") ?? undefined;
+    const given = bearer ?? query;
+    if (given === undefined || !sameSecret(given, opts.token)) return { status: 401, text: "Unauthorized" };
+  }
+  if (opts.allowedOrigins !== undefined) {
+    const origin = req.headers["origin"];
+    if (typeof origin !== "string" || !opts.allowedOrigins.includes(origin)) return { status: 403, text: "Forbidden" };
+  }
+  return undefined;
+}
+
+/**
+ * Listen for WebSocket connections and hand each authenticated one to `onTransport` as a
+ * Transport (the callback owns it). Rejected upgrades never reach `onTransport`: they get an
+ * HTTP 401 (token) or 403 (origin) response and the socket is closed.
+ */
+export async function listenWebSocket(
+  opts: WebSocketListenOptions,
+  onTransport: (transport: Transport, req: http.IncomingMessage) => void,
+): Promise<WebSocketListener> {
+  if (opts.token === undefined && opts.allowedOrigins === undefined && opts.allowUnauthenticated !== true) {
+    throw new Error("listenWebSocket needs a token or allowedOrigins (or allowUnauthenticated: true)");
+  }
+  if (opts.token !== undefined && opts.token.length === 0) throw new Error("listenWebSocket: empty token");
+  const host = opts.host ?? "127.0.0.1";
+  const server = http.createServer((_req, res) => {
+    res.writeHead(426, { "content-type": "text/plain", connection: "close" });
+    res.end("WebSocket upgrade required\n");
+  });
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: (opts.limits?.maxMessageBytes ?? DEFAULT_FRAME_LIMITS.maxMessageBytes) + 8 * 520,
+    perMessageDeflate: false,
+  });
+  server.on("upgrade", (req, socket, head) => {
+    const refusal = authorize(req, opts);
+    if (refusal !== undefined) {
+      const extra = refusal.status === 401 ? 'WWW-Authenticate: Bearer realm="multiprocess-ts"\r\n' : "";
+      socket.end(`HTTP/1.1 ${refusal.status} ${refusal.text}\r\n${extra}Connection: close\r\nContent-Length: 0\r\n\r\n`);
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      if (closed) {
+        ws.terminate();
+        return;
+      }
+      onTransport(webSocketTransport(ws, opts), req);
+    });
+  });
+  let closed = false;
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen({ port: opts.port ?? 0, host }, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const shownHost = addr.family === "IPv6" ? `[${addr.address}]` : addr.address;
+  let closing: Promise<void> | undefined;
+  return {
+    host: addr.address,
+    port: addr.port,
+    url: `ws://${shownHost}:${addr.port}${opts.path ?? "/"}`,
+    get connections() {
+      return wss.clients.size;
+    },
+    close() {
+      closing ??= (async () => {
+        closed = true;
+        const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
+        const sockets = [...wss.clients].map(
+          (ws) => new Promise<void>((resolve) => {
+            if (ws.readyState === WebSocket.CLOSED) resolve();
+            else {
+              ws.once("close", () => resolve());
+              ws.close(1001, "server shutting down");
+            }
+          }),
+        );
+        await Promise.all(sockets);
+        await new Promise<void>((resolve) => wss.close(() => resolve()));
+        server.closeAllConnections();
+        await serverClosed;
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,225 @@
+// Socket-level tests of the accept loop behind listenConnections: upstream's four
+// ListenConnections scenarios (listen_tests.cpp) on Unix sockets and TCP, with raw echo handlers.
+import { describe, it, expect, beforeEach, afterEach } from "vitest";
+import * as net from "node:net";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { once } from "node:events";
+import { listenSockets, AddressInUseError, type Listener, type ListenTarget } from "@multiprocess-ts/node";
+import { expectNoLeaks, handleBaseline } from "./helpers.js";
+
+let baseline: Map<string, number>;
+let dir: string;
+beforeEach(() => {
+  baseline = handleBaseline();
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "mp-listen-"));
+});
+afterEach(async () => {
+  await expectNoLeaks(baseline);
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Echo handler: resolves when the client hangs up. */
+async function echo(socket: net.Socket): Promise<void> {
+  socket.on("data", (d) => socket.write(d));
+  socket.on("error", () => {});
+  socket.on("end", () => socket.end());
+  socket.resume();
+  await once(socket, "close");
+}
+
+function connectTo(l: Listener): net.Socket {
+  const a = l.address;
+  return "path" in a ? net.connect({ path: a.path }) : net.connect({ port: a.port, host: a.host });
+}
+
+async function connected(l: Listener): Promise<net.Socket> {
+  const s = connectTo(l);
+  await once(s, "connect");
+  return s;
+}
+
+/** Round trip one line through the echo server ("a call"). */
+async function call(s: net.Socket, text: string): Promise<string> {
+  const got = once(s, "data");
+  s.write(text);
+  return String((await got)[0]);
+}
+
+async function hangUp(s: net.Socket): Promise<void> {
+  const closed = once(s, "close");
+  s.end();
+  await closed;
+}
+
+/** Next occurrence of a listener event, as its id. */
+function next(l: Listener, ev: "serve" | "park" | "release" | "drop"): Promise<number> {
+  return new Promise((resolve) => l.once(ev, (id: number) => resolve(id)));
+}
+
+const kinds: { name: string; target: () => ListenTarget }[] = [
+  { name: "unix", target: () => path.join(dir, "mp.sock") },
+  { name: "tcp", target: () => 0 },
+];
+
+for (const kind of kinds) {
+  describe(`listenSockets (${kind.name})`, () => {
+    it("accepts incoming connections", async () => {
+      const l = await listenSockets(kind.target(), echo);
+      const s = await connected(l);
+      expect(await call(s, "ping")).toBe("ping");
+      const released = next(l, "release");
+      await hangUp(s);
+      await released;
+      expect(l.connections).toBe(0);
+      await l.close();
+    });
+
+    it("enforces a connection limit of 1 and reuses the slot", async () => {
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1 });
+      const log: string[] = [];
+      for (const ev of ["serve", "park", "release"] as const) l.on(ev, (id) => log.push(`${ev}:${id}`));
+      const a = await connected(l);
+      expect(await call(a, "a")).toBe("a");
+      const parked = next(l, "park");
+      const b = await connected(l); // connect succeeds (backlog), but nobody serves it yet
+      await parked;
+      expect(l.pending).toBe(1);
+      const bReply = call(b, "b"); // cannot complete while `a` holds the only slot
+      expect(await call(a, "a2")).toBe("a2");
+      expect(log).toEqual(["serve:1", "park:2"]);
+      await hangUp(a);
+      expect(await bReply).toBe("b");
+      expect(log).toEqual(["serve:1", "park:2", "release:1", "serve:2"]);
+      // Slot reuse: after b leaves, a third client is served at once.
+      const releasedB = next(l, "release");
+      await hangUp(b);
+      await releasedB;
+      const c = await connected(l);
+      expect(await call(c, "c")).toBe("c");
+      expect(log.slice(-2)).toEqual(["release:2", "serve:3"]);
+      await hangUp(c);
+      await l.close();
+    });
+
+    it("accepts two connections with limit 2; a third waits for a disconnect", async () => {
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 2 });
+      const a = await connected(l);
+      const b = await connected(l);
+      expect(await call(a, "a")).toBe("a");
+      expect(await call(b, "b")).toBe("b");
+      expect(l.connections).toBe(2);
+      const parked = next(l, "park");
+      const c = await connected(l);
+      expect(await parked).toBe(3);
+      const cReply = call(c, "c");
+      let cDone = false;
+      void cReply.then(() => (cDone = true));
+      expect(await call(b, "b2")).toBe("b2");
+      expect(cDone).toBe(false);
+      const servedC = next(l, "serve");
+      await hangUp(a);
+      expect(await servedC).toBe(3);
+      expect(await cReply).toBe("c");
+      expect(l.connections).toBe(2);
+      await hangUp(b);
+      await hangUp(c);
+      await l.close();
+      expect(l.connections).toBe(0);
+    });
+
+    it("handles a client that disconnects before being accepted", async () => {
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1 });
+      const a = await connected(l);
+      expect(await call(a, "a")).toBe("a");
+      const parked = next(l, "park");
+      const quitter = connectTo(l);
+      await once(quitter, "connect");
+      await parked;
+      // Gone before the listener ever served it (destroy: an orderly end() would wait for the
+      // server's FIN, which a parked, unread socket never sends).
+      const quitterClosed = once(quitter, "close");
+      quitter.destroy();
+      await quitterClosed;
+      // When a's slot frees, the parked socket is served, ends at once and frees its slot again.
+      const releasedQuitter = new Promise<void>((resolve) => l.on("release", (id) => id === 2 && resolve()));
+      await hangUp(a);
+      await releasedQuitter;
+      expect(l.connections).toBe(0);
+      const c = await connected(l);
+      expect(await call(c, "c")).toBe("c");
+      await hangUp(c);
+      await l.close();
+    });
+
+    it("close() drops parked sockets and can cut served ones", async () => {
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1 });
+      const a = await connected(l);
+      expect(await call(a, "a")).toBe("a");
+      const parked = next(l, "park");
+      const b = await connected(l);
+      await parked;
+      const aClosed = once(a, "close");
+      const bClosed = once(b, "close");
+      a.on("error", () => {});
+      b.on("error", () => {});
+      await l.close({ destroy: true });
+      await aClosed;
+      await bClosed;
+      expect(l.connections).toBe(0);
+      expect(l.pending).toBe(0);
+    });
+  });
+}
+
+describe("listenSockets Unix socket files", () => {
+  it("creates the socket with mode 0600 and removes it on close", async () => {
+    const p = path.join(dir, "mode.sock");
+    const l = await listenSockets(p, echo);
+    const st = fs.statSync(p);
+    expect(st.isSocket()).toBe(true);
+    expect(st.mode & 0o777).toBe(0o600);
+    await l.close();
+    expect(fs.existsSync(p)).toBe(false);
+  });
+
+  it("removes a stale socket file (exists, nothing listens)", async () => {
+    const p = path.join(dir, "stale.sock");
+    // Make a stale socket: bind a listener, then close its fd without unlinking (as a crashed
+    // process would leave it). A child process that exits without cleanup does exactly that.
+    const { spawnSync } = await import("node:child_process");
+    const r = spawnSync(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(p)}, () => process.exit(0))`]);
+    expect(r.status).toBe(0);
+    expect(fs.lstatSync(p).isSocket()).toBe(true);
+    const l = await listenSockets(p, echo);
+    const s = await connected(l);
+    expect(await call(s, "x")).toBe("x");
+    await hangUp(s);
+    await l.close();
+  });
+
+  it("refuses a path where a live server listens, and a path that is not a socket", async () => {
+    const p = path.join(dir, "live.sock");
+    const first = await listenSockets(p, echo);
+    const err = await listenSockets(p, echo).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AddressInUseError);
+    expect(String(err)).toMatch(/another process is listening/);
+    // The live server still works.
+    const s = await connected(first);
+    expect(await call(s, "still here")).toBe("still here");
+    await hangUp(s);
+    await first.close();
+
+    const f = path.join(dir, "file");
+    fs.writeFileSync(f, "data");
+    await expect(listenSockets(f, echo)).rejects.toThrow(/not a socket/);
+    expect(fs.readFileSync(f, "utf8")).toBe("data");
+  });
+
+  it("TCP binds 127.0.0.1 by default", async () => {
+    const l = await listenSockets(0, echo);
+    expect(l.address).toMatchObject({ host: "127.0.0.1" });
+    await l.close();
+  });
+});
