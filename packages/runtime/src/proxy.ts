@@ -381,6 +381,8 @@ function methodTable(ctor: ProxyServerCtor<unknown>): Map<string, ServerMethod<u
 
 /** How many live owning servers wrap each impl object: it is disposed when the count reaches 0. */
 const implOwners = new WeakMap<object, number>();
+/** Impl objects already disposed: a later export of the same object is never disposed again. */
+const disposedImpls = new WeakSet<object>();
 const DISOWN: unique symbol = Symbol("mp.disown");
 
 /**
@@ -395,7 +397,13 @@ export async function disposeObject(obj: unknown): Promise<void> {
   else if (typeof o.close === "function") await o.close();
 }
 
-/** Base of generated servers: see the module comment. */
+/**
+ * Base of generated servers: see the module comment.
+ *
+ * Ownership: a server owns its impl. When several servers wrap the same object (it was exported
+ * more than once), the object is disposed when the last of them lets go, and an object is never
+ * disposed twice (a WeakSet remembers disposed objects), so "exactly once" holds per object.
+ */
 export abstract class ProxyServerBase<I> implements Server {
   readonly connection: Connection;
   #impl: I | undefined;
@@ -541,7 +549,10 @@ export abstract class ProxyServerBase<I> implements Server {
     const impl = this.#impl;
     this.#impl = undefined;
     try {
-      if (this.#owned && isObject(impl) && decrementOwner(impl) === 0) await disposeObject(impl);
+      if (this.#owned && isObject(impl) && decrementOwner(impl) === 0 && !disposedImpls.has(impl)) {
+        disposedImpls.add(impl);
+        await disposeObject(impl);
+      }
     } catch (e) {
       this.connection.loop.log("error", `IPC server implementation dispose failed: ${describe(e)}`);
     } finally {

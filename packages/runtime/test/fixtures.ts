@@ -62,8 +62,8 @@ export interface FooCallback {
   call(arg: number): number | Promise<number>;
 }
 const CB_ID = 0xb5a2f89c910238fcn;
-const FooCallback$destroy = m("destroy", CB_ID, 0, 0, { destroy: true, special: "destroy" });
-const FooCallback$call = m("call", CB_ID, 1, 0);
+export const FooCallback$destroy = m("destroy", CB_ID, 0, 0, { destroy: true, special: "destroy" });
+export const FooCallback$call = m("call", CB_ID, 1, 0);
 
 export class FooCallbackClient extends $mp.ProxyClientBase implements FooCallback {
   static readonly interfaceId = CB_ID;
@@ -104,7 +104,7 @@ const Foo$add = m("add", FOO_ID, 0, -1);
 const Foo$initThreadMap = m("initThreadMap", FOO_ID, 4, -1);
 const Foo$callback = m("callback", FOO_ID, 5, 0);
 const Foo$callFnAsync = m("callFnAsync", FOO_ID, 18, 0);
-const Foo$callIntFnAsync = m("callIntFnAsync", FOO_ID, 21, 0);
+export const Foo$callIntFnAsync = m("callIntFnAsync", FOO_ID, 21, 0);
 const Foo$threadName = m("threadName", FOO_ID, 30, 0);
 
 export class FooClient extends $mp.ProxyClientBase implements Foo {
@@ -235,6 +235,20 @@ export class InitClient extends $mp.ProxyClientBase {
     return this.$invoke(Init$makeFoo, () => {}, (r, io) => io.importObject($mp.readCap(r, 0), FooClient)!);
   }
 }
+/** An Init implementation handing out FooImpl objects. */
+export class InitImpl implements Init {
+  readonly foos: FooImpl[] = [];
+  disposeCount = 0;
+  makeFoo(): FooImpl {
+    const f = new FooImpl();
+    this.foos.push(f);
+    return f;
+  }
+  [Symbol.dispose](): void {
+    this.disposeCount++;
+  }
+}
+
 export class InitServer extends $mp.ProxyServerBase<Init> {
   static readonly interfaceId = INIT_ID;
   static readonly methods: readonly $mp.ServerMethod<Init>[] = [

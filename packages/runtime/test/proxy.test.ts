@@ -1,0 +1,200 @@
+import { deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
+import {
+  IntRangeError,
+  IpcCalledAfterDisconnectError,
+  IpcClientClosedError,
+  IpcInterruptedError,
+  connectTransport,
+  serveTransport,
+} from "@multiprocess-ts/runtime";
+import * as $mp from "@multiprocess-ts/runtime/gen";
+import { describe, expect, it } from "vitest";
+import {
+  assertNoLeaks,
+  connectPair,
+  FooCallbackClient,
+  FooCallback$call,
+  FooCallback$destroy,
+  FooClient,
+  FooImpl,
+  FooServer,
+  InitClient,
+  InitImpl,
+  InitServer,
+  makeLoops,
+  type FooCallback,
+} from "./fixtures.js";
+
+class Callback implements FooCallback {
+  disposeCount = 0;
+  calls = 0;
+  onDispose: () => void = () => {};
+  call(arg: number): number {
+    this.calls++;
+    return arg * 10;
+  }
+  [Symbol.dispose](): void {
+    this.disposeCount++;
+    this.onDispose();
+  }
+}
+
+describe("normal shutdown (client closed first)", () => {
+  it("close() calls the remote destroy, which disposes the impl before it replies", async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    await p.client.initThreadMap();
+    const cb = new Callback();
+    const seen: number[] = [];
+    impl.callback = async (client: FooCallback, arg: number) => {
+      try {
+        return await client.call(arg);
+      } finally {
+        await (client as FooCallbackClient).close();
+        // destroy has returned: the callback object on the other side is already disposed.
+        seen.push(cb.disposeCount);
+      }
+    };
+    expect(await p.client.callback(cb, 4)).toBe(40);
+    expect(seen).toEqual([1]);
+    // The same object passed again is served by a new server but never disposed twice.
+    expect(await p.client.callback(cb, 5)).toBe(50);
+    await p.dispose();
+    expect(cb.disposeCount).toBe(1);
+    expect(cb.calls).toBe(2);
+    expect(impl.disposeCount).toBe(1);
+  });
+
+  it("close() without destroy unregisters the disconnect callback and releases; the server disposes its impl asynchronously", async () => {
+    const init = new InitImpl();
+    const p = await connectPair(init, InitServer, InitClient);
+    // The first Context call also registers the loop thread's request/callback Thread entries.
+    const warmup = await p.client.makeFoo();
+    const before = p.clientConn.syncCleanupCount;
+    const foo = await p.client.makeFoo();
+    expect(p.clientConn.syncCleanupCount).toBe(before + 1);
+    expect(await foo.add(1, 2)).toBe(3);
+    const disposed = deferred<void>();
+    const f = init.foos[1]!;
+    const orig = f[Symbol.dispose].bind(f);
+    f[Symbol.dispose] = () => {
+      orig();
+      disposed.resolve();
+    };
+    await foo.close();
+    await foo.close(); // idempotent
+    expect(foo.$state).toBe("closed");
+    expect(p.clientConn.syncCleanupCount).toBe(before);
+    await expect(foo.add(1, 2)).rejects.toBeInstanceOf(IpcClientClosedError);
+    await disposed.promise;
+    expect(f.disposeCount).toBe(1);
+    await p.dispose();
+    expect(f.disposeCount).toBe(1);
+    expect(init.disposeCount).toBe(1);
+    expect(warmup.$state).toBe("disconnected");
+  });
+
+  it("a failing remote destroy is logged, never thrown", async () => {
+    // A server whose destroy method fails (an ordinary method entry that throws).
+    class FailingDestroyServer extends $mp.ProxyServerBase<FooCallback> {
+      static readonly interfaceId = FooCallbackClient.interfaceId;
+      static readonly methods: readonly $mp.ServerMethod<FooCallback>[] = [
+        {
+          method: { ...FooCallback$destroy, special: undefined, destroy: false, context: -1 },
+          invoke() {
+            throw new Error("destroy exploded");
+          },
+        },
+        { method: FooCallback$call, async invoke(impl, p, r) { r.result = await impl.call(p.a); } },
+      ];
+    }
+    const { serverLoop, clientLoop, logs } = makeLoops();
+    const [ct, st] = memoryTransportPair();
+    const cb = new Callback();
+    const serverConn = serveTransport(serverLoop, st, cb, FailingDestroyServer);
+    const client = await connectTransport(clientLoop, ct, FooCallbackClient);
+    await expect(client.close()).resolves.toBeUndefined();
+    expect(logs.some((l) => l.loop === "client" && l.level === "warning" && /IPC client destroy failed: .*destroy exploded/.test(l.msg))).toBe(true);
+    await Promise.all([serverConn.disconnected, client.$connection.disconnected, serverLoop.done, clientLoop.done]);
+    expect(cb.disposeCount).toBe(1); // released with the connection instead
+    assertNoLeaks([serverConn, client.$connection], [serverLoop, clientLoop], logs);
+  });
+});
+
+describe("disconnect first", () => {
+  it("marks clients disconnected: later calls fail fast, in-flight calls are interrupted, close() still resolves", async () => {
+    const init = new InitImpl();
+    const p = await connectPair(init, InitServer, InitClient);
+    const foo = await p.client.makeFoo();
+    const f = init.foos[0]!;
+    const running = deferred<void>();
+    f.intFn = () => {
+      running.resolve();
+      return new Promise<number>(() => {}); // never settles: only the disconnect ends the call
+    };
+    const inFlight = foo.callIntFnAsync(1);
+    await running.promise;
+    p.clientTransport.break(new Error("socket gone"));
+    const err = await inFlight.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(IpcInterruptedError);
+    expect((err as Error).message).toBe("IPC client method call interrupted by disconnect.");
+    expect((err as IpcInterruptedError).code).toBe("MP_ERR_INTERRUPTED_BY_DISCONNECT");
+    expect((err as IpcInterruptedError).kind).toBe("disconnected");
+    await p.clientConn.disconnected;
+    expect(foo.$state).toBe("disconnected");
+    const after = await foo.add(1, 1).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(after).toBeInstanceOf(IpcCalledAfterDisconnectError);
+    expect((after as Error).message).toBe("IPC client method called after disconnect.");
+    expect((after as IpcCalledAfterDisconnectError).code).toBe("MP_ERR_CALLED_AFTER_DISCONNECT");
+    await foo.close();
+    await p.dispose();
+    expect(f.disposeCount).toBe(1);
+    expect(init.disposeCount).toBe(1);
+    // The wire saw no destroy/Finish storm after the break: nothing to assert beyond no leaks.
+  });
+
+  it("a server-side disconnect disposes every server impl exactly once, through the async cleanup queue", async () => {
+    const init = new InitImpl();
+    const p = await connectPair(init, InitServer, InitClient);
+    const foos = [await p.client.makeFoo(), await p.client.makeFoo()];
+    expect(await foos[1]!.add(2, 2)).toBe(4);
+    await p.serverConn.close();
+    await p.clientConn.disconnected;
+    for (const foo of foos) expect(foo.$state).toBe("disconnected");
+    await p.dispose();
+    expect(init.foos.map((f) => f.disposeCount)).toEqual([1, 1]);
+  });
+});
+
+describe("integer checks", () => {
+  it("checkInt*/checkUint* pass in-range integers and throw RangeError otherwise", () => {
+    expect($mp.checkInt8(-128)).toBe(-128);
+    expect(() => $mp.checkInt8(128)).toThrow(RangeError);
+    expect($mp.checkInt16(32767)).toBe(32767);
+    expect(() => $mp.checkInt16(-32769)).toThrow(RangeError);
+    expect($mp.checkInt32(-2147483648)).toBe(-2147483648);
+    expect(() => $mp.checkInt32(2147483648)).toThrow(IntRangeError);
+    expect(() => $mp.checkInt32(1.5)).toThrow(RangeError);
+    expect($mp.checkUint8(255)).toBe(255);
+    expect(() => $mp.checkUint8(-1)).toThrow(RangeError);
+    expect($mp.checkUint16(65535)).toBe(65535);
+    expect(() => $mp.checkUint16(65536)).toThrow(RangeError);
+    expect($mp.checkUint32(4294967295)).toBe(4294967295);
+    expect(() => $mp.checkUint32(4294967296)).toThrow(RangeError);
+    expect(() => $mp.checkUint32(Number.NaN)).toThrow(RangeError);
+  });
+
+  it("a range error while building params rejects the call and sends nothing", async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    await expect(p.client.add(2 ** 31, 0)).rejects.toBeInstanceOf(RangeError);
+    expect(impl.calls).toEqual([]);
+    await p.dispose();
+  });
+});
