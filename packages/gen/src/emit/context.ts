@@ -220,7 +220,7 @@ export class FileContext {
    * client class (what the client proxy actually returns). `typeParams`: names for unbound generic
    * parameters of the struct being declared.
    */
-  tsType(t: TypeInfo, opts: { clientResult?: boolean; typeParams?: Map<string, string> } = {}): string {
+  tsType(t: TypeInfo, opts: { clientResult?: boolean; nullableCaps?: boolean; typeParams?: Map<string, string> } = {}): string {
     const prim = TS_PRIMITIVE[t.kind];
     if (prim !== undefined) return prim;
     switch (t.kind) {
@@ -239,9 +239,10 @@ export class FileContext {
           b === null ? (opts.typeParams?.get(`${t.typeId}:${i}`) ?? "unknown") : this.tsType(b, opts));
         return `${this.nativeName(t.typeId)}<${args.join(", ")}>`;
       }
-      case "interface":
-        if (opts.clientResult === true && !isFunctionWrap(this.node(t.typeId))) return this.clientClass(t.typeId);
-        return this.nativeName(t.typeId);
+      case "interface": {
+        const name = opts.clientResult === true && !isFunctionWrap(this.node(t.typeId)) ? this.clientClass(t.typeId) : this.nativeName(t.typeId);
+        return opts.nullableCaps === true ? `${name} | null` : name;
+      }
       case "anyPointer":
         if (t.param !== undefined) {
           const p = opts.typeParams?.get(`${t.param.scopeId}:${t.param.index}`);
@@ -317,7 +318,7 @@ export class FileContext {
    * Expression reading field `f` (of resolved type `t`) from struct expression `s` as a TS-native
    * value. `accessor` is false for fields whose class accessor is untyped (generic parameters).
    */
-  readField(s: string, f: FieldInfo, t: TypeInfo, io: string): string {
+  readField(s: string, f: FieldInfo, t: TypeInfo, io: string, nullableCaps = true): string {
     const slot = f.slot!;
     const generic = slot.type.kind === "anyPointer";
     const acc = `${s}.${accessorName(f.name)}`;
@@ -329,18 +330,23 @@ export class FileContext {
       case "data": this.usesCopyData = true; return `$copyData($.Struct.getData(${slot.offset}, ${s}))`;
       case "list": return this.readList(`$.Struct.getList(${slot.offset}, ${this.listCtor(t.element)}, ${s})`, t, io);
       case "struct": return this.readStruct(`$.Struct.getStruct(${slot.offset}, ${this.structClass(t.typeId)}, ${s})`, t, io);
-      case "interface": return this.readCap(`$mp.readCap(${s}, ${slot.offset})`, t, io, `${f.name}`);
+      case "interface": return this.readCap(`$mp.readCap(${s}, ${slot.offset})`, t, io, `${f.name}`, nullableCaps);
       default: throw new MpgenError(`mpgen: cannot map field ${f.name} of type ${t.kind} to a TS-native value`);
     }
   }
 
-  readCap(cap: string, t: TypeInfo & { kind: "interface" }, io: string, what: string): string {
-    this.usesNonNull = true;
+  /**
+   * Imports a capability. Received values that the peer may leave unset (params, struct fields)
+   * stay `T | null`; results are checked with the local `$nonNull` helper.
+   */
+  readCap(cap: string, t: TypeInfo & { kind: "interface" }, io: string, what: string, nullable: boolean): string {
     const n = this.node(t.typeId);
-    if (isFunctionWrap(n)) {
-      return `$nonNull(${io}.importFunction<${this.nativeName(t.typeId)}>(${cap}, ${this.clientClass(t.typeId)}), ${JSON.stringify(what)})`;
-    }
-    return `$nonNull(${io}.importObject(${cap}, ${this.clientClass(t.typeId)}), ${JSON.stringify(what)})`;
+    const expr = isFunctionWrap(n)
+      ? `${io}.importFunction<${this.nativeName(t.typeId)}>(${cap}, ${this.clientClass(t.typeId)})`
+      : `${io}.importObject(${cap}, ${this.clientClass(t.typeId)})`;
+    if (nullable) return expr;
+    this.usesNonNull = true;
+    return `$nonNull(${expr}, ${JSON.stringify(what)})`;
   }
 
   exportCap(v: string, t: TypeInfo & { kind: "interface" }, io: string): string {

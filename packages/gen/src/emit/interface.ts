@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { ANN_EXCEPTION, ANN_NAME, MpgenError, checkAnnotations, isFunctionWrap, textAnnotation } from "../annotations.js";
+import { ANN_EXCEPTION, ANN_NAME, MpgenError, THREAD_MAP_ID, checkAnnotations, isFunctionWrap, textAnnotation } from "../annotations.js";
 import { camelCase, capitalize, hexBigint, jsdoc, localName, str } from "../names.js";
 import type { FieldInfo, MethodInfo, NodeInfo, TypeInfo } from "../schema.js";
 import { EMPTY_ENV, type FileContext, isPointerType } from "./context.js";
@@ -45,6 +45,9 @@ export interface MethodPlan {
   objectResult: boolean;
   errors: ErrorPlan[];
   context: number;
+  /** Hidden `Proxy.ThreadMap` params / results (pointer indices), exchanged through the IO. */
+  threadMapParams: number[];
+  threadMapResults: number[];
 }
 
 function companions(fields: readonly FieldInfo[]): Map<string, FieldInfo> {
@@ -70,6 +73,7 @@ export function planMethod(ctx: FileContext, iface: NodeInfo, m: MethodInfo): Me
     iface, m, tsName, constName: `${ctx.baseName(iface.id)}$${m.name}`,
     paramsId: m.paramStructType, resultsId: m.resultStructType,
     params: [], outputs: [], objectResult: false, errors: [], context: -1,
+    threadMapParams: [], threadMapResults: [],
   };
   if (m.name === "construct" || m.name === "destroy") plan.special = m.name;
   const used = new Set<string>();
@@ -86,6 +90,7 @@ export function planMethod(ctx: FileContext, iface: NodeInfo, m: MethodInfo): Me
     checkAnnotations(f.annotations, ctx.model.nodes, `parameter ${where}.${f.name}`);
     if (ctx.isContextField(f) && plan.context < 0) plan.context = f.slot!.offset;
     if (f.slot === undefined) throw new MpgenError(`mpgen: cannot map group parameter ${where}.${f.name}`);
+    if (isThreadMap(f)) plan.threadMapParams.push(f.slot.offset);
     if (ctx.isHidden(f) || pHidden.has(f.name)) continue;
     const tsName = ctx.fieldTsName(f);
     const v: Value = { field: f, tsName, local: local(tsName), type: ctx.resolve(f.slot.type, pEnv) };
@@ -108,6 +113,7 @@ export function planMethod(ctx: FileContext, iface: NodeInfo, m: MethodInfo): Me
       plan.errors.push({ field: f, type: t, cls: `${short}Error`, cxx });
       continue;
     }
+    if (isThreadMap(f)) plan.threadMapResults.push(f.slot.offset);
     if (ctx.isHidden(f) || rHidden.has(f.name)) continue;
     const tsName = ctx.fieldTsName(f);
     const inOut = plan.params.find((p) => p.field.name === f.name);
@@ -118,14 +124,21 @@ export function planMethod(ctx: FileContext, iface: NodeInfo, m: MethodInfo): Me
     if (want !== undefined) v.want = want.local;
     plan.outputs.push(v);
   }
-  plan.objectResult = plan.outputs.some((o) => o.field.name !== "result");
+  // One output (the `result` field, an out or an in/out param) is returned bare; several are
+  // returned as an object keyed by their TS names.
+  plan.objectResult = plan.outputs.length > 1;
   return plan;
+}
+
+function isThreadMap(f: FieldInfo): boolean {
+  return f.slot?.type.kind === "interface" && f.slot.type.typeId === THREAD_MAP_ID;
 }
 
 function optional(v: Value): boolean { return v.has !== undefined || v.want !== undefined; }
 
-function valueType(ctx: FileContext, v: Value, clientResult = false): string {
-  const t = ctx.tsType(v.type, { clientResult });
+/** Params accept `null` for capabilities (the peer may leave them unset); results do not. */
+function valueType(ctx: FileContext, v: Value, clientResult = false, isParam = false): string {
+  const t = ctx.tsType(v.type, { clientResult, nullableCaps: isParam });
   return optional(v) ? `${t} | undefined` : t;
 }
 
@@ -137,7 +150,7 @@ function returnType(ctx: FileContext, plan: MethodPlan, clientResult: boolean): 
 }
 
 function paramList(ctx: FileContext, plan: MethodPlan): string {
-  return plan.params.map((p) => `${p.local}: ${valueType(ctx, p)}`).join(", ");
+  return plan.params.map((p) => `${p.local}: ${valueType(ctx, p, false, true)}`).join(", ");
 }
 
 function methodDoc(plan: MethodPlan, indent: string): string {
@@ -192,8 +205,8 @@ function writeValue(ctx: FileContext, s: string, v: Value, expr: string, io: str
   return w;
 }
 
-function readValue(ctx: FileContext, s: string, v: Value, io: string): string {
-  const r = ctx.readField(s, v.field, v.type, io);
+function readValue(ctx: FileContext, s: string, v: Value, io: string, nullableCaps: boolean): string {
+  const r = ctx.readField(s, v.field, v.type, io, nullableCaps);
   if (v.has !== undefined) return `${s}.${v.has.name} ? ${r} : undefined`;
   return r;
 }
@@ -203,12 +216,14 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): string {
   const P = ctx.structClass(plan.paramsId), R = ctx.structClass(plan.resultsId);
   const build: string[] = [];
   for (const p of plan.params) build.push(...writeValue(ctx, "p", p, p.local, "io"));
+  for (const i of plan.threadMapParams) build.push(`$mp.writeCap(p, ${i}, io.threadMap());`);
   const read: string[] = [];
+  for (const i of plan.threadMapResults) read.push(`io.setPeerThreadMap($mp.readCap(r, ${i}));`);
   for (const e of plan.errors) {
     read.push(`if (!$.Pointer.isNull($.Struct.getPointer(${e.field.slot!.offset}, r))) throw new ${e.cls}(${ctx.readField("r", e.field, e.type, "io")});`);
   }
   const readOut = (o: Value): string => {
-    const r = readValue(ctx, "r", o, "io");
+    const r = readValue(ctx, "r", o, "io", false);
     return o.want !== undefined ? `${o.want} ? ${r} : undefined` : r;
   };
   if (plan.outputs.length > 0) {
@@ -236,8 +251,9 @@ function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: st
   ctx.resetTemps();
   const P = ctx.structClass(plan.paramsId), R = ctx.structClass(plan.resultsId);
   const body: string[] = [];
+  for (const i of plan.threadMapParams) body.push(`io.setPeerThreadMap($mp.readCap(p, ${i}));`);
   const args = plan.params.map((p) => {
-    body.push(`const ${p.local} = ${readValue(ctx, "p", p, "io")};`);
+    body.push(`const ${p.local} = ${readValue(ctx, "p", p, "io", true)};`);
     return p.local;
   });
   const call = `await ${implCall(args.join(", "))}`;
@@ -262,6 +278,7 @@ function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: st
     body.push(callStmt);
   }
   body.push(...writes);
+  for (const i of plan.threadMapResults) body.push(`$mp.writeCap(r, ${i}, io.threadMap());`);
   const src = body.join("\n");
   const pName = /\bp\b/.test(src) ? "p" : "_p";
   const rName = /\br\b/.test(src) ? "r" : "_r";
@@ -280,7 +297,8 @@ export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; pla
   for (const p of plans) out += emitMethodConst(ctx, p);
   out += "\n";
 
-  const ordinary = plans.filter((p) => p.special === undefined);
+  // Declarations follow the schema's code order; method ids stay the ordinals.
+  const ordinary = plans.filter((p) => p.special === undefined).sort((a, b) => a.m.codeOrder - b.m.codeOrder);
   let implType: string;
   if (isFn) {
     const call = ordinary.find((p) => p.m.name === "call");
@@ -326,8 +344,8 @@ export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; pla
   };
   out += jsdoc(`Client proxy for \`${n.shortName}\`: each method sends one call and resolves with its results.`);
   out += `export class ${base}Client extends ${parentClient}${isFn ? "" : ` implements ${base}`} {\n`;
-  out += `  static readonly interfaceId = ${hexBigint(n.id)};\n`;
-  out += `  static readonly hasDestroy = ${destroy !== undefined};\n`;
+  out += `  static readonly interfaceId: bigint = ${hexBigint(n.id)};\n`;
+  out += `  static readonly hasDestroy: boolean = ${destroy !== undefined};\n`;
   out += `  static readonly $construct: $mp.ProxyMethod | undefined = ${specialConst(construct)};\n`;
   out += `  static readonly $destroy: $mp.ProxyMethod | undefined = ${specialConst(destroy)};\n`;
   for (const p of [...ordinary, ...extraPlans.filter((x) => x.special === undefined)]) out += emitClientMethod(ctx, p);
@@ -335,7 +353,7 @@ export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; pla
 
   out += jsdoc(`Server dispatch for \`${n.shortName}\`: wraps an implementation of {@link ${base}}${supers.length > 0 ? " (parent interface methods included, with their interface ids)" : ""}.`);
   out += `export class ${base}Server extends $mp.ProxyServerBase<${implType}> {\n`;
-  out += `  static readonly interfaceId = ${hexBigint(n.id)};\n`;
+  out += `  static readonly interfaceId: bigint = ${hexBigint(n.id)};\n`;
   out += `  static readonly methods: readonly $mp.ServerMethod<${implType}>[] = [\n`;
   const entries: string[] = [];
   for (const p of [...plans, ...extraPlans]) {

@@ -52,6 +52,7 @@ export function emitStructClass(ctx: FileContext, n: NodeInfo): string {
     lines.push(`/** The active union member (compare with the static constants). */`);
     lines.push(`which(): number { return $.Struct.getUint16(${s.discriminantOffset * 2}, this); }`);
   }
+  const taken = new Set(s.fields.map((f) => accessorName(f.name)));
   for (const f of s.fields) {
     const d = jsdoc(f.doc).trimEnd();
     const setDisc = f.discriminantValue !== NO_DISCRIMINANT ? `$.Struct.setUint16(${s.discriminantOffset * 2}, ${f.discriminantValue}, this); ` : "";
@@ -132,6 +133,11 @@ export function emitStructClass(ctx: FileContext, n: NodeInfo): string {
         break;
     }
   }
+  // `hasX()` / `initX()` / `setX()` helpers are dropped when a field already has that name (e.g. `hasResult`).
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const m = /^(?:has|init|set)[A-Z][A-Za-z0-9_]*(?=\()/.exec(lines[i]!);
+    if (m !== null && taken.has(m[0])) lines.splice(i, 1);
+  }
   const head = n.doc !== undefined && !ctx.isImplicitStruct(n.id) ? jsdoc(n.doc) : jsdoc(`capnp-ts accessors for \`${n.shortName}\` (${n.displayName.slice(n.displayName.indexOf(":") + 1)}).`);
   return `${head}export class ${cls} extends $.Struct {\n${lines.map((l) => `  ${l}`).join("\n")}\n}\n`;
 }
@@ -195,7 +201,7 @@ export function emitNativeInterface(ctx: FileContext, n: NodeInfo): string {
       lines.push(`  ${nf.tsName}${nf.union ? "?" : ""}: ${ctx.nativeName(f.groupId)}${nf.union ? " | undefined" : ""};`);
       continue;
     }
-    const t = ctx.tsType(f.slot!.type, { typeParams });
+    const t = ctx.tsType(f.slot!.type, { typeParams, nullableCaps: true });
     const opt = nf.has !== undefined || nf.union;
     lines.push(`  ${nf.tsName}${opt ? "?" : ""}: ${t}${opt ? " | undefined" : ""};`);
   }

@@ -1,0 +1,67 @@
+/**
+ * Runs the Cap'n Proto compiler to obtain a CodeGeneratorRequest (`capnp compile -o-`).
+ * I/O lives here and in cli.ts only; `generate()` stays pure.
+ *
+ * @module
+ */
+import { spawn } from "node:child_process";
+import * as path from "node:path";
+import { MpgenError } from "./annotations.js";
+
+export interface CompileOptions {
+  /** Schema files to compile. */
+  files: readonly string[];
+  /** `-I` import directories (the standard /usr/include, /usr/local/include are searched too). */
+  importPaths?: readonly string[];
+  /** The compiler binary; default `$MPGEN_CAPNP` or `capnp`. */
+  capnp?: string;
+}
+
+/**
+ * Output names are relative to the import directory that contains each file (capnp's
+ * `--src-prefix`), so `-I proto proto/test/foo.capnp` becomes `test/foo.capnp` and imports between
+ * generated files resolve the same way as `/mp/proxy.capnp` imports do.
+ */
+export function srcPrefixes(files: readonly string[], importPaths: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const f of files) {
+    const abs = path.resolve(f);
+    let best: string | undefined;
+    for (const dir of importPaths) {
+      const d = path.resolve(dir);
+      if (abs.startsWith(d + path.sep) && (best === undefined || d.length > path.resolve(best).length)) best = dir;
+    }
+    if (best !== undefined) out.add(best);
+  }
+  return [...out];
+}
+
+/** Resolves with the binary CodeGeneratorRequest; rejects with an MpgenError on any failure. */
+export function compileSchemas(opts: CompileOptions): Promise<Uint8Array> {
+  const capnp = opts.capnp ?? process.env["MPGEN_CAPNP"] ?? "capnp";
+  const imports = opts.importPaths ?? [];
+  const args = ["compile", "-o-"];
+  for (const i of imports) args.push(`-I${i}`);
+  for (const p of srcPrefixes(opts.files, imports)) args.push(`--src-prefix=${p}`);
+  args.push(...opts.files);
+  return new Promise((resolve, reject) => {
+    const child = spawn(capnp, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on("data", (b: Buffer) => out.push(b));
+    child.stderr.on("data", (b: Buffer) => err.push(b));
+    child.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") reject(new MpgenError(`capnp compiler not found: install capnproto (looked for "${capnp}")`));
+      else reject(new MpgenError(`mpgen: cannot run ${capnp}: ${e.message}`));
+    });
+    child.on("close", (code, signal) => {
+      if (code === 0) {
+        const buf = Buffer.concat(out);
+        resolve(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+        return;
+      }
+      const stderr = Buffer.concat(err).toString("utf8").trim();
+      reject(new MpgenError(`mpgen: capnp compile failed (${signal ?? `exit code ${code}`}):\n${stderr}`));
+    });
+  });
+}
