@@ -14,7 +14,7 @@ import {
   writeCap,
 } from "@multiprocess-ts/capnp";
 import type { Capability, MemoryTransport } from "@multiprocess-ts/capnp";
-import { Box, CalcServer, CallbackServer, CounterServer, CALC, COUNTER, M, call, callA, drain, makePair, wire } from "./rpc-helpers.js";
+import { capture, Box, CalcServer, CallbackServer, CounterServer, CALC, COUNTER, M, call, callA, drain, makePair, wire } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
 
@@ -192,6 +192,25 @@ describe("release counts", () => {
     await p.done();
   });
 
+  it("a pipelined capability passed as a call argument goes as receiverAnswer", async () => {
+    const p = makePair();
+    const sent = capture(p.ta);
+    p.tb.fence(); // no Returns yet: the counter exists only as a promised answer
+    const pc = call(p.boot, M.makeCounter, (b) => { b.a = 5; });
+    const counter = pc.pipeline(0);
+    const r = callA(p.boot, M.callback, (b) => { writeCap(b, 0, counter); b.a = 1; });
+    await drain();
+    p.tb.release();
+    expect(await r).toBe(6); // the server called inc() on its own counter
+    const calls = sent.filter((m) => m.which() === rpc.Message.CALL);
+    const desc = calls[1]!.getCall().getParams().getCapTable().get(0);
+    expect(desc.which()).toBe(rpc.CapDescriptor.RECEIVER_ANSWER);
+    expect(desc.getReceiverAnswer().getTransform().get(0).getGetPointerField()).toBe(0);
+    counter.close();
+    (await pc).close();
+    await p.done();
+  });
+
   it("the server's counter imported twice releases with referenceCount 2", async () => {
     const [ta, tb] = memoryTransportPair();
     const counter = new CounterServer();
@@ -205,6 +224,7 @@ describe("release counts", () => {
     const server = new RpcConnection(tb, { bootstrap: boot });
     boot.close();
     const client = new RpcConnection(ta);
+    const sent = capture(ta);
     const b = client.bootstrap();
     const r1 = await call(b, 0);
     const r2 = await call(b, 0);
@@ -219,7 +239,8 @@ describe("release counts", () => {
     c2.close();
     b.close();
     await drain();
-    expect(ta.wireLog.filter((e) => e.which === "release")).toHaveLength(2); // counter (x2) + bootstrap
+    const rels = sent.filter((m) => m.which() === rpc.Message.RELEASE).map((m) => m.getRelease().getReferenceCount());
+    expect(rels.sort()).toEqual([1, 2]); // bootstrap x1, counter x2: exactly one Release each
     expect(server.stats()).toEqual({ ...ZERO, exports: 0 });
     cc.close();
     expect(counter.released).toBe(1);

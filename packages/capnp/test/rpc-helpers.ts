@@ -2,6 +2,9 @@
 // subclasses), a test server, and a connected client/server pair with a leak check.
 import * as capnp from "capnp-ts";
 import { expect } from "vitest";
+import * as rpcSchema from "capnp-ts/src/std/rpc.capnp.js";
+import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
+import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import {
   RpcConnection,
   RpcError,
@@ -84,7 +87,7 @@ export class CounterServer implements Server {
     this.n = start;
   }
   dispatch(call: IncomingCall): void {
-    if (call.interfaceId !== COUNTER) throw new RpcError("unimplemented", "unknown interface");
+    if (call.interfaceId !== COUNTER && call.interfaceId !== CB) throw new RpcError("unimplemented", "unknown interface");
     const p = call.params(Box);
     this.seen.push(p.b);
     this.n += p.a === 0 ? 1 : p.a;
@@ -279,4 +282,18 @@ export async function callA(cap: Capability, methodId: number, fill?: (p: Box) =
 
 export function wire(t: MemoryTransport): string[] {
   return t.wireLog.map((e) => (e.variant ? `${e.which}:${e.variant}` : e.which));
+}
+
+/** Decode every message sent on `t` from now on (wraps `send`; the transport still gets them). */
+export function capture(t: MemoryTransport): rpcSchema.Message[] {
+  const out: rpcSchema.Message[] = [];
+  const orig = t.send.bind(t);
+  t.send = (segs: Uint8Array[]) => {
+    const bufs = segs.map((s) => s.slice().buffer as ArrayBuffer);
+    const m = new capnp.Message(new MultiSegmentArena(bufs), false);
+    preallocateSegments(m);
+    out.push(m.getRoot(rpcSchema.Message));
+    orig(segs);
+  };
+  return out;
 }
