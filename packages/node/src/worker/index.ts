@@ -9,3 +9,7 @@ export { attachLoop, currentLoop, callSync, WorkerLoop, Waiter } from "./attach.
 export { loopHandleTransferList, isLoopHandle } from "./protocol.js";
 export type { LoopHandle } from "./protocol.js";
 export { isLoopThread } from "./thread.js";
+export { LoopBridge, loopBridge, WorkerObjectServer, ContextView } from "./loop-bridge.js";
+export type { LoopBridgeOptions } from "./loop-bridge.js";
+export { WorkerRpc, workerRpc, LoopObjectServer } from "./worker-bridge.js";
+export type { ProxyMethodsSource } from "./worker-bridge.js";

@@ -170,3 +170,36 @@ export function cloneError(e: unknown, what: string): unknown {
   }
   return e;
 }
+
+// ---- RPC bridge (channel "rpc") ---------------------------------------------------------------
+
+/**
+ * A capability crossing the thread boundary. `{ l: id }`: entry `id` of the loop side's table for
+ * this session (the loop holds the real capability); `{ w: id }`: entry `id` of the worker's
+ * export table (the worker holds it; calls on it run on that worker). `null`: a null capability.
+ * Every descriptor sent carries one reference, which the receiver must eventually release
+ * (`release` message) — except a `{ l }` sent by the worker or a `{ w }` sent by the loop, which
+ * name the receiver's own entry and carry nothing: the receiver dups its entry.
+ */
+export type CapDesc = { l: number } | { w: number } | null;
+
+/** Packed struct content plus its capabilities, in the order of their renumbered indices. */
+export interface Payload { buf: ArrayBuffer; caps: CapDesc[] }
+
+export type RpcMsg =
+  /** worker → loop: a new reference to the object shared under `name`. Reply: `got`. */
+  | { op: "get"; q: number; name: string }
+  | { op: "got"; q: number; cap?: CapDesc; error?: WireError }
+  /**
+   * A call on `target` (the receiver's own entry). `ctx`: pointer index of the Proxy.Context
+   * param, or -1 (worker → loop only; the loop fills it with this worker's ThreadContext).
+   */
+  | { op: "call"; q: number; target: number; iid: string; mid: number; ctx: number; params: Payload }
+  | { op: "return"; q: number; results?: Payload; error?: WireError }
+  /** The caller lost interest in call `q` (its signal aborted). */
+  | { op: "cancel"; q: number }
+  /** Drop one reference to the receiver's own entry `id`. */
+  | { op: "release"; id: number };
+
+/** The WorkerHost/WorkerLoop channel the RPC bridge uses. */
+export const RPC_CHANNEL = "rpc";

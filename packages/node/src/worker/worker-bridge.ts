@@ -1,0 +1,328 @@
+/**
+ * Worker side of the RPC bridge (see loop-bridge.ts): capabilities of the loop thread appear in
+ * the worker as ordinary engine capabilities (`localCapability` of a {@link LoopObjectServer}
+ * that forwards each call over the loop port), so `newCall`, `writeCap`/`readCap`, pipelining of
+ * local promises and generated proxies work unchanged. Capabilities the worker passes in params
+ * (callbacks) are exported: the loop calls them through the port and they run here.
+ *
+ * Threads: the worker thread that attached the WorkerLoop. Calls do not block; block on one with
+ * `WorkerLoop.callSync`, during which callbacks the loop sends still run (the Waiter).
+ */
+import {
+  DisconnectedError,
+  RpcError,
+  deferred,
+  localCapability,
+  type Capability,
+  type Deferred,
+  type IncomingCall,
+  type PendingCall,
+  type Server,
+} from "@multiprocess-ts/capnp";
+import type * as capnp from "capnp-ts";
+import type { WorkerLoop } from "./attach.js";
+import { Holder, capFromTable, packStruct, unpackStructInto } from "./copy.js";
+import { RPC_CHANNEL, decodeError, encodeError, type CapDesc, type Payload, type RpcMsg } from "./protocol.js";
+
+/** Something with generated `ServerMethod`s: a generated `…Server` class. */
+export interface ProxyMethodsSource {
+  readonly methods: readonly { readonly method: { interfaceId: bigint; methodId: number; context: number } }[];
+}
+
+/**
+ * The bridge state of one WorkerLoop. Get it with {@link workerRpc}.
+ */
+export class WorkerRpc {
+  private readonly exports = new Map<number, Capability>();
+  private nextExport = 1;
+  /** Calls this worker made, waiting for the loop's return. */
+  private readonly questions = new Map<number, Deferred<Payload>>();
+  /** Calls the loop made into this worker, running here. */
+  private readonly answers = new Map<number, PendingCall>();
+  private readonly gets = new Map<number, Deferred<CapDesc>>();
+  private nextQ = 1;
+  private imports = 0;
+  private readonly contextIndexes = new Map<string, number>();
+  private closeError: Error | undefined;
+
+  /** @internal use {@link workerRpc} */
+  constructor(readonly loop: WorkerLoop) {
+    loop.listen(RPC_CHANNEL, (body) => this.onMessage(body as RpcMsg));
+    loop.onClose((e) => this.close(e));
+  }
+
+  /**
+   * Tells the bridge where the `Proxy.Context` param of each method is, from generated server
+   * classes (`FooInterfaceServer`), so the loop fills it with this worker's thread. Without it the
+   * loop's own registry (if any) decides.
+   */
+  registerInterfaces(...sources: ProxyMethodsSource[]): void {
+    for (const s of sources) {
+      for (const { method } of s.methods) {
+        if (method.context >= 0) this.contextIndexes.set(`${method.interfaceId}:${method.methodId}`, method.context);
+      }
+    }
+  }
+
+  /**
+   * A new reference to the capability the loop shares under `name` (`LoopBridge.share`). Resolves
+   * when the loop answered; rejects if nothing is shared under that name.
+   */
+  get(name: string): Promise<Capability> {
+    return this.getDesc(name).then((d) => this.importDesc(d) ?? Promise.reject(new RpcError("failed", `"${name}" is a null capability`)));
+  }
+
+  /** {@link get}, blocking the worker until the loop answered (never on a loop thread). */
+  getSync(name: string): Capability {
+    let result: { d?: CapDesc; e?: unknown } | undefined;
+    this.getDesc(name).then(
+      (d) => (result = { d }),
+      (e: unknown) => (result = { e }),
+    );
+    this.loop.waiter.wait(() => result !== undefined, { what: `getSync("${name}")`, promiseJobs: true });
+    if (result!.e !== undefined) throw result!.e;
+    const cap = this.importDesc(result!.d!);
+    if (cap === null) throw new RpcError("failed", `"${name}" is a null capability`);
+    return cap;
+  }
+
+  /** Table sizes: what leak checks compare with zero. */
+  stats(): { imports: number; exports: number; questions: number; answers: number } {
+    return { imports: this.imports, exports: this.exports.size, questions: this.questions.size, answers: this.answers.size };
+  }
+
+  private getDesc(name: string): Promise<CapDesc> {
+    if (this.closeError !== undefined) return Promise.reject(this.gone());
+    const q = this.nextQ++;
+    const d = deferred<CapDesc>();
+    this.gets.set(q, d);
+    const keep = this.loop.keepAlive();
+    const p = d.promise.finally(() => {
+      this.gets.delete(q);
+      keep[Symbol.dispose]();
+    });
+    this.send({ op: "get", q, name });
+    return p;
+  }
+
+  /** @internal */
+  contextIndex(iid: bigint, mid: number): number {
+    return this.contextIndexes.get(`${iid}:${mid}`) ?? -1;
+  }
+
+  /** @internal */
+  send(m: RpcMsg, transfer: ArrayBuffer[] = []): void {
+    this.loop.sendChannel(RPC_CHANNEL, m, transfer as never[]);
+  }
+
+  /** @internal A capability for a descriptor from the loop (a new reference). */
+  importDesc(d: CapDesc): Capability | null {
+    if (d === null) return null;
+    if ("w" in d) {
+      const c = this.exports.get(d.w);
+      if (c === undefined) throw new RpcError("failed", `loop named unknown worker export ${d.w}`);
+      return c.dup();
+    }
+    this.imports++;
+    return localCapability(new LoopObjectServer(this, d.l));
+  }
+
+  /** @internal Descriptor for sending `cap` (borrowed) to the loop. */
+  describe(cap: Capability | null): CapDesc {
+    if (cap === null || cap.isNull) return null;
+    const server = cap.localServer();
+    if (server instanceof LoopObjectServer && server.rpc === this && !server.released) return { l: server.id };
+    const id = this.nextExport++;
+    this.exports.set(id, cap.dup());
+    return { w: id };
+  }
+
+  /** @internal */
+  pack(s: capnp.Struct): Payload {
+    const m = s.segment.message;
+    const caps: CapDesc[] = [];
+    const buf = packStruct(s, (i) => {
+      const c = capFromTable(m, i);
+      try {
+        caps.push(this.describe(c));
+      } finally {
+        c?.close();
+      }
+    });
+    return { buf, caps };
+  }
+
+  /** @internal Forwards `call` to loop entry `id`. */
+  async callLoop(id: number, call: IncomingCall): Promise<void> {
+    if (this.closeError !== undefined) throw this.gone();
+    const q = this.nextQ++;
+    const d = deferred<Payload>();
+    this.questions.set(q, d);
+    const keep = this.loop.keepAlive();
+    const onAbort = (): void => {
+      if (this.closeError === undefined) this.send({ op: "cancel", q });
+    };
+    call.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const params = this.pack(call.params(Holder));
+      const ctx = this.contextIndex(call.interfaceId, call.methodId);
+      this.send({ op: "call", q, target: id, iid: call.interfaceId.toString(), mid: call.methodId, ctx, params }, [params.buf]);
+      const results = await d.promise;
+      const caps = results.caps.map((c) => this.importDesc(c));
+      unpackStructInto(results.buf, call.results(Holder), caps);
+    } finally {
+      call.signal.removeEventListener("abort", onAbort);
+      this.questions.delete(q);
+      keep[Symbol.dispose]();
+    }
+  }
+
+  /** @internal */
+  released(): void {
+    this.imports--;
+  }
+
+  /** @internal */
+  get isClosed(): boolean {
+    return this.closeError !== undefined;
+  }
+
+  private gone(): DisconnectedError {
+    return new DisconnectedError(`worker is not attached to loop "${this.loop.loopName}" any more`, { cause: this.closeError });
+  }
+
+  private onMessage(m: RpcMsg): void {
+    switch (m.op) {
+      case "got": {
+        const d = this.gets.get(m.q);
+        if (d === undefined) return;
+        if (m.error !== undefined) d.reject(decodeError(m.error));
+        else d.resolve(m.cap ?? null);
+        return;
+      }
+      case "return": {
+        const d = this.questions.get(m.q);
+        if (d === undefined) return;
+        this.questions.delete(m.q);
+        if (m.error !== undefined) d.reject(decodeError(m.error));
+        else d.resolve(m.results!);
+        return;
+      }
+      case "call":
+        this.onCall(m);
+        return;
+      case "cancel":
+        this.answers.get(m.q)?.cancel();
+        return;
+      case "release": {
+        const c = this.exports.get(m.id);
+        if (c === undefined) return;
+        this.exports.delete(m.id);
+        c.close();
+        return;
+      }
+      case "get":
+        return; // never sent to a worker
+    }
+  }
+
+  // A call the loop makes on a capability this worker exported (a callback). It runs right here:
+  // from the port's message event normally, or from the Waiter while this worker is blocked.
+  private onCall(m: Extract<RpcMsg, { op: "call" }>): void {
+    const fail = (e: unknown): void => this.send({ op: "return", q: m.q, error: encodeError(e) });
+    const target = this.exports.get(m.target);
+    if (target === undefined) {
+      fail(new RpcError("failed", `loop called unknown worker export ${m.target}`));
+      return;
+    }
+    let pending: PendingCall;
+    try {
+      const req = target.newCall(BigInt(m.iid), m.mid, Holder);
+      unpackStructInto(m.params.buf, req.params, m.params.caps.map((d) => this.importDesc(d)));
+      pending = req.send();
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    this.answers.set(m.q, pending);
+    const keep = this.loop.keepAlive();
+    pending.then(
+      (resp) => {
+        this.answers.delete(m.q);
+        keep[Symbol.dispose]();
+        let results: Payload;
+        try {
+          results = this.pack(resp.results(Holder));
+        } catch (e) {
+          fail(e);
+          return;
+        } finally {
+          resp.close();
+        }
+        if (this.closeError === undefined) this.send({ op: "return", q: m.q, results }, [results.buf]);
+      },
+      (e: unknown) => {
+        this.answers.delete(m.q);
+        keep[Symbol.dispose]();
+        if (this.closeError === undefined) fail(e);
+      },
+    );
+  }
+
+  private close(e: Error): void {
+    if (this.closeError !== undefined) return;
+    this.closeError = e;
+    rpcs.delete(this.loop);
+    const gone = this.gone();
+    for (const d of this.questions.values()) d.reject(gone);
+    this.questions.clear();
+    for (const d of this.gets.values()) d.reject(gone);
+    this.gets.clear();
+    for (const p of [...this.answers.values()]) p.cancel();
+    this.answers.clear();
+    const ex = [...this.exports.values()];
+    this.exports.clear();
+    for (const c of ex) c.close();
+  }
+}
+
+/**
+ * Worker-side stand-in for a loop capability: each call is forwarded to the loop and runs there
+ * (and from there, possibly, on the peer). Released: the loop drops its table entry.
+ */
+export class LoopObjectServer implements Server {
+  released = false;
+  constructor(
+    readonly rpc: WorkerRpc,
+    readonly id: number,
+  ) {}
+
+  dispatch(call: IncomingCall): Promise<void> {
+    return this.rpc.callLoop(this.id, call);
+  }
+
+  onRelease(): void {
+    this.released = true;
+    this.rpc.released();
+    if (!this.rpc.isClosed) {
+      try {
+        this.rpc.send({ op: "release", id: this.id });
+      } catch {
+        // the port is gone: the loop released everything already
+      }
+    }
+  }
+}
+
+const rpcs = new WeakMap<WorkerLoop, WorkerRpc>();
+
+/** The RPC bridge of `loop` (created on first use). */
+export function workerRpc(loop: WorkerLoop): WorkerRpc {
+  let r = rpcs.get(loop);
+  if (r === undefined) {
+    loop.checkOpen("workerRpc");
+    r = new WorkerRpc(loop);
+    rpcs.set(loop, r);
+  }
+  return r;
+}

@@ -1,0 +1,220 @@
+// The RPC bridge at the engine level: a worker calls capabilities the loop shares, passes its own
+// capabilities (callbacks) that the loop calls back on the worker, receives capabilities in
+// results, sees errors with their kind, and the loop disposes everything when the worker goes.
+// Workers run worker-fixtures/bridge.mjs.
+import { threadId as mainThreadId, Worker } from "node:worker_threads";
+import { afterEach, describe, expect, it } from "vitest";
+import * as capnp from "capnp-ts";
+import { deferred, localCapability, readCap, writeCap, RpcError, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
+import { loopBridge, loopHandleTransferList, WorkerHost, type LoopBridge, type WorkerSession } from "../dist/worker/index.js";
+
+const FIXTURE = new URL("./worker-fixtures/bridge.mjs", import.meta.url);
+
+class Args extends capnp.Struct {
+  static override readonly _capnp = { displayName: "Args", id: "0", size: new capnp.ObjectSize(8, 2) };
+  get a(): number {
+    return capnp.Struct.getInt32(0, this);
+  }
+  set a(v: number) {
+    capnp.Struct.setInt32(0, v, this);
+  }
+  get b(): number {
+    return capnp.Struct.getInt32(4, this);
+  }
+  get text(): string {
+    return capnp.Struct.getText(1, this);
+  }
+  set text(v: string) {
+    capnp.Struct.setText(1, v, this);
+  }
+}
+const CB = 0x5678n;
+
+/** The loop-side "calc" object the worker calls. */
+class Calc implements Server {
+  released = 0;
+  counterReleased = deferred<void>();
+  hangStarted = deferred<AbortSignal>();
+  async dispatch(call: IncomingCall): Promise<void> {
+    const p = call.params(Args);
+    const r = call.results(Args);
+    switch (call.methodId) {
+      case 0: // add
+        r.a = p.a + p.b;
+        return;
+      case 1: {
+        // callback: call the worker's capability with arg, return its answer + 1
+        const cb = readCap(p, 0)!;
+        try {
+          const req = cb.newCall(CB, 0, Args);
+          req.params.a = p.a;
+          const resp = await req.send();
+          r.a = resp.results(Args).a + 1;
+          resp.close();
+        } finally {
+          cb.close();
+        }
+        return;
+      }
+      case 2: {
+        // returns a new capability (a counter) in pointer 0
+        let n = 0;
+        const counter = localCapability({
+          dispatch: (c: IncomingCall) => void (c.results(Args).a = ++n),
+          onRelease: () => this.counterReleased.resolve(),
+        });
+        writeCap(r, 0, counter);
+        counter.close();
+        r.text = `made ${p.text}`;
+        return;
+      }
+      case 4:
+        throw new RpcError("overloaded", "calc is busy", { code: "MP_ERR_BUSY" });
+      case 5: {
+        // hangs until canceled
+        this.hangStarted.resolve(call.signal);
+        await new Promise<void>((_, reject) => call.signal.addEventListener("abort", () => reject(call.signal.reason)));
+        return;
+      }
+      default:
+        throw new RpcError("unimplemented", "no such method");
+    }
+  }
+  onRelease(): void {
+    this.released++;
+  }
+}
+
+interface Started {
+  worker: Worker;
+  session: WorkerSession;
+  messages: any[];
+  result: Promise<any>;
+  started: Promise<void>;
+  exited: Promise<number>;
+}
+
+let refs = 0;
+let host: WorkerHost;
+let bridge: LoopBridge;
+let calc: Calc;
+let unshare: () => void;
+let live: Started[] = [];
+
+function setup(): void {
+  host = new WorkerHost({
+    name: "bridge-loop",
+    ref: () => {
+      refs++;
+      let done = false;
+      return { [Symbol.dispose]: () => void (done ? 0 : ((done = true), refs--)) };
+    },
+  });
+  bridge = loopBridge(host);
+  calc = new Calc();
+  const cap = localCapability(calc);
+  unshare = bridge.share("calc", cap);
+  cap.close(); // the bridge keeps its own reference
+}
+
+function start(scenario: string): Started {
+  const handle = host.handle({ name: scenario });
+  const session = [...host.sessions].find((s) => s.id === handle.session)!;
+  const worker = new Worker(FIXTURE, { workerData: { handle, scenario }, transferList: loopHandleTransferList(handle) });
+  const messages: any[] = [];
+  const result = deferred<any>();
+  const started = deferred<void>();
+  worker.on("message", (m) => {
+    messages.push(m);
+    if (m.started) started.resolve();
+    else result.resolve(m);
+  });
+  worker.once("error", (e) => result.reject(e));
+  const exited = new Promise<number>((r) => worker.once("exit", r));
+  const s = { worker, session, messages, result: result.promise, started: started.promise, exited };
+  live.push(s);
+  return s;
+}
+
+// Leak check: workers gone, sessions closed, bridge tables empty, loop refs zero, and once the
+// share is dropped the loop object has been released exactly once.
+afterEach(async () => {
+  await Promise.all(live.map((s) => s.exited));
+  await Promise.all(live.map((s) => s.session.closed));
+  live = [];
+  expect(host.sessions.size).toBe(0);
+  expect(bridge.stats()).toEqual({ caps: 0, answers: 0, questions: 0, objects: 0, sessions: 0 });
+  expect(refs).toBe(0);
+  unshare();
+  expect(calc.released).toBe(1);
+  bridge.close();
+  await host.close();
+});
+
+describe("worker → loop calls", () => {
+  it("calls a shared capability and reads its results", async () => {
+    setup();
+    const r = await start("add").result;
+    expect(r).toMatchObject({ ok: true, value: 5 });
+    expect(r.stats).toEqual({ imports: 0, exports: 0, questions: 0, answers: 0 });
+  });
+
+  it("blocks on a call with callSync", async () => {
+    setup();
+    expect((await start("addSync").result).value).toBe(42);
+  });
+
+  it("receives capabilities in results, calls them, and releases them on the loop", async () => {
+    setup();
+    const r = await start("capInResults").result;
+    expect(r.value).toEqual(["made counter", 1, 2]);
+    await calc.counterReleased.promise; // the worker's close() reached the loop object
+  });
+
+  it("rethrows loop errors with their kind and code; unknown names fail clearly", async () => {
+    setup();
+    const r = await start("errors").result;
+    expect(r.value.thrown).toMatchObject({ name: "RpcError", kind: "overloaded", code: "MP_ERR_BUSY", message: "calc is busy" });
+    expect(r.value.unknown).toMatchObject({ kind: "failed", message: 'nothing is shared under "nothing"' });
+  });
+});
+
+describe("loop → worker callbacks", () => {
+  it("runs a worker's callback on that worker while it is blocked in callSync", async () => {
+    setup();
+    const r = await start("callbackSync").result;
+    expect(r.ok).toBe(true);
+    expect(r.value.threadId).not.toBe(mainThreadId);
+    // The callback ran on the worker, inside callSync's wait (waiting=1), before the result.
+    expect(r.value.log[0]).toBe(`callback(7) on thread ${r.value.threadId}, waiting=1`);
+    expect(r.value.log.indexOf("result 71")).toBeGreaterThan(0);
+    // The loop drops its stand-in when the server closes it: before or after the return arrives.
+    expect(r.value.log).toContain("callback released");
+    expect(r.stats).toEqual({ imports: 0, exports: 0, questions: 0, answers: 0 });
+  });
+});
+
+describe("teardown with calls in flight", () => {
+  it("rejects the worker's call with DisconnectedError when the loop closes the session; the loop call is canceled", async () => {
+    setup();
+    const w = start("hangThenReport");
+    const signal = await calc.hangStarted.promise;
+    await w.started;
+    expect(bridge.stats(w.session)).toMatchObject({ answers: 1 });
+    await w.session.close();
+    expect(signal.aborted).toBe(true); // the bridge canceled the call it was running for the worker
+    const r = await w.result;
+    expect(r.value).toMatchObject({ name: "DisconnectedError", code: "MP_ERR_DISCONNECTED" });
+  });
+
+  it("cancels the loop call when the worker is terminated in the middle of it", async () => {
+    setup();
+    const w = start("hangForever");
+    const signal = await calc.hangStarted.promise;
+    await w.started;
+    const aborted = new Promise<unknown>((r) => signal.addEventListener("abort", () => r(signal.reason)));
+    await w.worker.terminate();
+    expect(await aborted).toBeInstanceOf(Error);
+    await w.session.closed;
+  });
+});

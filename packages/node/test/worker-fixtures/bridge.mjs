@@ -1,0 +1,121 @@
+// Worker for packages/node/test/worker-bridge.test.ts: calls capabilities the loop shares, at the
+// engine level (Capability.newCall), and hosts a callback capability the loop calls back.
+import { parentPort, threadId, workerData } from "node:worker_threads";
+import * as capnp from "capnp-ts";
+import { localCapability, readCap, writeCap } from "@multiprocess-ts/capnp";
+import { attachLoop, workerRpc } from "../../dist/worker/index.js";
+
+// Same layout as the test's Args: a, b / result (int32s), pointers 0 and 1.
+class Args extends capnp.Struct {
+  static _capnp = { displayName: "Args", id: "0", size: new capnp.ObjectSize(8, 2) };
+  get a() { return capnp.Struct.getInt32(0, this); }
+  set a(v) { capnp.Struct.setInt32(0, v, this); }
+  get b() { return capnp.Struct.getInt32(4, this); }
+  set b(v) { capnp.Struct.setInt32(4, v, this); }
+  get text() { return capnp.Struct.getText(1, this); }
+  set text(v) { capnp.Struct.setText(1, v, this); }
+}
+const CALC = 0x1234n;
+const CB = 0x5678n;
+
+const loop = attachLoop(workerData.handle);
+const rpc = workerRpc(loop);
+const log = [];
+
+function err(e) {
+  return { name: e?.name, message: e?.message, kind: e?.kind, code: e?.code };
+}
+
+async function call(cap, mid, build) {
+  const req = cap.newCall(CALC, mid, Args);
+  build?.(req.params);
+  const resp = await req.send();
+  try {
+    const r = resp.results(Args);
+    return { a: r.a, text: r.text, cap: readCap(r, 0) };
+  } finally {
+    resp.close();
+  }
+}
+
+/** A callback hosted here: multiplies by 10 and says which thread it ran on. */
+let releasedResolve;
+const callbackReleased = new Promise((r) => { releasedResolve = r; });
+const callbackServer = {
+  dispatch(c) {
+    const p = c.params(Args);
+    log.push(`callback(${p.a}) on thread ${threadId}, waiting=${loop.waiter.waiting}`);
+    const r = c.results(Args);
+    r.a = p.a * 10;
+  },
+  onRelease() { log.push("callback released"); releasedResolve(); },
+};
+
+const scenarios = {
+  async add() {
+    const calc = await rpc.get("calc");
+    const r = await call(calc, 0, (p) => { p.a = 2; p.b = 3; });
+    calc.close();
+    return r.a;
+  },
+  addSync() {
+    const calc = rpc.getSync("calc");
+    const r = loop.callSync(() => call(calc, 0, (p) => { p.a = 20; p.b = 22; }));
+    calc.close();
+    return r.a;
+  },
+  async callbackSync() {
+    const calc = rpc.getSync("calc");
+    const cb = localCapability(callbackServer);
+    // Blocks this worker; the loop calls cb meanwhile, and it runs here through the Waiter.
+    const r = loop.callSync(() => call(calc, 1, (p) => { writeCap(p, 0, cb); p.a = 7; }));
+    cb.close();
+    calc.close();
+    log.push(`result ${r.a}`);
+    await callbackReleased; // the loop drops its stand-in once the call is over
+    return { log, threadId };
+  },
+  async capInResults() {
+    const calc = await rpc.get("calc");
+    const r = await call(calc, 2, (p) => { p.text = "counter"; });
+    const counter = r.cap;
+    const a = await call(counter, 3);
+    const b = await call(counter, 3);
+    counter.close();
+    calc.close();
+    return [r.text, a.a, b.a];
+  },
+  async errors() {
+    const calc = await rpc.get("calc");
+    const out = {};
+    try { await call(calc, 4); } catch (e) { out.thrown = err(e); }
+    try { await rpc.get("nothing"); } catch (e) { out.unknown = err(e); }
+    calc.close();
+    return out;
+  },
+  async hangThenReport() {
+    const calc = await rpc.get("calc");
+    const p = call(calc, 5);
+    parentPort.postMessage({ started: true });
+    try { await p; } catch (e) { return err(e); } finally { calc.close(); }
+    return "returned";
+  },
+  async hangForever() {
+    const calc = await rpc.get("calc");
+    void call(calc, 5).catch(() => {});
+    parentPort.postMessage({ started: true });
+    await new Promise(() => {}); // the test terminates this worker here
+  },
+};
+
+setImmediate(async () => {
+  let msg;
+  try {
+    msg = { ok: true, value: await scenarios[workerData.scenario]() };
+  } catch (e) {
+    msg = { ok: false, error: err(e) };
+  }
+  msg.stats = rpc.stats();
+  parentPort.postMessage(msg);
+  parentPort.close();
+});
