@@ -33,3 +33,7 @@ export type {
   Struct,
   StructCtor,
 } from "./rpc/index.js";
+export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
+export type { ReaderLimits } from "./limits.js";
+export { encodeFrame, encodeFrameToBytes, frameHeaderBytes, FrameDecoder } from "./framing.js";
+export { validateMessage, readMessage, messageFromSegments } from "./validate.js";

@@ -1,0 +1,251 @@
+/**
+ * Cap'n Proto stream framing (the "standard serialization" of encoding.html): a segment table
+ * (uint32 segment count - 1, uint32 size in words per segment, zero-padded to a word), followed
+ * by the segments. This is the hot path of every stream transport, so:
+ *
+ * - {@link encodeFrame} writes only the small table; segments are passed through (zero-copy).
+ * - {@link FrameDecoder} hands out `subarray` views of the incoming chunk when a message lies
+ *   within one chunk, and copies exactly once (into a buffer of the message's final size) when
+ *   a message spans chunks.
+ */
+
+import { LimitError, ProtocolError } from "./errors.js";
+import { resolveLimits, type ReaderLimits } from "./limits.js";
+
+export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
+export type { ReaderLimits } from "./limits.js";
+
+const ZERO_PAD = new Uint8Array(8);
+
+/** Bytes of the segment table for `count` segments: 4 + 4 * count, padded to a word. */
+export function frameHeaderBytes(count: number): number {
+  return ((count + 2) >>> 1) * 8;
+}
+
+/**
+ * Frame a message. Returns `[segment table, ...segments]`; the segments are the caller's own
+ * arrays (not copied), so the caller must not modify them until written. A segment whose length
+ * is not a multiple of 8 is followed by a zero pad so that sizes stay in whole words.
+ * Throws `RangeError` for an empty segment list (a bug in the caller, not bad input).
+ */
+export function encodeFrame(segments: readonly Uint8Array[]): Uint8Array[] {
+  const n = segments.length;
+  if (n === 0) throw new RangeError("encodeFrame: a message needs at least one segment");
+  const table = new Uint8Array(frameHeaderBytes(n));
+  const dv = new DataView(table.buffer);
+  dv.setUint32(0, n - 1, true);
+  let aligned = true;
+  for (let i = 0; i < n; i++) {
+    const len = segments[i]!.byteLength;
+    if ((len & 7) !== 0) aligned = false;
+    dv.setUint32(4 + 4 * i, Math.ceil(len / 8), true);
+  }
+  if (aligned) return [table, ...segments];
+  const out: Uint8Array[] = [table];
+  for (const s of segments) {
+    out.push(s);
+    const rem = s.byteLength & 7;
+    if (rem !== 0) out.push(ZERO_PAD.subarray(0, 8 - rem));
+  }
+  return out;
+}
+
+/** Frame a message into one contiguous buffer (one copy). Handy for tests and datagram transports. */
+export function encodeFrameToBytes(segments: readonly Uint8Array[]): Uint8Array {
+  const parts = encodeFrame(segments);
+  let total = 0;
+  for (const p of parts) total += p.byteLength;
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.byteLength;
+  }
+  return out;
+}
+
+function u32(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+}
+
+/**
+ * Cuts a byte stream into messages. Accepts arbitrary chunking; checks the segment count and the
+ * message size against the limits before allocating anything for the message. Once it has thrown,
+ * the stream is unusable and every later `push` throws the same error.
+ *
+ * Ownership: returned segments are views of the pushed chunks (or of a private buffer when a
+ * message spanned chunks); the caller owns them and the decoder never writes to them. A pushed
+ * chunk must not be modified afterwards.
+ */
+export class FrameDecoder {
+  readonly limits: ReaderLimits;
+  /** Segment table bytes collected so far when the table spans chunks. */
+  private header: Uint8Array | null = null;
+  private headerFill = 0;
+  private headerNeed = 0;
+  /** Body (all segments) of a message spanning chunks, and its segment sizes in bytes. */
+  private body: Uint8Array | null = null;
+  private bodyFill = 0;
+  private bodyHeaderBytes = 0;
+  private sizes: number[] = [];
+  private failed: Error | null = null;
+
+  constructor(limits?: Partial<ReaderLimits>) {
+    this.limits = resolveLimits(limits);
+  }
+
+  /** True when no partial message is buffered (a clean place for the stream to end). */
+  get idle(): boolean {
+    return this.header === null && this.body === null;
+  }
+
+  /** Bytes of a partial message buffered so far. */
+  get bufferedBytes(): number {
+    return this.headerFill + (this.body === null ? 0 : this.bodyHeaderBytes + this.bodyFill);
+  }
+
+  /** Feed one chunk; returns the messages it completed, in order. */
+  push(chunk: Uint8Array): Uint8Array[][] {
+    if (this.failed !== null) throw this.failed;
+    try {
+      return this.pushInner(chunk);
+    } catch (e) {
+      this.failed = e as Error;
+      this.header = null;
+      this.body = null;
+      throw e;
+    }
+  }
+
+  /** The stream ended: throws a ProtocolError if it ended inside a message. */
+  end(): void {
+    if (this.failed !== null) throw this.failed;
+    if (!this.idle) {
+      this.failed = new ProtocolError(
+        `stream ended inside a message (${this.bufferedBytes} bytes of a frame received)`,
+      );
+      throw this.failed;
+    }
+  }
+
+  private pushInner(chunk: Uint8Array): Uint8Array[][] {
+    const out: Uint8Array[][] = [];
+    const len = chunk.byteLength;
+    let off = 0;
+    while (off < len) {
+      if (this.body !== null) {
+        // Continue a message that spans chunks.
+        const body = this.body;
+        const n = Math.min(body.byteLength - this.bodyFill, len - off);
+        body.set(chunk.subarray(off, off + n), this.bodyFill);
+        this.bodyFill += n;
+        off += n;
+        if (this.bodyFill === body.byteLength) {
+          out.push(split(body, 0, this.sizes));
+          this.body = null;
+          this.bodyFill = 0;
+        }
+        continue;
+      }
+      if (this.header === null) {
+        // Fast path: the whole message is inside this chunk → views, no copy.
+        const avail = len - off;
+        if (avail >= 4) {
+          const count = u32(chunk, off) + 1;
+          this.checkCount(count);
+          const hb = frameHeaderBytes(count);
+          if (avail >= hb) {
+            const sizes = this.readSizes(chunk, off, count);
+            const total = this.checkTotal(hb, sizes);
+            if (avail >= total) {
+              out.push(split(chunk, off + hb, sizes));
+              off += total;
+              continue;
+            }
+            // Table complete, body partial: start the body buffer right away.
+            this.startBody(sizes, hb, total - hb);
+            off += hb;
+            continue;
+          }
+          this.header = new Uint8Array(hb);
+          this.headerNeed = hb;
+        } else {
+          this.header = new Uint8Array(8); // grown once the count is known
+          this.headerNeed = 4;
+        }
+        this.headerFill = 0;
+      }
+      // Slow path: collect the segment table across chunks.
+      const n = Math.min(this.headerNeed - this.headerFill, len - off);
+      this.header.set(chunk.subarray(off, off + n), this.headerFill);
+      this.headerFill += n;
+      off += n;
+      if (this.headerFill < this.headerNeed) continue;
+      const count = u32(this.header, 0) + 1;
+      this.checkCount(count);
+      const hb = frameHeaderBytes(count);
+      if (this.headerNeed < hb) {
+        if (this.header.byteLength < hb) {
+          const bigger = new Uint8Array(hb);
+          bigger.set(this.header.subarray(0, this.headerFill));
+          this.header = bigger;
+        }
+        this.headerNeed = hb;
+        continue;
+      }
+      const sizes = this.readSizes(this.header, 0, count);
+      const total = this.checkTotal(hb, sizes);
+      this.header = null;
+      this.headerFill = 0;
+      if (total === hb) {
+        out.push(sizes.map(() => new Uint8Array(0)));
+        continue;
+      }
+      this.startBody(sizes, hb, total - hb);
+    }
+    return out;
+  }
+
+  private startBody(sizes: number[], headerBytes: number, bytes: number): void {
+    this.sizes = sizes;
+    this.bodyHeaderBytes = headerBytes;
+    this.body = new Uint8Array(bytes);
+    this.bodyFill = 0;
+  }
+
+  private checkCount(count: number): void {
+    if (count > this.limits.maxSegments) {
+      throw new LimitError(
+        `message has ${count} segments, more than the limit maxSegments = ${this.limits.maxSegments}`,
+      );
+    }
+  }
+
+  private readSizes(b: Uint8Array, off: number, count: number): number[] {
+    const sizes = new Array<number>(count);
+    for (let i = 0; i < count; i++) sizes[i] = u32(b, off + 4 + 4 * i) * 8;
+    return sizes;
+  }
+
+  /** Total frame bytes (table + segments), checked against maxMessageBytes. */
+  private checkTotal(hb: number, sizes: number[]): number {
+    let total = hb;
+    for (const s of sizes) total += s;
+    if (total > this.limits.maxMessageBytes) {
+      throw new LimitError(
+        `message is ${total} bytes, more than the limit maxMessageBytes = ${this.limits.maxMessageBytes}`,
+      );
+    }
+    return total;
+  }
+}
+
+function split(b: Uint8Array, off: number, sizes: number[]): Uint8Array[] {
+  const segs = new Array<Uint8Array>(sizes.length);
+  for (let i = 0; i < sizes.length; i++) {
+    const s = sizes[i]!;
+    segs[i] = b.subarray(off, off + s);
+    off += s;
+  }
+  return segs;
+}

@@ -1,0 +1,45 @@
+/**
+ * Reader limits: how much an incoming message may claim before we refuse to read it. They bound
+ * memory and CPU per message, like capnp's `ReaderOptions` (traversalLimitInWords, nestingLimit)
+ * plus the stream-framing checks of `kj::readMessage`.
+ */
+
+/** Limits applied to every incoming message (framing and pointer validation). */
+export interface ReaderLimits {
+  /** Most segments in one message (segment table entries). */
+  maxSegments: number;
+  /** Most bytes in one framed message, segment table included. */
+  maxMessageBytes: number;
+  /** Most words read while walking the pointer tree (each visit of an object counts its words). */
+  traversalLimitWords: number;
+  /** Deepest chain of struct/list pointers from the root. */
+  nestingLimit: number;
+}
+
+/** 512 segments, 64 MiB per message, 8 Mi words (64 MiB) traversal, 64 levels of nesting. */
+export const DEFAULT_LIMITS: Readonly<ReaderLimits> = Object.freeze({
+  maxSegments: 512,
+  maxMessageBytes: 64 * 1024 * 1024,
+  traversalLimitWords: 8 * 1024 * 1024,
+  nestingLimit: 64,
+});
+
+const KEYS = ["maxSegments", "maxMessageBytes", "traversalLimitWords", "nestingLimit"] as const;
+
+/**
+ * Fill in defaults and check a partial limits object. Throws a `RangeError` (a configuration
+ * bug, not bad input) when a given limit is not a positive integer (or `Infinity`).
+ */
+export function resolveLimits(limits?: Partial<ReaderLimits>): ReaderLimits {
+  if (limits === undefined) return { ...DEFAULT_LIMITS };
+  const out = { ...DEFAULT_LIMITS };
+  for (const k of KEYS) {
+    const v = limits[k];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !(v === Infinity || (Number.isInteger(v) && v > 0))) {
+      throw new RangeError(`ReaderLimits.${k} must be a positive integer, got ${String(v)}`);
+    }
+    out[k] = v;
+  }
+  return out;
+}

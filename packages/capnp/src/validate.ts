@@ -1,0 +1,250 @@
+/**
+ * Structural validation of an incoming message before anything decodes it. It walks the whole
+ * pointer tree from the root, like a reader touching every field would, and checks:
+ *
+ * - every pointer's target lies inside its segment (struct, list, composite-list tag and
+ *   elements, far and double-far landing pads, the segments they name);
+ * - pointer kinds are ones Cap'n Proto defines (capability pointers are accepted; their index
+ *   is the engine's business, checked against the cap table when read);
+ * - the traversal limit: every object visited counts its words (lists of zero-sized elements
+ *   count one word per element, as C++ `amplifiedRead` does), so repeated pointers to one big
+ *   object cannot amplify work;
+ * - the nesting limit: each struct or list pointer followed uses one level (a composite list
+ *   and its elements share one level, as in C++).
+ *
+ * After it passes, capnp-ts can read any pointer of the message without going out of bounds.
+ * Errors: `LimitError` for the limits, `ProtocolError` for everything malformed.
+ *
+ * Cost: one DataView per segment; no allocation per pointer (an explicit, reused work stack).
+ */
+
+import * as capnp from "capnp-ts";
+// Not exported from capnp-ts's index; needed to read segments without re-framing them.
+import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
+import { LimitError, ProtocolError } from "./errors.js";
+import { resolveLimits, type ReaderLimits } from "./limits.js";
+
+// Work stack: entries of 6 int32s describing a run of pointers to check:
+// [segment, first pointer word, pointers per element, element count, element stride, nesting left]
+const ENTRY = 6;
+let stack = new Int32Array(ENTRY * 64);
+
+function grow(need: number): void {
+  if (need <= stack.length) return;
+  let n = stack.length * 2;
+  while (n < need) n *= 2;
+  const s = new Int32Array(n);
+  s.set(stack);
+  stack = s;
+}
+
+const cachedLimits = new WeakMap<object, ReaderLimits>();
+
+function limitsOf(limits: Partial<ReaderLimits> | undefined): ReaderLimits {
+  if (limits === undefined) return resolveLimits();
+  let r = cachedLimits.get(limits);
+  if (r === undefined) {
+    r = resolveLimits(limits);
+    cachedLimits.set(limits, r);
+  }
+  return r;
+}
+
+/** Bits per element for list element size codes 0..6 (7 = composite). */
+const ELEMENT_BITS = [0, 1, 8, 16, 32, 64, 64, 0];
+
+/**
+ * Validate `segments` (as produced by `FrameDecoder`) against `limits`. Throws `LimitError` or
+ * `ProtocolError`; returns normally when every pointer reachable from the root is sound.
+ * Returns the number of words traversed.
+ */
+export function validateMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
+  const lim = limitsOf(limits);
+  const nseg = segments.length;
+  if (nseg === 0) throw new ProtocolError("message has no segments");
+  if (nseg > lim.maxSegments) {
+    throw new LimitError(`message has ${nseg} segments, more than the limit maxSegments = ${lim.maxSegments}`);
+  }
+  const views = new Array<DataView>(nseg);
+  const words = new Array<number>(nseg);
+  let bytes = ((nseg + 2) >>> 1) * 8;
+  for (let i = 0; i < nseg; i++) {
+    const s = segments[i]!;
+    if ((s.byteLength & 7) !== 0) throw new ProtocolError(`segment ${i} is not a whole number of words`);
+    bytes += s.byteLength;
+    views[i] = new DataView(s.buffer, s.byteOffset, s.byteLength);
+    words[i] = s.byteLength >>> 3;
+  }
+  if (bytes > lim.maxMessageBytes) {
+    throw new LimitError(`message is ${bytes} bytes, more than the limit maxMessageBytes = ${lim.maxMessageBytes}`);
+  }
+  if (words[0]! < 1) throw new ProtocolError("message has no root pointer (first segment is empty)");
+
+  let budget = lim.traversalLimitWords;
+  const overBudget = (): never => {
+    throw new LimitError(
+      `message exceeds the limit traversalLimitWords = ${lim.traversalLimitWords} ` +
+        `(too large, or pointers to the same data repeated)`,
+    );
+  };
+  const tooDeep = (): never => {
+    throw new LimitError(`message nesting exceeds the limit nestingLimit = ${lim.nestingLimit} (or it contains cycles)`);
+  };
+  const nestingLimit = Math.min(lim.nestingLimit, 0x7fffffff);
+
+  // Root pointer: segment 0, word 0.
+  let sp = 0;
+  stack[0] = 0;
+  stack[1] = 0;
+  stack[2] = 1;
+  stack[3] = 1;
+  stack[4] = 0;
+  stack[5] = nestingLimit;
+  sp = ENTRY;
+
+  while (sp > 0) {
+    sp -= ENTRY;
+    const eseg = stack[sp]!;
+    const efirst = stack[sp + 1]!;
+    const eper = stack[sp + 2]!;
+    const ecount = stack[sp + 3]!;
+    const estride = stack[sp + 4]!;
+    const depth = stack[sp + 5]!;
+    const ev = views[eseg]!;
+    for (let el = 0; el < ecount; el++) {
+      const base = efirst + el * estride;
+      for (let k = 0; k < eper; k++) {
+        const pw = base + k; // word index of the pointer, inside segment eseg
+        let lo = ev.getUint32(pw * 8, true);
+        let hi = ev.getUint32(pw * 8 + 4, true);
+        if (lo === 0 && hi === 0) continue; // null
+        let kind = lo & 3;
+        if (kind === 3) {
+          if (lo !== 3) throw new ProtocolError("unknown 'other' pointer type (not a capability)");
+          continue; // capability: index checked by the reader against the cap table
+        }
+        // Resolve far pointers to (segment, target word) + the pointer word carrying the type.
+        let seg = eseg;
+        let target: number;
+        if (kind === 2) {
+          const double = (lo & 4) !== 0;
+          const pad = lo >>> 3;
+          const padSeg = hi;
+          if (padSeg >= nseg) throw new ProtocolError(`far pointer to unknown segment ${padSeg}`);
+          const pv = views[padSeg]!;
+          if (pad + (double ? 2 : 1) > words[padSeg]!) throw new ProtocolError("far pointer landing pad out of bounds");
+          lo = pv.getUint32(pad * 8, true);
+          hi = pv.getUint32(pad * 8 + 4, true);
+          if (!double) {
+            kind = lo & 3;
+            if (kind === 2) throw new ProtocolError("far pointer landing pad is another far pointer");
+            if (kind === 3) throw new ProtocolError("far pointer to a capability pointer");
+            if (lo === 0 && hi === 0) continue; // null landing pad reads as null
+            seg = padSeg;
+            target = pad + 1 + ((lo | 0) >> 2);
+          } else {
+            if ((lo & 7) !== 2) throw new ProtocolError("double-far landing pad is not a single far pointer");
+            const contentSeg = hi;
+            if (contentSeg >= nseg) throw new ProtocolError(`double-far pointer to unknown segment ${contentSeg}`);
+            target = lo >>> 3;
+            seg = contentSeg;
+            lo = pv.getUint32(pad * 8 + 8, true);
+            hi = pv.getUint32(pad * 8 + 12, true);
+            kind = lo & 3;
+            if (kind === 2 || kind === 3) throw new ProtocolError("double-far tag is not a struct or list pointer");
+          }
+        } else {
+          target = pw + 1 + ((lo | 0) >> 2);
+        }
+        if (depth <= 0) tooDeep();
+        const segWords = words[seg]!;
+        if (kind === 0) {
+          const dw = hi & 0xffff;
+          const pc = hi >>> 16;
+          const size = dw + pc;
+          if (target < 0 || target + size > segWords) throw new ProtocolError("struct pointer out of bounds");
+          budget -= size;
+          if (budget < 0) overBudget();
+          if (pc > 0) {
+            grow(sp + ENTRY);
+            stack[sp] = seg;
+            stack[sp + 1] = target + dw;
+            stack[sp + 2] = pc;
+            stack[sp + 3] = 1;
+            stack[sp + 4] = 0;
+            stack[sp + 5] = depth - 1;
+            sp += ENTRY;
+          }
+        } else {
+          // List.
+          const es = hi & 7;
+          const count = hi >>> 3;
+          if (es === 7) {
+            // Composite: `count` is the word count of the elements; a tag word precedes them.
+            if (target < 0 || target + 1 + count > segWords) throw new ProtocolError("composite list out of bounds");
+            const sv = views[seg]!;
+            const tlo = sv.getUint32(target * 8, true);
+            const thi = sv.getUint32(target * 8 + 4, true);
+            if ((tlo & 3) !== 0) throw new ProtocolError("composite list tag is not a struct pointer");
+            const n = tlo >>> 2;
+            const dw = thi & 0xffff;
+            const pc = thi >>> 16;
+            const stride = dw + pc;
+            if (n * stride > count) throw new ProtocolError("composite list elements overrun the list");
+            budget -= stride === 0 ? Math.max(n, count) + 1 : count + 1;
+            if (budget < 0) overBudget();
+            if (pc > 0 && n > 0) {
+              grow(sp + ENTRY);
+              stack[sp] = seg;
+              stack[sp + 1] = target + 1 + dw;
+              stack[sp + 2] = pc;
+              stack[sp + 3] = n;
+              stack[sp + 4] = stride;
+              stack[sp + 5] = depth - 1;
+              sp += ENTRY;
+            }
+          } else {
+            const listWords = Math.ceil((count * ELEMENT_BITS[es]!) / 64);
+            if (target < 0 || target + listWords > segWords) throw new ProtocolError("list pointer out of bounds");
+            budget -= es === 0 ? count : listWords;
+            if (budget < 0) overBudget();
+            if (es === 6 && count > 0) {
+              grow(sp + ENTRY);
+              stack[sp] = seg;
+              stack[sp + 1] = target;
+              stack[sp + 2] = count;
+              stack[sp + 3] = 1;
+              stack[sp + 4] = 0;
+              stack[sp + 5] = depth - 1;
+              sp += ENTRY;
+            }
+          }
+        }
+      }
+    }
+  }
+  return lim.traversalLimitWords - budget;
+}
+
+/**
+ * A capnp-ts `Message` over `segments` for reading, after {@link validateMessage}. Segments that
+ * are exactly a whole `ArrayBuffer` are used as they are; views into larger buffers (the usual
+ * case with `FrameDecoder` output) are copied, because capnp-ts segments must start at offset 0
+ * of their buffer. capnp-ts's own traversal limit is lifted: validation already enforced ours.
+ */
+export function readMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): capnp.Message {
+  validateMessage(segments, limits);
+  return messageFromSegments(segments);
+}
+
+/** A capnp-ts `Message` over `segments` without validating them (see {@link readMessage}). */
+export function messageFromSegments(segments: readonly Uint8Array[]): capnp.Message {
+  const buffers = segments.map((s) =>
+    s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && s.buffer instanceof ArrayBuffer
+      ? s.buffer
+      : (s.slice().buffer as ArrayBuffer),
+  );
+  const m = new capnp.Message(new MultiSegmentArena(buffers), false);
+  m._capnp.traversalLimit = Infinity;
+  return m;
+}

@@ -1,0 +1,243 @@
+import { describe, expect, it } from "vitest";
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import * as capnp from "capnp-ts";
+import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
+import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import {
+  DEFAULT_LIMITS,
+  encodeFrame,
+  encodeFrameToBytes,
+  FrameDecoder,
+  frameHeaderBytes,
+} from "../dist/framing.js";
+import { LimitError, ProtocolError } from "../dist/errors.js";
+import { concat, segmentsOf } from "./fixtures/wire.js";
+
+const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
+const sample = new Uint8Array(readFileSync(fixtures + "sample.bin"));
+const sampleMulti = new Uint8Array(readFileSync(fixtures + "sample-multi.bin"));
+
+function decodeAll(bytes: Uint8Array, limits?: ConstructorParameters<typeof FrameDecoder>[0]): Uint8Array[][] {
+  const d = new FrameDecoder(limits);
+  const out = d.push(bytes);
+  d.end();
+  return out;
+}
+
+function reframe(msgs: Uint8Array[][]): Uint8Array {
+  return concat(msgs.flatMap((m) => encodeFrame(m)));
+}
+
+describe("DEFAULT_LIMITS", () => {
+  it("are 512 segments, 64 MiB, 8 Mi words, 64 levels", () => {
+    expect(DEFAULT_LIMITS).toEqual({
+      maxSegments: 512,
+      maxMessageBytes: 64 * 1024 * 1024,
+      traversalLimitWords: 8 * 1024 * 1024,
+      nestingLimit: 64,
+    });
+  });
+  it("bad configuration is a RangeError", () => {
+    expect(() => new FrameDecoder({ maxSegments: 0 })).toThrow(RangeError);
+    expect(() => new FrameDecoder({ nestingLimit: 1.5 })).toThrow(/nestingLimit/);
+    expect(new FrameDecoder({ maxSegments: 3 }).limits.maxSegments).toBe(3);
+  });
+});
+
+describe("encodeFrame", () => {
+  it("writes count-1 and sizes in words, padded to a word, and passes segments through", () => {
+    const s1 = new Uint8Array(16);
+    const s2 = new Uint8Array(8);
+    const parts = encodeFrame([s1, s2]);
+    expect(parts).toHaveLength(3);
+    expect(parts[1]).toBe(s1);
+    expect(parts[2]).toBe(s2);
+    expect([...parts[0]!]).toEqual([1, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    expect(frameHeaderBytes(1)).toBe(8);
+    expect(frameHeaderBytes(2)).toBe(16);
+    expect(frameHeaderBytes(3)).toBe(16);
+    expect(frameHeaderBytes(4)).toBe(24);
+  });
+  it("pads a segment that is not whole words", () => {
+    const bytes = encodeFrameToBytes([new Uint8Array([1, 2, 3])]);
+    expect([...bytes]).toEqual([0, 0, 0, 0, 1, 0, 0, 0, 1, 2, 3, 0, 0, 0, 0, 0]);
+  });
+  it("rejects an empty segment list", () => {
+    expect(() => encodeFrame([])).toThrow(RangeError);
+  });
+});
+
+describe("FrameDecoder round trips", () => {
+  it("capnp encode output (single segment) is reproduced byte for byte", () => {
+    const msgs = decodeAll(sample);
+    expect(msgs).toHaveLength(1);
+    expect(msgs[0]).toHaveLength(1);
+    expect(reframe(msgs)).toEqual(sample);
+  });
+
+  it("capnp encode output (multi segment) is reproduced byte for byte", () => {
+    const msgs = decodeAll(sampleMulti);
+    expect(msgs).toHaveLength(1);
+    expect(msgs[0]!.length).toBeGreaterThan(1);
+    expect(reframe(msgs)).toEqual(sampleMulti);
+  });
+
+  it("matches a live `capnp encode` when the tool is installed", () => {
+    const tool = ["/usr/bin/capnp", "/usr/local/bin/capnp"].find((p) => existsSync(p));
+    if (tool === undefined) return; // the checked-in fixtures above still cover the bytes
+    const text =
+      '(a = -7, b = 4000000000, flag = true, text = "héllo", data = 0x"deadbeef", ints = [1, -2, 3], ' +
+      'inners = [(id = 1, name = "x"), (id = 2, child = (id = 3, name = "deep"))], texts = ["p", "qq", ""], ' +
+      "nested = (id = 9, child = (id = 10, child = (id = 11))), bits = [true, false, true], voids = [void, void])";
+    const live = new Uint8Array(execFileSync(tool, ["encode", "framing.capnp", "Sample"], { cwd: fixtures, input: text, env: { ...process.env, PWD: fixtures } }));
+    expect(live).toEqual(sample);
+    expect(reframe(decodeAll(live))).toEqual(live);
+  });
+
+  it("segments of several messages in one chunk are views of the chunk (no copy)", () => {
+    const stream = concat([sample, sampleMulti, sample]);
+    const msgs = decodeAll(stream);
+    expect(msgs).toHaveLength(3);
+    for (const m of msgs) for (const s of m) expect(s.buffer).toBe(stream.buffer);
+    expect(reframe(msgs)).toEqual(stream);
+  });
+
+  it("capnp-ts Message.toArrayBuffer() matches encodeFrame of its segments (1 and many segments)", () => {
+    const one = new capnp.Message();
+    const r = one.initRoot(rpc.Message).initCall();
+    r.questionId = 42;
+    r.interfaceId = 0x1234567890abcdefn;
+    r.initTarget().importedCap = 7;
+    const many = new capnp.Message(new MultiSegmentArena());
+    const call = many.initRoot(rpc.Message).initCall();
+    call.questionId = 1;
+    const content = call.initParams().initCapTable(300);
+    for (let i = 0; i < 300; i++) content.get(i).senderHosted = i;
+    for (const m of [one, many]) {
+      const segs = segmentsOf(m);
+      const expected = new Uint8Array(m.toArrayBuffer());
+      expect(encodeFrameToBytes(segs)).toEqual(expected);
+      const back = decodeAll(expected);
+      expect(back).toHaveLength(1);
+      expect(back[0]).toEqual(segs);
+    }
+    expect(segmentsOf(many).length).toBeGreaterThan(1);
+  });
+
+  it("split delivery at every offset gives the same messages", () => {
+    const small3 = encodeFrameToBytes([new Uint8Array(8).fill(1), new Uint8Array(16).fill(2), new Uint8Array(0)]);
+    const cases: [Uint8Array, number][] = [
+      [concat([sample, small3, sample]), 1], // every offset
+      [concat([sample, sampleMulti, small3]), 97], // large: every 97th offset
+    ];
+    for (const [stream, step] of cases) {
+      const expected = decodeAll(stream);
+      const expectedBytes = Buffer.from(reframe(expected));
+      const shape = expected.map((m) => m.map((x) => x.byteLength).join(",")).join(";");
+      for (let cut = 0; cut <= stream.byteLength; cut += step) {
+        const d = new FrameDecoder();
+        const got = [...d.push(stream.subarray(0, cut)), ...d.push(stream.subarray(cut))];
+        d.end();
+        if (got.map((m) => m.map((x) => x.byteLength).join(",")).join(";") !== shape || !expectedBytes.equals(reframe(got))) {
+          expect.fail(`split at ${cut} of ${stream.byteLength} gave different messages`);
+        }
+      }
+    }
+  });
+
+  it("three-way splits at many offset pairs of a small stream, and 1-byte chunks", () => {
+    const stream = concat([sample, sample]);
+    const expected = Buffer.from(reframe(decodeAll(stream)));
+    let checked = 0;
+    for (let a = 0; a <= stream.byteLength; a += 3) {
+      for (let b = a; b <= stream.byteLength; b += 5) {
+        const d = new FrameDecoder();
+        const got = [
+          ...d.push(stream.subarray(0, a)),
+          ...d.push(stream.subarray(a, b)),
+          ...d.push(stream.subarray(b)),
+        ];
+        if (got.length !== 2 || !expected.equals(reframe(got))) expect.fail(`split at ${a}/${b} differs`);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(1000);
+    const d = new FrameDecoder();
+    const got: Uint8Array[][] = [];
+    for (let i = 0; i < sampleMulti.byteLength; i++) got.push(...d.push(sampleMulti.subarray(i, i + 1)));
+    expect(d.idle).toBe(true);
+    expect(reframe(got)).toEqual(sampleMulti);
+  });
+
+  it("a message with only empty segments", () => {
+    const bytes = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const msgs = decodeAll(bytes);
+    expect(msgs).toEqual([[new Uint8Array(0), new Uint8Array(0)]]);
+    const d = new FrameDecoder();
+    expect([...d.push(bytes.subarray(0, 5)), ...d.push(bytes.subarray(5))]).toHaveLength(1);
+  });
+});
+
+describe("FrameDecoder limits and bad input", () => {
+  function header(count: number, sizes: number[]): Uint8Array {
+    const b = new Uint8Array(frameHeaderBytes(count));
+    const dv = new DataView(b.buffer);
+    dv.setUint32(0, count - 1, true);
+    sizes.forEach((s, i) => dv.setUint32(4 + 4 * i, s, true));
+    return b;
+  }
+
+  it("maxSegments: a table claiming too many segments is a LimitError naming the limit", () => {
+    const d = new FrameDecoder({ maxSegments: 4 });
+    expect(() => d.push(header(5, [1, 1, 1, 1, 1]))).toThrow(LimitError);
+    expect(() => new FrameDecoder({ maxSegments: 4 }).push(header(5, []).subarray(0, 4))).toThrow(/maxSegments = 4/);
+    // 4 segments is fine
+    expect(new FrameDecoder({ maxSegments: 4 }).push(concat([header(4, [0, 0, 0, 0])]))).toHaveLength(1);
+    // Default: a count of 2^32 (0xffffffff + 1) is rejected before allocating anything.
+    const huge = new Uint8Array([0xff, 0xff, 0xff, 0xff]);
+    expect(() => new FrameDecoder().push(huge)).toThrow(/segments, more than the limit maxSegments = 512/);
+  });
+
+  it("maxMessageBytes: a frame claiming too many bytes is a LimitError naming the limit", () => {
+    const d = new FrameDecoder({ maxMessageBytes: 64 });
+    expect(() => d.push(header(1, [8]))).toThrow(/maxMessageBytes = 64/); // 8 + 64 bytes
+    expect(new FrameDecoder({ maxMessageBytes: 64 }).push(concat([header(1, [7]), new Uint8Array(56)]))).toHaveLength(1);
+    // Default 64 MiB: a segment of 0xffffffff words.
+    const e = (() => {
+      try {
+        new FrameDecoder().push(header(1, [0xffffffff]));
+      } catch (err) {
+        return err;
+      }
+      return undefined;
+    })();
+    expect(e).toBeInstanceOf(LimitError);
+    expect((e as LimitError).code).toBe("MP_ERR_LIMIT");
+    expect((e as LimitError).message).toMatch(/maxMessageBytes = 67108864/);
+  });
+
+  it("after an error the decoder keeps failing with the same error", () => {
+    const d = new FrameDecoder({ maxSegments: 1 });
+    let first: unknown;
+    try {
+      d.push(header(2, [0, 0]));
+    } catch (e) {
+      first = e;
+    }
+    expect(first).toBeInstanceOf(LimitError);
+    expect(() => d.push(sample)).toThrow(first as Error);
+  });
+
+  it("end() inside a message is a ProtocolError", () => {
+    const d = new FrameDecoder();
+    d.push(sample.subarray(0, 20));
+    expect(d.idle).toBe(false);
+    expect(d.bufferedBytes).toBe(20);
+    expect(() => d.end()).toThrow(ProtocolError);
+    const d2 = new FrameDecoder();
+    d2.push(sample.subarray(0, 3));
+    expect(() => d2.end()).toThrow(/stream ended inside a message/);
+  });
+});
