@@ -109,8 +109,7 @@ export function planMethod(ctx: FileContext, iface: NodeInfo, m: MethodInfo): Me
       if (!isPointerType(t) || t.kind === "interface" || t.kind === "anyPointer") {
         throw new MpgenError(`mpgen: cannot map $Proxy.exception on ${where}.${f.name}: the field must be a Text, Data, List or struct so an unset field means "no exception"`);
       }
-      const short = cxx.replace(/^.*::/, "").replace(/[^A-Za-z0-9_$]/g, "_");
-      plan.errors.push({ field: f, type: t, cls: `${short}Error`, cxx });
+      plan.errors.push({ field: f, type: t, cls: errorClassName(cxx), cxx });
       continue;
     }
     if (isThreadMap(f)) plan.threadMapResults.push(f.slot.offset);
@@ -128,6 +127,13 @@ export function planMethod(ctx: FileContext, iface: NodeInfo, m: MethodInfo): Me
   // returned as an object keyed by their TS names.
   plan.objectResult = plan.outputs.length > 1;
   return plan;
+}
+
+/** `mp::test::FooStruct` → `FooStructError`, `std::runtime_error` → `RuntimeError`. */
+export function errorClassName(cxx: string): string {
+  const last = cxx.replace(/<.*$/, "").replace(/^.*::/, "");
+  const pascal = last.split(/_+/).filter((x) => x !== "").map(capitalize).join("").replace(/[^A-Za-z0-9_$]/g, "_");
+  return pascal.endsWith("Error") ? pascal : `${pascal}Error`;
 }
 
 function isThreadMap(f: FieldInfo): boolean {
