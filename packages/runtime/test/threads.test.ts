@@ -1,0 +1,248 @@
+import { deferred } from "@multiprocess-ts/capnp";
+import {
+  currentFrame,
+  ThreadEntry,
+  ThreadSelectionError,
+  ThreadServer,
+  type Connection,
+} from "@multiprocess-ts/runtime";
+import * as $mp from "@multiprocess-ts/runtime/gen";
+import { describe, expect, it } from "vitest";
+import { connectPair, FooClient, FooImpl, FooServer, InitClient, InitImpl, InitServer, type FooCallback } from "./fixtures.js";
+
+/** Asks the peer ThreadMap of `conn` for a pool of `count` Threads. */
+async function makePool(conn: Connection, count: number): Promise<void> {
+  const req = conn.peerThreadMap!.newCall($mp.THREAD_MAP_INTERFACE_ID, 1, $mp.ThreadMap_makePool$Params);
+  req.params.count = count;
+  const resp = await req.send();
+  resp.close();
+}
+
+/** Thread.getName through a Thread capability. */
+async function getName(cap: $mp.Capability): Promise<string> {
+  const resp = await cap.newCall($mp.THREAD_INTERFACE_ID, 0, $mp.Thread_getName$Params).send();
+  try {
+    return resp.results($mp.Thread_getName$Results).result;
+  } finally {
+    resp.close();
+  }
+}
+
+const frameName = (): string => currentFrame()?.context.name ?? "<loop>";
+
+describe("construct exchange", () => {
+  it("connectTransport sends our ThreadMap with construct and keeps the peer's; both sides end up with one", async () => {
+    const init = new InitImpl();
+    const p = await connectPair(init, InitServer, InitClient);
+    expect(p.clientConn.peerThreadMap).not.toBeNull();
+    expect(p.serverConn.peerThreadMap).not.toBeNull();
+    expect(p.clientConn.threadMapServer).toBeDefined();
+    expect(p.serverConn.threadMapServer).toBeDefined();
+    // The first thing on the wire after bootstrap is the construct call.
+    const calls = p.clientTransport.wireLog.filter((e) => e.which === "call" || e.which === "bootstrap");
+    expect(calls.slice(0, 2).map((e) => e.which)).toEqual(["bootstrap", "call"]);
+    await p.dispose();
+  });
+});
+
+describe("makeThread and request threads", () => {
+  it("creates one server Thread per client thread and connection (pipelined), named after the client thread", async () => {
+    const init = new InitImpl();
+    const p = await connectPair(init, InitServer, InitClient);
+    const hooks: string[] = [];
+    p.serverLoop.hooks.makeThread = () => hooks.push("makeThread");
+    p.serverLoop.hooks.makeThreadCreated = () => hooks.push("makeThreadCreated");
+    p.serverLoop.hooks.asyncRequestStart = () => hooks.push("start");
+    p.serverLoop.hooks.asyncRequestDone = () => hooks.push("done");
+    const foo = await p.client.makeFoo();
+    const f = init.foos[0]!;
+    f.threadNameFn = frameName;
+    const names = [await foo.threadName(), await foo.threadName()];
+    expect(hooks).toEqual(["makeThread", "makeThreadCreated", "start", "done", "start", "done", "start", "done"]);
+    expect(names[0]).toBe(names[1]);
+    expect(names[0]).toContain(`(from ${p.clientLoop.threadName})`);
+    // Thread.getName returns the same name.
+    const entry = p.clientLoop.threadContext.requestThreads.get(p.clientConn)!;
+    expect(await getName(entry.cap!)).toBe(names[0]);
+    // Calls without a Context run directly on the loop, outside any server Thread.
+    f.add = (a: number, b: number) => {
+      expect(currentFrame()).toBeUndefined();
+      return a + b;
+    };
+    expect(await foo.add(1, 2)).toBe(3);
+    await foo.close();
+    await p.dispose();
+  });
+
+  it("calls naming the same Thread run FIFO, one at a time", async () => {
+    const init = new InitImpl();
+    const p = await connectPair(init, InitServer, InitClient);
+    const foo = await p.client.makeFoo();
+    const f = init.foos[0]!;
+    const events: string[] = [];
+    const gates = [deferred<void>(), deferred<void>(), deferred<void>()];
+    const started = [deferred<void>(), deferred<void>(), deferred<void>()];
+    f.intFn = async (n) => {
+      events.push(`start ${n}`);
+      started[n]!.resolve();
+      await gates[n]!.promise;
+      events.push(`end ${n}`);
+      return n * 2;
+    };
+    const calls = [foo.callIntFnAsync(0), foo.callIntFnAsync(1), foo.callIntFnAsync(2)];
+    await started[0]!.promise;
+    // A context-less call behind them is a fence: when it returns, calls 1 and 2 have been
+    // delivered and queued on the same server Thread.
+    expect(await foo.add(0, 0)).toBe(0);
+    const thread = [...p.serverConn.threads].find((t) => t.name.includes("(from"))!;
+    expect(thread.load).toBe(3);
+    expect(events).toEqual(["start 0"]);
+    gates[2]!.resolve(); // releasing a later call first changes nothing: it has not started
+    gates[0]!.resolve();
+    await started[1]!.promise;
+    expect(events).toEqual(["start 0", "end 0", "start 1"]);
+    gates[1]!.resolve();
+    expect(await Promise.all(calls)).toEqual([0, 2, 4]);
+    expect(events).toEqual(["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]);
+    await foo.close();
+    await p.dispose();
+  });
+
+  it("callbacks run on the caller's callback Thread; nested calls use it only for the call's duration", async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    await p.client.initThreadMap();
+    const seen: string[] = [];
+    let serverThread: ThreadServer | undefined;
+    impl.callback = async (cb: FooCallback, arg: number) => {
+      const frame = currentFrame()!;
+      serverThread = [...p.serverConn.threads].find((t) => t.context === frame.context);
+      // While serving, this thread's request Thread for the connection is the caller's callbackThread.
+      seen.push(`server request thread set: ${frame.context.requestThreads.has(p.serverConn)}`);
+      try {
+        return await cb.call(arg);
+      } finally {
+        await (cb as unknown as { close(): Promise<void> }).close();
+      }
+    };
+    const cb: FooCallback = {
+      call: (n) => {
+        seen.push(`callback on ${currentFrame()?.context === p.clientLoop.threadContext ? "client loop context" : "?"}`);
+        return n + 1;
+      },
+    };
+    expect(await p.client.callback(cb, 1)).toBe(2);
+    expect(seen).toEqual(["server request thread set: true", "callback on client loop context"]);
+    // The temporary entry is gone after the call.
+    expect(serverThread!.context.requestThreads.has(p.serverConn)).toBe(false);
+    await p.dispose();
+  });
+});
+
+describe("pool and thread selection errors", () => {
+  it("a call with a Context but no thread goes to the least-loaded pool Thread (ties: lowest index)", async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    await p.client.initThreadMap();
+    await makePool(p.clientConn, 2);
+    expect(p.serverConn.pool!.map((t) => t.name.replace(/^.*\(/, "("))).toEqual(["(pool/0)", "(pool/1)"]);
+    const gate = deferred<void>();
+    const where: string[] = [];
+    const arrived = [deferred<void>(), deferred<void>(), deferred<void>(), deferred<void>()];
+    impl.intFn = async (n) => {
+      where.push(`${n}:${frameName().replace(/^.*\(/, "(")}`);
+      arrived[n]!.resolve();
+      await gate.promise;
+      return n * 2;
+    };
+    // 0 → pool/0 (tie, lowest index); 1 → pool/1 (less loaded); 2 → pool/0 (tie again), queued.
+    const c0 = p.client.callIntFnOn(null, 0);
+    await arrived[0]!.promise;
+    const c1 = p.client.callIntFnOn(null, 1);
+    await arrived[1]!.promise;
+    const c2 = p.client.callIntFnOn(null, 2);
+    expect(await p.client.add(0, 0)).toBe(0); // fence: c2 is queued
+    expect(p.serverConn.pool!.map((t) => t.load)).toEqual([2, 1]);
+    // 3 → pool/1 (load 1 < 2), queued behind 1.
+    const c3 = p.client.callIntFnOn(null, 3);
+    expect(await p.client.add(0, 0)).toBe(0); // fence
+    expect(p.serverConn.pool!.map((t) => t.load)).toEqual([2, 2]);
+    expect(where).toEqual(["0:(pool/0)", "1:(pool/1)"]);
+    gate.resolve();
+    expect(await Promise.all([c0, c1, c2, c3])).toEqual([0, 2, 4, 6]);
+    expect([...where].sort()).toEqual(["0:(pool/0)", "1:(pool/1)", "2:(pool/0)", "3:(pool/1)"]);
+    await expect(makePool(p.clientConn, 1)).rejects.toThrow("makePool called on connection with existing pool");
+    await p.dispose();
+  });
+
+  it('fails with "no thread specified and no pool configured" without a thread or pool', async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    // No ThreadMap exchange: the runtime leaves Context.thread unset.
+    expect(p.clientConn.peerThreadMap).toBeNull();
+    await expect(p.client.callIntFnAsync(1)).rejects.toThrow("no thread specified and no pool configured");
+    await expect(p.client.callIntFnOn(null, 1)).rejects.toThrow("no thread specified and no pool configured");
+    expect(impl.calls).toEqual([]);
+    // The server-side error class and code, checked locally.
+    const local = new ThreadSelectionError("no thread specified and no pool configured", "MP_ERR_NO_THREAD");
+    expect(local.kind).toBe("failed");
+    await p.dispose();
+  });
+
+  it('fails with "invalid thread handle" for a Thread this connection\'s ThreadMap did not create', async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    await p.client.initThreadMap();
+    // Make the client's callback Thread exist by making one Context call, then send the client's
+    // own (client-hosted) Thread as Context.thread: the server does not host it.
+    impl.intFn = (n) => n;
+    await expect(p.client.callIntFnAsync(5)).resolves.toBe(5);
+    const own = p.clientLoop.threadContext.callbackThreads.get(p.clientConn)!.cap!;
+    await expect(p.client.callIntFnOn(own, 1)).rejects.toThrow("invalid thread handle");
+    expect(impl.calls).toEqual(["callIntFnAsync(5)"]);
+    await p.dispose();
+  });
+});
+
+describe("ThreadEntry teardown (#189) in either order", () => {
+  it("entry first: unregisters its cleanup; the connection's teardown then skips it", async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    await p.client.initThreadMap();
+    impl.intFn = (n) => n;
+    await p.client.callIntFnAsync(1);
+    const tc = p.clientLoop.threadContext;
+    const entry = tc.requestThreads.get(p.clientConn)!;
+    const before = p.clientConn.syncCleanupCount;
+    entry.destroy();
+    expect(entry.destroyed).toBe(true);
+    expect(entry.cap).toBeNull();
+    expect(tc.requestThreads.has(p.clientConn)).toBe(false);
+    expect(p.clientConn.syncCleanupCount).toBe(before - 1);
+    entry.destroy(); // idempotent
+    // The next call makes a new request Thread.
+    await p.client.callIntFnAsync(2);
+    expect(tc.requestThreads.get(p.clientConn)).not.toBe(entry);
+    await p.dispose();
+    expect(tc.requestThreads.size).toBe(0);
+    expect(tc.callbackThreads.size).toBe(0);
+  });
+
+  it("connection first: its cleanup marks the entry destroyed; a later destroy() is a no-op", async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    await p.client.initThreadMap();
+    impl.intFn = (n) => n;
+    await p.client.callIntFnAsync(1);
+    const tc = p.clientLoop.threadContext;
+    const entries: ThreadEntry[] = [tc.requestThreads.get(p.clientConn)!, tc.callbackThreads.get(p.clientConn)!];
+    await p.clientConn.close();
+    for (const e of entries) {
+      expect(e.destroyed).toBe(true);
+      e.destroy();
+    }
+    expect(tc.requestThreads.size).toBe(0);
+    expect(tc.callbackThreads.size).toBe(0);
+    await p.dispose();
+  });
+});
