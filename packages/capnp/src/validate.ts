@@ -21,6 +21,7 @@
 import * as capnp from "capnp-ts";
 // Not exported from capnp-ts's index; needed to read segments without re-framing them.
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
+import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import { LimitError, ProtocolError } from "./errors.js";
 import { resolveLimits, type ReaderLimits } from "./limits.js";
 
@@ -245,6 +246,7 @@ export function messageFromSegments(segments: readonly Uint8Array[]): capnp.Mess
       : (s.slice().buffer as ArrayBuffer),
   );
   const m = new capnp.Message(new MultiSegmentArena(buffers), false);
+  preallocateSegments(m); // what capnp-ts does for a framed buffer: segments span their buffers
   m._capnp.traversalLimit = Infinity;
   return m;
 }
