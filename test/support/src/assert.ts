@@ -1,11 +1,11 @@
 /** Small assertion helpers shared by scenarios and tests (plain Errors: no test framework needed). */
 
-import type { RpcConnectionLike } from "./deps.js";
+import type { RpcConnection } from "@multiprocess-ts/capnp";
 import type { TestSetup } from "./setup.js";
 import { liveSetups } from "./tracker.js";
 
 /** Throws unless every RPC table of `conn` is empty. */
-export function assertRpcIdle(conn: { rpc: RpcConnectionLike } | RpcConnectionLike, what = "connection"): void {
+export function assertRpcIdle(conn: { rpc: RpcConnection } | RpcConnection, what = "connection"): void {
   const rpc = "rpc" in conn ? conn.rpc : conn;
   const s = rpc.stats();
   const bad = Object.entries(s).filter(([, v]) => v !== 0);

@@ -1,36 +1,45 @@
 /**
  * FooImplementation: the server object of the test fixture, with upstream's test/mp/test/foo.h
  * semantics (add, addOut, addInOut, pass-through methods, `raise` throws its argument, callbacks,
- * a saved callback, `fn`/`intFn` hooks run by callFn/callFnAsync/callIntFnAsync).
+ * a saved callback, `fn`/`intFn` hooks run by callFn/callFnAsync/callIntFnAsync), implementing the
+ * generated TS interface.
  *
- * Mapping to the TS interface mpgen generates (docs/contracts.md §2): out parameters are
- * returned (`addOut(a, b)` returns `ret`, `addInOut(x, sum)` returns the new `sum`), capabilities
- * arrive as generated client proxies owned by the callee, so every method that receives a callback
- * closes it when done with it (upstream destroys the temporary ProxyClient after the call).
+ * Capabilities arrive as generated client proxies owned by the callee, so every method that
+ * receives a callback releases it when done (upstream destroys the temporary ProxyClient after
+ * the call); the saved callback is released when replaced or when this object is disposed.
  *
  * Threading: methods run wherever the runtime dispatches them (loop thread for context-less
  * methods; the server Thread for methods with a Context).
  */
 
-/** A FooCallback / ExtendedCallback / FooFn proxy as the server sees it (generated client). */
-export interface CallbackProxy {
-  call(arg: number): number | Promise<number>;
-  callExtended?(arg: number): number | Promise<number>;
-  close?(): Promise<void> | void;
+import {
+  FooStructError,
+  type ExtendedCallback,
+  type FooCallback,
+  type FooCustom,
+  type FooEmpty,
+  type FooFn,
+  type FooInterface,
+  type FooMessage,
+  type FooMutable,
+  type FooStruct,
+} from "@multiprocess-ts/proto/test/foo.capnp.js";
+
+/** Releases a proxy the callee owns (clients: close(); imported functions: asyncDispose). */
+export async function releaseProxy(p: unknown): Promise<void> {
+  const c = p as { close?: () => unknown; [Symbol.asyncDispose]?: () => unknown } | null | undefined;
+  if (c === null || c === undefined) return;
+  if (typeof c.close === "function") await c.close();
+  else if (typeof c[Symbol.asyncDispose] === "function") await c[Symbol.asyncDispose]!();
 }
 
-async function release(cb: unknown): Promise<void> {
-  const c = cb as { close?: () => unknown } | null | undefined;
-  if (c && typeof c.close === "function") await c.close();
-}
-
-export class FooImplementation {
+export class FooImplementation implements FooInterface {
   /** Run by callFn / callFnAsync (upstream `m_fn`); must be set before those are called. */
   fn: (() => void | Promise<void>) | undefined;
   /** Run by callIntFnAsync (upstream `m_int_fn`). */
   intFn: ((n: number) => number | Promise<number>) | undefined;
   /** The callback stored by saveCallback (upstream `m_callback`). */
-  savedCallback: CallbackProxy | null = null;
+  savedCallback: FooCallback | null = null;
   /** How many times the runtime disposed this object (must end at exactly 1). */
   disposeCount = 0;
   /** Method names in call order, for scenarios that check ordering. */
@@ -45,76 +54,78 @@ export class FooImplementation {
   addInOut(x: number, sum: number): number {
     return sum + x;
   }
-  mapSize(map: ReadonlyMap<string, string> | readonly (readonly [string, string])[]): number {
-    return map instanceof Map ? map.size : (map as readonly unknown[]).length;
+  mapSize(map: Map<string, string>): number {
+    return map.size;
   }
-  pass<T>(foo: T): T {
-    return foo;
+  pass(arg: FooStruct): FooStruct {
+    return arg;
   }
-  raise(foo: unknown): never {
-    throw foo;
+  raise(arg: FooStruct): never {
+    throw new FooStructError(arg);
   }
   initThreadMap(): void {}
-  async callback(callback: CallbackProxy, arg: number): Promise<number> {
+  async callback(callback: FooCallback | null, arg: number): Promise<number> {
     try {
+      if (callback === null) throw new Error("callback: null callback");
       return await callback.call(arg);
     } finally {
-      await release(callback);
+      await releaseProxy(callback);
     }
   }
-  callbackUnique(callback: CallbackProxy, arg: number): Promise<number> {
+  callbackUnique(callback: FooCallback | null, arg: number): Promise<number> {
     return this.callback(callback, arg);
   }
-  callbackShared(callback: CallbackProxy, arg: number): Promise<number> {
+  callbackShared(callback: FooCallback | null, arg: number): Promise<number> {
     return this.callback(callback, arg);
   }
-  async saveCallback(callback: CallbackProxy | null): Promise<void> {
+  async saveCallback(callback: FooCallback | null): Promise<void> {
     const old = this.savedCallback;
     this.savedCallback = callback;
-    await release(old);
+    await releaseProxy(old);
   }
   async callbackSaved(arg: number): Promise<number> {
     if (this.savedCallback === null) throw new Error("callbackSaved: no saved callback");
     return await this.savedCallback.call(arg);
   }
-  async callbackExtended(callback: CallbackProxy, arg: number): Promise<number> {
+  async callbackExtended(callback: ExtendedCallback | null, arg: number): Promise<number> {
     try {
-      if (!callback.callExtended) throw new Error("callbackExtended: not an ExtendedCallback");
+      if (callback === null) throw new Error("callbackExtended: null callback");
       return await callback.callExtended(arg);
     } finally {
-      await release(callback);
+      await releaseProxy(callback);
     }
   }
-  passCustom<T>(foo: T): T {
-    return foo;
+  passCustom(arg: FooCustom): FooCustom {
+    return arg;
   }
-  passEmpty<T>(foo: T): T {
-    return foo;
+  passEmpty(arg: FooEmpty): FooEmpty {
+    return arg;
   }
-  passData<T>(foo: T): T {
-    return foo;
+  passData(arg: Uint8Array): Uint8Array {
+    return arg;
   }
-  passMessage(foo: { message: string }): { message: string } {
-    return { message: foo.message + " call" };
+  passMessage(arg: FooMessage): FooMessage {
+    return { ...arg, message: arg.message + " call" };
   }
-  passMutable(foo: { message: string }): { message: string } {
-    return { message: foo.message + " call" };
+  passMutable(arg: FooMutable): FooMutable {
+    return { ...arg, message: arg.message + " call" };
   }
-  passEnum(foo: number): number {
-    return foo;
+  passEnum(arg: number): number {
+    return arg;
   }
-  passDouble(value: number): number {
-    return value;
+  passDouble(arg: number): number {
+    return arg;
   }
-  async passFn(fn: (() => number | Promise<number>) | CallbackProxy): Promise<number> {
+  async passFn(fn: FooFn | null): Promise<number> {
     try {
-      return typeof fn === "function" ? await fn() : await (fn as { call(): number | Promise<number> }).call();
+      if (fn === null) throw new Error("passFn: null function");
+      return await fn();
     } finally {
-      await release(fn);
+      await releaseProxy(fn);
     }
   }
-  passDataPointers<T>(values: T): T {
-    return values;
+  passDataPointers(arg: Uint8Array[]): Uint8Array[] {
+    return arg;
   }
   async callFn(): Promise<void> {
     this.calls.push("callFn");
@@ -139,9 +150,9 @@ export class FooImplementation {
     this.savedCallback = null;
     // Upstream #219: releasing a saved callback over a dead connection must not throw out of cleanup.
     try {
-      await release(saved);
+      await releaseProxy(saved);
     } catch {
-      // logged by the runtime; cleanup never throws (STYLE 5)
+      // the runtime logs it; cleanup never throws (STYLE 5)
     }
   }
 }

@@ -15,7 +15,8 @@
  */
 
 import { memoryTransportPair, type MemoryTransport } from "@multiprocess-ts/capnp";
-import { requireDeps, SETUP_DEPS, type ConnectionLike, type Deps, type EventLoopLike, type LogFnLike } from "./deps.js";
+import { Connection, EventLoop, serveTransport, type LogFn } from "@multiprocess-ts/runtime";
+import { FooInterfaceClient, FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { FooImplementation } from "./foo-impl.js";
 import { liveSetups } from "./tracker.js";
 
@@ -28,8 +29,10 @@ export interface TestSetupOptions {
   clientOwnsConnection?: boolean;
   /** Name prefix for the loops (log lines). */
   name?: string;
-  /** Extra log sink (every line, any level). */
+  /** Extra log sink (every line at `logLevel` and above). */
   log?: (line: string) => void;
+  /** Level passed to both loops (default "warning"). */
+  logLevel?: "trace" | "debug" | "info" | "warning" | "error";
 }
 
 export interface LogLine {
@@ -39,16 +42,17 @@ export interface LogLine {
 }
 
 export interface TestSetup extends AsyncDisposable {
-  readonly deps: Deps;
-  readonly serverLoop: EventLoopLike;
-  readonly clientLoop: EventLoopLike;
+  readonly serverLoop: EventLoop;
+  readonly clientLoop: EventLoop;
   /** The generated FooInterfaceClient. */
-  readonly client: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  readonly client: FooInterfaceClient;
   /** The server implementation (upstream `server->m_impl`). */
   readonly server: FooImplementation;
   /** The server Connection, undefined once torn down (upstream `server_connection`). */
-  readonly serverConnection: ConnectionLike | undefined;
-  readonly clientConnection: ConnectionLike | undefined;
+  readonly serverConnection: Connection | undefined;
+  readonly clientConnection: Connection | undefined;
+  /** The Connection objects whatever their state (for stats after teardown). */
+  readonly connections: { readonly server: Connection; readonly client: Connection };
   readonly clientTransport: MemoryTransport;
   readonly serverTransport: MemoryTransport;
   /** Log lines at warning and above, both sides. */
@@ -69,24 +73,23 @@ export interface TestSetup extends AsyncDisposable {
 
 /** Creates the paired fixture. Dispose it (`await setup.dispose()`) at the end of every test. */
 export async function createTestSetup(opts: TestSetupOptions = {}): Promise<TestSetup> {
-  const deps = await requireDeps(SETUP_DEPS);
   const ownsConnection = opts.clientOwnsConnection ?? true;
   const name = opts.name ?? "mptest";
   const logs: LogLine[] = [];
   const expected: RegExp[] = [];
   const mkLog =
-    (side: LogLine["side"]): LogFnLike =>
+    (side: LogLine["side"]): LogFn =>
     (level, msg) => {
       opts.log?.(`[${side}] ${level}: ${msg}`);
       if (level === "warning" || level === "error") logs.push({ side, level, msg });
     };
-  const { EventLoop, Connection, serveTransport } = deps.runtime;
-  const serverLoop = new EventLoop(`${name}-server`, { log: { logFn: mkLog("server"), level: "warning" } });
-  const clientLoop = new EventLoop(`${name}-client`, { log: { logFn: mkLog("client"), level: "warning" } });
+  const level = opts.logLevel ?? "warning";
+  const serverLoop = new EventLoop(`${name}-server`, { log: { logFn: mkLog("server"), level } });
+  const clientLoop = new EventLoop(`${name}-client`, { log: { logFn: mkLog("client"), level } });
   const [clientTransport, serverTransport] = memoryTransportPair();
   const server = new FooImplementation();
 
-  let serverConnection: ConnectionLike | undefined = serveTransport(serverLoop, serverTransport, server, deps.foo.FooInterfaceServer);
+  let serverConnection: Connection | undefined = serveTransport(serverLoop, serverTransport, server, FooInterfaceServer);
   const serverConnRef = serverConnection;
   let serverClosing: Promise<void> | undefined;
   const serverDisconnect = (): Promise<void> => {
@@ -100,17 +103,13 @@ export async function createTestSetup(opts: TestSetupOptions = {}): Promise<Test
   // Upstream: "Set handler to destroy the server when the client disconnects."
   serverConnRef.onDisconnect(() => void serverDisconnect());
 
-  let clientConnection: ConnectionLike | undefined = new Connection(clientLoop, clientTransport);
+  let clientConnection: Connection | undefined = new Connection(clientLoop, clientTransport);
   const clientConnRef = clientConnection;
-  const client = new deps.foo.FooInterfaceClient(
-    (clientConnRef.rpc as unknown as { bootstrap(): unknown }).bootstrap(),
-    clientConnRef,
-    { destroyConnection: ownsConnection },
-  );
+  // Upstream: ProxyClient<FooInterface>(bootstrap, connection, destroy_connection = client_owns_connection).
+  const client = new FooInterfaceClient(clientConnRef.rpc.bootstrap(), clientConnRef, { destroyConnection: ownsConnection });
 
   let disposing: Promise<void> | undefined;
   const setup: TestSetup = {
-    deps,
     serverLoop,
     clientLoop,
     client,
@@ -121,6 +120,7 @@ export async function createTestSetup(opts: TestSetupOptions = {}): Promise<Test
     get clientConnection() {
       return clientConnection;
     },
+    connections: { server: serverConnRef, client: clientConnRef },
     clientTransport,
     serverTransport,
     logs,

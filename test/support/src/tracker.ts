@@ -12,8 +12,7 @@ export const liveSetups = new Set<TestSetup>();
 export function fixtureCounters(): Record<string, number> {
   const out: Record<string, number> = { setups: liveSetups.size, questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0, loopRefs: 0 };
   for (const s of liveSetups) {
-    for (const c of [s.serverConnection, s.clientConnection]) {
-      if (c === undefined) continue;
+    for (const c of [s.connections.server, s.connections.client]) {
       const st = c.rpc.stats();
       out.questions! += st.questions;
       out.answers! += st.answers;
@@ -34,10 +33,10 @@ export function dumpFixtures(): string {
   for (const s of liveSetups) {
     lines.push(`TestSetup #${i++}:`);
     for (const [side, c, l, t] of [
-      ["server", s.serverConnection, s.serverLoop, s.serverTransport],
-      ["client", s.clientConnection, s.clientLoop, s.clientTransport],
+      ["server", s.connections.server, s.serverLoop, s.serverTransport],
+      ["client", s.connections.client, s.clientLoop, s.clientTransport],
     ] as const) {
-      const st = c === undefined ? "torn down" : JSON.stringify(c.rpc.stats());
+      const st = `${c.state} ${JSON.stringify(c.rpc.stats())}`;
       lines.push(`  ${side}: rpc ${st}; loop refs ${l.numRefs}, pending work ${l.pendingWork}; transport held ${t.held}`);
       const tail = t.wireLog.slice(-8).map((e) => e.which + (e.variant ? `/${e.variant}` : ""));
       lines.push(`    last sent: ${tail.join(" ") || "(nothing)"}`);

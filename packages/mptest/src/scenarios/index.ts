@@ -1,12 +1,37 @@
-/** The default scenario list and leak probes of `mptest`. */
+/**
+ * The default scenario list and leak probes of `mptest`. Scenarios whose `requires` are not
+ * available yet (packages still being written) are reported as pending, not run.
+ */
 
+import { dumpFixtures, fixtureCounters, missingDeps } from "@multiprocess-ts/test-support";
 import type { LeakProbe } from "../leaks.js";
 import type { Scenario } from "../scenario.js";
+import { listenScenarios } from "./listen.js";
+import { upstreamScenarios } from "./upstream.js";
 
-export function defaultScenarios(): Scenario[] {
-  return [];
+/** Every scenario, runnable or not, in suite order. */
+export function allScenarios(): Scenario[] {
+  return [...upstreamScenarios, ...listenScenarios];
 }
 
+export interface PendingScenario {
+  scenario: Scenario;
+  missing: string[];
+}
+
+/** Splits {@link allScenarios} into runnable and pending (with what each is missing). */
+export async function loadScenarios(): Promise<{ runnable: Scenario[]; pending: PendingScenario[] }> {
+  const runnable: Scenario[] = [];
+  const pending: PendingScenario[] = [];
+  for (const s of allScenarios()) {
+    const missing = await missingDeps(s.requires ?? []);
+    if (missing.length === 0) runnable.push(s);
+    else pending.push({ scenario: s, missing });
+  }
+  return { runnable, pending };
+}
+
+/** Leak counters of live TestSetups (RPC tables, loop refs) and their state for hang dumps. */
 export function defaultProbes(): LeakProbe[] {
-  return [];
+  return [{ name: "fixture", snapshot: fixtureCounters, dump: dumpFixtures }];
 }

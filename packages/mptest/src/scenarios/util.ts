@@ -1,0 +1,115 @@
+/** Helpers shared by the scenarios. */
+
+import { deferred } from "@multiprocess-ts/capnp";
+import { createTestSetup, type TestSetup, type TestSetupOptions } from "@multiprocess-ts/test-support";
+import type { ScenarioContext } from "../scenario.js";
+
+export const CALLED_AFTER_DISCONNECT = "IPC client method called after disconnect.";
+export const INTERRUPTED_BY_DISCONNECT = "IPC client method call interrupted by disconnect.";
+
+/** Throws `Error(msg)` unless `cond`. */
+export function check(cond: unknown, msg: string): asserts cond {
+  if (!cond) throw new Error(`check failed: ${msg}`);
+}
+
+export function checkEq<T>(actual: T, expected: T, what: string): void {
+  if (!Object.is(actual, expected)) {
+    throw new Error(`check failed: ${what}: expected ${String(expected)}, got ${String(actual)}`);
+  }
+}
+
+/** Structural equality for plain data (arrays, objects, Maps, Sets, typed arrays, primitives). */
+export function deepEqual(a: unknown, b: unknown): boolean {
+  if (Object.is(a, b)) return true;
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
+  if (ArrayBuffer.isView(a) && ArrayBuffer.isView(b)) {
+    const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    const y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+    return x.length === y.length && x.every((v, i) => v === y[i]);
+  }
+  if (a instanceof Map && b instanceof Map) {
+    if (a.size !== b.size) return false;
+    for (const [k, v] of a) if (!b.has(k) || !deepEqual(v, b.get(k))) return false;
+    return true;
+  }
+  if (a instanceof Set && b instanceof Set) {
+    if (a.size !== b.size) return false;
+    for (const v of a) if (!b.has(v)) return false;
+    return true;
+  }
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  const kb = Object.keys(b);
+  if (ka.length !== kb.length) return false;
+  return ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
+
+/**
+ * Runs `fn` on a fresh TestSetup and always disposes it; the dispose's leak check is part of the
+ * scenario. A failure in `fn` wins over a secondary failure in dispose (which is logged).
+ */
+export async function withSetup(
+  ctx: ScenarioContext,
+  opts: TestSetupOptions,
+  fn: (s: TestSetup) => Promise<void>,
+): Promise<void> {
+  const s = await createTestSetup({ ...opts, log: (l) => ctx.log(l) });
+  let first: unknown;
+  let failed = false;
+  try {
+    await fn(s);
+  } catch (e) {
+    failed = true;
+    first = e;
+  }
+  try {
+    await s.dispose();
+  } catch (e) {
+    if (!failed) throw e;
+    ctx.log(`secondary failure while disposing: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  if (failed) throw first;
+}
+
+/** A counter that resolves waiters when it reaches a value (replaces polling loops). */
+export class Counter {
+  #n = 0;
+  #waiters: { n: number; resolve: () => void }[] = [];
+  get value(): number {
+    return this.#n;
+  }
+  inc(): void {
+    this.#n++;
+    this.#waiters = this.#waiters.filter((w) => {
+      if (this.#n >= w.n) w.resolve();
+      return this.#n < w.n;
+    });
+  }
+  /** Resolves once the counter is at least `n`. */
+  atLeast(n: number): Promise<void> {
+    if (this.#n >= n) return Promise.resolve();
+    const d = deferred<void>();
+    this.#waiters.push({ n, resolve: () => d.resolve() });
+    return d.promise;
+  }
+}
+
+/** Sets a field of a capnp-ts struct builder whatever accessor style it uses (`x = v` or `setX(v)`). */
+export function setField(s: Record<string, unknown>, name: string, v: unknown): void {
+  const setter = `set${name[0]!.toUpperCase()}${name.slice(1)}`;
+  if (typeof s[setter] === "function") (s[setter] as (v: unknown) => void)(v);
+  else s[name] = v;
+}
+
+export function getField(s: Record<string, unknown>, name: string): unknown {
+  const getter = `get${name[0]!.toUpperCase()}${name.slice(1)}`;
+  return typeof s[getter] === "function" ? (s[getter] as () => unknown)() : s[name];
+}
+
+export function initField(s: Record<string, unknown>, name: string): unknown {
+  const init = `init${name[0]!.toUpperCase()}${name.slice(1)}`;
+  const underscored = `_init${name[0]!.toUpperCase()}${name.slice(1)}`;
+  if (typeof s[init] === "function") return (s[init] as () => unknown)();
+  if (typeof s[underscored] === "function") return (s[underscored] as () => unknown)();
+  throw new Error(`struct has no ${init}()`);
+}
