@@ -169,8 +169,12 @@ export const upstreamScenarios: Scenario[] = [
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
         checkEq(await s.client.add(1, 2), 3, "add");
-        await s.serverDisconnect();
+        // Upstream destroys the server Connection inside loop.sync and calls right away, before
+        // the client has read the EOF: so the call is sent and then interrupted. Same here: start
+        // the teardown, call without waiting for the client to notice, then finish the teardown.
+        const closing = s.serverDisconnect();
         await expectReject(s.client.add(1, 2), INTERRUPTED_BY_DISCONNECT);
+        await closing;
       }),
   },
   {
@@ -221,11 +225,27 @@ export const upstreamScenarios: Scenario[] = [
       withSetup(ctx, {}, async (s) => {
         await s.client.initThreadMap();
         s.server.fn = () => {};
-        // Queue the disconnect as soon as makeThread is called, so the server Thread is torn down
-        // before it starts taking work. Upstream sleeps in makeThreadCreated to widen the window;
-        // on one JS thread the queued disconnect runs on the next turn, no sleep needed.
-        s.serverLoop.hooks.makeThread = () => s.serverDisconnectLater();
+        // Upstream queues the disconnect from the makeThread hook (evalLater) and sleeps in
+        // makeThreadCreated so the loop tears the Connection down before the worker starts
+        // waiting. Here the server Thread is created synchronously and starts on a later
+        // microtask, so the window is "Thread object exists, nothing ran on it yet". Two ways in,
+        // picked by the seed: start the teardown inline from makeThreadCreated, or queue it as a
+        // microtask from makeThread (after makeThread returns, before the Thread runs the call).
+        // (fixture.serverDisconnectLater posts to the loop: a macrotask, too late for this window.)
+        let disconnecting: Promise<void> | undefined;
+        const variant = ctx.rng.bool() ? "inline-from-makeThreadCreated" : "microtask-from-makeThread";
+        ctx.log(`variant: ${variant}`);
+        if (variant === "inline-from-makeThreadCreated") {
+          s.serverLoop.hooks.makeThreadCreated = () => {
+            disconnecting = s.serverDisconnect();
+          };
+        } else {
+          s.serverLoop.hooks.makeThread = () => queueMicrotask(() => (disconnecting = s.serverDisconnect()));
+        }
         await expectReject(s.client.callFnAsync(), INTERRUPTED_BY_DISCONNECT);
+        check(disconnecting !== undefined, "makeThread hook ran");
+        await disconnecting;
+        checkEq(s.server.calls.length, 0, "callFnAsync must not have run");
       }),
   },
   {
