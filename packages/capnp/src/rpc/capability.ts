@@ -21,6 +21,7 @@ import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
 import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
+import { SingleSegmentArena } from "capnp-ts/src/serialization/arena/single-segment-arena.js";
 import {
   getTargetPointerType,
   setInterfacePointer,
@@ -160,6 +161,14 @@ export function releaseOutcome(o: Outcome): void {
   const caps = o.caps;
   for (let i = 0; i < caps.length; i++) caps[i]?.release();
   caps.length = 0;
+}
+
+/**
+ * A new message whose first segment starts at `bytes` (capnp-ts's default is 4 KiB, zero-filled
+ * for every message: too much for Finish/Release-sized messages). It grows as needed.
+ */
+export function newMessage(bytes: number): capnp.Message {
+  return new capnp.Message(new SingleSegmentArena(new ArrayBuffer(bytes)), false);
 }
 
 /** Copy a message's segments (byte copy) into a new message. */
@@ -468,6 +477,10 @@ export abstract class Sink {
     }
   }
 
+  hasPipes(): boolean {
+    return this.pipes !== null;
+  }
+
   /** Drop the pipeline promises that never resolved (our references). */
   dropPipes(err: RpcError): void {
     const pipes = this.pipes;
@@ -594,7 +607,7 @@ export class ResponseImpl implements Response {
 }
 
 function emptyStruct<T extends Struct>(ctor: StructCtor<T>): T {
-  const m = new capnp.Message();
+  const m = newMessage(64);
   return m.initRoot(ctor);
 }
 
@@ -630,7 +643,7 @@ class IncomingCallImpl implements IncomingCall {
 
   results<T extends Struct>(ctor: StructCtor<T>): T {
     if (this.res === null) {
-      const m = new capnp.Message();
+      const m = newMessage(512);
       m._capnp.capTable = [];
       const root = m.initRoot(rpc.Message);
       const ret = root.initReturn();
@@ -738,7 +751,7 @@ export class RequestImpl<P extends Struct> implements Request<P> {
     Params: StructCtor<P>,
   ) {
     this.hook = hook;
-    const m = new capnp.Message();
+    const m = newMessage(512);
     m._capnp.capTable = [];
     const root = m.initRoot(rpc.Message);
     const call = root.initCall();

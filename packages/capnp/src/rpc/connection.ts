@@ -34,6 +34,7 @@ import {
   errOutcome,
   hookOf,
   messageFromBuffers,
+  newMessage,
   releaseOutcome,
   segmentCopiesOf,
   segmentsOf,
@@ -184,7 +185,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     this.closed = this.closedD.promise;
     transport.start({
       message: (segments) => this.onMessage(segments),
-      closed: (err) => this.shutdown(err, false),
+      closed: (err) => this.onTransportClosed(err),
     });
   }
 
@@ -220,6 +221,20 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     };
   }
 
+  private onTransportClosed(err: Error | undefined): void {
+    if (this.ended) return;
+    if (err instanceof ProtocolError) {
+      // The transport refused the peer's bytes (framing, limits). If its write side still
+      // works, tell the peer why, as C++ does; otherwise this send is dropped.
+      this.log?.("error", `${this.name}: transport protocol error: ${err.message}`);
+      this.sendAbort(err);
+      this.shutdown(err, false);
+      this.transport.close().then(NOOP, NOOP);
+      return;
+    }
+    this.shutdown(err, false);
+  }
+
   /** The peer's bootstrap capability (pipelinable: calls go out before the Return). */
   bootstrap(): Capability {
     if (this.ended) return new CapHandle(new BrokenHook(this.disconnectedError()));
@@ -233,7 +248,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     sink.setRoute(this, id);
     const hook = sink.pipelineHook([]);
     sink.cancelHandler = null;
-    const m = new capnp.Message();
+    const m = newMessage(128);
     m.initRoot(rpc.Message).initBootstrap().setQuestionId(id);
     this.send(m);
     return new CapHandle(hook);
@@ -289,7 +304,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     if (q.finishSent) return;
     q.finishSent = true;
     if (!this.ended) {
-      const m = new capnp.Message();
+      const m = newMessage(128);
       const f = m.initRoot(rpc.Message).initFinish();
       f.setQuestionId(q.id);
       f.setReleaseResultCaps(releaseResultCaps);
@@ -428,7 +443,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
   /** One of our promise exports resolved: send Resolve, and point the export at the resolution. */
   private exportResolved(e: ExportEntry, res: Hook): void {
     if (this.ended || this.exports.get(e.id) !== e) return;
-    const m = new capnp.Message();
+    const m = newMessage(128);
     m._capnp.capTable = [];
     const r = m.initRoot(rpc.Message).initResolve();
     r.setPromiseId(e.id);
@@ -460,7 +475,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     if (this.imports.get(imp.id) !== imp) return; // connection ended or replaced
     this.imports.delete(imp.id);
     if (this.ended) return;
-    const m = new capnp.Message();
+    const m = newMessage(128);
     const rel = m.initRoot(rpc.Message).initRelease();
     rel.setId(imp.id);
     rel.setReferenceCount(imp.remoteRefs);
@@ -478,7 +493,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       return;
     }
     a.returned = true;
-    const m0 = new capnp.Message();
+    const m0 = newMessage(256);
     let m = m0;
     let ret: rpc.Return;
     let keepOriginal = false;
@@ -531,7 +546,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     const id = this.nextEmbargoId++;
     const hook = new PromiseHook();
     this.embargoes.set(id, { id, hook, target });
-    const m = new capnp.Message();
+    const m = newMessage(128);
     const d = m.initRoot(rpc.Message).initDisembargo();
     const t = d.initTarget();
     if (route.importHook !== null) t.setImportedCap(route.importId);
@@ -562,7 +577,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     a.returned = true;
     a.setRoute(this, q.id);
     a.cancelHandler = null;
-    const m = new capnp.Message();
+    const m = newMessage(128);
     const ret = m.initRoot(rpc.Message).initReturn();
     ret.setAnswerId(a.id);
     ret.setReleaseParamCaps(false);
@@ -575,7 +590,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
 
   private sendAbort(reason: Error): void {
     if (this.ended) return;
-    const m = new capnp.Message();
+    const m = newMessage(128);
     writeException(m.initRoot(rpc.Message).initAbort(), reason);
     this.send(m);
   }
@@ -590,11 +605,15 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       const bufs: ArrayBuffer[] = new Array(segments.length);
       for (let i = 0; i < segments.length; i++) {
         const s = segments[i]!;
-        bufs[i] = s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && s.buffer instanceof ArrayBuffer
+        // capnp-ts segments start at offset 0 of their buffer; a view at offset 0 can be used as
+        // is (bytes past byteLength are never read: validateMessage bounded every pointer).
+        bufs[i] = s.byteOffset === 0 && s.buffer instanceof ArrayBuffer && (s.buffer.byteLength & 7) === 0
           ? s.buffer
           : (s.slice().buffer as ArrayBuffer);
       }
       const m = messageFromBuffers(bufs);
+      const segs = m._capnp.segments;
+      for (let i = 0; i < segs.length; i++) segs[i]!.byteLength = segments[i]!.byteLength;
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
       const root = new rpc.Message(m.getSegment(0), 0, this.limits.nestingLimit);
       this.handle(root, m);
@@ -659,7 +678,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
 
   private sendUnimplemented(root: rpc.Message): void {
     this.log?.("warning", `${this.name}: unimplemented message ${root.which()}`);
-    const m = new capnp.Message();
+    const m = newMessage(128);
     const out = m.initRoot(rpc.Message);
     try {
       out.setUnimplemented(root);
@@ -778,7 +797,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       a.complete(errOutcome(new RpcError("failed", "This vat does not expose any public/bootstrap interfaces.")));
       return;
     }
-    const m = new capnp.Message();
+    const m = newMessage(128);
     const caps: (Hook | null)[] = [h.addRef()];
     m._capnp.capTable = caps as never;
     const ret = m.initRoot(rpc.Message).initReturn();
@@ -907,14 +926,14 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       const rs = a.redirects;
       a.redirects = null;
       if (rs !== null) for (const s of rs) s.complete(errOutcome(new CanceledError()));
-      const m = new capnp.Message();
+      const m = newMessage(128);
       const ret = m.initRoot(rpc.Message).initReturn();
       ret.setAnswerId(id);
       ret.setReleaseParamCaps(false);
       ret.setCanceled();
       this.send(m);
     }
-    a.dropPipes(new RpcError("failed", "pipelined on a finished question"));
+    if (a.hasPipes()) a.dropPipes(new RpcError("failed", "pipelined on a finished question"));
     this.maybeRemoveAnswer(a);
   }
 
@@ -949,7 +968,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
         if (!(r instanceof ImportHook) || r.conn !== this) {
           throw new ProtocolError("'Disembargo' of type 'senderLoopback' sent to an object that does not point back to the sender.");
         }
-        const m = new capnp.Message();
+        const m = newMessage(128);
         const out = m.initRoot(rpc.Message).initDisembargo();
         out.initTarget().setImportedCap(r.id);
         out.getContext().setReceiverLoopback(eid);
