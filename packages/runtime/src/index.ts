@@ -20,7 +20,7 @@ export type {
   ProxyClientOptions,
 } from "./proxy.js";
 export { ThreadContext, ThreadEntry, FifoExecutor, currentFrame, runInFrame } from "./thread-context.js";
-export type { ThreadExecutor, ThreadContextOptions, TaskFrame } from "./thread-context.js";
+export type { ThreadExecutor, ThreadContextOptions, TaskFrame, TaskControl } from "./thread-context.js";
 export { ThreadServer, ThreadMapServer, makeThreadMap, pickPoolThread } from "./threads.js";
 export { fillContext, readContext, selectThread } from "./context.js";
 export { connectTransport, serveTransport, constructExchange } from "./entry.js";

@@ -345,8 +345,8 @@ async function invokeOn<R>(
     io.release();
   }
   // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
-  const executor = frame?.context === thread ? thread.executor : undefined;
-  executor?.enterWait?.();
+  const waiter = frame && frame.context === thread && frame.task ? frame : undefined;
+  if (waiter && waiter.waits++ === 0) waiter.task!.enterWait();
   let response;
   try {
     response = await pending;
@@ -354,7 +354,7 @@ async function invokeOn<R>(
     if (e instanceof RpcError && e.kind === "disconnected") throw new IpcInterruptedError(e);
     throw e;
   } finally {
-    executor?.exitWait?.();
+    if (waiter && --waiter.waits === 0) waiter.task!.exitWait();
   }
   try {
     return read(response.results(m.Results), io);

@@ -23,20 +23,26 @@ import type { CleanupHandle, Connection } from "./connection.js";
 import type { EventLoop } from "./event-loop.js";
 
 /**
- * Runs tasks for one logical thread. Tasks run FIFO, one at a time, except that while a running
- * task is waiting for an outgoing IPC call it made ({@link enterWait}), the next task may start: the
- * same re-entrancy upstream's `Waiter::wait` gives a blocked thread (a callback from the peer must
- * be able to run while the thread waits for the call that triggered it).
+ * Handed to each task by a {@link ThreadExecutor}: the task reports when it starts and stops
+ * waiting for an outgoing IPC call, so the executor can run the next task meanwhile (the
+ * re-entrancy upstream's `Waiter::wait` gives a blocked thread: a callback from the peer must be
+ * able to run while the thread waits for the call that triggered it). Both are idempotent and
+ * no-ops once the task has finished.
+ */
+export interface TaskControl {
+  enterWait(): void;
+  exitWait(): void;
+}
+
+/**
+ * Runs tasks for one logical thread: FIFO, one at a time, except while the running task waits
+ * for an IPC call it made (see {@link TaskControl}).
  */
 export interface ThreadExecutor {
   /** Queues `fn`; resolves/rejects with its result. Takes ownership of `fn`. */
-  run<T>(fn: () => T | Promise<T>): Promise<T>;
+  run<T>(fn: (task: TaskControl) => T | Promise<T>): Promise<T>;
   /** Tasks queued or started and not finished (the pool's "load"). */
   readonly load: number;
-  /** The running task is now waiting for an IPC call: let the next task start. */
-  enterWait?(): void;
-  /** The IPC call the task was waiting for has settled. */
-  exitWait?(): void;
 }
 
 /** The default {@link ThreadExecutor}: a FIFO queue of async tasks on the loop thread. */
@@ -49,19 +55,35 @@ export class FifoExecutor implements ThreadExecutor {
     return this.#queue.length + this.#started;
   }
 
-  run<T>(fn: () => T | Promise<T>): Promise<T> {
+  run<T>(fn: (task: TaskControl) => T | Promise<T>): Promise<T> {
     const d = deferred<T>();
     this.#queue.push(() => {
+      let waiting = false;
+      let finished = false;
+      const task: TaskControl = {
+        enterWait: () => {
+          if (finished || waiting) return;
+          waiting = true;
+          this.#running--;
+          this.#pump();
+        },
+        exitWait: () => {
+          if (finished || !waiting) return;
+          waiting = false;
+          this.#running++;
+        },
+      };
       this.#running++;
       this.#started++;
       let p: Promise<T>;
       try {
-        p = Promise.resolve(fn());
+        p = Promise.resolve(fn(task));
       } catch (e) {
         p = Promise.reject(e);
       }
       p.then(d.resolve, d.reject).finally(() => {
-        this.#running--;
+        finished = true;
+        if (!waiting) this.#running--;
         this.#started--;
         this.#pump();
       });
@@ -70,23 +92,18 @@ export class FifoExecutor implements ThreadExecutor {
     return d.promise;
   }
 
-  enterWait(): void {
-    this.#running--;
-    this.#pump();
-  }
-
-  exitWait(): void {
-    this.#running++;
-  }
-
   #pump(): void {
-    while (this.#running <= 0 && this.#queue.length > 0) this.#queue.shift()!();
+    while (this.#running === 0 && this.#queue.length > 0) this.#queue.shift()!();
   }
 }
 
 /** What runs "on" a logical thread: found with {@link currentFrame} from inside a task. */
 export interface TaskFrame {
   readonly context: ThreadContext;
+  /** The executor's control for this task (absent for frames entered with runInFrame alone). */
+  readonly task: TaskControl | undefined;
+  /** Outgoing IPC calls this task is waiting for (maintained by the proxy layer). */
+  waits: number;
 }
 
 const frames = new AsyncLocalStorage<TaskFrame>();
@@ -97,8 +114,8 @@ export function currentFrame(): TaskFrame | undefined {
 }
 
 /** Runs `fn` as a task of `context` (its proxy calls use `context`'s threads). */
-export function runInFrame<T>(context: ThreadContext, fn: () => T): T {
-  return frames.run({ context }, fn);
+export function runInFrame<T>(context: ThreadContext, fn: () => T, task?: TaskControl): T {
+  return frames.run({ context, task, waits: 0 }, fn);
 }
 
 /**

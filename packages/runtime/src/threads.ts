@@ -64,7 +64,7 @@ export class ThreadServer implements Server {
 
   /** Runs `fn` on this Thread (FIFO), inside its task frame. Takes ownership of `fn`. */
   run<T>(fn: () => T | Promise<T>): Promise<T> {
-    return this.context.executor.run(() => runInFrame(this.context, fn));
+    return this.context.executor.run((task) => runInFrame(this.context, fn, task));
   }
 
   dispatch(call: IncomingCall): void {

@@ -246,3 +246,93 @@ describe("ThreadEntry teardown (#189) in either order", () => {
     await p.dispose();
   });
 });
+
+describe("FifoExecutor", () => {
+  it("runs one task at a time, FIFO; a task waiting for an IPC call lets the next one run", async () => {
+    const { FifoExecutor } = await import("@multiprocess-ts/runtime");
+    const ex = new FifoExecutor();
+    const events: string[] = [];
+    const g1 = deferred<void>();
+    const ipc = deferred<void>();
+    const resumed = deferred<void>();
+    const t1 = ex.run(async (task) => {
+      events.push("1 start");
+      task.enterWait(); // waiting for an "IPC call"
+      task.enterWait(); // idempotent
+      await ipc.promise;
+      task.exitWait();
+      events.push("1 resumed");
+      resumed.resolve();
+      await g1.promise;
+      events.push("1 end");
+    });
+    const t2 = ex.run(() => {
+      events.push("2");
+    });
+    const t3 = ex.run(() => {
+      events.push("3");
+    });
+    // 2 and 3 ran while 1 was waiting.
+    await t2;
+    await t3;
+    expect(events).toEqual(["1 start", "2", "3"]);
+    ipc.resolve();
+    await resumed.promise;
+    const t4 = ex.run(() => {
+      events.push("4");
+    });
+    // 1 is running again (not waiting), so 4 waits for it.
+    await Promise.resolve();
+    expect(ex.load).toBe(2);
+    g1.resolve();
+    await Promise.all([t1, t4]);
+    expect(events).toEqual(["1 start", "2", "3", "1 resumed", "1 end", "4"]);
+    expect(ex.load).toBe(0);
+  });
+
+  it("a task that finishes while still marked waiting does not wedge the queue", async () => {
+    const { FifoExecutor } = await import("@multiprocess-ts/runtime");
+    const ex = new FifoExecutor();
+    let late: (() => void) | undefined;
+    await ex.run((task) => {
+      task.enterWait();
+      late = () => task.exitWait(); // fire-and-forget call settling after the task
+    });
+    late!();
+    const events: string[] = [];
+    await Promise.all([ex.run(() => void events.push("a")), ex.run(() => void events.push("b"))]);
+    expect(events).toEqual(["a", "b"]);
+    await expect(ex.run(() => Promise.reject(new Error("task failed")))).rejects.toThrow("task failed");
+    await expect(ex.run(() => 7)).resolves.toBe(7);
+    expect(ex.load).toBe(0);
+  });
+});
+
+describe("re-entrancy", () => {
+  it("a callback that calls back into the server Thread waiting for it does not deadlock", async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    await p.client.initThreadMap();
+    const names: string[] = [];
+    impl.intFn = (n) => {
+      names.push(frameName());
+      return n * 3;
+    };
+    impl.callback = async (cb: FooCallback, arg: number) => {
+      names.push(frameName());
+      try {
+        return await cb.call(arg);
+      } finally {
+        await (cb as unknown as { close(): Promise<void> }).close();
+      }
+    };
+    // The callback (client side) calls callIntFnAsync, which the client sends to its request
+    // Thread: the server Thread that is busy waiting for this very callback.
+    const cb: FooCallback = { call: (n) => p.client.callIntFnAsync(n) };
+    expect(await p.client.callback(cb, 2)).toBe(6);
+    expect(names).toHaveLength(2);
+    expect(names[0]).toBe(names[1]);
+    expect(names[0]).toContain("(from");
+    await p.dispose();
+  });
+});
