@@ -4,3 +4,7 @@ export { buildPeer, INTEROP_ROOT, SCHEMA_PATH, PEER_SOURCE, BUILD_DIR } from "./
 export { startCppServer, runCppClient, runMalformed, runCppBench, spawnFdServer, socketDir } from "./peer.js";
 export type { CppServer, CheckResult, MalformedKind, MalformedResult, BenchResult } from "./peer.js";
 export * as schema from "./schema.js";
+export { Tracker, CalcServer, CounterServer, CallbackServer, WatcherServer, call, notify, add, stats, counterInc, counterGet } from "./servers.js";
+export { CountingTransport, startTsServer, connectUnix, traceLog } from "./harness.js";
+export type { TsServer, ServedConnection } from "./harness.js";
+export { streamTransport } from "./stream.js";

@@ -1,0 +1,118 @@
+/**
+ * Connection plumbing for the conformance tests and the benchmark: a transport wrapper that
+ * records segment counts, a TS Calc server on a Unix socket, and a TS client connection.
+ */
+import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
+import {
+  RpcConnection,
+  localCapability,
+  type RpcConnectionOptions,
+  type Transport,
+  type TransportSink,
+} from "@multiprocess-ts/capnp";
+import { CalcServer, Tracker } from "./servers.js";
+import { streamTransport } from "./stream.js";
+
+/** Wraps a transport and records the largest segment count of messages in each direction. */
+export class CountingTransport implements Transport {
+  maxSegmentsIn = 0;
+  maxSegmentsOut = 0;
+  messagesIn = 0;
+  messagesOut = 0;
+  constructor(private readonly inner: Transport) {}
+  start(sink: TransportSink): void {
+    this.inner.start({
+      message: (segments) => {
+        this.messagesIn++;
+        this.maxSegmentsIn = Math.max(this.maxSegmentsIn, segments.length);
+        sink.message(segments);
+      },
+      closed: (err) => sink.closed(err),
+    });
+  }
+  send(segments: Uint8Array[]): void {
+    this.messagesOut++;
+    this.maxSegmentsOut = Math.max(this.maxSegmentsOut, segments.length);
+    this.inner.send(segments);
+  }
+  close(): Promise<void> { return this.inner.close(); }
+  destroy(err?: Error): void { this.inner.destroy(err); }
+}
+
+/** Optional wire/engine logging, enabled with MPTS_INTEROP_TRACE=1. */
+export function traceLog(prefix: string): RpcConnectionOptions["log"] {
+  if (process.env["MPTS_INTEROP_TRACE"] !== "1") return undefined;
+  return (level, msg) => { process.stderr.write(`[${prefix}] ${level}: ${msg}\n`); };
+}
+
+export interface ServedConnection {
+  readonly name: string;
+  readonly rpc: RpcConnection;
+  readonly calc: CalcServer;
+  readonly transport: CountingTransport;
+  /** Settles with the reason the connection ended (undefined = clean). */
+  readonly closed: Promise<Error | undefined>;
+}
+
+export interface TsServer {
+  readonly path: string;
+  readonly tracker: Tracker;
+  readonly connections: ServedConnection[];
+  /** Resolves with the n-th accepted connection (0-based), now or when it arrives. */
+  connection(n: number): Promise<ServedConnection>;
+  /** Stops listening and closes every connection. */
+  close(): Promise<void>;
+}
+
+/** A TS Calc server on a Unix socket: one CalcServer (bootstrap) per connection. */
+export async function startTsServer(path: string): Promise<TsServer> {
+  const tracker = new Tracker();
+  const connections: ServedConnection[] = [];
+  const waiters = new Map<number, ((c: ServedConnection) => void)[]>();
+  const net: NetServer = createServer((socket: Socket) => {
+    const name = `ts-server#${connections.length}`;
+    const calc = new CalcServer(tracker);
+    const bootstrap = localCapability(calc);
+    const transport = new CountingTransport(streamTransport(socket));
+    const opts: RpcConnectionOptions = { bootstrap, name };
+    const log = traceLog(name);
+    if (log) opts.log = log;
+    const rpc = new RpcConnection(transport, opts);
+    // The connection keeps its own reference to the bootstrap; ours goes when it ends.
+    rpc.onClose(() => bootstrap.close());
+    const served: ServedConnection = { name, rpc, calc, transport, closed: rpc.closed };
+    const n = connections.push(served) - 1;
+    for (const w of waiters.get(n) ?? []) w(served);
+    waiters.delete(n);
+  });
+  await new Promise<void>((resolve, reject) => {
+    net.once("error", reject);
+    net.listen(path, () => { net.off("error", reject); resolve(); });
+  });
+  return {
+    path, tracker, connections,
+    connection(n) {
+      const c = connections[n];
+      if (c) return Promise.resolve(c);
+      return new Promise((resolve) => { waiters.set(n, [...(waiters.get(n) ?? []), resolve]); });
+    },
+    async close() {
+      await new Promise<void>((resolve) => { net.close(() => resolve()); });
+      await Promise.all(connections.map((c) => c.rpc.close()));
+    },
+  };
+}
+
+/** Connects to a Unix socket and starts an RpcConnection (no bootstrap of ours). */
+export async function connectUnix(path: string, name = "ts-client"): Promise<{ rpc: RpcConnection; transport: CountingTransport; socket: Socket }> {
+  const socket = createConnection(path);
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => { socket.off("error", reject); resolve(); });
+    socket.once("error", reject);
+  });
+  const transport = new CountingTransport(streamTransport(socket));
+  const opts: RpcConnectionOptions = { name };
+  const log = traceLog(name);
+  if (log) opts.log = log;
+  return { rpc: new RpcConnection(transport, opts), transport, socket };
+}

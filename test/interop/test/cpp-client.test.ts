@@ -1,0 +1,62 @@
+// Conformance, C++ client → TS server: the C++ reference peer (cpp/peer.c++, Debian
+// libcapnp-rpc) runs its whole check list against our engine serving Calc over a real Unix socket.
+// The peer prints one JSON line per check; each becomes one test here, with the same names as in
+// ts-client.test.ts. Afterwards our side must be clean: connection ended without error, stats()
+// zero, every TS server object released.
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runCppClient, socketDir, startTsServer, type CheckResult, type TsServer } from "@multiprocess-ts/test-interop";
+
+const CHECKS = [
+  "bootstrap", "scalars", "text-data", "big-data", "callback-during-call", "cap-result", "cap-param-own",
+  "pipelined-result", "register-fire", "promise-resolve", "identity-await", "identity-pipelined", "tail-call",
+  "exception-failed", "exception-overloaded", "exception-disconnected", "exception-unimplemented",
+  "unknown-method", "cancel", "order-1000", "release",
+];
+
+describe("C++ client → TS server (Unix socket)", () => {
+  let dir: Awaited<ReturnType<typeof socketDir>>;
+  let ts: TsServer;
+  let result: Awaited<ReturnType<typeof runCppClient>>;
+
+  beforeAll(async () => {
+    dir = await socketDir();
+    ts = await startTsServer(join(dir.dir, "ts.sock"));
+    result = await runCppClient(ts.path);
+  });
+
+  afterAll(async () => {
+    await ts?.close();
+    await dir?.remove();
+  });
+
+  it.each(CHECKS)("%s", (name) => {
+    const r: CheckResult | undefined = result.checks.find((c) => c.name === name);
+    expect(r, `check ${name} did not run; C++ stderr: ${result.stderr}`).toBeDefined();
+    expect(r!.error ?? "").toBe("");
+    expect(r!.ok).toBe(true);
+  });
+
+  it("the C++ client ran every check and exited 0", () => {
+    expect(result.checks.map((c) => c.name)).toEqual(CHECKS);
+    expect(result.done).toBe(true);
+    expect(result.code).toBe(0);
+  });
+
+  it("multi-segment messages arrived from C++ (1 MiB params)", async () => {
+    const served = await ts.connection(0);
+    expect(served.transport.maxSegmentsIn).toBeGreaterThan(1);
+  });
+
+  it("TS side is clean after the C++ client disconnected", async () => {
+    const served = await ts.connection(0);
+    const err = await served.closed;
+    expect(err?.message ?? "").toBe("");
+    expect(served.rpc.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+    expect(ts.tracker.live).toBe(0);
+    expect(ts.tracker.held).toBe(0);
+    // The bootstrap Calc is released once the connection ended (we drop our reference then).
+    await served.calc.whenReleased.promise;
+    expect(ts.tracker.calcs).toBe(0);
+  });
+});
