@@ -22,3 +22,26 @@ export type { FrameLimits } from "./frame.js";
 // worker_threads: attach workers to a loop (post/sync, Waiter, callSync).
 export { WorkerHost, WorkerSession, workerHost, attachLoop, currentLoop, callSync, WorkerLoop, Waiter, loopHandleTransferList, isLoopHandle, isLoopThread } from "./worker/index.js";
 export type { LoopHandle, LoopHandler, WorkerHostOptions, WorkerHostHooks, LoopLike } from "./worker/index.js";
+
+// Init-level entry points (upstream ConnectStream / ServeStream / SpawnProcess / ListenConnections).
+export {
+  connectStream,
+  serveStream,
+  clientConnection,
+  spawnProcess,
+  serveSpawned,
+  listenConnections,
+  connectSocket,
+  connectWebSocket,
+  listenWebSocketConnections,
+} from "./connect.js";
+export type {
+  SpawnInitOptions,
+  SpawnedProcess,
+  ServeSpawnedOptions,
+  ListenConnectionsOptions,
+  ConnectWebSocketOptions,
+  WebSocketConnectionsOptions,
+} from "./connect.js";
+export { duplexTransport } from "./stream-transport.js";
+export type { StreamLimits } from "./stream-transport.js";

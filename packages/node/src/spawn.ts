@@ -43,9 +43,9 @@ export interface SpawnedSocket {
  * Spawn `command` with the argv returned by `args(fd)` (called once, synchronously, in the
  * parent) and a socketpair end as fd `fd` in the child. Resolves once the child process exists
  * (Node's `spawn` event); rejects with the spawn error (e.g. ENOENT) otherwise, leaving nothing
- * open. If `args` throws, nothing is spawned and the error propagates.
+ * open. If `args` throws, nothing is spawned and the promise rejects with that error.
  */
-export function spawnProcessSocket(
+export async function spawnProcessSocket(
   command: string,
   args: (fd: number) => readonly string[],
   opts: SpawnProcessOptions = {},

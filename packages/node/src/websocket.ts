@@ -88,7 +88,8 @@ class WebSocketTransport implements Transport {
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
     let segments: Uint8Array[];
     try {
-      segments = decodeSingleFrame(buf, this.limits);
+      // Plain Uint8Array views (Buffer#slice does not copy; the engine expects Uint8Array semantics).
+      segments = decodeSingleFrame(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength), this.limits);
     } catch (e) {
       this.protocolFailure(e instanceof RpcError ? e : new ProtocolError(String(e)));
       return;

@@ -1,0 +1,235 @@
+/**
+ * Init-level entry points over Node streams, processes, listeners and WebSockets: upstream's
+ * `ConnectStream`, `ServeStream`, `SpawnProcess` + `ConnectStream`, `StartSpawned`,
+ * `ListenConnections` (libmultiprocess proxy-io.h / util.cpp), built on the runtime's
+ * `connectTransport` / `serveTransport` and the transports of this package.
+ *
+ * Threading: all of these run on the loop thread (the thread that created `loop`) and never block.
+ */
+
+import type { Duplex } from "node:stream";
+import type { IncomingMessage } from "node:http";
+import type { Transport } from "@multiprocess-ts/capnp";
+import { duplexTransport as streamTransport } from "./stream-transport.js";
+import {
+  EventLoop,
+  connectTransport,
+  serveTransport,
+  type Connection,
+  type ConnectOptions,
+  type EventLoopOptions,
+  type ProxyClientBase,
+  type ProxyClientCtor,
+  type ProxyServerCtor,
+  type ServeOptions,
+} from "@multiprocess-ts/runtime";
+import { openSpawnedSocket, spawnProcessSocket, waitProcess, type ExitStatus, type SpawnProcessOptions } from "./spawn.js";
+import { listenSockets, type ListenOptions, type ListenTarget, type Listener } from "./listen.js";
+import {
+  listenWebSocket,
+  openWebSocket,
+  type OpenWebSocketOptions,
+  type WebSocketListenOptions,
+  type WebSocketListener,
+} from "./websocket.js";
+import type { ChildProcess } from "node:child_process";
+
+/**
+ * Connect to the Init object served on the other end of `stream` (upstream `ConnectStream`).
+ * Takes ownership of the stream. Resolves with the Init client once bootstrap and the `construct`
+ * exchange (when the Init interface declares one) are done; the client owns the connection, so
+ * `await init.close()` disconnects. Rejects (and destroys the stream) if the peer goes away first.
+ */
+export function connectStream<C>(loop: EventLoop, stream: Duplex, InitClient: ProxyClientCtor<C>, opts: ConnectOptions = {}): Promise<C> {
+  return connectTransport(loop, streamTransport(stream, opts.limits), InitClient, opts);
+}
+
+/**
+ * Serve `impl` as the Init object on `stream` (upstream `ServeStream`). Takes ownership of the
+ * stream; the returned Connection ends when the peer disconnects (see `connection.disconnected`).
+ * The Init server owns `impl` unless `opts.ownsImpl === false`.
+ */
+export function serveStream<I>(loop: EventLoop, stream: Duplex, impl: I, InitServer: ProxyServerCtor<I>, opts: ServeOptions = {}): Connection {
+  return serveTransport(loop, streamTransport(stream, opts.limits), impl, InitServer, opts);
+}
+
+/** The Connection behind an Init client made by this package. */
+export function clientConnection(client: object): Connection {
+  return (client as ProxyClientBase).$connection;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/** Options of {@link spawnProcess}. */
+export interface SpawnInitOptions<C> extends SpawnProcessOptions {
+  loop: EventLoop;
+  /** Client class of the child's Init interface (e.g. generated `InitInterfaceClient`). */
+  InitClient: ProxyClientCtor<C>;
+  /** Options for the client connection. */
+  connect?: ConnectOptions;
+}
+
+/** A child process connected over a socketpair, from {@link spawnProcess}. */
+export interface SpawnedProcess<C> {
+  /** The child's Init object. Owns the connection: `await init.close()` disconnects. */
+  init: C;
+  connection: Connection;
+  child: ChildProcess;
+  pid: number;
+  /** Settles when the child exits (same as `waitProcess(child)`). */
+  exited: Promise<ExitStatus>;
+}
+
+/**
+ * Spawn a child and connect to the Init object it serves on the inherited socketpair end
+ * (upstream `SpawnProcess` + `ConnectStream`). `args(fd)` builds the child's argv and runs in the
+ * parent, before the child starts; put `String(fd)` where the child expects it (a Node child
+ * passes it to {@link serveSpawned}; a libmultiprocess child to `mp::StartSpawned`).
+ *
+ * When the child exits, the connection ends and calls in flight reject with the runtime's
+ * disconnect error; when the parent closes `init`, a well-behaved child's loop ends and it exits.
+ * If connecting fails, the child is killed (SIGKILL) before the error is rethrown.
+ */
+export async function spawnProcess<C>(
+  command: string,
+  args: (fd: number) => readonly string[],
+  opts: SpawnInitOptions<C>,
+): Promise<SpawnedProcess<C>> {
+  const { loop, InitClient, connect, ...spawnOpts } = opts;
+  const { child, pid, socket } = await spawnProcessSocket(command, args, spawnOpts);
+  const exited = waitProcess(child);
+  let init: C;
+  try {
+    init = await connectStream(loop, socket, InitClient, connect);
+  } catch (e) {
+    socket.destroy();
+    child.kill("SIGKILL");
+    await exited;
+    throw e;
+  }
+  return { init, connection: clientConnection(init as object), child, pid, exited };
+}
+
+/** Options of {@link serveSpawned}. */
+export interface ServeSpawnedOptions extends ServeOptions {
+  /** The loop to serve on; default: a new EventLoop named after the executable. */
+  loop?: EventLoop;
+  /** Options for the EventLoop created when `loop` is not given. */
+  loopOptions?: EventLoopOptions;
+}
+
+/**
+ * Child side of {@link spawnProcess} (upstream `StartSpawned` + `ServeStream` + `loop()`): serve
+ * `impl` on the inherited socketpair end whose fd number is `fdArg` (an argv string), and resolve
+ * once the parent has disconnected and the loop has no more work. A process with nothing else to
+ * do then exits with status 0. Throws a RangeError for a bad fd argument.
+ */
+export async function serveSpawned<I>(fdArg: string | undefined, impl: I, InitServer: ProxyServerCtor<I>, opts: ServeSpawnedOptions = {}): Promise<void> {
+  const { loop: given, loopOptions, ...serveOpts } = opts;
+  const socket = openSpawnedSocket(fdArg);
+  const loop = given ?? new EventLoop(process.argv[1]?.split("/").pop() ?? "spawned", loopOptions);
+  const connection = serveStream(loop, socket, impl, InitServer, serveOpts);
+  await connection.disconnected;
+  await loop.done;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners
+
+/** Options of {@link listenConnections}: accept-loop options plus serve options. */
+export interface ListenConnectionsOptions extends ListenOptions, Omit<ServeOptions, "ownsImpl"> {}
+
+/**
+ * Serve `impl` as the Init object to every client that connects to a Unix socket path or TCP
+ * port (upstream `ListenConnections`), at most `maxConnections` at a time. The application keeps
+ * ownership of `impl` (it is shared by all connections). See {@link listenSockets} for socket file
+ * handling (mode 0600, stale files) and how the limit behaves.
+ */
+export function listenConnections<I>(
+  target: ListenTarget,
+  loop: EventLoop,
+  impl: I,
+  InitServer: ProxyServerCtor<I>,
+  opts: ListenConnectionsOptions = {},
+): Promise<Listener> {
+  const { maxConnections, maxPending, host, mode, ...serveOpts } = opts;
+  const listenOpts: ListenOptions = {};
+  if (maxConnections !== undefined) listenOpts.maxConnections = maxConnections;
+  if (maxPending !== undefined) listenOpts.maxPending = maxPending;
+  if (host !== undefined) listenOpts.host = host;
+  if (mode !== undefined) listenOpts.mode = mode;
+  return listenSockets(
+    target,
+    async (socket) => {
+      const connection = serveStream(loop, socket, impl, InitServer, { ...serveOpts, ownsImpl: false });
+      // Accepted with pauseOnConnect (see listen.ts): start reading now that the transport listens.
+      socket.resume();
+      await connection.disconnected;
+    },
+    listenOpts,
+  );
+}
+
+/** Connect to a Unix socket path or TCP port and return the Init client (path: string, port: number). */
+export async function connectSocket<C>(
+  loop: EventLoop,
+  target: ListenTarget,
+  InitClient: ProxyClientCtor<C>,
+  opts: ConnectOptions & { host?: string } = {},
+): Promise<C> {
+  const net = await import("node:net");
+  const { host, ...connectOpts } = opts;
+  const socket =
+    typeof target === "string" ? net.connect({ path: target })
+    : typeof target === "number" ? net.connect({ port: target, host: host ?? "127.0.0.1" })
+    : "path" in target ? net.connect({ path: target.path })
+    : net.connect({ port: target.port, host: target.host ?? host ?? "127.0.0.1" });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("connect", () => {
+      socket.off("error", reject);
+      resolve();
+    });
+    socket.once("error", reject);
+  });
+  return connectStream(loop, socket, InitClient, connectOpts);
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket
+
+/** Options of {@link connectWebSocket}. */
+export interface ConnectWebSocketOptions extends OpenWebSocketOptions {
+  connect?: ConnectOptions;
+}
+
+/** Open a WebSocket to `url` (see `openWebSocket` for token/origin) and connect to its Init object. */
+export async function connectWebSocket<C>(loop: EventLoop, url: string | URL, InitClient: ProxyClientCtor<C>, opts: ConnectWebSocketOptions = {}): Promise<C> {
+  const transport: Transport = await openWebSocket(url, opts);
+  return connectTransport(loop, transport, InitClient, opts.connect);
+}
+
+/** Options of {@link listenWebSocketConnections}. */
+export interface WebSocketConnectionsOptions extends WebSocketListenOptions {
+  serve?: Omit<ServeOptions, "ownsImpl">;
+  /** Called for each accepted (authenticated) connection, e.g. to log or track it. */
+  onConnection?: (connection: Connection, req: IncomingMessage) => void;
+}
+
+/**
+ * Serve `impl` as the Init object to every authenticated WebSocket client (loopback by default;
+ * token and/or Origin allow-list required, see `listenWebSocket`). The application keeps
+ * ownership of `impl`. `listener.close()` closes open connections too.
+ */
+export function listenWebSocketConnections<I>(
+  loop: EventLoop,
+  impl: I,
+  InitServer: ProxyServerCtor<I>,
+  opts: WebSocketConnectionsOptions,
+): Promise<WebSocketListener> {
+  const { serve, onConnection, ...wsOpts } = opts;
+  return listenWebSocket(wsOpts, (transport, req) => {
+    const connection = serveTransport(loop, transport, impl, InitServer, { ...serve, ownsImpl: false });
+    onConnection?.(connection, req);
+  });
+}
