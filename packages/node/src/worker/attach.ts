@@ -103,6 +103,8 @@ export class WorkerLoop {
   readonly loopName: string;
   /** Loop-side session id. */
   readonly session: number;
+  /** Loop-side session name. */
+  readonly name: string;
   readonly waiter: Waiter;
   private readonly port: MessagePort;
   private readonly state: Int32Array;
@@ -117,6 +119,7 @@ export class WorkerLoop {
   constructor(handle: LoopHandle) {
     this.loopName = handle.loopName;
     this.session = handle.session;
+    this.name = handle.name;
     this.port = handle.port;
     this.state = new Int32Array(handle.shared);
     this.waiter = new Waiter(this.port, this.state, (m) => this.onMessage(m));

@@ -214,3 +214,20 @@ export function unpackStructInto(buf: ArrayBuffer, dst: capnp.Struct, caps: read
   // capIntoTable took its own references; ours go now. Unused entries are released too.
   for (const c of caps) c?.close();
 }
+
+/** Erases pointer field `index` of the struct `s` points at (no-op when null or absent). */
+export function erasePointerField(s: capnp.Pointer, index: number): void {
+  if (isNull(s) || getTargetPointerType(s) !== PointerType.STRUCT) return;
+  const size = getTargetStructSize(s);
+  if (index >= size.pointerLength) return;
+  const content = getContent(s);
+  erase(child(content.segment, content.byteOffset + size.dataByteLength + index * 8, s._capnp.depthLimit - 1));
+}
+
+/** Pointer field `index` of struct `s` (null pointer view when absent). */
+export function pointerField(s: capnp.Struct, index: number): capnp.Pointer | null {
+  if (isNull(s) || getTargetPointerType(s) !== PointerType.STRUCT) return null;
+  const size = getTargetStructSize(s);
+  if (index >= size.pointerLength) return null;
+  return capnp.Struct.getPointer(index, s);
+}

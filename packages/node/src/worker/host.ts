@@ -144,7 +144,7 @@ export class WorkerHost {
         this.log("error", `WorkerHost: session listener threw: ${String(e)}`);
       }
     }
-    return { kind: "multiprocess-ts/loop-handle", loopName: this.name, session: id, port: port2, shared };
+    return { kind: "multiprocess-ts/loop-handle", loopName: this.name, session: id, name: session.name, port: port2, shared };
   }
 
   /** Sessions currently open (attached or not yet attached workers). */

@@ -13,3 +13,5 @@ export { LoopBridge, loopBridge, WorkerObjectServer, ContextView } from "./loop-
 export type { LoopBridgeOptions } from "./loop-bridge.js";
 export { WorkerRpc, workerRpc, LoopObjectServer } from "./worker-bridge.js";
 export type { ProxyMethodsSource } from "./worker-bridge.js";
+export { attachWorkers, workerConnection } from "./runtime.js";
+export type { WorkerSupport, WorkerConnection } from "./runtime.js";

@@ -27,6 +27,8 @@ import {
   RpcError,
   deferred,
   localCapability,
+  readCap,
+  writeCap,
   type Capability,
   type Deferred,
   type IncomingCall,
@@ -181,7 +183,16 @@ class SessionRpc {
       const ctx = m.ctx >= 0 ? m.ctx : (this.bridge.opts.contextIndex?.(iid, m.mid) ?? -1);
       const fill = this.bridge.opts.fillContext;
       if (ctx >= 0 && fill !== undefined) {
-        fill(capnp.Struct.getStruct(ctx, ContextView, req.params), this.session, target.connection);
+        const c = capnp.Struct.getStruct(ctx, ContextView, req.params);
+        // A thread the worker set is the peer's thread of a callback it is serving: keep it, so
+        // a nested call goes back to the peer thread that waits for that callback (recursion).
+        const kept = readCap(c, 0);
+        try {
+          fill(c, this.session, target.connection);
+          if (kept !== null) writeCap(c, 0, kept);
+        } finally {
+          kept?.close();
+        }
       }
       pending = req.send();
     } catch (e) {

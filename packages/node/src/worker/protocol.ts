@@ -25,6 +25,8 @@ export interface LoopHandle {
   readonly loopName: string;
   /** Id of the loop-side session this handle belongs to (unique within its host). */
   readonly session: number;
+  /** The session's name (the worker's thread name on the loop side). */
+  readonly name: string;
   /** The worker's end of the session's channel. */
   readonly port: MessagePort;
   /**

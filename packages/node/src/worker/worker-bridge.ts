@@ -21,12 +21,22 @@ import {
 } from "@multiprocess-ts/capnp";
 import type * as capnp from "capnp-ts";
 import type { WorkerLoop } from "./attach.js";
-import { Holder, capFromTable, packStruct, unpackStructInto } from "./copy.js";
+import { Holder, capFromTable, erasePointerField, packStruct, pointerField, unpackStructInto } from "./copy.js";
 import { RPC_CHANNEL, decodeError, encodeError, type CapDesc, type Payload, type RpcMsg } from "./protocol.js";
 
 /** Something with generated `ServerMethod`s: a generated `…Server` class. */
 export interface ProxyMethodsSource {
   readonly methods: readonly { readonly method: { interfaceId: bigint; methodId: number; context: number } }[];
+}
+
+/**
+ * Extension points the runtime glue (runtime.ts) fills; the bridge itself knows only capabilities.
+ */
+export interface WorkerRpcHooks {
+  /** Pointer index of the Proxy.Context in the params of an outgoing call, or -1. */
+  detectContext?: (params: capnp.Struct, interfaceId: bigint, methodId: number) => number;
+  /** Adjusts an incoming call (from the loop) before it is delivered to `target` here. */
+  prepareIncoming?: (target: Capability, interfaceId: bigint, methodId: number, params: capnp.Struct) => void;
 }
 
 /**
@@ -44,6 +54,7 @@ export class WorkerRpc {
   private imports = 0;
   private readonly contextIndexes = new Map<string, number>();
   private closeError: Error | undefined;
+  readonly hooks: WorkerRpcHooks = {};
 
   /** @internal use {@link workerRpc} */
   constructor(readonly loop: WorkerLoop) {
@@ -164,8 +175,17 @@ export class WorkerRpc {
     };
     call.signal.addEventListener("abort", onAbort, { once: true });
     try {
-      const params = this.pack(call.params(Holder));
-      const ctx = this.contextIndex(call.interfaceId, call.methodId);
+      const p = call.params(Holder);
+      let ctx = this.contextIndex(call.interfaceId, call.methodId);
+      if (ctx < 0 && this.hooks.detectContext !== undefined) ctx = this.hooks.detectContext(p, call.interfaceId, call.methodId);
+      // The loop fills callbackThread with this worker's thread; whatever the worker-side
+      // runtime put there would only be exported for nothing. A set `thread` is kept: it is the
+      // peer's thread of a callback we are serving (recursion goes back to it).
+      if (ctx >= 0) {
+        const cp = pointerField(p, ctx);
+        if (cp !== null) erasePointerField(cp, 1);
+      }
+      const params = this.pack(p);
       this.send({ op: "call", q, target: id, iid: call.interfaceId.toString(), mid: call.methodId, ctx, params }, [params.buf]);
       const results = await d.promise;
       const caps = results.caps.map((c) => this.importDesc(c));
@@ -237,8 +257,10 @@ export class WorkerRpc {
     }
     let pending: PendingCall;
     try {
-      const req = target.newCall(BigInt(m.iid), m.mid, Holder);
+      const iid = BigInt(m.iid);
+      const req = target.newCall(iid, m.mid, Holder);
       unpackStructInto(m.params.buf, req.params, m.params.caps.map((d) => this.importDesc(d)));
+      this.hooks.prepareIncoming?.(target, iid, m.mid, req.params);
       pending = req.send();
     } catch (e) {
       fail(e);

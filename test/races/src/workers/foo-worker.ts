@@ -1,0 +1,119 @@
+/**
+ * Worker for the worker-thread race tests: attaches to the loop from `workerData.handle`, gets a
+ * FooClient for the object the loop shares as "foo", and runs `workerData.scenario`. It reports
+ * with `parentPort.postMessage` and, for multi-step scenarios, waits for commands from the test.
+ *
+ * Imports the node worker glue from its dist path, not the package entry, so these tests do not
+ * depend on the rest of @multiprocess-ts/node loading (TODO(cleanup): use the package entry).
+ */
+import { parentPort, threadId, workerData } from "node:worker_threads";
+import { workerConnection } from "../../../../packages/node/dist/worker/index.js";
+import { FooClient, type FooCallback } from "../proxies.js";
+
+const port = parentPort!;
+const wc = workerConnection(workerData.handle);
+const log: string[] = [];
+
+function report(m: unknown): void {
+  port.postMessage(m);
+}
+
+function nextCommand(): Promise<string> {
+  return new Promise((resolve) => port.once("message", resolve));
+}
+
+function err(e: unknown): { name?: string; message?: string; code?: string } {
+  const x = e as { name?: string; message?: string; code?: string };
+  return { name: x?.name, message: x?.message, code: x?.code };
+}
+
+async function finish(foo: FooClient): Promise<void> {
+  await foo.close();
+  await wc.close();
+}
+
+const scenarios: Record<string, () => Promise<unknown> | unknown> = {
+  async threadNames() {
+    const foo = await wc.get("foo", FooClient);
+    const names = [await foo.threadName(), await foo.threadName(), await foo.add(1, 2)];
+    await finish(foo);
+    return names;
+  },
+
+  async callbackRecursion() {
+    const foo = await wc.get("foo", FooClient);
+    const cb: FooCallback = {
+      async call(arg) {
+        log.push(`callback(${arg}) on worker thread ${threadId}`);
+        log.push(`nested call ran on ${await foo.threadName()}`);
+        return arg * 2;
+      },
+    };
+    const outer = await foo.callback(cb, 21);
+    await finish(foo);
+    return { outer, log, threadId };
+  },
+
+  callbackRecursionBlocked() {
+    const foo = wc.getSync("foo", FooClient);
+    const cb: FooCallback = {
+      async call(arg) {
+        log.push(`callback(${arg}) on worker thread ${threadId}, blocked waits: ${wc.loop.waiter.waiting}`);
+        log.push(`nested call ran on ${await foo.threadName()}`);
+        return arg * 2;
+      },
+    };
+    // Blocks this worker (Atomics.wait); the callback and its nested call still run here.
+    const outer = wc.loop.callSync(() => foo.callback(cb, 5));
+    log.push(`callSync returned ${outer}`);
+    return finish(foo).then(() => ({ outer, log, threadId }));
+  },
+
+  /** Makes calls (so the loop holds Threads for this worker), then obeys one command. */
+  async callsThenCommand() {
+    const foo = await wc.get("foo", FooClient);
+    const name = await foo.threadName();
+    report({ ready: true, name });
+    const cmd = await nextCommand();
+    if (cmd === "exit") process.exit(0);
+    if (cmd === "call") {
+      try {
+        return await foo.add(2, 2);
+      } catch (e) {
+        return err(e);
+      } finally {
+        await wc.close();
+      }
+    }
+    await finish(foo);
+    return "closed";
+  },
+
+  /** Starts a call the server parks, says so, and waits (the test terminates or exits it). */
+  async parkedCall() {
+    const foo = await wc.get("foo", FooClient);
+    const p = foo.callIntFnAsync(7).then(
+      (v) => ({ value: v }),
+      (e: unknown) => ({ error: err(e) }),
+    );
+    report({ ready: true });
+    const cmd = await Promise.race([nextCommand(), p.then(() => "settled")]);
+    if (cmd === "exit") process.exit(0);
+    const outcome = await p;
+    await wc.close();
+    return outcome;
+  },
+};
+
+setImmediate(() => {
+  void (async () => {
+    let msg: { ok: boolean; value?: unknown; error?: unknown };
+    try {
+      msg = { ok: true, value: await scenarios[workerData.scenario as string]!() };
+    } catch (e) {
+      msg = { ok: false, error: err(e) };
+    }
+    report({ done: true, ...msg });
+    port.close();
+  })();
+});

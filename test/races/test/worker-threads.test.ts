@@ -1,0 +1,61 @@
+// Thread mapping with worker_threads: workers attached to a client loop call a FooInterface
+// server through it. Each worker gets its own server Thread per Connection (makeThread, once),
+// its own callback Thread, and callbacks the server makes run on the worker that passed them,
+// also while that worker is blocked in callSync (recursion).
+import { threadId as mainThreadId } from "node:worker_threads";
+import { describe, expect, it } from "vitest";
+import { createWorkerSetup } from "../dist/index.js";
+
+describe("worker thread mapping", () => {
+  it("runs each worker's calls on its own server thread, made once per worker and connection", async () => {
+    const t = await createWorkerSetup();
+    let makeThreads = 0;
+    t.serverLoop.hooks.makeThread = () => void makeThreads++;
+    const a = t.start("threadNames");
+    const b = t.start("threadNames");
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    expect(ra).toMatchObject({ ok: true });
+    expect(rb).toMatchObject({ ok: true });
+    const [a1, a2, sumA] = ra.value;
+    const [b1, b2] = rb.value;
+    expect(sumA).toBe(3); // a context-less call works too
+    expect(a1).toBe(a2); // the same server thread for both calls of one worker
+    expect(b1).toBe(b2);
+    expect(a1).not.toBe(b1); // ...and a different one per worker
+    expect(a1).toMatch(/\(from .*\/threadNames\)$/); // made for the worker's name
+    expect(makeThreads).toBe(2); // once per (worker, connection)
+    const loopOwn = await t.client.threadName(); // the loop thread has its own, too
+    expect(loopOwn).not.toBe(a1);
+    expect(loopOwn).not.toBe(b1);
+    await t.dispose();
+  });
+
+  it("runs callbacks on the worker that passed them; nested calls go back to the waiting server thread", async () => {
+    const t = await createWorkerSetup();
+    const w = t.start("callbackRecursion");
+    const r = await w.done;
+    expect(r).toMatchObject({ ok: true });
+    expect(r.value.outer).toBe(42);
+    expect(r.value.threadId).not.toBe(mainThreadId);
+    const serverThread = t.impl.log[0]!.replace(/^callback\(21\) on /, "");
+    expect(r.value.log).toEqual([
+      `callback(21) on worker thread ${r.value.threadId}`,
+      `nested call ran on ${serverThread}`, // the server thread waiting for the callback
+    ]);
+    await t.dispose();
+  });
+
+  it("runs the callback and its nested call while the worker is blocked in callSync", async () => {
+    const t = await createWorkerSetup();
+    const w = t.start("callbackRecursionBlocked");
+    const r = await w.done;
+    expect(r).toMatchObject({ ok: true });
+    const serverThread = t.impl.log[0]!.replace(/^callback\(5\) on /, "");
+    expect(r.value.log).toEqual([
+      `callback(5) on worker thread ${r.value.threadId}, blocked waits: 1`,
+      `nested call ran on ${serverThread}`,
+      "callSync returned 10",
+    ]);
+    await t.dispose();
+  });
+});
