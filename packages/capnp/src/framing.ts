@@ -106,9 +106,20 @@ export class FrameDecoder {
 
   /** Feed one chunk; returns the messages it completed, in order. */
   push(chunk: Uint8Array): Uint8Array[][] {
+    const out: Uint8Array[][] = [];
+    this.decode(chunk, (m) => out.push(m));
+    return out;
+  }
+
+  /**
+   * Feed one chunk, calling `onMessage` for each message it completes, in order, as soon as it
+   * is complete: messages before a bad frame in the same chunk are delivered before the throw.
+   * `onMessage` must not call back into this decoder.
+   */
+  decode(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void): void {
     if (this.failed !== null) throw this.failed;
     try {
-      return this.pushInner(chunk);
+      this.decodeInner(chunk, onMessage);
     } catch (e) {
       this.failed = e as Error;
       this.header = null;
@@ -128,8 +139,7 @@ export class FrameDecoder {
     }
   }
 
-  private pushInner(chunk: Uint8Array): Uint8Array[][] {
-    const out: Uint8Array[][] = [];
+  private decodeInner(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void): void {
     const len = chunk.byteLength;
     let off = 0;
     while (off < len) {
@@ -141,7 +151,7 @@ export class FrameDecoder {
         this.bodyFill += n;
         off += n;
         if (this.bodyFill === body.byteLength) {
-          out.push(split(body, 0, this.sizes));
+          onMessage(split(body, 0, this.sizes));
           this.body = null;
           this.bodyFill = 0;
         }
@@ -158,7 +168,7 @@ export class FrameDecoder {
             const sizes = this.readSizes(chunk, off, count);
             const total = this.checkTotal(hb, sizes);
             if (avail >= total) {
-              out.push(split(chunk, off + hb, sizes));
+              onMessage(split(chunk, off + hb, sizes));
               off += total;
               continue;
             }
@@ -198,12 +208,11 @@ export class FrameDecoder {
       this.header = null;
       this.headerFill = 0;
       if (total === hb) {
-        out.push(sizes.map(() => new Uint8Array(0)));
+        onMessage(sizes.map(() => new Uint8Array(0)));
         continue;
       }
       this.startBody(sizes, hb, total - hb);
     }
-    return out;
   }
 
   private startBody(sizes: number[], headerBytes: number, bytes: number): void {

@@ -1,0 +1,237 @@
+/**
+ * A {@link Transport} over any Node `Duplex` byte stream (net.Socket on a Unix or TCP socket, a
+ * socketpair fd, a pipe pair, PassThrough pairs in tests), using Cap'n Proto stream framing.
+ *
+ * Writes: every message is framed with {@link encodeFrame} (segments are not copied). Sends made
+ * in the same tick are corked together and flushed by one `uncork()` on the next tick, so a
+ * stream with `_writev` (net.Socket) writes them with one `writev` syscall. When `write()`
+ * returns false, later messages wait in our queue until `'drain'`.
+ *
+ * Reads: chunks go through a {@link FrameDecoder} with the given limits; a framing error
+ * destroys the stream and is reported via `sink.closed(err)` (a `LimitError`/`ProtocolError`).
+ * I/O errors are reported as `DisconnectedError` (with the I/O error as `cause`); a clean EOF as
+ * `closed()` with no error. EOF inside a message is a `ProtocolError`.
+ *
+ * Threading: the stream and the transport belong to the thread that created them.
+ */
+
+import type { Duplex } from "node:stream";
+import { DisconnectedError, ProtocolError } from "./errors.js";
+import { encodeFrame, FrameDecoder } from "./framing.js";
+import type { ReaderLimits } from "./limits.js";
+import type { Transport, TransportSink } from "./transport.js";
+
+const enum State {
+  Open,
+  Closing, // close() called: flushing, then end()
+  Ended, // closed reported or about to be; nothing more is read or written
+}
+
+class StreamTransport implements Transport {
+  private readonly decoder: FrameDecoder;
+  private sink: TransportSink | undefined;
+  private state = State.Open;
+  private reported = false;
+  private endError: Error | undefined;
+  private corked = false;
+  private blocked = false; // write() returned false; waiting for 'drain'
+  private readonly queue: Uint8Array[] = [];
+  private ended = false; // stream.end() called
+  private finished = false; // 'finish' (writable side flushed) or the stream is gone
+  private readonly finishWaiters: (() => void)[] = [];
+  private readEnded = false;
+
+  constructor(
+    private readonly stream: Duplex,
+    limits?: Partial<ReaderLimits>,
+  ) {
+    this.decoder = new FrameDecoder(limits);
+    // Listen for errors at once so an early error is never an unhandled 'error' event.
+    stream.on("error", this.onError);
+    stream.on("close", this.onClose);
+    stream.on("finish", this.onFinish);
+    stream.on("drain", this.onDrain);
+    if (stream.destroyed) queueMicrotask(() => this.onClose());
+  }
+
+  start(sink: TransportSink): void {
+    if (this.sink !== undefined) throw new Error("StreamTransport.start called twice");
+    this.sink = sink;
+    if (this.state === State.Ended) {
+      this.scheduleReport();
+      return;
+    }
+    this.stream.on("end", this.onEnd);
+    this.stream.on("data", this.onData);
+  }
+
+  send(segments: Uint8Array[]): void {
+    if (this.state !== State.Open) return;
+    const frame = encodeFrame(segments);
+    if (this.blocked) {
+      for (const c of frame) this.queue.push(c);
+      return;
+    }
+    this.cork();
+    for (const c of frame) if (!this.stream.write(c)) this.blocked = true;
+  }
+
+  close(): Promise<void> {
+    const done = new Promise<void>((resolve) => {
+      if (this.finished) resolve();
+      else this.finishWaiters.push(resolve);
+    });
+    if (this.state === State.Open) {
+      this.state = State.Closing;
+      this.maybeEnd();
+    }
+    return done;
+  }
+
+  destroy(err?: Error): void {
+    if (this.state === State.Ended) return;
+    this.queue.length = 0;
+    this.fail(err);
+  }
+
+  // --- writing ---
+
+  private cork(): void {
+    if (this.corked) return;
+    this.corked = true;
+    this.stream.cork();
+    process.nextTick(this.uncork);
+  }
+
+  private readonly uncork = (): void => {
+    this.corked = false;
+    if (!this.stream.destroyed) this.stream.uncork();
+  };
+
+  private readonly onDrain = (): void => {
+    if (!this.blocked) return;
+    this.blocked = false;
+    if (this.state === State.Ended) return;
+    if (this.queue.length > 0) {
+      this.cork();
+      let i = 0;
+      while (i < this.queue.length) {
+        const ok = this.stream.write(this.queue[i++]!);
+        if (!ok) {
+          this.blocked = true;
+          break;
+        }
+      }
+      this.queue.splice(0, i);
+    }
+    this.maybeEnd();
+  };
+
+  /** In Closing, end the writable side once our queue is flushed into the stream. */
+  private maybeEnd(): void {
+    if (this.state !== State.Closing || this.ended || this.blocked) return;
+    this.ended = true;
+    if (this.stream.destroyed || this.stream.writableEnded) {
+      this.onFinish();
+      return;
+    }
+    this.stream.end(); // also uncorks
+  }
+
+  private readonly onFinish = (): void => {
+    this.finished = true;
+    for (const w of this.finishWaiters.splice(0)) w();
+  };
+
+  // --- reading ---
+
+  private readonly onData = (chunk: Buffer | string): void => {
+    if (this.state === State.Ended) return;
+    if (typeof chunk === "string") {
+      this.fail(new ProtocolError("stream delivered text, not bytes (setEncoding must not be used)"));
+      return;
+    }
+    try {
+      this.decoder.decode(chunk, this.deliver);
+    } catch (e) {
+      this.fail(e as Error);
+    }
+  };
+
+  private readonly deliver = (m: Uint8Array[]): void => {
+    if (this.state === State.Ended) return; // the engine ended us mid-chunk: drop the rest
+    try {
+      this.sink!.message(m);
+    } catch (e) {
+      // A throwing sink is an engine bug: end the link with it rather than crash the process.
+      this.fail(e instanceof Error ? e : new Error(String(e)));
+    }
+  };
+
+  private readonly onEnd = (): void => {
+    this.readEnded = true;
+    if (this.state === State.Ended) return;
+    try {
+      this.decoder.end();
+    } catch (e) {
+      this.fail(e as Error);
+      return;
+    }
+    // The peer finished sending: the link is over. End our side too (flushing what is queued)
+    // so a half-open peer also sees EOF.
+    this.setEnded(undefined);
+    if (!this.ended) {
+      this.ended = true;
+      this.queue.length = 0;
+      if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+      else this.onFinish();
+    }
+  };
+
+  private readonly onError = (err: Error): void => {
+    if (this.state === State.Ended) return;
+    this.fail(new DisconnectedError(`transport stream error: ${err.message}`, { cause: err }));
+  };
+
+  private readonly onClose = (): void => {
+    this.onFinish();
+    if (this.state === State.Ended) return;
+    // Closed without EOF or error (destroyed by someone, or EOF before start()).
+    if (this.readEnded) this.setEnded(undefined);
+    else this.setEnded(new DisconnectedError("transport stream closed"));
+  };
+
+  // --- ending ---
+
+  private fail(err: Error | undefined): void {
+    if (this.state === State.Ended) return;
+    this.setEnded(err);
+    this.queue.length = 0;
+    this.stream.destroy();
+    this.onFinish();
+  }
+
+  private setEnded(err: Error | undefined): void {
+    if (this.state === State.Ended) return;
+    this.state = State.Ended;
+    this.endError = err;
+    this.stream.off("data", this.onData);
+    this.scheduleReport();
+  }
+
+  private scheduleReport(): void {
+    if (this.sink === undefined || this.reported) return;
+    this.reported = true;
+    const sink = this.sink;
+    const err = this.endError;
+    queueMicrotask(() => sink.closed(err));
+  }
+}
+
+/**
+ * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to
+ * its events, and ends or destroys it when the link ends. `limits` bound each incoming message.
+ */
+export function streamTransport(stream: Duplex, limits?: Partial<ReaderLimits>): Transport {
+  return new StreamTransport(stream, limits);
+}

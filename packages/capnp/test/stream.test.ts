@@ -1,0 +1,319 @@
+import { afterEach, describe, expect, it } from "vitest";
+import * as net from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Duplex, PassThrough, Writable } from "node:stream";
+import { streamTransport } from "../dist/stream.js";
+import { encodeFrameToBytes } from "../dist/framing.js";
+import { DisconnectedError, LimitError, ProtocolError } from "../dist/errors.js";
+import { deferred } from "../dist/errors.js";
+import type { Transport } from "../dist/transport.js";
+
+interface Rec {
+  msgs: Uint8Array[][];
+  closed: (Error | undefined)[];
+  whenClosed: Promise<Error | undefined>;
+  waitFor(n: number): Promise<void>;
+}
+
+function start(t: Transport): Rec {
+  const closedD = deferred<Error | undefined>();
+  let waiter: { n: number; resolve: () => void } | undefined;
+  const rec: Rec = {
+    msgs: [],
+    closed: [],
+    whenClosed: closedD.promise,
+    waitFor(n) {
+      if (rec.msgs.length >= n) return Promise.resolve();
+      const d = deferred<void>();
+      waiter = { n, resolve: d.resolve };
+      return Promise.race([d.promise, closedD.promise.then((e) => Promise.reject(e ?? new Error("closed early")))]);
+    },
+  };
+  t.start({
+    message(segs) {
+      rec.msgs.push(segs);
+      if (waiter !== undefined && rec.msgs.length >= waiter.n) {
+        const w = waiter;
+        waiter = undefined;
+        w.resolve();
+      }
+    },
+    closed(err) {
+      rec.closed.push(err);
+      closedD.resolve(err);
+    },
+  });
+  return rec;
+}
+
+/** A one-segment message of `words` words, first word = tag. */
+function msg(tag: number, words = 1): Uint8Array[] {
+  const b = new Uint8Array(words * 8);
+  new DataView(b.buffer).setUint32(0, tag, true);
+  return [b];
+}
+function tagOf(m: Uint8Array[]): number {
+  const s = m[0]!;
+  return new DataView(s.buffer, s.byteOffset, s.byteLength).getUint32(0, true);
+}
+
+/** Two Duplex ends joined by PassThroughs. */
+function passThroughPair(): [Duplex, Duplex] {
+  const ab = new PassThrough();
+  const ba = new PassThrough();
+  // Destroying a Duplex.from() end aborts these inner streams; the ends report it, so the inner
+  // streams' own 'error' events carry nothing new.
+  ab.on("error", () => {});
+  ba.on("error", () => {});
+  return [Duplex.from({ readable: ba, writable: ab }), Duplex.from({ readable: ab, writable: ba })];
+}
+
+const cleanups: (() => void | Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function unixSocketPair(): Promise<[net.Socket, net.Socket]> {
+  const dir = mkdtempSync(join(tmpdir(), "mpts-stream-"));
+  const path = join(dir, "s.sock");
+  const server = net.createServer();
+  const accepted = deferred<net.Socket>();
+  server.on("connection", (s) => accepted.resolve(s));
+  await new Promise<void>((r) => server.listen(path, r));
+  const client = net.connect(path);
+  await new Promise<void>((r, j) => client.once("connect", r).once("error", j));
+  const serverSide = await accepted.promise;
+  cleanups.push(async () => {
+    client.destroy();
+    serverSide.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return [client, serverSide];
+}
+
+describe("streamTransport over a Unix socket", () => {
+  it("carries messages both ways in order, including one spanning many chunks", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const ts = streamTransport(s);
+    const rc = start(tc);
+    const rs = start(ts);
+    for (let i = 0; i < 100; i++) tc.send(msg(i, 1 + (i % 5)));
+    tc.send([...msg(1000, 600_000), ...msg(1001, 3)]); // ~4.8 MB, two segments
+    for (let i = 0; i < 10; i++) ts.send(msg(500 + i));
+    await rs.waitFor(101);
+    await rc.waitFor(10);
+    expect(rs.msgs.slice(0, 100).map(tagOf)).toEqual([...Array(100).keys()]);
+    const big = rs.msgs[100]!;
+    expect(big.map((x) => x.byteLength)).toEqual([4_800_000, 24]);
+    expect(tagOf(big)).toBe(1000);
+    expect(rc.msgs.map(tagOf)).toEqual([...Array(10).keys()].map((i) => 500 + i));
+    await tc.close();
+    expect(await rs.whenClosed).toBeUndefined();
+    expect(await rc.whenClosed).toBeUndefined();
+    expect(rc.closed).toHaveLength(1);
+    expect(rs.closed).toHaveLength(1);
+    await new Promise<void>((r) => (s.closed ? r() : s.once("close", () => r())));
+    expect(c.destroyed && s.destroyed).toBe(true);
+  });
+
+  it("many small sends in one tick become one writev", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rs = start(streamTransport(s));
+    start(tc);
+    const sock = c as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
+    let writev = 0;
+    let write = 0;
+    const origV = sock._writev.bind(c);
+    const orig = sock._write.bind(c);
+    sock._writev = (...a) => (writev++, origV(...a));
+    sock._write = (...a) => (write++, orig(...a));
+    for (let i = 0; i < 1000; i++) tc.send(msg(i));
+    await rs.waitFor(1000);
+    expect(rs.msgs.map(tagOf)).toEqual([...Array(1000).keys()]);
+    expect(writev + write).toBe(1);
+    await tc.close();
+    await rs.whenClosed;
+  });
+
+  it("peer going away is a clean closed(); send afterwards drops silently", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rc = start(tc);
+    s.destroy();
+    expect(await rc.whenClosed).toBeUndefined();
+    tc.send(msg(1));
+    await tc.close();
+    expect(rc.closed).toHaveLength(1);
+  });
+
+  it("a frame over the limits destroys the link with a LimitError", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c, { maxMessageBytes: 1024 });
+    const rc = start(tc);
+    const peer = streamTransport(s);
+    const rs = start(peer);
+    peer.send(msg(1, 10));
+    peer.send(msg(2, 200)); // 1608 bytes > 1024
+    const err = await rc.whenClosed;
+    expect(err).toBeInstanceOf(LimitError);
+    expect(err!.message).toMatch(/maxMessageBytes = 1024/);
+    expect(rc.msgs.map(tagOf)).toEqual([1]);
+    expect(await rs.whenClosed).toBeUndefined(); // the peer just sees the socket go away
+  });
+});
+
+describe("streamTransport over PassThrough pairs", () => {
+  it("round trip and close from either side", async () => {
+    const [a, b] = passThroughPair();
+    const ta = streamTransport(a);
+    const tb = streamTransport(b);
+    const ra = start(ta);
+    const rb = start(tb);
+    ta.send(msg(1));
+    tb.send(msg(2));
+    await rb.waitFor(1);
+    await ra.waitFor(1);
+    let resolved = false;
+    const p = tb.close().then(() => (resolved = true));
+    tb.send(msg(3)); // after close: dropped
+    await p;
+    expect(resolved).toBe(true);
+    expect(await ra.whenClosed).toBeUndefined();
+    expect(await rb.whenClosed).toBeUndefined();
+    expect(ra.msgs.map(tagOf)).toEqual([2]);
+    await ta.close(); // idempotent after the end
+    await tb.close();
+  });
+
+  it("messages that arrive before start() are delivered after it", async () => {
+    const [a, b] = passThroughPair();
+    const ta = streamTransport(a);
+    const tb = streamTransport(b);
+    ta.send(msg(7));
+    ta.send(msg(8));
+    await new Promise<void>((r) => setImmediate(r));
+    const rb = start(tb);
+    start(ta);
+    await rb.waitFor(2);
+    expect(rb.msgs.map(tagOf)).toEqual([7, 8]);
+    await ta.close();
+    await rb.whenClosed;
+  });
+
+  it("stream errors are DisconnectedErrors carrying the I/O error", async () => {
+    const [a, b] = passThroughPair();
+    const ra = start(streamTransport(a));
+    const rb = start(streamTransport(b));
+    const io = new Error("EPIPE-ish");
+    a.destroy(io);
+    const err = await ra.whenClosed;
+    expect(err).toBeInstanceOf(DisconnectedError);
+    expect(err!.cause).toBe(io);
+    expect(await rb.whenClosed).toBeInstanceOf(DisconnectedError); // its readable side was aborted
+  });
+
+  it("EOF inside a message is a ProtocolError", async () => {
+    const [a, b] = passThroughPair();
+    const rb = start(streamTransport(b));
+    const aErr = deferred<Error>();
+    a.on("error", aErr.resolve); // a raw end: destroying b aborts a's readable side
+    const frame = encodeFrameToBytes(msg(1, 4));
+    a.write(frame.subarray(0, 20));
+    a.end();
+    const err = await rb.whenClosed;
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect(err!.message).toMatch(/stream ended inside a message/);
+  });
+
+  it("garbage with too many segments is a LimitError; the stream is destroyed", async () => {
+    const [a, b] = passThroughPair();
+    const rb = start(streamTransport(b, { maxSegments: 2 }));
+    const aErr = deferred<Error>();
+    a.on("error", aErr.resolve); // a raw end: destroying b aborts a's readable side
+    a.write(new Uint8Array([5, 0, 0, 0, 1, 0, 0, 0]));
+    const err = await rb.whenClosed;
+    expect(err).toBeInstanceOf(LimitError);
+    expect(err!.message).toMatch(/maxSegments = 2/);
+    expect(b.destroyed).toBe(true);
+    expect(rb.closed).toHaveLength(1);
+    expect((await aErr.promise).name).toBe("AbortError");
+  });
+
+  it("destroy(err) reports err once, asynchronously, and drops queued writes", async () => {
+    const [a, b] = passThroughPair();
+    const ta = streamTransport(a);
+    const ra = start(ta);
+    const rb = start(streamTransport(b));
+    const e = new Error("local");
+    ta.send(msg(1));
+    ta.destroy(e);
+    ta.destroy(new Error("again"));
+    expect(ra.closed).toHaveLength(0);
+    expect(await ra.whenClosed).toBe(e);
+    await rb.whenClosed;
+    expect(ra.closed).toEqual([e]);
+  });
+
+  it("a throwing sink ends the link with its error instead of crashing", async () => {
+    const [a, b] = passThroughPair();
+    const tb = streamTransport(b);
+    const closed = deferred<Error | undefined>();
+    tb.start({
+      message() {
+        throw new Error("sink bug");
+      },
+      closed: (e) => closed.resolve(e),
+    });
+    const ta = streamTransport(a);
+    start(ta);
+    ta.send(msg(1));
+    expect((await closed.promise)?.message).toBe("sink bug");
+  });
+});
+
+describe("streamTransport backpressure", () => {
+  it("queues while write() returns false and flushes on 'drain', in order", async () => {
+    // A writable that holds each write until we let it go.
+    const pending: (() => void)[] = [];
+    const received: Buffer[] = [];
+    const sinkSide = new Writable({
+      highWaterMark: 64,
+      write(chunk: Buffer, _enc, cb) {
+        received.push(chunk);
+        pending.push(cb);
+      },
+      writev(chunks, cb) {
+        for (const c of chunks) received.push(c.chunk as Buffer);
+        pending.push(cb);
+      },
+    });
+    const readSide = new PassThrough();
+    const d = Duplex.from({ readable: readSide, writable: sinkSide });
+    const t = streamTransport(d);
+    start(t);
+    for (let i = 0; i < 50; i++) t.send(msg(i, 4)); // 40 bytes per frame
+    await new Promise<void>((r) => setImmediate(r));
+    // Only what fit before write() said false went into the stream; the rest waits in our queue.
+    expect(d.writableLength).toBeLessThan(50 * 40);
+    let rounds = 0;
+    while (pending.length > 0) {
+      rounds++;
+      pending.shift()!();
+      await new Promise<void>((r) => setImmediate(r));
+      if (rounds > 1000) throw new Error("no progress");
+    }
+    const all = Buffer.concat(received);
+    expect(all.byteLength).toBe(50 * 40);
+    for (let i = 0; i < 50; i++) expect(all.readUInt32LE(i * 40 + 8)).toBe(i);
+    expect(rounds).toBeGreaterThan(1);
+    const closing = t.close();
+    await new Promise<void>((r) => setImmediate(r));
+    while (pending.length > 0) pending.shift()!();
+    await closing;
+  });
+});
