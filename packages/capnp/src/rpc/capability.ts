@@ -738,6 +738,13 @@ export function setTailHandlerLookup(f: (sink: Sink) => TailCallHandler | null):
   tailHandlerOf = f;
 }
 
+/** Releases the target and the `writeCap` references of Requests garbage-collected unsent. */
+const requestRegistry = new FinalizationRegistry<{ hook: Hook; caps: (Hook | null)[] }>((box) => {
+  for (const h of box.caps) h?.release();
+  box.caps.length = 0;
+  box.hook.release();
+});
+
 export class RequestImpl<P extends Struct> implements Request<P> {
   readonly params: P;
   private readonly msg: capnp.Message;
@@ -761,12 +768,14 @@ export class RequestImpl<P extends Struct> implements Request<P> {
     this.params = capnp.Struct.initStructAt(0, Params, payload);
     this.msg = m;
     this.callB = call;
+    requestRegistry.register(this, { hook, caps: m._capnp.capTable as unknown as (Hook | null)[] }, this);
   }
 
   private take(sink: Sink): { hook: Hook; d: CallData } {
     const hook = this.hook;
     if (hook === null) throw new RpcError("failed", "Request already sent");
     this.hook = null;
+    requestRegistry.unregister(this);
     const caps = this.msg._capnp.capTable as (Hook | null)[];
     const d = new CallData(this.interfaceId, this.methodId, this.msg, this.callB, this.params, caps, sink);
     return { hook, d };

@@ -1,0 +1,268 @@
+import { describe, expect, it } from "vitest";
+import * as capnp from "capnp-ts";
+import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import {
+  DisconnectedError,
+  ProtocolError,
+  RpcConnection,
+  RpcError,
+  brokenCapability,
+  deferred,
+  localCapability,
+  memoryTransportPair,
+  nullCapability,
+  promiseCapability,
+  readCap,
+  writeCap,
+} from "@multiprocess-ts/capnp";
+import type { Capability, MemoryTransport } from "@multiprocess-ts/capnp";
+import { Box, CalcServer, CallbackServer, CounterServer, CALC, COUNTER, M, call, callA, capture, drain, makePair, wire } from "./rpc-helpers.js";
+
+const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
+
+/** A hand-driven peer on the other end of `t`: decodes what the engine sends. */
+function rawPeer(t: MemoryTransport): { got: rpc.Message[]; send(m: capnp.Message): void } {
+  const got: rpc.Message[] = [];
+  t.start({
+    message(segs) {
+      const m = new capnp.Message(segs[0]!.slice().buffer, false, true);
+      got.push(m.getRoot(rpc.Message));
+    },
+    closed() {},
+  });
+  return {
+    got,
+    send(m) {
+      t.send(m._capnp.segments.map((s) => new Uint8Array(s.buffer, 0, s.byteLength)));
+    },
+  };
+}
+
+function msg(build: (root: rpc.Message) => void): capnp.Message {
+  const m = new capnp.Message();
+  build(m.initRoot(rpc.Message));
+  return m;
+}
+
+describe("protocol errors from a raw peer", () => {
+  const cases: [string, (r: rpc.Message) => void, RegExp][] = [
+    ["Release of an unknown export", (r) => { const x = r.initRelease(); x.setId(9); x.setReferenceCount(1); }, /unknown export/],
+    ["Finish of an unknown question", (r) => r.initFinish().setQuestionId(4), /Finish for unknown question/],
+    ["Disembargo receiverLoopback of an unknown embargo", (r) => {
+      const d = r.initDisembargo();
+      d.initTarget().setImportedCap(0);
+      d.getContext().setReceiverLoopback(3);
+    }, /unknown embargo/],
+    ["Call to a promisedAnswer of an unknown question", (r) => {
+      const c = r.initCall();
+      c.setQuestionId(1);
+      c.initTarget().initPromisedAnswer().setQuestionId(42);
+      c.initParams();
+    }, /unknown question/],
+    ["Call with a receiverHosted cap we never exported", (r) => {
+      const c = r.initCall();
+      c.setQuestionId(1);
+      c.initTarget().initPromisedAnswer().setQuestionId(42);
+      c.initParams().initCapTable(1).get(0).setReceiverHosted(17);
+    }, /unknown export/],
+  ];
+  for (const [name, build, re] of cases) {
+    it(`${name}: ProtocolError, Abort with the reason, connection closed`, async () => {
+      const [ta, tb] = memoryTransportPair();
+      const bootCap = localCapability(new CalcServer());
+      const conn = new RpcConnection(ta, { bootstrap: bootCap });
+      bootCap.close();
+      const peer = rawPeer(tb);
+      peer.send(msg(build));
+      const err = await conn.closed;
+      expect(err).toBeInstanceOf(ProtocolError);
+      expect(err!.message).toMatch(re);
+      await drain();
+      const abort = peer.got.find((m) => m.which() === rpc.Message.ABORT);
+      expect(abort?.getAbort().getReason()).toMatch(re);
+      expect(conn.stats()).toEqual(ZERO);
+    });
+  }
+
+  it("a duplicate question id is a protocol error", async () => {
+    const [ta, tb] = memoryTransportPair();
+    const calc = new CalcServer();
+    const bootCap = localCapability(calc);
+    const conn = new RpcConnection(ta, { bootstrap: bootCap });
+    bootCap.close();
+    const peer = rawPeer(tb);
+    peer.send(msg((r) => r.initBootstrap().setQuestionId(0)));
+    peer.send(msg((r) => r.initBootstrap().setQuestionId(0)));
+    expect(await conn.closed).toBeInstanceOf(ProtocolError);
+    expect(conn.stats()).toEqual(ZERO);
+    expect(calc.released).toBe(1);
+  });
+
+  it("a thirdPartyHosted cap is used through its vine (as senderHosted)", async () => {
+    const [ta, tb] = memoryTransportPair();
+    const calc = new CalcServer();
+    const bootCap = localCapability(calc);
+    const conn = new RpcConnection(ta, { bootstrap: bootCap });
+    bootCap.close();
+    const peer = rawPeer(tb);
+    peer.send(msg((r) => r.initBootstrap().setQuestionId(0)));
+    // register(cb) where cb is thirdPartyHosted with vine 7
+    peer.send(msg((r) => {
+      const c = r.initCall();
+      c.setQuestionId(1);
+      c.initTarget().initPromisedAnswer().setQuestionId(0);
+      c.setInterfaceId(CALC);
+      c.setMethodId(M.register);
+      const payload = c.initParams();
+      const box = capnp.Struct.initStructAt(0, Box, payload);
+      capnp.Struct.getPointer(0, box).segment.setUint32(capnp.Struct.getPointer(0, box).byteOffset, 3); // cap #0
+      payload.initCapTable(1).get(0).initThirdPartyHosted().setVineId(7);
+    }));
+    await drain();
+    expect(conn.stats().imports).toBe(1);
+    expect(calc.kept).not.toBeNull();
+    // fire(): the engine calls our vine import 7
+    peer.send(msg((r) => {
+      const c = r.initCall();
+      c.setQuestionId(2);
+      c.initTarget().initPromisedAnswer().setQuestionId(0);
+      c.setInterfaceId(CALC);
+      c.setMethodId(M.fire);
+      capnp.Struct.initStructAt(0, Box, c.initParams()).a = 1;
+    }));
+    await drain();
+    const fwd = peer.got.filter((m) => m.which() === rpc.Message.CALL).map((m) => m.getCall());
+    expect(fwd).toHaveLength(1);
+    expect(fwd[0]!.getTarget().getImportedCap()).toBe(7);
+    await conn.close();
+    expect(conn.stats()).toEqual(ZERO);
+    expect(calc.released).toBe(1);
+  });
+});
+
+describe("lifetimes and connection end", () => {
+  it("a pipelined-only call that fails at disconnect causes no unhandled rejection", async () => {
+    const p = makePair();
+    const pc = call(p.boot, M.makeCounter);
+    const c = pc.pipeline(0);
+    const r = call(c, 0, undefined, COUNTER); // never awaited before the break
+    p.ta.break(new Error("gone"));
+    await p.client.closed;
+    await expect(Promise.resolve(r)).rejects.toBeInstanceOf(DisconnectedError);
+    await expect(callA(c, 0, undefined, COUNTER)).rejects.toBeInstanceOf(DisconnectedError);
+    c.close();
+    p.boot.close();
+    await p.server.closed;
+    expect(p.client.stats()).toEqual(ZERO);
+    expect(p.server.stats()).toEqual(ZERO);
+  });
+
+  it("import handles outlive the connection: calls fail with DisconnectedError, close() sends nothing", async () => {
+    const p = makePair();
+    const resp = await call(p.boot, M.makeCounter);
+    const counter = readCap(resp.results(Box), 0)!;
+    resp.close();
+    await p.client.close();
+    const before = p.ta.wireLog.length;
+    await expect(callA(counter, 0, undefined, COUNTER)).rejects.toBeInstanceOf(DisconnectedError);
+    counter.close();
+    p.boot.close();
+    expect(p.ta.wireLog.length).toBe(before);
+    await p.server.closed;
+    expect(p.calc.counters[0]!.released).toBe(1);
+    expect(p.client.stats()).toEqual(ZERO);
+    expect(p.server.stats()).toEqual(ZERO);
+  });
+
+  it("Server.onRelease runs exactly once when a cap is exported several times and dropped", async () => {
+    const p = makePair();
+    const cbs = new CallbackServer();
+    const cb = localCapability(cbs);
+    for (let i = 0; i < 3; i++) await callA(p.boot, M.callback, (b) => { writeCap(b, 0, cb); b.a = i; });
+    expect(p.client.stats().exports).toBe(0); // the server released each param cap after its call
+    cb.close();
+    expect(cbs.released).toBe(1);
+    await p.done();
+    expect(cbs.released).toBe(1);
+  });
+
+  it("onClose callbacks run once, later; unregister works", async () => {
+    const p = makePair();
+    const seen: (Error | undefined)[] = [];
+    p.client.onClose((e) => seen.push(e));
+    const off = p.client.onClose(() => seen.push(new Error("should not run")));
+    off();
+    await p.done();
+    await drain();
+    expect(seen).toEqual([undefined]);
+    const late = deferred<Error | undefined>();
+    p.client.onClose((e) => late.resolve(e));
+    expect(await late.promise).toBeUndefined();
+  });
+
+  it("null and broken capabilities", async () => {
+    const n = nullCapability();
+    expect(n.isNull).toBe(true);
+    await expect(callA(n, 0)).rejects.toBeInstanceOf(RpcError);
+    const b = brokenCapability(new RpcError("overloaded", "busy"));
+    const e = (await callA(b, 0).then(() => null, (x: unknown) => x)) as RpcError;
+    expect(e.kind).toBe("overloaded");
+    await expect(b.whenResolved()).rejects.toBeInstanceOf(RpcError);
+    n.close();
+    b.close();
+    expect(n.closed).toBe(true);
+    expect(() => n.dup()).toThrow(RpcError);
+  });
+
+  it("a null capability sent over the wire arrives as null (CapDescriptor none / null pointer)", async () => {
+    const p = makePair();
+    const resp = await call(p.boot, M.identity, (b) => writeCap(b, 0, null));
+    expect(readCap(resp.results(Box), 0)).toBeNull();
+    resp.close();
+    await p.done();
+  });
+
+  it("a promise import released before its Resolve: the late Resolve's cap is released", async () => {
+    const p = makePair();
+    const resp = await call(p.boot, M.makeLater);
+    const later = readCap(resp.results(Box), 0)!;
+    resp.close();
+    later.close();
+    await drain();
+    expect(p.client.stats().imports).toBe(1); // the bootstrap only
+    const counter = new CounterServer();
+    p.calc.later!.resolve(localCapability(counter));
+    await drain();
+    expect(counter.released).toBe(1);
+    await p.done();
+  });
+
+  it("promiseCapability resolving to another promise, then a server", async () => {
+    const d1 = deferred<Capability>();
+    const d2 = deferred<Capability>();
+    const outer = promiseCapability(d1.promise);
+    const r1 = callA(outer, 0, (b) => { b.b = 1; }, COUNTER);
+    d1.resolve(promiseCapability(d2.promise));
+    const r2 = callA(outer, 0, (b) => { b.b = 2; }, COUNTER);
+    const counter = new CounterServer();
+    d2.resolve(localCapability(counter));
+    expect(await Promise.all([r1, r2])).toEqual([1, 2]);
+    expect(counter.seen).toEqual([1, 2]);
+    await outer.whenResolved();
+    expect(outer.localServer()).toBe(counter);
+    outer.close();
+    expect(counter.released).toBe(1);
+  });
+
+  it("the bootstrap cap can be called after close() of a pipelined question's response", async () => {
+    const p = makePair();
+    const sent = capture(p.ta);
+    expect(await callA(p.boot, M.add, (b) => { b.a = 1; b.b = 1; })).toBe(2);
+    expect(await callA(p.boot, M.add, (b) => { b.a = 2; b.b = 2; })).toBe(4);
+    // Both calls went to the bootstrap import directly once it resolved.
+    const calls = sent.filter((m) => m.which() === rpc.Message.CALL).map((m) => m.getCall().getTarget().which());
+    expect(calls).toContain(rpc.MessageTarget.IMPORTED_CAP);
+    await p.done();
+    expect(wire(p.ta).filter((w) => w === "release")).toHaveLength(1);
+  });
+});
