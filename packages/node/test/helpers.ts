@@ -21,6 +21,10 @@ function watchedCounts(): Map<string, number> {
 
 /** Snapshot the handles open now; pass the result to {@link expectNoLeaks} at the end. */
 export function handleBaseline(): Map<string, number> {
+  // process.stdout/stderr are created lazily (a PipeWrap under vitest); a worker thread's output
+  // creates them on first use. Create them now so they count as baseline, not as a leak.
+  void process.stdout;
+  void process.stderr;
   return watchedCounts();
 }
 
