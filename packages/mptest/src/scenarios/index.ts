@@ -8,10 +8,11 @@ import type { LeakProbe } from "../leaks.js";
 import type { Scenario } from "../scenario.js";
 import { listenScenarios } from "./listen.js";
 import { upstreamScenarios } from "./upstream.js";
+import { workerScenarios } from "./workers.js";
 
 /** Every scenario, runnable or not, in suite order. */
 export function allScenarios(): Scenario[] {
-  return [...upstreamScenarios, ...listenScenarios];
+  return [...upstreamScenarios, ...listenScenarios, ...workerScenarios];
 }
 
 export interface PendingScenario {

@@ -1,0 +1,194 @@
+/**
+ * Our worker-thread race scenarios, on the TestSetup with a worker attached to the client loop
+ * (`attachWorkers`) calling the shared FooInterface client from its own thread:
+ * - a worker exits (process.exit in the worker), or is terminated, while its call is running on
+ *   the server: the call's reply is dropped, the worker's loop-side ThreadContext and its server
+ *   Threads are released, the connection keeps working for others, nothing leaks;
+ * - a worker disposes its thread handle while the connection tears down, in each order, forced
+ *   through the WorkerHost's sessionClosing hook and the Connection's disconnect callback (the
+ *   JavaScript counterpart of upstream's ~ProxyClient<Thread> / ~Connection race, #189);
+ * - a closure posted across threads is rejected at once with a clear TypeError.
+ */
+
+import { deferred } from "@multiprocess-ts/capnp";
+import { nodeModule, type TestSetup } from "@multiprocess-ts/test-support";
+import type { Scenario, ScenarioContext } from "../scenario.js";
+import { Counter, check, checkEq, withSetup } from "./util.js";
+import { WorkerDriver } from "./worker-driver.js";
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+
+const WORKER_EXPORTS = ["attachWorkers", "workerConnection"] as const;
+const WORKER_DEPS = WORKER_EXPORTS.map((n) => `node.${n}`);
+
+interface Attached {
+  support: any;
+  unshare: () => void;
+  sessionsClosed: Counter;
+  /** Unshare, close the host, check the worker state is gone. */
+  detach(): Promise<void>;
+}
+
+async function attach(s: TestSetup): Promise<Attached> {
+  const node = await nodeModule(WORKER_EXPORTS);
+  const support = node.attachWorkers(s.clientLoop);
+  const unshare = support.share("foo", s.client) as () => void;
+  const sessionsClosed = new Counter();
+  support.host.hooks.sessionClosed = () => sessionsClosed.inc();
+  return {
+    support,
+    unshare,
+    sessionsClosed,
+    async detach() {
+      unshare();
+      await support.host.close();
+      checkEq(support.host.sessions.size, 0, "worker sessions left open");
+      checkEq(support.threadContexts.size, 0, "loop-side ThreadContexts of gone workers");
+    },
+  };
+}
+
+/** A worker's callFnAsync is running on the server when the worker goes away (exit or terminate). */
+async function workerGoneMidCall(ctx: ScenarioContext, how: "exit" | "terminate"): Promise<void> {
+  await withSetup(ctx, {}, async (s) => {
+    await s.client.initThreadMap();
+    const a = await attach(s);
+    try {
+      const entered = deferred<void>();
+      const gate = deferred<void>();
+      let finished = false;
+      s.server.fn = async () => {
+        entered.resolve();
+        await gate.promise;
+        finished = true;
+      };
+      const w = await WorkerDriver.start(a.support, `mptest-${how}`);
+      w.send({ op: "callFnAsync" });
+      await w.next("calling");
+      await entered.promise; // the call runs on the worker's server Thread now
+      // Either let the call finish while the worker is going away, or only after it is gone.
+      const finishEarly = ctx.rng.bool();
+      ctx.log(`${how}, finish ${finishEarly ? "while going away" : "after the session closed"}`);
+      if (how === "exit") w.send({ op: "exit" });
+      else void w.worker.terminate();
+      if (finishEarly) gate.resolve();
+      const code = await w.exited;
+      if (how === "exit") checkEq(code, 0, "worker exit code");
+      await a.sessionsClosed.atLeast(1);
+      gate.resolve();
+      // The connection outlives the worker: the main thread can still call.
+      checkEq(await s.client.add(2, 3), 5, "main-thread call after the worker left");
+      check(finished, "server call ran to completion");
+      check(w.errors.length === 0, `worker errors: ${w.errors.map((e) => e.message).join("; ")}`);
+    } finally {
+      await a.detach();
+    }
+  });
+}
+
+type TeardownOrder = "worker-first" | "connection-first" | "connection-during-worker-close";
+
+/** The worker drops its thread handle (detaches) and the client Connection tears down, in `order`. */
+async function workerVsConnection(ctx: ScenarioContext, order: TeardownOrder): Promise<void> {
+  await withSetup(ctx, { clientOwnsConnection: false }, async (s) => {
+    await s.client.initThreadMap();
+    const a = await attach(s);
+    try {
+      s.server.fn = () => {};
+      const w = await WorkerDriver.start(a.support, `mptest-${order}`);
+      w.send({ op: "add", a: 1, b: 2 });
+      checkEq((await w.next("added")).value, 3, "worker add");
+      // A Context call gives the worker a request Thread and a callback Thread on this Connection.
+      w.send({ op: "callFnAsync" });
+      await w.next("returned");
+      checkEq(a.support.threadContexts.size, 1, "the worker has a loop-side ThreadContext");
+      const conn = s.connections.client;
+      let disconnecting: Promise<void> | undefined;
+      switch (order) {
+        case "worker-first":
+          w.send({ op: "close" });
+          await w.next("closed");
+          await a.sessionsClosed.atLeast(1);
+          disconnecting = s.clientDisconnect();
+          break;
+        case "connection-first":
+          // The worker is told to detach from the Connection's disconnect callback, i.e. after
+          // the Connection ran its cleanups (the thread handles' disconnect callbacks among them).
+          conn.onDisconnect(() => w.send({ op: "close" }));
+          disconnecting = s.clientDisconnect();
+          await w.next("closed");
+          await a.sessionsClosed.atLeast(1);
+          break;
+        case "connection-during-worker-close":
+          // The Connection starts tearing down from inside the session's close, before the
+          // session's cleanups (which close the worker's ThreadContext) have run.
+          a.support.host.hooks.sessionClosing = () => {
+            disconnecting = s.clientDisconnect();
+          };
+          w.send({ op: "close" });
+          await w.next("closed");
+          await a.sessionsClosed.atLeast(1);
+          break;
+      }
+      await disconnecting;
+      check(disconnecting !== undefined, "the connection was torn down");
+      checkEq(conn.state, "closed", "client connection state");
+      checkEq(conn.syncCleanupCount, 0, "client connection sync cleanups left");
+      checkEq(await w.stop(), 0, "worker exit code");
+      check(w.errors.length === 0, `worker errors: ${w.errors.map((e) => e.message).join("; ")}`);
+    } finally {
+      await a.detach();
+    }
+  });
+}
+
+export const workerScenarios: Scenario[] = [
+  {
+    name: "Worker exits in the middle of a call",
+    origin: "ours: worker-thread races",
+    requires: WORKER_DEPS,
+    run: (ctx) => workerGoneMidCall(ctx, "exit"),
+  },
+  {
+    name: "Worker is terminated in the middle of a call",
+    origin: "ours: worker-thread races",
+    requires: WORKER_DEPS,
+    run: (ctx) => workerGoneMidCall(ctx, "terminate"),
+  },
+  {
+    name: "Worker disposes its thread handle while the connection tears down",
+    origin: "ours: worker-thread races (#189 counterpart)",
+    requires: WORKER_DEPS,
+    async run(ctx) {
+      // Every order, each iteration, in a seed-chosen sequence.
+      const orders = ctx.rng.shuffle<TeardownOrder>(["worker-first", "connection-first", "connection-during-worker-close"]);
+      for (const order of orders) {
+        ctx.log(`order: ${order}`);
+        await workerVsConnection(ctx, order);
+      }
+    },
+  },
+  {
+    name: "A closure posted across threads is rejected with a clear error",
+    origin: "ours: shutdown",
+    requires: WORKER_DEPS,
+    run: (ctx) =>
+      withSetup(ctx, {}, async (s) => {
+        const a = await attach(s);
+        try {
+          const w = await WorkerDriver.start(a.support, "mptest-closure");
+          w.send({ op: "postClosure" });
+          const r = await w.next("postClosure");
+          check(r.threw, "posting a function to the loop must throw in the worker");
+          checkEq(r.name, "TypeError", "error class");
+          check(/function|clon/i.test(r.message ?? ""), `message should say a function cannot cross: ${r.message}`);
+          // The worker and the loop are still fine afterwards.
+          w.send({ op: "add", a: 2, b: 2 });
+          checkEq((await w.next("added")).value, 4, "worker add after the rejected post");
+          checkEq(await w.stop(), 0, "worker exit code");
+        } finally {
+          await a.detach();
+        }
+      }),
+  },
+];
