@@ -8,7 +8,23 @@ import {
 } from "@multiprocess-ts/runtime";
 import * as $mp from "@multiprocess-ts/runtime/gen";
 import { describe, expect, it } from "vitest";
-import { connectPair, FooClient, FooImpl, FooServer, InitClient, InitImpl, InitServer, type FooCallback } from "./fixtures.js";
+import { CanceledError, memoryTransportPair } from "@multiprocess-ts/capnp";
+import { connectTransport, serveTransport } from "@multiprocess-ts/runtime";
+import { Struct } from "capnp-ts";
+import {
+  Args,
+  assertNoLeaks,
+  connectPair,
+  Foo$callIntFnAsync,
+  FooClient,
+  FooImpl,
+  FooServer,
+  InitClient,
+  InitImpl,
+  InitServer,
+  makeLoops,
+  type FooCallback,
+} from "./fixtures.js";
 
 /** Asks the peer ThreadMap of `conn` for a pool of `count` Threads. */
 async function makePool(conn: Connection, count: number): Promise<void> {
@@ -334,5 +350,61 @@ describe("re-entrancy", () => {
     expect(names[0]).toBe(names[1]);
     expect(names[0]).toContain("(from");
     await p.dispose();
+  });
+});
+
+describe("cancellation of queued server calls", () => {
+  it("a call canceled by its caller (Finish) while queued on a Thread is skipped when its turn comes", async () => {
+    const init = new InitImpl();
+    const p = await connectPair(init, InitServer, InitClient);
+    const foo = await p.client.makeFoo();
+    const f = init.foos[0]!;
+    const running = deferred<void>();
+    const gate = deferred<void>();
+    f.intFn = async (n) => {
+      if (n === 1) {
+        running.resolve();
+        await gate.promise;
+      }
+      return n;
+    };
+    const first = foo.callIntFnAsync(1);
+    await running.promise;
+    // Queue a second call on the same Thread, then cancel it before it can start.
+    const thread = p.clientLoop.threadContext.requestThreads.get(p.clientConn)!.cap!;
+    const req = foo.$cap.newCall(Foo$callIntFnAsync.interfaceId, Foo$callIntFnAsync.methodId, Args);
+    req.params.a = 2;
+    $mp.writeCap(Struct.initStructAt(0, $mp.Context, req.params), 0, thread);
+    const second = req.send();
+    second.cancel();
+    await expect(Promise.resolve(second)).rejects.toBeInstanceOf(CanceledError);
+    expect(await foo.add(0, 0)).toBe(0); // fence: the Call and its Finish have both arrived
+    gate.resolve();
+    expect(await first).toBe(1);
+    // A third call on the same Thread runs after the skipped one.
+    expect(await foo.callIntFnAsync(3)).toBe(3);
+    expect(f.calls).toEqual(["callIntFnAsync(1)", "add(0,0)", "callIntFnAsync(3)"]); // never 2
+    expect(p.logs.some((l) => /canceled before it could be executed/.test(l.msg))).toBe(true);
+    await foo.close();
+    await p.dispose();
+  });
+});
+
+describe("connectTransport", () => {
+  it("closes the connection and rethrows when construct fails", async () => {
+    // A server whose Init does not implement construct.
+    class NoConstructServer extends $mp.ProxyServerBase<object> {
+      static readonly interfaceId = InitClient.interfaceId;
+      static readonly methods: readonly $mp.ServerMethod<object>[] = [];
+    }
+    const { serverLoop, clientLoop, logs } = makeLoops();
+    const [ct, st] = memoryTransportPair();
+    const impl = { disposed: 0, [Symbol.dispose]() { this.disposed++; } };
+    const serverConn = serveTransport(serverLoop, st, impl, NoConstructServer);
+    await expect(connectTransport(clientLoop, ct, InitClient)).rejects.toThrow(/not implemented/i);
+    await serverConn.disconnected;
+    await Promise.all([serverLoop.done, clientLoop.done]);
+    expect(impl.disposed).toBe(1);
+    assertNoLeaks([serverConn], [serverLoop, clientLoop], logs);
   });
 });
