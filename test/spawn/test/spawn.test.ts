@@ -75,7 +75,7 @@ describe("spawnProcess", () => {
     await printer.close();
     await proc.init.close(); // parent disconnects: the child's loop ends
     expect(await proc.exited).toEqual({ code: 0, signal: null });
-    expect(out.lines).toContain("loop done");
+    expect(await out.waitFor(/^loop done$/)).toBe("loop done"); // the child's loop ended on its own
     expect(proc.connection.state).toBe("closed");
     expectRpcIdle(proc);
   });
