@@ -166,6 +166,20 @@ describe("FooInterface round trip (generated proxies, TS ↔ TS)", () => {
     expect(await client.callbackSaved(5)).toBe(15);
   });
 
+  it("a callback proxy closed by the callee calls the remote destroy: the caller's object is disposed once", async () => {
+    let disposed = 0;
+    const cb = { call: (arg: number) => arg + 100, async [Symbol.asyncDispose]() { disposed++; } };
+    expect(await client.callback(cb, 1)).toBe(101);
+    expect(disposed).toBe(1);
+  });
+
+  it("the server impl is disposed once when the connection ends", async () => {
+    await client.close();
+    await serverConn.close();
+    await serverLoop.done; // refs gone and the async-cleanup queue (impl disposal) drained
+    expect(impl.disposed).toBe(1);
+  });
+
   it("callbackExtended (interface inheritance)", async () => {
     const cb: ExtendedCallback = { call: (arg) => arg, callExtended: (arg) => arg * 10 };
     expect(await client.callbackExtended(cb, 3)).toBe(30);
