@@ -1,11 +1,12 @@
 // The hand-written structs in src/schema.ts must match schema/conformance.capnp: ids, data and
 // pointer section sizes, interface ids and method ordinals, as `capnp compile -o-` reports them.
 // Also builds the C++ peer (fails loudly when capnp, g++ or pkg-config is missing).
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
+import { join } from "node:path";
 import * as capnp from "capnp-ts";
 import { CodeGeneratorRequest } from "capnp-ts/src/std/schema.capnp.js";
 import { describe, expect, it } from "vitest";
-import { buildPeer, SCHEMA_PATH, schema } from "@multiprocess-ts/test-interop";
+import { buildPeer, INTEROP_ROOT, SCHEMA_PATH, schema } from "@multiprocess-ts/test-interop";
 
 function compiledNodes() {
   const out = execFileSync("capnp", ["compile", "-o-", SCHEMA_PATH]);
@@ -51,5 +52,16 @@ describe("conformance schema", () => {
   it("the C++ peer builds against libcapnp-rpc", async () => {
     const bin = await buildPeer();
     expect(bin).toMatch(/peer-[0-9a-f]{16}$/);
+  });
+
+  it("building the peer without the tools fails loudly, naming the missing tool", async () => {
+    const entry = join(INTEROP_ROOT, "dist", "index.js");
+    const script = `import(${JSON.stringify(entry)}).then((m) => m.buildPeer()).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(3); });`;
+    const r = await new Promise<{ code: number | null; stderr: string }>((resolve) => {
+      execFile(process.execPath, ["-e", script], { env: { PATH: "/nonexistent" } }, (err, _out, stderr) =>
+        resolve({ code: err ? (typeof err.code === "number" ? err.code : -1) : 0, stderr }));
+    });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/required tool "capnp" is not installed/);
   });
 });

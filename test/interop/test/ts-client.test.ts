@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   CanceledError,
+  DisconnectedError,
   RpcError,
   RpcConnection,
   localCapability,
@@ -330,5 +331,46 @@ describe("TS client → C++ server (inherited socketpair fd, libmultiprocess sty
     }
     expect(await peer.exited, `C++ peer stderr: ${peer.stderr()}`).toBe(0);
     expect(rpc.stats()).toMatchObject({ questions: 0, answers: 0, exports: 0, imports: 0, embargoes: 0 });
+  });
+});
+
+describe("TS client → C++ server: disconnects", () => {
+  it("call-after-close: calls on a closed connection reject DisconnectedError at once", async () => {
+    const dir = await socketDir();
+    const server = await startCppServer(join(dir.dir, "cpp.sock"));
+    try {
+      const { rpc } = await connectUnix(server.path, "ts-client-close");
+      const calc = rpc.bootstrap();
+      expect(await add(calc, 1, 2)).toBe(3);
+      await rpc.close();
+      const err = await add(calc, 1, 2).then(() => null, (e: unknown) => e);
+      expect(err).toBeInstanceOf(DisconnectedError);
+      calc.close();
+      expect(rpc.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+    } finally {
+      expect(await server.stop()).toBe(0);
+      await dir.remove();
+    }
+  });
+
+  it("peer-exit: a pending call rejects DisconnectedError and our exports are released when the peer dies", async () => {
+    const peer = await spawnFdServer();
+    const tracker = new Tracker();
+    const rpc = new RpcConnection(streamTransport(peer.socket), { name: "ts-client-peer-exit" });
+    const calc = rpc.bootstrap();
+    const w = new WatcherServer(tracker);
+    const cap = localCapability(w);
+    const pc = sendWithCap(calc, M.hang, cap);
+    cap.close();
+    await w.started.promise;
+    peer.proc.kill("SIGKILL");
+    const err = await Promise.resolve(pc).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(DisconnectedError);
+    await rpc.closed;
+    expect(rpc.isClosed).toBe(true);
+    await tracker.liveZero(); // the watcher export was dropped with the connection
+    calc.close();
+    expect(rpc.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+    expect(await peer.exited).toBe(null); // killed by the signal
   });
 });
