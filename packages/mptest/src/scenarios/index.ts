@@ -9,10 +9,21 @@ import type { Scenario } from "../scenario.js";
 import { listenScenarios } from "./listen.js";
 import { upstreamScenarios } from "./upstream.js";
 import { workerScenarios } from "./workers.js";
+import { lifetimeScenarios } from "./lifetime.js";
+import { shutdownScenarios } from "./shutdown.js";
+import { processScenarios, spawnScenarios } from "./process.js";
 
 /** Every scenario, runnable or not, in suite order. */
 export function allScenarios(): Scenario[] {
-  return [...upstreamScenarios, ...listenScenarios, ...workerScenarios];
+  return [
+    ...upstreamScenarios,
+    ...listenScenarios,
+    ...spawnScenarios, // upstream #17
+    ...workerScenarios,
+    ...lifetimeScenarios,
+    ...shutdownScenarios,
+    ...processScenarios,
+  ];
 }
 
 export interface PendingScenario {

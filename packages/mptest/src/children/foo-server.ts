@@ -1,0 +1,16 @@
+/**
+ * Child process for the process scenarios: serves a FooImplementation on the socketpair end whose
+ * fd number is argv[2] (spawnProcess convention). callFn announces itself on stdout ("in-call")
+ * and never returns, so the parent can kill this process in the middle of a call.
+ */
+
+import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { FooImplementation } from "@multiprocess-ts/test-support";
+
+const impl = new FooImplementation();
+impl.fn = () => {
+  process.stdout.write("in-call\n");
+  return new Promise<void>(() => {});
+};
+const node = (await import("@multiprocess-ts/node")) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+await node.serveSpawned(process.argv[2], impl, FooInterfaceServer);
