@@ -35,6 +35,7 @@ export interface CleanupHandle {
 declare const CLEANUP_BRAND: unique symbol;
 
 interface CleanupNode {
+  list: CleanupList;
   fn: () => void;
   prev: CleanupNode | undefined;
   next: CleanupNode | undefined;
@@ -55,17 +56,17 @@ export class CleanupList {
   }
 
   add(fn: () => void): CleanupHandle {
-    const node: CleanupNode = { fn, prev: undefined, next: this.#head, linked: true };
+    const node: CleanupNode = { list: this, fn, prev: undefined, next: this.#head, linked: true };
     if (this.#head) this.#head.prev = node;
     this.#head = node;
     this.#size++;
     return node as unknown as CleanupHandle;
   }
 
-  /** Returns false if the entry already ran or was removed. */
+  /** Returns false if the entry already ran or was removed, or belongs to another list. */
   remove(handle: CleanupHandle): boolean {
     const node = handle as unknown as CleanupNode;
-    if (!node.linked) return false;
+    if (!node.linked || node.list !== this) return false;
     if (node.prev) node.prev.next = node.next;
     else this.#head = node.next;
     if (node.next) node.next.prev = node.prev;
@@ -177,7 +178,11 @@ export class Connection {
   addSyncCleanup(fn: () => void): CleanupHandle {
     if (this.#state === "closed") {
       this.loop.post(fn);
-      return new CleanupList().add(fn); // an already-unlinked handle is never removable; harmless
+      // A handle of a private list, already unlinked: removing it is a harmless no-op.
+      const list = new CleanupList();
+      const handle = list.add(fn);
+      list.remove(handle);
+      return handle;
     }
     return this.#syncCleanups.add(fn);
   }

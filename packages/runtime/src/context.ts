@@ -27,7 +27,9 @@ import {
  * `ctx` is the Context builder (borrowed); capabilities are copied into it.
  */
 export function fillContext(ctx: Struct, connection: Connection, thread: ThreadContext): void {
-  if (connection.state !== "open") return;
+  // A closed context (detached worker, released server Thread) gets no new entries: they would
+  // only be dropped when the connection ends.
+  if (connection.state !== "open" || thread.closed) return;
   connection.loop.sync(() => {
     let cb = thread.callbackThreads.get(connection);
     if (!cb || cb.destroyed) {

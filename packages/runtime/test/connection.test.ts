@@ -19,6 +19,13 @@ describe("CleanupList", () => {
     expect(l.popFront()).toBeUndefined();
     expect(out).toEqual(["c", "b"]);
     expect(l.size).toBe(0);
+    // A handle from another list is never removed here.
+    const other = new CleanupList();
+    const foreign = other.add(() => {});
+    const mine = l.add(() => {});
+    expect(l.remove(foreign)).toBe(false);
+    expect(other.size).toBe(1);
+    expect(l.remove(mine)).toBe(true);
   });
 });
 
@@ -102,7 +109,9 @@ describe("Connection teardown", () => {
     await c2.disconnected; // the peer sees the end and tears down on its own
     expect(c2.state).toBe("closed");
     const late: string[] = [];
-    c1.addSyncCleanup(() => late.push("late cleanup"));
+    const lateHandle = c1.addSyncCleanup(() => late.push("late cleanup"));
+    expect(c1.removeSyncCleanup(lateHandle)).toBe(false); // too late to remove: it is already queued
+    expect(c1.syncCleanupCount).toBe(0);
     c1.onDisconnect(() => late.push("late onDisconnect"));
     expect(late).toEqual([]);
     await Promise.all([serverLoop.done, clientLoop.done]);

@@ -141,6 +141,7 @@ describe("EventLoop hooks, handlers, logging", () => {
     const withOpts = new EventLoop("hooks2", { hooks: { disconnected: () => n++ } });
     withOpts.hooks.disconnected?.();
     expect(n).toBe(2);
+    for (const l of [loop, withOpts]) expect([l.numRefs, l.pendingWork]).toEqual([0, 0]);
   });
 
   it("named handlers run through the post queue; unknown names and throwing handlers reject", async () => {
@@ -180,6 +181,7 @@ describe("EventLoop hooks, handlers, logging", () => {
     expect(loop.truncate("0123456789abcdef")).toBe("0123456789... (6 more chars)");
     expect(truncate("short", 10)).toBe("short");
     expect(loop.logEnabled("trace")).toBe(false);
+    expect([loop.numRefs, loop.pendingWork]).toEqual([0, 0]);
   });
 
   it("a throwing log function never breaks the caller", () => {
@@ -189,5 +191,6 @@ describe("EventLoop hooks, handlers, logging", () => {
       },
     });
     expect(() => loop.log("error", "x")).not.toThrow();
+    expect([loop.numRefs, loop.pendingWork]).toEqual([0, 0]);
   });
 });
