@@ -22,6 +22,9 @@ export type { FrameLimits } from "./frame.js";
 // worker_threads: attach workers to a loop (post/sync, Waiter, callSync).
 export { WorkerHost, WorkerSession, workerHost, attachLoop, currentLoop, callSync, WorkerLoop, Waiter, loopHandleTransferList, isLoopHandle, isLoopThread } from "./worker/index.js";
 export type { LoopHandle, LoopHandler, WorkerHostOptions, WorkerHostHooks, LoopLike } from "./worker/index.js";
+// worker_threads: thread mapping (loop side attachWorkers, worker side workerConnection) and the RPC bridge.
+export { attachWorkers, workerConnection, LoopBridge, loopBridge, WorkerRpc, workerRpc } from "./worker/index.js";
+export type { WorkerSupport, WorkerConnection, LoopBridgeOptions } from "./worker/index.js";
 
 // Init-level entry points (upstream ConnectStream / ServeStream / SpawnProcess / ListenConnections).
 export {
