@@ -6,6 +6,26 @@ import { threadId as mainThreadId } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { createWorkerSetup } from "../dist/index.js";
 
+describe("worker requests to the EventLoop", () => {
+  it("runs post/sync on handlers registered with loop.handle, FIFO; closures are a clear error", async () => {
+    const t = await createWorkerSetup();
+    const notes: unknown[] = [];
+    const h1 = t.clientLoop.handle("note", (d) => void notes.push(d));
+    const h2 = t.clientLoop.handle("double", (d) => {
+      notes.push("double");
+      return (d as number) * 2;
+    });
+    const r = await t.start("loopHandlers").done;
+    expect(r.value.doubled).toBe(42);
+    expect(notes).toEqual([{ from: "loopHandlers", n: 1 }, "double"]);
+    expect(r.value.closure).toMatchObject({ isTypeError: true });
+    expect(r.value.closure.message).toMatch(/^WorkerLoop\.post\("note"\): cannot send a function \(at data\.callback\)/);
+    h1[Symbol.dispose]();
+    h2[Symbol.dispose]();
+    await t.dispose();
+  });
+});
+
 describe("worker thread mapping", () => {
   it("runs each worker's calls on its own server thread, made once per worker and connection", async () => {
     const t = await createWorkerSetup();

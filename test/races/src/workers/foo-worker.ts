@@ -33,6 +33,20 @@ async function finish(foo: FooClient): Promise<void> {
 }
 
 const scenarios: Record<string, () => Promise<unknown> | unknown> = {
+  /** post/sync to handlers registered on the runtime EventLoop with loop.handle(name, fn). */
+  async loopHandlers() {
+    wc.loop.post("note", { from: wc.loop.name, n: 1 });
+    const doubled = wc.loop.sync<number>("double", 21); // a barrier: "note" has run before it
+    let closure: unknown;
+    try {
+      wc.loop.post("note", { callback: () => 1 });
+    } catch (e) {
+      closure = { isTypeError: e instanceof TypeError, ...err(e) };
+    }
+    await wc.close();
+    return { doubled, closure };
+  },
+
   async threadNames() {
     const foo = await wc.get("foo", FooClient);
     const names = [await foo.threadName(), await foo.threadName(), await foo.add(1, 2)];
