@@ -83,13 +83,20 @@ describe("struct codec ↔ capnp (C++)", () => {
     );
     // Out-of-range values are refused on write.
     expect(() => F.writeScalars(new $.Message().initRoot(F.Scalars$Struct), { ...F.readScalars(s), u8: 256 })).toThrow(RangeError);
+    expect(() => F.writeScalars(new $.Message().initRoot(F.Scalars$Struct), { ...F.readScalars(s), i64: 2n ** 63n })).toThrow(RangeError);
+    expect(() => F.writeScalars(new $.Message().initRoot(F.Scalars$Struct), { ...F.readScalars(s), u64: -1n })).toThrow(RangeError);
 
     const shapeBytes = encode(schema, "Shape", '(name = "c", origin = (x = 1, y = 2), square = 4)', imports);
     const shape = F.readShape(new $.Message(shapeBytes, false).getRoot(F.Shape$Struct));
-    expect(shape).toEqual({ name: "c", origin: { x: 1, y: 2 }, circle: undefined, square: 4 });
+    expect(shape).toEqual({ name: "c", origin: { x: 1, y: 2 }, circle: undefined, square: 4, none: undefined });
     const sm = new $.Message();
     F.writeShape(sm.initRoot(F.Shape$Struct), { name: "r", origin: { x: -1, y: 0.5 }, circle: 3 });
     expect(decode(schema, "Shape", sm.toArrayBuffer(), imports)).toBe('(name = "r", origin = (x = -1, y = 0.5), circle = 3)');
+    // A Void union member is selected with `true`.
+    const vm = new $.Message();
+    F.writeShape(vm.initRoot(F.Shape$Struct), { name: "v", origin: { x: 0, y: 0 }, none: true });
+    expect(decode(schema, "Shape", vm.toArrayBuffer(), imports)).toBe('(name = "v", origin = (x = 0, y = 0), none = void)');
+    expect(F.readShape(new $.Message(encode(schema, "Shape", "(none = void)", imports), false).getRoot(F.Shape$Struct)).none).toBe(true);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -55,6 +55,8 @@ export class FileContext {
   usesNonNull = false;
   /** Uses of the local `$copyData` helper. */
   usesCopyData = false;
+  /** Uses of the local 64-bit range-check helpers. */
+  readonly uses64 = new Set<"int64" | "uint64">();
   private readonly needsIoMemo = new Map<bigint, boolean>();
   private tmp = 0;
 
@@ -261,6 +263,16 @@ export class FileContext {
     return c === undefined ? expr : `$mp.${c}(${expr})`;
   }
 
+  /**
+   * Range check before writing: `$mp.checkInt32` etc. for 8–32 bit integers, the local
+   * `$checkInt64` / `$checkUint64` helpers for bigints (capnp-ts would wrap them silently).
+   */
+  checkWrite(t: TypeInfo, expr: string): string {
+    if (t.kind === "int64") { this.uses64.add("int64"); return `$checkInt64(${expr})`; }
+    if (t.kind === "uint64") { this.uses64.add("uint64"); return `$checkUint64(${expr})`; }
+    return this.check(t, expr);
+  }
+
   /** A capnp-ts `ListCtor` expression for a list whose elements have type `el`. */
   listCtor(el: TypeInfo): string {
     const simple = LIST_CTOR[el.kind];
@@ -418,10 +430,10 @@ export class FileContext {
     const generic = slot.type.kind === "anyPointer";
     const acc = `${s}.${accessorName(f.name)}`;
     switch (t.kind) {
-      case "bool": case "float32": case "float64": case "int64": case "uint64": case "enum":
+      case "bool": case "float32": case "float64": case "enum":
         return [`${acc} = ${v};`];
-      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32":
-        return [`${acc} = ${this.check(t, v)};`];
+      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": case "int64": case "uint64":
+        return [`${acc} = ${this.checkWrite(t, v)};`];
       case "text": return [generic ? `$.Struct.setText(${slot.offset}, ${v}, ${s});` : `${acc} = ${v};`];
       case "data": return [`$.Struct.initData(${slot.offset}, ${v}.byteLength, ${s}).copyBuffer(${v});`];
       case "list": {
@@ -476,11 +488,11 @@ export class FileContext {
     const e = this.fresh("e");
     let body: string[];
     switch (el.kind) {
-      case "bool": case "float32": case "float64": case "int64": case "uint64": case "text": case "enum":
+      case "bool": case "float32": case "float64": case "text": case "enum":
         body = [`${l}.set(${j}, ${e});`];
         break;
-      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32":
-        body = [`${l}.set(${j}, ${this.check(el, e)});`];
+      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": case "int64": case "uint64":
+        body = [`${l}.set(${j}, ${this.checkWrite(el, e)});`];
         break;
       case "data": {
         const d = this.fresh("d");

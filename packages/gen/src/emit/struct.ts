@@ -177,7 +177,9 @@ export function nativeFields(ctx: FileContext, n: NodeInfo): NativeField[] {
     if (has?.slot?.type.kind === "bool" && f.discriminantValue === NO_DISCRIMINANT) companions.add(has.name);
   }
   for (const f of fields) {
-    if (companions.has(f.name) || ctx.isHidden(f)) continue;
+    // A Void union member stays visible (as `x?: true`) so the TS side can select it.
+    const unionVoid = f.discriminantValue !== NO_DISCRIMINANT && f.slot?.type.kind === "void";
+    if (companions.has(f.name) || (ctx.isHidden(f) && !unionVoid)) continue;
     const nf: NativeField = { field: f, tsName: ctx.fieldTsName(f), union: f.discriminantValue !== NO_DISCRIMINANT };
     const has = byName.get(`has${capitalize(f.name)}`);
     if (has !== undefined && companions.has(has.name)) nf.has = has;
@@ -201,7 +203,7 @@ export function emitNativeInterface(ctx: FileContext, n: NodeInfo): string {
       lines.push(`  ${nf.tsName}${nf.union ? "?" : ""}: ${ctx.nativeName(f.groupId)}${nf.union ? " | undefined" : ""};`);
       continue;
     }
-    const t = ctx.tsType(f.slot!.type, { typeParams, nullableCaps: true });
+    const t = f.slot!.type.kind === "void" ? "true" : ctx.tsType(f.slot!.type, { typeParams, nullableCaps: true });
     const opt = nf.has !== undefined || nf.union;
     lines.push(`  ${nf.tsName}${opt ? "?" : ""}: ${t}${opt ? " | undefined" : ""};`);
   }
@@ -230,6 +232,9 @@ export function emitConverters(ctx: FileContext, n: NodeInfo): string {
       const gio = ctx.structNeedsIo(f.groupId) ? ", io" : "";
       r = `${ctx.readFn(f.groupId)}(s.${accessorName(f.name)}${gio})`;
       w = [`${ctx.writeFn(f.groupId)}(${nf.union ? `s.init${capitalize(f.name)}()` : `s.${accessorName(f.name)}`}, ${v}${nf.union ? "" : ""}${gio});`];
+    } else if (f.slot!.type.kind === "void") {
+      r = "true";
+      w = [`$.Struct.setUint16(${disc}, ${f.discriminantValue}, s);`];
     } else {
       const t = ctx.resolve(f.slot!.type, env);
       r = ctx.readField("s", f, t, "io");
