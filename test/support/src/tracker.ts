@@ -38,6 +38,8 @@ export function dumpFixtures(): string {
     ] as const) {
       const st = `${c.state} ${JSON.stringify(c.rpc.stats())}`;
       lines.push(`  ${side}: rpc ${st}; loop refs ${l.numRefs}, pending work ${l.pendingWork}; transport held ${t.held}`);
+      const threads = [...c.threads].map((th) => `${th.name} (load ${th.load}${th.released ? ", released" : ""})`);
+      lines.push(`    server threads: ${threads.join("; ") || "(none)"}; sync cleanups ${c.syncCleanupCount}`);
       const tail = t.wireLog.slice(-8).map((e) => e.which + (e.variant ? `/${e.variant}` : ""));
       lines.push(`    last sent: ${tail.join(" ") || "(nothing)"}`);
     }
