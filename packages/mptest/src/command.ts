@@ -269,7 +269,7 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
   const ok = t.runs > 0 && t.failures + t.leaks + t.hangs === 0 && failures.length === 0 && res.stopped !== "interrupted";
   stdout.write(formatTable(summary) + "\n");
   stdout.write(
-    `mptest: ${ok ? "OK" : "FAILED"}: ${t.runs} runs, ${t.failures} failed, ${t.leaks} leaked, ${t.hangs} hung in ${(res.elapsedMs / 1000).toFixed(1)}s (seed ${seed}${res.stopped !== "done" ? `, stopped: ${res.stopped}` : ""})\n`,
+    `mptest: ${ok ? "OK" : res.stopped === "interrupted" && t.failures + t.leaks + t.hangs === 0 ? "INTERRUPTED" : "FAILED"}: ${t.runs} runs, ${t.failures} failed, ${t.leaks} leaked, ${t.hangs} hung in ${(res.elapsedMs / 1000).toFixed(1)}s (seed ${seed}${res.stopped !== "done" ? `, stopped: ${res.stopped}` : ""})\n`,
   );
   if (args.json !== undefined) {
     const report: JsonReport = {
