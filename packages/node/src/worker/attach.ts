@@ -95,8 +95,9 @@ const usedPorts = new WeakSet<MessagePort>();
  * meanwhile. After the loop closes the session (or `close()`), every method throws
  * DisconnectedError, and blocked calls wake up with it.
  *
- * Ordering: posts and syncs from one WorkerLoop run on the loop one at a time, in call order, so
- * `sync` returning means every earlier `post` has run (the barrier).
+ * Ordering: posts and syncs from one WorkerLoop start on the loop in call order, so `sync`
+ * returning means its handler has settled and every earlier `post` handler has started (and, if
+ * synchronous, finished): the barrier.
  */
 export class WorkerLoop {
   /** Name of the loop this worker is attached to. */
