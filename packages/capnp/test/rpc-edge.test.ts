@@ -200,6 +200,28 @@ describe("lifetimes and connection end", () => {
     expect(await late.promise).toBeUndefined();
   });
 
+  it("localCapability twice for one Server shares one lifetime: one export, one onRelease", async () => {
+    const p = makePair();
+    const cbs = new CallbackServer();
+    const c1 = localCapability(cbs);
+    const c2 = localCapability(cbs);
+    await callA(p.boot, M.register, (b) => writeCap(b, 0, c1));
+    expect(p.client.stats().exports).toBe(1);
+    const resp = await call(p.boot, M.identity, (b) => writeCap(b, 0, c2));
+    const back = readCap(resp.results(Box), 0)!;
+    resp.close();
+    expect(back.localServer()).toBe(cbs);
+    expect(p.client.stats().exports).toBe(1); // same export id both times
+    c1.close();
+    back.close();
+    await callA(p.boot, M.register);
+    await drain();
+    expect(cbs.released).toBe(0); // c2 still open
+    c2.close();
+    expect(cbs.released).toBe(1);
+    await p.done();
+  });
+
   it("null and broken capabilities", async () => {
     const n = nullCapability();
     expect(n.isNull).toBe(true);

@@ -295,6 +295,7 @@ export class LocalHook extends Hook {
   protected destroy(): void {
     if (this.released) return;
     this.released = true;
+    if (liveLocalHooks.get(this.server) === this) liveLocalHooks.delete(this.server);
     const f = this.server.onRelease;
     if (f === undefined) return;
     try {
@@ -886,8 +887,20 @@ export function hookOf(cap: Capability): Hook {
   throw new TypeError("not a Capability of this engine");
 }
 
+/** The live hook of each Server, so that every handle to one Server shares one reference count. */
+const liveLocalHooks = new WeakMap<Server, LocalHook>();
+
+/**
+ * A capability for `server`. Handles made by repeated calls for the same Server object (while
+ * any reference to it is alive) share one reference count, so `onRelease` runs once, after the
+ * last of them is gone. After that, a new call starts a new lifetime.
+ */
 export function localCapability(server: Server): Capability {
-  return new CapHandle(new LocalHook(server));
+  const h = liveLocalHooks.get(server);
+  if (h !== undefined && h.refs > 0) return new CapHandle(h.addRef());
+  const n = new LocalHook(server);
+  liveLocalHooks.set(server, n);
+  return new CapHandle(n);
 }
 
 export function nullCapability(): Capability {
