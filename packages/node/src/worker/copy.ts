@@ -195,24 +195,27 @@ export function packStruct(s: capnp.Pointer, onCap: (srcIndex: number) => void):
 /**
  * Copies the struct held in `buf` (from {@link packStruct}) over `dst`, a struct in a message the
  * engine owns (request params, call results). Capability `k` of the packed message becomes
- * `caps[k]`, appended to dst's table (which takes over the references in `caps`; a null entry
- * becomes a null pointer).
+ * `caps[k]`, appended to dst's table. Takes ownership of `caps` (also when it throws); a null
+ * entry becomes a null pointer.
  */
 export function unpackStructInto(buf: ArrayBuffer, dst: capnp.Struct, caps: readonly (Capability | null)[]): void {
-  const msg = new capnp.Message(buf, false, false);
-  const root = msg.getRoot(Holder);
-  const dstMsg = dst.segment.message;
-  const mapped = new Map<number, number | null>();
-  copyPointer(capnp.Struct.getPointer(0, root), dst, (k) => {
-    if (mapped.has(k)) return mapped.get(k)!;
-    const cap = caps[k];
-    if (cap === undefined) throw new RangeError(`capability index ${k} has no descriptor`);
-    const id = cap === null ? null : capIntoTable(dstMsg, cap);
-    mapped.set(k, id);
-    return id;
-  });
-  // capIntoTable took its own references; ours go now. Unused entries are released too.
-  for (const c of caps) c?.close();
+  try {
+    const msg = new capnp.Message(buf, false, false);
+    const root = msg.getRoot(Holder);
+    const dstMsg = dst.segment.message;
+    const mapped = new Map<number, number | null>();
+    copyPointer(capnp.Struct.getPointer(0, root), dst, (k) => {
+      if (mapped.has(k)) return mapped.get(k)!;
+      const cap = caps[k];
+      if (cap === undefined) throw new RangeError(`capability index ${k} has no descriptor`);
+      const id = cap === null ? null : capIntoTable(dstMsg, cap);
+      mapped.set(k, id);
+      return id;
+    });
+  } finally {
+    // capIntoTable took its own references; ours go now (unused ones too, and on failure).
+    for (const c of caps) c?.close();
+  }
 }
 
 /** Erases pointer field `index` of the struct `s` points at (no-op when null or absent). */

@@ -1,0 +1,120 @@
+// The bridge's struct copy (worker/copy.ts): a struct with data, text, nested structs, lists of
+// every shape and capabilities (in pointer fields, pointer lists and composite-list elements)
+// survives pack → unpack into an engine-owned struct, with its capabilities renumbered into the
+// destination's cap table and each reference accounted for.
+import { describe, expect, it } from "vitest";
+import * as capnp from "capnp-ts";
+import { localCapability, readCap, writeCap, type Capability, type Server } from "@multiprocess-ts/capnp";
+import { capFromTable, packStruct, unpackStructInto } from "../dist/worker/copy.js";
+
+class Item extends capnp.Struct {
+  static override readonly _capnp = { displayName: "Item", id: "1", size: new capnp.ObjectSize(8, 2) };
+}
+class Root extends capnp.Struct {
+  static override readonly _capnp = { displayName: "Root", id: "2", size: new capnp.ObjectSize(16, 6) };
+}
+
+function named(name: string): { server: Server & { released: number }; cap: Capability } {
+  const server = { name, released: 0, dispatch() {}, onRelease() { this.released++; } };
+  return { server, cap: localCapability(server) };
+}
+
+describe("struct copy across threads", () => {
+  it("copies data, text, nested structs, lists and capabilities, renumbering the cap table", () => {
+    const a = named("a");
+    const b = named("b");
+    const src = new capnp.Message();
+    const root = src.initRoot(Root);
+    capnp.Struct.setInt32(0, -7, root);
+    capnp.Struct.setFloat64(8, 2.5, root);
+    capnp.Struct.setText(0, "héllo", root);
+    writeCap(root, 1, a.cap);
+    const nested = capnp.Struct.initStructAt(2, Item, root);
+    capnp.Struct.setUint32(0, 99, nested);
+    writeCap(nested, 0, b.cap);
+    capnp.Struct.setText(1, "inner", nested);
+    const items = capnp.Struct.initList(3, capnp.CompositeList(Item), 3, root);
+    capnp.Struct.setUint32(0, 10, items.get(0));
+    capnp.Struct.setUint32(0, 11, items.get(1));
+    writeCap(items.get(1), 1, a.cap); // the same cap again, inside a composite list
+    capnp.Struct.setText(0, "third", items.get(2));
+    const ints = capnp.Struct.initList(4, capnp.Int32List, 3, root);
+    ints.set(0, 1);
+    ints.set(1, -2);
+    ints.set(2, 3);
+    const bools = capnp.Struct.initList(5, capnp.BoolList, 10, root);
+    bools.set(9, true);
+
+    // Pack: each distinct source table index is reported once, in order of appearance.
+    const seen: number[] = [];
+    const buf = packStruct(root, (i) => seen.push(i));
+    expect(seen).toHaveLength(3); // a (ptr 1), b (nested), a again at a different table index
+
+    // Unpack into an engine-style destination whose table already has an entry.
+    const dstMsg = new capnp.Message();
+    const other = named("other");
+    const dst = dstMsg.initRoot(Root);
+    writeCap(dst, 0, other.cap); // table entry 0 in dst, overwritten below
+    const caps = seen.map((i) => capFromTable(src, i));
+    unpackStructInto(buf, dst, caps);
+
+    expect(capnp.Struct.getInt32(0, dst)).toBe(-7);
+    expect(capnp.Struct.getFloat64(8, dst)).toBe(2.5);
+    expect(capnp.Struct.getText(0, dst)).toBe("héllo");
+    const ca = readCap(dst, 1)!;
+    expect(ca.localServer()).toBe(a.server);
+    const dn = capnp.Struct.getStruct(2, Item, dst);
+    expect(capnp.Struct.getUint32(0, dn)).toBe(99);
+    expect(capnp.Struct.getText(1, dn)).toBe("inner");
+    const cb = readCap(dn, 0)!;
+    expect(cb.localServer()).toBe(b.server);
+    const dItems = capnp.Struct.getList(3, capnp.CompositeList(Item), dst);
+    expect(dItems.getLength()).toBe(3);
+    expect(capnp.Struct.getUint32(0, dItems.get(0))).toBe(10);
+    expect(capnp.Struct.getUint32(0, dItems.get(1))).toBe(11);
+    expect(readCap(dItems.get(0), 1)).toBeNull();
+    const ca2 = readCap(dItems.get(1), 1)!;
+    expect(ca2.localServer()).toBe(a.server);
+    expect(capnp.Struct.getText(0, dItems.get(2))).toBe("third");
+    expect([...capnp.Struct.getList(4, capnp.Int32List, dst).toArray()]).toEqual([1, -2, 3]);
+    const dBools = capnp.Struct.getList(5, capnp.BoolList, dst);
+    expect(dBools.getLength()).toBe(10);
+    expect(dBools.get(9)).toBe(true);
+    expect(dBools.get(8)).toBe(false);
+
+    // References: dropping every handle and both messages' tables releases each server once.
+    for (const c of [ca, cb, ca2, a.cap, b.cap, other.cap]) c.close();
+    for (const m of [src, dstMsg]) {
+      const table = (m as unknown as { _capnp: { capTable?: { release(): void }[] } })._capnp.capTable ?? [];
+      for (const h of table) h?.release();
+    }
+    expect([a.server.released, b.server.released, other.server.released]).toEqual([1, 1, 1]);
+  });
+
+  it("copies a null struct as null and takes ownership of the caps even when it fails", () => {
+    const src = new capnp.Message();
+    const root = src.initRoot(Root);
+    const buf = packStruct(capnp.Struct.getPointer(2, root), () => {
+      throw new Error("no caps expected");
+    });
+    const dst = new capnp.Message().initRoot(Item);
+    unpackStructInto(buf, dst, []);
+    expect(capnp.Pointer.isNull(dst)).toBe(true);
+
+    const x = named("x");
+    const withCap = new capnp.Message().initRoot(Root);
+    writeCap(withCap, 1, x.cap);
+    const packed = packStruct(withCap, () => {});
+    const dst2 = new capnp.Message().initRoot(Root);
+    // One descriptor short: unpack throws, and still closes what it was given.
+    const given = x.cap.dup();
+    expect(() => unpackStructInto(packed, dst2, [])).toThrow(/has no descriptor/);
+    // An extra, unused descriptor is closed too.
+    unpackStructInto(packStruct(new capnp.Message().initRoot(Item), () => {}), new capnp.Message().initRoot(Item), [given]);
+    expect(given.closed).toBe(true);
+    x.cap.close();
+    const table = (withCap.segment.message as unknown as { _capnp: { capTable?: { release(): void }[] } })._capnp.capTable ?? [];
+    for (const h of table) h?.release();
+    expect(x.server.released).toBe(1);
+  });
+});
