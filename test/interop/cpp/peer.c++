@@ -751,7 +751,20 @@ public:
         }
       }
     });
+
+    // Last: leave a call pending while the connection goes away (the process exits after this).
+    // The callee must abort it (IncomingCall.signal) and release everything on its side.
+    run("hang-at-exit", [&]() {
+      auto started = kj::newPromiseAndFulfiller<void>();
+      auto canceled = kj::newPromiseAndFulfiller<void>();
+      auto req = calc.hangRequest();
+      req.setWatcher(kj::heap<WatcherImpl>(kj::mv(started.fulfiller), kj::mv(canceled.fulfiller)));
+      leftPending = req.send();
+      wait(kj::mv(started.promise), "hang() to start");
+    });
   }
+
+  kj::Maybe<capnp::RemotePromise<Calc::HangResults>> leftPending;
 
 private:
   ClientConn& client;

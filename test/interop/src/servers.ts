@@ -64,17 +64,35 @@ export class Tracker {
   live = 0;
   held = 0;
   calcs = 0;
+  /** hang() calls started, and those whose signal aborted (cancel or connection end). */
+  hangsStarted = 0;
+  hangsAborted = 0;
   private zero: Deferred<void> | null = null;
+  private idle: Deferred<void> | null = null;
 
   dec(): void {
     this.live--;
+    this.changed();
+  }
+  unhold(): void {
+    this.held--;
+    this.changed();
+  }
+  private changed(): void {
     if (this.live === 0 && this.zero !== null) { this.zero.resolve(); this.zero = null; }
+    if (this.live === 0 && this.held === 0 && this.idle !== null) { this.idle.resolve(); this.idle = null; }
   }
   /** Resolves when `live` is 0 (at once if it is). */
   liveZero(): Promise<void> {
     if (this.live === 0) return Promise.resolve();
     this.zero ??= deferred<void>();
     return this.zero.promise;
+  }
+  /** Resolves when `live` and `held` are both 0 (at once if they are). */
+  whenIdle(): Promise<void> {
+    if (this.live === 0 && this.held === 0) return Promise.resolve();
+    this.idle ??= deferred<void>();
+    return this.idle.promise;
   }
 }
 
@@ -279,23 +297,23 @@ export class CalcServer implements Server {
       case CalcMethod.hang: {
         const watcher = capParam(c, OneCap, 0, "hang");
         this.tracker.held++;
+        this.tracker.hangsStarted++;
         try {
           await notify(watcher, 1, "started");
           await new Promise<never>((_, reject) => {
-            const onAbort = () => {
-              // Tell the caller we saw the cancellation, then give up the watcher.
-              notify(watcher, 2, "canceled").catch(() => {}).finally(() => {
-                watcher.close();
-                this.tracker.held--;
-              });
-              reject(c.signal.reason);
-            };
-            if (c.signal.aborted) onAbort();
-            else c.signal.addEventListener("abort", onAbort, { once: true });
+            if (c.signal.aborted) reject(c.signal.reason);
+            else c.signal.addEventListener("abort", () => reject(c.signal.reason), { once: true });
           });
-        } catch (e) {
-          if (!c.signal.aborted) { watcher.close(); this.tracker.held--; }
-          throw e;
+        } finally {
+          const drop = () => { watcher.close(); this.tracker.unhold(); };
+          if (c.signal.aborted) {
+            // Canceled by the caller (Finish) or the connection ended: tell the caller we saw it
+            // (fails quietly if the connection is gone), then give up the watcher.
+            this.tracker.hangsAborted++;
+            notify(watcher, 2, "canceled").catch(() => {}).finally(drop);
+          } else {
+            drop();
+          }
         }
         return;
       }
@@ -320,7 +338,7 @@ export class CalcServer implements Server {
     if (this.registered !== null) {
       this.registered.close();
       this.registered = null;
-      this.tracker.held--;
+      this.tracker.unhold();
     }
   }
 

@@ -11,7 +11,7 @@ const CHECKS = [
   "bootstrap", "scalars", "text-data", "big-data", "callback-during-call", "cap-result", "cap-param-own",
   "pipelined-result", "register-fire", "promise-resolve", "identity-await", "identity-pipelined", "tail-call",
   "exception-failed", "exception-overloaded", "exception-disconnected", "exception-unimplemented",
-  "unknown-method", "cancel", "order-1000", "release",
+  "unknown-method", "cancel", "order-1000", "release", "hang-at-exit",
 ];
 
 describe("C++ client → TS server (Unix socket)", () => {
@@ -53,8 +53,11 @@ describe("C++ client → TS server (Unix socket)", () => {
     const err = await served.closed;
     expect(err?.message ?? "").toBe("");
     expect(served.rpc.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+    await ts.tracker.whenIdle(); // every Counter released, every kept Callback dropped
     expect(ts.tracker.live).toBe(0);
     expect(ts.tracker.held).toBe(0);
+    // Both hang() calls (the canceled one and the one left pending at exit) saw their signal abort.
+    expect({ started: ts.tracker.hangsStarted, aborted: ts.tracker.hangsAborted }).toEqual({ started: 2, aborted: 2 });
     // The bootstrap Calc is released once the connection ended (we drop our reference then).
     await served.calc.whenReleased.promise;
     expect(ts.tracker.calcs).toBe(0);
