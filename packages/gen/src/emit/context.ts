@@ -197,12 +197,6 @@ export class FileContext {
     }
   }
 
-  isGenericStruct(id: bigint): boolean {
-    const n = this.node(id);
-    if (n.isGeneric) return true;
-    return false;
-  }
-
   /** `List(S)` where S has exactly the fields `first` and `second` → `[keyType, valueType]`. */
   mapEntry(t: TypeInfo): [TypeInfo, TypeInfo] | undefined {
     if (this.options.mapsAsArrays === true || t.kind !== "list" || t.element.kind !== "struct") return undefined;

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { MpgenError } from "../annotations.js";
 import { accessorName, capitalize, jsdoc, str } from "../names.js";
 import type { FieldInfo, NodeInfo, TypeInfo, ValueInfo } from "../schema.js";
 import { EMPTY_ENV, type Env, type FileContext } from "./context.js";
@@ -231,7 +230,7 @@ export function emitConverters(ctx: FileContext, n: NodeInfo): string {
     if (f.groupId !== undefined) {
       const gio = ctx.structNeedsIo(f.groupId) ? ", io" : "";
       r = `${ctx.readFn(f.groupId)}(s.${accessorName(f.name)}${gio})`;
-      w = [`${ctx.writeFn(f.groupId)}(${nf.union ? `s.init${capitalize(f.name)}()` : `s.${accessorName(f.name)}`}, ${v}${nf.union ? "" : ""}${gio});`];
+      w = [`${ctx.writeFn(f.groupId)}(${nf.union ? `s.init${capitalize(f.name)}()` : `s.${accessorName(f.name)}`}, ${v}${gio});`];
     } else if (f.slot!.type.kind === "void") {
       r = "true";
       w = [`$.Struct.setUint16(${disc}, ${f.discriminantValue}, s);`];
@@ -258,6 +257,5 @@ export function emitConverters(ctx: FileContext, n: NodeInfo): string {
   const readBody = reads.length > 0 ? `  return {\n${reads.map((x) => `    ${x}`).join("\n")}\n  };` : "  return {};";
   const readFn = `/** Reads a {@link ${name}} out of its capnp-ts struct. */\nexport function read${name}(${sName}: ${cls}${ioParam}): ${name} {\n${readBody}\n}\n`;
   const writeFn = `/** Writes a {@link ${name}} into an initialised capnp-ts struct. */\nexport function write${name}(${reads.length > 0 ? "s" : "_s"}: ${cls}, ${vName}: ${name}${ioParam}): void {\n${writes.map((x) => `  ${x}`).join("\n")}\n}\n`;
-  if (writes.length === 0 && reads.length > 0) throw new MpgenError("mpgen: internal error (converter)");
   return `${readFn}\n${writeFn}`;
 }
