@@ -49,7 +49,7 @@ export class WorkerRpc {
   private readonly questions = new Map<number, Deferred<Payload>>();
   /** Calls the loop made into this worker, running here. */
   private readonly answers = new Map<number, PendingCall>();
-  private readonly gets = new Map<number, Deferred<CapDesc>>();
+  private readonly gets = new Map<number, (r: { desc?: CapDesc; error?: unknown }) => void>();
   private nextQ = 1;
   private imports = 0;
   private readonly contextIndexes = new Map<string, number>();
@@ -80,19 +80,32 @@ export class WorkerRpc {
    * when the loop answered; rejects if nothing is shared under that name.
    */
   get(name: string): Promise<Capability> {
-    return this.getDesc(name).then((d) => this.importDesc(d) ?? Promise.reject(new RpcError("failed", `"${name}" is a null capability`)));
+    const d = deferred<Capability>();
+    this.requestGet(name, (r) => {
+      if (r.error !== undefined) d.reject(r.error);
+      else {
+        try {
+          const cap = this.importDesc(r.desc ?? null);
+          if (cap === null) d.reject(new RpcError("failed", `"${name}" is a null capability`));
+          else d.resolve(cap);
+        } catch (e) {
+          d.reject(e);
+        }
+      }
+    });
+    return d.promise;
   }
 
-  /** {@link get}, blocking the worker until the loop answered (never on a loop thread). */
+  /**
+   * {@link get}, blocking the worker until the loop answered (never on a loop thread). The answer
+   * is taken straight from the port, so this works inside a promise job too.
+   */
   getSync(name: string): Capability {
-    let result: { d?: CapDesc; e?: unknown } | undefined;
-    this.getDesc(name).then(
-      (d) => (result = { d }),
-      (e: unknown) => (result = { e }),
-    );
-    this.loop.waiter.wait(() => result !== undefined, { what: `getSync("${name}")`, promiseJobs: true });
-    if (result!.e !== undefined) throw result!.e;
-    const cap = this.importDesc(result!.d!);
+    let result: { desc?: CapDesc; error?: unknown } | undefined;
+    this.requestGet(name, (r) => (result = r));
+    this.loop.waiter.wait(() => result !== undefined, { what: `getSync("${name}")` });
+    if (result!.error !== undefined) throw result!.error;
+    const cap = this.importDesc(result!.desc ?? null);
     if (cap === null) throw new RpcError("failed", `"${name}" is a null capability`);
     return cap;
   }
@@ -102,18 +115,20 @@ export class WorkerRpc {
     return { imports: this.imports, exports: this.exports.size, questions: this.questions.size, answers: this.answers.size };
   }
 
-  private getDesc(name: string): Promise<CapDesc> {
-    if (this.closeError !== undefined) return Promise.reject(this.gone());
+  // `done` runs synchronously when the answer is read from the port (or at close).
+  private requestGet(name: string, done: (r: { desc?: CapDesc; error?: unknown }) => void): void {
+    if (this.closeError !== undefined) {
+      done({ error: this.gone() });
+      return;
+    }
     const q = this.nextQ++;
-    const d = deferred<CapDesc>();
-    this.gets.set(q, d);
     const keep = this.loop.keepAlive();
-    const p = d.promise.finally(() => {
+    this.gets.set(q, (r) => {
       this.gets.delete(q);
       keep[Symbol.dispose]();
+      done(r);
     });
     this.send({ op: "get", q, name });
-    return p;
   }
 
   /** @internal */
@@ -214,10 +229,10 @@ export class WorkerRpc {
   private onMessage(m: RpcMsg): void {
     switch (m.op) {
       case "got": {
-        const d = this.gets.get(m.q);
-        if (d === undefined) return;
-        if (m.error !== undefined) d.reject(decodeError(m.error));
-        else d.resolve(m.cap ?? null);
+        const done = this.gets.get(m.q);
+        if (done === undefined) return;
+        if (m.error !== undefined) done({ error: decodeError(m.error) });
+        else done({ desc: m.cap ?? null });
         return;
       }
       case "return": {
@@ -298,7 +313,7 @@ export class WorkerRpc {
     const gone = this.gone();
     for (const d of this.questions.values()) d.reject(gone);
     this.questions.clear();
-    for (const d of this.gets.values()) d.reject(gone);
+    for (const done of [...this.gets.values()]) done({ error: gone });
     this.gets.clear();
     for (const p of [...this.answers.values()]) p.cancel();
     this.answers.clear();
