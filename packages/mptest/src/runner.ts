@@ -144,39 +144,71 @@ export async function runIteration(
   return result;
 }
 
-/** Runs the scenarios round-robin until the repeat count, the duration or the first failure. */
+/**
+ * Runs the scenarios until the repeat count, the duration or the first failure.
+ *
+ * With `repeat`, scenarios go round-robin, N iterations each. With a duration (or an unbounded
+ * --until-fail) the next iteration goes to the scenario that has used the least time so far, so
+ * every scenario gets about the same share of the budget: fast scenarios run many more iterations
+ * than slow ones (a spawn or a worker costs ~100x a memory-pair call).
+ * Under `shard` {index k, count J}, this process runs iterations k, k+J, k+2J... of each scenario.
+ */
 export async function runScenarios(opts: RunOptions): Promise<RunResult> {
   const t0 = Date.now();
   const results: IterationResult[] = [];
   const shard = opts.shard ?? { index: 0, count: 1 };
-  const bounded = opts.repeat !== undefined || opts.durationMs !== undefined;
-  const repeat = opts.repeat ?? (bounded || opts.untilFail ? Infinity : 1);
+  const timed = opts.repeat === undefined && (opts.durationMs !== undefined || opts.untilFail === true);
+  const repeat = opts.repeat ?? (timed ? Infinity : 1);
   const deadline = opts.durationMs === undefined ? Infinity : t0 + opts.durationMs;
+  const n = opts.scenarios.length;
+  const done = new Array<number>(n).fill(0); // iterations run per scenario (by this shard)
+  const spent = new Array<number>(n).fill(0); // ms spent per scenario
   let stopped: RunResult["stopped"] = "done";
+  let rr = 0;
 
-  outer: for (let i = 0; i < repeat; i++) {
-    if (i % shard.count !== shard.index) continue;
-    for (const scenario of opts.scenarios) {
-      if (Date.now() >= deadline) break outer;
-      if (opts.shouldStop?.()) {
-        stopped = "interrupted";
-        break outer;
-      }
-      const seed = iterationSeed(opts.seed, i);
-      opts.onStart?.(scenario.name, i, seed);
-      const r = await runIteration(scenario, i, seed, opts);
-      results.push(r);
-      opts.onResult?.(r);
-      if (r.status === "hang") {
-        stopped = "hang";
-        break outer;
-      }
-      if (r.status !== "pass" && opts.untilFail) {
-        stopped = "failure";
-        break outer;
+  const next = (): number | undefined => {
+    if (n === 0) return undefined;
+    if (timed) {
+      let best = 0;
+      for (let i = 1; i < n; i++) if (spent[i]! < spent[best]!) best = i;
+      return best;
+    }
+    // Round-robin over the scenarios that still have iterations for this shard.
+    for (let k = 0; k < n; k++) {
+      const i = (rr + k) % n;
+      if (shard.index + shard.count * done[i]! < repeat) {
+        rr = i + 1;
+        return i;
       }
     }
-    if (opts.scenarios.length === 0) break;
+    return undefined;
+  };
+
+  for (;;) {
+    if (Date.now() >= deadline) break;
+    if (opts.shouldStop?.()) {
+      stopped = "interrupted";
+      break;
+    }
+    const i = next();
+    if (i === undefined) break;
+    const scenario = opts.scenarios[i]!;
+    const iteration = shard.index + shard.count * done[i]!;
+    done[i]!++;
+    const seed = iterationSeed(opts.seed, iteration);
+    opts.onStart?.(scenario.name, iteration, seed);
+    const r = await runIteration(scenario, iteration, seed, opts);
+    spent[i]! += r.durationMs;
+    results.push(r);
+    opts.onResult?.(r);
+    if (r.status === "hang") {
+      stopped = "hang";
+      break;
+    }
+    if (r.status !== "pass" && opts.untilFail) {
+      stopped = "failure";
+      break;
+    }
   }
   return { results, stopped, elapsedMs: Date.now() - t0 };
 }

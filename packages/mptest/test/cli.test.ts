@@ -13,6 +13,7 @@ import {
   parseDuration,
   percentile,
   runCli,
+  runScenarios,
   UsageError,
   type JsonReport,
   type Scenario,
@@ -80,6 +81,27 @@ describe("helpers", () => {
     expect(percentile(d, 50)).toBe(50);
     expect(percentile(d, 99)).toBe(99);
     expect(percentile([], 50)).toBe(0);
+  });
+});
+
+describe("runScenarios", () => {
+  it("with --repeat runs round-robin, and a shard runs its share of the iteration indexes", async () => {
+    const a: Scenario = { name: "a", run: async () => {} };
+    const b: Scenario = { name: "b", run: async () => {} };
+    const all = await runScenarios({ scenarios: [a, b], seed: 1, repeat: 3 });
+    expect(all.results.map((r) => `${r.scenario}${r.iteration}`)).toEqual(["a0", "b0", "a1", "b1", "a2", "b2"]);
+    const shard = await runScenarios({ scenarios: [a, b], seed: 1, repeat: 5, shard: { index: 1, count: 2 } });
+    expect(shard.results.map((r) => `${r.scenario}${r.iteration}`)).toEqual(["a1", "b1", "a3", "b3"]);
+    expect(shard.results.map((r) => r.seed)).toEqual([1, 1, 3, 3].map((i) => iterationSeed(1, i)));
+  });
+  it("with a duration gives each scenario about the same time, so fast ones run more often", async () => {
+    const slow: Scenario = { name: "slow", run: () => new Promise((r) => setTimeout(r, 20)) };
+    const fast: Scenario = { name: "fast", run: async () => {} };
+    const res = await runScenarios({ scenarios: [slow, fast], seed: 1, durationMs: 300, settleMs: 50 });
+    const count = (n: string) => res.results.filter((r) => r.scenario === n).length;
+    expect(count("slow")).toBeGreaterThan(0);
+    expect(count("fast")).toBeGreaterThan(count("slow") * 3);
+    expect(res.results.every((r) => r.status === "pass")).toBe(true);
   });
 });
 
