@@ -21,6 +21,7 @@ import {
 
 const CLI = fileURLToPath(new URL("../dist/cli.js", import.meta.url));
 const FAKE = fileURLToPath(new URL("./fixtures/fake-scenarios.mjs", import.meta.url));
+const FIXTURE_HANG = fileURLToPath(new URL("./fixtures/fixture-hang.mjs", import.meta.url));
 
 function buffer(): { write(s: string): boolean; text: () => string } {
   let t = "";
@@ -193,6 +194,19 @@ describe("the mptest binary", () => {
     expect(h.stderr).toContain("HANG fake/hang");
     expect(h.stderr).toContain("state at timeout:");
     expect(h.stderr).toContain("fake probe: 0 leaked timers");
+  });
+  it("a hang inside a TestSetup call dumps the pending questions, answers and threads", () => {
+    const r = spawnSync(process.execPath, [CLI, "--filter", "^fake/fixture-hang$", "--repeat", "1", "--timeout", "500"], {
+      env: { ...process.env, MPTEST_SCENARIO_MODULE: FIXTURE_HANG },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("HANG fake/fixture-hang");
+    expect(r.stderr).toMatch(/server: rpc open \{"questions":0,"answers":1,/);
+    expect(r.stderr).toMatch(/client: rpc open \{"questions":1,/);
+    expect(r.stderr).toMatch(/server threads: \S+ \(from [^)]+\) \(load 1\)/);
+    expect(r.stderr).toContain("server impl calls: callFnAsync");
   });
   it("a failure inside a --jobs child fails the run and names its seed", () => {
     const r = run(["--filter", "^fake/(pass|fail)$", "--repeat", "4", "--jobs", "2", "--seed", "21"]);
