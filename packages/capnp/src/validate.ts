@@ -80,6 +80,21 @@ export function validateMessage(segments: readonly Uint8Array[], limits?: Partia
     throw new LimitError(`message is ${bytes} bytes, more than the limit maxMessageBytes = ${lim.maxMessageBytes}`);
   }
   if (words[0]! < 1) throw new ProtocolError("message has no root pointer (first segment is empty)");
+  {
+    // The root must be a struct (or null), possibly behind a far pointer: readers (C++
+    // getRoot<T>, capnp-ts getRoot) take it as a struct; capnp-ts crashes on anything else.
+    const lo = views[0]!.getUint32(0, true);
+    const hi = views[0]!.getUint32(4, true);
+    let kind = lo & 3;
+    if (kind === 2 && hi < nseg && (lo >>> 3) + ((lo & 4) !== 0 ? 2 : 1) <= words[hi]!) {
+      const pv = views[hi]!;
+      const pad = lo >>> 3;
+      kind = (lo & 4) !== 0 ? pv.getUint32(pad * 8 + 8, true) & 3 : pv.getUint32(pad * 8, true) & 3;
+    }
+    if (kind === 1 || kind === 3) {
+      throw new ProtocolError("message root is not a struct pointer");
+    }
+  }
 
   let budget = lim.traversalLimitWords;
   const overBudget = (): never => {
