@@ -605,15 +605,13 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       const bufs: ArrayBuffer[] = new Array(segments.length);
       for (let i = 0; i < segments.length; i++) {
         const s = segments[i]!;
-        // capnp-ts segments start at offset 0 of their buffer; a view at offset 0 can be used as
-        // is (bytes past byteLength are never read: validateMessage bounded every pointer).
-        bufs[i] = s.byteOffset === 0 && s.buffer instanceof ArrayBuffer && (s.buffer.byteLength & 7) === 0
+        // capnp-ts segments must be a whole ArrayBuffer. A view into a larger buffer is copied:
+        // the rest of that buffer may belong to the transport (decoder buffers get reused).
+        bufs[i] = s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && s.buffer instanceof ArrayBuffer
           ? s.buffer
           : (s.slice().buffer as ArrayBuffer);
       }
       const m = messageFromBuffers(bufs);
-      const segs = m._capnp.segments;
-      for (let i = 0; i < segs.length; i++) segs[i]!.byteLength = segments[i]!.byteLength;
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
       const root = new rpc.Message(m.getSegment(0), 0, this.limits.nestingLimit);
       this.handle(root, m);
