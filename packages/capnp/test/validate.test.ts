@@ -16,6 +16,14 @@ function framed(name: string): Uint8Array[] {
   return msgs[0]!;
 }
 
+/** Put segment 0's first word behind a root struct with one pointer (offsets stay valid). */
+function wrap(segs: Uint8Array[]): Uint8Array[] {
+  const s0 = new Uint8Array(segs[0]!.byteLength + 8);
+  s0.set(seg(structPtr(0, 0, 1)));
+  s0.set(segs[0]!, 8);
+  return [s0, ...segs.slice(1)];
+}
+
 function errorOf(f: () => unknown): Error {
   try {
     f();
@@ -92,10 +100,10 @@ describe("validateMessage accepts valid messages", () => {
     // single far with landing pad in segment 1 pointing at a text list behind it
     const t0 = seg(farPtr(false, 0, 1));
     const t1 = seg(listPtr(0, 2, 5), data(0x6c6c6568, 0x6f));
-    expect(validateMessage([t0, t1])).toBe(1);
+    expect(validateMessage(wrap([t0, t1]))).toBe(1 + 1);
     // composite list of 2 structs (1 data word, 1 pointer each), second pointing to a bit list
     const c = seg(listPtr(0, 7, 4), structPtr(2, 1, 1), data(1), NULL, data(2), listPtr(0, 1, 64), data(-1, -1));
-    expect(validateMessage([c])).toBe(5 + 1);
+    expect(validateMessage(wrap([c]))).toBe(1 + 5 + 1);
   });
 });
 
@@ -126,18 +134,18 @@ describe("validateMessage limits", () => {
     const words = [listPtr(0, 6, n)];
     for (let i = 0; i < n; i++) words.push(structPtr(n - 1 - i, 3000, 0));
     for (let i = 0; i < 3000; i++) words.push(data(i));
-    const segs = [segOf(words)];
-    expect(validateMessage(segs, { traversalLimitWords: n + n * 3000 })).toBe(n + n * 3000);
+    const segs = wrap([segOf(words)]);
+    expect(validateMessage(segs, { traversalLimitWords: 1 + n + n * 3000 })).toBe(1 + n + n * 3000);
     limitError(segs, {}, /traversalLimitWords = 8388608/);
   });
 
   it("traversalLimitWords: lists of void and of zero-sized structs count one word per element", () => {
-    const voids = [seg(listPtr(0, 0, (1 << 29) - 1))];
+    const voids = wrap([seg(listPtr(0, 0, (1 << 29) - 1))]);
     limitError(voids, {}, /traversalLimitWords/);
-    expect(validateMessage([seg(listPtr(0, 0, 100))])).toBe(100);
+    expect(validateMessage(wrap([seg(listPtr(0, 0, 100))]))).toBe(1 + 100);
     // composite list of 2^28 zero-sized structs in 0 words
     const tag: [number, number] = [((1 << 28) << 2) >>> 0, 0];
-    limitError([seg(listPtr(0, 7, 0), tag)], {}, /traversalLimitWords/);
+    limitError(wrap([seg(listPtr(0, 7, 0), tag)]), {}, /traversalLimitWords/);
   });
 
   it("nestingLimit: a chain of structs", () => {
@@ -171,30 +179,37 @@ describe("validateMessage rejects malformed messages with ProtocolError", () => 
     protocolError([new Uint8Array(12)], /not a whole number of words/);
   });
   it("struct and list out of bounds", () => {
-    protocolError([seg(structPtr(0, 2, 0), data(1))], /struct pointer out of bounds/);
-    protocolError([seg(structPtr(-5, 0, 0))], /struct pointer out of bounds/);
-    protocolError([seg(listPtr(0, 4, 3), data(1))], /list pointer out of bounds/);
-    protocolError([seg(listPtr(0, 1, 65), data(1))], /list pointer out of bounds/);
-    protocolError([seg(listPtr(3, 6, 1))], /list pointer out of bounds/);
+    protocolError(wrap([seg(structPtr(0, 2, 0), data(1))]), /struct pointer out of bounds/);
+    protocolError(wrap([seg(structPtr(-5, 0, 0))]), /struct pointer out of bounds/);
+    protocolError(wrap([seg(listPtr(0, 4, 3), data(1))]), /list pointer out of bounds/);
+    protocolError(wrap([seg(listPtr(0, 1, 65), data(1))]), /list pointer out of bounds/);
+    protocolError(wrap([seg(listPtr(3, 6, 1))]), /list pointer out of bounds/);
   });
   it("composite lists: tag kind, element overrun, out of bounds", () => {
-    protocolError([seg(listPtr(0, 7, 1), listPtr(0, 1, 1), data(0))], /tag is not a struct/);
-    protocolError([seg(listPtr(0, 7, 1), structPtr(2, 1, 0), data(0))], /elements overrun/);
-    protocolError([seg(listPtr(0, 7, 5), structPtr(1, 1, 0), data(0))], /composite list out of bounds/);
+    protocolError(wrap([seg(listPtr(0, 7, 1), listPtr(0, 1, 1), data(0))]), /tag is not a struct/);
+    protocolError(wrap([seg(listPtr(0, 7, 1), structPtr(2, 1, 0), data(0))]), /elements overrun/);
+    protocolError(wrap([seg(listPtr(0, 7, 5), structPtr(1, 1, 0), data(0))]), /composite list out of bounds/);
   });
   it("far pointers: unknown segment, pad out of bounds, far to far, far to capability, bad double-far", () => {
-    protocolError([seg(farPtr(false, 0, 1))], /unknown segment 1/);
-    protocolError([seg(farPtr(false, 1, 1)), seg(NULL)], /landing pad out of bounds/);
-    protocolError([seg(farPtr(true, 0, 1)), seg(farPtr(false, 0, 0))], /landing pad out of bounds/);
-    protocolError([seg(farPtr(false, 0, 1)), seg(farPtr(false, 0, 1))], /landing pad is another far/);
-    protocolError([seg(farPtr(false, 0, 1)), seg(capPtr(0))], /far pointer to a capability/);
-    protocolError([seg(farPtr(true, 0, 1)), seg(structPtr(0, 0, 0), structPtr(0, 0, 0))], /double-far landing pad/);
-    protocolError([seg(farPtr(true, 0, 1)), seg(farPtr(false, 0, 7), structPtr(0, 0, 0))], /unknown segment 7/);
-    protocolError([seg(farPtr(true, 0, 1)), seg(farPtr(false, 0, 0), capPtr(0))], /tag is not a struct or list/);
-    protocolError([seg(farPtr(true, 0, 1)), seg(farPtr(false, 0, 0), structPtr(0, 5, 0))], /struct pointer out of bounds/);
+    protocolError(wrap([seg(farPtr(false, 0, 1))]), /unknown segment 1/);
+    protocolError(wrap([seg(farPtr(false, 1, 1)), seg(NULL)]), /landing pad out of bounds/);
+    protocolError(wrap([seg(farPtr(true, 0, 1)), seg(farPtr(false, 0, 0))]), /landing pad out of bounds/);
+    protocolError(wrap([seg(farPtr(false, 0, 1)), seg(farPtr(false, 0, 1))]), /landing pad is another far/);
+    protocolError(wrap([seg(farPtr(false, 0, 1)), seg(capPtr(0))]), /far pointer to a capability/);
+    protocolError(wrap([seg(farPtr(true, 0, 1)), seg(structPtr(0, 0, 0), structPtr(0, 0, 0))]), /double-far landing pad/);
+    protocolError(wrap([seg(farPtr(true, 0, 1)), seg(farPtr(false, 0, 7), structPtr(0, 0, 0))]), /unknown segment 7/);
+    protocolError(wrap([seg(farPtr(true, 0, 1)), seg(farPtr(false, 0, 0), capPtr(0))]), /tag is not a struct or list/);
+    protocolError(wrap([seg(farPtr(true, 0, 1)), seg(farPtr(false, 0, 0), structPtr(0, 5, 0))]), /struct pointer out of bounds/);
+  });
+  it("a root that is not a struct (list, capability, far pointer to a list)", () => {
+    protocolError([seg(listPtr(0, 2, 0))], /root is not a struct pointer/);
+    protocolError([seg(capPtr(0))], /root is not a struct pointer/);
+    protocolError([seg(farPtr(false, 0, 1)), seg(listPtr(0, 2, 0))], /root is not a struct pointer/);
+    protocolError([seg(farPtr(true, 0, 1)), seg(farPtr(false, 0, 0), listPtr(0, 2, 0))], /root is not a struct pointer/);
+    expect(validateMessage([seg(farPtr(false, 0, 1)), seg(structPtr(0, 1, 0), data(5))])).toBe(1);
   });
   it("unknown 'other' pointer kinds", () => {
-    protocolError([seg([7, 0])], /unknown 'other' pointer/);
+    protocolError(wrap([seg([7, 0])]), /unknown 'other' pointer/);
   });
 });
 
@@ -204,11 +219,11 @@ describe("validateMessage speed", () => {
     const words = [listPtr(0, 6, n)];
     for (let i = 0; i < n; i++) words.push(structPtr(n - 1 - i, 1, 0));
     words.push(data(42));
-    const segs = [segOf(words)];
+    const segs = wrap([segOf(words)]);
     const t0 = performance.now();
     for (let i = 0; i < 5; i++) validateMessage(segs);
     const ms = (performance.now() - t0) / 5;
-    expect(validateMessage(segs)).toBe(2 * n);
+    expect(validateMessage(segs)).toBe(1 + 2 * n);
     expect(ms).toBeLessThan(200); // typically a few ms
   });
 });
