@@ -573,6 +573,11 @@ export class PendingCallImpl extends Sink implements PendingCall {
     return new CapHandle(this.pipelineHook(path));
   }
 
+  /** @internal Settles with the call, without taking the Response (the GC safety net stays). */
+  settled(): Promise<unknown> {
+    return this.d.promise.then(NOOP, NOOP);
+  }
+
   override cancel(): void {
     if (this.outcome !== null) return;
     super.cancel();
@@ -800,10 +805,7 @@ export class RequestImpl<P extends Struct> implements Request<P> {
   }
 
   private d2(pc: PendingCallImpl, signal: AbortSignal, onAbort: () => void): void {
-    pc.then(
-      () => signal.removeEventListener("abort", onAbort),
-      () => signal.removeEventListener("abort", onAbort),
-    );
+    void pc.settled().then(() => signal.removeEventListener("abort", onAbort));
   }
 
   /** Deliver as the tail call of a call whose outcome goes to `sink`. */
