@@ -71,6 +71,19 @@ export interface TestSetup extends AsyncDisposable {
   dispose(): Promise<void>;
 }
 
+/** How long dispose waits for both loops to become idle before reporting what they still hold. */
+const IDLE_WAIT_MS = 2_000;
+
+/** Resolves when `p` settles or after `ms`, whichever is first (the timer never outlives it). */
+async function settled(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([p, new Promise<void>((r) => (timer = setTimeout(r, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Creates the paired fixture. Dispose it (`await setup.dispose()`) at the end of every test. */
 export async function createTestSetup(opts: TestSetupOptions = {}): Promise<TestSetup> {
   const ownsConnection = opts.clientOwnsConnection ?? true;
@@ -162,7 +175,9 @@ export async function createTestSetup(opts: TestSetupOptions = {}): Promise<Test
           // The server Connection goes down through its onDisconnect handler; wait for it.
           await serverConnRef.disconnected;
           await serverDisconnect();
-          await Promise.all([serverLoop.done, clientLoop.done]);
+          // A leaked loop reference would keep `done` pending forever: wait a bounded time, then
+          // let assertNoLeaks name what is still held (a leak report, not a hang).
+          await settled(Promise.all([serverLoop.done, clientLoop.done]), IDLE_WAIT_MS);
           liveSetups.delete(setup);
           setup.assertNoLeaks();
         })();
