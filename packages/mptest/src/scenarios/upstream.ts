@@ -319,6 +319,7 @@ export const upstreamScenarios: Scenario[] = [
         const results = await Promise.all(calls);
         check(deepEqual(results, [100, 200, 300]), `results ${results.join(",")}`);
         checkEq(expected, 400, "all three ran");
+        checkEq(s.connections.server.threads.size, 1, "one server Thread served this client thread");
       }),
   },
   {
@@ -331,6 +332,7 @@ export const upstreamScenarios: Scenario[] = [
         await makePool(s, 2);
         const results = await Promise.all([1, 2, 3].map((n) => callIntFnAsyncWithoutThread(s, n)));
         check(deepEqual(results, [2, 4, 6]), `pool results ${results.join(",")}`);
+        checkEq(s.connections.server.threads.size, 2, "only the two pool Threads exist (no makeThread)");
       }),
   },
   {
