@@ -18,6 +18,7 @@ import { memoryTransportPair, type MemoryTransport } from "@multiprocess-ts/capn
 import { Connection, EventLoop, serveTransport, type LogFn } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient, FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { FooImplementation } from "./foo-impl.js";
+import { createJitter } from "./jitter.js";
 import { liveSetups } from "./tracker.js";
 
 export interface TestSetupOptions {
@@ -31,6 +32,11 @@ export interface TestSetupOptions {
   name?: string;
   /** Extra log sink (every line at `logLevel` and above). */
   log?: (line: string) => void;
+  /**
+   * Seeded delivery jitter (see jitter.ts): both transports are fenced and a pump lets messages
+   * through in random small batches on later turns. Pass the scenario's rng.
+   */
+  jitter?: () => number;
   /** Level passed to both loops (default "warning"). */
   logLevel?: "trace" | "debug" | "info" | "warning" | "error";
 }
@@ -100,9 +106,10 @@ export async function createTestSetup(opts: TestSetupOptions = {}): Promise<Test
   const serverLoop = new EventLoop(`${name}-server`, { log: { logFn: mkLog("server"), level } });
   const clientLoop = new EventLoop(`${name}-client`, { log: { logFn: mkLog("client"), level } });
   const [clientTransport, serverTransport] = memoryTransportPair();
+  const jitter = opts.jitter === undefined ? undefined : createJitter(opts.jitter, [clientTransport, serverTransport]);
   const server = new FooImplementation();
 
-  let serverConnection: Connection | undefined = serveTransport(serverLoop, serverTransport, server, FooInterfaceServer);
+  let serverConnection: Connection | undefined = serveTransport(serverLoop, jitter?.wrap(serverTransport) ?? serverTransport, server, FooInterfaceServer);
   const serverConnRef = serverConnection;
   let serverClosing: Promise<void> | undefined;
   const serverDisconnect = (): Promise<void> => {
@@ -116,7 +123,7 @@ export async function createTestSetup(opts: TestSetupOptions = {}): Promise<Test
   // Upstream: "Set handler to destroy the server when the client disconnects."
   serverConnRef.onDisconnect(() => void serverDisconnect());
 
-  let clientConnection: Connection | undefined = new Connection(clientLoop, clientTransport);
+  let clientConnection: Connection | undefined = new Connection(clientLoop, jitter?.wrap(clientTransport) ?? clientTransport);
   const clientConnRef = clientConnection;
   // Upstream: ProxyClient<FooInterface>(bootstrap, connection, destroy_connection = client_owns_connection).
   const client = new FooInterfaceClient(clientConnRef.rpc.bootstrap(), clientConnRef, { destroyConnection: ownsConnection });
@@ -164,17 +171,21 @@ export async function createTestSetup(opts: TestSetupOptions = {}): Promise<Test
     dispose: () => {
       if (disposing === undefined) {
         disposing = (async () => {
-          // Upstream ~TestSetup: client.reset() runs the client's cleanup (destroy, release, and
-          // with client_owns_connection the Connection too).
-          await client.close();
-          if (clientConnection !== undefined) {
-            const c = clientConnection;
-            clientConnection = undefined;
-            await c.close();
+          try {
+            // Upstream ~TestSetup: client.reset() runs the client's cleanup (destroy, release, and
+            // with client_owns_connection the Connection too).
+            await client.close();
+            if (clientConnection !== undefined) {
+              const c = clientConnection;
+              clientConnection = undefined;
+              await c.close();
+            }
+            // The server Connection goes down through its onDisconnect handler; wait for it.
+            await serverConnRef.disconnected;
+            await serverDisconnect();
+          } finally {
+            jitter?.stop();
           }
-          // The server Connection goes down through its onDisconnect handler; wait for it.
-          await serverConnRef.disconnected;
-          await serverDisconnect();
           // A leaked loop reference would keep `done` pending forever: wait a bounded time, then
           // let assertNoLeaks name what is still held (a leak report, not a hang).
           await settled(Promise.all([serverLoop.done, clientLoop.done]), IDLE_WAIT_MS);

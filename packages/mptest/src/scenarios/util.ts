@@ -47,13 +47,17 @@ export function deepEqual(a: unknown, b: unknown): boolean {
 /**
  * Runs `fn` on a fresh TestSetup and always disposes it; the dispose's leak check is part of the
  * scenario. A failure in `fn` wins over a secondary failure in dispose (which is logged).
+ * Half of the seeds turn on delivery jitter (messages released in random batches on later turns),
+ * so repeated runs explore different interleavings of the two directions.
  */
 export async function withSetup(
   ctx: ScenarioContext,
   opts: TestSetupOptions,
   fn: (s: TestSetup) => Promise<void>,
 ): Promise<void> {
-  const s = await createTestSetup({ ...opts, log: (l) => ctx.log(l) });
+  const jitter = opts.jitter ?? (ctx.rng.bool() ? ctx.rng : undefined);
+  ctx.log(`delivery jitter: ${jitter === undefined ? "off" : "on"}`);
+  const s = await createTestSetup({ ...opts, ...(jitter ? { jitter } : {}), log: (l) => ctx.log(l) });
   let first: unknown;
   let failed = false;
   try {
