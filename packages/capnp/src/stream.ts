@@ -2,10 +2,12 @@
  * A {@link Transport} over any Node `Duplex` byte stream (net.Socket on a Unix or TCP socket, a
  * socketpair fd, a pipe pair, PassThrough pairs in tests), using Cap'n Proto stream framing.
  *
- * Writes: every message is framed with {@link encodeFrame} (segments are not copied). Sends made
- * in the same tick are corked together and flushed by one `uncork()` on the next tick, so a
- * stream with `_writev` (net.Socket) writes them with one `writev` syscall. When `write()`
- * returns false, later messages wait in our queue until `'drain'`.
+ * Writes: a small message (frame up to 1 KiB) is copied into a per-tick batch buffer, framed
+ * back to back with the others of the same tick; a larger one is framed with {@link encodeFrame}
+ * and its segments are written as they are (no copy), after the batch so far. Everything written
+ * in one tick is corked and flushed by one `uncork()` on the next tick, so a stream with
+ * `_writev` (net.Socket) writes it with one `writev` syscall. When `write()` returns false, later
+ * messages wait in our queue until `'drain'`.
  *
  * Reads: chunks go through a {@link FrameDecoder} with the given limits; a framing error
  * destroys the stream and is reported via `sink.closed(err)` (a `LimitError`/`ProtocolError`).
@@ -17,9 +19,20 @@
 
 import type { Duplex } from "node:stream";
 import { DisconnectedError, ProtocolError } from "./errors.js";
-import { encodeFrame, FrameDecoder } from "./framing.js";
+import { encodeFrame, FrameDecoder, frameHeaderBytes } from "./framing.js";
 import type { ReaderLimits } from "./limits.js";
 import type { Transport, TransportSink } from "./transport.js";
+
+/** Messages up to this size are copied into a per-tick batch buffer instead of written as chunks. */
+const SMALL_FRAME = 1024;
+const BATCH_BYTES = 64 * 1024;
+
+function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+  b[o + 2] = (v >>> 16) & 0xff;
+  b[o + 3] = (v >>> 24) & 0xff;
+}
 
 const enum State {
   Open,
@@ -67,13 +80,63 @@ class StreamTransport implements Transport {
 
   send(segments: Uint8Array[]): void {
     if (this.state !== State.Open) return;
-    const frame = encodeFrame(segments);
+    let bytes = frameHeaderBytes(segments.length);
+    for (const s of segments) bytes += s.byteLength;
+    let whole = true;
+    for (const s of segments) if ((s.byteLength & 7) !== 0) whole = false;
+    if (bytes <= SMALL_FRAME && whole) {
+      // Small message: copy it into the batch buffer written at the end of the tick (one
+      // chunk for many messages beats one chunk per segment: less per-write overhead).
+      this.appendSmall(segments, bytes);
+      return;
+    }
+    this.flushBatch();
+    this.writeChunks(encodeFrame(segments));
+  }
+
+  private writeChunks(chunks: Uint8Array[]): void {
     if (this.blocked) {
-      for (const c of frame) this.queue.push(c);
+      for (const c of chunks) this.queue.push(c);
       return;
     }
     this.cork();
-    for (const c of frame) if (!this.stream.write(c)) this.blocked = true;
+    for (const c of chunks) if (!this.stream.write(c)) this.blocked = true;
+  }
+
+  /** Small messages of this tick, framed back to back; written by {@link flushBatch}. */
+  private batch: Uint8Array | null = null;
+  private batchLen = 0;
+  private lastBatchLen = 0;
+
+  private appendSmall(segments: Uint8Array[], bytes: number): void {
+    if (this.batch !== null && this.batchLen + bytes > this.batch.byteLength) this.flushBatch();
+    if (this.batch === null) {
+      // Sized from the previous batch, so a lone ping does not allocate 64 KiB.
+      this.batch = new Uint8Array(Math.min(BATCH_BYTES, Math.max(4096, bytes, this.lastBatchLen * 2)));
+      this.batchLen = 0;
+      this.cork(); // schedules the flush at the end of the tick
+    }
+    const b = this.batch;
+    let o = this.batchLen;
+    const n = segments.length;
+    writeU32(b, o, n - 1);
+    for (let i = 0; i < n; i++) writeU32(b, o + 4 + 4 * i, segments[i]!.byteLength >>> 3);
+    const hb = frameHeaderBytes(n);
+    if ((n & 1) === 0) writeU32(b, o + hb - 4, 0);
+    o += hb;
+    for (const s of segments) {
+      b.set(s, o);
+      o += s.byteLength;
+    }
+    this.batchLen = o;
+  }
+
+  private flushBatch(): void {
+    const b = this.batch;
+    if (b === null) return;
+    this.batch = null;
+    this.lastBatchLen = this.batchLen;
+    if (this.batchLen > 0 && this.state !== State.Ended) this.writeChunks([b.subarray(0, this.batchLen)]);
   }
 
   close(): Promise<void> {
@@ -82,6 +145,7 @@ class StreamTransport implements Transport {
       else this.finishWaiters.push(resolve);
     });
     if (this.state === State.Open) {
+      this.flushBatch();
       this.state = State.Closing;
       this.maybeEnd();
     }
@@ -104,6 +168,7 @@ class StreamTransport implements Transport {
   }
 
   private readonly uncork = (): void => {
+    this.flushBatch();
     this.corked = false;
     if (!this.stream.destroyed) this.stream.uncork();
   };
@@ -177,12 +242,13 @@ class StreamTransport implements Transport {
       this.fail(e as Error);
       return;
     }
-    // The peer finished sending: the link is over. End our side too (flushing what is queued)
-    // so a half-open peer also sees EOF.
+    // The peer finished sending: the link is over. End our side too, so a half-open peer also
+    // sees EOF; what we had not yet handed to the stream is dropped (nobody will answer it).
     this.setEnded(undefined);
     if (!this.ended) {
       this.ended = true;
       this.queue.length = 0;
+      this.batch = null;
       if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
       else this.onFinish();
     }
@@ -207,6 +273,7 @@ class StreamTransport implements Transport {
     if (this.state === State.Ended) return;
     this.setEnded(err);
     this.queue.length = 0;
+    this.batch = null;
     this.stream.destroy();
     this.onFinish();
   }

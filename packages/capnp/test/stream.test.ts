@@ -276,6 +276,26 @@ describe("streamTransport over PassThrough pairs", () => {
   });
 });
 
+describe("streamTransport batching", () => {
+  it("small and large messages keep their order across the batch buffer; close() flushes the batch", async () => {
+    const [a, b] = passThroughPair();
+    const ta = streamTransport(a);
+    const rb = start(streamTransport(b));
+    start(ta);
+    const sizes: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      const words = i % 7 === 0 ? 300 : 1 + (i % 5); // every 7th is large (zero-copy path)
+      sizes.push(words * 8);
+      ta.send(i % 11 === 0 ? [...msg(i, words), new Uint8Array(3)] : msg(i, words)); // some odd-sized segments
+    }
+    await ta.close(); // in the same tick as the sends: the batch must be flushed before end()
+    expect(await rb.whenClosed).toBeUndefined();
+    expect(rb.msgs.map(tagOf)).toEqual([...Array(300).keys()]);
+    expect(rb.msgs.map((m) => m[0]!.byteLength)).toEqual(sizes);
+    expect(rb.msgs[11]!.map((s) => s.byteLength)).toEqual([sizes[11], 8]); // padded to a word
+  });
+});
+
 describe("streamTransport backpressure", () => {
   it("queues while write() returns false and flushes on 'drain', in order", async () => {
     // A writable that holds each write until we let it go.
@@ -296,10 +316,11 @@ describe("streamTransport backpressure", () => {
     const d = Duplex.from({ readable: readSide, writable: sinkSide });
     const t = streamTransport(d);
     start(t);
-    for (let i = 0; i < 50; i++) t.send(msg(i, 4)); // 40 bytes per frame
+    // 1608 bytes per frame: above the small-message batching, so each frame is its own chunks.
+    for (let i = 0; i < 50; i++) t.send(msg(i, 200));
     await new Promise<void>((r) => setImmediate(r));
     // Only what fit before write() said false went into the stream; the rest waits in our queue.
-    expect(d.writableLength).toBeLessThan(50 * 40);
+    expect(d.writableLength).toBeLessThan(50 * 1608);
     let rounds = 0;
     while (pending.length > 0) {
       rounds++;
@@ -308,8 +329,8 @@ describe("streamTransport backpressure", () => {
       if (rounds > 1000) throw new Error("no progress");
     }
     const all = Buffer.concat(received);
-    expect(all.byteLength).toBe(50 * 40);
-    for (let i = 0; i < 50; i++) expect(all.readUInt32LE(i * 40 + 8)).toBe(i);
+    expect(all.byteLength).toBe(50 * 1608);
+    for (let i = 0; i < 50; i++) expect(all.readUInt32LE(i * 1608 + 8)).toBe(i);
     expect(rounds).toBeGreaterThan(1);
     const closing = t.close();
     await new Promise<void>((r) => setImmediate(r));
