@@ -1,0 +1,58 @@
+/**
+ * Server child process of `pnpm bench` (forked with an IPC channel, `--expose-gc`):
+ *   server.js rpc PATH   FooInterface (BenchFoo) on a Unix socket via listenConnections
+ *   server.js raw PATH   the raw u32-length-prefix ping-pong floor (see raw.ts)
+ * IPC: it sends {ready:true}; it answers {op:"mem"} with {mem, connections} sampled after gc(),
+ * and exits on {op:"exit"} (or when the parent goes away).
+ */
+import { EventLoop } from "@multiprocess-ts/runtime";
+import { listenConnections } from "@multiprocess-ts/node";
+import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { BenchFoo } from "./foo-impl.js";
+import { startRawServer } from "./raw.js";
+
+export interface MemSample { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number }
+export type ServerRequest = { op: "mem" } | { op: "exit" };
+export type ServerReply = { ready: true } | { mem: MemSample; connections: number };
+
+const [kind, path] = process.argv.slice(2);
+if ((kind !== "rpc" && kind !== "raw") || path === undefined) {
+  process.stderr.write("usage: server.js rpc|raw PATH\n");
+  process.exit(2);
+}
+const send = (m: ServerReply): void => { process.send!(m); };
+const gc = (globalThis as { gc?: () => void }).gc;
+
+async function sample(): Promise<MemSample> {
+  // Let pending I/O callbacks and finalizers settle, then collect twice.
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setImmediate(r));
+    gc?.();
+  }
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
+let connections = (): number => 0;
+let stop: () => Promise<void>;
+if (kind === "rpc") {
+  const loop = new EventLoop("bench-server", { log: { level: "warning" } });
+  const listener = await listenConnections(path, loop, new BenchFoo(), FooInterfaceServer);
+  connections = () => listener.connections;
+  stop = () => listener.close({ destroy: true });
+} else {
+  const server = await startRawServer(path);
+  connections = () => 0;
+  stop = () => new Promise((resolve) => { server.close(() => resolve()); server.unref(); });
+}
+
+process.on("message", (m: ServerRequest) => {
+  if (m.op === "mem") {
+    void sample().then((mem) => send({ mem, connections: connections() }));
+  } else if (m.op === "exit") {
+    void stop().finally(() => process.exit(0));
+    setTimeout(() => process.exit(0), 2000).unref();
+  }
+});
+process.on("disconnect", () => process.exit(0));
+send({ ready: true });

@@ -1,0 +1,54 @@
+/** Percentiles and small formatting helpers shared by the bench entry and its child processes. */
+
+export interface Latency { n: number; p50: number; p99: number; mean: number }
+
+/** p50/p99/mean of a list of durations (µs). Nearest-rank on the sorted list. */
+export function latency(us: readonly number[] | Float64Array): Latency {
+  const sorted = Float64Array.from(us).sort();
+  if (sorted.length === 0) throw new Error("latency: no samples");
+  const pct = (p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
+  let sum = 0;
+  for (const v of sorted) sum += v;
+  return { n: sorted.length, p50: pct(0.5), p99: pct(0.99), mean: sum / sorted.length };
+}
+
+/** Times `n` sequential calls of `fn` after `warmup` untimed ones; returns per-call µs. */
+export async function timeSequential(n: number, warmup: number, fn: (i: number) => Promise<unknown>): Promise<Float64Array> {
+  for (let i = 0; i < warmup; i++) await fn(i);
+  const us = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    await fn(i);
+    us[i] = Number(process.hrtime.bigint() - t0) / 1000;
+  }
+  return us;
+}
+
+/**
+ * Keeps `inflight` calls outstanding for `seconds` (after a short warm-up of the same shape) and
+ * returns completed calls per second.
+ */
+export async function pipelinedRate(inflight: number, seconds: number, fn: () => Promise<unknown>, warmupSeconds = 0.5): Promise<{ calls: number; seconds: number; rate: number }> {
+  const run = (secs: number): Promise<{ calls: number; seconds: number }> => new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const deadline = t0 + BigInt(Math.round(secs * 1e9));
+    let calls = 0;
+    let live = inflight;
+    let failed = false;
+    const lane = (): void => {
+      fn().then(() => {
+        calls++;
+        if (process.hrtime.bigint() < deadline) { lane(); return; }
+        if (--live === 0) resolve({ calls, seconds: Number(process.hrtime.bigint() - t0) / 1e9 });
+      }, (e: unknown) => { if (!failed) { failed = true; reject(e); } });
+    };
+    for (let i = 0; i < inflight; i++) lane();
+  });
+  if (warmupSeconds > 0) await run(warmupSeconds);
+  const r = await run(seconds);
+  return { ...r, rate: r.calls / r.seconds };
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

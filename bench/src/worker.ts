@@ -1,0 +1,37 @@
+/**
+ * Worker thread of `pnpm bench` (loaded as built JS). workerData.mode:
+ *   "p3"        attaches to the main thread's loop (workerData.handle), gets the shared
+ *               FooInterface client and times n sequential callIntFnAsync calls (a method with a
+ *               Proxy.Context, so each call is thread-mapped to this worker's server Thread);
+ *               posts {us: Float64Array}.
+ *   "pingpong"  the MessagePort floor: echoes every message back to the main thread.
+ */
+import { parentPort, workerData } from "node:worker_threads";
+import { workerConnection, type LoopHandle } from "@multiprocess-ts/node";
+import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { timeSequential } from "./stats.js";
+
+interface P3Data { mode: "p3"; handle: LoopHandle; n: number; warmup: number }
+interface PingData { mode: "pingpong" }
+
+const data = workerData as P3Data | PingData;
+const port = parentPort!;
+
+if (data.mode === "pingpong") {
+  port.on("message", (m: unknown) => port.postMessage(m));
+} else {
+  const wc = workerConnection(data.handle);
+  const foo = await wc.get("foo", FooInterfaceClient);
+  try {
+    const us = await timeSequential(data.n, data.warmup, async (i) => {
+      const r = await foo.callIntFnAsync(i);
+      if (r !== i + 1) throw new Error(`callIntFnAsync(${i}) = ${r}`);
+    });
+    port.postMessage({ us }, [us.buffer as ArrayBuffer]);
+  } catch (e) {
+    port.postMessage({ error: e instanceof Error ? e.stack ?? e.message : String(e) });
+  } finally {
+    await foo.close();
+    await wc.close();
+  }
+}
