@@ -609,7 +609,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
         // the rest of that buffer may belong to the transport (decoder buffers get reused).
         bufs[i] = s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && s.buffer instanceof ArrayBuffer
           ? s.buffer
-          : (s.slice().buffer as ArrayBuffer);
+          : (new Uint8Array(s).buffer as ArrayBuffer); // a copy (Buffer.slice would not copy)
       }
       const m = messageFromBuffers(bufs);
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
