@@ -140,6 +140,38 @@ describe("protocol errors from a raw peer", () => {
   });
 });
 
+describe("incoming segment buffers", () => {
+  it("segments delivered as Node Buffer views into a larger buffer are copied, not misread", async () => {
+    // Regression: Buffer#slice does not copy, so `seg.slice().buffer` was the whole pooled
+    // buffer (frame header included) and every message was misread as malformed.
+    const [ta, tb] = memoryTransportPair();
+    const wrap = (t: MemoryTransport): MemoryTransport => {
+      const start = t.start.bind(t);
+      t.start = (sink) =>
+        start({
+          message: (segs) =>
+            sink.message(segs.map((s) => Buffer.concat([Buffer.alloc(8, 0x55), Buffer.from(s), Buffer.alloc(8, 0x55)]).subarray(8, 8 + s.byteLength))),
+          closed: (e) => sink.closed(e),
+        });
+      return t;
+    };
+    const calc = new CalcServer();
+    const bootCap = localCapability(calc);
+    const server = new RpcConnection(wrap(tb), { bootstrap: bootCap });
+    bootCap.close();
+    const client = new RpcConnection(wrap(ta));
+    const boot = client.bootstrap();
+    expect(await callA(boot, M.add, (b) => { b.a = 20; b.b = 22; })).toBe(42);
+    boot.close();
+    await drain();
+    expect(client.stats()).toEqual(ZERO);
+    expect(server.stats()).toEqual(ZERO);
+    await client.close();
+    await server.close();
+    expect(calc.released).toBe(1);
+  });
+});
+
 describe("lifetimes and connection end", () => {
   it("a pipelined-only call that fails at disconnect causes no unhandled rejection", async () => {
     const p = makePair();
