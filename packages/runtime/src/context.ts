@@ -81,7 +81,16 @@ export async function selectThread(connection: Connection, threadCap: Capability
     let server = threadCap.localServer();
     if (server === undefined) {
       // A pipelined makeThread result may still be a promise; wait for it to resolve.
-      await threadCap.whenResolved();
+      try {
+        await threadCap.whenResolved();
+      } catch (e) {
+        // Upstream's hint (type-context.h): the usual cause is a peer that never got our ThreadMap.
+        connection.loop.log(
+          "info",
+          `${connection.name}: Context.thread failed to resolve (${describe(e)}); did you forget to provide a ThreadMap to the client prior to this IPC call?`,
+        );
+        throw e;
+      }
       server = threadCap.localServer();
     }
     if (server instanceof ThreadServer && server.connection === connection && connection.threads.has(server)) {
