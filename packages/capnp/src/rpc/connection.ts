@@ -326,6 +326,17 @@ export class RpcConnection implements RouteConn, TailCallHandler {
 
   /** Send `d` as a Call to importedCap `importId` (>= 0) or promisedAnswer(qid, path). Owns `d`. */
   private sendCallTo(d: CallData, importId: number, qid: number, path: readonly number[] | null, yourself: boolean): Question | null {
+    try {
+      return this.sendCallToUnguarded(d, importId, qid, path, yourself);
+    } catch (e) {
+      this.log?.("error", `${this.name}: failed to send a Call: ${String(e)}`);
+      d.releaseCaps();
+      d.sink.complete(errOutcome(toRpcError(e)));
+      return null;
+    }
+  }
+
+  private sendCallToUnguarded(d: CallData, importId: number, qid: number, path: readonly number[] | null, yourself: boolean): Question | null {
     if (this.ended) {
       d.releaseCaps();
       d.sink.complete(errOutcome(this.disconnectedError()));
@@ -350,8 +361,6 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       }
     }
     d.sent = true;
-    const id = this.allocQuestion();
-    call.setQuestionId(id);
     const t = call.initTarget();
     if (importId >= 0) t.setImportedCap(importId);
     else writePromisedAnswer(t.initPromisedAnswer(), qid, path!);
@@ -362,6 +371,8 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     } finally {
       d.releaseCaps();
     }
+    const id = this.allocQuestion();
+    call.setQuestionId(id);
     const q: Question = {
       id, sink: d.sink, returned: false, finishSent: false, holdFinish: yourself, discardResults: false,
       tail: yourself, paramExports, isBootstrap: false,
@@ -485,6 +496,26 @@ export class RpcConnection implements RouteConn, TailCallHandler {
 
   /** @internal Answers complete here: send the Return (or keep results for `yourself`). */
   _sendReturn(a: Answer, o: Outcome): void {
+    try {
+      this.sendReturnUnguarded(a, o);
+    } catch (e) {
+      // Should not happen (our own messages); never let it escape into a server's microtask.
+      this.log?.("error", `${this.name}: failed to send Return a${a.id}: ${String(e)}`);
+      releaseOutcome(o);
+      if (!a.returned && !this.ended) {
+        a.returned = true;
+        const m = newMessage(256);
+        const ret = m.initRoot(rpc.Message).initReturn();
+        ret.setAnswerId(a.id);
+        ret.setReleaseParamCaps(false);
+        writeException(ret.initException(), new RpcError("failed", `could not send results: ${String(e)}`));
+        this.send(m);
+        this.maybeRemoveAnswer(a);
+      }
+    }
+  }
+
+  private sendReturnUnguarded(a: Answer, o: Outcome): void {
     if (a.returned || this.ended) {
       // Canceled earlier (we already sent Return.canceled) or the connection ended.
       releaseOutcome(o);
