@@ -329,8 +329,9 @@ async function invokeOn<R>(
   client.$checkOpen();
   const connection = client.$connection;
   const loop = connection.loop;
+  // Inside a server Thread task: that Thread's context; anywhere else: the loop thread's.
   const frame = currentFrame();
-  const thread = frame && frame.context.loop === loop ? frame.context : ThreadContext.current(loop);
+  const thread = ThreadContext.current(loop);
   const io = new CallIO(connection);
   let pending;
   try {
