@@ -98,6 +98,12 @@ export async function runIteration(
   process.on("unhandledRejection", onStray);
   process.on("uncaughtException", onStray);
 
+  // process.stdout/stderr are created lazily, as a pipe or TTY handle, the first time anything
+  // touches them (a worker's output is forwarded through them, for one). That handle is a
+  // process-wide singleton, not a leak of whichever iteration touched them first: create them
+  // before the baseline.
+  void process.stdout;
+  void process.stderr;
   const baseline = takeSnapshot(probes, ignore);
   const t0 = performance.now();
   let timer: NodeJS.Timeout | undefined;
