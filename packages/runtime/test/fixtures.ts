@@ -83,12 +83,37 @@ export class FooCallbackServer extends $mp.ProxyServerBase<FooCallback> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// FooFn (0xb9ab462afcf29e05): destroy @0 (context), call @1 (context) -> (result)
+
+export type FooFn = () => number | Promise<number>;
+const FN_ID = 0xb9ab462afcf29e05n;
+const FooFn$destroy = m("destroy", FN_ID, 0, 0, { destroy: true, special: "destroy" });
+const FooFn$call = m("call", FN_ID, 1, 0);
+export class FooFnClient extends $mp.ProxyClientBase {
+  static readonly interfaceId = FN_ID;
+  static readonly hasDestroy = true;
+  static readonly $construct: $mp.ProxyMethod | undefined = undefined;
+  static readonly $destroy: $mp.ProxyMethod | undefined = FooFn$destroy;
+  call(): Promise<number> {
+    return this.$invoke(FooFn$call, () => {}, (r) => r.result);
+  }
+}
+export class FooFnServer extends $mp.ProxyServerBase<{ call: FooFn }> {
+  static readonly interfaceId = FN_ID;
+  static readonly methods: readonly $mp.ServerMethod<{ call: FooFn }>[] = [
+    { method: FooFn$destroy, special: "destroy" },
+    { method: FooFn$call, async invoke(impl, _p, r) { r.result = $mp.checkInt32(await impl.call()); } },
+  ];
+}
+
+// ---------------------------------------------------------------------------------------------
 // FooInterface (0x90de09db457f4d3b), subset:
 //   add @0 (a, b) -> (result)                      no context
 //   initThreadMap @4 (threadMap) -> (threadMap)    ptr 0 both ways
 //   callback @5 (context, callback, arg) -> (result)
 //   callFnAsync @18 (context) -> ()
 //   callIntFnAsync @21 (context, arg) -> (result)
+//   passFn @16 (context, fn :FooFn) -> (result)
 //   threadName @30 (context) -> (text)             test-only: the server thread's name
 
 export interface Foo {
@@ -98,6 +123,7 @@ export interface Foo {
   callFnAsync(): void | Promise<void>;
   callIntFnAsync(arg: number): number | Promise<number>;
   threadName(): string | Promise<string>;
+  passFn(fn: FooFn | null): number | Promise<number>;
 }
 const FOO_ID = 0x90de09db457f4d3bn;
 const Foo$add = m("add", FOO_ID, 0, -1);
@@ -106,6 +132,7 @@ const Foo$callback = m("callback", FOO_ID, 5, 0);
 const Foo$callFnAsync = m("callFnAsync", FOO_ID, 18, 0);
 export const Foo$callIntFnAsync = m("callIntFnAsync", FOO_ID, 21, 0);
 const Foo$threadName = m("threadName", FOO_ID, 30, 0);
+const Foo$passFn = m("passFn", FOO_ID, 16, 0);
 
 export class FooClient extends $mp.ProxyClientBase implements Foo {
   static readonly interfaceId = FOO_ID;
@@ -133,6 +160,9 @@ export class FooClient extends $mp.ProxyClientBase implements Foo {
   }
   threadName(): Promise<string> {
     return this.$invoke(Foo$threadName, () => {}, (r) => r.text);
+  }
+  passFn(fn: FooFn | null): Promise<number> {
+    return this.$invoke(Foo$passFn, (p, io) => $mp.writeCap(p, 1, io.exportFunction(fn, FooFnServer)), (r) => r.result);
   }
   /** Test-only: send callIntFnAsync with a Context whose `thread` is `threadCap` (or unset). */
   callIntFnOn(threadCap: $mp.Capability | null, arg: number, callbackThread: $mp.Capability | null = null): Promise<number> {
@@ -179,6 +209,12 @@ export class FooServer extends $mp.ProxyServerBase<Foo> {
     { method: Foo$callFnAsync, async invoke(impl) { await impl.callFnAsync(); } },
     { method: Foo$callIntFnAsync, async invoke(impl, p, r) { r.result = $mp.checkInt32(await impl.callIntFnAsync(p.a)); } },
     { method: Foo$threadName, async invoke(impl, _p, r) { r.text = await impl.threadName(); } },
+    {
+      method: Foo$passFn,
+      async invoke(impl, p, r, io) {
+        r.result = $mp.checkInt32(await impl.passFn(io.importFunction<FooFn>($mp.readCap(p, 1), FooFnClient)));
+      },
+    },
   ];
 }
 
@@ -210,6 +246,15 @@ export class FooImpl implements Foo {
   }
   threadName(): string {
     return this.threadNameFn();
+  }
+  /** Calls `fn` twice, then releases it (upstream: the std::function is destroyed after the call). */
+  async passFn(fn: FooFn | null): Promise<number> {
+    if (!fn) return -1;
+    try {
+      return (await fn()) + (await fn());
+    } finally {
+      await (fn as unknown as AsyncDisposable)[Symbol.asyncDispose]();
+    }
   }
   [Symbol.dispose](): void {
     this.disposeCount++;

@@ -198,3 +198,17 @@ describe("integer checks", () => {
     await p.dispose();
   });
 });
+
+describe("functions as capabilities (ProxyCallback<std::function>)", () => {
+  it("exportFunction serves a JS function; importFunction gives a callable the callee disposes with destroy", async () => {
+    const impl = new FooImpl();
+    const p = await connectPair(impl, FooServer, FooClient);
+    await p.client.initThreadMap();
+    let calls = 0;
+    const fn = () => ++calls * 10;
+    expect(await p.client.passFn(fn)).toBe(30); // 10 + 20
+    expect(calls).toBe(2);
+    expect(await p.client.passFn(null)).toBe(-1);
+    await p.dispose();
+  });
+});
