@@ -137,6 +137,22 @@ function figure(name: string, unit: string, ours: number | null, floor: number |
 
 // ---------------------------------------------------------------------------------------------
 
+/** Runs `fn` (which returns how many calls it made) and returns client and server CPU µs per call. */
+async function withCpu(server: ServerChild, fn: () => Promise<number>): Promise<{ client: number; server: number; total: number }> {
+  const cpu = async (): Promise<number> => {
+    const r = await server.request({ op: "cpu" });
+    if (!("cpu" in r)) throw new Error("bench: bad cpu reply");
+    return r.cpu.user + r.cpu.system;
+  };
+  const s0 = await cpu();
+  const c0 = process.cpuUsage();
+  const calls = await fn();
+  const c = process.cpuUsage(c0);
+  const s = (await cpu()) - s0;
+  const client = (c.user + c.system) / calls;
+  return { client, server: s / calls, total: client + s / calls };
+}
+
 async function bytesPerCall(socket: Socket, n: number, fn: (i: number) => Promise<unknown>): Promise<{ out: number; in: number }> {
   await fn(0);
   const w0 = socket.bytesWritten;
@@ -183,10 +199,28 @@ async function messagePortFloor(bytes: number): Promise<Latency> {
   return latency(us);
 }
 
-async function memoryPerConnection(dir: string, loop: EventLoop): Promise<{ rss: number; heap: number; external: number; clientRss: number; clientHeap: number }> {
-  const path = join(dir, "mem.sock");
-  const server = await startServer("rpc", path, "mem");
-  const clients: FooInterfaceClient[] = [];
+interface MemResult { coldRss: number; rss: number; heap: number; heapTotal: number; external: number; clientRss: number; clientHeap: number }
+
+/**
+ * Server-side memory per idle connection: a fresh server child, one warm connection (with a call)
+ * as the baseline, then IDLE_CONNS more connections that each made one call; delta / IDLE_CONNS
+ * after gc(). `kind` "raw" measures the floor (plain net.Socket connections, one ping each).
+ */
+async function memoryPerConnection(dir: string, loop: EventLoop, kind: "rpc" | "raw"): Promise<MemResult> {
+  const path = join(dir, `mem-${kind}.sock`);
+  const server = await startServer(kind, path, `mem-${kind}`);
+  const closers: (() => unknown)[] = [];
+  const open = async (): Promise<void> => {
+    if (kind === "rpc") {
+      const { foo } = await connectFoo(loop, path);
+      closers.push(() => foo.close());
+      await foo.add(1, 2);
+    } else {
+      const c = await RawClient.connect(path);
+      closers.push(() => c.close());
+      await c.call(RawClient.request(16, 16));
+    }
+  };
   try {
     const sample = async (): Promise<{ mem: MemSample; connections: number }> => {
       const r = await server.request({ op: "mem" });
@@ -195,37 +229,44 @@ async function memoryPerConnection(dir: string, loop: EventLoop): Promise<{ rss:
     };
     setFlagsFromString("--expose-gc");
     const gc = runInNewContext("gc") as () => void;
-    // Warm: one connection with a call, so code and one-time state are not counted.
-    const first = (await connectFoo(loop, path)).foo;
-    clients.push(first);
-    await first.add(1, 2);
+    await open(); // warm: code and one-time state are not counted
+    const cold = await sample();
+    // Cold pass: the first IDLE_CONNS connections also grow V8's young generation (heapTotal) and
+    // malloc arenas once; the figure is measured on a second pass after closing them again.
+    const keep = closers.length;
+    const batch = 50;
+    for (let i = 0; i < IDLE_CONNS; i += batch) {
+      await Promise.all(Array.from({ length: Math.min(batch, IDLE_CONNS - i) }, open));
+    }
+    const coldAfter = await sample();
+    await Promise.allSettled(closers.splice(keep).map(async (c) => { await c(); }));
+    for (let tries = 0; (await sample()).connections !== cold.connections; tries++) {
+      if (tries > 200) throw new Error(`bench: ${kind} server did not see the cold-pass connections close`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const base = await sample();
     gc();
     const cBase = process.memoryUsage();
-    const batch = 50;
     for (let i = 0; i < IDLE_CONNS; i += batch) {
-      const made = await Promise.all(Array.from({ length: Math.min(batch, IDLE_CONNS - i) }, async () => {
-        const { foo } = await connectFoo(loop, path);
-        await foo.add(1, 2);
-        return foo;
-      }));
-      clients.push(...made);
+      await Promise.all(Array.from({ length: Math.min(batch, IDLE_CONNS - i) }, open));
     }
     const after = await sample();
     if (after.connections !== base.connections + IDLE_CONNS) {
-      throw new Error(`bench: server reports ${after.connections} connections, expected ${base.connections + IDLE_CONNS}`);
+      throw new Error(`bench: ${kind} server reports ${after.connections} connections, expected ${base.connections + IDLE_CONNS}`);
     }
     gc();
     const cAfter = process.memoryUsage();
     return {
+      coldRss: (coldAfter.mem.rss - cold.mem.rss) / IDLE_CONNS,
       rss: (after.mem.rss - base.mem.rss) / IDLE_CONNS,
       heap: (after.mem.heapUsed - base.mem.heapUsed) / IDLE_CONNS,
+      heapTotal: (after.mem.heapTotal - base.mem.heapTotal) / IDLE_CONNS,
       external: (after.mem.external - base.mem.external) / IDLE_CONNS,
       clientRss: (cAfter.rss - cBase.rss) / IDLE_CONNS,
       clientHeap: (cAfter.heapUsed - cBase.heapUsed) / IDLE_CONNS,
     };
   } finally {
-    await Promise.allSettled(clients.map((c) => c.close()));
+    await Promise.allSettled(closers.map(async (c) => { await c(); }));
     await server.stop();
   }
 }
@@ -262,24 +303,54 @@ async function main(): Promise<void> {
     const needRawSeq = only.has("P1") || only.has("P3") || only.has("P4");
     if (needRawSeq) {
       log(`floor: raw socket sequential (${N} + ${WARMUP} warm-up)`);
-      rawSeq = latency(await timeSequential(N, WARMUP, () => raw.call(rawAdd)));
+      const cpuFloor = await withCpu(rawServer, async () => {
+        rawSeq = latency(await timeSequential(N, WARMUP, () => raw.call(rawAdd)));
+        return N + WARMUP;
+      });
+      info["cpu_us_per_call_raw_sequential"] = cpuFloor;
     }
 
     if (only.has("P1")) {
       log("P1: sequential add");
-      const p1 = latency(await timeSequential(N, WARMUP, async (i) => {
-        if ((await foo.add(i, 1)) !== i + 1) throw new Error("wrong sum");
-      }));
-      figure("P1 add sequential p50", "µs", p1.p50, rawSeq!.p50, { dir: "le", x: 1.2 });
-      figure("P1 add sequential p99", "µs", p1.p99, rawSeq!.p99);
+      let p1: Latency | undefined;
+      const cpu1 = await withCpu(rpcServer, async () => {
+        p1 = latency(await timeSequential(N, WARMUP, async (i) => {
+          if ((await foo.add(i, 1)) !== i + 1) throw new Error("wrong sum");
+        }));
+        return N + WARMUP;
+      });
+      const cpuFloor = info["cpu_us_per_call_raw_sequential"] as { client: number; server: number; total: number };
+      info["cpu_us_per_call_P1"] = cpu1;
+      figure("P1 add sequential p50", "µs", p1!.p50, rawSeq!.p50, { dir: "le", x: 1.2 });
+      figure("P1 add sequential p99", "µs", p1!.p99, rawSeq!.p99);
+      figure("  P1 CPU per call, client", "µs", cpu1.client, cpuFloor.client, undefined, { note: "process CPU time / calls, informational" });
+      figure("  P1 CPU per call, server", "µs", cpu1.server, cpuFloor.server, undefined, { note: "process CPU time / calls, informational" });
     }
 
     if (only.has("P2")) {
       log(`floor: raw socket, ${INFLIGHT} in flight for ${SECONDS} s`);
-      const rawRate = await pipelinedRate(INFLIGHT, SECONDS, () => raw.call(rawAdd));
+      const rawCall = (): Promise<unknown> => raw.call(rawAdd);
+      const addCall = (): Promise<unknown> => foo.add(1, 2);
+      let rawRate = 0;
+      let p2 = 0;
+      await pipelinedRate(INFLIGHT, 0.5, rawCall, 0);
+      const cpuRaw = await withCpu(rawServer, async () => {
+        const r = await pipelinedRate(INFLIGHT, SECONDS, rawCall, 0);
+        rawRate = r.rate;
+        return r.calls;
+      });
       log(`P2: add, ${INFLIGHT} in flight for ${SECONDS} s`);
-      const p2 = await pipelinedRate(INFLIGHT, SECONDS, () => foo.add(1, 2));
-      figure(`P2 add pipelined (${INFLIGHT} in flight)`, "calls/s", p2.rate, rawRate.rate, { dir: "ge", x: 0.5 });
+      await pipelinedRate(INFLIGHT, 0.5, addCall, 0);
+      const cpu2 = await withCpu(rpcServer, async () => {
+        const r = await pipelinedRate(INFLIGHT, SECONDS, addCall, 0);
+        p2 = r.rate;
+        return r.calls;
+      });
+      info["cpu_us_per_call_raw_pipelined"] = cpuRaw;
+      info["cpu_us_per_call_P2"] = cpu2;
+      figure(`P2 add pipelined (${INFLIGHT} in flight)`, "calls/s", p2, rawRate, { dir: "ge", x: 0.5 });
+      figure("  P2 CPU per call, client", "µs", cpu2.client, cpuRaw.client, undefined, { note: "process CPU time / calls, informational" });
+      figure("  P2 CPU per call, server", "µs", cpu2.server, cpuRaw.server, undefined, { note: "process CPU time / calls, informational" });
     }
 
     if (only.has("P3")) {
@@ -335,12 +406,17 @@ async function main(): Promise<void> {
 
     if (only.has("P6")) {
       log(`P6: ${IDLE_CONNS} idle connections`);
-      const m = await memoryPerConnection(dir, loop);
-      figure("P6 server RSS per idle connection", "KiB", m.rss / 1024, null, { dir: "le", x: 20, abs: true });
-      figure("P6 server heap per idle connection", "KiB", m.heap / 1024, null, { dir: "le", x: 20, abs: true });
-      figure("  P6 server external per idle connection", "KiB", m.external / 1024, null);
-      figure("  P6 client RSS per connection", "KiB", m.clientRss / 1024, null, undefined, { note: "informational" });
-      figure("  P6 client heap per connection", "KiB", m.clientHeap / 1024, null, undefined, { note: "informational" });
+      const f = await memoryPerConnection(dir, loop, "raw");
+      const m = await memoryPerConnection(dir, loop, "rpc");
+      figure("  P6 server RSS per idle conn, cold pass", "KiB", m.coldRss / 1024, f.coldRss / 1024, undefined,
+        { note: "includes one-off V8 young-generation growth, informational" });
+      figure("P6 server RSS per idle connection", "KiB", m.rss / 1024, f.rss / 1024, { dir: "le", x: 20, abs: true },
+        { note: "floor = plain net.Socket server" });
+      figure("P6 server heap per idle connection", "KiB", m.heap / 1024, f.heap / 1024, { dir: "le", x: 20, abs: true },
+        { note: "floor = plain net.Socket server" });
+      figure("  P6 server external per idle connection", "KiB", m.external / 1024, f.external / 1024);
+      figure("  P6 server V8 heapTotal per idle connection", "KiB", m.heapTotal / 1024, f.heapTotal / 1024);
+      figure("  P6 client heap per connection", "KiB", m.clientHeap / 1024, f.clientHeap / 1024, undefined, { note: "informational" });
     }
   } finally {
     await rawServer.stop();

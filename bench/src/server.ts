@@ -12,8 +12,8 @@ import { BenchFoo } from "./foo-impl.js";
 import { startRawServer } from "./raw.js";
 
 export interface MemSample { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number }
-export type ServerRequest = { op: "mem" } | { op: "exit" };
-export type ServerReply = { ready: true } | { mem: MemSample; connections: number };
+export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" };
+export type ServerReply = { ready: true } | { mem: MemSample; connections: number } | { cpu: { user: number; system: number } };
 
 const [kind, path] = process.argv.slice(2);
 if ((kind !== "rpc" && kind !== "raw") || path === undefined) {
@@ -34,6 +34,7 @@ async function sample(): Promise<MemSample> {
 }
 
 let connections = (): number => 0;
+let rawConnections = 0;
 let stop: () => Promise<void>;
 if (kind === "rpc") {
   const loop = new EventLoop("bench-server", { log: { level: "warning" } });
@@ -42,13 +43,16 @@ if (kind === "rpc") {
   stop = () => listener.close({ destroy: true });
 } else {
   const server = await startRawServer(path);
-  connections = () => 0;
+  connections = () => rawConnections;
+  server.on("connection", (s) => { rawConnections++; s.once("close", () => rawConnections--); });
   stop = () => new Promise((resolve) => { server.close(() => resolve()); server.unref(); });
 }
 
 process.on("message", (m: ServerRequest) => {
   if (m.op === "mem") {
     void sample().then((mem) => send({ mem, connections: connections() }));
+  } else if (m.op === "cpu") {
+    send({ cpu: process.cpuUsage() });
   } else if (m.op === "exit") {
     void stop().finally(() => process.exit(0));
     setTimeout(() => process.exit(0), 2000).unref();
