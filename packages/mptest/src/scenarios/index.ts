@@ -9,6 +9,7 @@ import type { Scenario } from "../scenario.js";
 import { listenScenarios } from "./listen.js";
 import { upstreamScenarios } from "./upstream.js";
 import { workerScenarios } from "./workers.js";
+import { liveWorkers } from "./worker-driver.js";
 import { lifetimeScenarios } from "./lifetime.js";
 import { shutdownScenarios } from "./shutdown.js";
 import { processScenarios, spawnScenarios } from "./process.js";
@@ -43,7 +44,17 @@ export async function loadScenarios(): Promise<{ runnable: Scenario[]; pending: 
   return { runnable, pending };
 }
 
-/** Leak counters of live TestSetups (RPC tables, loop refs) and their state for hang dumps. */
+/**
+ * Leak counters: live TestSetups (their RPC tables and loop refs, with their state for hang
+ * dumps) and live worker threads (which process.getActiveResourcesInfo() does not list).
+ */
 export function defaultProbes(): LeakProbe[] {
-  return [{ name: "fixture", snapshot: fixtureCounters, dump: dumpFixtures }];
+  return [
+    { name: "fixture", snapshot: fixtureCounters, dump: dumpFixtures },
+    {
+      name: "workers",
+      snapshot: () => ({ alive: liveWorkers.size }),
+      dump: () => `${liveWorkers.size} worker thread(s) alive: ${[...liveWorkers].map((w) => w.threadId).join(", ") || "none"}`,
+    },
+  ];
 }

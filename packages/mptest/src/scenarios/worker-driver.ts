@@ -11,6 +11,12 @@ import type { WorkerEvent, WorkerOp } from "../workers/foo-worker.js";
 
 const WORKER_JS = new URL("../workers/foo-worker.js", import.meta.url);
 
+/**
+ * Worker threads started by scenarios and not yet exited. process.getActiveResourcesInfo() does
+ * not list workers, so the leak probe counts them here.
+ */
+export const liveWorkers = new Set<Worker>();
+
 export class WorkerDriver {
   readonly worker: Worker;
   readonly exited: Promise<number>;
@@ -23,6 +29,7 @@ export class WorkerDriver {
   private constructor(support: any, name: string) {
     const handle = support.handle({ name });
     this.worker = new Worker(WORKER_JS, { workerData: { handle }, transferList: [handle.port] });
+    liveWorkers.add(this.worker);
     this.worker.on("message", (e: WorkerEvent) => this.#onEvent(e));
     this.worker.on("error", (e) => {
       this.errors.push(e);
@@ -30,6 +37,7 @@ export class WorkerDriver {
     });
     this.exited = new Promise<number>((resolve) => {
       this.worker.once("exit", (code) => {
+        liveWorkers.delete(this.worker);
         this.#exitCode = code;
         this.#failWaiter(new Error(`worker exited (code ${code}) while a test waited for an event`));
         resolve(code);
