@@ -572,6 +572,20 @@ public:
       keptCounter = nullptr;
     });
 
+    run("cap-param-pipelined", [&]() {
+      // A capability from a result we have not received yet, passed back as a param
+      // (CapDescriptor.receiverAnswer): the callee must see its own object.
+      auto mk = calc.makeCounterRequest();
+      mk.setStart(7);
+      auto promise = mk.send();
+      auto rc = calc.readCounterRequest();
+      rc.setCounter(promise.getCounter());
+      auto resp = wait(rc.send());
+      KJ_ASSERT(resp.getValue() == 7, resp.getValue());
+      KJ_ASSERT(resp.getLocal(), "the callee did not recognise its own (pipelined) Counter");
+      wait(kj::mv(promise));
+    });
+
     run("pipelined-result", [&]() {
       auto req = calc.makeCounterRequest();
       req.setStart(5);

@@ -228,6 +228,7 @@ export class CalcServer implements Server {
       case CalcMethod.readCounter: {
         const counter = capParam(c, OneCap, 0, "readCounter");
         try {
+          await counter.whenResolved(); // a receiverAnswer/promise param resolves first
           const local = counter.localServer() instanceof CounterServer;
           const value = await counterGet(counter);
           const r = c.results(Calc_readCounter$Results);

@@ -9,7 +9,7 @@ import { runCppClient, socketDir, startTsServer, type CheckResult, type TsServer
 
 const CHECKS = [
   "bootstrap", "scalars", "text-data", "big-data", "callback-during-call", "cap-result", "cap-param-own",
-  "pipelined-result", "register-fire", "promise-resolve", "identity-await", "identity-pipelined", "tail-call",
+  "cap-param-pipelined", "pipelined-result", "register-fire", "promise-resolve", "identity-await", "identity-pipelined", "tail-call",
   "exception-failed", "exception-overloaded", "exception-disconnected", "exception-unimplemented",
   "unknown-method", "cancel", "order-1000", "release", "hang-at-exit",
 ];

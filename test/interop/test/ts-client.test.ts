@@ -157,6 +157,18 @@ describe("TS client → C++ server (Unix socket)", () => {
     expect(r).toEqual({ value: 11, local: true });
   });
 
+  it("cap-param-pipelined (a not-yet-returned result cap passed back is the callee's own object)", async () => {
+    const mk = calc.newCall(CALC_ID, M.makeCounter, s.Calc_makeCounter$Params);
+    mk.params.start = 7;
+    const pc = mk.send();
+    const counter = pc.pipeline(0);
+    const r = await call(calc, CALC_ID, M.readCounter, s.OneCap, (p) => writeCap(p, 0, counter),
+      s.Calc_readCounter$Results, (r) => ({ value: r.value, local: r.local }));
+    counter.close();
+    (await pc).close();
+    expect(r).toEqual({ value: 7, local: true });
+  });
+
   it("pipelined-result", async () => {
     const req = calc.newCall(CALC_ID, M.makeCounter, s.Calc_makeCounter$Params);
     req.params.start = 5;
