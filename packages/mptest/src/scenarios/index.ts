@@ -10,6 +10,7 @@ import { listenScenarios } from "./listen.js";
 import { upstreamScenarios } from "./upstream.js";
 import { workerScenarios } from "./workers.js";
 import { liveWorkers } from "./worker-driver.js";
+import { randomScenarios } from "./random.js";
 import { lifetimeScenarios } from "./lifetime.js";
 import { shutdownScenarios } from "./shutdown.js";
 import { processScenarios, spawnScenarios } from "./process.js";
@@ -23,6 +24,7 @@ export function allScenarios(): Scenario[] {
     ...workerScenarios,
     ...lifetimeScenarios,
     ...shutdownScenarios,
+    ...randomScenarios,
     ...processScenarios,
   ];
 }
