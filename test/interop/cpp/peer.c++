@@ -547,6 +547,21 @@ public:
       KJ_ASSERT(log.size() == 1 && log[0].value == 41 && log[0].msg == "subscribe", log.size());
     });
 
+    run("promise-param", [&]() {
+      // A promise capability as a param (senderPromise), resolved by us after the call is sent;
+      // the callee's call on it waits for our Resolve.
+      log.clear();
+      auto paf = kj::newPromiseAndFulfiller<Callback::Client>();
+      auto req = calc.subscribeRequest();
+      req.setCb(Callback::Client(kj::mv(paf.promise)));
+      req.setValue(50);
+      auto pending = req.send();
+      paf.fulfiller->fulfill(kj::heap<CallbackImpl>(log));
+      auto ack = wait(kj::mv(pending)).getAck();
+      KJ_ASSERT(ack == 51, ack);
+      KJ_ASSERT(log.size() == 1 && log[0].value == 50 && log[0].msg == "subscribe", log.size());
+    });
+
     kj::Maybe<Counter::Client> keptCounter;
     run("cap-result", [&]() {
       auto req = calc.makeCounterRequest();

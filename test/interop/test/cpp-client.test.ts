@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCppClient, socketDir, startTsServer, type CheckResult, type TsServer } from "@multiprocess-ts/test-interop";
 
 const CHECKS = [
-  "bootstrap", "scalars", "text-data", "big-data", "callback-during-call", "cap-result", "cap-param-own",
+  "bootstrap", "scalars", "text-data", "big-data", "callback-during-call", "promise-param", "cap-result", "cap-param-own",
   "cap-param-pipelined", "pipelined-result", "register-fire", "promise-resolve", "identity-await", "identity-pipelined", "tail-call",
   "exception-failed", "exception-overloaded", "exception-disconnected", "exception-unimplemented",
   "unknown-method", "cancel", "order-1000", "release", "hang-at-exit",

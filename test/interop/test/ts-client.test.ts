@@ -10,7 +10,9 @@ import {
   DisconnectedError,
   RpcError,
   RpcConnection,
+  deferred,
   localCapability,
+  promiseCapability,
   readCap,
   writeCap,
   type Capability,
@@ -136,6 +138,22 @@ describe("TS client → C++ server (Unix socket)", () => {
       resp.close();
     }
     expect(cbs.calls).toEqual([{ value: 41, msg: "subscribe" }]);
+  });
+
+  it("promise-param (a promise capability as a param, resolved after the call was sent)", async () => {
+    const d = deferred<Capability>();
+    const promiseCb = promiseCapability(d.promise);
+    const pc = sendWithCap(calc, M.subscribe, promiseCb, s.Calc_subscribe$Params, (p) => { p.value = 50; });
+    promiseCb.close();
+    const cbs = new CallbackServer(tracker);
+    d.resolve(localCapability(cbs));
+    const resp = await pc;
+    try {
+      expect(resp.results(s.Calc_subscribe$Results).ack).toBe(51);
+    } finally {
+      resp.close();
+    }
+    expect(cbs.calls).toEqual([{ value: 50, msg: "subscribe" }]);
   });
 
   let kept: Capability | null = null;
