@@ -175,10 +175,16 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
   const clearLine = (): void => {
     if (tty) stderr.write("\r\x1b[K");
   };
+  let lastTty = 0;
   const progress = (): void => {
-    const line = `[${((Date.now() - t0) / 1000).toFixed(1)}s] ${runs} runs, ${bad} failed${current ? ` | ${current}` : ""}`;
-    if (tty) stderr.write(`\r\x1b[K${line.slice(0, 160)}`);
-    else if (Date.now() - lastPlain >= 5000) {
+    const now = Date.now();
+    // Redraw at most 10 times a second: fast scenarios finish thousands of iterations a second.
+    if (tty && now - lastTty < 100) return;
+    const line = `[${((now - t0) / 1000).toFixed(1)}s] ${runs} runs, ${bad} failed${current ? ` | ${current}` : ""}`;
+    if (tty) {
+      lastTty = now;
+      stderr.write(`\r\x1b[K${line.slice(0, 160)}`);
+    } else if (now - lastPlain >= 5000) {
       lastPlain = Date.now();
       stderr.write(line + "\n");
     }
