@@ -373,11 +373,18 @@ async function main(): Promise<void> {
 
     if (only.has("P4")) {
       log("P4: callbackSaved (server calls the client's callback during the call)");
-      const p4 = latency(await timeSequential(N, WARMUP, async (i) => {
-        if ((await foo.callbackSaved(i)) !== i * 2) throw new Error("wrong callback result");
-      }));
-      figure("P4 callback round trip p50", "µs", p4.p50, rawSeq!.p50, { dir: "le", x: 2.5 }, { note: "callbackSaved" });
-      figure("P4 callback round trip p99", "µs", p4.p99, rawSeq!.p99);
+      let p4: Latency | undefined;
+      const cpu4 = await withCpu(rpcServer, async () => {
+        p4 = latency(await timeSequential(N, WARMUP, async (i) => {
+          if ((await foo.callbackSaved(i)) !== i * 2) throw new Error("wrong callback result");
+        }));
+        return N + WARMUP;
+      });
+      info["cpu_us_per_call_P4"] = cpu4;
+      figure("P4 callback round trip p50", "µs", p4!.p50, rawSeq!.p50, { dir: "le", x: 2.5 }, { note: "callbackSaved" });
+      figure("P4 callback round trip p99", "µs", p4!.p99, rawSeq!.p99);
+      figure("  P4 CPU per call, client+server", "µs", cpu4.total, (info["cpu_us_per_call_raw_sequential"] as { total: number }).total,
+        undefined, { note: "floor: one raw ping-pong, informational" });
       const n4 = Math.max(200, Math.floor(N / 5));
       log(`P4b: callback(cb, arg) with a fresh callback each call (${n4} calls)`);
       const p4b = latency(await timeSequential(n4, Math.floor(n4 / 5), async (i) => {
@@ -392,13 +399,25 @@ async function main(): Promise<void> {
       for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
       const rawData = RawClient.request(DATA_BYTES, DATA_BYTES);
       log(`floor: raw 1 MiB echo for ${DATA_SECONDS} s`);
-      const rawEcho = await echoRate(DATA_SECONDS, async () => { await raw.call(rawData); });
-      log(`P5: passData 1 MiB for ${DATA_SECONDS} s`);
-      const p5 = await echoRate(DATA_SECONDS, async () => {
-        const r = await foo.passData(data);
-        if (r.length !== DATA_BYTES || r[DATA_BYTES - 1] !== data[DATA_BYTES - 1]) throw new Error("wrong echo");
+      let rawEcho = { mbps: 0, calls: 0 };
+      const cpu5raw = await withCpu(rawServer, async () => {
+        rawEcho = await echoRate(DATA_SECONDS, async () => { await raw.call(rawData); });
+        return rawEcho.calls + 5;
       });
+      log(`P5: passData 1 MiB for ${DATA_SECONDS} s`);
+      let p5 = { mbps: 0, calls: 0 };
+      const cpu5 = await withCpu(rpcServer, async () => {
+        p5 = await echoRate(DATA_SECONDS, async () => {
+          const r = await foo.passData(data);
+          if (r.length !== DATA_BYTES || r[DATA_BYTES - 1] !== data[DATA_BYTES - 1]) throw new Error("wrong echo");
+        });
+        return p5.calls + 5;
+      });
+      info["cpu_us_per_call_raw_echo"] = cpu5raw;
+      info["cpu_us_per_call_P5"] = cpu5;
       figure("P5 1 MiB Data echo", "MB/s", p5.mbps, rawEcho.mbps, { dir: "ge", x: 0.7 });
+      figure("  P5 CPU per call, client", "µs", cpu5.client, cpu5raw.client, undefined, { note: "informational" });
+      figure("  P5 CPU per call, server", "µs", cpu5.server, cpu5raw.server, undefined, { note: "informational" });
     }
 
     raw.close();
