@@ -97,23 +97,3 @@ export class Counter {
     return d.promise;
   }
 }
-
-/** Sets a field of a capnp-ts struct builder whatever accessor style it uses (`x = v` or `setX(v)`). */
-export function setField(s: Record<string, unknown>, name: string, v: unknown): void {
-  const setter = `set${name[0]!.toUpperCase()}${name.slice(1)}`;
-  if (typeof s[setter] === "function") (s[setter] as (v: unknown) => void)(v);
-  else s[name] = v;
-}
-
-export function getField(s: Record<string, unknown>, name: string): unknown {
-  const getter = `get${name[0]!.toUpperCase()}${name.slice(1)}`;
-  return typeof s[getter] === "function" ? (s[getter] as () => unknown)() : s[name];
-}
-
-export function initField(s: Record<string, unknown>, name: string): unknown {
-  const init = `init${name[0]!.toUpperCase()}${name.slice(1)}`;
-  const underscored = `_init${name[0]!.toUpperCase()}${name.slice(1)}`;
-  if (typeof s[init] === "function") return (s[init] as () => unknown)();
-  if (typeof s[underscored] === "function") return (s[underscored] as () => unknown)();
-  throw new Error(`struct has no ${init}()`);
-}
