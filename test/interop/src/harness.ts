@@ -5,6 +5,7 @@
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
 import {
   RpcConnection,
+  describeRpcMessage,
   localCapability,
   type RpcConnectionOptions,
   type Transport,
@@ -13,18 +14,36 @@ import {
 import { CalcServer, Tracker } from "./servers.js";
 import { streamTransport } from "./stream.js";
 
-/** Wraps a transport and records the largest segment count of messages in each direction. */
+/** One message seen by {@link CountingTransport}: its rpc.capnp Message union member (and the
+ * Return variant for returns). */
+export interface WireEntry { dir: "in" | "out"; which: string; variant?: string }
+
+/**
+ * Wraps a transport and records the largest segment count of messages in each direction, and
+ * (with `wire`) the kind of every message in order, for assertions about the protocol itself.
+ */
 export class CountingTransport implements Transport {
   maxSegmentsIn = 0;
   maxSegmentsOut = 0;
   messagesIn = 0;
   messagesOut = 0;
-  constructor(private readonly inner: Transport) {}
+  readonly wire: WireEntry[] | null;
+  constructor(private readonly inner: Transport, opts: { wire?: boolean } = {}) {
+    this.wire = opts.wire === true ? [] : null;
+  }
+  private record(dir: "in" | "out", segments: Uint8Array[]): void {
+    if (this.wire === null) return;
+    const d = describeRpcMessage(segments);
+    const e: WireEntry = { dir, which: d.which };
+    if (d.variant !== undefined) e.variant = d.variant;
+    this.wire.push(e);
+  }
   start(sink: TransportSink): void {
     this.inner.start({
       message: (segments) => {
         this.messagesIn++;
         this.maxSegmentsIn = Math.max(this.maxSegmentsIn, segments.length);
+        this.record("in", segments);
         sink.message(segments);
       },
       closed: (err) => sink.closed(err),
@@ -33,10 +52,15 @@ export class CountingTransport implements Transport {
   send(segments: Uint8Array[]): void {
     this.messagesOut++;
     this.maxSegmentsOut = Math.max(this.maxSegmentsOut, segments.length);
+    this.record("out", segments);
     this.inner.send(segments);
   }
   close(): Promise<void> { return this.inner.close(); }
   destroy(err?: Error): void { this.inner.destroy(err); }
+  /** The wire log from index `from` on, as "in call", "out return/results", ... */
+  wireSince(from = 0): string[] {
+    return (this.wire ?? []).slice(from).map((e) => `${e.dir} ${e.which}${e.variant !== undefined ? "/" + e.variant : ""}`);
+  }
 }
 
 /** Optional wire/engine logging, enabled with MPTS_INTEROP_TRACE=1. */
@@ -73,7 +97,7 @@ export async function startTsServer(path: string): Promise<TsServer> {
     const name = `ts-server#${connections.length}`;
     const calc = new CalcServer(tracker);
     const bootstrap = localCapability(calc);
-    const transport = new CountingTransport(streamTransport(socket));
+    const transport = new CountingTransport(streamTransport(socket), { wire: true });
     const opts: RpcConnectionOptions = { bootstrap, name };
     const log = traceLog(name);
     if (log) opts.log = log;
@@ -104,15 +128,15 @@ export async function startTsServer(path: string): Promise<TsServer> {
 }
 
 /** Connects to a Unix socket and starts an RpcConnection (no bootstrap of ours). */
-export async function connectUnix(path: string, name = "ts-client"): Promise<{ rpc: RpcConnection; transport: CountingTransport; socket: Socket }> {
+export async function connectUnix(path: string, name = "ts-client", opts: { wire?: boolean } = {}): Promise<{ rpc: RpcConnection; transport: CountingTransport; socket: Socket }> {
   const socket = createConnection(path);
   await new Promise<void>((resolve, reject) => {
     socket.once("connect", () => { socket.off("error", reject); resolve(); });
     socket.once("error", reject);
   });
-  const transport = new CountingTransport(streamTransport(socket));
-  const opts: RpcConnectionOptions = { name };
+  const transport = new CountingTransport(streamTransport(socket), opts);
+  const rpcOpts: RpcConnectionOptions = { name };
   const log = traceLog(name);
-  if (log) opts.log = log;
-  return { rpc: new RpcConnection(transport, opts), transport, socket };
+  if (log) rpcOpts.log = log;
+  return { rpc: new RpcConnection(transport, rpcOpts), transport, socket };
 }

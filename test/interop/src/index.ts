@@ -6,5 +6,5 @@ export type { CppServer, CheckResult, MalformedKind, MalformedResult, BenchResul
 export * as schema from "./schema.js";
 export { Tracker, CalcServer, CounterServer, CallbackServer, WatcherServer, call, notify, add, stats, counterInc, counterGet } from "./servers.js";
 export { CountingTransport, startTsServer, connectUnix, traceLog } from "./harness.js";
-export type { TsServer, ServedConnection } from "./harness.js";
+export type { TsServer, ServedConnection, WireEntry } from "./harness.js";
 export { streamTransport } from "./stream.js";

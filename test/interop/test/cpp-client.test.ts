@@ -48,6 +48,20 @@ describe("C++ client → TS server (Unix socket)", () => {
     expect(served.transport.maxSegmentsIn).toBeGreaterThan(1);
   });
 
+  it("the session exercised every Level-1 message kind both ways, with no Abort/Unimplemented", async () => {
+    const served = await ts.connection(0);
+    await served.closed;
+    const seen = new Set(served.transport.wireSince(0));
+    const expected = [
+      "in bootstrap", "in call", "in finish", "in release", "in resolve", "in disembargo",
+      "in return/results", "in return/resultsSentElsewhere",
+      "out return/results", "out return/exception", "out return/canceled", "out return/takeFromOtherQuestion",
+      "out call", "out finish", "out release", "out resolve", "out disembargo",
+    ];
+    expect(expected.filter((e) => !seen.has(e))).toEqual([]);
+    expect([...seen].filter((e) => /abort|unimplemented/.test(e))).toEqual([]);
+  });
+
   it("TS side is clean after the C++ client disconnected", async () => {
     const served = await ts.connection(0);
     const err = await served.closed;

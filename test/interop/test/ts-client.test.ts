@@ -74,7 +74,7 @@ describe("TS client → C++ server (Unix socket)", () => {
   beforeAll(async () => {
     dir = await socketDir();
     server = await startCppServer(join(dir.dir, "cpp.sock"));
-    ({ rpc, transport } = await connectUnix(server.path));
+    ({ rpc, transport } = await connectUnix(server.path, "ts-client", { wire: true }));
     calc = rpc.bootstrap();
   });
 
@@ -86,9 +86,13 @@ describe("TS client → C++ server (Unix socket)", () => {
     expect(code, `C++ peer stderr: ${server?.stderr()}`).toBe(0);
   });
 
+  /** Index into the wire log, to look at the messages of one check. */
+  const mark = () => transport.wire!.length;
+
   it("bootstrap", async () => {
-    // The first call is pipelined on the Bootstrap question.
     expect(await add(calc, 2, 3)).toBe(5);
+    // The first call is pipelined on the Bootstrap question: sent before its Return came back.
+    expect(transport.wireSince(0).slice(0, 2)).toEqual(["out bootstrap", "out call"]);
   });
 
   it("scalars", async () => {
@@ -124,7 +128,6 @@ describe("TS client → C++ server (Unix socket)", () => {
     expect(back.text === text).toBe(true);
     // C++ builds its 1 MiB Return in several segments; we must have decoded a multi-segment frame.
     expect(transport.maxSegmentsIn).toBeGreaterThan(1);
-    console.log(`big-data: segments in ${transport.maxSegmentsIn}, out ${transport.maxSegmentsOut}`);
   });
 
   it("callback-during-call", async () => {
@@ -188,6 +191,7 @@ describe("TS client → C++ server (Unix socket)", () => {
   });
 
   it("pipelined-result", async () => {
+    const m = mark();
     const req = calc.newCall(CALC_ID, M.makeCounter, s.Calc_makeCounter$Params);
     req.params.start = 5;
     const pc = req.send();
@@ -196,6 +200,9 @@ describe("TS client → C++ server (Unix socket)", () => {
     expect([a, b, c]).toEqual([7, 10, 10]);
     (await pc).close();
     counter.close();
+    // makeCounter and the three calls on its result all went out before any Return came in.
+    const w = transport.wireSince(m);
+    expect(w.slice(0, 4)).toEqual(["out call", "out call", "out call", "out call"]);
   });
 
   it("register-fire (callee keeps our capability and calls it later)", async () => {
@@ -217,6 +224,7 @@ describe("TS client → C++ server (Unix socket)", () => {
     const req = calc.newCall(CALC_ID, M.makeCounterLater, s.Calc_makeCounterLater$Params);
     req.params.start = 100;
     const pc = req.send();
+    const m = mark();
     const early = pc.pipeline(0);
     const p1 = counterInc(early, 1);          // pipelined on the question, before its Return
     const counter = await capResult(pc);      // a senderPromise import
@@ -229,6 +237,7 @@ describe("TS client → C++ server (Unix socket)", () => {
     expect(await counterInc(counter, 4)).toBe(110); // after Resolve
     early.close();
     counter.close();
+    expect(transport.wireSince(m)).toContain("in resolve");
   });
 
   it("identity-await (our capability comes back as our own object)", async () => {
@@ -245,6 +254,7 @@ describe("TS client → C++ server (Unix socket)", () => {
   it("identity-pipelined (a pipelined call reflected back to us)", async () => {
     const cbs = new CallbackServer(tracker);
     const cb = localCapability(cbs);
+    const m = mark();
     const pc = sendWithCap(calc, M.identity, cb);
     cb.close();
     const target = pc.pipeline(0);
@@ -252,11 +262,19 @@ describe("TS client → C++ server (Unix socket)", () => {
     target.close();
     (await pc).close();
     expect(cbs.calls).toEqual([{ value: 11, msg: "pipelined" }]);
+    // C++ reflects the call to us as a tail call; the promise that resolved back to our own
+    // object is embargoed (the loopback Disembargo's echo may come later; the release check
+    // sees the embargo table empty).
+    const w = transport.wireSince(m);
+    expect(w).toContain("in return/takeFromOtherQuestion");
+    expect(w).toContain("out return/resultsSentElsewhere");
+    expect(w).toContain("out disembargo");
   });
 
   it("tail-call (C++ tail-calls back into us)", async () => {
     const cbs = new CallbackServer(tracker);
     const cb = localCapability(cbs);
+    const m = mark();
     const resp = await sendWithCap(calc, M.reflect, cb, s.Calc_reflect$Params, (p) => { p.value = 20; });
     cb.close();
     try {
@@ -265,6 +283,9 @@ describe("TS client → C++ server (Unix socket)", () => {
       resp.close();
     }
     expect(cbs.calls).toEqual([{ value: 20, msg: "reflect" }]);
+    const w = transport.wireSince(m);
+    expect(w).toContain("in return/takeFromOtherQuestion");
+    expect(w).toContain("out return/resultsSentElsewhere");
   });
 
   for (const kind of s.KIND_NAMES) {
@@ -292,11 +313,16 @@ describe("TS client → C++ server (Unix socket)", () => {
     const pc = sendWithCap(calc, M.hang, cap);
     cap.close();
     await w.started.promise;
+    const m = mark();
     pc.cancel();
     const err = await Promise.resolve(pc).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(CanceledError);
     await w.canceled.promise;
     expect(await add(calc, 3, 4)).toBe(7);
+    // Finish went out before any Return for hang(); C++ then answered it as canceled.
+    const wl = transport.wireSince(m);
+    expect(wl[0]).toBe("out finish");
+    expect(wl).toContain("in return/canceled");
   });
 
   it("cancel-signal (an AbortSignal cancels the call)", async () => {
@@ -326,9 +352,14 @@ describe("TS client → C++ server (Unix socket)", () => {
     await tracker.liveZero(); // every Callback we exported has been released by C++
     expect(tracker.live).toBe(0);
     expect(rpc.stats()).toMatchObject({ questions: 0, answers: 0, exports: 0, imports: 1, embargoes: 0 });
+    const m = mark();
     calc.close();
     expect(rpc.stats()).toMatchObject({ questions: 0, answers: 0, exports: 0, imports: 0, embargoes: 0 });
+    expect(transport.wireSince(m)).toEqual(["out release"]);
     expect(rpc.isClosed).toBe(false);
+    // Nothing in the whole session was an Abort or an Unimplemented.
+    const all = transport.wireSince(0);
+    expect(all.filter((e) => /abort|unimplemented/.test(e))).toEqual([]);
   });
 });
 
