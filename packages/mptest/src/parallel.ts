@@ -27,7 +27,8 @@ export interface JobsOptions {
   shouldStop?(): boolean;
 }
 
-const WATCHDOG_GRACE_MS = 10_000;
+/** Extra time a child gets past the iteration timeout before the parent kills it: 2 s to 10 s. */
+const watchdogGraceMs = (timeoutMs: number): number => Math.min(10_000, Math.max(2_000, timeoutMs));
 
 export async function runJobs(opts: JobsOptions): Promise<RunResult> {
   const t0 = Date.now();
@@ -59,7 +60,8 @@ export async function runJobs(opts: JobsOptions): Promise<RunResult> {
     let killedByWatchdog = false;
     const watchdog = setInterval(() => {
       if (opts.shouldStop?.()) stopAll("interrupted");
-      if (current !== undefined && Date.now() - current.since > opts.timeoutMs + WATCHDOG_GRACE_MS) {
+      const limit = opts.timeoutMs + watchdogGraceMs(opts.timeoutMs);
+      if (current !== undefined && Date.now() - current.since > limit) {
         killedByWatchdog = true;
         record({
           scenario: current.scenario,
@@ -67,7 +69,7 @@ export async function runJobs(opts: JobsOptions): Promise<RunResult> {
           seed: current.seed,
           status: "hang",
           durationMs: Date.now() - current.since,
-          error: `job ${k} stopped responding (event loop blocked?) for more than ${opts.timeoutMs + WATCHDOG_GRACE_MS} ms; killed`,
+          error: `job ${k} stopped responding (event loop blocked?) for more than ${limit} ms; killed`,
         });
         current = undefined;
         child.kill("SIGKILL");

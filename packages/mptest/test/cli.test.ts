@@ -214,6 +214,13 @@ describe("the mptest binary", () => {
     for (let i = 0; i < 4; i++) expect(r.stderr).toContain(`FAIL fake/fail (iteration ${i}, seed ${iterationSeed(21, i)})`);
     expect(r.stdout).toMatch(/^fake\/pass\s+4\s+0/m);
   });
+  it("--jobs kills a child whose event loop is blocked and counts a hang", () => {
+    const r = run(["--filter", "^fake/block$", "--repeat", "1", "--jobs", "2", "--timeout", "200"]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("HANG fake/block (iteration 0");
+    expect(r.stderr).toMatch(/job 0 stopped responding .* for more than 2200 ms; killed/);
+    expect(r.stdout).toMatch(/^fake\/block\s+1\s+0\s+0\s+1/m);
+  });
   it("replays a failing iteration from its printed seed", () => {
     const s = iterationSeed(77, 2);
     const r = run(["--filter", "^fake/fail$", "--seed", String(s), "--repeat", "1"]);
