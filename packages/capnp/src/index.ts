@@ -36,5 +36,5 @@ export type {
 export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
 export type { ReaderLimits } from "./limits.js";
 export { encodeFrame, encodeFrameToBytes, frameHeaderBytes, FrameDecoder } from "./framing.js";
-export { validateMessage, readMessage, messageFromSegments } from "./validate.js";
+export { validateMessage, validateRpcMessage, readMessage, messageFromSegments } from "./validate.js";
 export { streamTransport } from "./stream.js";

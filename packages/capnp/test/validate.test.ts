@@ -5,7 +5,7 @@ import * as capnp from "capnp-ts";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { FrameDecoder } from "../dist/framing.js";
-import { validateMessage, readMessage } from "../dist/validate.js";
+import { validateMessage, validateRpcMessage, readMessage } from "../dist/validate.js";
 import { LimitError, ProtocolError } from "../dist/errors.js";
 import { capPtr, data, farPtr, listPtr, nestedChain, NULL, seg, segOf, segmentsOf, structPtr } from "./fixtures/wire.js";
 
@@ -225,5 +225,106 @@ describe("validateMessage speed", () => {
     const ms = (performance.now() - t0) / 5;
     expect(validateMessage(segs)).toBe(1 + 2 * n);
     expect(ms).toBeLessThan(200); // typically a few ms
+  });
+});
+
+describe("validateRpcMessage (rpc.capnp envelope)", () => {
+  function rpcMsg(build: (m: rpc.Message) => void, multi = false): Uint8Array[] {
+    const m = multi ? new capnp.Message(new MultiSegmentArena()) : new capnp.Message();
+    build(m.initRoot(rpc.Message));
+    return segmentsOf(m);
+  }
+  function rpcError(segs: Uint8Array[], re: RegExp): void {
+    expect(() => validateMessage(segs)).not.toThrow(); // structurally fine
+    const e = errorOf(() => validateRpcMessage(segs));
+    expect(e).toBeInstanceOf(ProtocolError);
+    expect(e.message).toMatch(re);
+  }
+  function setWord(segs: Uint8Array[], seg: number, word: number, w: readonly [number, number]): void {
+    const dv = new DataView(segs[seg]!.buffer, segs[seg]!.byteOffset, segs[seg]!.byteLength);
+    dv.setUint32(word * 8, w[0], true);
+    dv.setUint32(word * 8 + 4, w[1], true);
+  }
+
+  it("accepts every message kind capnp-ts builds, in one segment and across segments", () => {
+    for (const multi of [false, true]) {
+      const msgs = [
+        rpcMsg((m) => (m.initBootstrap().questionId = 1), multi),
+        rpcMsg((m) => {
+          const c = m.initCall();
+          const pa = c.initTarget().initPromisedAnswer();
+          pa.initTransform(2).get(0).getPointerField = 1;
+          const t = c.initParams().initCapTable(3);
+          t.get(0).senderHosted = 1;
+          t.get(1).initReceiverAnswer().initTransform(1);
+          t.get(2).setNone();
+        }, multi),
+        rpcMsg((m) => m.initReturn().initException().reason = "nope", multi),
+        rpcMsg((m) => m.initReturn().initResults(), multi),
+        rpcMsg((m) => (m.initFinish().questionId = 3), multi),
+        rpcMsg((m) => m.initResolve().initCap().senderPromise = 2, multi),
+        rpcMsg((m) => m.initResolve().initException().reason = "", multi),
+        rpcMsg((m) => (m.initRelease().id = 4), multi),
+        rpcMsg((m) => m.initDisembargo().initTarget().importedCap = 2, multi),
+        rpcMsg((m) => m.initAbort().reason = "bye", multi),
+        rpcMsg((m) => m.initUnimplemented().initCall().initTarget().importedCap = 1, multi),
+      ];
+      for (const segs of msgs) expect(() => validateRpcMessage(segs)).not.toThrow();
+    }
+  });
+
+  it("rejects a list where a struct is expected (Message body, Call.target)", () => {
+    // Message.finish pointer (root struct at word 1: 1 data word, pointer at word 2) → a list.
+    const f = rpcMsg((m) => (m.initFinish().questionId = 3));
+    setWord(f, 0, 2, listPtr(0, 2, 0));
+    rpcError(f, /Message body is not a struct pointer/);
+    const c = rpcMsg((m) => (m.initCall().initTarget().importedCap = 5));
+    // Call struct at word 3 (3 data words): target pointer at word 6.
+    setWord(c, 0, 6, listPtr(0, 2, 0));
+    rpcError(c, /Call.target is not a struct pointer/);
+  });
+
+  it("rejects a capability where the cap table list is expected, and short cap-table elements", () => {
+    const segs = rpcMsg((m) => m.initCall().initParams().initCapTable(1).get(0).senderHosted = 1);
+    const words = segs[0]!.byteLength / 8;
+    // find the capTable pointer: the only composite list pointer in the message
+    let at = -1;
+    const dv = new DataView(segs[0]!.buffer, segs[0]!.byteOffset, segs[0]!.byteLength);
+    for (let w = 0; w < words; w++) if ((dv.getUint32(w * 8, true) & 3) === 1 && (dv.getUint32(w * 8 + 4, true) & 7) === 7) at = w;
+    expect(at).toBeGreaterThan(0);
+    const capCopy = segs.map((s) => s.slice());
+    setWord(capCopy, 0, at, capPtr(0));
+    rpcError(capCopy, /capTable is not a list of structs/);
+    // shrink the element size in the tag (1 data word, 1 pointer → 0 data words, 1 pointer)
+    const lo = dv.getUint32(at * 8, true);
+    const tagWord = at + 1 + ((lo | 0) >> 2);
+    const hi = dv.getUint32(tagWord * 8 + 4, true);
+    const shortCopy = segs.map((s) => s.slice());
+    const sdv = new DataView(shortCopy[0]!.buffer);
+    sdv.setUint32(tagWord * 8 + 4, (hi & 0xffff0000) | 0, true);
+    rpcError(shortCopy, /elements are smaller than the schema's/);
+  });
+
+  it("rejects Text that is not a byte list or not NUL-terminated", () => {
+    const segs = rpcMsg((m) => (m.initAbort().reason = "abc"));
+    const dv = new DataView(segs[0]!.buffer, segs[0]!.byteOffset, segs[0]!.byteLength);
+    const bytes = segs[0]!;
+    // the text bytes "abc\0" live in the last word
+    const last = bytes.byteLength - 8;
+    expect([...bytes.subarray(last, last + 4)]).toEqual([97, 98, 99, 0]);
+    const noNul = segs.map((s) => s.slice());
+    noNul[0]![last + 3] = 33;
+    rpcError(noNul, /reason is Text that is not NUL-terminated/);
+    // Exception struct: find its first pointer (the reason) and make it a word list
+    let reasonAt = -1;
+    for (let w = 0; w * 8 < bytes.byteLength; w++) {
+      if ((dv.getUint32(w * 8, true) & 3) === 1 && (dv.getUint32(w * 8 + 4, true) & 7) === 2) reasonAt = w;
+    }
+    const wrongKind = segs.map((s) => s.slice());
+    const wdv = new DataView(wrongKind[0]!.buffer);
+    wdv.setUint32(reasonAt * 8 + 4, (wdv.getUint32(reasonAt * 8 + 4, true) & ~7) | 5, true);
+    expect(() => validateMessage(wrongKind)).toThrow(); // 4 words do not fit: structural error first
+    wdv.setUint32(reasonAt * 8 + 4, (1 << 3) | 5, true); // one 8-byte element: fits
+    rpcError(wrongKind, /reason is not Text/);
   });
 });
