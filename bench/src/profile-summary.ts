@@ -1,8 +1,9 @@
 /**
- * `node bench/dist/profile-summary.js FILE.cpuprofile [--top 15] [--all-threads]`
+ * `node bench/dist/profile-summary.js FILE.cpuprofile... [--top 15] [--skip MS]`
  *
- * Reads a V8 CPU profile (from `node --cpu-prof`) and prints the functions with the most self
- * time, plus self time grouped by package/file, excluding (idle). Several files may be given.
+ * Reads V8 CPU profiles (from `node --cpu-prof`) and prints, per file, the functions with the most
+ * self time, plus self time grouped by package, excluding (idle). `--skip MS` ignores the first MS
+ * milliseconds of each profile (process start-up, module loading).
  */
 import { readFile } from "node:fs/promises";
 import { relative } from "node:path";
@@ -28,12 +29,15 @@ function group(url: string): string {
   return nm ? nm[1]! : p;
 }
 
-async function summarize(file: string, top: number): Promise<void> {
+async function summarize(file: string, top: number, skipMs: number): Promise<void> {
   const prof = JSON.parse(await readFile(file, "utf8")) as CpuProfile;
   const byId = new Map<number, ProfileNode>();
   for (const n of prof.nodes) byId.set(n.id, n);
   const self = new Map<number, number>();
+  let t = 0;
   for (let i = 0; i < prof.samples.length; i++) {
+    t += prof.timeDeltas[i] ?? 0;
+    if (t < skipMs * 1000) continue;
     const id = prof.samples[i]!;
     self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0));
   }
@@ -53,7 +57,7 @@ async function summarize(file: string, top: number): Promise<void> {
     const g = group(cf.url);
     groups.set(g, (groups.get(g) ?? 0) + us);
   }
-  const wall = (prof.endTime - prof.startTime) / 1000;
+  const wall = (prof.endTime - prof.startTime) / 1000 - skipMs;
   process.stdout.write(`\n${file}\n  wall ${wall.toFixed(0)} ms, busy ${(total / 1000).toFixed(0)} ms, idle ${(idle / 1000).toFixed(0)} ms\n`);
   process.stdout.write(`  top ${top} by self time (share of busy time):\n`);
   const sorted = [...fns.values()].sort((a, b) => b.us - a.us).slice(0, top);
@@ -69,8 +73,10 @@ async function summarize(file: string, top: number): Promise<void> {
 const args = process.argv.slice(2);
 const ti = args.indexOf("--top");
 const top = ti >= 0 ? Number(args.splice(ti, 2)[1]) : 15;
+const si = args.indexOf("--skip");
+const skipMs = si >= 0 ? Number(args.splice(si, 2)[1]) : 0;
 if (args.length === 0) {
   process.stderr.write("usage: profile-summary FILE.cpuprofile... [--top N]\n");
   process.exit(2);
 }
-for (const f of args) await summarize(f, top);
+for (const f of args) await summarize(f, top, skipMs);
