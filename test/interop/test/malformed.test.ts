@@ -47,6 +47,25 @@ describe("malformed messages from the C++ peer", () => {
     await dir?.remove();
   });
 
+  // Runs last (vitest runs a file's tests in order).
+  function cleanEnd() {
+    it("everything ends clean: no live objects, no table entries on either side of the healthy link", async () => {
+      expect(await add(calc, 0, 0)).toBe(0);
+      calc.close();
+      expect(healthy.rpc.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+      await healthy.rpc.close();
+      const served = await ts.connection(0);
+      expect(await served.closed).toBeUndefined();
+      await served.calc.whenReleased.promise;
+      for (const c of ts.connections) {
+        await c.closed;
+        expect(c.rpc.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+      }
+      await ts.tracker.whenIdle();
+      expect(ts.tracker.calcs).toBe(0);
+    });
+  }
+
   const results = new Map<MalformedKind, MalformedResult>();
 
   for (const { kind, reason } of FATAL) {
@@ -86,4 +105,6 @@ describe("malformed messages from the C++ peer", () => {
     next++;
     expect(await add(calc, 5, 5)).toBe(10);
   });
+
+  cleanEnd();
 });
