@@ -7,6 +7,7 @@
 //                         "ready" on stdout once listening; exits when stdin reaches EOF
 //   client --unix PATH    run the conformance checks against a Calc server; one JSON line per check
 //                         {"name","ok","error"} on stdout, then {"done":true}; exits 0
+//   client --fd N         the same over an inherited socket fd
 //   malformed --unix PATH --kind K
 //                         connect, send one bad message (K: framing | segment-size | pointer |
 //                         bad-target | unknown), read until EOF, print one JSON line describing
@@ -410,10 +411,13 @@ private:
 // promise while it connects, so every call through it is built locally and copied (flattened
 // into one segment) when sent, and the first call is not really pipelined on the Bootstrap.
 struct ClientConn {
-  explicit ClientConn(kj::StringPtr path)
+  // Connects to the Unix socket `path`, or uses the inherited socket `fd` when path is empty.
+  ClientConn(kj::StringPtr path, int fd)
       : io(kj::setupAsyncIo()),
-        stream(io.provider->getNetwork().parseAddress(kj::str("unix:", path)).wait(io.waitScope)
-                   ->connect().wait(io.waitScope)),
+        stream(path.size() > 0
+                   ? io.provider->getNetwork().parseAddress(kj::str("unix:", path)).wait(io.waitScope)
+                         ->connect().wait(io.waitScope)
+                   : io.lowLevelProvider->wrapSocketFd(fd, kj::LowLevelAsyncIoProvider::TAKE_OWNERSHIP)),
         network(*stream, capnp::rpc::twoparty::Side::CLIENT, readerOptions()),
         rpc(capnp::makeRpcClient(network)) {}
 
@@ -801,8 +805,8 @@ private:
   kj::Timer& timer;
 };
 
-int runClient(kj::StringPtr path) {
-  ClientConn client(path);
+int runClient(kj::StringPtr path, int fd) {
+  ClientConn client(path, fd);
   Checks checks(client);
   checks.all();
   printf("{\"done\":true,\"live\":%d}\n", g_live);
@@ -814,7 +818,7 @@ int runClient(kj::StringPtr path) {
 // bench
 
 int runBench(kj::StringPtr path, int n, int warmup) {
-  ClientConn client(path);
+  ClientConn client(path, -1);
   auto& ws = client.io.waitScope;
   Calc::Client calc = client.bootstrap();
   std::vector<double> us;
@@ -959,7 +963,7 @@ int runMalformed(kj::StringPtr path, kj::StringPtr kind) {
 
 [[noreturn]] void usage() {
   fprintf(stderr,
-          "usage: peer serve --fd N | serve --unix PATH | client --unix PATH |\n"
+          "usage: peer serve --fd N | serve --unix PATH | client --unix PATH | client --fd N |\n"
           "       malformed --unix PATH --kind K | bench --unix PATH --n N [--warmup W]\n");
   exit(2);
 }
@@ -984,7 +988,8 @@ int main(int argc, char** argv) {
   try {
     if (mode == "serve" && fd >= 0) return serveFd(fd);
     if (mode == "serve" && !unixPath.empty()) return serveUnix(unixPath.c_str());
-    if (mode == "client" && !unixPath.empty()) return runClient(unixPath.c_str());
+    if (mode == "client" && !unixPath.empty()) return runClient(unixPath.c_str(), -1);
+    if (mode == "client" && fd >= 0) return runClient("", fd);
     if (mode == "bench" && !unixPath.empty()) return runBench(unixPath.c_str(), n, warmup);
     if (mode == "malformed" && !unixPath.empty() && !kind.empty())
       return runMalformed(unixPath.c_str(), kind.c_str());

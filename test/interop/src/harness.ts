@@ -3,6 +3,7 @@
  * records segment counts, a TS Calc server on a Unix socket, and a TS client connection.
  */
 import { createConnection, createServer, type Server as NetServer, type Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import {
   RpcConnection,
   describeRpcMessage,
@@ -88,23 +89,27 @@ export interface TsServer {
   close(): Promise<void>;
 }
 
+/** Serves a new CalcServer (bootstrap) on one byte stream (a socket or socketpair end). */
+export function serveConnection(stream: Duplex, name: string, tracker: Tracker): ServedConnection {
+  const calc = new CalcServer(tracker);
+  const bootstrap = localCapability(calc);
+  const transport = new CountingTransport(streamTransport(stream), { wire: true });
+  const opts: RpcConnectionOptions = { bootstrap, name };
+  const log = traceLog(name);
+  if (log) opts.log = log;
+  const rpc = new RpcConnection(transport, opts);
+  // The connection keeps its own reference to the bootstrap; ours goes when it ends.
+  rpc.onClose(() => bootstrap.close());
+  return { name, rpc, calc, transport, closed: rpc.closed };
+}
+
 /** A TS Calc server on a Unix socket: one CalcServer (bootstrap) per connection. */
 export async function startTsServer(path: string): Promise<TsServer> {
   const tracker = new Tracker();
   const connections: ServedConnection[] = [];
   const waiters = new Map<number, ((c: ServedConnection) => void)[]>();
   const net: NetServer = createServer((socket: Socket) => {
-    const name = `ts-server#${connections.length}`;
-    const calc = new CalcServer(tracker);
-    const bootstrap = localCapability(calc);
-    const transport = new CountingTransport(streamTransport(socket), { wire: true });
-    const opts: RpcConnectionOptions = { bootstrap, name };
-    const log = traceLog(name);
-    if (log) opts.log = log;
-    const rpc = new RpcConnection(transport, opts);
-    // The connection keeps its own reference to the bootstrap; ours goes when it ends.
-    rpc.onClose(() => bootstrap.close());
-    const served: ServedConnection = { name, rpc, calc, transport, closed: rpc.closed };
+    const served = serveConnection(socket, `ts-server#${connections.length}`, tracker);
     const n = connections.push(served) - 1;
     for (const w of waiters.get(n) ?? []) w(served);
     waiters.delete(n);

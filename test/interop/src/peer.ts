@@ -101,6 +101,22 @@ export async function runCppBench(path: string, n: number, warmup: number): Prom
   return line as BenchResult;
 }
 
+/** `peer client --fd 3`: the C++ client's check list over an inherited socketpair; `socket` is our
+ * end (serve on it), `result` settles when the peer exits. */
+export async function spawnFdClient(): Promise<{ proc: ChildProcess; socket: Duplex; result: Promise<{ checks: CheckResult[]; done: boolean; stderr: string; code: number | null }> }> {
+  const bin = await buildPeer();
+  const proc = spawn(bin, ["client", "--fd", "3"], { stdio: ["ignore", "pipe", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  proc.stdout!.setEncoding("utf8").on("data", (d: string) => { out += d; });
+  proc.stderr!.setEncoding("utf8").on("data", (d: string) => { err += d; });
+  const result = exited(proc).then((code) => {
+    const lines = jsonLines(out) as (CheckResult & { done?: boolean })[];
+    return { checks: lines.filter((l) => typeof l.name === "string"), done: lines.some((l) => l.done === true), stderr: err, code };
+  });
+  return { proc, socket: proc.stdio[3] as Duplex, result };
+}
+
 /** `peer serve --fd 3` on an inherited socketpair (Node's stdio 'pipe' is a Unix socketpair),
  * the way libmultiprocess spawns its children. */
 export async function spawnFdServer(): Promise<{ proc: ChildProcess; socket: Duplex; stderr(): string; exited: Promise<number | null> }> {

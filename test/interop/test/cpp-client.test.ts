@@ -5,7 +5,16 @@
 // zero, every TS server object released.
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { runCppClient, socketDir, startTsServer, type CheckResult, type TsServer } from "@multiprocess-ts/test-interop";
+import {
+  Tracker,
+  runCppClient,
+  serveConnection,
+  socketDir,
+  spawnFdClient,
+  startTsServer,
+  type CheckResult,
+  type TsServer,
+} from "@multiprocess-ts/test-interop";
 
 const CHECKS = [
   "bootstrap", "scalars", "text-data", "big-data", "callback-during-call", "promise-param", "cap-result", "cap-param-own",
@@ -75,5 +84,23 @@ describe("C++ client → TS server (Unix socket)", () => {
     // The bootstrap Calc is released once the connection ended (we drop our reference then).
     await served.calc.whenReleased.promise;
     expect(ts.tracker.calcs).toBe(0);
+  });
+});
+
+describe("C++ client → TS server (inherited socketpair fd, libmultiprocess style)", () => {
+  it("every check passes over fd 3, and our side ends clean", async () => {
+    const peer = await spawnFdClient();
+    const tracker = new Tracker();
+    const served = serveConnection(peer.socket, "ts-server-fd", tracker);
+    const result = await peer.result;
+    const failed = result.checks.filter((c) => !c.ok).map((c) => `${c.name}: ${c.error}`);
+    expect(failed, result.stderr).toEqual([]);
+    expect(result.checks.map((c) => c.name)).toEqual(CHECKS);
+    expect(result.code).toBe(0);
+    expect((await served.closed)?.message ?? "").toBe("");
+    await served.calc.whenReleased.promise;
+    await tracker.whenIdle();
+    expect(served.rpc.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+    expect({ started: tracker.hangsStarted, aborted: tracker.hangsAborted }).toEqual({ started: 2, aborted: 2 });
   });
 });
