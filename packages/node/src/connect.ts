@@ -9,8 +9,7 @@
 
 import type { Duplex } from "node:stream";
 import type { IncomingMessage } from "node:http";
-import type { Transport } from "@multiprocess-ts/capnp";
-import { duplexTransport as streamTransport } from "./stream-transport.js";
+import { streamTransport, type Transport } from "@multiprocess-ts/capnp";
 import {
   EventLoop,
   connectTransport,

@@ -46,5 +46,3 @@ export type {
   ConnectWebSocketOptions,
   WebSocketConnectionsOptions,
 } from "./connect.js";
-export { duplexTransport } from "./stream-transport.js";
-export type { StreamLimits } from "./stream-transport.js";
