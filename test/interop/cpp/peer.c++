@@ -262,7 +262,8 @@ public:
       case Kind::DISCONNECTED: return KJ_EXCEPTION(DISCONNECTED, msg);
       case Kind::UNIMPLEMENTED: return KJ_EXCEPTION(UNIMPLEMENTED, msg);
     }
-    return KJ_EXCEPTION(FAILED, "fail: unknown kind", msg);
+    // Any other kind: an exception without a declared type (the TS server throws a plain Error).
+    return KJ_EXCEPTION(FAILED, msg);
   }
 
   kj::Promise<void> hang(HangContext context) override {
@@ -717,6 +718,21 @@ public:
         }
       });
     }
+
+    run("exception-plain", [&]() {
+      // Kind 7 is not a declared Kind: the callee throws an untyped error, which must arrive as
+      // FAILED with its message.
+      auto req = calc.failRequest();
+      req.setKind(static_cast<Kind>(7));
+      req.setMsg("boom-exception-plain");
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { wait(req.send()); })) {
+        KJ_ASSERT(e->getType() == kj::Exception::Type::FAILED, typeName(e->getType()), e->getDescription());
+        KJ_ASSERT(std::string(e->getDescription().cStr()).find("boom-exception-plain") != std::string::npos,
+                  e->getDescription());
+      } else {
+        KJ_FAIL_ASSERT("fail() returned normally");
+      }
+    });
 
     run("unknown-method", [&]() {
       auto req = calc.typelessRequest(capnp::typeId<Calc>(), 99, nullptr);

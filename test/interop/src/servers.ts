@@ -292,7 +292,8 @@ export class CalcServer implements Server {
       case CalcMethod.fail: {
         const p = c.params(Calc_fail$Params);
         const kind = KIND_NAMES[p.kind];
-        if (kind === undefined) throw new RpcError("failed", `fail: unknown kind ${p.kind}`);
+        // Not a declared Kind: throw an untyped error (the engine must send it as "failed").
+        if (kind === undefined) throw new Error(p.msg);
         throw new RpcError(kind, p.msg);
       }
       case CalcMethod.hang: {

@@ -300,6 +300,15 @@ describe("TS client → C++ server (Unix socket)", () => {
     });
   }
 
+  it("exception-plain (an untyped C++ exception arrives as failed)", async () => {
+    const msg = "boom-exception-plain";
+    const err = await call(calc, CALC_ID, M.fail, s.Calc_fail$Params, (q) => { q.kind = 7; q.msg = msg; }, s.Empty, () => {})
+      .then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(RpcError);
+    expect((err as RpcError).kind).toBe("failed");
+    expect((err as RpcError).message).toContain(msg);
+  });
+
   it("unknown-method (answered unimplemented, connection stays up)", async () => {
     const err = await call(calc, CALC_ID, 99, s.Empty, () => {}, s.Empty, () => {}).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(RpcError);
