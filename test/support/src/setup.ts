@@ -190,6 +190,8 @@ export async function createTestSetup(opts: TestSetupOptions = {}): Promise<Test
           // let assertNoLeaks name what is still held (a leak report, not a hang).
           await settled(Promise.all([serverLoop.done, clientLoop.done]), IDLE_WAIT_MS);
           liveSetups.delete(setup);
+          // Upstream ~TestSetup checks that the client's cleanup functions ran.
+          if (client.$state !== "closed") throw new Error(`TestSetup: client state ${client.$state} after dispose (want closed)`);
           setup.assertNoLeaks();
         })();
       }

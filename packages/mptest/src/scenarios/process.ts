@@ -65,10 +65,14 @@ export const processScenarios: Scenario[] = [
       const sp = await node.spawnProcess(process.execPath, (fd: number) => [CHILD_JS, String(fd)], {
         loop,
         InitClient: FooInterfaceClient,
-        stdio: ["ignore", "pipe", "inherit"],
+        stdio: ["ignore", "pipe", "pipe"],
       });
       const foo = sp.init as FooInterfaceClient;
       const lines = createInterface({ input: sp.child.stdout });
+      // The child's stderr goes to the iteration log: if it dies on its own, the failure says why.
+      const errLines = createInterface({ input: sp.child.stderr });
+      errLines.on("line", (l) => ctx.log(`[child stderr] ${l}`));
+      void sp.exited.then((st: unknown) => ctx.log(`child exited: ${JSON.stringify(st)}`));
       try {
         const inCall = deferred<void>();
         lines.on("line", (l) => l === "in-call" && inCall.resolve());
@@ -86,7 +90,9 @@ export const processScenarios: Scenario[] = [
         checkEq(status.signal, "SIGKILL", "child was killed");
       } finally {
         lines.close();
+        errLines.close();
         sp.child.stdout?.destroy();
+        sp.child.stderr?.destroy();
         await foo.close();
         await sp.connection.disconnected;
         await loop.done;
