@@ -121,23 +121,28 @@ export interface ServeSpawnedOptions extends ServeOptions {
 /**
  * Child side of {@link spawnProcess} (upstream `StartSpawned` + `ServeStream` + `loop()`): serve
  * `impl` on the inherited socketpair end whose fd number is `fdArg` (an argv string), and resolve
- * once the parent has disconnected and the loop has no more work. A process with nothing else to
- * do then exits with status 0. Throws a RangeError for a bad fd argument.
+ * once the parent has disconnected and the loop has no more work, with the (closed) Connection
+ * for inspection. A process with nothing else to do then exits with status 0. Throws a
+ * RangeError for a bad fd argument.
  */
-export async function serveSpawned<I>(fdArg: string | undefined, impl: I, InitServer: ProxyServerCtor<I>, opts: ServeSpawnedOptions = {}): Promise<void> {
+export async function serveSpawned<I>(fdArg: string | undefined, impl: I, InitServer: ProxyServerCtor<I>, opts: ServeSpawnedOptions = {}): Promise<Connection> {
   const { loop: given, loopOptions, ...serveOpts } = opts;
   const socket = openSpawnedSocket(fdArg);
   const loop = given ?? new EventLoop(process.argv[1]?.split("/").pop() ?? "spawned", loopOptions);
   const connection = serveStream(loop, socket, impl, InitServer, serveOpts);
   await connection.disconnected;
   await loop.done;
+  return connection;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Listeners
 
 /** Options of {@link listenConnections}: accept-loop options plus serve options. */
-export interface ListenConnectionsOptions extends ListenOptions, Omit<ServeOptions, "ownsImpl"> {}
+export interface ListenConnectionsOptions extends ListenOptions, Omit<ServeOptions, "ownsImpl"> {
+  /** Called for each connection when it starts being served (e.g. to log or track it). */
+  onConnection?: (connection: Connection) => void;
+}
 
 /**
  * Serve `impl` as the Init object to every client that connects to a Unix socket path or TCP
@@ -152,7 +157,7 @@ export function listenConnections<I>(
   InitServer: ProxyServerCtor<I>,
   opts: ListenConnectionsOptions = {},
 ): Promise<Listener> {
-  const { maxConnections, maxPending, host, mode, ...serveOpts } = opts;
+  const { maxConnections, maxPending, host, mode, onConnection, ...serveOpts } = opts;
   const listenOpts: ListenOptions = {};
   if (maxConnections !== undefined) listenOpts.maxConnections = maxConnections;
   if (maxPending !== undefined) listenOpts.maxPending = maxPending;
@@ -162,6 +167,7 @@ export function listenConnections<I>(
     target,
     async (socket) => {
       const connection = serveStream(loop, socket, impl, InitServer, { ...serveOpts, ownsImpl: false });
+      onConnection?.(connection);
       // Accepted with pauseOnConnect (see listen.ts): start reading now that the transport listens.
       socket.resume();
       await connection.disconnected;

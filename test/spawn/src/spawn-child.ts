@@ -8,7 +8,7 @@
  *   print(text)      writes "printed: <text>" to stdout
  *
  * At start it writes one JSON line `{"argv": [...], "pid": N}`; when its loop ends (the parent
- * disconnected) it writes "loop done" and exits with status 0 by running out of work.
+ * disconnected) it writes "loop done <rpc stats JSON>" and exits with status 0 by running out of work.
  */
 import { serveSpawned } from "@multiprocess-ts/node";
 import { InitInterfaceServer, type InitInterface } from "@multiprocess-ts/proto/example/init.capnp.js";
@@ -37,5 +37,5 @@ class TestInit implements InitInterface {
 }
 
 process.stdout.write(`${JSON.stringify({ argv: process.argv.slice(2), pid: process.pid })}\n`);
-await serveSpawned(process.argv[2], new TestInit(), InitInterfaceServer);
-process.stdout.write("loop done\n");
+const connection = await serveSpawned(process.argv[2], new TestInit(), InitInterfaceServer);
+process.stdout.write(`loop done ${JSON.stringify(connection.rpc.stats())}\n`);

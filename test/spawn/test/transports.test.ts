@@ -53,6 +53,11 @@ beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "mp-transports-"));
 });
 afterEach(async () => {
+  for (const c of served) {
+    await c.disconnected;
+    expect(c.rpc.stats()).toEqual(idle);
+  }
+  served = [];
   await Promise.all([serverLoop.done, clientLoop.done]);
   expect(serverLoop.numRefs).toBe(0);
   expect(clientLoop.numRefs).toBe(0);
@@ -82,6 +87,10 @@ function next(l: Listener, ev: "serve" | "park" | "release"): Promise<number> {
   return new Promise((resolve) => l.once(ev, (id: number) => resolve(id)));
 }
 
+/** Server connections of the current test; all must end with empty RPC tables. */
+let served: Connection[] = [];
+const track = { onConnection: (c: Connection): void => void served.push(c) };
+
 const kinds: { name: string; target: () => ListenTarget }[] = [
   { name: "unix", target: () => path.join(dir, "init.sock") },
   { name: "tcp", target: () => 0 },
@@ -93,7 +102,7 @@ for (const kind of kinds) {
 
     it("accepts incoming connections", async () => {
       const impl = new RecordingInit();
-      const l = await listenConnections(kind.target(), serverLoop, impl, InitInterfaceServer);
+      const l = await listenConnections(kind.target(), serverLoop, impl, InitInterfaceServer, track);
       const init = await connectSocket(clientLoop, where(l), InitInterfaceClient);
       await call(init, "hello");
       expect(impl.printed).toEqual(["hello"]);
@@ -105,7 +114,7 @@ for (const kind of kinds) {
 
     it("enforces a local connection limit of 1 and reuses the slot", async () => {
       const impl = new RecordingInit();
-      const l = await listenConnections(kind.target(), serverLoop, impl, InitInterfaceServer, { maxConnections: 1 });
+      const l = await listenConnections(kind.target(), serverLoop, impl, InitInterfaceServer, { ...track, maxConnections: 1 });
       const a = await connectSocket(clientLoop, where(l), InitInterfaceClient);
       await call(a, "a1");
       const parked = next(l, "park");
@@ -133,7 +142,7 @@ for (const kind of kinds) {
 
     it("accepts multiple connections (limit 2); a third waits for a disconnect", async () => {
       const impl = new RecordingInit();
-      const l = await listenConnections(kind.target(), serverLoop, impl, InitInterfaceServer, { maxConnections: 2 });
+      const l = await listenConnections(kind.target(), serverLoop, impl, InitInterfaceServer, { ...track, maxConnections: 2 });
       const a = await connectSocket(clientLoop, where(l), InitInterfaceClient);
       const b = await connectSocket(clientLoop, where(l), InitInterfaceClient);
       await Promise.all([call(a, "a"), call(b, "b")]);
@@ -155,7 +164,7 @@ for (const kind of kinds) {
 
     it("handles a client that disconnects before being accepted", async () => {
       const impl = new RecordingInit();
-      const l = await listenConnections(kind.target(), serverLoop, impl, InitInterfaceServer, { maxConnections: 1 });
+      const l = await listenConnections(kind.target(), serverLoop, impl, InitInterfaceServer, { ...track, maxConnections: 1 });
       const a = await connectSocket(clientLoop, where(l), InitInterfaceClient);
       await call(a, "a");
       // A raw client connects and hangs up while parked (upstream: immediate close before accept).
@@ -186,16 +195,16 @@ describe("listenConnections socket files", () => {
   it("creates a 0600 socket, replaces a stale one, and refuses a live one", async () => {
     const p = path.join(dir, "init.sock");
     const impl = new RecordingInit();
-    const first = await listenConnections(p, serverLoop, impl, InitInterfaceServer);
+    const first = await listenConnections(p, serverLoop, impl, InitInterfaceServer, track);
     expect(fs.statSync(p).mode & 0o777).toBe(0o600);
-    await expect(listenConnections(p, serverLoop, impl, InitInterfaceServer)).rejects.toThrow(/another process is listening/);
+    await expect(listenConnections(p, serverLoop, impl, InitInterfaceServer, track)).rejects.toThrow(/another process is listening/);
     await first.close();
     // Leave a stale socket file behind, as a crashed server would.
     const { spawnSync } = await import("node:child_process");
     const r = spawnSync(process.execPath, ["-e", `require("net").createServer().listen(${JSON.stringify(p)}, () => process.exit(0))`]);
     expect(r.status).toBe(0);
     expect(fs.lstatSync(p).isSocket()).toBe(true);
-    const second = await listenConnections(p, serverLoop, impl, InitInterfaceServer);
+    const second = await listenConnections(p, serverLoop, impl, InitInterfaceServer, track);
     const init = await connectSocket(clientLoop, p, InitInterfaceClient);
     await call(init, "after stale");
     await closeClient(init);
