@@ -366,9 +366,18 @@ describe("TS client → C++ server (Unix socket)", () => {
     expect(rpc.stats()).toMatchObject({ questions: 0, answers: 0, exports: 0, imports: 0, embargoes: 0 });
     expect(transport.wireSince(m)).toEqual(["out release"]);
     expect(rpc.isClosed).toBe(false);
-    // Nothing in the whole session was an Abort or an Unimplemented.
+    // Nothing in the whole session was an Abort or an Unimplemented, and it used every Level-1
+    // message kind in both directions.
     const all = transport.wireSince(0);
     expect(all.filter((e) => /abort|unimplemented/.test(e))).toEqual([]);
+    const seen = new Set(all);
+    const expected = [
+      "out bootstrap", "out call", "out finish", "out release", "out resolve", "out disembargo",
+      "out return/results", "out return/resultsSentElsewhere",
+      "in call", "in finish", "in release", "in resolve", "in disembargo",
+      "in return/results", "in return/exception", "in return/canceled", "in return/takeFromOtherQuestion",
+    ];
+    expect(expected.filter((e) => !seen.has(e))).toEqual([]);
   });
 });
 
