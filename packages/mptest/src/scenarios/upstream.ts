@@ -263,6 +263,9 @@ export const upstreamScenarios: Scenario[] = [
         await expectReject(s.client.callFnAsync(), INTERRUPTED_BY_DISCONNECT);
         check(disconnecting !== undefined, "asyncRequestStart hook ran");
         await disconnecting;
+        // Upstream's fix (f5509a3): a request canceled as it starts must not go on to read its
+        // params and run the method.
+        checkEq(s.server.calls.length, 0, "callFnAsync must not run after the cancel");
       }),
   },
   {
