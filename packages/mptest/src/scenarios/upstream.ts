@@ -284,6 +284,7 @@ export const upstreamScenarios: Scenario[] = [
         await expectReject(s.client.callFnAsync(), INTERRUPTED_BY_DISCONNECT);
         check(disconnecting !== undefined, "asyncRequestDone hook ran");
         await disconnecting;
+        checkEq(s.server.calls.join(","), "callFnAsync", "the request ran exactly once before the disconnect");
       }),
   },
   {
