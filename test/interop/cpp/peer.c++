@@ -474,6 +474,22 @@ public:
       KJ_ASSERT(wait(req.send()).getSum() == 5);
     });
 
+    run("bootstrap-twice", [&]() {
+      // A second Bootstrap returns the same export again (its refcount goes up); dropping the
+      // second client must release only that reference.
+      {
+        Calc::Client second = client.bootstrap();
+        auto req = second.addRequest();
+        req.setA(20);
+        req.setB(22);
+        KJ_ASSERT(wait(req.send()).getSum() == 42);
+      }
+      auto req = calc.addRequest();
+      req.setA(1);
+      req.setB(2);
+      KJ_ASSERT(wait(req.send()).getSum() == 3);
+    });
+
     run("scalars", [&]() {
       auto a = calc.addRequest();
       a.setA(INT32_MAX);

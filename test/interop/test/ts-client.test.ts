@@ -95,6 +95,14 @@ describe("TS client → C++ server (Unix socket)", () => {
     expect(transport.wireSince(0).slice(0, 2)).toEqual(["out bootstrap", "out call"]);
   });
 
+  it("bootstrap-twice (a second Bootstrap; closing it releases only its own reference)", async () => {
+    const second = rpc.bootstrap();
+    expect(await add(second, 20, 22)).toBe(42);
+    second.close();
+    expect(await add(calc, 1, 2)).toBe(3);
+    expect(rpc.stats().imports).toBe(1);
+  });
+
   it("scalars", async () => {
     const [a, b] = await Promise.all([add(calc, 2147483647, 1), add(calc, -7, 4)]);
     expect(a).toBe(-2147483648);
