@@ -46,6 +46,8 @@ export interface ListenerEvents {
   release: [id: number];
   /** A socket was closed unserved (parking lot full, or the listener closed). */
   drop: [id: number];
+  /** accept(2) or the listening socket failed after listening started (e.g. EMFILE). */
+  acceptError: [err: Error];
   /** The handler threw or rejected (the connection is still counted as released). */
   handlerError: [err: unknown, id: number];
 }
@@ -77,6 +79,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
       this.address = { host: info.address, port: info.port };
     }
     server.on("connection", (socket) => this.onConnection(socket));
+    // A net.Server 'error' without a listener would throw; report it as an event instead.
+    server.on("error", (err) => this.emit("acceptError", err));
   }
 
   /** Connections being served now. */

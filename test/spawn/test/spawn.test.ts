@@ -141,6 +141,12 @@ describe("spawnProcess", () => {
     expect((err as NodeJS.ErrnoException).code).toBe("ENOENT");
   });
 
+  it("rejects and reaps the child when it exits before serving", async () => {
+    const err = await spawnProcess(process.execPath, () => ["-e", "process.exit(5)"], { loop, InitClient: InitInterfaceClient }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as { kind?: string }).kind).toBe("disconnected");
+  });
+
   it("waitProcess works after the child already exited", async () => {
     const { child, socket } = await spawnProcessSocket(process.execPath, () => ["-e", "process.exit(7)"]);
     const first = await waitProcess(child);
