@@ -290,6 +290,7 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
       totals: t,
       scenarios: summary,
       failures,
+      pending: pendingSelected,
     };
     writeFileSync(args.json, JSON.stringify(report, null, 2) + "\n");
   }
