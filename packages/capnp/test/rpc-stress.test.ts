@@ -16,7 +16,7 @@ function rng(seed: number): () => number {
   };
 }
 
-async function scenario(seed: number): Promise<void> {
+async function scenario(seed: number, breakAtEnd = false): Promise<void> {
   const rand = rng(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]!;
   const p = makePair();
@@ -111,11 +111,27 @@ async function scenario(seed: number): Promise<void> {
     localCounters.push(c);
     p.calc.later.resolve(localCapability(c));
   }
-  await Promise.all(settled);
-  for (const c of caps) c.close();
-  const r = await call(p.boot, M.register); // drop the server's kept callback
-  r.close();
-  await p.done();
+  if (breakAtEnd) {
+    // The link fails with calls in flight: everything settles, everything is released.
+    p.ta.break(new Error("link lost"));
+    await Promise.all(settled);
+    for (const c of caps) c.close();
+    p.boot.close();
+    await p.client.closed;
+    await p.server.closed;
+    await drain();
+    const zero = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
+    expect(p.client.stats()).toEqual(zero);
+    expect(p.server.stats()).toEqual(zero);
+    p.calc.kept?.close(); // the server object itself is still ours to drop
+    p.calc.kept = null;
+  } else {
+    await Promise.all(settled);
+    for (const c of caps) c.close();
+    const r = await call(p.boot, M.register); // drop the server's kept callback
+    r.close();
+    await p.done();
+  }
   for (const c of p.calc.counters) expect(c.released).toBe(1);
   for (const c of localCounters) expect(c.released).toBe(1);
   for (const c of callbacks) expect(c.released).toBe(1);
@@ -132,6 +148,11 @@ describe("rpc stress", () => {
   for (let seed = 1; seed <= 25; seed++) {
     it(`seed ${seed}`, async () => {
       await scenario(seed);
+    });
+  }
+  for (let seed = 101; seed <= 115; seed++) {
+    it(`seed ${seed}, link breaks with calls in flight`, async () => {
+      await scenario(seed, true);
     });
   }
 });
