@@ -134,6 +134,15 @@ describe("runCli (API hook)", () => {
     expect(r.out).toContain("2 runs, 1 failed");
     expect(r.out).toContain("stopped: failure");
   });
+  it("draws a live progress line on a TTY and plain lines otherwise", async () => {
+    const slow: Scenario = { name: "api/slow", run: () => new Promise((r) => setTimeout(r, 30)) };
+    const tty = { ...buffer(), isTTY: true };
+    expect(await runCli(["--repeat", "5"], { scenarios: [slow], stdout: buffer(), stderr: tty })).toBe(0);
+    expect(tty.text()).toMatch(/\r\x1b\[K\[\d+\.\ds\] \d+ runs, 0 failed \| api\/slow #\d/);
+    const plain = buffer();
+    expect(await runCli(["--repeat", "5"], { scenarios: [slow], stdout: buffer(), stderr: plain })).toBe(0);
+    expect(plain.text()).not.toContain("\x1b");
+  });
   it("exits 2 on usage errors and when nothing matches", async () => {
     expect((await cli(["--nope"], [pass])).code).toBe(2);
     const r = await cli(["--filter", "zzz"], [pass]);
