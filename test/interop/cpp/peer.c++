@@ -583,6 +583,17 @@ public:
       KJ_ASSERT(log.size() == 1 && log[0].value == 50 && log[0].msg == "subscribe", log.size());
     });
 
+    run("null-cap", [&]() {
+      // A null capability param: the callee's call on it fails, and the error comes back typed.
+      auto req = calc.subscribeRequest();
+      req.setValue(1);
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { wait(req.send()); })) {
+        KJ_ASSERT(e->getType() == kj::Exception::Type::FAILED, typeName(e->getType()), e->getDescription());
+      } else {
+        KJ_FAIL_ASSERT("subscribe(null) returned normally");
+      }
+    });
+
     kj::Maybe<Counter::Client> keptCounter;
     run("cap-result", [&]() {
       auto req = calc.makeCounterRequest();

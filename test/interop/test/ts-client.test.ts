@@ -167,6 +167,32 @@ describe("TS client → C++ server (Unix socket)", () => {
     expect(cbs.calls).toEqual([{ value: 50, msg: "subscribe" }]);
   });
 
+  it("null-cap (a null capability param; the callee's call on it fails)", async () => {
+    const err = await Promise.resolve(sendWithCap(calc, M.subscribe, null, s.Calc_subscribe$Params, (p) => { p.value = 1; }))
+      .then((r) => { r.close(); return null; }, (e: unknown) => e);
+    expect(err).toBeInstanceOf(RpcError);
+    expect((err as RpcError).kind).toBe("failed");
+    expect((err as RpcError).remote).toBe(true);
+  });
+
+  it("pipeline-on-exception (a call pipelined on a failed result gets the same exception)", async () => {
+    const req = calc.newCall(CALC_ID, M.fail, s.Calc_fail$Params);
+    req.params.kind = s.Kind.overloaded;
+    req.params.msg = "boom-pipelined";
+    const pc = req.send();
+    const target = pc.pipeline(0);
+    const [a, b] = await Promise.all([
+      Promise.resolve(pc).then((r) => { r.close(); return null; }, (e: unknown) => e),
+      counterInc(target, 1).then(() => null, (e: unknown) => e),
+    ]);
+    target.close();
+    for (const err of [a, b]) {
+      expect(err).toBeInstanceOf(RpcError);
+      expect((err as RpcError).kind).toBe("overloaded");
+      expect((err as RpcError).message).toContain("boom-pipelined");
+    }
+  });
+
   let kept: Capability | null = null;
   it("cap-result", async () => {
     const req = calc.newCall(CALC_ID, M.makeCounter, s.Calc_makeCounter$Params);
