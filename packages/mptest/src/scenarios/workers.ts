@@ -169,6 +169,43 @@ export const workerScenarios: Scenario[] = [
     },
   },
   {
+    name: "Calls from two worker threads run on their own server threads",
+    origin: "ours: thread mapping",
+    requires: WORKER_DEPS,
+    run: (ctx) =>
+      withSetup(ctx, {}, async (s) => {
+        // Upstream maps each client thread to its own server thread (makeThread per thread): two
+        // workers' calls must be able to run at the same time. Each call waits on the server until
+        // both are inside: if they were serialized on one Thread this would never finish.
+        await s.client.initThreadMap();
+        const a = await attach(s);
+        try {
+          const inside = new Counter();
+          const gate = deferred<void>();
+          s.server.intFn = async (n) => {
+            inside.inc();
+            await gate.promise;
+            return n * 10;
+          };
+          const [w1, w2] = await Promise.all([WorkerDriver.start(a.support, "mptest-t1"), WorkerDriver.start(a.support, "mptest-t2")]);
+          w1.send({ op: "callIntFnAsync", arg: 1 });
+          w2.send({ op: "callIntFnAsync", arg: 2 });
+          await inside.atLeast(2);
+          checkEq(s.connections.server.threads.size, 2, "one server Thread per worker");
+          gate.resolve();
+          checkEq((await w1.next("int")).value, 10, "worker 1 result");
+          checkEq((await w2.next("int")).value, 20, "worker 2 result");
+          checkEq(a.support.threadContexts.size, 2, "one loop-side ThreadContext per worker");
+          checkEq(await w1.stop(), 0, "worker 1 exit");
+          checkEq(await w2.stop(), 0, "worker 2 exit");
+          await a.sessionsClosed.atLeast(2);
+          checkEq(a.support.threadContexts.size, 0, "ThreadContexts released with their workers");
+        } finally {
+          await a.detach();
+        }
+      }),
+  },
+  {
     name: "A closure posted across threads is rejected with a clear error",
     origin: "ours: shutdown",
     requires: WORKER_DEPS,

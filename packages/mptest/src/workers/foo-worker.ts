@@ -11,6 +11,7 @@ import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
 export type WorkerOp =
   | { op: "add"; a: number; b: number }
   | { op: "callFnAsync" }
+  | { op: "callIntFnAsync"; arg: number }
   | { op: "close" }
   | { op: "exit" }
   | { op: "postClosure" };
@@ -20,6 +21,7 @@ export type WorkerEvent =
   | { ev: "added"; value: number }
   | { ev: "calling" }
   | { ev: "returned" }
+  | { ev: "int"; value: number }
   | { ev: "rejected"; name: string; message: string }
   | { ev: "closed" }
   | { ev: "postClosure"; threw: boolean; name?: string; message?: string }
@@ -48,6 +50,9 @@ port.on("message", (m: WorkerOp) => {
             (e: unknown) => post({ ev: "rejected", ...describe(e) }),
           );
           post({ ev: "calling" });
+          break;
+        case "callIntFnAsync":
+          post({ ev: "int", value: await foo.callIntFnAsync(m.arg) });
           break;
         case "close":
           await foo.close();
