@@ -252,6 +252,24 @@ describe("session teardown", () => {
     hang.resolve(); // the late reply is dropped: the session is closed
   });
 
+  it("interrupt() is the shared cancel flag: the blocked wait throws CanceledError, later waits work", async () => {
+    setup();
+    const started = deferred<void>();
+    const hang = deferred<void>();
+    host.register("hang", () => {
+      started.resolve();
+      return hang.promise;
+    });
+    host.register("echo", (d) => d);
+    const w = start("interrupted");
+    await started.promise; // the worker is blocked in sync("hang")
+    w.session.interrupt();
+    const r = await w.result;
+    expect(r.value.first).toMatchObject({ name: "CanceledError", code: "MP_ERR_CANCELED", message: 'WorkerLoop.sync("hang"): interrupted by the loop' });
+    expect(r.value.second).toBe("a later wait is not interrupted");
+    hang.resolve(); // its reply finds no waiter and is dropped
+  });
+
   it("closes the session when a worker blocked in sync is terminated", async () => {
     setup();
     const started = deferred<void>();

@@ -4,9 +4,10 @@
  * (Atomics.wait) while still running what the loop posts to it.
  */
 import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
-import { DisconnectedError } from "@multiprocess-ts/capnp";
+import { CanceledError, DisconnectedError } from "@multiprocess-ts/capnp";
 import {
   CLOSED,
+  INTERRUPT,
   WAKE,
   checkTransferable,
   cloneError,
@@ -48,11 +49,13 @@ export class Waiter {
   /**
    * Runs messages from the loop (and, when `promiseJobs` is set and possible, the thread's promise
    * jobs) until `pred()` is true. Throws DisconnectedError if the loop closes the session first,
-   * and an Error on a loop thread.
+   * CanceledError if the loop interrupts it (`WorkerSession.interrupt()`), and an Error on a loop
+   * thread.
    */
   wait(pred: () => boolean, opts: { what?: string; promiseJobs?: boolean } = {}): void {
     const what = opts.what ?? "Waiter.wait";
     assertMayBlock(what);
+    const interrupts = Atomics.load(this.state, INTERRUPT);
     this.depth++;
     try {
       for (;;) {
@@ -63,6 +66,9 @@ export class Waiter {
         if (Atomics.load(this.state, CLOSED) === 1) {
           this.drain(); // take the bye message so the WorkerLoop knows why
           throw new DisconnectedError(`${what}: loop closed the worker session while waiting`);
+        }
+        if (Atomics.load(this.state, INTERRUPT) !== interrupts) {
+          throw new CanceledError(`${what}: interrupted by the loop`);
         }
         Atomics.wait(this.state, WAKE, seen);
       }

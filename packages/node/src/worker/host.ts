@@ -10,6 +10,7 @@ import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { DisconnectedError } from "@multiprocess-ts/capnp";
 import {
   CLOSED,
+  INTERRUPT,
   STATE_WORDS,
   WAKE,
   checkTransferable,
@@ -258,6 +259,18 @@ export class WorkerSession {
     }
     // The message is in the worker's queue before the counter moves, so a worker that sees the
     // new count always finds it with receiveMessageOnPort.
+    Atomics.add(this.shared, WAKE, 1);
+    Atomics.notify(this.shared, WAKE);
+  }
+
+  /**
+   * The shared cancel flag: every blocking wait the worker is in right now (`sync`, `callSync`,
+   * `getSync`, `Waiter.wait`) throws CanceledError; waits it starts later are not affected. What
+   * the worker was waiting for goes on (a call is not canceled by this). No-op after close.
+   */
+  interrupt(): void {
+    if (this.state !== "open") return;
+    Atomics.add(this.shared, INTERRUPT, 1);
     Atomics.add(this.shared, WAKE, 1);
     Atomics.notify(this.shared, WAKE);
   }

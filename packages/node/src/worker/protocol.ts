@@ -32,14 +32,17 @@ export interface LoopHandle {
   /**
    * Shared state, an Int32Array view of `STATE_WORDS` words:
    * [WAKE] wake counter: the loop side adds 1 and `Atomics.notify`s after each message it posts;
-   * [CLOSED] 1 once the loop side has closed the session.
+   * [CLOSED] 1 once the loop side has closed the session;
+   * [INTERRUPT] interrupt counter: the loop adds 1 (then bumps WAKE) to cancel the worker's
+   * blocking waits that started before (`WorkerSession.interrupt()`).
    */
   readonly shared: SharedArrayBuffer;
 }
 
 export const WAKE = 0;
 export const CLOSED = 1;
-export const STATE_WORDS = 2;
+export const INTERRUPT = 2;
+export const STATE_WORDS = 3;
 
 /** The transfer list `new Worker(file, { workerData: { handle }, transferList })` needs. */
 export function loopHandleTransferList(handle: LoopHandle): MessagePort[] {

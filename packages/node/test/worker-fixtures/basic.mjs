@@ -89,6 +89,12 @@ const scenarios = {
     try { loop.sync("hang"); } catch (e) { return { error: err(e), isClosed: loop.isClosed }; }
     return "returned";
   },
+  interrupted() {
+    const out = {};
+    try { loop.sync("hang"); } catch (e) { out.first = err(e); }
+    out.second = loop.sync("echo", "a later wait is not interrupted");
+    return out;
+  },
   blockForever() {
     loop.sync("hang"); // the test terminates this worker while it is blocked here
     return "unreachable";
