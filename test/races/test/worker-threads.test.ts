@@ -50,6 +50,24 @@ describe("worker thread mapping", () => {
     await t.dispose();
   });
 
+  it("releases a worker's server Thread when the worker exits, while the Connection stays open", async () => {
+    const t = await createWorkerSetup();
+    const baseline = t.serverConn.threads.size;
+    const w = t.start("callsThenCommand");
+    const { name } = await w.ready;
+    expect(t.serverConn.threads.size).toBe(baseline + 1);
+    expect([...t.serverConn.threads].map((th) => th.name)).toContain(name);
+    w.send("exit");
+    await w.exited;
+    await w.session.closed; // its ThreadContext closed: the Thread capability was released
+    // Release and the next call travel the same Connection in order: once this call returns, the
+    // server has processed the Release.
+    expect(await t.client.add(1, 1)).toBe(2);
+    expect(t.serverConn.threads.size).toBe(baseline);
+    expect(t.clientConn.state).toBe("open");
+    await t.dispose();
+  });
+
   it("runs callbacks on the worker that passed them; nested calls go back to the waiting server thread", async () => {
     const t = await createWorkerSetup();
     const w = t.start("callbackRecursion");
