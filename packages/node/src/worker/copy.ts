@@ -234,3 +234,18 @@ export function pointerField(s: capnp.Struct, index: number): capnp.Pointer | nu
   if (index >= size.pointerLength) return null;
   return capnp.Struct.getPointer(index, s);
 }
+
+/**
+ * Maps descriptors to capabilities with `fn` (each result a new reference); if one throws, the
+ * ones already made are closed before rethrowing, so the caller owns all or nothing.
+ */
+export function mapCaps<D>(descs: readonly D[], fn: (d: D) => Capability | null): (Capability | null)[] {
+  const out: (Capability | null)[] = [];
+  try {
+    for (const d of descs) out.push(fn(d));
+  } catch (e) {
+    for (const c of out) c?.close();
+    throw e;
+  }
+  return out;
+}

@@ -36,7 +36,7 @@ import {
   type Server,
 } from "@multiprocess-ts/capnp";
 import type { WorkerHost, WorkerSession } from "./host.js";
-import { Holder, capFromTable, packStruct, unpackStructInto } from "./copy.js";
+import { Holder, capFromTable, mapCaps, packStruct, unpackStructInto } from "./copy.js";
 import { RPC_CHANNEL, decodeError, encodeError, type CapDesc, type Payload, type RpcMsg } from "./protocol.js";
 
 
@@ -178,7 +178,7 @@ class SessionRpc {
     try {
       const iid = BigInt(m.iid);
       const req = target.cap.newCall(iid, m.mid, Holder);
-      const caps = m.params.caps.map((d) => this.resolve(d));
+      const caps = mapCaps(m.params.caps, (d) => this.resolve(d));
       unpackStructInto(m.params.buf, req.params, caps);
       const ctx = m.ctx >= 0 ? m.ctx : (this.bridge.opts.contextIndex?.(iid, m.mid) ?? -1);
       const fill = this.bridge.opts.fillContext;
@@ -240,7 +240,7 @@ class SessionRpc {
         [params.buf],
       );
       const results = await d.promise;
-      const caps = results.caps.map((c) => this.resolve(c));
+      const caps = mapCaps(results.caps, (c) => this.resolve(c));
       unpackStructInto(results.buf, call.results(Holder), caps);
     } finally {
       call.signal.removeEventListener("abort", onAbort);

@@ -21,7 +21,7 @@ import {
 } from "@multiprocess-ts/capnp";
 import type * as capnp from "capnp-ts";
 import type { WorkerLoop } from "./attach.js";
-import { Holder, capFromTable, erasePointerField, packStruct, pointerField, unpackStructInto } from "./copy.js";
+import { Holder, capFromTable, erasePointerField, mapCaps, packStruct, pointerField, unpackStructInto } from "./copy.js";
 import { RPC_CHANNEL, decodeError, encodeError, type CapDesc, type Payload, type RpcMsg } from "./protocol.js";
 
 /** Something with generated `ServerMethod`s: a generated `…Server` class. */
@@ -203,7 +203,7 @@ export class WorkerRpc {
       const params = this.pack(p);
       this.send({ op: "call", q, target: id, iid: call.interfaceId.toString(), mid: call.methodId, ctx, params }, [params.buf]);
       const results = await d.promise;
-      const caps = results.caps.map((c) => this.importDesc(c));
+      const caps = mapCaps(results.caps, (c) => this.importDesc(c));
       unpackStructInto(results.buf, call.results(Holder), caps);
     } finally {
       call.signal.removeEventListener("abort", onAbort);
@@ -274,7 +274,7 @@ export class WorkerRpc {
     try {
       const iid = BigInt(m.iid);
       const req = target.newCall(iid, m.mid, Holder);
-      unpackStructInto(m.params.buf, req.params, m.params.caps.map((d) => this.importDesc(d)));
+      unpackStructInto(m.params.buf, req.params, mapCaps(m.params.caps, (d) => this.importDesc(d)));
       this.hooks.prepareIncoming?.(target, iid, m.mid, req.params);
       pending = req.send();
     } catch (e) {
