@@ -20,7 +20,7 @@ import { DisconnectedError, ProtocolError, RpcError, CanceledError, deferred, to
 import type { ErrorKind } from "../errors.js";
 import type { Transport } from "../transport.js";
 import { resolveLimits, type ReaderLimits } from "../limits.js";
-import { validateMessage } from "../validate.js";
+import { validateRpcMessage } from "../validate.js";
 import {
   BrokenHook,
   CallData,
@@ -632,7 +632,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
   private onMessage(segments: Uint8Array[]): void {
     if (this.ended) return;
     try {
-      validateMessage(segments, this.limits);
+      validateRpcMessage(segments, this.limits);
       const bufs: ArrayBuffer[] = new Array(segments.length);
       for (let i = 0; i < segments.length; i++) {
         const s = segments[i]!;
