@@ -91,6 +91,13 @@ function childArgs(args: CliArgs, seed: number): string[] {
   return out;
 }
 
+/** Failures printed in full per scenario; later ones get one line (all are in --json). */
+const FULL_REPORTS_PER_SCENARIO = 3;
+
+function firstLine(text: string): string {
+  return text.split("\n", 1)[0]!.slice(0, 200);
+}
+
 function indent(text: string, pad = "    "): string {
   return text
     .split("\n")
@@ -190,6 +197,7 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
     }
   };
   const failures: FailureRecord[] = [];
+  const printed = new Map<string, number>();
   const onStart = (scenario: string, iteration: number): void => {
     current = `${scenario} #${iteration}`;
     progress();
@@ -211,6 +219,17 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
       };
       failures.push(rec);
       clearLine();
+      const shown = (printed.get(r.scenario) ?? 0) + 1;
+      printed.set(r.scenario, shown);
+      if (shown > FULL_REPORTS_PER_SCENARIO) {
+        // A deterministic failure repeats every iteration: one line each after the first few.
+        stderr.write(
+          `${r.status.toUpperCase()} ${r.scenario} (iteration ${r.iteration}, seed ${r.seed}): ${firstLine(r.error ?? r.leaks?.join(", ") ?? "")}\n` +
+            `  reproduce: ${rec.reproduce}\n`,
+        );
+        progress();
+        return;
+      }
       const parts = [`${r.status.toUpperCase()} ${r.scenario} (iteration ${r.iteration}, seed ${r.seed})`];
       if (r.error) parts.push(indent(r.error));
       if (r.leaks) parts.push("  leaked (counter: baseline -> after):", indent(r.leaks.join("\n")));
