@@ -1,7 +1,7 @@
 /**
  * Fixture for worker-thread tests: a FooInterface server and a FooClient connected over an
  * in-memory transport, both on the test's (main) thread, with the client's loop accepting
- * workers (`attachWorkers`) and sharing the client under "foo". Workers run
+ * workers (`attachWorkers`) and sharing the client under "foo" (and "init"). Workers run
  * `dist/workers/foo-worker.js` and reach the server through the client loop, as a Bitcoin Core
  * thread reaches a remote process through its EventLoop.
  *
@@ -70,7 +70,12 @@ export async function createWorkerSetup(): Promise<WorkerSetup> {
   const clientConn = client.$connection;
   await client.initThreadMap(); // gives the client Connection the server's ThreadMap
   const support = attachWorkers(clientLoop);
-  const unshare = support.share("foo", client);
+  const unshareFoo = support.share("foo", client);
+  const unshareInit = support.share("init", client); // the conventional name (wc.getInit)
+  const unshare = (): void => {
+    unshareFoo();
+    unshareInit();
+  };
   const workers: StartedWorker[] = [];
 
   const start = (scenario: string): StartedWorker => {

@@ -151,8 +151,10 @@ export interface WorkerConnection {
   readonly rpc: WorkerRpc;
   /** A client for the object the loop shares under `name`. */
   get<C>(name: string, Client: ProxyClientCtor<C>): Promise<C>;
-  /** {@link get}, blocking until the loop answered (a macrotask; never on a loop thread). */
+  /** {@link get}, blocking until the loop answered (never on a loop thread). */
   getSync<C>(name: string, Client: ProxyClientCtor<C>): C;
+  /** `get("init", Client)`: the conventional name for a connection's Init client (`share("init", init)`). */
+  getInit<C>(Client: ProxyClientCtor<C>): Promise<C>;
   /** Closes the Connection (clients become disconnected) and detaches from the loop. */
   close(): Promise<void>;
 }
@@ -239,6 +241,9 @@ export function workerConnection(handleOrLoop: LoopHandle | WorkerLoop): WorkerC
     },
     getSync<C>(name: string, Client: ProxyClientCtor<C>): C {
       return new Client(rpc.getSync(name), connection);
+    },
+    getInit<C>(Client: ProxyClientCtor<C>): Promise<C> {
+      return this.get("init", Client);
     },
     close,
   };

@@ -48,7 +48,7 @@ const scenarios: Record<string, () => Promise<unknown> | unknown> = {
   },
 
   async threadNames() {
-    const foo = await wc.get("foo", FooClient);
+    const foo = await wc.getInit(FooClient);
     const names = [await foo.threadName(), await foo.threadName(), await foo.add(1, 2)];
     await finish(foo);
     return names;
