@@ -475,13 +475,32 @@ describe("TS client → C++ server: disconnects", () => {
     const cap = localCapability(w);
     const pc = sendWithCap(calc, M.hang, cap);
     cap.close();
+    // Also outstanding when the peer dies: an unresolved promise import (makeCounterLater),
+    // and a pipelined cap whose question was never answered and nobody awaits (that last one
+    // once killed Node with an unhandled rejection in capnp-ts).
+    const later = calc.newCall(CALC_ID, M.makeCounterLater, s.Calc_makeCounterLater$Params);
+    later.params.start = 1;
+    const promiseCounter = await capResult(later.send());
+    const cb2 = localCapability(new CallbackServer(tracker));
+    const never = sendWithCap(calc, M.hang, cb2);
+    cb2.close();
+    const pipelined = never.pipeline(0);
     await w.started.promise;
     peer.proc.kill("SIGKILL");
     const err = await Promise.resolve(pc).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(DisconnectedError);
     await rpc.closed;
     expect(rpc.isClosed).toBe(true);
-    await tracker.liveZero(); // the watcher export was dropped with the connection
+    const errs = await Promise.all([
+      promiseCounter.whenResolved().then(() => null, (e: unknown) => e),
+      counterInc(promiseCounter, 1).then(() => null, (e: unknown) => e),
+      counterInc(pipelined, 1).then(() => null, (e: unknown) => e),
+      add(calc, 1, 1).then(() => null, (e: unknown) => e),
+    ]);
+    for (const e of errs) expect(e).toBeInstanceOf(DisconnectedError);
+    promiseCounter.close();
+    pipelined.close();
+    await tracker.liveZero(); // the exported watcher and callback were dropped with the connection
     calc.close();
     expect(rpc.stats()).toMatchObject({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
     expect(await peer.exited).toBe(null); // killed by the signal
