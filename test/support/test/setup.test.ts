@@ -78,6 +78,21 @@ describe("createTestSetup", () => {
     }
   });
 
+  it("delivery jitter keeps calls working and stops with the fixture", async () => {
+    let x = 7;
+    const random = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const s = await createTestSetup({ jitter: random });
+    try {
+      const results = await Promise.all([1, 2, 3, 4].map((i) => s.client.add(i, i)));
+      expect(results).toEqual([2, 4, 6, 8]);
+      await s.client.initThreadMap();
+      expect(await s.client.callback({ call: (n: number) => n + 1 }, 4)).toBe(5);
+    } finally {
+      await s.dispose();
+    }
+    expect(process.getActiveResourcesInfo().filter((r) => r === "Immediate")).toEqual([]);
+  });
+
   it("clientDisconnect is only available without clientOwnsConnection", async () => {
     const owned = await createTestSetup();
     await expect(owned.clientDisconnect()).rejects.toThrow(/clientOwnsConnection: false/);
