@@ -49,7 +49,7 @@ export interface WorkerSetup {
   readonly serverTransport: MemoryTransport;
   readonly support: WorkerSupport;
   readonly logs: LogLine[];
-  start(scenario: string): StartedWorker;
+  start(scenario: string, data?: Record<string, unknown>): StartedWorker;
   /** Error-level lines matching `re` are expected (upstream EXPECT_LOG). */
   expectLog(re: RegExp): void;
   /** Unshare, close the client and its Connection, wait for everything, assert no leaks. */
@@ -78,10 +78,10 @@ export async function createWorkerSetup(): Promise<WorkerSetup> {
   };
   const workers: StartedWorker[] = [];
 
-  const start = (scenario: string): StartedWorker => {
+  const start = (scenario: string, data: Record<string, unknown> = {}): StartedWorker => {
     const handle = support.handle({ name: scenario });
     const session = [...support.host.sessions].find((s) => s.id === handle.session)!;
-    const worker = new Worker(FOO_WORKER, { workerData: { handle, scenario }, transferList: loopHandleTransferList(handle) });
+    const worker = new Worker(FOO_WORKER, { workerData: { ...data, handle, scenario }, transferList: loopHandleTransferList(handle) });
     const messages: unknown[] = [];
     const ready = deferred<any>();
     const done = deferred<any>();

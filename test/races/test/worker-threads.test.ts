@@ -50,6 +50,23 @@ describe("worker thread mapping", () => {
     await t.dispose();
   });
 
+  it("delivers each worker's calls in the order it made them, on its own thread", async () => {
+    const t = await createWorkerSetup();
+    const n = 40;
+    const [ra, rb] = await Promise.all([t.start("ordered", { n }).done, t.start("ordered", { n }).done]);
+    const seq = Array.from({ length: n }, (_, i) => i);
+    expect(ra.value).toEqual(seq);
+    expect(rb.value).toEqual(seq);
+    // Server side: per server thread, the arguments arrived in order.
+    const byThread = new Map<string, number[]>();
+    for (const line of t.impl.log) {
+      const m = /^callIntFnAsync\((\d+)\) on (.*)$/.exec(line)!;
+      byThread.set(m[2]!, [...(byThread.get(m[2]!) ?? []), Number(m[1])]);
+    }
+    expect([...byThread.values()]).toEqual([seq, seq]);
+    await t.dispose();
+  });
+
   it("releases a worker's server Thread when the worker exits, while the Connection stays open", async () => {
     const t = await createWorkerSetup();
     const baseline = t.serverConn.threads.size;

@@ -54,6 +54,15 @@ const scenarios: Record<string, () => Promise<unknown> | unknown> = {
     return names;
   },
 
+  /** Many calls without waiting in between: they must reach the server in the order made. */
+  async ordered() {
+    const foo = await wc.get("foo", FooClient);
+    const n = workerData.n as number;
+    const results = await Promise.all(Array.from({ length: n }, (_, i) => foo.callIntFnAsync(i)));
+    await finish(foo);
+    return results;
+  },
+
   async callbackRecursion() {
     const foo = await wc.get("foo", FooClient);
     const cb: FooCallback = {
