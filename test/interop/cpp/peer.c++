@@ -888,7 +888,7 @@ int runBench(kj::StringPtr path, int n, int warmup) {
 // ---------------------------------------------------------------------------------------------
 // malformed
 
-kj::Array<capnp::word> bootstrapCallToMissingImport() {
+kj::Array<capnp::word> callToMissingImport() {
   // A well-formed rpc Message: a Call whose target is an import id the peer never exported.
   capnp::MallocMessageBuilder mb;
   auto call = mb.initRoot<capnp::rpc::Message>().initCall();
@@ -933,7 +933,7 @@ int runMalformed(kj::StringPtr path, kj::StringPtr kind) {
     bytes = kj::heapArray<kj::byte>({0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00,
                                      0xa0, 0x0f, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00});
   } else if (kind == "bad-target") {
-    auto w = bootstrapCallToMissingImport();
+    auto w = callToMissingImport();
     bytes = kj::heapArray<kj::byte>(w.asBytes());
   } else if (kind == "unknown") {
     auto w = unknownMessage();
