@@ -603,7 +603,12 @@ export class RpcConnection implements RouteConn, TailCallHandler {
         ? this.sendCallTo(d, route.importId, -1, null, true)
         : this.sendCallTo(d, -1, route.qid, route.path, true);
     } else return false;
-    if (q === null) return true;
+    if (q === null) {
+      // Could not send it: the tail call's error is this call's result.
+      const err = d.sink.outcome?.err ?? new RpcError("failed", "tail call could not be sent");
+      a.complete(errOutcome(err));
+      return true;
+    }
     a.tailQuestion = q;
     a.returned = true;
     a.setRoute(this, q.id);
