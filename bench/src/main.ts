@@ -76,7 +76,9 @@ async function startServer(kind: "rpc" | "raw", path: string, tag: string): Prom
   return {
     proc,
     request: (m) => new Promise((resolve, reject) => {
-      proc.once("message", (r: ServerReply) => resolve(r));
+      const onExit = (): void => reject(new Error(`bench server (${kind}) exited during a request`));
+      proc.once("exit", onExit);
+      proc.once("message", (r: ServerReply) => { proc.off("exit", onExit); resolve(r); });
       proc.send(m, (e) => { if (e) reject(e); });
     }),
     stop: async () => {
@@ -112,6 +114,8 @@ interface Figure {
   ratio: number | null;
   target: string | null;
   met: boolean | null;
+  /** A supporting row (indented in the table): no target of its own. */
+  informational?: boolean;
   /** C++ reference (libcapnp-rpc C++ ↔ C++ on the same schema), when measured. */
   cpp?: number | null;
   note?: string;
@@ -129,7 +133,8 @@ function figure(name: string, unit: string, ours: number | null, floor: number |
     const v = target.abs === true ? ours : ratio;
     met = v === null ? null : target.dir === "le" ? v <= target.x : v >= target.x;
   }
-  const f: Figure = { name, unit, ours, floor, ratio, target: t, met };
+  const f: Figure = { name: name.trim(), unit, ours, floor, ratio, target: t, met };
+  if (name.startsWith(" ")) f.informational = true;
   if (extra.cpp !== undefined) f.cpp = extra.cpp;
   if (extra.note !== undefined) f.note = extra.note;
   figures.push(f);
@@ -452,12 +457,12 @@ async function main(): Promise<void> {
       };
       set("P1 add sequential p50", c.add.p50_us);
       set("P1 add sequential p99", c.add.p99_us);
-      set("P2 ", c.pipelined.rate);
+      set("P2 add pipelined", c.pipelined.rate);
       set("P3 worker add (Context) p50", c.ctx.p50_us);
       set("P3 worker add (Context) p99", c.ctx.p99_us);
       set("P4 callback round trip p50", c.callback.p50_us);
       set("P4 callback round trip p99", c.callback.p99_us);
-      set("P5 ", c.data.mbps);
+      set("P5 1 MiB Data echo", c.data.mbps);
     } catch (e) {
       log(`C++ reference skipped: ${e instanceof Error ? e.message : String(e)}`);
     }
@@ -493,7 +498,7 @@ function fmt(v: number | null | undefined, unit?: string): string {
 }
 
 function printTable(date: Date, machine: Record<string, unknown>, params: Record<string, unknown>, elapsed: number): void {
-  const rows = figures.map((f) => [f.name, f.unit, fmt(f.ours, f.unit), fmt(f.floor, f.unit), f.ratio === null ? "-" : `${f.ratio.toFixed(2)}×`,
+  const rows = figures.map((f) => [(f.informational === true ? "  " : "") + f.name, f.unit, fmt(f.ours, f.unit), fmt(f.floor, f.unit), f.ratio === null ? "-" : `${f.ratio.toFixed(2)}×`,
     f.target ?? "", f.met === null ? "" : f.met ? "met" : "NOT MET", fmt(f.cpp, f.unit)]);
   const head = ["figure", "unit", "ours", "floor", "ratio", "target", "", "C++ ref"];
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
