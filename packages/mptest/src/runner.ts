@@ -71,6 +71,9 @@ function errorText(e: unknown): string {
 }
 
 const DEFAULT_TIMEOUT_MS = 20_000;
+
+/** True while runIteration runs a scenario (its own handlers take stray errors then). */
+let inIteration = false;
 const DEFAULT_SETTLE_MS = 2_000;
 
 /** Runs one iteration of one scenario, then checks for leaks. Never throws. */
@@ -131,6 +134,7 @@ export async function runIteration(
     abort.abort(new Error(`iteration timed out after ${timeoutMs} ms`));
     process.off("unhandledRejection", onStray);
     process.off("uncaughtException", onStray);
+    inIteration = false;
     return { ...result, status: "hang", error: `timed out after ${timeoutMs} ms`, dump, log };
   }
 
@@ -139,6 +143,7 @@ export async function runIteration(
   await new Promise<void>((r) => setImmediate(r));
   process.off("unhandledRejection", onStray);
   process.off("uncaughtException", onStray);
+  inIteration = false;
 
   const errors: string[] = [];
   if (outcome.kind === "error") errors.push(errorText(outcome.error));
@@ -171,6 +176,23 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
   const spent = new Array<number>(n).fill(0); // ms spent per scenario
   let stopped: RunResult["stopped"] = "done";
   let rr = 0;
+  // Errors that surface between iterations (a rejection noticed late, a callback firing after
+  // teardown) would otherwise crash the process: pin them on the iteration that ran last.
+  const late: unknown[] = [];
+  const onLate = (e: unknown): void => {
+    if (!inIteration) late.push(e);
+  };
+  process.on("unhandledRejection", onLate);
+  process.on("uncaughtException", onLate);
+  let last: IterationResult | undefined;
+  const flushLate = (): IterationResult | undefined => {
+    if (late.length === 0 || last === undefined) return undefined;
+    const errors = late.splice(0).map((e) => `escaped after the iteration ended: ${errorText(e)}`);
+    const r: IterationResult = { ...last, status: "fail", durationMs: 0, error: errors.join("\n") };
+    results.push(r);
+    opts.onResult?.(r);
+    return r;
+  };
 
   const next = (): number | undefined => {
     if (n === 0) return undefined;
@@ -190,31 +212,44 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
     return undefined;
   };
 
-  for (;;) {
-    if (Date.now() >= deadline) break;
-    if (opts.shouldStop?.()) {
-      stopped = "interrupted";
-      break;
+  try {
+    for (;;) {
+      const lateFailure = flushLate();
+      if (lateFailure && opts.untilFail) {
+        stopped = "failure";
+        break;
+      }
+      if (Date.now() >= deadline) break;
+      if (opts.shouldStop?.()) {
+        stopped = "interrupted";
+        break;
+      }
+      const i = next();
+      if (i === undefined) break;
+      const scenario = opts.scenarios[i]!;
+      const iteration = shard.index + shard.count * done[i]!;
+      done[i]!++;
+      const seed = iterationSeed(opts.seed, iteration);
+      opts.onStart?.(scenario.name, iteration, seed);
+      const r = await runIteration(scenario, iteration, seed, opts);
+      last = r;
+      spent[i]! += r.durationMs;
+      results.push(r);
+      opts.onResult?.(r);
+      if (r.status === "hang") {
+        stopped = "hang";
+        break;
+      }
+      if (r.status !== "pass" && opts.untilFail) {
+        stopped = "failure";
+        break;
+      }
     }
-    const i = next();
-    if (i === undefined) break;
-    const scenario = opts.scenarios[i]!;
-    const iteration = shard.index + shard.count * done[i]!;
-    done[i]!++;
-    const seed = iterationSeed(opts.seed, iteration);
-    opts.onStart?.(scenario.name, iteration, seed);
-    const r = await runIteration(scenario, iteration, seed, opts);
-    spent[i]! += r.durationMs;
-    results.push(r);
-    opts.onResult?.(r);
-    if (r.status === "hang") {
-      stopped = "hang";
-      break;
-    }
-    if (r.status !== "pass" && opts.untilFail) {
-      stopped = "failure";
-      break;
-    }
+    await new Promise<void>((r) => setImmediate(r));
+    flushLate();
+  } finally {
+    process.off("unhandledRejection", onLate);
+    process.off("uncaughtException", onLate);
   }
   return { results, stopped, elapsedMs: Date.now() - t0 };
 }

@@ -95,6 +95,24 @@ describe("runScenarios", () => {
     expect(shard.results.map((r) => `${r.scenario}${r.iteration}`)).toEqual(["a1", "b1", "a3", "b3"]);
     expect(shard.results.map((r) => r.seed)).toEqual([1, 1, 3, 3].map((i) => iterationSeed(1, i)));
   });
+  it("pins an error that surfaces between iterations on the iteration that ran last", async () => {
+    const a: Scenario = { name: "a", run: async () => {} };
+    let emitted = false;
+    const res = await runScenarios({
+      scenarios: [a],
+      seed: 1,
+      repeat: 2,
+      onResult: () => {
+        // Between iterations: no iteration's own handler is installed now.
+        if (!emitted) {
+          emitted = true;
+          process.emit("uncaughtException", new Error("late boom"), "uncaughtException");
+        }
+      },
+    });
+    expect(res.results.map((r) => `${r.scenario}${r.iteration}:${r.status}`)).toEqual(["a0:pass", "a0:fail", "a1:pass"]);
+    expect(res.results[1]!.error).toContain("escaped after the iteration ended: Error: late boom");
+  });
   it("with a duration gives each scenario about the same time, so fast ones run more often", async () => {
     const slow: Scenario = { name: "slow", run: () => new Promise((r) => setTimeout(r, 20)) };
     const fast: Scenario = { name: "fast", run: async () => {} };
