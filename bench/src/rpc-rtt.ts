@@ -71,6 +71,7 @@ async function tsClientRun(path: string, label: string, n: number, warmup: numbe
 async function startTsServerProcess(path: string): Promise<{ proc: ChildProcess; stop(): Promise<void> }> {
   const self = fileURLToPath(import.meta.url);
   const proc = spawn(process.execPath, [self, "--serve", path], { stdio: ["pipe", "pipe", "inherit"] });
+  proc.stdin!.on("error", () => {}); // closing stdin of a server that already died: no EPIPE crash
   await new Promise<void>((resolve, reject) => {
     let out = "";
     proc.stdout!.setEncoding("utf8").on("data", (d: string) => {

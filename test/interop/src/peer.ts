@@ -39,6 +39,8 @@ export async function startCppServer(path: string): Promise<CppServer> {
   const proc = spawn(bin, ["serve", "--unix", path], { stdio: ["pipe", "pipe", "pipe"] });
   let err = "";
   proc.stderr!.setEncoding("utf8").on("data", (d: string) => { err += d; });
+  // Closing stdin of a peer that already died must not throw an unhandled EPIPE.
+  proc.stdin!.on("error", () => {});
   await new Promise<void>((resolve, reject) => {
     let out = "";
     const onData = (d: string) => {
