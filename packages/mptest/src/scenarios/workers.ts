@@ -13,7 +13,7 @@
 import { deferred } from "@multiprocess-ts/capnp";
 import { nodeModule, type TestSetup } from "@multiprocess-ts/test-support";
 import type { Scenario, ScenarioContext } from "../scenario.js";
-import { Counter, check, checkEq, withSetup } from "./util.js";
+import { CALLED_AFTER_DISCONNECT, Counter, INTERRUPTED_BY_DISCONNECT, check, checkEq, withSetup } from "./util.js";
 import { WorkerDriver } from "./worker-driver.js";
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -204,6 +204,50 @@ export const workerScenarios: Scenario[] = [
           await a.detach();
         }
       }),
+  },
+  {
+    name: "Worker's concurrent calls with a disconnect at a random moment",
+    origin: "ours: worker-thread races, randomized",
+    requires: WORKER_DEPS,
+    run: async (ctx) => {
+      const cut = ctx.rng.pick(["serverDisconnect", "transportBreak", "clientDisconnect", "none"] as const);
+      await withSetup(ctx, { clientOwnsConnection: false }, async (s) => {
+        await s.client.initThreadMap();
+        const a = await attach(s);
+        try {
+          s.server.intFn = async (n) => {
+            if (ctx.rng.bool()) await new Promise<void>((r) => setImmediate(r));
+            return n;
+          };
+          const w = await WorkerDriver.start(a.support, "mptest-burst");
+          const n = 1 + ctx.rng.int(10);
+          const cutAfter = ctx.rng.int(n); // completions to wait for before cutting
+          ctx.log(`${n} calls, cut ${cut} after ${cutAfter} completions`);
+          w.send({ op: "burst", n });
+          for (let i = 0; i < cutAfter; i++) await w.next("progress");
+          let cutting: Promise<void> | undefined;
+          if (cut === "serverDisconnect") cutting = s.serverDisconnect();
+          else if (cut === "clientDisconnect") cutting = s.clientDisconnect();
+          else if (cut === "transportBreak") s.clientTransport.break();
+          const { outcomes } = await w.next("burst");
+          await cutting;
+          checkEq(outcomes.length, n, "outcomes");
+          outcomes.forEach((o, i) => {
+            if (o.ok) checkEq(o.value, i, `call ${i} result`);
+            else {
+              check(cut !== "none", `call ${i} failed without a disconnect: ${o.message}`);
+              check(o.message === INTERRUPTED_BY_DISCONNECT || o.message === CALLED_AFTER_DISCONNECT, `call ${i}: ${o.message}`);
+            }
+          });
+          w.send({ op: "close" });
+          await w.next("closed");
+          checkEq(await w.stop(), 0, "worker exit");
+          check(w.errors.length === 0, `worker errors: ${w.errors.map((e) => e.message).join("; ")}`);
+        } finally {
+          await a.detach();
+        }
+      });
+    },
   },
   {
     name: "A closure posted across threads is rejected with a clear error",

@@ -12,6 +12,7 @@ export type WorkerOp =
   | { op: "add"; a: number; b: number }
   | { op: "callFnAsync" }
   | { op: "callIntFnAsync"; arg: number }
+  | { op: "burst"; n: number }
   | { op: "close" }
   | { op: "exit" }
   | { op: "postClosure" };
@@ -22,6 +23,8 @@ export type WorkerEvent =
   | { ev: "calling" }
   | { ev: "returned" }
   | { ev: "int"; value: number }
+  | { ev: "progress"; done: number }
+  | { ev: "burst"; outcomes: ({ ok: true; value: number } | { ok: false; message: string })[] }
   | { ev: "rejected"; name: string; message: string }
   | { ev: "closed" }
   | { ev: "postClosure"; threw: boolean; name?: string; message?: string }
@@ -54,6 +57,20 @@ port.on("message", (m: WorkerOp) => {
         case "callIntFnAsync":
           post({ ev: "int", value: await foo.callIntFnAsync(m.arg) });
           break;
+        case "burst": {
+          // n concurrent Context calls; each completion is reported, then all outcomes.
+          let done = 0;
+          const outcomes = await Promise.all(
+            Array.from({ length: m.n }, (_, i) =>
+              foo.callIntFnAsync(i).then(
+                (value) => ({ ok: true as const, value }),
+                (e: unknown) => ({ ok: false as const, message: describe(e).message }),
+              ).finally(() => post({ ev: "progress", done: ++done })),
+            ),
+          );
+          post({ ev: "burst", outcomes });
+          break;
+        }
         case "close":
           await foo.close();
           await wc.close();
