@@ -122,6 +122,7 @@ class MemoryEnd implements MemoryTransport {
   private endReported = false;
   private endError: Error | undefined;
   private readonly closeWaiters: (() => void)[] = [];
+  private eofSent = false;
 
   get held(): number {
     let n = 0;
@@ -141,8 +142,13 @@ class MemoryEnd implements MemoryTransport {
     this.route({ kind: "message", segments });
   }
 
+  /**
+   * Queue an EOF behind everything sent so far (held messages included). Resolves once the EOF
+   * has been handed to the peer (not held by the fence), or the link ended; both sinks then see
+   * `closed()` when the peer reads the EOF.
+   */
   close(): Promise<void> {
-    if (this.ended) return Promise.resolve();
+    if (this.ended || this.eofSent) return Promise.resolve();
     const p = new Promise<void>((resolve) => this.closeWaiters.push(resolve));
     if (!this.sendClosed) {
       this.sendClosed = true;
@@ -179,11 +185,11 @@ class MemoryEnd implements MemoryTransport {
     while (this.heldQueue.length > 0 && left > 0) {
       const e = this.heldQueue.shift()!;
       if (e.kind === "message") left--;
-      this.peer.deliver(e);
+      this.send1(e);
     }
     // An EOF directly behind the released messages goes too: it is not a message.
     if (this.heldQueue[0]?.kind === "eof" && (n === undefined || left === 0) && !this.hasHeldMessages()) {
-      this.peer.deliver(this.heldQueue.shift()!);
+      this.send1(this.heldQueue.shift()!);
     }
   }
 
@@ -193,7 +199,16 @@ class MemoryEnd implements MemoryTransport {
 
   private route(e: Event): void {
     if (this.fenced || this.heldQueue.length > 0) this.heldQueue.push(e);
-    else this.peer.deliver(e);
+    else this.send1(e);
+  }
+
+  /** Hand one event to the peer. close() resolves once its EOF has left (like a socket's 'finish'). */
+  private send1(e: Event): void {
+    this.peer.deliver(e);
+    if (e.kind === "eof") {
+      this.eofSent = true;
+      for (const w of this.closeWaiters.splice(0)) w();
+    }
   }
 
   /** Incoming event from the peer. */
