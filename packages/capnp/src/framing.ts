@@ -11,6 +11,7 @@
 
 import { LimitError, ProtocolError } from "./errors.js";
 import { resolveLimits, type ReaderLimits } from "./limits.js";
+import { validateMessage } from "./validate.js";
 
 export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
 export type { ReaderLimits } from "./limits.js";
@@ -90,8 +91,16 @@ export class FrameDecoder {
   private sizes: number[] = [];
   private failed: Error | null = null;
 
-  constructor(limits?: Partial<ReaderLimits>) {
+  private readonly validate: boolean;
+
+  /**
+   * `opts.validate`: also run {@link validateMessage} on each message before returning it, so
+   * all four limits (traversal words and nesting depth too) are enforced here. Off by default:
+   * the RPC engine validates every message itself, and validating twice costs time.
+   */
+  constructor(limits?: Partial<ReaderLimits>, opts: { validate?: boolean } = {}) {
     this.limits = resolveLimits(limits);
+    this.validate = opts.validate ?? false;
   }
 
   /** True when no partial message is buffered (a clean place for the stream to end). */
@@ -118,6 +127,14 @@ export class FrameDecoder {
    */
   decode(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void): void {
     if (this.failed !== null) throw this.failed;
+    if (this.validate) {
+      const deliver = onMessage;
+      const limits = this.limits;
+      onMessage = (segs) => {
+        validateMessage(segs, limits);
+        deliver(segs);
+      };
+    }
     try {
       this.decodeInner(chunk, onMessage);
     } catch (e) {

@@ -13,7 +13,7 @@ import {
   frameHeaderBytes,
 } from "../dist/framing.js";
 import { LimitError, ProtocolError } from "../dist/errors.js";
-import { concat, segmentsOf } from "./fixtures/wire.js";
+import { concat, data, listPtr, nestedChain, segOf, segmentsOf, structPtr } from "./fixtures/wire.js";
 
 const fixtures = fileURLToPath(new URL("./fixtures/", import.meta.url));
 const sample = new Uint8Array(readFileSync(fixtures + "sample.bin"));
@@ -216,6 +216,38 @@ describe("FrameDecoder limits and bad input", () => {
     expect(e).toBeInstanceOf(LimitError);
     expect((e as LimitError).code).toBe("MP_ERR_LIMIT");
     expect((e as LimitError).message).toMatch(/maxMessageBytes = 67108864/);
+  });
+
+  it("traversalLimitWords (with validate: true): the message before the bad one is still delivered", () => {
+    const wide = encodeFrameToBytes([segOf([structPtr(0, 0, 1), listPtr(0, 5, 100), ...Array.from({ length: 100 }, (_, i) => data(i))])]);
+    const ok = encodeFrameToBytes(nestedChain(2));
+    expect(new FrameDecoder({ traversalLimitWords: 101 }, { validate: true }).push(wide)).toHaveLength(1);
+    const d = new FrameDecoder({ traversalLimitWords: 100 }, { validate: true });
+    const got: Uint8Array[][] = [];
+    expect(() => d.decode(concat([ok, wide]), (m) => got.push(m))).toThrow(/traversalLimitWords = 100/);
+    expect(got).toHaveLength(1);
+    expect(() => d.push(ok)).toThrow(LimitError);
+    // without validate, the decoder only frames
+    expect(new FrameDecoder({ traversalLimitWords: 100 }).push(wide)).toHaveLength(1);
+  });
+
+  it("nestingLimit (with validate: true)", () => {
+    const deep = encodeFrameToBytes(nestedChain(9));
+    expect(new FrameDecoder({ nestingLimit: 9 }, { validate: true }).push(deep)).toHaveLength(1);
+    const e = (() => {
+      try {
+        new FrameDecoder({ nestingLimit: 8 }, { validate: true }).push(deep);
+      } catch (err) {
+        return err as Error;
+      }
+      return undefined;
+    })();
+    expect(e).toBeInstanceOf(LimitError);
+    expect(e!.message).toMatch(/nestingLimit = 8/);
+    // and malformed pointers are ProtocolErrors
+    expect(() => new FrameDecoder({}, { validate: true }).push(encodeFrameToBytes([segOf([structPtr(5, 1, 0)])]))).toThrow(
+      /struct pointer out of bounds/,
+    );
   });
 
   it("after an error the decoder keeps failing with the same error", () => {
