@@ -80,6 +80,7 @@ class StreamTransport implements Transport {
 
   send(segments: Uint8Array[]): void {
     if (this.state !== State.Open) return;
+    if (segments.length === 0) throw new RangeError("Transport.send: a message needs at least one segment");
     let bytes = frameHeaderBytes(segments.length);
     for (const s of segments) bytes += s.byteLength;
     let whole = true;

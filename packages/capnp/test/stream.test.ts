@@ -337,4 +337,45 @@ describe("streamTransport backpressure", () => {
     while (pending.length > 0) pending.shift()!();
     await closing;
   });
+
+  it("close() while blocked writes the queue first, then ends", async () => {
+    const pending: (() => void)[] = [];
+    const received: Buffer[] = [];
+    let finalCalledAfter = -1;
+    const sinkSide = new Writable({
+      highWaterMark: 64,
+      write(chunk: Buffer, _enc, cb) {
+        received.push(chunk);
+        pending.push(cb);
+      },
+      final(cb) {
+        finalCalledAfter = Buffer.concat(received).byteLength;
+        cb();
+      },
+    });
+    const d = Duplex.from({ readable: new PassThrough(), writable: sinkSide });
+    const t = streamTransport(d);
+    start(t);
+    for (let i = 0; i < 20; i++) t.send(msg(i, 200));
+    let closed = false;
+    const closing = t.close().then(() => (closed = true));
+    t.send(msg(99)); // after close: dropped
+    expect(() => t.send([])).not.toThrow(); // dropped before any check: the transport is closing
+    let rounds = 0;
+    while (!closed) {
+      if (pending.length > 0) pending.shift()!();
+      await new Promise<void>((r) => setImmediate(r));
+      if (++rounds > 1000) throw new Error("no progress");
+    }
+    await closing;
+    expect(Buffer.concat(received).byteLength).toBe(20 * 1608);
+    expect(finalCalledAfter).toBe(20 * 1608);
+  });
+
+  it("sending an empty segment list is a RangeError (a caller bug)", () => {
+    const [a] = passThroughPair();
+    const t = streamTransport(a);
+    expect(() => t.send([])).toThrow(RangeError);
+    t.destroy();
+  });
 });
