@@ -5,8 +5,8 @@
  *
  * - {@link encodeFrame} writes only the small table; segments are passed through (zero-copy).
  * - {@link FrameDecoder} hands out `subarray` views of the incoming chunk when a message lies
- *   within one chunk, and copies exactly once (into a buffer of the message's final size) when
- *   a message spans chunks.
+ *   within one chunk, and copies exactly once (into a buffer of the message's final size, when
+ *   its last byte arrives) when a message spans chunks.
  */
 
 import { LimitError, ProtocolError } from "./errors.js";
@@ -85,7 +85,10 @@ export class FrameDecoder {
   private headerFill = 0;
   private headerNeed = 0;
   /** Body (all segments) of a message spanning chunks, and its segment sizes in bytes. */
-  private body: Uint8Array | null = null;
+  // The parts are kept as views and copied once, when the message is complete: memory follows
+  // what has arrived, not what the segment table claims (8 bytes cannot make us allocate 64 MiB).
+  private body: Uint8Array[] | null = null;
+  private bodyNeed = 0;
   private bodyFill = 0;
   private bodyHeaderBytes = 0;
   private sizes: number[] = [];
@@ -162,15 +165,20 @@ export class FrameDecoder {
     while (off < len) {
       if (this.body !== null) {
         // Continue a message that spans chunks.
-        const body = this.body;
-        const n = Math.min(body.byteLength - this.bodyFill, len - off);
-        body.set(chunk.subarray(off, off + n), this.bodyFill);
+        const n = Math.min(this.bodyNeed - this.bodyFill, len - off);
+        this.body.push(chunk.subarray(off, off + n));
         this.bodyFill += n;
         off += n;
-        if (this.bodyFill === body.byteLength) {
-          onMessage(split(body, 0, this.sizes));
+        if (this.bodyFill === this.bodyNeed) {
+          const whole = new Uint8Array(this.bodyNeed);
+          let o = 0;
+          for (const p of this.body) {
+            whole.set(p, o);
+            o += p.byteLength;
+          }
           this.body = null;
           this.bodyFill = 0;
+          onMessage(split(whole, 0, this.sizes));
         }
         continue;
       }
@@ -235,7 +243,8 @@ export class FrameDecoder {
   private startBody(sizes: number[], headerBytes: number, bytes: number): void {
     this.sizes = sizes;
     this.bodyHeaderBytes = headerBytes;
-    this.body = new Uint8Array(bytes);
+    this.body = [];
+    this.bodyNeed = bytes;
     this.bodyFill = 0;
   }
 
