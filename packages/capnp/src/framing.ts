@@ -5,8 +5,8 @@
  *
  * - {@link encodeFrame} writes only the small table; segments are passed through (zero-copy).
  * - {@link FrameDecoder} hands out `subarray` views of the incoming chunk when a message lies
- *   within one chunk, and copies exactly once (into a buffer of the message's final size, when
- *   its last byte arrives) when a message spans chunks.
+ *   within one chunk, and copies exactly once (into a buffer that grows with the arrived bytes,
+ *   amortized) when a message spans chunks.
  */
 
 import { LimitError, ProtocolError } from "./errors.js";
@@ -17,6 +17,9 @@ export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
 export type { ReaderLimits } from "./limits.js";
 
 const ZERO_PAD = new Uint8Array(8);
+const EMPTY = new Uint8Array(0);
+/** First allocation for a message spanning chunks (then doubling up to its size). */
+const INITIAL_BODY = 64 * 1024;
 
 /** Bytes of the segment table for `count` segments: 4 + 4 * count, padded to a word. */
 export function frameHeaderBytes(count: number): number {
@@ -85,9 +88,10 @@ export class FrameDecoder {
   private headerFill = 0;
   private headerNeed = 0;
   /** Body (all segments) of a message spanning chunks, and its segment sizes in bytes. */
-  // The parts are kept as views and copied once, when the message is complete: memory follows
-  // what has arrived, not what the segment table claims (8 bytes cannot make us allocate 64 MiB).
-  private body: Uint8Array[] | null = null;
+  // The body buffer grows (doubling, capped at the claimed size) as bytes arrive: memory follows
+  // what has arrived, not what the segment table claims (8 bytes cannot make us allocate 64 MiB),
+  // and the copying stays amortized O(size).
+  private body: Uint8Array | null = null;
   private bodyNeed = 0;
   private bodyFill = 0;
   private bodyHeaderBytes = 0;
@@ -166,19 +170,20 @@ export class FrameDecoder {
       if (this.body !== null) {
         // Continue a message that spans chunks.
         const n = Math.min(this.bodyNeed - this.bodyFill, len - off);
-        this.body.push(chunk.subarray(off, off + n));
+        let body = this.body;
+        if (this.bodyFill + n > body.byteLength) {
+          const cap = Math.min(this.bodyNeed, Math.max(this.bodyFill + n, body.byteLength * 2, INITIAL_BODY));
+          const grown = new Uint8Array(cap);
+          grown.set(body.subarray(0, this.bodyFill));
+          this.body = body = grown;
+        }
+        body.set(chunk.subarray(off, off + n), this.bodyFill);
         this.bodyFill += n;
         off += n;
         if (this.bodyFill === this.bodyNeed) {
-          const whole = new Uint8Array(this.bodyNeed);
-          let o = 0;
-          for (const p of this.body) {
-            whole.set(p, o);
-            o += p.byteLength;
-          }
           this.body = null;
           this.bodyFill = 0;
-          onMessage(split(whole, 0, this.sizes));
+          onMessage(split(body, 0, this.sizes));
         }
         continue;
       }
@@ -243,7 +248,7 @@ export class FrameDecoder {
   private startBody(sizes: number[], headerBytes: number, bytes: number): void {
     this.sizes = sizes;
     this.bodyHeaderBytes = headerBytes;
-    this.body = [];
+    this.body = EMPTY;
     this.bodyNeed = bytes;
     this.bodyFill = 0;
   }

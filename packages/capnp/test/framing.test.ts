@@ -250,6 +250,22 @@ describe("FrameDecoder limits and bad input", () => {
     );
   });
 
+  it("a table claiming a huge message does not allocate it before the bytes arrive", () => {
+    const claim = new Uint8Array(8);
+    new DataView(claim.buffer).setUint32(4, (60 * 1024 * 1024) / 8, true); // 1 segment of 60 MiB
+    const decoders: FrameDecoder[] = [];
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 20; i++) {
+      const d = new FrameDecoder();
+      d.push(claim);
+      d.push(new Uint8Array(100));
+      decoders.push(d);
+    }
+    const grown = process.memoryUsage().arrayBuffers - before;
+    expect(grown).toBeLessThan(20 * 1024 * 1024); // 20 claims of 60 MiB would be 1.2 GiB
+    expect(decoders.every((d) => d.bufferedBytes === 108)).toBe(true);
+  });
+
   it("after an error the decoder keeps failing with the same error", () => {
     const d = new FrameDecoder({ maxSegments: 1 });
     let first: unknown;
