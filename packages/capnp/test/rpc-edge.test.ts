@@ -15,7 +15,7 @@ import {
   readCap,
   writeCap,
 } from "@multiprocess-ts/capnp";
-import type { Capability, MemoryTransport } from "@multiprocess-ts/capnp";
+import type { Capability, MemoryTransport, Server } from "@multiprocess-ts/capnp";
 import { Box, CalcServer, CallbackServer, CounterServer, CALC, COUNTER, M, call, callA, capture, drain, makePair, wire } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
@@ -169,6 +169,52 @@ describe("incoming segment buffers", () => {
     await client.close();
     await server.close();
     expect(calc.released).toBe(1);
+  });
+});
+
+/** A newer schema of Box: one more data word and one more pointer. */
+class BigBox extends capnp.Struct {
+  static readonly _capnp = { displayName: "BigBox", id: "f0000000000000b2", size: new capnp.ObjectSize(24, 5) };
+}
+
+describe("schema evolution", () => {
+  it("a smaller struct from an older peer reads missing fields as defaults (params and results)", async () => {
+    const seen: { a: number; extra: number; text: string; cbValue: number }[] = [];
+    const cbs = new CallbackServer();
+    const server: Server = {
+      async dispatch(c) {
+        const p = c.params(BigBox);
+        const cb = readCap(p, 1)!;
+        const req = cb.newCall(0n, 0, Box);
+        req.params.a = 5;
+        const r = await req.send();
+        seen.push({
+          a: capnp.Struct.getInt32(0, p),
+          extra: capnp.Struct.getInt32(16, p), // beyond the 16 data bytes we were sent
+          text: capnp.Struct.getText(0, p),
+          cbValue: r.results(Box).a,
+        });
+        r.close();
+        cb.close();
+        expect(capnp.Struct.getText(4, p)).toBe(""); // pointer beyond what we were sent
+        c.results(Box).a = 7;
+      },
+    };
+    const p = makePair(server);
+    const cb = localCapability(cbs);
+    const resp = await call(p.boot, 0, (b) => {
+      b.a = 3;
+      b.setText(0, "old");
+      writeCap(b, 1, cb);
+    });
+    cb.close();
+    const big = resp.results(BigBox);
+    expect(capnp.Struct.getInt32(0, big)).toBe(7);
+    expect(capnp.Struct.getInt32(20, big)).toBe(0);
+    resp.close();
+    expect(seen).toEqual([{ a: 3, extra: 0, text: "old", cbValue: 10 }]);
+    await p.done();
+    expect(cbs.released).toBe(1);
   });
 });
 

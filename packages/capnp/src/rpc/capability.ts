@@ -24,12 +24,13 @@ import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import { SingleSegmentArena } from "capnp-ts/src/serialization/arena/single-segment-arena.js";
 import {
   getTargetPointerType,
+  getTargetStructSize,
   setInterfacePointer,
   getCapabilityId,
   erase,
 } from "capnp-ts/src/serialization/pointers/pointer.js";
 import { PointerType } from "capnp-ts/src/serialization/pointers/pointer-type.js";
-import { getSize as getStructSize } from "capnp-ts/src/serialization/pointers/struct.js";
+import { getSize as getStructSize, getDataSection } from "capnp-ts/src/serialization/pointers/struct.js";
 import { CanceledError, ProtocolError, RpcError, deferred, toRpcError } from "../errors.js";
 import type { Deferred } from "../errors.js";
 
@@ -598,7 +599,7 @@ export class ResponseImpl implements Response {
       if (this.empty === null || !(this.empty instanceof ctor)) this.empty = emptyStruct(ctor);
       return this.empty as T;
     }
-    return new ctor(p.segment, p.byteOffset, p._capnp.depthLimit);
+    return readStruct(p, ctor);
   }
 
   close(): void {
@@ -609,6 +610,42 @@ export class ResponseImpl implements Response {
 
   [Symbol.dispose](): void {
     this.close();
+  }
+}
+
+/**
+ * A reader for the struct at `p` as `ctor`. capnp-ts throws when a field lies beyond the struct
+ * it received (Cap'n Proto says: read the default), which breaks schema evolution (a peer with
+ * an older schema sends smaller structs). When the received struct is smaller than `ctor`'s, we
+ * read a copy widened to `ctor`'s size (its caps keep their indices into the same cap table).
+ * Nested structs are not widened; if the copy is impossible (a capability nested below the top
+ * level), the original struct is returned.
+ */
+function readStruct<T extends Struct>(p: capnp.Pointer, ctor: StructCtor<T>): T {
+  const s = new ctor(p.segment, p.byteOffset, p._capnp.depthLimit);
+  const want = ctor._capnp.size;
+  try {
+    if (getTargetPointerType(p) !== PointerType.STRUCT) return s;
+    const have = getTargetStructSize(p);
+    if (have.dataByteLength >= want.dataByteLength && have.pointerLength >= want.pointerLength) return s;
+    const m = newMessage(64 + want.dataByteLength + want.pointerLength * 8);
+    m._capnp.capTable = p.segment.message._capnp.capTable;
+    const dst = m.initRoot(ctor);
+    const src = getDataSection(s);
+    const out = getDataSection(dst);
+    for (let i = 0; i < have.dataByteLength; i++) {
+      out.segment.setUint8(out.byteOffset + i, src.segment.getUint8(src.byteOffset + i));
+    }
+    for (let i = 0; i < have.pointerLength; i++) {
+      const sp = capnp.Struct.getPointer(i, s);
+      if (capnp.Pointer.isNull(sp)) continue;
+      const dp = capnp.Struct.getPointer(i, dst);
+      if (getTargetPointerType(sp) === PointerType.OTHER) setInterfacePointer(getCapabilityId(sp), dp);
+      else capnp.Pointer.copyFrom(sp, dp);
+    }
+    return dst;
+  } catch {
+    return s;
   }
 }
 
@@ -644,7 +681,7 @@ class IncomingCallImpl implements IncomingCall {
   params<T extends Struct>(ctor: StructCtor<T>): T {
     const p = this.d.content;
     if (capnp.Pointer.isNull(p)) return emptyStruct(ctor);
-    return new ctor(p.segment, p.byteOffset, p._capnp.depthLimit);
+    return readStruct(p, ctor);
   }
 
   results<T extends Struct>(ctor: StructCtor<T>): T {
