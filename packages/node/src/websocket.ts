@@ -283,6 +283,7 @@ export async function listenWebSocket(
   server.on("upgrade", (req, socket, head) => {
     const refusal = authorize(req, opts);
     if (refusal !== undefined) {
+      socket.on("error", () => {}); // a client that resets while we answer is not our failure
       const extra = refusal.status === 401 ? 'WWW-Authenticate: Bearer realm="multiprocess-ts"\r\n' : "";
       socket.end(`HTTP/1.1 ${refusal.status} ${refusal.text}\r\n${extra}Connection: close\r\nContent-Length: 0\r\n\r\n`);
       return;

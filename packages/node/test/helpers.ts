@@ -40,12 +40,15 @@ function excess(baseline: Map<string, number>): string[] {
 
 /**
  * Assert that no socket, server, child process, MessagePort or timer opened since `baseline` is
- * still active. Handles close asynchronously (their close callbacks run on a later loop turn), so
- * this lets the event loop turn (setImmediate, no timers) up to `turns` times before failing.
+ * still active. Handles close asynchronously (their close callbacks run on later loop turns, and
+ * a TCP close may wait for the peer's FIN), so this polls: first by letting the event loop turn,
+ * then every 10 ms, failing only if something is still open after `deadlineMs`. This is a leak
+ * check with a deadline, not a way to order events: nothing in the test waits on it.
  */
-export async function expectNoLeaks(baseline: Map<string, number>, turns = 200): Promise<void> {
-  for (let i = 0; i < turns && excess(baseline).length > 0; i++) {
-    await new Promise<void>((r) => setImmediate(r));
+export async function expectNoLeaks(baseline: Map<string, number>, deadlineMs = 3000): Promise<void> {
+  const until = Date.now() + deadlineMs;
+  for (let i = 0; excess(baseline).length > 0 && Date.now() < until; i++) {
+    await new Promise<void>((r) => (i < 50 ? setImmediate(r) : setTimeout(r, 10)));
   }
   expect(excess(baseline), "handles left open").toEqual([]);
 }
