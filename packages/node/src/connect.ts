@@ -7,6 +7,7 @@
  * Threading: all of these run on the loop thread (the thread that created `loop`) and never block.
  */
 
+import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import type { IncomingMessage } from "node:http";
 import { streamTransport, type Transport } from "@multiprocess-ts/capnp";
@@ -176,14 +177,18 @@ export function listenConnections<I>(
   );
 }
 
-/** Connect to a Unix socket path or TCP port and return the Init client (path: string, port: number). */
+/**
+ * Connect to a Unix socket path (string) or TCP port (number, on `host`, default 127.0.0.1) and
+ * return the Init client once bootstrap and `construct` are done. While the server is at its
+ * connection limit this waits (the socket is connected but not yet served). Rejects with the
+ * socket error (ENOENT, ECONNREFUSED...) when nothing listens.
+ */
 export async function connectSocket<C>(
   loop: EventLoop,
   target: ListenTarget,
   InitClient: ProxyClientCtor<C>,
   opts: ConnectOptions & { host?: string } = {},
 ): Promise<C> {
-  const net = await import("node:net");
   const { host, ...connectOpts } = opts;
   const socket =
     typeof target === "string" ? net.connect({ path: target })

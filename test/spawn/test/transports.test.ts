@@ -213,6 +213,18 @@ describe("listenConnections socket files", () => {
   });
 });
 
+describe("connectSocket errors", () => {
+  it("rejects with the socket error when nothing listens", async () => {
+    const missing = await connectSocket(clientLoop, path.join(dir, "nobody.sock"), InitInterfaceClient).catch((e: unknown) => e);
+    expect((missing as NodeJS.ErrnoException).code).toBe("ENOENT");
+    const l = await listenConnections(0, serverLoop, new RecordingInit(), InitInterfaceServer);
+    const port = "port" in l.address ? l.address.port : 0;
+    await l.close();
+    const refused = await connectSocket(clientLoop, port, InitInterfaceClient).catch((e: unknown) => e);
+    expect((refused as NodeJS.ErrnoException).code).toBe("ECONNREFUSED");
+  });
+});
+
 describe("WebSocket Init connections", () => {
   it("serves calls over ws with a bearer token; rejects a wrong token (401) and a bad origin (403)", async () => {
     const impl = new RecordingInit();
