@@ -41,14 +41,27 @@ function grow(need: number): void {
 
 const cachedLimits = new WeakMap<object, ReaderLimits>();
 
+const DEFAULTS = resolveLimits();
+
 function limitsOf(limits: Partial<ReaderLimits> | undefined): ReaderLimits {
-  if (limits === undefined) return resolveLimits();
+  if (limits === undefined) return DEFAULTS;
   let r = cachedLimits.get(limits);
   if (r === undefined) {
     r = resolveLimits(limits);
     cachedLimits.set(limits, r);
   }
   return r;
+}
+
+function overBudget(lim: ReaderLimits): never {
+  throw new LimitError(
+    `message exceeds the limit traversalLimitWords = ${lim.traversalLimitWords} ` +
+      `(too large, or pointers to the same data repeated)`,
+  );
+}
+
+function tooDeep(lim: ReaderLimits): never {
+  throw new LimitError(`message nesting exceeds the limit nestingLimit = ${lim.nestingLimit} (or it contains cycles)`);
 }
 
 /** Bits per element for list element size codes 0..6 (7 = composite). */
@@ -60,7 +73,11 @@ const ELEMENT_BITS = [0, 1, 8, 16, 32, 64, 64, 0];
  * Returns the number of words traversed.
  */
 export function validateMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  const lim = limitsOf(limits);
+  return validateCore(segments, limitsOf(limits)).traversed;
+}
+
+/** validateMessage's body; also hands back the segment views for the envelope check. */
+function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits): { traversed: number; views: DataView[] } {
   const nseg = segments.length;
   if (nseg === 0) throw new ProtocolError("message has no segments");
   if (nseg > lim.maxSegments) {
@@ -97,15 +114,6 @@ export function validateMessage(segments: readonly Uint8Array[], limits?: Partia
   }
 
   let budget = lim.traversalLimitWords;
-  const overBudget = (): never => {
-    throw new LimitError(
-      `message exceeds the limit traversalLimitWords = ${lim.traversalLimitWords} ` +
-        `(too large, or pointers to the same data repeated)`,
-    );
-  };
-  const tooDeep = (): never => {
-    throw new LimitError(`message nesting exceeds the limit nestingLimit = ${lim.nestingLimit} (or it contains cycles)`);
-  };
   const nestingLimit = Math.min(lim.nestingLimit, 0x7fffffff);
 
   // Root pointer: segment 0, word 0.
@@ -172,7 +180,7 @@ export function validateMessage(segments: readonly Uint8Array[], limits?: Partia
         } else {
           target = pw + 1 + ((lo | 0) >> 2);
         }
-        if (depth <= 0) tooDeep();
+        if (depth <= 0) tooDeep(lim);
         const segWords = words[seg]!;
         if (kind === 0) {
           const dw = hi & 0xffff;
@@ -180,7 +188,7 @@ export function validateMessage(segments: readonly Uint8Array[], limits?: Partia
           const size = dw + pc;
           if (target < 0 || target + size > segWords) throw new ProtocolError("struct pointer out of bounds");
           budget -= size;
-          if (budget < 0) overBudget();
+          if (budget < 0) overBudget(lim);
           if (pc > 0) {
             grow(sp + ENTRY);
             stack[sp] = seg;
@@ -208,7 +216,7 @@ export function validateMessage(segments: readonly Uint8Array[], limits?: Partia
             const stride = dw + pc;
             if (n * stride > count) throw new ProtocolError("composite list elements overrun the list");
             budget -= stride === 0 ? Math.max(n, count) + 1 : count + 1;
-            if (budget < 0) overBudget();
+            if (budget < 0) overBudget(lim);
             if (pc > 0 && n > 0) {
               grow(sp + ENTRY);
               stack[sp] = seg;
@@ -223,7 +231,7 @@ export function validateMessage(segments: readonly Uint8Array[], limits?: Partia
             const listWords = Math.ceil((count * ELEMENT_BITS[es]!) / 64);
             if (target < 0 || target + listWords > segWords) throw new ProtocolError("list pointer out of bounds");
             budget -= es === 0 ? count : listWords;
-            if (budget < 0) overBudget();
+            if (budget < 0) overBudget(lim);
             if (es === 6 && count > 0) {
               grow(sp + ENTRY);
               stack[sp] = seg;
@@ -239,7 +247,7 @@ export function validateMessage(segments: readonly Uint8Array[], limits?: Partia
       }
     }
   }
-  return lim.traversalLimitWords - budget;
+  return { traversed: lim.traversalLimitWords - budget, views };
 }
 
 /**
@@ -291,8 +299,11 @@ interface SRef {
  */
 class RpcEnvelope {
   private readonly views: DataView[];
-  constructor(private readonly segs: readonly Uint8Array[]) {
-    this.views = segs.map((s) => new DataView(s.buffer, s.byteOffset, s.byteLength));
+  constructor(
+    private readonly segs: readonly Uint8Array[],
+    views: DataView[],
+  ) {
+    this.views = views;
   }
 
   /** Resolve the pointer at (seg, word): kind, and target (after far pointers), or null. */
@@ -456,8 +467,8 @@ class RpcEnvelope {
  * misinterpreting a pointer. Throws `LimitError`/`ProtocolError`; returns the words traversed.
  */
 export function validateRpcMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  const words = validateMessage(segments, limits);
-  const env = new RpcEnvelope(segments);
+  const { traversed: words, views } = validateCore(segments, limitsOf(limits));
+  const env = new RpcEnvelope(segments, views);
   env.message(env.root(), 0);
   return words;
 }
