@@ -114,6 +114,26 @@ describe("spawnProcess", () => {
     expectRpcIdle(proc);
   });
 
+  it("a parent killed with SIGKILL: the child sees the disconnect, ends its loop and exits", async () => {
+    // parent (this test) → intermediate (spawn-parent.js) → child (spawn-child.js). The child
+    // shares the intermediate's stdout pipe, so EOF on it means both have exited.
+    const { spawn } = await import("node:child_process");
+    const mid = spawn(process.execPath, [fileURLToPath(new URL("../dist/spawn-parent.js", import.meta.url))], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const out = new Lines(mid.stdout!);
+    const eof = new Promise<void>((resolve) => mid.stdout!.once("end", () => resolve()));
+    const ready = await out.waitFor(/^parent ready \d+$/);
+    const childPid = Number(ready.split(" ")[2]);
+    expect(out.lines).toContain("printed: from the intermediate parent");
+    mid.kill("SIGKILL");
+    expect(await waitProcess(mid)).toEqual({ code: null, signal: "SIGKILL" });
+    await eof; // the child has exited too (it held the pipe's other write end)
+    const done = out.lines.find((l) => l.startsWith("loop done "));
+    expect(done, `child ${childPid} output: ${out.lines.join(" | ")}`).toBeDefined();
+    // (Its exit status went to whoever reaped the orphan, so "loop done" + EOF is what we see.)
+  });
+
   it("runs the argv callback once, in the parent, before the child exists (upstream spawn_tests.cpp)", async () => {
     // Upstream #237: SpawnProcess evaluated the callback after fork(), in the child, where a
     // mutex held by another parent thread deadlocked it. Here the callback must run in this
