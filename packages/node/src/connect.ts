@@ -192,9 +192,9 @@ export async function connectSocket<C>(
   const { host, ...connectOpts } = opts;
   const socket =
     typeof target === "string" ? net.connect({ path: target })
-    : typeof target === "number" ? net.connect({ port: target, host: host ?? "127.0.0.1" })
+    : typeof target === "number" ? net.connect({ port: target, host: host ?? "127.0.0.1", noDelay: true })
     : "path" in target ? net.connect({ path: target.path })
-    : net.connect({ port: target.port, host: target.host ?? host ?? "127.0.0.1" });
+    : net.connect({ port: target.port, host: target.host ?? host ?? "127.0.0.1", noDelay: true });
   await new Promise<void>((resolve, reject) => {
     socket.once("connect", () => {
       socket.off("error", reject);
