@@ -497,7 +497,13 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
     const pool = Array.from({ length: 300 }, () => buildValid(r));
     const stats = await fuzzEngine(r, FRAMES, "memory", (batch) => {
       const [peer, mine] = memoryTransportPair();
-      return { peer: (segs) => peer.send(segs), peerEnd: () => peer.close(), mine, start: (sink) => peer.start(sink) };
+      return {
+        peer: (segs) => peer.send(segs),
+        peerEnd: () => peer.close(),
+        mine,
+        start: (sink) => peer.start(sink),
+        sentKinds: () => mine.wireLog.map((e) => (e.variant === undefined ? e.which : `${e.which}.${e.variant}`)),
+      };
     }, () => {
       // A batch: a valid-looking script (bootstrap first) with some frames mutated or random.
       const n = r.chance(0.3) ? 1 : 1 + r.int(40);
@@ -512,8 +518,16 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
       return out;
     });
     expect(stats.frames).toBeGreaterThanOrEqual(FRAMES);
-    expect(stats.errorEnds).toBeGreaterThan(100);
-    expect(stats.cleanEnds).toBeGreaterThan(10);
+    expect(stats.errorEnds).toBeGreaterThan(FRAMES / 1000);
+    expect(stats.cleanEnds).toBeGreaterThan(FRAMES / 10_000);
+    // The engine did real work, not only refusals: it answered calls (with results and with
+    // exceptions), refused unknown messages with Unimplemented and bad ones with Abort.
+    const f = Math.min(1, FRAMES / 100_000);
+    const sent = JSON.stringify(Object.fromEntries(stats.sent));
+    expect(stats.sent.get("return.results") ?? 0, sent).toBeGreaterThan(1000 * f);
+    expect(stats.sent.get("abort") ?? 0, sent).toBeGreaterThan(1000 * f);
+    expect(stats.sent.get("unimplemented") ?? 0, sent).toBeGreaterThan(100 * f);
+    expect(stats.sent.get("return.exception") ?? 0, sent).toBeGreaterThan(FRAMES >= 50_000 ? 0 : -1);
     expect(unhandled).toEqual([]);
   });
 
@@ -568,6 +582,8 @@ interface Link {
   mine: Transport;
   /** Observe what the engine sends (the peer's receiving side). */
   start(sink: TransportSink): void;
+  /** Message kinds the engine sent (memory transports). */
+  sentKinds?: () => string[];
 }
 
 /** Counts messages the engine actually received. */
@@ -635,7 +651,8 @@ async function fuzzEngine(
   part: string,
   makeLink: (batch: number) => Link,
   makeBatch: () => Uint8Array[][],
-): Promise<{ frames: number; errorEnds: number; cleanEnds: number }> {
+): Promise<{ frames: number; errorEnds: number; cleanEnds: number; sent: Map<string, number> }> {
+  const sent = new Map<string, number>();
   FuzzServer.created = 0;
   FuzzServer.released = 0;
   let fed = 0;
@@ -711,11 +728,13 @@ async function fuzzEngine(
       expect.fail(`${where(part, batchIndex)}: tables not empty after the end: ${JSON.stringify(s)}`);
     }
     fed += counting.count;
+    for (const k of link.sentKinds?.() ?? []) sent.set(k, (sent.get(k) ?? 0) + 1);
     if (batchIndex % 500 === 0) await turn();
   }
   if (process.env.FUZZ_VERBOSE) console.log(part, prof, { errorEnds, cleanEnds });
   // Leak check: every server object made (bootstrap and returned caps) was released.
   for (let t = 0; t < 20 && FuzzServer.released !== FuzzServer.created; t++) await turn();
   expect(FuzzServer.released, `[${part}] FUZZ_SEED=${SEED}: servers released`).toBe(FuzzServer.created);
-  return { frames: fed, errorEnds, cleanEnds };
+  if (process.env.FUZZ_VERBOSE) console.log(part, "engine sent", Object.fromEntries(sent));
+  return { frames: fed, errorEnds, cleanEnds, sent };
 }
