@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import * as capnp from "capnp-ts";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
@@ -270,6 +271,30 @@ describe("validateRpcMessage (rpc.capnp envelope)", () => {
         rpcMsg((m) => m.initUnimplemented().initCall().initTarget().importedCap = 1, multi),
       ];
       for (const segs of msgs) expect(() => validateRpcMessage(segs)).not.toThrow();
+    }
+  });
+
+  it("accepts rpc messages encoded by C++ `capnp encode` (when installed)", () => {
+    const tool = ["/usr/bin/capnp", "/usr/local/bin/capnp"].find((p) => existsSync(p));
+    const schema = "/usr/include/capnp/rpc.capnp";
+    if (tool === undefined || !existsSync(schema)) return; // the capnp-ts-built messages above still run
+    const texts = [
+      "(call = (questionId = 3, target = (promisedAnswer = (questionId = 1, transform = [(getPointerField = 0)])), " +
+        "interfaceId = 123, methodId = 2, params = (capTable = [(senderHosted = 1), " +
+        "(receiverAnswer = (questionId = 2, transform = [])), (none = void)])))",
+      '(return = (answerId = 4, releaseParamCaps = false, exception = (reason = "boom", type = overloaded)))',
+      "(return = (answerId = 1, results = (capTable = [(senderHosted = 0)])))",
+      "(resolve = (promiseId = 2, cap = (senderPromise = 5)))",
+      "(disembargo = (target = (importedCap = 3), context = (senderLoopback = 9)))",
+      '(abort = (reason = "bye", type = disconnected))',
+      "(unimplemented = (bootstrap = (questionId = 0)))",
+      "(finish = (questionId = 3, releaseResultCaps = false))",
+    ];
+    for (const t of texts) {
+      const bytes = execFileSync(tool, ["encode", schema, "Message"], { input: t, env: { ...process.env, PWD: process.cwd() } });
+      const msgs = new FrameDecoder().push(new Uint8Array(bytes));
+      expect(msgs).toHaveLength(1);
+      expect(() => validateRpcMessage(msgs[0]!), t).not.toThrow();
     }
   });
 
