@@ -9,8 +9,9 @@
  * `_writev` (net.Socket) writes it with one `writev` syscall. When `write()` returns false, later
  * messages wait in our queue until `'drain'`.
  *
- * Reads: chunks go through a {@link FrameDecoder} with the given limits; a framing error
- * destroys the stream and is reported via `sink.closed(err)` (a `LimitError`/`ProtocolError`).
+ * Reads: chunks go through a {@link FrameDecoder} with the given limits; a framing error stops
+ * reading and is reported at once via `sink.closed(err)` (a `LimitError`/`ProtocolError`); the
+ * write side stays open so the engine can send Abort, and `close()` then ends and destroys it.
  * I/O errors are reported as `DisconnectedError` (with the I/O error as `cause`); a clean EOF as
  * `closed()` with no error. EOF inside a message is a `ProtocolError`.
  *
@@ -53,6 +54,7 @@ class StreamTransport implements Transport {
   private finished = false; // 'finish' (writable side flushed) or the stream is gone
   private readonly finishWaiters: (() => void)[] = [];
   private readEnded = false;
+  private readFailed = false; // bad input: reading stopped, closed(err) reported, writes still go out
 
   constructor(
     private readonly stream: Duplex,
@@ -207,20 +209,23 @@ class StreamTransport implements Transport {
   private readonly onFinish = (): void => {
     this.finished = true;
     for (const w of this.finishWaiters.splice(0)) w();
+    // After a read failure nothing more is read: once our writes are out, let the stream go.
+    if (this.readFailed && !this.stream.destroyed) this.stream.destroy();
   };
 
   // --- reading ---
 
   private readonly onData = (chunk: Buffer | string): void => {
     if (this.state === State.Ended) return;
+    if (this.readFailed) return;
     if (typeof chunk === "string") {
-      this.fail(new ProtocolError("stream delivered text, not bytes (setEncoding must not be used)"));
+      this.readFail(new ProtocolError("stream delivered text, not bytes (setEncoding must not be used)"));
       return;
     }
     try {
       this.decoder.decode(chunk, this.deliver);
     } catch (e) {
-      this.fail(e as Error);
+      this.readFail(e as Error);
     }
   };
 
@@ -236,11 +241,11 @@ class StreamTransport implements Transport {
 
   private readonly onEnd = (): void => {
     this.readEnded = true;
-    if (this.state === State.Ended) return;
+    if (this.state === State.Ended || this.readFailed) return;
     try {
       this.decoder.end();
     } catch (e) {
-      this.fail(e as Error);
+      this.readFail(e as Error);
       return;
     }
     // The peer finished sending: the link is over. End our side too, so a half-open peer also
@@ -269,6 +274,20 @@ class StreamTransport implements Transport {
   };
 
   // --- ending ---
+
+  /**
+   * The peer's bytes are bad (framing, limits, EOF inside a message): stop reading and report
+   * `err` now, but keep the write side, so the engine can tell the peer why (Abort) before it
+   * calls close() — as the C++ reference does. close() then ends and destroys the stream.
+   */
+  private readFail(err: Error): void {
+    if (this.state === State.Ended || this.readFailed) return;
+    this.readFailed = true;
+    this.stream.off("data", this.onData);
+    this.stream.pause();
+    this.endError = err;
+    this.scheduleReport();
+  }
 
   private fail(err: Error | undefined): void {
     if (this.state === State.Ended) return;

@@ -25,6 +25,10 @@ export interface TransportSink {
    * `DisconnectedError` or the underlying I/O error otherwise), or a local `close()`/`destroy()`.
    * Always called asynchronously (never from inside `send`/`close`/`destroy`), so the engine may
    * call back into the transport from it.
+   *
+   * When `err` is a `ProtocolError`/`LimitError` raised by the transport's own reading (bad
+   * framing, a limit), reading has stopped but the write side still works until `close()` or
+   * `destroy()`: the engine sends Abort (as the C++ reference does), then calls `close()`.
    */
   closed(err?: Error): void;
 }

@@ -151,7 +151,7 @@ describe("streamTransport over a Unix socket", () => {
     expect(rc.closed).toHaveLength(1);
   });
 
-  it("a frame over the limits destroys the link with a LimitError", async () => {
+  it("a frame over the limits: closed(LimitError) at once, the write side still tells the peer why, close() hangs up", async () => {
     const [c, s] = await unixSocketPair();
     const tc = streamTransport(c, { maxMessageBytes: 1024 });
     const rc = start(tc);
@@ -159,11 +159,20 @@ describe("streamTransport over a Unix socket", () => {
     const rs = start(peer);
     peer.send(msg(1, 10));
     peer.send(msg(2, 200)); // 1608 bytes > 1024
+    peer.send(msg(3, 1)); // never read
     const err = await rc.whenClosed;
     expect(err).toBeInstanceOf(LimitError);
     expect(err!.message).toMatch(/maxMessageBytes = 1024/);
     expect(rc.msgs.map(tagOf)).toEqual([1]);
-    expect(await rs.whenClosed).toBeUndefined(); // the peer just sees the socket go away
+    // What the engine does on a transport ProtocolError: send Abort, then close().
+    tc.send(msg(77));
+    await tc.close();
+    await rs.waitFor(1);
+    expect(rs.msgs.map(tagOf)).toEqual([77]);
+    expect(await rs.whenClosed).toBeUndefined(); // then the peer sees EOF
+    expect(rc.closed).toHaveLength(1);
+    await new Promise<void>((r) => (c.closed ? r() : c.once("close", () => r())));
+    expect(c.destroyed).toBe(true);
   });
 });
 
@@ -230,18 +239,25 @@ describe("streamTransport over PassThrough pairs", () => {
     expect(err!.message).toMatch(/stream ended inside a message/);
   });
 
-  it("garbage with too many segments is a LimitError; the stream is destroyed", async () => {
+  it("garbage with too many segments is a LimitError; close() then ends and destroys the stream", async () => {
     const [a, b] = passThroughPair();
-    const rb = start(streamTransport(b, { maxSegments: 2 }));
+    const tb = streamTransport(b, { maxSegments: 2 });
+    const rb = start(tb);
     const aErr = deferred<Error>();
     a.on("error", aErr.resolve); // a raw end: destroying b aborts a's readable side
+    const fromB: Buffer[] = [];
+    a.on("data", (c: Buffer) => fromB.push(c));
     a.write(new Uint8Array([5, 0, 0, 0, 1, 0, 0, 0]));
     const err = await rb.whenClosed;
     expect(err).toBeInstanceOf(LimitError);
     expect(err!.message).toMatch(/maxSegments = 2/);
+    expect(b.destroyed).toBe(false); // the write side is kept for the Abort
+    tb.send(msg(5));
+    await tb.close();
     expect(b.destroyed).toBe(true);
     expect(rb.closed).toHaveLength(1);
-    expect((await aErr.promise).name).toBe("AbortError");
+    expect(Buffer.concat(fromB).readUInt32LE(8)).toBe(5);
+    await aErr.promise.catch(() => {});
   });
 
   it("destroy(err) reports err once, asynchronously, and drops queued writes", async () => {
@@ -372,10 +388,13 @@ describe("streamTransport backpressure", () => {
     expect(finalCalledAfter).toBe(20 * 1608);
   });
 
-  it("sending an empty segment list is a RangeError (a caller bug)", () => {
-    const [a] = passThroughPair();
+  it("sending an empty segment list is a RangeError (a caller bug)", async () => {
+    const [a, b] = passThroughPair();
+    const bErr = deferred<Error>();
+    b.on("error", bErr.resolve); // a raw end: destroying a aborts b's readable side
     const t = streamTransport(a);
     expect(() => t.send([])).toThrow(RangeError);
     t.destroy();
+    await bErr.promise;
   });
 });
