@@ -245,7 +245,10 @@ export const upstreamScenarios: Scenario[] = [
         await expectReject(s.client.callFnAsync(), INTERRUPTED_BY_DISCONNECT);
         check(disconnecting !== undefined, "makeThread hook ran");
         await disconnecting;
-        checkEq(s.server.calls.length, 0, "callFnAsync must not have run");
+        // Inline, the teardown starts before the Thread exists for anyone: the call must not run.
+        // From a microtask, whether the pipelined call reached the Thread first depends on how the
+        // engine batches deliveries; upstream's claim (the call is interrupted) holds either way.
+        if (variant === "inline-from-makeThreadCreated") checkEq(s.server.calls.length, 0, "callFnAsync must not have run");
       }),
   },
   {

@@ -45,11 +45,22 @@ export class WorkerDriver {
     });
   }
 
-  /** Starts a worker attached through `support` (from attachWorkers) and waits until it is ready. */
-  static async start(support: any, name: string): Promise<WorkerDriver> {
+  /**
+   * Starts a worker attached through `support` (from attachWorkers) and waits until it is ready.
+   * `registry`, if given, gets the driver before the wait (so a failed start can be cleaned up).
+   */
+  static async start(support: any, name: string, registry?: WorkerDriver[]): Promise<WorkerDriver> {
     const w = new WorkerDriver(support, name);
+    registry?.push(w);
     await w.next("ready");
     return w;
+  }
+
+  /** Terminates the worker unless it has exited already; resolves once it is gone. */
+  async terminateIfRunning(): Promise<void> {
+    if (this.#exitCode !== undefined) return;
+    await this.worker.terminate();
+    await this.exited;
   }
 
   send(op: WorkerOp): void {

@@ -25,6 +25,8 @@ interface Attached {
   support: any;
   unshare: () => void;
   sessionsClosed: Counter;
+  /** Starts a worker attached to this support; detach() terminates it if it is still running. */
+  start(name: string): Promise<WorkerDriver>;
   /** Unshare, close the host, check the worker state is gone. */
   detach(): Promise<void>;
 }
@@ -35,11 +37,19 @@ async function attach(s: TestSetup): Promise<Attached> {
   const unshare = support.share("foo", s.client) as () => void;
   const sessionsClosed = new Counter();
   support.host.hooks.sessionClosed = () => sessionsClosed.inc();
+  const drivers: WorkerDriver[] = [];
   return {
     support,
     unshare,
     sessionsClosed,
+    async start(name) {
+      const w = await WorkerDriver.start(support, name, drivers);
+      return w;
+    },
     async detach() {
+      // A scenario that failed half-way leaves its workers running: end them, so one failure
+      // does not turn into leaks in the iterations after it.
+      await Promise.all(drivers.map((w) => w.terminateIfRunning()));
       unshare();
       await support.host.close();
       checkEq(support.host.sessions.size, 0, "worker sessions left open");
@@ -62,7 +72,7 @@ async function workerGoneMidCall(ctx: ScenarioContext, how: "exit" | "terminate"
         await gate.promise;
         finished = true;
       };
-      const w = await WorkerDriver.start(a.support, `mptest-${how}`);
+      const w = await a.start(`mptest-${how}`);
       w.send({ op: "callFnAsync" });
       await w.next("calling");
       await entered.promise; // the call runs on the worker's server Thread now
@@ -95,7 +105,7 @@ async function workerVsConnection(ctx: ScenarioContext, order: TeardownOrder): P
     const a = await attach(s);
     try {
       s.server.fn = () => {};
-      const w = await WorkerDriver.start(a.support, `mptest-${order}`);
+      const w = await a.start(`mptest-${order}`);
       w.send({ op: "add", a: 1, b: 2 });
       checkEq((await w.next("added")).value, 3, "worker add");
       // A Context call gives the worker a request Thread and a callback Thread on this Connection.
@@ -187,7 +197,7 @@ export const workerScenarios: Scenario[] = [
             await gate.promise;
             return n * 10;
           };
-          const [w1, w2] = await Promise.all([WorkerDriver.start(a.support, "mptest-t1"), WorkerDriver.start(a.support, "mptest-t2")]);
+          const [w1, w2] = await Promise.all([a.start("mptest-t1"), a.start("mptest-t2")]);
           w1.send({ op: "callIntFnAsync", arg: 1 });
           w2.send({ op: "callIntFnAsync", arg: 2 });
           await inside.atLeast(2);
@@ -219,7 +229,7 @@ export const workerScenarios: Scenario[] = [
             if (ctx.rng.bool()) await new Promise<void>((r) => setImmediate(r));
             return n;
           };
-          const w = await WorkerDriver.start(a.support, "mptest-burst");
+          const w = await a.start("mptest-burst");
           const n = 1 + ctx.rng.int(10);
           const cutAfter = ctx.rng.int(n); // completions to wait for before cutting
           ctx.log(`${n} calls, cut ${cut} after ${cutAfter} completions`);
@@ -257,7 +267,7 @@ export const workerScenarios: Scenario[] = [
       withSetup(ctx, {}, async (s) => {
         const a = await attach(s);
         try {
-          const w = await WorkerDriver.start(a.support, "mptest-closure");
+          const w = await a.start("mptest-closure");
           w.send({ op: "postClosure" });
           const r = await w.next("postClosure");
           check(r.threw, "posting a function to the loop must throw in the worker");
