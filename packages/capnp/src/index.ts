@@ -38,3 +38,5 @@ export type { ReaderLimits } from "./limits.js";
 export { encodeFrame, encodeFrameToBytes, frameHeaderBytes, FrameDecoder } from "./framing.js";
 export { validateMessage, validateRpcMessage, readMessage, messageFromSegments } from "./validate.js";
 export { streamTransport } from "./stream.js";
+/** The hand-written rpc.capnp envelope codec (hot messages); see fastpath.ts. */
+export * as fastpath from "./fastpath.js";

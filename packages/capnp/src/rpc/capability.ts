@@ -21,7 +21,7 @@ import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
 import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
-import { SingleSegmentArena } from "capnp-ts/src/serialization/arena/single-segment-arena.js";
+import { dataViewOf, newCallMessage, newReturnMessage } from "../fastpath.js";
 import {
   getTargetPointerType,
   getTargetStructSize,
@@ -127,8 +127,8 @@ export class CallData {
     readonly methodId: number,
     /** The message holding the params; root rpc.Message with `call` set. */
     readonly msg: capnp.Message,
-    /** Our own Call builder inside `msg` (sendable as is), or null for an incoming message. */
-    readonly call: rpc.Call | null,
+    /** `msg` is our own Call built by newCallMessage (fast-path layout, sendable as is); false for an incoming message. */
+    readonly own: boolean,
     /** The params struct pointer. */
     readonly content: capnp.Pointer,
     /** The params cap table (same array as msg._capnp.capTable). */
@@ -150,12 +150,12 @@ export interface Outcome {
   /** The results struct pointer (null: empty results, or no longer readable). */
   content: capnp.Pointer | null;
   caps: (Hook | null)[];
-  /** Our own Return builder in `msg`, sendable as is (null: must be copied). */
-  ret: rpc.Return | null;
+  /** `msg` is our own Return built by newReturnMessage, sendable as is (false: must be copied). */
+  ret: boolean;
 }
 
 export function errOutcome(err: RpcError): Outcome {
-  return { err, msg: null, content: null, caps: [], ret: null };
+  return { err, msg: null, content: null, caps: [], ret: false };
 }
 
 export function releaseOutcome(o: Outcome): void {
@@ -165,11 +165,12 @@ export function releaseOutcome(o: Outcome): void {
 }
 
 /**
- * A new message whose first segment starts at `bytes` (capnp-ts's default is 4 KiB, zero-filled
- * for every message: too much for Finish/Release-sized messages). It grows as needed.
+ * A new message whose first segment is `bytes` long (capnp-ts's default is 4 KiB, zero-filled
+ * for every message: too much for Finish/Release-sized messages). An allocation that does not
+ * fit goes to a new segment (no grow-and-copy of the first one).
  */
 export function newMessage(bytes: number): capnp.Message {
-  return new capnp.Message(new SingleSegmentArena(new ArrayBuffer(bytes)), false);
+  return new capnp.Message(new MultiSegmentArena([new ArrayBuffer(bytes)]), false);
 }
 
 /** Copy a message's segments (byte copy) into a new message. */
@@ -190,12 +191,12 @@ export function messageFromBuffers(bufs: ArrayBuffer[]): capnp.Message {
 export function cloneOutcome(o: Outcome): Outcome {
   if (o.err !== null) return errOutcome(o.err);
   const caps = o.caps.map((h) => (h === null ? null : h.addRef()));
-  if (o.msg === null || o.content === null) return { err: null, msg: null, content: null, caps, ret: null };
+  if (o.msg === null || o.content === null) return { err: null, msg: null, content: null, caps, ret: false };
   const m = cloneMessage(o.msg);
   m._capnp.capTable = caps as never;
   const root = new rpc.Message(m.getSegment(0), 0);
   const ret = root.getReturn();
-  return { err: null, msg: m, content: capnp.Struct.getPointer(0, ret.getResults()), caps, ret: null };
+  return { err: null, msg: m, content: capnp.Struct.getPointer(0, ret.getResults()), caps, ret: false };
 }
 
 /** Segments of an outgoing message (views; no copy). */
@@ -624,6 +625,13 @@ export class ResponseImpl implements Response {
 function readStruct<T extends Struct>(p: capnp.Pointer, ctor: StructCtor<T>): T {
   const s = new ctor(p.segment, p.byteOffset, p._capnp.depthLimit);
   const want = ctor._capnp.size;
+  // Fast check of a near struct pointer that is big enough (the common case).
+  const dv = dataViewOf(p.segment);
+  const lo = dv.getUint32(p.byteOffset, true);
+  if ((lo & 3) === 0) {
+    const hi = dv.getUint32(p.byteOffset + 4, true);
+    if ((hi & 0xffff) * 8 >= want.dataByteLength && hi >>> 16 >= want.pointerLength) return s;
+  }
   try {
     if (getTargetPointerType(p) !== PointerType.STRUCT) return s;
     const have = getTargetStructSize(p);
@@ -659,7 +667,6 @@ function emptyStruct<T extends Struct>(ctor: StructCtor<T>): T {
 
 class IncomingCallImpl implements IncomingCall {
   private resMsg: capnp.Message | null = null;
-  private resRet: rpc.Return | null = null;
   private res: capnp.Struct | null = null;
   private ctrl: AbortController | null = null;
   private abortedEarly = false;
@@ -686,14 +693,10 @@ class IncomingCallImpl implements IncomingCall {
 
   results<T extends Struct>(ctor: StructCtor<T>): T {
     if (this.res === null) {
-      const m = newMessage(512);
-      m._capnp.capTable = [];
-      const root = m.initRoot(rpc.Message);
-      const ret = root.initReturn();
-      const payload = ret.initResults();
-      this.res = capnp.Struct.initStructAt(0, ctor, payload);
-      this.resMsg = m;
-      this.resRet = ret;
+      const { msg, results } = newReturnMessage(ctor);
+      msg._capnp.capTable = [];
+      this.res = results;
+      this.resMsg = msg;
     }
     return this.res as T;
   }
@@ -757,9 +760,9 @@ class IncomingCallImpl implements IncomingCall {
         resCaps.length = 0;
         d.sink.complete(errOutcome(toRpcError(e)));
       } else if (this.res === null) {
-        d.sink.complete({ err: null, msg: null, content: null, caps: [], ret: null });
+        d.sink.complete({ err: null, msg: null, content: null, caps: [], ret: false });
       } else {
-        d.sink.complete({ err: null, msg: this.resMsg, content: this.res, caps: resCaps, ret: this.resRet });
+        d.sink.complete({ err: null, msg: this.resMsg, content: this.res, caps: resCaps, ret: true });
       }
     }
     d.releaseCaps();
@@ -791,7 +794,6 @@ const requestRegistry = new FinalizationRegistry<{ hook: Hook; caps: (Hook | nul
 export class RequestImpl<P extends Struct> implements Request<P> {
   readonly params: P;
   private readonly msg: capnp.Message;
-  private readonly callB: rpc.Call;
   private hook: Hook | null;
 
   constructor(
@@ -801,16 +803,10 @@ export class RequestImpl<P extends Struct> implements Request<P> {
     Params: StructCtor<P>,
   ) {
     this.hook = hook;
-    const m = newMessage(512);
+    const { msg: m, params } = newCallMessage(interfaceId, methodId, Params);
     m._capnp.capTable = [];
-    const root = m.initRoot(rpc.Message);
-    const call = root.initCall();
-    call.setInterfaceId(interfaceId);
-    call.setMethodId(methodId);
-    const payload = call.initParams();
-    this.params = capnp.Struct.initStructAt(0, Params, payload);
+    this.params = params;
     this.msg = m;
-    this.callB = call;
     requestRegistry.register(this, { hook, caps: m._capnp.capTable as unknown as (Hook | null)[] }, this);
   }
 
@@ -820,7 +816,7 @@ export class RequestImpl<P extends Struct> implements Request<P> {
     this.hook = null;
     requestRegistry.unregister(this);
     const caps = this.msg._capnp.capTable as (Hook | null)[];
-    const d = new CallData(this.interfaceId, this.methodId, this.msg, this.callB, this.params, caps, sink);
+    const d = new CallData(this.interfaceId, this.methodId, this.msg, true, this.params, caps, sink);
     return { hook, d };
   }
 
@@ -856,7 +852,7 @@ export class RequestImpl<P extends Struct> implements Request<P> {
         return;
       }
       // Not possible: deliver with the original sink instead.
-      const d2 = new CallData(d.interfaceId, d.methodId, d.msg, d.call, d.content, d.caps, sink);
+      const d2 = new CallData(d.interfaceId, d.methodId, d.msg, d.own, d.content, d.caps, sink);
       hook.call(d2);
       hook.release();
       return;

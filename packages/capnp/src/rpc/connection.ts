@@ -22,6 +22,22 @@ import type { Transport } from "../transport.js";
 import { resolveLimits, type ReaderLimits } from "../limits.js";
 import { validateRpcMessage } from "../validate.js";
 import {
+  CALL,
+  Envelope,
+  MSG_CALL,
+  MSG_FINISH,
+  MSG_RELEASE,
+  MSG_RETURN,
+  RET,
+  dataViewOf,
+  decodeEnvelope,
+  decodeEnvelopeSlow,
+  encodeFinish,
+  encodeRelease,
+  newReturnMessage,
+  setReturnHeader,
+} from "../fastpath.js";
+import {
   BrokenHook,
   CallData,
   CapHandle,
@@ -167,6 +183,8 @@ export class RpcConnection implements RouteConn, TailCallHandler {
   private nextExportId = 0;
   private readonly imports = new Map<number, ImportHook>();
   private readonly embargoes = new Map<number, Embargo>();
+  /** The decoded envelope of the message being handled (reused; delivery is never re-entrant). */
+  private readonly env = new Envelope();
   private nextEmbargoId = 0;
 
   private ended = false;
@@ -303,13 +321,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
   private sendFinish(q: Question, releaseResultCaps: boolean): void {
     if (q.finishSent) return;
     q.finishSent = true;
-    if (!this.ended) {
-      const m = newMessage(128);
-      const f = m.initRoot(rpc.Message).initFinish();
-      f.setQuestionId(q.id);
-      f.setReleaseResultCaps(releaseResultCaps);
-      this.send(m);
-    }
+    if (!this.ended) this.transport.send([encodeFinish(q.id, releaseResultCaps)]);
     this.removeQuestionIfDone(q);
   }
 
@@ -348,31 +360,53 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       return null;
     }
     let m: capnp.Message;
-    let call: rpc.Call;
-    if (d.call !== null && !d.sent) {
+    let paramExports: number[] | null = null;
+    const id = this.allocQuestion();
+    if (d.own && !d.sent) {
+      // Our own Call (fast-path layout): the target struct is already there.
       m = d.msg;
-      call = d.call;
+      const seg = m._capnp.segments[0]!;
+      const dv = dataViewOf(seg);
+      d.sent = true;
+      if (importId >= 0) {
+        dv.setUint32(CALL.importedCap, importId, true);
+      } else {
+        writePromisedAnswer(new rpc.MessageTarget(seg, CALL.targetPtr).initPromisedAnswer(), qid, path!);
+      }
+      if (yourself) dv.setUint16(CALL.sendResultsTo, rpc.Call_SendResultsTo.YOURSELF, true);
+      dv.setUint32(CALL.qid, id, true);
+      if (d.caps.length > 0) {
+        try {
+          paramExports = this.writeCapTable(new rpc.Payload(seg, CALL.paramsPtr), d.caps);
+        } catch (e) {
+          this.freeQuestionIds.push(id);
+          throw e;
+        } finally {
+          d.releaseCaps();
+        }
+      }
     } else {
       m = cloneMessage(d.msg);
-      call = new rpc.Message(m.getSegment(0), 0).getCall();
-      if (d.call === null) {
+      const call = new rpc.Message(m.getSegment(0), 0).getCall();
+      if (!d.own) {
         // An incoming Call: reset what we must not forward.
         call.getSendResultsTo().setCaller();
       }
+      d.sent = true;
+      const t = call.initTarget();
+      if (importId >= 0) t.setImportedCap(importId);
+      else writePromisedAnswer(t.initPromisedAnswer(), qid, path!);
+      if (yourself) call.getSendResultsTo().setYourself();
+      try {
+        paramExports = this.writeCapTable(call.getParams(), d.caps);
+      } catch (e) {
+        this.freeQuestionIds.push(id);
+        throw e;
+      } finally {
+        d.releaseCaps();
+      }
+      call.setQuestionId(id);
     }
-    d.sent = true;
-    const t = call.initTarget();
-    if (importId >= 0) t.setImportedCap(importId);
-    else writePromisedAnswer(t.initPromisedAnswer(), qid, path!);
-    if (yourself) call.getSendResultsTo().setYourself();
-    let paramExports: number[] | null = null;
-    try {
-      paramExports = this.writeCapTable(call.getParams(), d.caps);
-    } finally {
-      d.releaseCaps();
-    }
-    const id = this.allocQuestion();
-    call.setQuestionId(id);
     const q: Question = {
       id, sink: d.sink, returned: false, finishSent: false, holdFinish: yourself, discardResults: false,
       tail: yourself, paramExports, isBootstrap: false,
@@ -486,12 +520,8 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     if (this.imports.get(imp.id) !== imp) return; // connection ended or replaced
     this.imports.delete(imp.id);
     if (this.ended) return;
-    const m = newMessage(128);
-    const rel = m.initRoot(rpc.Message).initRelease();
-    rel.setId(imp.id);
-    rel.setReferenceCount(imp.remoteRefs);
     if (this.log !== undefined) this.trace(`-> release ${imp.id} x${imp.remoteRefs}`);
-    this.send(m);
+    this.transport.send([encodeRelease(imp.id, imp.remoteRefs)]);
   }
 
   /** @internal Answers complete here: send the Return (or keep results for `yourself`). */
@@ -524,10 +554,32 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       return;
     }
     a.returned = true;
+    if (!a.yourself && o.err === null && o.msg !== null && o.content !== null && o.ret) {
+      // Our own results message (fast-path layout): sendable as is, or copied when it holds caps.
+      const m = o.msg;
+      setReturnHeader(m, a.id, false);
+      const keep = o.caps.length > 0;
+      if (keep) a.resultExports = this.writeCapTable(new rpc.Payload(m._capnp.segments[0]!, RET.resultsPtr), o.caps);
+      if (this.log !== undefined) this.trace(`-> return a${a.id} results`);
+      if (keep) this.transport.send(segmentCopiesOf(m));
+      else {
+        o.content = null; // handed to the transport
+        this.send(m);
+      }
+      this.maybeRemoveAnswer(a);
+      return;
+    }
+    if (!a.yourself && o.err === null && (o.msg === null || o.content === null)) {
+      const m = newReturnMessage(null, 0).msg;
+      setReturnHeader(m, a.id, false);
+      if (this.log !== undefined) this.trace(`-> return a${a.id} results`);
+      this.send(m);
+      this.maybeRemoveAnswer(a);
+      return;
+    }
     const m0 = newMessage(256);
     let m = m0;
     let ret: rpc.Return;
-    let keepOriginal = false;
     if (a.yourself) {
       ret = m.initRoot(rpc.Message).initReturn();
       ret.setResultsSentElsewhere();
@@ -541,25 +593,14 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       ret = m.initRoot(rpc.Message).initReturn();
       ret.initResults();
     } else {
-      if (o.ret !== null) {
-        m = o.msg;
-        ret = o.ret;
-      } else {
-        m = cloneMessage(o.msg);
-        ret = new rpc.Message(m.getSegment(0), 0).getReturn();
-      }
-      // Keep the results readable for pipelined calls only when they hold caps.
-      keepOriginal = o.caps.length > 0;
+      m = cloneMessage(o.msg);
+      ret = new rpc.Message(m.getSegment(0), 0).getReturn();
       a.resultExports = this.writeCapTable(ret.getResults(), o.caps);
     }
     ret.setAnswerId(a.id);
     ret.setReleaseParamCaps(false);
     if (this.log !== undefined) this.trace(`-> return a${a.id} ${Return_WHICH[ret.which()] ?? "?"}`);
-    if (keepOriginal) this.transport.send(segmentCopiesOf(m));
-    else {
-      if (m === o.msg) o.content = null; // handed to the transport
-      this.send(m);
-    }
+    this.send(m);
     this.maybeRemoveAnswer(a);
   }
 
@@ -649,8 +690,15 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       }
       const m = messageFromBuffers(bufs);
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
-      const root = new rpc.Message(m.getSegment(0), 0, this.limits.nestingLimit);
-      this.handle(root, m);
+      const seg = m._capnp.segments[0]!;
+      const env = this.env;
+      env.reset(seg, this.limits.nestingLimit);
+      if (!decodeEnvelope(seg, this.limits.nestingLimit, env)) {
+        const root = new rpc.Message(seg, 0, this.limits.nestingLimit);
+        env.reset(seg, this.limits.nestingLimit, root);
+        decodeEnvelopeSlow(root, env);
+      }
+      this.handle(env, m);
     } catch (e) {
       const err = e instanceof ProtocolError
         ? e
@@ -667,24 +715,26 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     this.transport.close().then(NOOP, NOOP);
   }
 
-  private handle(root: rpc.Message, m: capnp.Message): void {
-    const which = root.which();
+  private handle(env: Envelope, m: capnp.Message): void {
+    const which = env.which;
     switch (which) {
-      case rpc.Message.CALL:
-        this.handleCall(root.getCall(), m);
+      case MSG_CALL:
+        this.handleCall(env, m);
         return;
-      case rpc.Message.RETURN:
-        this.handleReturn(root.getReturn(), m);
+      case MSG_RETURN:
+        this.handleReturn(env, m);
         return;
-      case rpc.Message.FINISH:
-        this.handleFinish(root.getFinish());
+      case MSG_FINISH:
+        this.handleFinish(env.id, env.releaseResultCaps);
         return;
-      case rpc.Message.RELEASE: {
-        const r = root.getRelease();
-        if (this.log !== undefined) this.trace(`<- release ${r.getId()} x${r.getReferenceCount()}`);
-        this.releaseExport(r.getId(), r.getReferenceCount());
+      case MSG_RELEASE: {
+        if (this.log !== undefined) this.trace(`<- release ${env.id} x${env.referenceCount}`);
+        this.releaseExport(env.id, env.referenceCount);
         return;
       }
+    }
+    const root = env.root();
+    switch (which) {
       case rpc.Message.RESOLVE:
         this.handleResolve(root.getResolve(), m);
         return;
@@ -831,50 +881,54 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       a.complete(errOutcome(new RpcError("failed", "This vat does not expose any public/bootstrap interfaces.")));
       return;
     }
-    const m = newMessage(128);
+    const m = newReturnMessage(null, 0).msg;
     const caps: (Hook | null)[] = [h.addRef()];
     m._capnp.capTable = caps as never;
-    const ret = m.initRoot(rpc.Message).initReturn();
-    const payload = ret.initResults();
-    const content = capnp.Struct.getPointer(0, payload);
+    const content = new capnp.Pointer(m._capnp.segments[0]!, RET.contentPtr);
     setInterfacePointer(0, content);
-    a.complete({ err: null, msg: m, content, caps, ret });
+    a.complete({ err: null, msg: m, content, caps, ret: true });
   }
 
-  private handleCall(c: rpc.Call, m: capnp.Message): void {
-    const a = this.newAnswer(c.getQuestionId());
-    const interfaceId = c.getInterfaceId();
-    const methodId = c.getMethodId();
+  private handleCall(env: Envelope, m: capnp.Message): void {
+    const a = this.newAnswer(env.id);
+    const interfaceId = env.interfaceId;
+    const methodId = env.methodId;
+    const content = env.content!;
     if (this.log !== undefined) this.trace(`<- call q${a.id} ${interfaceId.toString(16)}/${methodId}`);
-    const srt = c.getSendResultsTo().which();
+    const srt = env.sendResultsTo;
     if (srt === rpc.Call_SendResultsTo.YOURSELF) a.yourself = true;
     else if (srt !== rpc.Call_SendResultsTo.CALLER) {
       a.complete(errOutcome(new RpcError("unimplemented", "sendResultsTo.thirdParty is not supported (Level 3)")));
       return;
     }
-    const payload = c.getParams();
-    const caps = this.readCapTable(payload);
+    const caps = env.hasCapTable ? this.readCapTable(env.root().getCall().getParams()) : [];
     m._capnp.capTable = caps as never;
     let target: Hook;
     try {
-      target = this.resolveTarget(c.getTarget());
+      if (env.targetWhich === rpc.MessageTarget.IMPORTED_CAP) {
+        const id = env.importedCap;
+        const e = this.exports.get(id);
+        if (e === undefined) throw new ProtocolError(`Message target is not a current export ID (${id})`);
+        target = e.hook.addRef();
+      } else target = this.resolveTarget(env.root().getCall().getTarget());
     } catch (e) {
       for (const h of caps) h?.release();
       throw e;
     }
-    const d = new CallData(interfaceId, methodId, m, null, capnp.Struct.getPointer(0, payload), caps, a);
+    const d = new CallData(interfaceId, methodId, m, false, content, caps, a);
     target.call(d);
     target.release();
   }
 
-  private handleReturn(r: rpc.Return, m: capnp.Message): void {
-    const id = r.getAnswerId();
+  private handleReturn(env: Envelope, m: capnp.Message): void {
+    const id = env.id;
     const q = this.questions.get(id);
     if (q === undefined || q.returned) throw new ProtocolError(`Return for unknown question ID ${id}`);
-    const which = r.which();
+    const which = env.retWhich;
+    const noFinishNeeded = env.noFinishNeeded;
     if (this.log !== undefined) this.trace(`<- return q${id} ${Return_WHICH[which] ?? "?"}`);
     q.returned = true;
-    if (r.getReleaseParamCaps() && q.paramExports !== null) {
+    if (env.releaseParamCaps && q.paramExports !== null) {
       const pe = q.paramExports;
       q.paramExports = null;
       for (const e of pe) this.releaseExport(e, 1);
@@ -887,24 +941,24 @@ export class RpcConnection implements RouteConn, TailCallHandler {
           outcome = errOutcome(new CanceledError());
           break;
         }
-        const payload = r.getResults();
-        const caps = this.readCapTable(payload);
+        const content = env.content!;
+        const caps = env.hasCapTable ? this.readCapTable(env.root().getReturn().getResults()) : [];
         m._capnp.capTable = caps as never;
-        outcome = { err: null, msg: m, content: capnp.Struct.getPointer(0, payload), caps, ret: null };
+        outcome = { err: null, msg: m, content, caps, ret: false };
         break;
       }
       case rpc.Return.EXCEPTION:
-        outcome = errOutcome(errorFromException(r.getException()));
+        outcome = errOutcome(errorFromException(env.root().getReturn().getException()));
         break;
       case rpc.Return.CANCELED:
         outcome = errOutcome(new CanceledError("call canceled", { remote: true }));
         break;
       case rpc.Return.RESULTS_SENT_ELSEWHERE:
         if (!q.tail) throw new ProtocolError("Return.resultsSentElsewhere for a call without sendResultsTo.yourself");
-        outcome = { err: null, msg: null, content: null, caps: [], ret: null };
+        outcome = { err: null, msg: null, content: null, caps: [], ret: false };
         break;
       case rpc.Return.TAKE_FROM_OTHER_QUESTION: {
-        const other = r.getTakeFromOtherQuestion();
+        const other = env.takeFromOtherQuestion;
         const a = this.answers.get(other);
         if (a === undefined || !a.yourself) {
           throw new ProtocolError(`Return.takeFromOtherQuestion names question ${other}, which is not a sendResultsTo.yourself call`);
@@ -913,7 +967,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
         else if (a.returned || a.finished) outcome = errOutcome(new CanceledError("the other question was canceled"));
         else {
           (a.redirects ??= []).push(q.sink);
-          this.finishAfterReturn(q, r);
+          this.finishAfterReturn(q, noFinishNeeded);
           return;
         }
         break;
@@ -924,24 +978,23 @@ export class RpcConnection implements RouteConn, TailCallHandler {
         break;
     }
     q.sink.complete(outcome);
-    this.finishAfterReturn(q, r);
+    this.finishAfterReturn(q, noFinishNeeded);
   }
 
-  private finishAfterReturn(q: Question, r: rpc.Return): void {
+  private finishAfterReturn(q: Question, noFinishNeeded: boolean): void {
     if (q.finishSent) this.removeQuestionIfDone(q);
-    else if (r.getNoFinishNeeded()) {
+    else if (noFinishNeeded) {
       q.finishSent = true;
       this.removeQuestionIfDone(q);
     } else if (!q.holdFinish) this.sendFinish(q, false);
   }
 
-  private handleFinish(f: rpc.Finish): void {
-    const id = f.getQuestionId();
+  private handleFinish(id: number, releaseResultCaps: boolean): void {
     const a = this.answers.get(id);
     if (a === undefined || a.finished) throw new ProtocolError(`Finish for unknown question ID ${id}`);
     if (this.log !== undefined) this.trace(`<- finish q${id}`);
     a.finished = true;
-    if (f.getReleaseResultCaps() && a.resultExports !== null) {
+    if (releaseResultCaps && a.resultExports !== null) {
       const re = a.resultExports;
       a.resultExports = null;
       for (const e of re) this.releaseExport(e, 1);

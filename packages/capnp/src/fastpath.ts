@@ -1,0 +1,363 @@
+/**
+ * A hand-written codec for the rpc.capnp envelope of the hot messages (Call, Return, Finish,
+ * Release). capnp-ts stays the general wire format: payload content (params/results structs)
+ * is read and written through capnp-ts Structs, and rare messages use the generated rpc.capnp
+ * accessors. `test/fastpath.test.ts` checks this codec byte for byte against capnp-ts.
+ *
+ * Layouts (word = 8 bytes), identical to what capnp-ts writes for
+ * `initRoot(Message).initCall(); initTarget(); initParams(); initStructAt(0, Params, params)`:
+ *
+ * Call:   0 root ptr → 1 Message{which=2} → 2 ptr → 3..5 Call data, 6 target ptr, 7 params ptr,
+ *         8 thirdParty ptr; 9 MessageTarget data, 10 promisedAnswer ptr; 11 content ptr,
+ *         12 capTable ptr; 13… content.
+ * Return: 0 root ptr → 1 Message{which=3} → 2 ptr → 3..4 Return data, 5 results ptr;
+ *         6 content ptr, 7 capTable ptr; 8… content
+ *         (`initRoot(Message).initReturn(); initResults(); initStructAt(0, Results, results)`).
+ * Finish/Release: 4 words.
+ *
+ * Outgoing messages use a MultiSegmentArena whose first segment is sized for the envelope plus
+ * the expected content: an allocation that does not fit (a big Data/Text) gets its own segment
+ * (a far pointer) instead of capnp-ts's grow-and-copy of a single segment.
+ */
+
+import * as capnp from "capnp-ts";
+import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
+
+export const MSG_CALL = 2;
+export const MSG_RETURN = 3;
+export const MSG_FINISH = 4;
+export const MSG_RELEASE = 6;
+
+/** Byte offsets inside segment 0 of a message built by {@link newCallMessage}. */
+export const CALL = {
+  qid: 24,
+  methodId: 28,
+  sendResultsTo: 30,
+  interfaceId: 32,
+  /** Pointer to the MessageTarget (for `new rpc.MessageTarget(seg, CALL.targetPtr)`). */
+  targetPtr: 48,
+  /** Pointer to the params Payload. */
+  paramsPtr: 56,
+  importedCap: 72,
+  targetWhich: 76,
+  contentPtr: 88,
+  envelopeBytes: 104,
+} as const;
+
+/** Byte offsets inside segment 0 of a message built by {@link newReturnMessage}. */
+export const RET = {
+  answerId: 24,
+  flags: 28,
+  which: 30,
+  resultsPtr: 40,
+  contentPtr: 48,
+  envelopeBytes: 64,
+} as const;
+
+type Seg = capnp.Message["_capnp"]["segments"][number];
+
+export function dataViewOf(seg: Seg): DataView {
+  return (seg as unknown as { _dv: DataView })._dv;
+}
+
+function ptrHi(dataWords: number, ptrs: number): number {
+  return (dataWords | (ptrs << 16)) >>> 0;
+}
+
+/** A message with a MultiSegmentArena whose first segment is `bytes` long and `used` bytes used. */
+function messageWithEnvelope(bytes: number, used: number): { m: capnp.Message; seg: Seg; dv: DataView } {
+  const m = new capnp.Message(new MultiSegmentArena([new ArrayBuffer(bytes)]), false);
+  const seg = m.getSegment(0); // allocates the root pointer word
+  seg.byteLength = used;
+  return { m, seg, dv: dataViewOf(seg) };
+}
+
+function roundUp(n: number): number {
+  return (n + 7) & ~7;
+}
+
+/**
+ * A Call message (targetting importedCap 0, questionId 0: set both before sending) with an
+ * initialized params struct of `Params`; `extraBytes` is room reserved in the first segment for
+ * the content's own allocations (text, data, lists).
+ */
+export function newCallMessage<P extends capnp.Struct>(
+  interfaceId: bigint,
+  methodId: number,
+  Params: capnp.StructCtor<P>,
+  extraBytes = 128,
+): { msg: capnp.Message; params: P } {
+  const size = Params._capnp.size;
+  const contentBytes = roundUp(size.dataByteLength) + size.pointerLength * 8;
+  const { m, seg, dv } = messageWithEnvelope(roundUp(CALL.envelopeBytes + contentBytes + extraBytes), CALL.envelopeBytes);
+  // 0: root → Message (1 data word, 1 ptr) at word 1
+  dv.setUint32(4, ptrHi(1, 1), true);
+  dv.setUint16(8, MSG_CALL, true);
+  // 2: → Call (3 data, 3 ptrs) at word 3
+  dv.setUint32(20, ptrHi(3, 3), true);
+  dv.setUint16(CALL.methodId, methodId, true);
+  dv.setBigUint64(CALL.interfaceId, interfaceId, true);
+  // 6: target → word 9 (offset 2), MessageTarget (1 data, 1 ptr)
+  dv.setUint32(48, 2 << 2, true);
+  dv.setUint32(52, ptrHi(1, 1), true);
+  // 7: params → word 11 (offset 3), Payload (0 data, 2 ptrs)
+  dv.setUint32(56, 3 << 2, true);
+  dv.setUint32(60, ptrHi(0, 2), true);
+  const params = new Params(seg, CALL.contentPtr);
+  capnp.Struct.initStruct(size, params);
+  return { msg: m, params };
+}
+
+/** A Return message with `results` set to an initialized struct of `Results` (answerId 0). */
+export function newReturnMessage<R extends capnp.Struct>(
+  Results: capnp.StructCtor<R> | null,
+  extraBytes = 128,
+): { msg: capnp.Message; results: R | null } {
+  const size = Results === null ? null : Results._capnp.size;
+  const contentBytes = size === null ? 0 : roundUp(size.dataByteLength) + size.pointerLength * 8;
+  const { m, seg, dv } = messageWithEnvelope(roundUp(RET.envelopeBytes + contentBytes + extraBytes), RET.envelopeBytes);
+  dv.setUint32(4, ptrHi(1, 1), true);
+  dv.setUint16(8, MSG_RETURN, true);
+  // 2: → Return (2 data, 1 ptr) at word 3
+  dv.setUint32(20, ptrHi(2, 1), true);
+  // 5: results → word 6 (offset 0), Payload (0 data, 2 ptrs)
+  dv.setUint32(44, ptrHi(0, 2), true);
+  if (Results === null) return { msg: m, results: null };
+  const results = new Results(seg, RET.contentPtr);
+  capnp.Struct.initStruct(size!, results);
+  return { msg: m, results };
+}
+
+/** Set the answerId and releaseParamCaps of a message from {@link newReturnMessage}. */
+export function setReturnHeader(msg: capnp.Message, answerId: number, releaseParamCaps: boolean): void {
+  const dv = dataViewOf(msg._capnp.segments[0]!);
+  dv.setUint32(RET.answerId, answerId, true);
+  const f = dv.getUint8(RET.flags);
+  // releaseParamCaps defaults to true: stored XOR-ed.
+  dv.setUint8(RET.flags, releaseParamCaps ? f & ~1 : f | 1);
+}
+
+/** The 4-word Finish message. */
+export function encodeFinish(questionId: number, releaseResultCaps: boolean): Uint8Array {
+  const b = new Uint8Array(32);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(4, ptrHi(1, 1), true);
+  dv.setUint16(8, MSG_FINISH, true);
+  dv.setUint32(20, ptrHi(1, 0), true);
+  dv.setUint32(24, questionId, true);
+  // releaseResultCaps and requireEarlyCancellationWorkaround default to true (XOR-ed).
+  if (!releaseResultCaps) b[28] = 1;
+  return b;
+}
+
+/** The 4-word Release message. */
+export function encodeRelease(id: number, referenceCount: number): Uint8Array {
+  const b = new Uint8Array(32);
+  const dv = new DataView(b.buffer);
+  dv.setUint32(4, ptrHi(1, 1), true);
+  dv.setUint16(8, MSG_RELEASE, true);
+  dv.setUint32(20, ptrHi(1, 0), true);
+  dv.setUint32(24, id, true);
+  dv.setUint32(28, referenceCount, true);
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/**
+ * The fields of an incoming envelope. Filled either by {@link decodeEnvelope} (fast, straight
+ * from segment 0) or by {@link decodeEnvelopeSlow} (capnp-ts accessors); both fill the same
+ * fields. For anything else (a promisedAnswer target, a cap table, an exception), use `root`.
+ */
+export class Envelope {
+  which = -1;
+  /** Call.questionId, Return.answerId, Finish.questionId, Release.id. */
+  id = 0;
+  interfaceId = 0n;
+  methodId = 0;
+  sendResultsTo = 0;
+  targetWhich = 0;
+  importedCap = 0;
+  retWhich = 0;
+  releaseParamCaps = true;
+  noFinishNeeded = false;
+  takeFromOtherQuestion = 0;
+  releaseResultCaps = true;
+  referenceCount = 0;
+  /** Call.params.content / Return.results.content (Call, Return.results). */
+  content: capnp.Pointer | null = null;
+  /** The payload has a (non-null) cap table. */
+  hasCapTable = false;
+  private seg: Seg | null = null;
+  private depth = 0;
+  private rootReader: rpc.Message | null = null;
+
+  /** Start decoding a new message whose segment 0 is `seg`, root nesting limit `depth`. */
+  reset(seg: Seg, depth: number, root: rpc.Message | null = null): void {
+    this.seg = seg;
+    this.depth = depth;
+    this.rootReader = root;
+    this.which = -1;
+    this.content = null;
+    this.hasCapTable = false;
+  }
+
+  /** The root Message reader (for the rare parts), made on first use. */
+  root(): rpc.Message {
+    return (this.rootReader ??= new rpc.Message(this.seg!, 0, this.depth));
+  }
+}
+
+/**
+ * A reader of the struct pointer at `p`: target byte offset, or -1 when it is null, not a near
+ * struct pointer, or smaller than `minData`/`minPtrs` words (the caller then falls back).
+ */
+function structAt(dv: DataView, len: number, p: number, minData: number, minPtrs: number): number {
+  const lo = dv.getUint32(p, true);
+  const hi = dv.getUint32(p + 4, true);
+  if ((lo & 3) !== 0 || (lo === 0 && hi === 0)) return -1;
+  const dw = hi & 0xffff;
+  const pc = hi >>> 16;
+  if (dw < minData || pc < minPtrs) return -1;
+  const t = p + 8 + (lo >> 2) * 8;
+  if (t < 0 || t + (dw + pc) * 8 > len) return -1;
+  return t;
+}
+
+function dataWordsAt(dv: DataView, p: number): number {
+  return dv.getUint16(p + 4, true);
+}
+
+/**
+ * Read the envelope of a validated message straight from segment 0. Returns false when the
+ * message is not one of the shapes handled here (the caller uses {@link decodeEnvelopeSlow}).
+ * `depth` is the nesting limit of the root.
+ */
+export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean {
+  const dv = dataViewOf(seg);
+  const len = seg.byteLength;
+  if (len < 16) return false;
+  const mOff = structAt(dv, len, 0, 1, 1);
+  if (mOff < 0) return false;
+  const which = dv.getUint16(mOff, true);
+  const inner = mOff + dataWordsAt(dv, 0) * 8; // the Message's pointer 0
+  switch (which) {
+    case MSG_CALL: {
+      const c = structAt(dv, len, inner, 3, 2);
+      if (c < 0) return false;
+      const cptrs = c + dataWordsAt(dv, inner) * 8;
+      const t = structAt(dv, len, cptrs, 1, 0);
+      if (t < 0) return false;
+      const pl = structAt(dv, len, cptrs + 8, 0, 1);
+      if (pl < 0) return false;
+      const plPtrs = pl + dataWordsAt(dv, cptrs + 8) * 8;
+      const plPc = dv.getUint16(cptrs + 8 + 6, true);
+      env.which = which;
+      env.id = dv.getUint32(c, true);
+      env.methodId = dv.getUint16(c + 4, true);
+      env.sendResultsTo = dv.getUint16(c + 6, true);
+      env.interfaceId = dv.getBigUint64(c + 8, true);
+      env.targetWhich = dv.getUint16(t + 4, true);
+      env.importedCap = dv.getUint32(t, true);
+      env.content = new capnp.Pointer(seg, plPtrs, depth - 3);
+      env.hasCapTable = plPc >= 2 && (dv.getUint32(plPtrs + 8, true) !== 0 || dv.getUint32(plPtrs + 12, true) !== 0);
+      return true;
+    }
+    case MSG_RETURN: {
+      const r = structAt(dv, len, inner, 2, 1);
+      if (r < 0) return false;
+      const flags = dv.getUint8(r + 4);
+      const rw = dv.getUint16(r + 6, true);
+      env.which = which;
+      env.id = dv.getUint32(r, true);
+      env.releaseParamCaps = (flags & 1) === 0;
+      env.noFinishNeeded = (flags & 2) !== 0;
+      env.retWhich = rw;
+      env.takeFromOtherQuestion = dv.getUint32(r + 8, true);
+      env.content = null;
+      env.hasCapTable = false;
+      if (rw === rpc.Return.RESULTS) {
+        const rptrs = r + dataWordsAt(dv, inner) * 8;
+        const pl = structAt(dv, len, rptrs, 0, 1);
+        if (pl < 0) return false;
+        const plPtrs = pl + dataWordsAt(dv, rptrs) * 8;
+        const plPc = dv.getUint16(rptrs + 6, true);
+        env.content = new capnp.Pointer(seg, plPtrs, depth - 3);
+        env.hasCapTable = plPc >= 2 && (dv.getUint32(plPtrs + 8, true) !== 0 || dv.getUint32(plPtrs + 12, true) !== 0);
+      }
+      return true;
+    }
+    case MSG_FINISH: {
+      const f = structAt(dv, len, inner, 1, 0);
+      if (f < 0) return false;
+      env.which = which;
+      env.id = dv.getUint32(f, true);
+      env.releaseResultCaps = (dv.getUint8(f + 4) & 1) === 0;
+      return true;
+    }
+    case MSG_RELEASE: {
+      const f = structAt(dv, len, inner, 1, 0);
+      if (f < 0) return false;
+      env.which = which;
+      env.id = dv.getUint32(f, true);
+      env.referenceCount = dv.getUint32(f + 4, true);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** The same fields as {@link decodeEnvelope}, through capnp-ts (any valid message). */
+export function decodeEnvelopeSlow(root: rpc.Message, env: Envelope): void {
+  const which = root.which();
+  env.which = which;
+  env.content = null;
+  env.hasCapTable = false;
+  switch (which) {
+    case MSG_CALL: {
+      const c = root.getCall();
+      env.id = c.getQuestionId();
+      env.methodId = c.getMethodId();
+      env.sendResultsTo = c.getSendResultsTo().which();
+      env.interfaceId = c.getInterfaceId();
+      const t = c.getTarget();
+      env.targetWhich = t.which();
+      env.importedCap = capnp.Struct.getUint32(0, t);
+      const pl = c.getParams();
+      env.content = capnp.Struct.getPointer(0, pl);
+      env.hasCapTable = pl.hasCapTable();
+      return;
+    }
+    case MSG_RETURN: {
+      const r = root.getReturn();
+      env.id = r.getAnswerId();
+      env.releaseParamCaps = r.getReleaseParamCaps();
+      env.noFinishNeeded = r.getNoFinishNeeded();
+      env.retWhich = r.which();
+      env.takeFromOtherQuestion = capnp.Struct.getUint32(8, r);
+      if (env.retWhich === rpc.Return.RESULTS) {
+        const pl = r.getResults();
+        env.content = capnp.Struct.getPointer(0, pl);
+        env.hasCapTable = pl.hasCapTable();
+      }
+      return;
+    }
+    case MSG_FINISH: {
+      const f = root.getFinish();
+      env.id = f.getQuestionId();
+      env.releaseResultCaps = f.getReleaseResultCaps();
+      return;
+    }
+    case MSG_RELEASE: {
+      const r = root.getRelease();
+      env.id = r.getId();
+      env.referenceCount = r.getReferenceCount();
+      return;
+    }
+    default:
+      return;
+  }
+}
