@@ -216,6 +216,34 @@ describe("schema evolution", () => {
     await p.done();
     expect(cbs.released).toBe(1);
   });
+
+  it("reading with a struct type that is larger in one section and smaller in the other keeps both (no overflow)", async () => {
+    // Data only (no pointers), read as pointers only (like the worker bridge's Holder).
+    class DataOnly extends capnp.Struct {
+      static readonly _capnp = { displayName: "DataOnly", id: "f0000000000000d1", size: new capnp.ObjectSize(8, 0) };
+    }
+    class PtrOnly extends capnp.Struct {
+      static readonly _capnp = { displayName: "PtrOnly", id: "f0000000000000d2", size: new capnp.ObjectSize(0, 1) };
+    }
+    const server: Server = {
+      dispatch(c) {
+        const p = c.params(PtrOnly);
+        expect(capnp.Pointer.isNull(capnp.Struct.getPointer(0, p))).toBe(true);
+        capnp.Struct.setInt32(0, capnp.Struct.getInt32(0, c.params(DataOnly)) + 1, c.results(DataOnly));
+      },
+    };
+    const p = makePair(server);
+    const req = p.boot.newCall(CALC, 0, DataOnly);
+    capnp.Struct.setInt32(0, 9, req.params);
+    const resp = await req.send();
+    const r = resp.results(PtrOnly);
+    expect(capnp.Pointer.isNull(capnp.Struct.getPointer(0, r))).toBe(true);
+    expect(readCap(r, 0)).toBe(null);
+    expect(capnp.Struct.getInt32(0, resp.results(DataOnly))).toBe(10);
+    expect(capnp.Struct.getInt32(0, r)).toBe(10); // the copy kept the data section
+    resp.close();
+    await p.done();
+  });
 });
 
 describe("lifetimes and connection end", () => {

@@ -636,9 +636,15 @@ function readStruct<T extends Struct>(p: capnp.Pointer, ctor: StructCtor<T>): T 
     if (getTargetPointerType(p) !== PointerType.STRUCT) return s;
     const have = getTargetStructSize(p);
     if (have.dataByteLength >= want.dataByteLength && have.pointerLength >= want.pointerLength) return s;
-    const m = newMessage(64 + want.dataByteLength + want.pointerLength * 8);
+    // The copy keeps every section the sender wrote: each section is the larger of the two sizes.
+    const size = new capnp.ObjectSize(
+      Math.max(have.dataByteLength, want.dataByteLength),
+      Math.max(have.pointerLength, want.pointerLength),
+    );
+    const m = newMessage(64 + size.dataByteLength + size.pointerLength * 8);
     m._capnp.capTable = p.segment.message._capnp.capTable;
-    const dst = m.initRoot(ctor);
+    const dst = new ctor(m.getSegment(0), 0);
+    capnp.Struct.initStruct(size, dst);
     const src = getDataSection(s);
     const out = getDataSection(dst);
     for (let i = 0; i < have.dataByteLength; i++) {
