@@ -23,6 +23,9 @@
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
+import { ArenaKind } from "capnp-ts/src/serialization/arena/arena-kind.js";
+import { Segment } from "capnp-ts/src/serialization/segment.js";
+import { DEFAULT_TRAVERSE_LIMIT } from "capnp-ts/src/constants.js";
 
 export const MSG_CALL = 2;
 export const MSG_RETURN = 3;
@@ -65,12 +68,40 @@ function ptrHi(dataWords: number, ptrs: number): number {
   return (dataWords | (ptrs << 16)) >>> 0;
 }
 
-/** A message with a MultiSegmentArena whose first segment is `bytes` long and `used` bytes used. */
+const MESSAGE_PROTO = capnp.Message.prototype as object;
+const ARENA_PROTO = MultiSegmentArena.prototype as object;
+
+/**
+ * A capnp-ts Message over `buffers` (a MultiSegmentArena: more segments are added as needed),
+ * each segment fully used, except segment 0 when `firstUsed` >= 0. The same object capnp-ts's
+ * `new Message(new MultiSegmentArena(buffers), false, false)` + `preallocateSegments` makes,
+ * without the constructors' debug tracing.
+ */
+export function messageOver(buffers: ArrayBuffer[], firstUsed = -1): capnp.Message {
+  const arena = Object.create(ARENA_PROTO) as { kind: ArenaKind; buffers: ArrayBuffer[] };
+  arena.kind = ArenaKind.MULTI_SEGMENT;
+  arena.buffers = buffers;
+  const m = Object.create(MESSAGE_PROTO) as { _capnp: capnp.Message["_capnp"] };
+  const segments: Seg[] = new Array(buffers.length);
+  m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT };
+  const msg = m as unknown as capnp.Message;
+  for (let i = 0; i < buffers.length; i++) segments[i] = new Segment(i, msg, buffers[i]!, buffers[i]!.byteLength);
+  if (firstUsed >= 0) segments[0]!.byteLength = firstUsed;
+  return msg;
+}
+
+/** A message with one segment of `bytes` bytes, `used` of them in use. */
 function messageWithEnvelope(bytes: number, used: number): { m: capnp.Message; seg: Seg; dv: DataView } {
-  const m = new capnp.Message(new MultiSegmentArena([new ArrayBuffer(bytes)]), false);
-  const seg = m.getSegment(0); // allocates the root pointer word
-  seg.byteLength = used;
+  const m = messageOver([new ArrayBuffer(bytes)], used);
+  const seg = m._capnp.segments[0]!;
   return { m, seg, dv: dataViewOf(seg) };
+}
+
+/** Write a struct pointer at `p` to a struct right behind it (offset `offWords`). */
+function structPtr(dv: DataView, p: number, offWords: number, size: capnp.ObjectSize): void {
+  dv.setUint32(p, offWords << 2, true);
+  dv.setUint16(p + 4, roundUp(size.dataByteLength) >>> 3, true);
+  dv.setUint16(p + 6, size.pointerLength, true);
 }
 
 function roundUp(n: number): number {
@@ -90,7 +121,10 @@ export function newCallMessage<P extends capnp.Struct>(
 ): { msg: capnp.Message; params: P } {
   const size = Params._capnp.size;
   const contentBytes = roundUp(size.dataByteLength) + size.pointerLength * 8;
-  const { m, seg, dv } = messageWithEnvelope(roundUp(CALL.envelopeBytes + contentBytes + extraBytes), CALL.envelopeBytes);
+  const { m, seg, dv } = messageWithEnvelope(
+    roundUp(CALL.envelopeBytes + contentBytes + extraBytes),
+    CALL.envelopeBytes + contentBytes,
+  );
   // 0: root → Message (1 data word, 1 ptr) at word 1
   dv.setUint32(4, ptrHi(1, 1), true);
   dv.setUint16(8, MSG_CALL, true);
@@ -104,9 +138,9 @@ export function newCallMessage<P extends capnp.Struct>(
   // 7: params → word 11 (offset 3), Payload (0 data, 2 ptrs)
   dv.setUint32(56, 3 << 2, true);
   dv.setUint32(60, ptrHi(0, 2), true);
-  const params = new Params(seg, CALL.contentPtr);
-  capnp.Struct.initStruct(size, params);
-  return { msg: m, params };
+  // 11: content → word 13 (offset 1)
+  structPtr(dv, CALL.contentPtr, 1, size);
+  return { msg: m, params: new Params(seg, CALL.contentPtr) };
 }
 
 /** A Return message with `results` set to an initialized struct of `Results` (answerId 0). */
@@ -116,7 +150,7 @@ export function newReturnMessage<R extends capnp.Struct>(
 ): { msg: capnp.Message; results: R | null } {
   const size = Results === null ? null : Results._capnp.size;
   const contentBytes = size === null ? 0 : roundUp(size.dataByteLength) + size.pointerLength * 8;
-  const { m, seg, dv } = messageWithEnvelope(roundUp(RET.envelopeBytes + contentBytes + extraBytes), RET.envelopeBytes);
+  const { m, seg, dv } = messageWithEnvelope(roundUp(RET.envelopeBytes + contentBytes + extraBytes), RET.envelopeBytes + contentBytes);
   dv.setUint32(4, ptrHi(1, 1), true);
   dv.setUint16(8, MSG_RETURN, true);
   // 2: → Return (2 data, 1 ptr) at word 3
@@ -124,9 +158,9 @@ export function newReturnMessage<R extends capnp.Struct>(
   // 5: results → word 6 (offset 0), Payload (0 data, 2 ptrs)
   dv.setUint32(44, ptrHi(0, 2), true);
   if (Results === null) return { msg: m, results: null };
-  const results = new Results(seg, RET.contentPtr);
-  capnp.Struct.initStruct(size!, results);
-  return { msg: m, results };
+  // 6: content → word 8 (offset 1)
+  structPtr(dv, RET.contentPtr, 1, size!);
+  return { msg: m, results: new Results(seg, RET.contentPtr) };
 }
 
 /** Set the answerId and releaseParamCaps of a message from {@link newReturnMessage}. */
@@ -139,13 +173,22 @@ export function setReturnHeader(msg: capnp.Message, answerId: number, releasePar
 }
 
 /** The 4-word Finish message. */
+function put32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v & 0xff;
+  b[at + 1] = (v >>> 8) & 0xff;
+  b[at + 2] = (v >>> 16) & 0xff;
+  b[at + 3] = v >>> 24;
+}
+
+// Written byte by byte (no DataView): a small Uint8Array whose .buffer is never touched here
+// can stay on the V8 heap.
 export function encodeFinish(questionId: number, releaseResultCaps: boolean): Uint8Array {
   const b = new Uint8Array(32);
-  const dv = new DataView(b.buffer);
-  dv.setUint32(4, ptrHi(1, 1), true);
-  dv.setUint16(8, MSG_FINISH, true);
-  dv.setUint32(20, ptrHi(1, 0), true);
-  dv.setUint32(24, questionId, true);
+  b[4] = 1; // root → Message (1 data word, 1 ptr)
+  b[6] = 1;
+  b[8] = MSG_FINISH;
+  b[20] = 1; // → Finish (1 data word)
+  put32(b, 24, questionId);
   // releaseResultCaps and requireEarlyCancellationWorkaround default to true (XOR-ed).
   if (!releaseResultCaps) b[28] = 1;
   return b;
@@ -154,12 +197,12 @@ export function encodeFinish(questionId: number, releaseResultCaps: boolean): Ui
 /** The 4-word Release message. */
 export function encodeRelease(id: number, referenceCount: number): Uint8Array {
   const b = new Uint8Array(32);
-  const dv = new DataView(b.buffer);
-  dv.setUint32(4, ptrHi(1, 1), true);
-  dv.setUint16(8, MSG_RELEASE, true);
-  dv.setUint32(20, ptrHi(1, 0), true);
-  dv.setUint32(24, id, true);
-  dv.setUint32(28, referenceCount, true);
+  b[4] = 1;
+  b[6] = 1;
+  b[8] = MSG_RELEASE;
+  b[20] = 1;
+  put32(b, 24, id);
+  put32(b, 28, referenceCount);
   return b;
 }
 

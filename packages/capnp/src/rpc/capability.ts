@@ -20,8 +20,7 @@
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
-import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
-import { dataViewOf, newCallMessage, newReturnMessage } from "../fastpath.js";
+import { dataViewOf, messageOver, newCallMessage, newReturnMessage } from "../fastpath.js";
 import {
   getTargetPointerType,
   getTargetStructSize,
@@ -182,9 +181,7 @@ export function cloneMessage(msg: capnp.Message): capnp.Message {
 }
 
 export function messageFromBuffers(bufs: ArrayBuffer[]): capnp.Message {
-  const m = new capnp.Message(new MultiSegmentArena(bufs), false, false);
-  preallocateSegments(m);
-  return m;
+  return messageOver(bufs);
 }
 
 /** A copy of an outcome whose results message was a Return (ours or the peer's): new message, new refs. */
