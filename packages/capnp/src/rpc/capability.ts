@@ -427,7 +427,7 @@ export abstract class Sink {
   outcome: Outcome | null = null;
   canceled = false;
   /** Set by whoever executes the call; run once on cancel. */
-  cancelHandler: (() => void) | null = null;
+  cancelHandler: { onCancel(): void } | null = null;
   route: { conn: RouteConn; qid: number } | null = null;
   private pipes: Map<string, PromiseHook> | null = null;
 
@@ -500,7 +500,7 @@ export abstract class Sink {
     this.canceled = true;
     const h = this.cancelHandler;
     this.cancelHandler = null;
-    h?.();
+    h?.onCancel();
   }
 }
 
@@ -542,30 +542,58 @@ const pendingRegistry = new FinalizationRegistry<{ resp: ResponseImpl | null; ta
 
 /** The caller's side of a call made through a Capability. */
 export class PendingCallImpl extends Sink implements PendingCall {
-  private readonly d = deferred<Response>();
-  private readonly box: { resp: ResponseImpl | null; taken: boolean } = { resp: null, taken: false };
-
-  constructor() {
-    super();
-    this.d.promise.catch(NOOP);
-    pendingRegistry.register(this, this.box);
-  }
+  /** Made on the first then()/settled(): a call nobody awaits allocates no promise. */
+  private p: Promise<Response> | null = null;
+  private res: ((r: Response) => void) | null = null;
+  private rej: ((e: unknown) => void) | null = null;
+  private resp: ResponseImpl | null = null;
+  private err: RpcError | null = null;
+  private taken = false;
 
   protected onComplete(o: Outcome): void {
-    if (o.err !== null) this.d.reject(o.err);
-    else {
-      const r = new ResponseImpl(o);
-      this.box.resp = r;
-      this.d.resolve(r);
+    if (o.err !== null) {
+      this.err = o.err;
+      const rej = this.rej;
+      this.res = this.rej = null;
+      rej?.(o.err);
+      return;
     }
+    const r = new ResponseImpl(o);
+    this.resp = r;
+    // The GC safety net only matters when there are caps to release and nobody took the Response.
+    if (!this.taken && o.caps.length > 0) {
+      const box = { resp: r, taken: false };
+      this.box = box;
+      pendingRegistry.register(this, box);
+    }
+    const res = this.res;
+    this.res = this.rej = null;
+    res?.(r);
+  }
+
+  private box: { resp: ResponseImpl | null; taken: boolean } | null = null;
+
+  private promise(): Promise<Response> {
+    let p = this.p;
+    if (p === null) {
+      if (this.outcome === null) {
+        p = new Promise<Response>((res, rej) => {
+          this.res = res;
+          this.rej = rej;
+        });
+      } else p = this.err !== null ? Promise.reject(this.err) : Promise.resolve(this.resp!);
+      this.p = p;
+    }
+    return p;
   }
 
   then<A = Response, B = never>(
     onfulfilled?: ((value: Response) => A | PromiseLike<A>) | null,
     onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
   ): Promise<A | B> {
-    this.box.taken = true;
-    return this.d.promise.then(onfulfilled, onrejected);
+    this.taken = true;
+    if (this.box !== null) this.box.taken = true;
+    return this.promise().then(onfulfilled, onrejected);
   }
 
   pipeline(...path: number[]): Capability {
@@ -574,7 +602,7 @@ export class PendingCallImpl extends Sink implements PendingCall {
 
   /** @internal Settles with the call, without taking the Response (the GC safety net stays). */
   settled(): Promise<unknown> {
-    return this.d.promise.then(NOOP, NOOP);
+    return this.promise().then(NOOP, NOOP);
   }
 
   override cancel(): void {
@@ -712,7 +740,8 @@ class IncomingCallImpl implements IncomingCall {
     return this.ctrl.signal;
   }
 
-  private abort(): void {
+  /** The caller canceled (the sink's cancel handler). */
+  onCancel(): void {
     if (this.ctrl !== null) {
       if (!this.ctrl.signal.aborted) this.ctrl.abort(new CanceledError("call canceled by the caller"));
     } else this.abortedEarly = true;
@@ -732,7 +761,7 @@ class IncomingCallImpl implements IncomingCall {
       d.sink.complete(errOutcome(new CanceledError("call canceled before delivery")));
       return;
     }
-    d.sink.cancelHandler = () => this.abort();
+    d.sink.cancelHandler = this;
     let r: void | Promise<void>;
     try {
       r = this.hook.server.dispatch(this);
@@ -813,19 +842,24 @@ export class RequestImpl<P extends Struct> implements Request<P> {
     requestRegistry.register(this, { hook, caps: m._capnp.capTable as unknown as (Hook | null)[] }, this);
   }
 
-  private take(sink: Sink): { hook: Hook; d: CallData } {
+  /** The target (our reference, now the caller's); the request is spent. */
+  private takeHook(): Hook {
     const hook = this.hook;
     if (hook === null) throw new RpcError("failed", "Request already sent");
     this.hook = null;
     requestRegistry.unregister(this);
+    return hook;
+  }
+
+  private callData(sink: Sink): CallData {
     const caps = this.msg._capnp.capTable as (Hook | null)[];
-    const d = new CallData(this.interfaceId, this.methodId, this.msg, true, this.params, caps, sink);
-    return { hook, d };
+    return new CallData(this.interfaceId, this.methodId, this.msg, true, this.params, caps, sink);
   }
 
   send(opts?: { signal?: AbortSignal }): PendingCall {
+    const hook = this.takeHook();
     const pc = new PendingCallImpl();
-    const { hook, d } = this.take(pc);
+    const d = this.callData(pc);
     hook.call(d);
     hook.release();
     const signal = opts?.signal;
@@ -849,7 +883,8 @@ export class RequestImpl<P extends Struct> implements Request<P> {
     const h = tailHandlerOf?.(sink) ?? null;
     if (h !== null) {
       const ignore = new TailSink();
-      const { hook, d } = this.take(ignore);
+      const hook = this.takeHook();
+      const d = this.callData(ignore);
       if (h.tryTailCall(sink, hook, d)) {
         hook.release();
         return;
@@ -860,7 +895,8 @@ export class RequestImpl<P extends Struct> implements Request<P> {
       hook.release();
       return;
     }
-    const { hook, d } = this.take(sink);
+    const hook = this.takeHook();
+    const d = this.callData(sink);
     hook.call(d);
     hook.release();
   }

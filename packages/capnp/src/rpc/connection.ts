@@ -111,20 +111,27 @@ class ImportHook extends Hook {
   }
 }
 
-interface Question {
-  id: number;
-  sink: Sink;
-  returned: boolean;
-  finishSent: boolean;
-  /** Finish is held back until released (tail-call questions, held by their answer). */
-  holdFinish: boolean;
+/** A call we made. It is also its sink's cancel handler (no per-call closure). */
+class Question {
+  returned = false;
+  finishSent = false;
   /** We sent Finish before Return with releaseResultCaps: ignore the results' caps. */
-  discardResults: boolean;
-  /** We sent `sendResultsTo.yourself`. */
-  tail: boolean;
-  /** Exports we added for the params' cap table (released if Return.releaseParamCaps). */
-  paramExports: number[] | null;
-  isBootstrap: boolean;
+  discardResults = false;
+  constructor(
+    readonly conn: RpcConnection,
+    readonly id: number,
+    readonly sink: Sink,
+    /** Finish is held back until released (tail-call questions, held by their answer). */
+    public holdFinish: boolean,
+    /** We sent `sendResultsTo.yourself`. */
+    readonly tail: boolean,
+    /** Exports we added for the params' cap table (released if Return.releaseParamCaps). */
+    public paramExports: number[] | null,
+    readonly isBootstrap: boolean,
+  ) {}
+  onCancel(): void {
+    this.conn._cancelQuestion(this);
+  }
 }
 
 interface ExportEntry {
@@ -258,10 +265,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     if (this.ended) return new CapHandle(new BrokenHook(this.disconnectedError()));
     const id = this.allocQuestion();
     const sink = new BootstrapSink();
-    const q: Question = {
-      id, sink, returned: false, finishSent: false, holdFinish: false, discardResults: false,
-      tail: false, paramExports: null, isBootstrap: true,
-    };
+    const q = new Question(this, id, sink, false, false, null, true);
     this.questions.set(id, q);
     sink.setRoute(this, id);
     const hook = sink.pipelineHook([]);
@@ -407,21 +411,19 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       }
       call.setQuestionId(id);
     }
-    const q: Question = {
-      id, sink: d.sink, returned: false, finishSent: false, holdFinish: yourself, discardResults: false,
-      tail: yourself, paramExports, isBootstrap: false,
-    };
+    const q = new Question(this, id, d.sink, yourself, yourself, paramExports, false);
     this.questions.set(id, q);
     if (!yourself) {
       d.sink.setRoute(this, id);
-      d.sink.cancelHandler = () => this.cancelQuestion(q);
+      d.sink.cancelHandler = q;
     }
     if (this.log !== undefined) this.trace(`-> call q${id} ${d.interfaceId.toString(16)}/${d.methodId}`);
     this.send(m);
     return q;
   }
 
-  private cancelQuestion(q: Question): void {
+  /** @internal */
+  _cancelQuestion(q: Question): void {
     if (q.returned || q.finishSent) return;
     q.discardResults = true;
     this.sendFinish(q, true);
@@ -684,9 +686,10 @@ export class RpcConnection implements RouteConn, TailCallHandler {
         const s = segments[i]!;
         // capnp-ts segments must be a whole ArrayBuffer. A view into a larger buffer is copied:
         // the rest of that buffer may belong to the transport (decoder buffers get reused).
-        bufs[i] = s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && s.buffer instanceof ArrayBuffer
-          ? s.buffer
-          : (new Uint8Array(s).buffer as ArrayBuffer); // a copy (Buffer.slice would not copy)
+        const b = s.buffer;
+        if (b instanceof ArrayBuffer) {
+          bufs[i] = s.byteOffset === 0 && s.byteLength === b.byteLength ? b : b.slice(s.byteOffset, s.byteOffset + s.byteLength);
+        } else bufs[i] = new Uint8Array(s).buffer as ArrayBuffer; // a SharedArrayBuffer view: copy
       }
       const m = messageFromBuffers(bufs);
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
@@ -1004,7 +1007,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       a.tailQuestion = null;
       tq.holdFinish = false;
       if (tq.returned) this.sendFinish(tq, false);
-      else this.cancelQuestion(tq);
+      else this._cancelQuestion(tq);
     }
     if (!a.returned) {
       // Cancel the running call: its signal aborts; the Return says canceled at once.
