@@ -48,14 +48,14 @@ export class Waiter {
 
   /**
    * Runs messages from the loop (and, when `promiseJobs` is set and possible, the thread's promise
-   * jobs) until `pred()` is true. Throws DisconnectedError if the loop closes the session first,
+   * jobs) until `pred()` is true. `since`: the interrupt count to compare with (default: now). Throws DisconnectedError if the loop closes the session first,
    * CanceledError if the loop interrupts it (`WorkerSession.interrupt()`), and an Error on a loop
    * thread.
    */
-  wait(pred: () => boolean, opts: { what?: string; promiseJobs?: boolean } = {}): void {
+  wait(pred: () => boolean, opts: { what?: string; promiseJobs?: boolean; since?: number } = {}): void {
     const what = opts.what ?? "Waiter.wait";
     assertMayBlock(what);
-    const interrupts = Atomics.load(this.state, INTERRUPT);
+    const interrupts = opts.since ?? this.interrupts();
     this.depth++;
     try {
       for (;;) {
@@ -75,6 +75,14 @@ export class Waiter {
     } finally {
       this.depth--;
     }
+  }
+
+  /**
+   * The interrupt count now. A blocking call reads it *before* it sends its request and passes it
+   * as `since`, so an interrupt the loop makes after seeing the request always cancels the wait.
+   */
+  interrupts(): number {
+    return Atomics.load(this.state, INTERRUPT);
   }
 
   /** Runs every message already queued on the port. */
@@ -163,10 +171,11 @@ export class WorkerLoop {
     const id = this.nextId++;
     const slot = { done: false, ok: false, value: undefined as unknown };
     this.pending.set(id, slot);
+    const since = this.waiter.interrupts();
     try {
       this.send({ t: "sync", id, name, data }, ports, what);
       // Promise jobs run too when possible, so callbacks (whose servers are async) can finish.
-      this.waiter.wait(() => slot.done, { what, promiseJobs: true });
+      this.waiter.wait(() => slot.done, { what, promiseJobs: true, since });
     } finally {
       this.pending.delete(id);
     }
@@ -195,6 +204,7 @@ export class WorkerLoop {
           "callback, or use `await` instead.",
       );
     }
+    const since = this.waiter.interrupts();
     const r = fn();
     if (!isThenable(r)) return r;
     let state = 0;
@@ -209,7 +219,7 @@ export class WorkerLoop {
         value = e;
       },
     );
-    this.waiter.wait(() => state !== 0, { what, promiseJobs: true });
+    this.waiter.wait(() => state !== 0, { what, promiseJobs: true, since });
     if (state === 2) throw value;
     return value as T;
   }

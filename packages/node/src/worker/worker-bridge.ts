@@ -102,8 +102,9 @@ export class WorkerRpc {
    */
   getSync(name: string): Capability {
     let result: { desc?: CapDesc; error?: unknown } | undefined;
+    const since = this.loop.waiter.interrupts();
     this.requestGet(name, (r) => (result = r));
-    this.loop.waiter.wait(() => result !== undefined, { what: `getSync("${name}")` });
+    this.loop.waiter.wait(() => result !== undefined, { what: `getSync("${name}")`, since });
     if (result!.error !== undefined) throw result!.error;
     const cap = this.importDesc(result!.desc ?? null);
     if (cap === null) throw new RpcError("failed", `"${name}" is a null capability`);
