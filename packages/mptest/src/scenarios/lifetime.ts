@@ -55,6 +55,18 @@ async function lifetime(ctx: Parameters<Scenario["run"]>[0], first: First): Prom
         break;
       }
       case "gc": {
+        // First a leaked extra reference (an engine handle dropped without close): collecting it
+        // may close it, but must not release the capability the proxy still holds.
+        const weakExtra = ((): WeakRef<object> => {
+          const extra = (handle as unknown as { $cap: { dup(): object } }).$cap.dup();
+          return new WeakRef(extra);
+        })();
+        await forceGc();
+        checkEq(await s.client.add(2, 2), 4, "round trip after collecting the extra handle");
+        ctx.log(`extra handle collected: ${weakExtra.deref() === undefined}`);
+        checkEq(disposed, 0, "collecting a leaked extra handle released the capability");
+        checkEq(releasesSent(s), releases0, "collecting a leaked extra handle sent a Release");
+        // Then the proxy itself becomes garbage.
         handle = null;
         await forceGc();
         // A call's round trip orders after any Release the finalizer sent.
