@@ -303,9 +303,26 @@ export class LocalHook extends Hook {
       onReleaseErrorLogger?.(e);
     }
   }
+  /** Calls waiting for the next dispatch microtask, in arrival order. */
+  private pending: CallData[] = [];
+  private readonly drain = (): void => {
+    const q = this.pending;
+    this.pending = [];
+    for (let i = 0; i < q.length; i++) {
+      try {
+        new IncomingCallImpl(q[i]!, this).run();
+      } catch (e) {
+        // As if each call had its own microtask: report, and still run the others.
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  };
   call(d: CallData): void {
     // Never dispatch synchronously: the caller must get its PendingCall before the server runs.
-    queueMicrotask(() => new IncomingCallImpl(d, this).run());
+    // One microtask per batch of calls that arrived together (no closure per call).
+    if (this.pending.push(d) === 1) queueMicrotask(this.drain);
   }
   override localServer(): Server {
     return this.server;
