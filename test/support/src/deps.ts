@@ -1,12 +1,10 @@
 /**
- * Access to `@multiprocess-ts/node` (listener, spawn, worker glue), looked up at run time.
- *
- * Why dynamic: the node package's process/socket layer is being written in parallel; importing
- * names it does not export yet would break `tsc -b` for every package that depends on
- * test-support. A scenario names what it `requires` ("node.listenConnections"...); while something
- * is missing the runner lists the scenario as pending instead of running it. capnp, runtime and
- * the generated proto are imported statically. TODO(cleanup): import node statically once its
- * exports settle.
+ * Run-time lookup of `@multiprocess-ts/node` exports, for scenarios written before the code they
+ * need has landed: a scenario names what it `requires` ("node.someExport"), and while anything is
+ * missing the runner lists it as pending instead of running it (importing a name that does not
+ * exist yet would break `tsc -b` for everyone). The mptest scenarios used this while the node
+ * package was being written; they import it statically now, and the mechanism stays for the next
+ * scenario that gets ahead of its dependencies.
  *
  * Threading: loop thread only (plain module loading).
  */

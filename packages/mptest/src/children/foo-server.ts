@@ -5,6 +5,7 @@
  */
 
 import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { serveSpawned } from "@multiprocess-ts/node";
 import { FooImplementation } from "@multiprocess-ts/test-support";
 
 const impl = new FooImplementation();
@@ -12,5 +13,4 @@ impl.fn = () => {
   process.stdout.write("in-call\n");
   return new Promise<void>(() => {});
 };
-const node = (await import("@multiprocess-ts/node")) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-await node.serveSpawned(process.argv[2], impl, FooInterfaceServer);
+await serveSpawned(process.argv[2], impl, FooInterfaceServer);

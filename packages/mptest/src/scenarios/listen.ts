@@ -14,16 +14,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { EventLoop, type Connection } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient, FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { FooImplementation, assertRpcIdle, nodeModule } from "@multiprocess-ts/test-support";
+import { connectSocket, listenConnections, type Listener } from "@multiprocess-ts/node";
+import { FooImplementation, assertRpcIdle } from "@multiprocess-ts/test-support";
 import type { Scenario, ScenarioContext } from "../scenario.js";
 import { Counter, check, checkEq } from "./util.js";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
-const NODE_EXPORTS = ["listenConnections", "connectSocket"] as const;
-const LISTEN_DEPS = NODE_EXPORTS.map((n) => `node.${n}`);
-
-type NodeApi = Record<string, any>;
+/** The node entry points these scenarios use (passed around so a test could substitute them). */
+const nodeApi = { listenConnections, connectSocket };
+type NodeApi = typeof nodeApi;
 
 class ListenSetup {
   readonly connected = new Counter();
@@ -31,7 +29,7 @@ class ListenSetup {
   readonly parked = new Counter();
   /** One impl shared by every connection, owned by the test (upstream: `FooImplementation foo;`). */
   readonly impl = new FooImplementation();
-  listener: any;
+  listener: Listener | undefined;
   private constructor(
     readonly node: NodeApi,
     readonly loop: EventLoop,
@@ -84,7 +82,7 @@ class ClientSetup {
 
   static async connect(node: NodeApi, path: string): Promise<ClientSetup> {
     const loop = new EventLoop("mptest-client");
-    const client = (await node.connectSocket(loop, path, FooInterfaceClient)) as FooInterfaceClient;
+    const client = await node.connectSocket(loop, path, FooInterfaceClient);
     return new ClientSetup(loop, client, client.$connection);
   }
 
@@ -103,7 +101,7 @@ async function withListen(
   maxConnections: number | undefined,
   fn: (server: ListenSetup, clients: Set<ClientSetup>, node: NodeApi) => Promise<void>,
 ): Promise<void> {
-  const node = await nodeModule(NODE_EXPORTS);
+  const node = nodeApi;
   const server = await ListenSetup.create(ctx, node, maxConnections);
   const clients = new Set<ClientSetup>();
   let failure: unknown;
@@ -152,7 +150,6 @@ export const listenScenarios: Scenario[] = [
   {
     name: "ListenConnections accepts incoming connections",
     origin: "upstream listen_tests.cpp:220",
-    requires: LISTEN_DEPS,
     run: (ctx) =>
       withListen(ctx, undefined, async (server, clients, node) => {
         checkEq(server.connected.value, 0, "connected before");
@@ -164,7 +161,6 @@ export const listenScenarios: Scenario[] = [
   {
     name: "ListenConnections enforces a local connection limit",
     origin: "upstream listen_tests.cpp:230 (#269)",
-    requires: LISTEN_DEPS,
     run: (ctx) =>
       withListen(ctx, 1, async (server, clients, node) => {
         checkEq(server.connected.value, 0, "connected before");
@@ -192,7 +188,6 @@ export const listenScenarios: Scenario[] = [
   {
     name: "ListenConnections accepts multiple connections",
     origin: "upstream listen_tests.cpp:268 (#269)",
-    requires: LISTEN_DEPS,
     run: (ctx) =>
       withListen(ctx, 2, async (server, clients, node) => {
         checkEq(server.connected.value, 0, "connected before");
@@ -212,7 +207,6 @@ export const listenScenarios: Scenario[] = [
   {
     name: "ListenConnections handles a client that disconnects before being accepted",
     origin: "upstream listen_tests.cpp:298 (#310)",
-    requires: LISTEN_DEPS,
     run: (ctx) =>
       withListen(ctx, undefined, async (server) => {
         // Connect and close at once. Node always accepts, so the connection is served and ends

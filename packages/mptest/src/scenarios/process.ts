@@ -9,11 +9,10 @@ import { fileURLToPath } from "node:url";
 import { deferred } from "@multiprocess-ts/capnp";
 import { EventLoop } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { assertRpcIdle, expectReject, nodeModule } from "@multiprocess-ts/test-support";
+import { spawnProcess, spawnProcessSocket, waitProcess } from "@multiprocess-ts/node";
+import { assertRpcIdle, expectReject } from "@multiprocess-ts/test-support";
 import type { Scenario } from "../scenario.js";
 import { CALLED_AFTER_DISCONNECT, INTERRUPTED_BY_DISCONNECT, check, checkEq } from "./util.js";
-
-/* eslint-disable @typescript-eslint/no-explicit-any */
 
 const CHILD_JS = fileURLToPath(new URL("../children/foo-server.js", import.meta.url));
 
@@ -21,16 +20,14 @@ export const spawnScenarios: Scenario[] = [
   {
     name: "SpawnProcess does not run callback in child",
     origin: "upstream spawn_tests.cpp:50 (#237)",
-    requires: ["node.spawnProcessSocket", "node.waitProcess"],
     async run(ctx) {
       // Upstream holds a mutex in another thread at fork time: a callback run in the post-fork
       // child would deadlock. Node has no fork(); the test keeps the claim: the argv callback runs
       // exactly once, in the parent (our pid, our module state), before the child exists, and the
       // child then runs normally and exits 0.
-      const node = await nodeModule(["spawnProcessSocket", "waitProcess"]);
       const parentState = { spawned: false };
       const calls: { pid: number; spawnedAlready: boolean; fd: number }[] = [];
-      const sp = await node.spawnProcessSocket(
+      const sp = await spawnProcessSocket(
         process.execPath,
         (fd: number) => {
           calls.push({ pid: process.pid, spawnedAlready: parentState.spawned, fd });
@@ -40,7 +37,7 @@ export const spawnScenarios: Scenario[] = [
       );
       parentState.spawned = true;
       sp.socket.destroy();
-      const status = await node.waitProcess(sp.child);
+      const status = await waitProcess(sp.child);
       ctx.log(`child ${sp.pid} exited ${JSON.stringify(status)}`);
       checkEq(calls.length, 1, "callback calls");
       checkEq(calls[0]!.pid, process.pid, "callback ran in the parent");
@@ -55,24 +52,24 @@ export const processScenarios: Scenario[] = [
   {
     name: "Spawned child killed with SIGKILL in the middle of a call",
     origin: "ours: processes",
-    requires: ["node.spawnProcess", "node.serveSpawned"],
     async run(ctx) {
-      const node = await nodeModule(["spawnProcess", "serveSpawned"]);
       const errors: string[] = [];
       const loop = new EventLoop("mptest-parent", {
         log: { level: "warning", logFn: (level, msg) => (ctx.log(`[parent] ${level}: ${msg}`), level === "error" && errors.push(msg)) },
       });
-      const sp = await node.spawnProcess(process.execPath, (fd: number) => [CHILD_JS, String(fd)], {
+      const sp = await spawnProcess(process.execPath, (fd: number) => [CHILD_JS, String(fd)], {
         loop,
         InitClient: FooInterfaceClient,
         stdio: ["ignore", "pipe", "pipe"],
       });
-      const foo = sp.init as FooInterfaceClient;
-      const lines = createInterface({ input: sp.child.stdout });
+      const foo = sp.init;
+      const { stdout, stderr } = sp.child;
+      check(stdout !== null && stderr !== null, "child stdout/stderr are pipes");
+      const lines = createInterface({ input: stdout });
       // The child's stderr goes to the iteration log: if it dies on its own, the failure says why.
-      const errLines = createInterface({ input: sp.child.stderr });
+      const errLines = createInterface({ input: stderr });
       errLines.on("line", (l) => ctx.log(`[child stderr] ${l}`));
-      void sp.exited.then((st: unknown) => ctx.log(`child exited: ${JSON.stringify(st)}`));
+      void sp.exited.then((st) => ctx.log(`child exited: ${JSON.stringify(st)}`));
       try {
         const inCall = deferred<void>();
         lines.on("line", (l) => l === "in-call" && inCall.resolve());

@@ -5,9 +5,8 @@
 
 import { Worker } from "node:worker_threads";
 import { deferred, type Deferred } from "@multiprocess-ts/capnp";
+import { loopHandleTransferList, type WorkerSupport } from "@multiprocess-ts/node";
 import type { WorkerEvent, WorkerOp } from "../workers/foo-worker.js";
-
-/* eslint-disable @typescript-eslint/no-explicit-any */
 
 const WORKER_JS = new URL("../workers/foo-worker.js", import.meta.url);
 
@@ -26,9 +25,9 @@ export class WorkerDriver {
   #waiter: { ev: WorkerEvent["ev"]; d: Deferred<WorkerEvent> } | undefined;
   #exitCode: number | undefined;
 
-  private constructor(support: any, name: string) {
+  private constructor(support: WorkerSupport, name: string) {
     const handle = support.handle({ name });
-    this.worker = new Worker(WORKER_JS, { workerData: { handle }, transferList: [handle.port] });
+    this.worker = new Worker(WORKER_JS, { workerData: { handle }, transferList: loopHandleTransferList(handle) });
     liveWorkers.add(this.worker);
     this.worker.on("message", (e: WorkerEvent) => this.#onEvent(e));
     this.worker.on("error", (e) => {
@@ -49,7 +48,7 @@ export class WorkerDriver {
    * Starts a worker attached through `support` (from attachWorkers) and waits until it is ready.
    * `registry`, if given, gets the driver before the wait (so a failed start can be cleaned up).
    */
-  static async start(support: any, name: string, registry?: WorkerDriver[]): Promise<WorkerDriver> {
+  static async start(support: WorkerSupport, name: string, registry?: WorkerDriver[]): Promise<WorkerDriver> {
     const w = new WorkerDriver(support, name);
     registry?.push(w);
     await w.next("ready");

@@ -11,18 +11,14 @@
  */
 
 import { deferred } from "@multiprocess-ts/capnp";
-import { nodeModule, type TestSetup } from "@multiprocess-ts/test-support";
+import { attachWorkers, type WorkerSupport } from "@multiprocess-ts/node";
+import type { TestSetup } from "@multiprocess-ts/test-support";
 import type { Scenario, ScenarioContext } from "../scenario.js";
 import { CALLED_AFTER_DISCONNECT, Counter, INTERRUPTED_BY_DISCONNECT, check, checkEq, withSetup } from "./util.js";
 import { WorkerDriver } from "./worker-driver.js";
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-
-const WORKER_EXPORTS = ["attachWorkers", "workerConnection"] as const;
-const WORKER_DEPS = WORKER_EXPORTS.map((n) => `node.${n}`);
-
 interface Attached {
-  support: any;
+  support: WorkerSupport;
   unshare: () => void;
   sessionsClosed: Counter;
   /** Starts a worker attached to this support; detach() terminates it if it is still running. */
@@ -32,9 +28,8 @@ interface Attached {
 }
 
 async function attach(s: TestSetup): Promise<Attached> {
-  const node = await nodeModule(WORKER_EXPORTS);
-  const support = node.attachWorkers(s.clientLoop);
-  const unshare = support.share("foo", s.client) as () => void;
+  const support = attachWorkers(s.clientLoop);
+  const unshare = support.share("foo", s.client);
   const sessionsClosed = new Counter();
   support.host.hooks.sessionClosed = () => sessionsClosed.inc();
   const drivers: WorkerDriver[] = [];
@@ -156,19 +151,16 @@ export const workerScenarios: Scenario[] = [
   {
     name: "Worker exits in the middle of a call",
     origin: "ours: worker-thread races",
-    requires: WORKER_DEPS,
     run: (ctx) => workerGoneMidCall(ctx, "exit"),
   },
   {
     name: "Worker is terminated in the middle of a call",
     origin: "ours: worker-thread races",
-    requires: WORKER_DEPS,
     run: (ctx) => workerGoneMidCall(ctx, "terminate"),
   },
   {
     name: "Worker disposes its thread handle while the connection tears down",
     origin: "ours: worker-thread races (#189 counterpart)",
-    requires: WORKER_DEPS,
     async run(ctx) {
       // Every order, each iteration, in a seed-chosen sequence.
       const orders = ctx.rng.shuffle<TeardownOrder>(["worker-first", "connection-first", "connection-during-worker-close"]);
@@ -181,7 +173,6 @@ export const workerScenarios: Scenario[] = [
   {
     name: "Calls from two worker threads run on their own server threads",
     origin: "ours: thread mapping",
-    requires: WORKER_DEPS,
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
         // Upstream maps each client thread to its own server thread (makeThread per thread): two
@@ -218,7 +209,6 @@ export const workerScenarios: Scenario[] = [
   {
     name: "Worker's concurrent calls with a disconnect at a random moment",
     origin: "ours: worker-thread races, randomized",
-    requires: WORKER_DEPS,
     run: async (ctx) => {
       const cut = ctx.rng.pick(["serverDisconnect", "transportBreak", "clientDisconnect", "none"] as const);
       await withSetup(ctx, { clientOwnsConnection: false }, async (s) => {
@@ -262,7 +252,6 @@ export const workerScenarios: Scenario[] = [
   {
     name: "A closure posted across threads is rejected with a clear error",
     origin: "ours: shutdown",
-    requires: WORKER_DEPS,
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
         const a = await attach(s);

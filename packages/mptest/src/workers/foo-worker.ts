@@ -6,6 +6,7 @@
  */
 
 import { parentPort, workerData } from "node:worker_threads";
+import { workerConnection, type LoopHandle } from "@multiprocess-ts/node";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
 
 export type WorkerOp =
@@ -35,10 +36,8 @@ const post = (e: WorkerEvent): void => port.postMessage(e);
 const describe = (e: unknown): { name: string; message: string } =>
   e instanceof Error ? { name: e.name, message: e.message } : { name: typeof e, message: String(e) };
 
-// Dynamic so that this file builds while @multiprocess-ts/node's exports are still settling.
-const node = (await import("@multiprocess-ts/node")) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-const wc = node.workerConnection(workerData.handle);
-const foo = (await wc.get("foo", FooInterfaceClient)) as FooInterfaceClient;
+const wc = workerConnection((workerData as { handle: LoopHandle }).handle);
+const foo = await wc.get("foo", FooInterfaceClient);
 
 port.on("message", (m: WorkerOp) => {
   void (async () => {
