@@ -70,6 +70,9 @@ class Calc implements Server {
       }
       case 4:
         throw new RpcError("overloaded", "calc is busy", { code: "MP_ERR_BUSY" });
+      case 6: // a method with a Context at pointer 1: answer whether one arrived
+        r.a = capnp.Pointer.isNull(capnp.Struct.getPointer(1, p)) ? 0 : 1;
+        return;
       case 5: {
         // hangs until canceled
         this.hangStarted.resolve(call.signal);
@@ -98,6 +101,8 @@ let refs = 0;
 let host: WorkerHost;
 let bridge: LoopBridge;
 let calc: Calc;
+/** Calls the bridge asked us to fill a Context for: [session name, the Context struct's pointer index]. */
+let filled: [string, boolean][] = [];
 let unshare: () => void;
 let live: Started[] = [];
 
@@ -110,7 +115,13 @@ function setup(): void {
       return { [Symbol.dispose]: () => void (done ? 0 : ((done = true), refs--)) };
     },
   });
-  bridge = loopBridge(host);
+  filled = [];
+  bridge = loopBridge(host, {
+    fillContext: (ctx, session) => {
+      // The runtime glue calls fillContext(ctx, connection, <worker ThreadContext>) here.
+      filled.push([session.name, capnp.Pointer.isNull(ctx) === false]);
+    },
+  });
   calc = new Calc();
   const cap = localCapability(calc);
   unshare = bridge.share("calc", cap);
@@ -176,6 +187,15 @@ describe("worker → loop calls", () => {
     const r = await start("errors").result;
     expect(r.value.thrown).toMatchObject({ name: "RpcError", kind: "overloaded", code: "MP_ERR_BUSY", message: "calc is busy" });
     expect(r.value.unknown).toMatchObject({ kind: "failed", message: 'nothing is shared under "nothing"' });
+  });
+});
+
+describe("Context filling", () => {
+  it("asks the loop to fill the Context of methods the worker registered, with the worker's session", async () => {
+    setup();
+    const r = await start("withContext").result;
+    expect(r.value).toEqual({ withContext: 1, add: 2 });
+    expect(filled).toEqual([["withContext", true]]); // only the registered method
   });
 });
 

@@ -75,6 +75,15 @@ const scenarios = {
     await callbackReleased; // the loop drops its stand-in once the call is over
     return { log, threadId };
   },
+  async withContext() {
+    // Method 6 has its Proxy.Context at pointer 1 (as a generated FooServer's methods say).
+    rpc.registerInterfaces({ methods: [{ method: { interfaceId: CALC, methodId: 6, context: 1 } }] });
+    const calc = await rpc.get("calc");
+    const a = await call(calc, 6);
+    const b = await call(calc, 0, (p) => { p.a = 1; p.b = 1; }); // no Context: nothing to fill
+    calc.close();
+    return { withContext: a.a, add: b.a };
+  },
   async capInResults() {
     const calc = await rpc.get("calc");
     const r = await call(calc, 2, (p) => { p.text = "counter"; });
