@@ -548,7 +548,14 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
           // segs[0] carries the raw bytes of a (possibly damaged) frame
           if (!peerSide.destroyed) peerSide.write(segs[0]!);
         },
-        peerEnd: () => new Promise<void>((res) => (peerSide.destroyed ? res() : peerSide.end(res))),
+        peerEnd: () =>
+          new Promise<void>((res) => {
+            // 'finish' after end(), or 'close' if the other side destroyed the pair meanwhile
+            peerSide.once("close", () => res());
+            peerSide.once("finish", () => res());
+            if (peerSide.destroyed || peerSide.writableFinished) res();
+            else peerSide.end();
+          }),
         mine,
         start: (sink) => {
           peerSide.on("data", () => sink.message([]));
@@ -696,8 +703,12 @@ async function fuzzEngine(
       // Still going: the batch was acceptable to it. End it ourselves; it must end, and cleanly.
       const guard = deferred<"timeout">();
       const timer = setTimeout(() => guard.resolve("timeout"), 10_000);
-      await link.peerEnd();
-      const closedOrTimeout = await Promise.race([conn.close().then(() => conn.closed), guard.promise]);
+      const ending = (async () => {
+        await link.peerEnd();
+        await conn.close();
+        return conn.closed;
+      })();
+      const closedOrTimeout = await Promise.race([ending, guard.promise]);
       clearTimeout(timer);
       if (closedOrTimeout === "timeout") expect.fail(`${where(part, batchIndex)}: connection did not end (hang)`);
       cleanEnds++;
