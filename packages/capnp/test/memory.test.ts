@@ -283,3 +283,27 @@ describe("memoryTransportPair", () => {
     ]);
   });
 });
+
+describe("memoryTransportPair under an endless exchange", () => {
+  it("two ends that always answer each other still let timers run", async () => {
+    const [a, b] = memoryTransportPair();
+    let exchanged = 0;
+    let stop = false;
+    const echo = (t: MemoryTransport) => ({
+      message: (segs: Uint8Array[]) => {
+        exchanged++;
+        if (!stop) t.send(segs);
+      },
+      closed: () => {},
+    });
+    a.start(echo(a));
+    b.start(echo(b));
+    a.send(tagged(1));
+    // Without the burst limit, this timer would never fire: microtasks would run forever.
+    await new Promise<void>((r) => setTimeout(r, 1));
+    stop = true;
+    expect(exchanged).toBeGreaterThan(1000);
+    a.break();
+    await settle();
+  });
+});
