@@ -14,9 +14,6 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Capability } from "@multiprocess-ts/capnp";
-// bench/package.json does not list @multiprocess-ts/test-interop, so this uses its build output
-// by path (the root `tsc -b` builds test/interop before bench).
-// TODO(cleanup): import "@multiprocess-ts/test-interop" once bench depends on it.
 import {
   add,
   connectUnix,
@@ -24,7 +21,7 @@ import {
   socketDir,
   startCppServer,
   startTsServer,
-} from "../../test/interop/dist/index.js";
+} from "@multiprocess-ts/test-interop";
 
 interface Row { path: string; n: number; p50_us: number; p99_us: number; mean_us: number }
 

@@ -5,7 +5,7 @@ import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { DisconnectedError, RpcConnection, localCapability, streamTransport, writeCap } from "@multiprocess-ts/capnp";
 import { spawnProcessSocket, waitProcess } from "@multiprocess-ts/node";
 // test/interop is a private workspace package; its built helpers are imported by path.
-import { Tracker, WatcherServer, add, buildPeer, schema as s, stats } from "../../interop/dist/index.js";
+import { Tracker, WatcherServer, add, buildPeer, schema as s, stats } from "@multiprocess-ts/test-interop";
 import { expectNoLeaks, handleBaseline } from "../../../packages/node/test/helpers.js";
 
 const idle = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
