@@ -77,28 +77,43 @@ export function readContext(params: Struct, index: number): ContextCaps {
  * "no thread specified and no pool configured".
  */
 export async function selectThread(connection: Connection, threadCap: Capability | null): Promise<ThreadServer> {
+  return selectThreadNow(connection, threadCap);
+}
+
+/**
+ * @internal {@link selectThread} without the promise when the answer is known now (the usual case:
+ * the Thread capability is already resolved): returns the ThreadServer, throws the selection
+ * error, or returns a promise only while a pipelined `makeThread` result is still unresolved.
+ */
+export function selectThreadNow(connection: Connection, threadCap: Capability | null): ThreadServer | Promise<ThreadServer> {
   if (threadCap && !threadCap.isNull) {
-    let server = threadCap.localServer();
-    if (server === undefined) {
-      // A pipelined makeThread result may still be a promise; wait for it to resolve.
-      try {
-        await threadCap.whenResolved();
-      } catch (e) {
-        // Upstream's hint (type-context.h): the usual cause is a peer that never got our ThreadMap.
-        connection.loop.log(
-          "info",
-          `${connection.name}: Context.thread failed to resolve (${describe(e)}); did you forget to provide a ThreadMap to the client prior to this IPC call?`,
-        );
-        throw e;
-      }
-      server = threadCap.localServer();
-    }
-    if (server instanceof ThreadServer && server.connection === connection && connection.threads.has(server)) {
-      return server;
-    }
-    throw new ThreadSelectionError("invalid thread handle", "MP_ERR_INVALID_THREAD");
+    const server = threadCap.localServer();
+    if (server === undefined) return selectResolved(connection, threadCap);
+    return checkThread(connection, server);
   }
   const pooled = pickPoolThread(connection);
   if (pooled) return pooled;
   throw new ThreadSelectionError("no thread specified and no pool configured", "MP_ERR_NO_THREAD");
+}
+
+async function selectResolved(connection: Connection, threadCap: Capability): Promise<ThreadServer> {
+  // A pipelined makeThread result may still be a promise; wait for it to resolve.
+  try {
+    await threadCap.whenResolved();
+  } catch (e) {
+    // Upstream's hint (type-context.h): the usual cause is a peer that never got our ThreadMap.
+    connection.loop.log(
+      "info",
+      `${connection.name}: Context.thread failed to resolve (${describe(e)}); did you forget to provide a ThreadMap to the client prior to this IPC call?`,
+    );
+    throw e;
+  }
+  return checkThread(connection, threadCap.localServer());
+}
+
+function checkThread(connection: Connection, server: unknown): ThreadServer {
+  if (server instanceof ThreadServer && server.connection === connection && connection.threads.has(server)) {
+    return server;
+  }
+  throw new ThreadSelectionError("invalid thread handle", "MP_ERR_INVALID_THREAD");
 }

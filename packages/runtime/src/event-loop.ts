@@ -79,6 +79,8 @@ export class EventLoopRef implements Disposable {
 }
 
 const REF_TOKEN: unique symbol = Symbol("EventLoopRef");
+/** `levelIndex` as a lookup (logEnabled runs on every call). */
+const LEVEL_INDEX: Readonly<Record<string, number>> = { trace: 0, debug: 1, info: 2, warning: 3, error: 4 };
 const RELEASE_REF: unique symbol = Symbol("releaseRef");
 
 /** See the module comment. */
@@ -305,7 +307,7 @@ export class EventLoop {
   }
 
   logEnabled(level: LogLevel): boolean {
-    return this.#logFn !== undefined && levelIndex(level) >= this.#logLevel;
+    return this.#logFn !== undefined && (LEVEL_INDEX[level] ?? levelIndex(level)) >= this.#logLevel;
   }
 
   /** Logs `{threadName} message` if `level` passes the filter. Never throws. */

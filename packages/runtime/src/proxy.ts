@@ -25,15 +25,24 @@ import {
   writeCap,
   type Capability,
   type IncomingCall,
+  type PendingCall,
+  type Response,
   type Server,
 } from "@multiprocess-ts/capnp";
 import { Struct, type StructCtor } from "capnp-ts";
 import type { Connection } from "./connection.js";
-import { fillContext, readContext, selectThread } from "./context.js";
+import { fillContext, readContext, selectThreadNow } from "./context.js";
 import { IntRangeError, IpcCalledAfterDisconnectError, IpcClientClosedError, IpcInterruptedError } from "./errors.js";
 import { describe, type EventLoopRef } from "./event-loop.js";
-import { currentFrame, ThreadContext } from "./thread-context.js";
-import { makeThreadMap } from "./threads.js";
+import {
+  currentFrame,
+  enterFrame,
+  isThenable,
+  type TaskControl,
+  type TaskFrame,
+  type ThreadEntry,
+} from "./thread-context.js";
+import { makeThreadMap, ThreadServer } from "./threads.js";
 import { Context } from "./types/proxy-capnp.js";
 
 // -----------------------------------------------------------------------------------------------
@@ -121,7 +130,8 @@ const FN_CLIENT: unique symbol = Symbol("mp.functionClient");
 
 class CallIO implements ClientIO {
   readonly connection: Connection;
-  #owned: Capability[] = [];
+  /** Handles to close once the message is built (allocated on first use: most calls need none). */
+  #owned: Capability[] | null = null;
 
   constructor(connection: Connection) {
     this.connection = connection;
@@ -135,7 +145,7 @@ class CallIO implements ClientIO {
     } else {
       cap = localCapability(new ServerCtor(obj, this.connection));
     }
-    this.#owned.push(cap);
+    this.own(cap);
     return cap;
   }
 
@@ -168,7 +178,7 @@ class CallIO implements ClientIO {
 
   threadMap(): Capability {
     const cap = this.connection.threadMapCap(makeThreadMap);
-    this.#owned.push(cap);
+    this.own(cap);
     return cap;
   }
 
@@ -176,19 +186,101 @@ class CallIO implements ClientIO {
     this.connection.setPeerThreadMap(cap);
   }
 
+  /** Keeps `cap` until {@link release}. */
+  protected own(cap: Capability): void {
+    if (this.#owned === null) this.#owned = [cap];
+    else this.#owned.push(cap);
+  }
+
+  /** True while it holds something {@link release} must let go of. */
+  get holds(): boolean {
+    return this.#owned !== null;
+  }
+
   /** Closes the handles exportObject/exportFunction returned (the message holds its own). */
   release(): void {
     const caps = this.#owned;
-    this.#owned = [];
+    if (caps === null) return;
+    this.#owned = null;
     for (const c of caps) c.close();
   }
 }
 
+/**
+ * The IO of one incoming call. `signal` is made on first read only (most implementations never
+ * look at it): it aborts when the call is canceled (Finish before Return) or the Connection is torn
+ * down, and its listeners are removed when the call ends, so nothing of the call stays registered
+ * on the Connection's signal.
+ *
+ * Releasing: the dispatcher calls {@link release} when the invoke settles. When the invoke returned
+ * a promise while the IO held nothing, the dispatcher hands that promise to {@link watch} and
+ * returns it to the engine as is (no extra promise per call); if the IO acquires something later
+ * (a capability exported into the results after an await, or the signal), the release is chained
+ * onto the watched promise then.
+ */
 class ServerCallIO extends CallIO implements ServerIO {
-  readonly signal: AbortSignal;
-  constructor(connection: Connection, signal: AbortSignal) {
+  readonly #call: IncomingCall;
+  #signal: AbortSignal | undefined;
+  #unlisten: (() => void) | undefined;
+  #watched: PromiseLike<unknown> | undefined;
+
+  constructor(connection: Connection, call: IncomingCall) {
     super(connection);
-    this.signal = signal;
+    this.#call = call;
+  }
+
+  get signal(): AbortSignal {
+    let s = this.#signal;
+    if (s === undefined) s = this.#signal = this.#makeSignal();
+    return s;
+  }
+
+  #makeSignal(): AbortSignal {
+    const callSignal = this.#call.signal;
+    const connSignal = this.connection.signal;
+    if (callSignal.aborted) return callSignal;
+    if (connSignal.aborted) return connSignal;
+    const ctrl = new AbortController();
+    const onAbort = (ev: Event): void => ctrl.abort((ev.target as AbortSignal).reason);
+    callSignal.addEventListener("abort", onAbort);
+    connSignal.addEventListener("abort", onAbort);
+    this.#unlisten = () => {
+      callSignal.removeEventListener("abort", onAbort);
+      connSignal.removeEventListener("abort", onAbort);
+    };
+    this.#acquired();
+    return ctrl.signal;
+  }
+
+  protected override own(cap: Capability): void {
+    super.own(cap);
+    this.#acquired();
+  }
+
+  override get holds(): boolean {
+    return super.holds || this.#unlisten !== undefined;
+  }
+
+  /** See the class comment: `p` is the invoke's promise, already returned to the engine. */
+  watch(p: PromiseLike<unknown>): void {
+    this.#watched = p;
+  }
+
+  #acquired(): void {
+    const p = this.#watched;
+    if (p === undefined) return;
+    this.#watched = undefined;
+    const release = (): void => this.release();
+    p.then(release, release);
+  }
+
+  override release(): void {
+    super.release();
+    const unlisten = this.#unlisten;
+    if (unlisten !== undefined) {
+      this.#unlisten = undefined;
+      unlisten();
+    }
   }
 }
 
@@ -318,7 +410,11 @@ export abstract class ProxyClientBase implements AsyncDisposable {
   }
 }
 
-async function invokeOn<R>(
+/**
+ * `$invoke`: everything up to `send` runs synchronously; the result comes from one `then` on the
+ * engine's promise (no async function layer, no extra microtask hops).
+ */
+function invokeOn<R>(
   client: ProxyClientBase,
   m: ProxyMethod,
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -326,55 +422,74 @@ async function invokeOn<R>(
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   read: (r: any, io: ClientIO) => R,
 ): Promise<R> {
-  client.$checkOpen();
   const connection = client.$connection;
   const loop = connection.loop;
-  // Inside a server Thread task: that Thread's context; anywhere else: the loop thread's.
-  const frame = currentFrame();
-  const thread = ThreadContext.current(loop);
   const io = new CallIO(connection);
-  let pending;
+  let pending: PendingCall;
+  let waiter: TaskFrame | undefined;
   try {
-    pending = loop.sync(() => {
-      const req = client.$cap.newCall(m.interfaceId, m.methodId, m.Params);
-      build(req.params, io);
-      if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread);
-      if (loop.logEnabled("trace")) loop.log("trace", `IPC client send ${m.name} ${loop.truncate(String(req.params))}`);
-      return req.send();
-    });
-  } finally {
-    io.release();
-  }
-  // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
-  const waiter = frame && frame.context === thread && frame.task ? frame : undefined;
-  if (waiter && waiter.waits++ === 0) waiter.task!.enterWait();
-  let response;
-  try {
-    response = await pending;
+    client.$checkOpen();
+    // Inside a server Thread task: that Thread's context; anywhere else: the loop thread's.
+    const frame = currentFrame();
+    const thread = frame !== undefined && frame.context.loop === loop ? frame.context : loop.threadContext;
+    const req = client.$cap.newCall(m.interfaceId, m.methodId, m.Params);
+    build(req.params, io);
+    if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread);
+    if (loop.logEnabled("trace")) loop.log("trace", `IPC client send ${m.name} ${loop.truncate(String(req.params))}`);
+    pending = req.send();
+    // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
+    if (frame !== undefined && frame.context === thread && frame.task !== undefined) waiter = frame;
   } catch (e) {
-    if (e instanceof RpcError && e.kind === "disconnected") throw new IpcInterruptedError(e);
-    throw e;
-  } finally {
-    if (waiter && --waiter.waits === 0) waiter.task!.exitWait();
-  }
-  try {
-    return read(response.results(m.Results), io);
-  } finally {
     io.release();
-    response.close();
+    return Promise.reject(e);
   }
+  io.release();
+  if (waiter !== undefined && waiter.waits++ === 0) waiter.task!.enterWait();
+  const result = pending.then(
+    (response: Response) => {
+      if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
+      try {
+        return read(response.results(m.Results), io);
+      } finally {
+        io.release();
+        response.close();
+      }
+    },
+    (e: unknown) => {
+      if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
+      if (e instanceof RpcError && e.kind === "disconnected") throw new IpcInterruptedError(e);
+      throw e;
+    },
+  );
+  // The engine's PendingCall.then returns a native promise; anything else is adopted.
+  return result instanceof Promise ? result : Promise.resolve(result);
 }
 
 // -----------------------------------------------------------------------------------------------
 // Server
 
-const methodTables = new WeakMap<object, Map<string, ServerMethod<unknown>>>();
+/** One dispatchable method of a server class, with its special kind resolved once. */
+interface MethodSlot {
+  entry: ServerMethod<unknown>;
+  m: ProxyMethod;
+  special: "construct" | "destroy" | undefined;
+}
+/** interfaceId → (methodId → slot). Built once per server class. */
+type MethodTable = Map<bigint, (MethodSlot | undefined)[]>;
 
-function methodTable(ctor: ProxyServerCtor<unknown>): Map<string, ServerMethod<unknown>> {
+const methodTables = new WeakMap<object, MethodTable>();
+
+function methodTable(ctor: ProxyServerCtor<unknown>): MethodTable {
   let table = methodTables.get(ctor);
   if (!table) {
     table = new Map();
-    for (const entry of ctor.methods) table.set(`${entry.method.interfaceId}:${entry.method.methodId}`, entry);
+    for (const entry of ctor.methods) {
+      const m = entry.method;
+      let slots = table.get(m.interfaceId);
+      if (!slots) table.set(m.interfaceId, (slots = []));
+      const special = entry.special ?? m.special ?? (m.destroy ? "destroy" : undefined);
+      slots[m.methodId] = { entry, m, special };
+    }
     methodTables.set(ctor, table);
   }
   return table;
@@ -412,6 +527,7 @@ export abstract class ProxyServerBase<I> implements Server {
   #disposed = false;
   #released = false;
   #ref: EventLoopRef;
+  #table: MethodTable | undefined;
 
   /** Owns `impl` (see {@link disposeObject}) unless the runtime disowns it (serveTransport's Init). */
   constructor(impl: I, connection: Connection) {
@@ -439,23 +555,21 @@ export abstract class ProxyServerBase<I> implements Server {
   }
 
   dispatch(call: IncomingCall): void | Promise<void> {
-    const ctor = this.constructor as ProxyServerCtor<I>;
-    const entry = methodTable(ctor as ProxyServerCtor<unknown>).get(`${call.interfaceId}:${call.methodId}`) as
-      | ServerMethod<I>
-      | undefined;
-    if (!entry) {
+    let table = this.#table;
+    if (table === undefined) table = this.#table = methodTable(this.constructor as ProxyServerCtor<unknown>);
+    const slot = table.get(call.interfaceId)?.[call.methodId];
+    if (slot === undefined) {
       throw new RpcError(
         "unimplemented",
         `Method not implemented: interface ${call.interfaceId.toString(16)} method ${call.methodId}`,
       );
     }
-    const special = entry.special ?? entry.method.special ?? (entry.method.destroy ? "destroy" : undefined);
-    if (special === "construct") {
-      this.#construct(call, entry.method);
+    if (slot.special === "construct") {
+      this.#construct(call, slot.m);
       return;
     }
-    if (entry.method.context >= 0) return this.#dispatchOnThread(call, entry, special);
-    return this.#invoke(call, entry, special);
+    if (slot.m.context >= 0) return this.#dispatchOnThread(call, slot);
+    return this.#invoke(call, slot, undefined);
   }
 
   /** construct: keep the peer ThreadMap (param ptr 0), answer with ours (result ptr 0). */
@@ -470,60 +584,163 @@ export abstract class ProxyServerBase<I> implements Server {
     }
   }
 
-  async #dispatchOnThread(call: IncomingCall, entry: ServerMethod<I>, special: string | undefined): Promise<void> {
+  /**
+   * A call with a Context: pick its Thread (synchronously unless a pipelined Thread is still
+   * unresolved), then run it there as a task.
+   */
+  #dispatchOnThread(call: IncomingCall, slot: MethodSlot): void | Promise<void> {
     const conn = this.connection;
-    const loop = conn.loop;
-    const { thread: threadCap, callbackThread } = readContext(call.params(entry.method.Params), entry.method.context);
-    let cb = callbackThread;
+    const params: Struct = call.params(slot.m.Params);
+    const { thread: threadCap, callbackThread } = readContext(params, slot.m.context);
+    let thread: ThreadServer | Promise<ThreadServer>;
     try {
-      const thread = await selectThread(conn, threadCap);
+      thread = selectThreadNow(conn, threadCap);
+    } catch (e) {
       threadCap?.close();
-      await thread.run(async () => {
-        const signal = callSignal(call, conn);
-        if (signal.aborted) {
-          loop.log("info", `IPC server request ${entry.method.name} canceled before it could be executed`);
-          throw signal.reason;
-        }
-        loop.hooks.asyncRequestStart?.();
-        // Nested calls made while serving this one go back to the caller's thread (upstream
-        // PassField): unless an entry exists (a recursive call), use callbackThread meanwhile.
-        const inserted = cb && !cb.isNull ? thread.context.setRequestThread(conn, cb) : undefined;
-        if (cb && cb.isNull) cb.close();
-        cb = null;
-        try {
-          await this.#invoke(call, entry, special);
-        } finally {
-          inserted?.destroy();
-          loop.hooks.asyncRequestDone?.();
-        }
-      });
-    } finally {
-      threadCap?.close();
-      cb?.close();
+      callbackThread?.close();
+      throw e;
     }
+    if (thread instanceof ThreadServer) {
+      threadCap?.close();
+      return this.#runOnThread(thread, call, slot, params, callbackThread, false);
+    }
+    return thread.then(
+      (t) => {
+        threadCap?.close();
+        return this.#runOnThread(t, call, slot, params, callbackThread, true);
+      },
+      (e: unknown) => {
+        threadCap?.close();
+        callbackThread?.close();
+        throw e;
+      },
+    );
   }
 
-  async #invoke(call: IncomingCall, entry: ServerMethod<I>, special: string | undefined): Promise<void> {
-    const loop = this.connection.loop;
-    const m = entry.method;
-    if (special === "destroy") {
-      loop.log("debug", `IPC server destroy ${m.name}`);
-      await this.$disposeImpl();
+  #runOnThread(
+    thread: ThreadServer,
+    call: IncomingCall,
+    slot: MethodSlot,
+    params: Struct,
+    cb: Capability | null,
+    late: boolean,
+  ): Promise<void> {
+    // A task that starts inside this call to run() from dispatch() started in the same turn the
+    // engine dispatched the call, right after it checked the call was not canceled: only a queued
+    // (or late: the Thread had to resolve first) task needs to look at the call's lazily created
+    // signal.
+    let queued = late;
+    const p = thread.context.executor.run((task) => this.#runTask(task, thread, call, slot, params, cb, queued));
+    queued = true;
+    return p;
+  }
+
+  #runTask(
+    task: TaskControl,
+    thread: ThreadServer,
+    call: IncomingCall,
+    slot: MethodSlot,
+    params: Struct,
+    cb: Capability | null,
+    queued: boolean,
+  ): void | Promise<void> {
+    const conn = this.connection;
+    const loop = conn.loop;
+    // As upstream (type-context.h): the start hook runs first, then the cancel check, and the done
+    // hook runs on every path after the start hook (upstream's KJ_DEFER).
+    const startHook = loop.hooks.asyncRequestStart;
+    if (startHook !== undefined) startHook();
+    // A hook may do anything (tear the connection down): only then, or for a queued task, can the
+    // call's own signal have changed since the engine checked it.
+    const reason = conn.signal.aborted
+      ? conn.signal.reason
+      : (queued || startHook !== undefined) && call.signal.aborted
+        ? call.signal.reason
+        : undefined;
+    if (reason !== undefined) {
+      cb?.close();
+      loop.log("info", `IPC server request ${slot.m.name} canceled before it could be executed`);
+      loop.hooks.asyncRequestDone?.();
+      throw reason;
+    }
+    // Nested calls made while serving this one go back to the caller's thread (upstream
+    // PassField): unless an entry exists (a recursive call), use callbackThread meanwhile.
+    let inserted: ThreadEntry | undefined;
+    if (cb !== null) {
+      if (cb.isNull) cb.close();
+      else {
+        thread.holdPeerCallback(cb);
+        inserted = thread.context.setRequestThread(conn, cb);
+      }
+    }
+    let r: void | Promise<void>;
+    try {
+      r = enterFrame({ context: thread.context, task, waits: 0 }, () => this.#invoke(call, slot, params));
+    } catch (e) {
+      inserted?.destroy();
+      loop.hooks.asyncRequestDone?.();
+      throw e;
+    }
+    if (!isThenable(r)) {
+      inserted?.destroy();
+      loop.hooks.asyncRequestDone?.();
       return;
+    }
+    return r.then(
+      () => {
+        inserted?.destroy();
+        loop.hooks.asyncRequestDone?.();
+      },
+      (e: unknown) => {
+        inserted?.destroy();
+        loop.hooks.asyncRequestDone?.();
+        throw e;
+      },
+    );
+  }
+
+  /**
+   * Runs the method: synchronously as far as the generated `invoke` goes; the promise it returns
+   * (if any) goes back to the engine as is unless something must be released after it.
+   */
+  #invoke(call: IncomingCall, slot: MethodSlot, params: Struct | undefined): void | Promise<void> {
+    const m = slot.m;
+    const loop = this.connection.loop;
+    if (slot.special === "destroy") {
+      loop.log("debug", `IPC server destroy ${m.name}`);
+      return this.$disposeImpl();
     }
     const impl = this.#impl;
     if (impl === undefined || this.#disposed) throw new RpcError("failed", `IPC server object already destroyed (${m.name})`);
+    const entry = slot.entry as ServerMethod<I>;
     if (!entry.invoke) throw new RpcError("unimplemented", `Method not implemented: ${m.name}`);
-    const io = new ServerCallIO(this.connection, callSignal(call, this.connection));
+    const debug = loop.logEnabled("debug");
+    if (debug) loop.log("debug", `IPC server recv ${m.name}`);
+    const io = new ServerCallIO(this.connection, call);
+    let r: void | Promise<void>;
     try {
-      if (loop.logEnabled("debug")) loop.log("debug", `IPC server recv ${m.name}`);
-      await entry.invoke(impl, call.params(m.Params), call.results(m.Results), io);
+      r = entry.invoke(impl, params ?? call.params(m.Params), call.results(m.Results), io);
     } catch (e) {
-      loop.log("debug", `IPC server ${m.name} threw: ${describe(e)}`);
-      throw e;
-    } finally {
       io.release();
+      if (debug) loop.log("debug", `IPC server ${m.name} threw: ${describe(e)}`);
+      throw e;
     }
+    if (!isThenable(r)) {
+      io.release();
+      return;
+    }
+    if (!debug && !io.holds) {
+      io.watch(r);
+      return r;
+    }
+    return r.then(
+      () => io.release(),
+      (e: unknown) => {
+        io.release();
+        if (debug) loop.log("debug", `IPC server ${m.name} threw: ${describe(e)}`);
+        throw e;
+      },
+    );
   }
 
   /** Last reference gone (or connection ended): dispose the impl on the async-cleanup queue. */
@@ -576,10 +793,6 @@ function decrementOwner(impl: object): number {
   if (n <= 0) implOwners.delete(impl);
   else implOwners.set(impl, n);
   return Math.max(n, 0);
-}
-
-function callSignal(call: IncomingCall, conn: Connection): AbortSignal {
-  return AbortSignal.any([call.signal, conn.signal]);
 }
 
 // -----------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Capability } from "@multiprocess-ts/capnp";
-import { deferred } from "@multiprocess-ts/capnp";
 import type { CleanupHandle, Connection } from "./connection.js";
 import type { EventLoop } from "./event-loop.js";
 
@@ -45,55 +44,127 @@ export interface ThreadExecutor {
   readonly load: number;
 }
 
-/** The default {@link ThreadExecutor}: a FIFO queue of async tasks on the loop thread. */
+/** Queue state shared by a {@link FifoExecutor} and its tasks. */
+interface FifoState {
+  queue: FifoTask<unknown>[];
+  /** Index of the next task to start in `queue` (the queue is compacted lazily). */
+  head: number;
+  running: number; // started, not finished, not waiting
+  started: number; // started, not finished
+  pumping: boolean;
+}
+
+/** One task of a {@link FifoExecutor}; it is also the task's {@link TaskControl}. */
+class FifoTask<T> implements TaskControl {
+  waiting = false;
+  finished = false;
+  resolve!: (v: T) => void;
+  reject!: (e: unknown) => void;
+  constructor(
+    readonly s: FifoState,
+    public fn: ((task: TaskControl) => T | Promise<T>) | undefined,
+  ) {}
+
+  enterWait(): void {
+    if (this.finished || this.waiting) return;
+    this.waiting = true;
+    this.s.running--;
+    pump(this.s);
+  }
+
+  exitWait(): void {
+    if (this.finished || !this.waiting) return;
+    this.waiting = false;
+    this.s.running++;
+  }
+
+  start(): void {
+    const s = this.s;
+    s.running++;
+    s.started++;
+    const fn = this.fn!;
+    this.fn = undefined;
+    let r: T | Promise<T>;
+    try {
+      r = fn(this);
+    } catch (e) {
+      this.reject(e);
+      this.done();
+      return;
+    }
+    if (isThenable(r)) {
+      r.then(
+        (v) => {
+          this.resolve(v);
+          this.done();
+        },
+        (e: unknown) => {
+          this.reject(e);
+          this.done();
+        },
+      );
+    } else {
+      this.resolve(r);
+      this.done();
+    }
+  }
+
+  private done(): void {
+    const s = this.s;
+    this.finished = true;
+    if (!this.waiting) s.running--;
+    s.started--;
+    pump(s);
+  }
+}
+
+/** Starts queued tasks while none is running (not waiting). Not re-entered: the outer loop goes on. */
+function pump(s: FifoState): void {
+  if (s.pumping) return;
+  s.pumping = true;
+  try {
+    while (s.running === 0 && s.head < s.queue.length) {
+      const t = s.queue[s.head]!;
+      s.queue[s.head++] = undefined!;
+      if (s.head === s.queue.length) {
+        s.queue.length = 0;
+        s.head = 0;
+      }
+      t.start();
+    }
+  } finally {
+    s.pumping = false;
+  }
+}
+
+/** @internal */
+export function isThenable<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  return v !== null && (typeof v === "object" || typeof v === "function") && typeof (v as { then?: unknown }).then === "function";
+}
+
+/**
+ * The default {@link ThreadExecutor}: a FIFO queue of tasks on the loop thread. A task that
+ * returns a non-promise finishes synchronously (the next queued task may start at once); a task
+ * started while nothing runs starts synchronously inside {@link run}.
+ */
 export class FifoExecutor implements ThreadExecutor {
-  #queue: Array<() => void> = [];
-  #running = 0; // started, not finished, not waiting
-  #started = 0; // started, not finished
+  #s: FifoState = { queue: [], head: 0, running: 0, started: 0, pumping: false };
 
   get load(): number {
-    return this.#queue.length + this.#started;
+    const s = this.#s;
+    return s.queue.length - s.head + s.started;
   }
 
   run<T>(fn: (task: TaskControl) => T | Promise<T>): Promise<T> {
-    const d = deferred<T>();
-    this.#queue.push(() => {
-      let waiting = false;
-      let finished = false;
-      const task: TaskControl = {
-        enterWait: () => {
-          if (finished || waiting) return;
-          waiting = true;
-          this.#running--;
-          this.#pump();
-        },
-        exitWait: () => {
-          if (finished || !waiting) return;
-          waiting = false;
-          this.#running++;
-        },
-      };
-      this.#running++;
-      this.#started++;
-      let p: Promise<T>;
-      try {
-        p = Promise.resolve(fn(task));
-      } catch (e) {
-        p = Promise.reject(e);
-      }
-      p.then(d.resolve, d.reject).finally(() => {
-        finished = true;
-        if (!waiting) this.#running--;
-        this.#started--;
-        this.#pump();
-      });
+    const s = this.#s;
+    const t = new FifoTask<T>(s, fn);
+    const p = new Promise<T>((resolve, reject) => {
+      t.resolve = resolve;
+      t.reject = reject;
     });
-    this.#pump();
-    return d.promise;
-  }
-
-  #pump(): void {
-    while (this.#running === 0 && this.#queue.length > 0) this.#queue.shift()!();
+    s.queue.push(t as FifoTask<unknown>);
+    pump(s);
+    return p;
   }
 }
 
@@ -106,16 +177,54 @@ export interface TaskFrame {
   waits: number;
 }
 
+/*
+ * Finding the current frame. Proxy calls made by a task must find it even after an `await`, which
+ * only AsyncLocalStorage can do; but an enabled AsyncLocalStorage turns on promise hooks for the
+ * whole process (every promise costs more). So:
+ *  - `syncFrame` is the frame whose synchronous code is running (set around each task's start):
+ *    calls made before a task's first await (the common case) need no lookup at all;
+ *  - `frames` (AsyncLocalStorage) carries the frame across awaits. It is enabled only while at least
+ *    one frame is live (`liveFrames`, a task started and not yet settled) and disabled again when
+ *    the last one settles, so a process (or a period) without thread-mapped tasks runs without
+ *    promise hooks. Work a task leaves running after it settled (a promise it did not await) may
+ *    not see its frame any more; such work runs as the loop thread's.
+ */
 const frames = new AsyncLocalStorage<TaskFrame>();
+let syncFrame: TaskFrame | undefined;
+let liveFrames = 0;
 
 /** The frame of the server Thread task we are running in, if any (survives awaits). */
 export function currentFrame(): TaskFrame | undefined {
-  return frames.getStore();
+  if (syncFrame !== undefined) return syncFrame;
+  return liveFrames > 0 ? frames.getStore() : undefined;
 }
 
 /** Runs `fn` as a task of `context` (its proxy calls use `context`'s threads). */
 export function runInFrame<T>(context: ThreadContext, fn: () => T, task?: TaskControl): T {
-  return frames.run({ context, task, waits: 0 }, fn);
+  return enterFrame({ context, task, waits: 0 }, fn);
+}
+
+/** @internal Runs `fn` in `frame` (see the comment above); the frame stays live until `fn` settles. */
+export function enterFrame<T>(frame: TaskFrame, fn: () => T): T {
+  const prev = syncFrame;
+  syncFrame = frame;
+  liveFrames++;
+  let r: T;
+  try {
+    r = frames.run(frame, fn);
+  } catch (e) {
+    syncFrame = prev;
+    leaveFrame();
+    throw e;
+  }
+  syncFrame = prev;
+  if (isThenable(r)) r.then(leaveFrame, leaveFrame);
+  else leaveFrame();
+  return r;
+}
+
+function leaveFrame(): void {
+  if (--liveFrames === 0) frames.disable();
 }
 
 /**

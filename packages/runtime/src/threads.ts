@@ -37,6 +37,9 @@ export class ThreadServer implements Server {
   readonly context: ThreadContext;
   readonly #ownsContext: boolean;
   #released = false;
+  /** See {@link holdPeerCallback}. */
+  #peerCallback: Capability | null = null;
+  #peerCallbackUses = 0;
 
   /**
    * `context` given: a callback Thread standing for an existing context (not owned). Otherwise a new
@@ -67,6 +70,28 @@ export class ThreadServer implements Server {
     return this.context.executor.run((task) => runInFrame(this.context, fn, task));
   }
 
+  /**
+   * @internal Keeps one reference to the `Context.callbackThread` of the call this Thread is about
+   * to serve (borrowed `cap`; a dup is kept), dropping the one kept before. The caller's callback
+   * Thread arrives with every call and is released when the call ends; as long as we hold a
+   * reference, the import stays alive, so its release costs no `Release` message per call (the
+   * engine counts the references and sends one Release when the last handle goes). A Thread is
+   * usually called by one client thread, so this is nearly always the same import. Dropped when
+   * this Thread is released (the peer let it go, or the connection ended), and every 2^20 uses so
+   * the peer's reference count stays far below the UInt32 of `Release.referenceCount`.
+   */
+  holdPeerCallback(cap: Capability): void {
+    if (this.#released) return;
+    const old = this.#peerCallback;
+    if (++this.#peerCallbackUses > 0x100000) {
+      this.#peerCallbackUses = 0;
+      this.#peerCallback = null;
+    } else {
+      this.#peerCallback = cap.dup();
+    }
+    old?.close();
+  }
+
   dispatch(call: IncomingCall): void {
     if (call.interfaceId === THREAD_INTERFACE_ID && call.methodId === ThreadMethod.getName) {
       call.results(Thread_getName$Results).result = this.name;
@@ -79,6 +104,9 @@ export class ThreadServer implements Server {
     if (this.#released) return;
     this.#released = true;
     this.connection.threads.delete(this);
+    const held = this.#peerCallback;
+    this.#peerCallback = null;
+    held?.close();
     if (this.#ownsContext) this.context.close();
   }
 }
