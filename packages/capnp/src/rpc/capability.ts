@@ -286,6 +286,24 @@ export class NullHook extends Hook {
 }
 
 /** A Server in this vat. Calls are dispatched from a microtask, in the order they arrive (E-order). */
+/** Local calls waiting for the dispatch microtask: hook, call, hook, call... (FIFO over all hooks). */
+let dispatchQueue: (LocalHook | CallData)[] = [];
+
+function drainDispatchQueue(): void {
+  const q = dispatchQueue;
+  dispatchQueue = [];
+  for (let i = 0; i < q.length; i += 2) {
+    try {
+      new IncomingCallImpl(q[i + 1] as CallData, q[i] as LocalHook).run();
+    } catch (e) {
+      // As if each call had its own microtask: report it, and still run the others.
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  }
+}
+
 export class LocalHook extends Hook {
   private released = false;
   constructor(readonly server: Server) {
@@ -303,26 +321,10 @@ export class LocalHook extends Hook {
       onReleaseErrorLogger?.(e);
     }
   }
-  /** Calls waiting for the next dispatch microtask, in arrival order. */
-  private pending: CallData[] = [];
-  private readonly drain = (): void => {
-    const q = this.pending;
-    this.pending = [];
-    for (let i = 0; i < q.length; i++) {
-      try {
-        new IncomingCallImpl(q[i]!, this).run();
-      } catch (e) {
-        // As if each call had its own microtask: report, and still run the others.
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
-    }
-  };
   call(d: CallData): void {
     // Never dispatch synchronously: the caller must get its PendingCall before the server runs.
-    // One microtask per batch of calls that arrived together (no closure per call).
-    if (this.pending.push(d) === 1) queueMicrotask(this.drain);
+    // One microtask per batch of calls made together (no closure per call), in call order.
+    if (dispatchQueue.push(this, d) === 2) queueMicrotask(drainDispatchQueue);
   }
   override localServer(): Server {
     return this.server;

@@ -173,6 +173,13 @@ class Answer extends Sink {
 
 const NOOP = (): void => {};
 
+/**
+ * The decoded envelope of the message being handled, shared by all connections of this thread:
+ * transports never deliver a message from inside another message's handling, so only one is
+ * in use at a time (handlers read what they need before anything can run user code).
+ */
+const ENV = new Envelope();
+
 export class RpcConnection implements RouteConn, TailCallHandler {
   private readonly transport: Transport;
   private readonly limits: ReaderLimits;
@@ -190,8 +197,6 @@ export class RpcConnection implements RouteConn, TailCallHandler {
   private nextExportId = 0;
   private readonly imports = new Map<number, ImportHook>();
   private readonly embargoes = new Map<number, Embargo>();
-  /** The decoded envelope of the message being handled (reused; delivery is never re-entrant). */
-  private readonly env = new Envelope();
   private nextEmbargoId = 0;
 
   private ended = false;
@@ -694,7 +699,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       const m = messageFromBuffers(bufs);
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
       const seg = m._capnp.segments[0]!;
-      const env = this.env;
+      const env = ENV;
       env.reset(seg, this.limits.nestingLimit);
       if (!decodeEnvelope(seg, this.limits.nestingLimit, env)) {
         const root = new rpc.Message(seg, 0, this.limits.nestingLimit);
@@ -897,6 +902,10 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     const interfaceId = env.interfaceId;
     const methodId = env.methodId;
     const content = env.content!;
+    const hasCapTable = env.hasCapTable;
+    const importedCap = env.targetWhich === rpc.MessageTarget.IMPORTED_CAP ? env.importedCap : -1;
+    // Everything is read from `env` before anything else runs (it is shared).
+    const call = hasCapTable || importedCap < 0 ? env.root().getCall() : null;
     if (this.log !== undefined) this.trace(`<- call q${a.id} ${interfaceId.toString(16)}/${methodId}`);
     const srt = env.sendResultsTo;
     if (srt === rpc.Call_SendResultsTo.YOURSELF) a.yourself = true;
@@ -904,16 +913,15 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       a.complete(errOutcome(new RpcError("unimplemented", "sendResultsTo.thirdParty is not supported (Level 3)")));
       return;
     }
-    const caps = env.hasCapTable ? this.readCapTable(env.root().getCall().getParams()) : [];
+    const caps = hasCapTable ? this.readCapTable(call!.getParams()) : [];
     m._capnp.capTable = caps as never;
     let target: Hook;
     try {
-      if (env.targetWhich === rpc.MessageTarget.IMPORTED_CAP) {
-        const id = env.importedCap;
-        const e = this.exports.get(id);
-        if (e === undefined) throw new ProtocolError(`Message target is not a current export ID (${id})`);
+      if (importedCap >= 0) {
+        const e = this.exports.get(importedCap);
+        if (e === undefined) throw new ProtocolError(`Message target is not a current export ID (${importedCap})`);
         target = e.hook.addRef();
-      } else target = this.resolveTarget(env.root().getCall().getTarget());
+      } else target = this.resolveTarget(call!.getTarget());
     } catch (e) {
       for (const h of caps) h?.release();
       throw e;
@@ -929,6 +937,11 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     if (q === undefined || q.returned) throw new ProtocolError(`Return for unknown question ID ${id}`);
     const which = env.retWhich;
     const noFinishNeeded = env.noFinishNeeded;
+    const content = env.content;
+    const hasCapTable = env.hasCapTable;
+    const takeFrom = env.takeFromOtherQuestion;
+    // Everything is read from `env` before anything else runs (it is shared).
+    const ret = which !== rpc.Return.RESULTS || hasCapTable ? env.root().getReturn() : null;
     if (this.log !== undefined) this.trace(`<- return q${id} ${Return_WHICH[which] ?? "?"}`);
     q.returned = true;
     if (env.releaseParamCaps && q.paramExports !== null) {
@@ -944,14 +957,13 @@ export class RpcConnection implements RouteConn, TailCallHandler {
           outcome = errOutcome(new CanceledError());
           break;
         }
-        const content = env.content!;
-        const caps = env.hasCapTable ? this.readCapTable(env.root().getReturn().getResults()) : [];
+        const caps = hasCapTable ? this.readCapTable(ret!.getResults()) : [];
         m._capnp.capTable = caps as never;
         outcome = { err: null, msg: m, content, caps, ret: false };
         break;
       }
       case rpc.Return.EXCEPTION:
-        outcome = errOutcome(errorFromException(env.root().getReturn().getException()));
+        outcome = errOutcome(errorFromException(ret!.getException()));
         break;
       case rpc.Return.CANCELED:
         outcome = errOutcome(new CanceledError("call canceled", { remote: true }));
@@ -961,7 +973,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
         outcome = { err: null, msg: null, content: null, caps: [], ret: false };
         break;
       case rpc.Return.TAKE_FROM_OTHER_QUESTION: {
-        const other = env.takeFromOtherQuestion;
+        const other = takeFrom;
         const a = this.answers.get(other);
         if (a === undefined || !a.yourself) {
           throw new ProtocolError(`Return.takeFromOtherQuestion names question ${other}, which is not a sendResultsTo.yourself call`);
