@@ -4,7 +4,7 @@
  * `…Server` class (e.g. `InitInterfaceServer`) wraps it when it is served or passed in a call.
  */
 import type { InitInterface } from "@multiprocess-ts/proto/example/init.capnp.js";
-import type { PrinterInterface } from "@multiprocess-ts/proto/example/printer.capnp.js";
+import { PrinterInterfaceClient, type PrinterInterface } from "@multiprocess-ts/proto/example/printer.capnp.js";
 import type { CalculatorInterface } from "@multiprocess-ts/proto/example/calculator.capnp.js";
 
 export class Printer implements PrinterInterface {
@@ -21,11 +21,12 @@ export class Calculator implements CalculatorInterface {
     await this.print?.print(`solving ${eqn}\n`);
   }
 
-  // Called once when the last reference is released (or the connection ends): the generated
-  // server disposes its impl with [Symbol.asyncDispose] / [Symbol.dispose] if it has one.
+  // Called exactly once by the generated server: when the client calls `destroy` (its close()
+  // does, CalculatorInterface declares destroy), or when the last reference is released or the
+  // connection ends. It uses [Symbol.asyncDispose], else [Symbol.dispose], else close().
   async [Symbol.asyncDispose](): Promise<void> {
     // A client received as a parameter is owned by the callee: close it when done.
-    await (this.print as { close?: () => Promise<void> } | null)?.close?.();
+    if (this.print instanceof PrinterInterfaceClient) await this.print.close();
   }
 }
 
