@@ -889,7 +889,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       a.complete(errOutcome(new RpcError("failed", "This vat does not expose any public/bootstrap interfaces.")));
       return;
     }
-    const m = newReturnMessage(null, 0).msg;
+    const m = newReturnMessage(null, 32).msg; // room for the one-entry cap table
     const caps: (Hook | null)[] = [h.addRef()];
     m._capnp.capTable = caps as never;
     const content = new capnp.Pointer(m._capnp.segments[0]!, RET.contentPtr);
