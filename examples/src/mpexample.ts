@@ -37,19 +37,15 @@ export async function main(equations: readonly string[], opts: ExampleOptions = 
     children.push(calcProc);
 
     const printer = await printerProc.init.makePrinter();
-    // As upstream's example does, the calculator gets a Printer served by THIS process that
-    // forwards to the printer child (upstream: a ProxyServer<Printer> wrapping our
-    // ProxyClient<Printer>). Each hop then carries its own Context: the printer child sees calls
-    // from us, on a thread we made with its ThreadMap. (Handing the printer child's capability
-    // straight through would deliver the calculator's Context.thread, a handle the printer child
-    // never created, and the printer would refuse the call with "invalid thread handle".)
-    const relay = { print: (text: string) => printer.print(text), close: () => printer.close() };
-    const calculator = await calcProc.init.makeCalculator(relay);
+    // As upstream's example: hand the printer child's Printer straight to the calculator child.
+    // It is a client of another Connection, so the runtime relays it (a PrinterInterfaceServer in
+    // this process whose calls go to the printer child), and each hop carries its own Context.
+    const calculator = await calcProc.init.makeCalculator(printer);
     try {
       for (const eqn of equations) await calculator.solveEquation(eqn);
     } finally {
-      await calculator.close(); // remote destroy: the calculator releases its printer
-      await printer.close();
+      await calculator.close(); // remote destroy: the calculator destroys its printer, through us
+      await printer.close(); // ours: already destroyed on the printer child, only released here
     }
   } catch (e) {
     for (const c of children) c.child.kill("SIGKILL");

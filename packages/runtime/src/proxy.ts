@@ -76,10 +76,17 @@ export interface ServerMethod<I> {
 export interface ClientIO {
   readonly connection: Connection;
   /**
-   * A capability for `obj` to write into the message: a ProxyClientBase passes its own capability
-   * through; any other object is wrapped in a new `ServerCtor` (which then owns it: it is disposed
-   * when the peer releases it). The IO keeps the returned handle and closes it once the message is
-   * built (writeCap copies it), so callers need not close it.
+   * A capability for `obj` to write into the message:
+   *  - a ProxyClientBase of this IO's Connection passes its own capability through (a new
+   *    reference: capability identity is kept, the caller keeps its client);
+   *  - a ProxyClientBase of another Connection is relayed (upstream wraps it in a ProxyServer whose
+   *    implementation is the ProxyClient): a new `ServerCtor` on this Connection whose impl is a
+   *    client of its own over a new reference to the same capability, so each hop fills its own
+   *    Context (see `relayServer`); the caller keeps its client;
+   *  - any other object is wrapped in a new `ServerCtor` (which then owns it: it is disposed when
+   *    the peer releases it).
+   * The IO keeps the returned handle and closes it once the message is built (writeCap copies it),
+   * so callers need not close it.
    */
   exportObject(obj: object | null | undefined, ServerCtor: ProxyServerCtor): Capability | null;
   /** Wraps a received capability (takes ownership of `cap`) in a `ClientCtor`; null stays null. */
@@ -141,7 +148,7 @@ class CallIO implements ClientIO {
     if (obj === null || obj === undefined) return null;
     let cap: Capability;
     if (obj instanceof ProxyClientBase) {
-      cap = obj.$dupCap();
+      cap = obj.$connection === this.connection ? obj.$dupCap() : localCapability(relayServer(obj, ServerCtor, this.connection));
     } else {
       cap = localCapability(new ServerCtor(obj, this.connection));
     }
@@ -375,14 +382,24 @@ export abstract class ProxyClientBase implements AsyncDisposable {
    * if this client owns it. Idempotent; never rejects.
    */
   close(): Promise<void> {
-    if (!this.#closing) this.#closing = this.#close();
+    if (!this.#closing) this.#closing = this.#close(true);
     return this.#closing;
   }
 
-  async #close(): Promise<void> {
+  /**
+   * @internal Like {@link close} but never calls the remote `destroy`: only this client's reference
+   * is released (a capnp Release once no other local reference remains). Used by relay servers
+   * when their peer released them without `destroy`.
+   */
+  $release(): Promise<void> {
+    if (!this.#closing) this.#closing = this.#close(false);
+    return this.#closing;
+  }
+
+  async #close(destroy: boolean): Promise<void> {
     const ctor = this.constructor as ProxyClientCtor;
     const loop = this.$connection.loop;
-    if (this.#state === "open" && ctor.$destroy && this.$connection.state === "open") {
+    if (destroy && this.#state === "open" && ctor.$destroy && this.$connection.state === "open") {
       try {
         await this.$call(ctor.$destroy, () => {}, () => undefined);
       } catch (e) {
@@ -500,6 +517,39 @@ const implOwners = new WeakMap<object, number>();
 /** Impl objects already disposed: a later export of the same object is never disposed again. */
 const disposedImpls = new WeakSet<object>();
 const DISOWN: unique symbol = Symbol("mp.disown");
+const RELAY: unique symbol = Symbol("mp.relay");
+
+/**
+ * A server on `connection` relaying every call to `client`, a proxy client of ANOTHER Connection
+ * (upstream: `ProxyServer<I>` whose implementation is a `ProxyClient<I>`, type-interface.h). The
+ * middle process then makes each call itself: the incoming call runs on a Thread of `connection`
+ * (selected from its own Context), and the outgoing one gets a Context filled for the client's
+ * Connection. Passing the raw capability instead would make the engine forward the call, with a
+ * Context whose Thread capabilities belong to the wrong Connection ("invalid thread handle").
+ *
+ * Ownership: the caller's `client` is only borrowed for the duration of this function; it stays
+ * the caller's (it is never closed by the relay, whoever goes first). The relay's impl is a NEW
+ * client of the same class over a new reference to the same capability, owned by the relay, so
+ * the relay behaves like the pass-through reference a same-Connection export hands out:
+ *  - the peer calls `destroy` on the relay → the relay's client is closed with a remote `destroy`
+ *    (before the relay replies, as upstream's synchronous destroy chain);
+ *  - the peer only releases the relay (or its Connection ends) → the relay's client releases its
+ *    reference without `destroy`; the object lives on while others (the caller) reference it.
+ * The caller may close its own client at any time without affecting the relay.
+ */
+function relayServer(client: ProxyClientBase, ServerCtor: ProxyServerCtor, connection: Connection): ProxyServerBase<unknown> {
+  const cap = client.$dupCap(); // throws the usual errors for a closed / disconnected client
+  let own: ProxyClientBase;
+  try {
+    own = new (client.constructor as ProxyClientCtor<ProxyClientBase>)(cap, client.$connection);
+  } catch (e) {
+    cap.close();
+    throw e;
+  }
+  const server = new ServerCtor(own, connection);
+  server[RELAY]();
+  return server;
+}
 
 /**
  * Disposes `obj` with `[Symbol.asyncDispose]`, else `[Symbol.dispose]`, else `close()`, whichever
@@ -524,6 +574,8 @@ export abstract class ProxyServerBase<I> implements Server {
   readonly connection: Connection;
   #impl: I | undefined;
   #owned = true;
+  /** True for a relay server (its impl is a proxy client it owns: see `relayServer`). */
+  #relay = false;
   #disposed = false;
   #released = false;
   #ref: EventLoopRef;
@@ -552,6 +604,11 @@ export abstract class ProxyServerBase<I> implements Server {
     this.#owned = false;
     const impl = this.#impl;
     if (isObject(impl)) decrementOwner(impl);
+  }
+
+  /** @internal Marks this server as a relay (see `relayServer`). */
+  [RELAY](): void {
+    this.#relay = true;
   }
 
   dispatch(call: IncomingCall): void | Promise<void> {
@@ -708,7 +765,7 @@ export abstract class ProxyServerBase<I> implements Server {
     const loop = this.connection.loop;
     if (slot.special === "destroy") {
       loop.log("debug", `IPC server destroy ${m.name}`);
-      return this.$disposeImpl();
+      return this.$disposeImpl(true);
     }
     const impl = this.#impl;
     if (impl === undefined || this.#disposed) throw new RpcError("failed", `IPC server object already destroyed (${m.name})`);
@@ -759,9 +816,11 @@ export abstract class ProxyServerBase<I> implements Server {
 
   /**
    * Disposes the implementation exactly once (when this is its last owning server), logging
-   * errors; releases this server's loop reference. Used by `destroy` and by the async cleanup.
+   * errors; releases this server's loop reference. Used by `destroy` (`viaDestroy`) and by the
+   * async cleanup. A relay's impl (its own proxy client) is closed with a remote `destroy` only
+   * when the peer called `destroy`; a plain release only releases its reference.
    */
-  async $disposeImpl(): Promise<void> {
+  async $disposeImpl(viaDestroy = false): Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
     const impl = this.#impl;
@@ -769,7 +828,8 @@ export abstract class ProxyServerBase<I> implements Server {
     try {
       if (this.#owned && isObject(impl) && decrementOwner(impl) === 0 && !disposedImpls.has(impl)) {
         disposedImpls.add(impl);
-        await disposeObject(impl);
+        if (this.#relay && impl instanceof ProxyClientBase) await (viaDestroy ? impl.close() : impl.$release());
+        else await disposeObject(impl);
       }
     } catch (e) {
       this.connection.loop.log("error", `IPC server implementation dispose failed: ${describe(e)}`);
