@@ -353,6 +353,40 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
   }
 }
 
+function u32at(b: Uint8Array, at: number): number {
+  return (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+}
+
+/**
+ * Finish and Release straight from a validated segment 0 given as any Uint8Array view (no copy,
+ * no capnp-ts message: they carry no payload). Returns false for anything else.
+ */
+export function decodeControl(seg: Uint8Array, env: Envelope): boolean {
+  const len = seg.byteLength;
+  if (len < 32) return false;
+  // root → Message: a near struct pointer with >= 1 data word and >= 1 pointer.
+  const lo = u32at(seg, 0);
+  const hi = u32at(seg, 4);
+  if ((lo & 3) !== 0 || (hi & 0xffff) < 1 || hi >>> 16 < 1) return false;
+  const m = 8 + (lo >> 2) * 8;
+  if (m < 8 || m + ((hi & 0xffff) + (hi >>> 16)) * 8 > len) return false;
+  const which = seg[m]! | (seg[m + 1]! << 8);
+  if (which !== MSG_FINISH && which !== MSG_RELEASE) return false;
+  const p = m + (hi & 0xffff) * 8;
+  const plo = u32at(seg, p);
+  const phi = u32at(seg, p + 4);
+  if ((plo & 3) !== 0 || (phi & 0xffff) < 1) return false;
+  const f = p + 8 + (plo >> 2) * 8;
+  if (f < 0 || f + ((phi & 0xffff) + (phi >>> 16)) * 8 > len) return false;
+  env.which = which;
+  env.id = u32at(seg, f);
+  env.content = null;
+  env.hasCapTable = false;
+  if (which === MSG_FINISH) env.releaseResultCaps = (seg[f + 4]! & 1) === 0;
+  else env.referenceCount = u32at(seg, f + 4);
+  return true;
+}
+
 /** The same fields as {@link decodeEnvelope}, through capnp-ts (any valid message). */
 export function decodeEnvelopeSlow(root: rpc.Message, env: Envelope): void {
   const which = root.which();

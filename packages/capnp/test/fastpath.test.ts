@@ -9,7 +9,7 @@ import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import { describe, expect, it } from "vitest";
 import { fastpath, validateRpcMessage, DEFAULT_LIMITS } from "@multiprocess-ts/capnp";
 
-const { CALL, RET, Envelope, decodeEnvelope, decodeEnvelopeSlow, encodeFinish, encodeRelease, newCallMessage, newReturnMessage, setReturnHeader } = fastpath;
+const { CALL, RET, Envelope, decodeControl, decodeEnvelope, decodeEnvelopeSlow, encodeFinish, encodeRelease, newCallMessage, newReturnMessage, setReturnHeader } = fastpath;
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -201,6 +201,9 @@ describe(`fastpath encoder == capnp-ts (FASTPATH_SEED=${SEED})`, () => {
       f.setQuestionId(id);
       f.setReleaseResultCaps(rr);
       expect([encodeFinish(id, rr)]).toEqual(bytesOf(ref));
+      const ef = new Envelope();
+      expect(decodeControl(encodeFinish(id, rr), ef)).toBe(true);
+      expect([ef.which, ef.id, ef.releaseResultCaps]).toEqual([4, id, rr]);
 
       const count = u32(r);
       const ref2 = refMessage(128);
@@ -208,6 +211,9 @@ describe(`fastpath encoder == capnp-ts (FASTPATH_SEED=${SEED})`, () => {
       rel.setId(id);
       rel.setReferenceCount(count);
       expect([encodeRelease(id, count)]).toEqual(bytesOf(ref2));
+      const er = new Envelope();
+      expect(decodeControl(encodeRelease(id, count), er)).toBe(true);
+      expect([er.which, er.id, er.referenceCount]).toEqual([6, id, count]);
     }
   });
 });
@@ -310,6 +316,7 @@ describe(`fastpath decoder == capnp-ts reads (FASTPATH_SEED=${SEED})`, () => {
     const r = rng(SEED + 3);
     let fastHits = 0;
     let slow = 0;
+    let controlHits = 0;
     for (let n = 0; n < 4 * N; n++) {
       const segs = bytesOf(randomMessage(r));
       validateRpcMessage(segs, DEFAULT_LIMITS);
@@ -326,6 +333,18 @@ describe(`fastpath decoder == capnp-ts reads (FASTPATH_SEED=${SEED})`, () => {
       e2.reset(m2._capnp.segments[0]!, depth, root);
       decodeEnvelopeSlow(root, e2);
 
+      // decodeControl: Finish/Release from a view at an offset into a larger buffer.
+      const host = new Uint8Array(segs[0]!.byteLength + 24);
+      host.set(segs[0]!, 16);
+      const e3 = new Envelope();
+      const control = decodeControl(host.subarray(16, 16 + segs[0]!.byteLength), e3);
+      // (It may decline, e.g. when the struct lives in another segment.)
+      if (control) {
+        expect([4, 6]).toContain(e2.which);
+        controlHits++;
+        expect(fields(e3)).toEqual(fields(e2));
+      }
+
       if (!fast) {
         slow++;
         continue;
@@ -337,6 +356,7 @@ describe(`fastpath decoder == capnp-ts reads (FASTPATH_SEED=${SEED})`, () => {
     }
     expect(fastHits).toBeGreaterThan(2 * N);
     expect(slow).toBeGreaterThan(0);
+    expect(controlHits).toBeGreaterThan(N / 4);
   });
 
   it("messages from the fast encoders decode fast, with the values written", () => {

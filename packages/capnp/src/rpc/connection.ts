@@ -30,6 +30,7 @@ import {
   MSG_RETURN,
   RET,
   dataViewOf,
+  decodeControl,
   decodeEnvelope,
   decodeEnvelopeSlow,
   encodeFinish,
@@ -686,6 +687,12 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     if (this.ended) return;
     try {
       validateRpcMessage(segments, this.limits);
+      const env = ENV;
+      if (decodeControl(segments[0]!, env)) {
+        // Finish/Release: read from the view as is (no copy, no capnp-ts message).
+        this.handle(env, null);
+        return;
+      }
       const bufs: ArrayBuffer[] = new Array(segments.length);
       for (let i = 0; i < segments.length; i++) {
         const s = segments[i]!;
@@ -699,7 +706,6 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       const m = messageFromBuffers(bufs);
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
       const seg = m._capnp.segments[0]!;
-      const env = ENV;
       env.reset(seg, this.limits.nestingLimit);
       if (!decodeEnvelope(seg, this.limits.nestingLimit, env)) {
         const root = new rpc.Message(seg, 0, this.limits.nestingLimit);
@@ -723,14 +729,15 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     this.transport.close().then(NOOP, NOOP);
   }
 
-  private handle(env: Envelope, m: capnp.Message): void {
+  /** `m` is null only for Finish/Release decoded by decodeControl. */
+  private handle(env: Envelope, m: capnp.Message | null): void {
     const which = env.which;
     switch (which) {
       case MSG_CALL:
-        this.handleCall(env, m);
+        this.handleCall(env, m!);
         return;
       case MSG_RETURN:
-        this.handleReturn(env, m);
+        this.handleReturn(env, m!);
         return;
       case MSG_FINISH:
         this.handleFinish(env.id, env.releaseResultCaps);
@@ -744,7 +751,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     const root = env.root();
     switch (which) {
       case rpc.Message.RESOLVE:
-        this.handleResolve(root.getResolve(), m);
+        this.handleResolve(root.getResolve(), m!);
         return;
       case rpc.Message.BOOTSTRAP:
         this.handleBootstrap(root.getBootstrap());
