@@ -139,6 +139,7 @@ function pump(s: FifoState): void {
 
 /** @internal */
 export function isThenable<T>(v: T | PromiseLike<T>): v is PromiseLike<T> {
+  if (v instanceof Promise) return true;
   return v !== null && (typeof v === "object" || typeof v === "function") && typeof (v as { then?: unknown }).then === "function";
 }
 

@@ -63,9 +63,10 @@ export class CalculatorInterfaceServer extends $mp.ProxyServerBase<CalculatorInt
   static readonly interfaceId: bigint = 0x8f2fc29c621a588en;
   static readonly methods: readonly $mp.ServerMethod<CalculatorInterface>[] = [
     { method: CalculatorInterface$destroy, special: "destroy" },
-    { method: CalculatorInterface$solveEquation, async invoke(impl, p: CalculatorInterface_solveEquation$Params, _r: CalculatorInterface_solveEquation$Results) {
+    { method: CalculatorInterface$solveEquation, invoke(impl, p: CalculatorInterface_solveEquation$Params, _r: CalculatorInterface_solveEquation$Results): void | Promise<void> {
         const eqn = p.eqn;
-        await impl.solveEquation(eqn);
+        const out = impl.solveEquation(eqn);
+        if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
   ];
 }

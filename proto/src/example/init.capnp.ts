@@ -89,13 +89,19 @@ export class InitInterfaceServer extends $mp.ProxyServerBase<InitInterface> {
   static readonly interfaceId: bigint = 0xf005d0634bafecf9n;
   static readonly methods: readonly $mp.ServerMethod<InitInterface>[] = [
     { method: InitInterface$construct, special: "construct" },
-    { method: InitInterface$makeCalculator, async invoke(impl, p: InitInterface_makeCalculator$Params, r: InitInterface_makeCalculator$Results, io) {
+    { method: InitInterface$makeCalculator, invoke(impl, p: InitInterface_makeCalculator$Params, r: InitInterface_makeCalculator$Results, io): void | Promise<void> {
         const print = io.importObject($mp.readCap(p, 1), $printer.PrinterInterfaceClient);
-        const out = await impl.makeCalculator(print);
+        const out = impl.makeCalculator(print);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          $mp.writeCap(r, 0, io.exportObject(out, $calculator.CalculatorInterfaceServer));
+        });
         $mp.writeCap(r, 0, io.exportObject(out, $calculator.CalculatorInterfaceServer));
       } },
-    { method: InitInterface$makePrinter, async invoke(impl, _p: InitInterface_makePrinter$Params, r: InitInterface_makePrinter$Results, io) {
-        const out = await impl.makePrinter();
+    { method: InitInterface$makePrinter, invoke(impl, _p: InitInterface_makePrinter$Params, r: InitInterface_makePrinter$Results, io): void | Promise<void> {
+        const out = impl.makePrinter();
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          $mp.writeCap(r, 0, io.exportObject(out, $printer.PrinterInterfaceServer));
+        });
         $mp.writeCap(r, 0, io.exportObject(out, $printer.PrinterInterfaceServer));
       } },
   ];

@@ -63,9 +63,10 @@ export class PrinterInterfaceServer extends $mp.ProxyServerBase<PrinterInterface
   static readonly interfaceId: bigint = 0xaadbfb2ec12e0469n;
   static readonly methods: readonly $mp.ServerMethod<PrinterInterface>[] = [
     { method: PrinterInterface$destroy, special: "destroy" },
-    { method: PrinterInterface$print, async invoke(impl, p: PrinterInterface_print$Params, _r: PrinterInterface_print$Results) {
+    { method: PrinterInterface$print, invoke(impl, p: PrinterInterface_print$Params, _r: PrinterInterface_print$Results): void | Promise<void> {
         const text = p.text;
-        await impl.print(text);
+        const out = impl.print(text);
+        if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
   ];
 }

@@ -132,14 +132,18 @@ export class ThreadMapClient extends $mp.ProxyClientBase implements ThreadMap {
 export class ThreadMapServer extends $mp.ProxyServerBase<ThreadMap> {
   static readonly interfaceId: bigint = 0xee5e37179ad9dc9dn;
   static readonly methods: readonly $mp.ServerMethod<ThreadMap>[] = [
-    { method: ThreadMap$makeThread, async invoke(impl, p: ThreadMap_makeThread$Params, r: ThreadMap_makeThread$Results, io) {
+    { method: ThreadMap$makeThread, invoke(impl, p: ThreadMap_makeThread$Params, r: ThreadMap_makeThread$Results, io): void | Promise<void> {
         const name = p.name;
-        const out = await impl.makeThread(name);
+        const out = impl.makeThread(name);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          $mp.writeCap(r, 0, io.exportObject(out, ThreadServer));
+        });
         $mp.writeCap(r, 0, io.exportObject(out, ThreadServer));
       } },
-    { method: ThreadMap$makePool, async invoke(impl, p: ThreadMap_makePool$Params, _r: ThreadMap_makePool$Results) {
+    { method: ThreadMap$makePool, invoke(impl, p: ThreadMap_makePool$Params, _r: ThreadMap_makePool$Results): void | Promise<void> {
         const count = $mp.checkUint32(p.count);
-        await impl.makePool(count);
+        const out = impl.makePool(count);
+        if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
   ];
 }
@@ -171,8 +175,11 @@ export class ThreadClient extends $mp.ProxyClientBase implements Thread {
 export class ThreadServer extends $mp.ProxyServerBase<Thread> {
   static readonly interfaceId: bigint = 0x81c1e2600d0b56c5n;
   static readonly methods: readonly $mp.ServerMethod<Thread>[] = [
-    { method: Thread$getName, async invoke(impl, _p: Thread_getName$Params, r: Thread_getName$Results) {
-        const out = await impl.getName();
+    { method: Thread$getName, invoke(impl, _p: Thread_getName$Params, r: Thread_getName$Results): void | Promise<void> {
+        const out = impl.getName();
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = out;
+        });
         r.result = out;
       } },
   ];

@@ -1033,26 +1033,36 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
 export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
   static readonly interfaceId: bigint = 0x90de09db457f4d3bn;
   static readonly methods: readonly $mp.ServerMethod<FooInterface>[] = [
-    { method: FooInterface$add, async invoke(impl, p: FooInterface_add$Params, r: FooInterface_add$Results) {
+    { method: FooInterface$add, invoke(impl, p: FooInterface_add$Params, r: FooInterface_add$Results): void | Promise<void> {
         const a = $mp.checkInt32(p.a);
         const b = $mp.checkInt32(p.b);
-        const out = await impl.add(a, b);
+        const out = impl.add(a, b);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
         r.result = $mp.checkInt32(out);
       } },
-    { method: FooInterface$mapSize, async invoke(impl, p: FooInterface_mapSize$Params, r: FooInterface_mapSize$Results) {
+    { method: FooInterface$mapSize, invoke(impl, p: FooInterface_mapSize$Params, r: FooInterface_mapSize$Results): void | Promise<void> {
         const map = new Map($.Struct.getList(0, $List_Pair$Struct, p).map((e0): [string, string] => [$.Struct.getText(0, e0), $.Struct.getText(1, e0)]));
-        const out = await impl.mapSize(map);
+        const out = impl.mapSize(map);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
         r.result = $mp.checkInt32(out);
       } },
-    { method: FooInterface$pass, async invoke(impl, p: FooInterface_pass$Params, r: FooInterface_pass$Results) {
+    { method: FooInterface$pass, invoke(impl, p: FooInterface_pass$Params, r: FooInterface_pass$Results): void | Promise<void> {
         const arg = readFooStruct($.Struct.getStruct(0, FooStruct$Struct, p));
-        const out = await impl.pass(arg);
+        const out = impl.pass(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, r), out);
+        });
         writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, r), out);
       } },
-    { method: FooInterface$raise, async invoke(impl, p: FooInterface_raise$Params, r: FooInterface_raise$Results) {
+    { method: FooInterface$raise, invoke(impl, p: FooInterface_raise$Params, r: FooInterface_raise$Results): void | Promise<void> {
         const arg = readFooStruct($.Struct.getStruct(0, FooStruct$Struct, p));
+        let out: ReturnType<typeof impl.raise>;
         try {
-          await impl.raise(arg);
+          out = impl.raise(arg);
         } catch (e) {
           if (e instanceof FooStructError) {
             writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, r), e.value);
@@ -1060,116 +1070,185 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
           }
           throw e;
         }
-      } },
-    { method: FooInterface$initThreadMap, async invoke(impl, p: FooInterface_initThreadMap$Params, r: FooInterface_initThreadMap$Results, io) {
-        io.setPeerThreadMap($mp.readCap(p, 0));
-        await impl.initThreadMap();
-        $mp.writeCap(r, 0, io.threadMap());
-      } },
-    { method: FooInterface$callback, async invoke(impl, p: FooInterface_callback$Params, r: FooInterface_callback$Results, io) {
-        const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
-        const arg = $mp.checkInt32(p.arg);
-        const out = await impl.callback(callback, arg);
-        r.result = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$callbackUnique, async invoke(impl, p: FooInterface_callbackUnique$Params, r: FooInterface_callbackUnique$Results, io) {
-        const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
-        const arg = $mp.checkInt32(p.arg);
-        const out = await impl.callbackUnique(callback, arg);
-        r.result = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$callbackShared, async invoke(impl, p: FooInterface_callbackShared$Params, r: FooInterface_callbackShared$Results, io) {
-        const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
-        const arg = $mp.checkInt32(p.arg);
-        const out = await impl.callbackShared(callback, arg);
-        r.result = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$saveCallback, async invoke(impl, p: FooInterface_saveCallback$Params, _r: FooInterface_saveCallback$Results, io) {
-        const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
-        await impl.saveCallback(callback);
-      } },
-    { method: FooInterface$callbackSaved, async invoke(impl, p: FooInterface_callbackSaved$Params, r: FooInterface_callbackSaved$Results) {
-        const arg = $mp.checkInt32(p.arg);
-        const out = await impl.callbackSaved(arg);
-        r.result = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$callbackExtended, async invoke(impl, p: FooInterface_callbackExtended$Params, r: FooInterface_callbackExtended$Results, io) {
-        const callback = io.importObject($mp.readCap(p, 1), ExtendedCallbackClient);
-        const arg = $mp.checkInt32(p.arg);
-        const out = await impl.callbackExtended(callback, arg);
-        r.result = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$passCustom, async invoke(impl, p: FooInterface_passCustom$Params, r: FooInterface_passCustom$Results) {
-        const arg = readFooCustom($.Struct.getStruct(0, FooCustom$Struct, p));
-        const out = await impl.passCustom(arg);
-        writeFooCustom($.Struct.initStructAt(0, FooCustom$Struct, r), out);
-      } },
-    { method: FooInterface$passEmpty, async invoke(impl, p: FooInterface_passEmpty$Params, r: FooInterface_passEmpty$Results) {
-        const arg = readFooEmpty($.Struct.getStruct(0, FooEmpty$Struct, p));
-        const out = await impl.passEmpty(arg);
-        writeFooEmpty($.Struct.initStructAt(0, FooEmpty$Struct, r), out);
-      } },
-    { method: FooInterface$passMessage, async invoke(impl, p: FooInterface_passMessage$Params, r: FooInterface_passMessage$Results) {
-        const arg = readFooMessage($.Struct.getStruct(0, FooMessage$Struct, p));
-        const out = await impl.passMessage(arg);
-        writeFooMessage($.Struct.initStructAt(0, FooMessage$Struct, r), out);
-      } },
-    { method: FooInterface$passMutable, async invoke(impl, p: FooInterface_passMutable$Params, r: FooInterface_passMutable$Results) {
-        const arg = readFooMutable($.Struct.getStruct(0, FooMutable$Struct, p));
-        const out = await impl.passMutable(arg);
-        writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, r), out);
-      } },
-    { method: FooInterface$passEnum, async invoke(impl, p: FooInterface_passEnum$Params, r: FooInterface_passEnum$Results) {
-        const arg = $mp.checkInt32(p.arg);
-        const out = await impl.passEnum(arg);
-        r.result = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$passFn, async invoke(impl, p: FooInterface_passFn$Params, r: FooInterface_passFn$Results, io) {
-        const fn = io.importFunction<FooFn>($mp.readCap(p, 1), FooFnClient);
-        const out = await impl.passFn(fn);
-        r.result = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$callFn, async invoke(impl, _p: FooInterface_callFn$Params, _r: FooInterface_callFn$Results) {
-        await impl.callFn();
-      } },
-    { method: FooInterface$callFnAsync, async invoke(impl, _p: FooInterface_callFnAsync$Params, _r: FooInterface_callFnAsync$Results) {
-        await impl.callFnAsync();
-      } },
-    { method: FooInterface$addOut, async invoke(impl, p: FooInterface_addOut$Params, r: FooInterface_addOut$Results) {
-        const a = $mp.checkInt32(p.a);
-        const b = $mp.checkInt32(p.b);
-        const out = await impl.addOut(a, b);
-        r.ret = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$addInOut, async invoke(impl, p: FooInterface_addInOut$Params, r: FooInterface_addInOut$Results) {
-        const x = $mp.checkInt32(p.x);
-        const sum = $mp.checkInt32(p.sum);
-        const out = await impl.addInOut(x, sum);
-        r.sum = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$callIntFnAsync, async invoke(impl, p: FooInterface_callIntFnAsync$Params, r: FooInterface_callIntFnAsync$Results) {
-        const arg = $mp.checkInt32(p.arg);
-        const out = await impl.callIntFnAsync(arg);
-        r.result = $mp.checkInt32(out);
-      } },
-    { method: FooInterface$passDataPointers, async invoke(impl, p: FooInterface_passDataPointers$Params, r: FooInterface_passDataPointers$Results) {
-        const arg = $.Struct.getList(0, $.DataList, p).map((e0) => $copyData(e0));
-        const out = await impl.passDataPointers(arg);
-        const l1 = $.Struct.initList(0, $.DataList, out.length, r);
-        out.forEach((e3, j2) => {
-          const d4 = l1.get(j2);
-          $.List.initList($.ListElementSize.BYTE, e3.byteLength, d4);
-          d4.copyBuffer(e3);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then(undefined, (e: unknown) => {
+          if (e instanceof FooStructError) {
+            writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, r), e.value);
+            return;
+          }
+          throw e;
         });
       } },
-    { method: FooInterface$passDouble, async invoke(impl, p: FooInterface_passDouble$Params, r: FooInterface_passDouble$Results) {
+    { method: FooInterface$initThreadMap, invoke(impl, p: FooInterface_initThreadMap$Params, r: FooInterface_initThreadMap$Results, io): void | Promise<void> {
+        io.setPeerThreadMap($mp.readCap(p, 0));
+        const out = impl.initThreadMap();
+        if ($mp.isThenable(out)) return Promise.resolve(out).then(() => {
+          $mp.writeCap(r, 0, io.threadMap());
+        });
+        $mp.writeCap(r, 0, io.threadMap());
+      } },
+    { method: FooInterface$callback, invoke(impl, p: FooInterface_callback$Params, r: FooInterface_callback$Results, io): void | Promise<void> {
+        const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
+        const arg = $mp.checkInt32(p.arg);
+        const out = impl.callback(callback, arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
+        r.result = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$callbackUnique, invoke(impl, p: FooInterface_callbackUnique$Params, r: FooInterface_callbackUnique$Results, io): void | Promise<void> {
+        const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
+        const arg = $mp.checkInt32(p.arg);
+        const out = impl.callbackUnique(callback, arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
+        r.result = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$callbackShared, invoke(impl, p: FooInterface_callbackShared$Params, r: FooInterface_callbackShared$Results, io): void | Promise<void> {
+        const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
+        const arg = $mp.checkInt32(p.arg);
+        const out = impl.callbackShared(callback, arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
+        r.result = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$saveCallback, invoke(impl, p: FooInterface_saveCallback$Params, _r: FooInterface_saveCallback$Results, io): void | Promise<void> {
+        const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
+        const out = impl.saveCallback(callback);
+        if ($mp.isThenable(out)) return Promise.resolve(out);
+      } },
+    { method: FooInterface$callbackSaved, invoke(impl, p: FooInterface_callbackSaved$Params, r: FooInterface_callbackSaved$Results): void | Promise<void> {
+        const arg = $mp.checkInt32(p.arg);
+        const out = impl.callbackSaved(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
+        r.result = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$callbackExtended, invoke(impl, p: FooInterface_callbackExtended$Params, r: FooInterface_callbackExtended$Results, io): void | Promise<void> {
+        const callback = io.importObject($mp.readCap(p, 1), ExtendedCallbackClient);
+        const arg = $mp.checkInt32(p.arg);
+        const out = impl.callbackExtended(callback, arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
+        r.result = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$passCustom, invoke(impl, p: FooInterface_passCustom$Params, r: FooInterface_passCustom$Results): void | Promise<void> {
+        const arg = readFooCustom($.Struct.getStruct(0, FooCustom$Struct, p));
+        const out = impl.passCustom(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          writeFooCustom($.Struct.initStructAt(0, FooCustom$Struct, r), out);
+        });
+        writeFooCustom($.Struct.initStructAt(0, FooCustom$Struct, r), out);
+      } },
+    { method: FooInterface$passEmpty, invoke(impl, p: FooInterface_passEmpty$Params, r: FooInterface_passEmpty$Results): void | Promise<void> {
+        const arg = readFooEmpty($.Struct.getStruct(0, FooEmpty$Struct, p));
+        const out = impl.passEmpty(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          writeFooEmpty($.Struct.initStructAt(0, FooEmpty$Struct, r), out);
+        });
+        writeFooEmpty($.Struct.initStructAt(0, FooEmpty$Struct, r), out);
+      } },
+    { method: FooInterface$passMessage, invoke(impl, p: FooInterface_passMessage$Params, r: FooInterface_passMessage$Results): void | Promise<void> {
+        const arg = readFooMessage($.Struct.getStruct(0, FooMessage$Struct, p));
+        const out = impl.passMessage(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          writeFooMessage($.Struct.initStructAt(0, FooMessage$Struct, r), out);
+        });
+        writeFooMessage($.Struct.initStructAt(0, FooMessage$Struct, r), out);
+      } },
+    { method: FooInterface$passMutable, invoke(impl, p: FooInterface_passMutable$Params, r: FooInterface_passMutable$Results): void | Promise<void> {
+        const arg = readFooMutable($.Struct.getStruct(0, FooMutable$Struct, p));
+        const out = impl.passMutable(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, r), out);
+        });
+        writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, r), out);
+      } },
+    { method: FooInterface$passEnum, invoke(impl, p: FooInterface_passEnum$Params, r: FooInterface_passEnum$Results): void | Promise<void> {
+        const arg = $mp.checkInt32(p.arg);
+        const out = impl.passEnum(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
+        r.result = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$passFn, invoke(impl, p: FooInterface_passFn$Params, r: FooInterface_passFn$Results, io): void | Promise<void> {
+        const fn = io.importFunction<FooFn>($mp.readCap(p, 1), FooFnClient);
+        const out = impl.passFn(fn);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
+        r.result = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$callFn, invoke(impl, _p: FooInterface_callFn$Params, _r: FooInterface_callFn$Results): void | Promise<void> {
+        const out = impl.callFn();
+        if ($mp.isThenable(out)) return Promise.resolve(out);
+      } },
+    { method: FooInterface$callFnAsync, invoke(impl, _p: FooInterface_callFnAsync$Params, _r: FooInterface_callFnAsync$Results): void | Promise<void> {
+        const out = impl.callFnAsync();
+        if ($mp.isThenable(out)) return Promise.resolve(out);
+      } },
+    { method: FooInterface$addOut, invoke(impl, p: FooInterface_addOut$Params, r: FooInterface_addOut$Results): void | Promise<void> {
+        const a = $mp.checkInt32(p.a);
+        const b = $mp.checkInt32(p.b);
+        const out = impl.addOut(a, b);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.ret = $mp.checkInt32(out);
+        });
+        r.ret = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$addInOut, invoke(impl, p: FooInterface_addInOut$Params, r: FooInterface_addInOut$Results): void | Promise<void> {
+        const x = $mp.checkInt32(p.x);
+        const sum = $mp.checkInt32(p.sum);
+        const out = impl.addInOut(x, sum);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.sum = $mp.checkInt32(out);
+        });
+        r.sum = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$callIntFnAsync, invoke(impl, p: FooInterface_callIntFnAsync$Params, r: FooInterface_callIntFnAsync$Results): void | Promise<void> {
+        const arg = $mp.checkInt32(p.arg);
+        const out = impl.callIntFnAsync(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
+        r.result = $mp.checkInt32(out);
+      } },
+    { method: FooInterface$passDataPointers, invoke(impl, p: FooInterface_passDataPointers$Params, r: FooInterface_passDataPointers$Results): void | Promise<void> {
+        const arg = $.Struct.getList(0, $.DataList, p).map((e0) => $copyData(e0));
+        const out = impl.passDataPointers(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          const l1 = $.Struct.initList(0, $.DataList, out.length, r);
+          out.forEach((e3, j2) => {
+            const d4 = l1.get(j2);
+            $.List.initList($.ListElementSize.BYTE, e3.byteLength, d4);
+            d4.copyBuffer(e3);
+          });
+        });
+        const l5 = $.Struct.initList(0, $.DataList, out.length, r);
+        out.forEach((e7, j6) => {
+          const d8 = l5.get(j6);
+          $.List.initList($.ListElementSize.BYTE, e7.byteLength, d8);
+          d8.copyBuffer(e7);
+        });
+      } },
+    { method: FooInterface$passDouble, invoke(impl, p: FooInterface_passDouble$Params, r: FooInterface_passDouble$Results): void | Promise<void> {
         const arg = p.arg;
-        const out = await impl.passDouble(arg);
+        const out = impl.passDouble(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = out;
+        });
         r.result = out;
       } },
-    { method: FooInterface$passData, async invoke(impl, p: FooInterface_passData$Params, r: FooInterface_passData$Results) {
+    { method: FooInterface$passData, invoke(impl, p: FooInterface_passData$Params, r: FooInterface_passData$Results): void | Promise<void> {
         const arg = $copyData($.Struct.getData(0, p));
-        const out = await impl.passData(arg);
+        const out = impl.passData(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          $.Struct.initData(0, out.byteLength, r).copyBuffer(out);
+        });
         $.Struct.initData(0, out.byteLength, r).copyBuffer(out);
       } },
   ];
@@ -1207,9 +1286,12 @@ export class FooCallbackServer extends $mp.ProxyServerBase<FooCallback> {
   static readonly interfaceId: bigint = 0xb5a2f89c910238fcn;
   static readonly methods: readonly $mp.ServerMethod<FooCallback>[] = [
     { method: FooCallback$destroy, special: "destroy" },
-    { method: FooCallback$call, async invoke(impl, p: FooCallback_call$Params, r: FooCallback_call$Results) {
+    { method: FooCallback$call, invoke(impl, p: FooCallback_call$Params, r: FooCallback_call$Results): void | Promise<void> {
         const arg = $mp.checkInt32(p.arg);
-        const out = await impl.call(arg);
+        const out = impl.call(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
         r.result = $mp.checkInt32(out);
       } },
   ];
@@ -1244,9 +1326,12 @@ export class ExtendedCallbackClient extends FooCallbackClient implements Extende
 export class ExtendedCallbackServer extends $mp.ProxyServerBase<ExtendedCallback> {
   static readonly interfaceId: bigint = 0xfdf7a3bf8cf37ff5n;
   static readonly methods: readonly $mp.ServerMethod<ExtendedCallback>[] = [
-    { method: ExtendedCallback$callExtended, async invoke(impl, p: ExtendedCallback_callExtended$Params, r: ExtendedCallback_callExtended$Results) {
+    { method: ExtendedCallback$callExtended, invoke(impl, p: ExtendedCallback_callExtended$Params, r: ExtendedCallback_callExtended$Results): void | Promise<void> {
         const arg = $mp.checkInt32(p.arg);
-        const out = await impl.callExtended(arg);
+        const out = impl.callExtended(arg);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
         r.result = $mp.checkInt32(out);
       } },
     ...FooCallbackServer.methods,
@@ -1281,8 +1366,11 @@ export class FooFnServer extends $mp.ProxyServerBase<{ call: FooFn }> {
   static readonly interfaceId: bigint = 0xb9ab462afcf29e05n;
   static readonly methods: readonly $mp.ServerMethod<{ call: FooFn }>[] = [
     { method: FooFn$destroy, special: "destroy" },
-    { method: FooFn$call, async invoke(impl, _p: FooFn_call$Params, r: FooFn_call$Results) {
-        const out = await impl.call();
+    { method: FooFn$call, invoke(impl, _p: FooFn_call$Params, r: FooFn_call$Results): void | Promise<void> {
+        const out = impl.call();
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.result = $mp.checkInt32(out);
+        });
         r.result = $mp.checkInt32(out);
       } },
   ];

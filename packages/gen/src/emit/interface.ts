@@ -262,34 +262,47 @@ function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: st
     body.push(`const ${p.local} = ${readValue(ctx, "p", p, "io", true)};`);
     return p.local;
   });
-  const call = `await ${implCall(args.join(", "))}`;
-  const writes: string[] = [];
-  if (plan.outputs.length > 0) {
-    if (!plan.objectResult) writes.push(...writeValue(ctx, "r", plan.outputs[0]!, "out", "io"));
-    else for (const o of plan.outputs) writes.push(...writeValue(ctx, "r", o, `out.${o.tsName}`, "io"));
-  }
-  const callStmt = plan.outputs.length > 0 ? `const out = ${call};` : `${call};`;
-  if (plan.errors.length > 0) {
-    const catches: string[] = [];
-    for (const e of plan.errors) {
-      catches.push(`if (e instanceof ${e.cls}) {`, ...ctx.writeField("r", e.field, e.type, "e.value", "io").map((x) => `  ${x}`), `  return;`, `}`);
-    }
+  // The implementation may be synchronous: call it, and only when it returned a thenable return
+  // a promise that writes the results (or a declared exception) once it settles; otherwise write
+  // them now and return undefined (no promise, no microtask hop). The writes are emitted twice
+  // (each with its own temporaries): the synchronous path allocates no closure.
+  const call = implCall(args.join(", "));
+  const writes = (): string[] => {
+    const w: string[] = [];
     if (plan.outputs.length > 0) {
-      body.push(`let out: Awaited<ReturnType<typeof impl.${plan.tsName}>>;`);
-      body.push(`try {`, `  out = ${call};`, `} catch (e) {`, ...catches.map((x) => `  ${x}`), `  throw e;`, `}`);
-    } else {
-      body.push(`try {`, `  ${call};`, `} catch (e) {`, ...catches.map((x) => `  ${x}`), `  throw e;`, `}`);
+      if (!plan.objectResult) w.push(...writeValue(ctx, "r", plan.outputs[0]!, "out", "io"));
+      else for (const o of plan.outputs) w.push(...writeValue(ctx, "r", o, `out.${o.tsName}`, "io"));
     }
-  } else {
-    body.push(callStmt);
+    for (const i of plan.threadMapResults) w.push(`$mp.writeCap(r, ${i}, io.threadMap());`);
+    return w;
+  };
+  const catches: string[] = [];
+  for (const e of plan.errors) {
+    catches.push(`if (e instanceof ${e.cls}) {`, ...ctx.writeField("r", e.field, e.type, "e.value", "io").map((x) => `  ${x}`), `  return;`, `}`);
   }
-  body.push(...writes);
-  for (const i of plan.threadMapResults) body.push(`$mp.writeCap(r, ${i}, io.threadMap());`);
+  if (plan.errors.length > 0) {
+    // A declared exception may be thrown synchronously or reject the returned promise.
+    body.push(`let out: ReturnType<typeof impl.${plan.tsName}>;`);
+    body.push(`try {`, `  out = ${call};`, `} catch (e) {`, ...catches.map((x) => `  ${x}`), `  throw e;`, `}`);
+  } else {
+    body.push(`const out = ${call};`);
+  }
+  const asyncWrites = writes();
+  const outParam = asyncWrites.some((x) => /\bout\b/.test(x)) ? "(out)" : "()";
+  const onFulfilled = asyncWrites.length > 0 ? `${outParam} => {\n${asyncWrites.map((x) => `  ${x}`).join("\n")}\n}` : undefined;
+  const onRejected = plan.errors.length > 0 ? `(e: unknown) => {\n${[...catches, "throw e;"].map((x) => `  ${x}`).join("\n")}\n}` : undefined;
+  if (onFulfilled === undefined && onRejected === undefined) {
+    body.push(`if ($mp.isThenable(out)) return Promise.resolve(out);`);
+  } else {
+    const handlers = onRejected === undefined ? onFulfilled! : `${onFulfilled ?? "undefined"}, ${onRejected}`;
+    body.push(...`if ($mp.isThenable(out)) return Promise.resolve(out).then(${handlers});`.split("\n"));
+  }
+  body.push(...writes());
   const src = body.join("\n");
   const pName = /\bp\b/.test(src) ? "p" : "_p";
   const rName = /\br\b/.test(src) ? "r" : "_r";
   const io = /\bio\b/.test(src) ? ", io" : "";
-  return `{ method: ${plan.constName}, async invoke(impl, ${pName}: ${P}, ${rName}: ${R}${io}) {\n${body.map((b) => `    ${b}`).join("\n")}\n  } },`;
+  return `{ method: ${plan.constName}, invoke(impl, ${pName}: ${P}, ${rName}: ${R}${io}): void | Promise<void> {\n${body.map((b) => `    ${b}`).join("\n")}\n  } },`;
 }
 
 /** Emits everything for interface node `n`; returns the source and the method plans. */

@@ -24,6 +24,8 @@ export type {
   ProxyClientOptions,
 } from "../proxy.js";
 export { fillContext } from "../context.js";
+/** True for a native Promise or any object with a `then` method (generated `invoke` uses it). */
+export { isThenable } from "../thread-context.js";
 export type { Connection } from "../connection.js";
 export type { ThreadContext } from "../thread-context.js";
 export { readCap, writeCap } from "@multiprocess-ts/capnp";
