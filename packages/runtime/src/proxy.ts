@@ -80,9 +80,10 @@ export interface ClientIO {
    *  - a ProxyClientBase of this IO's Connection passes its own capability through (a new
    *    reference: capability identity is kept, the caller keeps its client);
    *  - a ProxyClientBase of another Connection is relayed (upstream wraps it in a ProxyServer whose
-   *    implementation is the ProxyClient): a new `ServerCtor` on this Connection whose impl is a
-   *    client of its own over a new reference to the same capability, so each hop fills its own
-   *    Context (see `relayServer`); the caller keeps its client;
+   *    implementation is the ProxyClient): a new `ServerCtor` on this Connection that calls it, so
+   *    each hop fills its own Context (see `relayServer`). In params the caller keeps its client
+   *    (the relay uses its own client over a new reference); in a server's results the returned
+   *    client is handed over to the relay;
    *  - any other object is wrapped in a new `ServerCtor` (which then owns it: it is disposed when
    *    the peer releases it).
    * The IO keeps the returned handle and closes it once the message is built (writeCap copies it),
@@ -137,6 +138,14 @@ const FN_CLIENT: unique symbol = Symbol("mp.functionClient");
 
 class CallIO implements ClientIO {
   readonly connection: Connection;
+  /**
+   * Whether objects passed to exportObject are handed over to the runtime. A call's params are
+   * lent by the caller (false); a server's results were returned by its implementation and are
+   * handed over (true, see ServerCallIO). Only matters for relayed clients (see `relayServer`).
+   */
+  protected get transfers(): boolean {
+    return false;
+  }
   /** Handles to close once the message is built (allocated on first use: most calls need none). */
   #owned: Capability[] | null = null;
 
@@ -148,7 +157,7 @@ class CallIO implements ClientIO {
     if (obj === null || obj === undefined) return null;
     let cap: Capability;
     if (obj instanceof ProxyClientBase) {
-      cap = obj.$connection === this.connection ? obj.$dupCap() : localCapability(relayServer(obj, ServerCtor, this.connection));
+      cap = obj.$connection === this.connection ? obj.$dupCap() : localCapability(relayServer(obj, ServerCtor, this.connection, this.transfers));
     } else {
       cap = localCapability(new ServerCtor(obj, this.connection));
     }
@@ -234,6 +243,11 @@ class ServerCallIO extends CallIO implements ServerIO {
   constructor(connection: Connection, call: IncomingCall) {
     super(connection);
     this.#call = call;
+  }
+
+  /** Results: the implementation returned the object, so the runtime owns it now. */
+  protected override get transfers(): boolean {
+    return true;
   }
 
   get signal(): AbortSignal {
@@ -527,24 +541,38 @@ const RELAY: unique symbol = Symbol("mp.relay");
  * Connection. Passing the raw capability instead would make the engine forward the call, with a
  * Context whose Thread capabilities belong to the wrong Connection ("invalid thread handle").
  *
- * Ownership: the caller's `client` is only borrowed for the duration of this function; it stays
- * the caller's (it is never closed by the relay, whoever goes first). The relay's impl is a NEW
- * client of the same class over a new reference to the same capability, owned by the relay, so
- * the relay behaves like the pass-through reference a same-Connection export hands out:
- *  - the peer calls `destroy` on the relay → the relay's client is closed with a remote `destroy`
- *    (before the relay replies, as upstream's synchronous destroy chain);
- *  - the peer only releases the relay (or its Connection ends) → the relay's client releases its
- *    reference without `destroy`; the object lives on while others (the caller) reference it.
- * The caller may close its own client at any time without affecting the relay.
+ * Ownership. The relay's impl is a proxy client the relay owns:
+ *  - params (`transfer` false): the caller only lends `client` (it keeps using and closing it, as
+ *    after a same-Connection export, which hands out a new reference). The relay's impl is a NEW
+ *    client of the same class over a new reference to the same capability; the caller's client is
+ *    never closed by the relay, and the caller may close it at any time without affecting it;
+ *  - results (`transfer` true): the server implementation returned `client`, handing it to the
+ *    runtime (as for any returned object, which the new server owns); the relay owns that client
+ *    itself (shared with other relays of the same object by the owner count, like any impl).
+ * The relay disposes its client like the pass-through reference it stands for:
+ *  - the peer calls `destroy` on the relay → the client is closed with a remote `destroy` before
+ *    the relay replies (upstream's synchronous destroy chain);
+ *  - the peer only releases the relay (or its Connection ends) → the client releases its
+ *    reference without `destroy`: the object lives on while others reference it.
  */
-function relayServer(client: ProxyClientBase, ServerCtor: ProxyServerCtor, connection: Connection): ProxyServerBase<unknown> {
-  const cap = client.$dupCap(); // throws the usual errors for a closed / disconnected client
+function relayServer(
+  client: ProxyClientBase,
+  ServerCtor: ProxyServerCtor,
+  connection: Connection,
+  transfer: boolean,
+): ProxyServerBase<unknown> {
   let own: ProxyClientBase;
-  try {
-    own = new (client.constructor as ProxyClientCtor<ProxyClientBase>)(cap, client.$connection);
-  } catch (e) {
-    cap.close();
-    throw e;
+  if (transfer) {
+    client.$checkOpen(); // the usual errors for a closed / disconnected client
+    own = client;
+  } else {
+    const cap = client.$dupCap(); // throws the usual errors for a closed / disconnected client
+    try {
+      own = new (client.constructor as ProxyClientCtor<ProxyClientBase>)(cap, client.$connection);
+    } catch (e) {
+      cap.close();
+      throw e;
+    }
   }
   const server = new ServerCtor(own, connection);
   server[RELAY]();

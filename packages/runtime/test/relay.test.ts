@@ -50,7 +50,7 @@ const PrinterInit$construct = method("construct", 0, -1, "construct");
 const PrinterInit$makePrinter = method("makePrinter", 1, 0);
 
 interface PrinterInit {
-  makePrinter(): FooCallback;
+  makePrinter(): FooCallback | Promise<FooCallback>;
 }
 
 class PrinterInitClient extends $mp.ProxyClientBase {
@@ -67,7 +67,15 @@ class PrinterInitServer extends $mp.ProxyServerBase<PrinterInit> {
   static readonly interfaceId = PINIT_ID;
   static readonly methods: readonly $mp.ServerMethod<PrinterInit>[] = [
     { method: PrinterInit$construct, special: "construct" },
-    { method: PrinterInit$makePrinter, invoke(impl, _p, r, io) { $mp.writeCap(r, 0, io.exportObject(impl.makePrinter(), FooCallbackServer)); } },
+    {
+      // Shaped like mpgen output: synchronous unless the implementation returns a promise.
+      method: PrinterInit$makePrinter,
+      invoke(impl, _p, r, io): void | Promise<void> {
+        const out = impl.makePrinter();
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => $mp.writeCap(r, 0, io.exportObject(out, FooCallbackServer)));
+        $mp.writeCap(r, 0, io.exportObject(out, FooCallbackServer));
+      },
+    },
   ];
 }
 
@@ -219,6 +227,46 @@ describe("a proxy client passed into a call on another Connection", () => {
     expect(err!.kind).toBe("disconnected");
     expect(err!.cause?.remote).toBe(true);
     expect(err!.cause?.message).toContain("IPC client method called after disconnect.");
+    await closeNet(net);
+  });
+
+  it("a server result that is a client of another Connection is relayed and handed over to the relay", async () => {
+    const net = await makeNet();
+    const mLoop = net.loops[1]!;
+    const cLoop = new EventLoop("c", { log: { level: "debug", logFn: (level, msg) => net.logs.push({ loop: "c", level, msg }) } });
+    // The middle serves C an Init whose makePrinter returns a fresh client of A's printer.
+    const returned: FooCallbackClient[] = [];
+    const forward: PrinterInit = {
+      makePrinter: async () => {
+        const c = await net.aInit.makePrinter();
+        returned.push(c);
+        return c;
+      },
+    };
+    const [cT, mC] = memoryTransportPair();
+    const mcConn = serveTransport(mLoop, mC, forward, PrinterInitServer, { name: "m-c" });
+    const cInit = await connectTransport(cLoop, cT, PrinterInitClient, { name: "c" });
+
+    // C → middle (relay) → A, each hop with its own Context; destroy goes all the way.
+    const p1 = await cInit.makePrinter();
+    expect(await p1.call(7)).toBe(70);
+    const impl1 = net.printerInit.printers[0]!;
+    expect([...net.aConn.threads].some((t: ThreadServer) => t.context === impl1.threads[0])).toBe(true);
+    await p1.close();
+    expect(impl1.disposeCount).toBe(1);
+    expect(returned[0]!.$state).toBe("closed"); // the relay owned the returned client and closed it
+
+    // Released without destroy (C's connection ends): the relay releases the returned client's
+    // reference, which was the last one, so A disposes the object.
+    const p2 = await cInit.makePrinter();
+    expect(await p2.call(8)).toBe(80);
+    const impl2 = net.printerInit.printers[1]!;
+    await cInit.close();
+    await Promise.all([mcConn.disconnected, impl2.disposed.promise]);
+    expect(impl2.disposeCount).toBe(1);
+    expect(returned[1]!.$state).toBe("closed");
+    await cLoop.done;
+    assertNoLeaks([mcConn, cInit.$connection], [cLoop], net.logs);
     await closeNet(net);
   });
 
