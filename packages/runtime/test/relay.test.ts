@@ -22,8 +22,11 @@ import {
   Args,
   FooCallbackClient,
   FooCallbackServer,
+  FooFnClient,
+  FooFnServer,
   FooImpl,
   FooServer,
+  type FooFn,
   InitClient,
   InitImpl,
   InitServer,
@@ -48,9 +51,11 @@ const method = (name: string, methodId: number, context: number, special?: "cons
 });
 const PrinterInit$construct = method("construct", 0, -1, "construct");
 const PrinterInit$makePrinter = method("makePrinter", 1, 0);
+const PrinterInit$makeFn = method("makeFn", 2, 0);
 
 interface PrinterInit {
   makePrinter(): FooCallback | Promise<FooCallback>;
+  makeFn?(): FooFn;
 }
 
 class PrinterInitClient extends $mp.ProxyClientBase {
@@ -60,6 +65,9 @@ class PrinterInitClient extends $mp.ProxyClientBase {
   static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
   makePrinter(): Promise<FooCallbackClient> {
     return this.$invoke(PrinterInit$makePrinter, () => {}, (r, io) => io.importObject($mp.readCap(r, 0), FooCallbackClient)!);
+  }
+  makeFn(): Promise<FooFn> {
+    return this.$invoke(PrinterInit$makeFn, () => {}, (r, io) => io.importFunction<FooFn>($mp.readCap(r, 0), FooFnClient)!);
   }
 }
 
@@ -76,6 +84,7 @@ class PrinterInitServer extends $mp.ProxyServerBase<PrinterInit> {
         $mp.writeCap(r, 0, io.exportObject(out, FooCallbackServer));
       },
     },
+    { method: PrinterInit$makeFn, invoke(impl, _p, r, io) { $mp.writeCap(r, 0, io.exportFunction(impl.makeFn!(), FooFnServer)); } },
   ];
 }
 
@@ -96,6 +105,13 @@ class PrinterImpl implements FooCallback {
 
 class PrinterInitImpl implements PrinterInit {
   readonly printers: PrinterImpl[] = [];
+  fnCalls = 0;
+  makeFn(): FooFn {
+    return () => {
+      this.fnCalls++;
+      return 21;
+    };
+  }
   makePrinter(): PrinterImpl {
     const p = new PrinterImpl();
     this.printers.push(p);
@@ -227,6 +243,21 @@ describe("a proxy client passed into a call on another Connection", () => {
     expect(err!.kind).toBe("disconnected");
     expect(err!.cause?.remote).toBe(true);
     expect(err!.cause?.message).toContain("IPC client method called after disconnect.");
+    await closeNet(net);
+  });
+
+  it("exportFunction: a function imported from A, passed into a call on B, is relayed too", async () => {
+    const net = await makeNet();
+    const foo = await net.bInitClient.makeFoo();
+    const fn = await net.aInit.makeFn();
+    // FooImpl.passFn: fn() twice (each a Context call), then releases it (destroy).
+    expect(await foo.passFn(fn)).toBe(42);
+    expect(net.printerInit.fnCalls).toBe(2);
+    // B's destroy went through to A (as it would have without the middle), so the object is gone
+    // for our own client too; ours is still open and only releases its reference.
+    await expect(fn()).rejects.toThrow("IPC server object already destroyed");
+    await (fn as unknown as AsyncDisposable)[Symbol.asyncDispose]();
+    await foo.close();
     await closeNet(net);
   });
 
