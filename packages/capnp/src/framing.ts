@@ -5,8 +5,9 @@
  *
  * - {@link encodeFrame} writes only the small table; segments are passed through (zero-copy).
  * - {@link FrameDecoder} hands out `subarray` views of the incoming chunk when a message lies
- *   within one chunk, and copies exactly once (into a buffer that grows with the arrived bytes,
- *   amortized) when a message spans chunks.
+ *   within one chunk. When a message spans chunks, each segment is copied into its own buffer of
+ *   exactly the segment's size (so it is a whole `ArrayBuffer` the RPC engine can use as is);
+ *   that buffer is allocated as the segment's bytes arrive, never far ahead of them.
  */
 
 import { LimitError, ProtocolError } from "./errors.js";
@@ -17,9 +18,15 @@ export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
 export type { ReaderLimits } from "./limits.js";
 
 const ZERO_PAD = new Uint8Array(8);
-const EMPTY = new Uint8Array(0);
-/** First allocation for a message spanning chunks (then doubling up to its size). */
-const INITIAL_BODY = 64 * 1024;
+/**
+ * A segment's buffer (message spanning chunks) is allocated at its exact size once that is at
+ * most `max(MIN_AHEAD, AHEAD_FACTOR * bytes of the message arrived so far)`; before that it
+ * grows (at least doubling) within that allowance. So a segment table claiming a huge message
+ * costs at most 64 KiB until the bytes actually arrive, and a big segment arriving in 64 KiB
+ * chunks gets its exact-size buffer with its first chunk.
+ */
+const MIN_AHEAD = 64 * 1024;
+const AHEAD_FACTOR = 32;
 
 /** Bytes of the segment table for `count` segments: 4 + 4 * count, padded to a word. */
 export function frameHeaderBytes(count: number): number {
@@ -77,9 +84,10 @@ function u32(b: Uint8Array, o: number): number {
  * message size against the limits before allocating anything for the message. Once it has thrown,
  * the stream is unusable and every later `push` throws the same error.
  *
- * Ownership: returned segments are views of the pushed chunks (or of a private buffer when a
- * message spanned chunks); the caller owns them and the decoder never writes to them. A pushed
- * chunk must not be modified afterwards.
+ * Ownership: returned segments are views of the pushed chunks when the message lay within one
+ * chunk; when it spanned chunks, each segment is a whole private `ArrayBuffer` of exactly its
+ * size (byteOffset 0), referenced by nobody else. The caller owns them and the decoder never
+ * writes to them after returning them. A pushed chunk must not be modified afterwards.
  */
 export class FrameDecoder {
   readonly limits: ReaderLimits;
@@ -87,15 +95,20 @@ export class FrameDecoder {
   private header: Uint8Array | null = null;
   private headerFill = 0;
   private headerNeed = 0;
-  /** Body (all segments) of a message spanning chunks, and its segment sizes in bytes. */
-  // The body buffer grows (doubling, capped at the claimed size) as bytes arrive: memory follows
-  // what has arrived, not what the segment table claims (8 bytes cannot make us allocate 64 MiB),
-  // and the copying stays amortized O(size).
-  private body: Uint8Array | null = null;
-  private bodyNeed = 0;
+  /**
+   * A message spanning chunks (`inBody`): its segment sizes in bytes, the segments completed so
+   * far (each its own exact-size buffer), and the one being filled (`seg`, whose capacity may
+   * still be below the segment's size, see {@link MIN_AHEAD}).
+   */
+  private inBody = false;
+  private sizes: number[] = [];
+  private segs: Uint8Array[] = [];
+  private segIdx = 0;
+  private seg: Uint8Array | null = null;
+  private segFill = 0;
+  /** Body bytes (segments) of the spanning message received so far, and its table's size. */
   private bodyFill = 0;
   private bodyHeaderBytes = 0;
-  private sizes: number[] = [];
   private failed: Error | null = null;
 
   private readonly validate: boolean;
@@ -112,12 +125,12 @@ export class FrameDecoder {
 
   /** True when no partial message is buffered (a clean place for the stream to end). */
   get idle(): boolean {
-    return this.header === null && this.body === null;
+    return this.header === null && !this.inBody;
   }
 
   /** Bytes of a partial message buffered so far. */
   get bufferedBytes(): number {
-    return this.headerFill + (this.body === null ? 0 : this.bodyHeaderBytes + this.bodyFill);
+    return this.headerFill + (this.inBody ? this.bodyHeaderBytes + this.bodyFill : 0);
   }
 
   /** Feed one chunk; returns the messages it completed, in order. */
@@ -147,7 +160,9 @@ export class FrameDecoder {
     } catch (e) {
       this.failed = e as Error;
       this.header = null;
-      this.body = null;
+      this.inBody = false;
+      this.seg = null;
+      this.segs = [];
       throw e;
     }
   }
@@ -167,23 +182,28 @@ export class FrameDecoder {
     const len = chunk.byteLength;
     let off = 0;
     while (off < len) {
-      if (this.body !== null) {
-        // Continue a message that spans chunks.
-        const n = Math.min(this.bodyNeed - this.bodyFill, len - off);
-        let body = this.body;
-        if (this.bodyFill + n > body.byteLength) {
-          const cap = Math.min(this.bodyNeed, Math.max(this.bodyFill + n, body.byteLength * 2, INITIAL_BODY));
+      if (this.inBody) {
+        // Continue a message that spans chunks: copy into the current segment's own buffer.
+        const size = this.sizes[this.segIdx]!;
+        const fill = this.segFill;
+        const n = Math.min(size - fill, len - off);
+        let buf = this.seg;
+        if (buf === null || fill + n > buf.byteLength) {
+          const allowance = Math.max(MIN_AHEAD, AHEAD_FACTOR * (this.bodyFill + n));
+          const cap = Math.min(size, Math.max(fill + n, buf === null ? 0 : buf.byteLength * 2, allowance));
           const grown = new Uint8Array(cap);
-          grown.set(body.subarray(0, this.bodyFill));
-          this.body = body = grown;
+          if (buf !== null && fill > 0) grown.set(buf.subarray(0, fill));
+          this.seg = buf = grown;
         }
-        body.set(chunk.subarray(off, off + n), this.bodyFill);
+        buf.set(chunk.subarray(off, off + n), fill);
+        this.segFill = fill + n;
         this.bodyFill += n;
         off += n;
-        if (this.bodyFill === this.bodyNeed) {
-          this.body = null;
-          this.bodyFill = 0;
-          onMessage(split(body, 0, this.sizes));
+        if (this.segFill === size) {
+          this.segs[this.segIdx++] = buf;
+          this.seg = null;
+          this.segFill = 0;
+          this.finishSegments(onMessage);
         }
         continue;
       }
@@ -202,8 +222,8 @@ export class FrameDecoder {
               off += total;
               continue;
             }
-            // Table complete, body partial: start the body buffer right away.
-            this.startBody(sizes, hb, total - hb);
+            // Table complete, body partial: collect the segments from here on.
+            this.startBody(sizes, hb, onMessage);
             off += hb;
             continue;
           }
@@ -234,23 +254,36 @@ export class FrameDecoder {
         continue;
       }
       const sizes = this.readSizes(this.header, 0, count);
-      const total = this.checkTotal(hb, sizes);
+      this.checkTotal(hb, sizes);
       this.header = null;
       this.headerFill = 0;
-      if (total === hb) {
-        onMessage(sizes.map(() => new Uint8Array(0)));
-        continue;
-      }
-      this.startBody(sizes, hb, total - hb);
+      this.startBody(sizes, hb, onMessage);
     }
   }
 
-  private startBody(sizes: number[], headerBytes: number, bytes: number): void {
+  private startBody(sizes: number[], headerBytes: number, onMessage: (segments: Uint8Array[]) => void): void {
     this.sizes = sizes;
+    this.segs = new Array<Uint8Array>(sizes.length);
+    this.segIdx = 0;
+    this.seg = null;
+    this.segFill = 0;
     this.bodyHeaderBytes = headerBytes;
-    this.body = EMPTY;
-    this.bodyNeed = bytes;
     this.bodyFill = 0;
+    this.inBody = true;
+    this.finishSegments(onMessage);
+  }
+
+  /** Skip empty segments; deliver the message once every segment is complete. */
+  private finishSegments(onMessage: (segments: Uint8Array[]) => void): void {
+    const sizes = this.sizes;
+    while (this.segIdx < sizes.length && sizes[this.segIdx] === 0) this.segs[this.segIdx++] = new Uint8Array(0);
+    if (this.segIdx < sizes.length) return;
+    const segs = this.segs;
+    this.inBody = false;
+    this.segs = [];
+    this.sizes = [];
+    this.bodyFill = 0;
+    onMessage(segs);
   }
 
   private checkCount(count: number): void {

@@ -203,6 +203,40 @@ describe("FrameDecoder round trips", () => {
   });
 });
 
+  it("a message spanning chunks: each segment is a whole ArrayBuffer of exactly its size", () => {
+    const big = new Uint8Array(1 << 20);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+    const segs = [new Uint8Array(24).fill(3), new Uint8Array(0), big, new Uint8Array(8).fill(9)];
+    const frame = encodeFrameToBytes(segs);
+    for (const step of [7, 4096, 65536, 100_000, frame.byteLength - 1]) {
+      const d = new FrameDecoder();
+      const got: Uint8Array[][] = [];
+      for (let o = 0; o < frame.byteLength; o += step) got.push(...d.push(frame.subarray(o, o + step)));
+      expect(d.idle).toBe(true);
+      expect(got).toHaveLength(1);
+      const m = got[0]!;
+      expect(m.map((s) => s.byteLength)).toEqual([24, 0, 1 << 20, 8]);
+      for (let i = 0; i < m.length; i++) {
+        const s = m[i]!;
+        expect(s.byteOffset).toBe(0);
+        expect(s.buffer.byteLength).toBe(s.byteLength);
+        expect(Buffer.from(s).equals(Buffer.from(segs[i]!))).toBe(true);
+      }
+      expect(new Set(m.map((s) => s.buffer)).size).toBe(4);
+    }
+  });
+
+  it("a message spanning chunks is followed by messages in the same chunk", () => {
+    const big = encodeFrameToBytes([new Uint8Array(16).fill(1), new Uint8Array(200_000).fill(2)]);
+    const stream = concat([sample, big, sample, big]);
+    const expected = Buffer.from(reframe(decodeAll(stream)));
+    const d = new FrameDecoder();
+    const got: Uint8Array[][] = [];
+    for (let o = 0; o < stream.byteLength; o += 65_536) got.push(...d.push(stream.subarray(o, o + 65_536)));
+    expect(got).toHaveLength(4);
+    expect(Buffer.from(reframe(got)).equals(expected)).toBe(true);
+  });
+
 describe("FrameDecoder limits and bad input", () => {
   function header(count: number, sizes: number[]): Uint8Array {
     const b = new Uint8Array(frameHeaderBytes(count));

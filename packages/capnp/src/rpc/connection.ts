@@ -696,8 +696,11 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       const bufs: ArrayBuffer[] = new Array(segments.length);
       for (let i = 0; i < segments.length; i++) {
         const s = segments[i]!;
-        // capnp-ts segments must be a whole ArrayBuffer. A view into a larger buffer is copied:
-        // the rest of that buffer may belong to the transport (decoder buffers get reused).
+        // capnp-ts segments must be a whole ArrayBuffer. A segment that is one (the stream
+        // decoder's own buffer for a message that spanned chunks, a memory transport's sent
+        // segment) is ours by the Transport contract and is used as is: nobody writes into it
+        // again. A view into a larger buffer (a chunk holding several messages, a pooled Node
+        // Buffer) is copied: the rest of that buffer is not ours.
         const b = s.buffer;
         if (b instanceof ArrayBuffer) {
           bufs[i] = s.byteOffset === 0 && s.byteLength === b.byteLength ? b : b.slice(s.byteOffset, s.byteOffset + s.byteLength);
