@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { Duplex } from "node:stream";
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import {
@@ -13,9 +14,10 @@ import {
   nullCapability,
   promiseCapability,
   readCap,
+  streamTransport,
   writeCap,
 } from "@multiprocess-ts/capnp";
-import type { Capability, MemoryTransport, Server } from "@multiprocess-ts/capnp";
+import type { Capability, IncomingCall, MemoryTransport, Server, Transport } from "@multiprocess-ts/capnp";
 import { Box, CalcServer, CallbackServer, CounterServer, CALC, COUNTER, M, call, callA, capture, drain, makePair, wire } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
@@ -169,6 +171,92 @@ describe("incoming segment buffers", () => {
     await client.close();
     await server.close();
     expect(calc.released).toBe(1);
+  });
+});
+
+describe("big payloads are not copied", () => {
+  const BIG = 1 << 20;
+  const big = new Uint8Array(BIG);
+  for (let i = 0; i < BIG; i++) big[i] = (i * 13) & 0xff;
+
+  /** Records the Data view the server reads (valid after the call, as docs/rpc.md says). */
+  class DataServer implements Server {
+    seen: Uint8Array | null = null;
+    dispatch(call: IncomingCall): void {
+      this.seen = call.params(Box).data(1);
+      call.results(Box).a = this.seen.byteLength;
+    }
+  }
+
+  /** Segments the transport hands to its sink (the engine), in order. */
+  function tapIncoming(t: Transport): Uint8Array[][] {
+    const got: Uint8Array[][] = [];
+    const start = t.start.bind(t);
+    t.start = (sink) =>
+      start({
+        message: (segs) => {
+          got.push(segs);
+          sink.message(segs);
+        },
+        closed: (e) => sink.closed(e),
+      });
+    return got;
+  }
+
+  async function roundTrip(ta: Transport, tb: Transport): Promise<DataServer> {
+    const impl = new DataServer();
+    const bootCap = localCapability(impl);
+    const server = new RpcConnection(tb, { bootstrap: bootCap });
+    bootCap.close();
+    const client = new RpcConnection(ta);
+    const boot = client.bootstrap();
+    expect(await callA(boot, M.echo, (b) => b.setData(1, big))).toBe(BIG);
+    boot.close();
+    await drain();
+    expect(client.stats()).toEqual(ZERO);
+    expect(server.stats()).toEqual(ZERO);
+    await client.close();
+    await server.close();
+    expect(Buffer.from(impl.seen!).equals(Buffer.from(big))).toBe(true);
+    return impl;
+  }
+
+  it("memory transport: the server reads the client's own outgoing segment (no copy on send or receipt)", async () => {
+    const [ta, tb] = memoryTransportPair();
+    const sent: Uint8Array[][] = [];
+    const send = ta.send.bind(ta);
+    ta.send = (segs) => {
+      sent.push(segs);
+      send(segs);
+    };
+    const { seen } = await roundTrip(ta, tb);
+    expect(sent.some((m) => m.some((s) => s.buffer === seen!.buffer))).toBe(true);
+  });
+
+  it("stream transport, message spanning chunks: the server reads the decoder's segment buffer as is", async () => {
+    // Like a socket: what is written arrives in chunks of at most 64 KiB.
+    const ends: Duplex[] = [];
+    const end = (peer: number): Duplex =>
+      new Duplex({
+        read() {},
+        write(chunk: Buffer, _enc, cb) {
+          for (let o = 0; o < chunk.byteLength; o += 65_536) ends[peer]!.push(chunk.subarray(o, o + 65_536));
+          cb();
+        },
+        final(cb) {
+          ends[peer]!.push(null);
+          cb();
+        },
+      });
+    ends.push(end(1), end(0));
+    const ta = streamTransport(ends[0]!);
+    const tb = streamTransport(ends[1]!);
+    const incoming = tapIncoming(tb);
+    const { seen } = await roundTrip(ta, tb);
+    const call = incoming.find((m) => m.some((s) => s.byteLength === BIG))!;
+    for (const s of call) expect([s.byteOffset, s.buffer.byteLength]).toEqual([0, s.byteLength]);
+    expect(seen!.buffer.byteLength).toBe(BIG);
+    expect(incoming.some((m) => m.some((s) => s.buffer === seen!.buffer))).toBe(true);
   });
 });
 
