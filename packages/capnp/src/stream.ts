@@ -4,9 +4,10 @@
  *
  * Writes: a small message (frame up to 1 KiB) is copied into a per-tick batch buffer, framed
  * back to back with the others of the same tick; a larger one is framed with {@link encodeFrame}
- * and its segments are written as they are (no copy), after the batch so far. Everything written
- * in one tick is corked and flushed by one `uncork()` on the next tick, so a stream with
- * `_writev` (net.Socket) writes it with one `writev` syscall. When `write()` returns false, later
+ * and its segments are written as they are (no copy), after the batch so far. A tick's lone
+ * batch is written with one plain `write()` on the next tick; when a tick writes more than one
+ * chunk, they are corked and flushed by one `uncork()` on the next tick, so a stream with
+ * `_writev` (net.Socket) writes them with one `writev` syscall. When `write()` returns false, later
  * messages wait in our queue until `'drain'`.
  *
  * Reads: chunks go through a {@link FrameDecoder} with the given limits; a framing error stops
@@ -47,7 +48,8 @@ class StreamTransport implements Transport {
   private state = State.Open;
   private reported = false;
   private endError: Error | undefined;
-  private corked = false;
+  private corked = false; // stream.cork() called; uncorked by the scheduled flush
+  private flushScheduled = false; // process.nextTick(uncork) pending
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private ended = false; // stream.end() called
@@ -93,6 +95,7 @@ class StreamTransport implements Transport {
       this.appendSmall(segments, bytes);
       return;
     }
+    this.cork(); // the batch so far and this message go out together at the end of the tick
     this.flushBatch();
     this.writeChunks(encodeFrame(segments));
   }
@@ -107,17 +110,22 @@ class StreamTransport implements Transport {
   }
 
   /** Small messages of this tick, framed back to back; written by {@link flushBatch}. */
-  private batch: Uint8Array | null = null;
+  private batch: Buffer | null = null;
   private batchLen = 0;
   private lastBatchLen = 0;
 
   private appendSmall(segments: Uint8Array[], bytes: number): void {
-    if (this.batch !== null && this.batchLen + bytes > this.batch.byteLength) this.flushBatch();
+    if (this.batch !== null && this.batchLen + bytes > this.batch.byteLength) {
+      this.cork(); // this batch and the next go out together (one writev) at the end of the tick
+      this.flushBatch();
+    }
     if (this.batch === null) {
       // Sized from the previous batch, so a lone ping does not allocate 64 KiB.
-      this.batch = new Uint8Array(Math.min(BATCH_BYTES, Math.max(4096, bytes, this.lastBatchLen * 2)));
+      // allocUnsafe: below 4 KiB it is a slice of Node's buffer pool (no zeroing, no backing store
+      // of its own); only the bytes written below are ever sent.
+      this.batch = Buffer.allocUnsafe(Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2)));
       this.batchLen = 0;
-      this.cork(); // schedules the flush at the end of the tick
+      this.scheduleFlush(); // the batch is written at the end of the tick
     }
     const b = this.batch;
     let o = this.batchLen;
@@ -139,7 +147,11 @@ class StreamTransport implements Transport {
     if (b === null) return;
     this.batch = null;
     this.lastBatchLen = this.batchLen;
-    if (this.batchLen > 0 && this.state !== State.Ended) this.writeChunks([b.subarray(0, this.batchLen)]);
+    if (this.batchLen === 0 || this.state === State.Ended) return;
+    // One chunk: no need to cork (if a larger message corked the stream, it stays in order).
+    const chunk = b.subarray(0, this.batchLen);
+    if (this.blocked) this.queue.push(chunk);
+    else if (!this.stream.write(chunk)) this.blocked = true;
   }
 
   close(): Promise<void> {
@@ -164,14 +176,23 @@ class StreamTransport implements Transport {
   // --- writing ---
 
   private cork(): void {
-    if (this.corked) return;
-    this.corked = true;
-    this.stream.cork();
+    if (!this.corked) {
+      this.corked = true;
+      this.stream.cork();
+    }
+    this.scheduleFlush();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
     process.nextTick(this.uncork);
   }
 
   private readonly uncork = (): void => {
+    this.flushScheduled = false;
     this.flushBatch();
+    if (!this.corked) return;
     this.corked = false;
     if (!this.stream.destroyed) this.stream.uncork();
   };
