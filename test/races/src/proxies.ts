@@ -65,6 +65,28 @@ export class FooCallbackServer extends $mp.ProxyServerBase<FooCallback> {
   ];
 }
 
+// A FooCallback that is also a Connection's Init (test-only): initThreadMap @4 on the same
+// interface id, so a Connection whose bootstrap is a callback can carry Proxy.Context calls.
+const FooCallback$initThreadMap = method("initThreadMap", CB_ID, 4, -1);
+export class ThreadedCallbackClient extends FooCallbackClient {
+  initThreadMap(): Promise<void> {
+    return this.$invoke(FooCallback$initThreadMap, (p, io) => $mp.writeCap(p, 0, io.threadMap()), (r, io) => io.setPeerThreadMap($mp.readCap(r, 0)));
+  }
+}
+export class ThreadedCallbackServer extends $mp.ProxyServerBase<FooCallback> {
+  static readonly interfaceId = CB_ID;
+  static readonly methods: readonly $mp.ServerMethod<FooCallback>[] = [
+    ...FooCallbackServer.methods,
+    {
+      method: FooCallback$initThreadMap,
+      invoke(_impl, p, r, io) {
+        io.setPeerThreadMap($mp.readCap(p, 0));
+        $mp.writeCap(r, 0, io.threadMap());
+      },
+    },
+  ];
+}
+
 // FooInterface subset:
 //   add @0 (a, b) -> (result)                         no context: runs on the server's loop
 //   initThreadMap @4 (threadMap) -> (threadMap)       pointer 0 both ways

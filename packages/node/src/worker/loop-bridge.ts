@@ -56,6 +56,12 @@ export interface LoopBridgeOptions {
   fillContext?: (ctx: capnp.Struct, session: WorkerSession, connection: unknown) => void;
   /** Pointer index of the Context param of (interfaceId, methodId), or -1; used when the worker sent none. */
   contextIndex?: (interfaceId: bigint, methodId: number) => number;
+  /**
+   * Refills the Proxy.Context inside `params` (a call a {@link RelayServer} makes on `to`) that the
+   * peer of `from` filled for `from`, with `session`'s threads on `to`; a no-op when `params` has
+   * no such Context. The runtime glue passes one (see `attachWorkers`).
+   */
+  relayContext?: (params: capnp.Struct, session: WorkerSession, from: unknown, to: unknown) => void;
 }
 
 interface Entry {
@@ -102,12 +108,26 @@ class SessionRpc {
     return { l: this.addCap(cap.dup(), connection) };
   }
 
-  /** Capability for a descriptor the worker sent (a new reference the caller owns). */
-  resolve(d: CapDesc): Capability | null {
+  /**
+   * Capability for a descriptor the worker sent (a new reference the caller owns). `into` is the
+   * Connection the capability is being sent on, when known: a loop capability of another
+   * Connection is then wrapped in a {@link RelayServer} (as `exportObject` does on the loop
+   * thread), so each hop gets its own Context instead of forwarding the peer's thread handles.
+   */
+  resolve(d: CapDesc, into?: unknown): Capability | null {
     if (d === null) return null;
     if ("l" in d) {
       const e = this.caps.get(d.l);
       if (e === undefined) throw new RpcError("failed", `worker named unknown loop capability ${d.l}`);
+      if (into !== undefined && e.connection !== undefined && e.connection !== into && !e.cap.isNull) {
+        const cap = e.cap.dup();
+        try {
+          return localCapability(new RelayServer(this.bridge, this.session, cap, into, e.connection));
+        } catch (err) {
+          cap.close();
+          throw err;
+        }
+      }
       return e.cap.dup();
     }
     const server = new WorkerObjectServer(this, d.w);
@@ -178,7 +198,7 @@ class SessionRpc {
     try {
       const iid = BigInt(m.iid);
       const req = target.cap.newCall(iid, m.mid, Holder);
-      const caps = mapCaps(m.params.caps, (d) => this.resolve(d));
+      const caps = mapCaps(m.params.caps, (d) => this.resolve(d, target.connection));
       unpackStructInto(m.params.buf, req.params, caps);
       const ctx = m.ctx >= 0 ? m.ctx : (this.bridge.opts.contextIndex?.(iid, m.mid) ?? -1);
       const fill = this.bridge.opts.fillContext;
@@ -296,6 +316,69 @@ export class WorkerObjectServer implements Server {
     this.rpc.objects.delete(this);
     if (!this.gone) this.rpc.send({ op: "release", id: this.id });
   }
+}
+
+/**
+ * Stands on Connection `from` for `cap`, a loop capability of Connection `to` that a worker
+ * passed in a call on `from` (inside a worker all clients share one Connection, so only the loop
+ * can tell them apart). Each call is copied into a new call on `cap` whose Proxy.Context is
+ * refilled for `to` with the worker's threads there (`relayContext`), like the runtime's relay
+ * server (proxy.ts `relayServer`): forwarding the raw capability would hand `to`'s peer thread
+ * handles of `from` ("invalid thread handle"). Other capabilities in params and results pass
+ * through as they are. Owns its reference to `cap`, released when `from`'s peer releases it.
+ */
+export class RelayServer implements Server {
+  #cap: Capability | null;
+  constructor(
+    readonly bridge: LoopBridge,
+    readonly session: WorkerSession,
+    cap: Capability,
+    readonly from: unknown,
+    readonly to: unknown,
+  ) {
+    this.#cap = cap;
+  }
+
+  async dispatch(call: IncomingCall): Promise<void> {
+    const cap = this.#cap;
+    if (cap === null) throw new DisconnectedError("relayed capability was released");
+    const req = cap.newCall(call.interfaceId, call.methodId, Holder);
+    copyStruct(call.params(Holder), req.params);
+    this.bridge.opts.relayContext?.(req.params, this.session, this.from, this.to);
+    const pending = req.send();
+    const onAbort = (): void => pending.cancel();
+    call.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const resp = await pending;
+      try {
+        copyStruct(resp.results(Holder), call.results(Holder));
+      } finally {
+        resp.close();
+      }
+    } finally {
+      call.signal.removeEventListener("abort", onAbort);
+    }
+  }
+
+  onRelease(): void {
+    const cap = this.#cap;
+    this.#cap = null;
+    cap?.close();
+  }
+}
+
+/** Copies struct `src` over `dst` (another message), capabilities included (new references). */
+function copyStruct(src: capnp.Struct, dst: capnp.Struct): void {
+  const table = src.segment.message;
+  const caps: (Capability | null)[] = [];
+  let buf: ArrayBuffer;
+  try {
+    buf = packStruct(src, (i) => caps.push(capFromTable(table, i)));
+  } catch (e) {
+    for (const c of caps) c?.close();
+    throw e;
+  }
+  unpackStructInto(buf, dst, caps);
 }
 
 /**

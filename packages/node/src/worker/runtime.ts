@@ -45,7 +45,7 @@ import { workerHost, type WorkerHost, type WorkerSession } from "./host.js";
 import { ContextView, loopBridge, type LoopBridge } from "./loop-bridge.js";
 import { isLoopHandle, type LoopHandle } from "./protocol.js";
 import { workerRpc, type WorkerRpc } from "./worker-bridge.js";
-import { pointerField } from "./copy.js";
+import { erasePointerField, pointerField } from "./copy.js";
 import { getTargetPointerType as pointerType } from "capnp-ts/src/serialization/pointers/pointer.js";
 import { PointerType } from "capnp-ts/src/serialization/pointers/pointer-type.js";
 
@@ -102,6 +102,33 @@ export function attachWorkers(loop: EventLoop): WorkerSupport {
     fillContext(ctx, session, connection) {
       if (!(connection instanceof Connection) || connection.state !== "open" || session.isClosed) return;
       fillContext(ctx, connection, threadContext(session));
+    },
+    // A worker passed a client of Connection `to` into a call on `from`: the bridge relays it
+    // (RelayServer). A Context in the relayed call was filled by `from`'s peer: its thread is one
+    // of our ThreadServers on `from`. Refill it for `to` with the worker's threads there.
+    relayContext(params, session, from, to) {
+      if (!(to instanceof Connection) || !(from instanceof Connection)) return;
+      for (let i = 0; ; i++) {
+        const p = pointerField(params, i);
+        if (p === null) return;
+        if (capnp.Pointer.isNull(p) || pointerType(p) !== PointerType.STRUCT) continue;
+        const view = new ContextView(p.segment, p.byteOffset, p._capnp.depthLimit);
+        const tp = pointerField(view, 0);
+        if (tp === null || capnp.Pointer.isNull(tp) || pointerType(tp) !== PointerType.OTHER) continue;
+        let server: unknown;
+        try {
+          const t = readCap(view, 0);
+          server = t?.localServer();
+          t?.close();
+        } catch {
+          continue;
+        }
+        if (!(server instanceof ThreadServer) || server.connection !== from) continue;
+        erasePointerField(view, 0);
+        erasePointerField(view, 1);
+        if (to.state === "open" && !session.isClosed) fillContext(view, to, threadContext(session));
+        return;
+      }
     },
   });
   const support: WorkerSupport = {

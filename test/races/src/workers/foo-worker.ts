@@ -8,7 +8,7 @@
  */
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import { workerConnection } from "../../../../packages/node/dist/worker/index.js";
-import { FooClient, type FooCallback } from "../proxies.js";
+import { FooCallbackClient, FooClient, type FooCallback } from "../proxies.js";
 
 const port = parentPort!;
 const wc = workerConnection(workerData.handle);
@@ -90,6 +90,27 @@ const scenarios: Record<string, () => Promise<unknown> | unknown> = {
     const outer = wc.loop.callSync(() => foo.callback(cb, 5));
     log.push(`callSync returned ${outer}`);
     return finish(foo).then(() => ({ outer, log, threadId }));
+  },
+
+  /**
+   * Passes a client of the loop's other Connection ("cbA") into a Context call on "foo": the
+   * foo server calls it back (with a Context), so the loop must relay it, not forward it.
+   */
+  async relayAcross() {
+    const foo = await wc.get("foo", FooClient);
+    const cb = await wc.get("cbA", FooCallbackClient);
+    const direct = await cb.call(1);
+    const outcomes: unknown[] = [];
+    for (const arg of [2, 3]) {
+      try {
+        outcomes.push(await foo.callback(cb, arg));
+      } catch (e) {
+        outcomes.push(err(e));
+      }
+    }
+    await cb.close();
+    await finish(foo);
+    return { direct, outcomes };
   },
 
   /** Makes calls (so the loop holds Threads for this worker), then obeys one command. */
