@@ -181,6 +181,14 @@ const NOOP = (): void => {};
  */
 const ENV = new Envelope();
 
+/** The empty table every connection starts with (see RpcConnection.questions); never written. */
+class EmptyMap extends Map<never, never> {
+  override set(): this {
+    throw new Error("internal error: write to the shared empty table");
+  }
+}
+const EMPTY: ReadonlyMap<unknown, unknown> = new EmptyMap();
+
 export class RpcConnection implements RouteConn, TailCallHandler {
   private readonly transport: Transport;
   private readonly limits: ReaderLimits;
@@ -188,16 +196,18 @@ export class RpcConnection implements RouteConn, TailCallHandler {
   readonly name: string;
   private bootstrapHook: Hook | null;
 
-  private readonly questions = new Map<number, Question>();
+  // The tables start as the shared EMPTY map (read-only) and get a Map of their own on their
+  // first entry: an idle connection keeps only the ones it used (an empty Map is ~200 bytes).
+  private questions = EMPTY as Map<number, Question>;
   private readonly freeQuestionIds: number[] = [];
   private nextQuestionId = 0;
-  private readonly answers = new Map<number, Answer>();
-  private readonly exports = new Map<number, ExportEntry>();
-  private readonly exportByHook = new Map<Hook, ExportEntry>();
+  private answers = EMPTY as Map<number, Answer>;
+  private exports = EMPTY as Map<number, ExportEntry>;
+  private exportByHook = EMPTY as Map<Hook, ExportEntry>;
   private readonly freeExportIds: number[] = [];
   private nextExportId = 0;
-  private readonly imports = new Map<number, ImportHook>();
-  private readonly embargoes = new Map<number, Embargo>();
+  private imports = EMPTY as Map<number, ImportHook>;
+  private embargoes = EMPTY as Map<number, Embargo>;
   private nextEmbargoId = 0;
 
   private ended = false;
@@ -272,7 +282,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     const id = this.allocQuestion();
     const sink = new BootstrapSink();
     const q = new Question(this, id, sink, false, false, null, true);
-    this.questions.set(id, q);
+    (this.questions === EMPTY ? (this.questions = new Map()) : this.questions).set(id, q);
     sink.setRoute(this, id);
     const hook = sink.pipelineHook([]);
     sink.cancelHandler = null;
@@ -418,7 +428,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       call.setQuestionId(id);
     }
     const q = new Question(this, id, d.sink, yourself, yourself, paramExports, false);
-    this.questions.set(id, q);
+    (this.questions === EMPTY ? (this.questions = new Map()) : this.questions).set(id, q);
     if (!yourself) {
       d.sink.setRoute(this, id);
       d.sink.cancelHandler = q;
@@ -484,8 +494,8 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     const free = this.freeExportIds.pop();
     const id = free === undefined ? this.nextExportId++ : free;
     e = { id, hook: h.addRef(), refcount: 1, key: h };
-    this.exports.set(id, e);
-    this.exportByHook.set(h, e);
+    (this.exports === EMPTY ? (this.exports = new Map()) : this.exports).set(id, e);
+    (this.exportByHook === EMPTY ? (this.exportByHook = new Map()) : this.exportByHook).set(h, e);
     if (h instanceof PromiseHook) {
       const entry = e;
       h.onResolved((res) => this.exportResolved(entry, res));
@@ -625,7 +635,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     if (this.ended) return target;
     const id = this.nextEmbargoId++;
     const hook = new PromiseHook();
-    this.embargoes.set(id, { id, hook, target });
+    (this.embargoes === EMPTY ? (this.embargoes = new Map()) : this.embargoes).set(id, { id, hook, target });
     const m = newMessage(128);
     const d = m.initRoot(rpc.Message).initDisembargo();
     const t = d.initTarget();
@@ -840,7 +850,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
       return imp.addRef();
     }
     const h = new ImportHook(this, id);
-    this.imports.set(id, h);
+    (this.imports === EMPTY ? (this.imports = new Map()) : this.imports).set(id, h);
     if (!isPromise) return h;
     const p = new PromiseHook();
     h.promise = p;
@@ -887,7 +897,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
   private newAnswer(id: number): Answer {
     if (this.answers.has(id)) throw new ProtocolError(`question ID ${id} is already in use`);
     const a = new Answer(this, id);
-    this.answers.set(id, a);
+    (this.answers === EMPTY ? (this.answers = new Map()) : this.answers).set(id, a);
     return a;
   }
 
