@@ -64,10 +64,13 @@ class StreamTransport implements Transport {
   ) {
     this.decoder = new FrameDecoder(limits);
     // Listen for errors at once so an early error is never an unhandled 'error' event.
-    stream.on("error", this.onError);
-    stream.on("close", this.onClose);
-    stream.on("finish", this.onFinish);
-    stream.on("drain", this.onDrain);
+    // The listeners are shared by all transports (an EventEmitter calls them with the stream as
+    // `this`, which leads back to us): no per-connection closures.
+    (stream as OwnedStream)[kTransport] = this;
+    stream.on("error", ON_ERROR);
+    stream.on("close", ON_CLOSE);
+    stream.on("finish", ON_FINISH);
+    stream.on("drain", ON_DRAIN);
     if (stream.destroyed) queueMicrotask(() => this.onClose());
   }
 
@@ -78,8 +81,8 @@ class StreamTransport implements Transport {
       this.scheduleReport();
       return;
     }
-    this.stream.on("end", this.onEnd);
-    this.stream.on("data", this.onData);
+    this.stream.on("end", ON_END);
+    this.stream.on("data", ON_DATA);
   }
 
   send(segments: Uint8Array[]): void {
@@ -186,18 +189,18 @@ class StreamTransport implements Transport {
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    process.nextTick(this.uncork);
+    process.nextTick(UNCORK, this);
   }
 
-  private readonly uncork = (): void => {
+  uncork(): void {
     this.flushScheduled = false;
     this.flushBatch();
     if (!this.corked) return;
     this.corked = false;
     if (!this.stream.destroyed) this.stream.uncork();
-  };
+  }
 
-  private readonly onDrain = (): void => {
+  onDrain(): void {
     if (!this.blocked) return;
     this.blocked = false;
     if (this.state === State.Ended) return;
@@ -214,7 +217,7 @@ class StreamTransport implements Transport {
       this.queue.splice(0, i);
     }
     this.maybeEnd();
-  };
+  }
 
   /** In Closing, end the writable side once our queue is flushed into the stream. */
   private maybeEnd(): void {
@@ -227,16 +230,16 @@ class StreamTransport implements Transport {
     this.stream.end(); // also uncorks
   }
 
-  private readonly onFinish = (): void => {
+  onFinish(): void {
     this.finished = true;
     for (const w of this.finishWaiters.splice(0)) w();
     // After a read failure nothing more is read: once our writes are out, let the stream go.
     if (this.readFailed && !this.stream.destroyed) this.stream.destroy();
-  };
+  }
 
   // --- reading ---
 
-  private readonly onData = (chunk: Buffer | string): void => {
+  onData(chunk: Buffer | string): void {
     if (this.state === State.Ended) return;
     if (this.readFailed) return;
     if (typeof chunk === "string") {
@@ -248,7 +251,7 @@ class StreamTransport implements Transport {
     } catch (e) {
       this.readFail(e as Error);
     }
-  };
+  }
 
   private readonly deliver = (m: Uint8Array[]): void => {
     if (this.state === State.Ended) return; // the engine ended us mid-chunk: drop the rest
@@ -260,7 +263,7 @@ class StreamTransport implements Transport {
     }
   };
 
-  private readonly onEnd = (): void => {
+  onEnd(): void {
     this.readEnded = true;
     if (this.state === State.Ended || this.readFailed) return;
     try {
@@ -279,20 +282,20 @@ class StreamTransport implements Transport {
       if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
       else this.onFinish();
     }
-  };
+  }
 
-  private readonly onError = (err: Error): void => {
+  onError(err: Error): void {
     if (this.state === State.Ended) return;
     this.fail(new DisconnectedError(`transport stream error: ${err.message}`, { cause: err }));
-  };
+  }
 
-  private readonly onClose = (): void => {
+  onClose(): void {
     this.onFinish();
     if (this.state === State.Ended) return;
     // Closed without EOF or error (destroyed by someone, or EOF before start()).
     if (this.readEnded) this.setEnded(undefined);
     else this.setEnded(new DisconnectedError("transport stream closed"));
-  };
+  }
 
   // --- ending ---
 
@@ -304,7 +307,7 @@ class StreamTransport implements Transport {
   private readFail(err: Error): void {
     if (this.state === State.Ended || this.readFailed) return;
     this.readFailed = true;
-    this.stream.off("data", this.onData);
+    this.stream.off("data", ON_DATA);
     this.stream.pause();
     this.endError = err;
     this.scheduleReport();
@@ -323,7 +326,7 @@ class StreamTransport implements Transport {
     if (this.state === State.Ended) return;
     this.state = State.Ended;
     this.endError = err;
-    this.stream.off("data", this.onData);
+    this.stream.off("data", ON_DATA);
     this.scheduleReport();
   }
 
@@ -334,6 +337,31 @@ class StreamTransport implements Transport {
     const err = this.endError;
     queueMicrotask(() => sink.closed(err));
   }
+}
+
+const kTransport = Symbol("capnp.streamTransport");
+type OwnedStream = Duplex & { [kTransport]?: StreamTransport };
+
+function ON_ERROR(this: OwnedStream, err: Error): void {
+  this[kTransport]!.onError(err);
+}
+function ON_CLOSE(this: OwnedStream): void {
+  this[kTransport]!.onClose();
+}
+function ON_FINISH(this: OwnedStream): void {
+  this[kTransport]!.onFinish();
+}
+function ON_DRAIN(this: OwnedStream): void {
+  this[kTransport]!.onDrain();
+}
+function ON_END(this: OwnedStream): void {
+  this[kTransport]!.onEnd();
+}
+function ON_DATA(this: OwnedStream, chunk: Buffer | string): void {
+  this[kTransport]!.onData(chunk);
+}
+function UNCORK(t: StreamTransport): void {
+  t.uncork();
 }
 
 /**
