@@ -189,6 +189,17 @@ class EmptyMap extends Map<never, never> {
 }
 const EMPTY: ReadonlyMap<unknown, unknown> = new EmptyMap();
 
+/** What a connection gives its transport: one small object instead of two closures. */
+class ConnSink {
+  constructor(private readonly conn: RpcConnection) {}
+  message(segments: Uint8Array[]): void {
+    this.conn["onMessage"](segments);
+  }
+  closed(err: Error | undefined): void {
+    this.conn["onTransportClosed"](err);
+  }
+}
+
 export class RpcConnection implements RouteConn, TailCallHandler {
   private readonly transport: Transport;
   private readonly limits: ReaderLimits;
@@ -224,10 +235,7 @@ export class RpcConnection implements RouteConn, TailCallHandler {
     this.name = opts.name ?? "rpc";
     this.bootstrapHook = opts.bootstrap === undefined ? null : hookOf(opts.bootstrap).addRef();
     this.closed = this.closedD.promise;
-    transport.start({
-      message: (segments) => this.onMessage(segments),
-      closed: (err) => this.onTransportClosed(err),
-    });
+    transport.start(new ConnSink(this));
   }
 
   get isClosed(): boolean {
