@@ -25,8 +25,9 @@ import {
   type Transport,
   type RpcConnectionOptions,
 } from "@multiprocess-ts/capnp";
-import { describe, type EventLoop, type EventLoopRef } from "./event-loop.js";
-import type { ThreadServer, ThreadMapServer } from "./threads.js";
+import type { EventLoop, EventLoopRef } from "./event-loop.js";
+import type { ThreadServer, ThreadMapServer } from "./threads/servers.js";
+import { errorText } from "./util.js";
 
 /** Opaque handle returned by {@link Connection.addSyncCleanup}. */
 export interface CleanupHandle {
@@ -300,14 +301,14 @@ export class Connection {
       try {
         cap?.close();
       } catch (e) {
-        this.loop.log("error", `${this.name}: releasing a capability failed: ${describe(e)}`);
+        this.loop.log("error", `${this.name}: releasing a capability failed: ${errorText(e)}`);
       }
     }
     // 3. flush and end (a no-op when the link is already gone).
     try {
       await this.rpc.close(local ? err : undefined);
     } catch (e) {
-      this.loop.log("warning", `${this.name}: closing the RPC connection failed: ${describe(e)}`);
+      this.loop.log("warning", `${this.name}: closing the RPC connection failed: ${errorText(e)}`);
     }
     // 4. sync cleanups, one at a time, each unlinked before it runs.
     this.#state = "closed";
@@ -315,7 +316,7 @@ export class Connection {
       try {
         fn();
       } catch (e) {
-        this.loop.log("error", `${this.name}: sync cleanup failed: ${describe(e)}`);
+        this.loop.log("error", `${this.name}: sync cleanup failed: ${errorText(e)}`);
       }
     }
     // 5. async cleanups, after every sync cleanup.
@@ -334,7 +335,7 @@ export class Connection {
           try {
             cb(error);
           } catch (e) {
-            this.loop.log("error", `${this.name}: disconnect callback failed: ${describe(e)}`);
+            this.loop.log("error", `${this.name}: disconnect callback failed: ${errorText(e)}`);
           }
         }
       });

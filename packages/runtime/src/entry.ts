@@ -2,13 +2,16 @@
  * Entry points used by `@multiprocess-ts/node` (contracts.md "Runtime entry points"), after
  * upstream's `ConnectStream` / `ServeStream` (proxy-io.h).
  *
- * Threading: loop thread only.
+ * Owns: nothing past the call; the Connection it makes is owned by the Init client (connect) or
+ * the caller (serve). Threading: loop thread only.
  */
 import { localCapability, readCap, writeCap, type Transport } from "@multiprocess-ts/capnp";
 import { Connection, type ConnectionOptions } from "./connection.js";
 import type { EventLoop } from "./event-loop.js";
-import { disownImpl, ProxyClientBase, type ProxyClientCtor, type ProxyServerCtor } from "./proxy.js";
-import { makeThreadMap } from "./threads.js";
+import type { ProxyClientBase } from "./proxy/client.js";
+import type { ProxyClientCtor, ProxyServerCtor } from "./proxy/seam.js";
+import { disownImpl } from "./proxy/server.js";
+import { makeThreadMap } from "./threads/servers.js";
 
 export interface ConnectOptions extends Omit<ConnectionOptions, "bootstrap"> {}
 

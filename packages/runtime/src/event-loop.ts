@@ -6,13 +6,17 @@
  * implementations, testing hooks, logging, and a registry of named request handlers through which
  * the worker glue (`@multiprocess-ts/node`) forwards cross-thread post/sync requests.
  *
+ * Owns: the post queue, the async-cleanup queue, the handler registry, the loop thread's
+ * ThreadContext, the reference count.
+ *
  * Threading: an EventLoop belongs to the thread that created it ("the loop thread"); every method
  * must be called there (JS objects cannot be shared between threads, so other threads reach it
  * only through the handlers registered with {@link EventLoop.handle}). Nothing here blocks.
  */
 import { deferred, type Deferred } from "@multiprocess-ts/capnp";
 import { levelIndex, longThreadName, truncate, type LogFn, type LogLevel, type LogOptions } from "./log.js";
-import { ThreadContext } from "./thread-context.js";
+import { ThreadContext } from "./threads/thread-context.js";
+import { errorText } from "./util.js";
 
 /**
  * Named testing hooks (upstream `testing_hook_*`), no-ops unless set. Race tests use them to pin
@@ -151,7 +155,7 @@ export class EventLoop {
       try {
         fn();
       } catch (e) {
-        this.log("error", `uncaught exception in posted function: ${describe(e)}`);
+        this.log("error", `uncaught exception in posted function: ${errorText(e)}`);
       }
     }
     this.#postScheduled = false;
@@ -241,7 +245,7 @@ export class EventLoop {
       try {
         await fn();
       } catch (e) {
-        this.log("error", `async cleanup failed: ${describe(e)}`);
+        this.log("error", `async cleanup failed: ${errorText(e)}`);
       }
       if (this.#asyncCleanups.length > 0) await new Promise<void>((r) => setImmediate(r));
     }
@@ -324,10 +328,4 @@ export class EventLoop {
   truncate(text: string): string {
     return truncate(text, this.#maxChars);
   }
-}
-
-/** Text for an unknown thrown value, for log lines. */
-export function describe(e: unknown): string {
-  if (e instanceof Error) return `${e.name}: ${e.message}`;
-  return String(e);
 }

@@ -1,15 +1,23 @@
 /**
  * `@multiprocess-ts/runtime`: the loop-thread runtime (EventLoop, Connection, proxies, thread
  * mapping). Hand-curated named exports; generated-code helpers live on `./gen`.
+ *
+ * Layout: event-loop.ts, connection.ts, entry.ts (connect/serve), proxy/ (client and server bases,
+ * their IO, relays, disposal), threads/ (thread mapping: executor, frames, ThreadContext,
+ * ThreadClient, the Thread/ThreadMap servers, the Proxy.Context param), types/ (proxy.capnp
+ * structs). Owns: nothing. Threading: loop thread (see each module).
  * @module
  */
-export { EventLoop, EventLoopRef, describe } from "./event-loop.js";
+export { EventLoop, EventLoopRef } from "./event-loop.js";
+export { errorText } from "./util.js";
 export type { EventLoopOptions, TestingHooks, LoopHandler } from "./event-loop.js";
 export { LOG_LEVELS, longThreadName, truncate } from "./log.js";
 export type { LogLevel, LogFn, LogOptions } from "./log.js";
 export { Connection, CleanupList } from "./connection.js";
 export type { CleanupHandle, ConnectionOptions, ConnectionState } from "./connection.js";
-export { ProxyClientBase, ProxyServerBase, disposeObject } from "./proxy.js";
+export { ProxyClientBase } from "./proxy/client.js";
+export { ProxyServerBase } from "./proxy/server.js";
+export { disposeObject } from "./proxy/dispose.js";
 export type {
   ProxyMethod,
   ServerMethod,
@@ -18,11 +26,16 @@ export type {
   ProxyClientCtor,
   ProxyServerCtor,
   ProxyClientOptions,
-} from "./proxy.js";
-export { ThreadContext, ThreadEntry, FifoExecutor, currentFrame, runInFrame } from "./thread-context.js";
-export type { ThreadExecutor, ThreadContextOptions, TaskFrame, TaskControl } from "./thread-context.js";
-export { ThreadServer, ThreadMapServer, makeThreadMap, pickPoolThread } from "./threads.js";
-export { fillContext, readContext, selectThread } from "./context.js";
+} from "./proxy/seam.js";
+export { ThreadContext } from "./threads/thread-context.js";
+export type { ThreadContextOptions } from "./threads/thread-context.js";
+export { ThreadClient } from "./threads/thread-client.js";
+export { FifoExecutor } from "./threads/executor.js";
+export type { ThreadExecutor, TaskControl } from "./threads/executor.js";
+export { currentFrame, runInFrame } from "./threads/frame.js";
+export type { TaskFrame } from "./threads/frame.js";
+export { ThreadServer, ThreadMapServer, makeThreadMap, pickPoolThread } from "./threads/servers.js";
+export { fillContext, readContext, selectThread } from "./threads/proxy-context.js";
 export { connectTransport, serveTransport, constructExchange } from "./entry.js";
 export type { ConnectOptions, ServeOptions } from "./entry.js";
 export {

@@ -1,7 +1,7 @@
 import { deferred } from "@multiprocess-ts/capnp";
 import {
   currentFrame,
-  ThreadEntry,
+  ThreadClient,
   ThreadSelectionError,
   ThreadServer,
   type Connection,
@@ -220,7 +220,7 @@ describe("pool and thread selection errors", () => {
   });
 });
 
-describe("ThreadEntry teardown (#189) in either order", () => {
+describe("ThreadClient teardown (#189) in either order", () => {
   it("entry first: unregisters its cleanup; the connection's teardown then skips it", async () => {
     const impl = new FooImpl();
     const p = await connectPair(impl, FooServer, FooClient);
@@ -251,7 +251,7 @@ describe("ThreadEntry teardown (#189) in either order", () => {
     impl.intFn = (n) => n;
     await p.client.callIntFnAsync(1);
     const tc = p.clientLoop.threadContext;
-    const entries: ThreadEntry[] = [tc.requestThreads.get(p.clientConn)!, tc.callbackThreads.get(p.clientConn)!];
+    const entries: ThreadClient[] = [tc.requestThreads.get(p.clientConn)!, tc.callbackThreads.get(p.clientConn)!];
     await p.clientConn.close();
     for (const e of entries) {
       expect(e.destroyed).toBe(true);

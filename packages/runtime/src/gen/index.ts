@@ -1,19 +1,13 @@
 /**
  * `@multiprocess-ts/runtime/gen`: the helpers generated code (mpgen output in proto/src) imports.
- * Not for applications (use `@multiprocess-ts/runtime`). The seam is fixed by contracts.md §2.
+ * Not for applications (use `@multiprocess-ts/runtime`). The seam is fixed by docs/contracts.md §2.
+ * Owns: nothing (re-exports). Threading: loop thread (generated proxies run there).
  * @internal
  * @module
  */
-export {
-  ProxyClientBase,
-  ProxyServerBase,
-  checkInt8,
-  checkInt16,
-  checkInt32,
-  checkUint8,
-  checkUint16,
-  checkUint32,
-} from "../proxy.js";
+export { ProxyClientBase } from "../proxy/client.js";
+export { ProxyServerBase } from "../proxy/server.js";
+export { checkInt8, checkInt16, checkInt32, checkUint8, checkUint16, checkUint32 } from "../proxy/int-checks.js";
 export type {
   ProxyMethod,
   ServerMethod,
@@ -22,12 +16,12 @@ export type {
   ProxyClientCtor,
   ProxyServerCtor,
   ProxyClientOptions,
-} from "../proxy.js";
-export { fillContext } from "../context.js";
+} from "../proxy/seam.js";
+export { fillContext } from "../threads/proxy-context.js";
 /** True for a native Promise or any object with a `then` method (generated `invoke` uses it). */
-export { isThenable } from "../thread-context.js";
+export { isThenable } from "../util.js";
 export type { Connection } from "../connection.js";
-export type { ThreadContext } from "../thread-context.js";
+export type { ThreadContext } from "../threads/thread-context.js";
 export { readCap, writeCap } from "@multiprocess-ts/capnp";
 export type { Capability } from "@multiprocess-ts/capnp";
 export {

@@ -3,8 +3,10 @@
  * proxy.cpp). On the loop thread a server Thread is a logical executor: a FIFO queue of async tasks
  * (see {@link ThreadExecutor}); calls naming the same Thread run in arrival order, one at a time.
  *
- * Threading: loop thread only. A Thread created by `makeThread` lives until the peer releases its
- * last reference or the connection ends; pool Threads live until the connection ends.
+ * Owns: the ThreadServers of a Connection (registered in `connection.threads`), each with its
+ * ThreadContext when it made one. A Thread created by `makeThread` lives until the peer releases
+ * its last reference or the connection ends; pool Threads live until the connection ends.
+ * Threading: loop thread only.
  */
 import {
   RpcError,
@@ -14,9 +16,10 @@ import {
   type IncomingCall,
   type Server,
 } from "@multiprocess-ts/capnp";
-import type { Connection } from "./connection.js";
-import { longThreadName } from "./log.js";
-import { runInFrame, ThreadContext } from "./thread-context.js";
+import type { Connection } from "../connection.js";
+import { longThreadName } from "../log.js";
+import { runInFrame } from "./frame.js";
+import { ThreadContext } from "./thread-context.js";
 import {
   THREAD_INTERFACE_ID,
   THREAD_MAP_INTERFACE_ID,
@@ -26,7 +29,7 @@ import {
   ThreadMap_makeThread$Results,
   ThreadMethod,
   Thread_getName$Results,
-} from "./types/proxy-capnp.js";
+} from "../types/proxy-capnp.js";
 
 let threadCounter = 0;
 

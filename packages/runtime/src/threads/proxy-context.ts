@@ -1,23 +1,26 @@
 /**
  * The `Proxy.Context` parameter (upstream type-context.h): the client side fills it
- * ({@link fillContext}), the server side picks the Thread a call runs on ({@link selectThread}).
+ * ({@link fillContext}), the server side reads it ({@link readContext}) and picks the Thread a
+ * call runs on ({@link selectThread}).
  *
- * Threading: loop thread only.
+ * Owns: nothing of its own; it creates a context's ThreadClients on first use (owned by the
+ * context's maps). Threading: loop thread only.
  */
 import { localCapability, readCap, writeCap, type Capability } from "@multiprocess-ts/capnp";
 import { Pointer, Struct } from "capnp-ts";
-import type { Connection } from "./connection.js";
-import { describe } from "./event-loop.js";
-import { ThreadSelectionError } from "./errors.js";
-import { ThreadEntry, type ThreadContext } from "./thread-context.js";
-import { pickPoolThread, ThreadServer } from "./threads.js";
+import type { Connection } from "../connection.js";
+import { ThreadSelectionError } from "../errors.js";
+import { errorText } from "../util.js";
+import { pickPoolThread, ThreadServer } from "./servers.js";
+import { ThreadClient } from "./thread-client.js";
+import type { ThreadContext } from "./thread-context.js";
 import {
   Context,
   THREAD_MAP_INTERFACE_ID,
   ThreadMapMethod,
   ThreadMap_makeThread$Params,
   ThreadMap_makeThread$Results,
-} from "./types/proxy-capnp.js";
+} from "../types/proxy-capnp.js";
 
 /**
  * Fills a Context struct for a call made by `thread` on `connection`: `callbackThread` = this
@@ -34,7 +37,7 @@ export function fillContext(ctx: Struct, connection: Connection, thread: ThreadC
     let cb = thread.callbackThreads.get(connection);
     if (!cb || cb.destroyed) {
       const server = new ThreadServer(connection, thread.name, thread);
-      cb = new ThreadEntry(thread.callbackThreads, connection, localCapability(server));
+      cb = new ThreadClient(thread.callbackThreads, connection, localCapability(server));
       thread.callbackThreads.set(connection, cb);
     }
     if (cb.cap) writeCap(ctx, Context.CALLBACK_THREAD_PTR, cb.cap);
@@ -48,7 +51,7 @@ export function fillContext(ctx: Struct, connection: Connection, thread: ThreadC
       const cap = pending.pipeline(ThreadMap_makeThread$Results.RESULT_PTR);
       pending.then(
         (r) => r.close(),
-        (e: unknown) => connection.loop.log("debug", `${connection.name}: makeThread failed: ${describe(e)}`),
+        (e: unknown) => connection.loop.log("debug", `${connection.name}: makeThread failed: ${errorText(e)}`),
       );
       rq = thread.setRequestThread(connection, cap);
     }
@@ -104,7 +107,7 @@ async function selectResolved(connection: Connection, threadCap: Capability): Pr
     // Upstream's hint (type-context.h): the usual cause is a peer that never got our ThreadMap.
     connection.loop.log(
       "info",
-      `${connection.name}: Context.thread failed to resolve (${describe(e)}); did you forget to provide a ThreadMap to the client prior to this IPC call?`,
+      `${connection.name}: Context.thread failed to resolve (${errorText(e)}); did you forget to provide a ThreadMap to the client prior to this IPC call?`,
     );
     throw e;
   }

@@ -1,0 +1,220 @@
+/**
+ * ProxyClientBase: the base of generated clients (docs/contracts.md §2), after upstream's
+ * `ProxyClientBase` (proxy-io.h) and `clientInvoke` (proxy-types.h).
+ *
+ * Two shutdown sequences, as upstream:
+ *  - normal (client closed first): `close()` calls the remote `destroy` if the interface declares
+ *    one (a failure is logged, never thrown), then in `loop.sync` unregisters the client's
+ *    disconnect callback and releases the capability (and closes the Connection if it owns it);
+ *  - disconnect first: the disconnect callback (a Connection sync cleanup) marks the client
+ *    disconnected and releases the capability; later calls reject with "IPC client method called
+ *    after disconnect."; calls in flight reject with "IPC client method call interrupted by
+ *    disconnect.". A later `close()` has nothing left to do.
+ *
+ * Owns: one Capability reference, one EventLoopRef, one sync cleanup on its Connection.
+ * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
+ * forwards to the loop; this class is the same there).
+ */
+import { RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
+import { Struct } from "capnp-ts";
+import type { Connection } from "../connection.js";
+import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcInterruptedError } from "../errors.js";
+import type { EventLoopRef } from "../event-loop.js";
+import { currentFrame, type TaskFrame } from "../threads/frame.js";
+import { fillContext } from "../threads/proxy-context.js";
+import { Context } from "../types/proxy-capnp.js";
+import { errorText } from "../util.js";
+import { CallIO } from "./call-io.js";
+import { PROXY_CLIENT } from "./marks.js";
+import type { ClientIO, ProxyClientCtor, ProxyClientOptions, ProxyMethod } from "./seam.js";
+
+type ClientState = "open" | "disconnected" | "closed";
+
+/** Base of generated clients: see the module comment. */
+export abstract class ProxyClientBase implements AsyncDisposable {
+  /** The capability this client calls (owned; released by close() or the disconnect callback). */
+  readonly $cap: Capability;
+  readonly $connection: Connection;
+  #state: ClientState = "open";
+  #destroyConnection: boolean;
+  #cleanup: ReturnType<Connection["addSyncCleanup"]> | undefined;
+  #ref: EventLoopRef;
+  #closing: Promise<void> | undefined;
+
+  /** Takes ownership of `cap`. Loop thread only. */
+  constructor(cap: Capability, connection: Connection, opts: ProxyClientOptions = {}) {
+    this.$cap = cap;
+    this.$connection = connection;
+    this.#destroyConnection = opts.destroyConnection ?? false;
+    this.#ref = connection.loop.ref();
+    if (connection.state !== "open") {
+      this.#disconnect();
+    } else {
+      this.#cleanup = connection.loop.sync(() =>
+        connection.addSyncCleanup(() => {
+          // Disconnect first. The Connection has unlinked this entry, so close() must not remove it.
+          this.#cleanup = undefined;
+          this.#disconnect();
+        }),
+      );
+    }
+  }
+
+  /** "open", "disconnected" (its connection went away first) or "closed" (close() ran). */
+  get $state(): ClientState {
+    return this.#state;
+  }
+
+  /** @internal A new reference to this client's capability, for passing it in another call. */
+  $dupCap(): Capability {
+    if (this.#state === "disconnected") throw new IpcCalledAfterDisconnectError();
+    if (this.#state === "closed") throw new IpcClientClosedError();
+    return this.$cap.dup();
+  }
+
+  #disconnect(): void {
+    if (this.#state !== "open") return;
+    this.#state = "disconnected";
+    this.$cap.close();
+    this.#ref.reset();
+  }
+
+  /**
+   * Calls method `m`: builds params with `build` (plus the Context when `m.context >= 0`), sends,
+   * reads results with `read`, closes the Response. See the module comment for the errors.
+   */
+  protected $invoke<R>(
+    m: ProxyMethod,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    build: (p: any, io: ClientIO) => void,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    read: (r: any, io: ClientIO) => R,
+  ): Promise<R> {
+    return invokeOn(this, m, build, read);
+  }
+
+  /** @internal {@link $invoke} without the `protected` (construct / destroy from the runtime). */
+  $call<R>(
+    m: ProxyMethod,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    build: (p: any, io: ClientIO) => void,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    read: (r: any, io: ClientIO) => R,
+  ): Promise<R> {
+    return invokeOn(this, m, build, read);
+  }
+
+  /** @internal */
+  $checkOpen(): void {
+    if (this.#state === "disconnected" || this.$connection.state !== "open") throw new IpcCalledAfterDisconnectError();
+    if (this.#state === "closed") throw new IpcClientClosedError();
+  }
+
+  /**
+   * Normal shutdown: remote `destroy` if declared (failure logged, never thrown), then unregister
+   * the disconnect callback and release the capability in `loop.sync`, then close the Connection
+   * if this client owns it. Idempotent; never rejects.
+   */
+  close(): Promise<void> {
+    if (!this.#closing) this.#closing = this.#close(true);
+    return this.#closing;
+  }
+
+  /**
+   * @internal Like {@link close} but never calls the remote `destroy`: only this client's reference
+   * is released (a capnp Release once no other local reference remains). Used by relay servers
+   * when their peer released them without `destroy`.
+   */
+  $release(): Promise<void> {
+    if (!this.#closing) this.#closing = this.#close(false);
+    return this.#closing;
+  }
+
+  async #close(destroy: boolean): Promise<void> {
+    const ctor = this.constructor as ProxyClientCtor;
+    const loop = this.$connection.loop;
+    if (destroy && this.#state === "open" && ctor.$destroy && this.$connection.state === "open") {
+      try {
+        await this.$call(ctor.$destroy, () => {}, () => undefined);
+      } catch (e) {
+        loop.log("warning", `IPC client destroy failed: ${errorText(e)}`);
+      }
+    }
+    loop.sync(() => {
+      if (this.#cleanup !== undefined) {
+        this.$connection.removeSyncCleanup(this.#cleanup);
+        this.#cleanup = undefined;
+      }
+      if (this.#state === "open") {
+        this.#state = "closed";
+        this.$cap.close();
+        this.#ref.reset();
+      } else {
+        this.#state = "closed";
+      }
+    });
+    if (this.#destroyConnection) await this.$connection.close();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+// The brand `isProxyClient` checks (marks.ts): one data property on the prototype.
+Object.defineProperty(ProxyClientBase.prototype, PROXY_CLIENT, { value: true });
+
+/**
+ * `$invoke`: everything up to `send` runs synchronously; the result comes from one `then` on the
+ * engine's promise (no async function layer, no extra microtask hops).
+ */
+function invokeOn<R>(
+  client: ProxyClientBase,
+  m: ProxyMethod,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  build: (p: any, io: ClientIO) => void,
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  read: (r: any, io: ClientIO) => R,
+): Promise<R> {
+  const connection = client.$connection;
+  const loop = connection.loop;
+  const io = new CallIO(connection);
+  let pending: PendingCall;
+  let waiter: TaskFrame | undefined;
+  try {
+    client.$checkOpen();
+    // Inside a server Thread task: that Thread's context; anywhere else: the loop thread's.
+    const frame = currentFrame();
+    const thread = frame !== undefined && frame.context.loop === loop ? frame.context : loop.threadContext;
+    const req = client.$cap.newCall(m.interfaceId, m.methodId, m.Params);
+    build(req.params, io);
+    if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread);
+    if (loop.logEnabled("trace")) loop.log("trace", `IPC client send ${m.name} ${loop.truncate(String(req.params))}`);
+    pending = req.send();
+    // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
+    if (frame !== undefined && frame.context === thread && frame.task !== undefined) waiter = frame;
+  } catch (e) {
+    io.release();
+    return Promise.reject(e);
+  }
+  io.release();
+  if (waiter !== undefined && waiter.waits++ === 0) waiter.task!.enterWait();
+  const result = pending.then(
+    (response: Response) => {
+      if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
+      try {
+        return read(response.results(m.Results), io);
+      } finally {
+        io.release();
+        response.close();
+      }
+    },
+    (e: unknown) => {
+      if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
+      if (e instanceof RpcError && e.kind === "disconnected") throw new IpcInterruptedError(e);
+      throw e;
+    },
+  );
+  // The engine's PendingCall.then returns a native promise; anything else is adopted.
+  return result instanceof Promise ? result : Promise.resolve(result);
+}

@@ -1,0 +1,336 @@
+/**
+ * ProxyServerBase: the base of generated servers (docs/contracts.md §2), after upstream's
+ * `ProxyServerBase` (proxy-io.h) and `serverInvoke` + `PassField` (proxy-types.h,
+ * type-context.h). It dispatches incoming calls through a per-class method table; a call with a
+ * `Proxy.Context` runs as a task on the server Thread its Context selects.
+ *
+ * Server implementations are disposed exactly once: by `destroy` (synchronously: the reply is sent
+ * after disposal), otherwise through the async-cleanup queue when the server is released
+ * (`Server.onRelease`, which includes the connection ending). See dispose.ts for the owner count.
+ *
+ * Owns: its impl (unless disowned), an EventLoopRef until the impl is disposed; module-wide, the
+ * method tables (weak, per server class). Threading: loop thread only.
+ */
+import { RpcError, readCap, writeCap, type Capability, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
+import type { Struct } from "capnp-ts";
+import type { Connection } from "../connection.js";
+import type { EventLoopRef } from "../event-loop.js";
+import type { TaskControl } from "../threads/executor.js";
+import { enterFrame } from "../threads/frame.js";
+import { readContext, selectThreadNow } from "../threads/proxy-context.js";
+import { makeThreadMap, ThreadServer } from "../threads/servers.js";
+import type { ThreadClient } from "../threads/thread-client.js";
+import { errorText, isThenable } from "../util.js";
+import { ServerCallIO } from "./call-io.js";
+import { ProxyClientBase } from "./client.js";
+import { decrementOwner, disposedImpls, disposeObject, implOwners, isObject } from "./dispose.js";
+import { DISOWN, RELAY } from "./marks.js";
+import type { ProxyMethod, ProxyServerCtor, ServerMethod } from "./seam.js";
+
+/** One dispatchable method of a server class, with its special kind resolved once. */
+interface MethodSlot {
+  entry: ServerMethod<unknown>;
+  m: ProxyMethod;
+  special: "construct" | "destroy" | undefined;
+}
+/** interfaceId → (methodId → slot). Built once per server class. */
+type MethodTable = Map<bigint, (MethodSlot | undefined)[]>;
+
+const methodTables = new WeakMap<object, MethodTable>();
+
+function methodTable(ctor: ProxyServerCtor<unknown>): MethodTable {
+  let table = methodTables.get(ctor);
+  if (!table) {
+    table = new Map();
+    for (const entry of ctor.methods) {
+      const m = entry.method;
+      let slots = table.get(m.interfaceId);
+      if (!slots) table.set(m.interfaceId, (slots = []));
+      const special = entry.special ?? m.special ?? (m.destroy ? "destroy" : undefined);
+      slots[m.methodId] = { entry, m, special };
+    }
+    methodTables.set(ctor, table);
+  }
+  return table;
+}
+
+/**
+ * Base of generated servers: see the module comment.
+ *
+ * Ownership: a server owns its impl. When several servers wrap the same object (it was exported
+ * more than once), the object is disposed when the last of them lets go, and an object is never
+ * disposed twice (a WeakSet remembers disposed objects), so "exactly once" holds per object.
+ */
+export abstract class ProxyServerBase<I> implements Server {
+  readonly connection: Connection;
+  #impl: I | undefined;
+  #owned = true;
+  /** True for a relay server (its impl is a proxy client it owns: see `relayServer`). */
+  #relay = false;
+  #disposed = false;
+  #released = false;
+  #ref: EventLoopRef;
+  #table: MethodTable | undefined;
+
+  /** Owns `impl` (see {@link disposeObject}) unless the runtime disowns it (serveTransport's Init). */
+  constructor(impl: I, connection: Connection) {
+    this.connection = connection;
+    this.#impl = impl;
+    this.#ref = connection.loop.ref();
+    if (isObject(impl)) implOwners.set(impl, (implOwners.get(impl) ?? 0) + 1);
+  }
+
+  /** The implementation; undefined once disposed. */
+  get impl(): I | undefined {
+    return this.#impl;
+  }
+
+  get disposed(): boolean {
+    return this.#disposed;
+  }
+
+  /** @internal The application keeps ownership of the impl (upstream's no-op deleter for Init). */
+  [DISOWN](): void {
+    if (!this.#owned) return;
+    this.#owned = false;
+    const impl = this.#impl;
+    if (isObject(impl)) decrementOwner(impl);
+  }
+
+  /** @internal Marks this server as a relay (see `relayServer`). */
+  [RELAY](): void {
+    this.#relay = true;
+  }
+
+  dispatch(call: IncomingCall): void | Promise<void> {
+    let table = this.#table;
+    if (table === undefined) table = this.#table = methodTable(this.constructor as ProxyServerCtor<unknown>);
+    const slot = table.get(call.interfaceId)?.[call.methodId];
+    if (slot === undefined) {
+      throw new RpcError(
+        "unimplemented",
+        `Method not implemented: interface ${call.interfaceId.toString(16)} method ${call.methodId}`,
+      );
+    }
+    if (slot.special === "construct") {
+      this.#construct(call, slot.m);
+      return;
+    }
+    if (slot.m.context >= 0) return this.#dispatchOnThread(call, slot);
+    return this.#invoke(call, slot, undefined);
+  }
+
+  /** construct: keep the peer ThreadMap (param ptr 0), answer with ours (result ptr 0). */
+  #construct(call: IncomingCall, m: ProxyMethod): void {
+    const conn = this.connection;
+    conn.setPeerThreadMap(readCap(call.params(m.Params), 0));
+    const ours = conn.threadMapCap(makeThreadMap);
+    try {
+      writeCap(call.results(m.Results), 0, ours);
+    } finally {
+      ours.close();
+    }
+  }
+
+  /**
+   * A call with a Context: pick its Thread (synchronously unless a pipelined Thread is still
+   * unresolved), then run it there as a task.
+   */
+  #dispatchOnThread(call: IncomingCall, slot: MethodSlot): void | Promise<void> {
+    const conn = this.connection;
+    const params: Struct = call.params(slot.m.Params);
+    const { thread: threadCap, callbackThread } = readContext(params, slot.m.context);
+    let thread: ThreadServer | Promise<ThreadServer>;
+    try {
+      thread = selectThreadNow(conn, threadCap);
+    } catch (e) {
+      threadCap?.close();
+      callbackThread?.close();
+      throw e;
+    }
+    if (thread instanceof ThreadServer) {
+      threadCap?.close();
+      return this.#runOnThread(thread, call, slot, params, callbackThread, false);
+    }
+    return thread.then(
+      (t) => {
+        threadCap?.close();
+        return this.#runOnThread(t, call, slot, params, callbackThread, true);
+      },
+      (e: unknown) => {
+        threadCap?.close();
+        callbackThread?.close();
+        throw e;
+      },
+    );
+  }
+
+  #runOnThread(
+    thread: ThreadServer,
+    call: IncomingCall,
+    slot: MethodSlot,
+    params: Struct,
+    cb: Capability | null,
+    late: boolean,
+  ): Promise<void> {
+    // A task that starts inside this call to run() from dispatch() started in the same turn the
+    // engine dispatched the call, right after it checked the call was not canceled: only a queued
+    // (or late: the Thread had to resolve first) task needs to look at the call's lazily created
+    // signal.
+    let queued = late;
+    const p = thread.context.executor.run((task) => this.#runTask(task, thread, call, slot, params, cb, queued));
+    queued = true;
+    return p;
+  }
+
+  #runTask(
+    task: TaskControl,
+    thread: ThreadServer,
+    call: IncomingCall,
+    slot: MethodSlot,
+    params: Struct,
+    cb: Capability | null,
+    queued: boolean,
+  ): void | Promise<void> {
+    const conn = this.connection;
+    const loop = conn.loop;
+    // As upstream (type-context.h): the start hook runs first, then the cancel check, and the done
+    // hook runs on every path after the start hook (upstream's KJ_DEFER).
+    const startHook = loop.hooks.asyncRequestStart;
+    if (startHook !== undefined) startHook();
+    // A hook may do anything (tear the connection down): only then, or for a queued task, can the
+    // call's own signal have changed since the engine checked it.
+    const reason = conn.signal.aborted
+      ? conn.signal.reason
+      : (queued || startHook !== undefined) && call.signal.aborted
+        ? call.signal.reason
+        : undefined;
+    if (reason !== undefined) {
+      cb?.close();
+      loop.log("info", `IPC server request ${slot.m.name} canceled before it could be executed`);
+      loop.hooks.asyncRequestDone?.();
+      throw reason;
+    }
+    // Nested calls made while serving this one go back to the caller's thread (upstream
+    // PassField): unless an entry exists (a recursive call), use callbackThread meanwhile.
+    let inserted: ThreadClient | undefined;
+    if (cb !== null) {
+      if (cb.isNull) cb.close();
+      else {
+        thread.holdPeerCallback(cb);
+        inserted = thread.context.setRequestThread(conn, cb);
+      }
+    }
+    let r: void | Promise<void>;
+    try {
+      r = enterFrame({ context: thread.context, task, waits: 0 }, () => this.#invoke(call, slot, params));
+    } catch (e) {
+      inserted?.destroy();
+      loop.hooks.asyncRequestDone?.();
+      throw e;
+    }
+    if (!isThenable(r)) {
+      inserted?.destroy();
+      loop.hooks.asyncRequestDone?.();
+      return;
+    }
+    return r.then(
+      () => {
+        inserted?.destroy();
+        loop.hooks.asyncRequestDone?.();
+      },
+      (e: unknown) => {
+        inserted?.destroy();
+        loop.hooks.asyncRequestDone?.();
+        throw e;
+      },
+    );
+  }
+
+  /**
+   * Runs the method: synchronously as far as the generated `invoke` goes; the promise it returns
+   * (if any) goes back to the engine as is unless something must be released after it.
+   */
+  #invoke(call: IncomingCall, slot: MethodSlot, params: Struct | undefined): void | Promise<void> {
+    const m = slot.m;
+    const loop = this.connection.loop;
+    if (slot.special === "destroy") {
+      loop.log("debug", `IPC server destroy ${m.name}`);
+      return this.$disposeImpl(true);
+    }
+    const impl = this.#impl;
+    if (impl === undefined || this.#disposed) throw new RpcError("failed", `IPC server object already destroyed (${m.name})`);
+    const entry = slot.entry as ServerMethod<I>;
+    if (!entry.invoke) throw new RpcError("unimplemented", `Method not implemented: ${m.name}`);
+    const debug = loop.logEnabled("debug");
+    if (debug) loop.log("debug", `IPC server recv ${m.name}`);
+    const io = new ServerCallIO(this.connection, call);
+    let r: void | Promise<void>;
+    try {
+      r = entry.invoke(impl, params ?? call.params(m.Params), call.results(m.Results), io);
+    } catch (e) {
+      io.release();
+      if (debug) loop.log("debug", `IPC server ${m.name} threw: ${errorText(e)}`);
+      throw e;
+    }
+    if (!isThenable(r)) {
+      io.release();
+      return;
+    }
+    if (!debug && !io.holds) {
+      io.watch(r);
+      return r;
+    }
+    return r.then(
+      () => io.release(),
+      (e: unknown) => {
+        io.release();
+        if (debug) loop.log("debug", `IPC server ${m.name} threw: ${errorText(e)}`);
+        throw e;
+      },
+    );
+  }
+
+  /** Last reference gone (or connection ended): dispose the impl on the async-cleanup queue. */
+  onRelease(): void {
+    if (this.#released) return;
+    this.#released = true;
+    if (this.#disposed) return;
+    if (!this.#owned) {
+      this.#disposed = true;
+      this.#impl = undefined;
+      this.#ref.reset();
+      return;
+    }
+    this.connection.addAsyncCleanup(() => this.$disposeImpl());
+  }
+
+  /**
+   * Disposes the implementation exactly once (when this is its last owning server), logging
+   * errors; releases this server's loop reference. Used by `destroy` (`viaDestroy`) and by the
+   * async cleanup. A relay's impl (its own proxy client) is closed with a remote `destroy` only
+   * when the peer called `destroy`; a plain release only releases its reference.
+   */
+  async $disposeImpl(viaDestroy = false): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const impl = this.#impl;
+    this.#impl = undefined;
+    try {
+      if (this.#owned && isObject(impl) && decrementOwner(impl) === 0 && !disposedImpls.has(impl)) {
+        disposedImpls.add(impl);
+        if (this.#relay && impl instanceof ProxyClientBase) await (viaDestroy ? impl.close() : impl.$release());
+        else await disposeObject(impl);
+      }
+    } catch (e) {
+      this.connection.loop.log("error", `IPC server implementation dispose failed: ${errorText(e)}`);
+    } finally {
+      this.#ref.reset();
+    }
+  }
+}
+
+/** @internal used by serveTransport */
+export function disownImpl<I>(server: ProxyServerBase<I>): void {
+  server[DISOWN]();
+}

@@ -1,0 +1,72 @@
+/**
+ * Task frames: which ThreadContext the code running right now belongs to (upstream's
+ * `thread_local ThreadContext`). A server Thread task runs inside a frame; proxy calls it makes
+ * find it with {@link currentFrame} (also after an `await`), so they use that Thread's context.
+ *
+ * Owns: the module's frame tracking (`syncFrame`, the AsyncLocalStorage, the live-frame count).
+ * Module state is per JS thread in Node, as `thread_local` is per OS thread. Threading: the loop
+ * thread (a worker's runtime has its own copy of this module).
+ */
+import { AsyncLocalStorage } from "node:async_hooks";
+import { isThenable } from "../util.js";
+import type { TaskControl } from "./executor.js";
+import type { ThreadContext } from "./thread-context.js";
+
+/** What runs "on" a logical thread: found with {@link currentFrame} from inside a task. */
+export interface TaskFrame {
+  readonly context: ThreadContext;
+  /** The executor's control for this task (absent for frames entered with runInFrame alone). */
+  readonly task: TaskControl | undefined;
+  /** Outgoing IPC calls this task is waiting for (maintained by the proxy layer). */
+  waits: number;
+}
+
+/*
+ * Finding the current frame. Proxy calls made by a task must find it even after an `await`, which
+ * only AsyncLocalStorage can do; but an enabled AsyncLocalStorage turns on promise hooks for the
+ * whole process (every promise costs more). So:
+ *  - `syncFrame` is the frame whose synchronous code is running (set around each task's start):
+ *    calls made before a task's first await (the common case) need no lookup at all;
+ *  - `frames` (AsyncLocalStorage) carries the frame across awaits. It is enabled only while at least
+ *    one frame is live (`liveFrames`, a task started and not yet settled) and disabled again when
+ *    the last one settles, so a process (or a period) without thread-mapped tasks runs without
+ *    promise hooks. Work a task leaves running after it settled (a promise it did not await) may
+ *    not see its frame any more; such work runs as the loop thread's.
+ */
+const frames = new AsyncLocalStorage<TaskFrame>();
+let syncFrame: TaskFrame | undefined;
+let liveFrames = 0;
+
+/** The frame of the server Thread task we are running in, if any (survives awaits). */
+export function currentFrame(): TaskFrame | undefined {
+  if (syncFrame !== undefined) return syncFrame;
+  return liveFrames > 0 ? frames.getStore() : undefined;
+}
+
+/** Runs `fn` as a task of `context` (its proxy calls use `context`'s threads). */
+export function runInFrame<T>(context: ThreadContext, fn: () => T, task?: TaskControl): T {
+  return enterFrame({ context, task, waits: 0 }, fn);
+}
+
+/** @internal Runs `fn` in `frame` (see the comment above); the frame stays live until `fn` settles. */
+export function enterFrame<T>(frame: TaskFrame, fn: () => T): T {
+  const prev = syncFrame;
+  syncFrame = frame;
+  liveFrames++;
+  let r: T;
+  try {
+    r = frames.run(frame, fn);
+  } catch (e) {
+    syncFrame = prev;
+    leaveFrame();
+    throw e;
+  }
+  syncFrame = prev;
+  if (isThenable(r)) r.then(leaveFrame, leaveFrame);
+  else leaveFrame();
+  return r;
+}
+
+function leaveFrame(): void {
+  if (--liveFrames === 0) frames.disable();
+}
