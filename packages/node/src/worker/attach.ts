@@ -17,7 +17,7 @@ import {
   type ToLoop,
   type ToWorker,
 } from "./protocol.js";
-import { assertMayBlock, runPromiseJobs } from "./thread.js";
+import { assertMayBlock, runPromiseJobs } from "./blocking.js";
 
 /**
  * Blocks the worker thread until a condition holds, running meanwhile every message the loop

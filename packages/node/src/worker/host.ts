@@ -21,7 +21,7 @@ import {
   type ToLoop,
   type ToWorker,
 } from "./protocol.js";
-import { markLoopThread, unmarkLoopThread } from "./thread.js";
+import { markLoopThread, unmarkLoopThread } from "./blocking.js";
 
 export type LogLevel = "trace" | "debug" | "info" | "warning" | "error";
 export type LogFn = (level: LogLevel, msg: string) => void;

@@ -19,32 +19,28 @@
  * DisconnectedError, and every table entry is released; in either order relative to Connection
  * teardown, since both run on the loop thread and each only releases references it owns.
  *
+ * The table and call logic both halves share is in rpc-end.ts, the messages in protocol.ts; the
+ * worker half is worker-bridge.ts.
+ *
+ * Owns: the shared names (one reference each), one {@link RpcEnd} per session.
  * Threads: loop thread only; never blocks.
  */
 import * as capnp from "capnp-ts";
 import {
   DisconnectedError,
   RpcError,
-  deferred,
   localCapability,
   readCap,
   writeCap,
   type Capability,
-  type Deferred,
   type IncomingCall,
-  type PendingCall,
   type Server,
 } from "@multiprocess-ts/capnp";
+import { ContextView } from "./context-view.js";
+import { Holder, capFromTable, packStruct, unpackStructInto } from "./copy.js";
 import type { WorkerHost, WorkerSession } from "./host.js";
-import { Holder, capFromTable, mapCaps, packStruct, unpackStructInto } from "./copy.js";
-import { RPC_CHANNEL, decodeError, encodeError, type CapDesc, type Payload, type RpcMsg } from "./protocol.js";
-
-
-
-/** A two-pointer struct view: the shape of proxy.capnp `Context` (thread, callbackThread). */
-export class ContextView extends capnp.Struct {
-  static readonly _capnp = { displayName: "ContextView", id: "0", size: new capnp.ObjectSize(0, 2) };
-}
+import { RPC_CHANNEL, encodeError, type CallMsg, type RpcMsg } from "./protocol.js";
+import { RemoteObjectServer, RpcEnd, type TableEntry } from "./rpc-end.js";
 
 export interface LoopBridgeOptions {
   /**
@@ -64,235 +60,92 @@ export interface LoopBridgeOptions {
   relayContext?: (params: capnp.Struct, session: WorkerSession, from: unknown, to: unknown) => void;
 }
 
-interface Entry {
-  cap: Capability;
-  connection: unknown;
-}
 
-/** Per-session state of the bridge. */
-class SessionRpc {
-  readonly caps = new Map<number, Entry>();
-  private nextCap = 1;
-  /** Calls from the worker, running on the loop. */
-  readonly answers = new Map<number, PendingCall>();
-  /** Calls into the worker, waiting for its return. */
-  readonly questions = new Map<number, Deferred<Payload>>();
-  private nextQ = 1;
-  readonly objects = new Set<WorkerObjectServer>();
-  closed = false;
+/** Per-session state of the bridge: the loop end of this session's RPC bridge. */
+class SessionRpc extends RpcEnd {
+  protected readonly side = "l";
 
   constructor(
     readonly bridge: LoopBridge,
     readonly session: WorkerSession,
   ) {
+    super();
     session.onClose((why) => this.close(why));
   }
 
-  send(m: RpcMsg, transfer: ArrayBuffer[] = []): void {
-    if (this.closed) return;
+  protected post(m: RpcMsg, transfer: ArrayBuffer[]): void {
     this.session.sendChannel(RPC_CHANNEL, m, transfer as never[]);
   }
 
-  /** A new loop-side entry (takes ownership of `cap`). */
-  addCap(cap: Capability, connection: unknown): number {
-    const id = this.nextCap++;
-    this.caps.set(id, { cap, connection });
-    return id;
+  protected goneError(): Error {
+    return new DisconnectedError(`worker "${this.session.name}" is gone`);
   }
 
-  /** Descriptor for sending `cap` (borrowed) to the worker. */
-  describe(cap: Capability | null, connection: unknown): CapDesc {
-    if (cap === null || cap.isNull) return null;
-    const server = cap.localServer();
-    if (server instanceof WorkerObjectServer && server.rpc === this && !server.gone) return { w: server.id };
-    return { l: this.addCap(cap.dup(), connection) };
+  protected newStandIn(id: number): RemoteObjectServer {
+    return new WorkerObjectServer(this, id);
+  }
+
+  protected unknownEntry(id: number, how: "named" | "called"): string {
+    return `worker ${how} unknown loop capability ${id}`;
+  }
+
+  protected releaseFailed(err: unknown): void {
+    this.bridge.host.log("error", `LoopBridge: releasing a capability of "${this.session.name}" threw: ${String(err)}`);
   }
 
   /**
-   * Capability for a descriptor the worker sent (a new reference the caller owns). `into` is the
-   * Connection the capability is being sent on, when known: a loop capability of another
-   * Connection is then wrapped in a {@link RelayServer} (as `exportObject` does on the loop
+   * `into` is the Connection the capability is being sent on, when known: a loop capability of
+   * another Connection is then wrapped in a {@link RelayServer} (as `exportObject` does on the loop
    * thread), so each hop gets its own Context instead of forwarding the peer's thread handles.
    */
-  resolve(d: CapDesc, into?: unknown): Capability | null {
-    if (d === null) return null;
-    if ("l" in d) {
-      const e = this.caps.get(d.l);
-      if (e === undefined) throw new RpcError("failed", `worker named unknown loop capability ${d.l}`);
-      if (into !== undefined && e.connection !== undefined && e.connection !== into && !e.cap.isNull) {
-        const cap = e.cap.dup();
-        try {
-          return localCapability(new RelayServer(this.bridge, this.session, cap, into, e.connection));
-        } catch (err) {
-          cap.close();
-          throw err;
-        }
-      }
-      return e.cap.dup();
-    }
-    const server = new WorkerObjectServer(this, d.w);
-    this.objects.add(server);
-    return localCapability(server);
-  }
-
-  pack(s: capnp.Struct, connection: unknown): Payload {
-    const table = s.segment.message;
-    const caps: CapDesc[] = [];
-    const buf = packStruct(s, (i) => {
-      const c = capFromTable(table, i);
+  protected override dupEntry(e: TableEntry, into: unknown): Capability {
+    if (into !== undefined && e.connection !== undefined && e.connection !== into && !e.cap.isNull) {
+      const cap = e.cap.dup();
       try {
-        caps.push(this.describe(c, connection));
-      } finally {
-        c?.close();
+        return localCapability(new RelayServer(this.bridge, this.session, cap, into, e.connection));
+      } catch (err) {
+        cap.close();
+        throw err;
       }
-    });
-    return { buf, caps };
+    }
+    return e.cap.dup();
   }
 
-  onMessage(m: RpcMsg): void {
-    if (this.closed) return;
-    switch (m.op) {
-      case "get": {
-        const shared = this.bridge.sharedEntry(m.name);
-        if (shared === undefined) {
-          this.send({ op: "got", q: m.q, error: encodeError(new RpcError("failed", `nothing is shared under "${m.name}"`)) });
-        } else {
-          this.send({ op: "got", q: m.q, cap: this.describe(shared.cap, shared.connection) });
-        }
-        return;
-      }
-      case "call":
-        this.onCall(m);
-        return;
-      case "cancel":
-        this.answers.get(m.q)?.cancel();
-        return;
-      case "return": {
-        const d = this.questions.get(m.q);
-        if (d === undefined) return;
-        this.questions.delete(m.q);
-        if (m.error !== undefined) d.reject(decodeError(m.error));
-        else d.resolve(m.results!);
-        return;
-      }
-      case "release": {
-        const e = this.caps.get(m.id);
-        if (e === undefined) return;
-        this.caps.delete(m.id);
-        e.cap.close();
-        return;
-      }
-      case "got":
-        return; // never sent to the loop
+  protected onOwnMessage(m: RpcMsg): void {
+    if (m.op !== "get") return; // "got" is never sent to the loop
+    const shared = this.bridge.sharedEntry(m.name);
+    if (shared === undefined) {
+      this.send({ op: "got", q: m.q, error: encodeError(new RpcError("failed", `nothing is shared under "${m.name}"`)) });
+    } else {
+      this.send({ op: "got", q: m.q, cap: this.describe(shared.cap, shared.connection) });
     }
   }
 
-  private onCall(m: Extract<RpcMsg, { op: "call" }>): void {
-    const fail = (e: unknown): void => this.send({ op: "return", q: m.q, error: encodeError(e) });
-    const target = this.caps.get(m.target);
-    if (target === undefined) {
-      fail(new RpcError("failed", `worker called unknown loop capability ${m.target}`));
-      return;
-    }
-    let pending: PendingCall;
+  /** A call from the worker with a Proxy.Context: fill it with this worker's threads. */
+  protected override prepareIncoming(params: capnp.Struct, m: CallMsg, iid: bigint, target: TableEntry): void {
+    const ctx = m.ctx >= 0 ? m.ctx : (this.bridge.opts.contextIndex?.(iid, m.mid) ?? -1);
+    const fill = this.bridge.opts.fillContext;
+    if (ctx < 0 || fill === undefined) return;
+    const c = capnp.Struct.getStruct(ctx, ContextView, params);
+    // A thread the worker set is the peer's thread of a callback it is serving: keep it, so
+    // a nested call goes back to the peer thread that waits for that callback (recursion).
+    const kept = readCap(c, 0);
     try {
-      const iid = BigInt(m.iid);
-      const req = target.cap.newCall(iid, m.mid, Holder);
-      const caps = mapCaps(m.params.caps, (d) => this.resolve(d, target.connection));
-      unpackStructInto(m.params.buf, req.params, caps);
-      const ctx = m.ctx >= 0 ? m.ctx : (this.bridge.opts.contextIndex?.(iid, m.mid) ?? -1);
-      const fill = this.bridge.opts.fillContext;
-      if (ctx >= 0 && fill !== undefined) {
-        const c = capnp.Struct.getStruct(ctx, ContextView, req.params);
-        // A thread the worker set is the peer's thread of a callback it is serving: keep it, so
-        // a nested call goes back to the peer thread that waits for that callback (recursion).
-        const kept = readCap(c, 0);
-        try {
-          fill(c, this.session, target.connection);
-          if (kept !== null) writeCap(c, 0, kept);
-        } finally {
-          kept?.close();
-        }
-      }
-      pending = req.send();
-    } catch (e) {
-      fail(e);
-      return;
-    }
-    this.answers.set(m.q, pending);
-    pending.then(
-      (resp) => {
-        this.answers.delete(m.q);
-        if (this.closed) {
-          resp.close();
-          return;
-        }
-        let results: Payload;
-        try {
-          results = this.pack(resp.results(Holder), target.connection);
-        } catch (e) {
-          fail(e);
-          return;
-        } finally {
-          resp.close();
-        }
-        this.send({ op: "return", q: m.q, results }, [results.buf]);
-      },
-      (e: unknown) => {
-        this.answers.delete(m.q);
-        fail(e);
-      },
-    );
-  }
-
-  /** Forwards `call` to worker export `id`; resolves when the worker returned. */
-  async callWorker(id: number, call: IncomingCall): Promise<void> {
-    if (this.closed) throw new DisconnectedError(`worker "${this.session.name}" is gone`);
-    const q = this.nextQ++;
-    const d = deferred<Payload>();
-    this.questions.set(q, d);
-    const params = this.pack(call.params(Holder), undefined);
-    const onAbort = (): void => this.send({ op: "cancel", q });
-    call.signal.addEventListener("abort", onAbort, { once: true });
-    try {
-      this.send(
-        { op: "call", q, target: id, iid: call.interfaceId.toString(), mid: call.methodId, ctx: -1, params },
-        [params.buf],
-      );
-      const results = await d.promise;
-      const caps = mapCaps(results.caps, (c) => this.resolve(c));
-      unpackStructInto(results.buf, call.results(Holder), caps);
+      fill(c, this.session, target.connection);
+      if (kept !== null) writeCap(c, 0, kept);
     } finally {
-      call.signal.removeEventListener("abort", onAbort);
-      this.questions.delete(q);
+      kept?.close();
     }
   }
 
   close(why: Error): void {
     if (this.closed) return;
-    this.closed = true;
     this.bridge.forget(this.session);
-    const gone = new DisconnectedError(`worker "${this.session.name}" went away`, { cause: why });
-    for (const d of this.questions.values()) d.reject(gone);
-    this.questions.clear();
-    // The worker cannot receive results any more: cancel what it started (the engine sends Finish).
-    for (const p of [...this.answers.values()]) p.cancel();
-    this.answers.clear();
-    for (const o of this.objects) o.gone = true;
-    this.objects.clear();
-    const entries = [...this.caps.values()];
-    this.caps.clear();
-    for (const e of entries) {
-      try {
-        e.cap.close();
-      } catch (err) {
-        this.bridge.host.log("error", `LoopBridge: releasing a capability of "${this.session.name}" threw: ${String(err)}`);
-      }
-    }
+    this.closeTables(new DisconnectedError(`worker "${this.session.name}" went away`, { cause: why }));
   }
 
   stats(): { caps: number; answers: number; questions: number; objects: number } {
-    return { caps: this.caps.size, answers: this.answers.size, questions: this.questions.size, objects: this.objects.size };
+    return { caps: this.entries.size, answers: this.answers.size, questions: this.questions.size, objects: this.standIns.size };
   }
 }
 
@@ -300,23 +153,7 @@ class SessionRpc {
  * Loop-side stand-in for a capability hosted by a worker: calls are forwarded to that worker and
  * run there. After the worker is gone, calls fail with DisconnectedError.
  */
-export class WorkerObjectServer implements Server {
-  gone = false;
-  constructor(
-    readonly rpc: SessionRpc,
-    readonly id: number,
-  ) {}
-
-  dispatch(call: IncomingCall): Promise<void> {
-    if (this.gone) return Promise.reject(new DisconnectedError(`worker "${this.rpc.session.name}" is gone`));
-    return this.rpc.callWorker(this.id, call);
-  }
-
-  onRelease(): void {
-    this.rpc.objects.delete(this);
-    if (!this.gone) this.rpc.send({ op: "release", id: this.id });
-  }
-}
+export class WorkerObjectServer extends RemoteObjectServer {}
 
 /**
  * Stands on Connection `from` for `cap`, a loop capability of Connection `to` that a worker
@@ -386,7 +223,7 @@ function copyStruct(src: capnp.Struct, dst: capnp.Struct): void {
  */
 export class LoopBridge {
   private readonly sessions = new Map<WorkerSession, SessionRpc>();
-  private readonly shared = new Map<string, Entry>();
+  private readonly shared = new Map<string, TableEntry>();
   private readonly stopListening: () => void;
   private readonly stopSessions: () => void;
 
@@ -415,7 +252,7 @@ export class LoopBridge {
   }
 
   /** @internal */
-  sharedEntry(name: string): Entry | undefined {
+  sharedEntry(name: string): TableEntry | undefined {
     return this.shared.get(name);
   }
 

@@ -1,14 +1,22 @@
 /**
- * Wire format between a loop thread and the worker threads attached to it.
+ * Wire format between a loop thread and the worker threads attached to it, written once for both
+ * halves: the LoopHandle, the shared-state words, the post/sync messages (host.ts ↔ attach.ts),
+ * the RPC bridge messages (loop-bridge.ts ↔ worker-bridge.ts, both built on rpc-end.ts), and
+ * their encode/decode: errors ({@link encodeError}/{@link decodeError}), message payloads with
+ * capabilities ({@link encodePayload}/{@link decodePayloadInto}), the closure check.
  *
  * Everything here crosses a `MessagePort` by structured clone, so it holds data and MessagePorts
  * only, never functions. The loop side and the worker side are compiled from the same file, so the
  * message shapes cannot drift apart; there is no versioning.
  *
+ * Owns: nothing (shapes and pure functions). Threading: any thread (loop and worker alike).
+ *
  * @internal
  */
 import { MessagePort } from "node:worker_threads";
-import { RpcError, type ErrorKind } from "@multiprocess-ts/capnp";
+import { RpcError, type Capability, type ErrorKind } from "@multiprocess-ts/capnp";
+import type * as capnp from "capnp-ts";
+import { capFromTable, mapCaps, packStruct, unpackStructInto } from "./copy.js";
 
 /**
  * What a worker needs to reach a loop: pass it in `workerData` and list `port` in the
@@ -208,3 +216,33 @@ export type RpcMsg =
 
 /** The WorkerHost/WorkerLoop channel the RPC bridge uses. */
 export const RPC_CHANNEL = "rpc";
+
+/** A call message (either direction). */
+export type CallMsg = Extract<RpcMsg, { op: "call" }>;
+
+/**
+ * Encodes struct `s` (borrowed) as a {@link Payload}: its content deep-copied into a standalone
+ * message, and one descriptor per capability inside, made by `describe` (which gets each
+ * capability borrowed: it dups what it keeps).
+ */
+export function encodePayload(s: capnp.Struct, describe: (cap: Capability | null) => CapDesc): Payload {
+  const table = s.segment.message;
+  const caps: CapDesc[] = [];
+  const buf = packStruct(s, (i) => {
+    const c = capFromTable(table, i);
+    try {
+      caps.push(describe(c));
+    } finally {
+      c?.close();
+    }
+  });
+  return { buf, caps };
+}
+
+/**
+ * Decodes `p` over `dst` (a struct of a message the engine owns: request params, call results):
+ * each descriptor becomes a capability through `resolve` (a new reference), all or nothing.
+ */
+export function decodePayloadInto(p: Payload, dst: capnp.Struct, resolve: (d: CapDesc) => Capability | null): void {
+  unpackStructInto(p.buf, dst, mapCaps(p.caps, resolve));
+}

@@ -1,0 +1,105 @@
+/**
+ * Thread mapping with worker_threads, loop side: {@link attachWorkers}(loop) gives an EventLoop one
+ * WorkerHost + LoopBridge. Each attached worker gets a loop-side {@link ThreadContext} (created at
+ * its first call, closed when its session closes). A call a worker makes with a `Proxy.Context`
+ * param is filled with that context (`fillContext`): per Connection, the request Thread (peer
+ * `makeThread(<worker name>)`, pipelined, once) and the callback Thread, so the peer runs it on
+ * the worker's own server thread and sends callbacks back to the worker's callback Thread. The
+ * worker side is worker-connection.ts.
+ *
+ * Owns: per EventLoop, the WorkerSupport (host, bridge) and the attached workers' ThreadContexts.
+ * Threads: `attachWorkers` and everything it returns: loop thread only.
+ */
+import type { Capability } from "@multiprocess-ts/capnp";
+import {
+  Connection,
+  ThreadContext,
+  ThreadServer,
+  fillContext,
+  longThreadName,
+  type EventLoop,
+  type ProxyClientBase,
+} from "@multiprocess-ts/runtime";
+import { DisconnectedError } from "@multiprocess-ts/capnp";
+import { findContext } from "./context-view.js";
+import { erasePointerField } from "./copy.js";
+import { workerHost, type WorkerHost, type WorkerSession } from "./host.js";
+import { loopBridge, type LoopBridge } from "./loop-bridge.js";
+import type { LoopHandle } from "./protocol.js";
+
+/** What {@link attachWorkers} returns. Loop thread only. */
+export interface WorkerSupport {
+  readonly loop: EventLoop;
+  readonly host: WorkerHost;
+  readonly bridge: LoopBridge;
+  /** A handle for a new worker (`workerData`, transfer list `loopHandleTransferList(handle)`). */
+  handle(opts?: { name?: string }): LoopHandle;
+  /**
+   * Shares a proxy client (e.g. the Init client from `connectTransport`) under `name`; workers
+   * get their own client for it with `workerConnection(...).get(name, Ctor)`. Calls they make are
+   * filled with their own ThreadContext for `client.$connection`. Returns unshare.
+   */
+  share(name: string, client: ProxyClientBase): () => void;
+  /** Shares a raw capability; `connection` (if any) is the Connection it belongs to. */
+  shareCapability(name: string, cap: Capability, connection?: Connection): () => void;
+  /** The loop-side ThreadContext of an attached worker (created on first use). */
+  threadContext(session: WorkerSession): ThreadContext;
+  /** Loop-side ThreadContexts currently alive (one per attached worker that made a call). */
+  readonly threadContexts: ReadonlyMap<WorkerSession, ThreadContext>;
+}
+
+const supports = new WeakMap<EventLoop, WorkerSupport>();
+
+/** Worker support for `loop`, created on first use. Loop thread only. */
+export function attachWorkers(loop: EventLoop): WorkerSupport {
+  const existing = supports.get(loop);
+  if (existing !== undefined && !existing.host.isClosed) return existing;
+  const host = workerHost(loop, { log: (level, msg) => loop.log(level, msg) });
+  const contexts = new Map<WorkerSession, ThreadContext>();
+  const threadContext = (session: WorkerSession): ThreadContext => {
+    let tc = contexts.get(session);
+    if (tc === undefined) {
+      if (session.isClosed) throw new DisconnectedError(`worker "${session.name}" went away`);
+      tc = new ThreadContext(loop, longThreadName(session.name));
+      contexts.set(session, tc);
+      const made = tc;
+      // The worker exited (or detached): release its Threads on every Connection and unregister
+      // their disconnect callbacks. Runs on the loop thread, before or after any Connection's
+      // teardown; ThreadClient makes either order safe (upstream #189; docs/threading.md).
+      session.onClose(() => {
+        contexts.delete(session);
+        made.close();
+      });
+    }
+    return tc;
+  };
+  const bridge = loopBridge(host, {
+    fillContext(ctx, session, connection) {
+      if (!(connection instanceof Connection) || connection.state !== "open" || session.isClosed) return;
+      fillContext(ctx, connection, threadContext(session));
+    },
+    // A worker passed a client of Connection `to` into a call on `from`: the bridge relays it
+    // (RelayServer). A Context in the relayed call was filled by `from`'s peer: its thread is one
+    // of our ThreadServers on `from`. Refill it for `to` with the worker's threads there.
+    relayContext(params, session, from, to) {
+      if (!(to instanceof Connection) || !(from instanceof Connection)) return;
+      const found = findContext(params, 0, (server) => server instanceof ThreadServer && server.connection === from);
+      if (found === undefined) return;
+      erasePointerField(found.view, 0);
+      erasePointerField(found.view, 1);
+      if (to.state === "open" && !session.isClosed) fillContext(found.view, to, threadContext(session));
+    },
+  });
+  const support: WorkerSupport = {
+    loop,
+    host,
+    bridge,
+    handle: (opts) => host.handle(opts),
+    share: (name, client) => bridge.share(name, client.$cap, { connection: client.$connection }),
+    shareCapability: (name, cap, connection) => bridge.share(name, cap, { connection }),
+    threadContext,
+    threadContexts: contexts,
+  };
+  supports.set(loop, support);
+  return support;
+}

@@ -1,0 +1,267 @@
+/**
+ * One end of the RPC bridge between a loop thread and a worker, written once for both mirrored
+ * halves: the loop's per-session end (`SessionRpc` in loop-bridge.ts) and the worker's
+ * (`WorkerRpc` in worker-bridge.ts) extend {@link RpcEnd}. The messages and their encoding are in
+ * protocol.ts; each half adds only what is its own (the loop: shared names, Context filling and
+ * relays; the worker: `get`, Context detection, keep-alive).
+ *
+ * Owns, per end: its table of entries (capabilities the other side holds descriptors for, one
+ * reference each), its questions (calls it forwarded, waiting for a return), its answers (calls
+ * the other side made, running here) and its stand-ins ({@link RemoteObjectServer}: capabilities
+ * of the other side, one per descriptor received).
+ *
+ * Threading: each end lives on one thread (the loop end on the loop thread, the worker end on its
+ * worker thread) and is only touched there; the two talk over the session's MessagePort.
+ */
+import { RpcError, deferred, localCapability, type Capability, type Deferred, type IncomingCall, type PendingCall, type Server } from "@multiprocess-ts/capnp";
+import type * as capnp from "capnp-ts";
+import { Holder } from "./copy.js";
+import {
+  decodeError,
+  decodePayloadInto,
+  encodeError,
+  encodePayload,
+  type CallMsg,
+  type CapDesc,
+  type Payload,
+  type RpcMsg,
+} from "./protocol.js";
+
+/** An entry of an end's own table: a capability the other side names by id. */
+export interface TableEntry {
+  cap: Capability;
+  /** The loop Connection the capability belongs to (loop end only; undefined in a worker). */
+  connection: unknown;
+}
+
+/**
+ * Stand-in for a capability that lives on the other side: its calls are forwarded there and run
+ * there. Released: the other side drops its table entry. After the end has closed, calls fail
+ * with the end's "gone" error.
+ */
+export class RemoteObjectServer implements Server {
+  /** The end closed (the other side went away). */
+  gone = false;
+  released = false;
+  constructor(
+    readonly rpc: RpcEnd,
+    readonly id: number,
+  ) {}
+
+  dispatch(call: IncomingCall): Promise<void> {
+    return this.rpc.callRemote(this.id, call);
+  }
+
+  onRelease(): void {
+    this.released = true;
+    this.rpc.standIns.delete(this);
+    if (this.gone || this.rpc.closed) return;
+    try {
+      this.rpc.send({ op: "release", id: this.id });
+    } catch {
+      // the port is gone: the other side released everything already
+    }
+  }
+}
+
+/** See the module comment. */
+export abstract class RpcEnd {
+  /** Which side's ids descriptors name as ours: "l" on the loop end, "w" on a worker end. */
+  protected abstract readonly side: "l" | "w";
+  /** Our table: capabilities the other side holds descriptors for. */
+  readonly entries = new Map<number, TableEntry>();
+  #nextEntry = 1;
+  /** Calls we forwarded to the other side, waiting for its return. */
+  readonly questions = new Map<number, Deferred<Payload>>();
+  /** Calls the other side made, running here. */
+  readonly answers = new Map<number, PendingCall>();
+  /** Live stand-ins for the other side's capabilities. */
+  readonly standIns = new Set<RemoteObjectServer>();
+  #nextQ = 1;
+  closed = false;
+
+  /** Posts `m` to the other side (never called once closed). */
+  protected abstract post(m: RpcMsg, transfer: ArrayBuffer[]): void;
+  /** The error for a call made after this end closed. */
+  protected abstract goneError(): Error;
+  /** Makes the stand-in for the other side's capability `id`. */
+  protected abstract newStandIn(id: number): RemoteObjectServer;
+  /** Handles the messages only one side receives (`get` on the loop, `got` in a worker). */
+  protected abstract onOwnMessage(m: RpcMsg): void;
+  /** Text for a descriptor or call naming an entry we do not have. */
+  protected abstract unknownEntry(id: number, how: "named" | "called"): string;
+
+  /** Something to hold while a call or request is pending (a worker keeps its thread alive). */
+  protected keepAlive(): Disposable | undefined {
+    return undefined;
+  }
+  /** Adjusts an outgoing call's params; returns the pointer index of its Proxy.Context, or -1. */
+  protected prepareOutgoing(_params: capnp.Struct, _call: IncomingCall): number {
+    return -1;
+  }
+  /** Adjusts an incoming call's params before it is sent to `target`. */
+  protected prepareIncoming(_params: capnp.Struct, _m: CallMsg, _iid: bigint, _target: TableEntry): void {}
+  /** A new reference for our entry `e`, sent back to us (`into`: the Connection it goes into). */
+  protected dupEntry(e: TableEntry, _into: unknown): Capability {
+    return e.cap.dup();
+  }
+  /** Reports a capability that threw while being released at close. */
+  protected releaseFailed(_e: unknown): void {}
+
+  protected nextQuestion(): number {
+    return this.#nextQ++;
+  }
+
+  send(m: RpcMsg, transfer: ArrayBuffer[] = []): void {
+    if (this.closed) return;
+    this.post(m, transfer);
+  }
+
+  /** Descriptor for sending `cap` (borrowed) to the other side; `connection` goes in a new entry. */
+  describe(cap: Capability | null, connection?: unknown): CapDesc {
+    if (cap === null || cap.isNull) return null;
+    const server = cap.localServer();
+    if (server instanceof RemoteObjectServer && server.rpc === this && !server.gone && !server.released) {
+      return this.side === "l" ? { w: server.id } : { l: server.id };
+    }
+    const id = this.#nextEntry++;
+    this.entries.set(id, { cap: cap.dup(), connection });
+    return this.side === "l" ? { l: id } : { w: id };
+  }
+
+  /** Capability for a descriptor from the other side (a new reference the caller owns). */
+  importDesc(d: CapDesc, into?: unknown): Capability | null {
+    if (d === null) return null;
+    const own = this.side === "l" ? ("l" in d ? d.l : undefined) : "w" in d ? d.w : undefined;
+    if (own !== undefined) {
+      const e = this.entries.get(own);
+      if (e === undefined) throw new RpcError("failed", this.unknownEntry(own, "named"));
+      return this.dupEntry(e, into);
+    }
+    const server = this.newStandIn("l" in d ? d.l : d.w);
+    this.standIns.add(server);
+    return localCapability(server);
+  }
+
+  onMessage(m: RpcMsg): void {
+    if (this.closed) return;
+    switch (m.op) {
+      case "call":
+        this.answerCall(m);
+        return;
+      case "return": {
+        const d = this.questions.get(m.q);
+        if (d === undefined) return;
+        this.questions.delete(m.q);
+        if (m.error !== undefined) d.reject(decodeError(m.error));
+        else d.resolve(m.results!);
+        return;
+      }
+      case "cancel":
+        this.answers.get(m.q)?.cancel();
+        return;
+      case "release": {
+        const e = this.entries.get(m.id);
+        if (e === undefined) return;
+        this.entries.delete(m.id);
+        e.cap.close();
+        return;
+      }
+      default:
+        this.onOwnMessage(m);
+    }
+  }
+
+  /** Forwards `call` to the other side's capability `target`; resolves when it returned. */
+  async callRemote(target: number, call: IncomingCall): Promise<void> {
+    if (this.closed) throw this.goneError();
+    const q = this.nextQuestion();
+    const d = deferred<Payload>();
+    this.questions.set(q, d);
+    const keep = this.keepAlive();
+    const onAbort = (): void => this.send({ op: "cancel", q });
+    call.signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      const p = call.params(Holder);
+      const ctx = this.prepareOutgoing(p, call);
+      const params = encodePayload(p, (c) => this.describe(c));
+      this.send({ op: "call", q, target, iid: call.interfaceId.toString(), mid: call.methodId, ctx, params }, [params.buf]);
+      const results = await d.promise;
+      decodePayloadInto(results, call.results(Holder), (c) => this.importDesc(c));
+    } finally {
+      call.signal.removeEventListener("abort", onAbort);
+      this.questions.delete(q);
+      keep?.[Symbol.dispose]();
+    }
+  }
+
+  /** A call the other side makes on our entry `m.target`: made here, its results sent back. */
+  private answerCall(m: CallMsg): void {
+    const fail = (e: unknown): void => this.send({ op: "return", q: m.q, error: encodeError(e) });
+    const target = this.entries.get(m.target);
+    if (target === undefined) {
+      fail(new RpcError("failed", this.unknownEntry(m.target, "called")));
+      return;
+    }
+    let pending: PendingCall;
+    try {
+      const iid = BigInt(m.iid);
+      const req = target.cap.newCall(iid, m.mid, Holder);
+      decodePayloadInto(m.params, req.params, (d) => this.importDesc(d, target.connection));
+      this.prepareIncoming(req.params, m, iid, target);
+      pending = req.send();
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    this.answers.set(m.q, pending);
+    const keep = this.keepAlive();
+    pending.then(
+      (resp) => {
+        this.answers.delete(m.q);
+        keep?.[Symbol.dispose]();
+        if (this.closed) {
+          resp.close();
+          return;
+        }
+        let results: Payload;
+        try {
+          results = encodePayload(resp.results(Holder), (c) => this.describe(c, target.connection));
+        } catch (e) {
+          fail(e);
+          return;
+        } finally {
+          resp.close();
+        }
+        this.send({ op: "return", q: m.q, results }, [results.buf]);
+      },
+      (e: unknown) => {
+        this.answers.delete(m.q);
+        keep?.[Symbol.dispose]();
+        fail(e);
+      },
+    );
+  }
+
+  /**
+   * Closes this end: pending questions reject with `err`, answers are canceled (the engine sends
+   * Finish), stand-ins are marked gone, every entry is released. Idempotent.
+   */
+  protected closeTables(err: Error): void {
+    this.closed = true;
+    for (const d of this.questions.values()) d.reject(err);
+    this.questions.clear();
+    for (const p of [...this.answers.values()]) p.cancel();
+    this.answers.clear();
+    for (const s of this.standIns) s.gone = true;
+    const entries = [...this.entries.values()];
+    this.entries.clear();
+    for (const e of entries) {
+      try {
+        e.cap.close();
+      } catch (x) {
+        this.releaseFailed(x);
+      }
+    }
+  }
+}
