@@ -15,6 +15,8 @@
  *     to the loop's async-cleanup queue, so they run after every sync cleanup, off the call stack;
  *  6. `disconnected` resolves and, in a later turn, the `onDisconnect` callbacks run.
  *
+ * Owns: as listed above, plus one EventLoopRef.
+ *
  * Threading: created, used and torn down on the loop thread only. Holds an EventLoopRef until
  * teardown has finished.
  */

@@ -2,6 +2,8 @@
  * Runtime errors (documented in docs/errors.md, "Runtime errors"). They extend the capnp layer's
  * {@link RpcError} classes so callers branch on `kind`/`code`, never on message text; the two
  * disconnect messages are upstream's exact strings (proxy-types.h clientInvoke).
+ *
+ * Owns: nothing (error classes). Threading: any thread.
  */
 import { DisconnectedError, RpcError } from "@multiprocess-ts/capnp";
 

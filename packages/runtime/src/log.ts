@@ -3,6 +3,7 @@
  * a `maxChars` limit for message dumps, and every line prefixed with the long thread name
  * (`exe-pid/name`).
  *
+ * Owns: nothing (level table, name and truncation helpers).
  * Threading: a log function is called on the thread that logs (the loop thread, or a worker that
  * logs through its own EventLoop); it must not throw (unlike upstream's `Log::Raise`, errors reach
  * callers as typed exceptions, never through the logger).

@@ -1,7 +1,10 @@
 /**
  * Worker side of worker attachment: `attachLoop(handle)` → {@link WorkerLoop}, whose `post` and
  * `sync` run handlers registered on the loop thread, and whose {@link Waiter} blocks the worker
- * (Atomics.wait) while still running what the loop posts to it.
+ * (Atomics.wait) while still running what the loop posts to it. The loop half is host.ts.
+ *
+ * Owns: the worker's end of the session port and the shared state words it reads; its channel
+ * listeners, pending sync requests, keep-alive count. Threading: the worker thread that attached.
  */
 import { receiveMessageOnPort, type MessagePort } from "node:worker_threads";
 import { CanceledError, DisconnectedError } from "@multiprocess-ts/capnp";

@@ -1,6 +1,9 @@
 /**
  * Per-thread facts the worker glue needs. Module state is per thread in Node (each worker has its
- * own module graph), which is what upstream's `thread_local ThreadContext` gives C++.
+ * own module graph), which is what upstream's `thread_local ThreadContext` gives C++: whether this
+ * thread hosts a loop (and so must never block), and running promise jobs while blocked.
+ *
+ * Owns: this thread's loop-thread count. Threading: any thread (each sees its own state).
  */
 
 let loopThreadCount = 0;

@@ -11,6 +11,8 @@
  * Only the engine's public `readCap`/`writeCap` touch table entries; we move entries between
  * tables through a one-pointer scratch struct and never look inside them.
  *
+ * Owns: nothing (pure functions over messages). Threading: any thread (loop and worker alike).
+ *
  * @internal
  */
 import * as capnp from "capnp-ts";

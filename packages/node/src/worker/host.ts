@@ -4,7 +4,10 @@
  *
  * Upstream counterpart: `EventLoop::post`/`sync` (proxy-io.h), where any thread can hand the loop
  * thread a function. Threads in Node share no closures, so a worker names a handler the loop
- * registered and sends data (and MessagePorts) for it.
+ * registered and sends data (and MessagePorts) for it. The worker half is attach.ts.
+ *
+ * Owns: the sessions (one per handed-out LoopHandle: its port, shared state words, cleanups), the
+ * handler registry and channel listeners. Threading: loop thread only.
  */
 import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { DisconnectedError } from "@multiprocess-ts/capnp";

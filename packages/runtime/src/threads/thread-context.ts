@@ -12,6 +12,8 @@
  *  - the callback Thread: a local server Thread standing for this context, sent to the peer as
  *    `Context.callbackThread` so callbacks made while serving our call come back here.
  *
+ * Owns: its executor and, per Connection, its request and callback {@link ThreadClient}s.
+ *
  * Threading: ThreadContext objects live on the loop thread and are only touched there (worker
  * contexts are loop-side stand-ins; the worker keeps its own module state). Every map mutation
  * happens on the loop thread, which is what makes upstream's #189 teardown race impossible here

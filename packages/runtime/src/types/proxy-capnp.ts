@@ -7,10 +7,11 @@
  *
  * Capability fields (`Context.thread`, `makeThread` result) have no accessors: use
  * `readCap`/`writeCap` with the pointer index given in the comment.
+ *
+ * Owns: nothing (struct classes and ids). Threading: any thread.
  */
 import { ObjectSize, Struct } from "capnp-ts";
 
-export const PROXY_CAPNP_FILE_ID = 0xcc316e3f71a040fbn;
 export const THREAD_MAP_INTERFACE_ID = 0xee5e37179ad9dc9dn;
 export const THREAD_INTERFACE_ID = 0x81c1e2600d0b56c5n;
 export const CONTEXT_STRUCT_ID = 0x9c44e6645d0b22c6n;
