@@ -9,7 +9,8 @@
  * resolve to that package's src (`index.ts`, `sub.ts` or `sub/index.ts`), so cycles across packages
  * are found too. Dynamic `import()` is not followed (it cannot form an evaluation-time cycle).
  *
- * Usage: node scripts/check-shape.mjs [--max-file N] [--max-function N]. Exits 1 on any violation.
+ * Usage: node scripts/check-shape.mjs [--root DIR] [--max-file N] [--max-function N]; DIR (default:
+ * the repository) holds the packages/ to scan. Exits 1 on any violation.
  * Runs at build time on the developer's machine or in CI; depends on Node and `typescript` only.
  */
 import { readFileSync, readdirSync, existsSync, statSync } from "node:fs";
@@ -17,12 +18,13 @@ import { join, dirname, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
-const opt = (name, dflt) => {
+const arg = (name) => {
   const i = args.indexOf(name);
-  return i >= 0 ? Number(args[i + 1]) : dflt;
+  return i >= 0 ? args[i + 1] : undefined;
 };
+const opt = (name, dflt) => (arg(name) === undefined ? dflt : Number(arg(name)));
+const root = resolve(arg("--root") ?? join(dirname(fileURLToPath(import.meta.url)), ".."));
 const MAX_FILE = opt("--max-file", 600);
 const MAX_FUNCTION = opt("--max-function", 100);
 
