@@ -160,8 +160,8 @@ export class WorkerObjectServer extends RemoteObjectServer {}
  * passed in a call on `from` (inside a worker all clients share one Connection, so only the loop
  * can tell them apart). Each call is copied into a new call on `cap` whose Proxy.Context is
  * refilled for `to` with the worker's threads there (`relayContext`), like the runtime's relay
- * server (proxy.ts `relayServer`): forwarding the raw capability would hand `to`'s peer thread
- * handles of `from` ("invalid thread handle"). Other capabilities in params and results pass
+ * server (runtime proxy/relay.ts `relayServer`): forwarding the raw capability would hand `to`'s
+ * peer thread handles of `from` ("invalid thread handle"). Other capabilities in params and results pass
  * through as they are. Owns its reference to `cap`, released when `from`'s peer releases it.
  */
 export class RelayServer implements Server {
