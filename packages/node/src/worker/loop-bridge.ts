@@ -47,7 +47,7 @@ export interface LoopBridgeOptions {
    * Fills the Proxy.Context of a call a worker makes (`ctx` is the Context struct builder inside
    * the params, created if the worker left it null). `connection` is what the target was shared
    * with (see `share`), inherited by capabilities returned from its calls. The runtime glue
-   * (`attachRuntime`) passes `fillContext(ctx, connection, <the worker's ThreadContext>)`.
+   * (`attachWorkers`, loop-support.ts) passes `fillContext(ctx, connection, <the worker's ThreadContext>)`.
    */
   fillContext?: (ctx: capnp.Struct, session: WorkerSession, connection: unknown) => void;
   /** Pointer index of the Context param of (interfaceId, methodId), or -1; used when the worker sent none. */
