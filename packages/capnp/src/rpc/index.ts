@@ -1,3 +1,4 @@
+// The RPC engine's exports (re-exported by ../index.ts). Files: see connection.ts's header.
 export {
   localCapability,
   nullCapability,

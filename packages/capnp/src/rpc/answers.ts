@@ -1,0 +1,347 @@
+/**
+ * The answer table of one connection: the calls the peer made (by its QuestionId), and its
+ * rules — delivering an incoming Call or Bootstrap to its target, sending the Return once (our
+ * own results message as is when possible), Finish (cancel a running call, release result caps),
+ * `sendResultsTo.yourself` / takeFromOtherQuestion, tail calls, and pipelined targets
+ * (promisedAnswer) on answers.
+ *
+ * Threading: the connection's loop thread.
+ */
+
+import * as capnp from "capnp-ts";
+import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer.js";
+import { CanceledError, ProtocolError, RpcError } from "../errors.js";
+import { RET, newReturnMessage, setReturnHeader } from "../fastpath.js";
+import type { Envelope } from "../fastpath.js";
+import { CallData, errOutcome, releaseOutcome } from "./hook.js";
+import type { Hook, Outcome, TailCallHandler } from "./hook.js";
+import { cloneMessage, cloneOutcome, newMessage, segmentCopiesOf } from "./message.js";
+import { PromiseHook } from "./promise.js";
+import { Sink } from "./sink.js";
+import { ImportHook } from "./imports.js";
+import { EMPTY, RETURN_WHICH, writeException } from "./core.js";
+import type { ConnCore } from "./core.js";
+import type { Question } from "./questions.js";
+
+/** A call the peer made (or its bootstrap request). */
+export class Answer extends Sink {
+  returned = false;
+  finished = false;
+  /** sendResultsTo.yourself: keep results for a later takeFromOtherQuestion. */
+  yourself = false;
+  /** Export ids added for the Return's cap table (released on Finish.releaseResultCaps). */
+  resultExports: number[] | null = null;
+  /** Sinks waiting for this (yourself) answer's outcome. */
+  redirects: Sink[] | null = null;
+  /** Our tail-call question whose Finish waits for this answer's Finish. */
+  tailQuestion: Question | null = null;
+  constructor(
+    readonly table: AnswerTable,
+    readonly id: number,
+  ) {
+    super();
+  }
+  protected onComplete(o: Outcome): void {
+    this.table.sendReturn(this, o);
+  }
+  override tailHandler(): TailCallHandler {
+    return this.table;
+  }
+}
+
+export class AnswerTable implements TailCallHandler {
+  // Starts as the shared EMPTY map (read-only); a Map of its own on the first entry.
+  private answers = EMPTY as Map<number, Answer>;
+
+  constructor(
+    private readonly core: ConnCore,
+    /** What we serve on Bootstrap (our own reference until the connection ends). */
+    private bootstrapHook: Hook | null,
+  ) {}
+
+  get size(): number {
+    return this.answers.size;
+  }
+
+  get(id: number): Answer | undefined {
+    return this.answers.get(id);
+  }
+
+  private newAnswer(id: number): Answer {
+    if (this.answers.has(id)) throw new ProtocolError(`question ID ${id} is already in use`);
+    const a = new Answer(this, id);
+    (this.answers === EMPTY ? (this.answers = new Map()) : this.answers).set(id, a);
+    return a;
+  }
+
+  private removeIfDone(a: Answer): void {
+    if (a.returned && a.finished && this.answers.get(a.id) === a) {
+      this.answers.delete(a.id);
+      const o = a.outcome;
+      if (o !== null) releaseOutcome(o);
+    }
+  }
+
+  handleBootstrap(qid: number): void {
+    const a = this.newAnswer(qid);
+    if (this.core.log !== undefined) this.core.trace(`<- bootstrap q${a.id}`);
+    const h = this.bootstrapHook;
+    if (h === null) {
+      a.complete(errOutcome(new RpcError("failed", "This vat does not expose any public/bootstrap interfaces.")));
+      return;
+    }
+    const m = newReturnMessage(null, 32).msg; // room for the one-entry cap table
+    const caps: (Hook | null)[] = [h.addRef()];
+    m._capnp.capTable = caps as never;
+    const content = new capnp.Pointer(m._capnp.segments[0]!, RET.contentPtr);
+    setInterfacePointer(0, content);
+    a.complete({ err: null, msg: m, content, caps, ret: true });
+  }
+
+  /** The peer's Call: a new answer, the call delivered to its target (which owns it from then on). */
+  handleCall(env: Envelope, m: capnp.Message): void {
+    const core = this.core;
+    const a = this.newAnswer(env.id);
+    const interfaceId = env.interfaceId;
+    const methodId = env.methodId;
+    const content = env.content!;
+    const hasCapTable = env.hasCapTable;
+    const importedCap = env.targetWhich === rpc.MessageTarget.IMPORTED_CAP ? env.importedCap : -1;
+    // Everything is read from `env` before anything else runs (the connection reuses it).
+    const call = hasCapTable || importedCap < 0 ? env.root().getCall() : null;
+    if (core.log !== undefined) core.trace(`<- call q${a.id} ${interfaceId.toString(16)}/${methodId}`);
+    const srt = env.sendResultsTo;
+    if (srt === rpc.Call_SendResultsTo.YOURSELF) a.yourself = true;
+    else if (srt !== rpc.Call_SendResultsTo.CALLER) {
+      a.complete(errOutcome(new RpcError("unimplemented", "sendResultsTo.thirdParty is not supported (Level 3)")));
+      return;
+    }
+    const caps = hasCapTable ? core.imports.readCapTable(call!.getParams()) : [];
+    m._capnp.capTable = caps as never;
+    let target: Hook;
+    try {
+      target = importedCap >= 0 ? core.exports.target(importedCap) : this.resolveTarget(call!.getTarget());
+    } catch (e) {
+      for (const h of caps) h?.release();
+      throw e;
+    }
+    const d = new CallData(interfaceId, methodId, m, false, content, caps, a);
+    target.call(d);
+    target.release();
+  }
+
+  /** A new reference to the target a MessageTarget names (an export, or a pipelined answer). */
+  resolveTarget(t: rpc.MessageTarget): Hook {
+    switch (t.which()) {
+      case rpc.MessageTarget.IMPORTED_CAP:
+        return this.core.exports.target(t.getImportedCap());
+      case rpc.MessageTarget.PROMISED_ANSWER:
+        return this.pipeline(t.getPromisedAnswer());
+      default:
+        throw new ProtocolError(`unknown MessageTarget kind ${t.which()}`);
+    }
+  }
+
+  /** A new reference to the cap a promisedAnswer names in one of our answers (pipelining). */
+  pipeline(pa: rpc.PromisedAnswer): Hook {
+    const qid = pa.getQuestionId();
+    const a = this.answers.get(qid);
+    if (a === undefined) throw new ProtocolError(`promisedAnswer names unknown question ID ${qid}`);
+    const path: number[] = [];
+    if (pa.hasTransform()) {
+      const ops = pa.getTransform();
+      const n = ops.getLength();
+      for (let i = 0; i < n; i++) {
+        const op = ops.get(i);
+        const w = op.which();
+        if (w === rpc.PromisedAnswer_Op.GET_POINTER_FIELD) path.push(op.getGetPointerField());
+        else if (w !== rpc.PromisedAnswer_Op.NOOP) throw new ProtocolError(`unknown PromisedAnswer.Op ${w}`);
+      }
+    }
+    if (a.returned && a.outcome === null && a.tailQuestion === null && !a.yourself) {
+      throw new ProtocolError(`promisedAnswer on question ${qid} whose results are gone`);
+    }
+    return a.pipelineHook(path);
+  }
+
+  /** The peer's Finish: release result caps, end a tail question, cancel a running call. */
+  handleFinish(id: number, releaseResultCaps: boolean): void {
+    const core = this.core;
+    const a = this.answers.get(id);
+    if (a === undefined || a.finished) throw new ProtocolError(`Finish for unknown question ID ${id}`);
+    if (core.log !== undefined) core.trace(`<- finish q${id}`);
+    a.finished = true;
+    if (releaseResultCaps && a.resultExports !== null) {
+      const re = a.resultExports;
+      a.resultExports = null;
+      for (const e of re) core.exports.release(e, 1);
+    }
+    const tq = a.tailQuestion;
+    if (tq !== null) {
+      a.tailQuestion = null;
+      tq.holdFinish = false;
+      if (tq.returned) core.questions.sendFinish(tq, false);
+      else core.questions.cancel(tq);
+    }
+    if (!a.returned) {
+      // Cancel the running call: its signal aborts; the Return says canceled at once.
+      a.cancel();
+      a.returned = true;
+      const rs = a.redirects;
+      a.redirects = null;
+      if (rs !== null) for (const s of rs) s.complete(errOutcome(new CanceledError()));
+      const m = newMessage(128);
+      const ret = m.initRoot(rpc.Message).initReturn();
+      ret.setAnswerId(id);
+      ret.setReleaseParamCaps(false);
+      ret.setCanceled();
+      core.send(m);
+    }
+    if (a.hasPipes()) a.dropPipes(new RpcError("failed", "pipelined on a finished question"));
+    this.removeIfDone(a);
+  }
+
+  /** Answers complete here (Answer.onComplete): send the Return (or keep results for `yourself`). */
+  sendReturn(a: Answer, o: Outcome): void {
+    try {
+      this.sendReturnUnguarded(a, o);
+    } catch (e) {
+      // Should not happen (our own messages); never let it escape into a server's microtask.
+      const core = this.core;
+      core.log?.("error", `${core.name}: failed to send Return a${a.id}: ${String(e)}`);
+      releaseOutcome(o);
+      if (!a.returned && !core.ended) {
+        a.returned = true;
+        const m = newMessage(256);
+        const ret = m.initRoot(rpc.Message).initReturn();
+        ret.setAnswerId(a.id);
+        ret.setReleaseParamCaps(false);
+        writeException(ret.initException(), new RpcError("failed", `could not send results: ${String(e)}`));
+        core.send(m);
+        this.removeIfDone(a);
+      }
+    }
+  }
+
+  private sendReturnUnguarded(a: Answer, o: Outcome): void {
+    const core = this.core;
+    if (a.returned || core.ended) {
+      // Canceled earlier (we already sent Return.canceled) or the connection ended.
+      releaseOutcome(o);
+      a.outcome = null;
+      this.removeIfDone(a);
+      return;
+    }
+    a.returned = true;
+    if (!a.yourself && o.err === null && o.msg !== null && o.content !== null && o.ret) {
+      // Our own results message (fast-path layout): sendable as is, or copied when it holds caps.
+      const m = o.msg;
+      setReturnHeader(m, a.id, false);
+      const keep = o.caps.length > 0;
+      if (keep) a.resultExports = core.exports.writeCapTable(new rpc.Payload(m._capnp.segments[0]!, RET.resultsPtr), o.caps);
+      if (core.log !== undefined) core.trace(`-> return a${a.id} results`);
+      if (keep) core.transport.send(segmentCopiesOf(m));
+      else {
+        o.content = null; // handed to the transport
+        core.send(m);
+      }
+    } else if (!a.yourself && o.err === null && (o.msg === null || o.content === null)) {
+      const m = newReturnMessage(null, 0).msg;
+      setReturnHeader(m, a.id, false);
+      if (core.log !== undefined) core.trace(`-> return a${a.id} results`);
+      core.send(m);
+    } else core.send(this.slowReturn(a, o));
+    this.removeIfDone(a);
+  }
+
+  /** The Return for anything but our own results message: exception, yourself, copied results. */
+  private slowReturn(a: Answer, o: Outcome): capnp.Message {
+    let m = newMessage(256);
+    let ret: rpc.Return;
+    if (a.yourself) {
+      ret = m.initRoot(rpc.Message).initReturn();
+      ret.setResultsSentElsewhere();
+      const rs = a.redirects;
+      a.redirects = null;
+      if (rs !== null) for (const s of rs) s.complete(cloneOutcome(o));
+    } else if (o.err !== null) {
+      ret = m.initRoot(rpc.Message).initReturn();
+      writeException(ret.initException(), o.err);
+    } else if (o.msg === null || o.content === null) {
+      ret = m.initRoot(rpc.Message).initReturn();
+      ret.initResults();
+    } else {
+      m = cloneMessage(o.msg);
+      ret = new rpc.Message(m.getSegment(0), 0).getReturn();
+      a.resultExports = this.core.exports.writeCapTable(ret.getResults(), o.caps);
+    }
+    ret.setAnswerId(a.id);
+    ret.setReleaseParamCaps(false);
+    if (this.core.log !== undefined) this.core.trace(`-> return a${a.id} ${RETURN_WHICH[ret.which()] ?? "?"}`);
+    return m;
+  }
+
+  /** TailCallHandler: send `d` with sendResultsTo.yourself if `answerSink` is ours and target is on us. */
+  tryTailCall(answerSink: Sink, target: Hook, d: CallData): boolean {
+    const core = this.core;
+    if (!(answerSink instanceof Answer) || answerSink.table !== this || core.ended) return false;
+    const a = answerSink;
+    if (a.returned || a.yourself || a.canceled) return false;
+    const r = target.resolved();
+    const questions = core.questions;
+    let q: Question | null = null;
+    if (r instanceof ImportHook && r.core === core) {
+      q = questions.send(d, r.id, -1, null, true);
+    } else if (r instanceof PromiseHook && r.route !== null && r.route.conn === questions) {
+      const route = r.route;
+      q = route.importHook !== null
+        ? questions.send(d, route.importId, -1, null, true)
+        : questions.send(d, -1, route.qid, route.path, true);
+    } else return false;
+    if (q === null) {
+      // Could not send it: the tail call's error is this call's result.
+      const err = d.sink.outcome?.err ?? new RpcError("failed", "tail call could not be sent");
+      a.complete(errOutcome(err));
+      return true;
+    }
+    a.tailQuestion = q;
+    a.returned = true;
+    a.setRoute(questions, q.id);
+    a.cancelHandler = null;
+    const m = newMessage(128);
+    const ret = m.initRoot(rpc.Message).initReturn();
+    ret.setAnswerId(a.id);
+    ret.setReleaseParamCaps(false);
+    ret.setTakeFromOtherQuestion(q.id);
+    if (core.log !== undefined) core.trace(`-> return a${a.id} takeFromOtherQuestion q${q.id}`);
+    core.send(m);
+    this.removeIfDone(a);
+    return true;
+  }
+
+  /** Connection end: running calls see their signal abort; kept results are released. */
+  shutdown(dErr: RpcError): void {
+    const as = [...this.answers.values()];
+    this.answers.clear();
+    for (const a of as) {
+      a.finished = true;
+      if (!a.returned) {
+        a.cancel();
+        a.returned = true;
+      }
+      const rs = a.redirects;
+      a.redirects = null;
+      if (rs !== null) for (const s of rs) s.complete(errOutcome(dErr));
+      a.dropPipes(dErr);
+      const o = a.outcome;
+      if (o !== null) releaseOutcome(o);
+    }
+  }
+
+  releaseBootstrap(): void {
+    const bh = this.bootstrapHook;
+    this.bootstrapHook = null;
+    bh?.release();
+  }
+}

@@ -1,0 +1,269 @@
+/**
+ * The caller's side of the engine: {@link CapHandle} (the user's {@link Capability}, one
+ * reference to a hook), {@link RequestImpl} (a call being built), {@link PendingCallImpl} (the
+ * sink of a call made through a handle) and {@link ResponseImpl} (its results). A request goes
+ * straight to its target hook: `hook.call(d)` (local.ts, promise.ts or imports.ts).
+ *
+ * Threading: belongs to the thread (event loop) that created it.
+ */
+
+import * as capnp from "capnp-ts";
+import { CanceledError, RpcError } from "../errors.js";
+import { newCallMessage } from "../fastpath.js";
+import { CallData, errOutcome, releaseOutcome } from "./hook.js";
+import type { Hook, Outcome } from "./hook.js";
+import { emptyStruct, readStruct } from "./message.js";
+import { Sink } from "./sink.js";
+import type { Capability, PendingCall, Request, Response, Server, Struct, StructCtor } from "./types.js";
+
+const NOOP = (): void => {};
+
+/** Registry that closes leaked Responses of PendingCalls nobody awaited. */
+const pendingRegistry = new FinalizationRegistry<{ resp: ResponseImpl | null; taken: boolean }>((box) => {
+  if (!box.taken) box.resp?.close();
+});
+
+/** The caller's side of a call made through a Capability. */
+export class PendingCallImpl extends Sink implements PendingCall {
+  /** Made on the first then()/settled(): a call nobody awaits allocates no promise. */
+  private p: Promise<Response> | null = null;
+  private res: ((r: Response) => void) | null = null;
+  private rej: ((e: unknown) => void) | null = null;
+  private resp: ResponseImpl | null = null;
+  private err: RpcError | null = null;
+  private taken = false;
+
+  protected onComplete(o: Outcome): void {
+    if (o.err !== null) {
+      this.err = o.err;
+      const rej = this.rej;
+      this.res = this.rej = null;
+      rej?.(o.err);
+      return;
+    }
+    const r = new ResponseImpl(o);
+    this.resp = r;
+    // The GC safety net only matters when there are caps to release and nobody took the Response.
+    if (!this.taken && o.caps.length > 0) {
+      const box = { resp: r, taken: false };
+      this.box = box;
+      pendingRegistry.register(this, box);
+    }
+    const res = this.res;
+    this.res = this.rej = null;
+    res?.(r);
+  }
+
+  private box: { resp: ResponseImpl | null; taken: boolean } | null = null;
+
+  private promise(): Promise<Response> {
+    let p = this.p;
+    if (p === null) {
+      if (this.outcome === null) {
+        p = new Promise<Response>((res, rej) => {
+          this.res = res;
+          this.rej = rej;
+        });
+      } else p = this.err !== null ? Promise.reject(this.err) : Promise.resolve(this.resp!);
+      this.p = p;
+    }
+    return p;
+  }
+
+  then<A = Response, B = never>(
+    onfulfilled?: ((value: Response) => A | PromiseLike<A>) | null,
+    onrejected?: ((reason: unknown) => B | PromiseLike<B>) | null,
+  ): Promise<A | B> {
+    this.taken = true;
+    if (this.box !== null) this.box.taken = true;
+    return this.promise().then(onfulfilled, onrejected);
+  }
+
+  pipeline(...path: number[]): Capability {
+    return new CapHandle(this.pipelineHook(path));
+  }
+
+  /** @internal Settles with the call, without taking the Response (the GC safety net stays). */
+  settled(): Promise<unknown> {
+    return this.promise().then(NOOP, NOOP);
+  }
+
+  override cancel(): void {
+    if (this.outcome !== null) return;
+    super.cancel();
+    this.complete(errOutcome(new CanceledError()));
+  }
+}
+
+/** Results of a call made through a Capability. */
+export class ResponseImpl implements Response {
+  private closedFlag = false;
+  private empty: capnp.Struct | null = null;
+  constructor(private readonly o: Outcome) {}
+
+  results<T extends Struct>(ctor: StructCtor<T>): T {
+    if (this.closedFlag) throw new RpcError("failed", "Response used after close()");
+    const p = this.o.content;
+    if (p === null || capnp.Pointer.isNull(p)) {
+      if (this.empty === null || !(this.empty instanceof ctor)) this.empty = emptyStruct(ctor);
+      return this.empty as T;
+    }
+    return readStruct(p, ctor);
+  }
+
+  close(): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    releaseOutcome(this.o);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/** Releases the target and the `writeCap` references of Requests garbage-collected unsent. */
+const requestRegistry = new FinalizationRegistry<{ hook: Hook; caps: (Hook | null)[] }>((box) => {
+  for (const h of box.caps) h?.release();
+  box.caps.length = 0;
+  box.hook.release();
+});
+
+export class RequestImpl<P extends Struct> implements Request<P> {
+  readonly params: P;
+  private readonly msg: capnp.Message;
+  private hook: Hook | null;
+
+  constructor(
+    hook: Hook,
+    private readonly interfaceId: bigint,
+    private readonly methodId: number,
+    Params: StructCtor<P>,
+  ) {
+    this.hook = hook;
+    const { msg: m, params } = newCallMessage(interfaceId, methodId, Params);
+    m._capnp.capTable = [];
+    this.params = params;
+    this.msg = m;
+    requestRegistry.register(this, { hook, caps: m._capnp.capTable as unknown as (Hook | null)[] }, this);
+  }
+
+  /** The target (our reference, now the caller's); the request is spent. */
+  private takeHook(): Hook {
+    const hook = this.hook;
+    if (hook === null) throw new RpcError("failed", "Request already sent");
+    this.hook = null;
+    requestRegistry.unregister(this);
+    return hook;
+  }
+
+  private callData(sink: Sink): CallData {
+    const caps = this.msg._capnp.capTable as (Hook | null)[];
+    return new CallData(this.interfaceId, this.methodId, this.msg, true, this.params, caps, sink);
+  }
+
+  send(opts?: { signal?: AbortSignal }): PendingCall {
+    const hook = this.takeHook();
+    const pc = new PendingCallImpl();
+    const d = this.callData(pc);
+    hook.call(d);
+    hook.release();
+    const signal = opts?.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) pc.cancel();
+      else {
+        const onAbort = (): void => pc.cancel();
+        signal.addEventListener("abort", onAbort, { once: true });
+        this.d2(pc, signal, onAbort);
+      }
+    }
+    return pc;
+  }
+
+  private d2(pc: PendingCallImpl, signal: AbortSignal, onAbort: () => void): void {
+    void pc.settled().then(() => signal.removeEventListener("abort", onAbort));
+  }
+
+  /** Deliver as the tail call of a call whose outcome goes to `sink`. */
+  sendAsTail(sink: Sink): void {
+    const h = sink.tailHandler();
+    if (h !== null) {
+      const ignore = new TailSink();
+      const hook = this.takeHook();
+      const d = this.callData(ignore);
+      if (h.tryTailCall(sink, hook, d)) {
+        hook.release();
+        return;
+      }
+      // Not possible: deliver with the original sink instead.
+      const d2 = new CallData(d.interfaceId, d.methodId, d.msg, d.own, d.content, d.caps, sink);
+      hook.call(d2);
+      hook.release();
+      return;
+    }
+    const hook = this.takeHook();
+    const d = this.callData(sink);
+    hook.call(d);
+    hook.release();
+  }
+}
+
+/** Sink of a `sendResultsTo.yourself` question: the results stay with the peer. */
+export class TailSink extends Sink {
+  protected onComplete(o: Outcome): void {
+    releaseOutcome(o);
+  }
+}
+
+const handleRegistry = new FinalizationRegistry<Hook>((hook) => hook.release());
+
+/** The user-facing handle: one reference to a hook. */
+export class CapHandle implements Capability {
+  private hook: Hook | null;
+  constructor(hook: Hook) {
+    this.hook = hook;
+    handleRegistry.register(this, hook, this);
+  }
+
+  /** @internal The hook (not a new reference). Throws if closed. */
+  hookRef(): Hook {
+    if (this.hook === null) throw new RpcError("failed", "Capability used after close()");
+    return this.hook;
+  }
+
+  newCall<P extends Struct>(interfaceId: bigint, methodId: number, Params: StructCtor<P>): Request<P> {
+    return new RequestImpl(this.hookRef().addRef(), interfaceId, methodId, Params);
+  }
+  dup(): Capability {
+    return new CapHandle(this.hookRef().addRef());
+  }
+  close(): void {
+    const h = this.hook;
+    if (h === null) return;
+    this.hook = null;
+    handleRegistry.unregister(this);
+    h.release();
+  }
+  [Symbol.dispose](): void {
+    this.close();
+  }
+  whenResolved(): Promise<void> {
+    return this.hookRef().whenResolved();
+  }
+  get isNull(): boolean {
+    return this.hook !== null && this.hook.resolved().isNullCap();
+  }
+  get closed(): boolean {
+    return this.hook === null;
+  }
+  localServer(): Server | undefined {
+    return this.hook?.resolved().localServer();
+  }
+}
+
+/** @internal The hook behind a Capability (not a new reference). */
+export function hookOf(cap: Capability): Hook {
+  if (cap instanceof CapHandle) return cap.hookRef();
+  throw new TypeError("not a Capability of this engine");
+}
+

@@ -1,0 +1,192 @@
+/**
+ * ConnCore: what every table of one connection shares — the transport (the way out), the
+ * connection's log, whether and why it ended, and the references to its four tables
+ * (questions.ts, answers.ts, exports.ts, imports.ts; wired once by connection.ts). It also runs
+ * the connection's end: every table drops its entries in a fixed order (questions, answers,
+ * embargoes and imports, exports, then the bootstrap capability).
+ *
+ * Plus the small wire helpers the tables share (Exception <-> RpcError, PromisedAnswer).
+ *
+ * Threading: the connection's loop thread (the thread that created the RpcConnection).
+ */
+
+import type * as capnp from "capnp-ts";
+import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import { DisconnectedError, RpcError, deferred, toRpcError } from "../errors.js";
+import type { ErrorKind } from "../errors.js";
+import type { Transport } from "../transport.js";
+import type { ReaderLimits } from "../limits.js";
+import { newMessage, segmentsOf } from "./message.js";
+import type { ReleaseErrorReporter } from "./local.js";
+import type { QuestionTable } from "./questions.js";
+import type { AnswerTable } from "./answers.js";
+import type { ExportTable } from "./exports.js";
+import type { ImportTable } from "./imports.js";
+
+export type LogFn = (level: "trace" | "debug" | "info" | "warning" | "error", msg: string) => void;
+
+const NOOP = (): void => {};
+
+/** The empty table every table starts with (a Map of its own comes with the first entry); never written. */
+class EmptyMap extends Map<never, never> {
+  override set(): this {
+    throw new Error("internal error: write to the shared empty table");
+  }
+}
+export const EMPTY: ReadonlyMap<unknown, unknown> = new EmptyMap();
+
+export class ConnCore implements ReleaseErrorReporter {
+  ended = false;
+  endError: Error | undefined = undefined;
+  // The tables (wired by RpcConnection's constructor, never changed afterwards).
+  questions!: QuestionTable;
+  answers!: AnswerTable;
+  exports!: ExportTable;
+  imports!: ImportTable;
+  private readonly closedD = deferred<Error | undefined>();
+  private closeCbs: ((err: Error | undefined) => void)[] = [];
+
+  constructor(
+    readonly transport: Transport,
+    readonly limits: ReaderLimits,
+    readonly log: LogFn | undefined,
+    readonly name: string,
+  ) {}
+
+  /** Settles once the connection has ended; never rejects. */
+  get closed(): Promise<Error | undefined> {
+    return this.closedD.promise;
+  }
+
+  send(m: capnp.Message): void {
+    if (this.ended) return;
+    this.transport.send(segmentsOf(m));
+  }
+
+  /** Send a one-segment message already encoded (Finish, Release). */
+  sendBytes(b: Uint8Array): void {
+    if (!this.ended) this.transport.send([b]);
+  }
+
+  trace(msg: string): void {
+    this.log?.("trace", `${this.name}: ${msg}`);
+  }
+
+  disconnectedError(): DisconnectedError {
+    const e = this.endError;
+    if (e instanceof DisconnectedError) return e;
+    return new DisconnectedError(e === undefined ? "connection closed" : `connection closed: ${e.message}`, {
+      cause: e,
+    });
+  }
+
+  /** ReleaseErrorReporter: a Server we exported threw from onRelease. */
+  onReleaseError(e: unknown): void {
+    const log = this.log;
+    if (log !== undefined) log("error", `${this.name}: Server.onRelease threw: ${String(e)}`);
+    else console.error(`multiprocess-ts ${this.name}: Server.onRelease threw:`, e);
+  }
+
+  sendAbort(reason: Error): void {
+    if (this.ended) return;
+    const m = newMessage(128);
+    writeException(m.initRoot(rpc.Message).initAbort(), reason);
+    this.send(m);
+  }
+
+  sendUnimplemented(root: rpc.Message): void {
+    this.log?.("warning", `${this.name}: unimplemented message ${root.which()}`);
+    const m = newMessage(128);
+    const out = m.initRoot(rpc.Message);
+    try {
+      out.setUnimplemented(root);
+    } catch {
+      out.initUnimplemented();
+    }
+    this.send(m);
+  }
+
+  /** Send Abort with `reason` (if the transport still writes), end, close the transport. */
+  abort(reason: Error): void {
+    if (this.ended) return;
+    this.sendAbort(reason);
+    this.end(reason);
+  }
+
+  /** End (if not yet) and close the transport. */
+  end(err: Error | undefined): void {
+    this.shutdown(err);
+    this.transport.close().then(NOOP, NOOP);
+  }
+
+  onClose(cb: (err: Error | undefined) => void): () => void {
+    if (this.ended) {
+      let live = true;
+      const err = this.endError;
+      queueMicrotask(() => {
+        if (live) cb(err);
+      });
+      return () => {
+        live = false;
+      };
+    }
+    this.closeCbs.push(cb);
+    return () => {
+      const i = this.closeCbs.indexOf(cb);
+      if (i >= 0) this.closeCbs.splice(i, 1);
+    };
+  }
+
+  /** The connection ends: every table lets go of its entries; close callbacks run in a microtask. */
+  shutdown(err: Error | undefined): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endError = err;
+    const dErr = this.disconnectedError();
+    this.questions.shutdown(dErr);
+    this.answers.shutdown(dErr);
+    this.imports.shutdown(dErr);
+    this.exports.shutdown();
+    this.answers.releaseBootstrap();
+    this.closedD.resolve(err);
+    const cbs = this.closeCbs;
+    this.closeCbs = [];
+    if (cbs.length > 0) {
+      queueMicrotask(() => {
+        for (const cb of cbs) {
+          try {
+            cb(err);
+          } catch (e) {
+            this.log?.("error", `${this.name}: onClose callback threw: ${String(e)}`);
+          }
+        }
+      });
+    }
+  }
+}
+
+const KINDS: readonly ErrorKind[] = ["failed", "overloaded", "disconnected", "unimplemented"];
+
+export function errorFromException(e: rpc.Exception): RpcError {
+  const kind = KINDS[e.getType()] ?? "failed";
+  const reason = e.getReason();
+  if (kind === "disconnected") return new DisconnectedError(reason, { remote: true });
+  return new RpcError(kind, reason, { remote: true });
+}
+
+export function writeException(ex: rpc.Exception, err: Error): void {
+  const e = toRpcError(err);
+  ex.setReason(e.message);
+  ex.setType(KINDS.indexOf(e.kind) as rpc.Exception_Type);
+}
+
+export function writePromisedAnswer(pa: rpc.PromisedAnswer, qid: number, path: readonly number[]): void {
+  pa.setQuestionId(qid);
+  if (path.length > 0) {
+    const ops = pa.initTransform(path.length);
+    for (let i = 0; i < path.length; i++) ops.get(i).setGetPointerField(path[i]!);
+  }
+}
+
+/** Return.which names, for traces. */
+export const RETURN_WHICH: readonly string[] = ["results", "exception", "canceled", "resultsSentElsewhere", "takeFromOtherQuestion", "acceptFromThirdParty"];

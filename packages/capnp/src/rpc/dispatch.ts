@@ -1,0 +1,168 @@
+/**
+ * The message dispatcher of one connection: the {@link TransportSink} its transport delivers to.
+ * It validates each incoming message, decodes its envelope (fastpath.ts; its own
+ * {@link Envelope}, reused message after message) and routes it by kind to the table that owns
+ * the rules: Call/Bootstrap/Finish → answers, Return → questions, Release → exports,
+ * Resolve/Disembargo → imports, Abort/Unimplemented/errors → the connection's end.
+ *
+ * Threading: the connection's loop thread (transports call their sink only there).
+ */
+
+import type * as capnp from "capnp-ts";
+import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import { ProtocolError } from "../errors.js";
+import type { TransportSink } from "../transport.js";
+import { validateRpcMessage } from "../validate.js";
+import {
+  Envelope,
+  MSG_CALL,
+  MSG_FINISH,
+  MSG_RELEASE,
+  MSG_RETURN,
+  decodeControl,
+  decodeEnvelope,
+  decodeEnvelopeSlow,
+} from "../fastpath.js";
+import { messageFromBuffers } from "./message.js";
+import { errorFromException } from "./core.js";
+import type { ConnCore } from "./core.js";
+
+export class Dispatcher implements TransportSink {
+  /**
+   * The decoded envelope of the message being handled. Transports never deliver a message from
+   * inside another message's handling, so one per connection is enough; handlers read what they
+   * need from it before anything can run user code.
+   */
+  private readonly env = new Envelope();
+
+  constructor(private readonly core: ConnCore) {}
+
+  /** TransportSink: one incoming message. */
+  message(segments: Uint8Array[]): void {
+    const core = this.core;
+    if (core.ended) return;
+    try {
+      const limits = core.limits;
+      validateRpcMessage(segments, limits);
+      const env = this.env;
+      if (decodeControl(segments[0]!, env)) {
+        // Finish/Release: read from the view as is (no copy, no capnp-ts message).
+        this.route(env, null);
+        return;
+      }
+      const m = messageFromBuffers(ownBuffers(segments));
+      m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
+      const seg = m._capnp.segments[0]!;
+      env.reset(seg, limits.nestingLimit);
+      if (!decodeEnvelope(seg, limits.nestingLimit, env)) {
+        const root = new rpc.Message(seg, 0, limits.nestingLimit);
+        env.reset(seg, limits.nestingLimit, root);
+        decodeEnvelopeSlow(root, env);
+      }
+      this.route(env, m);
+    } catch (e) {
+      const err = e instanceof ProtocolError
+        ? e
+        : new ProtocolError(`malformed or invalid message: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+      core.log?.("error", `${core.name}: protocol error: ${err.message}`);
+      core.abort(err);
+    }
+  }
+
+  /** TransportSink: the transport ended. */
+  closed(err: Error | undefined): void {
+    const core = this.core;
+    if (core.ended) return;
+    if (err instanceof ProtocolError) {
+      // The transport refused the peer's bytes (framing, limits). If its write side still
+      // works, tell the peer why, as C++ does; otherwise this send is dropped.
+      core.log?.("error", `${core.name}: transport protocol error: ${err.message}`);
+      core.abort(err);
+      return;
+    }
+    core.shutdown(err);
+  }
+
+  /** `m` is null only for Finish/Release decoded by decodeControl. */
+  private route(env: Envelope, m: capnp.Message | null): void {
+    const core = this.core;
+    const which = env.which;
+    switch (which) {
+      case MSG_CALL:
+        core.answers.handleCall(env, m!);
+        return;
+      case MSG_RETURN:
+        core.questions.handleReturn(env, m!);
+        return;
+      case MSG_FINISH:
+        core.answers.handleFinish(env.id, env.releaseResultCaps);
+        return;
+      case MSG_RELEASE:
+        if (core.log !== undefined) core.trace(`<- release ${env.id} x${env.referenceCount}`);
+        core.exports.release(env.id, env.referenceCount);
+        return;
+    }
+    const root = env.root();
+    switch (which) {
+      case rpc.Message.RESOLVE:
+        core.imports.handleResolve(root.getResolve());
+        return;
+      case rpc.Message.BOOTSTRAP:
+        core.answers.handleBootstrap(root.getBootstrap().getQuestionId());
+        return;
+      case rpc.Message.DISEMBARGO:
+        core.imports.handleDisembargo(root.getDisembargo(), root);
+        return;
+      case rpc.Message.ABORT: {
+        const err = errorFromException(root.getAbort());
+        core.log?.("warning", `${core.name}: peer aborted: ${err.message}`);
+        core.end(err);
+        return;
+      }
+      case rpc.Message.UNIMPLEMENTED:
+        this.handleUnimplemented(root.getUnimplemented());
+        return;
+      default:
+        core.sendUnimplemented(root);
+        return;
+    }
+  }
+
+  /** The peer did not implement a message we sent: undo what that message did on our side. */
+  private handleUnimplemented(inner: rpc.Message): void {
+    const core = this.core;
+    const w = inner.which();
+    core.log?.("warning", `${core.name}: peer did not implement message ${w}`);
+    if (w === rpc.Message.CALL) core.questions.handleUnimplemented(inner.getCall().getQuestionId(), "Call");
+    else if (w === rpc.Message.BOOTSTRAP) core.questions.handleUnimplemented(inner.getBootstrap().getQuestionId(), "Bootstrap");
+    else if (w === rpc.Message.RESOLVE) {
+      const r = inner.getResolve();
+      if (r.which() === rpc.Resolve.CAP) {
+        const c = r.getCap();
+        const cw = c.which();
+        if (cw === rpc.CapDescriptor.SENDER_HOSTED) core.exports.releaseIfPresent(c.getSenderHosted());
+        else if (cw === rpc.CapDescriptor.SENDER_PROMISE) core.exports.releaseIfPresent(c.getSenderPromise());
+      }
+    }
+    // Anything else we sent is optional; nothing to undo.
+  }
+}
+
+/**
+ * Whole ArrayBuffers for capnp-ts (its segments must be one each). A segment that is one (the
+ * stream decoder's own buffer for a message that spanned chunks, a memory transport's sent
+ * segment) is ours by the Transport contract and is used as is: nobody writes into it again. A
+ * view into a larger buffer (a chunk holding several messages, a pooled Node Buffer) is copied:
+ * the rest of that buffer is not ours.
+ */
+function ownBuffers(segments: Uint8Array[]): ArrayBuffer[] {
+  const bufs: ArrayBuffer[] = new Array(segments.length);
+  for (let i = 0; i < segments.length; i++) {
+    const s = segments[i]!;
+    const b = s.buffer;
+    if (b instanceof ArrayBuffer) {
+      bufs[i] = s.byteOffset === 0 && s.byteLength === b.byteLength ? b : b.slice(s.byteOffset, s.byteOffset + s.byteLength);
+    } else bufs[i] = new Uint8Array(s).buffer as ArrayBuffer; // a SharedArrayBuffer view: copy
+  }
+  return bufs;
+}

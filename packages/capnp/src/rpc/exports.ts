@@ -1,0 +1,165 @@
+/**
+ * The export table of one connection: our capabilities the peer holds (by our ExportId), each
+ * with the number of times we sent it, and its rules — describing a cap for the peer
+ * (CapDescriptor: senderHosted/senderPromise add a reference; caps the peer hosts go back as
+ * receiverHosted/receiverAnswer), Resolve when a promise we exported settles, and the peer's
+ * Release.
+ *
+ * Threading: the connection's loop thread.
+ */
+
+import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import { ProtocolError } from "../errors.js";
+import type { Hook } from "./hook.js";
+import { newMessage } from "./message.js";
+import { PromiseHook } from "./promise.js";
+import { LocalHook } from "./local.js";
+import { ImportHook } from "./imports.js";
+import { EMPTY, writeException, writePromisedAnswer } from "./core.js";
+import type { ConnCore } from "./core.js";
+
+interface ExportEntry {
+  id: number;
+  hook: Hook;
+  refcount: number;
+  /** The key in byHook. */
+  key: Hook;
+}
+
+export class ExportTable {
+  // Both start as the shared EMPTY map (read-only); a Map of their own on the first entry.
+  private exports = EMPTY as Map<number, ExportEntry>;
+  private byHook = EMPTY as Map<Hook, ExportEntry>;
+  private readonly freeIds: number[] = [];
+  private nextId = 0;
+
+  constructor(private readonly core: ConnCore) {}
+
+  get size(): number {
+    return this.exports.size;
+  }
+
+  /** A new reference to export `id`, the target of an incoming call or Disembargo. */
+  target(id: number): Hook {
+    const e = this.exports.get(id);
+    if (e === undefined) throw new ProtocolError(`Message target is not a current export ID (${id})`);
+    return e.hook.addRef();
+  }
+
+  /** A new reference to export `id`, named by a receiverHosted CapDescriptor. */
+  receiverHosted(id: number): Hook {
+    const e = this.exports.get(id);
+    if (e === undefined) throw new ProtocolError(`CapDescriptor.receiverHosted names unknown export ID ${id}`);
+    return e.hook.addRef();
+  }
+
+  /** Write CapDescriptors for `caps` into `payload`; returns the export ids added (or null). */
+  writeCapTable(payload: rpc.Payload, caps: readonly (Hook | null)[]): number[] | null {
+    const n = caps.length;
+    if (n === 0) return null;
+    const list = payload.initCapTable(n);
+    let exp: number[] | null = null;
+    for (let i = 0; i < n; i++) {
+      const id = this.writeDescriptor(list.get(i), caps[i] ?? null);
+      if (id >= 0) (exp ??= []).push(id);
+    }
+    return exp;
+  }
+
+  /** Describe `hook` for the peer. Returns the export id if an export reference was added, else -1. */
+  writeDescriptor(desc: rpc.CapDescriptor, hook: Hook | null): number {
+    if (hook === null) {
+      desc.setNone();
+      return -1;
+    }
+    const core = this.core;
+    const r = hook.resolved();
+    if (r instanceof ImportHook && r.core === core) {
+      desc.setReceiverHosted(r.id);
+      return -1;
+    }
+    if (r instanceof PromiseHook && r.route !== null && r.route.conn === core.questions) {
+      const route = r.route;
+      if (route.importHook !== null) desc.setReceiverHosted(route.importId);
+      else writePromisedAnswer(desc.initReceiverAnswer(), route.qid, route.path);
+      return -1;
+    }
+    if (r.isNullCap()) {
+      desc.setNone();
+      return -1;
+    }
+    const e = this.exportHook(r);
+    if (r instanceof PromiseHook) desc.setSenderPromise(e.id);
+    else desc.setSenderHosted(e.id);
+    return e.id;
+  }
+
+  private exportHook(h: Hook): ExportEntry {
+    let e = this.byHook.get(h);
+    if (e !== undefined) {
+      e.refcount++;
+      return e;
+    }
+    const free = this.freeIds.pop();
+    const id = free === undefined ? this.nextId++ : free;
+    e = { id, hook: h.addRef(), refcount: 1, key: h };
+    (this.exports === EMPTY ? (this.exports = new Map()) : this.exports).set(id, e);
+    (this.byHook === EMPTY ? (this.byHook = new Map()) : this.byHook).set(h, e);
+    if (h instanceof LocalHook) h.reporter ??= this.core;
+    else if (h instanceof PromiseHook) {
+      const entry = e;
+      h.onResolved((res) => this.exportResolved(entry, res));
+    }
+    return e;
+  }
+
+  /** One of our promise exports resolved: send Resolve, and point the export at the resolution. */
+  private exportResolved(e: ExportEntry, res: Hook): void {
+    const core = this.core;
+    if (core.ended || this.exports.get(e.id) !== e) return;
+    const m = newMessage(128);
+    m._capnp.capTable = [];
+    const r = m.initRoot(rpc.Message).initResolve();
+    r.setPromiseId(e.id);
+    const err = res.resolved().brokenError();
+    if (err !== null) writeException(r.initException(), err);
+    else this.writeDescriptor(r.initCap(), res);
+    // Later calls and Disembargoes aimed at this export go straight to the resolution.
+    const old = e.hook;
+    e.hook = res.addRef();
+    old.release();
+    core.send(m);
+  }
+
+  /** The peer's Release (or our own undo of a reference we added). */
+  release(id: number, count: number): void {
+    const e = this.exports.get(id);
+    if (e === undefined) throw new ProtocolError(`Release of unknown export ID ${id}`);
+    if (count > e.refcount) throw new ProtocolError(`Release of export ${id} by ${count}, more than its ${e.refcount} references`);
+    e.refcount -= count;
+    if (e.refcount === 0) {
+      this.exports.delete(id);
+      if (this.byHook.get(e.key) === e) this.byHook.delete(e.key);
+      this.freeIds.push(id);
+      this.dropHook(e.hook);
+    }
+  }
+
+  releaseIfPresent(id: number): void {
+    if (this.exports.has(id)) this.release(id, 1);
+  }
+
+  /** Connection end: the peer's references are gone (servers get onRelease). */
+  shutdown(): void {
+    const xs = [...this.exports.values()];
+    this.exports.clear();
+    this.byHook.clear();
+    for (const x of xs) this.dropHook(x.hook);
+  }
+
+  /** Release our reference; later onRelease errors of that server are no longer ours to report. */
+  private dropHook(h: Hook): void {
+    h.release();
+    if (h instanceof LocalHook && h.reporter === this.core) h.reporter = null;
+  }
+}

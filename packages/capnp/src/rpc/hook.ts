@@ -1,0 +1,159 @@
+/**
+ * The engine's internal model of a capability and of a call in flight, independent of any
+ * connection (the C++ `ClientHook` and its call context).
+ *
+ * Every capability is a {@link Hook}: a reference-counted object that knows how to deliver a
+ * call. User-facing handles (client.ts) hold exactly one reference each. Kinds of hook:
+ *  - `LocalHook` (local.ts): a Server in this vat;
+ *  - `PromiseHook` (promise.ts): not known yet (local promise, pipelined result, promise import,
+ *    embargo);
+ *  - `ImportHook` (imports.ts): hosted by the peer of one connection;
+ *  - {@link BrokenHook}, {@link NullHook} (here): every call fails.
+ *
+ * A call in flight is a {@link CallData}: params message + cap table + the Sink (sink.ts) that
+ * receives its {@link Outcome}.
+ *
+ * Threading: everything here belongs to the thread (event loop) that created it.
+ */
+
+import type * as capnp from "capnp-ts";
+import { RpcError } from "../errors.js";
+import type { Server } from "./types.js";
+import type { Sink } from "./sink.js";
+
+/** Where a promise sends its calls while unresolved: over `conn`, to an import or a promised answer. */
+export interface Route {
+  readonly conn: RouteConn;
+  /** Target `importedCap` (owned reference), or null for `promisedAnswer(qid, path)`. */
+  readonly importHook: Hook | null;
+  readonly importId: number;
+  readonly qid: number;
+  readonly path: readonly number[];
+}
+
+/** What promises and sinks need from a connection (its question table, questions.ts). */
+export interface RouteConn {
+  /** Send `d` to the route's target. Takes ownership of `d`. */
+  sendCall(d: CallData, route: Route): void;
+  /** Start an embargo for a promise that resolved to `target` (owned); returns the hook to use (owned). */
+  startEmbargo(route: Route, target: Hook): Hook;
+}
+
+/** Lets a call run as a tail call of an incoming call (a connection's answer table, answers.ts). */
+export interface TailCallHandler {
+  /** Try to send `d` (whose sink is ignored) as a tail call on behalf of `answerSink`; true if done. */
+  tryTailCall(answerSink: Sink, target: Hook, d: CallData): boolean;
+}
+
+/** A call on its way to a hook. The receiver of `CallData` owns its `caps` and `msg`. */
+export class CallData {
+  /** True once `msg`'s Call has been sent on a connection (a second send must copy). */
+  sent = false;
+  constructor(
+    readonly interfaceId: bigint,
+    readonly methodId: number,
+    /** The message holding the params; root rpc.Message with `call` set. */
+    readonly msg: capnp.Message,
+    /** `msg` is our own Call built by newCallMessage (fast-path layout, sendable as is); false for an incoming message. */
+    readonly own: boolean,
+    /** The params struct pointer. */
+    readonly content: capnp.Pointer,
+    /** The params cap table (same array as msg._capnp.capTable). */
+    readonly caps: (Hook | null)[],
+    readonly sink: Sink,
+  ) {}
+
+  releaseCaps(): void {
+    const caps = this.caps;
+    for (let i = 0; i < caps.length; i++) caps[i]?.release();
+    caps.length = 0;
+  }
+}
+
+/** The result of a call. Whoever holds an Outcome owns its caps. */
+export interface Outcome {
+  err: RpcError | null;
+  msg: capnp.Message | null;
+  /** The results struct pointer (null: empty results, or no longer readable). */
+  content: capnp.Pointer | null;
+  caps: (Hook | null)[];
+  /** `msg` is our own Return built by newReturnMessage, sendable as is (false: must be copied). */
+  ret: boolean;
+}
+
+export function errOutcome(err: RpcError): Outcome {
+  return { err, msg: null, content: null, caps: [], ret: false };
+}
+
+export function releaseOutcome(o: Outcome): void {
+  const caps = o.caps;
+  for (let i = 0; i < caps.length; i++) caps[i]?.release();
+  caps.length = 0;
+}
+
+export abstract class Hook {
+  /** References held (handles, cap tables, exports, promise resolutions). */
+  refs = 1;
+
+  addRef(): this {
+    this.refs++;
+    return this;
+  }
+
+  release(): void {
+    if (--this.refs === 0) this.destroy();
+  }
+
+  protected abstract destroy(): void;
+  /** Deliver a call; takes ownership of `d`. */
+  abstract call(d: CallData): void;
+  /** The most-resolved hook right now (not a new reference). */
+  resolved(): Hook {
+    return this;
+  }
+  /** The connection this hook sends its calls over (imports, routed promises), if any. */
+  remoteConn(): RouteConn | null {
+    return null;
+  }
+  whenResolved(): Promise<void> {
+    return Promise.resolve();
+  }
+  isNullCap(): boolean {
+    return false;
+  }
+  brokenError(): RpcError | null {
+    return null;
+  }
+  localServer(): Server | undefined {
+    return undefined;
+  }
+}
+
+/** Fails every call. */
+export class BrokenHook extends Hook {
+  constructor(readonly err: RpcError) {
+    super();
+  }
+  protected destroy(): void {}
+  call(d: CallData): void {
+    d.releaseCaps();
+    d.sink.complete(errOutcome(this.err));
+  }
+  override whenResolved(): Promise<void> {
+    return Promise.reject(this.err);
+  }
+  override brokenError(): RpcError {
+    return this.err;
+  }
+}
+
+export class NullHook extends Hook {
+  protected destroy(): void {}
+  call(d: CallData): void {
+    d.releaseCaps();
+    d.sink.complete(errOutcome(new RpcError("failed", "Called null capability.")));
+  }
+  override isNullCap(): boolean {
+    return true;
+  }
+}

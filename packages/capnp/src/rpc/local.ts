@@ -1,0 +1,200 @@
+/**
+ * Servers in this vat: {@link LocalHook} (the hook of one {@link Server}; it owns the queue of
+ * calls waiting for the server's dispatch microtask) and `IncomingCallImpl` (one call as the
+ * server sees it: params, results builder, cancellation signal, tail call).
+ *
+ * Threading: belongs to the thread (event loop) that created it; servers run there.
+ */
+
+import * as capnp from "capnp-ts";
+import { CanceledError, RpcError, toRpcError } from "../errors.js";
+import { newReturnMessage } from "../fastpath.js";
+import { Hook, errOutcome } from "./hook.js";
+import type { CallData } from "./hook.js";
+import { emptyStruct, readStruct } from "./message.js";
+import { CapHandle, RequestImpl } from "./client.js";
+import type { Capability, IncomingCall, Request, Server, Struct, StructCtor } from "./types.js";
+
+/** Where errors thrown by `Server.onRelease` are reported (a connection that exported the server). */
+export interface ReleaseErrorReporter {
+  onReleaseError(e: unknown): void;
+}
+
+/** A Server in this vat. Calls are dispatched from a microtask, in the order they arrive (E-order). */
+export class LocalHook extends Hook {
+  private released = false;
+  /** Calls waiting for the dispatch microtask, in arrival order; null when none is scheduled. */
+  private queue: CallData[] | null = null;
+  /** The dispatch microtask (made once per hook: no closure per call or batch). */
+  private drainFn: (() => void) | null = null;
+  /** Set by the first connection that exports this server, cleared when that connection ends. */
+  reporter: ReleaseErrorReporter | null = null;
+
+  constructor(readonly server: Server) {
+    super();
+  }
+  protected destroy(): void {
+    if (this.released) return;
+    this.released = true;
+    if (liveLocalHooks.get(this.server) === this) liveLocalHooks.delete(this.server);
+    const f = this.server.onRelease;
+    if (f === undefined) return;
+    try {
+      f.call(this.server);
+    } catch (e) {
+      const r = this.reporter;
+      if (r !== null) r.onReleaseError(e);
+      else console.error("multiprocess-ts: Server.onRelease threw:", e);
+    }
+  }
+  call(d: CallData): void {
+    // Never dispatch synchronously: the caller must get its PendingCall before the server runs.
+    // One microtask per batch of calls made together (no closure per call), in call order.
+    const q = this.queue;
+    if (q !== null) {
+      q.push(d);
+      return;
+    }
+    this.queue = [d];
+    queueMicrotask((this.drainFn ??= () => this.drain()));
+  }
+  private drain(): void {
+    const q = this.queue!;
+    this.queue = null;
+    for (let i = 0; i < q.length; i++) {
+      try {
+        new IncomingCallImpl(q[i]!, this).run();
+      } catch (e) {
+        // As if each call had its own microtask: report it, and still run the others.
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
+  }
+  override localServer(): Server {
+    return this.server;
+  }
+}
+
+/** The live hook of each Server, so that every handle to one Server shares one reference count. */
+const liveLocalHooks = new WeakMap<Server, LocalHook>();
+
+/**
+ * A capability for `server`. Handles made by repeated calls for the same Server object (while
+ * any reference to it is alive) share one reference count, so `onRelease` runs once, after the
+ * last of them is gone. After that, a new call starts a new lifetime.
+ */
+export function localCapability(server: Server): Capability {
+  const h = liveLocalHooks.get(server);
+  if (h !== undefined && h.refs > 0) return new CapHandle(h.addRef());
+  const n = new LocalHook(server);
+  liveLocalHooks.set(server, n);
+  return new CapHandle(n);
+}
+
+class IncomingCallImpl implements IncomingCall {
+  private resMsg: capnp.Message | null = null;
+  private res: capnp.Struct | null = null;
+  private ctrl: AbortController | null = null;
+  private abortedEarly = false;
+  private done = false;
+  private tailed = false;
+
+  constructor(
+    private readonly d: CallData,
+    private readonly hook: LocalHook,
+  ) {}
+
+  get interfaceId(): bigint {
+    return this.d.interfaceId;
+  }
+  get methodId(): number {
+    return this.d.methodId;
+  }
+
+  params<T extends Struct>(ctor: StructCtor<T>): T {
+    const p = this.d.content;
+    if (capnp.Pointer.isNull(p)) return emptyStruct(ctor);
+    return readStruct(p, ctor);
+  }
+
+  results<T extends Struct>(ctor: StructCtor<T>): T {
+    if (this.res === null) {
+      const { msg, results } = newReturnMessage(ctor);
+      msg._capnp.capTable = [];
+      this.res = results;
+      this.resMsg = msg;
+    }
+    return this.res as T;
+  }
+
+  get signal(): AbortSignal {
+    if (this.ctrl === null) {
+      this.ctrl = new AbortController();
+      if (this.abortedEarly) this.ctrl.abort(new CanceledError("call canceled by the caller"));
+    }
+    return this.ctrl.signal;
+  }
+
+  /** The caller canceled (the sink's cancel handler). */
+  onCancel(): void {
+    if (this.ctrl !== null) {
+      if (!this.ctrl.signal.aborted) this.ctrl.abort(new CanceledError("call canceled by the caller"));
+    } else this.abortedEarly = true;
+  }
+
+  tailCall(req: Request<Struct>): void {
+    if (this.done || this.tailed) throw new RpcError("failed", "tailCall() after the call returned or twice");
+    if (!(req instanceof RequestImpl)) throw new TypeError("tailCall() needs a Request made by this engine");
+    this.tailed = true;
+    req.sendAsTail(this.d.sink);
+  }
+
+  run(): void {
+    const d = this.d;
+    if (d.sink.canceled || d.sink.outcome !== null) {
+      d.releaseCaps();
+      d.sink.complete(errOutcome(new CanceledError("call canceled before delivery")));
+      return;
+    }
+    d.sink.cancelHandler = this;
+    let r: void | Promise<void>;
+    try {
+      r = this.hook.server.dispatch(this);
+    } catch (e) {
+      this.finish(e, true);
+      return;
+    }
+    if (r !== undefined && typeof (r as Promise<void>).then === "function") {
+      (r as Promise<void>).then(
+        () => this.finish(undefined, false),
+        (e: unknown) => this.finish(e, true),
+      );
+    } else this.finish(undefined, false);
+  }
+
+  private finish(e: unknown, failed: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    const d = this.d;
+    const resCaps = (this.resMsg?._capnp.capTable ?? []) as (Hook | null)[];
+    if (this.tailed) {
+      for (const h of resCaps) h?.release();
+      resCaps.length = 0;
+    } else {
+      if (d.sink.cancelHandler !== null) d.sink.cancelHandler = null;
+      if (failed) {
+        for (const h of resCaps) h?.release();
+        resCaps.length = 0;
+        d.sink.complete(errOutcome(toRpcError(e)));
+      } else if (this.res === null) {
+        d.sink.complete({ err: null, msg: null, content: null, caps: [], ret: false });
+      } else {
+        d.sink.complete({ err: null, msg: this.resMsg, content: this.res, caps: resCaps, ret: true });
+      }
+    }
+    d.releaseCaps();
+  }
+}
+

@@ -1,0 +1,297 @@
+/**
+ * The question table of one connection: the calls we made (by our QuestionId), and its rules —
+ * sending a Call (to an import or to a promised answer: pipelining), Bootstrap, Finish (after
+ * the Return, or early to cancel), and the handling of the peer's Return. It is also the
+ * {@link RouteConn} of the connection: promises and sinks route their calls through it.
+ *
+ * Threading: the connection's loop thread.
+ */
+
+import * as capnp from "capnp-ts";
+import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import { CanceledError, ProtocolError, RpcError, toRpcError } from "../errors.js";
+import { CALL, dataViewOf, encodeFinish } from "../fastpath.js";
+import type { Envelope } from "../fastpath.js";
+import { errOutcome, releaseOutcome } from "./hook.js";
+import type { CallData, Hook, Outcome, Route, RouteConn } from "./hook.js";
+import { cloneMessage, cloneOutcome, newMessage } from "./message.js";
+import { Sink } from "./sink.js";
+import { EMPTY, RETURN_WHICH, errorFromException, writePromisedAnswer } from "./core.js";
+import type { ConnCore } from "./core.js";
+
+/** A call we made. It is also its sink's cancel handler (no per-call closure). */
+export class Question {
+  returned = false;
+  finishSent = false;
+  /** We sent Finish before Return with releaseResultCaps: ignore the results' caps. */
+  discardResults = false;
+  constructor(
+    readonly table: QuestionTable,
+    readonly id: number,
+    readonly sink: Sink,
+    /** Finish is held back until released (tail-call questions, held by their answer). */
+    public holdFinish: boolean,
+    /** We sent `sendResultsTo.yourself`. */
+    readonly tail: boolean,
+    /** Exports we added for the params' cap table (released if Return.releaseParamCaps). */
+    public paramExports: number[] | null,
+  ) {}
+  onCancel(): void {
+    this.table.cancel(this);
+  }
+}
+
+/** Sink of our Bootstrap question: resolves the bootstrap promise cap, then drops the results. */
+class BootstrapSink extends Sink {
+  protected onComplete(o: Outcome): void {
+    releaseOutcome(o);
+  }
+}
+
+export class QuestionTable implements RouteConn {
+  // Starts as the shared EMPTY map (read-only); a Map of its own on the first entry.
+  private questions = EMPTY as Map<number, Question>;
+  private readonly freeIds: number[] = [];
+  private nextId = 0;
+
+  constructor(private readonly core: ConnCore) {}
+
+  get size(): number {
+    return this.questions.size;
+  }
+
+  /** Ask for the peer's bootstrap capability: a promise hook (owned), pipelinable at once. */
+  bootstrap(): Hook {
+    const id = this.alloc();
+    const sink = new BootstrapSink();
+    this.add(new Question(this, id, sink, false, false, null));
+    sink.setRoute(this, id);
+    const hook = sink.pipelineHook([]);
+    sink.cancelHandler = null;
+    const m = newMessage(128);
+    m.initRoot(rpc.Message).initBootstrap().setQuestionId(id);
+    this.core.send(m);
+    return hook;
+  }
+
+  /** RouteConn: send a call to a promise's route (import promise or promised answer). */
+  sendCall(d: CallData, route: Route): void {
+    if (route.importHook !== null) this.send(d, route.importId, -1, null, false);
+    else this.send(d, -1, route.qid, route.path, false);
+  }
+
+  /** RouteConn: a promise that sent calls over us resolved to `target` elsewhere. */
+  startEmbargo(route: Route, target: Hook): Hook {
+    return this.core.imports.startEmbargo(route, target);
+  }
+
+  /**
+   * Send `d` as a Call to importedCap `importId` (>= 0) or promisedAnswer(qid, path), with
+   * `sendResultsTo.yourself` if `yourself`. Owns `d`. Null if it could not be sent (`d`'s sink
+   * then has its error outcome).
+   */
+  send(d: CallData, importId: number, qid: number, path: readonly number[] | null, yourself: boolean): Question | null {
+    try {
+      return this.sendUnguarded(d, importId, qid, path, yourself);
+    } catch (e) {
+      const core = this.core;
+      core.log?.("error", `${core.name}: failed to send a Call: ${String(e)}`);
+      d.releaseCaps();
+      d.sink.complete(errOutcome(toRpcError(e)));
+      return null;
+    }
+  }
+
+  private sendUnguarded(d: CallData, importId: number, qid: number, path: readonly number[] | null, yourself: boolean): Question | null {
+    const core = this.core;
+    if (core.ended) {
+      d.releaseCaps();
+      d.sink.complete(errOutcome(core.disconnectedError()));
+      return null;
+    }
+    if (d.sink.canceled) {
+      d.releaseCaps();
+      d.sink.complete(errOutcome(new CanceledError()));
+      return null;
+    }
+    const id = this.alloc();
+    let m: capnp.Message;
+    let paramExports: number[] | null = null;
+    try {
+      if (d.own && !d.sent) {
+        // Our own Call (fast-path layout): the target struct is already there.
+        m = d.msg;
+        const seg = m._capnp.segments[0]!;
+        const dv = dataViewOf(seg);
+        d.sent = true;
+        if (importId >= 0) dv.setUint32(CALL.importedCap, importId, true);
+        else writePromisedAnswer(new rpc.MessageTarget(seg, CALL.targetPtr).initPromisedAnswer(), qid, path!);
+        if (yourself) dv.setUint16(CALL.sendResultsTo, rpc.Call_SendResultsTo.YOURSELF, true);
+        dv.setUint32(CALL.qid, id, true);
+        if (d.caps.length > 0) paramExports = core.exports.writeCapTable(new rpc.Payload(seg, CALL.paramsPtr), d.caps);
+      } else {
+        m = cloneMessage(d.msg);
+        const call = new rpc.Message(m.getSegment(0), 0).getCall();
+        // An incoming Call: reset what we must not forward.
+        if (!d.own) call.getSendResultsTo().setCaller();
+        d.sent = true;
+        const t = call.initTarget();
+        if (importId >= 0) t.setImportedCap(importId);
+        else writePromisedAnswer(t.initPromisedAnswer(), qid, path!);
+        if (yourself) call.getSendResultsTo().setYourself();
+        paramExports = core.exports.writeCapTable(call.getParams(), d.caps);
+        call.setQuestionId(id);
+      }
+    } catch (e) {
+      this.freeIds.push(id);
+      throw e;
+    } finally {
+      if (d.caps.length > 0) d.releaseCaps();
+    }
+    const q = new Question(this, id, d.sink, yourself, yourself, paramExports);
+    this.add(q);
+    if (!yourself) {
+      d.sink.setRoute(this, id);
+      d.sink.cancelHandler = q;
+    }
+    if (core.log !== undefined) core.trace(`-> call q${id} ${d.interfaceId.toString(16)}/${d.methodId}`);
+    core.send(m);
+    return q;
+  }
+
+  private alloc(): number {
+    const id = this.freeIds.pop();
+    return id === undefined ? this.nextId++ : id;
+  }
+
+  private add(q: Question): void {
+    (this.questions === EMPTY ? (this.questions = new Map()) : this.questions).set(q.id, q);
+  }
+
+  private removeIfDone(q: Question): void {
+    if (q.returned && q.finishSent && this.questions.get(q.id) === q) {
+      this.questions.delete(q.id);
+      this.freeIds.push(q.id);
+    }
+  }
+
+  /** The caller canceled: send Finish (releaseResultCaps) if the Return has not come. */
+  cancel(q: Question): void {
+    if (q.returned || q.finishSent) return;
+    q.discardResults = true;
+    this.sendFinish(q, true);
+  }
+
+  sendFinish(q: Question, releaseResultCaps: boolean): void {
+    if (q.finishSent) return;
+    q.finishSent = true;
+    this.core.sendBytes(encodeFinish(q.id, releaseResultCaps));
+    this.removeIfDone(q);
+  }
+
+  /** The peer's Return for one of our questions. */
+  handleReturn(env: Envelope, m: capnp.Message): void {
+    const core = this.core;
+    const id = env.id;
+    const q = this.questions.get(id);
+    if (q === undefined || q.returned) throw new ProtocolError(`Return for unknown question ID ${id}`);
+    const which = env.retWhich;
+    const noFinishNeeded = env.noFinishNeeded;
+    const content = env.content;
+    const hasCapTable = env.hasCapTable;
+    const takeFrom = env.takeFromOtherQuestion;
+    // Everything is read from `env` before anything else runs (the connection reuses it).
+    const ret = which !== rpc.Return.RESULTS || hasCapTable ? env.root().getReturn() : null;
+    if (core.log !== undefined) core.trace(`<- return q${id} ${RETURN_WHICH[which] ?? "?"}`);
+    q.returned = true;
+    if (env.releaseParamCaps && q.paramExports !== null) {
+      const pe = q.paramExports;
+      q.paramExports = null;
+      for (const e of pe) core.exports.release(e, 1);
+    }
+    let outcome: Outcome;
+    switch (which) {
+      case rpc.Return.RESULTS: {
+        if (q.tail) throw new ProtocolError("Tail call `Return` must set `resultsSentElsewhere`, not `results`.");
+        if (q.discardResults) {
+          outcome = errOutcome(new CanceledError());
+          break;
+        }
+        const caps = hasCapTable ? core.imports.readCapTable(ret!.getResults()) : [];
+        m._capnp.capTable = caps as never;
+        outcome = { err: null, msg: m, content, caps, ret: false };
+        break;
+      }
+      case rpc.Return.EXCEPTION:
+        outcome = errOutcome(errorFromException(ret!.getException()));
+        break;
+      case rpc.Return.CANCELED:
+        outcome = errOutcome(new CanceledError("call canceled", { remote: true }));
+        break;
+      case rpc.Return.RESULTS_SENT_ELSEWHERE:
+        if (!q.tail) throw new ProtocolError("Return.resultsSentElsewhere for a call without sendResultsTo.yourself");
+        outcome = { err: null, msg: null, content: null, caps: [], ret: false };
+        break;
+      case rpc.Return.TAKE_FROM_OTHER_QUESTION: {
+        const o = this.takeFromOtherQuestion(q, takeFrom);
+        if (o === null) {
+          this.finishAfterReturn(q, noFinishNeeded);
+          return;
+        }
+        outcome = o;
+        break;
+      }
+      default:
+        core.sendUnimplemented(new rpc.Message(m.getSegment(0), 0));
+        outcome = errOutcome(new RpcError("unimplemented", `Return kind ${which} is not supported`));
+        break;
+    }
+    q.sink.complete(outcome);
+    this.finishAfterReturn(q, noFinishNeeded);
+  }
+
+  /** The outcome of our answer `other` (a copy), or null when `q` now waits for it. */
+  private takeFromOtherQuestion(q: Question, other: number): Outcome | null {
+    const a = this.core.answers.get(other);
+    if (a === undefined || !a.yourself) {
+      throw new ProtocolError(`Return.takeFromOtherQuestion names question ${other}, which is not a sendResultsTo.yourself call`);
+    }
+    if (a.outcome !== null) return cloneOutcome(a.outcome);
+    if (a.returned || a.finished) return errOutcome(new CanceledError("the other question was canceled"));
+    (a.redirects ??= []).push(q.sink);
+    return null;
+  }
+
+  private finishAfterReturn(q: Question, noFinishNeeded: boolean): void {
+    if (q.finishSent) this.removeIfDone(q);
+    else if (noFinishNeeded) {
+      q.finishSent = true;
+      this.removeIfDone(q);
+    } else if (!q.holdFinish) this.sendFinish(q, false);
+  }
+
+  /** The peer answered our Call/Bootstrap `id` with Unimplemented: the call fails. */
+  handleUnimplemented(id: number, what: string): void {
+    const q = this.questions.get(id);
+    if (q === undefined || q.returned) return;
+    q.returned = true;
+    q.finishSent = true; // the peer never created the answer
+    const pe = q.paramExports;
+    q.paramExports = null;
+    if (pe !== null) for (const e of pe) this.core.exports.releaseIfPresent(e);
+    q.sink.complete(errOutcome(new RpcError("unimplemented", `peer does not implement ${what}`, { remote: true })));
+    this.removeIfDone(q);
+  }
+
+  /** Connection end: every pending call rejects with `dErr`. */
+  shutdown(dErr: RpcError): void {
+    const qs = [...this.questions.values()];
+    this.questions.clear();
+    for (const q of qs) {
+      if (!q.returned) {
+        q.returned = true;
+        q.sink.complete(errOutcome(dErr));
+      }
+    }
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * {@link Sink}: receives the outcome of one call, exactly once, and serves the pipelined caps
+ * on that (future) outcome. Sinks are a local `PendingCallImpl` (client.ts), a connection's
+ * `Answer` (answers.ts, the call came from the peer), a bootstrap or tail-call sink.
+ *
+ * Threading: belongs to the thread (event loop) that created it.
+ */
+
+import * as capnp from "capnp-ts";
+import { getTargetPointerType, getCapabilityId } from "capnp-ts/src/serialization/pointers/pointer.js";
+import { PointerType } from "capnp-ts/src/serialization/pointers/pointer-type.js";
+import { getSize as getStructSize } from "capnp-ts/src/serialization/pointers/struct.js";
+import { ProtocolError, RpcError } from "../errors.js";
+import { BrokenHook, NullHook, releaseOutcome } from "./hook.js";
+import type { Hook, Outcome, RouteConn, TailCallHandler } from "./hook.js";
+import { PromiseHook } from "./promise.js";
+
+/** Receives the outcome of one call, exactly once. Also serves pipelined caps on that outcome. */
+export abstract class Sink {
+  outcome: Outcome | null = null;
+  canceled = false;
+  /** Set by whoever executes the call; run once on cancel. */
+  cancelHandler: { onCancel(): void } | null = null;
+  route: { conn: RouteConn; qid: number } | null = null;
+  private pipes: Map<string, PromiseHook> | null = null;
+
+  /** Deliver the outcome (takes ownership). A second outcome is released. */
+  complete(o: Outcome): void {
+    if (this.outcome !== null) {
+      releaseOutcome(o);
+      return;
+    }
+    this.outcome = o;
+    this.cancelHandler = null;
+    const pipes = this.pipes;
+    if (pipes !== null) {
+      this.pipes = null;
+      for (const [key, p] of pipes) {
+        const h = capAt(o, key === "" ? [] : key.split(",").map(Number));
+        p.resolve(h);
+        h.release();
+        p.release();
+      }
+    }
+    this.onComplete(o);
+  }
+
+  protected abstract onComplete(o: Outcome): void;
+
+  /** Who can run a tail call on behalf of this sink's call (a connection's answers), if anyone. */
+  tailHandler(): TailCallHandler | null {
+    return null;
+  }
+
+  /** A new reference to the cap at `path` in the (future) results. */
+  pipelineHook(path: readonly number[]): Hook {
+    if (this.outcome !== null) return capAt(this.outcome, path);
+    const key = path.join(",");
+    let p = (this.pipes ??= new Map()).get(key);
+    if (p === undefined) {
+      p = new PromiseHook();
+      if (this.route !== null) p.setRoute({ conn: this.route.conn, importHook: null, importId: 0, qid: this.route.qid, path: path.slice() });
+      this.pipes.set(key, p);
+    }
+    return p.addRef();
+  }
+
+  /** The call now runs as question `qid` on `conn`: pipelined calls go there as promisedAnswer. */
+  setRoute(conn: RouteConn, qid: number): void {
+    this.route = { conn, qid };
+    if (this.pipes !== null) {
+      for (const [key, p] of this.pipes) {
+        p.setRoute({ conn, importHook: null, importId: 0, qid, path: key === "" ? [] : key.split(",").map(Number) });
+      }
+    }
+  }
+
+  hasPipes(): boolean {
+    return this.pipes !== null;
+  }
+
+  /** Drop the pipeline promises that never resolved (our references). */
+  dropPipes(err: RpcError): void {
+    const pipes = this.pipes;
+    if (pipes === null) return;
+    this.pipes = null;
+    for (const p of pipes.values()) {
+      const b = new BrokenHook(err);
+      p.resolve(b);
+      b.release();
+      p.release();
+    }
+  }
+
+  /** Cancel the call (caller lost interest). */
+  cancel(): void {
+    if (this.outcome !== null || this.canceled) return;
+    this.canceled = true;
+    const h = this.cancelHandler;
+    this.cancelHandler = null;
+    h?.onCancel();
+  }
+}
+
+/** The cap at `path` inside an outcome (new reference; null cap / broken as appropriate). */
+export function capAt(o: Outcome, path: readonly number[]): Hook {
+  if (o.err !== null) return new BrokenHook(o.err);
+  let p = o.content;
+  if (p === null) return new NullHook();
+  try {
+    for (let i = 0; i < path.length; i++) {
+      if (capnp.Pointer.isNull(p)) return new NullHook();
+      if (getTargetPointerType(p) !== PointerType.STRUCT) {
+        return new BrokenHook(new RpcError("failed", "pipelined path does not lead through a struct"));
+      }
+      const s = new capnp.Struct(p.segment, p.byteOffset, p._capnp.depthLimit);
+      const idx = path[i]!;
+      if (idx >= getStructSize(s).pointerLength) return new NullHook();
+      p = capnp.Struct.getPointer(idx, s);
+    }
+    if (capnp.Pointer.isNull(p)) return new NullHook();
+    if (getTargetPointerType(p) !== PointerType.OTHER) {
+      return new BrokenHook(new RpcError("failed", "pipelined path does not lead to a capability"));
+    }
+    const id = getCapabilityId(p);
+    const h = o.caps[id];
+    if (h === undefined) return new BrokenHook(new RpcError("failed", `capability index ${id} out of range`));
+    return h === null ? new NullHook() : h.addRef();
+  } catch (e) {
+    return new BrokenHook(new ProtocolError(`bad pipelined path: ${(e as Error).message}`, { cause: e }));
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The public types of the RPC engine (docs/contracts.md §1): what users implement ({@link Server})
+ * and what they hold ({@link Capability}, {@link Request}, {@link PendingCall}, {@link Response}).
+ * Types only; the implementations live in client.ts (handles, requests, responses) and local.ts
+ * (servers in this vat).
+ *
+ * Threading: every object of these types belongs to the thread (event loop) that created it.
+ */
+
+import type * as capnp from "capnp-ts";
+
+export type Struct = capnp.Struct;
+export type StructCtor<T extends capnp.Struct> = capnp.StructCtor<T>;
+
+/** A capability implementation in this vat. */
+export interface Server {
+  /** Handle one call. Throw (or reject) to send `Return.exception`. */
+  dispatch(call: IncomingCall): void | Promise<void>;
+  /**
+   * Exactly once, when the last reference (local handle, export, message) is gone, including at
+   * connection end. An error it throws is logged (through the `log` of the connection that
+   * exported the capability, else `console.error`), never propagated.
+   */
+  onRelease?(): void;
+}
+
+/** One call delivered to a {@link Server}. */
+export interface IncomingCall {
+  readonly interfaceId: bigint;
+  readonly methodId: number;
+  /** The params reader. Its caps: `readCap()` (new references, the server closes them). */
+  params<T extends Struct>(ctor: StructCtor<T>): T;
+  /** The results builder (the same object on each call). */
+  results<T extends Struct>(ctor: StructCtor<T>): T;
+  /** Aborts when the caller cancels (Finish before Return) or the connection ends. */
+  readonly signal: AbortSignal;
+  /** Let `req` produce this call's results (a tail call). The results builder is then ignored. */
+  tailCall(req: Request<Struct>): void;
+}
+
+/** One handle = one reference. */
+export interface Capability extends Disposable {
+  newCall<P extends Struct>(interfaceId: bigint, methodId: number, Params: StructCtor<P>): Request<P>;
+  /** Another reference to the same capability. */
+  dup(): Capability;
+  /** Release this reference; idempotent. */
+  close(): void;
+  /** Resolves once this capability is no longer a promise; rejects if it resolved to an error. */
+  whenResolved(): Promise<void>;
+  readonly isNull: boolean;
+  readonly closed: boolean;
+  /** The Server if this (now) points at one in this vat. */
+  localServer(): Server | undefined;
+}
+
+export interface Request<P extends Struct> {
+  /** The params builder. */
+  readonly params: P;
+  /** Send the call; consumes the request. */
+  send(opts?: { signal?: AbortSignal }): PendingCall;
+}
+
+export interface PendingCall extends PromiseLike<Response> {
+  /** A capability inside the (future) results: pointer indices into the results struct, then nested structs. */
+  pipeline(...path: number[]): Capability;
+  /** Cancel: sends Finish; the promise rejects with CanceledError (no-op once settled). */
+  cancel(): void;
+}
+
+export interface Response extends Disposable {
+  results<T extends Struct>(ctor: StructCtor<T>): T;
+  /** Releases the caps held by the results' cap table. */
+  close(): void;
+}
