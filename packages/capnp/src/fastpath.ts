@@ -2,7 +2,7 @@
  * A hand-written codec for the rpc.capnp envelope of the hot messages (Call, Return, Finish,
  * Release). capnp-ts stays the general wire format: payload content (params/results structs)
  * is read and written through capnp-ts Structs, and rare messages use the generated rpc.capnp
- * accessors. `test/fastpath.test.ts` checks this codec byte for byte against capnp-ts.
+ * accessors. `packages/capnp/test/fastpath.test.ts` checks this codec byte for byte against capnp-ts.
  *
  * Layouts (word = 8 bytes), identical to what capnp-ts writes for
  * `initRoot(Message).initCall(); initTarget(); initParams(); initStructAt(0, Params, params)`:
@@ -18,6 +18,12 @@
  * Outgoing messages use a MultiSegmentArena whose first segment is sized for the envelope plus
  * the expected content: an allocation that does not fit (a big Data/Text) gets its own segment
  * (a far pointer) instead of capnp-ts's grow-and-copy of a single segment.
+ *
+ * Owns no state: pure encode/decode functions and the {@link Envelope} record type (each
+ * connection's dispatcher, rpc/dispatch.ts, owns one).
+ *
+ * Threading: any thread (no module-level mutable state); an Envelope belongs to its connection's
+ * loop thread.
  */
 
 import * as capnp from "capnp-ts";

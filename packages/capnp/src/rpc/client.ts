@@ -24,7 +24,7 @@ const pendingRegistry = new FinalizationRegistry<{ resp: ResponseImpl | null; ta
 });
 
 /** The caller's side of a call made through a Capability. */
-export class PendingCallImpl extends Sink implements PendingCall {
+class PendingCallImpl extends Sink implements PendingCall {
   /** Made on the first then()/settled(): a call nobody awaits allocates no promise. */
   private p: Promise<Response> | null = null;
   private res: ((r: Response) => void) | null = null;
@@ -96,7 +96,7 @@ export class PendingCallImpl extends Sink implements PendingCall {
 }
 
 /** Results of a call made through a Capability. */
-export class ResponseImpl implements Response {
+class ResponseImpl implements Response {
   private closedFlag = false;
   private empty: capnp.Struct | null = null;
   constructor(private readonly o: Outcome) {}
@@ -209,7 +209,7 @@ export class RequestImpl<P extends Struct> implements Request<P> {
 }
 
 /** Sink of a `sendResultsTo.yourself` question: the results stay with the peer. */
-export class TailSink extends Sink {
+class TailSink extends Sink {
   protected onComplete(o: Outcome): void {
     releaseOutcome(o);
   }

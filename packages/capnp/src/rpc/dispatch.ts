@@ -22,8 +22,8 @@ import {
   decodeControl,
   decodeEnvelope,
   decodeEnvelopeSlow,
+  messageOver,
 } from "../fastpath.js";
-import { messageFromBuffers } from "./message.js";
 import { errorFromException } from "./core.js";
 import type { ConnCore } from "./core.js";
 
@@ -50,7 +50,7 @@ export class Dispatcher implements TransportSink {
         this.route(env, null);
         return;
       }
-      const m = messageFromBuffers(ownBuffers(segments));
+      const m = messageOver(ownBuffers(segments));
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
       const seg = m._capnp.segments[0]!;
       env.reset(seg, limits.nestingLimit);

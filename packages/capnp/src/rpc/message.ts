@@ -36,10 +36,6 @@ export function cloneMessage(msg: capnp.Message): capnp.Message {
   const segs = msg._capnp.segments;
   const bufs: ArrayBuffer[] = new Array(segs.length);
   for (let i = 0; i < segs.length; i++) bufs[i] = segs[i]!.buffer.slice(0, segs[i]!.byteLength);
-  return messageFromBuffers(bufs);
-}
-
-export function messageFromBuffers(bufs: ArrayBuffer[]): capnp.Message {
   return messageOver(bufs);
 }
 

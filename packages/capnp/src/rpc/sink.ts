@@ -103,7 +103,7 @@ export abstract class Sink {
 }
 
 /** The cap at `path` inside an outcome (new reference; null cap / broken as appropriate). */
-export function capAt(o: Outcome, path: readonly number[]): Hook {
+function capAt(o: Outcome, path: readonly number[]): Hook {
   if (o.err !== null) return new BrokenHook(o.err);
   let p = o.content;
   if (p === null) return new NullHook();
