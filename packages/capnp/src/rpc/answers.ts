@@ -342,6 +342,6 @@ export class AnswerTable implements TailCallHandler {
   releaseBootstrap(): void {
     const bh = this.bootstrapHook;
     this.bootstrapHook = null;
-    bh?.release();
+    if (bh !== null) this.core.releaseRef(bh);
   }
 }

@@ -17,7 +17,9 @@ import type { ErrorKind } from "../errors.js";
 import type { Transport } from "../transport.js";
 import type { ReaderLimits } from "../limits.js";
 import { newMessage, segmentsOf } from "./message.js";
+import { LocalHook } from "./local.js";
 import type { ReleaseErrorReporter } from "./local.js";
+import type { Hook } from "./hook.js";
 import type { QuestionTable } from "./questions.js";
 import type { AnswerTable } from "./answers.js";
 import type { ExportTable } from "./exports.js";
@@ -85,6 +87,20 @@ export class ConnCore implements ReleaseErrorReporter {
     const log = this.log;
     if (log !== undefined) log("error", `${this.name}: Server.onRelease threw: ${String(e)}`);
     else console.error(`multiprocess-ts ${this.name}: Server.onRelease threw:`, e);
+  }
+
+  /**
+   * Drop one of the connection's own references (an export, the bootstrap capability). If that
+   * ends a local server, an error its onRelease throws goes to this connection's log.
+   */
+  releaseRef(h: Hook): void {
+    if (!(h instanceof LocalHook) || h.reporter !== null) {
+      h.release();
+      return;
+    }
+    h.reporter = this;
+    h.release();
+    h.reporter = null;
   }
 
   sendAbort(reason: Error): void {

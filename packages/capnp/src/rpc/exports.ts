@@ -13,7 +13,6 @@ import { ProtocolError } from "../errors.js";
 import type { Hook } from "./hook.js";
 import { newMessage } from "./message.js";
 import { PromiseHook } from "./promise.js";
-import { LocalHook } from "./local.js";
 import { ImportHook } from "./imports.js";
 import { EMPTY, writeException, writePromisedAnswer } from "./core.js";
 import type { ConnCore } from "./core.js";
@@ -105,8 +104,7 @@ export class ExportTable {
     e = { id, hook: h.addRef(), refcount: 1, key: h };
     (this.exports === EMPTY ? (this.exports = new Map()) : this.exports).set(id, e);
     (this.byHook === EMPTY ? (this.byHook = new Map()) : this.byHook).set(h, e);
-    if (h instanceof LocalHook) h.reporter ??= this.core;
-    else if (h instanceof PromiseHook) {
+    if (h instanceof PromiseHook) {
       const entry = e;
       h.onResolved((res) => this.exportResolved(entry, res));
     }
@@ -141,7 +139,7 @@ export class ExportTable {
       this.exports.delete(id);
       if (this.byHook.get(e.key) === e) this.byHook.delete(e.key);
       this.freeIds.push(id);
-      this.dropHook(e.hook);
+      this.core.releaseRef(e.hook);
     }
   }
 
@@ -154,12 +152,6 @@ export class ExportTable {
     const xs = [...this.exports.values()];
     this.exports.clear();
     this.byHook.clear();
-    for (const x of xs) this.dropHook(x.hook);
-  }
-
-  /** Release our reference; later onRelease errors of that server are no longer ours to report. */
-  private dropHook(h: Hook): void {
-    h.release();
-    if (h instanceof LocalHook && h.reporter === this.core) h.reporter = null;
+    for (const x of xs) this.core.releaseRef(x.hook);
   }
 }

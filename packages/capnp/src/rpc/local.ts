@@ -27,7 +27,7 @@ export class LocalHook extends Hook {
   private queue: CallData[] | null = null;
   /** The dispatch microtask (made once per hook: no closure per call or batch). */
   private drainFn: (() => void) | null = null;
-  /** Set by the first connection that exports this server, cleared when that connection ends. */
+  /** Set by a connection while it drops one of its references (ConnCore.releaseRef). */
   reporter: ReleaseErrorReporter | null = null;
 
   constructor(readonly server: Server) {

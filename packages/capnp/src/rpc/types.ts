@@ -18,8 +18,8 @@ export interface Server {
   dispatch(call: IncomingCall): void | Promise<void>;
   /**
    * Exactly once, when the last reference (local handle, export, message) is gone, including at
-   * connection end. An error it throws is logged (through the `log` of the connection that
-   * exported the capability, else `console.error`), never propagated.
+   * connection end. An error it throws is logged, never propagated: through the `log` option of
+   * the connection whose release (the peer's Release, connection end) ran it, else `console.error`.
    */
   onRelease?(): void;
 }
