@@ -14,6 +14,7 @@ export { memoryTransportPair, describeRpcMessage } from "./memory.js";
 export type { MemoryTransport, WireLogEntry } from "./memory.js";
 export {
   RpcConnection,
+  DEFAULT_MAX_INCOMING_CALLS,
   localCapability,
   nullCapability,
   brokenCapability,

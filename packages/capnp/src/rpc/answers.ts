@@ -11,7 +11,7 @@
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer.js";
-import { CanceledError, ProtocolError, RpcError } from "../errors.js";
+import { CanceledError, LimitError, ProtocolError, RpcError } from "../errors.js";
 import { RET, newReturnMessage, setReturnHeader } from "../fastpath.js";
 import type { Envelope } from "../fastpath.js";
 import { CallData, errOutcome, releaseOutcome } from "./hook.js";
@@ -58,6 +58,8 @@ export class AnswerTable implements TailCallHandler {
     private readonly core: ConnCore,
     /** What we serve on Bootstrap (our own reference until the connection ends). */
     private bootstrapHook: Hook | null,
+    /** Most outstanding answers before new calls are refused (RpcConnectionOptions.maxIncomingCalls). */
+    private readonly maxAnswers: number,
   ) {}
 
   get size(): number {
@@ -70,9 +72,22 @@ export class AnswerTable implements TailCallHandler {
 
   private newAnswer(id: number): Answer {
     if (this.answers.has(id)) throw new ProtocolError(`question ID ${id} is already in use`);
+    const n = this.answers.size;
+    if (n >= this.maxAnswers * 2) {
+      // Even the calls we refused stay until their Finish: this peer does not send Finish.
+      throw new LimitError(`${n} calls from the peer are outstanding, twice the limit maxIncomingCalls = ${this.maxAnswers}`);
+    }
     const a = new Answer(this, id);
     (this.answers === EMPTY ? (this.answers = new Map()) : this.answers).set(id, a);
     return a;
+  }
+
+  /** Over maxIncomingCalls (counting `a`): answer `a` with `overloaded` at once. */
+  private refused(a: Answer): boolean {
+    if (this.answers.size <= this.maxAnswers) return false;
+    const msg = `too many calls in progress on this connection (limit maxIncomingCalls = ${this.maxAnswers}); retry later`;
+    a.complete(errOutcome(new RpcError("overloaded", msg)));
+    return true;
   }
 
   private removeIfDone(a: Answer): void {
@@ -86,6 +101,7 @@ export class AnswerTable implements TailCallHandler {
   handleBootstrap(qid: number): void {
     const a = this.newAnswer(qid);
     if (this.core.log !== undefined) this.core.trace(`<- bootstrap q${a.id}`);
+    if (this.refused(a)) return;
     const h = this.bootstrapHook;
     if (h === null) {
       a.complete(errOutcome(new RpcError("failed", "This vat does not expose any public/bootstrap interfaces.")));
@@ -118,6 +134,10 @@ export class AnswerTable implements TailCallHandler {
       return;
     }
     const caps = hasCapTable ? core.imports.readCapTable(call!.getParams()) : [];
+    if (this.refused(a)) {
+      for (const h of caps) h?.release();
+      return;
+    }
     m._capnp.capTable = caps as never;
     let target: Hook;
     try {

@@ -38,7 +38,18 @@ export interface RpcConnectionOptions {
   name?: string;
   /** The connection's log; also receives errors thrown by `onRelease` of servers it exported. */
   log?: LogFn;
+  /**
+   * Most calls (and Bootstraps) from the peer outstanding at once: from their arrival until the
+   * peer's Finish. Over it a new call is answered at once with an `overloaded` exception (the
+   * caller sees RpcError kind "overloaded", code MP_ERR_OVERLOADED); a peer that lets twice as many
+   * stay unfinished is aborted with a LimitError. A positive integer or Infinity; default
+   * {@link DEFAULT_MAX_INCOMING_CALLS}.
+   */
+  maxIncomingCalls?: number;
 }
+
+/** Default of {@link RpcConnectionOptions.maxIncomingCalls}: 16,384 outstanding calls per connection. */
+export const DEFAULT_MAX_INCOMING_CALLS = 16384;
 
 export interface RpcStats {
   questions: number;
@@ -59,7 +70,11 @@ export class RpcConnection {
   constructor(transport: Transport, opts: RpcConnectionOptions = {}) {
     const core = new ConnCore(transport, resolveLimits(opts.limits), opts.log, opts.name ?? "rpc");
     core.questions = new QuestionTable(core);
-    core.answers = new AnswerTable(core, opts.bootstrap === undefined ? null : hookOf(opts.bootstrap).addRef());
+    const maxCalls = opts.maxIncomingCalls ?? DEFAULT_MAX_INCOMING_CALLS;
+    if (typeof maxCalls !== "number" || !(maxCalls === Infinity || (Number.isInteger(maxCalls) && maxCalls > 0))) {
+      throw new RangeError(`RpcConnectionOptions.maxIncomingCalls must be a positive integer, got ${String(maxCalls)}`);
+    }
+    core.answers = new AnswerTable(core, opts.bootstrap === undefined ? null : hookOf(opts.bootstrap).addRef(), maxCalls);
     core.exports = new ExportTable(core);
     core.imports = new ImportTable(core);
     this.core = core;

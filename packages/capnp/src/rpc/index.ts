@@ -17,5 +17,5 @@ export type {
   Struct,
   StructCtor,
 } from "./capability.js";
-export { RpcConnection } from "./connection.js";
+export { RpcConnection, DEFAULT_MAX_INCOMING_CALLS } from "./connection.js";
 export type { RpcConnectionOptions, RpcStats } from "./connection.js";
