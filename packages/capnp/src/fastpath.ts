@@ -253,6 +253,13 @@ export class Envelope {
     this.hasCapTable = false;
   }
 
+  /** Drop the references to the last message (an idle connection then keeps none of it). */
+  clear(): void {
+    this.seg = null;
+    this.rootReader = null;
+    this.content = null;
+  }
+
   /** The root Message reader (for the rare parts), made on first use. */
   root(): rpc.Message {
     return (this.rootReader ??= new rpc.Message(this.seg!, 0, this.depth));

@@ -60,7 +60,9 @@ export class Dispatcher implements TransportSink {
         decodeEnvelopeSlow(root, env);
       }
       this.route(env, m);
+      env.clear();
     } catch (e) {
+      this.env.clear();
       const err = e instanceof ProtocolError
         ? e
         : new ProtocolError(`malformed or invalid message: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
