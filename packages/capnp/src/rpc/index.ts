@@ -1,4 +1,9 @@
-// The RPC engine's exports (re-exported by ../index.ts). Files: see connection.ts's header.
+/**
+ * The RPC engine's public exports (re-exported by the package's index.ts). Owns nothing; the
+ * files and what each owns: connection.ts's header and docs/rpc.md.
+ *
+ * Threading: n/a (re-exports; every object belongs to the thread that created it).
+ */
 export {
   localCapability,
   nullCapability,
