@@ -83,7 +83,7 @@ class PendingCallImpl extends Sink implements PendingCall {
     return new CapHandle(this.pipelineHook(path));
   }
 
-  /** @internal Settles with the call, without taking the Response (the GC safety net stays). */
+  /** Settles with the call, without taking the Response (the GC safety net stays). */
   settled(): Promise<unknown> {
     return this.promise().then(NOOP, NOOP);
   }
@@ -225,7 +225,7 @@ export class CapHandle implements Capability {
     handleRegistry.register(this, hook, this);
   }
 
-  /** @internal The hook (not a new reference). Throws if closed. */
+  /** The hook (not a new reference). Throws if closed. */
   hookRef(): Hook {
     if (this.hook === null) throw new RpcError("failed", "Capability used after close()");
     return this.hook;
@@ -261,7 +261,7 @@ export class CapHandle implements Capability {
   }
 }
 
-/** @internal The hook behind a Capability (not a new reference). */
+/** The hook behind a Capability (not a new reference). */
 export function hookOf(cap: Capability): Hook {
   if (cap instanceof CapHandle) return cap.hookRef();
   throw new TypeError("not a Capability of this engine");
