@@ -156,12 +156,21 @@ export async function runIteration(
 }
 
 /**
+ * The most one iteration is charged against its scenario's share of a timed run. Iterations that
+ * take longer (workers, child processes) all cost their scenario the same, so every scenario gets
+ * the same iteration count; cheaper ones split the time equally. 5 ms keeps the memory-pair
+ * scenarios at several times the count of the slow ones.
+ */
+export const CHARGE_CAP_MS = 5;
+
+/**
  * Runs the scenarios until the repeat count, the duration or the first failure.
  *
  * With `repeat`, scenarios go round-robin, N iterations each. With a duration (or an unbounded
- * --until-fail) the next iteration goes to the scenario that has used the least time so far, so
- * every scenario gets about the same share of the budget: fast scenarios run many more iterations
- * than slow ones (a spawn or a worker costs ~100x a memory-pair call).
+ * --until-fail) every iteration is charged its wall time (run plus leak settle) capped at
+ * {@link CHARGE_CAP_MS}, and the next iteration goes to the scenario with the least charge so far.
+ * Scenarios slower than the cap are charged the same per iteration, so they all reach the same
+ * count; faster ones share time equally and run more iterations than that count, never fewer.
  * Under `shard` {index k, count J}, this process runs iterations k, k+J, k+2J... of each scenario.
  */
 export async function runScenarios(opts: RunOptions): Promise<RunResult> {
@@ -173,7 +182,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
   const deadline = opts.durationMs === undefined ? Infinity : t0 + opts.durationMs;
   const n = opts.scenarios.length;
   const done = new Array<number>(n).fill(0); // iterations run per scenario (by this shard)
-  const spent = new Array<number>(n).fill(0); // ms spent per scenario
+  const charged = new Array<number>(n).fill(0); // ms charged per scenario (see above)
   let stopped: RunResult["stopped"] = "done";
   let rr = 0;
   // Errors that surface between iterations (a rejection noticed late, a callback firing after
@@ -198,7 +207,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
     if (n === 0) return undefined;
     if (timed) {
       let best = 0;
-      for (let i = 1; i < n; i++) if (spent[i]! < spent[best]!) best = i;
+      for (let i = 1; i < n; i++) if (charged[i]! < charged[best]!) best = i;
       return best;
     }
     // Round-robin over the scenarios that still have iterations for this shard.
@@ -231,9 +240,10 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
       done[i]!++;
       const seed = iterationSeed(opts.seed, iteration);
       opts.onStart?.(scenario.name, iteration, seed);
+      const started = performance.now();
       const r = await runIteration(scenario, iteration, seed, opts);
       last = r;
-      spent[i]! += r.durationMs;
+      charged[i]! += Math.min(performance.now() - started, CHARGE_CAP_MS);
       results.push(r);
       opts.onResult?.(r);
       if (r.status === "hang") {

@@ -1,55 +1,117 @@
 /**
- * Drives one worker thread running workers/foo-worker.js: starts it with a loop handle from the
- * client loop's worker support, sends it ops, and waits for the events it reports (never on time).
+ * Drives one worker thread running workers/foo-worker.js: attaches it to the client loop's worker
+ * support with a fresh loop handle, sends it ops, and waits for the events it reports (never on
+ * time).
+ *
+ * Worker pool: starting a worker thread costs ~50 ms of CPU before it runs any of our code, and
+ * most worker scenarios only need *a* worker attached to this iteration's loop. Those take a
+ * pooled worker: it attaches to the iteration's loop, detaches at the end, and goes back to the
+ * pool only after it showed that nothing of that loop is left on its thread (no attached loop,
+ * Connection closed, no loop references or queued work) and the loop side checked its session and
+ * ThreadContext are gone (workers.ts). The scenarios where the worker thread itself goes away
+ * (exit, terminate) take a fresh one. Idle pooled workers are unref'd: they hold no handle and do
+ * not keep the process alive.
+ *
+ * Threading: main thread of the mptest process (the loop thread of the fixture).
  */
 
 import { Worker } from "node:worker_threads";
 import { deferred, type Deferred } from "@multiprocess-ts/capnp";
 import { loopHandleTransferList, type WorkerSupport } from "@multiprocess-ts/node";
 import type { WorkerEvent, WorkerOp } from "../workers/foo-worker.js";
+import { bundled } from "../bundle.js";
 
 const WORKER_JS = new URL("../workers/foo-worker.js", import.meta.url);
 
 /**
- * Worker threads started by scenarios and not yet exited. process.getActiveResourcesInfo() does
- * not list workers, so the leak probe counts them here.
+ * Worker threads in use by the running iteration: fresh ones until they exit, pooled ones until
+ * they are back in the pool. process.getActiveResourcesInfo() does not list workers, so the leak
+ * probe counts them here.
  */
 export const liveWorkers = new Set<Worker>();
 
+/** Detached, checked, unref'd workers waiting for the next iteration. */
+const idle: Worker[] = [];
+/** At most this many idle workers are kept (the most any scenario uses at once). */
+const POOL_SIZE = 2;
+
+function newWorker(pooled: boolean): Worker {
+  const w = new Worker(bundled(WORKER_JS));
+  if (pooled) {
+    // While idle nobody else listens: an idle worker that fails or dies just leaves the pool.
+    w.on("error", () => {});
+    w.once("exit", () => {
+      const i = idle.indexOf(w);
+      if (i >= 0) idle.splice(i, 1);
+    });
+  }
+  return w;
+}
+
+/** Terminates the idle pooled workers (end of a test run; the CLI process just exits). */
+export async function closeWorkerPool(): Promise<void> {
+  await Promise.all(idle.splice(0).map((w) => w.terminate()));
+}
+
 export class WorkerDriver {
   readonly worker: Worker;
+  /** Taken from the pool (and given back by {@link finish}) rather than started for this test. */
+  readonly pooled: boolean;
   readonly exited: Promise<number>;
   readonly errors: Error[] = [];
   readonly log: WorkerEvent[] = [];
   #queue: WorkerEvent[] = [];
   #waiter: { ev: WorkerEvent["ev"]; d: Deferred<WorkerEvent> } | undefined;
   #exitCode: number | undefined;
+  #closed = false;
+  #finished = false;
+  #off: () => void;
 
-  private constructor(support: WorkerSupport, name: string) {
-    const handle = support.handle({ name });
-    this.worker = new Worker(WORKER_JS, { workerData: { handle }, transferList: loopHandleTransferList(handle) });
-    liveWorkers.add(this.worker);
-    this.worker.on("message", (e: WorkerEvent) => this.#onEvent(e));
-    this.worker.on("error", (e) => {
+  private constructor(worker: Worker, pooled: boolean, support: WorkerSupport, name: string) {
+    this.worker = worker;
+    this.pooled = pooled;
+    worker.ref();
+    liveWorkers.add(worker);
+    const onMessage = (e: WorkerEvent): void => this.#onEvent(e);
+    const onError = (e: Error): void => {
       this.errors.push(e);
       this.#failWaiter(e);
-    });
+    };
+    let onExit: (code: number) => void = () => {};
     this.exited = new Promise<number>((resolve) => {
-      this.worker.once("exit", (code) => {
-        liveWorkers.delete(this.worker);
+      onExit = (code) => {
+        liveWorkers.delete(worker);
         this.#exitCode = code;
         this.#failWaiter(new Error(`worker exited (code ${code}) while a test waited for an event`));
         resolve(code);
-      });
+      };
     });
+    worker.on("message", onMessage);
+    worker.on("error", onError);
+    worker.once("exit", onExit);
+    this.#off = () => {
+      worker.off("message", onMessage);
+      worker.off("error", onError);
+      worker.off("exit", onExit);
+    };
+    const handle = support.handle({ name });
+    worker.postMessage({ op: "attach", handle } satisfies WorkerOp, loopHandleTransferList(handle));
   }
 
   /**
-   * Starts a worker attached through `support` (from attachWorkers) and waits until it is ready.
-   * `registry`, if given, gets the driver before the wait (so a failed start can be cleaned up).
+   * Attaches a worker to `support`'s loop and waits until it has the shared "foo" client: a
+   * pooled one unless `fresh` (a scenario that ends the thread). `registry`, if given, gets the
+   * driver before the wait (so a failed start can be cleaned up).
    */
-  static async start(support: WorkerSupport, name: string, registry?: WorkerDriver[]): Promise<WorkerDriver> {
-    const w = new WorkerDriver(support, name);
+  static async start(
+    support: WorkerSupport,
+    name: string,
+    registry?: WorkerDriver[],
+    opts: { fresh?: boolean } = {},
+  ): Promise<WorkerDriver> {
+    const pooled = opts.fresh !== true;
+    const worker = (pooled ? idle.pop() : undefined) ?? newWorker(pooled);
+    const w = new WorkerDriver(worker, pooled, support, name);
     registry?.push(w);
     await w.next("ready");
     return w;
@@ -60,6 +122,40 @@ export class WorkerDriver {
     if (this.#exitCode !== undefined) return;
     await this.worker.terminate();
     await this.exited;
+  }
+
+  /**
+   * The end of this driver. A fresh worker is terminated if still running. A pooled one detaches
+   * (if the scenario did not), reports what is left of the loop on its thread, and goes back to
+   * the pool when that is nothing; otherwise it is terminated and this throws. With `recycle`
+   * false (the scenario failed) it is terminated without checks. Only the first call acts.
+   */
+  async finish(recycle = true): Promise<void> {
+    if (this.#finished) return;
+    this.#finished = true;
+    if (!this.pooled || !recycle || this.#exitCode !== undefined || this.errors.length > 0) {
+      await this.terminateIfRunning();
+      return;
+    }
+    try {
+      if (!this.#closed) {
+        this.send({ op: "close" });
+        await this.next("closed");
+      }
+      this.send({ op: "state" });
+      const { state } = await this.next("state");
+      const clean =
+        !state.attached && state.loopClosed && state.connection === "closed" && state.loopRefs === 0 && state.pendingWork === 0;
+      if (!clean) throw new Error(`check failed: the worker thread still holds loop state after detaching: ${JSON.stringify(state)}`);
+    } catch (e) {
+      await this.terminateIfRunning();
+      throw e;
+    }
+    this.#off();
+    this.worker.unref();
+    liveWorkers.delete(this.worker);
+    if (idle.length < POOL_SIZE) idle.push(this.worker);
+    else await this.worker.terminate();
   }
 
   send(op: WorkerOp): void {
@@ -89,6 +185,7 @@ export class WorkerDriver {
 
   #onEvent(e: WorkerEvent): void {
     this.log.push(e);
+    if (e.ev === "closed") this.#closed = true;
     const w = this.#waiter;
     if (w && (e.ev === w.ev || e.ev === "error")) {
       this.#waiter = undefined;

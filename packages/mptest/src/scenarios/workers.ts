@@ -21,10 +21,16 @@ interface Attached {
   support: WorkerSupport;
   unshare: () => void;
   sessionsClosed: Counter;
-  /** Starts a worker attached to this support; detach() terminates it if it is still running. */
-  start(name: string): Promise<WorkerDriver>;
-  /** Unshare, close the host, check the worker state is gone. */
-  detach(): Promise<void>;
+  /**
+   * Attaches a worker to this support: a pooled one, or a new thread with `fresh` (for scenarios
+   * that end it). detach() finishes it (see WorkerDriver.finish).
+   */
+  start(name: string, opts?: { fresh?: boolean }): Promise<WorkerDriver>;
+  /**
+   * Finish the workers (back to the pool after their checks; terminated when `ok` is false, i.e.
+   * the scenario failed), unshare, close the host, check the worker state is gone.
+   */
+  detach(ok: boolean): Promise<void>;
 }
 
 async function attach(s: TestSetup): Promise<Attached> {
@@ -37,28 +43,40 @@ async function attach(s: TestSetup): Promise<Attached> {
     support,
     unshare,
     sessionsClosed,
-    async start(name) {
-      const w = await WorkerDriver.start(support, name, drivers);
+    async start(name, opts) {
+      const w = await WorkerDriver.start(support, name, drivers, opts);
       return w;
     },
-    async detach() {
+    async detach(ok) {
       // A scenario that failed half-way leaves its workers running: end them, so one failure
       // does not turn into leaks in the iterations after it.
-      await Promise.all(drivers.map((w) => w.terminateIfRunning()));
+      const finished = await Promise.allSettled(drivers.map((w) => w.finish(ok)));
       unshare();
       await support.host.close();
+      for (const f of finished) if (f.status === "rejected") throw f.reason;
       checkEq(support.host.sessions.size, 0, "worker sessions left open");
       checkEq(support.threadContexts.size, 0, "loop-side ThreadContexts of gone workers");
     },
   };
 }
 
+/** Runs `fn` with workers attached to the client loop of `s`, and always detaches them. */
+async function withWorkers(s: TestSetup, fn: (a: Attached) => Promise<void>): Promise<void> {
+  const a = await attach(s);
+  let ok = false;
+  try {
+    await fn(a);
+    ok = true;
+  } finally {
+    await a.detach(ok);
+  }
+}
+
 /** A worker's callFnAsync is running on the server when the worker goes away (exit or terminate). */
 async function workerGoneMidCall(ctx: ScenarioContext, how: "exit" | "terminate"): Promise<void> {
   await withSetup(ctx, {}, async (s) => {
     await s.client.initThreadMap();
-    const a = await attach(s);
-    try {
+    await withWorkers(s, async (a) => {
       const entered = deferred<void>();
       const gate = deferred<void>();
       let finished = false;
@@ -67,7 +85,8 @@ async function workerGoneMidCall(ctx: ScenarioContext, how: "exit" | "terminate"
         await gate.promise;
         finished = true;
       };
-      const w = await a.start(`mptest-${how}`);
+      // The worker thread goes away: a fresh one, not a pooled one.
+      const w = await a.start(`mptest-${how}`, { fresh: true });
       w.send({ op: "callFnAsync" });
       await w.next("calling");
       await entered.promise; // the call runs on the worker's server Thread now
@@ -85,9 +104,7 @@ async function workerGoneMidCall(ctx: ScenarioContext, how: "exit" | "terminate"
       checkEq(await s.client.add(2, 3), 5, "main-thread call after the worker left");
       check(finished, "server call ran to completion");
       check(w.errors.length === 0, `worker errors: ${w.errors.map((e) => e.message).join("; ")}`);
-    } finally {
-      await a.detach();
-    }
+    });
   });
 }
 
@@ -97,8 +114,7 @@ type TeardownOrder = "worker-first" | "connection-first" | "connection-during-wo
 async function workerVsConnection(ctx: ScenarioContext, order: TeardownOrder): Promise<void> {
   await withSetup(ctx, { clientOwnsConnection: false }, async (s) => {
     await s.client.initThreadMap();
-    const a = await attach(s);
-    try {
+    await withWorkers(s, async (a) => {
       s.server.fn = () => {};
       const w = await a.start(`mptest-${order}`);
       w.send({ op: "add", a: 1, b: 2 });
@@ -139,11 +155,10 @@ async function workerVsConnection(ctx: ScenarioContext, order: TeardownOrder): P
       check(disconnecting !== undefined, "the connection was torn down");
       checkEq(conn.state, "closed", "client connection state");
       checkEq(conn.syncCleanupCount, 0, "client connection sync cleanups left");
-      checkEq(await w.stop(), 0, "worker exit code");
       check(w.errors.length === 0, `worker errors: ${w.errors.map((e) => e.message).join("; ")}`);
-    } finally {
-      await a.detach();
-    }
+      // Back to the pool only if the worker thread kept nothing of this loop.
+      await w.finish();
+    });
   });
 }
 
@@ -179,8 +194,7 @@ export const workerScenarios: Scenario[] = [
         // workers' calls must be able to run at the same time. Each call waits on the server until
         // both are inside: if they were serialized on one Thread this would never finish.
         await s.client.initThreadMap();
-        const a = await attach(s);
-        try {
+        await withWorkers(s, async (a) => {
           const inside = new Counter();
           const gate = deferred<void>();
           s.server.intFn = async (n) => {
@@ -197,13 +211,11 @@ export const workerScenarios: Scenario[] = [
           checkEq((await w1.next("int")).value, 10, "worker 1 result");
           checkEq((await w2.next("int")).value, 20, "worker 2 result");
           checkEq(a.support.threadContexts.size, 2, "one loop-side ThreadContext per worker");
-          checkEq(await w1.stop(), 0, "worker 1 exit");
-          checkEq(await w2.stop(), 0, "worker 2 exit");
+          // Each worker detaches (and shows its thread kept nothing of this loop).
+          await Promise.all([w1.finish(), w2.finish()]);
           await a.sessionsClosed.atLeast(2);
-          checkEq(a.support.threadContexts.size, 0, "ThreadContexts released with their workers");
-        } finally {
-          await a.detach();
-        }
+          checkEq(a.support.threadContexts.size, 0, "ThreadContexts released when their workers detached");
+        });
       }),
   },
   {
@@ -213,8 +225,7 @@ export const workerScenarios: Scenario[] = [
       const cut = ctx.rng.pick(["serverDisconnect", "transportBreak", "clientDisconnect", "none"] as const);
       await withSetup(ctx, { clientOwnsConnection: false }, async (s) => {
         await s.client.initThreadMap();
-        const a = await attach(s);
-        try {
+        await withWorkers(s, async (a) => {
           s.server.intFn = async (n) => {
             if (ctx.rng.bool()) await new Promise<void>((r) => setImmediate(r));
             return n;
@@ -241,11 +252,9 @@ export const workerScenarios: Scenario[] = [
           });
           w.send({ op: "close" });
           await w.next("closed");
-          checkEq(await w.stop(), 0, "worker exit");
           check(w.errors.length === 0, `worker errors: ${w.errors.map((e) => e.message).join("; ")}`);
-        } finally {
-          await a.detach();
-        }
+          await w.finish();
+        });
       });
     },
   },
@@ -254,8 +263,7 @@ export const workerScenarios: Scenario[] = [
     origin: "ours: shutdown",
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
-        const a = await attach(s);
-        try {
+        await withWorkers(s, async (a) => {
           const w = await a.start("mptest-closure");
           w.send({ op: "postClosure" });
           const r = await w.next("postClosure");
@@ -265,10 +273,8 @@ export const workerScenarios: Scenario[] = [
           // The worker and the loop are still fine afterwards.
           w.send({ op: "add", a: 2, b: 2 });
           checkEq((await w.next("added")).value, 4, "worker add after the rejected post");
-          checkEq(await w.stop(), 0, "worker exit code");
-        } finally {
-          await a.detach();
-        }
+          await w.finish();
+        });
       }),
   },
 ];

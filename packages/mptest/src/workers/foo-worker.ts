@@ -1,15 +1,21 @@
 /**
- * A worker thread for the worker-race scenarios: attaches to the loop whose handle it got in
- * `workerData`, gets the FooInterface client the loop shared as "foo", and then does what the
- * parent tells it over parentPort, reporting each step back (so the parent waits on events, not
- * on time). Loaded as built JS (dist/workers/foo-worker.js).
+ * A worker thread for the worker-race scenarios. The parent sends it a loop handle ("attach"); it
+ * attaches to that loop, gets the FooInterface client the loop shared as "foo", and then does what
+ * the parent tells it over parentPort, reporting each step back (so the parent waits on events,
+ * not on time). After "close" it is detached, and can attach to another iteration's loop: the
+ * worker pool of worker-driver.ts reuses it, after "state" shows that nothing of the old loop is
+ * left on this thread. Loaded as one esbuild bundle of the built JS (see bundle.ts).
+ *
+ * Threading: runs on its own worker thread.
  */
 
-import { parentPort, workerData } from "node:worker_threads";
-import { workerConnection, type LoopHandle } from "@multiprocess-ts/node";
+import { parentPort } from "node:worker_threads";
+import { currentLoop, workerConnection, type LoopHandle, type WorkerConnection } from "@multiprocess-ts/node";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
 
 export type WorkerOp =
+  | { op: "attach"; handle: LoopHandle }
+  | { op: "state" }
   | { op: "add"; a: number; b: number }
   | { op: "callFnAsync" }
   | { op: "callIntFnAsync"; arg: number }
@@ -29,19 +35,65 @@ export type WorkerEvent =
   | { ev: "rejected"; name: string; message: string }
   | { ev: "closed" }
   | { ev: "postClosure"; threw: boolean; name?: string; message?: string }
+  | { ev: "state"; state: WorkerState }
   | { ev: "error"; message: string };
+
+/** What is left on the worker thread of the loop it attached to last ("state" op). */
+export interface WorkerState {
+  /** `currentLoop()` still finds an attached loop. */
+  attached: boolean;
+  /** The last WorkerLoop's session is closed. */
+  loopClosed: boolean;
+  /** State of the last WorkerConnection's Connection ("closed" once detached). */
+  connection: string;
+  /** References still held on the last WorkerConnection's EventLoop. */
+  loopRefs: number;
+  /** Work still queued on that EventLoop. */
+  pendingWork: number;
+}
 
 const port = parentPort!;
 const post = (e: WorkerEvent): void => port.postMessage(e);
 const describe = (e: unknown): { name: string; message: string } =>
   e instanceof Error ? { name: e.name, message: e.message } : { name: typeof e, message: String(e) };
 
-const wc = workerConnection((workerData as { handle: LoopHandle }).handle);
-const foo = await wc.get("foo", FooInterfaceClient);
+let wc: WorkerConnection | undefined;
+let fooClient: FooInterfaceClient | undefined;
+const attached = (): { wc: WorkerConnection; foo: FooInterfaceClient } => {
+  if (wc === undefined || fooClient === undefined) throw new Error("foo-worker: not attached to a loop");
+  return { wc, foo: fooClient };
+};
+
+function state(): WorkerState {
+  let attachedNow = true;
+  try {
+    currentLoop();
+  } catch {
+    attachedNow = false;
+  }
+  return {
+    attached: attachedNow,
+    loopClosed: wc?.loop.isClosed ?? true,
+    connection: wc?.connection.state ?? "closed",
+    loopRefs: wc?.eventLoop.numRefs ?? 0,
+    pendingWork: wc?.eventLoop.pendingWork ?? 0,
+  };
+}
 
 port.on("message", (m: WorkerOp) => {
   void (async () => {
     try {
+      if (m.op === "attach") {
+        if (wc !== undefined && !wc.loop.isClosed) throw new Error("foo-worker: attach while still attached");
+        wc = workerConnection(m.handle);
+        fooClient = undefined;
+        fooClient = await wc.get("foo", FooInterfaceClient);
+        post({ ev: "ready" });
+        return;
+      }
+      if (m.op === "state") return post({ ev: "state", state: state() });
+      if (m.op === "exit") process.exit(0);
+      const { wc: conn, foo } = attached();
       switch (m.op) {
         case "add":
           post({ ev: "added", value: await foo.add(m.a, m.b) });
@@ -72,15 +124,12 @@ port.on("message", (m: WorkerOp) => {
         }
         case "close":
           await foo.close();
-          await wc.close();
+          await conn.close();
           post({ ev: "closed" });
           break;
-        case "exit":
-          process.exit(0);
-        // falls through (never reached)
         case "postClosure":
           try {
-            wc.loop.post("mptest.neverRegistered", { fn: () => 1 });
+            conn.loop.post("mptest.neverRegistered", { fn: () => 1 });
             post({ ev: "postClosure", threw: false });
           } catch (e) {
             post({ ev: "postClosure", threw: true, ...describe(e) });
@@ -92,4 +141,3 @@ port.on("message", (m: WorkerOp) => {
     }
   })();
 });
-post({ ev: "ready" });
