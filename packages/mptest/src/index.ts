@@ -2,7 +2,7 @@
 export type { Scenario, ScenarioContext } from "./scenario.js";
 export { createRng, iterationSeed, parseSeed, randomSeed } from "./rng.js";
 export type { Rng } from "./rng.js";
-export { runScenarios, runIteration } from "./runner.js";
+export { runScenarios, runIteration, CHARGE_CAP_MS } from "./runner.js";
 export type { RunOptions, RunResult, IterationResult, IterationStatus } from "./runner.js";
 export { takeSnapshot, resourceSnapshot, diffSnapshots, settle, dumpProbes } from "./leaks.js";
 export type { LeakProbe, Snapshot } from "./leaks.js";
@@ -13,4 +13,5 @@ export type { CliHooks, Out } from "./command.js";
 export { summarize, formatTable, percentile, reproduceCommand, totals } from "./report.js";
 export type { ScenarioSummary, FailureRecord, JsonReport } from "./report.js";
 export { allScenarios, loadScenarios, defaultProbes } from "./scenarios/index.js";
+export { closeWorkerPool, workerPoolStats } from "./scenarios/worker-driver.js";
 export type { PendingScenario } from "./scenarios/index.js";

@@ -14,6 +14,7 @@ import {
   percentile,
   runCli,
   runScenarios,
+  CHARGE_CAP_MS,
   UsageError,
   type JsonReport,
   type Scenario,
@@ -113,12 +114,17 @@ describe("runScenarios", () => {
     expect(res.results.map((r) => `${r.scenario}${r.iteration}:${r.status}`)).toEqual(["a0:pass", "a0:fail", "a1:pass"]);
     expect(res.results[1]!.error).toContain("escaped after the iteration ended: Error: late boom");
   });
-  it("with a duration gives each scenario about the same time, so fast ones run more often", async () => {
+  it("with a duration gives scenarios slower than the charge cap the same count, and fast ones more", async () => {
+    // Iteration cost stands in for work here (a timer, not an ordering): 20 ms and 60 ms are both
+    // above CHARGE_CAP_MS, so both are charged the cap per iteration and run equally often.
+    expect(CHARGE_CAP_MS).toBeLessThan(20);
     const slow: Scenario = { name: "slow", run: () => new Promise((r) => setTimeout(r, 20)) };
+    const slower: Scenario = { name: "slower", run: () => new Promise((r) => setTimeout(r, 60)) };
     const fast: Scenario = { name: "fast", run: async () => {} };
-    const res = await runScenarios({ scenarios: [slow, fast], seed: 1, durationMs: 300, settleMs: 50 });
+    const res = await runScenarios({ scenarios: [slow, slower, fast], seed: 1, durationMs: 1000, settleMs: 50 });
     const count = (n: string) => res.results.filter((r) => r.scenario === n).length;
-    expect(count("slow")).toBeGreaterThan(0);
+    expect(count("slower")).toBeGreaterThan(2);
+    expect(Math.abs(count("slow") - count("slower"))).toBeLessThanOrEqual(1);
     expect(count("fast")).toBeGreaterThan(count("slow") * 3);
     expect(res.results.every((r) => r.status === "pass")).toBe(true);
   });

@@ -3,9 +3,18 @@
 // seed and the command line that replays it. Scenarios whose dependencies have not landed yet are
 // listed as pending by the CLI; here their test asserts that a dependency really is missing, so a
 // scenario cannot stay silently pending once the code it needs exists.
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { missingDeps } from "@multiprocess-ts/test-support";
-import { allScenarios, defaultProbes, loadScenarios, randomSeed, reproduceCommand, runIteration } from "@multiprocess-ts/mptest";
+import {
+  allScenarios,
+  closeWorkerPool,
+  defaultProbes,
+  loadScenarios,
+  randomSeed,
+  reproduceCommand,
+  runIteration,
+  workerPoolStats,
+} from "@multiprocess-ts/mptest";
 
 const { pending } = await loadScenarios();
 const seed = process.env.MPTEST_SEED !== undefined ? Number(process.env.MPTEST_SEED) : randomSeed();
@@ -32,6 +41,22 @@ describe(`mptest scenarios (seed ${seed})`, () => {
       "ListenConnections handles a client that disconnects before being accepted",
       "SpawnProcess does not run callback in child",
     ]);
+  });
+
+  afterAll(() => closeWorkerPool());
+
+  it("worker scenarios reuse pooled workers across iterations, each checked clean per iteration", async () => {
+    const scenario = allScenarios().find((s) => s.name === "Worker disposes its thread handle while the connection tears down")!;
+    const before = workerPoolStats();
+    for (let i = 0; i < 2; i++) {
+      const r = await runIteration(scenario, i, seed + i, { probes: defaultProbes(), timeoutMs: 45_000 });
+      expect(r.status, `${r.error ?? ""} ${r.leaks?.join(", ") ?? ""}`).toBe("pass");
+    }
+    const after = workerPoolStats();
+    // Six attachments (three orders, two iterations) on at most one new thread.
+    expect(after.started - before.started).toBeLessThanOrEqual(1);
+    expect(after.reused - before.reused).toBeGreaterThanOrEqual(5);
+    expect(after.idle).toBeGreaterThanOrEqual(1);
   });
 
   for (const scenario of allScenarios()) {

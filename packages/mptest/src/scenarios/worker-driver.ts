@@ -37,6 +37,7 @@ const POOL_SIZE = 2;
 
 function newWorker(pooled: boolean): Worker {
   const w = new Worker(bundled(WORKER_JS));
+  stats.started++;
   if (pooled) {
     // While idle nobody else listens: an idle worker that fails or dies just leaves the pool.
     w.on("error", () => {});
@@ -46,6 +47,13 @@ function newWorker(pooled: boolean): Worker {
     });
   }
   return w;
+}
+
+const stats = { started: 0, reused: 0 };
+
+/** Worker threads started so far, pooled attachments that reused one, and idle workers now. */
+export function workerPoolStats(): { started: number; reused: number; idle: number } {
+  return { ...stats, idle: idle.length };
 }
 
 /** Terminates the idle pooled workers (end of a test run; the CLI process just exits). */
@@ -110,7 +118,9 @@ export class WorkerDriver {
     opts: { fresh?: boolean } = {},
   ): Promise<WorkerDriver> {
     const pooled = opts.fresh !== true;
-    const worker = (pooled ? idle.pop() : undefined) ?? newWorker(pooled);
+    const reused = pooled ? idle.pop() : undefined;
+    if (reused !== undefined) stats.reused++;
+    const worker = reused ?? newWorker(pooled);
     const w = new WorkerDriver(worker, pooled, support, name);
     registry?.push(w);
     await w.next("ready");
