@@ -7,10 +7,10 @@
  * most worker scenarios only need *a* worker attached to this iteration's loop. Those take a
  * pooled worker: it attaches to the iteration's loop, detaches at the end, and goes back to the
  * pool only after it showed that nothing of that loop is left on its thread (no attached loop,
- * Connection closed, no loop references or queued work) and the loop side checked its session and
- * ThreadContext are gone (workers.ts). The scenarios where the worker thread itself goes away
- * (exit, terminate) take a fresh one. Idle pooled workers are unref'd: they hold no handle and do
- * not keep the process alive.
+ * Connection closed, no loop references or queued work, no handles beyond an idle worker's) and
+ * the loop side checked its session and ThreadContext are gone (workers.ts). The scenarios where
+ * the worker thread itself goes away (exit, terminate) take a fresh one. Idle pooled workers are
+ * unref'd: they hold no handle and do not keep the process alive.
  *
  * Threading: main thread of the mptest process (the loop thread of the fixture).
  */
@@ -155,7 +155,12 @@ export class WorkerDriver {
       this.send({ op: "state" });
       const { state } = await this.next("state");
       const clean =
-        !state.attached && state.loopClosed && state.connection === "closed" && state.loopRefs === 0 && state.pendingWork === 0;
+        !state.attached &&
+        state.loopClosed &&
+        state.connection === "closed" &&
+        state.loopRefs === 0 &&
+        state.pendingWork === 0 &&
+        state.extraResources.length === 0;
       if (!clean) throw new Error(`check failed: the worker thread still holds loop state after detaching: ${JSON.stringify(state)}`);
     } catch (e) {
       await this.terminateIfRunning();

@@ -50,6 +50,8 @@ export interface WorkerState {
   loopRefs: number;
   /** Work still queued on that EventLoop. */
   pendingWork: number;
+  /** Handles and requests open on this thread beyond those of the idle worker (by type). */
+  extraResources: string[];
 }
 
 const port = parentPort!;
@@ -77,7 +79,24 @@ function state(): WorkerState {
     connection: wc?.connection.state ?? "closed",
     loopRefs: wc?.eventLoop.numRefs ?? 0,
     pendingWork: wc?.eventLoop.pendingWork ?? 0,
+    extraResources: extraResources(),
   };
+}
+
+/** Open handles by type, from process.getActiveResourcesInfo() on this thread. */
+function resourceCounts(): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const r of process.getActiveResourcesInfo()) m.set(r, (m.get(r) ?? 0) + 1);
+  return m;
+}
+let idleResources: Map<string, number> | undefined;
+function extraResources(): string[] {
+  const out: string[] = [];
+  for (const [r, n] of resourceCounts()) {
+    const base = idleResources?.get(r) ?? 0;
+    if (n > base) out.push(`${r}: ${base} -> ${n}`);
+  }
+  return out;
 }
 
 port.on("message", (m: WorkerOp) => {
@@ -141,3 +160,5 @@ port.on("message", (m: WorkerOp) => {
     }
   })();
 });
+// What this thread holds before any loop attached: the baseline of WorkerState.extraResources.
+idleResources = resourceCounts();
