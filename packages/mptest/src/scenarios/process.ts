@@ -1,7 +1,10 @@
 /**
  * Processes: upstream spawn_tests.cpp's "SpawnProcess does not run callback in child", and ours:
  * a spawned child killed with SIGKILL in the middle of a call; the parent's calls reject with the
- * disconnect errors and nothing leaks.
+ * disconnect errors and nothing leaks. The SIGKILLed child runs one bundle of its built JS
+ * (bundle.ts); the SpawnProcess child is a shell.
+ *
+ * Threading: main thread of the mptest process.
  */
 
 import { createInterface } from "node:readline";

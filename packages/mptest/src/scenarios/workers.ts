@@ -8,6 +8,11 @@
  *   through the WorkerHost's sessionClosing hook and the Connection's disconnect callback (the
  *   JavaScript counterpart of upstream's ~ProxyClient<Thread> / ~Connection race, #189);
  * - a closure posted across threads is rejected at once with a clear TypeError.
+ *
+ * The exit and terminate scenarios start a fresh worker thread; the others attach a pooled one
+ * and give it back after checking it kept nothing of the iteration's loop (worker-driver.ts).
+ *
+ * Threading: main thread of the mptest process (the fixture's loops), plus the worker threads.
  */
 
 import { deferred } from "@multiprocess-ts/capnp";
