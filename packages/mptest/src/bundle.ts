@@ -5,47 +5,36 @@
  * CJS lexer, one compile per file); one esbuild bundle of the same code loads in ~25 ms. The code
  * that runs is the same built dist/ JavaScript, only concatenated.
  *
- * Each bundle is built once per mptest process, on first use, into a temporary directory that is
- * removed when the process exits.
+ * Each bundle is built once per mptest process, on first use, by a short-lived child process
+ * (bundle-build.ts, so esbuild never loads here), into dist/bundles/ next to the built code. The
+ * build goes to a per-process temporary name that is then renamed over the bundle, so concurrent
+ * --jobs processes (and threads already loading the previous copy) only ever see a whole file,
+ * and a killed process leaves nothing outside dist/. A failed build throws, with esbuild's message
+ * on stderr.
  *
- * Threading: main thread of the mptest process (a build blocks it for ~100 ms, once).
+ * Threading: main thread of the mptest process (a build blocks it for ~0.3 s, once per entry).
  */
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, renameSync } from "node:fs";
+import { basename } from "node:path";
 import { fileURLToPath } from "node:url";
-import { buildSync } from "esbuild";
 
-let dir: string | undefined;
+const BUILD_JS = fileURLToPath(new URL("./bundle-build.js", import.meta.url));
+const BUNDLES = new URL("./bundles/", import.meta.url);
+
 const built = new Map<string, string>();
-
-// CJS code inside an ESM bundle (capnp-ts) requires Node builtins: give it a real `require`.
-const BANNER = 'import { createRequire as __mptestCreateRequire } from "node:module";\n' +
-  "const require = __mptestCreateRequire(import.meta.url);";
 
 /** The path of a one-file ESM build of the built module `entry` (a dist/ .js file URL). */
 export function bundled(entry: URL): string {
   const src = fileURLToPath(entry);
   const known = built.get(src);
   if (known !== undefined) return known;
-  if (dir === undefined) {
-    const made = mkdtempSync(join(tmpdir(), "mptest-bundle-"));
-    dir = made;
-    process.once("exit", () => rmSync(made, { recursive: true, force: true }));
-  }
-  const out = join(dir, `${built.size}-${basename(src, ".js")}.mjs`);
-  const r = buildSync({
-    entryPoints: [src],
-    bundle: true,
-    platform: "node",
-    format: "esm",
-    target: "node20",
-    banner: { js: BANNER },
-    write: false,
-    logLevel: "silent",
-  });
-  writeFileSync(out, r.outputFiles[0]!.contents);
+  mkdirSync(BUNDLES, { recursive: true });
+  const out = fileURLToPath(new URL(`${basename(src, ".js")}.mjs`, BUNDLES));
+  const tmp = `${out}.${process.pid}.tmp`;
+  execFileSync(process.execPath, [BUILD_JS, src, tmp], { stdio: ["ignore", "ignore", "inherit"] });
+  renameSync(tmp, out);
   built.set(src, out);
   return out;
 }
