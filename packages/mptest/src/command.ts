@@ -44,23 +44,18 @@ export const SCENARIO_MODULE_ENV = "MPTEST_SCENARIO_MODULE";
 interface Loaded {
   scenarios: Scenario[];
   probes: LeakProbe[];
-  /** Scenarios whose dependencies have not landed, with what is missing. */
-  pending: { name: string; missing: string[] }[];
 }
 
 async function loadScenarios(hooks: CliHooks): Promise<Loaded> {
   let scenarios: Scenario[];
   let probes: LeakProbe[];
-  let pending: Loaded["pending"] = [];
   if (hooks.scenarios !== undefined) {
     scenarios = [...hooks.scenarios];
     probes = [...(hooks.probes ?? [])];
   } else {
     // Loaded lazily so that `--help` and the API hook do not load the whole runtime.
     const mod = await import("./scenarios/index.js");
-    const found = await mod.loadScenarios();
-    scenarios = found.runnable;
-    pending = found.pending.map((p) => ({ name: p.scenario.name, missing: p.missing }));
+    scenarios = mod.allScenarios();
     probes = [...mod.defaultProbes(), ...(hooks.probes ?? [])];
   }
   for (const p of (process.env[SCENARIO_MODULE_ENV] ?? "").split(delimiter).filter(Boolean)) {
@@ -74,7 +69,7 @@ async function loadScenarios(hooks: CliHooks): Promise<Loaded> {
     if (seen.has(s.name)) throw new UsageError(`duplicate scenario name '${s.name}'`);
     seen.add(s.name);
   }
-  return { scenarios, probes, pending };
+  return { scenarios, probes };
 }
 
 function defaultCliPath(): string {
@@ -125,15 +120,9 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
     throw e;
   }
   const selected = loaded.scenarios.filter((s) => args.filter === undefined || args.filter.test(s.name));
-  const pendingSelected = loaded.pending.filter((p) => args.filter === undefined || args.filter.test(p.name));
   if (args.list) {
     for (const s of selected) stdout.write(s.origin ? `${s.name}\t(${s.origin})\n` : `${s.name}\n`);
-    for (const p of pendingSelected) stdout.write(`${p.name}\t(pending: needs ${p.missing.join(", ")})\n`);
     return 0;
-  }
-  if (pendingSelected.length > 0 && args.shard === undefined) {
-    stderr.write(`mptest: ${pendingSelected.length} scenario(s) pending, not run:\n`);
-    for (const p of pendingSelected) stderr.write(`  ${p.name} (needs ${p.missing.join(", ")})\n`);
   }
   if (selected.length === 0) {
     stderr.write(`mptest: no scenario matches --filter ${args.filter?.source}\n`);
@@ -309,7 +298,6 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
       totals: t,
       scenarios: summary,
       failures,
-      pending: pendingSelected,
     };
     writeFileSync(args.json, JSON.stringify(report, null, 2) + "\n");
   }

@@ -1,7 +1,11 @@
-/** Small assertion helpers shared by scenarios and tests (plain Errors: no test framework needed). */
+/**
+ * Small assertion helpers shared by tests and mptest scenarios (plain Errors: no test framework
+ * needed).
+ *
+ * Threading: loop thread.
+ */
 
 import type { RpcConnection } from "@multiprocess-ts/capnp";
-import type { TestSetup } from "./setup.js";
 import { liveSetups } from "./tracker.js";
 
 /** Throws unless every RPC table of `conn` is empty. */
@@ -16,7 +20,7 @@ export function assertRpcIdle(conn: { rpc: RpcConnection } | RpcConnection, what
  * Throws unless nothing is left: the given setups pass their own leak check and no other fixture
  * is still alive.
  */
-export function assertNoLeaks(...setups: TestSetup[]): void {
+export function assertNoLeaks(...setups: readonly { assertNoLeaks(): void }[]): void {
   for (const s of setups) s.assertNoLeaks();
   if (liveSetups.size > 0) throw new Error(`${liveSetups.size} TestSetup(s) not disposed`);
 }
