@@ -7,7 +7,7 @@
  * Threading: loop thread (every fixture lives on the thread that creates it).
  * @module
  */
-export { createTestSetup } from "./setup.js";
+export { createTestSetup, createTestLoops } from "./setup.js";
 export type { TestSetup, TestSetupOptions, TestSetupTarget, LogLine } from "./setup.js";
 export { createFooSetup, FooImplementation, releaseProxy } from "./foo.js";
 export type { FooSetup } from "./foo.js";
@@ -23,7 +23,8 @@ export type { HookName } from "./hooks.js";
 export type { TestingHooks } from "@multiprocess-ts/runtime";
 export { countDisposals } from "./disposals.js";
 export type { DisposalCounter } from "./disposals.js";
-export { assertNoLeaks, assertRpcIdle, expectReject } from "./assert.js";
+export { assertNoLeaks, assertRpcIdle, assertIdle, idleProblems, expectReject } from "./assert.js";
+export type { IdleCheck } from "./assert.js";
 export { liveSetups, fixtureCounters, dumpFixtures } from "./tracker.js";
 export type { TrackedSetup } from "./tracker.js";
 export { forceGc, getGc } from "./gc.js";

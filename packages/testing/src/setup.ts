@@ -28,6 +28,7 @@ import {
   type ProxyServerCtor,
   type TestingHooks,
 } from "@multiprocess-ts/runtime";
+import { idleProblems } from "./assert.js";
 import { countDisposals } from "./disposals.js";
 import { createJitter } from "./jitter.js";
 import { liveSetups, type TrackedSetup } from "./tracker.js";
@@ -42,7 +43,7 @@ export interface TestSetupOptions {
   clientOwnsConnection?: boolean;
   /** Name prefix for the loops (log lines). */
   name?: string;
-  /** Extra log sink (every line at `logLevel` and above). */
+  /** Extra log sink (every line at `logLevel` and above; {@link TestSetup.logs} keeps them too). */
   log?: (line: string) => void;
   /**
    * Seeded delivery jitter (see jitter.ts): both transports are fenced and a pump lets messages
@@ -94,7 +95,7 @@ export interface TestSetup<I = unknown, C extends ProxyClientBase = ProxyClientB
   /** The client end of the fenced memory transport (fence, release, break, wireLog). */
   readonly clientTransport: MemoryTransport;
   readonly serverTransport: MemoryTransport;
-  /** Log lines at warning and above, both sides. */
+  /** Log lines at `logLevel` (default warning) and above, both sides, in order. */
   readonly logs: LogLine[];
   /** How many times the runtime disposed `impl` so far. */
   readonly implDisposals: number;
@@ -125,39 +126,24 @@ async function settled(p: Promise<unknown>, ms: number): Promise<void> {
   }
 }
 
-function makeLoops(opts: TestSetupOptions, logs: LogLine[]): { serverLoop: EventLoop; clientLoop: EventLoop } {
+/**
+ * Two EventLoops named `<name>-server` / `<name>-client` whose log lines (at `logLevel`, default
+ * warning, and above) go to `logs` and to `opts.log`; `opts.hooks` are installed on the server
+ * loop. The loops createTestSetup uses, for tests that build their own Connections.
+ */
+export function createTestLoops(opts: TestSetupOptions = {}): { serverLoop: EventLoop; clientLoop: EventLoop; logs: LogLine[] } {
+  const logs: LogLine[] = [];
   const name = opts.name ?? "test";
   const level = opts.logLevel ?? "warning";
   const mkLog =
     (side: LogLine["side"]): LogFn =>
     (lvl, msg) => {
       opts.log?.(`[${side}] ${lvl}: ${msg}`);
-      if (lvl === "warning" || lvl === "error") logs.push({ side, level: lvl, msg });
+      logs.push({ side, level: lvl, msg });
     };
   const serverLoop = new EventLoop(`${name}-server`, { log: { logFn: mkLog("server"), level }, hooks: opts.hooks });
   const clientLoop = new EventLoop(`${name}-client`, { log: { logFn: mkLog("client"), level } });
-  return { serverLoop, clientLoop };
-}
-
-/** The problems {@link TestSetup.assertNoLeaks} reports (empty when clean). */
-function leakProblems(
-  s: TestSetup<unknown, ProxyClientBase>,
-  checkImpl: boolean,
-  logs: LogLine[],
-  expected: RegExp[],
-): string[] {
-  const problems: string[] = [];
-  for (const [side, c] of [["server", s.connections.server], ["client", s.connections.client]] as const) {
-    for (const [k, v] of Object.entries(c.rpc.stats())) if (v !== 0) problems.push(`${side} rpc ${k} = ${v}`);
-  }
-  for (const [side, l] of [["server", s.serverLoop], ["client", s.clientLoop]] as const) {
-    if (l.numRefs !== 0) problems.push(`${side} loop holds ${l.numRefs} refs`);
-    if (l.pendingWork !== 0) problems.push(`${side} loop has ${l.pendingWork} pending work items`);
-  }
-  if (checkImpl && s.implDisposals !== 1) problems.push(`server impl disposed ${s.implDisposals} times (want 1)`);
-  const unexpected = logs.filter((l) => l.level === "error" && !expected.some((re) => re.test(l.msg)));
-  for (const l of unexpected) problems.push(`unexpected ${l.side} error log: ${l.msg}`);
-  return problems;
+  return { serverLoop, clientLoop, logs };
 }
 
 /**
@@ -170,9 +156,8 @@ export async function createTestSetup<I extends S, S, C extends ProxyClientBase>
   opts: TestSetupOptions = {},
 ): Promise<TestSetup<I, C>> {
   const ownsConnection = opts.clientOwnsConnection ?? true;
-  const logs: LogLine[] = [];
   const expected: RegExp[] = [];
-  const { serverLoop, clientLoop } = makeLoops(opts, logs);
+  const { serverLoop, clientLoop, logs } = createTestLoops(opts);
   const [clientTransport, serverTransport] = memoryTransportPair();
   const jitter = opts.jitter === undefined ? undefined : createJitter(opts.jitter, [clientTransport, serverTransport]);
   const { impl, Server, Client } = target;
@@ -226,7 +211,13 @@ export async function createTestSetup<I extends S, S, C extends ProxyClientBase>
       await c?.close();
     },
     assertNoLeaks: () => {
-      const problems = leakProblems(setup, opts.checkImplDisposed ?? true, logs, expected);
+      const problems = idleProblems({
+        connections: { server: serverConnRef, client: clientConnRef },
+        loops: { server: serverLoop, client: clientLoop },
+        logs,
+        expectedLogs: expected,
+      });
+      if ((opts.checkImplDisposed ?? true) && disposals.count !== 1) problems.push(`server impl disposed ${disposals.count} times (want 1)`);
       if (problems.length > 0) throw new Error(`TestSetup leak check failed:\n  ${problems.join("\n  ")}`);
     },
     dispose: () => {
