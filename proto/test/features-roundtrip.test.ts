@@ -90,7 +90,7 @@ describe("features.capnp Service round trip", () => {
 
       const circle = { name: "c", origin: { x: 1, y: 2 }, circle: 3 };
       const square = { name: "s", origin: { x: 0, y: 0 }, square: 4 };
-      const shapes = await client.shapes(new Map([["c", circle], ["s", square]]));
+      const shapes = await client.shapes(new Map<string, object>([["c", circle], ["s", square]]));
       expect(shapes).toEqual([
         { name: "c", origin: { x: 1, y: 2 }, circle: 3, square: undefined, none: undefined },
         { name: "s", origin: { x: 0, y: 0 }, circle: undefined, square: 4, none: undefined },

@@ -11,7 +11,6 @@ import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segmen
 import {
   FrameDecoder,
   encodeFrameToBytes,
-  validateMessage,
   validateRpcMessage,
   messageFromSegments,
   RpcConnection,
@@ -227,7 +226,7 @@ function randomPointer(r: Rng): [number, number] {
 
 /** Mutate a copy of `segs` (segment level: what a memory transport can carry). */
 function mutateSegments(r: Rng, segs: Uint8Array[]): Uint8Array[] {
-  let out = segs.map((s) => s.slice());
+  let out: Uint8Array[] = segs.map((s) => s.slice());
   const rounds = 1 + r.int(3);
   for (let k = 0; k < rounds; k++) {
     const si = r.int(out.length);
@@ -495,7 +494,7 @@ describe(`fuzz (FUZZ_SEED=${SEED})`, () => {
   it(`RpcConnection over memory transports: ${FRAMES} frames`, { timeout: 120_000 }, async () => {
     const r = new Rng(SEED ^ 0x9e3779b9);
     const pool = Array.from({ length: 300 }, () => buildValid(r));
-    const stats = await fuzzEngine(r, FRAMES, "memory", (batch) => {
+    const stats = await fuzzEngine(r, FRAMES, "memory", (_batch) => {
       const [peer, mine] = memoryTransportPair();
       return {
         peer: (segs) => peer.send(segs),

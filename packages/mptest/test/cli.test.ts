@@ -106,7 +106,7 @@ describe("runScenarios", () => {
         // Between iterations: no iteration's own handler is installed now.
         if (!emitted) {
           emitted = true;
-          process.emit("uncaughtException", new Error("late boom"), "uncaughtException");
+          process.emit("uncaughtException", new Error("late boom"));
         }
       },
     });

@@ -128,7 +128,7 @@ async function closeNet(net: Net): Promise<void> {
   await net.aInit.close();
   await Promise.all(conns.map((c) => c.disconnected));
   await Promise.all(net.loops.map((l) => l.done));
-  assertIdle({ connections: { ...conns }, loops: { ...net.loops }, logs: net.logs });
+  assertIdle({ connections: Object.fromEntries(conns.map((c, i) => [`conn${i}`, c])), loops: Object.fromEntries(net.loops.map((l) => [l.name, l])), logs: net.logs });
 }
 
 describe("a proxy client passed into a call on another Connection", () => {

@@ -122,7 +122,7 @@ describe("FooImplementation", () => {
     await f.callFnAsync();
     expect(ran).toBe(1);
     let released = 0;
-    await f.saveCallback({ call: (n) => n * 2, close: async () => void released++ } as never);
+    await f.saveCallback({ call: (n: number) => n * 2, close: async () => void released++ } as never);
     expect(await f.callbackSaved(4)).toBe(8);
     await f[Symbol.asyncDispose]();
     expect([f.disposeCount, released, f.savedCallback]).toEqual([1, 1, null]);
