@@ -28,3 +28,6 @@ export type { IdleCheck } from "./assert.js";
 export { liveSetups, fixtureCounters, dumpFixtures } from "./tracker.js";
 export type { TrackedSetup } from "./tracker.js";
 export { forceGc, getGc } from "./gc.js";
+export { handleBaseline, handleLeaks, assertNoHandleLeaks } from "./handles.js";
+export type { HandleBaseline } from "./handles.js";
+export { RecordingSink, msg, msgValues, startRecording } from "./sink.js";
