@@ -220,45 +220,49 @@ export async function createTestSetup<I extends S, S, C extends ProxyClientBase>
       if ((opts.checkImplDisposed ?? true) && disposals.count !== 1) problems.push(`server impl disposed ${disposals.count} times (want 1)`);
       if (problems.length > 0) throw new Error(`TestSetup leak check failed:\n  ${problems.join("\n  ")}`);
     },
-    dispose: () => {
-      disposing ??= (async () => {
+    dispose: () =>
+      (disposing ??= teardown(setup, async () => {
         try {
           // Upstream ~TestSetup: client.reset() runs the client's cleanup (destroy, release, and
           // with client_owns_connection the Connection too).
           await client.close();
-          if (clientConnection !== undefined) {
-            const c = clientConnection;
-            clientConnection = undefined;
-            await c.close();
-          }
+          const c = clientConnection;
+          clientConnection = undefined;
+          await c?.close();
           // The server Connection goes down through its onDisconnect handler; wait for it.
           await serverConnRef.disconnected;
           await serverDisconnect();
         } finally {
           jitter?.stop();
         }
-        // A leaked loop reference would keep `done` pending forever: wait a bounded time, then
-        // let assertNoLeaks name what is still held (a leak report, not a hang).
-        await settled(Promise.all([serverLoop.done, clientLoop.done]), IDLE_WAIT_MS);
-        liveSetups.delete(setup as TrackedSetup);
-        // Upstream ~TestSetup checks that the client's cleanup functions ran.
-        if (client.$state !== "closed") throw new Error(`TestSetup: client state ${client.$state} after dispose (want closed)`);
-        setup.assertNoLeaks();
-      })();
-      return disposing;
-    },
+      })),
     [Symbol.asyncDispose]: () => setup.dispose(),
   };
   liveSetups.add(setup as TrackedSetup);
-  const construct = Client.$construct;
-  if (construct !== undefined) {
-    // Upstream: ProxyClient<Init>'s constructor runs `construct` (the ThreadMap exchange).
-    try {
-      await constructExchange(client, construct);
-    } catch (e) {
-      await setup.dispose().catch(() => {});
-      throw e;
-    }
-  }
+  await construct(setup, Client.$construct);
   return setup;
+}
+
+/** Upstream: ProxyClient<Init>'s constructor runs `construct` (the ThreadMap exchange). */
+async function construct(setup: TestSetup<unknown, ProxyClientBase>, method: ProxyClientCtor["$construct"]): Promise<void> {
+  if (method === undefined) return;
+  try {
+    await constructExchange(setup.client, method);
+  } catch (e) {
+    await setup.dispose().catch(() => {});
+    throw e;
+  }
+}
+
+/** Runs `close` (closes the client and both Connections), waits for the loops, then the leak check. */
+async function teardown(setup: TestSetup<unknown, ProxyClientBase>, close: () => Promise<void>): Promise<void> {
+  await close();
+  // A leaked loop reference would keep `done` pending forever: wait a bounded time, then let
+  // assertNoLeaks name what is still held (a leak report, not a hang).
+  await settled(Promise.all([setup.serverLoop.done, setup.clientLoop.done]), IDLE_WAIT_MS);
+  liveSetups.delete(setup);
+  // Upstream ~TestSetup checks that the client's cleanup functions ran.
+  const state = setup.client.$state;
+  if (state !== "closed") throw new Error(`TestSetup: client state ${state} after dispose (want closed)`);
+  setup.assertNoLeaks();
 }
