@@ -3,6 +3,8 @@
  * connect (InitInterfaceClient.$construct), interface results come back as client proxies, a
  * capability passed in one call (the printer) is used by the callee, and `close()` on a client of
  * an interface with `destroy` disposes the remote implementation.
+ *
+ * Threading: loop thread (the test's thread).
  */
 import { createTestSetup } from "@multiprocess-ts/testing";
 import { describe, expect, it } from "vitest";

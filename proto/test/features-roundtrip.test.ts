@@ -4,6 +4,8 @@
  * `hasResult`, `hasX` params, `wantX`, `$Proxy.name` on methods, a Text `$Proxy.exception`,
  * `std::function` with arguments, generic map entries with struct values, structs holding
  * capabilities, a second superclass, the `close` → `close_` rename, `construct` on connect).
+ *
+ * Threading: loop thread (the test's thread).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";

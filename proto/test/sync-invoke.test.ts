@@ -3,6 +3,8 @@
  * a declared `$Proxy.exception`) at once and returns undefined; only a thenable from the
  * implementation makes it return a promise. Checked on the generated entries directly, then end
  * to end (sync/async, declared/undeclared errors) through the runtime, which accepts both.
+ *
+ * Threading: loop thread (the test's thread).
  */
 import * as $ from "capnp-ts";
 import { RpcError } from "@multiprocess-ts/capnp";

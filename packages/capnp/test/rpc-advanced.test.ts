@@ -1,3 +1,6 @@
+// RPC engine, advanced: promises, Resolve and embargoes; tail calls; release counts; connection
+// end; protocol errors and Unimplemented. Over createRpcPair (rpc-helpers.ts makePair).
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";

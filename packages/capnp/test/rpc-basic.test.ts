@@ -1,3 +1,6 @@
+// RPC engine basics (calls, results, errors, capabilities in both directions, release), over
+// createRpcPair (rpc-helpers.ts makePair).
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import {
   CanceledError,

@@ -1,3 +1,7 @@
+// RPC engine edge cases: protocol errors from a raw peer, incoming segment buffers, big payloads
+// not copied, schema evolution, lifetimes and connection end. Over createRpcPair (rpc-helpers.ts
+// makePair) and hand-built connections.
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import { Duplex } from "node:stream";
 import * as capnp from "capnp-ts";

@@ -1,5 +1,6 @@
 // The FinalizationRegistry safety net: a leaked handle is released once by GC, and never again
 // by a later close or by connection teardown.
+// Threading: loop thread (the test's thread).
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";

@@ -1,6 +1,7 @@
 // Randomised mixes of calls, pipelining, promise resolution (including back into the caller's
 // vat, i.e. embargoes), cancellation, callbacks and releases. Each seed must finish with every
 // server released exactly once and all tables empty on both sides.
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import { localCapability, readCap, writeCap } from "@multiprocess-ts/capnp";
 import type { Capability, PendingCall } from "@multiprocess-ts/capnp";

@@ -1,5 +1,6 @@
 // The per-call path (issue 6): lazy ServerIO.signal, no Release per Context call, the cancel check
 // after asyncRequestStart, frames across awaits, synchronous completion of a sync method.
+// Threading: loop thread (the test's thread).
 import { deferred } from "@multiprocess-ts/capnp";
 import { currentFrame } from "@multiprocess-ts/runtime";
 import * as $mp from "@multiprocess-ts/runtime/gen";

@@ -1,5 +1,6 @@
 // Connection: the cleanup list, the documented teardown order, idempotent close, and a peer
 // disconnect (with the server's connected/disconnected hooks).
+// Threading: loop thread (the test's thread).
 import { deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
 import { CleanupList, Connection, IpcInterruptedError } from "@multiprocess-ts/runtime";
 import { assertIdle, createTestLoops } from "@multiprocess-ts/testing";

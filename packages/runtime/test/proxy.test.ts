@@ -1,5 +1,6 @@
 // Generated proxies at run time: client/server shutdown in either order, remote destroy,
 // integer range checks, and functions as capabilities.
+// Threading: loop thread (the test's thread).
 import { deferred } from "@multiprocess-ts/capnp";
 import { FooCallbackClient, FooCallbackServer, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import {

@@ -5,6 +5,7 @@
 //
 // Three loops in one process: A hosts a Printer-like object (FooCallback), the middle ("m") is a
 // client of A and of B, B hosts Foo whose callback(cb, arg) calls cb.call(arg) (a Context method).
+// Threading: loop thread (the test's thread).
 import { describe, it, expect } from "vitest";
 import { deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
 import { FooCallbackClient, FooCallbackServer, type FooCallback, type FooFn } from "@multiprocess-ts/proto/test/foo.capnp.js";

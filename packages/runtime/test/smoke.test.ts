@@ -1,3 +1,5 @@
+// Smoke test: one call through a generated client and server (createTestSetup), leak-free.
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import { FooImpl, fooSetup } from "./fixtures.js";
 

@@ -1,6 +1,7 @@
 // Thread mapping at run time: the construct exchange, makeThread and request/callback Threads,
 // pools and thread-selection errors, ThreadClient teardown in either order, FifoExecutor,
 // re-entrancy, and cancellation of queued server calls.
+// Threading: loop thread (the test's thread).
 import { CanceledError, deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
 import { FooInterfaceClient, FooInterface_callIntFnAsync$Params, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { FooInitClient } from "@multiprocess-ts/proto/test/fixtures.capnp.js";

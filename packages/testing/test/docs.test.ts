@@ -1,5 +1,6 @@
 // docs/testing.md quotes the example of own-interface.test.ts (between its `// example:begin` and
 // `// example:end` lines) verbatim; this keeps the two in sync.
+// Threading: loop thread (the test's thread).
 import { readFileSync } from "node:fs";
 import { expect, it } from "vitest";
 

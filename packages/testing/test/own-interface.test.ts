@@ -2,6 +2,7 @@
 // `example:begin` / `example:end` markers; docs.test.ts checks the quote). It tests the example
 // Init interface of proto/example with createTestSetup, exactly as a user would test theirs.
 // example:begin
+// Threading: loop thread (the test's thread).
 import { expect, it } from "vitest";
 import { createTestSetup } from "@multiprocess-ts/testing";
 import { InitInterfaceClient, InitInterfaceServer, type InitInterface } from "@multiprocess-ts/proto/example/init.capnp.js";

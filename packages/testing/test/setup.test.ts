@@ -1,5 +1,6 @@
 // Tests of the paired fixture itself: it connects, its levers do what upstream's do, and its
 // disposer really catches leaks (held loop references, undisposed fixtures, unexpected error logs).
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import { deferred } from "@multiprocess-ts/capnp";
 import { FooStructError } from "@multiprocess-ts/proto/test/foo.capnp.js";

@@ -15,6 +15,7 @@
 // loop thread, and the worker's exit is an event on that same thread.
 // Every test ends with the fixture's leak check (RPC tables, loop refs, sessions, bridge tables,
 // loop-side ThreadContexts, sync cleanups, server Threads, unexpected error logs).
+// Threading: loop thread (the test's thread); workers run dist/workers/foo-worker.js.
 import { describe, expect, it } from "vitest";
 import { createWorkerSetup, type WorkerSetup, type StartedWorker } from "../dist/index.js";
 

@@ -2,6 +2,7 @@
 // all clients share one Connection, so only the loop can tell A's client from B's: it must wrap it
 // in a relay on B (like exportObject on the loop thread), so B's server's Context calls on it
 // reach A with a Context filled for A, not with B's thread handles ("invalid thread handle").
+// Threading: loop thread (the test's thread); workers run dist/workers/foo-worker.js.
 import { describe, expect, it } from "vitest";
 import { memoryTransportPair } from "@multiprocess-ts/capnp";
 import { EventLoop, ThreadContext, connectTransport, serveTransport } from "@multiprocess-ts/runtime";

@@ -2,6 +2,7 @@
 // server through it. Each worker gets its own server Thread per Connection (makeThread, once),
 // its own callback Thread, and callbacks the server makes run on the worker that passed them,
 // also while that worker is blocked in callSync (recursion).
+// Threading: loop thread (the test's thread); workers run dist/workers/foo-worker.js.
 import { threadId as mainThreadId } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { createWorkerSetup } from "../dist/index.js";
