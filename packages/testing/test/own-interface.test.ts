@@ -1,8 +1,8 @@
 // The "Testing your own interfaces" example of docs/testing.md (quoted there verbatim between the
 // `example:begin` / `example:end` markers; docs.test.ts checks the quote). It tests the example
 // Init interface of proto/example with createTestSetup, exactly as a user would test theirs.
-// example:begin
 // Threading: loop thread (the test's thread).
+// example:begin
 import { expect, it } from "vitest";
 import { createTestSetup } from "@multiprocess-ts/testing";
 import { InitInterfaceClient, InitInterfaceServer, type InitInterface } from "@multiprocess-ts/proto/example/init.capnp.js";
