@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { main } from "../dist/mpexample.js";
 import { evaluate } from "../dist/calc.js";
-import { expectNoLeaks, handleBaseline } from "../../packages/node/test/helpers.js";
+import { assertNoHandleLeaks, handleBaseline } from "@multiprocess-ts/testing";
 
 const MPEXAMPLE = fileURLToPath(new URL("../dist/mpexample.js", import.meta.url));
 
@@ -56,7 +56,7 @@ describe("mpexample", () => {
     await outEnded; // the child has exited; read its stdout to the end
     expect(printerPid).toBeGreaterThan(0);
     expect(printerOut).toBe("Wow 6*7, that's a tough one. The answer is 42.\n");
-    await expectNoLeaks(baseline);
+    await assertNoHandleLeaks(baseline);
   });
 
   it("evaluate handles precedence, parentheses and signs", () => {

@@ -3,9 +3,10 @@
  * connect (InitInterfaceClient.$construct), interface results come back as client proxies, a
  * capability passed in one call (the printer) is used by the callee, and `close()` on a client of
  * an interface with `destroy` disposes the remote implementation.
+ *
+ * Threading: loop thread (the test's thread).
  */
-import { memoryTransportPair } from "@multiprocess-ts/capnp";
-import { EventLoop, connectTransport, serveTransport } from "@multiprocess-ts/runtime";
+import { createTestSetup } from "@multiprocess-ts/testing";
 import { describe, expect, it } from "vitest";
 import type { CalculatorInterface } from "@multiprocess-ts/proto/example/calculator.capnp.js";
 import { InitInterfaceClient, InitInterfaceServer, type InitInterface } from "@multiprocess-ts/proto/example/init.capnp.js";
@@ -29,13 +30,9 @@ describe("example Init / Calculator / Printer round trip", () => {
         },
       }),
     };
-    const serverLoop = new EventLoop("example-server");
-    const clientLoop = new EventLoop("example-client");
-    const [ct, st] = memoryTransportPair();
-    const serverConn = serveTransport(serverLoop, st, init, InitInterfaceServer);
-    serverConn.onDisconnect(() => void serverConn.close());
-    const client = await connectTransport(clientLoop, ct, InitInterfaceClient);
-    expect(ct.wireLog.some((w) => w.which === "call")).toBe(true); // construct was sent
+    await using s = await createTestSetup({ impl: init, Server: InitInterfaceServer, Client: InitInterfaceClient });
+    const client = s.client;
+    expect(s.clientTransport.wireLog.some((w) => w.which === "call")).toBe(true); // construct was sent
     // A printer made by the server, used from the client.
     const printer = await client.makePrinter();
     await printer.print("direct");
@@ -53,8 +50,7 @@ describe("example Init / Calculator / Printer round trip", () => {
     expect(calcDisposed).toBe(1);
     expect(localDisposed).toBe(1); // …and its printer proxy's close() destroyed our object.
     await printer.close();
-    await client.close();
-    await serverLoop.done;
+    await s.dispose(); // closes the client, waits for both loops, runs the leak check
     expect(printerDisposed).toBe(1);
   });
 });

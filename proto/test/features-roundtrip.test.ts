@@ -4,13 +4,14 @@
  * `hasResult`, `hasX` params, `wantX`, `$Proxy.name` on methods, a Text `$Proxy.exception`,
  * `std::function` with arguments, generic map entries with struct values, structs holding
  * capabilities, a second superclass, the `close` → `close_` rename, `construct` on connect).
+ *
+ * Threading: loop thread (the test's thread).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { memoryTransportPair } from "@multiprocess-ts/capnp";
-import { EventLoop, connectTransport, serveTransport } from "@multiprocess-ts/runtime";
+import { createTestSetup } from "@multiprocess-ts/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const PROTO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
@@ -63,58 +64,55 @@ describe("features.capnp Service round trip", () => {
       fail: () => { throw new F.RuntimeError("it failed"); },
       close_: () => {},
     };
-    const serverLoop = new EventLoop("features-server");
-    const clientLoop = new EventLoop("features-client");
-    const [ct, st] = memoryTransportPair();
-    const conn = serveTransport(serverLoop, st, service, F.ServiceServer);
-    conn.onDisconnect(() => void conn.close());
-    const client = await connectTransport<any>(clientLoop, ct, F.ServiceClient); // runs construct
+    {
+      // createTestSetup runs construct; disposing it runs the leak check.
+      await using s = await createTestSetup<any, any, any>({ impl: service, Server: F.ServiceServer, Client: F.ServiceClient });
+      const client = s.client;
 
-    expect(await client.divide(17, 5)).toEqual({ quotient: 3, remainder: 2 });
-    expect((await client.find("yes")).text).toBe("yes");
-    expect(await client.find("no")).toBeUndefined();
-    expect(await client.lookup("k", true)).toBe("value of k");
-    expect(await client.lookup(undefined, true)).toBe("value of (none)");
-    expect(await client.lookup("k", false)).toBeUndefined();
-    expect(await client.doRename(0x1234)).toBe(0x34);
-    await expect(client.doRename(70000)).rejects.toBeInstanceOf(RangeError);
+      expect(await client.divide(17, 5)).toEqual({ quotient: 3, remainder: 2 });
+      expect((await client.find("yes")).text).toBe("yes");
+      expect(await client.find("no")).toBeUndefined();
+      expect(await client.lookup("k", true)).toBe("value of k");
+      expect(await client.lookup(undefined, true)).toBe("value of (none)");
+      expect(await client.lookup("k", false)).toBeUndefined();
+      expect(await client.doRename(0x1234)).toBe(0x34);
+      await expect(client.doRename(70000)).rejects.toBeInstanceOf(RangeError);
 
-    const listener = {
-      notify: (text: string) => { notified.push(text); return true; },
-      async [Symbol.asyncDispose]() { listenerDisposed++; },
-    };
-    const counter = await client.listen(listener);
-    expect(notified).toEqual(["hello"]);
-    expect(await counter.get()).toBe(1n);
-    expect(await counter.get()).toBe(2n);
-    await counter.close(); // releases the server's counter → it closes its listener proxy → destroy
+      const listener = {
+        notify: (text: string) => { notified.push(text); return true; },
+        async [Symbol.asyncDispose]() { listenerDisposed++; },
+      };
+      const counter = await client.listen(listener);
+      expect(notified).toEqual(["hello"]);
+      expect(await counter.get()).toBe(1n);
+      expect(await counter.get()).toBe(2n);
+      await counter.close(); // releases the server's counter → it closes its listener proxy → destroy
 
-    expect(await client.run((n: number, b: boolean) => `${n}:${b}`)).toBe("2:true!");
+      expect(await client.run((n: number, b: boolean) => `${n}:${b}`)).toBe("2:true!");
 
-    const circle = { name: "c", origin: { x: 1, y: 2 }, circle: 3 };
-    const square = { name: "s", origin: { x: 0, y: 0 }, square: 4 };
-    const shapes = await client.shapes(new Map([["c", circle], ["s", square]]));
-    expect(shapes).toEqual([
-      { name: "c", origin: { x: 1, y: 2 }, circle: 3, square: undefined, none: undefined },
-      { name: "s", origin: { x: 0, y: 0 }, circle: undefined, square: 4, none: undefined },
-    ]);
+      const circle = { name: "c", origin: { x: 1, y: 2 }, circle: 3 };
+      const square = { name: "s", origin: { x: 0, y: 0 }, square: 4 };
+      const shapes = await client.shapes(new Map<string, object>([["c", circle], ["s", square]]));
+      expect(shapes).toEqual([
+        { name: "c", origin: { x: 1, y: 2 }, circle: 3, square: undefined, none: undefined },
+        { name: "s", origin: { x: 0, y: 0 }, circle: undefined, square: 4, none: undefined },
+      ]);
 
-    const held = await client.hold({ byName: new Map([["a", scalars()]]), shapes: [circle], cb: null });
-    expect(held.byName.get("a")).toEqual(scalars());
-    expect(held.cb).toBeNull();
-    // A struct holding a capability: the converters take the call's IO.
-    const held2 = await client.hold({ byName: new Map(), shapes: [], cb: { notify: () => true } });
-    expect(held2.cb).toBeInstanceOf(F.ListenerClient);
-    await held2.cb.close();
+      const held = await client.hold({ byName: new Map([["a", scalars()]]), shapes: [circle], cb: null });
+      expect(held.byName.get("a")).toEqual(scalars());
+      expect(held.cb).toBeNull();
+      // A struct holding a capability: the converters take the call's IO.
+      const held2 = await client.hold({ byName: new Map(), shapes: [], cb: { notify: () => true } });
+      expect(held2.cb).toBeInstanceOf(F.ListenerClient);
+      await held2.cb.close();
 
-    const err = await client.fail().then(() => undefined, (e: unknown) => e);
-    expect(err).toBeInstanceOf(F.RuntimeError);
-    expect(err.value).toBe("it failed");
+      const err = await client.fail().then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(F.RuntimeError);
+      expect(err.value).toBe("it failed");
 
-    await client.close_(); // the capnp method `close`
-    await client.close(); // the proxy's own close()
-    await serverLoop.done;
-    await clientLoop.done;
+      await client.close_(); // the capnp method `close`
+      await client.close(); // the proxy's own close()
+    }
     expect(listenerDisposed).toBe(1);
   });
 });

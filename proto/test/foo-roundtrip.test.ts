@@ -1,113 +1,45 @@
 /**
  * FooInterface round trip, TS client ↔ TS server, through the generated proxies
  * (proto/src/test/foo.capnp.ts), the runtime (EventLoop, Connection, serveTransport) and the RPC
- * engine over an in-memory transport pair. Every FooInterface method is called at least once and
- * its result checked against upstream's test/mp/test/foo.h semantics.
+ * engine over an in-memory transport pair (createTestSetup). Every FooInterface method is called
+ * at least once and its result checked against upstream's test/mp/test/foo.h semantics.
+ *
+ * Threading: loop thread (the test's thread).
  */
-import { memoryTransportPair } from "@multiprocess-ts/capnp";
-import { Connection, EventLoop, serveTransport } from "@multiprocess-ts/runtime";
+import { FooImplementation, createTestSetup, type TestSetup } from "@multiprocess-ts/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   type ExtendedCallback,
   type FooCallback,
-  type FooCustom,
-  type FooEmpty,
-  type FooFn,
-  type FooInterface,
   FooInterfaceClient,
   FooInterfaceServer,
-  type FooMessage,
-  type FooMutable,
   type FooStruct,
   FooStructError,
 } from "@multiprocess-ts/proto/test/foo.capnp.js";
 
-/** Upstream foo.h FooImplementation, typed against the generated TS interface. */
-class FooImpl implements FooInterface {
-  saved: FooCallback | null = null;
-  fn: (() => void) | undefined;
-  intFn: ((n: number) => number | Promise<number>) | undefined;
+/** Upstream foo.h FooImplementation (the testing package's), counting initThreadMap calls. */
+class FooImpl extends FooImplementation {
   threadMapCalls = 0;
-  disposed = 0;
-  add(a: number, b: number): number { return a + b; }
-  addOut(a: number, b: number): number { return a + b; }
-  addInOut(x: number, sum: number): number { return sum + x; }
-  mapSize(map: Map<string, string>): number { return map.size; }
-  pass(arg: FooStruct): FooStruct { return arg; }
-  raise(arg: FooStruct): never { throw new FooStructError(arg); }
-  initThreadMap(): void { this.threadMapCalls++; }
-  async callback(cb: FooCallback | null, arg: number): Promise<number> {
-    try { return await cb!.call(arg); } finally { await close(cb); }
+  override initThreadMap(): void {
+    this.threadMapCalls++;
   }
-  callbackUnique(cb: FooCallback | null, arg: number): Promise<number> { return this.callback(cb, arg); }
-  callbackShared(cb: FooCallback | null, arg: number): Promise<number> { return this.callback(cb, arg); }
-  async saveCallback(cb: FooCallback | null): Promise<void> {
-    const old = this.saved;
-    this.saved = cb;
-    await close(old);
-  }
-  async callbackSaved(arg: number): Promise<number> { return await this.saved!.call(arg); }
-  async callbackExtended(cb: ExtendedCallback | null, arg: number): Promise<number> {
-    try { return await cb!.callExtended(arg); } finally { await close(cb); }
-  }
-  passCustom(arg: FooCustom): FooCustom { return arg; }
-  passEmpty(arg: FooEmpty): FooEmpty { return arg; }
-  passData(arg: Uint8Array): Uint8Array { return arg; }
-  passMessage(arg: FooMessage): FooMessage { return { message: arg.message + " call" }; }
-  passMutable(arg: FooMutable): FooMutable { return { message: arg.message + " call" }; }
-  passEnum(arg: number): number { return arg; }
-  passDouble(arg: number): number { return arg; }
-  async passFn(fn: FooFn | null): Promise<number> {
-    try { return await fn!(); } finally { await close(fn); }
-  }
-  callFn(): void { this.fn!(); }
-  callFnAsync(): void { this.fn!(); }
-  async callIntFnAsync(arg: number): Promise<number> { return await this.intFn!(arg); }
-  passDataPointers(arg: Uint8Array[]): Uint8Array[] { return arg; }
-  async [Symbol.asyncDispose](): Promise<void> {
-    this.disposed++;
-    const s = this.saved;
-    this.saved = null;
-    await close(s);
-  }
-}
-
-async function close(x: unknown): Promise<void> {
-  const c = x as { close?: () => unknown; [Symbol.asyncDispose]?: () => unknown } | null;
-  if (c === null || c === undefined) return;
-  if (typeof c.close === "function") await c.close();
-  else if (typeof c[Symbol.asyncDispose] === "function") await c[Symbol.asyncDispose]!();
 }
 
 describe("FooInterface round trip (generated proxies, TS ↔ TS)", () => {
-  let serverLoop: EventLoop;
-  let clientLoop: EventLoop;
+  let s: TestSetup<FooImpl, FooInterfaceClient>;
   let impl: FooImpl;
-  let serverConn: Connection;
   let client: FooInterfaceClient;
-  const errors: string[] = [];
 
   beforeEach(async () => {
-    errors.length = 0;
-    const log = (level: string, msg: string): void => { if (level === "error") errors.push(msg); };
-    serverLoop = new EventLoop("foo-server", { log: { logFn: log, level: "warning" } });
-    clientLoop = new EventLoop("foo-client", { log: { logFn: log, level: "warning" } });
-    const [ct, st] = memoryTransportPair();
-    impl = new FooImpl();
-    serverConn = serveTransport(serverLoop, st, impl, FooInterfaceServer);
-    serverConn.onDisconnect(() => void serverConn.close());
-    const clientConn = new Connection(clientLoop, ct);
-    client = new FooInterfaceClient(clientConn.rpc.bootstrap(), clientConn, { destroyConnection: true });
+    s = await createTestSetup({ impl: new FooImpl(), Server: FooInterfaceServer, Client: FooInterfaceClient });
+    ({ impl, client } = s);
     // FooInterface has no `construct`: like upstream's tests, exchange ThreadMaps with initThreadMap
     // so methods with a Proxy.Context can pick a server thread.
     await client.initThreadMap();
   });
 
-  afterEach(async () => {
-    await client.close();
-    await serverConn.close();
-    expect(errors).toEqual([]);
-  });
+  // The leak check: RPC tables empty, loops idle, impl disposed once, no error log lines.
+  afterEach(() => s.dispose());
 
   it("add, addOut, addInOut", async () => {
     expect(await client.add(1, 2)).toBe(3);
@@ -175,9 +107,9 @@ describe("FooInterface round trip (generated proxies, TS ↔ TS)", () => {
 
   it("the server impl is disposed once when the connection ends", async () => {
     await client.close();
-    await serverConn.close();
-    await serverLoop.done; // refs gone and the async-cleanup queue (impl disposal) drained
-    expect(impl.disposed).toBe(1);
+    await s.serverDisconnect();
+    await s.serverLoop.done; // refs gone and the async-cleanup queue (impl disposal) drained
+    expect(impl.disposeCount).toBe(1);
   });
 
   it("callbackExtended (interface inheritance)", async () => {

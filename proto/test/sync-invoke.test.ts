@@ -3,10 +3,12 @@
  * a declared `$Proxy.exception`) at once and returns undefined; only a thenable from the
  * implementation makes it return a promise. Checked on the generated entries directly, then end
  * to end (sync/async, declared/undeclared errors) through the runtime, which accepts both.
+ *
+ * Threading: loop thread (the test's thread).
  */
 import * as $ from "capnp-ts";
-import { RpcError, memoryTransportPair } from "@multiprocess-ts/capnp";
-import { Connection, EventLoop, serveTransport } from "@multiprocess-ts/runtime";
+import { RpcError } from "@multiprocess-ts/capnp";
+import { createTestSetup, type TestSetup } from "@multiprocess-ts/testing";
 import type * as $mp from "@multiprocess-ts/runtime/gen";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -97,14 +99,12 @@ describe("generated invoke: sync when the implementation is", () => {
 });
 
 describe("sync and async implementations end to end", () => {
-  let serverLoop: EventLoop;
-  let clientLoop: EventLoop;
-  let serverConn: Connection;
+  let s: TestSetup<FooInterface, FooInterfaceClient>;
   let client: FooInterfaceClient;
   let mode: "sync" | "async";
-  const errors: string[] = [];
 
-  const impl: Partial<FooInterface> = {
+  // A fresh object per test: the runtime disposes an object once in its lifetime.
+  const makeImpl = (): Partial<FooInterface> => ({
     add: (a, b) => (mode === "sync" ? a + b : Promise.resolve(a + b)),
     raise: (arg) => {
       if (arg.name === "other") {
@@ -115,28 +115,16 @@ describe("sync and async implementations end to end", () => {
       return Promise.reject(new FooStructError(arg));
     },
     initThreadMap: () => {},
-  };
+  });
 
   beforeEach(async () => {
-    errors.length = 0;
-    const log = (level: string, msg: string): void => { if (level === "error") errors.push(msg); };
-    serverLoop = new EventLoop("sync-server", { log: { logFn: log, level: "warning" } });
-    clientLoop = new EventLoop("sync-client", { log: { logFn: log, level: "warning" } });
-    const [ct, st] = memoryTransportPair();
-    serverConn = serveTransport(serverLoop, st, impl as FooInterface, FooInterfaceServer);
-    const clientConn = new Connection(clientLoop, ct);
-    client = new FooInterfaceClient(clientConn.rpc.bootstrap(), clientConn, { destroyConnection: true });
+    s = await createTestSetup({ impl: makeImpl() as FooInterface, Server: FooInterfaceServer, Client: FooInterfaceClient });
+    client = s.client;
     await client.initThreadMap();
   });
 
-  afterEach(async () => {
-    await client.close();
-    await serverConn.close();
-    await Promise.all([serverLoop.done, clientLoop.done]);
-    expect(serverConn.rpc.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
-    expect([serverLoop.numRefs, clientLoop.numRefs]).toEqual([0, 0]);
-    expect(errors).toEqual([]);
-  });
+  // The leak check: RPC tables empty, loops idle, impl disposed once, no error log lines.
+  afterEach(() => s.dispose());
 
   for (const m of ["sync", "async"] as const) {
     it(`${m}: results, a declared exception, an undeclared one`, async () => {

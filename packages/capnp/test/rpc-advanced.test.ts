@@ -1,3 +1,6 @@
+// RPC engine, advanced: promises, Resolve and embargoes; tail calls; release counts; connection
+// end; protocol errors and Unimplemented. Over createRpcPair (rpc-helpers.ts makePair).
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
@@ -24,7 +27,7 @@ function inc(cap: Capability, tag: number): Promise<number> {
 
 describe("promises, Resolve and embargoes", () => {
   it("a promise capability result: calls pipelined before and after the Resolve", async () => {
-    const p = makePair();
+    await using p = makePair();
     const pc = call(p.boot, M.makeLater);
     const later = pc.pipeline(0);
     const c1 = inc(later, 1); // promisedAnswer, queued at the server's promise
@@ -37,18 +40,17 @@ describe("promises, Resolve and embargoes", () => {
     p.calc.later!.resolve(localCapability(counter));
     expect(await c1).toBe(11);
     expect(await c2).toBe(12);
-    expect(wire(p.tb)).toContain("resolve");
+    expect(wire(p.serverTransport)).toContain("resolve");
     expect(await inc(later, 3)).toBe(13);
     expect(counter.seen).toEqual([1, 2, 3]);
     await later.whenResolved();
     later.close();
     await drain();
     expect(counter.released).toBe(1);
-    await p.done();
   });
 
   it("a promise that rejects: queued and later calls fail with its error", async () => {
-    const p = makePair();
+    await using p = makePair();
     const pc = call(p.boot, M.makeLater);
     const later = pc.pipeline(0);
     const c1 = inc(later, 1);
@@ -62,11 +64,10 @@ describe("promises, Resolve and embargoes", () => {
     expect(e2.kind).toBe("overloaded");
     await expect(later.whenResolved()).rejects.toBeInstanceOf(RpcError);
     later.close();
-    await p.done();
   });
 
   it("embargo: a promise resolving back into our vat keeps E-order", async () => {
-    const p = makePair();
+    await using p = makePair();
     const counter = new CounterServer(0);
     const x = localCapability(counter);
     await callA(p.boot, M.register, (b) => writeCap(b, 0, x));
@@ -80,7 +81,7 @@ describe("promises, Resolve and embargoes", () => {
     // The server resolves its promise to our own X (an import on its side).
     p.calc.later!.resolve(p.calc.kept!.dup());
     const c3 = inc(later, 3); // still sent to the server, which forwards it back to us
-    p.ta.fence(); // hold our Disembargo (and anything after it)
+    p.clientTransport.fence(); // hold our Disembargo (and anything after it)
     await drain();
     expect(p.client.stats().embargoes).toBe(1);
     expect(counter.seen).toEqual([1, 2, 3]);
@@ -88,29 +89,28 @@ describe("promises, Resolve and embargoes", () => {
     const c5 = inc(later, 5);
     await drain();
     expect(counter.seen).toEqual([1, 2, 3]); // embargoed until the loopback returns
-    p.ta.release();
+    p.clientTransport.release();
     expect(await Promise.all([c1, c2, c3, c4, c5])).toEqual([1, 2, 3, 4, 5]);
     expect(counter.seen).toEqual([1, 2, 3, 4, 5]);
-    expect(wire(p.ta)).toContain("disembargo");
-    expect(wire(p.tb)).toContain("disembargo");
+    expect(wire(p.clientTransport)).toContain("disembargo");
+    expect(wire(p.serverTransport)).toContain("disembargo");
     expect(later.localServer()).toBe(counter);
     later.close();
     await callA(p.boot, M.register);
     await drain();
     expect(counter.released).toBe(1);
-    await p.done();
   });
 
   it("a pipelined call reflected by the peer (identity(cb).cb.notify()) is forwarded back, then embargoed", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
-    p.tb.fence(); // hold the identity Return so the pipelined call goes to the server first
+    p.serverTransport.fence(); // hold the identity Return so the pipelined call goes to the server first
     const pc = call(p.boot, M.identity, (b) => writeCap(b, 0, cb));
     const back = pc.pipeline(0);
     const r1 = callA(back, 0, (b) => { b.a = 5; }, 0x5n);
     await drain();
-    p.tb.release();
+    p.serverTransport.release();
     expect(await r1).toBe(10);
     (await pc).close();
     expect(await callA(back, 0, (b) => { b.a = 6; }, 0x5n)).toBe(12);
@@ -120,41 +120,38 @@ describe("promises, Resolve and embargoes", () => {
     cb.close();
     await drain();
     expect(cbs.released).toBe(1);
-    await p.done();
   });
 
   it("a local promiseCapability exported to the peer is sent as senderPromise and resolved", async () => {
     const d = deferred<Capability>();
     const cbs = new CallbackServer();
     const prom = promiseCapability(d.promise);
-    const p = makePair();
+    await using p = makePair();
     const r1 = callA(p.boot, M.callback, (b) => { writeCap(b, 0, prom); b.a = 4; });
     await drain();
     d.resolve(localCapability(cbs));
     expect(await r1).toBe(8);
-    expect(wire(p.ta)).toContain("resolve");
+    expect(wire(p.clientTransport)).toContain("resolve");
     prom.close();
     await drain();
     expect(cbs.released).toBe(1);
-    await p.done();
   });
 });
 
 describe("tail calls", () => {
   it("server tailCall to an import of the same peer: sendResultsTo.yourself + takeFromOtherQuestion", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
     await callA(p.boot, M.register, (b) => writeCap(b, 0, cb));
     cb.close();
     expect(await callA(p.boot, M.tail, (b) => { b.a = 21; })).toBe(42);
-    expect(wire(p.tb)).toContain("return:takeFromOtherQuestion");
-    expect(wire(p.ta)).toContain("return:resultsSentElsewhere");
+    expect(wire(p.serverTransport)).toContain("return:takeFromOtherQuestion");
+    expect(wire(p.clientTransport)).toContain("return:resultsSentElsewhere");
     expect(cbs.values).toEqual([21]);
     await callA(p.boot, M.register);
     await drain();
     expect(cbs.released).toBe(1);
-    await p.done();
   });
 
   it("tailCall to a local capability forwards the results", async () => {
@@ -172,7 +169,7 @@ describe("tail calls", () => {
 
 describe("release counts", () => {
   it("a cap received many times is released once with the accumulated count", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
     // Send the same cap 3 times to the server in one call and twice more; it sends it back each time.
@@ -187,20 +184,19 @@ describe("release counts", () => {
     cb.close();
     await drain();
     // The server imported cb 3 times (one export, refcount 3) and released it with one Release x3.
-    expect(wire(p.tb).filter((w) => w === "release").length).toBeGreaterThanOrEqual(1);
+    expect(wire(p.serverTransport).filter((w) => w === "release").length).toBeGreaterThanOrEqual(1);
     expect(cbs.released).toBe(1);
-    await p.done();
   });
 
   it("a pipelined capability passed as a call argument goes as receiverAnswer", async () => {
-    const p = makePair();
-    const sent = capture(p.ta);
-    p.tb.fence(); // no Returns yet: the counter exists only as a promised answer
+    await using p = makePair();
+    const sent = capture(p.clientTransport);
+    p.serverTransport.fence(); // no Returns yet: the counter exists only as a promised answer
     const pc = call(p.boot, M.makeCounter, (b) => { b.a = 5; });
     const counter = pc.pipeline(0);
     const r = callA(p.boot, M.callback, (b) => { writeCap(b, 0, counter); b.a = 1; });
     await drain();
-    p.tb.release();
+    p.serverTransport.release();
     expect(await r).toBe(6); // the server called inc() on its own counter
     const calls = sent.filter((m) => m.which() === rpc.Message.CALL);
     const desc = calls[1]!.getCall().getParams().getCapTable().get(0);
@@ -208,7 +204,6 @@ describe("release counts", () => {
     expect(desc.getReceiverAnswer().getTransform().get(0).getGetPointerField()).toBe(0);
     counter.close();
     (await pc).close();
-    await p.done();
   });
 
   it("the server's counter imported twice releases with referenceCount 2", async () => {
@@ -252,7 +247,7 @@ describe("release counts", () => {
 
 describe("connection end", () => {
   it("close(): pending and later calls reject with DisconnectedError; signals abort; servers released", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
     await callA(p.boot, M.register, (b) => writeCap(b, 0, cb));
@@ -276,7 +271,7 @@ describe("connection end", () => {
   });
 
   it("abort(): the peer sees the reason as a remote error", async () => {
-    const p = makePair();
+    await using p = makePair();
     await callA(p.boot, M.add);
     const seen = deferred<Error | undefined>();
     p.server.onClose((e) => seen.resolve(e));
@@ -287,17 +282,17 @@ describe("connection end", () => {
     expect(err.remote).toBe(true);
     expect(err.message).toBe("go away");
     expect(await seen.promise).toBe(err);
-    expect(wire(p.ta)).toContain("abort");
+    expect(wire(p.clientTransport)).toContain("abort");
     p.boot.close();
     expect(p.client.stats()).toEqual(ZERO);
     expect(p.server.stats()).toEqual(ZERO);
   });
 
   it("a transport failure ends both sides; calls reject", async () => {
-    const p = makePair();
+    await using p = makePair();
     const pending = call(p.boot, M.sleep);
     await p.calc.sleepStarted.promise;
-    p.ta.break(new Error("cable cut"));
+    p.clientTransport.break(new Error("cable cut"));
     await expect(Promise.resolve(pending)).rejects.toBeInstanceOf(DisconnectedError);
     expect((await p.client.closed)?.message).toBe("cable cut");
     await p.server.closed;

@@ -1,3 +1,6 @@
+// RPC engine basics (calls, results, errors, capabilities in both directions, release), over
+// createRpcPair (rpc-helpers.ts makePair).
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import {
   CanceledError,
@@ -11,16 +14,16 @@ import { Box, CalcServer, CallbackServer, CB, COUNTER, M, call, callA, drain, ma
 
 describe("rpc basics", () => {
   it("bootstrap and a call with scalars", async () => {
-    const p = makePair();
+    await using p = makePair();
     expect(await callA(p.boot, M.add, (b) => { b.a = 2; b.b = 40; })).toBe(42);
     // The first call was pipelined on the bootstrap question before its Return.
-    expect(wire(p.ta).slice(0, 2)).toEqual(["bootstrap", "call"]);
-    await p.done();
+    expect(wire(p.clientTransport).slice(0, 2)).toEqual(["bootstrap", "call"]);
+    await p.dispose();
     expect(p.calc.released).toBe(1);
   });
 
   it("Text, Data and Int64 round trip (including a large multi-KiB payload)", async () => {
-    const p = makePair();
+    await using p = makePair();
     const big = new Uint8Array(300_000).map((_, i) => i & 0xff);
     const resp = await call(p.boot, M.echo, (b) => {
       b.setText(0, "héllo wörld ✓");
@@ -32,11 +35,10 @@ describe("rpc basics", () => {
     expect(r.data(1)).toEqual(big);
     expect(r.big).toBe(-9007199254740993n);
     resp.close();
-    await p.done();
   });
 
   it("a capability as a result, called later, released exactly once", async () => {
-    const p = makePair();
+    await using p = makePair();
     const resp = await call(p.boot, M.makeCounter, (b) => { b.a = 10; });
     const counter = readCap(resp.results(Box), 0)!;
     resp.close();
@@ -51,12 +53,11 @@ describe("rpc basics", () => {
     await drain();
     expect(p.calc.counters[0]!.released).toBe(1);
     // One Release for the counter, with the number of times it was sent (once).
-    expect(wire(p.ta).filter((w) => w === "release")).toHaveLength(1);
-    await p.done();
+    expect(wire(p.clientTransport).filter((w) => w === "release")).toHaveLength(1);
   });
 
   it("a callback capability passed as a param is called during the call", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
     expect(await callA(p.boot, M.callback, (b) => { writeCap(b, 0, cb); b.a = 21; })).toBe(42);
@@ -64,11 +65,10 @@ describe("rpc basics", () => {
     cb.close();
     await drain();
     expect(cbs.released).toBe(1);
-    await p.done();
   });
 
   it("the callee keeps a callback and calls it later (releaseParamCaps = false)", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
     await callA(p.boot, M.register, (b) => writeCap(b, 0, cb));
@@ -84,12 +84,11 @@ describe("rpc basics", () => {
     await callA(p.boot, M.register); // the server drops the kept callback -> Release
     await drain();
     expect(cbs.released).toBe(1);
-    expect(wire(p.tb).filter((w) => w === "release")).toHaveLength(1);
-    await p.done();
+    expect(wire(p.serverTransport).filter((w) => w === "release")).toHaveLength(1);
   });
 
   it("a capability passed back to its owner becomes local again (receiverHosted)", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
     const resp = await call(p.boot, M.identity, (b) => writeCap(b, 0, cb));
@@ -100,11 +99,10 @@ describe("rpc basics", () => {
     cb.close();
     await drain();
     expect(cbs.released).toBe(1);
-    await p.done();
   });
 
   it("exceptions keep their type both ways", async () => {
-    const p = makePair();
+    await using p = makePair();
     for (const kind of ["failed", "overloaded", "disconnected", "unimplemented"] as const) {
       const err = await call(p.boot, M.fail, (b) => b.setText(0, kind)).then(
         () => null,
@@ -122,52 +120,49 @@ describe("rpc basics", () => {
     // Unknown interface -> unimplemented.
     const un = (await call(p.boot, 0, undefined, 0x1234n).then(() => null, (e: unknown) => e)) as RpcError;
     expect(un.kind).toBe("unimplemented");
-    await p.done();
   });
 
   it("pipelined calls: bootstrap().makeCounter().inc() before any Return", async () => {
-    const p = makePair();
-    p.tb.fence(); // hold the server's Returns
+    await using p = makePair();
+    p.serverTransport.fence(); // hold the server's Returns
     const pc = call(p.boot, M.makeCounter, (b) => { b.a = 100; });
     const counter = pc.pipeline(0);
     const r1 = call(counter, 0, undefined, COUNTER);
     const r2 = call(counter, 0, undefined, COUNTER);
     await drain();
-    expect(wire(p.ta)).toEqual(["bootstrap", "call", "call", "call"]);
-    p.tb.release();
+    expect(wire(p.clientTransport)).toEqual(["bootstrap", "call", "call", "call"]);
+    p.serverTransport.release();
     expect((await r1).results(Box).a).toBe(101);
     expect((await r2).results(Box).a).toBe(102);
     (await r1).close();
     (await r2).close();
     (await pc).close();
     counter.close();
-    await p.done();
+    await p.dispose();
     expect(p.calc.counters[0]!.released).toBe(1);
   });
 
   it("pipelining through a nested struct path", async () => {
-    const p = makePair();
+    await using p = makePair();
     const pc = call(p.boot, M.nested, (b) => { b.a = 5; });
     const counter = pc.pipeline(2, 0);
     expect(await callA(counter, 0, undefined, COUNTER)).toBe(6);
     (await pc).close();
     counter.close();
-    await p.done();
   });
 
   it("calls to a null capability and a pipelined null fail cleanly", async () => {
-    const p = makePair();
+    await using p = makePair();
     const pc = call(p.boot, M.add);
     const none = pc.pipeline(3);
     const err = await call(none, 0).then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(RpcError);
     none.close();
     (await pc).close();
-    await p.done();
   });
 
   it("Finish before Return cancels the callee (its signal aborts) and the caller gets CanceledError", async () => {
-    const p = makePair();
+    await using p = makePair();
     const pc = call(p.boot, M.sleep);
     await p.calc.sleepStarted.promise;
     pc.cancel();
@@ -175,13 +170,12 @@ describe("rpc basics", () => {
     const reason = await p.calc.sleepAborted.promise;
     expect(reason).toBeInstanceOf(CanceledError);
     await drain();
-    expect(wire(p.ta)).toContain("finish");
-    expect(wire(p.tb)).toContain("return:canceled");
-    await p.done();
+    expect(wire(p.clientTransport)).toContain("finish");
+    expect(wire(p.serverTransport)).toContain("return:canceled");
   });
 
   it("send({signal}) cancels when the signal aborts", async () => {
-    const p = makePair();
+    await using p = makePair();
     const ac = new AbortController();
     const req = p.boot.newCall(0xa1a1a1a1a1a1a1a1n, M.sleep, Box);
     const pc = req.send({ signal: ac.signal });
@@ -189,16 +183,14 @@ describe("rpc basics", () => {
     ac.abort();
     await expect(Promise.resolve(pc)).rejects.toBeInstanceOf(CanceledError);
     await p.calc.sleepAborted.promise;
-    await p.done();
   });
 
   it("many concurrent calls return in order", async () => {
-    const p = makePair();
+    await using p = makePair();
     const all = [];
     for (let i = 0; i < 500; i++) all.push(callA(p.boot, M.add, (b) => { b.a = i; b.b = 1; }));
     const res = await Promise.all(all);
     expect(res).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
-    await p.done();
   });
 
   it("a local call (no connection) works, including pipelining", async () => {
@@ -216,7 +208,7 @@ describe("rpc basics", () => {
   });
 
   it("a callback called through a capability kept by the peer runs in E-order", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
     await callA(p.boot, M.register, (b) => writeCap(b, 0, cb));
@@ -226,7 +218,6 @@ describe("rpc basics", () => {
     await Promise.all(rs);
     expect(cbs.values).toEqual(Array.from({ length: 20 }, (_, i) => i));
     await callA(p.boot, M.register);
-    await p.done();
   });
 
   it("CB constant is distinct", () => {

@@ -1,3 +1,7 @@
+// RPC engine edge cases: protocol errors from a raw peer, incoming segment buffers, big payloads
+// not copied, schema evolution, lifetimes and connection end. Over createRpcPair (rpc-helpers.ts
+// makePair) and hand-built connections.
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import { Duplex } from "node:stream";
 import * as capnp from "capnp-ts";
@@ -288,7 +292,7 @@ describe("schema evolution", () => {
         c.results(Box).a = 7;
       },
     };
-    const p = makePair(server);
+    await using p = makePair(server);
     const cb = localCapability(cbs);
     const resp = await call(p.boot, 0, (b) => {
       b.a = 3;
@@ -301,7 +305,7 @@ describe("schema evolution", () => {
     expect(capnp.Struct.getInt32(20, big)).toBe(0);
     resp.close();
     expect(seen).toEqual([{ a: 3, extra: 0, text: "old", cbValue: 10 }]);
-    await p.done();
+    await p.dispose();
     expect(cbs.released).toBe(1);
   });
 
@@ -320,7 +324,7 @@ describe("schema evolution", () => {
         capnp.Struct.setInt32(0, capnp.Struct.getInt32(0, c.params(DataOnly)) + 1, c.results(DataOnly));
       },
     };
-    const p = makePair(server);
+    await using p = makePair(server);
     const req = p.boot.newCall(CALC, 0, DataOnly);
     capnp.Struct.setInt32(0, 9, req.params);
     const resp = await req.send();
@@ -330,17 +334,16 @@ describe("schema evolution", () => {
     expect(capnp.Struct.getInt32(0, resp.results(DataOnly))).toBe(10);
     expect(capnp.Struct.getInt32(0, r)).toBe(10); // the copy kept the data section
     resp.close();
-    await p.done();
   });
 });
 
 describe("lifetimes and connection end", () => {
   it("a pipelined-only call that fails at disconnect causes no unhandled rejection", async () => {
-    const p = makePair();
+    await using p = makePair();
     const pc = call(p.boot, M.makeCounter);
     const c = pc.pipeline(0);
     const r = call(c, 0, undefined, COUNTER); // never awaited before the break
-    p.ta.break(new Error("gone"));
+    p.clientTransport.break(new Error("gone"));
     await p.client.closed;
     await expect(Promise.resolve(r)).rejects.toBeInstanceOf(DisconnectedError);
     await expect(callA(c, 0, undefined, COUNTER)).rejects.toBeInstanceOf(DisconnectedError);
@@ -352,16 +355,16 @@ describe("lifetimes and connection end", () => {
   });
 
   it("import handles outlive the connection: calls fail with DisconnectedError, close() sends nothing", async () => {
-    const p = makePair();
+    await using p = makePair();
     const resp = await call(p.boot, M.makeCounter);
     const counter = readCap(resp.results(Box), 0)!;
     resp.close();
     await p.client.close();
-    const before = p.ta.wireLog.length;
+    const before = p.clientTransport.wireLog.length;
     await expect(callA(counter, 0, undefined, COUNTER)).rejects.toBeInstanceOf(DisconnectedError);
     counter.close();
     p.boot.close();
-    expect(p.ta.wireLog.length).toBe(before);
+    expect(p.clientTransport.wireLog.length).toBe(before);
     await p.server.closed;
     expect(p.calc.counters[0]!.released).toBe(1);
     expect(p.client.stats()).toEqual(ZERO);
@@ -369,24 +372,24 @@ describe("lifetimes and connection end", () => {
   });
 
   it("Server.onRelease runs exactly once when a cap is exported several times and dropped", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
     for (let i = 0; i < 3; i++) await callA(p.boot, M.callback, (b) => { writeCap(b, 0, cb); b.a = i; });
     expect(p.client.stats().exports).toBe(0); // the server released each param cap after its call
     cb.close();
     expect(cbs.released).toBe(1);
-    await p.done();
+    await p.dispose();
     expect(cbs.released).toBe(1);
   });
 
   it("onClose callbacks run once, later; unregister works", async () => {
-    const p = makePair();
+    await using p = makePair();
     const seen: (Error | undefined)[] = [];
     p.client.onClose((e) => seen.push(e));
     const off = p.client.onClose(() => seen.push(new Error("should not run")));
     off();
-    await p.done();
+    await p.dispose();
     await drain();
     expect(seen).toEqual([undefined]);
     const late = deferred<Error | undefined>();
@@ -395,7 +398,7 @@ describe("lifetimes and connection end", () => {
   });
 
   it("localCapability twice for one Server shares one lifetime: one export, one onRelease", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const c1 = localCapability(cbs);
     const c2 = localCapability(cbs);
@@ -413,7 +416,6 @@ describe("lifetimes and connection end", () => {
     expect(cbs.released).toBe(0); // c2 still open
     c2.close();
     expect(cbs.released).toBe(1);
-    await p.done();
   });
 
   it("null and broken capabilities", async () => {
@@ -431,15 +433,14 @@ describe("lifetimes and connection end", () => {
   });
 
   it("a null capability sent over the wire arrives as null (CapDescriptor none / null pointer)", async () => {
-    const p = makePair();
+    await using p = makePair();
     const resp = await call(p.boot, M.identity, (b) => writeCap(b, 0, null));
     expect(readCap(resp.results(Box), 0)).toBeNull();
     resp.close();
-    await p.done();
   });
 
   it("a promise import released before its Resolve: the late Resolve's cap is released", async () => {
-    const p = makePair();
+    await using p = makePair();
     const resp = await call(p.boot, M.makeLater);
     const later = readCap(resp.results(Box), 0)!;
     resp.close();
@@ -450,7 +451,6 @@ describe("lifetimes and connection end", () => {
     p.calc.later!.resolve(localCapability(counter));
     await drain();
     expect(counter.released).toBe(1);
-    await p.done();
   });
 
   it("promiseCapability resolving to another promise, then a server", async () => {
@@ -471,14 +471,14 @@ describe("lifetimes and connection end", () => {
   });
 
   it("the bootstrap cap can be called after close() of a pipelined question's response", async () => {
-    const p = makePair();
-    const sent = capture(p.ta);
+    await using p = makePair();
+    const sent = capture(p.clientTransport);
     expect(await callA(p.boot, M.add, (b) => { b.a = 1; b.b = 1; })).toBe(2);
     expect(await callA(p.boot, M.add, (b) => { b.a = 2; b.b = 2; })).toBe(4);
     // Both calls went to the bootstrap import directly once it resolved.
     const calls = sent.filter((m) => m.which() === rpc.Message.CALL).map((m) => m.getCall().getTarget().which());
     expect(calls).toContain(rpc.MessageTarget.IMPORTED_CAP);
-    await p.done();
-    expect(wire(p.ta).filter((w) => w === "release")).toHaveLength(1);
+    await p.dispose();
+    expect(wire(p.clientTransport).filter((w) => w === "release")).toHaveLength(1);
   });
 });

@@ -1,5 +1,6 @@
 // The FinalizationRegistry safety net: a leaked handle is released once by GC, and never again
 // by a later close or by connection teardown.
+// Threading: loop thread (the test's thread).
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, it } from "vitest";
@@ -20,7 +21,7 @@ async function collectUntil(done: () => boolean): Promise<boolean> {
 
 describe("GC safety net", () => {
   it("a leaked import handle is released once (one Release), and the server gets onRelease once", async () => {
-    const p = makePair();
+    await using p = makePair();
     const cbs = new CallbackServer();
     const cb = localCapability(cbs);
     await (async () => {
@@ -31,12 +32,12 @@ describe("GC safety net", () => {
     })();
     cb.close();
     expect(await collectUntil(() => cbs.released === 1)).toBe(true);
-    await p.done();
+    await p.dispose();
     expect(cbs.released).toBe(1);
   });
 
   it("a leaked import from the peer sends exactly one Release", async () => {
-    const p = makePair();
+    await using p = makePair();
     await (async () => {
       const resp = await call(p.boot, M.makeCounter);
       readCap(resp.results(Box), 0); // leaked
@@ -45,9 +46,8 @@ describe("GC safety net", () => {
     expect(p.client.stats().imports).toBe(2);
     expect(await collectUntil(() => p.client.stats().imports === 1)).toBe(true);
     await drain();
-    expect(wire(p.ta).filter((w) => w === "release")).toHaveLength(1);
+    expect(wire(p.clientTransport).filter((w) => w === "release")).toHaveLength(1);
     expect(p.calc.counters[0]!.released).toBe(1);
     expect(await callA(p.boot, M.add, (b) => { b.a = 1; })).toBe(1);
-    await p.done();
   });
 });

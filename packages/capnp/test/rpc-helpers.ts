@@ -1,21 +1,22 @@
-// Shared fixtures for the rpc*.test.ts files: a hand-written test schema (capnp-ts Struct
-// subclasses), a test server, and a connected client/server pair with a leak check.
+// Shared fixtures for the rpc*.test.ts files (engine level, no runtime): a hand-written test
+// schema (capnp-ts Struct subclasses, the engine does not check struct ids), test servers, and
+// `makePair`, @multiprocess-ts/testing's createRpcPair serving them.
+// Threading: loop thread (the test's thread).
 import * as capnp from "capnp-ts";
-import { expect } from "vitest";
+import { createRpcPair, type RpcPair, type RpcPairOptions } from "@multiprocess-ts/testing";
 import * as rpcSchema from "capnp-ts/src/std/rpc.capnp.js";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
 import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import {
-  RpcConnection,
   RpcError,
   deferred,
   localCapability,
-  memoryTransportPair,
   promiseCapability,
   readCap,
   writeCap,
 } from "@multiprocess-ts/capnp";
 import type { Capability, IncomingCall, MemoryTransport, PendingCall, Server, Deferred } from "@multiprocess-ts/capnp";
+export { drain, wireKinds as wire } from "@multiprocess-ts/testing";
 
 /** A generic struct: 16 data bytes (i32 at 0 and 4), 4 pointers (text/data/caps). */
 export class Box extends capnp.Struct {
@@ -222,47 +223,15 @@ export class CalcServer implements Server {
   }
 }
 
-/** Let every queued microtask and in-memory delivery run (the memory transport is microtask-driven). */
-export async function drain(): Promise<void> {
-  for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
-}
-
-export interface Pair {
-  ta: MemoryTransport;
-  tb: MemoryTransport;
-  client: RpcConnection;
-  server: RpcConnection;
+/** A client/server pair of RpcConnections (createRpcPair) whose server bootstraps `impl`. */
+export interface Pair extends RpcPair {
+  /** The bootstrap object, as a CalcServer (what most tests serve). */
   calc: CalcServer;
-  boot: Capability;
-  done(): Promise<void>;
 }
 
-export function makePair(impl: Server = new CalcServer(), opts: { clientBootstrap?: Capability } = {}): Pair {
-  const [ta, tb] = memoryTransportPair();
-  const bootCap = localCapability(impl);
-  const server = new RpcConnection(tb, { bootstrap: bootCap, name: "server" });
-  bootCap.close();
-  const client = new RpcConnection(ta, { name: "client", bootstrap: opts.clientBootstrap });
-  opts.clientBootstrap?.close();
-  const boot = client.bootstrap();
-  return {
-    ta,
-    tb,
-    client,
-    server,
-    calc: impl as CalcServer,
-    boot,
-    async done() {
-      boot.close();
-      await drain();
-      expect(client.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
-      expect(server.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
-      await client.close();
-      await server.close();
-      expect(client.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
-      expect(server.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
-    },
-  };
+/** Serves `impl` (default: a new CalcServer); `await using` runs the pair's leak check. */
+export function makePair(impl: Server = new CalcServer(), opts: RpcPairOptions = {}): Pair {
+  return Object.assign(createRpcPair(impl, opts), { calc: impl as CalcServer });
 }
 
 export function call(cap: Capability, methodId: number, fill?: (p: Box) => void, iface = CALC): PendingCall {
@@ -278,10 +247,6 @@ export async function callA(cap: Capability, methodId: number, fill?: (p: Box) =
   } finally {
     resp.close();
   }
-}
-
-export function wire(t: MemoryTransport): string[] {
-  return t.wireLog.map((e) => (e.variant ? `${e.which}:${e.variant}` : e.which));
 }
 
 /** Decode every message sent on `t` from now on (wraps `send`; the transport still gets them). */

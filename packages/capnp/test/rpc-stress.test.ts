@@ -1,6 +1,7 @@
 // Randomised mixes of calls, pipelining, promise resolution (including back into the caller's
 // vat, i.e. embargoes), cancellation, callbacks and releases. Each seed must finish with every
 // server released exactly once and all tables empty on both sides.
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
 import { localCapability, readCap, writeCap } from "@multiprocess-ts/capnp";
 import type { Capability, PendingCall } from "@multiprocess-ts/capnp";
@@ -19,7 +20,7 @@ function rng(seed: number): () => number {
 async function scenario(seed: number, breakAtEnd = false): Promise<void> {
   const rand = rng(seed);
   const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)]!;
-  const p = makePair();
+  await using p = makePair();
   const caps: Capability[] = [];
   const pendings: PendingCall[] = [];
   const settled: Promise<unknown>[] = [];
@@ -113,7 +114,7 @@ async function scenario(seed: number, breakAtEnd = false): Promise<void> {
   }
   if (breakAtEnd) {
     // The link fails with calls in flight: everything settles, everything is released.
-    p.ta.break(new Error("link lost"));
+    p.clientTransport.break(new Error("link lost"));
     await Promise.all(settled);
     for (const c of caps) c.close();
     p.boot.close();
@@ -130,7 +131,7 @@ async function scenario(seed: number, breakAtEnd = false): Promise<void> {
     for (const c of caps) c.close();
     const r = await call(p.boot, M.register); // drop the server's kept callback
     r.close();
-    await p.done();
+    await p.dispose();
   }
   for (const c of p.calc.counters) expect(c.released).toBe(1);
   for (const c of localCounters) expect(c.released).toBe(1);

@@ -20,6 +20,7 @@ export const CLI = path.join(GEN_DIR, "dist/cli.js");
 export const PROTO_SCHEMAS = [
   "proto/mp/proxy.capnp",
   "proto/test/foo.capnp",
+  "proto/test/fixtures.capnp",
   "proto/example/init.capnp",
   "proto/example/calculator.capnp",
   "proto/example/printer.capnp",

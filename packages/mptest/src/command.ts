@@ -44,23 +44,18 @@ export const SCENARIO_MODULE_ENV = "MPTEST_SCENARIO_MODULE";
 interface Loaded {
   scenarios: Scenario[];
   probes: LeakProbe[];
-  /** Scenarios whose dependencies have not landed, with what is missing. */
-  pending: { name: string; missing: string[] }[];
 }
 
 async function loadScenarios(hooks: CliHooks): Promise<Loaded> {
   let scenarios: Scenario[];
   let probes: LeakProbe[];
-  let pending: Loaded["pending"] = [];
   if (hooks.scenarios !== undefined) {
     scenarios = [...hooks.scenarios];
     probes = [...(hooks.probes ?? [])];
   } else {
     // Loaded lazily so that `--help` and the API hook do not load the whole runtime.
     const mod = await import("./scenarios/index.js");
-    const found = await mod.loadScenarios();
-    scenarios = found.runnable;
-    pending = found.pending.map((p) => ({ name: p.scenario.name, missing: p.missing }));
+    scenarios = mod.allScenarios();
     probes = [...mod.defaultProbes(), ...(hooks.probes ?? [])];
   }
   for (const p of (process.env[SCENARIO_MODULE_ENV] ?? "").split(delimiter).filter(Boolean)) {
@@ -74,7 +69,7 @@ async function loadScenarios(hooks: CliHooks): Promise<Loaded> {
     if (seen.has(s.name)) throw new UsageError(`duplicate scenario name '${s.name}'`);
     seen.add(s.name);
   }
-  return { scenarios, probes, pending };
+  return { scenarios, probes };
 }
 
 function defaultCliPath(): string {
@@ -105,9 +100,10 @@ function indent(text: string, pad = "    "): string {
     .join("\n");
 }
 
-export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Promise<number> {
-  const stdout = hooks.stdout ?? process.stdout;
-  const stderr = hooks.stderr ?? process.stderr;
+type Selected = { args: CliArgs; loaded: Loaded; selected: Scenario[] };
+
+/** Parses argv and loads the scenarios; a number is the exit status (help, --list, usage error). */
+async function prepare(argv: readonly string[], hooks: CliHooks, stdout: Out, stderr: Out): Promise<Selected | number> {
   let args: CliArgs;
   let loaded: Loaded;
   try {
@@ -125,64 +121,70 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
     throw e;
   }
   const selected = loaded.scenarios.filter((s) => args.filter === undefined || args.filter.test(s.name));
-  const pendingSelected = loaded.pending.filter((p) => args.filter === undefined || args.filter.test(p.name));
   if (args.list) {
     for (const s of selected) stdout.write(s.origin ? `${s.name}\t(${s.origin})\n` : `${s.name}\n`);
-    for (const p of pendingSelected) stdout.write(`${p.name}\t(pending: needs ${p.missing.join(", ")})\n`);
     return 0;
-  }
-  if (pendingSelected.length > 0 && args.shard === undefined) {
-    stderr.write(`mptest: ${pendingSelected.length} scenario(s) pending, not run:\n`);
-    for (const p of pendingSelected) stderr.write(`  ${p.name} (needs ${p.missing.join(", ")})\n`);
   }
   if (selected.length === 0) {
     stderr.write(`mptest: no scenario matches --filter ${args.filter?.source}\n`);
     return 2;
   }
   if (args.repeat === undefined && args.durationMs === undefined && !args.untilFail) args.durationMs = DEFAULT_DURATION_MS;
-  const seed = args.seed ?? randomSeed();
-  const cliPath = hooks.cliPath ?? defaultCliPath();
+  return { args, loaded, selected };
+}
 
-  let interrupted = false;
-  const onSigint = (): void => {
-    if (interrupted) process.exit(130);
-    interrupted = true;
-  };
+/** A --jobs shard child: reports over IPC and prints nothing but the scenarios' own output. */
+async function runShard({ args, loaded, selected }: Selected, seed: number): Promise<number> {
+  const send = (m: ShardMessage): void => void process.send!(m);
+  const res = await runScenarios({
+    scenarios: selected,
+    probes: loaded.probes,
+    seed,
+    timeoutMs: args.timeoutMs,
+    untilFail: args.untilFail,
+    shard: args.shard!,
+    ...(args.repeat !== undefined ? { repeat: args.repeat } : {}),
+    ...(args.durationMs !== undefined ? { durationMs: args.durationMs } : {}),
+    onStart: (scenario, iteration, s) => send({ t: "start", scenario, iteration, seed: s }),
+    onResult: (r) => send({ t: "result", r }),
+  });
+  send({ t: "end", stopped: res.stopped });
+  return res.results.every((r) => r.status === "pass") ? 0 : 1;
+}
 
-  // --- shard child: report over IPC, print nothing but the scenario's own output.
-  if (args.shard !== undefined && process.send !== undefined) {
-    const send = (m: ShardMessage): void => void process.send!(m);
-    const res = await runScenarios({
-      scenarios: selected,
-      probes: loaded.probes,
-      seed,
-      timeoutMs: args.timeoutMs,
-      untilFail: args.untilFail,
-      shard: args.shard,
-      ...(args.repeat !== undefined ? { repeat: args.repeat } : {}),
-      ...(args.durationMs !== undefined ? { durationMs: args.durationMs } : {}),
-      onStart: (scenario, iteration, s) => send({ t: "start", scenario, iteration, seed: s }),
-      onResult: (r) => send({ t: "result", r }),
-    });
-    send({ t: "end", stopped: res.stopped });
-    return res.results.every((r) => r.status === "pass") ? 0 : 1;
-  }
+interface Reporter {
+  readonly failures: FailureRecord[];
+  onStart(scenario: string, iteration: number): void;
+  onResult(r: IterationResult): void;
+  clearLine(): void;
+}
 
-  // --- parent (or single process): progress, failures as they happen, summary.
+/** The full report of one failed iteration (the first few per scenario are printed this way). */
+function failureReport(r: IterationResult, reproduce: string): string {
+  const parts = [`${r.status.toUpperCase()} ${r.scenario} (iteration ${r.iteration}, seed ${r.seed})`];
+  if (r.error) parts.push(indent(r.error));
+  if (r.leaks) parts.push("  leaked (counter: baseline -> after):", indent(r.leaks.join("\n")));
+  if (r.dump) parts.push("  state at timeout:", indent(r.dump));
+  if (r.log && r.log.length > 0) parts.push("  scenario log:", indent(r.log.join("\n")));
+  parts.push(`  reproduce: ${reproduce}`);
+  return parts.join("\n") + "\n";
+}
+
+/** Progress line (redrawn on a TTY, every 5 s otherwise) and failures as they happen. */
+function createReporter(args: CliArgs, stderr: Out, cliPath: string): Reporter {
   const displayCli = relative(process.cwd(), cliPath) || cliPath;
   const tty = stderr.isTTY === true;
   const extraModules = process.env[SCENARIO_MODULE_ENV];
   const envPrefix = extraModules ? `${SCENARIO_MODULE_ENV}=${shellQuote(extraModules)} ` : "";
-  const startedAt = new Date();
   const t0 = Date.now();
   let runs = 0;
   let bad = 0;
   let lastPlain = t0;
+  let lastTty = 0;
   let current = "";
   const clearLine = (): void => {
     if (tty) stderr.write("\r\x1b[K");
   };
-  let lastTty = 0;
   const progress = (): void => {
     const now = Date.now();
     // Redraw at most 10 times a second: fast scenarios finish thousands of iterations a second.
@@ -198,10 +200,6 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
   };
   const failures: FailureRecord[] = [];
   const printed = new Map<string, number>();
-  const onStart = (scenario: string, iteration: number): void => {
-    current = `${scenario} #${iteration}`;
-    progress();
-  };
   const onResult = (r: IterationResult): void => {
     runs++;
     if (r.status !== "pass") {
@@ -221,37 +219,37 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
       clearLine();
       const shown = (printed.get(r.scenario) ?? 0) + 1;
       printed.set(r.scenario, shown);
-      if (shown > FULL_REPORTS_PER_SCENARIO) {
-        // A deterministic failure repeats every iteration: one line each after the first few.
-        stderr.write(
-          `${r.status.toUpperCase()} ${r.scenario} (iteration ${r.iteration}, seed ${r.seed}): ${firstLine(r.error ?? r.leaks?.join(", ") ?? "")}\n` +
-            `  reproduce: ${rec.reproduce}\n`,
-        );
-        progress();
-        return;
-      }
-      const parts = [`${r.status.toUpperCase()} ${r.scenario} (iteration ${r.iteration}, seed ${r.seed})`];
-      if (r.error) parts.push(indent(r.error));
-      if (r.leaks) parts.push("  leaked (counter: baseline -> after):", indent(r.leaks.join("\n")));
-      if (r.dump) parts.push("  state at timeout:", indent(r.dump));
-      if (r.log && r.log.length > 0) parts.push("  scenario log:", indent(r.log.join("\n")));
-      parts.push(`  reproduce: ${rec.reproduce}`);
-      stderr.write(parts.join("\n") + "\n");
+      // A deterministic failure repeats every iteration: one line each after the first few.
+      stderr.write(
+        shown > FULL_REPORTS_PER_SCENARIO
+          ? `${r.status.toUpperCase()} ${r.scenario} (iteration ${r.iteration}, seed ${r.seed}): ${firstLine(r.error ?? r.leaks?.join(", ") ?? "")}\n` +
+              `  reproduce: ${rec.reproduce}\n`
+          : failureReport(r, rec.reproduce),
+      );
     }
     progress();
   };
+  const onStart = (scenario: string, iteration: number): void => {
+    current = `${scenario} #${iteration}`;
+    progress();
+  };
+  return { failures, onStart, onResult, clearLine };
+}
 
-  const plan = args.repeat !== undefined ? `--repeat ${args.repeat}` : args.durationMs !== undefined ? `--duration ${args.durationMs / 1000}s` : "until failure";
-  stderr.write(
-    `mptest: ${selected.length} scenario(s), seed ${seed}, ${plan}${args.untilFail ? " --until-fail" : ""}, jobs ${args.jobs}, timeout ${args.timeoutMs} ms\n`,
-  );
-
+/** Runs the plan in-process or over --jobs children; a number is the exit status (usage error). */
+async function execute(sel: Selected, hooks: CliHooks, seed: number, cliPath: string, reporter: Reporter, stderr: Out): Promise<RunResult | number> {
+  const { args, loaded, selected } = sel;
+  let interrupted = false;
+  const onSigint = (): void => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+  };
+  const { onStart, onResult } = reporter;
   process.on("SIGINT", onSigint);
-  let res: RunResult;
   try {
     if (args.jobs > 1) {
       if (hooks.scenarios !== undefined) throw new UsageError("--jobs > 1 cannot use in-memory scenarios (use MPTEST_SCENARIO_MODULE)");
-      res = await runJobs({
+      return await runJobs({
         cliPath,
         jobs: args.jobs,
         childArgs: childArgs(args, seed),
@@ -261,20 +259,19 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
         onResult,
         shouldStop: () => interrupted,
       });
-    } else {
-      res = await runScenarios({
-        scenarios: selected,
-        probes: loaded.probes,
-        seed,
-        timeoutMs: args.timeoutMs,
-        untilFail: args.untilFail,
-        ...(args.repeat !== undefined ? { repeat: args.repeat } : {}),
-        ...(args.durationMs !== undefined ? { durationMs: args.durationMs } : {}),
-        onStart,
-        onResult,
-        shouldStop: () => interrupted,
-      });
     }
+    return await runScenarios({
+      scenarios: selected,
+      probes: loaded.probes,
+      seed,
+      timeoutMs: args.timeoutMs,
+      untilFail: args.untilFail,
+      ...(args.repeat !== undefined ? { repeat: args.repeat } : {}),
+      ...(args.durationMs !== undefined ? { durationMs: args.durationMs } : {}),
+      onStart,
+      onResult,
+      shouldStop: () => interrupted,
+    });
   } catch (e) {
     if (e instanceof UsageError) {
       stderr.write(`mptest: ${e.message}\n`);
@@ -284,8 +281,11 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
   } finally {
     process.off("SIGINT", onSigint);
   }
-  clearLine();
+}
 
+/** Prints the summary table and verdict, writes --json; returns the exit status. */
+function finish(argv: readonly string[], sel: Selected, seed: number, startedAt: Date, res: RunResult, failures: FailureRecord[], stdout: Out): number {
+  const { args, selected } = sel;
   const summary = summarize(
     selected.map((s) => s.name),
     res.results,
@@ -309,9 +309,31 @@ export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Pro
       totals: t,
       scenarios: summary,
       failures,
-      pending: pendingSelected,
     };
     writeFileSync(args.json, JSON.stringify(report, null, 2) + "\n");
   }
   return ok ? 0 : 1;
+}
+
+export async function runCli(argv: readonly string[], hooks: CliHooks = {}): Promise<number> {
+  const stdout = hooks.stdout ?? process.stdout;
+  const stderr = hooks.stderr ?? process.stderr;
+  const sel = await prepare(argv, hooks, stdout, stderr);
+  if (typeof sel === "number") return sel;
+  const { args, selected } = sel;
+  const seed = args.seed ?? randomSeed();
+  const cliPath = hooks.cliPath ?? defaultCliPath();
+  if (args.shard !== undefined && process.send !== undefined) return runShard(sel, seed);
+
+  // Parent (or single process): progress, failures as they happen, summary.
+  const startedAt = new Date();
+  const reporter = createReporter(args, stderr, cliPath);
+  const plan = args.repeat !== undefined ? `--repeat ${args.repeat}` : args.durationMs !== undefined ? `--duration ${args.durationMs / 1000}s` : "until failure";
+  stderr.write(
+    `mptest: ${selected.length} scenario(s), seed ${seed}, ${plan}${args.untilFail ? " --until-fail" : ""}, jobs ${args.jobs}, timeout ${args.timeoutMs} ms\n`,
+  );
+  const res = await execute(sel, hooks, seed, cliPath, reporter, stderr);
+  if (typeof res === "number") return res;
+  reporter.clearLine();
+  return finish(argv, sel, seed, startedAt, res, reporter.failures, stdout);
 }

@@ -12,6 +12,5 @@ export { runCli, SCENARIO_MODULE_ENV } from "./command.js";
 export type { CliHooks, Out } from "./command.js";
 export { summarize, formatTable, percentile, reproduceCommand, totals } from "./report.js";
 export type { ScenarioSummary, FailureRecord, JsonReport } from "./report.js";
-export { allScenarios, loadScenarios, defaultProbes } from "./scenarios/index.js";
+export { allScenarios, defaultProbes } from "./scenarios/index.js";
 export { closeWorkerPool, workerPoolStats } from "./scenarios/worker-driver.js";
-export type { PendingScenario } from "./scenarios/index.js";

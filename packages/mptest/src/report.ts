@@ -39,8 +39,6 @@ export interface JsonReport {
   totals: { runs: number; passed: number; failures: number; leaks: number; hangs: number };
   scenarios: ScenarioSummary[];
   failures: FailureRecord[];
-  /** Selected scenarios not run because code they need has not landed. */
-  pending: { name: string; missing: string[] }[];
 }
 
 /** Nearest-rank percentile of an ascending array (0 for an empty one). */

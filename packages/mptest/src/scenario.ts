@@ -23,10 +23,5 @@ export interface Scenario {
   readonly name: string;
   /** Where it comes from ("upstream test.cpp:143", "ours"), shown by --list. */
   readonly origin?: string;
-  /**
-   * Exports it needs from packages still being written ("runtime.EventLoop", "foo.FooInterfaceClient",
-   * "node.listenSockets"...). While any is missing the scenario is pending: listed, not run.
-   */
-  readonly requires?: readonly string[];
   run(ctx: ScenarioContext): Promise<void>;
 }

@@ -1,22 +1,17 @@
 // Every mptest scenario at least once, through the same runner API as the CLI (runIteration:
 // scenario, then the leak check against the per-iteration baseline). A failure message carries the
-// seed and the command line that replays it. Scenarios whose dependencies have not landed yet are
-// listed as pending by the CLI; here their test asserts that a dependency really is missing, so a
-// scenario cannot stay silently pending once the code it needs exists.
+// seed and the command line that replays it.
 import { afterAll, describe, expect, it } from "vitest";
-import { missingDeps } from "@multiprocess-ts/test-support";
 import {
   allScenarios,
   closeWorkerPool,
   defaultProbes,
-  loadScenarios,
   randomSeed,
   reproduceCommand,
   runIteration,
   workerPoolStats,
 } from "@multiprocess-ts/mptest";
 
-const { pending } = await loadScenarios();
 const seed = process.env.MPTEST_SEED !== undefined ? Number(process.env.MPTEST_SEED) : randomSeed();
 
 describe(`mptest scenarios (seed ${seed})`, () => {
@@ -60,14 +55,6 @@ describe(`mptest scenarios (seed ${seed})`, () => {
   });
 
   for (const scenario of allScenarios()) {
-    const p = pending.find((x) => x.scenario === scenario);
-    if (p !== undefined) {
-      it(`${scenario.name} [pending: needs ${p.missing.join(", ")}]`, async () => {
-        expect(await missingDeps(scenario.requires ?? [])).toEqual(p.missing);
-        expect(p.missing.length).toBeGreaterThan(0);
-      });
-      continue;
-    }
     it(scenario.name, async () => {
       const r = await runIteration(scenario, 0, seed, { probes: defaultProbes(), timeoutMs: 45_000 });
       const detail = [

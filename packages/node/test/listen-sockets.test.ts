@@ -7,16 +7,16 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { once } from "node:events";
 import { listenSockets, AddressInUseError, type Listener, type ListenTarget } from "@multiprocess-ts/node";
-import { expectNoLeaks, handleBaseline } from "./helpers.js";
+import { assertNoHandleLeaks, handleBaseline, type HandleBaseline } from "@multiprocess-ts/testing";
 
-let baseline: Map<string, number>;
+let baseline: HandleBaseline;
 let dir: string;
 beforeEach(() => {
   baseline = handleBaseline();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "mp-listen-"));
 });
 afterEach(async () => {
-  await expectNoLeaks(baseline);
+  await assertNoHandleLeaks(baseline);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

@@ -2,14 +2,14 @@ import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { MessageChannel } from "node:worker_threads";
 import { DisconnectedError, LimitError, ProtocolError } from "@multiprocess-ts/capnp";
 import { messagePortTransport } from "@multiprocess-ts/node";
-import { expectNoLeaks, handleBaseline, msg, started, values } from "./helpers.js";
+import { assertNoHandleLeaks, handleBaseline, msg, startRecording, msgValues, type HandleBaseline } from "@multiprocess-ts/testing";
 
-let baseline: Map<string, number>;
+let baseline: HandleBaseline;
 beforeEach(() => {
   baseline = handleBaseline();
 });
 afterEach(async () => {
-  await expectNoLeaks(baseline);
+  await assertNoHandleLeaks(baseline);
 });
 
 describe("messagePortTransport", () => {
@@ -17,16 +17,16 @@ describe("messagePortTransport", () => {
     const { port1, port2 } = new MessageChannel();
     const a = messagePortTransport(port1);
     const b = messagePortTransport(port2);
-    const sa = started(a);
-    const sb = started(b);
+    const sa = startRecording(a);
+    const sb = startRecording(b);
     const m1 = msg(1, 2, 3);
     a.send(m1);
     a.send(msg(4));
     b.send(msg(5, 6));
     await sb.waitFor(2);
     await sa.waitFor(1);
-    expect(sb.messages.map(values)).toEqual([[1, 2, 3], [4]]);
-    expect(sa.messages.map(values)).toEqual([[5, 6]]);
+    expect(sb.messages.map(msgValues)).toEqual([[1, 2, 3], [4]]);
+    expect(sa.messages.map(msgValues)).toEqual([[5, 6]]);
     // The sender's segment was transferred (its buffer is detached now), not copied.
     expect(m1[0]!.byteLength).toBe(0);
     await a.close();
@@ -39,15 +39,15 @@ describe("messagePortTransport", () => {
     const { port1, port2 } = new MessageChannel();
     const a = messagePortTransport(port1);
     const b = messagePortTransport(port2);
-    started(a);
-    const sb = started(b);
+    startRecording(a);
+    const sb = startRecording(b);
     const big = new Uint8Array(32);
     new DataView(big.buffer).setUint32(8, 77, true);
     new DataView(big.buffer).setUint32(16, 78, true);
     // Two segments sharing one buffer: both are copied, the original stays usable.
     a.send([big.subarray(8, 16), big.subarray(16, 24)]);
     await sb.waitFor(1);
-    expect(sb.messages.map(values)).toEqual([[77, 78]]);
+    expect(sb.messages.map(msgValues)).toEqual([[77, 78]]);
     expect(big.byteLength).toBe(32);
     await b.close();
     await a.close();
@@ -57,19 +57,19 @@ describe("messagePortTransport", () => {
     const { port1, port2 } = new MessageChannel();
     const a = messagePortTransport(port1);
     const b = messagePortTransport(port2);
-    const sa = started(a);
+    const sa = startRecording(a);
     a.send(msg(9));
     await a.close();
     await sa.ended.promise;
-    const sb = started(b);
+    const sb = startRecording(b);
     expect(await sb.ended.promise).toBeUndefined();
-    expect(sb.messages.map(values)).toEqual([[9]]);
+    expect(sb.messages.map(msgValues)).toEqual([[9]]);
   });
 
   it("reports a port closed without the end marker as a DisconnectedError", async () => {
     const { port1, port2 } = new MessageChannel();
     const b = messagePortTransport(port2);
-    const sb = started(b);
+    const sb = startRecording(b);
     port1.close(); // like a worker thread that exited
     const err = await sb.ended.promise;
     expect(err).toBeInstanceOf(DisconnectedError);
@@ -79,7 +79,7 @@ describe("messagePortTransport", () => {
     {
       const { port1, port2 } = new MessageChannel();
       const b = messagePortTransport(port2);
-      const sb = started(b);
+      const sb = startRecording(b);
       port1.postMessage({ s: ["not a buffer"] });
       expect(await sb.ended.promise).toBeInstanceOf(ProtocolError);
       port1.close();
@@ -87,9 +87,9 @@ describe("messagePortTransport", () => {
     {
       const { port1, port2 } = new MessageChannel();
       const b = messagePortTransport(port2, { limits: { maxSegments: 2 } });
-      const sb = started(b);
+      const sb = startRecording(b);
       const a = messagePortTransport(port1);
-      started(a);
+      startRecording(a);
       a.send([...msg(1), ...msg(2), ...msg(3)]);
       expect(await sb.ended.promise).toBeInstanceOf(LimitError);
       await a.close();
@@ -100,8 +100,8 @@ describe("messagePortTransport", () => {
     const { port1, port2 } = new MessageChannel();
     const a = messagePortTransport(port1);
     const b = messagePortTransport(port2);
-    const sa = started(a);
-    const sb = started(b);
+    const sa = startRecording(a);
+    const sb = startRecording(b);
     const reason = new Error("local reason");
     a.destroy(reason);
     a.send(msg(1)); // dropped silently

@@ -3,14 +3,14 @@ import * as net from "node:net";
 import { once } from "node:events";
 // capnp's streamTransport over real loopback sockets, as connectStream/serveStream use it.
 import { DisconnectedError, LimitError, ProtocolError, encodeFrameToBytes, streamTransport as duplexTransport } from "@multiprocess-ts/capnp";
-import { expectNoLeaks, handleBaseline, msg, started, values } from "./helpers.js";
+import { assertNoHandleLeaks, handleBaseline, msg, startRecording, msgValues, type HandleBaseline } from "@multiprocess-ts/testing";
 
-let baseline: Map<string, number>;
+let baseline: HandleBaseline;
 beforeEach(() => {
   baseline = handleBaseline();
 });
 afterEach(async () => {
-  await expectNoLeaks(baseline);
+  await assertNoHandleLeaks(baseline);
 });
 
 /** A connected pair of real loopback TCP sockets. */
@@ -32,16 +32,16 @@ describe("streamTransport over real sockets", () => {
     const [x, y] = await socketPair();
     const a = duplexTransport(x);
     const b = duplexTransport(y);
-    const sa = started(a);
-    const sb = started(b);
+    const sa = startRecording(a);
+    const sb = startRecording(b);
     a.send(msg(1, 2));
     a.send([...msg(3), ...msg(4)]);
     b.send(msg(5));
     await sb.waitFor(2);
     await sa.waitFor(1);
-    expect(sb.messages.map(values)).toEqual([[1, 2], [3, 4]]);
+    expect(sb.messages.map(msgValues)).toEqual([[1, 2], [3, 4]]);
     expect(sb.messages[1]!.length).toBe(2);
-    expect(sa.messages.map(values)).toEqual([[5]]);
+    expect(sa.messages.map(msgValues)).toEqual([[5]]);
     await a.close();
     expect(await sa.ended.promise).toBeUndefined();
     expect(await sb.ended.promise).toBeUndefined();
@@ -50,14 +50,14 @@ describe("streamTransport over real sockets", () => {
   it("reassembles messages split at every byte", async () => {
     const [x, y] = await socketPair();
     const b = duplexTransport(y);
-    const sb = started(b);
+    const sb = startRecording(b);
     const bytes = new Uint8Array([...encodeFrameToBytes(msg(7, 8, 9)), ...encodeFrameToBytes([...msg(10), ...msg(11)])]);
     for (let i = 0; i < bytes.length; i++) {
       x.write(bytes.subarray(i, i + 1));
       await new Promise<void>((r) => setImmediate(r)); // separate writes → separate reads, mostly
     }
     await sb.waitFor(2);
-    expect(sb.messages.map(values)).toEqual([[7, 8, 9], [10, 11]]);
+    expect(sb.messages.map(msgValues)).toEqual([[7, 8, 9], [10, 11]]);
     x.end();
     expect(await sb.ended.promise).toBeUndefined();
     await once(x, "close");
@@ -65,7 +65,7 @@ describe("streamTransport over real sockets", () => {
 
   it("reports EOF inside a message as a ProtocolError", async () => {
     const [x, y] = await socketPair();
-    const sb = started(duplexTransport(y));
+    const sb = startRecording(duplexTransport(y));
     const frame = encodeFrameToBytes(msg(1, 2, 3));
     x.end(frame.subarray(0, frame.length - 3));
     expect(await sb.ended.promise).toBeInstanceOf(ProtocolError);
@@ -74,7 +74,7 @@ describe("streamTransport over real sockets", () => {
 
   it("enforces reader limits", async () => {
     const [x, y] = await socketPair();
-    const sb = started(duplexTransport(y, { maxSegments: 1 }));
+    const sb = startRecording(duplexTransport(y, { maxSegments: 1 }));
     x.on("error", () => {});
     x.write(encodeFrameToBytes([...msg(1), ...msg(2)]));
     expect(await sb.ended.promise).toBeInstanceOf(LimitError);
@@ -83,15 +83,15 @@ describe("streamTransport over real sockets", () => {
 
   it("a peer reset is a DisconnectedError; destroy() ends at once with its reason", async () => {
     const [x, y] = await socketPair();
-    const sb = started(duplexTransport(y));
+    const sb = startRecording(duplexTransport(y));
     x.resetAndDestroy();
     const err = await sb.ended.promise;
     expect(err).toBeInstanceOf(DisconnectedError);
 
     const [p, q] = await socketPair();
     const tp = duplexTransport(p);
-    const sp = started(tp);
-    const sq = started(duplexTransport(q));
+    const sp = startRecording(tp);
+    const sq = startRecording(duplexTransport(q));
     const reason = new Error("bye");
     tp.destroy(reason);
     tp.send(msg(1)); // dropped silently

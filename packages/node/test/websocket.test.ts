@@ -2,14 +2,14 @@ import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { WebSocket } from "ws";
 import { DisconnectedError, ProtocolError, deferred, type Transport } from "@multiprocess-ts/capnp";
 import { listenWebSocket, openWebSocket, WebSocketRejectedError, type WebSocketListener } from "@multiprocess-ts/node";
-import { expectNoLeaks, handleBaseline, msg, started, values, type RecordingSink } from "./helpers.js";
+import { assertNoHandleLeaks, handleBaseline, msg, startRecording, msgValues, type RecordingSink, type HandleBaseline } from "@multiprocess-ts/testing";
 
-let baseline: Map<string, number>;
+let baseline: HandleBaseline;
 beforeEach(() => {
   baseline = handleBaseline();
 });
 afterEach(async () => {
-  await expectNoLeaks(baseline);
+  await assertNoHandleLeaks(baseline);
 });
 
 /** A server whose transports echo every message back, +1000 on each value. */
@@ -21,7 +21,7 @@ async function echoServer(opts: Parameters<typeof listenWebSocket>[0]): Promise<
     const d = deferred<Error | undefined>();
     ends.push(d.promise);
     t.start({
-      message: (segs) => t.send(msg(...values(segs).map((v) => v + 1000))),
+      message: (segs) => t.send(msg(...msgValues(segs).map((v) => v + 1000))),
       closed: (err) => d.resolve(err),
     });
   });
@@ -33,11 +33,11 @@ describe("WebSocket transport", () => {
     const { listener, ends } = await echoServer({ token: "s3cret" });
     expect(listener.host).toBe("127.0.0.1");
     const t = await openWebSocket(listener.url, { token: "s3cret" });
-    const sink = started(t);
+    const sink = startRecording(t);
     t.send(msg(1, 2));
     t.send([...msg(3), ...msg(4, 5)]); // a two-segment message survives the frame round trip
     await sink.waitFor(2);
-    expect(sink.messages.map(values)).toEqual([[1001, 1002], [1003, 1004, 1005]]);
+    expect(sink.messages.map(msgValues)).toEqual([[1001, 1002], [1003, 1004, 1005]]);
     expect(listener.connections).toBe(1);
     await t.close();
     expect(await sink.ended.promise).toBeUndefined();
@@ -48,10 +48,10 @@ describe("WebSocket transport", () => {
   it("accepts the token as ?token= and rejects a wrong or missing token with 401", async () => {
     const { listener, accepted } = await echoServer({ token: "s3cret" });
     const t = await openWebSocket(`${listener.url}?token=s3cret`);
-    const sink = started(t);
+    const sink = startRecording(t);
     t.send(msg(7));
     await sink.waitFor(1);
-    expect(values(sink.messages[0]!)).toEqual([1007]);
+    expect(msgValues(sink.messages[0]!)).toEqual([1007]);
     await t.close();
 
     const wrong = await openWebSocket(listener.url, { token: "nope" }).catch((e: unknown) => e);
@@ -68,7 +68,7 @@ describe("WebSocket transport", () => {
   it("checks the Origin against the allow-list (403 otherwise)", async () => {
     const { listener, accepted } = await echoServer({ allowedOrigins: ["https://app.example"] });
     const ok = await openWebSocket(listener.url, { origin: "https://app.example" });
-    const sink = started(ok);
+    const sink = startRecording(ok);
     ok.send(msg(1));
     await sink.waitFor(1);
     await ok.close();
@@ -87,7 +87,7 @@ describe("WebSocket transport", () => {
     const noToken = await openWebSocket(listener.url, { origin: "https://a" }).catch((e: unknown) => e);
     expect((noToken as WebSocketRejectedError).status).toBe(401);
     const both = await openWebSocket(listener.url, { token: "t", origin: "https://a" });
-    started(both);
+    startRecording(both);
     await both.close();
     await listener.close();
   });
@@ -96,7 +96,7 @@ describe("WebSocket transport", () => {
     await expect(listenWebSocket({}, () => {})).rejects.toThrow(/token or allowedOrigins/);
     const l = await listenWebSocket({ allowUnauthenticated: true }, (t) => t.start({ message() {}, closed() {} }));
     const t = await openWebSocket(l.url);
-    started(t);
+    startRecording(t);
     await t.close();
     await l.close();
   });
@@ -119,14 +119,14 @@ describe("WebSocket transport", () => {
   it("a server shutting down ends client transports; an abrupt peer loss is a DisconnectedError", async () => {
     const { listener, accepted } = await echoServer({ token: "t" });
     const t1 = await openWebSocket(listener.url, { token: "t" });
-    const s1: RecordingSink = started(t1);
+    const s1: RecordingSink = startRecording(t1);
     t1.send(msg(1));
     await s1.waitFor(1);
     accepted[0]!.destroy(); // server side terminates the TCP connection without a close frame
     expect(await s1.ended.promise).toBeInstanceOf(DisconnectedError);
 
     const t2 = await openWebSocket(listener.url, { token: "t" });
-    const s2 = started(t2);
+    const s2 = startRecording(t2);
     t2.send(msg(2));
     await s2.waitFor(1);
     await listener.close(); // close code 1001 (going away): a clean end

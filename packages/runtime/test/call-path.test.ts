@@ -1,27 +1,24 @@
 // The per-call path (issue 6): lazy ServerIO.signal, no Release per Context call, the cancel check
 // after asyncRequestStart, frames across awaits, synchronous completion of a sync method.
+// Threading: loop thread (the test's thread).
 import { deferred } from "@multiprocess-ts/capnp";
 import { currentFrame } from "@multiprocess-ts/runtime";
 import * as $mp from "@multiprocess-ts/runtime/gen";
 import { describe, expect, it } from "vitest";
-import {
-  FooClient,
-  FooImpl,
-  FooServer,
-  connectPair,
-  type Foo,
-  type FooCallback,
-} from "./fixtures.js";
+import { FooInterfaceServer, type FooCallback, type FooInterface } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { ThreadFooClient } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
+import { createTestSetup } from "@multiprocess-ts/testing";
+import { FooImpl, fooSetup } from "./fixtures.js";
 
-const Foo$add = FooServer.methods[0]!.method; // add @0 (a, b) -> (result), no Context
+const Foo$add = FooInterfaceServer.methods.find((m) => m.method.name === "add")!.method; // add @0 (a, b) -> (result), no Context
 
 describe("ServerIO.signal", () => {
   it("is made on first read, aborts when the connection is torn down mid-call, and is not aborted by a normal return", async () => {
     const running = deferred<AbortSignal>();
     let normal: AbortSignal | undefined;
-    class SignalServer extends $mp.ProxyServerBase<Foo> {
-      static readonly interfaceId = FooServer.interfaceId;
-      static readonly methods: readonly $mp.ServerMethod<Foo>[] = [
+    class SignalServer extends $mp.ProxyServerBase<FooInterface> {
+      static readonly interfaceId = FooInterfaceServer.interfaceId;
+      static readonly methods: readonly $mp.ServerMethod<FooInterface>[] = [
         {
           method: Foo$add,
           invoke(_impl, p, r, io) {
@@ -37,43 +34,41 @@ describe("ServerIO.signal", () => {
         },
       ];
     }
-    const p = await connectPair(new FooImpl(), SignalServer, FooClient);
+    await using p = await createTestSetup({ impl: new FooImpl(), Server: SignalServer, Client: ThreadFooClient });
     expect(await p.client.add(1, 0)).toBe(1);
     expect(normal!.aborted).toBe(false);
     const call = p.client.add(2, 0);
     const signal = await running.promise;
     expect(signal.aborted).toBe(false);
-    await p.serverConn.close();
+    await p.connections.server.close();
     expect(signal.aborted).toBe(true);
     await expect(call).rejects.toThrow("IPC client method call interrupted by disconnect.");
     // The signal of the call that returned normally never aborts, even at teardown.
     expect(normal!.aborted).toBe(false);
-    await p.dispose();
   });
 });
 
 describe("Context calls", () => {
   it("send no Release per call: the server Thread keeps the caller's callbackThread import", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     expect(await p.client.callIntFnAsync(1)).toBe(1);
     const from = p.serverTransport.wireLog.length;
     for (let i = 0; i < 5; i++) expect(await p.client.callIntFnAsync(i)).toBe(i);
     expect(await p.client.add(0, 0)).toBe(0); // a round trip: any Release would have been sent
     expect(p.serverTransport.wireLog.slice(from).filter((e) => e.which === "release")).toEqual([]);
-    await p.dispose(); // the held reference goes with the connection: no leaks
   });
 
   it("a request canceled by the asyncRequestStart hook does not run (upstream f5509a3)", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     const hooks: string[] = [];
     let closing: Promise<void> | undefined;
     p.serverLoop.hooks.asyncRequestStart = () => {
       hooks.push("start");
-      closing = p.serverConn.close();
+      closing = p.connections.server.close();
     };
     p.serverLoop.hooks.asyncRequestDone = () => hooks.push("done");
     await expect(p.client.callIntFnAsync(7)).rejects.toThrow("IPC client method call interrupted by disconnect.");
@@ -81,19 +76,18 @@ describe("Context calls", () => {
     expect(impl.calls).toEqual([]);
     expect(hooks).toEqual(["start", "done"]);
     expect(p.logs.some((l) => /canceled before it could be executed/.test(l.msg))).toBe(true);
-    await p.dispose();
   });
 
   it("a task's frame survives awaits in the implementation; a call without Context sees none", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     const seen: string[] = [];
-    impl.callback = async (cb: FooCallback, arg: number) => {
+    impl.callback = async (cb: FooCallback | null, arg: number) => {
       const frame = currentFrame();
       await new Promise((r) => setTimeout(r, 1));
       seen.push(`after await: ${currentFrame() === frame && frame !== undefined}`);
-      const n = await cb.call(arg);
+      const n = await cb!.call(arg);
       seen.push(`after call: ${currentFrame() === frame}`);
       // The destroy inside close() is a Context call made after awaits: it still goes to the caller.
       await (cb as unknown as { close(): Promise<void> }).close();
@@ -106,6 +100,5 @@ describe("Context calls", () => {
     expect(await p.client.callback({ call: (n) => n + 1 }, 1)).toBe(2);
     expect(await p.client.add(1, 1)).toBe(2);
     expect(seen).toEqual(["after await: true", "after call: true", "add frame: none"]);
-    await p.dispose();
   });
 });

@@ -1,7 +1,11 @@
+// Connection: the cleanup list, the documented teardown order, idempotent close, and a peer
+// disconnect (with the server's connected/disconnected hooks).
+// Threading: loop thread (the test's thread).
 import { deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
-import { CleanupList, Connection, EventLoop, IpcInterruptedError } from "@multiprocess-ts/runtime";
+import { CleanupList, Connection, IpcInterruptedError } from "@multiprocess-ts/runtime";
+import { assertIdle, createTestLoops } from "@multiprocess-ts/testing";
 import { describe, expect, it } from "vitest";
-import { assertNoLeaks, connectPair, FooClient, FooImpl, FooServer, makeLoops } from "./fixtures.js";
+import { FooImpl, fooSetup } from "./fixtures.js";
 
 describe("CleanupList", () => {
   it("pops most recent first; remove is O(1) and a no-op for popped entries", () => {
@@ -32,8 +36,9 @@ describe("CleanupList", () => {
 describe("Connection teardown", () => {
   it("runs in the documented order: cancel calls, drop caps, flush, sync cleanups one at a time, async cleanups, onDisconnect", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
-    const { serverConn, serverLoop } = p;
+    await using p = await fooSetup(impl);
+    const serverConn = p.connections.server;
+    const { serverLoop } = p;
     const events: string[] = [];
     // An in-flight server call (pool thread) that is running when teardown starts.
     await p.client.initThreadMap();
@@ -47,10 +52,10 @@ describe("Connection teardown", () => {
     await running.promise;
 
     serverConn.signal.addEventListener("abort", () => events.push(`abort rpcClosed=${serverConn.rpc.isClosed}`));
-    const origDispose = impl[Symbol.dispose].bind(impl);
-    impl[Symbol.dispose] = () => {
+    const origDispose = impl[Symbol.asyncDispose].bind(impl);
+    impl[Symbol.asyncDispose] = () => {
       events.push("impl disposed (async cleanup)");
-      origDispose();
+      return origDispose();
     };
     // Sync cleanups run most recent first: C, then B (A was removed by C).
     const a = serverConn.addSyncCleanup(() => events.push("A"));
@@ -93,7 +98,7 @@ describe("Connection teardown", () => {
   });
 
   it("close is idempotent; cleanups added after teardown run on a later turn; onDisconnect after the end still fires", async () => {
-    const { serverLoop, clientLoop, logs } = makeLoops();
+    const { serverLoop, clientLoop, logs } = createTestLoops({ logLevel: "debug" });
     const [t1, t2] = memoryTransportPair();
     const c1 = new Connection(serverLoop, t1);
     const c2 = new Connection(clientLoop, t2);
@@ -117,27 +122,21 @@ describe("Connection teardown", () => {
     await Promise.all([serverLoop.done, clientLoop.done]);
     expect(late).toEqual(["late cleanup", "late onDisconnect"]);
     expect(unregistered).toEqual([]);
-    assertNoLeaks([c1, c2], [serverLoop, clientLoop], logs);
+    assertIdle({ connections: { c1, c2 }, loops: { serverLoop, clientLoop }, logs });
   });
 
   it("a peer disconnect tears the connection down with the transport error, and fires the server hooks", async () => {
-    const loop = new EventLoop("hooks-server");
     const events: string[] = [];
-    loop.hooks.connected = () => events.push("connected");
-    loop.hooks.disconnected = () => events.push("disconnected");
-    const { clientLoop, logs } = makeLoops();
-    const [ct, st] = memoryTransportPair();
-    const { serveTransport } = await import("@multiprocess-ts/runtime");
+    const hooks = { connected: () => void events.push("connected"), disconnected: () => void events.push("disconnected") };
     const impl = new FooImpl();
-    const serverConn = serveTransport(loop, st, impl, FooServer);
-    expect(events).toEqual(["connected"]);
-    const clientConn = new Connection(clientLoop, ct);
-    ct.break(new Error("link broke"));
-    await Promise.all([serverConn.disconnected, clientConn.disconnected]);
-    expect(serverConn.error).toBeInstanceOf(Error);
-    await Promise.all([loop.done, clientLoop.done]);
+    {
+      await using p = await fooSetup(impl, { hooks });
+      expect(events).toEqual(["connected"]);
+      p.clientTransport.break(new Error("link broke"));
+      await Promise.all([p.connections.server.disconnected, p.connections.client.disconnected]);
+      expect(p.connections.server.error).toBeInstanceOf(Error);
+    }
     expect(events).toEqual(["connected", "disconnected"]);
     expect(impl.disposeCount).toBe(1);
-    assertNoLeaks([serverConn, clientConn], [loop, clientLoop], logs);
   });
 });

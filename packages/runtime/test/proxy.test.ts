@@ -1,29 +1,20 @@
-import { deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
+// Generated proxies at run time: client/server shutdown in either order, remote destroy,
+// integer range checks, and functions as capabilities.
+// Threading: loop thread (the test's thread).
+import { deferred } from "@multiprocess-ts/capnp";
+import { FooCallbackClient, FooCallbackServer, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import {
   IntRangeError,
   IpcCalledAfterDisconnectError,
   IpcClientClosedError,
   IpcInterruptedError,
-  connectTransport,
-  serveTransport,
 } from "@multiprocess-ts/runtime";
 import * as $mp from "@multiprocess-ts/runtime/gen";
+import { createTestSetup } from "@multiprocess-ts/testing";
 import { describe, expect, it } from "vitest";
-import {
-  assertNoLeaks,
-  connectPair,
-  FooCallbackClient,
-  FooCallback$call,
-  FooCallback$destroy,
-  FooClient,
-  FooImpl,
-  FooServer,
-  InitClient,
-  InitImpl,
-  InitServer,
-  makeLoops,
-  type FooCallback,
-} from "./fixtures.js";
+import { FooImpl, InitImpl, fooSetup, initSetup } from "./fixtures.js";
+
+const callbackMethod = (name: string): $mp.ServerMethod<FooCallback> => FooCallbackServer.methods.find((m) => m.method.name === name)!;
 
 class Callback implements FooCallback {
   disposeCount = 0;
@@ -42,13 +33,13 @@ class Callback implements FooCallback {
 describe("normal shutdown (client closed first)", () => {
   it("close() calls the remote destroy, which disposes the impl before it replies", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     const cb = new Callback();
     const seen: number[] = [];
-    impl.callback = async (client: FooCallback, arg: number) => {
+    impl.callback = async (client: FooCallback | null, arg: number) => {
       try {
-        return await client.call(arg);
+        return await client!.call(arg);
       } finally {
         await (client as FooCallbackClient).close();
         // destroy has returned: the callback object on the other side is already disposed.
@@ -67,24 +58,24 @@ describe("normal shutdown (client closed first)", () => {
 
   it("close() without destroy unregisters the disconnect callback and releases; the server disposes its impl asynchronously", async () => {
     const init = new InitImpl();
-    const p = await connectPair(init, InitServer, InitClient);
+    await using p = await initSetup(init);
     // The first Context call also registers the loop thread's request/callback Thread entries.
     const warmup = await p.client.makeFoo();
-    const before = p.clientConn.syncCleanupCount;
+    const before = p.connections.client.syncCleanupCount;
     const foo = await p.client.makeFoo();
-    expect(p.clientConn.syncCleanupCount).toBe(before + 1);
+    expect(p.connections.client.syncCleanupCount).toBe(before + 1);
     expect(await foo.add(1, 2)).toBe(3);
     const disposed = deferred<void>();
     const f = init.foos[1]!;
-    const orig = f[Symbol.dispose].bind(f);
-    f[Symbol.dispose] = () => {
-      orig();
+    const orig = f[Symbol.asyncDispose].bind(f);
+    f[Symbol.asyncDispose] = async () => {
+      await orig();
       disposed.resolve();
     };
     await foo.close();
     await foo.close(); // idempotent
     expect(foo.$state).toBe("closed");
-    expect(p.clientConn.syncCleanupCount).toBe(before);
+    expect(p.connections.client.syncCleanupCount).toBe(before);
     await expect(foo.add(1, 2)).rejects.toBeInstanceOf(IpcClientClosedError);
     await disposed.promise;
     expect(f.disposeCount).toBe(1);
@@ -100,31 +91,28 @@ describe("normal shutdown (client closed first)", () => {
       static readonly interfaceId = FooCallbackClient.interfaceId;
       static readonly methods: readonly $mp.ServerMethod<FooCallback>[] = [
         {
-          method: { ...FooCallback$destroy, special: undefined, destroy: false, context: -1 },
+          method: { ...callbackMethod("destroy").method, special: undefined, destroy: false, context: -1 },
           invoke() {
             throw new Error("destroy exploded");
           },
         },
-        { method: FooCallback$call, async invoke(impl, p, r) { r.result = await impl.call(p.a); } },
+        callbackMethod("call"),
       ];
     }
-    const { serverLoop, clientLoop, logs } = makeLoops();
-    const [ct, st] = memoryTransportPair();
     const cb = new Callback();
-    const serverConn = serveTransport(serverLoop, st, cb, FailingDestroyServer);
-    const client = await connectTransport(clientLoop, ct, FooCallbackClient);
-    await expect(client.close()).resolves.toBeUndefined();
-    expect(logs.some((l) => l.loop === "client" && l.level === "warning" && /IPC client destroy failed: .*destroy exploded/.test(l.msg))).toBe(true);
-    await Promise.all([serverConn.disconnected, client.$connection.disconnected, serverLoop.done, clientLoop.done]);
+    {
+      await using p = await createTestSetup({ impl: cb, Server: FailingDestroyServer, Client: FooCallbackClient }, { logLevel: "debug" });
+      await expect(p.client.close()).resolves.toBeUndefined();
+      expect(p.logs.some((l) => l.side === "client" && l.level === "warning" && /IPC client destroy failed: .*destroy exploded/.test(l.msg))).toBe(true);
+    }
     expect(cb.disposeCount).toBe(1); // released with the connection instead
-    assertNoLeaks([serverConn, client.$connection], [serverLoop, clientLoop], logs);
   });
 });
 
 describe("disconnect first", () => {
   it("marks clients disconnected: later calls fail fast, in-flight calls are interrupted, close() still resolves", async () => {
     const init = new InitImpl();
-    const p = await connectPair(init, InitServer, InitClient);
+    await using p = await initSetup(init);
     const foo = await p.client.makeFoo();
     const f = init.foos[0]!;
     const running = deferred<void>();
@@ -143,7 +131,7 @@ describe("disconnect first", () => {
     expect((err as Error).message).toBe("IPC client method call interrupted by disconnect.");
     expect((err as IpcInterruptedError).code).toBe("MP_ERR_INTERRUPTED_BY_DISCONNECT");
     expect((err as IpcInterruptedError).kind).toBe("disconnected");
-    await p.clientConn.disconnected;
+    await p.connections.client.disconnected;
     expect(foo.$state).toBe("disconnected");
     const after = await foo.add(1, 1).then(
       () => undefined,
@@ -161,11 +149,11 @@ describe("disconnect first", () => {
 
   it("a server-side disconnect disposes every server impl exactly once, through the async cleanup queue", async () => {
     const init = new InitImpl();
-    const p = await connectPair(init, InitServer, InitClient);
+    await using p = await initSetup(init);
     const foos = [await p.client.makeFoo(), await p.client.makeFoo()];
     expect(await foos[1]!.add(2, 2)).toBe(4);
-    await p.serverConn.close();
-    await p.clientConn.disconnected;
+    await p.connections.server.close();
+    await p.connections.client.disconnected;
     for (const foo of foos) expect(foo.$state).toBe("disconnected");
     await p.dispose();
     expect(init.foos.map((f) => f.disposeCount)).toEqual([1, 1]);
@@ -192,23 +180,21 @@ describe("integer checks", () => {
 
   it("a range error while building params rejects the call and sends nothing", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await expect(p.client.add(2 ** 31, 0)).rejects.toBeInstanceOf(RangeError);
     expect(impl.calls).toEqual([]);
-    await p.dispose();
   });
 });
 
 describe("functions as capabilities (ProxyCallback<std::function>)", () => {
   it("exportFunction serves a JS function; importFunction gives a callable the callee disposes with destroy", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     let calls = 0;
     const fn = () => ++calls * 10;
     expect(await p.client.passFn(fn)).toBe(30); // 10 + 20
     expect(calls).toBe(2);
     expect(await p.client.passFn(null)).toBe(-1);
-    await p.dispose();
   });
 });

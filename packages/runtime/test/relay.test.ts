@@ -5,8 +5,20 @@
 //
 // Three loops in one process: A hosts a Printer-like object (FooCallback), the middle ("m") is a
 // client of A and of B, B hosts Foo whose callback(cb, arg) calls cb.call(arg) (a Context method).
+// Threading: loop thread (the test's thread).
 import { describe, it, expect } from "vitest";
 import { deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
+import { FooCallbackClient, FooCallbackServer, type FooCallback, type FooFn } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import {
+  FooInitClient,
+  FooInitServer,
+  PrinterInitClient,
+  PrinterInitServer,
+  ThreadFooServer,
+  ThreadFoo_threadName$Params,
+  ThreadFoo_threadName$Results,
+  type PrinterInit,
+} from "@multiprocess-ts/proto/test/fixtures.capnp.js";
 import {
   EventLoop,
   IpcInterruptedError,
@@ -18,74 +30,13 @@ import {
   type ThreadContext,
 } from "@multiprocess-ts/runtime";
 import * as $mp from "@multiprocess-ts/runtime/gen";
-import {
-  Args,
-  FooCallbackClient,
-  FooCallbackServer,
-  FooFnClient,
-  FooFnServer,
-  FooImpl,
-  FooServer,
-  type FooFn,
-  InitClient,
-  InitImpl,
-  InitServer,
-  assertNoLeaks,
-  type FooCallback,
-  type LogLine,
-} from "./fixtures.js";
+import { assertIdle } from "@multiprocess-ts/testing";
+import { FooImpl, InitImpl } from "./fixtures.js";
 
-// -----------------------------------------------------------------------------------------------
-// A's Init: construct @0 (threadMap) -> (threadMap), makePrinter @1 (context) -> (result :FooCallback)
-
-const PINIT_ID = 0xe0a7c1b2d3f40501n;
-const method = (name: string, methodId: number, context: number, special?: "construct"): $mp.ProxyMethod => ({
-  name,
-  interfaceId: PINIT_ID,
-  methodId,
-  Params: Args,
-  Results: Args,
-  context,
-  destroy: false,
-  ...(special ? { special } : {}),
-});
-const PrinterInit$construct = method("construct", 0, -1, "construct");
-const PrinterInit$makePrinter = method("makePrinter", 1, 0);
-const PrinterInit$makeFn = method("makeFn", 2, 0);
-
-interface PrinterInit {
-  makePrinter(): FooCallback | Promise<FooCallback>;
-  makeFn?(): FooFn;
-}
-
-class PrinterInitClient extends $mp.ProxyClientBase {
-  static readonly interfaceId = PINIT_ID;
-  static readonly hasDestroy = false;
-  static readonly $construct: $mp.ProxyMethod | undefined = PrinterInit$construct;
-  static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
-  makePrinter(): Promise<FooCallbackClient> {
-    return this.$invoke(PrinterInit$makePrinter, () => {}, (r, io) => io.importObject($mp.readCap(r, 0), FooCallbackClient)!);
-  }
-  makeFn(): Promise<FooFn> {
-    return this.$invoke(PrinterInit$makeFn, () => {}, (r, io) => io.importFunction<FooFn>($mp.readCap(r, 0), FooFnClient)!);
-  }
-}
-
-class PrinterInitServer extends $mp.ProxyServerBase<PrinterInit> {
-  static readonly interfaceId = PINIT_ID;
-  static readonly methods: readonly $mp.ServerMethod<PrinterInit>[] = [
-    { method: PrinterInit$construct, special: "construct" },
-    {
-      // Shaped like mpgen output: synchronous unless the implementation returns a promise.
-      method: PrinterInit$makePrinter,
-      invoke(impl, _p, r, io): void | Promise<void> {
-        const out = impl.makePrinter();
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => $mp.writeCap(r, 0, io.exportObject(out, FooCallbackServer)));
-        $mp.writeCap(r, 0, io.exportObject(out, FooCallbackServer));
-      },
-    },
-    { method: PrinterInit$makeFn, invoke(impl, _p, r, io) { $mp.writeCap(r, 0, io.exportFunction(impl.makeFn!(), FooFnServer)); } },
-  ];
+interface LogLine {
+  loop: string;
+  level: string;
+  msg: string;
 }
 
 /** The Printer-like object on A: records the Thread each call runs on; counts disposals. */
@@ -122,15 +73,15 @@ class PrinterInitImpl implements PrinterInit {
 /** B's Foo that keeps the callback it receives (released when its connection ends). */
 class KeepingFooImpl extends FooImpl {
   kept: FooCallback | undefined;
-  override async callback(cb: FooCallback, arg: number): Promise<number> {
-    this.kept = cb;
-    return await cb.call(arg);
+  override async callback(cb: FooCallback | null, arg: number): Promise<number> {
+    this.kept = cb!;
+    return await cb!.call(arg);
   }
 }
 
 // -----------------------------------------------------------------------------------------------
 
-interface Net {
+interface Net extends AsyncDisposable {
   loops: EventLoop[];
   logs: LogLine[];
   aConn: Connection;
@@ -139,7 +90,7 @@ interface Net {
   bInit: InitImpl;
   /** The middle's clients: of A's Init and of B's Init (each owns its Connection). */
   aInit: PrinterInitClient;
-  bInitClient: InitClient;
+  bInitClient: FooInitClient;
 }
 
 async function makeNet(bInit: InitImpl = new InitImpl()): Promise<Net> {
@@ -154,23 +105,36 @@ async function makeNet(bInit: InitImpl = new InitImpl()): Promise<Net> {
   const aConn = serveTransport(aLoop, aT, printerInit, PrinterInitServer, { name: "a" });
   const aInit = await connectTransport(mLoop, mA, PrinterInitClient, { name: "m-a" });
   const [mB, bT] = memoryTransportPair();
-  const bConn = serveTransport(bLoop, bT, bInit, InitServer, { name: "b" });
-  const bInitClient = await connectTransport(mLoop, mB, InitClient, { name: "m-b" });
-  return { loops: [aLoop, mLoop, bLoop], logs, aConn, bConn, printerInit, bInit, aInit, bInitClient };
+  const bConn = serveTransport(bLoop, bT, bInit, FooInitServer, { name: "b" });
+  const bInitClient = await connectTransport(mLoop, mB, FooInitClient, { name: "m-b" });
+  let closing: Promise<void> | undefined;
+  const net: Net = {
+    loops: [aLoop, mLoop, bLoop],
+    logs,
+    aConn,
+    bConn,
+    printerInit,
+    bInit,
+    aInit,
+    bInitClient,
+    [Symbol.asyncDispose]: () => (closing ??= closeNet(net)),
+  };
+  return net;
 }
 
+/** Closes the middle's clients, waits for all three loops, then runs the leak check. */
 async function closeNet(net: Net): Promise<void> {
   const conns = [net.aConn, net.bConn, net.aInit.$connection, net.bInitClient.$connection];
   await net.bInitClient.close();
   await net.aInit.close();
   await Promise.all(conns.map((c) => c.disconnected));
   await Promise.all(net.loops.map((l) => l.done));
-  assertNoLeaks(conns, net.loops, net.logs);
+  assertIdle({ connections: Object.fromEntries(conns.map((c, i) => [`conn${i}`, c])), loops: Object.fromEntries(net.loops.map((l) => [l.name, l])), logs: net.logs });
 }
 
 describe("a proxy client passed into a call on another Connection", () => {
   it("is relayed by the middle: B's Context call reaches A on a Thread A made, destroy propagates", async () => {
-    const net = await makeNet();
+    await using net = await makeNet();
     const foo = await net.bInitClient.makeFoo();
     const printer = await net.aInit.makePrinter();
     const impl = net.printerInit.printers[0]!;
@@ -192,14 +156,13 @@ describe("a proxy client passed into a call on another Connection", () => {
     await printer.close();
     expect(impl.disposeCount).toBe(1);
     await foo.close();
-    await closeNet(net);
   });
 
   it("the relay holds its own reference: the caller may let go first; B's release reaches A", async () => {
     const bImpl = new InitImpl();
     const keeper = new KeepingFooImpl();
     bImpl.makeFoo = () => keeper;
-    const net = await makeNet(bImpl);
+    await using net = await makeNet(bImpl);
     const foo = await net.bInitClient.makeFoo();
     const printer = await net.aInit.makePrinter();
     const impl = net.printerInit.printers[0]!;
@@ -218,14 +181,13 @@ describe("a proxy client passed into a call on another Connection", () => {
     await net.bInitClient.close();
     await impl.disposed.promise;
     expect(impl.disposeCount).toBe(1);
-    await closeNet(net);
   });
 
   it("a relayed call after A went away fails cleanly on B and leaks nothing", async () => {
     const bImpl = new InitImpl();
     const keeper = new KeepingFooImpl();
     bImpl.makeFoo = () => keeper;
-    const net = await makeNet(bImpl);
+    await using net = await makeNet(bImpl);
     const foo = await net.bInitClient.makeFoo();
     const printer = await net.aInit.makePrinter();
     expect(await foo.callback(printer, 3)).toBe(30);
@@ -243,11 +205,10 @@ describe("a proxy client passed into a call on another Connection", () => {
     expect(err!.kind).toBe("disconnected");
     expect(err!.cause?.remote).toBe(true);
     expect(err!.cause?.message).toContain("IPC client method called after disconnect.");
-    await closeNet(net);
   });
 
   it("exportFunction: a function imported from A, passed into a call on B, is relayed too", async () => {
-    const net = await makeNet();
+    await using net = await makeNet();
     const foo = await net.bInitClient.makeFoo();
     const fn = await net.aInit.makeFn();
     // FooImpl.passFn: fn() twice (each a Context call), then releases it (destroy).
@@ -258,11 +219,10 @@ describe("a proxy client passed into a call on another Connection", () => {
     await expect(fn()).rejects.toThrow("IPC server object already destroyed");
     await (fn as unknown as AsyncDisposable)[Symbol.asyncDispose]();
     await foo.close();
-    await closeNet(net);
   });
 
   it("a server result that is a client of another Connection is relayed and handed over to the relay", async () => {
-    const net = await makeNet();
+    await using net = await makeNet();
     const mLoop = net.loops[1]!;
     const cLoop = new EventLoop("c", { log: { level: "debug", logFn: (level, msg) => net.logs.push({ loop: "c", level, msg }) } });
     // The middle serves C an Init whose makePrinter returns a fresh client of A's printer.
@@ -272,6 +232,9 @@ describe("a proxy client passed into a call on another Connection", () => {
         const c = await net.aInit.makePrinter();
         returned.push(c);
         return c;
+      },
+      makeFn: () => {
+        throw new Error("makeFn: not used by this test");
       },
     };
     const [cT, mC] = memoryTransportPair();
@@ -297,15 +260,14 @@ describe("a proxy client passed into a call on another Connection", () => {
     expect(impl2.disposeCount).toBe(1);
     expect(returned[1]!.$state).toBe("closed");
     await cLoop.done;
-    assertNoLeaks([mcConn, cInit.$connection], [cLoop], net.logs);
-    await closeNet(net);
+    assertIdle({ connections: { mcConn, c: cInit.$connection }, loops: { cLoop }, logs: net.logs });
   });
 
   it("exportObject: a client of the same Connection passes through, another Connection's is relayed", async () => {
-    const net = await makeNet();
+    await using net = await makeNet();
     const foo = await net.bInitClient.makeFoo(); // a client of m-b
     const printer = await net.aInit.makePrinter(); // a client of m-a
-    const same = exportVia(net.bInitClient, foo, FooServer);
+    const same = exportVia(net.bInitClient, foo, ThreadFooServer);
     // Pass-through: the same import (capability identity), no server in this process.
     expect(same.localServer()).toBeUndefined();
     same.close();
@@ -321,9 +283,19 @@ describe("a proxy client passed into a call on another Connection", () => {
     await foo.close();
     await printer.close();
     expect(net.printerInit.printers[0]!.disposeCount).toBe(1);
-    await closeNet(net);
   });
 });
+
+/** A method descriptor that is never sent (its build step throws). */
+const PROBE: $mp.ProxyMethod = {
+  name: "probe",
+  interfaceId: FooInitClient.interfaceId,
+  methodId: 99,
+  Params: ThreadFoo_threadName$Params,
+  Results: ThreadFoo_threadName$Results,
+  context: -1,
+  destroy: false,
+};
 
 /**
  * Runs `io.exportObject(obj, ServerCtor)` inside the build step of a call on `via`'s Connection
@@ -332,7 +304,7 @@ describe("a proxy client passed into a call on another Connection", () => {
 function exportVia(via: $mp.ProxyClientBase, obj: object, ServerCtor: $mp.ProxyServerCtor): $mp.Capability {
   let out: $mp.Capability | undefined;
   void via
-    .$call(method("probe", 99, -1), (_p, io) => {
+    .$call(PROBE, (_p, io) => {
       out = io.exportObject(obj, ServerCtor)!.dup();
       throw new Error("probe: not sent");
     }, () => undefined)

@@ -1,12 +1,15 @@
+// Smoke test: one call through a generated client and server (createTestSetup), leak-free.
+// Threading: loop thread (the test's thread).
 import { describe, expect, it } from "vitest";
-import { connectPair, FooClient, FooImpl, FooServer } from "./fixtures.js";
+import { FooImpl, fooSetup } from "./fixtures.js";
 
 describe("smoke", () => {
   it("add round trip", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
-    expect(await p.client.add(2, 3)).toBe(5);
-    await p.dispose();
+    {
+      await using p = await fooSetup(impl);
+      expect(await p.client.add(2, 3)).toBe(5);
+    }
     expect(impl.disposeCount).toBe(1);
   });
 });

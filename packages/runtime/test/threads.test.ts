@@ -1,30 +1,24 @@
-import { deferred } from "@multiprocess-ts/capnp";
+// Thread mapping at run time: the construct exchange, makeThread and request/callback Threads,
+// pools and thread-selection errors, ThreadClient teardown in either order, FifoExecutor,
+// re-entrancy, and cancellation of queued server calls.
+// Threading: loop thread (the test's thread).
+import { CanceledError, deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
+import { FooInterfaceClient, FooInterface_callIntFnAsync$Params, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { FooInitClient } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
 import {
+  connectTransport,
   currentFrame,
+  serveTransport,
   ThreadClient,
   ThreadSelectionError,
   ThreadServer,
   type Connection,
 } from "@multiprocess-ts/runtime";
 import * as $mp from "@multiprocess-ts/runtime/gen";
-import { describe, expect, it } from "vitest";
-import { CanceledError, memoryTransportPair } from "@multiprocess-ts/capnp";
-import { connectTransport, serveTransport } from "@multiprocess-ts/runtime";
+import { assertIdle, createTestLoops } from "@multiprocess-ts/testing";
 import { Struct } from "capnp-ts";
-import {
-  Args,
-  assertNoLeaks,
-  connectPair,
-  Foo$callIntFnAsync,
-  FooClient,
-  FooImpl,
-  FooServer,
-  InitClient,
-  InitImpl,
-  InitServer,
-  makeLoops,
-  type FooCallback,
-} from "./fixtures.js";
+import { describe, expect, it } from "vitest";
+import { CALL_INT_FN_ASYNC, FooImpl, InitImpl, callIntFnOn, fooSetup, initSetup } from "./fixtures.js";
 
 /** Asks the peer ThreadMap of `conn` for a pool of `count` Threads. */
 async function makePool(conn: Connection, count: number): Promise<void> {
@@ -49,22 +43,21 @@ const frameName = (): string => currentFrame()?.context.name ?? "<loop>";
 describe("construct exchange", () => {
   it("connectTransport sends our ThreadMap with construct and keeps the peer's; both sides end up with one", async () => {
     const init = new InitImpl();
-    const p = await connectPair(init, InitServer, InitClient);
-    expect(p.clientConn.peerThreadMap).not.toBeNull();
-    expect(p.serverConn.peerThreadMap).not.toBeNull();
-    expect(p.clientConn.threadMapServer).toBeDefined();
-    expect(p.serverConn.threadMapServer).toBeDefined();
+    await using p = await initSetup(init);
+    expect(p.connections.client.peerThreadMap).not.toBeNull();
+    expect(p.connections.server.peerThreadMap).not.toBeNull();
+    expect(p.connections.client.threadMapServer).toBeDefined();
+    expect(p.connections.server.threadMapServer).toBeDefined();
     // The first thing on the wire after bootstrap is the construct call.
     const calls = p.clientTransport.wireLog.filter((e) => e.which === "call" || e.which === "bootstrap");
     expect(calls.slice(0, 2).map((e) => e.which)).toEqual(["bootstrap", "call"]);
-    await p.dispose();
   });
 });
 
 describe("makeThread and request threads", () => {
   it("creates one server Thread per client thread and connection (pipelined), named after the client thread", async () => {
     const init = new InitImpl();
-    const p = await connectPair(init, InitServer, InitClient);
+    await using p = await initSetup(init);
     const hooks: string[] = [];
     p.serverLoop.hooks.makeThread = () => hooks.push("makeThread");
     p.serverLoop.hooks.makeThreadCreated = () => hooks.push("makeThreadCreated");
@@ -78,7 +71,7 @@ describe("makeThread and request threads", () => {
     expect(names[0]).toBe(names[1]);
     expect(names[0]).toContain(`(from ${p.clientLoop.threadName})`);
     // Thread.getName returns the same name.
-    const entry = p.clientLoop.threadContext.requestThreads.get(p.clientConn)!;
+    const entry = p.clientLoop.threadContext.requestThreads.get(p.connections.client)!;
     expect(await getName(entry.cap!)).toBe(names[0]);
     // Calls without a Context run directly on the loop, outside any server Thread.
     f.add = (a: number, b: number) => {
@@ -87,12 +80,11 @@ describe("makeThread and request threads", () => {
     };
     expect(await foo.add(1, 2)).toBe(3);
     await foo.close();
-    await p.dispose();
   });
 
   it("calls naming the same Thread run FIFO, one at a time", async () => {
     const init = new InitImpl();
-    const p = await connectPair(init, InitServer, InitClient);
+    await using p = await initSetup(init);
     const foo = await p.client.makeFoo();
     const f = init.foos[0]!;
     const events: string[] = [];
@@ -110,7 +102,7 @@ describe("makeThread and request threads", () => {
     // A context-less call behind them is a fence: when it returns, calls 1 and 2 have been
     // delivered and queued on the same server Thread.
     expect(await foo.add(0, 0)).toBe(0);
-    const thread = [...p.serverConn.threads].find((t) => t.name.includes("(from"))!;
+    const thread = [...p.connections.server.threads].find((t) => t.name.includes("(from"))!;
     expect(thread.load).toBe(3);
     expect(events).toEqual(["start 0"]);
     gates[2]!.resolve(); // releasing a later call first changes nothing: it has not started
@@ -121,22 +113,21 @@ describe("makeThread and request threads", () => {
     expect(await Promise.all(calls)).toEqual([0, 2, 4]);
     expect(events).toEqual(["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]);
     await foo.close();
-    await p.dispose();
   });
 
   it("callbacks run on the caller's callback Thread; nested calls use it only for the call's duration", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     const seen: string[] = [];
     let serverThread: ThreadServer | undefined;
-    impl.callback = async (cb: FooCallback, arg: number) => {
+    impl.callback = async (cb: FooCallback | null, arg: number) => {
       const frame = currentFrame()!;
-      serverThread = [...p.serverConn.threads].find((t) => t.context === frame.context);
+      serverThread = [...p.connections.server.threads].find((t) => t.context === frame.context);
       // While serving, this thread's request Thread for the connection is the caller's callbackThread.
-      seen.push(`server request thread set: ${frame.context.requestThreads.has(p.serverConn)}`);
+      seen.push(`server request thread set: ${frame.context.requestThreads.has(p.connections.server)}`);
       try {
-        return await cb.call(arg);
+        return await cb!.call(arg);
       } finally {
         await (cb as unknown as { close(): Promise<void> }).close();
       }
@@ -150,18 +141,17 @@ describe("makeThread and request threads", () => {
     expect(await p.client.callback(cb, 1)).toBe(2);
     expect(seen).toEqual(["server request thread set: true", "callback on client loop context"]);
     // The temporary entry is gone after the call.
-    expect(serverThread!.context.requestThreads.has(p.serverConn)).toBe(false);
-    await p.dispose();
+    expect(serverThread!.context.requestThreads.has(p.connections.server)).toBe(false);
   });
 });
 
 describe("pool and thread selection errors", () => {
   it("a call with a Context but no thread goes to the least-loaded pool Thread (ties: lowest index)", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
-    await makePool(p.clientConn, 2);
-    expect(p.serverConn.pool!.map((t) => t.name.replace(/^.*\(/, "("))).toEqual(["(pool/0)", "(pool/1)"]);
+    await makePool(p.connections.client, 2);
+    expect(p.connections.server.pool!.map((t) => t.name.replace(/^.*\(/, "("))).toEqual(["(pool/0)", "(pool/1)"]);
     const gate = deferred<void>();
     const where: string[] = [];
     const arrived = [deferred<void>(), deferred<void>(), deferred<void>(), deferred<void>()];
@@ -172,73 +162,70 @@ describe("pool and thread selection errors", () => {
       return n * 2;
     };
     // 0 → pool/0 (tie, lowest index); 1 → pool/1 (less loaded); 2 → pool/0 (tie again), queued.
-    const c0 = p.client.callIntFnOn(null, 0);
+    const c0 = callIntFnOn(p.client, null, 0);
     await arrived[0]!.promise;
-    const c1 = p.client.callIntFnOn(null, 1);
+    const c1 = callIntFnOn(p.client, null, 1);
     await arrived[1]!.promise;
-    const c2 = p.client.callIntFnOn(null, 2);
+    const c2 = callIntFnOn(p.client, null, 2);
     expect(await p.client.add(0, 0)).toBe(0); // fence: c2 is queued
-    expect(p.serverConn.pool!.map((t) => t.load)).toEqual([2, 1]);
+    expect(p.connections.server.pool!.map((t) => t.load)).toEqual([2, 1]);
     // 3 → pool/1 (load 1 < 2), queued behind 1.
-    const c3 = p.client.callIntFnOn(null, 3);
+    const c3 = callIntFnOn(p.client, null, 3);
     expect(await p.client.add(0, 0)).toBe(0); // fence
-    expect(p.serverConn.pool!.map((t) => t.load)).toEqual([2, 2]);
+    expect(p.connections.server.pool!.map((t) => t.load)).toEqual([2, 2]);
     expect(where).toEqual(["0:(pool/0)", "1:(pool/1)"]);
     gate.resolve();
     expect(await Promise.all([c0, c1, c2, c3])).toEqual([0, 2, 4, 6]);
     expect([...where].sort()).toEqual(["0:(pool/0)", "1:(pool/1)", "2:(pool/0)", "3:(pool/1)"]);
-    await expect(makePool(p.clientConn, 1)).rejects.toThrow("makePool called on connection with existing pool");
-    await p.dispose();
+    await expect(makePool(p.connections.client, 1)).rejects.toThrow("makePool called on connection with existing pool");
   });
 
   it('fails with "no thread specified and no pool configured" without a thread or pool', async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     // No ThreadMap exchange: the runtime leaves Context.thread unset.
-    expect(p.clientConn.peerThreadMap).toBeNull();
+    expect(p.connections.client.peerThreadMap).toBeNull();
     await expect(p.client.callIntFnAsync(1)).rejects.toThrow("no thread specified and no pool configured");
-    await expect(p.client.callIntFnOn(null, 1)).rejects.toThrow("no thread specified and no pool configured");
+    await expect(callIntFnOn(p.client, null, 1)).rejects.toThrow("no thread specified and no pool configured");
     expect(impl.calls).toEqual([]);
     // The server-side error class and code, checked locally.
     const local = new ThreadSelectionError("no thread specified and no pool configured", "MP_ERR_NO_THREAD");
     expect(local.kind).toBe("failed");
-    await p.dispose();
   });
 
   it('fails with "invalid thread handle" for a Thread this connection\'s ThreadMap did not create', async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     // Make the client's callback Thread exist by making one Context call, then send the client's
     // own (client-hosted) Thread as Context.thread: the server does not host it.
     impl.intFn = (n) => n;
     await expect(p.client.callIntFnAsync(5)).resolves.toBe(5);
-    const own = p.clientLoop.threadContext.callbackThreads.get(p.clientConn)!.cap!;
-    await expect(p.client.callIntFnOn(own, 1)).rejects.toThrow("invalid thread handle");
+    const own = p.clientLoop.threadContext.callbackThreads.get(p.connections.client)!.cap!;
+    await expect(callIntFnOn(p.client, own, 1)).rejects.toThrow("invalid thread handle");
     expect(impl.calls).toEqual(["callIntFnAsync(5)"]);
-    await p.dispose();
   });
 });
 
 describe("ThreadClient teardown (#189) in either order", () => {
   it("entry first: unregisters its cleanup; the connection's teardown then skips it", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     impl.intFn = (n) => n;
     await p.client.callIntFnAsync(1);
     const tc = p.clientLoop.threadContext;
-    const entry = tc.requestThreads.get(p.clientConn)!;
-    const before = p.clientConn.syncCleanupCount;
+    const entry = tc.requestThreads.get(p.connections.client)!;
+    const before = p.connections.client.syncCleanupCount;
     entry.destroy();
     expect(entry.destroyed).toBe(true);
     expect(entry.cap).toBeNull();
-    expect(tc.requestThreads.has(p.clientConn)).toBe(false);
-    expect(p.clientConn.syncCleanupCount).toBe(before - 1);
+    expect(tc.requestThreads.has(p.connections.client)).toBe(false);
+    expect(p.connections.client.syncCleanupCount).toBe(before - 1);
     entry.destroy(); // idempotent
     // The next call makes a new request Thread.
     await p.client.callIntFnAsync(2);
-    expect(tc.requestThreads.get(p.clientConn)).not.toBe(entry);
+    expect(tc.requestThreads.get(p.connections.client)).not.toBe(entry);
     await p.dispose();
     expect(tc.requestThreads.size).toBe(0);
     expect(tc.callbackThreads.size).toBe(0);
@@ -246,20 +233,19 @@ describe("ThreadClient teardown (#189) in either order", () => {
 
   it("connection first: its cleanup marks the entry destroyed; a later destroy() is a no-op", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     impl.intFn = (n) => n;
     await p.client.callIntFnAsync(1);
     const tc = p.clientLoop.threadContext;
-    const entries: ThreadClient[] = [tc.requestThreads.get(p.clientConn)!, tc.callbackThreads.get(p.clientConn)!];
-    await p.clientConn.close();
+    const entries: ThreadClient[] = [tc.requestThreads.get(p.connections.client)!, tc.callbackThreads.get(p.connections.client)!];
+    await p.connections.client.close();
     for (const e of entries) {
       expect(e.destroyed).toBe(true);
       e.destroy();
     }
     expect(tc.requestThreads.size).toBe(0);
     expect(tc.callbackThreads.size).toBe(0);
-    await p.dispose();
   });
 });
 
@@ -327,17 +313,17 @@ describe("FifoExecutor", () => {
 describe("re-entrancy", () => {
   it("a callback that calls back into the server Thread waiting for it does not deadlock", async () => {
     const impl = new FooImpl();
-    const p = await connectPair(impl, FooServer, FooClient);
+    await using p = await fooSetup(impl);
     await p.client.initThreadMap();
     const names: string[] = [];
     impl.intFn = (n) => {
       names.push(frameName());
       return n * 3;
     };
-    impl.callback = async (cb: FooCallback, arg: number) => {
+    impl.callback = async (cb: FooCallback | null, arg: number) => {
       names.push(frameName());
       try {
-        return await cb.call(arg);
+        return await cb!.call(arg);
       } finally {
         await (cb as unknown as { close(): Promise<void> }).close();
       }
@@ -349,14 +335,13 @@ describe("re-entrancy", () => {
     expect(names).toHaveLength(2);
     expect(names[0]).toBe(names[1]);
     expect(names[0]).toContain("(from");
-    await p.dispose();
   });
 });
 
 describe("cancellation of queued server calls", () => {
   it("a call canceled by its caller (Finish) while queued on a Thread is skipped when its turn comes", async () => {
     const init = new InitImpl();
-    const p = await connectPair(init, InitServer, InitClient);
+    await using p = await initSetup(init);
     const foo = await p.client.makeFoo();
     const f = init.foos[0]!;
     const running = deferred<void>();
@@ -371,9 +356,9 @@ describe("cancellation of queued server calls", () => {
     const first = foo.callIntFnAsync(1);
     await running.promise;
     // Queue a second call on the same Thread, then cancel it before it can start.
-    const thread = p.clientLoop.threadContext.requestThreads.get(p.clientConn)!.cap!;
-    const req = foo.$cap.newCall(Foo$callIntFnAsync.interfaceId, Foo$callIntFnAsync.methodId, Args);
-    req.params.a = 2;
+    const thread = p.clientLoop.threadContext.requestThreads.get(p.connections.client)!.cap!;
+    const req = foo.$cap.newCall(FooInterfaceClient.interfaceId, CALL_INT_FN_ASYNC, FooInterface_callIntFnAsync$Params);
+    req.params.arg = 2;
     $mp.writeCap(Struct.initStructAt(0, $mp.Context, req.params), 0, thread);
     const second = req.send();
     expect(await foo.add(0, 0)).toBe(0); // fence: call 2 is queued on the server Thread
@@ -387,7 +372,6 @@ describe("cancellation of queued server calls", () => {
     expect(f.calls).toEqual(["callIntFnAsync(1)", "add(0,0)", "add(0,0)", "callIntFnAsync(3)"]); // never 2
     expect(p.logs.some((l) => /canceled before it could be executed/.test(l.msg))).toBe(true);
     await foo.close();
-    await p.dispose();
   });
 });
 
@@ -395,17 +379,17 @@ describe("connectTransport", () => {
   it("closes the connection and rethrows when construct fails", async () => {
     // A server whose Init does not implement construct.
     class NoConstructServer extends $mp.ProxyServerBase<object> {
-      static readonly interfaceId = InitClient.interfaceId;
+      static readonly interfaceId = FooInitClient.interfaceId;
       static readonly methods: readonly $mp.ServerMethod<object>[] = [];
     }
-    const { serverLoop, clientLoop, logs } = makeLoops();
+    const { serverLoop, clientLoop, logs } = createTestLoops({ logLevel: "debug" });
     const [ct, st] = memoryTransportPair();
     const impl = { disposed: 0, [Symbol.dispose]() { this.disposed++; } };
     const serverConn = serveTransport(serverLoop, st, impl, NoConstructServer);
-    await expect(connectTransport(clientLoop, ct, InitClient)).rejects.toThrow(/not implemented/i);
+    await expect(connectTransport(clientLoop, ct, FooInitClient)).rejects.toThrow(/not implemented/i);
     await serverConn.disconnected;
     await Promise.all([serverLoop.done, clientLoop.done]);
     expect(impl.disposed).toBe(1);
-    assertNoLeaks([serverConn], [serverLoop, clientLoop], logs);
+    assertIdle({ connections: { serverConn }, loops: { serverLoop, clientLoop }, logs });
   });
 });

@@ -15,6 +15,7 @@
 // loop thread, and the worker's exit is an event on that same thread.
 // Every test ends with the fixture's leak check (RPC tables, loop refs, sessions, bridge tables,
 // loop-side ThreadContexts, sync cleanups, server Threads, unexpected error logs).
+// Threading: loop thread (the test's thread); workers run dist/workers/foo-worker.js.
 import { describe, expect, it } from "vitest";
 import { createWorkerSetup, type WorkerSetup, type StartedWorker } from "../dist/index.js";
 
@@ -24,7 +25,7 @@ async function workerWithThreads(t: WorkerSetup): Promise<{ w: StartedWorker; en
   await w.ready;
   const tc = t.support.threadContexts.get(w.session)!;
   expect(tc).toBeDefined();
-  const entries = [tc.requestThreads.get(t.clientConn)!, tc.callbackThreads.get(t.clientConn)!];
+  const entries = [tc.requestThreads.get(t.connections.client)!, tc.callbackThreads.get(t.connections.client)!];
   expect(entries.every((e) => e !== undefined && !e.destroyed)).toBe(true);
   return { w, entries };
 }
@@ -39,97 +40,92 @@ async function expectDisconnectedWorker(w: StartedWorker): Promise<void> {
 
 describe("#189 (1): the worker unregisters while the Connection is tearing down", () => {
   it("worker leaves from inside the Connection's cleanup run, before its own callbacks ran", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const { w, entries } = await workerWithThreads(t);
-    const before = t.clientConn.syncCleanupCount;
+    const before = t.connections.client.syncCleanupCount;
     let removedDuringCleanups = -1;
     // Registered after the worker's entries, so it runs first (LIFO): the worker's disconnect
     // callbacks are still pending when the worker goes away.
-    t.clientConn.addSyncCleanup(() => {
+    t.connections.client.addSyncCleanup(() => {
       void w.session.close(); // what the worker's port closing does; its cleanups run now
-      removedDuringCleanups = before + 1 - t.clientConn.syncCleanupCount;
+      removedDuringCleanups = before + 1 - t.connections.client.syncCleanupCount;
     });
-    await t.serverConn.close(); // peer goes away: the client Connection tears down
-    await t.clientConn.disconnected;
+    await t.connections.server.close(); // peer goes away: the client Connection tears down
+    await t.connections.client.disconnected;
     expect(removedDuringCleanups).toBe(1 + entries.length); // ours (running) + the worker's two
     expect(entries.every((e) => e.destroyed && e.cap === null)).toBe(true);
     await expectDisconnectedWorker(w);
-    await t.dispose();
   });
 
   it("worker terminated while teardown is parked with every cleanup still pending (real exit event)", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const { w, entries } = await workerWithThreads(t);
     t.clientTransport.fence(); // holds the close: teardown parks in step 3, cleanups not yet run
-    const closing = t.clientConn.close();
-    expect(t.clientConn.state).toBe("closing");
-    const cleanupsBefore = t.clientConn.syncCleanupCount;
+    const closing = t.connections.client.close();
+    expect(t.connections.client.state).toBe("closing");
+    const cleanupsBefore = t.connections.client.syncCleanupCount;
     await w.worker.terminate();
     await w.session.closed; // the loop disposed the worker's ThreadContext: entries unregistered
-    expect(t.clientConn.state).toBe("closing");
-    expect(t.clientConn.syncCleanupCount).toBe(cleanupsBefore - entries.length);
+    expect(t.connections.client.state).toBe("closing");
+    expect(t.connections.client.syncCleanupCount).toBe(cleanupsBefore - entries.length);
     expect(entries.every((e) => e.destroyed && e.cap === null)).toBe(true);
     t.clientTransport.release();
     await closing;
-    await t.dispose();
   });
 });
 
 describe("#189 (2): a disconnect callback never runs for a destroyed ProxyClient<Thread>", () => {
   it("worker exits first: its callbacks are unregistered, teardown does not run them", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const { w, entries } = await workerWithThreads(t);
-    const before = t.clientConn.syncCleanupCount;
+    const before = t.connections.client.syncCleanupCount;
     w.send("exit"); // process.exit in the worker: its port closes
     await w.exited;
     await w.session.closed;
     expect(entries.every((e) => e.destroyed)).toBe(true);
-    expect(t.clientConn.syncCleanupCount).toBe(before - entries.length);
+    expect(t.connections.client.syncCleanupCount).toBe(before - entries.length);
     expect(t.support.threadContexts.has(w.session)).toBe(false);
     let ranAfter = 0;
-    t.clientConn.addSyncCleanup(() => void ranAfter++);
-    await t.serverConn.close();
-    await t.clientConn.disconnected;
+    t.connections.client.addSyncCleanup(() => void ranAfter++);
+    await t.connections.server.close();
+    await t.connections.client.disconnected;
     expect(ranAfter).toBe(1); // the Connection ran what was registered, and nothing of the worker's
-    await t.dispose();
   });
 
   it("Connection first: its callbacks destroy the entries; the worker leaving later finds nothing", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const { w, entries } = await workerWithThreads(t);
-    await t.serverConn.close();
-    await t.clientConn.disconnected;
+    await t.connections.server.close();
+    await t.connections.client.disconnected;
     expect(entries.every((e) => e.destroyed && e.cap === null)).toBe(true);
     const tc = t.support.threadContexts.get(w.session)!;
     expect(tc.requestThreads.size + tc.callbackThreads.size).toBe(0);
     await expectDisconnectedWorker(w); // it leaves afterwards: tc.close() is a no-op
     await w.session.closed;
     expect(t.support.threadContexts.has(w.session)).toBe(false);
-    await t.dispose();
   });
 });
 
 describe("#189 (3): a worker exits while a disconnect callback for it is pending or has run", () => {
   it("exits after its callbacks ran, within the same cleanup run", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     let w!: StartedWorker;
     let entriesDestroyedWhenLeaving: boolean[] = [];
     // Registered before the worker's entries exist, so it runs after them (LIFO).
-    t.clientConn.addSyncCleanup(() => {
+    t.connections.client.addSyncCleanup(() => {
       const tc = t.support.threadContexts.get(w.session);
       entriesDestroyedWhenLeaving = [tc!.requestThreads.size, tc!.callbackThreads.size].map((n) => n === 0);
       void w.session.close();
     });
     ({ w } = await workerWithThreads(t));
-    await t.serverConn.close();
-    await t.clientConn.disconnected;
+    await t.connections.server.close();
+    await t.connections.client.disconnected;
     expect(entriesDestroyedWhenLeaving).toEqual([true, true]);
     await expectDisconnectedWorker(w);
-    await t.dispose();
   });
 
   it("exits while its makeThread is still in flight (testing hook), then the peer goes away", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     let terminated: Promise<number> | undefined;
     let w!: StartedWorker;
     t.serverLoop.hooks.makeThreadCreated = () => {
@@ -141,8 +137,7 @@ describe("#189 (3): a worker exits while a disconnect callback for it is pending
     await w.session.closed;
     expect(terminated).toBeDefined();
     expect(t.support.threadContexts.size).toBe(0);
-    await t.serverConn.close();
-    await t.dispose();
+    await t.connections.server.close();
   });
 });
 
@@ -163,35 +158,32 @@ describe("workers leaving with calls in flight", () => {
   }
 
   it("worker.terminate() in the middle of a call: the loop cancels it and disposes the worker", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const { w, release } = await parked(t);
     await w.worker.terminate();
     await w.session.closed;
     expect(t.support.bridge.stats()).toMatchObject({ answers: 0, caps: 0 });
     release(); // the server finishes; its result goes nowhere
-    await t.dispose();
   });
 
   it("worker exits (process.exit) with a call in flight", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const { w, release } = await parked(t);
     w.send("exit");
     expect(await w.exited).toBe(0);
     await w.session.closed;
     expect(t.support.threadContexts.size).toBe(0);
     release();
-    await t.dispose();
   });
 
   it("the Connection goes away with a worker's call in flight: the worker's call fails, nothing leaks", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const { w, release } = await parked(t);
-    await t.serverConn.close();
+    await t.connections.server.close();
     w.send("wait");
     const r = await w.done;
     expect(r.value.error).toMatchObject({ message: "IPC client method call interrupted by disconnect." });
     await w.exited;
     release(); // the server impl returns late; its Thread is released once the task ends
-    await t.dispose();
   });
 });

@@ -2,13 +2,14 @@
 // server through it. Each worker gets its own server Thread per Connection (makeThread, once),
 // its own callback Thread, and callbacks the server makes run on the worker that passed them,
 // also while that worker is blocked in callSync (recursion).
+// Threading: loop thread (the test's thread); workers run dist/workers/foo-worker.js.
 import { threadId as mainThreadId } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { createWorkerSetup } from "../dist/index.js";
 
 describe("worker requests to the EventLoop", () => {
   it("runs post/sync on handlers registered with loop.handle, FIFO; closures are a clear error", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const notes: unknown[] = [];
     const h1 = t.clientLoop.handle("note", (d) => void notes.push(d));
     const h2 = t.clientLoop.handle("double", (d) => {
@@ -22,13 +23,12 @@ describe("worker requests to the EventLoop", () => {
     expect(r.value.closure.message).toMatch(/^WorkerLoop\.post\("note"\): cannot send a function \(at data\.callback\)/);
     h1[Symbol.dispose]();
     h2[Symbol.dispose]();
-    await t.dispose();
   });
 });
 
 describe("worker thread mapping", () => {
   it("runs each worker's calls on its own server thread, made once per worker and connection", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     let makeThreads = 0;
     t.serverLoop.hooks.makeThread = () => void makeThreads++;
     const a = t.start("threadNames");
@@ -47,11 +47,10 @@ describe("worker thread mapping", () => {
     const loopOwn = await t.client.threadName(); // the loop thread has its own, too
     expect(loopOwn).not.toBe(a1);
     expect(loopOwn).not.toBe(b1);
-    await t.dispose();
   });
 
   it("delivers each worker's calls in the order it made them, on its own thread", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const n = 40;
     const [ra, rb] = await Promise.all([t.start("ordered", { n }).done, t.start("ordered", { n }).done]);
     const seq = Array.from({ length: n }, (_, i) => i);
@@ -64,29 +63,27 @@ describe("worker thread mapping", () => {
       byThread.set(m[2]!, [...(byThread.get(m[2]!) ?? []), Number(m[1])]);
     }
     expect([...byThread.values()]).toEqual([seq, seq]);
-    await t.dispose();
   });
 
   it("releases a worker's server Thread when the worker exits, while the Connection stays open", async () => {
-    const t = await createWorkerSetup();
-    const baseline = t.serverConn.threads.size;
+    await using t = await createWorkerSetup();
+    const baseline = t.connections.server.threads.size;
     const w = t.start("callsThenCommand");
     const { name } = await w.ready;
-    expect(t.serverConn.threads.size).toBe(baseline + 1);
-    expect([...t.serverConn.threads].map((th) => th.name)).toContain(name);
+    expect(t.connections.server.threads.size).toBe(baseline + 1);
+    expect([...t.connections.server.threads].map((th) => th.name)).toContain(name);
     w.send("exit");
     await w.exited;
     await w.session.closed; // its ThreadContext closed: the Thread capability was released
     // Release and the next call travel the same Connection in order: once this call returns, the
     // server has processed the Release.
     expect(await t.client.add(1, 1)).toBe(2);
-    expect(t.serverConn.threads.size).toBe(baseline);
-    expect(t.clientConn.state).toBe("open");
-    await t.dispose();
+    expect(t.connections.server.threads.size).toBe(baseline);
+    expect(t.connections.client.state).toBe("open");
   });
 
   it("runs callbacks on the worker that passed them; nested calls go back to the waiting server thread", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const w = t.start("callbackRecursion");
     const r = await w.done;
     expect(r).toMatchObject({ ok: true });
@@ -97,11 +94,10 @@ describe("worker thread mapping", () => {
       `callback(21) on worker thread ${r.value.threadId}`,
       `nested call ran on ${serverThread}`, // the server thread waiting for the callback
     ]);
-    await t.dispose();
   });
 
   it("runs the callback and its nested call while the worker is blocked in callSync", async () => {
-    const t = await createWorkerSetup();
+    await using t = await createWorkerSetup();
     const w = t.start("callbackRecursionBlocked");
     const r = await w.done;
     expect(r).toMatchObject({ ok: true });
@@ -111,6 +107,5 @@ describe("worker thread mapping", () => {
       `nested call ran on ${serverThread}`,
       "callSync returned 10",
     ]);
-    await t.dispose();
   });
 });

@@ -6,16 +6,16 @@ import { DisconnectedError, RpcConnection, localCapability, streamTransport, wri
 import { spawnProcessSocket, waitProcess } from "@multiprocess-ts/node";
 // test/interop is a private workspace package; its built helpers are imported by path.
 import { Tracker, WatcherServer, add, buildPeer, schema as s, stats } from "@multiprocess-ts/test-interop";
-import { expectNoLeaks, handleBaseline } from "../../../packages/node/test/helpers.js";
+import { assertNoHandleLeaks, handleBaseline, type HandleBaseline } from "@multiprocess-ts/testing";
 
 const idle = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
 
-let baseline: Map<string, number>;
+let baseline: HandleBaseline;
 beforeEach(() => {
   baseline = handleBaseline();
 });
 afterEach(async () => {
-  await expectNoLeaks(baseline);
+  await assertNoHandleLeaks(baseline);
 });
 
 describe("spawnProcess with a C++ child (libmultiprocess fd convention)", () => {

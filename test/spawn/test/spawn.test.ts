@@ -7,7 +7,7 @@ import { EventLoop } from "@multiprocess-ts/runtime";
 import { IpcCalledAfterDisconnectError, IpcInterruptedError } from "@multiprocess-ts/runtime";
 import { spawnProcess, spawnProcessSocket, waitProcess, type SpawnedProcess } from "@multiprocess-ts/node";
 import { InitInterfaceClient } from "@multiprocess-ts/proto/example/init.capnp.js";
-import { expectNoLeaks, handleBaseline } from "../../../packages/node/test/helpers.js";
+import { assertNoHandleLeaks, handleBaseline, type HandleBaseline } from "@multiprocess-ts/testing";
 
 const CHILD = fileURLToPath(new URL("../dist/spawn-child.js", import.meta.url));
 
@@ -36,7 +36,7 @@ class Lines {
   }
 }
 
-let baseline: Map<string, number>;
+let baseline: HandleBaseline;
 let loop: EventLoop;
 let errors: string[];
 beforeEach(() => {
@@ -48,7 +48,7 @@ afterEach(async () => {
   await loop.done;
   expect(loop.numRefs).toBe(0);
   expect(errors).toEqual([]);
-  await expectNoLeaks(baseline);
+  await assertNoHandleLeaks(baseline);
 });
 
 async function spawnChild(extra: string[] = []): Promise<{ proc: SpawnedProcess<InitInterfaceClient>; out: Lines }> {

@@ -24,7 +24,7 @@ import {
 import { InitInterfaceClient, InitInterfaceServer, type InitInterface } from "@multiprocess-ts/proto/example/init.capnp.js";
 import type { PrinterInterface } from "@multiprocess-ts/proto/example/printer.capnp.js";
 import type { CalculatorInterface } from "@multiprocess-ts/proto/example/calculator.capnp.js";
-import { expectNoLeaks, handleBaseline } from "../../../packages/node/test/helpers.js";
+import { assertNoHandleLeaks, handleBaseline, type HandleBaseline } from "@multiprocess-ts/testing";
 
 /** In-process Init: printers append to `printed`. */
 class RecordingInit implements InitInterface {
@@ -37,7 +37,7 @@ class RecordingInit implements InitInterface {
   }
 }
 
-let baseline: Map<string, number>;
+let baseline: HandleBaseline;
 let serverLoop: EventLoop;
 let clientLoop: EventLoop;
 let errors: string[];
@@ -62,7 +62,7 @@ afterEach(async () => {
   expect(serverLoop.numRefs).toBe(0);
   expect(clientLoop.numRefs).toBe(0);
   expect(errors).toEqual([]);
-  await expectNoLeaks(baseline);
+  await assertNoHandleLeaks(baseline);
   fs.rmSync(dir, { recursive: true, force: true });
 });
 

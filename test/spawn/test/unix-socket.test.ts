@@ -12,7 +12,7 @@ import { EventLoop } from "@multiprocess-ts/runtime";
 import { connectSocket, waitProcess } from "@multiprocess-ts/node";
 import { InitInterfaceClient } from "@multiprocess-ts/proto/example/init.capnp.js";
 import type { PrinterInterface } from "@multiprocess-ts/proto/example/printer.capnp.js";
-import { expectNoLeaks, handleBaseline } from "../../../packages/node/test/helpers.js";
+import { assertNoHandleLeaks, handleBaseline } from "@multiprocess-ts/testing";
 
 const CHILD = fileURLToPath(new URL("../dist/unix-child.js", import.meta.url));
 const idle = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
@@ -79,6 +79,6 @@ describe("two processes over a Unix socket (libmultiprocess conventions)", () =>
     await loop.done;
     expect(errors).toEqual([]);
     fs.rmSync(dir, { recursive: true, force: true });
-    await expectNoLeaks(baseline);
+    await assertNoHandleLeaks(baseline);
   });
 });

@@ -6,7 +6,7 @@
 
 import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { serveSpawned } from "@multiprocess-ts/node";
-import { FooImplementation } from "@multiprocess-ts/test-support";
+import { FooImplementation } from "@multiprocess-ts/testing";
 
 const impl = new FooImplementation();
 impl.fn = () => {

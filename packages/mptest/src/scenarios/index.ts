@@ -1,9 +1,10 @@
 /**
- * The default scenario list and leak probes of `mptest`. Scenarios whose `requires` are not
- * available yet (packages still being written) are reported as pending, not run.
+ * The default scenario list and leak probes of `mptest`.
+ *
+ * Threading: loop thread (the runner's main thread).
  */
 
-import { dumpFixtures, fixtureCounters, missingDeps } from "@multiprocess-ts/test-support";
+import { dumpFixtures, fixtureCounters } from "@multiprocess-ts/testing";
 import type { LeakProbe } from "../leaks.js";
 import type { Scenario } from "../scenario.js";
 import { listenScenarios } from "./listen.js";
@@ -27,23 +28,6 @@ export function allScenarios(): Scenario[] {
     ...randomScenarios,
     ...processScenarios,
   ];
-}
-
-export interface PendingScenario {
-  scenario: Scenario;
-  missing: string[];
-}
-
-/** Splits {@link allScenarios} into runnable and pending (with what each is missing). */
-export async function loadScenarios(): Promise<{ runnable: Scenario[]; pending: PendingScenario[] }> {
-  const runnable: Scenario[] = [];
-  const pending: PendingScenario[] = [];
-  for (const s of allScenarios()) {
-    const missing = await missingDeps(s.requires ?? []);
-    if (missing.length === 0) runnable.push(s);
-    else pending.push({ scenario: s, missing });
-  }
-  return { runnable, pending };
 }
 
 /**

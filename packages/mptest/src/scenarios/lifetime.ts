@@ -8,7 +8,7 @@
 
 import { deferred } from "@multiprocess-ts/capnp";
 import type { FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { forceGc, type TestSetup } from "@multiprocess-ts/test-support";
+import { forceGc, type FooSetup as TestSetup } from "@multiprocess-ts/testing";
 import type { Scenario } from "../scenario.js";
 import { check, checkEq, withSetup } from "./util.js";
 
@@ -32,8 +32,8 @@ async function lifetime(ctx: Parameters<Scenario["run"]>[0], first: First): Prom
     checkEq(await s.client.callbackSaved(1), 2, "saved callback works");
     // Take the server's only reference away from the implementation: from now on this scenario
     // decides how it ends.
-    let handle: FooCallback | null = s.server.savedCallback;
-    s.server.savedCallback = null;
+    let handle: FooCallback | null = s.impl.savedCallback;
+    s.impl.savedCallback = null;
     check(handle !== null, "server holds the callback");
     const weak = new WeakRef(handle);
     const imports0 = s.connections.server.rpc.stats().imports;

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { EventLoop, type Connection } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient, FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { connectSocket, listenConnections, type Listener } from "@multiprocess-ts/node";
-import { FooImplementation, assertRpcIdle } from "@multiprocess-ts/test-support";
+import { FooImplementation, assertRpcIdle } from "@multiprocess-ts/testing";
 import type { Scenario, ScenarioContext } from "../scenario.js";
 import { Counter, check, checkEq } from "./util.js";
 

@@ -12,7 +12,7 @@ import { deferred } from "@multiprocess-ts/capnp";
 import { EventLoop } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { spawnProcess, spawnProcessSocket, waitProcess } from "@multiprocess-ts/node";
-import { assertRpcIdle, expectReject } from "@multiprocess-ts/test-support";
+import { assertRpcIdle, expectReject } from "@multiprocess-ts/testing";
 import type { Scenario } from "../scenario.js";
 import { bundled } from "../bundle.js";
 import { CALLED_AFTER_DISCONNECT, INTERRUPTED_BY_DISCONNECT, check, checkEq } from "./util.js";

@@ -7,7 +7,7 @@
  */
 
 import { setImmediate as nextTurn } from "node:timers/promises";
-import type { TestSetup } from "@multiprocess-ts/test-support";
+import type { FooSetup as TestSetup } from "@multiprocess-ts/testing";
 import type { Scenario, ScenarioContext } from "../scenario.js";
 import { CALLED_AFTER_DISCONNECT, INTERRUPTED_BY_DISCONNECT, check, checkEq, withSetup } from "./util.js";
 
@@ -47,11 +47,11 @@ export const randomScenarios: Scenario[] = [
       const cut = ctx.rng.pick(cuts);
       await withSetup(ctx, { clientOwnsConnection: owns }, async (s) => {
         await s.client.initThreadMap();
-        s.server.intFn = async (n) => {
+        s.impl.intFn = async (n) => {
           if (ctx.rng.bool()) await nextTurn();
           return n;
         };
-        s.server.fn = async () => {
+        s.impl.fn = async () => {
           if (ctx.rng.bool()) await nextTurn();
         };
         const n = 1 + ctx.rng.int(8);

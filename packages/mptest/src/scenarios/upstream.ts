@@ -5,7 +5,7 @@
 
 import { deferred, type Capability } from "@multiprocess-ts/capnp";
 import { THREAD_MAP_INTERFACE_ID, ThreadMap_makePool$Params, ThreadMap_makePool$Results } from "@multiprocess-ts/runtime/gen";
-import { expectReject, type TestSetup } from "@multiprocess-ts/test-support";
+import { expectReject, type FooSetup as TestSetup } from "@multiprocess-ts/testing";
 import {
   FooInterface_callFnAsync$Params,
   FooInterface_callFnAsync$Results,
@@ -124,11 +124,11 @@ export const upstreamScenarios: Scenario[] = [
         checkEq(await foo.callbackUnique(makeCallback(3, 4), 3), 4, "callbackUnique");
         checkEq(await foo.callbackShared(makeCallback(5, 6), 5), 6, "callbackShared");
         await foo.saveCallback(makeCallback(7, 8));
-        check(s.server.savedCallback !== null, "saveCallback stored a callback");
+        check(s.impl.savedCallback !== null, "saveCallback stored a callback");
         checkEq(await foo.callbackSaved(7), 8, "callbackSaved");
         checkEq(await foo.callbackSaved(7), 8, "callbackSaved again");
         await foo.saveCallback(null);
-        check(s.server.savedCallback === null, "saveCallback(null) dropped the callback");
+        check(s.impl.savedCallback === null, "saveCallback(null) dropped the callback");
         checkEq(await foo.callbackExtended(callback, 11), 12, "callbackExtended");
 
         const custom = await foo.passCustom({ v1: "v1", v2: 5 });
@@ -185,7 +185,7 @@ export const upstreamScenarios: Scenario[] = [
         checkEq(await s.client.add(1, 2), 3, "add");
         // The server method (no Context: runs on the server loop) disconnects the client mid-call.
         let disconnecting: Promise<void> | undefined;
-        s.server.fn = () => {
+        s.impl.fn = () => {
           disconnecting = s.clientDisconnect();
         };
         await expectReject(s.client.callFn(), INTERRUPTED_BY_DISCONNECT);
@@ -204,7 +204,7 @@ export const upstreamScenarios: Scenario[] = [
         await s.client.initThreadMap();
         const signal = deferred<void>();
         let disconnecting: Promise<void> | undefined;
-        s.server.fn = async () => {
+        s.impl.fn = async () => {
           const ref = s.serverLoop.ref();
           try {
             disconnecting = s.clientDisconnect();
@@ -224,7 +224,7 @@ export const upstreamScenarios: Scenario[] = [
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
         await s.client.initThreadMap();
-        s.server.fn = () => {};
+        s.impl.fn = () => {};
         // Upstream queues the disconnect from the makeThread hook (evalLater) and sleeps in
         // makeThreadCreated so the loop tears the Connection down before the worker starts
         // waiting. Here the server Thread is created synchronously and starts on a later
@@ -248,7 +248,7 @@ export const upstreamScenarios: Scenario[] = [
         // Inline, the teardown starts before the Thread exists for anyone: the call must not run.
         // From a microtask, whether the pipelined call reached the Thread first depends on how the
         // engine batches deliveries; upstream's claim (the call is interrupted) holds either way.
-        if (variant === "inline-from-makeThreadCreated") checkEq(s.server.calls.length, 0, "callFnAsync must not have run");
+        if (variant === "inline-from-makeThreadCreated") checkEq(s.impl.calls.length, 0, "callFnAsync must not have run");
       }),
   },
   {
@@ -257,7 +257,7 @@ export const upstreamScenarios: Scenario[] = [
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
         await s.client.initThreadMap();
-        s.server.fn = () => {};
+        s.impl.fn = () => {};
         let disconnecting: Promise<void> | undefined;
         // Disconnect as the request starts executing: the canceled request must not read its params.
         s.serverLoop.hooks.asyncRequestStart = () => {
@@ -268,7 +268,7 @@ export const upstreamScenarios: Scenario[] = [
         await disconnecting;
         // Upstream's fix (f5509a3): a request canceled as it starts must not go on to read its
         // params and run the method.
-        checkEq(s.server.calls.length, 0, "callFnAsync must not run after the cancel");
+        checkEq(s.impl.calls.length, 0, "callFnAsync must not run after the cancel");
       }),
   },
   {
@@ -277,7 +277,7 @@ export const upstreamScenarios: Scenario[] = [
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
         await s.client.initThreadMap();
-        s.server.fn = () => {};
+        s.impl.fn = () => {};
         let disconnecting: Promise<void> | undefined;
         // Disconnect after the request ran but before its results went out: the cancel hook of a
         // finished request must not fire.
@@ -287,7 +287,7 @@ export const upstreamScenarios: Scenario[] = [
         await expectReject(s.client.callFnAsync(), INTERRUPTED_BY_DISCONNECT);
         check(disconnecting !== undefined, "asyncRequestDone hook ran");
         await disconnecting;
-        checkEq(s.server.calls.join(","), "callFnAsync", "the request ran exactly once before the disconnect");
+        checkEq(s.impl.calls.join(","), "callFnAsync", "the request ran exactly once before the disconnect");
       }),
   },
   {
@@ -300,7 +300,7 @@ export const upstreamScenarios: Scenario[] = [
         s.expectLog(/destroy|disconnect/i);
         await s.client.initThreadMap();
         await s.client.saveCallback({ call: (arg: number) => arg });
-        check(s.server.savedCallback !== null, "callback saved");
+        check(s.impl.savedCallback !== null, "callback saved");
         await s.clientDisconnect();
       }),
   },
@@ -310,11 +310,11 @@ export const upstreamScenarios: Scenario[] = [
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
         await s.client.initThreadMap();
-        s.server.fn = () => {};
+        s.impl.fn = () => {};
         await s.client.callFnAsync(); // sets up this thread's request Thread on the server
         let expected = 100;
         const gate = deferred<void>();
-        s.server.intFn = async (n) => {
+        s.impl.intFn = async (n) => {
           if (n !== expected) throw new Error(`callIntFnAsync(${n}) ran out of order, expected ${expected}`);
           expected += 100;
           if (n === 100) await gate.promise; // hold the Thread: the next two must queue behind it
@@ -335,7 +335,7 @@ export const upstreamScenarios: Scenario[] = [
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
         await s.client.initThreadMap();
-        s.server.intFn = (n) => n * 2;
+        s.impl.intFn = (n) => n * 2;
         await makePool(s, 2);
         const results = await Promise.all([1, 2, 3].map((n) => callIntFnAsyncWithoutThread(s, n)));
         check(deepEqual(results, [2, 4, 6]), `pool results ${results.join(",")}`);
@@ -347,7 +347,7 @@ export const upstreamScenarios: Scenario[] = [
     origin: "upstream test.cpp:553 (#283)",
     run: (ctx) =>
       withSetup(ctx, {}, async (s) => {
-        s.server.fn = () => {};
+        s.impl.fn = () => {};
         await expectReject(callFnAsyncWithoutThread(s), "no thread specified and no pool configured");
       }),
   },

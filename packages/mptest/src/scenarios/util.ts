@@ -1,7 +1,11 @@
-/** Helpers shared by the scenarios. */
+/**
+ * Helpers shared by the scenarios.
+ *
+ * Threading: loop thread (the runner's main thread).
+ */
 
 import { deferred } from "@multiprocess-ts/capnp";
-import { createTestSetup, type TestSetup, type TestSetupOptions } from "@multiprocess-ts/test-support";
+import { createFooSetup, type FooSetup, type TestSetupOptions } from "@multiprocess-ts/testing";
 import type { ScenarioContext } from "../scenario.js";
 
 export const CALLED_AFTER_DISCONNECT = "IPC client method called after disconnect.";
@@ -53,11 +57,11 @@ export function deepEqual(a: unknown, b: unknown): boolean {
 export async function withSetup(
   ctx: ScenarioContext,
   opts: TestSetupOptions,
-  fn: (s: TestSetup) => Promise<void>,
+  fn: (s: FooSetup) => Promise<void>,
 ): Promise<void> {
   const jitter = opts.jitter ?? (ctx.rng.bool() ? ctx.rng : undefined);
   ctx.log(`delivery jitter: ${jitter === undefined ? "off" : "on"}`);
-  const s = await createTestSetup({ ...opts, ...(jitter ? { jitter } : {}), log: (l) => ctx.log(l) });
+  const s = await createFooSetup({ name: "mptest", ...opts, ...(jitter ? { jitter } : {}), log: (l) => ctx.log(l) });
   let first: unknown;
   let failed = false;
   try {

@@ -17,7 +17,7 @@
 
 import { deferred } from "@multiprocess-ts/capnp";
 import { attachWorkers, type WorkerSupport } from "@multiprocess-ts/node";
-import type { TestSetup } from "@multiprocess-ts/test-support";
+import type { FooSetup as TestSetup } from "@multiprocess-ts/testing";
 import type { Scenario, ScenarioContext } from "../scenario.js";
 import { CALLED_AFTER_DISCONNECT, Counter, INTERRUPTED_BY_DISCONNECT, check, checkEq, withSetup } from "./util.js";
 import { WorkerDriver } from "./worker-driver.js";
@@ -85,7 +85,7 @@ async function workerGoneMidCall(ctx: ScenarioContext, how: "exit" | "terminate"
       const entered = deferred<void>();
       const gate = deferred<void>();
       let finished = false;
-      s.server.fn = async () => {
+      s.impl.fn = async () => {
         entered.resolve();
         await gate.promise;
         finished = true;
@@ -120,7 +120,7 @@ async function workerVsConnection(ctx: ScenarioContext, order: TeardownOrder): P
   await withSetup(ctx, { clientOwnsConnection: false }, async (s) => {
     await s.client.initThreadMap();
     await withWorkers(s, async (a) => {
-      s.server.fn = () => {};
+      s.impl.fn = () => {};
       const w = await a.start(`mptest-${order}`);
       w.send({ op: "add", a: 1, b: 2 });
       checkEq((await w.next("added")).value, 3, "worker add");
@@ -202,7 +202,7 @@ export const workerScenarios: Scenario[] = [
         await withWorkers(s, async (a) => {
           const inside = new Counter();
           const gate = deferred<void>();
-          s.server.intFn = async (n) => {
+          s.impl.intFn = async (n) => {
             inside.inc();
             await gate.promise;
             return n * 10;
@@ -231,7 +231,7 @@ export const workerScenarios: Scenario[] = [
       await withSetup(ctx, { clientOwnsConnection: false }, async (s) => {
         await s.client.initThreadMap();
         await withWorkers(s, async (a) => {
-          s.server.intFn = async (n) => {
+          s.impl.intFn = async (n) => {
             if (ctx.rng.bool()) await new Promise<void>((r) => setImmediate(r));
             return n;
           };

@@ -1,14 +1,15 @@
 /**
  * Worker for the worker-thread race tests: attaches to the loop from `workerData.handle`, gets a
- * FooClient for the object the loop shares as "foo", and runs `workerData.scenario`. It reports
- * with `parentPort.postMessage` and, for multi-step scenarios, waits for commands from the test.
+ * generated ThreadFooClient for the object the loop shares as "foo", and runs
+ * `workerData.scenario`. It reports with `parentPort.postMessage` and, for multi-step scenarios,
+ * waits for commands from the test.
  *
- * Imports the node worker glue from its dist path, not the package entry, so these tests do not
- * depend on the rest of @multiprocess-ts/node loading (TODO(cleanup): use the package entry).
+ * Threading: worker thread.
  */
 import { parentPort, threadId, workerData } from "node:worker_threads";
-import { workerConnection } from "../../../../packages/node/dist/worker/index.js";
-import { FooCallbackClient, FooClient, type FooCallback } from "../proxies.js";
+import { workerConnection } from "@multiprocess-ts/node";
+import { FooCallbackClient, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { ThreadFooClient as FooClient } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
 
 const port = parentPort!;
 const wc = workerConnection(workerData.handle);

@@ -2,6 +2,8 @@
  * Forced garbage collection for capability-lifetime tests. Uses `global.gc` when Node runs with
  * --expose-gc (mptest's --jobs children do); otherwise turns the flag on at run time
  * (`v8.setFlagsFromString`) and takes `gc` from a fresh context, a documented V8 technique.
+ *
+ * Threading: any thread (each isolate has its own gc).
  */
 
 import { setFlagsFromString } from "node:v8";

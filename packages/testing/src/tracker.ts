@@ -1,12 +1,19 @@
 /**
- * Live fixtures, for the stress runner's leak probe and hang dump. A module-level set is a global
- * registry (STYLE anti-pattern 4), kept on purpose and kept tiny: it is test-only, and it lets the
- * runner see fixtures a scenario forgot to dispose without threading a context through every call.
+ * Live fixtures, for mptest's leak probe and hang dump. A module-level set is a global registry,
+ * kept on purpose and kept tiny: it is test-only, and it lets a runner see fixtures a test forgot
+ * to dispose without threading a context through every call.
+ *
+ * Threading: loop thread (the thread that creates the setups).
  */
 
+import type { ProxyClientBase } from "@multiprocess-ts/runtime";
 import type { TestSetup } from "./setup.js";
 
-export const liveSetups = new Set<TestSetup>();
+/** Any setup, whatever interface it serves. */
+export type TrackedSetup = TestSetup<unknown, ProxyClientBase>;
+
+/** Setups created and not yet disposed. */
+export const liveSetups = new Set<TrackedSetup>();
 
 /** Counters for the mptest leak probe: live fixtures and the RPC tables of their connections. */
 export function fixtureCounters(): Record<string, number> {
@@ -43,7 +50,9 @@ export function dumpFixtures(): string {
       const tail = t.wireLog.slice(-8).map((e) => e.which + (e.variant ? `/${e.variant}` : ""));
       lines.push(`    last sent: ${tail.join(" ") || "(nothing)"}`);
     }
-    lines.push(`  server impl calls: ${s.server.calls.join(", ") || "(none)"}; disposed ${s.server.disposeCount}`);
+    const calls = (s.impl as { calls?: unknown }).calls;
+    const callList = Array.isArray(calls) ? `calls: ${calls.join(", ") || "(none)"}; ` : "";
+    lines.push(`  server impl ${callList}disposed ${s.implDisposals}`);
   }
   return lines.join("\n");
 }

@@ -1,5 +1,6 @@
 /**
- * FooImplementation: the server object of the test fixture, with upstream's test/mp/test/foo.h
+ * The FooInterface convenience (proto/test/foo.capnp): FooImplementation, the server object of
+ * the project's own tests, with upstream's test/mp/test/foo.h
  * semantics (add, addOut, addInOut, pass-through methods, `raise` throws its argument, callbacks,
  * a saved callback, `fn`/`intFn` hooks run by callFn/callFnAsync/callIntFnAsync), implementing the
  * generated TS interface.
@@ -13,6 +14,8 @@
  */
 
 import {
+  FooInterfaceClient,
+  FooInterfaceServer,
   FooStructError,
   type ExtendedCallback,
   type FooCallback,
@@ -24,6 +27,7 @@ import {
   type FooMutable,
   type FooStruct,
 } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { createTestSetup, type TestSetup, type TestSetupOptions } from "./setup.js";
 
 /** Releases a proxy the callee owns (clients: close(); imported functions: asyncDispose). */
 export async function releaseProxy(p: unknown): Promise<void> {
@@ -40,7 +44,7 @@ export class FooImplementation implements FooInterface {
   intFn: ((n: number) => number | Promise<number>) | undefined;
   /** The callback stored by saveCallback (upstream `m_callback`). */
   savedCallback: FooCallback | null = null;
-  /** How many times the runtime disposed this object (must end at exactly 1). */
+  /** How many times the runtime disposed this object (the leak check wants exactly 1). */
   disposeCount = 0;
   /** Method names in call order, for scenarios that check ordering. */
   readonly calls: string[] = [];
@@ -152,7 +156,15 @@ export class FooImplementation implements FooInterface {
     try {
       await releaseProxy(saved);
     } catch {
-      // the runtime logs it; cleanup never throws (STYLE 5)
+      // the runtime logs it; cleanup never throws
     }
   }
+}
+
+/** The setup {@link createFooSetup} returns. */
+export type FooSetup = TestSetup<FooImplementation, FooInterfaceClient>;
+
+/** {@link createTestSetup} for a fresh FooImplementation (upstream's TestSetup exactly). */
+export function createFooSetup(opts: TestSetupOptions = {}): Promise<FooSetup> {
+  return createTestSetup({ impl: new FooImplementation(), Server: FooInterfaceServer, Client: FooInterfaceClient }, opts);
 }
