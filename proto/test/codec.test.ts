@@ -56,7 +56,6 @@ describe("struct codec ↔ capnp (C++)", () => {
     fs.copyFileSync(path.join(FIXTURES, "expected/features.capnp.ts"), path.join(dir, "features.capnp.ts"));
     fs.copyFileSync(path.join(PROTO, "src/mp/proxy.capnp.ts"), path.join(dir, "mp/proxy.capnp.ts"));
     fs.symlinkSync(path.join(PROTO, "node_modules"), path.join(dir, "node_modules"), "dir");
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     const F: any = await import(path.join(dir, "features.capnp.ts"));
     const schema = path.join(FIXTURES, "features.capnp");
     const imports = [PROTO, FIXTURES];

@@ -17,7 +17,6 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 const PROTO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const GOLDEN = path.resolve(PROTO, "../packages/gen/test/fixtures/expected/features.capnp.ts");
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 let F: any;
 let dir: string;
 

@@ -240,7 +240,10 @@ export const upstreamScenarios: Scenario[] = [
             disconnecting = s.serverDisconnect();
           };
         } else {
-          s.serverLoop.hooks.makeThread = () => queueMicrotask(() => (disconnecting = s.serverDisconnect()));
+          s.serverLoop.hooks.makeThread = () =>
+            queueMicrotask(() => {
+              disconnecting = s.serverDisconnect();
+            });
         }
         await expectReject(s.client.callFnAsync(), INTERRUPTED_BY_DISCONNECT);
         check(disconnecting !== undefined, "makeThread hook ran");

@@ -59,7 +59,6 @@ export class CallIO implements ClientIO {
     return new ClientCtor(cap, this.connection);
   }
 
-  // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
   exportFunction(fn: Function | null | undefined, ServerCtor: ProxyServerCtor): Capability | null {
     if (fn === null || fn === undefined) return null;
     const client = (fn as { [FN_CLIENT]?: ProxyClientBase })[FN_CLIENT];
@@ -67,7 +66,6 @@ export class CallIO implements ClientIO {
     return this.exportObject({ call: (...args: unknown[]) => fn(...args) }, ServerCtor);
   }
 
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   importFunction<F>(cap: Capability | null, ClientCtor: ProxyClientCtor<any>): F | null {
     const client = this.importObject(cap, ClientCtor) as (ProxyClientBase & { call(...a: unknown[]): unknown }) | null;
     if (!client) return null;

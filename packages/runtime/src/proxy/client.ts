@@ -85,9 +85,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
    */
   protected $invoke<R>(
     m: ProxyMethod,
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     build: (p: any, io: ClientIO) => void,
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     read: (r: any, io: ClientIO) => R,
   ): Promise<R> {
     return invokeOn(this, m, build, read);
@@ -96,9 +94,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
   /** @internal {@link $invoke} without the `protected` (construct / destroy from the runtime). */
   $call<R>(
     m: ProxyMethod,
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     build: (p: any, io: ClientIO) => void,
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
     read: (r: any, io: ClientIO) => R,
   ): Promise<R> {
     return invokeOn(this, m, build, read);
@@ -171,9 +167,7 @@ Object.defineProperty(ProxyClientBase.prototype, PROXY_CLIENT, { value: true });
 function invokeOn<R>(
   client: ProxyClientBase,
   m: ProxyMethod,
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   build: (p: any, io: ClientIO) => void,
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   read: (r: any, io: ClientIO) => R,
 ): Promise<R> {
   const connection = client.$connection;

@@ -15,9 +15,7 @@ export interface ProxyMethod {
   name: string;
   interfaceId: bigint;
   methodId: number;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   Params: StructCtor<any>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   Results: StructCtor<any>;
   /** Pointer index of the `Proxy.Context` param, or -1. */
   context: number;
@@ -30,7 +28,6 @@ export interface ProxyMethod {
 export interface ServerMethod<I> {
   method: ProxyMethod;
   special?: "construct" | "destroy";
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   invoke?(impl: I, params: any, results: any, io: ServerIO): void | Promise<void>;
 }
 
@@ -55,10 +52,8 @@ export interface ClientIO {
   /** Wraps a received capability (takes ownership of `cap`) in a `ClientCtor`; null stays null. */
   importObject<C>(cap: Capability | null, ClientCtor: ProxyClientCtor<C>): C | null;
   /** Like exportObject for a function: served as `{ call: fn }` (upstream ProxyCallback<std::function>). */
-  // eslint-disable-next-line @typescript-eslint/no-unsafe-function-type
   exportFunction(fn: Function | null | undefined, ServerCtor: ProxyServerCtor): Capability | null;
   /** A function calling the received callback's `call` method; `fn[Symbol.asyncDispose]` releases it. */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   importFunction<F>(cap: Capability | null, ClientCtor: ProxyClientCtor<any>): F | null;
   /**
    * Our ThreadMap for this connection, for a `Proxy.ThreadMap` field being built (upstream
@@ -86,7 +81,6 @@ export interface ProxyClientCtor<C = unknown> {
 }
 
 /** Constructor shape of generated servers. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export interface ProxyServerCtor<I = any> {
   new (impl: I, connection: Connection): ProxyServerBase<I>;
   readonly interfaceId: bigint;
