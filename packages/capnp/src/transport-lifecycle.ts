@@ -16,8 +16,9 @@
  *       └──────────── end(err) ───────────┴──▶ Ended   nothing more is read or written
  *
  * `failRead` in Closing reports at once but stays in Closing. `end` from any state but Ended
- * reports `err` unless a report was already made (the first reason reported wins). Reports wait
- * for `start()`; messages delivered before it are queued and handed over by `start()`.
+ * reports the reason unless a report was already made (the first reason noted wins). Reports wait
+ * for `start()`; messages delivered before it are queued and handed over by `start()`, before
+ * the end is reported if the link ended meanwhile (they arrived before the end).
  *
  * Threading: owned by its transport, on the thread that created it (the transport's thread).
  */
@@ -93,7 +94,8 @@ export class TransportLifecycle {
     this.sink = sink;
     const early = this.early;
     this.early = null;
-    if (early !== null) for (const m of early) this.deliver(m);
+    // They arrived before any end: handed over even if the link has ended since.
+    if (early !== null) for (const m of early) if (!this.handOver(sink, m)) break;
     if (this.linkState === LinkState.Ended || this.linkState === LinkState.ReadFailed) this.report();
   }
 
@@ -108,6 +110,10 @@ export class TransportLifecycle {
       (this.early ??= []).push(segments);
       return true;
     }
+    return this.handOver(sink, segments);
+  }
+
+  private handOver(sink: TransportSink, segments: Uint8Array[]): boolean {
     try {
       sink.message(segments);
     } catch (e) {
@@ -121,7 +127,6 @@ export class TransportLifecycle {
   failRead(err: Error): boolean {
     if (!this.canDeliver) return false;
     this.reason = err;
-    this.early = null;
     if (this.linkState === LinkState.Open) this.linkState = LinkState.ReadFailed;
     this.report();
     return true;
@@ -141,8 +146,7 @@ export class TransportLifecycle {
   end(err?: Error): boolean {
     if (this.linkState === LinkState.Ended) return false;
     this.linkState = LinkState.Ended;
-    if (!this.reported) this.reason = err ?? this.reason;
-    this.early = null;
+    this.reason ??= err;
     this.report();
     return true;
   }
