@@ -41,7 +41,7 @@ export { validateMessage, validateRpcMessage, readMessage, messageFromSegments }
 export { streamTransport } from "./stream.js";
 export { TransportLifecycle, LinkState } from "./transport-lifecycle.js";
 export type { LifecycleHost } from "./transport-lifecycle.js";
-export { WriteFlow, DEFAULT_WRITE_FLOW, resolveWriteFlow } from "./write-flow.js";
+export { WriteFlow, FlowWatch, DEFAULT_WRITE_FLOW, resolveWriteFlow } from "./write-flow.js";
 export type { WriteFlowLimits, WriteFlowStats, FlowHost, FlowControlledTransport } from "./write-flow.js";
 /** The hand-written rpc.capnp envelope codec (hot messages); see fastpath.ts. */
 export * as fastpath from "./fastpath.js";

@@ -34,6 +34,7 @@ import type { TransportSink } from "./transport.js";
 import { LinkState, TransportLifecycle, type LifecycleHost } from "./transport-lifecycle.js";
 import {
   DEFAULT_WRITE_FLOW,
+  FlowWatch,
   resolveWriteFlow,
   WriteFlow,
   type FlowControlledTransport,
@@ -58,6 +59,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private readonly decoder: FrameDecoder;
   /** Created when a write first blocks: an idle or fast connection never needs one. */
   private flow: WriteFlow | null = null;
+  private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // process.nextTick(uncork) pending
   private blocked = false; // write() returned false; waiting for 'drain'
@@ -103,6 +105,10 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     const queued = this.queueBytes + this.stream.writableLength;
     if (this.flow === null) return { queuedBytes: queued, peakQueuedBytes: queued, readPaused: false, pauses: 0 };
     return this.flow.stats();
+  }
+
+  watchFlow(cb: (stats: WriteFlowStats) => void): () => void {
+    return (this.watch ??= new FlowWatch()).set(cb);
   }
 
   send(segments: Uint8Array[]): void {
@@ -208,7 +214,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
 
   /** Writes are blocked and the queue grew: pause reading past the mark, end past the cap. */
   private queueGrew(): void {
-    const flow = (this.flow ??= new WriteFlow(this.flowLimits, this));
+    const flow = (this.flow ??= new WriteFlow(this.flowLimits, this, (this.watch ??= new FlowWatch())));
     const err = flow.grew(this.queueBytes + this.stream.writableLength);
     if (err !== undefined) this.fail(err);
   }

@@ -51,6 +51,11 @@ export interface WriteFlowStats {
 /** A transport with write-side flow control (stream, WebSocket): its counters, for monitoring. */
 export interface FlowControlledTransport extends Transport {
   flowStats(): WriteFlowStats;
+  /**
+   * Call `cb` each time reading is paused or resumed (e.g. to log a stalled peer, or in tests).
+   * One watcher at a time; returns a function that removes it.
+   */
+  watchFlow(cb: (stats: WriteFlowStats) => void): () => void;
 }
 
 /** Fill in and check `limits`: integers > 0 (Infinity allowed), resume ≤ pause ≤ max. */
@@ -81,6 +86,22 @@ export interface FlowHost {
   resumeReading(): void;
 }
 
+/** Holds a transport's {@link FlowControlledTransport.watchFlow} callback. */
+export class FlowWatch {
+  private cb: ((stats: WriteFlowStats) => void) | null = null;
+
+  set(cb: (stats: WriteFlowStats) => void): () => void {
+    this.cb = cb;
+    return () => {
+      if (this.cb === cb) this.cb = null;
+    };
+  }
+
+  notify(stats: WriteFlowStats): void {
+    this.cb?.(stats);
+  }
+}
+
 /** The decisions of write-side flow control for one connection; the transport measures. */
 export class WriteFlow implements WriteFlowStats {
   queuedBytes = 0;
@@ -91,6 +112,7 @@ export class WriteFlow implements WriteFlowStats {
   constructor(
     readonly limits: WriteFlowLimits,
     private readonly host: FlowHost,
+    private readonly watch: FlowWatch | null = null,
   ) {}
 
   /**
@@ -108,6 +130,7 @@ export class WriteFlow implements WriteFlowStats {
       this.readPaused = true;
       this.pauses++;
       this.host.pauseReading();
+      this.watch?.notify(this.stats());
     }
     return undefined;
   }
@@ -118,6 +141,7 @@ export class WriteFlow implements WriteFlowStats {
     if (this.readPaused && queued <= this.limits.resumeReadingAt) {
       this.readPaused = false;
       this.host.resumeReading();
+      this.watch?.notify(this.stats());
     }
   }
 

@@ -18,6 +18,7 @@ import { WebSocket, WebSocketServer, type RawData } from "ws";
 import {
   DEFAULT_WRITE_FLOW,
   DisconnectedError,
+  FlowWatch,
   LinkState,
   ProtocolError,
   resolveWriteFlow,
@@ -60,6 +61,7 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
   private readonly life = new TransportLifecycle(this);
   /** Created when `bufferedAmount` first passes the resume mark. */
   private flow: WriteFlow | null = null;
+  private watch: FlowWatch | null = null;
   private readonly socketClosed: Promise<void>;
 
   constructor(
@@ -92,7 +94,7 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
       return;
     }
     // Queue is building up: watch it. Each send's callback runs once its bytes left for the OS.
-    const flow = (this.flow ??= new WriteFlow(this.flowLimits, this));
+    const flow = (this.flow ??= new WriteFlow(this.flowLimits, this, (this.watch ??= new FlowWatch())));
     this.ws.send(frame, BINARY, this.onFlushed);
     const err = flow.grew(this.ws.bufferedAmount);
     if (err !== undefined) this.destroy(err);
@@ -106,6 +108,10 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
     if (this.flow !== null) return this.flow.stats();
     const q = this.ws.bufferedAmount;
     return { queuedBytes: q, peakQueuedBytes: q, readPaused: false, pauses: 0 };
+  }
+
+  watchFlow(cb: (stats: WriteFlowStats) => void): () => void {
+    return (this.watch ??= new FlowWatch()).set(cb);
   }
 
   pauseReading(): void {
