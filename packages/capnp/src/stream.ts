@@ -220,11 +220,13 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   pauseReading(): void {
+    this.life.hold(); // the rest of the chunk being decoded waits too
     this.stream.pause();
   }
 
   resumeReading(): void {
-    if (this.life.canDeliver && this.life.started) this.stream.resume();
+    this.life.unhold(); // may pause us again (a reply to a held message)
+    if (this.flow?.readPaused !== true && this.life.canDeliver && this.life.started) this.stream.resume();
   }
 
   // --- writing ---

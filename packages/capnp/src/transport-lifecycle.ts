@@ -20,6 +20,9 @@
  * for `start()`; messages delivered before it are queued and handed over by `start()`, before
  * the end is reported if the link ended meanwhile (they arrived before the end).
  *
+ * The same queue holds messages while reading is paused by flow control (`hold()` / `unhold()`):
+ * the rest of a chunk already read when the pause came waits instead of causing more replies.
+ *
  * Threading: owned by its transport, on the thread that created it (the transport's thread).
  */
 
@@ -49,8 +52,9 @@ export interface LifecycleHost {
 export class TransportLifecycle {
   private linkState = LinkState.Open;
   private sink: TransportSink | undefined;
-  /** Messages delivered before start(); allocated on first use. */
+  /** Messages delivered before start() or while held; allocated on first use. */
   private early: Uint8Array[][] | null = null;
+  private holding = false;
   private reason: Error | undefined;
   private reported = false;
 
@@ -106,11 +110,33 @@ export class TransportLifecycle {
   deliver(segments: Uint8Array[]): boolean {
     if (!this.canDeliver) return false;
     const sink = this.sink;
-    if (sink === undefined) {
+    if (sink === undefined || this.holding || this.early !== null) {
       (this.early ??= []).push(segments);
       return true;
     }
     return this.handOver(sink, segments);
+  }
+
+  /** Flow control paused reading: later messages wait in the queue until {@link unhold}. */
+  hold(): void {
+    this.holding = true;
+  }
+
+  /** Hand held messages over in order, until done or held again (a reply paused us anew). */
+  unhold(): void {
+    this.holding = false;
+    const q = this.early;
+    const sink = this.sink;
+    if (q === null || sink === undefined) return;
+    while (q.length > 0 && !this.holding && this.canDeliver) {
+      if (!this.handOver(sink, q.shift()!)) break;
+    }
+    if (q.length === 0 && this.early === q) this.early = null;
+  }
+
+  /** Whether messages are held (reading is paused by flow control). */
+  get held(): boolean {
+    return this.holding;
   }
 
   private handOver(sink: TransportSink, segments: Uint8Array[]): boolean {
@@ -147,6 +173,8 @@ export class TransportLifecycle {
     if (this.linkState === LinkState.Ended) return false;
     this.linkState = LinkState.Ended;
     this.reason ??= err;
+    this.holding = false;
+    if (this.sink !== undefined) this.early = null; // held messages of a link that is over
     this.report();
     return true;
   }

@@ -140,8 +140,8 @@ export class WriteFlow implements WriteFlowStats {
     this.note(queued);
     if (this.readPaused && queued <= this.limits.resumeReadingAt) {
       this.readPaused = false;
+      this.watch?.notify(this.stats()); // before resuming: held messages may pause us again
       this.host.resumeReading();
-      this.watch?.notify(this.stats());
     }
   }
 

@@ -115,11 +115,13 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
   }
 
   pauseReading(): void {
+    this.life.hold(); // frames the receiver already has wait too
     this.ws.pause();
   }
 
   resumeReading(): void {
-    if (this.life.canDeliver) this.ws.resume();
+    this.life.unhold(); // may pause us again (a reply to a held message)
+    if (this.flow?.readPaused !== true && this.life.canDeliver) this.ws.resume();
   }
 
   close(): Promise<void> {
@@ -313,7 +315,7 @@ function authorize(req: http.IncomingMessage, opts: WebSocketListenOptions): { s
  */
 export async function listenWebSocket(
   opts: WebSocketListenOptions,
-  onTransport: (transport: Transport, req: http.IncomingMessage) => void,
+  onTransport: (transport: FlowControlledTransport, req: http.IncomingMessage) => void,
 ): Promise<WebSocketListener> {
   if (opts.token === undefined && opts.allowedOrigins === undefined && opts.allowUnauthenticated !== true) {
     throw new Error("listenWebSocket needs a token or allowedOrigins (or allowUnauthenticated: true)");
