@@ -39,5 +39,9 @@ export type { ReaderLimits } from "./limits.js";
 export { encodeFrame, encodeFrameToBytes, frameHeaderBytes, FrameDecoder } from "./framing.js";
 export { validateMessage, validateRpcMessage, readMessage, messageFromSegments } from "./validate.js";
 export { streamTransport } from "./stream.js";
+export { TransportLifecycle, LinkState } from "./transport-lifecycle.js";
+export type { LifecycleHost } from "./transport-lifecycle.js";
+export { WriteFlow, FlowWatch, DEFAULT_WRITE_FLOW, resolveWriteFlow } from "./write-flow.js";
+export type { WriteFlowLimits, WriteFlowStats, FlowHost, FlowControlledTransport } from "./write-flow.js";
 /** The hand-written rpc.capnp envelope codec (hot messages); see fastpath.ts. */
 export * as fastpath from "./fastpath.js";

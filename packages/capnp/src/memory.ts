@@ -2,12 +2,15 @@
  * An in-memory, deterministic transport pair for tests (in the spirit of capnweb's TestTransport
  * and KJ's TestNetwork): asynchronous, ordered delivery, with a fence to hold messages, a way to
  * break the link like a transport error would, and a log of the rpc.capnp message kinds sent.
+ * State, the sink and the once-only end report live in {@link TransportLifecycle}; this file owns
+ * the in-memory delivery (inbox, fence, EOF) and the wire log.
  *
  * Threading: both ends live on the thread that created the pair.
  */
 
 import { DisconnectedError } from "./errors.js";
 import type { Transport, TransportSink } from "./transport.js";
+import { TransportLifecycle, type LifecycleHost } from "./transport-lifecycle.js";
 
 /** One entry of {@link MemoryTransport.wireLog}. */
 export interface WireLogEntry {
@@ -130,22 +133,22 @@ function scheduleDrain(fn: () => void): void {
   }
 }
 
-class MemoryEnd implements MemoryTransport {
+class MemoryEnd implements MemoryTransport, LifecycleHost {
   peer!: MemoryEnd;
   readonly wireLog: WireLogEntry[] = [];
-  private sink: TransportSink | undefined;
+  private readonly life: TransportLifecycle = new TransportLifecycle(this);
   /** Delivered to this end but not yet passed to the sink (waiting for start() or the microtask). */
   private readonly inbox: Event[] = [];
   private inboxScheduled = false;
   /** Sent from this end and held by the fence. */
   private readonly heldQueue: Event[] = [];
   private fenced = false;
-  private sendClosed = false; // close() or destroy() called here: sends drop
-  private ended = false; // link down for this end (closed reported or about to be)
-  private endReported = false;
-  private endError: Error | undefined;
   private readonly closeWaiters: (() => void)[] = [];
   private eofSent = false;
+
+  get name(): string {
+    return "MemoryTransport";
+  }
 
   get held(): number {
     let n = 0;
@@ -154,13 +157,12 @@ class MemoryEnd implements MemoryTransport {
   }
 
   start(sink: TransportSink): void {
-    if (this.sink !== undefined) throw new Error("MemoryTransport.start called twice");
-    this.sink = sink;
+    this.life.start(sink); // guard: throws when called twice; reports an end that came first
     this.schedule();
   }
 
   send(segments: Uint8Array[]): void {
-    if (this.sendClosed || this.ended) return;
+    if (!this.life.canSend) return;
     this.wireLog.push(describeRpcMessage(segments));
     this.route({ kind: "message", segments });
   }
@@ -171,18 +173,15 @@ class MemoryEnd implements MemoryTransport {
    * `closed()` when the peer reads the EOF.
    */
   close(): Promise<void> {
-    if (this.ended || this.eofSent) return Promise.resolve();
+    if (this.life.isEnded || this.eofSent) return Promise.resolve();
     const p = new Promise<void>((resolve) => this.closeWaiters.push(resolve));
-    if (!this.sendClosed) {
-      this.sendClosed = true;
-      this.route({ kind: "eof" }); // flushed behind queued and held messages
-    }
+    if (this.life.beginClose()) this.route({ kind: "eof" }); // flushed behind queued and held messages
     return p;
   }
 
   destroy(err?: Error): void {
-    if (this.ended) return;
-    this.sendClosed = true;
+    if (this.life.isEnded) return;
+    this.life.beginClose();
     this.heldQueue.length = 0;
     const peerErr = err === undefined ? undefined : new DisconnectedError("peer transport destroyed", { cause: err });
     this.peer.end(peerErr);
@@ -190,7 +189,7 @@ class MemoryEnd implements MemoryTransport {
   }
 
   break(err?: Error): void {
-    if (this.ended && this.peer.ended) return;
+    if (this.life.isEnded && this.peer.life.isEnded) return;
     const e = err ?? new DisconnectedError("memory transport broken");
     this.heldQueue.length = 0;
     this.peer.heldQueue.length = 0;
@@ -236,22 +235,20 @@ class MemoryEnd implements MemoryTransport {
 
   /** Incoming event from the peer. */
   private deliver(e: Event): void {
-    if (this.ended) return;
+    if (this.life.isEnded) return;
     this.inbox.push(e);
     this.schedule();
   }
 
   private schedule(): void {
-    if (this.inboxScheduled || this.sink === undefined) return;
-    if (this.inbox.length === 0 && !(this.ended && !this.endReported)) return;
+    if (this.inboxScheduled || !this.life.started || this.inbox.length === 0) return;
     this.inboxScheduled = true;
     scheduleDrain(() => this.drain());
   }
 
   private drain(): void {
     this.inboxScheduled = false;
-    const sink = this.sink!;
-    while (this.inbox.length > 0 && !this.ended) {
+    while (this.inbox.length > 0 && !this.life.isEnded) {
       const e = this.inbox.shift()!;
       if (e.kind === "eof") {
         // The peer closed cleanly: both ends are done.
@@ -259,35 +256,21 @@ class MemoryEnd implements MemoryTransport {
         this.end(undefined);
         break;
       }
-      try {
-        sink.message(e.segments);
-      } catch (err) {
-        // A throwing sink is a bug in the engine; fail the link rather than crash the process.
-        this.break(err instanceof Error ? err : new Error(String(err)));
-      }
+      this.life.deliver(e.segments);
     }
-    if (this.ended) this.reportEnd();
   }
 
-  /** Take this end down with `err`; report to the sink asynchronously. */
+  /** A throwing sink is a bug in the engine; fail the link rather than crash the process. */
+  sinkThrew(err: Error): void {
+    this.break(err);
+  }
+
+  /** Take this end down with `err`; the lifecycle reports it to the sink asynchronously. */
   private end(err: Error | undefined): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.sendClosed = true;
-    this.endError = err;
+    if (!this.life.end(err)) return;
     this.inbox.length = 0;
     this.heldQueue.length = 0;
     for (const w of this.closeWaiters.splice(0)) w();
-    if (this.sink !== undefined && !this.inboxScheduled) {
-      this.inboxScheduled = true;
-      scheduleDrain(() => this.drain());
-    }
-  }
-
-  private reportEnd(): void {
-    if (this.endReported || this.sink === undefined) return;
-    this.endReported = true;
-    this.sink.closed(this.endError);
   }
 }
 

@@ -14,7 +14,14 @@
  * reading and is reported at once via `sink.closed(err)` (a `LimitError`/`ProtocolError`); the
  * write side stays open so the engine can send Abort, and `close()` then ends and destroys it.
  * I/O errors are reported as `DisconnectedError` (with the I/O error as `cause`); a clean EOF as
- * `closed()` with no error. EOF inside a message is a `ProtocolError`.
+ * `closed()` with no error. EOF inside a message is a `ProtocolError`, reported like a framing
+ * error: the transport sets the stream's `allowHalfOpen`, so a peer's EOF does not end our write
+ * side before the engine's Abort has gone out (a peer that only half-closed learns why).
+ *
+ * State (open, read failed, closing, ended), the sink and the once-only end report live in
+ * {@link TransportLifecycle}; write-side flow control (pause reading while too many bytes are
+ * queued for the peer, end past the hard cap) in {@link WriteFlow}. This class keeps the stream
+ * mechanics: batching, corking, the write queue, the stream's events.
  *
  * Threading: the stream and the transport belong to the thread that created them.
  */
@@ -23,7 +30,18 @@ import type { Duplex } from "node:stream";
 import { DisconnectedError, ProtocolError } from "./errors.js";
 import { encodeFrame, FrameDecoder, frameHeaderBytes } from "./framing.js";
 import type { ReaderLimits } from "./limits.js";
-import type { Transport, TransportSink } from "./transport.js";
+import type { TransportSink } from "./transport.js";
+import { LinkState, TransportLifecycle, type LifecycleHost } from "./transport-lifecycle.js";
+import {
+  DEFAULT_WRITE_FLOW,
+  FlowWatch,
+  resolveWriteFlow,
+  WriteFlow,
+  type FlowControlledTransport,
+  type FlowHost,
+  type WriteFlowLimits,
+  type WriteFlowStats,
+} from "./write-flow.js";
 
 /** Messages up to this size are copied into a per-tick batch buffer instead of written as chunks. */
 const SMALL_FRAME = 1024;
@@ -36,33 +54,31 @@ function writeU32(b: Uint8Array, o: number, v: number): void {
   b[o + 3] = (v >>> 24) & 0xff;
 }
 
-const enum State {
-  Open,
-  Closing, // close() called: flushing, then end()
-  Ended, // closed reported or about to be; nothing more is read or written
-}
-
-class StreamTransport implements Transport {
+class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHost {
+  private readonly life: TransportLifecycle = new TransportLifecycle(this);
   private readonly decoder: FrameDecoder;
-  private sink: TransportSink | undefined;
-  private state = State.Open;
-  private reported = false;
-  private endError: Error | undefined;
+  /** Created when a write first blocks: an idle or fast connection never needs one. */
+  private flow: WriteFlow | null = null;
+  private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // process.nextTick(uncork) pending
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
-  private ended = false; // stream.end() called
+  private queueBytes = 0; // bytes in `queue`
+  private writeEnded = false; // stream.end() called
   private finished = false; // 'finish' (writable side flushed) or the stream is gone
   private readonly finishWaiters: (() => void)[] = [];
-  private readEnded = false;
-  private readFailed = false; // bad input: reading stopped, closed(err) reported, writes still go out
+  private readEnded = false; // the peer's EOF was read
 
   constructor(
     private readonly stream: Duplex,
-    limits?: Partial<ReaderLimits>,
+    limits: Partial<ReaderLimits> | undefined,
+    private readonly flowLimits: WriteFlowLimits,
   ) {
     this.decoder = new FrameDecoder(limits);
+    // We end our write side ourselves (see onEnd), after the Abort when the peer's last frame
+    // was cut off; without this a net.Socket would end it as soon as the peer's EOF arrives.
+    stream.allowHalfOpen = true;
     // Listen for errors at once so an early error is never an unhandled 'error' event.
     // The listeners are shared by all transports (an EventEmitter calls them with the stream as
     // `this`, which leads back to us): no per-connection closures.
@@ -74,19 +90,29 @@ class StreamTransport implements Transport {
     if (stream.destroyed) queueMicrotask(() => this.onClose());
   }
 
+  get name(): string {
+    return "StreamTransport";
+  }
+
   start(sink: TransportSink): void {
-    if (this.sink !== undefined) throw new Error("StreamTransport.start called twice");
-    this.sink = sink;
-    if (this.state === State.Ended) {
-      this.scheduleReport();
-      return;
-    }
+    this.life.start(sink); // guard: throws when called twice
+    if (this.life.isEnded) return;
     this.stream.on("end", ON_END);
     this.stream.on("data", ON_DATA);
   }
 
+  flowStats(): WriteFlowStats {
+    const queued = this.queueBytes + this.stream.writableLength;
+    if (this.flow === null) return { queuedBytes: queued, peakQueuedBytes: queued, readPaused: false, pauses: 0 };
+    return this.flow.stats();
+  }
+
+  watchFlow(cb: (stats: WriteFlowStats) => void): () => void {
+    return (this.watch ??= new FlowWatch()).set(cb);
+  }
+
   send(segments: Uint8Array[]): void {
-    if (this.state !== State.Open) return;
+    if (!this.life.canSend) return;
     if (segments.length === 0) throw new RangeError("Transport.send: a message needs at least one segment");
     let bytes = frameHeaderBytes(segments.length);
     for (const s of segments) bytes += s.byteLength;
@@ -104,12 +130,20 @@ class StreamTransport implements Transport {
   }
 
   private writeChunks(chunks: Uint8Array[]): void {
+    if (this.life.isEnded) return; // the flush above hit the hard cap
     if (this.blocked) {
-      for (const c of chunks) this.queue.push(c);
-      return;
+      for (const c of chunks) this.enqueue(c);
+    } else {
+      this.cork();
+      for (const c of chunks) if (!this.stream.write(c)) this.blocked = true;
+      if (!this.blocked) return;
     }
-    this.cork();
-    for (const c of chunks) if (!this.stream.write(c)) this.blocked = true;
+    this.queueGrew();
+  }
+
+  private enqueue(chunk: Uint8Array): void {
+    this.queue.push(chunk);
+    this.queueBytes += chunk.byteLength;
   }
 
   /** Small messages of this tick, framed back to back; written by {@link flushBatch}. */
@@ -150,11 +184,13 @@ class StreamTransport implements Transport {
     if (b === null) return;
     this.batch = null;
     this.lastBatchLen = this.batchLen;
-    if (this.batchLen === 0 || this.state === State.Ended) return;
+    if (this.batchLen === 0 || this.life.isEnded) return;
     // One chunk: no need to cork (if a larger message corked the stream, it stays in order).
     const chunk = b.subarray(0, this.batchLen);
-    if (this.blocked) this.queue.push(chunk);
-    else if (!this.stream.write(chunk)) this.blocked = true;
+    if (this.blocked) this.enqueue(chunk);
+    else if (this.stream.write(chunk)) return;
+    else this.blocked = true;
+    this.queueGrew();
   }
 
   close(): Promise<void> {
@@ -162,18 +198,35 @@ class StreamTransport implements Transport {
       if (this.finished) resolve();
       else this.finishWaiters.push(resolve);
     });
-    if (this.state === State.Open) {
+    if (this.life.canSend) {
       this.flushBatch();
-      this.state = State.Closing;
-      this.maybeEnd();
+      if (this.life.beginClose()) this.maybeEnd();
     }
     return done;
   }
 
   destroy(err?: Error): void {
-    if (this.state === State.Ended) return;
-    this.queue.length = 0;
+    if (this.life.isEnded) return;
     this.fail(err);
+  }
+
+  // --- flow control (see write-flow.ts) ---
+
+  /** Writes are blocked and the queue grew: pause reading past the mark, end past the cap. */
+  private queueGrew(): void {
+    const flow = (this.flow ??= new WriteFlow(this.flowLimits, this, (this.watch ??= new FlowWatch())));
+    const err = flow.grew(this.queueBytes + this.stream.writableLength);
+    if (err !== undefined) this.fail(err);
+  }
+
+  pauseReading(): void {
+    this.life.hold(); // the rest of the chunk being decoded waits too
+    this.stream.pause();
+  }
+
+  resumeReading(): void {
+    this.life.unhold(); // may pause us again (a reply to a held message)
+    if (this.flow?.readPaused !== true && this.life.canDeliver && this.life.started) this.stream.resume();
   }
 
   // --- writing ---
@@ -203,26 +256,30 @@ class StreamTransport implements Transport {
   onDrain(): void {
     if (!this.blocked) return;
     this.blocked = false;
-    if (this.state === State.Ended) return;
+    if (this.life.isEnded) return;
     if (this.queue.length > 0) {
       this.cork();
       let i = 0;
+      let bytes = 0;
       while (i < this.queue.length) {
-        const ok = this.stream.write(this.queue[i++]!);
-        if (!ok) {
+        const c = this.queue[i++]!;
+        bytes += c.byteLength;
+        if (!this.stream.write(c)) {
           this.blocked = true;
           break;
         }
       }
       this.queue.splice(0, i);
+      this.queueBytes -= bytes;
     }
+    this.flow?.shrank(this.queueBytes + this.stream.writableLength);
     this.maybeEnd();
   }
 
   /** In Closing, end the writable side once our queue is flushed into the stream. */
   private maybeEnd(): void {
-    if (this.state !== State.Closing || this.ended || this.blocked) return;
-    this.ended = true;
+    if (this.life.state !== LinkState.Closing || this.writeEnded || this.blocked) return;
+    this.writeEnded = true;
     if (this.stream.destroyed || this.stream.writableEnded) {
       this.onFinish();
       return;
@@ -233,15 +290,15 @@ class StreamTransport implements Transport {
   onFinish(): void {
     this.finished = true;
     for (const w of this.finishWaiters.splice(0)) w();
-    // After a read failure nothing more is read: once our writes are out, let the stream go.
-    if (this.readFailed && !this.stream.destroyed) this.stream.destroy();
+    // Once reading is over (a read failure, or the end reported), nothing more is read: once
+    // our writes are out, let the stream go.
+    if (!this.life.canDeliver && !this.stream.destroyed) this.stream.destroy();
   }
 
   // --- reading ---
 
   onData(chunk: Buffer | string): void {
-    if (this.state === State.Ended) return;
-    if (this.readFailed) return;
+    if (!this.life.canDeliver) return;
     if (typeof chunk === "string") {
       this.readFail(new ProtocolError("stream delivered text, not bytes (setEncoding must not be used)"));
       return;
@@ -253,19 +310,19 @@ class StreamTransport implements Transport {
     }
   }
 
+  // Dropped by the lifecycle's guard once the engine ended us mid-chunk.
   private readonly deliver = (m: Uint8Array[]): void => {
-    if (this.state === State.Ended) return; // the engine ended us mid-chunk: drop the rest
-    try {
-      this.sink!.message(m);
-    } catch (e) {
-      // A throwing sink is an engine bug: end the link with it rather than crash the process.
-      this.fail(e instanceof Error ? e : new Error(String(e)));
-    }
+    this.life.deliver(m);
   };
+
+  /** A throwing sink is an engine bug: end the link with it rather than crash the process. */
+  sinkThrew(err: Error): void {
+    this.fail(err);
+  }
 
   onEnd(): void {
     this.readEnded = true;
-    if (this.state === State.Ended || this.readFailed) return;
+    if (!this.life.canDeliver) return;
     try {
       this.decoder.end();
     } catch (e) {
@@ -275,23 +332,22 @@ class StreamTransport implements Transport {
     // The peer finished sending: the link is over. End our side too, so a half-open peer also
     // sees EOF; what we had not yet handed to the stream is dropped (nobody will answer it).
     this.setEnded(undefined);
-    if (!this.ended) {
-      this.ended = true;
-      this.queue.length = 0;
-      this.batch = null;
+    if (!this.writeEnded) {
+      this.writeEnded = true;
+      this.dropQueued();
       if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
       else this.onFinish();
     }
   }
 
   onError(err: Error): void {
-    if (this.state === State.Ended) return;
+    if (this.life.isEnded) return;
     this.fail(new DisconnectedError(`transport stream error: ${err.message}`, { cause: err }));
   }
 
   onClose(): void {
     this.onFinish();
-    if (this.state === State.Ended) return;
+    if (this.life.isEnded) return;
     // Closed without EOF or error (destroyed by someone, or EOF before start()).
     if (this.readEnded) this.setEnded(undefined);
     else this.setEnded(new DisconnectedError("transport stream closed"));
@@ -305,37 +361,30 @@ class StreamTransport implements Transport {
    * calls close() — as the C++ reference does. close() then ends and destroys the stream.
    */
   private readFail(err: Error): void {
-    if (this.state === State.Ended || this.readFailed) return;
-    this.readFailed = true;
+    if (!this.life.failRead(err)) return;
     this.stream.off("data", ON_DATA);
     this.stream.pause();
-    this.endError = err;
-    this.scheduleReport();
+    this.flow?.release();
   }
 
   private fail(err: Error | undefined): void {
-    if (this.state === State.Ended) return;
+    if (this.life.isEnded) return;
     this.setEnded(err);
-    this.queue.length = 0;
-    this.batch = null;
+    this.dropQueued();
     this.stream.destroy();
     this.onFinish();
   }
 
   private setEnded(err: Error | undefined): void {
-    if (this.state === State.Ended) return;
-    this.state = State.Ended;
-    this.endError = err;
+    if (!this.life.end(err)) return;
     this.stream.off("data", ON_DATA);
-    this.scheduleReport();
+    this.flow?.release();
   }
 
-  private scheduleReport(): void {
-    if (this.sink === undefined || this.reported) return;
-    this.reported = true;
-    const sink = this.sink;
-    const err = this.endError;
-    queueMicrotask(() => sink.closed(err));
+  private dropQueued(): void {
+    this.queue.length = 0;
+    this.queueBytes = 0;
+    this.batch = null;
   }
 }
 
@@ -366,8 +415,14 @@ function UNCORK(t: StreamTransport): void {
 
 /**
  * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to
- * its events, and ends or destroys it when the link ends. `limits` bound each incoming message.
+ * its events, sets its `allowHalfOpen`, and ends or destroys it when the link ends. `limits` bound
+ * each incoming message; `flow` caps the bytes queued for a peer that does not read (defaults:
+ * {@link DEFAULT_WRITE_FLOW}, see docs/rpc.md "Flow control").
  */
-export function streamTransport(stream: Duplex, limits?: Partial<ReaderLimits>): Transport {
-  return new StreamTransport(stream, limits);
+export function streamTransport(
+  stream: Duplex,
+  limits?: Partial<ReaderLimits>,
+  flow?: Partial<WriteFlowLimits>,
+): FlowControlledTransport {
+  return new StreamTransport(stream, limits, flow === undefined ? DEFAULT_WRITE_FLOW : resolveWriteFlow(flow));
 }

@@ -4,7 +4,9 @@
  * A {@link Transport} moves whole Cap'n Proto messages, each a list of segments (the frame's
  * segment table is the transport's business). Implementations: {@link memoryTransportPair}
  * (tests), {@link streamTransport} (any Node `Duplex`: sockets, pipes), and a `MessagePort`
- * transport in `@multiprocess-ts/node`.
+ * transport in `@multiprocess-ts/node`, plus a WebSocket one there. All of them keep their state,
+ * early messages and end report in one `TransportLifecycle` (transport-lifecycle.ts); the byte
+ * carriers add write-side flow control (write-flow.ts). See docs/rpc.md.
  *
  * Threading: a transport belongs to one event loop (the thread that created it); every method
  * must be called from that thread, and the sink is only ever called from it.

@@ -10,7 +10,7 @@
 import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import type { IncomingMessage } from "node:http";
-import { streamTransport, type Transport } from "@multiprocess-ts/capnp";
+import { streamTransport, type Transport, type WriteFlowLimits } from "@multiprocess-ts/capnp";
 import {
   EventLoop,
   connectTransport,
@@ -36,9 +36,10 @@ import type { ChildProcess } from "node:child_process";
 
 /**
  * Connect to the Init object served on the other end of `stream` (upstream `ConnectStream`).
- * Takes ownership of the stream. Resolves with the Init client once bootstrap and the `construct`
- * exchange (when the Init interface declares one) are done; the client owns the connection, so
- * `await init.close()` disconnects. Rejects (and destroys the stream) if the peer goes away first.
+ * Takes ownership of the stream. Resolves with the Init client once the `construct` exchange is
+ * done when the Init interface declares one, else at once (calls pipeline on the bootstrap, as
+ * upstream); the client owns the connection, so `await init.close()` disconnects. Rejects (and
+ * destroys the stream) if the peer goes away during `construct`.
  */
 export function connectStream<C>(loop: EventLoop, stream: Duplex, InitClient: ProxyClientCtor<C>, opts: ConnectOptions = {}): Promise<C> {
   return connectTransport(loop, streamTransport(stream, opts.limits), InitClient, opts);
@@ -49,8 +50,15 @@ export function connectStream<C>(loop: EventLoop, stream: Duplex, InitClient: Pr
  * stream; the returned Connection ends when the peer disconnects (see `connection.disconnected`).
  * The Init server owns `impl` unless `opts.ownsImpl === false`.
  */
-export function serveStream<I>(loop: EventLoop, stream: Duplex, impl: I, InitServer: ProxyServerCtor<I>, opts: ServeOptions = {}): Connection {
-  return serveTransport(loop, streamTransport(stream, opts.limits), impl, InitServer, opts);
+export function serveStream<I>(
+  loop: EventLoop,
+  stream: Duplex,
+  impl: I,
+  InitServer: ProxyServerCtor<I>,
+  opts: ServeOptions & { flow?: Partial<WriteFlowLimits> } = {},
+): Connection {
+  const { flow, ...serveOpts } = opts;
+  return serveTransport(loop, streamTransport(stream, opts.limits, flow), impl, InitServer, serveOpts);
 }
 
 /** The Connection behind an Init client made by this package. */
@@ -143,6 +151,8 @@ export async function serveSpawned<I>(fdArg: string | undefined, impl: I, InitSe
 export interface ListenConnectionsOptions extends ListenOptions, Omit<ServeOptions, "ownsImpl"> {
   /** Called for each connection when it starts being served (e.g. to log or track it). */
   onConnection?: (connection: Connection) => void;
+  /** Caps on bytes queued for a client that does not read (docs/rpc.md "Flow control"). */
+  flow?: Partial<WriteFlowLimits>;
 }
 
 /**
@@ -179,30 +189,60 @@ export function listenConnections<I>(
 
 /**
  * Connect to a Unix socket path (string) or TCP port (number, on `host`, default 127.0.0.1) and
- * return the Init client once bootstrap and `construct` are done. While the server is at its
- * connection limit this waits (the socket is connected but not yet served). Rejects with the
- * socket error (ENOENT, ECONNREFUSED...) when nothing listens.
+ * return the Init client once the server has answered Bootstrap (and `construct`, when the Init
+ * interface declares one): the connection is being served. While the server is at its connection
+ * limit this waits (the socket is connected but not yet served); a caller that wants a bound
+ * passes `signal`. Rejects with the socket error (ENOENT, ECONNREFUSED...) when nothing listens,
+ * with the connection's error when the server hangs up or refuses the bootstrap, and with the
+ * signal's reason when it aborts first (the socket is closed in every case).
  */
 export async function connectSocket<C>(
   loop: EventLoop,
   target: ListenTarget,
   InitClient: ProxyClientCtor<C>,
-  opts: ConnectOptions & { host?: string } = {},
+  opts: ConnectOptions & { host?: string; signal?: AbortSignal; flow?: Partial<WriteFlowLimits> } = {},
 ): Promise<C> {
-  const { host, ...connectOpts } = opts;
+  const { host, signal, flow, ...connectOpts } = opts;
+  signal?.throwIfAborted();
   const socket =
     typeof target === "string" ? net.connect({ path: target })
     : typeof target === "number" ? net.connect({ port: target, host: host ?? "127.0.0.1", noDelay: true })
     : "path" in target ? net.connect({ path: target.path })
     : net.connect({ port: target.port, host: target.host ?? host ?? "127.0.0.1", noDelay: true });
-  await new Promise<void>((resolve, reject) => {
-    socket.once("connect", () => {
-      socket.off("error", reject);
-      resolve();
+  // Aborting destroys the socket: whatever we wait for then fails, and we throw the reason.
+  const onAbort = (): void => void socket.destroy(signal!.reason as Error);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", () => {
+        socket.off("error", reject);
+        resolve();
+      });
+      socket.once("error", reject);
     });
-    socket.once("error", reject);
-  });
-  return connectStream(loop, socket, InitClient, connectOpts);
+    const client = await connectTransport(loop, streamTransport(socket, connectOpts.limits, flow), InitClient, connectOpts);
+    await servedBy(client as ProxyClientBase);
+    return client;
+  } catch (e) {
+    socket.destroy();
+    throw signal?.aborted === true ? signal.reason : e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Wait until the server has answered our Bootstrap (an Init without `construct` has had no round
+ * trip yet, so the connection may still be parked): resolves once the bootstrap capability has
+ * resolved. On failure the client (and its connection) is closed and the error rethrown.
+ */
+async function servedBy(client: ProxyClientBase): Promise<void> {
+  try {
+    await client.$cap.whenResolved();
+  } catch (e) {
+    await client.close();
+    throw e;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

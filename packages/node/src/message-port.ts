@@ -5,14 +5,17 @@
  * segment buffers are transferred, not copied, whenever a segment owns its whole `ArrayBuffer`.
  * A graceful `close()` posts `{ end: true }` before closing the port, so the peer can tell a clean
  * end from a port that closed because its thread died (which it reports as a `DisconnectedError`).
+ * State, the early-message queue and the once-only end report live in capnp's
+ * `TransportLifecycle`. No write-side flow control: `postMessage` queues into the receiving
+ * port, whose backlog this side cannot observe (see docs/rpc.md "Flow control").
  *
  * Threading: a port belongs to the thread that holds it; create the transport on that thread and
  * call it only there. The other end may live on any thread.
  */
 
 import type { MessagePort } from "node:worker_threads";
-import { DisconnectedError, LimitError, ProtocolError } from "@multiprocess-ts/capnp";
-import type { Transport, TransportSink } from "@multiprocess-ts/capnp";
+import { DisconnectedError, LimitError, ProtocolError, TransportLifecycle, LinkState } from "@multiprocess-ts/capnp";
+import type { LifecycleHost, Transport, TransportSink } from "@multiprocess-ts/capnp";
 import { DEFAULT_FRAME_LIMITS, type FrameLimits } from "./frame.js";
 
 type Wire = { s: ArrayBuffer[] } | { end: true };
@@ -31,16 +34,9 @@ export function messagePortTransport(port: MessagePort, opts: MessagePortTranspo
   return new MessagePortTransport(port, { ...DEFAULT_FRAME_LIMITS, ...opts.limits });
 }
 
-class MessagePortTransport implements Transport {
-  private sink: TransportSink | undefined;
-  /** Messages (and the end) received before start(). */
-  private early: Uint8Array[][] = [];
-  /** Set once the link is over; later sends are dropped and nothing more reaches the sink. */
-  private ended = false;
-  private endError: Error | undefined;
-  private endReported = false;
+class MessagePortTransport implements Transport, LifecycleHost {
+  private readonly life = new TransportLifecycle(this);
   private peerSentEnd = false;
-  private closing = false;
   private readonly portClosed: Promise<void>;
 
   constructor(private readonly port: MessagePort, private readonly limits: FrameLimits) {
@@ -51,17 +47,16 @@ class MessagePortTransport implements Transport {
     port.on("messageerror", (e: Error) => this.fail(new ProtocolError(`MessagePort message could not be deserialized: ${e.message}`, { cause: e })));
   }
 
+  get name(): string {
+    return "MessagePortTransport";
+  }
+
   start(sink: TransportSink): void {
-    if (this.sink !== undefined) throw new Error("Transport.start called twice");
-    this.sink = sink;
-    const early = this.early;
-    this.early = [];
-    for (const m of early) sink.message(m);
-    if (this.ended) this.reportEnd();
+    this.life.start(sink); // guard: throws when called twice; hands over early messages
   }
 
   send(segments: Uint8Array[]): void {
-    if (this.ended || this.closing) return;
+    if (!this.life.canSend) return;
     const bufs: ArrayBuffer[] = [];
     const transfer = new Set<ArrayBuffer>();
     for (const seg of segments) {
@@ -85,8 +80,7 @@ class MessagePortTransport implements Transport {
   }
 
   close(): Promise<void> {
-    if (!this.ended && !this.closing) {
-      this.closing = true;
+    if (this.life.beginClose()) {
       try {
         this.port.postMessage({ end: true } satisfies Wire);
       } catch {
@@ -98,12 +92,16 @@ class MessagePortTransport implements Transport {
   }
 
   destroy(err?: Error): void {
-    if (this.ended) return;
+    this.fail(err);
+  }
+
+  /** A throwing sink is an engine bug: end the link with it rather than crash the process. */
+  sinkThrew(err: Error): void {
     this.fail(err);
   }
 
   private onMessage(m: unknown): void {
-    if (this.ended) return;
+    if (!this.life.canDeliver) return;
     if (typeof m !== "object" || m === null) {
       this.fail(new ProtocolError("unexpected MessagePort message"));
       return;
@@ -134,37 +132,20 @@ class MessagePortTransport implements Transport {
       this.fail(new LimitError(`message exceeds ${this.limits.maxMessageBytes} bytes`));
       return;
     }
-    const segments = (s as ArrayBuffer[]).map((b) => new Uint8Array(b));
-    if (this.sink === undefined) this.early.push(segments);
-    else this.sink.message(segments);
+    this.life.deliver((s as ArrayBuffer[]).map((b) => new Uint8Array(b)));
   }
 
   private onPortClose(): void {
-    if (this.ended) return;
-    this.ended = true;
+    if (this.life.isEnded) return;
     // A local close() or the peer's `end` marker is a clean end; anything else means the other
     // side went away without saying goodbye (its thread exited or was terminated).
-    if (!this.closing && !this.peerSentEnd) {
-      this.endError = new DisconnectedError("MessagePort closed by peer");
-    }
-    this.reportEnd();
+    const clean = this.life.state === LinkState.Closing || this.peerSentEnd;
+    this.life.end(clean ? undefined : new DisconnectedError("MessagePort closed by peer"));
   }
 
   /** End now with `err` (undefined = local destroy without a reason). */
   private fail(err: Error | undefined): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.endError = err;
+    if (!this.life.end(err)) return;
     this.port.close();
-    this.reportEnd();
-  }
-
-  private reportEnd(): void {
-    const sink = this.sink;
-    if (sink === undefined || this.endReported) return;
-    this.endReported = true;
-    const err = this.endError;
-    // Always asynchronous, so the engine may call back into the transport from `closed`.
-    queueMicrotask(() => sink.closed(err));
   }
 }

@@ -4,6 +4,10 @@
  * on loopback and authenticates every upgrade request (bearer token and/or Origin allow-list)
  * before any RPC traffic flows.
  *
+ * The transport's state, early-message queue and once-only end report live in capnp's
+ * `TransportLifecycle`; its write-side flow control (pause reading while `bufferedAmount` is
+ * high, terminate past the hard cap) in capnp's `WriteFlow` (docs/rpc.md "Flow control").
+ *
  * Threading: everything here runs on the thread that owns the socket (the event-loop thread).
  */
 
@@ -11,13 +15,33 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import { timingSafeEqual, createHash } from "node:crypto";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
-import { DisconnectedError, ProtocolError, RpcError } from "@multiprocess-ts/capnp";
-import type { Transport, TransportSink } from "@multiprocess-ts/capnp";
+import {
+  DEFAULT_WRITE_FLOW,
+  DisconnectedError,
+  FlowWatch,
+  LinkState,
+  ProtocolError,
+  resolveWriteFlow,
+  RpcError,
+  TransportLifecycle,
+  WriteFlow,
+} from "@multiprocess-ts/capnp";
+import type {
+  FlowControlledTransport,
+  FlowHost,
+  LifecycleHost,
+  Transport,
+  TransportSink,
+  WriteFlowLimits,
+  WriteFlowStats,
+} from "@multiprocess-ts/capnp";
 import { DEFAULT_FRAME_LIMITS, decodeSingleFrame, encodeSingleFrame, type FrameLimits } from "./frame.js";
 
 /** Options of {@link webSocketTransport}. */
 export interface WebSocketTransportOptions {
   limits?: Partial<FrameLimits>;
+  /** Caps on bytes queued for a peer that does not read (default `DEFAULT_WRITE_FLOW`). */
+  flow?: Partial<WriteFlowLimits>;
 }
 
 /**
@@ -25,62 +49,100 @@ export interface WebSocketTransportOptions {
  * it on `close()` (close code 1000, after queued frames) and terminates it on `destroy()`.
  * A text frame or a frame that is not exactly one message is a protocol error (close code 1002).
  */
-export function webSocketTransport(ws: WebSocket, opts: WebSocketTransportOptions = {}): Transport {
+export function webSocketTransport(ws: WebSocket, opts: WebSocketTransportOptions = {}): FlowControlledTransport {
   if (ws.readyState !== WebSocket.OPEN) throw new Error("webSocketTransport needs an open WebSocket");
-  return new WebSocketTransport(ws, { ...DEFAULT_FRAME_LIMITS, ...opts.limits });
+  const flow = opts.flow === undefined ? DEFAULT_WRITE_FLOW : resolveWriteFlow(opts.flow);
+  return new WebSocketTransport(ws, { ...DEFAULT_FRAME_LIMITS, ...opts.limits }, flow);
 }
 
-class WebSocketTransport implements Transport {
-  private sink: TransportSink | undefined;
-  private early: Uint8Array[][] = [];
-  private ended = false;
-  private endError: Error | undefined;
-  private endReported = false;
-  private closing = false;
-  private failure: Error | undefined;
+const BINARY = { binary: true } as const;
+
+class WebSocketTransport implements FlowControlledTransport, LifecycleHost, FlowHost {
+  private readonly life = new TransportLifecycle(this);
+  /** Created when `bufferedAmount` first passes the resume mark. */
+  private flow: WriteFlow | null = null;
+  private watch: FlowWatch | null = null;
   private readonly socketClosed: Promise<void>;
 
-  constructor(private readonly ws: WebSocket, private readonly limits: FrameLimits) {
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly limits: FrameLimits,
+    private readonly flowLimits: WriteFlowLimits,
+  ) {
     ws.binaryType = "nodebuffer";
     this.socketClosed = new Promise<void>((resolve) => ws.once("close", () => resolve()));
     ws.on("message", (data: RawData, isBinary: boolean) => this.onFrame(data, isBinary));
     ws.on("error", (e: Error) => {
-      this.failure ??= new DisconnectedError(`WebSocket error: ${e.message}`, { cause: e });
+      this.life.noteError(new DisconnectedError(`WebSocket error: ${e.message}`, { cause: e }));
     });
     ws.once("close", (code: number, reason: Buffer) => this.onClose(code, reason.toString()));
   }
 
+  get name(): string {
+    return "WebSocketTransport";
+  }
+
   start(sink: TransportSink): void {
-    if (this.sink !== undefined) throw new Error("Transport.start called twice");
-    this.sink = sink;
-    const early = this.early;
-    this.early = [];
-    for (const m of early) sink.message(m);
-    if (this.ended) this.reportEnd();
+    this.life.start(sink); // guard: throws when called twice; hands over early messages
   }
 
   send(segments: Uint8Array[]): void {
-    if (this.ended || this.closing || this.ws.readyState !== WebSocket.OPEN) return;
-    this.ws.send(encodeSingleFrame(segments), { binary: true });
+    if (!this.life.canSend || this.ws.readyState !== WebSocket.OPEN) return;
+    const frame = encodeSingleFrame(segments);
+    if (this.flow === null && this.ws.bufferedAmount + frame.byteLength <= this.flowLimits.resumeReadingAt) {
+      this.ws.send(frame, BINARY);
+      return;
+    }
+    // Queue is building up: watch it. Each send's callback runs once its bytes left for the OS.
+    const flow = (this.flow ??= new WriteFlow(this.flowLimits, this, (this.watch ??= new FlowWatch())));
+    this.ws.send(frame, BINARY, this.onFlushed);
+    const err = flow.grew(this.ws.bufferedAmount);
+    if (err !== undefined) this.destroy(err);
+  }
+
+  private readonly onFlushed = (): void => {
+    this.flow?.shrank(this.ws.bufferedAmount);
+  };
+
+  flowStats(): WriteFlowStats {
+    if (this.flow !== null) return this.flow.stats();
+    const q = this.ws.bufferedAmount;
+    return { queuedBytes: q, peakQueuedBytes: q, readPaused: false, pauses: 0 };
+  }
+
+  watchFlow(cb: (stats: WriteFlowStats) => void): () => void {
+    return (this.watch ??= new FlowWatch()).set(cb);
+  }
+
+  pauseReading(): void {
+    this.life.hold(); // frames the receiver already has wait too
+    this.ws.pause();
+  }
+
+  resumeReading(): void {
+    this.life.unhold(); // may pause us again (a reply to a held message)
+    if (this.flow?.readPaused !== true && this.life.canDeliver) this.ws.resume();
   }
 
   close(): Promise<void> {
-    if (!this.ended && !this.closing) {
-      this.closing = true;
-      this.ws.close(1000);
-    }
+    if (this.life.beginClose()) this.ws.close(1000);
     return this.socketClosed;
   }
 
   destroy(err?: Error): void {
-    if (this.ended) return;
-    this.failure ??= err;
-    this.closing = true;
+    if (this.life.isEnded) return;
+    this.life.noteError(err);
+    this.life.beginClose();
     this.ws.terminate();
   }
 
+  /** A throwing sink is an engine bug: end the link with it rather than crash the process. */
+  sinkThrew(err: Error): void {
+    this.destroy(err);
+  }
+
   private onFrame(data: RawData, isBinary: boolean): void {
-    if (this.ended || this.closing) return;
+    if (this.life.state !== LinkState.Open) return;
     if (!isBinary) {
       this.protocolFailure(new ProtocolError("text WebSocket frame; Cap'n Proto needs binary frames"));
       return;
@@ -94,32 +156,21 @@ class WebSocketTransport implements Transport {
       this.protocolFailure(e instanceof RpcError ? e : new ProtocolError(String(e)));
       return;
     }
-    if (this.sink === undefined) this.early.push(segments);
-    else this.sink.message(segments);
+    this.life.deliver(segments);
   }
 
   private protocolFailure(err: Error): void {
-    this.failure ??= err;
-    this.closing = true;
+    this.life.noteError(err);
+    this.life.beginClose();
     this.ws.close(1002, err.message.slice(0, 120));
   }
 
   private onClose(code: number, reason: string): void {
-    if (this.ended) return;
-    this.ended = true;
-    if (this.failure !== undefined) this.endError = this.failure;
-    else if (!this.closing && code !== 1000 && code !== 1001) {
-      this.endError = new DisconnectedError(`WebSocket closed (code ${code}${reason ? `: ${reason}` : ""})`);
-    }
-    this.reportEnd();
-  }
-
-  private reportEnd(): void {
-    const sink = this.sink;
-    if (sink === undefined || this.endReported) return;
-    this.endReported = true;
-    const err = this.endError;
-    queueMicrotask(() => sink.closed(err));
+    if (this.life.isEnded) return;
+    this.flow?.release();
+    // A noted failure wins; then a close we started or a normal code is clean.
+    const clean = this.life.state === LinkState.Closing || code === 1000 || code === 1001;
+    this.life.end(clean ? undefined : new DisconnectedError(`WebSocket closed (code ${code}${reason ? `: ${reason}` : ""})`));
   }
 }
 
@@ -264,7 +315,7 @@ function authorize(req: http.IncomingMessage, opts: WebSocketListenOptions): { s
  */
 export async function listenWebSocket(
   opts: WebSocketListenOptions,
-  onTransport: (transport: Transport, req: http.IncomingMessage) => void,
+  onTransport: (transport: FlowControlledTransport, req: http.IncomingMessage) => void,
 ): Promise<WebSocketListener> {
   if (opts.token === undefined && opts.allowedOrigins === undefined && opts.allowUnauthenticated !== true) {
     throw new Error("listenWebSocket needs a token or allowedOrigins (or allowUnauthenticated: true)");

@@ -63,12 +63,23 @@ describe("streamTransport over real sockets", () => {
     await once(x, "close");
   });
 
-  it("reports EOF inside a message as a ProtocolError", async () => {
+  it("reports EOF inside a message as a ProtocolError and keeps the write side for the reply", async () => {
     const [x, y] = await socketPair();
-    const sb = startRecording(duplexTransport(y));
+    const tb = duplexTransport(y);
+    const sb = startRecording(tb);
+    const back: Buffer[] = [];
+    x.on("data", (c: Buffer) => back.push(c));
     const frame = encodeFrameToBytes(msg(1, 2, 3));
-    x.end(frame.subarray(0, frame.length - 3));
-    expect(await sb.ended.promise).toBeInstanceOf(ProtocolError);
+    x.end(frame.subarray(0, frame.length - 3)); // half-close: x still reads
+    const err = await sb.ended.promise;
+    expect(err).toBeInstanceOf(ProtocolError);
+    expect(err!.message).toMatch(/stream ended inside a message/);
+    // The peer's EOF did not end our write side: what the engine sends now (its Abort) arrives.
+    tb.send(msg(42));
+    await tb.close();
+    await once(x, "end");
+    expect(Buffer.concat(back)).toEqual(Buffer.from(encodeFrameToBytes(msg(42))));
+    expect(sb.closedCalls).toBe(1);
     await once(x, "close");
   });
 

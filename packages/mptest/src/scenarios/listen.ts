@@ -134,16 +134,17 @@ async function disconnect(c: ClientSetup, clients: Set<ClientSetup>): Promise<vo
 /**
  * Connects a client whose server side will be parked (at the limit): resolves once the listener
  * has accepted and parked the socket. Bootstrapping cannot finish until it is served, so the
- * connect is started and its promise returned separately.
+ * connect is started and its promise returned separately (wrapped: an async function returning a
+ * promise would wait for it).
  */
-async function connectParked(server: ListenSetup, clients: Set<ClientSetup>, node: NodeApi): Promise<Promise<ClientSetup>> {
+async function connectParked(server: ListenSetup, clients: Set<ClientSetup>, node: NodeApi): Promise<{ connected: Promise<ClientSetup> }> {
   const before = server.parked.value;
   const p = connect(server, clients, node);
   // If the scenario fails before awaiting it, teardown drops the parked socket and `p` rejects;
   // that must not surface as an unhandled rejection on top of the real failure.
   p.catch(() => {});
   await server.parked.atLeast(before + 1);
-  return p;
+  return { connected: p };
 }
 
 export const listenScenarios: Scenario[] = [
@@ -168,7 +169,7 @@ export const listenScenarios: Scenario[] = [
         await server.connected.atLeast(1);
         checkEq(await client1.client.add(1, 2), 3, "client1 add");
 
-        const client2p = await connectParked(server, clients, node);
+        const client2p = (await connectParked(server, clients, node)).connected;
         checkEq(server.connected.value, 1, "second client must wait for a slot");
         checkEq(server.disconnected.value, 0, "no disconnect yet");
         await disconnect(client1, clients);
@@ -195,7 +196,7 @@ export const listenScenarios: Scenario[] = [
         await server.connected.atLeast(2);
         checkEq(await client1.client.add(1, 2), 3, "client1 add");
         checkEq(await client2.client.add(2, 3), 5, "client2 add");
-        const client3p = await connectParked(server, clients, node);
+        const client3p = (await connectParked(server, clients, node)).connected;
         checkEq(server.connected.value, 2, "third client must wait");
         checkEq(server.disconnected.value, 0, "no disconnect yet");
         await disconnect(client1, clients);
