@@ -278,6 +278,7 @@ function statement(src: Source, st: Statement, parent: Decl): void {
     if (parent.uid !== undefined) throw src.error(first.pos, "File already has an ID.");
     if (id < 1n << 63n) throw src.error(first.pos, "Invalid ID.  Please generate a new one with 'capnpc -i'.");
     parent.uid = id;
+    if (st.doc !== undefined) parent.doc = st.doc;
     return;
   }
   if (first.t === "op" && first.v === "$") {
