@@ -239,8 +239,11 @@ function memberDecl(c: Cursor, st: Statement, parent: DeclKind): Decl {
     return d;
   }
   const ord = ordinal(c);
-  if (c.isOp("!")) c.i++;
-  if (c.isOp(":") && c.isKw("union", 1)) {
+  const bang = c.isOp("!");
+  if (bang) c.i++;
+  if (c.isKw("union") || (c.isOp(":") && c.isKw("union", 1))) {
+    if (!bang) throw c.src.error(ord.pos, "As of Cap'n Proto v0.3, it is no longer necessary to assign numbers to unions. However, removing the number will break binary compatibility. If this is an old protocol and you need to retain compatibility, please add an exclamation point after the number to indicate that it is really needed, e.g. `foo @1! :union {`. If this is a new protocol or compatibility doesn't matter, just remove the @n entirely.");
+    if (!c.isOp(":")) throw c.src.error(ord.pos, "As of Cap'n Proto v0.3, the 'union' keyword should be prefixed with a colon for named unions, e.g. `foo :union {`.");
     c.i += 2;
     const d = decl("union", name, pos, st);
     d.ordinal = ord;

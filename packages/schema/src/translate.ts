@@ -217,11 +217,10 @@ class NodeTranslator implements StructHost {
     const si: Obj = {};
     new StructTranslator(this, { scopeId: id, names: m.params }).translateParams(list.params, node, si);
     this.paramStructs.push([node, si]);
-    let brand = this.brand.push(id, m.params.length);
-    if (m.params.length > 0) {
-      node["parameters"] = m.params.map((name) => ({ name }));
-      brand = brand.setParams(this.ctx, this.node, m.pos, m.params.map((_, i) => ({ body: { param: { id: 0n, index: i } } })), "struct");
-    }
+    // capnp 0.9.2 computes a brand binding the implicit parameters but drops it (setParams'
+    // result is unused), so the method's brand only carries the interface's own scopes.
+    const brand = this.brand.push(id, m.params.length);
+    if (m.params.length > 0) node["parameters"] = m.params.map((name) => ({ name }));
     out[typeKey] = id;
     const b = brand.compile(this.ctx);
     if (b !== undefined) out[brandKey] = b;

@@ -10,7 +10,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Expr, Param } from "./ast.js";
-import { encodeList, encodeStruct, which, type Layouts, type Obj } from "./dynamic.js";
+import { encodeList, encodePointer, encodeStruct, which, type Layouts, type Obj } from "./dynamic.js";
 import type { CNode, Ctx } from "./model.js";
 import { BrandScope, NO_IMPLICIT, exprString } from "./resolve.js";
 
@@ -145,7 +145,11 @@ export class ValueCompiler {
         const g = this.ctx.layout((f["group"] as Obj)["typeId"] as bigint)!;
         out[it.name] = this.fillStruct(it.value.items, g, brand);
       } else {
-        out[it.name] = this.compile(it.value, bindType((f["slot"] as Obj)["type"] as Obj, brand));
+        const declared = (f["slot"] as Obj)["type"] as Obj;
+        const bound = bindType(declared, brand);
+        const js = this.compile(it.value, bound);
+        // A generic field holds a raw pointer in the struct's own layout.
+        out[it.name] = bound === declared ? js : encodePointer(this.layouts(), bound, js);
       }
     }
     return out;
