@@ -131,7 +131,9 @@ class Reader {
       this.segs.push(new DataView(msg.buffer, msg.byteOffset + pos, len));
       pos += len;
     }
-    this.budget = msg.length;
+    // Like capnp's traversal limit: bounds the work a malicious message with shared or cyclic
+    // pointers can cause.
+    this.budget = Math.max(msg.length * 8, 1 << 20);
   }
 
   word(seg: number, at: number): [number, number] {
