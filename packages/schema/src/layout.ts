@@ -11,6 +11,17 @@
 
 const HOLE_SLOTS = 6;
 
+/**
+ * capnp 0.5 and earlier laid out some union expansions wrongly; capnp since refuses those schemas
+ * (capnproto issue 344) and so do we, rather than produce a layout capnp would not.
+ */
+export class Issue344Error extends Error {
+  override name = "Issue344Error";
+  constructor() {
+    super("Bad news: Cap'n Proto 0.5.x and previous contained a bug which would cause this schema to be compiled incorrectly. Please see: https://github.com/sandstorm-io/capnproto/issues/344");
+  }
+}
+
 /** Free holes by size: holes[lg] is the offset (in units of 2^lg bits) of a free hole, or 0. */
 class HoleSet {
   holes: number[] = [0, 0, 0, 0, 0, 0];
@@ -167,6 +178,7 @@ class Usage {
   private tryExpandUsage(u: Union, loc: DataLocation, desired: number, newHoles: boolean): boolean {
     if (desired > loc.lg && !u.tryExpandTo(loc, desired)) return false;
     if (newHoles) this.holes.addHolesAtEnd(this.lgUsed, 1, desired);
+    else throw new Issue344Error();
     this.lgUsed = desired;
     return true;
   }
@@ -213,12 +225,14 @@ export class Group implements FieldScope {
     return this.parent.addNewPointerLocation();
   }
   tryExpandData(oldLg: number, oldOffset: number, factor: number): boolean {
-    if (oldLg + factor > 6 || (oldOffset & ((1 << factor) - 1)) !== 0) return false;
+    const mustFail = oldLg + factor > 6 || (oldOffset & ((1 << factor) - 1)) !== 0;
     for (let i = 0; i < this.usage.length; i++) {
       const loc = this.parent.dataLocations[i]!;
       if (loc.lg >= oldLg && oldOffset >> (loc.lg - oldLg) === loc.offset) {
         const local = oldOffset - (loc.offset << (loc.lg - oldLg));
-        return this.usage[i]!.tryExpand(this.parent, loc, oldLg, local, factor);
+        const ok = this.usage[i]!.tryExpand(this.parent, loc, oldLg, local, factor);
+        if (mustFail && ok) throw new Issue344Error();
+        return ok;
       }
     }
     return false;

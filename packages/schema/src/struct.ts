@@ -11,7 +11,7 @@
 import type { AnnotationApp, Decl, Expr, MethodParam } from "./ast.js";
 import type { Obj } from "./dynamic.js";
 import { groupId } from "./ids.js";
-import { Group, Top, Union, type FieldScope } from "./layout.js";
+import { Group, Issue344Error, Top, Union, type FieldScope } from "./layout.js";
 
 /** What the struct translator needs from its node translator. */
 export interface StructHost {
@@ -246,7 +246,12 @@ export class StructTranslator {
         if (!m.unionScope!.addDiscriminant()) this.host.fail(m.ordinal!.pos, "Union ordinal, if specified, must be greater than no more than one of its member ordinals (i.e. there can only be one field retroactively unionized).");
         continue;
       }
-      this.allocateField(m, field);
+      try {
+        this.allocateField(m, field);
+      } catch (e) {
+        if (e instanceof Issue344Error) this.host.fail(m.pos, e.message);
+        throw e;
+      }
     }
     root.finishGroup();
     for (const m of this.all) {
