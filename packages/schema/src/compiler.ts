@@ -15,6 +15,7 @@ import type { Obj } from "./dynamic.js";
 import { childId } from "./ids.js";
 import { SchemaError, Source } from "./lexer.js";
 import type { CNode, Ctx, Module } from "./model.js";
+import { checkNames } from "./names.js";
 import { parseFile } from "./parser.js";
 import { resolveMember } from "./resolve.js";
 import { translateNode } from "./translate.js";
@@ -62,6 +63,7 @@ export class Compiler implements Ctx {
     }
     const src = new Source(rel, text);
     const decl = parseFile(src);
+    checkNames(src, decl);
     const mod = { name: rel, path: abs, src, dir, rel } as Module;
     this.modules.set(real, mod);
     mod.root = this.createNode(decl, undefined, mod, decl.uid!, rel);
