@@ -7,8 +7,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
 import { SchemaError, compile } from "../dist/index.js";
-import { oracle, type Comparison } from "./oracle.js";
-import { randomSchema } from "./random.js";
+import { SCHEMA_DIR, capnp, oracle, type Comparison } from "./oracle.js";
+import { randomSchema, rng } from "./random.js";
 
 const SEED = Number(process.env["SCHEMA_SEED"] ?? Date.now() % 2 ** 31);
 const COUNT = Number(process.env["SCHEMA_RANDOM_COUNT"] ?? 30);
@@ -41,6 +41,34 @@ describe("random schemas match capnp", () => {
       nodes += r.nodes;
     }
     console.log(`random schemas: ${COUNT} files, ${nodes} nodes, all equal to capnp's; ${rejected} rejected by both (issue 344)`);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe("damaged schemas: rejected exactly when capnp rejects them", () => {
+  it(`60 damaged copies of edge.capnp from seed ${SEED}`, () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "schema-damaged-"));
+    const own = path.join(SCHEMA_DIR, "test/schemas");
+    fs.copyFileSync(path.join(own, "imported.capnp"), path.join(dir, "imported.capnp"));
+    const text = fs.readFileSync(path.join(own, "edge.capnp"), "utf8");
+    const r = rng(SEED);
+    const counts = { accepted: 0, rejected: 0 };
+    for (let i = 0; i < 60; i++) {
+      const at = Math.floor(r() * text.length);
+      const junk = ["", "{", "}", ";", "(", ")", "@", "$", ":", "=", "\"", "#", "x", "0", "[", "union", "Int32", "A", "1"][Math.floor(r() * 19)]!;
+      const file = path.join(dir, `d${i}.capnp`);
+      fs.writeFileSync(file, text.slice(0, at) + junk + text.slice(at + Math.floor(r() * 6)));
+      let capnpOk = true;
+      try { capnp(["compile", "-o-", `--src-prefix=${dir}`, file]); } catch { capnpOk = false; }
+      if (capnpOk) {
+        expect(oracle({ files: [file], srcPrefixes: [dir] }).diffs, `seed ${SEED} case ${i}`).toEqual([]);
+        counts.accepted++;
+      } else {
+        expect(() => compile({ files: [file], srcPrefixes: [dir] }), `seed ${SEED} case ${i}: capnp rejects it`).toThrow(SchemaError);
+        counts.rejected++;
+      }
+    }
+    console.log(`damaged schemas: ${counts.accepted} accepted by both and equal, ${counts.rejected} rejected by both`);
     fs.rmSync(dir, { recursive: true });
   });
 });
