@@ -272,9 +272,14 @@ export function compileAsType(ctx: Ctx, d: BrandedDecl, at: CNode | undefined, p
   const params = d.brand!.getParams(decl.id);
   if (params === undefined || params.length !== 1) return fail("'List' requires exactly one parameter.");
   const elem = compileAsType(ctx, params[0]!, at, pos);
-  const un = (elem["anyPointer"] as Obj | undefined)?.["unconstrained"] as Obj | undefined;
-  if (un !== undefined && "anyKind" in un) fail("'List(AnyPointer)' is not supported.");
-  if (un !== undefined && "struct" in un) fail("'List(AnyStruct)' is not supported.");
+  const ap = elem["anyPointer"] as Obj | undefined;
+  // capnp 0.9.2 reads `unconstrained` without checking the union, so for a generic parameter it
+  // sees the parameter's index (same 16 bits): index 0 reads as AnyPointer, 1 as AnyStruct.
+  const param = (ap?.["parameter"] ?? ap?.["implicitMethodParameter"]) as Obj | undefined;
+  const kind = param !== undefined ? ["anyKind", "struct"][param["parameterIndex"] as number]
+    : Object.keys((ap?.["unconstrained"] as Obj | undefined) ?? {})[0];
+  if (kind === "anyKind") fail("'List(AnyPointer)' is not supported.");
+  if (kind === "struct") fail("'List(AnyStruct)' is not supported.");
   return { list: { elementType: elem } };
 }
 

@@ -48,6 +48,8 @@ describe("schema errors", () => {
     ["non-pointer generic argument", `${ID}struct P(T) { t @0 :T; }\nstruct A { a @0 :P(Int32); }\n`, "error: Sorry, only pointer types can be used as generic parameters."],
     ["recursive const", `${ID}const a :List(Int32) = .b;\nconst b :List(Int32) = .a;\n`, "error: Declaration recursively depends on itself."],
     ["bad id", "@0x1234;\n", "bad.capnp:1:1: error: Invalid ID."],
+    ["List of a first generic parameter (as capnp 0.9.2)", `${ID}struct B(T) {\n  a @0 :List(T);\n}\n`, "bad.capnp:3:9: error: 'List(AnyPointer)' is not supported."],
+    ["List of a second generic parameter (as capnp 0.9.2)", `${ID}struct B(T, U) {\n  a @0 :List(U);\n}\n`, "bad.capnp:3:9: error: 'List(AnyStruct)' is not supported."],
   ])("%s", (_name, text, message) => {
     const e = errorOf(text);
     expect(e).toBeInstanceOf(SchemaError);

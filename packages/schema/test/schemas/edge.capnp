@@ -197,6 +197,12 @@ struct Pair(A, B) {
   boxOfA @3 :Box(A).Nested;
 }
 
+struct Triple(A, B, C) {
+  # capnp 0.9.2 accepts List(P) only for a generic parameter P at index 2 or more.
+  c @0 :List(C);
+  nested @1 :List(List(C));
+}
+
 struct UsesGenerics {
   p @0 :Pair(Text, Inner);
   nested @1 :Box(Box(List(Text)));
