@@ -74,7 +74,10 @@ class Gen {
       const dflt = inner.dflt !== undefined && this.chance(0.5) ? `[${inner.dflt}, ${inner.dflt}]` : undefined;
       return dflt === undefined ? { type: `List(${inner.type})` } : { type: `List(${inner.type})`, dflt };
     }
-    if (k === 9 && this.structs.length > 0 && depth === 0) return { type: `Box(${this.pick(["Text", "Data", this.pick(this.structs).name])})` };
+    if (k === 9 && this.structs.length > 0 && depth === 0) {
+      const arg = this.pick(["Text", "Data", this.pick(this.structs).name]);
+      return this.chance(0.5) ? { type: `Box(${arg})` } : { type: `Tri(Text, ${arg}, ${arg})` };
+    }
     return { type: this.pick(SCALARS) };
   }
 
@@ -83,14 +86,33 @@ class Gen {
     const name = this.name("f");
     const t = this.fieldType(0);
     if (scalars !== undefined && SCALARS.includes(t.type)) scalars.push({ name, type: t.type });
-    const ann = this.chance(0.15) ? ` $ann(${this.int(100)})` : "";
+    const ann = this.annotation();
     const doc = this.chance(0.2) ? `  # doc of ${name}` : "";
     this.slots.push({ text: "", ord: true });
     return `${indent}${name} @ORD${this.slots.length - 1} :${t.type}${t.dflt !== undefined ? ` = ${t.dflt}` : ""}${ann};${doc}`;
   }
 
+  /** Zero or more annotation applications with values of several types. */
+  annotation(): string {
+    let out = "";
+    while (this.chance(0.2)) {
+      out += this.pick([
+        () => ` $ann(${this.int(100)})`,
+        () => ` $annText(${JSON.stringify(this.name("a"))})`,
+        () => ` $annList([${this.int(9)}, ${this.int(9)}])`,
+        () => ` $annStruct((x = ${this.int(50)}, y = ${JSON.stringify(this.name("y"))}, l = [${this.scalarValue("Float64")}]))`,
+        () => " $annVoid",
+      ])();
+    }
+    return out;
+  }
+
+  doc(what: string): string {
+    return this.chance(0.3) ? `  # ${what} doc ${this.int(1000)}` : "";
+  }
+
   union(indent: string, named: boolean, depth: number): string[] {
-    const lines = [named ? `${indent}${this.name("u")} :union {` : `${indent}union {`];
+    const lines = [named ? `${indent}${this.name("u")} :union${this.annotation()} {${this.doc("union")}` : `${indent}union {`];
     const n = 2 + this.int(3);
     for (let i = 0; i < n; i++) {
       if (depth < 2 && this.chance(0.25)) lines.push(...this.group(indent + "  ", depth + 1));
@@ -101,7 +123,7 @@ class Gen {
   }
 
   group(indent: string, depth: number): string[] {
-    const lines = [`${indent}${this.name("g")} :group {`];
+    const lines = [`${indent}${this.name("g")} :group${this.annotation()} {${this.doc("group")}`];
     const n = 1 + this.int(3);
     for (let i = 0; i < n; i++) lines.push(this.field(indent + "  ", undefined));
     if (depth < 2 && this.chance(0.4)) lines.push(...this.union(indent + "  ", false, depth + 1));
@@ -112,7 +134,13 @@ class Gen {
 
   struct(): string[] {
     const info: StructInfo = { name: this.name("S"), scalars: [] };
-    const lines = [`struct ${info.name} {`];
+    const lines = [`struct ${info.name}${this.annotation()} {${this.doc("struct")}`];
+    if (this.chance(0.3)) {
+      // A nested declaration, used through its qualified name by later fields.
+      const nested = this.name("N");
+      lines.push(`  struct ${nested} {`, `    v @0 :Int32 = ${this.int(100)};`, "  }");
+      lines.push(`  const ${this.name("k")} :${nested} = (v = ${this.int(100)});`);
+    }
     let hasUnnamed = false;
     const n = 1 + this.int(8);
     for (let i = 0; i < n; i++) {
@@ -133,21 +161,27 @@ class Gen {
     const values = Array.from({ length: n }, () => this.name("e"));
     const ords = this.shuffle([...Array(n).keys()]);
     this.enums.push({ name, values });
-    return [`enum ${name} {`, ...values.map((v, i) => `  ${v} @${ords[i]!};`), "}"];
+    return [`enum ${name}${this.annotation()} {`, ...values.map((v, i) => `  ${v} @${ords[i]!}${this.annotation()};${this.doc("enumerant")}`), "}"];
   }
 
   iface(): string[] {
     const name = this.name("I");
     const n = 1 + this.int(4);
     const ords = this.shuffle([...Array(n).keys()]);
-    const lines = [`interface ${name} {`];
+    const generic = this.chance(0.3);
+    const lines = [`interface ${name}${generic ? "(Q)" : ""}${this.annotation()} {${this.doc("interface")}`];
     for (let i = 0; i < n; i++) {
+      const implicit = this.chance(0.2);
       const params = Array.from({ length: this.int(4) }, () => {
         const t = this.fieldType(1);
-        return `${this.name("p")} :${t.type}${t.dflt !== undefined ? ` = ${t.dflt}` : ""}`;
+        return `${this.name("p")} :${t.type}${t.dflt !== undefined ? ` = ${t.dflt}` : ""}${this.annotation()}`;
       });
+      if (implicit) params.push(`${this.name("p")} :M`);
+      if (generic) params.push(`${this.name("p")} :Q`);
       const results = Array.from({ length: this.int(3) }, () => `${this.name("r")} :${this.fieldType(1).type}`);
-      lines.push(`  ${this.name("m")} @${ords[i]!} (${params.join(", ")}) -> (${results.join(", ")});`);
+      if (implicit) results.push(`${this.name("r")} :Box(M)`);
+      const m = `${this.name("m")} @${ords[i]!}${implicit ? " [M]" : ""}`;
+      lines.push(`  ${m} (${params.join(", ")}) -> (${results.join(", ")})${this.annotation()};${this.doc("method")}`);
     }
     lines.push("}");
     return lines;
@@ -171,16 +205,23 @@ class Gen {
   }
 
   file(id: bigint): string {
-    const out = [`@0x${id.toString(16)};`, "", "annotation ann(*) :Int32;", "", "struct Box(T) {", "  value @0 :T;", "}", ""];
+    const out = [
+      `@0x${id.toString(16)};`, "", "annotation ann(*) :Int32;", "annotation annText(*) :Text;", "annotation annList(*) :List(UInt8);",
+      "annotation annStruct(*) :AnnValue;", "annotation annVoid(*) :Void;", "struct AnnValue {", "  x @0 :Int16 = 7;", "  y @1 :Text;", "  l @2 :List(Float64);", "}",
+      "struct Box(T) {", "  value @0 :T;", "}", "struct Tri(A, B, C) {", "  c @0 :List(C);", "  b @1 :B;", "}", "",
+    ];
     const parts = 2 + this.int(6);
     for (let i = 0; i < parts; i++) {
       const k = this.int(10);
       if (k < 6) out.push(...this.assignOrdinals(this.struct()));
       else if (k < 8) out.push(...this.enumDecl());
       else if (k < 9) out.push(...this.iface());
-      else {
+      else if (this.chance(0.5) || this.structs.length === 0) {
         const t = this.pick(SCALARS);
-        out.push(`const ${this.name("c")} :${t} = ${this.scalarValue(t)};`);
+        out.push(`const ${this.name("c")} :${t} = ${this.scalarValue(t)};${this.doc("const")}`);
+      } else {
+        const t = this.fieldType(0);
+        if (t.dflt !== undefined && !t.type.startsWith("Box")) out.push(`const ${this.name("c")} :${t.type} = ${t.dflt};`);
       }
       out.push("");
     }
