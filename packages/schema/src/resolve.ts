@@ -68,11 +68,9 @@ export const NO_IMPLICIT: ImplicitParams = { scopeId: 0n, names: [] };
 export type Body = { decl: ResolvedDecl } | { param: { id: bigint; index: number } };
 export interface BrandedDecl { body: Body; brand?: BrandScope; source?: Expr }
 
-function parentOf(ctx: Ctx, d: ResolvedDecl): ResolvedDecl | undefined {
+function parentOf(d: ResolvedDecl): ResolvedDecl | undefined {
   const p = d.node?.parent;
-  if (p === undefined) return undefined;
-  void ctx;
-  return declOf(p, p.parent?.id ?? 0n);
+  return p === undefined ? undefined : declOf(p, p.parent?.id ?? 0n);
 }
 
 export class BrandScope {
@@ -160,7 +158,7 @@ export class BrandScope {
       }
       index++;
     }
-    const parent = parentOf(ctx, d);
+    const parent = parentOf(d);
     if (parent !== undefined) result.parent = this.evaluateBrand(ctx, parent, scopes, index);
     return result;
   }

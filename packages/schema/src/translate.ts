@@ -94,7 +94,7 @@ class NodeTranslator implements StructHost {
       case "file": out["file"] = null; flag = "targetsFile"; break;
       case "const": out["const"] = this.constNode(d); flag = "targetsConst"; break;
       case "annotation": out["annotation"] = this.annotationNode(d); flag = "targetsAnnotation"; break;
-      case "enum": out["enum"] = this.enumNode(d); flag = "targetsEnum"; break;
+      case "enum": out["enum"] = this.enumNode(); flag = "targetsEnum"; break;
       case "struct": this.structNode(d, out); flag = "targetsStruct"; break;
       case "interface": out["interface"] = this.interfaceNode(d); flag = "targetsInterface"; break;
       default: return this.fail(d.pos, "This Declaration is not a node.");
@@ -137,7 +137,7 @@ class NodeTranslator implements StructHost {
     return list;
   }
 
-  enumNode(_d: Decl): Obj {
+  enumNode(): Obj {
     const list = this.byOrdinal("enumerant");
     const members: Obj[] = [];
     const enumerants = list.map(([codeOrder, m]) => {

@@ -5,7 +5,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { SchemaError, compile } from "../dist/index.js";
 import { SCHEMA_DIR } from "./oracle.js";
 import { rng } from "./random.js";
@@ -29,6 +29,8 @@ function errorOf(text: string): SchemaError {
 }
 
 const ID = "@0xd6b1fe6f1a3c5d11;\n";
+
+afterAll(() => { fs.rmSync(dir, { recursive: true }); });
 
 describe("schema errors", () => {
   it.each([
