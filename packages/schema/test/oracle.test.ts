@@ -7,7 +7,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ROOT, SCHEMA_DIR, capnp, oracle, type OracleCase } from "./oracle.js";
+import { compile } from "../dist/index.js";
+import { ROOT, SCHEMA_DIR, capnp, compareRequests, decodeRequest, oracle, type OracleCase } from "./oracle.js";
 
 const PROTO = path.join(ROOT, "proto");
 const FIXTURES = path.join(ROOT, "packages/gen/test/fixtures");
@@ -52,6 +53,28 @@ describe("oracle: our CodeGeneratorRequest equals capnp compile -o-", () => {
       expect(r.nodes).toBeGreaterThan(0);
     });
   }
+
+  it("the comparison itself reports a changed offset, default, id or doc comment", () => {
+    const c = { files: [path.join(OWN, "edge.capnp")], srcPrefixes: [OWN] };
+    const ours = decodeRequest(compile(c));
+    const theirs = decodeRequest(new Uint8Array(capnp(["compile", "-o-", `--src-prefix=${OWN}`, ...c.files])));
+    expect(compareRequests(theirs, ours).diffs).toEqual([]);
+    const nodes = ours["nodes"] as Record<string, unknown>[];
+    const defaults = nodes.find((n) => n["displayName"] === "edge.capnp:Defaults")!;
+    const fields = (defaults["struct"] as { fields: { slot: { offset: number; defaultValue: Record<string, unknown> } }[] }).fields;
+    fields[0]!.slot.offset += 1;
+    fields[9]!.slot.defaultValue["struct"] = "ptr:(07|)";
+    nodes.find((n) => n["displayName"] === "edge.capnp:Color")!["id"] = "0x1";
+    (ours["sourceInfo"] as Record<string, unknown>[])[0]!["docComment"] = "changed";
+    const r = compareRequests(theirs, ours);
+    const text = r.diffs.join("\n");
+    expect(text).toMatch(/node edge\.capnp:Defaults .*\n.*\.struct\.fields\.0\.slot\.offset: capnp=0 ours=1/);
+    expect(text).toContain(".struct.fields.9.slot.defaultValue.struct: capnp=");
+    expect(text).toMatch(/node edge\.capnp:Color \(0x[0-9a-f]+\): missing from ours/);
+    expect(text).toContain("not in capnp's output");
+    expect(text).toContain("docComment: capnp=");
+    expect(r.matched).toBe(r.nodes - 2);
+  });
 
   afterAll(() => { console.log(`schema oracle corpus:\n  ${figures.join("\n  ")}`); });
 });
