@@ -178,6 +178,12 @@ export class Lexer {
       if (this.i === pos + 2) throw this.src.error(pos, "invalid hex literal");
       return { t: "int", v: BigInt(s.slice(pos, this.i)), pos };
     }
+    if (s[pos] === "0" && isDigit(s[pos + 1] ?? "")) {
+      // Octal, as capnp: the literal ends at the first non-octal digit.
+      this.i = pos + 1;
+      while (/[0-7]/.test(s[this.i] ?? "")) this.i++;
+      return { t: "int", v: BigInt("0o" + (s.slice(pos + 1, this.i) || "0")), pos };
+    }
     while (isDigit(s[this.i] ?? "")) this.i++;
     let isFloat = false;
     if (s[this.i] === "." && isDigit(s[this.i + 1] ?? "")) {
@@ -192,7 +198,6 @@ export class Lexer {
     }
     const text = s.slice(pos, this.i);
     if (isFloat) return { t: "float", v: Number(text), pos };
-    if (text.length > 1 && text[0] === "0") return { t: "int", v: BigInt("0o" + text.slice(1)), pos };
     return { t: "int", v: BigInt(text), pos };
   }
 

@@ -34,6 +34,7 @@ function describe(t: Token): string {
     case "ident": case "op": return `'${t.v}'`;
     case "paren": return "'('";
     case "bracket": return "'['";
+    case "int": return "an integer literal";
     default: return `a ${t.t} literal`;
   }
 }

@@ -50,6 +50,7 @@ describe("schema errors", () => {
     ["non-pointer generic argument", `${ID}struct P(T) { t @0 :T; }\nstruct A { a @0 :P(Int32); }\n`, "error: Sorry, only pointer types can be used as generic parameters."],
     ["recursive const", `${ID}const a :List(Int32) = .b;\nconst b :List(Int32) = .a;\n`, "error: Declaration recursively depends on itself."],
     ["bad id", "@0x1234;\n", "bad.capnp:1:1: error: Invalid ID."],
+    ["non-octal digit after a leading 0", `${ID}const a :Int32 = 09;\n`, "bad.capnp:2:19: error: parse error: expected end of declaration, got an integer literal"],
     ["List of a first generic parameter (as capnp 0.9.2)", `${ID}struct B(T) {\n  a @0 :List(T);\n}\n`, "bad.capnp:3:9: error: 'List(AnyPointer)' is not supported."],
     ["List of a second generic parameter (as capnp 0.9.2)", `${ID}struct B(T, U) {\n  a @0 :List(U);\n}\n`, "bad.capnp:3:9: error: 'List(AnyStruct)' is not supported."],
   ])("%s", (_name, text, message) => {
