@@ -2,13 +2,14 @@
 /**
  * mpgen command line.
  *
- *   mpgen [-I dir]... [-o outdir] [--maps-as-arrays] file.capnp...
- *       runs `capnp compile -o-` itself and writes `<outdir>/<file>.capnp.ts` for each file.
+ *   mpgen [-I dir]... [-o outdir] [--maps-as-arrays] [--capnp] file.capnp...
+ *       compiles the schemas with @multiprocess-ts/schema (no native code; with `--capnp`, runs
+ *       `capnp compile -o-` instead) and writes `<outdir>/<file>.capnp.ts` for each file.
  *   mpgen --plugin [-o outdir] [--maps-as-arrays]
  *       Cap'n Proto plugin mode: reads a CodeGeneratorRequest on stdin (what
  *       `capnp compile -o<plugin>` sends; see bin/capnpc-mpgen) and writes into outdir (default: cwd).
  *
- * Only I/O lives here; `generate()` does the work.
+ * Only I/O lives here; `generate()` does the work. Runs at build time.
  *
  * @module
  */
@@ -18,13 +19,13 @@ import { MpgenError } from "./annotations.js";
 import { compileSchemas } from "./compile.js";
 import { generate, type GenerateOptions } from "./index.js";
 
-const USAGE = `usage: mpgen [-I dir]... [-o outdir] [--maps-as-arrays] file.capnp...
+const USAGE = `usage: mpgen [-I dir]... [-o outdir] [--maps-as-arrays] [--capnp] file.capnp...
        mpgen --plugin [-o outdir] [--maps-as-arrays]   (CodeGeneratorRequest on stdin)`;
 
-interface Args { imports: string[]; outDir: string; files: string[]; plugin: boolean; options: GenerateOptions }
+interface Args { imports: string[]; outDir: string; files: string[]; plugin: boolean; capnp: boolean; options: GenerateOptions }
 
 function parseArgs(argv: readonly string[]): Args {
-  const a: Args = { imports: [], outDir: ".", files: [], plugin: false, options: {} };
+  const a: Args = { imports: [], outDir: ".", files: [], plugin: false, capnp: false, options: {} };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i]!;
     const value = (flag: string): string => {
@@ -39,6 +40,7 @@ function parseArgs(argv: readonly string[]): Args {
     else if (x === "-o" || x.startsWith("--output")) a.outDir = value(x === "-o" ? "-o" : "--output");
     else if (x.startsWith("-o")) a.outDir = x.slice(2);
     else if (x === "--plugin") a.plugin = true;
+    else if (x === "--capnp") a.capnp = true;
     else if (x === "--maps-as-arrays") a.options.mapsAsArrays = true;
     else if (x.startsWith("-")) throw new MpgenError(`mpgen: unknown option ${x}\n${USAGE}`);
     else a.files.push(x);
@@ -83,7 +85,7 @@ async function main(argv: readonly string[]): Promise<number> {
     if (!args.plugin && process.stdin.isTTY) { process.stderr.write(USAGE + "\n"); return 2; }
     request = readStdin();
   } else {
-    request = await compileSchemas({ files: args.files, importPaths: args.imports });
+    request = await compileSchemas({ files: args.files, importPaths: args.imports, ...(args.capnp ? { capnp: process.env["MPGEN_CAPNP"] ?? true } : {}) });
   }
   writeOutputs(args.outDir, generate(request, args.options));
   return 0;

@@ -1,11 +1,16 @@
 /**
- * Runs the Cap'n Proto compiler to obtain a CodeGeneratorRequest (`capnp compile -o-`).
- * I/O lives here and in cli.ts only; `generate()` stays pure.
+ * Obtains a CodeGeneratorRequest for mpgen. By default with @multiprocess-ts/schema (the schema
+ * compiler in TypeScript, no native code); with `capnp` set (CLI `--capnp`, or `$MPGEN_CAPNP`) by
+ * running `capnp compile -o-`. Both produce the same request. I/O lives here and in cli.ts only;
+ * `generate()` stays pure. Runs at build time.
  *
  * @module
  */
 import { spawn } from "node:child_process";
+import * as fs from "node:fs";
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { SchemaError, STANDARD_IMPORT_DIR, compile } from "@multiprocess-ts/schema";
 import { MpgenError } from "./annotations.js";
 
 export interface CompileOptions {
@@ -13,8 +18,11 @@ export interface CompileOptions {
   files: readonly string[];
   /** `-I` import directories (the standard /usr/include, /usr/local/include are searched too). */
   importPaths?: readonly string[];
-  /** The compiler binary; default `$MPGEN_CAPNP` or `capnp`. */
-  capnp?: string;
+  /**
+   * Compile with this `capnp` binary instead of the built-in compiler. Default: `$MPGEN_CAPNP` when
+   * set, else the built-in compiler; `true` means `capnp` from PATH.
+   */
+  capnp?: string | true;
 }
 
 /**
@@ -36,9 +44,40 @@ export function srcPrefixes(files: readonly string[], importPaths: readonly stri
   return [...out];
 }
 
+/**
+ * Where `/mp/proxy.capnp` comes from when no `-I` directory has it: the installed
+ * @multiprocess-ts/proto package, or this repository's proto/ directory.
+ */
+export function proxySchemaDirs(): string[] {
+  const out: string[] = [];
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    for (const d of [path.join(dir, "node_modules/@multiprocess-ts/proto"), path.join(dir, "proto")]) {
+      if (fs.existsSync(path.join(d, "mp/proxy.capnp")) && !out.includes(d)) out.push(d);
+    }
+    const up = path.dirname(dir);
+    if (up === dir) return out;
+    dir = up;
+  }
+}
+
 /** Resolves with the binary CodeGeneratorRequest; rejects with an MpgenError on any failure. */
 export function compileSchemas(opts: CompileOptions): Promise<Uint8Array> {
-  const capnp = opts.capnp ?? process.env["MPGEN_CAPNP"] ?? "capnp";
+  const capnp = opts.capnp ?? process.env["MPGEN_CAPNP"];
+  if (capnp !== undefined) return compileWithCapnp(opts, capnp === true ? "capnp" : capnp);
+  const imports = opts.importPaths ?? [];
+  try {
+    return Promise.resolve(compile({
+      files: opts.files, importPaths: imports, srcPrefixes: srcPrefixes(opts.files, imports),
+      standardImportPaths: [STANDARD_IMPORT_DIR, ...proxySchemaDirs()],
+    }));
+  } catch (e) {
+    if (e instanceof SchemaError) return Promise.reject(new MpgenError(`mpgen: capnp compile failed (schema error):\n${e.message}`));
+    return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+  }
+}
+
+function compileWithCapnp(opts: CompileOptions, capnp: string): Promise<Uint8Array> {
   const imports = opts.importPaths ?? [];
   const args = ["compile", "-o-"];
   for (const i of imports) args.push(`-I${i}`);
