@@ -6,12 +6,24 @@
  */
 import { spawn } from "node:child_process";
 import * as path from "node:path";
+import { fileURLToPath } from "node:url";
 import { MpgenError } from "./annotations.js";
+
+/**
+ * The folder shipped in this package that holds `mp/proxy.capnp` (libmultiprocess' annotations
+ * and Context/ThreadMap/Thread). mpgen always adds it to the import path, so a schema's
+ * `using import "/mp/proxy.capnp"` resolves from the installed package without `-I`. For plugin
+ * mode pass it to capnp yourself: `capnp compile -I "$(mpgen --print-include)" ...`.
+ */
+export const SCHEMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../schema");
 
 export interface CompileOptions {
   /** Schema files to compile. */
   files: readonly string[];
-  /** `-I` import directories (the standard /usr/include, /usr/local/include are searched too). */
+  /**
+   * `-I` import directories (the standard /usr/include, /usr/local/include are searched too, and
+   * {@link SCHEMA_DIR} last).
+   */
   importPaths?: readonly string[];
   /** The compiler binary; default `$MPGEN_CAPNP` or `capnp`. */
   capnp?: string;
@@ -39,7 +51,7 @@ export function srcPrefixes(files: readonly string[], importPaths: readonly stri
 /** Resolves with the binary CodeGeneratorRequest; rejects with an MpgenError on any failure. */
 export function compileSchemas(opts: CompileOptions): Promise<Uint8Array> {
   const capnp = opts.capnp ?? process.env["MPGEN_CAPNP"] ?? "capnp";
-  const imports = opts.importPaths ?? [];
+  const imports = [...(opts.importPaths ?? []), SCHEMA_DIR];
   const args = ["compile", "-o-"];
   for (const i of imports) args.push(`-I${i}`);
   for (const p of srcPrefixes(opts.files, imports)) args.push(`--src-prefix=${p}`);

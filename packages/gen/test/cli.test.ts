@@ -9,9 +9,9 @@ import { describe, expect, it } from "vitest";
 import { CLI, FIXTURES, GEN_DIR, PROTO, tmpDir } from "./helpers.js";
 
 describe("mpgen CLI", () => {
-  it("direct mode writes <outdir>/<schema>.ts relative to the import root", () => {
+  it("direct mode writes <outdir>/<schema>.ts relative to the import root; /mp/proxy.capnp resolves without -I", () => {
     const out = tmpDir("cli");
-    const r = spawnSync(process.execPath, [CLI, "-I", PROTO, "-I", FIXTURES, "-o", out, path.join(FIXTURES, "features.capnp")], { encoding: "utf8" });
+    const r = spawnSync(process.execPath, [CLI, "-I", FIXTURES, "-o", out, path.join(FIXTURES, "features.capnp")], { encoding: "utf8" });
     expect(r.stderr).toContain("wrote");
     expect(r.status).toBe(0);
     const src = fs.readFileSync(path.join(out, "features.capnp.ts"), "utf8");
@@ -22,9 +22,17 @@ describe("mpgen CLI", () => {
     expect(again.stderr).toContain("unchanged");
   });
 
-  it("plugin mode: capnp compile -o bin/capnpc-mpgen:outdir", () => {
+  it("--print-include names the shipped folder holding mp/proxy.capnp", () => {
+    const r = spawnSync(process.execPath, [CLI, "--print-include"], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe(path.join(GEN_DIR, "schema"));
+    expect(fs.existsSync(path.join(r.stdout.trim(), "mp/proxy.capnp"))).toBe(true);
+  });
+
+  it("plugin mode: capnp compile -I $(mpgen --print-include) -o bin/capnpc-mpgen:outdir", () => {
     const out = tmpDir("plugin");
-    execFileSync("capnp", ["compile", `-I${PROTO}`, `--src-prefix=${FIXTURES}`, `-o${path.join(GEN_DIR, "bin/capnpc-mpgen")}:${out}`, path.join(FIXTURES, "features.capnp")], { stdio: "pipe" });
+    const include = execFileSync(process.execPath, [CLI, "--print-include"], { encoding: "utf8" }).trim();
+    execFileSync("capnp", ["compile", `-I${include}`, `--src-prefix=${FIXTURES}`, `-o${path.join(GEN_DIR, "bin/capnpc-mpgen")}:${out}`, path.join(FIXTURES, "features.capnp")], { stdio: "pipe" });
     const src = fs.readFileSync(path.join(out, "features.capnp.ts"), "utf8");
     expect(src).toBe(fs.readFileSync(path.join(FIXTURES, "expected/features.capnp.ts"), "utf8"));
   });
