@@ -11,6 +11,8 @@ export default tseslint.config(
       "**/node_modules/**",
       "**/*.capnp.ts",
       "packages/gen/test/fixtures/**",
+      // The consumer test's app: compiled in a temp folder against the installed packages (scripts/consumer-test.mjs).
+      "test/consumer/app/**",
       "**/*.mjs",
       "**/*.js",
       "**/*.cjs",

@@ -5,7 +5,7 @@
  *
  * @module
  */
-export * as proxy from "./mp/proxy.capnp.js";
+export * as proxy from "@multiprocess-ts/runtime/mp/proxy.capnp";
 export * as foo from "./test/foo.capnp.js";
 export * as init from "./example/init.capnp.js";
 export * as calculator from "./example/calculator.capnp.js";

@@ -14,13 +14,12 @@ export async function closingExample(a: Duplex, b: Duplex): Promise<void> {
 
   // close() calls the remote `destroy` when the interface declares one (CalculatorInterface
   // does), then releases the capability; idempotent. Clients are also AsyncDisposable
-  // ([Symbol.asyncDispose] = close); the project targets Node 20, so no `await using` here.
-  const calc = await init.makeCalculator(null);
-  try {
+  // ([Symbol.asyncDispose] = close), so `await using` closes one at the end of its block. It
+  // runs on Node 20 when TypeScript down-levels it (target ES2022, lib "esnext.disposable").
+  {
+    await using calc = await init.makeCalculator(null);
     await calc.solveEquation("1+2");
-  } finally {
-    await calc.close();
-  }
+  } // calc.close() ran here, even if solveEquation threw
 
   const printer = await init.makePrinter();
   await printer.print("bye\n");

@@ -5,6 +5,8 @@
  *   mpgen [-I dir]... [-o outdir] [--maps-as-arrays] [--capnp] file.capnp...
  *       compiles the schemas with @multiprocess-ts/schema (no native code; with `--capnp`, runs
  *       `capnp compile -o-` instead) and writes `<outdir>/<file>.capnp.ts` for each file.
+ *   mpgen --print-include
+ *       prints the folder holding the shipped mp/proxy.capnp (for `capnp compile -I` in plugin mode).
  *   mpgen --plugin [-o outdir] [--maps-as-arrays]
  *       Cap'n Proto plugin mode: reads a CodeGeneratorRequest on stdin (what
  *       `capnp compile -o<plugin>` sends; see bin/capnpc-mpgen) and writes into outdir (default: cwd).
@@ -16,11 +18,12 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { MpgenError } from "./annotations.js";
-import { compileSchemas } from "./compile.js";
+import { SCHEMA_DIR, compileSchemas } from "./compile.js";
 import { generate, type GenerateOptions } from "./index.js";
 
 const USAGE = `usage: mpgen [-I dir]... [-o outdir] [--maps-as-arrays] [--capnp] file.capnp...
-       mpgen --plugin [-o outdir] [--maps-as-arrays]   (CodeGeneratorRequest on stdin)`;
+       mpgen --plugin [-o outdir] [--maps-as-arrays]   (CodeGeneratorRequest on stdin)
+       mpgen --print-include   (the folder of the shipped mp/proxy.capnp, for capnp -I)`;
 
 interface Args { imports: string[]; outDir: string; files: string[]; plugin: boolean; capnp: boolean; options: GenerateOptions }
 
@@ -41,6 +44,7 @@ function parseArgs(argv: readonly string[]): Args {
     else if (x.startsWith("-o")) a.outDir = x.slice(2);
     else if (x === "--plugin") a.plugin = true;
     else if (x === "--capnp") a.capnp = true;
+    else if (x === "--print-include") { process.stdout.write(SCHEMA_DIR + "\n"); process.exit(0); }
     else if (x === "--maps-as-arrays") a.options.mapsAsArrays = true;
     else if (x.startsWith("-")) throw new MpgenError(`mpgen: unknown option ${x}\n${USAGE}`);
     else a.files.push(x);

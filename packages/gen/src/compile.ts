@@ -7,16 +7,26 @@
  * @module
  */
 import { spawn } from "node:child_process";
-import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { SchemaError, STANDARD_IMPORT_DIR, compile } from "@multiprocess-ts/schema";
 import { MpgenError } from "./annotations.js";
 
+/**
+ * The folder shipped in this package that holds `mp/proxy.capnp` (libmultiprocess' annotations
+ * and Context/ThreadMap/Thread). mpgen always adds it to the import path, so a schema's
+ * `using import "/mp/proxy.capnp"` resolves from the installed package without `-I`. For plugin
+ * mode pass it to capnp yourself: `capnp compile -I "$(mpgen --print-include)" ...`.
+ */
+export const SCHEMA_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../schema");
+
 export interface CompileOptions {
   /** Schema files to compile. */
   files: readonly string[];
-  /** `-I` import directories (the standard /usr/include, /usr/local/include are searched too). */
+  /**
+   * `-I` import directories (the standard /usr/include, /usr/local/include are searched too, and
+   * {@link SCHEMA_DIR} last).
+   */
   importPaths?: readonly string[];
   /**
    * Compile with this `capnp` binary instead of the built-in compiler. Default: `$MPGEN_CAPNP` when
@@ -44,32 +54,15 @@ export function srcPrefixes(files: readonly string[], importPaths: readonly stri
   return [...out];
 }
 
-/**
- * Where `/mp/proxy.capnp` comes from when no `-I` directory has it: the installed
- * @multiprocess-ts/proto package, or this repository's proto/ directory.
- */
-export function proxySchemaDirs(): string[] {
-  const out: string[] = [];
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    for (const d of [path.join(dir, "node_modules/@multiprocess-ts/proto"), path.join(dir, "proto")]) {
-      if (fs.existsSync(path.join(d, "mp/proxy.capnp")) && !out.includes(d)) out.push(d);
-    }
-    const up = path.dirname(dir);
-    if (up === dir) return out;
-    dir = up;
-  }
-}
-
 /** Resolves with the binary CodeGeneratorRequest; rejects with an MpgenError on any failure. */
 export function compileSchemas(opts: CompileOptions): Promise<Uint8Array> {
   const capnp = opts.capnp ?? process.env["MPGEN_CAPNP"];
   if (capnp !== undefined) return compileWithCapnp(opts, capnp === true ? "capnp" : capnp);
-  const imports = opts.importPaths ?? [];
+  const imports = [...(opts.importPaths ?? []), SCHEMA_DIR];
   try {
     return Promise.resolve(compile({
       files: opts.files, importPaths: imports, srcPrefixes: srcPrefixes(opts.files, imports),
-      standardImportPaths: [STANDARD_IMPORT_DIR, ...proxySchemaDirs()],
+      standardImportPaths: [STANDARD_IMPORT_DIR],
     }));
   } catch (e) {
     if (e instanceof SchemaError) return Promise.reject(new MpgenError(`mpgen: capnp compile failed (schema error):\n${e.message}`));
@@ -78,7 +71,7 @@ export function compileSchemas(opts: CompileOptions): Promise<Uint8Array> {
 }
 
 function compileWithCapnp(opts: CompileOptions, capnp: string): Promise<Uint8Array> {
-  const imports = opts.importPaths ?? [];
+  const imports = [...(opts.importPaths ?? []), SCHEMA_DIR];
   const args = ["compile", "-o-"];
   for (const i of imports) args.push(`-I${i}`);
   for (const p of srcPrefixes(opts.files, imports)) args.push(`--src-prefix=${p}`);

@@ -7,7 +7,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
-import { CLI, FIXTURES, GEN_DIR, PROTO, PROTO_SCHEMAS, ROOT, tmpDir } from "./helpers.js";
+import { CLI, FIXTURES, GEN_DIR, PROTO, PROTO_SCHEMAS, PROXY_SCHEMA, ROOT, tmpDir } from "./helpers.js";
 
 /** An environment whose PATH holds only `node` (so no `capnp`). */
 function nodeOnlyEnv(): NodeJS.ProcessEnv {
@@ -17,9 +17,9 @@ function nodeOnlyEnv(): NodeJS.ProcessEnv {
 }
 
 describe("mpgen CLI", () => {
-  it("direct mode writes <outdir>/<schema>.ts relative to the import root", () => {
+  it("direct mode writes <outdir>/<schema>.ts relative to the import root; /mp/proxy.capnp resolves without -I", () => {
     const out = tmpDir("cli");
-    const r = spawnSync(process.execPath, [CLI, "-I", PROTO, "-I", FIXTURES, "-o", out, path.join(FIXTURES, "features.capnp")], { encoding: "utf8" });
+    const r = spawnSync(process.execPath, [CLI, "-I", FIXTURES, "-o", out, path.join(FIXTURES, "features.capnp")], { encoding: "utf8" });
     expect(r.stderr).toContain("wrote");
     expect(r.status).toBe(0);
     const src = fs.readFileSync(path.join(out, "features.capnp.ts"), "utf8");
@@ -30,9 +30,17 @@ describe("mpgen CLI", () => {
     expect(again.stderr).toContain("unchanged");
   });
 
-  it("plugin mode: capnp compile -o bin/capnpc-mpgen:outdir", () => {
+  it("--print-include names the shipped folder holding mp/proxy.capnp", () => {
+    const r = spawnSync(process.execPath, [CLI, "--print-include"], { encoding: "utf8" });
+    expect(r.status).toBe(0);
+    expect(r.stdout.trim()).toBe(path.join(GEN_DIR, "schema"));
+    expect(fs.existsSync(path.join(r.stdout.trim(), "mp/proxy.capnp"))).toBe(true);
+  });
+
+  it("plugin mode: capnp compile -I $(mpgen --print-include) -o bin/capnpc-mpgen:outdir", () => {
     const out = tmpDir("plugin");
-    execFileSync("capnp", ["compile", `-I${PROTO}`, `--src-prefix=${FIXTURES}`, `-o${path.join(GEN_DIR, "bin/capnpc-mpgen")}:${out}`, path.join(FIXTURES, "features.capnp")], { stdio: "pipe" });
+    const include = execFileSync(process.execPath, [CLI, "--print-include"], { encoding: "utf8" }).trim();
+    execFileSync("capnp", ["compile", `-I${include}`, `--src-prefix=${FIXTURES}`, `-o${path.join(GEN_DIR, "bin/capnpc-mpgen")}:${out}`, path.join(FIXTURES, "features.capnp")], { stdio: "pipe" });
     const src = fs.readFileSync(path.join(out, "features.capnp.ts"), "utf8");
     expect(src).toBe(fs.readFileSync(path.join(FIXTURES, "expected/features.capnp.ts"), "utf8"));
   });
@@ -40,10 +48,16 @@ describe("mpgen CLI", () => {
   it("default mode needs no capnp: proto/src regenerated with only node on PATH is unchanged", () => {
     const out = tmpDir("nocapnp-regen");
     const env = nodeOnlyEnv();
+    const outProxy = tmpDir("nocapnp-regen-proxy");
+    const rp = spawnSync(process.execPath, [CLI, "-o", outProxy, PROXY_SCHEMA], { cwd: ROOT, encoding: "utf8", env });
+    expect(rp.status, rp.stderr).toBe(0);
     const r = spawnSync(process.execPath, [CLI, "-I", "proto", "-o", out, ...PROTO_SCHEMAS], { cwd: ROOT, encoding: "utf8", env });
     expect(r.status, r.stderr).toBe(0);
     expect(spawnSync("capnp", ["--version"], { env }).error).toBeDefined();
-    for (const f of ["mp/proxy.capnp.ts", "test/foo.capnp.ts", "example/init.capnp.ts", "example/calculator.capnp.ts", "example/printer.capnp.ts"]) {
+    expect(fs.readFileSync(path.join(outProxy, "mp/proxy.capnp.ts"), "utf8")).toBe(
+      fs.readFileSync(path.join(ROOT, "packages/runtime/src/mp/proxy.capnp.ts"), "utf8"),
+    );
+    for (const f of ["test/foo.capnp.ts", "test/fixtures.capnp.ts", "example/init.capnp.ts", "example/calculator.capnp.ts", "example/printer.capnp.ts"]) {
       expect(fs.readFileSync(path.join(out, f), "utf8"), f).toBe(fs.readFileSync(path.join(PROTO, "src", f), "utf8"));
     }
   });

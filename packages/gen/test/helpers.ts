@@ -16,9 +16,10 @@ export const PROTO = path.join(ROOT, "proto");
 export const FIXTURES = path.join(GEN_DIR, "test/fixtures");
 export const CLI = path.join(GEN_DIR, "dist/cli.js");
 
-/** The schema files `pnpm gen` compiles (root package.json). */
+/** The shipped mp/proxy.capnp (`pnpm gen` writes its TS into packages/runtime/src). */
+export const PROXY_SCHEMA = "packages/gen/schema/mp/proxy.capnp";
+/** The schema files `pnpm gen` compiles into proto/src (root package.json). */
 export const PROTO_SCHEMAS = [
-  "proto/mp/proxy.capnp",
   "proto/test/foo.capnp",
   "proto/test/fixtures.capnp",
   "proto/example/init.capnp",
@@ -40,8 +41,9 @@ export function writeTree(dir: string, files: ReadonlyMap<string, string>): void
 }
 
 /**
- * Type-checks every .ts file under `dir` with strict settings (those of tsconfig.base.json plus
- * noEmit); `capnp-ts` and `@multiprocess-ts/runtime/gen` resolve to this checkout's copies.
+ * Type-checks every .ts file under `dir` with the strict set an application may use (those of
+ * tsconfig.base.json plus noImplicitOverride, exactOptionalPropertyTypes, noUncheckedIndexedAccess,
+ * noEmit); the `@multiprocess-ts/runtime` subpaths resolve to this checkout's built copies.
  * Returns tsc's output; throws with it when tsc fails.
  */
 export function typecheck(dir: string): string {
@@ -52,9 +54,11 @@ export function typecheck(dir: string): string {
       target: "ES2022", lib: ["ES2022", "esnext.disposable"], module: "NodeNext", moduleResolution: "NodeNext",
       strict: true, noImplicitReturns: true, noUnusedLocals: true, noUnusedParameters: true,
       noFallthroughCasesInSwitch: true, isolatedModules: true, noEmit: true, skipLibCheck: true, types: [],
+      noImplicitOverride: true, exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true,
       paths: {
-        "capnp-ts": [path.join(GEN_DIR, "node_modules/capnp-ts/src/index.d.ts")],
         "@multiprocess-ts/runtime/gen": [path.join(ROOT, "packages/runtime/dist/gen/index.d.ts")],
+        "@multiprocess-ts/runtime/gen/capnp": [path.join(ROOT, "packages/runtime/dist/gen/capnp.d.ts")],
+        "@multiprocess-ts/runtime/mp/proxy.capnp": [path.join(ROOT, "packages/runtime/dist/mp/proxy.capnp.d.ts")],
       },
     },
     include: ["**/*.ts"],

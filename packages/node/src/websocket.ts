@@ -39,9 +39,9 @@ import { DEFAULT_FRAME_LIMITS, decodeSingleFrame, encodeSingleFrame, type FrameL
 
 /** Options of {@link webSocketTransport}. */
 export interface WebSocketTransportOptions {
-  limits?: Partial<FrameLimits>;
+  limits?: Partial<FrameLimits> | undefined;
   /** Caps on bytes queued for a peer that does not read (default `DEFAULT_WRITE_FLOW`). */
-  flow?: Partial<WriteFlowLimits>;
+  flow?: Partial<WriteFlowLimits> | undefined;
 }
 
 /**
@@ -180,13 +180,13 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
 /** Options of {@link openWebSocket}. */
 export interface OpenWebSocketOptions extends WebSocketTransportOptions {
   /** Sent as `Authorization: Bearer <token>`. */
-  token?: string;
+  token?: string | undefined;
   /** Sent as the `Origin` header. */
-  origin?: string;
+  origin?: string | undefined;
   /** Extra request headers. */
-  headers?: Record<string, string>;
+  headers?: Record<string, string> | undefined;
   /** Abort the opening handshake. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /** The server refused the WebSocket upgrade (`status` 401: bad/missing token, 403: origin). */
@@ -255,20 +255,20 @@ export function openWebSocket(url: string | URL, opts: OpenWebSocketOptions = {}
 /** Options of {@link listenWebSocket}. At least one of `token`/`allowedOrigins` is required. */
 export interface WebSocketListenOptions extends WebSocketTransportOptions {
   /** TCP port; 0 (default) picks a free one, see {@link WebSocketListener.port}. */
-  port?: number;
+  port?: number | undefined;
   /** Bind address; default 127.0.0.1. Binding elsewhere is allowed but is your decision. */
-  host?: string;
+  host?: string | undefined;
   /** Only upgrade requests to this path (default: any path). */
-  path?: string;
+  path?: string | undefined;
   /**
    * Required bearer token: `Authorization: Bearer <token>` or `?token=<token>` in the URL.
    * A missing or wrong token gets HTTP 401.
    */
-  token?: string;
+  token?: string | undefined;
   /** Allowed `Origin` header values; a request with another or no Origin gets HTTP 403. */
-  allowedOrigins?: readonly string[];
+  allowedOrigins?: readonly string[] | undefined;
   /** Explicitly accept unauthenticated upgrades (neither token nor origins). Off by default. */
-  allowUnauthenticated?: boolean;
+  allowUnauthenticated?: boolean | undefined;
 }
 
 /** A listening WebSocket server from {@link listenWebSocket}. */

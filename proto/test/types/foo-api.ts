@@ -134,7 +134,7 @@ export const initImpl: InitInterface = {
 
 // Static shape used by the runtime.
 export const ids: bigint[] = [FooInterfaceClient.interfaceId, FooInterfaceServer.interfaceId, FooCallbackClient.interfaceId];
-export const destroyDeclared: boolean = FooCallbackClient.hasDestroy && ExtendedCallbackClient.$destroy !== undefined;
+export const destroyDeclared: boolean = FooCallbackClient.$destroy !== undefined && ExtendedCallbackClient.$destroy !== undefined;
 export const ext: FooCallbackClient = null as unknown as ExtendedCallbackClient; // client inheritance
 export const ns: typeof FooInterfaceClient = proto.foo.FooInterfaceClient;
 

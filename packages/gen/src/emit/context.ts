@@ -5,9 +5,15 @@
  *
  * @module
  */
-import { ANN_COUNT, ANN_NAME, CONTEXT_ID, MpgenError, countAnnotation, findAnnotation, isFunctionWrap, textAnnotation } from "../annotations.js";
+import { ANN_COUNT, ANN_NAME, CONTEXT_ID, MpgenError, PROXY_FILE_ID, countAnnotation, findAnnotation, isFunctionWrap, textAnnotation } from "../annotations.js";
 import { accessorName, camelCase } from "../names.js";
 import type { BrandInfo, FieldInfo, NodeInfo, SchemaModel, TypeInfo } from "../schema.js";
+
+/** Generated code imports only the runtime: its helpers, and capnp-ts re-exported (docs/mpgen.md). */
+export const RUNTIME_GEN = "@multiprocess-ts/runtime/gen";
+export const RUNTIME_CAPNP = "@multiprocess-ts/runtime/gen/capnp";
+/** The generated TS of mp/proxy.capnp ships inside the runtime; imports of that file go there. */
+export const RUNTIME_PROXY_CAPNP = "@multiprocess-ts/runtime/mp/proxy.capnp";
 
 export interface GenerateOptions {
   /** Keep `List(Pair)` as arrays of `{ first, second }` objects instead of `Map`. Default false. */
@@ -47,7 +53,7 @@ export function isPointerType(t: TypeInfo): boolean {
 }
 
 export class FileContext {
-  /** Relative import path → alias. */
+  /** Import path (relative, or the runtime's mp/proxy.capnp) → alias. */
   readonly imports = new Map<string, string>();
   /** Module-level constants emitted at the end of the file (list constructors), by name. */
   readonly trailer = new Map<string, string>();
@@ -102,7 +108,7 @@ export class FileContext {
   qualifier(id: bigint): string {
     const f = this.fileOf(id);
     if (f.id === this.fileId) return "";
-    const rel = relativeImport(this.fileName, f.displayName);
+    const rel = f.id === PROXY_FILE_ID ? RUNTIME_PROXY_CAPNP : relativeImport(this.fileName, f.displayName);
     let alias = this.imports.get(rel);
     if (alias === undefined) {
       const base = f.displayName.replace(/^.*\//, "").replace(/\.capnp$/, "").replace(/[^A-Za-z0-9_$]/g, "_");

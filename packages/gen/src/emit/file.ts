@@ -6,7 +6,7 @@
  */
 import { checkAnnotations } from "../annotations.js";
 import type { NodeInfo, SchemaModel } from "../schema.js";
-import { FileContext, type GenerateOptions } from "./context.js";
+import { FileContext, RUNTIME_CAPNP, RUNTIME_GEN, type GenerateOptions } from "./context.js";
 import { emitEnum } from "./enum.js";
 import { ancestors, emitErrorClasses, emitInterface, type MethodPlan } from "./interface.js";
 import { collectGroups, emitConverters, emitNativeInterface, emitStructClass } from "./struct.js";
@@ -109,8 +109,8 @@ export function emitFile(model: SchemaModel, fileId: bigint, options: GenerateOp
   const fileDoc = model.nodes.get(fileId)?.doc;
   if (fileDoc !== undefined) head.push("", ...fileDoc.split("\n").map((l) => `// ${l}`.trimEnd()));
   head.push("");
-  if (/(^|[^A-Za-z0-9_$])\$\./m.test(body)) head.push(`import * as $ from "capnp-ts";`);
-  if (/\$mp\./.test(body)) head.push(`import * as $mp from "@multiprocess-ts/runtime/gen";`);
+  if (/(^|[^A-Za-z0-9_$])\$\./m.test(body)) head.push(`import * as $ from "${RUNTIME_CAPNP}";`);
+  if (/\$mp\./.test(body)) head.push(`import * as $mp from "${RUNTIME_GEN}";`);
   for (const [path, alias] of [...ctx.imports.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
     head.push(`import * as ${alias} from ${JSON.stringify(path)};`);
   }

@@ -363,10 +363,11 @@ export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; pla
   };
   out += jsdoc(`Client proxy for \`${n.shortName}\`: each method sends one call and resolves with its results.`);
   out += `export class ${base}Client extends ${parentClient}${isFn ? "" : ` implements ${base}`} {\n`;
-  out += `  static readonly interfaceId: bigint = ${hexBigint(n.id)};\n`;
-  out += `  static readonly hasDestroy: boolean = ${destroy !== undefined};\n`;
-  out += `  static readonly $construct: $mp.ProxyMethod | undefined = ${specialConst(construct)};\n`;
-  out += `  static readonly $destroy: $mp.ProxyMethod | undefined = ${specialConst(destroy)};\n`;
+  // A client of a derived interface extends its parent's client class (noImplicitOverride).
+  const ovr = supers.length > 0 ? "override " : "";
+  out += `  static ${ovr}readonly interfaceId: bigint = ${hexBigint(n.id)};\n`;
+  out += `  static ${ovr}readonly $construct: $mp.ProxyMethod | undefined = ${specialConst(construct)};\n`;
+  out += `  static ${ovr}readonly $destroy: $mp.ProxyMethod | undefined = ${specialConst(destroy)};\n`;
   for (const p of [...ordinary, ...extraPlans.filter((x) => x.special === undefined)]) out += emitClientMethod(ctx, p);
   out += `}\n\n`;
 

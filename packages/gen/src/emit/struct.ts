@@ -45,7 +45,7 @@ export function emitStructClass(ctx: FileContext, n: NodeInfo): string {
   const cls = ctx.structClassLocal(n.id);
   const lines: string[] = [];
   const union = s.discriminantCount > 0;
-  lines.push(`static readonly _capnp = { displayName: ${str(n.shortName)}, id: ${str(n.id.toString(16))}, size: new $.ObjectSize(${s.dataWordCount * 8}, ${s.pointerCount}) };`);
+  lines.push(`static override readonly _capnp = { displayName: ${str(n.shortName)}, id: ${str(n.id.toString(16))}, size: new $.ObjectSize(${s.dataWordCount * 8}, ${s.pointerCount}) };`);
   if (union) {
     for (const f of s.fields) if (f.discriminantValue !== NO_DISCRIMINANT) lines.push(`static readonly ${f.name.toUpperCase()} = ${f.discriminantValue};`);
     lines.push(`/** The active union member (compare with the static constants). */`);

@@ -75,7 +75,6 @@ export interface ProxyClientOptions {
 export interface ProxyClientCtor<C = unknown> {
   new (cap: Capability, connection: Connection, opts?: ProxyClientOptions): C;
   readonly interfaceId: bigint;
-  readonly hasDestroy?: boolean;
   readonly $construct?: ProxyMethod | undefined;
   readonly $destroy?: ProxyMethod | undefined;
 }

@@ -1,0 +1,102 @@
+/**
+ * The consumer test in the README's test command (build time; runs scripts/consumer-test.mjs in a
+ * child process): every publishable package goes through a local npm registry into an app outside
+ * the workspace, which generates its own schema with the installed mpgen, type-checks under the
+ * strict flag set and makes a child-process, a worker-thread and a WebSocket call. Also checks
+ * what each tarball holds, and that a registry that cannot start fails the script loudly.
+ * Needs network access to the npm registry (verdaccio's install, typescript, capnp-ts, ws).
+ */
+import { spawn } from "node:child_process";
+import * as fs from "node:fs";
+import * as net from "node:net";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+const SCRIPT = path.join(ROOT, "scripts/consumer-test.mjs");
+
+interface FileEntry { path: string; mode: string; size: number }
+interface Tarball { name: string; version: string; tarballBytes: number; unpackedBytes: number; files: FileEntry[] }
+
+function runScript(env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [SCRIPT], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (b: Buffer) => { stdout += b.toString(); });
+    child.stderr.on("data", (b: Buffer) => { stderr += b.toString(); });
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** After a run: its temp folder is gone and its registry process is dead. */
+function expectNoLeftovers(stdout: string): void {
+  const tmp = /temp folder: (\S+)/.exec(stdout)?.[1];
+  expect(tmp, "the script names its temp folder").toBeDefined();
+  expect(fs.existsSync(tmp!), `${tmp} was removed`).toBe(false);
+  const pid = /registry pid: (\d+)/.exec(stdout)?.[1];
+  if (pid !== undefined) expect(() => process.kill(Number(pid), 0), `registry process ${pid} is gone`).toThrow(/ESRCH/);
+}
+
+function publishablePackages(): string[] {
+  return fs.readdirSync(path.join(ROOT, "packages")).sort()
+    .map((d) => path.join(ROOT, "packages", d, "package.json"))
+    .filter((p) => fs.existsSync(p))
+    .map((p) => JSON.parse(fs.readFileSync(p, "utf8")) as { name: string; private?: boolean })
+    .filter((p) => p.private !== true)
+    .map((p) => p.name);
+}
+
+describe("consumer test (scripts/consumer-test.mjs)", () => {
+  it("publishes every package to a local registry; an app outside the workspace installs, generates, type-checks and runs", async () => {
+    const r = await runScript();
+    process.stdout.write(r.stdout.split("\n").filter((l) => !l.startsWith("CONSUMER_RESULT ")).join("\n") + "\n");
+    expect(r.code, `${r.stderr}\n${r.stdout.slice(-4000)}`).toBe(0);
+    expect(r.stdout).toContain("CONSUMER TEST PASSED");
+    for (const line of ["app> spawn: add(2, 3) = 5", "app> spawn: counter 41, 42 (await using)", "app> websocket: add(40, 2) = 42", "app> consumer: OK"]) {
+      expect(r.stdout).toContain(line);
+    }
+    const entries = Number(/tsc: no errors \(strict, noImplicitOverride, exactOptionalPropertyTypes, noUncheckedIndexedAccess, noUnusedLocals, noUnusedParameters, skipLibCheck false\); the app, its generated code and (\d+) public entry points/.exec(r.stdout)?.[1]);
+    expect(entries).toBeGreaterThanOrEqual(8); // capnp ., runtime . ./gen ./gen/capnp ./mp/proxy.capnp, node ., gen . ./compile
+    expect(r.stdout).toMatch(/app> worker: add\(20, 22\) = 42; addAndTell\(1, 1\) = 2; 1 \+ 1 = 2, said the child; heard on worker thread [1-9]/);
+    const json = /^CONSUMER_RESULT (.*)$/m.exec(r.stdout)?.[1];
+    expect(json).toBeDefined();
+    const result = JSON.parse(json!) as { tarballs: Tarball[] };
+    const names = result.tarballs.map((t) => t.name);
+    expect(names).toEqual(publishablePackages());
+    expect(names).toEqual(expect.arrayContaining(["@multiprocess-ts/capnp", "@multiprocess-ts/runtime", "@multiprocess-ts/node", "@multiprocess-ts/gen"]));
+    for (const t of result.tarballs) {
+      const files = t.files.map((f) => f.path);
+      expect(files.filter((f) => /(^|\/)(test|src)\/|\.tsbuildinfo$|\.map$/.test(f)), `${t.name}: no test/src/tsbuildinfo/map files`).toEqual([]);
+      expect(files.filter((f) => !/^(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts)|bin\/[^/]+|schema\/.+)$/.test(f)), `${t.name}: only dist, bin, schema, README, LICENSE`).toEqual([]);
+      expect(files).toEqual(expect.arrayContaining(["package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts"]));
+      expect(t.version).toBe("0.2.0");
+    }
+    const gen = result.tarballs.find((t) => t.name === "@multiprocess-ts/gen")!;
+    const mode = (p: string): string | undefined => gen.files.find((f) => f.path === p)?.mode;
+    expect(mode("bin/capnpc-mpgen")).toMatch(/^-rwxr-xr-x/);
+    expect(mode("dist/cli.js")).toMatch(/^-rwxr-xr-x/);
+    expect(mode("schema/mp/proxy.capnp")).toBeDefined();
+    const runtime = result.tarballs.find((t) => t.name === "@multiprocess-ts/runtime")!;
+    expect(runtime.files.map((f) => f.path)).toEqual(expect.arrayContaining(["dist/mp/proxy.capnp.js", "dist/mp/proxy.capnp.d.ts", "dist/gen/capnp.js"]));
+    expectNoLeftovers(r.stdout);
+  }, 330_000);
+
+  it("fails loudly, non-zero, when the registry cannot start (its port is taken)", async () => {
+    const blocker = net.createServer((s) => s.destroy());
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
+    try {
+      const r = await runScript({ CONSUMER_REGISTRY_PORT: String(port) });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^CONSUMER TEST FAILED: registry failed to start: verdaccio exited/m);
+      expect(r.stderr).toMatch(/EADDRINUSE/);
+      expect(r.stdout).not.toContain("CONSUMER TEST PASSED");
+      expectNoLeftovers(r.stdout);
+    } finally {
+      await new Promise<void>((resolve) => blocker.close(() => resolve()));
+    }
+    expect(blocker.listening).toBe(false);
+  }, 120_000);
+});
