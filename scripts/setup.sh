@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision a fresh Debian 12 machine for multiprocess-ts, from a clean clone:
-# the Cap'n Proto compiler and C++ library (for mpgen and the C++ conformance peer), pnpm, and the
+# the Cap'n Proto compiler and C++ library (for the schema-compiler oracle tests, mpgen --capnp and the
+# C++ conformance peer; mpgen itself needs no native code), pnpm, and the
 # workspace's npm dependencies. Idempotent; run as root (or with sudo available).
 set -euo pipefail
 cd "$(dirname "$0")/.."
