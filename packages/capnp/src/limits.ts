@@ -14,17 +14,33 @@ export interface ReaderLimits {
   traversalLimitWords: number;
   /** Deepest chain of struct/list pointers from the root. */
   nestingLimit: number;
+  /**
+   * Most decode units one message may cost, whatever its size (docs/rpc.md "Cost model"): the
+   * per-message budget is `min(decodeUnitLimit, 64 units per word + 64 Ki units)`.
+   */
+  decodeUnitLimit: number;
+  /**
+   * Decode units a message may cost per word of its size (`k` of the budget above; default 64,
+   * the densest legitimate packing: a List(Bool) has 64 elements per word). `Infinity` leaves
+   * only `decodeUnitLimit`.
+   */
+  decodeAmplification: number;
 }
 
-/** 512 segments, 64 MiB per message, 8 Mi words (64 MiB) traversal, 64 levels of nesting. */
+/**
+ * 512 segments, 64 MiB per message, 8 Mi words (64 MiB) traversal, 64 levels of nesting, 16 Mi
+ * decode units (about 16 M materialised values, 1 M structs), 64 decode units per word.
+ */
 export const DEFAULT_LIMITS: Readonly<ReaderLimits> = Object.freeze({
   maxSegments: 512,
   maxMessageBytes: 64 * 1024 * 1024,
   traversalLimitWords: 8 * 1024 * 1024,
   nestingLimit: 64,
+  decodeUnitLimit: 16 * 1024 * 1024,
+  decodeAmplification: 64,
 });
 
-const KEYS = ["maxSegments", "maxMessageBytes", "traversalLimitWords", "nestingLimit"] as const;
+const KEYS = ["maxSegments", "maxMessageBytes", "traversalLimitWords", "nestingLimit", "decodeUnitLimit", "decodeAmplification"] as const;
 
 /**
  * Fill in defaults and check a partial limits object. Throws a `RangeError` (a configuration

@@ -10,7 +10,12 @@
  *   count one word per element, as C++ `amplifiedRead` does), so repeated pointers to one big
  *   object cannot amplify work;
  * - the nesting limit: each struct or list pointer followed uses one level (a composite list
- *   and its elements share one level, as in C++).
+ *   and its elements share one level, as in C++);
+ * - the decode budget (docs/rpc.md "Cost model"): the work decoding the message can cause, in
+ *   units of about one materialised JS value, is at most `DECODE_AMPLIFICATION` units per word
+ *   on the wire plus `DECODE_BASE_UNITS`, and never more than `decodeUnitLimit`. Every pointer
+ *   visit (a DAG's shared object counts each time), every struct (also a composite list's
+ *   elements, zero-sized ones included) and every element of a Void or Bool list is charged.
  *
  * After it passes, capnp-ts can read any pointer of the message without going out of bounds.
  * Errors: `LimitError` for the limits, `ProtocolError` for everything malformed.
@@ -60,6 +65,37 @@ function overBudget(lim: ReaderLimits): never {
   );
 }
 
+/**
+ * Default decode units a message may cost per word of its size (`ReaderLimits.decodeAmplification`).
+ * 64 is the densest packing a message can legitimately have (a List(Bool) carries 64 elements
+ * per word), so a message without shared pointers or zero-sized elements always fits; what does
+ * not fit is amplification.
+ */
+export const DECODE_AMPLIFICATION = 64;
+/** Decode units every message may spend on top (small messages with a few Void/empty elements). */
+export const DECODE_BASE_UNITS = 64 * 1024;
+/**
+ * Units charged per struct visited (a struct pointer followed, or one element of a composite
+ * list) on top of its words: a generated reader builds a capnp-ts accessor and a native object
+ * for each, about 16x the work of one list element.
+ */
+export const STRUCT_UNITS = 16;
+
+/** The decode budget of a message of `bytes` bytes (segment table included) under `lim`. */
+export function decodeBudget(bytes: number, lim: Partial<ReaderLimits> = DEFAULTS): number {
+  const max = lim.decodeUnitLimit ?? DEFAULTS.decodeUnitLimit;
+  const k = lim.decodeAmplification ?? DEFAULTS.decodeAmplification;
+  return Math.min(max, k * Math.ceil(bytes / 8) + DECODE_BASE_UNITS);
+}
+
+function overDecodeBudget(lim: ReaderLimits, budget: number, bytes: number): never {
+  throw new LimitError(
+    `message of ${bytes} bytes costs more than its decode budget of ${budget} units ` +
+      `(decodeAmplification = ${lim.decodeAmplification} per word + ${DECODE_BASE_UNITS}, at most decodeUnitLimit = ${lim.decodeUnitLimit}): ` +
+      `repeated pointers, zero-sized or bit-sized elements`,
+  );
+}
+
 function tooDeep(lim: ReaderLimits): never {
   throw new LimitError(`message nesting exceeds the limit nestingLimit = ${lim.nestingLimit} (or it contains cycles)`);
 }
@@ -73,11 +109,22 @@ const ELEMENT_BITS = [0, 1, 8, 16, 32, 64, 64, 0];
  * Returns the number of words traversed.
  */
 export function validateMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  return validateCore(segments, limitsOf(limits)).traversed;
+  return validateCore(segments, limitsOf(limits), -1, -1).traversed;
 }
 
-/** validateMessage's body; also hands back the segment views for the envelope check. */
-function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits): { traversed: number; views: DataView[] } {
+/** What {@link validateCore} found: words traversed, decode units charged, the segment views. */
+interface Walk {
+  traversed: number;
+  units: number;
+  views: DataView[];
+}
+
+/**
+ * validateMessage's body; also hands back the segment views for the envelope check. The pointer
+ * at word `skipWord` of segment `skipSeg` (when >= 0) is treated as null: the attribution pass
+ * of {@link validateRpcMessage} checks a Call without its params content this way.
+ */
+function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits, skipSeg: number, skipWord: number): Walk {
   const nseg = segments.length;
   if (nseg === 0) throw new ProtocolError("message has no segments");
   if (nseg > lim.maxSegments) {
@@ -114,6 +161,8 @@ function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits): { tra
   }
 
   let budget = lim.traversalLimitWords;
+  const unitBudget = decodeBudget(bytes, lim);
+  let units = unitBudget;
   const nestingLimit = Math.min(lim.nestingLimit, 0x7fffffff);
 
   // Root pointer: segment 0, word 0.
@@ -142,6 +191,7 @@ function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits): { tra
         let lo = ev.getUint32(pw * 8, true);
         let hi = ev.getUint32(pw * 8 + 4, true);
         if (lo === 0 && hi === 0) continue; // null
+        if (pw === skipWord && eseg === skipSeg) continue;
         let kind = lo & 3;
         if (kind === 3) {
           if (lo !== 3) throw new ProtocolError("unknown 'other' pointer type (not a capability)");
@@ -189,6 +239,8 @@ function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits): { tra
           if (target < 0 || target + size > segWords) throw new ProtocolError("struct pointer out of bounds");
           budget -= size;
           if (budget < 0) overBudget(lim);
+          units -= size + STRUCT_UNITS;
+          if (units < 0) overDecodeBudget(lim, unitBudget, bytes);
           if (pc > 0) {
             grow(sp + ENTRY);
             stack[sp] = seg;
@@ -217,6 +269,8 @@ function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits): { tra
             if (n * stride > count) throw new ProtocolError("composite list elements overrun the list");
             budget -= stride === 0 ? Math.max(n, count) + 1 : count + 1;
             if (budget < 0) overBudget(lim);
+            units -= count + 1 + n * STRUCT_UNITS;
+            if (units < 0) overDecodeBudget(lim, unitBudget, bytes);
             if (pc > 0 && n > 0) {
               grow(sp + ENTRY);
               stack[sp] = seg;
@@ -232,6 +286,10 @@ function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits): { tra
             if (target < 0 || target + listWords > segWords) throw new ProtocolError("list pointer out of bounds");
             budget -= es === 0 ? count : listWords;
             if (budget < 0) overBudget(lim);
+            // Void and Bool lists: one unit per element (a reader makes one JS value each);
+            // wider elements: their words (at most 8 elements per word, read by bulk copies).
+            units -= 1 + (es <= 1 ? count : listWords);
+            if (units < 0) overDecodeBudget(lim, unitBudget, bytes);
             if (es === 6 && count > 0) {
               grow(sp + ENTRY);
               stack[sp] = seg;
@@ -247,7 +305,12 @@ function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits): { tra
       }
     }
   }
-  return { traversed: lim.traversalLimitWords - budget, views };
+  return { traversed: lim.traversalLimitWords - budget, units: unitBudget - units, views };
+}
+
+/** Decode units {@link validateMessage} charges for `segments` (throws like it when over a limit). */
+export function decodeCost(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
+  return validateCore(segments, limitsOf(limits), -1, -1).units;
 }
 
 /**
@@ -261,13 +324,24 @@ export function readMessage(segments: readonly Uint8Array[], limits?: Partial<Re
   return messageFromSegments(segments);
 }
 
+/**
+ * The segment as a whole `ArrayBuffer`: itself when it spans its buffer, else a copy of exactly
+ * its bytes. Not `s.slice()`: on a Node `Buffer` (a pooled socket chunk) that is a view of the
+ * same pool, whose `.buffer` starts with bytes that were never validated.
+ */
+function ownBuffer(s: Uint8Array): ArrayBuffer {
+  const b = s.buffer;
+  if (b instanceof ArrayBuffer) {
+    return s.byteOffset === 0 && s.byteLength === b.byteLength ? b : b.slice(s.byteOffset, s.byteOffset + s.byteLength);
+  }
+  const copy = new Uint8Array(s.byteLength);
+  copy.set(s);
+  return copy.buffer;
+}
+
 /** A capnp-ts `Message` over `segments` without validating them (see {@link readMessage}). */
 export function messageFromSegments(segments: readonly Uint8Array[]): capnp.Message {
-  const buffers = segments.map((s) =>
-    s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && s.buffer instanceof ArrayBuffer
-      ? s.buffer
-      : (s.slice().buffer as ArrayBuffer),
-  );
+  const buffers = segments.map(ownBuffer);
   const m = new capnp.Message(new MultiSegmentArena(buffers), false);
   preallocateSegments(m); // what capnp-ts does for a framed buffer: segments span their buffers
   m._capnp.traversalLimit = Infinity;
@@ -467,8 +541,86 @@ class RpcEnvelope {
  * misinterpreting a pointer. Throws `LimitError`/`ProtocolError`; returns the words traversed.
  */
 export function validateRpcMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  const { traversed: words, views } = validateCore(segments, limitsOf(limits));
-  const env = new RpcEnvelope(segments, views);
+  const lim = limitsOf(limits);
+  let walk: Walk;
+  try {
+    walk = validateCore(segments, lim, -1, -1);
+  } catch (e) {
+    if (e instanceof LimitError) throw attributeLimit(segments, lim, e);
+    throw e;
+  }
+  const env = new RpcEnvelope(segments, walk.views);
   env.message(env.root(), 0);
-  return words;
+  return walk.traversed;
+}
+
+/**
+ * A limit exceeded inside the params of an incoming Call, whose envelope is sound: the engine
+ * answers that one call with this error (an exception Return) and the connection carries on.
+ */
+export class CallLimitError extends LimitError {
+  constructor(
+    message: string,
+    /** The Call's question ID (our answer ID). */
+    readonly questionId: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * `err` came from the whole message: if it is a Call whose envelope (everything but the params
+ * content: target, cap table) passes validation on its own, the error is the call's
+ * ({@link CallLimitError}); otherwise it is the connection's, unchanged.
+ */
+function attributeLimit(segments: readonly Uint8Array[], lim: ReaderLimits, err: LimitError): LimitError {
+  const loc = locateCallContent(segments);
+  if (loc === null) return err;
+  try {
+    const walk = validateCore(segments, lim, loc.seg, loc.word);
+    const env = new RpcEnvelope(segments, walk.views);
+    env.message(env.root(), 0);
+  } catch {
+    return err;
+  }
+  return new CallLimitError(`call params: ${err.message}`, loc.questionId);
+}
+
+/** Bounds-checked struct lookup for {@link locateCallContent}: (seg, data word, dw, pc) or null. */
+function structAt(views: DataView[], seg: number, w: number): SRef | null {
+  let v = views[seg]!;
+  if ((w + 1) * 8 > v.byteLength) return null;
+  let lo = v.getUint32(w * 8, true);
+  let hi = v.getUint32(w * 8 + 4, true);
+  let target: number;
+  if ((lo & 7) === 2) {
+    // A single far pointer (the envelope never needs double-far ones).
+    if (hi >= views.length) return null;
+    seg = hi;
+    v = views[seg]!;
+    const pad = lo >>> 3;
+    if ((pad + 1) * 8 > v.byteLength) return null;
+    lo = v.getUint32(pad * 8, true);
+    hi = v.getUint32(pad * 8 + 4, true);
+    target = pad + 1 + ((lo | 0) >> 2);
+  } else target = w + 1 + ((lo | 0) >> 2);
+  if ((lo & 3) !== 0 || (lo === 0 && hi === 0)) return null;
+  const dw = hi & 0xffff;
+  const pc = hi >>> 16;
+  if (target < 0 || (target + dw + pc) * 8 > v.byteLength) return null;
+  return { seg, data: target, dw, pc };
+}
+
+/** Where the params content pointer of a Call message is, and its question ID; null if not a Call. */
+function locateCallContent(segments: readonly Uint8Array[]): { seg: number; word: number; questionId: number } | null {
+  if (segments.length === 0) return null;
+  const views = segments.map((s) => new DataView(s.buffer, s.byteOffset, s.byteLength & ~7));
+  const m = structAt(views, 0, 0);
+  if (m === null || m.dw < 1 || m.pc < 1 || views[m.seg]!.getUint16(m.data * 8, true) !== 2) return null;
+  const call = structAt(views, m.seg, m.data + m.dw);
+  if (call === null || call.dw < 1 || call.pc < 2) return null;
+  const questionId = views[call.seg]!.getUint32(call.data * 8, true);
+  const params = structAt(views, call.seg, call.data + call.dw + 1);
+  if (params === null || params.pc < 1) return null;
+  return { seg: params.seg, word: params.data + params.dw, questionId };
 }
