@@ -8,3 +8,4 @@ export { RawPeer, connectOptions } from "./peer.js";
 export type { Answer } from "./peer.js";
 export { HostileServer, GoodClient, CountingFoo } from "./server.js";
 export type { ServerOptions, Transport } from "./server.js";
+export { Rng, FuzzBox, KINDS, buildValid, mutateSegments, mutateFrame, randomBytesFrame, fuzzFrames } from "./fuzz.js";
