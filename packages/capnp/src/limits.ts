@@ -59,3 +59,26 @@ export function resolveLimits(limits?: Partial<ReaderLimits>): ReaderLimits {
   }
   return out;
 }
+
+/**
+ * Default decode units a message may cost per word of its size (`decodeAmplification`). 64 is
+ * the densest packing a message can legitimately have (a List(Bool) carries 64 elements per
+ * word), so a message without shared pointers or zero-sized elements always fits; what does not
+ * fit is amplification.
+ */
+export const DECODE_AMPLIFICATION = 64;
+/** Decode units every message may spend on top (small messages with a few Void/empty elements). */
+export const DECODE_BASE_UNITS = 64 * 1024;
+/**
+ * Units charged per struct visited (a struct pointer followed, or one element of a composite
+ * list) on top of its words: a generated reader builds a capnp-ts accessor and a native object
+ * for each, about 16x the work of one list element.
+ */
+export const STRUCT_UNITS = 16;
+
+/** The decode budget of a message of `bytes` bytes (segment table included) under `lim` (docs/rpc.md "Cost model"). */
+export function decodeBudget(bytes: number, lim: Partial<ReaderLimits> = DEFAULT_LIMITS): number {
+  const max = lim.decodeUnitLimit ?? DEFAULT_LIMITS.decodeUnitLimit;
+  const k = lim.decodeAmplification ?? DEFAULT_LIMITS.decodeAmplification;
+  return Math.min(max, k * Math.ceil(bytes / 8) + DECODE_BASE_UNITS);
+}
