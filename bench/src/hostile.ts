@@ -33,7 +33,7 @@ import {
 
 const MiB = 1024 * 1024;
 /** Listener settings of the server child: short timeouts so the socket attacks end quickly. */
-const SERVER_OPTS = { maxConnections: 8, frameTimeoutMs: 1000, firstMessageTimeoutMs: 1000 };
+const SERVER_OPTS = { maxConnections: 8, frameTimeoutMs: 3000, firstMessageTimeoutMs: 3000 };
 
 interface Report {
   maxStallMs: number;
@@ -222,7 +222,8 @@ async function runOne(server: ServerProcess, good: GoodClient, name: string, att
   await good.stopLoop();
   await good.once();
   const r = (await server.request("report")) as { op: "report" } & Report;
-  return { name, mib: o.bytes / MiB, report: r, p99: good.p99(), calls: good.latencies.length, outcome: o.outcome };
+  const cut = r.limits > 0 ? `; listener closed ${r.limits} socket(s), frame budget peak ${r.budgetPeakMiB.toFixed(0)} MiB` : "";
+  return { name, mib: o.bytes / MiB, report: r, p99: good.p99(), calls: good.latencies.length, outcome: o.outcome + cut };
 }
 
 function printRows(rows: Row[], transport: Transport, ci: boolean): void {
