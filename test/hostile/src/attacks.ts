@@ -147,8 +147,22 @@ const sharedText: MessageAttack = {
     }),
 };
 
+/** mapSize({}) whose Payload carries a cap table of `n` `none` descriptors (the envelope, not the params). */
+const capTableFlood: MessageAttack = {
+  name: "cap table flood",
+  what: "mapSize with an empty map and a cap table of n none descriptors (16 bytes each)",
+  fullScale: 1_000_000,
+  ciScale: 50_000,
+  // 2 words + STRUCT_UNITS per descriptor: within 64 units per word, unless past decodeUnitLimit.
+  served: (n) => n * 18 < 16 * 1024 * 1024 - 4096,
+  build: (qid, bq, n) =>
+    callMessage(qid, target(bq, FOO_METHOD.mapSize), (w, p) => {
+      params(w, p, 1);
+    }, n),
+};
+
 /** Every message attack, in the order the suite and the benchmark run them. */
-export const MESSAGE_ATTACKS: readonly MessageAttack[] = [zeroSizedComposite, boolList, nullDataList, pointerDag, voidList, sharedText];
+export const MESSAGE_ATTACKS: readonly MessageAttack[] = [zeroSizedComposite, boolList, nullDataList, pointerDag, voidList, sharedText, capTableFlood];
 
 /** A well-formed add(a, b) Call (what an honest client sends), for raw peers. */
 export function addCall(qid: number, bootstrapQid: number, a: number, b: number): Uint8Array[] {
