@@ -26,6 +26,7 @@ import {
   Words,
   type Transport,
 } from "../dist/index.js";
+import { assertRpcIdle } from "@multiprocess-ts/test-support";
 
 const open: { close(): Promise<void> }[] = [];
 function track<T extends { close(): Promise<void> }>(x: T): T {
@@ -55,6 +56,25 @@ async function closeServer(s: HostileServer): Promise<void> {
   expect(s.released).toBe(s.served);
   expect(s.loop.numRefs).toBe(0);
   expect(s.listener.frameBudget.used).toBe(0);
+}
+
+/** Close the good client and check it leaked nothing. */
+async function closeGood(g: GoodClient): Promise<void> {
+  open.splice(open.indexOf(g), 1);
+  await g.close();
+  expect(g.loop.numRefs).toBe(0);
+  assertRpcIdle(g.client.$connection, "good client");
+}
+
+/** Resolves once the listener has closed at least `n` sockets for a limit. */
+function limitsReached(s: HostileServer, n: number): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (s.limits.length >= n) resolve();
+      else s.listener.once("limit", () => queueMicrotask(check));
+    };
+    check();
+  });
 }
 
 /** A frame table claiming one segment of `words` words. */
@@ -106,8 +126,7 @@ describe.each<Transport>(["unix", "tcp"])("hostile peers over %s", (transport) =
     expect(good.failures).toBe(0);
     expect(good.latencies.length).toBeGreaterThan(MESSAGE_ATTACKS.length);
     expect(server.errors).toEqual([]);
-    open.splice(open.indexOf(good), 1);
-    await good.close();
+    await closeGood(good);
     await closeServer(server);
   });
 
@@ -130,8 +149,7 @@ describe.each<Transport>(["unix", "tcp"])("hostile peers over %s", (transport) =
     expect(p.abortReason).toMatch(/decode budget/);
     expect(await good.once()).toBeGreaterThan(0);
     expect(server.errors.every((e) => /decode budget/.test(e))).toBe(true);
-    open.splice(open.indexOf(good), 1);
-    await good.close();
+    await closeGood(good);
     await closeServer(server);
   });
 
@@ -152,8 +170,7 @@ describe.each<Transport>(["unix", "tcp"])("hostile peers over %s", (transport) =
       await Promise.all(tricklers.map((t) => t.closed));
       expect(server.limits).toHaveLength(4);
       for (const l of server.limits) expect(l.reason).toMatch(/frameTimeoutMs = 300/);
-      open.splice(open.indexOf(good), 1);
-      await good.close();
+      await closeGood(good);
     } finally {
       for (const t of timers) clearInterval(t);
     }
@@ -167,8 +184,7 @@ describe.each<Transport>(["unix", "tcp"])("hostile peers over %s", (transport) =
     await idle.closed;
     expect(server.limits.map((l) => l.reason)).toEqual([expect.stringMatching(/firstMessageTimeoutMs = 200/)]);
     expect(await good.once()).toBeGreaterThan(0);
-    open.splice(open.indexOf(good), 1);
-    await good.close();
+    await closeGood(good);
     await closeServer(server);
   });
 
@@ -183,10 +199,7 @@ describe.each<Transport>(["unix", "tcp"])("hostile peers over %s", (transport) =
     // Each claims a 60 MiB frame, sends 64 KiB of it, and stalls.
     await Promise.all(stalled.map((s) => s.write(new Uint8Array([...frameHeader(60 * 1024 * 128), ...new Uint8Array(body)]))));
     const cut = Math.ceil(n - budget.limit / each);
-    await Promise.all(stalled.slice(0, 1).map(() => new Promise<void>((resolve) => {
-      const check = (): void => (server.limits.length >= cut ? resolve() : void server.listener.once("limit", check));
-      check();
-    })));
+    await limitsReached(server, cut);
     expect(budget.peak).toBeLessThanOrEqual(budget.limit);
     expect(budget.used).toBeLessThanOrEqual(budget.limit);
     expect(budget.refused).toBeGreaterThanOrEqual(cut);
@@ -194,8 +207,7 @@ describe.each<Transport>(["unix", "tcp"])("hostile peers over %s", (transport) =
     expect(await good.once()).toBeGreaterThan(0);
     for (const s of stalled) s.destroy();
     await Promise.all(stalled.map((s) => s.closed));
-    open.splice(open.indexOf(good), 1);
-    await good.close();
+    await closeGood(good);
     await closeServer(server);
     expect(budget.used).toBe(0);
   });
