@@ -1,7 +1,10 @@
 /**
  * Reader limits: how much an incoming message may claim before we refuse to read it. They bound
  * memory and CPU per message, like capnp's `ReaderOptions` (traversalLimitInWords, nestingLimit)
- * plus the stream-framing checks of `kj::readMessage`.
+ * plus the stream-framing checks of `kj::readMessage`, and the decode budget of the cost model
+ * (docs/rpc.md "Cost model": `decodeBudget`, `STRUCT_UNITS`).
+ *
+ * Threading: constants and pure functions, any thread.
  */
 
 /** Limits applied to every incoming message (framing and pointer validation). */

@@ -11,7 +11,7 @@
  * (upstream's "client disconnects before being accepted" case). `maxPending` bounds the parking
  * lot the way the backlog bounds the kernel queue; beyond it sockets are closed at once.
  *
- * Hostile peers (docs/rpc.md "Limits"): a served socket's bytes are followed by a
+ * Hostile peers (docs/rpc.md "Listener limits"): a served socket's bytes are followed by a
  * `FrameTracker` (frame boundaries only, no copy). A frame left incomplete for `frameTimeoutMs`,
  * or a connection that completes no message within `firstMessageTimeoutMs`, is closed, so idle
  * or trickling peers cannot hold the slots; partial frames of all served sockets share one
