@@ -187,7 +187,7 @@ async function trickle(target: ListenTarget): Promise<Outcome> {
   await late.close();
   for (const t of timers) clearInterval(t);
   await Promise.all(peers.map((p) => p.closed));
-  return { bytes: peers.length * 8 + peers.length * Math.ceil(servedAfter / 100), outcome: `all cut by frameTimeoutMs; a new client was served after ${servedAfter.toFixed(0)} ms` };
+  return { bytes: peers.length * 8 + peers.length * Math.ceil(servedAfter / 100), outcome: `all cut (frame / first-message timeout); a new client was served after ${servedAfter.toFixed(0)} ms` };
 }
 
 /** 16 clients each send 8 MiB of a frame claiming 60 MiB and stall. */
