@@ -21,10 +21,10 @@ import {
 } from "@multiprocess-ts/capnp";
 import type { IncomingCall, Server, TransportSink } from "@multiprocess-ts/capnp";
 import { MESSAGE_ATTACKS, bootstrapMessage, callMessage, finishMessage, Words } from "../../../test/hostile/dist/index.js";
-import { listPtr, seg, structPtr, NULL } from "./fixtures/wire.js";
+import { listPtr, seg, structPtr, NULL, type Word } from "./fixtures/wire.js";
 
 /** A root struct with one pointer to `...rest` (offsets relative to word 1). */
-function rooted(...rest: [number, number][]): Uint8Array[] {
+function rooted(...rest: Word[]): Uint8Array[] {
   return [seg(structPtr(0, 0, 1), ...rest)];
 }
 
@@ -38,7 +38,7 @@ describe("decode units", () => {
   });
 
   it("zero-sized composite elements cost STRUCT_UNITS each; a shared pointer is charged at every visit", () => {
-    const tag: [number, number] = [(1000 << 2) >>> 0, 0];
+    const tag: Word = [(1000 << 2) >>> 0, 0];
     expect(decodeCost(rooted(listPtr(0, 7, 0), tag))).toBe(STRUCT_UNITS + 1 + 1 + 1000 * STRUCT_UNITS);
     // Two pointers to one 3-word struct: 2 x (3 + STRUCT_UNITS).
     const dag = [seg(structPtr(0, 0, 2), structPtr(1, 3, 0), structPtr(0, 3, 0), NULL, NULL, NULL)];

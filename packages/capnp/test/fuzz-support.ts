@@ -22,7 +22,7 @@ export const STREAM_FRAMES = Math.max(1000, Math.floor(FRAMES / 20));
 // Generators (PRNG, valid rpc.capnp messages, mutations): test/hostile/src/fuzz.ts, shared with
 // `pnpm bench --fuzz-frames N`.
 export { Rng, FuzzBox, KINDS, buildValid, mutateSegments, mutateFrame, randomBytesFrame } from "../../../test/hostile/dist/fuzz.js";
-import { FuzzBox } from "../../../test/hostile/dist/fuzz.js";
+import { FuzzBox, Rng } from "../../../test/hostile/dist/fuzz.js";
 
 export const hex = (b: Uint8Array): string => Buffer.from(b.subarray(0, 256)).toString("hex") + (b.byteLength > 256 ? "…" : "");
 export const where = (part: string, i: number): string => `[${part}] FUZZ_SEED=${SEED} case ${i}`;

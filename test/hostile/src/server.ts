@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { EventLoop } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient, FooInterfaceServer, type FooStruct } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { connectSocket, listenConnections, type Listener, type ListenOptions, type ListenTarget } from "@multiprocess-ts/node";
-import { FooImplementation } from "@multiprocess-ts/test-support";
+import { FooImplementation } from "@multiprocess-ts/testing";
 
 /** FooImplementation that counts what reached it and answers attack-sized calls with small results. */
 export class CountingFoo extends FooImplementation {

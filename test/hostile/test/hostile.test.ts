@@ -26,7 +26,7 @@ import {
   Words,
   type Transport,
 } from "../dist/index.js";
-import { assertRpcIdle } from "@multiprocess-ts/test-support";
+import { assertRpcIdle } from "@multiprocess-ts/testing";
 
 const open: { close(): Promise<void> }[] = [];
 function track<T extends { close(): Promise<void> }>(x: T): T {
