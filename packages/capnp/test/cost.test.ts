@@ -141,7 +141,7 @@ describe("attribution", () => {
     peer.send(finishMessage(0));
     await new Promise((r) => setImmediate(r));
     expect(conn.stats().answers).toBe(0);
-    conn.close();
+    void conn.close();
     expect(await conn.closed).toBeUndefined();
     expect(conn.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
   });
