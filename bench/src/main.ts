@@ -1,5 +1,7 @@
 /**
  * `pnpm bench [--json FILE] [--quick] [--only P1,P2,...] [--no-cpp] [--profile DIR]`
+ * `pnpm bench --hostile [...]` / `pnpm bench --fuzz-frames N`: the hostile-peer benchmark and the
+ * seeded fuzz run instead (bench/src/hostile.ts).
  *
  * One run, one table: our figures (P1..P6), the floors measured in the same run (raw Node
  * ping-pong of the same bytes over the same kind of Unix socket between two processes, and a
@@ -517,7 +519,7 @@ function printTable(date: Date, machine: Record<string, unknown>, params: Record
   process.stdout.write(out.join("\n") + "\n");
 }
 
-main().then(() => {
+(argv.includes("--hostile") || argv.includes("--fuzz-frames") ? import("./hostile.js").then((h) => h.hostileMain(argv)) : main()).then(() => {
   // Handles of the loop (and the worker bridge) may keep the process alive; the run is over.
   process.exit(process.exitCode ?? 0);
 }, (e: unknown) => {

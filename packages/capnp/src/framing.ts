@@ -8,6 +8,11 @@
  *   within one chunk. When a message spans chunks, each segment is copied into its own buffer of
  *   exactly the segment's size (so it is a whole `ArrayBuffer` the RPC engine can use as is);
  *   that buffer is allocated as the segment's bytes arrive, never far ahead of them.
+ * - {@link FrameBudget} and {@link FrameTracker} bound partially received frames across many
+ *   connections (a listener's, or a whole process's), and time them (listen.ts in
+ *   @multiprocess-ts/node closes connections whose frame stalls).
+ *
+ * Threading: the thread that owns the stream (the loop thread, or a worker's own streams).
  */
 
 import { LimitError, ProtocolError } from "./errors.js";
@@ -321,4 +326,137 @@ function split(b: Uint8Array, off: number, sizes: number[]): Uint8Array[] {
     off += s;
   }
   return segs;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Partial frames across connections
+
+/**
+ * The buffer a {@link FrameDecoder} may hold for a frame of `total` bytes of which `arrived`
+ * have arrived: what arrived, plus the segment buffer it allocates ahead (see MIN_AHEAD).
+ */
+export function partialFrameHold(total: number, arrived: number): number {
+  return Math.min(total, arrived + Math.max(MIN_AHEAD, AHEAD_FACTOR * arrived));
+}
+
+/**
+ * Bytes of partially received frames that several connections may hold together: one object
+ * shared by whoever should share the cap (a listener's connections, or every listener of a
+ * process). Not global state: whoever creates it passes it in.
+ */
+export class FrameBudget {
+  /** Bytes held now. */
+  used = 0;
+  /** Most bytes held at once since creation. */
+  peak = 0;
+  /** Charges refused (each closed a connection). */
+  refused = 0;
+
+  constructor(readonly limit: number) {
+    if (!(limit === Infinity || (Number.isInteger(limit) && limit > 0))) {
+      throw new RangeError(`FrameBudget limit must be a positive integer, got ${String(limit)}`);
+    }
+  }
+
+  /** Take `n` more bytes; false (nothing taken) when that would pass the limit. */
+  tryTake(n: number): boolean {
+    if (this.used + n > this.limit) {
+      this.refused++;
+      return false;
+    }
+    this.used += n;
+    if (this.used > this.peak) this.peak = this.used;
+    return true;
+  }
+
+  /** Give back `n` bytes taken before. */
+  give(n: number): void {
+    this.used -= n;
+  }
+}
+
+/**
+ * Follows the frame boundaries of a byte stream without keeping its bytes (only a segment table
+ * in progress, at most `frameHeaderBytes(maxSegments)`), next to the stream's real decoder: it
+ * counts completed frames, knows since when a frame has been incomplete, and charges the
+ * partial frame ({@link partialFrameHold}) to a shared {@link FrameBudget}.
+ */
+export class FrameTracker {
+  /** Frames completed so far. */
+  messages = 0;
+  /** `now()` when the incomplete frame started; -1 between frames. */
+  partialSince = -1;
+  /** Bytes of the current frame charged to the budget. */
+  held = 0;
+  private header = new Uint8Array(8);
+  private headerFill = 0;
+  private headerNeed = 8;
+  private total = 0; // frame bytes (table + segments) once the table is known, else 0
+  private arrived = 0; // bytes of the current frame seen
+
+  constructor(
+    private readonly budget: FrameBudget | null,
+    private readonly now: () => number,
+    private readonly maxSegments = 1 << 16,
+  ) {}
+
+  /** Follow one chunk. Returns false when the budget refused the partial frame (close the stream). */
+  push(chunk: Uint8Array): boolean {
+    let off = 0;
+    const len = chunk.byteLength;
+    while (off < len) {
+      if (this.arrived === 0) this.partialSince = this.now();
+      if (this.total === 0) {
+        const n = Math.min(this.headerNeed - this.headerFill, len - off);
+        this.header.set(chunk.subarray(off, off + n), this.headerFill);
+        this.headerFill += n;
+        this.arrived += n;
+        off += n;
+        if (this.headerFill < this.headerNeed) continue;
+        const count = u32(this.header, 0) + 1;
+        if (count > this.maxSegments) return false; // the decoder refuses it too
+        const hb = frameHeaderBytes(count);
+        if (this.headerNeed < hb) {
+          const bigger = new Uint8Array(hb);
+          bigger.set(this.header.subarray(0, this.headerFill));
+          this.header = bigger;
+          this.headerNeed = hb;
+          continue;
+        }
+        let total = hb;
+        for (let i = 0; i < count; i++) total += u32(this.header, 4 + 4 * i) * 8;
+        this.total = total;
+      } else {
+        const n = Math.min(this.total - this.arrived, len - off);
+        this.arrived += n;
+        off += n;
+      }
+      if (this.total !== 0 && this.arrived === this.total) this.complete();
+    }
+    if (this.arrived === 0) return true;
+    return this.charge(this.total === 0 ? this.arrived : partialFrameHold(this.total, this.arrived));
+  }
+
+  /** Give back what is charged (the stream closed). */
+  release(): void {
+    if (this.held > 0) this.budget?.give(this.held);
+    this.held = 0;
+  }
+
+  private charge(want: number): boolean {
+    if (want <= this.held || this.budget === null) return true;
+    if (!this.budget.tryTake(want - this.held)) return false;
+    this.held = want;
+    return true;
+  }
+
+  private complete(): void {
+    this.messages++;
+    this.release();
+    this.partialSince = -1;
+    this.total = 0;
+    this.arrived = 0;
+    this.headerFill = 0;
+    this.headerNeed = 8;
+  }
 }

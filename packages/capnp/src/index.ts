@@ -36,8 +36,27 @@ export type {
 } from "./rpc/index.js";
 export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
 export type { ReaderLimits } from "./limits.js";
-export { encodeFrame, encodeFrameToBytes, frameHeaderBytes, FrameDecoder } from "./framing.js";
-export { validateMessage, validateRpcMessage, readMessage, messageFromSegments } from "./validate.js";
+export {
+  encodeFrame,
+  encodeFrameToBytes,
+  frameHeaderBytes,
+  FrameDecoder,
+  FrameBudget,
+  FrameTracker,
+  partialFrameHold,
+} from "./framing.js";
+export {
+  validateMessage,
+  validateRpcMessage,
+  readMessage,
+  messageFromSegments,
+  decodeCost,
+  decodeBudget,
+  CallLimitError,
+  DECODE_AMPLIFICATION,
+  DECODE_BASE_UNITS,
+  STRUCT_UNITS,
+} from "./validate.js";
 export { streamTransport } from "./stream.js";
 export { TransportLifecycle, LinkState } from "./transport-lifecycle.js";
 export type { LifecycleHost } from "./transport-lifecycle.js";

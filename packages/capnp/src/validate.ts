@@ -1,6 +1,7 @@
 /**
- * Structural validation of an incoming message before anything decodes it. It walks the whole
- * pointer tree from the root, like a reader touching every field would, and checks:
+ * Structural validation of an incoming message before anything decodes it (the walk itself is
+ * walk.ts). It walks the whole pointer tree from the root, like a reader touching every field
+ * would, and checks:
  *
  * - every pointer's target lies inside its segment (struct, list, composite-list tag and
  *   elements, far and double-far landing pads, the segments they name);
@@ -10,12 +11,20 @@
  *   count one word per element, as C++ `amplifiedRead` does), so repeated pointers to one big
  *   object cannot amplify work;
  * - the nesting limit: each struct or list pointer followed uses one level (a composite list
- *   and its elements share one level, as in C++).
+ *   and its elements share one level, as in C++);
+ * - the decode budget (docs/rpc.md "Cost model"): the work decoding the message can cause, in
+ *   units of about one materialised JS value, is at most `decodeAmplification` units per word
+ *   on the wire plus `DECODE_BASE_UNITS`, and never more than `decodeUnitLimit`. Every pointer
+ *   visit (a DAG's shared object counts each time), every struct (also a composite list's
+ *   elements, zero-sized ones included) and every element of a Void or Bool list is charged.
  *
  * After it passes, capnp-ts can read any pointer of the message without going out of bounds.
  * Errors: `LimitError` for the limits, `ProtocolError` for everything malformed.
  *
- * Cost: one DataView per segment; no allocation per pointer (an explicit, reused work stack).
+ * `validateRpcMessage` adds the rpc.capnp envelope check and attributes a limit exceeded inside
+ * a Call's params to that call ({@link CallLimitError}).
+ *
+ * Threading: synchronous, any thread.
  */
 
 import * as capnp from "capnp-ts";
@@ -24,20 +33,9 @@ import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segmen
 import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import { LimitError, ProtocolError } from "./errors.js";
 import { resolveLimits, type ReaderLimits } from "./limits.js";
+import { walkMessage, type WalkResult } from "./walk.js";
 
-// Work stack: entries of 6 int32s describing a run of pointers to check:
-// [segment, first pointer word, pointers per element, element count, element stride, nesting left]
-const ENTRY = 6;
-let stack = new Int32Array(ENTRY * 64);
-
-function grow(need: number): void {
-  if (need <= stack.length) return;
-  let n = stack.length * 2;
-  while (n < need) n *= 2;
-  const s = new Int32Array(n);
-  s.set(stack);
-  stack = s;
-}
+export { DECODE_AMPLIFICATION, DECODE_BASE_UNITS, STRUCT_UNITS, decodeBudget } from "./limits.js";
 
 const cachedLimits = new WeakMap<object, ReaderLimits>();
 
@@ -53,201 +51,18 @@ function limitsOf(limits: Partial<ReaderLimits> | undefined): ReaderLimits {
   return r;
 }
 
-function overBudget(lim: ReaderLimits): never {
-  throw new LimitError(
-    `message exceeds the limit traversalLimitWords = ${lim.traversalLimitWords} ` +
-      `(too large, or pointers to the same data repeated)`,
-  );
-}
-
-function tooDeep(lim: ReaderLimits): never {
-  throw new LimitError(`message nesting exceeds the limit nestingLimit = ${lim.nestingLimit} (or it contains cycles)`);
-}
-
-/** Bits per element for list element size codes 0..6 (7 = composite). */
-const ELEMENT_BITS = [0, 1, 8, 16, 32, 64, 64, 0];
-
 /**
  * Validate `segments` (as produced by `FrameDecoder`) against `limits`. Throws `LimitError` or
  * `ProtocolError`; returns normally when every pointer reachable from the root is sound.
  * Returns the number of words traversed.
  */
 export function validateMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  return validateCore(segments, limitsOf(limits)).traversed;
+  return walkMessage(segments, limitsOf(limits), -1, -1).traversed;
 }
 
-/** validateMessage's body; also hands back the segment views for the envelope check. */
-function validateCore(segments: readonly Uint8Array[], lim: ReaderLimits): { traversed: number; views: DataView[] } {
-  const nseg = segments.length;
-  if (nseg === 0) throw new ProtocolError("message has no segments");
-  if (nseg > lim.maxSegments) {
-    throw new LimitError(`message has ${nseg} segments, more than the limit maxSegments = ${lim.maxSegments}`);
-  }
-  const views = new Array<DataView>(nseg);
-  const words = new Array<number>(nseg);
-  let bytes = ((nseg + 2) >>> 1) * 8;
-  for (let i = 0; i < nseg; i++) {
-    const s = segments[i]!;
-    if ((s.byteLength & 7) !== 0) throw new ProtocolError(`segment ${i} is not a whole number of words`);
-    bytes += s.byteLength;
-    views[i] = new DataView(s.buffer, s.byteOffset, s.byteLength);
-    words[i] = s.byteLength >>> 3;
-  }
-  if (bytes > lim.maxMessageBytes) {
-    throw new LimitError(`message is ${bytes} bytes, more than the limit maxMessageBytes = ${lim.maxMessageBytes}`);
-  }
-  if (words[0]! < 1) throw new ProtocolError("message has no root pointer (first segment is empty)");
-  {
-    // The root must be a struct (or null), possibly behind a far pointer: readers (C++
-    // getRoot<T>, capnp-ts getRoot) take it as a struct; capnp-ts crashes on anything else.
-    const lo = views[0]!.getUint32(0, true);
-    const hi = views[0]!.getUint32(4, true);
-    let kind = lo & 3;
-    if (kind === 2 && hi < nseg && (lo >>> 3) + ((lo & 4) !== 0 ? 2 : 1) <= words[hi]!) {
-      const pv = views[hi]!;
-      const pad = lo >>> 3;
-      kind = (lo & 4) !== 0 ? pv.getUint32(pad * 8 + 8, true) & 3 : pv.getUint32(pad * 8, true) & 3;
-    }
-    if (kind === 1 || kind === 3) {
-      throw new ProtocolError("message root is not a struct pointer");
-    }
-  }
-
-  let budget = lim.traversalLimitWords;
-  const nestingLimit = Math.min(lim.nestingLimit, 0x7fffffff);
-
-  // Root pointer: segment 0, word 0.
-  let sp = 0;
-  stack[0] = 0;
-  stack[1] = 0;
-  stack[2] = 1;
-  stack[3] = 1;
-  stack[4] = 0;
-  stack[5] = nestingLimit;
-  sp = ENTRY;
-
-  while (sp > 0) {
-    sp -= ENTRY;
-    const eseg = stack[sp]!;
-    const efirst = stack[sp + 1]!;
-    const eper = stack[sp + 2]!;
-    const ecount = stack[sp + 3]!;
-    const estride = stack[sp + 4]!;
-    const depth = stack[sp + 5]!;
-    const ev = views[eseg]!;
-    for (let el = 0; el < ecount; el++) {
-      const base = efirst + el * estride;
-      for (let k = 0; k < eper; k++) {
-        const pw = base + k; // word index of the pointer, inside segment eseg
-        let lo = ev.getUint32(pw * 8, true);
-        let hi = ev.getUint32(pw * 8 + 4, true);
-        if (lo === 0 && hi === 0) continue; // null
-        let kind = lo & 3;
-        if (kind === 3) {
-          if (lo !== 3) throw new ProtocolError("unknown 'other' pointer type (not a capability)");
-          continue; // capability: index checked by the reader against the cap table
-        }
-        // Resolve far pointers to (segment, target word) + the pointer word carrying the type.
-        let seg = eseg;
-        let target: number;
-        if (kind === 2) {
-          const double = (lo & 4) !== 0;
-          const pad = lo >>> 3;
-          const padSeg = hi;
-          if (padSeg >= nseg) throw new ProtocolError(`far pointer to unknown segment ${padSeg}`);
-          const pv = views[padSeg]!;
-          if (pad + (double ? 2 : 1) > words[padSeg]!) throw new ProtocolError("far pointer landing pad out of bounds");
-          lo = pv.getUint32(pad * 8, true);
-          hi = pv.getUint32(pad * 8 + 4, true);
-          if (!double) {
-            kind = lo & 3;
-            if (kind === 2) throw new ProtocolError("far pointer landing pad is another far pointer");
-            if (kind === 3) throw new ProtocolError("far pointer to a capability pointer");
-            if (lo === 0 && hi === 0) continue; // null landing pad reads as null
-            seg = padSeg;
-            target = pad + 1 + ((lo | 0) >> 2);
-          } else {
-            if ((lo & 7) !== 2) throw new ProtocolError("double-far landing pad is not a single far pointer");
-            const contentSeg = hi;
-            if (contentSeg >= nseg) throw new ProtocolError(`double-far pointer to unknown segment ${contentSeg}`);
-            target = lo >>> 3;
-            seg = contentSeg;
-            lo = pv.getUint32(pad * 8 + 8, true);
-            hi = pv.getUint32(pad * 8 + 12, true);
-            kind = lo & 3;
-            if (kind === 2 || kind === 3) throw new ProtocolError("double-far tag is not a struct or list pointer");
-          }
-        } else {
-          target = pw + 1 + ((lo | 0) >> 2);
-        }
-        if (depth <= 0) tooDeep(lim);
-        const segWords = words[seg]!;
-        if (kind === 0) {
-          const dw = hi & 0xffff;
-          const pc = hi >>> 16;
-          const size = dw + pc;
-          if (target < 0 || target + size > segWords) throw new ProtocolError("struct pointer out of bounds");
-          budget -= size;
-          if (budget < 0) overBudget(lim);
-          if (pc > 0) {
-            grow(sp + ENTRY);
-            stack[sp] = seg;
-            stack[sp + 1] = target + dw;
-            stack[sp + 2] = pc;
-            stack[sp + 3] = 1;
-            stack[sp + 4] = 0;
-            stack[sp + 5] = depth - 1;
-            sp += ENTRY;
-          }
-        } else {
-          // List.
-          const es = hi & 7;
-          const count = hi >>> 3;
-          if (es === 7) {
-            // Composite: `count` is the word count of the elements; a tag word precedes them.
-            if (target < 0 || target + 1 + count > segWords) throw new ProtocolError("composite list out of bounds");
-            const sv = views[seg]!;
-            const tlo = sv.getUint32(target * 8, true);
-            const thi = sv.getUint32(target * 8 + 4, true);
-            if ((tlo & 3) !== 0) throw new ProtocolError("composite list tag is not a struct pointer");
-            const n = tlo >>> 2;
-            const dw = thi & 0xffff;
-            const pc = thi >>> 16;
-            const stride = dw + pc;
-            if (n * stride > count) throw new ProtocolError("composite list elements overrun the list");
-            budget -= stride === 0 ? Math.max(n, count) + 1 : count + 1;
-            if (budget < 0) overBudget(lim);
-            if (pc > 0 && n > 0) {
-              grow(sp + ENTRY);
-              stack[sp] = seg;
-              stack[sp + 1] = target + 1 + dw;
-              stack[sp + 2] = pc;
-              stack[sp + 3] = n;
-              stack[sp + 4] = stride;
-              stack[sp + 5] = depth - 1;
-              sp += ENTRY;
-            }
-          } else {
-            const listWords = Math.ceil((count * ELEMENT_BITS[es]!) / 64);
-            if (target < 0 || target + listWords > segWords) throw new ProtocolError("list pointer out of bounds");
-            budget -= es === 0 ? count : listWords;
-            if (budget < 0) overBudget(lim);
-            if (es === 6 && count > 0) {
-              grow(sp + ENTRY);
-              stack[sp] = seg;
-              stack[sp + 1] = target;
-              stack[sp + 2] = count;
-              stack[sp + 3] = 1;
-              stack[sp + 4] = 0;
-              stack[sp + 5] = depth - 1;
-              sp += ENTRY;
-            }
-          }
-        }
-      }
-    }
-  }
-  return { traversed: lim.traversalLimitWords - budget, views };
+/** Decode units {@link validateMessage} charges for `segments` (throws like it when over a limit). */
+export function decodeCost(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
+  return walkMessage(segments, limitsOf(limits), -1, -1).units;
 }
 
 /**
@@ -261,13 +76,24 @@ export function readMessage(segments: readonly Uint8Array[], limits?: Partial<Re
   return messageFromSegments(segments);
 }
 
+/**
+ * The segment as a whole `ArrayBuffer`: itself when it spans its buffer, else a copy of exactly
+ * its bytes. Not `s.slice()`: on a Node `Buffer` (a pooled socket chunk) that is a view of the
+ * same pool, whose `.buffer` starts with bytes that were never validated.
+ */
+function ownBuffer(s: Uint8Array): ArrayBuffer {
+  const b = s.buffer;
+  if (b instanceof ArrayBuffer) {
+    return s.byteOffset === 0 && s.byteLength === b.byteLength ? b : b.slice(s.byteOffset, s.byteOffset + s.byteLength);
+  }
+  const copy = new Uint8Array(s.byteLength);
+  copy.set(s);
+  return copy.buffer;
+}
+
 /** A capnp-ts `Message` over `segments` without validating them (see {@link readMessage}). */
 export function messageFromSegments(segments: readonly Uint8Array[]): capnp.Message {
-  const buffers = segments.map((s) =>
-    s.byteOffset === 0 && s.byteLength === s.buffer.byteLength && s.buffer instanceof ArrayBuffer
-      ? s.buffer
-      : (s.slice().buffer as ArrayBuffer),
-  );
+  const buffers = segments.map(ownBuffer);
   const m = new capnp.Message(new MultiSegmentArena(buffers), false);
   preallocateSegments(m); // what capnp-ts does for a framed buffer: segments span their buffers
   m._capnp.traversalLimit = Infinity;
@@ -467,8 +293,86 @@ class RpcEnvelope {
  * misinterpreting a pointer. Throws `LimitError`/`ProtocolError`; returns the words traversed.
  */
 export function validateRpcMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  const { traversed: words, views } = validateCore(segments, limitsOf(limits));
-  const env = new RpcEnvelope(segments, views);
+  const lim = limitsOf(limits);
+  let walk: WalkResult;
+  try {
+    walk = walkMessage(segments, lim, -1, -1);
+  } catch (e) {
+    if (e instanceof LimitError) throw attributeLimit(segments, lim, e);
+    throw e;
+  }
+  const env = new RpcEnvelope(segments, walk.views);
   env.message(env.root(), 0);
-  return words;
+  return walk.traversed;
+}
+
+/**
+ * A limit exceeded inside the params of an incoming Call, whose envelope is sound: the engine
+ * answers that one call with this error (an exception Return) and the connection carries on.
+ */
+export class CallLimitError extends LimitError {
+  constructor(
+    message: string,
+    /** The Call's question ID (our answer ID). */
+    readonly questionId: number,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * `err` came from the whole message: if it is a Call whose envelope (everything but the params
+ * content: target, cap table) passes validation on its own, the error is the call's
+ * ({@link CallLimitError}); otherwise it is the connection's, unchanged.
+ */
+function attributeLimit(segments: readonly Uint8Array[], lim: ReaderLimits, err: LimitError): LimitError {
+  const loc = locateCallContent(segments);
+  if (loc === null) return err;
+  try {
+    const walk = walkMessage(segments, lim, loc.seg, loc.word);
+    const env = new RpcEnvelope(segments, walk.views);
+    env.message(env.root(), 0);
+  } catch {
+    return err;
+  }
+  return new CallLimitError(`call params: ${err.message}`, loc.questionId);
+}
+
+/** Bounds-checked struct lookup for {@link locateCallContent}: (seg, data word, dw, pc) or null. */
+function structAt(views: DataView[], seg: number, w: number): SRef | null {
+  let v = views[seg]!;
+  if ((w + 1) * 8 > v.byteLength) return null;
+  let lo = v.getUint32(w * 8, true);
+  let hi = v.getUint32(w * 8 + 4, true);
+  let target: number;
+  if ((lo & 7) === 2) {
+    // A single far pointer (the envelope never needs double-far ones).
+    if (hi >= views.length) return null;
+    seg = hi;
+    v = views[seg]!;
+    const pad = lo >>> 3;
+    if ((pad + 1) * 8 > v.byteLength) return null;
+    lo = v.getUint32(pad * 8, true);
+    hi = v.getUint32(pad * 8 + 4, true);
+    target = pad + 1 + ((lo | 0) >> 2);
+  } else target = w + 1 + ((lo | 0) >> 2);
+  if ((lo & 3) !== 0 || (lo === 0 && hi === 0)) return null;
+  const dw = hi & 0xffff;
+  const pc = hi >>> 16;
+  if (target < 0 || (target + dw + pc) * 8 > v.byteLength) return null;
+  return { seg, data: target, dw, pc };
+}
+
+/** Where the params content pointer of a Call message is, and its question ID; null if not a Call. */
+function locateCallContent(segments: readonly Uint8Array[]): { seg: number; word: number; questionId: number } | null {
+  if (segments.length === 0) return null;
+  const views = segments.map((s) => new DataView(s.buffer, s.byteOffset, s.byteLength & ~7));
+  const m = structAt(views, 0, 0);
+  if (m === null || m.dw < 1 || m.pc < 1 || views[m.seg]!.getUint16(m.data * 8, true) !== 2) return null;
+  const call = structAt(views, m.seg, m.data + m.dw);
+  if (call === null || call.dw < 1 || call.pc < 2) return null;
+  const questionId = views[call.seg]!.getUint32(call.data * 8, true);
+  const params = structAt(views, call.seg, call.data + call.dw + 1);
+  if (params === null || params.pc < 1) return null;
+  return { seg: params.seg, word: params.data + params.dw, questionId };
 }

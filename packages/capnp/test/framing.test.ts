@@ -37,6 +37,8 @@ describe("DEFAULT_LIMITS", () => {
       maxMessageBytes: 64 * 1024 * 1024,
       traversalLimitWords: 8 * 1024 * 1024,
       nestingLimit: 64,
+      decodeUnitLimit: 16 * 1024 * 1024,
+      decodeAmplification: 64,
     });
   });
   it("bad configuration is a RangeError", () => {

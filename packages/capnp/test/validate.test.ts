@@ -136,8 +136,11 @@ describe("validateMessage limits", () => {
     for (let i = 0; i < n; i++) words.push(structPtr(n - 1 - i, 3000, 0));
     for (let i = 0; i < 3000; i++) words.push(data(i));
     const segs = wrap([segOf(words)]);
-    expect(validateMessage(segs, { traversalLimitWords: 1 + n + n * 3000 })).toBe(1 + n + n * 3000);
-    limitError(segs, {}, /traversalLimitWords = 8388608/);
+    const noDecodeBudget = { decodeAmplification: Infinity, decodeUnitLimit: Infinity };
+    expect(validateMessage(segs, { traversalLimitWords: 1 + n + n * 3000, ...noDecodeBudget })).toBe(1 + n + n * 3000);
+    limitError(segs, noDecodeBudget, /traversalLimitWords = 8388608/);
+    // With the default decode budget (64 units per word + 64 Ki), it stops far earlier.
+    limitError(segs, {}, /decode budget of 449728 units/);
   });
 
   it("traversalLimitWords: lists of void and of zero-sized structs count one word per element", () => {

@@ -168,8 +168,11 @@ export function listenConnections<I>(
   InitServer: ProxyServerCtor<I>,
   opts: ListenConnectionsOptions = {},
 ): Promise<Listener> {
-  const { maxConnections, maxPending, host, mode, onConnection, ...serveOpts } = opts;
+  const { maxConnections, maxPending, host, mode, frameTimeoutMs, firstMessageTimeoutMs, frameBudget, onConnection, ...serveOpts } = opts;
   const listenOpts: ListenOptions = {};
+  if (frameTimeoutMs !== undefined) listenOpts.frameTimeoutMs = frameTimeoutMs;
+  if (firstMessageTimeoutMs !== undefined) listenOpts.firstMessageTimeoutMs = firstMessageTimeoutMs;
+  if (frameBudget !== undefined) listenOpts.frameBudget = frameBudget;
   if (maxConnections !== undefined) listenOpts.maxConnections = maxConnections;
   if (maxPending !== undefined) listenOpts.maxPending = maxPending;
   if (host !== undefined) listenOpts.host = host;

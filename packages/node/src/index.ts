@@ -8,7 +8,7 @@ export { spawnProcessSocket, waitProcess, openSpawnedSocket, SPAWN_FD } from "./
 export type { SpawnProcessOptions, SpawnedSocket, ExitStatus } from "./spawn.js";
 
 // Listening sockets (upstream ListenConnections, max_connections).
-export { listenSockets, Listener, AddressInUseError } from "./listen.js";
+export { listenSockets, Listener, AddressInUseError, DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_FRAME_BUDGET_BYTES } from "./listen.js";
 export type { ListenTarget, ListenOptions, SocketHandler, ListenerEvents } from "./listen.js";
 
 // Transports.

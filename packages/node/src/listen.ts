@@ -11,12 +11,25 @@
  * (upstream's "client disconnects before being accepted" case). `maxPending` bounds the parking
  * lot the way the backlog bounds the kernel queue; beyond it sockets are closed at once.
  *
+ * Hostile peers (docs/rpc.md "Listener limits"): a served socket's bytes are followed by a
+ * `FrameTracker` (frame boundaries only, no copy). A frame left incomplete for `frameTimeoutMs`,
+ * or a connection that completes no message within `firstMessageTimeoutMs`, is closed, so idle
+ * or trickling peers cannot hold the slots; partial frames of all served sockets share one
+ * `FrameBudget` (`frameBudget`, default one per listener), and the socket whose frame would pass
+ * it is closed. Parked sockets are not read and not timed.
+ *
  * Threading: everything runs on the thread that calls {@link listenSockets} (the loop thread).
  */
 
 import * as net from "node:net";
 import * as fs from "node:fs";
 import { EventEmitter } from "node:events";
+import { FrameBudget, FrameTracker } from "@multiprocess-ts/capnp";
+
+/** Default of {@link ListenOptions.frameTimeoutMs} and {@link ListenOptions.firstMessageTimeoutMs}. */
+export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
+/** Default limit of the per-listener {@link FrameBudget}: 256 MiB of partial frames. */
+export const DEFAULT_FRAME_BUDGET_BYTES = 256 * 1024 * 1024;
 
 /** Where to listen: a Unix socket path, a TCP port (on `host`, default 127.0.0.1), or either as an object. */
 export type ListenTarget = string | number | { path: string } | { port: number; host?: string };
@@ -31,6 +44,15 @@ export interface ListenOptions {
   host?: string;
   /** Unix socket file mode; default 0o600 (owner only). */
   mode?: number;
+  /** Close a served socket whose frame stays incomplete this long (default 30 s; 0 = never). */
+  frameTimeoutMs?: number;
+  /** Close a served socket that completes no message this long after being served (default 30 s; 0 = never). */
+  firstMessageTimeoutMs?: number;
+  /**
+   * Cap on partially received frame bytes of all served sockets together (share one object
+   * between listeners for a per-process cap). Default: a new `FrameBudget` of 256 MiB per listener.
+   */
+  frameBudget?: FrameBudget;
 }
 
 /** What {@link listenSockets} calls for each connection it serves. Resolve when it has ended. */
@@ -50,6 +72,24 @@ export interface ListenerEvents {
   acceptError: [err: Error];
   /** The handler threw or rejected (the connection is still counted as released). */
   handlerError: [err: unknown, id: number];
+  /** A served socket was closed by a timeout or the frame budget (`reason` says which). */
+  limit: [id: number, reason: string];
+}
+
+/** What the listener follows of a served socket. */
+interface Served {
+  id: number;
+  socket: net.Socket;
+  tracker: FrameTracker;
+  since: number;
+  onData: (chunk: Buffer) => void;
+}
+
+/** Timeouts and budget of a {@link Listener}, resolved. */
+interface Guard {
+  frameTimeoutMs: number;
+  firstMessageTimeoutMs: number;
+  budget: FrameBudget;
 }
 
 /** A listening socket from {@link listenSockets}. */
@@ -58,7 +98,8 @@ export class Listener extends EventEmitter<ListenerEvents> {
   readonly address: { path: string } | { host: string; port: number };
   private active = 0;
   private readonly parked: { id: number; socket: net.Socket }[] = [];
-  private readonly servedSockets = new Set<net.Socket>();
+  private readonly servedSockets = new Map<net.Socket, Served>();
+  private sweeper: NodeJS.Timeout | undefined;
   private readonly running = new Set<Promise<void>>();
   private nextId = 1;
   private closing: Promise<void> | undefined;
@@ -70,6 +111,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     private readonly max: number,
     private readonly maxPending: number,
     unixPath: string | undefined,
+    private readonly guard: Guard,
   ) {
     super();
     const a = server.address();
@@ -93,13 +135,18 @@ export class Listener extends EventEmitter<ListenerEvents> {
     return this.parked.length;
   }
 
+  /** The budget partial frames of served sockets share. */
+  get frameBudget(): FrameBudget {
+    return this.guard.budget;
+  }
+
   /**
    * Stop accepting, close parked sockets, and wait for served connections to end. Served
    * connections are not cut: pass `{ destroy: true }` to destroy their sockets (their handlers
    * then see the disconnect and finish). Removes the Unix socket file. Idempotent.
    */
   close(opts: { destroy?: boolean } = {}): Promise<void> {
-    if (opts.destroy === true) for (const s of this.servedSockets) s.destroy();
+    if (opts.destroy === true) for (const s of this.servedSockets.keys()) s.destroy();
     this.closing ??= (async () => {
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       for (const p of this.parked.splice(0)) {
@@ -137,7 +184,6 @@ export class Listener extends EventEmitter<ListenerEvents> {
 
   private serve(id: number, socket: net.Socket): void {
     this.active++;
-    this.servedSockets.add(socket);
     this.emit("serve", id);
     let run: Promise<void>;
     try {
@@ -145,6 +191,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
     } catch (e) {
       run = Promise.reject(e);
     }
+    // After the handler: its reader gets each chunk first. The socket is paused
+    // (pauseOnConnect), so listening for 'data' does not start the flow.
+    this.follow(id, socket);
     const tracked = run.then(
       () => undefined,
       (err: unknown) => {
@@ -153,12 +202,68 @@ export class Listener extends EventEmitter<ListenerEvents> {
       },
     ).then(() => {
       this.running.delete(tracked);
-      this.servedSockets.delete(socket);
+      this.unfollow(socket);
       this.active--;
       this.emit("release", id);
       this.admit();
     });
     this.running.add(tracked);
+  }
+
+  private follow(id: number, socket: net.Socket): void {
+    const g = this.guard;
+    const served: Served = {
+      id,
+      socket,
+      tracker: new FrameTracker(g.budget, Date.now),
+      since: Date.now(),
+      onData: (chunk) => {
+        if (!served.tracker.push(chunk)) this.cut(served, `partial frames of all connections would pass the frame budget of ${g.budget.limit} bytes`);
+      },
+    };
+    this.servedSockets.set(socket, served);
+    socket.on("data", served.onData);
+    socket.once("close", () => served.tracker.release());
+    const period = Math.min(...[g.frameTimeoutMs, g.firstMessageTimeoutMs].filter((t) => t > 0));
+    if (this.sweeper === undefined && Number.isFinite(period)) {
+      this.sweeper = setInterval(() => this.sweep(), Math.max(5, Math.floor(period / 4)));
+      this.sweeper.unref();
+    }
+  }
+
+  private unfollow(socket: net.Socket): void {
+    const served = this.servedSockets.get(socket);
+    if (served === undefined) return;
+    this.servedSockets.delete(socket);
+    socket.off("data", served.onData);
+    served.tracker.release();
+    if (this.servedSockets.size === 0 && this.sweeper !== undefined) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
+  }
+
+  /** Close served sockets whose frame stalled, or that never completed a message. */
+  private sweep(): void {
+    const now = Date.now();
+    const { frameTimeoutMs, firstMessageTimeoutMs } = this.guard;
+    for (const s of [...this.servedSockets.values()]) {
+      const t = s.tracker;
+      if (frameTimeoutMs > 0 && t.partialSince >= 0 && now - t.partialSince > frameTimeoutMs) {
+        this.cut(s, `a frame stayed incomplete for more than frameTimeoutMs = ${frameTimeoutMs}`);
+      } else if (firstMessageTimeoutMs > 0 && t.messages === 0 && now - s.since > firstMessageTimeoutMs) {
+        this.cut(s, `no message completed within firstMessageTimeoutMs = ${firstMessageTimeoutMs}`);
+      }
+    }
+  }
+
+  /** Close a served socket for `reason` (its handler then sees the disconnect and frees the slot). */
+  private cut(s: Served, reason: string): void {
+    if (s.socket.destroyed) return;
+    s.tracker.release();
+    s.socket.off("data", s.onData);
+    this.emit("limit", s.id, reason);
+    s.socket.destroy();
   }
 
   /** Hand free slots to parked sockets, oldest first. */
@@ -239,6 +344,7 @@ export async function listenSockets(target: ListenTarget, handler: SocketHandler
   const where = normalize(target, opts.host);
   const max = opts.maxConnections ?? 0;
   if (!Number.isInteger(max) || max < 0) throw new RangeError("maxConnections must be a non-negative integer");
+  const guard = guardOf(opts);
   // noDelay: RPC messages are small and latency-bound; Nagle + delayed ACK would add ~40 ms per
   // round trip on TCP (ignored for Unix sockets).
   const server = net.createServer({ pauseOnConnect: true, noDelay: true });
@@ -268,7 +374,7 @@ export async function listenSockets(target: ListenTarget, handler: SocketHandler
     fs.chmodSync(where.path, mode);
     // The listener must not start before the chmod: connections are only handled once we
     // return, and `connection` events before that cannot happen (no turn has run in between).
-    const listener = new Listener(server, handler, max, opts.maxPending ?? 128, where.path);
+    const listener = new Listener(server, handler, max, opts.maxPending ?? 128, where.path, guard);
     return listener;
   }
   await new Promise<void>((resolve, reject) => {
@@ -278,5 +384,19 @@ export async function listenSockets(target: ListenTarget, handler: SocketHandler
       resolve();
     });
   });
-  return new Listener(server, handler, max, opts.maxPending ?? 128, undefined);
+  return new Listener(server, handler, max, opts.maxPending ?? 128, undefined, guard);
+}
+
+function timeoutOf(v: number | undefined, name: string): number {
+  if (v === undefined) return DEFAULT_FRAME_TIMEOUT_MS;
+  if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`${name} must be a non-negative number of milliseconds`);
+  return v;
+}
+
+function guardOf(opts: ListenOptions): Guard {
+  return {
+    frameTimeoutMs: timeoutOf(opts.frameTimeoutMs, "frameTimeoutMs"),
+    firstMessageTimeoutMs: timeoutOf(opts.firstMessageTimeoutMs, "firstMessageTimeoutMs"),
+    budget: opts.frameBudget ?? new FrameBudget(DEFAULT_FRAME_BUDGET_BYTES),
+  };
 }

@@ -557,11 +557,11 @@ export interface FooStruct {
 export function readFooStruct(s: FooStruct$Struct): FooStruct {
   return {
     name: s.name,
-    setInt: $.Struct.getList(1, $.Int32List, s).map((e0) => $mp.checkInt32(e0)),
-    vectorBool: $.Struct.getList(2, $.BoolList, s).toArray(),
+    setInt: $mp.readNumberList($.Struct.getList(1, $.Int32List, s), "int32"),
+    vectorBool: $mp.readBoolList($.Struct.getList(2, $.BoolList, s)),
     optionalInt: s.hasOptionalInt ? $mp.checkInt32(s.optionalInt) : undefined,
-    unorderedSetInt: $.Struct.getList(3, $.Int32List, s).map((e7) => $mp.checkInt32(e7)),
-    mapStringInt: new Map($.Struct.getList(4, $List_StringIntPair$Struct, s).map((e11): [string, number] => [e11.first, $mp.checkInt32(e11.second)])),
+    unorderedSetInt: $mp.readNumberList($.Struct.getList(3, $.Int32List, s), "int32"),
+    mapStringInt: new Map($.Struct.getList(4, $List_StringIntPair$Struct, s).map((e9): [string, number] => [e9.first, $mp.checkInt32(e9.second)])),
   };
 }
 
@@ -569,15 +569,15 @@ export function readFooStruct(s: FooStruct$Struct): FooStruct {
 export function writeFooStruct(s: FooStruct$Struct, v: FooStruct): void {
   s.name = v.name;
   {
-    const l1 = $.Struct.initList(1, $.Int32List, v.setInt.length, s);
-    v.setInt.forEach((e3, j2) => {
-      l1.set(j2, $mp.checkInt32(e3));
+    const l0 = $.Struct.initList(1, $.Int32List, v.setInt.length, s);
+    v.setInt.forEach((e2, j1) => {
+      l0.set(j1, $mp.checkInt32(e2));
     });
   }
   {
-    const l4 = $.Struct.initList(2, $.BoolList, v.vectorBool.length, s);
-    v.vectorBool.forEach((e6, j5) => {
-      l4.set(j5, e6);
+    const l3 = $.Struct.initList(2, $.BoolList, v.vectorBool.length, s);
+    v.vectorBool.forEach((e5, j4) => {
+      l3.set(j4, e5);
     });
   }
   if (v.optionalInt !== undefined) {
@@ -585,18 +585,18 @@ export function writeFooStruct(s: FooStruct$Struct, v: FooStruct): void {
     s.optionalInt = $mp.checkInt32(v.optionalInt);
   }
   {
-    const l8 = $.Struct.initList(3, $.Int32List, v.unorderedSetInt.length, s);
-    v.unorderedSetInt.forEach((e10, j9) => {
-      l8.set(j9, $mp.checkInt32(e10));
+    const l6 = $.Struct.initList(3, $.Int32List, v.unorderedSetInt.length, s);
+    v.unorderedSetInt.forEach((e8, j7) => {
+      l6.set(j7, $mp.checkInt32(e8));
     });
   }
   {
-    const l12 = $.Struct.initList(4, $List_StringIntPair$Struct, v.mapStringInt.size, s);
-    let j13 = 0;
-    for (const [k14, x15] of v.mapStringInt) {
-      const e16 = l12.get(j13++);
-      e16.first = k14;
-      e16.second = $mp.checkInt32(x15);
+    const l10 = $.Struct.initList(4, $List_StringIntPair$Struct, v.mapStringInt.size, s);
+    let j11 = 0;
+    for (const [k12, x13] of v.mapStringInt) {
+      const e14 = l10.get(j11++);
+      e14.first = k12;
+      e14.second = $mp.checkInt32(x13);
     }
   }
 }
@@ -1023,7 +1023,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         });
       },
       (r: FooInterface_passDataPointers$Results) => {
-        return $.Struct.getList(0, $.DataList, r).map((e4) => $copyData(e4));
+        return $mp.readDataList($.Struct.getList(0, $.DataList, r));
       });
   }
 }
@@ -1217,21 +1217,21 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         r.result = $mp.checkInt32(out);
       } },
     { method: FooInterface$passDataPointers, invoke(impl, p: FooInterface_passDataPointers$Params, r: FooInterface_passDataPointers$Results): void | Promise<void> {
-        const arg = $.Struct.getList(0, $.DataList, p).map((e0) => $copyData(e0));
+        const arg = $mp.readDataList($.Struct.getList(0, $.DataList, p));
         const out = impl.passDataPointers(arg);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
-          const l1 = $.Struct.initList(0, $.DataList, out.length, r);
-          out.forEach((e3, j2) => {
-            const d4 = l1.get(j2);
-            $.List.initList($.ListElementSize.BYTE, e3.byteLength, d4);
-            d4.copyBuffer(e3);
+          const l0 = $.Struct.initList(0, $.DataList, out.length, r);
+          out.forEach((e2, j1) => {
+            const d3 = l0.get(j1);
+            $.List.initList($.ListElementSize.BYTE, e2.byteLength, d3);
+            d3.copyBuffer(e2);
           });
         });
-        const l5 = $.Struct.initList(0, $.DataList, out.length, r);
-        out.forEach((e7, j6) => {
-          const d8 = l5.get(j6);
-          $.List.initList($.ListElementSize.BYTE, e7.byteLength, d8);
-          d8.copyBuffer(e7);
+        const l4 = $.Struct.initList(0, $.DataList, out.length, r);
+        out.forEach((e6, j5) => {
+          const d7 = l4.get(j5);
+          $.List.initList($.ListElementSize.BYTE, e6.byteLength, d7);
+          d7.copyBuffer(e6);
         });
       } },
     { method: FooInterface$passDouble, invoke(impl, p: FooInterface_passDouble$Params, r: FooInterface_passDouble$Results): void | Promise<void> {

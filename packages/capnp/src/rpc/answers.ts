@@ -82,6 +82,11 @@ export class AnswerTable implements TailCallHandler {
     return a;
   }
 
+  /** A Call refused before it was decoded (a limit in its params, validate.ts): answered with `err`. */
+  refuseCall(qid: number, err: RpcError): void {
+    this.newAnswer(qid).complete(errOutcome(err));
+  }
+
   /** Over maxIncomingCalls (counting `a`): answer `a` with `overloaded` at once. */
   private refused(a: Answer): boolean {
     if (this.answers.size <= this.maxAnswers) return false;

@@ -12,7 +12,7 @@ import type * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { ProtocolError } from "../errors.js";
 import type { TransportSink } from "../transport.js";
-import { validateRpcMessage } from "../validate.js";
+import { CallLimitError, validateRpcMessage } from "../validate.js";
 import {
   Envelope,
   MSG_CALL,
@@ -63,12 +63,29 @@ export class Dispatcher implements TransportSink {
       env.clear();
     } catch (e) {
       this.env.clear();
+      if (e instanceof CallLimitError && this.refuseCall(e)) return;
       const err = e instanceof ProtocolError
         ? e
         : new ProtocolError(`malformed or invalid message: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
       core.log?.("error", `${core.name}: protocol error: ${err.message}`);
       core.abort(err);
     }
+  }
+
+  /**
+   * Over a limit inside one Call's params (validate.ts): that call fails with `err`, the link
+   * lives. False when it cannot be answered alone (its ID is in use, or too many are outstanding).
+   */
+  private refuseCall(err: CallLimitError): boolean {
+    const core = this.core;
+    if (core.answers.get(err.questionId) !== undefined) return false;
+    try {
+      core.answers.refuseCall(err.questionId, err);
+    } catch {
+      return false;
+    }
+    core.log?.("warning", `${core.name}: call q${err.questionId} refused: ${err.message}`);
+    return true;
   }
 
   /** TransportSink: the transport ended. */

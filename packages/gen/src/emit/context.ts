@@ -397,21 +397,15 @@ export class FileContext {
       const v = this.readField(e, second, this.resolve(second.slot!.type, env), io);
       return `new Map(${raw}.map((${e}): [${this.tsType(me[0])}, ${this.tsType(me[1])}] => [${k}, ${v}]))`;
     }
+    // Primitive, Text and Data lists: the runtime's one-pass readers (docs/rpc.md "Cost model").
     switch (el.kind) {
-      case "bool": case "float32": case "float64": case "int64": case "uint64": case "text": return `${raw}.toArray()`;
-      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": {
-        const e = this.fresh("e");
-        return `${raw}.map((${e}) => ${this.check(el, e)})`;
-      }
-      case "enum": {
-        const e = this.fresh("e");
-        return `${raw}.map((${e}) => ${e} as ${this.nativeName(el.typeId)})`;
-      }
-      case "data": {
-        const e = this.fresh("e");
-        this.usesCopyData = true;
-        return `${raw}.map((${e}) => $copyData(${e}))`;
-      }
+      case "bool": return `$mp.readBoolList(${raw})`;
+      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": case "float32": case "float64":
+        return `$mp.readNumberList(${raw}, ${JSON.stringify(el.kind)})`;
+      case "int64": case "uint64": return `$mp.readBigIntList(${raw}, ${el.kind === "int64"})`;
+      case "text": return `$mp.readTextList(${raw})`;
+      case "enum": return `$mp.readNumberList(${raw}, "uint16") as ${this.nativeName(el.typeId)}[]`;
+      case "data": return `$mp.readDataList(${raw})`;
       case "struct": {
         const e = this.fresh("e");
         return `${raw}.map((${e}) => ${this.readStruct(e, el, io)})`;

@@ -36,3 +36,5 @@ export {
   THREAD_INTERFACE_ID,
   CONTEXT_STRUCT_ID,
 } from "../types/proxy-capnp.js";
+export { readBoolList, readNumberList, readBigIntList, readDataList, readTextList } from "./lists.js";
+export type { NumberKind } from "./lists.js";
