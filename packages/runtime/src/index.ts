@@ -18,6 +18,8 @@ export type { CleanupHandle, ConnectionOptions, ConnectionState } from "./connec
 export { ProxyClientBase } from "./proxy/client.js";
 export { ProxyServerBase } from "./proxy/server.js";
 export { disposeObject } from "./proxy/dispose.js";
+export { setCallDefaults, callDefaults } from "./proxy/call-options.js";
+export type { CallOptions, CallContext } from "./proxy/call-options.js";
 export type {
   ProxyMethod,
   ServerMethod,
@@ -45,4 +47,5 @@ export {
   IpcClientClosedError,
   ThreadSelectionError,
   IntRangeError,
+  TimeoutError,
 } from "./errors.js";
