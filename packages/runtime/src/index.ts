@@ -38,6 +38,7 @@ export { currentFrame, runInFrame } from "./threads/frame.js";
 export type { TaskFrame } from "./threads/frame.js";
 export { ThreadServer, ThreadMapServer, makeThreadMap, pickPoolThread } from "./threads/servers.js";
 export { fillContext, readContext, selectThread } from "./threads/proxy-context.js";
+export { makePool } from "./threads/pool.js";
 export { connectTransport, serveTransport, constructExchange } from "./entry.js";
 export type { ConnectOptions, ServeOptions } from "./entry.js";
 export {
