@@ -16,11 +16,12 @@ export class IpcDisconnectedError extends DisconnectedError {
 
 /**
  * A proxy method was called after its connection was lost (the client's disconnect callback ran).
- * Thrown (as a rejected promise) without sending anything. Code `MP_ERR_CALLED_AFTER_DISCONNECT`.
+ * Thrown (as a rejected promise) without sending anything. Code `MP_ERR_CALLED_AFTER_DISCONNECT`;
+ * `cause` is why the connection ended (a DisconnectedError), on the loop thread and on workers.
  */
 export class IpcCalledAfterDisconnectError extends IpcDisconnectedError {
-  constructor() {
-    super("IPC client method called after disconnect.", "MP_ERR_CALLED_AFTER_DISCONNECT");
+  constructor(cause?: unknown) {
+    super("IPC client method called after disconnect.", "MP_ERR_CALLED_AFTER_DISCONNECT", cause);
   }
 }
 

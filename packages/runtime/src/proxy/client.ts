@@ -15,10 +15,10 @@
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
  */
-import { RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
+import { DisconnectedError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
 import { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
-import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcInterruptedError } from "../errors.js";
+import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
 import type { EventLoopRef } from "../event-loop.js";
 import { currentFrame, type TaskFrame } from "../threads/frame.js";
 import { fillContext } from "../threads/proxy-context.js";
@@ -68,7 +68,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
 
   /** @internal A new reference to this client's capability, for passing it in another call. */
   $dupCap(): Capability {
-    if (this.#state === "disconnected") throw new IpcCalledAfterDisconnectError();
+    if (this.#state === "disconnected") throw new IpcCalledAfterDisconnectError(disconnectReason(this.$connection));
     if (this.#state === "closed") throw new IpcClientClosedError();
     return this.$cap.dup();
   }
@@ -106,7 +106,9 @@ export abstract class ProxyClientBase implements AsyncDisposable {
 
   /** @internal */
   $checkOpen(): void {
-    if (this.#state === "disconnected" || this.$connection.state !== "open") throw new IpcCalledAfterDisconnectError();
+    if (this.#state === "disconnected" || this.$connection.state !== "open") {
+      throw new IpcCalledAfterDisconnectError(disconnectReason(this.$connection));
+    }
     if (this.#state === "closed") throw new IpcClientClosedError();
   }
 
@@ -159,6 +161,12 @@ export abstract class ProxyClientBase implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+/** Why `connection` ended: the reason its signal aborted with (a DisconnectedError). */
+function disconnectReason(connection: Connection): unknown {
+  const s = connection.signal;
+  return s.aborted ? s.reason : new DisconnectedError("connection closed");
 }
 
 // The brand `isProxyClient` checks (marks.ts): one data property on the prototype.
@@ -222,6 +230,8 @@ function invokeOn<R>(
         canceler.done();
         if (canceler.error !== undefined) throw canceler.error;
       }
+      // Already one of upstream's two errors (a worker-side call relayed by the loop): keep it.
+      if (e instanceof IpcDisconnectedError) throw e;
       if (e instanceof RpcError && e.kind === "disconnected") throw new IpcInterruptedError(e);
       throw e;
     },

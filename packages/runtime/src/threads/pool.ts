@@ -22,7 +22,7 @@ export async function makePool(target: Connection | { readonly $connection: Conn
   if (!Number.isInteger(count) || count < 1 || count > 0xffff_ffff) {
     throw new RangeError(`makePool: count must be a positive UInt32, got ${String(count)}`);
   }
-  if (connection.state !== "open") throw new IpcCalledAfterDisconnectError();
+  if (connection.state !== "open") throw new IpcCalledAfterDisconnectError(connection.signal.reason);
   const threadMap = connection.peerThreadMap;
   if (threadMap === null) {
     throw new RpcError("failed", "makePool: the peer gave us no ThreadMap (exchange ThreadMaps first: construct or initThreadMap)");
