@@ -36,7 +36,7 @@ describe("golden output", () => {
     const out = await features({ mapsAsArrays: true });
     const src = out.get("features.capnp.ts")!;
     expect(src).toContain("byName: Entry<string, Scalars>[];");
-    expect(src).toContain("shapes(byName: Entry<string, Shape>[]): Shape[] | Promise<Shape[]>;");
+    expect(src).toContain("shapes(byName: Entry<string, Shape>[], ctx?: $mp.CallContext): Shape[] | Promise<Shape[]>;");
     expect(src).not.toContain("new Map(");
     const dir = tmpDir("arrays");
     writeTree(dir, out);
@@ -49,6 +49,6 @@ describe("golden output", () => {
     expect(src).toContain("/** A colour. */\nexport enum Color {");
     expect(src).toContain("  /** The default. */\n  green = 1,");
     expect(src).toContain("/** Every scalar type, with non-zero defaults on some. */\nexport class Scalars$Struct");
-    expect(src).toContain("  /** Several outputs: returned as an object. */\n  divide(a: number, b: number)");
+    expect(src).toContain("  /** Several outputs: returned as an object. */\n  divide(a: number, b: number, ctx?: $mp.CallContext)");
   });
 });

@@ -23,7 +23,17 @@ import {
   type ProxyServerCtor,
   type ServeOptions,
 } from "@multiprocess-ts/runtime";
-import { openSpawnedSocket, spawnProcessSocket, waitProcess, type ExitStatus, type SpawnProcessOptions } from "./spawn.js";
+import {
+  SpawnError,
+  StderrTail,
+  describeExit,
+  openSpawnedSocket,
+  spawnProcessSocket,
+  stderrForCapture,
+  waitProcess,
+  type ExitStatus,
+  type SpawnProcessOptions,
+} from "./spawn.js";
 import { listenSockets, type ListenOptions, type ListenTarget, type Listener } from "./listen.js";
 import {
   listenWebSocket,
@@ -76,6 +86,17 @@ export interface SpawnInitOptions<C> extends SpawnProcessOptions {
   InitClient: ProxyClientCtor<C>;
   /** Options for the client connection. */
   connect?: ConnectOptions;
+  /**
+   * Milliseconds the child has to serve its Init object (bootstrap and `construct` done); then it
+   * is killed and the promise rejects with a SpawnError `MP_ERR_SPAWN_TIMEOUT`. Default: no limit.
+   */
+  startupTimeout?: number;
+  /**
+   * Keep the tail of the child's stderr for the SpawnError of a failed startup (default true):
+   * an inherited stderr then becomes a pipe copied to the parent's stderr. False keeps it
+   * inherited as is (the error then has no `stderr`).
+   */
+  captureStderr?: boolean;
 }
 
 /** A child process connected over a socketpair, from {@link spawnProcess}. */
@@ -89,6 +110,9 @@ export interface SpawnedProcess<C> {
   exited: Promise<ExitStatus>;
 }
 
+/** How long a child whose connection failed may take to exit on its own before it is killed. */
+const EXIT_GRACE_MS = 1000;
+
 /**
  * Spawn a child and connect to the Init object it serves on the inherited socketpair end
  * (upstream `SpawnProcess` + `ConnectStream`). `args(fd)` builds the child's argv and runs in the
@@ -97,26 +121,61 @@ export interface SpawnedProcess<C> {
  *
  * When the child exits, the connection ends and calls in flight reject with the runtime's
  * disconnect error; when the parent closes `init`, a well-behaved child's loop ends and it exits.
- * If connecting fails, the child is killed (SIGKILL) before the error is rethrown.
+ * If the child does not serve (it exits first, connecting fails, or `startupTimeout` elapses), it
+ * is killed (SIGKILL) if still running and the promise rejects with a {@link SpawnError} carrying
+ * its exit code, signal and stderr tail.
  */
 export async function spawnProcess<C>(
   command: string,
   args: (fd: number) => readonly string[],
   opts: SpawnInitOptions<C>,
 ): Promise<SpawnedProcess<C>> {
-  const { loop, InitClient, connect, ...spawnOpts } = opts;
+  const { loop, InitClient, connect, startupTimeout, captureStderr, ...rest } = opts;
+  if (startupTimeout !== undefined && !(startupTimeout >= 0 && Number.isFinite(startupTimeout))) {
+    throw new RangeError(`spawnProcess: startupTimeout must be a non-negative number of milliseconds, got ${String(startupTimeout)}`);
+  }
+  const { opts: spawnOpts, captured } = stderrForCapture(rest, captureStderr ?? true);
   const { child, pid, socket } = await spawnProcessSocket(command, args, spawnOpts);
+  const tail = captured && child.stderr !== null ? new StderrTail(child.stderr) : undefined;
   const exited = waitProcess(child);
-  let init: C;
+  const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
+  const connecting = connectStream(loop, socket, InitClient, connect);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    if (startupTimeout !== undefined) timer = setTimeout(() => resolve("timeout"), startupTimeout);
+  });
+  let outcome: C | "timeout";
   try {
-    init = await connectStream(loop, socket, InitClient, connect);
+    outcome = await Promise.race([connecting, timedOut]);
   } catch (e) {
+    clearTimeout(timer);
+    socket.destroy();
+    let grace: ReturnType<typeof setTimeout> | undefined;
+    const status = await Promise.race([exited, new Promise<undefined>((resolve) => (grace = setTimeout(() => resolve(undefined), EXIT_GRACE_MS)))]);
+    clearTimeout(grace);
+    if (status === undefined) child.kill("SIGKILL");
+    const final = await exited;
+    await closed; // every byte of stderr has been read
+    const why = status === undefined ? `failed to connect (${errorText(e)}); killed` : `${describeExit(final)} before serving`;
+    throw new SpawnError(`spawnProcess: child ${command} (pid ${pid}) ${why}`, "MP_ERR_SPAWN_FAILED", final, tail?.text, e);
+  }
+  clearTimeout(timer);
+  if (outcome === "timeout") {
     socket.destroy();
     child.kill("SIGKILL");
-    await exited;
-    throw e;
+    // A connection that completes after all is closed again; a failing one is expected.
+    connecting.then((c) => void (c as ProxyClientBase).close(), () => {});
+    const final = await exited;
+    await closed;
+    const msg = `spawnProcess: child ${command} (pid ${pid}) did not serve within ${String(startupTimeout)} ms; killed`;
+    throw new SpawnError(msg, "MP_ERR_SPAWN_TIMEOUT", final, tail?.text);
   }
-  return { init, connection: clientConnection(init as object), child, pid, exited };
+  tail?.stop();
+  return { init: outcome, connection: clientConnection(outcome as object), child, pid, exited };
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /** Options of {@link serveSpawned}. */

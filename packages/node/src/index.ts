@@ -4,7 +4,7 @@
  */
 
 // Child processes (upstream SpawnProcess / WaitProcess / StartSpawned).
-export { spawnProcessSocket, waitProcess, openSpawnedSocket, SPAWN_FD } from "./spawn.js";
+export { spawnProcessSocket, waitProcess, openSpawnedSocket, SPAWN_FD, SpawnError, STDERR_TAIL_BYTES } from "./spawn.js";
 export type { SpawnProcessOptions, SpawnedSocket, ExitStatus } from "./spawn.js";
 
 // Listening sockets (upstream ListenConnections, max_connections).

@@ -11,6 +11,9 @@
  * argv callback always runs in the parent, before the child exists (upstream had to fix exactly
  * that: #237, "SpawnProcess does not run callback in child").
  *
+ * Startup failures (see `spawnProcess` in connect.ts): {@link SpawnError} with the exit status
+ * and the tail of the child's stderr ({@link StderrTail}).
+ *
  * Threading: call from the thread that will own the connection (the loop thread).
  */
 
@@ -27,6 +30,17 @@ type StdioEntry = StdioNull | StdioPipe | "overlapped" | "ipc" | Stream | number
 export interface SpawnProcessOptions extends Omit<SpawnOptions, "stdio"> {
   /** stdin, stdout, stderr of the child (default: all "inherit"). Index 3 is the socketpair. */
   stdio?: [StdioEntry, StdioEntry, StdioEntry];
+}
+
+/**
+ * Where the child's stderr goes: `"inherit"` (given or by default) becomes a pipe copied to the
+ * parent's stderr, whose tail {@link spawnProcess} reports when the child fails to start (unless
+ * `captureStderr` is false); anything else is kept as given.
+ */
+export function stderrForCapture(opts: SpawnProcessOptions, capture: boolean): { opts: SpawnProcessOptions; captured: boolean } {
+  const [stdin, stdout, stderr] = opts.stdio ?? ["inherit", "inherit", "inherit"];
+  if (!capture || (stderr !== "inherit" && stderr !== undefined)) return { opts, captured: false };
+  return { opts: { ...opts, stdio: [stdin, stdout, "pipe"] }, captured: true };
 }
 
 /** What {@link spawnProcessSocket} returns. */
@@ -104,4 +118,78 @@ export function openSpawnedSocket(fdArg: string | undefined): net.Socket {
   }
   const fd = Number(fdArg);
   return new net.Socket({ fd, readable: true, writable: true });
+}
+
+/** Bytes of the child's stderr {@link StderrTail} keeps by default. */
+export const STDERR_TAIL_BYTES = 4096;
+
+/**
+ * The last bytes a child wrote to stderr, for error reports, while the bytes still reach the
+ * parent's stderr: the child's stderr is a pipe whose data is copied to `process.stderr` as it
+ * arrives (so it is not a TTY in the child). Capturing stops at {@link stop} (forwarding goes on).
+ */
+export class StderrTail {
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #capturing = true;
+  readonly #max: number;
+
+  constructor(stream: NodeJS.ReadableStream, max = STDERR_TAIL_BYTES) {
+    this.#max = max;
+    stream.on("data", (chunk: Buffer) => {
+      process.stderr.write(chunk);
+      if (!this.#capturing) return;
+      this.#chunks.push(chunk);
+      this.#size += chunk.length;
+      while (this.#size - this.#chunks[0]!.length >= this.#max) this.#size -= this.#chunks.shift()!.length;
+    });
+  }
+
+  /** The captured tail (at most the limit, decoded as UTF-8). */
+  get text(): string {
+    const all = Buffer.concat(this.#chunks);
+    return all.subarray(Math.max(0, all.length - this.#max)).toString("utf8");
+  }
+
+  /** Stops capturing and drops what was kept (the startup went well). */
+  stop(): void {
+    this.#capturing = false;
+    this.#chunks = [];
+    this.#size = 0;
+  }
+}
+
+/**
+ * `spawnProcess` failed: the child did not serve its Init object. `code` is `MP_ERR_SPAWN_TIMEOUT`
+ * (the `startupTimeout` elapsed; the child was killed) or `MP_ERR_SPAWN_FAILED` (the child exited,
+ * or connecting failed; the child was killed if still running). `exitCode` / `signal` say how the
+ * child ended, `stderr` is the tail of its stderr when it was captured, `cause` the connection's
+ * error.
+ */
+export class SpawnError extends Error {
+  readonly code: "MP_ERR_SPAWN_TIMEOUT" | "MP_ERR_SPAWN_FAILED";
+  readonly exitCode: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stderr: string | undefined;
+
+  constructor(
+    message: string,
+    code: SpawnError["code"],
+    status: ExitStatus,
+    stderr: string | undefined,
+    cause?: unknown,
+  ) {
+    const tail = stderr === undefined || stderr === "" ? "" : `\n--- child stderr (tail) ---\n${stderr.trimEnd()}`;
+    super(`${message}${tail}`, cause === undefined ? undefined : { cause });
+    this.name = "SpawnError";
+    this.code = code;
+    this.exitCode = status.code;
+    this.signal = status.signal;
+    this.stderr = stderr;
+  }
+}
+
+/** "exited with code 3" / "was killed by SIGKILL". */
+export function describeExit(status: ExitStatus): string {
+  return status.signal !== null ? `was killed by ${status.signal}` : `exited with code ${String(status.code)}`;
 }

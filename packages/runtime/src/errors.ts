@@ -5,7 +5,7 @@
  *
  * Owns: nothing (error classes). Threading: any thread.
  */
-import { DisconnectedError, RpcError } from "@multiprocess-ts/capnp";
+import { CanceledError, DisconnectedError, RpcError } from "@multiprocess-ts/capnp";
 
 /** Base class of errors the runtime raises for proxy calls after/around a disconnect. */
 export class IpcDisconnectedError extends DisconnectedError {
@@ -16,11 +16,12 @@ export class IpcDisconnectedError extends DisconnectedError {
 
 /**
  * A proxy method was called after its connection was lost (the client's disconnect callback ran).
- * Thrown (as a rejected promise) without sending anything. Code `MP_ERR_CALLED_AFTER_DISCONNECT`.
+ * Thrown (as a rejected promise) without sending anything. Code `MP_ERR_CALLED_AFTER_DISCONNECT`;
+ * `cause` is why the connection ended (a DisconnectedError), on the loop thread and on workers.
  */
 export class IpcCalledAfterDisconnectError extends IpcDisconnectedError {
-  constructor() {
-    super("IPC client method called after disconnect.", "MP_ERR_CALLED_AFTER_DISCONNECT");
+  constructor(cause?: unknown) {
+    super("IPC client method called after disconnect.", "MP_ERR_CALLED_AFTER_DISCONNECT", cause);
   }
 }
 
@@ -55,4 +56,18 @@ export class ThreadSelectionError extends RpcError {
 /** A value did not fit the capnp integer field it was meant for (`checkInt32` etc.). */
 export class IntRangeError extends RangeError {
   readonly code = "MP_ERR_INT_RANGE";
+}
+
+/**
+ * A proxy call's `timeout` (per call or from the client's defaults) elapsed before it returned:
+ * the caller was rejected at once and Finish was sent. A {@link CanceledError} (a timeout is a
+ * cancel), with its own code `MP_ERR_TIMEOUT`; `timeout` is the limit in milliseconds.
+ */
+export class TimeoutError extends CanceledError {
+  readonly timeout: number | undefined;
+  constructor(timeout: number | undefined, cause?: unknown) {
+    const what = timeout === undefined ? "timed out" : `timed out after ${timeout} ms`;
+    super(`IPC client method call ${what}.`, cause === undefined ? { code: "MP_ERR_TIMEOUT" } : { code: "MP_ERR_TIMEOUT", cause });
+    this.timeout = timeout;
+  }
 }

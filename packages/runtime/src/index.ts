@@ -18,6 +18,8 @@ export type { CleanupHandle, ConnectionOptions, ConnectionState } from "./connec
 export { ProxyClientBase } from "./proxy/client.js";
 export { ProxyServerBase } from "./proxy/server.js";
 export { disposeObject } from "./proxy/dispose.js";
+export { setCallDefaults, callDefaults } from "./proxy/call-options.js";
+export type { CallOptions, CallContext } from "./proxy/call-options.js";
 export type {
   ProxyMethod,
   ServerMethod,
@@ -36,6 +38,7 @@ export { currentFrame, runInFrame } from "./threads/frame.js";
 export type { TaskFrame } from "./threads/frame.js";
 export { ThreadServer, ThreadMapServer, makeThreadMap, pickPoolThread } from "./threads/servers.js";
 export { fillContext, readContext, selectThread } from "./threads/proxy-context.js";
+export { makePool } from "./threads/pool.js";
 export { connectTransport, serveTransport, constructExchange } from "./entry.js";
 export type { ConnectOptions, ServeOptions } from "./entry.js";
 export {
@@ -45,4 +48,5 @@ export {
   IpcClientClosedError,
   ThreadSelectionError,
   IntRangeError,
+  TimeoutError,
 } from "./errors.js";

@@ -40,7 +40,7 @@ const CalculatorInterface$solveEquation: $mp.ProxyMethod = { name: "solveEquatio
 
 /** TS-native interface of `CalculatorInterface`, implemented by servers (sync or async) and by {@link CalculatorInterfaceClient}. */
 export interface CalculatorInterface {
-  solveEquation(eqn: string): void | Promise<void>;
+  solveEquation(eqn: string, ctx?: $mp.CallContext): void | Promise<void>;
 }
 
 /** Client proxy for `CalculatorInterface`: each method sends one call and resolves with its results. */
@@ -48,12 +48,13 @@ export class CalculatorInterfaceClient extends $mp.ProxyClientBase implements Ca
   static readonly interfaceId: bigint = 0x8f2fc29c621a588en;
   static readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static readonly $destroy: $mp.ProxyMethod | undefined = CalculatorInterface$destroy;
-  solveEquation(eqn: string): Promise<void> {
+  solveEquation(eqn: string, options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(CalculatorInterface$solveEquation,
       (p: CalculatorInterface_solveEquation$Params) => {
         p.eqn = eqn;
       },
-      () => undefined);
+      () => undefined,
+      options);
   }
 }
 
@@ -62,9 +63,9 @@ export class CalculatorInterfaceServer extends $mp.ProxyServerBase<CalculatorInt
   static readonly interfaceId: bigint = 0x8f2fc29c621a588en;
   static readonly methods: readonly $mp.ServerMethod<CalculatorInterface>[] = [
     { method: CalculatorInterface$destroy, special: "destroy" },
-    { method: CalculatorInterface$solveEquation, invoke(impl, p: CalculatorInterface_solveEquation$Params, _r: CalculatorInterface_solveEquation$Results): void | Promise<void> {
+    { method: CalculatorInterface$solveEquation, invoke(impl, p: CalculatorInterface_solveEquation$Params, _r: CalculatorInterface_solveEquation$Results, io): void | Promise<void> {
         const eqn = p.eqn;
-        const out = impl.solveEquation(eqn);
+        const out = impl.solveEquation(eqn, io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
   ];

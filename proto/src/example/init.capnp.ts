@@ -56,8 +56,8 @@ const InitInterface$makePrinter: $mp.ProxyMethod = { name: "makePrinter", interf
 
 /** TS-native interface of `InitInterface`, implemented by servers (sync or async) and by {@link InitInterfaceClient}. */
 export interface InitInterface {
-  makeCalculator(print: $printer.PrinterInterface | null): $calculator.CalculatorInterface | Promise<$calculator.CalculatorInterface>;
-  makePrinter(): $printer.PrinterInterface | Promise<$printer.PrinterInterface>;
+  makeCalculator(print: $printer.PrinterInterface | null, ctx?: $mp.CallContext): $calculator.CalculatorInterface | Promise<$calculator.CalculatorInterface>;
+  makePrinter(ctx?: $mp.CallContext): $printer.PrinterInterface | Promise<$printer.PrinterInterface>;
 }
 
 /** Client proxy for `InitInterface`: each method sends one call and resolves with its results. */
@@ -65,21 +65,23 @@ export class InitInterfaceClient extends $mp.ProxyClientBase implements InitInte
   static readonly interfaceId: bigint = 0xf005d0634bafecf9n;
   static readonly $construct: $mp.ProxyMethod | undefined = InitInterface$construct;
   static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
-  makeCalculator(print: $printer.PrinterInterface | null): Promise<$calculator.CalculatorInterfaceClient> {
+  makeCalculator(print: $printer.PrinterInterface | null, options?: $mp.CallOptions): Promise<$calculator.CalculatorInterfaceClient> {
     return this.$invoke(InitInterface$makeCalculator,
       (p: InitInterface_makeCalculator$Params, io) => {
         $mp.writeCap(p, 1, io.exportObject(print, $printer.PrinterInterfaceServer));
       },
       (r: InitInterface_makeCalculator$Results, io) => {
         return $nonNull(io.importObject($mp.readCap(r, 0), $calculator.CalculatorInterfaceClient), "result");
-      });
+      },
+      options);
   }
-  makePrinter(): Promise<$printer.PrinterInterfaceClient> {
+  makePrinter(options?: $mp.CallOptions): Promise<$printer.PrinterInterfaceClient> {
     return this.$invoke(InitInterface$makePrinter,
       () => {},
       (r: InitInterface_makePrinter$Results, io) => {
         return $nonNull(io.importObject($mp.readCap(r, 0), $printer.PrinterInterfaceClient), "result");
-      });
+      },
+      options);
   }
 }
 
@@ -90,14 +92,14 @@ export class InitInterfaceServer extends $mp.ProxyServerBase<InitInterface> {
     { method: InitInterface$construct, special: "construct" },
     { method: InitInterface$makeCalculator, invoke(impl, p: InitInterface_makeCalculator$Params, r: InitInterface_makeCalculator$Results, io): void | Promise<void> {
         const print = io.importObject($mp.readCap(p, 1), $printer.PrinterInterfaceClient);
-        const out = impl.makeCalculator(print);
+        const out = impl.makeCalculator(print, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           $mp.writeCap(r, 0, io.exportObject(out, $calculator.CalculatorInterfaceServer));
         });
         $mp.writeCap(r, 0, io.exportObject(out, $calculator.CalculatorInterfaceServer));
       } },
     { method: InitInterface$makePrinter, invoke(impl, _p: InitInterface_makePrinter$Params, r: InitInterface_makePrinter$Results, io): void | Promise<void> {
-        const out = impl.makePrinter();
+        const out = impl.makePrinter(io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           $mp.writeCap(r, 0, io.exportObject(out, $printer.PrinterInterfaceServer));
         });

@@ -40,7 +40,7 @@ const PrinterInterface$print: $mp.ProxyMethod = { name: "print", interfaceId: 0x
 
 /** TS-native interface of `PrinterInterface`, implemented by servers (sync or async) and by {@link PrinterInterfaceClient}. */
 export interface PrinterInterface {
-  print(text: string): void | Promise<void>;
+  print(text: string, ctx?: $mp.CallContext): void | Promise<void>;
 }
 
 /** Client proxy for `PrinterInterface`: each method sends one call and resolves with its results. */
@@ -48,12 +48,13 @@ export class PrinterInterfaceClient extends $mp.ProxyClientBase implements Print
   static readonly interfaceId: bigint = 0xaadbfb2ec12e0469n;
   static readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static readonly $destroy: $mp.ProxyMethod | undefined = PrinterInterface$destroy;
-  print(text: string): Promise<void> {
+  print(text: string, options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(PrinterInterface$print,
       (p: PrinterInterface_print$Params) => {
         p.text = text;
       },
-      () => undefined);
+      () => undefined,
+      options);
   }
 }
 
@@ -62,9 +63,9 @@ export class PrinterInterfaceServer extends $mp.ProxyServerBase<PrinterInterface
   static readonly interfaceId: bigint = 0xaadbfb2ec12e0469n;
   static readonly methods: readonly $mp.ServerMethod<PrinterInterface>[] = [
     { method: PrinterInterface$destroy, special: "destroy" },
-    { method: PrinterInterface$print, invoke(impl, p: PrinterInterface_print$Params, _r: PrinterInterface_print$Results): void | Promise<void> {
+    { method: PrinterInterface$print, invoke(impl, p: PrinterInterface_print$Params, _r: PrinterInterface_print$Results, io): void | Promise<void> {
         const text = p.text;
-        const out = impl.print(text);
+        const out = impl.print(text, io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
   ];

@@ -106,7 +106,7 @@ const FooInit$makeFoo: $mp.ProxyMethod = { name: "makeFoo", interfaceId: 0xb9408
 
 /** TS-native interface of `FooInit`, implemented by servers (sync or async) and by {@link FooInitClient}. */
 export interface FooInit {
-  makeFoo(): ThreadFoo | Promise<ThreadFoo>;
+  makeFoo(ctx?: $mp.CallContext): ThreadFoo | Promise<ThreadFoo>;
 }
 
 /** Client proxy for `FooInit`: each method sends one call and resolves with its results. */
@@ -114,12 +114,13 @@ export class FooInitClient extends $mp.ProxyClientBase implements FooInit {
   static readonly interfaceId: bigint = 0xb940820fb347bcb3n;
   static readonly $construct: $mp.ProxyMethod | undefined = FooInit$construct;
   static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
-  makeFoo(): Promise<ThreadFooClient> {
+  makeFoo(options?: $mp.CallOptions): Promise<ThreadFooClient> {
     return this.$invoke(FooInit$makeFoo,
       () => {},
       (r: FooInit_makeFoo$Results, io) => {
         return $nonNull(io.importObject($mp.readCap(r, 0), ThreadFooClient), "result");
-      });
+      },
+      options);
   }
 }
 
@@ -129,7 +130,7 @@ export class FooInitServer extends $mp.ProxyServerBase<FooInit> {
   static readonly methods: readonly $mp.ServerMethod<FooInit>[] = [
     { method: FooInit$construct, special: "construct" },
     { method: FooInit$makeFoo, invoke(impl, _p: FooInit_makeFoo$Params, r: FooInit_makeFoo$Results, io): void | Promise<void> {
-        const out = impl.makeFoo();
+        const out = impl.makeFoo(io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           $mp.writeCap(r, 0, io.exportObject(out, ThreadFooServer));
         });
@@ -143,7 +144,7 @@ const ThreadFoo$threadName: $mp.ProxyMethod = { name: "threadName", interfaceId:
 
 /** TS-native interface of `ThreadFoo`, implemented by servers (sync or async) and by {@link ThreadFooClient}. */
 export interface ThreadFoo extends $foo.FooInterface {
-  threadName(): string | Promise<string>;
+  threadName(ctx?: $mp.CallContext): string | Promise<string>;
 }
 
 /** Client proxy for `ThreadFoo`: each method sends one call and resolves with its results. */
@@ -151,12 +152,13 @@ export class ThreadFooClient extends $foo.FooInterfaceClient implements ThreadFo
   static override readonly interfaceId: bigint = 0xc900d1c22c68279dn;
   static override readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static override readonly $destroy: $mp.ProxyMethod | undefined = undefined;
-  threadName(): Promise<string> {
+  threadName(options?: $mp.CallOptions): Promise<string> {
     return this.$invoke(ThreadFoo$threadName,
       () => {},
       (r: ThreadFoo_threadName$Results) => {
         return r.result;
-      });
+      },
+      options);
   }
 }
 
@@ -164,8 +166,8 @@ export class ThreadFooClient extends $foo.FooInterfaceClient implements ThreadFo
 export class ThreadFooServer extends $mp.ProxyServerBase<ThreadFoo> {
   static readonly interfaceId: bigint = 0xc900d1c22c68279dn;
   static readonly methods: readonly $mp.ServerMethod<ThreadFoo>[] = [
-    { method: ThreadFoo$threadName, invoke(impl, _p: ThreadFoo_threadName$Params, r: ThreadFoo_threadName$Results): void | Promise<void> {
-        const out = impl.threadName();
+    { method: ThreadFoo$threadName, invoke(impl, _p: ThreadFoo_threadName$Params, r: ThreadFoo_threadName$Results, io): void | Promise<void> {
+        const out = impl.threadName(io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = out;
         });
@@ -180,7 +182,7 @@ const ThreadedCallback$initThreadMap: $mp.ProxyMethod = { name: "initThreadMap",
 
 /** TS-native interface of `ThreadedCallback`, implemented by servers (sync or async) and by {@link ThreadedCallbackClient}. */
 export interface ThreadedCallback extends $foo.FooCallback {
-  initThreadMap(): void | Promise<void>;
+  initThreadMap(ctx?: $mp.CallContext): void | Promise<void>;
 }
 
 /** Client proxy for `ThreadedCallback`: each method sends one call and resolves with its results. */
@@ -188,14 +190,15 @@ export class ThreadedCallbackClient extends $foo.FooCallbackClient implements Th
   static override readonly interfaceId: bigint = 0xe820abc74428e19dn;
   static override readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static override readonly $destroy: $mp.ProxyMethod | undefined = $foo.FooCallbackClient.$destroy;
-  initThreadMap(): Promise<void> {
+  initThreadMap(options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(ThreadedCallback$initThreadMap,
       (p: ThreadedCallback_initThreadMap$Params, io) => {
         $mp.writeCap(p, 0, io.threadMap());
       },
       (r: ThreadedCallback_initThreadMap$Results, io) => {
         io.setPeerThreadMap($mp.readCap(r, 0));
-      });
+      },
+      options);
   }
 }
 
@@ -205,7 +208,7 @@ export class ThreadedCallbackServer extends $mp.ProxyServerBase<ThreadedCallback
   static readonly methods: readonly $mp.ServerMethod<ThreadedCallback>[] = [
     { method: ThreadedCallback$initThreadMap, invoke(impl, p: ThreadedCallback_initThreadMap$Params, r: ThreadedCallback_initThreadMap$Results, io): void | Promise<void> {
         io.setPeerThreadMap($mp.readCap(p, 0));
-        const out = impl.initThreadMap();
+        const out = impl.initThreadMap(io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then(() => {
           $mp.writeCap(r, 0, io.threadMap());
         });
@@ -224,8 +227,8 @@ const PrinterInit$makeFn: $mp.ProxyMethod = { name: "makeFn", interfaceId: 0xa18
 
 /** TS-native interface of `PrinterInit`, implemented by servers (sync or async) and by {@link PrinterInitClient}. */
 export interface PrinterInit {
-  makePrinter(): $foo.FooCallback | Promise<$foo.FooCallback>;
-  makeFn(): $foo.FooFn | Promise<$foo.FooFn>;
+  makePrinter(ctx?: $mp.CallContext): $foo.FooCallback | Promise<$foo.FooCallback>;
+  makeFn(ctx?: $mp.CallContext): $foo.FooFn | Promise<$foo.FooFn>;
 }
 
 /** Client proxy for `PrinterInit`: each method sends one call and resolves with its results. */
@@ -233,19 +236,21 @@ export class PrinterInitClient extends $mp.ProxyClientBase implements PrinterIni
   static readonly interfaceId: bigint = 0xa18aa9b89118cd0dn;
   static readonly $construct: $mp.ProxyMethod | undefined = PrinterInit$construct;
   static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
-  makePrinter(): Promise<$foo.FooCallbackClient> {
+  makePrinter(options?: $mp.CallOptions): Promise<$foo.FooCallbackClient> {
     return this.$invoke(PrinterInit$makePrinter,
       () => {},
       (r: PrinterInit_makePrinter$Results, io) => {
         return $nonNull(io.importObject($mp.readCap(r, 0), $foo.FooCallbackClient), "result");
-      });
+      },
+      options);
   }
-  makeFn(): Promise<$foo.FooFn> {
+  makeFn(options?: $mp.CallOptions): Promise<$foo.FooFn> {
     return this.$invoke(PrinterInit$makeFn,
       () => {},
       (r: PrinterInit_makeFn$Results, io) => {
         return $nonNull(io.importFunction<$foo.FooFn>($mp.readCap(r, 0), $foo.FooFnClient), "result");
-      });
+      },
+      options);
   }
 }
 
@@ -255,14 +260,14 @@ export class PrinterInitServer extends $mp.ProxyServerBase<PrinterInit> {
   static readonly methods: readonly $mp.ServerMethod<PrinterInit>[] = [
     { method: PrinterInit$construct, special: "construct" },
     { method: PrinterInit$makePrinter, invoke(impl, _p: PrinterInit_makePrinter$Params, r: PrinterInit_makePrinter$Results, io): void | Promise<void> {
-        const out = impl.makePrinter();
+        const out = impl.makePrinter(io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           $mp.writeCap(r, 0, io.exportObject(out, $foo.FooCallbackServer));
         });
         $mp.writeCap(r, 0, io.exportObject(out, $foo.FooCallbackServer));
       } },
     { method: PrinterInit$makeFn, invoke(impl, _p: PrinterInit_makeFn$Params, r: PrinterInit_makeFn$Results, io): void | Promise<void> {
-        const out = impl.makeFn();
+        const out = impl.makeFn(io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           $mp.writeCap(r, 0, io.exportFunction(out, $foo.FooFnServer));
         });

@@ -761,31 +761,31 @@ const FooInterface$passData: $mp.ProxyMethod = { name: "passData", interfaceId: 
 
 /** TS-native interface of `FooInterface`, implemented by servers (sync or async) and by {@link FooInterfaceClient}. */
 export interface FooInterface {
-  add(a: number, b: number): number | Promise<number>;
-  addOut(a: number, b: number): number | Promise<number>;
-  addInOut(x: number, sum: number): number | Promise<number>;
-  mapSize(map: Map<string, string>): number | Promise<number>;
-  pass(arg: FooStruct): FooStruct | Promise<FooStruct>;
-  raise(arg: FooStruct): void | Promise<void>;
-  initThreadMap(): void | Promise<void>;
-  callback(callback: FooCallback | null, arg: number): number | Promise<number>;
-  callbackUnique(callback: FooCallback | null, arg: number): number | Promise<number>;
-  callbackShared(callback: FooCallback | null, arg: number): number | Promise<number>;
-  saveCallback(callback: FooCallback | null): void | Promise<void>;
-  callbackSaved(arg: number): number | Promise<number>;
-  callbackExtended(callback: ExtendedCallback | null, arg: number): number | Promise<number>;
-  passCustom(arg: FooCustom): FooCustom | Promise<FooCustom>;
-  passEmpty(arg: FooEmpty): FooEmpty | Promise<FooEmpty>;
-  passData(arg: Uint8Array): Uint8Array | Promise<Uint8Array>;
-  passMessage(arg: FooMessage): FooMessage | Promise<FooMessage>;
-  passMutable(arg: FooMutable): FooMutable | Promise<FooMutable>;
-  passEnum(arg: number): number | Promise<number>;
-  passDouble(arg: number): number | Promise<number>;
-  passFn(fn: FooFn | null): number | Promise<number>;
-  callFn(): void | Promise<void>;
-  callFnAsync(): void | Promise<void>;
-  callIntFnAsync(arg: number): number | Promise<number>;
-  passDataPointers(arg: Uint8Array[]): Uint8Array[] | Promise<Uint8Array[]>;
+  add(a: number, b: number, ctx?: $mp.CallContext): number | Promise<number>;
+  addOut(a: number, b: number, ctx?: $mp.CallContext): number | Promise<number>;
+  addInOut(x: number, sum: number, ctx?: $mp.CallContext): number | Promise<number>;
+  mapSize(map: Map<string, string>, ctx?: $mp.CallContext): number | Promise<number>;
+  pass(arg: FooStruct, ctx?: $mp.CallContext): FooStruct | Promise<FooStruct>;
+  raise(arg: FooStruct, ctx?: $mp.CallContext): void | Promise<void>;
+  initThreadMap(ctx?: $mp.CallContext): void | Promise<void>;
+  callback(callback: FooCallback | null, arg: number, ctx?: $mp.CallContext): number | Promise<number>;
+  callbackUnique(callback: FooCallback | null, arg: number, ctx?: $mp.CallContext): number | Promise<number>;
+  callbackShared(callback: FooCallback | null, arg: number, ctx?: $mp.CallContext): number | Promise<number>;
+  saveCallback(callback: FooCallback | null, ctx?: $mp.CallContext): void | Promise<void>;
+  callbackSaved(arg: number, ctx?: $mp.CallContext): number | Promise<number>;
+  callbackExtended(callback: ExtendedCallback | null, arg: number, ctx?: $mp.CallContext): number | Promise<number>;
+  passCustom(arg: FooCustom, ctx?: $mp.CallContext): FooCustom | Promise<FooCustom>;
+  passEmpty(arg: FooEmpty, ctx?: $mp.CallContext): FooEmpty | Promise<FooEmpty>;
+  passData(arg: Uint8Array, ctx?: $mp.CallContext): Uint8Array | Promise<Uint8Array>;
+  passMessage(arg: FooMessage, ctx?: $mp.CallContext): FooMessage | Promise<FooMessage>;
+  passMutable(arg: FooMutable, ctx?: $mp.CallContext): FooMutable | Promise<FooMutable>;
+  passEnum(arg: number, ctx?: $mp.CallContext): number | Promise<number>;
+  passDouble(arg: number, ctx?: $mp.CallContext): number | Promise<number>;
+  passFn(fn: FooFn | null, ctx?: $mp.CallContext): number | Promise<number>;
+  callFn(ctx?: $mp.CallContext): void | Promise<void>;
+  callFnAsync(ctx?: $mp.CallContext): void | Promise<void>;
+  callIntFnAsync(arg: number, ctx?: $mp.CallContext): number | Promise<number>;
+  passDataPointers(arg: Uint8Array[], ctx?: $mp.CallContext): Uint8Array[] | Promise<Uint8Array[]>;
 }
 
 /** Client proxy for `FooInterface`: each method sends one call and resolves with its results. */
@@ -793,7 +793,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
   static readonly interfaceId: bigint = 0x90de09db457f4d3bn;
   static readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
-  add(a: number, b: number): Promise<number> {
+  add(a: number, b: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$add,
       (p: FooInterface_add$Params) => {
         p.a = $mp.checkInt32(a);
@@ -801,9 +801,10 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       },
       (r: FooInterface_add$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  addOut(a: number, b: number): Promise<number> {
+  addOut(a: number, b: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$addOut,
       (p: FooInterface_addOut$Params) => {
         p.a = $mp.checkInt32(a);
@@ -811,9 +812,10 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       },
       (r: FooInterface_addOut$Results) => {
         return $mp.checkInt32(r.ret);
-      });
+      },
+      options);
   }
-  addInOut(x: number, sum: number): Promise<number> {
+  addInOut(x: number, sum: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$addInOut,
       (p: FooInterface_addInOut$Params) => {
         p.x = $mp.checkInt32(x);
@@ -821,9 +823,10 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       },
       (r: FooInterface_addInOut$Results) => {
         return $mp.checkInt32(r.sum);
-      });
+      },
+      options);
   }
-  mapSize(map: Map<string, string>): Promise<number> {
+  mapSize(map: Map<string, string>, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$mapSize,
       (p: FooInterface_mapSize$Params) => {
         const l0 = $.Struct.initList(0, $List_Pair$Struct, map.size, p);
@@ -836,36 +839,40 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       },
       (r: FooInterface_mapSize$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  pass(arg: FooStruct): Promise<FooStruct> {
+  pass(arg: FooStruct, options?: $mp.CallOptions): Promise<FooStruct> {
     return this.$invoke(FooInterface$pass,
       (p: FooInterface_pass$Params) => {
         writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, p), arg);
       },
       (r: FooInterface_pass$Results) => {
         return readFooStruct($.Struct.getStruct(0, FooStruct$Struct, r));
-      });
+      },
+      options);
   }
-  raise(arg: FooStruct): Promise<void> {
+  raise(arg: FooStruct, options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(FooInterface$raise,
       (p: FooInterface_raise$Params) => {
         writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, p), arg);
       },
       (r: FooInterface_raise$Results) => {
         if (!$.Pointer.isNull($.Struct.getPointer(0, r))) throw new FooStructError(readFooStruct($.Struct.getStruct(0, FooStruct$Struct, r)));
-      });
+      },
+      options);
   }
-  initThreadMap(): Promise<void> {
+  initThreadMap(options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(FooInterface$initThreadMap,
       (p: FooInterface_initThreadMap$Params, io) => {
         $mp.writeCap(p, 0, io.threadMap());
       },
       (r: FooInterface_initThreadMap$Results, io) => {
         io.setPeerThreadMap($mp.readCap(r, 0));
-      });
+      },
+      options);
   }
-  callback(callback: FooCallback | null, arg: number): Promise<number> {
+  callback(callback: FooCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callback,
       (p: FooInterface_callback$Params, io) => {
         $mp.writeCap(p, 1, io.exportObject(callback, FooCallbackServer));
@@ -873,9 +880,10 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       },
       (r: FooInterface_callback$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  callbackUnique(callback: FooCallback | null, arg: number): Promise<number> {
+  callbackUnique(callback: FooCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callbackUnique,
       (p: FooInterface_callbackUnique$Params, io) => {
         $mp.writeCap(p, 1, io.exportObject(callback, FooCallbackServer));
@@ -883,9 +891,10 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       },
       (r: FooInterface_callbackUnique$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  callbackShared(callback: FooCallback | null, arg: number): Promise<number> {
+  callbackShared(callback: FooCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callbackShared,
       (p: FooInterface_callbackShared$Params, io) => {
         $mp.writeCap(p, 1, io.exportObject(callback, FooCallbackServer));
@@ -893,25 +902,28 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       },
       (r: FooInterface_callbackShared$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  saveCallback(callback: FooCallback | null): Promise<void> {
+  saveCallback(callback: FooCallback | null, options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(FooInterface$saveCallback,
       (p: FooInterface_saveCallback$Params, io) => {
         $mp.writeCap(p, 1, io.exportObject(callback, FooCallbackServer));
       },
-      () => undefined);
+      () => undefined,
+      options);
   }
-  callbackSaved(arg: number): Promise<number> {
+  callbackSaved(arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callbackSaved,
       (p: FooInterface_callbackSaved$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
       (r: FooInterface_callbackSaved$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  callbackExtended(callback: ExtendedCallback | null, arg: number): Promise<number> {
+  callbackExtended(callback: ExtendedCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callbackExtended,
       (p: FooInterface_callbackExtended$Params, io) => {
         $mp.writeCap(p, 1, io.exportObject(callback, ExtendedCallbackServer));
@@ -919,100 +931,112 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       },
       (r: FooInterface_callbackExtended$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  passCustom(arg: FooCustom): Promise<FooCustom> {
+  passCustom(arg: FooCustom, options?: $mp.CallOptions): Promise<FooCustom> {
     return this.$invoke(FooInterface$passCustom,
       (p: FooInterface_passCustom$Params) => {
         writeFooCustom($.Struct.initStructAt(0, FooCustom$Struct, p), arg);
       },
       (r: FooInterface_passCustom$Results) => {
         return readFooCustom($.Struct.getStruct(0, FooCustom$Struct, r));
-      });
+      },
+      options);
   }
-  passEmpty(arg: FooEmpty): Promise<FooEmpty> {
+  passEmpty(arg: FooEmpty, options?: $mp.CallOptions): Promise<FooEmpty> {
     return this.$invoke(FooInterface$passEmpty,
       (p: FooInterface_passEmpty$Params) => {
         writeFooEmpty($.Struct.initStructAt(0, FooEmpty$Struct, p), arg);
       },
       (r: FooInterface_passEmpty$Results) => {
         return readFooEmpty($.Struct.getStruct(0, FooEmpty$Struct, r));
-      });
+      },
+      options);
   }
-  passData(arg: Uint8Array): Promise<Uint8Array> {
+  passData(arg: Uint8Array, options?: $mp.CallOptions): Promise<Uint8Array> {
     return this.$invoke(FooInterface$passData,
       (p: FooInterface_passData$Params) => {
         $.Struct.initData(0, arg.byteLength, p).copyBuffer(arg);
       },
       (r: FooInterface_passData$Results) => {
         return $copyData($.Struct.getData(0, r));
-      });
+      },
+      options);
   }
-  passMessage(arg: FooMessage): Promise<FooMessage> {
+  passMessage(arg: FooMessage, options?: $mp.CallOptions): Promise<FooMessage> {
     return this.$invoke(FooInterface$passMessage,
       (p: FooInterface_passMessage$Params) => {
         writeFooMessage($.Struct.initStructAt(0, FooMessage$Struct, p), arg);
       },
       (r: FooInterface_passMessage$Results) => {
         return readFooMessage($.Struct.getStruct(0, FooMessage$Struct, r));
-      });
+      },
+      options);
   }
-  passMutable(arg: FooMutable): Promise<FooMutable> {
+  passMutable(arg: FooMutable, options?: $mp.CallOptions): Promise<FooMutable> {
     return this.$invoke(FooInterface$passMutable,
       (p: FooInterface_passMutable$Params) => {
         writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, p), arg);
       },
       (r: FooInterface_passMutable$Results) => {
         return readFooMutable($.Struct.getStruct(0, FooMutable$Struct, r));
-      });
+      },
+      options);
   }
-  passEnum(arg: number): Promise<number> {
+  passEnum(arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$passEnum,
       (p: FooInterface_passEnum$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
       (r: FooInterface_passEnum$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  passDouble(arg: number): Promise<number> {
+  passDouble(arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$passDouble,
       (p: FooInterface_passDouble$Params) => {
         p.arg = arg;
       },
       (r: FooInterface_passDouble$Results) => {
         return r.result;
-      });
+      },
+      options);
   }
-  passFn(fn: FooFn | null): Promise<number> {
+  passFn(fn: FooFn | null, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$passFn,
       (p: FooInterface_passFn$Params, io) => {
         $mp.writeCap(p, 1, io.exportFunction(fn, FooFnServer));
       },
       (r: FooInterface_passFn$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  callFn(): Promise<void> {
+  callFn(options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(FooInterface$callFn,
       () => {},
-      () => undefined);
+      () => undefined,
+      options);
   }
-  callFnAsync(): Promise<void> {
+  callFnAsync(options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(FooInterface$callFnAsync,
       () => {},
-      () => undefined);
+      () => undefined,
+      options);
   }
-  callIntFnAsync(arg: number): Promise<number> {
+  callIntFnAsync(arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callIntFnAsync,
       (p: FooInterface_callIntFnAsync$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
       (r: FooInterface_callIntFnAsync$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
-  passDataPointers(arg: Uint8Array[]): Promise<Uint8Array[]> {
+  passDataPointers(arg: Uint8Array[], options?: $mp.CallOptions): Promise<Uint8Array[]> {
     return this.$invoke(FooInterface$passDataPointers,
       (p: FooInterface_passDataPointers$Params) => {
         const l0 = $.Struct.initList(0, $.DataList, arg.length, p);
@@ -1024,7 +1048,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       },
       (r: FooInterface_passDataPointers$Results) => {
         return $mp.readDataList($.Struct.getList(0, $.DataList, r));
-      });
+      },
+      options);
   }
 }
 
@@ -1032,36 +1057,36 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
 export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
   static readonly interfaceId: bigint = 0x90de09db457f4d3bn;
   static readonly methods: readonly $mp.ServerMethod<FooInterface>[] = [
-    { method: FooInterface$add, invoke(impl, p: FooInterface_add$Params, r: FooInterface_add$Results): void | Promise<void> {
+    { method: FooInterface$add, invoke(impl, p: FooInterface_add$Params, r: FooInterface_add$Results, io): void | Promise<void> {
         const a = $mp.checkInt32(p.a);
         const b = $mp.checkInt32(p.b);
-        const out = impl.add(a, b);
+        const out = impl.add(a, b, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
       } },
-    { method: FooInterface$mapSize, invoke(impl, p: FooInterface_mapSize$Params, r: FooInterface_mapSize$Results): void | Promise<void> {
+    { method: FooInterface$mapSize, invoke(impl, p: FooInterface_mapSize$Params, r: FooInterface_mapSize$Results, io): void | Promise<void> {
         const map = new Map($.Struct.getList(0, $List_Pair$Struct, p).map((e0): [string, string] => [$.Struct.getText(0, e0), $.Struct.getText(1, e0)]));
-        const out = impl.mapSize(map);
+        const out = impl.mapSize(map, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
       } },
-    { method: FooInterface$pass, invoke(impl, p: FooInterface_pass$Params, r: FooInterface_pass$Results): void | Promise<void> {
+    { method: FooInterface$pass, invoke(impl, p: FooInterface_pass$Params, r: FooInterface_pass$Results, io): void | Promise<void> {
         const arg = readFooStruct($.Struct.getStruct(0, FooStruct$Struct, p));
-        const out = impl.pass(arg);
+        const out = impl.pass(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, r), out);
         });
         writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, r), out);
       } },
-    { method: FooInterface$raise, invoke(impl, p: FooInterface_raise$Params, r: FooInterface_raise$Results): void | Promise<void> {
+    { method: FooInterface$raise, invoke(impl, p: FooInterface_raise$Params, r: FooInterface_raise$Results, io): void | Promise<void> {
         const arg = readFooStruct($.Struct.getStruct(0, FooStruct$Struct, p));
         let out: ReturnType<typeof impl.raise>;
         try {
-          out = impl.raise(arg);
+          out = impl.raise(arg, io);
         } catch (e) {
           if (e instanceof FooStructError) {
             writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, r), e.value);
@@ -1079,7 +1104,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
       } },
     { method: FooInterface$initThreadMap, invoke(impl, p: FooInterface_initThreadMap$Params, r: FooInterface_initThreadMap$Results, io): void | Promise<void> {
         io.setPeerThreadMap($mp.readCap(p, 0));
-        const out = impl.initThreadMap();
+        const out = impl.initThreadMap(io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then(() => {
           $mp.writeCap(r, 0, io.threadMap());
         });
@@ -1088,7 +1113,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$callback, invoke(impl, p: FooInterface_callback$Params, r: FooInterface_callback$Results, io): void | Promise<void> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
         const arg = $mp.checkInt32(p.arg);
-        const out = impl.callback(callback, arg);
+        const out = impl.callback(callback, arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
@@ -1097,7 +1122,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$callbackUnique, invoke(impl, p: FooInterface_callbackUnique$Params, r: FooInterface_callbackUnique$Results, io): void | Promise<void> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
         const arg = $mp.checkInt32(p.arg);
-        const out = impl.callbackUnique(callback, arg);
+        const out = impl.callbackUnique(callback, arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
@@ -1106,7 +1131,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$callbackShared, invoke(impl, p: FooInterface_callbackShared$Params, r: FooInterface_callbackShared$Results, io): void | Promise<void> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
         const arg = $mp.checkInt32(p.arg);
-        const out = impl.callbackShared(callback, arg);
+        const out = impl.callbackShared(callback, arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
@@ -1114,12 +1139,12 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
       } },
     { method: FooInterface$saveCallback, invoke(impl, p: FooInterface_saveCallback$Params, _r: FooInterface_saveCallback$Results, io): void | Promise<void> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
-        const out = impl.saveCallback(callback);
+        const out = impl.saveCallback(callback, io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
-    { method: FooInterface$callbackSaved, invoke(impl, p: FooInterface_callbackSaved$Params, r: FooInterface_callbackSaved$Results): void | Promise<void> {
+    { method: FooInterface$callbackSaved, invoke(impl, p: FooInterface_callbackSaved$Params, r: FooInterface_callbackSaved$Results, io): void | Promise<void> {
         const arg = $mp.checkInt32(p.arg);
-        const out = impl.callbackSaved(arg);
+        const out = impl.callbackSaved(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
@@ -1128,47 +1153,47 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$callbackExtended, invoke(impl, p: FooInterface_callbackExtended$Params, r: FooInterface_callbackExtended$Results, io): void | Promise<void> {
         const callback = io.importObject($mp.readCap(p, 1), ExtendedCallbackClient);
         const arg = $mp.checkInt32(p.arg);
-        const out = impl.callbackExtended(callback, arg);
+        const out = impl.callbackExtended(callback, arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
       } },
-    { method: FooInterface$passCustom, invoke(impl, p: FooInterface_passCustom$Params, r: FooInterface_passCustom$Results): void | Promise<void> {
+    { method: FooInterface$passCustom, invoke(impl, p: FooInterface_passCustom$Params, r: FooInterface_passCustom$Results, io): void | Promise<void> {
         const arg = readFooCustom($.Struct.getStruct(0, FooCustom$Struct, p));
-        const out = impl.passCustom(arg);
+        const out = impl.passCustom(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           writeFooCustom($.Struct.initStructAt(0, FooCustom$Struct, r), out);
         });
         writeFooCustom($.Struct.initStructAt(0, FooCustom$Struct, r), out);
       } },
-    { method: FooInterface$passEmpty, invoke(impl, p: FooInterface_passEmpty$Params, r: FooInterface_passEmpty$Results): void | Promise<void> {
+    { method: FooInterface$passEmpty, invoke(impl, p: FooInterface_passEmpty$Params, r: FooInterface_passEmpty$Results, io): void | Promise<void> {
         const arg = readFooEmpty($.Struct.getStruct(0, FooEmpty$Struct, p));
-        const out = impl.passEmpty(arg);
+        const out = impl.passEmpty(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           writeFooEmpty($.Struct.initStructAt(0, FooEmpty$Struct, r), out);
         });
         writeFooEmpty($.Struct.initStructAt(0, FooEmpty$Struct, r), out);
       } },
-    { method: FooInterface$passMessage, invoke(impl, p: FooInterface_passMessage$Params, r: FooInterface_passMessage$Results): void | Promise<void> {
+    { method: FooInterface$passMessage, invoke(impl, p: FooInterface_passMessage$Params, r: FooInterface_passMessage$Results, io): void | Promise<void> {
         const arg = readFooMessage($.Struct.getStruct(0, FooMessage$Struct, p));
-        const out = impl.passMessage(arg);
+        const out = impl.passMessage(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           writeFooMessage($.Struct.initStructAt(0, FooMessage$Struct, r), out);
         });
         writeFooMessage($.Struct.initStructAt(0, FooMessage$Struct, r), out);
       } },
-    { method: FooInterface$passMutable, invoke(impl, p: FooInterface_passMutable$Params, r: FooInterface_passMutable$Results): void | Promise<void> {
+    { method: FooInterface$passMutable, invoke(impl, p: FooInterface_passMutable$Params, r: FooInterface_passMutable$Results, io): void | Promise<void> {
         const arg = readFooMutable($.Struct.getStruct(0, FooMutable$Struct, p));
-        const out = impl.passMutable(arg);
+        const out = impl.passMutable(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, r), out);
         });
         writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, r), out);
       } },
-    { method: FooInterface$passEnum, invoke(impl, p: FooInterface_passEnum$Params, r: FooInterface_passEnum$Results): void | Promise<void> {
+    { method: FooInterface$passEnum, invoke(impl, p: FooInterface_passEnum$Params, r: FooInterface_passEnum$Results, io): void | Promise<void> {
         const arg = $mp.checkInt32(p.arg);
-        const out = impl.passEnum(arg);
+        const out = impl.passEnum(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
@@ -1176,49 +1201,49 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
       } },
     { method: FooInterface$passFn, invoke(impl, p: FooInterface_passFn$Params, r: FooInterface_passFn$Results, io): void | Promise<void> {
         const fn = io.importFunction<FooFn>($mp.readCap(p, 1), FooFnClient);
-        const out = impl.passFn(fn);
+        const out = impl.passFn(fn, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
       } },
-    { method: FooInterface$callFn, invoke(impl, _p: FooInterface_callFn$Params, _r: FooInterface_callFn$Results): void | Promise<void> {
-        const out = impl.callFn();
+    { method: FooInterface$callFn, invoke(impl, _p: FooInterface_callFn$Params, _r: FooInterface_callFn$Results, io): void | Promise<void> {
+        const out = impl.callFn(io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
-    { method: FooInterface$callFnAsync, invoke(impl, _p: FooInterface_callFnAsync$Params, _r: FooInterface_callFnAsync$Results): void | Promise<void> {
-        const out = impl.callFnAsync();
+    { method: FooInterface$callFnAsync, invoke(impl, _p: FooInterface_callFnAsync$Params, _r: FooInterface_callFnAsync$Results, io): void | Promise<void> {
+        const out = impl.callFnAsync(io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
-    { method: FooInterface$addOut, invoke(impl, p: FooInterface_addOut$Params, r: FooInterface_addOut$Results): void | Promise<void> {
+    { method: FooInterface$addOut, invoke(impl, p: FooInterface_addOut$Params, r: FooInterface_addOut$Results, io): void | Promise<void> {
         const a = $mp.checkInt32(p.a);
         const b = $mp.checkInt32(p.b);
-        const out = impl.addOut(a, b);
+        const out = impl.addOut(a, b, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.ret = $mp.checkInt32(out);
         });
         r.ret = $mp.checkInt32(out);
       } },
-    { method: FooInterface$addInOut, invoke(impl, p: FooInterface_addInOut$Params, r: FooInterface_addInOut$Results): void | Promise<void> {
+    { method: FooInterface$addInOut, invoke(impl, p: FooInterface_addInOut$Params, r: FooInterface_addInOut$Results, io): void | Promise<void> {
         const x = $mp.checkInt32(p.x);
         const sum = $mp.checkInt32(p.sum);
-        const out = impl.addInOut(x, sum);
+        const out = impl.addInOut(x, sum, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.sum = $mp.checkInt32(out);
         });
         r.sum = $mp.checkInt32(out);
       } },
-    { method: FooInterface$callIntFnAsync, invoke(impl, p: FooInterface_callIntFnAsync$Params, r: FooInterface_callIntFnAsync$Results): void | Promise<void> {
+    { method: FooInterface$callIntFnAsync, invoke(impl, p: FooInterface_callIntFnAsync$Params, r: FooInterface_callIntFnAsync$Results, io): void | Promise<void> {
         const arg = $mp.checkInt32(p.arg);
-        const out = impl.callIntFnAsync(arg);
+        const out = impl.callIntFnAsync(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
       } },
-    { method: FooInterface$passDataPointers, invoke(impl, p: FooInterface_passDataPointers$Params, r: FooInterface_passDataPointers$Results): void | Promise<void> {
+    { method: FooInterface$passDataPointers, invoke(impl, p: FooInterface_passDataPointers$Params, r: FooInterface_passDataPointers$Results, io): void | Promise<void> {
         const arg = $mp.readDataList($.Struct.getList(0, $.DataList, p));
-        const out = impl.passDataPointers(arg);
+        const out = impl.passDataPointers(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           const l0 = $.Struct.initList(0, $.DataList, out.length, r);
           out.forEach((e2, j1) => {
@@ -1234,17 +1259,17 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
           d7.copyBuffer(e6);
         });
       } },
-    { method: FooInterface$passDouble, invoke(impl, p: FooInterface_passDouble$Params, r: FooInterface_passDouble$Results): void | Promise<void> {
+    { method: FooInterface$passDouble, invoke(impl, p: FooInterface_passDouble$Params, r: FooInterface_passDouble$Results, io): void | Promise<void> {
         const arg = p.arg;
-        const out = impl.passDouble(arg);
+        const out = impl.passDouble(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = out;
         });
         r.result = out;
       } },
-    { method: FooInterface$passData, invoke(impl, p: FooInterface_passData$Params, r: FooInterface_passData$Results): void | Promise<void> {
+    { method: FooInterface$passData, invoke(impl, p: FooInterface_passData$Params, r: FooInterface_passData$Results, io): void | Promise<void> {
         const arg = $copyData($.Struct.getData(0, p));
-        const out = impl.passData(arg);
+        const out = impl.passData(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           $.Struct.initData(0, out.byteLength, r).copyBuffer(out);
         });
@@ -1260,7 +1285,7 @@ const FooCallback$call: $mp.ProxyMethod = { name: "call", interfaceId: 0xb5a2f89
 
 /** TS-native interface of `FooCallback`, implemented by servers (sync or async) and by {@link FooCallbackClient}. */
 export interface FooCallback {
-  call(arg: number): number | Promise<number>;
+  call(arg: number, ctx?: $mp.CallContext): number | Promise<number>;
 }
 
 /** Client proxy for `FooCallback`: each method sends one call and resolves with its results. */
@@ -1268,14 +1293,15 @@ export class FooCallbackClient extends $mp.ProxyClientBase implements FooCallbac
   static readonly interfaceId: bigint = 0xb5a2f89c910238fcn;
   static readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static readonly $destroy: $mp.ProxyMethod | undefined = FooCallback$destroy;
-  call(arg: number): Promise<number> {
+  call(arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooCallback$call,
       (p: FooCallback_call$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
       (r: FooCallback_call$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
 }
 
@@ -1284,9 +1310,9 @@ export class FooCallbackServer extends $mp.ProxyServerBase<FooCallback> {
   static readonly interfaceId: bigint = 0xb5a2f89c910238fcn;
   static readonly methods: readonly $mp.ServerMethod<FooCallback>[] = [
     { method: FooCallback$destroy, special: "destroy" },
-    { method: FooCallback$call, invoke(impl, p: FooCallback_call$Params, r: FooCallback_call$Results): void | Promise<void> {
+    { method: FooCallback$call, invoke(impl, p: FooCallback_call$Params, r: FooCallback_call$Results, io): void | Promise<void> {
         const arg = $mp.checkInt32(p.arg);
-        const out = impl.call(arg);
+        const out = impl.call(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
@@ -1300,7 +1326,7 @@ const ExtendedCallback$callExtended: $mp.ProxyMethod = { name: "callExtended", i
 
 /** TS-native interface of `ExtendedCallback`, implemented by servers (sync or async) and by {@link ExtendedCallbackClient}. */
 export interface ExtendedCallback extends FooCallback {
-  callExtended(arg: number): number | Promise<number>;
+  callExtended(arg: number, ctx?: $mp.CallContext): number | Promise<number>;
 }
 
 /** Client proxy for `ExtendedCallback`: each method sends one call and resolves with its results. */
@@ -1308,14 +1334,15 @@ export class ExtendedCallbackClient extends FooCallbackClient implements Extende
   static override readonly interfaceId: bigint = 0xfdf7a3bf8cf37ff5n;
   static override readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static override readonly $destroy: $mp.ProxyMethod | undefined = FooCallbackClient.$destroy;
-  callExtended(arg: number): Promise<number> {
+  callExtended(arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(ExtendedCallback$callExtended,
       (p: ExtendedCallback_callExtended$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
       (r: ExtendedCallback_callExtended$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
 }
 
@@ -1323,9 +1350,9 @@ export class ExtendedCallbackClient extends FooCallbackClient implements Extende
 export class ExtendedCallbackServer extends $mp.ProxyServerBase<ExtendedCallback> {
   static readonly interfaceId: bigint = 0xfdf7a3bf8cf37ff5n;
   static readonly methods: readonly $mp.ServerMethod<ExtendedCallback>[] = [
-    { method: ExtendedCallback$callExtended, invoke(impl, p: ExtendedCallback_callExtended$Params, r: ExtendedCallback_callExtended$Results): void | Promise<void> {
+    { method: ExtendedCallback$callExtended, invoke(impl, p: ExtendedCallback_callExtended$Params, r: ExtendedCallback_callExtended$Results, io): void | Promise<void> {
         const arg = $mp.checkInt32(p.arg);
-        const out = impl.callExtended(arg);
+        const out = impl.callExtended(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });
@@ -1341,19 +1368,20 @@ const FooFn$call: $mp.ProxyMethod = { name: "call", interfaceId: 0xb9ab462afcf29
   Params: FooFn_call$Params, Results: FooFn_call$Results, context: 0, destroy: false };
 
 /** Function type for `FooFn` (ProxyCallback<std::function<int()>>). */
-export type FooFn = () => number | Promise<number>;
+export type FooFn = (options?: $mp.CallOptions) => number | Promise<number>;
 
 /** Client proxy for `FooFn`: each method sends one call and resolves with its results. */
 export class FooFnClient extends $mp.ProxyClientBase {
   static readonly interfaceId: bigint = 0xb9ab462afcf29e05n;
   static readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static readonly $destroy: $mp.ProxyMethod | undefined = FooFn$destroy;
-  call(): Promise<number> {
+  call(options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooFn$call,
       () => {},
       (r: FooFn_call$Results) => {
         return $mp.checkInt32(r.result);
-      });
+      },
+      options);
   }
 }
 
@@ -1362,8 +1390,8 @@ export class FooFnServer extends $mp.ProxyServerBase<{ call: FooFn }> {
   static readonly interfaceId: bigint = 0xb9ab462afcf29e05n;
   static readonly methods: readonly $mp.ServerMethod<{ call: FooFn }>[] = [
     { method: FooFn$destroy, special: "destroy" },
-    { method: FooFn$call, invoke(impl, _p: FooFn_call$Params, r: FooFn_call$Results): void | Promise<void> {
-        const out = impl.call();
+    { method: FooFn$call, invoke(impl, _p: FooFn_call$Params, r: FooFn_call$Results, io): void | Promise<void> {
+        const out = impl.call(io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
         });

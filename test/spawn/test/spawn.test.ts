@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
 import { EventLoop } from "@multiprocess-ts/runtime";
 import { IpcCalledAfterDisconnectError, IpcInterruptedError } from "@multiprocess-ts/runtime";
-import { spawnProcess, spawnProcessSocket, waitProcess, type SpawnedProcess } from "@multiprocess-ts/node";
+import { SpawnError, spawnProcess, spawnProcessSocket, waitProcess, type SpawnedProcess } from "@multiprocess-ts/node";
 import { InitInterfaceClient } from "@multiprocess-ts/proto/example/init.capnp.js";
 import { assertNoHandleLeaks, handleBaseline, type HandleBaseline } from "@multiprocess-ts/testing";
 
@@ -163,8 +163,10 @@ describe("spawnProcess", () => {
 
   it("rejects and reaps the child when it exits before serving", async () => {
     const err = await spawnProcess(process.execPath, () => ["-e", "process.exit(5)"], { loop, InitClient: InitInterfaceClient }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(Error);
-    expect((err as { kind?: string }).kind).toBe("disconnected");
+    // A SpawnError with the child's exit status; the connection's error is its cause.
+    expect(err).toBeInstanceOf(SpawnError);
+    expect(err).toMatchObject({ code: "MP_ERR_SPAWN_FAILED", exitCode: 5, signal: null });
+    expect(((err as SpawnError).cause as { kind?: string }).kind).toBe("disconnected");
   });
 
   it("waitProcess works after the child already exited", async () => {

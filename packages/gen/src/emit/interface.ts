@@ -12,7 +12,7 @@ import type { FieldInfo, MethodInfo, NodeInfo, TypeInfo } from "../schema.js";
 import { EMPTY_ENV, type FileContext, isPointerType } from "./context.js";
 
 /** Names generated code uses as locals, and ProxyClientBase members a method must not shadow. */
-const LOCALS = new Set(["p", "r", "io", "impl", "out", "e"]);
+const LOCALS = new Set(["p", "r", "io", "impl", "out", "e", "options", "ctx"]);
 const CLIENT_MEMBERS = new Set(["close", "constructor", "$cap", "$invoke"]);
 
 interface Value {
@@ -159,6 +159,11 @@ function paramList(ctx: FileContext, plan: MethodPlan): string {
   return plan.params.map((p) => `${p.local}: ${valueType(ctx, p, false, true)}`).join(", ");
 }
 
+/** `params` followed by the trailing options / context parameter every method takes. */
+function withTrailing(params: string, trailing: string): string {
+  return params === "" ? trailing : `${params}, ${trailing}`;
+}
+
 function methodDoc(plan: MethodPlan, indent: string): string {
   return jsdoc(plan.m.doc, indent);
 }
@@ -248,8 +253,8 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): string {
   const buildFn = build.length === 0 ? `${bArgs} => {}` : `${bArgs} => {\n${ind(build, "        ")}\n      }`;
   const readFn = read.length === 0 ? `${rArgs} => undefined` : `${rArgs} => {\n${ind(read, "        ")}\n      }`;
   const rt = returnType(ctx, plan, true);
-  return `${methodDoc(plan, "  ")}  ${plan.tsName}(${paramList(ctx, plan)}): Promise<${rt}> {\n` +
-    `    return this.$invoke(${plan.constName},\n      ${buildFn},\n      ${readFn});\n  }\n`;
+  return `${methodDoc(plan, "  ")}  ${plan.tsName}(${withTrailing(paramList(ctx, plan), "options?: $mp.CallOptions")}): Promise<${rt}> {\n` +
+    `    return this.$invoke(${plan.constName},\n      ${buildFn},\n      ${readFn},\n      options);\n  }\n`;
 }
 
 function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: string) => string): string {
@@ -266,7 +271,8 @@ function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: st
   // a promise that writes the results (or a declared exception) once it settles; otherwise write
   // them now and return undefined (no promise, no microtask hop). The writes are emitted twice
   // (each with its own temporaries): the synchronous path allocates no closure.
-  const call = implCall(args.join(", "));
+  // The implementation's trailing argument is its CallContext: the IO (its lazily made `signal`).
+  const call = implCall([...args, "io"].join(", "));
   const writes = (): string[] => {
     const w: string[] = [];
     if (plan.outputs.length > 0) {
@@ -323,7 +329,7 @@ export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; pla
     const call = ordinary.find((p) => p.m.name === "call");
     if (call === undefined) throw new MpgenError(`mpgen: cannot map $Proxy.wrap(ProxyCallback<std::function<…>>) on ${n.shortName}: it has no \`call\` method`);
     out += jsdoc(n.doc ?? `Function type for \`${n.shortName}\` (${textAnnotation(n.annotations, 0xe6f46079b7b1405en) ?? ""}).`);
-    out += `export type ${base} = (${paramList(ctx, call)}) => ${returnType(ctx, call, false)} | Promise<${returnType(ctx, call, false)}>;\n\n`;
+    out += `export type ${base} = (${withTrailing(paramList(ctx, call), "options?: $mp.CallOptions")}) => ${returnType(ctx, call, false)} | Promise<${returnType(ctx, call, false)}>;\n\n`;
     implType = `{ call: ${base} }`;
   } else {
     const ext = supers.length > 0 ? ` extends ${supers.map((s) => ctx.nativeName(s.id)).join(", ")}` : "";
@@ -331,7 +337,7 @@ export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; pla
     out += `export interface ${base}${ext} {\n`;
     for (const p of ordinary) {
       const rt = returnType(ctx, p, false);
-      out += `${methodDoc(p, "  ")}  ${p.tsName}(${paramList(ctx, p)}): ${rt} | Promise<${rt}>;\n`;
+      out += `${methodDoc(p, "  ")}  ${p.tsName}(${withTrailing(paramList(ctx, p), "ctx?: $mp.CallContext")}): ${rt} | Promise<${rt}>;\n`;
     }
     out += `}\n\n`;
     implType = base;

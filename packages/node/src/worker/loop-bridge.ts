@@ -58,6 +58,12 @@ export interface LoopBridgeOptions {
    * no such Context. The runtime glue passes one (see `attachWorkers`).
    */
   relayContext?: (params: capnp.Struct, session: WorkerSession, from: unknown, to: unknown) => void;
+  /**
+   * The error a worker's call on a capability shared with `connection` gets without being made,
+   * or undefined to make it. The runtime glue returns upstream's "called after disconnect" error
+   * once the Connection is gone, as a proxy call on the loop thread would.
+   */
+  callRefused?: (connection: unknown) => Error | undefined;
 }
 
 
@@ -122,6 +128,11 @@ class SessionRpc extends RpcEnd {
   }
 
   /** A call from the worker with a Proxy.Context: fill it with this worker's threads. */
+  protected override checkTarget(target: TableEntry): void {
+    const refused = target.connection === undefined ? undefined : this.bridge.opts.callRefused?.(target.connection);
+    if (refused !== undefined) throw refused;
+  }
+
   protected override prepareIncoming(params: capnp.Struct, m: CallMsg, iid: bigint, target: TableEntry): void {
     const ctx = m.ctx >= 0 ? m.ctx : (this.bridge.opts.contextIndex?.(iid, m.mid) ?? -1);
     const fill = this.bridge.opts.fillContext;

@@ -13,6 +13,7 @@
 import type { Capability } from "@multiprocess-ts/capnp";
 import {
   Connection,
+  IpcCalledAfterDisconnectError,
   ThreadContext,
   ThreadServer,
   fillContext,
@@ -81,6 +82,10 @@ export function attachWorkers(loop: EventLoop): WorkerSupport {
     // A worker passed a client of Connection `to` into a call on `from`: the bridge relays it
     // (RelayServer). A Context in the relayed call was filled by `from`'s peer: its thread is one
     // of our ThreadServers on `from`. Refill it for `to` with the worker's threads there.
+    callRefused(connection) {
+      if (!(connection instanceof Connection) || connection.state === "open") return undefined;
+      return new IpcCalledAfterDisconnectError(connection.signal.reason);
+    },
     relayContext(params, session, from, to) {
       if (!(to instanceof Connection) || !(from instanceof Connection)) return;
       const found = findContext(params, 0, (server) => server instanceof ThreadServer && server.connection === from);

@@ -14,7 +14,8 @@
  * @internal
  */
 import { MessagePort } from "node:worker_threads";
-import { RpcError, type Capability, type ErrorKind } from "@multiprocess-ts/capnp";
+import { CanceledError, DisconnectedError, RpcError, type Capability, type ErrorKind } from "@multiprocess-ts/capnp";
+import { IpcCalledAfterDisconnectError, IpcInterruptedError } from "@multiprocess-ts/runtime";
 import type * as capnp from "capnp-ts";
 import { capFromTable, mapCaps, packStruct, unpackStructInto } from "./copy.js";
 
@@ -62,7 +63,7 @@ export function isLoopHandle(v: unknown): v is LoopHandle {
   return typeof v === "object" && v !== null && (v as { kind?: unknown }).kind === "multiprocess-ts/loop-handle";
 }
 
-/** An error in a form that survives structured clone with its RpcError kind and code. */
+/** An error in a form that survives structured clone with its RpcError kind, code and cause. */
 export interface WireError {
   name: string;
   message: string;
@@ -70,21 +71,47 @@ export interface WireError {
   kind?: ErrorKind;
   code?: string;
   remote?: boolean;
+  /** The error's `cause` when it is an Error (one level: its own cause is dropped). */
+  cause?: WireError;
 }
 
-export function encodeError(e: unknown): WireError {
+export function encodeError(e: unknown, depth = 0): WireError {
+  let w: WireError;
   if (e instanceof RpcError) {
-    return { name: e.name, message: e.message, stack: e.stack, kind: e.kind, code: e.code, remote: e.remote };
+    w = { name: e.name, message: e.message, stack: e.stack, kind: e.kind, code: e.code, remote: e.remote };
+  } else if (e instanceof Error) {
+    w = { name: e.name, message: e.message, stack: e.stack };
+  } else {
+    return { name: "Error", message: String(e) };
   }
-  if (e instanceof Error) return { name: e.name, message: e.message, stack: e.stack };
-  return { name: "Error", message: String(e) };
+  if (depth === 0 && e.cause instanceof Error) w.cause = encodeError(e.cause, 1);
+  return w;
 }
 
-/** Rebuilds an error sent by the other thread: RpcErrors keep their kind and code. */
+/**
+ * The RpcError class for a decoded error, so the same situation gives the same class on every
+ * thread (the runtime's disconnect errors, DisconnectedError, CanceledError).
+ */
+function rebuildRpcError(w: WireError & { kind: ErrorKind }, cause: Error | undefined): RpcError {
+  const opts = { code: w.code, remote: w.remote, ...(cause === undefined ? {} : { cause }) };
+  switch (w.code) {
+    case "MP_ERR_CALLED_AFTER_DISCONNECT":
+      return new IpcCalledAfterDisconnectError(cause);
+    case "MP_ERR_INTERRUPTED_BY_DISCONNECT":
+      return new IpcInterruptedError(cause);
+    case "MP_ERR_CANCELED":
+      return new CanceledError(w.message, opts);
+  }
+  if (w.kind === "disconnected") return new DisconnectedError(w.message, opts);
+  return new RpcError(w.kind, w.message, opts);
+}
+
+/** Rebuilds an error sent by the other thread: RpcErrors keep their class, kind, code and cause. */
 export function decodeError(w: WireError): Error {
+  const cause = w.cause === undefined ? undefined : decodeError(w.cause);
   let e: Error;
   if (w.kind !== undefined) {
-    e = new RpcError(w.kind, w.message, { code: w.code, remote: w.remote });
+    e = rebuildRpcError(w as WireError & { kind: ErrorKind }, cause);
   } else if (w.name === "TypeError") {
     e = new TypeError(w.message);
   } else if (w.name === "RangeError") {

@@ -84,6 +84,9 @@ export abstract class RpcEnd {
   protected abstract post(m: RpcMsg, transfer: ArrayBuffer[]): void;
   /** The error for a call made after this end closed. */
   protected abstract goneError(): Error;
+
+  /** Throws the error a call on `target` gets without being made (its connection is gone). */
+  protected checkTarget(_target: TableEntry): void {}
   /** Makes the stand-in for the other side's capability `id`. */
   protected abstract newStandIn(id: number): RemoteObjectServer;
   /** Handles the messages only one side receives (`get` on the loop, `got` in a worker). */
@@ -205,6 +208,7 @@ export abstract class RpcEnd {
     }
     let pending: PendingCall;
     try {
+      this.checkTarget(target);
       const iid = BigInt(m.iid);
       const req = target.cap.newCall(iid, m.mid, Holder);
       decodePayloadInto(m.params, req.params, (d) => this.importDesc(d, target.connection));

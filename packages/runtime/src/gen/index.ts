@@ -17,6 +17,7 @@ export type {
   ProxyServerCtor,
   ProxyClientOptions,
 } from "../proxy/seam.js";
+export type { CallOptions, CallContext } from "../proxy/call-options.js";
 export { fillContext } from "../threads/proxy-context.js";
 /** True for a native Promise or any object with a `then` method (generated `invoke` uses it). */
 export { isThenable } from "../util.js";

@@ -95,8 +95,8 @@ export interface ThreadMap {
    * request arrives with no context.thread set, the server dispatches it
    * through this pool via a shared work queue.
    */
-  makeThread(name: string): Thread | Promise<Thread>;
-  makePool(count: number): void | Promise<void>;
+  makeThread(name: string, ctx?: $mp.CallContext): Thread | Promise<Thread>;
+  makePool(count: number, ctx?: $mp.CallContext): void | Promise<void>;
 }
 
 /** Client proxy for `ThreadMap`: each method sends one call and resolves with its results. */
@@ -109,21 +109,23 @@ export class ThreadMapClient extends $mp.ProxyClientBase implements ThreadMap {
    * request arrives with no context.thread set, the server dispatches it
    * through this pool via a shared work queue.
    */
-  makeThread(name: string): Promise<ThreadClient> {
+  makeThread(name: string, options?: $mp.CallOptions): Promise<ThreadClient> {
     return this.$invoke(ThreadMap$makeThread,
       (p: ThreadMap_makeThread$Params) => {
         p.name = name;
       },
       (r: ThreadMap_makeThread$Results, io) => {
         return $nonNull(io.importObject($mp.readCap(r, 0), ThreadClient), "result");
-      });
+      },
+      options);
   }
-  makePool(count: number): Promise<void> {
+  makePool(count: number, options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(ThreadMap$makePool,
       (p: ThreadMap_makePool$Params) => {
         p.count = $mp.checkUint32(count);
       },
-      () => undefined);
+      () => undefined,
+      options);
   }
 }
 
@@ -133,15 +135,15 @@ export class ThreadMapServer extends $mp.ProxyServerBase<ThreadMap> {
   static readonly methods: readonly $mp.ServerMethod<ThreadMap>[] = [
     { method: ThreadMap$makeThread, invoke(impl, p: ThreadMap_makeThread$Params, r: ThreadMap_makeThread$Results, io): void | Promise<void> {
         const name = p.name;
-        const out = impl.makeThread(name);
+        const out = impl.makeThread(name, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           $mp.writeCap(r, 0, io.exportObject(out, ThreadServer));
         });
         $mp.writeCap(r, 0, io.exportObject(out, ThreadServer));
       } },
-    { method: ThreadMap$makePool, invoke(impl, p: ThreadMap_makePool$Params, _r: ThreadMap_makePool$Results): void | Promise<void> {
+    { method: ThreadMap$makePool, invoke(impl, p: ThreadMap_makePool$Params, _r: ThreadMap_makePool$Results, io): void | Promise<void> {
         const count = $mp.checkUint32(p.count);
-        const out = impl.makePool(count);
+        const out = impl.makePool(count, io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
   ];
@@ -152,7 +154,7 @@ const Thread$getName: $mp.ProxyMethod = { name: "getName", interfaceId: 0x81c1e2
 
 /** Thread handle returned by makeThread corresponding to one server thread. */
 export interface Thread {
-  getName(): string | Promise<string>;
+  getName(ctx?: $mp.CallContext): string | Promise<string>;
 }
 
 /** Client proxy for `Thread`: each method sends one call and resolves with its results. */
@@ -160,12 +162,13 @@ export class ThreadClient extends $mp.ProxyClientBase implements Thread {
   static readonly interfaceId: bigint = 0x81c1e2600d0b56c5n;
   static readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
-  getName(): Promise<string> {
+  getName(options?: $mp.CallOptions): Promise<string> {
     return this.$invoke(Thread$getName,
       () => {},
       (r: Thread_getName$Results) => {
         return r.result;
-      });
+      },
+      options);
   }
 }
 
@@ -173,8 +176,8 @@ export class ThreadClient extends $mp.ProxyClientBase implements Thread {
 export class ThreadServer extends $mp.ProxyServerBase<Thread> {
   static readonly interfaceId: bigint = 0x81c1e2600d0b56c5n;
   static readonly methods: readonly $mp.ServerMethod<Thread>[] = [
-    { method: Thread$getName, invoke(impl, _p: Thread_getName$Params, r: Thread_getName$Results): void | Promise<void> {
-        const out = impl.getName();
+    { method: Thread$getName, invoke(impl, _p: Thread_getName$Params, r: Thread_getName$Results, io): void | Promise<void> {
+        const out = impl.getName(io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = out;
         });

@@ -15,16 +15,17 @@
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
  */
-import { RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
+import { DisconnectedError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
 import { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
-import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcInterruptedError } from "../errors.js";
+import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
 import type { EventLoopRef } from "../event-loop.js";
 import { currentFrame, type TaskFrame } from "../threads/frame.js";
 import { fillContext } from "../threads/proxy-context.js";
 import { Context } from "../types/proxy-capnp.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
+import { abortError, Canceler, checkTimeout, effectiveOptions, type CallOptions } from "./call-options.js";
 import { PROXY_CLIENT } from "./marks.js";
 import type { ClientIO, ProxyClientCtor, ProxyClientOptions, ProxyMethod } from "./seam.js";
 
@@ -67,7 +68,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
 
   /** @internal A new reference to this client's capability, for passing it in another call. */
   $dupCap(): Capability {
-    if (this.#state === "disconnected") throw new IpcCalledAfterDisconnectError();
+    if (this.#state === "disconnected") throw new IpcCalledAfterDisconnectError(disconnectReason(this.$connection));
     if (this.#state === "closed") throw new IpcClientClosedError();
     return this.$cap.dup();
   }
@@ -81,14 +82,16 @@ export abstract class ProxyClientBase implements AsyncDisposable {
 
   /**
    * Calls method `m`: builds params with `build` (plus the Context when `m.context >= 0`), sends,
-   * reads results with `read`, closes the Response. See the module comment for the errors.
+   * reads results with `read`, closes the Response. `options`: the caller's {@link CallOptions}
+   * (over this client's defaults, see call-options.ts). See the module comment for the errors.
    */
   protected $invoke<R>(
     m: ProxyMethod,
     build: (p: any, io: ClientIO) => void,
     read: (r: any, io: ClientIO) => R,
+    options?: CallOptions,
   ): Promise<R> {
-    return invokeOn(this, m, build, read);
+    return invokeOn(this, m, build, read, options);
   }
 
   /** @internal {@link $invoke} without the `protected` (construct / destroy from the runtime). */
@@ -96,13 +99,16 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     m: ProxyMethod,
     build: (p: any, io: ClientIO) => void,
     read: (r: any, io: ClientIO) => R,
+    options?: CallOptions,
   ): Promise<R> {
-    return invokeOn(this, m, build, read);
+    return invokeOn(this, m, build, read, options);
   }
 
   /** @internal */
   $checkOpen(): void {
-    if (this.#state === "disconnected" || this.$connection.state !== "open") throw new IpcCalledAfterDisconnectError();
+    if (this.#state === "disconnected" || this.$connection.state !== "open") {
+      throw new IpcCalledAfterDisconnectError(disconnectReason(this.$connection));
+    }
     if (this.#state === "closed") throw new IpcClientClosedError();
   }
 
@@ -157,6 +163,12 @@ export abstract class ProxyClientBase implements AsyncDisposable {
   }
 }
 
+/** Why `connection` ended: the reason its signal aborted with (a DisconnectedError). */
+function disconnectReason(connection: Connection): unknown {
+  const s = connection.signal;
+  return s.aborted ? s.reason : new DisconnectedError("connection closed");
+}
+
 // The brand `isProxyClient` checks (marks.ts): one data property on the prototype.
 Object.defineProperty(ProxyClientBase.prototype, PROXY_CLIENT, { value: true });
 
@@ -169,22 +181,30 @@ function invokeOn<R>(
   m: ProxyMethod,
   build: (p: any, io: ClientIO) => void,
   read: (r: any, io: ClientIO) => R,
+  options?: CallOptions,
 ): Promise<R> {
   const connection = client.$connection;
   const loop = connection.loop;
   const io = new CallIO(connection);
   let pending: PendingCall;
   let waiter: TaskFrame | undefined;
+  let canceler: Canceler | undefined;
   try {
     client.$checkOpen();
+    const opts = effectiveOptions(client, options);
+    if (opts !== undefined) {
+      checkTimeout(opts.timeout);
+      if (opts.signal?.aborted) throw abortError(opts.signal);
+    }
     // Inside a server Thread task: that Thread's context; anywhere else: the loop thread's.
     const frame = currentFrame();
     const thread = frame !== undefined && frame.context.loop === loop ? frame.context : loop.threadContext;
     const req = client.$cap.newCall(m.interfaceId, m.methodId, m.Params);
     build(req.params, io);
-    if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread);
+    if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread, opts?.thread === "pool");
     if (loop.logEnabled("trace")) loop.log("trace", `IPC client send ${m.name} ${loop.truncate(String(req.params))}`);
     pending = req.send();
+    if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) canceler = new Canceler(pending, opts);
     // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
     if (frame !== undefined && frame.context === thread && frame.task !== undefined) waiter = frame;
   } catch (e) {
@@ -195,6 +215,7 @@ function invokeOn<R>(
   if (waiter !== undefined && waiter.waits++ === 0) waiter.task!.enterWait();
   const result = pending.then(
     (response: Response) => {
+      canceler?.done();
       if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
       try {
         return read(response.results(m.Results), io);
@@ -205,6 +226,12 @@ function invokeOn<R>(
     },
     (e: unknown) => {
       if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
+      if (canceler !== undefined) {
+        canceler.done();
+        if (canceler.error !== undefined) throw canceler.error;
+      }
+      // Already one of upstream's two errors (a worker-side call relayed by the loop): keep it.
+      if (e instanceof IpcDisconnectedError) throw e;
       if (e instanceof RpcError && e.kind === "disconnected") throw new IpcInterruptedError(e);
       throw e;
     },

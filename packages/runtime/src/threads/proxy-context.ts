@@ -27,9 +27,10 @@ import {
  * context's callback Thread for the connection (a local server Thread, created once), `thread` =
  * its request Thread (peer `ThreadMap.makeThread(thread.name)`, pipelined, created once; left unset
  * when the peer gave us no ThreadMap, so the peer's pool, if any, serves the call).
- * `ctx` is the Context builder (borrowed); capabilities are copied into it.
+ * `ctx` is the Context builder (borrowed); capabilities are copied into it. `pool`: leave
+ * `thread` unset so the peer's pool serves the call (CallOptions `thread: "pool"`).
  */
-export function fillContext(ctx: Struct, connection: Connection, thread: ThreadContext): void {
+export function fillContext(ctx: Struct, connection: Connection, thread: ThreadContext, pool = false): void {
   // A closed context (detached worker, released server Thread) gets no new entries: they would
   // only be dropped when the connection ends.
   if (connection.state !== "open" || thread.closed) return;
@@ -42,6 +43,7 @@ export function fillContext(ctx: Struct, connection: Connection, thread: ThreadC
     }
     if (cb.cap) writeCap(ctx, Context.CALLBACK_THREAD_PTR, cb.cap);
 
+    if (pool) return;
     let rq = thread.requestThreads.get(connection);
     const threadMap = connection.peerThreadMap;
     if ((!rq || rq.destroyed) && threadMap) {
