@@ -946,7 +946,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         $.Struct.initData(0, arg.byteLength, p).copyBuffer(arg);
       },
       (r: FooInterface_passData$Results) => {
-        return $copyData($.Struct.getData(0, r));
+        return $dataView($.Struct.getData(0, r));
       });
   }
   passMessage(arg: FooMessage): Promise<FooMessage> {
@@ -1024,7 +1024,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         });
       },
       (r: FooInterface_passDataPointers$Results) => {
-        return $.Struct.getList(0, $.DataList, r).map((e4) => $copyData(e4));
+        return $.Struct.getList(0, $.DataList, r).map((e4) => $dataView(e4));
       });
   }
 }
@@ -1218,7 +1218,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         r.result = $mp.checkInt32(out);
       } },
     { method: FooInterface$passDataPointers, invoke(impl, p: FooInterface_passDataPointers$Params, r: FooInterface_passDataPointers$Results): void | Promise<void> {
-        const arg = $.Struct.getList(0, $.DataList, p).map((e0) => $copyData(e0));
+        const arg = $.Struct.getList(0, $.DataList, p).map((e0) => $dataView(e0));
         const out = impl.passDataPointers(arg);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           const l1 = $.Struct.initList(0, $.DataList, out.length, r);
@@ -1244,7 +1244,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         r.result = out;
       } },
     { method: FooInterface$passData, invoke(impl, p: FooInterface_passData$Params, r: FooInterface_passData$Results): void | Promise<void> {
-        const arg = $copyData($.Struct.getData(0, p));
+        const arg = $dataView($.Struct.getData(0, p));
         const out = impl.passData(arg);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           $.Struct.initData(0, out.byteLength, r).copyBuffer(out);
@@ -1379,7 +1379,11 @@ export class FooFnServer extends $mp.ProxyServerBase<{ call: FooFn }> {
 const $List_StringIntPair$Struct = $.CompositeList(StringIntPair$Struct);
 const $List_Pair$Struct = $.CompositeList(Pair$Struct);
 
-/** Copies Data out of a message (its buffer is released once the call completes). */
-function $copyData(d: $.Data): Uint8Array {
-  return d.getLength() === 0 ? new Uint8Array(0) : new Uint8Array(d.toArrayBuffer());
+/**
+ * Data read from a message: a view of the message's own segment (no copy). A received message's
+ * segments belong to it alone and are never written again, so the view stays valid and keeps only
+ * that segment alive.
+ */
+function $dataView(d: $.Data): Uint8Array {
+  return d.getLength() === 0 ? new Uint8Array(0) : d.toUint8Array();
 }
