@@ -2,6 +2,7 @@
  * Server child process of `pnpm bench` (forked with an IPC channel, `--expose-gc`):
  *   server.js rpc PATH   FooInterface (BenchFoo) on a Unix socket via listenConnections
  *   server.js raw PATH   the raw u32-length-prefix ping-pong floor (see raw.ts)
+ *   server.js birpc|capnweb PATH   a peer RPC library serving add/passData (see peers.ts)
  * IPC: it sends {ready:true}; it answers {op:"mem"} with {mem, connections} sampled after gc(),
  * and exits on {op:"exit"} (or when the parent goes away).
  */
@@ -9,15 +10,17 @@ import { EventLoop } from "@multiprocess-ts/runtime";
 import { listenConnections } from "@multiprocess-ts/node";
 import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { BenchFoo } from "./foo-impl.js";
+import { startPeerServer } from "./peers.js";
 import { startRawServer } from "./raw.js";
 
 export interface MemSample { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number }
+export type ServerKind = "rpc" | "raw" | "birpc" | "capnweb";
 export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" };
 export type ServerReply = { ready: true } | { mem: MemSample; connections: number } | { cpu: { user: number; system: number } };
 
 const [kind, path] = process.argv.slice(2);
-if ((kind !== "rpc" && kind !== "raw") || path === undefined) {
-  process.stderr.write("usage: server.js rpc|raw PATH\n");
+if (!["rpc", "raw", "birpc", "capnweb"].includes(kind ?? "") || path === undefined) {
+  process.stderr.write("usage: server.js rpc|raw|birpc|capnweb PATH\n");
   process.exit(2);
 }
 const send = (m: ServerReply): void => { process.send!(m); };
@@ -42,9 +45,10 @@ if (kind === "rpc") {
   connections = () => listener.connections;
   stop = () => listener.close({ destroy: true });
 } else {
-  const server = await startRawServer(path);
+  const track = (s: import("node:net").Socket): void => { rawConnections++; s.once("close", () => rawConnections--); };
+  const server = kind === "raw" ? await startRawServer(path) : await startPeerServer(kind as "birpc" | "capnweb", path, track);
   connections = () => rawConnections;
-  server.on("connection", (s) => { rawConnections++; s.once("close", () => rawConnections--); });
+  if (kind === "raw") server.on("connection", track);
   stop = () => new Promise((resolve) => { server.close(() => resolve()); server.unref(); });
 }
 

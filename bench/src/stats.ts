@@ -52,3 +52,22 @@ export async function pipelinedRate(inflight: number, seconds: number, fn: () =>
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** Calls in flight for the pipelined figures (P2 and the peers'). */
+export const INFLIGHT = 64;
+/** Payload of the P5 echo. */
+export const DATA_BYTES = 1 << 20;
+
+/** Time-boxed sequential 1 MiB echo: payload MB/s (10^6 bytes/s, payload counted once per call). */
+export async function echoRate(seconds: number, fn: () => Promise<void>): Promise<{ mbps: number; calls: number }> {
+  for (let i = 0; i < 5; i++) await fn();
+  const t0 = process.hrtime.bigint();
+  let calls = 0;
+  let el = 0;
+  do {
+    await fn();
+    calls++;
+    el = Number(process.hrtime.bigint() - t0) / 1e9;
+  } while (el < seconds || calls < 10);
+  return { mbps: (DATA_BYTES * calls) / el / 1e6, calls };
+}

@@ -960,7 +960,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         $.Struct.initData(0, arg.byteLength, p).copyBuffer(arg);
       },
       (r: FooInterface_passData$Results) => {
-        return $copyData($.Struct.getData(0, r));
+        return $dataView($.Struct.getData(0, r));
       },
       options);
   }
@@ -1268,7 +1268,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         r.result = out;
       } },
     { method: FooInterface$passData, invoke(impl, p: FooInterface_passData$Params, r: FooInterface_passData$Results, io): void | Promise<void> {
-        const arg = $copyData($.Struct.getData(0, p));
+        const arg = $dataView($.Struct.getData(0, p));
         const out = impl.passData(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           $.Struct.initData(0, out.byteLength, r).copyBuffer(out);
@@ -1403,7 +1403,11 @@ export class FooFnServer extends $mp.ProxyServerBase<{ call: FooFn }> {
 const $List_StringIntPair$Struct = $.CompositeList(StringIntPair$Struct);
 const $List_Pair$Struct = $.CompositeList(Pair$Struct);
 
-/** Copies Data out of a message (its buffer is released once the call completes). */
-function $copyData(d: $.Data): Uint8Array {
-  return d.getLength() === 0 ? new Uint8Array(0) : new Uint8Array(d.toArrayBuffer());
+/**
+ * Data read from a message: a view of the message's own segment (no copy). A received message's
+ * segments belong to it alone and are never written again, so the view stays valid and keeps only
+ * that segment alive.
+ */
+function $dataView(d: $.Data): Uint8Array {
+  return d.getLength() === 0 ? new Uint8Array(0) : d.toUint8Array();
 }

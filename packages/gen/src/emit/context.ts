@@ -59,8 +59,8 @@ export class FileContext {
   readonly trailer = new Map<string, string>();
   /** Uses of the local `$nonNull` helper. */
   usesNonNull = false;
-  /** Uses of the local `$copyData` helper. */
-  usesCopyData = false;
+  /** Uses of the local `$dataView` helper. */
+  usesDataView = false;
   /** Uses of the local 64-bit range-check helpers. */
   readonly uses64 = new Set<"int64" | "uint64">();
   private readonly needsIoMemo = new Map<bigint, boolean>();
@@ -339,7 +339,7 @@ export class FileContext {
       case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": return this.check(t, acc);
       case "enum": return `${acc} as ${this.nativeName(t.typeId)}`;
       case "text": return generic ? `$.Struct.getText(${slot.offset}, ${s})` : acc;
-      case "data": this.usesCopyData = true; return `$copyData($.Struct.getData(${slot.offset}, ${s}))`;
+      case "data": this.usesDataView = true; return `$dataView($.Struct.getData(${slot.offset}, ${s}))`;
       case "list": return this.readList(`$.Struct.getList(${slot.offset}, ${this.listCtor(t.element)}, ${s})`, t, io);
       case "struct": return this.readStruct(`$.Struct.getStruct(${slot.offset}, ${this.structClass(t.typeId)}, ${s})`, t, io);
       case "interface": return this.readCap(`$mp.readCap(${s}, ${slot.offset})`, t, io, `${f.name}`, nullableCaps);

@@ -18,9 +18,13 @@ function $nonNull<T>(v: T | null, what: string): T {
 }
 `;
 
-const COPY_DATA = `/** Copies Data out of a message (its buffer is released once the call completes). */
-function $copyData(d: $.Data): Uint8Array {
-  return d.getLength() === 0 ? new Uint8Array(0) : new Uint8Array(d.toArrayBuffer());
+const DATA_VIEW = `/**
+ * Data read from a message: a view of the message's own segment (no copy). A received message's
+ * segments belong to it alone and are never written again, so the view stays valid and keeps only
+ * that segment alive.
+ */
+function $dataView(d: $.Data): Uint8Array {
+  return d.getLength() === 0 ? new Uint8Array(0) : d.toUint8Array();
 }
 `;
 
@@ -100,7 +104,7 @@ export function emitFile(model: SchemaModel, fileId: bigint, options: GenerateOp
   parts.push(...ifaceSrc);
   if (ctx.trailer.size > 0) parts.push([...ctx.trailer.values()].join("\n") + "\n");
   if (ctx.usesNonNull) parts.push(NON_NULL);
-  if (ctx.usesCopyData) parts.push(COPY_DATA);
+  if (ctx.usesDataView) parts.push(DATA_VIEW);
   if (ctx.uses64.has("int64")) parts.push(CHECK_INT64);
   if (ctx.uses64.has("uint64")) parts.push(CHECK_UINT64);
 

@@ -1,0 +1,87 @@
+/**
+ * Child processes and threads of one bench round (run.ts, main thread): the forked server
+ * children (`server.js rpc|raw|birpc|capnweb PATH`), CPU accounting per side, and the P3 / floor
+ * worker threads.
+ */
+import { fork, type ChildProcess } from "node:child_process";
+import { connect, type Socket } from "node:net";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { ServerKind, ServerReply, ServerRequest } from "./server.js";
+
+export const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
+export const log = (s: string): void => { process.stderr.write(`bench: ${s}\n`); };
+
+export interface ServerChild {
+  proc: ChildProcess;
+  request(m: ServerRequest): Promise<ServerReply>;
+  stop(): Promise<void>;
+}
+
+export async function startServer(kind: ServerKind, path: string, tag: string, profileDir?: string): Promise<ServerChild> {
+  const execArgv = ["--expose-gc"];
+  if (profileDir !== undefined) execArgv.push("--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `server-${tag}.cpuprofile`);
+  const proc = fork(here("./server.js"), [kind, path], { execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    proc.once("message", () => resolve());
+    proc.once("error", reject);
+    void exited.then(() => reject(new Error(`bench server (${kind}) exited before it was ready`)));
+  });
+  return {
+    proc,
+    request: (m) => new Promise((resolve, reject) => {
+      const onExit = (): void => reject(new Error(`bench server (${kind}) exited during a request`));
+      proc.once("exit", onExit);
+      proc.once("message", (r: ServerReply) => { proc.off("exit", onExit); resolve(r); });
+      proc.send(m, (e) => { if (e) reject(e); });
+    }),
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.send({ op: "exit" } satisfies ServerRequest);
+      await exited;
+    },
+  };
+}
+
+export function connectUnix(path: string): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = connect({ path });
+    s.once("connect", () => { s.off("error", reject); resolve(s); });
+    s.once("error", reject);
+  });
+}
+
+export interface Cpu { client: number; server: number; total: number }
+
+/**
+ * Runs `fn` (which returns how many calls it made) and returns client and server CPU µs per call
+ * (`process.cpuUsage()` of each process: the client's includes its worker threads). Without a
+ * server child, `server` is 0 (both ends live in this process).
+ */
+export async function withCpu(server: ServerChild | null, fn: () => Promise<number>): Promise<Cpu> {
+  const cpu = async (): Promise<number> => {
+    if (server === null) return 0;
+    const r = await server.request({ op: "cpu" });
+    if (!("cpu" in r)) throw new Error("bench: bad cpu reply");
+    return r.cpu.user + r.cpu.system;
+  };
+  const s0 = await cpu();
+  const c0 = process.cpuUsage();
+  const calls = await fn();
+  const c = process.cpuUsage(c0);
+  const s = (await cpu()) - s0;
+  const client = (c.user + c.system) / calls;
+  return { client, server: s / calls, total: client + s / calls };
+}
+
+export function runWorker<T>(data: Record<string, unknown>, transferList: readonly unknown[] = []): { worker: Worker; result: Promise<T> } {
+  const worker = new Worker(here("./worker.js"), { workerData: data, transferList: transferList as never });
+  const result = new Promise<T>((resolve, reject) => {
+    worker.once("message", (m: T & { error?: string }) => {
+      if (m.error !== undefined) reject(new Error(`bench worker: ${m.error}`)); else resolve(m);
+    });
+    worker.once("error", reject);
+    worker.once("exit", (code) => reject(new Error(`bench worker exited (${code}) without a result`)));
+  });
+  return { worker, result };
+}

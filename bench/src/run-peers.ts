@@ -1,0 +1,68 @@
+/**
+ * The peer rows of one bench round (`--peers`; main thread of the round's client): birpc and
+ * capnweb serving add/passData from a server child, timed with the same loops as P1, P2 and P5,
+ * with CPU per call per side, and the targets that compare our P1/P2 with birpc's.
+ */
+import { join } from "node:path";
+import { log, startServer, withCpu } from "./children.js";
+import { connectPeer, type PeerKind } from "./peers.js";
+import type { Ctx } from "./run.js";
+import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, timeSequential, type Latency } from "./stats.js";
+
+export async function runPeer(c: Ctx, kind: PeerKind): Promise<void> {
+  const { o, figs } = c;
+  const path = join(c.dir, `${kind}.sock`);
+  const server = await startServer(kind, path, `${kind}-${o.tag}`, o.profileDir);
+  const peer = await connectPeer(kind, path);
+  try {
+    log(`${kind}: sequential add (${o.n} + ${o.warmup} warm-up)`);
+    let seq: Latency | undefined;
+    const cpu1 = await withCpu(server, async () => {
+      seq = latency(await timeSequential(o.n, o.warmup, async (i) => { if ((await peer.add(i, 1)) !== i + 1) throw new Error(`${kind}: wrong sum`); }));
+      return o.n + o.warmup;
+    });
+    figs.add(`${kind} add sequential p50`, "µs", seq!.p50, c.rawSeq?.p50 ?? null);
+    figs.add(`${kind} add sequential p99`, "µs", seq!.p99, c.rawSeq?.p99 ?? null);
+    figs.cpu(`${kind} add`, cpu1, c.cpuRawSeq ?? null);
+    log(`${kind}: add, ${INFLIGHT} in flight for ${o.seconds} s`);
+    const add = (): Promise<unknown> => peer.add(1, 2);
+    await pipelinedRate(INFLIGHT, 0.5, add, 0);
+    let rate = 0;
+    const cpu2 = await withCpu(server, async () => {
+      const r = await pipelinedRate(INFLIGHT, o.seconds, add, 0);
+      rate = r.rate;
+      return r.calls;
+    });
+    figs.add(`${kind} add pipelined (${INFLIGHT} in flight)`, "calls/s", rate, c.rawRate ?? null);
+    figs.cpu(`${kind} pipelined`, cpu2, c.cpuRawPipe ?? null);
+    const data = new Uint8Array(DATA_BYTES);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+    log(`${kind}: 1 MiB echo for ${c.dataSeconds} s`);
+    let mbps = 0;
+    const cpu5 = await withCpu(server, async () => {
+      const r = await echoRate(c.dataSeconds, async () => {
+        const back = await peer.passData(data);
+        if (back.length !== DATA_BYTES || back[DATA_BYTES - 1] !== data[DATA_BYTES - 1]) throw new Error(`${kind}: wrong echo`);
+      });
+      mbps = r.mbps;
+      return r.calls + 5;
+    });
+    figs.add(`${kind} 1 MiB echo`, "MB/s", mbps, c.rawEcho ?? null);
+    figs.cpu(`${kind} echo`, cpu5, c.cpuRawEcho ?? null);
+    if (kind === "birpc") compareWithBirpc(c, seq!, cpu1, rate);
+  } finally {
+    peer.close();
+    await server.stop();
+  }
+}
+
+/** Issue targets against birpc: P1 p50 and CPU per side ≤ 0.8× birpc's; P2 ≥ 1.5× birpc's rate. */
+function compareWithBirpc(c: Ctx, seq: Latency, cpu: { client: number; server: number }, rate: number): void {
+  const p1 = c.info["cpu_us_per_call_P1"] as { client: number; server: number } | undefined;
+  if (c.p1 !== undefined) c.figs.add("P1 p50 against birpc", "µs", c.p1.p50, seq.p50, { dir: "le", x: 0.8 }, { note: "vs birpc" });
+  if (p1 !== undefined) {
+    c.figs.add("P1 CPU per call client against birpc", "µs", p1.client, cpu.client, { dir: "le", x: 0.8 }, { note: "vs birpc" });
+    c.figs.add("P1 CPU per call server against birpc", "µs", p1.server, cpu.server, { dir: "le", x: 0.8 }, { note: "vs birpc" });
+  }
+  if (c.p2 !== undefined) c.figs.add("P2 rate against birpc", "calls/s", c.p2, rate, { dir: "ge", x: 1.5 }, { note: "vs birpc" });
+}

@@ -1,0 +1,286 @@
+/**
+ * One round of `pnpm bench` (started by main.ts as `node run.js OPTIONS_JSON`, under
+ * `taskset -c 0` in the pinned mode): this process is the client (and hosts the P3 worker
+ * thread); servers are forked children (server.js). Writes the round's rows as JSON to
+ * `options.out`. See bench/README.md for what each figure measures.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import type { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { EventLoop } from "@multiprocess-ts/runtime";
+import { attachWorkers, connectStream, loopHandleTransferList } from "@multiprocess-ts/node";
+import { FooInterfaceClient, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { connectUnix, log, runWorker, startServer, withCpu, type Cpu, type ServerChild } from "./children.js";
+import { runCppReference, type CppResult } from "./cpp.js";
+import { Figures } from "./figures.js";
+import { memoryPerConnection } from "./memory.js";
+import { runPeer } from "./run-peers.js";
+import { RawClient } from "./raw.js";
+import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, timeSequential, type Latency } from "./stats.js";
+
+export interface RunOptions {
+  n: number; warmup: number; seconds: number; conns: number; only: string[]; cpp: boolean;
+  quick: boolean; peers: boolean; profileDir?: string; tag: string; out: string;
+}
+const o = JSON.parse(process.argv[2]!) as RunOptions;
+const only = new Set(o.only);
+const DATA_SECONDS = o.quick ? 0.7 : 2;
+const COLD_CALLS = 1000;
+
+/** What the figure functions share. */
+export interface Ctx {
+  o: RunOptions; figs: Figures; info: Record<string, unknown>; dir: string; loop: EventLoop;
+  foo: FooInterfaceClient; socket: Socket; raw: RawClient; rawServer: ServerChild; rpcServer: ServerChild; rpcPath: string;
+  rawAdd: Buffer; dataSeconds: number; rawSeq?: Latency; cpuRawSeq?: Cpu; rawRate?: number; cpuRawPipe?: Cpu; rawEcho?: number; cpuRawEcho?: Cpu;
+  p1?: Latency; p2?: number;
+}
+
+async function bytesPerCall(socket: Socket, n: number, fn: (i: number) => Promise<unknown>): Promise<{ out: number; in: number }> {
+  await fn(0);
+  const w0 = socket.bytesWritten;
+  const r0 = socket.bytesRead;
+  for (let i = 0; i < n; i++) await fn(i);
+  return { out: (socket.bytesWritten - w0) / n, in: (socket.bytesRead - r0) / n };
+}
+
+async function floors(c: Ctx): Promise<void> {
+  log(`floor: raw socket sequential (${o.n} + ${o.warmup} warm-up)`);
+  c.cpuRawSeq = await withCpu(c.rawServer, async () => {
+    c.rawSeq = latency(await timeSequential(o.n, o.warmup, () => c.raw.call(c.rawAdd)));
+    return o.n + o.warmup;
+  });
+  if (only.has("P2")) {
+    log(`floor: raw socket, ${INFLIGHT} in flight for ${o.seconds} s`);
+    await pipelinedRate(INFLIGHT, 0.5, () => c.raw.call(c.rawAdd), 0);
+    c.cpuRawPipe = await withCpu(c.rawServer, async () => {
+      const r = await pipelinedRate(INFLIGHT, o.seconds, () => c.raw.call(c.rawAdd), 0);
+      c.rawRate = r.rate;
+      return r.calls;
+    });
+  }
+  if (only.has("P5")) {
+    const rawData = RawClient.request(DATA_BYTES, DATA_BYTES);
+    log(`floor: raw 1 MiB echo for ${DATA_SECONDS} s`);
+    c.cpuRawEcho = await withCpu(c.rawServer, async () => {
+      const r = await echoRate(DATA_SECONDS, async () => { await c.raw.call(rawData); });
+      c.rawEcho = r.mbps;
+      return r.calls + 5;
+    });
+  }
+  c.figs.add("floor: raw ping-pong p50", "µs", c.rawSeq!.p50, null);
+  c.figs.cpu("floor: raw ping-pong", c.cpuRawSeq, null);
+}
+
+async function p1(c: Ctx): Promise<void> {
+  log("P1: sequential add");
+  const cpu = await withCpu(c.rpcServer, async () => {
+    c.p1 = latency(await timeSequential(o.n, o.warmup, async (i) => {
+      if ((await c.foo.add(i, 1)) !== i + 1) throw new Error("wrong sum");
+    }));
+    return o.n + o.warmup;
+  });
+  c.info["cpu_us_per_call_P1"] = cpu;
+  c.figs.add("P1 add sequential p50", "µs", c.p1!.p50, c.rawSeq!.p50, { dir: "le", x: 1.2 });
+  c.figs.add("P1 add sequential p99", "µs", c.p1!.p99, c.rawSeq!.p99);
+  c.figs.cpu("P1", cpu, c.cpuRawSeq!);
+}
+
+/**
+ * Cold start: the first COLD_CALLS sequential adds of this fresh client process on its first
+ * connection, to a fresh server child (nothing warmed up on either side: JIT, tables, buffers).
+ * Its row is added by {@link coldRows} once the steady P1 p50 is known.
+ */
+async function cold(c: { dir: string; loop: EventLoop }): Promise<{ l: Latency; cpu: Cpu }> {
+  log(`cold start: first ${COLD_CALLS} calls of a fresh client on a new connection to a fresh server`);
+  const path = join(c.dir, "cold.sock");
+  const server = await startServer("rpc", path, `cold-${o.tag}`, o.profileDir);
+  try {
+    const foo = await connectStream(c.loop, await connectUnix(path), FooInterfaceClient);
+    let l: Latency | undefined;
+    const cpu = await withCpu(server, async () => {
+      l = latency(await timeSequential(COLD_CALLS, 0, async (i) => { if ((await foo.add(i, 1)) !== i + 1) throw new Error("wrong sum"); }));
+      return COLD_CALLS;
+    });
+    await foo.close();
+    return { l: l!, cpu };
+  } finally {
+    await server.stop();
+  }
+}
+
+function coldRows(c: Ctx, r: { l: Latency; cpu: Cpu }): void {
+  c.figs.add(`cold start: p99 of first ${COLD_CALLS} calls`, "µs", r.l.p99, c.p1?.p50 ?? null, { dir: "le", x: 3 },
+    { note: "floor = steady P1 p50" });
+  c.figs.add(`  cold start: p50 of first ${COLD_CALLS} calls`, "µs", r.l.p50, c.p1?.p50 ?? null);
+  c.figs.cpu("cold start", r.cpu, c.cpuRawSeq!);
+}
+
+async function p2(c: Ctx): Promise<void> {
+  log(`P2: add, ${INFLIGHT} in flight for ${o.seconds} s`);
+  const addCall = (): Promise<unknown> => c.foo.add(1, 2);
+  await pipelinedRate(INFLIGHT, 0.5, addCall, 0);
+  const cpu = await withCpu(c.rpcServer, async () => {
+    const r = await pipelinedRate(INFLIGHT, o.seconds, addCall, 0);
+    c.p2 = r.rate;
+    return r.calls;
+  });
+  c.figs.add(`P2 add pipelined (${INFLIGHT} in flight)`, "calls/s", c.p2!, c.rawRate!, { dir: "ge", x: 0.5 });
+  c.figs.cpu("P2", cpu, c.cpuRawPipe!);
+}
+
+async function p3(c: Ctx): Promise<void> {
+  log("floor: MessagePort ping-pong main ↔ worker");
+  const { worker: pw } = runWorker<never>({ mode: "pingpong" });
+  await new Promise<void>((resolve) => pw.once("online", () => resolve()));
+  const payload = new Uint8Array(c.rawAdd.length);
+  let mp: Latency | undefined;
+  const cpuMp = await withCpu(null, async () => {
+    mp = latency(await timeSequential(o.n, o.warmup, () => new Promise<void>((resolve) => { pw.once("message", () => resolve()); pw.postMessage(payload); })));
+    return o.n + o.warmup;
+  });
+  await pw.terminate();
+  log("P3: callIntFnAsync (Proxy.Context) from a worker through the loop thread");
+  const workers = attachWorkers(c.loop);
+  const unshare = workers.share("foo", c.foo);
+  const handle = workers.handle({ name: "bench-worker" });
+  let p3l: Latency | undefined;
+  const cpu = await withCpu(c.rpcServer, async () => {
+    const { worker, result } = runWorker<{ us: Float64Array }>({ mode: "p3", handle, n: o.n, warmup: o.warmup }, loopHandleTransferList(handle));
+    p3l = latency((await result).us);
+    await new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+    return o.n + o.warmup;
+  });
+  unshare();
+  const floorSum = { client: c.cpuRawSeq!.client + cpuMp.client, server: c.cpuRawSeq!.server };
+  c.figs.add("P3 worker add (Context) p50", "µs", p3l!.p50, c.rawSeq!.p50, { dir: "le", x: 2 });
+  c.figs.add("P3 worker add (Context) p99", "µs", p3l!.p99, c.rawSeq!.p99);
+  c.figs.cpu("P3", cpu, floorSum);
+  c.figs.add("  floor: MessagePort ping-pong p50", "µs", mp!.p50, null, undefined, { note: "main ↔ worker" });
+  c.figs.add("  floor: MessagePort CPU per call (both threads)", "µs", cpuMp.client, null);
+  c.figs.add("  floor: raw socket + MessagePort p50", "µs", p3l!.p50, c.rawSeq!.p50 + mp!.p50, undefined, { note: "P3 against the sum of both hops" });
+}
+
+async function p4(c: Ctx): Promise<void> {
+  log("P4: callbackSaved (server calls the client's callback during the call)");
+  let l: Latency | undefined;
+  const cpu = await withCpu(c.rpcServer, async () => {
+    l = latency(await timeSequential(o.n, o.warmup, async (i) => {
+      if ((await c.foo.callbackSaved(i)) !== i * 2) throw new Error("wrong callback result");
+    }));
+    return o.n + o.warmup;
+  });
+  c.figs.add("P4 callback round trip p50", "µs", l!.p50, c.rawSeq!.p50, { dir: "le", x: 2.5 }, { note: "callbackSaved" });
+  c.figs.add("P4 callback round trip p99", "µs", l!.p99, c.rawSeq!.p99);
+  c.figs.cpu("P4", cpu, c.cpuRawSeq!);
+  const n4 = Math.max(200, Math.floor(o.n / 5));
+  log(`P4b: callback(cb, arg) with a fresh callback each call (${n4} calls)`);
+  const cb: FooCallback = { call: (arg) => arg * 2 };
+  let l4b: Latency | undefined;
+  const cpu4b = await withCpu(c.rpcServer, async () => {
+    l4b = latency(await timeSequential(n4, Math.floor(n4 / 5), async (i) => {
+      if ((await c.foo.callback(cb, i)) !== i * 2) throw new Error("wrong callback result");
+    }));
+    return n4 + Math.floor(n4 / 5);
+  });
+  c.figs.add("  P4b callback(cb) incl. export+destroy p50", "µs", l4b!.p50, c.rawSeq!.p50, undefined, { note: "export, call, remote destroy" });
+  c.figs.cpu("P4b", cpu4b, c.cpuRawSeq!);
+}
+
+async function p5(c: Ctx): Promise<void> {
+  const data = new Uint8Array(DATA_BYTES);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 7) & 0xff;
+  log(`P5: passData 1 MiB for ${DATA_SECONDS} s`);
+  let r = { mbps: 0, calls: 0 };
+  const cpu = await withCpu(c.rpcServer, async () => {
+    r = await echoRate(DATA_SECONDS, async () => {
+      const back = await c.foo.passData(data);
+      if (back.length !== DATA_BYTES || back[DATA_BYTES - 1] !== data[DATA_BYTES - 1]) throw new Error("wrong echo");
+    });
+    return r.calls + 5;
+  });
+  c.figs.add("P5 1 MiB Data echo", "MB/s", r.mbps, c.rawEcho!, { dir: "ge", x: 0.7 });
+  c.figs.cpu("P5", cpu, c.cpuRawEcho!);
+}
+
+async function p6(c: Ctx): Promise<void> {
+  log(`P6: ${o.conns} idle connections`);
+  const f = await memoryPerConnection(c.dir, c.loop, "raw", o.conns);
+  const m = await memoryPerConnection(c.dir, c.loop, "rpc", o.conns);
+  c.figs.add("  P6 server RSS per idle conn, cold pass", "KiB", m.coldRss / 1024, f.coldRss / 1024, undefined, { note: "includes one-off V8 young-generation growth" });
+  c.figs.add("P6 server RSS per idle connection", "KiB", m.rss / 1024, f.rss / 1024, { dir: "le", x: 16, abs: true }, { note: "floor = plain net.Socket server" });
+  c.figs.add("P6 server heap per idle connection", "KiB", m.heap / 1024, f.heap / 1024, { dir: "le", x: 16, abs: true }, { note: "floor = plain net.Socket server" });
+  c.figs.add("  P6 server V8 heapTotal per idle connection", "KiB", m.heapTotal / 1024, f.heapTotal / 1024);
+  c.figs.add("  P6 client heap per connection", "KiB", m.clientHeap / 1024, f.clientHeap / 1024);
+}
+
+async function cppRef(c: Ctx): Promise<CppResult | undefined> {
+  log("C++ reference: foo-bench client ↔ foo-bench serve (libcapnp-rpc)");
+  try {
+    const r = await runCppReference(c.dir, { n: o.n, warmup: o.warmup, seconds: o.seconds, inflight: INFLIGHT, dataBytes: DATA_BYTES, dataN: o.quick ? 20 : 100 });
+    const set = (prefix: string, v: number): void => { c.figs.set(prefix, "cpp", v); };
+    set("P1 add sequential p50", r.add.p50_us);
+    set("P1 add sequential p99", r.add.p99_us);
+    set("P2 add pipelined", r.pipelined.rate);
+    set("P3 worker add (Context) p50", r.ctx.p50_us);
+    set("P3 worker add (Context) p99", r.ctx.p99_us);
+    set("P4 callback round trip p50", r.callback.p50_us);
+    set("P4 callback round trip p99", r.callback.p99_us);
+    set("P5 1 MiB Data echo", r.data.mbps);
+    if (c.p1 !== undefined) c.figs.add("P1 p50 against the C++ reference", "µs", c.p1.p50, r.add.p50_us, { dir: "le", x: 1 }, { note: "vs C++" });
+    if (c.p2 !== undefined) c.figs.add("P2 rate against the C++ reference", "calls/s", c.p2, r.pipelined.rate, { dir: "ge", x: 1 }, { note: "vs C++" });
+    const p4 = c.figs.rows.find((f) => f.name === "P4 callback round trip p50");
+    if (p4?.ours != null) c.figs.add("P4 p50 against the C++ reference", "µs", p4.ours, r.callback.p50_us, { dir: "le", x: 1.5 }, { note: "vs C++" });
+    return r;
+  } catch (e) {
+    log(`C++ reference skipped: ${e instanceof Error ? e.message : String(e)}`);
+    return undefined;
+  }
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "mpts-bench-"));
+  const loop = new EventLoop("bench-client", { log: { level: "warning", logFn: (l, m) => log(`[client ${l}] ${m}`) } });
+  const rpcPath = join(dir, "rpc.sock");
+  const rawServer = await startServer("raw", join(dir, "raw.sock"), `raw-${o.tag}`, o.profileDir);
+  const rpcServer = await startServer("rpc", rpcPath, `rpc-${o.tag}`, o.profileDir);
+  const figs = new Figures();
+  const info: Record<string, unknown> = {};
+  let cpp: CppResult | undefined;
+  try {
+    const coldRun = only.has("P1") ? await cold({ dir, loop }) : undefined;
+    const raw = await RawClient.connect(join(dir, "raw.sock"));
+    const socket = await connectUnix(rpcPath);
+    const foo = await connectStream(loop, socket, FooInterfaceClient);
+    await foo.initThreadMap(); // ThreadMap exchange, so Proxy.Context methods can pick a server thread
+    await foo.saveCallback({ call: (arg) => arg * 2 });
+    const addBytes = await bytesPerCall(socket, 100, async (i) => { await foo.add(i, 1); });
+    info["bytes_per_add"] = addBytes;
+    log(`add moves ${addBytes.out} B out / ${addBytes.in} B in per call`);
+    const c: Ctx = { o, figs, info, dir, loop, foo, socket, raw, rawServer, rpcServer, rpcPath, rawAdd: RawClient.request(addBytes.out - 4, addBytes.in - 4), dataSeconds: DATA_SECONDS };
+    await floors(c);
+    if (only.has("P1")) { await p1(c); coldRows(c, coldRun!); }
+    if (only.has("P2")) await p2(c);
+    if (only.has("P3")) await p3(c);
+    if (only.has("P4")) await p4(c);
+    if (only.has("P5")) await p5(c);
+    raw.close();
+    await foo.close();
+    if (o.peers) for (const kind of ["birpc", "capnweb"] as const) await runPeer(c, kind);
+    if (only.has("P6")) await p6(c);
+    if (o.cpp) cpp = await cppRef(c);
+  } finally {
+    await rawServer.stop();
+    await rpcServer.stop();
+  }
+  await rm(dir, { recursive: true, force: true });
+  await writeFile(o.out, JSON.stringify({ figures: figs.rows, info, cpp: cpp ?? null }));
+}
+
+main().then(() => {
+  // Handles of the loop (and the worker bridge) may keep the process alive; the round is over.
+  process.exit(process.exitCode ?? 0);
+}, (e: unknown) => {
+  process.stderr.write(`bench: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exit(1);
+});
