@@ -196,7 +196,7 @@ async function tarEntries(tgz) {
 /** Problems with one tarball's contents (empty when it holds only what it should). */
 function checkTarball(pkg, entries, packedPkg) {
   const problems = [];
-  const allowed = /^package\/(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts)|bin\/[^/]+|schema\/.+)$/;
+  const allowed = /^package\/(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts)|bin\/[^/]+|schema\/.+|capnp\/.+\.capnp)$/;
   for (const e of entries) {
     if (/(^|\/)(test|src)\//.test(e.path.replace(/^package\//, "")) || /\.tsbuildinfo$|\.map$/.test(e.path) || !allowed.test(e.path)) problems.push(`unexpected file ${e.path}`);
   }
