@@ -69,7 +69,7 @@ describe("consumer test (scripts/consumer-test.mjs)", () => {
     for (const t of result.tarballs) {
       const files = t.files.map((f) => f.path);
       expect(files.filter((f) => /(^|\/)(test|src)\/|\.tsbuildinfo$|\.map$/.test(f)), `${t.name}: no test/src/tsbuildinfo/map files`).toEqual([]);
-      expect(files.filter((f) => !/^(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts)|bin\/[^/]+|schema\/.+)$/.test(f)), `${t.name}: only dist, bin, schema, README, LICENSE`).toEqual([]);
+      expect(files.filter((f) => !/^(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts)|bin\/[^/]+|schema\/.+|capnp\/.+\.capnp)$/.test(f)), `${t.name}: only dist, bin, schema, capnp/*.capnp, README, LICENSE`).toEqual([]);
       expect(files).toEqual(expect.arrayContaining(["package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts"]));
       expect(t.version).toBe("0.2.0");
     }
