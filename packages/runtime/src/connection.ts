@@ -99,6 +99,8 @@ export interface ConnectionOptions {
    */
   bootstrap?: (connection: Connection) => Capability;
   limits?: RpcConnectionOptions["limits"];
+  /** Send server errors' stacks to the peer (default: the loop's `errorStacks`, off). */
+  errorStacks?: boolean;
 }
 
 let connectionCounter = 0;
@@ -142,6 +144,7 @@ export class Connection {
     };
     if (this.#bootstrap) rpcOpts.bootstrap = this.#bootstrap;
     if (opts.limits) rpcOpts.limits = opts.limits;
+    if (opts.errorStacks ?? loop.errorStacks) rpcOpts.errorStacks = true;
     this.rpc = new RpcConnection(transport, rpcOpts);
     this.rpc.onClose((err) => {
       if (this.#state === "open") {

@@ -42,6 +42,11 @@ export interface EventLoopOptions {
   hooks?: TestingHooks;
   /** Opaque application value (upstream `m_context`). */
   context?: unknown;
+  /**
+   * Default of `ConnectionOptions.errorStacks` for this loop's connections: send a server error's
+   * stack to the peer (its `RemoteError.remoteStack`). Off by default (a stack reveals file paths).
+   */
+  errorStacks?: boolean;
 }
 
 /** A handler reachable by name from other threads (data and MessagePorts only). */
@@ -96,6 +101,8 @@ export class EventLoop {
   /** Testing hooks; tests assign fields directly (`loop.hooks.connected = ...`). */
   readonly hooks: TestingHooks;
   readonly context: unknown;
+  /** See {@link EventLoopOptions.errorStacks}. */
+  readonly errorStacks: boolean;
 
   #logFn: LogFn | undefined;
   #logLevel: number;
@@ -117,6 +124,7 @@ export class EventLoop {
     this.threadName = longThreadName(name);
     this.hooks = opts.hooks ?? {};
     this.context = opts.context;
+    this.errorStacks = opts.errorStacks === true;
     const log: LogOptions = typeof opts.log === "function" ? { logFn: opts.log } : opts.log ?? {};
     this.#logFn = log.logFn;
     this.#logLevel = levelIndex(log.level ?? "info");

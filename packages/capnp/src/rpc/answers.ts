@@ -292,7 +292,7 @@ export class AnswerTable implements TailCallHandler {
       if (rs !== null) for (const s of rs) s.complete(cloneOutcome(o));
     } else if (o.err !== null) {
       ret = m.initRoot(rpc.Message).initReturn();
-      writeException(ret.initException(), o.err);
+      writeException(ret.initException(), o.err, this.core.errorStacks);
     } else if (o.msg === null || o.content === null) {
       ret = m.initRoot(rpc.Message).initReturn();
       ret.initResults();

@@ -11,11 +11,14 @@
  *    after disconnect."; calls in flight reject with "IPC client method call interrupted by
  *    disconnect.". A later `close()` has nothing left to do.
  *
+ * A failed call's RemoteError gets its stack captured again when it reaches the caller, so it
+ * names the caller's async frames (no cost on the success path).
+ *
  * Owns: one Capability reference, one EventLoopRef, one sync cleanup on its Connection.
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
  */
-import { DisconnectedError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
+import { DisconnectedError, RemoteError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
 import { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
@@ -233,6 +236,10 @@ function invokeOn<R>(
       // Already one of upstream's two errors (a worker-side call relayed by the loop): keep it.
       if (e instanceof IpcDisconnectedError) throw e;
       if (e instanceof RpcError && e.kind === "disconnected") throw new IpcInterruptedError(e);
+      // The peer's error was made while reading its Return: its stack holds engine frames only.
+      // Capturing again here (only on failure) lets V8 append the async frames of whoever awaits
+      // `result`, i.e. the caller's own frames (docs/errors.md, "Remote errors").
+      if (e instanceof RemoteError) Error.captureStackTrace(e);
       throw e;
     },
   );
