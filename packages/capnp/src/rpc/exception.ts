@@ -32,7 +32,15 @@ interface Described {
   prefixed: boolean;
 }
 
-function describe(err: Error, e: RpcError): Described {
+/** `toRpcError`'s wrap of a non-RpcError: describe what was thrown, not the wrap. */
+function unwrap(err: Error): Error {
+  const c = (err as { cause?: unknown }).cause;
+  if (Object.getPrototypeOf(err) === RpcError.prototype && c instanceof Error && !(c instanceof RpcError) && c.message === err.message) return c;
+  return err;
+}
+
+function describe(thrown: Error, e: RpcError): Described {
+  const err = unwrap(thrown);
   if (err instanceof RemoteError) {
     // Relaying a peer's error: keep what that peer said.
     const n = err.remoteName;
