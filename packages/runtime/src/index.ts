@@ -15,7 +15,7 @@ export { LOG_LEVELS, longThreadName, truncate } from "./log.js";
 export type { LogLevel, LogFn, LogOptions } from "./log.js";
 export { Connection, CleanupList } from "./connection.js";
 export type { CleanupHandle, ConnectionOptions, ConnectionState } from "./connection.js";
-export { ProxyClientBase } from "./proxy/client.js";
+export { ProxyClientBase, SharedHolders } from "./proxy/client.js";
 export { ProxyServerBase } from "./proxy/server.js";
 export { disposeObject } from "./proxy/dispose.js";
 export { setCallDefaults, callDefaults } from "./proxy/call-options.js";

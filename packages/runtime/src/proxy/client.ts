@@ -2,6 +2,9 @@
  * ProxyClientBase: the base of generated clients (docs/contracts.md §2), after upstream's
  * `ProxyClientBase` (proxy-io.h) and `clientInvoke` (proxy-types.h).
  *
+ * `release()` drops the client's reference without the remote `destroy`; a client shared with
+ * workers (`$holders`) sends `destroy` only when its last holder closes.
+ *
  * Two shutdown sequences, as upstream:
  *  - normal (client closed first): `close()` calls the remote `destroy` if the interface declares
  *    one (a failure is logged, never thrown), then in `loop.sync` unregisters the client's
@@ -33,6 +36,25 @@ import { PROXY_CLIENT } from "./marks.js";
 import type { ClientIO, ProxyClientCtor, ProxyClientOptions, ProxyMethod } from "./seam.js";
 
 type ClientState = "open" | "disconnected" | "closed";
+
+/**
+ * How many holders share one remote object (the client that was shared plus every worker-side
+ * client of it): the remote `destroy` is sent by the last holder that closes. Loop thread only.
+ */
+export class SharedHolders {
+  count = 1;
+
+  /** One more holder (a worker got the shared client). */
+  join(): void {
+    this.count++;
+  }
+
+  /** A holder goes; true while others remain (so it must not destroy). */
+  leave(): boolean {
+    if (this.count > 0) this.count--;
+    return this.count > 0;
+  }
+}
 
 /** Base of generated clients: see the module comment. */
 export abstract class ProxyClientBase implements AsyncDisposable {
@@ -126,18 +148,33 @@ export abstract class ProxyClientBase implements AsyncDisposable {
   }
 
   /**
-   * @internal Like {@link close} but never calls the remote `destroy`: only this client's reference
-   * is released (a capnp Release once no other local reference remains). Used by relay servers
-   * when their peer released them without `destroy`.
+   * Drops this client's reference without calling the remote `destroy`: the remote object lives on
+   * while other references to it remain (capnp Release once no other local reference does).
+   * Use it for an object you do not own, or that others still use. Idempotent; never rejects; a
+   * later close() does nothing more.
    */
-  $release(): Promise<void> {
+  release(): Promise<void> {
     if (!this.#closing) this.#closing = this.#close(false);
     return this.#closing;
   }
 
+  /** @internal Old name of {@link release} (relay servers). */
+  $release(): Promise<void> {
+    return this.release();
+  }
+
+  /**
+   * @internal Holders of this client's remote object beyond this client: set once the client is
+   * shared (`workers.share()`), counted by the worker bridge. close() calls the remote `destroy`
+   * only as the last holder (docs/usage.md, "Sharing clients").
+   */
+  $holders: SharedHolders | undefined = undefined;
+
   async #close(destroy: boolean): Promise<void> {
     const ctor = this.constructor as ProxyClientCtor;
     const loop = this.$connection.loop;
+    // A shared client: only the last holder to go destroys (and only if it closes).
+    if (this.$holders !== undefined && this.$holders.leave()) destroy = false;
     if (destroy && this.#state === "open" && ctor.$destroy && this.$connection.state === "open") {
       try {
         await this.$call(ctor.$destroy, () => {}, () => undefined);
