@@ -140,7 +140,8 @@ export class Connection {
     this.#bootstrap = opts.bootstrap?.(this);
     const rpcOpts: RpcConnectionOptions = {
       name: this.name,
-      log: (level, msg) => loop.log(level, `${this.name}: ${msg}`),
+      // The engine's lines already start with the connection name: do not repeat it.
+      log: (level, msg) => loop.log(level, msg.startsWith(`${this.name}: `) ? msg : `${this.name}: ${msg}`),
     };
     if (this.#bootstrap) rpcOpts.bootstrap = this.#bootstrap;
     if (opts.limits) rpcOpts.limits = opts.limits;

@@ -14,7 +14,7 @@
  * only through the handlers registered with {@link EventLoop.handle}). Nothing here blocks.
  */
 import { deferred, type Deferred } from "@multiprocess-ts/capnp";
-import { levelIndex, longThreadName, truncate, type LogFn, type LogLevel, type LogOptions } from "./log.js";
+import { envLogOptions, levelIndex, longThreadName, truncate, type LogFn, type LogLevel, type LogOptions } from "./log.js";
 import { ThreadContext } from "./threads/thread-context.js";
 import { errorText } from "./util.js";
 
@@ -125,7 +125,8 @@ export class EventLoop {
     this.hooks = opts.hooks ?? {};
     this.context = opts.context;
     this.errorStacks = opts.errorStacks === true;
-    const log: LogOptions = typeof opts.log === "function" ? { logFn: opts.log } : opts.log ?? {};
+    // Without a `log` option, MPTS_TRACE=1 / DEBUG=multiprocess-ts:* turn tracing on (log.ts).
+    const log: LogOptions = typeof opts.log === "function" ? { logFn: opts.log } : opts.log ?? envLogOptions() ?? {};
     this.#logFn = log.logFn;
     this.#logLevel = levelIndex(log.level ?? "info");
     this.#maxChars = log.maxChars ?? 200;

@@ -303,7 +303,10 @@ export class AnswerTable implements TailCallHandler {
     }
     ret.setAnswerId(a.id);
     ret.setReleaseParamCaps(false);
-    if (this.core.log !== undefined) this.core.trace(`-> return a${a.id} ${RETURN_WHICH[ret.which()] ?? "?"}`);
+    if (this.core.log !== undefined) {
+      const ex = ret.which() === rpc.Return.EXCEPTION ? `: ${ret.getException().getReason()}` : "";
+      this.core.trace(`-> return a${a.id} ${RETURN_WHICH[ret.which()] ?? "?"}${ex}`);
+    }
     return m;
   }
 
