@@ -30,6 +30,7 @@ export type {
   ProxyClientOptions,
 } from "./proxy/seam.js";
 export { ThreadContext } from "./threads/thread-context.js";
+export { Lane, lane, runInLane, currentLane } from "./threads/lanes.js";
 export type { ThreadContextOptions } from "./threads/thread-context.js";
 export { ThreadClient } from "./threads/thread-client.js";
 export { FifoExecutor } from "./threads/executor.js";

@@ -27,6 +27,7 @@ import type { Connection } from "../connection.js";
 import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
 import type { EventLoopRef } from "../event-loop.js";
 import { currentFrame, type TaskFrame } from "../threads/frame.js";
+import { laneContext } from "../threads/lanes.js";
 import { fillContext } from "../threads/proxy-context.js";
 import { Context } from "../types/proxy-capnp.js";
 import { interfaceName, structText } from "../log.js";
@@ -240,7 +241,8 @@ function invokeOn<R>(
     }
     // Inside a server Thread task: that Thread's context; anywhere else: the loop thread's.
     const frame = currentFrame();
-    const thread = frame !== undefined && frame.context.loop === loop ? frame.context : loop.threadContext;
+    // Outside a task: the current lane's context (threads/lanes.ts), else the loop thread's.
+    const thread = frame !== undefined && frame.context.loop === loop ? frame.context : laneContext(loop) ?? loop.threadContext;
     const req = client.$cap.newCall(m.interfaceId, m.methodId, m.Params);
     build(req.params, io);
     if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread, opts?.thread === "pool");
