@@ -51,3 +51,5 @@ export {
   IntRangeError,
   TimeoutError,
 } from "./errors.js";
+// The capnp layer's error classes, so applications catch them without importing the engine.
+export { RpcError, RemoteError, DisconnectedError, CanceledError } from "@multiprocess-ts/capnp";
