@@ -4,17 +4,17 @@
 import { describe, expect, it } from "vitest";
 import { deferred } from "@multiprocess-ts/capnp";
 import { ThreadContext, currentLane, lane, runInLane } from "@multiprocess-ts/runtime";
-import { assertNoLeaks, createTestSetup } from "@multiprocess-ts/test-support";
+import { assertNoLeaks, createFooSetup } from "@multiprocess-ts/testing";
 
 describe("concurrency lanes", () => {
   it("two lanes run concurrently, each FIFO on its own server Thread", async () => {
-    const s = await createTestSetup();
+    const s = await createFooSetup();
     await s.client.initThreadMap();
     const events: string[] = [];
     const threads = new Map<number, string>();
     const release1 = deferred<void>();
     const started3 = deferred<void>();
-    s.server.intFn = async (n) => {
+    s.impl.intFn = async (n) => {
       threads.set(n, ThreadContext.current(s.serverLoop).name);
       events.push(`start ${n}`);
       if (n === 3) started3.resolve();
@@ -39,7 +39,7 @@ describe("concurrency lanes", () => {
     expect(threads.get(3)).toMatch(/lane:B/);
     expect(threads.get(3)).not.toBe(threads.get(1));
     // Default (no lane): the loop thread's one server Thread, not a lane's.
-    s.server.intFn = (n) => {
+    s.impl.intFn = (n) => {
       threads.set(n, ThreadContext.current(s.serverLoop).name);
       return n;
     };
@@ -50,7 +50,7 @@ describe("concurrency lanes", () => {
   });
 
   it("callbacks made while serving a lane's call run on that lane's callback Thread", async () => {
-    const s = await createTestSetup();
+    const s = await createFooSetup();
     await s.client.initThreadMap();
     const seen: string[] = [];
     const cb = (tag: string) => ({

@@ -6,7 +6,7 @@ import { RemoteError, RpcError } from "@multiprocess-ts/capnp";
 import { ThreadSelectionError } from "@multiprocess-ts/runtime";
 import * as $mp from "@multiprocess-ts/runtime/gen";
 import { FooStructError, type FooStruct } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { assertNoLeaks, createTestSetup } from "@multiprocess-ts/test-support";
+import { assertNoLeaks, createFooSetup } from "@multiprocess-ts/testing";
 
 class KvError extends Error {
   override name = "KvError";
@@ -24,8 +24,8 @@ async function callerFrameForTest(call: () => Promise<unknown>): Promise<unknown
 
 describe("remote errors", () => {
   it("a server TypeError arrives as a RemoteError with its name and message; no stack by default", async () => {
-    const s = await createTestSetup();
-    s.server.fn = () => {
+    const s = await createFooSetup();
+    s.impl.fn = () => {
       throw new TypeError("bad thing");
     };
     const e = (await callerFrameForTest(() => s.client.callFn())) as RemoteError;
@@ -47,18 +47,18 @@ describe("remote errors", () => {
   });
 
   it("custom classes and codes cross: a plain error's `code`, a runtime error's MP_ERR_* code", async () => {
-    const s = await createTestSetup();
-    s.server.fn = () => {
+    const s = await createFooSetup();
+    s.impl.fn = () => {
       throw new KvError("store is full");
     };
     const e1 = (await callerFrameForTest(() => s.client.callFn())) as RemoteError;
     expect([e1.remoteName, e1.code, e1.message]).toEqual(["KvError", "KV_E_FULL", "store is full"]);
-    s.server.fn = () => {
+    s.impl.fn = () => {
       throw new ThreadSelectionError("no thread specified and no pool configured", "MP_ERR_NO_THREAD");
     };
     const e2 = (await callerFrameForTest(() => s.client.callFn())) as RemoteError;
     expect([e2.remoteName, e2.code, e2.message]).toEqual(["ThreadSelectionError", "MP_ERR_NO_THREAD", "no thread specified and no pool configured"]);
-    s.server.fn = () => {
+    s.impl.fn = () => {
       throw new RpcError("overloaded", "busy");
     };
     const e3 = (await callerFrameForTest(() => s.client.callFn())) as RemoteError;
@@ -68,8 +68,8 @@ describe("remote errors", () => {
   });
 
   it("with errorStacks the server's stack arrives as remoteStack", async () => {
-    const s = await createTestSetup({ errorStacks: true });
-    s.server.fn = function serverSideThrower() {
+    const s = await createFooSetup({ errorStacks: true });
+    s.impl.fn = function serverSideThrower() {
       throw new RangeError("out of range");
     };
     const e = (await callerFrameForTest(() => s.client.callFn())) as RemoteError;
@@ -83,7 +83,7 @@ describe("remote errors", () => {
   });
 
   it("$Proxy.exception: the typed class arrives with the message derived from its value", async () => {
-    const s = await createTestSetup();
+    const s = await createFooSetup();
     const arg: FooStruct = { name: "n", setInt: [1], vectorBool: [], unorderedSetInt: [], mapStringInt: new Map() };
     const e = (await callerFrameForTest(() => s.client.raise(arg))) as FooStructError;
     expect(e).toBeInstanceOf(FooStructError);

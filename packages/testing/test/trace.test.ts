@@ -3,15 +3,15 @@
 // MPTS_TRACE=1 / DEBUG=multiprocess-ts:* switch it on for loops created without a `log` option.
 import { describe, expect, it } from "vitest";
 import { EventLoop } from "@multiprocess-ts/runtime";
-import { assertNoLeaks, createTestSetup } from "@multiprocess-ts/test-support";
+import { assertNoLeaks, createFooSetup } from "@multiprocess-ts/testing";
 
 describe("trace", () => {
   it("names Interface.method, prints params/results as capnp text and the exception text", async () => {
     const lines: string[] = [];
-    const s = await createTestSetup({ logLevel: "trace", log: (l) => lines.push(l) });
+    const s = await createFooSetup({ logLevel: "trace", log: (l) => lines.push(l) });
     lines.length = 0;
     expect(await s.client.add(1, 2)).toBe(3);
-    s.server.fn = () => {
+    s.impl.fn = () => {
       throw new TypeError("bad thing");
     };
     await expect(s.client.callFn()).rejects.toThrow("bad thing");

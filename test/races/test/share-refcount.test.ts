@@ -21,7 +21,7 @@ async function storePeer(t: WorkerSetup) {
     },
   } satisfies ThreadedCallback & { disposed: number };
   const [ct, st] = memoryTransportPair();
-  const serverConn = serveTransport(loop, st, impl, ThreadedCallbackServer, { ownsImpl: false });
+  const serverConn = serveTransport(loop, st, impl, ThreadedCallbackServer);
   const init = await connectTransport(t.clientLoop, ct, ThreadedCallbackClient);
   await init.initThreadMap();
   // The shared "store": a second client of the same object (the Init client owns the connection).
