@@ -12,14 +12,17 @@ import { createWorkerSetup, type WorkerSetup } from "../dist/index.js";
 /** A far process serving a ThreadedCallback (it declares `destroy`), and a loop-side client of it. */
 async function storePeer(t: WorkerSetup) {
   const loop = new EventLoop("store-server");
-  const impl = {
-    disposed: 0,
-    call: (arg: number): number => arg + 1,
-    initThreadMap(): void {},
+  class Store implements ThreadedCallback {
+    disposed = 0;
+    call(arg: number): number {
+      return arg + 1;
+    }
+    initThreadMap(): void {}
     [Symbol.dispose](): void {
-      impl.disposed++;
-    },
-  } satisfies ThreadedCallback & { disposed: number };
+      this.disposed++;
+    }
+  }
+  const impl = new Store();
   const [ct, st] = memoryTransportPair();
   const serverConn = serveTransport(loop, st, impl, ThreadedCallbackServer);
   const init = await connectTransport(t.clientLoop, ct, ThreadedCallbackClient);
