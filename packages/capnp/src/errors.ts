@@ -2,6 +2,10 @@
  * Typed errors of the Cap'n Proto layer. Every error the engine produces or relays is an
  * {@link RpcError} carrying one of rpc.capnp's `Exception.Type` kinds and a stable `MP_ERR_*`
  * code (documented in docs/errors.md), so callers decide by kind/code, never by message text.
+ * A peer's `failed` / `overloaded` / `unimplemented` answer arrives as a {@link RemoteError}
+ * (the wire form of names, codes and stacks is in rpc/exception.ts).
+ *
+ * Owns: nothing (error classes). Threading: any thread.
  */
 
 /** rpc.capnp `Exception.Type`, in TypeScript spelling. */
@@ -64,6 +68,33 @@ export class LimitError extends ProtocolError {
 export class CanceledError extends RpcError {
   constructor(message = "call canceled", opts: RpcErrorOptions = {}) {
     super("failed", message, { code: "MP_ERR_CANCELED", ...opts });
+  }
+}
+
+/**
+ * An exception the peer answered (kind `failed`, `overloaded` or `unimplemented`; a
+ * `disconnected` answer is a {@link DisconnectedError} with `remote: true`). `message` is the
+ * peer's message, `code` its code (`MP_ERR_FAILED` unless the peer said otherwise),
+ * `remoteName` the class name of what the peer threw (`"TypeError"`, a custom class, or
+ * undefined when the peer did not say: a C++ peer), `remoteStack` the peer's stack when the peer
+ * sends stacks (`RpcConnectionOptions.errorStacks`). `stack` is the local one: it names the
+ * caller's own async frames (see the runtime's client proxy). Deliberately not an
+ * `instanceof TypeError` etc.: see docs/errors.md, "Remote errors".
+ */
+export class RemoteError extends RpcError {
+  readonly remoteName: string | undefined;
+  readonly remoteStack: string | undefined;
+
+  constructor(kind: ErrorKind, message: string, opts: RpcErrorOptions & { remoteName?: string; remoteStack?: string } = {}) {
+    super(kind, message, { ...opts, remote: true });
+    this.remoteName = opts.remoteName;
+    this.remoteStack = opts.remoteStack;
+  }
+
+  /** `RemoteError [TypeError]`: what the peer threw, in Node's `Name [detail]` style. */
+  override get name(): string {
+    const r = this.remoteName;
+    return r === undefined || r === "Error" ? "RemoteError" : `RemoteError [${r}]`;
   }
 }
 

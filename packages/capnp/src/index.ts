@@ -5,6 +5,7 @@ export {
   ProtocolError,
   LimitError,
   CanceledError,
+  RemoteError,
   toRpcError,
   deferred,
 } from "./errors.js";

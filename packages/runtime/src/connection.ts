@@ -99,6 +99,8 @@ export interface ConnectionOptions {
    */
   bootstrap?: (connection: Connection) => Capability;
   limits?: RpcConnectionOptions["limits"];
+  /** Send server errors' stacks to the peer (default: the loop's `errorStacks`, off). */
+  errorStacks?: boolean;
 }
 
 let connectionCounter = 0;
@@ -138,10 +140,12 @@ export class Connection {
     this.#bootstrap = opts.bootstrap?.(this);
     const rpcOpts: RpcConnectionOptions = {
       name: this.name,
-      log: (level, msg) => loop.log(level, `${this.name}: ${msg}`),
+      // The engine's lines already start with the connection name: do not repeat it.
+      log: (level, msg) => loop.log(level, msg.startsWith(`${this.name}: `) ? msg : `${this.name}: ${msg}`),
     };
     if (this.#bootstrap) rpcOpts.bootstrap = this.#bootstrap;
     if (opts.limits) rpcOpts.limits = opts.limits;
+    if (opts.errorStacks ?? loop.errorStacks) rpcOpts.errorStacks = true;
     this.rpc = new RpcConnection(transport, rpcOpts);
     this.rpc.onClose((err) => {
       if (this.#state === "open") {

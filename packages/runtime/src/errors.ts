@@ -71,3 +71,22 @@ export class TimeoutError extends CanceledError {
     this.timeout = timeout;
   }
 }
+
+const MESSAGE_FIELDS = ["message", "what", "reason"] as const;
+
+/**
+ * The message of a generated `$Proxy.exception` error class made from its value (only the value
+ * crosses the wire, as upstream): a non-empty Text value itself, else a struct's non-empty
+ * `message` / `what` / `reason` text field, else the C++ type name `cxx`. Used as the default
+ * message on both sides, so "key not found: missing-key" reads the same for server and client.
+ */
+export function exceptionMessage(value: unknown, cxx: string): string {
+  if (typeof value === "string") return value !== "" ? value : cxx;
+  if (typeof value === "object" && value !== null) {
+    for (const f of MESSAGE_FIELDS) {
+      const v = (value as Record<string, unknown>)[f];
+      if (typeof v === "string" && v !== "") return v;
+    }
+  }
+  return cxx;
+}

@@ -14,7 +14,7 @@
  * only through the handlers registered with {@link EventLoop.handle}). Nothing here blocks.
  */
 import { deferred, type Deferred } from "@multiprocess-ts/capnp";
-import { levelIndex, longThreadName, truncate, type LogFn, type LogLevel, type LogOptions } from "./log.js";
+import { envLogOptions, levelIndex, longThreadName, truncate, type LogFn, type LogLevel, type LogOptions } from "./log.js";
 import { ThreadContext } from "./threads/thread-context.js";
 import { errorText } from "./util.js";
 
@@ -42,6 +42,11 @@ export interface EventLoopOptions {
   hooks?: TestingHooks;
   /** Opaque application value (upstream `m_context`). */
   context?: unknown;
+  /**
+   * Default of `ConnectionOptions.errorStacks` for this loop's connections: send a server error's
+   * stack to the peer (its `RemoteError.remoteStack`). Off by default (a stack reveals file paths).
+   */
+  errorStacks?: boolean;
 }
 
 /** A handler reachable by name from other threads (data and MessagePorts only). */
@@ -96,6 +101,8 @@ export class EventLoop {
   /** Testing hooks; tests assign fields directly (`loop.hooks.connected = ...`). */
   readonly hooks: TestingHooks;
   readonly context: unknown;
+  /** See {@link EventLoopOptions.errorStacks}. */
+  readonly errorStacks: boolean;
 
   #logFn: LogFn | undefined;
   #logLevel: number;
@@ -117,7 +124,9 @@ export class EventLoop {
     this.threadName = longThreadName(name);
     this.hooks = opts.hooks ?? {};
     this.context = opts.context;
-    const log: LogOptions = typeof opts.log === "function" ? { logFn: opts.log } : opts.log ?? {};
+    this.errorStacks = opts.errorStacks === true;
+    // Without a `log` option, MPTS_TRACE=1 / DEBUG=multiprocess-ts:* turn tracing on (log.ts).
+    const log: LogOptions = typeof opts.log === "function" ? { logFn: opts.log } : opts.log ?? envLogOptions() ?? {};
     this.#logFn = log.logFn;
     this.#logLevel = levelIndex(log.level ?? "info");
     this.#maxChars = log.maxChars ?? 200;

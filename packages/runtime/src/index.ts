@@ -15,7 +15,7 @@ export { LOG_LEVELS, longThreadName, truncate } from "./log.js";
 export type { LogLevel, LogFn, LogOptions } from "./log.js";
 export { Connection, CleanupList } from "./connection.js";
 export type { CleanupHandle, ConnectionOptions, ConnectionState } from "./connection.js";
-export { ProxyClientBase } from "./proxy/client.js";
+export { ProxyClientBase, SharedHolders } from "./proxy/client.js";
 export { ProxyServerBase } from "./proxy/server.js";
 export { disposeObject } from "./proxy/dispose.js";
 export { setCallDefaults, callDefaults } from "./proxy/call-options.js";
@@ -30,6 +30,7 @@ export type {
   ProxyClientOptions,
 } from "./proxy/seam.js";
 export { ThreadContext } from "./threads/thread-context.js";
+export { Lane, lane, runInLane, currentLane } from "./threads/lanes.js";
 export type { ThreadContextOptions } from "./threads/thread-context.js";
 export { ThreadClient } from "./threads/thread-client.js";
 export { FifoExecutor } from "./threads/executor.js";
@@ -50,3 +51,5 @@ export {
   IntRangeError,
   TimeoutError,
 } from "./errors.js";
+// The capnp layer's error classes, so applications catch them without importing the engine.
+export { RpcError, RemoteError, DisconnectedError, CanceledError } from "@multiprocess-ts/capnp";

@@ -59,6 +59,8 @@ export interface TestSetupOptions {
    * (default true: the server owns it, as upstream's ProxyServer owns `m_impl`).
    */
   checkImplDisposed?: boolean;
+  /** The server loop's `errorStacks` (send server errors' stacks to the client). */
+  errorStacks?: boolean;
 }
 
 /**
@@ -141,7 +143,7 @@ export function createTestLoops(opts: TestSetupOptions = {}): { serverLoop: Even
       opts.log?.(`[${side}] ${lvl}: ${msg}`);
       logs.push({ side, level: lvl, msg });
     };
-  const serverLoop = new EventLoop(`${name}-server`, { log: { logFn: mkLog("server"), level }, hooks: opts.hooks });
+  const serverLoop = new EventLoop(`${name}-server`, { log: { logFn: mkLog("server"), level }, hooks: opts.hooks, errorStacks: opts.errorStacks === true });
   const clientLoop = new EventLoop(`${name}-client`, { log: { logFn: mkLog("client"), level } });
   return { serverLoop, clientLoop, logs };
 }

@@ -697,11 +697,13 @@ export function writeStringIntPair(s: StringIntPair$Struct, v: StringIntPair): v
 
 /**
  * Typed error for `$Proxy.exception("mp::test::FooStruct")`: a server implementation throws it to fill the
- * exception result field, and the client proxy throws it again when that field is set.
+ * exception result field, and the client proxy throws it again when that field is set. Only the value
+ * crosses the wire: the default message is derived from it (a Text value, or a struct's
+ * `message` / `what` / `reason` text; else "mp::test::FooStruct"), so it reads the same on both sides.
  */
 export class FooStructError extends Error {
   readonly value: FooStruct;
-  constructor(value: FooStruct, message: string = "mp::test::FooStruct") {
+  constructor(value: FooStruct, message: string = $mp.exceptionMessage(value, "mp::test::FooStruct")) {
     super(message);
     this.name = "FooStructError";
     this.value = value;

@@ -761,6 +761,23 @@ public:
       }
     });
 
+    run("exception-typed", [&]() {
+      // Kind 8: the TS callee throws a TypeError. Its name and code cross in our own form, which a
+      // C++ peer must still print readably: "TypeError: <msg>" as the reason, and a one-line
+      // `multiprocess-ts {"name":...,"code":...}` remote trace.
+      auto req = calc.failRequest();
+      req.setKind(static_cast<Kind>(8));
+      req.setMsg("boom-exception-typed");
+      KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { wait(req.send()); })) {
+        KJ_ASSERT(e->getType() == kj::Exception::Type::FAILED, typeName(e->getType()), e->getDescription());
+        KJ_ASSERT(e->getDescription().endsWith("TypeError: boom-exception-typed"), e->getDescription());
+        KJ_ASSERT(e->getRemoteTrace() == "multiprocess-ts {\"name\":\"TypeError\",\"code\":\"MP_ERR_FAILED\"}",
+                  e->getRemoteTrace());
+      } else {
+        KJ_FAIL_ASSERT("fail() returned normally");
+      }
+    });
+
     run("unknown-method", [&]() {
       auto req = calc.typelessRequest(capnp::typeId<Calc>(), 99, nullptr);
       KJ_IF_MAYBE(e, kj::runCatchingExceptions([&]() { wait(req.send()); })) {

@@ -292,6 +292,8 @@ export class CalcServer implements Server {
       case CalcMethod.fail: {
         const p = c.params(Calc_fail$Params);
         const kind = KIND_NAMES[p.kind];
+        // Kind 8 (exception-typed): a TypeError, whose name must reach a C++ peer readably.
+        if (p.kind === 8) throw new TypeError(p.msg);
         // Not a declared Kind: throw an untyped error (the engine must send it as "failed").
         if (kind === undefined) throw new Error(p.msg);
         throw new RpcError(kind, p.msg);

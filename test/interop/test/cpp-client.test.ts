@@ -20,7 +20,7 @@ const CHECKS = [
   "bootstrap", "bootstrap-twice", "scalars", "text-data", "big-data", "callback-during-call", "promise-param", "null-cap", "cap-result", "cap-param-own",
   "cap-param-pipelined", "pipelined-result", "register-fire", "promise-resolve", "identity-await", "identity-pipelined", "tail-call",
   "exception-failed", "exception-overloaded", "exception-disconnected", "exception-unimplemented",
-  "exception-plain", "unknown-method", "cancel", "order-1000", "release", "hang-at-exit",
+  "exception-plain", "exception-typed", "unknown-method", "cancel", "order-1000", "release", "hang-at-exit",
 ];
 
 describe("C++ client → TS server (Unix socket)", () => {

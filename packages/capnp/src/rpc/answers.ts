@@ -292,7 +292,7 @@ export class AnswerTable implements TailCallHandler {
       if (rs !== null) for (const s of rs) s.complete(cloneOutcome(o));
     } else if (o.err !== null) {
       ret = m.initRoot(rpc.Message).initReturn();
-      writeException(ret.initException(), o.err);
+      writeException(ret.initException(), o.err, this.core.errorStacks);
     } else if (o.msg === null || o.content === null) {
       ret = m.initRoot(rpc.Message).initReturn();
       ret.initResults();
@@ -303,7 +303,10 @@ export class AnswerTable implements TailCallHandler {
     }
     ret.setAnswerId(a.id);
     ret.setReleaseParamCaps(false);
-    if (this.core.log !== undefined) this.core.trace(`-> return a${a.id} ${RETURN_WHICH[ret.which()] ?? "?"}`);
+    if (this.core.log !== undefined) {
+      const ex = ret.which() === rpc.Return.EXCEPTION ? `: ${ret.getException().getReason()}` : "";
+      this.core.trace(`-> return a${a.id} ${RETURN_WHICH[ret.which()] ?? "?"}${ex}`);
+    }
     return m;
   }
 

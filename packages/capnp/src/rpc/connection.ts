@@ -46,6 +46,11 @@ export interface RpcConnectionOptions {
    * {@link DEFAULT_MAX_INCOMING_CALLS}.
    */
   maxIncomingCalls?: number;
+  /**
+   * Send the stack of a server's error with the exception (in rpc.capnp `Exception.trace`, where
+   * the peer's `RemoteError.remoteStack` finds it). Off by default: a stack reveals file paths.
+   */
+  errorStacks?: boolean;
 }
 
 /** Default of {@link RpcConnectionOptions.maxIncomingCalls}: 16,384 outstanding calls per connection. */
@@ -69,6 +74,7 @@ export class RpcConnection {
 
   constructor(transport: Transport, opts: RpcConnectionOptions = {}) {
     const core = new ConnCore(transport, resolveLimits(opts.limits), opts.log, opts.name ?? "rpc");
+    core.errorStacks = opts.errorStacks === true;
     core.questions = new QuestionTable(core);
     const maxCalls = opts.maxIncomingCalls ?? DEFAULT_MAX_INCOMING_CALLS;
     if (typeof maxCalls !== "number" || !(maxCalls === Infinity || (Number.isInteger(maxCalls) && maxCalls > 0))) {

@@ -5,15 +5,16 @@
  * the connection's end: every table drops its entries in a fixed order (questions, answers,
  * embargoes and imports, exports, then the bootstrap capability).
  *
- * Plus the small wire helpers the tables share (Exception <-> RpcError, PromisedAnswer).
+ * Plus the small wire helpers the tables share (PromisedAnswer; Exception <-> RpcError is
+ * exception.ts, re-exported here).
  *
  * Threading: the connection's loop thread (the thread that created the RpcConnection).
  */
 
 import type * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
-import { DisconnectedError, RpcError, deferred, toRpcError } from "../errors.js";
-import type { ErrorKind } from "../errors.js";
+import { DisconnectedError, deferred } from "../errors.js";
+import { writeException } from "./exception.js";
 import type { Transport } from "../transport.js";
 import type { ReaderLimits } from "../limits.js";
 import { newMessage, segmentsOf } from "./message.js";
@@ -39,6 +40,8 @@ export const EMPTY: ReadonlyMap<unknown, unknown> = new EmptyMap();
 
 export class ConnCore implements ReleaseErrorReporter {
   ended = false;
+  /** Whether exceptions we send carry the stack (RpcConnectionOptions.errorStacks). */
+  errorStacks = false;
   endError: Error | undefined = undefined;
   // The tables (wired by RpcConnection's constructor, never changed afterwards).
   questions!: QuestionTable;
@@ -181,20 +184,7 @@ export class ConnCore implements ReleaseErrorReporter {
   }
 }
 
-const KINDS: readonly ErrorKind[] = ["failed", "overloaded", "disconnected", "unimplemented"];
-
-export function errorFromException(e: rpc.Exception): RpcError {
-  const kind = KINDS[e.getType()] ?? "failed";
-  const reason = e.getReason();
-  if (kind === "disconnected") return new DisconnectedError(reason, { remote: true });
-  return new RpcError(kind, reason, { remote: true });
-}
-
-export function writeException(ex: rpc.Exception, err: Error): void {
-  const e = toRpcError(err);
-  ex.setReason(e.message);
-  ex.setType(KINDS.indexOf(e.kind) as rpc.Exception_Type);
-}
+export { errorFromException, writeException } from "./exception.js";
 
 export function writePromisedAnswer(pa: rpc.PromisedAnswer, qid: number, path: readonly number[]): void {
   pa.setQuestionId(qid);

@@ -202,7 +202,10 @@ export class QuestionTable implements RouteConn {
     const takeFrom = env.takeFromOtherQuestion;
     // Everything is read from `env` before anything else runs (the connection reuses it).
     const ret = which !== rpc.Return.RESULTS || hasCapTable ? env.root().getReturn() : null;
-    if (core.log !== undefined) core.trace(`<- return q${id} ${RETURN_WHICH[which] ?? "?"}`);
+    if (core.log !== undefined) {
+      const ex = which === rpc.Return.EXCEPTION ? `: ${ret!.getException().getReason()}` : "";
+      core.trace(`<- return q${id} ${RETURN_WHICH[which] ?? "?"}${ex}`);
+    }
     q.returned = true;
     if (env.releaseParamCaps && q.paramExports !== null) {
       const pe = q.paramExports;

@@ -195,10 +195,10 @@ export function emitErrorClasses(ctx: FileContext, plans: MethodPlan[]): string 
   let out = "";
   for (const e of seen.values()) {
     const vt = ctx.tsType(e.type);
-    out += jsdoc(`Typed error for \`$Proxy.exception(${JSON.stringify(e.cxx)})\`: a server implementation throws it to fill the\nexception result field, and the client proxy throws it again when that field is set.`);
+    out += jsdoc(`Typed error for \`$Proxy.exception(${JSON.stringify(e.cxx)})\`: a server implementation throws it to fill the\nexception result field, and the client proxy throws it again when that field is set. Only the value\ncrosses the wire: the default message is derived from it (a Text value, or a struct's\n\`message\` / \`what\` / \`reason\` text; else ${JSON.stringify(e.cxx)}), so it reads the same on both sides.`);
     out += `export class ${e.cls} extends Error {\n`;
     out += `  readonly value: ${vt};\n`;
-    out += `  constructor(value: ${vt}, message: string = ${str(e.cxx)}) {\n    super(message);\n    this.name = ${str(e.cls)};\n    this.value = value;\n  }\n}\n\n`;
+    out += `  constructor(value: ${vt}, message: string = $mp.exceptionMessage(value, ${str(e.cxx)})) {\n    super(message);\n    this.name = ${str(e.cls)};\n    this.value = value;\n  }\n}\n\n`;
   }
   return out;
 }

@@ -40,7 +40,8 @@ import { ContextView } from "./context-view.js";
 import { Holder, capFromTable, packStruct, unpackStructInto } from "./copy.js";
 import type { WorkerHost, WorkerSession } from "./host.js";
 import { RPC_CHANNEL, encodeError, type CallMsg, type RpcMsg } from "./protocol.js";
-import { RemoteObjectServer, RpcEnd, type TableEntry } from "./rpc-end.js";
+import { RemoteObjectServer, RpcEnd, type ShareHold, type TableEntry } from "./rpc-end.js";
+import { encodePayload } from "./protocol.js";
 
 export interface LoopBridgeOptions {
   /**
@@ -123,8 +124,43 @@ class SessionRpc extends RpcEnd {
     if (shared === undefined) {
       this.send({ op: "got", q: m.q, error: encodeError(new RpcError("failed", `nothing is shared under "${m.name}"`)) });
     } else {
-      this.send({ op: "got", q: m.q, cap: this.describe(shared.cap, shared.connection) });
+      const cap = this.describe(shared.cap, shared.connection);
+      const share = shared.share;
+      if (share !== undefined && cap !== null && "l" in cap) {
+        const e = this.entries.get(cap.l);
+        if (e !== undefined && e.share === undefined) {
+          e.share = { holders: share.holders, destroy: share.destroy, left: false };
+          share.holders.join();
+        }
+      }
+      this.send({ op: "got", q: m.q, cap });
     }
+  }
+
+  /** A worker holder of a shared client released it: one holder less (no destroy). */
+  protected override entryReleased(e: TableEntry): void {
+    const h = e.share;
+    if (h !== undefined && !h.left) {
+      h.left = true;
+      h.holders.leave();
+    }
+  }
+
+  /**
+   * A worker holder of a shared client calls `destroy`: it only leaves while other holders remain
+   * (answered here with empty results); the last holder's destroy goes through.
+   */
+  protected override interceptCall(m: CallMsg, target: TableEntry): boolean {
+    const h = target.share!;
+    const d = h.destroy;
+    if (d === undefined || m.mid !== d.methodId || BigInt(m.iid) !== d.interfaceId) return false;
+    if (!h.left) {
+      h.left = true;
+      if (!h.holders.leave()) return false;
+    }
+    const results = encodePayload(new capnp.Message().initRoot(Holder), () => null);
+    this.send({ op: "return", q: m.q, results }, [results.buf]);
+    return true;
   }
 
   /** A call from the worker with a Proxy.Context: fill it with this worker's threads. */
@@ -249,11 +285,14 @@ export class LoopBridge {
   /**
    * Shares `cap` with attached workers under `name` (the bridge keeps its own reference until
    * `unshare`/`close`). `connection` is passed to `fillContext` for calls on it and on the
-   * capabilities its calls return. Returns the unshare function.
+   * capabilities its calls return. With `share`, every capability handed to a worker for `name`
+   * is one more holder of the shared client: its `destroy` call only leaves while others remain
+   * (docs/usage.md, "Sharing clients"). Returns the unshare function.
    */
-  share(name: string, cap: Capability, opts: { connection?: unknown } = {}): () => void {
+  share(name: string, cap: Capability, opts: { connection?: unknown; share?: Omit<ShareHold, "left"> } = {}): () => void {
     if (this.shared.has(name)) throw new Error(`LoopBridge.share: "${name}" is already shared`);
-    const entry = { cap: cap.dup(), connection: opts.connection };
+    const entry: TableEntry = { cap: cap.dup(), connection: opts.connection };
+    if (opts.share !== undefined) entry.share = { ...opts.share, left: true };
     this.shared.set(name, entry);
     return () => {
       if (this.shared.get(name) !== entry) return;

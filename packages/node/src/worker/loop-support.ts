@@ -17,6 +17,7 @@ import {
   ThreadContext,
   ThreadServer,
   fillContext,
+  SharedHolders,
   longThreadName,
   type EventLoop,
   type ProxyClientBase,
@@ -38,7 +39,10 @@ export interface WorkerSupport {
   /**
    * Shares a proxy client (e.g. the Init client from `connectTransport`) under `name`; workers
    * get their own client for it with `workerConnection(...).get(name, Ctor)`. Calls they make are
-   * filled with their own ThreadContext for `client.$connection`. Returns unshare.
+   * filled with their own ThreadContext for `client.$connection`. The shared client and every
+   * worker-side client of it are holders of one remote object: `close()` sends the remote
+   * `destroy` only from the last holder (earlier ones release), `release()` never does. Returns
+   * unshare.
    */
   share(name: string, client: ProxyClientBase): () => void;
   /** Shares a raw capability; `connection` (if any) is the Connection it belongs to. */
@@ -100,7 +104,14 @@ export function attachWorkers(loop: EventLoop): WorkerSupport {
     host,
     bridge,
     handle: (opts) => host.handle(opts),
-    share: (name, client) => bridge.share(name, client.$cap, { connection: client.$connection }),
+    share: (name, client) => {
+      const d = (client.constructor as { $destroy?: { interfaceId: bigint; methodId: number } }).$destroy;
+      const holders = (client.$holders ??= new SharedHolders());
+      return bridge.share(name, client.$cap, {
+        connection: client.$connection,
+        share: { holders, destroy: d === undefined ? undefined : { interfaceId: d.interfaceId, methodId: d.methodId } },
+      });
+    },
     shareCapability: (name, cap, connection) => bridge.share(name, cap, { connection }),
     threadContext,
     threadContexts: contexts,

@@ -32,6 +32,17 @@ export interface TableEntry {
   cap: Capability;
   /** The loop Connection the capability belongs to (loop end only; undefined in a worker). */
   connection: unknown;
+  /** Loop end only: the entry is one holder of a shared client (see LoopBridge.share). */
+  share?: ShareHold;
+}
+
+/** The share counting of one holder entry (loop end). */
+export interface ShareHold {
+  holders: { join(): void; leave(): boolean };
+  /** The shared interface's `destroy` method, if it declares one. */
+  destroy: { interfaceId: bigint; methodId: number } | undefined;
+  /** Whether this holder has left already (destroy call or release). */
+  left: boolean;
 }
 
 /**
@@ -108,6 +119,12 @@ export abstract class RpcEnd {
   protected dupEntry(e: TableEntry, _into: unknown): Capability {
     return e.cap.dup();
   }
+  /** An entry the other side released (or this end closed): hook for share counting. */
+  protected entryReleased(_e: TableEntry): void {}
+  /** A call on `target` this end answers itself instead of forwarding; true when it did. */
+  protected interceptCall(_m: CallMsg, _target: TableEntry): boolean {
+    return false;
+  }
   /** Reports a capability that threw while being released at close. */
   protected releaseFailed(_e: unknown): void {}
 
@@ -167,6 +184,7 @@ export abstract class RpcEnd {
         const e = this.entries.get(m.id);
         if (e === undefined) return;
         this.entries.delete(m.id);
+        this.entryReleased(e);
         e.cap.close();
         return;
       }
@@ -206,6 +224,7 @@ export abstract class RpcEnd {
       fail(new RpcError("failed", this.unknownEntry(m.target, "called")));
       return;
     }
+    if (target.share !== undefined && this.interceptCall(m, target)) return;
     let pending: PendingCall;
     try {
       this.checkTarget(target);
@@ -262,6 +281,7 @@ export abstract class RpcEnd {
     this.entries.clear();
     for (const e of entries) {
       try {
+        this.entryReleased(e);
         e.cap.close();
       } catch (x) {
         this.releaseFailed(x);

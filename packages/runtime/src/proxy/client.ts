@@ -2,6 +2,9 @@
  * ProxyClientBase: the base of generated clients (docs/contracts.md §2), after upstream's
  * `ProxyClientBase` (proxy-io.h) and `clientInvoke` (proxy-types.h).
  *
+ * `release()` drops the client's reference without the remote `destroy`; a client shared with
+ * workers (`$holders`) sends `destroy` only when its last holder closes.
+ *
  * Two shutdown sequences, as upstream:
  *  - normal (client closed first): `close()` calls the remote `destroy` if the interface declares
  *    one (a failure is logged, never thrown), then in `loop.sync` unregisters the client's
@@ -11,18 +14,23 @@
  *    after disconnect."; calls in flight reject with "IPC client method call interrupted by
  *    disconnect.". A later `close()` has nothing left to do.
  *
+ * A failed call's RemoteError gets its stack captured again when it reaches the caller, so it
+ * names the caller's async frames (no cost on the success path).
+ *
  * Owns: one Capability reference, one EventLoopRef, one sync cleanup on its Connection.
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
  */
-import { DisconnectedError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
+import { DisconnectedError, RemoteError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
 import { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
 import type { EventLoopRef } from "../event-loop.js";
 import { currentFrame, type TaskFrame } from "../threads/frame.js";
+import { laneContext } from "../threads/lanes.js";
 import { fillContext } from "../threads/proxy-context.js";
 import { Context } from "../types/proxy-capnp.js";
+import { interfaceName, structText } from "../log.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
 import { abortError, Canceler, checkTimeout, effectiveOptions, type CallOptions } from "./call-options.js";
@@ -30,6 +38,25 @@ import { PROXY_CLIENT } from "./marks.js";
 import type { ClientIO, ProxyClientCtor, ProxyClientOptions, ProxyMethod } from "./seam.js";
 
 type ClientState = "open" | "disconnected" | "closed";
+
+/**
+ * How many holders share one remote object (the client that was shared plus every worker-side
+ * client of it): the remote `destroy` is sent by the last holder that closes. Loop thread only.
+ */
+export class SharedHolders {
+  count = 1;
+
+  /** One more holder (a worker got the shared client). */
+  join(): void {
+    this.count++;
+  }
+
+  /** A holder goes; true while others remain (so it must not destroy). */
+  leave(): boolean {
+    if (this.count > 0) this.count--;
+    return this.count > 0;
+  }
+}
 
 /** Base of generated clients: see the module comment. */
 export abstract class ProxyClientBase implements AsyncDisposable {
@@ -123,18 +150,33 @@ export abstract class ProxyClientBase implements AsyncDisposable {
   }
 
   /**
-   * @internal Like {@link close} but never calls the remote `destroy`: only this client's reference
-   * is released (a capnp Release once no other local reference remains). Used by relay servers
-   * when their peer released them without `destroy`.
+   * Drops this client's reference without calling the remote `destroy`: the remote object lives on
+   * while other references to it remain (capnp Release once no other local reference does).
+   * Use it for an object you do not own, or that others still use. Idempotent; never rejects; a
+   * later close() does nothing more.
    */
-  $release(): Promise<void> {
+  release(): Promise<void> {
     if (!this.#closing) this.#closing = this.#close(false);
     return this.#closing;
   }
 
+  /** @internal Old name of {@link release} (relay servers). */
+  $release(): Promise<void> {
+    return this.release();
+  }
+
+  /**
+   * @internal Holders of this client's remote object beyond this client: set once the client is
+   * shared (`workers.share()`), counted by the worker bridge. close() calls the remote `destroy`
+   * only as the last holder (docs/usage.md, "Sharing clients").
+   */
+  $holders: SharedHolders | undefined = undefined;
+
   async #close(destroy: boolean): Promise<void> {
     const ctor = this.constructor as ProxyClientCtor;
     const loop = this.$connection.loop;
+    // A shared client: only the last holder to go destroys (and only if it closes).
+    if (this.$holders !== undefined && this.$holders.leave()) destroy = false;
     if (destroy && this.#state === "open" && ctor.$destroy && this.$connection.state === "open") {
       try {
         await this.$call(ctor.$destroy, () => {}, () => undefined);
@@ -189,6 +231,7 @@ function invokeOn<R>(
   let pending: PendingCall;
   let waiter: TaskFrame | undefined;
   let canceler: Canceler | undefined;
+  let trace: string | undefined;
   try {
     client.$checkOpen();
     const opts = effectiveOptions(client, options);
@@ -198,11 +241,15 @@ function invokeOn<R>(
     }
     // Inside a server Thread task: that Thread's context; anywhere else: the loop thread's.
     const frame = currentFrame();
-    const thread = frame !== undefined && frame.context.loop === loop ? frame.context : loop.threadContext;
+    // Outside a task: the current lane's context (threads/lanes.ts), else the loop thread's.
+    const thread = frame !== undefined && frame.context.loop === loop ? frame.context : laneContext(loop) ?? loop.threadContext;
     const req = client.$cap.newCall(m.interfaceId, m.methodId, m.Params);
     build(req.params, io);
     if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread, opts?.thread === "pool");
-    if (loop.logEnabled("trace")) loop.log("trace", `IPC client send ${m.name} ${loop.truncate(String(req.params))}`);
+    if (loop.logEnabled("trace")) {
+      trace = `${interfaceName(client.constructor)}.${m.name}`;
+      loop.log("trace", `IPC client send ${trace} ${loop.truncate(structText(req.params))}`);
+    }
     pending = req.send();
     if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) canceler = new Canceler(pending, opts);
     // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
@@ -218,7 +265,9 @@ function invokeOn<R>(
       canceler?.done();
       if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
       try {
-        return read(response.results(m.Results), io);
+        const results = response.results(m.Results);
+        if (trace !== undefined) loop.log("trace", `IPC client recv ${trace} ${loop.truncate(structText(results))}`);
+        return read(results, io);
       } finally {
         io.release();
         response.close();
@@ -226,6 +275,7 @@ function invokeOn<R>(
     },
     (e: unknown) => {
       if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
+      if (trace !== undefined) loop.log("trace", `IPC client recv ${trace} threw ${errorText(e)}`);
       if (canceler !== undefined) {
         canceler.done();
         if (canceler.error !== undefined) throw canceler.error;
@@ -233,6 +283,10 @@ function invokeOn<R>(
       // Already one of upstream's two errors (a worker-side call relayed by the loop): keep it.
       if (e instanceof IpcDisconnectedError) throw e;
       if (e instanceof RpcError && e.kind === "disconnected") throw new IpcInterruptedError(e);
+      // The peer's error was made while reading its Return: its stack holds engine frames only.
+      // Capturing again here (only on failure) lets V8 append the async frames of whoever awaits
+      // `result`, i.e. the caller's own frames (docs/errors.md, "Remote errors").
+      if (e instanceof RemoteError) Error.captureStackTrace(e);
       throw e;
     },
   );

@@ -20,6 +20,7 @@ import { enterFrame } from "../threads/frame.js";
 import { readContext, selectThreadNow } from "../threads/proxy-context.js";
 import { makeThreadMap, ThreadServer } from "../threads/servers.js";
 import type { ThreadClient } from "../threads/thread-client.js";
+import { interfaceName, structText } from "../log.js";
 import { errorText, isThenable } from "../util.js";
 import { ServerCallIO } from "./call-io.js";
 import { ProxyClientBase } from "./client.js";
@@ -263,18 +264,23 @@ export abstract class ProxyServerBase<I> implements Server {
     const entry = slot.entry as ServerMethod<I>;
     if (!entry.invoke) throw new RpcError("unimplemented", `Method not implemented: ${m.name}`);
     const debug = loop.logEnabled("debug");
-    if (debug) loop.log("debug", `IPC server recv ${m.name}`);
+    const trace = debug && loop.logEnabled("trace") ? `${interfaceName(this.constructor)}.${m.name}` : undefined;
+    if (debug) {
+      const p = trace !== undefined ? ` ${loop.truncate(structText(params ?? call.params(m.Params)))}` : "";
+      loop.log(trace !== undefined ? "trace" : "debug", `IPC server recv ${trace ?? m.name}${p}`);
+    }
     const io = new ServerCallIO(this.connection, call);
     let r: void | Promise<void>;
     try {
       r = entry.invoke(impl, params ?? call.params(m.Params), call.results(m.Results), io);
     } catch (e) {
       io.release();
-      if (debug) loop.log("debug", `IPC server ${m.name} threw: ${errorText(e)}`);
+      if (debug) loop.log("debug", `IPC server ${trace ?? m.name} threw: ${errorText(e)}`);
       throw e;
     }
     if (!isThenable(r)) {
       io.release();
+      if (trace !== undefined) loop.log("trace", `IPC server send ${trace} ${loop.truncate(structText(call.results(m.Results)))}`);
       return;
     }
     if (!debug && !io.holds) {
@@ -282,10 +288,13 @@ export abstract class ProxyServerBase<I> implements Server {
       return r;
     }
     return r.then(
-      () => io.release(),
+      () => {
+        io.release();
+        if (trace !== undefined) loop.log("trace", `IPC server send ${trace} ${loop.truncate(structText(call.results(m.Results)))}`);
+      },
       (e: unknown) => {
         io.release();
-        if (debug) loop.log("debug", `IPC server ${m.name} threw: ${errorText(e)}`);
+        if (debug) loop.log("debug", `IPC server ${trace ?? m.name} threw: ${errorText(e)}`);
         throw e;
       },
     );

@@ -9,7 +9,7 @@
 import { parentPort, threadId, workerData } from "node:worker_threads";
 import { workerConnection } from "@multiprocess-ts/node";
 import { FooCallbackClient, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { ThreadFooClient as FooClient } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
+import { ThreadFooClient as FooClient, ThreadedCallbackClient } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
 
 const port = parentPort!;
 const wc = workerConnection(workerData.handle);
@@ -34,6 +34,19 @@ async function finish(foo: FooClient): Promise<void> {
 }
 
 const scenarios: Record<string, () => Promise<unknown> | unknown> = {
+  /** Gets the shared "store", calls it, then (after the "close" command if `waitClose`) closes it. */
+  async closeShared() {
+    const store = await wc.get("store", ThreadedCallbackClient);
+    const sum = await store.call(20);
+    if (workerData.waitClose === true) {
+      report({ ready: true });
+      await nextCommand();
+    }
+    await store.close();
+    await wc.close();
+    return sum;
+  },
+
   /** post/sync to handlers registered on the runtime EventLoop with loop.handle(name, fn). */
   async loopHandlers() {
     wc.loop.post("note", { from: wc.loop.name, n: 1 });

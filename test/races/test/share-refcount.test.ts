@@ -1,0 +1,92 @@
+// Sharing (docs/usage.md, "Sharing clients"): a client shared with workers (`share()`) is
+// reference-counted, so one holder's close() does not destroy the object for the others; the
+// remote `destroy` is sent by the last holder that closes. release() never destroys.
+// Threading: loop thread (the test's thread); workers run dist/workers/foo-worker.js.
+import { describe, expect, it } from "vitest";
+import { memoryTransportPair } from "@multiprocess-ts/capnp";
+import { EventLoop, connectTransport, serveTransport } from "@multiprocess-ts/runtime";
+import { ThreadedCallbackClient, ThreadedCallbackServer, type ThreadedCallback } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
+import { assertIdle } from "@multiprocess-ts/testing";
+import { createWorkerSetup, type WorkerSetup } from "../dist/index.js";
+
+/** A far process serving a ThreadedCallback (it declares `destroy`), and a loop-side client of it. */
+async function storePeer(t: WorkerSetup) {
+  const loop = new EventLoop("store-server");
+  class Store implements ThreadedCallback {
+    disposed = 0;
+    call(arg: number): number {
+      return arg + 1;
+    }
+    initThreadMap(): void {}
+    [Symbol.dispose](): void {
+      this.disposed++;
+    }
+  }
+  const impl = new Store();
+  const [ct, st] = memoryTransportPair();
+  const serverConn = serveTransport(loop, st, impl, ThreadedCallbackServer);
+  const init = await connectTransport(t.clientLoop, ct, ThreadedCallbackClient);
+  await init.initThreadMap();
+  // The shared "store": a second client of the same object (the Init client owns the connection).
+  const store = new ThreadedCallbackClient(init.$dupCap(), init.$connection);
+  const done = async (): Promise<void> => {
+    const clientConn = init.$connection;
+    await init.release(); // no destroy; closes the connection it owns
+    await clientConn.disconnected;
+    await serverConn.disconnected;
+    await loop.done;
+    assertIdle({ connections: { clientConn, serverConn }, loops: { loop } });
+  };
+  return { impl, store, done };
+}
+
+describe("a client shared with workers", () => {
+  it("survives each worker's close(); the owner's close() as the last holder destroys it", async () => {
+    await using t = await createWorkerSetup();
+    const { impl, store, done } = await storePeer(t);
+    const unshare = t.support.share("store", store);
+    for (let i = 0; i < 2; i++) {
+      const w = t.start("closeShared");
+      expect(await w.done).toMatchObject({ ok: true, value: 21 });
+      await w.exited;
+      await w.session.closed;
+      expect(impl.disposed).toBe(0); // the worker's close only released its hold
+      expect(await store.call(2)).toBe(3); // the owner's client still works
+    }
+    unshare();
+    await store.close(); // last holder: destroy is sent, the server disposes the impl
+    expect(impl.disposed).toBe(1);
+    await done();
+  });
+
+  it("the owner closing first leaves the destroy to the worker, the last holder", async () => {
+    await using t = await createWorkerSetup();
+    const { impl, store, done } = await storePeer(t);
+    const unshare = t.support.share("store", store);
+    const w = t.start("closeShared", { waitClose: true });
+    await w.ready;
+    await store.close(); // not the last holder: release only
+    expect(impl.disposed).toBe(0);
+    w.send("close");
+    expect(await w.done).toMatchObject({ ok: true, value: 21 });
+    expect(impl.disposed).toBe(1); // the worker's destroy went through before its close returned
+    await w.exited;
+    await w.session.closed;
+    unshare();
+    await done();
+  });
+
+  it("release() drops a reference without destroy; close() destroys", async () => {
+    await using t = await createWorkerSetup();
+    const { impl, store, done } = await storePeer(t);
+    const other = new ThreadedCallbackClient(store.$dupCap(), store.$connection);
+    await other.release();
+    expect(other.$state).toBe("closed");
+    await other.close(); // nothing more to do after release()
+    expect(impl.disposed).toBe(0);
+    expect(await store.call(1)).toBe(2);
+    await store.close();
+    expect(impl.disposed).toBe(1);
+    await done();
+  });
+});
