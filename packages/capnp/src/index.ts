@@ -1,4 +1,6 @@
 // Public API of @multiprocess-ts/capnp. Hand-curated: add named exports as modules land.
+// Threading: re-exports only; each module's header says on which thread it runs (connections and
+// transports on the loop thread that created them, codecs and errors on any thread).
 export {
   RpcError,
   DisconnectedError,

@@ -2,6 +2,8 @@
  * The libmultiprocess annotations from `mp/proxy.capnp` and how mpgen reads them.
  * IDs are fixed by the file ID `0xcc316e3f71a040fb` (see libmultiprocess src/mp/gen.cpp).
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 import type { AnnotationInfo, NodeInfo } from "./schema.js";

@@ -7,6 +7,8 @@
  * `CodeGeneratorRequest.sourceInfo`). A flat copy sidesteps that bug and is cheap for schema-sized
  * messages. The copy is schema-agnostic: it walks struct and list pointers only.
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 

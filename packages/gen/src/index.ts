@@ -3,6 +3,8 @@
  * libmultiprocess annotations (`mp/proxy.capnp`). This module is pure: it maps a
  * CodeGeneratorRequest to generated sources and does no I/O (see `cli.ts` for that).
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 import type * as S from "capnp-ts/src/std/schema.capnp.js";

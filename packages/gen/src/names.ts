@@ -1,6 +1,8 @@
 /**
  * Identifier and comment helpers shared by the emitters.
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 

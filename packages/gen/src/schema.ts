@@ -3,6 +3,8 @@
  * objects rather than on capnp-ts readers, so they never touch the message buffer and tests can
  * build small models by hand.
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 import * as $ from "capnp-ts";

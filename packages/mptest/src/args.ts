@@ -1,4 +1,8 @@
-/** Command-line parsing for `mptest` (no dependency; errors are {@link UsageError}). */
+/**
+ * Command-line parsing for `mptest` (no dependency; errors are {@link UsageError}).
+ *
+ * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread).
+ */
 
 import { parseSeed } from "./rng.js";
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // The `mptest` bin. Exits explicitly: after a hang the stuck iteration still holds handles.
+// Threading: runs on the mptest process's main thread.
 import { runCli } from "./command.js";
 
 const code = await runCli(process.argv.slice(2));

@@ -1,6 +1,8 @@
 /**
  * The `mptest` command, as a function: `runCli(argv, hooks)` returns the exit status. The bin
  * (cli.ts) is a two-line wrapper; tests call this directly with fake scenarios and streams.
+ *
+ * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread).
  */
 
 import { writeFileSync } from "node:fs";

@@ -1,4 +1,5 @@
 // Public API of @multiprocess-ts/mptest: the runner used by the CLI and by the vitest suite.
+// Threading: everything here runs on the mptest process's main thread (see each module).
 export type { Scenario, ScenarioContext } from "./scenario.js";
 export { createRng, iterationSeed, parseSeed, randomSeed } from "./rng.js";
 export type { Rng } from "./rng.js";

@@ -3,6 +3,9 @@
  * requests by type (`process.getActiveResourcesInfo()`), plus whatever the {@link LeakProbe}s
  * report (RPC tables of live connections, loop references, live workers...). After an iteration
  * every counter must come back to at most its value before the iteration.
+ *
+ * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread).
+ * Snapshots count the handles of the thread that takes them.
  */
 
 import { setTimeout as sleep } from "node:timers/promises";

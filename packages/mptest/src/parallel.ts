@@ -4,6 +4,9 @@
  * The parent aggregates, and watches for a child whose event loop is stuck (its own timeout cannot
  * fire then): past the iteration timeout plus a grace period the child is killed and the iteration
  * counted as a hang. A child that dies mid-iteration fails that iteration.
+ *
+ * Threading: runs on the main thread of the parent mptest process; each shard child runs its
+ * iterations on its own main thread.
  */
 
 import { fork, type ChildProcess } from "node:child_process";

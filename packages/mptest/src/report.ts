@@ -1,4 +1,8 @@
-/** Aggregation of iteration results: the per-scenario summary table and the --json report. */
+/**
+ * Aggregation of iteration results: the per-scenario summary table and the --json report.
+ *
+ * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread).
+ */
 
 import type { IterationResult } from "./runner.js";
 

@@ -1,4 +1,9 @@
-/** Seeded, reproducible randomness for scenarios (mulberry32: small, fast, good enough for scheduling). */
+/**
+ * Seeded, reproducible randomness for scenarios (mulberry32: small, fast, good enough for scheduling).
+ *
+ * Threading: pure functions and per-call generator state; any thread (used on the mptest
+ * process's main thread).
+ */
 
 export interface Rng {
   /** Uniform float in [0, 1). */

@@ -2,6 +2,9 @@
  * What a stress scenario is. A scenario is one self-contained story (set up, exercise, tear down)
  * that the runner repeats with different seeds. It must leave nothing behind: the runner checks
  * RPC tables, loop references, workers and open handles against their baseline after each run.
+ *
+ * Threading: scenarios run on the mptest process's main thread (their own worker threads and child
+ * processes are the scenario's business).
  */
 
 import type { Rng } from "./rng.js";

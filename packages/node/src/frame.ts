@@ -5,6 +5,8 @@
  * Byte streams use capnp's `streamTransport` (an incremental decoder); this file exists because a
  * message carrier must also reject a frame whose length does not match its table exactly, which a
  * stream decoder cannot tell from "more bytes to come".
+ *
+ * Threading: pure functions, no shared state; any thread (in practice the socket's loop thread).
  */
 
 import { LimitError, ProtocolError } from "@multiprocess-ts/capnp";

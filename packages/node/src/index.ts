@@ -1,6 +1,9 @@
 /**
  * Public API of @multiprocess-ts/node: the Node.js edges of multiprocess-ts (child processes,
  * sockets, listeners, MessagePort and WebSocket transports). Hand-curated: add named exports only.
+ *
+ * Threading: re-exports only; each module's header says on which thread it runs (sockets and
+ * transports on the loop thread that owns them, worker entry points on the worker thread).
  */
 
 // Child processes (upstream SpawnProcess / WaitProcess / StartSpawned).

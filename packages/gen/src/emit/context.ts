@@ -3,6 +3,8 @@
  * (generics) resolution, and the value codec that turns capnp-ts accessors into TS-native values
  * and back. Every emitter (struct, enum, interface) works through a {@link FileContext}.
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 import { ANN_COUNT, ANN_NAME, CONTEXT_ID, MpgenError, PROXY_FILE_ID, countAnnotation, findAnnotation, isFunctionWrap, textAnnotation } from "../annotations.js";

@@ -1,6 +1,8 @@
 /**
  * Enum emitter: a numeric TS `enum` whose members keep the schema's enumerant names and ordinals.
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 import { jsdoc } from "../names.js";

@@ -2,6 +2,8 @@
  * File emitter: walks one requested schema file and assembles the generated module from the
  * per-node emitters (enum, struct, interface).
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 import { checkAnnotations } from "../annotations.js";

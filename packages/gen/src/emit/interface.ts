@@ -4,6 +4,8 @@
  * the `FooClient` proxy class and the `FooServer` dispatch class (contracts.md §2), plus typed error
  * classes for `$Proxy.exception` result fields.
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 import { ANN_EXCEPTION, ANN_NAME, MpgenError, THREAD_MAP_ID, checkAnnotations, isFunctionWrap, textAnnotation } from "../annotations.js";

@@ -2,6 +2,8 @@
  * Struct emitter: the capnp-ts accessor class (`Foo$Struct`, or `Iface_m$Params` for implicit
  * parameter structs), the TS-native interface `Foo`, and the converters `readFoo` / `writeFoo`.
  *
+ * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
+ *
  * @module
  */
 import { accessorName, capitalize, jsdoc, str } from "../names.js";

@@ -2,6 +2,8 @@
  * Child process for the process scenarios: serves a FooImplementation on the socketpair end whose
  * fd number is argv[2] (spawnProcess convention). callFn announces itself on stdout ("in-call")
  * and never returns, so the parent can kill this process in the middle of a call.
+ *
+ * Threading: runs on the child process's main thread (its event loop serves the connection).
  */
 
 import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";

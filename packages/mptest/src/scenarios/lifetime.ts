@@ -4,6 +4,8 @@
  * of the server's handle, or connection teardown comes first. The exporting side counts how often
  * the runtime disposes the callback object; the importing side's RPC tables and the memory
  * transport's wireLog show the Release going out (or not) at each step.
+ *
+ * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread).
  */
 
 import { deferred } from "@multiprocess-ts/capnp";

@@ -6,6 +6,8 @@
  * Waiting is on events (the listener's "park" event, hook counters), never on sleeps. Where
  * upstream does `loop.sync([]{})` to be sure the over-limit client reached the server, we wait for
  * the listener to report it parked.
+ *
+ * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread).
  */
 
 import * as net from "node:net";

@@ -3,6 +3,8 @@
  * before the loop reports done: the Connection's sync cleanups run LIFO (upstream CleanupList),
  * async cleanups queued during teardown run after every sync cleanup, FIFO, and `loop.done`
  * settles only when all of it, plus work posted before the close, has run.
+ *
+ * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread).
  */
 
 import type { Scenario } from "../scenario.js";

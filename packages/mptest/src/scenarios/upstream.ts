@@ -1,6 +1,9 @@
 /**
  * The twelve scenarios of upstream test/mp/test/test.cpp, same names, on createTestSetup.
  * Each one opens with what it checks upstream; the fixture's dispose is the leak check.
+ *
+ * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread). Some scenarios start
+ * worker threads through the fixture; the test bodies themselves run here.
  */
 
 import { deferred, type Capability } from "@multiprocess-ts/capnp";
