@@ -14,6 +14,19 @@ import {
 
 const FIXTURE = new URL("./worker-fixtures/basic.mjs", import.meta.url);
 
+/**
+ * The bridge-channel API (`listen`, `sendChannel`) is @internal: stripped from the shipped .d.ts,
+ * used by the bridge modules only. This white-box test reaches it through these views.
+ */
+interface ChannelSession {
+  sendChannel(ch: string, body: unknown): void;
+}
+interface ChannelHost {
+  listen(ch: string, fn: (body: unknown, from: ChannelSession) => void): () => void;
+}
+const channels = (h: WorkerHost): ChannelHost => h as unknown as ChannelHost;
+const channelOf = (s: WorkerSession): ChannelSession => s as unknown as ChannelSession;
+
 /** A stand-in for the runtime EventLoop's ref counting: what the leak check compares. */
 function countingLoop(name: string) {
   const loop = {
@@ -147,11 +160,11 @@ describe("post and sync", () => {
 describe("Waiter: a blocked worker still runs what the loop sends it", () => {
   function askHandler(h: WorkerHost): void {
     let pending: ((v: unknown) => void) | undefined;
-    h.listen("a", (v) => pending?.(v));
+    channels(h).listen("a", (v) => pending?.(v));
     h.register("ask", (n, from) => {
       const d = deferred<unknown>();
       pending = d.resolve;
-      from.sendChannel("q", n); // runs on the worker while it is blocked in sync("ask")
+      channelOf(from).sendChannel("q", n); // runs on the worker while it is blocked in sync("ask")
       return d.promise;
     });
   }
@@ -186,7 +199,7 @@ describe("callSync", () => {
 
   it("waits for an answer that arrives over the loop port", async () => {
     setup();
-    host.listen("req", (v, from) => from.sendChannel("res", (v as number) * 6));
+    channels(host).listen("req", (v, from) => from.sendChannel("res", (v as number) * 6));
     expect((await start("callSyncChannel").result).value).toBe("got 42");
   });
 

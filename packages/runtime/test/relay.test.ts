@@ -33,6 +33,16 @@ import * as $mp from "@multiprocess-ts/runtime/gen";
 import { assertIdle } from "@multiprocess-ts/testing";
 import { FooImpl, InitImpl } from "./fixtures.js";
 
+/**
+ * `$release` and `$call` are @internal on ProxyClientBase (stripped from the shipped .d.ts; the
+ * runtime's relay servers and construct/destroy use them). This test reaches them through this view.
+ */
+interface InternalClient {
+  $release(): Promise<void>;
+  $call<R>(m: $mp.ProxyMethod, build: (p: any, io: $mp.ClientIO) => void, read: (r: any, io: $mp.ClientIO) => R): Promise<R>;
+}
+const internal = (c: $mp.ProxyClientBase): InternalClient => c as unknown as InternalClient;
+
 interface LogLine {
   loop: string;
   level: string;
@@ -169,7 +179,7 @@ describe("a proxy client passed into a call on another Connection", () => {
 
     expect(await foo.callback(printer, 1)).toBe(10);
     // The caller drops its reference without destroy: A's object stays alive for B.
-    await printer.$release();
+    await internal(printer).$release();
     expect(printer.$state).toBe("closed");
     const kept = keeper.kept as FooCallbackClient;
     expect(await kept.call(2)).toBe(20);
@@ -303,7 +313,7 @@ const PROBE: $mp.ProxyMethod = {
  */
 function exportVia(via: $mp.ProxyClientBase, obj: object, ServerCtor: $mp.ProxyServerCtor): $mp.Capability {
   let out: $mp.Capability | undefined;
-  void via
+  void internal(via)
     .$call(PROBE, (_p, io) => {
       out = io.exportObject(obj, ServerCtor)!.dup();
       throw new Error("probe: not sent");

@@ -3,7 +3,6 @@
  * for its struct classes (`import * as $ from "@multiprocess-ts/runtime/gen/capnp"`), re-exported so
  * an application depends on the runtime only and always gets the capnp-ts version the runtime was
  * built with. Any thread. Not for hand-written code (docs/mpgen.md, "Generated imports").
- * @internal
  * @module
  */
 export * from "capnp-ts";

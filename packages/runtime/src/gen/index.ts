@@ -2,7 +2,6 @@
  * `@multiprocess-ts/runtime/gen`: the helpers generated code (mpgen output in proto/src) imports.
  * Not for applications (use `@multiprocess-ts/runtime`). The seam is fixed by docs/contracts.md §2.
  * Owns: nothing (re-exports). Threading: loop thread (generated proxies run there).
- * @internal
  * @module
  */
 export { ProxyClientBase } from "../proxy/client.js";
