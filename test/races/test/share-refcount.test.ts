@@ -8,6 +8,10 @@ import { EventLoop, connectTransport, serveTransport } from "@multiprocess-ts/ru
 import { ThreadedCallbackClient, ThreadedCallbackServer, type ThreadedCallback } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
 import { assertIdle } from "@multiprocess-ts/testing";
 import { createWorkerSetup, type WorkerSetup } from "../dist/index.js";
+import type { Capability } from "@multiprocess-ts/capnp";
+
+/** `$dupCap` is @internal on ProxyClientBase (stripped from the shipped .d.ts): reached through a view. */
+const dupCap = (c: ThreadedCallbackClient): Capability => (c as unknown as { $dupCap(): Capability }).$dupCap();
 
 /** A far process serving a ThreadedCallback (it declares `destroy`), and a loop-side client of it. */
 async function storePeer(t: WorkerSetup) {
@@ -28,7 +32,7 @@ async function storePeer(t: WorkerSetup) {
   const init = await connectTransport(t.clientLoop, ct, ThreadedCallbackClient);
   await init.initThreadMap();
   // The shared "store": a second client of the same object (the Init client owns the connection).
-  const store = new ThreadedCallbackClient(init.$dupCap(), init.$connection);
+  const store = new ThreadedCallbackClient(dupCap(init), init.$connection);
   const done = async (): Promise<void> => {
     const clientConn = init.$connection;
     await init.release(); // no destroy; closes the connection it owns
@@ -79,7 +83,7 @@ describe("a client shared with workers", () => {
   it("release() drops a reference without destroy; close() destroys", async () => {
     await using t = await createWorkerSetup();
     const { impl, store, done } = await storePeer(t);
-    const other = new ThreadedCallbackClient(store.$dupCap(), store.$connection);
+    const other = new ThreadedCallbackClient(dupCap(store), store.$connection);
     await other.release();
     expect(other.$state).toBe("closed");
     await other.close(); // nothing more to do after release()

@@ -106,7 +106,9 @@ export function attachWorkers(loop: EventLoop): WorkerSupport {
     handle: (opts) => host.handle(opts),
     share: (name, client) => {
       const d = (client.constructor as { $destroy?: { interfaceId: bigint; methodId: number } }).$destroy;
-      const holders = (client.$holders ??= new SharedHolders());
+      // `$holders` is @internal on ProxyClientBase (stripped from the runtime's .d.ts), hence the view.
+      const shared = client as unknown as { $holders: SharedHolders | undefined };
+      const holders = (shared.$holders ??= new SharedHolders());
       return bridge.share(name, client.$cap, {
         connection: client.$connection,
         share: { holders, destroy: d === undefined ? undefined : { interfaceId: d.interfaceId, methodId: d.methodId } },
