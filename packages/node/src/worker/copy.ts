@@ -12,8 +12,6 @@
  * tables through a one-pointer scratch struct and never look inside them.
  *
  * Owns: nothing (pure functions over messages). Threading: any thread (loop and worker alike).
- *
- * @internal
  */
 import * as capnp from "capnp-ts";
 import { readCap, writeCap, type Capability } from "@multiprocess-ts/capnp";

@@ -10,8 +10,6 @@
  * message shapes cannot drift apart; there is no versioning.
  *
  * Owns: nothing (shapes and pure functions). Threading: any thread (loop and worker alike).
- *
- * @internal
  */
 import { MessagePort } from "node:worker_threads";
 import { CanceledError, DisconnectedError, RpcError, type Capability, type ErrorKind } from "@multiprocess-ts/capnp";
