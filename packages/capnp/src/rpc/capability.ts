@@ -1,7 +1,7 @@
 /**
- * The public capability constructors and cap-in-message accessors: {@link localCapability}
- * (local.ts), {@link nullCapability}, {@link brokenCapability}, {@link promiseCapability},
- * {@link writeCap}, {@link readCap}. The machinery behind them: hook.ts (the Hook model),
+ * The public capability constructors and cap-in-message accessors: {@link nullCapability},
+ * {@link brokenCapability}, {@link promiseCapability}, {@link writeCap}, {@link readCap}
+ * (localCapability lives in local.ts; rpc/index.ts re-exports them all). The machinery behind them: hook.ts (the Hook model),
  * local.ts, promise.ts, sink.ts, client.ts; the connection's tables (questions.ts, answers.ts,
  * exports.ts, imports.ts) carry calls between vats.
  *
@@ -23,18 +23,6 @@ import type { Hook } from "./hook.js";
 import { PromiseHook } from "./promise.js";
 import { CapHandle, hookOf } from "./client.js";
 import type { Capability, Struct } from "./types.js";
-
-export { localCapability } from "./local.js";
-export type {
-  Server,
-  IncomingCall,
-  Capability,
-  Request,
-  PendingCall,
-  Response,
-  Struct,
-  StructCtor,
-} from "./types.js";
 
 export function nullCapability(): Capability {
   return new CapHandle(new NullHook());

@@ -4,8 +4,8 @@
  *
  * Threading: n/a (re-exports; every object belongs to the thread that created it).
  */
+export { localCapability } from "./local.js";
 export {
-  localCapability,
   nullCapability,
   brokenCapability,
   promiseCapability,
@@ -21,6 +21,6 @@ export type {
   Response,
   Struct,
   StructCtor,
-} from "./capability.js";
+} from "./types.js";
 export { RpcConnection, DEFAULT_MAX_INCOMING_CALLS } from "./connection.js";
 export type { RpcConnectionOptions, RpcStats } from "./connection.js";
