@@ -2,8 +2,9 @@
  * Worker thread of `pnpm bench` (loaded as built JS). workerData.mode:
  *   "p3"        attaches to the main thread's loop (workerData.handle), gets the shared
  *               FooInterface client and times n sequential callIntFnAsync calls (a method with a
- *               Proxy.Context, so each call is thread-mapped to this worker's server Thread);
- *               posts {us: Float64Array, workerCpuUs: number | null} (this thread's CPU time).
+ *               Proxy.Context, so each call is thread-mapped to this worker's server Thread):
+ *               posts {ready}, waits for a message, then times and posts
+ *               {us: Float64Array, workerCpuUs: number | null} (this thread's CPU time).
  *   "pingpong"  the MessagePort floor: echoes every message back to the main thread.
  */
 import { parentPort, workerData } from "node:worker_threads";
@@ -23,6 +24,11 @@ if (data.mode === "pingpong") {
   const wc = workerConnection(data.handle);
   const foo = await wc.get("foo", FooInterfaceClient);
   try {
+    // Start-up (module loading in this fresh isolate, attaching) is not part of the figure: the
+    // main thread starts its CPU accounting when it sends "go".
+    const go = new Promise<void>((resolve) => port.once("message", () => resolve()));
+    port.postMessage({ ready: true });
+    await go;
     const t0 = threadCpuUs();
     const us = await timeSequential(data.n, data.warmup, async (i) => {
       const r = await foo.callIntFnAsync(i);
