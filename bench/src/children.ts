@@ -74,6 +74,36 @@ export async function withCpu(server: ServerChild | null, fn: () => Promise<numb
   return { client, server: s / calls, total: client + s / calls };
 }
 
+/**
+ * A bench worker whose messages are taken one at a time: `next()` resolves with the next message
+ * (rejects on a `{error}` message, an error event or an exit before it).
+ */
+export function stepWorker(data: Record<string, unknown>, transferList: readonly unknown[] = []): { worker: Worker; next<T>(): Promise<T> } {
+  const worker = new Worker(here("./worker.js"), { workerData: data, transferList: transferList as never });
+  const queue: unknown[] = [];
+  const waiting: { resolve(m: unknown): void; reject(e: Error): void }[] = [];
+  let failed: Error | undefined;
+  const fail = (e: Error): void => {
+    failed ??= e;
+    for (const w of waiting.splice(0)) w.reject(e);
+  };
+  worker.on("message", (m: { error?: string }) => {
+    if (m !== null && typeof m === "object" && m.error !== undefined) fail(new Error(`bench worker: ${m.error}`));
+    else if (waiting.length > 0) waiting.shift()!.resolve(m);
+    else queue.push(m);
+  });
+  worker.once("error", fail);
+  worker.once("exit", (code) => fail(new Error(`bench worker exited (${code})`)));
+  return {
+    worker,
+    next: <T>() => new Promise<T>((resolve, reject) => {
+      if (queue.length > 0) resolve(queue.shift() as T);
+      else if (failed !== undefined) reject(failed);
+      else waiting.push({ resolve: resolve as (m: unknown) => void, reject });
+    }),
+  };
+}
+
 export function runWorker<T>(data: Record<string, unknown>, transferList: readonly unknown[] = []): { worker: Worker; result: Promise<T> } {
   const worker = new Worker(here("./worker.js"), { workerData: data, transferList: transferList as never });
   const result = new Promise<T>((resolve, reject) => {

@@ -11,13 +11,13 @@ import { join } from "node:path";
 import { EventLoop } from "@multiprocess-ts/runtime";
 import { attachWorkers, connectStream, loopHandleTransferList } from "@multiprocess-ts/node";
 import { FooInterfaceClient, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { connectUnix, log, runWorker, startServer, withCpu, type Cpu, type ServerChild } from "./children.js";
+import { connectUnix, log, runWorker, startServer, stepWorker, withCpu, type Cpu, type ServerChild } from "./children.js";
 import { runCppReference, type CppResult } from "./cpp.js";
 import { Figures } from "./figures.js";
 import { memoryPerConnection } from "./memory.js";
 import { runPeer } from "./run-peers.js";
 import { RawClient } from "./raw.js";
-import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, timeSequential, type Latency } from "./stats.js";
+import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, threadCpuUs, timeSequential, type Latency } from "./stats.js";
 
 export interface RunOptions {
   n: number; warmup: number; seconds: number; conns: number; only: string[]; cpp: boolean;
@@ -140,22 +140,52 @@ async function p3(c: Ctx): Promise<void> {
     return o.n + o.warmup;
   });
   await pw.terminate();
+  log("P3 reference: the same callIntFnAsync made on the loop thread");
+  let onLoop: Latency | undefined;
+  const cpuLoop = await withCpu(c.rpcServer, async () => {
+    onLoop = latency(await timeSequential(o.n, o.warmup, async (i) => {
+      if ((await c.foo.callIntFnAsync(i)) !== i + 1) throw new Error("wrong callIntFnAsync result");
+    }));
+    return o.n + o.warmup;
+  });
   log("P3: callIntFnAsync (Proxy.Context) from a worker through the loop thread");
   const workers = attachWorkers(c.loop);
   const unshare = workers.share("foo", c.foo);
   const handle = workers.handle({ name: "bench-worker" });
   let p3l: Latency | undefined;
+  let workerCpu: number | null = null;
+  let mainCpu: number | null = null;
+  const { worker, next } = stepWorker({ mode: "p3", handle, n: o.n, warmup: o.warmup }, loopHandleTransferList(handle));
+  const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+  await next<{ ready: true }>();
+  // CPU from "go" to the result: the worker's start-up and exit are left out, as a process's are.
   const cpu = await withCpu(c.rpcServer, async () => {
-    const { worker, result } = runWorker<{ us: Float64Array }>({ mode: "p3", handle, n: o.n, warmup: o.warmup }, loopHandleTransferList(handle));
-    p3l = latency((await result).us);
-    await new Promise<void>((resolve) => worker.once("exit", () => resolve()));
+    const m0 = threadCpuUs();
+    worker.postMessage("go");
+    const r = await next<{ us: Float64Array; workerCpuUs: number | null }>();
+    p3l = latency(r.us);
+    workerCpu = r.workerCpuUs;
+    const m1 = threadCpuUs();
+    mainCpu = m0 === null || m1 === null ? null : m1 - m0;
     return o.n + o.warmup;
   });
+  await exited;
   unshare();
   const floorSum = { client: c.cpuRawSeq!.client + cpuMp.client, server: c.cpuRawSeq!.server };
   c.figs.add("P3 worker add (Context) p50", "µs", p3l!.p50, c.rawSeq!.p50, { dir: "le", x: 2 });
   c.figs.add("P3 worker add (Context) p99", "µs", p3l!.p99, c.rawSeq!.p99);
   c.figs.cpu("P3", cpu, floorSum);
+  if (workerCpu !== null) {
+    const w = workerCpu / (o.n + o.warmup);
+    c.figs.add("  P3 CPU per call, client worker thread", "µs", w, null, undefined, { note: "/proc/thread-self/schedstat" });
+    if (mainCpu !== null) {
+      const l = mainCpu / (o.n + o.warmup);
+      c.figs.add("  P3 CPU per call, client loop thread", "µs", l, null, undefined, { note: "/proc/thread-self/schedstat" });
+      c.figs.add("  P3 CPU per call, client other threads", "µs", cpu.client - w - l, null, undefined, { note: "V8 GC/compiler helpers, libuv pool" });
+    }
+  }
+  c.figs.add("  P3 same call made on the loop thread p50", "µs", onLoop!.p50, c.rawSeq!.p50, undefined, { note: "no worker hop" });
+  c.figs.cpu("P3 same call on the loop thread", cpuLoop, c.cpuRawSeq!);
   c.figs.add("  floor: MessagePort ping-pong p50", "µs", mp!.p50, null, undefined, { note: "main ↔ worker" });
   c.figs.add("  floor: MessagePort CPU per call (both threads)", "µs", cpuMp.client, null);
   c.figs.add("  floor: raw socket + MessagePort p50", "µs", p3l!.p50, c.rawSeq!.p50 + mp!.p50, undefined, { note: "P3 against the sum of both hops" });
@@ -208,9 +238,12 @@ async function p6(c: Ctx): Promise<void> {
   const f = await memoryPerConnection(c.dir, c.loop, "raw", o.conns);
   const m = await memoryPerConnection(c.dir, c.loop, "rpc", o.conns);
   c.figs.add("  P6 server RSS per idle conn, cold pass", "KiB", m.coldRss / 1024, f.coldRss / 1024, undefined, { note: "includes one-off V8 young-generation growth" });
-  c.figs.add("P6 server RSS per idle connection", "KiB", m.rss / 1024, f.rss / 1024, { dir: "le", x: 16, abs: true }, { note: "floor = plain net.Socket server" });
+  c.figs.add("P6 server RSS per idle connection", "KiB", m.rss / 1024, f.rss / 1024, { dir: "le", x: 16, abs: true }, { note: "floor = plain net.Socket server; young-generation growth left out" });
+  c.figs.add("  P6 server RSS incl. young-generation growth", "KiB", m.rssWithYoung / 1024, f.rssWithYoung / 1024, undefined, { note: "plain RSS delta" });
+  c.figs.add("  P6 server young-generation growth per conn", "KiB", m.young / 1024, f.young / 1024, undefined, { note: "V8 new space resized during the pass" });
   c.figs.add("P6 server heap per idle connection", "KiB", m.heap / 1024, f.heap / 1024, { dir: "le", x: 16, abs: true }, { note: "floor = plain net.Socket server" });
   c.figs.add("  P6 server V8 heapTotal per idle connection", "KiB", m.heapTotal / 1024, f.heapTotal / 1024);
+  c.figs.add("  P6 server external (Buffers, ArrayBuffers) per idle connection", "KiB", m.external / 1024, f.external / 1024);
   c.figs.add("  P6 client heap per connection", "KiB", m.clientHeap / 1024, f.clientHeap / 1024);
 }
 

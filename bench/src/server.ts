@@ -6,6 +6,7 @@
  * IPC: it sends {ready:true}; it answers {op:"mem"} with {mem, connections} sampled after gc(),
  * and exits on {op:"exit"} (or when the parent goes away).
  */
+import { getHeapSpaceStatistics } from "node:v8";
 import { EventLoop } from "@multiprocess-ts/runtime";
 import { listenConnections } from "@multiprocess-ts/node";
 import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
@@ -13,7 +14,8 @@ import { BenchFoo } from "./foo-impl.js";
 import { startPeerServer } from "./peers.js";
 import { startRawServer } from "./raw.js";
 
-export interface MemSample { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number }
+/** `youngPhysical`: resident bytes of V8's young generation (new space), which V8 resizes on its own. */
+export interface MemSample { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; youngPhysical: number }
 export type ServerKind = "rpc" | "raw" | "birpc" | "capnweb";
 export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" };
 export type ServerReply = { ready: true } | { mem: MemSample; connections: number } | { cpu: { user: number; system: number } };
@@ -33,7 +35,8 @@ async function sample(): Promise<MemSample> {
     gc?.();
   }
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers };
+  const young = getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.physical_space_size ?? 0;
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, youngPhysical: young };
 }
 
 let connections = (): number => 0;

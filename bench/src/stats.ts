@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 /** Percentiles and small formatting helpers shared by the bench entry and its child processes. */
 
 export interface Latency { n: number; p50: number; p99: number; mean: number }
@@ -10,6 +11,18 @@ export function latency(us: readonly number[] | Float64Array): Latency {
   let sum = 0;
   for (const v of sorted) sum += v;
   return { n: sorted.length, p50: pct(0.5), p99: pct(0.99), mean: sum / sorted.length };
+}
+
+/**
+ * CPU time (µs) the calling thread has run so far, from Linux's /proc/thread-self/schedstat (ns);
+ * null where that file does not exist. Lets the P3 worker report its own share of the client's CPU.
+ */
+export function threadCpuUs(): number | null {
+  try {
+    return Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ")[0]) / 1000;
+  } catch {
+    return null;
+  }
 }
 
 /** Times `n` sequential calls of `fn` after `warmup` untimed ones; returns per-call µs. */

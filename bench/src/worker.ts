@@ -2,14 +2,15 @@
  * Worker thread of `pnpm bench` (loaded as built JS). workerData.mode:
  *   "p3"        attaches to the main thread's loop (workerData.handle), gets the shared
  *               FooInterface client and times n sequential callIntFnAsync calls (a method with a
- *               Proxy.Context, so each call is thread-mapped to this worker's server Thread);
- *               posts {us: Float64Array}.
+ *               Proxy.Context, so each call is thread-mapped to this worker's server Thread):
+ *               posts {ready}, waits for a message, then times and posts
+ *               {us: Float64Array, workerCpuUs: number | null} (this thread's CPU time).
  *   "pingpong"  the MessagePort floor: echoes every message back to the main thread.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { workerConnection, type LoopHandle } from "@multiprocess-ts/node";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { timeSequential } from "./stats.js";
+import { threadCpuUs, timeSequential } from "./stats.js";
 
 interface P3Data { mode: "p3"; handle: LoopHandle; n: number; warmup: number }
 interface PingData { mode: "pingpong" }
@@ -23,11 +24,20 @@ if (data.mode === "pingpong") {
   const wc = workerConnection(data.handle);
   const foo = await wc.get("foo", FooInterfaceClient);
   try {
+    // Start-up (module loading in this fresh isolate, attaching) is not part of the figure: the
+    // main thread starts its CPU accounting when it sends "go".
+    const go = new Promise<void>((resolve) => port.once("message", () => resolve()));
+    port.postMessage({ ready: true });
+    await go;
+    const t0 = threadCpuUs();
     const us = await timeSequential(data.n, data.warmup, async (i) => {
       const r = await foo.callIntFnAsync(i);
       if (r !== i + 1) throw new Error(`callIntFnAsync(${i}) = ${r}`);
     });
-    port.postMessage({ us }, [us.buffer as ArrayBuffer]);
+    const t1 = threadCpuUs();
+    // This thread's own CPU over the loop (warm-up included), so the loop thread's share is the rest.
+    const workerCpuUs = t0 === null || t1 === null ? null : t1 - t0;
+    port.postMessage({ us, workerCpuUs }, [us.buffer as ArrayBuffer]);
   } catch (e) {
     port.postMessage({ error: e instanceof Error ? e.stack ?? e.message : String(e) });
   } finally {

@@ -91,6 +91,39 @@ describe("struct copy across threads", () => {
     expect([a.server.released, b.server.released, other.server.released]).toEqual([1, 1, 1]);
   });
 
+  it("packs into one unframed segment that grows past its first buffer (large content)", () => {
+    const x = named("x");
+    const src = new capnp.Message();
+    const root = src.initRoot(Root);
+    const text = "x".repeat(20_000);
+    capnp.Struct.setText(0, text, root);
+    const items = capnp.Struct.initList(3, capnp.CompositeList(Item), 300, root);
+    for (let i = 0; i < 300; i++) capnp.Struct.setUint32(0, i, items.get(i));
+    writeCap(items.get(299), 1, x.cap);
+    const seen: number[] = [];
+    const buf = packStruct(root, (i) => seen.push(i));
+    expect(buf.byteLength).toBeGreaterThan(20_000);
+    // No stream framing: the buffer is segment 0 itself, the root pointer in its first word.
+    const raw = new capnp.Message(buf, false, true);
+    expect(capnp.Struct.getText(0, capnp.Struct.getStruct(0, Root, raw.getRoot(Item)))).toBe(text);
+    const dstMsg = new capnp.Message();
+    const dst = dstMsg.initRoot(Root);
+    unpackStructInto(buf, dst, seen.map((i) => capFromTable(src, i)));
+    expect(capnp.Struct.getText(0, dst)).toBe(text);
+    const dItems = capnp.Struct.getList(3, capnp.CompositeList(Item), dst);
+    expect(dItems.getLength()).toBe(300);
+    expect(capnp.Struct.getUint32(0, dItems.get(123))).toBe(123);
+    const c = readCap(dItems.get(299), 1)!;
+    expect(c.localServer()).toBe(x.server);
+    c.close();
+    x.cap.close();
+    for (const m of [src, dstMsg]) {
+      const table = (m as unknown as { _capnp: { capTable?: { release(): void }[] } })._capnp.capTable ?? [];
+      for (const h of table) h?.release();
+    }
+    expect(x.server.released).toBe(1);
+  });
+
   it("copies a null struct as null and takes ownership of the caps even when it fails", () => {
     const src = new capnp.Message();
     const root = src.initRoot(Root);

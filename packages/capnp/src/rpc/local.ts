@@ -98,6 +98,8 @@ class IncomingCallImpl implements IncomingCall {
   private res: capnp.Struct | null = null;
   private ctrl: AbortController | null = null;
   private abortedEarly = false;
+  /** `whenCanceled` callbacks (no AbortSignal is made for them). */
+  private cancelFns: (() => void)[] | null = null;
   private done = false;
   private tailed = false;
 
@@ -137,11 +139,28 @@ class IncomingCallImpl implements IncomingCall {
     return this.ctrl.signal;
   }
 
+  whenCanceled(fn: () => void): void {
+    if (this.abortedEarly || this.ctrl?.signal.aborted === true) fn();
+    else (this.cancelFns ??= []).push(fn);
+  }
+
   /** The caller canceled (the sink's cancel handler). */
   onCancel(): void {
     if (this.ctrl !== null) {
       if (!this.ctrl.signal.aborted) this.ctrl.abort(new CanceledError("call canceled by the caller"));
     } else this.abortedEarly = true;
+    const fns = this.cancelFns;
+    if (fns === null) return;
+    this.cancelFns = null;
+    for (const fn of fns) {
+      try {
+        fn();
+      } catch (e) {
+        queueMicrotask(() => {
+          throw e;
+        });
+      }
+    }
   }
 
   tailCall(req: Request<Struct>): void {

@@ -34,6 +34,11 @@ export interface IncomingCall {
   results<T extends Struct>(ctor: StructCtor<T>): T;
   /** Aborts when the caller cancels (Finish before Return) or the connection ends. */
   readonly signal: AbortSignal;
+  /**
+   * Runs `fn` once when `signal` would abort (at once if it has): the same event without making
+   * an AbortSignal, for forwarding servers on a hot path. Optional: servers fall back to `signal`.
+   */
+  whenCanceled?(fn: () => void): void;
   /** Let `req` produce this call's results (a tail call). The results builder is then ignored. */
   tailCall(req: Request<Struct>): void;
 }

@@ -35,6 +35,7 @@ import {
 import { PointerType } from "capnp-ts/src/serialization/pointers/pointer-type.js";
 import { ListElementSize } from "capnp-ts/src/serialization/list-element-size.js";
 import type { Segment } from "capnp-ts/src/serialization/segment.js";
+import { SingleSegmentArena } from "capnp-ts/src/serialization/arena/single-segment-arena.js";
 import { getByteLength, getDataWordLength, getWordLength, padToWord } from "capnp-ts/src/serialization/object-size.js";
 
 /** A struct with one pointer field: the wrapper for content sent across threads, and scratch. */
@@ -172,11 +173,14 @@ function copyList(src: capnp.Pointer, dst: capnp.Pointer, mapCap: (i: number) =>
 
 /**
  * Serializes the struct `s` points at (a Struct object is its own pointer word) into a
- * standalone message; each capability index found is passed to `onCap` in order of appearance
+ * standalone single-segment message; each capability index found is passed to `onCap` in order of appearance
  * and renumbered 0, 1, 2... in the copy. Returns the message bytes.
  */
 export function packStruct(s: capnp.Pointer, onCap: (srcIndex: number) => void): ArrayBuffer {
-  const out = new capnp.Message();
+  // One segment, no stream framing: the arena's buffer is sent as is (transferred, never copied
+  // again) and read back with `new Message(buf, false, true)`. It starts small (a call's params
+  // are usually a few words) and the arena grows it when needed.
+  const out = new capnp.Message(new SingleSegmentArena(new ArrayBuffer(PACK_START_BYTES)));
   const root = out.initRoot(Holder);
   let next = 0;
   const seen = new Map<number, number>();
@@ -189,8 +193,11 @@ export function packStruct(s: capnp.Pointer, onCap: (srcIndex: number) => void):
     }
     return j;
   });
-  return out.toArrayBuffer();
+  return out.getSegment(0).buffer;
 }
+
+/** First buffer size of {@link packStruct}'s arena. */
+const PACK_START_BYTES = 256;
 
 /**
  * Copies the struct held in `buf` (from {@link packStruct}) over `dst`, a struct in a message the
@@ -200,7 +207,7 @@ export function packStruct(s: capnp.Pointer, onCap: (srcIndex: number) => void):
  */
 export function unpackStructInto(buf: ArrayBuffer, dst: capnp.Struct, caps: readonly (Capability | null)[]): void {
   try {
-    const msg = new capnp.Message(buf, false, false);
+    const msg = new capnp.Message(buf, false, true);
     const root = msg.getRoot(Holder);
     const dstMsg = dst.segment.message;
     const mapped = new Map<number, number | null>();

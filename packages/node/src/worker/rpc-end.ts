@@ -200,8 +200,14 @@ export abstract class RpcEnd {
     const d = deferred<Payload>();
     this.questions.set(q, d);
     const keep = this.keepAlive();
-    const onAbort = (): void => this.send({ op: "cancel", q });
-    call.signal.addEventListener("abort", onAbort, { once: true });
+    let settled = false;
+    const onAbort = (): void => {
+      if (!settled) this.send({ op: "cancel", q });
+    };
+    // The engine's cancel hook when it has one: no AbortSignal made per forwarded call.
+    const viaSignal = call.whenCanceled === undefined;
+    if (viaSignal) call.signal.addEventListener("abort", onAbort, { once: true });
+    else call.whenCanceled!(onAbort);
     try {
       const p = call.params(Holder);
       const ctx = this.prepareOutgoing(p, call);
@@ -210,7 +216,8 @@ export abstract class RpcEnd {
       const results = await d.promise;
       decodePayloadInto(results, call.results(Holder), (c) => this.importDesc(c));
     } finally {
-      call.signal.removeEventListener("abort", onAbort);
+      settled = true;
+      if (viaSignal) call.signal.removeEventListener("abort", onAbort);
       this.questions.delete(q);
       keep?.[Symbol.dispose]();
     }

@@ -40,7 +40,8 @@ export interface WorkerRpcHooks {
 export class WorkerRpc extends RpcEnd {
   protected readonly side = "w";
   private readonly gets = new Map<number, (r: { desc?: CapDesc; error?: unknown }) => void>();
-  private readonly contextIndexes = new Map<string, number>();
+  /** Context param index per interface id and method id (registered or found once). */
+  private readonly contextIndexes = new Map<bigint, Map<number, number>>();
   private closeError: Error | undefined;
   readonly hooks: WorkerRpcHooks = {};
 
@@ -59,7 +60,7 @@ export class WorkerRpc extends RpcEnd {
   registerInterfaces(...sources: ProxyMethodsSource[]): void {
     for (const s of sources) {
       for (const { method } of s.methods) {
-        if (method.context >= 0) this.contextIndexes.set(`${method.interfaceId}:${method.methodId}`, method.context);
+        if (method.context >= 0) this.setContextIndex(method.interfaceId, method.methodId, method.context);
       }
     }
   }
@@ -123,7 +124,13 @@ export class WorkerRpc extends RpcEnd {
 
   /** @internal */
   contextIndex(iid: bigint, mid: number): number {
-    return this.contextIndexes.get(`${iid}:${mid}`) ?? -1;
+    return this.contextIndexes.get(iid)?.get(mid) ?? -1;
+  }
+
+  private setContextIndex(iid: bigint, mid: number, index: number): void {
+    let m = this.contextIndexes.get(iid);
+    if (m === undefined) this.contextIndexes.set(iid, (m = new Map()));
+    m.set(mid, index);
   }
 
   /** @internal */
@@ -166,7 +173,12 @@ export class WorkerRpc extends RpcEnd {
    */
   protected override prepareOutgoing(params: capnp.Struct, call: IncomingCall): number {
     let ctx = this.contextIndex(call.interfaceId, call.methodId);
-    if (ctx < 0 && this.hooks.detectContext !== undefined) ctx = this.hooks.detectContext(params, call.interfaceId, call.methodId);
+    if (ctx < 0 && this.hooks.detectContext !== undefined) {
+      ctx = this.hooks.detectContext(params, call.interfaceId, call.methodId);
+      // A Context found once is at the same index in every call of that method (its schema
+      // says so): later calls skip the search. A miss is not kept (a call may leave it null).
+      if (ctx >= 0) this.setContextIndex(call.interfaceId, call.methodId, ctx);
+    }
     if (ctx >= 0) {
       const cp = pointerField(params, ctx);
       if (cp !== null) erasePointerField(cp, 1);
