@@ -1,22 +1,71 @@
 /**
  * Capability lifetime (ours): a capability the client passed to the server (a FooCallback saved
  * with saveCallback) is released exactly once, whichever of explicit dispose, garbage collection
- * of the server's handle, or connection teardown comes first. The exporting side counts how often
- * the runtime disposes the callback object; the importing side's RPC tables and the memory
- * transport's wireLog show the Release going out (or not) at each step.
+ * of the server's handles, or connection teardown comes first. The exporting side counts how often
+ * the runtime disposes the callback object; the memory transport's wireLog shows the Release going
+ * out (or not) at each step.
+ *
+ * What garbage collection can release: a generated client (FooCallbackClient) is owned
+ * explicitly, like upstream's ProxyClient. Its Connection's disconnect callback holds it, so it is
+ * never collected while the connection is open. The GC safety net is on the engine handles
+ * (`Capability`, docs/rpc.md): a handle dropped without close() is closed by its finalizer. So
+ * the "gc first" order leaks two engine handles (`$cap.dup()`), the client gives its own reference
+ * up with release() (no remote destroy), and the collection of the last leaked handle is what
+ * releases the callback.
+ *
+ * Cost: one full GC per step that needs one (4 per iteration). Each GC follows a turn of the event
+ * loop, so WeakRef targets kept for the current job are gone, and each checks through a WeakRef
+ * that what it was meant to collect was collected. The releases it causes are awaited as events
+ * (the callback's dispose), never as a number of turns.
  *
  * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread).
  */
 
 import { deferred } from "@multiprocess-ts/capnp";
 import type { FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { forceGc, type FooSetup as TestSetup } from "@multiprocess-ts/testing";
+import { getGc, type FooSetup as TestSetup } from "@multiprocess-ts/testing";
 import type { Scenario } from "../scenario.js";
 import { check, checkEq, withSetup } from "./util.js";
 
 type First = "dispose" | "gc" | "teardown";
 
 const releasesSent = (s: TestSetup): number => s.serverTransport.wireLog.filter((e) => e.which === "release").length;
+
+/** One full GC after a turn of the event loop (which drops the WeakRef targets kept for a job). */
+async function collect(): Promise<void> {
+  await new Promise<void>((r) => setImmediate(r));
+  getGc()();
+}
+
+/** An engine handle on `client`'s capability, reachable only through the returned WeakRef. */
+function leakHandle(client: FooCallback): WeakRef<object> {
+  return new WeakRef((client as unknown as { $cap: { dup(): object } }).$cap.dup());
+}
+
+/** "gc first": the callback is released by the collection of leaked engine handles. */
+async function gcFirst(s: TestSetup, client: FooCallback, disposedOnce: Promise<void>, disposed: () => number): Promise<void> {
+  const releases0 = releasesSent(s);
+  // A leaked extra handle while the client still holds its reference: collecting it closes that
+  // handle only, the capability stays.
+  const extra = leakHandle(client);
+  await collect();
+  check(extra.deref() === undefined, "a full GC collected the leaked extra handle");
+  checkEq(await s.client.add(2, 2), 4, "round trip after collecting the extra handle");
+  checkEq(disposed(), 0, "collecting a leaked extra handle released the capability");
+  checkEq(releasesSent(s), releases0, "collecting a leaked extra handle sent a Release");
+  // The last reference left is a leaked handle: the client lets go of its own (no destroy).
+  const last = leakHandle(client);
+  await (client as unknown as { release(): Promise<void> }).release();
+  checkEq(await s.client.add(3, 3), 6, "round trip after the client's release");
+  checkEq(disposed(), 0, "release() with a handle left released the capability");
+  checkEq(releasesSent(s), releases0, "release() with a handle left sent a Release");
+  await collect();
+  check(last.deref() === undefined, "a full GC collected the last leaked handle");
+  await disposedOnce; // its finalizer releases the capability: Release, then the dispose
+  checkEq(await s.client.add(1, 1), 2, "round trip after the gc release");
+  checkEq(disposed(), 1, "released once by gc");
+  checkEq(releasesSent(s), releases0 + 1, "the gc release went out as one Release");
+}
 
 async function lifetime(ctx: Parameters<Scenario["run"]>[0], first: First): Promise<void> {
   let disposed = 0;
@@ -37,10 +86,8 @@ async function lifetime(ctx: Parameters<Scenario["run"]>[0], first: First): Prom
     let handle: FooCallback | null = s.impl.savedCallback;
     s.impl.savedCallback = null;
     check(handle !== null, "server holds the callback");
-    const weak = new WeakRef(handle);
-    const imports0 = s.connections.server.rpc.stats().imports;
     const releases0 = releasesSent(s);
-    ctx.log(`first: ${first}; server imports ${imports0}`);
+    ctx.log(`first: ${first}; server imports ${s.connections.server.rpc.stats().imports}`);
 
     switch (first) {
       case "dispose": {
@@ -51,36 +98,15 @@ async function lifetime(ctx: Parameters<Scenario["run"]>[0], first: First): Prom
         // (The import count is not compared: the destroy call itself imports the client's
         // Thread for its Context, so the table size moves both ways.)
         check(releasesSent(s) > releases0, "a Release went out");
-        await forceGc();
+        await collect();
         checkEq(await s.client.add(1, 1), 2, "round trip after gc");
         checkEq(disposed, 1, "gc after dispose releases nothing more");
         break;
       }
-      case "gc": {
-        // First a leaked extra reference (an engine handle dropped without close): collecting it
-        // may close it, but must not release the capability the proxy still holds.
-        const weakExtra = ((): WeakRef<object> => {
-          const extra = (handle as unknown as { $cap: { dup(): object } }).$cap.dup();
-          return new WeakRef(extra);
-        })();
-        await forceGc();
-        checkEq(await s.client.add(2, 2), 4, "round trip after collecting the extra handle");
-        ctx.log(`extra handle collected: ${weakExtra.deref() === undefined}`);
-        checkEq(disposed, 0, "collecting a leaked extra handle released the capability");
-        checkEq(releasesSent(s), releases0, "collecting a leaked extra handle sent a Release");
-        // Then the proxy itself becomes garbage.
+      case "gc":
+        await gcFirst(s, handle, disposedOnce.promise, () => disposed);
         handle = null;
-        await forceGc();
-        // A call's round trip orders after any Release the finalizer sent.
-        checkEq(await s.client.add(1, 1), 2, "round trip after gc");
-        const collected = weak.deref() === undefined;
-        const importsNow = s.connections.server.rpc.stats().imports;
-        ctx.log(`handle collected: ${collected}; released by gc: ${disposed}; server imports ${importsNow}`);
-        check(disposed <= 1, `released ${disposed} times after gc`);
-        if (disposed === 1) check(releasesSent(s) > releases0, "the gc release went out as a Release");
-        else checkEq(releasesSent(s), releases0, "no gc release: nothing sent");
         break;
-      }
       case "teardown": {
         s.expectLog(/destroy|disconnect/i);
         await s.clientDisconnect();
@@ -91,7 +117,7 @@ async function lifetime(ctx: Parameters<Scenario["run"]>[0], first: First): Prom
         await (handle as unknown as { close(): Promise<void> }).close();
         handle = null;
         checkEq(s.serverTransport.wireLog.length, wire, "nothing sent after teardown");
-        await forceGc();
+        await collect();
         checkEq(disposed, 1, "dispose and gc after teardown release nothing more");
         break;
       }
