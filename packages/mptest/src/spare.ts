@@ -2,7 +2,7 @@
  * One spare resource started ahead of use: a fresh worker thread, or a child process, that a
  * scenario ends in every iteration (terminate, exit, SIGKILL). Starting one costs 50-150 ms of
  * CPU (a Node isolate or process, then one bundle to load), and most of that is waiting: `take()`
- * hands out the spare started earlier, which loaded in the background while other iterations ran,
+ * hands out a spare started earlier, which loaded in the background while other iterations ran,
  * and starts the next spare at once. Each spare is used exactly once, so every iteration still
  * ends a thread or process that served nobody before.
  *
@@ -40,21 +40,34 @@ export interface SpareStats {
 
 export class Spare<T> {
   readonly #hooks: SpareHooks<T>;
-  #spare: T | undefined;
+  readonly #size: number;
+  /** Parked spares, oldest first. */
+  readonly #spares: T[] = [];
   readonly #stats: SpareStats = { started: 0, warm: 0, cold: 0, dead: 0 };
 
-  constructor(hooks: SpareHooks<T>) {
+  /**
+   * `size`: how many spares to keep parked; one per scenario that takes from this Spare in each
+   * round of the scheduler, so that each gets one started a whole round earlier.
+   */
+  constructor(hooks: SpareHooks<T>, size = 1) {
+    if (!Number.isInteger(size) || size < 1) throw new RangeError(`Spare: size must be a positive integer, got ${size}`);
     this.#hooks = hooks;
+    this.#size = size;
   }
 
-  /** A resource nobody used before: the spare if it is alive, else a new one; then a new spare. */
+  /**
+   * A resource nobody used before: the oldest parked spare that is alive, else a new one. Then
+   * new spares are started until `size` are parked again.
+   */
   take(): T {
-    let t = this.#spare;
-    this.#spare = undefined;
-    if (t !== undefined && !this.#hooks.alive(t)) {
-      this.#stats.dead++;
-      void this.#hooks.discard(t);
-      t = undefined;
+    let t: T | undefined;
+    while (t === undefined && this.#spares.length > 0) {
+      const s = this.#spares.shift()!;
+      if (this.#hooks.alive(s)) t = s;
+      else {
+        this.#stats.dead++;
+        void this.#hooks.discard(s);
+      }
     }
     if (t === undefined) {
       this.#stats.cold++;
@@ -63,26 +76,26 @@ export class Spare<T> {
       this.#stats.warm++;
       this.#hooks.unpark(t);
     }
-    const next = this.#start();
-    this.#hooks.park(next);
-    this.#spare = next;
+    while (this.#spares.length < this.#size) {
+      const next = this.#start();
+      this.#hooks.park(next);
+      this.#spares.push(next);
+    }
     return t;
   }
 
-  /** Ends the spare, if any (end of a test run; a CLI process just exits). */
+  /** Ends the parked spares (end of a test run; a CLI process just exits). */
   async close(): Promise<void> {
-    const t = this.#spare;
-    this.#spare = undefined;
-    if (t !== undefined) await this.#hooks.discard(t);
+    await Promise.all(this.#spares.splice(0).map((t) => this.#hooks.discard(t)));
   }
 
   get stats(): SpareStats {
     return { ...this.#stats };
   }
 
-  /** True while a spare is parked. */
-  get hasSpare(): boolean {
-    return this.#spare !== undefined;
+  /** How many spares are parked now. */
+  get parked(): number {
+    return this.#spares.length;
   }
 
   #start(): T {

@@ -1,7 +1,8 @@
-// The timed scheduler (FairShare) with made-up iteration times, and the spare-resource helper
-// (Spare) with fake resources: no clocks, no real threads or processes.
+// The timed scheduler (FairShare) with made-up iteration times, the spare-resource helper (Spare)
+// with fake resources, and the shared GC (SharedGc) with a fake gc: no clocks, no real threads,
+// processes or collections.
 import { describe, expect, it } from "vitest";
-import { CHARGE_CAP_MS, FairShare, Spare, type SpareHooks } from "@multiprocess-ts/mptest";
+import { CHARGE_CAP_MS, FairShare, SharedGc, Spare, type SpareHooks } from "@multiprocess-ts/mptest";
 
 /** Runs FairShare for `budgetMs` of virtual time with fixed per-scenario costs; returns counts. */
 function simulate(costs: readonly number[], budgetMs: number, capMs = CHARGE_CAP_MS): number[] {
@@ -58,7 +59,7 @@ interface Fake {
   discarded: boolean;
 }
 
-function fakeSpare(): { spare: Spare<Fake>; made: Fake[] } {
+function fakeSpare(size?: number): { spare: Spare<Fake>; made: Fake[] } {
   const made: Fake[] = [];
   const hooks: SpareHooks<Fake> = {
     start: () => {
@@ -71,7 +72,7 @@ function fakeSpare(): { spare: Spare<Fake>; made: Fake[] } {
     alive: (f) => !f.dead,
     discard: async (f) => void (f.discarded = true),
   };
-  return { spare: new Spare(hooks), made };
+  return { spare: new Spare(hooks, size), made };
 }
 
 describe("Spare", () => {
@@ -100,13 +101,55 @@ describe("Spare", () => {
     expect(spare.stats).toEqual({ started: 4, warm: 0, cold: 2, dead: 1 });
   });
 
+  it("with size 2, two takers in a row each get a spare started a round earlier", () => {
+    const { spare, made } = fakeSpare(2);
+    const first = [spare.take(), spare.take()]; // first round: made[0] cold, then made[1] warm
+    expect(first.map((f) => f.id)).toEqual([0, 1]);
+    expect(spare.parked).toBe(2);
+    const second = [spare.take(), spare.take()];
+    // Parked before this round began: the oldest first, and neither handed out before.
+    expect(second.map((f) => f.id)).toEqual([2, 3]);
+    expect(second.every((f) => f.refs)).toBe(true);
+    expect(made.filter((f) => !f.refs).map((f) => f.id)).toEqual([4, 5]);
+    expect(() => new Spare({} as SpareHooks<Fake>, 0)).toThrow(RangeError);
+  });
+
   it("close() discards the parked spare", async () => {
     const { spare, made } = fakeSpare();
     spare.take();
-    expect(spare.hasSpare).toBe(true);
+    expect(spare.parked).toBe(1);
     await spare.close();
-    expect(spare.hasSpare).toBe(false);
+    expect(spare.parked).toBe(0);
     expect(made[1]!.discarded).toBe(true);
     expect(made[0]!.discarded).toBe(false); // the one in use is its taker's
+  });
+});
+
+describe("SharedGc", () => {
+  it("runs one GC once every remaining party waits, and resumes them all right after it", async () => {
+    const events: string[] = [];
+    let thirdGone = false;
+    const gcs = new SharedGc(3, () => events.push(`gc (third party gone: ${thirdGone})`));
+    const a = gcs.collect().then(() => events.push("a"));
+    const b = gcs.collect().then(() => events.push("b"));
+    thirdGone = true;
+    gcs.leave(); // the third party needs no GC: the two waiting are all that remain
+    await Promise.all([a, b]);
+    expect(events).toEqual(["gc (third party gone: true)", "a", "b"]);
+    expect(gcs.runs).toBe(1);
+  });
+
+  it("serves a later GC to the parties left, and refuses one when nobody is left", async () => {
+    let n = 0;
+    const gcs = new SharedGc(3, () => void n++);
+    await Promise.all([gcs.collect(), gcs.collect(), gcs.collect()]);
+    expect(n).toBe(1);
+    gcs.leave();
+    gcs.leave();
+    await gcs.collect(); // the last party alone
+    expect(n).toBe(2);
+    gcs.leave();
+    await expect(gcs.collect()).rejects.toThrow(/every party left/);
+    expect(gcs.runs).toBe(2);
   });
 });

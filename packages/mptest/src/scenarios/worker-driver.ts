@@ -58,7 +58,10 @@ const stats = { started: 0, reused: 0 };
 const parkedOff = new WeakMap<Worker, () => void>();
 const diedParked = new WeakSet<Worker>();
 
-/** The next fresh worker, started (and loading its bundle) while earlier iterations run. */
+/** Scenarios that take a fresh worker each iteration (exit, terminate): one spare each. */
+const FRESH_SPARES = 2;
+
+/** The next fresh workers, started (and loading their bundle) while earlier iterations run. */
 const freshSpare = new Spare<Worker>({
   start: () => newWorker(false),
   park(w) {
@@ -78,7 +81,7 @@ const freshSpare = new Spare<Worker>({
   },
   alive: (w) => !diedParked.has(w),
   discard: async (w) => void (await w.terminate()),
-});
+}, FRESH_SPARES);
 
 /**
  * Worker threads started so far, pooled attachments that reused one, idle pooled workers now, and
