@@ -15,3 +15,8 @@ export { summarize, formatTable, percentile, reproduceCommand, totals } from "./
 export type { ScenarioSummary, FailureRecord, JsonReport } from "./report.js";
 export { allScenarios, defaultProbes } from "./scenarios/index.js";
 export { closeWorkerPool, workerPoolStats } from "./scenarios/worker-driver.js";
+export { childSpareStats, closeChildSpare } from "./scenarios/process.js";
+export { FairShare } from "./schedule.js";
+export { SharedGc } from "./shared-gc.js";
+export { Spare } from "./spare.js";
+export type { SpareHooks, SpareStats } from "./spare.js";

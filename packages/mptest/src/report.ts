@@ -16,6 +16,8 @@ export interface ScenarioSummary {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** Median CPU per iteration (IterationResult.cpuMs; 0 when not measured). */
+  p50CpuMs: number;
 }
 
 export interface FailureRecord {
@@ -63,6 +65,7 @@ export function summarize(names: readonly string[], results: readonly IterationR
   }
   return [...by].map(([name, rs]) => {
     const d = rs.map((r) => r.durationMs).sort((a, b) => a - b);
+    const cpu = rs.map((r) => r.cpuMs ?? 0).sort((a, b) => a - b);
     return {
       name,
       runs: rs.length,
@@ -73,6 +76,7 @@ export function summarize(names: readonly string[], results: readonly IterationR
       p50Ms: round(percentile(d, 50)),
       p99Ms: round(percentile(d, 99)),
       maxMs: round(d.length === 0 ? 0 : d[d.length - 1]!),
+      p50CpuMs: round(percentile(cpu, 50)),
     };
   });
 }
@@ -95,7 +99,7 @@ export function totals(s: readonly ScenarioSummary[]): JsonReport["totals"] {
 
 /** Plain-text table, one row per scenario plus a total. */
 export function formatTable(s: readonly ScenarioSummary[]): string {
-  const head = ["scenario", "runs", "fail", "leak", "hang", "p50 ms", "p99 ms", "max ms"];
+  const head = ["scenario", "runs", "fail", "leak", "hang", "p50 ms", "p99 ms", "max ms", "cpu p50"];
   const rows = s.map((x) => [
     x.name,
     String(x.runs),
@@ -105,9 +109,10 @@ export function formatTable(s: readonly ScenarioSummary[]): string {
     x.p50Ms.toFixed(1),
     x.p99Ms.toFixed(1),
     x.maxMs.toFixed(1),
+    x.p50CpuMs.toFixed(1),
   ]);
   const t = totals(s);
-  rows.push(["TOTAL", String(t.runs), String(t.failures), String(t.leaks), String(t.hangs), "", "", ""]);
+  rows.push(["TOTAL", String(t.runs), String(t.failures), String(t.leaks), String(t.hangs), "", "", "", ""]);
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: readonly string[]): string =>
     cells.map((c, i) => (i === 0 ? c.padEnd(width[i]!) : c.padStart(width[i]!))).join("  ").trimEnd();

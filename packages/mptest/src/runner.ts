@@ -7,9 +7,13 @@
  * can be attributed to the running iteration.
  */
 
+import { readFileSync } from "node:fs";
 import { createRng, iterationSeed } from "./rng.js";
 import { dumpProbes, settle, takeSnapshot, type LeakProbe } from "./leaks.js";
 import type { Scenario, ScenarioContext } from "./scenario.js";
+import { FairShare } from "./schedule.js";
+
+export { CHARGE_CAP_MS } from "./schedule.js";
 
 export type IterationStatus = "pass" | "fail" | "leak" | "hang";
 
@@ -19,6 +23,11 @@ export interface IterationResult {
   seed: number;
   status: IterationStatus;
   durationMs: number;
+  /**
+   * CPU time over the same span as durationMs: this process (every thread, so the scenario's worker
+   * threads too) plus the child processes it reaped meanwhile (Linux only, 10 ms ticks).
+   */
+  cpuMs?: number;
   /** Message and stack of the failure (fail/hang). */
   error?: string;
   /** Counters still above baseline after the iteration (leak, or alongside a failure). */
@@ -72,6 +81,24 @@ function errorText(e: unknown): string {
 
 const DEFAULT_TIMEOUT_MS = 20_000;
 
+/** CPU of the reaped children (cutime + cstime of /proc/self/stat), in ms; 0 where there is none. */
+function childrenCpuMs(): number {
+  if (process.platform !== "linux") return 0;
+  try {
+    const stat = readFileSync("/proc/self/stat", "latin1");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[13]) + Number(f[14])) * 10; // fields 16 and 17, in USER_HZ (100) ticks
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time of this process (all threads) and its reaped children, in ms. */
+function cpuNowMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000 + childrenCpuMs();
+}
+
 /** True while runIteration runs a scenario (its own handlers take stray errors then). */
 let inIteration = false;
 const DEFAULT_SETTLE_MS = 2_000;
@@ -109,6 +136,7 @@ export async function runIteration(
   void process.stderr;
   const baseline = takeSnapshot(probes, ignore);
   const t0 = performance.now();
+  const cpu0 = cpuNowMs();
   let timer: NodeJS.Timeout | undefined;
   let outcome: { kind: "ok" } | { kind: "error"; error: unknown } | { kind: "timeout" };
   try {
@@ -126,7 +154,8 @@ export async function runIteration(
     clearTimeout(timer);
   }
   const durationMs = performance.now() - t0;
-  const result: IterationResult = { scenario: scenario.name, iteration, seed, status: "pass", durationMs };
+  const cpuMs = cpuNowMs() - cpu0;
+  const result: IterationResult = { scenario: scenario.name, iteration, seed, status: "pass", durationMs, cpuMs };
 
   if (outcome.kind === "timeout") {
     // Dump before aborting: the point is to see what was pending when it stuck.
@@ -156,21 +185,13 @@ export async function runIteration(
 }
 
 /**
- * The most one iteration is charged against its scenario's share of a timed run. Iterations that
- * take longer (workers, child processes) all cost their scenario the same, so every scenario gets
- * the same iteration count; cheaper ones split the time equally. 5 ms keeps the memory-pair
- * scenarios at several times the count of the slow ones.
- */
-export const CHARGE_CAP_MS = 5;
-
-/**
  * Runs the scenarios until the repeat count, the duration or the first failure.
  *
  * With `repeat`, scenarios go round-robin, N iterations each. With a duration (or an unbounded
- * --until-fail) every iteration is charged its wall time (run plus leak settle) capped at
- * {@link CHARGE_CAP_MS}, and the next iteration goes to the scenario with the least charge so far.
- * Scenarios slower than the cap are charged the same per iteration, so they all reach the same
- * count; faster ones share time equally and run more iterations than that count, never fewer.
+ * --until-fail) the {@link FairShare} scheduler picks (schedule.ts): every iteration is charged
+ * its wall time (run plus leak settle) capped at CHARGE_CAP_MS, and the next iteration goes to the
+ * scenario with the least charge so far. Scenarios slower than the cap all reach the same count;
+ * faster ones share time equally and run more iterations than that count, never fewer.
  * Under `shard` {index k, count J}, this process runs iterations k, k+J, k+2J... of each scenario.
  */
 export async function runScenarios(opts: RunOptions): Promise<RunResult> {
@@ -182,7 +203,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
   const deadline = opts.durationMs === undefined ? Infinity : t0 + opts.durationMs;
   const n = opts.scenarios.length;
   const done = new Array<number>(n).fill(0); // iterations run per scenario (by this shard)
-  const charged = new Array<number>(n).fill(0); // ms charged per scenario (see above)
+  const share = new FairShare(n);
   let stopped: RunResult["stopped"] = "done";
   let rr = 0;
   // Errors that surface between iterations (a rejection noticed late, a callback firing after
@@ -205,11 +226,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
 
   const next = (): number | undefined => {
     if (n === 0) return undefined;
-    if (timed) {
-      let best = 0;
-      for (let i = 1; i < n; i++) if (charged[i]! < charged[best]!) best = i;
-      return best;
-    }
+    if (timed) return share.next();
     // Round-robin over the scenarios that still have iterations for this shard.
     for (let k = 0; k < n; k++) {
       const i = (rr + k) % n;
@@ -243,7 +260,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
       const started = performance.now();
       const r = await runIteration(scenario, iteration, seed, opts);
       last = r;
-      charged[i]! += Math.min(performance.now() - started, CHARGE_CAP_MS);
+      share.record(i, performance.now() - started);
       results.push(r);
       opts.onResult?.(r);
       if (r.status === "hang") {

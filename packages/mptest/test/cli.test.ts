@@ -114,9 +114,10 @@ describe("runScenarios", () => {
     expect(res.results.map((r) => `${r.scenario}${r.iteration}:${r.status}`)).toEqual(["a0:pass", "a0:fail", "a1:pass"]);
     expect(res.results[1]!.error).toContain("escaped after the iteration ended: Error: late boom");
   });
-  it("with a duration gives scenarios slower than the charge cap the same count, and fast ones more", async () => {
+  it("with a duration gives scenarios slower than the charge cap the same count", async () => {
     // Iteration cost stands in for work here (a timer, not an ordering): 20 ms and 60 ms are both
-    // above CHARGE_CAP_MS, so both are charged the cap per iteration and run equally often.
+    // above CHARGE_CAP_MS, so both are charged the cap per iteration and run equally often. (How
+    // much more the fast ones run is FairShare's, tested with made-up times in schedule.test.ts.)
     expect(CHARGE_CAP_MS).toBeLessThan(20);
     const slow: Scenario = { name: "slow", run: () => new Promise((r) => setTimeout(r, 20)) };
     const slower: Scenario = { name: "slower", run: () => new Promise((r) => setTimeout(r, 60)) };
@@ -125,8 +126,9 @@ describe("runScenarios", () => {
     const count = (n: string) => res.results.filter((r) => r.scenario === n).length;
     expect(count("slower")).toBeGreaterThan(2);
     expect(Math.abs(count("slow") - count("slower"))).toBeLessThanOrEqual(1);
-    expect(count("fast")).toBeGreaterThan(count("slow") * 3);
+    expect(count("fast")).toBeGreaterThanOrEqual(count("slow"));
     expect(res.results.every((r) => r.status === "pass")).toBe(true);
+    expect(res.results.every((r) => typeof r.cpuMs === "number" && r.cpuMs >= 0)).toBe(true);
   });
 });
 
@@ -184,7 +186,7 @@ describe("runCli (API hook)", () => {
       expect(j.totals).toEqual({ runs: 4, passed: 2, failures: 2, leaks: 0, hangs: 0 });
       expect(j.scenarios.map((s) => s.name)).toEqual(["api/pass", "api/fail"]);
       for (const s of j.scenarios) {
-        expect(Object.keys(s).sort()).toEqual(["failures", "hangs", "leaks", "maxMs", "name", "p50Ms", "p99Ms", "passed", "runs"]);
+        expect(Object.keys(s).sort()).toEqual(["failures", "hangs", "leaks", "maxMs", "name", "p50CpuMs", "p50Ms", "p99Ms", "passed", "runs"]);
       }
       expect(j.failures).toHaveLength(2);
       expect(j.failures[0]).toMatchObject({ scenario: "api/fail", iteration: 0, seed: 9, status: "fail" });

@@ -4,6 +4,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import {
   allScenarios,
+  childSpareStats,
+  closeChildSpare,
   closeWorkerPool,
   defaultProbes,
   randomSeed,
@@ -38,7 +40,7 @@ describe(`mptest scenarios (seed ${seed})`, () => {
     ]);
   });
 
-  afterAll(() => closeWorkerPool());
+  afterAll(() => Promise.all([closeWorkerPool(), closeChildSpare()]));
 
   it("worker scenarios reuse pooled workers across iterations, each checked clean per iteration", async () => {
     const scenario = allScenarios().find((s) => s.name === "Worker disposes its thread handle while the connection tears down")!;
@@ -52,6 +54,20 @@ describe(`mptest scenarios (seed ${seed})`, () => {
     expect(after.started - before.started).toBeLessThanOrEqual(1);
     expect(after.reused - before.reused).toBeGreaterThanOrEqual(5);
     expect(after.idle).toBeGreaterThanOrEqual(1);
+  });
+
+  it("scenarios that end a fresh worker or child take one started ahead of use, a new one each time", async () => {
+    const names = ["Worker is terminated in the middle of a call", "Spawned child killed with SIGKILL in the middle of a call"];
+    for (const name of names) {
+      const scenario = allScenarios().find((s) => s.name === name)!;
+      for (let i = 0; i < 2; i++) {
+        const r = await runIteration(scenario, i, seed + i, { probes: defaultProbes(), timeoutMs: 45_000 });
+        expect(r.status, `${name}: ${r.error ?? ""} ${r.leaks?.join(", ") ?? ""}`).toBe("pass");
+      }
+    }
+    // The second iteration of each took the spare the first one left (started, never used).
+    expect(workerPoolStats().freshWarm).toBeGreaterThanOrEqual(1);
+    expect(childSpareStats().warm).toBeGreaterThanOrEqual(1);
   });
 
   for (const scenario of allScenarios()) {

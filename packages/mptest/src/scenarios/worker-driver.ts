@@ -9,8 +9,10 @@
  * pool only after it showed that nothing of that loop is left on its thread (no attached loop,
  * Connection closed, no loop references or queued work, no handles beyond an idle worker's) and
  * the loop side checked its session and ThreadContext are gone (workers.ts). The scenarios where
- * the worker thread itself goes away (exit, terminate) take a fresh one. Idle pooled workers are
- * unref'd: they hold no handle and do not keep the process alive.
+ * the worker thread itself goes away (exit, terminate) take a fresh one: a spare started ahead of
+ * use (spare.ts) that loaded its bundle in the background and was never attached to any loop.
+ * Idle pooled workers and the spare are unref'd: they hold no handle and do not keep the process
+ * alive.
  *
  * Threading: main thread of the mptest process (the loop thread of the fixture).
  */
@@ -20,6 +22,7 @@ import { deferred, type Deferred } from "@multiprocess-ts/capnp";
 import { loopHandleTransferList, type WorkerSupport } from "@multiprocess-ts/node";
 import type { WorkerEvent, WorkerOp } from "../workers/foo-worker.js";
 import { bundled } from "../bundle.js";
+import { Spare } from "../spare.js";
 
 const WORKER_JS = new URL("../workers/foo-worker.js", import.meta.url);
 
@@ -51,14 +54,47 @@ function newWorker(pooled: boolean): Worker {
 
 const stats = { started: 0, reused: 0 };
 
-/** Worker threads started so far, pooled attachments that reused one, and idle workers now. */
-export function workerPoolStats(): { started: number; reused: number; idle: number } {
-  return { ...stats, idle: idle.length };
+/** Listeners of a parked spare (removed when it is taken) and the spares that died parked. */
+const parkedOff = new WeakMap<Worker, () => void>();
+const diedParked = new WeakSet<Worker>();
+
+/** Scenarios that take a fresh worker each iteration (exit, terminate): one spare each. */
+const FRESH_SPARES = 2;
+
+/** The next fresh workers, started (and loading their bundle) while earlier iterations run. */
+const freshSpare = new Spare<Worker>({
+  start: () => newWorker(false),
+  park(w) {
+    w.unref();
+    const onError = (): void => {};
+    const onExit = (): void => void diedParked.add(w);
+    w.on("error", onError);
+    w.once("exit", onExit);
+    parkedOff.set(w, () => {
+      w.off("error", onError);
+      w.off("exit", onExit);
+    });
+  },
+  unpark(w) {
+    parkedOff.get(w)?.();
+    parkedOff.delete(w);
+  },
+  alive: (w) => !diedParked.has(w),
+  discard: async (w) => void (await w.terminate()),
+}, FRESH_SPARES);
+
+/**
+ * Worker threads started so far, pooled attachments that reused one, idle pooled workers now, and
+ * fresh workers handed out already loaded (`freshWarm`) or started on the spot (`freshCold`).
+ */
+export function workerPoolStats(): { started: number; reused: number; idle: number; freshWarm: number; freshCold: number } {
+  const f = freshSpare.stats;
+  return { ...stats, idle: idle.length, freshWarm: f.warm, freshCold: f.cold };
 }
 
-/** Terminates the idle pooled workers (end of a test run; the CLI process just exits). */
+/** Terminates the idle pooled workers and the fresh spare (end of a test run; the CLI just exits). */
 export async function closeWorkerPool(): Promise<void> {
-  await Promise.all(idle.splice(0).map((w) => w.terminate()));
+  await Promise.all([...idle.splice(0).map((w) => w.terminate()), freshSpare.close()]);
 }
 
 export class WorkerDriver {
@@ -120,7 +156,7 @@ export class WorkerDriver {
     const pooled = opts.fresh !== true;
     const reused = pooled ? idle.pop() : undefined;
     if (reused !== undefined) stats.reused++;
-    const worker = reused ?? newWorker(pooled);
+    const worker = reused ?? (pooled ? newWorker(true) : freshSpare.take());
     const w = new WorkerDriver(worker, pooled, support, name);
     registry?.push(w);
     await w.next("ready");
