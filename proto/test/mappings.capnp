@@ -5,8 +5,6 @@
 
 @0xd3a1c0b7e5f24a91;
 
-using Proxy = import "/mp/proxy.capnp";
-
 const maxDouble :Float64 = 1.7976931348623157e308;
 const answer :Int32 = 42;
 const minusOne :Int8 = -1;
@@ -105,7 +103,7 @@ struct Generics {
 }
 
 interface Mapper {
-  send @0 (context :Proxy.Context, data :Text, timeout :Float64 = .maxDouble, precious :Bool = false, retries :UInt32 = 3, label :Text = "none") -> (result :Options);
+  send @0 (data :Text, timeout :Float64 = .maxDouble, precious :Bool = false, retries :UInt32 = 3, label :Text = "none") -> (result :Options);
   # Every param after `data` has a default: the client may leave them out.
   configure @1 (options :Options) -> (result :Options);
   middle @2 (a :Int32 = 7, b :Int32) -> (result :Int32);

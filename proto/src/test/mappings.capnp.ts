@@ -2,7 +2,6 @@
 
 import * as $ from "@multiprocess-ts/runtime/gen/capnp";
 import * as $mp from "@multiprocess-ts/runtime/gen";
-import * as $proxy from "@multiprocess-ts/runtime/mp/proxy.capnp";
 
 /** Enum `Level` (UInt16 on the wire). */
 export enum Level {
@@ -179,22 +178,19 @@ export class Generics$Struct extends $.Struct {
 
 /** capnp-ts accessors for `send$Params` (Mapper.send$Params). */
 export class Mapper_send$Params extends $.Struct {
-  static override readonly _capnp = { displayName: "send$Params", id: "d298e1321bde4f62", size: new $.ObjectSize(16, 3) };
-  get context(): $proxy.Context$Struct { return $.Struct.getStruct(0, $proxy.Context$Struct, this); }
-  initContext(): $proxy.Context$Struct { return $.Struct.initStructAt(0, $proxy.Context$Struct, this); }
-  hasContext(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
-  get data(): string { return $.Struct.getText(1, this); }
-  set data(v: string) { $.Struct.setText(1, v, this); }
-  hasData(): boolean { return !$.Pointer.isNull($.Struct.getPointer(1, this)); }
+  static override readonly _capnp = { displayName: "send$Params", id: "d298e1321bde4f62", size: new $.ObjectSize(16, 2) };
+  get data(): string { return $.Struct.getText(0, this); }
+  set data(v: string) { $.Struct.setText(0, v, this); }
+  hasData(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
   get timeout(): number { return $.Struct.getFloat64(0, this, $default_Mapper_send$Params_timeout); }
   set timeout(v: number) { $.Struct.setFloat64(0, v, this, $default_Mapper_send$Params_timeout); }
   get precious(): boolean { return $.Struct.getBit(64, this); }
   set precious(v: boolean) { $.Struct.setBit(64, v, this); }
   get retries(): number { return $.Struct.getUint32(12, this, $default_Mapper_send$Params_retries); }
   set retries(v: number) { $.Struct.setUint32(12, v, this, $default_Mapper_send$Params_retries); }
-  get label(): string { return $.Struct.getText(2, this, "none"); }
-  set label(v: string) { $.Struct.setText(2, v, this); }
-  hasLabel(): boolean { return !$.Pointer.isNull($.Struct.getPointer(2, this)); }
+  get label(): string { return $.Struct.getText(1, this, "none"); }
+  set label(v: string) { $.Struct.setText(1, v, this); }
+  hasLabel(): boolean { return !$.Pointer.isNull($.Struct.getPointer(1, this)); }
 }
 
 /** capnp-ts accessors for `send$Results` (Mapper.send$Results). */
@@ -708,7 +704,7 @@ export function writeGenerics(s: Generics$Struct, v: GenericsInit): void {
 }
 
 const Mapper$send: $mp.ProxyMethod = { name: "send", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 0,
-  Params: Mapper_send$Params, Results: Mapper_send$Results, context: 0, destroy: false };
+  Params: Mapper_send$Params, Results: Mapper_send$Results, context: -1, destroy: false };
 const Mapper$configure: $mp.ProxyMethod = { name: "configure", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 1,
   Params: Mapper_configure$Params, Results: Mapper_configure$Results, context: -1, destroy: false };
 const Mapper$middle: $mp.ProxyMethod = { name: "middle", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 2,
