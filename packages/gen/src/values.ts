@@ -17,6 +17,26 @@ const MAX_DEPTH = 64;
 const NO_DISCRIMINANT = 0xffff;
 
 type Nodes = ReadonlyMap<bigint, NodeInfo>;
+/** Generic bindings in scope: brand scope id → bound types. */
+type Bindings = ReadonlyMap<bigint, readonly (TypeInfo | null)[]>;
+const NONE: Bindings = new Map();
+
+/** `t` with generic parameters replaced by their bindings (unbound ones stay AnyPointer). */
+function bind(t: TypeInfo, b: Bindings): TypeInfo {
+  if (t.kind === "anyPointer" && t.param !== undefined) return b.get(t.param.scopeId)?.[t.param.index] ?? t;
+  if (t.kind === "list") return { kind: "list", element: bind(t.element, b) };
+  if (t.kind === "struct") {
+    return { ...t, brand: { scopes: t.brand.scopes.map((sc) => (sc.bind !== undefined ? { scopeId: sc.scopeId, bind: sc.bind.map((x) => (x === null ? null : bind(x, b))) } : sc)) } };
+  }
+  return t;
+}
+
+/** The bindings a (resolved) struct type brings into scope. */
+function bindingsOf(t: TypeInfo & { kind: "struct" }, outer: Bindings): Bindings {
+  const out = new Map(outer);
+  for (const sc of t.brand.scopes) if (sc.bind !== undefined) out.set(sc.scopeId, sc.bind);
+  return out;
+}
 
 /** A struct class for reading elements of a struct list whose layout comes from the schema. */
 class AnyStruct extends $.Struct {
@@ -44,12 +64,12 @@ const LIST_READ: Partial<Record<TypeInfo["kind"], new (seg: $.Pointer["segment"]
 };
 
 /** The value a field of type `t` has when its pointer is null and it has no explicit default. */
-function emptyValue(nodes: Nodes, t: TypeInfo, depth: number): DecodedValue {
+function emptyValue(nodes: Nodes, t: TypeInfo, depth: number, b: Bindings = NONE): DecodedValue {
   switch (t.kind) {
     case "text": return "";
     case "data": return new Uint8Array(0);
     case "list": return [];
-    case "struct": return decodeStruct(nodes, null, t.typeId, depth + 1);
+    case "struct": return decodeStruct(nodes, null, t.typeId, depth + 1, bindingsOf(t, b));
     default: return null;
   }
 }
@@ -59,10 +79,10 @@ function scalarDefault(v: ValueInfo): number | bigint | boolean | null {
   return v.kind === "text" || v.kind === "pointer" ? null : v.value;
 }
 
-function decodeField(nodes: Nodes, s: $.Struct | null, f: FieldInfo, depth: number): DecodedValue {
-  if (f.groupId !== undefined) return decodeStruct(nodes, s, f.groupId, depth + 1);
+function decodeField(nodes: Nodes, s: $.Struct | null, f: FieldInfo, depth: number, b: Bindings): DecodedValue {
+  if (f.groupId !== undefined) return decodeStruct(nodes, s, f.groupId, depth + 1, b);
   const slot = f.slot!;
-  const t = slot.type;
+  const t = bind(slot.type, b);
   if (t.kind === "void") return null;
   if (t.kind === "bool") {
     const def = slot.defaultValue.value === true;
@@ -78,20 +98,20 @@ function decodeField(nodes: Nodes, s: $.Struct | null, f: FieldInfo, depth: numb
     return read(slot.offset * bytes, s, m);
   }
   const p = s === null ? null : $.Struct.getPointer(slot.offset, s);
-  if (p === null || $.Pointer.isNull(p)) return pointerDefault(nodes, f, depth);
-  return decodePointer(nodes, p, t, depth + 1);
+  if (p === null || $.Pointer.isNull(p)) return pointerDefault(nodes, f, t, depth, b);
+  return decodePointer(nodes, p, t, depth + 1, b);
 }
 
 /** What a null pointer field reads as: its explicit default, else the empty value of its type. */
-function pointerDefault(nodes: Nodes, f: FieldInfo, depth: number): DecodedValue {
+function pointerDefault(nodes: Nodes, f: FieldInfo, t: TypeInfo, depth: number, b: Bindings): DecodedValue {
   const d = f.slot!.defaultValue;
-  if (d.kind === "text" && f.slot!.type.kind === "text") return d.value;
+  if (d.kind === "text" && t.kind === "text") return d.value;
   if (d.kind === "pointer" && d.decoded !== undefined && d.decoded !== null) return d.decoded;
-  return emptyValue(nodes, f.slot!.type, depth);
+  return emptyValue(nodes, t, depth, b);
 }
 
 /** Decodes struct node `id` read through `s` (null: every field at its default). */
-export function decodeStruct(nodes: Nodes, s: $.Struct | null, id: bigint, depth = 0): DecodedStruct {
+export function decodeStruct(nodes: Nodes, s: $.Struct | null, id: bigint, depth = 0, b: Bindings = NONE): DecodedStruct {
   if (depth > MAX_DEPTH) throw new MpgenError("mpgen: cannot map a schema value that nests more than 64 structs deep (a recursive struct type?)");
   const n = nodes.get(id);
   if (n?.struct === undefined) throw new MpgenError(`mpgen: struct node 0x${id.toString(16)} is missing from the request`);
@@ -103,12 +123,12 @@ export function decodeStruct(nodes: Nodes, s: $.Struct | null, id: bigint, depth
       if (f.discriminantValue !== which) continue;
       out.which = f.name;
     }
-    out.fields.set(f.name, decodeField(nodes, s, f, depth));
+    out.fields.set(f.name, decodeField(nodes, s, f, depth, b));
   }
   return out;
 }
 
-function decodeList(nodes: Nodes, p: $.Pointer, el: TypeInfo, depth: number): DecodedValue[] {
+function decodeList(nodes: Nodes, p: $.Pointer, el: TypeInfo, depth: number, b: Bindings): DecodedValue[] {
   const prim = LIST_READ[el.kind];
   if (prim !== undefined) return new prim(p.segment, p.byteOffset).toArray() as DecodedValue[];
   switch (el.kind) {
@@ -116,24 +136,24 @@ function decodeList(nodes: Nodes, p: $.Pointer, el: TypeInfo, depth: number): De
     case "data": return new $.DataList(p.segment, p.byteOffset).toArray().map((d) => d.toUint8Array().slice());
     case "struct": {
       const l = new ($.CompositeList(AnyStruct))(p.segment, p.byteOffset);
-      return l.toArray().map((s) => decodeStruct(nodes, s, el.typeId, depth + 1));
+      return l.toArray().map((s) => decodeStruct(nodes, s, el.typeId, depth + 1, bindingsOf(el, b)));
     }
     case "list": {
       const l = new $.AnyPointerList(p.segment, p.byteOffset);
-      return l.toArray().map((x) => ($.Pointer.isNull(x) ? [] : decodePointer(nodes, x, el, depth + 1)));
+      return l.toArray().map((x) => ($.Pointer.isNull(x) ? [] : decodePointer(nodes, x, el, depth + 1, b)));
     }
     default: return new $.AnyPointerList(p.segment, p.byteOffset).toArray().map(() => null);
   }
 }
 
 /** Decodes the non-null pointer `p` as a value of type `t`. */
-export function decodePointer(nodes: Nodes, p: $.Pointer, t: TypeInfo, depth = 0): DecodedValue {
-  if ($.Pointer.isNull(p)) return emptyValue(nodes, t, depth);
+export function decodePointer(nodes: Nodes, p: $.Pointer, t: TypeInfo, depth = 0, b: Bindings = NONE): DecodedValue {
+  if ($.Pointer.isNull(p)) return emptyValue(nodes, t, depth, b);
   switch (t.kind) {
     case "text": return new $.Text(p.segment, p.byteOffset).get(0);
     case "data": return new $.Data(p.segment, p.byteOffset).toUint8Array().slice();
-    case "list": return decodeList(nodes, p, t.element, depth);
-    case "struct": return decodeStruct(nodes, new $.Struct(p.segment, p.byteOffset), t.typeId, depth);
+    case "list": return decodeList(nodes, p, t.element, depth, b);
+    case "struct": return decodeStruct(nodes, new $.Struct(p.segment, p.byteOffset), t.typeId, depth, bindingsOf(t, b));
     default: return null;
   }
 }

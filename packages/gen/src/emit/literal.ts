@@ -10,7 +10,7 @@
  */
 import { MpgenError } from "../annotations.js";
 import type { DecodedStruct, DecodedValue, TypeInfo } from "../schema.js";
-import type { FileContext } from "./context.js";
+import { EMPTY_ENV, type Env, type FileContext } from "./context.js";
 import { nativeFields } from "./fields.js";
 
 function numberLiteral(v: number): string {
@@ -62,12 +62,11 @@ function listLiteral(ctx: FileContext, items: DecodedValue[], t: TypeInfo & { ki
 }
 
 function structLiteral(ctx: FileContext, d: DecodedValue, t: TypeInfo & { kind: "struct" }): string {
-  const n = ctx.node(t.typeId);
-  if (n.isGeneric) throw new MpgenError(`mpgen: cannot map a default or const value of generic struct ${n.displayName}`);
-  return structNodeLiteral(ctx, isStruct(d) ? d : { struct: t.typeId, fields: new Map() }, t.typeId);
+  const env = ctx.envOf(t.brand, EMPTY_ENV);
+  return structNodeLiteral(ctx, isStruct(d) ? d : { struct: t.typeId, fields: new Map() }, t.typeId, env);
 }
 
-function structNodeLiteral(ctx: FileContext, s: DecodedStruct, id: bigint): string {
+function structNodeLiteral(ctx: FileContext, s: DecodedStruct, id: bigint, env: Env): string {
   const parts: string[] = [];
   let member: string[] = [];
   for (const nf of nativeFields(ctx, ctx.node(id))) {
@@ -75,10 +74,10 @@ function structNodeLiteral(ctx: FileContext, s: DecodedStruct, id: bigint): stri
     if (nf.union && s.which !== f.name) continue;
     const v = s.fields.get(f.name) ?? null;
     let expr: string;
-    if (f.groupId !== undefined) expr = structNodeLiteral(ctx, isStruct(v) ? v : { struct: f.groupId, fields: new Map() }, f.groupId);
+    if (f.groupId !== undefined) expr = structNodeLiteral(ctx, isStruct(v) ? v : { struct: f.groupId, fields: new Map() }, f.groupId, env);
     else if (f.slot!.type.kind === "void") expr = "";
     else if (nf.has !== undefined && s.fields.get(nf.has.name) !== true) expr = "undefined";
-    else expr = literal(ctx, v, f.slot!.type);
+    else expr = literal(ctx, v, ctx.resolve(f.slot!.type, env));
     if (nf.union) {
       member = [`which: ${JSON.stringify(nf.tsName)} as const`];
       if (expr !== "") member.push(`${nf.tsName}: ${expr}`);
