@@ -205,6 +205,37 @@ class SourceInfo extends $.Struct {
 }
 const SourceInfoList = $.CompositeList(SourceInfo);
 
+/** A pointer value to decode once every node is loaded. */
+interface PendingValue { raw: S.Value; type: TypeInfo; into: ValueInfo & { kind: "pointer" } }
+
+function loadStruct(s: S.Node_Struct, member: (i: number) => string | undefined, pending: PendingValue[]): NonNullable<NodeInfo["struct"]> {
+  return {
+    dataWordCount: s.dataWordCount,
+    pointerCount: s.pointerCount,
+    isGroup: s.isGroup,
+    discriminantCount: s.discriminantCount,
+    discriminantOffset: s.discriminantOffset,
+    fields: s.fields.toArray().map((f, index): FieldInfo => {
+      const field: FieldInfo = {
+        name: f.name, index, codeOrder: f.codeOrder, annotations: loadAnnotations(f.annotations),
+        discriminantValue: f.discriminantValue,
+      };
+      const d = member(index);
+      if (d !== undefined) field.doc = d;
+      if (f.isSlot()) {
+        const sl = f.slot;
+        const type = loadType(sl.type);
+        const defaultValue = loadValue(sl.defaultValue);
+        field.slot = { offset: sl.offset, type, defaultValue, hadExplicitDefault: sl.hadExplicitDefault };
+        if (defaultValue.kind === "pointer" && sl.hadExplicitDefault) pending.push({ raw: sl.defaultValue, type, into: defaultValue });
+      } else {
+        field.groupId = f.group.typeId;
+      }
+      return field;
+    }),
+  };
+}
+
 /** Converts a capnp-ts CodeGeneratorRequest reader into a {@link SchemaModel}. */
 export function loadRequest(req: S.CodeGeneratorRequest): SchemaModel {
   const docs = new Map<bigint, { doc?: string; members: (string | undefined)[] }>();
@@ -213,7 +244,7 @@ export function loadRequest(req: S.CodeGeneratorRequest): SchemaModel {
   }
   const nodes = new Map<bigint, NodeInfo>();
   // Pointer values are decoded once every struct node is known (a value may hold any struct).
-  const pending: { raw: S.Value; type: TypeInfo; into: ValueInfo & { kind: "pointer" } }[] = [];
+  const pending: PendingValue[] = [];
   for (const n of req.nodes.toArray()) {
     const info = docs.get(n.id);
     const displayName = n.displayName;
@@ -232,36 +263,10 @@ export function loadRequest(req: S.CodeGeneratorRequest): SchemaModel {
     const member = (i: number): string | undefined => info?.members[i];
     switch (n.which()) {
       case S.Node_Which.FILE: node.kind = "file"; break;
-      case S.Node_Which.STRUCT: {
+      case S.Node_Which.STRUCT:
         node.kind = "struct";
-        const s = n.struct;
-        node.struct = {
-          dataWordCount: s.dataWordCount,
-          pointerCount: s.pointerCount,
-          isGroup: s.isGroup,
-          discriminantCount: s.discriminantCount,
-          discriminantOffset: s.discriminantOffset,
-          fields: s.fields.toArray().map((f, index): FieldInfo => {
-            const field: FieldInfo = {
-              name: f.name, index, codeOrder: f.codeOrder, annotations: loadAnnotations(f.annotations),
-              discriminantValue: f.discriminantValue,
-            };
-            const d = member(index);
-            if (d !== undefined) field.doc = d;
-            if (f.isSlot()) {
-              const sl = f.slot;
-              const type = loadType(sl.type);
-              const defaultValue = loadValue(sl.defaultValue);
-              field.slot = { offset: sl.offset, type, defaultValue, hadExplicitDefault: sl.hadExplicitDefault };
-              if (defaultValue.kind === "pointer" && sl.hadExplicitDefault) pending.push({ raw: sl.defaultValue, type, into: defaultValue });
-            } else {
-              field.groupId = f.group.typeId;
-            }
-            return field;
-          }),
-        };
+        node.struct = loadStruct(n.struct, member, pending);
         break;
-      }
       case S.Node_Which.ENUM:
         node.kind = "enum";
         node.enumerants = n.enum.enumerants.toArray().map((e, i) => {

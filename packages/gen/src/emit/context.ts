@@ -1,7 +1,8 @@
 /**
  * Per-output-file state: naming of schema nodes, imports of other generated files, brand
- * (generics) resolution, and the value codec that turns capnp-ts accessors into TS-native values
- * and back. Every emitter (struct, enum, interface) works through a {@link FileContext}.
+ * (generics) resolution, TS-native type names (read types and `FooInit` writer inputs), and the
+ * small codec helpers (range checks, list constructors) that codec.ts builds on. Every emitter
+ * (struct, enum, interface, const) works through a {@link FileContext}.
  *
  * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
  *
