@@ -4,7 +4,8 @@
  * noUnusedLocals + exactOptionalPropertyTypes + noUncheckedIndexedAccess (generic structs with an
  * unused parameter, two parameters, a union, a union of a generic group); the built-in and the
  * native compiler give the same code; consts and defaults that need special spelling (infinities,
- * NaN, -0, reserved words, maps, nested lists, generic struct values) load with the right values.
+ * NaN, -0, reserved words, maps, nested lists, generic struct values) load with the right values;
+ * structs nested in a generic struct see its parameter.
  * The `--capnp` comparison needs `capnp` on PATH (fails loudly otherwise).
  */
 import { spawnSync } from "node:child_process";
@@ -83,6 +84,12 @@ describe("value mappings: values.capnp loaded", () => {
     V.writeHolder(s, { box: { which: "none" }, floats: { b: 1 }, kind: { which: "two", two: "2" } });
     expect(V.readHolder(s)).toEqual({
       box: { label: "box", which: "none" }, floats: { a: Infinity, b: 1 }, entries: new Map([["x", 9]]), kind: { which: "two", two: "2" },
+    });
+    // A struct nested in a generic struct, bound through its parent (`Outer(Data).Inner`) or used inside it.
+    const u = new $.Message().initRoot(V.UsesOuter$Struct);
+    V.writeUsesOuter(u, { outer: { inner: { item: "i" }, items: [{ item: "a", n: 1 }] }, direct: { item: new Uint8Array([7]) } });
+    expect(V.readUsesOuter(u)).toEqual({
+      outer: { inner: { item: "i", n: 3 }, items: [{ item: "a", n: 1 }] }, direct: { item: new Uint8Array([7]), n: 3 },
     });
   });
 });

@@ -257,14 +257,16 @@ export class FileContext {
         const n = this.node(t.typeId);
         const name = opts.input === true && this.needsInit(t.typeId) ? `${this.nativeName(t.typeId)}Init` : this.nativeName(t.typeId);
         if (!n.isGeneric) return name;
+        // One argument per parameter of the struct and of the structs enclosing it (outermost first).
         const env = this.envOf(t.brand, EMPTY_ENV);
-        const args = (env.get(t.typeId) ?? n.parameters.map(() => null)).map((b, i) => {
+        const args = this.genericScopes(t.typeId).flatMap((sc) => sc.parameters.map((_name, i) => {
+          const b = env.get(sc.id)?.[i] ?? null;
           if (b !== null) return this.tsType(b, opts);
-          const p = opts.typeParams?.get(`${t.typeId}:${i}`);
+          const p = opts.typeParams?.get(`${sc.id}:${i}`);
           if (p !== undefined) opts.used?.add(p);
           return p ?? "unknown";
-        });
-        return `${name}<${args.join(", ")}>`;
+        }));
+        return args.length > 0 ? `${name}<${args.join(", ")}>` : name;
       }
       case "interface": {
         const name = opts.clientResult === true && !isFunctionWrap(this.node(t.typeId)) ? this.clientClass(t.typeId) : this.nativeName(t.typeId);
@@ -282,6 +284,15 @@ export class FileContext {
       default:
         throw new MpgenError(`mpgen: unsupported type ${t.kind}`);
     }
+  }
+
+  /** Struct `id` and the structs enclosing it that declare generic parameters, outermost first. */
+  genericScopes(id: bigint): NodeInfo[] {
+    const out: NodeInfo[] = [];
+    for (let cur = this.model.nodes.get(id); cur?.kind === "struct"; cur = cur.scopeId === 0n ? undefined : this.model.nodes.get(cur.scopeId)) {
+      if (cur.parameters.length > 0) out.unshift(cur);
+    }
+    return out;
   }
 
   /**

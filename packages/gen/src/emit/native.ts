@@ -16,11 +16,7 @@ import { isDefaulted, nativeFields, whichTag } from "./fields.js";
 
 /** Generic parameters in scope of struct or group `n` (its own, and those of enclosing structs). */
 function scopeParams(ctx: FileContext, n: NodeInfo): { key: string; name: string }[] {
-  const out: { key: string; name: string }[] = [];
-  for (let cur: NodeInfo | undefined = n; cur?.kind === "struct"; cur = cur.scopeId === 0n ? undefined : ctx.model.nodes.get(cur.scopeId)) {
-    out.unshift(...cur.parameters.map((name, i) => ({ key: `${cur!.id}:${i}`, name })));
-  }
-  return out;
+  return ctx.genericScopes(n.id).flatMap((sc) => sc.parameters.map((name, i) => ({ key: `${sc.id}:${i}`, name })));
 }
 
 /** The declaration of the read type (`input` false) or the writer input type of struct `n`. */
