@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { MpgenError } from "../annotations.js";
 import { capitalize } from "../names.js";
 import type { FieldInfo, NodeInfo } from "../schema.js";
 import type { FileContext } from "./context.js";
@@ -39,6 +40,10 @@ export function nativeFields(ctx: FileContext, n: NodeInfo): NativeField[] {
     const has = byName.get(`has${capitalize(f.name)}`);
     if (has !== undefined && companions.has(has.name)) nf.has = has;
     out.push(nf);
+  }
+  // The discriminated union's tag is the property `which`: no field may take that name.
+  if (out.some((x) => x.union) && out.some((x) => x.tsName === "which")) {
+    throw new MpgenError(`mpgen: cannot map field \`which\` of ${n.displayName.slice(n.displayName.indexOf(":") + 1)}: the struct has a union, whose TS tag is the property \`which\` (rename the field or give it $Proxy.name)`);
   }
   return out;
 }
