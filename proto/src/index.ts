@@ -10,3 +10,4 @@ export * as foo from "./test/foo.capnp.js";
 export * as init from "./example/init.capnp.js";
 export * as calculator from "./example/calculator.capnp.js";
 export * as printer from "./example/printer.capnp.js";
+export * as mappings from "./test/mappings.capnp.js";

@@ -85,15 +85,15 @@ describe("struct codec ↔ capnp (C++)", () => {
 
     const shapeBytes = encode(schema, "Shape", '(name = "c", origin = (x = 1, y = 2), square = 4)', imports);
     const shape = F.readShape(new $.Message(shapeBytes, false).getRoot(F.Shape$Struct));
-    expect(shape).toEqual({ name: "c", origin: { x: 1, y: 2 }, circle: undefined, square: 4, none: undefined });
+    expect(shape).toEqual({ name: "c", origin: { x: 1, y: 2 }, which: "square", square: 4 });
     const sm = new $.Message();
-    F.writeShape(sm.initRoot(F.Shape$Struct), { name: "r", origin: { x: -1, y: 0.5 }, circle: 3 });
+    F.writeShape(sm.initRoot(F.Shape$Struct), { name: "r", origin: { x: -1, y: 0.5 }, which: "circle", circle: 3 });
     expect(decode(schema, "Shape", sm.toArrayBuffer(), imports)).toBe('(name = "r", origin = (x = -1, y = 0.5), circle = 3)');
-    // A Void union member is selected with `true`.
+    // A Void union member is selected by its tag alone.
     const vm = new $.Message();
-    F.writeShape(vm.initRoot(F.Shape$Struct), { name: "v", origin: { x: 0, y: 0 }, none: true });
+    F.writeShape(vm.initRoot(F.Shape$Struct), { name: "v", origin: { x: 0, y: 0 }, which: "none" });
     expect(decode(schema, "Shape", vm.toArrayBuffer(), imports)).toBe('(name = "v", origin = (x = 0, y = 0), none = void)');
-    expect(F.readShape(new $.Message(encode(schema, "Shape", "(none = void)", imports), false).getRoot(F.Shape$Struct)).none).toBe(true);
+    expect(F.readShape(new $.Message(encode(schema, "Shape", "(none = void)", imports), false).getRoot(F.Shape$Struct)).which).toBe("none");
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -10,6 +10,7 @@
 import * as $ from "capnp-ts";
 import * as S from "capnp-ts/src/std/schema.capnp.js";
 import { flattenMessage } from "./flatten.js";
+import { decodePointer } from "./values.js";
 
 export type PrimitiveKind =
   | "void" | "bool" | "int8" | "int16" | "int32" | "int64" | "uint8" | "uint16" | "uint32" | "uint64"
@@ -32,7 +33,15 @@ export type ValueInfo =
   | { kind: "void" | "bool" | "int8" | "int16" | "int32" | "uint8" | "uint16" | "uint32" | "float32" | "float64" | "enum"; value: number | boolean | null }
   | { kind: "int64" | "uint64"; value: bigint }
   | { kind: "text"; value: string }
-  | { kind: "pointer"; value: undefined };
+  | { kind: "pointer"; value: undefined; decoded?: DecodedValue };
+
+/**
+ * A pointer value decoded for emitting (values.ts): Text, Data, lists, structs (each with its
+ * struct node id, its fields by capnp name, and the active union member's name); `null` for
+ * capabilities and AnyPointer.
+ */
+export type DecodedValue = null | boolean | number | bigint | string | Uint8Array | DecodedValue[] | DecodedStruct;
+export interface DecodedStruct { struct: bigint; fields: Map<string, DecodedValue>; which?: string }
 
 export interface AnnotationInfo { id: bigint; value: ValueInfo }
 
@@ -85,6 +94,8 @@ export interface NodeInfo {
   };
   enumerants?: EnumerantInfo[];
   interface?: { methods: MethodInfo[]; superclasses: { id: bigint; brand: BrandInfo }[] };
+  /** A `const` declaration: its type and value (pointer values decoded). */
+  constValue?: { type: TypeInfo; value: ValueInfo };
 }
 
 export interface RequestedFile { id: bigint; filename: string; imports: { id: bigint; name: string }[] }
@@ -156,6 +167,15 @@ function loadValue(v: S.Value): ValueInfo {
   }
 }
 
+function decodeRaw(nodes: Map<bigint, NodeInfo>, v: S.Value, t: TypeInfo): DecodedValue {
+  switch (v.which()) {
+    case S.Value_Which.DATA: return v.data.toUint8Array().slice();
+    case S.Value_Which.LIST: return decodePointer(nodes, v.list, t);
+    case S.Value_Which.STRUCT: return decodePointer(nodes, v.struct, t);
+    default: return null;
+  }
+}
+
 function loadAnnotations(l: $.List<S.Annotation>): AnnotationInfo[] {
   return l.toArray().map((a) => ({ id: a.id, value: loadValue(a.value) }));
 }
@@ -185,6 +205,37 @@ class SourceInfo extends $.Struct {
 }
 const SourceInfoList = $.CompositeList(SourceInfo);
 
+/** A pointer value to decode once every node is loaded. */
+interface PendingValue { raw: S.Value; type: TypeInfo; into: ValueInfo & { kind: "pointer" } }
+
+function loadStruct(s: S.Node_Struct, member: (i: number) => string | undefined, pending: PendingValue[]): NonNullable<NodeInfo["struct"]> {
+  return {
+    dataWordCount: s.dataWordCount,
+    pointerCount: s.pointerCount,
+    isGroup: s.isGroup,
+    discriminantCount: s.discriminantCount,
+    discriminantOffset: s.discriminantOffset,
+    fields: s.fields.toArray().map((f, index): FieldInfo => {
+      const field: FieldInfo = {
+        name: f.name, index, codeOrder: f.codeOrder, annotations: loadAnnotations(f.annotations),
+        discriminantValue: f.discriminantValue,
+      };
+      const d = member(index);
+      if (d !== undefined) field.doc = d;
+      if (f.isSlot()) {
+        const sl = f.slot;
+        const type = loadType(sl.type);
+        const defaultValue = loadValue(sl.defaultValue);
+        field.slot = { offset: sl.offset, type, defaultValue, hadExplicitDefault: sl.hadExplicitDefault };
+        if (defaultValue.kind === "pointer" && sl.hadExplicitDefault) pending.push({ raw: sl.defaultValue, type, into: defaultValue });
+      } else {
+        field.groupId = f.group.typeId;
+      }
+      return field;
+    }),
+  };
+}
+
 /** Converts a capnp-ts CodeGeneratorRequest reader into a {@link SchemaModel}. */
 export function loadRequest(req: S.CodeGeneratorRequest): SchemaModel {
   const docs = new Map<bigint, { doc?: string; members: (string | undefined)[] }>();
@@ -192,6 +243,8 @@ export function loadRequest(req: S.CodeGeneratorRequest): SchemaModel {
     docs.set(si.id, { doc: doc(si.docComment), members: si.members.toArray().map((m) => doc(m.docComment)) });
   }
   const nodes = new Map<bigint, NodeInfo>();
+  // Pointer values are decoded once every struct node is known (a value may hold any struct).
+  const pending: PendingValue[] = [];
   for (const n of req.nodes.toArray()) {
     const info = docs.get(n.id);
     const displayName = n.displayName;
@@ -210,33 +263,10 @@ export function loadRequest(req: S.CodeGeneratorRequest): SchemaModel {
     const member = (i: number): string | undefined => info?.members[i];
     switch (n.which()) {
       case S.Node_Which.FILE: node.kind = "file"; break;
-      case S.Node_Which.STRUCT: {
+      case S.Node_Which.STRUCT:
         node.kind = "struct";
-        const s = n.struct;
-        node.struct = {
-          dataWordCount: s.dataWordCount,
-          pointerCount: s.pointerCount,
-          isGroup: s.isGroup,
-          discriminantCount: s.discriminantCount,
-          discriminantOffset: s.discriminantOffset,
-          fields: s.fields.toArray().map((f, index): FieldInfo => {
-            const field: FieldInfo = {
-              name: f.name, index, codeOrder: f.codeOrder, annotations: loadAnnotations(f.annotations),
-              discriminantValue: f.discriminantValue,
-            };
-            const d = member(index);
-            if (d !== undefined) field.doc = d;
-            if (f.isSlot()) {
-              const sl = f.slot;
-              field.slot = { offset: sl.offset, type: loadType(sl.type), defaultValue: loadValue(sl.defaultValue), hadExplicitDefault: sl.hadExplicitDefault };
-            } else {
-              field.groupId = f.group.typeId;
-            }
-            return field;
-          }),
-        };
+        node.struct = loadStruct(n.struct, member, pending);
         break;
-      }
       case S.Node_Which.ENUM:
         node.kind = "enum";
         node.enumerants = n.enum.enumerants.toArray().map((e, i) => {
@@ -265,10 +295,22 @@ export function loadRequest(req: S.CodeGeneratorRequest): SchemaModel {
         };
         break;
       }
-      case S.Node_Which.CONST: node.kind = "const"; break;
+      case S.Node_Which.CONST: {
+        node.kind = "const";
+        const type = loadType(n.const.type);
+        const value = loadValue(n.const.value);
+        node.constValue = { type, value };
+        if (value.kind === "pointer") pending.push({ raw: n.const.value, type, into: value });
+        break;
+      }
       default: node.kind = "annotation"; break;
     }
     nodes.set(n.id, node);
+  }
+  // Decoded on first use: a struct value reads other fields' defaults, which may not be decoded yet.
+  for (const x of pending) {
+    let memo: DecodedValue | undefined;
+    Object.defineProperty(x.into, "decoded", { enumerable: true, get: () => (memo ??= decodeRaw(nodes, x.raw, x.type)) });
   }
   const requestedFiles = req.requestedFiles.toArray().map((f): RequestedFile => ({
     id: f.id, filename: f.filename, imports: f.imports.toArray().map((i) => ({ id: i.id, name: i.name })),

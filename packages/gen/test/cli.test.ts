@@ -57,7 +57,7 @@ describe("mpgen CLI", () => {
     expect(fs.readFileSync(path.join(outProxy, "mp/proxy.capnp.ts"), "utf8")).toBe(
       fs.readFileSync(path.join(ROOT, "packages/runtime/src/mp/proxy.capnp.ts"), "utf8"),
     );
-    for (const f of ["test/foo.capnp.ts", "test/fixtures.capnp.ts", "example/init.capnp.ts", "example/calculator.capnp.ts", "example/printer.capnp.ts"]) {
+    for (const f of ["test/foo.capnp.ts", "test/fixtures.capnp.ts", "example/init.capnp.ts", "example/calculator.capnp.ts", "example/printer.capnp.ts", "test/mappings.capnp.ts"]) {
       expect(fs.readFileSync(path.join(out, f), "utf8"), f).toBe(fs.readFileSync(path.join(PROTO, "src", f), "utf8"));
     }
   });

@@ -32,6 +32,15 @@ describe("mpgen errors", () => {
     await expect(gen("bad-count.capnp")).rejects.toThrow("mpgen: cannot map $Proxy.count(2) on field s");
   });
 
+  it("a field named `which` next to a union cannot be mapped (it is the union's tag)", async () => {
+    const dir = tmpDir("which");
+    const f = path.join(dir, "which.capnp");
+    fs.writeFileSync(f, "@0xd6b1fe6f1a3c5d12;\nstruct W {\n  which @0 :Int32;\n  union {\n    a @1 :Int32;\n    b @2 :Text;\n  }\n}\n");
+    const req = await compileSchemas({ files: [f] });
+    expect(() => generate(req)).toThrow(MpgenError);
+    expect(() => generate(req)).toThrow("mpgen: cannot map field `which` of W: the struct has a union");
+  });
+
   it("$Proxy.exception on a non-pointer field cannot be mapped", async () => {
     await expect(gen("bad-exception.capnp")).rejects.toThrow(/cannot map \$Proxy\.exception on Bad\.oops\.code/);
   });

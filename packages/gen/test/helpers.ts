@@ -25,6 +25,7 @@ export const PROTO_SCHEMAS = [
   "proto/example/init.capnp",
   "proto/example/calculator.capnp",
   "proto/example/printer.capnp",
+  "proto/test/mappings.capnp",
 ];
 
 export function tmpDir(prefix: string): string {

@@ -10,7 +10,8 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import type { Expr, Param } from "./ast.js";
-import { encodeList, encodePointer, encodeStruct, which, type Layouts, type Obj } from "./dynamic.js";
+import { DynamicError, decodePointer, encodeList, encodePointer, encodeStruct, which, type Layouts, type Obj } from "./dynamic.js";
+import { MessageError, readMessage, type Ptr } from "./message.js";
 import type { CNode, Ctx } from "./model.js";
 import { BrandScope, NO_IMPLICIT, exprString } from "./resolve.js";
 
@@ -70,7 +71,7 @@ export class ValueCompiler {
       case "tuple":
         if (kind !== "struct") this.mismatch(e.pos, type);
         return this.structValue(e.items, type["struct"] as Obj, e.pos);
-      case "embed": return this.embed(e.path, e.pos, kind);
+      case "embed": return this.embed(e.path, e.pos, type);
     }
   }
 
@@ -155,14 +156,34 @@ export class ValueCompiler {
     return out;
   }
 
-  private embed(file: string, pos: number, kind: string): unknown {
+  /**
+   * `embed "file"`: Text and Data take the file's bytes; a struct takes the root of the
+   * (unpacked, framed) Cap'n Proto message the file holds, as capnp does (it reads the file with a
+   * FlatArrayMessageReader), here re-encoded with the schema's layout.
+   */
+  private embed(file: string, pos: number, type: Obj): unknown {
+    const kind = which(type);
     const base = file.startsWith("/") ? undefined : path.dirname(this.at.module.path);
     const p = base === undefined ? undefined : path.resolve(base, file);
     if (p === undefined || !fs.existsSync(p)) return this.fail(pos, `Couldn't read file for embed: ${file}`);
     const data = new Uint8Array(fs.readFileSync(p));
     if (kind === "data") return data;
     if (kind === "text") return new TextDecoder().decode(data);
-    return this.fail(pos, "Embeds can only be used when Text or Data is expected.");
+    if (kind !== "struct") return this.fail(pos, "Embeds can only be used when Text, Data, or a struct is expected.");
+    let root: Ptr;
+    try {
+      if (data.length % 8 !== 0) throw new MessageError("not a whole number of words");
+      root = readMessage(data);
+    } catch (e) {
+      if (e instanceof MessageError || e instanceof RangeError) return this.fail(pos, "Embedded file is not a valid Cap'n Proto message.");
+      throw e;
+    }
+    try {
+      return decodePointer(this.layouts(), type, root);
+    } catch (e) {
+      if (e instanceof DynamicError) return this.fail(pos, `Embedded message does not match the expected type: ${e.message}`);
+      throw e;
+    }
   }
 }
 

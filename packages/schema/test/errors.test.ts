@@ -60,6 +60,15 @@ describe("schema errors", () => {
     expect(e.file).toBe("bad.capnp");
   });
 
+  it("embed of a struct: a file that is no message, and types other than Text, Data or a struct (as capnp)", () => {
+    fs.writeFileSync(path.join(dir, "junk.bin"), "not a message");
+    fs.writeFileSync(path.join(dir, "junk16.bin"), Buffer.from("ffffffff00000000ffffffffffffffff", "hex"));
+    const S = `${ID}struct S { a @0 :Int32; }\n`;
+    expect(errorOf(`${S}const s :S = embed "junk.bin";\n`).message).toContain("bad.capnp:3:14: error: Embedded file is not a valid Cap'n Proto message.");
+    expect(errorOf(`${S}const s :S = embed "junk16.bin";\n`).message).toContain("bad.capnp:3:14: error: Embedded file is not a valid Cap'n Proto message.");
+    expect(errorOf(`${ID}const l :List(Int32) = embed "junk.bin";\n`).message).toContain("bad.capnp:2:24: error: Embeds can only be used when Text, Data, or a struct is expected.");
+  });
+
   it("damaged copies of a valid schema: a SchemaError or a request, nothing else", () => {
     const seed = Number(process.env["SCHEMA_SEED"] ?? Date.now() % 2 ** 31);
     const r = rng(seed);

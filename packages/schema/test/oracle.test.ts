@@ -17,7 +17,7 @@ const OWN = path.join(SCHEMA_DIR, "test/schemas");
 const capnpFiles = (dir: string): string[] => fs.readdirSync(dir).filter((f) => f.endsWith(".capnp")).map((f) => path.join(dir, f));
 
 const CASES: [string, OracleCase][] = [
-  ...["mp/proxy", "test/foo", "example/init", "example/calculator", "example/printer"].map((f): [string, OracleCase] => [
+  ...["mp/proxy", "test/foo", "example/init", "example/calculator", "example/printer", "test/mappings"].map((f): [string, OracleCase] => [
     `proto/${f}.capnp`, { files: [path.join(PROTO, `${f}.capnp`)], importPaths: [PROTO], srcPrefixes: [PROTO] },
   ]),
   ["proto (all five, as `pnpm gen`)", {

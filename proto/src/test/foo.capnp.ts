@@ -561,7 +561,7 @@ export function readFooStruct(s: FooStruct$Struct): FooStruct {
     vectorBool: $mp.readBoolList($.Struct.getList(2, $.BoolList, s)),
     optionalInt: s.hasOptionalInt ? $mp.checkInt32(s.optionalInt) : undefined,
     unorderedSetInt: $mp.readNumberList($.Struct.getList(3, $.Int32List, s), "int32"),
-    mapStringInt: new Map($.Struct.getList(4, $List_StringIntPair$Struct, s).map((e9): [string, number] => [e9.first, $mp.checkInt32(e9.second)])),
+    mapStringInt: new Map($.Struct.getList(4, $List_StringIntPair$Struct, s).map((e0): [string, number] => [e0.first, $mp.checkInt32(e0.second)])),
   };
 }
 
@@ -591,12 +591,12 @@ export function writeFooStruct(s: FooStruct$Struct, v: FooStruct): void {
     });
   }
   {
-    const l10 = $.Struct.initList(4, $List_StringIntPair$Struct, v.mapStringInt.size, s);
-    let j11 = 0;
-    for (const [k12, x13] of v.mapStringInt) {
-      const e14 = l10.get(j11++);
-      e14.first = k12;
-      e14.second = $mp.checkInt32(x13);
+    const l9 = $.Struct.initList(4, $List_StringIntPair$Struct, v.mapStringInt.size, s);
+    let j10 = 0;
+    for (const [k11, x12] of v.mapStringInt) {
+      const e13 = l9.get(j10++);
+      e13.first = k11;
+      e13.second = $mp.checkInt32(x12);
     }
   }
 }

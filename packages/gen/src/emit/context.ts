@@ -1,15 +1,17 @@
 /**
  * Per-output-file state: naming of schema nodes, imports of other generated files, brand
- * (generics) resolution, and the value codec that turns capnp-ts accessors into TS-native values
- * and back. Every emitter (struct, enum, interface) works through a {@link FileContext}.
+ * (generics) resolution, TS-native type names (read types and `FooInit` writer inputs), and the
+ * small codec helpers (range checks, list constructors) that codec.ts builds on. Every emitter
+ * (struct, enum, interface, const) works through a {@link FileContext}.
  *
  * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
  *
  * @module
  */
 import { ANN_COUNT, ANN_NAME, CONTEXT_ID, MpgenError, PROXY_FILE_ID, countAnnotation, findAnnotation, isFunctionWrap, textAnnotation } from "../annotations.js";
-import { accessorName, camelCase } from "../names.js";
+import { camelCase } from "../names.js";
 import type { BrandInfo, FieldInfo, NodeInfo, SchemaModel, TypeInfo } from "../schema.js";
+import { isDefaulted, nativeFields } from "./fields.js";
 
 /** Generated code imports only the runtime: its helpers, and capnp-ts re-exported (docs/mpgen.md). */
 export const RUNTIME_GEN = "@multiprocess-ts/runtime/gen";
@@ -38,7 +40,7 @@ const LIST_CTOR: Partial<Record<TypeInfo["kind"], string>> = {
   float32: "$.Float32List", float64: "$.Float64List", text: "$.TextList", data: "$.DataList", enum: "$.Uint16List",
 };
 
-const ELEMENT_SIZE: Partial<Record<TypeInfo["kind"], string>> = {
+export const ELEMENT_SIZE: Partial<Record<TypeInfo["kind"], string>> = {
   void: "VOID", bool: "BIT", int8: "BYTE", uint8: "BYTE", int16: "BYTE_2", uint16: "BYTE_2", enum: "BYTE_2",
   int32: "BYTE_4", uint32: "BYTE_4", float32: "BYTE_4", int64: "BYTE_8", uint64: "BYTE_8", float64: "BYTE_8",
   text: "POINTER", data: "POINTER", list: "POINTER", interface: "POINTER", anyPointer: "POINTER", struct: "COMPOSITE",
@@ -49,6 +51,19 @@ export const TS_PRIMITIVE: Partial<Record<TypeInfo["kind"], string>> = {
   int8: "number", int16: "number", int32: "number", uint8: "number", uint16: "number", uint32: "number",
   int64: "bigint", uint64: "bigint", float32: "number", float64: "number", text: "string", data: "Uint8Array",
 };
+
+export interface TsTypeOptions {
+  /** Interfaces become their generated client class (what a client proxy returns). */
+  clientResult?: boolean;
+  /** Capabilities may be `null` (received params and struct fields). */
+  nullableCaps?: boolean;
+  /** Names of the unbound generic parameters in scope, by `scopeId:index`. */
+  typeParams?: Map<string, string>;
+  /** Collects the names of `typeParams` the type uses. */
+  used?: Set<string>;
+  /** Writer input: structs with defaulted fields become their `FooInit` type. */
+  input?: boolean;
+}
 
 export function isPointerType(t: TypeInfo): boolean {
   return t.kind === "text" || t.kind === "data" || t.kind === "list" || t.kind === "struct" || t.kind === "interface" || t.kind === "anyPointer";
@@ -65,7 +80,10 @@ export class FileContext {
   usesDataView = false;
   /** Uses of the local 64-bit range-check helpers. */
   readonly uses64 = new Set<"int64" | "uint64">();
+  /** Uses of the local `$unknownMember` helper (union discriminants). */
+  usesUnknownMember = false;
   private readonly needsIoMemo = new Map<bigint, boolean>();
+  private readonly needsInitMemo = new Map<bigint, boolean>();
   private tmp = 0;
 
   constructor(
@@ -224,7 +242,7 @@ export class FileContext {
    * client class (what the client proxy actually returns). `typeParams`: names for unbound generic
    * parameters of the struct being declared.
    */
-  tsType(t: TypeInfo, opts: { clientResult?: boolean; nullableCaps?: boolean; typeParams?: Map<string, string> } = {}): string {
+  tsType(t: TypeInfo, opts: TsTypeOptions = {}): string {
     const prim = TS_PRIMITIVE[t.kind];
     if (prim !== undefined) return prim;
     switch (t.kind) {
@@ -237,11 +255,18 @@ export class FileContext {
       }
       case "struct": {
         const n = this.node(t.typeId);
-        if (!n.isGeneric) return this.nativeName(t.typeId);
+        const name = opts.input === true && this.needsInit(t.typeId) ? `${this.nativeName(t.typeId)}Init` : this.nativeName(t.typeId);
+        if (!n.isGeneric) return name;
+        // One argument per parameter of the struct and of the structs enclosing it (outermost first).
         const env = this.envOf(t.brand, EMPTY_ENV);
-        const args = (env.get(t.typeId) ?? n.parameters.map(() => null)).map((b, i) =>
-          b === null ? (opts.typeParams?.get(`${t.typeId}:${i}`) ?? "unknown") : this.tsType(b, opts));
-        return `${this.nativeName(t.typeId)}<${args.join(", ")}>`;
+        const args = this.genericScopes(t.typeId).flatMap((sc) => sc.parameters.map((_name, i) => {
+          const b = env.get(sc.id)?.[i] ?? null;
+          if (b !== null) return this.tsType(b, opts);
+          const p = opts.typeParams?.get(`${sc.id}:${i}`);
+          if (p !== undefined) opts.used?.add(p);
+          return p ?? "unknown";
+        }));
+        return args.length > 0 ? `${name}<${args.join(", ")}>` : name;
       }
       case "interface": {
         const name = opts.clientResult === true && !isFunctionWrap(this.node(t.typeId)) ? this.clientClass(t.typeId) : this.nativeName(t.typeId);
@@ -250,11 +275,56 @@ export class FileContext {
       case "anyPointer":
         if (t.param !== undefined) {
           const p = opts.typeParams?.get(`${t.param.scopeId}:${t.param.index}`);
-          if (p !== undefined) return p;
+          if (p !== undefined) {
+            opts.used?.add(p);
+            return p;
+          }
         }
         throw new MpgenError("mpgen: cannot map an unbound AnyPointer to a TS-native type");
       default:
         throw new MpgenError(`mpgen: unsupported type ${t.kind}`);
+    }
+  }
+
+  /** Struct `id` and the structs enclosing it that declare generic parameters, outermost first. */
+  genericScopes(id: bigint): NodeInfo[] {
+    const out: NodeInfo[] = [];
+    for (let cur = this.model.nodes.get(id); cur?.kind === "struct"; cur = cur.scopeId === 0n ? undefined : this.model.nodes.get(cur.scopeId)) {
+      if (cur.parameters.length > 0) out.unshift(cur);
+    }
+    return out;
+  }
+
+  /**
+   * Whether struct (or group) `id` has a separate writer input type `FooInit`: some field may be
+   * left out (it has an explicit default), directly or in a nested struct, group or list element.
+   */
+  needsInit(id: bigint, seen: Set<bigint> = new Set()): boolean {
+    const memo = this.needsInitMemo.get(id);
+    if (memo !== undefined) return memo;
+    if (seen.has(id)) return false;
+    seen.add(id);
+    let r = false;
+    for (const nf of nativeFields(this, this.node(id))) {
+      const f = nf.field;
+      if (isDefaulted(nf)) r = true;
+      else if (f.groupId !== undefined) r ||= this.needsInit(f.groupId, seen);
+      else if (f.slot !== undefined) r ||= this.typeNeedsInit(f.slot.type, seen);
+      if (r) break;
+    }
+    this.needsInitMemo.set(id, r);
+    return r;
+  }
+
+  typeNeedsInit(t: TypeInfo, seen: Set<bigint> = new Set()): boolean {
+    switch (t.kind) {
+      case "list": return this.typeNeedsInit(t.element, seen);
+      case "struct": {
+        if (this.needsInit(t.typeId, seen)) return true;
+        const env = this.envOf(t.brand, EMPTY_ENV);
+        return (env.get(t.typeId) ?? []).some((b) => b !== null && this.typeNeedsInit(b, seen));
+      }
+      default: return false;
     }
   }
 
@@ -328,190 +398,6 @@ export class FileContext {
     }
   }
 
-  /**
-   * Expression reading field `f` (of resolved type `t`) from struct expression `s` as a TS-native
-   * value. `accessor` is false for fields whose class accessor is untyped (generic parameters).
-   */
-  readField(s: string, f: FieldInfo, t: TypeInfo, io: string, nullableCaps = true): string {
-    const slot = f.slot!;
-    const generic = slot.type.kind === "anyPointer";
-    const acc = `${s}.${accessorName(f.name)}`;
-    switch (t.kind) {
-      case "bool": case "float32": case "float64": case "int64": case "uint64": return acc;
-      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": return this.check(t, acc);
-      case "enum": return `${acc} as ${this.nativeName(t.typeId)}`;
-      case "text": return generic ? `$.Struct.getText(${slot.offset}, ${s})` : acc;
-      case "data": this.usesDataView = true; return `$dataView($.Struct.getData(${slot.offset}, ${s}))`;
-      case "list": return this.readList(`$.Struct.getList(${slot.offset}, ${this.listCtor(t.element)}, ${s})`, t, io);
-      case "struct": return this.readStruct(`$.Struct.getStruct(${slot.offset}, ${this.structClass(t.typeId)}, ${s})`, t, io);
-      case "interface": return this.readCap(`$mp.readCap(${s}, ${slot.offset})`, t, io, `${f.name}`, nullableCaps);
-      default: throw new MpgenError(`mpgen: cannot map field ${f.name} of type ${t.kind} to a TS-native value`);
-    }
-  }
-
-  /**
-   * Imports a capability. Received values that the peer may leave unset (params, struct fields)
-   * stay `T | null`; results are checked with the local `$nonNull` helper.
-   */
-  readCap(cap: string, t: TypeInfo & { kind: "interface" }, io: string, what: string, nullable: boolean): string {
-    const n = this.node(t.typeId);
-    const expr = isFunctionWrap(n)
-      ? `${io}.importFunction<${this.nativeName(t.typeId)}>(${cap}, ${this.clientClass(t.typeId)})`
-      : `${io}.importObject(${cap}, ${this.clientClass(t.typeId)})`;
-    if (nullable) return expr;
-    this.usesNonNull = true;
-    return `$nonNull(${expr}, ${JSON.stringify(what)})`;
-  }
-
-  exportCap(v: string, t: TypeInfo & { kind: "interface" }, io: string): string {
-    const n = this.node(t.typeId);
-    if (isFunctionWrap(n)) return `${io}.exportFunction(${v}, ${this.serverClass(t.typeId)})`;
-    return `${io}.exportObject(${v}, ${this.serverClass(t.typeId)})`;
-  }
-
-  readStruct(raw: string, t: TypeInfo & { kind: "struct" }, io: string): string {
-    const n = this.node(t.typeId);
-    if (!n.isGeneric) {
-      return this.structNeedsIo(t.typeId) ? `${this.readFn(t.typeId)}(${raw}, ${io})` : `${this.readFn(t.typeId)}(${raw})`;
-    }
-    // Generic struct: inline the reader with the bound types.
-    const e = this.fresh("g");
-    const env = this.envOf(t.brand, EMPTY_ENV);
-    const parts: string[] = [];
-    for (const f of n.struct?.fields ?? []) {
-      if (f.slot === undefined || this.isHidden(f)) continue;
-      parts.push(`${this.fieldTsName(f)}: ${this.readField(e, f, this.resolve(f.slot.type, env), io)}`);
-    }
-    return `((${e}: ${this.structClass(t.typeId)}) => ({ ${parts.join(", ")} }))(${raw})`;
-  }
-
-  /** Reads a capnp-ts list expression as a TS array or Map. */
-  readList(raw: string, t: TypeInfo & { kind: "list" }, io: string): string {
-    const me = this.mapEntry(t);
-    const el = t.element;
-    if (me !== undefined && el.kind === "struct") {
-      const n = this.node(el.typeId);
-      const env = this.envOf(el.brand, EMPTY_ENV);
-      const fields = n.struct!.fields;
-      const first = fields.find((f) => f.name === "first")!, second = fields.find((f) => f.name === "second")!;
-      const e = this.fresh("e");
-      const k = this.readField(e, first, this.resolve(first.slot!.type, env), io);
-      const v = this.readField(e, second, this.resolve(second.slot!.type, env), io);
-      return `new Map(${raw}.map((${e}): [${this.tsType(me[0])}, ${this.tsType(me[1])}] => [${k}, ${v}]))`;
-    }
-    // Primitive, Text and Data lists: the runtime's one-pass readers (docs/rpc.md "Cost model").
-    switch (el.kind) {
-      case "bool": return `$mp.readBoolList(${raw})`;
-      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": case "float32": case "float64":
-        return `$mp.readNumberList(${raw}, ${JSON.stringify(el.kind)})`;
-      case "int64": case "uint64": return `$mp.readBigIntList(${raw}, ${el.kind === "int64"})`;
-      case "text": return `$mp.readTextList(${raw})`;
-      case "enum": return `$mp.readNumberList(${raw}, "uint16") as ${this.nativeName(el.typeId)}[]`;
-      case "data": return `$mp.readDataList(${raw})`;
-      case "struct": {
-        const e = this.fresh("e");
-        return `${raw}.map((${e}) => ${this.readStruct(e, el, io)})`;
-      }
-      case "list": {
-        const e = this.fresh("e");
-        return `${raw}.map((${e}) => ${this.readList(e, el, io)})`;
-      }
-      default: throw new MpgenError(`mpgen: cannot map List(${el.kind}) to a TS-native value`);
-    }
-  }
-
-  /** Statements writing TS-native value `v` into field `f` of struct expression `s`. */
-  writeField(s: string, f: FieldInfo, t: TypeInfo, v: string, io: string): string[] {
-    const slot = f.slot!;
-    const generic = slot.type.kind === "anyPointer";
-    const acc = `${s}.${accessorName(f.name)}`;
-    switch (t.kind) {
-      case "bool": case "float32": case "float64": case "enum":
-        return [`${acc} = ${v};`];
-      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": case "int64": case "uint64":
-        return [`${acc} = ${this.checkWrite(t, v)};`];
-      case "text": return [generic ? `$.Struct.setText(${slot.offset}, ${v}, ${s});` : `${acc} = ${v};`];
-      case "data": return [`$.Struct.initData(${slot.offset}, ${v}.byteLength, ${s}).copyBuffer(${v});`];
-      case "list": {
-        const me = this.mapEntry(t);
-        const l = this.fresh("l");
-        const len = me !== undefined ? `${v}.size` : `${v}.length`;
-        return [`const ${l} = $.Struct.initList(${slot.offset}, ${this.listCtor(t.element)}, ${len}, ${s});`, ...this.writeListElements(l, t, v, io)];
-      }
-      case "struct": {
-        const cls = this.structClass(t.typeId);
-        return this.writeStruct(`$.Struct.initStructAt(${slot.offset}, ${cls}, ${s})`, t, v, io);
-      }
-      case "interface":
-        return [`$mp.writeCap(${s}, ${slot.offset}, ${this.exportCap(v, t, io)});`];
-      default: throw new MpgenError(`mpgen: cannot map field ${f.name} of type ${t.kind} to a TS-native value`);
-    }
-  }
-
-  writeStruct(target: string, t: TypeInfo & { kind: "struct" }, v: string, io: string): string[] {
-    const n = this.node(t.typeId);
-    if (!n.isGeneric) {
-      return [this.structNeedsIo(t.typeId) ? `${this.writeFn(t.typeId)}(${target}, ${v}, ${io});` : `${this.writeFn(t.typeId)}(${target}, ${v});`];
-    }
-    const e = this.fresh("g");
-    const env = this.envOf(t.brand, EMPTY_ENV);
-    const out = [`const ${e} = ${target};`];
-    for (const f of n.struct?.fields ?? []) {
-      if (f.slot === undefined || this.isHidden(f)) continue;
-      out.push(...this.writeField(e, f, this.resolve(f.slot.type, env), `${v}.${this.fieldTsName(f)}`, io));
-    }
-    return [`{`, ...out.map((x) => `  ${x}`), `}`];
-  }
-
-  /** Statements filling the already initialised list `l` from `v`. */
-  writeListElements(l: string, t: TypeInfo & { kind: "list" }, v: string, io: string): string[] {
-    const el = t.element;
-    const me = this.mapEntry(t);
-    const j = this.fresh("j");
-    if (me !== undefined && el.kind === "struct") {
-      const n = this.node(el.typeId);
-      const env = this.envOf(el.brand, EMPTY_ENV);
-      const fields = n.struct!.fields;
-      const first = fields.find((f) => f.name === "first")!, second = fields.find((f) => f.name === "second")!;
-      const k = this.fresh("k"), x = this.fresh("x"), e = this.fresh("e");
-      const body = [
-        `const ${e} = ${l}.get(${j}++);`,
-        ...this.writeField(e, first, this.resolve(first.slot!.type, env), k, io),
-        ...this.writeField(e, second, this.resolve(second.slot!.type, env), x, io),
-      ];
-      return [`let ${j} = 0;`, `for (const [${k}, ${x}] of ${v}) {`, ...body.map((b) => `  ${b}`), `}`];
-    }
-    const e = this.fresh("e");
-    let body: string[];
-    switch (el.kind) {
-      case "bool": case "float32": case "float64": case "text": case "enum":
-        body = [`${l}.set(${j}, ${e});`];
-        break;
-      case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": case "int64": case "uint64":
-        body = [`${l}.set(${j}, ${this.checkWrite(el, e)});`];
-        break;
-      case "data": {
-        const d = this.fresh("d");
-        body = [`const ${d} = ${l}.get(${j});`, `$.List.initList($.ListElementSize.BYTE, ${e}.byteLength, ${d});`, `${d}.copyBuffer(${e});`];
-        break;
-      }
-      case "struct":
-        body = this.writeStruct(`${l}.get(${j})`, el, e, io);
-        break;
-      case "list": {
-        const inner = this.fresh("l");
-        const size = ELEMENT_SIZE[el.element.kind]!;
-        const innerMap = this.mapEntry(el);
-        const len = innerMap !== undefined ? `${e}.size` : `${e}.length`;
-        const composite = el.element.kind === "struct" ? `, ${this.structClass(el.element.typeId)}._capnp.size` : "";
-        this.listCtor(el);
-        body = [`const ${inner} = ${l}.get(${j});`, `$.List.initList($.ListElementSize.${size}, ${len}, ${inner}${composite});`, ...this.writeListElements(inner, el, e, io)];
-        break;
-      }
-      default: throw new MpgenError(`mpgen: cannot map List(${el.kind}) to a TS-native value`);
-    }
-    return [`${v}.forEach((${e}, ${j}) => {`, ...body.map((b) => `  ${b}`), `});`];
-  }
 }
 
 /** Relative ESM import path from generated file `from` to the generated module of `to`. */

@@ -11,7 +11,9 @@ import type { NodeInfo, SchemaModel } from "../schema.js";
 import { FileContext, RUNTIME_CAPNP, RUNTIME_GEN, type GenerateOptions } from "./context.js";
 import { emitEnum } from "./enum.js";
 import { ancestors, emitErrorClasses, emitInterface, type MethodPlan } from "./interface.js";
-import { collectGroups, emitConverters, emitNativeInterface, emitStructClass } from "./struct.js";
+import { emitConsts } from "./const.js";
+import { emitConverters, emitNativeTypes } from "./native.js";
+import { collectGroups, emitStructClass } from "./struct.js";
 
 const NON_NULL = `/** Proxies map capabilities to non-null TS values; an unset capability is a peer error. */
 function $nonNull<T>(v: T | null, what: string): T {
@@ -44,13 +46,25 @@ function $checkUint64(v: bigint): bigint {
 }
 `;
 
-function walk(ctx: FileContext, id: bigint, out: { structs: bigint[]; enums: NodeInfo[]; ifaces: NodeInfo[] }): void {
+const UNKNOWN_MEMBER = `/**
+ * A union discriminant this schema does not know: read from a peer with a newer schema, or a
+ * \`which\` that names no member on write.
+ */
+function $unknownMember(type: string, which: unknown): never {
+  throw new RangeError(\`mpgen: \${String(which)} is not a union member of \${type} in this schema\`);
+}
+`;
+
+interface Found { structs: bigint[]; enums: NodeInfo[]; ifaces: NodeInfo[]; consts: NodeInfo[] }
+
+function walk(ctx: FileContext, id: bigint, out: Found): void {
   for (const nn of ctx.node(id).nestedNodes) {
     const n = ctx.model.nodes.get(nn.id);
     if (n === undefined) continue;
     if (n.kind === "struct") collectGroups(ctx, n.id, out.structs);
     else if (n.kind === "enum") out.enums.push(n);
     else if (n.kind === "interface") out.ifaces.push(n);
+    else if (n.kind === "const") out.consts.push(n);
     walk(ctx, n.id, out);
   }
 }
@@ -60,7 +74,7 @@ export function emitFile(model: SchemaModel, fileId: bigint, options: GenerateOp
   const fileNode = model.nodes.get(fileId)!;
   const ctx = new FileContext(model, fileId, fileNode.displayName, options);
   checkAnnotations(fileNode.annotations, model.nodes, `file ${fileNode.displayName}`);
-  const found = { structs: [] as bigint[], enums: [] as NodeInfo[], ifaces: [] as NodeInfo[] };
+  const found: Found = { structs: [], enums: [], ifaces: [], consts: [] };
   walk(ctx, fileId, found);
   // Interfaces in inheritance order, so `extends` and `...Parent.methods` see defined classes.
   const ordered: NodeInfo[] = [];
@@ -90,7 +104,7 @@ export function emitFile(model: SchemaModel, fileId: bigint, options: GenerateOp
   for (const id of implicit) parts.push(emitStructClass(ctx, ctx.node(id)));
   for (const id of found.structs) {
     const n = ctx.node(id);
-    parts.push(emitNativeInterface(ctx, n));
+    parts.push(emitNativeTypes(ctx, n));
     const conv = emitConverters(ctx, n);
     if (conv !== "") parts.push(conv);
   }
@@ -104,9 +118,12 @@ export function emitFile(model: SchemaModel, fileId: bigint, options: GenerateOp
   const errors = emitErrorClasses(ctx, plans);
   if (errors !== "") parts.push(errors.trimEnd() + "\n");
   parts.push(...ifaceSrc);
+  const consts = emitConsts(ctx, found.consts);
+  if (consts !== "") parts.push(consts);
   if (ctx.trailer.size > 0) parts.push([...ctx.trailer.values()].join("\n") + "\n");
   if (ctx.usesNonNull) parts.push(NON_NULL);
   if (ctx.usesDataView) parts.push(DATA_VIEW);
+  if (ctx.usesUnknownMember) parts.push(UNKNOWN_MEMBER);
   if (ctx.uses64.has("int64")) parts.push(CHECK_INT64);
   if (ctx.uses64.has("uint64")) parts.push(CHECK_UINT64);
 
@@ -120,6 +137,6 @@ export function emitFile(model: SchemaModel, fileId: bigint, options: GenerateOp
   for (const [path, alias] of [...ctx.imports.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
     head.push(`import * as ${alias} from ${JSON.stringify(path)};`);
   }
-  if (found.structs.length === 0 && found.enums.length === 0 && ordered.length === 0) head.push("", "export {};");
+  if (found.structs.length === 0 && found.enums.length === 0 && ordered.length === 0 && consts === "") head.push("", "export {};");
   return `${head.join("\n")}\n\n${body}`;
 }

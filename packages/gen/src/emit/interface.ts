@@ -11,6 +11,7 @@
 import { ANN_EXCEPTION, ANN_NAME, MpgenError, THREAD_MAP_ID, checkAnnotations, isFunctionWrap, textAnnotation } from "../annotations.js";
 import { camelCase, capitalize, hexBigint, jsdoc, localName, str } from "../names.js";
 import type { FieldInfo, MethodInfo, NodeInfo, TypeInfo } from "../schema.js";
+import { readField, writeField } from "./codec.js";
 import { EMPTY_ENV, type FileContext, isPointerType } from "./context.js";
 
 /** Names generated code uses as locals, and ProxyClientBase members a method must not shadow. */
@@ -28,6 +29,8 @@ interface Value {
   has?: FieldInfo;
   /** `wantX` param local: the output is only produced when requested. */
   want?: string;
+  /** A param with an explicit schema default: the client may leave it out (`undefined`). */
+  defaulted?: boolean;
 }
 
 interface ErrorPlan { field: FieldInfo; type: TypeInfo; cls: string; cxx: string }
@@ -98,6 +101,7 @@ export function planMethod(ctx: FileContext, iface: NodeInfo, m: MethodInfo): Me
     const v: Value = { field: f, tsName, local: local(tsName), type: ctx.resolve(f.slot.type, pEnv) };
     const has = pHas.get(f.name);
     if (has !== undefined) v.has = has;
+    else if (f.slot.hadExplicitDefault) v.defaulted = true;
     plan.params.push(v);
   }
   const rHas = companions(rf);
@@ -144,21 +148,32 @@ function isThreadMap(f: FieldInfo): boolean {
 
 function optional(v: Value): boolean { return v.has !== undefined || v.want !== undefined; }
 
-/** Params accept `null` for capabilities (the peer may leave them unset); results do not. */
-function valueType(ctx: FileContext, v: Value, clientResult = false, isParam = false): string {
-  const t = ctx.tsType(v.type, { clientResult, nullableCaps: isParam });
-  return optional(v) ? `${t} | undefined` : t;
+/**
+ * Params accept `null` for capabilities (the peer may leave them unset); results do not.
+ * `input`: the value is written by this side (client params, implementation results), so structs
+ * with defaulted fields take their `FooInit` type.
+ */
+function valueType(ctx: FileContext, v: Value, clientResult = false, isParam = false, input = false): string {
+  const t = ctx.tsType(v.type, { clientResult, nullableCaps: isParam, input });
+  return optional(v) || (input && v.defaulted === true) ? `${t} | undefined` : t;
 }
 
-/** The TS return type (without Promise) of a method. */
-function returnType(ctx: FileContext, plan: MethodPlan, clientResult: boolean): string {
+/** The TS return type (without Promise) of a method; `input` for what implementations return. */
+function returnType(ctx: FileContext, plan: MethodPlan, clientResult: boolean, input = false): string {
   if (plan.outputs.length === 0) return "void";
-  if (!plan.objectResult) return valueType(ctx, plan.outputs[0]!, clientResult);
-  return `{ ${plan.outputs.map((o) => `${o.tsName}: ${valueType(ctx, o, clientResult)}`).join("; ")} }`;
+  if (!plan.objectResult) return valueType(ctx, plan.outputs[0]!, clientResult, false, input);
+  return `{ ${plan.outputs.map((o) => `${o.tsName}: ${valueType(ctx, o, clientResult, false, input)}`).join("; ")} }`;
 }
 
-function paramList(ctx: FileContext, plan: MethodPlan): string {
-  return plan.params.map((p) => `${p.local}: ${valueType(ctx, p, false, true)}`).join(", ");
+/**
+ * The declared params. `client`: the caller's side, where params with a schema default may be
+ * left out (`?` when only defaulted params follow, else `T | undefined`) and structs take their
+ * writer input type; otherwise the implementation's side, which receives every value.
+ */
+function paramList(ctx: FileContext, plan: MethodPlan, client = false): string {
+  let trailing = plan.params.length;
+  while (client && trailing > 0 && plan.params[trailing - 1]!.defaulted === true) trailing--;
+  return plan.params.map((p, i) => `${p.local}${i >= trailing ? "?" : ""}: ${valueType(ctx, p, false, true, client)}`).join(", ");
 }
 
 /** `params` followed by the trailing options / context parameter every method takes. */
@@ -212,14 +227,14 @@ function emitMethodConst(ctx: FileContext, plan: MethodPlan): string {
 }
 
 function writeValue(ctx: FileContext, s: string, v: Value, expr: string, io: string): string[] {
-  const w = ctx.writeField(s, v.field, v.type, expr, io);
+  const w = writeField(ctx, s, v.field, v.type, expr, io);
   if (v.has !== undefined) return [`if (${expr} !== undefined) {`, `  ${s}.${v.has.name} = true;`, ...w.map((x) => `  ${x}`), `}`];
-  if (v.want !== undefined) return [`if (${expr} !== undefined) {`, ...w.map((x) => `  ${x}`), `}`];
+  if (v.want !== undefined || v.defaulted === true) return [`if (${expr} !== undefined) {`, ...w.map((x) => `  ${x}`), `}`];
   return w;
 }
 
 function readValue(ctx: FileContext, s: string, v: Value, io: string, nullableCaps: boolean): string {
-  const r = ctx.readField(s, v.field, v.type, io, nullableCaps);
+  const r = readField(ctx, s, v.field, v.type, io, nullableCaps);
   if (v.has !== undefined) return `${s}.${v.has.name} ? ${r} : undefined`;
   return r;
 }
@@ -233,7 +248,7 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): string {
   const read: string[] = [];
   for (const i of plan.threadMapResults) read.push(`io.setPeerThreadMap($mp.readCap(r, ${i}));`);
   for (const e of plan.errors) {
-    read.push(`if (!$.Pointer.isNull($.Struct.getPointer(${e.field.slot!.offset}, r))) throw new ${e.cls}(${ctx.readField("r", e.field, e.type, "io")});`);
+    read.push(`if (!$.Pointer.isNull($.Struct.getPointer(${e.field.slot!.offset}, r))) throw new ${e.cls}(${readField(ctx, "r", e.field, e.type, "io")});`);
   }
   const readOut = (o: Value): string => {
     const r = readValue(ctx, "r", o, "io", false);
@@ -255,7 +270,7 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): string {
   const buildFn = build.length === 0 ? `${bArgs} => {}` : `${bArgs} => {\n${ind(build, "        ")}\n      }`;
   const readFn = read.length === 0 ? `${rArgs} => undefined` : `${rArgs} => {\n${ind(read, "        ")}\n      }`;
   const rt = returnType(ctx, plan, true);
-  return `${methodDoc(plan, "  ")}  ${plan.tsName}(${withTrailing(paramList(ctx, plan), "options?: $mp.CallOptions")}): Promise<${rt}> {\n` +
+  return `${methodDoc(plan, "  ")}  ${plan.tsName}(${withTrailing(paramList(ctx, plan, true), "options?: $mp.CallOptions")}): Promise<${rt}> {\n` +
     `    return this.$invoke(${plan.constName},\n      ${buildFn},\n      ${readFn},\n      options);\n  }\n`;
 }
 
@@ -286,7 +301,7 @@ function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: st
   };
   const catches: string[] = [];
   for (const e of plan.errors) {
-    catches.push(`if (e instanceof ${e.cls}) {`, ...ctx.writeField("r", e.field, e.type, "e.value", "io").map((x) => `  ${x}`), `  return;`, `}`);
+    catches.push(`if (e instanceof ${e.cls}) {`, ...writeField(ctx, "r", e.field, e.type, "e.value", "io").map((x) => `  ${x}`), `  return;`, `}`);
   }
   if (plan.errors.length > 0) {
     // A declared exception may be thrown synchronously or reject the returned promise.
@@ -338,7 +353,7 @@ export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; pla
     out += jsdoc(n.doc ?? `TS-native interface of \`${n.shortName}\`, implemented by servers (sync or async) and by {@link ${base}Client}.`);
     out += `export interface ${base}${ext} {\n`;
     for (const p of ordinary) {
-      const rt = returnType(ctx, p, false);
+      const rt = returnType(ctx, p, false, true);
       out += `${methodDoc(p, "  ")}  ${p.tsName}(${withTrailing(paramList(ctx, p), "ctx?: $mp.CallContext")}): ${rt} | Promise<${rt}>;\n`;
     }
     out += `}\n\n`;

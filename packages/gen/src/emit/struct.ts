@@ -1,14 +1,14 @@
 /**
  * Struct emitter: the capnp-ts accessor class (`Foo$Struct`, or `Iface_m$Params` for implicit
- * parameter structs), the TS-native interface `Foo`, and the converters `readFoo` / `writeFoo`.
+ * parameter structs). The TS-native types and converters are in native.ts.
  *
  * Runs at build time (mpgen), on the main thread of the mpgen process; no RPC thread involved.
  *
  * @module
  */
 import { accessorName, capitalize, jsdoc, str } from "../names.js";
-import type { FieldInfo, NodeInfo, TypeInfo, ValueInfo } from "../schema.js";
-import { EMPTY_ENV, type Env, type FileContext } from "./context.js";
+import type { NodeInfo, TypeInfo, ValueInfo } from "../schema.js";
+import type { FileContext } from "./context.js";
 
 const NO_DISCRIMINANT = 0xffff;
 
@@ -157,107 +157,4 @@ function elementClassType(ctx: FileContext, el: TypeInfo): string {
     case "void": return "void";
     default: return "number";
   }
-}
-
-interface NativeField {
-  field: FieldInfo;
-  tsName: string;
-  /** The `hasX` companion making this field optional. */
-  has?: FieldInfo;
-  union: boolean;
-}
-
-/** Fields that appear in the TS-native interface of struct `n`, with optional companions resolved. */
-export function nativeFields(ctx: FileContext, n: NodeInfo): NativeField[] {
-  const fields = n.struct!.fields;
-  const byName = new Map(fields.map((f) => [f.name, f]));
-  const companions = new Set<string>();
-  const out: NativeField[] = [];
-  for (const f of fields) {
-    const has = byName.get(`has${capitalize(f.name)}`);
-    if (has?.slot?.type.kind === "bool" && f.discriminantValue === NO_DISCRIMINANT) companions.add(has.name);
-  }
-  for (const f of fields) {
-    // A Void union member stays visible (as `x?: true`) so the TS side can select it.
-    const unionVoid = f.discriminantValue !== NO_DISCRIMINANT && f.slot?.type.kind === "void";
-    if (companions.has(f.name) || (ctx.isHidden(f) && !unionVoid)) continue;
-    const nf: NativeField = { field: f, tsName: ctx.fieldTsName(f), union: f.discriminantValue !== NO_DISCRIMINANT };
-    const has = byName.get(`has${capitalize(f.name)}`);
-    if (has !== undefined && companions.has(has.name)) nf.has = has;
-    out.push(nf);
-  }
-  return out;
-}
-
-/** `export interface Foo { … }` for struct (or group) `n`. */
-export function emitNativeInterface(ctx: FileContext, n: NodeInfo): string {
-  const name = ctx.baseName(n.id);
-  const typeParams = new Map<string, string>();
-  n.parameters.forEach((p, i) => typeParams.set(`${n.id}:${i}`, p));
-  const params = n.parameters.length > 0 ? `<${n.parameters.join(", ")}>` : "";
-  const lines: string[] = [];
-  for (const nf of nativeFields(ctx, n)) {
-    const f = nf.field;
-    const d = jsdoc(f.doc, "  ");
-    if (d !== "") lines.push(d.trimEnd());
-    if (f.groupId !== undefined) {
-      lines.push(`  ${nf.tsName}${nf.union ? "?" : ""}: ${ctx.nativeName(f.groupId)}${nf.union ? " | undefined" : ""};`);
-      continue;
-    }
-    const t = f.slot!.type.kind === "void" ? "true" : ctx.tsType(f.slot!.type, { typeParams, nullableCaps: true });
-    const opt = nf.has !== undefined || nf.union;
-    lines.push(`  ${nf.tsName}${opt ? "?" : ""}: ${t}${opt ? " | undefined" : ""};`);
-  }
-  const head = jsdoc(n.doc ?? `TS-native value of \`${n.displayName.slice(n.displayName.indexOf(":") + 1)}\`.`);
-  return `${head}export interface ${name}${params} {\n${lines.join("\n")}${lines.length > 0 ? "\n" : ""}}\n`;
-}
-
-/** `readFoo` / `writeFoo` converters for non-generic struct (or group) `n`. */
-export function emitConverters(ctx: FileContext, n: NodeInfo): string {
-  if (n.isGeneric) return "";
-  ctx.resetTemps();
-  const name = ctx.baseName(n.id);
-  const cls = ctx.structClassLocal(n.id);
-  const io = ctx.structNeedsIo(n.id);
-  const ioParam = io ? ", io: $mp.ClientIO" : "";
-  const env: Env = EMPTY_ENV;
-  const reads: string[] = [];
-  const writes: string[] = [];
-  const disc = n.struct!.discriminantOffset * 2;
-  for (const nf of nativeFields(ctx, n)) {
-    const f = nf.field;
-    let r: string;
-    let w: string[];
-    const v = `v.${nf.tsName}`;
-    if (f.groupId !== undefined) {
-      const gio = ctx.structNeedsIo(f.groupId) ? ", io" : "";
-      r = `${ctx.readFn(f.groupId)}(s.${accessorName(f.name)}${gio})`;
-      w = [`${ctx.writeFn(f.groupId)}(${nf.union ? `s.init${capitalize(f.name)}()` : `s.${accessorName(f.name)}`}, ${v}${gio});`];
-    } else if (f.slot!.type.kind === "void") {
-      r = "true";
-      w = [`$.Struct.setUint16(${disc}, ${f.discriminantValue}, s);`];
-    } else {
-      const t = ctx.resolve(f.slot!.type, env);
-      r = ctx.readField("s", f, t, "io");
-      w = ctx.writeField("s", f, t, v, "io");
-      if (nf.union) w = [`$.Struct.setUint16(${disc}, ${f.discriminantValue}, s);`, ...w];
-    }
-    if (nf.has !== undefined) {
-      reads.push(`${nf.tsName}: s.${accessorName(nf.has.name)} ? ${r} : undefined,`);
-      writes.push(`if (${v} !== undefined) {`, `  s.${accessorName(nf.has.name)} = true;`, ...w.map((x) => `  ${x}`), `}`);
-    } else if (nf.union) {
-      reads.push(`${nf.tsName}: s.which() === ${f.discriminantValue} ? ${r} : undefined,`);
-      writes.push(`if (${v} !== undefined) {`, ...w.map((x) => `  ${x}`), `}`);
-    } else {
-      reads.push(`${nf.tsName}: ${r},`);
-      if (w.length === 1) writes.push(...w);
-      else writes.push(`{`, ...w.map((x) => `  ${x}`), `}`);
-    }
-  }
-  const sName = reads.length > 0 ? "s" : "_s";
-  const vName = writes.length > 0 ? "v" : "_v";
-  const readBody = reads.length > 0 ? `  return {\n${reads.map((x) => `    ${x}`).join("\n")}\n  };` : "  return {};";
-  const readFn = `/** Reads a {@link ${name}} out of its capnp-ts struct. */\nexport function read${name}(${sName}: ${cls}${ioParam}): ${name} {\n${readBody}\n}\n`;
-  const writeFn = `/** Writes a {@link ${name}} into an initialised capnp-ts struct. */\nexport function write${name}(${reads.length > 0 ? "s" : "_s"}: ${cls}, ${vName}: ${name}${ioParam}): void {\n${writes.map((x) => `  ${x}`).join("\n")}\n}\n`;
-  return `${readFn}\n${writeFn}`;
 }
