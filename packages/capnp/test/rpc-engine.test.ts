@@ -1,6 +1,7 @@
 // Engine rules that belong to no single message: errors thrown by Server.onRelease reach the log
 // of the connection whose release ran it, and the per-connection cap on outstanding incoming calls
-// (maxIncomingCalls) answers `overloaded` and, for a peer that never sends Finish, aborts.
+// (maxIncomingCalls) answers `overloaded` and, for a peer that never sends Finish, aborts; the
+// per-message trace lines go to the log only when `trace` is on.
 // Every test ends with both sides' stats() back to zero.
 import { describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
@@ -206,5 +207,30 @@ describe("maxIncomingCalls", () => {
     expect(abort?.getAbort().getReason()).toMatch(/maxIncomingCalls/);
     expect(conn.stats()).toEqual(ZERO);
     expect(calc.released).toBe(1);
+  });
+});
+
+describe("trace option", () => {
+  it("sends per-message trace lines to the log by default, none with trace: false", async () => {
+    const levels = async (trace: boolean | undefined): Promise<string[]> => {
+      const [ta, tb] = memoryTransportPair();
+      const seen: string[] = [];
+      const log = (level: string): void => void seen.push(level);
+      const bootCap = localCapability(new CalcServer());
+      const server = new RpcConnection(tb, { bootstrap: bootCap, name: "server", log, ...(trace === undefined ? {} : { trace }) });
+      bootCap.close();
+      const client = new RpcConnection(ta, { name: "client" });
+      const boot = client.bootstrap();
+      expect(await callA(boot, M.add, (p) => ((p.a = 20), (p.b = 22)), CALC)).toBe(42);
+      boot.close();
+      await drain();
+      await server.close();
+      await client.close();
+      expect(server.stats()).toEqual(ZERO);
+      expect(client.stats()).toEqual(ZERO);
+      return seen;
+    };
+    expect((await levels(undefined)).filter((l) => l === "trace").length).toBeGreaterThanOrEqual(3); // bootstrap, call, return...
+    expect(await levels(false)).toEqual([]);
   });
 });

@@ -142,6 +142,8 @@ export class Connection {
       name: this.name,
       // The engine's lines already start with the connection name: do not repeat it.
       log: (level, msg) => loop.log(level, msg.startsWith(`${this.name}: `) ? msg : `${this.name}: ${msg}`),
+      // The loop's level is fixed: unless it logs "trace", the engine formats no line per message.
+      trace: loop.logEnabled("trace"),
     };
     if (this.#bootstrap) rpcOpts.bootstrap = this.#bootstrap;
     if (opts.limits) rpcOpts.limits = opts.limits;

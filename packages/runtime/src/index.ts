@@ -36,6 +36,8 @@ export { ThreadClient } from "./threads/thread-client.js";
 export { FifoExecutor } from "./threads/executor.js";
 export type { ThreadExecutor, TaskControl } from "./threads/executor.js";
 export { currentFrame, runInFrame } from "./threads/frame.js";
+/** @internal White-box tests: whether the task-frame storage (Node's promise hooks) is enabled. */
+export { frameStorageEnabled } from "./threads/frame.js";
 export type { TaskFrame } from "./threads/frame.js";
 export { ThreadServer, ThreadMapServer, makeThreadMap, pickPoolThread } from "./threads/servers.js";
 export { fillContext, readContext, selectThread } from "./threads/proxy-context.js";

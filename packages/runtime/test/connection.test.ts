@@ -1,5 +1,5 @@
 // Connection: the cleanup list, the documented teardown order, idempotent close, and a peer
-// disconnect (with the server's connected/disconnected hooks).
+// disconnect (with the server's connected/disconnected hooks); engine trace lines only at trace level.
 // Threading: loop thread (the test's thread).
 import { deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
 import { CleanupList, Connection, IpcInterruptedError } from "@multiprocess-ts/runtime";
@@ -123,6 +123,21 @@ describe("Connection teardown", () => {
     expect(late).toEqual(["late cleanup", "late onDisconnect"]);
     expect(unregistered).toEqual([]);
     assertIdle({ connections: { c1, c2 }, loops: { serverLoop, clientLoop }, logs });
+  });
+
+  it("asks the engine for per-message trace lines only when its loop logs at trace level", async () => {
+    const traceOn = (c: Connection): boolean => (c.rpc as unknown as { core: { traceOn: boolean } }).core.traceOn;
+    for (const level of ["debug", "trace"] as const) {
+      const { serverLoop, clientLoop, logs } = createTestLoops({ logLevel: level });
+      const [t1, t2] = memoryTransportPair();
+      const c1 = new Connection(serverLoop, t1);
+      const c2 = new Connection(clientLoop, t2);
+      expect([traceOn(c1), traceOn(c2)]).toEqual([level === "trace", level === "trace"]);
+      await c1.close();
+      await c2.disconnected;
+      await Promise.all([serverLoop.done, clientLoop.done]);
+      assertIdle({ connections: { c1, c2 }, loops: { serverLoop, clientLoop }, logs });
+    }
   });
 
   it("a peer disconnect tears the connection down with the transport error, and fires the server hooks", async () => {

@@ -105,7 +105,7 @@ export class AnswerTable implements TailCallHandler {
 
   handleBootstrap(qid: number): void {
     const a = this.newAnswer(qid);
-    if (this.core.log !== undefined) this.core.trace(`<- bootstrap q${a.id}`);
+    if (this.core.traceOn) this.core.trace(`<- bootstrap q${a.id}`);
     if (this.refused(a)) return;
     const h = this.bootstrapHook;
     if (h === null) {
@@ -131,7 +131,7 @@ export class AnswerTable implements TailCallHandler {
     const importedCap = env.targetWhich === rpc.MessageTarget.IMPORTED_CAP ? env.importedCap : -1;
     // Everything is read from `env` before anything else runs (the connection reuses it).
     const call = hasCapTable || importedCap < 0 ? env.root().getCall() : null;
-    if (core.log !== undefined) core.trace(`<- call q${a.id} ${interfaceId.toString(16)}/${methodId}`);
+    if (core.traceOn) core.trace(`<- call q${a.id} ${interfaceId.toString(16)}/${methodId}`);
     const srt = env.sendResultsTo;
     if (srt === rpc.Call_SendResultsTo.YOURSELF) a.yourself = true;
     else if (srt !== rpc.Call_SendResultsTo.CALLER) {
@@ -195,7 +195,7 @@ export class AnswerTable implements TailCallHandler {
     const core = this.core;
     const a = this.answers.get(id);
     if (a === undefined || a.finished) throw new ProtocolError(`Finish for unknown question ID ${id}`);
-    if (core.log !== undefined) core.trace(`<- finish q${id}`);
+    if (core.traceOn) core.trace(`<- finish q${id}`);
     a.finished = true;
     if (releaseResultCaps && a.resultExports !== null) {
       const re = a.resultExports;
@@ -265,7 +265,7 @@ export class AnswerTable implements TailCallHandler {
       setReturnHeader(m, a.id, false);
       const keep = o.caps.length > 0;
       if (keep) a.resultExports = core.exports.writeCapTable(new rpc.Payload(m._capnp.segments[0]!, RET.resultsPtr), o.caps);
-      if (core.log !== undefined) core.trace(`-> return a${a.id} results`);
+      if (core.traceOn) core.trace(`-> return a${a.id} results`);
       if (keep) core.transport.send(segmentCopiesOf(m));
       else {
         o.content = null; // handed to the transport
@@ -274,7 +274,7 @@ export class AnswerTable implements TailCallHandler {
     } else if (!a.yourself && o.err === null && (o.msg === null || o.content === null)) {
       const m = newReturnMessage(null, 0).msg;
       setReturnHeader(m, a.id, false);
-      if (core.log !== undefined) core.trace(`-> return a${a.id} results`);
+      if (core.traceOn) core.trace(`-> return a${a.id} results`);
       core.send(m);
     } else core.send(this.slowReturn(a, o));
     this.removeIfDone(a);
@@ -303,7 +303,7 @@ export class AnswerTable implements TailCallHandler {
     }
     ret.setAnswerId(a.id);
     ret.setReleaseParamCaps(false);
-    if (this.core.log !== undefined) {
+    if (this.core.traceOn) {
       const ex = ret.which() === rpc.Return.EXCEPTION ? `: ${ret.getException().getReason()}` : "";
       this.core.trace(`-> return a${a.id} ${RETURN_WHICH[ret.which()] ?? "?"}${ex}`);
     }
@@ -342,7 +342,7 @@ export class AnswerTable implements TailCallHandler {
     ret.setAnswerId(a.id);
     ret.setReleaseParamCaps(false);
     ret.setTakeFromOtherQuestion(q.id);
-    if (core.log !== undefined) core.trace(`-> return a${a.id} takeFromOtherQuestion q${q.id}`);
+    if (core.traceOn) core.trace(`-> return a${a.id} takeFromOtherQuestion q${q.id}`);
     core.send(m);
     this.removeIfDone(a);
     return true;

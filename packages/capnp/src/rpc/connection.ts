@@ -39,6 +39,11 @@ export interface RpcConnectionOptions {
   /** The connection's log; also receives errors thrown by `onRelease` of servers it exported. */
   log?: LogFn;
   /**
+   * Send a "trace" line per message to `log` (default: true when `log` is given). False keeps the
+   * log for errors and warnings without formatting a line per message.
+   */
+  trace?: boolean;
+  /**
    * Most calls (and Bootstraps) from the peer outstanding at once: from their arrival until the
    * peer's Finish. Over it a new call is answered at once with an `overloaded` exception (the
    * caller sees RpcError kind "overloaded", code MP_ERR_OVERLOADED); a peer that lets twice as many
@@ -75,6 +80,7 @@ export class RpcConnection {
   constructor(transport: Transport, opts: RpcConnectionOptions = {}) {
     const core = new ConnCore(transport, resolveLimits(opts.limits), opts.log, opts.name ?? "rpc");
     core.errorStacks = opts.errorStacks === true;
+    core.traceOn = opts.log !== undefined && opts.trace !== false;
     core.questions = new QuestionTable(core);
     const maxCalls = opts.maxIncomingCalls ?? DEFAULT_MAX_INCOMING_CALLS;
     if (typeof maxCalls !== "number" || !(maxCalls === Infinity || (Number.isInteger(maxCalls) && maxCalls > 0))) {

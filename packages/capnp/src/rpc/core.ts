@@ -73,6 +73,12 @@ export class ConnCore implements ReleaseErrorReporter {
     if (!this.ended) this.transport.send([b]);
   }
 
+  /**
+   * Whether per-message trace lines are built and sent to `log` (RpcConnectionOptions.trace;
+   * callers check it before formatting a line, so a log that drops them costs nothing per message).
+   */
+  traceOn = false;
+
   trace(msg: string): void {
     this.log?.("trace", `${this.name}: ${msg}`);
   }

@@ -117,7 +117,7 @@ export class Dispatcher implements TransportSink {
         core.answers.handleFinish(env.id, env.releaseResultCaps);
         return;
       case MSG_RELEASE:
-        if (core.log !== undefined) core.trace(`<- release ${env.id} x${env.referenceCount}`);
+        if (core.traceOn) core.trace(`<- release ${env.id} x${env.referenceCount}`);
         core.exports.release(env.id, env.referenceCount);
         return;
     }

@@ -122,7 +122,7 @@ export class ImportTable {
     if (this.imports.get(imp.id) !== imp) return; // connection ended or replaced
     this.imports.delete(imp.id);
     if (core.ended) return;
-    if (core.log !== undefined) core.trace(`-> release ${imp.id} x${imp.remoteRefs}`);
+    if (core.traceOn) core.trace(`-> release ${imp.id} x${imp.remoteRefs}`);
     core.sendBytes(encodeRelease(imp.id, imp.remoteRefs));
   }
 
@@ -133,7 +133,7 @@ export class ImportTable {
     if (r.which() === rpc.Resolve.CAP) h = this.readDescriptor(r.getCap()) ?? new NullHook();
     else if (r.which() === rpc.Resolve.EXCEPTION) h = new BrokenHook(errorFromException(r.getException()));
     else throw new ProtocolError(`unknown Resolve kind ${r.which()}`);
-    if (this.core.log !== undefined) this.core.trace(`<- resolve ${id}`);
+    if (this.core.traceOn) this.core.trace(`<- resolve ${id}`);
     const imp = this.imports.get(id);
     const p = imp?.promise ?? null;
     if (imp === undefined || p === null) {
@@ -159,7 +159,7 @@ export class ImportTable {
     if (route.importHook !== null) t.setImportedCap(route.importId);
     else writePromisedAnswer(t.initPromisedAnswer(), route.qid, route.path);
     d.getContext().setSenderLoopback(id);
-    if (core.log !== undefined) core.trace(`-> disembargo senderLoopback ${id}`);
+    if (core.traceOn) core.trace(`-> disembargo senderLoopback ${id}`);
     core.send(m);
     return hook.addRef();
   }
@@ -171,7 +171,7 @@ export class ImportTable {
       case rpc.Disembargo_Context.SENDER_LOOPBACK: {
         // Reflect it: the target must be a cap the peer hosts (one of our imports).
         const eid = ctx.getSenderLoopback();
-        if (core.log !== undefined) core.trace(`<- disembargo senderLoopback ${eid}`);
+        if (core.traceOn) core.trace(`<- disembargo senderLoopback ${eid}`);
         const target = core.answers.resolveTarget(d.getTarget());
         const r = target.resolved();
         target.release();
@@ -188,7 +188,7 @@ export class ImportTable {
       case rpc.Disembargo_Context.RECEIVER_LOOPBACK: {
         // Our embargo came back: the calls queued on it go to the resolution.
         const eid = ctx.getReceiverLoopback();
-        if (core.log !== undefined) core.trace(`<- disembargo receiverLoopback ${eid}`);
+        if (core.traceOn) core.trace(`<- disembargo receiverLoopback ${eid}`);
         const e = this.embargoes.get(eid);
         if (e === undefined) throw new ProtocolError(`Disembargo receiverLoopback for unknown embargo ID ${eid}`);
         this.embargoes.delete(eid);

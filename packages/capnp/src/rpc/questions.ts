@@ -154,7 +154,7 @@ export class QuestionTable implements RouteConn {
       d.sink.setRoute(this, id);
       d.sink.cancelHandler = q;
     }
-    if (core.log !== undefined) core.trace(`-> call q${id} ${d.interfaceId.toString(16)}/${d.methodId}`);
+    if (core.traceOn) core.trace(`-> call q${id} ${d.interfaceId.toString(16)}/${d.methodId}`);
     core.send(m);
     return q;
   }
@@ -202,7 +202,7 @@ export class QuestionTable implements RouteConn {
     const takeFrom = env.takeFromOtherQuestion;
     // Everything is read from `env` before anything else runs (the connection reuses it).
     const ret = which !== rpc.Return.RESULTS || hasCapTable ? env.root().getReturn() : null;
-    if (core.log !== undefined) {
+    if (core.traceOn) {
       const ex = which === rpc.Return.EXCEPTION ? `: ${ret!.getException().getReason()}` : "";
       core.trace(`<- return q${id} ${RETURN_WHICH[which] ?? "?"}${ex}`);
     }

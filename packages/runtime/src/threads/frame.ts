@@ -27,15 +27,24 @@ export interface TaskFrame {
  * whole process (every promise costs more). So:
  *  - `syncFrame` is the frame whose synchronous code is running (set around each task's start):
  *    calls made before a task's first await (the common case) need no lookup at all;
- *  - `frames` (AsyncLocalStorage) carries the frame across awaits. It is enabled only while at least
- *    one frame is live (`liveFrames`, a task started and not yet settled) and disabled again when
- *    the last one settles, so a process (or a period) without thread-mapped tasks runs without
- *    promise hooks. Work a task leaves running after it settled (a promise it did not await) may
- *    not see its frame any more; such work runs as the loop thread's.
+ *  - `frames` (AsyncLocalStorage) carries the frame across awaits. It is enabled while frames are in
+ *    use and disabled once none has been live for {@link IDLE_DISABLE_MS} (an unref'd timer checks),
+ *    so a process (or a period) without thread-mapped tasks runs without promise hooks. Disabling
+ *    it as soon as the last frame settles would turn Node's promise hooks on and off once per
+ *    Context call (AsyncLocalStorage `_enable`/`disable` cost more than the hooks themselves while
+ *    calls keep coming). While no frame is live, `currentFrame` ignores the storage (enabled or
+ *    not), so the idle delay changes nothing a caller can see. Work a task leaves running after it
+ *    settled (a promise it did not await) may not see its frame any more; such work runs as the
+ *    loop thread's.
  */
 const frames = new AsyncLocalStorage<TaskFrame>();
 let syncFrame: TaskFrame | undefined;
 let liveFrames = 0;
+/** How long the storage stays enabled after the last live frame settled. */
+const IDLE_DISABLE_MS = 1000;
+/** Frames entered since the idle timer was armed (a timer that finds any re-arms itself). */
+let enteredSinceCheck = 0;
+let idleTimer: ReturnType<typeof setTimeout> | undefined;
 
 /** The frame of the server Thread task we are running in, if any (survives awaits). */
 export function currentFrame(): TaskFrame | undefined {
@@ -53,6 +62,7 @@ export function enterFrame<T>(frame: TaskFrame, fn: () => T): T {
   const prev = syncFrame;
   syncFrame = frame;
   liveFrames++;
+  enteredSinceCheck++;
   let r: T;
   try {
     r = frames.run(frame, fn);
@@ -68,5 +78,23 @@ export function enterFrame<T>(frame: TaskFrame, fn: () => T): T {
 }
 
 function leaveFrame(): void {
-  if (--liveFrames === 0) frames.disable();
+  if (--liveFrames === 0 && idleTimer === undefined) armIdleTimer();
+}
+
+function armIdleTimer(): void {
+  enteredSinceCheck = 0;
+  idleTimer = setTimeout(onIdleTimer, IDLE_DISABLE_MS);
+  idleTimer.unref();
+}
+
+function onIdleTimer(): void {
+  idleTimer = undefined;
+  if (liveFrames > 0) return; // the last frame to leave arms it again
+  if (enteredSinceCheck > 0) armIdleTimer();
+  else frames.disable();
+}
+
+/** @internal Whether the frame storage (and so Node's promise hooks) is enabled now (tests). */
+export function frameStorageEnabled(): boolean {
+  return (frames as unknown as { enabled: boolean }).enabled;
 }
