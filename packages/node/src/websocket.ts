@@ -30,6 +30,7 @@ import type {
   FlowControlledTransport,
   FlowHost,
   LifecycleHost,
+  LimitError,
   Transport,
   TransportSink,
   WriteFlowLimits,
@@ -122,6 +123,14 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
   resumeReading(): void {
     this.life.unhold(); // may pause us again (a reply to a held message)
     if (this.flow?.readPaused !== true && this.life.canDeliver) this.ws.resume();
+  }
+
+  queuedBytesNow(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  flowStalled(err: LimitError): void {
+    this.destroy(err);
   }
 
   close(): Promise<void> {
