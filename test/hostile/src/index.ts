@@ -9,3 +9,4 @@ export type { Answer } from "./peer.js";
 export { HostileServer, GoodClient, CountingFoo } from "./server.js";
 export type { ServerOptions, Transport } from "./server.js";
 export { Rng, FuzzBox, KINDS, buildValid, mutateSegments, mutateFrame, randomBytesFrame, fuzzFrames } from "./fuzz.js";
+export * from "./ws-peer.js";
