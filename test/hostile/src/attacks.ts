@@ -173,3 +173,12 @@ export function addCall(qid: number, bootstrapQid: number, a: number, b: number)
     w.u32(s, 4, b);
   });
 }
+
+/** An honest passData(Data) call carrying `bytes` bytes: the server echoes them (a reply of that size). */
+export function passDataCall(qid: number, bootstrapQid: number, bytes: number): Uint8Array[] {
+  return callMessage(qid, target(bootstrapQid, FOO_METHOD.passData), (w, p) => {
+    const s = params(w, p, 1);
+    const d = w.alloc(Math.ceil(bytes / 8));
+    w.listPtr(s, d, 2, bytes);
+  });
+}
