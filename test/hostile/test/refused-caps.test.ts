@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import { localCapability, RpcError, writeCap, type Capability, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import { createRpcPair, drain } from "@multiprocess-ts/testing";
+import { addCall, HostileServer, RawPeer, refusedCallWithCaps, type Transport } from "../dist/index.js";
 
 /** Params: pointer 0 a capability, pointer 1 a list (the over-budget part). */
 class Params extends capnp.Struct {
@@ -86,5 +87,32 @@ describe("refused calls release their cap table", () => {
     await drain();
     expect(p.client.stats().exports).toBe(0);
     expect(cbs.released).toBe(2);
+  });
+});
+
+describe.each<Transport>(["unix", "tcp"])("refused calls over %s", (transport) => {
+  it("a raw peer's exports named in a refused call come back as Release messages, the connection carries on", async () => {
+    const server = await HostileServer.start(transport);
+    const p = await RawPeer.connect(server.target);
+    try {
+      for (let i = 0; i < 10; i++) {
+        const ans = await p.call((q) => refusedCallWithCaps(q, 0, [100 + i, 200 + i]));
+        expect(ans.kind).toBe("exception");
+        expect(ans.reason).toMatch(/^call params: .*decode budget/);
+      }
+      // Messages are ordered: the Releases arrived before this answer.
+      expect((await p.call((q) => addCall(q, 0, 2, 3))).int0).toBe(5);
+      expect([...p.releases.entries()].sort((a, b) => a[0] - b[0])).toEqual(
+        [...Array.from({ length: 10 }, (_, i) => [100 + i, 1]), ...Array.from({ length: 10 }, (_, i) => [200 + i, 1])],
+      );
+      expect(server.impl.attackCalls).toBe(0);
+      expect(p.abortReason).toBeUndefined();
+    } finally {
+      p.destroy();
+      await p.closed;
+      await server.close();
+    }
+    expect(server.released).toBe(server.served);
+    expect(server.loop.numRefs).toBe(0);
   });
 });
