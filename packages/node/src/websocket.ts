@@ -77,6 +77,10 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
     ws.binaryType = "nodebuffer";
     this.socketClosed = new Promise<void>((resolve) => ws.once("close", () => resolve()));
     ws.on("message", (data: RawData, isBinary: boolean) => this.onFrame(data, isBinary));
+    // Pongs are ours to send (autoPong is off): they count against flow control like any frame,
+    // so a peer that pings without reading is paused and then cut rather than buffered forever.
+    // (A socket made elsewhere with ws's default autoPong already answers; then we do not.)
+    if ((ws as unknown as { _autoPong?: boolean })._autoPong === false) ws.on("ping", (data: Buffer) => this.onPing(data));
     ws.on("error", (e: Error) => {
       this.life.noteError(new DisconnectedError(`WebSocket error: ${e.message}`, { cause: e }));
     });
@@ -101,6 +105,18 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
     // Queue is building up: watch it. Each send's callback runs once its bytes left for the OS.
     const flow = (this.flow ??= new WriteFlow(this.flowLimits, this, (this.watch ??= new FlowWatch())));
     this.ws.send(frame, BINARY, this.onFlushed);
+    const err = flow.grew(this.ws.bufferedAmount);
+    if (err !== undefined) this.destroy(err);
+  }
+
+  private onPing(data: Buffer): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.flow === null && this.ws.bufferedAmount + data.byteLength <= this.flowLimits.resumeReadingAt) {
+      this.ws.pong(data);
+      return;
+    }
+    const flow = (this.flow ??= new WriteFlow(this.flowLimits, this, (this.watch ??= new FlowWatch())));
+    this.ws.pong(data, undefined, this.onFlushed);
     const err = flow.grew(this.ws.bufferedAmount);
     if (err !== undefined) this.destroy(err);
   }
@@ -227,6 +243,7 @@ export function openWebSocket(url: string | URL, opts: OpenWebSocketOptions = {}
       ...(opts.origin !== undefined ? { origin: opts.origin } : {}),
       maxPayload: (opts.limits?.maxMessageBytes ?? DEFAULT_FRAME_LIMITS.maxMessageBytes) + 8 * 520,
       perMessageDeflate: false,
+      autoPong: false, // the transport answers pings under flow control
     });
     let settled = false;
     const onAbort = (): void => {
@@ -367,6 +384,7 @@ export async function listenWebSocket(
     noServer: true,
     maxPayload: (opts.limits?.maxMessageBytes ?? DEFAULT_FRAME_LIMITS.maxMessageBytes) + 8 * 520,
     perMessageDeflate: false,
+    autoPong: false, // the transport answers pings under flow control
   });
   const guard = new WsGuard(guardLimits(opts));
   server.on("connection", (socket) => guard.accepted(socket));

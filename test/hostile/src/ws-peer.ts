@@ -8,7 +8,7 @@
 
 import * as net from "node:net";
 import { randomBytes } from "node:crypto";
-import { EventLoop } from "@multiprocess-ts/runtime";
+import { EventLoop, type Connection } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient, FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { connectWebSocket, listenWebSocketConnections, type WebSocketConnectionsOptions, type WebSocketListener } from "@multiprocess-ts/node";
 import { CountingFoo } from "./server.js";
@@ -31,13 +31,16 @@ export class HostileWsServer {
     readonly loop: EventLoop,
     readonly impl: CountingFoo,
     readonly listener: WebSocketListener,
+    /** Every connection served, in order (their `error` says how each ended). */
+    readonly connections: Connection[],
   ) {}
 
   static async start(opts: WsServerOptions = {}): Promise<HostileWsServer> {
     const loop = new EventLoop("hostile-ws-server", { log: { level: "error", logFn: () => {} } });
     const impl = new CountingFoo();
-    const listener = await listenWebSocketConnections(loop, impl, FooInterfaceServer, { token: WS_TOKEN, ...opts });
-    const s = new HostileWsServer(loop, impl, listener);
+    const connections: Connection[] = [];
+    const listener = await listenWebSocketConnections(loop, impl, FooInterfaceServer, { token: WS_TOKEN, ...opts, onConnection: (c) => connections.push(c) });
+    const s = new HostileWsServer(loop, impl, listener, connections);
     listener.events.on("limit", (reason) => s.limits.push(reason));
     listener.events.on("park", () => s.parks++);
     listener.events.on("drop", () => s.drops++);

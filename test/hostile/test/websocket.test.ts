@@ -5,7 +5,7 @@
 // the listener's counters (limit events and reasons, parked/pending counts, budget used/peak/
 // refused); a well-behaved client is answered throughout. Loop thread.
 import { afterEach, describe, expect, it } from "vitest";
-import { FrameBudget } from "@multiprocess-ts/capnp";
+import { FrameBudget, LimitError } from "@multiprocess-ts/capnp";
 import { assertRpcIdle } from "@multiprocess-ts/testing";
 import { connectGoodWs, HostileWsServer, RawWsPeer, wsFrameHeader, type WsServerOptions } from "../dist/index.js";
 
@@ -134,5 +134,22 @@ describe("hostile peers over WebSocket", () => {
     for (const r of s.limits) expect(r).toMatch(/frame budget of 4194304 bytes/);
     expect(await g.client.add(3, 4)).toBe(7);
     expect(s.impl.attackCalls).toBe(0);
+  });
+
+  it("a peer that pings without reading is paused by flow control (pongs count) and cut after pausedTimeoutMs", async () => {
+    const s = await start({ flow: { pauseReadingAt: 64 * 1024, resumeReadingAt: 16 * 1024, pausedTimeoutMs: 300 }, frameTimeoutMs: 0, firstMessageTimeoutMs: 0 });
+    const g = await good(s);
+    const p = await peer(s);
+    await p.upgrade();
+    p.socket.pause(); // never reads the pongs
+    const ping = Buffer.concat([wsFrameHeader(9, true, 125), Buffer.alloc(125)]);
+    const pings = 100_000; // 12.5 MiB of pongs: past the socket buffers and the pause mark
+    for (let i = 0; i < pings; i += 1000) p.socket.write(Buffer.concat(Array.from({ length: 1000 }, () => ping)));
+    await p.closed;
+    const conn = s.connections[1]!; // [0] is the good client's
+    await conn.disconnected;
+    expect(conn.error).toBeInstanceOf(LimitError);
+    expect(conn.error!.message).toMatch(/pausedTimeoutMs = 300/);
+    expect(await g.client.add(5, 6)).toBe(11);
   });
 });
