@@ -122,6 +122,7 @@ export class WriteFlow implements WriteFlowStats {
   pauses = 0;
   /** Checks the paused peer's progress every `pausedTimeoutMs` while reading is paused. */
   private stallTimer: ReturnType<typeof setTimeout> | null = null;
+  private stallCheck: ReturnType<typeof setImmediate> | null = null;
   /** Queued bytes at the last progress check. */
   private stallMark = 0;
 
@@ -180,20 +181,30 @@ export class WriteFlow implements WriteFlowStats {
     const ms = this.limits.pausedTimeoutMs;
     if (ms === Infinity) return;
     this.stallMark = queued;
-    this.stallTimer = setTimeout(this.checkStall, ms);
+    this.stallTimer = setTimeout(this.deferCheck, ms);
     // The connection's socket keeps the process alive, not this check.
     (this.stallTimer as { unref?: () => void }).unref?.();
   }
 
   private disarmStall(): void {
-    if (this.stallTimer === null) return;
-    clearTimeout(this.stallTimer);
+    if (this.stallTimer !== null) clearTimeout(this.stallTimer);
+    if (this.stallCheck !== null) clearImmediate(this.stallCheck);
     this.stallTimer = null;
+    this.stallCheck = null;
   }
+
+  /**
+   * The timer fired: check after this loop turn's I/O (setImmediate runs after the poll phase),
+   * so write completions that piled up while our own loop was busy count as the progress they are.
+   */
+  private readonly deferCheck = (): void => {
+    this.stallTimer = null;
+    if (this.readPaused) this.stallCheck = setImmediate(this.checkStall);
+  };
 
   /** Still paused after `pausedTimeoutMs`: go on if the peer took bytes since the last check, else end. */
   private readonly checkStall = (): void => {
-    this.stallTimer = null;
+    this.stallCheck = null;
     if (!this.readPaused) return;
     const now = this.host.queuedBytesNow();
     this.note(now);

@@ -147,7 +147,12 @@ describe("WriteFlow", () => {
   });
 
   it("ends a connection paused past pausedTimeoutMs whose queue did not go down; progress restarts the clock", () => {
-    vi.useFakeTimers();
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setImmediate", "clearImmediate"] });
+    // The check runs in a setImmediate after the timer (after the turn's I/O): one more ms runs it.
+    const tick = (ms: number): void => {
+      vi.advanceTimersByTime(ms);
+      vi.advanceTimersByTime(1);
+    };
     try {
       const calls: string[] = [];
       const stalled: LimitError[] = [];
@@ -163,23 +168,25 @@ describe("WriteFlow", () => {
       flow.grew(queued);
       for (let i = 0; i < 5; i++) {
         queued -= 50;
-        vi.advanceTimersByTime(50);
+        tick(50);
       }
       expect(stalled).toEqual([]);
       flow.shrank(10);
       expect(calls).toEqual(["pause", "resume"]);
-      vi.advanceTimersByTime(500); // resumed: no check left
+      tick(500); // resumed: no check left
       expect(stalled).toEqual([]);
       // A peer that takes nothing: ended once, with the reason.
       queued = 200;
       flow.grew(queued);
       vi.advanceTimersByTime(49);
       expect(stalled).toEqual([]);
+      vi.advanceTimersByTime(1); // the timer fires; its check waits for this turn's I/O
+      expect(stalled).toEqual([]);
       vi.advanceTimersByTime(1);
       expect(stalled).toHaveLength(1);
       expect(stalled[0]).toBeInstanceOf(LimitError);
       expect(stalled[0]!.message).toMatch(/paused for 50 ms .*pausedTimeoutMs = 50/);
-      vi.advanceTimersByTime(500);
+      tick(500);
       expect(stalled).toHaveLength(1);
       expect(flow.readPaused).toBe(false);
       // Infinity turns the check off.

@@ -14,14 +14,16 @@ const REPLY = 64 * 1024;
 const NEVER_CALLS = { unix: 64, tcp: 512 } as const;
 const SLOW_CALLS = 96;
 const FLOW = { pauseReadingAt: 128 * 1024, resumeReadingAt: 32 * 1024, pausedTimeoutMs: 400 };
+/** The slow reader's server allows more: the reader shares this (loaded) process's loop with the server. */
+const SLOW_FLOW = { ...FLOW, pausedTimeoutMs: 2000 };
 
 const cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-async function setup(transport: Transport): Promise<{ server: HostileServer; good: GoodClient }> {
-  const server = await HostileServer.start(transport, { flow: FLOW, frameTimeoutMs: 0, firstMessageTimeoutMs: 0 });
+async function setup(transport: Transport, flow = FLOW): Promise<{ server: HostileServer; good: GoodClient }> {
+  const server = await HostileServer.start(transport, { flow, frameTimeoutMs: 0, firstMessageTimeoutMs: 0 });
   cleanup.push(async () => {
     await server.close();
     expect(server.released).toBe(server.served);
@@ -61,7 +63,7 @@ describe.each<Transport>(["unix", "tcp"])("paused connections over %s", (transpo
   });
 
   it("a peer that reads slowly (a little every 5 ms) is not cut and gets every answer", async () => {
-    const { server, good } = await setup(transport);
+    const { server, good } = await setup(transport, SLOW_FLOW);
     const p = await rawPeer(server);
     p.socket.pause();
     const qids: number[] = [];
@@ -73,7 +75,9 @@ describe.each<Transport>(["unix", "tcp"])("paused connections over %s", (transpo
     // Read what has arrived every 5 ms (read() hands it to the 'data' listener that decodes).
     const reader = setInterval(() => void p.socket.read(), 5);
     try {
-      const answers = await Promise.all(qids.map((q) => p.answer(q)));
+      // A cut would close the socket first: fail then instead of waiting for answers that never come.
+      const answers = await Promise.race([Promise.all(qids.map((q) => p.answer(q))), p.closed.then(() => "closed" as const)]);
+      if (answers === "closed") throw new Error(`the slow reader was cut: ${String(server.connections[1]?.error)}`);
       expect(answers.every((a) => a.kind === "results")).toBe(true);
     } finally {
       clearInterval(reader);
