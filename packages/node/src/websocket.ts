@@ -6,7 +6,10 @@
  *
  * The transport's state, early-message queue and once-only end report live in capnp's
  * `TransportLifecycle`; its write-side flow control (pause reading while `bufferedAmount` is
- * high, terminate past the hard cap) in capnp's `WriteFlow` (docs/rpc.md "Flow control").
+ * high, terminate past the hard cap or a long pause without progress; pongs included, the
+ * transport answers pings itself) in capnp's `WriteFlow` (docs/rpc.md "Flow control"). The
+ * server's hostile-peer limits (upgrade/message timeouts, `maxConnections` parking, a shared
+ * budget for partial messages) live in `ws-guard.ts` (docs/rpc.md "WebSocket listener limits").
  *
  * Threading: everything here runs on the thread that owns the socket (the event-loop thread).
  */
@@ -442,8 +445,7 @@ export async function listenWebSocket(
     close() {
       closing ??= (async () => {
         closed = true;
-        guard.closed = true;
-        guard.dropParked();
+        guard.close();
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         const sockets = [...wss.clients].map(
           (ws) => new Promise<void>((resolve) => {

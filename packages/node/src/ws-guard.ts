@@ -149,7 +149,7 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
   private readonly served = new Map<Duplex, Served>();
   private active = 0;
   private sweeper: ReturnType<typeof setInterval> | undefined;
-  closed = false;
+  private closed = false;
 
   constructor(readonly limits: WsGuardLimits) {
     super();
@@ -222,8 +222,9 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
     });
   }
 
-  /** Close every parked socket (the listener is closing). */
-  dropParked(): void {
+  /** The listener is closing: close every parked socket and stop timing (served ones are closed by the listener). */
+  close(): void {
+    this.closed = true;
     for (const s of [...this.parkedSockets]) {
       s.destroy();
       this.emit("drop");
@@ -244,7 +245,7 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
   }
 
   private watch(): void {
-    if (this.sweeper !== undefined) return;
+    if (this.sweeper !== undefined || this.closed) return;
     const { upgradeTimeoutMs: u, frameTimeoutMs: f, firstMessageTimeoutMs: m } = this.limits;
     const period = Math.min(...[u, f, m].filter((t) => t > 0));
     if (!Number.isFinite(period)) return;
