@@ -16,6 +16,7 @@
  */
 
 import { fork, type ChildProcess } from "node:child_process";
+import * as os from "node:os";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { FrameDecoder, validateRpcMessage, LimitError, ProtocolError } from "@multiprocess-ts/capnp";
@@ -46,6 +47,8 @@ const WS_OPTS = { ...SERVER_OPTS, upgradeTimeoutMs: 3000 };
 
 interface Report {
   maxStallMs: number;
+  /** Server CPU time (user + system) during the attack: separates real work from waiting for a core on a loaded machine. */
+  cpuMs: number;
   peakRssMiB: number;
   maxRssMiB: number;
   attackCalls: number;
@@ -66,6 +69,7 @@ async function serverChild(transport: Transport): Promise<void> {
   const server = await HostileServer.start(transport, SERVER_OPTS);
   const ws = await HostileWsServer.start(WS_OPTS);
   let peak = process.memoryUsage.rss();
+  let cpu0 = process.cpuUsage();
   const sampler = setInterval(() => {
     peak = Math.max(peak, process.memoryUsage.rss());
   }, 5);
@@ -74,6 +78,7 @@ async function serverChild(transport: Transport): Promise<void> {
   process.on("message", (m: ToServer) => {
     if (m.op === "reset") {
       h.reset();
+      cpu0 = process.cpuUsage();
       peak = process.memoryUsage.rss();
       server.limits.length = 0;
       server.impl.attackCalls = 0;
@@ -87,6 +92,7 @@ async function serverChild(transport: Transport): Promise<void> {
       reply({
         op: "report",
         maxStallMs: h.max / 1e6,
+        cpuMs: ((c) => (c.user + c.system) / 1000)(process.cpuUsage(cpu0)),
         peakRssMiB: peak / MiB,
         maxRssMiB: (process.resourceUsage().maxRSS * 1024) / MiB,
         attackCalls: server.impl.attackCalls,
@@ -331,18 +337,19 @@ async function runOne(server: ServerProcess, good: GoodClient, name: string, att
 }
 
 function printRows(rows: Row[], transport: Transport, ci: boolean): void {
-  const head = ["attack", "MiB recv", "peak RSS", "max RSS", "max stall ms", "ms/MiB", "target", "good p99 ms", "good calls", "outcome"];
+  const head = ["attack", "MiB recv", "peak RSS", "max RSS", "max stall ms", "server CPU ms", "ms/MiB", "target", "good p99 ms", "good calls", "outcome"];
   const lines = rows.map((r) => {
     const perMiB = r.report.maxStallMs / Math.max(r.mib, 1);
     return [r.name, r.mib.toFixed(2), `${r.report.peakRssMiB.toFixed(0)} MiB`, `${r.report.maxRssMiB.toFixed(0)} MiB`, r.report.maxStallMs.toFixed(1),
-      perMiB.toFixed(1), perMiB <= 100 ? "met" : "NOT MET", r.p99.toFixed(2), String(r.calls), r.outcome];
+      r.report.cpuMs.toFixed(0), perMiB.toFixed(1), perMiB <= 100 ? "met" : "NOT MET", r.p99.toFixed(2), String(r.calls), r.outcome];
   });
   const w = head.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmt = (l: string[]): string => l.map((c, i) => (i === 0 || i >= 6 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  ").trimEnd();
+  const fmt = (l: string[]): string => l.map((c, i) => (i === 0 || i >= 7 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join("  ").trimEnd();
   const out = [
     `multiprocess-ts hostile-peer bench — ${new Date().toISOString()} — node ${process.version}, ${transport} socket, ${ci ? "CI sizes" : "full sizes"}`,
     `server: listenConnections + listenWebSocketConnections in a child (maxConnections ${SERVER_OPTS.maxConnections}, frame/first-message timeouts ${SERVER_OPTS.frameTimeoutMs}/${SERVER_OPTS.firstMessageTimeoutMs} ms, upgradeTimeoutMs ${WS_OPTS.upgradeTimeoutMs}, pausedTimeoutMs ${SERVER_OPTS.flow.pausedTimeoutMs}, default limits and FrameBudgets);`,
-    `max stall: longest event-loop delay in the server (monitorEventLoopDelay); target: max stall <= 100 ms per MiB received (at least 1 MiB)`,
+    `max stall: longest event-loop delay in the server (monitorEventLoopDelay); target: max stall <= 100 ms per MiB received (at least 1 MiB);`,
+    `server CPU ms: the server's CPU time during the attack (a stall far above it is waiting for a core: machine load ${os.loadavg().map((l) => l.toFixed(1)).join(" ")})`,
     "",
     fmt(head),
     fmt(w.map((n) => "-".repeat(n))),
