@@ -27,7 +27,7 @@
  */
 
 import type { Duplex } from "node:stream";
-import { DisconnectedError, ProtocolError } from "./errors.js";
+import { DisconnectedError, ProtocolError, type LimitError } from "./errors.js";
 import { encodeFrame, FrameDecoder, frameHeaderBytes } from "./framing.js";
 import type { ReaderLimits } from "./limits.js";
 import type { TransportSink } from "./transport.js";
@@ -227,6 +227,14 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   resumeReading(): void {
     this.life.unhold(); // may pause us again (a reply to a held message)
     if (this.flow?.readPaused !== true && this.life.canDeliver && this.life.started) this.stream.resume();
+  }
+
+  queuedBytesNow(): number {
+    return this.queueBytes + this.stream.writableLength;
+  }
+
+  flowStalled(err: LimitError): void {
+    this.fail(err);
   }
 
   // --- writing ---

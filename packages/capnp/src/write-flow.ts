@@ -3,7 +3,8 @@
  * the WebSocket transport in `@multiprocess-ts/node`): a per-connection cap on queued outgoing
  * bytes. When a peer stops reading, our replies pile up; past `pauseReadingAt` the transport
  * stops reading that peer (backpressure: no more requests from it, so no more replies to queue)
- * until the queue drains to `resumeReadingAt`; past `maxQueuedBytes` the connection is ended
+ * until the queue drains to `resumeReadingAt`; past `maxQueuedBytes`, or when reading stays
+ * paused for `pausedTimeoutMs` while the peer takes nothing of its queue, the connection is ended
  * with a {@link LimitError} (the process and other connections carry on). See docs/rpc.md
  * ("Flow control"). capnp-c++ applies the same remedy to a related quantity: past its flow
  * limit (`RpcSystem::setFlowLimit`, bytes of incoming calls in flight) it stops reading the
@@ -23,6 +24,12 @@ export interface WriteFlowLimits {
   resumeReadingAt: number;
   /** End the connection with a `LimitError` past this many queued bytes (default 128 MiB). */
   maxQueuedBytes: number;
+  /**
+   * End the connection with a `LimitError` when reading has been paused this long while the
+   * peer took none of its queue (default 60 s; `Infinity` = never). A peer that reads, however
+   * slowly, restarts the clock with every write the OS takes.
+   */
+  pausedTimeoutMs: number;
 }
 
 /**
@@ -34,6 +41,7 @@ export const DEFAULT_WRITE_FLOW: Readonly<WriteFlowLimits> = Object.freeze({
   pauseReadingAt: 1024 * 1024,
   resumeReadingAt: 256 * 1024,
   maxQueuedBytes: 128 * 1024 * 1024,
+  pausedTimeoutMs: 60_000,
 });
 
 /** Counters of one connection's write-side flow control. */
@@ -61,7 +69,7 @@ export interface FlowControlledTransport extends Transport {
 /** Fill in and check `limits`: integers > 0 (Infinity allowed), resume ≤ pause ≤ max. */
 export function resolveWriteFlow(limits?: Partial<WriteFlowLimits>): WriteFlowLimits {
   const out = { ...DEFAULT_WRITE_FLOW, ...stripUndefined(limits) };
-  for (const k of ["pauseReadingAt", "resumeReadingAt", "maxQueuedBytes"] as const) {
+  for (const k of ["pauseReadingAt", "resumeReadingAt", "maxQueuedBytes", "pausedTimeoutMs"] as const) {
     const v = out[k];
     if (typeof v !== "number" || !(v === Infinity || (Number.isInteger(v) && v > 0))) {
       throw new RangeError(`WriteFlowLimits.${k} must be a positive integer, got ${String(v)}`);
@@ -80,10 +88,14 @@ function stripUndefined(o: Partial<WriteFlowLimits> | undefined): Partial<WriteF
   return r;
 }
 
-/** What a {@link WriteFlow} does to its transport's reading. */
+/** What a {@link WriteFlow} does to its transport's reading, and what it asks of it. */
 export interface FlowHost {
   pauseReading(): void;
   resumeReading(): void;
+  /** Bytes queued for the peer right now (polled while paused, to see whether the peer reads). */
+  queuedBytesNow(): number;
+  /** Reading stayed paused past `pausedTimeoutMs` with no progress: end the connection with `err`. */
+  flowStalled(err: LimitError): void;
 }
 
 /** Holds a transport's {@link FlowControlledTransport.watchFlow} callback. */
@@ -108,6 +120,11 @@ export class WriteFlow implements WriteFlowStats {
   peakQueuedBytes = 0;
   readPaused = false;
   pauses = 0;
+  /** Checks the paused peer's progress every `pausedTimeoutMs` while reading is paused. */
+  private stallTimer: ReturnType<typeof setTimeout> | null = null;
+  private stallCheck: ReturnType<typeof setImmediate> | null = null;
+  /** Queued bytes at the last progress check. */
+  private stallMark = 0;
 
   constructor(
     readonly limits: WriteFlowLimits,
@@ -130,6 +147,7 @@ export class WriteFlow implements WriteFlowStats {
       this.readPaused = true;
       this.pauses++;
       this.host.pauseReading();
+      this.armStall(queued);
       this.watch?.notify(this.stats());
     }
     return undefined;
@@ -140,6 +158,7 @@ export class WriteFlow implements WriteFlowStats {
     this.note(queued);
     if (this.readPaused && queued <= this.limits.resumeReadingAt) {
       this.readPaused = false;
+      this.disarmStall();
       this.watch?.notify(this.stats()); // before resuming: held messages may pause us again
       this.host.resumeReading();
     }
@@ -148,6 +167,7 @@ export class WriteFlow implements WriteFlowStats {
   /** Reading is over for another reason (read failure, end): forget the pause. */
   release(): void {
     this.readPaused = false;
+    this.disarmStall();
   }
 
   /** A snapshot of the counters. */
@@ -155,6 +175,51 @@ export class WriteFlow implements WriteFlowStats {
     const { queuedBytes, peakQueuedBytes, readPaused, pauses } = this;
     return { queuedBytes, peakQueuedBytes, readPaused, pauses };
   }
+
+  /** Reading was paused with `queued` bytes queued: check for progress every `pausedTimeoutMs`. */
+  private armStall(queued: number): void {
+    const ms = this.limits.pausedTimeoutMs;
+    if (ms === Infinity) return;
+    this.stallMark = queued;
+    this.stallTimer = setTimeout(this.deferCheck, ms);
+    // The connection's socket keeps the process alive, not this check.
+    (this.stallTimer as { unref?: () => void }).unref?.();
+  }
+
+  private disarmStall(): void {
+    if (this.stallTimer !== null) clearTimeout(this.stallTimer);
+    if (this.stallCheck !== null) clearImmediate(this.stallCheck);
+    this.stallTimer = null;
+    this.stallCheck = null;
+  }
+
+  /**
+   * The timer fired: check after this loop turn's I/O (setImmediate runs after the poll phase),
+   * so write completions that piled up while our own loop was busy count as the progress they are.
+   */
+  private readonly deferCheck = (): void => {
+    this.stallTimer = null;
+    if (this.readPaused) this.stallCheck = setImmediate(this.checkStall);
+  };
+
+  /** Still paused after `pausedTimeoutMs`: go on if the peer took bytes since the last check, else end. */
+  private readonly checkStall = (): void => {
+    this.stallCheck = null;
+    if (!this.readPaused) return;
+    const now = this.host.queuedBytesNow();
+    this.note(now);
+    if (now < this.stallMark) {
+      this.armStall(now);
+      return;
+    }
+    const ms = this.limits.pausedTimeoutMs;
+    this.readPaused = false;
+    this.host.flowStalled(
+      new LimitError(
+        `peer is not reading: reading from it was paused for ${ms} ms and it the ${now} bytes queued for it did not go down (pausedTimeoutMs = ${ms})`,
+      ),
+    );
+  };
 
   private note(queued: number): void {
     this.queuedBytes = queued;

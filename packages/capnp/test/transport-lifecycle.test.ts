@@ -1,7 +1,7 @@
 // The shared transport lifecycle (src/transport-lifecycle.ts) and write-side flow control
 // (src/write-flow.ts) on their own: every transition, every guard, the early/held queue and the
 // once-only asynchronous end report; the flow marks and the hard cap. Runs on the test's thread.
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import {
   DEFAULT_WRITE_FLOW,
   LimitError,
@@ -131,6 +131,8 @@ describe("WriteFlow", () => {
     const flow = new WriteFlow(resolveWriteFlow({ pauseReadingAt: 100, resumeReadingAt: 10, maxQueuedBytes: 1000 }), {
       pauseReading: () => void calls.push("pause"),
       resumeReading: () => void calls.push("resume"),
+      queuedBytesNow: () => 0,
+      flowStalled: () => void calls.push("stalled"),
     });
     expect(flow.grew(50)).toBeUndefined();
     expect(flow.grew(100)).toBeUndefined();
@@ -144,6 +146,63 @@ describe("WriteFlow", () => {
     expect(flow.stats()).toEqual({ queuedBytes: 1001, peakQueuedBytes: 1001, readPaused: false, pauses: 1 });
   });
 
+  it("ends a connection paused past pausedTimeoutMs whose queue did not go down; progress restarts the clock", () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setImmediate", "clearImmediate"] });
+    // The check runs in a setImmediate after the timer (after the turn's I/O): one more ms runs it.
+    const tick = (ms: number): void => {
+      vi.advanceTimersByTime(ms);
+      vi.advanceTimersByTime(1);
+    };
+    try {
+      const calls: string[] = [];
+      const stalled: LimitError[] = [];
+      let queued = 0;
+      const flow = new WriteFlow(resolveWriteFlow({ pauseReadingAt: 100, resumeReadingAt: 10, maxQueuedBytes: 1000, pausedTimeoutMs: 50 }), {
+        pauseReading: () => void calls.push("pause"),
+        resumeReading: () => void calls.push("resume"),
+        queuedBytesNow: () => queued,
+        flowStalled: (e) => void stalled.push(e),
+      });
+      // A slow reader: each check sees fewer bytes queued, so it is never ended; then it catches up.
+      queued = 500;
+      flow.grew(queued);
+      for (let i = 0; i < 5; i++) {
+        queued -= 50;
+        tick(50);
+      }
+      expect(stalled).toEqual([]);
+      flow.shrank(10);
+      expect(calls).toEqual(["pause", "resume"]);
+      tick(500); // resumed: no check left
+      expect(stalled).toEqual([]);
+      // A peer that takes nothing: ended once, with the reason.
+      queued = 200;
+      flow.grew(queued);
+      vi.advanceTimersByTime(49);
+      expect(stalled).toEqual([]);
+      vi.advanceTimersByTime(1); // the timer fires; its check waits for this turn's I/O
+      expect(stalled).toEqual([]);
+      vi.advanceTimersByTime(1);
+      expect(stalled).toHaveLength(1);
+      expect(stalled[0]).toBeInstanceOf(LimitError);
+      expect(stalled[0]!.message).toMatch(/paused for 50 ms .*pausedTimeoutMs = 50/);
+      tick(500);
+      expect(stalled).toHaveLength(1);
+      expect(flow.readPaused).toBe(false);
+      // Infinity turns the check off.
+      const off = new WriteFlow(resolveWriteFlow({ pauseReadingAt: 100, resumeReadingAt: 10, pausedTimeoutMs: Infinity }), {
+        pauseReading: () => {},
+        resumeReading: () => {},
+        queuedBytesNow: () => 200,
+        flowStalled: (e) => void stalled.push(e),
+      });
+      off.grew(200);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("checks its limits", () => {
     expect(resolveWriteFlow()).toEqual(DEFAULT_WRITE_FLOW);
     expect(resolveWriteFlow({ maxQueuedBytes: undefined })).toEqual(DEFAULT_WRITE_FLOW);
@@ -151,5 +210,6 @@ describe("WriteFlow", () => {
     expect(() => resolveWriteFlow({ pauseReadingAt: 1.5 })).toThrow(RangeError);
     expect(() => resolveWriteFlow({ resumeReadingAt: 2048, pauseReadingAt: 1024 })).toThrow(/resumeReadingAt <= pauseReadingAt/);
     expect(resolveWriteFlow({ maxQueuedBytes: Infinity }).maxQueuedBytes).toBe(Infinity);
+    expect(() => resolveWriteFlow({ pausedTimeoutMs: -1 })).toThrow(/pausedTimeoutMs/);
   });
 });

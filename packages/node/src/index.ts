@@ -19,6 +19,8 @@ export { messagePortTransport } from "./message-port.js";
 export type { MessagePortTransportOptions } from "./message-port.js";
 export { webSocketTransport, openWebSocket, listenWebSocket, WebSocketRejectedError } from "./websocket.js";
 export type { WebSocketTransportOptions, OpenWebSocketOptions, WebSocketListenOptions, WebSocketListener } from "./websocket.js";
+export { WsFrameTracker } from "./ws-guard.js";
+export type { WsGuardEvents } from "./ws-guard.js";
 export { encodeSingleFrame, decodeSingleFrame, DEFAULT_FRAME_LIMITS } from "./frame.js";
 export type { FrameLimits } from "./frame.js";
 

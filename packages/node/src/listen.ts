@@ -16,7 +16,8 @@
  * or a connection that completes no message within `firstMessageTimeoutMs`, is closed, so idle
  * or trickling peers cannot hold the slots; partial frames of all served sockets share one
  * `FrameBudget` (`frameBudget`, default one per listener), and the socket whose frame would pass
- * it is closed. Parked sockets are not read and not timed.
+ * it is closed. Parked sockets are not read and not timed; while flow control has paused reading
+ * a served socket, its partial-frame clock does not run.
  *
  * Threading: everything runs on the thread that calls {@link listenSockets} (the loop thread).
  */
@@ -249,7 +250,11 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const { frameTimeoutMs, firstMessageTimeoutMs } = this.guard;
     for (const s of [...this.servedSockets.values()]) {
       const t = s.tracker;
-      if (frameTimeoutMs > 0 && t.partialSince >= 0 && now - t.partialSince > frameTimeoutMs) {
+      // Reading paused (flow control): we are not reading, so a partial frame is not the peer's
+      // stall; the transport's pausedTimeoutMs bounds that state.
+      const paused = s.socket.isPaused() && t.messages > 0;
+      if (paused && t.partialSince >= 0) t.partialSince = now;
+      if (!paused && frameTimeoutMs > 0 && t.partialSince >= 0 && now - t.partialSince > frameTimeoutMs) {
         this.cut(s, `a frame stayed incomplete for more than frameTimeoutMs = ${frameTimeoutMs}`);
       } else if (firstMessageTimeoutMs > 0 && t.messages === 0 && now - s.since > firstMessageTimeoutMs) {
         this.cut(s, `no message completed within firstMessageTimeoutMs = ${firstMessageTimeoutMs}`);

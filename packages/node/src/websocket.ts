@@ -6,18 +6,23 @@
  *
  * The transport's state, early-message queue and once-only end report live in capnp's
  * `TransportLifecycle`; its write-side flow control (pause reading while `bufferedAmount` is
- * high, terminate past the hard cap) in capnp's `WriteFlow` (docs/rpc.md "Flow control").
+ * high, terminate past the hard cap or a long pause without progress; pongs included, the
+ * transport answers pings itself) in capnp's `WriteFlow` (docs/rpc.md "Flow control"). The
+ * server's hostile-peer limits (upgrade/message timeouts, `maxConnections` parking, a shared
+ * budget for partial messages) live in `ws-guard.ts` (docs/rpc.md "WebSocket listener limits").
  *
  * Threading: everything here runs on the thread that owns the socket (the event-loop thread).
  */
 
 import * as http from "node:http";
+import type { EventEmitter } from "node:events";
 import type { AddressInfo } from "node:net";
 import { timingSafeEqual, createHash } from "node:crypto";
 import { WebSocket, WebSocketServer, type RawData } from "ws";
 import {
   DEFAULT_WRITE_FLOW,
   DisconnectedError,
+  FrameBudget,
   FlowWatch,
   LinkState,
   ProtocolError,
@@ -30,12 +35,15 @@ import type {
   FlowControlledTransport,
   FlowHost,
   LifecycleHost,
+  LimitError,
   Transport,
   TransportSink,
   WriteFlowLimits,
   WriteFlowStats,
 } from "@multiprocess-ts/capnp";
 import { DEFAULT_FRAME_LIMITS, decodeSingleFrame, encodeSingleFrame, type FrameLimits } from "./frame.js";
+import { DEFAULT_FRAME_BUDGET_BYTES, DEFAULT_FRAME_TIMEOUT_MS } from "./listen.js";
+import { WsGuard, type WsGuardEvents, type WsGuardLimits } from "./ws-guard.js";
 
 /** Options of {@link webSocketTransport}. */
 export interface WebSocketTransportOptions {
@@ -72,6 +80,10 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
     ws.binaryType = "nodebuffer";
     this.socketClosed = new Promise<void>((resolve) => ws.once("close", () => resolve()));
     ws.on("message", (data: RawData, isBinary: boolean) => this.onFrame(data, isBinary));
+    // Pongs are ours to send (autoPong is off): they count against flow control like any frame,
+    // so a peer that pings without reading is paused and then cut rather than buffered forever.
+    // (A socket made elsewhere with ws's default autoPong already answers; then we do not.)
+    if ((ws as unknown as { _autoPong?: boolean })._autoPong === false) ws.on("ping", (data: Buffer) => this.onPing(data));
     ws.on("error", (e: Error) => {
       this.life.noteError(new DisconnectedError(`WebSocket error: ${e.message}`, { cause: e }));
     });
@@ -100,6 +112,18 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
     if (err !== undefined) this.destroy(err);
   }
 
+  private onPing(data: Buffer): void {
+    if (this.ws.readyState !== WebSocket.OPEN) return;
+    if (this.flow === null && this.ws.bufferedAmount + data.byteLength <= this.flowLimits.resumeReadingAt) {
+      this.ws.pong(data);
+      return;
+    }
+    const flow = (this.flow ??= new WriteFlow(this.flowLimits, this, (this.watch ??= new FlowWatch())));
+    this.ws.pong(data, undefined, this.onFlushed);
+    const err = flow.grew(this.ws.bufferedAmount);
+    if (err !== undefined) this.destroy(err);
+  }
+
   private readonly onFlushed = (): void => {
     this.flow?.shrank(this.ws.bufferedAmount);
   };
@@ -122,6 +146,14 @@ class WebSocketTransport implements FlowControlledTransport, LifecycleHost, Flow
   resumeReading(): void {
     this.life.unhold(); // may pause us again (a reply to a held message)
     if (this.flow?.readPaused !== true && this.life.canDeliver) this.ws.resume();
+  }
+
+  queuedBytesNow(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  flowStalled(err: LimitError): void {
+    this.destroy(err);
   }
 
   close(): Promise<void> {
@@ -214,6 +246,7 @@ export function openWebSocket(url: string | URL, opts: OpenWebSocketOptions = {}
       ...(opts.origin !== undefined ? { origin: opts.origin } : {}),
       maxPayload: (opts.limits?.maxMessageBytes ?? DEFAULT_FRAME_LIMITS.maxMessageBytes) + 8 * 520,
       perMessageDeflate: false,
+      autoPong: false, // the transport answers pings under flow control
     });
     let settled = false;
     const onAbort = (): void => {
@@ -269,6 +302,24 @@ export interface WebSocketListenOptions extends WebSocketTransportOptions {
   allowedOrigins?: readonly string[] | undefined;
   /** Explicitly accept unauthenticated upgrades (neither token nor origins). Off by default. */
   allowUnauthenticated?: boolean | undefined;
+  /**
+   * Serve at most this many connections at once (0/undefined = no limit); further upgrade
+   * requests are parked (not answered, not read, not timed) until a slot frees.
+   */
+  maxConnections?: number | undefined;
+  /** Bound on parked upgrade requests while at the limit (default 128); beyond it they are closed. */
+  maxPending?: number | undefined;
+  /** Close a TCP connection that has not completed its HTTP upgrade this long after being accepted (default 30 s; 0 = never). */
+  upgradeTimeoutMs?: number | undefined;
+  /** Close a connection whose message stays incomplete this long (default 30 s; 0 = never). */
+  frameTimeoutMs?: number | undefined;
+  /** Close a connection that completes no message this long after its upgrade (default 30 s; 0 = never). */
+  firstMessageTimeoutMs?: number | undefined;
+  /**
+   * Cap on partially received message bytes of all connections together (share one object
+   * between listeners for a per-process cap). Default: a new `FrameBudget` of 256 MiB per listener.
+   */
+  frameBudget?: FrameBudget | undefined;
 }
 
 /** A listening WebSocket server from {@link listenWebSocket}. */
@@ -279,6 +330,12 @@ export interface WebSocketListener {
   readonly url: string;
   /** Number of open WebSocket connections. */
   readonly connections: number;
+  /** Upgrade requests parked while at `maxConnections`. */
+  readonly pending: number;
+  /** The budget partial messages of this listener's connections share. */
+  readonly frameBudget: FrameBudget;
+  /** `park`, `drop` and `limit` (a connection closed by a timeout or the frame budget, with the reason). */
+  readonly events: EventEmitter<WsGuardEvents>;
   /** Stop listening and close every open connection (their transports end). Idempotent. */
   close(): Promise<void>;
 }
@@ -330,7 +387,10 @@ export async function listenWebSocket(
     noServer: true,
     maxPayload: (opts.limits?.maxMessageBytes ?? DEFAULT_FRAME_LIMITS.maxMessageBytes) + 8 * 520,
     perMessageDeflate: false,
+    autoPong: false, // the transport answers pings under flow control
   });
+  const guard = new WsGuard(guardLimits(opts));
+  server.on("connection", (socket) => guard.accepted(socket));
   server.on("upgrade", (req, socket, head) => {
     const refusal = authorize(req, opts);
     if (refusal !== undefined) {
@@ -339,13 +399,25 @@ export async function listenWebSocket(
       socket.end(`HTTP/1.1 ${refusal.status} ${refusal.text}\r\n${extra}Connection: close\r\nContent-Length: 0\r\n\r\n`);
       return;
     }
-    wss.handleUpgrade(req, socket, head, (ws) => {
-      if (closed) {
-        ws.terminate();
-        return;
-      }
-      onTransport(webSocketTransport(ws, opts), req);
-    });
+    socket.on("error", () => {}); // while parked or upgrading; the transport reports errors once open
+    guard.admit(socket, () =>
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        if (closed) {
+          ws.terminate();
+          return;
+        }
+        const transport = webSocketTransport(ws, opts);
+        guard.serve(
+          socket,
+          () => ws.isPaused,
+          (err) => {
+            ws.close(1008, err.message.slice(0, 120));
+            transport.destroy(err);
+          },
+        );
+        onTransport(transport, req);
+      }),
+    );
   });
   let closed = false;
   await new Promise<void>((resolve, reject) => {
@@ -365,9 +437,15 @@ export async function listenWebSocket(
     get connections() {
       return wss.clients.size;
     },
+    get pending() {
+      return guard.pending;
+    },
+    frameBudget: guard.limits.budget,
+    events: guard,
     close() {
       closing ??= (async () => {
         closed = true;
+        guard.close();
         const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()));
         const sockets = [...wss.clients].map(
           (ws) => new Promise<void>((resolve) => {
@@ -385,5 +463,26 @@ export async function listenWebSocket(
       })();
       return closing;
     },
+  };
+}
+
+function timeoutOf(v: number | undefined, name: string): number {
+  if (v === undefined) return DEFAULT_FRAME_TIMEOUT_MS;
+  if (!(Number.isFinite(v) && v >= 0)) throw new RangeError(`listenWebSocket: ${name} must be a non-negative number of milliseconds`);
+  return v;
+}
+
+function guardLimits(opts: WebSocketListenOptions): WsGuardLimits {
+  const max = opts.maxConnections ?? 0;
+  if (!Number.isInteger(max) || max < 0) throw new RangeError("listenWebSocket: maxConnections must be a non-negative integer");
+  const maxPending = opts.maxPending ?? 128;
+  if (!Number.isInteger(maxPending) || maxPending < 0) throw new RangeError("listenWebSocket: maxPending must be a non-negative integer");
+  return {
+    maxConnections: max,
+    maxPending,
+    upgradeTimeoutMs: timeoutOf(opts.upgradeTimeoutMs, "upgradeTimeoutMs"),
+    frameTimeoutMs: timeoutOf(opts.frameTimeoutMs, "frameTimeoutMs"),
+    firstMessageTimeoutMs: timeoutOf(opts.firstMessageTimeoutMs, "firstMessageTimeoutMs"),
+    budget: opts.frameBudget ?? new FrameBudget(DEFAULT_FRAME_BUDGET_BYTES),
   };
 }

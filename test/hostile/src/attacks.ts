@@ -173,3 +173,29 @@ export function addCall(qid: number, bootstrapQid: number, a: number, b: number)
     w.u32(s, 4, b);
   });
 }
+
+/** An honest passData(Data) call carrying `bytes` bytes: the server echoes them (a reply of that size). */
+export function passDataCall(qid: number, bootstrapQid: number, bytes: number): Uint8Array[] {
+  return callMessage(qid, target(bootstrapQid, FOO_METHOD.passData), (w, p) => {
+    const s = params(w, p, 1);
+    const d = w.alloc(Math.ceil(bytes / 8));
+    w.listPtr(s, d, 2, bytes);
+  });
+}
+
+/**
+ * A Call refused over the decode budget (a List(Void) of 8 M elements in 0 bytes) whose cap table
+ * names `exportIds` as capabilities the sender exports: the server imports and releases them at
+ * once (the sender sees one Release per ID).
+ */
+export function refusedCallWithCaps(qid: number, bootstrapQid: number, exportIds: readonly number[]): Uint8Array[] {
+  return callMessage(
+    qid,
+    target(bootstrapQid, FOO_METHOD.mapSize),
+    (w, p) => {
+      const s = params(w, p, 2);
+      w.listPtr(s + 1, s + 2, 0, 8_000_000);
+    },
+    exportIds,
+  );
+}

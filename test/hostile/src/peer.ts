@@ -33,6 +33,8 @@ export class RawPeer {
   readonly closed: Promise<void>;
   /** The Abort reason the server sent, if any. */
   abortReason: string | undefined;
+  /** Release messages the server sent: export ID → reference count released. */
+  readonly releases = new Map<number, number>();
   private readonly decoder = new FrameDecoder({ maxMessageBytes: 1 << 30 });
   private readonly waiting = new Map<number, (a: Answer) => void>();
   private readonly answers = new Map<number, Answer>();
@@ -94,6 +96,11 @@ export class RawPeer {
     const m = readMessage(segs, { maxMessageBytes: 1 << 30 }).getRoot(rpc.Message);
     if (m.which() === rpc.Message.ABORT) {
       this.abortReason = m.getAbort().getReason();
+      return;
+    }
+    if (m.which() === rpc.Message.RELEASE) {
+      const r = m.getRelease();
+      this.releases.set(r.getId(), (this.releases.get(r.getId()) ?? 0) + r.getReferenceCount());
       return;
     }
     if (m.which() !== rpc.Message.RETURN) return;

@@ -10,9 +10,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EventLoop } from "@multiprocess-ts/runtime";
+import { EventLoop, type Connection } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient, FooInterfaceServer, type FooStruct } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { connectSocket, listenConnections, type Listener, type ListenOptions, type ListenTarget } from "@multiprocess-ts/node";
+import { connectSocket, listenConnections, type ListenConnectionsOptions, type Listener, type ListenOptions, type ListenTarget } from "@multiprocess-ts/node";
 import { FooImplementation } from "@multiprocess-ts/testing";
 
 /** FooImplementation that counts what reached it and answers attack-sized calls with small results. */
@@ -42,7 +42,7 @@ export class CountingFoo extends FooImplementation {
 export type Transport = "unix" | "tcp";
 
 /** Listener options the suite varies. */
-export type ServerOptions = Pick<ListenOptions, "maxConnections" | "frameTimeoutMs" | "firstMessageTimeoutMs" | "frameBudget">;
+export type ServerOptions = Pick<ListenOptions, "maxConnections" | "frameTimeoutMs" | "firstMessageTimeoutMs" | "frameBudget"> & Pick<ListenConnectionsOptions, "flow">;
 
 export class HostileServer {
   /** Listener `limit` events (timeouts, frame budget), in order. */
@@ -60,6 +60,8 @@ export class HostileServer {
     readonly errors: string[],
     /** Warning logs of the server loop (refused calls are logged as warnings). */
     readonly warnings: string[],
+    /** Every connection served, in order (their `error` says how each ended). */
+    readonly connections: Connection[],
   ) {}
 
   static async start(transport: Transport, opts: ServerOptions = {}): Promise<HostileServer> {
@@ -74,9 +76,10 @@ export class HostileServer {
     const impl = new CountingFoo();
     const dir = transport === "unix" ? mkdtempSync(join(tmpdir(), "mp-hostile-")) : undefined;
     const where: ListenTarget = dir !== undefined ? join(dir, "socket") : 0;
-    const listener = await listenConnections(where, loop, impl, FooInterfaceServer, opts);
+    const connections: Connection[] = [];
+    const listener = await listenConnections(where, loop, impl, FooInterfaceServer, { ...opts, onConnection: (c) => connections.push(c) });
     const target: ListenTarget = "path" in listener.address ? listener.address.path : listener.address.port;
-    const s = new HostileServer(loop, impl, listener, target, dir, errors, warnings);
+    const s = new HostileServer(loop, impl, listener, target, dir, errors, warnings, connections);
     listener.on("limit", (id, reason) => s.limits.push({ id, reason }));
     listener.on("serve", () => s.served++);
     listener.on("release", () => s.released++);

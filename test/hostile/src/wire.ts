@@ -109,9 +109,16 @@ export interface CallTarget {
 /**
  * A Call with question `qid` to `target`. `content(w, ptrWord)` writes the params: it must
  * set the pointer at word `ptrWord` (the Payload's content) and allocate what it points to.
- * With `capTable`, the Payload carries that many `none` CapDescriptors.
+ * With `capTable` a number, the Payload carries that many `none` CapDescriptors; with a list of
+ * export IDs, one `senderHosted` CapDescriptor for each (capabilities the sender exports).
  */
-export function callMessage(qid: number, target: CallTarget, content: (w: Words, ptrWord: number) => void, capTable = 0): Uint8Array[] {
+export function callMessage(
+  qid: number,
+  target: CallTarget,
+  content: (w: Words, ptrWord: number) => void,
+  caps: number | readonly number[] = 0,
+): Uint8Array[] {
+  const capTable = typeof caps === "number" ? caps : caps.length;
   const w = new Words(32);
   w.alloc(1);
   const m = w.alloc(2);
@@ -135,6 +142,12 @@ export function callMessage(qid: number, target: CallTarget, content: (w: Words,
     const list = w.alloc(1 + capTable * 2); // CapDescriptor: 1 data word, 1 pointer
     w.listPtr(p + 1, list, 7, capTable * 2);
     w.tag(list, capTable, 1, 1);
+    if (typeof caps !== "number") {
+      caps.forEach((id, i) => {
+        w.u16(list + 1 + 2 * i, 0, 1); // senderHosted
+        w.u32(list + 1 + 2 * i, 4, id);
+      });
+    }
   }
   content(w, p);
   return [w.segment()];

@@ -135,6 +135,8 @@ export class AnswerTable implements TailCallHandler {
     const srt = env.sendResultsTo;
     if (srt === rpc.Call_SendResultsTo.YOURSELF) a.yourself = true;
     else if (srt !== rpc.Call_SendResultsTo.CALLER) {
+      // Import and release its caps (the peer's Release), as for any call we refuse.
+      if (hasCapTable) for (const h of core.imports.readCapTable(call!.getParams())) h?.release();
       a.complete(errOutcome(new RpcError("unimplemented", "sendResultsTo.thirdParty is not supported (Level 3)")));
       return;
     }

@@ -25,6 +25,7 @@ import {
   messageOver,
 } from "../fastpath.js";
 import { errorFromException } from "./core.js";
+import type { Hook } from "./hook.js";
 import type { ConnCore } from "./core.js";
 
 export class Dispatcher implements TransportSink {
@@ -63,7 +64,7 @@ export class Dispatcher implements TransportSink {
       env.clear();
     } catch (e) {
       this.env.clear();
-      if (e instanceof CallLimitError && this.refuseCall(e)) return;
+      if (e instanceof CallLimitError && this.refuseCall(e, segments)) return;
       const err = e instanceof ProtocolError
         ? e
         : new ProtocolError(`malformed or invalid message: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
@@ -74,18 +75,42 @@ export class Dispatcher implements TransportSink {
 
   /**
    * Over a limit inside one Call's params (validate.ts): that call fails with `err`, the link
-   * lives. False when it cannot be answered alone (its ID is in use, or too many are outstanding).
+   * lives. The capabilities of its cap table are imported and released at once, so the peer
+   * gets its Release messages now rather than keeping those exports until the connection ends.
+   * False when it cannot be answered alone (its ID is in use, too many are outstanding, or a
+   * cap table entry is bad).
    */
-  private refuseCall(err: CallLimitError): boolean {
+  private refuseCall(err: CallLimitError, segments: Uint8Array[]): boolean {
     const core = this.core;
     if (core.answers.get(err.questionId) !== undefined) return false;
+    let caps: (Hook | null)[];
+    try {
+      caps = this.refusedCaps(segments);
+    } catch {
+      return false;
+    }
     try {
       core.answers.refuseCall(err.questionId, err);
     } catch {
       return false;
+    } finally {
+      for (const h of caps) h?.release();
     }
     core.log?.("warning", `${core.name}: call q${err.questionId} refused: ${err.message}`);
     return true;
+  }
+
+  /**
+   * The cap table of a refused Call, imported. Its envelope (target and cap table, everything
+   * but the params content) passed validation on its own (validate.ts), so capnp-ts reads it
+   * without a traversal limit; the params content is never read.
+   */
+  private refusedCaps(segments: Uint8Array[]): (Hook | null)[] {
+    const m = messageOver(ownBuffers(segments));
+    m._capnp.traversalLimit = Infinity;
+    const root = new rpc.Message(m._capnp.segments[0]!, 0, this.core.limits.nestingLimit);
+    const params = root.getCall().getParams();
+    return params.hasCapTable() ? this.core.imports.readCapTable(params) : [];
   }
 
   /** TransportSink: the transport ended. */
