@@ -8,7 +8,10 @@
  * batch is written with one plain `write()` on the next tick; when a tick writes more than one
  * chunk, they are corked and flushed by one `uncork()` on the next tick, so a stream with
  * `_writev` (net.Socket) writes them with one `writev` syscall. When `write()` returns false, later
- * messages wait in our queue until `'drain'`.
+ * messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
+ * after a Return) joins the batch without scheduling its write: the next message's flush takes it
+ * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
+ * written once this turn's microtasks have run (see scheduleLazyFlush).
  *
  * Reads: chunks go through a {@link FrameDecoder} with the given limits; a framing error stops
  * reading and is reported at once via `sink.closed(err)` (a `LimitError`/`ProtocolError`); the
@@ -62,6 +65,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // process.nextTick(uncork) pending
+  private lazyScheduled = false; // the microtask of scheduleLazyFlush is pending
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -112,6 +116,18 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   send(segments: Uint8Array[]): void {
+    this.sendMessage(segments, false);
+  }
+
+  /**
+   * Transport.sendLazy: a small message joins the batch without scheduling its flush; the next
+   * message's flush writes it, or the flush {@link scheduleLazyFlush} schedules.
+   */
+  sendLazy(segments: Uint8Array[]): void {
+    this.sendMessage(segments, true);
+  }
+
+  private sendMessage(segments: Uint8Array[], lazy: boolean): void {
     if (!this.life.canSend) return;
     if (segments.length === 0) throw new RangeError("Transport.send: a message needs at least one segment");
     let bytes = frameHeaderBytes(segments.length);
@@ -122,6 +138,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       // Small message: copy it into the batch buffer written at the end of the tick (one
       // chunk for many messages beats one chunk per segment: less per-write overhead).
       this.appendSmall(segments, bytes);
+      if (lazy) this.scheduleLazyFlush();
+      else this.scheduleFlush();
       return;
     }
     this.cork(); // the batch so far and this message go out together at the end of the tick
@@ -162,7 +180,6 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       // of its own); only the bytes written below are ever sent.
       this.batch = Buffer.allocUnsafe(Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2)));
       this.batchLen = 0;
-      this.scheduleFlush(); // the batch is written at the end of the tick
     }
     const b = this.batch;
     let o = this.batchLen;
@@ -251,6 +268,20 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     process.nextTick(UNCORK, this);
+  }
+
+  /**
+   * A lazy message waits in the batch. A microtask schedules the batch's flush: that nextTick
+   * runs once the microtask queue is drained, so the promise continuations this turn runs (a call
+   * loop's next call) add their messages to the same write first.
+   */
+  private scheduleLazyFlush(): void {
+    if (this.lazyScheduled || this.flushScheduled) return;
+    this.lazyScheduled = true;
+    queueMicrotask(() => {
+      this.lazyScheduled = false;
+      if (this.batch !== null) this.scheduleFlush();
+    });
   }
 
   uncork(): void {

@@ -140,6 +140,51 @@ describe("streamTransport over a Unix socket", () => {
     await rs.whenClosed;
   });
 
+  it("a lazy message (sendLazy) rides with the next message sent from a promise continuation: one write", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rs = start(streamTransport(s));
+    start(tc);
+    const sock = c as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
+    let writes = 0;
+    const origV = sock._writev.bind(c);
+    const orig = sock._write.bind(c);
+    sock._writev = (...a) => (writes++, origV(...a));
+    sock._write = (...a) => (writes++, orig(...a));
+    // A call loop: the Finish of the last call is lazy, the next Call comes a few promise hops later.
+    tc.sendLazy!(msg(1));
+    void Promise.resolve()
+      .then(() => undefined)
+      .then(() => undefined)
+      .then(() => tc.send(msg(2)));
+    await rs.waitFor(2);
+    expect(rs.msgs.map(tagOf)).toEqual([1, 2]);
+    expect(writes).toBe(1);
+    // Alone, a lazy message still goes out (once this turn's microtasks have run).
+    tc.sendLazy!(msg(3));
+    await rs.waitFor(3);
+    expect(writes).toBe(2);
+    // Order is kept with a large (unbatched) message sent right after it.
+    tc.sendLazy!(msg(4));
+    tc.send(msg(5, 300));
+    tc.sendLazy!(msg(6));
+    await rs.waitFor(6);
+    expect(rs.msgs.map(tagOf)).toEqual([1, 2, 3, 4, 5, 6]);
+    await tc.close();
+    await rs.whenClosed;
+  });
+
+  it("a lazy message sent just before close() is flushed, not dropped", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rs = start(streamTransport(s));
+    start(tc);
+    tc.sendLazy!(msg(7));
+    await tc.close();
+    expect(await rs.whenClosed).toBeUndefined();
+    expect(rs.msgs.map(tagOf)).toEqual([7]);
+  });
+
   it("peer going away is a clean closed(); send afterwards drops silently", async () => {
     const [c, s] = await unixSocketPair();
     const tc = streamTransport(c);

@@ -79,6 +79,14 @@ export class ConnCore implements ReleaseErrorReporter {
    */
   traceOn = false;
 
+  /** {@link sendBytes} for a message that may wait for the next one (Transport.sendLazy). */
+  sendBytesLazy(b: Uint8Array): void {
+    if (this.ended) return;
+    const t = this.transport;
+    if (t.sendLazy !== undefined) t.sendLazy([b]);
+    else t.send([b]);
+  }
+
   trace(msg: string): void {
     this.log?.("trace", `${this.name}: ${msg}`);
   }

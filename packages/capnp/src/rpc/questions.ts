@@ -182,10 +182,16 @@ export class QuestionTable implements RouteConn {
     this.sendFinish(q, true);
   }
 
-  sendFinish(q: Question, releaseResultCaps: boolean): void {
+  /**
+   * Send Finish for `q`. `lazy` (a Finish after the Return, which nobody waits for): it may ride
+   * with our next message (Transport.sendLazy); a cancel goes out at once.
+   */
+  sendFinish(q: Question, releaseResultCaps: boolean, lazy = false): void {
     if (q.finishSent) return;
     q.finishSent = true;
-    this.core.sendBytes(encodeFinish(q.id, releaseResultCaps));
+    const b = encodeFinish(q.id, releaseResultCaps);
+    if (lazy) this.core.sendBytesLazy(b);
+    else this.core.sendBytes(b);
     this.removeIfDone(q);
   }
 
@@ -270,7 +276,7 @@ export class QuestionTable implements RouteConn {
     else if (noFinishNeeded) {
       q.finishSent = true;
       this.removeIfDone(q);
-    } else if (!q.holdFinish) this.sendFinish(q, false);
+    } else if (!q.holdFinish) this.sendFinish(q, false, true);
   }
 
   /** The peer answered our Call/Bootstrap `id` with Unimplemented: the call fails. */
