@@ -119,6 +119,11 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.sendMessage(segments, false);
   }
 
+  /** Transport.sendCopy: small messages are copied into the batch (true); larger ones are not. */
+  sendCopy(segments: Uint8Array[]): boolean {
+    return this.sendMessage(segments, false);
+  }
+
   /**
    * Transport.sendLazy: a small message joins the batch without scheduling its flush; the next
    * message's flush writes it, or the flush {@link scheduleLazyFlush} schedules.
@@ -127,8 +132,9 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.sendMessage(segments, true);
   }
 
-  private sendMessage(segments: Uint8Array[], lazy: boolean): void {
-    if (!this.life.canSend) return;
+  /** True when the message was copied (or dropped): its segments are not referenced any more. */
+  private sendMessage(segments: Uint8Array[], lazy: boolean): boolean {
+    if (!this.life.canSend) return true;
     if (segments.length === 0) throw new RangeError("Transport.send: a message needs at least one segment");
     let bytes = frameHeaderBytes(segments.length);
     for (const s of segments) bytes += s.byteLength;
@@ -140,11 +146,12 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.appendSmall(segments, bytes);
       if (lazy) this.scheduleLazyFlush();
       else this.scheduleFlush();
-      return;
+      return true;
     }
     this.cork(); // the batch so far and this message go out together at the end of the tick
     this.flushBatch();
     this.writeChunks(encodeFrame(segments));
+    return false;
   }
 
   private writeChunks(chunks: Uint8Array[]): void {

@@ -52,6 +52,12 @@ export interface Transport {
    * peer one read). Order with other messages is kept. Transports without it get {@link send}.
    */
   sendLazy?(segments: Uint8Array[]): void;
+  /**
+   * Optional: like {@link send}, but returns true when the transport copied the bytes before
+   * returning (or dropped the message): the caller may then reuse the segments' buffers at
+   * once. False: the transport took ownership, as with `send`. Transports without it get `send`.
+   */
+  sendCopy?(segments: Uint8Array[]): boolean;
   /** Flush queued writes, then end the link. Idempotent; resolves once ended, never rejects. */
   close(): Promise<void>;
   /** End the link at once, dropping queued writes. Idempotent. */

@@ -33,7 +33,7 @@ import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segmen
 import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import { LimitError, ProtocolError } from "./errors.js";
 import { resolveLimits, type ReaderLimits } from "./limits.js";
-import { walkMessage, type WalkResult } from "./walk.js";
+import { releaseWalk, walkMessage, type WalkResult } from "./walk.js";
 
 export { DECODE_AMPLIFICATION, DECODE_BASE_UNITS, STRUCT_UNITS, decodeBudget } from "./limits.js";
 
@@ -57,12 +57,20 @@ function limitsOf(limits: Partial<ReaderLimits> | undefined): ReaderLimits {
  * Returns the number of words traversed.
  */
 export function validateMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  return walkMessage(segments, limitsOf(limits), -1, -1).traversed;
+  try {
+    return walkMessage(segments, limitsOf(limits), -1, -1).traversed;
+  } finally {
+    releaseWalk();
+  }
 }
 
 /** Decode units {@link validateMessage} charges for `segments` (throws like it when over a limit). */
 export function decodeCost(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  return walkMessage(segments, limitsOf(limits), -1, -1).units;
+  try {
+    return walkMessage(segments, limitsOf(limits), -1, -1).units;
+  } finally {
+    releaseWalk();
+  }
 }
 
 /**
@@ -298,12 +306,17 @@ export function validateRpcMessage(segments: readonly Uint8Array[], limits?: Par
   try {
     walk = walkMessage(segments, lim, -1, -1);
   } catch (e) {
+    releaseWalk();
     if (e instanceof LimitError) throw attributeLimit(segments, lim, e);
     throw e;
   }
-  const env = new RpcEnvelope(segments, walk.views);
-  env.message(env.root(), 0);
-  return walk.traversed;
+  try {
+    const env = new RpcEnvelope(segments, walk.views);
+    env.message(env.root(), 0);
+    return walk.traversed;
+  } finally {
+    releaseWalk();
+  }
 }
 
 /**
@@ -334,6 +347,8 @@ function attributeLimit(segments: readonly Uint8Array[], lim: ReaderLimits, err:
     env.message(env.root(), 0);
   } catch {
     return err;
+  } finally {
+    releaseWalk();
   }
   return new CallLimitError(`call params: ${err.message}`, loc.questionId);
 }

@@ -6,12 +6,13 @@
  * cost model of docs/rpc.md: every struct visit `STRUCT_UNITS` + its words, every Void/Bool
  * element one unit, every list pointer one unit, other lists their words).
  *
- * Cost: one DataView per segment; no allocation per pointer (an explicit, reused work stack).
+ * Cost: one DataView per segment; no other allocation (a reused walker, result record and
+ * explicit work stack).
  * Threading: synchronous and not re-entrant; any thread (each thread has its own module state).
  */
 
 import { LimitError, ProtocolError } from "./errors.js";
-import { decodeBudget, STRUCT_UNITS, type ReaderLimits } from "./limits.js";
+import { decodeBudget, DEFAULT_LIMITS, STRUCT_UNITS, type ReaderLimits } from "./limits.js";
 
 // Work stack: entries of 6 int32s describing a run of pointers to check:
 // [segment, first pointer word, pointers per element, element count, element stride, nesting left]
@@ -30,22 +31,36 @@ function grow(need: number): void {
 /** Bits per element for list element size codes 0..6 (7 = composite). */
 const ELEMENT_BITS = [0, 1, 8, 16, 32, 64, 64, 0];
 
-/** What a walk found: words traversed, decode units charged, the segment views. */
+/**
+ * What a walk found: words traversed, decode units charged, the segment views. The object and
+ * its `views` array are reused by the next walk (no allocation per message): read them before
+ * walking again.
+ */
 export interface WalkResult {
   traversed: number;
   units: number;
   views: DataView[];
 }
 
-/** Segment count/size checks and the root pointer kind; returns the views, word counts and bytes. */
-function checkSegments(segments: readonly Uint8Array[], lim: ReaderLimits): { views: DataView[]; words: number[]; bytes: number } {
+// Reused from walk to walk (synchronous, not re-entrant): the views and word counts of the
+// segments, the result record, and the walker itself.
+const segViews: DataView[] = [];
+const segWords: number[] = [];
+const result: WalkResult = { traversed: 0, units: 0, views: segViews };
+
+/** Segment count/size checks and the root pointer kind; fills segViews/segWords, returns the bytes. */
+function checkSegments(segments: readonly Uint8Array[], lim: ReaderLimits): number {
   const nseg = segments.length;
   if (nseg === 0) throw new ProtocolError("message has no segments");
   if (nseg > lim.maxSegments) {
     throw new LimitError(`message has ${nseg} segments, more than the limit maxSegments = ${lim.maxSegments}`);
   }
-  const views = new Array<DataView>(nseg);
-  const words = new Array<number>(nseg);
+  const views = segViews;
+  const words = segWords;
+  if (views.length !== nseg) {
+    views.length = nseg;
+    words.length = nseg;
+  }
   let bytes = ((nseg + 2) >>> 1) * 8;
   for (let i = 0; i < nseg; i++) {
     const s = segments[i]!;
@@ -69,25 +84,47 @@ function checkSegments(segments: readonly Uint8Array[], lim: ReaderLimits): { vi
     kind = (lo & 4) !== 0 ? pv.getUint32(pad * 8 + 8, true) & 3 : pv.getUint32(pad * 8, true) & 3;
   }
   if (kind === 1 || kind === 3) throw new ProtocolError("message root is not a struct pointer");
-  return { views, words, bytes };
+  return bytes;
 }
 
 /**
  * Walk `segments` under `lim`. The pointer at word `skipWord` of segment `skipSeg` (when >= 0)
  * is treated as null (validate.ts checks a Call's envelope without its params this way).
+ * The result is reused by the next walk (see {@link WalkResult}).
  */
 export function walkMessage(segments: readonly Uint8Array[], lim: ReaderLimits, skipSeg: number, skipWord: number): WalkResult {
-  const { views, words, bytes } = checkSegments(segments, lim);
-  const w = new Walker(views, words, lim, decodeBudget(bytes, lim), bytes, skipSeg, skipWord);
-  w.run();
-  return { traversed: lim.traversalLimitWords - w.budget, units: w.unitBudget - w.units, views };
+  const bytes = checkSegments(segments, lim);
+  const w = walker;
+  w.reset(lim, decodeBudget(bytes, lim), bytes, skipSeg, skipWord);
+  try {
+    w.run();
+  } finally {
+    w.lim = DEFAULT_LIMITS; // keep no reference to the caller's limits
+  }
+  result.traversed = lim.traversalLimitWords - w.budget;
+  result.units = w.unitBudget - w.units;
+  return result;
+}
+
+const NO_VIEW = new DataView(new ArrayBuffer(0));
+
+/** Drop the views of the last walk (so a big message's buffer is not kept until the next one). */
+export function releaseWalk(): void {
+  for (let i = 0; i < segViews.length; i++) segViews[i] = NO_VIEW;
 }
 
 class Walker {
   /** Traversal words left. */
-  budget: number;
+  budget = 0;
   /** Decode units left. */
-  units: number;
+  units = 0;
+  unitBudget = 0;
+  lim: ReaderLimits = DEFAULT_LIMITS;
+  private bytes = 0;
+  private skipSeg = -1;
+  private skipWord = -1;
+  private readonly views = segViews;
+  private readonly words = segWords;
   private sp = 0;
   // Result of far(): the resolved pointer.
   private fSeg = 0;
@@ -95,15 +132,12 @@ class Walker {
   private fLo = 0;
   private fHi = 0;
 
-  constructor(
-    private readonly views: DataView[],
-    private readonly words: number[],
-    private readonly lim: ReaderLimits,
-    readonly unitBudget: number,
-    private readonly bytes: number,
-    private readonly skipSeg: number,
-    private readonly skipWord: number,
-  ) {
+  reset(lim: ReaderLimits, unitBudget: number, bytes: number, skipSeg: number, skipWord: number): void {
+    this.lim = lim;
+    this.unitBudget = unitBudget;
+    this.bytes = bytes;
+    this.skipSeg = skipSeg;
+    this.skipWord = skipWord;
     this.budget = lim.traversalLimitWords;
     this.units = unitBudget;
   }
@@ -261,3 +295,5 @@ function overDecodeBudget(lim: ReaderLimits, budget: number, bytes: number): nev
 function tooDeep(lim: ReaderLimits): never {
   throw new LimitError(`message nesting exceeds the limit nestingLimit = ${lim.nestingLimit} (or it contains cycles)`);
 }
+
+const walker = new Walker();

@@ -18,6 +18,7 @@ import { writeException } from "./exception.js";
 import type { Transport } from "../transport.js";
 import type { ReaderLimits } from "../limits.js";
 import { newMessage, segmentsOf } from "./message.js";
+import { recycleMessage } from "../buffers.js";
 import { LocalHook } from "./local.js";
 import type { ReleaseErrorReporter } from "./local.js";
 import type { Hook } from "./hook.js";
@@ -66,6 +67,17 @@ export class ConnCore implements ReleaseErrorReporter {
   send(m: capnp.Message): void {
     if (this.ended) return;
     this.transport.send(segmentsOf(m));
+  }
+
+  /**
+   * Send our own Call or Return built by fastpath.ts, which nobody reads after this: if the
+   * transport copies it (Transport.sendCopy), its buffer goes back to the pool (buffers.ts).
+   */
+  sendOwn(m: capnp.Message): void {
+    if (this.ended) return;
+    const t = this.transport;
+    if (t.sendCopy === undefined) t.send(segmentsOf(m));
+    else if (t.sendCopy(segmentsOf(m))) recycleMessage(m);
   }
 
   /** Send a one-segment message already encoded (Finish, Release). */

@@ -155,7 +155,8 @@ export class QuestionTable implements RouteConn {
       d.sink.cancelHandler = q;
     }
     if (core.traceOn) core.trace(`-> call q${id} ${d.interfaceId.toString(16)}/${d.methodId}`);
-    core.send(m);
+    // Our own Call or a copy: nobody reads it after this (its buffer may be recycled).
+    core.sendOwn(m);
     return q;
   }
 
