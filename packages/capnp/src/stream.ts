@@ -11,7 +11,9 @@
  * messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
  * after a Return) joins the batch without scheduling its write: the next message's flush takes it
  * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
- * written once this turn's microtasks have run (see scheduleLazyFlush).
+ * written once this turn's microtasks have run (see scheduleLazyFlush). On a plain net.Socket
+ * whose write completed at once (the kernel has the bytes), the batch buffer is kept for the
+ * next batch instead of allocating one per flush.
  *
  * Reads: chunks go through a {@link FrameDecoder} with the given limits; a framing error stops
  * reading and is reported at once via `sink.closed(err)` (a `LimitError`/`ProtocolError`); the
@@ -29,6 +31,7 @@
  * Threading: the stream and the transport belong to the thread that created them.
  */
 
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { DisconnectedError, ProtocolError, type LimitError } from "./errors.js";
 import { encodeFrame, FrameDecoder, frameHeaderBytes } from "./framing.js";
@@ -73,6 +76,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private finished = false; // 'finish' (writable side flushed) or the stream is gone
   private readonly finishWaiters: (() => void)[] = [];
   private readEnded = false; // the peer's EOF was read
+  /** The stream is a plain net.Socket: a write it completes at once copied the bytes. */
+  private readonly socketCopies: boolean;
 
   constructor(
     private readonly stream: Duplex,
@@ -80,6 +85,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     private readonly flowLimits: WriteFlowLimits,
   ) {
     this.decoder = new FrameDecoder(limits);
+    this.socketCopies = Object.getPrototypeOf(stream) === Socket.prototype;
     // We end our write side ourselves (see onEnd), after the Abort when the peer's last frame
     // was cut off; without this a net.Socket would end it as soon as the peer's EOF arrives.
     stream.allowHalfOpen = true;
@@ -173,6 +179,11 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
 
   /** Small messages of this tick, framed back to back; written by {@link flushBatch}. */
   private batch: Buffer | null = null;
+  /**
+   * The last batch buffer, when the socket took its bytes synchronously (see flushBatch): the
+   * next batch is built in it instead of a new buffer.
+   */
+  private spare: Buffer | null = null;
   private batchLen = 0;
   private lastBatchLen = 0;
 
@@ -185,7 +196,10 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       // Sized from the previous batch, so a lone ping does not allocate 64 KiB.
       // allocUnsafe: below 4 KiB it is a slice of Node's buffer pool (no zeroing, no backing store
       // of its own); only the bytes written below are ever sent.
-      this.batch = Buffer.allocUnsafe(Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2)));
+      const want = Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2));
+      const spare = this.spare;
+      this.spare = null;
+      this.batch = spare !== null && spare.byteLength >= want ? spare : Buffer.allocUnsafe(want);
       this.batchLen = 0;
     }
     const b = this.batch;
@@ -212,8 +226,13 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     // One chunk: no need to cork (if a larger message corked the stream, it stays in order).
     const chunk = b.subarray(0, this.batchLen);
     if (this.blocked) this.enqueue(chunk);
-    else if (this.stream.write(chunk)) return;
-    else this.blocked = true;
+    else if (this.stream.write(chunk)) {
+      // A plain net.Socket that wrote the chunk at once (nothing buffered, not corked) has copied
+      // it into the kernel and keeps no reference: the buffer can take the next batch. Any
+      // other stream may pass the chunk on as is (a PassThrough hands it to its reader).
+      if (this.socketCopies && !this.corked && this.stream.writableLength === 0) this.spare = b;
+      return;
+    } else this.blocked = true;
     this.queueGrew();
   }
 
@@ -431,6 +450,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.queue.length = 0;
     this.queueBytes = 0;
     this.batch = null;
+    this.spare = null;
   }
 }
 

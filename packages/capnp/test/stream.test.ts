@@ -174,6 +174,42 @@ describe("streamTransport over a Unix socket", () => {
     await rs.whenClosed;
   });
 
+  it("reuses the batch buffer of a write the socket completed at once; every message arrives intact", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rs = start(streamTransport(s));
+    start(tc);
+    const view = tc as unknown as { spare: Buffer | null; batch: Buffer | null };
+    const seen = new Set<Buffer>();
+    for (let i = 0; i < 200; i++) {
+      tc.send(msg(i, 1 + (i % 9))); // one flush per turn, sizes varying
+      seen.add(view.batch!);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    await rs.waitFor(200);
+    expect(rs.msgs.map(tagOf)).toEqual([...Array(200).keys()]);
+    expect(rs.msgs.map((m) => m[0]!.byteLength)).toEqual([...Array(200).keys()].map((i) => 8 * (1 + (i % 9))));
+    expect(seen.size).toBeLessThan(20); // buffers were reused (a new one only when a write stayed queued)
+    await tc.close();
+    await rs.whenClosed;
+  });
+
+  it("a PassThrough (which hands the written chunk on as is) never gets a reused batch buffer", async () => {
+    const [a, b] = passThroughPair();
+    const ta = streamTransport(a);
+    const rb = start(streamTransport(b));
+    start(ta);
+    const view = ta as unknown as { spare: Buffer | null };
+    for (let i = 0; i < 20; i++) {
+      ta.send(msg(i));
+      await new Promise<void>((r) => setImmediate(r));
+      expect(view.spare).toBeNull();
+    }
+    await rb.waitFor(20);
+    expect(rb.msgs.map(tagOf)).toEqual([...Array(20).keys()]);
+    await ta.close();
+  });
+
   it("a lazy message sent just before close() is flushed, not dropped", async () => {
     const [c, s] = await unixSocketPair();
     const tc = streamTransport(c);

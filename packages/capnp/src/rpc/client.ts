@@ -143,7 +143,7 @@ function registerUnsent(): void {
   unsent = unsentSpare;
   unsentSpare = list;
   for (let i = 0; i < list.length; i++) list[i]!.registerIfUnsent();
-  list.length = 0;
+  if (list.length !== 0) list.length = 0;
 }
 
 export class RequestImpl<P extends Struct> implements Request<P> {
