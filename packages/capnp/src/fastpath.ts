@@ -17,7 +17,8 @@
  *
  * Outgoing messages use a MultiSegmentArena whose first segment is sized for the envelope plus
  * the expected content: an allocation that does not fit (a big Data/Text) gets its own segment
- * (a far pointer) instead of capnp-ts's grow-and-copy of a single segment.
+ * (a far pointer) instead of capnp-ts's grow-and-copy of a single segment. That first buffer
+ * comes from buffers.ts, and goes back there once a transport has copied the message.
  *
  * Owns no state: pure encode/decode functions and the {@link Envelope} record type (each
  * connection's dispatcher, rpc/dispatch.ts, owns one).
@@ -32,6 +33,7 @@ import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segmen
 import { ArenaKind } from "capnp-ts/src/serialization/arena/arena-kind.js";
 import { Segment } from "capnp-ts/src/serialization/segment.js";
 import { DEFAULT_TRAVERSE_LIMIT } from "capnp-ts/src/constants.js";
+import { takeBuffer } from "./buffers.js";
 
 export const MSG_CALL = 2;
 export const MSG_RETURN = 3;
@@ -96,9 +98,12 @@ export function messageOver(buffers: ArrayBuffer[], firstUsed = -1): capnp.Messa
   return msg;
 }
 
-/** A message with one segment of `bytes` bytes, `used` of them in use. */
+/**
+ * A message with one segment of at least `bytes` bytes (a pooled buffer, buffers.ts), `used` of
+ * them in use.
+ */
 function messageWithEnvelope(bytes: number, used: number): { m: capnp.Message; seg: Seg; dv: DataView } {
-  const m = messageOver([new ArrayBuffer(bytes)], used);
+  const m = messageOver([takeBuffer(bytes)], used);
   const seg = m._capnp.segments[0]!;
   return { m, seg, dv: dataViewOf(seg) };
 }

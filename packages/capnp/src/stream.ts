@@ -8,7 +8,12 @@
  * batch is written with one plain `write()` on the next tick; when a tick writes more than one
  * chunk, they are corked and flushed by one `uncork()` on the next tick, so a stream with
  * `_writev` (net.Socket) writes them with one `writev` syscall. When `write()` returns false, later
- * messages wait in our queue until `'drain'`.
+ * messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
+ * after a Return) joins the batch without scheduling its write: the next message's flush takes it
+ * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
+ * written once this turn's microtasks have run (see scheduleLazyFlush). On a plain net.Socket
+ * whose write completed at once (the kernel has the bytes), the batch buffer is kept for the
+ * next batch instead of allocating one per flush.
  *
  * Reads: chunks go through a {@link FrameDecoder} with the given limits; a framing error stops
  * reading and is reported at once via `sink.closed(err)` (a `LimitError`/`ProtocolError`); the
@@ -26,6 +31,7 @@
  * Threading: the stream and the transport belong to the thread that created them.
  */
 
+import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { DisconnectedError, ProtocolError, type LimitError } from "./errors.js";
 import { encodeFrame, FrameDecoder, frameHeaderBytes } from "./framing.js";
@@ -62,6 +68,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // process.nextTick(uncork) pending
+  private lazyScheduled = false; // the microtask of scheduleLazyFlush is pending
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -69,6 +76,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private finished = false; // 'finish' (writable side flushed) or the stream is gone
   private readonly finishWaiters: (() => void)[] = [];
   private readEnded = false; // the peer's EOF was read
+  /** The stream is a plain net.Socket: a write it completes at once copied the bytes. */
+  private readonly socketCopies: boolean;
 
   constructor(
     private readonly stream: Duplex,
@@ -76,6 +85,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     private readonly flowLimits: WriteFlowLimits,
   ) {
     this.decoder = new FrameDecoder(limits);
+    this.socketCopies = Object.getPrototypeOf(stream) === Socket.prototype;
     // We end our write side ourselves (see onEnd), after the Abort when the peer's last frame
     // was cut off; without this a net.Socket would end it as soon as the peer's EOF arrives.
     stream.allowHalfOpen = true;
@@ -112,7 +122,25 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   send(segments: Uint8Array[]): void {
-    if (!this.life.canSend) return;
+    this.sendMessage(segments, false);
+  }
+
+  /** Transport.sendCopy: small messages are copied into the batch (true); larger ones are not. */
+  sendCopy(segments: Uint8Array[]): boolean {
+    return this.sendMessage(segments, false);
+  }
+
+  /**
+   * Transport.sendLazy: a small message joins the batch without scheduling its flush; the next
+   * message's flush writes it, or the flush {@link scheduleLazyFlush} schedules.
+   */
+  sendLazy(segments: Uint8Array[]): void {
+    this.sendMessage(segments, true);
+  }
+
+  /** True when the message was copied (or dropped): its segments are not referenced any more. */
+  private sendMessage(segments: Uint8Array[], lazy: boolean): boolean {
+    if (!this.life.canSend) return true;
     if (segments.length === 0) throw new RangeError("Transport.send: a message needs at least one segment");
     let bytes = frameHeaderBytes(segments.length);
     for (const s of segments) bytes += s.byteLength;
@@ -122,11 +150,14 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       // Small message: copy it into the batch buffer written at the end of the tick (one
       // chunk for many messages beats one chunk per segment: less per-write overhead).
       this.appendSmall(segments, bytes);
-      return;
+      if (lazy) this.scheduleLazyFlush();
+      else this.scheduleFlush();
+      return true;
     }
     this.cork(); // the batch so far and this message go out together at the end of the tick
     this.flushBatch();
     this.writeChunks(encodeFrame(segments));
+    return false;
   }
 
   private writeChunks(chunks: Uint8Array[]): void {
@@ -148,6 +179,11 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
 
   /** Small messages of this tick, framed back to back; written by {@link flushBatch}. */
   private batch: Buffer | null = null;
+  /**
+   * The last batch buffer, when the socket took its bytes synchronously (see flushBatch): the
+   * next batch is built in it instead of a new buffer.
+   */
+  private spare: Buffer | null = null;
   private batchLen = 0;
   private lastBatchLen = 0;
 
@@ -160,9 +196,11 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       // Sized from the previous batch, so a lone ping does not allocate 64 KiB.
       // allocUnsafe: below 4 KiB it is a slice of Node's buffer pool (no zeroing, no backing store
       // of its own); only the bytes written below are ever sent.
-      this.batch = Buffer.allocUnsafe(Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2)));
+      const want = Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2));
+      const spare = this.spare;
+      this.spare = null;
+      this.batch = spare !== null && spare.byteLength >= want ? spare : Buffer.allocUnsafe(want);
       this.batchLen = 0;
-      this.scheduleFlush(); // the batch is written at the end of the tick
     }
     const b = this.batch;
     let o = this.batchLen;
@@ -188,8 +226,13 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     // One chunk: no need to cork (if a larger message corked the stream, it stays in order).
     const chunk = b.subarray(0, this.batchLen);
     if (this.blocked) this.enqueue(chunk);
-    else if (this.stream.write(chunk)) return;
-    else this.blocked = true;
+    else if (this.stream.write(chunk)) {
+      // A plain net.Socket that wrote the chunk at once (nothing buffered, not corked) has copied
+      // it into the kernel and keeps no reference: the buffer can take the next batch. Any
+      // other stream may pass the chunk on as is (a PassThrough hands it to its reader).
+      if (this.socketCopies && !this.corked && this.stream.writableLength === 0) this.spare = b;
+      return;
+    } else this.blocked = true;
     this.queueGrew();
   }
 
@@ -251,6 +294,20 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     process.nextTick(UNCORK, this);
+  }
+
+  /**
+   * A lazy message waits in the batch. A microtask schedules the batch's flush: that nextTick
+   * runs once the microtask queue is drained, so the promise continuations this turn runs (a call
+   * loop's next call) add their messages to the same write first.
+   */
+  private scheduleLazyFlush(): void {
+    if (this.lazyScheduled || this.flushScheduled) return;
+    this.lazyScheduled = true;
+    queueMicrotask(() => {
+      this.lazyScheduled = false;
+      if (this.batch !== null) this.scheduleFlush();
+    });
   }
 
   uncork(): void {
@@ -393,6 +450,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.queue.length = 0;
     this.queueBytes = 0;
     this.batch = null;
+    this.spare = null;
   }
 }
 

@@ -45,6 +45,19 @@ export interface Transport {
    * message silently (the sink's `closed` tells the engine what happened).
    */
   send(segments: Uint8Array[]): void;
+  /**
+   * Optional: like {@link send}, for a message that may wait a little (the engine's Finish after a
+   * Return): it goes out with the next message sent, or by the end of the current turn of the
+   * event loop at the latest, so a call loop's Finish and next Call share one write (and the
+   * peer one read). Order with other messages is kept. Transports without it get {@link send}.
+   */
+  sendLazy?(segments: Uint8Array[]): void;
+  /**
+   * Optional: like {@link send}, but returns true when the transport copied the bytes before
+   * returning (or dropped the message): the caller may then reuse the segments' buffers at
+   * once. False: the transport took ownership, as with `send`. Transports without it get `send`.
+   */
+  sendCopy?(segments: Uint8Array[]): boolean;
   /** Flush queued writes, then end the link. Idempotent; resolves once ended, never rejects. */
   close(): Promise<void>;
   /** End the link at once, dropping queued writes. Idempotent. */

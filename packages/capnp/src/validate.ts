@@ -21,7 +21,7 @@
  * After it passes, capnp-ts can read any pointer of the message without going out of bounds.
  * Errors: `LimitError` for the limits, `ProtocolError` for everything malformed.
  *
- * `validateRpcMessage` adds the rpc.capnp envelope check and attributes a limit exceeded inside
+ * `validateRpcMessage` adds the rpc.capnp envelope check (envelope-check.ts) and attributes a limit exceeded inside
  * a Call's params to that call ({@link CallLimitError}).
  *
  * Threading: synchronous, any thread.
@@ -31,9 +31,10 @@ import * as capnp from "capnp-ts";
 // Not exported from capnp-ts's index; needed to read segments without re-framing them.
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
 import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
-import { LimitError, ProtocolError } from "./errors.js";
+import { LimitError } from "./errors.js";
 import { resolveLimits, type ReaderLimits } from "./limits.js";
-import { walkMessage, type WalkResult } from "./walk.js";
+import { releaseWalk, walkMessage, type WalkResult } from "./walk.js";
+import { checkRpcEnvelope } from "./envelope-check.js";
 
 export { DECODE_AMPLIFICATION, DECODE_BASE_UNITS, STRUCT_UNITS, decodeBudget } from "./limits.js";
 
@@ -57,12 +58,20 @@ function limitsOf(limits: Partial<ReaderLimits> | undefined): ReaderLimits {
  * Returns the number of words traversed.
  */
 export function validateMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  return walkMessage(segments, limitsOf(limits), -1, -1).traversed;
+  try {
+    return walkMessage(segments, limitsOf(limits), -1, -1).traversed;
+  } finally {
+    releaseWalk();
+  }
 }
 
 /** Decode units {@link validateMessage} charges for `segments` (throws like it when over a limit). */
 export function decodeCost(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  return walkMessage(segments, limitsOf(limits), -1, -1).units;
+  try {
+    return walkMessage(segments, limitsOf(limits), -1, -1).units;
+  } finally {
+    releaseWalk();
+  }
 }
 
 /**
@@ -112,183 +121,7 @@ interface SRef {
 }
 
 /**
- * Checks the pointer kinds of the rpc.capnp envelope of a message that passed
- * {@link validateMessage}. capnp-ts does not check what kind of pointer it reads: a list where a
- * struct is expected (or a capability where a list is expected) makes it read with sizes taken
- * from the wrong bits, and composite lists whose elements are smaller than the schema's make it
- * "upgrade" the list by copying inside the message (buggy: it can overrun). This walks the
- * fields an RPC engine reads (Message union, Call, Return, Resolve, Disembargo, MessageTarget,
- * PromisedAnswer and its transform, Payload cap table, CapDescriptor, Exception texts) and
- * requires: struct fields are struct pointers, struct lists are composite lists whose elements
- * are at least the schema's size, Text is a byte list ending in NUL. `Payload.content` and other
- * AnyPointer fields are not checked (their schema is the application's).
- */
-class RpcEnvelope {
-  private readonly views: DataView[];
-  constructor(
-    private readonly segs: readonly Uint8Array[],
-    views: DataView[],
-  ) {
-    this.views = views;
-  }
-
-  /** Resolve the pointer at (seg, word): kind, and target (after far pointers), or null. */
-  private resolve(seg: number, w: number): { kind: number; seg: number; target: number; hi: number } | null {
-    const v = this.views[seg]!;
-    let lo = v.getUint32(w * 8, true);
-    let hi = v.getUint32(w * 8 + 4, true);
-    if (lo === 0 && hi === 0) return null;
-    if ((lo & 3) === 2) {
-      const double = (lo & 4) !== 0;
-      const pad = lo >>> 3;
-      const pv = this.views[hi]!;
-      const padSeg = hi;
-      lo = pv.getUint32(pad * 8, true);
-      hi = pv.getUint32(pad * 8 + 4, true);
-      if (!double) {
-        if (lo === 0 && hi === 0) return null;
-        return { kind: lo & 3, seg: padSeg, target: pad + 1 + ((lo | 0) >> 2), hi };
-      }
-      const target = lo >>> 3;
-      const contentSeg = hi;
-      const tlo = pv.getUint32(pad * 8 + 8, true);
-      const thi = pv.getUint32(pad * 8 + 12, true);
-      return { kind: tlo & 3, seg: contentSeg, target, hi: thi };
-    }
-    return { kind: lo & 3, seg, target: w + 1 + ((lo | 0) >> 2), hi };
-  }
-
-  private u16(s: SRef, byte: number): number {
-    if (byte + 2 > s.dw * 8) return 0;
-    return this.views[s.seg]!.getUint16(s.data * 8 + byte, true);
-  }
-
-  /** Struct field `i` of `s` (null when absent or null). */
-  struct(s: SRef | null, i: number, what: string): SRef | null {
-    if (s === null || i >= s.pc) return null;
-    const p = this.resolve(s.seg, s.data + s.dw + i);
-    if (p === null) return null;
-    if (p.kind !== 0) throw new ProtocolError(`${what} is not a struct pointer`);
-    return { seg: p.seg, data: p.target, dw: p.hi & 0xffff, pc: p.hi >>> 16 };
-  }
-
-  /** Struct-list field `i` of `s`: its elements, each at least `minDw` data words and `minPc` pointers. */
-  structList(s: SRef | null, i: number, minDw: number, minPc: number, what: string): SRef[] {
-    if (s === null || i >= s.pc) return [];
-    const p = this.resolve(s.seg, s.data + s.dw + i);
-    if (p === null) return [];
-    if (p.kind !== 1 || (p.hi & 7) !== 7) throw new ProtocolError(`${what} is not a list of structs`);
-    const v = this.views[p.seg]!;
-    const tlo = v.getUint32(p.target * 8, true);
-    const thi = v.getUint32(p.target * 8 + 4, true);
-    const n = tlo >>> 2;
-    const dw = thi & 0xffff;
-    const pc = thi >>> 16;
-    if (n > 0 && (dw < minDw || pc < minPc)) {
-      throw new ProtocolError(`${what} elements are smaller than the schema's (${dw}/${pc} words, need ${minDw}/${minPc})`);
-    }
-    const out = new Array<SRef>(n);
-    for (let k = 0; k < n; k++) out[k] = { seg: p.seg, data: p.target + 1 + k * (dw + pc), dw, pc };
-    return out;
-  }
-
-  /** Text field `i` of `s`: null, or a byte list ending in NUL. */
-  text(s: SRef | null, i: number, what: string): void {
-    if (s === null || i >= s.pc) return;
-    const p = this.resolve(s.seg, s.data + s.dw + i);
-    if (p === null) return;
-    const count = p.hi >>> 3;
-    if (p.kind !== 1 || (p.hi & 7) !== 2) throw new ProtocolError(`${what} is not Text (a byte list)`);
-    if (count === 0 || this.segs[p.seg]![p.target * 8 + count - 1] !== 0) {
-      throw new ProtocolError(`${what} is Text that is not NUL-terminated`);
-    }
-  }
-
-  message(m: SRef | null, depth: number): void {
-    if (m === null) return;
-    switch (this.u16(m, 0)) {
-      case 0: // unimplemented: the message we sent, echoed
-        if (depth < 2) this.message(this.struct(m, 0, "Message.unimplemented"), depth + 1);
-        return;
-      case 1:
-        return this.exception(this.struct(m, 0, "Message.abort"), "Message.abort");
-      case 2: {
-        const c = this.struct(m, 0, "Message.call");
-        this.target(this.struct(c, 0, "Call.target"), "Call.target");
-        this.payload(this.struct(c, 1, "Call.params"), "Call.params");
-        return;
-      }
-      case 3: {
-        const r = this.struct(m, 0, "Message.return");
-        if (r === null) return;
-        const w = this.u16(r, 6);
-        if (w === 0) this.payload(this.struct(r, 0, "Return.results"), "Return.results");
-        else if (w === 1) this.exception(this.struct(r, 0, "Return.exception"), "Return.exception");
-        return;
-      }
-      case 4: // finish
-      case 6: // release
-        this.struct(m, 0, "Message body");
-        return;
-      case 5: {
-        const r = this.struct(m, 0, "Message.resolve");
-        if (r === null) return;
-        const w = this.u16(r, 4);
-        if (w === 0) this.capDescriptor(this.struct(r, 0, "Resolve.cap"), "Resolve.cap");
-        else if (w === 1) this.exception(this.struct(r, 0, "Resolve.exception"), "Resolve.exception");
-        return;
-      }
-      case 8: // bootstrap
-        this.struct(m, 0, "Message.bootstrap");
-        return;
-      case 13: {
-        const d = this.struct(m, 0, "Message.disembargo");
-        this.target(this.struct(d, 0, "Disembargo.target"), "Disembargo.target");
-        return;
-      }
-      case 10: // provide
-      case 12: // join
-        this.target(this.struct(this.struct(m, 0, "Message body"), 0, "target"), "target");
-        return;
-      case 11: // accept
-        this.struct(m, 0, "Message.accept");
-        return;
-      default: // obsoleteSave/obsoleteDelete (AnyPointer) or unknown: the engine answers Unimplemented
-    }
-  }
-
-  private target(t: SRef | null, what: string): void {
-    if (t === null) return;
-    if (this.u16(t, 4) === 1) this.promisedAnswer(this.struct(t, 0, `${what}.promisedAnswer`), `${what}.promisedAnswer`);
-  }
-
-  private promisedAnswer(p: SRef | null, what: string): void {
-    this.structList(p, 0, 1, 0, `${what}.transform`);
-  }
-
-  private payload(p: SRef | null, what: string): void {
-    for (const d of this.structList(p, 1, 1, 1, `${what}.capTable`)) this.capDescriptor(d, `${what}.capTable[]`);
-  }
-
-  private capDescriptor(d: SRef | null, what: string): void {
-    if (d === null) return;
-    const w = this.u16(d, 0);
-    if (w === 4) this.promisedAnswer(this.struct(d, 0, `${what}.receiverAnswer`), `${what}.receiverAnswer`);
-    else if (w === 5) this.struct(d, 0, `${what}.thirdPartyHosted`);
-  }
-
-  private exception(e: SRef | null, what: string): void {
-    this.text(e, 0, `${what}.reason`);
-    this.text(e, 1, `${what}.trace`);
-  }
-
-  root(): SRef | null {
-    return this.struct({ seg: 0, data: 0, dw: 0, pc: 1 }, 0, "message root");
-  }
-}
-
-/**
- * {@link validateMessage}, then the rpc.capnp envelope check described at {@link RpcEnvelope}:
+ * {@link validateMessage}, then the rpc.capnp envelope check (envelope-check.ts):
  * after this, capnp-ts can read every field of the rpc.capnp `Message` an engine reads without
  * misinterpreting a pointer. Throws `LimitError`/`ProtocolError`; returns the words traversed.
  */
@@ -298,12 +131,16 @@ export function validateRpcMessage(segments: readonly Uint8Array[], limits?: Par
   try {
     walk = walkMessage(segments, lim, -1, -1);
   } catch (e) {
+    releaseWalk();
     if (e instanceof LimitError) throw attributeLimit(segments, lim, e);
     throw e;
   }
-  const env = new RpcEnvelope(segments, walk.views);
-  env.message(env.root(), 0);
-  return walk.traversed;
+  try {
+    checkRpcEnvelope(segments);
+    return walk.traversed;
+  } finally {
+    releaseWalk();
+  }
 }
 
 /**
@@ -329,11 +166,12 @@ function attributeLimit(segments: readonly Uint8Array[], lim: ReaderLimits, err:
   const loc = locateCallContent(segments);
   if (loc === null) return err;
   try {
-    const walk = walkMessage(segments, lim, loc.seg, loc.word);
-    const env = new RpcEnvelope(segments, walk.views);
-    env.message(env.root(), 0);
+    walkMessage(segments, lim, loc.seg, loc.word);
+    checkRpcEnvelope(segments);
   } catch {
     return err;
+  } finally {
+    releaseWalk();
   }
   return new CallLimitError(`call params: ${err.message}`, loc.questionId);
 }

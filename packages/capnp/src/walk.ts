@@ -6,12 +6,14 @@
  * cost model of docs/rpc.md: every struct visit `STRUCT_UNITS` + its words, every Void/Bool
  * element one unit, every list pointer one unit, other lists their words).
  *
- * Cost: one DataView per segment; no allocation per pointer (an explicit, reused work stack).
+ * Cost: no allocation per message or pointer (a reused walker, result record and explicit work
+ * stack); words are read straight from the segments' bytes ({@link u32le}), every read inside a
+ * range checked first.
  * Threading: synchronous and not re-entrant; any thread (each thread has its own module state).
  */
 
 import { LimitError, ProtocolError } from "./errors.js";
-import { decodeBudget, STRUCT_UNITS, type ReaderLimits } from "./limits.js";
+import { decodeBudget, DEFAULT_LIMITS, STRUCT_UNITS, type ReaderLimits } from "./limits.js";
 
 // Work stack: entries of 6 int32s describing a run of pointers to check:
 // [segment, first pointer word, pointers per element, element count, element stride, nesting left]
@@ -30,28 +32,45 @@ function grow(need: number): void {
 /** Bits per element for list element size codes 0..6 (7 = composite). */
 const ELEMENT_BITS = [0, 1, 8, 16, 32, 64, 64, 0];
 
-/** What a walk found: words traversed, decode units charged, the segment views. */
+/**
+ * What a walk found: words traversed, decode units charged. The object is reused by the next
+ * walk (no allocation per message): read it before walking again.
+ */
 export interface WalkResult {
   traversed: number;
   units: number;
-  views: DataView[];
 }
 
-/** Segment count/size checks and the root pointer kind; returns the views, word counts and bytes. */
-function checkSegments(segments: readonly Uint8Array[], lim: ReaderLimits): { views: DataView[]; words: number[]; bytes: number } {
+/** The little-endian uint32 at byte `o` of `b` (the caller checked that `o + 4 <= b.byteLength`). */
+export function u32le(b: Uint8Array, o: number): number {
+  return (b[o]! | (b[o + 1]! << 8) | (b[o + 2]! << 16) | (b[o + 3]! << 24)) >>> 0;
+}
+
+// Reused from walk to walk (synchronous, not re-entrant): the segments and their word counts,
+// the result record, and the walker itself.
+const segBytes: Uint8Array[] = [];
+const segWords: number[] = [];
+const result: WalkResult = { traversed: 0, units: 0 };
+
+/** Segment count/size checks and the root pointer kind; fills segBytes/segWords, returns the bytes. */
+function checkSegments(segments: readonly Uint8Array[], lim: ReaderLimits): number {
   const nseg = segments.length;
   if (nseg === 0) throw new ProtocolError("message has no segments");
   if (nseg > lim.maxSegments) {
     throw new LimitError(`message has ${nseg} segments, more than the limit maxSegments = ${lim.maxSegments}`);
   }
-  const views = new Array<DataView>(nseg);
-  const words = new Array<number>(nseg);
+  const views = segBytes;
+  const words = segWords;
+  if (views.length !== nseg) {
+    views.length = nseg;
+    words.length = nseg;
+  }
   let bytes = ((nseg + 2) >>> 1) * 8;
   for (let i = 0; i < nseg; i++) {
     const s = segments[i]!;
     if ((s.byteLength & 7) !== 0) throw new ProtocolError(`segment ${i} is not a whole number of words`);
     bytes += s.byteLength;
-    views[i] = new DataView(s.buffer, s.byteOffset, s.byteLength);
+    views[i] = s;
     words[i] = s.byteLength >>> 3;
   }
   if (bytes > lim.maxMessageBytes) {
@@ -60,34 +79,56 @@ function checkSegments(segments: readonly Uint8Array[], lim: ReaderLimits): { vi
   if (words[0]! < 1) throw new ProtocolError("message has no root pointer (first segment is empty)");
   // The root must be a struct (or null), possibly behind a far pointer: readers (C++
   // getRoot<T>, capnp-ts getRoot) take it as a struct; capnp-ts crashes on anything else.
-  const lo = views[0]!.getUint32(0, true);
-  const hi = views[0]!.getUint32(4, true);
+  const lo = u32le(views[0]!, 0);
+  const hi = u32le(views[0]!, 4);
   let kind = lo & 3;
   if (kind === 2 && hi < nseg && (lo >>> 3) + ((lo & 4) !== 0 ? 2 : 1) <= words[hi]!) {
     const pv = views[hi]!;
     const pad = lo >>> 3;
-    kind = (lo & 4) !== 0 ? pv.getUint32(pad * 8 + 8, true) & 3 : pv.getUint32(pad * 8, true) & 3;
+    kind = (lo & 4) !== 0 ? u32le(pv, pad * 8 + 8) & 3 : u32le(pv, pad * 8) & 3;
   }
   if (kind === 1 || kind === 3) throw new ProtocolError("message root is not a struct pointer");
-  return { views, words, bytes };
+  return bytes;
 }
 
 /**
  * Walk `segments` under `lim`. The pointer at word `skipWord` of segment `skipSeg` (when >= 0)
  * is treated as null (validate.ts checks a Call's envelope without its params this way).
+ * The result is reused by the next walk (see {@link WalkResult}).
  */
 export function walkMessage(segments: readonly Uint8Array[], lim: ReaderLimits, skipSeg: number, skipWord: number): WalkResult {
-  const { views, words, bytes } = checkSegments(segments, lim);
-  const w = new Walker(views, words, lim, decodeBudget(bytes, lim), bytes, skipSeg, skipWord);
-  w.run();
-  return { traversed: lim.traversalLimitWords - w.budget, units: w.unitBudget - w.units, views };
+  const bytes = checkSegments(segments, lim);
+  const w = walker;
+  w.reset(lim, decodeBudget(bytes, lim), bytes, skipSeg, skipWord);
+  try {
+    w.run();
+  } finally {
+    w.lim = DEFAULT_LIMITS; // keep no reference to the caller's limits
+  }
+  result.traversed = lim.traversalLimitWords - w.budget;
+  result.units = w.unitBudget - w.units;
+  return result;
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/** Drop the segments of the last walk (so a big message's buffer is not kept until the next one). */
+export function releaseWalk(): void {
+  for (let i = 0; i < segBytes.length; i++) segBytes[i] = NO_BYTES;
 }
 
 class Walker {
   /** Traversal words left. */
-  budget: number;
+  budget = 0;
   /** Decode units left. */
-  units: number;
+  units = 0;
+  unitBudget = 0;
+  lim: ReaderLimits = DEFAULT_LIMITS;
+  private bytes = 0;
+  private skipSeg = -1;
+  private skipWord = -1;
+  private readonly views = segBytes;
+  private readonly words = segWords;
   private sp = 0;
   // Result of far(): the resolved pointer.
   private fSeg = 0;
@@ -95,15 +136,12 @@ class Walker {
   private fLo = 0;
   private fHi = 0;
 
-  constructor(
-    private readonly views: DataView[],
-    private readonly words: number[],
-    private readonly lim: ReaderLimits,
-    readonly unitBudget: number,
-    private readonly bytes: number,
-    private readonly skipSeg: number,
-    private readonly skipWord: number,
-  ) {
+  reset(lim: ReaderLimits, unitBudget: number, bytes: number, skipSeg: number, skipWord: number): void {
+    this.lim = lim;
+    this.unitBudget = unitBudget;
+    this.bytes = bytes;
+    this.skipSeg = skipSeg;
+    this.skipWord = skipWord;
     this.budget = lim.traversalLimitWords;
     this.units = unitBudget;
   }
@@ -130,8 +168,8 @@ class Walker {
   /** Check and charge the pointer at word `pw` of segment `eseg`; queue what it points to. */
   private pointer(eseg: number, pw: number, depth: number): void {
     const ev = this.views[eseg]!;
-    let lo = ev.getUint32(pw * 8, true);
-    let hi = ev.getUint32(pw * 8 + 4, true);
+    let lo = u32le(ev, pw * 8);
+    let hi = u32le(ev, pw * 8 + 4);
     if (lo === 0 && hi === 0) return; // null
     if (pw === this.skipWord && eseg === this.skipSeg) return;
     let kind = lo & 3;
@@ -162,8 +200,8 @@ class Walker {
     if (padSeg >= this.views.length) throw new ProtocolError(`far pointer to unknown segment ${padSeg}`);
     const pv = this.views[padSeg]!;
     if (pad + (double ? 2 : 1) > this.words[padSeg]!) throw new ProtocolError("far pointer landing pad out of bounds");
-    const plo = pv.getUint32(pad * 8, true);
-    const phi = pv.getUint32(pad * 8 + 4, true);
+    const plo = u32le(pv, pad * 8);
+    const phi = u32le(pv, pad * 8 + 4);
     if (!double) {
       const kind = plo & 3;
       if (kind === 2) throw new ProtocolError("far pointer landing pad is another far pointer");
@@ -179,8 +217,8 @@ class Walker {
     if (phi >= this.views.length) throw new ProtocolError(`double-far pointer to unknown segment ${phi}`);
     this.fSeg = phi;
     this.fTarget = plo >>> 3;
-    this.fLo = pv.getUint32(pad * 8 + 8, true);
-    this.fHi = pv.getUint32(pad * 8 + 12, true);
+    this.fLo = u32le(pv, pad * 8 + 8);
+    this.fHi = u32le(pv, pad * 8 + 12);
     const kind = this.fLo & 3;
     if (kind === 2 || kind === 3) throw new ProtocolError("double-far tag is not a struct or list pointer");
     return true;
@@ -210,8 +248,8 @@ class Walker {
       // Composite: `count` is the word count of the elements; a tag word precedes them.
       if (target < 0 || target + 1 + count > segWords) throw new ProtocolError("composite list out of bounds");
       const sv = this.views[seg]!;
-      const tlo = sv.getUint32(target * 8, true);
-      const thi = sv.getUint32(target * 8 + 4, true);
+      const tlo = u32le(sv, target * 8);
+      const thi = u32le(sv, target * 8 + 4);
       if ((tlo & 3) !== 0) throw new ProtocolError("composite list tag is not a struct pointer");
       const n = tlo >>> 2;
       const dw = thi & 0xffff;
@@ -261,3 +299,5 @@ function overDecodeBudget(lim: ReaderLimits, budget: number, bytes: number): nev
 function tooDeep(lim: ReaderLimits): never {
   throw new LimitError(`message nesting exceeds the limit nestingLimit = ${lim.nestingLimit} (or it contains cycles)`);
 }
+
+const walker = new Walker();

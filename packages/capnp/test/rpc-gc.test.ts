@@ -50,4 +50,30 @@ describe("GC safety net", () => {
     expect(p.calc.counters[0]!.released).toBe(1);
     expect(await callA(p.boot, M.add, (b) => { b.a = 1; })).toBe(1);
   });
+
+  it("a request left unsent past its turn is released by GC (its target ref and its written caps); a sent one is not touched", async () => {
+    await using p = makePair();
+    const cbs = new CallbackServer();
+    const cb = localCapability(cbs);
+    const counter = await call(p.boot, M.makeCounter);
+    const cap = readCap(counter.results(Box), 0)!;
+    counter.close();
+    expect(p.client.stats().imports).toBe(2);
+    (() => {
+      // Built, given a capability, never sent: only the GC can release what it holds.
+      const req = cap.newCall(0xc3c3c3c3c3c3c3c3n, 0, Box);
+      writeCap(req.params, 0, cb);
+    })();
+    // A request sent in the same turn it was made: never registered, and released by its call.
+    const sent = cap.newCall(0xc3c3c3c3c3c3c3c3n, 0, Box);
+    sent.params.a = 5;
+    expect((await sent.send()).results(Box).a).toBe(5);
+    cap.close(); // the unsent request still holds the import
+    cb.close(); // the unsent request's cap table still holds the callback
+    await drain();
+    expect(p.client.stats().imports).toBe(2);
+    expect(cbs.released).toBe(0);
+    expect(await collectUntil(() => p.client.stats().imports === 1 && cbs.released === 1)).toBe(true);
+  });
 });
+

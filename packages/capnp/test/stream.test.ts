@@ -140,6 +140,87 @@ describe("streamTransport over a Unix socket", () => {
     await rs.whenClosed;
   });
 
+  it("a lazy message (sendLazy) rides with the next message sent from a promise continuation: one write", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rs = start(streamTransport(s));
+    start(tc);
+    const sock = c as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
+    let writes = 0;
+    const origV = sock._writev.bind(c);
+    const orig = sock._write.bind(c);
+    sock._writev = (...a) => (writes++, origV(...a));
+    sock._write = (...a) => (writes++, orig(...a));
+    // A call loop: the Finish of the last call is lazy, the next Call comes a few promise hops later.
+    tc.sendLazy!(msg(1));
+    void Promise.resolve()
+      .then(() => undefined)
+      .then(() => undefined)
+      .then(() => tc.send(msg(2)));
+    await rs.waitFor(2);
+    expect(rs.msgs.map(tagOf)).toEqual([1, 2]);
+    expect(writes).toBe(1);
+    // Alone, a lazy message still goes out (once this turn's microtasks have run).
+    tc.sendLazy!(msg(3));
+    await rs.waitFor(3);
+    expect(writes).toBe(2);
+    // Order is kept with a large (unbatched) message sent right after it.
+    tc.sendLazy!(msg(4));
+    tc.send(msg(5, 300));
+    tc.sendLazy!(msg(6));
+    await rs.waitFor(6);
+    expect(rs.msgs.map(tagOf)).toEqual([1, 2, 3, 4, 5, 6]);
+    await tc.close();
+    await rs.whenClosed;
+  });
+
+  it("reuses the batch buffer of a write the socket completed at once; every message arrives intact", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rs = start(streamTransport(s));
+    start(tc);
+    const view = tc as unknown as { spare: Buffer | null; batch: Buffer | null };
+    const seen = new Set<Buffer>();
+    for (let i = 0; i < 200; i++) {
+      tc.send(msg(i, 1 + (i % 9))); // one flush per turn, sizes varying
+      seen.add(view.batch!);
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    await rs.waitFor(200);
+    expect(rs.msgs.map(tagOf)).toEqual([...Array(200).keys()]);
+    expect(rs.msgs.map((m) => m[0]!.byteLength)).toEqual([...Array(200).keys()].map((i) => 8 * (1 + (i % 9))));
+    expect(seen.size).toBeLessThan(20); // buffers were reused (a new one only when a write stayed queued)
+    await tc.close();
+    await rs.whenClosed;
+  });
+
+  it("a PassThrough (which hands the written chunk on as is) never gets a reused batch buffer", async () => {
+    const [a, b] = passThroughPair();
+    const ta = streamTransport(a);
+    const rb = start(streamTransport(b));
+    start(ta);
+    const view = ta as unknown as { spare: Buffer | null };
+    for (let i = 0; i < 20; i++) {
+      ta.send(msg(i));
+      await new Promise<void>((r) => setImmediate(r));
+      expect(view.spare).toBeNull();
+    }
+    await rb.waitFor(20);
+    expect(rb.msgs.map(tagOf)).toEqual([...Array(20).keys()]);
+    await ta.close();
+  });
+
+  it("a lazy message sent just before close() is flushed, not dropped", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rs = start(streamTransport(s));
+    start(tc);
+    tc.sendLazy!(msg(7));
+    await tc.close();
+    expect(await rs.whenClosed).toBeUndefined();
+    expect(rs.msgs.map(tagOf)).toEqual([7]);
+  });
+
   it("peer going away is a clean closed(); send afterwards drops silently", async () => {
     const [c, s] = await unixSocketPair();
     const tc = streamTransport(c);

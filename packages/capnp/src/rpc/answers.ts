@@ -270,14 +270,14 @@ export class AnswerTable implements TailCallHandler {
       if (core.traceOn) core.trace(`-> return a${a.id} results`);
       if (keep) core.transport.send(segmentCopiesOf(m));
       else {
-        o.content = null; // handed to the transport
-        core.send(m);
+        o.content = null; // handed to the transport (and its buffer maybe recycled)
+        core.sendOwn(m);
       }
     } else if (!a.yourself && o.err === null && (o.msg === null || o.content === null)) {
       const m = newReturnMessage(null, 0).msg;
       setReturnHeader(m, a.id, false);
       if (core.traceOn) core.trace(`-> return a${a.id} results`);
-      core.send(m);
+      core.sendOwn(m);
     } else core.send(this.slowReturn(a, o));
     this.removeIfDone(a);
   }

@@ -129,6 +129,23 @@ const requestRegistry = new FinalizationRegistry<{ hook: Hook; caps: (Hook | nul
   box.hook.release();
 });
 
+/**
+ * Requests made since the last microtask checkpoint. Most are built and sent in one synchronous
+ * go (generated clients do), and registering each with {@link requestRegistry} costs about as
+ * much as the rest of the request: so a microtask registers only those still unsent by then.
+ * Until it runs, this list keeps them reachable, so none can be collected unregistered.
+ */
+let unsent: RequestImpl<Struct>[] = [];
+let unsentSpare: RequestImpl<Struct>[] = [];
+
+function registerUnsent(): void {
+  const list = unsent;
+  unsent = unsentSpare;
+  unsentSpare = list;
+  for (let i = 0; i < list.length; i++) list[i]!.registerIfUnsent();
+  if (list.length !== 0) list.length = 0;
+}
+
 export class RequestImpl<P extends Struct> implements Request<P> {
   readonly params: P;
   private readonly msg: capnp.Message;
@@ -145,7 +162,17 @@ export class RequestImpl<P extends Struct> implements Request<P> {
     m._capnp.capTable = [];
     this.params = params;
     this.msg = m;
-    requestRegistry.register(this, { hook, caps: m._capnp.capTable as unknown as (Hook | null)[] }, this);
+    if (unsent.push(this as unknown as RequestImpl<Struct>) === 1) queueMicrotask(registerUnsent);
+  }
+
+  /** Registered with requestRegistry (it was still unsent at the first microtask checkpoint). */
+  private registered = false;
+
+  /** Called by {@link registerUnsent}: the GC safety net for a request kept unsent past this turn. */
+  registerIfUnsent(): void {
+    if (this.hook === null) return;
+    this.registered = true;
+    requestRegistry.register(this, { hook: this.hook, caps: this.msg._capnp.capTable as unknown as (Hook | null)[] }, this);
   }
 
   /** The target (our reference, now the caller's); the request is spent. */
@@ -153,7 +180,7 @@ export class RequestImpl<P extends Struct> implements Request<P> {
     const hook = this.hook;
     if (hook === null) throw new RpcError("failed", "Request already sent");
     this.hook = null;
-    requestRegistry.unregister(this);
+    if (this.registered) requestRegistry.unregister(this);
     return hook;
   }
 

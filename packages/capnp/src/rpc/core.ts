@@ -18,6 +18,7 @@ import { writeException } from "./exception.js";
 import type { Transport } from "../transport.js";
 import type { ReaderLimits } from "../limits.js";
 import { newMessage, segmentsOf } from "./message.js";
+import { recycleMessage } from "../buffers.js";
 import { LocalHook } from "./local.js";
 import type { ReleaseErrorReporter } from "./local.js";
 import type { Hook } from "./hook.js";
@@ -68,6 +69,17 @@ export class ConnCore implements ReleaseErrorReporter {
     this.transport.send(segmentsOf(m));
   }
 
+  /**
+   * Send our own Call or Return built by fastpath.ts, which nobody reads after this: if the
+   * transport copies it (Transport.sendCopy), its buffer goes back to the pool (buffers.ts).
+   */
+  sendOwn(m: capnp.Message): void {
+    if (this.ended) return;
+    const t = this.transport;
+    if (t.sendCopy === undefined) t.send(segmentsOf(m));
+    else if (t.sendCopy(segmentsOf(m))) recycleMessage(m);
+  }
+
   /** Send a one-segment message already encoded (Finish, Release). */
   sendBytes(b: Uint8Array): void {
     if (!this.ended) this.transport.send([b]);
@@ -78,6 +90,14 @@ export class ConnCore implements ReleaseErrorReporter {
    * callers check it before formatting a line, so a log that drops them costs nothing per message).
    */
   traceOn = false;
+
+  /** {@link sendBytes} for a message that may wait for the next one (Transport.sendLazy). */
+  sendBytesLazy(b: Uint8Array): void {
+    if (this.ended) return;
+    const t = this.transport;
+    if (t.sendLazy !== undefined) t.sendLazy([b]);
+    else t.send([b]);
+  }
 
   trace(msg: string): void {
     this.log?.("trace", `${this.name}: ${msg}`);

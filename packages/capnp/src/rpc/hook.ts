@@ -65,6 +65,7 @@ export class CallData {
 
   releaseCaps(): void {
     const caps = this.caps;
+    if (caps.length === 0) return; // (setting an array's length is a slow runtime call, even to 0)
     for (let i = 0; i < caps.length; i++) caps[i]?.release();
     caps.length = 0;
   }
@@ -87,6 +88,7 @@ export function errOutcome(err: RpcError): Outcome {
 
 export function releaseOutcome(o: Outcome): void {
   const caps = o.caps;
+  if (caps.length === 0) return;
   for (let i = 0; i < caps.length; i++) caps[i]?.release();
   caps.length = 0;
 }

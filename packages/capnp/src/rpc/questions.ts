@@ -16,7 +16,7 @@ import { errOutcome, releaseOutcome } from "./hook.js";
 import type { CallData, Hook, Outcome, Route, RouteConn } from "./hook.js";
 import { cloneMessage, cloneOutcome, newMessage } from "./message.js";
 import { Sink } from "./sink.js";
-import { EMPTY, RETURN_WHICH, errorFromException, writePromisedAnswer } from "./core.js";
+import { RETURN_WHICH, errorFromException, writePromisedAnswer } from "./core.js";
 import type { ConnCore } from "./core.js";
 
 /** A call we made. It is also its sink's cancel handler (no per-call closure). */
@@ -49,15 +49,19 @@ class BootstrapSink extends Sink {
 }
 
 export class QuestionTable implements RouteConn {
-  // Starts as the shared EMPTY map (read-only); a Map of its own on the first entry.
-  private questions = EMPTY as Map<number, Question>;
+  /**
+   * Our questions by ID. We allocate the IDs (freed ones are reused first), so they are
+   * dense: an array indexed by ID (made on the first question) beats a Map on the hot path.
+   */
+  private byId: (Question | undefined)[] | null = null;
+  private count = 0;
   private readonly freeIds: number[] = [];
   private nextId = 0;
 
   constructor(private readonly core: ConnCore) {}
 
   get size(): number {
-    return this.questions.size;
+    return this.count;
   }
 
   /** Ask for the peer's bootstrap capability: a promise hook (owned), pipelinable at once. */
@@ -155,8 +159,15 @@ export class QuestionTable implements RouteConn {
       d.sink.cancelHandler = q;
     }
     if (core.traceOn) core.trace(`-> call q${id} ${d.interfaceId.toString(16)}/${d.methodId}`);
-    core.send(m);
+    // Our own Call or a copy: nobody reads it after this (its buffer may be recycled).
+    core.sendOwn(m);
     return q;
+  }
+
+  /** The question with ID `id` (any number the peer sent), if we have it. */
+  private question(id: number): Question | undefined {
+    const byId = this.byId;
+    return byId !== null && id < byId.length ? byId[id] : undefined;
   }
 
   private alloc(): number {
@@ -165,12 +176,15 @@ export class QuestionTable implements RouteConn {
   }
 
   private add(q: Question): void {
-    (this.questions === EMPTY ? (this.questions = new Map()) : this.questions).set(q.id, q);
+    (this.byId ??= [])[q.id] = q;
+    this.count++;
   }
 
   private removeIfDone(q: Question): void {
-    if (q.returned && q.finishSent && this.questions.get(q.id) === q) {
-      this.questions.delete(q.id);
+    const byId = this.byId;
+    if (q.returned && q.finishSent && byId !== null && byId[q.id] === q) {
+      byId[q.id] = undefined;
+      this.count--;
       this.freeIds.push(q.id);
     }
   }
@@ -182,10 +196,16 @@ export class QuestionTable implements RouteConn {
     this.sendFinish(q, true);
   }
 
-  sendFinish(q: Question, releaseResultCaps: boolean): void {
+  /**
+   * Send Finish for `q`. `lazy` (a Finish after the Return, which nobody waits for): it may ride
+   * with our next message (Transport.sendLazy); a cancel goes out at once.
+   */
+  sendFinish(q: Question, releaseResultCaps: boolean, lazy = false): void {
     if (q.finishSent) return;
     q.finishSent = true;
-    this.core.sendBytes(encodeFinish(q.id, releaseResultCaps));
+    const b = encodeFinish(q.id, releaseResultCaps);
+    if (lazy) this.core.sendBytesLazy(b);
+    else this.core.sendBytes(b);
     this.removeIfDone(q);
   }
 
@@ -193,7 +213,7 @@ export class QuestionTable implements RouteConn {
   handleReturn(env: Envelope, m: capnp.Message): void {
     const core = this.core;
     const id = env.id;
-    const q = this.questions.get(id);
+    const q = this.question(id);
     if (q === undefined || q.returned) throw new ProtocolError(`Return for unknown question ID ${id}`);
     const which = env.retWhich;
     const noFinishNeeded = env.noFinishNeeded;
@@ -270,12 +290,12 @@ export class QuestionTable implements RouteConn {
     else if (noFinishNeeded) {
       q.finishSent = true;
       this.removeIfDone(q);
-    } else if (!q.holdFinish) this.sendFinish(q, false);
+    } else if (!q.holdFinish) this.sendFinish(q, false, true);
   }
 
   /** The peer answered our Call/Bootstrap `id` with Unimplemented: the call fails. */
   handleUnimplemented(id: number, what: string): void {
-    const q = this.questions.get(id);
+    const q = this.question(id);
     if (q === undefined || q.returned) return;
     q.returned = true;
     q.finishSent = true; // the peer never created the answer
@@ -288,8 +308,10 @@ export class QuestionTable implements RouteConn {
 
   /** Connection end: every pending call rejects with `dErr`. */
   shutdown(dErr: RpcError): void {
-    const qs = [...this.questions.values()];
-    this.questions.clear();
+    const qs: Question[] = [];
+    for (const q of this.byId ?? []) if (q !== undefined) qs.push(q);
+    this.byId = null;
+    this.count = 0;
     for (const q of qs) {
       if (!q.returned) {
         q.returned = true;

@@ -1,0 +1,75 @@
+/**
+ * A small free list of first-segment buffers for the engine's own outgoing messages (fastpath.ts
+ * builds Calls and Returns in them). Allocating an ArrayBuffer costs about as much as building
+ * the whole small message, so a message whose bytes a transport has copied (a stream
+ * transport's batch: Transport.sendCopy) gives its buffer back here, zeroed, for the next one.
+ *
+ * Aliasing: a recycled message is cut off from its buffer first ({@link recycleMessage}): its
+ * segment and arena now hold an empty buffer, so a builder kept past send (a Request's params, a
+ * server's results) throws a RangeError on its next access instead of writing into another
+ * message. Only one-segment messages whose buffer came from here are taken back; incoming
+ * messages never are (readers may keep views of their bytes).
+ *
+ * Threading: module state, so one free list per thread (each worker has its own); used only
+ * synchronously on the thread that builds and sends the messages.
+ */
+
+import type * as capnp from "capnp-ts";
+
+/** Largest buffer kept (bytes): a message up to this size is what the stream transport copies. */
+const MAX_POOLED = 1024;
+/** Most buffers kept in all (memory bound: 64 KiB per thread); past it the lists start over. */
+const KEEP = 64;
+
+/** Free buffers by size in words (each request size gets its own list: wire layouts stay as built). */
+const free: (ArrayBuffer[] | undefined)[] = [];
+let kept = 0;
+
+const EMPTY = new ArrayBuffer(0);
+const EMPTY_VIEW = new DataView(EMPTY);
+
+/** A zero-filled buffer of `bytes` bytes (a multiple of 8). */
+export function takeBuffer(bytes: number): ArrayBuffer {
+  if (bytes <= MAX_POOLED && (bytes & 7) === 0) {
+    const b = free[bytes >>> 3]?.pop();
+    if (b !== undefined) {
+      kept--;
+      return b;
+    }
+  }
+  return new ArrayBuffer(bytes);
+}
+
+/**
+ * Take back the buffer of `m`, a message built by fastpath.ts (a buffer from {@link takeBuffer})
+ * or copied by the engine, whose bytes were copied out by a transport and which nobody reads or
+ * writes any more, if it has one segment of at most 1 KiB. `m` is then cut off from the buffer:
+ * its segment reads as an empty buffer from now on (so a second call leaves it alone).
+ */
+export function recycleMessage(m: capnp.Message): void {
+  const segs = m._capnp.segments;
+  if (segs.length !== 1) return;
+  const seg = segs[0]! as unknown as { buffer: ArrayBuffer; _dv: DataView; byteLength: number };
+  const b = seg.buffer;
+  const size = b.byteLength;
+  if (size === 0 || size > MAX_POOLED || (size & 7) !== 0) return;
+  const used = seg.byteLength;
+  seg.buffer = EMPTY;
+  seg._dv = EMPTY_VIEW;
+  seg.byteLength = 0;
+  const arena = m._capnp.arena as unknown as { buffers?: ArrayBuffer[] };
+  if (arena.buffers !== undefined && arena.buffers[0] === b) arena.buffers[0] = EMPTY;
+  if (kept >= KEEP) {
+    // Full (of sizes nobody asks for any more, or a burst): start over rather than stop pooling.
+    free.length = 0;
+    kept = 0;
+  }
+  new Uint8Array(b, 0, used).fill(0);
+  (free[size >>> 3] ??= []).push(b);
+  kept++;
+}
+
+/** Buffers waiting in the free list (for tests). */
+export function freeBufferCount(): number {
+  return kept;
+}

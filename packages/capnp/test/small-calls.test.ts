@@ -1,0 +1,171 @@
+// The small-call mechanisms of issue 13 over a real Unix socket (streamTransport): the lazy Finish
+// (one write per call per side in a call loop) and the recycling of our own outgoing message
+// buffers (buffers.ts), which must never let a builder kept past send alias another message.
+// Threading: loop thread (the test's thread).
+import * as net from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { RpcConnection, deferred, localCapability, streamTransport } from "@multiprocess-ts/capnp";
+import type { Capability, IncomingCall, Server } from "@multiprocess-ts/capnp";
+import { freeBufferCount, recycleMessage, takeBuffer } from "../dist/buffers.js";
+import { newReturnMessage } from "../dist/fastpath.js";
+import { Box, CALC, CalcServer, M, callA } from "./rpc-helpers.js";
+
+const cleanups: (() => void | Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface SocketPair {
+  client: RpcConnection;
+  server: RpcConnection;
+  boot: Capability;
+  /** write()/writev() calls on the client's socket so far. */
+  clientWrites(): number;
+  /** Close both, then check that both tables are empty. */
+  dispose(): Promise<void>;
+}
+
+async function socketPair(impl: Server): Promise<SocketPair> {
+  const dir = mkdtempSync(join(tmpdir(), "mpts-small-"));
+  const path = join(dir, "s.sock");
+  const listener = net.createServer();
+  const accepted = deferred<net.Socket>();
+  listener.on("connection", (s) => accepted.resolve(s));
+  await new Promise<void>((r) => listener.listen(path, r));
+  const c = net.connect(path);
+  await new Promise<void>((r, j) => c.once("connect", r).once("error", j));
+  const s = await accepted.promise;
+  let writes = 0;
+  const sock = c as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
+  const origV = sock._writev.bind(c);
+  const orig = sock._write.bind(c);
+  sock._writev = (...a) => (writes++, origV(...a));
+  sock._write = (...a) => (writes++, orig(...a));
+  const bootCap = localCapability(impl);
+  const server = new RpcConnection(streamTransport(s), { bootstrap: bootCap, name: "server" });
+  bootCap.close();
+  const client = new RpcConnection(streamTransport(c), { name: "client" });
+  const boot = client.bootstrap();
+  let disposed = false;
+  const pair: SocketPair = {
+    client,
+    server,
+    boot,
+    clientWrites: () => writes,
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      boot.close();
+      await client.close();
+      await server.closed;
+      expect(client.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+      expect(server.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+    },
+  };
+  cleanups.push(async () => {
+    await pair.dispose();
+    c.destroy();
+    s.destroy();
+    await new Promise<void>((r) => listener.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return pair;
+}
+
+describe("small calls over a Unix socket", () => {
+  it("a sequential call loop writes once per call: each Finish rides with the next Call", async () => {
+    const p = await socketPair(new CalcServer());
+    expect(await callA(p.boot, M.add, (b) => { b.a = 1; b.b = 1; })).toBe(2); // bootstrap done, warm
+    const before = p.clientWrites();
+    const n = 50;
+    for (let i = 0; i < n; i++) expect(await callA(p.boot, M.add, (b) => { b.a = i; b.b = 1; })).toBe(i + 1);
+    const writes = p.clientWrites() - before;
+    // n Calls and n Finishes in at most n + 1 writes (the last Finish goes out alone).
+    expect(writes).toBeLessThanOrEqual(n + 1);
+    expect(writes).toBeGreaterThanOrEqual(n);
+    await p.dispose();
+    expect(p.server.stats().answers).toBe(0); // every Finish arrived
+  });
+
+  it("a request's params kept past send cannot write into a later call's message", async () => {
+    const p = await socketPair(new CalcServer());
+    expect(await callA(p.boot, M.add, (b) => { b.a = 1; })).toBe(1);
+    const a = p.boot.newCall(CALC, M.add, Box);
+    a.params.a = 40;
+    a.params.b = 2;
+    const ra = a.send();
+    // The Call was copied into the transport's batch: its buffer is reused by the next request.
+    const b = p.boot.newCall(CALC, M.add, Box);
+    b.params.a = 7;
+    b.params.b = 3;
+    expect(() => {
+      a.params.a = 1000; // a stale builder: must not land in b's message
+    }).toThrow(RangeError);
+    const rb = b.send();
+    const [resA, resB] = await Promise.all([ra, rb]);
+    expect(resA.results(Box).a).toBe(42);
+    expect(resB.results(Box).a).toBe(10);
+    resA.close();
+    resB.close();
+    await p.dispose();
+  });
+
+  it("a server's results builder kept past its Return cannot write into a later Return", async () => {
+    let kept: Box | null = null;
+    const stale: unknown[] = [];
+    const impl: Server = {
+      dispatch(call: IncomingCall): void {
+        if (kept !== null) {
+          try {
+            kept.a = 666; // the previous call's results, already sent
+          } catch (e) {
+            stale.push(e);
+          }
+        }
+        const r = call.results(Box);
+        r.a = call.params(Box).a * 2;
+        kept = r;
+      },
+    };
+    const p = await socketPair(impl);
+    for (let i = 1; i <= 5; i++) expect(await callA(p.boot, M.add, (b) => { b.a = i; })).toBe(i * 2);
+    expect(stale).toHaveLength(4);
+    for (const e of stale) expect(e).toBeInstanceOf(RangeError);
+    await p.dispose();
+  });
+});
+
+describe("buffers.ts", () => {
+  it("a recycled buffer comes back zeroed; the recycled message is cut off from it", () => {
+    const { msg, results } = newReturnMessage(Box, 128);
+    results!.a = -1;
+    results!.setText(0, "hello");
+    const size = msg._capnp.segments[0]!.buffer.byteLength;
+    const buf = msg._capnp.segments[0]!.buffer;
+    const n = freeBufferCount();
+    recycleMessage(msg);
+    expect(freeBufferCount()).toBe(n + 1);
+    expect(msg._capnp.segments[0]!.byteLength).toBe(0);
+    expect(() => results!.a).toThrow(RangeError);
+    recycleMessage(msg); // a second time: nothing left to take
+    expect(freeBufferCount()).toBe(n + 1);
+    const again = takeBuffer(size);
+    expect(again).toBe(buf);
+    expect(new Uint8Array(again).every((x) => x === 0)).toBe(true);
+  });
+
+  it("multi-segment and large messages are not taken", () => {
+    const n = freeBufferCount();
+    const { msg, results } = newReturnMessage(Box, 0);
+    results!.setData(1, new Uint8Array(4096)); // does not fit: a second segment
+    expect(msg._capnp.segments.length).toBeGreaterThan(1);
+    recycleMessage(msg);
+    const big = newReturnMessage(Box, 2048).msg;
+    recycleMessage(big);
+    expect(freeBufferCount()).toBe(n);
+    expect(results!.data(1).byteLength).toBe(4096); // still readable
+  });
+});
