@@ -19,6 +19,8 @@ export {
   RpcConnection,
   DEFAULT_MAX_INCOMING_CALLS,
   localCapability,
+  serverHolders,
+  capabilityShared,
   nullCapability,
   brokenCapability,
   promiseCapability,

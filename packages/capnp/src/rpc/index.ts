@@ -4,7 +4,8 @@
  *
  * Threading: n/a (re-exports; every object belongs to the thread that created it).
  */
-export { localCapability } from "./local.js";
+export { localCapability, serverHolders } from "./local.js";
+export { capabilityShared } from "./client.js";
 export {
   nullCapability,
   brokenCapability,

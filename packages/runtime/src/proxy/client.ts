@@ -3,7 +3,8 @@
  * `ProxyClientBase` (proxy-io.h) and `clientInvoke` (proxy-types.h).
  *
  * `release()` drops the client's reference without the remote `destroy`; a client shared with
- * workers (`$holders`) sends `destroy` only when its last holder closes.
+ * workers (`$holders`) sends `destroy` only when its last holder closes, and `close()` sends it
+ * only while no other reference to the same capability exists in this vat (`capabilityShared`).
  *
  * Two shutdown sequences, as upstream:
  *  - normal (client closed first): `close()` calls the remote `destroy` if the interface declares
@@ -21,7 +22,7 @@
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
  */
-import { DisconnectedError, RemoteError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
+import { capabilityShared, DisconnectedError, RemoteError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
 import { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
@@ -177,6 +178,11 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     const loop = this.$connection.loop;
     // A shared client: only the last holder to go destroys (and only if it closes).
     if (this.$holders !== undefined && this.$holders.leave()) destroy = false;
+    // Other references to the same object in this vat (another client of the same capability,
+    // a copy in flight, an export of it to another connection): the peer cannot tell them apart
+    // from ours, so our `destroy` would end the object for them too. Only release; the object is
+    // disposed when its last reference goes (docs/usage.md, "Sharing clients").
+    if (destroy && capabilityShared(this.$cap)) destroy = false;
     if (destroy && this.#state === "open" && ctor.$destroy && this.$connection.state === "open") {
       try {
         await this.$call(ctor.$destroy, () => {}, () => undefined);

@@ -4,14 +4,17 @@
  * type-context.h). It dispatches incoming calls through a per-class method table; a call with a
  * `Proxy.Context` runs as a task on the server Thread its Context selects.
  *
- * Server implementations are disposed exactly once: by `destroy` (synchronously: the reply is sent
- * after disposal), otherwise through the async-cleanup queue when the server is released
- * (`Server.onRelease`, which includes the connection ending). See dispose.ts for the owner count.
+ * Server implementations are disposed exactly once, when their last reference goes: by `destroy`
+ * when the caller holds the only reference (synchronously: the reply is sent after disposal),
+ * otherwise through the async-cleanup queue when the server is released (`Server.onRelease`,
+ * which includes the connection ending); a `destroy` while other references exist (other
+ * clients, local handles, further receipts of the export: the engine's `serverHolders`) only
+ * says the caller is done. See dispose.ts for the owner count across servers of one impl.
  *
  * Owns: its impl (unless disowned), an EventLoopRef until the impl is disposed; module-wide, the
  * method tables (weak, per server class). Threading: loop thread only.
  */
-import { RpcError, readCap, writeCap, type Capability, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
+import { RpcError, readCap, serverHolders, writeCap, type Capability, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import type { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import type { EventLoopRef } from "../event-loop.js";
@@ -256,6 +259,13 @@ export abstract class ProxyServerBase<I> implements Server {
     const m = slot.m;
     const loop = this.connection.loop;
     if (slot.special === "destroy") {
+      // Only the caller's reference left: dispose now, before the reply (upstream's destroy).
+      // Other holders (other clients, local handles, other receipts of this export): the caller
+      // is done, not the object; onRelease disposes it when the last reference goes.
+      if (serverHolders(this) > 1) {
+        loop.log("debug", `IPC server destroy ${m.name}: other references remain, disposal deferred to the last release`);
+        return;
+      }
       loop.log("debug", `IPC server destroy ${m.name}`);
       return this.$disposeImpl(true);
     }
