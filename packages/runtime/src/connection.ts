@@ -28,7 +28,9 @@ import {
   type RpcConnectionOptions,
 } from "@multiprocess-ts/capnp";
 import type { EventLoop, EventLoopRef } from "./event-loop.js";
+import type { Struct } from "capnp-ts";
 import type { ThreadServer, ThreadMapServer } from "./threads/servers.js";
+import type { ThreadContext } from "./threads/thread-context.js";
 import { errorText } from "./util.js";
 
 /** Opaque handle returned by {@link Connection.addSyncCleanup}. */
@@ -114,6 +116,11 @@ export class Connection {
   readonly threads = new Set<ThreadServer>();
   /** Pool threads from `makePool`, in index order; undefined until the peer calls it. */
   pool: ThreadServer[] | undefined;
+  /**
+   * @internal Told about every Context `fillContext` fills for a call on this Connection (the
+   * worker bridge's Connection sets it, to carry the lane and `thread: "pool"` to the loop).
+   */
+  contextHook: ((ctx: Struct, thread: ThreadContext, pool: boolean) => void) | undefined = undefined;
 
   #state: ConnectionState = "open";
   #ref: EventLoopRef;

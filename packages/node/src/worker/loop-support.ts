@@ -78,10 +78,34 @@ export function attachWorkers(loop: EventLoop): WorkerSupport {
     }
     return tc;
   };
+  // A worker's lanes (runInLane on the worker): one more ThreadContext per (worker, lane), so the
+  // peer runs each lane's calls on their own Thread; closed with the worker's session.
+  const lanes = new Map<WorkerSession, Map<string, ThreadContext>>();
+  const laneContext = (session: WorkerSession, lane: string): ThreadContext => {
+    let byName = lanes.get(session);
+    if (byName === undefined) {
+      threadContext(session); // throws for a closed session; registers the session's cleanup
+      byName = new Map();
+      lanes.set(session, byName);
+      const made = byName;
+      session.onClose(() => {
+        lanes.delete(session);
+        for (const tc of made.values()) tc.close();
+      });
+    }
+    let tc = byName.get(lane);
+    if (tc === undefined) {
+      tc = new ThreadContext(loop, longThreadName(`${session.name}/lane:${lane}`));
+      tc.lane = lane;
+      byName.set(lane, tc);
+    }
+    return tc;
+  };
   const bridge = loopBridge(host, {
-    fillContext(ctx, session, connection) {
+    fillContext(ctx, session, connection, tag) {
       if (!(connection instanceof Connection) || connection.state !== "open" || session.isClosed) return;
-      fillContext(ctx, connection, threadContext(session));
+      if (tag === undefined) fillContext(ctx, connection, threadContext(session));
+      else fillContext(ctx, connection, tag.lane === undefined ? threadContext(session) : laneContext(session, tag.lane), tag.pool === true);
     },
     // A worker passed a client of Connection `to` into a call on `from`: the bridge relays it
     // (RelayServer). A Context in the relayed call was filled by `from`'s peer: its thread is one

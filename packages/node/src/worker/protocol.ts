@@ -311,7 +311,7 @@ export type RpcMsg =
    * A call on `target` (the receiver's own entry). `ctx`: pointer index of the Proxy.Context
    * param, or -1 (worker → loop only; the loop fills it with this worker's ThreadContext).
    */
-  | { op: "call"; q: number; target: number; iid: string; mid: number; ctx: number; params: Payload }
+  | { op: "call"; q: number; target: number; iid: string; mid: number; ctx: number; params: Payload; tag?: CallTag }
   | { op: "return"; q: number; results?: Payload; error?: WireError }
   /** The caller lost interest in call `q` (its signal aborted). */
   | { op: "cancel"; q: number }
@@ -323,6 +323,15 @@ export const RPC_CHANNEL = "rpc";
 
 /** A call message (either direction). */
 export type CallMsg = Extract<RpcMsg, { op: "call" }>;
+
+/**
+ * How a worker's call wants its Proxy.Context filled by the loop (absent: the worker's own
+ * Thread): from the worker's lane `lane` (runInLane on the worker), and/or with `thread: "pool"`.
+ */
+export interface CallTag {
+  lane?: string;
+  pool?: boolean;
+}
 
 /**
  * Encodes struct `s` (borrowed) as a {@link Payload}: its content deep-copied into a standalone

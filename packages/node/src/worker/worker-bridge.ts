@@ -15,7 +15,7 @@ import { DisconnectedError, RpcError, deferred, type Capability, type IncomingCa
 import type * as capnp from "capnp-ts";
 import type { WorkerLoop } from "./attach.js";
 import { erasePointerField, pointerField } from "./copy.js";
-import { RPC_CHANNEL, decodeError, type CallMsg, type CapDesc, type RpcMsg } from "./protocol.js";
+import { RPC_CHANNEL, decodeError, type CallMsg, type CallTag, type CapDesc, type RpcMsg } from "./protocol.js";
 import { RemoteObjectServer, RpcEnd, type TableEntry } from "./rpc-end.js";
 
 /** Something with generated `ServerMethod`s: a generated `…Server` class. */
@@ -44,6 +44,9 @@ export class WorkerRpc extends RpcEnd {
   private readonly contextIndexes = new Map<bigint, Map<number, number>>();
   private closeError: Error | undefined;
   readonly hooks: WorkerRpcHooks = {};
+  /** Calls made from a lane or with `thread: "pool"`, by params message (see {@link tagCall}). */
+  private readonly tags = new WeakMap<object, CallTag>();
+  private tagged = false;
 
   /** @internal use {@link workerRpc} */
   constructor(readonly loop: WorkerLoop) {
@@ -164,6 +167,24 @@ export class WorkerRpc extends RpcEnd {
     if (done === undefined) return;
     if (m.error !== undefined) done({ error: decodeError(m.error) });
     else done({ desc: m.cap ?? null });
+  }
+
+  /**
+   * Marks the call whose params live in `message` (the worker runtime's Connection.contextHook,
+   * while it fills the Context): the loop fills that call's Context from the worker's lane
+   * `tag.lane` and/or leaves `thread` to the peer's pool. Untagged calls cost one flag check.
+   */
+  tagCall(message: object, tag: CallTag): void {
+    this.tags.set(message, tag);
+    this.tagged = true;
+  }
+
+  protected override outgoingTag(params: capnp.Struct): CallTag | undefined {
+    if (!this.tagged) return undefined;
+    const m = params.segment.message;
+    const tag = this.tags.get(m);
+    if (tag !== undefined) this.tags.delete(m);
+    return tag;
   }
 
   /**

@@ -12,7 +12,7 @@
  */
 import * as capnp from "capnp-ts";
 import { localCapability, writeCap, type Capability, type Transport, type TransportSink } from "@multiprocess-ts/capnp";
-import { Connection, EventLoop, ThreadServer, type ProxyClientCtor, type ProxyServerCtor } from "@multiprocess-ts/runtime";
+import { Connection, EventLoop, ThreadServer, type ProxyClientCtor, type ProxyServerCtor, type ThreadContext } from "@multiprocess-ts/runtime";
 import { attachLoop, type WorkerLoop } from "./attach.js";
 import { ContextView, findContext } from "./context-view.js";
 import { isLoopHandle, type LoopHandle } from "./protocol.js";
@@ -58,6 +58,8 @@ export interface WorkerConnection {
 
 const connections = new WeakMap<WorkerLoop, WorkerConnection>();
 
+type ContextHook = (ctx: capnp.Struct, thread: ThreadContext, pool: boolean) => void;
+
 /**
  * The runtime side of a worker attached to a loop: pass the LoopHandle from `workerData` (it is
  * attached here) or an attached WorkerLoop. One per WorkerLoop.
@@ -76,6 +78,15 @@ export function workerConnection(handleOrLoop: LoopHandle | WorkerLoop): WorkerC
   // callbackThread, a ThreadServer of this worker's Connection.
   rpc.hooks.detectContext = (params) =>
     findContext(params, 1, (server) => server instanceof ThreadServer && server.connection === connection)?.index ?? -1;
+
+  // Calls this worker makes from a lane or with `thread: "pool"`: the loop fills their Context
+  // from its lane context for this worker, or leaves `thread` to the peer's pool.
+  // (`contextHook` is @internal on Connection, stripped from the runtime's .d.ts: hence the view.)
+  (connection as unknown as { contextHook: ContextHook }).contextHook = (ctx, thread, pool) => {
+    const lane = thread.lane;
+    if (lane === undefined && !pool) return;
+    rpc.tagCall(ctx.segment.message, lane === undefined ? { pool } : pool ? { lane, pool } : { lane });
+  };
 
   // Calls the loop makes into this worker (the peer calling a callback we passed): a method with
   // a Context runs on this worker's Thread for the target's Connection.
