@@ -26,10 +26,12 @@ export {
   promiseCapability,
   writeCap,
   readCap,
+  isCapabilityPointer,
 } from "./rpc/index.js";
 export type {
   RpcConnectionOptions,
   RpcStats,
+  MessageDescriber,
   Server,
   IncomingCall,
   Capability,

@@ -32,6 +32,7 @@ import type { Struct } from "capnp-ts";
 import type { ThreadServer, ThreadMapServer } from "./threads/servers.js";
 import type { ThreadContext } from "./threads/thread-context.js";
 import { errorText } from "./util.js";
+import { traceDescriber } from "./proxy/trace.js";
 
 /** Opaque handle returned by {@link Connection.addSyncCleanup}. */
 export interface CleanupHandle {
@@ -152,6 +153,8 @@ export class Connection {
       // The loop's level is fixed: unless it logs "trace", the engine formats no line per message.
       trace: loop.logEnabled("trace"),
     };
+    // One line per message, from the engine, naming methods through the generated tables.
+    if (rpcOpts.trace === true) rpcOpts.describe = traceDescriber((text) => loop.truncate(text));
     if (this.#bootstrap) rpcOpts.bootstrap = this.#bootstrap;
     if (opts.limits) rpcOpts.limits = opts.limits;
     if (opts.errorStacks ?? loop.errorStacks) rpcOpts.errorStacks = true;

@@ -12,6 +12,7 @@ export {
   promiseCapability,
   writeCap,
   readCap,
+  isCapabilityPointer,
 } from "./capability.js";
 export type {
   Server,
@@ -25,3 +26,4 @@ export type {
 } from "./types.js";
 export { RpcConnection, DEFAULT_MAX_INCOMING_CALLS } from "./connection.js";
 export type { RpcConnectionOptions, RpcStats } from "./connection.js";
+export type { MessageDescriber } from "./core.js";

@@ -31,11 +31,11 @@ import { currentFrame, type TaskFrame } from "../threads/frame.js";
 import { laneContext } from "../threads/lanes.js";
 import { fillContext } from "../threads/proxy-context.js";
 import { Context } from "../types/proxy-capnp.js";
-import { interfaceName, structText } from "../log.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
 import { abortError, Canceler, checkTimeout, effectiveOptions, type CallOptions } from "./call-options.js";
 import { PROXY_CLIENT } from "./marks.js";
+import { traceMethod } from "./trace.js";
 import type { ClientIO, ProxyClientCtor, ProxyClientOptions, ProxyMethod } from "./seam.js";
 
 type ClientState = "open" | "disconnected" | "closed";
@@ -237,7 +237,6 @@ function invokeOn<R>(
   let pending: PendingCall;
   let waiter: TaskFrame | undefined;
   let canceler: Canceler | undefined;
-  let trace: string | undefined;
   try {
     client.$checkOpen();
     const opts = effectiveOptions(client, options);
@@ -252,10 +251,8 @@ function invokeOn<R>(
     const req = client.$cap.newCall(m.interfaceId, m.methodId, m.Params);
     build(req.params, io);
     if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread, opts?.thread === "pool");
-    if (loop.logEnabled("trace")) {
-      trace = `${interfaceName(client.constructor)}.${m.name}`;
-      loop.log("trace", `IPC client send ${trace} ${loop.truncate(structText(req.params))}`);
-    }
+    // Tracing: the engine writes the Call / Return lines, naming the method from this table.
+    if (loop.logEnabled("trace")) traceMethod(m, client.constructor);
     pending = req.send();
     if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) canceler = new Canceler(pending, opts);
     // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
@@ -271,9 +268,7 @@ function invokeOn<R>(
       canceler?.done();
       if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
       try {
-        const results = response.results(m.Results);
-        if (trace !== undefined) loop.log("trace", `IPC client recv ${trace} ${loop.truncate(structText(results))}`);
-        return read(results, io);
+        return read(response.results(m.Results), io);
       } finally {
         io.release();
         response.close();
@@ -281,7 +276,6 @@ function invokeOn<R>(
     },
     (e: unknown) => {
       if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
-      if (trace !== undefined) loop.log("trace", `IPC client recv ${trace} threw ${errorText(e)}`);
       if (canceler !== undefined) {
         canceler.done();
         if (canceler.error !== undefined) throw canceler.error;
