@@ -1,17 +1,24 @@
 // Lanes reach worker threads (issue 15): a worker's runInLane("A") and runInLane("B") calls run
 // on two server Threads of their own (lane B completes while lane A's first call is still
-// running), each FIFO (A's second call starts only after its first ended). The server's calls
+// running), each FIFO (A's second call starts only after its first ended), and the server's
+// callbacks while serving a lane's call run on that lane in the worker. The server's calls
 // wait on gates the test opens; events are ordered by those gates and by messages, never by time.
 // The worker is fixtures/lanes-worker.mjs.
 import { Worker } from "node:worker_threads";
 import { deferred, memoryTransportPair, type Deferred } from "@multiprocess-ts/capnp";
 import { Connection, EventLoop, currentFrame, serveTransport } from "@multiprocess-ts/runtime";
 import { attachWorkers, loopHandleTransferList } from "@multiprocess-ts/node";
-import { type FooInterface, FooInterfaceClient, FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import {
+  type FooCallback,
+  type FooInterface,
+  FooCallbackClient,
+  FooInterfaceClient,
+  FooInterfaceServer,
+} from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { describe, expect, it } from "vitest";
 
 describe("lanes on a worker thread", () => {
-  it("two lanes of one worker run concurrently, each FIFO, each on its own server Thread", async () => {
+  it("two lanes of one worker run concurrently, each FIFO, each on its own server Thread; callbacks come back on the lane", async () => {
     const errors: string[] = [];
     const log = (level: string, msg: string): void => {
       if (level === "error") errors.push(msg);
@@ -29,6 +36,13 @@ describe("lanes on a worker thread", () => {
     const threads = new Map<number, string | undefined>();
     const impl: Partial<FooInterface> = {
       initThreadMap(): void {},
+      async callback(cb: FooCallback | null, arg: number): Promise<number> {
+        try {
+          return await cb!.call(arg);
+        } finally {
+          await (cb as FooCallbackClient).close();
+        }
+      },
       async callIntFnAsync(arg: number): Promise<number> {
         threads.set(arg, currentFrame()?.context.name);
         events.push(`start ${arg}`);
@@ -52,13 +66,18 @@ describe("lanes on a worker thread", () => {
       transferList: loopHandleTransferList(handle),
     });
     const exited = new Promise<number>((resolve) => worker.once("exit", resolve));
-    const messages = new Map<string, Deferred<{ order?: number[] }>>();
-    const msg = (op: string): Deferred<{ order?: number[] }> => {
+    interface Msg {
+      order?: number[];
+      results?: number[];
+      seen?: { lane?: string; thread?: string }[];
+    }
+    const messages = new Map<string, Deferred<Msg>>();
+    const msg = (op: string): Deferred<Msg> => {
       let d = messages.get(op);
       if (d === undefined) messages.set(op, (d = deferred()));
       return d;
     };
-    worker.on("message", (m: { op: string; order?: number[] }) => msg(m.op).resolve(m));
+    worker.on("message", (m: Msg & { op: string }) => msg(m.op).resolve(m));
     await msg("ready").promise;
 
     worker.postMessage({ op: "run" });
@@ -84,6 +103,16 @@ describe("lanes on a worker thread", () => {
     expect(threads.get(2)).toBe(threads.get(1));
     expect(threads.get(11)).toMatch(/\(from .*\/lanes-worker\/lane:B\)$/);
     expect(threads.get(12)).toBe(threads.get(11));
+
+    // A callback the server makes while serving a lane's call runs on that lane in the worker
+    // (its executor), one made for a call outside lanes on the worker's own thread.
+    worker.postMessage({ op: "callbacks" });
+    const cbs = await msg("callbacks").promise;
+    expect(cbs.results).toEqual([10, 20, 30]);
+    expect(cbs.seen!.map((x) => x.lane)).toEqual(["A", "B", undefined]);
+    expect(cbs.seen![0]!.thread).toMatch(/\/lanes-worker\/lane:A$/);
+    expect(cbs.seen![1]!.thread).toMatch(/\/lanes-worker\/lane:B$/);
+    expect(cbs.seen![2]!.thread).toMatch(/\/lanes-worker$/);
 
     worker.postMessage({ op: "close" });
     expect(await exited).toBe(0);

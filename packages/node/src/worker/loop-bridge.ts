@@ -52,6 +52,11 @@ export interface LoopBridgeOptions {
    * or the worker's lane context / pool flag the worker's `tag` asks for.
    */
   fillContext?: (ctx: capnp.Struct, session: WorkerSession, connection: unknown, tag?: CallTag) => void;
+  /**
+   * The tag of a call the loop forwards into a worker (a peer calling back a worker's object):
+   * the lane whose callback Thread the peer addressed, so the worker runs it on that lane.
+   */
+  callbackTag?: (params: capnp.Struct) => CallTag | undefined;
   /** Pointer index of the Context param of (interfaceId, methodId), or -1; used when the worker sent none. */
   contextIndex?: (interfaceId: bigint, methodId: number) => number;
   /**
@@ -162,6 +167,11 @@ class SessionRpc extends RpcEnd {
     const results = encodePayload(new capnp.Message().initRoot(Holder), () => null);
     this.send({ op: "return", q: m.q, results }, [results.buf]);
     return true;
+  }
+
+  protected override outgoingTag(params: capnp.Struct): CallTag | undefined {
+    const f = this.bridge.opts.callbackTag;
+    return f === undefined ? undefined : f(params);
   }
 
   /** A call from the worker with a Proxy.Context: fill it with this worker's threads. */

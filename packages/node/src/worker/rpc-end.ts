@@ -111,8 +111,12 @@ export abstract class RpcEnd {
     return undefined;
   }
   /** Adjusts an outgoing call's params; returns the pointer index of its Proxy.Context, or -1. */
-  /** How the other side should fill the Context of an outgoing call (worker side: lane, pool). */
-  protected outgoingTag(_params: capnp.Struct): CallTag | undefined {
+  /**
+   * How the other side should fill the Context of an outgoing call: worker side, the lane / pool
+   * of a call the worker makes; loop side, the lane of a callback into the worker. `ctx`: the
+   * Context's pointer index when known, else -1.
+   */
+  protected outgoingTag(_params: capnp.Struct, _ctx: number): CallTag | undefined {
     return undefined;
   }
 
@@ -219,10 +223,8 @@ export abstract class RpcEnd {
       const ctx = this.prepareOutgoing(p, call);
       const params = encodePayload(p, (c) => this.describe(c));
       const msg: CallMsg = { op: "call", q, target, iid: call.interfaceId.toString(), mid: call.methodId, ctx, params };
-      if (ctx >= 0) {
-        const tag = this.outgoingTag(p);
-        if (tag !== undefined) msg.tag = tag;
-      }
+      const tag = this.outgoingTag(p, ctx);
+      if (tag !== undefined) msg.tag = tag;
       this.send(msg, [params.buf]);
       const results = await d.promise;
       decodePayloadInto(results, call.results(Holder), (c) => this.importDesc(c));

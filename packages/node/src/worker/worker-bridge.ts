@@ -30,7 +30,7 @@ export interface WorkerRpcHooks {
   /** Pointer index of the Proxy.Context in the params of an outgoing call, or -1. */
   detectContext?: (params: capnp.Struct, interfaceId: bigint, methodId: number) => number;
   /** Adjusts an incoming call (from the loop) before it is delivered to `target` here. */
-  prepareIncoming?: (target: Capability, interfaceId: bigint, methodId: number, params: capnp.Struct) => void;
+  prepareIncoming?: (target: Capability, interfaceId: bigint, methodId: number, params: capnp.Struct, tag: CallTag | undefined) => void;
 }
 
 /**
@@ -179,8 +179,8 @@ export class WorkerRpc extends RpcEnd {
     this.tagged = true;
   }
 
-  protected override outgoingTag(params: capnp.Struct): CallTag | undefined {
-    if (!this.tagged) return undefined;
+  protected override outgoingTag(params: capnp.Struct, ctx: number): CallTag | undefined {
+    if (!this.tagged || ctx < 0) return undefined;
     const m = params.segment.message;
     const tag = this.tags.get(m);
     if (tag !== undefined) this.tags.delete(m);
@@ -210,7 +210,7 @@ export class WorkerRpc extends RpcEnd {
   // A call the loop makes on a capability this worker exported (a callback). It runs right here:
   // from the port's message event normally, or from the Waiter while this worker is blocked.
   protected override prepareIncoming(params: capnp.Struct, m: CallMsg, iid: bigint, target: TableEntry): void {
-    this.hooks.prepareIncoming?.(target.cap, iid, m.mid, params);
+    this.hooks.prepareIncoming?.(target.cap, iid, m.mid, params, m.tag);
   }
 
   private close(e: Error): void {
