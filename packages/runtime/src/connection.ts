@@ -28,8 +28,11 @@ import {
   type RpcConnectionOptions,
 } from "@multiprocess-ts/capnp";
 import type { EventLoop, EventLoopRef } from "./event-loop.js";
+import type { Struct } from "capnp-ts";
 import type { ThreadServer, ThreadMapServer } from "./threads/servers.js";
+import type { ThreadContext } from "./threads/thread-context.js";
 import { errorText } from "./util.js";
+import { traceDescriber } from "./proxy/trace.js";
 
 /** Opaque handle returned by {@link Connection.addSyncCleanup}. */
 export interface CleanupHandle {
@@ -114,6 +117,11 @@ export class Connection {
   readonly threads = new Set<ThreadServer>();
   /** Pool threads from `makePool`, in index order; undefined until the peer calls it. */
   pool: ThreadServer[] | undefined;
+  /**
+   * @internal Told about every Context `fillContext` fills for a call on this Connection (the
+   * worker bridge's Connection sets it, to carry the lane and `thread: "pool"` to the loop).
+   */
+  contextHook: ((ctx: Struct, thread: ThreadContext, pool: boolean) => void) | undefined = undefined;
 
   #state: ConnectionState = "open";
   #ref: EventLoopRef;
@@ -145,6 +153,8 @@ export class Connection {
       // The loop's level is fixed: unless it logs "trace", the engine formats no line per message.
       trace: loop.logEnabled("trace"),
     };
+    // One line per message, from the engine, naming methods through the generated tables.
+    if (rpcOpts.trace === true) rpcOpts.describe = traceDescriber((text) => loop.truncate(text));
     if (this.#bootstrap) rpcOpts.bootstrap = this.#bootstrap;
     if (opts.limits) rpcOpts.limits = opts.limits;
     if (opts.errorStacks ?? loop.errorStacks) rpcOpts.errorStacks = true;

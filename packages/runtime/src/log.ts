@@ -12,6 +12,8 @@
  * logs through its own EventLoop); it must not throw (unlike upstream's `Log::Raise`, errors reach
  * callers as typed exceptions, never through the logger).
  */
+import { isCapabilityPointer } from "@multiprocess-ts/capnp";
+import { Struct } from "capnp-ts";
 
 /** Severity, lowest first. Upstream's `Raise` has no counterpart: errors are thrown, not logged. */
 export type LogLevel = "trace" | "debug" | "info" | "warning" | "error";
@@ -72,7 +74,7 @@ const SKIP_KEYS = new Set(["segment", "byteOffset", "_capnp"]);
 /**
  * A capnp-ts struct (or list, or value) in capnp text form, `(a = 1, b = "x", s = (n = 2))`, from
  * the accessors mpgen generates; only for log lines (slow: it reads every field). Fields that
- * cannot be read (inactive union members, capabilities) are left out.
+ * cannot be read (inactive union members) are left out; capabilities show as `<cap>`.
  */
 export function structText(v: unknown, depth = 0): string {
   if (v === null || v === undefined) return "null";
@@ -82,6 +84,8 @@ export function structText(v: unknown, depth = 0): string {
   if (depth > 4) return "(...)";
   if (Array.isArray(v)) return `[${v.map((x) => structText(x, depth + 1)).join(", ")}]`;
   if (v instanceof Uint8Array) return `0x"${Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("hex")}"`;
+  const data = v as { toUint8Array?: () => Uint8Array };
+  if (typeof data.toUint8Array === "function") return structText(data.toUint8Array(), depth); // capnp Data
   const list = v as { getLength?: () => number; get?: (i: number) => unknown };
   if (typeof list.getLength === "function" && typeof list.get === "function") {
     // A capnp-ts List: at most 16 elements.
@@ -108,6 +112,11 @@ export function structText(v: unknown, depth = 0): string {
     }
     // Stop at the first base class without generated accessors (capnp-ts's Struct).
     if (getters === 0) break;
+  }
+  // Capabilities have no accessors: each capability pointer of a struct shows as `<cap>`.
+  if (v instanceof Struct) {
+    const n = (v.constructor as { _capnp?: { size?: { pointerLength?: number } } })._capnp?.size?.pointerLength ?? 0;
+    for (let i = 0; i < n; i++) if (isCapabilityPointer(v, i)) fields.push("<cap>");
   }
   if (fields.length === 0 && Object.getPrototypeOf(v) === Object.prototype) {
     return `(${Object.entries(v as object).map(([k, x]) => `${k} = ${structText(x, depth + 1)}`).join(", ")})`;

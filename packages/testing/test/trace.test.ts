@@ -6,25 +6,56 @@ import { EventLoop } from "@multiprocess-ts/runtime";
 import { assertNoLeaks, createFooSetup } from "@multiprocess-ts/testing";
 
 describe("trace", () => {
-  it("names Interface.method, prints params/results as capnp text and the exception text", async () => {
+  it("one line per message: connection, direction, question id, Interface.method, capnp text, <cap>, exception text", async () => {
     const lines: string[] = [];
     const s = await createFooSetup({ logLevel: "trace", log: (l) => lines.push(l) });
+    await s.client.initThreadMap(); // Context calls need the ThreadMaps exchanged
     lines.length = 0;
     expect(await s.client.add(1, 2)).toBe(3);
     s.impl.fn = () => {
       throw new TypeError("bad thing");
     };
     await expect(s.client.callFn()).rejects.toThrow("bad thing");
-    const trace = lines.filter((l) => l.includes("] trace: ")).map((l) => l.replace(/\{[^}]*\} /, ""));
-    expect(trace).toContain("[client] trace: IPC client send FooInterface.add (a = 1, b = 2)");
-    expect(trace).toContain("[server] trace: IPC server recv FooInterface.add (a = 1, b = 2)");
-    expect(trace).toContain("[server] trace: IPC server send FooInterface.add (result = 3)");
-    expect(trace).toContain("[client] trace: IPC client recv FooInterface.add (result = 3)");
-    expect(trace.some((l) => /^\[server\] trace: connection#\d+: -> return a\d+ exception: TypeError: bad thing$/.test(l))).toBe(true);
-    expect(trace.some((l) => /^\[client\] trace: connection#\d+: <- return q\d+ exception: TypeError: bad thing$/.test(l))).toBe(true);
-    expect(trace).toContain("[client] trace: IPC client recv FooInterface.callFn threw RemoteError [TypeError]: bad thing");
-    // The connection name is not repeated.
+    await s.client.saveCallback({ call: (n: number) => n });
+    const trace = lines
+      .filter((l) => l.includes("] trace: "))
+      .map((l) => l.replace(/\{[^}]*\} /, "").replace(/connection#\d+/, "conn").replace(/ [qa]\d+ /, " q# ").replace(/process-\d+\//, ""));
+    const calls = trace.filter((l) => / (->|<-) (call|return) /.test(l));
+    expect(calls).toEqual([
+      "[client] trace: conn: -> call q# FooInterface.add (a = 1, b = 2)",
+      "[server] trace: conn: <- call q# FooInterface.add (a = 1, b = 2)",
+      "[server] trace: conn: -> return q# FooInterface.add (result = 3)",
+      "[client] trace: conn: <- return q# FooInterface.add (result = 3)",
+      "[client] trace: conn: -> call q# FooInterface.callFn ()",
+      "[server] trace: conn: <- call q# FooInterface.callFn ()",
+      "[server] trace: conn: -> return q# FooInterface.callFn exception: TypeError: bad thing",
+      "[client] trace: conn: <- return q# FooInterface.callFn exception: TypeError: bad thing",
+      // The first Context call from this thread asks the server for its Thread (pipelined).
+      '[client] trace: conn: -> call q# ThreadMap.makeThread (name = "test-client")',
+      "[client] trace: conn: -> call q# FooInterface.saveCallback (context = (<cap>, <cap>), <cap>)",
+      '[server] trace: conn: <- call q# ThreadMap.makeThread (name = "test-client")',
+      "[server] trace: conn: <- call q# FooInterface.saveCallback (context = (<cap>, <cap>), <cap>)",
+      "[server] trace: conn: -> return q# ThreadMap.makeThread (<cap>)",
+      "[client] trace: conn: <- return q# ThreadMap.makeThread (<cap>)",
+      "[server] trace: conn: -> return q# FooInterface.saveCallback ()",
+      "[client] trace: conn: <- return q# FooInterface.saveCallback ()",
+    ]);
+    // No second (runtime) line per call, and the connection name is never repeated.
+    expect(trace.filter((l) => l.includes("IPC "))).toEqual([]);
     expect(lines.filter((l) => /(connection#\d+): \1:/.test(l))).toEqual([]);
+    await s.dispose();
+    assertNoLeaks(s);
+  });
+
+  it("params / results text is cut at the loop's maxChars", async () => {
+    const lines: string[] = [];
+    const s = await createFooSetup({ logLevel: "trace", log: (l) => lines.push(l) });
+    lines.length = 0;
+    const long = "x".repeat(500);
+    expect(await s.client.passData(new TextEncoder().encode(long))).toHaveLength(500);
+    const call = lines.find((l) => l.includes("-> call") && l.includes("FooInterface.passData"));
+    expect(call).toMatch(/FooInterface\.passData \(arg = 0x"7878[78]*\.\.\. \(\d+ more chars\)$/);
+    expect(call!.slice(call!.indexOf("(arg = "), call!.indexOf("..."))).toHaveLength(200); // maxChars default
     await s.dispose();
     assertNoLeaks(s);
   });

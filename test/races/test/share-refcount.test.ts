@@ -5,37 +5,43 @@
 import { describe, expect, it } from "vitest";
 import { memoryTransportPair } from "@multiprocess-ts/capnp";
 import { EventLoop, connectTransport, serveTransport } from "@multiprocess-ts/runtime";
-import { ThreadedCallbackClient, ThreadedCallbackServer, type ThreadedCallback } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
+import { PrinterInitClient, PrinterInitServer, type PrinterInit } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
+import { FooCallbackClient, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { assertIdle } from "@multiprocess-ts/testing";
 import { createWorkerSetup, type WorkerSetup } from "../dist/index.js";
 import type { Capability } from "@multiprocess-ts/capnp";
 
 /** `$dupCap` is @internal on ProxyClientBase (stripped from the shipped .d.ts): reached through a view. */
-const dupCap = (c: ThreadedCallbackClient): Capability => (c as unknown as { $dupCap(): Capability }).$dupCap();
+const dupCap = (c: FooCallbackClient): Capability => (c as unknown as { $dupCap(): Capability }).$dupCap();
 
-/** A far process serving a ThreadedCallback (it declares `destroy`), and a loop-side client of it. */
+/**
+ * A far process serving a PrinterInit whose makePrinter hands out a FooCallback (it declares
+ * `destroy`, so does the workers' ThreadedCallbackClient view of it), and a loop-side client of
+ * it, the shared "store", its only holder on the loop.
+ */
 async function storePeer(t: WorkerSetup) {
   const loop = new EventLoop("store-server");
-  class Store implements ThreadedCallback {
+  class Store implements FooCallback {
     disposed = 0;
     call(arg: number): number {
       return arg + 1;
     }
-    initThreadMap(): void {}
     [Symbol.dispose](): void {
       this.disposed++;
     }
   }
   const impl = new Store();
+  const init: PrinterInit = {
+    makePrinter: () => impl,
+    makeFn: () => () => 0,
+  };
   const [ct, st] = memoryTransportPair();
-  const serverConn = serveTransport(loop, st, impl, ThreadedCallbackServer);
-  const init = await connectTransport(t.clientLoop, ct, ThreadedCallbackClient);
-  await init.initThreadMap();
-  // The shared "store": a second client of the same object (the Init client owns the connection).
-  const store = new ThreadedCallbackClient(dupCap(init), init.$connection);
+  const serverConn = serveTransport(loop, st, init, PrinterInitServer);
+  const initClient = await connectTransport(t.clientLoop, ct, PrinterInitClient);
+  const store = (await initClient.makePrinter()) as FooCallbackClient;
   const done = async (): Promise<void> => {
-    const clientConn = init.$connection;
-    await init.release(); // no destroy; closes the connection it owns
+    const clientConn = initClient.$connection;
+    await initClient.release(); // no destroy; closes the connection it owns
     await clientConn.disconnected;
     await serverConn.disconnected;
     await loop.done;
@@ -83,7 +89,7 @@ describe("a client shared with workers", () => {
   it("release() drops a reference without destroy; close() destroys", async () => {
     await using t = await createWorkerSetup();
     const { impl, store, done } = await storePeer(t);
-    const other = new ThreadedCallbackClient(dupCap(store), store.$connection);
+    const other = new FooCallbackClient(dupCap(store), store.$connection);
     await other.release();
     expect(other.$state).toBe("closed");
     await other.close(); // nothing more to do after release()

@@ -21,7 +21,7 @@ import { PromiseHook } from "./promise.js";
 import { Sink } from "./sink.js";
 import { ImportHook } from "./imports.js";
 import { EMPTY, RETURN_WHICH, writeException } from "./core.js";
-import type { ConnCore } from "./core.js";
+import type { ConnCore, TraceKey } from "./core.js";
 import type { Question } from "./questions.js";
 
 /** A call the peer made (or its bootstrap request). */
@@ -36,6 +36,8 @@ export class Answer extends Sink {
   redirects: Sink[] | null = null;
   /** Our tail-call question whose Finish waits for this answer's Finish. */
   tailQuestion: Question | null = null;
+  /** The method, for the Return's trace line (set only while tracing). */
+  traceKey: TraceKey | null = null;
   constructor(
     readonly table: AnswerTable,
     readonly id: number,
@@ -131,7 +133,10 @@ export class AnswerTable implements TailCallHandler {
     const importedCap = env.targetWhich === rpc.MessageTarget.IMPORTED_CAP ? env.importedCap : -1;
     // Everything is read from `env` before anything else runs (the connection reuses it).
     const call = hasCapTable || importedCap < 0 ? env.root().getCall() : null;
-    if (core.traceOn) core.trace(`<- call q${a.id} ${interfaceId.toString(16)}/${methodId}`);
+    if (core.traceOn) {
+      a.traceKey = { interfaceId, methodId };
+      core.trace(`<- call q${a.id}${core.callText(a.traceKey, false, content)}`);
+    }
     const srt = env.sendResultsTo;
     if (srt === rpc.Call_SendResultsTo.YOURSELF) a.yourself = true;
     else if (srt !== rpc.Call_SendResultsTo.CALLER) {
@@ -267,7 +272,7 @@ export class AnswerTable implements TailCallHandler {
       setReturnHeader(m, a.id, false);
       const keep = o.caps.length > 0;
       if (keep) a.resultExports = core.exports.writeCapTable(new rpc.Payload(m._capnp.segments[0]!, RET.resultsPtr), o.caps);
-      if (core.traceOn) core.trace(`-> return a${a.id} results`);
+      if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, o.content)}`);
       if (keep) core.transport.send(segmentCopiesOf(m));
       else {
         o.content = null; // handed to the transport (and its buffer maybe recycled)
@@ -276,7 +281,7 @@ export class AnswerTable implements TailCallHandler {
     } else if (!a.yourself && o.err === null && (o.msg === null || o.content === null)) {
       const m = newReturnMessage(null, 0).msg;
       setReturnHeader(m, a.id, false);
-      if (core.traceOn) core.trace(`-> return a${a.id} results`);
+      if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, null)}`);
       core.sendOwn(m);
     } else core.send(this.slowReturn(a, o));
     this.removeIfDone(a);
@@ -305,9 +310,16 @@ export class AnswerTable implements TailCallHandler {
     }
     ret.setAnswerId(a.id);
     ret.setReleaseParamCaps(false);
-    if (this.core.traceOn) {
-      const ex = ret.which() === rpc.Return.EXCEPTION ? `: ${ret.getException().getReason()}` : "";
-      this.core.trace(`-> return a${a.id} ${RETURN_WHICH[ret.which()] ?? "?"}${ex}`);
+    const core = this.core;
+    if (core.traceOn) {
+      const key = a.traceKey;
+      const which = ret.which();
+      if (which === rpc.Return.RESULTS && key !== null) {
+        core.trace(`-> return a${a.id}${core.callText(key, true, ret.getResults().getContent())}`);
+      } else {
+        const ex = which === rpc.Return.EXCEPTION ? `: ${ret.getException().getReason()}` : "";
+        core.trace(`-> return a${a.id}${key === null ? "" : core.callText(key, true, null)} ${RETURN_WHICH[which] ?? "?"}${ex}`);
+      }
     }
     return m;
   }

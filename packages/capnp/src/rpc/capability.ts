@@ -103,3 +103,14 @@ export function readCap(s: Struct, ptrIndex: number): Capability | null {
   if (h === null) return null;
   return new CapHandle(h.addRef());
 }
+
+/** True when pointer `ptrIndex` of `s` is a capability (for log lines that show `<cap>`). */
+export function isCapabilityPointer(s: Struct, ptrIndex: number): boolean {
+  try {
+    if (ptrIndex >= getStructSize(s).pointerLength) return false;
+    const p = capnp.Struct.getPointer(ptrIndex, s);
+    return !capnp.Pointer.isNull(p) && getTargetPointerType(p) === PointerType.OTHER;
+  } catch {
+    return false;
+  }
+}

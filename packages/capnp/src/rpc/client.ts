@@ -242,13 +242,17 @@ class TailSink extends Sink {
   }
 }
 
-const handleRegistry = new FinalizationRegistry<Hook>((hook) => hook.release());
+const handleRegistry = new FinalizationRegistry<Hook>((hook) => {
+  hook.handles--;
+  hook.release();
+});
 
 /** The user-facing handle: one reference to a hook. */
 export class CapHandle implements Capability {
   private hook: Hook | null;
   constructor(hook: Hook) {
     this.hook = hook;
+    hook.handles++;
     handleRegistry.register(this, hook, this);
   }
 
@@ -269,6 +273,7 @@ export class CapHandle implements Capability {
     if (h === null) return;
     this.hook = null;
     handleRegistry.unregister(this);
+    h.handles--;
     h.release();
   }
   [Symbol.dispose](): void {
@@ -286,6 +291,15 @@ export class CapHandle implements Capability {
   localServer(): Server | undefined {
     return this.hook?.resolved().localServer();
   }
+}
+
+/**
+ * True when `cap` is not the only holder of what it points at in this vat: other handles, or
+ * exports of it to other connections, exist (see Hook.holders). A runtime asks before a
+ * remote `destroy`, which the peer cannot attribute to one of several local holders.
+ */
+export function capabilityShared(cap: Capability): boolean {
+  return cap instanceof CapHandle && !cap.closed && cap.hookRef().holders() > 1;
 }
 
 /** The hook behind a Capability (not a new reference). */

@@ -24,7 +24,7 @@ import { BrokenHook } from "./hook.js";
 import { CapHandle, hookOf } from "./client.js";
 import type { Capability } from "./types.js";
 import { ConnCore } from "./core.js";
-import type { LogFn } from "./core.js";
+import type { LogFn, MessageDescriber } from "./core.js";
 import { QuestionTable } from "./questions.js";
 import { AnswerTable } from "./answers.js";
 import { ExportTable } from "./exports.js";
@@ -40,9 +40,11 @@ export interface RpcConnectionOptions {
   log?: LogFn;
   /**
    * Send a "trace" line per message to `log` (default: true when `log` is given). False keeps the
-   * log for errors and warnings without formatting a line per message.
+   * log for errors and warnings without formatting a line per message. Call and Return lines name
+   * the method and print params / results through `describe` when given.
    */
   trace?: boolean;
+  describe?: MessageDescriber;
   /**
    * Most calls (and Bootstraps) from the peer outstanding at once: from their arrival until the
    * peer's Finish. Over it a new call is answered at once with an `overloaded` exception (the
@@ -81,6 +83,7 @@ export class RpcConnection {
     const core = new ConnCore(transport, resolveLimits(opts.limits), opts.log, opts.name ?? "rpc");
     core.errorStacks = opts.errorStacks === true;
     core.traceOn = opts.log !== undefined && opts.trace !== false;
+    if (opts.describe !== undefined) core.describer = opts.describe;
     core.questions = new QuestionTable(core);
     const maxCalls = opts.maxIncomingCalls ?? DEFAULT_MAX_INCOMING_CALLS;
     if (typeof maxCalls !== "number" || !(maxCalls === Infinity || (Number.isInteger(maxCalls) && maxCalls > 0))) {

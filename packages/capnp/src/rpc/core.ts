@@ -17,8 +17,9 @@ import { DisconnectedError, deferred } from "../errors.js";
 import { writeException } from "./exception.js";
 import type { Transport } from "../transport.js";
 import type { ReaderLimits } from "../limits.js";
-import { newMessage, segmentsOf } from "./message.js";
+import { newMessage, readStruct, segmentsOf } from "./message.js";
 import { recycleMessage } from "../buffers.js";
+import type { Struct, StructCtor } from "./types.js";
 import { LocalHook } from "./local.js";
 import type { ReleaseErrorReporter } from "./local.js";
 import type { Hook } from "./hook.js";
@@ -28,6 +29,26 @@ import type { ExportTable } from "./exports.js";
 import type { ImportTable } from "./imports.js";
 
 export type LogFn = (level: "trace" | "debug" | "info" | "warning" | "error", msg: string) => void;
+
+/**
+ * Names calls and prints their params / results in trace lines (RpcConnectionOptions.describe;
+ * the runtime's comes from the generated method tables). Only called while tracing.
+ */
+export interface MessageDescriber {
+  /** `Interface.method`, or undefined when unknown (the line then shows `interfaceId/methodId`). */
+  method(interfaceId: bigint, methodId: number): string | undefined;
+  /**
+   * The params (`results` false) or results in capnp text form, or undefined; `read` gives the
+   * struct as the given generated class.
+   */
+  text(interfaceId: bigint, methodId: number, results: boolean, read: <T extends Struct>(ctor: StructCtor<T>) => T): string | undefined;
+}
+
+/** What a traced question / answer remembers to name its Return (made only while tracing). */
+export interface TraceKey {
+  readonly interfaceId: bigint;
+  readonly methodId: number;
+}
 
 const NOOP = (): void => {};
 
@@ -44,6 +65,8 @@ export class ConnCore implements ReleaseErrorReporter {
   /** Whether exceptions we send carry the stack (RpcConnectionOptions.errorStacks). */
   errorStacks = false;
   endError: Error | undefined = undefined;
+  /** Names methods in Call / Return trace lines (RpcConnectionOptions.describe). */
+  describer: MessageDescriber | undefined = undefined;
   // The tables (wired by RpcConnection's constructor, never changed afterwards).
   questions!: QuestionTable;
   answers!: AnswerTable;
@@ -101,6 +124,24 @@ export class ConnCore implements ReleaseErrorReporter {
 
   trace(msg: string): void {
     this.log?.("trace", `${this.name}: ${msg}`);
+  }
+
+  /**
+   * ` Interface.method (params or results text)` for a trace line: the describer's names, else
+   * ` interfaceId/methodId`. `content` null: no text (exceptions, empty results).
+   */
+  callText(key: TraceKey, results: boolean, content: capnp.Pointer | null): string {
+    const d = this.describer;
+    const { interfaceId, methodId } = key;
+    const name = d?.method(interfaceId, methodId) ?? `${interfaceId.toString(16)}/${methodId}`;
+    if (content === null || d === undefined) return ` ${name}`;
+    let text: string | undefined;
+    try {
+      text = d.text(interfaceId, methodId, results, (ctor) => readStruct(content, ctor));
+    } catch (e) {
+      text = `<unreadable: ${e instanceof Error ? e.message : String(e)}>`;
+    }
+    return text === undefined ? ` ${name}` : ` ${name} ${text}`;
   }
 
   disconnectedError(): DisconnectedError {

@@ -14,6 +14,7 @@ import type { Hook } from "./hook.js";
 import { newMessage } from "./message.js";
 import { PromiseHook } from "./promise.js";
 import { ImportHook } from "./imports.js";
+import { LocalHook } from "./local.js";
 import { EMPTY, writeException, writePromisedAnswer } from "./core.js";
 import type { ConnCore } from "./core.js";
 
@@ -23,6 +24,8 @@ interface ExportEntry {
   refcount: number;
   /** The key in byHook. */
   key: Hook;
+  /** `hook` when the entry was made for a Server of this vat: its holder counts follow `refcount`. */
+  local: LocalHook | null;
 }
 
 export class ExportTable {
@@ -97,11 +100,15 @@ export class ExportTable {
     let e = this.byHook.get(h);
     if (e !== undefined) {
       e.refcount++;
+      if (e.local !== null) e.local.exportRefs++;
       return e;
     }
     const free = this.freeIds.pop();
     const id = free === undefined ? this.nextId++ : free;
-    e = { id, hook: h.addRef(), refcount: 1, key: h };
+    const local = h instanceof LocalHook ? h : null;
+    if (local !== null) local.exportRefs++;
+    h.exportEntries++;
+    e = { id, hook: h.addRef(), refcount: 1, key: h, local };
     (this.exports === EMPTY ? (this.exports = new Map()) : this.exports).set(id, e);
     (this.byHook === EMPTY ? (this.byHook = new Map()) : this.byHook).set(h, e);
     if (h instanceof PromiseHook) {
@@ -135,7 +142,9 @@ export class ExportTable {
     if (e === undefined) throw new ProtocolError(`Release of unknown export ID ${id}`);
     if (count > e.refcount) throw new ProtocolError(`Release of export ${id} by ${count}, more than its ${e.refcount} references`);
     e.refcount -= count;
+    if (e.local !== null) e.local.exportRefs -= count;
     if (e.refcount === 0) {
+      e.key.exportEntries--;
       this.exports.delete(id);
       if (this.byHook.get(e.key) === e) this.byHook.delete(e.key);
       this.freeIds.push(id);
@@ -152,6 +161,10 @@ export class ExportTable {
     const xs = [...this.exports.values()];
     this.exports.clear();
     this.byHook.clear();
-    for (const x of xs) this.core.releaseRef(x.hook);
+    for (const x of xs) {
+      if (x.local !== null) x.local.exportRefs -= x.refcount;
+      x.key.exportEntries--;
+      this.core.releaseRef(x.hook);
+    }
   }
 }

@@ -96,6 +96,10 @@ export function releaseOutcome(o: Outcome): void {
 export abstract class Hook {
   /** References held (handles, cap tables, exports, promise resolutions). */
   refs = 1;
+  /** How many of `refs` are user-facing handles (client.ts CapHandle). */
+  handles = 0;
+  /** How many of `refs` are export-table entries, any connection (exports.ts). */
+  exportEntries = 0;
 
   addRef(): this {
     this.refs++;
@@ -128,6 +132,13 @@ export abstract class Hook {
   }
   localServer(): Server | undefined {
     return undefined;
+  }
+  /**
+   * Holders of this capability: handles plus exports to peers, along the resolution chain (a
+   * promise adds its resolution's). Cap tables of messages in flight are not holders.
+   */
+  holders(): number {
+    return this.handles + this.exportEntries;
   }
 }
 

@@ -4,13 +4,15 @@
  *
  * Threading: n/a (re-exports; every object belongs to the thread that created it).
  */
-export { localCapability } from "./local.js";
+export { localCapability, serverHolders } from "./local.js";
+export { capabilityShared } from "./client.js";
 export {
   nullCapability,
   brokenCapability,
   promiseCapability,
   writeCap,
   readCap,
+  isCapabilityPointer,
 } from "./capability.js";
 export type {
   Server,
@@ -24,3 +26,4 @@ export type {
 } from "./types.js";
 export { RpcConnection, DEFAULT_MAX_INCOMING_CALLS } from "./connection.js";
 export type { RpcConnectionOptions, RpcStats } from "./connection.js";
+export type { MessageDescriber } from "./core.js";

@@ -29,6 +29,8 @@ export class LocalHook extends Hook {
   private drainFn: (() => void) | null = null;
   /** Set by a connection while it drops one of its references (ConnCore.releaseRef). */
   reporter: ReleaseErrorReporter | null = null;
+  /** The peers' references through its export entries: the sum of their refcounts (exports.ts). */
+  exportRefs = 0;
 
   constructor(readonly server: Server) {
     super();
@@ -91,6 +93,18 @@ export function localCapability(server: Server): Capability {
   const n = new LocalHook(server);
   liveLocalHooks.set(server, n);
   return new CapHandle(n);
+}
+
+/**
+ * How many holders `server` has right now: local handles, plus, for each connection exporting
+ * it, the number of times its peer received it and has not released (cap tables of messages in
+ * flight are not holders). 0 once released (or never referenced). Runtimes use it to tell
+ * whether the caller of a `destroy` is the object's only holder.
+ */
+export function serverHolders(server: Server): number {
+  const h = liveLocalHooks.get(server);
+  if (h === undefined || h.refs <= 0) return 0;
+  return h.handles + h.exportRefs;
 }
 
 class IncomingCallImpl implements IncomingCall {

@@ -91,6 +91,10 @@ export class PromiseHook extends Hook {
     else (this.listeners ??= []).push(l);
   }
 
+  override holders(): number {
+    const r = this.resolution;
+    return this.handles + this.exportEntries + (r === null ? 0 : r.holders());
+  }
   override resolved(): Hook {
     return this.resolution === null ? this : this.resolution.resolved();
   }

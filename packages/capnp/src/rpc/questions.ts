@@ -17,7 +17,7 @@ import type { CallData, Hook, Outcome, Route, RouteConn } from "./hook.js";
 import { cloneMessage, cloneOutcome, newMessage } from "./message.js";
 import { Sink } from "./sink.js";
 import { RETURN_WHICH, errorFromException, writePromisedAnswer } from "./core.js";
-import type { ConnCore } from "./core.js";
+import type { ConnCore, TraceKey } from "./core.js";
 
 /** A call we made. It is also its sink's cancel handler (no per-call closure). */
 export class Question {
@@ -25,6 +25,8 @@ export class Question {
   finishSent = false;
   /** We sent Finish before Return with releaseResultCaps: ignore the results' caps. */
   discardResults = false;
+  /** The method, for the Return's trace line (set only while tracing). */
+  traceKey: TraceKey | null = null;
   constructor(
     readonly table: QuestionTable,
     readonly id: number,
@@ -158,7 +160,10 @@ export class QuestionTable implements RouteConn {
       d.sink.setRoute(this, id);
       d.sink.cancelHandler = q;
     }
-    if (core.traceOn) core.trace(`-> call q${id} ${d.interfaceId.toString(16)}/${d.methodId}`);
+    if (core.traceOn) {
+      q.traceKey = { interfaceId: d.interfaceId, methodId: d.methodId };
+      core.trace(`-> call q${id}${core.callText(q.traceKey, false, d.content)}`);
+    }
     // Our own Call or a copy: nobody reads it after this (its buffer may be recycled).
     core.sendOwn(m);
     return q;
@@ -223,8 +228,13 @@ export class QuestionTable implements RouteConn {
     // Everything is read from `env` before anything else runs (the connection reuses it).
     const ret = which !== rpc.Return.RESULTS || hasCapTable ? env.root().getReturn() : null;
     if (core.traceOn) {
-      const ex = which === rpc.Return.EXCEPTION ? `: ${ret!.getException().getReason()}` : "";
-      core.trace(`<- return q${id} ${RETURN_WHICH[which] ?? "?"}${ex}`);
+      const key = q.traceKey;
+      if (which === rpc.Return.RESULTS) {
+        core.trace(`<- return q${id}${key === null ? " results" : core.callText(key, true, content)}`);
+      } else {
+        const ex = which === rpc.Return.EXCEPTION ? `: ${ret!.getException().getReason()}` : "";
+        core.trace(`<- return q${id}${key === null ? "" : core.callText(key, true, null)} ${RETURN_WHICH[which] ?? "?"}${ex}`);
+      }
     }
     q.returned = true;
     if (env.releaseParamCaps && q.paramExports !== null) {

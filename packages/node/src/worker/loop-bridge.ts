@@ -39,7 +39,7 @@ import {
 import { ContextView } from "./context-view.js";
 import { Holder, capFromTable, packStruct, unpackStructInto } from "./copy.js";
 import type { WorkerHost, WorkerSession } from "./host.js";
-import { RPC_CHANNEL, encodeError, type CallMsg, type RpcMsg } from "./protocol.js";
+import { RPC_CHANNEL, encodeError, type CallMsg, type CallTag, type RpcMsg } from "./protocol.js";
 import { RemoteObjectServer, RpcEnd, type ShareHold, type TableEntry } from "./rpc-end.js";
 import { encodePayload } from "./protocol.js";
 
@@ -48,9 +48,15 @@ export interface LoopBridgeOptions {
    * Fills the Proxy.Context of a call a worker makes (`ctx` is the Context struct builder inside
    * the params, created if the worker left it null). `connection` is what the target was shared
    * with (see `share`), inherited by capabilities returned from its calls. The runtime glue
-   * (`attachWorkers`, loop-support.ts) passes `fillContext(ctx, connection, <the worker's ThreadContext>)`.
+   * (`attachWorkers`, loop-support.ts) passes `fillContext(ctx, connection, <the worker's ThreadContext>)`,
+   * or the worker's lane context / pool flag the worker's `tag` asks for.
    */
-  fillContext?: (ctx: capnp.Struct, session: WorkerSession, connection: unknown) => void;
+  fillContext?: (ctx: capnp.Struct, session: WorkerSession, connection: unknown, tag?: CallTag) => void;
+  /**
+   * The tag of a call the loop forwards into a worker (a peer calling back a worker's object):
+   * the lane whose callback Thread the peer addressed, so the worker runs it on that lane.
+   */
+  callbackTag?: (params: capnp.Struct) => CallTag | undefined;
   /** Pointer index of the Context param of (interfaceId, methodId), or -1; used when the worker sent none. */
   contextIndex?: (interfaceId: bigint, methodId: number) => number;
   /**
@@ -163,6 +169,11 @@ class SessionRpc extends RpcEnd {
     return true;
   }
 
+  protected override outgoingTag(params: capnp.Struct): CallTag | undefined {
+    const f = this.bridge.opts.callbackTag;
+    return f === undefined ? undefined : f(params);
+  }
+
   /** A call from the worker with a Proxy.Context: fill it with this worker's threads. */
   protected override checkTarget(target: TableEntry): void {
     const refused = target.connection === undefined ? undefined : this.bridge.opts.callRefused?.(target.connection);
@@ -178,7 +189,7 @@ class SessionRpc extends RpcEnd {
     // a nested call goes back to the peer thread that waits for that callback (recursion).
     const kept = readCap(c, 0);
     try {
-      fill(c, this.session, target.connection);
+      fill(c, this.session, target.connection, m.tag);
       if (kept !== null) writeCap(c, 0, kept);
     } finally {
       kept?.close();

@@ -7,7 +7,8 @@
  * the worker's own server thread and sends callbacks back to the worker's callback Thread. The
  * worker side is worker-connection.ts.
  *
- * Owns: per EventLoop, the WorkerSupport (host, bridge) and the attached workers' ThreadContexts.
+ * Owns: per EventLoop, the WorkerSupport (host, bridge) and the attached workers' ThreadContexts
+ * (one per worker, plus one per lane a worker used).
  * Threads: `attachWorkers` and everything it returns: loop thread only.
  */
 import type { Capability } from "@multiprocess-ts/capnp";
@@ -55,6 +56,35 @@ export interface WorkerSupport {
 
 const supports = new WeakMap<EventLoop, WorkerSupport>();
 
+/**
+ * A worker's lane (runInLane on the worker): one more ThreadContext per (worker, lane) in `lanes`,
+ * so the peer runs each lane's calls on their own Thread; closed with the worker's session.
+ */
+function workerLaneContext(
+  loop: EventLoop,
+  lanes: Map<WorkerSession, Map<string, ThreadContext>>,
+  session: WorkerSession,
+  lane: string,
+): ThreadContext {
+  let byName = lanes.get(session);
+  if (byName === undefined) {
+    byName = new Map();
+    lanes.set(session, byName);
+    const made = byName;
+    session.onClose(() => {
+      lanes.delete(session);
+      for (const tc of made.values()) tc.close();
+    });
+  }
+  let tc = byName.get(lane);
+  if (tc === undefined) {
+    tc = new ThreadContext(loop, longThreadName(`${session.name}/lane:${lane}`));
+    tc.lane = lane;
+    byName.set(lane, tc);
+  }
+  return tc;
+}
+
 /** Worker support for `loop`, created on first use. Loop thread only. */
 export function attachWorkers(loop: EventLoop): WorkerSupport {
   const existing = supports.get(loop);
@@ -78,14 +108,32 @@ export function attachWorkers(loop: EventLoop): WorkerSupport {
     }
     return tc;
   };
+  const lanes = new Map<WorkerSession, Map<string, ThreadContext>>();
+  const laneContext = (session: WorkerSession, lane: string): ThreadContext => {
+    threadContext(session); // throws for a closed session
+    return workerLaneContext(loop, lanes, session, lane);
+  };
   const bridge = loopBridge(host, {
-    fillContext(ctx, session, connection) {
+    fillContext(ctx, session, connection, tag) {
       if (!(connection instanceof Connection) || connection.state !== "open" || session.isClosed) return;
-      fillContext(ctx, connection, threadContext(session));
+      if (tag === undefined) fillContext(ctx, connection, threadContext(session));
+      else fillContext(ctx, connection, tag.lane === undefined ? threadContext(session) : laneContext(session, tag.lane), tag.pool === true);
     },
     // A worker passed a client of Connection `to` into a call on `from`: the bridge relays it
     // (RelayServer). A Context in the relayed call was filled by `from`'s peer: its thread is one
     // of our ThreadServers on `from`. Refill it for `to` with the worker's threads there.
+    // A peer calling back a worker's object on a lane's callback Thread: the worker runs it on
+    // that lane. Nothing to look at until a worker used a lane.
+    callbackTag(params) {
+      if (lanes.size === 0) return undefined;
+      let lane: string | undefined;
+      findContext(params, 0, (server) => {
+        if (!(server instanceof ThreadServer) || server.context.lane === undefined) return false;
+        lane = server.context.lane;
+        return true;
+      });
+      return lane === undefined ? undefined : { lane };
+    },
     callRefused(connection) {
       if (!(connection instanceof Connection) || connection.state === "open") return undefined;
       return new IpcCalledAfterDisconnectError(connection.signal.reason);

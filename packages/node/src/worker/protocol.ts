@@ -12,8 +12,24 @@
  * Owns: nothing (shapes and pure functions). Threading: any thread (loop and worker alike).
  */
 import { MessagePort } from "node:worker_threads";
-import { CanceledError, DisconnectedError, RpcError, type Capability, type ErrorKind } from "@multiprocess-ts/capnp";
-import { IpcCalledAfterDisconnectError, IpcInterruptedError } from "@multiprocess-ts/runtime";
+import {
+  CanceledError,
+  DisconnectedError,
+  LimitError,
+  ProtocolError,
+  RemoteError,
+  RpcError,
+  type Capability,
+  type ErrorKind,
+} from "@multiprocess-ts/capnp";
+import {
+  IntRangeError,
+  IpcCalledAfterDisconnectError,
+  IpcClientClosedError,
+  IpcInterruptedError,
+  ThreadSelectionError,
+  TimeoutError,
+} from "@multiprocess-ts/runtime";
 import type * as capnp from "capnp-ts";
 import { capFromTable, mapCaps, packStruct, unpackStructInto } from "./copy.js";
 
@@ -61,7 +77,7 @@ export function isLoopHandle(v: unknown): v is LoopHandle {
   return typeof v === "object" && v !== null && (v as { kind?: unknown }).kind === "multiprocess-ts/loop-handle";
 }
 
-/** An error in a form that survives structured clone with its RpcError kind, code and cause. */
+/** An error in a form that survives structured clone with its class, kind, code and cause. */
 export interface WireError {
   name: string;
   message: string;
@@ -69,16 +85,63 @@ export interface WireError {
   kind?: ErrorKind;
   code?: string;
   remote?: boolean;
+  /** The typed class to rebuild (see {@link errorClass}); absent for a plain RpcError / Error. */
+  cls?: ErrorClass;
+  /** TimeoutError's limit in milliseconds. */
+  timeout?: number;
+  /** RemoteError's peer-side class name and stack. */
+  remoteName?: string;
+  remoteStack?: string;
   /** The error's `cause` when it is an Error (one level: its own cause is dropped). */
   cause?: WireError;
+}
+
+/** Every typed error class a caller can see, by the tag the other thread rebuilds it from. */
+type ErrorClass =
+  | "Timeout"
+  | "Canceled"
+  | "CalledAfterDisconnect"
+  | "Interrupted"
+  | "Disconnected"
+  | "ClientClosed"
+  | "Remote"
+  | "Limit"
+  | "Protocol"
+  | "ThreadSelection"
+  | "IntRange";
+
+/** The tag of `e`'s class, most derived first (TimeoutError is a CanceledError, etc.). */
+function errorClass(e: Error): ErrorClass | undefined {
+  if (e instanceof RpcError) {
+    if (e instanceof TimeoutError) return "Timeout";
+    if (e instanceof CanceledError) return "Canceled";
+    if (e instanceof IpcCalledAfterDisconnectError) return "CalledAfterDisconnect";
+    if (e instanceof IpcInterruptedError) return "Interrupted";
+    if (e instanceof DisconnectedError) return "Disconnected";
+    if (e instanceof IpcClientClosedError) return "ClientClosed";
+    if (e instanceof RemoteError) return "Remote";
+    if (e instanceof LimitError) return "Limit";
+    if (e instanceof ProtocolError) return "Protocol";
+    if (e instanceof ThreadSelectionError) return "ThreadSelection";
+    return undefined;
+  }
+  return e instanceof IntRangeError ? "IntRange" : undefined;
 }
 
 export function encodeError(e: unknown, depth = 0): WireError {
   let w: WireError;
   if (e instanceof RpcError) {
     w = { name: e.name, message: e.message, stack: e.stack, kind: e.kind, code: e.code, remote: e.remote };
+    const cls = errorClass(e);
+    if (cls !== undefined) w.cls = cls;
+    if (e instanceof TimeoutError && e.timeout !== undefined) w.timeout = e.timeout;
+    if (e instanceof RemoteError) {
+      if (e.remoteName !== undefined) w.remoteName = e.remoteName;
+      if (e.remoteStack !== undefined) w.remoteStack = e.remoteStack;
+    }
   } else if (e instanceof Error) {
     w = { name: e.name, message: e.message, stack: e.stack };
+    if (e instanceof IntRangeError) w.cls = "IntRange";
   } else {
     return { name: "Error", message: String(e) };
   }
@@ -87,18 +150,32 @@ export function encodeError(e: unknown, depth = 0): WireError {
 }
 
 /**
- * The RpcError class for a decoded error, so the same situation gives the same class on every
- * thread (the runtime's disconnect errors, DisconnectedError, CanceledError).
+ * The RpcError class for a decoded error, so the same situation gives the same class, message,
+ * code and cause on every thread (docs/errors.md, "Errors on worker threads").
  */
 function rebuildRpcError(w: WireError & { kind: ErrorKind }, cause: Error | undefined): RpcError {
   const opts = { code: w.code, remote: w.remote, ...(cause === undefined ? {} : { cause }) };
-  switch (w.code) {
-    case "MP_ERR_CALLED_AFTER_DISCONNECT":
-      return new IpcCalledAfterDisconnectError(cause);
-    case "MP_ERR_INTERRUPTED_BY_DISCONNECT":
-      return new IpcInterruptedError(cause);
-    case "MP_ERR_CANCELED":
+  switch (w.cls) {
+    case "Timeout":
+      return new TimeoutError(w.timeout, cause);
+    case "Canceled":
       return new CanceledError(w.message, opts);
+    case "CalledAfterDisconnect":
+      return new IpcCalledAfterDisconnectError(cause);
+    case "Interrupted":
+      return new IpcInterruptedError(cause);
+    case "Disconnected":
+      return new DisconnectedError(w.message, opts);
+    case "ClientClosed":
+      return new IpcClientClosedError();
+    case "Remote":
+      return new RemoteError(w.kind, w.message, { ...opts, remoteName: w.remoteName, remoteStack: w.remoteStack });
+    case "Limit":
+      return new LimitError(w.message, opts);
+    case "Protocol":
+      return new ProtocolError(w.message, opts);
+    case "ThreadSelection":
+      return new ThreadSelectionError(w.message, w.code ?? "MP_ERR_FAILED");
   }
   if (w.kind === "disconnected") return new DisconnectedError(w.message, opts);
   return new RpcError(w.kind, w.message, opts);
@@ -110,6 +187,8 @@ export function decodeError(w: WireError): Error {
   let e: Error;
   if (w.kind !== undefined) {
     e = rebuildRpcError(w as WireError & { kind: ErrorKind }, cause);
+  } else if (w.cls === "IntRange") {
+    e = new IntRangeError(w.message);
   } else if (w.name === "TypeError") {
     e = new TypeError(w.message);
   } else if (w.name === "RangeError") {
@@ -232,7 +311,7 @@ export type RpcMsg =
    * A call on `target` (the receiver's own entry). `ctx`: pointer index of the Proxy.Context
    * param, or -1 (worker → loop only; the loop fills it with this worker's ThreadContext).
    */
-  | { op: "call"; q: number; target: number; iid: string; mid: number; ctx: number; params: Payload }
+  | { op: "call"; q: number; target: number; iid: string; mid: number; ctx: number; params: Payload; tag?: CallTag }
   | { op: "return"; q: number; results?: Payload; error?: WireError }
   /** The caller lost interest in call `q` (its signal aborted). */
   | { op: "cancel"; q: number }
@@ -244,6 +323,15 @@ export const RPC_CHANNEL = "rpc";
 
 /** A call message (either direction). */
 export type CallMsg = Extract<RpcMsg, { op: "call" }>;
+
+/**
+ * How a worker's call wants its Proxy.Context filled by the loop (absent: the worker's own
+ * Thread): from the worker's lane `lane` (runInLane on the worker), and/or with `thread: "pool"`.
+ */
+export interface CallTag {
+  lane?: string;
+  pool?: boolean;
+}
 
 /**
  * Encodes struct `s` (borrowed) as a {@link Payload}: its content deep-copied into a standalone

@@ -22,6 +22,7 @@ import {
   encodeError,
   encodePayload,
   type CallMsg,
+  type CallTag,
   type CapDesc,
   type Payload,
   type RpcMsg,
@@ -110,6 +111,15 @@ export abstract class RpcEnd {
     return undefined;
   }
   /** Adjusts an outgoing call's params; returns the pointer index of its Proxy.Context, or -1. */
+  /**
+   * How the other side should fill the Context of an outgoing call: worker side, the lane / pool
+   * of a call the worker makes; loop side, the lane of a callback into the worker. `ctx`: the
+   * Context's pointer index when known, else -1.
+   */
+  protected outgoingTag(_params: capnp.Struct, _ctx: number): CallTag | undefined {
+    return undefined;
+  }
+
   protected prepareOutgoing(_params: capnp.Struct, _call: IncomingCall): number {
     return -1;
   }
@@ -212,7 +222,10 @@ export abstract class RpcEnd {
       const p = call.params(Holder);
       const ctx = this.prepareOutgoing(p, call);
       const params = encodePayload(p, (c) => this.describe(c));
-      this.send({ op: "call", q, target, iid: call.interfaceId.toString(), mid: call.methodId, ctx, params }, [params.buf]);
+      const msg: CallMsg = { op: "call", q, target, iid: call.interfaceId.toString(), mid: call.methodId, ctx, params };
+      const tag = this.outgoingTag(p, ctx);
+      if (tag !== undefined) msg.tag = tag;
+      this.send(msg, [params.buf]);
       const results = await d.promise;
       decodePayloadInto(results, call.results(Holder), (c) => this.importDesc(c));
     } finally {

@@ -15,7 +15,7 @@ import { DisconnectedError, RpcError, deferred, type Capability, type IncomingCa
 import type * as capnp from "capnp-ts";
 import type { WorkerLoop } from "./attach.js";
 import { erasePointerField, pointerField } from "./copy.js";
-import { RPC_CHANNEL, decodeError, type CallMsg, type CapDesc, type RpcMsg } from "./protocol.js";
+import { RPC_CHANNEL, decodeError, type CallMsg, type CallTag, type CapDesc, type RpcMsg } from "./protocol.js";
 import { RemoteObjectServer, RpcEnd, type TableEntry } from "./rpc-end.js";
 
 /** Something with generated `ServerMethod`s: a generated `…Server` class. */
@@ -30,7 +30,7 @@ export interface WorkerRpcHooks {
   /** Pointer index of the Proxy.Context in the params of an outgoing call, or -1. */
   detectContext?: (params: capnp.Struct, interfaceId: bigint, methodId: number) => number;
   /** Adjusts an incoming call (from the loop) before it is delivered to `target` here. */
-  prepareIncoming?: (target: Capability, interfaceId: bigint, methodId: number, params: capnp.Struct) => void;
+  prepareIncoming?: (target: Capability, interfaceId: bigint, methodId: number, params: capnp.Struct, tag: CallTag | undefined) => void;
 }
 
 /**
@@ -44,6 +44,9 @@ export class WorkerRpc extends RpcEnd {
   private readonly contextIndexes = new Map<bigint, Map<number, number>>();
   private closeError: Error | undefined;
   readonly hooks: WorkerRpcHooks = {};
+  /** Calls made from a lane or with `thread: "pool"`, by params message (see {@link tagCall}). */
+  private readonly tags = new WeakMap<object, CallTag>();
+  private tagged = false;
 
   /** @internal use {@link workerRpc} */
   constructor(readonly loop: WorkerLoop) {
@@ -167,6 +170,24 @@ export class WorkerRpc extends RpcEnd {
   }
 
   /**
+   * Marks the call whose params live in `message` (the worker runtime's Connection.contextHook,
+   * while it fills the Context): the loop fills that call's Context from the worker's lane
+   * `tag.lane` and/or leaves `thread` to the peer's pool. Untagged calls cost one flag check.
+   */
+  tagCall(message: object, tag: CallTag): void {
+    this.tags.set(message, tag);
+    this.tagged = true;
+  }
+
+  protected override outgoingTag(params: capnp.Struct, ctx: number): CallTag | undefined {
+    if (!this.tagged || ctx < 0) return undefined;
+    const m = params.segment.message;
+    const tag = this.tags.get(m);
+    if (tag !== undefined) this.tags.delete(m);
+    return tag;
+  }
+
+  /**
    * A call this worker makes: the loop fills callbackThread with this worker's thread, so
    * whatever the worker-side runtime put there would only be exported for nothing. A set `thread`
    * is kept: it is the peer's thread of a callback we are serving (recursion goes back to it).
@@ -189,7 +210,7 @@ export class WorkerRpc extends RpcEnd {
   // A call the loop makes on a capability this worker exported (a callback). It runs right here:
   // from the port's message event normally, or from the Waiter while this worker is blocked.
   protected override prepareIncoming(params: capnp.Struct, m: CallMsg, iid: bigint, target: TableEntry): void {
-    this.hooks.prepareIncoming?.(target.cap, iid, m.mid, params);
+    this.hooks.prepareIncoming?.(target.cap, iid, m.mid, params, m.tag);
   }
 
   private close(e: Error): void {

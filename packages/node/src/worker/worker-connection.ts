@@ -12,7 +12,15 @@
  */
 import * as capnp from "capnp-ts";
 import { localCapability, writeCap, type Capability, type Transport, type TransportSink } from "@multiprocess-ts/capnp";
-import { Connection, EventLoop, ThreadServer, type ProxyClientCtor, type ProxyServerCtor } from "@multiprocess-ts/runtime";
+import {
+  Connection,
+  EventLoop,
+  ThreadServer,
+  lane,
+  type ProxyClientCtor,
+  type ProxyServerCtor,
+  type ThreadContext,
+} from "@multiprocess-ts/runtime";
 import { attachLoop, type WorkerLoop } from "./attach.js";
 import { ContextView, findContext } from "./context-view.js";
 import { isLoopHandle, type LoopHandle } from "./protocol.js";
@@ -58,6 +66,8 @@ export interface WorkerConnection {
 
 const connections = new WeakMap<WorkerLoop, WorkerConnection>();
 
+type ContextHook = (ctx: capnp.Struct, thread: ThreadContext, pool: boolean) => void;
+
 /**
  * The runtime side of a worker attached to a loop: pass the LoopHandle from `workerData` (it is
  * attached here) or an attached WorkerLoop. One per WorkerLoop.
@@ -70,31 +80,51 @@ export function workerConnection(handleOrLoop: LoopHandle | WorkerLoop): WorkerC
   const eventLoop = new EventLoop(loop.name);
   const connection = new Connection(eventLoop, inertTransport(), { name: `${loop.name}→${loop.loopName}` });
   const rpc = workerRpc(loop);
-  const threadCaps = new Map<Connection, Capability>();
+  const threadCaps = new Map<Connection, Map<string | undefined, Capability>>();
+  /** This worker's Thread (or lane `laneName`'s) for calls into objects served on `conn`. */
+  const threadCap = (conn: Connection, laneName: string | undefined): Capability => {
+    let byLane = threadCaps.get(conn);
+    if (byLane === undefined) {
+      byLane = new Map();
+      threadCaps.set(conn, byLane);
+      const made = byLane;
+      conn.addSyncCleanup(() => {
+        threadCaps.delete(conn);
+        for (const c of made.values()) c.close();
+      });
+    }
+    let cap = byLane.get(laneName);
+    if (cap === undefined) {
+      const tc = laneName === undefined ? eventLoop.threadContext : lane(laneName).contextFor(eventLoop);
+      cap = localCapability(new ThreadServer(conn, laneName === undefined ? eventLoop.threadName : tc.name, tc));
+      byLane.set(laneName, cap);
+    }
+    return cap;
+  };
 
   // Calls this worker makes: the Context the runtime filled here is recognized by its
   // callbackThread, a ThreadServer of this worker's Connection.
   rpc.hooks.detectContext = (params) =>
     findContext(params, 1, (server) => server instanceof ThreadServer && server.connection === connection)?.index ?? -1;
 
+  // Calls this worker makes from a lane or with `thread: "pool"`: the loop fills their Context
+  // from its lane context for this worker, or leaves `thread` to the peer's pool.
+  // (`contextHook` is @internal on Connection, stripped from the runtime's .d.ts: hence the view.)
+  (connection as unknown as { contextHook: ContextHook }).contextHook = (ctx, thread, pool) => {
+    const lane = thread.lane;
+    if (lane === undefined && !pool) return;
+    rpc.tagCall(ctx.segment.message, lane === undefined ? { pool } : pool ? { lane, pool } : { lane });
+  };
+
   // Calls the loop makes into this worker (the peer calling a callback we passed): a method with
   // a Context runs on this worker's Thread for the target's Connection.
-  rpc.hooks.prepareIncoming = (target, iid, mid, params) => {
+  // A callback the peer addressed to one of our lanes (the loop's tag) runs on that lane's context.
+  rpc.hooks.prepareIncoming = (target, iid, mid, params, tag) => {
     const server = target.localServer() as { connection?: unknown; constructor: unknown } | undefined;
     const ctor = server?.constructor as Partial<ProxyServerCtor> | undefined;
     const entry = ctor?.methods?.find((e) => e.method.interfaceId === iid && e.method.methodId === mid);
     if (entry === undefined || entry.method.context < 0 || !(server?.connection instanceof Connection)) return;
-    const conn = server.connection;
-    let cap = threadCaps.get(conn);
-    if (cap === undefined) {
-      cap = localCapability(new ThreadServer(conn, eventLoop.threadName, eventLoop.threadContext));
-      threadCaps.set(conn, cap);
-      const made = cap;
-      conn.addSyncCleanup(() => {
-        threadCaps.delete(conn);
-        made.close();
-      });
-    }
+    const cap = threadCap(server.connection, tag?.lane);
     writeCap(capnp.Struct.getStruct(entry.method.context, ContextView, params), 0, cap);
   };
 

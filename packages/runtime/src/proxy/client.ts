@@ -3,7 +3,8 @@
  * `ProxyClientBase` (proxy-io.h) and `clientInvoke` (proxy-types.h).
  *
  * `release()` drops the client's reference without the remote `destroy`; a client shared with
- * workers (`$holders`) sends `destroy` only when its last holder closes.
+ * workers (`$holders`) sends `destroy` only when its last holder closes, and `close()` sends it
+ * only while no other reference to the same capability exists in this vat (`capabilityShared`).
  *
  * Two shutdown sequences, as upstream:
  *  - normal (client closed first): `close()` calls the remote `destroy` if the interface declares
@@ -21,7 +22,7 @@
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
  */
-import { DisconnectedError, RemoteError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
+import { capabilityShared, DisconnectedError, RemoteError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
 import { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
@@ -30,11 +31,11 @@ import { currentFrame, type TaskFrame } from "../threads/frame.js";
 import { laneContext } from "../threads/lanes.js";
 import { fillContext } from "../threads/proxy-context.js";
 import { Context } from "../types/proxy-capnp.js";
-import { interfaceName, structText } from "../log.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
 import { abortError, Canceler, checkTimeout, effectiveOptions, type CallOptions } from "./call-options.js";
 import { PROXY_CLIENT } from "./marks.js";
+import { traceMethod } from "./trace.js";
 import type { ClientIO, ProxyClientCtor, ProxyClientOptions, ProxyMethod } from "./seam.js";
 
 type ClientState = "open" | "disconnected" | "closed";
@@ -177,6 +178,11 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     const loop = this.$connection.loop;
     // A shared client: only the last holder to go destroys (and only if it closes).
     if (this.$holders !== undefined && this.$holders.leave()) destroy = false;
+    // Other references to the same object in this vat (another client of the same capability,
+    // a copy in flight, an export of it to another connection): the peer cannot tell them apart
+    // from ours, so our `destroy` would end the object for them too. Only release; the object is
+    // disposed when its last reference goes (docs/usage.md, "Sharing clients").
+    if (destroy && capabilityShared(this.$cap)) destroy = false;
     if (destroy && this.#state === "open" && ctor.$destroy && this.$connection.state === "open") {
       try {
         await this.$call(ctor.$destroy, () => {}, () => undefined);
@@ -231,7 +237,6 @@ function invokeOn<R>(
   let pending: PendingCall;
   let waiter: TaskFrame | undefined;
   let canceler: Canceler | undefined;
-  let trace: string | undefined;
   try {
     client.$checkOpen();
     const opts = effectiveOptions(client, options);
@@ -246,10 +251,8 @@ function invokeOn<R>(
     const req = client.$cap.newCall(m.interfaceId, m.methodId, m.Params);
     build(req.params, io);
     if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread, opts?.thread === "pool");
-    if (loop.logEnabled("trace")) {
-      trace = `${interfaceName(client.constructor)}.${m.name}`;
-      loop.log("trace", `IPC client send ${trace} ${loop.truncate(structText(req.params))}`);
-    }
+    // Tracing: the engine writes the Call / Return lines, naming the method from this table.
+    if (loop.logEnabled("trace")) traceMethod(m, client.constructor);
     pending = req.send();
     if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) canceler = new Canceler(pending, opts);
     // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
@@ -265,9 +268,7 @@ function invokeOn<R>(
       canceler?.done();
       if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
       try {
-        const results = response.results(m.Results);
-        if (trace !== undefined) loop.log("trace", `IPC client recv ${trace} ${loop.truncate(structText(results))}`);
-        return read(results, io);
+        return read(response.results(m.Results), io);
       } finally {
         io.release();
         response.close();
@@ -275,7 +276,6 @@ function invokeOn<R>(
     },
     (e: unknown) => {
       if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
-      if (trace !== undefined) loop.log("trace", `IPC client recv ${trace} threw ${errorText(e)}`);
       if (canceler !== undefined) {
         canceler.done();
         if (canceler.error !== undefined) throw canceler.error;

@@ -4,14 +4,17 @@
  * type-context.h). It dispatches incoming calls through a per-class method table; a call with a
  * `Proxy.Context` runs as a task on the server Thread its Context selects.
  *
- * Server implementations are disposed exactly once: by `destroy` (synchronously: the reply is sent
- * after disposal), otherwise through the async-cleanup queue when the server is released
- * (`Server.onRelease`, which includes the connection ending). See dispose.ts for the owner count.
+ * Server implementations are disposed exactly once, when their last reference goes: by `destroy`
+ * when the caller holds the only reference (synchronously: the reply is sent after disposal),
+ * otherwise through the async-cleanup queue when the server is released (`Server.onRelease`,
+ * which includes the connection ending); a `destroy` while other references exist (other
+ * clients, local handles, further receipts of the export: the engine's `serverHolders`) only
+ * says the caller is done. See dispose.ts for the owner count across servers of one impl.
  *
  * Owns: its impl (unless disowned), an EventLoopRef until the impl is disposed; module-wide, the
  * method tables (weak, per server class). Threading: loop thread only.
  */
-import { RpcError, readCap, writeCap, type Capability, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
+import { RpcError, readCap, serverHolders, writeCap, type Capability, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import type { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import type { EventLoopRef } from "../event-loop.js";
@@ -20,12 +23,12 @@ import { enterFrame } from "../threads/frame.js";
 import { readContext, selectThreadNow } from "../threads/proxy-context.js";
 import { makeThreadMap, ThreadServer } from "../threads/servers.js";
 import type { ThreadClient } from "../threads/thread-client.js";
-import { interfaceName, structText } from "../log.js";
 import { errorText, isThenable } from "../util.js";
 import { ServerCallIO } from "./call-io.js";
 import { ProxyClientBase } from "./client.js";
 import { decrementOwner, disposedImpls, disposeObject, implOwners, isObject } from "./dispose.js";
 import { DISOWN, RELAY } from "./marks.js";
+import { traceServerClass } from "./trace.js";
 import type { ProxyMethod, ProxyServerCtor, ServerMethod } from "./seam.js";
 
 /** One dispatchable method of a server class, with its special kind resolved once. */
@@ -79,6 +82,8 @@ export abstract class ProxyServerBase<I> implements Server {
     this.#impl = impl;
     this.#ref = connection.loop.ref();
     if (isObject(impl)) implOwners.set(impl, (implOwners.get(impl) ?? 0) + 1);
+    // Tracing: the engine writes the Call / Return lines, naming the method from this table.
+    if (connection.loop.logEnabled("trace")) traceServerClass(this.constructor as ProxyServerCtor);
   }
 
   /** The implementation; undefined once disposed. */
@@ -256,6 +261,13 @@ export abstract class ProxyServerBase<I> implements Server {
     const m = slot.m;
     const loop = this.connection.loop;
     if (slot.special === "destroy") {
+      // Only the caller's reference left: dispose now, before the reply (upstream's destroy).
+      // Other holders (other clients, local handles, other receipts of this export): the caller
+      // is done, not the object; onRelease disposes it when the last reference goes.
+      if (serverHolders(this) > 1) {
+        loop.log("debug", `IPC server destroy ${m.name}: other references remain, disposal deferred to the last release`);
+        return;
+      }
       loop.log("debug", `IPC server destroy ${m.name}`);
       return this.$disposeImpl(true);
     }
@@ -263,24 +275,20 @@ export abstract class ProxyServerBase<I> implements Server {
     if (impl === undefined || this.#disposed) throw new RpcError("failed", `IPC server object already destroyed (${m.name})`);
     const entry = slot.entry as ServerMethod<I>;
     if (!entry.invoke) throw new RpcError("unimplemented", `Method not implemented: ${m.name}`);
-    const debug = loop.logEnabled("debug");
-    const trace = debug && loop.logEnabled("trace") ? `${interfaceName(this.constructor)}.${m.name}` : undefined;
-    if (debug) {
-      const p = trace !== undefined ? ` ${loop.truncate(structText(params ?? call.params(m.Params)))}` : "";
-      loop.log(trace !== undefined ? "trace" : "debug", `IPC server recv ${trace ?? m.name}${p}`);
-    }
+    // Debug lines name each call; at trace level the engine's one line per message says it all.
+    const debug = loop.logEnabled("debug") && !loop.logEnabled("trace");
+    if (debug) loop.log("debug", `IPC server recv ${m.name}`);
     const io = new ServerCallIO(this.connection, call);
     let r: void | Promise<void>;
     try {
       r = entry.invoke(impl, params ?? call.params(m.Params), call.results(m.Results), io);
     } catch (e) {
       io.release();
-      if (debug) loop.log("debug", `IPC server ${trace ?? m.name} threw: ${errorText(e)}`);
+      if (debug) loop.log("debug", `IPC server ${m.name} threw: ${errorText(e)}`);
       throw e;
     }
     if (!isThenable(r)) {
       io.release();
-      if (trace !== undefined) loop.log("trace", `IPC server send ${trace} ${loop.truncate(structText(call.results(m.Results)))}`);
       return;
     }
     if (!debug && !io.holds) {
@@ -288,13 +296,10 @@ export abstract class ProxyServerBase<I> implements Server {
       return r;
     }
     return r.then(
-      () => {
-        io.release();
-        if (trace !== undefined) loop.log("trace", `IPC server send ${trace} ${loop.truncate(structText(call.results(m.Results)))}`);
-      },
+      () => io.release(),
       (e: unknown) => {
         io.release();
-        if (debug) loop.log("debug", `IPC server ${trace ?? m.name} threw: ${errorText(e)}`);
+        if (debug) loop.log("debug", `IPC server ${m.name} threw: ${errorText(e)}`);
         throw e;
       },
     );

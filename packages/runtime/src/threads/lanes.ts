@@ -16,8 +16,9 @@
  *
  * Owns: the named lanes (process-wide, by name) and, per lane, one ThreadContext per EventLoop
  * (weakly keyed; their per-Connection entries go with each Connection, as any ThreadContext's).
- * Threading: loop thread (lanes of a loop are used on its thread; a worker's calls keep the
- * worker's own Thread).
+ * Threading: the thread of the EventLoop whose context is used: the loop thread, or a worker
+ * thread (the worker bridge carries a worker's lane to the loop, which makes the calls from a
+ * per-worker lane context: docs/threading.md, "Lanes").
  */
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { EventLoop } from "../event-loop.js";
@@ -39,6 +40,7 @@ export class Lane {
     let c = this.#contexts.get(loop);
     if (c === undefined || c.closed) {
       c = new ThreadContext(loop, longThreadName(`${loop.name}/lane:${this.name}`));
+      c.lane = this.name;
       this.#contexts.set(loop, c);
     }
     return c;

@@ -34,6 +34,8 @@ export function fillContext(ctx: Struct, connection: Connection, thread: ThreadC
   // A closed context (detached worker, released server Thread) gets no new entries: they would
   // only be dropped when the connection ends.
   if (connection.state !== "open" || thread.closed) return;
+  const hook = connection.contextHook;
+  if (hook !== undefined) hook(ctx, thread, pool);
   connection.loop.sync(() => {
     let cb = thread.callbackThreads.get(connection);
     if (!cb || cb.destroyed) {

@@ -42,6 +42,8 @@ export class ThreadContext {
   /** Connection → our callback Thread, as sent to that peer. */
   readonly callbackThreads = new Map<Connection, ThreadClient>();
   #closed = false;
+  /** The lane this context serves (threads/lanes.ts), undefined for a JS thread's own context. */
+  lane: string | undefined = undefined;
 
   constructor(loop: EventLoop, name: string, opts: ThreadContextOptions = {}) {
     this.loop = loop;

@@ -1,0 +1,133 @@
+// Lanes reach worker threads (issue 15): a worker's runInLane("A") and runInLane("B") calls run
+// on two server Threads of their own (lane B completes while lane A's first call is still
+// running), each FIFO (A's second call starts only after its first ended), and the server's
+// callbacks while serving a lane's call run on that lane in the worker. The server's calls
+// wait on gates the test opens; events are ordered by those gates and by messages, never by time.
+// The worker is fixtures/lanes-worker.mjs.
+import { Worker } from "node:worker_threads";
+import { deferred, memoryTransportPair, type Deferred } from "@multiprocess-ts/capnp";
+import { Connection, EventLoop, currentFrame, serveTransport } from "@multiprocess-ts/runtime";
+import { attachWorkers, loopHandleTransferList } from "@multiprocess-ts/node";
+import {
+  type FooCallback,
+  type FooInterface,
+  FooCallbackClient,
+  FooInterfaceClient,
+  FooInterfaceServer,
+} from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { describe, expect, it } from "vitest";
+
+describe("lanes on a worker thread", () => {
+  it("two lanes of one worker run concurrently, each FIFO, each on its own server Thread; callbacks come back on the lane", async () => {
+    const errors: string[] = [];
+    const log = (level: string, msg: string): void => {
+      if (level === "error") errors.push(msg);
+    };
+    const serverLoop = new EventLoop("l-server", { log: { logFn: log, level: "warning" } });
+    const loop = new EventLoop("l-loop", { log: { logFn: log, level: "warning" } });
+    const gates = new Map<number, Deferred<void>>();
+    const started = new Map<number, Deferred<void>>();
+    const at = (m: Map<number, Deferred<void>>, n: number): Deferred<void> => {
+      let d = m.get(n);
+      if (d === undefined) m.set(n, (d = deferred<void>()));
+      return d;
+    };
+    const events: string[] = [];
+    const threads = new Map<number, string | undefined>();
+    const impl: Partial<FooInterface> = {
+      initThreadMap(): void {},
+      async callback(cb: FooCallback | null, arg: number): Promise<number> {
+        try {
+          return await cb!.call(arg);
+        } finally {
+          await (cb as FooCallbackClient).close();
+        }
+      },
+      async callIntFnAsync(arg: number): Promise<number> {
+        threads.set(arg, currentFrame()?.context.name);
+        events.push(`start ${arg}`);
+        at(started, arg).resolve();
+        await at(gates, arg).promise;
+        events.push(`end ${arg}`);
+        return arg;
+      },
+    };
+    const [ct, st] = memoryTransportPair();
+    const serverConn = serveTransport(serverLoop, st, impl as FooInterface, FooInterfaceServer);
+    serverConn.onDisconnect(() => void serverConn.close());
+    const clientConn = new Connection(loop, ct);
+    const foo = new FooInterfaceClient(clientConn.rpc.bootstrap(), clientConn, { destroyConnection: true });
+    await foo.initThreadMap();
+    const workers = attachWorkers(loop);
+    const unshare = workers.share("foo", foo);
+    const handle = workers.handle({ name: "lanes-worker" });
+    const worker = new Worker(new URL("./fixtures/lanes-worker.mjs", import.meta.url), {
+      workerData: { handle },
+      transferList: loopHandleTransferList(handle),
+    });
+    const exited = new Promise<number>((resolve) => worker.once("exit", resolve));
+    interface Msg {
+      order?: number[];
+      results?: number[];
+      seen?: { lane?: string; thread?: string }[];
+    }
+    const messages = new Map<string, Deferred<Msg>>();
+    const msg = (op: string): Deferred<Msg> => {
+      let d = messages.get(op);
+      if (d === undefined) messages.set(op, (d = deferred()));
+      return d;
+    };
+    worker.on("message", (m: Msg & { op: string }) => msg(m.op).resolve(m));
+    await msg("ready").promise;
+
+    worker.postMessage({ op: "run" });
+    await msg("sent").promise;
+    // Both lanes' first calls run at once (neither has ended).
+    await Promise.all([at(started, 1).promise, at(started, 11).promise]);
+    // Lane B goes on while lane A's first call still runs: its second call starts and ends.
+    at(gates, 11).resolve();
+    await at(started, 12).promise;
+    at(gates, 12).resolve();
+    // Only now lane A's first call ends; its second starts after it (FIFO in the lane).
+    at(gates, 1).resolve();
+    await at(started, 2).promise;
+    at(gates, 2).resolve();
+    const done = await msg("done").promise;
+
+    expect(done.order).toEqual([11, 12, 1, 2]);
+    const i = (e: string): number => events.indexOf(e);
+    expect(i("end 12")).toBeLessThan(i("end 1")); // B finished while A's first call ran
+    expect(i("start 2")).toBeGreaterThan(i("end 1")); // FIFO within lane A
+    expect(i("start 12")).toBeGreaterThan(i("end 11")); // FIFO within lane B
+    expect(threads.get(1)).toMatch(/\(from .*\/lanes-worker\/lane:A\)$/);
+    expect(threads.get(2)).toBe(threads.get(1));
+    expect(threads.get(11)).toMatch(/\(from .*\/lanes-worker\/lane:B\)$/);
+    expect(threads.get(12)).toBe(threads.get(11));
+
+    // A callback the server makes while serving a lane's call runs on that lane in the worker
+    // (its executor), one made for a call outside lanes on the worker's own thread.
+    worker.postMessage({ op: "callbacks" });
+    const cbs = await msg("callbacks").promise;
+    expect(cbs.results).toEqual([10, 20, 30]);
+    expect(cbs.seen!.map((x) => x.lane)).toEqual(["A", "B", undefined]);
+    expect(cbs.seen![0]!.thread).toMatch(/\/lanes-worker\/lane:A$/);
+    expect(cbs.seen![1]!.thread).toMatch(/\/lanes-worker\/lane:B$/);
+    expect(cbs.seen![2]!.thread).toMatch(/\/lanes-worker$/);
+
+    worker.postMessage({ op: "close" });
+    expect(await exited).toBe(0);
+    unshare();
+    await foo.close();
+    await serverConn.close();
+    await Promise.all([serverLoop.done, loop.done]);
+    // Leak check: RPC tables empty, loops unreferenced and idle, no error logs.
+    for (const c of [serverConn, clientConn]) {
+      expect(c.rpc.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
+    }
+    for (const l of [serverLoop, loop]) {
+      expect(l.numRefs).toBe(0);
+      expect(l.pendingWork).toBe(0);
+    }
+    expect(errors).toEqual([]);
+  });
+});
