@@ -2,33 +2,16 @@
 // the bridge cancels the loop's call (the server's ctx.signal fires); a call made after the
 // connection is gone rejects with the same class, message, code and cause on the loop thread and
 // on a worker. The worker is fixtures/calls-worker.mjs; events are ordered by messages.
-import { Worker } from "node:worker_threads";
-import { CanceledError, DisconnectedError, deferred, memoryTransportPair } from "@multiprocess-ts/capnp";
-import { Connection, EventLoop, IpcCalledAfterDisconnectError, serveTransport, type CallContext } from "@multiprocess-ts/runtime";
-import { attachWorkers, loopHandleTransferList } from "@multiprocess-ts/node";
-import { type FooInterface, FooInterfaceClient, FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { CanceledError, DisconnectedError, deferred } from "@multiprocess-ts/capnp";
+import { IpcCalledAfterDisconnectError, type CallContext } from "@multiprocess-ts/runtime";
+import type { FooInterface } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { describe, expect, it } from "vitest";
+import { startFooWorker } from "./support/foo-worker.js";
 
 interface Msg {
   op: string;
   value?: number;
   error?: { name: string; message: string; code: string; kind: string; cause?: { name: string; code: string; kind: string } };
-}
-
-/** Messages from a worker, awaited by op in arrival order. */
-function inbox(worker: Worker): (op: string) => Promise<Msg> {
-  const queued: Msg[] = [];
-  const waiting: { op: string; resolve: (m: Msg) => void }[] = [];
-  worker.on("message", (m: Msg) => {
-    const i = waiting.findIndex((w) => w.op === m.op);
-    if (i >= 0) waiting.splice(i, 1)[0]!.resolve(m);
-    else queued.push(m);
-  });
-  return (op) => {
-    const i = queued.findIndex((m) => m.op === op);
-    if (i >= 0) return Promise.resolve(queued.splice(i, 1)[0]!);
-    return new Promise((resolve) => waiting.push({ op, resolve }));
-  };
 }
 
 function describeError(e: unknown): Msg["error"] {
@@ -43,12 +26,6 @@ function describeError(e: unknown): Msg["error"] {
 }
 
 async function setup() {
-  const errors: string[] = [];
-  const log = (level: string, msg: string): void => {
-    if (level === "error") errors.push(msg);
-  };
-  const serverLoop = new EventLoop("w-server", { log: { logFn: log, level: "warning" } });
-  const loop = new EventLoop("w-loop", { log: { logFn: log, level: "warning" } });
   const started = deferred<AbortSignal>();
   const abortedOnServer = deferred<unknown>();
   const impl: Partial<FooInterface> = {
@@ -64,41 +41,8 @@ async function setup() {
       );
     },
   };
-  const [ct, st] = memoryTransportPair();
-  const serverConn = serveTransport(serverLoop, st, impl as FooInterface, FooInterfaceServer);
-  serverConn.onDisconnect(() => void serverConn.close());
-  const clientConn = new Connection(loop, ct);
-  const foo = new FooInterfaceClient(clientConn.rpc.bootstrap(), clientConn, { destroyConnection: true });
-  const workers = attachWorkers(loop);
-  const unshare = workers.share("foo", foo);
-  const handle = workers.handle({ name: "calls-worker" });
-  const worker = new Worker(new URL("./fixtures/calls-worker.mjs", import.meta.url), {
-    workerData: { handle },
-    transferList: loopHandleTransferList(handle),
-  });
-  const exited = new Promise<number>((resolve) => worker.once("exit", resolve));
-  const next = inbox(worker);
-  await next("ready");
-  return {
-    serverLoop, loop, serverConn, clientConn, foo, worker, next, started, abortedOnServer, errors,
-    async finish(): Promise<void> {
-      worker.postMessage({ op: "close" });
-      expect(await exited).toBe(0);
-      unshare();
-      await foo.close();
-      await serverConn.close();
-      await Promise.all([serverLoop.done, loop.done]);
-      // Leak check: RPC tables empty, loops unreferenced and idle, no error logs.
-      for (const c of [serverConn, clientConn]) {
-        expect(c.rpc.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
-      }
-      for (const l of [serverLoop, loop]) {
-        expect(l.numRefs).toBe(0);
-        expect(l.pendingWork).toBe(0);
-      }
-      expect(errors).toEqual([]);
-    },
-  };
+  const t = await startFooWorker<Msg>({ name: "calls-worker", fixture: new URL("./fixtures/calls-worker.mjs", import.meta.url), impl });
+  return { ...t, started, abortedOnServer };
 }
 
 describe("calls from a worker thread", () => {

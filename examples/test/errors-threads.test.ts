@@ -2,12 +2,11 @@
 // each row of fixtures/error-rows.mjs runs on the loop thread and on a worker thread
 // (fixtures/errors-worker.mjs) against one server, and the two errors must describe the same
 // (plus what each row must be). Events are ordered by messages and the server's own hooks.
-import { Worker } from "node:worker_threads";
-import { deferred, memoryTransportPair, type Capability } from "@multiprocess-ts/capnp";
-import { Connection, EventLoop, serveTransport, type CallContext } from "@multiprocess-ts/runtime";
-import { attachWorkers, loopHandleTransferList } from "@multiprocess-ts/node";
-import { type FooInterface, FooInterfaceClient, FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { deferred, type Capability } from "@multiprocess-ts/capnp";
+import type { CallContext } from "@multiprocess-ts/runtime";
+import { type FooInterface, FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { describe, expect, it } from "vitest";
+import { startFooWorker } from "./support/foo-worker.js";
 import { ROWS, describeError, type RowEnv } from "./fixtures/error-rows.mjs";
 
 interface Msg {
@@ -16,31 +15,9 @@ interface Msg {
   error?: Record<string, unknown>;
 }
 
-/** Messages from a worker, awaited by op in arrival order. */
-function inbox(worker: Worker): (op: string) => Promise<Msg> {
-  const queued: Msg[] = [];
-  const waiting: { op: string; resolve: (m: Msg) => void }[] = [];
-  worker.on("message", (m: Msg) => {
-    const i = waiting.findIndex((w) => w.op === m.op);
-    if (i >= 0) waiting.splice(i, 1)[0]!.resolve(m);
-    else queued.push(m);
-  });
-  return (op) => {
-    const i = queued.findIndex((m) => m.op === op);
-    if (i >= 0) return Promise.resolve(queued.splice(i, 1)[0]!);
-    return new Promise((resolve) => waiting.push({ op, resolve }));
-  };
-}
-
 const dupCap = (c: FooInterfaceClient): Capability => (c as unknown as { $dupCap(): Capability }).$dupCap();
 
 async function setup() {
-  const errors: string[] = [];
-  const log = (level: string, msg: string): void => {
-    if (level === "error") errors.push(msg);
-  };
-  const serverLoop = new EventLoop("e-server", { log: { logFn: log, level: "warning" }, errorStacks: true });
-  const loop = new EventLoop("e-loop", { log: { logFn: log, level: "warning" } });
   let running = 0;
   const twoRunning = deferred<void>();
   const impl: Partial<FooInterface> = {
@@ -53,23 +30,18 @@ async function setup() {
       return new Promise<number>((_resolve, reject) => signal.addEventListener("abort", () => reject(signal.reason)));
     },
   };
-  const [ct, st] = memoryTransportPair();
-  const serverConn = serveTransport(serverLoop, st, impl as FooInterface, FooInterfaceServer);
-  serverConn.onDisconnect(() => void serverConn.close());
-  const clientConn = new Connection(loop, ct);
-  const foo = new FooInterfaceClient(clientConn.rpc.bootstrap(), clientConn, { destroyConnection: true });
-  await foo.initThreadMap();
-  const workers = attachWorkers(loop);
-  const unshare = workers.share("foo", foo);
-  const handle = workers.handle({ name: "errors-worker" });
-  const worker = new Worker(new URL("./fixtures/errors-worker.mjs", import.meta.url), {
-    workerData: { handle },
-    transferList: loopHandleTransferList(handle),
-  });
-  const exited = new Promise<number>((resolve) => worker.once("exit", resolve));
-  const next = inbox(worker);
-  await next("ready");
   const others: FooInterfaceClient[] = [];
+  const t = await startFooWorker<Msg>({
+    name: "errors-worker",
+    fixture: new URL("./fixtures/errors-worker.mjs", import.meta.url),
+    impl,
+    serverLoop: { errorStacks: true },
+    threadMap: true,
+    beforeFinish: async () => {
+      for (const c of others) await c.close();
+    },
+  });
+  const foo = t.foo;
   const loopEnv: RowEnv = {
     foo,
     another: () => {
@@ -79,27 +51,7 @@ async function setup() {
     },
     started: () => {},
   };
-  return {
-    serverConn, clientConn, worker, next, loopEnv, twoRunning: twoRunning.promise,
-    async finish(): Promise<void> {
-      worker.postMessage({ op: "close" });
-      expect(await exited).toBe(0);
-      unshare();
-      for (const c of others) await c.close();
-      await foo.close();
-      await serverConn.close();
-      await Promise.all([serverLoop.done, loop.done]);
-      // Leak check: RPC tables empty, loops unreferenced and idle, no error logs.
-      for (const c of [serverConn, clientConn]) {
-        expect(c.rpc.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
-      }
-      for (const l of [serverLoop, loop]) {
-        expect(l.numRefs).toBe(0);
-        expect(l.pendingWork).toBe(0);
-      }
-      expect(errors).toEqual([]);
-    },
-  };
+  return { ...t, loopEnv, twoRunning: twoRunning.promise };
 }
 
 type Setup = Awaited<ReturnType<typeof setup>>;

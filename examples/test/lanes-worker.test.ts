@@ -4,27 +4,14 @@
 // callbacks while serving a lane's call run on that lane in the worker. The server's calls
 // wait on gates the test opens; events are ordered by those gates and by messages, never by time.
 // The worker is fixtures/lanes-worker.mjs.
-import { Worker } from "node:worker_threads";
-import { deferred, memoryTransportPair, type Deferred } from "@multiprocess-ts/capnp";
-import { Connection, EventLoop, currentFrame, serveTransport } from "@multiprocess-ts/runtime";
-import { attachWorkers, loopHandleTransferList } from "@multiprocess-ts/node";
-import {
-  type FooCallback,
-  type FooInterface,
-  FooCallbackClient,
-  FooInterfaceClient,
-  FooInterfaceServer,
-} from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { deferred, type Deferred } from "@multiprocess-ts/capnp";
+import { currentFrame } from "@multiprocess-ts/runtime";
+import { type FooCallback, type FooInterface, FooCallbackClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { describe, expect, it } from "vitest";
+import { startFooWorker } from "./support/foo-worker.js";
 
 describe("lanes on a worker thread", () => {
   it("two lanes of one worker run concurrently, each FIFO, each on its own server Thread; callbacks come back on the lane", async () => {
-    const errors: string[] = [];
-    const log = (level: string, msg: string): void => {
-      if (level === "error") errors.push(msg);
-    };
-    const serverLoop = new EventLoop("l-server", { log: { logFn: log, level: "warning" } });
-    const loop = new EventLoop("l-loop", { log: { logFn: log, level: "warning" } });
     const gates = new Map<number, Deferred<void>>();
     const started = new Map<number, Deferred<void>>();
     const at = (m: Map<number, Deferred<void>>, n: number): Deferred<void> => {
@@ -52,36 +39,22 @@ describe("lanes on a worker thread", () => {
         return arg;
       },
     };
-    const [ct, st] = memoryTransportPair();
-    const serverConn = serveTransport(serverLoop, st, impl as FooInterface, FooInterfaceServer);
-    serverConn.onDisconnect(() => void serverConn.close());
-    const clientConn = new Connection(loop, ct);
-    const foo = new FooInterfaceClient(clientConn.rpc.bootstrap(), clientConn, { destroyConnection: true });
-    await foo.initThreadMap();
-    const workers = attachWorkers(loop);
-    const unshare = workers.share("foo", foo);
-    const handle = workers.handle({ name: "lanes-worker" });
-    const worker = new Worker(new URL("./fixtures/lanes-worker.mjs", import.meta.url), {
-      workerData: { handle },
-      transferList: loopHandleTransferList(handle),
-    });
-    const exited = new Promise<number>((resolve) => worker.once("exit", resolve));
     interface Msg {
+      op: string;
       order?: number[];
       results?: number[];
       seen?: { lane?: string; thread?: string }[];
     }
-    const messages = new Map<string, Deferred<Msg>>();
-    const msg = (op: string): Deferred<Msg> => {
-      let d = messages.get(op);
-      if (d === undefined) messages.set(op, (d = deferred()));
-      return d;
-    };
-    worker.on("message", (m: Msg & { op: string }) => msg(m.op).resolve(m));
-    await msg("ready").promise;
+    const t = await startFooWorker<Msg>({
+      name: "lanes-worker",
+      fixture: new URL("./fixtures/lanes-worker.mjs", import.meta.url),
+      impl,
+      threadMap: true,
+    });
+    const { worker, next } = t;
 
     worker.postMessage({ op: "run" });
-    await msg("sent").promise;
+    await next("sent");
     // Both lanes' first calls run at once (neither has ended).
     await Promise.all([at(started, 1).promise, at(started, 11).promise]);
     // Lane B goes on while lane A's first call still runs: its second call starts and ends.
@@ -92,7 +65,7 @@ describe("lanes on a worker thread", () => {
     at(gates, 1).resolve();
     await at(started, 2).promise;
     at(gates, 2).resolve();
-    const done = await msg("done").promise;
+    const done = await next("done");
 
     expect(done.order).toEqual([11, 12, 1, 2]);
     const i = (e: string): number => events.indexOf(e);
@@ -107,27 +80,13 @@ describe("lanes on a worker thread", () => {
     // A callback the server makes while serving a lane's call runs on that lane in the worker
     // (its executor), one made for a call outside lanes on the worker's own thread.
     worker.postMessage({ op: "callbacks" });
-    const cbs = await msg("callbacks").promise;
+    const cbs = await next("callbacks");
     expect(cbs.results).toEqual([10, 20, 30]);
     expect(cbs.seen!.map((x) => x.lane)).toEqual(["A", "B", undefined]);
     expect(cbs.seen![0]!.thread).toMatch(/\/lanes-worker\/lane:A$/);
     expect(cbs.seen![1]!.thread).toMatch(/\/lanes-worker\/lane:B$/);
     expect(cbs.seen![2]!.thread).toMatch(/\/lanes-worker$/);
 
-    worker.postMessage({ op: "close" });
-    expect(await exited).toBe(0);
-    unshare();
-    await foo.close();
-    await serverConn.close();
-    await Promise.all([serverLoop.done, loop.done]);
-    // Leak check: RPC tables empty, loops unreferenced and idle, no error logs.
-    for (const c of [serverConn, clientConn]) {
-      expect(c.rpc.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
-    }
-    for (const l of [serverLoop, loop]) {
-      expect(l.numRefs).toBe(0);
-      expect(l.pendingWork).toBe(0);
-    }
-    expect(errors).toEqual([]);
+    await t.finish();
   });
 });
