@@ -73,30 +73,30 @@ export class Words {
 /** rpc.capnp `Message.which` values used here. */
 export const MSG = { unimplemented: 0, abort: 1, call: 2, return: 3, finish: 4, bootstrap: 8 } as const;
 
-/** A Bootstrap message with question `qid`. */
-export function bootstrapMessage(qid: number): Uint8Array[] {
+/**
+ * A message whose body is one data word holding question `qid` in its first 32 bits, plus
+ * `ptrs` null pointers (Bootstrap: its deprecated objectId; Finish: none).
+ */
+function questionMessage(which: number, qid: number, ptrs: number): Uint8Array[] {
   const w = new Words();
   w.alloc(1);
   const m = w.alloc(2);
   w.structPtr(0, m, 1, 1);
-  w.u16(m, 0, MSG.bootstrap);
-  const b = w.alloc(2);
-  w.structPtr(m + 1, b, 1, 1);
-  w.u32(b, 0, qid);
+  w.u16(m, 0, which);
+  const body = w.alloc(1 + ptrs);
+  w.structPtr(m + 1, body, 1, ptrs);
+  w.u32(body, 0, qid);
   return [w.segment()];
+}
+
+/** A Bootstrap message with question `qid`. */
+export function bootstrapMessage(qid: number): Uint8Array[] {
+  return questionMessage(MSG.bootstrap, qid, 1);
 }
 
 /** A Finish for question `qid` (releaseResultCaps = false). */
 export function finishMessage(qid: number): Uint8Array[] {
-  const w = new Words();
-  w.alloc(1);
-  const m = w.alloc(2);
-  w.structPtr(0, m, 1, 1);
-  w.u16(m, 0, MSG.finish);
-  const f = w.alloc(1);
-  w.structPtr(m + 1, f, 1, 0);
-  w.u32(f, 0, qid);
-  return [w.segment()];
+  return questionMessage(MSG.finish, qid, 0);
 }
 
 /** Where a Call is sent: a method of the bootstrap capability (pipelined on question `bootstrapQid`). */
