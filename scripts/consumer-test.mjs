@@ -9,7 +9,7 @@
 //      test/consumer/app/schema/calc.capnp with the installed mpgen (CLI, and capnp plugin mode
 //      through the installed capnpc-mpgen), type-checks with the strict flag set (skipLibCheck
 //      false) and runs a spawned-child call, a worker-thread call and a WebSocket call;
-//   4. runs the installed `mptest` bin (`--list`, then every scenario once) and the app's own
+//   4. runs the installed `mptest` bin (`--list`, then every scenario once over 2 jobs) and the app's own
 //      tests (`node --test`) written with the installed @multiprocess-ts/testing helpers.
 // Exits non-zero with a clear message on any failure (including a registry that cannot start);
 // kills the registry and removes its temp folders on exit. Last line on success:
@@ -377,7 +377,8 @@ async function runMptestAndAppTests(app) {
   const scenarios = await step("mptest --list", () => run("npm", ["exec", "--no", "--", "mptest", "--list"], { cwd: app }));
   const count = scenarios.trim().split("\n").length;
   if (count < 20) throw new Failure(`npx mptest --list printed ${count} scenarios:\n${scenarios}`);
-  const out = await step("mptest --repeat 1", () => run(path.join(app, "node_modules/.bin/mptest"), ["--repeat", "1"], { cwd: app, timeoutMs: 180_000 }));
+  // --jobs 2: the installed cli.js also starts its own child runners.
+  const out = await step("mptest --repeat 1 --jobs 2", () => run(path.join(app, "node_modules/.bin/mptest"), ["--repeat", "1", "--jobs", "2"], { cwd: app, timeoutMs: 180_000 }));
   const summary = /^mptest: OK: (\d+) runs, 0 failed, 0 leaked, 0 hung.*$/m.exec(out);
   if (summary === null || Number(summary[1]) !== count) throw new Failure(`the installed mptest did not run its ${count} scenarios cleanly:\n${out}`);
   log(`installed mptest: ${count} scenarios listed; ${summary[0]}`);

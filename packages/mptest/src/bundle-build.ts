@@ -3,8 +3,8 @@
  * `entry` (see bundle.ts). Runs as a short-lived child process so that mptest's own processes
  * never load esbuild (its heap and its service process would stay for the whole run).
  *
- * `node bundle-build.js --all` (mptest's prepack script, build time): replaces dist/bundles/ with
- * a bundle of every entry mptest starts fresh, that is every module of dist/children/ and
+ * `node bundle-build.js --all` (mptest's prepack script, build time): writes into dist/bundles/ a
+ * bundle of every entry mptest starts fresh, that is every module of dist/children/ and
  * dist/workers/, so that the packed package ships them and needs no esbuild when installed.
  *
  * Two plugins keep the bundle's load cost down (it is paid by every fresh worker thread and every
@@ -18,7 +18,7 @@
  * Threading: main thread of its own process.
  */
 
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { build, type Plugin } from "esbuild";
 
@@ -77,21 +77,32 @@ async function bundle(entry: string, out: string): Promise<void> {
   writeFileSync(out, r.outputFiles[0]!.contents);
 }
 
-/** Every fresh-start entry (dist/children/*.js, dist/workers/*.js) into a new dist/bundles/. */
+/**
+ * Every fresh-start entry (dist/children/*.js, dist/workers/*.js) into dist/bundles/. Each bundle
+ * is written under a temporary name and renamed over the old one, as bundle.ts does, because an
+ * mptest process of this checkout may be loading them meanwhile (the consumer test packs while
+ * other test files run). A bundle whose entry is gone is removed, so none ships stale code; the
+ * `*.tmp` files belong to running mptest processes and are left alone (not packed).
+ */
 async function bundleAll(): Promise<void> {
   const bundles = new URL("./bundles/", import.meta.url);
-  rmSync(bundles, { recursive: true, force: true });
-  mkdirSync(bundles);
+  mkdirSync(bundles, { recursive: true });
+  const wanted = new Set<string>();
   for (const dir of ["children", "workers"]) {
     const base = new URL(`./${dir}/`, import.meta.url);
     for (const f of readdirSync(base).filter((n) => n.endsWith(".js")).sort()) {
-      const out = fileURLToPath(new URL(f.replace(/\.js$/, ".mjs"), bundles));
+      const name = f.replace(/\.js$/, ".mjs");
       // bundled() names a bundle by its entry's file name: two entries must not share one.
-      if (existsSync(out)) throw new Error(`bundle-build: two entries named ${f} (children/ and workers/)`);
-      await bundle(fileURLToPath(new URL(f, base)), out);
+      if (wanted.has(name)) throw new Error(`bundle-build: two entries named ${f} (children/ and workers/)`);
+      wanted.add(name);
+      const out = fileURLToPath(new URL(name, bundles));
+      const tmp = `${out}.${process.pid}.tmp`;
+      await bundle(fileURLToPath(new URL(f, base)), tmp);
+      renameSync(tmp, out);
       process.stdout.write(`mptest: bundled ${dir}/${f} into ${out}\n`);
     }
   }
+  for (const f of readdirSync(bundles)) if (f.endsWith(".mjs") && !wanted.has(f)) rmSync(new URL(f, bundles));
 }
 
 const args = process.argv.slice(2);
