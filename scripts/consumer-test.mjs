@@ -3,12 +3,14 @@
 // app outside this repository, as a user would use them.
 //   1. starts a local npm registry (verdaccio 6.8.0, installed once with `npm ci` from
 //      test/consumer/verdaccio into .build/) on 127.0.0.1 and a free port, storage in a temp folder;
-//   2. packs every non-private package under packages/ (`pnpm pack`), checks and prints each
-//      tarball's files and sizes, and `pnpm publish`es it to that registry;
+//   2. packs every non-private workspace package (`pnpm pack`), checks and prints each tarball's
+//      files and sizes, and `pnpm publish`es it to that registry;
 //   3. in a temp folder outside the workspace: `npm install`s them from the registry, generates
 //      test/consumer/app/schema/calc.capnp with the installed mpgen (CLI, and capnp plugin mode
 //      through the installed capnpc-mpgen), type-checks with the strict flag set (skipLibCheck
-//      false) and runs a spawned-child call, a worker-thread call and a WebSocket call.
+//      false) and runs a spawned-child call, a worker-thread call and a WebSocket call;
+//   4. runs the installed `mptest` bin (`--list`, then every scenario once over 2 jobs) and the app's own
+//      tests (`node --test`) written with the installed @multiprocess-ts/testing helpers.
 // Exits non-zero with a clear message on any failure (including a registry that cannot start);
 // kills the registry and removes its temp folders on exit. Last line on success:
 // `CONSUMER_RESULT <json>` (tarball contents, timings) for test/consumer/test/consumer.test.ts.
@@ -27,7 +29,7 @@ const VERDACCIO_DIR = path.join(ROOT, ".build", `verdaccio-${VERDACCIO_VERSION}`
 const APP_TEMPLATE = path.join(ROOT, "test/consumer/app");
 const TYPESCRIPT = "typescript@5.9.3";
 const TYPES_NODE = "@types/node@20.19.43";
-const LIMIT_MS = 300_000;
+const LIMIT_MS = 360_000;
 const STRICT_FLAGS = "strict, noImplicitOverride, exactOptionalPropertyTypes, noUncheckedIndexedAccess, noUnusedLocals, noUnusedParameters, skipLibCheck false";
 
 const t0 = Date.now();
@@ -105,13 +107,23 @@ async function preflight() {
   }
 }
 
-/** Every package under packages/ that is not private (a new one is picked up automatically). */
+/**
+ * Every workspace package (pnpm-workspace.yaml: `dir` and `dir/*` patterns) that is not private,
+ * sorted by name (a new one is picked up automatically).
+ */
 function publishableDirs() {
-  const base = path.join(ROOT, "packages");
-  return fs.readdirSync(base).sort()
-    .map((d) => path.join(base, d))
+  const patterns = [...fs.readFileSync(path.join(ROOT, "pnpm-workspace.yaml"), "utf8").matchAll(/^\s*-\s*["']?([^"'\s]+)["']?\s*$/gm)].map((m) => m[1]);
+  const dirs = patterns.flatMap((p) => {
+    if (!p.endsWith("/*")) return [path.join(ROOT, p)];
+    const base = path.join(ROOT, p.slice(0, -2));
+    return fs.readdirSync(base).map((d) => path.join(base, d));
+  });
+  return dirs
     .filter((d) => fs.existsSync(path.join(d, "package.json")))
-    .filter((d) => JSON.parse(fs.readFileSync(path.join(d, "package.json"), "utf8")).private !== true);
+    .map((d) => ({ d, pkg: JSON.parse(fs.readFileSync(path.join(d, "package.json"), "utf8")) }))
+    .filter(({ pkg }) => pkg.private !== true)
+    .sort((a, b) => a.pkg.name.localeCompare(b.pkg.name))
+    .map(({ d }) => d);
 }
 
 async function ensureVerdaccio() {
@@ -193,13 +205,22 @@ async function tarEntries(tgz) {
   });
 }
 
+/**
+ * Whether a tarball may hold `f` (a path inside package/): compiled dist/ (and mptest's pack-time
+ * bundles), bins, gen's schema/, schema's capnp/*.capnp, proto's .capnp sources (test/ and example/, the repository's
+ * layout) with upstream's notice, README, LICENSE. Never sources, tests, .tsbuildinfo or maps; a
+ * test/ folder holds schemas and their generated modules only (proto's dist/test/foo.capnp.js).
+ */
+function allowedFile(f) {
+  if (/(^|\/)src\//.test(f) || /\.test\.(js|d\.ts)$/.test(f)) return false;
+  if (/(^|\/)test\//.test(f) && !/\.capnp(\.js|\.d\.ts)?$/.test(f)) return false;
+  return /^(package\.json|README\.md|LICENSE|COPYING\.libmultiprocess|dist\/.+\.(js|d\.ts)|dist\/bundles\/[^/]+\.mjs|bin\/[^/]+|schema\/.+|capnp\/.+\.capnp|(test|example)\/[^/]+\.capnp)$/.test(f);
+}
+
 /** Problems with one tarball's contents (empty when it holds only what it should). */
 function checkTarball(pkg, entries, packedPkg) {
   const problems = [];
-  const allowed = /^package\/(package\.json|README\.md|LICENSE|dist\/.+\.(js|d\.ts)|bin\/[^/]+|schema\/.+|capnp\/.+\.capnp)$/;
-  for (const e of entries) {
-    if (/(^|\/)(test|src)\//.test(e.path.replace(/^package\//, "")) || /\.tsbuildinfo$|\.map$/.test(e.path) || !allowed.test(e.path)) problems.push(`unexpected file ${e.path}`);
-  }
+  for (const e of entries) if (!allowedFile(e.path.replace(/^package\//, ""))) problems.push(`unexpected file ${e.path}`);
   for (const f of ["package/package.json", "package/README.md", "package/LICENSE"]) if (!entries.some((e) => e.path === f)) problems.push(`missing ${f}`);
   const bins = typeof packedPkg.bin === "string" ? [packedPkg.bin] : Object.values(packedPkg.bin ?? {});
   for (const b of bins) {
@@ -311,6 +332,15 @@ async function generate(app) {
   const imports = [...cli.matchAll(/^import .* from "([^"]+)";$/gm)].map((m) => m[1]);
   if (imports.some((i) => !i.startsWith("@multiprocess-ts/runtime/"))) throw new Failure(`generated code imports ${imports.join(", ")}; expected only @multiprocess-ts/runtime`);
   log(`generated src/gen/calc.capnp.ts (${cli.length} B; CLI and plugin outputs identical); imports: ${imports.join(", ")}`);
+  // The published schemas ship their .capnp sources in the repository's layout: the installed
+  // mpgen, run in the installed package, writes what this repository generated from them.
+  const proto = path.join(app, "node_modules/@multiprocess-ts/proto");
+  await run(path.join(bin, "mpgen"), ["-I", ".", "-o", path.join(app, "gen-proto"), "test/foo.capnp"], { cwd: proto });
+  const foo = fs.readFileSync(path.join(app, "gen-proto/test/foo.capnp.ts"), "utf8");
+  if (foo !== fs.readFileSync(path.join(ROOT, "proto/src/test/foo.capnp.ts"), "utf8")) {
+    throw new Failure("mpgen on the installed @multiprocess-ts/proto's test/foo.capnp differs from proto/src/test/foo.capnp.ts");
+  }
+  log(`generated test/foo.capnp from the installed @multiprocess-ts/proto: identical to proto/src/test/foo.capnp.ts (${foo.length} B)`);
 }
 
 async function typecheckAndRun(app) {
@@ -329,6 +359,36 @@ async function typecheckAndRun(app) {
   }
 }
 
+/** Every file under `dir` with its size (to prove a run wrote nothing there). */
+function fileList(dir) {
+  return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => !e.isDirectory())
+    .map((e) => { const p = path.join(e.parentPath ?? e.path, e.name); return `${path.relative(dir, p)} ${fs.statSync(p).size}`; }).sort();
+}
+
+/**
+ * The installed `mptest` bin: lists its scenarios and runs each once, from its pack-time bundles
+ * (no esbuild installed, nothing written into the package); then the app's own tests, written
+ * with the installed testing helpers (src/testing.test.ts), under `node --test`.
+ */
+async function runMptestAndAppTests(app) {
+  if (fs.existsSync(path.join(app, "node_modules/esbuild"))) throw new Failure("installing @multiprocess-ts/mptest pulled in esbuild (its bundles are built at pack time)");
+  const pkgDir = path.join(app, "node_modules/@multiprocess-ts/mptest");
+  const before = fileList(pkgDir);
+  const scenarios = await step("mptest --list", () => run("npm", ["exec", "--no", "--", "mptest", "--list"], { cwd: app }));
+  const count = scenarios.trim().split("\n").length;
+  if (count < 20) throw new Failure(`npx mptest --list printed ${count} scenarios:\n${scenarios}`);
+  // --jobs 2: the installed cli.js also starts its own child runners.
+  const out = await step("mptest --repeat 1 --jobs 2", () => run(path.join(app, "node_modules/.bin/mptest"), ["--repeat", "1", "--jobs", "2"], { cwd: app, timeoutMs: 180_000 }));
+  const summary = /^mptest: OK: (\d+) runs, 0 failed, 0 leaked, 0 hung.*$/m.exec(out);
+  if (summary === null || Number(summary[1]) !== count) throw new Failure(`the installed mptest did not run its ${count} scenarios cleanly:\n${out}`);
+  log(`installed mptest: ${count} scenarios listed; ${summary[0]}`);
+  const after = fileList(pkgDir);
+  if (after.join("\n") !== before.join("\n")) throw new Failure(`mptest wrote into its installed package: ${after.filter((f) => !before.includes(f)).join(", ")}`);
+  const tests = await step("app tests", () => run(process.execPath, ["--test", "--test-reporter=tap", "dist/testing.test.js"], { cwd: app, timeoutMs: 90_000 }));
+  process.stdout.write(tests.split("\n").filter((l) => /^# (testing:|pass|fail)/.test(l.trim())).map((l) => `  app test> ${l.trim()}\n`).join(""));
+  if (!/^# pass 3$/m.test(tests) || !/^# fail 0$/m.test(tests)) throw new Failure(`the app's tests (node --test dist/testing.test.js) did not all pass:\n${tests}`);
+}
+
 async function main() {
   await preflight();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "mpts-consumer-"));
@@ -342,6 +402,7 @@ async function main() {
   const app = await step("npm install", () => installApp(url, tarballs));
   await step("generate", () => generate(app));
   await typecheckAndRun(app);
+  await runMptestAndAppTests(app);
   log("CONSUMER TEST PASSED");
   const summary = tarballs.map(({ name, version, tarballBytes, unpackedBytes, files }) => ({ name, version, tarballBytes, unpackedBytes, files }));
   console.log(`CONSUMER_RESULT ${JSON.stringify({ totalMs: Date.now() - t0, timings, tarballs: summary })}`);
