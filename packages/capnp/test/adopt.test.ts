@@ -80,7 +80,8 @@ describe("writeData: adoption of large Data", () => {
 
   it("results written into a Return message read back the caller's bytes", () => {
     const v = pattern(1 << 15, 3);
-    const { msg, results } = newReturnMessage(Box);
+    const { msg, results: r } = newReturnMessage(Box);
+    const results = r!;
     writeData(1, v, results);
     expect(msg._capnp.segments.some((s) => s.buffer === v.buffer)).toBe(true);
     expect(same(results.data(1), v)).toBe(true);
