@@ -9,9 +9,9 @@
  * order, with the caller's buffer as the new segment's buffer.
  *
  * Lifetime rule (docs/rpc.md "Large Data is sent from your buffer"): an adopted buffer is written
- * to the transport from the caller's memory, so it must not be modified while the message may
- * still be written: for call params until the call settles; for results returned by a server
- * method, not at all afterwards. Only whole, word-sized `ArrayBuffer`s are adopted (a
+ * to the transport from the caller's memory, so it must not be modified (nor transferred) while
+ * the message may still be written: for call params until the call settles; for results returned
+ * by a server method, not at all afterwards. Only whole, word-sized `ArrayBuffer`s are adopted (a
  * `Uint8Array` with byteOffset 0 over its entire buffer, a multiple of 8 bytes long, at least
  * 4 KiB); anything else is copied as before.
  *
