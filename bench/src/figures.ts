@@ -93,7 +93,7 @@ export function aggregate(rounds: Figure[][]): Figure[] {
 
 export function fmt(v: number | null | undefined, unit?: string): string {
   if (v === null || v === undefined) return "-";
-  if (unit === "calls/s" || Math.abs(v) >= 1000) return Math.round(v).toLocaleString("en-US");
+  if (unit === "calls/s" || unit === "calls" || Math.abs(v) >= 1000) return Math.round(v).toLocaleString("en-US");
   return v.toFixed(1);
 }
 

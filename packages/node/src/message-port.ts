@@ -2,7 +2,8 @@
  * A {@link Transport} over a `worker_threads` `MessagePort` (or one end of a `MessageChannel`).
  *
  * Each Cap'n Proto message is posted as one structured-clone message `{ s: ArrayBuffer[] }` whose
- * segment buffers are transferred, not copied, whenever a segment owns its whole `ArrayBuffer`.
+ * segment buffers are transferred, not copied, whenever a segment owns its whole `ArrayBuffer`
+ * (except a caller's buffer adopted as a segment: see `isAdoptedBuffer` in @multiprocess-ts/capnp).
  * A graceful `close()` posts `{ end: true }` before closing the port, so the peer can tell a clean
  * end from a port that closed because its thread died (which it reports as a `DisconnectedError`).
  * State, the early-message queue and the once-only end report live in capnp's
@@ -14,7 +15,7 @@
  */
 
 import type { MessagePort } from "node:worker_threads";
-import { DisconnectedError, LimitError, ProtocolError, TransportLifecycle, LinkState } from "@multiprocess-ts/capnp";
+import { DisconnectedError, LimitError, ProtocolError, TransportLifecycle, LinkState, isAdoptedBuffer } from "@multiprocess-ts/capnp";
 import type { LifecycleHost, Transport, TransportSink } from "@multiprocess-ts/capnp";
 import { DEFAULT_FRAME_LIMITS, type FrameLimits } from "./frame.js";
 
@@ -61,11 +62,12 @@ class MessagePortTransport implements Transport, LifecycleHost {
     const transfer = new Set<ArrayBuffer>();
     for (const seg of segments) {
       const b = seg.buffer;
-      if (b instanceof ArrayBuffer && seg.byteOffset === 0 && seg.byteLength === b.byteLength && !transfer.has(b)) {
+      if (b instanceof ArrayBuffer && seg.byteOffset === 0 && seg.byteLength === b.byteLength && !transfer.has(b) && !isAdoptedBuffer(b)) {
         transfer.add(b);
         bufs.push(b);
       } else {
-        // A view into a larger or shared buffer: copy so we transfer exactly this segment.
+        // A view into a larger or shared buffer, or a caller's buffer adopted as a segment (which
+        // must not be detached from its owner): copy so we transfer exactly this segment.
         const copy = new ArrayBuffer(seg.byteLength);
         new Uint8Array(copy).set(seg);
         transfer.add(copy);

@@ -1,6 +1,7 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { MessageChannel } from "node:worker_threads";
-import { DisconnectedError, LimitError, ProtocolError } from "@multiprocess-ts/capnp";
+import * as capnp from "capnp-ts";
+import { DisconnectedError, LimitError, ProtocolError, fastpath, isAdoptedBuffer, writeData } from "@multiprocess-ts/capnp";
 import { messagePortTransport } from "@multiprocess-ts/node";
 import { assertNoHandleLeaks, handleBaseline, msg, startRecording, msgValues, type HandleBaseline } from "@multiprocess-ts/testing";
 
@@ -49,6 +50,31 @@ describe("messagePortTransport", () => {
     await sb.waitFor(1);
     expect(sb.messages.map(msgValues)).toEqual([[77, 78]]);
     expect(big.byteLength).toBe(32);
+    await b.close();
+    await a.close();
+  });
+
+  it("copies a caller's buffer adopted as a segment (large Data) instead of detaching it", async () => {
+    class D extends capnp.Struct {
+      static readonly _capnp = { displayName: "D", id: "f0000000000000d1", size: new capnp.ObjectSize(0, 1) };
+    }
+    const { port1, port2 } = new MessageChannel();
+    const a = messagePortTransport(port1);
+    const b = messagePortTransport(port2);
+    startRecording(a);
+    const sb = startRecording(b);
+    const data = new Uint8Array(1 << 16).fill(0x5a);
+    const { msg: m, params } = fastpath.newCallMessage(1n, 0, D);
+    writeData(0, data, params);
+    expect(isAdoptedBuffer(data.buffer)).toBe(true);
+    const segs = m._capnp.segments.map((s) => new Uint8Array(s.buffer, 0, s.byteLength));
+    a.send(segs);
+    await sb.waitFor(1);
+    // The caller's buffer still holds its bytes; the peer got an equal copy (its own buffer).
+    expect(data.byteLength).toBe(1 << 16);
+    const got = sb.messages[0]!.find((s) => s.byteLength === 1 << 16)!;
+    expect(got.buffer).not.toBe(data.buffer);
+    expect(Buffer.from(got).equals(Buffer.from(data))).toBe(true);
     await b.close();
     await a.close();
   });

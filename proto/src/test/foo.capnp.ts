@@ -959,7 +959,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
   passData(arg: Uint8Array, options?: $mp.CallOptions): Promise<Uint8Array> {
     return this.$invoke(FooInterface$passData,
       (p: FooInterface_passData$Params) => {
-        $.Struct.initData(0, arg.byteLength, p).copyBuffer(arg);
+        $.writeData(0, arg, p);
       },
       (r: FooInterface_passData$Results) => {
         return $dataView($.Struct.getData(0, r));
@@ -1273,9 +1273,9 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         const arg = $dataView($.Struct.getData(0, p));
         const out = impl.passData(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
-          $.Struct.initData(0, out.byteLength, r).copyBuffer(out);
+          $.writeData(0, out, r);
         });
-        $.Struct.initData(0, out.byteLength, r).copyBuffer(out);
+        $.writeData(0, out, r);
       } },
   ];
 }

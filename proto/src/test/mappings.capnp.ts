@@ -412,7 +412,7 @@ export function writeOptions(s: Options$Struct, v: OptionsInit): void {
     });
   }
   if (v.blob !== undefined) {
-    $.Struct.initData(2, v.blob.byteLength, s).copyBuffer(v.blob);
+    $.writeData(2, v.blob, s);
   }
   if (v.inner !== undefined) {
     writeInner($.Struct.initStructAt(3, Inner$Struct, s), v.inner);

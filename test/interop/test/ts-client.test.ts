@@ -15,6 +15,7 @@ import {
   promiseCapability,
   readCap,
   writeCap,
+  writeData,
   type Capability,
 } from "@multiprocess-ts/capnp";
 import {
@@ -136,6 +137,14 @@ describe("TS client → C++ server (Unix socket)", () => {
     expect(back.text === text).toBe(true);
     // C++ builds its 1 MiB Return in several segments; we must have decoded a multi-segment frame.
     expect(transport.maxSegmentsIn).toBeGreaterThan(1);
+  });
+
+  it("big-data sent from the caller's buffer (writeData: adopted segment behind a double-far pointer)", async () => {
+    const data = Uint8Array.from({ length: 1 << 20 }, (_, i) => (i * 11) % 253);
+    const back = await call(calc, CALC_ID, M.echo, s.Calc_echo$Params, (p) => { writeData(1, data, p); },
+      s.Calc_echo$Results, (r) => ({ data: r.data }));
+    expect(back.data.byteLength).toBe(data.byteLength);
+    expect(Buffer.compare(back.data, data)).toBe(0);
   });
 
   it("callback-during-call", async () => {

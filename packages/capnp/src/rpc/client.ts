@@ -10,6 +10,7 @@
 import * as capnp from "capnp-ts";
 import { CanceledError, RpcError } from "../errors.js";
 import { newCallMessage } from "../fastpath.js";
+import { unadoptMessage } from "../adopt.js";
 import { CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
@@ -41,6 +42,7 @@ class PendingCallImpl extends Sink implements PendingCall {
       rej?.(o.err);
       return;
     }
+    unadoptMessage(o.msg); // results of a server in this vat: no view of its buffers (adopt.ts)
     const r = new ResponseImpl(o);
     this.resp = r;
     // The GC safety net only matters when there are caps to release and nobody took the Response.

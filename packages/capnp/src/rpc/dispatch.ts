@@ -10,6 +10,7 @@
 
 import type * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
+import { isAdoptedBuffer } from "../adopt.js";
 import { ProtocolError } from "../errors.js";
 import type { TransportSink } from "../transport.js";
 import { CallLimitError, validateRpcMessage } from "../validate.js";
@@ -197,7 +198,8 @@ export class Dispatcher implements TransportSink {
  * stream decoder's own buffer for a message that spanned chunks, a memory transport's sent
  * segment) is ours by the Transport contract and is used as is: nobody writes into it again. A
  * view into a larger buffer (a chunk holding several messages, a pooled Node Buffer) is copied:
- * the rest of that buffer is not ours.
+ * the rest of that buffer is not ours. So is a buffer a sender in this thread adopted as a segment
+ * (adopt.ts; a memory transport's peer): its owner may write it again.
  */
 function ownBuffers(segments: Uint8Array[]): ArrayBuffer[] {
   const bufs: ArrayBuffer[] = new Array(segments.length);
@@ -205,7 +207,7 @@ function ownBuffers(segments: Uint8Array[]): ArrayBuffer[] {
     const s = segments[i]!;
     const b = s.buffer;
     if (b instanceof ArrayBuffer) {
-      bufs[i] = s.byteOffset === 0 && s.byteLength === b.byteLength ? b : b.slice(s.byteOffset, s.byteOffset + s.byteLength);
+      bufs[i] = s.byteOffset === 0 && s.byteLength === b.byteLength && !isAdoptedBuffer(b) ? b : b.slice(s.byteOffset, s.byteOffset + s.byteLength);
     } else bufs[i] = new Uint8Array(s).buffer as ArrayBuffer; // a SharedArrayBuffer view: copy
   }
   return bufs;

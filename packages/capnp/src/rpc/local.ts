@@ -8,6 +8,7 @@
 
 import * as capnp from "capnp-ts";
 import { CanceledError, RpcError, toRpcError } from "../errors.js";
+import { unadoptMessage } from "../adopt.js";
 import { newReturnMessage } from "../fastpath.js";
 import { Hook, errOutcome } from "./hook.js";
 import type { CallData } from "./hook.js";
@@ -132,6 +133,7 @@ class IncomingCallImpl implements IncomingCall {
   params<T extends Struct>(ctor: StructCtor<T>): T {
     const p = this.d.content;
     if (capnp.Pointer.isNull(p)) return emptyStruct(ctor);
+    unadoptMessage(this.d.msg); // params of a caller in this vat: no view of its buffers (adopt.ts)
     return readStruct(p, ctor);
   }
 

@@ -120,7 +120,7 @@ export function writeField(ctx: FileContext, s: string, f: FieldInfo, t: TypeInf
     case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": case "int64": case "uint64":
       return [`${acc} = ${ctx.checkWrite(t, v)};`];
     case "text": return [generic ? `$.Struct.setText(${slot.offset}, ${v}, ${s});` : `${acc} = ${v};`];
-    case "data": return [`$.Struct.initData(${slot.offset}, ${v}.byteLength, ${s}).copyBuffer(${v});`];
+    case "data": return [`$.writeData(${slot.offset}, ${v}, ${s});`];
     case "list": {
       const me = ctx.mapEntry(t);
       const l = ctx.fresh("l");

@@ -6,3 +6,5 @@
  * @module
  */
 export * from "capnp-ts";
+/** Data field setter of generated writers: adopts a large caller buffer as a segment (no copy). */
+export { writeData } from "@multiprocess-ts/capnp";
