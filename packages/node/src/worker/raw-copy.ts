@@ -219,3 +219,39 @@ export function unpackBlock(buf: ArrayBuffer, dst: capnp.Pointer): true | undefi
   setStructPointer(res.offsetWords, new ObjectSize((hi & 0xffff) * 8, hi >>> 16), res.pointer);
   return true;
 }
+
+/**
+ * Zeroes capability field `field` of the struct in pointer field `index` of the struct `s` points
+ * at (the Context's callbackThread in a call's params), on the raw words. False, with nothing
+ * changed, when the shape needs the general path (a far pointer, a field that is not a capability).
+ */
+export function eraseCapFieldRaw(s: capnp.Pointer, index: number, field: number): boolean {
+  const seg = s.segment;
+  const dv = new DataView(seg.buffer);
+  const limit = seg.byteLength;
+  const outer = structAt(dv, limit, s.byteOffset);
+  if (outer === undefined) return false;
+  if (outer === null || index >= outer.ptrWords) return true;
+  const inner = structAt(dv, limit, outer.at + (outer.dataWords + index) * 8);
+  if (inner === undefined) return false;
+  if (inner === null || field >= inner.ptrWords) return true;
+  const p = inner.at + (inner.dataWords + field) * 8;
+  const lo = dv.getUint32(p, true);
+  if (lo !== 3 && (lo !== 0 || dv.getUint32(p + 4, true) !== 0)) return false;
+  dv.setUint32(p, 0, true);
+  dv.setUint32(p + 4, 0, true);
+  return true;
+}
+
+/** The struct the pointer word at `p` points to: null for a null pointer, undefined when odd. */
+function structAt(dv: DataView, limit: number, p: number): { at: number; dataWords: number; ptrWords: number } | null | undefined {
+  const lo = dv.getUint32(p, true);
+  const hi = dv.getUint32(p + 4, true);
+  if (lo === 0 && hi === 0) return null;
+  if ((lo & 3) !== 0) return undefined;
+  const at = p + 8 + ((lo | 0) >> 2) * 8;
+  const dataWords = hi & 0xffff;
+  const ptrWords = hi >>> 16;
+  if (at < 0 || at + (dataWords + ptrWords) * 8 > limit) return undefined;
+  return { at, dataWords, ptrWords };
+}
