@@ -101,15 +101,17 @@ function copy(dv: DataView, limit: number, src: number, dst: number, depth: numb
     const ptrWords = tagHi >>> 16;
     const stride = (dataWords + ptrWords) * 8;
     if (n * stride > count * 8) throw FALLBACK;
+    // Tag word and elements verbatim (as the general path), then each pointer rewritten.
     at = alloc(8 + count * 8);
-    out.setUint32(at, tagLo, true);
-    out.setUint32(at + 4, tagHi, true);
-    for (let e = 0; e < n; e++) {
-      const base = e * stride + 8;
-      outBytes.set(new Uint8Array(dv.buffer, target + base, dataWords * 8), at + base);
-      for (let j = 0; j < ptrWords; j++) {
-        const off = base + dataWords * 8 + j * 8;
-        copy(dv, limit, target + off, at + off, depth - 1, onCap);
+    outBytes.set(new Uint8Array(dv.buffer, target, 8 + count * 8), at);
+    if (ptrWords > 0) {
+      for (let e = 0; e < n; e++) {
+        for (let j = 0; j < ptrWords; j++) {
+          const off = 8 + e * stride + (dataWords + j) * 8;
+          out.setUint32(at + off, 0, true); // the source's pointer, until copy writes ours
+          out.setUint32(at + off + 4, 0, true);
+          copy(dv, limit, target + off, at + off, depth - 1, onCap);
+        }
       }
     }
   } else if (size === 6) {
@@ -155,6 +157,7 @@ function plain(dv: DataView, limit: number, src: number, depth: number): boolean
     const ptrWords = tagHi >>> 16;
     const stride = (dataWords + ptrWords) * 8;
     if (n * stride > count * 8) return false;
+    if (ptrWords === 0) return true;
     for (let e = 0; e < n; e++) {
       for (let j = 0; j < ptrWords; j++) if (!plain(dv, limit, target + 8 + e * stride + (dataWords + j) * 8, depth - 1)) return false;
     }
