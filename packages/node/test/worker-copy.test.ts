@@ -1,11 +1,14 @@
 // The bridge's struct copy (worker/copy.ts): a struct with data, text, nested structs, lists of
 // every shape and capabilities (in pointer fields, pointer lists and composite-list elements)
 // survives pack → unpack into an engine-owned struct, with its capabilities renumbered into the
-// destination's cap table and each reference accounted for.
+// destination's cap table and each reference accounted for. The raw-word fast path (raw-copy.ts)
+// gives the same bytes as the general one, and hands far pointers and capabilities to it.
 import { describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import { localCapability, readCap, writeCap, type Capability, type Server } from "@multiprocess-ts/capnp";
-import { capFromTable, packStruct, unpackStructInto } from "../dist/worker/copy.js";
+import { capFromTable, packStruct, packStructGeneral, unpackGeneral, unpackStructInto } from "../dist/worker/copy.js";
+import { packRaw, unpackBlock } from "../dist/worker/raw-copy.js";
+import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
 
 class Item extends capnp.Struct {
   static override readonly _capnp = { displayName: "Item", id: "1", size: new capnp.ObjectSize(8, 2) };
@@ -145,6 +148,80 @@ describe("struct copy across threads", () => {
     // An extra, unused descriptor is closed too.
     unpackStructInto(packStruct(new capnp.Message().initRoot(Item), () => {}), new capnp.Message().initRoot(Item), [given]);
     expect(given.closed).toBe(true);
+    x.cap.close();
+    const table = (withCap.segment.message as unknown as { _capnp: { capTable?: { release(): void }[] } })._capnp.capTable ?? [];
+    for (const h of table) h?.release();
+    expect(x.server.released).toBe(1);
+  });
+
+  it("the raw fast path packs and unpacks the same bytes as the general path", () => {
+    const src = new capnp.Message();
+    const root = src.initRoot(Root);
+    capnp.Struct.setInt32(0, -7, root);
+    capnp.Struct.setFloat64(8, 2.5, root);
+    capnp.Struct.setText(0, "héllo", root);
+    capnp.Struct.initStructAt(1, Item, root); // an empty nested struct (all zero, non-null)
+    const nested = capnp.Struct.initStructAt(2, Item, root);
+    capnp.Struct.setUint32(0, 99, nested);
+    capnp.Struct.setText(1, "inner", nested);
+    const items = capnp.Struct.initList(3, capnp.CompositeList(Item), 3, root);
+    capnp.Struct.setUint32(0, 10, items.get(0));
+    capnp.Struct.setText(0, "third", items.get(2));
+    const texts = capnp.Struct.initList(4, capnp.TextList, 3, root);
+    texts.set(0, "a");
+    texts.set(2, "ccc");
+    const bools = capnp.Struct.initList(5, capnp.BoolList, 70, root);
+    bools.set(69, true);
+    const fast = packRaw(root, () => {
+      throw new Error("no caps expected");
+    });
+    expect(fast).toBeDefined();
+    const general = packStructGeneral(root, () => {});
+    // Same layout; the general path's arena buffer only has a zero tail more.
+    expect(new Uint8Array(general, 0, fast!.byteLength)).toEqual(new Uint8Array(fast!));
+    expect(new Uint8Array(general, fast!.byteLength).every((b) => b === 0)).toBe(true);
+    // Lists of every other element size.
+    for (const [List, x] of [[capnp.VoidList, undefined], [capnp.Uint8List, 7], [capnp.Int16List, -7], [capnp.Float64List, 0.5]] as const) {
+      const r = new capnp.Message().initRoot(Root);
+      const l = capnp.Struct.initList(3, List as never, 9, r) as unknown as { set(i: number, x: unknown): void };
+      if (x !== undefined) l.set(8, x);
+      const b = packRaw(r, () => {})!;
+      expect(new Uint8Array(b)).toEqual(new Uint8Array(packStructGeneral(r, () => {}), 0, b.byteLength));
+    }
+
+    // Unpacked as one block, or field by field: the same destination content.
+    const d1 = new capnp.Message().initRoot(Root);
+    expect(unpackBlock(fast!, d1)).toBe(true);
+    const d2 = new capnp.Message().initRoot(Root);
+    unpackGeneral(fast!, d2, []);
+    expect(new Uint8Array(packStructGeneral(d1, () => {}))).toEqual(new Uint8Array(packStructGeneral(d2, () => {})));
+    expect(capnp.Struct.getText(0, capnp.Struct.getList(3, capnp.CompositeList(Item), d1).get(2))).toBe("third");
+    expect(capnp.Struct.getList(5, capnp.BoolList, d1).get(69)).toBe(true);
+  });
+
+  it("the raw fast path leaves far pointers and capabilities to the general path", () => {
+    // A first segment too small for the root struct: the root pointer is a far pointer.
+    const src = new capnp.Message(new MultiSegmentArena([new ArrayBuffer(8)]));
+    const root = src.initRoot(Root);
+    capnp.Struct.setText(0, "y".repeat(40_000), root);
+    expect(src.getSegment(0).getUint32(0) & 3).toBe(2);
+    let reported = 0;
+    expect(packRaw(root, () => reported++)).toBeUndefined();
+    expect(reported).toBe(0);
+    const buf = packStruct(root, () => {});
+    const dst = new capnp.Message().initRoot(Root);
+    unpackStructInto(buf, dst, []);
+    expect(capnp.Struct.getText(0, dst)).toBe("y".repeat(40_000));
+
+    // A capability inside: packed fast (renumbered), never unpacked as a block.
+    const x = named("x");
+    const withCap = new capnp.Message().initRoot(Root);
+    writeCap(withCap, 1, x.cap);
+    writeCap(capnp.Struct.initStructAt(2, Item, withCap), 0, x.cap);
+    const seen: number[] = [];
+    const packed = packRaw(withCap, (i) => seen.push(i))!;
+    expect(seen).toEqual([0, 1]);
+    expect(unpackBlock(packed, new capnp.Message().initRoot(Root))).toBeUndefined();
     x.cap.close();
     const table = (withCap.segment.message as unknown as { _capnp: { capTable?: { release(): void }[] } })._capnp.capTable ?? [];
     for (const h of table) h?.release();

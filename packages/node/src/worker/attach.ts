@@ -131,6 +131,8 @@ export class WorkerLoop {
   private readonly channels = new Map<string, WorkerChannelListener>();
   private readonly closeCbs = new Set<(e: Error) => void>();
   private refs = 0;
+  private reffed = false;
+  private unrefQueued = false;
   private closeError: Error | undefined;
 
   /** @internal use {@link attachLoop} */
@@ -233,15 +235,43 @@ export class WorkerLoop {
    */
   keepAlive(): Disposable {
     let done = false;
-    if (this.refs++ === 0) this.port.ref();
+    this.hold();
     return {
       [Symbol.dispose]: () => {
         if (done) return;
         done = true;
-        if (--this.refs === 0) this.port.unref();
+        this.letGo();
       },
     };
   }
+
+  /**
+   * @internal {@link keepAlive} without the Disposable: each `hold` is matched by one `letGo`.
+   * The port is unref'd a tick after the count reached zero, so sequential calls (the next one
+   * starts in the same microtask checkpoint as the previous one settles) do not toggle it each.
+   */
+  hold(): void {
+    if (this.refs++ === 0 && !this.reffed) {
+      this.reffed = true;
+      this.port.ref();
+    }
+  }
+
+  /** @internal See {@link hold}. */
+  letGo(): void {
+    if (--this.refs === 0 && !this.unrefQueued) {
+      this.unrefQueued = true;
+      process.nextTick(this.unrefIdle);
+    }
+  }
+
+  private readonly unrefIdle = (): void => {
+    this.unrefQueued = false;
+    if (this.refs === 0 && this.reffed) {
+      this.reffed = false;
+      this.port.unref();
+    }
+  };
 
   /** Runs `cb` once when the session closes (loop side closed it, or `close()`). */
   onClose(cb: (e: Error) => void): () => void {

@@ -11,6 +11,9 @@
  * Only the engine's public `readCap`/`writeCap` touch table entries; we move entries between
  * tables through a one-pointer scratch struct and never look inside them.
  *
+ * The common shapes (content in one segment; no capability on the way in) take the raw-word fast
+ * path of raw-copy.ts; the general copy below handles the rest and gives the errors.
+ *
  * Owns: nothing (pure functions over messages). Threading: any thread (loop and worker alike).
  */
 import * as capnp from "capnp-ts";
@@ -37,6 +40,7 @@ import { ListElementSize } from "capnp-ts/src/serialization/list-element-size.js
 import type { Segment } from "capnp-ts/src/serialization/segment.js";
 import { SingleSegmentArena } from "capnp-ts/src/serialization/arena/single-segment-arena.js";
 import { getByteLength, getDataWordLength, getWordLength, padToWord } from "capnp-ts/src/serialization/object-size.js";
+import { packRaw, unpackBlock } from "./raw-copy.js";
 
 /** A struct with one pointer field: the wrapper for content sent across threads, and scratch. */
 export class Holder extends capnp.Struct {
@@ -177,6 +181,11 @@ function copyList(src: capnp.Pointer, dst: capnp.Pointer, mapCap: (i: number) =>
  * and renumbered 0, 1, 2... in the copy. Returns the message bytes.
  */
 export function packStruct(s: capnp.Pointer, onCap: (srcIndex: number) => void): ArrayBuffer {
+  return packRaw(s, onCap) ?? packStructGeneral(s, onCap);
+}
+
+/** {@link packStruct} through capnp-ts Pointers, for every shape (tests compare both). */
+export function packStructGeneral(s: capnp.Pointer, onCap: (srcIndex: number) => void): ArrayBuffer {
   // One segment, no stream framing: the arena's buffer is sent as is (transferred, never copied
   // again) and read back with `new Message(buf, false, true)`. It starts small (a call's params
   // are usually a few words) and the arena grows it when needed.
@@ -207,22 +216,28 @@ const PACK_START_BYTES = 256;
  */
 export function unpackStructInto(buf: ArrayBuffer, dst: capnp.Struct, caps: readonly (Capability | null)[]): void {
   try {
-    const msg = new capnp.Message(buf, false, true);
-    const root = msg.getRoot(Holder);
-    const dstMsg = dst.segment.message;
-    const mapped = new Map<number, number | null>();
-    copyPointer(capnp.Struct.getPointer(0, root), dst, (k) => {
-      if (mapped.has(k)) return mapped.get(k)!;
-      const cap = caps[k];
-      if (cap === undefined) throw new RangeError(`capability index ${k} has no descriptor`);
-      const id = cap === null ? null : capIntoTable(dstMsg, cap);
-      mapped.set(k, id);
-      return id;
-    });
+    if (caps.length === 0 && unpackBlock(buf, dst) !== undefined) return;
+    unpackGeneral(buf, dst, caps);
   } finally {
     // capIntoTable took its own references; ours go now (unused ones too, and on failure).
     for (const c of caps) c?.close();
   }
+}
+
+/** {@link unpackStructInto} through capnp-ts Pointers (borrows `caps`; tests compare both). */
+export function unpackGeneral(buf: ArrayBuffer, dst: capnp.Struct, caps: readonly (Capability | null)[]): void {
+  const msg = new capnp.Message(buf, false, true);
+  const root = msg.getRoot(Holder);
+  const dstMsg = dst.segment.message;
+  const mapped = new Map<number, number | null>();
+  copyPointer(capnp.Struct.getPointer(0, root), dst, (k) => {
+    if (mapped.has(k)) return mapped.get(k)!;
+    const cap = caps[k];
+    if (cap === undefined) throw new RangeError(`capability index ${k} has no descriptor`);
+    const id = cap === null ? null : capIntoTable(dstMsg, cap);
+    mapped.set(k, id);
+    return id;
+  });
 }
 
 /** Erases pointer field `index` of the struct `s` points at (no-op when null or absent). */

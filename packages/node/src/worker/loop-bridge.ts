@@ -159,7 +159,7 @@ class SessionRpc extends RpcEnd {
   protected override interceptCall(m: CallMsg, target: TableEntry): boolean {
     const h = target.share!;
     const d = h.destroy;
-    if (d === undefined || m.mid !== d.methodId || BigInt(m.iid) !== d.interfaceId) return false;
+    if (d === undefined || m.mid !== d.methodId || m.iid !== d.interfaceId) return false;
     if (!h.left) {
       h.left = true;
       if (!h.holders.leave()) return false;

@@ -311,7 +311,7 @@ export type RpcMsg =
    * A call on `target` (the receiver's own entry). `ctx`: pointer index of the Proxy.Context
    * param, or -1 (worker → loop only; the loop fills it with this worker's ThreadContext).
    */
-  | { op: "call"; q: number; target: number; iid: string; mid: number; ctx: number; params: Payload; tag?: CallTag }
+  | { op: "call"; q: number; target: number; iid: bigint; mid: number; ctx: number; params: Payload; tag?: CallTag }
   | { op: "return"; q: number; results?: Payload; error?: WireError }
   /** The caller lost interest in call `q` (its signal aborted). */
   | { op: "cancel"; q: number }

@@ -106,10 +106,12 @@ export abstract class RpcEnd {
   /** Text for a descriptor or call naming an entry we do not have. */
   protected abstract unknownEntry(id: number, how: "named" | "called"): string;
 
-  /** Something to hold while a call or request is pending (a worker keeps its thread alive). */
-  protected keepAlive(): Disposable | undefined {
-    return undefined;
-  }
+  /**
+   * Held once per call pending on this end, let go once when it settled (a worker keeps its
+   * thread alive meanwhile); no-ops on the loop end.
+   */
+  protected hold(): void {}
+  protected letGo(): void {}
   /** Adjusts an outgoing call's params; returns the pointer index of its Proxy.Context, or -1. */
   /**
    * How the other side should fill the Context of an outgoing call: worker side, the lane / pool
@@ -209,7 +211,7 @@ export abstract class RpcEnd {
     const q = this.nextQuestion();
     const d = deferred<Payload>();
     this.questions.set(q, d);
-    const keep = this.keepAlive();
+    this.hold();
     let settled = false;
     const onAbort = (): void => {
       if (!settled) this.send({ op: "cancel", q });
@@ -222,7 +224,7 @@ export abstract class RpcEnd {
       const p = call.params(Holder);
       const ctx = this.prepareOutgoing(p, call);
       const params = encodePayload(p, (c) => this.describe(c));
-      const msg: CallMsg = { op: "call", q, target, iid: call.interfaceId.toString(), mid: call.methodId, ctx, params };
+      const msg: CallMsg = { op: "call", q, target, iid: call.interfaceId, mid: call.methodId, ctx, params };
       const tag = this.outgoingTag(p, ctx);
       if (tag !== undefined) msg.tag = tag;
       this.send(msg, [params.buf]);
@@ -232,7 +234,7 @@ export abstract class RpcEnd {
       settled = true;
       if (viaSignal) call.signal.removeEventListener("abort", onAbort);
       this.questions.delete(q);
-      keep?.[Symbol.dispose]();
+      this.letGo();
     }
   }
 
@@ -248,7 +250,7 @@ export abstract class RpcEnd {
     let pending: PendingCall;
     try {
       this.checkTarget(target);
-      const iid = BigInt(m.iid);
+      const iid = m.iid;
       const req = target.cap.newCall(iid, m.mid, Holder);
       decodePayloadInto(m.params, req.params, (d) => this.importDesc(d, target.connection));
       this.prepareIncoming(req.params, m, iid, target);
@@ -258,11 +260,11 @@ export abstract class RpcEnd {
       return;
     }
     this.answers.set(m.q, pending);
-    const keep = this.keepAlive();
+    this.hold();
     pending.then(
       (resp) => {
         this.answers.delete(m.q);
-        keep?.[Symbol.dispose]();
+        this.letGo();
         if (this.closed) {
           resp.close();
           return;
@@ -280,7 +282,7 @@ export abstract class RpcEnd {
       },
       (e: unknown) => {
         this.answers.delete(m.q);
-        keep?.[Symbol.dispose]();
+        this.letGo();
         fail(e);
       },
     );

@@ -15,6 +15,7 @@ import { DisconnectedError, RpcError, deferred, type Capability, type IncomingCa
 import type * as capnp from "capnp-ts";
 import type { WorkerLoop } from "./attach.js";
 import { erasePointerField, pointerField } from "./copy.js";
+import { eraseCapFieldRaw } from "./raw-copy.js";
 import { RPC_CHANNEL, decodeError, type CallMsg, type CallTag, type CapDesc, type RpcMsg } from "./protocol.js";
 import { RemoteObjectServer, RpcEnd, type TableEntry } from "./rpc-end.js";
 
@@ -157,8 +158,12 @@ export class WorkerRpc extends RpcEnd {
     return `loop ${how} unknown worker export ${id}`;
   }
 
-  protected override keepAlive(): Disposable {
-    return this.loop.keepAlive();
+  protected override hold(): void {
+    this.loop.hold();
+  }
+
+  protected override letGo(): void {
+    this.loop.letGo();
   }
 
   protected onOwnMessage(m: RpcMsg): void {
@@ -200,7 +205,7 @@ export class WorkerRpc extends RpcEnd {
       // says so): later calls skip the search. A miss is not kept (a call may leave it null).
       if (ctx >= 0) this.setContextIndex(call.interfaceId, call.methodId, ctx);
     }
-    if (ctx >= 0) {
+    if (ctx >= 0 && !eraseCapFieldRaw(params, ctx, 1)) {
       const cp = pointerField(params, ctx);
       if (cp !== null) erasePointerField(cp, 1);
     }
