@@ -9,17 +9,19 @@
  * explicitly, like upstream's ProxyClient. Its Connection's disconnect callback holds it, so it is
  * never collected while the connection is open. The GC safety net is on the engine handles
  * (`Capability`, docs/rpc.md): a handle dropped without close() is closed by its finalizer. So
- * the "gc first" order leaks two engine handles (`$cap.dup()`), the client gives its own reference
- * up with release() (no remote destroy), and the collection of the last leaked handle is what
- * releases the callback.
+ * the "gc first" order saves two callbacks and leaks an engine handle on each (`$cap.dup()`):
+ * beside the first the server keeps its own reference (collecting the leaked handle must release
+ * nothing; the server's close later releases it once); on the second the client gives its own
+ * reference up with release() (no remote destroy), and the collection of the leaked handle, the
+ * last one left, is what releases that callback.
  *
- * Cost: a full GC takes 10-30 ms on mptest's heap, and was most of this scenario's time. The three
- * orders run at the same time, each on its own fixture with its own seeded random source, and
- * share their GCs (shared-gc.ts): the first GC of the "gc" order is also the one the other two
- * orders ask for after their release, so an iteration runs 2 GCs where the orders one after the
- * other needed 4. After each GC the order checks through a WeakRef that what it was meant to
- * collect was collected; the releases a GC causes are awaited as events (the callback's dispose),
- * never as a number of turns.
+ * Cost: a full GC costs 10-30 ms of CPU on mptest's heap (marking it, on the main thread and V8's
+ * helper threads), and was most of this scenario's time. So an iteration runs ONE full GC: the
+ * three orders run at the same time, each on its own fixture with its own seeded random source,
+ * and share it (shared-gc.ts), and the "gc" order checks both of its stories (an extra handle
+ * collected, the last handle collected) on two callbacks in that one GC. After the GC each order
+ * checks through WeakRefs that what it was meant to collect was collected; the releases a GC
+ * causes are awaited as events (the callback's dispose), never as a number of turns.
  *
  * Threading: runs on the mptest process's main thread (or a `--jobs` shard child's main thread).
  */
@@ -41,35 +43,43 @@ function leakHandle(client: FooCallback): WeakRef<object> {
   return new WeakRef((client as unknown as { $cap: { dup(): object } }).$cap.dup());
 }
 
-/** "gc first": the callback is released by the collection of leaked engine handles. */
-async function gcFirst(
-  s: TestSetup,
-  gcs: SharedGc,
-  client: FooCallback,
-  disposedOnce: Promise<void>,
-  disposed: () => number,
-): Promise<void> {
+/** What the "gc" order needs of its callbacks: how often each one was disposed, once-promises. */
+interface Tracked {
+  handle: FooCallback;
+  disposed(): number;
+  disposedOnce: Promise<void>;
+}
+
+/**
+ * "gc first", on two callbacks saved by the server, with ONE full GC for both stories:
+ * - `holder`: an engine handle leaked beside the handle the server still holds; collecting the
+ *   leaked one closes that handle only (no Release, no dispose); then the server's own close
+ *   releases it, once.
+ * - `last`: the server's client lets its reference go with release() (no remote destroy) while a
+ *   leaked handle is the last one left; collecting that handle releases the callback: one
+ *   Release, one dispose.
+ */
+async function gcFirst(s: TestSetup, gcs: SharedGc, holder: Tracked, last: Tracked): Promise<void> {
   const releases0 = releasesSent(s);
-  // A leaked extra handle while the client still holds its reference: collecting it closes that
-  // handle only, the capability stays.
-  const extra = leakHandle(client);
-  await gcs.collect();
-  check(extra.deref() === undefined, "a full GC collected the leaked extra handle");
-  checkEq(await s.client.add(2, 2), 4, "round trip after collecting the extra handle");
-  checkEq(disposed(), 0, "collecting a leaked extra handle released the capability");
-  checkEq(releasesSent(s), releases0, "collecting a leaked extra handle sent a Release");
-  // The last reference left is a leaked handle: the client lets go of its own (no destroy).
-  const last = leakHandle(client);
-  await (client as unknown as { release(): Promise<void> }).release();
+  const extra = leakHandle(holder.handle);
+  const lastRef = leakHandle(last.handle);
+  await (last.handle as unknown as { release(): Promise<void> }).release();
   checkEq(await s.client.add(3, 3), 6, "round trip after the client's release");
-  checkEq(disposed(), 0, "release() with a handle left released the capability");
+  checkEq(last.disposed(), 0, "release() with a handle left released the capability");
   checkEq(releasesSent(s), releases0, "release() with a handle left sent a Release");
   await gcs.collect();
-  check(last.deref() === undefined, "a full GC collected the last leaked handle");
-  await disposedOnce; // its finalizer releases the capability: Release, then the dispose
+  check(extra.deref() === undefined, "a full GC collected the leaked extra handle");
+  check(lastRef.deref() === undefined, "a full GC collected the last leaked handle");
+  await last.disposedOnce; // its finalizer releases the capability: Release, then the dispose
   checkEq(await s.client.add(1, 1), 2, "round trip after the gc release");
-  checkEq(disposed(), 1, "released once by gc");
-  checkEq(releasesSent(s), releases0 + 1, "the gc release went out as one Release");
+  checkEq(last.disposed(), 1, "released once by gc");
+  checkEq(holder.disposed(), 0, "collecting a leaked extra handle released the capability");
+  checkEq(releasesSent(s), releases0 + 1, "the gc release went out as one Release (none for the extra handle)");
+  // The holder's own handle still works, and its close is the one release of that callback.
+  await (holder.handle as unknown as { close(): Promise<void> }).close();
+  await holder.disposedOnce;
+  checkEq(holder.disposed(), 1, "the holder's close after collecting its extra handle released it once");
+  checkEq(last.disposed(), 1, "still released once by gc");
 }
 
 /** One order, on its own fixture. Leaves `gcs` once it needs no more GCs (or failed). */
@@ -81,64 +91,73 @@ async function lifetime(ctx: ScenarioContext, first: First, gcs: SharedGc): Prom
   }
 }
 
-async function lifetimeOrder(ctx: ScenarioContext, first: First, gcs: SharedGc): Promise<void> {
+/**
+ * Saves a fresh callback with the server and takes the server's only reference away from the
+ * implementation: from then on the scenario decides how that callback's lifetime ends.
+ */
+async function saveTracked(s: TestSetup, arg: number): Promise<Tracked> {
   let disposed = 0;
-  const disposedOnce = deferred<void>();
+  const once = deferred<void>();
+  const cb = {
+    call: (x: number) => x + 1,
+    async [Symbol.asyncDispose]() {
+      disposed++;
+      once.resolve();
+    },
+  };
+  await s.client.saveCallback(cb);
+  checkEq(await s.client.callbackSaved(arg), arg + 1, "saved callback works");
+  const handle = s.impl.savedCallback;
+  s.impl.savedCallback = null;
+  check(handle !== null, "server holds the callback");
+  return { handle, disposed: () => disposed, disposedOnce: once.promise };
+}
+
+async function lifetimeOrder(ctx: ScenarioContext, first: First, gcs: SharedGc): Promise<void> {
+  const tracked: Tracked[] = [];
   await withSetup(ctx, { clientOwnsConnection: false }, async (s) => {
     await s.client.initThreadMap();
-    const cb = {
-      call: (arg: number) => arg + 1,
-      async [Symbol.asyncDispose]() {
-        disposed++;
-        disposedOnce.resolve();
-      },
-    };
-    await s.client.saveCallback(cb);
-    checkEq(await s.client.callbackSaved(1), 2, "saved callback works");
-    // Take the server's only reference away from the implementation: from now on this scenario
-    // decides how it ends.
-    let handle: FooCallback | null = s.impl.savedCallback;
-    s.impl.savedCallback = null;
-    check(handle !== null, "server holds the callback");
+    const cb = await saveTracked(s, 1);
+    tracked.push(cb);
     const releases0 = releasesSent(s);
     ctx.log(`first: ${first}; server imports ${s.connections.server.rpc.stats().imports}`);
 
     switch (first) {
       case "dispose": {
-        await (handle as unknown as { close(): Promise<void> }).close();
-        handle = null;
-        await disposedOnce.promise;
-        checkEq(disposed, 1, "released once by dispose");
+        await (cb.handle as unknown as { close(): Promise<void> }).close();
+        await cb.disposedOnce;
+        checkEq(cb.disposed(), 1, "released once by dispose");
         // (The import count is not compared: the destroy call itself imports the client's
         // Thread for its Context, so the table size moves both ways.)
         check(releasesSent(s) > releases0, "a Release went out");
         await gcs.collect();
         checkEq(await s.client.add(1, 1), 2, "round trip after gc");
-        checkEq(disposed, 1, "gc after dispose releases nothing more");
+        checkEq(cb.disposed(), 1, "gc after dispose releases nothing more");
         break;
       }
-      case "gc":
-        await gcFirst(s, gcs, handle, disposedOnce.promise, () => disposed);
-        handle = null;
+      case "gc": {
+        const last = await saveTracked(s, 2);
+        tracked.push(last);
+        await gcFirst(s, gcs, cb, last);
         break;
+      }
       case "teardown": {
         s.expectLog(/destroy|disconnect/i);
         await s.clientDisconnect();
-        await disposedOnce.promise;
-        checkEq(disposed, 1, "released once by teardown");
+        await cb.disposedOnce;
+        checkEq(cb.disposed(), 1, "released once by teardown");
         const wire = s.serverTransport.wireLog.length;
         // Closing the server's handle now must neither throw nor release again.
-        await (handle as unknown as { close(): Promise<void> }).close();
-        handle = null;
+        await (cb.handle as unknown as { close(): Promise<void> }).close();
         checkEq(s.serverTransport.wireLog.length, wire, "nothing sent after teardown");
         await gcs.collect();
-        checkEq(disposed, 1, "dispose and gc after teardown release nothing more");
+        checkEq(cb.disposed(), 1, "dispose and gc after teardown release nothing more");
         break;
       }
     }
   });
   // After the fixture's teardown (and its leak check), whatever came first: exactly once.
-  checkEq(disposed, 1, "callback released exactly once in total");
+  for (const t of tracked) checkEq(t.disposed(), 1, "callback released exactly once in total");
 }
 
 export const lifetimeScenarios: Scenario[] = [
@@ -157,7 +176,7 @@ export const lifetimeScenarios: Scenario[] = [
       // Every order runs to its end (its fixture disposed) before the first failure is reported.
       const settled = await Promise.allSettled(runs);
       for (const r of settled) if (r.status === "rejected") throw r.reason;
-      checkEq(gcs.runs, 2, "full GCs this iteration (shared by the three orders)");
+      checkEq(gcs.runs, 1, "full GCs this iteration (one, shared by the three orders)");
     },
   },
 ];
