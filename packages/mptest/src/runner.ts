@@ -79,7 +79,7 @@ export interface RunResult {
   elapsedMs: number;
 }
 
-function errorText(e: unknown): string {
+export function errorText(e: unknown): string {
   if (e instanceof Error) {
     const stack = e.stack ?? `${e.name}: ${e.message}`;
     const cause = e.cause === undefined ? "" : `\n  cause: ${errorText(e.cause)}`;
