@@ -6,7 +6,11 @@
  * Why a thread of its own: each iteration needs a real full GC, and a full GC costs CPU in
  * proportion to the live heap it marks. A --jobs shard's main thread holds every scenario's code
  * and state (12.5 MB after 30 s of the full mix: 26 ms of CPU per gc()); the lifetime thread holds
- * the fixtures' code only (7.3 MB: 13 ms, measured side by side in one process).
+ * the fixtures' code only (7.3 MB: 13 ms, measured side by side in one process). And after a forced
+ * full GC V8 optimizes much of that isolate's hot code again (`--trace-opt`: ~12 TurboFan jobs per
+ * iteration in steady state): on the main thread, every other scenario warmed up again after each
+ * iteration of this one ("Call FooInterface methods" next to it: 51 ms of CPU per iteration, 36 of
+ * them recompiling on V8's helper threads; 23.5 ms with the GC here).
  *
  * Between iterations the thread holds no reference on the main thread's event loop (unref): it
  * neither keeps the process alive nor counts in the runner's leak check; during an iteration it is
