@@ -145,13 +145,14 @@ async function runShard({ args, loaded, selected }: Selected, seed: number): Pro
     timeoutMs: args.timeoutMs,
     untilFail: args.untilFail,
     shard: args.shard!,
+    retainResults: false, // every result goes to the parent; none is kept here
     ...(args.repeat !== undefined ? { repeat: args.repeat } : {}),
     ...(args.durationMs !== undefined ? { durationMs: args.durationMs } : {}),
     onStart: (scenario, iteration, s) => send({ t: "start", scenario, iteration, seed: s }),
     onResult: (r) => send({ t: "result", r }),
   });
   send({ t: "end", stopped: res.stopped });
-  return res.results.every((r) => r.status === "pass") ? 0 : 1;
+  return res.notPassed === 0 ? 0 : 1;
 }
 
 interface Reporter {

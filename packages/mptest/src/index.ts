@@ -16,6 +16,7 @@ export type { ScenarioSummary, FailureRecord, JsonReport } from "./report.js";
 export { allScenarios, defaultProbes } from "./scenarios/index.js";
 export { closeWorkerPool, workerPoolStats } from "./scenarios/worker-driver.js";
 export { childSpareStats, closeChildSpare } from "./scenarios/process.js";
+export { closeLifetimeThread, lifetimeThreadStats } from "./scenarios/lifetime.js";
 export { FairShare } from "./schedule.js";
 export { SharedGc } from "./shared-gc.js";
 export { Spare } from "./spare.js";

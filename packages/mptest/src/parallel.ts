@@ -113,5 +113,5 @@ export async function runJobs(opts: JobsOptions): Promise<RunResult> {
     });
   });
   await Promise.all(done);
-  return { results, stopped, elapsedMs: Date.now() - t0 };
+  return { results, notPassed: results.filter((r) => r.status !== "pass").length, stopped, elapsedMs: Date.now() - t0 };
 }

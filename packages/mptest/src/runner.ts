@@ -55,6 +55,12 @@ export interface RunOptions {
   probes?: readonly LeakProbe[];
   /** Resource types of process.getActiveResourcesInfo() not to count. */
   ignoreResources?: readonly string[];
+  /**
+   * Keep every IterationResult in RunResult.results (default true). A --jobs shard passes false:
+   * it reports each result to its parent through onResult and keeps none, so a run of minutes does
+   * not grow the heap that every full GC of the scenarios (and V8's own) has to mark.
+   */
+  retainResults?: boolean;
   /** Run only iterations with index % count === index (the --jobs split). */
   shard?: { index: number; count: number };
   onStart?(scenario: string, iteration: number, seed: number): void;
@@ -64,13 +70,16 @@ export interface RunOptions {
 }
 
 export interface RunResult {
+  /** Every iteration's result (empty when RunOptions.retainResults is false). */
   results: IterationResult[];
+  /** Iterations (and late failures) whose status is not "pass". */
+  notPassed: number;
   /** Why the run ended. "hang" also means the process state can no longer be trusted. */
   stopped: "done" | "failure" | "hang" | "interrupted";
   elapsedMs: number;
 }
 
-function errorText(e: unknown): string {
+export function errorText(e: unknown): string {
   if (e instanceof Error) {
     const stack = e.stack ?? `${e.name}: ${e.message}`;
     const cause = e.cause === undefined ? "" : `\n  cause: ${errorText(e.cause)}`;
@@ -197,6 +206,13 @@ export async function runIteration(
 export async function runScenarios(opts: RunOptions): Promise<RunResult> {
   const t0 = Date.now();
   const results: IterationResult[] = [];
+  const retain = opts.retainResults ?? true;
+  let notPassed = 0;
+  const keep = (r: IterationResult): void => {
+    if (r.status !== "pass") notPassed++;
+    if (retain) results.push(r);
+    opts.onResult?.(r);
+  };
   const shard = opts.shard ?? { index: 0, count: 1 };
   const timed = opts.repeat === undefined && (opts.durationMs !== undefined || opts.untilFail === true);
   const repeat = opts.repeat ?? (timed ? Infinity : 1);
@@ -219,8 +235,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
     if (late.length === 0 || last === undefined) return undefined;
     const errors = late.splice(0).map((e) => `escaped after the iteration ended: ${errorText(e)}`);
     const r: IterationResult = { ...last, status: "fail", durationMs: 0, error: errors.join("\n") };
-    results.push(r);
-    opts.onResult?.(r);
+    keep(r);
     return r;
   };
 
@@ -261,8 +276,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
       const r = await runIteration(scenario, iteration, seed, opts);
       last = r;
       share.record(i, performance.now() - started);
-      results.push(r);
-      opts.onResult?.(r);
+      keep(r);
       if (r.status === "hang") {
         stopped = "hang";
         break;
@@ -278,5 +292,5 @@ export async function runScenarios(opts: RunOptions): Promise<RunResult> {
     process.off("unhandledRejection", onLate);
     process.off("uncaughtException", onLate);
   }
-  return { results, stopped, elapsedMs: Date.now() - t0 };
+  return { results, notPassed, stopped, elapsedMs: Date.now() - t0 };
 }

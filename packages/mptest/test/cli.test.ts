@@ -96,6 +96,20 @@ describe("runScenarios", () => {
     expect(shard.results.map((r) => `${r.scenario}${r.iteration}`)).toEqual(["a1", "b1", "a3", "b3"]);
     expect(shard.results.map((r) => r.seed)).toEqual([1, 1, 3, 3].map((i) => iterationSeed(1, i)));
   });
+  it("without retainResults reports every result to onResult, keeps none, and counts the non-passing", async () => {
+    const a: Scenario = { name: "a", run: async () => {} };
+    const b: Scenario = {
+      name: "b",
+      run: async () => {
+        throw new Error("b fails");
+      },
+    };
+    const seen: string[] = [];
+    const res = await runScenarios({ scenarios: [a, b], seed: 1, repeat: 2, retainResults: false, onResult: (r) => void seen.push(`${r.scenario}${r.iteration}:${r.status}`) });
+    expect(seen).toEqual(["a0:pass", "b0:fail", "a1:pass", "b1:fail"]);
+    expect(res.results).toEqual([]);
+    expect(res.notPassed).toBe(2);
+  });
   it("pins an error that surfaces between iterations on the iteration that ran last", async () => {
     const a: Scenario = { name: "a", run: async () => {} };
     let emitted = false;

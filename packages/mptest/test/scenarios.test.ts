@@ -6,8 +6,10 @@ import {
   allScenarios,
   childSpareStats,
   closeChildSpare,
+  closeLifetimeThread,
   closeWorkerPool,
   defaultProbes,
+  lifetimeThreadStats,
   randomSeed,
   reproduceCommand,
   runIteration,
@@ -40,7 +42,19 @@ describe(`mptest scenarios (seed ${seed})`, () => {
     ]);
   });
 
-  afterAll(() => Promise.all([closeWorkerPool(), closeChildSpare()]));
+  afterAll(() => Promise.all([closeWorkerPool(), closeChildSpare(), closeLifetimeThread()]));
+
+  it("the capability lifetime scenario runs its iterations on one lifetime thread, checked clean each time", async () => {
+    const scenario = allScenarios().find((s) => s.name.startsWith("Capability is released exactly once"))!;
+    const before = lifetimeThreadStats();
+    for (let i = 0; i < 3; i++) {
+      const r = await runIteration(scenario, i, seed + i, { probes: defaultProbes(), timeoutMs: 45_000 });
+      expect(r.status, `${r.error ?? ""} ${r.leaks?.join(", ") ?? ""}`).toBe("pass");
+    }
+    const after = lifetimeThreadStats();
+    expect(after.iterations - before.iterations).toBe(3);
+    expect(after.started - before.started).toBeLessThanOrEqual(1);
+  });
 
   it("worker scenarios reuse pooled workers across iterations, each checked clean per iteration", async () => {
     const scenario = allScenarios().find((s) => s.name === "Worker disposes its thread handle while the connection tears down")!;
