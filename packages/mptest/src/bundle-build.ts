@@ -1,29 +1,43 @@
 /**
- * `node bundle-build.js <entry.js> <out.mjs>`: writes a one-file ESM build of the built module
- * `entry` (see bundle.ts). Runs as a short-lived child process so that mptest's own processes
- * never load esbuild (its heap and its service process would stay for the whole run).
+ * `node bundle-build.js <esm|cached> <entry.js> <outDir>`: writes a one-file build of the built
+ * module `entry` into `outDir` (see bundle.ts) and prints the path of what to start on stdout.
+ * Runs as a short-lived child process so that mptest's own processes never load esbuild (its
+ * heap and its service process would stay for the whole run).
  *
- * `node bundle-build.js --all` (mptest's prepack script, build time): writes into dist/bundles/ a
- * bundle of every entry mptest starts fresh, that is every module of dist/children/ and
- * dist/workers/, so that the packed package ships them and needs no esbuild when installed.
+ * - `esm`: `<name>.mjs`, an ES module (a worker thread's entry).
+ * - `cached`: `<name>.<hash>.cjs`, a CommonJS bundle whose entry exports `main(args)`, its V8 code
+ *   cache `<name>.<hash>.cjs.cache` (code-cache.ts) and the launcher `launch.cjs` that starts a
+ *   process from the two (children/launch.ts). To make the cache, this process loads the bundle
+ *   (its top level runs: an entry must only define things there) and serializes the bytecode of
+ *   everything that ran. `<hash>` is the bundle's content hash, so a cache file always belongs to
+ *   the bytes next to it, whichever `--jobs` process wrote them.
  *
- * Two plugins keep the bundle's load cost down (it is paid by every fresh worker thread and every
- * spawned child; ~95 ms of CPU before them, ~60 ms after, on this machine):
+ * Every file is written under a temporary name and renamed over its final name, so concurrent
+ * `--jobs` processes (and processes already loading a previous copy) only ever see whole files.
+ *
+ * Plugins that keep a bundle's load cost down (paid by every fresh worker thread and spawned
+ * child):
  * - `ws` is replaced by a stub whose classes throw when constructed. The entries bundled here
  *   never open a WebSocket; `@multiprocess-ts/node`'s index imports its WebSocket transport, and
  *   `ws` is CommonJS, so it cannot be tree-shaken and would load node:zlib, streams and http.
- * - every `import ... from "capnp-ts"` goes through one ESM re-export module, so capnp-ts's
- *   exports are copied into an ES namespace once, not once per importing module.
+ * - `debug` (capnp-ts's trace logging, off unless DEBUG is set) is replaced by loggers that do
+ *   nothing: the real one loads node:tty and reads the environment at startup (~10 ms of CPU).
+ * - every import of `capnp-ts` or one of its files goes through one ESM re-export module per
+ *   specifier, so each CommonJS module's exports are copied into an ES namespace once, not once
+ *   per importing module (`capnp-ts/src/std/rpc.capnp.js` alone exports hundreds of names).
  *
  * Threading: main thread of its own process.
  */
 
-import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { renameSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { build, type Plugin } from "esbuild";
+import { build, type BuildOptions, type Plugin } from "esbuild";
+import { cacheFileOf, loadBundle } from "./code-cache.js";
 
 // CJS code inside an ESM bundle (capnp-ts) requires Node builtins: give it a real `require`.
-const BANNER =
+const ESM_BANNER =
   'import { createRequire as __mptestCreateRequire } from "node:module";\n' +
   "const require = __mptestCreateRequire(import.meta.url);";
 
@@ -37,80 +51,92 @@ export const WebSocketServer = NotBundled;
 export default NotBundled;
 `;
 
-const stubWs: Plugin = {
-  name: "mptest-stub-ws",
+// The parts of debug's API capnp-ts uses: createDebug(namespace) and createDebug.formatters.
+const DEBUG_STUB = `function createDebug() {
+  const log = () => {};
+  log.enabled = false;
+  log.extend = createDebug;
+  return log;
+}
+createDebug.formatters = {};
+createDebug.enable = () => {};
+createDebug.disable = () => "";
+createDebug.enabled = () => false;
+export default createDebug;
+`;
+
+const stubs: Plugin = {
+  name: "mptest-stubs",
   setup(b) {
-    b.onResolve({ filter: /^ws$/ }, () => ({ path: "ws", namespace: "mptest-stub" }));
-    b.onLoad({ filter: /.*/, namespace: "mptest-stub" }, () => ({ contents: WS_STUB, loader: "js" }));
+    b.onResolve({ filter: /^(ws|debug)$/ }, (a) => ({ path: a.path, namespace: "mptest-stub" }));
+    b.onLoad({ filter: /.*/, namespace: "mptest-stub" }, (a) => ({ contents: a.path === "ws" ? WS_STUB : DEBUG_STUB, loader: "js" }));
   },
 };
 
 const oneCapnpNamespace = (resolveDir: string): Plugin => ({
   name: "mptest-one-capnp-namespace",
   setup(b) {
-    // The shim's own import resolves normally (namespace "mptest-capnp"); every other one to it.
-    b.onResolve({ filter: /^capnp-ts$/ }, (a) =>
-      a.namespace === "mptest-capnp" ? undefined : { path: "capnp-ts", namespace: "mptest-capnp" },
+    // A shim's own import resolves normally (namespace "mptest-capnp"); every other one to a shim.
+    b.onResolve({ filter: /^capnp-ts(\/.*)?$/ }, (a) =>
+      a.namespace === "mptest-capnp" ? undefined : { path: a.path, namespace: "mptest-capnp" },
     );
-    b.onLoad({ filter: /.*/, namespace: "mptest-capnp" }, () => ({
-      contents: 'export * from "capnp-ts";',
+    b.onLoad({ filter: /.*/, namespace: "mptest-capnp" }, (a) => ({
+      contents: `export * from ${JSON.stringify(a.path)};`,
       loader: "js",
       resolveDir,
     }));
   },
 });
 
-/** Writes a one-file ESM build of `entry` to `out`. */
-async function bundle(entry: string, out: string): Promise<void> {
-  const r = await build({
+async function bundle(entry: string, format: "esm" | "cjs"): Promise<Uint8Array> {
+  const opts: BuildOptions = {
     entryPoints: [entry],
     bundle: true,
     platform: "node",
-    format: "esm",
+    format,
     target: "node20",
-    banner: { js: BANNER },
     write: false,
     logLevel: "error",
-    // capnp-ts resolves from this package (a devDependency of mptest, the runtime's pinned version).
-    plugins: [stubWs, oneCapnpNamespace(fileURLToPath(new URL(".", import.meta.url)))],
-  });
-  writeFileSync(out, r.outputFiles[0]!.contents);
+    // Less source to read and to parse lazily (~5 ms of a child's startup); names are kept, so
+    // stack traces still name functions.
+    minifyWhitespace: true,
+    minifySyntax: true,
+    // capnp-ts resolves from this package (a dependency of mptest, the same pinned version).
+    plugins: [stubs, oneCapnpNamespace(fileURLToPath(new URL(".", import.meta.url)))],
+  };
+  if (format === "esm") opts.banner = { js: ESM_BANNER };
+  const r = await build(opts);
+  return r.outputFiles![0]!.contents;
 }
 
-/**
- * Every fresh-start entry (dist/children/*.js, dist/workers/*.js) into dist/bundles/. Each bundle
- * is written under a temporary name and renamed over the old one, as bundle.ts does, because an
- * mptest process of this checkout may be loading them meanwhile (the consumer test packs while
- * other test files run). A bundle whose entry is gone is removed, so none ships stale code; the
- * `*.tmp` files belong to running mptest processes and are left alone (not packed).
- */
-async function bundleAll(): Promise<void> {
-  const bundles = new URL("./bundles/", import.meta.url);
-  mkdirSync(bundles, { recursive: true });
-  const wanted = new Set<string>();
-  for (const dir of ["children", "workers"]) {
-    const base = new URL(`./${dir}/`, import.meta.url);
-    for (const f of readdirSync(base).filter((n) => n.endsWith(".js")).sort()) {
-      const name = f.replace(/\.js$/, ".mjs");
-      // bundled() names a bundle by its entry's file name: two entries must not share one.
-      if (wanted.has(name)) throw new Error(`bundle-build: two entries named ${f} (children/ and workers/)`);
-      wanted.add(name);
-      const out = fileURLToPath(new URL(name, bundles));
-      const tmp = `${out}.${process.pid}.tmp`;
-      await bundle(fileURLToPath(new URL(f, base)), tmp);
-      renameSync(tmp, out);
-      process.stdout.write(`mptest: bundled ${dir}/${f} into ${out}\n`);
-    }
-  }
-  for (const f of readdirSync(bundles)) if (f.endsWith(".mjs") && !wanted.has(f)) rmSync(new URL(f, bundles));
+/** Writes `data` to `file` through a temporary name. */
+function writeWhole(file: string, data: Uint8Array): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, file);
 }
 
-const args = process.argv.slice(2);
-if (args.length === 1 && args[0] === "--all") {
-  await bundleAll();
-} else if (args.length === 2) {
-  await bundle(args[0]!, args[1]!);
-} else {
-  process.stderr.write("usage: bundle-build.js <entry.js> <out.mjs> | bundle-build.js --all\n");
+async function buildCached(entry: string, outDir: string): Promise<string> {
+  const code = await bundle(entry, "cjs");
+  const hash = createHash("sha256").update(code).digest("hex").slice(0, 16);
+  const out = join(outDir, `${basename(entry, ".js")}.${hash}.cjs`);
+  writeWhole(out, code);
+  writeWhole(cacheFileOf(out), loadBundle(out).createCachedData());
+  const launcher = fileURLToPath(new URL("./children/launch.js", import.meta.url));
+  writeWhole(join(outDir, "launch.cjs"), await bundle(launcher, "cjs"));
+  return out;
+}
+
+const [mode, entry, outDir] = process.argv.slice(2);
+if ((mode !== "esm" && mode !== "cached") || entry === undefined || outDir === undefined) {
+  process.stderr.write("usage: bundle-build.js <esm|cached> <entry.js> <outDir>\n");
   process.exit(2);
 }
+let out: string;
+if (mode === "esm") {
+  out = join(outDir, `${basename(entry, ".js")}.mjs`);
+  writeWhole(out, await bundle(entry, "esm"));
+} else {
+  out = await buildCached(entry, outDir);
+}
+process.stdout.write(`${out}\n`);
