@@ -5,8 +5,9 @@
  * heap and its service process would stay for the whole run).
  *
  * - `esm`: `<name>.mjs`, an ES module (a worker thread's entry).
- * - `cached`: `<name>.<hash>.cjs`, a CommonJS bundle whose entry exports `main(args)`, its V8 code
- *   cache `<name>.<hash>.cjs.cache` (code-cache.ts) and the launcher `launch.cjs` that starts a
+ * - `cached`: `<name>.<hash>.cjs`, a CommonJS bundle whose entry exports `main(args)`, stored in
+ *   its module wrapper (code-cache.ts `wrapBundle`), its V8 code cache `<name>.<hash>.cjs.cache`
+ *   and the launcher `launch.cjs` that starts a
  *   process from the two (children/launch.ts). To make the cache, this process loads the bundle
  *   (its top level runs: an entry must only define things there) and serializes the bytecode of
  *   everything that ran. `<hash>` is the bundle's content hash, so a cache file always belongs to
@@ -22,6 +23,7 @@
  *   `ws` is CommonJS, so it cannot be tree-shaken and would load node:zlib, streams and http.
  * - `debug` (capnp-ts's trace logging, off unless DEBUG is set) is replaced by loggers that do
  *   nothing: the real one loads node:tty and reads the environment at startup (~10 ms of CPU).
+ * - `tslib` (capnp-ts's helpers) is the CommonJS build, as Node's `require` would load.
  * - every import of `capnp-ts` or one of its files goes through one ESM re-export module per
  *   specifier, so each CommonJS module's exports are copied into an ES namespace once, not once
  *   per importing module (`capnp-ts/src/std/rpc.capnp.js` alone exports hundreds of names).
@@ -31,10 +33,11 @@
 
 import { createHash } from "node:crypto";
 import { renameSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type BuildOptions, type Plugin } from "esbuild";
-import { cacheFileOf, loadBundle } from "./code-cache.js";
+import { cacheFileOf, loadBundle, wrapBundle } from "./code-cache.js";
 
 // CJS code inside an ESM bundle (capnp-ts) requires Node builtins: give it a real `require`.
 const ESM_BANNER =
@@ -52,6 +55,8 @@ export default NotBundled;
 `;
 
 // The parts of debug's API capnp-ts uses: createDebug(namespace) and createDebug.formatters.
+// CommonJS, as debug is: every capnp-ts file requires it, and an ES module required from CommonJS
+// gets its exports copied into a new object at each require.
 const DEBUG_STUB = `function createDebug() {
   const log = () => {};
   log.enabled = false;
@@ -62,7 +67,7 @@ createDebug.formatters = {};
 createDebug.enable = () => {};
 createDebug.disable = () => "";
 createDebug.enabled = () => false;
-export default createDebug;
+module.exports = createDebug;
 `;
 
 const stubs: Plugin = {
@@ -70,6 +75,18 @@ const stubs: Plugin = {
   setup(b) {
     b.onResolve({ filter: /^(ws|debug)$/ }, (a) => ({ path: a.path, namespace: "mptest-stub" }));
     b.onLoad({ filter: /.*/, namespace: "mptest-stub" }, (a) => ({ contents: a.path === "ws" ? WS_STUB : DEBUG_STUB, loader: "js" }));
+  },
+};
+
+// capnp-ts's files `require("tslib")`; esbuild's default "module" condition picks tslib's ES build,
+// whose ~30 helpers would then be copied into a new object at each of those ~30 requires. Node
+// itself resolves a require to the CommonJS build: so does the bundle.
+const tslibAsNodeRequires: Plugin = {
+  name: "mptest-tslib-cjs",
+  setup(b) {
+    b.onResolve({ filter: /^tslib$/ }, (a) =>
+      a.kind === "require-call" && a.importer !== "" ? { path: createRequire(a.importer).resolve("tslib") } : undefined,
+    );
   },
 };
 
@@ -102,7 +119,7 @@ async function bundle(entry: string, format: "esm" | "cjs"): Promise<Uint8Array>
     minifyWhitespace: true,
     minifySyntax: true,
     // capnp-ts resolves from this package (a dependency of mptest, the same pinned version).
-    plugins: [stubs, oneCapnpNamespace(fileURLToPath(new URL(".", import.meta.url)))],
+    plugins: [stubs, tslibAsNodeRequires, oneCapnpNamespace(fileURLToPath(new URL(".", import.meta.url)))],
   };
   if (format === "esm") opts.banner = { js: ESM_BANNER };
   const r = await build(opts);
@@ -117,7 +134,7 @@ function writeWhole(file: string, data: Uint8Array): void {
 }
 
 async function buildCached(entry: string, outDir: string): Promise<string> {
-  const code = await bundle(entry, "cjs");
+  const code = new TextEncoder().encode(wrapBundle(new TextDecoder().decode(await bundle(entry, "cjs"))));
   const hash = createHash("sha256").update(code).digest("hex").slice(0, 16);
   const out = join(outDir, `${basename(entry, ".js")}.${hash}.cjs`);
   writeWhole(out, code);

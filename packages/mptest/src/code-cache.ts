@@ -6,7 +6,7 @@
  * developers"; Node 20 has no compile cache for user code of its own).
  *
  * The bundle is compiled as Node compiles a CommonJS module (the same wrapper function and
- * arguments). V8 rejects a cache made by another V8 version, with other V8 flags or for another
+ * arguments, already in the file: {@link wrapBundle}). V8 rejects a cache made by another V8 version, with other V8 flags or for another
  * source; the bundle then compiles from source as usual (only slower): `rejected` says which.
  *
  * Threading: any thread (a spawned child's main thread; the bundle build's main thread).
@@ -27,11 +27,27 @@ export interface LoadedBundle {
 }
 
 const WRAPPER_HEAD = "(function (exports, require, module, __filename, __dirname) { ";
-const WRAPPER_TAIL = "\n});";
+const WRAPPER_TAIL = "\n});\n";
 
-/** Compiles the CommonJS file `file` (with `cachedData` when given) and runs its top level. */
+/**
+ * The file a CommonJS bundle `code` is stored as: already inside Node's module wrapper function
+ * (so loading it compiles the file's text as it is, with no copy into a wrapped string), and
+ * ASCII only (esbuild escapes everything else), so it is read as Latin-1 with no UTF-8 decoding.
+ * Throws for a non-ASCII `code`.
+ */
+export function wrapBundle(code: string): string {
+  // eslint-disable-next-line no-control-regex
+  const bad = /[^\x00-\x7f]/.exec(code);
+  if (bad !== null) throw new Error(`bundle is not ASCII at offset ${bad.index}`);
+  return WRAPPER_HEAD + code + WRAPPER_TAIL;
+}
+
+/**
+ * Compiles the wrapped bundle `file` ({@link wrapBundle}; with `cachedData` when given) and runs
+ * its top level, as Node runs a CommonJS module.
+ */
 export function loadBundle(file: string, cachedData?: Buffer): LoadedBundle {
-  const source = WRAPPER_HEAD + readFileSync(file, "utf8") + WRAPPER_TAIL;
+  const source = readFileSync(file, "latin1");
   const script = new Script(source, cachedData === undefined ? { filename: file } : { filename: file, cachedData });
   const module = { exports: {} as Record<string, unknown> };
   const fn = script.runInThisContext() as (...args: unknown[]) => void;
