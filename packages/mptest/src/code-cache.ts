@@ -36,7 +36,6 @@ const WRAPPER_TAIL = "\n});\n";
  * Throws for a non-ASCII `code`.
  */
 export function wrapBundle(code: string): string {
-  // eslint-disable-next-line no-control-regex
   const bad = /[^\x00-\x7f]/.exec(code);
   if (bad !== null) throw new Error(`bundle is not ASCII at offset ${bad.index}`);
   return WRAPPER_HEAD + code + WRAPPER_TAIL;
