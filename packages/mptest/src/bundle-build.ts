@@ -5,16 +5,22 @@
  * heap and its service process would stay for the whole run).
  *
  * - `esm`: `<name>.mjs`, an ES module (a worker thread's entry).
- * - `cached`: `<name>.<hash>.cjs`, a CommonJS bundle whose entry exports `main(args)`, stored in
- *   its module wrapper (code-cache.ts `wrapBundle`), its V8 code cache `<name>.<hash>.cjs.cache`
- *   and the launcher `launch.cjs` that starts a
- *   process from the two (children/launch.ts). To make the cache, this process loads the bundle
- *   (its top level runs: an entry must only define things there) and serializes the bytecode of
- *   everything that ran. `<hash>` is the bundle's content hash, so a cache file always belongs to
- *   the bytes next to it, whichever `--jobs` process wrote them.
+ * - `cached`: `<name>.cjs`, a CommonJS bundle whose entry exports `main(args)`, stored in its
+ *   module wrapper under a first line with its content hash (code-cache.ts `wrapBundle`), its V8
+ *   code cache `<name>.cjs.cache` (starting with the same hash, so a cache is never used with
+ *   other bytes, whichever `--jobs` process wrote which file) and the launcher `launch.cjs` that
+ *   starts a process from the two (children/launch.ts). To make the cache, this process loads the
+ *   bundle (its top level runs: an entry must only define things there) and serializes the
+ *   bytecode of everything that ran.
  *
- * Every file is written under a temporary name and renamed over its final name, so concurrent
- * `--jobs` processes (and processes already loading a previous copy) only ever see whole files.
+ * `node bundle-build.js --all` (mptest's prepack script, build time): writes into dist/bundles/
+ * the bundles of every entry mptest starts fresh (every module of dist/workers/ as `esm`, of
+ * dist/children/ but the launcher as `cached`), so that the packed package ships them and needs
+ * no esbuild when installed; bundles whose entry is gone are removed.
+ *
+ * Every file is written under a temporary name (`*.<pid>.tmp`) and renamed over its final name,
+ * so concurrent `--jobs` processes (and processes already loading a previous copy, or a test
+ * running mptest while the consumer test packs) only ever see whole files.
  *
  * Plugins that keep a bundle's load cost down (paid by every fresh worker thread and spawned
  * child):
@@ -32,12 +38,12 @@
  */
 
 import { createHash } from "node:crypto";
-import { renameSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { build, type BuildOptions, type Plugin } from "esbuild";
-import { cacheFileOf, loadBundle, wrapBundle } from "./code-cache.js";
+import { cacheData, cacheFileOf, loadBundle, wrapBundle } from "./code-cache.js";
 
 // CJS code inside an ESM bundle (capnp-ts) requires Node builtins: give it a real `require`.
 const ESM_BANNER =
@@ -118,7 +124,7 @@ async function bundle(entry: string, format: "esm" | "cjs"): Promise<Uint8Array>
     // stack traces still name functions.
     minifyWhitespace: true,
     minifySyntax: true,
-    // capnp-ts resolves from this package (a dependency of mptest, the same pinned version).
+    // capnp-ts resolves from this package (a devDependency of mptest, the runtime's pinned version).
     plugins: [stubs, tslibAsNodeRequires, oneCapnpNamespace(fileURLToPath(new URL(".", import.meta.url)))],
   };
   if (format === "esm") opts.banner = { js: ESM_BANNER };
@@ -134,26 +140,49 @@ function writeWhole(file: string, data: Uint8Array): void {
 }
 
 async function buildCached(entry: string, outDir: string): Promise<string> {
-  const code = new TextEncoder().encode(wrapBundle(new TextDecoder().decode(await bundle(entry, "cjs"))));
-  const hash = createHash("sha256").update(code).digest("hex").slice(0, 16);
-  const out = join(outDir, `${basename(entry, ".js")}.${hash}.cjs`);
-  writeWhole(out, code);
-  writeWhole(cacheFileOf(out), loadBundle(out).createCachedData());
+  const cjs = new TextDecoder().decode(await bundle(entry, "cjs"));
+  const id = createHash("sha256").update(cjs).digest("hex").slice(0, 16);
+  const out = join(outDir, `${basename(entry, ".js")}.cjs`);
+  writeWhole(out, new TextEncoder().encode(wrapBundle(cjs, id)));
+  writeWhole(cacheFileOf(out), cacheData(id, loadBundle(out).createCachedData()));
   const launcher = fileURLToPath(new URL("./children/launch.js", import.meta.url));
   writeWhole(join(outDir, "launch.cjs"), await bundle(launcher, "cjs"));
   return out;
 }
 
-const [mode, entry, outDir] = process.argv.slice(2);
-if ((mode !== "esm" && mode !== "cached") || entry === undefined || outDir === undefined) {
-  process.stderr.write("usage: bundle-build.js <esm|cached> <entry.js> <outDir>\n");
+async function buildEsm(entry: string, outDir: string): Promise<string> {
+  const out = join(outDir, `${basename(entry, ".js")}.mjs`);
+  writeWhole(out, await bundle(entry, "esm"));
+  return out;
+}
+
+/** Every fresh-start entry into dist/bundles/; bundles of entries that are gone are removed. */
+async function bundleAll(): Promise<void> {
+  const outDir = fileURLToPath(new URL("./bundles/", import.meta.url));
+  mkdirSync(outDir, { recursive: true });
+  const wanted = new Set<string>();
+  for (const [dir, cached] of [["workers", false], ["children", true]] as const) {
+    const base = fileURLToPath(new URL(`./${dir}/`, import.meta.url));
+    for (const f of readdirSync(base).filter((n) => n.endsWith(".js") && !(cached && n === "launch.js")).sort()) {
+      const out = cached ? await buildCached(join(base, f), outDir) : await buildEsm(join(base, f), outDir);
+      const name = basename(out);
+      // bundled() names a bundle by its entry's file name: two entries must not share one.
+      if (wanted.has(name)) throw new Error(`bundle-build: two entries named ${f}`);
+      wanted.add(name);
+      if (cached) wanted.add(basename(cacheFileOf(out))).add("launch.cjs");
+      process.stdout.write(`mptest: bundled ${dir}/${f} into ${out}\n`);
+    }
+  }
+  for (const f of readdirSync(outDir)) if (!f.endsWith(".tmp") && !wanted.has(f)) rmSync(join(outDir, f));
+}
+
+const args = process.argv.slice(2);
+const [mode, entry, outDir] = args;
+if (args.length === 1 && mode === "--all") {
+  await bundleAll();
+} else if ((mode === "esm" || mode === "cached") && entry !== undefined && outDir !== undefined && args.length === 3) {
+  process.stdout.write(`${mode === "esm" ? await buildEsm(entry, outDir) : await buildCached(entry, outDir)}\n`);
+} else {
+  process.stderr.write("usage: bundle-build.js <esm|cached> <entry.js> <outDir> | bundle-build.js --all\n");
   process.exit(2);
 }
-let out: string;
-if (mode === "esm") {
-  out = join(outDir, `${basename(entry, ".js")}.mjs`);
-  writeWhole(out, await bundle(entry, "esm"));
-} else {
-  out = await buildCached(entry, outDir);
-}
-process.stdout.write(`${out}\n`);

@@ -10,20 +10,29 @@
  *   (code-cache.ts), for a child process: `node launch.cjs <bundle> args...` calls the entry's
  *   exported `main(args)`. The code cache saves the child the parse and compile of the bundle.
  *
- * Each is built once per mptest process, on first use, by a short-lived child process
- * (bundle-build.ts, so esbuild never loads here), into dist/bundles/ next to the built code
- * (whole files only: see bundle-build.ts). A failed build throws, with esbuild's message on stderr.
+ * Where a bundle comes from (dist/bundles/, named after its entry; see bundle-build.ts):
+ * - In a checkout (src/ next to dist/): built once per mptest process, on first use, from the
+ *   current dist/ by a short-lived child process (bundle-build.ts, so esbuild never loads here),
+ *   which writes whole files only (temporary name, then rename), so concurrent --jobs processes
+ *   (and threads already loading the previous copy) never see a partial one, and a killed process
+ *   leaves nothing outside dist/. A failed build throws, with esbuild's message on stderr.
+ * - In an installed package (no src/: its dist/ never changes): the bundles built when the
+ *   package was packed (`bundle-build.js --all`, the prepack script; docs/packaging.md). Nothing
+ *   is built or written at run time, so the package needs neither esbuild nor a writable folder.
  *
  * Threading: main thread of the mptest process (a build blocks it for ~0.3 s, once per entry).
  */
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { existsSync, mkdirSync } from "node:fs";
+import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { cacheFileOf } from "./code-cache.js";
 
 const BUILD_JS = fileURLToPath(new URL("./bundle-build.js", import.meta.url));
 const BUNDLES = fileURLToPath(new URL("./bundles/", import.meta.url));
+/** A checkout builds its bundles from the current dist/; an installed package ships them. */
+const CHECKOUT = existsSync(new URL("../src/bundle.ts", import.meta.url));
 
 const built = new Map<string, string>();
 
@@ -32,11 +41,18 @@ function build(mode: "esm" | "cached", entry: URL): string {
   const key = `${mode}:${src}`;
   const known = built.get(key);
   if (known !== undefined) return known;
-  mkdirSync(BUNDLES, { recursive: true });
-  const out = execFileSync(process.execPath, [BUILD_JS, mode, src, BUNDLES], {
-    stdio: ["ignore", "pipe", "inherit"],
-    encoding: "utf8",
-  }).trim();
+  let out: string;
+  if (CHECKOUT) {
+    mkdirSync(BUNDLES, { recursive: true });
+    out = execFileSync(process.execPath, [BUILD_JS, mode, src, BUNDLES], { stdio: ["ignore", "pipe", "inherit"], encoding: "utf8" }).trim();
+  } else {
+    out = join(BUNDLES, `${basename(src, ".js")}.${mode === "esm" ? "mjs" : "cjs"}`);
+    const files = mode === "esm" ? [out] : [out, cacheFileOf(out), join(BUNDLES, "launch.cjs")];
+    const missing = files.find((f) => !existsSync(f));
+    if (missing !== undefined) {
+      throw new Error(`mptest: ${missing} is missing: this installed package was packed without its bundles (bundle-build.js --all)`);
+    }
+  }
   built.set(key, out);
   return out;
 }
@@ -53,5 +69,5 @@ export function bundled(entry: URL): string {
  */
 export function cachedChildArgv(entry: URL): [launcher: string, bundle: string] {
   const bundle = build("cached", entry);
-  return [join(dirname(bundle), "launch.cjs"), bundle];
+  return [join(BUNDLES, "launch.cjs"), bundle];
 }

@@ -20,7 +20,7 @@ export { closeLifetimeThread, lifetimeThreadStats } from "./scenarios/lifetime.j
 export { FairShare } from "./schedule.js";
 export { SharedGc } from "./shared-gc.js";
 export { bundled, cachedChildArgv } from "./bundle.js";
-export { loadBundle, loadCachedBundle, cacheFileOf } from "./code-cache.js";
+export { loadBundle, loadCachedBundle, cacheData, cacheFileOf, wrapBundle } from "./code-cache.js";
 export type { LoadedBundle } from "./code-cache.js";
 export { Spare } from "./spare.js";
 export type { SpareHooks, SpareStats } from "./spare.js";

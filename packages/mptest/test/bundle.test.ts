@@ -1,14 +1,14 @@
 // Child bundles with a V8 code cache (bundle.ts cachedChildArgv, code-cache.ts, children/launch.ts):
 // the cache a build writes is accepted by a fresh Node process, the launcher passes the arguments
-// to the entry's main and reports failures with exit status 1, and a cache V8 does not accept
-// (stale, foreign, corrupt) only means compiling from source.
+// to the entry's main and reports failures with exit status 1, and a cache of other bytes, one V8
+// does not accept, or none only means compiling from source.
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { cacheFileOf, cachedChildArgv, loadBundle, loadCachedBundle } from "@multiprocess-ts/mptest";
+import { cacheData, cacheFileOf, cachedChildArgv, loadBundle, loadCachedBundle } from "@multiprocess-ts/mptest";
 import { assertNoHandleLeaks, handleBaseline, type HandleBaseline } from "@multiprocess-ts/testing";
 
 const FOO_SERVER = new URL("../dist/children/foo-server.js", import.meta.url);
@@ -57,31 +57,34 @@ process.stdout.write(JSON.stringify({ rejected: r.rejected, main: typeof r.expor
     expect(r.stderr).toMatch(/does not export a main\(args\) function/);
   });
 
-  it("a cache V8 does not accept (corrupt, foreign) or a missing one only means compiling from source", () => {
+  it("a cache of other bytes, one V8 refuses, or none: the bundle compiles from source", () => {
     const [, bundle] = cachedChildArgv(MAIN);
-    const source = readFileSync(bundle, "utf8");
+    const source = readFileSync(bundle, "latin1");
+    const id = /^\/\/ mptest-bundle ([0-9a-z]{16})\n/.exec(source)?.[1];
+    expect(id).toBeDefined();
     const dir = mkdtempSync(join(tmpdir(), "mptest-bundle-"));
     // Each load gets its own source text: V8 would otherwise take the script from this process's
     // compilation cache and never look at the cache data.
     const variant = (name: string): string => {
       const file = join(dir, `${name}.cjs`);
-      writeFileSync(file, `${source}\n// ${name}\n`);
+      writeFileSync(file, `${source}// ${name}\n`, "latin1");
       return file;
     };
+    const loads = (file: string, rejected: boolean): void => {
+      const r = loadCachedBundle(file);
+      expect(r.rejected, file).toBe(rejected);
+      expect(typeof r.exports.main).toBe("function");
+    };
     try {
-      const missing = loadCachedBundle(variant("missing"));
-      expect(missing.rejected).toBe(false);
-      expect(typeof missing.exports.main).toBe("function");
+      loads(variant("missing"), false);
+      // Another build's cache (or garbage): its first line is not this bundle's id, V8 never sees it.
+      const foreign = variant("foreign");
+      writeFileSync(cacheFileOf(foreign), cacheData("0123456789abcdef", loadBundle(variant("other")).createCachedData()));
+      loads(foreign, true);
+      // This bundle's id, but data V8 refuses.
       const corrupt = variant("corrupt");
-      writeFileSync(cacheFileOf(corrupt), Buffer.alloc(4096, 0xab));
-      const c = loadCachedBundle(corrupt);
-      expect(c.rejected).toBe(true);
-      expect(typeof c.exports.main).toBe("function");
-      const foreign = variant("foreign-source-of-another-length");
-      writeFileSync(cacheFileOf(foreign), loadBundle(variant("other")).createCachedData());
-      const f = loadCachedBundle(foreign);
-      expect(f.rejected).toBe(true);
-      expect(typeof f.exports.main).toBe("function");
+      writeFileSync(cacheFileOf(corrupt), cacheData(id!, Buffer.alloc(4096, 0xab)));
+      loads(corrupt, true);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
