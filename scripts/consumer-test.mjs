@@ -214,7 +214,7 @@ async function tarEntries(tgz) {
 function allowedFile(f) {
   if (/(^|\/)src\//.test(f) || /\.test\.(js|d\.ts)$/.test(f)) return false;
   if (/(^|\/)test\//.test(f) && !/\.capnp(\.js|\.d\.ts)?$/.test(f)) return false;
-  return /^(package\.json|README\.md|LICENSE|COPYING\.libmultiprocess|dist\/.+\.(js|d\.ts)|dist\/bundles\/[^/]+\.mjs|bin\/[^/]+|schema\/.+|capnp\/.+\.capnp|(test|example)\/[^/]+\.capnp)$/.test(f);
+  return /^(package\.json|README\.md|LICENSE|COPYING\.libmultiprocess|dist\/.+\.(js|d\.ts)|dist\/bundles\/[^/]+\.(mjs|cjs|cjs\.cache)|bin\/[^/]+|schema\/.+|capnp\/.+\.capnp|(test|example)\/[^/]+\.capnp)$/.test(f);
 }
 
 /** Problems with one tarball's contents (empty when it holds only what it should). */

@@ -19,5 +19,8 @@ export { childSpareStats, closeChildSpare } from "./scenarios/process.js";
 export { closeLifetimeThread, lifetimeThreadStats } from "./scenarios/lifetime.js";
 export { FairShare } from "./schedule.js";
 export { SharedGc } from "./shared-gc.js";
+export { bundled, cachedChildArgv } from "./bundle.js";
+export { loadBundle, loadCachedBundle, cacheData, cacheFileOf, wrapBundle } from "./code-cache.js";
+export type { LoadedBundle } from "./code-cache.js";
 export { Spare } from "./spare.js";
 export type { SpareHooks, SpareStats } from "./spare.js";

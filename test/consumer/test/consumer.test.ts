@@ -80,7 +80,7 @@ describe("consumer test (scripts/consumer-test.mjs)", () => {
     for (const t of result.tarballs) {
       const files = t.files.map((f) => f.path);
       expect(files.filter(notShipped), `${t.name}: no sources, tests, tsbuildinfo or map files`).toEqual([]);
-      const shipped = /^(package\.json|README\.md|LICENSE|COPYING\.libmultiprocess|dist\/.+\.(js|d\.ts)|dist\/bundles\/[^/]+\.mjs|bin\/[^/]+|schema\/.+|capnp\/.+\.capnp|(test|example)\/[^/]+\.capnp)$/;
+      const shipped = /^(package\.json|README\.md|LICENSE|COPYING\.libmultiprocess|dist\/.+\.(js|d\.ts)|dist\/bundles\/[^/]+\.(mjs|cjs|cjs\.cache)|bin\/[^/]+|schema\/.+|capnp\/.+\.capnp|(test|example)\/[^/]+\.capnp)$/;
       expect(files.filter((f) => !shipped.test(f)), `${t.name}: only dist, bin, schema, *.capnp, README, LICENSE`).toEqual([]);
       expect(files).toEqual(expect.arrayContaining(["package.json", "README.md", "LICENSE", "dist/index.js", "dist/index.d.ts"]));
       expect(t.version).toBe("0.2.0");
@@ -96,7 +96,9 @@ describe("consumer test (scripts/consumer-test.mjs)", () => {
     expect(filesOf("@multiprocess-ts/proto")).toEqual(expect.arrayContaining(["test/foo.capnp", "example/init.capnp", "COPYING.libmultiprocess", "dist/test/foo.capnp.js"]));
     // mptest ships the bundles it starts fresh workers and children from, and not their builder.
     const mptest = filesOf("@multiprocess-ts/mptest");
-    expect(mptest).toEqual(expect.arrayContaining(["dist/bundles/foo-server.mjs", "dist/bundles/foo-worker.mjs", "dist/cli.js"]));
+    expect(mptest).toEqual(
+      expect.arrayContaining(["dist/bundles/foo-server.cjs", "dist/bundles/foo-server.cjs.cache", "dist/bundles/launch.cjs", "dist/bundles/foo-worker.mjs", "dist/cli.js"]),
+    );
     expect(mptest.filter((f) => f.startsWith("dist/bundle-build"))).toEqual([]);
     expect(result.tarballs.find((t) => t.name === "@multiprocess-ts/mptest")!.files.find((f) => f.path === "dist/cli.js")!.mode).toMatch(/^-rwxr-xr-x/);
     expect(r.stdout).toMatch(/installed mptest: (\d+) scenarios listed; mptest: OK: \1 runs, 0 failed, 0 leaked, 0 hung/);
