@@ -13,7 +13,7 @@ import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { isAdoptedBuffer } from "../adopt.js";
 import { ProtocolError } from "../errors.js";
 import type { TransportSink } from "../transport.js";
-import { CallLimitError, validateRpcMessage } from "../validate.js";
+import { CallLimitError, validateRpcMessageNear } from "../validate.js";
 import {
   Envelope,
   MSG_CALL,
@@ -23,6 +23,7 @@ import {
   decodeControl,
   decodeEnvelope,
   decodeEnvelopeSlow,
+  messageInPlace,
   messageOver,
 } from "../fastpath.js";
 import { errorFromException } from "./core.js";
@@ -45,19 +46,20 @@ export class Dispatcher implements TransportSink {
     if (core.ended) return;
     try {
       const limits = core.limits;
-      validateRpcMessage(segments, limits);
+      const near = validateRpcMessageNear(segments, limits);
       const env = this.env;
-      if (decodeControl(segments[0]!, env)) {
+      const s0 = segments[0]!;
+      if (decodeControl(s0, env)) {
         // Finish/Release: read from the view as is (no copy, no capnp-ts message).
         this.route(env, null);
         return;
       }
-      const m = messageOver(ownBuffers(segments));
+      const m = near && segments.length === 1 && readInPlace(s0) ? messageInPlace(s0) : messageOver(ownBuffers(segments));
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
       const seg = m._capnp.segments[0]!;
       env.reset(seg, limits.nestingLimit);
       if (!decodeEnvelope(seg, limits.nestingLimit, env)) {
-        const root = new rpc.Message(seg, 0, limits.nestingLimit);
+        const root = new rpc.Message(seg, seg.byteOffset, limits.nestingLimit);
         env.reset(seg, limits.nestingLimit, root);
         decodeEnvelopeSlow(root, env);
       }
@@ -191,6 +193,26 @@ export class Dispatcher implements TransportSink {
     }
     // Anything else we sent is optional; nothing to undo.
   }
+}
+
+/**
+ * Buffers up to this size are read in place whatever else they hold; larger ones only when the
+ * message is at least a quarter of them. A reader may keep a view of an incoming message (a
+ * generated reader's Data view, a call's params until its Finish) and so its whole buffer: this
+ * bounds what such a view keeps alive beyond the message's own bytes (at most 1 KiB, or 4x).
+ */
+const IN_PLACE_ANY = 1024;
+
+/**
+ * Whether a one-segment message without far pointers is read where it lies (fastpath.ts
+ * messageInPlace) rather than copied into a buffer of its own: its view must be word-aligned in
+ * a plain ArrayBuffer (not shared memory), small enough against that buffer (IN_PLACE_ANY).
+ */
+function readInPlace(s: Uint8Array): boolean {
+  const b = s.buffer;
+  if (!(b instanceof ArrayBuffer) || (s.byteOffset & 7) !== 0) return false;
+  const size = b.byteLength;
+  return size <= IN_PLACE_ANY || s.byteLength * 4 >= size;
 }
 
 /**
