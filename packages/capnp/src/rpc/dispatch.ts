@@ -28,6 +28,7 @@ import {
 } from "../fastpath.js";
 import { errorFromException } from "./core.js";
 import type { Hook } from "./hook.js";
+import { copyToSlab } from "../buffers.js";
 import type { ConnCore } from "./core.js";
 
 export class Dispatcher implements TransportSink {
@@ -54,7 +55,7 @@ export class Dispatcher implements TransportSink {
         this.route(env, null);
         return;
       }
-      const m = near && segments.length === 1 && readInPlace(s0) ? messageInPlace(s0) : messageOver(ownBuffers(segments));
+      const m = near && segments.length === 1 ? messageOfOne(s0) : messageOver(ownBuffers(segments));
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
       const seg = m._capnp.segments[0]!;
       env.reset(seg, limits.nestingLimit);
@@ -213,6 +214,16 @@ function readInPlace(s: Uint8Array): boolean {
   if (!(b instanceof ArrayBuffer) || (s.byteOffset & 7) !== 0) return false;
   const size = b.byteLength;
   return size <= IN_PLACE_ANY || s.byteLength * 4 >= size;
+}
+
+/**
+ * A reader's message for a validated one-segment message without far pointers: in place, else
+ * copied into a shared slab (small messages, buffers.ts copyToSlab), else into its own buffer.
+ */
+function messageOfOne(s: Uint8Array): capnp.Message {
+  if (readInPlace(s)) return messageInPlace(s);
+  const c = copyToSlab(s);
+  return c !== null ? messageInPlace(c) : messageOver(ownBuffers([s]));
 }
 
 /**
