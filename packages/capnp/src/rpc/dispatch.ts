@@ -1,7 +1,9 @@
 /**
  * The message dispatcher of one connection: the {@link TransportSink} its transport delivers to.
- * It validates each incoming message, decodes its envelope (fastpath.ts; its own
- * {@link Envelope}, reused message after message) and routes it by kind to the table that owns
+ * It validates each incoming message, reads it in place when it can (messageOfOne: no copy out of
+ * the socket chunk; docs/rpc.md "Incoming messages read in place"), decodes its envelope
+ * (fastpath.ts; its own {@link Envelope}, reused message after message) and routes it by kind to
+ * the table that owns
  * the rules: Call/Bootstrap/Finish → answers, Return → questions, Release → exports,
  * Resolve/Disembargo → imports, Abort/Unimplemented/errors → the connection's end.
  *
