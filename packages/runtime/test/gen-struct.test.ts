@@ -67,7 +67,7 @@ describe("gen Struct fast accessors", () => {
     // Composite-list elements.
     const m = new capnp.Message();
     const holder = m.initRoot(Wide);
-    const list = capnp.Struct.initList(0, new capnp.CompositeList(Wide), 3, holder);
+    const list = capnp.Struct.initList(0, capnp.CompositeList(Wide), 3, holder);
     fast.setInt32!(4, 77, list.get(2));
     expect(ref.getInt32!(4, list.get(2))).toBe(77);
     expect(ref.getInt32!(4, list.get(1))).toBe(0);

@@ -3,9 +3,8 @@
  * It validates each incoming message, reads it in place when it can (messageOfOne: no copy out of
  * the socket chunk; docs/rpc.md "Incoming messages read in place"), decodes its envelope
  * (fastpath.ts; its own {@link Envelope}, reused message after message) and routes it by kind to
- * the table that owns
- * the rules: Call/Bootstrap/Finish → answers, Return → questions, Release → exports,
- * Resolve/Disembargo → imports, Abort/Unimplemented/errors → the connection's end.
+ * the table that owns the rules: Call/Bootstrap/Finish → answers, Return → questions, Release →
+ * exports, Resolve/Disembargo → imports, Abort/Unimplemented/errors → the connection's end.
  *
  * Threading: the connection's loop thread (transports call their sink only there).
  */
