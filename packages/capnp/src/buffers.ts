@@ -1,5 +1,5 @@
 /**
- * A small free list of first-segment buffers for the engine's own outgoing messages (fastpath.ts
+ * Buffers of the engine's messages. Outgoing: a small free list of first-segment buffers for the engine's own outgoing messages (fastpath.ts
  * builds Calls and Returns in them). Allocating an ArrayBuffer costs about as much as building
  * the whole small message, so a message whose bytes a transport has copied (a stream
  * transport's batch: Transport.sendCopy) gives its buffer back here, zeroed, for the next one.
@@ -67,6 +67,37 @@ export function recycleMessage(m: capnp.Message): void {
   new Uint8Array(b, 0, used).fill(0);
   (free[size >>> 3] ??= []).push(b);
   kept++;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incoming small messages
+
+/** Bytes of one slab of {@link copyToSlab}; what one live message can keep alive at most. */
+const SLAB_BYTES = 2048;
+/** Largest message copied into a slab (a quarter of it); larger ones get a buffer of their own. */
+const SLAB_MAX_MESSAGE = SLAB_BYTES / 4;
+let slab: Uint8Array | null = null;
+let slabUsed = 0;
+
+/**
+ * A copy of `s` (an incoming segment of a multiple of 8 bytes) packed with others into a shared
+ * 2 KiB slab, for a reader that takes segments at an offset (fastpath.ts messageInPlace), or
+ * null when `s` is over 512 bytes. One ArrayBuffer per ~dozen small pipelined messages instead
+ * of one each. A slab is never written again once full, and only its messages' reader views
+ * keep it alive: a view a handler keeps holds at most 2 KiB, at most 4x a message copied here.
+ */
+export function copyToSlab(s: Uint8Array): Uint8Array | null {
+  const n = s.byteLength;
+  if (n > SLAB_MAX_MESSAGE || (n & 7) !== 0) return null;
+  let b = slab;
+  if (b === null || slabUsed + n > SLAB_BYTES) {
+    slab = b = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const v = b.subarray(slabUsed, slabUsed + n);
+  v.set(s);
+  slabUsed += n;
+  return v;
 }
 
 /** Buffers waiting in the free list (for tests). */

@@ -98,6 +98,37 @@ export function messageOver(buffers: ArrayBuffer[], firstUsed = -1): capnp.Messa
   return msg;
 }
 
+/** Segment 0 of a message read in place (see {@link messageInPlace}): it never grows into its buffer. */
+class InPlaceSegment extends Segment {
+  override hasCapacity(): boolean {
+    return false;
+  }
+}
+
+/**
+ * A capnp-ts Message reading a one-segment message where it lies: `view` may start at a nonzero
+ * (word-aligned) offset of its buffer, as a message inside a socket chunk does. capnp-ts wants
+ * segments at offset 0 of their buffer, but near pointers are relative, so the segment is the
+ * whole buffer, its root pointer at `view.byteOffset` (kept in the segment's `byteOffset`; read
+ * the root with `new rpc.Message(seg, seg.byteOffset)`) and `byteLength` the view's end. Only for
+ * a message with no far pointer (their landing-pad offsets count from the segment's start:
+ * `validateRpcMessageNear` says), validated, that nobody writes into: an allocation goes to a
+ * new segment (InPlaceSegment has no spare capacity), never into the bytes after the view.
+ */
+export function messageInPlace(view: Uint8Array): capnp.Message {
+  const buffer = view.buffer as ArrayBuffer;
+  const arena = Object.create(ARENA_PROTO) as { kind: ArenaKind; buffers: ArrayBuffer[] };
+  arena.kind = ArenaKind.MULTI_SEGMENT;
+  arena.buffers = [buffer];
+  const m = Object.create(MESSAGE_PROTO) as { _capnp: capnp.Message["_capnp"] };
+  const segments: Seg[] = new Array(1);
+  m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT };
+  const seg = new InPlaceSegment(0, m as unknown as capnp.Message, buffer, view.byteOffset + view.byteLength);
+  seg.byteOffset = view.byteOffset;
+  segments[0] = seg;
+  return m as unknown as capnp.Message;
+}
+
 /**
  * A message with one segment of at least `bytes` bytes (a pooled buffer, buffers.ts), `used` of
  * them in use.
@@ -267,7 +298,7 @@ export class Envelope {
 
   /** The root Message reader (for the rare parts), made on first use. */
   root(): rpc.Message {
-    return (this.rootReader ??= new rpc.Message(this.seg!, 0, this.depth));
+    return (this.rootReader ??= new rpc.Message(this.seg!, this.seg!.byteOffset, this.depth));
   }
 }
 
@@ -275,7 +306,7 @@ export class Envelope {
  * A reader of the struct pointer at `p`: target byte offset, or -1 when it is null, not a near
  * struct pointer, or smaller than `minData`/`minPtrs` words (the caller then falls back).
  */
-function structAt(dv: DataView, len: number, p: number, minData: number, minPtrs: number): number {
+function structAt(dv: DataView, base: number, len: number, p: number, minData: number, minPtrs: number): number {
   const lo = dv.getUint32(p, true);
   const hi = dv.getUint32(p + 4, true);
   if ((lo & 3) !== 0 || (lo === 0 && hi === 0)) return -1;
@@ -283,7 +314,7 @@ function structAt(dv: DataView, len: number, p: number, minData: number, minPtrs
   const pc = hi >>> 16;
   if (dw < minData || pc < minPtrs) return -1;
   const t = p + 8 + (lo >> 2) * 8;
-  if (t < 0 || t + (dw + pc) * 8 > len) return -1;
+  if (t < base || t + (dw + pc) * 8 > len) return -1;
   return t;
 }
 
@@ -298,20 +329,21 @@ function dataWordsAt(dv: DataView, p: number): number {
  */
 export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean {
   const dv = dataViewOf(seg);
+  const base = seg.byteOffset; // the root pointer (nonzero for a message read in place)
   const len = seg.byteLength;
-  if (len < 16) return false;
-  const mOff = structAt(dv, len, 0, 1, 1);
+  if (len - base < 16) return false;
+  const mOff = structAt(dv, base, len, base, 1, 1);
   if (mOff < 0) return false;
   const which = dv.getUint16(mOff, true);
-  const inner = mOff + dataWordsAt(dv, 0) * 8; // the Message's pointer 0
+  const inner = mOff + dataWordsAt(dv, base) * 8; // the Message's pointer 0
   switch (which) {
     case MSG_CALL: {
-      const c = structAt(dv, len, inner, 3, 2);
+      const c = structAt(dv, base, len, inner, 3, 2);
       if (c < 0) return false;
       const cptrs = c + dataWordsAt(dv, inner) * 8;
-      const t = structAt(dv, len, cptrs, 1, 0);
+      const t = structAt(dv, base, len, cptrs, 1, 0);
       if (t < 0) return false;
-      const pl = structAt(dv, len, cptrs + 8, 0, 1);
+      const pl = structAt(dv, base, len, cptrs + 8, 0, 1);
       if (pl < 0) return false;
       const plPtrs = pl + dataWordsAt(dv, cptrs + 8) * 8;
       const plPc = dv.getUint16(cptrs + 8 + 6, true);
@@ -327,7 +359,7 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
       return true;
     }
     case MSG_RETURN: {
-      const r = structAt(dv, len, inner, 2, 1);
+      const r = structAt(dv, base, len, inner, 2, 1);
       if (r < 0) return false;
       const flags = dv.getUint8(r + 4);
       const rw = dv.getUint16(r + 6, true);
@@ -341,7 +373,7 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
       env.hasCapTable = false;
       if (rw === rpc.Return.RESULTS) {
         const rptrs = r + dataWordsAt(dv, inner) * 8;
-        const pl = structAt(dv, len, rptrs, 0, 1);
+        const pl = structAt(dv, base, len, rptrs, 0, 1);
         if (pl < 0) return false;
         const plPtrs = pl + dataWordsAt(dv, rptrs) * 8;
         const plPc = dv.getUint16(rptrs + 6, true);
@@ -351,7 +383,7 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
       return true;
     }
     case MSG_FINISH: {
-      const f = structAt(dv, len, inner, 1, 0);
+      const f = structAt(dv, base, len, inner, 1, 0);
       if (f < 0) return false;
       env.which = which;
       env.id = dv.getUint32(f, true);
@@ -359,7 +391,7 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
       return true;
     }
     case MSG_RELEASE: {
-      const f = structAt(dv, len, inner, 1, 0);
+      const f = structAt(dv, base, len, inner, 1, 0);
       if (f < 0) return false;
       env.which = which;
       env.id = dv.getUint32(f, true);

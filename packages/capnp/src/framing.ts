@@ -318,6 +318,18 @@ export class FrameDecoder {
   }
 }
 
+/** Bytes of the frame starting at `off` if all of it lies in `b` (and its table is sane), else 0. */
+function wholeFrameAt(b: Uint8Array, off: number, maxSegments: number): number {
+  const avail = b.byteLength - off;
+  const count = u32(b, off) + 1;
+  if (count > maxSegments) return 0;
+  const hb = frameHeaderBytes(count);
+  if (avail < hb) return 0;
+  let total = hb;
+  for (let i = 0; i < count; i++) total += u32(b, off + 4 + 4 * i) * 8;
+  return total <= avail ? total : 0;
+}
+
 function split(b: Uint8Array, off: number, sizes: number[]): Uint8Array[] {
   const segs = new Array<Uint8Array>(sizes.length);
   for (let i = 0; i < sizes.length; i++) {
@@ -405,7 +417,15 @@ export class FrameTracker {
     let off = 0;
     const len = chunk.byteLength;
     while (off < len) {
-      if (this.arrived === 0) this.partialSince = this.now();
+      if (this.arrived === 0 && len - off >= 8) {
+        // A whole frame inside this chunk (the usual case): count it, nothing to keep.
+        const total = wholeFrameAt(chunk, off, this.maxSegments);
+        if (total > 0) {
+          this.messages++;
+          off += total;
+          continue;
+        }
+      }
       if (this.total === 0) {
         const n = Math.min(this.headerNeed - this.headerFill, len - off);
         this.header.set(chunk.subarray(off, off + n), this.headerFill);
@@ -434,6 +454,7 @@ export class FrameTracker {
       if (this.total !== 0 && this.arrived === this.total) this.complete();
     }
     if (this.arrived === 0) return true;
+    if (this.partialSince < 0) this.partialSince = this.now(); // a frame left incomplete starts now
     return this.charge(this.total === 0 ? this.arrived : partialFrameHold(this.total, this.arrived));
   }
 

@@ -126,7 +126,19 @@ interface SRef {
  * misinterpreting a pointer. Throws `LimitError`/`ProtocolError`; returns the words traversed.
  */
 export function validateRpcMessage(segments: readonly Uint8Array[], limits?: Partial<ReaderLimits>): number {
-  const lim = limitsOf(limits);
+  return validateRpc(segments, limitsOf(limits)).traversed;
+}
+
+/**
+ * {@link validateRpcMessage} for the engine's dispatcher: returns whether the message has no far
+ * pointer, so a reader may take segment 0 where it lies inside a larger buffer (pointers are then
+ * all relative; see fastpath.ts `messageInPlace`).
+ */
+export function validateRpcMessageNear(segments: readonly Uint8Array[], limits: ReaderLimits): boolean {
+  return !validateRpc(segments, limits).far;
+}
+
+function validateRpc(segments: readonly Uint8Array[], lim: ReaderLimits): WalkResult {
   let walk: WalkResult;
   try {
     walk = walkMessage(segments, lim, -1, -1);
@@ -137,7 +149,7 @@ export function validateRpcMessage(segments: readonly Uint8Array[], limits?: Par
   }
   try {
     checkRpcEnvelope(segments);
-    return walk.traversed;
+    return walk;
   } finally {
     releaseWalk();
   }

@@ -39,6 +39,8 @@ const ELEMENT_BITS = [0, 1, 8, 16, 32, 64, 64, 0];
 export interface WalkResult {
   traversed: number;
   units: number;
+  /** Whether a far pointer was followed (a reader must then resolve segment-absolute offsets). */
+  far: boolean;
 }
 
 /** The little-endian uint32 at byte `o` of `b` (the caller checked that `o + 4 <= b.byteLength`). */
@@ -50,7 +52,7 @@ export function u32le(b: Uint8Array, o: number): number {
 // the result record, and the walker itself.
 const segBytes: Uint8Array[] = [];
 const segWords: number[] = [];
-const result: WalkResult = { traversed: 0, units: 0 };
+const result: WalkResult = { traversed: 0, units: 0, far: false };
 
 /** Segment count/size checks and the root pointer kind; fills segBytes/segWords, returns the bytes. */
 function checkSegments(segments: readonly Uint8Array[], lim: ReaderLimits): number {
@@ -107,6 +109,7 @@ export function walkMessage(segments: readonly Uint8Array[], lim: ReaderLimits, 
   }
   result.traversed = lim.traversalLimitWords - w.budget;
   result.units = w.unitBudget - w.units;
+  result.far = w.farSeen;
   return result;
 }
 
@@ -124,6 +127,8 @@ class Walker {
   units = 0;
   unitBudget = 0;
   lim: ReaderLimits = DEFAULT_LIMITS;
+  /** A far pointer was followed in this walk. */
+  farSeen = false;
   private bytes = 0;
   private skipSeg = -1;
   private skipWord = -1;
@@ -144,6 +149,7 @@ class Walker {
     this.skipWord = skipWord;
     this.budget = lim.traversalLimitWords;
     this.units = unitBudget;
+    this.farSeen = false;
   }
 
   run(): void {
@@ -194,6 +200,7 @@ class Walker {
 
   /** Resolve a far pointer into fSeg/fTarget/fLo/fHi (the word carrying the type); false for a null pad. */
   private far(lo: number, hi: number): boolean {
+    this.farSeen = true;
     const double = (lo & 4) !== 0;
     const pad = lo >>> 3;
     const padSeg = hi;

@@ -165,6 +165,24 @@ describe("FrameTracker / FrameBudget", () => {
     expect(t.messages).toBe(3);
   });
 
+  it("counts whole frames inside one chunk without keeping anything, then follows a frame left incomplete", () => {
+    let now = 7;
+    const t = new FrameTracker(null, () => now);
+    const two = frameOf(2);
+    const bytes = new Uint8Array([...frameOf(3), ...frameOf(0), ...two.subarray(0, 12)]);
+    expect(t.push(bytes)).toBe(true);
+    expect(t.messages).toBe(2);
+    expect(t.partialSince).toBe(7);
+    now = 9;
+    expect(t.push(new Uint8Array([...two.subarray(12), ...frameOf(1), ...frameOf(4)]))).toBe(true);
+    expect(t.messages).toBe(5);
+    expect(t.partialSince).toBe(-1);
+    // A table claiming more segments than allowed is refused, as by the decoder.
+    const bad = new Uint8Array(16);
+    new DataView(bad.buffer).setUint32(0, 70000, true);
+    expect(new FrameTracker(null, () => 0, 100).push(bad)).toBe(false);
+  });
+
   it("charges partial frames (with the decoder's allocation ahead) to a shared budget, refuses past it, gives back on completion and release", () => {
     const budget = new FrameBudget(1 << 20);
     const a = new FrameTracker(budget, () => 0);

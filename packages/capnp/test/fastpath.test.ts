@@ -9,7 +9,7 @@ import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import { describe, expect, it } from "vitest";
 import { fastpath, validateRpcMessage, DEFAULT_LIMITS } from "@multiprocess-ts/capnp";
 
-const { CALL, RET, Envelope, decodeControl, decodeEnvelope, decodeEnvelopeSlow, encodeFinish, encodeRelease, newCallMessage, newReturnMessage, setReturnHeader } = fastpath;
+const { CALL, RET, Envelope, decodeControl, decodeEnvelope, decodeEnvelopeSlow, encodeFinish, encodeRelease, messageInPlace, newCallMessage, newReturnMessage, setReturnHeader } = fastpath;
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -380,6 +380,53 @@ describe(`fastpath decoder == capnp-ts reads (FASTPATH_SEED=${SEED})`, () => {
         2, qid, iid, mid, 0, imp, 0, false,
       ]);
       expect(e.content!.byteOffset).toBe(CALL.contentPtr);
+    }
+  });
+
+  it("a message read in place at an offset of a larger buffer decodes like its copy, and never grows into the bytes after it", () => {
+    const r = rng(SEED + 5);
+    for (let n = 0; n < N / 4; n++) {
+      const P = structClass(r);
+      const { msg, params } = newCallMessage(u64(r), int(r, 0x10000), P);
+      contentScript(r, P)(params);
+      const [seg] = bytesOf(msg);
+      if (msg._capnp.segments.length !== 1) continue;
+      // The message between two others' bytes, as in a socket chunk (word-aligned offset).
+      const before = 8 * (1 + int(r, 8));
+      const chunk = new Uint8Array(before + seg!.byteLength + 64).fill(0xa5);
+      chunk.set(seg!, before);
+      const view = chunk.subarray(before, before + seg!.byteLength);
+      validateRpcMessage([view]);
+      const m = messageInPlace(view);
+      const s0 = m._capnp.segments[0]!;
+      expect(s0.byteOffset).toBe(before);
+      const e = new Envelope();
+      e.reset(s0, 64);
+      expect(decodeEnvelope(s0, 64, e)).toBe(true);
+      const c = received([seg!]);
+      const ec = new Envelope();
+      ec.reset(c._capnp.segments[0]!, 64);
+      expect(decodeEnvelope(c._capnp.segments[0]!, 64, ec)).toBe(true);
+      // Offsets count from the buffer's start: the content lies `before` bytes further on.
+      const shifted = (f: Record<string, unknown>): Record<string, unknown> => {
+        const content = f.content as { off: number };
+        return { ...f, content: { ...content, off: content.off - before } };
+      };
+      expect(shifted(fields(e))).toEqual(fields(ec));
+      expect(e.content!.byteOffset).toBe(CALL.contentPtr + before);
+      // The slow path reads the same root.
+      const slow = new Envelope();
+      const root = new rpc.Message(s0, s0.byteOffset, 64);
+      slow.reset(s0, 64, root);
+      decodeEnvelopeSlow(root, slow);
+      expect(shifted(fields(slow))).toEqual(fields(ec));
+      // Writing into it allocates a new segment: the bytes after the view stay as they were.
+      const tail = chunk.slice(before + seg!.byteLength);
+      const content = capnp.Struct.getPointer(0, root.getCall().getParams());
+      capnp.Pointer.disown(content);
+      capnp.Struct.initStruct(new capnp.ObjectSize(64, 0), new capnp.Struct(content.segment, content.byteOffset));
+      expect(m._capnp.segments.length).toBe(2);
+      expect(chunk.slice(before + seg!.byteLength)).toEqual(tail);
     }
   });
 });

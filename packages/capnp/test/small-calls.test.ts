@@ -1,6 +1,7 @@
 // The small-call mechanisms of issue 13 over a real Unix socket (streamTransport): the lazy Finish
-// (one write per call per side in a call loop) and the recycling of our own outgoing message
-// buffers (buffers.ts), which must never let a builder kept past send alias another message.
+// (one write per call per side in a call loop), the recycling of our own outgoing message
+// buffers (buffers.ts), which must never let a builder kept past send alias another message, and
+// incoming messages read in place (in their socket chunk, or in a shared slab).
 // Threading: loop thread (the test's thread).
 import * as net from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -134,6 +135,49 @@ describe("small calls over a Unix socket", () => {
     for (let i = 1; i <= 5; i++) expect(await callA(p.boot, M.add, (b) => { b.a = i; })).toBe(i * 2);
     expect(stale).toHaveLength(4);
     for (const e of stale) expect(e).toBeInstanceOf(RangeError);
+    await p.dispose();
+  });
+});
+
+describe("incoming messages read in place", () => {
+  it("pipelined calls sharing socket chunks keep their own bytes: views a server keeps stay intact", async () => {
+    const kept: { id: number; data: Uint8Array; text: string }[] = [];
+    const impl: Server = {
+      dispatch(call: IncomingCall): void {
+        const p = call.params(Box);
+        // A view into the incoming message (in its socket chunk, or a shared slab), kept past
+        // the call: later messages must never be written over it.
+        kept.push({ id: p.a, data: p.data(1), text: p.text(0) });
+        const r = call.results(Box);
+        r.a = p.a;
+        r.setData(1, p.data(1));
+      },
+    };
+    const p = await socketPair(impl);
+    const bytes = (i: number, n: number): Uint8Array => Uint8Array.from({ length: n }, (_, k) => (i * 31 + k) & 0xff);
+    // Sizes around the in-place and slab thresholds (1 KiB buffers, 512-byte slab messages).
+    const sizes = [0, 8, 100, 400, 500, 600, 1000, 3000];
+    const n = 256;
+    const calls = [];
+    for (let i = 0; i < n; i++) {
+      const req = p.boot.newCall(CALC, M.echo, Box);
+      req.params.a = i;
+      req.params.setText(0, `call ${i}`);
+      req.params.setData(1, bytes(i, sizes[i % sizes.length]!));
+      calls.push(req.send());
+    }
+    const results = await Promise.all(calls);
+    for (let i = 0; i < n; i++) {
+      const r = results[i]!.results(Box);
+      expect(r.a).toBe(i);
+      expect(r.data(1)).toEqual(bytes(i, sizes[i % sizes.length]!));
+      results[i]!.close();
+    }
+    expect(kept).toHaveLength(n);
+    for (const k of kept) {
+      expect(k.text).toBe(`call ${k.id}`);
+      expect(k.data).toEqual(bytes(k.id, sizes[k.id % sizes.length]!));
+    }
     await p.dispose();
   });
 });

@@ -1,9 +1,10 @@
 /**
  * The message dispatcher of one connection: the {@link TransportSink} its transport delivers to.
- * It validates each incoming message, decodes its envelope (fastpath.ts; its own
- * {@link Envelope}, reused message after message) and routes it by kind to the table that owns
- * the rules: Call/Bootstrap/Finish → answers, Return → questions, Release → exports,
- * Resolve/Disembargo → imports, Abort/Unimplemented/errors → the connection's end.
+ * It validates each incoming message, reads it in place when it can (messageOfOne: no copy out of
+ * the socket chunk; docs/rpc.md "Incoming messages read in place"), decodes its envelope
+ * (fastpath.ts; its own {@link Envelope}, reused message after message) and routes it by kind to
+ * the table that owns the rules: Call/Bootstrap/Finish → answers, Return → questions, Release →
+ * exports, Resolve/Disembargo → imports, Abort/Unimplemented/errors → the connection's end.
  *
  * Threading: the connection's loop thread (transports call their sink only there).
  */
@@ -13,7 +14,7 @@ import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { isAdoptedBuffer } from "../adopt.js";
 import { ProtocolError } from "../errors.js";
 import type { TransportSink } from "../transport.js";
-import { CallLimitError, validateRpcMessage } from "../validate.js";
+import { CallLimitError, validateRpcMessageNear } from "../validate.js";
 import {
   Envelope,
   MSG_CALL,
@@ -23,10 +24,12 @@ import {
   decodeControl,
   decodeEnvelope,
   decodeEnvelopeSlow,
+  messageInPlace,
   messageOver,
 } from "../fastpath.js";
 import { errorFromException } from "./core.js";
 import type { Hook } from "./hook.js";
+import { copyToSlab } from "../buffers.js";
 import type { ConnCore } from "./core.js";
 
 export class Dispatcher implements TransportSink {
@@ -45,19 +48,20 @@ export class Dispatcher implements TransportSink {
     if (core.ended) return;
     try {
       const limits = core.limits;
-      validateRpcMessage(segments, limits);
+      const near = validateRpcMessageNear(segments, limits);
       const env = this.env;
-      if (decodeControl(segments[0]!, env)) {
+      const s0 = segments[0]!;
+      if (decodeControl(s0, env)) {
         // Finish/Release: read from the view as is (no copy, no capnp-ts message).
         this.route(env, null);
         return;
       }
-      const m = messageOver(ownBuffers(segments));
+      const m = near && segments.length === 1 ? messageOfOne(s0) : messageOver(ownBuffers(segments));
       m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
       const seg = m._capnp.segments[0]!;
       env.reset(seg, limits.nestingLimit);
       if (!decodeEnvelope(seg, limits.nestingLimit, env)) {
-        const root = new rpc.Message(seg, 0, limits.nestingLimit);
+        const root = new rpc.Message(seg, seg.byteOffset, limits.nestingLimit);
         env.reset(seg, limits.nestingLimit, root);
         decodeEnvelopeSlow(root, env);
       }
@@ -191,6 +195,36 @@ export class Dispatcher implements TransportSink {
     }
     // Anything else we sent is optional; nothing to undo.
   }
+}
+
+/**
+ * Buffers up to this size are read in place whatever else they hold; larger ones only when the
+ * message is at least a quarter of them. A reader may keep a view of an incoming message (a
+ * generated reader's Data view, a call's params until its Finish) and so its whole buffer: this
+ * bounds what such a view keeps alive beyond the message's own bytes (at most 1 KiB, or 4x).
+ */
+const IN_PLACE_ANY = 1024;
+
+/**
+ * Whether a one-segment message without far pointers is read where it lies (fastpath.ts
+ * messageInPlace) rather than copied into a buffer of its own: its view must be word-aligned in
+ * a plain ArrayBuffer (not shared memory), small enough against that buffer (IN_PLACE_ANY).
+ */
+function readInPlace(s: Uint8Array): boolean {
+  const b = s.buffer;
+  if (!(b instanceof ArrayBuffer) || (s.byteOffset & 7) !== 0) return false;
+  const size = b.byteLength;
+  return size <= IN_PLACE_ANY || s.byteLength * 4 >= size;
+}
+
+/**
+ * A reader's message for a validated one-segment message without far pointers: in place, else
+ * copied into a shared slab (small messages, buffers.ts copyToSlab), else into its own buffer.
+ */
+function messageOfOne(s: Uint8Array): capnp.Message {
+  if (readInPlace(s)) return messageInPlace(s);
+  const c = copyToSlab(s);
+  return c !== null ? messageInPlace(c) : messageOver(ownBuffers([s]));
 }
 
 /**

@@ -35,7 +35,7 @@ export function newMessage(bytes: number): capnp.Message {
 export function cloneMessage(msg: capnp.Message): capnp.Message {
   const segs = msg._capnp.segments;
   const bufs: ArrayBuffer[] = new Array(segs.length);
-  for (let i = 0; i < segs.length; i++) bufs[i] = segs[i]!.buffer.slice(0, segs[i]!.byteLength);
+  for (let i = 0; i < segs.length; i++) bufs[i] = segs[i]!.buffer.slice(segs[i]!.byteOffset, segs[i]!.byteLength);
   return messageOver(bufs);
 }
 
@@ -55,7 +55,10 @@ export function cloneOutcome(o: Outcome): Outcome {
 export function segmentsOf(msg: capnp.Message): Uint8Array[] {
   const segs = msg._capnp.segments;
   const out: Uint8Array[] = new Array(segs.length);
-  for (let i = 0; i < segs.length; i++) out[i] = new Uint8Array(segs[i]!.buffer, 0, segs[i]!.byteLength);
+  for (let i = 0; i < segs.length; i++) {
+    const seg = segs[i]!;
+    out[i] = new Uint8Array(seg.buffer, seg.byteOffset, seg.byteLength - seg.byteOffset);
+  }
   return out;
 }
 
@@ -63,7 +66,7 @@ export function segmentsOf(msg: capnp.Message): Uint8Array[] {
 export function segmentCopiesOf(msg: capnp.Message): Uint8Array[] {
   const segs = msg._capnp.segments;
   const out: Uint8Array[] = new Array(segs.length);
-  for (let i = 0; i < segs.length; i++) out[i] = new Uint8Array(segs[i]!.buffer.slice(0, segs[i]!.byteLength));
+  for (let i = 0; i < segs.length; i++) out[i] = new Uint8Array(segs[i]!.buffer.slice(segs[i]!.byteOffset, segs[i]!.byteLength));
   return out;
 }
 

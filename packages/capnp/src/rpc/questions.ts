@@ -275,7 +275,7 @@ export class QuestionTable implements RouteConn {
         break;
       }
       default:
-        core.sendUnimplemented(new rpc.Message(m.getSegment(0), 0));
+        core.sendUnimplemented(new rpc.Message(m.getSegment(0), m.getSegment(0).byteOffset));
         outcome = errOutcome(new RpcError("unimplemented", `Return kind ${which} is not supported`));
         break;
     }
