@@ -4,7 +4,9 @@
  * Runs as a short-lived child process so that mptest's own processes never load esbuild (its
  * heap and its service process would stay for the whole run).
  *
- * - `esm`: `<name>.mjs`, an ES module (a worker thread's entry).
+ * - `esm`: `<name>.mjs`, an ES module.
+ * - `cjs`: `<name>.cjs`, a CommonJS bundle (a worker thread's entry, which the thread compiles with
+ *   a V8 code cache made at run time by an earlier thread: bundle-loader.ts).
  * - `cached`: `<name>.cjs`, a CommonJS bundle whose entry exports `main(args)`, stored in its
  *   module wrapper under a first line with its content hash (code-cache.ts `wrapBundle`), its V8
  *   code cache `<name>.cjs.cache` (starting with the same hash, so a cache is never used with
@@ -14,7 +16,7 @@
  *   bytecode of everything that ran.
  *
  * `node bundle-build.js --all` (mptest's prepack script, build time): writes into dist/bundles/
- * the bundles of every entry mptest starts fresh (every module of dist/workers/ as `esm`, of
+ * the bundles of every entry mptest starts fresh (every module of dist/workers/ as `cjs`, of
  * dist/children/ but the launcher as `cached`), so that the packed package ships them and needs
  * no esbuild when installed; bundles whose entry is gone are removed.
  *
@@ -156,6 +158,12 @@ async function buildEsm(entry: string, outDir: string): Promise<string> {
   return out;
 }
 
+async function buildCjs(entry: string, outDir: string): Promise<string> {
+  const out = join(outDir, `${basename(entry, ".js")}.cjs`);
+  writeWhole(out, await bundle(entry, "cjs"));
+  return out;
+}
+
 /** Every fresh-start entry into dist/bundles/; bundles of entries that are gone are removed. */
 async function bundleAll(): Promise<void> {
   const outDir = fileURLToPath(new URL("./bundles/", import.meta.url));
@@ -164,7 +172,7 @@ async function bundleAll(): Promise<void> {
   for (const [dir, cached] of [["workers", false], ["children", true]] as const) {
     const base = fileURLToPath(new URL(`./${dir}/`, import.meta.url));
     for (const f of readdirSync(base).filter((n) => n.endsWith(".js") && !(cached && n === "launch.js")).sort()) {
-      const out = cached ? await buildCached(join(base, f), outDir) : await buildEsm(join(base, f), outDir);
+      const out = cached ? await buildCached(join(base, f), outDir) : await buildCjs(join(base, f), outDir);
       const name = basename(out);
       // bundled() names a bundle by its entry's file name: two entries must not share one.
       if (wanted.has(name)) throw new Error(`bundle-build: two entries named ${f}`);
@@ -180,9 +188,10 @@ const args = process.argv.slice(2);
 const [mode, entry, outDir] = args;
 if (args.length === 1 && mode === "--all") {
   await bundleAll();
-} else if ((mode === "esm" || mode === "cached") && entry !== undefined && outDir !== undefined && args.length === 3) {
-  process.stdout.write(`${mode === "esm" ? await buildEsm(entry, outDir) : await buildCached(entry, outDir)}\n`);
+} else if ((mode === "esm" || mode === "cjs" || mode === "cached") && entry !== undefined && outDir !== undefined && args.length === 3) {
+  const build = { esm: buildEsm, cjs: buildCjs, cached: buildCached }[mode];
+  process.stdout.write(`${await build(entry, outDir)}\n`);
 } else {
-  process.stderr.write("usage: bundle-build.js <esm|cached> <entry.js> <outDir> | bundle-build.js --all\n");
+  process.stderr.write("usage: bundle-build.js <esm|cjs|cached> <entry.js> <outDir> | bundle-build.js --all\n");
   process.exit(2);
 }

@@ -5,7 +5,9 @@
  * CJS lexer, one compile per file); one esbuild bundle of the same code loads in ~25 ms. The code
  * that runs is the same built dist/ JavaScript, only concatenated.
  *
- * - {@link bundled}: an ES module, for a worker thread (`new Worker(path)`).
+ * - {@link bundled}: an ES module (`new Worker(path)`).
+ * - {@link bundledCjs}: a CommonJS bundle, for a worker thread that compiles it with a V8 code cache
+ *   made by an earlier thread of the same process (bundle-loader.ts).
  * - {@link cachedChildArgv}: a CommonJS bundle plus its V8 code cache and a launcher
  *   (code-cache.ts), for a child process: `node launch.cjs <bundle> args...` calls the entry's
  *   exported `main(args)`. The code cache saves the child the parse and compile of the bundle.
@@ -36,7 +38,7 @@ const CHECKOUT = existsSync(new URL("../src/bundle.ts", import.meta.url));
 
 const built = new Map<string, string>();
 
-function build(mode: "esm" | "cached", entry: URL): string {
+function build(mode: "esm" | "cjs" | "cached", entry: URL): string {
   const src = fileURLToPath(entry);
   const key = `${mode}:${src}`;
   const known = built.get(key);
@@ -47,7 +49,7 @@ function build(mode: "esm" | "cached", entry: URL): string {
     out = execFileSync(process.execPath, [BUILD_JS, mode, src, BUNDLES], { stdio: ["ignore", "pipe", "inherit"], encoding: "utf8" }).trim();
   } else {
     out = join(BUNDLES, `${basename(src, ".js")}.${mode === "esm" ? "mjs" : "cjs"}`);
-    const files = mode === "esm" ? [out] : [out, cacheFileOf(out), join(BUNDLES, "launch.cjs")];
+    const files = mode !== "cached" ? [out] : [out, cacheFileOf(out), join(BUNDLES, "launch.cjs")];
     const missing = files.find((f) => !existsSync(f));
     if (missing !== undefined) {
       throw new Error(`mptest: ${missing} is missing: this installed package was packed without its bundles (bundle-build.js --all)`);
@@ -60,6 +62,11 @@ function build(mode: "esm" | "cached", entry: URL): string {
 /** The path of a one-file ESM build of the built module `entry` (a dist/ .js file URL). */
 export function bundled(entry: URL): string {
   return build("esm", entry);
+}
+
+/** The path of a one-file CommonJS build of the built module `entry` (for bundle-loader.ts). */
+export function bundledCjs(entry: URL): string {
+  return build("cjs", entry);
 }
 
 /**

@@ -71,6 +71,14 @@ describe(`mptest scenarios (seed ${seed})`, () => {
   });
 
   it("scenarios that end a fresh worker or child take one started ahead of use, a new one each time", async () => {
+    // The first pooled worker to come back clean makes the code cache of the workers' bundle.
+    if (workerPoolStats().codeCacheBytes === 0) {
+      const pooled = allScenarios().find((s) => s.name === "A closure posted across threads is rejected with a clear error")!;
+      const r = await runIteration(pooled, 0, seed, { probes: defaultProbes(), timeoutMs: 45_000 });
+      expect(r.status, `${r.error ?? ""} ${r.leaks?.join(", ") ?? ""}`).toBe("pass");
+    }
+    expect(workerPoolStats().codeCacheBytes).toBeGreaterThan(0);
+    const cacheBefore = workerPoolStats().codeCache;
     const names = ["Worker is terminated in the middle of a call", "Spawned child killed with SIGKILL in the middle of a call"];
     for (const name of names) {
       const scenario = allScenarios().find((s) => s.name === name)!;
@@ -82,6 +90,10 @@ describe(`mptest scenarios (seed ${seed})`, () => {
     // The second iteration of each took the spare the first one left (started, never used).
     expect(workerPoolStats().freshWarm).toBeGreaterThanOrEqual(1);
     expect(childSpareStats().warm).toBeGreaterThanOrEqual(1);
+    // Those fresh workers were started after the code cache existed, and V8 took it.
+    const cacheAfter = workerPoolStats().codeCache;
+    expect(cacheAfter.accepted - cacheBefore.accepted).toBeGreaterThanOrEqual(2);
+    expect(cacheAfter.rejected).toBe(0);
   });
 
   for (const scenario of allScenarios()) {

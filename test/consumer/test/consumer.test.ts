@@ -97,7 +97,7 @@ describe("consumer test (scripts/consumer-test.mjs)", () => {
     // mptest ships the bundles it starts fresh workers and children from, and not their builder.
     const mptest = filesOf("@multiprocess-ts/mptest");
     expect(mptest).toEqual(
-      expect.arrayContaining(["dist/bundles/foo-server.cjs", "dist/bundles/foo-server.cjs.cache", "dist/bundles/launch.cjs", "dist/bundles/foo-worker.mjs", "dist/cli.js"]),
+      expect.arrayContaining(["dist/bundles/foo-server.cjs", "dist/bundles/foo-server.cjs.cache", "dist/bundles/launch.cjs", "dist/bundles/foo-worker.cjs", "dist/cli.js"]),
     );
     expect(mptest.filter((f) => f.startsWith("dist/bundle-build"))).toEqual([]);
     expect(result.tarballs.find((t) => t.name === "@multiprocess-ts/mptest")!.files.find((f) => f.path === "dist/cli.js")!.mode).toMatch(/^-rwxr-xr-x/);

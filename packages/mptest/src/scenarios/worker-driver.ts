@@ -12,19 +12,25 @@
  * the worker thread itself goes away (exit, terminate) take a fresh one: a spare started ahead of
  * use (spare.ts) that loaded its bundle in the background and was never attached to any loop.
  * Idle pooled workers and the spare are unref'd: they hold no handle and do not keep the process
- * alive.
+ * alive. Every worker compiles its bundle with the V8 code cache that the first pooled worker to
+ * come back clean made of its own compiled code (bundle-loader.ts).
  *
  * Threading: main thread of the mptest process (the loop thread of the fixture).
  */
 
-import { Worker } from "node:worker_threads";
+import type { Worker } from "node:worker_threads";
 import { deferred, type Deferred } from "@multiprocess-ts/capnp";
 import { loopHandleTransferList, type WorkerSupport } from "@multiprocess-ts/node";
 import type { WorkerEvent, WorkerOp } from "../workers/foo-worker.js";
-import { bundled } from "../bundle.js";
+import { CodeCachedBundle } from "../bundle-loader.js";
 import { Spare } from "../spare.js";
 
-const WORKER_JS = new URL("../workers/foo-worker.js", import.meta.url);
+/** The built worker entry (workers/foo-worker.ts) that every worker thread of the scenarios runs. */
+export const fooWorkerEntry = new URL("../workers/foo-worker.js", import.meta.url);
+
+/** The workers' bundle, built and read on first use. */
+let bundle: CodeCachedBundle | undefined;
+const workerBundle = (): CodeCachedBundle => (bundle ??= new CodeCachedBundle(fooWorkerEntry));
 
 /**
  * Worker threads in use by the running iteration: fresh ones until they exit, pooled ones until
@@ -39,7 +45,7 @@ const idle: Worker[] = [];
 const POOL_SIZE = 2;
 
 function newWorker(pooled: boolean): Worker {
-  const w = new Worker(bundled(WORKER_JS));
+  const w = workerBundle().start();
   stats.started++;
   if (pooled) {
     // While idle nobody else listens: an idle worker that fails or dies just leaves the pool.
@@ -53,6 +59,8 @@ function newWorker(pooled: boolean): Worker {
 }
 
 const stats = { started: 0, reused: 0 };
+/** How new workers compiled their bundle (from their first "ready"). */
+const codeCacheUse = { none: 0, accepted: 0, rejected: 0 };
 
 /** Listeners of a parked spare (removed when it is taken) and the spares that died parked. */
 const parkedOff = new WeakMap<Worker, () => void>();
@@ -83,13 +91,33 @@ const freshSpare = new Spare<Worker>({
   discard: async (w) => void (await w.terminate()),
 }, FRESH_SPARES);
 
-/**
- * Worker threads started so far, pooled attachments that reused one, idle pooled workers now, and
- * fresh workers handed out already loaded (`freshWarm`) or started on the spot (`freshCold`).
- */
-export function workerPoolStats(): { started: number; reused: number; idle: number; freshWarm: number; freshCold: number } {
+export interface WorkerPoolStats {
+  /** Worker threads started so far. */
+  started: number;
+  /** Pooled attachments that reused a worker. */
+  reused: number;
+  /** Idle pooled workers now. */
+  idle: number;
+  /** Fresh workers handed out already loaded (a spare). */
+  freshWarm: number;
+  /** Fresh workers started on the spot. */
+  freshCold: number;
+  /** Workers (used so far) that compiled their bundle without a code cache, from one, or had it rejected. */
+  codeCache: { none: number; accepted: number; rejected: number };
+  /** Size of the code cache new workers get now (0 before a pooled worker produced one). */
+  codeCacheBytes: number;
+}
+
+export function workerPoolStats(): WorkerPoolStats {
   const f = freshSpare.stats;
-  return { ...stats, idle: idle.length, freshWarm: f.warm, freshCold: f.cold };
+  return {
+    ...stats,
+    idle: idle.length,
+    freshWarm: f.warm,
+    freshCold: f.cold,
+    codeCache: { ...codeCacheUse },
+    codeCacheBytes: bundle?.codeCacheBytes ?? 0,
+  };
 }
 
 /** Terminates the idle pooled workers and the fresh spare (end of a test run; the CLI just exits). */
@@ -159,7 +187,11 @@ export class WorkerDriver {
     const worker = reused ?? (pooled ? newWorker(true) : freshSpare.take());
     const w = new WorkerDriver(worker, pooled, support, name);
     registry?.push(w);
-    await w.next("ready");
+    const ready = await w.next("ready");
+    if (reused === undefined) {
+      if (ready.codeCache === "no loader") throw new Error("check failed: a new worker was not started by the bundle loader");
+      codeCacheUse[ready.codeCache]++;
+    }
     return w;
   }
 
@@ -198,6 +230,13 @@ export class WorkerDriver {
         state.pendingWork === 0 &&
         state.extraResources.length === 0;
       if (!clean) throw new Error(`check failed: the worker thread still holds loop state after detaching: ${JSON.stringify(state)}`);
+      // The first clean return makes the code cache for the workers started after it: by now this
+      // thread has attached, called (plain and Context calls) and detached.
+      const b = workerBundle();
+      if (!b.hasCodeCache) {
+        this.send({ op: "codeCache" });
+        b.adoptCodeCache((await this.next("codeCache")).data);
+      }
     } catch (e) {
       await this.terminateIfRunning();
       throw e;

@@ -4,7 +4,9 @@
  * the parent tells it over parentPort, reporting each step back (so the parent waits on events,
  * not on time). After "close" it is detached, and can attach to another iteration's loop: the
  * worker pool of worker-driver.ts reuses it, after "state" shows that nothing of the old loop is
- * left on this thread. Loaded as one esbuild bundle of the built JS (see bundle.ts).
+ * left on this thread. Loaded as one CommonJS esbuild bundle of the built JS, compiled with a V8
+ * code cache (bundle-loader.ts); "codeCache" hands the parent a cache of this thread's
+ * compiled code for the threads started after it.
  *
  * Threading: runs on its own worker thread.
  */
@@ -12,6 +14,7 @@
 import { parentPort } from "node:worker_threads";
 import { currentLoop, workerConnection, type LoopHandle, type WorkerConnection } from "@multiprocess-ts/node";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { loadedBundle, type CodeCacheUse } from "../loaded-bundle.js";
 
 export type WorkerOp =
   | { op: "attach"; handle: LoopHandle }
@@ -22,10 +25,13 @@ export type WorkerOp =
   | { op: "burst"; n: number }
   | { op: "close" }
   | { op: "exit" }
-  | { op: "postClosure" };
+  | { op: "postClosure" }
+  | { op: "loaded" }
+  | { op: "codeCache" };
 
 export type WorkerEvent =
-  | { ev: "ready" }
+  | { ev: "ready"; codeCache: CodeCacheUse | "no loader" }
+  | { ev: "loaded"; codeCache: CodeCacheUse | "no loader" }
   | { ev: "added"; value: number }
   | { ev: "calling" }
   | { ev: "returned" }
@@ -36,6 +42,7 @@ export type WorkerEvent =
   | { ev: "closed" }
   | { ev: "postClosure"; threw: boolean; name?: string; message?: string }
   | { ev: "state"; state: WorkerState }
+  | { ev: "codeCache"; data: Uint8Array }
   | { ev: "error"; message: string };
 
 /** What is left on the worker thread of the loop it attached to last ("state" op). */
@@ -107,10 +114,16 @@ port.on("message", (m: WorkerOp) => {
         wc = workerConnection(m.handle);
         fooClient = undefined;
         fooClient = await wc.get("foo", FooInterfaceClient);
-        post({ ev: "ready" });
+        post({ ev: "ready", codeCache: loadedBundle()?.codeCache ?? "no loader" });
         return;
       }
       if (m.op === "state") return post({ ev: "state", state: state() });
+      if (m.op === "loaded") return post({ ev: "loaded", codeCache: loadedBundle()?.codeCache ?? "no loader" });
+      if (m.op === "codeCache") {
+        const b = loadedBundle();
+        if (b === undefined) throw new Error("foo-worker: not started by the bundle loader, no code cache to make");
+        return post({ ev: "codeCache", data: b.createCachedData() });
+      }
       if (m.op === "exit") process.exit(0);
       const { wc: conn, foo } = attached();
       switch (m.op) {
