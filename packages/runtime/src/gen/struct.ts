@@ -11,6 +11,9 @@
  * data section holds the field and no default mask; anything else (far pointers, list elements,
  * fields beyond a smaller struct, defaults) goes to capnp-ts's own function, errors included.
  * Bounds: the same as capnp-ts's (the DataView's), and incoming messages are validated first.
+ * The accessors are written out one per type on purpose: each calls one DataView method directly,
+ * so every call site stays monomorphic; a factory keyed by method name would share one
+ * megamorphic closure across the types on the hottest path of a call.
  *
  * Threading: any thread (stateless functions).
  */
