@@ -51,6 +51,7 @@ export {
   IpcClientClosedError,
   ThreadSelectionError,
   IntRangeError,
+  UnknownUnionMemberError,
   TimeoutError,
 } from "./errors.js";
 // The capnp layer's error classes, so applications catch them without importing the engine.

@@ -237,17 +237,17 @@ export function displayPath(n: NodeInfo): string {
 
 /**
  * `switch` statements returning one object per union member (`asConst`: tags spelled `"x" as
- * const`, for readers without a declared return type); an unknown discriminant (a newer peer's
- * member) throws a RangeError through the local `$unknownMember` helper.
+ * const`, for readers without a declared return type). A discriminant this schema does not know
+ * (a newer peer's member) reads as the common fields and `which: <the raw discriminant>`, as
+ * capnp's C++ `which()` returns it (schema evolution: readers tolerate unknown members).
  */
-export function unionSwitch(ctx: FileContext, n: NodeInfo, s: string, p: ReadParts, asConst: boolean): string[] {
-  ctx.usesUnknownMember = true;
+export function unionSwitch(s: string, p: ReadParts, asConst: boolean): string[] {
   const out = [`switch (${s}.which()) {`];
   for (const m of p.members) {
     const entries = [...p.common, `which: ${m.tag}${asConst ? " as const" : ""}`, ...(m.entry !== undefined ? [m.entry] : [])];
     out.push(`  case ${m.disc}:`, `    return { ${entries.join(", ")} };`);
   }
-  out.push(`  default:`, `    return $unknownMember(${JSON.stringify(displayPath(n))}, ${s}.which());`, `}`);
+  out.push(`  default:`, `    return { ${[...p.common, `which: ${s}.which()`].join(", ")} };`, `}`);
   return out;
 }
 
@@ -257,7 +257,7 @@ function readInline(ctx: FileContext, n: NodeInfo, env: Env, raw: string, io: st
   const p = readParts(ctx, n, env, e, io);
   const cls = ctx.structClass(n.id);
   if (p.members.length === 0) return `((${e}: ${cls}) => ({ ${p.common.join(", ")} }))(${raw})`;
-  return `((${e}: ${cls}) => { ${unionSwitch(ctx, n, e, p, true).map((x) => x.trim()).join(" ")} })(${raw})`;
+  return `((${e}: ${cls}) => { ${unionSwitch(e, p, true).map((x) => x.trim()).join(" ")} })(${raw})`;
 }
 
 /**
@@ -300,8 +300,8 @@ export function writeBody(ctx: FileContext, n: NodeInfo, env: Env, s: string, v:
     }
   }
   if (cases.length > 0) {
-    ctx.usesUnknownMember = true;
-    const bad = `$unknownMember(${JSON.stringify(displayPath(n))}, (${v} as { which: unknown }).which);`;
+    // A numeric `which` (an unknown member as read) or a tag naming no member: a typed error.
+    const bad = `throw new $mp.UnknownUnionMemberError(${JSON.stringify(displayPath(n))}, (${v} as { which: unknown }).which);`;
     out.push(`switch (${v}.which) {`, ...cases.map((y) => `  ${y}`), `  default:`, `    ${bad}`, `}`);
   }
   return out;
