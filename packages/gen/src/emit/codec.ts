@@ -173,11 +173,10 @@ export function writeListElements(ctx: FileContext, l: string, t: TypeInfo & { k
     case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": case "int64": case "uint64":
       body = [`${l}.set(${j}, ${ctx.checkWrite(el, e)});`];
       break;
-    case "data": {
-      const d = ctx.fresh("d");
-      body = [`const ${d} = ${l}.get(${j});`, `$.List.initList($.ListElementSize.BYTE, ${e}.byteLength, ${d});`, `${d}.copyBuffer(${e});`];
+    case "data":
+      // Large elements are adopted like Data fields (docs/rpc.md "Large Data is sent from your buffer").
+      body = [`$.writeDataElement(${l}, ${j}, ${e});`];
       break;
-    }
     case "struct":
       body = writeStruct(ctx, `${l}.get(${j})`, el, e, io);
       break;
