@@ -3,7 +3,8 @@
 # objects, a FooInterface that can name the server thread a call runs on, a FooCallback that can
 # also be a Connection's bootstrap and carry Proxy.Context calls, and a second Init handing out
 # callbacks and functions (the relay tests' "printer" process). Generated into
-# proto/src/test/fixtures.capnp.ts by `pnpm gen`.
+# proto/src/test/fixtures.capnp.ts by `pnpm gen`. At the end, two versions of a struct with unions
+# (schema evolution).
 
 @0xa9bd54378a4ff219;
 
@@ -31,4 +32,46 @@ interface PrinterInit {
     construct @0 (threadMap :Proxy.ThreadMap) -> (threadMap :Proxy.ThreadMap);
     makePrinter @1 (context :Proxy.Context) -> (result :Foo.FooCallback);
     makeFn @2 (context :Proxy.Context) -> (result :Foo.FooFn);
+}
+
+# Schema evolution of unions (docs/mpgen.md, "Unions"): two versions of one struct and one
+# interface. Version 2 adds a member to the unnamed union and one to the named union `mode`; the
+# fields of version 1 keep their ordinals, so both versions lay them out the same. Tests read
+# bytes written with version 2 through version 1's reader (a peer with a newer schema).
+struct EvolvedV1 {
+    name @0 :Text;
+    union {
+        count @1 :UInt32;
+        label @2 :Text;
+    }
+    mode :union {
+        fast @3 :Void;
+        slow @4 :UInt16;
+    }
+}
+
+struct EvolvedV2 {
+    name @0 :Text;
+    union {
+        count @1 :UInt32;
+        label @2 :Text;
+        tags @5 :List(Text);
+    }
+    mode :union {
+        fast @3 :Void;
+        slow @4 :UInt16;
+        careful @6 :Float64;
+    }
+}
+
+# The same interface in both versions (a real newer peer keeps the interface id; tests serve
+# version 2's methods under version 1's id).
+interface EvolvingV1 {
+    echo @0 (v :EvolvedV1) -> (v :EvolvedV1);
+    latest @1 () -> (v :EvolvedV1);
+}
+
+interface EvolvingV2 {
+    echo @0 (v :EvolvedV2) -> (v :EvolvedV2);
+    latest @1 () -> (v :EvolvedV2);
 }

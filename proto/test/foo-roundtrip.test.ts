@@ -130,6 +130,13 @@ describe("FooInterface round trip (generated proxies, TS ↔ TS)", () => {
     expect(await client.passData(new Uint8Array(0))).toEqual(new Uint8Array(0));
     const list = [new Uint8Array([1]), new Uint8Array(0), new Uint8Array([7, 8, 9])];
     expect(await client.passDataPointers(list)).toEqual(list);
+    // Large elements are adopted by the writers (docs/rpc.md "Large Data is sent from your
+    // buffer"); what comes back is the server's copy, not a view of the caller's buffers.
+    const big = [new Uint8Array(1 << 16).fill(5), new Uint8Array(3), new Uint8Array(8192).fill(9)];
+    const back = await client.passDataPointers(big);
+    expect(back).toEqual(big);
+    for (const b of big) b.fill(0);
+    expect(back[0]!.every((x) => x === 5) && back[2]!.every((x) => x === 9)).toBe(true);
   });
 
   it("passEnum, passDouble", async () => {

@@ -36,6 +36,8 @@ export interface FooWorkerOptions {
   serverLoop?: Omit<EventLoopOptions, "log">;
   /** Exchange ThreadMaps before the worker starts (Context methods). */
   threadMap?: boolean;
+  /** Trace the worker's loop (the one the worker is attached to): every trace line goes here. */
+  loopTrace?: (line: string) => void;
   /** Run before the leak check (close extra clients the test made). */
   beforeFinish?: () => Promise<void>;
 }
@@ -58,7 +60,11 @@ export async function startFooWorker<M extends { op: string }>(o: FooWorkerOptio
     if (level === "error") errors.push(msg);
   };
   const serverLoop = new EventLoop(`${o.name}-server`, { ...o.serverLoop, log: { logFn: log, level: "warning" } });
-  const loop = new EventLoop(`${o.name}-loop`, { log: { logFn: log, level: "warning" } });
+  const traceLog = (level: string, msg: string): void => {
+    if (level === "trace") o.loopTrace?.(msg);
+    else log(level, msg);
+  };
+  const loop = new EventLoop(`${o.name}-loop`, { log: o.loopTrace === undefined ? { logFn: log, level: "warning" } : { logFn: traceLog, level: "trace" } });
   const [ct, st] = memoryTransportPair();
   const serverConn = serveTransport(serverLoop, st, o.impl as FooInterface, FooInterfaceServer);
   serverConn.onDisconnect(() => void serverConn.close());

@@ -1,6 +1,6 @@
 /**
  * Large Data written without a copy: {@link writeData} (the generated writers' Data field setter)
- * makes the caller's own buffer a segment of the outgoing message ("adoption") instead of
+ * and {@link writeDataElement} (their List(Data) element setter) make the caller's own buffer a segment of the outgoing message ("adoption") instead of
  * allocating a segment and copying the bytes into it, when the bytes would have gone into a
  * segment of their own anyway. The wire bytes are the same either way: capnp-ts gives a Data of
  * at least `DEFAULT_BUFFER_SIZE` (4 KiB) that does not fit the struct's segment a new segment of
@@ -55,6 +55,20 @@ export function writeData(index: number, v: Uint8Array, s: capnp.Struct): void {
     if (adopt(p, v)) return;
   }
   capnp.Struct.initData(index, len, s).copyBuffer(v);
+}
+
+/**
+ * Sets element `index` of List(Data) `l` (initialised, the element still null) to the bytes of
+ * `v`: adopts `v`'s buffer as a segment under the same conditions and lifetime rule as
+ * {@link writeData}, else copies as capnp-ts's `List.initList(BYTE, …)` + `copyBuffer` do (the
+ * generated writers' List(Data) elements).
+ */
+export function writeDataElement(l: capnp.List<capnp.Data>, index: number, v: Uint8Array): void {
+  const d = l.get(index);
+  const len = v.byteLength;
+  if (len >= ADOPT_MIN_BYTES && (len & 7) === 0 && v.byteOffset === 0 && adopt(d, v)) return;
+  capnp.List.initList(ListElementSize.BYTE, len, d);
+  d.copyBuffer(v);
 }
 
 function adopt(p: capnp.Pointer, v: Uint8Array): boolean {

@@ -41,7 +41,7 @@ export type {
   Struct,
   StructCtor,
 } from "./rpc/index.js";
-export { writeData, isAdoptedBuffer, ADOPT_MIN_BYTES } from "./adopt.js";
+export { writeData, writeDataElement, isAdoptedBuffer, ADOPT_MIN_BYTES } from "./adopt.js";
 export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
 export type { ReaderLimits } from "./limits.js";
 export {

@@ -1,10 +1,10 @@
-// writeData (adopt.ts): a large caller buffer becomes a segment of the outgoing message without
-// a copy, the wire bytes stay those of capnp-ts's copy, and no in-process reader (a server or
+// writeData and writeDataElement (adopt.ts): a large caller buffer (a Data field, or an element
+// of a List(Data)) becomes a segment of the outgoing message without a copy, the wire bytes stay those of capnp-ts's copy, and no in-process reader (a server or
 // caller in the same vat, a memory transport's peer) ever holds a view of the adopted buffer.
 // Threading: loop thread (the test's thread).
 import * as capnp from "capnp-ts";
 import { describe, expect, it } from "vitest";
-import { ADOPT_MIN_BYTES, encodeFrameToBytes, fastpath, isAdoptedBuffer, localCapability, writeData } from "@multiprocess-ts/capnp";
+import { ADOPT_MIN_BYTES, encodeFrameToBytes, fastpath, isAdoptedBuffer, localCapability, writeData, writeDataElement } from "@multiprocess-ts/capnp";
 import type { IncomingCall, Server } from "@multiprocess-ts/capnp";
 import { Box, CALC, M, call, makePair } from "./rpc-helpers.js";
 
@@ -129,6 +129,61 @@ describe("writeData: adoption of large Data", () => {
     arg.fill(0);
     expect(same(kept, pattern(1 << 16, 1))).toBe(true);
     expect(same(got, pattern(1 << 16, 1))).toBe(true);
+    resp.close();
+    await p.dispose();
+  });
+});
+
+/** The frame bytes of a Call whose Box params carry `vs` as a List(Data) at pointer slot 1. */
+function listFrame(vs: Uint8Array[], write: (l: capnp.List<capnp.Data>, i: number, v: Uint8Array) => void): { bytes: Uint8Array; msg: capnp.Message; l: capnp.List<capnp.Data> } {
+  const { msg, params } = newCallMessage(CALC, M.echo, Box);
+  params.setText(0, "list");
+  const l = capnp.Struct.initList(1, capnp.DataList, vs.length, params);
+  vs.forEach((v, i) => write(l, i, v));
+  return { bytes: encodeFrameToBytes(segmentsOf(msg)), msg, l };
+}
+
+const copyElement = (l: capnp.List<capnp.Data>, i: number, v: Uint8Array): void => {
+  const d = l.get(i);
+  capnp.List.initList(capnp.ListElementSize.BYTE, v.byteLength, d);
+  d.copyBuffer(v);
+};
+
+describe("writeDataElement: adoption of large List(Data) elements", () => {
+  it("writes the same bytes as capnp-ts's copy, for element sizes around the threshold, mixed in one list", () => {
+    const sizes = [0, 8, ADOPT_MIN_BYTES - 8, ADOPT_MIN_BYTES, ADOPT_MIN_BYTES + 3, 65_536, 100, 1 << 20];
+    const vs = sizes.map((n) => pattern(n, n));
+    expect(same(listFrame(vs, writeDataElement).bytes, listFrame(vs, copyElement).bytes)).toBe(true);
+    for (const v of vs) expect(same(listFrame([v], writeDataElement).bytes, listFrame([v], copyElement).bytes), `size ${v.byteLength}`).toBe(true);
+  });
+
+  it("adopts whole word-sized buffers of at least ADOPT_MIN_BYTES, copies the rest; elements read back", () => {
+    const big = [pattern(1 << 16, 1), pattern(ADOPT_MIN_BYTES, 2)];
+    const copied = [pattern(ADOPT_MIN_BYTES - 8, 3), new Uint8Array(new ArrayBuffer(1 << 16), 8, 1 << 12), pattern((1 << 15) + 5, 4)];
+    const { msg, l } = listFrame([...big, ...copied], writeDataElement);
+    const buffers = msg._capnp.segments.map((seg) => seg.buffer);
+    for (const v of big) expect(buffers).toContain(v.buffer);
+    for (const v of copied) expect(buffers).not.toContain(v.buffer);
+    [...big, ...copied].forEach((v, i) => expect(same(l.get(i).toUint8Array(), v), `element ${i}`).toBe(true));
+  });
+
+  it("over a memory transport, the server's List(Data) params do not keep the caller's adopted buffers", async () => {
+    let kept: Uint8Array[] = [];
+    const server: Server = {
+      dispatch(c: IncomingCall): void {
+        const l = capnp.Struct.getList(1, capnp.DataList, c.params(Box));
+        kept = [0, 1].map((i) => l.get(i).toUint8Array());
+      },
+    };
+    await using p = makePair(server);
+    const args = [pattern(1 << 15, 5), pattern(1 << 14, 6)];
+    const resp = await call(p.boot, M.echo, (b) => {
+      const l = capnp.Struct.initList(1, capnp.DataList, 2, b);
+      args.forEach((v, i) => writeDataElement(l, i, v));
+    });
+    for (const v of args) expect(isAdoptedBuffer(v.buffer)).toBe(true);
+    for (const v of args) v.fill(0);
+    expect(same(kept[0]!, pattern(1 << 15, 5)) && same(kept[1]!, pattern(1 << 14, 6))).toBe(true);
     resp.close();
     await p.dispose();
   });

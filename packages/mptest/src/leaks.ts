@@ -17,7 +17,15 @@ export interface LeakProbe {
   snapshot(): Record<string, number>;
   /** Human-readable state (pending questions, answers, threads...) for a hang report. */
   dump?(): string;
+  /**
+   * The same, for state another thread holds (the lifetime thread's): asked at a hang, awaited
+   * at most {@link DUMP_WAIT_MS}.
+   */
+  dumpAsync?(): Promise<string>;
 }
+
+/** How long a hang report waits for a probe's {@link LeakProbe.dumpAsync} (a thread that does not answer is named). */
+export const DUMP_WAIT_MS = 2_000;
 
 export type Snapshot = Record<string, number>;
 
@@ -69,6 +77,30 @@ export async function settle(
     await sleep(pollMs);
     pollMs = Math.min(pollMs * 2, 50);
   }
+}
+
+/**
+ * {@link dumpProbes} plus the probes' `dumpAsync` state, each awaited at most `waitMs` (the
+ * runner's hang report: taken before the iteration is aborted).
+ */
+export async function dumpProbesAsync(probes: readonly LeakProbe[], waitMs = DUMP_WAIT_MS): Promise<string> {
+  const asked = probes.filter((p) => p.dumpAsync !== undefined);
+  const parts = await Promise.all(
+    asked.map(async (p) => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve(`no answer within ${waitMs} ms (is its event loop blocked?)`), waitMs);
+      });
+      try {
+        return `[${p.name}]\n${await Promise.race([p.dumpAsync!(), late])}`;
+      } catch (e) {
+        return `[${p.name}] dump failed: ${String(e)}`;
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return [dumpProbes(probes), ...parts].join("\n");
 }
 
 export function dumpProbes(probes: readonly LeakProbe[]): string {

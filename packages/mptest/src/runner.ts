@@ -9,7 +9,7 @@
 
 import { readFileSync } from "node:fs";
 import { createRng, iterationSeed } from "./rng.js";
-import { dumpProbes, settle, takeSnapshot, type LeakProbe } from "./leaks.js";
+import { dumpProbesAsync, settle, takeSnapshot, type LeakProbe } from "./leaks.js";
 import type { Scenario, ScenarioContext } from "./scenario.js";
 import { FairShare } from "./schedule.js";
 
@@ -167,8 +167,9 @@ export async function runIteration(
   const result: IterationResult = { scenario: scenario.name, iteration, seed, status: "pass", durationMs, cpuMs };
 
   if (outcome.kind === "timeout") {
-    // Dump before aborting: the point is to see what was pending when it stuck.
-    const dump = dumpProbes(probes);
+    // Dump before aborting: the point is to see what was pending when it stuck (other threads'
+    // state included: asked now, awaited briefly).
+    const dump = await dumpProbesAsync(probes);
     abort.abort(new Error(`iteration timed out after ${timeoutMs} ms`));
     process.off("unhandledRejection", onStray);
     process.off("uncaughtException", onStray);

@@ -9,6 +9,7 @@ import {
   closeLifetimeThread,
   closeWorkerPool,
   defaultProbes,
+  heldLifetimeScenario,
   lifetimeThreadStats,
   randomSeed,
   reproduceCommand,
@@ -54,6 +55,25 @@ describe(`mptest scenarios (seed ${seed})`, () => {
     const after = lifetimeThreadStats();
     expect(after.iterations - before.iterations).toBe(3);
     expect(after.started - before.started).toBeLessThanOrEqual(1);
+  });
+
+  it("a hang of the capability lifetime scenario dumps the lifetime thread's state (seed, story log, fixtures, handles)", async () => {
+    const scenario = allScenarios().find((s) => s.name.startsWith("Capability is released exactly once"))!;
+    const opts = { probes: defaultProbes(), timeoutMs: 45_000 };
+    // A passing iteration first: the lifetime thread is up and ready when the held one starts.
+    expect((await runIteration(scenario, 0, seed, opts)).status).toBe("pass");
+    const hung = await runIteration(heldLifetimeScenario(), 1, seed + 1, { ...opts, timeoutMs: 3_000 });
+    expect(hung.status).toBe("hang");
+    const dump = hung.dump ?? "";
+    expect(dump).toContain("[lifetime thread]\n");
+    expect(dump).toMatch(new RegExp(`iteration with seed ${seed + 1} running for \\d+ ms \\(thread \\d+; \\d+ finished before\\)`));
+    expect(dump).toContain("story log (last 1): held before the story (white-box test)");
+    expect(dump).toMatch(/no live TestSetup\n\[handles\] /);
+    // The held thread was terminated at the timeout; the next iteration gets a new one, checked clean.
+    const started = lifetimeThreadStats().started;
+    const after = await runIteration(scenario, 2, seed + 2, opts);
+    expect(after.status, `${after.error ?? ""} ${after.leaks?.join(", ") ?? ""}`).toBe("pass");
+    expect(lifetimeThreadStats().started).toBe(started + 1);
   });
 
   it("worker scenarios reuse pooled workers across iterations, each checked clean per iteration", async () => {

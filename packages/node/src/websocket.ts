@@ -304,13 +304,18 @@ export interface WebSocketListenOptions extends WebSocketTransportOptions {
   allowUnauthenticated?: boolean | undefined;
   /**
    * Serve at most this many connections at once (0/undefined = no limit); further upgrade
-   * requests are parked (not answered, not read, not timed) until a slot frees.
+   * requests are parked (not answered, not read) until a slot frees, for at most `parkTimeoutMs`.
    */
   maxConnections?: number | undefined;
   /** Bound on parked upgrade requests while at the limit (default 128); beyond it they are closed. */
   maxPending?: number | undefined;
   /** Close a TCP connection that has not completed its HTTP upgrade this long after being accepted (default 30 s; 0 = never). */
   upgradeTimeoutMs?: number | undefined;
+  /**
+   * Close (destroy the socket of) an upgrade request parked at `maxConnections` this long
+   * without getting a slot (default 30 s; 0 = never): events `limit` (with a `LimitError`) and `drop`.
+   */
+  parkTimeoutMs?: number | undefined;
   /** Close a connection whose message stays incomplete this long (default 30 s; 0 = never). */
   frameTimeoutMs?: number | undefined;
   /** Close a connection that completes no message this long after its upgrade (default 30 s; 0 = never). */
@@ -334,7 +339,7 @@ export interface WebSocketListener {
   readonly pending: number;
   /** The budget partial messages of this listener's connections share. */
   readonly frameBudget: FrameBudget;
-  /** `park`, `drop` and `limit` (a connection closed by a timeout or the frame budget, with the reason). */
+  /** `park`, `drop` and `limit` (a connection or parked upgrade closed by a timeout or the frame budget, with the reason and a `LimitError`). */
   readonly events: EventEmitter<WsGuardEvents>;
   /** Stop listening and close every open connection (their transports end). Idempotent. */
   close(): Promise<void>;
@@ -481,6 +486,7 @@ function guardLimits(opts: WebSocketListenOptions): WsGuardLimits {
     maxConnections: max,
     maxPending,
     upgradeTimeoutMs: timeoutOf(opts.upgradeTimeoutMs, "upgradeTimeoutMs"),
+    parkTimeoutMs: timeoutOf(opts.parkTimeoutMs, "parkTimeoutMs"),
     frameTimeoutMs: timeoutOf(opts.frameTimeoutMs, "frameTimeoutMs"),
     firstMessageTimeoutMs: timeoutOf(opts.firstMessageTimeoutMs, "firstMessageTimeoutMs"),
     budget: opts.frameBudget ?? new FrameBudget(DEFAULT_FRAME_BUDGET_BYTES),

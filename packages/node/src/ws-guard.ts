@@ -3,8 +3,9 @@
  * counterpart of what `listen.ts` does for socket listeners:
  * - the HTTP upgrade is bounded: a TCP connection that has not completed its upgrade within
  *   `upgradeTimeoutMs` of being accepted is closed (slow or missing request headers);
- * - `maxConnections`: upgrades beyond it are parked (FIFO, not read, not timed, at most
- *   `maxPending`) until a slot frees, as `listenSockets` parks sockets;
+ * - `maxConnections`: upgrades beyond it are parked (FIFO, not read, at most `maxPending`) until
+ *   a slot frees, as `listenSockets` parks sockets; one parked longer than `parkTimeoutMs` is
+ *   closed (its socket destroyed), so a full listener cannot hold waiting clients forever;
  * - a served connection's client frames are followed by a {@link WsFrameTracker} (frame
  *   boundaries only, no copy): a message left incomplete for `frameTimeoutMs`, or no message
  *   within `firstMessageTimeoutMs`, closes it (close code 1008, then the socket), so idle or
@@ -23,6 +24,7 @@ export interface WsGuardLimits {
   maxConnections: number;
   maxPending: number;
   upgradeTimeoutMs: number;
+  parkTimeoutMs: number;
   frameTimeoutMs: number;
   firstMessageTimeoutMs: number;
   budget: FrameBudget;
@@ -34,8 +36,11 @@ export interface WsGuardEvents {
   park: [];
   /** A parked upgrade, or a connection over `maxPending`, was closed unserved. */
   drop: [];
-  /** A connection or upgrade was closed by a timeout or the frame budget (`reason` says which). */
-  limit: [reason: string];
+  /**
+   * A connection, upgrade or parked upgrade was closed by a timeout or the frame budget (`reason`
+   * says which; `error` is the same as a {@link LimitError}, code `MP_ERR_LIMIT`).
+   */
+  limit: [reason: string, error: LimitError];
 }
 
 /**
@@ -145,7 +150,8 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
   /** Accepted TCP connections that have not completed their upgrade: since when. */
   private readonly upgrading = new Map<Duplex, number>();
   private readonly parked: (() => void)[] = [];
-  private readonly parkedSockets = new Set<Duplex>();
+  /** Parked sockets: since when, and their entry in `parked`. */
+  private readonly parkedSockets = new Map<Duplex, { since: number; entry: () => void }>();
   private readonly served = new Map<Duplex, Served>();
   private active = 0;
   private sweeper: ReturnType<typeof setInterval> | undefined;
@@ -169,7 +175,8 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
 
   /**
    * An authorised upgrade request: `upgrade()` runs now if a slot is free, else when one frees
-   * (the socket is paused and not timed meanwhile). The slot is held until the socket closes.
+   * (the socket is paused meanwhile, and closed after `parkTimeoutMs`). The slot is held until
+   * the socket closes.
    */
   admit(socket: Duplex, upgrade: () => void): void {
     const { maxConnections: max, maxPending } = this.limits;
@@ -185,7 +192,6 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
     }
     this.upgrading.delete(socket);
     socket.pause();
-    this.parkedSockets.add(socket);
     const entry = (): void => {
       this.parkedSockets.delete(socket);
       if (socket.destroyed) return; // gave up while parked
@@ -196,10 +202,12 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
       upgrade();
     };
     this.parked.push(entry);
+    this.parkedSockets.set(socket, { since: Date.now(), entry });
     socket.once("close", () => {
       if (!this.parkedSockets.delete(socket)) return;
       this.parked.splice(this.parked.indexOf(entry), 1);
     });
+    this.watch();
     this.emit("park");
   }
 
@@ -225,7 +233,7 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
   /** The listener is closing: close every parked socket and stop timing (served ones are closed by the listener). */
   close(): void {
     this.closed = true;
-    for (const s of [...this.parkedSockets]) {
+    for (const s of [...this.parkedSockets.keys()]) {
       s.destroy();
       this.emit("drop");
     }
@@ -246,8 +254,8 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
 
   private watch(): void {
     if (this.sweeper !== undefined || this.closed) return;
-    const { upgradeTimeoutMs: u, frameTimeoutMs: f, firstMessageTimeoutMs: m } = this.limits;
-    const period = Math.min(...[u, f, m].filter((t) => t > 0));
+    const { upgradeTimeoutMs: u, parkTimeoutMs: p, frameTimeoutMs: f, firstMessageTimeoutMs: m } = this.limits;
+    const period = Math.min(...[u, p, f, m].filter((t) => t > 0));
     if (!Number.isFinite(period)) return;
     this.sweeper = setInterval(() => this.sweep(), Math.max(5, Math.floor(period / 4)));
     this.sweeper.unref();
@@ -259,17 +267,21 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
     this.sweeper = undefined;
   }
 
-  /** Close upgrades that took too long, and served connections whose message stalled or never came. */
+  /**
+   * Close upgrades that took too long, upgrades parked too long, and served connections whose
+   * message stalled or never came.
+   */
   private sweep(): void {
     const now = Date.now();
-    const { upgradeTimeoutMs, frameTimeoutMs, firstMessageTimeoutMs } = this.limits;
+    const { upgradeTimeoutMs, parkTimeoutMs, frameTimeoutMs, firstMessageTimeoutMs } = this.limits;
     for (const [socket, since] of [...this.upgrading]) {
       if (upgradeTimeoutMs > 0 && now - since > upgradeTimeoutMs) {
         this.upgrading.delete(socket);
-        this.emit("limit", `the HTTP upgrade did not complete within upgradeTimeoutMs = ${upgradeTimeoutMs}`);
+        this.limitHit(`the HTTP upgrade did not complete within upgradeTimeoutMs = ${upgradeTimeoutMs}`);
         socket.destroy();
       }
     }
+    if (parkTimeoutMs > 0) this.sweepParked(now, parkTimeoutMs);
     for (const s of [...this.served.values()]) {
       const t = s.tracker;
       if (s.paused()) {
@@ -280,14 +292,31 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
         this.cut(s, `no message completed within firstMessageTimeoutMs = ${firstMessageTimeoutMs}`);
       }
     }
-    if (this.upgrading.size === 0 && this.served.size === 0) this.stopWatching();
+    if (this.upgrading.size === 0 && this.served.size === 0 && this.parkedSockets.size === 0) this.stopWatching();
+  }
+
+  /** Parked upgrades waiting longer than `limit` ms are closed unserved (`limit`, then `drop`). */
+  private sweepParked(now: number, limit: number): void {
+    for (const [socket, p] of [...this.parkedSockets]) {
+      if (now - p.since <= limit) continue;
+      this.parkedSockets.delete(socket);
+      this.parked.splice(this.parked.indexOf(p.entry), 1);
+      this.limitHit(`the upgrade stayed parked at maxConnections = ${this.limits.maxConnections} for more than parkTimeoutMs = ${limit}`);
+      socket.destroy();
+      this.emit("drop");
+    }
+  }
+
+  private limitHit(reason: string): LimitError {
+    const err = new LimitError(`WebSocket connection closed: ${reason}`);
+    this.emit("limit", reason, err);
+    return err;
   }
 
   private cut(s: Served, reason: string): void {
     if (this.served.get(s.socket) !== s) return; // already cut
     s.tracker.release();
     this.served.delete(s.socket);
-    this.emit("limit", reason);
-    s.cut(new LimitError(`WebSocket connection closed: ${reason}`));
+    s.cut(this.limitHit(reason));
   }
 }

@@ -59,6 +59,28 @@ export class IntRangeError extends RangeError {
 }
 
 /**
+ * A generated writer was given a union value it cannot write: `which` is a number (a member this
+ * schema does not know, as a reader yields it for a newer peer's member; its value was not kept,
+ * so it cannot be written back) or names no member (possible from JS). Thrown before anything is
+ * sent (client: while building params; server: while building results, sent as `failed`).
+ * `type` is the struct's schema name (`Shape`, `Shape.style`), `which` the offending tag.
+ */
+export class UnknownUnionMemberError extends RangeError {
+  readonly code = "MP_ERR_UNKNOWN_MEMBER";
+  readonly type: string;
+  readonly which: unknown;
+  constructor(type: string, which: unknown) {
+    super(
+      typeof which === "number"
+        ? `mpgen: cannot write union member ${which} of ${type}: this schema does not know it (read from a peer with a newer schema), so its value was not kept`
+        : `mpgen: ${String(which)} is not a union member of ${type} in this schema`,
+    );
+    this.type = type;
+    this.which = which;
+  }
+}
+
+/**
  * A proxy call's `timeout` (per call or from the client's defaults) elapsed before it returned:
  * the caller was rejected at once and Finish was sent. A {@link CanceledError} (a timeout is a
  * cancel), with its own code `MP_ERR_TIMEOUT`; `timeout` is the limit in milliseconds.

@@ -11,13 +11,16 @@
 export { EventLoop, EventLoopRef } from "./event-loop.js";
 export { errorText } from "./util.js";
 export type { EventLoopOptions, TestingHooks, LoopHandler } from "./event-loop.js";
-export { LOG_LEVELS, longThreadName, truncate } from "./log.js";
+export { LOG_LEVELS, envLogOptions, longThreadName, truncate } from "./log.js";
 export type { LogLevel, LogFn, LogOptions } from "./log.js";
 export { Connection, CleanupList } from "./connection.js";
 export type { CleanupHandle, ConnectionOptions, ConnectionState } from "./connection.js";
 export { ProxyClientBase, SharedHolders } from "./proxy/client.js";
 export { ProxyServerBase } from "./proxy/server.js";
 export { disposeObject } from "./proxy/dispose.js";
+/** Trace names across threads, for the worker glue of @multiprocess-ts/node (docs/usage.md, "Tracing"). */
+export { traceName, setTraceListener } from "./proxy/trace.js";
+export type { TraceListener } from "./proxy/trace.js";
 export { setCallDefaults, callDefaults } from "./proxy/call-options.js";
 export type { CallOptions, CallContext } from "./proxy/call-options.js";
 export type {
@@ -51,6 +54,7 @@ export {
   IpcClientClosedError,
   ThreadSelectionError,
   IntRangeError,
+  UnknownUnionMemberError,
   TimeoutError,
 } from "./errors.js";
 // The capnp layer's error classes, so applications catch them without importing the engine.

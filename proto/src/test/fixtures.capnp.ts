@@ -5,6 +5,73 @@ import * as $mp from "@multiprocess-ts/runtime/gen";
 import * as $foo from "./foo.capnp.js";
 import * as $proxy from "@multiprocess-ts/runtime/mp/proxy.capnp";
 
+/** capnp-ts accessors for `EvolvedV1` (EvolvedV1). */
+export class EvolvedV1$Struct extends $.Struct {
+  static override readonly _capnp = { displayName: "EvolvedV1", id: "e5dbbaeaebaf8a30", size: new $.ObjectSize(16, 2) };
+  static readonly COUNT = 0;
+  static readonly LABEL = 1;
+  /** The active union member (compare with the static constants). */
+  which(): number { return $.Struct.getUint16(4, this); }
+  get name(): string { return $.Struct.getText(0, this); }
+  set name(v: string) { $.Struct.setText(0, v, this); }
+  hasName(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
+  get count(): number { return $.Struct.getUint32(0, this); }
+  set count(v: number) { $.Struct.setUint16(4, 0, this); $.Struct.setUint32(0, v, this); }
+  get label(): string { return $.Struct.getText(1, this); }
+  set label(v: string) { $.Struct.setUint16(4, 1, this); $.Struct.setText(1, v, this); }
+  hasLabel(): boolean { return !$.Pointer.isNull($.Struct.getPointer(1, this)); }
+  get mode(): EvolvedV1_mode$Struct { return $.Struct.getAs(EvolvedV1_mode$Struct, this); }
+}
+
+/** capnp-ts accessors for `mode` (EvolvedV1.mode). */
+export class EvolvedV1_mode$Struct extends $.Struct {
+  static override readonly _capnp = { displayName: "mode", id: "a21ec256c54c3c19", size: new $.ObjectSize(16, 2) };
+  static readonly FAST = 0;
+  static readonly SLOW = 1;
+  /** The active union member (compare with the static constants). */
+  which(): number { return $.Struct.getUint16(6, this); }
+  setFast(): void { $.Struct.setUint16(6, 0, this); }
+  get slow(): number { return $.Struct.getUint16(8, this); }
+  set slow(v: number) { $.Struct.setUint16(6, 1, this); $.Struct.setUint16(8, v, this); }
+}
+
+/** capnp-ts accessors for `EvolvedV2` (EvolvedV2). */
+export class EvolvedV2$Struct extends $.Struct {
+  static override readonly _capnp = { displayName: "EvolvedV2", id: "bc40a6a90c5ae730", size: new $.ObjectSize(16, 2) };
+  static readonly COUNT = 0;
+  static readonly LABEL = 1;
+  static readonly TAGS = 2;
+  /** The active union member (compare with the static constants). */
+  which(): number { return $.Struct.getUint16(4, this); }
+  get name(): string { return $.Struct.getText(0, this); }
+  set name(v: string) { $.Struct.setText(0, v, this); }
+  hasName(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
+  get count(): number { return $.Struct.getUint32(0, this); }
+  set count(v: number) { $.Struct.setUint16(4, 0, this); $.Struct.setUint32(0, v, this); }
+  get label(): string { return $.Struct.getText(1, this); }
+  set label(v: string) { $.Struct.setUint16(4, 1, this); $.Struct.setText(1, v, this); }
+  hasLabel(): boolean { return !$.Pointer.isNull($.Struct.getPointer(1, this)); }
+  get mode(): EvolvedV2_mode$Struct { return $.Struct.getAs(EvolvedV2_mode$Struct, this); }
+  get tags(): $.List<string> { return $.Struct.getList(1, $.TextList, this); }
+  initTags(length: number): $.List<string> { $.Struct.setUint16(4, 2, this); return $.Struct.initList(1, $.TextList, length, this); }
+  hasTags(): boolean { return !$.Pointer.isNull($.Struct.getPointer(1, this)); }
+}
+
+/** capnp-ts accessors for `mode` (EvolvedV2.mode). */
+export class EvolvedV2_mode$Struct extends $.Struct {
+  static override readonly _capnp = { displayName: "mode", id: "80800d072540ed57", size: new $.ObjectSize(16, 2) };
+  static readonly FAST = 0;
+  static readonly SLOW = 1;
+  static readonly CAREFUL = 2;
+  /** The active union member (compare with the static constants). */
+  which(): number { return $.Struct.getUint16(6, this); }
+  setFast(): void { $.Struct.setUint16(6, 0, this); }
+  get slow(): number { return $.Struct.getUint16(8, this); }
+  set slow(v: number) { $.Struct.setUint16(6, 1, this); $.Struct.setUint16(8, v, this); }
+  get careful(): number { return $.Struct.getFloat64(8, this); }
+  set careful(v: number) { $.Struct.setUint16(6, 2, this); $.Struct.setFloat64(8, v, this); }
+}
+
 /** capnp-ts accessors for `construct$Params` (FooInit.construct$Params). */
 export class FooInit_construct$Params extends $.Struct {
   static override readonly _capnp = { displayName: "construct$Params", id: "834969340f631356", size: new $.ObjectSize(0, 1) };
@@ -97,6 +164,241 @@ export class PrinterInit_makeFn$Params extends $.Struct {
 export class PrinterInit_makeFn$Results extends $.Struct {
   static override readonly _capnp = { displayName: "makeFn$Results", id: "8343414a90d38cb5", size: new $.ObjectSize(0, 1) };
   // result: capability at pointer 0; use $mp.readCap / $mp.writeCap.
+}
+
+/** capnp-ts accessors for `echo$Params` (EvolvingV1.echo$Params). */
+export class EvolvingV1_echo$Params extends $.Struct {
+  static override readonly _capnp = { displayName: "echo$Params", id: "d9cf14446118d30a", size: new $.ObjectSize(0, 1) };
+  get v(): EvolvedV1$Struct { return $.Struct.getStruct(0, EvolvedV1$Struct, this); }
+  initV(): EvolvedV1$Struct { return $.Struct.initStructAt(0, EvolvedV1$Struct, this); }
+  hasV(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
+}
+
+/** capnp-ts accessors for `echo$Results` (EvolvingV1.echo$Results). */
+export class EvolvingV1_echo$Results extends $.Struct {
+  static override readonly _capnp = { displayName: "echo$Results", id: "e7799380ccfd6ea1", size: new $.ObjectSize(0, 1) };
+  get v(): EvolvedV1$Struct { return $.Struct.getStruct(0, EvolvedV1$Struct, this); }
+  initV(): EvolvedV1$Struct { return $.Struct.initStructAt(0, EvolvedV1$Struct, this); }
+  hasV(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
+}
+
+/** capnp-ts accessors for `latest$Params` (EvolvingV1.latest$Params). */
+export class EvolvingV1_latest$Params extends $.Struct {
+  static override readonly _capnp = { displayName: "latest$Params", id: "856b1734abbfa852", size: new $.ObjectSize(0, 0) };
+}
+
+/** capnp-ts accessors for `latest$Results` (EvolvingV1.latest$Results). */
+export class EvolvingV1_latest$Results extends $.Struct {
+  static override readonly _capnp = { displayName: "latest$Results", id: "ad42c81ab797874f", size: new $.ObjectSize(0, 1) };
+  get v(): EvolvedV1$Struct { return $.Struct.getStruct(0, EvolvedV1$Struct, this); }
+  initV(): EvolvedV1$Struct { return $.Struct.initStructAt(0, EvolvedV1$Struct, this); }
+  hasV(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
+}
+
+/** capnp-ts accessors for `echo$Params` (EvolvingV2.echo$Params). */
+export class EvolvingV2_echo$Params extends $.Struct {
+  static override readonly _capnp = { displayName: "echo$Params", id: "e19a0509eaac1701", size: new $.ObjectSize(0, 1) };
+  get v(): EvolvedV2$Struct { return $.Struct.getStruct(0, EvolvedV2$Struct, this); }
+  initV(): EvolvedV2$Struct { return $.Struct.initStructAt(0, EvolvedV2$Struct, this); }
+  hasV(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
+}
+
+/** capnp-ts accessors for `echo$Results` (EvolvingV2.echo$Results). */
+export class EvolvingV2_echo$Results extends $.Struct {
+  static override readonly _capnp = { displayName: "echo$Results", id: "b3df08cfe3a040f9", size: new $.ObjectSize(0, 1) };
+  get v(): EvolvedV2$Struct { return $.Struct.getStruct(0, EvolvedV2$Struct, this); }
+  initV(): EvolvedV2$Struct { return $.Struct.initStructAt(0, EvolvedV2$Struct, this); }
+  hasV(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
+}
+
+/** capnp-ts accessors for `latest$Params` (EvolvingV2.latest$Params). */
+export class EvolvingV2_latest$Params extends $.Struct {
+  static override readonly _capnp = { displayName: "latest$Params", id: "c255de42d38e51ee", size: new $.ObjectSize(0, 0) };
+}
+
+/** capnp-ts accessors for `latest$Results` (EvolvingV2.latest$Results). */
+export class EvolvingV2_latest$Results extends $.Struct {
+  static override readonly _capnp = { displayName: "latest$Results", id: "dd8d4231855545ad", size: new $.ObjectSize(0, 1) };
+  get v(): EvolvedV2$Struct { return $.Struct.getStruct(0, EvolvedV2$Struct, this); }
+  initV(): EvolvedV2$Struct { return $.Struct.initStructAt(0, EvolvedV2$Struct, this); }
+  hasV(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
+}
+
+/** TS-native value of `EvolvedV1`. */
+export type EvolvedV1 = {
+  name: string;
+  mode: EvolvedV1_mode;
+} & (
+  | { which: "count"; count: number }
+  | { which: "label"; label: string }
+  /** A member unknown to this schema (a newer peer's): its discriminant. Writing it back throws UnknownUnionMemberError. */
+  | { which: number }
+);
+
+/** Reads a {@link EvolvedV1} out of its capnp-ts struct. */
+export function readEvolvedV1(s: EvolvedV1$Struct): EvolvedV1 {
+  switch (s.which()) {
+    case 0:
+      return { name: s.name, mode: readEvolvedV1_mode(s.mode), which: "count", count: $mp.checkUint32(s.count) };
+    case 1:
+      return { name: s.name, mode: readEvolvedV1_mode(s.mode), which: "label", label: s.label };
+    default:
+      return { name: s.name, mode: readEvolvedV1_mode(s.mode), which: s.which() };
+  }
+}
+
+/** Writes a {@link EvolvedV1} into an initialised capnp-ts struct. */
+export function writeEvolvedV1(s: EvolvedV1$Struct, v: EvolvedV1): void {
+  s.name = v.name;
+  writeEvolvedV1_mode(s.mode, v.mode);
+  switch (v.which) {
+    case "count": {
+      $.Struct.setUint16(4, 0, s);
+      s.count = $mp.checkUint32(v.count);
+      break;
+    }
+    case "label": {
+      $.Struct.setUint16(4, 1, s);
+      s.label = v.label;
+      break;
+    }
+    default:
+      throw new $mp.UnknownUnionMemberError("EvolvedV1", (v as { which: unknown }).which);
+  }
+}
+
+/** TS-native value of `EvolvedV1.mode`. */
+export type EvolvedV1_mode =
+  | { which: "fast" }
+  | { which: "slow"; slow: number }
+  /** A member unknown to this schema (a newer peer's): its discriminant. Writing it back throws UnknownUnionMemberError. */
+  | { which: number };
+
+/** Reads a {@link EvolvedV1_mode} out of its capnp-ts struct. */
+export function readEvolvedV1_mode(s: EvolvedV1_mode$Struct): EvolvedV1_mode {
+  switch (s.which()) {
+    case 0:
+      return { which: "fast" };
+    case 1:
+      return { which: "slow", slow: $mp.checkUint16(s.slow) };
+    default:
+      return { which: s.which() };
+  }
+}
+
+/** Writes a {@link EvolvedV1_mode} into an initialised capnp-ts struct. */
+export function writeEvolvedV1_mode(s: EvolvedV1_mode$Struct, v: EvolvedV1_mode): void {
+  switch (v.which) {
+    case "fast": {
+      $.Struct.setUint16(6, 0, s);
+      break;
+    }
+    case "slow": {
+      $.Struct.setUint16(6, 1, s);
+      s.slow = $mp.checkUint16(v.slow);
+      break;
+    }
+    default:
+      throw new $mp.UnknownUnionMemberError("EvolvedV1.mode", (v as { which: unknown }).which);
+  }
+}
+
+/** TS-native value of `EvolvedV2`. */
+export type EvolvedV2 = {
+  name: string;
+  mode: EvolvedV2_mode;
+} & (
+  | { which: "count"; count: number }
+  | { which: "label"; label: string }
+  | { which: "tags"; tags: string[] }
+  /** A member unknown to this schema (a newer peer's): its discriminant. Writing it back throws UnknownUnionMemberError. */
+  | { which: number }
+);
+
+/** Reads a {@link EvolvedV2} out of its capnp-ts struct. */
+export function readEvolvedV2(s: EvolvedV2$Struct): EvolvedV2 {
+  switch (s.which()) {
+    case 0:
+      return { name: s.name, mode: readEvolvedV2_mode(s.mode), which: "count", count: $mp.checkUint32(s.count) };
+    case 1:
+      return { name: s.name, mode: readEvolvedV2_mode(s.mode), which: "label", label: s.label };
+    case 2:
+      return { name: s.name, mode: readEvolvedV2_mode(s.mode), which: "tags", tags: $mp.readTextList($.Struct.getList(1, $.TextList, s)) };
+    default:
+      return { name: s.name, mode: readEvolvedV2_mode(s.mode), which: s.which() };
+  }
+}
+
+/** Writes a {@link EvolvedV2} into an initialised capnp-ts struct. */
+export function writeEvolvedV2(s: EvolvedV2$Struct, v: EvolvedV2): void {
+  s.name = v.name;
+  writeEvolvedV2_mode(s.mode, v.mode);
+  switch (v.which) {
+    case "count": {
+      $.Struct.setUint16(4, 0, s);
+      s.count = $mp.checkUint32(v.count);
+      break;
+    }
+    case "label": {
+      $.Struct.setUint16(4, 1, s);
+      s.label = v.label;
+      break;
+    }
+    case "tags": {
+      $.Struct.setUint16(4, 2, s);
+      const l0 = $.Struct.initList(1, $.TextList, v.tags.length, s);
+      v.tags.forEach((e2, j1) => {
+        l0.set(j1, e2);
+      });
+      break;
+    }
+    default:
+      throw new $mp.UnknownUnionMemberError("EvolvedV2", (v as { which: unknown }).which);
+  }
+}
+
+/** TS-native value of `EvolvedV2.mode`. */
+export type EvolvedV2_mode =
+  | { which: "fast" }
+  | { which: "slow"; slow: number }
+  | { which: "careful"; careful: number }
+  /** A member unknown to this schema (a newer peer's): its discriminant. Writing it back throws UnknownUnionMemberError. */
+  | { which: number };
+
+/** Reads a {@link EvolvedV2_mode} out of its capnp-ts struct. */
+export function readEvolvedV2_mode(s: EvolvedV2_mode$Struct): EvolvedV2_mode {
+  switch (s.which()) {
+    case 0:
+      return { which: "fast" };
+    case 1:
+      return { which: "slow", slow: $mp.checkUint16(s.slow) };
+    case 2:
+      return { which: "careful", careful: s.careful };
+    default:
+      return { which: s.which() };
+  }
+}
+
+/** Writes a {@link EvolvedV2_mode} into an initialised capnp-ts struct. */
+export function writeEvolvedV2_mode(s: EvolvedV2_mode$Struct, v: EvolvedV2_mode): void {
+  switch (v.which) {
+    case "fast": {
+      $.Struct.setUint16(6, 0, s);
+      break;
+    }
+    case "slow": {
+      $.Struct.setUint16(6, 1, s);
+      s.slow = $mp.checkUint16(v.slow);
+      break;
+    }
+    case "careful": {
+      $.Struct.setUint16(6, 2, s);
+      s.careful = v.careful;
+      break;
+    }
+    default:
+      throw new $mp.UnknownUnionMemberError("EvolvedV2.mode", (v as { which: unknown }).which);
+  }
 }
 
 const FooInit$construct: $mp.ProxyMethod = { name: "construct", interfaceId: 0xb940820fb347bcb3n, methodId: 0,
@@ -272,6 +574,122 @@ export class PrinterInitServer extends $mp.ProxyServerBase<PrinterInit> {
           $mp.writeCap(r, 0, io.exportFunction(out, $foo.FooFnServer));
         });
         $mp.writeCap(r, 0, io.exportFunction(out, $foo.FooFnServer));
+      } },
+  ];
+}
+
+const EvolvingV1$echo: $mp.ProxyMethod = { name: "echo", interfaceId: 0xf8c8b7da5b7ab2ffn, methodId: 0,
+  Params: EvolvingV1_echo$Params, Results: EvolvingV1_echo$Results, context: -1, destroy: false };
+const EvolvingV1$latest: $mp.ProxyMethod = { name: "latest", interfaceId: 0xf8c8b7da5b7ab2ffn, methodId: 1,
+  Params: EvolvingV1_latest$Params, Results: EvolvingV1_latest$Results, context: -1, destroy: false };
+
+/** TS-native interface of `EvolvingV1`, implemented by servers (sync or async) and by {@link EvolvingV1Client}. */
+export interface EvolvingV1 {
+  echo(v: EvolvedV1, ctx?: $mp.CallContext): EvolvedV1 | Promise<EvolvedV1>;
+  latest(ctx?: $mp.CallContext): EvolvedV1 | Promise<EvolvedV1>;
+}
+
+/** Client proxy for `EvolvingV1`: each method sends one call and resolves with its results. */
+export class EvolvingV1Client extends $mp.ProxyClientBase implements EvolvingV1 {
+  static readonly interfaceId: bigint = 0xf8c8b7da5b7ab2ffn;
+  static readonly $construct: $mp.ProxyMethod | undefined = undefined;
+  static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
+  echo(v: EvolvedV1, options?: $mp.CallOptions): Promise<EvolvedV1> {
+    return this.$invoke(EvolvingV1$echo,
+      (p: EvolvingV1_echo$Params) => {
+        writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, p), v);
+      },
+      (r: EvolvingV1_echo$Results) => {
+        return readEvolvedV1($.Struct.getStruct(0, EvolvedV1$Struct, r));
+      },
+      options);
+  }
+  latest(options?: $mp.CallOptions): Promise<EvolvedV1> {
+    return this.$invoke(EvolvingV1$latest,
+      () => {},
+      (r: EvolvingV1_latest$Results) => {
+        return readEvolvedV1($.Struct.getStruct(0, EvolvedV1$Struct, r));
+      },
+      options);
+  }
+}
+
+/** Server dispatch for `EvolvingV1`: wraps an implementation of {@link EvolvingV1}. */
+export class EvolvingV1Server extends $mp.ProxyServerBase<EvolvingV1> {
+  static readonly interfaceId: bigint = 0xf8c8b7da5b7ab2ffn;
+  static readonly methods: readonly $mp.ServerMethod<EvolvingV1>[] = [
+    { method: EvolvingV1$echo, invoke(impl, p: EvolvingV1_echo$Params, r: EvolvingV1_echo$Results, io): void | Promise<void> {
+        const v = readEvolvedV1($.Struct.getStruct(0, EvolvedV1$Struct, p));
+        const out = impl.echo(v, io);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
+        });
+        writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
+      } },
+    { method: EvolvingV1$latest, invoke(impl, _p: EvolvingV1_latest$Params, r: EvolvingV1_latest$Results, io): void | Promise<void> {
+        const out = impl.latest(io);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
+        });
+        writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
+      } },
+  ];
+}
+
+const EvolvingV2$echo: $mp.ProxyMethod = { name: "echo", interfaceId: 0x80baf6954de9034dn, methodId: 0,
+  Params: EvolvingV2_echo$Params, Results: EvolvingV2_echo$Results, context: -1, destroy: false };
+const EvolvingV2$latest: $mp.ProxyMethod = { name: "latest", interfaceId: 0x80baf6954de9034dn, methodId: 1,
+  Params: EvolvingV2_latest$Params, Results: EvolvingV2_latest$Results, context: -1, destroy: false };
+
+/** TS-native interface of `EvolvingV2`, implemented by servers (sync or async) and by {@link EvolvingV2Client}. */
+export interface EvolvingV2 {
+  echo(v: EvolvedV2, ctx?: $mp.CallContext): EvolvedV2 | Promise<EvolvedV2>;
+  latest(ctx?: $mp.CallContext): EvolvedV2 | Promise<EvolvedV2>;
+}
+
+/** Client proxy for `EvolvingV2`: each method sends one call and resolves with its results. */
+export class EvolvingV2Client extends $mp.ProxyClientBase implements EvolvingV2 {
+  static readonly interfaceId: bigint = 0x80baf6954de9034dn;
+  static readonly $construct: $mp.ProxyMethod | undefined = undefined;
+  static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
+  echo(v: EvolvedV2, options?: $mp.CallOptions): Promise<EvolvedV2> {
+    return this.$invoke(EvolvingV2$echo,
+      (p: EvolvingV2_echo$Params) => {
+        writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, p), v);
+      },
+      (r: EvolvingV2_echo$Results) => {
+        return readEvolvedV2($.Struct.getStruct(0, EvolvedV2$Struct, r));
+      },
+      options);
+  }
+  latest(options?: $mp.CallOptions): Promise<EvolvedV2> {
+    return this.$invoke(EvolvingV2$latest,
+      () => {},
+      (r: EvolvingV2_latest$Results) => {
+        return readEvolvedV2($.Struct.getStruct(0, EvolvedV2$Struct, r));
+      },
+      options);
+  }
+}
+
+/** Server dispatch for `EvolvingV2`: wraps an implementation of {@link EvolvingV2}. */
+export class EvolvingV2Server extends $mp.ProxyServerBase<EvolvingV2> {
+  static readonly interfaceId: bigint = 0x80baf6954de9034dn;
+  static readonly methods: readonly $mp.ServerMethod<EvolvingV2>[] = [
+    { method: EvolvingV2$echo, invoke(impl, p: EvolvingV2_echo$Params, r: EvolvingV2_echo$Results, io): void | Promise<void> {
+        const v = readEvolvedV2($.Struct.getStruct(0, EvolvedV2$Struct, p));
+        const out = impl.echo(v, io);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
+        });
+        writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
+      } },
+    { method: EvolvingV2$latest, invoke(impl, _p: EvolvingV2_latest$Params, r: EvolvingV2_latest$Results, io): void | Promise<void> {
+        const out = impl.latest(io);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
+        });
+        writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
       } },
   ];
 }

@@ -1043,9 +1043,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_passDataPointers$Params) => {
         const l0 = $.Struct.initList(0, $.DataList, arg.length, p);
         arg.forEach((e2, j1) => {
-          const d3 = l0.get(j1);
-          $.List.initList($.ListElementSize.BYTE, e2.byteLength, d3);
-          d3.copyBuffer(e2);
+          $.writeDataElement(l0, j1, e2);
         });
       },
       (r: FooInterface_passDataPointers$Results) => {
@@ -1249,16 +1247,12 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           const l0 = $.Struct.initList(0, $.DataList, out.length, r);
           out.forEach((e2, j1) => {
-            const d3 = l0.get(j1);
-            $.List.initList($.ListElementSize.BYTE, e2.byteLength, d3);
-            d3.copyBuffer(e2);
+            $.writeDataElement(l0, j1, e2);
           });
         });
-        const l4 = $.Struct.initList(0, $.DataList, out.length, r);
-        out.forEach((e6, j5) => {
-          const d7 = l4.get(j5);
-          $.List.initList($.ListElementSize.BYTE, e6.byteLength, d7);
-          d7.copyBuffer(e6);
+        const l3 = $.Struct.initList(0, $.DataList, out.length, r);
+        out.forEach((e5, j4) => {
+          $.writeDataElement(l3, j4, e5);
         });
       } },
     { method: FooInterface$passDouble, invoke(impl, p: FooInterface_passDouble$Params, r: FooInterface_passDouble$Results, io): void | Promise<void> {

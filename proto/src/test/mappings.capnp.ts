@@ -437,6 +437,8 @@ export type Shape = {
   | { which: "none" }
   | { which: "label"; label: string }
   | { which: "points"; points: number[] }
+  /** A member unknown to this schema (a newer peer's): its discriminant. Writing it back throws UnknownUnionMemberError. */
+  | { which: number }
 );
 
 /** Reads a {@link Shape} out of its capnp-ts struct. */
@@ -453,7 +455,7 @@ export function readShape(s: Shape$Struct): Shape {
     case 4:
       return { name: s.name, style: readShape_style(s.style), meta: readShape_meta(s.meta), which: "points", points: $mp.readNumberList($.Struct.getList(1, $.Int32List, s), "int32") };
     default:
-      return $unknownMember("Shape", s.which());
+      return { name: s.name, style: readShape_style(s.style), meta: readShape_meta(s.meta), which: s.which() };
   }
 }
 
@@ -490,7 +492,7 @@ export function writeShape(s: Shape$Struct, v: Shape): void {
       break;
     }
     default:
-      $unknownMember("Shape", (v as { which: unknown }).which);
+      throw new $mp.UnknownUnionMemberError("Shape", (v as { which: unknown }).which);
   }
 }
 
@@ -517,7 +519,9 @@ export function writeShape_square(s: Shape_square$Struct, v: Shape_square): void
 /** TS-native value of `Shape.style`. */
 export type Shape_style =
   | { which: "solid"; solid: number }
-  | { which: "dashed" };
+  | { which: "dashed" }
+  /** A member unknown to this schema (a newer peer's): its discriminant. Writing it back throws UnknownUnionMemberError. */
+  | { which: number };
 
 /** Reads a {@link Shape_style} out of its capnp-ts struct. */
 export function readShape_style(s: Shape_style$Struct): Shape_style {
@@ -527,7 +531,7 @@ export function readShape_style(s: Shape_style$Struct): Shape_style {
     case 1:
       return { which: "dashed" };
     default:
-      return $unknownMember("Shape.style", s.which());
+      return { which: s.which() };
   }
 }
 
@@ -544,7 +548,7 @@ export function writeShape_style(s: Shape_style$Struct, v: Shape_style): void {
       break;
     }
     default:
-      $unknownMember("Shape.style", (v as { which: unknown }).which);
+      throw new $mp.UnknownUnionMemberError("Shape.style", (v as { which: unknown }).which);
   }
 }
 
@@ -554,6 +558,8 @@ export type Shape_meta = {
 } & (
   | { which: "byName"; byName: string }
   | { which: "byIndex"; byIndex: number }
+  /** A member unknown to this schema (a newer peer's): its discriminant. Writing it back throws UnknownUnionMemberError. */
+  | { which: number }
 );
 
 /** Reads a {@link Shape_meta} out of its capnp-ts struct. */
@@ -564,7 +570,7 @@ export function readShape_meta(s: Shape_meta$Struct): Shape_meta {
     case 1:
       return { id: $mp.checkUint16(s.id), which: "byIndex", byIndex: $mp.checkInt32(s.byIndex) };
     default:
-      return $unknownMember("Shape.meta", s.which());
+      return { id: $mp.checkUint16(s.id), which: s.which() };
   }
 }
 
@@ -583,7 +589,7 @@ export function writeShape_meta(s: Shape_meta$Struct, v: Shape_meta): void {
       break;
     }
     default:
-      $unknownMember("Shape.meta", (v as { which: unknown }).which);
+      throw new $mp.UnknownUnionMemberError("Shape.meta", (v as { which: unknown }).which);
   }
 }
 
@@ -607,7 +613,9 @@ export interface Pair<Key, Value> {
 /** TS-native value of `Expected`. */
 export type Expected<Value, Error> =
   | { which: "value"; value: Value }
-  | { which: "error"; error: Error };
+  | { which: "error"; error: Error }
+  /** A member unknown to this schema (a newer peer's): its discriminant. Writing it back throws UnknownUnionMemberError. */
+  | { which: number };
 
 /** TS-native value of `Generics`. */
 export interface Generics {
@@ -633,8 +641,8 @@ export function readGenerics(s: Generics$Struct): Generics {
     result: ((g0: Result$Struct) => ({ value: $.Struct.getText(0, g0), error: g0.error }))($.Struct.getStruct(0, Result$Struct, s)),
     resultVoid: ((g1: ResultVoid$Struct) => ({ error: g1.error }))($.Struct.getStruct(1, ResultVoid$Struct, s)),
     pair: ((g2: Pair$Struct) => ({ key: $.Struct.getText(0, g2), value: readInner($.Struct.getStruct(1, Inner$Struct, g2)) }))($.Struct.getStruct(2, Pair$Struct, s)),
-    expected: ((g3: Expected$Struct) => { switch (g3.which()) { case 0: return { which: "value" as const, value: readInner($.Struct.getStruct(0, Inner$Struct, g3)) }; case 1: return { which: "error" as const, error: $.Struct.getText(0, g3) }; default: return $unknownMember("Expected", g3.which()); } })($.Struct.getStruct(3, Expected$Struct, s)),
-    expectedList: ((g4: Expected$Struct) => { switch (g4.which()) { case 0: return { which: "value" as const, value: $mp.readNumberList($.Struct.getList(0, $.Int32List, g4), "int32") }; case 1: return { which: "error" as const, error: readOptions($.Struct.getStruct(0, Options$Struct, g4)) }; default: return $unknownMember("Expected", g4.which()); } })($.Struct.getStruct(4, Expected$Struct, s)),
+    expected: ((g3: Expected$Struct) => { switch (g3.which()) { case 0: return { which: "value" as const, value: readInner($.Struct.getStruct(0, Inner$Struct, g3)) }; case 1: return { which: "error" as const, error: $.Struct.getText(0, g3) }; default: return { which: g3.which() }; } })($.Struct.getStruct(3, Expected$Struct, s)),
+    expectedList: ((g4: Expected$Struct) => { switch (g4.which()) { case 0: return { which: "value" as const, value: $mp.readNumberList($.Struct.getList(0, $.Int32List, g4), "int32") }; case 1: return { which: "error" as const, error: readOptions($.Struct.getStruct(0, Options$Struct, g4)) }; default: return { which: g4.which() }; } })($.Struct.getStruct(4, Expected$Struct, s)),
   };
 }
 
@@ -675,7 +683,7 @@ export function writeGenerics(s: Generics$Struct, v: GenericsInit): void {
           break;
         }
         default:
-          $unknownMember("Expected", (v.expected as { which: unknown }).which);
+          throw new $mp.UnknownUnionMemberError("Expected", (v.expected as { which: unknown }).which);
       }
     }
   }
@@ -697,7 +705,7 @@ export function writeGenerics(s: Generics$Struct, v: GenericsInit): void {
           break;
         }
         default:
-          $unknownMember("Expected", (v.expectedList as { which: unknown }).which);
+          throw new $mp.UnknownUnionMemberError("Expected", (v.expectedList as { which: unknown }).which);
       }
     }
   }
@@ -836,12 +844,12 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
               break;
             }
             default:
-              $unknownMember("Expected", (e_ as { which: unknown }).which);
+              throw new $mp.UnknownUnionMemberError("Expected", (e_ as { which: unknown }).which);
           }
         }
       },
       (r: Mapper_expected$Results) => {
-        return ((g1: Expected$Struct) => { switch (g1.which()) { case 0: return { which: "value" as const, value: readInner($.Struct.getStruct(0, Inner$Struct, g1)) }; case 1: return { which: "error" as const, error: $.Struct.getText(0, g1) }; default: return $unknownMember("Expected", g1.which()); } })($.Struct.getStruct(0, Expected$Struct, r));
+        return ((g1: Expected$Struct) => { switch (g1.which()) { case 0: return { which: "value" as const, value: readInner($.Struct.getStruct(0, Inner$Struct, g1)) }; case 1: return { which: "error" as const, error: $.Struct.getText(0, g1) }; default: return { which: g1.which() }; } })($.Struct.getStruct(0, Expected$Struct, r));
       },
       options);
   }
@@ -917,7 +925,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
         writeGenerics($.Struct.initStructAt(0, Generics$Struct, r), out);
       } },
     { method: Mapper$expected, invoke(impl, p: Mapper_expected$Params, r: Mapper_expected$Results, io): void | Promise<void> {
-        const e_ = ((g0: Expected$Struct) => { switch (g0.which()) { case 0: return { which: "value" as const, value: readInner($.Struct.getStruct(0, Inner$Struct, g0)) }; case 1: return { which: "error" as const, error: $.Struct.getText(0, g0) }; default: return $unknownMember("Expected", g0.which()); } })($.Struct.getStruct(0, Expected$Struct, p));
+        const e_ = ((g0: Expected$Struct) => { switch (g0.which()) { case 0: return { which: "value" as const, value: readInner($.Struct.getStruct(0, Inner$Struct, g0)) }; case 1: return { which: "error" as const, error: $.Struct.getText(0, g0) }; default: return { which: g0.which() }; } })($.Struct.getStruct(0, Expected$Struct, p));
         const out = impl.expected(e_, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           {
@@ -934,7 +942,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
                 break;
               }
               default:
-                $unknownMember("Expected", (out as { which: unknown }).which);
+                throw new $mp.UnknownUnionMemberError("Expected", (out as { which: unknown }).which);
             }
           }
         });
@@ -952,7 +960,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
               break;
             }
             default:
-              $unknownMember("Expected", (out as { which: unknown }).which);
+              throw new $mp.UnknownUnionMemberError("Expected", (out as { which: unknown }).which);
           }
         }
       } },
@@ -1030,14 +1038,6 @@ const $default_Mapper_middle$Params_a = $.getInt32Mask(7);
  */
 function $dataView(d: $.Data): Uint8Array {
   return d.getLength() === 0 ? new Uint8Array(0) : d.toUint8Array();
-}
-
-/**
- * A union discriminant this schema does not know: read from a peer with a newer schema, or a
- * `which` that names no member on write.
- */
-function $unknownMember(type: string, which: unknown): never {
-  throw new RangeError(`mpgen: ${String(which)} is not a union member of ${type} in this schema`);
 }
 
 /** Int64 range check (capnp-ts would store an out-of-range bigint modulo 2^64). */

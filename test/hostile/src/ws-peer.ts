@@ -18,12 +18,14 @@ export const WS_TOKEN = "hostile-token";
 /** Listener options the suite varies. */
 export type WsServerOptions = Pick<
   WebSocketConnectionsOptions,
-  "maxConnections" | "maxPending" | "frameTimeoutMs" | "firstMessageTimeoutMs" | "upgradeTimeoutMs" | "frameBudget" | "flow"
+  "maxConnections" | "maxPending" | "frameTimeoutMs" | "firstMessageTimeoutMs" | "upgradeTimeoutMs" | "parkTimeoutMs" | "frameBudget" | "flow"
 >;
 
 export class HostileWsServer {
   /** Listener `limit` reasons, in order. */
   readonly limits: string[] = [];
+  /** The errors of those `limit` events. */
+  readonly limitErrors: Error[] = [];
   parks = 0;
   drops = 0;
 
@@ -41,7 +43,10 @@ export class HostileWsServer {
     const connections: Connection[] = [];
     const listener = await listenWebSocketConnections(loop, impl, FooInterfaceServer, { token: WS_TOKEN, ...opts, onConnection: (c) => connections.push(c) });
     const s = new HostileWsServer(loop, impl, listener, connections);
-    listener.events.on("limit", (reason) => s.limits.push(reason));
+    listener.events.on("limit", (reason, err) => {
+      s.limits.push(reason);
+      s.limitErrors.push(err);
+    });
     listener.events.on("park", () => s.parks++);
     listener.events.on("drop", () => s.drops++);
     return s;

@@ -117,6 +117,34 @@ describe("hostile peers over WebSocket", () => {
     expect(s.listener.pending).toBe(0);
   });
 
+  it("an upgrade parked longer than parkTimeoutMs is closed with a LimitError (limit, drop); the served one is kept", async () => {
+    const s = await start({ maxConnections: 1, parkTimeoutMs: 200, frameTimeoutMs: 0, firstMessageTimeoutMs: 0 });
+    const first = await peer(s);
+    await first.upgrade();
+    const parked = await peer(s);
+    const parkedUpgrade = parked.upgrade().then(() => "upgraded", () => "refused");
+    await parked.closed; // destroyed by the listener once parked for 200 ms
+    expect(await parkedUpgrade).toBe("refused");
+    expect(s.parks).toBe(1);
+    expect(s.drops).toBe(1);
+    expect(s.listener.pending).toBe(0);
+    expect(s.limits).toEqual([expect.stringMatching(/parked at maxConnections = 1 for more than parkTimeoutMs = 200/)]);
+    expect(s.limitErrors).toHaveLength(1);
+    expect(s.limitErrors[0]).toBeInstanceOf(LimitError);
+    expect(s.limitErrors[0]).toMatchObject({ code: "MP_ERR_LIMIT", message: `WebSocket connection closed: ${s.limits[0]}` });
+    // The served connection was not touched; its slot goes to the next client once it leaves.
+    expect(first.socket.destroyed).toBe(false);
+    expect(s.listener.connections).toBe(1);
+    first.destroy();
+    await first.closed;
+    const g = await good(s);
+    expect(await g.client.add(5, 6)).toBe(11);
+  });
+
+  it("parkTimeoutMs must be a non-negative number (RangeError before listening)", async () => {
+    await expect(start({ parkTimeoutMs: -1 })).rejects.toThrow(new RangeError("listenWebSocket: parkTimeoutMs must be a non-negative number of milliseconds"));
+  });
+
   it("stalled partial messages of all connections share one FrameBudget; the overflowing ones are closed", async () => {
     const budget = new FrameBudget(4 * 1024 * 1024);
     const s = await start({ frameBudget: budget, frameTimeoutMs: 0, firstMessageTimeoutMs: 0 });

@@ -173,11 +173,10 @@ export function writeListElements(ctx: FileContext, l: string, t: TypeInfo & { k
     case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": case "int64": case "uint64":
       body = [`${l}.set(${j}, ${ctx.checkWrite(el, e)});`];
       break;
-    case "data": {
-      const d = ctx.fresh("d");
-      body = [`const ${d} = ${l}.get(${j});`, `$.List.initList($.ListElementSize.BYTE, ${e}.byteLength, ${d});`, `${d}.copyBuffer(${e});`];
+    case "data":
+      // Large elements are adopted like Data fields (docs/rpc.md "Large Data is sent from your buffer").
+      body = [`$.writeDataElement(${l}, ${j}, ${e});`];
       break;
-    }
     case "struct":
       body = writeStruct(ctx, `${l}.get(${j})`, el, e, io);
       break;
@@ -237,17 +236,17 @@ export function displayPath(n: NodeInfo): string {
 
 /**
  * `switch` statements returning one object per union member (`asConst`: tags spelled `"x" as
- * const`, for readers without a declared return type); an unknown discriminant (a newer peer's
- * member) throws a RangeError through the local `$unknownMember` helper.
+ * const`, for readers without a declared return type). A discriminant this schema does not know
+ * (a newer peer's member) reads as the common fields and `which: <the raw discriminant>`, as
+ * capnp's C++ `which()` returns it (schema evolution: readers tolerate unknown members).
  */
-export function unionSwitch(ctx: FileContext, n: NodeInfo, s: string, p: ReadParts, asConst: boolean): string[] {
-  ctx.usesUnknownMember = true;
+export function unionSwitch(s: string, p: ReadParts, asConst: boolean): string[] {
   const out = [`switch (${s}.which()) {`];
   for (const m of p.members) {
     const entries = [...p.common, `which: ${m.tag}${asConst ? " as const" : ""}`, ...(m.entry !== undefined ? [m.entry] : [])];
     out.push(`  case ${m.disc}:`, `    return { ${entries.join(", ")} };`);
   }
-  out.push(`  default:`, `    return $unknownMember(${JSON.stringify(displayPath(n))}, ${s}.which());`, `}`);
+  out.push(`  default:`, `    return { ${[...p.common, `which: ${s}.which()`].join(", ")} };`, `}`);
   return out;
 }
 
@@ -257,7 +256,7 @@ function readInline(ctx: FileContext, n: NodeInfo, env: Env, raw: string, io: st
   const p = readParts(ctx, n, env, e, io);
   const cls = ctx.structClass(n.id);
   if (p.members.length === 0) return `((${e}: ${cls}) => ({ ${p.common.join(", ")} }))(${raw})`;
-  return `((${e}: ${cls}) => { ${unionSwitch(ctx, n, e, p, true).map((x) => x.trim()).join(" ")} })(${raw})`;
+  return `((${e}: ${cls}) => { ${unionSwitch(e, p, true).map((x) => x.trim()).join(" ")} })(${raw})`;
 }
 
 /**
@@ -300,8 +299,8 @@ export function writeBody(ctx: FileContext, n: NodeInfo, env: Env, s: string, v:
     }
   }
   if (cases.length > 0) {
-    ctx.usesUnknownMember = true;
-    const bad = `$unknownMember(${JSON.stringify(displayPath(n))}, (${v} as { which: unknown }).which);`;
+    // A numeric `which` (an unknown member as read) or a tag naming no member: a typed error.
+    const bad = `throw new $mp.UnknownUnionMemberError(${JSON.stringify(displayPath(n))}, (${v} as { which: unknown }).which);`;
     out.push(`switch (${v}.which) {`, ...cases.map((y) => `  ${y}`), `  default:`, `    ${bad}`, `}`);
   }
   return out;

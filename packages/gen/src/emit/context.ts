@@ -80,8 +80,6 @@ export class FileContext {
   usesDataView = false;
   /** Uses of the local 64-bit range-check helpers. */
   readonly uses64 = new Set<"int64" | "uint64">();
-  /** Uses of the local `$unknownMember` helper (union discriminants). */
-  usesUnknownMember = false;
   private readonly needsIoMemo = new Map<bigint, boolean>();
   private readonly needsInitMemo = new Map<bigint, boolean>();
   private tmp = 0;

@@ -46,15 +46,6 @@ function $checkUint64(v: bigint): bigint {
 }
 `;
 
-const UNKNOWN_MEMBER = `/**
- * A union discriminant this schema does not know: read from a peer with a newer schema, or a
- * \`which\` that names no member on write.
- */
-function $unknownMember(type: string, which: unknown): never {
-  throw new RangeError(\`mpgen: \${String(which)} is not a union member of \${type} in this schema\`);
-}
-`;
-
 interface Found { structs: bigint[]; enums: NodeInfo[]; ifaces: NodeInfo[]; consts: NodeInfo[] }
 
 function walk(ctx: FileContext, id: bigint, out: Found): void {
@@ -123,7 +114,6 @@ export function emitFile(model: SchemaModel, fileId: bigint, options: GenerateOp
   if (ctx.trailer.size > 0) parts.push([...ctx.trailer.values()].join("\n") + "\n");
   if (ctx.usesNonNull) parts.push(NON_NULL);
   if (ctx.usesDataView) parts.push(DATA_VIEW);
-  if (ctx.usesUnknownMember) parts.push(UNKNOWN_MEMBER);
   if (ctx.uses64.has("int64")) parts.push(CHECK_INT64);
   if (ctx.uses64.has("uint64")) parts.push(CHECK_UINT64);
 

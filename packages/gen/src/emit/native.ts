@@ -14,6 +14,13 @@ import { displayPath, readParts, unionSwitch, writeBody } from "./codec.js";
 import { EMPTY_ENV, type FileContext } from "./context.js";
 import { isDefaulted, nativeFields, whichTag } from "./fields.js";
 
+/**
+ * The alternative every union gets: a member this schema does not know (a newer peer's), as the
+ * raw discriminant, like capnp's C++ `which()`. Writers refuse it (UnknownUnionMemberError).
+ */
+const UNKNOWN_ALTERNATIVE = `  /** A member unknown to this schema (a newer peer's): its discriminant. Writing it back throws UnknownUnionMemberError. */
+  | { which: number }`;
+
 /** Generic parameters in scope of struct or group `n` (its own, and those of enclosing structs). */
 function scopeParams(ctx: FileContext, n: NodeInfo): { key: string; name: string }[] {
   return ctx.genericScopes(n.id).flatMap((sc) => sc.parameters.map((name, i) => ({ key: `${sc.id}:${i}`, name })));
@@ -57,6 +64,7 @@ function typeDecl(ctx: FileContext, n: NodeInfo, input: boolean): string {
     : jsdoc(n.doc ?? `TS-native value of \`${path}\`.`);
   const body = `{\n${common.join("\n")}${common.length > 0 ? "\n" : ""}}`;
   if (alternatives.length === 0) return `${head}export interface ${name}${decl} ${body}\n`;
+  alternatives.push(UNKNOWN_ALTERNATIVE);
   const union = alternatives.join("\n");
   if (common.length === 0) return `${head}export type ${name}${decl} =\n${union};\n`;
   return `${head}export type ${name}${decl} = ${body} & (\n${union}\n);\n`;
@@ -80,7 +88,7 @@ export function emitConverters(ctx: FileContext, n: NodeInfo): string {
   const writes = writeBody(ctx, n, EMPTY_ENV, "s", "v", "io");
   const fields = parts.common.length + parts.members.length > 0;
   let readBody: string;
-  if (parts.members.length > 0) readBody = unionSwitch(ctx, n, "s", parts, false).map((x) => `  ${x}`).join("\n");
+  if (parts.members.length > 0) readBody = unionSwitch("s", parts, false).map((x) => `  ${x}`).join("\n");
   else if (fields) readBody = `  return {\n${parts.common.map((x) => `    ${x},`).join("\n")}\n  };`;
   else readBody = "  return {};";
   const sName = fields ? "s" : "_s";

@@ -12,7 +12,7 @@ import { upstreamScenarios } from "./upstream.js";
 import { workerScenarios } from "./workers.js";
 import { liveWorkers } from "./worker-driver.js";
 import { randomScenarios } from "./random.js";
-import { lifetimeScenarios } from "./lifetime.js";
+import { lifetimeProbe, lifetimeScenarios } from "./lifetime.js";
 import { shutdownScenarios } from "./shutdown.js";
 import { processScenarios, spawnScenarios } from "./process.js";
 
@@ -37,6 +37,7 @@ export function allScenarios(): Scenario[] {
 export function defaultProbes(): LeakProbe[] {
   return [
     { name: "fixture", snapshot: fixtureCounters, dump: dumpFixtures },
+    lifetimeProbe,
     {
       name: "workers",
       snapshot: () => ({ alive: liveWorkers.size }),

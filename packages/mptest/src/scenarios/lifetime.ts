@@ -23,6 +23,7 @@
  */
 
 import { Worker } from "node:worker_threads";
+import type { LeakProbe } from "../leaks.js";
 import type { Scenario, ScenarioContext } from "../scenario.js";
 import type { LifetimeReply, LifetimeRequest } from "./lifetime-thread.js";
 
@@ -59,7 +60,7 @@ function startThread(): Thread {
 }
 
 /** Runs one iteration of the story on the lifetime thread; throws what failed there. */
-async function runOnThread(ctx: ScenarioContext): Promise<void> {
+async function runOnThread(ctx: ScenarioContext, hold = false): Promise<void> {
   if (current === undefined || current.dead !== undefined) current = startThread();
   const t = current;
   t.worker.ref();
@@ -89,7 +90,7 @@ async function runOnThread(ctx: ScenarioContext): Promise<void> {
       t.worker.on("message", onMessage);
       t.worker.on("exit", onExit);
       ctx.signal.addEventListener("abort", onAbort, { once: true });
-      t.worker.postMessage({ t: "run", seed: ctx.seed } satisfies LifetimeRequest);
+      t.worker.postMessage({ t: "run", seed: ctx.seed, ...(hold ? { hold } : {}) } satisfies LifetimeRequest);
     });
     iterations++;
     for (const line of done.log) ctx.log(line);
@@ -105,6 +106,46 @@ async function runOnThread(ctx: ScenarioContext): Promise<void> {
   } finally {
     if (t.dead === undefined) t.worker.unref();
   }
+}
+
+/**
+ * The lifetime thread's state for hang reports (in `defaultProbes`): no counters (the thread
+ * checks its own), and a dump the thread writes when asked: the iteration in progress (seed, for
+ * how long, the story's log), its live TestSetups (questions, answers, threads) and its handles.
+ */
+export const lifetimeProbe: LeakProbe = {
+  name: "lifetime thread",
+  snapshot: () => ({}),
+  dumpAsync(): Promise<string> {
+    const t = current;
+    if (t === undefined || t.dead !== undefined) return Promise.resolve("not running");
+    return new Promise<string>((resolve) => {
+      const onMessage = (m: LifetimeReply): void => {
+        if (m.t !== "dump") return;
+        done();
+        resolve(m.text);
+      };
+      const onExit = (): void => {
+        done();
+        resolve(`exited: ${t.dead?.message ?? "unknown"}`);
+      };
+      const done = (): void => {
+        t.worker.off("message", onMessage);
+        t.worker.off("exit", onExit);
+      };
+      t.worker.on("message", onMessage);
+      t.worker.on("exit", onExit);
+      t.worker.postMessage({ t: "dump" } satisfies LifetimeRequest);
+    });
+  },
+};
+
+/**
+ * White-box tests only: the lifetime scenario whose iteration waits forever on the lifetime thread
+ * before the story, so a test can time it out and read the hang report.
+ */
+export function heldLifetimeScenario(): Scenario {
+  return { name: "lifetime thread held (test)", origin: "test", run: (ctx) => runOnThread(ctx, true) };
 }
 
 /** Threads started and iterations run on them (the test suite checks the thread is reused). */

@@ -18,6 +18,7 @@ import {
   ThreadContext,
   ThreadServer,
   fillContext,
+  traceName,
   SharedHolders,
   longThreadName,
   type EventLoop,
@@ -28,7 +29,7 @@ import { findContext } from "./context-view.js";
 import { erasePointerField } from "./copy.js";
 import { workerHost, type WorkerHost, type WorkerSession } from "./host.js";
 import { loopBridge, type LoopBridge } from "./loop-bridge.js";
-import type { LoopHandle } from "./protocol.js";
+import { TRACE_CHANNEL, type LoopHandle, type TraceNameMsg } from "./protocol.js";
 
 /** What {@link attachWorkers} returns. Loop thread only. */
 export interface WorkerSupport {
@@ -147,11 +148,16 @@ export function attachWorkers(loop: EventLoop): WorkerSupport {
       if (to.state === "open" && !session.isClosed) fillContext(found.view, to, threadContext(session));
     },
   });
+  host.listen(TRACE_CHANNEL, (body) => {
+    const m = body as Partial<TraceNameMsg>;
+    if (typeof m.iid === "bigint" && typeof m.mid === "number" && typeof m.label === "string") traceName(m.iid, m.mid, m.label);
+  });
   const support: WorkerSupport = {
     loop,
     host,
     bridge,
-    handle: (opts) => host.handle(opts),
+    // A worker of a tracing loop names the methods it calls (docs/usage.md, "Tracing").
+    handle: (opts) => (loop.logEnabled("trace") ? { ...host.handle(opts), trace: true } : host.handle(opts)),
     share: (name, client) => {
       const d = (client.constructor as { $destroy?: { interfaceId: bigint; methodId: number } }).$destroy;
       // `$holders` is @internal on ProxyClientBase (stripped from the runtime's .d.ts), hence the view.

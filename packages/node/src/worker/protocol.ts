@@ -50,6 +50,8 @@ export interface LoopHandle {
   readonly session: number;
   /** The session's name (the worker's thread name on the loop side). */
   readonly name: string;
+  /** The loop traces: the worker sends it the names of the methods it calls (docs/usage.md, "Tracing"). */
+  readonly trace?: boolean;
   /** The worker's end of the session's channel. */
   readonly port: MessagePort;
   /**
@@ -320,6 +322,14 @@ export type RpcMsg =
 
 /** The WorkerHost/WorkerLoop channel the RPC bridge uses. */
 export const RPC_CHANNEL = "rpc";
+
+/**
+ * The channel on which a worker names a method it calls for the first time, when the loop traces
+ * (`LoopHandle.trace`): sent before the call, on the same port, so the loop's trace line for the
+ * relayed call already has the name.
+ */
+export const TRACE_CHANNEL = "trace";
+export interface TraceNameMsg { iid: bigint; mid: number; label: string }
 
 /** A call message (either direction). */
 export type CallMsg = Extract<RpcMsg, { op: "call" }>;

@@ -16,14 +16,16 @@ import {
   Connection,
   EventLoop,
   ThreadServer,
+  envLogOptions,
   lane,
+  setTraceListener,
   type ProxyClientCtor,
   type ProxyServerCtor,
   type ThreadContext,
 } from "@multiprocess-ts/runtime";
 import { attachLoop, type WorkerLoop } from "./attach.js";
 import { ContextView, findContext } from "./context-view.js";
-import { isLoopHandle, type LoopHandle } from "./protocol.js";
+import { TRACE_CHANNEL, isLoopHandle, type LoopHandle, type TraceNameMsg } from "./protocol.js";
 import { workerRpc, type WorkerRpc } from "./worker-bridge.js";
 
 /** A transport that carries nothing: the worker's Connection only anchors runtime state. */
@@ -77,7 +79,17 @@ export function workerConnection(handleOrLoop: LoopHandle | WorkerLoop): WorkerC
   const existing = connections.get(loop);
   if (existing !== undefined) return existing;
   loop.checkOpen("workerConnection");
-  const eventLoop = new EventLoop(loop.name);
+  // A tracing loop (`handle.trace`) learns the names of the methods this worker calls: its loop
+  // then registers them (trace level, lines dropped unless MPTS_TRACE asks for them here too) and
+  // each first use is sent ahead of the call (docs/usage.md, "Tracing").
+  const traceLoop = isLoopHandle(handleOrLoop) && handleOrLoop.trace === true;
+  const eventLoop = new EventLoop(loop.name, traceLoop ? { log: envLogOptions() ?? { level: "trace", logFn: () => {} } } : {});
+  if (traceLoop) {
+    setTraceListener((iid, mid, label) => {
+      // Detached: the call this precedes fails on its own; the name is not needed any more.
+      if (!loop.isClosed) loop.sendChannel(TRACE_CHANNEL, { iid, mid, label } satisfies TraceNameMsg);
+    });
+  }
   const connection = new Connection(eventLoop, inertTransport(), { name: `${loop.name}→${loop.loopName}` });
   const rpc = workerRpc(loop);
   const threadCaps = new Map<Connection, Map<string | undefined, Capability>>();

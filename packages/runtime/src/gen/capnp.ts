@@ -7,6 +7,6 @@
  * @module
  */
 export * from "capnp-ts";
-/** Data field setter of generated writers: adopts a large caller buffer as a segment (no copy). */
-export { writeData } from "@multiprocess-ts/capnp";
+/** Data field and List(Data) element setters of generated writers: adopt a large caller buffer as a segment (no copy). */
+export { writeData, writeDataElement } from "@multiprocess-ts/capnp";
 export { Struct } from "./struct.js";
