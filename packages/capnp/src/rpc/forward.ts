@@ -37,6 +37,11 @@ export interface ForwardedCall {
    * params' capabilities are released when it returns.
    */
   params<T extends Struct>(ctor: StructCtor<T>): T;
+  /**
+   * The params' struct pointer itself (no reader made, none widened to a schema's size): for
+   * code that copies the params as they are. Same validity as {@link params}.
+   */
+  readonly content: capnp.Pointer;
   /** Runs `fn` once if the caller cancels before the call completes (at once if it has). */
   whenCanceled(fn: () => void): void;
   /**
@@ -112,6 +117,9 @@ class ForwardedCallImpl implements ForwardedCall {
   get methodId(): number {
     return this.d.methodId;
   }
+  get content(): capnp.Pointer {
+    return this.d.content;
+  }
 
   params<T extends Struct>(ctor: StructCtor<T>): T {
     const p = this.d.content;
@@ -174,6 +182,11 @@ class ForwardedCallImpl implements ForwardedCall {
 export interface SentCallResult {
   /** The call's error (null when it returned results). */
   readonly error: RpcError | null;
+  /**
+   * The results' struct pointer itself (null: error or empty results), for code that copies
+   * the results as they are (no reader made, none widened to a schema's size).
+   */
+  readonly content: capnp.Pointer | null;
   /** The results reader (an empty struct on error or empty results); capabilities through `readCap`. */
   results<T extends Struct>(ctor: StructCtor<T>): T;
   /** Releases the results' capabilities; idempotent. */
@@ -223,6 +236,11 @@ class SentResult implements SentCallResult {
   constructor(private readonly o: Outcome) {}
   get error(): RpcError | null {
     return this.o.err;
+  }
+  get content(): capnp.Pointer | null {
+    if (this.closed) throw new RpcError("failed", "results used after close()");
+    const p = this.o.content;
+    return p === null || capnp.Pointer.isNull(p) ? null : p;
   }
   results<T extends Struct>(ctor: StructCtor<T>): T {
     if (this.closed) throw new RpcError("failed", "results used after close()");

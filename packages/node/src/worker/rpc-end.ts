@@ -104,6 +104,14 @@ export interface MethodOf {
   readonly methodId: number;
 }
 
+/**
+ * A struct view of the struct pointer `p` for copying it as it is: unlike `readStruct`, never a
+ * widened copy (the bridge reads no field of it by the Holder's size).
+ */
+function holderAt(p: capnp.Pointer): Holder {
+  return new Holder(p.segment, p.byteOffset, p._capnp.depthLimit);
+}
+
 /** An answer registered while its call is being sent (see answerCall). */
 const NO_ANSWER: SentCall = { cancel() {} };
 
@@ -284,7 +292,7 @@ export abstract class RpcEnd {
    */
   forwardRemote(target: number, call: ForwardedCall): void {
     if (this.closed) throw this.goneError();
-    const p = call.params(Holder);
+    const p = holderAt(call.content);
     const ctx = this.prepareOutgoing(p, call);
     const params = encodePayload(p, (c) => this.describe(c));
     const q = this.nextQuestion();
@@ -361,7 +369,8 @@ export abstract class RpcEnd {
     }
     let results: Payload;
     try {
-      results = encodePayload(r.results(Holder), (c) => this.describe(c, target.connection));
+      const content = r.content;
+      results = encodePayload(content === null ? r.results(Holder) : holderAt(content), (c) => this.describe(c, target.connection));
     } catch (e) {
       this.send({ op: "return", q, error: encodeError(e) });
       return;
