@@ -15,7 +15,6 @@ import {
   readCap,
   sendCall,
   writeCap,
-  type Capability,
   type ForwardTarget,
   type ForwardedCall,
   type SentCallResult,
