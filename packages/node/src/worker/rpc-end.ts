@@ -5,6 +5,12 @@
  * protocol.ts; each half adds only what is its own (the loop: shared names, Context filling and
  * relays; the worker: `get`, Context detection, keep-alive).
  *
+ * A call forwarded to the other side takes one engine pass per thread: the worker's stand-ins
+ * are `forwardingCapability`s ({@link RpcEnd.forwardRemote}: sent from the caller's params, the
+ * results read in place), and the calls an end makes for the other side go out with `sendCall`
+ * (the outcome to a callback, no PendingCall). The loop's stand-ins for worker callbacks are
+ * engine servers ({@link RpcEnd.callRemote}).
+ *
  * Owns, per end: its table of entries (capabilities the other side holds descriptors for, one
  * reference each), its questions (calls it forwarded, waiting for a return), its answers (calls
  * the other side made, running here) and its stand-ins ({@link RemoteObjectServer}: capabilities

@@ -1,9 +1,11 @@
 /**
  * Worker side of the RPC bridge (see loop-bridge.ts): capabilities of the loop thread appear in
- * the worker as ordinary engine capabilities (`localCapability` of a {@link LoopObjectServer}
- * that forwards each call over the loop port), so `newCall`, `writeCap`/`readCap`, pipelining of
- * local promises and generated proxies work unchanged. Capabilities the worker passes in params
- * (callbacks) are exported: the loop calls them through the port and they run here.
+ * the worker as ordinary engine capabilities (`forwardingCapability` of a {@link LoopObjectServer}:
+ * each call is sent over the loop port from the params the caller built, inside `send()`, and its
+ * results are read in place from the bytes the loop returns: one engine pass in the worker), so
+ * `newCall`, `writeCap`/`readCap`, pipelining of local promises and generated proxies work
+ * unchanged. Capabilities the worker passes in params (callbacks) are exported: the loop calls
+ * them through the port and they run here.
  *
  * The table and call logic both halves share is in rpc-end.ts, the messages in protocol.ts.
  *
