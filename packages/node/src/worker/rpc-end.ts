@@ -323,10 +323,17 @@ export abstract class RpcEnd {
       },
     });
     this.hold();
+    try {
+      this.send(msg, [params.buf]);
+    } catch (e) {
+      // Not sent (the port is gone, or the content cannot be cloned): the call fails, nothing waits.
+      this.questions.delete(q);
+      this.letGo();
+      throw e;
+    }
     call.whenCanceled(() => {
       if (this.questions.has(q)) this.send({ op: "cancel", q });
     });
-    this.send(msg, [params.buf]);
   }
 
   /** A call the other side makes on our entry `m.target`: made here, its results sent back. */
