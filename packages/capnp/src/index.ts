@@ -41,6 +41,9 @@ export type {
   Struct,
   StructCtor,
 } from "./rpc/index.js";
+// The relay seams of the worker bridge (rpc/forward.ts).
+export { forwardingCapability, sendCall } from "./rpc/forward.js";
+export type { ForwardedCall, ForwardTarget, SentCall, SentCallResult } from "./rpc/forward.js";
 export { writeData, writeDataElement, isAdoptedBuffer, ADOPT_MIN_BYTES } from "./adopt.js";
 export { DEFAULT_LIMITS, resolveLimits } from "./limits.js";
 export type { ReaderLimits } from "./limits.js";

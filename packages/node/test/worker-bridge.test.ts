@@ -190,6 +190,35 @@ describe("worker → loop calls", () => {
   });
 });
 
+describe("one engine pass in the worker (rpc/forward.ts)", () => {
+  it("sends a capability-free call to the loop from send() itself and reads the results in place", async () => {
+    setup();
+    const r = await start("forwardedAtSend").result;
+    expect(r.value).toEqual({ atSend: 1, a: 42 });
+    expect(r.stats).toEqual({ imports: 0, exports: 0, questions: 0, answers: 0 });
+  });
+
+  it("serves a call pipelined on a capability in the results of a call in flight", async () => {
+    setup();
+    const r = await start("pipelined").result;
+    expect(r.value).toEqual(["made piped", 1, 2]);
+    await calc.counterReleased.promise;
+  });
+
+  it("cancels the loop call when the worker cancels its call; the worker sees CanceledError", async () => {
+    setup();
+    const w = start("cancelFromWorker");
+    const signal = await calc.hangStarted.promise;
+    await w.started;
+    const aborted = new Promise<unknown>((r) => signal.addEventListener("abort", () => r(signal.reason)));
+    w.worker.postMessage("cancel");
+    expect(await aborted).toBeInstanceOf(Error);
+    const r = await w.result;
+    expect(r.value).toMatchObject({ name: "CanceledError", after: 3 });
+    expect(r.stats).toEqual({ imports: 0, exports: 0, questions: 0, answers: 0 });
+  });
+});
+
 describe("Context filling", () => {
   it("asks the loop to fill the Context of methods the worker registered, with the worker's session", async () => {
     setup();

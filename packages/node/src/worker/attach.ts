@@ -306,7 +306,7 @@ export class WorkerLoop {
 
   /** @internal Throws DisconnectedError after close, TypeError on uncloneable data. */
   sendChannel(ch: string, body: unknown, transfer: readonly MessagePort[] = []): void {
-    this.send({ t: "ch", ch, body }, transfer, `channel "${ch}"`);
+    this.send({ t: "ch", ch, body }, transfer, ch);
   }
 
   /** @internal */
@@ -318,12 +318,14 @@ export class WorkerLoop {
     }
   }
 
+  // `what` names the request in errors; a channel message passes its channel's name only (the
+  // text is made on failure, not per message: RPC calls go through here).
   private send(msg: ToLoop, transfer: readonly MessagePort[], what: string): void {
-    this.checkOpen(what);
+    if (this.closeError !== undefined) this.checkOpen(msg.t === "ch" ? `channel "${what}"` : what);
     try {
       this.port.postMessage(msg, transfer as MessagePort[]);
     } catch (e) {
-      throw cloneError(e, what);
+      throw cloneError(e, msg.t === "ch" ? `channel "${what}"` : what);
     }
   }
 

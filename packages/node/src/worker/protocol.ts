@@ -30,7 +30,7 @@ import {
   ThreadSelectionError,
   TimeoutError,
 } from "@multiprocess-ts/runtime";
-import type * as capnp from "capnp-ts";
+import * as capnp from "capnp-ts";
 import { capFromTable, mapCaps, packStruct, unpackStructInto } from "./copy.js";
 
 /**
@@ -360,6 +360,16 @@ export function encodePayload(s: capnp.Struct, describe: (cap: Capability | null
     }
   });
   return { buf, caps };
+}
+
+/**
+ * The struct pointer of a {@link Payload}'s content, read in place: the buffer becomes the one
+ * segment of a message (no copy). Its capability indexes are the payload's descriptor indexes;
+ * the caller sets the message's cap table. The buffer is trusted (packed by the other end).
+ */
+export function payloadContent(p: Payload): capnp.Pointer {
+  const msg = new capnp.Message(p.buf, false, true);
+  return new capnp.Pointer(msg.getSegment(0), 8);
 }
 
 /**

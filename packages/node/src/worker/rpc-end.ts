@@ -5,6 +5,12 @@
  * protocol.ts; each half adds only what is its own (the loop: shared names, Context filling and
  * relays; the worker: `get`, Context detection, keep-alive).
  *
+ * A call forwarded to the other side takes one engine pass per thread: the worker's stand-ins
+ * are `forwardingCapability`s ({@link RpcEnd.forwardRemote}: sent from the caller's params, the
+ * results read in place), and the calls an end makes for the other side go out with `sendCall`
+ * (the outcome to a callback, no PendingCall). The loop's stand-ins for worker callbacks are
+ * engine servers ({@link RpcEnd.callRemote}).
+ *
  * Owns, per end: its table of entries (capabilities the other side holds descriptors for, one
  * reference each), its questions (calls it forwarded, waiting for a return), its answers (calls
  * the other side made, running here) and its stand-ins ({@link RemoteObjectServer}: capabilities
@@ -13,14 +19,26 @@
  * Threading: each end lives on one thread (the loop end on the loop thread, the worker end on its
  * worker thread) and is only touched there; the two talk over the session's MessagePort.
  */
-import { RpcError, deferred, localCapability, type Capability, type Deferred, type IncomingCall, type PendingCall, type Server } from "@multiprocess-ts/capnp";
+import {
+  RpcError,
+  deferred,
+  localCapability,
+  sendCall,
+  type Capability,
+  type ForwardTarget,
+  type ForwardedCall,
+  type IncomingCall,
+  type SentCall,
+  type SentCallResult,
+} from "@multiprocess-ts/capnp";
 import type * as capnp from "capnp-ts";
-import { Holder } from "./copy.js";
+import { Holder, mapCaps } from "./copy.js";
 import {
   decodeError,
   decodePayloadInto,
   encodeError,
   encodePayload,
+  payloadContent,
   type CallMsg,
   type CallTag,
   type CapDesc,
@@ -51,7 +69,7 @@ export interface ShareHold {
  * there. Released: the other side drops its table entry. After the end has closed, calls fail
  * with the end's "gone" error.
  */
-export class RemoteObjectServer implements Server {
+export class RemoteObjectServer implements ForwardTarget {
   /** The end closed (the other side went away). */
   gone = false;
   released = false;
@@ -62,6 +80,10 @@ export class RemoteObjectServer implements Server {
 
   dispatch(call: IncomingCall): Promise<void> {
     return this.rpc.callRemote(this.id, call);
+  }
+
+  forward(call: ForwardedCall): void {
+    this.rpc.forwardRemote(this.id, call);
   }
 
   onRelease(): void {
@@ -76,6 +98,29 @@ export class RemoteObjectServer implements Server {
   }
 }
 
+/** A call this end forwarded, waiting for the other side's return. */
+export interface Question {
+  resolve(results: Payload): void;
+  reject(e: unknown): void;
+}
+
+/** The method a call is for (what the Context lookups need of a call). */
+export interface MethodOf {
+  readonly interfaceId: bigint;
+  readonly methodId: number;
+}
+
+/**
+ * A struct view of the struct pointer `p` for copying it as it is: unlike `readStruct`, never a
+ * widened copy (the bridge reads no field of it by the Holder's size).
+ */
+function holderAt(p: capnp.Pointer): Holder {
+  return new Holder(p.segment, p.byteOffset, p._capnp.depthLimit);
+}
+
+/** An answer registered while its call is being sent (see answerCall). */
+const NO_ANSWER: SentCall = { cancel() {} };
+
 /** See the module comment. */
 export abstract class RpcEnd {
   /** Which side's ids descriptors name as ours: "l" on the loop end, "w" on a worker end. */
@@ -84,9 +129,9 @@ export abstract class RpcEnd {
   readonly entries = new Map<number, TableEntry>();
   #nextEntry = 1;
   /** Calls we forwarded to the other side, waiting for its return. */
-  readonly questions = new Map<number, Deferred<Payload>>();
+  readonly questions = new Map<number, Question>();
   /** Calls the other side made, running here. */
-  readonly answers = new Map<number, PendingCall>();
+  readonly answers = new Map<number, SentCall>();
   /** Live stand-ins for the other side's capabilities. */
   readonly standIns = new Set<RemoteObjectServer>();
   #nextQ = 1;
@@ -122,7 +167,7 @@ export abstract class RpcEnd {
     return undefined;
   }
 
-  protected prepareOutgoing(_params: capnp.Struct, _call: IncomingCall): number {
+  protected prepareOutgoing(_params: capnp.Struct, _call: MethodOf): number {
     return -1;
   }
   /** Adjusts an incoming call's params before it is sent to `target`. */
@@ -172,6 +217,14 @@ export abstract class RpcEnd {
     }
     const server = this.newStandIn("l" in d ? d.l : d.w);
     this.standIns.add(server);
+    return this.standInCapability(server);
+  }
+
+  /**
+   * The capability of a new stand-in: an engine server (calls dispatched from a microtask, the
+   * general path: `callRemote`), unless an end forwards its calls directly (`forwardRemote`).
+   */
+  protected standInCapability(server: RemoteObjectServer): Capability {
     return localCapability(server);
   }
 
@@ -238,6 +291,51 @@ export abstract class RpcEnd {
     }
   }
 
+  /**
+   * {@link callRemote} for a stand-in made by `forwardingCapability` (one engine pass): the call
+   * is sent from the caller's own params, synchronously, and completed with the results read in
+   * place from the bytes the other side returns (no results message built and copied into).
+   */
+  forwardRemote(target: number, call: ForwardedCall): void {
+    if (this.closed) throw this.goneError();
+    const p = holderAt(call.content);
+    const ctx = this.prepareOutgoing(p, call);
+    const params = encodePayload(p, (c) => this.describe(c));
+    const q = this.nextQuestion();
+    const msg: CallMsg = { op: "call", q, target, iid: call.interfaceId, mid: call.methodId, ctx, params };
+    const tag = this.outgoingTag(p, ctx);
+    if (tag !== undefined) msg.tag = tag;
+    this.questions.set(q, {
+      resolve: (results) => {
+        this.letGo();
+        let caps: (Capability | null)[];
+        try {
+          caps = mapCaps(results.caps, (c) => this.importDesc(c));
+        } catch (e) {
+          call.fail(e);
+          return;
+        }
+        call.complete(payloadContent(results), caps);
+      },
+      reject: (e) => {
+        this.letGo();
+        call.fail(e);
+      },
+    });
+    this.hold();
+    try {
+      this.send(msg, [params.buf]);
+    } catch (e) {
+      // Not sent (the port is gone, or the content cannot be cloned): the call fails, nothing waits.
+      this.questions.delete(q);
+      this.letGo();
+      throw e;
+    }
+    call.whenCanceled(() => {
+      if (this.questions.has(q)) this.send({ op: "cancel", q });
+    });
+  }
+
   /** A call the other side makes on our entry `m.target`: made here, its results sent back. */
   private answerCall(m: CallMsg): void {
     const fail = (e: unknown): void => this.send({ op: "return", q: m.q, error: encodeError(e) });
@@ -247,45 +345,52 @@ export abstract class RpcEnd {
       return;
     }
     if (target.share !== undefined && this.interceptCall(m, target)) return;
-    let pending: PendingCall;
+    let sent: SentCall;
     try {
       this.checkTarget(target);
       const iid = m.iid;
       const req = target.cap.newCall(iid, m.mid, Holder);
       decodePayloadInto(m.params, req.params, (d) => this.importDesc(d, target.connection));
       this.prepareIncoming(req.params, m, iid, target);
-      pending = req.send();
+      // Registered before the call is sent: a call that fails at once completes inside sendCall.
+      this.answers.set(m.q, NO_ANSWER);
+      this.hold();
+      sent = sendCall(req, (r) => this.returnAnswer(m.q, r, target));
     } catch (e) {
+      if (this.answers.get(m.q) === NO_ANSWER) {
+        this.answers.delete(m.q);
+        this.letGo();
+      }
       fail(e);
       return;
     }
-    this.answers.set(m.q, pending);
-    this.hold();
-    pending.then(
-      (resp) => {
-        this.answers.delete(m.q);
-        this.letGo();
-        if (this.closed) {
-          resp.close();
-          return;
-        }
-        let results: Payload;
-        try {
-          results = encodePayload(resp.results(Holder), (c) => this.describe(c, target.connection));
-        } catch (e) {
-          fail(e);
-          return;
-        } finally {
-          resp.close();
-        }
-        this.send({ op: "return", q: m.q, results }, [results.buf]);
-      },
-      (e: unknown) => {
-        this.answers.delete(m.q);
-        this.letGo();
-        fail(e);
-      },
-    );
+    if (this.answers.get(m.q) === NO_ANSWER) this.answers.set(m.q, sent);
+  }
+
+  /** Sends the return of the call the other side made as question `q` (run once it completed). */
+  private returnAnswer(q: number, r: SentCallResult, target: TableEntry): void {
+    this.answers.delete(q);
+    this.letGo();
+    if (this.closed) {
+      r.close();
+      return;
+    }
+    if (r.error !== null) {
+      r.close();
+      this.send({ op: "return", q, error: encodeError(r.error) });
+      return;
+    }
+    let results: Payload;
+    try {
+      const content = r.content;
+      results = encodePayload(content === null ? r.results(Holder) : holderAt(content), (c) => this.describe(c, target.connection));
+    } catch (e) {
+      this.send({ op: "return", q, error: encodeError(e) });
+      return;
+    } finally {
+      r.close();
+    }
+    this.send({ op: "return", q, results }, [results.buf]);
   }
 
   /**

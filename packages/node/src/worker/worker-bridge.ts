@@ -1,9 +1,11 @@
 /**
  * Worker side of the RPC bridge (see loop-bridge.ts): capabilities of the loop thread appear in
- * the worker as ordinary engine capabilities (`localCapability` of a {@link LoopObjectServer}
- * that forwards each call over the loop port), so `newCall`, `writeCap`/`readCap`, pipelining of
- * local promises and generated proxies work unchanged. Capabilities the worker passes in params
- * (callbacks) are exported: the loop calls them through the port and they run here.
+ * the worker as ordinary engine capabilities (`forwardingCapability` of a {@link LoopObjectServer}:
+ * each call is sent over the loop port from the params the caller built, inside `send()`, and its
+ * results are read in place from the bytes the loop returns: one engine pass in the worker), so
+ * `newCall`, `writeCap`/`readCap`, pipelining of local promises and generated proxies work
+ * unchanged. Capabilities the worker passes in params (callbacks) are exported: the loop calls
+ * them through the port and they run here.
  *
  * The table and call logic both halves share is in rpc-end.ts, the messages in protocol.ts.
  *
@@ -11,13 +13,13 @@
  * Threads: the worker thread that attached the WorkerLoop. Calls do not block; block on one with
  * `WorkerLoop.callSync`, during which callbacks the loop sends still run (the Waiter).
  */
-import { DisconnectedError, RpcError, deferred, type Capability, type IncomingCall } from "@multiprocess-ts/capnp";
+import { DisconnectedError, RpcError, deferred, forwardingCapability, type Capability } from "@multiprocess-ts/capnp";
 import type * as capnp from "capnp-ts";
 import type { WorkerLoop } from "./attach.js";
 import { erasePointerField, pointerField } from "./copy.js";
 import { eraseCapFieldRaw } from "./raw-copy.js";
 import { RPC_CHANNEL, decodeError, type CallMsg, type CallTag, type CapDesc, type RpcMsg } from "./protocol.js";
-import { RemoteObjectServer, RpcEnd, type TableEntry } from "./rpc-end.js";
+import { RemoteObjectServer, RpcEnd, type MethodOf, type TableEntry } from "./rpc-end.js";
 
 /** Something with generated `ServerMethod`s: a generated `…Server` class. */
 export interface ProxyMethodsSource {
@@ -154,6 +156,12 @@ export class WorkerRpc extends RpcEnd {
     return new LoopObjectServer(this, id);
   }
 
+  // One engine pass in the worker: a call on a loop capability is sent from the params the
+  // worker's runtime built (no server dispatch here), its results read in place (rpc/forward.ts).
+  protected override standInCapability(server: RemoteObjectServer): Capability {
+    return forwardingCapability(server);
+  }
+
   protected unknownEntry(id: number, how: "named" | "called"): string {
     return `loop ${how} unknown worker export ${id}`;
   }
@@ -197,7 +205,7 @@ export class WorkerRpc extends RpcEnd {
    * whatever the worker-side runtime put there would only be exported for nothing. A set `thread`
    * is kept: it is the peer's thread of a callback we are serving (recursion goes back to it).
    */
-  protected override prepareOutgoing(params: capnp.Struct, call: IncomingCall): number {
+  protected override prepareOutgoing(params: capnp.Struct, call: MethodOf): number {
     let ctx = this.contextIndex(call.interfaceId, call.methodId);
     if (ctx < 0 && this.hooks.detectContext !== undefined) {
       ctx = this.hooks.detectContext(params, call.interfaceId, call.methodId);

@@ -72,7 +72,11 @@ const scenarios = {
     cb.close();
     calc.close();
     log.push(`result ${r.a}`);
-    await callbackReleased; // the loop drops its stand-in once the call is over
+    // The loop drops its stand-in once the call is over: its release may come after the return
+    // (the worker then has nothing in flight, so it stays alive on purpose while it waits).
+    const keep = loop.keepAlive();
+    await callbackReleased;
+    keep[Symbol.dispose]();
     return { log, threadId };
   },
   async withContext() {
@@ -108,6 +112,52 @@ const scenarios = {
     parentPort.postMessage({ started: true });
     try { await p; } catch (e) { return err(e); } finally { calc.close(); }
     return "returned";
+  },
+  async forwardedAtSend() {
+    // One engine pass (rpc/forward.ts): the call is on its way to the loop when send() returns,
+    // with no dispatch microtask in this worker first.
+    const calc = await rpc.get("calc");
+    const req = calc.newCall(CALC, 0, Args);
+    req.params.a = 40;
+    req.params.b = 2;
+    const pending = req.send();
+    const atSend = rpc.stats().questions;
+    const resp = await pending;
+    const a = resp.results(Args).a;
+    resp.close();
+    calc.close();
+    return { atSend, a };
+  },
+  async pipelined() {
+    // A call on a capability in the results of a call still in flight (a local promise here).
+    const calc = await rpc.get("calc");
+    const req = calc.newCall(CALC, 2, Args);
+    req.params.text = "piped";
+    const pending = req.send();
+    const counter = pending.pipeline(0);
+    const first = call(counter, 3);
+    const r = await pending;
+    const text = r.results(Args).text;
+    r.close();
+    const a = (await first).a;
+    const b = (await call(counter, 3)).a;
+    counter.close();
+    calc.close();
+    return [text, a, b];
+  },
+  async cancelFromWorker() {
+    const calc = await rpc.get("calc");
+    const pending = calc.newCall(CALC, 5, Args).send();
+    const settled = pending.then(() => "returned", (e) => err(e));
+    parentPort.postMessage({ started: true });
+    await new Promise((r) => parentPort.once("message", r)); // the loop call is running
+    pending.cancel();
+    const out = await settled;
+    // A fence: the loop answers in order, so once this call returned, the canceled call's own
+    // return (the loop's CanceledError) has arrived too and its question is gone.
+    out.after = (await call(calc, 0, (p) => { p.a = 1; p.b = 2; })).a;
+    calc.close();
+    return out;
   },
   async hangForever() {
     const calc = await rpc.get("calc");
