@@ -7,7 +7,9 @@
  * - {@link FrameDecoder} hands out `subarray` views of the incoming chunk when a message lies
  *   within one chunk. When a message spans chunks, each segment is copied into its own buffer of
  *   exactly the segment's size (so it is a whole `ArrayBuffer` the RPC engine can use as is);
- *   that buffer is allocated as the segment's bytes arrive, never far ahead of them.
+ *   that buffer is allocated as the segment's bytes arrive, never far ahead of them. A socket
+ *   read in place (socket-read.ts) reads the rest of such a segment straight into that buffer
+ *   ({@link FrameDecoder.region} / {@link FrameDecoder.filledRegion}): no copy.
  * - {@link FrameBudget} and {@link FrameTracker} bound partially received frames across many
  *   connections (a listener's, or a whole process's), and time them (listen.ts in
  *   @multiprocess-ts/node closes connections whose frame stalls).
