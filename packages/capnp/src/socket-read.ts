@@ -14,11 +14,14 @@
  *
  * Where reads go:
  * - Between messages (and inside a frame's segment table, or near the end of a segment): the free
- *   part of a 64 KiB slab, from where the previous read ended. Small messages are decoded as
- *   views of the slab; a slab region is handed to the kernel once and never again (the next read
- *   goes after it, or into a new slab), so no message a reader still holds is ever overwritten
+ *   part of a slab, from where the previous read ended. Small messages are decoded as views of
+ *   the slab; a slab region is handed to the kernel once and never again (the next read goes
+ *   after it, or into a new slab), so no message a reader still holds is ever overwritten
  *   (docs/rpc.md "Incoming messages read in place"). Slab offsets follow the stream's offsets
- *   modulo 8, so frames start word-aligned.
+ *   modulo 8, so frames start word-aligned. Slabs are small (1 KiB: a connection of sequential
+ *   calls, or an idle one, whose messages the engine then reads in place with no copy) until a
+ *   read fills its whole region (more was waiting in the kernel); then they are 64 KiB, until
+ *   {@link SMALL_AGAIN} reads in a row have been small again.
  * - While a large message is reassembled (at least {@link DIRECT_MIN} bytes of the current
  *   segment missing): exactly the free part of that segment's buffer ({@link FrameDecoder.region},
  *   allocated under the decoder's usual allowance), so the kernel writes the payload where the
@@ -32,10 +35,13 @@
 
 import type { OnReadOpts } from "node:net";
 
-/** Bytes of one slab. */
-const SLAB_BYTES = 64 * 1024;
-/** A slab with less room than this left is replaced by a new one for the next read. */
-const MIN_REGION = 16 * 1024;
+/** Bytes of a slab while reads are small, and while they are not. */
+const SMALL_SLAB = 1024;
+const LARGE_SLAB = 64 * 1024;
+/** A read of at most this many bytes counts as small. */
+const SMALL_READ = 256;
+/** Back to small slabs after this many small reads in a row. */
+const SMALL_AGAIN = 64;
 /** Bytes of a segment that must still be missing for the kernel to read into it directly. */
 export const DIRECT_MIN = 4 * 1024;
 
@@ -67,6 +73,9 @@ export class SocketReader {
   private direct = false;
   /** Reads before a target was attached. */
   private early: Uint8Array[] | null = null;
+  /** Size of the next new slab (SMALL_SLAB or LARGE_SLAB), and the small reads in a row. */
+  private slabSize = SMALL_SLAB;
+  private smallReads = 0;
 
   constructor() {
     this.onread = { buffer: () => this.next(), callback: (n, buf) => this.read(n, buf) };
@@ -95,9 +104,12 @@ export class SocketReader {
     }
     this.direct = false;
     let s = this.slab;
-    if (s === null || s.byteLength - this.pos < MIN_REGION) {
+    const size = this.slabSize;
+    // A slab with less than a quarter of the wanted size left (or a small one while reads are
+    // large) is replaced by a new one.
+    if (s === null || s.byteLength - this.pos < size >>> 2 || s.byteLength < size) {
       // Zeroed: a message read in place may see the buffer around it (never past its own end).
-      this.slab = s = new Uint8Array(SLAB_BYTES);
+      this.slab = s = new Uint8Array(size);
       this.pos = this.streamPos & 7;
     }
     return s.subarray(this.pos);
@@ -106,7 +118,14 @@ export class SocketReader {
   private read(n: number, buf: Uint8Array): boolean {
     const direct = this.direct;
     this.streamPos += n;
-    if (!direct && buf.buffer === this.slab?.buffer) this.pos = buf.byteOffset + n;
+    if (!direct && buf.buffer === this.slab?.buffer) {
+      this.pos = buf.byteOffset + n;
+      if (n === buf.byteLength) {
+        this.slabSize = LARGE_SLAB; // the region was filled: more was waiting
+        this.smallReads = 0;
+      } else if (n > SMALL_READ) this.smallReads = 0;
+      else if (++this.smallReads >= SMALL_AGAIN) this.slabSize = SMALL_SLAB;
+    }
     const t = this.target;
     if (t === null) {
       (this.early ??= []).push(buf.subarray(0, n));

@@ -207,6 +207,28 @@ describe("SocketReader: chunk boundaries", () => {
     delivered.forEach((v, i) => expect(Buffer.compare(v, pattern(8 * (1 + (i % 40)), i))).toBe(0));
   });
 
+  it("slabs are 1 KiB while reads are small, 64 KiB once a read fills its region, 1 KiB again after 64 small reads", () => {
+    const small = encodeFrameToBytes(msg(1, 2, 3)); // 32 bytes
+    const bytes = concat([...Array.from({ length: 10 }, () => small), new Uint8Array(encodeFrameToBytes([pattern(4000, 1)])), ...Array.from({ length: 200 }, () => small)]);
+    const { k, sink } = fakeTransport(bytes);
+    const slabSize = (): number => k.regions[k.regions.length - 1]!.buffer.byteLength;
+    expect(slabSize()).toBe(1024); // what an idle connection holds
+    for (let i = 0; i < 10; i++) k.read(small.byteLength);
+    expect(slabSize()).toBe(1024);
+    k.read(4008 + 32); // the 4 KiB message fills the region (at most 1 KiB)
+    expect(slabSize()).toBe(64 * 1024);
+    while (sink.messages.length < 11) k.read(64 * 1024);
+    let reads = 0;
+    while (slabSize() !== 1024 && !k.done) {
+      k.read(small.byteLength);
+      reads++;
+    }
+    expect(reads).toBeLessThanOrEqual(64 + 1);
+    while (!k.done) k.read(small.byteLength);
+    expect(sink.messages).toHaveLength(211);
+    expect(msgValues(sink.messages[210]!)).toEqual([1, 2, 3]);
+  });
+
   it("a read before the transport attaches is kept (reading stops) and decoded once it does", async () => {
     const reader = new SocketReader();
     const bytes = concat([encodeFrameToBytes(msg(1, 2)), encodeFrameToBytes(msg(3))]);
