@@ -5,6 +5,7 @@
  */
 import { fork, type ChildProcess } from "node:child_process";
 import { connect, type Socket } from "node:net";
+import type { SocketReader } from "@multiprocess-ts/capnp";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { ServerKind, ServerReply, ServerRequest } from "./server.js";
@@ -43,9 +44,9 @@ export async function startServer(kind: ServerKind, path: string, tag: string, p
   };
 }
 
-export function connectUnix(path: string): Promise<Socket> {
+export function connectUnix(path: string, reader?: SocketReader): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = connect({ path });
+    const s = reader === undefined ? connect({ path }) : connect({ path, onread: reader.onread });
     s.once("connect", () => { s.off("error", reject); resolve(s); });
     s.once("error", reject);
   });

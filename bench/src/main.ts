@@ -1,6 +1,6 @@
 /**
  * `pnpm bench [--rounds R] [--pin | --pin-only] [--peers] [--json FILE] [--quick] [--only P1,...]
- *  [--no-cpp] [--profile DIR] [--n N] [--warmup W] [--seconds S] [--conns C]`
+ *  [--no-cpp] [--profile DIR] [--n N] [--warmup W] [--seconds S] [--conns C] [--stream-reads]`
  * `pnpm bench --hostile [...]` / `pnpm bench --fuzz-frames N`: the hostile-peer benchmark and the
  * seeded fuzz run instead (bench/src/hostile.ts).
  *
@@ -40,6 +40,7 @@ const base: Omit<RunOptions, "tag" | "out"> = {
   cpp: !has("--no-cpp"),
   quick,
   peers: has("--peers"),
+  streamReads: has("--stream-reads"),
 };
 const profileDir = opt("--profile");
 if (profileDir !== undefined) base.profileDir = profileDir;

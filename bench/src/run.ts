@@ -8,8 +8,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { EventLoop } from "@multiprocess-ts/runtime";
-import { attachWorkers, connectStream, loopHandleTransferList } from "@multiprocess-ts/node";
+import { connectTransport, EventLoop } from "@multiprocess-ts/runtime";
+import { SocketReader, streamTransport } from "@multiprocess-ts/capnp";
+import { attachWorkers, loopHandleTransferList } from "@multiprocess-ts/node";
 import { FooInterfaceClient, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { connectUnix, log, runWorker, startServer, stepWorker, withCpu, type Cpu, type ServerChild } from "./children.js";
 import { runCppReference, type CppResult } from "./cpp.js";
@@ -22,6 +23,8 @@ import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, threadCpuUs, ti
 export interface RunOptions {
   n: number; warmup: number; seconds: number; conns: number; only: string[]; cpp: boolean;
   quick: boolean; peers: boolean; profileDir?: string; tag: string; out: string;
+  /** Diagnostic `--stream-reads`: the client reads its RPC socket through the Readable stream. */
+  streamReads?: boolean;
 }
 const o = JSON.parse(process.argv[2]!) as RunOptions;
 const only = new Set(o.only);
@@ -34,6 +37,18 @@ export interface Ctx {
   foo: FooInterfaceClient; socket: Socket; raw: RawClient; rawServer: ServerChild; rpcServer: ServerChild; rpcPath: string;
   rawAdd: Buffer; dataSeconds: number; rawSeq?: Latency; cpuRawSeq?: Cpu; rawRate?: number; cpuRawPipe?: Cpu; rawEcho?: number; cpuRawEcho?: Cpu;
   p1?: Latency; p2?: number;
+}
+
+/**
+ * The client's RPC connection, made as `connectSocket` makes it (the socket read through its
+ * `onread` option, packages/capnp socket-read.ts), or with `--stream-reads` as `connectStream`
+ * on a plain socket (its Readable stream): the same transport otherwise, for A/B runs.
+ */
+async function connectRpc(loop: EventLoop, path: string): Promise<{ socket: Socket; foo: FooInterfaceClient }> {
+  const reader = o.streamReads === true ? undefined : new SocketReader();
+  const socket = await connectUnix(path, reader);
+  const foo = await connectTransport(loop, streamTransport(socket, undefined, undefined, reader), FooInterfaceClient);
+  return { socket, foo };
 }
 
 async function bytesPerCall(socket: Socket, n: number, fn: (i: number) => Promise<unknown>): Promise<{ out: number; in: number }> {
@@ -96,7 +111,7 @@ async function cold(c: { dir: string; loop: EventLoop }): Promise<{ l: Latency; 
   const path = join(c.dir, "cold.sock");
   const server = await startServer("rpc", path, `cold-${o.tag}`, o.profileDir);
   try {
-    const foo = await connectStream(c.loop, await connectUnix(path), FooInterfaceClient);
+    const foo = await connectRpc(c.loop, path).then((r) => r.foo);
     let us: Float64Array = new Float64Array(0);
     const cpu = await withCpu(server, async () => {
       us = await timeSequential(COLD_CALLS, 0, async (i) => { if ((await foo.add(i, 1)) !== i + 1) throw new Error("wrong sum"); });
@@ -301,8 +316,7 @@ async function main(): Promise<void> {
   try {
     const coldRun = only.has("P1") ? await cold({ dir, loop }) : undefined;
     const raw = await RawClient.connect(join(dir, "raw.sock"));
-    const socket = await connectUnix(rpcPath);
-    const foo = await connectStream(loop, socket, FooInterfaceClient);
+    const { socket, foo } = await connectRpc(loop, rpcPath);
     await foo.initThreadMap(); // ThreadMap exchange, so Proxy.Context methods can pick a server thread
     await foo.saveCallback({ call: (arg) => arg * 2 });
     const addBytes = await bytesPerCall(socket, 100, async (i) => { await foo.add(i, 1); });

@@ -7,7 +7,9 @@
  * - {@link FrameDecoder} hands out `subarray` views of the incoming chunk when a message lies
  *   within one chunk. When a message spans chunks, each segment is copied into its own buffer of
  *   exactly the segment's size (so it is a whole `ArrayBuffer` the RPC engine can use as is);
- *   that buffer is allocated as the segment's bytes arrive, never far ahead of them.
+ *   that buffer is allocated as the segment's bytes arrive, never far ahead of them. A socket
+ *   read in place (socket-read.ts) reads the rest of such a segment straight into that buffer
+ *   ({@link FrameDecoder.region} / {@link FrameDecoder.filledRegion}): no copy.
  * - {@link FrameBudget} and {@link FrameTracker} bound partially received frames across many
  *   connections (a listener's, or a whole process's), and time them (listen.ts in
  *   @multiprocess-ts/node closes connections whose frame stalls).
@@ -152,24 +154,96 @@ export class FrameDecoder {
    */
   decode(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void): void {
     if (this.failed !== null) throw this.failed;
-    if (this.validate) {
-      const deliver = onMessage;
-      const limits = this.limits;
-      onMessage = (segs) => {
-        validateMessage(segs, limits);
-        deliver(segs);
-      };
-    }
     try {
-      this.decodeInner(chunk, onMessage);
+      this.decodeInner(chunk, this.validating(onMessage));
     } catch (e) {
-      this.failed = e as Error;
-      this.header = null;
-      this.inBody = false;
-      this.seg = null;
-      this.segs = [];
+      this.fail(e as Error);
       throw e;
     }
+  }
+
+  /**
+   * Reading in place (socket-read.ts): where the next bytes of the stream belong when a message
+   * spanning reads is being reassembled and at least `min` bytes of its current segment are
+   * still missing: the free part of that segment's own buffer (allocated here under the same
+   * allowance as {@link decode}'s, see MIN_AHEAD), for the kernel to read into. Null otherwise
+   * (between messages, inside a segment table, near a segment's end): read into a buffer of your
+   * own and {@link decode} it. Report what was written with {@link filledRegion}, before anything
+   * else is fed to this decoder.
+   */
+  region(min: number): Uint8Array | null {
+    if (!this.inBody || this.failed !== null) return null;
+    const size = this.sizes[this.segIdx]!;
+    const fill = this.segFill;
+    if (size - fill < min) return null;
+    let buf = this.seg;
+    if (buf === null || fill === buf.byteLength) buf = this.grow(1);
+    return buf.subarray(fill);
+  }
+
+  /**
+   * `n` bytes were written at the start of `region` (from {@link region}): take them as the
+   * next bytes of the stream, without copying them; completes the message when they end it.
+   * A region that is not where the stream stands (something was decoded since) is decoded
+   * (copied) instead, so a caller's mistake costs a copy, never bytes out of order.
+   */
+  filledRegion(region: Uint8Array, n: number, onMessage: (segments: Uint8Array[]) => void): void {
+    if (this.failed !== null) throw this.failed;
+    const buf = this.seg;
+    const fill = this.segFill;
+    if (!this.inBody || buf === null || region.buffer !== buf.buffer || region.byteOffset !== buf.byteOffset + fill || fill + n > buf.byteLength) {
+      this.decode(region.subarray(0, n), onMessage);
+      return;
+    }
+    try {
+      this.segFill = fill + n;
+      this.bodyFill += n;
+      if (this.segFill === this.sizes[this.segIdx]) this.segmentDone(buf, this.validating(onMessage));
+    } catch (e) {
+      this.fail(e as Error);
+      throw e;
+    }
+  }
+
+  private validating(onMessage: (segments: Uint8Array[]) => void): (segments: Uint8Array[]) => void {
+    if (!this.validate) return onMessage;
+    const limits = this.limits;
+    return (segs) => {
+      validateMessage(segs, limits);
+      onMessage(segs);
+    };
+  }
+
+  private fail(e: Error): void {
+    this.failed = e;
+    this.header = null;
+    this.inBody = false;
+    this.seg = null;
+    this.segs = [];
+  }
+
+  /**
+   * The current segment's buffer, with room for `n` more bytes: grown (at least doubling) within
+   * the allowance, exact-sized once the allowance covers the segment. Uninitialised memory: a
+   * segment is handed out only once every byte of it has been written.
+   */
+  private grow(n: number): Uint8Array {
+    const size = this.sizes[this.segIdx]!;
+    const fill = this.segFill;
+    const buf = this.seg;
+    const allowance = Math.max(MIN_AHEAD, AHEAD_FACTOR * (this.bodyFill + n));
+    const cap = Math.min(size, Math.max(fill + n, buf === null ? 0 : buf.byteLength * 2, allowance));
+    const grown = new Uint8Array(Buffer.allocUnsafeSlow(cap).buffer, 0, cap);
+    if (buf !== null && fill > 0) grown.set(buf.subarray(0, fill));
+    this.seg = grown;
+    return grown;
+  }
+
+  private segmentDone(buf: Uint8Array, onMessage: (segments: Uint8Array[]) => void): void {
+    this.segs[this.segIdx++] = buf;
+    this.seg = null;
+    this.segFill = 0;
+    this.finishSegments(onMessage);
   }
 
   /** The stream ended: throws a ProtocolError if it ended inside a message. */
@@ -193,23 +267,12 @@ export class FrameDecoder {
         const fill = this.segFill;
         const n = Math.min(size - fill, len - off);
         let buf = this.seg;
-        if (buf === null || fill + n > buf.byteLength) {
-          const allowance = Math.max(MIN_AHEAD, AHEAD_FACTOR * (this.bodyFill + n));
-          const cap = Math.min(size, Math.max(fill + n, buf === null ? 0 : buf.byteLength * 2, allowance));
-          const grown = new Uint8Array(cap);
-          if (buf !== null && fill > 0) grown.set(buf.subarray(0, fill));
-          this.seg = buf = grown;
-        }
+        if (buf === null || fill + n > buf.byteLength) buf = this.grow(n);
         buf.set(chunk.subarray(off, off + n), fill);
         this.segFill = fill + n;
         this.bodyFill += n;
         off += n;
-        if (this.segFill === size) {
-          this.segs[this.segIdx++] = buf;
-          this.seg = null;
-          this.segFill = 0;
-          this.finishSegments(onMessage);
-        }
+        if (this.segFill === size) this.segmentDone(buf, onMessage);
         continue;
       }
       if (this.header === null) {

@@ -15,7 +15,10 @@
  * whose write completed at once (the kernel has the bytes), the batch buffer is kept for the
  * next batch instead of allocating one per flush.
  *
- * Reads: chunks go through a {@link FrameDecoder} with the given limits; a framing error stops
+ * Reads: chunks go through a {@link FrameDecoder} with the given limits. A socket created with a
+ * {@link SocketReader} (its `onread` option) is read without the Readable stream: reads land in
+ * the reader's slab, or straight in the buffer of a large message being reassembled
+ * (socket-read.ts); any other stream is read from its `'data'` events. A framing error stops
  * reading and is reported at once via `sink.closed(err)` (a `LimitError`/`ProtocolError`); the
  * write side stays open so the engine can send Abort, and `close()` then ends and destroys it.
  * I/O errors are reported as `DisconnectedError` (with the I/O error as `cause`); a clean EOF as
@@ -36,6 +39,7 @@ import type { Duplex } from "node:stream";
 import { DisconnectedError, ProtocolError, type LimitError } from "./errors.js";
 import { encodeFrame, FrameDecoder, frameHeaderBytes } from "./framing.js";
 import type { ReaderLimits } from "./limits.js";
+import type { ReadTarget, SocketReader } from "./socket-read.js";
 import type { TransportSink } from "./transport.js";
 import { LinkState, TransportLifecycle, type LifecycleHost } from "./transport-lifecycle.js";
 import {
@@ -60,7 +64,7 @@ function writeU32(b: Uint8Array, o: number, v: number): void {
   b[o + 3] = (v >>> 24) & 0xff;
 }
 
-class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHost {
+class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHost, ReadTarget {
   private readonly life: TransportLifecycle = new TransportLifecycle(this);
   private readonly decoder: FrameDecoder;
   /** Created when a write first blocks: an idle or fast connection never needs one. */
@@ -83,6 +87,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     private readonly stream: Duplex,
     limits: Partial<ReaderLimits> | undefined,
     private readonly flowLimits: WriteFlowLimits,
+    private readonly reader: SocketReader | undefined,
   ) {
     this.decoder = new FrameDecoder(limits);
     this.socketCopies = Object.getPrototypeOf(stream) === Socket.prototype;
@@ -98,6 +103,12 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     stream.on("finish", ON_FINISH);
     stream.on("drain", ON_DRAIN);
     if (stream.destroyed) queueMicrotask(() => this.onClose());
+    if (reader !== undefined) {
+      // Not read before start() (as a stream whose 'data' nobody listens to); a read made
+      // before now is decoded at once and its messages wait for start() (transport-lifecycle.ts).
+      stream.pause();
+      reader.attach(this);
+    }
   }
 
   get name(): string {
@@ -108,7 +119,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.life.start(sink); // guard: throws when called twice
     if (this.life.isEnded) return;
     this.stream.on("end", ON_END);
-    this.stream.on("data", ON_DATA);
+    if (this.reader === undefined) this.stream.on("data", ON_DATA);
+    else if (this.life.canDeliver) this.stream.resume();
   }
 
   flowStats(): WriteFlowStats {
@@ -375,6 +387,24 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     }
   }
 
+  /** ReadTarget (socket-read.ts): the free part of a large message's segment, while it arrives. */
+  readRegion(min: number): Uint8Array | null {
+    return this.life.canDeliver ? this.decoder.region(min) : null;
+  }
+
+  /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
+  bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
+    if (!this.life.canDeliver) return false;
+    try {
+      if (direct) this.decoder.filledRegion(region, n, this.deliver);
+      else this.decoder.decode(region.subarray(0, n), this.deliver);
+    } catch (e) {
+      this.readFail(e as Error);
+      return false;
+    }
+    return true;
+  }
+
   // Dropped by the lifecycle's guard once the engine ended us mid-chunk.
   private readonly deliver = (m: Uint8Array[]): void => {
     this.life.deliver(m);
@@ -483,12 +513,14 @@ function UNCORK(t: StreamTransport): void {
  * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to
  * its events, sets its `allowHalfOpen`, and ends or destroys it when the link ends. `limits` bound
  * each incoming message; `flow` caps the bytes queued for a peer that does not read (defaults:
- * {@link DEFAULT_WRITE_FLOW}, see docs/rpc.md "Flow control").
+ * {@link DEFAULT_WRITE_FLOW}, see docs/rpc.md "Flow control"). `reader`: the {@link SocketReader}
+ * whose `onread` option `stream` (a net.Socket) was created with; it is then read through it.
  */
 export function streamTransport(
   stream: Duplex,
   limits?: Partial<ReaderLimits>,
   flow?: Partial<WriteFlowLimits>,
+  reader?: SocketReader,
 ): FlowControlledTransport {
-  return new StreamTransport(stream, limits, flow === undefined ? DEFAULT_WRITE_FLOW : resolveWriteFlow(flow));
+  return new StreamTransport(stream, limits, flow === undefined ? DEFAULT_WRITE_FLOW : resolveWriteFlow(flow), reader);
 }

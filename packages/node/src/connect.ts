@@ -10,7 +10,7 @@
 import * as net from "node:net";
 import type { Duplex } from "node:stream";
 import type { IncomingMessage } from "node:http";
-import { streamTransport, type Transport, type WriteFlowLimits } from "@multiprocess-ts/capnp";
+import { SocketReader, streamTransport, type Transport, type WriteFlowLimits } from "@multiprocess-ts/capnp";
 import {
   EventLoop,
   connectTransport,
@@ -27,7 +27,7 @@ import {
   SpawnError,
   StderrTail,
   describeExit,
-  openSpawnedSocket,
+  openSpawnedReader,
   spawnProcessSocket,
   stderrForCapture,
   waitProcess,
@@ -67,8 +67,20 @@ export function serveStream<I>(
   InitServer: ProxyServerCtor<I>,
   opts: ServeOptions & { flow?: Partial<WriteFlowLimits> } = {},
 ): Connection {
+  return serveWith(loop, stream, undefined, impl, InitServer, opts);
+}
+
+/** serveStream, for a socket created with `reader`'s onread option (read in place) or not. */
+function serveWith<I>(
+  loop: EventLoop,
+  stream: Duplex,
+  reader: SocketReader | undefined,
+  impl: I,
+  InitServer: ProxyServerCtor<I>,
+  opts: ServeOptions & { flow?: Partial<WriteFlowLimits> },
+): Connection {
   const { flow, ...serveOpts } = opts;
-  return serveTransport(loop, streamTransport(stream, opts.limits, flow), impl, InitServer, serveOpts);
+  return serveTransport(loop, streamTransport(stream, opts.limits, flow, reader), impl, InitServer, serveOpts);
 }
 
 /** The Connection behind an Init client made by this package. */
@@ -195,9 +207,9 @@ export interface ServeSpawnedOptions extends ServeOptions {
  */
 export async function serveSpawned<I>(fdArg: string | undefined, impl: I, InitServer: ProxyServerCtor<I>, opts: ServeSpawnedOptions = {}): Promise<Connection> {
   const { loop: given, loopOptions, ...serveOpts } = opts;
-  const socket = openSpawnedSocket(fdArg);
+  const { socket, reader } = openSpawnedReader(fdArg);
   const loop = given ?? new EventLoop(process.argv[1]?.split("/").pop() ?? "spawned", loopOptions);
-  const connection = serveStream(loop, socket, impl, InitServer, serveOpts);
+  const connection = serveWith(loop, socket, reader, impl, InitServer, serveOpts);
   await connection.disconnected;
   await loop.done;
   return connection;
@@ -266,11 +278,14 @@ export async function connectSocket<C>(
 ): Promise<C> {
   const { host, signal, flow, ...connectOpts } = opts;
   signal?.throwIfAborted();
+  // Read through onread (packages/capnp socket-read.ts): no Readable stream per read.
+  const reader = new SocketReader();
+  const onread = reader.onread;
   const socket =
-    typeof target === "string" ? net.connect({ path: target })
-    : typeof target === "number" ? net.connect({ port: target, host: host ?? "127.0.0.1", noDelay: true })
-    : "path" in target ? net.connect({ path: target.path })
-    : net.connect({ port: target.port, host: target.host ?? host ?? "127.0.0.1", noDelay: true });
+    typeof target === "string" ? net.connect({ path: target, onread })
+    : typeof target === "number" ? net.connect({ port: target, host: host ?? "127.0.0.1", noDelay: true, onread })
+    : "path" in target ? net.connect({ path: target.path, onread })
+    : net.connect({ port: target.port, host: target.host ?? host ?? "127.0.0.1", noDelay: true, onread });
   // Aborting destroys the socket: whatever we wait for then fails, and we throw the reason.
   const onAbort = (): void => void socket.destroy(signal!.reason as Error);
   signal?.addEventListener("abort", onAbort, { once: true });
@@ -282,7 +297,7 @@ export async function connectSocket<C>(
       });
       socket.once("error", reject);
     });
-    const client = await connectTransport(loop, streamTransport(socket, connectOpts.limits, flow), InitClient, connectOpts);
+    const client = await connectTransport(loop, streamTransport(socket, connectOpts.limits, flow, reader), InitClient, connectOpts);
     await servedBy(client as ProxyClientBase);
     return client;
   } catch (e) {

@@ -19,6 +19,7 @@
 
 import { spawn, type ChildProcess, type SpawnOptions, type StdioNull, type StdioPipe } from "node:child_process";
 import * as net from "node:net";
+import { SocketReader } from "@multiprocess-ts/capnp";
 import type { Stream } from "node:stream";
 
 /** The child's end of the socketpair is always this fd (stdio index 3). */
@@ -113,11 +114,28 @@ export function waitProcess(child: ChildProcess): Promise<ExitStatus> {
  * non-negative integer. The returned socket owns the fd.
  */
 export function openSpawnedSocket(fdArg: string | undefined): net.Socket {
+  return new net.Socket({ fd: spawnedFd(fdArg), readable: true, writable: true });
+}
+
+/**
+ * {@link openSpawnedSocket} for `serveSpawned`: the socket is read through `reader` (its
+ * `onread` option, packages/capnp socket-read.ts), so it delivers no `'data'` events; hand both
+ * to `streamTransport`.
+ */
+export function openSpawnedReader(fdArg: string | undefined): { socket: net.Socket; reader: SocketReader } {
+  const fd = spawnedFd(fdArg);
+  const reader = new SocketReader();
+  // The Socket constructor reads `onread` (Node's lib/net.js; documented with `new net.Socket()`
+  // in later Node docs); @types/node lists it with connect()'s options only.
+  const opts: net.SocketConstructorOpts & { onread: net.OnReadOpts } = { fd, readable: true, writable: true, onread: reader.onread };
+  return { socket: new net.Socket(opts), reader };
+}
+
+function spawnedFd(fdArg: string | undefined): number {
   if (fdArg === undefined || !/^\d{1,9}$/.test(fdArg)) {
     throw new RangeError(`expected an inherited file descriptor number in argv, got ${JSON.stringify(fdArg)}`);
   }
-  const fd = Number(fdArg);
-  return new net.Socket({ fd, readable: true, writable: true });
+  return Number(fdArg);
 }
 
 /** Bytes of the child's stderr {@link StderrTail} keeps by default. */

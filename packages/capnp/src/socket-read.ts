@@ -1,0 +1,136 @@
+/**
+ * Reading a socket the library creates itself (connectSocket's Unix/TCP sockets, a spawned
+ * child's inherited socketpair end) through `net.Socket`'s public `onread` option instead of its
+ * Readable stream: the kernel reads into a buffer we hand out, and a callback gets the byte
+ * count. No stream machinery per read (no Buffer allocated by Node per read, no `push`, no
+ * `'data'` event), and a large message is read straight into its final buffer.
+ *
+ * Node's contract (lib/net.js, lib/internal/stream_base_commons.js `onStreamRead`): `buffer()` is
+ * called when the socket's handle is set up and again after every callback; the next read goes
+ * into the buffer it returned last (a read fills at most that buffer). `callback(n, buf)` gets
+ * each read of n > 0 bytes; returning false stops reading (`readStop`) until `resume()`.
+ * `pause()` / `resume()` stop and restart reading; EOF still ends the Readable side (`'end'`),
+ * and read errors destroy the socket (`'error'`, `'close'`) as usual.
+ *
+ * Where reads go:
+ * - Between messages (and inside a frame's segment table, or near the end of a segment): the free
+ *   part of a slab, from where the previous read ended. Small messages are decoded as views of
+ *   the slab; a slab region is handed to the kernel once and never again (the next read goes
+ *   after it, or into a new slab), so no message a reader still holds is ever overwritten
+ *   (docs/rpc.md "Incoming messages read in place"). Slab offsets follow the stream's offsets
+ *   modulo 8, so frames start word-aligned. Slabs are small (1 KiB: a connection of sequential
+ *   calls, or an idle one, whose messages the engine then reads in place with no copy) until a
+ *   read fills its whole region (more was waiting in the kernel); then they are 64 KiB, until
+ *   {@link SMALL_AGAIN} reads in a row have been small again.
+ * - While a large message is reassembled (at least {@link DIRECT_MIN} bytes of the current
+ *   segment missing): exactly the free part of that segment's buffer ({@link FrameDecoder.region},
+ *   allocated under the decoder's usual allowance), so the kernel writes the payload where the
+ *   engine reads it: no copy in user space.
+ *
+ * Before a transport is attached, a read is kept as is and reading stops (the callback returns
+ * false); the transport decodes it when it attaches and restarts reading on `start()`.
+ *
+ * Threading: the thread that owns the socket (the loop thread, or a worker's own sockets).
+ */
+
+import type { OnReadOpts } from "node:net";
+
+/** Bytes of a slab while reads are small, and while they are not. */
+const SMALL_SLAB = 1024;
+const LARGE_SLAB = 64 * 1024;
+/** A read of at most this many bytes counts as small. */
+const SMALL_READ = 256;
+/** Back to small slabs after this many small reads in a row. */
+const SMALL_AGAIN = 64;
+/** Bytes of a segment that must still be missing for the kernel to read into it directly. */
+export const DIRECT_MIN = 4 * 1024;
+
+/** The transport side of a {@link SocketReader} (stream.ts). */
+export interface ReadTarget {
+  /** Where the next bytes go when they belong in a message being reassembled, else null. */
+  readRegion(min: number): Uint8Array | null;
+  /**
+   * `n` bytes were read into the start of `region`; `direct`: `region` came from
+   * {@link readRegion}. Returns false to stop reading.
+   */
+  bytesRead(region: Uint8Array, n: number, direct: boolean): boolean;
+}
+
+/**
+ * The `onread` option of one socket: create the socket with `{ onread: reader.onread }`, then
+ * hand both to `streamTransport(socket, limits, flow, reader)`. One reader per socket.
+ */
+export class SocketReader {
+  /** Pass as the `onread` option when creating the socket. */
+  readonly onread: OnReadOpts;
+  private target: ReadTarget | null = null;
+  private slab: Uint8Array | null = null;
+  /** Next free byte of `slab`. */
+  private pos = 0;
+  /** Bytes read so far (only its value modulo 8 matters: the alignment of the next frame). */
+  private streamPos = 0;
+  /** The region last handed out came from the target (a message's own buffer). */
+  private direct = false;
+  /** Reads before a target was attached. */
+  private early: Uint8Array[] | null = null;
+  /** Size of the next new slab (SMALL_SLAB or LARGE_SLAB), and the small reads in a row. */
+  private slabSize = SMALL_SLAB;
+  private smallReads = 0;
+
+  constructor() {
+    this.onread = { buffer: () => this.next(), callback: (n, buf) => this.read(n, buf) };
+  }
+
+  /** Hand reads to `target` from now on, starting with those made before. */
+  attach(target: ReadTarget): void {
+    if (this.target !== null) throw new Error("SocketReader.attach: already attached");
+    this.target = target;
+    const early = this.early;
+    this.early = null;
+    if (early !== null) for (const v of early) if (!target.bytesRead(v, v.byteLength, false)) break;
+  }
+
+  /** Bytes of the slab in use (for tests). */
+  get slabBytes(): number {
+    return this.slab?.byteLength ?? 0;
+  }
+
+  private next(): Uint8Array {
+    const t = this.target;
+    const d = t === null ? null : t.readRegion(DIRECT_MIN);
+    if (d !== null) {
+      this.direct = true;
+      return d;
+    }
+    this.direct = false;
+    let s = this.slab;
+    const size = this.slabSize;
+    // A slab with less than a quarter of the wanted size left (or a small one while reads are
+    // large) is replaced by a new one.
+    if (s === null || s.byteLength - this.pos < size >>> 2 || s.byteLength < size) {
+      // Zeroed: a message read in place may see the buffer around it (never past its own end).
+      this.slab = s = new Uint8Array(size);
+      this.pos = this.streamPos & 7;
+    }
+    return s.subarray(this.pos);
+  }
+
+  private read(n: number, buf: Uint8Array): boolean {
+    const direct = this.direct;
+    this.streamPos += n;
+    if (!direct && buf.buffer === this.slab?.buffer) {
+      this.pos = buf.byteOffset + n;
+      if (n === buf.byteLength) {
+        this.slabSize = LARGE_SLAB; // the region was filled: more was waiting
+        this.smallReads = 0;
+      } else if (n > SMALL_READ) this.smallReads = 0;
+      else if (++this.smallReads >= SMALL_AGAIN) this.slabSize = SMALL_SLAB;
+    }
+    const t = this.target;
+    if (t === null) {
+      (this.early ??= []).push(buf.subarray(0, n));
+      return false;
+    }
+    return t.bytesRead(buf, n, direct);
+  }
+}
