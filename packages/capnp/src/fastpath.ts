@@ -275,6 +275,8 @@ export class Envelope {
   content: capnp.Pointer | null = null;
   /** The payload has a (non-null) cap table. */
   hasCapTable = false;
+  /** Call (fast decode) with a cap table: byte offset of its list pointer in `content.segment`; else -1. */
+  capTableAt = -1;
   private seg: Seg | null = null;
   private depth = 0;
   private rootReader: rpc.Message | null = null;
@@ -287,6 +289,7 @@ export class Envelope {
     this.which = -1;
     this.content = null;
     this.hasCapTable = false;
+    this.capTableAt = -1;
   }
 
   /** Drop the references to the last message (an idle connection then keeps none of it). */
@@ -356,6 +359,7 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
       env.importedCap = dv.getUint32(t, true);
       env.content = new capnp.Pointer(seg, plPtrs, depth - 3);
       env.hasCapTable = plPc >= 2 && (dv.getUint32(plPtrs + 8, true) !== 0 || dv.getUint32(plPtrs + 12, true) !== 0);
+      env.capTableAt = env.hasCapTable ? plPtrs + 8 : -1;
       return true;
     }
     case MSG_RETURN: {

@@ -12,7 +12,7 @@ import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer.js";
 import { CanceledError, LimitError, ProtocolError, RpcError } from "../errors.js";
-import { RET, newReturnMessage, setReturnHeader } from "../fastpath.js";
+import { RET, dataViewOf, newReturnMessage, setReturnHeader } from "../fastpath.js";
 import type { Envelope } from "../fastpath.js";
 import { CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome, TailCallHandler } from "./hook.js";
@@ -132,7 +132,8 @@ export class AnswerTable implements TailCallHandler {
     const hasCapTable = env.hasCapTable;
     const importedCap = env.targetWhich === rpc.MessageTarget.IMPORTED_CAP ? env.importedCap : -1;
     // Everything is read from `env` before anything else runs (the connection reuses it).
-    const call = hasCapTable || importedCap < 0 ? env.root().getCall() : null;
+    const capTableAt = env.capTableAt;
+    const call = importedCap < 0 || (hasCapTable && capTableAt < 0) ? env.root().getCall() : null;
     if (core.traceOn) {
       a.traceKey = { interfaceId, methodId };
       core.trace(`<- call q${a.id}${core.callText(a.traceKey, false, content)}`);
@@ -141,11 +142,11 @@ export class AnswerTable implements TailCallHandler {
     if (srt === rpc.Call_SendResultsTo.YOURSELF) a.yourself = true;
     else if (srt !== rpc.Call_SendResultsTo.CALLER) {
       // Import and release its caps (the peer's Release), as for any call we refuse.
-      if (hasCapTable) for (const h of core.imports.readCapTable(call!.getParams())) h?.release();
+      if (hasCapTable) for (const h of this.readCaps(env, call, capTableAt)) h?.release();
       a.complete(errOutcome(new RpcError("unimplemented", "sendResultsTo.thirdParty is not supported (Level 3)")));
       return;
     }
-    const caps = hasCapTable ? core.imports.readCapTable(call!.getParams()) : [];
+    const caps = hasCapTable ? this.readCaps(env, call, capTableAt) : [];
     if (this.refused(a)) {
       for (const h of caps) h?.release();
       return;
@@ -161,6 +162,15 @@ export class AnswerTable implements TailCallHandler {
     const d = new CallData(interfaceId, methodId, m, false, content, caps, a);
     target.call(d);
     target.release();
+  }
+
+  /** New references for the caps of a Call's cap table: read in place when it can (capTableAt). */
+  private readCaps(env: Envelope, call: rpc.Call | null, capTableAt: number): (Hook | null)[] {
+    if (capTableAt >= 0) {
+      const caps = capTableIn(this.core, env.content!.segment, capTableAt);
+      if (caps !== null) return caps;
+    }
+    return this.core.imports.readCapTable((call ?? env.root().getCall()).getParams());
   }
 
   /** A new reference to the target a MessageTarget names (an export, or a pipelined answer). */
@@ -386,4 +396,46 @@ export class AnswerTable implements TailCallHandler {
     this.bootstrapHook = null;
     if (bh !== null) this.core.releaseRef(bh);
   }
+}
+
+/**
+ * The cap table of a Call read straight from the segment (the list pointer at byte `q`): new
+ * references, as ImportTable.readCapTable gives, for descriptors that name an id (none,
+ * senderHosted, senderPromise, receiverHosted: every cap table this runtime sends). Null for
+ * anything else (a receiverAnswer or thirdPartyHosted descriptor, an unusual layout): the caller
+ * reads it through capnp-ts, which also reports what is wrong.
+ */
+function capTableIn(core: ConnCore, seg: capnp.Pointer["segment"], q: number): (Hook | null)[] | null {
+  const dv = dataViewOf(seg);
+  const len = seg.byteLength;
+  if (q + 8 > len) return null;
+  const lo = dv.getUint32(q, true);
+  const hi = dv.getUint32(q + 4, true);
+  if ((lo & 3) !== 1 || (hi & 7) !== 7) return null; // a list of structs (inline composite)
+  const t = q + 8 + ((lo | 0) >> 2) * 8;
+  if (t < seg.byteOffset || t + 8 > len) return null;
+  const tlo = dv.getUint32(t, true);
+  const thi = dv.getUint32(t + 4, true);
+  const n = tlo >>> 2;
+  const dw = thi & 0xffff;
+  const stride = (dw + (thi >>> 16)) * 8;
+  if ((tlo & 3) !== 0 || dw < 1 || n * stride > (hi >>> 3) * 8 || t + 8 + n * stride > len) return null;
+  for (let i = 0, e = t + 8; i < n; i++, e += stride) if (dv.getUint16(e, true) > rpc.CapDescriptor.RECEIVER_HOSTED) return null;
+  const caps: (Hook | null)[] = new Array(n);
+  let i = 0;
+  try {
+    for (let e = t + 8; i < n; i++, e += stride) {
+      const w = dv.getUint16(e, true);
+      const id = dv.getUint32(e + 4, true);
+      caps[i] = w === rpc.CapDescriptor.NONE
+        ? null
+        : w === rpc.CapDescriptor.RECEIVER_HOSTED
+          ? core.exports.receiverHosted(id)
+          : core.imports.importCap(id, w === rpc.CapDescriptor.SENDER_PROMISE);
+    }
+  } catch (err) {
+    for (let j = 0; j < i; j++) caps[j]?.release();
+    throw err;
+  }
+  return caps;
 }
