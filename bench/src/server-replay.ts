@@ -194,6 +194,43 @@ for (let i = 0; i < window; i++) {
 }
 const bytesPerCall = scavenged ? NaN : (last - before) / (window * unit.calls);
 
+if (args.includes("--alloc")) await allocationSites(Math.max(1, Math.round(5000 / unit.calls)));
+
+/**
+ * `--alloc`: where the bytes allocated per call come from, by allocating function (V8's sampling
+ * heap profiler, every 64 bytes, collected objects included), over `n` units.
+ */
+async function allocationSites(n: number): Promise<void> {
+  const { Session } = await import("node:inspector");
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<any> =>
+    new Promise((resolve, reject) => session.post(method, params, (e, r) => (e ? reject(e) : resolve(r))));
+  await post("HeapProfiler.startSampling", { samplingInterval: 64, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  for (let i = 0; i < n; i++) await replayUnit();
+  const { profile } = await post("HeapProfiler.stopSampling");
+  const bySite = new Map<string, number>();
+  // capnp-ts's and debug's allocations are charged to their nearest caller outside them.
+  const walk = (node: any, owner: string): void => {
+    const f = node.callFrame;
+    const url = String(f.url);
+    const key = /node_modules\/(capnp-ts|debug)\//.test(url) && owner !== ""
+      ? `${owner} (via capnp-ts)`
+      : `${f.functionName || "(anonymous)"} ${url.replace(/^.*\/(packages|node_modules|bench)\//, "$1/")}:${f.lineNumber + 1}`;
+    const self = (node.selfSize as number) ?? 0;
+    if (self > 0) bySite.set(key, (bySite.get(key) ?? 0) + self);
+    for (const c of node.children ?? []) walk(c, key.endsWith("(via capnp-ts)") ? owner : key);
+  };
+  walk(profile.head, "");
+  const calls = n * unit.calls;
+  const rows = [...bySite].sort((a, b) => b[1] - a[1]).slice(0, 25);
+  let total = 0;
+  for (const [, v] of bySite) total += v;
+  process.stdout.write(`allocation by site, bytes per call (sampled; total ${(total / calls).toFixed(0)}):\n`);
+  for (const [k, v] of rows) process.stdout.write(`  ${(v / calls).toFixed(0).padStart(6)}  ${k}\n`);
+  session.disconnect();
+}
+
 const sorted = [...results].sort((a, b) => a - b);
 const f = (x: number): string => x.toFixed(2);
 process.stdout.write(

@@ -55,6 +55,12 @@ export class Answer extends Sink {
 export class AnswerTable implements TailCallHandler {
   // Starts as the shared EMPTY map (read-only); a Map of its own on the first entry.
   private answers = EMPTY as Map<number, Answer>;
+  /**
+   * One outstanding answer kept outside the Map (the first that finds this slot free): a
+   * sequential caller's calls never touch the Map. V8 shrinks a Map's table when a delete leaves
+   * it nearly empty and grows it on the next set, a runtime call and an allocation per call.
+   */
+  private one: Answer | null = null;
 
   constructor(
     private readonly core: ConnCore,
@@ -65,22 +71,24 @@ export class AnswerTable implements TailCallHandler {
   ) {}
 
   get size(): number {
-    return this.answers.size;
+    return this.answers.size + (this.one === null ? 0 : 1);
   }
 
   get(id: number): Answer | undefined {
-    return this.answers.get(id);
+    const o = this.one;
+    return o !== null && o.id === id ? o : this.answers.get(id);
   }
 
   private newAnswer(id: number): Answer {
-    if (this.answers.has(id)) throw new ProtocolError(`question ID ${id} is already in use`);
-    const n = this.answers.size;
+    if (this.get(id) !== undefined) throw new ProtocolError(`question ID ${id} is already in use`);
+    const n = this.size;
     if (n >= this.maxAnswers * 2) {
       // Even the calls we refused stay until their Finish: this peer does not send Finish.
       throw new LimitError(`${n} calls from the peer are outstanding, twice the limit maxIncomingCalls = ${this.maxAnswers}`);
     }
     const a = new Answer(this, id);
-    (this.answers === EMPTY ? (this.answers = new Map()) : this.answers).set(id, a);
+    if (this.one === null) this.one = a;
+    else (this.answers === EMPTY ? (this.answers = new Map()) : this.answers).set(id, a);
     return a;
   }
 
@@ -91,18 +99,19 @@ export class AnswerTable implements TailCallHandler {
 
   /** Over maxIncomingCalls (counting `a`): answer `a` with `overloaded` at once. */
   private refused(a: Answer): boolean {
-    if (this.answers.size <= this.maxAnswers) return false;
+    if (this.size <= this.maxAnswers) return false;
     const msg = `too many calls in progress on this connection (limit maxIncomingCalls = ${this.maxAnswers}); retry later`;
     a.complete(errOutcome(new RpcError("overloaded", msg)));
     return true;
   }
 
   private removeIfDone(a: Answer): void {
-    if (a.returned && a.finished && this.answers.get(a.id) === a) {
-      this.answers.delete(a.id);
-      const o = a.outcome;
-      if (o !== null) releaseOutcome(o);
-    }
+    if (!a.returned || !a.finished) return;
+    if (this.one === a) this.one = null;
+    else if (this.answers.get(a.id) === a) this.answers.delete(a.id);
+    else return;
+    const o = a.outcome;
+    if (o !== null) releaseOutcome(o);
   }
 
   handleBootstrap(qid: number): void {
@@ -188,7 +197,7 @@ export class AnswerTable implements TailCallHandler {
   /** A new reference to the cap a promisedAnswer names in one of our answers (pipelining). */
   pipeline(pa: rpc.PromisedAnswer): Hook {
     const qid = pa.getQuestionId();
-    const a = this.answers.get(qid);
+    const a = this.get(qid);
     if (a === undefined) throw new ProtocolError(`promisedAnswer names unknown question ID ${qid}`);
     const path: number[] = [];
     if (pa.hasTransform()) {
@@ -210,7 +219,7 @@ export class AnswerTable implements TailCallHandler {
   /** The peer's Finish: release result caps, end a tail question, cancel a running call. */
   handleFinish(id: number, releaseResultCaps: boolean): void {
     const core = this.core;
-    const a = this.answers.get(id);
+    const a = this.get(id);
     if (a === undefined || a.finished) throw new ProtocolError(`Finish for unknown question ID ${id}`);
     if (core.traceOn) core.trace(`<- finish q${id}`);
     a.finished = true;
@@ -376,6 +385,8 @@ export class AnswerTable implements TailCallHandler {
   shutdown(dErr: RpcError): void {
     const as = [...this.answers.values()];
     this.answers.clear();
+    if (this.one !== null) as.push(this.one);
+    this.one = null;
     for (const a of as) {
       a.finished = true;
       if (!a.returned) {
