@@ -217,12 +217,12 @@ export class ExportTable {
 const DESC_WORDS = 2;
 
 /**
- * `payload.initCapTable(n)` done in place, laid out as capnp-ts lays it out (the list at the end
+ * @internal (exported for its test) `payload.initCapTable(n)` done in place, laid out as capnp-ts lays it out (the list at the end
  * of the payload's segment: its tag word, then `n` zeroed two-word elements): the byte offset of
  * element 0, or -1 when capnp-ts must do it (the payload is not a near struct with a null cap
  * table pointer, or the list does not fit in that segment).
  */
-function capListIn(payload: rpc.Payload, n: number): number {
+export function capListIn(payload: rpc.Payload, n: number): number {
   if (payload._capnp.compositeIndex !== undefined) return -1;
   const seg = payload.segment as unknown as { _dv: DataView; byteLength: number; buffer: ArrayBuffer; hasCapacity(n: number): boolean };
   const dv = seg._dv;
