@@ -124,6 +124,29 @@ describe("cap tables on the wire", () => {
   });
 });
 
+describe("writeCap in place", () => {
+  it("writes the pointer capnp-ts's setInterfacePointer writes; a set pointer or a list element takes capnp-ts's path", () => {
+    const m = new capnp.Message();
+    const box = m.initRoot(Box);
+    const c1 = localCapability({ dispatch: () => {} });
+    const c2 = localCapability({ dispatch: () => {} });
+    writeCap(box, 0, c1);
+    writeCap(box, 3, c2);
+    const p0 = capnp.Struct.getPointer(0, box);
+    const dv = new DataView(p0.segment.buffer);
+    expect([dv.getUint32(p0.byteOffset, true), dv.getUint32(p0.byteOffset + 4, true)]).toEqual([3, 0]);
+    const p3 = capnp.Struct.getPointer(3, box);
+    expect([dv.getUint32(p3.byteOffset, true), dv.getUint32(p3.byteOffset + 4, true)]).toEqual([3, 1]);
+    expect(peekSameCap(box, 0, -1, c1) && peekSameCap(box, 3, -1, c2)).toBe(true);
+    writeCap(box, 0, c2); // over a set pointer: capnp-ts's path, same result
+    expect(peekSameCap(box, 0, -1, c2)).toBe(true);
+    expect(() => writeCap(box, 9, c1)).toThrow(); // no such pointer: capnp-ts's error
+    for (const h of (m._capnp.capTable ?? []) as unknown as { release(): void }[]) h.release();
+    c1.close();
+    c2.close();
+  });
+});
+
 describe("cap-peek", () => {
   it("peekLocalServer and peekSameCap read a cap pointer (or one in a nested struct) without a handle", () => {
     const m = new capnp.Message();

@@ -39,6 +39,19 @@ function pointerOf(seg: SegLike, p: number, i: number): number {
   return q + 8 > seg.byteLength ? -2 : q;
 }
 
+/**
+ * Byte offset of pointer `ptrIndex` of `s` when it is null and `s` is a near struct (not a list
+ * element): where {@link writeCap} may write a capability pointer in place; else -1.
+ */
+export function nullPointerIn(s: Struct, ptrIndex: number): number {
+  if (s._capnp.compositeIndex !== undefined) return -1;
+  const seg = s.segment as unknown as SegLike;
+  const q = pointerOf(seg, s.byteOffset, ptrIndex);
+  if (q < 0) return -1;
+  const dv = seg._dv;
+  return dv.getUint32(q, true) === 0 && dv.getUint32(q + 4, true) === 0 ? q : -1;
+}
+
 /** The hook a capability pointer names (see the module comment): null for none, undefined for "unknown". */
 function hookAt(s: Struct, ptrIndex: number, sub: number): Hook | null | undefined {
   if (s._capnp.compositeIndex !== undefined) return undefined;
