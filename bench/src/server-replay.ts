@@ -1,7 +1,7 @@
 /**
  * Server-side CPU per call, without a client or a socket (issue 13, the server call path).
  *
- *   node bench/dist/server-replay.js [add|pipe|ctx|cb] [--n N] [--rounds R]
+ *   node bench/dist/server-replay.js [add|pipe|ctx|cb] [--n N] [--rounds R] [--alloc]
  *
  * Records what a real client sends for a few calls (the generated FooInterfaceClient over an
  * in-process transport pair, after warm-up), then detaches the client and replays those bytes into
@@ -11,7 +11,9 @@
  * be. What is measured is the server alone: the engine's decode and dispatch, the runtime's
  * server, the generated dispatch, the Return, the Finish; no framing, no syscalls, no client.
  * Prints CPU per call (process.cpuUsage) per round and the bytes allocated per call (new-space
- * growth with scavenges kept out of the window; run with --min-semi-space-size=64).
+ * growth with scavenges kept out of the window; run with --min-semi-space-size=64). `--alloc`
+ * prints the bytes allocated per call by allocating function. For a CPU profile run it under
+ * `node --cpu-prof` with a large `--n` and read it with profile-summary.js `--skip` (set-up first).
  *
  *   add   sequential FooInterface.add (P1)
  *   pipe  add, 64 calls in flight (P2)

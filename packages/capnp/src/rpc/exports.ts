@@ -217,10 +217,10 @@ export class ExportTable {
 const DESC_WORDS = 2;
 
 /**
- * @internal (exported for its test) `payload.initCapTable(n)` done in place, laid out as capnp-ts lays it out (the list at the end
- * of the payload's segment: its tag word, then `n` zeroed two-word elements): the byte offset of
- * element 0, or -1 when capnp-ts must do it (the payload is not a near struct with a null cap
- * table pointer, or the list does not fit in that segment).
+ * `payload.initCapTable(n)` done in place (exported for its test), laid out as capnp-ts lays it
+ * out (the list at the end of the payload's segment: its tag word, then `n` zeroed two-word
+ * elements): the byte offset of element 0, or -1 when capnp-ts must do it (the payload is not a
+ * near struct with a null cap table pointer, or the list does not fit in that segment).
  */
 export function capListIn(payload: rpc.Payload, n: number): number {
   if (payload._capnp.compositeIndex !== undefined) return -1;
