@@ -174,6 +174,8 @@ const units = Math.max(1, Math.round(N / unit.calls));
 for (let i = 0; i < Math.min(units, 2000); i++) await replayUnit(); // warm the replay itself
 
 const newSpace = (): number => getHeapSpaceStatistics().find((x) => x.space_name === "new_space")!.space_used_size;
+// For a --cpu-prof profile: what to --skip (set-up and warm-up) in profile-summary.js.
+process.stderr.write(`timed rounds start ${Math.round(performance.now())} ms after start\n`);
 const results: number[] = [];
 for (let r = 0; r < ROUNDS; r++) {
   const t0 = process.cpuUsage();
