@@ -124,6 +124,27 @@ describe("cap tables on the wire", () => {
   });
 });
 
+describe("fastpath.pointerAt", () => {
+  it("makes the object capnp-ts's constructor makes (fields, class, reads), and its errors", () => {
+    const m = new capnp.Message();
+    const box = m.initRoot(Box);
+    box.a = 5;
+    box.setText(0, "hi");
+    const seg = box.segment;
+    const viaCtor = new Box(seg, box.byteOffset, 9);
+    const fast = fastpath.pointerAt(Box, seg, box.byteOffset, 9);
+    expect(fast).toBeInstanceOf(Box);
+    expect(fast.segment).toBe(viaCtor.segment);
+    expect(fast.byteOffset).toBe(viaCtor.byteOffset);
+    expect({ ...fast._capnp }).toEqual({ ...viaCtor._capnp });
+    expect([fast.a, fast.text(0)]).toEqual([5, "hi"]);
+    const ptr = fastpath.pointerAt(capnp.Pointer, seg, box.byteOffset, 3);
+    expect(ptr._capnp.depthLimit).toBe(3);
+    expect(() => fastpath.pointerAt(Box, seg, box.byteOffset, 0)).toThrow();
+    expect(() => fastpath.pointerAt(Box, seg, seg.byteLength + 8, 9)).toThrow();
+  });
+});
+
 describe("writeCap in place", () => {
   it("writes the pointer capnp-ts's setInterfacePointer writes; a set pointer or a list element takes capnp-ts's path", () => {
     const m = new capnp.Message();
