@@ -32,7 +32,7 @@ import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
 import { ArenaKind } from "capnp-ts/src/serialization/arena/arena-kind.js";
 import { Segment } from "capnp-ts/src/serialization/segment.js";
-import { DEFAULT_TRAVERSE_LIMIT } from "capnp-ts/src/constants.js";
+import { DEFAULT_TRAVERSE_LIMIT, MAX_DEPTH } from "capnp-ts/src/constants.js";
 import { takeBuffer } from "./buffers.js";
 
 export const MSG_CALL = 2;
@@ -96,6 +96,26 @@ export function messageOver(buffers: ArrayBuffer[], firstUsed = -1): capnp.Messa
   for (let i = 0; i < buffers.length; i++) segments[i] = new Segment(i, msg, buffers[i]!, buffers[i]!.byteLength);
   if (firstUsed >= 0) segments[0]!.byteLength = firstUsed;
   return msg;
+}
+
+/**
+ * `new ctor(seg, byteOffset, depthLimit)` for a capnp-ts Pointer or Struct class, without the
+ * constructor's per-object work that the engine's hot messages do not need: capnp-ts's debug
+ * trace call (an argument array per object) and its traversal accounting (off for validated
+ * incoming messages; a bound on reading, not on our own messages). Same fields, same checks.
+ */
+export function pointerAt<T extends capnp.Pointer>(
+  ctor: new (seg: Seg, byteOffset: number, depthLimit?: number) => T,
+  seg: Seg,
+  byteOffset: number,
+  depthLimit: number,
+): T {
+  if (depthLimit < 1 || byteOffset < 0 || byteOffset > seg.byteLength) return new ctor(seg, byteOffset, depthLimit); // its error
+  const p = Object.create(ctor.prototype as object) as { _capnp: object; segment: Seg; byteOffset: number };
+  p._capnp = { compositeList: false, depthLimit, compositeIndex: undefined };
+  p.segment = seg;
+  p.byteOffset = byteOffset;
+  return p as unknown as T;
 }
 
 /** Segment 0 of a message read in place (see {@link messageInPlace}): it never grows into its buffer. */
@@ -202,7 +222,7 @@ export function newReturnMessage<R extends capnp.Struct>(
   if (Results === null) return { msg: m, results: null };
   // 6: content → word 8 (offset 1)
   structPtr(dv, RET.contentPtr, 1, size!);
-  return { msg: m, results: new Results(seg, RET.contentPtr) };
+  return { msg: m, results: pointerAt(Results, seg, RET.contentPtr, MAX_DEPTH) };
 }
 
 /** Set the answerId and releaseParamCaps of a message from {@link newReturnMessage}. */
@@ -275,6 +295,8 @@ export class Envelope {
   content: capnp.Pointer | null = null;
   /** The payload has a (non-null) cap table. */
   hasCapTable = false;
+  /** Call (fast decode) with a cap table: byte offset of its list pointer in `content.segment`; else -1. */
+  capTableAt = -1;
   private seg: Seg | null = null;
   private depth = 0;
   private rootReader: rpc.Message | null = null;
@@ -287,6 +309,7 @@ export class Envelope {
     this.which = -1;
     this.content = null;
     this.hasCapTable = false;
+    this.capTableAt = -1;
   }
 
   /** Drop the references to the last message (an idle connection then keeps none of it). */
@@ -354,8 +377,9 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
       env.interfaceId = dv.getBigUint64(c + 8, true);
       env.targetWhich = dv.getUint16(t + 4, true);
       env.importedCap = dv.getUint32(t, true);
-      env.content = new capnp.Pointer(seg, plPtrs, depth - 3);
+      env.content = pointerAt(capnp.Pointer, seg, plPtrs, depth - 3);
       env.hasCapTable = plPc >= 2 && (dv.getUint32(plPtrs + 8, true) !== 0 || dv.getUint32(plPtrs + 12, true) !== 0);
+      env.capTableAt = env.hasCapTable ? plPtrs + 8 : -1;
       return true;
     }
     case MSG_RETURN: {

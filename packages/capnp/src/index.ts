@@ -27,6 +27,8 @@ export {
   writeCap,
   readCap,
   isCapabilityPointer,
+  peekLocalServer,
+  peekSameCap,
 } from "./rpc/index.js";
 export type {
   RpcConnectionOptions,

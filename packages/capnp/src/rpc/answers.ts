@@ -12,7 +12,7 @@ import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer.js";
 import { CanceledError, LimitError, ProtocolError, RpcError } from "../errors.js";
-import { RET, newReturnMessage, setReturnHeader } from "../fastpath.js";
+import { RET, dataViewOf, newReturnMessage, setReturnHeader } from "../fastpath.js";
 import type { Envelope } from "../fastpath.js";
 import { CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome, TailCallHandler } from "./hook.js";
@@ -55,6 +55,12 @@ export class Answer extends Sink {
 export class AnswerTable implements TailCallHandler {
   // Starts as the shared EMPTY map (read-only); a Map of its own on the first entry.
   private answers = EMPTY as Map<number, Answer>;
+  /**
+   * One outstanding answer kept outside the Map (the first that finds this slot free): a
+   * sequential caller's calls never touch the Map. V8 shrinks a Map's table when a delete leaves
+   * it nearly empty and grows it on the next set, a runtime call and an allocation per call.
+   */
+  private one: Answer | null = null;
 
   constructor(
     private readonly core: ConnCore,
@@ -65,22 +71,24 @@ export class AnswerTable implements TailCallHandler {
   ) {}
 
   get size(): number {
-    return this.answers.size;
+    return this.answers.size + (this.one === null ? 0 : 1);
   }
 
   get(id: number): Answer | undefined {
-    return this.answers.get(id);
+    const o = this.one;
+    return o !== null && o.id === id ? o : this.answers.get(id);
   }
 
   private newAnswer(id: number): Answer {
-    if (this.answers.has(id)) throw new ProtocolError(`question ID ${id} is already in use`);
-    const n = this.answers.size;
+    if (this.get(id) !== undefined) throw new ProtocolError(`question ID ${id} is already in use`);
+    const n = this.size;
     if (n >= this.maxAnswers * 2) {
       // Even the calls we refused stay until their Finish: this peer does not send Finish.
       throw new LimitError(`${n} calls from the peer are outstanding, twice the limit maxIncomingCalls = ${this.maxAnswers}`);
     }
     const a = new Answer(this, id);
-    (this.answers === EMPTY ? (this.answers = new Map()) : this.answers).set(id, a);
+    if (this.one === null) this.one = a;
+    else (this.answers === EMPTY ? (this.answers = new Map()) : this.answers).set(id, a);
     return a;
   }
 
@@ -91,18 +99,19 @@ export class AnswerTable implements TailCallHandler {
 
   /** Over maxIncomingCalls (counting `a`): answer `a` with `overloaded` at once. */
   private refused(a: Answer): boolean {
-    if (this.answers.size <= this.maxAnswers) return false;
+    if (this.size <= this.maxAnswers) return false;
     const msg = `too many calls in progress on this connection (limit maxIncomingCalls = ${this.maxAnswers}); retry later`;
     a.complete(errOutcome(new RpcError("overloaded", msg)));
     return true;
   }
 
   private removeIfDone(a: Answer): void {
-    if (a.returned && a.finished && this.answers.get(a.id) === a) {
-      this.answers.delete(a.id);
-      const o = a.outcome;
-      if (o !== null) releaseOutcome(o);
-    }
+    if (!a.returned || !a.finished) return;
+    if (this.one === a) this.one = null;
+    else if (this.answers.get(a.id) === a) this.answers.delete(a.id);
+    else return;
+    const o = a.outcome;
+    if (o !== null) releaseOutcome(o);
   }
 
   handleBootstrap(qid: number): void {
@@ -132,7 +141,8 @@ export class AnswerTable implements TailCallHandler {
     const hasCapTable = env.hasCapTable;
     const importedCap = env.targetWhich === rpc.MessageTarget.IMPORTED_CAP ? env.importedCap : -1;
     // Everything is read from `env` before anything else runs (the connection reuses it).
-    const call = hasCapTable || importedCap < 0 ? env.root().getCall() : null;
+    const capTableAt = env.capTableAt;
+    const call = importedCap < 0 || (hasCapTable && capTableAt < 0) ? env.root().getCall() : null;
     if (core.traceOn) {
       a.traceKey = { interfaceId, methodId };
       core.trace(`<- call q${a.id}${core.callText(a.traceKey, false, content)}`);
@@ -141,11 +151,11 @@ export class AnswerTable implements TailCallHandler {
     if (srt === rpc.Call_SendResultsTo.YOURSELF) a.yourself = true;
     else if (srt !== rpc.Call_SendResultsTo.CALLER) {
       // Import and release its caps (the peer's Release), as for any call we refuse.
-      if (hasCapTable) for (const h of core.imports.readCapTable(call!.getParams())) h?.release();
+      if (hasCapTable) for (const h of this.readCaps(env, call, capTableAt)) h?.release();
       a.complete(errOutcome(new RpcError("unimplemented", "sendResultsTo.thirdParty is not supported (Level 3)")));
       return;
     }
-    const caps = hasCapTable ? core.imports.readCapTable(call!.getParams()) : [];
+    const caps = hasCapTable ? this.readCaps(env, call, capTableAt) : [];
     if (this.refused(a)) {
       for (const h of caps) h?.release();
       return;
@@ -163,6 +173,15 @@ export class AnswerTable implements TailCallHandler {
     target.release();
   }
 
+  /** New references for the caps of a Call's cap table: read in place when it can (capTableAt). */
+  private readCaps(env: Envelope, call: rpc.Call | null, capTableAt: number): (Hook | null)[] {
+    if (capTableAt >= 0) {
+      const caps = capTableIn(this.core, env.content!.segment, capTableAt);
+      if (caps !== null) return caps;
+    }
+    return this.core.imports.readCapTable((call ?? env.root().getCall()).getParams());
+  }
+
   /** A new reference to the target a MessageTarget names (an export, or a pipelined answer). */
   resolveTarget(t: rpc.MessageTarget): Hook {
     switch (t.which()) {
@@ -178,7 +197,7 @@ export class AnswerTable implements TailCallHandler {
   /** A new reference to the cap a promisedAnswer names in one of our answers (pipelining). */
   pipeline(pa: rpc.PromisedAnswer): Hook {
     const qid = pa.getQuestionId();
-    const a = this.answers.get(qid);
+    const a = this.get(qid);
     if (a === undefined) throw new ProtocolError(`promisedAnswer names unknown question ID ${qid}`);
     const path: number[] = [];
     if (pa.hasTransform()) {
@@ -200,7 +219,7 @@ export class AnswerTable implements TailCallHandler {
   /** The peer's Finish: release result caps, end a tail question, cancel a running call. */
   handleFinish(id: number, releaseResultCaps: boolean): void {
     const core = this.core;
-    const a = this.answers.get(id);
+    const a = this.get(id);
     if (a === undefined || a.finished) throw new ProtocolError(`Finish for unknown question ID ${id}`);
     if (core.traceOn) core.trace(`<- finish q${id}`);
     a.finished = true;
@@ -366,6 +385,8 @@ export class AnswerTable implements TailCallHandler {
   shutdown(dErr: RpcError): void {
     const as = [...this.answers.values()];
     this.answers.clear();
+    if (this.one !== null) as.push(this.one);
+    this.one = null;
     for (const a of as) {
       a.finished = true;
       if (!a.returned) {
@@ -386,4 +407,46 @@ export class AnswerTable implements TailCallHandler {
     this.bootstrapHook = null;
     if (bh !== null) this.core.releaseRef(bh);
   }
+}
+
+/**
+ * The cap table of a Call read straight from the segment (the list pointer at byte `q`): new
+ * references, as ImportTable.readCapTable gives, for descriptors that name an id (none,
+ * senderHosted, senderPromise, receiverHosted: every cap table this runtime sends). Null for
+ * anything else (a receiverAnswer or thirdPartyHosted descriptor, an unusual layout): the caller
+ * reads it through capnp-ts, which also reports what is wrong.
+ */
+function capTableIn(core: ConnCore, seg: capnp.Pointer["segment"], q: number): (Hook | null)[] | null {
+  const dv = dataViewOf(seg);
+  const len = seg.byteLength;
+  if (q + 8 > len) return null;
+  const lo = dv.getUint32(q, true);
+  const hi = dv.getUint32(q + 4, true);
+  if ((lo & 3) !== 1 || (hi & 7) !== 7) return null; // a list of structs (inline composite)
+  const t = q + 8 + ((lo | 0) >> 2) * 8;
+  if (t < seg.byteOffset || t + 8 > len) return null;
+  const tlo = dv.getUint32(t, true);
+  const thi = dv.getUint32(t + 4, true);
+  const n = tlo >>> 2;
+  const dw = thi & 0xffff;
+  const stride = (dw + (thi >>> 16)) * 8;
+  if ((tlo & 3) !== 0 || dw < 1 || n * stride > (hi >>> 3) * 8 || t + 8 + n * stride > len) return null;
+  for (let i = 0, e = t + 8; i < n; i++, e += stride) if (dv.getUint16(e, true) > rpc.CapDescriptor.RECEIVER_HOSTED) return null;
+  const caps: (Hook | null)[] = new Array(n);
+  let i = 0;
+  try {
+    for (let e = t + 8; i < n; i++, e += stride) {
+      const w = dv.getUint16(e, true);
+      const id = dv.getUint32(e + 4, true);
+      caps[i] = w === rpc.CapDescriptor.NONE
+        ? null
+        : w === rpc.CapDescriptor.RECEIVER_HOSTED
+          ? core.exports.receiverHosted(id)
+          : core.imports.importCap(id, w === rpc.CapDescriptor.SENDER_PROMISE);
+    }
+  } catch (err) {
+    for (let j = 0; j < i; j++) caps[j]?.release();
+    throw err;
+  }
+  return caps;
 }

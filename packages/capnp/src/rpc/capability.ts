@@ -22,6 +22,7 @@ import { BrokenHook, NullHook } from "./hook.js";
 import type { Hook } from "./hook.js";
 import { PromiseHook } from "./promise.js";
 import { CapHandle, hookOf } from "./client.js";
+import { nullPointerIn } from "./cap-peek.js";
 import type { Capability, Struct } from "./types.js";
 
 export function nullCapability(): Capability {
@@ -71,6 +72,19 @@ export function promiseCapability(p: Promise<Capability>): Capability {
 
 /** Store a capability in pointer `ptrIndex` of `s` (the message keeps its own reference). */
 export function writeCap(s: Struct, ptrIndex: number, cap: Capability | null): void {
+  if (cap !== null) {
+    // A null pointer of a near struct (the usual case: a field of a message being built) is
+    // written in place, as setInterfacePointer writes it, without capnp-ts Pointer objects.
+    const q = nullPointerIn(s, ptrIndex);
+    if (q >= 0) {
+      const table = (s.segment.message._capnp.capTable ??= []) as unknown as (Hook | null)[];
+      const id = table.push(hookOf(cap).addRef()) - 1;
+      const dv = (s.segment as unknown as { _dv: DataView })._dv;
+      dv.setUint32(q, 3, true); // PointerType.OTHER, capability
+      dv.setUint32(q + 4, id, true);
+      return;
+    }
+  }
   const p = capnp.Struct.getPointer(ptrIndex, s);
   if (cap === null) {
     erase(p);

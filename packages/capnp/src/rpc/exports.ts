@@ -59,11 +59,55 @@ export class ExportTable {
   writeCapTable(payload: rpc.Payload, caps: readonly (Hook | null)[]): number[] | null {
     const n = caps.length;
     if (n === 0) return null;
+    const at = this.needsPointers(caps) ? -1 : capListIn(payload, n);
+    if (at >= 0) return this.writeCapList(payload, at, caps);
     const list = payload.initCapTable(n);
     let exp: number[] | null = null;
     for (let i = 0; i < n; i++) {
       const id = this.writeDescriptor(list.get(i), caps[i] ?? null);
       if (id >= 0) (exp ??= []).push(id);
+    }
+    return exp;
+  }
+
+  /** Whether a cap needs a descriptor with a pointer (receiverAnswer: a promisedAnswer path). */
+  private needsPointers(caps: readonly (Hook | null)[]): boolean {
+    const q = this.core.questions;
+    for (let i = 0; i < caps.length; i++) {
+      const r = caps[i]?.resolved();
+      if (r instanceof PromiseHook && r.route !== null && r.route.conn === q && r.route.importHook === null) return true;
+    }
+    return false;
+  }
+
+  /**
+   * {@link writeCapTable} into the list {@link capListIn} allocated at byte `at`: each descriptor
+   * is one data word (`which`, the id), written as writeDescriptor's setters would.
+   */
+  private writeCapList(payload: rpc.Payload, at: number, caps: readonly (Hook | null)[]): number[] | null {
+    const dv = (payload.segment as unknown as { _dv: DataView })._dv;
+    const core = this.core;
+    let exp: number[] | null = null;
+    for (let i = 0, e = at; i < caps.length; i++, e += 16) {
+      const hook = caps[i] ?? null;
+      const r = hook === null ? null : hook.resolved();
+      let which: number = rpc.CapDescriptor.NONE;
+      let id = 0;
+      if (r === null || r.isNullCap()) {
+        // none
+      } else if (r instanceof ImportHook && r.core === core) {
+        which = rpc.CapDescriptor.RECEIVER_HOSTED;
+        id = r.id;
+      } else if (r instanceof PromiseHook && r.route !== null && r.route.conn === core.questions) {
+        which = rpc.CapDescriptor.RECEIVER_HOSTED; // needsPointers: only import routes get here
+        id = r.route.importId;
+      } else {
+        id = this.exportHook(r).id;
+        which = r instanceof PromiseHook ? rpc.CapDescriptor.SENDER_PROMISE : rpc.CapDescriptor.SENDER_HOSTED;
+        (exp ??= []).push(id);
+      }
+      dv.setUint16(e, which, true);
+      dv.setUint32(e + 4, id, true);
     }
     return exp;
   }
@@ -167,4 +211,34 @@ export class ExportTable {
       this.core.releaseRef(x.hook);
     }
   }
+}
+
+/** CapDescriptor's size: one data word, one pointer. */
+const DESC_WORDS = 2;
+
+/**
+ * `payload.initCapTable(n)` done in place (exported for its test), laid out as capnp-ts lays it
+ * out (the list at the end of the payload's segment: its tag word, then `n` zeroed two-word
+ * elements): the byte offset of element 0, or -1 when capnp-ts must do it (the payload is not a
+ * near struct with a null cap table pointer, or the list does not fit in that segment).
+ */
+export function capListIn(payload: rpc.Payload, n: number): number {
+  if (payload._capnp.compositeIndex !== undefined) return -1;
+  const seg = payload.segment as unknown as { _dv: DataView; byteLength: number; buffer: ArrayBuffer; hasCapacity(n: number): boolean };
+  const dv = seg._dv;
+  const p = payload.byteOffset;
+  const lo = dv.getUint32(p, true);
+  const hi = dv.getUint32(p + 4, true);
+  if ((lo & 3) !== 0 || (lo === 0 && hi === 0) || hi >>> 16 < 2) return -1;
+  const q = p + 8 + ((lo | 0) >> 2) * 8 + (hi & 0xffff) * 8 + 8; // pointer 1: capTable
+  if (dv.getUint32(q, true) !== 0 || dv.getUint32(q + 4, true) !== 0) return -1;
+  const bytes = (1 + n * DESC_WORDS) * 8;
+  if (!seg.hasCapacity(bytes)) return -1;
+  const t = seg.byteLength;
+  seg.byteLength = t + bytes;
+  dv.setUint32(q, (((t - q - 8) >> 3) << 2) | 1, true); // list pointer, inline composite
+  dv.setUint32(q + 4, 7 | ((n * DESC_WORDS) << 3), true);
+  dv.setUint32(t, n << 2, true); // tag: n elements of 1 data word, 1 pointer
+  dv.setUint32(t + 4, 1 | (1 << 16), true);
+  return t + 8;
 }

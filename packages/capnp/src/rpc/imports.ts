@@ -100,7 +100,8 @@ export class ImportTable {
     }
   }
 
-  private importCap(id: number, isPromise: boolean): Hook {
+  /** A new reference for the peer's export `id` (senderHosted / senderPromise). */
+  importCap(id: number, isPromise: boolean): Hook {
     const imp = this.imports.get(id);
     if (imp !== undefined) {
       imp.remoteRefs++;

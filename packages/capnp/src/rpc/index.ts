@@ -14,6 +14,7 @@ export {
   readCap,
   isCapabilityPointer,
 } from "./capability.js";
+export { peekLocalServer, peekSameCap } from "./cap-peek.js";
 export type {
   Server,
   IncomingCall,

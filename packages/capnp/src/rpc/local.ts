@@ -21,6 +21,8 @@ export interface ReleaseErrorReporter {
   onReleaseError(e: unknown): void;
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 /** A Server in this vat. Calls are dispatched from a microtask, in the order they arrive (E-order). */
 export class LocalHook extends Hook {
   private released = false;
@@ -59,7 +61,9 @@ export class LocalHook extends Hook {
       return;
     }
     this.queue = [d];
-    queueMicrotask((this.drainFn ??= () => this.drain()));
+    // A reaction on a settled promise, not queueMicrotask (which makes an AsyncResource and a
+    // bound function per call); drain() throws nothing (each call's error is reported alone).
+    void RESOLVED.then((this.drainFn ??= () => this.drain()));
   }
   private drain(): void {
     const q = this.queue!;

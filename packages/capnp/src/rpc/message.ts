@@ -17,7 +17,7 @@ import {
 } from "capnp-ts/src/serialization/pointers/pointer.js";
 import { PointerType } from "capnp-ts/src/serialization/pointers/pointer-type.js";
 import { getDataSection } from "capnp-ts/src/serialization/pointers/struct.js";
-import { dataViewOf, messageOver } from "../fastpath.js";
+import { dataViewOf, messageOver, pointerAt } from "../fastpath.js";
 import { errOutcome } from "./hook.js";
 import type { Outcome } from "./hook.js";
 import type { Struct, StructCtor } from "./types.js";
@@ -79,7 +79,7 @@ export function segmentCopiesOf(msg: capnp.Message): Uint8Array[] {
  * level), the original struct is returned.
  */
 export function readStruct<T extends Struct>(p: capnp.Pointer, ctor: StructCtor<T>): T {
-  const s = new ctor(p.segment, p.byteOffset, p._capnp.depthLimit);
+  const s = pointerAt(ctor, p.segment, p.byteOffset, p._capnp.depthLimit);
   const want = ctor._capnp.size;
   // Fast check of a near struct pointer that is big enough (the common case).
   const dv = dataViewOf(p.segment);

@@ -14,15 +14,14 @@
  * Owns: its impl (unless disowned), an EventLoopRef until the impl is disposed; module-wide, the
  * method tables (weak, per server class). Threading: loop thread only.
  */
-import { RpcError, readCap, serverHolders, writeCap, type Capability, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
+import { RpcError, readCap, serverHolders, writeCap, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import type { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import type { EventLoopRef } from "../event-loop.js";
-import type { TaskControl } from "../threads/executor.js";
+import { FifoExecutor, type TaskControl } from "../threads/executor.js";
 import { enterFrame } from "../threads/frame.js";
-import { readContext, selectThreadNow } from "../threads/proxy-context.js";
+import { readContext, selectThreadIn, selectThreadNow } from "../threads/proxy-context.js";
 import { makeThreadMap, ThreadServer } from "../threads/servers.js";
-import type { ThreadClient } from "../threads/thread-client.js";
 import { errorText, isThenable } from "../util.js";
 import { ServerCallIO } from "./call-io.js";
 import { ProxyClientBase } from "./client.js";
@@ -140,51 +139,51 @@ export abstract class ProxyServerBase<I> implements Server {
 
   /**
    * A call with a Context: pick its Thread (synchronously unless a pipelined Thread is still
-   * unresolved), then run it there as a task.
+   * unresolved), then run it there as a task. The usual case reads the Context in place (no
+   * capability handle: `selectThreadIn`); the general one through handles (`readContext`).
    */
   #dispatchOnThread(call: IncomingCall, slot: MethodSlot): void | Promise<void> {
     const conn = this.connection;
     const params: Struct = call.params(slot.m.Params);
+    const now = selectThreadIn(conn, params, slot.m.context);
+    if (now !== undefined) return this.#runOnThread(now, call, slot, params, false);
     const { thread: threadCap, callbackThread } = readContext(params, slot.m.context);
+    callbackThread?.close(); // the task reads it again (ThreadServer.enterCallback)
     let thread: ThreadServer | Promise<ThreadServer>;
     try {
       thread = selectThreadNow(conn, threadCap);
     } catch (e) {
       threadCap?.close();
-      callbackThread?.close();
       throw e;
     }
     if (thread instanceof ThreadServer) {
       threadCap?.close();
-      return this.#runOnThread(thread, call, slot, params, callbackThread, false);
+      return this.#runOnThread(thread, call, slot, params, false);
     }
     return thread.then(
       (t) => {
         threadCap?.close();
-        return this.#runOnThread(t, call, slot, params, callbackThread, true);
+        return this.#runOnThread(t, call, slot, params, true);
       },
       (e: unknown) => {
         threadCap?.close();
-        callbackThread?.close();
         throw e;
       },
     );
   }
 
-  #runOnThread(
-    thread: ThreadServer,
-    call: IncomingCall,
-    slot: MethodSlot,
-    params: Struct,
-    cb: Capability | null,
-    late: boolean,
-  ): Promise<void> {
+  #runOnThread(thread: ThreadServer, call: IncomingCall, slot: MethodSlot, params: Struct, late: boolean): void | Promise<void> {
     // A task that starts inside this call to run() from dispatch() started in the same turn the
     // engine dispatched the call, right after it checked the call was not canceled: only a queued
     // (or late: the Thread had to resolve first) task needs to look at the call's lazily created
-    // signal.
+    // signal. An idle FIFO executor runs it at once, and its result goes back as is (no promise
+    // when the method returns a value).
+    const ex = thread.context.executor;
+    if (!late && ex instanceof FifoExecutor && ex.idle) {
+      return ex.runNow((task) => this.#runTask(task, thread, call, slot, params, false));
+    }
     let queued = late;
-    const p = thread.context.executor.run((task) => this.#runTask(task, thread, call, slot, params, cb, queued));
+    const p = ex.run((task) => this.#runTask(task, thread, call, slot, params, queued));
     queued = true;
     return p;
   }
@@ -195,7 +194,6 @@ export abstract class ProxyServerBase<I> implements Server {
     call: IncomingCall,
     slot: MethodSlot,
     params: Struct,
-    cb: Capability | null,
     queued: boolean,
   ): void | Promise<void> {
     const conn = this.connection;
@@ -212,41 +210,33 @@ export abstract class ProxyServerBase<I> implements Server {
         ? call.signal.reason
         : undefined;
     if (reason !== undefined) {
-      cb?.close();
       loop.log("info", `IPC server request ${slot.m.name} canceled before it could be executed`);
       loop.hooks.asyncRequestDone?.();
       throw reason;
     }
     // Nested calls made while serving this one go back to the caller's thread (upstream
     // PassField): unless an entry exists (a recursive call), use callbackThread meanwhile.
-    let inserted: ThreadClient | undefined;
-    if (cb !== null) {
-      if (cb.isNull) cb.close();
-      else {
-        thread.holdPeerCallback(cb);
-        inserted = thread.context.setRequestThread(conn, cb);
-      }
-    }
+    const inserted = thread.enterCallback(params, slot.m.context);
     let r: void | Promise<void>;
     try {
       r = enterFrame({ context: thread.context, task, waits: 0 }, () => this.#invoke(call, slot, params));
     } catch (e) {
-      inserted?.destroy();
+      if (inserted !== null) thread.endCallback(inserted);
       loop.hooks.asyncRequestDone?.();
       throw e;
     }
     if (!isThenable(r)) {
-      inserted?.destroy();
+      if (inserted !== null) thread.endCallback(inserted);
       loop.hooks.asyncRequestDone?.();
       return;
     }
     return r.then(
       () => {
-        inserted?.destroy();
+        if (inserted !== null) thread.endCallback(inserted);
         loop.hooks.asyncRequestDone?.();
       },
       (e: unknown) => {
-        inserted?.destroy();
+        if (inserted !== null) thread.endCallback(inserted);
         loop.hooks.asyncRequestDone?.();
         throw e;
       },

@@ -6,7 +6,7 @@
  * Owns: nothing of its own; it creates a context's ThreadClients on first use (owned by the
  * context's maps). Threading: loop thread only.
  */
-import { localCapability, readCap, writeCap, type Capability } from "@multiprocess-ts/capnp";
+import { localCapability, peekLocalServer, readCap, writeCap, type Capability } from "@multiprocess-ts/capnp";
 import { Pointer, Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { ThreadSelectionError } from "../errors.js";
@@ -74,6 +74,21 @@ export function readContext(params: Struct, index: number): ContextCaps {
   if (Pointer.isNull(Struct.getPointer(index, params))) return { thread: null, callbackThread: null };
   const ctx = Struct.getStruct(index, Context, params);
   return { thread: readCap(ctx, Context.THREAD_PTR), callbackThread: readCap(ctx, Context.CALLBACK_THREAD_PTR) };
+}
+
+/**
+ * @internal {@link selectThreadNow} for the Context at pointer `index` of `params`, read in place
+ * (capnp `peekLocalServer`: no handle): the Thread, or a selection error thrown, when the Context
+ * names one of our Threads, names none, or is absent; undefined when the general path must decide
+ * (a Thread capability not resolved yet, or not a local one).
+ */
+export function selectThreadIn(connection: Connection, params: Struct, index: number): ThreadServer | undefined {
+  const server = peekLocalServer(params, index, Context.THREAD_PTR);
+  if (server === undefined) return undefined;
+  if (server !== null) return checkThread(connection, server);
+  const pooled = pickPoolThread(connection);
+  if (pooled) return pooled;
+  throw new ThreadSelectionError("no thread specified and no pool configured", "MP_ERR_NO_THREAD");
 }
 
 /**

@@ -11,16 +11,21 @@
 import {
   RpcError,
   localCapability,
+  peekSameCap,
+  readCap,
   writeCap,
   type Capability,
   type IncomingCall,
   type Server,
 } from "@multiprocess-ts/capnp";
+import { Pointer, Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { longThreadName } from "../log.js";
 import { runInFrame } from "./frame.js";
+import { ThreadClient } from "./thread-client.js";
 import { ThreadContext } from "./thread-context.js";
 import {
+  Context,
   THREAD_INTERFACE_ID,
   THREAD_MAP_INTERFACE_ID,
   ThreadMapMethod,
@@ -40,8 +45,8 @@ export class ThreadServer implements Server {
   readonly context: ThreadContext;
   readonly #ownsContext: boolean;
   #released = false;
-  /** See {@link holdPeerCallback}. */
-  #peerCallback: Capability | null = null;
+  /** See {@link callbackEntry}. */
+  #peerCallback: ThreadClient | null = null;
   #peerCallbackUses = 0;
 
   /**
@@ -74,25 +79,58 @@ export class ThreadServer implements Server {
   }
 
   /**
-   * @internal Keeps one reference to the `Context.callbackThread` of the call this Thread is about
-   * to serve (borrowed `cap`; a dup is kept), dropping the one kept before. The caller's callback
-   * Thread arrives with every call and is released when the call ends; as long as we hold a
-   * reference, the import stays alive, so its release costs no `Release` message per call (the
-   * engine counts the references and sends one Release when the last handle goes). A Thread is
-   * usually called by one client thread, so this is nearly always the same import. Dropped when
-   * this Thread is released (the peer let it go, or the connection ended), and every 2^20 uses so
-   * the peer's reference count stays far below the UInt32 of `Release.referenceCount`.
+   * @internal The request-Thread entry for the `Context.callbackThread` of the call this Thread is
+   * about to serve (the Context at pointer `ctxIndex` of `params`), or null when the call names
+   * none. The caller's callback Thread arrives with every call; this Thread keeps one entry (one
+   * reference to it) and hands the same entry out again while calls name the same capability, so a
+   * call costs neither a capability handle nor a new entry, and, since the import stays alive, no
+   * `Release` message (the engine counts the references and sends one Release when the last
+   * handle goes). A Thread is usually called by one client thread, so this is nearly always the
+   * same import. A call naming another one gets a new entry; the old one is destroyed now, or by
+   * {@link endCallback} when the task that inserted it ends. The entry is also replaced every 2^20
+   * uses, so the peer's reference count stays far below the UInt32 of `Release.referenceCount`,
+   * and destroyed when this Thread is released (the peer let it go, or the connection ended).
    */
-  holdPeerCallback(cap: Capability): void {
-    if (this.#released) return;
+  callbackEntry(params: Struct, ctxIndex: number): ThreadClient | null {
     const old = this.#peerCallback;
-    if (++this.#peerCallbackUses > 0x100000) {
-      this.#peerCallbackUses = 0;
-      this.#peerCallback = null;
-    } else {
-      this.#peerCallback = cap.dup();
+    const cap = old?.cap;
+    if (cap != null && peekSameCap(params, ctxIndex, Context.CALLBACK_THREAD_PTR, cap) && ++this.#peerCallbackUses <= 0x100000) {
+      return old;
     }
-    old?.close();
+    if (Pointer.isNull(Struct.getPointer(ctxIndex, params))) return null;
+    const cb = readCap(Struct.getStruct(ctxIndex, Context, params), Context.CALLBACK_THREAD_PTR);
+    if (cb === null || cb.isNull || this.connection.state !== "open") {
+      cb?.close();
+      return null;
+    }
+    const entry = new ThreadClient(this.context.requestThreads, this.connection, cb);
+    if (this.#released) return entry; // a task queued before the release: this call's entry only
+    this.#peerCallbackUses = 0;
+    this.#peerCallback = entry;
+    if (old !== null && !this.context.hasRequestThread(this.connection, old)) old.destroy();
+    return entry;
+  }
+
+  /**
+   * @internal Sets the request Thread of this Thread's context for the task about to serve a call
+   * (upstream PassField: nested calls go back to the caller's `callbackThread`) unless one is set:
+   * the entry it inserted (hand it to {@link endCallback} when the task ends), or null.
+   */
+  enterCallback(params: Struct, ctxIndex: number): ThreadClient | null {
+    const e = this.callbackEntry(params, ctxIndex);
+    if (e === null) return null;
+    if (this.context.insertRequestThread(this.connection, e)) return e;
+    if (e !== this.#peerCallback) e.destroy();
+    return null;
+  }
+
+  /**
+   * @internal The task that inserted `entry` (from {@link callbackEntry}) as its context's request
+   * Thread has ended: it leaves the map, and is destroyed unless it is still this Thread's entry.
+   */
+  endCallback(entry: ThreadClient): void {
+    this.context.removeRequestThread(this.connection, entry);
+    if (entry !== this.#peerCallback) entry.destroy();
   }
 
   dispatch(call: IncomingCall): void {
@@ -109,7 +147,7 @@ export class ThreadServer implements Server {
     this.connection.threads.delete(this);
     const held = this.#peerCallback;
     this.#peerCallback = null;
-    held?.close();
+    held?.destroy();
     if (this.#ownsContext) this.context.close();
   }
 }

@@ -78,6 +78,27 @@ export class ThreadContext {
   }
 
   /**
+   * @internal Makes `entry` (one of `connection`'s entries for this context's map, see
+   * `ThreadServer.callbackEntry`) the request Thread for `connection` if none is set (as
+   * {@link setRequestThread}, without taking it over). True when it was inserted.
+   */
+  insertRequestThread(connection: Connection, entry: ThreadClient): boolean {
+    if (this.requestThreads.has(connection) || connection.state !== "open" || entry.destroyed) return false;
+    this.requestThreads.set(connection, entry);
+    return true;
+  }
+
+  /** @internal True when `entry` is the request Thread for `connection` now. */
+  hasRequestThread(connection: Connection, entry: ThreadClient): boolean {
+    return this.requestThreads.get(connection) === entry;
+  }
+
+  /** @internal Undoes {@link insertRequestThread} (when `entry` is still the one set). */
+  removeRequestThread(connection: Connection, entry: ThreadClient): void {
+    if (this.requestThreads.get(connection) === entry) this.requestThreads.delete(connection);
+  }
+
+  /**
    * Drops every entry (thread exit / worker detach). Loop thread only; idempotent. Entries are
    * detached from the maps first and destroyed afterwards, like upstream's open PR #335, so a
    * destroy that triggers more teardown never sees a half-iterated map.
