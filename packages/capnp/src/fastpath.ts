@@ -181,12 +181,16 @@ export function newCallMessage<P extends capnp.Struct>(
   Params: capnp.StructCtor<P>,
   extraBytes = 128,
 ): { msg: capnp.Message; params: P } {
-  const size = Params._capnp.size;
+  const msg = callMessage(interfaceId, methodId, Params._capnp.size, extraBytes);
+  return { msg, params: structOver(Params, msg._capnp.segments[0]!, CALL.contentPtr, MAX_DEPTH) };
+}
+
+/** {@link newCallMessage}'s message alone: its params struct (`size`) is at {@link CALL}.contentPtr. */
+export function callMessage(interfaceId: bigint, methodId: number, size: capnp.ObjectSize, extraBytes = 128): capnp.Message {
   const contentBytes = roundUp(size.dataByteLength) + size.pointerLength * 8;
-  const { m, seg, dv } = messageWithEnvelope(
-    roundUp(CALL.envelopeBytes + contentBytes + extraBytes),
-    CALL.envelopeBytes + contentBytes,
-  );
+  const used = CALL.envelopeBytes + contentBytes;
+  const m = messageOver([takeBuffer(roundUp(used + extraBytes))], used);
+  const dv = dataViewOf(m._capnp.segments[0]!);
   // 0: root → Message (1 data word, 1 ptr) at word 1
   dv.setUint32(4, ptrHi(1, 1), true);
   dv.setUint16(8, MSG_CALL, true);
@@ -202,7 +206,22 @@ export function newCallMessage<P extends capnp.Struct>(
   dv.setUint32(60, ptrHi(0, 2), true);
   // 11: content → word 13 (offset 1)
   structPtr(dv, CALL.contentPtr, 1, size);
-  return { msg: m, params: new Params(seg, CALL.contentPtr) };
+  return m;
+}
+
+/**
+ * A struct of class `ctor` at `byteOffset` of `seg`: the object `new ctor(seg, byteOffset,
+ * depthLimit)` makes (same fields, same order), without the work capnp-ts's constructor does
+ * that a pointer the engine itself placed or validated does not need (bounds and depth checks,
+ * traversal accounting, debug-trace arguments). Only for struct classes without instance fields
+ * or constructors of their own (capnp-ts's and mpgen's generated classes).
+ */
+export function structOver<T extends capnp.Struct>(ctor: capnp.StructCtor<T>, seg: Seg, byteOffset: number, depthLimit: number): T {
+  const s = Object.create(ctor.prototype as object) as { _capnp: object; segment: Seg; byteOffset: number };
+  s._capnp = { compositeList: false, depthLimit, compositeIndex: undefined };
+  s.segment = seg;
+  s.byteOffset = byteOffset;
+  return s as unknown as T;
 }
 
 /** A Return message with `results` set to an initialized struct of `Results` (answerId 0). */

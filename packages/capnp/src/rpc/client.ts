@@ -9,7 +9,8 @@
 
 import * as capnp from "capnp-ts";
 import { CanceledError, RpcError } from "../errors.js";
-import { newCallMessage } from "../fastpath.js";
+import { CALL, callMessage, dataViewOf, newCallMessage, structOver } from "../fastpath.js";
+import { MAX_DEPTH } from "capnp-ts/src/constants.js";
 import { unadoptMessage } from "../adopt.js";
 import { CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome } from "./hook.js";
@@ -259,7 +260,8 @@ export abstract class DirectCall extends Sink {
   /** Starts a call of `cap` (a Capability of this engine; throws if it is closed): its params to fill. */
   protected begin<P extends Struct>(cap: Capability, interfaceId: bigint, methodId: number, Params: StructCtor<P>): P {
     const hook = hookOf(cap);
-    const { msg, params } = newCallMessage(interfaceId, methodId, Params);
+    const msg = callMessage(interfaceId, methodId, Params._capnp.size);
+    const params = structOver(Params, msg._capnp.segments[0]!, CALL.contentPtr, MAX_DEPTH);
     msg._capnp.capTable = [];
     this.dHook = hook.addRef();
     this.dMsg = msg;
@@ -310,7 +312,18 @@ export abstract class DirectCall extends Sink {
   /** The results as `ctor` (after a successful {@link settle}, before {@link releaseResults}). */
   protected results<T extends Struct>(ctor: StructCtor<T>): T {
     const p = this.dOut === null ? null : this.dOut.content;
-    return p === null || capnp.Pointer.isNull(p) ? emptyStruct(ctor) : readStruct(p, ctor);
+    if (p === null) return emptyStruct(ctor);
+    // A near struct pointer at least as big as `ctor`'s struct (the common case): read in place.
+    const dv = dataViewOf(p.segment);
+    const lo = dv.getUint32(p.byteOffset, true);
+    const hi = dv.getUint32(p.byteOffset + 4, true);
+    if ((lo & 3) === 0 && (lo !== 0 || hi !== 0)) {
+      const want = ctor._capnp.size;
+      if ((hi & 0xffff) * 8 >= want.dataByteLength && hi >>> 16 >= want.pointerLength) {
+        return structOver(ctor, p.segment, p.byteOffset, p._capnp.depthLimit);
+      }
+    }
+    return capnp.Pointer.isNull(p) ? emptyStruct(ctor) : readStruct(p, ctor);
   }
 
   /** Lets the outcome go: the capabilities of the results nobody took are released. */
