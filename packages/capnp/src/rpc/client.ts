@@ -258,7 +258,7 @@ export abstract class DirectCall extends Sink {
   private dOut: Outcome | null = null;
 
   /** Starts a call of `cap` (a Capability of this engine; throws if it is closed): its params to fill. */
-  protected begin<P extends Struct>(cap: Capability, interfaceId: bigint, methodId: number, Params: StructCtor<P>): P {
+  begin<P extends Struct>(cap: Capability, interfaceId: bigint, methodId: number, Params: StructCtor<P>): P {
     const hook = hookOf(cap);
     const msg = callMessage(interfaceId, methodId, Params._capnp.size);
     const params = structOver(Params, msg._capnp.segments[0]!, CALL.contentPtr, MAX_DEPTH);
@@ -272,7 +272,7 @@ export abstract class DirectCall extends Sink {
   }
 
   /** Sends the call begun by {@link begin} (once). */
-  protected sendCall(): void {
+  sendCall(): void {
     const hook = this.dHook!;
     const msg = this.dMsg!;
     const d = new CallData(this.dIid, this.dMid, msg, true, this.dParams!, msg._capnp.capTable as (Hook | null)[], this);
@@ -284,7 +284,7 @@ export abstract class DirectCall extends Sink {
   }
 
   /** Drops a call begun but not sent: releases its target and the caps written into its params. */
-  protected drop(): void {
+  drop(): void {
     const hook = this.dHook;
     const msg = this.dMsg;
     this.dHook = null;

@@ -111,8 +111,10 @@ export abstract class ProxyClientBase implements AsyncDisposable {
 
   /**
    * Calls method `m`: builds params with `build` (plus the Context when `m.context >= 0`), sends,
-   * reads results with `read`, closes the Response. `options`: the caller's {@link CallOptions}
+   * reads results with `read` and lets them go. `options`: the caller's {@link CallOptions}
    * (over this client's defaults, see call-options.ts). See the module comment for the errors.
+   * Everything up to the send runs synchronously, in one {@link ClientCall}; `build` and `read`
+   * get a CallIO only when they declare a second parameter.
    */
   protected $invoke<R>(
     m: ProxyMethod,
@@ -120,7 +122,43 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     read: (r: any, io: ClientIO) => R,
     options?: CallOptions,
   ): Promise<R> {
-    return invokeOn(this, m, build, read, options);
+    const connection = this.$connection;
+    // A CallIO only when build or read takes one (generated code declares `io` when it uses it).
+    const io = build.length > 1 || read.length > 1 ? new CallIO(connection) : null;
+    const promise = new Promise<R>(EXECUTOR);
+    const call = new ClientCall<R>(m, read, io, nextResolve!, nextReject!);
+    try {
+      this.$checkOpen();
+      const opts = effectiveOptions(this, options);
+      if (opts !== undefined) {
+        checkTimeout(opts.timeout);
+        if (opts.signal?.aborted) throw abortError(opts.signal);
+      }
+      const loop = connection.loop;
+      // Inside a server Thread task: that Thread's context; anywhere else: the current lane's
+      // context (threads/lanes.ts), else the loop thread's. Only needed for a Context or a task.
+      const frame = currentFrame();
+      const thread = frame === undefined && m.context < 0 ? undefined : threadFor(frame, loop);
+      const params = call.begin(this.$cap, m.interfaceId, m.methodId, m.Params);
+      build(params, io as CallIO);
+      if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, params), connection, thread!, opts?.thread === "pool");
+      // Tracing: the engine writes the Call / Return lines, naming the method from this table.
+      if (loop.logEnabled("trace")) traceMethod(m, this.constructor);
+      call.sendCall();
+      if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) call.canceler = new Canceler(call, opts);
+      // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
+      if (frame !== undefined && frame.context === thread && frame.task !== undefined) {
+        call.waiter = frame;
+        if (frame.waits++ === 0) frame.task.enterWait();
+      }
+    } catch (e) {
+      call.drop();
+      io?.release();
+      return Promise.reject(e);
+    }
+    io?.release();
+    call.sent();
+    return promise;
   }
 
   /** @internal {@link $invoke} without the `protected` (construct / destroy from the runtime). */
@@ -130,7 +168,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     read: (r: any, io: ClientIO) => R,
     options?: CallOptions,
   ): Promise<R> {
-    return invokeOn(this, m, build, read, options);
+    return this.$invoke(m, build, read, options);
   }
 
   /** @internal */
@@ -259,24 +297,10 @@ class ClientCall<R> extends DirectCall {
     super();
   }
 
-  start(cap: Capability): unknown {
-    const m = this.m;
-    return this.begin(cap, m.interfaceId, m.methodId, m.Params);
-  }
-
-  send(): void {
-    this.sendCall();
-    if (this.phase === SENDING) this.phase = SENT;
-  }
-
-  /** After send and the caller's bookkeeping: an outcome that came during send is handled now. */
+  /** After the send and the caller's bookkeeping: an outcome that came during them is handled now. */
   sent(): void {
     if (this.phase === SETTLED_EARLY) this.later(this.early);
     this.phase = SENT;
-  }
-
-  abandon(): void {
-    this.drop();
   }
 
   protected settle(err: RpcError | null): void {
@@ -329,56 +353,6 @@ function clientError(e: RpcError): unknown {
   // the call, i.e. the caller's own frames (docs/errors.md, "Remote errors").
   if (e instanceof RemoteError) Error.captureStackTrace(e);
   return e;
-}
-
-/**
- * `$invoke`: everything up to the send runs synchronously, in one {@link ClientCall}; a CallIO
- * is made only when `build` or `read` takes one (declares a second parameter, as generated code
- * does exactly when it uses it).
- */
-function invokeOn<R>(
-  client: ProxyClientBase,
-  m: ProxyMethod,
-  build: (p: any, io: ClientIO) => void,
-  read: (r: any, io: ClientIO) => R,
-  options?: CallOptions,
-): Promise<R> {
-  const connection = client.$connection;
-  const io = build.length > 1 || read.length > 1 ? new CallIO(connection) : null;
-  const promise = new Promise<R>(EXECUTOR);
-  const call = new ClientCall<R>(m, read, io, nextResolve!, nextReject!);
-  try {
-    client.$checkOpen();
-    const opts = effectiveOptions(client, options);
-    if (opts !== undefined) {
-      checkTimeout(opts.timeout);
-      if (opts.signal?.aborted) throw abortError(opts.signal);
-    }
-    const loop = connection.loop;
-    // Inside a server Thread task: that Thread's context; anywhere else: the current lane's
-    // context (threads/lanes.ts), else the loop thread's. Only needed for a Context or a task.
-    const frame = currentFrame();
-    const thread = frame === undefined && m.context < 0 ? undefined : threadFor(frame, loop);
-    const params = call.start(client.$cap);
-    build(params, io as CallIO);
-    if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, params as Struct), connection, thread!, opts?.thread === "pool");
-    // Tracing: the engine writes the Call / Return lines, naming the method from this table.
-    if (loop.logEnabled("trace")) traceMethod(m, client.constructor);
-    call.send();
-    if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) call.canceler = new Canceler(call, opts);
-    // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
-    if (frame !== undefined && frame.context === thread && frame.task !== undefined) {
-      call.waiter = frame;
-      if (frame.waits++ === 0) frame.task.enterWait();
-    }
-  } catch (e) {
-    call.abandon();
-    io?.release();
-    return Promise.reject(e);
-  }
-  io?.release();
-  call.sent();
-  return promise;
 }
 
 function threadFor(frame: TaskFrame | undefined, loop: EventLoop): ThreadContext {
