@@ -209,6 +209,21 @@ export function callMessage(interfaceId: bigint, methodId: number, size: capnp.O
   return m;
 }
 
+const POINTER_PROTO = capnp.Pointer.prototype as object;
+
+/**
+ * The capnp-ts Pointer `new capnp.Pointer(seg, byteOffset, depthLimit)` makes (same fields, same
+ * order), for a pointer inside a validated message (`depthLimit` >= 1): without the constructor's
+ * checks, traversal accounting and debug-trace arguments (see {@link structOver}).
+ */
+function pointerOver(seg: Seg, byteOffset: number, depthLimit: number): capnp.Pointer {
+  const p = Object.create(POINTER_PROTO) as { _capnp: object; segment: Seg; byteOffset: number };
+  p._capnp = { compositeList: false, depthLimit };
+  p.segment = seg;
+  p.byteOffset = byteOffset;
+  return p as unknown as capnp.Pointer;
+}
+
 /**
  * A struct of class `ctor` at `byteOffset` of `seg`: the object `new ctor(seg, byteOffset,
  * depthLimit)` makes (same fields, same order), without the work capnp-ts's constructor does
@@ -420,7 +435,7 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
         if (pl < 0) return false;
         const plPtrs = pl + dataWordsAt(dv, rptrs) * 8;
         const plPc = dv.getUint16(rptrs + 6, true);
-        env.content = new capnp.Pointer(seg, plPtrs, depth - 3);
+        env.content = depth > 3 ? pointerOver(seg, plPtrs, depth - 3) : new capnp.Pointer(seg, plPtrs, depth - 3);
         env.hasCapTable = plPc >= 2 && (dv.getUint32(plPtrs + 8, true) !== 0 || dv.getUint32(plPtrs + 12, true) !== 0);
       }
       return true;
