@@ -1,8 +1,10 @@
 /**
  * The caller's side of the engine: {@link CapHandle} (the user's {@link Capability}, one
  * reference to a hook), {@link RequestImpl} (a call being built), {@link PendingCallImpl} (the
- * sink of a call made through a handle) and {@link ResponseImpl} (its results). A request goes
- * straight to its target hook: `hook.call(d)` (local.ts, promise.ts or imports.ts).
+ * sink of a call made through a handle) and {@link ResponseImpl} (its results); and
+ * {@link DirectCall}, the same call path for a caller that builds and sends in one go and takes
+ * the outcome itself (the runtime's generated clients: one object per call, no engine promise).
+ * A request goes straight to its target hook: `hook.call(d)` (local.ts, promise.ts or imports.ts).
  *
  * Threading: belongs to the thread (event loop) that created it.
  */

@@ -18,6 +18,10 @@
  * A failed call's RemoteError gets its stack captured again when it reaches the caller, so it
  * names the caller's async frames (no cost on the success path).
  *
+ * A call is one {@link ClientCall}: the engine's sink of the call (capnp `DirectCall`) and the
+ * caller's promise; cap-free results are read in the Return's dispatch and the promise resolved
+ * with the value (docs/design.md, "One call, file by file").
+ *
  * Owns: one Capability reference, one EventLoopRef, one sync cleanup on its Connection.
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
