@@ -327,7 +327,8 @@ class ClientCall<R> extends DirectCall {
       try {
         this.resolve(this.read(this.results(this.m.Results), this.io!));
       } catch (e) {
-        this.reject(e);
+        // A declared exception (or a bad value) read from the results: made here, in the dispatch.
+        this.rejectFromReaction(e);
       } finally {
         this.io?.release();
         this.releaseResults();
@@ -343,20 +344,33 @@ class ClientCall<R> extends DirectCall {
         return;
       }
     }
-    this.reject(clientError(err));
+    // Already one of upstream's two errors (a worker-side call relayed by the loop): keep it.
+    if (err instanceof IpcDisconnectedError) this.reject(err);
+    else if (err.kind === "disconnected") this.reject(new IpcInterruptedError(err));
+    else if (err instanceof RemoteError) this.rejectFromReaction(err);
+    else this.reject(err);
+  }
+
+  /**
+   * The peer's error, or one `read` threw, was made in the Return's dispatch: its stack holds
+   * engine frames only. It is captured again in a promise reaction chained to the caller's
+   * promise, where V8 appends the async frames of whoever awaits the call, i.e. the caller's own
+   * frames (docs/errors.md, "Remote errors"). Only on failure: the caller's promise adopts a
+   * promise rejected one microtask later, once the adoption is in place.
+   */
+  private rejectFromReaction(e: unknown): void {
+    let fail!: (e: unknown) => void;
+    const inner = new Promise<never>((_res, rej) => {
+      fail = rej;
+    });
+    this.resolve(inner.then(undefined, recapture) as R);
+    queueMicrotask(() => fail(e));
   }
 }
 
-/** What a failed call rejects with, from the engine's error. */
-function clientError(e: RpcError): unknown {
-  // Already one of upstream's two errors (a worker-side call relayed by the loop): keep it.
-  if (e instanceof IpcDisconnectedError) return e;
-  if (e.kind === "disconnected") return new IpcInterruptedError(e);
-  // The peer's error was made while reading its Return: its stack holds engine frames only.
-  // Capturing again here (only on failure) lets V8 append the async frames of whoever awaits
-  // the call, i.e. the caller's own frames (docs/errors.md, "Remote errors").
-  if (e instanceof RemoteError) Error.captureStackTrace(e);
-  return e;
+function recapture(e: unknown): never {
+  if (e instanceof Error) Error.captureStackTrace(e);
+  throw e;
 }
 
 function threadFor(frame: TaskFrame | undefined, loop: EventLoop): ThreadContext {
