@@ -182,7 +182,7 @@ export function newCallMessage<P extends capnp.Struct>(
   extraBytes = 128,
 ): { msg: capnp.Message; params: P } {
   const msg = callMessage(interfaceId, methodId, Params._capnp.size, extraBytes);
-  return { msg, params: structOver(Params, msg._capnp.segments[0]!, CALL.contentPtr, MAX_DEPTH) };
+  return { msg, params: pointerAt(Params, msg._capnp.segments[0]!, CALL.contentPtr, MAX_DEPTH) };
 }
 
 /** {@link newCallMessage}'s message alone: its params struct (`size`) is at {@link CALL}.contentPtr. */
@@ -207,36 +207,6 @@ export function callMessage(interfaceId: bigint, methodId: number, size: capnp.O
   // 11: content → word 13 (offset 1)
   structPtr(dv, CALL.contentPtr, 1, size);
   return m;
-}
-
-const POINTER_PROTO = capnp.Pointer.prototype as object;
-
-/**
- * The capnp-ts Pointer `new capnp.Pointer(seg, byteOffset, depthLimit)` makes (same fields, same
- * order), for a pointer inside a validated message (`depthLimit` >= 1): without the constructor's
- * checks, traversal accounting and debug-trace arguments (see {@link structOver}).
- */
-function pointerOver(seg: Seg, byteOffset: number, depthLimit: number): capnp.Pointer {
-  const p = Object.create(POINTER_PROTO) as { _capnp: object; segment: Seg; byteOffset: number };
-  p._capnp = { compositeList: false, depthLimit };
-  p.segment = seg;
-  p.byteOffset = byteOffset;
-  return p as unknown as capnp.Pointer;
-}
-
-/**
- * A struct of class `ctor` at `byteOffset` of `seg`: the object `new ctor(seg, byteOffset,
- * depthLimit)` makes (same fields, same order), without the work capnp-ts's constructor does
- * that a pointer the engine itself placed or validated does not need (bounds and depth checks,
- * traversal accounting, debug-trace arguments). Only for struct classes without instance fields
- * or constructors of their own (capnp-ts's and mpgen's generated classes).
- */
-export function structOver<T extends capnp.Struct>(ctor: capnp.StructCtor<T>, seg: Seg, byteOffset: number, depthLimit: number): T {
-  const s = Object.create(ctor.prototype as object) as { _capnp: object; segment: Seg; byteOffset: number };
-  s._capnp = { compositeList: false, depthLimit, compositeIndex: undefined };
-  s.segment = seg;
-  s.byteOffset = byteOffset;
-  return s as unknown as T;
 }
 
 /** A Return message with `results` set to an initialized struct of `Results` (answerId 0). */
@@ -435,7 +405,7 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
         if (pl < 0) return false;
         const plPtrs = pl + dataWordsAt(dv, rptrs) * 8;
         const plPc = dv.getUint16(rptrs + 6, true);
-        env.content = depth > 3 ? pointerOver(seg, plPtrs, depth - 3) : new capnp.Pointer(seg, plPtrs, depth - 3);
+        env.content = pointerAt(capnp.Pointer, seg, plPtrs, depth - 3);
         env.hasCapTable = plPc >= 2 && (dv.getUint32(plPtrs + 8, true) !== 0 || dv.getUint32(plPtrs + 12, true) !== 0);
       }
       return true;

@@ -11,7 +11,7 @@
 
 import * as capnp from "capnp-ts";
 import { CanceledError, RpcError } from "../errors.js";
-import { CALL, callMessage, dataViewOf, newCallMessage, structOver } from "../fastpath.js";
+import { CALL, callMessage, dataViewOf, newCallMessage, pointerAt } from "../fastpath.js";
 import { MAX_DEPTH } from "capnp-ts/src/constants.js";
 import { unadoptMessage } from "../adopt.js";
 import { CallData, errOutcome, releaseOutcome } from "./hook.js";
@@ -263,7 +263,7 @@ export abstract class DirectCall extends Sink {
   begin<P extends Struct>(cap: Capability, interfaceId: bigint, methodId: number, Params: StructCtor<P>): P {
     const hook = hookOf(cap);
     const msg = callMessage(interfaceId, methodId, Params._capnp.size);
-    const params = structOver(Params, msg._capnp.segments[0]!, CALL.contentPtr, MAX_DEPTH);
+    const params = pointerAt(Params, msg._capnp.segments[0]!, CALL.contentPtr, MAX_DEPTH);
     msg._capnp.capTable = [];
     this.dHook = hook.addRef();
     this.dMsg = msg;
@@ -322,7 +322,7 @@ export abstract class DirectCall extends Sink {
     if ((lo & 3) === 0 && (lo !== 0 || hi !== 0)) {
       const want = ctor._capnp.size;
       if ((hi & 0xffff) * 8 >= want.dataByteLength && hi >>> 16 >= want.pointerLength) {
-        return structOver(ctor, p.segment, p.byteOffset, p._capnp.depthLimit);
+        return pointerAt(ctor, p.segment, p.byteOffset, p._capnp.depthLimit);
       }
     }
     return capnp.Pointer.isNull(p) ? emptyStruct(ctor) : readStruct(p, ctor);
