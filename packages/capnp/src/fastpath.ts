@@ -181,12 +181,16 @@ export function newCallMessage<P extends capnp.Struct>(
   Params: capnp.StructCtor<P>,
   extraBytes = 128,
 ): { msg: capnp.Message; params: P } {
-  const size = Params._capnp.size;
+  const msg = callMessage(interfaceId, methodId, Params._capnp.size, extraBytes);
+  return { msg, params: pointerAt(Params, msg._capnp.segments[0]!, CALL.contentPtr, MAX_DEPTH) };
+}
+
+/** {@link newCallMessage}'s message alone: its params struct (`size`) is at {@link CALL}.contentPtr. */
+export function callMessage(interfaceId: bigint, methodId: number, size: capnp.ObjectSize, extraBytes = 128): capnp.Message {
   const contentBytes = roundUp(size.dataByteLength) + size.pointerLength * 8;
-  const { m, seg, dv } = messageWithEnvelope(
-    roundUp(CALL.envelopeBytes + contentBytes + extraBytes),
-    CALL.envelopeBytes + contentBytes,
-  );
+  const used = CALL.envelopeBytes + contentBytes;
+  const m = messageOver([takeBuffer(roundUp(used + extraBytes))], used);
+  const dv = dataViewOf(m._capnp.segments[0]!);
   // 0: root → Message (1 data word, 1 ptr) at word 1
   dv.setUint32(4, ptrHi(1, 1), true);
   dv.setUint16(8, MSG_CALL, true);
@@ -202,7 +206,7 @@ export function newCallMessage<P extends capnp.Struct>(
   dv.setUint32(60, ptrHi(0, 2), true);
   // 11: content → word 13 (offset 1)
   structPtr(dv, CALL.contentPtr, 1, size);
-  return { msg: m, params: new Params(seg, CALL.contentPtr) };
+  return m;
 }
 
 /** A Return message with `results` set to an initialized struct of `Results` (answerId 0). */
@@ -401,7 +405,7 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
         if (pl < 0) return false;
         const plPtrs = pl + dataWordsAt(dv, rptrs) * 8;
         const plPc = dv.getUint16(rptrs + 6, true);
-        env.content = new capnp.Pointer(seg, plPtrs, depth - 3);
+        env.content = pointerAt(capnp.Pointer, seg, plPtrs, depth - 3);
         env.hasCapTable = plPc >= 2 && (dv.getUint32(plPtrs + 8, true) !== 0 || dv.getUint32(plPtrs + 12, true) !== 0);
       }
       return true;

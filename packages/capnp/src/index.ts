@@ -21,6 +21,7 @@ export {
   localCapability,
   serverHolders,
   capabilityShared,
+  DirectCall,
   nullCapability,
   brokenCapability,
   promiseCapability,

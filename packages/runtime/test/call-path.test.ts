@@ -1,5 +1,6 @@
 // The per-call path (issue 6): lazy ServerIO.signal, no Release per Context call, the cancel check
-// after asyncRequestStart, frames across awaits, synchronous completion of a sync method.
+// after asyncRequestStart, frames across awaits, synchronous completion of a sync method; the
+// client's one ClientCall per call (issue 13), including a call the engine settles while sending.
 // Threading: loop thread (the test's thread).
 import { deferred } from "@multiprocess-ts/capnp";
 import { currentFrame } from "@multiprocess-ts/runtime";
@@ -100,5 +101,21 @@ describe("Context calls", () => {
     expect(await p.client.callback({ call: (n) => n + 1 }, 1)).toBe(2);
     expect(await p.client.add(1, 1)).toBe(2);
     expect(seen).toEqual(["after await: true", "after call: true", "add frame: none"]);
+  });
+});
+
+describe("client calls (one ClientCall per call)", () => {
+  it("results are read as they arrive; a call the engine cannot send (its link already ended) rejects as interrupted", async () => {
+    const impl = new FooImpl();
+    await using p = await fooSetup(impl);
+    const calls = Array.from({ length: 8 }, (_, i) => p.client.add(i, 1));
+    expect(await Promise.all(calls)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // The engine's connection ends now; the runtime Connection's teardown runs on a later turn,
+    // so the client still sees it open and the engine refuses the Call while it is being sent.
+    const closed = p.connections.client.rpc.close();
+    expect(p.connections.client.state).toBe("open");
+    const late = p.client.add(1, 2);
+    await closed;
+    await expect(late).rejects.toThrow("IPC client method call interrupted by disconnect.");
   });
 });

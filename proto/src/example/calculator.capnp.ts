@@ -43,6 +43,8 @@ export interface CalculatorInterface {
   solveEquation(eqn: string, ctx?: $mp.CallContext): void | Promise<void>;
 }
 
+const CalculatorInterface$solveEquation$read = () => undefined;
+
 /** Client proxy for `CalculatorInterface`: each method sends one call and resolves with its results. */
 export class CalculatorInterfaceClient extends $mp.ProxyClientBase implements CalculatorInterface {
   static readonly interfaceId: bigint = 0x8f2fc29c621a588en;
@@ -53,7 +55,7 @@ export class CalculatorInterfaceClient extends $mp.ProxyClientBase implements Ca
       (p: CalculatorInterface_solveEquation$Params) => {
         p.eqn = eqn;
       },
-      () => undefined,
+      CalculatorInterface$solveEquation$read,
       options);
   }
 }

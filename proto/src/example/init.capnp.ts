@@ -60,6 +60,13 @@ export interface InitInterface {
   makePrinter(ctx?: $mp.CallContext): $printer.PrinterInterface | Promise<$printer.PrinterInterface>;
 }
 
+const InitInterface$makeCalculator$read = (r: InitInterface_makeCalculator$Results, io: $mp.ClientIO) => {
+  return $nonNull(io.importObject($mp.readCap(r, 0), $calculator.CalculatorInterfaceClient), "result");
+};
+const InitInterface$makePrinter$read = (r: InitInterface_makePrinter$Results, io: $mp.ClientIO) => {
+  return $nonNull(io.importObject($mp.readCap(r, 0), $printer.PrinterInterfaceClient), "result");
+};
+
 /** Client proxy for `InitInterface`: each method sends one call and resolves with its results. */
 export class InitInterfaceClient extends $mp.ProxyClientBase implements InitInterface {
   static readonly interfaceId: bigint = 0xf005d0634bafecf9n;
@@ -70,17 +77,13 @@ export class InitInterfaceClient extends $mp.ProxyClientBase implements InitInte
       (p: InitInterface_makeCalculator$Params, io) => {
         $mp.writeCap(p, 1, io.exportObject(print, $printer.PrinterInterfaceServer));
       },
-      (r: InitInterface_makeCalculator$Results, io) => {
-        return $nonNull(io.importObject($mp.readCap(r, 0), $calculator.CalculatorInterfaceClient), "result");
-      },
+      InitInterface$makeCalculator$read,
       options);
   }
   makePrinter(options?: $mp.CallOptions): Promise<$printer.PrinterInterfaceClient> {
     return this.$invoke(InitInterface$makePrinter,
       () => {},
-      (r: InitInterface_makePrinter$Results, io) => {
-        return $nonNull(io.importObject($mp.readCap(r, 0), $printer.PrinterInterfaceClient), "result");
-      },
+      InitInterface$makePrinter$read,
       options);
   }
 }

@@ -43,6 +43,8 @@ export interface PrinterInterface {
   print(text: string, ctx?: $mp.CallContext): void | Promise<void>;
 }
 
+const PrinterInterface$print$read = () => undefined;
+
 /** Client proxy for `PrinterInterface`: each method sends one call and resolves with its results. */
 export class PrinterInterfaceClient extends $mp.ProxyClientBase implements PrinterInterface {
   static readonly interfaceId: bigint = 0xaadbfb2ec12e0469n;
@@ -53,7 +55,7 @@ export class PrinterInterfaceClient extends $mp.ProxyClientBase implements Print
       (p: PrinterInterface_print$Params) => {
         p.text = text;
       },
-      () => undefined,
+      PrinterInterface$print$read,
       options);
   }
 }

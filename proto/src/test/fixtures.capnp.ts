@@ -411,6 +411,10 @@ export interface FooInit {
   makeFoo(ctx?: $mp.CallContext): ThreadFoo | Promise<ThreadFoo>;
 }
 
+const FooInit$makeFoo$read = (r: FooInit_makeFoo$Results, io: $mp.ClientIO) => {
+  return $nonNull(io.importObject($mp.readCap(r, 0), ThreadFooClient), "result");
+};
+
 /** Client proxy for `FooInit`: each method sends one call and resolves with its results. */
 export class FooInitClient extends $mp.ProxyClientBase implements FooInit {
   static readonly interfaceId: bigint = 0xb940820fb347bcb3n;
@@ -419,9 +423,7 @@ export class FooInitClient extends $mp.ProxyClientBase implements FooInit {
   makeFoo(options?: $mp.CallOptions): Promise<ThreadFooClient> {
     return this.$invoke(FooInit$makeFoo,
       () => {},
-      (r: FooInit_makeFoo$Results, io) => {
-        return $nonNull(io.importObject($mp.readCap(r, 0), ThreadFooClient), "result");
-      },
+      FooInit$makeFoo$read,
       options);
   }
 }
@@ -449,6 +451,10 @@ export interface ThreadFoo extends $foo.FooInterface {
   threadName(ctx?: $mp.CallContext): string | Promise<string>;
 }
 
+const ThreadFoo$threadName$read = (r: ThreadFoo_threadName$Results) => {
+  return r.result;
+};
+
 /** Client proxy for `ThreadFoo`: each method sends one call and resolves with its results. */
 export class ThreadFooClient extends $foo.FooInterfaceClient implements ThreadFoo {
   static override readonly interfaceId: bigint = 0xc900d1c22c68279dn;
@@ -457,9 +463,7 @@ export class ThreadFooClient extends $foo.FooInterfaceClient implements ThreadFo
   threadName(options?: $mp.CallOptions): Promise<string> {
     return this.$invoke(ThreadFoo$threadName,
       () => {},
-      (r: ThreadFoo_threadName$Results) => {
-        return r.result;
-      },
+      ThreadFoo$threadName$read,
       options);
   }
 }
@@ -487,6 +491,10 @@ export interface ThreadedCallback extends $foo.FooCallback {
   initThreadMap(ctx?: $mp.CallContext): void | Promise<void>;
 }
 
+const ThreadedCallback$initThreadMap$read = (r: ThreadedCallback_initThreadMap$Results, io: $mp.ClientIO) => {
+  io.setPeerThreadMap($mp.readCap(r, 0));
+};
+
 /** Client proxy for `ThreadedCallback`: each method sends one call and resolves with its results. */
 export class ThreadedCallbackClient extends $foo.FooCallbackClient implements ThreadedCallback {
   static override readonly interfaceId: bigint = 0xe820abc74428e19dn;
@@ -497,9 +505,7 @@ export class ThreadedCallbackClient extends $foo.FooCallbackClient implements Th
       (p: ThreadedCallback_initThreadMap$Params, io) => {
         $mp.writeCap(p, 0, io.threadMap());
       },
-      (r: ThreadedCallback_initThreadMap$Results, io) => {
-        io.setPeerThreadMap($mp.readCap(r, 0));
-      },
+      ThreadedCallback$initThreadMap$read,
       options);
   }
 }
@@ -533,6 +539,13 @@ export interface PrinterInit {
   makeFn(ctx?: $mp.CallContext): $foo.FooFn | Promise<$foo.FooFn>;
 }
 
+const PrinterInit$makePrinter$read = (r: PrinterInit_makePrinter$Results, io: $mp.ClientIO) => {
+  return $nonNull(io.importObject($mp.readCap(r, 0), $foo.FooCallbackClient), "result");
+};
+const PrinterInit$makeFn$read = (r: PrinterInit_makeFn$Results, io: $mp.ClientIO) => {
+  return $nonNull(io.importFunction<$foo.FooFn>($mp.readCap(r, 0), $foo.FooFnClient), "result");
+};
+
 /** Client proxy for `PrinterInit`: each method sends one call and resolves with its results. */
 export class PrinterInitClient extends $mp.ProxyClientBase implements PrinterInit {
   static readonly interfaceId: bigint = 0xa18aa9b89118cd0dn;
@@ -541,17 +554,13 @@ export class PrinterInitClient extends $mp.ProxyClientBase implements PrinterIni
   makePrinter(options?: $mp.CallOptions): Promise<$foo.FooCallbackClient> {
     return this.$invoke(PrinterInit$makePrinter,
       () => {},
-      (r: PrinterInit_makePrinter$Results, io) => {
-        return $nonNull(io.importObject($mp.readCap(r, 0), $foo.FooCallbackClient), "result");
-      },
+      PrinterInit$makePrinter$read,
       options);
   }
   makeFn(options?: $mp.CallOptions): Promise<$foo.FooFn> {
     return this.$invoke(PrinterInit$makeFn,
       () => {},
-      (r: PrinterInit_makeFn$Results, io) => {
-        return $nonNull(io.importFunction<$foo.FooFn>($mp.readCap(r, 0), $foo.FooFnClient), "result");
-      },
+      PrinterInit$makeFn$read,
       options);
   }
 }
@@ -589,6 +598,13 @@ export interface EvolvingV1 {
   latest(ctx?: $mp.CallContext): EvolvedV1 | Promise<EvolvedV1>;
 }
 
+const EvolvingV1$echo$read = (r: EvolvingV1_echo$Results) => {
+  return readEvolvedV1($.Struct.getStruct(0, EvolvedV1$Struct, r));
+};
+const EvolvingV1$latest$read = (r: EvolvingV1_latest$Results) => {
+  return readEvolvedV1($.Struct.getStruct(0, EvolvedV1$Struct, r));
+};
+
 /** Client proxy for `EvolvingV1`: each method sends one call and resolves with its results. */
 export class EvolvingV1Client extends $mp.ProxyClientBase implements EvolvingV1 {
   static readonly interfaceId: bigint = 0xf8c8b7da5b7ab2ffn;
@@ -599,17 +615,13 @@ export class EvolvingV1Client extends $mp.ProxyClientBase implements EvolvingV1 
       (p: EvolvingV1_echo$Params) => {
         writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, p), v);
       },
-      (r: EvolvingV1_echo$Results) => {
-        return readEvolvedV1($.Struct.getStruct(0, EvolvedV1$Struct, r));
-      },
+      EvolvingV1$echo$read,
       options);
   }
   latest(options?: $mp.CallOptions): Promise<EvolvedV1> {
     return this.$invoke(EvolvingV1$latest,
       () => {},
-      (r: EvolvingV1_latest$Results) => {
-        return readEvolvedV1($.Struct.getStruct(0, EvolvedV1$Struct, r));
-      },
+      EvolvingV1$latest$read,
       options);
   }
 }
@@ -647,6 +659,13 @@ export interface EvolvingV2 {
   latest(ctx?: $mp.CallContext): EvolvedV2 | Promise<EvolvedV2>;
 }
 
+const EvolvingV2$echo$read = (r: EvolvingV2_echo$Results) => {
+  return readEvolvedV2($.Struct.getStruct(0, EvolvedV2$Struct, r));
+};
+const EvolvingV2$latest$read = (r: EvolvingV2_latest$Results) => {
+  return readEvolvedV2($.Struct.getStruct(0, EvolvedV2$Struct, r));
+};
+
 /** Client proxy for `EvolvingV2`: each method sends one call and resolves with its results. */
 export class EvolvingV2Client extends $mp.ProxyClientBase implements EvolvingV2 {
   static readonly interfaceId: bigint = 0x80baf6954de9034dn;
@@ -657,17 +676,13 @@ export class EvolvingV2Client extends $mp.ProxyClientBase implements EvolvingV2 
       (p: EvolvingV2_echo$Params) => {
         writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, p), v);
       },
-      (r: EvolvingV2_echo$Results) => {
-        return readEvolvedV2($.Struct.getStruct(0, EvolvedV2$Struct, r));
-      },
+      EvolvingV2$echo$read,
       options);
   }
   latest(options?: $mp.CallOptions): Promise<EvolvedV2> {
     return this.$invoke(EvolvingV2$latest,
       () => {},
-      (r: EvolvingV2_latest$Results) => {
-        return readEvolvedV2($.Struct.getStruct(0, EvolvedV2$Struct, r));
-      },
+      EvolvingV2$latest$read,
       options);
   }
 }

@@ -790,6 +790,76 @@ export interface FooInterface {
   passDataPointers(arg: Uint8Array[], ctx?: $mp.CallContext): Uint8Array[] | Promise<Uint8Array[]>;
 }
 
+const FooInterface$add$read = (r: FooInterface_add$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$addOut$read = (r: FooInterface_addOut$Results) => {
+  return $mp.checkInt32(r.ret);
+};
+const FooInterface$addInOut$read = (r: FooInterface_addInOut$Results) => {
+  return $mp.checkInt32(r.sum);
+};
+const FooInterface$mapSize$read = (r: FooInterface_mapSize$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$pass$read = (r: FooInterface_pass$Results) => {
+  return readFooStruct($.Struct.getStruct(0, FooStruct$Struct, r));
+};
+const FooInterface$raise$read = (r: FooInterface_raise$Results) => {
+  if (!$.Pointer.isNull($.Struct.getPointer(0, r))) throw new FooStructError(readFooStruct($.Struct.getStruct(0, FooStruct$Struct, r)));
+};
+const FooInterface$initThreadMap$read = (r: FooInterface_initThreadMap$Results, io: $mp.ClientIO) => {
+  io.setPeerThreadMap($mp.readCap(r, 0));
+};
+const FooInterface$callback$read = (r: FooInterface_callback$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$callbackUnique$read = (r: FooInterface_callbackUnique$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$callbackShared$read = (r: FooInterface_callbackShared$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$saveCallback$read = () => undefined;
+const FooInterface$callbackSaved$read = (r: FooInterface_callbackSaved$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$callbackExtended$read = (r: FooInterface_callbackExtended$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$passCustom$read = (r: FooInterface_passCustom$Results) => {
+  return readFooCustom($.Struct.getStruct(0, FooCustom$Struct, r));
+};
+const FooInterface$passEmpty$read = (r: FooInterface_passEmpty$Results) => {
+  return readFooEmpty($.Struct.getStruct(0, FooEmpty$Struct, r));
+};
+const FooInterface$passData$read = (r: FooInterface_passData$Results) => {
+  return $dataView($.Struct.getData(0, r));
+};
+const FooInterface$passMessage$read = (r: FooInterface_passMessage$Results) => {
+  return readFooMessage($.Struct.getStruct(0, FooMessage$Struct, r));
+};
+const FooInterface$passMutable$read = (r: FooInterface_passMutable$Results) => {
+  return readFooMutable($.Struct.getStruct(0, FooMutable$Struct, r));
+};
+const FooInterface$passEnum$read = (r: FooInterface_passEnum$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$passDouble$read = (r: FooInterface_passDouble$Results) => {
+  return r.result;
+};
+const FooInterface$passFn$read = (r: FooInterface_passFn$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$callFn$read = () => undefined;
+const FooInterface$callFnAsync$read = () => undefined;
+const FooInterface$callIntFnAsync$read = (r: FooInterface_callIntFnAsync$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const FooInterface$passDataPointers$read = (r: FooInterface_passDataPointers$Results) => {
+  return $mp.readDataList($.Struct.getList(0, $.DataList, r));
+};
+
 /** Client proxy for `FooInterface`: each method sends one call and resolves with its results. */
 export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterface {
   static readonly interfaceId: bigint = 0x90de09db457f4d3bn;
@@ -801,9 +871,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         p.a = $mp.checkInt32(a);
         p.b = $mp.checkInt32(b);
       },
-      (r: FooInterface_add$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$add$read,
       options);
   }
   addOut(a: number, b: number, options?: $mp.CallOptions): Promise<number> {
@@ -812,9 +880,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         p.a = $mp.checkInt32(a);
         p.b = $mp.checkInt32(b);
       },
-      (r: FooInterface_addOut$Results) => {
-        return $mp.checkInt32(r.ret);
-      },
+      FooInterface$addOut$read,
       options);
   }
   addInOut(x: number, sum: number, options?: $mp.CallOptions): Promise<number> {
@@ -823,9 +889,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         p.x = $mp.checkInt32(x);
         p.sum = $mp.checkInt32(sum);
       },
-      (r: FooInterface_addInOut$Results) => {
-        return $mp.checkInt32(r.sum);
-      },
+      FooInterface$addInOut$read,
       options);
   }
   mapSize(map: Map<string, string>, options?: $mp.CallOptions): Promise<number> {
@@ -839,9 +903,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
           $.Struct.setText(1, x3, e4);
         }
       },
-      (r: FooInterface_mapSize$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$mapSize$read,
       options);
   }
   pass(arg: FooStruct, options?: $mp.CallOptions): Promise<FooStruct> {
@@ -849,9 +911,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_pass$Params) => {
         writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, p), arg);
       },
-      (r: FooInterface_pass$Results) => {
-        return readFooStruct($.Struct.getStruct(0, FooStruct$Struct, r));
-      },
+      FooInterface$pass$read,
       options);
   }
   raise(arg: FooStruct, options?: $mp.CallOptions): Promise<void> {
@@ -859,9 +919,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_raise$Params) => {
         writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, p), arg);
       },
-      (r: FooInterface_raise$Results) => {
-        if (!$.Pointer.isNull($.Struct.getPointer(0, r))) throw new FooStructError(readFooStruct($.Struct.getStruct(0, FooStruct$Struct, r)));
-      },
+      FooInterface$raise$read,
       options);
   }
   initThreadMap(options?: $mp.CallOptions): Promise<void> {
@@ -869,9 +927,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_initThreadMap$Params, io) => {
         $mp.writeCap(p, 0, io.threadMap());
       },
-      (r: FooInterface_initThreadMap$Results, io) => {
-        io.setPeerThreadMap($mp.readCap(r, 0));
-      },
+      FooInterface$initThreadMap$read,
       options);
   }
   callback(callback: FooCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
@@ -880,9 +936,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         $mp.writeCap(p, 1, io.exportObject(callback, FooCallbackServer));
         p.arg = $mp.checkInt32(arg);
       },
-      (r: FooInterface_callback$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$callback$read,
       options);
   }
   callbackUnique(callback: FooCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
@@ -891,9 +945,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         $mp.writeCap(p, 1, io.exportObject(callback, FooCallbackServer));
         p.arg = $mp.checkInt32(arg);
       },
-      (r: FooInterface_callbackUnique$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$callbackUnique$read,
       options);
   }
   callbackShared(callback: FooCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
@@ -902,9 +954,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         $mp.writeCap(p, 1, io.exportObject(callback, FooCallbackServer));
         p.arg = $mp.checkInt32(arg);
       },
-      (r: FooInterface_callbackShared$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$callbackShared$read,
       options);
   }
   saveCallback(callback: FooCallback | null, options?: $mp.CallOptions): Promise<void> {
@@ -912,7 +962,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_saveCallback$Params, io) => {
         $mp.writeCap(p, 1, io.exportObject(callback, FooCallbackServer));
       },
-      () => undefined,
+      FooInterface$saveCallback$read,
       options);
   }
   callbackSaved(arg: number, options?: $mp.CallOptions): Promise<number> {
@@ -920,9 +970,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_callbackSaved$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
-      (r: FooInterface_callbackSaved$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$callbackSaved$read,
       options);
   }
   callbackExtended(callback: ExtendedCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
@@ -931,9 +979,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         $mp.writeCap(p, 1, io.exportObject(callback, ExtendedCallbackServer));
         p.arg = $mp.checkInt32(arg);
       },
-      (r: FooInterface_callbackExtended$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$callbackExtended$read,
       options);
   }
   passCustom(arg: FooCustom, options?: $mp.CallOptions): Promise<FooCustom> {
@@ -941,9 +987,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_passCustom$Params) => {
         writeFooCustom($.Struct.initStructAt(0, FooCustom$Struct, p), arg);
       },
-      (r: FooInterface_passCustom$Results) => {
-        return readFooCustom($.Struct.getStruct(0, FooCustom$Struct, r));
-      },
+      FooInterface$passCustom$read,
       options);
   }
   passEmpty(arg: FooEmpty, options?: $mp.CallOptions): Promise<FooEmpty> {
@@ -951,9 +995,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_passEmpty$Params) => {
         writeFooEmpty($.Struct.initStructAt(0, FooEmpty$Struct, p), arg);
       },
-      (r: FooInterface_passEmpty$Results) => {
-        return readFooEmpty($.Struct.getStruct(0, FooEmpty$Struct, r));
-      },
+      FooInterface$passEmpty$read,
       options);
   }
   passData(arg: Uint8Array, options?: $mp.CallOptions): Promise<Uint8Array> {
@@ -961,9 +1003,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_passData$Params) => {
         $.writeData(0, arg, p);
       },
-      (r: FooInterface_passData$Results) => {
-        return $dataView($.Struct.getData(0, r));
-      },
+      FooInterface$passData$read,
       options);
   }
   passMessage(arg: FooMessage, options?: $mp.CallOptions): Promise<FooMessage> {
@@ -971,9 +1011,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_passMessage$Params) => {
         writeFooMessage($.Struct.initStructAt(0, FooMessage$Struct, p), arg);
       },
-      (r: FooInterface_passMessage$Results) => {
-        return readFooMessage($.Struct.getStruct(0, FooMessage$Struct, r));
-      },
+      FooInterface$passMessage$read,
       options);
   }
   passMutable(arg: FooMutable, options?: $mp.CallOptions): Promise<FooMutable> {
@@ -981,9 +1019,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_passMutable$Params) => {
         writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, p), arg);
       },
-      (r: FooInterface_passMutable$Results) => {
-        return readFooMutable($.Struct.getStruct(0, FooMutable$Struct, r));
-      },
+      FooInterface$passMutable$read,
       options);
   }
   passEnum(arg: number, options?: $mp.CallOptions): Promise<number> {
@@ -991,9 +1027,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_passEnum$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
-      (r: FooInterface_passEnum$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$passEnum$read,
       options);
   }
   passDouble(arg: number, options?: $mp.CallOptions): Promise<number> {
@@ -1001,9 +1035,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_passDouble$Params) => {
         p.arg = arg;
       },
-      (r: FooInterface_passDouble$Results) => {
-        return r.result;
-      },
+      FooInterface$passDouble$read,
       options);
   }
   passFn(fn: FooFn | null, options?: $mp.CallOptions): Promise<number> {
@@ -1011,21 +1043,19 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_passFn$Params, io) => {
         $mp.writeCap(p, 1, io.exportFunction(fn, FooFnServer));
       },
-      (r: FooInterface_passFn$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$passFn$read,
       options);
   }
   callFn(options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(FooInterface$callFn,
       () => {},
-      () => undefined,
+      FooInterface$callFn$read,
       options);
   }
   callFnAsync(options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(FooInterface$callFnAsync,
       () => {},
-      () => undefined,
+      FooInterface$callFnAsync$read,
       options);
   }
   callIntFnAsync(arg: number, options?: $mp.CallOptions): Promise<number> {
@@ -1033,9 +1063,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       (p: FooInterface_callIntFnAsync$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
-      (r: FooInterface_callIntFnAsync$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooInterface$callIntFnAsync$read,
       options);
   }
   passDataPointers(arg: Uint8Array[], options?: $mp.CallOptions): Promise<Uint8Array[]> {
@@ -1046,9 +1074,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
           $.writeDataElement(l0, j1, e2);
         });
       },
-      (r: FooInterface_passDataPointers$Results) => {
-        return $mp.readDataList($.Struct.getList(0, $.DataList, r));
-      },
+      FooInterface$passDataPointers$read,
       options);
   }
 }
@@ -1284,6 +1310,10 @@ export interface FooCallback {
   call(arg: number, ctx?: $mp.CallContext): number | Promise<number>;
 }
 
+const FooCallback$call$read = (r: FooCallback_call$Results) => {
+  return $mp.checkInt32(r.result);
+};
+
 /** Client proxy for `FooCallback`: each method sends one call and resolves with its results. */
 export class FooCallbackClient extends $mp.ProxyClientBase implements FooCallback {
   static readonly interfaceId: bigint = 0xb5a2f89c910238fcn;
@@ -1294,9 +1324,7 @@ export class FooCallbackClient extends $mp.ProxyClientBase implements FooCallbac
       (p: FooCallback_call$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
-      (r: FooCallback_call$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooCallback$call$read,
       options);
   }
 }
@@ -1325,6 +1353,10 @@ export interface ExtendedCallback extends FooCallback {
   callExtended(arg: number, ctx?: $mp.CallContext): number | Promise<number>;
 }
 
+const ExtendedCallback$callExtended$read = (r: ExtendedCallback_callExtended$Results) => {
+  return $mp.checkInt32(r.result);
+};
+
 /** Client proxy for `ExtendedCallback`: each method sends one call and resolves with its results. */
 export class ExtendedCallbackClient extends FooCallbackClient implements ExtendedCallback {
   static override readonly interfaceId: bigint = 0xfdf7a3bf8cf37ff5n;
@@ -1335,9 +1367,7 @@ export class ExtendedCallbackClient extends FooCallbackClient implements Extende
       (p: ExtendedCallback_callExtended$Params) => {
         p.arg = $mp.checkInt32(arg);
       },
-      (r: ExtendedCallback_callExtended$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      ExtendedCallback$callExtended$read,
       options);
   }
 }
@@ -1366,6 +1396,10 @@ const FooFn$call: $mp.ProxyMethod = { name: "call", interfaceId: 0xb9ab462afcf29
 /** Function type for `FooFn` (ProxyCallback<std::function<int()>>). */
 export type FooFn = (options?: $mp.CallOptions) => number | Promise<number>;
 
+const FooFn$call$read = (r: FooFn_call$Results) => {
+  return $mp.checkInt32(r.result);
+};
+
 /** Client proxy for `FooFn`: each method sends one call and resolves with its results. */
 export class FooFnClient extends $mp.ProxyClientBase {
   static readonly interfaceId: bigint = 0xb9ab462afcf29e05n;
@@ -1374,9 +1408,7 @@ export class FooFnClient extends $mp.ProxyClientBase {
   call(options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooFn$call,
       () => {},
-      (r: FooFn_call$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      FooFn$call$read,
       options);
   }
 }

@@ -743,6 +743,34 @@ export interface Mapper {
   blank(ctx?: $mp.CallContext): { options: OptionsInit; shape: Shape } | Promise<{ options: OptionsInit; shape: Shape }>;
 }
 
+const Mapper$send$read = (r: Mapper_send$Results) => {
+  return readOptions($.Struct.getStruct(0, Options$Struct, r));
+};
+const Mapper$configure$read = (r: Mapper_configure$Results) => {
+  return readOptions($.Struct.getStruct(0, Options$Struct, r));
+};
+const Mapper$middle$read = (r: Mapper_middle$Results) => {
+  return $mp.checkInt32(r.result);
+};
+const Mapper$withOptions$read = (r: Mapper_withOptions$Results) => {
+  return readOptions($.Struct.getStruct(0, Options$Struct, r));
+};
+const Mapper$shape$read = (r: Mapper_shape$Results) => {
+  return readShape($.Struct.getStruct(0, Shape$Struct, r));
+};
+const Mapper$generics$read = (r: Mapper_generics$Results) => {
+  return readGenerics($.Struct.getStruct(0, Generics$Struct, r));
+};
+const Mapper$expected$read = (r: Mapper_expected$Results) => {
+  return ((g1: Expected$Struct) => { switch (g1.which()) { case 0: return { which: "value" as const, value: readInner($.Struct.getStruct(0, Inner$Struct, g1)) }; case 1: return { which: "error" as const, error: $.Struct.getText(0, g1) }; default: return { which: g1.which() }; } })($.Struct.getStruct(0, Expected$Struct, r));
+};
+const Mapper$blank$read = (r: Mapper_blank$Results) => {
+  return {
+    options: readOptions($.Struct.getStruct(0, Options$Struct, r)),
+    shape: readShape($.Struct.getStruct(1, Shape$Struct, r)),
+  };
+};
+
 /** Client proxy for `Mapper`: each method sends one call and resolves with its results. */
 export class MapperClient extends $mp.ProxyClientBase implements Mapper {
   static readonly interfaceId: bigint = 0x8abdf1b4fb9d8be4n;
@@ -766,9 +794,7 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
           p.label = label;
         }
       },
-      (r: Mapper_send$Results) => {
-        return readOptions($.Struct.getStruct(0, Options$Struct, r));
-      },
+      Mapper$send$read,
       options);
   }
   configure(options_: OptionsInit, options?: $mp.CallOptions): Promise<Options> {
@@ -776,9 +802,7 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
       (p: Mapper_configure$Params) => {
         writeOptions($.Struct.initStructAt(0, Options$Struct, p), options_);
       },
-      (r: Mapper_configure$Results) => {
-        return readOptions($.Struct.getStruct(0, Options$Struct, r));
-      },
+      Mapper$configure$read,
       options);
   }
   /** A defaulted param before a required one: `a` takes `undefined` for its default. */
@@ -790,9 +814,7 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
         }
         p.b = $mp.checkInt32(b);
       },
-      (r: Mapper_middle$Results) => {
-        return $mp.checkInt32(r.result);
-      },
+      Mapper$middle$read,
       options);
   }
   withOptions(options_?: OptionsInit | undefined, options?: $mp.CallOptions): Promise<Options> {
@@ -802,9 +824,7 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
           writeOptions($.Struct.initStructAt(0, Options$Struct, p), options_);
         }
       },
-      (r: Mapper_withOptions$Results) => {
-        return readOptions($.Struct.getStruct(0, Options$Struct, r));
-      },
+      Mapper$withOptions$read,
       options);
   }
   shape(shape: Shape, options?: $mp.CallOptions): Promise<Shape> {
@@ -812,9 +832,7 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
       (p: Mapper_shape$Params) => {
         writeShape($.Struct.initStructAt(0, Shape$Struct, p), shape);
       },
-      (r: Mapper_shape$Results) => {
-        return readShape($.Struct.getStruct(0, Shape$Struct, r));
-      },
+      Mapper$shape$read,
       options);
   }
   generics(g: GenericsInit, options?: $mp.CallOptions): Promise<Generics> {
@@ -822,9 +840,7 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
       (p: Mapper_generics$Params) => {
         writeGenerics($.Struct.initStructAt(0, Generics$Struct, p), g);
       },
-      (r: Mapper_generics$Results) => {
-        return readGenerics($.Struct.getStruct(0, Generics$Struct, r));
-      },
+      Mapper$generics$read,
       options);
   }
   expected(e_: Expected<InnerInit, string>, options?: $mp.CallOptions): Promise<Expected<Inner, string>> {
@@ -848,21 +864,14 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
           }
         }
       },
-      (r: Mapper_expected$Results) => {
-        return ((g1: Expected$Struct) => { switch (g1.which()) { case 0: return { which: "value" as const, value: readInner($.Struct.getStruct(0, Inner$Struct, g1)) }; case 1: return { which: "error" as const, error: $.Struct.getText(0, g1) }; default: return { which: g1.which() }; } })($.Struct.getStruct(0, Expected$Struct, r));
-      },
+      Mapper$expected$read,
       options);
   }
   /** Results left unset by the server: the client reads the defaults. */
   blank(options?: $mp.CallOptions): Promise<{ options: Options; shape: Shape }> {
     return this.$invoke(Mapper$blank,
       () => {},
-      (r: Mapper_blank$Results) => {
-        return {
-          options: readOptions($.Struct.getStruct(0, Options$Struct, r)),
-          shape: readShape($.Struct.getStruct(1, Shape$Struct, r)),
-        };
-      },
+      Mapper$blank$read,
       options);
   }
 }

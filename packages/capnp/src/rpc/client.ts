@@ -1,15 +1,18 @@
 /**
  * The caller's side of the engine: {@link CapHandle} (the user's {@link Capability}, one
  * reference to a hook), {@link RequestImpl} (a call being built), {@link PendingCallImpl} (the
- * sink of a call made through a handle) and {@link ResponseImpl} (its results). A request goes
- * straight to its target hook: `hook.call(d)` (local.ts, promise.ts or imports.ts).
+ * sink of a call made through a handle) and {@link ResponseImpl} (its results); and
+ * {@link DirectCall}, the same call path for a caller that builds and sends in one go and takes
+ * the outcome itself (the runtime's generated clients: one object per call, no engine promise).
+ * A request goes straight to its target hook: `hook.call(d)` (local.ts, promise.ts or imports.ts).
  *
  * Threading: belongs to the thread (event loop) that created it.
  */
 
 import * as capnp from "capnp-ts";
 import { CanceledError, RpcError } from "../errors.js";
-import { newCallMessage } from "../fastpath.js";
+import { CALL, callMessage, dataViewOf, newCallMessage, pointerAt } from "../fastpath.js";
+import { MAX_DEPTH } from "capnp-ts/src/constants.js";
 import { unadoptMessage } from "../adopt.js";
 import { CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome } from "./hook.js";
@@ -234,6 +237,109 @@ export class RequestImpl<P extends Struct> implements Request<P> {
     const d = this.callData(sink);
     hook.call(d);
     hook.release();
+  }
+}
+
+/**
+ * A call built and sent in one synchronous go, whose outcome goes straight to the subclass (the
+ * runtime's generated clients, proxy/client.ts): no Request, PendingCall, Response or promise of
+ * the engine's, and none of their GC safety nets, since the caller sends or drops the call before
+ * it returns to the event loop and always consumes the outcome. Use: {@link begin} (the params to
+ * fill), then {@link sendCall}, or {@link drop} if filling them failed; `cancel()` cancels a sent
+ * call (Finish before the Return; the call settles at once with CanceledError). The subclass's
+ * {@link settle} runs exactly once, possibly from inside `sendCall` (a call that could not be
+ * sent), otherwise from the connection's dispatch of the Return: it must not throw, and it reads
+ * the results ({@link results}) and lets them go ({@link releaseResults}) when it wants.
+ */
+export abstract class DirectCall extends Sink {
+  private dHook: Hook | null = null;
+  private dMsg: capnp.Message | null = null;
+  private dParams: Struct | null = null;
+  private dIid = 0n;
+  private dMid = 0;
+  private dOut: Outcome | null = null;
+
+  /** Starts a call of `cap` (a Capability of this engine; throws if it is closed): its params to fill. */
+  begin<P extends Struct>(cap: Capability, interfaceId: bigint, methodId: number, Params: StructCtor<P>): P {
+    const hook = hookOf(cap);
+    const msg = callMessage(interfaceId, methodId, Params._capnp.size);
+    const params = pointerAt(Params, msg._capnp.segments[0]!, CALL.contentPtr, MAX_DEPTH);
+    msg._capnp.capTable = [];
+    this.dHook = hook.addRef();
+    this.dMsg = msg;
+    this.dParams = params;
+    this.dIid = interfaceId;
+    this.dMid = methodId;
+    return params;
+  }
+
+  /** Sends the call begun by {@link begin} (once). */
+  sendCall(): void {
+    const hook = this.dHook!;
+    const msg = this.dMsg!;
+    const d = new CallData(this.dIid, this.dMid, msg, true, this.dParams!, msg._capnp.capTable as (Hook | null)[], this);
+    this.dHook = null;
+    this.dMsg = null;
+    this.dParams = null;
+    hook.call(d);
+    hook.release();
+  }
+
+  /** Drops a call begun but not sent: releases its target and the caps written into its params. */
+  drop(): void {
+    const hook = this.dHook;
+    const msg = this.dMsg;
+    this.dHook = null;
+    this.dMsg = null;
+    this.dParams = null;
+    if (msg !== null) for (const h of msg._capnp.capTable as (Hook | null)[]) h?.release();
+    hook?.release();
+  }
+
+  protected onComplete(o: Outcome): void {
+    if (o.err === null) unadoptMessage(o.msg); // results of a server in this vat (adopt.ts)
+    this.dOut = o;
+    this.settle(o.err);
+  }
+
+  /** The outcome: `err` null on success (read it with {@link results}). Must not throw. */
+  protected abstract settle(err: RpcError | null): void;
+
+  /** How many capabilities the results carry (0 after an error). */
+  protected resultCaps(): number {
+    const o = this.dOut;
+    return o === null ? 0 : o.caps.length;
+  }
+
+  /** The results as `ctor` (after a successful {@link settle}, before {@link releaseResults}). */
+  protected results<T extends Struct>(ctor: StructCtor<T>): T {
+    const p = this.dOut === null ? null : this.dOut.content;
+    if (p === null) return emptyStruct(ctor);
+    // A near struct pointer at least as big as `ctor`'s struct (the common case): read in place.
+    const dv = dataViewOf(p.segment);
+    const lo = dv.getUint32(p.byteOffset, true);
+    const hi = dv.getUint32(p.byteOffset + 4, true);
+    if ((lo & 3) === 0 && (lo !== 0 || hi !== 0)) {
+      const want = ctor._capnp.size;
+      if ((hi & 0xffff) * 8 >= want.dataByteLength && hi >>> 16 >= want.pointerLength) {
+        return pointerAt(ctor, p.segment, p.byteOffset, p._capnp.depthLimit);
+      }
+    }
+    return capnp.Pointer.isNull(p) ? emptyStruct(ctor) : readStruct(p, ctor);
+  }
+
+  /** Lets the outcome go: the capabilities of the results nobody took are released. */
+  protected releaseResults(): void {
+    const o = this.dOut;
+    if (o === null) return;
+    this.dOut = null;
+    releaseOutcome(o);
+  }
+
+  override cancel(): void {
+    if (this.outcome !== null) return;
+    super.cancel();
+    this.complete(errOutcome(new CanceledError()));
   }
 }
 

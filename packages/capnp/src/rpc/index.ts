@@ -5,7 +5,7 @@
  * Threading: n/a (re-exports; every object belongs to the thread that created it).
  */
 export { localCapability, serverHolders } from "./local.js";
-export { capabilityShared } from "./client.js";
+export { capabilityShared, DirectCall } from "./client.js";
 export {
   nullCapability,
   brokenCapability,

@@ -21,7 +21,9 @@ export abstract class Sink {
   canceled = false;
   /** Set by whoever executes the call; run once on cancel. */
   cancelHandler: { onCancel(): void } | null = null;
-  route: { conn: RouteConn; qid: number } | null = null;
+  /** The question this call runs as (set by {@link setRoute}; two fields, no object per call). */
+  private routeConn: RouteConn | null = null;
+  private routeQid = 0;
   private pipes: Map<string, PromiseHook> | null = null;
 
   /** Deliver the outcome (takes ownership). A second outcome is released. */
@@ -59,7 +61,7 @@ export abstract class Sink {
     let p = (this.pipes ??= new Map()).get(key);
     if (p === undefined) {
       p = new PromiseHook();
-      if (this.route !== null) p.setRoute({ conn: this.route.conn, importHook: null, importId: 0, qid: this.route.qid, path: path.slice() });
+      if (this.routeConn !== null) p.setRoute({ conn: this.routeConn, importHook: null, importId: 0, qid: this.routeQid, path: path.slice() });
       this.pipes.set(key, p);
     }
     return p.addRef();
@@ -67,7 +69,8 @@ export abstract class Sink {
 
   /** The call now runs as question `qid` on `conn`: pipelined calls go there as promisedAnswer. */
   setRoute(conn: RouteConn, qid: number): void {
-    this.route = { conn, qid };
+    this.routeConn = conn;
+    this.routeQid = qid;
     if (this.pipes !== null) {
       for (const [key, p] of this.pipes) {
         p.setRoute({ conn, importHook: null, importId: 0, qid, path: key === "" ? [] : key.split(",").map(Number) });

@@ -239,7 +239,12 @@ function readValue(ctx: FileContext, s: string, v: Value, io: string, nullableCa
   return r;
 }
 
-function emitClientMethod(ctx: FileContext, plan: MethodPlan): string {
+/**
+ * One client method. Its `read` is a module-level function (`hoisted`, emitted before the client
+ * class) when it uses none of the method's parameters, so a call allocates one closure (the
+ * params writer), not two.
+ */
+function emitClientMethod(ctx: FileContext, plan: MethodPlan): { method: string; hoisted: string } {
   ctx.resetTemps();
   const P = ctx.structClass(plan.paramsId), R = ctx.structClass(plan.resultsId);
   const build: string[] = [];
@@ -270,8 +275,19 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): string {
   const buildFn = build.length === 0 ? `${bArgs} => {}` : `${bArgs} => {\n${ind(build, "        ")}\n      }`;
   const readFn = read.length === 0 ? `${rArgs} => undefined` : `${rArgs} => {\n${ind(read, "        ")}\n      }`;
   const rt = returnType(ctx, plan, true);
-  return `${methodDoc(plan, "  ")}  ${plan.tsName}(${withTrailing(paramList(ctx, plan, true), "options?: $mp.CallOptions")}): Promise<${rt}> {\n` +
-    `    return this.$invoke(${plan.constName},\n      ${buildFn},\n      ${readFn},\n      options);\n  }\n`;
+  // `read` refers to a parameter only through a `wantX` flag.
+  const captures = plan.outputs.some((o) => o.want !== undefined);
+  let hoisted = "";
+  let readRef = readFn;
+  if (!captures) {
+    readRef = `${plan.constName}$read`;
+    const hArgs = read.length === 0 ? "()" : `(r: ${R}${/\bio\b/.test(readSrc) ? ", io: $mp.ClientIO" : ""})`;
+    const body = read.length === 0 ? `${hArgs} => undefined` : `${hArgs} => {\n${ind(read, "  ")}\n}`;
+    hoisted = `const ${readRef} = ${body};\n`;
+  }
+  const method = `${methodDoc(plan, "  ")}  ${plan.tsName}(${withTrailing(paramList(ctx, plan, true), "options?: $mp.CallOptions")}): Promise<${rt}> {\n` +
+    `    return this.$invoke(${plan.constName},\n      ${buildFn},\n      ${readRef},\n      options);\n  }\n`;
+  return { method, hoisted };
 }
 
 function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: string) => string): string {
@@ -384,6 +400,9 @@ export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; pla
     if (extra !== undefined) return extra.constName;
     return `${ctx.clientClass(x.iface.id)}.$${x.m.name}`;
   };
+  const methods = [...ordinary, ...extraPlans.filter((x) => x.special === undefined)].map((p) => emitClientMethod(ctx, p));
+  const hoisted = methods.map((x) => x.hoisted).join("");
+  if (hoisted !== "") out += `${hoisted}\n`;
   out += jsdoc(`Client proxy for \`${n.shortName}\`: each method sends one call and resolves with its results.`);
   out += `export class ${base}Client extends ${parentClient}${isFn ? "" : ` implements ${base}`} {\n`;
   // A client of a derived interface extends its parent's client class (noImplicitOverride).
@@ -391,7 +410,7 @@ export function emitInterface(ctx: FileContext, n: NodeInfo): { src: string; pla
   out += `  static ${ovr}readonly interfaceId: bigint = ${hexBigint(n.id)};\n`;
   out += `  static ${ovr}readonly $construct: $mp.ProxyMethod | undefined = ${specialConst(construct)};\n`;
   out += `  static ${ovr}readonly $destroy: $mp.ProxyMethod | undefined = ${specialConst(destroy)};\n`;
-  for (const p of [...ordinary, ...extraPlans.filter((x) => x.special === undefined)]) out += emitClientMethod(ctx, p);
+  for (const x of methods) out += x.method;
   out += `}\n\n`;
 
   out += jsdoc(`Server dispatch for \`${n.shortName}\`: wraps an implementation of {@link ${base}}${supers.length > 0 ? " (parent interface methods included, with their interface ids)" : ""}.`);

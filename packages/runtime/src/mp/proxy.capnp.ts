@@ -99,6 +99,11 @@ export interface ThreadMap {
   makePool(count: number, ctx?: $mp.CallContext): void | Promise<void>;
 }
 
+const ThreadMap$makeThread$read = (r: ThreadMap_makeThread$Results, io: $mp.ClientIO) => {
+  return $nonNull(io.importObject($mp.readCap(r, 0), ThreadClient), "result");
+};
+const ThreadMap$makePool$read = () => undefined;
+
 /** Client proxy for `ThreadMap`: each method sends one call and resolves with its results. */
 export class ThreadMapClient extends $mp.ProxyClientBase implements ThreadMap {
   static readonly interfaceId: bigint = 0xee5e37179ad9dc9dn;
@@ -114,9 +119,7 @@ export class ThreadMapClient extends $mp.ProxyClientBase implements ThreadMap {
       (p: ThreadMap_makeThread$Params) => {
         p.name = name;
       },
-      (r: ThreadMap_makeThread$Results, io) => {
-        return $nonNull(io.importObject($mp.readCap(r, 0), ThreadClient), "result");
-      },
+      ThreadMap$makeThread$read,
       options);
   }
   makePool(count: number, options?: $mp.CallOptions): Promise<void> {
@@ -124,7 +127,7 @@ export class ThreadMapClient extends $mp.ProxyClientBase implements ThreadMap {
       (p: ThreadMap_makePool$Params) => {
         p.count = $mp.checkUint32(count);
       },
-      () => undefined,
+      ThreadMap$makePool$read,
       options);
   }
 }
@@ -157,6 +160,10 @@ export interface Thread {
   getName(ctx?: $mp.CallContext): string | Promise<string>;
 }
 
+const Thread$getName$read = (r: Thread_getName$Results) => {
+  return r.result;
+};
+
 /** Client proxy for `Thread`: each method sends one call and resolves with its results. */
 export class ThreadClient extends $mp.ProxyClientBase implements Thread {
   static readonly interfaceId: bigint = 0x81c1e2600d0b56c5n;
@@ -165,9 +172,7 @@ export class ThreadClient extends $mp.ProxyClientBase implements Thread {
   getName(options?: $mp.CallOptions): Promise<string> {
     return this.$invoke(Thread$getName,
       () => {},
-      (r: Thread_getName$Results) => {
-        return r.result;
-      },
+      Thread$getName$read,
       options);
   }
 }

@@ -13,7 +13,7 @@
  * Threading: any thread whose proxies call through this runtime (the loop thread, or a worker
  * thread's worker-side capabilities).
  */
-import { CanceledError, type PendingCall } from "@multiprocess-ts/capnp";
+import { CanceledError } from "@multiprocess-ts/capnp";
 import { TimeoutError } from "../errors.js";
 
 /** Options of one client call: the trailing argument of every generated client method. */
@@ -85,17 +85,22 @@ export function checkTimeout(timeout: number | undefined): void {
   }
 }
 
+/** What a Canceler cancels: a sent call (the runtime's ClientCall, or an engine PendingCall). */
+export interface Cancelable {
+  cancel(): void;
+}
+
 /**
  * Arms `opts` on a sent call: on abort / timeout, records the error (read by {@link Canceler.error})
  * and cancels `pending`. Call {@link Canceler.done} when the call settles.
  */
 export class Canceler {
   error: CanceledError | undefined;
-  readonly #pending: PendingCall;
+  readonly #pending: Cancelable;
   readonly #signal: AbortSignal | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(pending: PendingCall, opts: CallOptions) {
+  constructor(pending: Cancelable, opts: CallOptions) {
     this.#pending = pending;
     const signal = opts.signal;
     if (signal !== undefined) {

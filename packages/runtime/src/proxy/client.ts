@@ -18,18 +18,23 @@
  * A failed call's RemoteError gets its stack captured again when it reaches the caller, so it
  * names the caller's async frames (no cost on the success path).
  *
+ * A call is one {@link ClientCall}: the engine's sink of the call (capnp `DirectCall`) and the
+ * caller's promise; cap-free results are read in the Return's dispatch and the promise resolved
+ * with the value (docs/design.md, "One call, file by file").
+ *
  * Owns: one Capability reference, one EventLoopRef, one sync cleanup on its Connection.
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
  */
-import { capabilityShared, DisconnectedError, RemoteError, RpcError, type Capability, type PendingCall, type Response } from "@multiprocess-ts/capnp";
+import { capabilityShared, DirectCall, DisconnectedError, RemoteError, type Capability, type RpcError } from "@multiprocess-ts/capnp";
 import { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
-import type { EventLoopRef } from "../event-loop.js";
+import type { EventLoop, EventLoopRef } from "../event-loop.js";
 import { currentFrame, type TaskFrame } from "../threads/frame.js";
 import { laneContext } from "../threads/lanes.js";
 import { fillContext } from "../threads/proxy-context.js";
+import type { ThreadContext } from "../threads/thread-context.js";
 import { Context } from "../types/proxy-capnp.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
@@ -110,8 +115,10 @@ export abstract class ProxyClientBase implements AsyncDisposable {
 
   /**
    * Calls method `m`: builds params with `build` (plus the Context when `m.context >= 0`), sends,
-   * reads results with `read`, closes the Response. `options`: the caller's {@link CallOptions}
+   * reads results with `read` and lets them go. `options`: the caller's {@link CallOptions}
    * (over this client's defaults, see call-options.ts). See the module comment for the errors.
+   * Everything up to the send runs synchronously, in one {@link ClientCall}; `build` and `read`
+   * get a CallIO only when they declare a second parameter.
    */
   protected $invoke<R>(
     m: ProxyMethod,
@@ -119,7 +126,43 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     read: (r: any, io: ClientIO) => R,
     options?: CallOptions,
   ): Promise<R> {
-    return invokeOn(this, m, build, read, options);
+    const connection = this.$connection;
+    // A CallIO only when build or read takes one (generated code declares `io` when it uses it).
+    const io = build.length > 1 || read.length > 1 ? new CallIO(connection) : null;
+    const promise = new Promise<R>(EXECUTOR);
+    const call = new ClientCall<R>(m, read, io, nextResolve!, nextReject!);
+    try {
+      this.$checkOpen();
+      const opts = effectiveOptions(this, options);
+      if (opts !== undefined) {
+        checkTimeout(opts.timeout);
+        if (opts.signal?.aborted) throw abortError(opts.signal);
+      }
+      const loop = connection.loop;
+      // Inside a server Thread task: that Thread's context; anywhere else: the current lane's
+      // context (threads/lanes.ts), else the loop thread's. Only needed for a Context or a task.
+      const frame = currentFrame();
+      const thread = frame === undefined && m.context < 0 ? undefined : threadFor(frame, loop);
+      const params = call.begin(this.$cap, m.interfaceId, m.methodId, m.Params);
+      build(params, io as CallIO);
+      if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, params), connection, thread!, opts?.thread === "pool");
+      // Tracing: the engine writes the Call / Return lines, naming the method from this table.
+      if (loop.logEnabled("trace")) traceMethod(m, this.constructor);
+      call.sendCall();
+      if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) call.canceler = new Canceler(call, opts);
+      // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
+      if (frame !== undefined && frame.context === thread && frame.task !== undefined) {
+        call.waiter = frame;
+        if (frame.waits++ === 0) frame.task.enterWait();
+      }
+    } catch (e) {
+      call.drop();
+      io?.release();
+      return Promise.reject(e);
+    }
+    io?.release();
+    call.sent();
+    return promise;
   }
 
   /** @internal {@link $invoke} without the `protected` (construct / destroy from the runtime). */
@@ -129,7 +172,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     read: (r: any, io: ClientIO) => R,
     options?: CallOptions,
   ): Promise<R> {
-    return invokeOn(this, m, build, read, options);
+    return this.$invoke(m, build, read, options);
   }
 
   /** @internal */
@@ -220,76 +263,116 @@ function disconnectReason(connection: Connection): unknown {
 // The brand `isProxyClient` checks (marks.ts): one data property on the prototype.
 Object.defineProperty(ProxyClientBase.prototype, PROXY_CLIENT, { value: true });
 
+/** The resolvers of the promise being made, set by {@link EXECUTOR} and taken at once: no closure per call. */
+let nextResolve: ((v: any) => void) | undefined;
+let nextReject: ((e: unknown) => void) | undefined;
+const EXECUTOR = (res: (v: any) => void, rej: (e: unknown) => void): void => {
+  nextResolve = res;
+  nextReject = rej;
+};
+
+/** {@link ClientCall.phase}: building and sending; sent; settled while it was being sent. */
+const SENDING = 0;
+const SENT = 1;
+const SETTLED_EARLY = 2;
+
 /**
- * `$invoke`: everything up to `send` runs synchronously; the result comes from one `then` on the
- * engine's promise (no async function layer, no extra microtask hops).
+ * One call of a generated client method: the engine's sink of the call (DirectCall) and the
+ * caller's promise in one object. The Return's outcome reaches {@link settle} from the
+ * connection's dispatch; results without capabilities are read there and the caller's promise
+ * resolved with the value (one microtask hop to the caller, no engine promise). Results with
+ * capabilities, and calls made from a server Thread's task (which must leave its wait as before),
+ * are read a microtask later, after the Return's dispatch (its Finish queued first), as the
+ * engine's PendingCall did.
  */
-function invokeOn<R>(
-  client: ProxyClientBase,
-  m: ProxyMethod,
-  build: (p: any, io: ClientIO) => void,
-  read: (r: any, io: ClientIO) => R,
-  options?: CallOptions,
-): Promise<R> {
-  const connection = client.$connection;
-  const loop = connection.loop;
-  const io = new CallIO(connection);
-  let pending: PendingCall;
-  let waiter: TaskFrame | undefined;
-  let canceler: Canceler | undefined;
-  try {
-    client.$checkOpen();
-    const opts = effectiveOptions(client, options);
-    if (opts !== undefined) {
-      checkTimeout(opts.timeout);
-      if (opts.signal?.aborted) throw abortError(opts.signal);
-    }
-    // Inside a server Thread task: that Thread's context; anywhere else: the loop thread's.
-    const frame = currentFrame();
-    // Outside a task: the current lane's context (threads/lanes.ts), else the loop thread's.
-    const thread = frame !== undefined && frame.context.loop === loop ? frame.context : laneContext(loop) ?? loop.threadContext;
-    const req = client.$cap.newCall(m.interfaceId, m.methodId, m.Params);
-    build(req.params, io);
-    if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, req.params), connection, thread, opts?.thread === "pool");
-    // Tracing: the engine writes the Call / Return lines, naming the method from this table.
-    if (loop.logEnabled("trace")) traceMethod(m, client.constructor);
-    pending = req.send();
-    if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) canceler = new Canceler(pending, opts);
-    // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
-    if (frame !== undefined && frame.context === thread && frame.task !== undefined) waiter = frame;
-  } catch (e) {
-    io.release();
-    return Promise.reject(e);
+class ClientCall<R> extends DirectCall {
+  canceler: Canceler | undefined = undefined;
+  waiter: TaskFrame | undefined = undefined;
+  phase = SENDING;
+  private early: RpcError | null = null;
+
+  constructor(
+    private readonly m: ProxyMethod,
+    private readonly read: (r: any, io: ClientIO) => R,
+    private readonly io: CallIO | null,
+    private readonly resolve: (v: R) => void,
+    readonly reject: (e: unknown) => void,
+  ) {
+    super();
   }
-  io.release();
-  if (waiter !== undefined && waiter.waits++ === 0) waiter.task!.enterWait();
-  const result = pending.then(
-    (response: Response) => {
-      canceler?.done();
-      if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
+
+  /** After the send and the caller's bookkeeping: an outcome that came during them is handled now. */
+  sent(): void {
+    if (this.phase === SETTLED_EARLY) this.later(this.early);
+    this.phase = SENT;
+  }
+
+  protected settle(err: RpcError | null): void {
+    if (this.phase === SENDING) {
+      this.phase = SETTLED_EARLY;
+      this.early = err;
+    } else if (this.waiter !== undefined || (err === null && this.resultCaps() > 0)) this.later(err);
+    else this.finish(err);
+  }
+
+  private later(err: RpcError | null): void {
+    queueMicrotask(() => this.finish(err));
+  }
+
+  private finish(err: RpcError | null): void {
+    const w = this.waiter;
+    if (w !== undefined && --w.waits === 0) w.task!.exitWait();
+    if (err === null) {
+      this.canceler?.done();
       try {
-        return read(response.results(m.Results), io);
+        this.resolve(this.read(this.results(this.m.Results), this.io!));
+      } catch (e) {
+        // A declared exception (or a bad value) read from the results: made here, in the dispatch.
+        this.rejectFromReaction(e);
       } finally {
-        io.release();
-        response.close();
+        this.io?.release();
+        this.releaseResults();
       }
-    },
-    (e: unknown) => {
-      if (waiter !== undefined && --waiter.waits === 0) waiter.task!.exitWait();
-      if (canceler !== undefined) {
-        canceler.done();
-        if (canceler.error !== undefined) throw canceler.error;
+      return;
+    }
+    this.releaseResults();
+    const c = this.canceler;
+    if (c !== undefined) {
+      c.done();
+      if (c.error !== undefined) {
+        this.reject(c.error);
+        return;
       }
-      // Already one of upstream's two errors (a worker-side call relayed by the loop): keep it.
-      if (e instanceof IpcDisconnectedError) throw e;
-      if (e instanceof RpcError && e.kind === "disconnected") throw new IpcInterruptedError(e);
-      // The peer's error was made while reading its Return: its stack holds engine frames only.
-      // Capturing again here (only on failure) lets V8 append the async frames of whoever awaits
-      // `result`, i.e. the caller's own frames (docs/errors.md, "Remote errors").
-      if (e instanceof RemoteError) Error.captureStackTrace(e);
-      throw e;
-    },
-  );
-  // The engine's PendingCall.then returns a native promise; anything else is adopted.
-  return result instanceof Promise ? result : Promise.resolve(result);
+    }
+    // Already one of upstream's two errors (a worker-side call relayed by the loop): keep it.
+    if (err instanceof IpcDisconnectedError) this.reject(err);
+    else if (err.kind === "disconnected") this.reject(new IpcInterruptedError(err));
+    else if (err instanceof RemoteError) this.rejectFromReaction(err);
+    else this.reject(err);
+  }
+
+  /**
+   * The peer's error, or one `read` threw, was made in the Return's dispatch: its stack holds
+   * engine frames only. It is captured again in a promise reaction chained to the caller's
+   * promise, where V8 appends the async frames of whoever awaits the call, i.e. the caller's own
+   * frames (docs/errors.md, "Remote errors"). Only on failure: the caller's promise adopts a
+   * promise rejected one microtask later, once the adoption is in place.
+   */
+  private rejectFromReaction(e: unknown): void {
+    let fail!: (e: unknown) => void;
+    const inner = new Promise<never>((_res, rej) => {
+      fail = rej;
+    });
+    this.resolve(inner.then(undefined, recapture) as R);
+    queueMicrotask(() => fail(e));
+  }
+}
+
+function recapture(e: unknown): never {
+  if (e instanceof Error) Error.captureStackTrace(e);
+  throw e;
+}
+
+function threadFor(frame: TaskFrame | undefined, loop: EventLoop): ThreadContext {
+  return frame !== undefined && frame.context.loop === loop ? frame.context : laneContext(loop) ?? loop.threadContext;
 }
