@@ -214,8 +214,9 @@ export class Lexer {
       const e = this.s[this.i++] ?? "";
       if (e in ESCAPES) bytes.push(ESCAPES[e]!.charCodeAt(0));
       else if (e === "x") {
-        const m = /^[0-9a-fA-F]{1,2}/.exec(this.s.slice(this.i));
-        if (m === null) throw this.src.error(this.i, "invalid \\x escape");
+        // Exactly two hex digits, as capnp's lexer: "\x4" is a parse error there, not byte 4.
+        const m = /^[0-9a-fA-F]{2}/.exec(this.s.slice(this.i, this.i + 2));
+        if (m === null) throw this.src.error(this.i, "invalid \\x escape (two hex digits expected)");
         bytes.push(parseInt(m[0], 16));
         this.i += m[0].length;
       } else if (/[0-7]/.test(e)) {

@@ -6,6 +6,18 @@
  */
 
 /** mulberry32: a small deterministic PRNG. */
+/**
+ * The seed of the randomised schema tests: SCHEMA_SEED if set; else a fixed one under CI=true (a
+ * CI verdict must be reproducible, and a seed that finds a bug becomes a test case), else a new
+ * one per run (local runs keep exploring; the seed is printed).
+ */
+export function schemaSeed(): number {
+  const given = process.env["SCHEMA_SEED"];
+  if (given !== undefined && given !== "") return Number(given);
+  if (process.env["CI"] === "true") return 1132959456;
+  return Date.now() % 2 ** 31;
+}
+
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
