@@ -22,6 +22,7 @@ import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer
 import { fastpath, type Transport, type TransportSink } from "@multiprocess-ts/capnp";
 import { EventLoop, connectTransport } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient, FooInterface_add$Results } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { cpuNow, pipelinedAdd } from "./diag-loops.js";
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -129,10 +130,6 @@ class EchoPeer implements Transport {
   }
 }
 
-const cpuNow = (): number => {
-  const u = process.cpuUsage();
-  return u.user + u.system;
-};
 
 async function sequential(foo: FooInterfaceClient, n: number): Promise<number> {
   const c0 = cpuNow();
@@ -140,18 +137,7 @@ async function sequential(foo: FooInterfaceClient, n: number): Promise<number> {
   return (cpuNow() - c0) / n;
 }
 
-async function pipelined(foo: FooInterfaceClient, n: number): Promise<number> {
-  const c0 = cpuNow();
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < n) {
-      const i = next++;
-      if ((await foo.add(i, 1)) !== i + 1) throw new Error("client-only: wrong sum");
-    }
-  };
-  await Promise.all(Array.from({ length: 64 }, lane));
-  return (cpuNow() - c0) / n;
-}
+const pipelined = (foo: FooInterfaceClient, n: number): Promise<number> => pipelinedAdd(foo, n, "client-only");
 
 async function promisesPerCall(foo: FooInterfaceClient, n: number): Promise<number> {
   let count = 0;

@@ -15,6 +15,7 @@ import { memoryTransportPair } from "@multiprocess-ts/capnp";
 import { EventLoop, connectTransport, serveTransport } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient, FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { BenchFoo } from "./foo-impl.js";
+import { cpuNow, pipelinedAdd } from "./diag-loops.js";
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -23,10 +24,6 @@ const arg = (name: string, dflt: number): number => {
 const N = arg("n", 20000);
 const ROUNDS = arg("rounds", 5);
 
-const cpuNow = (): number => {
-  const u = process.cpuUsage();
-  return u.user + u.system;
-};
 
 /** Wall-clock µs of the calls of the last {@link perCall} (for its p99: stalls show up there). */
 let lastUs: number[] = [];
@@ -50,18 +47,7 @@ function keepP99(name: string): void {
   (p99s[name] ??= []).push(s[Math.floor(s.length * 0.99)]!);
 }
 
-async function pipelined(foo: FooInterfaceClient, n: number): Promise<number> {
-  const c0 = cpuNow();
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < n) {
-      const i = next++;
-      if ((await foo.add(i, 1)) !== i + 1) throw new Error("one-process: wrong sum");
-    }
-  };
-  await Promise.all(Array.from({ length: 64 }, lane));
-  return (cpuNow() - c0) / n;
-}
+const pipelined = (foo: FooInterfaceClient, n: number): Promise<number> => pipelinedAdd(foo, n, "one-process");
 
 const add = (foo: FooInterfaceClient) => async (i: number): Promise<void> => {
   if ((await foo.add(i, 1)) !== i + 1) throw new Error("one-process: wrong sum");

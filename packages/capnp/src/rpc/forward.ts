@@ -20,7 +20,7 @@
 
 import * as capnp from "capnp-ts";
 import { CanceledError, RpcError, toRpcError } from "../errors.js";
-import { Hook, errOutcome, releaseOutcome } from "./hook.js";
+import { Hook, errOutcome, runCancelFns, releaseOutcome } from "./hook.js";
 import type { CallData, Outcome } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
 import { CapHandle, RequestImpl, hookOf } from "./client.js";
@@ -138,15 +138,7 @@ class ForwardedCallImpl implements ForwardedCall {
     const fns = this.cancelFns;
     if (fns === null) return;
     this.cancelFns = null;
-    for (const fn of fns) {
-      try {
-        fn();
-      } catch (e) {
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
-    }
+    runCancelFns(fns);
   }
 
   complete(content: capnp.Pointer | null, caps: (Capability | null)[]): void {

@@ -82,6 +82,22 @@ export interface Outcome {
   ret: boolean;
 }
 
+/**
+ * Runs a call's when-canceled callbacks in order. One that throws is rethrown from a microtask
+ * (reported as uncaught, as if it had run on its own) and the others still run.
+ */
+export function runCancelFns(fns: (() => void)[]): void {
+  for (const fn of fns) {
+    try {
+      fn();
+    } catch (e) {
+      queueMicrotask(() => {
+        throw e;
+      });
+    }
+  }
+}
+
 export function errOutcome(err: RpcError): Outcome {
   return { err, msg: null, content: null, caps: [], ret: false };
 }

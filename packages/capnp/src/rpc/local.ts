@@ -10,7 +10,7 @@ import * as capnp from "capnp-ts";
 import { CanceledError, RpcError, toRpcError } from "../errors.js";
 import { unadoptMessage } from "../adopt.js";
 import { newReturnMessage } from "../fastpath.js";
-import { Hook, errOutcome } from "./hook.js";
+import { Hook, errOutcome, runCancelFns } from "./hook.js";
 import type { CallData } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
 import { CapHandle, RequestImpl } from "./client.js";
@@ -172,15 +172,7 @@ class IncomingCallImpl implements IncomingCall {
     const fns = this.cancelFns;
     if (fns === null) return;
     this.cancelFns = null;
-    for (const fn of fns) {
-      try {
-        fn();
-      } catch (e) {
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
-    }
+    runCancelFns(fns);
   }
 
   tailCall(req: Request<Struct>): void {
