@@ -14,10 +14,13 @@
  * or a peer library instead of ours, for comparison.
  * `--tail N`: N more calls after the window, with their CPU per call per side (under `--no-opt`:
  * the unoptimised steady cost). `--second`: then a second fresh server child and a new connection
- * of this (now warm) process, timed the same way. `--print`: every call's µs.
+ * of this (now warm) process, timed the same way. `--print`: every call's µs. `--marks N`: a
+ * `#call I` line on stdout every N calls (written synchronously, so V8's `--trace-opt` /
+ * `--trace-gc` lines on the same stdout fall between them: when each function tiers up).
  *
  * Threading: the main (loop) thread.
  */
+import { writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -42,6 +45,7 @@ const str = (name: string): string | undefined => {
 const CALLS = num("calls", 1000);
 const THRESHOLD = num("threshold", 135);
 const TAIL = num("tail", 0);
+const MARKS = num("marks", 0);
 const KIND = (str("kind") ?? "rpc") as ServerKind;
 const serverFlags = (str("server-flags") ?? "").split(" ").filter((f) => f !== "");
 
@@ -53,7 +57,10 @@ async function window(loop: EventLoop, dir: string, label: string): Promise<void
   try {
     const { add: addFn, close } = await connectKind(loop, path);
     let us: Float64Array = new Float64Array(0);
-    const add = async (i: number): Promise<void> => { if ((await addFn(i, 1)) !== i + 1) throw new Error("wrong sum"); };
+    const add = async (i: number): Promise<void> => {
+      if (MARKS > 0 && i % MARKS === 0) writeSync(1, `#call ${i}\n`);
+      if ((await addFn(i, 1)) !== i + 1) throw new Error("wrong sum");
+    };
     const cpu = await withCpu(server, async () => {
       const t0 = process.hrtime.bigint() / 1000n;
       us = await timeSequential(CALLS, 0, add);
