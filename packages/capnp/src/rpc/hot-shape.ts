@@ -26,7 +26,8 @@
  * `decodeUnitLimit` and `DECODE_BASE_UNITS`, so below any message's decode budget (limits.ts
  * `decodeBudget`).
  *
- * Threading: synchronous, any thread (module state: none).
+ * Threading: synchronous, any thread (module state: three scratch numbers of the last pointer
+ * read, used only within one call).
  */
 
 import { DECODE_BASE_UNITS, STRUCT_UNITS, type ReaderLimits } from "../limits.js";
