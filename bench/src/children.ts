@@ -19,8 +19,9 @@ export interface ServerChild {
   stop(): Promise<void>;
 }
 
-export async function startServer(kind: ServerKind, path: string, tag: string, profileDir?: string): Promise<ServerChild> {
-  const execArgv = ["--expose-gc"];
+/** `extraArgv`: more Node/V8 flags for the child (diagnostics only: cold.ts's `--server-flags`). */
+export async function startServer(kind: ServerKind, path: string, tag: string, profileDir?: string, extraArgv: readonly string[] = []): Promise<ServerChild> {
+  const execArgv = ["--expose-gc", ...extraArgv];
   if (profileDir !== undefined) execArgv.push("--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `server-${tag}.cpuprofile`);
   const proc = fork(here("./server.js"), [kind, path], { execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
   const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));

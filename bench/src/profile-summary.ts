@@ -3,7 +3,9 @@
  *
  * Reads V8 CPU profiles (from `node --cpu-prof`) and prints, per file, the functions with the most
  * self time, plus self time grouped by package, excluding (idle). `--skip MS` ignores the first MS
- * milliseconds of each profile (process start-up, module loading).
+ * milliseconds of each profile (process start-up, module loading); `--from US --to US` keeps only
+ * the samples between two monotonic-clock instants (µs, as `process.hrtime.bigint() / 1000n`:
+ * cold.ts prints its window's), on every process's profile alike.
  */
 import { readFile } from "node:fs/promises";
 import { relative } from "node:path";
@@ -29,15 +31,17 @@ function group(url: string): string {
   return nm ? nm[1]! : p;
 }
 
-async function summarize(file: string, top: number, skipMs: number): Promise<void> {
+async function summarize(file: string, top: number, skipMs: number, from: number, to: number): Promise<void> {
   const prof = JSON.parse(await readFile(file, "utf8")) as CpuProfile;
   const byId = new Map<number, ProfileNode>();
   for (const n of prof.nodes) byId.set(n.id, n);
   const self = new Map<number, number>();
   let t = 0;
+  let at = prof.startTime;
   for (let i = 0; i < prof.samples.length; i++) {
     t += prof.timeDeltas[i] ?? 0;
-    if (t < skipMs * 1000) continue;
+    at += prof.timeDeltas[i] ?? 0;
+    if (t < skipMs * 1000 || at < from || at > to) continue;
     const id = prof.samples[i]!;
     self.set(id, (self.get(id) ?? 0) + (prof.timeDeltas[i] ?? 0));
   }
@@ -57,7 +61,7 @@ async function summarize(file: string, top: number, skipMs: number): Promise<voi
     const g = group(cf.url);
     groups.set(g, (groups.get(g) ?? 0) + us);
   }
-  const wall = (prof.endTime - prof.startTime) / 1000 - skipMs;
+  const wall = (Math.min(prof.endTime, to) - Math.max(prof.startTime, from)) / 1000 - skipMs;
   process.stdout.write(`\n${file}\n  wall ${wall.toFixed(0)} ms, busy ${(total / 1000).toFixed(0)} ms, idle ${(idle / 1000).toFixed(0)} ms\n`);
   process.stdout.write(`  top ${top} by self time (share of busy time):\n`);
   const sorted = [...fns.values()].sort((a, b) => b.us - a.us).slice(0, top);
@@ -75,8 +79,12 @@ const ti = args.indexOf("--top");
 const top = ti >= 0 ? Number(args.splice(ti, 2)[1]) : 15;
 const si = args.indexOf("--skip");
 const skipMs = si >= 0 ? Number(args.splice(si, 2)[1]) : 0;
+const fi = args.indexOf("--from");
+const from = fi >= 0 ? Number(args.splice(fi, 2)[1]) : 0;
+const toi = args.indexOf("--to");
+const to = toi >= 0 ? Number(args.splice(toi, 2)[1]) : Infinity;
 if (args.length === 0) {
   process.stderr.write("usage: profile-summary FILE.cpuprofile... [--top N]\n");
   process.exit(2);
 }
-for (const f of args) await summarize(f, top, skipMs);
+for (const f of args) await summarize(f, top, skipMs, from, to);

@@ -106,10 +106,13 @@ async function p1(c: Ctx): Promise<void> {
  * connection, to a fresh server child (nothing warmed up on either side: JIT, tables, buffers).
  * Its row is added by {@link coldRows} once the steady P1 p50 is known.
  */
-async function cold(c: { dir: string; loop: EventLoop }): Promise<{ l: Latency; us: Float64Array; cpu: Cpu }> {
-  log(`cold start: first ${COLD_CALLS} calls of a fresh client on a new connection to a fresh server`);
-  const path = join(c.dir, "cold.sock");
-  const server = await startServer("rpc", path, `cold-${o.tag}`, o.profileDir);
+async function cold(c: { dir: string; loop: EventLoop }, again = false): Promise<{ l: Latency; us: Float64Array; cpu: Cpu }> {
+  log(again
+    ? `new connection of this (warm) client process to a fresh server: first ${COLD_CALLS} calls`
+    : `cold start: first ${COLD_CALLS} calls of a fresh client on a new connection to a fresh server`);
+  const name = again ? "cold2" : "cold";
+  const path = join(c.dir, `${name}.sock`);
+  const server = await startServer("rpc", path, `${name}-${o.tag}`, o.profileDir);
   try {
     const foo = await connectRpc(c.loop, path).then((r) => r.foo);
     let us: Float64Array = new Float64Array(0);
@@ -145,6 +148,19 @@ function coldRows(c: Ctx, r: { l: Latency; us: Float64Array; cpu: Cpu }): void {
     c.figs.add(`  cold start: calls over 3× steady p50 (of ${COLD_CALLS})`, "calls", slow, null, undefined, { note: "target: at most 1 %" });
   }
   c.figs.cpu("cold start", r.cpu, c.cpuRawSeq!);
+}
+
+/**
+ * Informational (the issue says "on a new connection"; the official row stays the fresh
+ * process's): the same window on a second connection of this client process, now warm (its
+ * code optimised by the cold run and P1), to a fresh server child (whose code is cold).
+ */
+function newConnectionRows(c: Ctx, r: { l: Latency; cpu: Cpu }): void {
+  const steady = c.p1?.p50 ?? null;
+  const label = "new connection of a warm client to a fresh server";
+  c.figs.add(`  ${label}: p99 of first ${COLD_CALLS} calls`, "µs", r.l.p99, steady, undefined, { note: "informational; floor = steady P1 p50" });
+  c.figs.add(`  ${label}: p50`, "µs", r.l.p50, steady);
+  c.figs.cpu(label, r.cpu, c.cpuRawSeq!);
 }
 
 async function p2(c: Ctx): Promise<void> {
@@ -324,7 +340,11 @@ async function main(): Promise<void> {
     log(`add moves ${addBytes.out} B out / ${addBytes.in} B in per call`);
     const c: Ctx = { o, figs, info, dir, loop, foo, socket, raw, rawServer, rpcServer, rpcPath, rawAdd: RawClient.request(addBytes.out - 4, addBytes.in - 4), dataSeconds: DATA_SECONDS };
     await floors(c);
-    if (only.has("P1")) { await p1(c); coldRows(c, coldRun!); }
+    if (only.has("P1")) {
+      await p1(c);
+      coldRows(c, coldRun!);
+      newConnectionRows(c, await cold({ dir, loop }, true));
+    }
     if (only.has("P2")) await p2(c);
     if (only.has("P3")) await p3(c);
     if (only.has("P4")) await p4(c);

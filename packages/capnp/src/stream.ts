@@ -316,10 +316,16 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private scheduleLazyFlush(): void {
     if (this.lazyScheduled || this.flushScheduled) return;
     this.lazyScheduled = true;
-    queueMicrotask(() => {
-      this.lazyScheduled = false;
-      if (this.batch !== null) this.scheduleFlush();
-    });
+    // A reaction on a settled promise, not queueMicrotask (an AsyncResource and a closure per
+    // call: the Finish after each Return schedules this); made once per transport; never throws.
+    void RESOLVED.then((this.lazyFn ??= () => this.lazyFlush()));
+  }
+
+  private lazyFn: (() => void) | null = null;
+
+  private lazyFlush(): void {
+    this.lazyScheduled = false;
+    if (this.batch !== null) this.scheduleFlush();
   }
 
   uncork(): void {
@@ -505,6 +511,8 @@ function ON_END(this: OwnedStream): void {
 function ON_DATA(this: OwnedStream, chunk: Buffer | string): void {
   this[kTransport]!.onData(chunk);
 }
+const RESOLVED: Promise<void> = Promise.resolve();
+
 function UNCORK(t: StreamTransport): void {
   t.uncork();
 }

@@ -1,7 +1,8 @@
 /**
  * The message dispatcher of one connection: the {@link TransportSink} its transport delivers to.
- * It validates each incoming message, reads it in place when it can (messageOfOne: no copy out of
- * the socket chunk; docs/rpc.md "Incoming messages read in place"), decodes its envelope
+ * It validates each incoming message (the hot shapes of a scalar call in one pass: hot-shape.ts),
+ * reads it in place when it can (messageOfOne: no copy out of the socket chunk; docs/rpc.md
+ * "Incoming messages read in place"), decodes its envelope
  * (fastpath.ts; its own {@link Envelope}, reused message after message) and routes it by kind to
  * the table that owns the rules: Call/Bootstrap/Finish → answers, Return → questions, Release →
  * exports, Resolve/Disembargo → imports, Abort/Unimplemented/errors → the connection's end.
@@ -28,6 +29,7 @@ import {
   messageOver,
 } from "../fastpath.js";
 import { errorFromException } from "./core.js";
+import { hotShape } from "./hot-shape.js";
 import type { Hook } from "./hook.js";
 import { copyToSlab } from "../buffers.js";
 import type { ConnCore } from "./core.js";
@@ -48,7 +50,9 @@ export class Dispatcher implements TransportSink {
     if (core.ended) return;
     try {
       const limits = core.limits;
-      const near = validateRpcMessageNear(segments, limits);
+      // The hot shapes (scalar Call / Return, Finish, Release) are proven valid in one pass
+      // (hot-shape.ts); anything else takes the full walk.
+      const near = (segments.length === 1 && hotShape(segments[0]!, limits)) || validateRpcMessageNear(segments, limits);
       const env = this.env;
       const s0 = segments[0]!;
       if (decodeControl(s0, env)) {

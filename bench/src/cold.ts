@@ -1,0 +1,125 @@
+/**
+ * Bench diagnostic (not part of `pnpm bench`): the cold-start window alone. A fresh client
+ * process (this one) makes its first connection to a fresh server child (`server.js rpc`) and
+ * times the first `--calls` sequential `add`s (default 1,000), as run.ts's cold-start row does,
+ * then prints every phase, the calls over `--threshold` µs (default 135: 3× a steady P1 p50 of
+ * ~45 µs), and each side's CPU per call. V8 flags go to this process on the command line and to
+ * the server with `--server-flags "..."` (diagnosis only: the library sets none).
+ *
+ *   node bench/dist/cold.js [--calls 1000] [--threshold 135] [--tail 4000] [--second] [--print]
+ *   node --no-opt bench/dist/cold.js --server-flags "--no-opt" --tail 4000     # unoptimised
+ *   node --cpu-prof --cpu-prof-dir D bench/dist/cold.js --server-flags "--cpu-prof --cpu-prof-dir D"
+ *
+ * `--kind raw|birpc|capnweb`: the same window for the raw ping-pong floor (the bytes of an `add`)
+ * or a peer library instead of ours, for comparison.
+ * `--tail N`: N more calls after the window, with their CPU per call per side (under `--no-opt`:
+ * the unoptimised steady cost). `--second`: then a second fresh server child and a new connection
+ * of this (now warm) process, timed the same way. `--print`: every call's µs. `--marks N`: a
+ * `#call I` line on stdout every N calls (written synchronously, so V8's `--trace-opt` /
+ * `--trace-gc` lines on the same stdout fall between them: when each function tiers up).
+ *
+ * Threading: the main (loop) thread.
+ */
+import { writeSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connectTransport, EventLoop } from "@multiprocess-ts/runtime";
+import { SocketReader, streamTransport } from "@multiprocess-ts/capnp";
+import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { connectUnix, startServer, withCpu } from "./children.js";
+import { connectPeer } from "./peers.js";
+import { RawClient } from "./raw.js";
+import type { ServerKind } from "./server.js";
+import { latency, timeSequential } from "./stats.js";
+
+const argv = process.argv.slice(2);
+const num = (name: string, dflt: number): number => {
+  const i = argv.indexOf(`--${name}`);
+  return i < 0 ? dflt : Number(argv[i + 1]);
+};
+const str = (name: string): string | undefined => {
+  const i = argv.indexOf(`--${name}`);
+  return i < 0 ? undefined : argv[i + 1];
+};
+const CALLS = num("calls", 1000);
+const THRESHOLD = num("threshold", 135);
+const TAIL = num("tail", 0);
+const MARKS = num("marks", 0);
+const KIND = (str("kind") ?? "rpc") as ServerKind;
+const serverFlags = (str("server-flags") ?? "").split(" ").filter((f) => f !== "");
+
+const f1 = (v: number): string => v.toFixed(1);
+
+async function window(loop: EventLoop, dir: string, label: string): Promise<void> {
+  const path = join(dir, `${label}.sock`);
+  const server = await startServer(KIND, path, `cold-${label}`, undefined, serverFlags);
+  try {
+    const { add: addFn, close } = await connectKind(loop, path);
+    let us: Float64Array = new Float64Array(0);
+    const add = async (i: number): Promise<void> => {
+      if (MARKS > 0 && i % MARKS === 0) writeSync(1, `#call ${i}\n`);
+      if ((await addFn(i, 1)) !== i + 1) throw new Error("wrong sum");
+    };
+    const cpu = await withCpu(server, async () => {
+      const t0 = process.hrtime.bigint() / 1000n;
+      us = await timeSequential(CALLS, 0, add);
+      process.stdout.write(`${label}: window --from ${t0} --to ${process.hrtime.bigint() / 1000n}\n`);
+      return CALLS;
+    });
+    const l = latency(us);
+    let slow = 0;
+    for (const v of us) if (v > THRESHOLD) slow++;
+    const phase = (a: number, b: number): string => `${a}-${b} ${f1(latency(us.subarray(a - 1, Math.min(b, CALLS))).p50)}`;
+    process.stdout.write(`${label}: p99 ${f1(l.p99)} p50 ${f1(l.p50)} µs; first ${f1(us[0]!)}; p50 of calls ${phase(2, 10)}, ${phase(11, 100)}, ${phase(101, 500)}, ${phase(501, CALLS)}; `
+      + `over ${THRESHOLD} µs: ${slow}/${CALLS}; CPU per call client ${f1(cpu.client)} server ${f1(cpu.server)} µs\n`);
+    if (argv.includes("--print")) process.stdout.write(Array.from(us, (v) => v.toFixed(0)).join(" ") + "\n");
+    if (TAIL > 0) {
+      let tus: Float64Array = new Float64Array(0);
+      const tcpu = await withCpu(server, async () => {
+        const t0 = process.hrtime.bigint() / 1000n;
+        tus = await timeSequential(TAIL, 0, add);
+        process.stdout.write(`${label} tail: window --from ${t0} --to ${process.hrtime.bigint() / 1000n}\n`);
+        return TAIL;
+      });
+      const tl = latency(tus);
+      process.stdout.write(`${label} then ${TAIL} more: p50 ${f1(tl.p50)} p99 ${f1(tl.p99)} µs; CPU per call client ${f1(tcpu.client)} server ${f1(tcpu.server)} µs\n`);
+    }
+    await close();
+  } finally {
+    await server.stop();
+  }
+}
+
+/** `add` over a connection of --kind (raw: the floor's frames of an add's 160 / 80 bytes, the sum computed here). */
+async function connectKind(loop: EventLoop, path: string): Promise<{ add(a: number, b: number): Promise<number>; close(): Promise<void> }> {
+  if (KIND === "rpc") {
+    const reader = new SocketReader();
+    const socket = await connectUnix(path, reader);
+    const foo = await connectTransport(loop, streamTransport(socket, undefined, undefined, reader), FooInterfaceClient);
+    return { add: (a, b) => foo.add(a, b), close: async () => { await foo.close(); socket.destroy(); } };
+  }
+  if (KIND === "raw") {
+    const raw = await RawClient.connect(path);
+    const req = RawClient.request(156, 76);
+    return { add: async (a, b) => { await raw.call(req); return a + b; }, close: async () => { raw.close(); } };
+  }
+  const peer = await connectPeer(KIND, path);
+  return { add: (a, b) => peer.add(a, b), close: async () => { peer.close(); } };
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), "mpts-cold-"));
+  const loop = new EventLoop("bench-cold", { log: { level: "warning" } });
+  try {
+    await window(loop, dir, "fresh process");
+    if (argv.includes("--second")) await window(loop, dir, "second connection");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+main().then(() => process.exit(0), (e: unknown) => {
+  process.stderr.write(`cold: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exit(1);
+});
