@@ -245,6 +245,33 @@ describe("SocketReader: chunk boundaries", () => {
   });
 });
 
+describe("SocketReader.tap", () => {
+  it("sees every read's bytes, after the transport had them, early reads included; null stops it", async () => {
+    const reader = new SocketReader();
+    const bytes = concat([encodeFrameToBytes(msg(1, 2)), encodeFrameToBytes([pattern(100 * 1024, 4)]), encodeFrameToBytes(msg(3))]);
+    const seen: Uint8Array[] = [];
+    let delivered = -1;
+    const k = new FakeKernel(reader, bytes);
+    reader.tap((buf, n) => seen.push(buf.slice(0, n)));
+    k.read(5); // before the transport attaches
+    const t = streamTransport(fakeSocket(), undefined, undefined, reader);
+    cleanups.push(() => t.close());
+    const sink = startRecording(t);
+    reader.tap((buf, n) => {
+      seen.push(buf.slice(0, n));
+      delivered = sink.messages.length; // the transport decoded this read first
+    });
+    k.read(40);
+    expect(delivered).toBe(1);
+    while (!k.done) k.read(7000); // the large message, read straight into its own buffer
+    reader.tap(null);
+    const last = seen.length;
+    expect(Buffer.compare(concat(seen), bytes)).toBe(0);
+    await sink.waitFor(3);
+    expect(seen).toHaveLength(last);
+  });
+});
+
 describe("SocketReader: limits", () => {
   it("too many segments: LimitError, reading stops", async () => {
     const table = new Uint8Array(8);
