@@ -10,7 +10,8 @@
  * path. A forked client (this file with `client`) connects to both with `connectSocket` and, on
  * request, makes `n` sequential `add` calls (P1's loop) or `echo` 1 MiB `passData` calls (P5's)
  * on one of them; the server's `process.cpuUsage()` over each batch / calls is one sample.
- * Prints the median and range per path. Nothing is asserted.
+ * Prints the median and range per path (odd rounds run the paths in the other order). Nothing is
+ * asserted.
  *
  * Threading: the main (loop) thread of each process.
  */
@@ -78,8 +79,10 @@ async function server(): Promise<void> {
   const got: Record<string, number[]> = {};
   const add = (k: string, v: number): void => void (got[k] ??= []).push(v);
   for (let r = 0; r < rounds; r++) {
-    for (let p = 0; p < modes.length; p++) add(`add ${modes[p] ? "onread" : "stream"}`, await batch({ op: "add", path: p, n }));
-    for (let p = 0; p < modes.length; p++) add(`echo ${modes[p] ? "onread" : "stream"}`, await batch({ op: "echo", path: p, n: echo }));
+    // Odd rounds run the paths in the other order, so that neither always follows the other.
+    const order = r % 2 === 0 ? modes.map((_, p) => p) : modes.map((_, p) => modes.length - 1 - p);
+    for (const p of order) add(`add ${modes[p] ? "onread" : "stream"}`, await batch({ op: "add", path: p, n }));
+    for (const p of order) add(`echo ${modes[p] ? "onread" : "stream"}`, await batch({ op: "echo", path: p, n: echo }));
   }
   child.send({ op: "exit" });
   await new Promise((resolve) => child.once("exit", resolve));
