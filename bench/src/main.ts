@@ -1,6 +1,7 @@
 /**
  * `pnpm bench [--rounds R] [--pin | --pin-only] [--peers] [--json FILE] [--quick] [--only P1,...]
- *  [--no-cpp] [--profile DIR] [--n N] [--warmup W] [--seconds S] [--conns C] [--stream-reads]`
+ *  [--no-cpp] [--profile DIR] [--n N] [--warmup W] [--seconds S] [--conns C] [--stream-reads]
+ *  [--server-stream-reads]`
  * `pnpm bench --hostile [...]` / `pnpm bench --fuzz-frames N`: the hostile-peer benchmark and the
  * seeded fuzz run instead (bench/src/hostile.ts).
  *
@@ -41,6 +42,7 @@ const base: Omit<RunOptions, "tag" | "out"> = {
   quick,
   peers: has("--peers"),
   streamReads: has("--stream-reads"),
+  serverStreamReads: has("--server-stream-reads"),
 };
 const profileDir = opt("--profile");
 if (profileDir !== undefined) base.profileDir = profileDir;

@@ -25,8 +25,12 @@ export interface RunOptions {
   quick: boolean; peers: boolean; profileDir?: string; tag: string; out: string;
   /** Diagnostic `--stream-reads`: the client reads its RPC socket through the Readable stream. */
   streamReads?: boolean;
+  /** Diagnostic `--server-stream-reads`: the RPC server reads accepted sockets as streams (`readInPlace: false`). */
+  serverStreamReads?: boolean;
 }
 const o = JSON.parse(process.argv[2]!) as RunOptions;
+// Read by server.js (forked with this environment).
+if (o.serverStreamReads === true) process.env.MP_BENCH_SERVER_STREAM_READS = "1";
 const only = new Set(o.only);
 const DATA_SECONDS = o.quick ? 0.7 : 2;
 const COLD_CALLS = 1000;

@@ -1,6 +1,7 @@
 /**
  * Server child process of `pnpm bench` (forked with an IPC channel, `--expose-gc`):
- *   server.js rpc PATH   FooInterface (BenchFoo) on a Unix socket via listenConnections
+ *   server.js rpc PATH   FooInterface (BenchFoo) on a Unix socket via listenConnections (its
+ *                        sockets read through onread; as streams with --server-stream-reads)
  *   server.js raw PATH   the raw u32-length-prefix ping-pong floor (see raw.ts)
  *   server.js birpc|capnweb PATH   a peer RPC library serving add/passData (see peers.ts)
  * IPC: it sends {ready:true}; it answers {op:"mem"} with {mem, connections} sampled after gc(),
@@ -44,7 +45,10 @@ let rawConnections = 0;
 let stop: () => Promise<void>;
 if (kind === "rpc") {
   const loop = new EventLoop("bench-server", { log: { level: "warning" } });
-  const listener = await listenConnections(path, loop, new BenchFoo(), FooInterfaceServer);
+  // Accepted sockets are read through onread (listenConnections' default) unless the diagnostic
+  // `--server-stream-reads` (run.ts sets the variable) asks for the Readable stream.
+  const readInPlace = process.env.MP_BENCH_SERVER_STREAM_READS !== "1";
+  const listener = await listenConnections(path, loop, new BenchFoo(), FooInterfaceServer, { readInPlace });
   connections = () => listener.connections;
   stop = () => listener.close({ destroy: true });
 } else {

@@ -382,8 +382,8 @@ export class FrameDecoder {
 }
 
 /** Bytes of the frame starting at `off` if all of it lies in `b` (and its table is sane), else 0. */
-function wholeFrameAt(b: Uint8Array, off: number, maxSegments: number): number {
-  const avail = b.byteLength - off;
+function wholeFrameAt(b: Uint8Array, off: number, maxSegments: number, end: number): number {
+  const avail = end - off;
   const count = u32(b, off) + 1;
   if (count > maxSegments) return 0;
   const hb = frameHeaderBytes(count);
@@ -475,14 +475,16 @@ export class FrameTracker {
     private readonly maxSegments = 1 << 16,
   ) {}
 
-  /** Follow one chunk. Returns false when the budget refused the partial frame (close the stream). */
-  push(chunk: Uint8Array): boolean {
+  /**
+   * Follow one chunk: its first `len` bytes (default all; a read into a larger buffer passes its
+   * byte count). Returns false when the budget refused the partial frame (close the stream).
+   */
+  push(chunk: Uint8Array, len: number = chunk.byteLength): boolean {
     let off = 0;
-    const len = chunk.byteLength;
     while (off < len) {
       if (this.arrived === 0 && len - off >= 8) {
         // A whole frame inside this chunk (the usual case): count it, nothing to keep.
-        const total = wholeFrameAt(chunk, off, this.maxSegments);
+        const total = wholeFrameAt(chunk, off, this.maxSegments, len);
         if (total > 0) {
           this.messages++;
           off += total;

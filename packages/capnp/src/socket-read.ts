@@ -30,10 +30,19 @@
  * Before a transport is attached, a read is kept as is and reading stops (the callback returns
  * false); the transport decodes it when it attaches and restarts reading on `start()`.
  *
+ * Sockets Node creates (a `net.Server`'s accepted sockets, `child_process`'s socketpair end) have
+ * no `onread` option; {@link readSocketInPlace} switches one to a reader before its first read,
+ * by setting exactly what the `Socket` constructor sets for the option. That uses Node internals
+ * (the constructor's symbol-keyed `kBuffer` / `kBufferGen` / `kBufferCb` fields and the handle's
+ * `useUserBuffer`, lib/net.js), so it is feature-detected at run time: the symbols are found on
+ * a probe socket constructed with a known `onread` option and must hold what it was given, and
+ * the socket must be a plain, unread `net.Socket` with a handle. Where anything differs it
+ * returns false and the caller reads the socket's Readable stream as before.
+ *
  * Threading: the thread that owns the socket (the loop thread, or a worker's own sockets).
  */
 
-import type { OnReadOpts } from "node:net";
+import { Socket, type OnReadOpts } from "node:net";
 
 /** Bytes of a slab while reads are small, and while they are not. */
 const SMALL_SLAB = 1024;
@@ -44,6 +53,9 @@ const SMALL_READ = 256;
 const SMALL_AGAIN = 64;
 /** Bytes of a segment that must still be missing for the kernel to read into it directly. */
 export const DIRECT_MIN = 4 * 1024;
+
+/** The `onread` callbacks of every SocketReader (weakly held), for {@link socketReadPath}. */
+const READER_CALLBACKS = new WeakSet<object>();
 
 /** The transport side of a {@link SocketReader} (stream.ts). */
 export interface ReadTarget {
@@ -76,9 +88,12 @@ export class SocketReader {
   /** Size of the next new slab (SMALL_SLAB or LARGE_SLAB), and the small reads in a row. */
   private slabSize = SMALL_SLAB;
   private smallReads = 0;
+  /** Sees every read after the target (see {@link tap}). */
+  private tapFn: ((buf: Uint8Array, n: number) => void) | null = null;
 
   constructor() {
     this.onread = { buffer: () => this.next(), callback: (n, buf) => this.read(n, buf) };
+    READER_CALLBACKS.add(this.onread.callback);
   }
 
   /** Hand reads to `target` from now on, starting with those made before. */
@@ -88,6 +103,15 @@ export class SocketReader {
     const early = this.early;
     this.early = null;
     if (early !== null) for (const v of early) if (!target.bytesRead(v, v.byteLength, false)) break;
+  }
+
+  /**
+   * Also hand every read to `fn` (the first `n` bytes of `buf`, valid during the call), after the
+   * target had it: the listener's frame tracker (listen.ts), in place of a `'data'` listener.
+   * `null` stops.
+   */
+  tap(fn: ((buf: Uint8Array, n: number) => void) | null): void {
+    this.tapFn = fn;
   }
 
   /** Bytes of the slab in use (for tests). */
@@ -127,10 +151,105 @@ export class SocketReader {
       else if (++this.smallReads >= SMALL_AGAIN) this.slabSize = SMALL_SLAB;
     }
     const t = this.target;
-    if (t === null) {
-      (this.early ??= []).push(buf.subarray(0, n));
-      return false;
-    }
-    return t.bytesRead(buf, n, direct);
+    let more = false;
+    if (t === null) (this.early ??= []).push(buf.subarray(0, n));
+    else more = t.bytesRead(buf, n, direct);
+    const tap = this.tapFn;
+    if (tap !== null) tap(buf, n);
+    return more;
   }
+}
+
+/** The symbols a net.Socket keeps its `onread` option under (lib/net.js). */
+interface OnreadSlots {
+  buffer: symbol;
+  gen: symbol;
+  cb: symbol;
+}
+
+/** Found once per process; null when this Node keeps the option some other way. */
+let slots: OnreadSlots | null | undefined;
+
+type Fields = Record<symbol, unknown>;
+
+/**
+ * The symbols found on a handle-less probe socket constructed with a known `onread` option: each
+ * described as Node names it, present once, and holding what the option gave (`kBuffer` true for
+ * a buffer function). Anything else: null.
+ */
+function onreadSlots(): OnreadSlots | null {
+  if (slots !== undefined) return slots;
+  slots = null;
+  try {
+    const gen = (): Uint8Array => new Uint8Array(8);
+    const cb = (): boolean => true;
+    const opts = { onread: { buffer: gen, callback: cb } } as unknown as ConstructorParameters<typeof Socket>[0];
+    const probe = new Socket(opts); // no handle, no fd: nothing is opened
+    const syms = Object.getOwnPropertySymbols(probe);
+    const one = (d: string): symbol | null => {
+      const found = syms.filter((x) => x.description === d);
+      return found.length === 1 ? found[0]! : null;
+    };
+    const buffer = one("kBuffer");
+    const g = one("kBufferGen");
+    const c = one("kBufferCb");
+    const f = probe as unknown as Fields;
+    if (buffer !== null && g !== null && c !== null && f[buffer] === true && f[g] === gen && f[c] === cb) slots = { buffer, gen: g, cb: c };
+    probe.destroy();
+  } catch {
+    slots = null;
+  }
+  return slots;
+}
+
+/** What {@link readSocketInPlace} needs of a socket's handle. */
+interface UserBufferHandle {
+  useUserBuffer(buf: Uint8Array): void;
+  readStop(): number;
+  readStart(): number;
+}
+
+/**
+ * Read `socket`, a `net.Socket` Node created (accepted by a `net.Server`, a `child_process` stdio
+ * pipe), through `reader` from now on, as if it had been created with `{ onread: reader.onread }`:
+ * sets the fields the Socket constructor sets for that option and hands the handle the first
+ * buffer (lib/net.js `initSocketHandle`). Only while nothing has been read through its Readable
+ * stream yet: call it before the socket's first read (with `pauseOnConnect`, or in the same turn
+ * the socket was created) and before anyone listens for `'data'`.
+ *
+ * Returns false, changing nothing, when the Node internals it relies on are not as expected
+ * (see the file comment) or the socket is not a plain unread socket with a handle; the caller
+ * then reads the Readable stream. One reader per socket.
+ */
+export function readSocketInPlace(socket: Socket, reader: SocketReader): boolean {
+  const k = onreadSlots();
+  if (k === null || Object.getPrototypeOf(socket) !== Socket.prototype) return false;
+  const f = socket as unknown as Fields & { _handle?: Partial<UserBufferHandle> | null };
+  const h = f._handle;
+  if (h === null || typeof h !== "object" || typeof h.useUserBuffer !== "function" || typeof h.readStop !== "function") return false;
+  if (socket.destroyed || socket.connecting || !socket.readable || socket.readableLength !== 0 || socket.listenerCount("data") !== 0) return false;
+  if (f[k.buffer] !== null || f[k.gen] !== null || f[k.cb] !== null) return false;
+  const gen = reader.onread.buffer as () => Uint8Array;
+  const first = gen();
+  try {
+    h.useUserBuffer(first);
+  } catch {
+    return false;
+  }
+  f[k.gen] = gen;
+  f[k.cb] = reader.onread.callback;
+  f[k.buffer] = first;
+  return true;
+}
+
+/**
+ * How `socket` is read: `"onread"` when a {@link SocketReader}'s callback is its `onread` callback
+ * (created with the option, or switched by {@link readSocketInPlace}), else `"stream"` (its Readable
+ * stream; also when the internals are not found). For tests and diagnostics.
+ */
+export function socketReadPath(socket: Socket): "onread" | "stream" {
+  const k = onreadSlots();
+  if (k === null) return "stream";
+  const cb = (socket as unknown as Fields)[k.cb];
+  return typeof cb === "function" && READER_CALLBACKS.has(cb) ? "onread" : "stream";
 }

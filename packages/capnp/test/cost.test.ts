@@ -183,6 +183,21 @@ describe("FrameTracker / FrameBudget", () => {
     expect(new FrameTracker(null, () => 0, 100).push(bad)).toBe(false);
   });
 
+  it("push(chunk, len) follows only the first len bytes (a read into a larger buffer), never frames in the bytes after them", () => {
+    const t = new FrameTracker(null, () => 5);
+    // A buffer whose bytes past the read look like whole frames (here: a zeroed slab, where
+    // every 8 bytes parse as an empty one-segment frame).
+    const slab = new Uint8Array(1024);
+    const first = frameOf(2);
+    slab.set(first);
+    expect(t.push(slab, first.byteLength + 4)).toBe(true);
+    expect(t.messages).toBe(1);
+    expect(t.partialSince).toBe(5); // 4 bytes of the next header: a frame started
+    const untracked = new FrameTracker(null, () => 0);
+    untracked.push(slab); // the whole buffer: the zeros count as 127 more frames
+    expect(untracked.messages).toBe(1 + (1024 - first.byteLength) / 8);
+  });
+
   it("charges partial frames (with the decoder's allocation ahead) to a shared budget, refuses past it, gives back on completion and release", () => {
     const budget = new FrameBudget(1 << 20);
     const a = new FrameTracker(budget, () => 0);

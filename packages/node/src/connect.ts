@@ -146,12 +146,13 @@ export async function spawnProcess<C>(
   if (startupTimeout !== undefined && !(startupTimeout >= 0 && Number.isFinite(startupTimeout))) {
     throw new RangeError(`spawnProcess: startupTimeout must be a non-negative number of milliseconds, got ${String(startupTimeout)}`);
   }
-  const { opts: spawnOpts, captured } = stderrForCapture(rest, captureStderr ?? true);
-  const { child, pid, socket } = await spawnProcessSocket(command, args, spawnOpts);
+  // The parent's end is read through a SocketReader where Node allows the switch (spawn.ts).
+  const { opts: spawnOpts, captured } = stderrForCapture({ ...rest, readInPlace: rest.readInPlace ?? true }, captureStderr ?? true);
+  const { child, pid, socket, reader } = await spawnProcessSocket(command, args, spawnOpts);
   const tail = captured && child.stderr !== null ? new StderrTail(child.stderr) : undefined;
   const exited = waitProcess(child);
   const closed = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  const connecting = connectStream(loop, socket, InitClient, connect);
+  const connecting = connectTransport(loop, streamTransport(socket, connect?.limits, undefined, reader), InitClient, connect);
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timedOut = new Promise<"timeout">((resolve) => {
     if (startupTimeout !== undefined) timer = setTimeout(() => resolve("timeout"), startupTimeout);
@@ -239,7 +240,7 @@ export function listenConnections<I>(
   InitServer: ProxyServerCtor<I>,
   opts: ListenConnectionsOptions = {},
 ): Promise<Listener> {
-  const { maxConnections, maxPending, host, mode, frameTimeoutMs, firstMessageTimeoutMs, frameBudget, onConnection, ...serveOpts } = opts;
+  const { maxConnections, maxPending, host, mode, frameTimeoutMs, firstMessageTimeoutMs, frameBudget, readInPlace, onConnection, ...serveOpts } = opts;
   const listenOpts: ListenOptions = {};
   if (frameTimeoutMs !== undefined) listenOpts.frameTimeoutMs = frameTimeoutMs;
   if (firstMessageTimeoutMs !== undefined) listenOpts.firstMessageTimeoutMs = firstMessageTimeoutMs;
@@ -248,13 +249,16 @@ export function listenConnections<I>(
   if (maxPending !== undefined) listenOpts.maxPending = maxPending;
   if (host !== undefined) listenOpts.host = host;
   if (mode !== undefined) listenOpts.mode = mode;
+  // Served sockets are read through a SocketReader where Node allows the switch (listen.ts).
+  listenOpts.readInPlace = readInPlace ?? true;
   return listenSockets(
     target,
-    async (socket) => {
-      const connection = serveStream(loop, socket, impl, InitServer, { ...serveOpts, ownsImpl: false });
+    async (socket, reader) => {
+      const connection = serveWith(loop, socket, reader, impl, InitServer, { ...serveOpts, ownsImpl: false });
       onConnection?.(connection);
-      // Accepted with pauseOnConnect (see listen.ts): start reading now that the transport listens.
-      socket.resume();
+      // Accepted with pauseOnConnect (see listen.ts): start reading now that the transport listens
+      // (a reader-fed transport resumes the socket itself when it starts).
+      if (reader === undefined) socket.resume();
       await connection.disconnected;
     },
     listenOpts,

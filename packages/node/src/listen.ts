@@ -19,13 +19,20 @@
  * it is closed. Parked sockets are not read and not timed; while flow control has paused reading
  * a served socket, its partial-frame clock does not run.
  *
+ * With `readInPlace` (listenConnections sets it), a socket is switched to a `SocketReader` when it
+ * is served (packages/capnp socket-read.ts `readSocketInPlace`: Node internals, feature-detected)
+ * and the handler gets the reader: reads land in the reader's slab or a large message's own
+ * buffer, with no Readable stream per read, and the tracker follows the reader's reads (its tap)
+ * instead of `'data'`. Where the switch is not possible the handler gets no reader and the socket
+ * is read as a stream, as without the option. Parked sockets are switched only when served.
+ *
  * Threading: everything runs on the thread that calls {@link listenSockets} (the loop thread).
  */
 
 import * as net from "node:net";
 import * as fs from "node:fs";
 import { EventEmitter } from "node:events";
-import { FrameBudget, FrameTracker } from "@multiprocess-ts/capnp";
+import { FrameBudget, FrameTracker, SocketReader, readSocketInPlace } from "@multiprocess-ts/capnp";
 
 /** Default of {@link ListenOptions.frameTimeoutMs} and {@link ListenOptions.firstMessageTimeoutMs}. */
 export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
@@ -54,10 +61,21 @@ export interface ListenOptions {
    * between listeners for a per-process cap). Default: a new `FrameBudget` of 256 MiB per listener.
    */
   frameBudget?: FrameBudget;
+  /**
+   * Read each served socket through a `SocketReader` (net.Socket's `onread` path, see the file
+   * comment), handed to the handler as its second argument; the socket then emits no `'data'`.
+   * Default false (listenConnections: true). Falls back to the Readable stream (no reader) where
+   * the switch is not possible.
+   */
+  readInPlace?: boolean;
 }
 
-/** What {@link listenSockets} calls for each connection it serves. Resolve when it has ended. */
-export type SocketHandler = (socket: net.Socket) => Promise<void>;
+/**
+ * What {@link listenSockets} calls for each connection it serves. Resolve when it has ended.
+ * `reader`: with `readInPlace`, the reader the socket is now read through (hand both to
+ * `streamTransport`); undefined when the socket is read as a stream.
+ */
+export type SocketHandler = (socket: net.Socket, reader: SocketReader | undefined) => Promise<void>;
 
 /** Events of a {@link Listener} (all synchronous, on the loop thread). */
 export interface ListenerEvents {
@@ -83,7 +101,10 @@ interface Served {
   socket: net.Socket;
   tracker: FrameTracker;
   since: number;
-  onData: (chunk: Buffer) => void;
+  /** Follows each chunk ('data') or read (the reader's tap: the first `n` bytes). */
+  onData: (chunk: Uint8Array, n?: number) => void;
+  /** The reader the socket is read through (its tap feeds the tracker), or null: 'data'. */
+  reader: SocketReader | null;
 }
 
 /** Timeouts and budget of a {@link Listener}, resolved. */
@@ -91,6 +112,7 @@ interface Guard {
   frameTimeoutMs: number;
   firstMessageTimeoutMs: number;
   budget: FrameBudget;
+  readInPlace: boolean;
 }
 
 /** A listening socket from {@link listenSockets}. */
@@ -186,15 +208,20 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private serve(id: number, socket: net.Socket): void {
     this.active++;
     this.emit("serve", id);
+    let reader: SocketReader | undefined;
+    if (this.guard.readInPlace) {
+      reader = new SocketReader();
+      if (!readSocketInPlace(socket, reader)) reader = undefined;
+    }
     let run: Promise<void>;
     try {
-      run = Promise.resolve(this.handler(socket));
+      run = Promise.resolve(this.handler(socket, reader));
     } catch (e) {
       run = Promise.reject(e);
     }
-    // After the handler: its reader gets each chunk first. The socket is paused
+    // After the handler: its transport gets each chunk first. The socket is paused
     // (pauseOnConnect), so listening for 'data' does not start the flow.
-    this.follow(id, socket);
+    this.follow(id, socket, reader ?? null);
     const tracked = run.then(
       () => undefined,
       (err: unknown) => {
@@ -211,19 +238,21 @@ export class Listener extends EventEmitter<ListenerEvents> {
     this.running.add(tracked);
   }
 
-  private follow(id: number, socket: net.Socket): void {
+  private follow(id: number, socket: net.Socket, reader: SocketReader | null): void {
     const g = this.guard;
     const served: Served = {
       id,
       socket,
       tracker: new FrameTracker(g.budget, Date.now),
       since: Date.now(),
-      onData: (chunk) => {
-        if (!served.tracker.push(chunk)) this.cut(served, `partial frames of all connections would pass the frame budget of ${g.budget.limit} bytes`);
+      onData: (chunk, n) => {
+        if (!served.tracker.push(chunk, n)) this.cut(served, `partial frames of all connections would pass the frame budget of ${g.budget.limit} bytes`);
       },
+      reader,
     };
     this.servedSockets.set(socket, served);
-    socket.on("data", served.onData);
+    if (reader !== null) reader.tap(served.onData);
+    else socket.on("data", served.onData);
     socket.once("close", () => served.tracker.release());
     const period = Math.min(...[g.frameTimeoutMs, g.firstMessageTimeoutMs].filter((t) => t > 0));
     if (this.sweeper === undefined && Number.isFinite(period)) {
@@ -236,7 +265,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     const served = this.servedSockets.get(socket);
     if (served === undefined) return;
     this.servedSockets.delete(socket);
-    socket.off("data", served.onData);
+    this.untrack(served);
     served.tracker.release();
     if (this.servedSockets.size === 0 && this.sweeper !== undefined) {
       clearInterval(this.sweeper);
@@ -266,9 +295,15 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private cut(s: Served, reason: string): void {
     if (s.socket.destroyed) return;
     s.tracker.release();
-    s.socket.off("data", s.onData);
+    this.untrack(s);
     this.emit("limit", s.id, reason);
     s.socket.destroy();
+  }
+
+  /** Stop feeding the tracker. */
+  private untrack(s: Served): void {
+    if (s.reader !== null) s.reader.tap(null);
+    else s.socket.off("data", s.onData);
   }
 
   /** Hand free slots to parked sockets, oldest first. */
@@ -403,5 +438,6 @@ function guardOf(opts: ListenOptions): Guard {
     frameTimeoutMs: timeoutOf(opts.frameTimeoutMs, "frameTimeoutMs"),
     firstMessageTimeoutMs: timeoutOf(opts.firstMessageTimeoutMs, "firstMessageTimeoutMs"),
     budget: opts.frameBudget ?? new FrameBudget(DEFAULT_FRAME_BUDGET_BYTES),
+    readInPlace: opts.readInPlace === true,
   };
 }

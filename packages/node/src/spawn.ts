@@ -11,6 +11,11 @@
  * argv callback always runs in the parent, before the child exists (upstream had to fix exactly
  * that: #237, "SpawnProcess does not run callback in child").
  *
+ * With `readInPlace` (spawnProcess sets it), the parent's end is read through a `SocketReader`
+ * (packages/capnp socket-read.ts `readSocketInPlace`, switched in the turn `spawn()` created it,
+ * before any read; Node internals, feature-detected, else it stays a Readable stream), as the
+ * child's end is in `serveSpawned`.
+ *
  * Startup failures (see `spawnProcess` in connect.ts): {@link SpawnError} with the exit status
  * and the tail of the child's stderr ({@link StderrTail}).
  *
@@ -19,7 +24,7 @@
 
 import { spawn, type ChildProcess, type SpawnOptions, type StdioNull, type StdioPipe } from "node:child_process";
 import * as net from "node:net";
-import { SocketReader } from "@multiprocess-ts/capnp";
+import { SocketReader, readSocketInPlace } from "@multiprocess-ts/capnp";
 import type { Stream } from "node:stream";
 
 /** The child's end of the socketpair is always this fd (stdio index 3). */
@@ -31,6 +36,11 @@ type StdioEntry = StdioNull | StdioPipe | "overlapped" | "ipc" | Stream | number
 export interface SpawnProcessOptions extends Omit<SpawnOptions, "stdio"> {
   /** stdin, stdout, stderr of the child (default: all "inherit"). Index 3 is the socketpair. */
   stdio?: [StdioEntry, StdioEntry, StdioEntry];
+  /**
+   * Read the parent's end through a `SocketReader` (returned as `reader`; the socket then emits
+   * no `'data'`), where Node allows the switch. Default false (spawnProcess: true).
+   */
+  readInPlace?: boolean;
 }
 
 /**
@@ -52,6 +62,11 @@ export interface SpawnedSocket {
   socket: net.Socket;
   /** The fd number the child got (always {@link SPAWN_FD}). */
   fd: number;
+  /**
+   * With `readInPlace`: the reader `socket` is read through (hand both to `streamTransport`; the
+   * socket emits no `'data'`); undefined when it is read as a stream.
+   */
+  reader: SocketReader | undefined;
 }
 
 /**
@@ -66,8 +81,16 @@ export async function spawnProcessSocket(
   opts: SpawnProcessOptions = {},
 ): Promise<SpawnedSocket> {
   const argv = [...args(SPAWN_FD)];
-  const [stdin, stdout, stderr] = opts.stdio ?? ["inherit", "inherit", "inherit"];
-  const child = spawn(command, argv, { ...opts, stdio: [stdin, stdout, stderr, "pipe"] });
+  const { readInPlace, ...spawnOpts } = opts;
+  const [stdin, stdout, stderr] = spawnOpts.stdio ?? ["inherit", "inherit", "inherit"];
+  const child = spawn(command, argv, { ...spawnOpts, stdio: [stdin, stdout, stderr, "pipe"] });
+  // Switched now, in the turn the socket was created: nothing has been read from it yet.
+  const pair = child.stdio[SPAWN_FD];
+  let reader: SocketReader | undefined;
+  if (readInPlace === true && pair instanceof net.Socket) {
+    reader = new SocketReader();
+    if (!readSocketInPlace(pair, reader)) reader = undefined;
+  }
   return new Promise<SpawnedSocket>((resolve, reject) => {
     const onError = (e: Error): void => {
       child.off("spawn", onSpawn);
@@ -82,7 +105,7 @@ export async function spawnProcessSocket(
         reject(new Error("spawnProcess: child has no socketpair on fd 3"));
         return;
       }
-      resolve({ child, pid: child.pid, socket, fd: SPAWN_FD });
+      resolve({ child, pid: child.pid, socket, fd: SPAWN_FD, reader });
     };
     child.once("error", onError);
     child.once("spawn", onSpawn);

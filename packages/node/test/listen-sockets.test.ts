@@ -1,5 +1,6 @@
 // Socket-level tests of the accept loop behind listenConnections: upstream's four
-// ListenConnections scenarios (listen_tests.cpp) on Unix sockets and TCP, with raw echo handlers.
+// ListenConnections scenarios (listen_tests.cpp) on Unix sockets and TCP, with raw echo handlers,
+// each with served sockets read as streams and read in place (`readInPlace`, a SocketReader).
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import * as net from "node:net";
 import * as fs from "node:fs";
@@ -7,11 +8,13 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { once } from "node:events";
 import { listenSockets, AddressInUseError, type Listener, type ListenTarget } from "@multiprocess-ts/node";
+import { socketReadPath, type SocketReader } from "@multiprocess-ts/capnp";
 import { assertNoHandleLeaks, handleBaseline, type HandleBaseline } from "@multiprocess-ts/testing";
 
 let baseline: HandleBaseline;
 let dir: string;
 beforeEach(() => {
+  seen = [];
   baseline = handleBaseline();
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "mp-listen-"));
 });
@@ -20,9 +23,14 @@ afterEach(async () => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-/** Echo handler: resolves when the client hangs up. */
-async function echo(socket: net.Socket): Promise<void> {
-  socket.on("data", (d) => socket.write(d));
+/** How each served socket was read, in serve order. */
+let seen: string[] = [];
+
+/** Echo handler: resolves when the client hangs up. Reads through `reader` when given one. */
+async function echo(socket: net.Socket, reader?: SocketReader): Promise<void> {
+  seen.push(`${socketReadPath(socket)}${reader === undefined ? "" : " reader"}`);
+  if (reader === undefined) socket.on("data", (d) => socket.write(d));
+  else reader.attach({ readRegion: () => null, bytesRead: (b, n) => socket.write(b.slice(0, n)) || true });
   socket.on("error", () => {});
   socket.on("end", () => socket.end());
   socket.resume();
@@ -63,12 +71,14 @@ const kinds: { name: string; target: () => ListenTarget }[] = [
   { name: "tcp", target: () => 0 },
 ];
 
-for (const kind of kinds) {
-  describe(`listenSockets (${kind.name})`, () => {
+for (const kind of kinds) for (const readInPlace of [false, true]) {
+  const readPath = readInPlace ? "onread reader" : "stream";
+  describe(`listenSockets (${kind.name}, ${readPath})`, () => {
     it("accepts incoming connections", async () => {
-      const l = await listenSockets(kind.target(), echo);
+      const l = await listenSockets(kind.target(), echo, { readInPlace });
       const s = await connected(l);
       expect(await call(s, "ping")).toBe("ping");
+      expect(seen).toEqual([readPath]);
       const released = next(l, "release");
       await hangUp(s);
       await released;
@@ -77,7 +87,7 @@ for (const kind of kinds) {
     });
 
     it("enforces a connection limit of 1 and reuses the slot", async () => {
-      const l = await listenSockets(kind.target(), echo, { maxConnections: 1 });
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1, readInPlace });
       const log: string[] = [];
       for (const ev of ["serve", "park", "release"] as const) l.on(ev, (id) => log.push(`${ev}:${id}`));
       const a = await connected(l);
@@ -92,6 +102,7 @@ for (const kind of kinds) {
       await hangUp(a);
       expect(await bReply).toBe("b");
       expect(log).toEqual(["serve:1", "park:2", "release:1", "serve:2"]);
+      expect(seen).toEqual([readPath, readPath]); // the parked socket too, once served
       // Slot reuse: after b leaves, a third client is served at once.
       const releasedB = next(l, "release");
       await hangUp(b);
@@ -104,7 +115,7 @@ for (const kind of kinds) {
     });
 
     it("accepts two connections with limit 2; a third waits for a disconnect", async () => {
-      const l = await listenSockets(kind.target(), echo, { maxConnections: 2 });
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 2, readInPlace });
       const a = await connected(l);
       const b = await connected(l);
       expect(await call(a, "a")).toBe("a");
@@ -130,7 +141,7 @@ for (const kind of kinds) {
     });
 
     it("handles a client that disconnects before being accepted", async () => {
-      const l = await listenSockets(kind.target(), echo, { maxConnections: 1 });
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1, readInPlace });
       const a = await connected(l);
       expect(await call(a, "a")).toBe("a");
       const parked = next(l, "park");
@@ -154,7 +165,7 @@ for (const kind of kinds) {
     });
 
     it("close() drops parked sockets and can cut served ones", async () => {
-      const l = await listenSockets(kind.target(), echo, { maxConnections: 1 });
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1, readInPlace });
       const a = await connected(l);
       expect(await call(a, "a")).toBe("a");
       const parked = next(l, "park");
@@ -220,6 +231,25 @@ describe("listenSockets Unix socket files", () => {
   it("TCP binds 127.0.0.1 by default", async () => {
     const l = await listenSockets(0, echo);
     expect(l.address).toMatchObject({ host: "127.0.0.1" });
+    await l.close();
+  });
+});
+
+describe("listenSockets readInPlace fallback", () => {
+  it("where the switch is refused (here: a handle without useUserBuffer), the handler gets no reader and the socket is read as a stream", async () => {
+    const l = await listenSockets(path.join(dir, "fallback.sock"), echo, { readInPlace: true });
+    // Before the listener's own 'connection' listener: hide the handle's useUserBuffer, as a Node
+    // without it would have.
+    const server = (l as unknown as { server: net.Server }).server;
+    server.prependListener("connection", (s: net.Socket) => {
+      (s as unknown as { _handle: { useUserBuffer?: unknown } })._handle.useUserBuffer = undefined;
+    });
+    const s = await connected(l);
+    expect(await call(s, "ping")).toBe("ping");
+    expect(seen).toEqual(["stream"]);
+    const released = next(l, "release");
+    await hangUp(s);
+    await released;
     await l.close();
   });
 });

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Duplex, PassThrough } from "node:stream";
 // Sockets read through net.Socket's onread option (packages/capnp socket-read.ts), as
 // connectSocket and serveSpawned create them.
-import { LimitError, ProtocolError, SocketReader, encodeFrameToBytes, streamTransport, type Transport } from "@multiprocess-ts/capnp";
+import { LimitError, ProtocolError, SocketReader, encodeFrameToBytes, readSocketInPlace, socketReadPath, streamTransport, type Transport } from "@multiprocess-ts/capnp";
 import { assertNoHandleLeaks, handleBaseline, msg, msgValues, startRecording, type HandleBaseline, type RecordingSink } from "@multiprocess-ts/testing";
 
 let baseline: HandleBaseline;
@@ -245,6 +245,33 @@ describe("SocketReader: chunk boundaries", () => {
   });
 });
 
+describe("SocketReader.tap", () => {
+  it("sees every read's bytes, after the transport had them, early reads included; null stops it", async () => {
+    const reader = new SocketReader();
+    const bytes = concat([encodeFrameToBytes(msg(1, 2)), encodeFrameToBytes([pattern(100 * 1024, 4)]), encodeFrameToBytes(msg(3))]);
+    const seen: Uint8Array[] = [];
+    let delivered = -1;
+    const k = new FakeKernel(reader, bytes);
+    reader.tap((buf, n) => seen.push(buf.slice(0, n)));
+    k.read(5); // before the transport attaches
+    const t = streamTransport(fakeSocket(), undefined, undefined, reader);
+    cleanups.push(() => t.close());
+    const sink = startRecording(t);
+    reader.tap((buf, n) => {
+      seen.push(buf.slice(0, n));
+      delivered = sink.messages.length; // the transport decoded this read first
+    });
+    k.read(40);
+    expect(delivered).toBe(1);
+    while (!k.done) k.read(7000); // the large message, read straight into its own buffer
+    reader.tap(null);
+    const last = seen.length;
+    expect(Buffer.compare(concat(seen), bytes)).toBe(0);
+    await sink.waitFor(3);
+    expect(seen).toHaveLength(last);
+  });
+});
+
 describe("SocketReader: limits", () => {
   it("too many segments: LimitError, reading stops", async () => {
     const table = new Uint8Array(8);
@@ -285,19 +312,31 @@ describe("SocketReader: limits", () => {
 // ---------------------------------------------------------------------------------------------
 // Real sockets
 
-/** A Unix socket pair: our end created with a SocketReader's onread (as connectSocket does). */
-async function readerSocketPair(): Promise<{ ours: net.Socket; reader: SocketReader; peer: net.Socket }> {
+/**
+ * A Unix socket pair whose end `ours` is read through a SocketReader: "connected" creates it with
+ * the reader's onread (as connectSocket does); "accepted" is a net.Server's socket (accepted with
+ * pauseOnConnect), switched by readSocketInPlace (as listenConnections does).
+ */
+async function readerSocketPair(side: "connected" | "accepted"): Promise<{ ours: net.Socket; reader: SocketReader; peer: net.Socket }> {
   const dir = mkdtempSync(join(tmpdir(), "mpts-onread-"));
   const path = join(dir, "s.sock");
-  const server = net.createServer();
+  const server = net.createServer({ pauseOnConnect: side === "accepted" });
   server.listen(path);
   await once(server, "listening");
   const accepted = once(server, "connection");
   const reader = new SocketReader();
-  const ours = net.connect({ path, onread: reader.onread });
-  await once(ours, "connect");
-  const [peer] = (await accepted) as [net.Socket];
+  const connected = side === "connected" ? net.connect({ path, onread: reader.onread }) : net.connect({ path });
+  await once(connected, "connect");
+  const [other] = (await accepted) as [net.Socket];
   server.close();
+  const [ours, peer] = side === "connected" ? [connected, other] : [other, connected];
+  if (side === "accepted") expect(readSocketInPlace(ours, reader)).toBe(true);
+  expect(socketReadPath(ours)).toBe("onread");
+  expect(socketReadPath(peer)).toBe("stream");
+  // Read through the reader: the socket never emits 'data'. (Paused first, as the transport
+  // pauses it when it attaches, so that listening does not start reading.)
+  ours.pause();
+  ours.on("data", () => expect.unreachable("'data' on a socket read through onread"));
   cleanups.push(() => {
     ours.destroy();
     peer.destroy();
@@ -306,9 +345,9 @@ async function readerSocketPair(): Promise<{ ours: net.Socket; reader: SocketRea
   return { ours, reader, peer };
 }
 
-describe("SocketReader over a Unix socket", () => {
+for (const side of ["connected", "accepted"] as const) describe(`SocketReader over a Unix socket (${side})`, () => {
   it("messages both ways, a 4.8 MB two-segment message among small ones; clean close", async () => {
-    const { ours, reader, peer } = await readerSocketPair();
+    const { ours, reader, peer } = await readerSocketPair(side);
     const a = streamTransport(ours, undefined, undefined, reader);
     const b = streamTransport(peer);
     const sa = startRecording(a);
@@ -329,7 +368,7 @@ describe("SocketReader over a Unix socket", () => {
   });
 
   it("reading paused in the middle of a large message, then resumed: the message arrives intact", async () => {
-    const { ours, reader, peer } = await readerSocketPair();
+    const { ours, reader, peer } = await readerSocketPair(side);
     const a = streamTransport(ours, undefined, undefined, reader);
     const sa = startRecording(a);
     const big = [pattern(600 * 1024, 8)];
@@ -357,7 +396,7 @@ describe("SocketReader over a Unix socket", () => {
     ["inside a large segment read in place", 200 * 1024],
   ] as const) {
     it(`EOF ${what}: ProtocolError, and the write side stays open for the Abort`, async () => {
-      const { ours, reader, peer } = await readerSocketPair();
+      const { ours, reader, peer } = await readerSocketPair(side);
       const a = streamTransport(ours, undefined, undefined, reader);
       const sa = startRecording(a);
       const frame = encodeFrameToBytes([pattern(512 * 1024, 2)]);
@@ -375,3 +414,58 @@ describe("SocketReader over a Unix socket", () => {
     });
   }
 });
+
+describe("readSocketInPlace: only a plain, unread net.Socket with a handle", () => {
+  it("refuses (changing nothing) a socket without a handle, a subclass, one with 'data' listeners or bytes already read", async () => {
+    const reader = new SocketReader();
+    const bare = new net.Socket();
+    expect(readSocketInPlace(bare, reader)).toBe(false);
+    bare.destroy();
+    class Sub extends net.Socket {}
+    const sub = new Sub();
+    expect(readSocketInPlace(sub, reader)).toBe(false);
+    sub.destroy();
+    // A socket that was read as a stream (bytes buffered in its Readable) stays a stream.
+    const { ours: connected, peer } = await plainPair();
+    peer.write("abc");
+    connected.pause();
+    while (connected.readableLength === 0) await new Promise<void>((r) => setImmediate(r));
+    expect(readSocketInPlace(connected, reader)).toBe(false);
+    expect(socketReadPath(connected)).toBe("stream");
+    // A socket someone reads through 'data' stays a stream.
+    const onData: string[] = [];
+    peer.on("data", (c: Buffer) => onData.push(String(c)));
+    expect(readSocketInPlace(peer, reader)).toBe(false);
+    connected.write("xyz");
+    while (onData.length === 0) await new Promise<void>((r) => setImmediate(r));
+    expect(onData.join("")).toBe("xyz");
+    expect(socketReadPath(peer)).toBe("stream");
+  });
+
+  it("a socket switched once refuses a second reader", async () => {
+    const { ours } = await plainPair(true);
+    expect(readSocketInPlace(ours, new SocketReader())).toBe(true);
+    expect(readSocketInPlace(ours, new SocketReader())).toBe(false);
+    expect(socketReadPath(ours)).toBe("onread");
+  });
+});
+
+/** A plain Unix socket pair (`ours` accepted, with pauseOnConnect when `paused`). */
+async function plainPair(paused = false): Promise<{ ours: net.Socket; peer: net.Socket }> {
+  const dir = mkdtempSync(join(tmpdir(), "mpts-plain-"));
+  const path = join(dir, "s.sock");
+  const server = net.createServer({ pauseOnConnect: paused });
+  server.listen(path);
+  await once(server, "listening");
+  const accepted = once(server, "connection");
+  const peer = net.connect({ path });
+  await once(peer, "connect");
+  const [ours] = (await accepted) as [net.Socket];
+  server.close();
+  cleanups.push(() => {
+    ours.destroy();
+    peer.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { ours, peer };
+}

@@ -1,20 +1,31 @@
 // Issue 11 item 7 over real Unix sockets: `connectSocket` to an Init without `construct` resolves
 // only once the server answered Bootstrap (so it waits while parked at the connection limit), and
 // a frame cut off by the peer's EOF gets an Abort naming the reason, while the server's own
-// connection ends with the same ProtocolError. Runs on the loop thread of the test.
+// connection ends with the same ProtocolError; served sockets are read through a SocketReader
+// (onread) unless `readInPlace: false`, with the same behaviour. Runs on the loop thread of the test.
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import * as fs from "node:fs";
 import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { once } from "node:events";
-import { describeRpcMessage, encodeFrameToBytes, FrameDecoder, ProtocolError } from "@multiprocess-ts/capnp";
+import { describeRpcMessage, encodeFrameToBytes, FrameDecoder, ProtocolError, socketReadPath } from "@multiprocess-ts/capnp";
 import { EventLoop, type Connection } from "@multiprocess-ts/runtime";
 import { clientConnection, connectSocket, listenConnections, type Listener } from "@multiprocess-ts/node";
 import { FooInterfaceClient, FooInterfaceServer, type FooInterface } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { assertNoHandleLeaks, handleBaseline, type HandleBaseline } from "@multiprocess-ts/testing";
 
-const foo = { add: (a: number, b: number) => a + b } as unknown as FooInterface;
+const foo = { add: (a: number, b: number) => a + b, passData: (d: Uint8Array) => d } as unknown as FooInterface;
+
+/**
+ * How the listener's served sockets are read, in accept order: a 'connection' listener on its
+ * net.Server (private; registered after the listener's own, so the socket has been served).
+ */
+function readPaths(l: Listener): string[] {
+  const paths: string[] = [];
+  (l as unknown as { server: net.Server }).server.on("connection", (s: net.Socket) => paths.push(socketReadPath(s)));
+  return paths;
+}
 
 let baseline: HandleBaseline;
 let serverLoop: EventLoop;
@@ -90,10 +101,31 @@ describe("connectSocket waits until the connection is served", () => {
   });
 });
 
+describe("served sockets are read through onread (readInPlace, the default) or as streams", () => {
+  for (const readInPlace of [undefined, false]) {
+    it(`readInPlace ${String(readInPlace)}: small calls and a 3 MB Data echo`, async () => {
+      const sock = path.join(dir, "foo.sock");
+      const l = await listenConnections(sock, serverLoop, foo, FooInterfaceServer, { ...track, readInPlace });
+      const paths = readPaths(l);
+      const a = await connectSocket(clientLoop, sock, FooInterfaceClient);
+      expect(paths).toEqual([readInPlace === false ? "stream" : "onread"]);
+      for (let i = 0; i < 20; i++) expect(await a.add(i, 1)).toBe(i + 1);
+      const big = new Uint8Array(3_000_000);
+      for (let i = 0; i < big.length; i += 4093) big[i] = (i >>> 12) & 0xff;
+      const back = await a.passData(big);
+      expect(back.byteLength).toBe(big.byteLength);
+      expect(Buffer.compare(back, big)).toBe(0);
+      await closeClient(a);
+      await l.close();
+    });
+  }
+});
+
 describe("a frame cut off by EOF", () => {
-  it("gets an Abort naming the reason; the server's connection ends with the ProtocolError", async () => {
+  it.each([undefined, false])("gets an Abort naming the reason; the server's connection ends with the ProtocolError (readInPlace %s)", async (readInPlace) => {
     const sock = path.join(dir, "foo.sock");
-    const l = await listenConnections(sock, serverLoop, foo, FooInterfaceServer, track);
+    const l = await listenConnections(sock, serverLoop, foo, FooInterfaceServer, { ...track, readInPlace });
+    const paths = readPaths(l);
     const served1 = next(l, "serve");
     const raw = net.connect({ path: sock });
     await once(raw, "connect");
@@ -102,6 +134,7 @@ describe("a frame cut off by EOF", () => {
     const frame = encodeFrameToBytes([new Uint8Array(64)]);
     raw.end(frame.subarray(0, frame.length - 8)); // half-close: we still read the answer
     await served1;
+    expect(paths).toEqual([readInPlace === false ? "stream" : "onread"]);
     await once(raw, "end");
     const conn = served[0]!;
     const err = await conn.rpc.closed;

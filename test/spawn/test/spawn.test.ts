@@ -3,7 +3,8 @@
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
 import { fileURLToPath } from "node:url";
 import type { Readable } from "node:stream";
-import { EventLoop } from "@multiprocess-ts/runtime";
+import { EventLoop, connectTransport } from "@multiprocess-ts/runtime";
+import { socketReadPath, streamTransport } from "@multiprocess-ts/capnp";
 import { IpcCalledAfterDisconnectError, IpcInterruptedError } from "@multiprocess-ts/runtime";
 import { SpawnError, spawnProcess, spawnProcessSocket, waitProcess, type SpawnedProcess } from "@multiprocess-ts/node";
 import { InitInterfaceClient } from "@multiprocess-ts/proto/example/init.capnp.js";
@@ -167,6 +168,23 @@ describe("spawnProcess", () => {
     expect(err).toBeInstanceOf(SpawnError);
     expect(err).toMatchObject({ code: "MP_ERR_SPAWN_FAILED", exitCode: 5, signal: null });
     expect(((err as SpawnError).cause as { kind?: string }).kind).toBe("disconnected");
+  });
+
+  it.each([true, false])("readInPlace %s: the parent's end is read through a SocketReader (onread) or as a stream; calls work either way", async (readInPlace) => {
+    const { child, socket, reader } = await spawnProcessSocket(process.execPath, (fd) => [CHILD, String(fd)], {
+      stdio: ["ignore", "pipe", "inherit"],
+      readInPlace,
+    });
+    expect(reader !== undefined).toBe(readInPlace);
+    expect(socketReadPath(socket)).toBe(readInPlace ? "onread" : "stream");
+    const out = new Lines(child.stdout!);
+    const init = await connectTransport(loop, streamTransport(socket, undefined, undefined, reader), InitInterfaceClient);
+    const printer = await init.makePrinter();
+    await printer.print(`read ${String(readInPlace)}`);
+    expect(await out.waitFor(/^printed:/)).toBe(`printed: read ${String(readInPlace)}`);
+    await printer.close();
+    await init.close();
+    expect(await waitProcess(child)).toEqual({ code: 0, signal: null });
   });
 
   it("waitProcess works after the child already exited", async () => {
