@@ -8,6 +8,7 @@ import { connect, type Socket } from "node:net";
 import type { SocketReader } from "@multiprocess-ts/capnp";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { syscallCounts, type SyscallCounts } from "./stats.js";
 import type { ServerKind, ServerReply, ServerRequest } from "./server.js";
 
 export const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
@@ -53,7 +54,11 @@ export function connectUnix(path: string, reader?: SocketReader): Promise<Socket
   });
 }
 
-export interface Cpu { client: number; server: number; total: number }
+/**
+ * CPU µs per call of each side; `io`: read- and write-family syscalls per call of each side
+ * (Linux /proc/PID/io; the client's count includes its other threads), when known.
+ */
+export interface Cpu { client: number; server: number; total: number; io?: { clientReads: number; clientWrites: number; serverReads: number; serverWrites: number } }
 
 /**
  * Runs `fn` (which returns how many calls it made) and returns client and server CPU µs per call
@@ -61,19 +66,30 @@ export interface Cpu { client: number; server: number; total: number }
  * server child, `server` is 0 (both ends live in this process).
  */
 export async function withCpu(server: ServerChild | null, fn: () => Promise<number>): Promise<Cpu> {
-  const cpu = async (): Promise<number> => {
-    if (server === null) return 0;
+  const cpu = async (): Promise<{ us: number; io: SyscallCounts | null }> => {
+    if (server === null) return { us: 0, io: null };
     const r = await server.request({ op: "cpu" });
     if (!("cpu" in r)) throw new Error("bench: bad cpu reply");
-    return r.cpu.user + r.cpu.system;
+    return { us: r.cpu.user + r.cpu.system, io: r.io };
   };
   const s0 = await cpu();
+  const io0 = syscallCounts();
   const c0 = process.cpuUsage();
   const calls = await fn();
   const c = process.cpuUsage(c0);
-  const s = (await cpu()) - s0;
+  const io1 = syscallCounts();
+  const s1 = await cpu();
   const client = (c.user + c.system) / calls;
-  return { client, server: s / calls, total: client + s / calls };
+  const s = s1.us - s0.us;
+  const out: Cpu = { client, server: s / calls, total: client + s / calls };
+  if (io0 !== null && io1 !== null && s0.io !== null && s1.io !== null) {
+    out.io = {
+      clientReads: (io1.reads - io0.reads) / calls, clientWrites: (io1.writes - io0.writes) / calls,
+      // less the cpu request's own IPC read and the reply's write
+      serverReads: Math.max(0, s1.io.reads - s0.io.reads - 1) / calls, serverWrites: Math.max(0, s1.io.writes - s0.io.writes - 1) / calls,
+    };
+  }
+  return out;
 }
 
 /**

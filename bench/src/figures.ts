@@ -53,6 +53,18 @@ export class Figures {
     this.add(`  ${label} CPU per call, client`, "µs", ours.client, floor?.client ?? null);
     this.add(`  ${label} CPU per call, server`, "µs", ours.server, floor?.server ?? null);
   }
+  /**
+   * Informational rows: read and write syscalls per call of each side (how the calls batch: one
+   * read and one write per call and side when each call travels alone), when counted.
+   */
+  io(label: string, cpu: { io?: { clientReads: number; clientWrites: number; serverReads: number; serverWrites: number } }): void {
+    const io = cpu.io;
+    if (io === undefined) return;
+    this.add(`  ${label} write syscalls per call, client`, "/call", io.clientWrites, null);
+    this.add(`  ${label} write syscalls per call, server`, "/call", io.serverWrites, null);
+    this.add(`  ${label} read syscalls per call, client`, "/call", io.clientReads, null);
+    this.add(`  ${label} read syscalls per call, server`, "/call", io.serverReads, null);
+  }
   set(prefix: string, field: "cpp", v: number): void {
     for (const f of this.rows) if (f.name.startsWith(prefix)) f[field] = v;
   }
@@ -94,7 +106,7 @@ export function aggregate(rounds: Figure[][]): Figure[] {
 export function fmt(v: number | null | undefined, unit?: string): string {
   if (v === null || v === undefined) return "-";
   if (unit === "calls/s" || unit === "calls" || Math.abs(v) >= 1000) return Math.round(v).toLocaleString("en-US");
-  return v.toFixed(1);
+  return v.toFixed(unit === "/call" ? 3 : 1);
 }
 
 /** The table of one mode (rows already aggregated). */

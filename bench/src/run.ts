@@ -103,6 +103,7 @@ async function p1(c: Ctx): Promise<void> {
   c.figs.add("P1 add sequential p50", "µs", c.p1!.p50, c.rawSeq!.p50, { dir: "le", x: 1.2 });
   c.figs.add("P1 add sequential p99", "µs", c.p1!.p99, c.rawSeq!.p99);
   c.figs.cpu("P1", cpu, c.cpuRawSeq!);
+  c.figs.io("P1", cpu);
 }
 
 /**
@@ -178,6 +179,7 @@ async function p2(c: Ctx): Promise<void> {
   });
   c.figs.add(`P2 add pipelined (${INFLIGHT} in flight)`, "calls/s", c.p2!, c.rawRate!, { dir: "ge", x: 0.5 });
   c.figs.cpu("P2", cpu, c.cpuRawPipe!);
+  c.figs.io("P2", cpu);
 }
 
 async function p3(c: Ctx): Promise<void> {

@@ -5,6 +5,7 @@
  *   server.js raw PATH   the raw u32-length-prefix ping-pong floor (see raw.ts)
  *   server.js birpc|capnweb PATH   a peer RPC library serving add/passData (see peers.ts)
  * IPC: it sends {ready:true}; it answers {op:"mem"} with {mem, connections} sampled after gc(),
+ * {op:"cpu"} with its process.cpuUsage() and read/write syscall counts (stats.ts syscallCounts),
  * and exits on {op:"exit"} (or when the parent goes away).
  */
 import { getHeapSpaceStatistics } from "node:v8";
@@ -14,12 +15,14 @@ import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { BenchFoo } from "./foo-impl.js";
 import { startPeerServer } from "./peers.js";
 import { startRawServer } from "./raw.js";
+import { syscallCounts, type SyscallCounts } from "./stats.js";
 
 /** `youngPhysical`: resident bytes of V8's young generation (new space), which V8 resizes on its own. */
 export interface MemSample { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; youngPhysical: number }
 export type ServerKind = "rpc" | "raw" | "birpc" | "capnweb";
 export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" };
-export type ServerReply = { ready: true } | { mem: MemSample; connections: number } | { cpu: { user: number; system: number } };
+export type ServerReply = { ready: true } | { mem: MemSample; connections: number }
+  | { cpu: { user: number; system: number }; io: SyscallCounts | null };
 
 const [kind, path] = process.argv.slice(2);
 if (!["rpc", "raw", "birpc", "capnweb"].includes(kind ?? "") || path === undefined) {
@@ -63,7 +66,7 @@ process.on("message", (m: ServerRequest) => {
   if (m.op === "mem") {
     void sample().then((mem) => send({ mem, connections: connections() }));
   } else if (m.op === "cpu") {
-    send({ cpu: process.cpuUsage() });
+    send({ cpu: process.cpuUsage(), io: syscallCounts() });
   } else if (m.op === "exit") {
     void stop().finally(() => process.exit(0));
     setTimeout(() => process.exit(0), 2000).unref();

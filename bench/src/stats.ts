@@ -84,3 +84,15 @@ export async function echoRate(seconds: number, fn: () => Promise<void>): Promis
   } while (el < seconds || calls < 10);
   return { mbps: (DATA_BYTES * calls) / el / 1e6, calls };
 }
+
+/** Read- and write-family syscalls this process made so far (Linux /proc/self/io), or null. */
+export interface SyscallCounts { reads: number; writes: number }
+export function syscallCounts(): SyscallCounts | null {
+  try {
+    const t = readFileSync("/proc/self/io", "utf8");
+    const r = /syscr:\s*(\d+)/.exec(t), w = /syscw:\s*(\d+)/.exec(t);
+    return r === null || w === null ? null : { reads: Number(r[1]), writes: Number(w[1]) };
+  } catch {
+    return null;
+  }
+}
