@@ -1,15 +1,20 @@
 /**
- * Bench diagnostic (not part of `pnpm bench`): does a phase of sequential calls change what the
- * pipelined phase after it costs (bench/README "P2 depends on what ran before it")? One client
- * (this process) and one bench server child (server.js rpc) on a Unix socket, as `pnpm bench`;
- * runs the phases given, in order, on the same connection and prints per phase the CPU per call
- * of each side and, for the server child, its read and write syscalls per call (/proc/PID/io)
- * and its context switches per call (/proc/PID/status).
+ * Bench diagnostic (not part of `pnpm bench`): what one phase of calls leaves behind for the next
+ * on the same client and server processes (bench/README "P2 depends on what ran before it"). One
+ * client (this process) and one bench server child (server.js rpc) on a Unix socket, as in
+ * `pnpm bench`; runs the phases in order on one connection and prints, per phase, CPU µs per call
+ * of each side and the server child's read and write syscalls (/proc/PID/io) and context switches
+ * (/proc/PID/status) per call.
  *
- *   node bench/dist/diag-phases.js [--phases P2,P1,P2] [--n2 200000] [--n1 12000] [--server-flags "--trace-gc"]
+ *   node bench/dist/diag-phases.js [--phases P1,P2] [--n1 12000] [--n2 200000]
+ *        [--server-flags "--trace-gc"] [--stream-reads]
  *
- * P1 = n1 sequential `add`; P2 = n2 `add` calls from 64 lanes; P2s = as P2 with one untimed
- * sequential call between each of 64 rounds... (kept simple: only P1 and P2). Threading: main thread.
+ * Phases: `P1` = n1 sequential `add` (`P1:N`: N of them); `P2` = n2 `add` from 64 lanes (`P2:N`);
+ * `GC` = the server collects garbage (its `mem` request: gc() three times); `HEAP-START` and
+ * `HEAP-STOP:FILE` = the server's sampling heap profiler around the phases between them, keeping
+ * what survived scavenges (server.ts), written to FILE (open in DevTools, Memory tab).
+ * `--server-flags` are V8 flags for the server child (its stdout is this one's: `--trace-gc`
+ * lines land between the phase lines). Threading: the main thread.
  */
 import { fork } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -21,7 +26,7 @@ import { SocketReader, streamTransport } from "@multiprocess-ts/capnp";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { connectUnix, here } from "./children.js";
 import { cpuNow, pipelinedAdd } from "./diag-loops.js";
-import type { ServerReply } from "./server.js";
+import type { ServerReply, ServerRequest } from "./server.js";
 
 const args = process.argv.slice(2);
 const opt = (name: string, d: string): string => {
@@ -48,6 +53,26 @@ const proc0 = (): { r: number; w: number; cs: number } => {
   return { r: num(io, "syscr"), w: num(io, "syscw"), cs: num(st, "voluntary_ctxt_switches") + num(st, "nonvoluntary_ctxt_switches") };
 };
 
+interface HeapNode { callFrame: { functionName: string; url: string; lineNumber: number }; selfSize: number; children: HeapNode[] }
+
+/** The heap profile's top allocating stacks (innermost 3 frames) by bytes that survived scavenges. */
+function printHeapProfile(file: string): void {
+  const head = (JSON.parse(readFileSync(file, "utf8")) as { head: HeapNode }).head;
+  const bytes = new Map<string, number>();
+  const walk = (n: HeapNode, stack: string[]): void => {
+    const f = n.callFrame;
+    const st = [...stack, `${f.functionName || "(anonymous)"} ${f.url.split("/").slice(-2).join("/")}:${f.lineNumber + 1}`];
+    const key = st.slice(-3).reverse().join(" < ");
+    if (n.selfSize > 0) bytes.set(key, (bytes.get(key) ?? 0) + n.selfSize);
+    for (const c of n.children) walk(c, st);
+  };
+  walk(head, []);
+  let total = 0;
+  for (const v of bytes.values()) total += v;
+  process.stdout.write(`heap profile ${file}: ${(total / 1048576).toFixed(1)} MiB sampled that survived scavenges; top stacks:\n`);
+  for (const [k, v] of [...bytes].sort((a, b) => b[1] - a[1]).slice(0, 8)) process.stdout.write(`  ${(v / 1048576).toFixed(2).padStart(7)} MiB  ${k}\n`);
+}
+
 const loop = new EventLoop("diag-client", { log: { level: "warning" } });
 const reader = args.includes("--stream-reads") ? undefined : new SocketReader();
 const socket = await connectUnix(path, reader);
@@ -55,10 +80,10 @@ const foo = await connectTransport(loop, streamTransport(socket, undefined, unde
 for (let i = 0; i < 100; i++) await foo.add(i, 1);
 
 for (const ph of phases) {
-  if (ph === "HPSTART" || ph.startsWith("HPSTOP:")) {
-    // Diagnostic ops of a locally patched server.js (sampling heap profiler); not in server.ts.
-    const m = ph === "HPSTART" ? { op: "hpstart" } : { op: "hpstop", file: ph.slice(7) };
-    await new Promise<void>((resolve) => { proc.once("message", () => resolve()); proc.send(m as never); });
+  if (ph === "HEAP-START" || ph.startsWith("HEAP-STOP:")) {
+    const m: ServerRequest = ph === "HEAP-START" ? { op: "heap-sample-start" } : { op: "heap-sample-stop", file: ph.slice(10) };
+    await new Promise<void>((resolve) => { proc.once("message", () => resolve()); proc.send(m); });
+    if (m.op === "heap-sample-stop") printHeapProfile(m.file);
     continue;
   }
   if (ph === "GC") {
@@ -66,6 +91,7 @@ for (const ph of phases) {
     process.stdout.write("GC  (server: gc() three times)\n");
     continue;
   }
+  if (ph !== "P1" && ph !== "P2" && !/^P[12]:\d+$/.test(ph)) throw new Error(`diag-phases: unknown phase ${ph}`);
   const s0 = await serverCpu();
   const p0 = proc0();
   const c0 = cpuNow();
@@ -75,7 +101,7 @@ for (const ph of phases) {
     n = ph.length > 2 ? Number(ph.slice(3)) : N1;
     for (let i = 0; i < n; i++) if ((await foo.add(i, 1)) !== i + 1) throw new Error("wrong sum");
   } else {
-    n = N2;
+    n = ph.length > 2 ? Number(ph.slice(3)) : N2;
     await pipelinedAdd(foo, n, "diag-phases");
   }
   const wall = performance.now() - t0;
