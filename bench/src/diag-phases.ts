@@ -11,7 +11,8 @@
  *
  * Phases: `P1` = n1 sequential `add` (`P1:N`: N of them); `P2` = n2 `add` from 64 lanes (`P2:N`);
  * `P4b` = n1/4 sequential `callback(cb, i)` with a new callback each call (an export and its
- * release per call, as the bench's P4b; `P4b:N`);
+ * release per call, as the bench's P4b; `P4b:N`); `CTX` = n1 sequential `callIntFnAsync` (a
+ * Proxy.Context: the server's request thread per call, P3's call made on the loop; `CTX:N`);
  * `GC` = the server collects garbage (its `mem` request: gc() three times); `HEAP-START` and
  * `HEAP-STOP:FILE` = the server's sampling heap profiler around the phases between them, keeping
  * what survived scavenges (server.ts), written to FILE (open in DevTools, Memory tab).
@@ -94,13 +95,16 @@ for (const ph of phases) {
     process.stdout.write("GC  (server: gc() three times)\n");
     continue;
   }
-  if (!/^(P1|P2|P4b)(:\d+)?$/.test(ph)) throw new Error(`diag-phases: unknown phase ${ph}`);
+  if (!/^(P1|P2|P4b|CTX)(:\d+)?$/.test(ph)) throw new Error(`diag-phases: unknown phase ${ph}`);
   const s0 = await serverCpu();
   const p0 = proc0();
   const c0 = cpuNow();
   const t0 = performance.now();
   let n: number;
-  if (ph.startsWith("P4b")) {
+  if (ph.startsWith("CTX")) {
+    n = ph.length > 3 ? Number(ph.slice(4)) : N1;
+    for (let i = 0; i < n; i++) if ((await foo.callIntFnAsync(i)) !== i + 1) throw new Error("wrong callIntFnAsync result");
+  } else if (ph.startsWith("P4b")) {
     n = ph.length > 3 ? Number(ph.slice(4)) : N1 / 4;
     for (let i = 0; i < n; i++) if ((await foo.callback({ call: (a) => a * 2 }, i)) !== i * 2) throw new Error("wrong callback result");
   } else if (ph.startsWith("P1")) {
