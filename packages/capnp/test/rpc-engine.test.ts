@@ -16,7 +16,7 @@ import {
   memoryTransportPair,
   writeCap,
 } from "@multiprocess-ts/capnp";
-import type { Capability, IncomingCall, MemoryTransport, Server } from "@multiprocess-ts/capnp";
+import type { Capability, IncomingCall, Server } from "@multiprocess-ts/capnp";
 import { Box, CALC, CalcServer, M, call, callA, drain, rawPeer } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };

@@ -65,11 +65,12 @@ export class AnswerTable implements TailCallHandler {
   /**
    * Answers by ID below {@link DENSE_IDS} (made on the first call, grown to the highest such ID
    * seen). Not a Map: a Map with calls in flight is set and deleted on every call, and V8 then
-   * rebuilds its hash table every few dozen calls; each obsolete table keeps a link to its
-   * successor (for live iterators) and every entry it held. Once one obsolete table is promoted
-   * to the old generation, that link keeps every later table, and every answer in them, alive
-   * through each scavenge until the next full GC (bench/README "P2 depends on what ran before
-   * it": the server's pipelined CPU per call doubled). An array slot is just overwritten.
+   * rebuilds its hash table every few dozen calls. Once the Map's table is in the old generation
+   * (a Map that sat idle through two scavenges), V8 allocates every rebuilt table there too, and
+   * each obsolete table keeps a link to its successor (for live iterators) and the entries it
+   * held: the answers in flight and all they reference survive every scavenge until the next
+   * full GC (bench/README "P2 depends on what ran before it": the server's pipelined CPU per call
+   * doubled). An array slot is just overwritten.
    */
   private dense: (Answer | undefined)[] | null = null;
   // Starts as the shared EMPTY map (read-only); a Map of its own on the first entry.
