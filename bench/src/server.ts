@@ -7,7 +7,13 @@
  * IPC: it sends {ready:true}; it answers {op:"mem"} with {mem, connections} sampled after gc(),
  * {op:"cpu"} with its process.cpuUsage() and read/write syscall counts (stats.ts syscallCounts),
  * and exits on {op:"exit"} (or when the parent goes away).
+ * Diagnostics (diag-phases.ts): {op:"heap-sample-start"} starts V8's sampling heap profiler
+ * keeping the samples a full GC frees but not those a scavenge frees, so what it reports is what
+ * survived scavenges (promoted to the old generation); {op:"heap-sample-stop", file} writes the
+ * profile (a .heapprofile JSON) and stops. Both answer with {cpu, io}.
  */
+import { writeFileSync } from "node:fs";
+import { Session } from "node:inspector";
 import { getHeapSpaceStatistics } from "node:v8";
 import { EventLoop } from "@multiprocess-ts/runtime";
 import { listenConnections } from "@multiprocess-ts/node";
@@ -20,7 +26,7 @@ import { syscallCounts, type SyscallCounts } from "./stats.js";
 /** `youngPhysical`: resident bytes of V8's young generation (new space), which V8 resizes on its own. */
 export interface MemSample { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; youngPhysical: number }
 export type ServerKind = "rpc" | "raw" | "birpc" | "capnweb";
-export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" };
+export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" } | { op: "heap-sample-start" } | { op: "heap-sample-stop"; file: string };
 export type ServerReply = { ready: true } | { mem: MemSample; connections: number }
   | { cpu: { user: number; system: number }; io: SyscallCounts | null };
 
@@ -62,8 +68,30 @@ if (kind === "rpc") {
   stop = () => new Promise((resolve) => { server.close(() => resolve()); server.unref(); });
 }
 
+let inspector: Session | null = null;
+function heapSampling(m: ServerRequest & { op: "heap-sample-start" | "heap-sample-stop" }): void {
+  const done = (): void => send({ cpu: process.cpuUsage(), io: syscallCounts() });
+  if (inspector === null) {
+    inspector = new Session();
+    inspector.connect();
+  }
+  const s = inspector;
+  if (m.op === "heap-sample-start") {
+    const params = { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false };
+    s.post("HeapProfiler.startSampling", params, done);
+    return;
+  }
+  s.post("HeapProfiler.getSamplingProfile", (err, r) => {
+    if (err === null) writeFileSync(m.file, JSON.stringify(r.profile));
+    else process.stderr.write(`bench server: heap profile: ${err.message}\n`);
+    s.post("HeapProfiler.stopSampling", done);
+  });
+}
+
 process.on("message", (m: ServerRequest) => {
-  if (m.op === "mem") {
+  if (m.op === "heap-sample-start" || m.op === "heap-sample-stop") {
+    heapSampling(m);
+  } else if (m.op === "mem") {
     void sample().then((mem) => send({ mem, connections: connections() }));
   } else if (m.op === "cpu") {
     send({ cpu: process.cpuUsage(), io: syscallCounts() });

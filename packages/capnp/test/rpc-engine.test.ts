@@ -16,8 +16,8 @@ import {
   memoryTransportPair,
   writeCap,
 } from "@multiprocess-ts/capnp";
-import type { Capability, IncomingCall, MemoryTransport, Server } from "@multiprocess-ts/capnp";
-import { Box, CALC, CalcServer, M, call, callA, drain } from "./rpc-helpers.js";
+import type { Capability, IncomingCall, Server } from "@multiprocess-ts/capnp";
+import { Box, CALC, CalcServer, M, call, callA, drain, rawPeer } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
 type Log = [string, string][];
@@ -106,26 +106,6 @@ class Gate implements Server {
   open(): void {
     this.gate.resolve();
   }
-}
-
-/** A hand-driven peer on the other end of `t`: decodes what the engine sends. */
-function rawPeer(t: MemoryTransport): { got: rpc.Message[]; send(build: (r: rpc.Message) => void): void } {
-  const got: rpc.Message[] = [];
-  t.start({
-    message(segs) {
-      const m = new capnp.Message(segs[0]!.slice().buffer, false, true);
-      got.push(m.getRoot(rpc.Message));
-    },
-    closed() {},
-  });
-  return {
-    got,
-    send(build) {
-      const m = new capnp.Message();
-      build(m.initRoot(rpc.Message));
-      t.send(m._capnp.segments.map((s) => new Uint8Array(s.buffer, 0, s.byteLength)));
-    },
-  };
 }
 
 describe("maxIncomingCalls", () => {

@@ -262,3 +262,23 @@ export function capture(t: MemoryTransport): rpcSchema.Message[] {
   };
   return out;
 }
+
+/** A hand-driven peer on the other end of `t`: decodes what the engine sends, sends what `build` writes. */
+export function rawPeer(t: MemoryTransport): { got: rpcSchema.Message[]; send(build: (r: rpcSchema.Message) => void): void } {
+  const got: rpcSchema.Message[] = [];
+  t.start({
+    message(segs) {
+      const m = new capnp.Message(segs[0]!.slice().buffer, false, true);
+      got.push(m.getRoot(rpcSchema.Message));
+    },
+    closed() {},
+  });
+  return {
+    got,
+    send(build) {
+      const m = new capnp.Message();
+      build(m.initRoot(rpcSchema.Message));
+      t.send(m._capnp.segments.map((s) => new Uint8Array(s.buffer, 0, s.byteLength)));
+    },
+  };
+}

@@ -52,15 +52,30 @@ export class Answer extends Sink {
   }
 }
 
+/**
+ * Question IDs below this are kept in a dense array indexed by ID; higher ones in a Map. The
+ * peer picks the IDs, and every peer we know reuses the lowest free one (capnp-c++'s question
+ * table, our QuestionTable), so they stay below the number of calls in flight. capnp-c++ keeps
+ * the answers it serves the same way (`ImportTable` in rpc.c++: an array for low IDs, a hash map
+ * for the rest). The bound caps what a peer picking sparse IDs can make us allocate (8 KiB).
+ */
+const DENSE_IDS = 1024;
+
 export class AnswerTable implements TailCallHandler {
-  // Starts as the shared EMPTY map (read-only); a Map of its own on the first entry.
-  private answers = EMPTY as Map<number, Answer>;
   /**
-   * One outstanding answer kept outside the Map (the first that finds this slot free): a
-   * sequential caller's calls never touch the Map. V8 shrinks a Map's table when a delete leaves
-   * it nearly empty and grows it on the next set, a runtime call and an allocation per call.
+   * Answers by ID below {@link DENSE_IDS} (made on the first call, grown to the highest such ID
+   * seen). Not a Map: a Map with calls in flight is set and deleted on every call, and V8 then
+   * rebuilds its hash table every few dozen calls. Once the Map's table is in the old generation
+   * (a Map that sat idle through two scavenges), V8 allocates every rebuilt table there too, and
+   * each obsolete table keeps a link to its successor (for live iterators) and the entries it
+   * held: the answers in flight and all they reference survive every scavenge until the next
+   * full GC (bench/README "P2 depends on what ran before it": the server's pipelined CPU per call
+   * doubled). An array slot is just overwritten.
    */
-  private one: Answer | null = null;
+  private dense: (Answer | undefined)[] | null = null;
+  // Starts as the shared EMPTY map (read-only); a Map of its own on the first entry.
+  private sparse = EMPTY as Map<number, Answer>;
+  private count = 0;
 
   constructor(
     private readonly core: ConnCore,
@@ -71,24 +86,31 @@ export class AnswerTable implements TailCallHandler {
   ) {}
 
   get size(): number {
-    return this.answers.size + (this.one === null ? 0 : 1);
+    return this.count;
   }
 
   get(id: number): Answer | undefined {
-    const o = this.one;
-    return o !== null && o.id === id ? o : this.answers.get(id);
+    if (id < DENSE_IDS) {
+      const d = this.dense;
+      return d !== null && id < d.length ? d[id] : undefined;
+    }
+    return this.sparse.get(id);
   }
 
   private newAnswer(id: number): Answer {
     if (this.get(id) !== undefined) throw new ProtocolError(`question ID ${id} is already in use`);
-    const n = this.size;
+    const n = this.count;
     if (n >= this.maxAnswers * 2) {
       // Even the calls we refused stay until their Finish: this peer does not send Finish.
       throw new LimitError(`${n} calls from the peer are outstanding, twice the limit maxIncomingCalls = ${this.maxAnswers}`);
     }
     const a = new Answer(this, id);
-    if (this.one === null) this.one = a;
-    else (this.answers === EMPTY ? (this.answers = new Map()) : this.answers).set(id, a);
+    if (id < DENSE_IDS) {
+      const d = (this.dense ??= []);
+      while (d.length < id) d.push(undefined); // no holes: the array stays packed
+      d[id] = a;
+    } else (this.sparse === EMPTY ? (this.sparse = new Map()) : this.sparse).set(id, a);
+    this.count++;
     return a;
   }
 
@@ -107,9 +129,11 @@ export class AnswerTable implements TailCallHandler {
 
   private removeIfDone(a: Answer): void {
     if (!a.returned || !a.finished) return;
-    if (this.one === a) this.one = null;
-    else if (this.answers.get(a.id) === a) this.answers.delete(a.id);
-    else return;
+    const id = a.id;
+    if (this.get(id) !== a) return;
+    if (id < DENSE_IDS) this.dense![id] = undefined;
+    else this.sparse.delete(id);
+    this.count--;
     const o = a.outcome;
     if (o !== null) releaseOutcome(o);
   }
@@ -383,10 +407,11 @@ export class AnswerTable implements TailCallHandler {
 
   /** Connection end: running calls see their signal abort; kept results are released. */
   shutdown(dErr: RpcError): void {
-    const as = [...this.answers.values()];
-    this.answers.clear();
-    if (this.one !== null) as.push(this.one);
-    this.one = null;
+    const as = [...this.sparse.values()];
+    if (this.sparse !== EMPTY) this.sparse.clear();
+    for (const a of this.dense ?? []) if (a !== undefined) as.push(a);
+    this.dense = null;
+    this.count = 0;
     for (const a of as) {
       a.finished = true;
       if (!a.returned) {
