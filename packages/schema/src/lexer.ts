@@ -47,6 +47,12 @@ const OP_CHARS = "!$%&*+-./:<=>?@^|~";
 const isIdStart = (c: string): boolean => /[A-Za-z_]/.test(c);
 const isIdChar = (c: string): boolean => /[A-Za-z0-9_]/.test(c);
 const isDigit = (c: string): boolean => c >= "0" && c <= "9";
+/**
+ * An integer literal's value as capnp's lexer computes it: accumulated in a uint64, so a literal
+ * of 2^64 or more wraps (capnp accepts `0x123456789abcde0f0` as 0x23456789abcde0f0); the range
+ * check against the field's type comes after, on the wrapped value.
+ */
+const wrap64 = (v: bigint): bigint => BigInt.asUintN(64, v);
 const ESCAPES: Record<string, string> = { a: "\x07", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t", v: "\v", "'": "'", '"': '"', "\\": "\\", "?": "?" };
 
 export class Lexer {
@@ -176,13 +182,13 @@ export class Lexer {
       this.i = pos + 2;
       while (/[0-9a-fA-F]/.test(s[this.i] ?? "")) this.i++;
       if (this.i === pos + 2) throw this.src.error(pos, "invalid hex literal");
-      return { t: "int", v: BigInt(s.slice(pos, this.i)), pos };
+      return { t: "int", v: wrap64(BigInt(s.slice(pos, this.i))), pos };
     }
     if (s[pos] === "0" && isDigit(s[pos + 1] ?? "")) {
       // Octal, as capnp: the literal ends at the first non-octal digit.
       this.i = pos + 1;
       while (/[0-7]/.test(s[this.i] ?? "")) this.i++;
-      return { t: "int", v: BigInt("0o" + (s.slice(pos + 1, this.i) || "0")), pos };
+      return { t: "int", v: wrap64(BigInt("0o" + (s.slice(pos + 1, this.i) || "0"))), pos };
     }
     while (isDigit(s[this.i] ?? "")) this.i++;
     let isFloat = false;
@@ -198,7 +204,7 @@ export class Lexer {
     }
     const text = s.slice(pos, this.i);
     if (isFloat) return { t: "float", v: Number(text), pos };
-    return { t: "int", v: BigInt(text), pos };
+    return { t: "int", v: wrap64(BigInt(text)), pos };
   }
 
   private string(): string {

@@ -42,6 +42,7 @@ describe("schema errors", () => {
     ["unterminated string", `${ID}const a :Text = "abc;\n`, "bad.capnp:2:17: error: unterminated string literal"],
     ["type mismatch", `${ID}const a :Int32 = "text";\n`, "bad.capnp:2:18: error: Type mismatch; expected Int32."],
     ["out of range", `${ID}const a :UInt8 = 256;\n`, "bad.capnp:2:18: error: Integer value out of range."],
+    ["out of range after the 64-bit wrap", `${ID}const a :UInt32 = 0x100000005;\n`, "bad.capnp:2:19: error: Integer value out of range."],
     ["not an annotation", `${ID}struct A $A {}\n`, "bad.capnp:2:10: error: 'A' is not an annotation."],
     ["wrong annotation target", `${ID}annotation x(field) :Void;\nstruct A $x {}\n`, "bad.capnp:3:10: error: 'x' cannot be applied to this kind of declaration."],
     ["single-member union", `${ID}struct A {\n  union {\n    a @0 :Int32;\n  }\n}\n`, "bad.capnp:3:3: error: Union must have at least two members."],

@@ -5,7 +5,6 @@
  * structs, interfaces with default parameters, consts and annotations. Test-only.
  */
 
-/** mulberry32: a small deterministic PRNG. */
 /**
  * The seed of the randomised schema tests: SCHEMA_SEED if set; else a fixed one under CI=true (a
  * CI verdict must be reproducible, and a seed that finds a bug becomes a test case), else a new
@@ -18,6 +17,7 @@ export function schemaSeed(): number {
   return Date.now() % 2 ** 31;
 }
 
+/** mulberry32: a small deterministic PRNG. */
 export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
