@@ -18,7 +18,7 @@ import { Figures } from "./figures.js";
 import { memoryPerConnection } from "./memory.js";
 import { runPeer } from "./run-peers.js";
 import { RawClient } from "./raw.js";
-import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, threadCpuUs, threadStats, timeSequential, type Latency, type ThreadStats } from "./stats.js";
+import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, threadCpuUs, threadStats, timeSequential, writeSyscalls, type Latency, type ThreadStats } from "./stats.js";
 
 export interface RunOptions {
   n: number; warmup: number; seconds: number; conns: number; only: string[]; cpp: boolean;
@@ -211,14 +211,19 @@ async function p3(c: Ctx): Promise<void> {
   const { worker, next } = stepWorker({ mode: "p3", handle, n: o.n, warmup: o.warmup }, loopHandleTransferList(handle));
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
   const { tid: workerTid } = await next<{ ready: true; tid: string | null }>();
+  let w0: number | null = null;
+  let writes: number | null = null;
   let slices: { loop: number; worker: number | null; other: number; otherCpu: number } | undefined;
   // CPU from "go" to the result: the worker's start-up and exit are left out, as a process's are.
   const cpu = await withCpu(c.rpcServer, async () => {
     const m0 = threadCpuUs();
     const t0 = threadStats();
+    w0 = writeSyscalls();
     worker.postMessage("go");
     const r = await next<{ us: Float64Array; workerCpuUs: number | null; workerSlices: number | null }>();
     slices = threadSlices(t0, threadStats(), workerTid, r.workerSlices);
+    const w1 = writeSyscalls();
+    writes = w0 === null || w1 === null ? null : w1 - w0;
     p3l = latency(r.us);
     workerCpu = r.workerCpuUs;
     const m1 = threadCpuUs();
@@ -245,6 +250,7 @@ async function p3(c: Ctx): Promise<void> {
   if (slices !== undefined && slices.loop > 0) {
     const calls = o.n + o.warmup;
     if (slices.worker !== null) c.figs.add("  P3 switch-ins per call, client worker thread", "n", slices.worker / calls, null, undefined, { note: "schedstat timeslices" });
+    if (writes !== null) c.figs.add("  P3 write syscalls per call, client", "n", writes / calls, null, undefined, { note: "/proc/self/io syscw: socket writes + port wake-ups" });
     c.figs.add("  P3 switch-ins per call, client loop thread", "n", slices.loop / calls, null, undefined, { note: "schedstat timeslices" });
     c.figs.add("  P3 switch-ins per call, client other threads", "n", slices.other / calls, null, undefined, { note: "schedstat timeslices" });
     c.figs.add("  P3 CPU per call, client other threads (schedstat)", "µs", slices.otherCpu / 1000 / calls, null, undefined, { note: "threads alive at both ends" });

@@ -52,6 +52,16 @@ export function threadStats(): ThreadStats {
   return m;
 }
 
+/** Write-type syscalls this process made so far (/proc/self/io `syscw`), or null. */
+export function writeSyscalls(): number | null {
+  try {
+    const m = /^syscw: (\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"));
+    return m === null ? null : Number(m[1]);
+  } catch {
+    return null;
+  }
+}
+
 /** This thread's id (from /proc/thread-self), or null. */
 export function threadId(): string | null {
   try {
