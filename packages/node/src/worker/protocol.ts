@@ -3,7 +3,8 @@
  * halves: the LoopHandle, the shared-state words, the post/sync messages (host.ts ↔ attach.ts),
  * the RPC bridge messages (loop-bridge.ts ↔ worker-bridge.ts, both built on rpc-end.ts), and
  * their encode/decode: errors ({@link encodeError}/{@link decodeError}), message payloads with
- * capabilities ({@link encodePayload}/{@link decodePayloadInto}), the closure check.
+ * capabilities ({@link encodePayload}/{@link decodePayloadInto}), the flat frames of
+ * capability-free calls and returns ({@link callFrame}/{@link decodeFrame}), the closure check.
  *
  * Everything here crosses a `MessagePort` by structured clone, so it holds data and MessagePorts
  * only, never functions. The loop side and the worker side are compiled from the same file, so the

@@ -9,7 +9,8 @@
  * are `forwardingCapability`s ({@link RpcEnd.forwardRemote}: sent from the caller's params, the
  * results read in place), and the calls an end makes for the other side go out with `sendCall`
  * (the outcome to a callback, no PendingCall). The loop's stand-ins for worker callbacks are
- * engine servers ({@link RpcEnd.callRemote}).
+ * engine servers ({@link RpcEnd.callRemote}). A forwarded call and a return with no capability in
+ * their content cross as flat frames (protocol.ts), every other message as an RpcMsg object.
  *
  * Owns, per end: its table of entries (capabilities the other side holds descriptors for, one
  * reference each), its questions (calls it forwarded, waiting for a return), its answers (calls
