@@ -51,7 +51,7 @@ interface RoundResult { figures: Figure[]; info: Record<string, unknown>; cpp: u
 
 function runRound(mode: "unpinned" | "pinned", tag: string, out: string): Promise<void> {
   const opts: RunOptions = { ...base, tag, out };
-  const nodeArgs = [...(profileDir !== undefined ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []), here("./run.js"), JSON.stringify(opts)];
+  const nodeArgs = [...(process.env.BENCH_NODE_FLAGS?.split(" ").filter(Boolean) ?? []), ...(profileDir !== undefined ? ["--cpu-prof", "--cpu-prof-dir", profileDir] : []), here("./run.js"), JSON.stringify(opts)];
   const [cmd, args] = mode === "pinned" ? ["taskset", ["-c", "0", process.execPath, ...nodeArgs]] : [process.execPath, nodeArgs];
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ["ignore", "inherit", "inherit"] });

@@ -18,7 +18,7 @@ import { Figures } from "./figures.js";
 import { memoryPerConnection } from "./memory.js";
 import { runPeer } from "./run-peers.js";
 import { RawClient } from "./raw.js";
-import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, threadCpuUs, timeSequential, type Latency } from "./stats.js";
+import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, threadCpuUs, threadStats, timeSequential, writeSyscalls, type Latency, type ThreadStats } from "./stats.js";
 
 export interface RunOptions {
   n: number; warmup: number; seconds: number; conns: number; only: string[]; cpp: boolean;
@@ -210,12 +210,20 @@ async function p3(c: Ctx): Promise<void> {
   let mainCpu: number | null = null;
   const { worker, next } = stepWorker({ mode: "p3", handle, n: o.n, warmup: o.warmup }, loopHandleTransferList(handle));
   const exited = new Promise<void>((resolve) => worker.once("exit", () => resolve()));
-  await next<{ ready: true }>();
+  const { tid: workerTid } = await next<{ ready: true; tid: string | null }>();
+  let w0: number | null = null;
+  let writes: number | null = null;
+  let slices: { loop: number; worker: number | null; other: number; otherCpu: number } | undefined;
   // CPU from "go" to the result: the worker's start-up and exit are left out, as a process's are.
   const cpu = await withCpu(c.rpcServer, async () => {
     const m0 = threadCpuUs();
+    const t0 = threadStats();
+    w0 = writeSyscalls();
     worker.postMessage("go");
-    const r = await next<{ us: Float64Array; workerCpuUs: number | null }>();
+    const r = await next<{ us: Float64Array; workerCpuUs: number | null; workerSlices: number | null }>();
+    slices = threadSlices(t0, threadStats(), workerTid, r.workerSlices);
+    const w1 = writeSyscalls();
+    writes = w0 === null || w1 === null ? null : w1 - w0;
     p3l = latency(r.us);
     workerCpu = r.workerCpuUs;
     const m1 = threadCpuUs();
@@ -239,11 +247,41 @@ async function p3(c: Ctx): Promise<void> {
       c.figs.add("  P3 CPU per call, client other threads", "µs", cpu.client - w - l, null, undefined, { note: "V8 GC/compiler helpers, libuv pool" });
     }
   }
+  if (slices !== undefined && slices.loop > 0) {
+    const calls = o.n + o.warmup;
+    if (slices.worker !== null) c.figs.add("  P3 switch-ins per call, client worker thread", "n", slices.worker / calls, null, undefined, { note: "schedstat timeslices" });
+    if (writes !== null) c.figs.add("  P3 write syscalls per call, client", "n", writes / calls, null, undefined, { note: "/proc/self/io syscw: socket writes + port wake-ups" });
+    c.figs.add("  P3 switch-ins per call, client loop thread", "n", slices.loop / calls, null, undefined, { note: "schedstat timeslices" });
+    c.figs.add("  P3 switch-ins per call, client other threads", "n", slices.other / calls, null, undefined, { note: "schedstat timeslices" });
+    c.figs.add("  P3 CPU per call, client other threads (schedstat)", "µs", slices.otherCpu / 1000 / calls, null, undefined, { note: "threads alive at both ends" });
+  }
   c.figs.add("  P3 same call made on the loop thread p50", "µs", onLoop!.p50, c.rawSeq!.p50, undefined, { note: "no worker hop" });
   c.figs.cpu("P3 same call on the loop thread", cpuLoop, c.cpuRawSeq!);
   c.figs.add("  floor: MessagePort ping-pong p50", "µs", mp!.p50, null, undefined, { note: "main ↔ worker" });
   c.figs.add("  floor: MessagePort CPU per call (both threads)", "µs", cpuMp.client, null);
   c.figs.add("  P3 against the raw socket floor alone", "µs", p3l!.p50, c.rawSeq!.p50, undefined, { note: "no MessagePort hop in the floor" });
+}
+
+/**
+ * Switch-ins (schedstat timeslices) of the client's threads between two snapshots: the loop
+ * (main) thread, the P3 worker (as it reported them; it may have exited by the second snapshot)
+ * and every other thread alive at both.
+ */
+function threadSlices(a: ThreadStats, b: ThreadStats, workerTid: string | null, worker: number | null): { loop: number; worker: number | null; other: number; otherCpu: number } {
+  const loopTid = String(process.pid);
+  let loop = 0;
+  let other = 0;
+  let otherCpu = 0;
+  for (const [tid, s1] of b) {
+    const s0 = a.get(tid);
+    if (s0 === undefined || tid === workerTid) continue;
+    if (tid === loopTid) loop = s1.slices - s0.slices;
+    else {
+      other += s1.slices - s0.slices;
+      otherCpu += s1.cpuNs - s0.cpuNs;
+    }
+  }
+  return { loop, worker, other, otherCpu };
 }
 
 async function p4(c: Ctx): Promise<void> {

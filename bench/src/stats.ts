@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync, readlinkSync } from "node:fs";
 /** Percentiles and small formatting helpers shared by the bench entry and its child processes. */
 
 export interface Latency { n: number; p50: number; p99: number; mean: number }
@@ -20,6 +20,52 @@ export function latency(us: readonly number[] | Float64Array): Latency {
 export function threadCpuUs(): number | null {
   try {
     return Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ")[0]) / 1000;
+  } catch {
+    return null;
+  }
+}
+
+/** Per thread of this process (by tid): CPU ns and timeslices run (switch-ins) so far. */
+export type ThreadStats = Map<string, { cpuNs: number; slices: number }>;
+
+/**
+ * Every thread's /proc/self/task/TID/schedstat (CPU ns, wait ns, timeslices); empty where Linux's
+ * /proc is missing. Diffing two snapshots gives each thread's CPU and how often it was switched
+ * in (a wake-up, or a return after preemption) over a window.
+ */
+export function threadStats(): ThreadStats {
+  const m: ThreadStats = new Map();
+  let tids: string[];
+  try {
+    tids = readdirSync("/proc/self/task");
+  } catch {
+    return m;
+  }
+  for (const tid of tids) {
+    try {
+      const f = readFileSync(`/proc/self/task/${tid}/schedstat`, "utf8").split(" ");
+      m.set(tid, { cpuNs: Number(f[0]), slices: Number(f[2]) });
+    } catch {
+      // the thread exited meanwhile
+    }
+  }
+  return m;
+}
+
+/** Write-type syscalls this process made so far (/proc/self/io `syscw`), or null. */
+export function writeSyscalls(): number | null {
+  try {
+    const m = /^syscw: (\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"));
+    return m === null ? null : Number(m[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** This thread's id (from /proc/thread-self), or null. */
+export function threadId(): string | null {
+  try {
+    return readlinkSync("/proc/thread-self").split("/").pop() ?? null;
   } catch {
     return null;
   }

@@ -3,14 +3,15 @@
  *   "p3"        attaches to the main thread's loop (workerData.handle), gets the shared
  *               FooInterface client and times n sequential callIntFnAsync calls (a method with a
  *               Proxy.Context, so each call is thread-mapped to this worker's server Thread):
- *               posts {ready}, waits for a message, then times and posts
- *               {us: Float64Array, workerCpuUs: number | null} (this thread's CPU time).
+ *               posts {ready, tid}, waits for a message, then times and posts
+ *               {us: Float64Array, workerCpuUs, workerSlices: number | null} (this thread's CPU
+ *               time and timeslices, i.e. switch-ins, from /proc/thread-self).
  *   "pingpong"  the MessagePort floor: echoes every message back to the main thread.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import { workerConnection, type LoopHandle } from "@multiprocess-ts/node";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { threadCpuUs, timeSequential } from "./stats.js";
+import { threadCpuUs, threadId, threadStats, timeSequential } from "./stats.js";
 
 interface P3Data { mode: "p3"; handle: LoopHandle; n: number; warmup: number }
 interface PingData { mode: "pingpong" }
@@ -27,17 +28,22 @@ if (data.mode === "pingpong") {
     // Start-up (module loading in this fresh isolate, attaching) is not part of the figure: the
     // main thread starts its CPU accounting when it sends "go".
     const go = new Promise<void>((resolve) => port.once("message", () => resolve()));
-    port.postMessage({ ready: true });
+    const tid = threadId();
+    port.postMessage({ ready: true, tid });
     await go;
+    const slices = (): number | null => (tid === null ? null : (threadStats().get(tid)?.slices ?? null));
+    const s0 = slices();
     const t0 = threadCpuUs();
     const us = await timeSequential(data.n, data.warmup, async (i) => {
       const r = await foo.callIntFnAsync(i);
       if (r !== i + 1) throw new Error(`callIntFnAsync(${i}) = ${r}`);
     });
     const t1 = threadCpuUs();
+    const s1 = slices();
     // This thread's own CPU over the loop (warm-up included), so the loop thread's share is the rest.
     const workerCpuUs = t0 === null || t1 === null ? null : t1 - t0;
-    port.postMessage({ us, workerCpuUs }, [us.buffer as ArrayBuffer]);
+    const workerSlices = s0 === null || s1 === null ? null : s1 - s0;
+    port.postMessage({ us, workerCpuUs, workerSlices }, [us.buffer as ArrayBuffer]);
   } catch (e) {
     port.postMessage({ error: e instanceof Error ? e.stack ?? e.message : String(e) });
   } finally {

@@ -309,21 +309,34 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   /**
-   * A lazy message waits in the batch. A microtask schedules the batch's flush: that nextTick
-   * runs once the microtask queue is drained, so the promise continuations this turn runs (a call
-   * loop's next call) add their messages to the same write first.
+   * A lazy message waits in the batch. A microtask schedules a check once the microtask queue is
+   * drained (a nextTick), so the promise continuations this turn runs (a call loop's next call)
+   * add their messages to the same write first. When this turn sent nothing else, the lazy
+   * messages wait one more event-loop turn (two setImmediates: past the next poll phase) for the
+   * next message, then go out alone: a relayed call loop's next call comes from another thread's
+   * message, read in the next poll phase (the worker bridge, docs/threading.md).
    */
   private scheduleLazyFlush(): void {
     if (this.lazyScheduled || this.flushScheduled) return;
     this.lazyScheduled = true;
     // A reaction on a settled promise, not queueMicrotask (an AsyncResource and a closure per
     // call: the Finish after each Return schedules this); made once per transport; never throws.
-    void RESOLVED.then((this.lazyFn ??= () => this.lazyFlush()));
+    void RESOLVED.then((this.lazyFn ??= () => process.nextTick(LAZY_CHECK, this)));
   }
 
   private lazyFn: (() => void) | null = null;
 
-  private lazyFlush(): void {
+  /** @internal See {@link scheduleLazyFlush}. */
+  lazyCheck(): void {
+    if (this.flushScheduled || this.batch === null) {
+      this.lazyScheduled = false;
+      return;
+    }
+    setImmediate(LAZY_WAIT, this);
+  }
+
+  /** @internal See {@link scheduleLazyFlush}. */
+  lazyFlush(): void {
     this.lazyScheduled = false;
     if (this.batch !== null) this.scheduleFlush();
   }
@@ -512,6 +525,18 @@ function ON_DATA(this: OwnedStream, chunk: Buffer | string): void {
   this[kTransport]!.onData(chunk);
 }
 const RESOLVED: Promise<void> = Promise.resolve();
+
+function LAZY_CHECK(t: StreamTransport): void {
+  t.lazyCheck();
+}
+
+function LAZY_WAIT(t: StreamTransport): void {
+  setImmediate(LAZY_FLUSH, t);
+}
+
+function LAZY_FLUSH(t: StreamTransport): void {
+  t.lazyFlush();
+}
 
 function UNCORK(t: StreamTransport): void {
   t.uncork();

@@ -174,6 +174,32 @@ describe("streamTransport over a Unix socket", () => {
     await rs.whenClosed;
   });
 
+  it("a lazy message alone waits for the next event-loop turn's message (a relayed call loop): one write", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rs = start(streamTransport(s));
+    start(tc);
+    const sock = c as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
+    let writes = 0;
+    const origV = sock._writev.bind(c);
+    const orig = sock._write.bind(c);
+    sock._writev = (...a) => (writes++, origV(...a));
+    sock._write = (...a) => (writes++, orig(...a));
+    // The worker bridge's loop: a Return's Finish is lazy, the worker's next call arrives as a
+    // message in a later macrotask (here: the next setImmediate, i.e. after this turn ends).
+    tc.sendLazy!(msg(1));
+    setImmediate(() => tc.send(msg(2)));
+    await rs.waitFor(2);
+    expect(rs.msgs.map(tagOf)).toEqual([1, 2]);
+    expect(writes).toBe(1);
+    // Nothing follows: it still goes out by itself.
+    tc.sendLazy!(msg(3));
+    await rs.waitFor(3);
+    expect(writes).toBe(2);
+    await tc.close();
+    await rs.whenClosed;
+  });
+
   it("reuses the batch buffer of a write the socket completed at once; every message arrives intact", async () => {
     const [c, s] = await unixSocketPair();
     const tc = streamTransport(c);

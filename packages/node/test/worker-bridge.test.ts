@@ -6,7 +6,7 @@ import { threadId as mainThreadId, Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import { deferred, localCapability, readCap, writeCap, RpcError, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
-import { loopBridge, loopHandleTransferList, WorkerHost, type LoopBridge, type WorkerSession } from "../dist/worker/index.js";
+import { loopBridge, loopHandleTransferList, WorkerHost, WorkerSession, type LoopBridge } from "../dist/worker/index.js";
 
 const FIXTURE = new URL("./worker-fixtures/bridge.mjs", import.meta.url);
 
@@ -187,6 +187,34 @@ describe("worker → loop calls", () => {
     const r = await start("errors").result;
     expect(r.value.thrown).toMatchObject({ name: "RpcError", kind: "overloaded", code: "MP_ERR_BUSY", message: "calc is busy" });
     expect(r.value.unknown).toMatchObject({ kind: "failed", message: 'nothing is shared under "nothing"' });
+  });
+});
+
+describe("flat frames (protocol.ts)", () => {
+  it("sends capability-free calls and returns as frames, in port order with the other messages", async () => {
+    setup();
+    const proto = WorkerSession.prototype as unknown as { sendFrame(f: ArrayBuffer): void };
+    const sendFrame = proto.sendFrame;
+    let loopFrames = 0;
+    proto.sendFrame = function (this: WorkerSession, f: ArrayBuffer) {
+      loopFrames++;
+      sendFrame.call(this, f);
+    };
+    try {
+      const r = await start("frameOrder").result;
+      expect(r.value).toMatchObject({ a: 3, b: 71, c: 21 });
+      const sent: string[] = r.value.sent;
+      // get, the add call as a frame, the callback call as a CallMsg, get, a frame, its target's
+      // release; the worker's answer to the loop's callback (capability-free results) as a frame.
+      expect(sent.slice(0, 4)).toEqual(["get", "frame", "call", "get"]);
+      expect(sent.indexOf("release")).toBeGreaterThan(sent.indexOf("frame", 2));
+      expect(sent.filter((s) => s === "frame")).toHaveLength(3);
+      // The loop answered the three calls with capability-free results: three return frames.
+      expect(loopFrames).toBe(3);
+      expect(r.stats).toEqual({ imports: 0, exports: 0, questions: 0, answers: 0 });
+    } finally {
+      proto.sendFrame = sendFrame;
+    }
   });
 });
 

@@ -11,6 +11,7 @@ import { CanceledError, DisconnectedError } from "@multiprocess-ts/capnp";
 import {
   CLOSED,
   INTERRUPT,
+  RPC_CHANNEL,
   WAKE,
   checkTransferable,
   cloneError,
@@ -41,7 +42,7 @@ export class Waiter {
   constructor(
     private readonly port: MessagePort,
     private readonly state: Int32Array,
-    private readonly dispatch: (m: ToWorker) => void,
+    private readonly dispatch: (m: ToWorker | ArrayBuffer) => void,
   ) {}
 
   /** How many `wait` calls are active on this thread (nested waits from callbacks count). */
@@ -93,7 +94,7 @@ export class Waiter {
     for (;;) {
       const r = receiveMessageOnPort(this.port);
       if (r === undefined) return;
-      this.dispatch(r.message as ToWorker);
+      this.dispatch(r.message as ToWorker | ArrayBuffer);
     }
   }
 }
@@ -143,7 +144,7 @@ export class WorkerLoop {
     this.port = handle.port;
     this.state = new Int32Array(handle.shared);
     this.waiter = new Waiter(this.port, this.state, (m) => this.onMessage(m));
-    this.port.on("message", (m: ToWorker) => this.onMessage(m));
+    this.port.on("message", (m: ToWorker | ArrayBuffer) => this.onMessage(m));
     this.port.on("close", () => this.markClosed(new DisconnectedError(`loop "${this.loopName}" went away`)));
     // Attachment alone does not keep the worker alive; pending calls do (see keepAlive).
     this.port.unref();
@@ -309,6 +310,15 @@ export class WorkerLoop {
     this.send({ t: "ch", ch, body }, transfer, ch);
   }
 
+  /**
+   * @internal Sends an RPC frame (protocol.ts, "flat frames"): a bare ArrayBuffer, transferred.
+   * Throws DisconnectedError after close.
+   */
+  sendFrame(frame: ArrayBuffer): void {
+    if (this.closeError !== undefined) this.checkOpen(`channel "${RPC_CHANNEL}"`);
+    this.port.postMessage(frame, [frame]);
+  }
+
   /** @internal */
   checkOpen(what: string): void {
     if (this.closeError !== undefined) {
@@ -329,7 +339,12 @@ export class WorkerLoop {
     }
   }
 
-  private onMessage(m: ToWorker): void {
+  private onMessage(m: ToWorker | ArrayBuffer): void {
+    // A bare ArrayBuffer is an RPC frame (protocol.ts, "flat frames"): no other message is one.
+    if (m instanceof ArrayBuffer) {
+      this.channels.get(RPC_CHANNEL)?.(m);
+      return;
+    }
     switch (m.t) {
       case "reply": {
         const slot = this.pending.get(m.id);

@@ -212,11 +212,11 @@ const PACK_START_BYTES = 256;
  * Copies the struct held in `buf` (from {@link packStruct}) over `dst`, a struct in a message the
  * engine owns (request params, call results). Capability `k` of the packed message becomes
  * `caps[k]`, appended to dst's table. Takes ownership of `caps` (also when it throws); a null
- * entry becomes a null pointer.
+ * entry becomes a null pointer. `size`: the content's bytes (a frame's trailer follows them).
  */
-export function unpackStructInto(buf: ArrayBuffer, dst: capnp.Struct, caps: readonly (Capability | null)[]): void {
+export function unpackStructInto(buf: ArrayBuffer, dst: capnp.Struct, caps: readonly (Capability | null)[], size = buf.byteLength): void {
   try {
-    if (caps.length === 0 && unpackBlock(buf, dst) !== undefined) return;
+    if (caps.length === 0 && unpackBlock(buf, dst, size) !== undefined) return;
     unpackGeneral(buf, dst, caps);
   } finally {
     // capIntoTable took its own references; ours go now (unused ones too, and on failure).

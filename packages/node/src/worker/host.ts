@@ -14,6 +14,7 @@ import { DisconnectedError } from "@multiprocess-ts/capnp";
 import {
   CLOSED,
   INTERRUPT,
+  RPC_CHANNEL,
   STATE_WORDS,
   WAKE,
   checkTransferable,
@@ -210,7 +211,7 @@ export class WorkerSession {
     let resolve!: () => void;
     this.closedDeferred = { promise: new Promise<void>((r) => (resolve = r)), resolve };
     this.loopRef = host.refFn?.();
-    port.on("message", (m: ToLoop) => this.onMessage(m));
+    port.on("message", (m: ToLoop | ArrayBuffer) => this.onMessage(m));
     // 'close' fires when either end goes away: the worker exited or was terminated (its end is
     // closed by Node), or it closed the port itself.
     port.on("close", () => void this.close(new DisconnectedError(`worker "${this.name}" went away`)));
@@ -278,6 +279,17 @@ export class WorkerSession {
     Atomics.notify(this.shared, WAKE);
   }
 
+  /**
+   * @internal Sends an RPC frame (protocol.ts, "flat frames"): a bare ArrayBuffer, transferred,
+   * then wakes the worker as {@link send} does. Dropped after close.
+   */
+  sendFrame(frame: ArrayBuffer): void {
+    if (this.state !== "open") return;
+    this.port.postMessage(frame, [frame]);
+    Atomics.add(this.shared, WAKE, 1);
+    Atomics.notify(this.shared, WAKE);
+  }
+
   /** @internal Sends a bridge-channel message. */
   sendChannel(ch: string, body: unknown, transfer: readonly MessagePort[] = []): void {
     const msg: ChannelMsg = { t: "ch", ch, body };
@@ -333,7 +345,12 @@ export class WorkerSession {
     }
   }
 
-  private onMessage(m: ToLoop): void {
+  private onMessage(m: ToLoop | ArrayBuffer): void {
+    // A bare ArrayBuffer is an RPC frame (protocol.ts, "flat frames"): no other message is one.
+    if (m instanceof ArrayBuffer) {
+      this.toChannel(RPC_CHANNEL, m);
+      return;
+    }
     switch (m.t) {
       case "post":
       case "sync":
@@ -342,21 +359,24 @@ export class WorkerSession {
       case "detach":
         void this.close(new DisconnectedError(`worker "${this.name}" detached`));
         return;
-      case "ch": {
-        const l = this.host.channelFor(m.ch);
-        if (l === undefined) {
-          this.host.log("warning", `WorkerSession "${this.name}": message for unknown channel "${m.ch}"`);
-          return;
-        }
-        try {
-          l(m.body, this);
-        } catch (e) {
-          this.host.log("error", `WorkerSession "${this.name}": channel "${m.ch}" listener threw: ${String(e)}`);
-        }
+      case "ch":
+        this.toChannel(m.ch, m.body);
         return;
-      }
       default:
         this.host.log("error", `WorkerSession "${this.name}": unknown message ${JSON.stringify((m as { t?: unknown }).t)}`);
+    }
+  }
+
+  private toChannel(ch: string, body: unknown): void {
+    const l = this.host.channelFor(ch);
+    if (l === undefined) {
+      this.host.log("warning", `WorkerSession "${this.name}": message for unknown channel "${ch}"`);
+      return;
+    }
+    try {
+      l(body, this);
+    } catch (e) {
+      this.host.log("error", `WorkerSession "${this.name}": channel "${ch}" listener threw: ${String(e)}`);
     }
   }
 

@@ -90,6 +90,10 @@ class SessionRpc extends RpcEnd {
     this.session.sendChannel(RPC_CHANNEL, m, transfer as never[]);
   }
 
+  protected postFrame(frame: ArrayBuffer): void {
+    this.session.sendFrame(frame);
+  }
+
   protected goneError(): Error {
     return new DisconnectedError(`worker "${this.session.name}" is gone`);
   }

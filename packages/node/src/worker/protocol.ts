@@ -3,7 +3,8 @@
  * halves: the LoopHandle, the shared-state words, the post/sync messages (host.ts ↔ attach.ts),
  * the RPC bridge messages (loop-bridge.ts ↔ worker-bridge.ts, both built on rpc-end.ts), and
  * their encode/decode: errors ({@link encodeError}/{@link decodeError}), message payloads with
- * capabilities ({@link encodePayload}/{@link decodePayloadInto}), the closure check.
+ * capabilities ({@link encodePayload}/{@link decodePayloadInto}), the flat frames of
+ * capability-free calls and returns ({@link callFrame}/{@link decodeFrame}), the closure check.
  *
  * Everything here crosses a `MessagePort` by structured clone, so it holds data and MessagePorts
  * only, never functions. The loop side and the worker side are compiled from the same file, so the
@@ -31,7 +32,8 @@ import {
   TimeoutError,
 } from "@multiprocess-ts/runtime";
 import * as capnp from "capnp-ts";
-import { capFromTable, mapCaps, packStruct, unpackStructInto } from "./copy.js";
+import { capFromTable, mapCaps, packStruct, packStructGeneral, unpackStructInto } from "./copy.js";
+import { packRaw } from "./raw-copy.js";
 
 /**
  * What a worker needs to reach a loop: pass it in `workerData` and list `port` in the
@@ -302,8 +304,12 @@ export function cloneError(e: unknown, what: string): unknown {
  */
 export type CapDesc = { l: number } | { w: number } | null;
 
-/** Packed struct content plus its capabilities, in the order of their renumbered indices. */
-export interface Payload { buf: ArrayBuffer; caps: CapDesc[] }
+/**
+ * Packed struct content plus its capabilities, in the order of their renumbered indices. `size`:
+ * the content's bytes at the start of `buf` when room for a frame trailer follows them (see
+ * {@link encodeFramed}); absent, the whole buffer.
+ */
+export interface Payload { buf: ArrayBuffer; caps: CapDesc[]; size?: number }
 
 export type RpcMsg =
   /** worker → loop: a new reference to the object shared under `name`. Reply: `got`. */
@@ -377,5 +383,98 @@ export function payloadContent(p: Payload): capnp.Pointer {
  * each descriptor becomes a capability through `resolve` (a new reference), all or nothing.
  */
 export function decodePayloadInto(p: Payload, dst: capnp.Struct, resolve: (d: CapDesc) => Capability | null): void {
-  unpackStructInto(p.buf, dst, mapCaps(p.caps, resolve));
+  unpackStructInto(p.buf, dst, mapCaps(p.caps, resolve), p.size);
+}
+
+// ---- flat frames: the hot RPC messages as one bare ArrayBuffer ---------------------------------
+
+/**
+ * A call or return with no capability in its content and nothing else to say (no CallTag) crosses
+ * the port as a bare transferred ArrayBuffer: the packed content, then a {@link FRAME_TRAILER}
+ * byte trailer (kind, question, target, Context index, method, a check word, interface id). No
+ * object graph is cloned on either side: the receiving thread gets an ArrayBuffer, which no other
+ * message on the port ever is, and routes it to the RPC channel. Every other RPC message (and any
+ * call or return with capabilities) is an {@link RpcMsg} object on the same port, so the order of
+ * calls, returns, cancels and releases is the port's FIFO order, as before.
+ *
+ * Trailer, little-endian, at `size` (the content's bytes): u32 kind (1 call, 2 return), u32 q,
+ * u32 target, i32 ctx, u32 method id, u32 {@link FRAME_CHECK}, u64 interface id.
+ */
+export const FRAME_TRAILER = 32;
+const FRAME_CALL = 1;
+const FRAME_RETURN = 2;
+const FRAME_CHECK = 0x6d70_7466; // "mptf"
+
+/**
+ * {@link encodePayload} with room for a frame trailer after the content when the raw copy applies
+ * (`size` set); the general copy's buffer has none (no `size`: never sent as a frame).
+ */
+export function encodeFramed(s: capnp.Pointer, describe: (cap: Capability | null) => CapDesc): Payload {
+  const table = s.segment.message;
+  const caps: CapDesc[] = [];
+  const onCap = (i: number): void => {
+    const c = capFromTable(table, i);
+    try {
+      caps.push(describe(c));
+    } finally {
+      c?.close();
+    }
+  };
+  const raw = packRaw(s, onCap, FRAME_TRAILER);
+  if (raw !== undefined) return { buf: raw, caps, size: raw.byteLength - FRAME_TRAILER };
+  return { buf: packStructGeneral(s, onCap), caps };
+}
+
+/** Whether `p` (from {@link encodeFramed}) can travel as a frame: trailer room, no capability. */
+export function framable(p: Payload): boolean {
+  return p.size !== undefined && p.caps.length === 0;
+}
+
+/** Writes the call trailer into `p.buf` (see {@link framable}); returns the frame to transfer. */
+export function callFrame(p: Payload, q: number, target: number, iid: bigint, mid: number, ctx: number): ArrayBuffer {
+  const dv = new DataView(p.buf, p.size!, FRAME_TRAILER);
+  dv.setUint32(0, FRAME_CALL, true);
+  dv.setUint32(4, q, true);
+  dv.setUint32(8, target, true);
+  dv.setInt32(12, ctx, true);
+  dv.setUint32(16, mid, true);
+  dv.setUint32(20, FRAME_CHECK, true);
+  dv.setBigUint64(24, iid, true);
+  return p.buf;
+}
+
+/** Writes the return trailer into `p.buf` (see {@link framable}); returns the frame to transfer. */
+export function returnFrame(p: Payload, q: number): ArrayBuffer {
+  const dv = new DataView(p.buf, p.size!, FRAME_TRAILER);
+  dv.setUint32(0, FRAME_RETURN, true);
+  dv.setUint32(4, q, true);
+  dv.setUint32(20, FRAME_CHECK, true);
+  return p.buf;
+}
+
+const NO_CAPS: CapDesc[] = [];
+
+/**
+ * The {@link RpcMsg} a frame stands for (its payload is the frame itself, `size` set); a
+ * ProtocolError for a buffer that is not one (the other end is our own code, so this is a bug).
+ */
+export function decodeFrame(buf: ArrayBuffer): RpcMsg {
+  const size = buf.byteLength - FRAME_TRAILER;
+  if (size < 16 || size % 8 !== 0) throw new ProtocolError(`worker bridge: a frame of ${buf.byteLength} bytes`);
+  const dv = new DataView(buf, size, FRAME_TRAILER);
+  if (dv.getUint32(20, true) !== FRAME_CHECK) throw new ProtocolError("worker bridge: a frame without its trailer");
+  const kind = dv.getUint32(0, true);
+  const q = dv.getUint32(4, true);
+  const payload: Payload = { buf, caps: NO_CAPS, size };
+  if (kind === FRAME_RETURN) return { op: "return", q, results: payload };
+  if (kind !== FRAME_CALL) throw new ProtocolError(`worker bridge: a frame of kind ${kind}`);
+  return {
+    op: "call",
+    q,
+    target: dv.getUint32(8, true),
+    iid: dv.getBigUint64(24, true),
+    mid: dv.getUint32(16, true),
+    ctx: dv.getInt32(12, true),
+    params: payload,
+  };
 }

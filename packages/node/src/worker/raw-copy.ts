@@ -176,9 +176,10 @@ function plain(dv: DataView, limit: number, src: number, depth: number): boolean
  * packStruct's result, made on the raw words: a new single-segment buffer holding a copy of what
  * `s` points at; capability indices renumbered 0, 1, 2... in order of appearance, each first seen
  * passed to `onCap`. Undefined when the content needs the general path (nothing was passed to
- * `onCap` then).
+ * `onCap` then). `extra` (a multiple of 8) zeroed bytes follow the content in the buffer: room for
+ * a frame trailer (protocol.ts), which the content's pointers never reach.
  */
-export function packRaw(s: capnp.Pointer, onCap: (srcIndex: number) => void): ArrayBuffer | undefined {
+export function packRaw(s: capnp.Pointer, onCap: (srcIndex: number) => void, extra = 0): ArrayBuffer | undefined {
   const seg = s.segment;
   const dv = new DataView(seg.buffer);
   used = 0;
@@ -196,6 +197,7 @@ export function packRaw(s: capnp.Pointer, onCap: (srcIndex: number) => void): Ar
     if (e === FALLBACK) return undefined;
     throw e;
   }
+  if (extra > 0) alloc(extra);
   const buf = scratch.slice(0, used);
   for (const i of seen) onCap(i);
   return buf;
@@ -205,16 +207,18 @@ export function packRaw(s: capnp.Pointer, onCap: (srcIndex: number) => void): Ar
  * Copies the struct of a packed buffer (`buf` from packRaw or packStruct) over `dst`, a struct
  * pointer of an engine message, as one block, when nothing in it is a capability (checked) and
  * its root is a struct pointer after the Holder. Undefined otherwise: the general path decides.
+ * `size`: the content's bytes at the start of `buf` (less than its length when a frame trailer
+ * follows).
  */
-export function unpackBlock(buf: ArrayBuffer, dst: capnp.Pointer): true | undefined {
-  if (buf.byteLength < 16 || buf.byteLength % 8 !== 0) return undefined;
-  const dv = new DataView(buf);
+export function unpackBlock(buf: ArrayBuffer, dst: capnp.Pointer, size = buf.byteLength): true | undefined {
+  if (size < 16 || size % 8 !== 0 || size > buf.byteLength) return undefined;
+  const dv = new DataView(buf, 0, size);
   const lo = dv.getUint32(8, true);
   const hi = dv.getUint32(12, true);
   if ((lo & 3) !== 0 || (lo === 0 && hi === 0)) return undefined;
   const rootAt = 16 + ((lo | 0) >> 2) * 8;
-  const bytes = buf.byteLength - 16;
-  if (rootAt < 16 || !plain(dv, buf.byteLength, 8, MAX_DEPTH)) return undefined;
+  const bytes = size - 16;
+  if (rootAt < 16 || !plain(dv, size, 8, MAX_DEPTH)) return undefined;
   erase(dst);
   const content = dst.segment.allocate(bytes);
   new Uint8Array(content.segment.buffer, content.byteOffset, bytes).set(new Uint8Array(buf, 16, bytes));

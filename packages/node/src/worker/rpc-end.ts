@@ -9,7 +9,8 @@
  * are `forwardingCapability`s ({@link RpcEnd.forwardRemote}: sent from the caller's params, the
  * results read in place), and the calls an end makes for the other side go out with `sendCall`
  * (the outcome to a callback, no PendingCall). The loop's stand-ins for worker callbacks are
- * engine servers ({@link RpcEnd.callRemote}).
+ * engine servers ({@link RpcEnd.callRemote}). A forwarded call and a return with no capability in
+ * their content cross as flat frames (protocol.ts), every other message as an RpcMsg object.
  *
  * Owns, per end: its table of entries (capabilities the other side holds descriptors for, one
  * reference each), its questions (calls it forwarded, waiting for a return), its answers (calls
@@ -34,11 +35,16 @@ import {
 import type * as capnp from "capnp-ts";
 import { Holder, mapCaps } from "./copy.js";
 import {
+  callFrame,
   decodeError,
+  decodeFrame,
   decodePayloadInto,
   encodeError,
+  encodeFramed,
   encodePayload,
+  framable,
   payloadContent,
+  returnFrame,
   type CallMsg,
   type CallTag,
   type CapDesc,
@@ -139,6 +145,8 @@ export abstract class RpcEnd {
 
   /** Posts `m` to the other side (never called once closed). */
   protected abstract post(m: RpcMsg, transfer: ArrayBuffer[]): void;
+  /** Posts a flat frame (protocol.ts) to the other side, transferred (never called once closed). */
+  protected abstract postFrame(frame: ArrayBuffer): void;
   /** The error for a call made after this end closed. */
   protected abstract goneError(): Error;
 
@@ -194,6 +202,11 @@ export abstract class RpcEnd {
     this.post(m, transfer);
   }
 
+  sendFrame(frame: ArrayBuffer): void {
+    if (this.closed) return;
+    this.postFrame(frame);
+  }
+
   /** Descriptor for sending `cap` (borrowed) to the other side; `connection` goes in a new entry. */
   describe(cap: Capability | null, connection?: unknown): CapDesc {
     if (cap === null || cap.isNull) return null;
@@ -228,8 +241,10 @@ export abstract class RpcEnd {
     return localCapability(server);
   }
 
-  onMessage(m: RpcMsg): void {
+  /** A message from the other side: an {@link RpcMsg}, or a flat frame standing for one. */
+  onMessage(msg: RpcMsg | ArrayBuffer): void {
     if (this.closed) return;
+    const m = msg instanceof ArrayBuffer ? decodeFrame(msg) : msg;
     switch (m.op) {
       case "call":
         this.answerCall(m);
@@ -300,11 +315,9 @@ export abstract class RpcEnd {
     if (this.closed) throw this.goneError();
     const p = holderAt(call.content);
     const ctx = this.prepareOutgoing(p, call);
-    const params = encodePayload(p, (c) => this.describe(c));
+    const params = encodeFramed(call.content, (c) => this.describe(c));
     const q = this.nextQuestion();
-    const msg: CallMsg = { op: "call", q, target, iid: call.interfaceId, mid: call.methodId, ctx, params };
     const tag = this.outgoingTag(p, ctx);
-    if (tag !== undefined) msg.tag = tag;
     this.questions.set(q, {
       resolve: (results) => {
         this.letGo();
@@ -324,7 +337,13 @@ export abstract class RpcEnd {
     });
     this.hold();
     try {
-      this.send(msg, [params.buf]);
+      // A capability-free call with no tag goes as a flat frame; any other as a CallMsg.
+      if (tag === undefined && framable(params)) this.sendFrame(callFrame(params, q, target, call.interfaceId, call.methodId, ctx));
+      else {
+        const msg: CallMsg = { op: "call", q, target, iid: call.interfaceId, mid: call.methodId, ctx, params };
+        if (tag !== undefined) msg.tag = tag;
+        this.send(msg, [params.buf]);
+      }
     } catch (e) {
       // Not sent (the port is gone, or the content cannot be cloned): the call fails, nothing waits.
       this.questions.delete(q);
@@ -383,14 +402,15 @@ export abstract class RpcEnd {
     let results: Payload;
     try {
       const content = r.content;
-      results = encodePayload(content === null ? r.results(Holder) : holderAt(content), (c) => this.describe(c, target.connection));
+      results = encodeFramed(content === null ? r.results(Holder) : content, (c) => this.describe(c, target.connection));
     } catch (e) {
       this.send({ op: "return", q, error: encodeError(e) });
       return;
     } finally {
       r.close();
     }
-    this.send({ op: "return", q, results }, [results.buf]);
+    if (framable(results)) this.sendFrame(returnFrame(results, q));
+    else this.send({ op: "return", q, results }, [results.buf]);
   }
 
   /**

@@ -148,6 +148,10 @@ export class WorkerRpc extends RpcEnd {
     this.loop.sendChannel(RPC_CHANNEL, m, transfer as never[]);
   }
 
+  protected postFrame(frame: ArrayBuffer): void {
+    this.loop.sendFrame(frame);
+  }
+
   protected goneError(): DisconnectedError {
     return new DisconnectedError(`worker is not attached to loop "${this.loop.loopName}" any more`, { cause: this.closeError });
   }

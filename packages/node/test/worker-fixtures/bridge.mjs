@@ -113,6 +113,32 @@ const scenarios = {
     try { await p; } catch (e) { return err(e); } finally { calc.close(); }
     return "returned";
   },
+  async frameOrder() {
+    // What this worker sends, in order: "frame" for a flat frame, else the RpcMsg's op.
+    const sent = [];
+    const sendFrame = loop.sendFrame.bind(loop);
+    loop.sendFrame = (f) => { sent.push("frame"); sendFrame(f); };
+    const sendChannel = loop.sendChannel.bind(loop);
+    loop.sendChannel = (ch, body, t) => { sent.push(body.op); sendChannel(ch, body, t); };
+    const calc = await rpc.get("calc");
+    // A capability-free call (a frame), then at once a call with a capability (an object
+    // message): the loop must see them in this order, and answer both.
+    const first = call(calc, 0, (p) => { p.a = 1; p.b = 2; });
+    const cb = localCapability(callbackServer);
+    const second = call(calc, 1, (p) => { writeCap(p, 0, cb); p.a = 7; });
+    cb.close();
+    // The worker's last reference goes right after a frame call on it: the release (an object
+    // message) must not overtake the call (the loop would not know the target any more).
+    const last = await rpc.get("calc");
+    const third = call(last, 0, (p) => { p.a = 20; p.b = 1; });
+    last.close();
+    const [a, b, c] = await Promise.all([first, second, third]);
+    calc.close();
+    const keep = loop.keepAlive();
+    await callbackReleased;
+    keep[Symbol.dispose]();
+    return { sent, a: a.a, b: b.a, c: c.a };
+  },
   async forwardedAtSend() {
     // One engine pass (rpc/forward.ts): the call is on its way to the loop when send() returns,
     // with no dispatch microtask in this worker first.
