@@ -8,7 +8,7 @@ import { connect, type Socket } from "node:net";
 import type { SocketReader } from "@multiprocess-ts/capnp";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { syscallCounts, type SyscallCounts } from "./stats.js";
+import { syscallCounts, timeSequential, type SyscallCounts } from "./stats.js";
 import type { ServerKind, ServerReply, ServerRequest } from "./server.js";
 
 export const here = (f: string): string => fileURLToPath(new URL(f, import.meta.url));
@@ -59,6 +59,22 @@ export function connectUnix(path: string, reader?: SocketReader): Promise<Socket
  * (Linux /proc/PID/io; the client's count includes its other threads), when known.
  */
 export interface Cpu { client: number; server: number; total: number; io?: { clientReads: number; clientWrites: number; serverReads: number; serverWrites: number } }
+
+/**
+ * A sequential loop as every sequential figure runs it: `warmup` calls first, then `n` timed
+ * calls, each call's latency recorded and CPU per call per side ({@link withCpu}) taken over the
+ * timed calls only, the same window as the latency figures. A fresh process's warm-up (its first
+ * ~1,000 calls run before V8 has optimised them) is the cold-start figure's, not this one's.
+ */
+export async function sequentialWithCpu(server: ServerChild | null, n: number, warmup: number, fn: (i: number) => Promise<unknown>): Promise<{ us: Float64Array; cpu: Cpu }> {
+  for (let i = 0; i < warmup; i++) await fn(i);
+  let us: Float64Array = new Float64Array(0);
+  const cpu = await withCpu(server, async () => {
+    us = await timeSequential(n, 0, (i) => fn(warmup + i));
+    return n;
+  });
+  return { us, cpu };
+}
 
 /**
  * Runs `fn` (which returns how many calls it made) and returns client and server CPU µs per call

@@ -12,20 +12,16 @@ import { join } from "node:path";
 import { SocketReader, streamTransport } from "@multiprocess-ts/capnp";
 import { connectTransport, EventLoop } from "@multiprocess-ts/runtime";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { connectUnix, startServer, withCpu, type ServerChild } from "./children.js";
+import { connectUnix, sequentialWithCpu, startServer, type ServerChild } from "./children.js";
 import { connectPeer } from "./peers.js";
 import { RawClient } from "./raw.js";
-import { latency, timeSequential } from "./stats.js";
+import { latency } from "./stats.js";
 
 export interface BenchRow { label: string; p50: number; p99: number; client: number; server: number }
 
 async function measure(label: string, server: ServerChild, n: number, warmup: number, fn: () => Promise<unknown>): Promise<BenchRow> {
-  let lat: Float64Array | undefined;
-  const cpu = await withCpu(server, async () => {
-    lat = await timeSequential(n, warmup, fn);
-    return n + warmup;
-  });
-  const l = latency(lat!);
+  const { us, cpu } = await sequentialWithCpu(server, n, warmup, fn);
+  const l = latency(us);
   return { label, p50: l.p50, p99: l.p99, client: cpu.client, server: cpu.server };
 }
 

@@ -4,10 +4,10 @@
  * with CPU per call per side, and the targets that compare our P1/P2 with birpc's.
  */
 import { join } from "node:path";
-import { log, startServer, withCpu } from "./children.js";
+import { log, sequentialWithCpu, startServer, withCpu } from "./children.js";
 import { connectPeer, type PeerKind } from "./peers.js";
 import type { Ctx } from "./run.js";
-import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, timeSequential, type Latency } from "./stats.js";
+import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, type Latency } from "./stats.js";
 
 export async function runPeer(c: Ctx, kind: PeerKind): Promise<void> {
   const { o, figs } = c;
@@ -16,13 +16,11 @@ export async function runPeer(c: Ctx, kind: PeerKind): Promise<void> {
   const peer = await connectPeer(kind, path);
   try {
     log(`${kind}: sequential add (${o.n} + ${o.warmup} warm-up)`);
-    let seq: Latency | undefined;
-    const cpu1 = await withCpu(server, async () => {
-      seq = latency(await timeSequential(o.n, o.warmup, async (i) => { if ((await peer.add(i, 1)) !== i + 1) throw new Error(`${kind}: wrong sum`); }));
-      return o.n + o.warmup;
-    });
-    figs.add(`${kind} add sequential p50`, "µs", seq!.p50, c.rawSeq?.p50 ?? null);
-    figs.add(`${kind} add sequential p99`, "µs", seq!.p99, c.rawSeq?.p99 ?? null);
+    const run1 = await sequentialWithCpu(server, o.n, o.warmup, async (i) => { if ((await peer.add(i, 1)) !== i + 1) throw new Error(`${kind}: wrong sum`); });
+    const seq = latency(run1.us);
+    const cpu1 = run1.cpu;
+    figs.add(`${kind} add sequential p50`, "µs", seq.p50, c.rawSeq?.p50 ?? null);
+    figs.add(`${kind} add sequential p99`, "µs", seq.p99, c.rawSeq?.p99 ?? null);
     figs.cpu(`${kind} add`, cpu1, c.cpuRawSeq ?? null);
     log(`${kind}: add, ${INFLIGHT} in flight for ${o.seconds} s`);
     const add = (): Promise<unknown> => peer.add(1, 2);

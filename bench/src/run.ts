@@ -12,7 +12,7 @@ import { connectTransport, EventLoop } from "@multiprocess-ts/runtime";
 import { SocketReader, streamTransport } from "@multiprocess-ts/capnp";
 import { attachWorkers, loopHandleTransferList } from "@multiprocess-ts/node";
 import { FooInterfaceClient, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { connectUnix, log, runWorker, startServer, stepWorker, withCpu, type Cpu, type ServerChild } from "./children.js";
+import { connectUnix, log, runWorker, sequentialWithCpu, startServer, stepWorker, withCpu, type Cpu, type ServerChild } from "./children.js";
 import { runCppReference, type CppResult } from "./cpp.js";
 import { Figures } from "./figures.js";
 import { memoryPerConnection } from "./memory.js";
@@ -65,10 +65,9 @@ async function bytesPerCall(socket: Socket, n: number, fn: (i: number) => Promis
 
 async function floors(c: Ctx): Promise<void> {
   log(`floor: raw socket sequential (${o.n} + ${o.warmup} warm-up)`);
-  c.cpuRawSeq = await withCpu(c.rawServer, async () => {
-    c.rawSeq = latency(await timeSequential(o.n, o.warmup, () => c.raw.call(c.rawAdd)));
-    return o.n + o.warmup;
-  });
+  const raw = await sequentialWithCpu(c.rawServer, o.n, o.warmup, () => c.raw.call(c.rawAdd));
+  c.rawSeq = latency(raw.us);
+  c.cpuRawSeq = raw.cpu;
   if (only.has("P2")) {
     log(`floor: raw socket, ${INFLIGHT} in flight for ${o.seconds} s`);
     await pipelinedRate(INFLIGHT, 0.5, () => c.raw.call(c.rawAdd), 0);
@@ -93,12 +92,10 @@ async function floors(c: Ctx): Promise<void> {
 
 async function p1(c: Ctx): Promise<void> {
   log("P1: sequential add");
-  const cpu = await withCpu(c.rpcServer, async () => {
-    c.p1 = latency(await timeSequential(o.n, o.warmup, async (i) => {
-      if ((await c.foo.add(i, 1)) !== i + 1) throw new Error("wrong sum");
-    }));
-    return o.n + o.warmup;
+  const { us, cpu } = await sequentialWithCpu(c.rpcServer, o.n, o.warmup, async (i) => {
+    if ((await c.foo.add(i, 1)) !== i + 1) throw new Error("wrong sum");
   });
+  c.p1 = latency(us);
   c.info["cpu_us_per_call_P1"] = cpu;
   c.figs.add("P1 add sequential p50", "µs", c.p1!.p50, c.rawSeq!.p50, { dir: "le", x: 1.2 });
   c.figs.add("P1 add sequential p99", "µs", c.p1!.p99, c.rawSeq!.p99);
@@ -187,20 +184,16 @@ async function p3(c: Ctx): Promise<void> {
   const { worker: pw } = runWorker<never>({ mode: "pingpong" });
   await new Promise<void>((resolve) => pw.once("online", () => resolve()));
   const payload = new Uint8Array(c.rawAdd.length);
-  let mp: Latency | undefined;
-  const cpuMp = await withCpu(null, async () => {
-    mp = latency(await timeSequential(o.n, o.warmup, () => new Promise<void>((resolve) => { pw.once("message", () => resolve()); pw.postMessage(payload); })));
-    return o.n + o.warmup;
-  });
+  const pingPong = await sequentialWithCpu(null, o.n, o.warmup, () => new Promise<void>((resolve) => { pw.once("message", () => resolve()); pw.postMessage(payload); }));
+  const mp = latency(pingPong.us);
+  const cpuMp = pingPong.cpu;
   await pw.terminate();
   log("P3 reference: the same callIntFnAsync made on the loop thread");
-  let onLoop: Latency | undefined;
-  const cpuLoop = await withCpu(c.rpcServer, async () => {
-    onLoop = latency(await timeSequential(o.n, o.warmup, async (i) => {
-      if ((await c.foo.callIntFnAsync(i)) !== i + 1) throw new Error("wrong callIntFnAsync result");
-    }));
-    return o.n + o.warmup;
+  const loopRun = await sequentialWithCpu(c.rpcServer, o.n, o.warmup, async (i) => {
+    if ((await c.foo.callIntFnAsync(i)) !== i + 1) throw new Error("wrong callIntFnAsync result");
   });
+  const onLoop = latency(loopRun.us);
+  const cpuLoop = loopRun.cpu;
   log("P3: callIntFnAsync (Proxy.Context) from a worker through the loop thread");
   const workers = attachWorkers(c.loop);
   const unshare = workers.share("foo", c.foo);
@@ -228,7 +221,7 @@ async function p3(c: Ctx): Promise<void> {
     workerCpu = r.workerCpuUs;
     const m1 = threadCpuUs();
     mainCpu = m0 === null || m1 === null ? null : m1 - m0;
-    return o.n + o.warmup;
+    return o.n;
   });
   await exited;
   unshare();
@@ -239,16 +232,16 @@ async function p3(c: Ctx): Promise<void> {
   c.figs.add("P3 worker add (Context) p99", "µs", p3l!.p99, c.rawSeq!.p99);
   c.figs.cpu("P3", cpu, floorSum);
   if (workerCpu !== null) {
-    const w = workerCpu / (o.n + o.warmup);
+    const w = workerCpu / o.n;
     c.figs.add("  P3 CPU per call, client worker thread", "µs", w, null, undefined, { note: "/proc/thread-self/schedstat" });
     if (mainCpu !== null) {
-      const l = mainCpu / (o.n + o.warmup);
+      const l = mainCpu / o.n;
       c.figs.add("  P3 CPU per call, client loop thread", "µs", l, null, undefined, { note: "/proc/thread-self/schedstat" });
       c.figs.add("  P3 CPU per call, client other threads", "µs", cpu.client - w - l, null, undefined, { note: "V8 GC/compiler helpers, libuv pool" });
     }
   }
   if (slices !== undefined && slices.loop > 0) {
-    const calls = o.n + o.warmup;
+    const calls = o.n;
     if (slices.worker !== null) c.figs.add("  P3 switch-ins per call, client worker thread", "n", slices.worker / calls, null, undefined, { note: "schedstat timeslices" });
     if (writes !== null) c.figs.add("  P3 write syscalls per call, client", "n", writes / calls, null, undefined, { note: "/proc/self/io syscw: socket writes + port wake-ups" });
     c.figs.add("  P3 switch-ins per call, client loop thread", "n", slices.loop / calls, null, undefined, { note: "schedstat timeslices" });
@@ -286,13 +279,11 @@ function threadSlices(a: ThreadStats, b: ThreadStats, workerTid: string | null, 
 
 async function p4(c: Ctx): Promise<void> {
   log("P4: callbackSaved (server calls the client's callback during the call)");
-  let l: Latency | undefined;
-  const cpu = await withCpu(c.rpcServer, async () => {
-    l = latency(await timeSequential(o.n, o.warmup, async (i) => {
-      if ((await c.foo.callbackSaved(i)) !== i * 2) throw new Error("wrong callback result");
-    }));
-    return o.n + o.warmup;
+  const p4run = await sequentialWithCpu(c.rpcServer, o.n, o.warmup, async (i) => {
+    if ((await c.foo.callbackSaved(i)) !== i * 2) throw new Error("wrong callback result");
   });
+  const l = latency(p4run.us);
+  const cpu = p4run.cpu;
   c.figs.add("P4 callback round trip p50", "µs", l!.p50, c.rawSeq!.p50, { dir: "le", x: 2.5 }, { note: "callbackSaved" });
   c.figs.add("P4 callback round trip p99", "µs", l!.p99, c.rawSeq!.p99);
   c.figs.cpu("P4", cpu, c.cpuRawSeq!);

@@ -25,8 +25,14 @@ if (data.mode === "pingpong") {
   const wc = workerConnection(data.handle);
   const foo = await wc.get("foo", FooInterfaceClient);
   try {
-    // Start-up (module loading in this fresh isolate, attaching) is not part of the figure: the
-    // main thread starts its CPU accounting when it sends "go".
+    // Start-up (module loading in this fresh isolate, attaching) and the warm-up calls are not
+    // part of the figure: the main thread starts its CPU accounting when it sends "go", and only
+    // the timed calls follow it (the same window as the latency figure).
+    const call = async (i: number): Promise<void> => {
+      const r = await foo.callIntFnAsync(i);
+      if (r !== i + 1) throw new Error(`callIntFnAsync(${i}) = ${r}`);
+    };
+    for (let i = 0; i < data.warmup; i++) await call(i);
     const go = new Promise<void>((resolve) => port.once("message", () => resolve()));
     const tid = threadId();
     port.postMessage({ ready: true, tid });
@@ -34,13 +40,10 @@ if (data.mode === "pingpong") {
     const slices = (): number | null => (tid === null ? null : (threadStats().get(tid)?.slices ?? null));
     const s0 = slices();
     const t0 = threadCpuUs();
-    const us = await timeSequential(data.n, data.warmup, async (i) => {
-      const r = await foo.callIntFnAsync(i);
-      if (r !== i + 1) throw new Error(`callIntFnAsync(${i}) = ${r}`);
-    });
+    const us = await timeSequential(data.n, 0, (i) => call(data.warmup + i));
     const t1 = threadCpuUs();
     const s1 = slices();
-    // This thread's own CPU over the loop (warm-up included), so the loop thread's share is the rest.
+    // This thread's own CPU over the timed calls, so the loop thread's share is the rest.
     const workerCpuUs = t0 === null || t1 === null ? null : t1 - t0;
     const workerSlices = s0 === null || s1 === null ? null : s1 - s0;
     port.postMessage({ us, workerCpuUs, workerSlices }, [us.buffer as ArrayBuffer]);
