@@ -145,11 +145,45 @@ std::string statsJson(const Stats& s) {
   return b;
 }
 
+// CPU time (ns) a single-threaded process has used: the first field of /proc/PID/schedstat (the
+// main thread's time on a CPU). -1 when the file is missing (then the JSON says null).
+double cpuNs(long pid) {
+  char path[64];
+  if (pid > 0) snprintf(path, sizeof(path), "/proc/%ld/schedstat", pid);
+  else snprintf(path, sizeof(path), "/proc/self/schedstat");
+  FILE* f = fopen(path, "r");
+  if (f == nullptr) return -1;
+  unsigned long long ns = 0;
+  int got = fscanf(f, "%llu", &ns);
+  fclose(f);
+  return got == 1 ? double(ns) : -1;
+}
+
+// CPU µs per call of this client and of the server (--server-pid) over one phase.
+struct CpuWindow {
+  long serverPid;
+  double c0, s0;
+  explicit CpuWindow(long pid): serverPid(pid), c0(cpuNs(0)), s0(pid > 0 ? cpuNs(pid) : -1) {}
+  std::string json(double calls) const {
+    double c1 = cpuNs(0), s1 = serverPid > 0 ? cpuNs(serverPid) : -1;
+    char b[160];
+    auto one = [&](double a, double z, char* out, size_t len) {
+      if (a < 0 || z < 0) snprintf(out, len, "null");
+      else snprintf(out, len, "%.2f", (z - a) / 1000.0 / calls);
+    };
+    char cs[40], ss[40];
+    one(c0, c1, cs, sizeof(cs));
+    one(s0, s1, ss, sizeof(ss));
+    snprintf(b, sizeof(b), "{\"client_us\":%s,\"server_us\":%s}", cs, ss);
+    return b;
+  }
+};
+
 double usSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
 }
 
-int runClient(kj::StringPtr path, int n, int warmup, double seconds, int inflight, size_t dataBytes, int dataN) {
+int runClient(kj::StringPtr path, int n, int warmup, double seconds, int inflight, size_t dataBytes, int dataN, long serverPid) {
   auto io = kj::setupAsyncIo();
   auto& ws = io.waitScope;
   auto stream = io.provider->getNetwork().parseAddress(kj::str("unix:", path)).wait(ws)->connect().wait(ws);
@@ -160,10 +194,12 @@ int runClient(kj::StringPtr path, int n, int warmup, double seconds, int infligh
   vatId.setSide(capnp::rpc::twoparty::Side::SERVER);
   FooInterface::Client foo = rpc.bootstrap(vatId).castAs<FooInterface>();
 
-  // Sequential add.
+  // Sequential add; CPU per call over the timed calls only (the Node rows' window).
   std::vector<double> us;
   us.reserve(n);
+  kj::Maybe<CpuWindow> addWindow;
   for (int i = 0; i < warmup + n; ++i) {
+    if (i == warmup) addWindow = CpuWindow(serverPid);
     auto t0 = Clock::now();
     auto req = foo.addRequest();
     req.setA(i);
@@ -173,10 +209,12 @@ int runClient(kj::StringPtr path, int n, int warmup, double seconds, int infligh
     KJ_ASSERT(sum == i + 1);
     if (i >= warmup) us.push_back(d);
   }
+  std::string addCpu = KJ_ASSERT_NONNULL(addWindow).json(n);
   Stats add = summarize(us);
 
   // Pipelined: `inflight` calls outstanding for `seconds`.
   uint64_t calls = 0;
+  CpuWindow pipeWindow(serverPid);
   auto start = Clock::now();
   auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
   std::function<kj::Promise<void>()> lane = [&]() -> kj::Promise<void> {
@@ -196,6 +234,7 @@ int runClient(kj::StringPtr path, int n, int warmup, double seconds, int infligh
     kj::joinPromises(lanes.finish()).wait(ws);
   }
   double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  std::string pipeCpu = pipeWindow.json(double(calls));
 
   // Context method (callIntFnAsync), sequential; Context left null.
   us.clear();
@@ -217,7 +256,9 @@ int runClient(kj::StringPtr path, int n, int warmup, double seconds, int infligh
     req.send().wait(ws);
   }
   us.clear();
+  kj::Maybe<CpuWindow> cbWindow;
   for (int i = 0; i < warmup + n; ++i) {
+    if (i == warmup) cbWindow = CpuWindow(serverPid);
     auto t0 = Clock::now();
     auto req = foo.callbackSavedRequest();
     req.setArg(i);
@@ -226,6 +267,7 @@ int runClient(kj::StringPtr path, int n, int warmup, double seconds, int infligh
     KJ_ASSERT(r == i * 2);
     if (i >= warmup) us.push_back(d);
   }
+  std::string cbCpu = KJ_ASSERT_NONNULL(cbWindow).json(n);
   Stats cb = summarize(us);
 
   // 1 MiB Data echo.
@@ -245,16 +287,16 @@ int runClient(kj::StringPtr path, int n, int warmup, double seconds, int infligh
   double mbps = double(dataBytes) * dataN / dataSecs / 1e6;
 
   printf("{\"add\":%s,\"pipelined\":{\"calls\":%llu,\"seconds\":%.3f,\"rate\":%.1f},\"ctx\":%s,\"callback\":%s,"
-         "\"data\":{\"bytes\":%zu,\"n\":%d,\"mbps\":%.1f}}\n",
+         "\"data\":{\"bytes\":%zu,\"n\":%d,\"mbps\":%.1f},\"cpu\":{\"add\":%s,\"pipelined\":%s,\"callback\":%s}}\n",
          statsJson(add).c_str(), (unsigned long long)calls, elapsed, calls / elapsed, statsJson(ctx).c_str(),
-         statsJson(cb).c_str(), dataBytes, dataN, mbps);
+         statsJson(cb).c_str(), dataBytes, dataN, mbps, addCpu.c_str(), pipeCpu.c_str(), cbCpu.c_str());
   fflush(stdout);
   return 0;
 }
 
 [[noreturn]] void usage() {
   fprintf(stderr, "usage: foo-bench serve --unix PATH | client --unix PATH [--n N] [--warmup W] [--seconds S] "
-                  "[--inflight K] [--data-bytes B] [--data-n M]\n");
+                  "[--inflight K] [--data-bytes B] [--data-n M] [--server-pid PID]\n");
   exit(2);
 }
 
@@ -267,6 +309,7 @@ int main(int argc, char** argv) {
   int n = 10000, warmup = 2000, inflight = 64, dataN = 50;
   double seconds = 3;
   size_t dataBytes = 1 << 20;
+  long serverPid = 0;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (i + 1 >= argc) usage();
@@ -277,12 +320,13 @@ int main(int argc, char** argv) {
     else if (a == "--inflight") inflight = atoi(argv[++i]);
     else if (a == "--data-bytes") dataBytes = size_t(atoll(argv[++i]));
     else if (a == "--data-n") dataN = atoi(argv[++i]);
+    else if (a == "--server-pid") serverPid = atol(argv[++i]);
     else usage();
   }
   if (unixPath.empty() || n <= 0 || inflight <= 0 || dataN <= 0) usage();
   try {
     if (mode == "serve") return serveUnix(unixPath.c_str());
-    if (mode == "client") return runClient(unixPath.c_str(), n, warmup, seconds, inflight, dataBytes, dataN);
+    if (mode == "client") return runClient(unixPath.c_str(), n, warmup, seconds, inflight, dataBytes, dataN, serverPid);
   } catch (kj::Exception& e) {
     fprintf(stderr, "foo-bench: %s\n", e.getDescription().cStr());
     return 1;

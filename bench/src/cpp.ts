@@ -80,7 +80,10 @@ export interface CppResult {
   ctx: CppStats;
   callback: CppStats;
   data: { bytes: number; n: number; mbps: number };
+  /** CPU µs per call of each side (/proc/PID/schedstat; null without it), timed calls only. */
+  cpu: { add: CppCpu; pipelined: CppCpu; callback: CppCpu };
 }
+export interface CppCpu { client_us: number | null; server_us: number | null }
 
 export interface CppRunOptions { n: number; warmup: number; seconds: number; inflight: number; dataBytes: number; dataN: number }
 
@@ -104,7 +107,7 @@ export async function runCppReference(dir: string, o: CppRunOptions): Promise<Cp
     });
     const stdout = await run(bin, ["client", "--unix", path, "--n", String(o.n), "--warmup", String(o.warmup),
       "--seconds", String(o.seconds), "--inflight", String(o.inflight), "--data-bytes", String(o.dataBytes),
-      "--data-n", String(o.dataN)]);
+      "--data-n", String(o.dataN), "--server-pid", String(server.pid ?? 0)]);
     const line = stdout.split("\n").find((l) => l.startsWith("{"));
     if (!line) throw new Error(`foo-bench client printed no result: ${stdout}`);
     return JSON.parse(line) as CppResult;

@@ -13,7 +13,7 @@ import { SocketReader, streamTransport } from "@multiprocess-ts/capnp";
 import { attachWorkers, loopHandleTransferList } from "@multiprocess-ts/node";
 import { FooInterfaceClient, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { connectUnix, log, runWorker, sequentialWithCpu, startServer, stepWorker, withCpu, type Cpu, type ServerChild } from "./children.js";
-import { runCppReference, type CppResult } from "./cpp.js";
+import { runCppReference, type CppCpu, type CppResult } from "./cpp.js";
 import { Figures } from "./figures.js";
 import { memoryPerConnection } from "./memory.js";
 import { runPeer } from "./run-peers.js";
@@ -344,7 +344,20 @@ async function cppRef(c: Ctx): Promise<CppResult | undefined> {
     set("P4 callback round trip p50", r.callback.p50_us);
     set("P4 callback round trip p99", r.callback.p99_us);
     set("P5 1 MiB Data echo", r.data.mbps);
+    const setCpu = (label: string, cpu: CppCpu): void => {
+      if (cpu.client_us !== null) set(`${label} CPU per call, client`, cpu.client_us);
+      if (cpu.server_us !== null) set(`${label} CPU per call, server`, cpu.server_us);
+    };
+    setCpu("P1", r.cpu.add);
+    setCpu("P2", r.cpu.pipelined);
+    setCpu("P4", r.cpu.callback);
     if (c.p1 !== undefined) c.figs.add("P1 p50 against the C++ reference", "µs", c.p1.p50, r.add.p50_us, { dir: "le", x: 1 }, { note: "vs C++" });
+    for (const side of ["client", "server"] as const) {
+      const ours = c.figs.rows.find((f) => f.name === `P1 CPU per call, ${side}`)?.ours;
+      const theirs = r.cpu.add[`${side}_us`];
+      // The issue's P1 target: CPU per call per side ≤ the C++ reference's too.
+      if (ours != null && theirs !== null) c.figs.add(`P1 CPU per call ${side} against the C++ reference`, "µs", ours, theirs, { dir: "le", x: 1 }, { note: "vs C++" });
+    }
     if (c.p2 !== undefined) c.figs.add("P2 rate against the C++ reference", "calls/s", c.p2, r.pipelined.rate, { dir: "ge", x: 1 }, { note: "vs C++" });
     const p4 = c.figs.rows.find((f) => f.name === "P4 callback round trip p50");
     if (p4?.ours != null) c.figs.add("P4 p50 against the C++ reference", "µs", p4.ours, r.callback.p50_us, { dir: "le", x: 1.5 }, { note: "vs C++" });
