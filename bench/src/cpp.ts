@@ -4,34 +4,18 @@
  * (cached under a hash of the sources, tool versions and flags). Plain Cap'n Proto RPC: C++ client
  * ↔ C++ server in two processes over a Unix socket.
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { createHash } from "node:crypto";
-import { constants } from "node:fs";
-import { access, mkdir, mkdtemp, readFile, rename, rm } from "node:fs/promises";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { BENCH_ROOT, BUILD_DIR, cachedBinary, runTool } from "./build-cache.js";
 
-const BENCH_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const REPO_ROOT = join(BENCH_ROOT, "..");
 const SOURCE = join(BENCH_ROOT, "cpp", "foo-bench.c++");
 const PROTO = join(REPO_ROOT, "proto");
 const SCHEMAS = [join(PROTO, "test", "foo.capnp"), join(PROTO, "mp", "proxy.capnp")];
-const BUILD_DIR = join(BENCH_ROOT, ".build");
 
-function run(tool: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(tool, args, { maxBuffer: 16 << 20, timeout: 300_000 }, (err, stdout, stderr) => {
-      if (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        reject(new Error(code === "ENOENT"
-          ? `bench: "${tool}" is not installed (the C++ reference needs capnp, g++, pkg-config and libcapnp-dev)`
-          : `bench: \`${tool} ${args.join(" ")}\` failed: ${err.message}\n${stderr}`));
-        return;
-      }
-      resolve(stdout);
-    });
-  });
-}
+const run = (tool: string, args: string[]): Promise<string> =>
+  runTool(tool, args, "bench", "the C++ reference needs capnp, g++, pkg-config and libcapnp-dev");
 
 let built: Promise<string> | undefined;
 
@@ -47,30 +31,20 @@ async function doBuild(): Promise<string> {
   const flags = (await run("pkg-config", ["--cflags", "--libs", "capnp-rpc"])).trim().split(/\s+/).filter(Boolean);
   const libVersion = (await run("pkg-config", ["--modversion", "capnp-rpc"])).trim();
   const cxxFlags = ["-std=c++17", "-O2"];
-  const hash = createHash("sha256");
-  for (const part of [await readFile(SOURCE), ...(await Promise.all(SCHEMAS.map((s) => readFile(s)))),
-    capnpVersion, gxx, libVersion, flags.join(" "), cxxFlags.join(" ")]) {
-    hash.update(part).update("\0");
-  }
-  const out = join(BUILD_DIR, `foo-bench-${hash.digest("hex").slice(0, 16)}`);
-  try {
-    await access(out, constants.X_OK);
-    return out;
-  } catch {
-    // not built yet
-  }
-  await mkdir(BUILD_DIR, { recursive: true });
-  const work = await mkdtemp(join(BUILD_DIR, "tmp-"));
-  try {
-    await run("capnp", ["compile", `-I${PROTO}`, `-oc++:${work}`, `--src-prefix=${PROTO}`, ...SCHEMAS]);
-    const bin = join(work, "foo-bench");
-    await run("g++", [...cxxFlags, `-I${work}`, "-o", bin, SOURCE,
-      join(work, "test", "foo.capnp.c++"), join(work, "mp", "proxy.capnp.c++"), ...flags]);
-    await rename(bin, out);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
-  return out;
+  const parts = [await readFile(SOURCE), ...(await Promise.all(SCHEMAS.map((s) => readFile(s)))),
+    capnpVersion, gxx, libVersion, flags.join(" "), cxxFlags.join(" ")];
+  return cachedBinary("foo-bench", parts, async (out) => {
+    const work = await mkdtemp(join(BUILD_DIR, "tmp-"));
+    try {
+      await run("capnp", ["compile", `-I${PROTO}`, `-oc++:${work}`, `--src-prefix=${PROTO}`, ...SCHEMAS]);
+      const bin = join(work, "foo-bench");
+      await run("g++", [...cxxFlags, `-I${work}`, "-o", bin, SOURCE,
+        join(work, "test", "foo.capnp.c++"), join(work, "mp", "proxy.capnp.c++"), ...flags]);
+      await rename(bin, out);
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  });
 }
 
 export interface CppStats { n: number; p50_us: number; p99_us: number; mean_us: number }

@@ -4,32 +4,15 @@
  * cpp.ts builds the C++ reference. A missing compiler is a loud error, never a silent skip.
  * Runs on the diagnostic's main thread (build time and run time of `node bench/dist/floor.js`).
  */
-import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import { constants } from "node:fs";
-import { access, mkdir, readFile, rename } from "node:fs/promises";
+import { readFile, rename } from "node:fs/promises";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { BENCH_ROOT, cachedBinary, runTool } from "./build-cache.js";
 
-const BENCH_ROOT = fileURLToPath(new URL("..", import.meta.url));
 const SOURCE = join(BENCH_ROOT, "c", "pingpong.c");
-const BUILD_DIR = join(BENCH_ROOT, ".build");
 const CFLAGS = ["-O2", "-Wall", "-Wextra"];
 
-function run(tool: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(tool, args, { maxBuffer: 1 << 20, timeout: 300_000 }, (err, stdout, stderr) => {
-      if (err) {
-        const code = (err as NodeJS.ErrnoException).code;
-        reject(new Error(code === "ENOENT"
-          ? `bench floor: "${tool}" is not installed (the C ping-pong needs a C compiler: apt-get install gcc)`
-          : `bench floor: \`${tool} ${args.join(" ")}\` failed: ${err.message}\n${stderr}`));
-        return;
-      }
-      resolve(stdout);
-    });
-  });
-}
+const run = (tool: string, args: string[]): Promise<string> =>
+  runTool(tool, args, "bench floor", "the C ping-pong needs a C compiler: apt-get install gcc", 1 << 20);
 
 let built: Promise<string> | undefined;
 
@@ -41,20 +24,11 @@ export function buildPingPong(): Promise<string> {
 
 async function doBuild(): Promise<string> {
   const cc = (await run("gcc", ["--version"])).split("\n")[0] ?? "";
-  const hash = createHash("sha256");
-  for (const part of [await readFile(SOURCE), cc, CFLAGS.join(" ")]) hash.update(part).update("\0");
-  const out = join(BUILD_DIR, `pingpong-${hash.digest("hex").slice(0, 16)}`);
-  try {
-    await access(out, constants.X_OK);
-    return out;
-  } catch {
-    // not built yet
-  }
-  await mkdir(BUILD_DIR, { recursive: true });
-  const tmp = `${out}.tmp-${process.pid}`;
-  await run("gcc", [...CFLAGS, "-o", tmp, SOURCE]);
-  await rename(tmp, out);
-  return out;
+  return cachedBinary("pingpong", [await readFile(SOURCE), cc, CFLAGS.join(" ")], async (out) => {
+    const tmp = `${out}.tmp-${process.pid}`;
+    await run("gcc", [...CFLAGS, "-o", tmp, SOURCE]);
+    await rename(tmp, out);
+  });
 }
 
 export interface PingPongResult { mode: string; n: number; p50_us: number; p99_us: number; cpu_client_us: number; cpu_server_us: number }

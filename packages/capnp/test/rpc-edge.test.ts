@@ -22,33 +22,9 @@ import {
   writeCap,
 } from "@multiprocess-ts/capnp";
 import type { Capability, IncomingCall, MemoryTransport, Server, Transport } from "@multiprocess-ts/capnp";
-import { Box, CalcServer, CallbackServer, CounterServer, CALC, COUNTER, M, call, callA, capture, drain, makePair, wire } from "./rpc-helpers.js";
+import { Box, CalcServer, CallbackServer, CounterServer, CALC, COUNTER, M, call, callA, capture, drain, makePair, rawPeer, wire } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
-
-/** A hand-driven peer on the other end of `t`: decodes what the engine sends. */
-function rawPeer(t: MemoryTransport): { got: rpc.Message[]; send(m: capnp.Message): void } {
-  const got: rpc.Message[] = [];
-  t.start({
-    message(segs) {
-      const m = new capnp.Message(segs[0]!.slice().buffer, false, true);
-      got.push(m.getRoot(rpc.Message));
-    },
-    closed() {},
-  });
-  return {
-    got,
-    send(m) {
-      t.send(m._capnp.segments.map((s) => new Uint8Array(s.buffer, 0, s.byteLength)));
-    },
-  };
-}
-
-function msg(build: (root: rpc.Message) => void): capnp.Message {
-  const m = new capnp.Message();
-  build(m.initRoot(rpc.Message));
-  return m;
-}
 
 describe("protocol errors from a raw peer", () => {
   const cases: [string, (r: rpc.Message) => void, RegExp][] = [
@@ -79,7 +55,7 @@ describe("protocol errors from a raw peer", () => {
       const conn = new RpcConnection(ta, { bootstrap: bootCap });
       bootCap.close();
       const peer = rawPeer(tb);
-      peer.send(msg(build));
+      peer.send(build);
       const err = await conn.closed;
       expect(err).toBeInstanceOf(ProtocolError);
       expect(err!.message).toMatch(re);
@@ -97,8 +73,8 @@ describe("protocol errors from a raw peer", () => {
     const conn = new RpcConnection(ta, { bootstrap: bootCap });
     bootCap.close();
     const peer = rawPeer(tb);
-    peer.send(msg((r) => r.initBootstrap().setQuestionId(0)));
-    peer.send(msg((r) => r.initBootstrap().setQuestionId(0)));
+    peer.send((r) => r.initBootstrap().setQuestionId(0));
+    peer.send((r) => r.initBootstrap().setQuestionId(0));
     expect(await conn.closed).toBeInstanceOf(ProtocolError);
     expect(conn.stats()).toEqual(ZERO);
     expect(calc.released).toBe(1);
@@ -111,9 +87,9 @@ describe("protocol errors from a raw peer", () => {
     const conn = new RpcConnection(ta, { bootstrap: bootCap });
     bootCap.close();
     const peer = rawPeer(tb);
-    peer.send(msg((r) => r.initBootstrap().setQuestionId(0)));
+    peer.send((r) => r.initBootstrap().setQuestionId(0));
     // register(cb) where cb is thirdPartyHosted with vine 7
-    peer.send(msg((r) => {
+    peer.send((r) => {
       const c = r.initCall();
       c.setQuestionId(1);
       c.initTarget().initPromisedAnswer().setQuestionId(0);
@@ -123,19 +99,19 @@ describe("protocol errors from a raw peer", () => {
       const box = capnp.Struct.initStructAt(0, Box, payload);
       capnp.Struct.getPointer(0, box).segment.setUint32(capnp.Struct.getPointer(0, box).byteOffset, 3); // cap #0
       payload.initCapTable(1).get(0).initThirdPartyHosted().setVineId(7);
-    }));
+    });
     await drain();
     expect(conn.stats().imports).toBe(1);
     expect(calc.kept).not.toBeNull();
     // fire(): the engine calls our vine import 7
-    peer.send(msg((r) => {
+    peer.send((r) => {
       const c = r.initCall();
       c.setQuestionId(2);
       c.initTarget().initPromisedAnswer().setQuestionId(0);
       c.setInterfaceId(CALC);
       c.setMethodId(M.fire);
       capnp.Struct.initStructAt(0, Box, c.initParams()).a = 1;
-    }));
+    });
     await drain();
     const fwd = peer.got.filter((m) => m.which() === rpc.Message.CALL).map((m) => m.getCall());
     expect(fwd).toHaveLength(1);
