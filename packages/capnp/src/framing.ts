@@ -371,7 +371,7 @@ export class FrameDecoder {
   /** Total frame bytes (table + segments), checked against maxMessageBytes. */
   private checkTotal(hb: number, sizes: number[]): number {
     let total = hb;
-    for (const s of sizes) total += s;
+    for (let i = 0; i < sizes.length; i++) total += sizes[i]!; // not for-of: no iterator per call unoptimised
     if (total > this.limits.maxMessageBytes) {
       throw new LimitError(
         `message is ${total} bytes, more than the limit maxMessageBytes = ${this.limits.maxMessageBytes}`,
