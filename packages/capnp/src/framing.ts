@@ -150,12 +150,13 @@ export class FrameDecoder {
   /**
    * Feed one chunk, calling `onMessage` for each message it completes, in order, as soon as it
    * is complete: messages before a bad frame in the same chunk are delivered before the throw.
-   * `onMessage` must not call back into this decoder.
+   * `onMessage` must not call back into this decoder. `end`: decode only `chunk`'s first `end`
+   * bytes (a read into a larger buffer, without a view of its own).
    */
-  decode(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void): void {
+  decode(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void, end = chunk.byteLength): void {
     if (this.failed !== null) throw this.failed;
     try {
-      this.decodeInner(chunk, this.validating(onMessage));
+      this.decodeInner(chunk, this.validating(onMessage), Math.min(end, chunk.byteLength));
     } catch (e) {
       this.fail(e as Error);
       throw e;
@@ -192,7 +193,7 @@ export class FrameDecoder {
     const buf = this.seg;
     const fill = this.segFill;
     if (!this.inBody || buf === null || region.buffer !== buf.buffer || region.byteOffset !== buf.byteOffset + fill || fill + n > buf.byteLength) {
-      this.decode(region.subarray(0, n), onMessage);
+      this.decode(region, onMessage, n);
       return;
     }
     try {
@@ -257,8 +258,7 @@ export class FrameDecoder {
     }
   }
 
-  private decodeInner(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void): void {
-    const len = chunk.byteLength;
+  private decodeInner(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void, len: number): void {
     let off = 0;
     while (off < len) {
       if (this.inBody) {

@@ -428,7 +428,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (!this.life.canDeliver) return false;
     try {
       if (direct) this.decoder.filledRegion(region, n, this.deliver);
-      else this.decoder.decode(region.subarray(0, n), this.deliver);
+      else this.decoder.decode(region, this.deliver, n);
     } catch (e) {
       this.readFail(e as Error);
       return false;
