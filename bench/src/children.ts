@@ -4,6 +4,7 @@
  * worker threads.
  */
 import { fork, type ChildProcess } from "node:child_process";
+import { openSync } from "node:fs";
 import { connect, type Socket } from "node:net";
 import type { SocketReader } from "@multiprocess-ts/capnp";
 import { fileURLToPath } from "node:url";
@@ -24,7 +25,10 @@ export interface ServerChild {
 export async function startServer(kind: ServerKind, path: string, tag: string, profileDir?: string, extraArgv: readonly string[] = []): Promise<ServerChild> {
   const execArgv = ["--expose-gc", ...extraArgv];
   if (profileDir !== undefined) execArgv.push("--cpu-prof", "--cpu-prof-dir", profileDir, "--cpu-prof-name", `server-${tag}.cpuprofile`);
-  const proc = fork(here("./server.js"), [kind, path], { execArgv, stdio: ["ignore", "inherit", "inherit", "ipc"] });
+  // Diagnostics (cold.ts --server-out FILE): the child's stdout (V8's --trace-* lines) to a file of its own.
+  const out = process.env.MP_BENCH_SERVER_OUT;
+  const stdout = out === undefined || out === "" ? "inherit" : openSync(out, "w");
+  const proc = fork(here("./server.js"), [kind, path], { execArgv, stdio: ["ignore", stdout, "inherit", "ipc"] });
   const exited = new Promise<void>((resolve) => proc.once("exit", () => resolve()));
   await new Promise<void>((resolve, reject) => {
     proc.once("message", () => resolve());

@@ -16,12 +16,15 @@
  * the unoptimised steady cost). `--second`: then a second fresh server child and a new connection
  * of this (now warm) process, timed the same way. `--print`: every call's µs. `--marks N`: a
  * `#call I` line on stdout every N calls (written synchronously, so V8's `--trace-opt` /
- * `--trace-gc` lines on the same stdout fall between them: when each function tiers up).
+ * `--trace-gc` lines on the same stdout fall between them: when each function tiers up); the
+ * server child writes `#srv I` when add(I) runs, and `--server-out FILE` sends its stdout to FILE.
+ * `--alloc PREFIX`: sampling heap profiles of the window, both sides, garbage included.
  *
  * Threading: the main (loop) thread.
  */
 import { writeSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connectTransport, EventLoop } from "@multiprocess-ts/runtime";
@@ -48,6 +51,10 @@ const TAIL = num("tail", 0);
 const MARKS = num("marks", 0);
 const KIND = (str("kind") ?? "rpc") as ServerKind;
 const serverFlags = (str("server-flags") ?? "").split(" ").filter((f) => f !== "");
+// `--server-out FILE`: the server child's stdout (its V8 trace lines) to FILE; `--marks N` also
+// marks the server's stdout (`#srv I` when add(I) runs there).
+if (str("server-out") !== undefined) process.env.MP_BENCH_SERVER_OUT = str("server-out");
+if (MARKS > 0) process.env.MP_BENCH_SERVER_MARKS = String(MARKS);
 
 const f1 = (v: number): string => v.toFixed(1);
 
@@ -61,12 +68,15 @@ async function window(loop: EventLoop, dir: string, label: string): Promise<void
       if (MARKS > 0 && i % MARKS === 0) writeSync(1, `#call ${i}\n`);
       if ((await addFn(i, 1)) !== i + 1) throw new Error("wrong sum");
     };
+    const allocTo = str("alloc");
+    const session = allocTo === undefined ? null : await startAllocSampling(server);
     const cpu = await withCpu(server, async () => {
       const t0 = process.hrtime.bigint() / 1000n;
       us = await timeSequential(CALLS, 0, add);
       process.stdout.write(`${label}: window --from ${t0} --to ${process.hrtime.bigint() / 1000n}\n`);
       return CALLS;
     });
+    if (session !== null) await stopAllocSampling(server, session, `${allocTo!}-${label.replace(" ", "-")}`);
     const l = latency(us);
     let slow = 0;
     for (const v of us) if (v > THRESHOLD) slow++;
@@ -89,6 +99,26 @@ async function window(loop: EventLoop, dir: string, label: string): Promise<void
   } finally {
     await server.stop();
   }
+}
+
+/**
+ * `--alloc PREFIX`: V8's sampling heap profiler over the window in both processes, every
+ * allocation (scavenged garbage included), written to PREFIX-LABEL-{client,server}.heapprofile.
+ */
+async function startAllocSampling(server: Awaited<ReturnType<typeof startServer>>): Promise<Session> {
+  const session = new Session();
+  session.connect();
+  await session.post("HeapProfiler.startSampling", { samplingInterval: 128, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  await server.request({ op: "heap-sample-start", minor: true });
+  return session;
+}
+
+async function stopAllocSampling(server: Awaited<ReturnType<typeof startServer>>, session: Session, prefix: string): Promise<void> {
+  const { profile } = await session.post("HeapProfiler.getSamplingProfile");
+  await session.post("HeapProfiler.stopSampling");
+  session.disconnect();
+  await writeFile(`${prefix}-client.heapprofile`, JSON.stringify(profile));
+  await server.request({ op: "heap-sample-stop", file: `${prefix}-server.heapprofile` });
 }
 
 /** `add` over a connection of --kind (raw: the floor's frames of an add's 160 / 80 bytes, the sum computed here). */

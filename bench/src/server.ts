@@ -9,10 +9,11 @@
  * and exits on {op:"exit"} (or when the parent goes away).
  * Diagnostics (diag-phases.ts): {op:"heap-sample-start"} starts V8's sampling heap profiler
  * keeping the samples a full GC frees but not those a scavenge frees, so what it reports is what
- * survived scavenges (promoted to the old generation); {op:"heap-sample-stop", file} writes the
+ * survived scavenges (promoted to the old generation; with `minor: true` all of them, scavenged
+ * garbage included); {op:"heap-sample-stop", file} writes the
  * profile (a .heapprofile JSON) and stops. Both answer with {cpu, io}.
  */
-import { writeFileSync } from "node:fs";
+import { writeFileSync, writeSync } from "node:fs";
 import { Session } from "node:inspector";
 import { getHeapSpaceStatistics } from "node:v8";
 import { EventLoop } from "@multiprocess-ts/runtime";
@@ -26,7 +27,7 @@ import { syscallCounts, type SyscallCounts } from "./stats.js";
 /** `youngPhysical`: resident bytes of V8's young generation (new space), which V8 resizes on its own. */
 export interface MemSample { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; youngPhysical: number }
 export type ServerKind = "rpc" | "raw" | "birpc" | "capnweb";
-export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" } | { op: "heap-sample-start" } | { op: "heap-sample-stop"; file: string };
+export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" } | { op: "heap-sample-start"; minor?: boolean } | { op: "heap-sample-stop"; file: string };
 export type ServerReply = { ready: true } | { mem: MemSample; connections: number }
   | { cpu: { user: number; system: number }; io: SyscallCounts | null };
 
@@ -47,6 +48,17 @@ async function sample(): Promise<MemSample> {
   const m = process.memoryUsage();
   const young = getHeapSpaceStatistics().find((s) => s.space_name === "new_space")?.physical_space_size ?? 0;
   return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, youngPhysical: young };
+}
+
+// Diagnostics (cold.ts --marks N): a `#srv I` line on stdout when add(I, …) runs with I % N === 0,
+// so the server's --trace-opt / --trace-gc lines can be placed between call numbers.
+const marks = Number(process.env.MP_BENCH_SERVER_MARKS ?? "0");
+if (marks > 0) {
+  const add = BenchFoo.prototype.add;
+  BenchFoo.prototype.add = function (this: BenchFoo, a: number, b: number): number {
+    if (a % marks === 0) writeSync(1, `#srv ${a}\n`);
+    return add.call(this, a, b);
+  };
 }
 
 let connections = (): number => 0;
@@ -77,7 +89,9 @@ function heapSampling(m: ServerRequest & { op: "heap-sample-start" | "heap-sampl
   }
   const s = inspector;
   if (m.op === "heap-sample-start") {
-    const params = { samplingInterval: 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false };
+    // `minor` (cold.ts --alloc): every allocation, scavenged garbage included, sampled finely.
+    const minor = m.minor === true;
+    const params = { samplingInterval: minor ? 128 : 1024, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: minor };
     s.post("HeapProfiler.startSampling", params, done);
     return;
   }

@@ -21,8 +21,14 @@ const MAX_POOLED = 1024;
 /** Most buffers kept in all (memory bound: 64 KiB per thread); past it the lists start over. */
 const KEEP = 64;
 
+/**
+ * Free buffers of one size: a stack with its own count, not push / pop, because popping an array
+ * to empty makes V8 drop its backing store and the next push allocate a new one (once per message
+ * in a call loop).
+ */
+interface FreeList { bufs: ArrayBuffer[]; n: number }
 /** Free buffers by size in words (each request size gets its own list: wire layouts stay as built). */
-const free: (ArrayBuffer[] | undefined)[] = [];
+const free: (FreeList | undefined)[] = [];
 let kept = 0;
 
 const EMPTY = new ArrayBuffer(0);
@@ -31,8 +37,10 @@ const EMPTY_VIEW = new DataView(EMPTY);
 /** A zero-filled buffer of `bytes` bytes (a multiple of 8). */
 export function takeBuffer(bytes: number): ArrayBuffer {
   if (bytes <= MAX_POOLED && (bytes & 7) === 0) {
-    const b = free[bytes >>> 3]?.pop();
-    if (b !== undefined) {
+    const list = free[bytes >>> 3];
+    if (list !== undefined && list.n > 0) {
+      const b = list.bufs[--list.n]!;
+      list.bufs[list.n] = EMPTY; // drops the reference, keeps the slot
       kept--;
       return b;
     }
@@ -65,7 +73,8 @@ export function recycleMessage(m: capnp.Message): void {
     kept = 0;
   }
   new Uint8Array(b, 0, used).fill(0);
-  (free[size >>> 3] ??= []).push(b);
+  const list = (free[size >>> 3] ??= { bufs: [], n: 0 });
+  list.bufs[list.n++] = b;
   kept++;
 }
 

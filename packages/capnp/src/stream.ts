@@ -150,26 +150,54 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.sendMessage(segments, true);
   }
 
-  /** True when the message was copied (or dropped): its segments are not referenced any more. */
+  /**
+   * True when the message was copied (or dropped): its segments are not referenced any more.
+   * A small message is framed into the batch here, not in a method of its own, and with indexed
+   * loops, not for-of: until this function is optimised (a process's first ~1,000 calls) each
+   * call is a frame and each for-of step an iterator result, and once it is hot a helper would
+   * be optimised twice, alone and inlined here (bench/README "Cold start").
+   */
   private sendMessage(segments: Uint8Array[], lazy: boolean): boolean {
     if (!this.life.canSend) return true;
-    if (segments.length === 0) throw new RangeError("Transport.send: a message needs at least one segment");
-    let bytes = frameHeaderBytes(segments.length);
-    for (const s of segments) bytes += s.byteLength;
-    let whole = true;
-    for (const s of segments) if ((s.byteLength & 7) !== 0) whole = false;
-    if (bytes <= SMALL_FRAME && whole) {
-      // Small message: copy it into the batch buffer written at the end of the tick (one
-      // chunk for many messages beats one chunk per segment: less per-write overhead).
-      this.appendSmall(segments, bytes);
-      if (lazy) this.scheduleLazyFlush();
-      else this.scheduleFlush();
-      return true;
+    const n = segments.length;
+    if (n === 0) throw new RangeError("Transport.send: a message needs at least one segment");
+    const hb = frameHeaderBytes(n);
+    let bytes = hb;
+    let ragged = 0;
+    for (let i = 0; i < n; i++) {
+      const len = segments[i]!.byteLength;
+      bytes += len;
+      ragged |= len & 7;
     }
-    this.cork(); // the batch so far and this message go out together at the end of the tick
-    this.flushBatch();
-    this.writeChunks(encodeFrame(segments));
-    return false;
+    if (bytes > SMALL_FRAME || ragged !== 0) {
+      this.cork(); // the batch so far and this message go out together at the end of the tick
+      this.flushBatch();
+      this.writeChunks(encodeFrame(segments));
+      return false;
+    }
+    // Small message: copy it into the batch buffer written at the end of the tick (one chunk for
+    // many messages beats one chunk per segment: less per-write overhead).
+    let b = this.batch;
+    if (b !== null && this.batchLen + bytes > b.byteLength) {
+      this.cork(); // this batch and the next go out together (one writev) at the end of the tick
+      this.flushBatch(); // the batch is null now
+      b = null;
+    }
+    b ??= this.newBatch(bytes);
+    let o = this.batchLen;
+    writeU32(b, o, n - 1);
+    for (let i = 0; i < n; i++) writeU32(b, o + 4 + 4 * i, segments[i]!.byteLength >>> 3);
+    if ((n & 1) === 0) writeU32(b, o + hb - 4, 0);
+    o += hb;
+    for (let i = 0; i < n; i++) {
+      const s = segments[i]!;
+      b.set(s, o);
+      o += s.byteLength;
+    }
+    this.batchLen = o;
+    if (lazy) this.scheduleLazyFlush();
+    else this.scheduleFlush();
+    return true;
   }
 
   private writeChunks(chunks: Uint8Array[]): void {
@@ -199,34 +227,18 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private batchLen = 0;
   private lastBatchLen = 0;
 
-  private appendSmall(segments: Uint8Array[], bytes: number): void {
-    if (this.batch !== null && this.batchLen + bytes > this.batch.byteLength) {
-      this.cork(); // this batch and the next go out together (one writev) at the end of the tick
-      this.flushBatch();
-    }
-    if (this.batch === null) {
-      // Sized from the previous batch, so a lone ping does not allocate 64 KiB.
-      // allocUnsafe: below 4 KiB it is a slice of Node's buffer pool (no zeroing, no backing store
-      // of its own); only the bytes written below are ever sent.
-      const want = Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2));
-      const spare = this.spare;
-      this.spare = null;
-      this.batch = spare !== null && spare.byteLength >= want ? spare : Buffer.allocUnsafe(want);
-      this.batchLen = 0;
-    }
-    const b = this.batch;
-    let o = this.batchLen;
-    const n = segments.length;
-    writeU32(b, o, n - 1);
-    for (let i = 0; i < n; i++) writeU32(b, o + 4 + 4 * i, segments[i]!.byteLength >>> 3);
-    const hb = frameHeaderBytes(n);
-    if ((n & 1) === 0) writeU32(b, o + hb - 4, 0);
-    o += hb;
-    for (const s of segments) {
-      b.set(s, o);
-      o += s.byteLength;
-    }
-    this.batchLen = o;
+  /** The buffer of a new batch (out of sendMessage's hot path). */
+  private newBatch(bytes: number): Buffer {
+    // Sized from the previous batch, so a lone ping does not allocate 64 KiB.
+    // allocUnsafe: below 4 KiB it is a slice of Node's buffer pool (no zeroing, no backing store
+    // of its own); only the bytes written below are ever sent.
+    const want = Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2));
+    const spare = this.spare;
+    this.spare = null;
+    const b = spare !== null && spare.byteLength >= want ? spare : Buffer.allocUnsafe(want);
+    this.batch = b;
+    this.batchLen = 0;
+    return b;
   }
 
   private flushBatch(): void {
@@ -416,7 +428,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (!this.life.canDeliver) return false;
     try {
       if (direct) this.decoder.filledRegion(region, n, this.deliver);
-      else this.decoder.decode(region.subarray(0, n), this.deliver);
+      else this.decoder.decode(region, this.deliver, n);
     } catch (e) {
       this.readFail(e as Error);
       return false;

@@ -277,6 +277,32 @@ describe("FrameDecoder limits and bad input", () => {
     expect((e as LimitError).message).toMatch(/maxMessageBytes = 67108864/);
   });
 
+  it("one-segment frames: a whole frame over maxMessageBytes is refused, not delivered as a view", () => {
+    // The decoder's one-segment fast path must refuse what the general path refuses.
+    const whole = concat([header(1, [8]), new Uint8Array(64)]); // 72 bytes, all in the chunk
+    expect(() => new FrameDecoder({ maxMessageBytes: 64 }).push(whole)).toThrow(LimitError);
+    expect(() => new FrameDecoder({ maxMessageBytes: 71 }).push(whole)).toThrow(/maxMessageBytes = 71/);
+    const got = new FrameDecoder({ maxMessageBytes: 72 }).push(whole);
+    expect(got).toHaveLength(1);
+    expect(got[0]![0]!.byteLength).toBe(64);
+    expect(got[0]![0]!.buffer).toBe(whole.buffer); // a view, no copy
+  });
+
+  it("decode(chunk, onMessage, end) decodes only the first `end` bytes of the chunk", () => {
+    const a = encodeFrameToBytes([segOf([structPtr(0, 1, 0), data(7)])]);
+    const b = encodeFrameToBytes([segOf([structPtr(0, 1, 0), data(9)])]);
+    const buf = concat([a, b, new Uint8Array(24).fill(0xff)]); // trailing bytes not read
+    const d = new FrameDecoder();
+    const got: Uint8Array[][] = [];
+    d.decode(buf, (m) => got.push(m), a.byteLength + 8); // a, then b's table
+    expect(got.map((m) => m[0]!.byteLength)).toEqual([a.byteLength - 8]);
+    expect(d.idle).toBe(false);
+    d.decode(buf.subarray(a.byteLength + 8), (m) => got.push(m), b.byteLength - 8);
+    expect(got).toHaveLength(2);
+    expect(Array.from(got[1]![0]!)).toEqual(Array.from(b.subarray(8)));
+    d.end(); // nothing pending: the 0xff bytes were never fed
+  });
+
   it("traversalLimitWords (with validate: true): the message before the bad one is still delivered", () => {
     const wide = encodeFrameToBytes([segOf([structPtr(0, 0, 1), listPtr(0, 5, 100), ...Array.from({ length: 100 }, (_, i) => data(i))])]);
     const ok = encodeFrameToBytes(nestedChain(2));

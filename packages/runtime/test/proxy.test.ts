@@ -178,6 +178,24 @@ describe("integer checks", () => {
     expect(() => $mp.checkUint32(Number.NaN)).toThrow(RangeError);
   });
 
+  it("checkInt*/checkUint* accept exactly what a Number.isInteger and bounds check accepts", () => {
+    const ref = (v: unknown, min: number, max: number): boolean => Number.isInteger(v) && (v as number) >= min && (v as number) <= max;
+    const checks: [(v: number) => number, number, number, string][] = [
+      [$mp.checkInt8, -0x80, 0x7f, "Int8"], [$mp.checkInt16, -0x8000, 0x7fff, "Int16"],
+      [$mp.checkInt32, -0x80000000, 0x7fffffff, "Int32"], [$mp.checkUint8, 0, 0xff, "UInt8"],
+      [$mp.checkUint16, 0, 0xffff, "UInt16"], [$mp.checkUint32, 0, 0xffffffff, "UInt32"],
+    ];
+    const values: unknown[] = [0, -0, 1, -1, 0.5, -0.5, 1.5, NaN, Infinity, -Infinity, 2 ** 53, -(2 ** 53), 2 ** 64,
+      5n, "5", null, undefined, { valueOf: () => 5 }, true];
+    for (const [, min, max] of checks) for (const e of [min, max]) values.push(e - 1, e, e + 1, e + 0.5, e - 0.5, e + 2 ** 32, e - 2 ** 32);
+    for (const [check, min, max, type] of checks) {
+      for (const v of values) {
+        if (ref(v, min, max)) expect(check(v as number)).toBe(v);
+        else expect(() => check(v as number), `${type} ${String(v)}`).toThrow(new IntRangeError(`value ${String(v)} out of range for ${type}`));
+      }
+    }
+  });
+
   it("a range error while building params rejects the call and sends nothing", async () => {
     const impl = new FooImpl();
     await using p = await fooSetup(impl);
