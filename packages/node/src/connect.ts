@@ -240,8 +240,9 @@ export function listenConnections<I>(
   InitServer: ProxyServerCtor<I>,
   opts: ListenConnectionsOptions = {},
 ): Promise<Listener> {
-  const { maxConnections, maxPending, host, mode, frameTimeoutMs, firstMessageTimeoutMs, frameBudget, readInPlace, onConnection, ...serveOpts } = opts;
+  const { maxConnections, maxPending, parkTimeoutMs, host, mode, frameTimeoutMs, firstMessageTimeoutMs, frameBudget, readInPlace, onConnection, ...serveOpts } = opts;
   const listenOpts: ListenOptions = {};
+  if (parkTimeoutMs !== undefined) listenOpts.parkTimeoutMs = parkTimeoutMs;
   if (frameTimeoutMs !== undefined) listenOpts.frameTimeoutMs = frameTimeoutMs;
   if (firstMessageTimeoutMs !== undefined) listenOpts.firstMessageTimeoutMs = firstMessageTimeoutMs;
   if (frameBudget !== undefined) listenOpts.frameBudget = frameBudget;

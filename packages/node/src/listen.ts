@@ -9,15 +9,20 @@
  * order; each disconnect hands its slot to the oldest parked socket. A parked socket whose client
  * already hung up is served anyway; its connection ends at once and frees the slot again
  * (upstream's "client disconnects before being accepted" case). `maxPending` bounds the parking
- * lot the way the backlog bounds the kernel queue; beyond it sockets are closed at once.
+ * lot the way the backlog bounds the kernel queue; beyond it sockets are closed at once. A socket
+ * parked for `parkTimeoutMs` without getting a slot is closed (`limit`, then `drop`), so peers that
+ * connect and wait cannot keep the lot full. Parked sockets all wait the same time, so the oldest
+ * (the head of the queue) expires first: one timer, armed for the head's deadline, re-armed when
+ * the head changes (served, expired, or closed by itself), unref'd, cleared when the listener closes.
  *
  * Hostile peers (docs/rpc.md "Listener limits"): a served socket's bytes are followed by a
  * `FrameTracker` (frame boundaries only, no copy). A frame left incomplete for `frameTimeoutMs`,
  * or a connection that completes no message within `firstMessageTimeoutMs`, is closed, so idle
  * or trickling peers cannot hold the slots; partial frames of all served sockets share one
  * `FrameBudget` (`frameBudget`, default one per listener), and the socket whose frame would pass
- * it is closed. Parked sockets are not read and not timed; while flow control has paused reading
- * a served socket, its partial-frame clock does not run.
+ * it is closed. Parked sockets are not read (a peer that hangs up while parked is noticed when it
+ * is served, or when `parkTimeoutMs` closes it); while flow control has paused reading a served
+ * socket, its partial-frame clock does not run.
  *
  * With `readInPlace` (listenConnections sets it), a socket is switched to a `SocketReader` when it
  * is served (packages/capnp socket-read.ts `readSocketInPlace`: Node internals, feature-detected)
@@ -34,8 +39,13 @@ import * as fs from "node:fs";
 import { EventEmitter } from "node:events";
 import { FrameBudget, FrameTracker, SocketReader, readSocketInPlace } from "@multiprocess-ts/capnp";
 
-/** Default of {@link ListenOptions.frameTimeoutMs} and {@link ListenOptions.firstMessageTimeoutMs}. */
+/**
+ * Default of {@link ListenOptions.frameTimeoutMs}, {@link ListenOptions.firstMessageTimeoutMs} and
+ * {@link ListenOptions.parkTimeoutMs}.
+ */
 export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
+/** Longest delay setTimeout/setInterval accept (larger ones fire after 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Default limit of the per-listener {@link FrameBudget}: 256 MiB of partial frames. */
 export const DEFAULT_FRAME_BUDGET_BYTES = 256 * 1024 * 1024;
 
@@ -48,6 +58,8 @@ export interface ListenOptions {
   maxConnections?: number;
   /** Bound on parked sockets while at the limit (default 128, like a listen backlog). */
   maxPending?: number;
+  /** Close a socket parked at `maxConnections` this long without getting a slot (default 30 s; 0 = never). */
+  parkTimeoutMs?: number;
   /** TCP bind address when the target is a port; default 127.0.0.1. */
   host?: string;
   /** Unix socket file mode; default 0o600 (owner only). */
@@ -85,13 +97,16 @@ export interface ListenerEvents {
   park: [id: number];
   /** The handler of a served socket finished; its slot is free. */
   release: [id: number];
-  /** A socket was closed unserved (parking lot full, or the listener closed). */
+  /** A socket was closed unserved (parking lot full, parked for `parkTimeoutMs`, or the listener closed). */
   drop: [id: number];
   /** accept(2) or the listening socket failed after listening started (e.g. EMFILE). */
   acceptError: [err: Error];
   /** The handler threw or rejected (the connection is still counted as released). */
   handlerError: [err: unknown, id: number];
-  /** A served socket was closed by a timeout or the frame budget (`reason` says which). */
+  /**
+   * A served socket was closed by a timeout or the frame budget, or a parked one by
+   * `parkTimeoutMs` (then `drop` follows); `reason` says which.
+   */
   limit: [id: number, reason: string];
 }
 
@@ -107,10 +122,22 @@ interface Served {
   reader: SocketReader | null;
 }
 
-/** Timeouts and budget of a {@link Listener}, resolved. */
+/** A socket parked at `maxConnections`. */
+interface Parked {
+  id: number;
+  socket: net.Socket;
+  /** When it was parked (Date.now). */
+  since: number;
+  /** Its 'close' listener: a parked socket that closes leaves the queue. */
+  onClose: () => void;
+}
+
+/** Limits, timeouts and budget of a {@link Listener}, resolved. */
 interface Guard {
+  maxPending: number;
   frameTimeoutMs: number;
   firstMessageTimeoutMs: number;
+  parkTimeoutMs: number;
   budget: FrameBudget;
   readInPlace: boolean;
 }
@@ -120,7 +147,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
   /** `{ path }` for a Unix socket, or the bound TCP `{ host, port }`. */
   readonly address: { path: string } | { host: string; port: number };
   private active = 0;
-  private readonly parked: { id: number; socket: net.Socket }[] = [];
+  private readonly parked: Parked[] = [];
+  /** The one park timer: armed for the head of `parked` (its deadline in `parkDeadline`). */
+  private parkTimer: NodeJS.Timeout | undefined;
+  private parkDeadline = 0;
   private readonly servedSockets = new Map<net.Socket, Served>();
   private sweeper: NodeJS.Timeout | undefined;
   private readonly running = new Set<Promise<void>>();
@@ -132,7 +162,6 @@ export class Listener extends EventEmitter<ListenerEvents> {
     private readonly server: net.Server,
     private readonly handler: SocketHandler,
     private readonly max: number,
-    private readonly maxPending: number,
     unixPath: string | undefined,
     private readonly guard: Guard,
   ) {
@@ -172,7 +201,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (opts.destroy === true) for (const s of this.servedSockets.keys()) s.destroy();
     this.closing ??= (async () => {
       const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+      this.disarmParkTimer();
       for (const p of this.parked.splice(0)) {
+        p.socket.off("close", p.onClose);
         p.socket.destroy();
         this.emit("drop", p.id);
       }
@@ -190,19 +221,72 @@ export class Listener extends EventEmitter<ListenerEvents> {
       return;
     }
     if (this.max > 0 && this.active >= this.max) {
-      if (this.parked.length >= this.maxPending) {
+      if (this.parked.length >= this.guard.maxPending) {
         socket.destroy();
         this.emit("drop", id);
         return;
       }
-      // Parked: not read (pauseOnConnect), so the peer's messages stay in the kernel buffer.
-      // Swallow errors meanwhile (ECONNRESET of a client that gave up); serving surfaces them.
-      socket.on("error", () => {});
-      this.parked.push({ id, socket });
-      this.emit("park", id);
+      this.park(id, socket);
       return;
     }
     this.serve(id, socket);
+  }
+
+  /** Queue `socket` for a slot (FIFO), timed by the park timer. */
+  private park(id: number, socket: net.Socket): void {
+    // Parked: not read (pauseOnConnect), so the peer's messages stay in the kernel buffer.
+    // Swallow errors meanwhile (ECONNRESET of a client that gave up); serving surfaces them.
+    socket.on("error", () => {});
+    const p: Parked = { id, socket, since: Date.now(), onClose: () => this.unpark(p) };
+    socket.once("close", p.onClose);
+    this.parked.push(p);
+    this.emit("park", id);
+    this.armParkTimer();
+  }
+
+  /** A parked socket closed by itself: it leaves the queue (not served, not counted as dropped). */
+  private unpark(p: Parked): void {
+    const i = this.parked.indexOf(p);
+    if (i < 0) return;
+    this.parked.splice(i, 1);
+    if (i === 0) this.armParkTimer();
+  }
+
+  /** Arm the park timer for the head's deadline (or clear it: no head, or no parkTimeoutMs). */
+  private armParkTimer(): void {
+    const head = this.parked[0];
+    const t = this.guard.parkTimeoutMs;
+    if (head === undefined || t === 0 || this.closing !== undefined) {
+      this.disarmParkTimer();
+      return;
+    }
+    const deadline = head.since + t;
+    if (this.parkTimer !== undefined && this.parkDeadline === deadline) return;
+    this.disarmParkTimer();
+    this.parkDeadline = deadline;
+    this.parkTimer = setTimeout(() => this.expireParked(), Math.min(MAX_TIMER_MS, Math.max(0, deadline - Date.now())));
+    this.parkTimer.unref();
+  }
+
+  private disarmParkTimer(): void {
+    if (this.parkTimer === undefined) return;
+    clearTimeout(this.parkTimer);
+    this.parkTimer = undefined;
+  }
+
+  /** The park timer fired: close the sockets parked for `parkTimeoutMs` (oldest first), re-arm. */
+  private expireParked(): void {
+    this.parkTimer = undefined;
+    const now = Date.now();
+    const t = this.guard.parkTimeoutMs;
+    while (this.closing === undefined && this.parked.length > 0 && now - this.parked[0]!.since >= t) {
+      const p = this.parked.shift()!;
+      p.socket.off("close", p.onClose);
+      this.emit("limit", p.id, `the socket stayed parked at maxConnections = ${this.max} for parkTimeoutMs = ${t} without getting a slot`);
+      p.socket.destroy();
+      this.emit("drop", p.id);
+    }
+    this.armParkTimer();
   }
 
   private serve(id: number, socket: net.Socket): void {
@@ -256,7 +340,7 @@ export class Listener extends EventEmitter<ListenerEvents> {
     socket.once("close", () => served.tracker.release());
     const period = Math.min(...[g.frameTimeoutMs, g.firstMessageTimeoutMs].filter((t) => t > 0));
     if (this.sweeper === undefined && Number.isFinite(period)) {
-      this.sweeper = setInterval(() => this.sweep(), Math.max(5, Math.floor(period / 4)));
+      this.sweeper = setInterval(() => this.sweep(), Math.min(MAX_TIMER_MS, Math.max(5, Math.floor(period / 4))));
       this.sweeper.unref();
     }
   }
@@ -310,8 +394,10 @@ export class Listener extends EventEmitter<ListenerEvents> {
   private admit(): void {
     while (this.closing === undefined && this.parked.length > 0 && (this.max === 0 || this.active < this.max)) {
       const next = this.parked.shift()!;
+      next.socket.off("close", next.onClose);
       this.serve(next.id, next.socket);
     }
+    this.armParkTimer();
   }
 }
 
@@ -414,7 +500,7 @@ export async function listenSockets(target: ListenTarget, handler: SocketHandler
     fs.chmodSync(where.path, mode);
     // The listener must not start before the chmod: connections are only handled once we
     // return, and `connection` events before that cannot happen (no turn has run in between).
-    const listener = new Listener(server, handler, max, opts.maxPending ?? 128, where.path, guard);
+    const listener = new Listener(server, handler, max, where.path, guard);
     return listener;
   }
   await new Promise<void>((resolve, reject) => {
@@ -424,7 +510,7 @@ export async function listenSockets(target: ListenTarget, handler: SocketHandler
       resolve();
     });
   });
-  return new Listener(server, handler, max, opts.maxPending ?? 128, undefined, guard);
+  return new Listener(server, handler, max, undefined, guard);
 }
 
 function timeoutOf(v: number | undefined, name: string): number {
@@ -434,9 +520,13 @@ function timeoutOf(v: number | undefined, name: string): number {
 }
 
 function guardOf(opts: ListenOptions): Guard {
+  const maxPending = opts.maxPending ?? 128;
+  if (!Number.isInteger(maxPending) || maxPending < 0) throw new RangeError("maxPending must be a non-negative integer");
   return {
+    maxPending,
     frameTimeoutMs: timeoutOf(opts.frameTimeoutMs, "frameTimeoutMs"),
     firstMessageTimeoutMs: timeoutOf(opts.firstMessageTimeoutMs, "firstMessageTimeoutMs"),
+    parkTimeoutMs: timeoutOf(opts.parkTimeoutMs, "parkTimeoutMs"),
     budget: opts.frameBudget ?? new FrameBudget(DEFAULT_FRAME_BUDGET_BYTES),
     readInPlace: opts.readInPlace === true,
   };

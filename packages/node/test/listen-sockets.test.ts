@@ -1,7 +1,8 @@
 // Socket-level tests of the accept loop behind listenConnections: upstream's four
 // ListenConnections scenarios (listen_tests.cpp) on Unix sockets and TCP, with raw echo handlers,
-// each with served sockets read as streams and read in place (`readInPlace`, a SocketReader).
-import { describe, it, expect, beforeEach, afterEach } from "vitest";
+// each with served sockets read as streams and read in place (`readInPlace`, a SocketReader);
+// `parkTimeoutMs` (parked sockets closed after waiting that long) under vitest's fake clock.
+import { describe, it, expect, beforeEach, afterEach, vi } from "vitest";
 import * as net from "node:net";
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -19,6 +20,7 @@ beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), "mp-listen-"));
 });
 afterEach(async () => {
+  vi.useRealTimers();
   await assertNoHandleLeaks(baseline);
   fs.rmSync(dir, { recursive: true, force: true });
 });
@@ -183,6 +185,184 @@ for (const kind of kinds) for (const readInPlace of [false, true]) {
     });
   });
 }
+
+/** Listener events in order, as "event:id" (limit: "limit:id:reason"). */
+function record(l: Listener): string[] {
+  const log: string[] = [];
+  for (const ev of ["serve", "park", "release", "drop"] as const) l.on(ev, (id) => log.push(`${ev}:${id}`));
+  l.on("limit", (id, reason) => log.push(`limit:${id}:${reason}`));
+  return log;
+}
+
+/** Connect and wait until the listener has parked the socket. */
+async function parkedClient(l: Listener): Promise<net.Socket> {
+  const parked = next(l, "park");
+  const s = await connected(l);
+  s.on("error", () => {}); // the listener may reset it when it closes it
+  await parked;
+  return s;
+}
+
+const parkReason = (max: number, t: number): string => `the socket stayed parked at maxConnections = ${max} for parkTimeoutMs = ${t} without getting a slot`;
+
+for (const kind of kinds) {
+  // Only setTimeout/clearTimeout and Date are faked (the park timer and its clock); sockets run
+  // on real I/O. Frame timeouts are off so their sweeper does not run.
+  const fake = (): void => void vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "Date"] });
+  const noFrameTimeouts = { frameTimeoutMs: 0, firstMessageTimeoutMs: 0 };
+
+  describe(`listenSockets parkTimeoutMs (${kind.name})`, () => {
+    it("a socket parked for parkTimeoutMs without a slot is closed (limit, drop) and leaves the queue; one timer follows the head", async () => {
+      fake();
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1, parkTimeoutMs: 1000, ...noFrameTimeouts });
+      const log = record(l);
+      const a = await connected(l);
+      expect(await call(a, "a")).toBe("a");
+      const b = await parkedClient(l); // parked at t = 0
+      expect(vi.getTimerCount()).toBe(1);
+      vi.advanceTimersByTime(400);
+      const c = await parkedClient(l); // parked at t = 400
+      expect(vi.getTimerCount()).toBe(1); // one timer for the queue, not one per socket
+      vi.advanceTimersByTime(599);
+      expect(l.pending).toBe(2);
+      expect(log).toEqual(["serve:1", "park:2", "park:3"]);
+      const bClosed = once(b, "close");
+      vi.advanceTimersByTime(1); // t = 1000: b's deadline
+      expect(log.slice(3)).toEqual([`limit:2:${parkReason(1, 1000)}`, "drop:2"]);
+      expect(l.pending).toBe(1);
+      await bClosed;
+      expect(vi.getTimerCount()).toBe(1); // re-armed for c
+      vi.advanceTimersByTime(399);
+      expect(l.pending).toBe(1);
+      const cClosed = once(c, "close");
+      vi.advanceTimersByTime(1); // t = 1400: c's deadline
+      expect(log.slice(5)).toEqual([`limit:3:${parkReason(1, 1000)}`, "drop:3"]);
+      await cClosed;
+      expect(l.pending).toBe(0);
+      expect(vi.getTimerCount()).toBe(0);
+      // The served connection was not touched, and its slot still goes to the next client.
+      expect(await call(a, "a2")).toBe("a2");
+      expect(l.connections).toBe(1);
+      const d = await parkedClient(l);
+      const dReply = call(d, "d");
+      await hangUp(a);
+      expect(await dReply).toBe("d");
+      expect(vi.getTimerCount()).toBe(0); // served: nothing parked, nothing timed
+      await hangUp(d);
+      await l.close();
+      expect(log.filter((e) => e.startsWith("limit")).length).toBe(2);
+    });
+
+    it("a parked socket served before its deadline is not closed; the next head is timed from its own park", async () => {
+      fake();
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1, parkTimeoutMs: 1000, ...noFrameTimeouts });
+      const log = record(l);
+      const a = await connected(l);
+      expect(await call(a, "a")).toBe("a");
+      const b = await parkedClient(l); // t = 0
+      vi.advanceTimersByTime(500);
+      const c = await parkedClient(l); // t = 500
+      const served = next(l, "serve");
+      await hangUp(a);
+      expect(await served).toBe(2);
+      vi.advanceTimersByTime(999); // t = 1499: past b's old deadline, before c's
+      expect(l.pending).toBe(1);
+      expect(await call(b, "b")).toBe("b");
+      const cClosed = once(c, "close");
+      vi.advanceTimersByTime(1); // t = 1500
+      await cClosed;
+      expect(log.filter((e) => e.startsWith("limit") || e.startsWith("drop"))).toEqual([`limit:3:${parkReason(1, 1000)}`, "drop:3"]);
+      expect(l.pending).toBe(0);
+      expect(vi.getTimerCount()).toBe(0);
+      await hangUp(b);
+      await l.close();
+    });
+
+    it("a parked socket that closes by itself leaves the queue (no drop, no limit); the timer follows the new head", async () => {
+      fake();
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1, parkTimeoutMs: 1000, ...noFrameTimeouts });
+      const log = record(l);
+      // The listener's side of each accepted socket. A parked socket is not read, so a peer's
+      // hangup is not seen there; closing it locally is how one "closes by itself" (listen.ts).
+      const accepted: net.Socket[] = [];
+      (l as unknown as { server: net.Server }).server.on("connection", (s) => accepted.push(s));
+      const a = await connected(l);
+      expect(await call(a, "a")).toBe("a");
+      const b = await parkedClient(l); // t = 0
+      vi.advanceTimersByTime(300);
+      const c = await parkedClient(l); // t = 300
+      const bServerSide = accepted[1]!;
+      const gone = once(bServerSide, "close");
+      bServerSide.destroy();
+      await gone;
+      expect(l.pending).toBe(1);
+      expect(vi.getTimerCount()).toBe(1);
+      vi.advanceTimersByTime(999); // t = 1299: past b's deadline, before c's
+      expect(l.pending).toBe(1);
+      expect(log).toEqual(["serve:1", "park:2", "park:3"]);
+      const cClosed = once(c, "close");
+      vi.advanceTimersByTime(1); // t = 1300
+      await cClosed;
+      expect(log.slice(3)).toEqual([`limit:3:${parkReason(1, 1000)}`, "drop:3"]);
+      expect(vi.getTimerCount()).toBe(0);
+      b.destroy();
+      await hangUp(a);
+      await l.close();
+    });
+
+    it("defaults to 30 s; 0 disables it (no timer); close() clears the timer and drops what is parked", async () => {
+      fake();
+      const l = await listenSockets(kind.target(), echo, { maxConnections: 1, ...noFrameTimeouts });
+      const log = record(l);
+      const a = await connected(l);
+      expect(await call(a, "a")).toBe("a");
+      const b = await parkedClient(l);
+      vi.advanceTimersByTime(29_999);
+      expect(l.pending).toBe(1);
+      const bClosed = once(b, "close");
+      vi.advanceTimersByTime(1);
+      await bClosed;
+      expect(log.slice(-2)).toEqual([`limit:2:${parkReason(1, 30_000)}`, "drop:2"]);
+      const c = await parkedClient(l);
+      expect(vi.getTimerCount()).toBe(1);
+      const cClosed = once(c, "close");
+      a.on("error", () => {});
+      await l.close({ destroy: true });
+      await cClosed;
+      expect(vi.getTimerCount()).toBe(0);
+      expect(log.slice(log.indexOf("park:3"))).toEqual(["park:3", "drop:3", "release:1"]); // dropped, not timed out
+      expect(l.pending).toBe(0);
+
+      const off = await listenSockets(kind.target(), echo, { maxConnections: 1, parkTimeoutMs: 0, ...noFrameTimeouts });
+      const offLog = record(off);
+      const x = await connected(off);
+      expect(await call(x, "x")).toBe("x");
+      const y = await parkedClient(off);
+      expect(vi.getTimerCount()).toBe(0);
+      vi.advanceTimersByTime(10 * 24 * 3600 * 1000);
+      expect(off.pending).toBe(1);
+      const yReply = call(y, "y");
+      await hangUp(x);
+      expect(await yReply).toBe("y");
+      await hangUp(y);
+      await off.close();
+      expect(offLog.some((e) => e.startsWith("limit") || e.startsWith("drop"))).toBe(false);
+    });
+  });
+}
+
+describe("listenSockets option checks", () => {
+  it("parkTimeoutMs and maxPending are checked before listening (RangeError)", async () => {
+    const where = path.join(dir, "mp.sock");
+    for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      await expect(listenSockets(where, echo, { parkTimeoutMs: bad })).rejects.toThrow(new RangeError("parkTimeoutMs must be a non-negative number of milliseconds"));
+    }
+    for (const bad of [-1, 1.5, Number.NaN]) {
+      await expect(listenSockets(where, echo, { maxPending: bad })).rejects.toThrow(new RangeError("maxPending must be a non-negative integer"));
+    }
+    expect(fs.existsSync(where)).toBe(false);
+  });
+});
 
 describe("listenSockets Unix socket files", () => {
   it("creates the socket with mode 0600 and removes it on close", async () => {

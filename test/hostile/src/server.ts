@@ -42,13 +42,16 @@ export class CountingFoo extends FooImplementation {
 export type Transport = "unix" | "tcp";
 
 /** Listener options the suite varies. */
-export type ServerOptions = Pick<ListenOptions, "maxConnections" | "frameTimeoutMs" | "firstMessageTimeoutMs" | "frameBudget"> & Pick<ListenConnectionsOptions, "flow">;
+export type ServerOptions = Pick<ListenOptions, "maxConnections" | "maxPending" | "parkTimeoutMs" | "frameTimeoutMs" | "firstMessageTimeoutMs" | "frameBudget"> & Pick<ListenConnectionsOptions, "flow">;
 
 export class HostileServer {
   /** Listener `limit` events (timeouts, frame budget), in order. */
   readonly limits: { id: number; reason: string }[] = [];
   served = 0;
   released = 0;
+  /** Listener `park` and `drop` events. */
+  parked = 0;
+  dropped = 0;
 
   private constructor(
     readonly loop: EventLoop,
@@ -83,6 +86,8 @@ export class HostileServer {
     listener.on("limit", (id, reason) => s.limits.push({ id, reason }));
     listener.on("serve", () => s.served++);
     listener.on("release", () => s.released++);
+    listener.on("park", () => s.parked++);
+    listener.on("drop", () => s.dropped++);
     return s;
   }
 

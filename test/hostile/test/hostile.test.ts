@@ -177,6 +177,36 @@ describe.each<Transport>(["unix", "tcp"])("hostile peers over %s", (transport) =
     await closeServer(server);
   });
 
+  it("peers filling the parking lot (maxPending) are closed after parkTimeoutMs; the next client is parked and served", async () => {
+    const server = track(await HostileServer.start(transport, { maxConnections: 1, maxPending: 2, parkTimeoutMs: 500, frameTimeoutMs: 0, firstMessageTimeoutMs: 0 }));
+    const good = track(await GoodClient.connect(server.target));
+    expect(await good.once()).toBeGreaterThan(0);
+    // Two peers connect and wait: the lot is full, so a third is closed at once.
+    const waiting = [await peer(server, false), await peer(server, false)];
+    const over = await peer(server, false);
+    await over.closed;
+    // After parkTimeoutMs the waiting peers are closed too (limit, then drop).
+    await Promise.all(waiting.map((p) => p.closed));
+    expect(server.limits.map((l) => l.reason)).toEqual([
+      expect.stringMatching(/parked at maxConnections = 1 for parkTimeoutMs = 500/),
+      expect.stringMatching(/parked at maxConnections = 1 for parkTimeoutMs = 500/),
+    ]);
+    expect(server.parked).toBe(2); // the third was not parked: dropped at once
+    expect(server.dropped).toBe(3);
+    expect(server.listener.pending).toBe(0);
+    // The served client was kept; a new one waits in the emptied lot and is served when it frees.
+    expect(await good.once()).toBeGreaterThan(0);
+    const next = new Promise<void>((resolve) => server.listener.once("park", () => resolve()));
+    const late = GoodClient.connect(server.target);
+    await next;
+    await closeGood(good);
+    const g2 = track(await late);
+    expect(await g2.once()).toBeGreaterThan(0);
+    expect(server.limits).toHaveLength(2);
+    await closeGood(g2);
+    await closeServer(server);
+  });
+
   it("a connection that completes no message is closed after firstMessageTimeoutMs; one that does is kept", async () => {
     const server = track(await HostileServer.start(transport, { firstMessageTimeoutMs: 200, frameTimeoutMs: 0 }));
     const good = track(await GoodClient.connect(server.target));
