@@ -38,14 +38,13 @@ import * as net from "node:net";
 import * as fs from "node:fs";
 import { EventEmitter } from "node:events";
 import { FrameBudget, FrameTracker, SocketReader, readSocketInPlace } from "@multiprocess-ts/capnp";
+import { MAX_TIMER_MS, sweepPeriodMs } from "./sweep.js";
 
 /**
  * Default of {@link ListenOptions.frameTimeoutMs}, {@link ListenOptions.firstMessageTimeoutMs} and
  * {@link ListenOptions.parkTimeoutMs}.
  */
 export const DEFAULT_FRAME_TIMEOUT_MS = 30_000;
-/** Longest delay setTimeout/setInterval accept (larger ones fire after 1 ms). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Default limit of the per-listener {@link FrameBudget}: 256 MiB of partial frames. */
 export const DEFAULT_FRAME_BUDGET_BYTES = 256 * 1024 * 1024;
 
@@ -338,9 +337,9 @@ export class Listener extends EventEmitter<ListenerEvents> {
     if (reader !== null) reader.tap(served.onData);
     else socket.on("data", served.onData);
     socket.once("close", () => served.tracker.release());
-    const period = Math.min(...[g.frameTimeoutMs, g.firstMessageTimeoutMs].filter((t) => t > 0));
-    if (this.sweeper === undefined && Number.isFinite(period)) {
-      this.sweeper = setInterval(() => this.sweep(), Math.min(MAX_TIMER_MS, Math.max(5, Math.floor(period / 4))));
+    const period = sweepPeriodMs([g.frameTimeoutMs, g.firstMessageTimeoutMs]);
+    if (this.sweeper === undefined && period !== undefined) {
+      this.sweeper = setInterval(() => this.sweep(), period);
       this.sweeper.unref();
     }
   }

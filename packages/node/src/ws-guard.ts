@@ -18,6 +18,7 @@
 import { EventEmitter } from "node:events";
 import type { Duplex } from "node:stream";
 import { FrameBudget, LimitError } from "@multiprocess-ts/capnp";
+import { sweepPeriodMs } from "./sweep.js";
 
 /** The limits of a {@link WsGuard}, resolved (0 disables a timeout; 0 connections = no limit). */
 export interface WsGuardLimits {
@@ -255,9 +256,9 @@ export class WsGuard extends EventEmitter<WsGuardEvents> {
   private watch(): void {
     if (this.sweeper !== undefined || this.closed) return;
     const { upgradeTimeoutMs: u, parkTimeoutMs: p, frameTimeoutMs: f, firstMessageTimeoutMs: m } = this.limits;
-    const period = Math.min(...[u, p, f, m].filter((t) => t > 0));
-    if (!Number.isFinite(period)) return;
-    this.sweeper = setInterval(() => this.sweep(), Math.max(5, Math.floor(period / 4)));
+    const period = sweepPeriodMs([u, p, f, m]);
+    if (period === undefined) return;
+    this.sweeper = setInterval(() => this.sweep(), period);
     this.sweeper.unref();
   }
 
