@@ -340,15 +340,11 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   private lazyFn: (() => void) | null = null;
-  /** Reactions {@link lazyMicrotask} has queued again in this turn. */
-  private lazyHops = 0;
+  private lazyHops = 0; // reactions lazyMicrotask queued again this turn
 
   /**
-   * The lazy reaction: usually the caller whose Return brought the Finish has sent its next call
-   * by now, or does so a few promise hops later (its `await` resumes, an async function returns
-   * to the loop that calls again): then that call's flush takes the Finish and nothing more is
-   * scheduled. Otherwise, after {@link LAZY_HOPS} reactions, the nextTick check as before. Each
-   * hop is one reaction (cheaper than the nextTick it saves on a call loop).
+   * The lazy reaction: a call loop's next call, a few promise hops after the Return, schedules the
+   * flush that takes the Finish along; else, after {@link LAZY_HOPS} reactions, the nextTick check.
    */
   private lazyMicrotask(): void {
     if (this.flushScheduled || this.batch === null) {
