@@ -24,9 +24,11 @@ const KEEP = 64;
 /**
  * Free buffers of one size: a stack with its own count, not push / pop, because popping an array
  * to empty makes V8 drop its backing store and the next push allocate a new one (once per message
- * in a call loop).
+ * in a call loop). Each buffer is kept as the DataView over all of it that its last segment had:
+ * the next segment over the buffer takes that view too (a DataView costs about as much to make
+ * as a small object graph; it holds no state but its buffer).
  */
-interface FreeList { bufs: ArrayBuffer[]; n: number }
+interface FreeList { views: DataView[]; n: number }
 /** Free buffers by size in words (each request size gets its own list: wire layouts stay as built). */
 const free: (FreeList | undefined)[] = [];
 let kept = 0;
@@ -36,16 +38,21 @@ const EMPTY_VIEW = new DataView(EMPTY);
 
 /** A zero-filled buffer of `bytes` bytes (a multiple of 8). */
 export function takeBuffer(bytes: number): ArrayBuffer {
+  return takeView(bytes).buffer as ArrayBuffer;
+}
+
+/** {@link takeBuffer} as a DataView over all of the buffer (a segment's `_dv`). */
+export function takeView(bytes: number): DataView {
   if (bytes <= MAX_POOLED && (bytes & 7) === 0) {
     const list = free[bytes >>> 3];
     if (list !== undefined && list.n > 0) {
-      const b = list.bufs[--list.n]!;
-      list.bufs[list.n] = EMPTY; // drops the reference, keeps the slot
+      const v = list.views[--list.n]!;
+      list.views[list.n] = EMPTY_VIEW; // drops the reference, keeps the slot
       kept--;
-      return b;
+      return v;
     }
   }
-  return new ArrayBuffer(bytes);
+  return new DataView(new ArrayBuffer(bytes));
 }
 
 /**
@@ -62,6 +69,7 @@ export function recycleMessage(m: capnp.Message): void {
   const size = b.byteLength;
   if (size === 0 || size > MAX_POOLED || (size & 7) !== 0) return;
   const used = seg.byteLength;
+  const dv = seg._dv;
   seg.buffer = EMPTY;
   seg._dv = EMPTY_VIEW;
   seg.byteLength = 0;
@@ -73,8 +81,8 @@ export function recycleMessage(m: capnp.Message): void {
     kept = 0;
   }
   new Uint8Array(b, 0, used).fill(0);
-  const list = (free[size >>> 3] ??= { bufs: [], n: 0 });
-  list.bufs[list.n++] = b;
+  const list = (free[size >>> 3] ??= { views: [], n: 0 });
+  list.views[list.n++] = dv.buffer === b && dv.byteOffset === 0 && dv.byteLength === size ? dv : new DataView(b);
   kept++;
 }
 

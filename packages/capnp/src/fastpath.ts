@@ -33,7 +33,7 @@ import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segmen
 import { ArenaKind } from "capnp-ts/src/serialization/arena/arena-kind.js";
 import { Segment } from "capnp-ts/src/serialization/segment.js";
 import { DEFAULT_TRAVERSE_LIMIT, MAX_DEPTH } from "capnp-ts/src/constants.js";
-import { takeBuffer } from "./buffers.js";
+import { takeView } from "./buffers.js";
 
 export const MSG_CALL = 2;
 export const MSG_RETURN = 3;
@@ -83,9 +83,10 @@ const ARENA_PROTO = MultiSegmentArena.prototype as object;
  * A capnp-ts Message over `buffers` (a MultiSegmentArena: more segments are added as needed),
  * each segment fully used, except segment 0 when `firstUsed` >= 0. The same object capnp-ts's
  * `new Message(new MultiSegmentArena(buffers), false, false)` + `preallocateSegments` makes,
- * without the constructors' debug tracing.
+ * without the constructors' debug tracing; `firstView`: a DataView of all of `buffers[0]` to
+ * reuse (else a new one).
  */
-export function messageOver(buffers: ArrayBuffer[], firstUsed = -1): capnp.Message {
+export function messageOver(buffers: ArrayBuffer[], firstUsed = -1, firstView: DataView | null = null): capnp.Message {
   const arena = Object.create(ARENA_PROTO) as { kind: ArenaKind; buffers: ArrayBuffer[] };
   arena.kind = ArenaKind.MULTI_SEGMENT;
   arena.buffers = buffers;
@@ -93,9 +94,42 @@ export function messageOver(buffers: ArrayBuffer[], firstUsed = -1): capnp.Messa
   const segments: Seg[] = new Array(buffers.length);
   m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT };
   const msg = m as unknown as capnp.Message;
-  for (let i = 0; i < buffers.length; i++) segments[i] = new Segment(i, msg, buffers[i]!, buffers[i]!.byteLength);
+  for (let i = 0; i < buffers.length; i++) {
+    const b = buffers[i]!;
+    segments[i] = segmentOver(SEGMENT_PROTO, i, msg, b, i === 0 && firstView !== null ? firstView : new DataView(b), b.byteLength);
+  }
   if (firstUsed >= 0) segments[0]!.byteLength = firstUsed;
   return msg;
+}
+
+const SEGMENT_PROTO = Segment.prototype as object;
+
+/**
+ * A segment with `proto` (Segment's or {@link InPlaceSegment}'s) holding exactly the fields
+ * capnp-ts's Segment constructor sets, in the same order, but over `dv` (a DataView of all of
+ * `buffer`) instead of a new one: the engine's messages reuse the view of a pooled buffer
+ * (buffers.ts) or of the socket slab the previous message was read from.
+ */
+function segmentOver(proto: object, id: number, msg: capnp.Message, buffer: ArrayBuffer, dv: DataView, byteLength: number): Seg {
+  const s = Object.create(proto) as SegmentFields;
+  s[Symbol.toStringTag] = "Segment";
+  s.id = id;
+  s.message = msg;
+  s.buffer = buffer;
+  s._dv = dv;
+  s.byteOffset = 0;
+  s.byteLength = byteLength;
+  return s as unknown as Seg;
+}
+
+interface SegmentFields {
+  [Symbol.toStringTag]: string;
+  id: number;
+  message: capnp.Message;
+  buffer: ArrayBuffer;
+  _dv: DataView;
+  byteOffset: number;
+  byteLength: number;
 }
 
 /**
@@ -143,18 +177,33 @@ export function messageInPlace(view: Uint8Array): capnp.Message {
   const m = Object.create(MESSAGE_PROTO) as { _capnp: capnp.Message["_capnp"] };
   const segments: Seg[] = new Array(1);
   m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT };
-  const seg = new InPlaceSegment(0, m as unknown as capnp.Message, buffer, view.byteOffset + view.byteLength);
+  // Consecutive messages mostly lie in the same socket slab: they share its DataView.
+  let dv = lastInPlaceView;
+  if (dv.buffer !== buffer) {
+    dv = new DataView(buffer);
+    if (buffer.byteLength <= KEEP_VIEW_BYTES) lastInPlaceView = dv;
+  }
+  const seg = segmentOver(IN_PLACE_PROTO, 0, m as unknown as capnp.Message, buffer, dv, view.byteOffset + view.byteLength);
   seg.byteOffset = view.byteOffset;
   segments[0] = seg;
   return m as unknown as capnp.Message;
 }
+
+const IN_PLACE_PROTO = InPlaceSegment.prototype as object;
+/**
+ * The DataView of the buffer the last in-place message lay in, if at most KEEP_VIEW_BYTES (a
+ * socket slab): it keeps that one buffer alive, never a large message's.
+ */
+let lastInPlaceView = new DataView(new ArrayBuffer(0));
+const KEEP_VIEW_BYTES = 64 * 1024;
 
 /**
  * A message with one segment of at least `bytes` bytes (a pooled buffer, buffers.ts), `used` of
  * them in use.
  */
 function messageWithEnvelope(bytes: number, used: number): { m: capnp.Message; seg: Seg; dv: DataView } {
-  const m = messageOver([takeBuffer(bytes)], used);
+  const view = takeView(bytes);
+  const m = messageOver([view.buffer as ArrayBuffer], used, view);
   const seg = m._capnp.segments[0]!;
   return { m, seg, dv: dataViewOf(seg) };
 }
@@ -189,8 +238,8 @@ export function newCallMessage<P extends capnp.Struct>(
 export function callMessage(interfaceId: bigint, methodId: number, size: capnp.ObjectSize, extraBytes = 128): capnp.Message {
   const contentBytes = roundUp(size.dataByteLength) + size.pointerLength * 8;
   const used = CALL.envelopeBytes + contentBytes;
-  const m = messageOver([takeBuffer(roundUp(used + extraBytes))], used);
-  const dv = dataViewOf(m._capnp.segments[0]!);
+  const dv = takeView(roundUp(used + extraBytes));
+  const m = messageOver([dv.buffer as ArrayBuffer], used, dv);
   // 0: root → Message (1 data word, 1 ptr) at word 1
   dv.setUint32(4, ptrHi(1, 1), true);
   dv.setUint16(8, MSG_CALL, true);

@@ -321,9 +321,11 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   /**
-   * A lazy message waits in the batch. A microtask schedules a check once the microtask queue is
-   * drained (a nextTick), so the promise continuations this turn runs (a call loop's next call)
-   * add their messages to the same write first. When this turn sent nothing else, the lazy
+   * A lazy message waits in the batch. A microtask looks whether another message has scheduled
+   * the flush (a call loop's next call, a few promise hops after the Return: see
+   * {@link lazyMicrotask}); if none has, it schedules a check once the microtask queue is drained
+   * (a nextTick), so the promise continuations this turn runs still add their messages to the
+   * same write first. When this turn sent nothing else, the lazy
    * messages wait one more event-loop turn (two setImmediates: past the next poll phase) for the
    * next message, then go out alone: a relayed call loop's next call comes from another thread's
    * message, read in the next poll phase (the worker bridge, docs/threading.md).
@@ -331,12 +333,27 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private scheduleLazyFlush(): void {
     if (this.lazyScheduled || this.flushScheduled) return;
     this.lazyScheduled = true;
+    this.lazyHops = 0;
     // A reaction on a settled promise, not queueMicrotask (an AsyncResource and a closure per
     // call: the Finish after each Return schedules this); made once per transport; never throws.
-    void RESOLVED.then((this.lazyFn ??= () => process.nextTick(LAZY_CHECK, this)));
+    void RESOLVED.then((this.lazyFn ??= () => this.lazyMicrotask()));
   }
 
   private lazyFn: (() => void) | null = null;
+  private lazyHops = 0; // reactions lazyMicrotask queued again this turn
+
+  /**
+   * The lazy reaction: a call loop's next call, a few promise hops after the Return, schedules the
+   * flush that takes the Finish along; else, after {@link LAZY_HOPS} reactions, the nextTick check.
+   */
+  private lazyMicrotask(): void {
+    if (this.flushScheduled || this.batch === null) {
+      this.lazyScheduled = false;
+      return;
+    }
+    if (this.lazyHops++ < LAZY_HOPS) void RESOLVED.then(this.lazyFn!);
+    else process.nextTick(LAZY_CHECK, this);
+  }
 
   /** @internal See {@link scheduleLazyFlush}. */
   lazyCheck(): void {
@@ -537,6 +554,8 @@ function ON_DATA(this: OwnedStream, chunk: Buffer | string): void {
   this[kTransport]!.onData(chunk);
 }
 const RESOLVED: Promise<void> = Promise.resolve();
+/** Promise hops the lazy reaction waits for a next message before its nextTick check. */
+const LAZY_HOPS = 3;
 
 function LAZY_CHECK(t: StreamTransport): void {
   t.lazyCheck();

@@ -10,8 +10,9 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { RpcConnection, deferred, localCapability, streamTransport } from "@multiprocess-ts/capnp";
 import type { Capability, IncomingCall, Server } from "@multiprocess-ts/capnp";
-import { freeBufferCount, recycleMessage, takeBuffer } from "../dist/buffers.js";
-import { newReturnMessage } from "../dist/fastpath.js";
+import { Segment } from "capnp-ts/src/serialization/segment.js";
+import { freeBufferCount, recycleMessage, takeBuffer, takeView } from "../dist/buffers.js";
+import { callMessage, dataViewOf, messageInPlace, newReturnMessage } from "../dist/fastpath.js";
 import { Box, CALC, CalcServer, M, callA } from "./rpc-helpers.js";
 
 const cleanups: (() => void | Promise<void>)[] = [];
@@ -199,6 +200,53 @@ describe("buffers.ts", () => {
     const again = takeBuffer(size);
     expect(again).toBe(buf);
     expect(new Uint8Array(again).every((x) => x === 0)).toBe(true);
+  });
+
+  it("a recycled buffer keeps its DataView: the next message over it reuses the view, not a new one", () => {
+    const { msg } = newReturnMessage(Box, 64);
+    const seg = msg._capnp.segments[0]!;
+    const buf = seg.buffer;
+    const dv = dataViewOf(seg);
+    recycleMessage(msg);
+    const again = takeView(buf.byteLength);
+    expect(again).toBe(dv);
+    expect(again.buffer).toBe(buf);
+    // A Call over a recycled Call's buffer: same buffer, same view.
+    const m1 = callMessage(1n, 2, Box._capnp.size);
+    const dv1 = dataViewOf(m1._capnp.segments[0]!);
+    recycleMessage(m1);
+    const m2 = callMessage(1n, 2, Box._capnp.size);
+    expect(dataViewOf(m2._capnp.segments[0]!)).toBe(dv1);
+    expect(m2._capnp.segments[0]!.buffer).toBe(dv1.buffer);
+    expect(dataViewOf(m1._capnp.segments[0]!)).not.toBe(dv1); // the recycled message is cut off
+  });
+
+  it("segments made without capnp-ts's constructor have its fields, in its order", () => {
+    const fresh = new Segment(0, new (class {})() as never, new ArrayBuffer(8), 8);
+    const { msg } = newReturnMessage(Box, 64);
+    expect(Reflect.ownKeys(msg._capnp.segments[0]!)).toEqual(Reflect.ownKeys(fresh));
+    expect(msg._capnp.segments[0]).toBeInstanceOf(Segment);
+  });
+
+  it("in-place messages in one buffer share its DataView and read their own bytes; another buffer gets its own", () => {
+    const slab = new Uint8Array(1024);
+    const a = slab.subarray(0, 16);
+    const b = slab.subarray(16, 32);
+    new DataView(slab.buffer).setUint32(8, 0x1111, true);
+    new DataView(slab.buffer).setUint32(24, 0x2222, true);
+    const ma = messageInPlace(a);
+    const mb = messageInPlace(b);
+    const sa = ma._capnp.segments[0]!;
+    const sb = mb._capnp.segments[0]!;
+    expect(dataViewOf(sa)).toBe(dataViewOf(sb));
+    expect(Reflect.ownKeys(sa)).toEqual(Reflect.ownKeys(new Segment(0, ma, slab.buffer, 8)));
+    expect(sa.hasCapacity(8)).toBe(false); // in place: never grows into the bytes after it
+    expect(dataViewOf(sa).getUint32(sa.byteOffset + 8, true)).toBe(0x1111);
+    expect(dataViewOf(sb).getUint32(sb.byteOffset + 8, true)).toBe(0x2222);
+    expect([sa.byteOffset, sa.byteLength, sb.byteOffset, sb.byteLength]).toEqual([0, 16, 16, 32]);
+    const other = messageInPlace(new Uint8Array(16))._capnp.segments[0]!;
+    expect(dataViewOf(other)).not.toBe(dataViewOf(sa));
+    expect(dataViewOf(other).buffer).toBe(other.buffer);
   });
 
   it("multi-segment and large messages are not taken", () => {

@@ -201,6 +201,42 @@ describe("streamTransport over a Unix socket", () => {
     await rs.whenClosed;
   });
 
+  it("a lazy message's check waits a few promise hops for the next message (no nextTick), then falls back to the nextTick check", async () => {
+    const [c, s] = await unixSocketPair();
+    const tc = streamTransport(c);
+    const rs = start(streamTransport(s));
+    start(tc);
+    const writes = countWrites(c);
+    // Counts the transport's nextTick check (stream.ts LAZY_CHECK) among all nextTicks.
+    const nextTick = process.nextTick;
+    let checks = 0;
+    process.nextTick = ((cb: (...a: unknown[]) => void, ...a: unknown[]) => {
+      if (cb.name === "LAZY_CHECK") checks++;
+      nextTick(cb, ...a);
+    }) as typeof process.nextTick;
+    try {
+      // A call loop whose next call is two hops after the Return (an async wrapper): no check tick.
+      tc.sendLazy!(msg(1));
+      void Promise.resolve().then(() => undefined).then(() => tc.send(msg(2)));
+      await rs.waitFor(2);
+      expect(writes()).toBe(1);
+      expect(checks).toBe(0);
+      // Ten hops: more than the reaction waits for; the nextTick check still lets it ride along.
+      tc.sendLazy!(msg(3));
+      let p = Promise.resolve();
+      for (let i = 0; i < 10; i++) p = p.then(() => undefined);
+      void p.then(() => tc.send(msg(4)));
+      await rs.waitFor(4);
+      expect(writes()).toBe(2);
+      expect(checks).toBe(1);
+    } finally {
+      process.nextTick = nextTick;
+    }
+    expect(rs.msgs.map(tagOf)).toEqual([1, 2, 3, 4]);
+    await tc.close();
+    await rs.whenClosed;
+  });
+
   it("reuses the batch buffer of a write the socket completed at once; every message arrives intact", async () => {
     const [c, s] = await unixSocketPair();
     const tc = streamTransport(c);

@@ -2,7 +2,7 @@
 // integer range checks, and functions as capabilities.
 // Threading: loop thread (the test's thread).
 import { deferred } from "@multiprocess-ts/capnp";
-import { FooCallbackClient, FooCallbackServer, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { FooCallbackClient, FooCallbackServer, FooInterfaceServer, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import {
   IntRangeError,
   IpcCalledAfterDisconnectError,
@@ -201,6 +201,37 @@ describe("integer checks", () => {
     await using p = await fooSetup(impl);
     await expect(p.client.add(2 ** 31, 0)).rejects.toBeInstanceOf(RangeError);
     expect(impl.calls).toEqual([]);
+  });
+});
+
+describe("the CallIO of a call", () => {
+  it("build and read get one when the descriptor's clientIo says so; without clientIo, when they declare one", async () => {
+    await using p = await fooSetup(new FooImpl());
+    const m = FooInterfaceServer.methods.find((x) => x.method.name === "add")!.method;
+    expect(m.clientIo).toBe(false); // generated: add's writer and reader take no io
+    const seen: unknown[] = [];
+    // Rest parameters do not count in a function's length: these two declare no io.
+    const build1 = (prm: { a: number; b: number }, ...rest: unknown[]): void => {
+      seen.push(rest[0] ?? null);
+      prm.a = 1;
+      prm.b = 2;
+    };
+    const read1 = (r: { result: number }, ...rest: unknown[]): number => {
+      seen.push(rest[0] ?? null);
+      return r.result;
+    };
+    const build2 = (prm: { a: number; b: number }, io: unknown): void => build1(prm, io);
+    // $call is @internal ($invoke without `protected`): not in the published typings.
+    type Call = (m: $mp.ProxyMethod, build: (p: any, io?: any) => void, read: (r: any) => number) => Promise<number>;
+    const call = (p.client as unknown as { $call: Call }).$call.bind(p.client);
+    const unset = { ...m };
+    delete unset.clientIo;
+    expect(await call({ ...m, clientIo: true }, build1, read1)).toBe(3);
+    expect(await call({ ...m, clientIo: false }, build1, read1)).toBe(3);
+    expect(await call(unset, build2, read1)).toBe(3);
+    expect(await call(unset, build1, read1)).toBe(3);
+    const has = seen.map((x) => x !== null && typeof x === "object");
+    expect(has).toEqual([true, true, false, false, true, true, false, false]);
   });
 });
 

@@ -36,7 +36,7 @@ export class CalculatorInterface_solveEquation$Results extends $.Struct {
 const CalculatorInterface$destroy: $mp.ProxyMethod = { name: "destroy", interfaceId: 0x8f2fc29c621a588en, methodId: 0,
   Params: CalculatorInterface_destroy$Params, Results: CalculatorInterface_destroy$Results, context: 0, destroy: true, special: "destroy" };
 const CalculatorInterface$solveEquation: $mp.ProxyMethod = { name: "solveEquation", interfaceId: 0x8f2fc29c621a588en, methodId: 1,
-  Params: CalculatorInterface_solveEquation$Params, Results: CalculatorInterface_solveEquation$Results, context: 0, destroy: false };
+  Params: CalculatorInterface_solveEquation$Params, Results: CalculatorInterface_solveEquation$Results, context: 0, destroy: false, clientIo: false };
 
 /** TS-native interface of `CalculatorInterface`, implemented by servers (sync or async) and by {@link CalculatorInterfaceClient}. */
 export interface CalculatorInterface {

@@ -50,9 +50,9 @@ export class InitInterface_makePrinter$Results extends $.Struct {
 const InitInterface$construct: $mp.ProxyMethod = { name: "construct", interfaceId: 0xf005d0634bafecf9n, methodId: 0,
   Params: InitInterface_construct$Params, Results: InitInterface_construct$Results, context: -1, destroy: false, special: "construct" };
 const InitInterface$makeCalculator: $mp.ProxyMethod = { name: "makeCalculator", interfaceId: 0xf005d0634bafecf9n, methodId: 1,
-  Params: InitInterface_makeCalculator$Params, Results: InitInterface_makeCalculator$Results, context: 0, destroy: false };
+  Params: InitInterface_makeCalculator$Params, Results: InitInterface_makeCalculator$Results, context: 0, destroy: false, clientIo: true };
 const InitInterface$makePrinter: $mp.ProxyMethod = { name: "makePrinter", interfaceId: 0xf005d0634bafecf9n, methodId: 2,
-  Params: InitInterface_makePrinter$Params, Results: InitInterface_makePrinter$Results, context: 0, destroy: false };
+  Params: InitInterface_makePrinter$Params, Results: InitInterface_makePrinter$Results, context: 0, destroy: false, clientIo: true };
 
 /** TS-native interface of `InitInterface`, implemented by servers (sync or async) and by {@link InitInterfaceClient}. */
 export interface InitInterface {

@@ -36,7 +36,7 @@ export class PrinterInterface_print$Results extends $.Struct {
 const PrinterInterface$destroy: $mp.ProxyMethod = { name: "destroy", interfaceId: 0xaadbfb2ec12e0469n, methodId: 0,
   Params: PrinterInterface_destroy$Params, Results: PrinterInterface_destroy$Results, context: 0, destroy: true, special: "destroy" };
 const PrinterInterface$print: $mp.ProxyMethod = { name: "print", interfaceId: 0xaadbfb2ec12e0469n, methodId: 1,
-  Params: PrinterInterface_print$Params, Results: PrinterInterface_print$Results, context: 0, destroy: false };
+  Params: PrinterInterface_print$Params, Results: PrinterInterface_print$Results, context: 0, destroy: false, clientIo: false };
 
 /** TS-native interface of `PrinterInterface`, implemented by servers (sync or async) and by {@link PrinterInterfaceClient}. */
 export interface PrinterInterface {

@@ -404,7 +404,7 @@ export function writeEvolvedV2_mode(s: EvolvedV2_mode$Struct, v: EvolvedV2_mode)
 const FooInit$construct: $mp.ProxyMethod = { name: "construct", interfaceId: 0xb940820fb347bcb3n, methodId: 0,
   Params: FooInit_construct$Params, Results: FooInit_construct$Results, context: -1, destroy: false, special: "construct" };
 const FooInit$makeFoo: $mp.ProxyMethod = { name: "makeFoo", interfaceId: 0xb940820fb347bcb3n, methodId: 1,
-  Params: FooInit_makeFoo$Params, Results: FooInit_makeFoo$Results, context: 0, destroy: false };
+  Params: FooInit_makeFoo$Params, Results: FooInit_makeFoo$Results, context: 0, destroy: false, clientIo: true };
 
 /** TS-native interface of `FooInit`, implemented by servers (sync or async) and by {@link FooInitClient}. */
 export interface FooInit {
@@ -444,7 +444,7 @@ export class FooInitServer extends $mp.ProxyServerBase<FooInit> {
 }
 
 const ThreadFoo$threadName: $mp.ProxyMethod = { name: "threadName", interfaceId: 0xc900d1c22c68279dn, methodId: 0,
-  Params: ThreadFoo_threadName$Params, Results: ThreadFoo_threadName$Results, context: 0, destroy: false };
+  Params: ThreadFoo_threadName$Params, Results: ThreadFoo_threadName$Results, context: 0, destroy: false, clientIo: false };
 
 /** TS-native interface of `ThreadFoo`, implemented by servers (sync or async) and by {@link ThreadFooClient}. */
 export interface ThreadFoo extends $foo.FooInterface {
@@ -484,7 +484,7 @@ export class ThreadFooServer extends $mp.ProxyServerBase<ThreadFoo> {
 }
 
 const ThreadedCallback$initThreadMap: $mp.ProxyMethod = { name: "initThreadMap", interfaceId: 0xe820abc74428e19dn, methodId: 0,
-  Params: ThreadedCallback_initThreadMap$Params, Results: ThreadedCallback_initThreadMap$Results, context: -1, destroy: false };
+  Params: ThreadedCallback_initThreadMap$Params, Results: ThreadedCallback_initThreadMap$Results, context: -1, destroy: false, clientIo: true };
 
 /** TS-native interface of `ThreadedCallback`, implemented by servers (sync or async) and by {@link ThreadedCallbackClient}. */
 export interface ThreadedCallback extends $foo.FooCallback {
@@ -529,9 +529,9 @@ export class ThreadedCallbackServer extends $mp.ProxyServerBase<ThreadedCallback
 const PrinterInit$construct: $mp.ProxyMethod = { name: "construct", interfaceId: 0xa18aa9b89118cd0dn, methodId: 0,
   Params: PrinterInit_construct$Params, Results: PrinterInit_construct$Results, context: -1, destroy: false, special: "construct" };
 const PrinterInit$makePrinter: $mp.ProxyMethod = { name: "makePrinter", interfaceId: 0xa18aa9b89118cd0dn, methodId: 1,
-  Params: PrinterInit_makePrinter$Params, Results: PrinterInit_makePrinter$Results, context: 0, destroy: false };
+  Params: PrinterInit_makePrinter$Params, Results: PrinterInit_makePrinter$Results, context: 0, destroy: false, clientIo: true };
 const PrinterInit$makeFn: $mp.ProxyMethod = { name: "makeFn", interfaceId: 0xa18aa9b89118cd0dn, methodId: 2,
-  Params: PrinterInit_makeFn$Params, Results: PrinterInit_makeFn$Results, context: 0, destroy: false };
+  Params: PrinterInit_makeFn$Params, Results: PrinterInit_makeFn$Results, context: 0, destroy: false, clientIo: true };
 
 /** TS-native interface of `PrinterInit`, implemented by servers (sync or async) and by {@link PrinterInitClient}. */
 export interface PrinterInit {
@@ -588,9 +588,9 @@ export class PrinterInitServer extends $mp.ProxyServerBase<PrinterInit> {
 }
 
 const EvolvingV1$echo: $mp.ProxyMethod = { name: "echo", interfaceId: 0xf8c8b7da5b7ab2ffn, methodId: 0,
-  Params: EvolvingV1_echo$Params, Results: EvolvingV1_echo$Results, context: -1, destroy: false };
+  Params: EvolvingV1_echo$Params, Results: EvolvingV1_echo$Results, context: -1, destroy: false, clientIo: false };
 const EvolvingV1$latest: $mp.ProxyMethod = { name: "latest", interfaceId: 0xf8c8b7da5b7ab2ffn, methodId: 1,
-  Params: EvolvingV1_latest$Params, Results: EvolvingV1_latest$Results, context: -1, destroy: false };
+  Params: EvolvingV1_latest$Params, Results: EvolvingV1_latest$Results, context: -1, destroy: false, clientIo: false };
 
 /** TS-native interface of `EvolvingV1`, implemented by servers (sync or async) and by {@link EvolvingV1Client}. */
 export interface EvolvingV1 {
@@ -649,9 +649,9 @@ export class EvolvingV1Server extends $mp.ProxyServerBase<EvolvingV1> {
 }
 
 const EvolvingV2$echo: $mp.ProxyMethod = { name: "echo", interfaceId: 0x80baf6954de9034dn, methodId: 0,
-  Params: EvolvingV2_echo$Params, Results: EvolvingV2_echo$Results, context: -1, destroy: false };
+  Params: EvolvingV2_echo$Params, Results: EvolvingV2_echo$Results, context: -1, destroy: false, clientIo: false };
 const EvolvingV2$latest: $mp.ProxyMethod = { name: "latest", interfaceId: 0x80baf6954de9034dn, methodId: 1,
-  Params: EvolvingV2_latest$Params, Results: EvolvingV2_latest$Results, context: -1, destroy: false };
+  Params: EvolvingV2_latest$Params, Results: EvolvingV2_latest$Results, context: -1, destroy: false, clientIo: false };
 
 /** TS-native interface of `EvolvingV2`, implemented by servers (sync or async) and by {@link EvolvingV2Client}. */
 export interface EvolvingV2 {

@@ -711,55 +711,55 @@ export class FooStructError extends Error {
 }
 
 const FooInterface$add: $mp.ProxyMethod = { name: "add", interfaceId: 0x90de09db457f4d3bn, methodId: 0,
-  Params: FooInterface_add$Params, Results: FooInterface_add$Results, context: -1, destroy: false };
+  Params: FooInterface_add$Params, Results: FooInterface_add$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$mapSize: $mp.ProxyMethod = { name: "mapSize", interfaceId: 0x90de09db457f4d3bn, methodId: 1,
-  Params: FooInterface_mapSize$Params, Results: FooInterface_mapSize$Results, context: -1, destroy: false };
+  Params: FooInterface_mapSize$Params, Results: FooInterface_mapSize$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$pass: $mp.ProxyMethod = { name: "pass", interfaceId: 0x90de09db457f4d3bn, methodId: 2,
-  Params: FooInterface_pass$Params, Results: FooInterface_pass$Results, context: -1, destroy: false };
+  Params: FooInterface_pass$Params, Results: FooInterface_pass$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$raise: $mp.ProxyMethod = { name: "raise", interfaceId: 0x90de09db457f4d3bn, methodId: 3,
-  Params: FooInterface_raise$Params, Results: FooInterface_raise$Results, context: -1, destroy: false };
+  Params: FooInterface_raise$Params, Results: FooInterface_raise$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$initThreadMap: $mp.ProxyMethod = { name: "initThreadMap", interfaceId: 0x90de09db457f4d3bn, methodId: 4,
-  Params: FooInterface_initThreadMap$Params, Results: FooInterface_initThreadMap$Results, context: -1, destroy: false };
+  Params: FooInterface_initThreadMap$Params, Results: FooInterface_initThreadMap$Results, context: -1, destroy: false, clientIo: true };
 const FooInterface$callback: $mp.ProxyMethod = { name: "callback", interfaceId: 0x90de09db457f4d3bn, methodId: 5,
-  Params: FooInterface_callback$Params, Results: FooInterface_callback$Results, context: 0, destroy: false };
+  Params: FooInterface_callback$Params, Results: FooInterface_callback$Results, context: 0, destroy: false, clientIo: true };
 const FooInterface$callbackUnique: $mp.ProxyMethod = { name: "callbackUnique", interfaceId: 0x90de09db457f4d3bn, methodId: 6,
-  Params: FooInterface_callbackUnique$Params, Results: FooInterface_callbackUnique$Results, context: 0, destroy: false };
+  Params: FooInterface_callbackUnique$Params, Results: FooInterface_callbackUnique$Results, context: 0, destroy: false, clientIo: true };
 const FooInterface$callbackShared: $mp.ProxyMethod = { name: "callbackShared", interfaceId: 0x90de09db457f4d3bn, methodId: 7,
-  Params: FooInterface_callbackShared$Params, Results: FooInterface_callbackShared$Results, context: 0, destroy: false };
+  Params: FooInterface_callbackShared$Params, Results: FooInterface_callbackShared$Results, context: 0, destroy: false, clientIo: true };
 const FooInterface$saveCallback: $mp.ProxyMethod = { name: "saveCallback", interfaceId: 0x90de09db457f4d3bn, methodId: 8,
-  Params: FooInterface_saveCallback$Params, Results: FooInterface_saveCallback$Results, context: 0, destroy: false };
+  Params: FooInterface_saveCallback$Params, Results: FooInterface_saveCallback$Results, context: 0, destroy: false, clientIo: true };
 const FooInterface$callbackSaved: $mp.ProxyMethod = { name: "callbackSaved", interfaceId: 0x90de09db457f4d3bn, methodId: 9,
-  Params: FooInterface_callbackSaved$Params, Results: FooInterface_callbackSaved$Results, context: 0, destroy: false };
+  Params: FooInterface_callbackSaved$Params, Results: FooInterface_callbackSaved$Results, context: 0, destroy: false, clientIo: false };
 const FooInterface$callbackExtended: $mp.ProxyMethod = { name: "callbackExtended", interfaceId: 0x90de09db457f4d3bn, methodId: 10,
-  Params: FooInterface_callbackExtended$Params, Results: FooInterface_callbackExtended$Results, context: 0, destroy: false };
+  Params: FooInterface_callbackExtended$Params, Results: FooInterface_callbackExtended$Results, context: 0, destroy: false, clientIo: true };
 const FooInterface$passCustom: $mp.ProxyMethod = { name: "passCustom", interfaceId: 0x90de09db457f4d3bn, methodId: 11,
-  Params: FooInterface_passCustom$Params, Results: FooInterface_passCustom$Results, context: -1, destroy: false };
+  Params: FooInterface_passCustom$Params, Results: FooInterface_passCustom$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$passEmpty: $mp.ProxyMethod = { name: "passEmpty", interfaceId: 0x90de09db457f4d3bn, methodId: 12,
-  Params: FooInterface_passEmpty$Params, Results: FooInterface_passEmpty$Results, context: -1, destroy: false };
+  Params: FooInterface_passEmpty$Params, Results: FooInterface_passEmpty$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$passMessage: $mp.ProxyMethod = { name: "passMessage", interfaceId: 0x90de09db457f4d3bn, methodId: 13,
-  Params: FooInterface_passMessage$Params, Results: FooInterface_passMessage$Results, context: -1, destroy: false };
+  Params: FooInterface_passMessage$Params, Results: FooInterface_passMessage$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$passMutable: $mp.ProxyMethod = { name: "passMutable", interfaceId: 0x90de09db457f4d3bn, methodId: 14,
-  Params: FooInterface_passMutable$Params, Results: FooInterface_passMutable$Results, context: -1, destroy: false };
+  Params: FooInterface_passMutable$Params, Results: FooInterface_passMutable$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$passEnum: $mp.ProxyMethod = { name: "passEnum", interfaceId: 0x90de09db457f4d3bn, methodId: 15,
-  Params: FooInterface_passEnum$Params, Results: FooInterface_passEnum$Results, context: -1, destroy: false };
+  Params: FooInterface_passEnum$Params, Results: FooInterface_passEnum$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$passFn: $mp.ProxyMethod = { name: "passFn", interfaceId: 0x90de09db457f4d3bn, methodId: 16,
-  Params: FooInterface_passFn$Params, Results: FooInterface_passFn$Results, context: 0, destroy: false };
+  Params: FooInterface_passFn$Params, Results: FooInterface_passFn$Results, context: 0, destroy: false, clientIo: true };
 const FooInterface$callFn: $mp.ProxyMethod = { name: "callFn", interfaceId: 0x90de09db457f4d3bn, methodId: 17,
-  Params: FooInterface_callFn$Params, Results: FooInterface_callFn$Results, context: -1, destroy: false };
+  Params: FooInterface_callFn$Params, Results: FooInterface_callFn$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$callFnAsync: $mp.ProxyMethod = { name: "callFnAsync", interfaceId: 0x90de09db457f4d3bn, methodId: 18,
-  Params: FooInterface_callFnAsync$Params, Results: FooInterface_callFnAsync$Results, context: 0, destroy: false };
+  Params: FooInterface_callFnAsync$Params, Results: FooInterface_callFnAsync$Results, context: 0, destroy: false, clientIo: false };
 const FooInterface$addOut: $mp.ProxyMethod = { name: "addOut", interfaceId: 0x90de09db457f4d3bn, methodId: 19,
-  Params: FooInterface_addOut$Params, Results: FooInterface_addOut$Results, context: -1, destroy: false };
+  Params: FooInterface_addOut$Params, Results: FooInterface_addOut$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$addInOut: $mp.ProxyMethod = { name: "addInOut", interfaceId: 0x90de09db457f4d3bn, methodId: 20,
-  Params: FooInterface_addInOut$Params, Results: FooInterface_addInOut$Results, context: -1, destroy: false };
+  Params: FooInterface_addInOut$Params, Results: FooInterface_addInOut$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$callIntFnAsync: $mp.ProxyMethod = { name: "callIntFnAsync", interfaceId: 0x90de09db457f4d3bn, methodId: 21,
-  Params: FooInterface_callIntFnAsync$Params, Results: FooInterface_callIntFnAsync$Results, context: 0, destroy: false };
+  Params: FooInterface_callIntFnAsync$Params, Results: FooInterface_callIntFnAsync$Results, context: 0, destroy: false, clientIo: false };
 const FooInterface$passDataPointers: $mp.ProxyMethod = { name: "passDataPointers", interfaceId: 0x90de09db457f4d3bn, methodId: 22,
-  Params: FooInterface_passDataPointers$Params, Results: FooInterface_passDataPointers$Results, context: -1, destroy: false };
+  Params: FooInterface_passDataPointers$Params, Results: FooInterface_passDataPointers$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$passDouble: $mp.ProxyMethod = { name: "passDouble", interfaceId: 0x90de09db457f4d3bn, methodId: 23,
-  Params: FooInterface_passDouble$Params, Results: FooInterface_passDouble$Results, context: -1, destroy: false };
+  Params: FooInterface_passDouble$Params, Results: FooInterface_passDouble$Results, context: -1, destroy: false, clientIo: false };
 const FooInterface$passData: $mp.ProxyMethod = { name: "passData", interfaceId: 0x90de09db457f4d3bn, methodId: 24,
-  Params: FooInterface_passData$Params, Results: FooInterface_passData$Results, context: -1, destroy: false };
+  Params: FooInterface_passData$Params, Results: FooInterface_passData$Results, context: -1, destroy: false, clientIo: false };
 
 /** TS-native interface of `FooInterface`, implemented by servers (sync or async) and by {@link FooInterfaceClient}. */
 export interface FooInterface {
@@ -1303,7 +1303,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
 const FooCallback$destroy: $mp.ProxyMethod = { name: "destroy", interfaceId: 0xb5a2f89c910238fcn, methodId: 0,
   Params: FooCallback_destroy$Params, Results: FooCallback_destroy$Results, context: 0, destroy: true, special: "destroy" };
 const FooCallback$call: $mp.ProxyMethod = { name: "call", interfaceId: 0xb5a2f89c910238fcn, methodId: 1,
-  Params: FooCallback_call$Params, Results: FooCallback_call$Results, context: 0, destroy: false };
+  Params: FooCallback_call$Params, Results: FooCallback_call$Results, context: 0, destroy: false, clientIo: false };
 
 /** TS-native interface of `FooCallback`, implemented by servers (sync or async) and by {@link FooCallbackClient}. */
 export interface FooCallback {
@@ -1346,7 +1346,7 @@ export class FooCallbackServer extends $mp.ProxyServerBase<FooCallback> {
 }
 
 const ExtendedCallback$callExtended: $mp.ProxyMethod = { name: "callExtended", interfaceId: 0xfdf7a3bf8cf37ff5n, methodId: 0,
-  Params: ExtendedCallback_callExtended$Params, Results: ExtendedCallback_callExtended$Results, context: 0, destroy: false };
+  Params: ExtendedCallback_callExtended$Params, Results: ExtendedCallback_callExtended$Results, context: 0, destroy: false, clientIo: false };
 
 /** TS-native interface of `ExtendedCallback`, implemented by servers (sync or async) and by {@link ExtendedCallbackClient}. */
 export interface ExtendedCallback extends FooCallback {
@@ -1391,7 +1391,7 @@ export class ExtendedCallbackServer extends $mp.ProxyServerBase<ExtendedCallback
 const FooFn$destroy: $mp.ProxyMethod = { name: "destroy", interfaceId: 0xb9ab462afcf29e05n, methodId: 0,
   Params: FooFn_destroy$Params, Results: FooFn_destroy$Results, context: 0, destroy: true, special: "destroy" };
 const FooFn$call: $mp.ProxyMethod = { name: "call", interfaceId: 0xb9ab462afcf29e05n, methodId: 1,
-  Params: FooFn_call$Params, Results: FooFn_call$Results, context: 0, destroy: false };
+  Params: FooFn_call$Params, Results: FooFn_call$Results, context: 0, destroy: false, clientIo: false };
 
 /** Function type for `FooFn` (ProxyCallback<std::function<int()>>). */
 export type FooFn = (options?: $mp.CallOptions) => number | Promise<number>;

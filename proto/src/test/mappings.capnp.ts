@@ -712,21 +712,21 @@ export function writeGenerics(s: Generics$Struct, v: GenericsInit): void {
 }
 
 const Mapper$send: $mp.ProxyMethod = { name: "send", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 0,
-  Params: Mapper_send$Params, Results: Mapper_send$Results, context: -1, destroy: false };
+  Params: Mapper_send$Params, Results: Mapper_send$Results, context: -1, destroy: false, clientIo: false };
 const Mapper$configure: $mp.ProxyMethod = { name: "configure", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 1,
-  Params: Mapper_configure$Params, Results: Mapper_configure$Results, context: -1, destroy: false };
+  Params: Mapper_configure$Params, Results: Mapper_configure$Results, context: -1, destroy: false, clientIo: false };
 const Mapper$middle: $mp.ProxyMethod = { name: "middle", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 2,
-  Params: Mapper_middle$Params, Results: Mapper_middle$Results, context: -1, destroy: false };
+  Params: Mapper_middle$Params, Results: Mapper_middle$Results, context: -1, destroy: false, clientIo: false };
 const Mapper$withOptions: $mp.ProxyMethod = { name: "withOptions", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 3,
-  Params: Mapper_withOptions$Params, Results: Mapper_withOptions$Results, context: -1, destroy: false };
+  Params: Mapper_withOptions$Params, Results: Mapper_withOptions$Results, context: -1, destroy: false, clientIo: false };
 const Mapper$shape: $mp.ProxyMethod = { name: "shape", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 4,
-  Params: Mapper_shape$Params, Results: Mapper_shape$Results, context: -1, destroy: false };
+  Params: Mapper_shape$Params, Results: Mapper_shape$Results, context: -1, destroy: false, clientIo: false };
 const Mapper$generics: $mp.ProxyMethod = { name: "generics", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 5,
-  Params: Mapper_generics$Params, Results: Mapper_generics$Results, context: -1, destroy: false };
+  Params: Mapper_generics$Params, Results: Mapper_generics$Results, context: -1, destroy: false, clientIo: false };
 const Mapper$expected: $mp.ProxyMethod = { name: "expected", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 6,
-  Params: Mapper_expected$Params, Results: Mapper_expected$Results, context: -1, destroy: false };
+  Params: Mapper_expected$Params, Results: Mapper_expected$Results, context: -1, destroy: false, clientIo: false };
 const Mapper$blank: $mp.ProxyMethod = { name: "blank", interfaceId: 0x8abdf1b4fb9d8be4n, methodId: 7,
-  Params: Mapper_blank$Params, Results: Mapper_blank$Results, context: -1, destroy: false };
+  Params: Mapper_blank$Params, Results: Mapper_blank$Results, context: -1, destroy: false, clientIo: false };
 
 /** TS-native interface of `Mapper`, implemented by servers (sync or async) and by {@link MapperClient}. */
 export interface Mapper {

@@ -220,10 +220,15 @@ export function emitErrorClasses(ctx: FileContext, plans: MethodPlan[]): string 
   return out;
 }
 
+/**
+ * The method's descriptor. `clientIo` (ordinary methods: whether the generated client method's
+ * params writer or results reader takes a ClientIO) spares the runtime a look at their arity per call.
+ */
 function emitMethodConst(ctx: FileContext, plan: MethodPlan): string {
   const special = plan.special !== undefined ? `, special: ${str(plan.special)}` : "";
+  const io = plan.special === undefined ? `, clientIo: ${emitClientMethod(ctx, plan).io}` : "";
   return `const ${plan.constName}: $mp.ProxyMethod = { name: ${str(plan.m.name)}, interfaceId: ${hexBigint(plan.iface.id)}, methodId: ${plan.m.id},\n` +
-    `  Params: ${ctx.structClass(plan.paramsId)}, Results: ${ctx.structClass(plan.resultsId)}, context: ${plan.context}, destroy: ${plan.special === "destroy"}${special} };\n`;
+    `  Params: ${ctx.structClass(plan.paramsId)}, Results: ${ctx.structClass(plan.resultsId)}, context: ${plan.context}, destroy: ${plan.special === "destroy"}${special}${io} };\n`;
 }
 
 function writeValue(ctx: FileContext, s: string, v: Value, expr: string, io: string): string[] {
@@ -244,7 +249,7 @@ function readValue(ctx: FileContext, s: string, v: Value, io: string, nullableCa
  * class) when it uses none of the method's parameters, so a call allocates one closure (the
  * params writer), not two.
  */
-function emitClientMethod(ctx: FileContext, plan: MethodPlan): { method: string; hoisted: string } {
+function emitClientMethod(ctx: FileContext, plan: MethodPlan): { method: string; hoisted: string; io: boolean } {
   ctx.resetTemps();
   const P = ctx.structClass(plan.paramsId), R = ctx.structClass(plan.resultsId);
   const build: string[] = [];
@@ -287,7 +292,7 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): { method: string;
   }
   const method = `${methodDoc(plan, "  ")}  ${plan.tsName}(${withTrailing(paramList(ctx, plan, true), "options?: $mp.CallOptions")}): Promise<${rt}> {\n` +
     `    return this.$invoke(${plan.constName},\n      ${buildFn},\n      ${readRef},\n      options);\n  }\n`;
-  return { method, hoisted };
+  return { method, hoisted, io: bArgs.endsWith(", io)") || rArgs.endsWith(", io)") };
 }
 
 function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: string) => string): string {

@@ -80,9 +80,9 @@ export function writeContext(s: Context$Struct, v: Context, io: $mp.ClientIO): v
 }
 
 const ThreadMap$makeThread: $mp.ProxyMethod = { name: "makeThread", interfaceId: 0xee5e37179ad9dc9dn, methodId: 0,
-  Params: ThreadMap_makeThread$Params, Results: ThreadMap_makeThread$Results, context: -1, destroy: false };
+  Params: ThreadMap_makeThread$Params, Results: ThreadMap_makeThread$Results, context: -1, destroy: false, clientIo: true };
 const ThreadMap$makePool: $mp.ProxyMethod = { name: "makePool", interfaceId: 0xee5e37179ad9dc9dn, methodId: 1,
-  Params: ThreadMap_makePool$Params, Results: ThreadMap_makePool$Results, context: -1, destroy: false };
+  Params: ThreadMap_makePool$Params, Results: ThreadMap_makePool$Results, context: -1, destroy: false, clientIo: false };
 
 /**
  * Interface letting clients control which thread a method call should
@@ -153,7 +153,7 @@ export class ThreadMapServer extends $mp.ProxyServerBase<ThreadMap> {
 }
 
 const Thread$getName: $mp.ProxyMethod = { name: "getName", interfaceId: 0x81c1e2600d0b56c5n, methodId: 0,
-  Params: Thread_getName$Params, Results: Thread_getName$Results, context: -1, destroy: false };
+  Params: Thread_getName$Params, Results: Thread_getName$Results, context: -1, destroy: false, clientIo: false };
 
 /** Thread handle returned by makeThread corresponding to one server thread. */
 export interface Thread {

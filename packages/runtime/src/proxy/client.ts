@@ -127,8 +127,9 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     options?: CallOptions,
   ): Promise<R> {
     const connection = this.$connection;
-    // A CallIO only when build or read takes one (generated code declares `io` when it uses it).
-    const io = build.length > 1 || read.length > 1 ? new CallIO(connection) : null;
+    // A CallIO only when build or read takes one (generated code declares `io` when it uses it,
+    // and says so in `m.clientIo`: reading a fresh closure's `length` costs more than the flag).
+    const io = (m.clientIo ?? (build.length > 1 || read.length > 1)) ? new CallIO(connection) : null;
     const promise = new Promise<R>(EXECUTOR);
     const call = new ClientCall<R>(m, read, io, nextResolve!, nextReject!);
     try {

@@ -22,6 +22,12 @@ export interface ProxyMethod {
   /** True for a method named `destroy`. */
   destroy: boolean;
   special?: "construct" | "destroy";
+  /**
+   * Generated methods: whether the generated client method's `build` or `read` takes a ClientIO.
+   * Unset: `$invoke` looks at their arity (a caller passing its own `build`/`read` with an `io`
+   * parameter must use a descriptor where this is unset or true).
+   */
+  clientIo?: boolean;
 }
 
 /** One server-side method of a generated ProxyServer. `construct`/`destroy` have no `invoke`. */
