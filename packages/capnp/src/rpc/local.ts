@@ -9,7 +9,7 @@
 import * as capnp from "capnp-ts";
 import { CanceledError, RpcError, toRpcError } from "../errors.js";
 import { unadoptMessage } from "../adopt.js";
-import { newReturnMessage } from "../fastpath.js";
+import { dataViewOf, newReturnMessage } from "../fastpath.js";
 import { Hook, errOutcome, runCancelFns } from "./hook.js";
 import type { CallData } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
@@ -143,7 +143,9 @@ class IncomingCallImpl implements IncomingCall {
 
   params<T extends Struct>(ctor: StructCtor<T>): T {
     const p = this.d.content;
-    if (capnp.Pointer.isNull(p)) return emptyStruct(ctor);
+    // A null pointer is a zero word (capnp-ts's Pointer.isNull, read straight from the view).
+    const dv = dataViewOf(p.segment);
+    if (dv.getUint32(p.byteOffset, true) === 0 && dv.getUint32(p.byteOffset + 4, true) === 0) return emptyStruct(ctor);
     unadoptMessage(this.d.msg); // params of a caller in this vat: no view of its buffers (adopt.ts)
     return readStruct(p, ctor);
   }
