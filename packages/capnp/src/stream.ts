@@ -7,11 +7,10 @@
  * and its segments are written as they are (no copy), after the batch so far. A tick's lone
  * batch is written with one plain `write()` on the next tick; when a tick writes more than one
  * chunk, they are corked and flushed by one `uncork()` on the next tick, so a stream with
- * `_writev` (net.Socket) writes them with one `writev` syscall. What a read's messages make the
- * engine send synchronously or from its dispatch microtask (a server's Returns) is flushed the
- * same way by a microtask queued after that dispatch (the read turn: see closeReadTurn) instead of
- * a nextTick. When `write()` returns false, later
- * messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
+ * `_writev` (net.Socket) writes them with one `writev` syscall; what a read's messages make the
+ * engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
+ * microtask queued after that dispatch instead (closeReadTurn). When `write()` returns false,
+ * later messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
  * after a Return) joins the batch without scheduling its write: the next message's flush takes it
  * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
  * written once this turn's microtasks have run (see scheduleLazyFlush). On a plain net.Socket
@@ -74,9 +73,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private flow: WriteFlow | null = null;
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
-  private flushScheduled = false; // a flush is due: process.nextTick(uncork) pending, or the read turn's
-  /** A read's messages are being handled: a flush waits for {@link endReadTurn}, not a nextTick. */
-  private readTurn = false;
+  private flushScheduled = false; // process.nextTick(uncork) pending, or the read turn's flush
+  private readTurn = false; // a read's messages are handled: flush in closeReadTurn's microtask
   private lazyScheduled = false; // the microtask of scheduleLazyFlush is pending
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
@@ -326,30 +324,15 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   /**
-   * Reading: returns true when this read opens a read turn, which the caller then closes with
-   * {@link closeReadTurn} once the read's messages were delivered.
-   */
-  private openReadTurn(): boolean {
-    if (this.readTurn) return false;
-    this.readTurn = true;
-    return true;
-  }
-
-  /**
-   * The read's messages were handed to the sink, and what they do synchronously was done (the
-   * engine queued its server dispatch: one microtask per batch of calls). A microtask queued now
-   * runs after that dispatch: the Returns of calls answered synchronously are then written at
-   * once, together (the same batch a nextTick would have written, without the nextTick and the
-   * tick queue's run after this turn's microtasks). Messages sent later in the turn (a server
-   * method that awaits) take the usual nextTick flush.
+   * A read's messages were handed to the sink (which queued its server dispatch: one microtask
+   * per batch of calls). A microtask queued now runs after that dispatch: the Returns of calls
+   * answered synchronously are written then, together (the batch a nextTick would have written,
+   * without the nextTick and the tick queue's run). Later messages take the usual nextTick flush.
    */
   private closeReadTurn(): void {
     void RESOLVED.then((this.readTurnFn ??= () => this.endReadTurn()));
   }
-
   private readTurnFn: (() => void) | null = null;
-
-  /** @internal See {@link closeReadTurn}. */
   endReadTurn(): void {
     this.readTurn = false;
     if (this.flushScheduled) this.uncork();
@@ -463,7 +446,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(new ProtocolError("stream delivered text, not bytes (setEncoding must not be used)"));
       return;
     }
-    const turn = this.openReadTurn();
+    const turn = !this.readTurn; // a read's turn: flushes wait for closeReadTurn's microtask
+    this.readTurn = true;
     try {
       this.decoder.decode(chunk, this.deliver);
     } catch (e) {
@@ -481,7 +465,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
-    const turn = this.openReadTurn();
+    const turn = !this.readTurn; // a read's turn: flushes wait for closeReadTurn's microtask
+    this.readTurn = true;
     try {
       if (direct) this.decoder.filledRegion(region, n, this.deliver);
       else this.decoder.decode(region, this.deliver, n);
