@@ -44,16 +44,8 @@ import type { ReaderLimits } from "./limits.js";
 import type { ReadTarget, SocketReader } from "./socket-read.js";
 import type { TransportSink } from "./transport.js";
 import { LinkState, TransportLifecycle, type LifecycleHost } from "./transport-lifecycle.js";
-import {
-  DEFAULT_WRITE_FLOW,
-  FlowWatch,
-  resolveWriteFlow,
-  WriteFlow,
-  type FlowControlledTransport,
-  type FlowHost,
-  type WriteFlowLimits,
-  type WriteFlowStats,
-} from "./write-flow.js";
+import { DEFAULT_WRITE_FLOW, FlowWatch, resolveWriteFlow, WriteFlow } from "./write-flow.js";
+import type { FlowControlledTransport, FlowHost, WriteFlowLimits, WriteFlowStats } from "./write-flow.js";
 
 /** Messages up to this size are copied into a per-tick batch buffer instead of written as chunks. */
 const SMALL_FRAME = 1024;
@@ -324,10 +316,9 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   /**
-   * A read's messages were handed to the sink (which queued its server dispatch: one microtask
-   * per batch of calls). A microtask queued now runs after that dispatch: the Returns of calls
-   * answered synchronously are written then, together (the batch a nextTick would have written,
-   * without the nextTick and the tick queue's run). Later messages take the usual nextTick flush.
+   * A read's messages went to the sink, which queued its server dispatch (a microtask): a microtask
+   * queued now runs after it and writes the Returns of calls answered synchronously, together,
+   * without a nextTick. Later messages take the usual nextTick flush.
    */
   private closeReadTurn(): void {
     void RESOLVED.then((this.readTurnFn ??= () => this.endReadTurn()));
@@ -446,15 +437,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(new ProtocolError("stream delivered text, not bytes (setEncoding must not be used)"));
       return;
     }
-    const turn = !this.readTurn; // a read's turn: flushes wait for closeReadTurn's microtask
-    this.readTurn = true;
-    try {
-      this.decoder.decode(chunk, this.deliver);
-    } catch (e) {
-      this.readFail(e as Error);
-    } finally {
-      if (turn) this.closeReadTurn();
-    }
+    this.bytesRead(chunk, chunk.byteLength, false);
   }
 
   /** ReadTarget (socket-read.ts): the free part of a large message's segment, while it arrives. */
