@@ -11,7 +11,7 @@
  * messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
  * after a Return) joins the batch without scheduling its write: the next message's flush takes it
  * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
- * written by itself after a bounded wait (about a millisecond, see scheduleLazyFlush). On a plain net.Socket
+ * written by itself after a bounded wait (1-2 ms, see scheduleLazyFlush). On a plain net.Socket
  * whose write completed at once (the kernel has the bytes), the batch buffer is kept for the
  * next batch instead of allocating one per flush.
  *
