@@ -13,7 +13,7 @@
  * later messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
  * after a Return) joins the batch without scheduling its write: the next message's flush takes it
  * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
- * written once this turn's microtasks have run (see scheduleLazyFlush). On a plain net.Socket
+ * written by itself after a bounded wait (1-2 ms, see scheduleLazyFlush). On a plain net.Socket
  * whose write completed at once (the kernel has the bytes), the batch buffer is kept for the
  * next batch instead of allocating one per flush.
  *
@@ -67,7 +67,6 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // process.nextTick(uncork) pending, or the read turn's flush
   private readTurn = false; // a read's messages are handled: flush in closeReadTurn's microtask
-  private lazyScheduled = false; // the microtask of scheduleLazyFlush is pending
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -330,53 +329,40 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   /**
-   * A lazy message waits in the batch. A microtask looks whether another message has scheduled
-   * the flush (a call loop's next call, a few promise hops after the Return: see
-   * {@link lazyMicrotask}); if none has, it schedules a check once the microtask queue is drained
-   * (a nextTick), so the promise continuations this turn runs still add their messages to the
-   * same write first. When this turn sent nothing else, the lazy
-   * messages wait one more event-loop turn (two setImmediates: past the next poll phase) for the
-   * next message, then go out alone: a relayed call loop's next call comes from another thread's
-   * message, read in the next poll phase (the worker bridge, docs/threading.md).
+   * A lazy message waits in the batch for the next message: a call loop's next Call (the same
+   * turn) and a relayed call loop's next call (the worker bridge, docs/threading.md: it comes from
+   * another thread's message, often after this thread went idle) both take it along in one write,
+   * and the peer reads both at once. The wait is bounded by one timer per transport (unref'd, made
+   * once, re-armed with `refresh()`, not one per message): when it fires, lazy messages that were
+   * already waiting when it last fired go out alone; younger ones get one more period. So a lazy
+   * message waits LAZY_MS to 2 × LAZY_MS at most; close() and any other message flush it sooner.
    */
   private scheduleLazyFlush(): void {
-    if (this.lazyScheduled || this.flushScheduled) return;
-    this.lazyScheduled = true;
-    this.lazyHops = 0;
-    // A reaction on a settled promise, not queueMicrotask (an AsyncResource and a closure per
-    // call: the Finish after each Return schedules this); made once per transport; never throws.
-    void RESOLVED.then((this.lazyFn ??= () => this.lazyMicrotask()));
+    if (this.flushScheduled) return;
+    this.lazyFresh = true;
+    if (this.lazyArmed) return;
+    this.lazyArmed = true;
+    if (this.lazyTimer === null) this.lazyTimer = setTimeout(LAZY_TICK, LAZY_MS, this).unref();
+    else this.lazyTimer.refresh();
   }
 
-  private lazyFn: (() => void) | null = null;
-  private lazyHops = 0; // reactions lazyMicrotask queued again this turn
-
-  /**
-   * The lazy reaction: a call loop's next call, a few promise hops after the Return, schedules the
-   * flush that takes the Finish along; else, after {@link LAZY_HOPS} reactions, the nextTick check.
-   */
-  private lazyMicrotask(): void {
-    if (this.flushScheduled || this.batch === null) {
-      this.lazyScheduled = false;
-      return;
-    }
-    if (this.lazyHops++ < LAZY_HOPS) void RESOLVED.then(this.lazyFn!);
-    else process.nextTick(LAZY_CHECK, this);
-  }
+  /** Lazy messages were added since the lazy timer last fired (see scheduleLazyFlush). */
+  private lazyFresh = false;
+  private lazyArmed = false;
+  private lazyTimer: NodeJS.Timeout | null = null;
 
   /** @internal See {@link scheduleLazyFlush}. */
-  lazyCheck(): void {
-    if (this.flushScheduled || this.batch === null) {
-      this.lazyScheduled = false;
+  lazyTick(): void {
+    this.lazyArmed = false;
+    // Nothing waits (a flush took it, or the link ended), or a flush is already on its way.
+    if (this.batch === null || this.flushScheduled || this.life.isEnded) return;
+    if (this.lazyFresh) {
+      this.lazyFresh = false;
+      this.lazyArmed = true;
+      this.lazyTimer!.refresh();
       return;
     }
-    setImmediate(LAZY_WAIT, this);
-  }
-
-  /** @internal See {@link scheduleLazyFlush}. */
-  lazyFlush(): void {
-    this.lazyScheduled = false;
-    if (this.batch !== null) this.scheduleFlush();
+    this.scheduleFlush();
   }
 
   uncork(): void {
@@ -529,6 +515,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
 
   private setEnded(err: Error | undefined): void {
     if (!this.life.end(err)) return;
+    if (this.lazyTimer !== null) clearTimeout(this.lazyTimer);
+    this.lazyTimer = null;
     this.stream.off("data", ON_DATA);
     this.flow?.release();
   }
@@ -562,21 +550,16 @@ function ON_END(this: OwnedStream): void {
 function ON_DATA(this: OwnedStream, chunk: Buffer | string): void {
   this[kTransport]!.onData(chunk);
 }
+
+/** How long a lazy message waits for the next message, at least (ms; see scheduleLazyFlush). */
+const LAZY_MS = 1;
+
+function LAZY_TICK(t: StreamTransport): void {
+  t.lazyTick();
+}
+
+/** The read turn's flush is a reaction on this settled promise (no AsyncResource per read). */
 const RESOLVED: Promise<void> = Promise.resolve();
-/** Promise hops the lazy reaction waits for a next message before its nextTick check. */
-const LAZY_HOPS = 3;
-
-function LAZY_CHECK(t: StreamTransport): void {
-  t.lazyCheck();
-}
-
-function LAZY_WAIT(t: StreamTransport): void {
-  setImmediate(LAZY_FLUSH, t);
-}
-
-function LAZY_FLUSH(t: StreamTransport): void {
-  t.lazyFlush();
-}
 
 function UNCORK(t: StreamTransport): void {
   t.uncork();

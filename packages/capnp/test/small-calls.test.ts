@@ -24,6 +24,8 @@ interface SocketPair {
   client: RpcConnection;
   server: RpcConnection;
   boot: Capability;
+  /** The server's end of the socket (read through 'data' events). */
+  serverSocket: net.Socket;
   /** write()/writev() calls on the client's socket so far. */
   clientWrites(): number;
   /** Close both, then check that both tables are empty. */
@@ -56,6 +58,7 @@ async function socketPair(impl: Server): Promise<SocketPair> {
     client,
     server,
     boot,
+    serverSocket: s,
     clientWrites: () => writes,
     async dispose() {
       if (disposed) return;
@@ -77,6 +80,23 @@ async function socketPair(impl: Server): Promise<SocketPair> {
   return pair;
 }
 
+/** Resolves once the server's answer table has `n` entries, checked after each chunk it reads. */
+function waitForAnswers(p: SocketPair, n: number): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const check = (): boolean => {
+      if (p.server.stats().answers !== n) return false;
+      resolve();
+      return true;
+    };
+    if (check()) return;
+    const onData = (): void => {
+      // The transport's own 'data' listener (registered first) has handed the chunk to the engine.
+      if (check()) p.serverSocket.off("data", onData);
+    };
+    p.serverSocket.on("data", onData);
+  });
+}
+
 describe("small calls over a Unix socket", () => {
   it("a sequential call loop writes once per call: each Finish rides with the next Call", async () => {
     const p = await socketPair(new CalcServer());
@@ -90,6 +110,18 @@ describe("small calls over a Unix socket", () => {
     expect(writes).toBeGreaterThanOrEqual(n);
     await p.dispose();
     expect(p.server.stats().answers).toBe(0); // every Finish arrived
+  });
+
+  it("a lone call's Finish reaches the server without a next call (its bounded wait), in one write of its own", async () => {
+    const p = await socketPair(new CalcServer());
+    expect(await callA(p.boot, M.add, (b) => { b.a = 1; b.b = 1; })).toBe(2); // bootstrap done
+    await waitForAnswers(p, 0);
+    const before = p.clientWrites();
+    expect(await callA(p.boot, M.add, (b) => { b.a = 2; b.b = 3; })).toBe(5);
+    expect(p.server.stats().answers).toBe(1); // its Finish has not been written yet
+    await waitForAnswers(p, 0); // nothing else is sent: the Finish goes out by itself
+    expect(p.clientWrites() - before).toBe(2); // the Call, then the Finish alone
+    await p.dispose();
   });
 
   it("a request's params kept past send cannot write into a later call's message", async () => {

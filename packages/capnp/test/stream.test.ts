@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import * as net from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -201,40 +201,69 @@ describe("streamTransport over a Unix socket", () => {
     await rs.whenClosed;
   });
 
-  it("a lazy message's check waits a few promise hops for the next message (no nextTick), then falls back to the nextTick check", async () => {
+  it("a lazy message waits for the next message however many turns pass, up to its timer's second tick", async () => {
+    // Only setTimeout is faked: the lazy timer's ticks are driven by hand, everything else is real.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    try {
+      const [c, s] = await unixSocketPair();
+      const tc = streamTransport(c);
+      const rs = start(streamTransport(s));
+      start(tc);
+      const writes = countWrites(c);
+      // A relayed call loop whose next call comes after the thread went idle: many turns later.
+      tc.sendLazy!(msg(1));
+      for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
+      expect(writes()).toBe(0);
+      // One tick is not enough to send it: it was added since the timer last ticked.
+      vi.advanceTimersByTime(1);
+      for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
+      expect(writes()).toBe(0);
+      tc.send(msg(2));
+      await rs.waitFor(2);
+      expect(rs.msgs.map(tagOf)).toEqual([1, 2]);
+      expect(writes()).toBe(1);
+      // Nothing follows: the second tick after it was added sends it alone.
+      tc.sendLazy!(msg(3));
+      vi.advanceTimersByTime(1);
+      for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
+      expect(writes()).toBe(1);
+      vi.advanceTimersByTime(1);
+      await rs.waitFor(3);
+      expect(writes()).toBe(2);
+      // Lazy messages in a row, then normal ones: one write, in order (a Finish, then Releases).
+      tc.sendLazy!(msg(4));
+      tc.sendLazy!(msg(5));
+      tc.send(msg(6));
+      tc.send(msg(7));
+      await rs.waitFor(7);
+      expect(rs.msgs.map(tagOf)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+      expect(writes()).toBe(3);
+      // A timer tick with nothing waiting sends nothing and stops ticking.
+      vi.advanceTimersByTime(5);
+      expect(vi.getTimerCount()).toBe(0);
+      await tc.close();
+      await rs.whenClosed;
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a lazy message waiting at close() goes out before the end; its timer is gone after the link ends", async () => {
     const [c, s] = await unixSocketPair();
     const tc = streamTransport(c);
     const rs = start(streamTransport(s));
-    start(tc);
-    const writes = countWrites(c);
-    // Counts the transport's nextTick check (stream.ts LAZY_CHECK) among all nextTicks.
-    const nextTick = process.nextTick;
-    let checks = 0;
-    process.nextTick = ((cb: (...a: unknown[]) => void, ...a: unknown[]) => {
-      if (cb.name === "LAZY_CHECK") checks++;
-      nextTick(cb, ...a);
-    }) as typeof process.nextTick;
-    try {
-      // A call loop whose next call is two hops after the Return (an async wrapper): no check tick.
-      tc.sendLazy!(msg(1));
-      void Promise.resolve().then(() => undefined).then(() => tc.send(msg(2)));
-      await rs.waitFor(2);
-      expect(writes()).toBe(1);
-      expect(checks).toBe(0);
-      // Ten hops: more than the reaction waits for; the nextTick check still lets it ride along.
-      tc.sendLazy!(msg(3));
-      let p = Promise.resolve();
-      for (let i = 0; i < 10; i++) p = p.then(() => undefined);
-      void p.then(() => tc.send(msg(4)));
-      await rs.waitFor(4);
-      expect(writes()).toBe(2);
-      expect(checks).toBe(1);
-    } finally {
-      process.nextTick = nextTick;
-    }
-    expect(rs.msgs.map(tagOf)).toEqual([1, 2, 3, 4]);
+    const rc = start(tc);
+    tc.send(msg(1));
+    tc.sendLazy!(msg(2)); // joins the flush already scheduled
+    await rs.waitFor(2);
+    tc.sendLazy!(msg(3)); // waits for its timer
+    const view = tc as unknown as { lazyTimer: unknown };
+    expect(view.lazyTimer).not.toBeNull();
     await tc.close();
-    await rs.whenClosed;
+    expect(await rs.whenClosed).toBeUndefined();
+    expect(rs.msgs.map(tagOf)).toEqual([1, 2, 3]);
+    await rc.whenClosed;
+    expect(view.lazyTimer).toBeNull();
   });
 
   it("reuses the batch buffer of a write the socket completed at once; every message arrives intact", async () => {
