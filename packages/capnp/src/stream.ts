@@ -7,8 +7,10 @@
  * and its segments are written as they are (no copy), after the batch so far. A tick's lone
  * batch is written with one plain `write()` on the next tick; when a tick writes more than one
  * chunk, they are corked and flushed by one `uncork()` on the next tick, so a stream with
- * `_writev` (net.Socket) writes them with one `writev` syscall. When `write()` returns false, later
- * messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
+ * `_writev` (net.Socket) writes them with one `writev` syscall; what a read's messages make the
+ * engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
+ * microtask queued after that dispatch instead (closeReadTurn). When `write()` returns false,
+ * later messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
  * after a Return) joins the batch without scheduling its write: the next message's flush takes it
  * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
  * written by itself after a bounded wait (1-2 ms, see scheduleLazyFlush). On a plain net.Socket
@@ -42,16 +44,8 @@ import type { ReaderLimits } from "./limits.js";
 import type { ReadTarget, SocketReader } from "./socket-read.js";
 import type { TransportSink } from "./transport.js";
 import { LinkState, TransportLifecycle, type LifecycleHost } from "./transport-lifecycle.js";
-import {
-  DEFAULT_WRITE_FLOW,
-  FlowWatch,
-  resolveWriteFlow,
-  WriteFlow,
-  type FlowControlledTransport,
-  type FlowHost,
-  type WriteFlowLimits,
-  type WriteFlowStats,
-} from "./write-flow.js";
+import { DEFAULT_WRITE_FLOW, FlowWatch, resolveWriteFlow, WriteFlow } from "./write-flow.js";
+import type { FlowControlledTransport, FlowHost, WriteFlowLimits, WriteFlowStats } from "./write-flow.js";
 
 /** Messages up to this size are copied into a per-tick batch buffer instead of written as chunks. */
 const SMALL_FRAME = 1024;
@@ -71,7 +65,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private flow: WriteFlow | null = null;
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
-  private flushScheduled = false; // process.nextTick(uncork) pending
+  private flushScheduled = false; // process.nextTick(uncork) pending, or the read turn's flush
+  private readTurn = false; // a read's messages are handled: flush in closeReadTurn's microtask
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -316,7 +311,21 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    process.nextTick(UNCORK, this);
+    if (!this.readTurn) process.nextTick(UNCORK, this);
+  }
+
+  /**
+   * A read's messages went to the sink, which queued its server dispatch (a microtask): a microtask
+   * queued now runs after it and writes the Returns of calls answered synchronously, together,
+   * without a nextTick. Later messages take the usual nextTick flush.
+   */
+  private closeReadTurn(): void {
+    void RESOLVED.then((this.readTurnFn ??= () => this.endReadTurn()));
+  }
+  private readTurnFn: (() => void) | null = null;
+  endReadTurn(): void {
+    this.readTurn = false;
+    if (this.flushScheduled) this.uncork();
   }
 
   /**
@@ -414,11 +423,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(new ProtocolError("stream delivered text, not bytes (setEncoding must not be used)"));
       return;
     }
-    try {
-      this.decoder.decode(chunk, this.deliver);
-    } catch (e) {
-      this.readFail(e as Error);
-    }
+    this.bytesRead(chunk, chunk.byteLength, false);
   }
 
   /** ReadTarget (socket-read.ts): the free part of a large message's segment, while it arrives. */
@@ -429,12 +434,16 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
+    const turn = !this.readTurn; // a read's turn: flushes wait for closeReadTurn's microtask
+    this.readTurn = true;
     try {
       if (direct) this.decoder.filledRegion(region, n, this.deliver);
       else this.decoder.decode(region, this.deliver, n);
     } catch (e) {
       this.readFail(e as Error);
       return false;
+    } finally {
+      if (turn) this.closeReadTurn();
     }
     return true;
   }
@@ -548,6 +557,9 @@ const LAZY_MS = 1;
 function LAZY_TICK(t: StreamTransport): void {
   t.lazyTick();
 }
+
+/** The read turn's flush is a reaction on this settled promise (no AsyncResource per read). */
+const RESOLVED: Promise<void> = Promise.resolve();
 
 function UNCORK(t: StreamTransport): void {
   t.uncork();

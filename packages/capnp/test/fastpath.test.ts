@@ -9,7 +9,7 @@ import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import { describe, expect, it } from "vitest";
 import { fastpath, validateRpcMessage, DEFAULT_LIMITS } from "@multiprocess-ts/capnp";
 
-const { CALL, RET, Envelope, decodeControl, decodeEnvelope, decodeEnvelopeSlow, encodeFinish, encodeRelease, messageInPlace, newCallMessage, newReturnMessage, setReturnHeader } = fastpath;
+const { CALL, RET, Envelope, dataViewOf, decodeControl, decodeEnvelope, decodeEnvelopeSlow, encodeFinish, encodeRelease, messageInPlace, newCallMessage, newReturnMessage, setReturnHeader } = fastpath;
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;
@@ -428,5 +428,33 @@ describe(`fastpath decoder == capnp-ts reads (FASTPATH_SEED=${SEED})`, () => {
       expect(m._capnp.segments.length).toBe(2);
       expect(chunk.slice(before + seg!.byteLength)).toEqual(tail);
     }
+  });
+
+  it("messages read in place from one buffer share its view; each still reads its own bytes, also after one from another buffer", () => {
+    const bytes = (qid: number): Uint8Array => {
+      const { msg } = newCallMessage(0x1234n, 7, structClass(rng(SEED + 6)));
+      dataViewOf(msg._capnp.segments[0]!).setUint32(CALL.qid, qid, true);
+      return bytesOf(msg)[0]!;
+    };
+    const a = bytes(11);
+    const b = bytes(22);
+    const chunk = new Uint8Array(a.byteLength + b.byteLength); // two messages of one socket read
+    chunk.set(a, 0);
+    chunk.set(b, a.byteLength);
+    const ma = messageInPlace(chunk.subarray(0, a.byteLength));
+    const mb = messageInPlace(chunk.subarray(a.byteLength));
+    const other = messageInPlace(bytes(33).slice());
+    const qid = (m: ReturnType<typeof messageInPlace>): number => {
+      const s = m._capnp.segments[0]!;
+      const e = new Envelope();
+      e.reset(s, 64);
+      expect(decodeEnvelope(s, 64, e)).toBe(true);
+      return e.id;
+    };
+    expect([qid(ma), qid(mb), qid(other), qid(ma)]).toEqual([11, 22, 33, 11]);
+    const view = (m: ReturnType<typeof messageInPlace>): DataView => dataViewOf(m._capnp.segments[0]!);
+    expect(view(ma)).toBe(view(mb));
+    expect(view(other)).not.toBe(view(ma));
+    expect(Object.prototype.toString.call(ma._capnp.segments[0])).toBe("[object Segment]");
   });
 });

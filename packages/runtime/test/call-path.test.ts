@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { FooInterfaceServer, type FooCallback, type FooInterface } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { ThreadFooClient } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
 import { createTestSetup } from "@multiprocess-ts/testing";
-import { FooImpl, fooSetup } from "./fixtures.js";
+import { FooImpl, fooSetup, initSetup } from "./fixtures.js";
 
 const Foo$add = FooInterfaceServer.methods.find((m) => m.method.name === "add")!.method; // add @0 (a, b) -> (result), no Context
 
@@ -117,5 +117,23 @@ describe("client calls (one ClientCall per call)", () => {
     const late = p.client.add(1, 2);
     await closed;
     await expect(late).rejects.toThrow("IPC client method call interrupted by disconnect.");
+  });
+});
+
+describe("server dispatch by interface", () => {
+  it("calls alternating between a server's interfaces, and one to an interface it lacks, each reach the right method", async () => {
+    await using p = await initSetup();
+    const foo = await p.client.makeFoo(); // a ThreadFoo: FooInterface's methods plus threadName
+    const unknown: $mp.ProxyMethod = { ...Foo$add, name: "unknown", interfaceId: 0x1234n };
+    const call = foo as unknown as { $call: (m: $mp.ProxyMethod, build: () => void, read: () => unknown) => Promise<unknown> };
+    const out: unknown[] = [];
+    for (let i = 0; i < 3; i++) {
+      out.push(await foo.add(i, 1)); // FooInterface
+      out.push(typeof (await foo.threadName())); // ThreadFoo
+    }
+    await expect(call.$call(unknown, () => {}, () => undefined)).rejects.toThrow("Method not implemented: interface 1234 method 0");
+    out.push(await foo.add(5, 5));
+    expect(out).toEqual([1, "string", 2, "string", 3, "string", 10]);
+    await foo.close();
   });
 });

@@ -9,7 +9,7 @@
 import * as capnp from "capnp-ts";
 import { CanceledError, RpcError, toRpcError } from "../errors.js";
 import { unadoptMessage } from "../adopt.js";
-import { newReturnMessage } from "../fastpath.js";
+import { dataViewOf, newReturnMessage } from "../fastpath.js";
 import { Hook, errOutcome, runCancelFns } from "./hook.js";
 import type { CallData } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
@@ -26,8 +26,12 @@ const RESOLVED: Promise<void> = Promise.resolve();
 /** A Server in this vat. Calls are dispatched from a microtask, in the order they arrive (E-order). */
 export class LocalHook extends Hook {
   private released = false;
-  /** Calls waiting for the dispatch microtask, in arrival order; null when none is scheduled. */
-  private queue: CallData[] | null = null;
+  /**
+   * Calls waiting for the dispatch microtask, in arrival order: the first one (null when no
+   * dispatch is scheduled), then the others (an array only when a batch has more than one).
+   */
+  private first: CallData | null = null;
+  private more: CallData[] | null = null;
   /** The dispatch microtask (made once per hook: no closure per call or batch). */
   private drainFn: (() => void) | null = null;
   /** Set by a connection while it drops one of its references (ConnCore.releaseRef). */
@@ -55,28 +59,31 @@ export class LocalHook extends Hook {
   call(d: CallData): void {
     // Never dispatch synchronously: the caller must get its PendingCall before the server runs.
     // One microtask per batch of calls made together (no closure per call), in call order.
-    const q = this.queue;
-    if (q !== null) {
-      q.push(d);
+    if (this.first !== null) {
+      (this.more ??= []).push(d);
       return;
     }
-    this.queue = [d];
+    this.first = d;
     // A reaction on a settled promise, not queueMicrotask (which makes an AsyncResource and a
     // bound function per call); drain() throws nothing (each call's error is reported alone).
     void RESOLVED.then((this.drainFn ??= () => this.drain()));
   }
   private drain(): void {
-    const q = this.queue!;
-    this.queue = null;
-    for (let i = 0; i < q.length; i++) {
-      try {
-        new IncomingCallImpl(q[i]!, this).run();
-      } catch (e) {
-        // As if each call had its own microtask: report it, and still run the others.
-        queueMicrotask(() => {
-          throw e;
-        });
-      }
+    const d = this.first!;
+    const q = this.more;
+    this.first = null;
+    this.more = null;
+    this.runOne(d);
+    if (q !== null) for (let i = 0; i < q.length; i++) this.runOne(q[i]!);
+  }
+  private runOne(d: CallData): void {
+    try {
+      new IncomingCallImpl(d, this).run();
+    } catch (e) {
+      // As if each call had its own microtask: report it, and still run the others.
+      queueMicrotask(() => {
+        throw e;
+      });
     }
   }
   override localServer(): Server {
@@ -136,7 +143,9 @@ class IncomingCallImpl implements IncomingCall {
 
   params<T extends Struct>(ctor: StructCtor<T>): T {
     const p = this.d.content;
-    if (capnp.Pointer.isNull(p)) return emptyStruct(ctor);
+    // A null pointer is a zero word (capnp-ts's Pointer.isNull, read straight from the view).
+    const dv = dataViewOf(p.segment);
+    if (dv.getUint32(p.byteOffset, true) === 0 && dv.getUint32(p.byteOffset + 4, true) === 0) return emptyStruct(ctor);
     unadoptMessage(this.d.msg); // params of a caller in this vat: no view of its buffers (adopt.ts)
     return readStruct(p, ctor);
   }

@@ -74,6 +74,9 @@ export abstract class ProxyServerBase<I> implements Server {
   #released = false;
   #ref: EventLoopRef;
   #table: MethodTable | undefined;
+  /** The last interface called and its slots: most servers are called on one interface. */
+  #lastIid: bigint | undefined;
+  #lastSlots: (MethodSlot | undefined)[] | undefined;
 
   /** Owns `impl` (see {@link disposeObject}) unless the runtime disowns it (serveTransport's Init). */
   constructor(impl: I, connection: Connection) {
@@ -108,9 +111,19 @@ export abstract class ProxyServerBase<I> implements Server {
   }
 
   dispatch(call: IncomingCall): void | Promise<void> {
-    let table = this.#table;
-    if (table === undefined) table = this.#table = methodTable(this.constructor as ProxyServerCtor<unknown>);
-    const slot = table.get(call.interfaceId)?.[call.methodId];
+    // A Map lookup by BigInt hashes the key: compare with the last interface first.
+    const iid = call.interfaceId;
+    let slots = this.#lastSlots;
+    if (iid !== this.#lastIid || slots === undefined) {
+      let table = this.#table;
+      if (table === undefined) table = this.#table = methodTable(this.constructor as ProxyServerCtor<unknown>);
+      slots = table.get(iid);
+      if (slots !== undefined) {
+        this.#lastIid = iid;
+        this.#lastSlots = slots;
+      }
+    }
+    const slot = slots?.[call.methodId];
     if (slot === undefined) {
       throw new RpcError(
         "unimplemented",

@@ -1,0 +1,182 @@
+/**
+ * The stream transport's read turn (stream.ts closeReadTurn): what a read's messages make the
+ * receiver send synchronously, or from the microtask the engine dispatches them in (a server's
+ * Returns), is written by one microtask after that dispatch, together, instead of on a nextTick;
+ * what is sent later in the turn takes the usual nextTick flush. Over a Unix socket, read both
+ * through the Readable stream and through `onread` (SocketReader), as the bench's server is.
+ * Runs on the test's main thread.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import * as net from "node:net";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { streamTransport } from "../dist/stream.js";
+import { SocketReader, readSocketInPlace, socketReadPath } from "../dist/socket-read.js";
+import { deferred } from "../dist/errors.js";
+import type { Transport, TransportSink } from "../dist/transport.js";
+
+const cleanups: (() => void | Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+type ReadPath = "stream" | "onread";
+
+/** A connected Unix socket pair; the accepted (server) end's transport reads through `path`. */
+async function pair(path: ReadPath): Promise<{ client: net.Socket; server: Transport; serverSock: net.Socket }> {
+  const dir = mkdtempSync(join(tmpdir(), "mpts-readturn-"));
+  const sockPath = join(dir, "s.sock");
+  // onread: switched before its first read (readSocketInPlace), so the socket starts paused.
+  const srv = net.createServer({ pauseOnConnect: path === "onread" });
+  const accepted = deferred<net.Socket>();
+  srv.on("connection", (s) => accepted.resolve(s));
+  await new Promise<void>((r) => srv.listen(sockPath, r));
+  const client = net.connect(sockPath);
+  await new Promise<void>((r, j) => client.once("connect", r).once("error", j));
+  const serverSock = await accepted.promise;
+  let reader: SocketReader | undefined;
+  if (path === "onread") {
+    reader = new SocketReader();
+    expect(readSocketInPlace(serverSock, reader)).toBe(true);
+    expect(socketReadPath(serverSock)).toBe("onread");
+  }
+  const server = streamTransport(serverSock, undefined, undefined, reader);
+  cleanups.push(async () => {
+    client.destroy();
+    serverSock.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return { client, server, serverSock };
+}
+
+function msg(tag: number, words = 1): Uint8Array[] {
+  const b = new Uint8Array(words * 8);
+  new DataView(b.buffer).setUint32(0, tag, true);
+  return [b];
+}
+function tagOf(m: Uint8Array[]): number {
+  const s = m[0]!;
+  return new DataView(s.buffer, s.byteOffset, s.byteLength).getUint32(0, true);
+}
+
+/** Counts the socket's writes as Node hands them to the handle (`_write` / `_writev` calls). */
+function countWrites(c: object): () => number {
+  const sock = c as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
+  let writes = 0;
+  const origV = sock._writev.bind(c);
+  const orig = sock._write.bind(c);
+  sock._writev = (...a) => (writes++, origV(...a));
+  sock._write = (...a) => (writes++, orig(...a));
+  return () => writes;
+}
+
+/** The client side: a transport recording what it receives. */
+function recorder(t: Transport): { msgs: number[]; sizes: number[]; waitFor(n: number): Promise<void>; closed: Promise<Error | undefined> } {
+  const msgs: number[] = [];
+  const sizes: number[] = [];
+  const closed = deferred<Error | undefined>();
+  let waiter: { n: number; resolve: () => void } | undefined;
+  t.start({
+    message(segs) {
+      msgs.push(tagOf(segs));
+      sizes.push(segs[0]!.byteLength);
+      if (waiter !== undefined && msgs.length >= waiter.n) waiter.resolve();
+    },
+    closed: (e) => closed.resolve(e),
+  });
+  return {
+    msgs,
+    sizes,
+    closed: closed.promise,
+    waitFor(n) {
+      if (msgs.length >= n) return Promise.resolve();
+      const d = deferred<void>();
+      waiter = { n, resolve: d.resolve };
+      return Promise.race([d.promise, closed.promise.then((e) => Promise.reject(e ?? new Error("closed early")))]);
+    },
+  };
+}
+
+describe.each<ReadPath>(["stream", "onread"])("streamTransport read turn (read through %s)", (path) => {
+  it("replies sent from the microtask after a read go out in one write before any later microtask; a later one takes a nextTick", async () => {
+    const { client, server, serverSock } = await pair(path);
+    const rc = recorder(streamTransport(client));
+    const writes = countWrites(serverSock);
+    const seen = deferred<number>();
+    const sink: TransportSink = {
+      message() {
+        void Promise.resolve().then(() => {
+          // The engine's dispatch microtask: a server answering two calls synchronously.
+          server.send(msg(10));
+          server.send(msg(11, 200)); // over the batch size: corked, written after the batch
+          server.send(msg(12));
+          // Queued after the read turn's flush: the replies are already written.
+          void Promise.resolve().then(() => {
+            seen.resolve(writes());
+            server.send(msg(13)); // later in the same turn: the usual nextTick flush
+          });
+        });
+      },
+      closed() {},
+    };
+    server.start(sink);
+    client.write(Buffer.from([0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0])); // one 1-word message
+    // (A nextTick flush runs after all of this turn's microtasks: no write yet at that point.)
+    expect(await seen.promise).toBe(1);
+    await rc.waitFor(4);
+    expect(rc.msgs).toEqual([10, 11, 12, 13]);
+    expect(rc.sizes).toEqual([8, 1600, 8, 8]);
+    expect(writes()).toBe(2);
+    await server.close();
+    expect(await rc.closed).toBeUndefined();
+  });
+
+  it("replies sent during a read, from a nextTick and from later microtasks keep their order", async () => {
+    const { client, server } = await pair(path);
+    const rc = recorder(streamTransport(client));
+    let n = 0;
+    server.start({
+      message() {
+        const k = n++;
+        server.send(msg(100 + k));
+        // A reply that needs more promise hops than the dispatch (a method that awaits).
+        void Promise.resolve()
+          .then(() => undefined)
+          .then(() => undefined)
+          .then(() => server.send(msg(200 + k)));
+        // One from a nextTick, ordered after the read turn's writes by the batch.
+        process.nextTick(() => server.send(msg(300 + k)));
+      },
+      closed() {},
+    });
+    const one = Buffer.from([0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    client.write(one);
+    await rc.waitFor(3);
+    client.write(one);
+    await rc.waitFor(6);
+    // Within each read: the synchronous reply, then the nextTick's, then the awaited one.
+    expect(rc.msgs).toEqual([100, 300, 200, 101, 301, 201]);
+    await server.close();
+    expect(await rc.closed).toBeUndefined();
+  });
+
+  it("a sink that throws after sending ends the link with its error; the read turn's flush then writes nothing", async () => {
+    const { client, server, serverSock } = await pair(path);
+    const rc = recorder(streamTransport(client));
+    const closed = deferred<Error | undefined>();
+    server.start({
+      message() {
+        server.send(msg(1));
+        throw new Error("sink bug");
+      },
+      closed: (e) => closed.resolve(e),
+    });
+    client.write(Buffer.from([0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]));
+    expect((await closed.promise)?.message).toBe("sink bug");
+    expect(await rc.closed).toBeUndefined(); // EOF: the link is gone; the reply was dropped
+    expect(rc.msgs).toEqual([]);
+    expect(serverSock.destroyed).toBe(true);
+  });
+});
