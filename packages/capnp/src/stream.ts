@@ -13,7 +13,7 @@
  * later messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
  * after a Return) joins the batch without scheduling its write: the next message's flush takes it
  * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
- * written by itself after a bounded wait (1-2 ms, see scheduleLazyFlush). On a plain net.Socket
+ * written by itself after a bounded wait (20-40 ms, see scheduleLazyFlush). On a plain net.Socket
  * whose write completed at once (the kernel has the bytes), the batch buffer is kept for the
  * next batch instead of allocating one per flush.
  *
@@ -551,8 +551,13 @@ function ON_DATA(this: OwnedStream, chunk: Buffer | string): void {
   this[kTransport]!.onData(chunk);
 }
 
-/** How long a lazy message waits for the next message, at least (ms; see scheduleLazyFlush). */
-const LAZY_MS = 1;
+/**
+ * How long a lazy message waits for the next message, at least (ms; see scheduleLazyFlush). While
+ * calls keep coming the timer fires once per period: at 1 ms those firings cost a callback round
+ * trip ~7 µs CPU per call per side when both processes share a CPU (bench/README "P3 (seventh
+ * session)"); at 20 ms they are lost in the noise.
+ */
+export const LAZY_MS = 20;
 
 function LAZY_TICK(t: StreamTransport): void {
   t.lazyTick();

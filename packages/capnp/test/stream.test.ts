@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Duplex, PassThrough, Writable } from "node:stream";
-import { streamTransport } from "../dist/stream.js";
+import { LAZY_MS, streamTransport } from "../dist/stream.js";
 import { encodeFrameToBytes } from "../dist/framing.js";
 import { DisconnectedError, LimitError, ProtocolError } from "../dist/errors.js";
 import { deferred } from "../dist/errors.js";
@@ -215,7 +215,7 @@ describe("streamTransport over a Unix socket", () => {
       for (let i = 0; i < 5; i++) await new Promise<void>((r) => setImmediate(r));
       expect(writes()).toBe(0);
       // One tick is not enough to send it: it was added since the timer last ticked.
-      vi.advanceTimersByTime(1);
+      vi.advanceTimersByTime(LAZY_MS);
       for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
       expect(writes()).toBe(0);
       tc.send(msg(2));
@@ -224,10 +224,10 @@ describe("streamTransport over a Unix socket", () => {
       expect(writes()).toBe(1);
       // Nothing follows: the second tick after it was added sends it alone.
       tc.sendLazy!(msg(3));
-      vi.advanceTimersByTime(1);
+      vi.advanceTimersByTime(LAZY_MS);
       for (let i = 0; i < 3; i++) await new Promise<void>((r) => setImmediate(r));
       expect(writes()).toBe(1);
-      vi.advanceTimersByTime(1);
+      vi.advanceTimersByTime(LAZY_MS);
       await rs.waitFor(3);
       expect(writes()).toBe(2);
       // Lazy messages in a row, then normal ones: one write, in order (a Finish, then Releases).
@@ -239,7 +239,7 @@ describe("streamTransport over a Unix socket", () => {
       expect(rs.msgs.map(tagOf)).toEqual([1, 2, 3, 4, 5, 6, 7]);
       expect(writes()).toBe(3);
       // A timer tick with nothing waiting sends nothing and stops ticking.
-      vi.advanceTimersByTime(5);
+      vi.advanceTimersByTime(5 * LAZY_MS);
       expect(vi.getTimerCount()).toBe(0);
       await tc.close();
       await rs.whenClosed;
