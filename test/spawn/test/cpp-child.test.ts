@@ -55,8 +55,9 @@ describe("spawnProcess with a C++ child (libmultiprocess fd convention)", () => 
     expect(await waitProcess(child)).toEqual({ code: null, signal: "SIGKILL" });
     // The link ends either way; how depends on the kernel: a clean EOF (the child had read all we
     // sent: `closed` is undefined) or a reset / EPIPE (bytes of ours were still unread or in
-    // flight: a DisconnectedError). Our Return to `started` is written in the read's own microtask
-    // (docs/rpc.md "Syscalls per call"), before or after the kill, so both happen. The call above failed with DisconnectedError either way.
+    // flight: a DisconnectedError). Our Return to `started` is written in the read's own
+    // microtask (docs/rpc.md "Syscalls per call"), before or after the kill, so both happen.
+    // The call above failed with DisconnectedError either way.
     const end = await rpc.closed;
     if (end !== undefined) expect(end).toBeInstanceOf(DisconnectedError);
     calc.close();
