@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { countWrites } from "@multiprocess-ts/testing";
 import { RpcConnection, deferred, localCapability, streamTransport } from "@multiprocess-ts/capnp";
 import type { Capability, IncomingCall, Server } from "@multiprocess-ts/capnp";
 import { Segment } from "capnp-ts/src/serialization/segment.js";
@@ -42,12 +43,7 @@ async function socketPair(impl: Server): Promise<SocketPair> {
   const c = net.connect(path);
   await new Promise<void>((r, j) => c.once("connect", r).once("error", j));
   const s = await accepted.promise;
-  let writes = 0;
-  const sock = c as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
-  const origV = sock._writev.bind(c);
-  const orig = sock._write.bind(c);
-  sock._writev = (...a) => (writes++, origV(...a));
-  sock._write = (...a) => (writes++, orig(...a));
+  const writes = countWrites(c);
   const bootCap = localCapability(impl);
   const server = new RpcConnection(streamTransport(s), { bootstrap: bootCap, name: "server" });
   bootCap.close();
@@ -59,7 +55,7 @@ async function socketPair(impl: Server): Promise<SocketPair> {
     server,
     boot,
     serverSocket: s,
-    clientWrites: () => writes,
+    clientWrites: writes,
     async dispose() {
       if (disposed) return;
       disposed = true;

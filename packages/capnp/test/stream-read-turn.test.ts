@@ -7,6 +7,7 @@
  * Runs on the test's main thread.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { countWrites } from "@multiprocess-ts/testing";
 import * as net from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -61,16 +62,6 @@ function tagOf(m: Uint8Array[]): number {
   return new DataView(s.buffer, s.byteOffset, s.byteLength).getUint32(0, true);
 }
 
-/** Counts the socket's writes as Node hands them to the handle (`_write` / `_writev` calls). */
-function countWrites(c: object): () => number {
-  const sock = c as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
-  let writes = 0;
-  const origV = sock._writev.bind(c);
-  const orig = sock._write.bind(c);
-  sock._writev = (...a) => (writes++, origV(...a));
-  sock._write = (...a) => (writes++, orig(...a));
-  return () => writes;
-}
 
 /** The client side: a transport recording what it receives. */
 function recorder(t: Transport): { msgs: number[]; sizes: number[]; waitFor(n: number): Promise<void>; closed: Promise<Error | undefined> } {

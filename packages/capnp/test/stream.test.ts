@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { countWrites } from "@multiprocess-ts/testing";
 import * as net from "node:net";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -94,16 +95,6 @@ async function unixSocketPair(): Promise<[net.Socket, net.Socket]> {
   return [client, serverSide];
 }
 
-/** Counts the socket's writes as Node hands them to the handle (`_write` / `_writev` calls). */
-function countWrites(c: object): () => number {
-  const sock = c as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
-  let writes = 0;
-  const origV = sock._writev.bind(c);
-  const orig = sock._write.bind(c);
-  sock._writev = (...a) => (writes++, origV(...a));
-  sock._write = (...a) => (writes++, orig(...a));
-  return () => writes;
-}
 
 describe("streamTransport over a Unix socket", () => {
   it("carries messages both ways in order, including one spanning many chunks", async () => {

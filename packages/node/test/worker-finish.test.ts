@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
+import { countWrites } from "@multiprocess-ts/testing";
 import * as capnp from "capnp-ts";
 import { RpcConnection, deferred, localCapability, streamTransport, writeCap, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import { loopBridge, loopHandleTransferList, WorkerHost } from "../dist/worker/index.js";
@@ -69,12 +70,7 @@ async function setup(): Promise<Setup> {
   const c = net.connect(path);
   await new Promise<void>((r, j) => c.once("connect", r).once("error", j));
   const s = await accepted.promise;
-  let writes = 0;
-  const sock = c as unknown as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
-  const origV = sock._writev.bind(c);
-  const orig = sock._write.bind(c);
-  sock._writev = (...a) => (writes++, origV(...a));
-  sock._write = (...a) => (writes++, orig(...a));
+  const writes = countWrites(c);
 
   const calc = new Calc();
   const bootCap = localCapability(calc);
@@ -125,7 +121,7 @@ async function setup(): Promise<Setup> {
     peer,
     peerLog,
     calc,
-    loopWrites: () => writes,
+    loopWrites: writes,
     peerAnswersDone: () =>
       new Promise<void>((resolve) => {
         if (peer.stats().answers === 0) return resolve();

@@ -30,4 +30,4 @@ export type { TrackedSetup } from "./tracker.js";
 export { forceGc, getGc } from "./gc.js";
 export { handleBaseline, handleLeaks, assertNoHandleLeaks } from "./handles.js";
 export type { HandleBaseline } from "./handles.js";
-export { RecordingSink, msg, msgValues, startRecording } from "./sink.js";
+export { RecordingSink, countWrites, msg, msgValues, startRecording } from "./sink.js";

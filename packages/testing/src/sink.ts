@@ -63,3 +63,17 @@ export function startRecording(t: Transport): RecordingSink {
   t.start(sink);
   return sink;
 }
+
+/**
+ * Counts a socket's writes as Node hands them to its handle (`_write` / `_writev` calls): how
+ * many syscalls-worth of writes a transport made. Returns the reader of the count.
+ */
+export function countWrites(socket: object): () => number {
+  const sock = socket as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
+  let writes = 0;
+  const origV = sock._writev.bind(socket);
+  const orig = sock._write.bind(socket);
+  sock._writev = (...a) => (writes++, origV(...a));
+  sock._write = (...a) => (writes++, orig(...a));
+  return () => writes;
+}
