@@ -4,12 +4,9 @@
 // incoming messages read in place (in their socket chunk, or in a shared slab).
 // Threading: loop thread (the test's thread).
 import * as net from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { countWrites } from "@multiprocess-ts/testing";
-import { RpcConnection, deferred, localCapability, streamTransport } from "@multiprocess-ts/capnp";
+import { countWrites, unixSocketPair } from "@multiprocess-ts/testing";
+import { RpcConnection, localCapability, streamTransport } from "@multiprocess-ts/capnp";
 import type { Capability, IncomingCall, Server } from "@multiprocess-ts/capnp";
 import { Segment } from "capnp-ts/src/serialization/segment.js";
 import { freeBufferCount, recycleMessage, takeBuffer, takeView } from "../dist/buffers.js";
@@ -34,15 +31,8 @@ interface SocketPair {
 }
 
 async function socketPair(impl: Server): Promise<SocketPair> {
-  const dir = mkdtempSync(join(tmpdir(), "mpts-small-"));
-  const path = join(dir, "s.sock");
-  const listener = net.createServer();
-  const accepted = deferred<net.Socket>();
-  listener.on("connection", (s) => accepted.resolve(s));
-  await new Promise<void>((r) => listener.listen(path, r));
-  const c = net.connect(path);
-  await new Promise<void>((r, j) => c.once("connect", r).once("error", j));
-  const s = await accepted.promise;
+  const sockets = await unixSocketPair();
+  const { client: c, server: s } = sockets;
   const writes = countWrites(c);
   const bootCap = localCapability(impl);
   const server = new RpcConnection(streamTransport(s), { bootstrap: bootCap, name: "server" });
@@ -68,10 +58,7 @@ async function socketPair(impl: Server): Promise<SocketPair> {
   };
   cleanups.push(async () => {
     await pair.dispose();
-    c.destroy();
-    s.destroy();
-    await new Promise<void>((r) => listener.close(() => r()));
-    rmSync(dir, { recursive: true, force: true });
+    await sockets.close();
   });
   return pair;
 }

@@ -7,11 +7,8 @@
  * Runs on the test's main thread.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { countWrites } from "@multiprocess-ts/testing";
+import { countWrites, unixSocketPair } from "@multiprocess-ts/testing";
 import * as net from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { streamTransport } from "../dist/stream.js";
 import { SocketReader, readSocketInPlace, socketReadPath } from "../dist/socket-read.js";
 import { deferred } from "../dist/errors.js";
@@ -26,16 +23,9 @@ type ReadPath = "stream" | "onread";
 
 /** A connected Unix socket pair; the accepted (server) end's transport reads through `path`. */
 async function pair(path: ReadPath): Promise<{ client: net.Socket; server: Transport; serverSock: net.Socket }> {
-  const dir = mkdtempSync(join(tmpdir(), "mpts-readturn-"));
-  const sockPath = join(dir, "s.sock");
   // onread: switched before its first read (readSocketInPlace), so the socket starts paused.
-  const srv = net.createServer({ pauseOnConnect: path === "onread" });
-  const accepted = deferred<net.Socket>();
-  srv.on("connection", (s) => accepted.resolve(s));
-  await new Promise<void>((r) => srv.listen(sockPath, r));
-  const client = net.connect(sockPath);
-  await new Promise<void>((r, j) => client.once("connect", r).once("error", j));
-  const serverSock = await accepted.promise;
+  const sockets = await unixSocketPair({ pauseOnConnect: path === "onread" });
+  const { client, server: serverSock } = sockets;
   let reader: SocketReader | undefined;
   if (path === "onread") {
     reader = new SocketReader();
@@ -43,12 +33,7 @@ async function pair(path: ReadPath): Promise<{ client: net.Socket; server: Trans
     expect(socketReadPath(serverSock)).toBe("onread");
   }
   const server = streamTransport(serverSock, undefined, undefined, reader);
-  cleanups.push(async () => {
-    client.destroy();
-    serverSock.destroy();
-    await new Promise<void>((r) => srv.close(() => r()));
-    rmSync(dir, { recursive: true, force: true });
-  });
+  cleanups.push(() => sockets.close());
   return { client, server, serverSock };
 }
 

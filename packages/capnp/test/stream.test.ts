@@ -1,9 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { countWrites } from "@multiprocess-ts/testing";
+import { countWrites, unixSocketPair as socketPairOf } from "@multiprocess-ts/testing";
 import * as net from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Duplex, PassThrough, Writable } from "node:stream";
 import { LAZY_MS, streamTransport } from "../dist/stream.js";
 import { encodeFrameToBytes } from "../dist/framing.js";
@@ -77,22 +74,9 @@ afterEach(async () => {
 });
 
 async function unixSocketPair(): Promise<[net.Socket, net.Socket]> {
-  const dir = mkdtempSync(join(tmpdir(), "mpts-stream-"));
-  const path = join(dir, "s.sock");
-  const server = net.createServer();
-  const accepted = deferred<net.Socket>();
-  server.on("connection", (s) => accepted.resolve(s));
-  await new Promise<void>((r) => server.listen(path, r));
-  const client = net.connect(path);
-  await new Promise<void>((r, j) => client.once("connect", r).once("error", j));
-  const serverSide = await accepted.promise;
-  cleanups.push(async () => {
-    client.destroy();
-    serverSide.destroy();
-    await new Promise<void>((r) => server.close(() => r()));
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return [client, serverSide];
+  const p = await socketPairOf();
+  cleanups.push(() => p.close());
+  return [p.client, p.server];
 }
 
 

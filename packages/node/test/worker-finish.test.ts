@@ -4,13 +4,9 @@
 // no message follows (the transport's bounded wait), in order with the Release of a capability
 // the worker got in the results, and that nothing is left in any table afterwards.
 // Threading: the test runs on the loop thread; the fixture's scenarios run in worker threads.
-import * as net from "node:net";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
-import { countWrites } from "@multiprocess-ts/testing";
+import { countWrites, unixSocketPair } from "@multiprocess-ts/testing";
 import * as capnp from "capnp-ts";
 import { RpcConnection, deferred, localCapability, streamTransport, writeCap, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import { loopBridge, loopHandleTransferList, WorkerHost } from "../dist/worker/index.js";
@@ -61,15 +57,8 @@ interface Setup {
 }
 
 async function setup(): Promise<Setup> {
-  const dir = mkdtempSync(join(tmpdir(), "mpts-wfin-"));
-  const path = join(dir, "s.sock");
-  const listener = net.createServer();
-  const accepted = deferred<net.Socket>();
-  listener.on("connection", (s) => accepted.resolve(s));
-  await new Promise<void>((r) => listener.listen(path, r));
-  const c = net.connect(path);
-  await new Promise<void>((r, j) => c.once("connect", r).once("error", j));
-  const s = await accepted.promise;
+  const sockets = await unixSocketPair();
+  const { client: c, server: s } = sockets;
   const writes = countWrites(c);
 
   const calc = new Calc();
@@ -111,10 +100,7 @@ async function setup(): Promise<Setup> {
     await peer.closed;
     expect(loopConn.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
     expect(peer.stats()).toEqual({ questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 });
-    c.destroy();
-    s.destroy();
-    await new Promise<void>((r) => listener.close(() => r()));
-    rmSync(dir, { recursive: true, force: true });
+    await sockets.close();
   });
 
   return {

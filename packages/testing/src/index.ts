@@ -31,3 +31,5 @@ export { forceGc, getGc } from "./gc.js";
 export { handleBaseline, handleLeaks, assertNoHandleLeaks } from "./handles.js";
 export type { HandleBaseline } from "./handles.js";
 export { RecordingSink, countWrites, msg, msgValues, startRecording } from "./sink.js";
+export { unixSocketPair } from "./sockets.js";
+export type { UnixSocketPair } from "./sockets.js";
