@@ -71,14 +71,29 @@ export function poolPipe(windows: readonly PipeWindow[]): PipeSide {
   return { calls, seconds, rate: calls / seconds, cpuClient: client / calls, cpuServer: server / calls };
 }
 
-/** The paired P1 of one round: each side pooled, and the ratios ours / birpc. */
-export interface PairedSeq { blocks: number; ours: SeqSide; peer: SeqSide; ratio: { p50: number; p99: number; cpuClient: number; cpuServer: number } }
-/** The paired P2 of one round. */
-export interface PairedPipe { windows: number; ours: PipeSide; peer: PipeSide; ratio: { rate: number; cpuClient: number; cpuServer: number } }
+/** One block alone (in the JSON, to see the spread within a round). */
+export interface BlockFigures { p50: number; cpuClient: number; cpuServer: number }
+/**
+ * The paired P1 of one round: each side pooled, the ratios ours / birpc, and each block's own
+ * figures in the order run.
+ */
+export interface PairedSeq {
+  blocks: number; ours: SeqSide; peer: SeqSide; ratio: { p50: number; p99: number; cpuClient: number; cpuServer: number };
+  perBlock: { ours: BlockFigures[]; peer: BlockFigures[] };
+}
+/** The paired P2 of one round, with each window's rate. */
+export interface PairedPipe {
+  windows: number; ours: PipeSide; peer: PipeSide; ratio: { rate: number; cpuClient: number; cpuServer: number };
+  perWindow: { ours: number[]; peer: number[] };
+}
 /** What one round's paired phase measured (`info.paired` of the round's JSON). */
 export interface PairedRound { peer: string; p1?: PairedSeq; p2?: PairedPipe }
 
 const div = (a: number, b: number): number => (b > 0 ? a / b : Number.NaN);
+function blockFigures(b: SeqBlock): BlockFigures {
+  const n = b.us.length;
+  return { p50: latency(b.us).p50, cpuClient: b.clientCpuUs / n, cpuServer: b.serverCpuUs / n };
+}
 
 export function pairSeq(ours: readonly SeqBlock[], peer: readonly SeqBlock[]): PairedSeq {
   if (ours.length !== peer.length) throw new RangeError(`paired blocks: ${ours.length} of ours against ${peer.length} of the peer's`);
@@ -87,6 +102,7 @@ export function pairSeq(ours: readonly SeqBlock[], peer: readonly SeqBlock[]): P
   return {
     blocks: ours.length, ours: a, peer: b,
     ratio: { p50: div(a.p50, b.p50), p99: div(a.p99, b.p99), cpuClient: div(a.cpuClient, b.cpuClient), cpuServer: div(a.cpuServer, b.cpuServer) },
+    perBlock: { ours: ours.map(blockFigures), peer: peer.map(blockFigures) },
   };
 }
 
@@ -94,7 +110,11 @@ export function pairPipe(ours: readonly PipeWindow[], peer: readonly PipeWindow[
   if (ours.length !== peer.length) throw new RangeError(`paired windows: ${ours.length} of ours against ${peer.length} of the peer's`);
   const a = poolPipe(ours);
   const b = poolPipe(peer);
-  return { windows: ours.length, ours: a, peer: b, ratio: { rate: div(a.rate, b.rate), cpuClient: div(a.cpuClient, b.cpuClient), cpuServer: div(a.cpuServer, b.cpuServer) } };
+  const rates = (ws: readonly PipeWindow[]): number[] => ws.map((w) => div(w.calls, w.seconds));
+  return {
+    windows: ours.length, ours: a, peer: b, ratio: { rate: div(a.rate, b.rate), cpuClient: div(a.cpuClient, b.cpuClient), cpuServer: div(a.cpuServer, b.cpuServer) },
+    perWindow: { ours: rates(ours), peer: rates(peer) },
+  };
 }
 
 /** Median and range of a figure over rounds (non-finite values left out); null when none is left. */

@@ -30,6 +30,8 @@ export interface PairedOptions {
   seconds: number;
   window: number;
   inflight: number;
+  /** Seconds of the untimed P2 warm-up per side (0.5 s, as P2's own warm-up). */
+  pipeWarmup?: number;
   profileDir?: string;
   streamReads?: boolean;
 }
@@ -103,9 +105,10 @@ export async function runPaired(o: PairedOptions): Promise<PairedRound> {
       started.clients.push(client);
       sides[side] = { client, server };
     }
-    log(`paired against ${o.peer}: warm-up (${o.warmup} calls${o.p2 ? ", 0.5 s in flight" : ""} each)`);
+    const pipeWarmup = o.p2 ? o.pipeWarmup ?? 0.5 : 0;
+    log(`paired against ${o.peer}: warm-up (${o.warmup} calls${pipeWarmup > 0 ? `, ${pipeWarmup} s in flight` : ""} each)`);
     for (const side of ["ours", "peer"] as const) {
-      await sides[side].client.request({ op: "warm", n: o.warmup, seconds: o.p2 ? 0.5 : 0, inflight: o.inflight });
+      await sides[side].client.request({ op: "warm", n: o.warmup, seconds: pipeWarmup, inflight: o.inflight });
     }
     const round: PairedRound = { peer: o.peer };
     if (o.p1) {
