@@ -148,7 +148,7 @@ export function pairedLines(rows: Figure[]): string[] {
   const w = Math.max(...paired.map((f) => f.name.length));
   for (const f of paired) {
     const per = (f.ratios ?? []).map((x) => `${x.toFixed(2)}×`).join(" ");
-    const med = f.ratio === null ? "-" : `${f.ratio.toFixed(2)}×` + (f.ratioRange === undefined ? "" : ` (${f.ratioRange[0].toFixed(2)}–${f.ratioRange[1].toFixed(2)})`);
+    const med = ratioCell(f);
     const verdict = f.met === null ? "" : `  ${f.target}: ${f.met ? "met" : "NOT MET"}`;
     out.push(`  ${f.name.padEnd(w)}  ${per}  → ${med}${verdict}`);
   }
