@@ -1,7 +1,7 @@
 /**
  * `pnpm bench [--rounds R] [--pin | --pin-only] [--peers] [--json FILE] [--quick] [--only P1,...]
  *  [--no-cpp] [--profile DIR] [--n N] [--warmup W] [--seconds S] [--conns C] [--stream-reads]
- *  [--server-stream-reads] [--pair-block B]`
+ *  [--server-stream-reads] [--pair-block B] [--pair-warmup W]`
  * `pnpm bench --hostile [...]` / `pnpm bench --fuzz-frames N`: the hostile-peer benchmark and the
  * seeded fuzz run instead (bench/src/hostile.ts).
  *
@@ -44,8 +44,10 @@ const base: Omit<RunOptions, "tag" | "out"> = {
   streamReads: has("--stream-reads"),
   serverStreamReads: has("--server-stream-reads"),
   pairBlock: Number(opt("--pair-block") ?? (quick ? 500 : 2000)),
+  pairWarmup: Number(opt("--pair-warmup") ?? (quick ? 2000 : 10_000)),
 };
 if (!(Number.isInteger(base.pairBlock) && base.pairBlock! > 0)) throw new Error("--pair-block needs a positive integer");
+if (!(Number.isInteger(base.pairWarmup) && base.pairWarmup! >= 0)) throw new Error("--pair-warmup needs a non-negative integer");
 const profileDir = opt("--profile");
 if (profileDir !== undefined) base.profileDir = profileDir;
 
@@ -95,7 +97,7 @@ async function main(): Promise<void> {
     `TS client and TS server in two processes over a Unix socket, generated FooInterface proxies; n=${base.n} (+${base.warmup} warm-up), ${base.seconds} s pipelined; ${rounds} round(s) per mode, median and range of ours; ${elapsed.toFixed(0)} s total`,
     "floor = raw Node u32-length-prefixed ping-pong of the same bytes, 2 processes, same socket kind; C++ ref = libcapnp-rpc C++ client ↔ C++ server, same schema",
     "CPU per call = process.cpuUsage() of each side / calls (the client's includes its worker threads)",
-    ...(base.peers ? [`paired (--peers) = ours and birpc in the same round, each client in its own process, alternating blocks of ${base.pairBlock} sequential calls (P1) and 0.5 s windows (P2); targets against birpc scored on the median of the per-round ratios`] : []),
+    ...(base.peers ? [`paired (--peers) = ours and birpc in the same round, each client in its own process, ${base.pairWarmup} warm-up calls each, then alternating blocks of ${base.pairBlock} sequential calls (P1) and 0.5 s windows (P2); targets against birpc scored on the median of the per-round ratios`] : []),
   ];
   const json: Record<string, unknown> = { date: started.toISOString(), elapsedSeconds: elapsed, machine, params: { ...base, rounds, modes }, modes: {} };
   for (const mode of modes) {

@@ -30,6 +30,8 @@ export interface RunOptions {
   serverStreamReads?: boolean;
   /** `--peers`: calls per block of the paired P1 (run-paired.ts); the paired P2 windows last PAIR_WINDOW s. */
   pairBlock?: number;
+  /** `--peers`: sequential warm-up calls of each paired client before its first block. */
+  pairWarmup?: number;
 }
 const o = JSON.parse(process.argv[2]!) as RunOptions;
 // Read by server.js (forked with this environment).
@@ -371,7 +373,7 @@ async function cppRef(c: Ctx): Promise<CppResult | undefined> {
  */
 async function paired(c: Ctx): Promise<void> {
   const r = await runPaired({
-    dir: c.dir, tag: o.tag, peer: "birpc", p1: only.has("P1"), n: o.n, warmup: o.warmup, block: o.pairBlock ?? 2000,
+    dir: c.dir, tag: o.tag, peer: "birpc", p1: only.has("P1"), n: o.n, warmup: o.pairWarmup ?? o.warmup, block: o.pairBlock ?? 2000,
     p2: only.has("P2"), seconds: o.seconds, window: PAIR_WINDOW, inflight: INFLIGHT,
     ...(o.profileDir !== undefined ? { profileDir: o.profileDir } : {}), streamReads: o.streamReads === true,
   });
