@@ -6,7 +6,9 @@
 import { fork, type ChildProcess } from "node:child_process";
 import { openSync } from "node:fs";
 import { connect, type Socket } from "node:net";
-import type { SocketReader } from "@multiprocess-ts/capnp";
+import { SocketReader, streamTransport } from "@multiprocess-ts/capnp";
+import { connectTransport, type EventLoop } from "@multiprocess-ts/runtime";
+import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { syscallCounts, timeSequential, type SyscallCounts } from "./stats.js";
@@ -56,6 +58,19 @@ export function connectUnix(path: string, reader?: SocketReader): Promise<Socket
     s.once("connect", () => { s.off("error", reject); resolve(s); });
     s.once("error", reject);
   });
+}
+
+/**
+ * The client's RPC connection, made as `connectSocket` makes it (the socket read through its
+ * `onread` option, packages/capnp socket-read.ts), or with `streamReads` (`--stream-reads`) as
+ * `connectStream` on a plain socket (its Readable stream): the same transport otherwise, for A/B
+ * runs.
+ */
+export async function connectRpc(loop: EventLoop, path: string, streamReads = false): Promise<{ socket: Socket; foo: FooInterfaceClient }> {
+  const reader = streamReads ? undefined : new SocketReader();
+  const socket = await connectUnix(path, reader);
+  const foo = await connectTransport(loop, streamTransport(socket, undefined, undefined, reader), FooInterfaceClient);
+  return { socket, foo };
 }
 
 /**

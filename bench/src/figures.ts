@@ -1,8 +1,12 @@
 /**
  * Figures of `pnpm bench`: one round's rows (collected by run.ts in the round's child process),
  * their aggregation over rounds (median and range, in main.ts) and the printed table. Runs on the
- * main thread of the bench processes.
+ * main thread of the bench processes. Paired rows (`--peers`, paired.ts) carry each round's ratio
+ * ours / peer from the same round's alternating blocks; over rounds their ratio is the median of
+ * the per-round ratios (with its range), not the ratio of the medians.
  */
+import { summarize } from "./paired.js";
+
 export type Dir = "le" | "ge";
 export interface TargetSpec { dir: Dir; x: number; abs?: boolean }
 
@@ -23,10 +27,18 @@ export interface Figure {
   /** Aggregated over rounds: [min, max] of `ours`. */
   range?: [number, number];
   rounds?: number;
+  /**
+   * A paired row: `floor` is the peer's figure from the same round's alternating blocks and
+   * `ratio` that round's ours / peer; aggregated, `ratio` is the median of the per-round ratios.
+   */
+  paired?: true;
+  /** Aggregated paired rows: each round's ratio, in round order, and their [min, max]. */
+  ratios?: number[];
+  ratioRange?: [number, number];
 }
 
 function judge(f: Figure): void {
-  f.ratio = f.ours !== null && f.floor !== null && f.floor > 0 ? f.ours / f.floor : null;
+  if (f.paired !== true) f.ratio = f.ours !== null && f.floor !== null && f.floor > 0 ? f.ours / f.floor : null;
   const s = f.spec;
   if (s === undefined) { f.target = null; f.met = null; return; }
   const sym = s.dir === "le" ? "≤" : "≥";
@@ -39,12 +51,16 @@ function judge(f: Figure): void {
 export class Figures {
   readonly rows: Figure[] = [];
   add(name: string, unit: string, ours: number | null, floor: number | null, spec?: TargetSpec,
-    extra: { cpp?: number | null; note?: string } = {}): void {
+    extra: { cpp?: number | null; note?: string; pairedRatio?: number } = {}): void {
     const f: Figure = { name: name.trim(), unit, ours, floor, ratio: null, target: null, met: null };
     if (spec !== undefined) f.spec = spec;
     if (name.startsWith(" ")) f.informational = true;
     if (extra.cpp !== undefined) f.cpp = extra.cpp;
     if (extra.note !== undefined) f.note = extra.note;
+    if (extra.pairedRatio !== undefined) {
+      f.paired = true;
+      f.ratio = Number.isFinite(extra.pairedRatio) ? extra.pairedRatio : null;
+    }
     judge(f);
     this.rows.push(f);
   }
@@ -98,6 +114,12 @@ export function aggregate(rounds: Figure[][]): Figure[] {
     if (cpp !== null) f.cpp = cpp;
     const ours = l.map((x) => x.ours).filter((x): x is number => x !== null);
     if (ours.length > 0) f.range = [Math.min(...ours), Math.max(...ours)];
+    if (f.paired === true) {
+      f.ratios = l.map((x) => x.ratio).filter((x): x is number => x !== null);
+      const s = summarize(f.ratios);
+      f.ratio = s?.median ?? null;
+      if (s !== null) f.ratioRange = [s.min, s.max];
+    }
     judge(f);
     return f;
   });
@@ -109,11 +131,35 @@ export function fmt(v: number | null | undefined, unit?: string): string {
   return v.toFixed(unit === "/call" ? 3 : 1);
 }
 
+function ratioCell(f: Figure): string {
+  if (f.ratio === null) return "-";
+  const r = f.ratioRange;
+  return r === undefined || (f.ratios?.length ?? 1) < 2 ? `${f.ratio.toFixed(2)}×` : `${f.ratio.toFixed(2)}× (${r[0].toFixed(2)}–${r[1].toFixed(2)})`;
+}
+
+/**
+ * Under the table: each paired row's ratio ours / peer in every round, their median and range,
+ * and the verdict of its target (judged on that median).
+ */
+export function pairedLines(rows: Figure[]): string[] {
+  const paired = rows.filter((f) => f.paired === true);
+  if (paired.length === 0) return [];
+  const out = ["", "paired against the peer (same round, alternating blocks, both servers alive): ratio ours / peer per round → median (range)"];
+  const w = Math.max(...paired.map((f) => f.name.length));
+  for (const f of paired) {
+    const per = (f.ratios ?? []).map((x) => `${x.toFixed(2)}×`).join(" ");
+    const med = ratioCell(f);
+    const verdict = f.met === null ? "" : `  ${f.target}: ${f.met ? "met" : "NOT MET"}`;
+    out.push(`  ${f.name.padEnd(w)}  ${per}  → ${med}${verdict}`);
+  }
+  return out;
+}
+
 /** The table of one mode (rows already aggregated). */
 export function tableLines(rows: Figure[]): string[] {
   const cells = rows.map((f) => [(f.informational === true ? "  " : "") + f.name, f.unit, fmt(f.ours, f.unit),
     f.range === undefined || (f.rounds ?? 1) < 2 ? "" : `${fmt(f.range[0], f.unit)}–${fmt(f.range[1], f.unit)}`,
-    fmt(f.floor, f.unit), f.ratio === null ? "-" : `${f.ratio.toFixed(2)}×`,
+    fmt(f.floor, f.unit), ratioCell(f),
     f.target ?? "", f.met === null ? "" : f.met ? "met" : "NOT MET", fmt(f.cpp, f.unit)]);
   const head = ["figure", "unit", "ours", "range", "floor", "ratio", "target", "", "C++ ref"];
   const w = head.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));

@@ -1,7 +1,7 @@
 /**
  * `pnpm bench [--rounds R] [--pin | --pin-only] [--peers] [--json FILE] [--quick] [--only P1,...]
  *  [--no-cpp] [--profile DIR] [--n N] [--warmup W] [--seconds S] [--conns C] [--stream-reads]
- *  [--server-stream-reads]`
+ *  [--server-stream-reads] [--pair-block B] [--pair-warmup W]`
  * `pnpm bench --hostile [...]` / `pnpm bench --fuzz-frames N`: the hostile-peer benchmark and the
  * seeded fuzz run instead (bench/src/hostile.ts).
  *
@@ -16,7 +16,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { cpus, loadavg, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { here, log } from "./children.js";
-import { aggregate, tableLines, type Figure } from "./figures.js";
+import { aggregate, pairedLines, tableLines, type Figure } from "./figures.js";
 import type { RunOptions } from "./run.js";
 
 const argv = process.argv.slice(2);
@@ -43,7 +43,11 @@ const base: Omit<RunOptions, "tag" | "out"> = {
   peers: has("--peers"),
   streamReads: has("--stream-reads"),
   serverStreamReads: has("--server-stream-reads"),
+  pairBlock: Number(opt("--pair-block") ?? (quick ? 500 : 2000)),
+  pairWarmup: Number(opt("--pair-warmup") ?? (quick ? 2000 : 10_000)),
 };
+if (!(Number.isInteger(base.pairBlock) && base.pairBlock! > 0)) throw new Error("--pair-block needs a positive integer");
+if (!(Number.isInteger(base.pairWarmup) && base.pairWarmup! >= 0)) throw new Error("--pair-warmup needs a non-negative integer");
 const profileDir = opt("--profile");
 if (profileDir !== undefined) base.profileDir = profileDir;
 
@@ -93,13 +97,17 @@ async function main(): Promise<void> {
     `TS client and TS server in two processes over a Unix socket, generated FooInterface proxies; n=${base.n} (+${base.warmup} warm-up), ${base.seconds} s pipelined; ${rounds} round(s) per mode, median and range of ours; ${elapsed.toFixed(0)} s total`,
     "floor = raw Node u32-length-prefixed ping-pong of the same bytes, 2 processes, same socket kind; C++ ref = libcapnp-rpc C++ client ↔ C++ server, same schema",
     "CPU per call = process.cpuUsage() of each side / calls (the client's includes its worker threads)",
+    ...(base.peers ? [`paired (--peers) = ours and birpc in the same round, each client in its own process, ${base.pairWarmup} warm-up calls each, then alternating blocks of ${base.pairBlock} sequential calls (P1) and 0.5 s windows (P2); targets against birpc scored on the median of the per-round ratios`] : []),
   ];
   const json: Record<string, unknown> = { date: started.toISOString(), elapsedSeconds: elapsed, machine, params: { ...base, rounds, modes }, modes: {} };
   for (const mode of modes) {
     const rs = results.get(mode)!;
     const rows = aggregate(rs.map((x) => x.figures));
-    out.push("", `== ${mode}${mode === "pinned" ? " (taskset -c 0: client, server and workers on one CPU)" : ""} ==`, ...tableLines(rows));
-    (json["modes"] as Record<string, unknown>)[mode] = { figures: rows, rounds: rs };
+    out.push("", `== ${mode}${mode === "pinned" ? " (taskset -c 0: client, server and workers on one CPU)" : ""} ==`, ...tableLines(rows), ...pairedLines(rows));
+    const paired = rows.filter((f) => f.paired === true).map((f) => ({
+      name: f.name, unit: f.unit, ours: f.ours, peer: f.floor, ratioPerRound: f.ratios ?? [], ratioMedian: f.ratio, ratioRange: f.ratioRange ?? null, target: f.target, met: f.met,
+    }));
+    (json["modes"] as Record<string, unknown>)[mode] = { figures: rows, paired, rounds: rs };
   }
   process.stdout.write(out.join("\n") + "\n");
   if (jsonFile !== undefined) {

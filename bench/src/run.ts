@@ -8,14 +8,15 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connectTransport, EventLoop } from "@multiprocess-ts/runtime";
-import { SocketReader, streamTransport } from "@multiprocess-ts/capnp";
+import { EventLoop } from "@multiprocess-ts/runtime";
 import { attachWorkers, loopHandleTransferList } from "@multiprocess-ts/node";
 import { FooInterfaceClient, type FooCallback } from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { connectUnix, log, runWorker, sequentialWithCpu, startServer, stepWorker, withCpu, type Cpu, type ServerChild } from "./children.js";
+import { connectRpc as connectRpcWith, log, runWorker, sequentialWithCpu, startServer, stepWorker, withCpu, type Cpu, type ServerChild } from "./children.js";
 import { runCppReference, type CppCpu, type CppResult } from "./cpp.js";
 import { Figures } from "./figures.js";
 import { memoryPerConnection } from "./memory.js";
+import { addPairedRows } from "./paired.js";
+import { runPaired } from "./run-paired.js";
 import { runPeer } from "./run-peers.js";
 import { RawClient } from "./raw.js";
 import { DATA_BYTES, echoRate, INFLIGHT, latency, pipelinedRate, threadCpuUs, threadStats, timeSequential, writeSyscalls, type Latency, type ThreadStats } from "./stats.js";
@@ -27,6 +28,10 @@ export interface RunOptions {
   streamReads?: boolean;
   /** Diagnostic `--server-stream-reads`: the RPC server reads accepted sockets as streams (`readInPlace: false`). */
   serverStreamReads?: boolean;
+  /** `--peers`: calls per block of the paired P1 (run-paired.ts); the paired P2 windows last PAIR_WINDOW s. */
+  pairBlock?: number;
+  /** `--peers`: sequential warm-up calls of each paired client before its first block. */
+  pairWarmup?: number;
 }
 const o = JSON.parse(process.argv[2]!) as RunOptions;
 // Read by server.js (forked with this environment).
@@ -34,6 +39,8 @@ if (o.serverStreamReads === true) process.env.MP_BENCH_SERVER_STREAM_READS = "1"
 const only = new Set(o.only);
 const DATA_SECONDS = o.quick ? 0.7 : 2;
 const COLD_CALLS = 1000;
+/** Seconds of one paired P2 window (`--peers`): `o.seconds` per side in windows this long. */
+const PAIR_WINDOW = 0.5;
 
 /** What the figure functions share. */
 export interface Ctx {
@@ -43,16 +50,8 @@ export interface Ctx {
   p1?: Latency; p2?: number;
 }
 
-/**
- * The client's RPC connection, made as `connectSocket` makes it (the socket read through its
- * `onread` option, packages/capnp socket-read.ts), or with `--stream-reads` as `connectStream`
- * on a plain socket (its Readable stream): the same transport otherwise, for A/B runs.
- */
-async function connectRpc(loop: EventLoop, path: string): Promise<{ socket: Socket; foo: FooInterfaceClient }> {
-  const reader = o.streamReads === true ? undefined : new SocketReader();
-  const socket = await connectUnix(path, reader);
-  const foo = await connectTransport(loop, streamTransport(socket, undefined, undefined, reader), FooInterfaceClient);
-  return { socket, foo };
+function connectRpc(loop: EventLoop, path: string): Promise<{ socket: Socket; foo: FooInterfaceClient }> {
+  return connectRpcWith(loop, path, o.streamReads === true);
 }
 
 async function bytesPerCall(socket: Socket, n: number, fn: (i: number) => Promise<unknown>): Promise<{ out: number; in: number }> {
@@ -368,6 +367,20 @@ async function cppRef(c: Ctx): Promise<CppResult | undefined> {
   }
 }
 
+/**
+ * `--peers`: our P1/P2 and birpc's in alternating blocks in this round (run-paired.ts), each
+ * client in its own process; the rows scored against birpc (paired.ts).
+ */
+async function paired(c: Ctx): Promise<void> {
+  const r = await runPaired({
+    dir: c.dir, tag: o.tag, peer: "birpc", p1: only.has("P1"), n: o.n, warmup: o.pairWarmup ?? o.warmup, block: o.pairBlock ?? 2000,
+    p2: only.has("P2"), seconds: o.seconds, window: PAIR_WINDOW, inflight: INFLIGHT,
+    ...(o.profileDir !== undefined ? { profileDir: o.profileDir } : {}), streamReads: o.streamReads === true,
+  });
+  addPairedRows(c.figs, r);
+  c.info["paired"] = r;
+}
+
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "mpts-bench-"));
   const loop = new EventLoop("bench-client", { log: { level: "warning", logFn: (l, m) => log(`[client ${l}] ${m}`) } });
@@ -400,6 +413,7 @@ async function main(): Promise<void> {
     raw.close();
     await foo.close();
     if (o.peers) for (const kind of ["birpc", "capnweb"] as const) await runPeer(c, kind);
+    if (o.peers && (only.has("P1") || only.has("P2"))) await paired(c);
     if (only.has("P6")) await p6(c);
     if (o.cpp) cpp = await cppRef(c);
   } finally {
