@@ -17,6 +17,7 @@
  */
 import type * as capnp from "capnp-ts";
 import { ObjectSize } from "capnp-ts";
+import { fastpath } from "@multiprocess-ts/capnp";
 import { erase, initPointer, setStructPointer } from "capnp-ts/src/serialization/pointers/pointer.js";
 
 /** Nesting limit of the raw walk (capnp-ts's default depth limit); deeper goes the general way. */
@@ -219,11 +220,49 @@ export function unpackBlock(buf: ArrayBuffer, dst: capnp.Pointer, size = buf.byt
   const rootAt = 16 + ((lo | 0) >> 2) * 8;
   const bytes = size - 16;
   if (rootAt < 16 || !plain(dv, size, 8, MAX_DEPTH)) return undefined;
+  if (placeNear(buf, bytes, rootAt, hi, dst)) return true;
   erase(dst);
   const content = dst.segment.allocate(bytes);
   new Uint8Array(content.segment.buffer, content.byteOffset, bytes).set(new Uint8Array(buf, 16, bytes));
   const res = initPointer(content.segment, content.byteOffset + (rootAt - 16), dst);
   setStructPointer(res.offsetWords, new ObjectSize((hi & 0xffff) * 8, hi >>> 16), res.pointer);
+  return true;
+}
+
+
+/**
+ * {@link unpackBlock}'s common case on the raw words, without capnp-ts's Pointer objects: `dst`
+ * is null or points at a struct in its own segment whose pointers are all null (a request's
+ * freshly made params: the Holder `newCall` allocated), and the segment has room for the block.
+ * Does what `erase` + `allocate` + `initPointer` + `setStructPointer` do there: the old struct's
+ * words are zeroed, the block goes at the segment's end, `dst` becomes a near struct pointer to
+ * its root (`rootAt`, `hi`: the packed root pointer's target offset and size word). False, with
+ * nothing changed, for any other shape (the general path handles it).
+ */
+function placeNear(buf: ArrayBuffer, bytes: number, rootAt: number, hi: number, dst: capnp.Pointer): boolean {
+  const seg = dst.segment;
+  const at = dst.byteOffset;
+  const limit = seg.byteLength;
+  if (at < 0 || at + 8 > limit || !seg.hasCapacity(bytes)) return false;
+  const dv = fastpath.dataViewOf(seg);
+  const lo = dv.getUint32(at, true);
+  const oldHi = dv.getUint32(at + 4, true);
+  let oldAt = 0;
+  let oldBytes = 0;
+  if (lo !== 0 || oldHi !== 0) {
+    if ((lo & 3) !== 0) return false;
+    oldAt = at + 8 + ((lo | 0) >> 2) * 8;
+    const dataBytes = (oldHi & 0xffff) * 8;
+    oldBytes = dataBytes + (oldHi >>> 16) * 8;
+    if (oldAt < 0 || oldAt + oldBytes > limit) return false;
+    for (let p = oldAt + dataBytes; p < oldAt + oldBytes; p += 4) if (dv.getUint32(p, true) !== 0) return false;
+  }
+  const content = limit;
+  seg.byteLength = limit + bytes;
+  if (oldBytes > 0) new Uint8Array(seg.buffer, oldAt, oldBytes).fill(0);
+  new Uint8Array(seg.buffer, content, bytes).set(new Uint8Array(buf, 16, bytes));
+  dv.setUint32(at, (((content + rootAt - 16 - at - 8) / 8) << 2) | 0, true);
+  dv.setUint32(at + 4, hi, true);
   return true;
 }
 
