@@ -8,7 +8,8 @@
  * sequential callIntFnAsync calls through the loop after `warmup` untimed ones. Prints per block the
  * p50, the CPU per call of the worker thread, the loop thread, the other threads and the server,
  * switch-ins per call per thread and write syscalls per call of this process. Run it under
- * `taskset -c 0` for the pinned mode (the server child inherits the affinity).
+ * `taskset -c 0` for the pinned mode (the server child inherits the affinity). `--server-prof DIR`
+ * runs the server child under `--cpu-prof` (`DIR/server-diag-p3.cpuprofile`).
  *
  * Threading: the main thread is the loop thread; the calls run on the bench worker thread.
  */
@@ -30,12 +31,15 @@ function arg(name: string, dflt: number): number {
 const n = arg("n", 20000);
 const warmup = arg("warmup", 3000);
 const blocks = arg("blocks", 3);
+const pi = process.argv.indexOf("--server-prof");
+/** `--server-prof DIR`: the server child runs under `--cpu-prof` into DIR. */
+const serverProf = pi < 0 ? undefined : process.argv[pi + 1];
 
 async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "mpts-diag-p3-"));
   const loop = new EventLoop("diag-p3", { log: { level: "warning", logFn: (l, m) => process.stderr.write(`[${l}] ${m}\n`) } });
   const path = join(dir, "rpc.sock");
-  const server = await startServer("rpc", path, "diag-p3");
+  const server = await startServer("rpc", path, "diag-p3", serverProf);
   try {
     const reader = new SocketReader();
     const socket = await connectUnix(path, reader);

@@ -289,6 +289,20 @@ export function eraseCapFieldRaw(s: capnp.Pointer, index: number, field: number)
   return true;
 }
 
+/**
+ * True when pointer field `index` of the struct `s` points at is null (or absent), read on the raw
+ * words; false when it is set or the shape needs the general path (a far pointer).
+ */
+export function pointerFieldNull(s: capnp.Pointer, index: number): boolean {
+  const seg = s.segment;
+  const dv = fastpath.dataViewOf(seg);
+  const st = structAt(dv, seg.byteLength, s.byteOffset);
+  if (st === undefined) return false;
+  if (st === null || index >= st.ptrWords) return true;
+  const p = st.at + (st.dataWords + index) * 8;
+  return dv.getUint32(p, true) === 0 && dv.getUint32(p + 4, true) === 0;
+}
+
 /** The struct the pointer word at `p` points to: null for a null pointer, undefined when odd. */
 function structAt(dv: DataView, limit: number, p: number): { at: number; dataWords: number; ptrWords: number } | null | undefined {
   const lo = dv.getUint32(p, true);
