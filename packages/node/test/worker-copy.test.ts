@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import { localCapability, readCap, writeCap, type Capability, type Server } from "@multiprocess-ts/capnp";
 import { capFromTable, packStruct, packStructGeneral, unpackGeneral, unpackStructInto } from "../dist/worker/copy.js";
-import { packRaw, pointerFieldNull, unpackBlock } from "../dist/worker/raw-copy.js";
+import { packRaw, pointerFieldNull, structFieldView, unpackBlock } from "../dist/worker/raw-copy.js";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
 
 class Item extends capnp.Struct {
@@ -274,5 +274,26 @@ describe("struct copy across threads", () => {
     expect(m3.getSegment(0).getUint32(capnp.Struct.getPointer(0, d3).byteOffset) & 3).toBe(2);
     expect(read(d3)).toEqual([77, "moved"]);
     expect(pointerFieldNull(capnp.Struct.getPointer(0, d3), 0)).toBe(false); // a far pointer: general path
+  });
+  it("views a struct field on the raw words as capnp-ts's getStruct does, and leaves other shapes to it", () => {
+    const m = new capnp.Message();
+    const root = m.initRoot(Root);
+    const item = capnp.Struct.initStructAt(2, Item, root);
+    capnp.Struct.setUint32(0, 5, item);
+    const view = structFieldView(Item, root, 2)!;
+    expect(view).toBeInstanceOf(Item);
+    const ref = capnp.Struct.getStruct(2, Item, root);
+    expect([view.segment, view.byteOffset, view._capnp.depthLimit]).toEqual([ref.segment, ref.byteOffset, ref._capnp.depthLimit]);
+    capnp.Struct.setText(1, "via the view", view); // writable like getStruct's
+    expect(capnp.Struct.getText(1, ref)).toBe("via the view");
+    expect(structFieldView(Item, root, 1)).toBeUndefined(); // null: getStruct initializes it
+    expect(structFieldView(Item, root, 9)).toBeUndefined(); // past the pointer section
+    expect(structFieldView(Root, root, 2)).toBeUndefined(); // smaller than the view's class
+    // A far pointer (the field's struct in another segment): capnp-ts's way.
+    const far = new capnp.Message(new MultiSegmentArena([new ArrayBuffer(8 + 8 * 8)]));
+    const farRoot = far.initRoot(Root);
+    capnp.Struct.initStructAt(2, Item, farRoot);
+    expect(far.getSegment(0).getUint32(capnp.Struct.getPointer(2, farRoot).byteOffset) & 3).toBe(2);
+    expect(structFieldView(Item, farRoot, 2)).toBeUndefined();
   });
 });

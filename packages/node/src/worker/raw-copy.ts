@@ -303,6 +303,28 @@ export function pointerFieldNull(s: capnp.Pointer, index: number): boolean {
   return dv.getUint32(p, true) === 0 && dv.getUint32(p + 4, true) === 0;
 }
 
+/**
+ * `Struct.getStruct(index, ctor, s)` made on the raw words, for a field that holds a near struct
+ * pointer in `s`'s segment to a struct at least as large as `ctor`'s (a relayed call's Context,
+ * as the worker sent it): a view of class `ctor` at that pointer word, without capnp-ts's pointer
+ * objects and checks. Undefined for any other shape (null, far, smaller, past the pointer
+ * section): the caller takes capnp-ts's way, which also initializes a null field.
+ */
+export function structFieldView<T extends capnp.Struct>(ctor: capnp.StructCtor<T>, s: capnp.Struct, index: number): T | undefined {
+  const seg = s.segment;
+  const dv = fastpath.dataViewOf(seg);
+  const limit = seg.byteLength;
+  const outer = structAt(dv, limit, s.byteOffset);
+  if (outer === undefined || outer === null || index >= outer.ptrWords) return undefined;
+  const at = outer.at + (outer.dataWords + index) * 8;
+  const inner = structAt(dv, limit, at);
+  const size = ctor._capnp.size;
+  const depth = s._capnp.depthLimit - 1;
+  if (inner === undefined || inner === null || depth < 1) return undefined;
+  if (inner.dataWords * 8 < size.dataByteLength || inner.ptrWords < size.pointerLength) return undefined;
+  return fastpath.pointerAt(ctor, seg, at, depth);
+}
+
 /** The struct the pointer word at `p` points to: null for a null pointer, undefined when odd. */
 function structAt(dv: DataView, limit: number, p: number): { at: number; dataWords: number; ptrWords: number } | null | undefined {
   const lo = dv.getUint32(p, true);
