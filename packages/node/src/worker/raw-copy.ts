@@ -8,7 +8,10 @@
  *   needed. Capability indices are renumbered through `onCap` as packStruct does.
  * - {@link unpackBlock}: a packed buffer with no capability in it, over a struct of an engine
  *   message: the content is one block of words whose pointers are all relative to each other, so
- *   it is copied as one block and only the root pointer is written.
+ *   it is copied as one block and only the root pointer is written (on the raw words too when
+ *   the old struct holds no pointer and its segment has room: a relayed call's params).
+ * - {@link structFieldView}, {@link pointerFieldNull}, {@link eraseCapFieldRaw}: a relayed call's
+ *   Context found, read and edited on the raw words instead of through capnp-ts Pointer objects.
  *
  * Anything else (a far pointer, an offset out of bounds, nesting deeper than the limit) returns
  * `undefined` and the caller takes copy.ts's general path, which also gives the errors.
