@@ -142,6 +142,10 @@ function start(scenario: string): Started {
   });
   worker.once("error", (e) => result.reject(e));
   const exited = new Promise<number>((r) => worker.once("exit", r));
+  // A worker that exits before it posted its result (e.g. nothing kept it alive mid-call) fails
+  // the test at once instead of leaving it waiting (a no-op once the result arrived).
+  void exited.then((code) => result.reject(new Error(`worker "${scenario}" exited (${code}) without a result`)));
+  result.promise.catch(() => {}); // tests that terminate the worker never read its result
   const s = { worker, session, messages, result: result.promise, started: started.promise, exited };
   live.push(s);
   return s;
@@ -168,6 +172,16 @@ describe("worker → loop calls", () => {
     const r = await start("add").result;
     expect(r).toMatchObject({ ok: true, value: 5 });
     expect(r.stats).toEqual({ imports: 0, exports: 0, questions: 0, answers: 0 });
+  });
+
+  it("keeps the worker alive through sequential and concurrent calls, and lets it exit once none is pending", async () => {
+    setup();
+    const s = start("sequential");
+    const r = await s.result;
+    expect(r).toMatchObject({ ok: true, value: 5050 + 3000 });
+    expect(r.stats).toEqual({ imports: 0, exports: 0, questions: 0, answers: 0 });
+    // The fixture closed its parentPort: only a ref'd loop port could keep it running now.
+    expect(await s.exited).toBe(0);
   });
 
   it("blocks on a call with callSync", async () => {

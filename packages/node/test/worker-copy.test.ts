@@ -2,12 +2,14 @@
 // every shape and capabilities (in pointer fields, pointer lists and composite-list elements)
 // survives pack → unpack into an engine-owned struct, with its capabilities renumbered into the
 // destination's cap table and each reference accounted for. The raw-word fast path (raw-copy.ts)
-// gives the same bytes as the general one, and hands far pointers and capabilities to it.
+// gives the same bytes as the general one, and hands far pointers and capabilities to it; a block
+// goes over a destination's old struct on the raw words only when that struct has no pointer set
+// and its segment has room (else capnp-ts's erase and allocate, far pointers included).
 import { describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import { localCapability, readCap, writeCap, type Capability, type Server } from "@multiprocess-ts/capnp";
 import { capFromTable, packStruct, packStructGeneral, unpackGeneral, unpackStructInto } from "../dist/worker/copy.js";
-import { packRaw, unpackBlock } from "../dist/worker/raw-copy.js";
+import { packRaw, pointerFieldNull, structFieldView, unpackBlock } from "../dist/worker/raw-copy.js";
 import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segment-arena.js";
 
 class Item extends capnp.Struct {
@@ -226,5 +228,72 @@ describe("struct copy across threads", () => {
     const table = (withCap.segment.message as unknown as { _capnp: { capTable?: { release(): void }[] } })._capnp.capTable ?? [];
     for (const h of table) h?.release();
     expect(x.server.released).toBe(1);
+  });
+  it("places a block over a destination on the raw words only when its old struct holds no pointer and its segment has room", () => {
+    const src = new capnp.Message().initRoot(Item);
+    capnp.Struct.setUint32(0, 77, src);
+    capnp.Struct.setText(1, "moved", src);
+    const buf = packRaw(src, () => {})!;
+    const read = (d: capnp.Struct): [number, string] => {
+      const it = capnp.Struct.getStruct(0, Item, d);
+      return [capnp.Struct.getUint32(0, it), capnp.Struct.getText(1, it)];
+    };
+    // Old struct with data but no pointer (a request's params as newCall makes them, filled in):
+    // its words are zeroed, the block goes at the segment's end, the pointer is a near one.
+    const m1 = new capnp.Message();
+    const d1 = m1.initRoot(Root);
+    const oldInner = capnp.Struct.initStructAt(0, Item, d1);
+    capnp.Struct.setUint32(0, 0xdeadbeef, oldInner);
+    const seg1 = m1.getSegment(0);
+    const innerAt = oldInner.byteOffset + 8 + ((seg1.getInt32(oldInner.byteOffset) >> 2) * 8);
+    const end1 = seg1.byteLength;
+    const holder = capnp.Struct.getPointer(0, d1);
+    expect(unpackBlock(buf, holder)).toBe(true);
+    expect(seg1.getUint32(innerAt)).toBe(0); // the old struct's data word
+    expect(seg1.byteLength).toBe(end1 + buf.byteLength - 16);
+    expect(seg1.getUint32(holder.byteOffset) & 3).toBe(0); // near struct pointer
+    expect(read(d1)).toEqual([77, "moved"]);
+
+    // Old struct with a pointer set: capnp-ts's erase and allocate take it, same result.
+    const m2 = new capnp.Message();
+    const d2 = m2.initRoot(Root);
+    const old2 = capnp.Struct.initStructAt(0, Item, d2);
+    capnp.Struct.setText(1, "old text", old2);
+    expect(pointerFieldNull(old2, 1)).toBe(false);
+    expect(pointerFieldNull(old2, 0)).toBe(true);
+    expect(pointerFieldNull(old2, 5)).toBe(true); // beyond its pointer section
+    expect(unpackBlock(buf, capnp.Struct.getPointer(0, d2))).toBe(true);
+    expect(read(d2)).toEqual([77, "moved"]);
+
+    // A full segment: the block goes to a new segment behind a far pointer (capnp-ts's way).
+    const m3 = new capnp.Message(new MultiSegmentArena([new ArrayBuffer(8 + 8 * 6 + 8 * 2)]));
+    const d3 = m3.initRoot(Root);
+    capnp.Struct.initStructAt(0, Item, d3);
+    expect(m3.getSegment(0).hasCapacity(buf.byteLength - 16)).toBe(false);
+    expect(unpackBlock(buf, capnp.Struct.getPointer(0, d3))).toBe(true);
+    expect(m3.getSegment(0).getUint32(capnp.Struct.getPointer(0, d3).byteOffset) & 3).toBe(2);
+    expect(read(d3)).toEqual([77, "moved"]);
+    expect(pointerFieldNull(capnp.Struct.getPointer(0, d3), 0)).toBe(false); // a far pointer: general path
+  });
+  it("views a struct field on the raw words as capnp-ts's getStruct does, and leaves other shapes to it", () => {
+    const m = new capnp.Message();
+    const root = m.initRoot(Root);
+    const item = capnp.Struct.initStructAt(2, Item, root);
+    capnp.Struct.setUint32(0, 5, item);
+    const view = structFieldView(Item, root, 2)!;
+    expect(view).toBeInstanceOf(Item);
+    const ref = capnp.Struct.getStruct(2, Item, root);
+    expect([view.segment, view.byteOffset, view._capnp.depthLimit]).toEqual([ref.segment, ref.byteOffset, ref._capnp.depthLimit]);
+    capnp.Struct.setText(1, "via the view", view); // writable like getStruct's
+    expect(capnp.Struct.getText(1, ref)).toBe("via the view");
+    expect(structFieldView(Item, root, 1)).toBeUndefined(); // null: getStruct initializes it
+    expect(structFieldView(Item, root, 9)).toBeUndefined(); // past the pointer section
+    expect(structFieldView(Root, root, 2)).toBeUndefined(); // smaller than the view's class
+    // A far pointer (the field's struct in another segment): capnp-ts's way.
+    const far = new capnp.Message(new MultiSegmentArena([new ArrayBuffer(8 + 8 * 8)]));
+    const farRoot = far.initRoot(Root);
+    capnp.Struct.initStructAt(2, Item, farRoot);
+    expect(far.getSegment(0).getUint32(capnp.Struct.getPointer(2, farRoot).byteOffset) & 3).toBe(2);
+    expect(structFieldView(Item, farRoot, 2)).toBeUndefined();
   });
 });

@@ -41,6 +41,7 @@ import { Holder, capFromTable, packStruct, unpackStructInto } from "./copy.js";
 import type { WorkerHost, WorkerSession } from "./host.js";
 import { RPC_CHANNEL, encodeError, type CallMsg, type CallTag, type RpcMsg } from "./protocol.js";
 import { RemoteObjectServer, RpcEnd, type ShareHold, type TableEntry } from "./rpc-end.js";
+import { pointerFieldNull, structFieldView } from "./raw-copy.js";
 import { encodePayload } from "./protocol.js";
 
 export interface LoopBridgeOptions {
@@ -188,10 +189,10 @@ class SessionRpc extends RpcEnd {
     const ctx = m.ctx >= 0 ? m.ctx : (this.bridge.opts.contextIndex?.(iid, m.mid) ?? -1);
     const fill = this.bridge.opts.fillContext;
     if (ctx < 0 || fill === undefined) return;
-    const c = capnp.Struct.getStruct(ctx, ContextView, params);
+    const c = structFieldView(ContextView, params, ctx) ?? capnp.Struct.getStruct(ctx, ContextView, params);
     // A thread the worker set is the peer's thread of a callback it is serving: keep it, so
     // a nested call goes back to the peer thread that waits for that callback (recursion).
-    const kept = readCap(c, 0);
+    const kept = pointerFieldNull(c, 0) ? null : readCap(c, 0);
     try {
       fill(c, this.session, target.connection, m.tag);
       if (kept !== null) writeCap(c, 0, kept);

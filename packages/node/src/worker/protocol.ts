@@ -20,6 +20,7 @@ import {
   ProtocolError,
   RemoteError,
   RpcError,
+  fastpath,
   type Capability,
   type ErrorKind,
 } from "@multiprocess-ts/capnp";
@@ -374,8 +375,12 @@ export function encodePayload(s: capnp.Struct, describe: (cap: Capability | null
  * the caller sets the message's cap table. The buffer is trusted (packed by the other end).
  */
 export function payloadContent(p: Payload): capnp.Pointer {
-  const msg = new capnp.Message(p.buf, false, true);
-  return new capnp.Pointer(msg.getSegment(0), 8);
+  // The engine's fast constructors (one segment over the whole buffer, as `new Message(buf,
+  // false, true)` makes, and a Pointer of the default depth limit): no capnp-ts debug-trace
+  // argument arrays, no arena object of its own, no traversal accounting for the content pointer
+  // itself (its reads still count). The buffer is the loop's copy of a validated message.
+  const msg = fastpath.messageOver([p.buf]);
+  return fastpath.pointerAt(capnp.Pointer, msg._capnp.segments[0]!, 8, 0x7fffffff);
 }
 
 /**

@@ -8,7 +8,10 @@
  *   needed. Capability indices are renumbered through `onCap` as packStruct does.
  * - {@link unpackBlock}: a packed buffer with no capability in it, over a struct of an engine
  *   message: the content is one block of words whose pointers are all relative to each other, so
- *   it is copied as one block and only the root pointer is written.
+ *   it is copied as one block and only the root pointer is written (on the raw words too when
+ *   the old struct holds no pointer and its segment has room: a relayed call's params).
+ * - {@link structFieldView}, {@link pointerFieldNull}, {@link eraseCapFieldRaw}: a relayed call's
+ *   Context found, read and edited on the raw words instead of through capnp-ts Pointer objects.
  *
  * Anything else (a far pointer, an offset out of bounds, nesting deeper than the limit) returns
  * `undefined` and the caller takes copy.ts's general path, which also gives the errors.
@@ -17,6 +20,7 @@
  */
 import type * as capnp from "capnp-ts";
 import { ObjectSize } from "capnp-ts";
+import { fastpath } from "@multiprocess-ts/capnp";
 import { erase, initPointer, setStructPointer } from "capnp-ts/src/serialization/pointers/pointer.js";
 
 /** Nesting limit of the raw walk (capnp-ts's default depth limit); deeper goes the general way. */
@@ -219,11 +223,49 @@ export function unpackBlock(buf: ArrayBuffer, dst: capnp.Pointer, size = buf.byt
   const rootAt = 16 + ((lo | 0) >> 2) * 8;
   const bytes = size - 16;
   if (rootAt < 16 || !plain(dv, size, 8, MAX_DEPTH)) return undefined;
+  if (placeNear(buf, bytes, rootAt, hi, dst)) return true;
   erase(dst);
   const content = dst.segment.allocate(bytes);
   new Uint8Array(content.segment.buffer, content.byteOffset, bytes).set(new Uint8Array(buf, 16, bytes));
   const res = initPointer(content.segment, content.byteOffset + (rootAt - 16), dst);
   setStructPointer(res.offsetWords, new ObjectSize((hi & 0xffff) * 8, hi >>> 16), res.pointer);
+  return true;
+}
+
+
+/**
+ * {@link unpackBlock}'s common case on the raw words, without capnp-ts's Pointer objects: `dst`
+ * is null or points at a struct in its own segment whose pointers are all null (a request's
+ * freshly made params: the Holder `newCall` allocated), and the segment has room for the block.
+ * Does what `erase` + `allocate` + `initPointer` + `setStructPointer` do there: the old struct's
+ * words are zeroed, the block goes at the segment's end, `dst` becomes a near struct pointer to
+ * its root (`rootAt`, `hi`: the packed root pointer's target offset and size word). False, with
+ * nothing changed, for any other shape (the general path handles it).
+ */
+function placeNear(buf: ArrayBuffer, bytes: number, rootAt: number, hi: number, dst: capnp.Pointer): boolean {
+  const seg = dst.segment;
+  const at = dst.byteOffset;
+  const limit = seg.byteLength;
+  if (at < 0 || at + 8 > limit || !seg.hasCapacity(bytes)) return false;
+  const dv = fastpath.dataViewOf(seg);
+  const lo = dv.getUint32(at, true);
+  const oldHi = dv.getUint32(at + 4, true);
+  let oldAt = 0;
+  let oldBytes = 0;
+  if (lo !== 0 || oldHi !== 0) {
+    if ((lo & 3) !== 0) return false;
+    oldAt = at + 8 + ((lo | 0) >> 2) * 8;
+    const dataBytes = (oldHi & 0xffff) * 8;
+    oldBytes = dataBytes + (oldHi >>> 16) * 8;
+    if (oldAt < 0 || oldAt + oldBytes > limit) return false;
+    for (let p = oldAt + dataBytes; p < oldAt + oldBytes; p += 4) if (dv.getUint32(p, true) !== 0) return false;
+  }
+  const content = limit;
+  seg.byteLength = limit + bytes;
+  if (oldBytes > 0) new Uint8Array(seg.buffer, oldAt, oldBytes).fill(0);
+  new Uint8Array(seg.buffer, content, bytes).set(new Uint8Array(buf, 16, bytes));
+  dv.setUint32(at, (((content + rootAt - 16 - at - 8) / 8) << 2) | 0, true);
+  dv.setUint32(at + 4, hi, true);
   return true;
 }
 
@@ -248,6 +290,42 @@ export function eraseCapFieldRaw(s: capnp.Pointer, index: number, field: number)
   dv.setUint32(p, 0, true);
   dv.setUint32(p + 4, 0, true);
   return true;
+}
+
+/**
+ * True when pointer field `index` of the struct `s` points at is null (or absent), read on the raw
+ * words; false when it is set or the shape needs the general path (a far pointer).
+ */
+export function pointerFieldNull(s: capnp.Pointer, index: number): boolean {
+  const seg = s.segment;
+  const dv = fastpath.dataViewOf(seg);
+  const st = structAt(dv, seg.byteLength, s.byteOffset);
+  if (st === undefined) return false;
+  if (st === null || index >= st.ptrWords) return true;
+  const p = st.at + (st.dataWords + index) * 8;
+  return dv.getUint32(p, true) === 0 && dv.getUint32(p + 4, true) === 0;
+}
+
+/**
+ * `Struct.getStruct(index, ctor, s)` made on the raw words, for a field that holds a near struct
+ * pointer in `s`'s segment to a struct at least as large as `ctor`'s (a relayed call's Context,
+ * as the worker sent it): a view of class `ctor` at that pointer word, without capnp-ts's pointer
+ * objects and checks. Undefined for any other shape (null, far, smaller, past the pointer
+ * section): the caller takes capnp-ts's way, which also initializes a null field.
+ */
+export function structFieldView<T extends capnp.Struct>(ctor: capnp.StructCtor<T>, s: capnp.Struct, index: number): T | undefined {
+  const seg = s.segment;
+  const dv = fastpath.dataViewOf(seg);
+  const limit = seg.byteLength;
+  const outer = structAt(dv, limit, s.byteOffset);
+  if (outer === undefined || outer === null || index >= outer.ptrWords) return undefined;
+  const at = outer.at + (outer.dataWords + index) * 8;
+  const inner = structAt(dv, limit, at);
+  const size = ctor._capnp.size;
+  const depth = s._capnp.depthLimit - 1;
+  if (inner === undefined || inner === null || depth < 1) return undefined;
+  if (inner.dataWords * 8 < size.dataByteLength || inner.ptrWords < size.pointerLength) return undefined;
+  return fastpath.pointerAt(ctor, seg, at, depth);
 }
 
 /** The struct the pointer word at `p` points to: null for a null pointer, undefined when odd. */

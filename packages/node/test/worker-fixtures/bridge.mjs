@@ -58,6 +58,17 @@ const scenarios = {
     calc.close();
     return r.a;
   },
+  async sequential() {
+    // Nothing but the call in flight keeps this thread alive between calls (the loop port is
+    // ref'd per call, unref'd when none is pending), also after an idle macrotask.
+    const calc = await rpc.get("calc");
+    let sum = 0;
+    for (let i = 0; i < 100; i++) sum += (await call(calc, 0, (p) => { p.a = i; p.b = 1; })).a;
+    await new Promise((r) => setImmediate(r));
+    const both = await Promise.all([1000, 2000].map((a) => call(calc, 0, (p) => { p.a = a; p.b = 0; })));
+    calc.close();
+    return sum + both[0].a + both[1].a;
+  },
   addSync() {
     const calc = rpc.getSync("calc");
     const r = loop.callSync(() => call(calc, 0, (p) => { p.a = 20; p.b = 22; }));
