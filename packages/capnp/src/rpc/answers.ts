@@ -193,7 +193,7 @@ export class AnswerTable implements TailCallHandler {
       throw e;
     }
     const d = new CallData(interfaceId, methodId, m, false, content, caps, a);
-    target.deliver(d);
+    target.call(d);
     target.release();
   }
 

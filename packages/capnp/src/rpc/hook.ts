@@ -129,14 +129,6 @@ export abstract class Hook {
   protected abstract destroy(): void;
   /** Deliver a call; takes ownership of `d`. */
   abstract call(d: CallData): void;
-  /**
-   * Deliver a call that arrived from a peer (a connection's answer table): as {@link call}, but
-   * nothing of the caller's runs between delivery and dispatch, so a server may run it at once
-   * (LocalHook). Takes ownership of `d`.
-   */
-  deliver(d: CallData): void {
-    this.call(d);
-  }
   /** The most-resolved hook right now (not a new reference). */
   resolved(): Hook {
     return this;

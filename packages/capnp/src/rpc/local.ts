@@ -23,10 +23,7 @@ export interface ReleaseErrorReporter {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
-/**
- * A Server in this vat. Calls are dispatched in the order they arrive (E-order): a local caller's
- * from a microtask (it gets its PendingCall first), a peer's at once when the server is idle.
- */
+/** A Server in this vat. Calls are dispatched from a microtask, in the order they arrive (E-order). */
 export class LocalHook extends Hook {
   private released = false;
   /**
@@ -35,8 +32,6 @@ export class LocalHook extends Hook {
    */
   private first: CallData | null = null;
   private more: CallData[] | null = null;
-  /** A dispatch is running here (calls {@link deliver}ed meanwhile queue behind it). */
-  private running = false;
   /** The dispatch microtask (made once per hook: no closure per call or batch). */
   private drainFn: (() => void) | null = null;
   /** Set by a connection while it drops one of its references (ConnCore.releaseRef). */
@@ -61,23 +56,6 @@ export class LocalHook extends Hook {
       else console.error("multiprocess-ts: Server.onRelease threw:", e);
     }
   }
-  /**
-   * A peer's call (answers.ts handleCall): run now when nothing is queued or running here, since
-   * the caller there needs nothing back first (its answer is in the table, and the Return is
-   * sent whenever the outcome comes). Calls still reach the server in arrival order: one that
-   * finds a dispatch pending or a call running (a server that, say, delivers to itself) joins the
-   * queue behind them. No promise reaction per call (bench/README "Server call path (eighth
-   * session)").
-   */
-  override deliver(d: CallData): void {
-    if (this.first !== null || this.running) {
-      this.call(d);
-      return;
-    }
-    this.running = true;
-    this.runOne(d);
-    this.running = false;
-  }
   call(d: CallData): void {
     // Never dispatch synchronously: the caller must get its PendingCall before the server runs.
     // One microtask per batch of calls made together (no closure per call), in call order.
@@ -95,10 +73,8 @@ export class LocalHook extends Hook {
     const q = this.more;
     this.first = null;
     this.more = null;
-    this.running = true;
     this.runOne(d);
     if (q !== null) for (let i = 0; i < q.length; i++) this.runOne(q[i]!);
-    this.running = false;
   }
   private runOne(d: CallData): void {
     try {
