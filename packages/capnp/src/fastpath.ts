@@ -334,6 +334,9 @@ export class Envelope {
   /** Call.questionId, Return.answerId, Finish.questionId, Release.id. */
   id = 0;
   interfaceId = 0n;
+  /** The two halves of `interfaceId` as the fast decode last read them (see decodeEnvelope). */
+  iidLo = 0;
+  iidHi = 0;
   methodId = 0;
   sendResultsTo = 0;
   targetWhich = 0;
@@ -427,7 +430,15 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
       env.id = dv.getUint32(c, true);
       env.methodId = dv.getUint16(c + 4, true);
       env.sendResultsTo = dv.getUint16(c + 6, true);
-      env.interfaceId = dv.getBigUint64(c + 8, true);
+      // The last interface's BigInt again when the bits match: no BigInt per call (and the
+      // server's method table compares it by identity first: runtime proxy/server.ts).
+      const iidLo = dv.getUint32(c + 8, true);
+      const iidHi = dv.getUint32(c + 12, true);
+      if (iidLo !== env.iidLo || iidHi !== env.iidHi) {
+        env.iidLo = iidLo;
+        env.iidHi = iidHi;
+        env.interfaceId = dv.getBigUint64(c + 8, true);
+      }
       env.targetWhich = dv.getUint16(t + 4, true);
       env.importedCap = dv.getUint32(t, true);
       env.content = pointerAt(capnp.Pointer, seg, plPtrs, depth - 3);
@@ -526,7 +537,10 @@ export function decodeEnvelopeSlow(root: rpc.Message, env: Envelope): void {
       env.id = c.getQuestionId();
       env.methodId = c.getMethodId();
       env.sendResultsTo = c.getSendResultsTo().which();
-      env.interfaceId = c.getInterfaceId();
+      const iid = c.getInterfaceId();
+      env.interfaceId = iid;
+      env.iidLo = Number(iid & 0xffffffffn); // what the fast decode compares with next
+      env.iidHi = Number(iid >> 32n);
       const t = c.getTarget();
       env.targetWhich = t.which();
       env.importedCap = capnp.Struct.getUint32(0, t);

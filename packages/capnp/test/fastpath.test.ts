@@ -383,6 +383,31 @@ describe(`fastpath decoder == capnp-ts reads (FASTPATH_SEED=${SEED})`, () => {
     }
   });
 
+  it("one envelope reused across fast and slow decodes reads each Call's own interface id", () => {
+    // The fast decode reuses the last interface id's BigInt when the bits match; the slow one
+    // must leave that cache matching what it read, or the next fast decode would keep its id.
+    const a = 0x90de09db457f4d3bn;
+    const b = 0x90de09db00000000n | 0x12345n; // same high half as a
+    const c = (a & 0xffffffffn) | (0x1n << 32n); // same low half as a
+    const msgOf = (iid: bigint): capnp.Message => received(bytesOf(newCallMessage(iid, 1, structClass(rng(SEED + 7))).msg));
+    const e = new Envelope();
+    const fast = (iid: bigint): bigint => {
+      const seg = msgOf(iid)._capnp.segments[0]!;
+      e.reset(seg, 64);
+      expect(decodeEnvelope(seg, 64, e)).toBe(true);
+      return e.interfaceId;
+    };
+    const slow = (iid: bigint): bigint => {
+      const seg = msgOf(iid)._capnp.segments[0]!;
+      const root = new rpc.Message(seg, 0, 64);
+      e.reset(seg, 64, root);
+      decodeEnvelopeSlow(root, e);
+      return e.interfaceId;
+    };
+    const order: [boolean, bigint][] = [[true, a], [true, a], [false, b], [true, a], [true, b], [false, b], [true, b], [true, c], [false, a], [true, c], [true, 0n]];
+    expect(order.map(([f, iid]) => (f ? fast(iid) : slow(iid)))).toEqual(order.map(([, iid]) => iid));
+  });
+
   it("a message read in place at an offset of a larger buffer decodes like its copy, and never grows into the bytes after it", () => {
     const r = rng(SEED + 5);
     for (let n = 0; n < N / 4; n++) {

@@ -217,6 +217,21 @@ describe("buffers.ts", () => {
     expect(new Uint8Array(again).every((x) => x === 0)).toBe(true);
   });
 
+  it("a recycled buffer comes back zeroed whether its message used a few words or most of it", () => {
+    // Up to 256 used bytes are zeroed through the buffer's DataView, more with a typed array fill.
+    for (const text of ["x", "y".repeat(200), "z".repeat(600)]) {
+      const { msg, results } = newReturnMessage(Box, 800); // a buffer under 1 KiB: pooled
+      results!.a = -1;
+      results!.setText(0, text);
+      const buf = msg._capnp.segments[0]!.buffer;
+      expect(msg._capnp.segments).toHaveLength(1);
+      recycleMessage(msg);
+      const again = takeBuffer(buf.byteLength);
+      expect(again).toBe(buf);
+      expect(new Uint8Array(again).every((x) => x === 0)).toBe(true);
+    }
+  });
+
   it("a recycled buffer keeps its DataView: the next message over it reuses the view, not a new one", () => {
     const { msg } = newReturnMessage(Box, 64);
     const seg = msg._capnp.segments[0]!;
