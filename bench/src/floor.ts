@@ -22,6 +22,8 @@ const opt = (name: string, def: number): number => {
 };
 const PIN = args.includes("--pin");
 const NO_BENCH = args.includes("--no-bench");
+/** `--writes a,b`: only the onread Node variants with these write modes (floor-peer.ts). */
+const WRITES = args.includes("--writes") ? args[args.indexOf("--writes") + 1]!.split(",") : null;
 const N = opt("--n", 20_000), WARM = Math.floor(N / 10), ROUNDS = opt("--rounds", 3);
 const REQ = opt("--req", 160), REP = opt("--reply", 80);
 const PEER = fileURLToPath(new URL("./floor-peer.js", import.meta.url));
@@ -86,7 +88,12 @@ const VARIANTS: [string, string, string][] = [
   ["onread", "tick-sync", "Node onread + fs.writeSync(fd) on nextTick"],
   ["onread", "micro-sync", "Node onread + fs.writeSync(fd) in a microtask"],
   ["data", "sync", "Node 'data' + fs.writeSync(fd)"],
+  ["onread", "handle", "Node onread + socket._write (handle write)"],
+  ["onread", "tick-handle", "Node onread + socket._write on nextTick"],
+  ["onread", "micro-handle", "Node onread + socket._write in a promise reaction"],
 ];
+
+const keep = (i: number): boolean => WRITES === null || (VARIANTS[i]![0] === "onread" && WRITES.includes(VARIANTS[i]![1]));
 
 async function main(): Promise<void> {
   const rows: [string, Row][] = [];
@@ -99,11 +106,11 @@ async function main(): Promise<void> {
       const x = await runPingPong(mode, REQ, REP, N, WARM, PIN);
       cRows[mode]!.push({ p50: x.p50_us, p99: x.p99_us, client: x.cpu_client_us, server: x.cpu_server_us });
     }
-    for (let i = 0; i < VARIANTS.length; i++) nRows[i]!.push(await nodeVariant(VARIANTS[i]![0], VARIANTS[i]![1]));
+    for (let i = 0; i < VARIANTS.length; i++) if (keep(i)) nRows[i]!.push(await nodeVariant(VARIANTS[i]![0], VARIANTS[i]![1]));
   }
   rows.push(["C blocking read/write", medRow(cRows["block"]!)]);
   rows.push(["C epoll_wait + read/write (libuv's pattern)", medRow(cRows["epoll"]!)]);
-  VARIANTS.forEach(([, , label], i) => rows.push([label, medRow(nRows[i]!)]));
+  VARIANTS.forEach(([, , label], i) => { if (keep(i)) rows.push([label, medRow(nRows[i]!)]); });
   bRows[0]?.forEach((b, i) => rows.push([b.label, medRow(bRows.map((round) => {
     const x = round[i]!;
     return { p50: x.p50, p99: x.p99, client: x.client, server: x.server };
