@@ -1,11 +1,12 @@
 /**
- * `node bench/dist/floor.js [--pin] [--n N] [--rounds R] [--req B] [--reply B] [--no-bench]`: what the raw
+ * `node bench/dist/floor.js [--pin] [--n N] [--rounds R] [--req B] [--reply B] [--no-bench] [--writes a,b]`: what the raw
  * floor of P1 is made of (bench/README.md "What the floor is made of"). Prints, for the same frame
  * sizes as P1's add (160 B out, 80 B in by default), the p50 and CPU per round trip per side of:
  * a C ping-pong (bench/c/pingpong.c: blocking, then epoll as libuv does) = the kernel and scheduler
  * share; Node variants over the same kind of socket (a Unix socketpair, two processes; floor-peer.ts)
  * = what a Node process adds per read and per write; the bench's own raw floor, birpc and P1 in
- * the same run (floor-bench-rows.ts; `--no-bench` leaves them out); and in-process costs of the
+ * the same run (floor-bench-rows.ts; `--no-bench` leaves them out; `--writes` keeps only the onread
+ * variants with those write modes); and in-process costs of the
  * loop's scheduling primitives. Medians of R rounds. Under `--pin` the C and Node variants run
  * under `taskset -c 0`; for the bench rows, run the whole diagnostic under `taskset -c 0`. Main thread of the diagnostic process.
  */
