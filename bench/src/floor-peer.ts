@@ -12,7 +12,10 @@
  * as our transport flushes its batch), "cork" (header and payload as two writes under
  * cork/uncork: one writev), "sync" (fs.writeSync on the fd we own; EAGAIN or a short write: the
  * rest goes through socket.write), "tick-sync" (that, deferred to process.nextTick), "micro-sync"
- * (that, deferred to a microtask: no nextTick at all in the round trip). Prints one JSON line: the client its round-trip latencies'
+ * (that, deferred to a microtask: no nextTick at all in the round trip), "handle" (the socket's
+ * own `_write`, its handle write, as our transport writes an idle socket: no Writable bookkeeping
+ * and no after-write nextTick), "tick-handle" / "micro-handle" (that, deferred to
+ * process.nextTick / a promise reaction). Prints one JSON line: the client its round-trip latencies'
  * p50/p99 and its CPU per round trip, the server its CPU per round trip (process.cpuUsage over the
  * N timed round trips).
  */
@@ -23,8 +26,8 @@ const [role, readMode, writeMode, reqS, repS, nS, warmS] = process.argv.slice(2)
 const REQ = Number(reqS), REP = Number(repS), N = Number(nS), WARM = Number(warmS);
 const FD = 3;
 if (!["client", "server"].includes(role!) || !["data", "onread"].includes(readMode!)
-  || !["write", "tick", "cork", "sync", "tick-sync", "micro-sync"].includes(writeMode!) || !(REQ >= 4 && REP >= 4 && N > 0 && WARM >= 0)) {
-  process.stderr.write("usage: floor-peer.js client|server data|onread write|tick|cork|sync|tick-sync|micro-sync REQ REPLY N WARMUP\n");
+  || !["write", "tick", "cork", "sync", "tick-sync", "micro-sync", "handle", "tick-handle", "micro-handle"].includes(writeMode!) || !(REQ >= 4 && REP >= 4 && N > 0 && WARM >= 0)) {
+  process.stderr.write("usage: floor-peer.js client|server data|onread write|tick|cork|sync|tick-sync|micro-sync|handle|tick-handle|micro-handle REQ REPLY N WARMUP\n");
   process.exit(2);
 }
 const inBytes = role === "client" ? REP : REQ;
@@ -68,6 +71,14 @@ function syncWrite(f: Buffer): void {
   socket.write(f);
 }
 
+const NOOP = (): void => {};
+const RESOLVED = Promise.resolve();
+/** One frame through the socket's handle write, when its Writable is idle (else socket.write). */
+function handleWrite(f: Buffer): void {
+  if (socket.writableLength === 0) (socket as unknown as { _write(c: Buffer, e: string, cb: () => void): void })._write(f, "buffer", NOOP);
+  else socket.write(f);
+}
+
 const send = (): void => {
   const f = frame();
   switch (writeMode) {
@@ -75,6 +86,9 @@ const send = (): void => {
     case "tick": process.nextTick(() => socket.write(f)); break;
     case "tick-sync": process.nextTick(syncWrite, f); break;
     case "micro-sync": queueMicrotask(() => syncWrite(f)); break;
+    case "handle": handleWrite(f); break;
+    case "tick-handle": process.nextTick(handleWrite, f); break;
+    case "micro-handle": void RESOLVED.then(() => handleWrite(f)); break;
     case "cork": socket.cork(); socket.write(f.subarray(0, 4)); socket.write(f.subarray(4)); socket.uncork(); break;
     default: syncWrite(f);
   }

@@ -1,11 +1,12 @@
 /**
- * `node bench/dist/floor.js [--pin] [--n N] [--rounds R] [--req B] [--reply B] [--no-bench]`: what the raw
+ * `node bench/dist/floor.js [--pin] [--n N] [--rounds R] [--req B] [--reply B] [--no-bench] [--writes a,b]`: what the raw
  * floor of P1 is made of (bench/README.md "What the floor is made of"). Prints, for the same frame
  * sizes as P1's add (160 B out, 80 B in by default), the p50 and CPU per round trip per side of:
  * a C ping-pong (bench/c/pingpong.c: blocking, then epoll as libuv does) = the kernel and scheduler
  * share; Node variants over the same kind of socket (a Unix socketpair, two processes; floor-peer.ts)
  * = what a Node process adds per read and per write; the bench's own raw floor, birpc and P1 in
- * the same run (floor-bench-rows.ts; `--no-bench` leaves them out); and in-process costs of the
+ * the same run (floor-bench-rows.ts; `--no-bench` leaves them out; `--writes` keeps only the onread
+ * variants with those write modes); and in-process costs of the
  * loop's scheduling primitives. Medians of R rounds. Under `--pin` the C and Node variants run
  * under `taskset -c 0`; for the bench rows, run the whole diagnostic under `taskset -c 0`. Main thread of the diagnostic process.
  */
@@ -22,6 +23,8 @@ const opt = (name: string, def: number): number => {
 };
 const PIN = args.includes("--pin");
 const NO_BENCH = args.includes("--no-bench");
+/** `--writes a,b`: only the onread Node variants with these write modes (floor-peer.ts). */
+const WRITES = args.includes("--writes") ? args[args.indexOf("--writes") + 1]!.split(",") : null;
 const N = opt("--n", 20_000), WARM = Math.floor(N / 10), ROUNDS = opt("--rounds", 3);
 const REQ = opt("--req", 160), REP = opt("--reply", 80);
 const PEER = fileURLToPath(new URL("./floor-peer.js", import.meta.url));
@@ -86,7 +89,12 @@ const VARIANTS: [string, string, string][] = [
   ["onread", "tick-sync", "Node onread + fs.writeSync(fd) on nextTick"],
   ["onread", "micro-sync", "Node onread + fs.writeSync(fd) in a microtask"],
   ["data", "sync", "Node 'data' + fs.writeSync(fd)"],
+  ["onread", "handle", "Node onread + socket._write (handle write)"],
+  ["onread", "tick-handle", "Node onread + socket._write on nextTick"],
+  ["onread", "micro-handle", "Node onread + socket._write in a promise reaction"],
 ];
+
+const keep = (i: number): boolean => WRITES === null || (VARIANTS[i]![0] === "onread" && WRITES.includes(VARIANTS[i]![1]));
 
 async function main(): Promise<void> {
   const rows: [string, Row][] = [];
@@ -99,11 +107,11 @@ async function main(): Promise<void> {
       const x = await runPingPong(mode, REQ, REP, N, WARM, PIN);
       cRows[mode]!.push({ p50: x.p50_us, p99: x.p99_us, client: x.cpu_client_us, server: x.cpu_server_us });
     }
-    for (let i = 0; i < VARIANTS.length; i++) nRows[i]!.push(await nodeVariant(VARIANTS[i]![0], VARIANTS[i]![1]));
+    for (let i = 0; i < VARIANTS.length; i++) if (keep(i)) nRows[i]!.push(await nodeVariant(VARIANTS[i]![0], VARIANTS[i]![1]));
   }
   rows.push(["C blocking read/write", medRow(cRows["block"]!)]);
   rows.push(["C epoll_wait + read/write (libuv's pattern)", medRow(cRows["epoll"]!)]);
-  VARIANTS.forEach(([, , label], i) => rows.push([label, medRow(nRows[i]!)]));
+  VARIANTS.forEach(([, , label], i) => { if (keep(i)) rows.push([label, medRow(nRows[i]!)]); });
   bRows[0]?.forEach((b, i) => rows.push([b.label, medRow(bRows.map((round) => {
     const x = round[i]!;
     return { p50: x.p50, p99: x.p99, client: x.client, server: x.server };

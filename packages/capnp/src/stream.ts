@@ -2,15 +2,17 @@
  * A {@link Transport} over any Node `Duplex` byte stream (net.Socket on a Unix or TCP socket, a
  * socketpair fd, a pipe pair, PassThrough pairs in tests), using Cap'n Proto stream framing.
  *
- * Writes: a small message (frame up to 1 KiB) is copied into a per-tick batch buffer, framed
- * back to back with the others of the same tick; a larger one is framed with {@link encodeFrame}
- * and its segments are written as they are (no copy), after the batch so far. A tick's lone
- * batch is written with one plain `write()` on the next tick; when a tick writes more than one
- * chunk, they are corked and flushed by one `uncork()` on the next tick, so a stream with
- * `_writev` (net.Socket) writes them with one `writev` syscall; what a read's messages make the
- * engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
- * microtask queued after that dispatch instead (closeReadTurn). When `write()` returns false,
- * later messages wait in our queue until `'drain'`. A lazy message (`sendLazy`: the engine's Finish
+ * Writes: a small message (frame up to 1 KiB) is copied into a batch buffer, framed back to back
+ * with the others sent before the flush; a larger one is framed with {@link encodeFrame} and its
+ * segments are written as they are (no copy), after the batch so far. The flush is a promise
+ * reaction queued by the first message (no nextTick): it runs after the microtasks queued before
+ * it, so the messages they send share its write. A lone batch is written with one write, on an
+ * idle plain net.Socket through the socket's handle write (socket-write.ts: no `Writable.write()`
+ * and its after-write tick); more than one chunk are corked and flushed by one `uncork()`, so a
+ * stream with `_writev` (net.Socket) writes them with one `writev` syscall; what a read's messages
+ * make the engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
+ * microtask queued after that dispatch instead (closeReadTurn). When a write cannot complete at
+ * once, later messages wait in our queue until it does. A lazy message (`sendLazy`: the engine's Finish
  * after a Return) joins the batch without scheduling its write: the next message's flush takes it
  * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
  * written by itself after a bounded wait (20-40 ms, see scheduleLazyFlush). On a plain net.Socket
@@ -42,12 +44,13 @@ import { DisconnectedError, ProtocolError, type LimitError } from "./errors.js";
 import { encodeFrame, FrameDecoder, frameHeaderBytes } from "./framing.js";
 import type { ReaderLimits } from "./limits.js";
 import type { ReadTarget, SocketReader } from "./socket-read.js";
+import { FAILED, SocketWriter, WROTE, type DirectWriteHost } from "./socket-write.js";
 import type { TransportSink } from "./transport.js";
 import { LinkState, TransportLifecycle, type LifecycleHost } from "./transport-lifecycle.js";
 import { DEFAULT_WRITE_FLOW, FlowWatch, resolveWriteFlow, WriteFlow } from "./write-flow.js";
 import type { FlowControlledTransport, FlowHost, WriteFlowLimits, WriteFlowStats } from "./write-flow.js";
 
-/** Messages up to this size are copied into a per-tick batch buffer instead of written as chunks. */
+/** Messages up to this size are copied into the batch buffer instead of written as chunks. */
 const SMALL_FRAME = 1024;
 const BATCH_BYTES = 64 * 1024;
 
@@ -58,14 +61,14 @@ function writeU32(b: Uint8Array, o: number, v: number): void {
   b[o + 3] = (v >>> 24) & 0xff;
 }
 
-class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHost, ReadTarget {
+class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHost, ReadTarget, DirectWriteHost {
   private readonly life: TransportLifecycle = new TransportLifecycle(this);
   private readonly decoder: FrameDecoder;
   /** Created when a write first blocks: an idle or fast connection never needs one. */
   private flow: WriteFlow | null = null;
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
-  private flushScheduled = false; // process.nextTick(uncork) pending, or the read turn's flush
+  private flushScheduled = false; // the flush's promise reaction pending, or the read turn's flush
   private readTurn = false; // a read's messages are handled: flush in closeReadTurn's microtask
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
@@ -76,6 +79,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private readEnded = false; // the peer's EOF was read
   /** The stream is a plain net.Socket: a write it completes at once copied the bytes. */
   private readonly socketCopies: boolean;
+  private readonly writer: SocketWriter | null; // a plain net.Socket's: socket-write.ts
 
   constructor(
     private readonly stream: Duplex,
@@ -85,6 +89,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   ) {
     this.decoder = new FrameDecoder(limits);
     this.socketCopies = Object.getPrototypeOf(stream) === Socket.prototype;
+    this.writer = this.socketCopies ? new SocketWriter(stream as Socket, this) : null;
     // We end our write side ourselves (see onEnd), after the Abort when the peer's last frame
     // was cut off; without this a net.Socket would end it as soon as the peer's EOF arrives.
     stream.allowHalfOpen = true;
@@ -118,7 +123,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   flowStats(): WriteFlowStats {
-    const queued = this.queueBytes + this.stream.writableLength;
+    const queued = this.queuedBytesNow();
     if (this.flow === null) return { queuedBytes: queued, peakQueuedBytes: queued, readPaused: false, pauses: 0 };
     return this.flow.stats();
   }
@@ -164,16 +169,16 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       ragged |= len & 7;
     }
     if (bytes > SMALL_FRAME || ragged !== 0) {
-      this.cork(); // the batch so far and this message go out together at the end of the tick
+      this.cork(); // the batch so far and this message go out together at the flush
       this.flushBatch();
       this.writeChunks(encodeFrame(segments));
       return false;
     }
-    // Small message: copy it into the batch buffer written at the end of the tick (one chunk for
+    // Small message: copy it into the batch buffer written at the flush (one chunk for
     // many messages beats one chunk per segment: less per-write overhead).
     let b = this.batch;
     if (b !== null && this.batchLen + bytes > b.byteLength) {
-      this.cork(); // this batch and the next go out together (one writev) at the end of the tick
+      this.cork(); // this batch and the next go out together (one writev) at the flush
       this.flushBatch(); // the batch is null now
       b = null;
     }
@@ -211,7 +216,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.queueBytes += chunk.byteLength;
   }
 
-  /** Small messages of this tick, framed back to back; written by {@link flushBatch}. */
+  /** Small messages since the last flush, framed back to back; written by {@link flushBatch}. */
   private batch: Buffer | null = null;
   /**
    * The last batch buffer, when the socket took its bytes synchronously (see flushBatch): the
@@ -244,7 +249,12 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     // One chunk: no need to cork (if a larger message corked the stream, it stays in order).
     const chunk = b.subarray(0, this.batchLen);
     if (this.blocked) this.enqueue(chunk);
-    else if (this.stream.write(chunk)) {
+    else if (this.writer !== null && !this.corked && this.writer.idle()) {
+      const r = this.writer.write(chunk);
+      if (r === WROTE) this.spare = b;
+      else if (r !== FAILED) this.blocked = true; // libuv holds the chunk: wait for directWriteDone
+      return;
+    } else if (this.stream.write(chunk)) {
       // A plain net.Socket that wrote the chunk at once (nothing buffered, not corked) has copied
       // it into the kernel and keeps no reference: the buffer can take the next batch. Any
       // other stream may pass the chunk on as is (a PassThrough hands it to its reader).
@@ -276,7 +286,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** Writes are blocked and the queue grew: pause reading past the mark, end past the cap. */
   private queueGrew(): void {
     const flow = (this.flow ??= new WriteFlow(this.flowLimits, this, (this.watch ??= new FlowWatch())));
-    const err = flow.grew(this.queueBytes + this.stream.writableLength);
+    const err = flow.grew(this.queuedBytesNow());
     if (err !== undefined) this.fail(err);
   }
 
@@ -291,7 +301,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   }
 
   queuedBytesNow(): number {
-    return this.queueBytes + this.stream.writableLength;
+    return this.queueBytes + this.stream.writableLength + (this.writer === null ? 0 : this.writer.pending);
   }
 
   flowStalled(err: LimitError): void {
@@ -311,13 +321,14 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    if (!this.readTurn) process.nextTick(UNCORK, this);
+    // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
+    if (!this.readTurn) void RESOLVED.then((this.flushFn ??= () => this.uncork()));
   }
-
+  private flushFn: (() => void) | null = null;
   /**
    * A read's messages went to the sink, which queued its server dispatch (a microtask): a microtask
-   * queued now runs after it and writes the Returns of calls answered synchronously, together,
-   * without a nextTick. Later messages take the usual nextTick flush.
+   * queued now runs after it and writes the Returns of calls answered synchronously, together.
+   * Later messages take the usual flush (scheduleFlush).
    */
   private closeReadTurn(): void {
     void RESOLVED.then((this.readTurnFn ??= () => this.endReadTurn()));
@@ -373,8 +384,13 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (!this.stream.destroyed) this.stream.uncork();
   }
 
+  /** DirectWriteHost: a write libuv could not finish at once is done (an error destroyed the stream). */
+  directWriteDone(err: Error | null): void {
+    if (err === null) this.onDrain();
+  }
+
   onDrain(): void {
-    if (!this.blocked) return;
+    if (!this.blocked || (this.writer !== null && this.writer.pending !== 0)) return;
     this.blocked = false;
     if (this.life.isEnded) return;
     if (this.queue.length > 0) {
@@ -392,7 +408,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.queue.splice(0, i);
       this.queueBytes -= bytes;
     }
-    this.flow?.shrank(this.queueBytes + this.stream.writableLength);
+    this.flow?.shrank(this.queuedBytesNow());
     this.maybeEnd();
   }
 
@@ -565,10 +581,6 @@ function LAZY_TICK(t: StreamTransport): void {
 
 /** The read turn's flush is a reaction on this settled promise (no AsyncResource per read). */
 const RESOLVED: Promise<void> = Promise.resolve();
-
-function UNCORK(t: StreamTransport): void {
-  t.uncork();
-}
 
 /**
  * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to

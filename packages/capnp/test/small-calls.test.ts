@@ -107,6 +107,23 @@ describe("small calls over a Unix socket", () => {
     await p.dispose();
   });
 
+  it("calls in flight, each sent again from its continuation: the calls one read's Returns wake share a write", async () => {
+    const p = await socketPair(new CalcServer());
+    expect(await callA(p.boot, M.add, (b) => { b.a = 1; b.b = 1; })).toBe(2); // bootstrap done
+    const before = p.clientWrites();
+    const lanes = 16;
+    const rounds = 10;
+    const lane = async (k: number): Promise<void> => {
+      for (let r = 0; r < rounds; r++) expect(await callA(p.boot, M.add, (b) => { b.a = k; b.b = r; })).toBe(k + r);
+    };
+    await Promise.all(Array.from({ length: lanes }, (_, k) => lane(k)));
+    // The server answers a read's calls in one write, so the client reads their Returns at once;
+    // the continuations they wake send before the flush (a promise reaction queued after them).
+    const writes = p.clientWrites() - before;
+    expect(writes).toBeLessThanOrEqual(2 * rounds);
+    await p.dispose();
+  });
+
   it("a request's params kept past send cannot write into a later call's message", async () => {
     const p = await socketPair(new CalcServer());
     expect(await callA(p.boot, M.add, (b) => { b.a = 1; })).toBe(1);

@@ -1,8 +1,8 @@
 /**
  * The stream transport's read turn (stream.ts closeReadTurn): what a read's messages make the
  * receiver send synchronously, or from the microtask the engine dispatches them in (a server's
- * Returns), is written by one microtask after that dispatch, together, instead of on a nextTick;
- * what is sent later in the turn takes the usual nextTick flush. Over a Unix socket, read both
+ * Returns), is written by one microtask after that dispatch, together; what is sent later in the
+ * turn takes the usual flush (a promise reaction queued by its first message). Over a Unix socket, read both
  * through the Readable stream and through `onread` (SocketReader), as the bench's server is.
  * Runs on the test's main thread.
  */
@@ -76,7 +76,7 @@ function recorder(t: Transport): { msgs: number[]; sizes: number[]; waitFor(n: n
 }
 
 describe.each<ReadPath>(["stream", "onread"])("streamTransport read turn (read through %s)", (path) => {
-  it("replies sent from the microtask after a read go out in one write before any later microtask; a later one takes a nextTick", async () => {
+  it("replies sent from the microtask after a read go out in one write before any later microtask; a later one takes the usual flush", async () => {
     const { client, server, serverSock } = await pair(path);
     const rc = recorder(streamTransport(client));
     const writes = countWrites(serverSock);
@@ -91,7 +91,7 @@ describe.each<ReadPath>(["stream", "onread"])("streamTransport read turn (read t
           // Queued after the read turn's flush: the replies are already written.
           void Promise.resolve().then(() => {
             seen.resolve(writes());
-            server.send(msg(13)); // later in the same turn: the usual nextTick flush
+            server.send(msg(13)); // later in the same turn: the usual flush, a write of its own
           });
         });
       },
@@ -99,7 +99,6 @@ describe.each<ReadPath>(["stream", "onread"])("streamTransport read turn (read t
     };
     server.start(sink);
     client.write(Buffer.from([0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0])); // one 1-word message
-    // (A nextTick flush runs after all of this turn's microtasks: no write yet at that point.)
     expect(await seen.promise).toBe(1);
     await rc.waitFor(4);
     expect(rc.msgs).toEqual([10, 11, 12, 13]);

@@ -1,0 +1,82 @@
+/**
+ * {@link SocketWriter}: the stream transport's one-chunk write on a plain `net.Socket`, made
+ * through the socket's own `_write` (its handle write: `writeGeneric` in Node's
+ * stream_base_commons) instead of `Writable.write()`, while the Writable side is idle (nothing
+ * buffered or in flight, not corked, connected, not ended). `Writable.write()` adds, per write,
+ * its buffering bookkeeping and an after-write `process.nextTick` (the callback of a write the
+ * kernel took at once is deferred to a tick), so a call loop paid a tick queue run per call for
+ * it (bench/README "Where the time goes", eighth session). A write libuv could not finish at once
+ * keeps the chunk until it completes: the transport treats that as blocked (later messages wait
+ * in its queue, as after `write()` returned false) and resumes on {@link DirectWriteHost.directWriteDone}.
+ * Errors end the stream as the Writable would (`destroy(err)`: 'error', then 'close').
+ *
+ * Threading: the thread that owns the socket (its event loop).
+ */
+import type { Socket } from "node:net";
+
+/** {@link SocketWriter.write}: the kernel took every byte; the chunk is free again. */
+export const WROTE = 0;
+/** {@link SocketWriter.write}: libuv holds the chunk until {@link DirectWriteHost.directWriteDone}. */
+export const PENDING = 1;
+/** {@link SocketWriter.write}: the write failed; the socket is being destroyed with the error. */
+export const FAILED = 2;
+
+/** The transport, told when a {@link PENDING} write ends. */
+export interface DirectWriteHost {
+  directWriteDone(err: Error | null): void;
+}
+
+type HandleWrite = { _write(chunk: Uint8Array, encoding: string, cb: (err?: Error | null) => void): void };
+
+export class SocketWriter {
+  /** Bytes of a {@link PENDING} write libuv still holds (0 when none). */
+  pending = 0;
+  private inWrite = false;
+  private syncDone = false;
+  private syncErr: Error | null = null;
+  private readonly cb: (err?: Error | null) => void;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly host: DirectWriteHost,
+  ) {
+    this.cb = (err) => this.done(err ?? null);
+  }
+
+  /** True when the socket's Writable side has nothing buffered, in flight or corked. */
+  idle(): boolean {
+    const s = this.socket;
+    return this.pending === 0 && s.writableLength === 0 && s.writableCorked === 0 && !s.connecting && !s.destroyed && !s.writableEnded;
+  }
+
+  /** Writes `chunk` (only when {@link idle}): {@link WROTE}, {@link PENDING} or {@link FAILED}. */
+  write(chunk: Uint8Array): number {
+    this.inWrite = true;
+    this.syncDone = false;
+    try {
+      (this.socket as unknown as HandleWrite)._write(chunk, "buffer", this.cb);
+    } finally {
+      this.inWrite = false;
+    }
+    if (!this.syncDone) {
+      this.pending = chunk.byteLength;
+      return PENDING;
+    }
+    const err = this.syncErr;
+    if (err === null) return WROTE;
+    this.syncErr = null;
+    this.socket.destroy(err);
+    return FAILED;
+  }
+
+  private done(err: Error | null): void {
+    if (this.inWrite) {
+      this.syncDone = true;
+      this.syncErr = err;
+      return;
+    }
+    this.pending = 0;
+    if (err !== null && !this.socket.destroyed) this.socket.destroy(err);
+    this.host.directWriteDone(err);
+  }
+}
