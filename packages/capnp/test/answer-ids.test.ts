@@ -10,27 +10,11 @@ import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { ProtocolError, RpcConnection, deferred, localCapability, memoryTransportPair } from "@multiprocess-ts/capnp";
 import type { IncomingCall, Server } from "@multiprocess-ts/capnp";
-import { Box, CALC, CalcServer, M, drain, rawPeer } from "./rpc-helpers.js";
+import { Box, CalcServer, addCall, drain, finish, rawPeer } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
 const MAX_ID = 0xffff_ffff;
 
-/** `add(a, 1)` on the bootstrap capability the peer asked for with question `boot`. */
-const addCall = (qid: number, boot: number, a: number) => (r: rpc.Message): void => {
-  const c = r.initCall();
-  c.setQuestionId(qid);
-  c.initTarget().initPromisedAnswer().setQuestionId(boot);
-  c.setInterfaceId(CALC);
-  c.setMethodId(M.add);
-  const p = capnp.Struct.initStructAt(0, Box, c.initParams());
-  p.a = a;
-  p.b = 1;
-};
-const finish = (qid: number) => (r: rpc.Message): void => {
-  const f = r.initFinish();
-  f.setQuestionId(qid);
-  f.setReleaseResultCaps(true);
-};
 
 /** The `a` of the results of the last Return for `qid`, or an error's text. */
 function returned(got: rpc.Message[], qid: number): number | string | undefined {

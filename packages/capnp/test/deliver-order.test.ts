@@ -11,7 +11,7 @@ import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { RpcConnection, RpcError, localCapability } from "@multiprocess-ts/capnp";
 import type { IncomingCall, Server, Transport, TransportSink } from "@multiprocess-ts/capnp";
-import { Box, CALC, M, drain } from "./rpc-helpers.js";
+import { Box, CALC, M, addCall, drain, finish } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
 
@@ -51,21 +51,6 @@ class SyncPeer implements Transport {
   }
 }
 
-const addCall = (qid: number, boot: number, a: number) => (r: rpc.Message): void => {
-  const c = r.initCall();
-  c.setQuestionId(qid);
-  c.initTarget().initPromisedAnswer().setQuestionId(boot);
-  c.setInterfaceId(CALC);
-  c.setMethodId(M.add);
-  const p = capnp.Struct.initStructAt(0, Box, c.initParams());
-  p.a = a;
-  p.b = 1;
-};
-const finish = (qid: number) => (r: rpc.Message): void => {
-  const f = r.initFinish();
-  f.setQuestionId(qid);
-  f.setReleaseResultCaps(true);
-};
 
 /** Records each call's `a` as it starts and ends; `during(a)` runs inside the call for `a`. */
 class Recorder implements Server {

@@ -282,3 +282,22 @@ export function rawPeer(t: MemoryTransport): { got: rpcSchema.Message[]; send(bu
     },
   };
 }
+
+/** A raw peer's Call of `add(a, 1)` (question `qid`) on the answer of its Bootstrap question `boot`. */
+export const addCall = (qid: number, boot: number, a: number) => (r: rpcSchema.Message): void => {
+  const c = r.initCall();
+  c.setQuestionId(qid);
+  c.initTarget().initPromisedAnswer().setQuestionId(boot);
+  c.setInterfaceId(CALC);
+  c.setMethodId(M.add);
+  const p = capnp.Struct.initStructAt(0, Box, c.initParams());
+  p.a = a;
+  p.b = 1;
+};
+
+/** A raw peer's Finish of question `qid`, releasing its results' capabilities. */
+export const finish = (qid: number) => (r: rpcSchema.Message): void => {
+  const f = r.initFinish();
+  f.setQuestionId(qid);
+  f.setReleaseResultCaps(true);
+};
