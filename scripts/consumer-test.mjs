@@ -11,6 +11,9 @@
 //      false) and runs a spawned-child call, a worker-thread call and a WebSocket call;
 //   4. runs the installed `mptest` bin (`--list`, then every scenario once over 2 jobs) and the app's own
 //      tests (`node --test`) written with the installed @multiprocess-ts/testing helpers.
+//   5. installs mptest globally (`npm install -g --prefix`) and runs its bin on a few scenarios as
+//      a user that cannot write the install (root: `nobody` through runuser or setpriv); the install's
+//      tree (paths, sizes, mtimes) must be the same after the run.
 // Exits non-zero with a clear message on any failure (including a registry that cannot start);
 // kills the registry and removes its temp folders on exit. Last line on success:
 // `CONSUMER_RESULT <json>` (tarball contents, timings) for test/consumer/test/consumer.test.ts.
@@ -389,6 +392,88 @@ async function runMptestAndAppTests(app) {
   if (!/^# pass 3$/m.test(tests) || !/^# fail 0$/m.test(tests)) throw new Failure(`the app's tests (node --test dist/testing.test.js) did not all pass:\n${tests}`);
 }
 
+/** Every entry under `dir` (not following links) with its type, size and mtime, sorted. */
+function treeListing(dir) {
+  return fs.readdirSync(dir, { recursive: true }).map((rel) => {
+    const s = fs.lstatSync(path.join(dir, rel));
+    const type = s.isDirectory() ? "d" : s.isSymbolicLink() ? "l" : "f";
+    return `${rel} ${type} ${s.size} ${s.mtimeMs}`;
+  }).sort();
+}
+
+/** Adds or removes write permission on every file and folder under `dir` (links untouched). */
+function setWritable(dir, writable) {
+  for (const rel of ["", ...fs.readdirSync(dir, { recursive: true })]) {
+    const p = path.join(dir, rel);
+    const s = fs.lstatSync(p);
+    if (!s.isSymbolicLink()) fs.chmodSync(p, writable ? s.mode | 0o200 : s.mode & ~0o222);
+  }
+}
+
+/** The command prefix that runs a command as `nobody` (root: runuser, else setpriv), or fails. */
+function dropPrivileges() {
+  const dirs = [...(process.env["PATH"] ?? "").split(path.delimiter), "/usr/sbin", "/sbin", "/usr/bin", "/bin"];
+  const find = (name) => dirs.map((d) => path.join(d, name)).find((p) => fs.existsSync(p));
+  const runuser = find("runuser");
+  if (runuser !== undefined) return { tool: "runuser", prefix: [runuser, "-u", "nobody", "--"] };
+  const setpriv = find("setpriv");
+  if (setpriv !== undefined) return { tool: "setpriv", prefix: [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"] };
+  throw new Failure("neither runuser nor setpriv is on PATH (util-linux): cannot run the global mptest as an unprivileged user");
+}
+
+/**
+ * A global install (`npm install -g --prefix`) of mptest from the registry, whose bin runs a few
+ * scenarios (worker threads, spawned children) as a user that cannot write the install: as root,
+ * `nobody` over the root-owned tree; otherwise this user over a tree made read-only. Checks that
+ * the tree (paths, sizes, mtimes) is the same after the run.
+ */
+async function runGlobalMptest(url, tarballs) {
+  const version = tarballs.find((t) => t.name === "@multiprocess-ts/mptest").version;
+  const prefix = path.join(tmp, "global");
+  await run("npm", ["install", "-g", "--prefix", prefix, `--@multiprocess-ts:registry=${url}`, "--no-audit", "--no-fund", "--prefer-offline",
+    "--loglevel=error", `@multiprocess-ts/mptest@${version}`], { cwd: tmp });
+  const installed = JSON.parse(fs.readFileSync(path.join(prefix, "lib/node_modules/@multiprocess-ts/mptest/package.json"), "utf8"));
+  if (installed.version !== version) throw new Failure(`the global install holds mptest ${installed.version}, not ${version}`);
+  const home = path.join(tmp, "home");
+  fs.mkdirSync(path.join(home, "tmp"), { recursive: true });
+  const root = process.getuid() === 0;
+  let prefixCmd = [];
+  let who = "this user over a tree made read-only";
+  if (root) {
+    const drop = dropPrivileges();
+    prefixCmd = drop.prefix;
+    who = `nobody (${drop.tool}) over the root-owned tree`;
+    fs.chmodSync(tmp, 0o755); // mkdtemp's 0700: nobody must reach the install and its home
+    const [uid, gid] = await settleAll([run("id", ["-u", "nobody"]), run("id", ["-g", "nobody"])]);
+    for (const d of [home, path.join(home, "tmp")]) fs.chownSync(d, Number(uid.trim()), Number(gid.trim()));
+  } else {
+    setWritable(prefix, false);
+  }
+  // A clean environment: the user's own HOME and TMPDIR, node and the global bin on PATH.
+  const env = ["env", "-i", `PATH=${path.join(prefix, "bin")}:${path.dirname(process.execPath)}:/usr/bin:/bin`, `HOME=${home}`, `TMPDIR=${path.join(home, "tmp")}`];
+  const as = (cmd) => { const argv = [...prefixCmd, ...env, ...cmd]; return run(argv[0], argv.slice(1), { cwd: home, timeoutMs: 120_000 }); };
+  try {
+    const before = treeListing(prefix);
+    const pkgDir = path.join(prefix, "lib/node_modules/@multiprocess-ts/mptest");
+    const probe = (await as(["node", "-e", `let w="writable";try{require("fs").accessSync(${JSON.stringify(pkgDir)},2)}catch(e){w=e.code}console.log(process.getuid()+" "+w)`])).trim();
+    const [uid, access] = probe.split(" ");
+    if (access === "writable" || (root && uid === "0")) throw new Failure(`the global mptest would run as uid ${uid} with its install ${access}`);
+    const filter = "Call FooInterface methods|SpawnProcess|Worker exits|SIGKILL";
+    const count = (await as(["mptest", "--list", "--filter", filter])).trim().split("\n").length;
+    const out = await as(["mptest", "--repeat", "1", "--jobs", "2", "--filter", filter]);
+    const summary = /^mptest: OK: (\d+) runs, 0 failed, 0 leaked, 0 hung.*$/m.exec(out);
+    if (summary === null || Number(summary[1]) !== count || count < 4) throw new Failure(`the global mptest did not run its ${count} scenarios cleanly:\n${out}`);
+    log(`global mptest: installed with npm install -g --prefix; run as ${who} (uid ${uid}, install ${access}); ${count} scenarios; ${summary[0]}`);
+    const after = treeListing(prefix);
+    if (after.join("\n") !== before.join("\n")) {
+      throw new Failure(`the global mptest run changed its install:\n  ${[...after.filter((e) => !before.includes(e)), ...before.filter((e) => !after.includes(e)).map((e) => `gone: ${e}`)].join("\n  ")}`);
+    }
+    log(`global install unchanged: ${after.length} entries (paths, sizes, mtimes) identical before and after the run`);
+  } finally {
+    if (!root) setWritable(prefix, true);
+  }
+}
+
 async function main() {
   await preflight();
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "mpts-consumer-"));
@@ -403,6 +488,7 @@ async function main() {
   await step("generate", () => generate(app));
   await typecheckAndRun(app);
   await runMptestAndAppTests(app);
+  await step("global mptest", () => runGlobalMptest(url, tarballs));
   log("CONSUMER TEST PASSED");
   const summary = tarballs.map(({ name, version, tarballBytes, unpackedBytes, files }) => ({ name, version, tarballBytes, unpackedBytes, files }));
   console.log(`CONSUMER_RESULT ${JSON.stringify({ totalMs: Date.now() - t0, timings, tarballs: summary })}`);

@@ -3,7 +3,8 @@
  * child process): every publishable package goes through a local npm registry into an app outside
  * the workspace, which generates its own schema with the installed mpgen, type-checks under the
  * strict flag set and makes a child-process, a worker-thread and a WebSocket call, runs the
- * installed mptest bin and its own tests written with the installed testing helpers. Also checks
+ * installed mptest bin and its own tests written with the installed testing helpers; a global
+ * install of mptest runs as a user that cannot write it (root: nobody) and leaves it unchanged. Also checks
  * what each tarball holds, and that a registry that cannot start fails the script loudly.
  * Needs network access to the npm registry (verdaccio's install, typescript, capnp-ts, ws).
  */
@@ -102,6 +103,10 @@ describe("consumer test (scripts/consumer-test.mjs)", () => {
     expect(mptest.filter((f) => f.startsWith("dist/bundle-build"))).toEqual([]);
     expect(result.tarballs.find((t) => t.name === "@multiprocess-ts/mptest")!.files.find((f) => f.path === "dist/cli.js")!.mode).toMatch(/^-rwxr-xr-x/);
     expect(r.stdout).toMatch(/installed mptest: (\d+) scenarios listed; mptest: OK: \1 runs, 0 failed, 0 leaked, 0 hung/);
+    // A global install run by a user that cannot write it (root drops to nobody over the root-owned tree).
+    const who = process.getuid?.() === 0 ? "nobody \\((?:runuser|setpriv)\\) over the root-owned tree" : "this user over a tree made read-only";
+    expect(r.stdout).toMatch(new RegExp(`global mptest: installed with npm install -g --prefix; run as ${who} \\(uid \\d+, install EACCES\\); (\\d+) scenarios; mptest: OK: \\1 runs, 0 failed, 0 leaked, 0 hung`));
+    expect(r.stdout).toMatch(/global install unchanged: [1-9]\d* entries \(paths, sizes, mtimes\) identical before and after the run/);
     expect(r.stdout).toContain("generated test/foo.capnp from the installed @multiprocess-ts/proto: identical to proto/src/test/foo.capnp.ts");
     for (const line of ["app test> # testing: createTestSetup add(20, 22) = 42 after release", "app test> # testing: createFooSetup add(1, 2) = 3", "app test> # pass 3", "app test> # fail 0"]) {
       expect(r.stdout).toContain(line);
