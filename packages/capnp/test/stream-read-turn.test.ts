@@ -13,6 +13,7 @@ import { streamTransport } from "../dist/stream.js";
 import { SocketReader, readSocketInPlace, socketReadPath } from "../dist/socket-read.js";
 import { deferred } from "../dist/errors.js";
 import type { Transport, TransportSink } from "../dist/transport.js";
+import { msg, tagOf } from "./tagged-messages.js";
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -36,17 +37,6 @@ async function pair(path: ReadPath): Promise<{ client: net.Socket; server: Trans
   cleanups.push(() => sockets.close());
   return { client, server, serverSock };
 }
-
-function msg(tag: number, words = 1): Uint8Array[] {
-  const b = new Uint8Array(words * 8);
-  new DataView(b.buffer).setUint32(0, tag, true);
-  return [b];
-}
-function tagOf(m: Uint8Array[]): number {
-  const s = m[0]!;
-  return new DataView(s.buffer, s.byteOffset, s.byteLength).getUint32(0, true);
-}
-
 
 /** The client side: a transport recording what it receives. */
 function recorder(t: Transport): { msgs: number[]; sizes: number[]; waitFor(n: number): Promise<void>; closed: Promise<Error | undefined> } {

@@ -13,6 +13,7 @@ import { streamTransport } from "../dist/stream.js";
 import { deferred, DisconnectedError } from "../dist/errors.js";
 import type { Transport } from "../dist/transport.js";
 import type { FlowControlledTransport } from "../dist/write-flow.js";
+import { msg } from "./tagged-messages.js";
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -23,12 +24,6 @@ async function pair(): Promise<{ a: net.Socket; b: net.Socket; ta: FlowControlle
   const sockets = await unixSocketPair();
   cleanups.push(() => sockets.close());
   return { a: sockets.server, b: sockets.client, ta: streamTransport(sockets.server) };
-}
-
-function msg(tag: number, words = 1): Uint8Array[] {
-  const b = new Uint8Array(words * 8);
-  new DataView(b.buffer).setUint32(0, tag, true);
-  return [b];
 }
 
 /** The receiving side: a transport recording the tags it reads, in order. */

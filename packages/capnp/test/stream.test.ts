@@ -7,6 +7,7 @@ import { encodeFrameToBytes } from "../dist/framing.js";
 import { DisconnectedError, LimitError, ProtocolError } from "../dist/errors.js";
 import { deferred } from "../dist/errors.js";
 import type { Transport } from "../dist/transport.js";
+import { msg, tagOf } from "./tagged-messages.js";
 
 interface Rec {
   msgs: Uint8Array[][];
@@ -46,17 +47,6 @@ function start(t: Transport): Rec {
   return rec;
 }
 
-/** A one-segment message of `words` words, first word = tag. */
-function msg(tag: number, words = 1): Uint8Array[] {
-  const b = new Uint8Array(words * 8);
-  new DataView(b.buffer).setUint32(0, tag, true);
-  return [b];
-}
-function tagOf(m: Uint8Array[]): number {
-  const s = m[0]!;
-  return new DataView(s.buffer, s.byteOffset, s.byteLength).getUint32(0, true);
-}
-
 /** Two Duplex ends joined by PassThroughs. */
 function passThroughPair(): [Duplex, Duplex] {
   const ab = new PassThrough();
@@ -78,7 +68,6 @@ async function unixSocketPair(): Promise<[net.Socket, net.Socket]> {
   cleanups.push(() => p.close());
   return [p.client, p.server];
 }
-
 
 describe("streamTransport over a Unix socket", () => {
   it("carries messages both ways in order, including one spanning many chunks", async () => {
