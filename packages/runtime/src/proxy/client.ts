@@ -38,7 +38,7 @@ import type { ThreadContext } from "../threads/thread-context.js";
 import { Context } from "../types/proxy-capnp.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
-import { abortError, Canceler, checkTimeout, effectiveOptions, type CallOptions } from "./call-options.js";
+import { abortError, Canceler, checkTimeout, effectiveOptions, hasDefaults, type CallOptions } from "./call-options.js";
 import { PROXY_CLIENT } from "./marks.js";
 import { traceMethod } from "./trace.js";
 import type { ClientIO, ProxyClientCtor, ProxyClientOptions, ProxyMethod } from "./seam.js";
@@ -74,6 +74,8 @@ export abstract class ProxyClientBase implements AsyncDisposable {
   #cleanup: ReturnType<Connection["addSyncCleanup"]> | undefined;
   #ref: EventLoopRef;
   #closing: Promise<void> | undefined;
+  /** The loop logs at trace level (fixed when the loop is made): calls name their method. */
+  readonly #trace: boolean;
 
   /** Takes ownership of `cap`. Loop thread only. */
   constructor(cap: Capability, connection: Connection, opts: ProxyClientOptions = {}) {
@@ -81,6 +83,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     this.$connection = connection;
     this.#destroyConnection = opts.destroyConnection ?? false;
     this.#ref = connection.loop.ref();
+    this.#trace = connection.loop.logEnabled("trace");
     if (connection.state !== "open") {
       this.#disconnect();
     } else {
@@ -119,12 +122,40 @@ export abstract class ProxyClientBase implements AsyncDisposable {
    * (over this client's defaults, see call-options.ts). See the module comment for the errors.
    * Everything up to the send runs synchronously, in one {@link ClientCall}; `build` and `read`
    * get a CallIO only when they declare a second parameter.
+   *
+   * The usual call (no options or defaults, no Context, no CallIO, no trace, not inside a server
+   * Thread's task) takes a short path, small enough for V8 to inline into the generated method
+   * (whose `build` closure then needs no allocation); anything else goes to {@link #invokeFull}.
    */
   protected $invoke<R>(
     m: ProxyMethod,
     build: (p: any, io: ClientIO) => void,
     read: (r: any, io: ClientIO) => R,
     options?: CallOptions,
+  ): Promise<R> {
+    if (options !== undefined || m.clientIo !== false || m.context >= 0 || this.#trace || hasDefaults(this) || currentFrame() !== undefined) {
+      return this.#invokeFull(m, build, read, options);
+    }
+    const promise = new Promise<R>(EXECUTOR);
+    const call = new ClientCall<R>(m, read, null, nextResolve!, nextReject!);
+    try {
+      this.$checkOpen();
+      build(call.begin(this.$cap, m.interfaceId, m.methodId, m.Params), null as unknown as ClientIO);
+      call.sendCall();
+    } catch (e) {
+      call.drop();
+      return Promise.reject(e);
+    }
+    call.sent();
+    return promise;
+  }
+
+  /** {@link $invoke}'s general path: options, Context, CallIO, tracing, server Thread tasks. */
+  #invokeFull<R>(
+    m: ProxyMethod,
+    build: (p: any, io: ClientIO) => void,
+    read: (r: any, io: ClientIO) => R,
+    options: CallOptions | undefined,
   ): Promise<R> {
     const connection = this.$connection;
     // A CallIO only when build or read takes one (generated code declares `io` when it uses it,
@@ -148,7 +179,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
       build(params, io as CallIO);
       if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, params), connection, thread!, opts?.thread === "pool");
       // Tracing: the engine writes the Call / Return lines, naming the method from this table.
-      if (loop.logEnabled("trace")) traceMethod(m, this.constructor);
+      if (this.#trace) traceMethod(m, this.constructor);
       call.sendCall();
       if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) call.canceler = new Canceler(call, opts);
       // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.

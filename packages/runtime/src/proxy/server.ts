@@ -35,6 +35,8 @@ interface MethodSlot {
   entry: ServerMethod<unknown>;
   m: ProxyMethod;
   special: "construct" | "destroy" | undefined;
+  /** A method with an invoke, no special kind and no Context: it takes the short path. */
+  plain: boolean;
 }
 /** interfaceId → (methodId → slot). Built once per server class. */
 type MethodTable = Map<bigint, (MethodSlot | undefined)[]>;
@@ -50,7 +52,8 @@ function methodTable(ctor: ProxyServerCtor<unknown>): MethodTable {
       let slots = table.get(m.interfaceId);
       if (!slots) table.set(m.interfaceId, (slots = []));
       const special = entry.special ?? m.special ?? (m.destroy ? "destroy" : undefined);
-      slots[m.methodId] = { entry, m, special };
+      const plain = special === undefined && m.context < 0 && entry.invoke !== undefined;
+      slots[m.methodId] = { entry, m, special, plain };
     }
     methodTables.set(ctor, table);
   }
@@ -77,12 +80,15 @@ export abstract class ProxyServerBase<I> implements Server {
   /** The last interface called and its slots: most servers are called on one interface. */
   #lastIid: bigint | undefined;
   #lastSlots: (MethodSlot | undefined)[] | undefined;
+  /** Debug lines per call (the loop's level is fixed when it is made; at trace level the engine's lines say it all). */
+  readonly #debug: boolean;
 
   /** Owns `impl` (see {@link disposeObject}) unless the runtime disowns it (serveTransport's Init). */
   constructor(impl: I, connection: Connection) {
     this.connection = connection;
     this.#impl = impl;
     this.#ref = connection.loop.ref();
+    this.#debug = connection.loop.logEnabled("debug") && !connection.loop.logEnabled("trace");
     if (isObject(impl)) implOwners.set(impl, (implOwners.get(impl) ?? 0) + 1);
     // Tracing: the engine writes the Call / Return lines, naming the method from this table.
     if (connection.loop.logEnabled("trace")) traceServerClass(this.constructor as ProxyServerCtor);
@@ -130,6 +136,7 @@ export abstract class ProxyServerBase<I> implements Server {
         `Method not implemented: interface ${call.interfaceId.toString(16)} method ${call.methodId}`,
       );
     }
+    if (slot.plain && !this.#debug) return this.#invokePlain(call, slot);
     if (slot.special === "construct") {
       this.#construct(call, slot.m);
       return;
@@ -257,6 +264,37 @@ export abstract class ProxyServerBase<I> implements Server {
   }
 
   /**
+   * {@link #invoke} for a method with no special kind and no Context while debug lines are off:
+   * the same steps and errors, without the checks that cannot apply.
+   */
+  #invokePlain(call: IncomingCall, slot: MethodSlot): void | Promise<void> {
+    const m = slot.m;
+    const impl = this.#impl;
+    if (impl === undefined || this.#disposed) throw new RpcError("failed", `IPC server object already destroyed (${m.name})`);
+    const io = new ServerCallIO(this.connection, call);
+    let r: void | Promise<void>;
+    try {
+      r = (slot.entry as ServerMethod<I>).invoke!(impl, call.params(m.Params), call.results(m.Results), io);
+    } catch (e) {
+      io.release();
+      throw e;
+    }
+    if (!isThenable(r)) {
+      io.release();
+      return;
+    }
+    if (!io.holds) {
+      io.watch(r);
+      return r;
+    }
+    const release = (): void => io.release();
+    return r.then(release, (e: unknown) => {
+      io.release();
+      throw e;
+    });
+  }
+
+  /**
    * Runs the method: synchronously as far as the generated `invoke` goes; the promise it returns
    * (if any) goes back to the engine as is unless something must be released after it.
    */
@@ -279,7 +317,7 @@ export abstract class ProxyServerBase<I> implements Server {
     const entry = slot.entry as ServerMethod<I>;
     if (!entry.invoke) throw new RpcError("unimplemented", `Method not implemented: ${m.name}`);
     // Debug lines name each call; at trace level the engine's one line per message says it all.
-    const debug = loop.logEnabled("debug") && !loop.logEnabled("trace");
+    const debug = this.#debug;
     if (debug) loop.log("debug", `IPC server recv ${m.name}`);
     const io = new ServerCallIO(this.connection, call);
     let r: void | Promise<void>;
