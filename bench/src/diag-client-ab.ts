@@ -13,7 +13,10 @@
  * order flips every block). Per build: the median CPU per call over the blocks and the median of
  * the per-block paired difference B − A; with `--expose-gc`, also the bytes allocated per call
  * (new-space growth over 2,000 calls after a `gc()`, a window with no scavenge: run with
- * `--max-semi-space-size=64`; the median of 5 windows per build, alternating). Nothing is asserted.
+ * `--max-semi-space-size=64`; the median of 5 windows per build, alternating). Sequential blocks
+ * also give each call's wall-clock time: a block's 25th percentile leaves out the calls the shared
+ * machine preempted, so its paired difference resolves changes the CPU figures' noise hides.
+ * Nothing is asserted.
  *
  * Threading: the main (loop) thread.
  */
@@ -39,10 +42,19 @@ async function loadClient(dir: string): Promise<{ add: Add; close(): Promise<voi
   return { add: (a, b) => client.add(a, b), close: () => client.close() };
 }
 
+/** The last sequential block's per-call wall-clock µs, sorted. */
+let lastUs = new Float64Array(0);
+
 async function block(add: Add, n: number, pipe: number): Promise<number> {
   const c0 = cpuNow();
   if (pipe <= 1) {
-    for (let i = 0; i < n; i++) if ((await add(i, 1)) !== i + 1) throw new Error("diag-client-ab: wrong sum");
+    const us = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      if ((await add(i, 1)) !== i + 1) throw new Error("diag-client-ab: wrong sum");
+      us[i] = (performance.now() - t0) * 1000;
+    }
+    lastUs = us.sort();
   } else {
     let next = 0;
     const lane = async (): Promise<void> => {
@@ -74,8 +86,12 @@ const clients = [];
 for (const d of dirs) clients.push(await loadClient(d));
 for (let w = 0; w < 3; w++) for (const c of clients) await block(c.add, Math.max(n, 5000), pipe); // warm-up
 const got: number[][] = [[], []];
+const p25: number[][] = [[], []];
 for (let b = 0; b < blocks; b++) {
-  for (const k of b % 2 === 0 ? [0, 1] : [1, 0]) got[k]!.push(await block(clients[k]!.add, n, pipe));
+  for (const k of b % 2 === 0 ? [0, 1] : [1, 0]) {
+    got[k]!.push(await block(clients[k]!.add, n, pipe));
+    if (pipe <= 1) p25[k]!.push(lastUs[lastUs.length >> 2]!);
+  }
 }
 const bytes: number[][] = [[], []];
 if ((globalThis as { gc?: unknown }).gc !== undefined) {
@@ -97,7 +113,16 @@ dirs.forEach((d, k) => {
   const by = bytes[k]!.length > 0 ? `  bytes per call ${med(bytes[k]!).toFixed(0)} (${bytes[k]!.map((x) => x.toFixed(0)).join(", ")})` : "";
   out.push(`${"AB"[k]} ${d.padEnd(24)} median ${med(xs).toFixed(2).padStart(6)}  range ${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}${by}`);
 });
-const diff = got[1]!.map((x, i) => x - got[0]![i]!);
-out.push(`B − A per block: median ${med(diff).toFixed(2)} µs, range ${Math.min(...diff).toFixed(2)}–${Math.max(...diff).toFixed(2)}; B lower in ${diff.filter((d) => d < 0).length} of ${diff.length} blocks`);
+const paired = (what: string, xs: number[][]): void => {
+  const diff = xs[1]!.map((x, i) => x - xs[0]![i]!);
+  out.push(`${what} B − A per block: median ${med(diff).toFixed(2)} µs, range ${Math.min(...diff).toFixed(2)}–${Math.max(...diff).toFixed(2)}; B lower in ${diff.filter((d) => d < 0).length} of ${diff.length} blocks`);
+};
+paired("CPU per call:", got);
+if (pipe <= 1) {
+  // A call's wall time with nothing else running is its CPU: the 25th percentile of a block's
+  // calls leaves out the calls this shared machine preempted, which move the CPU figures most.
+  dirs.forEach((_d, k) => out.push(`${"AB"[k]} per-call wall µs, p25 of a block: median ${med(p25[k]!).toFixed(3)}`));
+  paired("p25 wall:", p25);
+}
 process.stdout.write(out.join("\n") + "\n");
 process.exit(0);

@@ -16,27 +16,37 @@
  * The engine, the transport and the runtime's Connection are the same in every mode, so
  * `gen/gen − bare/gen` is the generated client + ProxyClientBase per call, `gen/gen − gen/bare`
  * the generated server + ProxyServerBase per call (the CPU of both sides is one process's; each
- * difference is the median of the per-block paired differences). Also prints the promises made
+ * difference is the median of the per-block paired differences). Besides CPU, the 25th percentile
+ * of each block's per-call wall-clock times: the calls this shared machine did not preempt, whose
+ * time is the two sides' CPU, so its differences resolve what the CPU figures' noise hides. Also prints the promises made
  * per call (a V8 promise hook) and the bytes allocated per call (new-space growth between two
  * `gc()`s; run with `--expose-gc --min-semi-space-size=64`).
  *
- *   node --expose-gc --min-semi-space-size=64 bench/dist/diag-proxy.js [--n 5000] [--blocks 20]
+ *   node --expose-gc --min-semi-space-size=64 bench/dist/diag-proxy.js [--n 5000] [--blocks 20] [--build DIR] [--print]
+ *
+ * `--build DIR`: measure another built checkout's engine, runtime and generated code (e.g. a
+ * baseline), with this file's harness.
  *
  * Nothing is asserted. Threading: the main (loop) thread.
  */
 import { getHeapSpaceStatistics, promiseHooks } from "node:v8";
-import { DirectCall, memoryTransportPair, type Capability, type IncomingCall, type RpcError } from "@multiprocess-ts/capnp";
-import { EventLoop, connectTransport, serveTransport } from "@multiprocess-ts/runtime";
-import { ProxyServerBase } from "@multiprocess-ts/runtime/gen";
-import {
-  FooInterfaceClient,
-  FooInterfaceServer,
-  FooInterface_add$Params,
-  FooInterface_add$Results,
-  type FooInterface,
-} from "@multiprocess-ts/proto/test/foo.capnp.js";
-import { BenchFoo } from "./foo-impl.js";
+import { join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { Capability, IncomingCall, RpcError } from "@multiprocess-ts/capnp";
+import type { FooInterface } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { cpuNow } from "./diag-loops.js";
+
+// The build measured: this checkout, or `--build DIR` (another built checkout, e.g. a baseline).
+const buildOpt = process.argv.indexOf("--build");
+const DIR = resolve(buildOpt < 0 ? "." : process.argv[buildOpt + 1]!);
+const url = (p: string): string => pathToFileURL(join(DIR, p)).href;
+const { DirectCall, memoryTransportPair } = (await import(url("packages/capnp/dist/index.js"))) as typeof import("@multiprocess-ts/capnp");
+const { EventLoop, connectTransport, serveTransport } = (await import(url("packages/runtime/dist/index.js"))) as typeof import("@multiprocess-ts/runtime");
+const { ProxyServerBase } = (await import(url("packages/runtime/dist/gen/index.js"))) as typeof import("@multiprocess-ts/runtime/gen");
+const { FooInterfaceClient, FooInterfaceServer, FooInterface_add$Params, FooInterface_add$Results } = (await import(
+  url("proto/dist/test/foo.capnp.js")
+)) as typeof import("@multiprocess-ts/proto/test/foo.capnp.js");
+const { BenchFoo } = (await import(url("bench/dist/foo-impl.js"))) as typeof import("./foo-impl.js");
 
 const arg = (name: string, dflt: number): number => {
   const i = process.argv.indexOf(`--${name}`);
@@ -87,10 +97,20 @@ class BareServer extends ProxyServerBase<FooInterface> {
 
 type Add = (i: number) => Promise<number>;
 
+/** The last block's 25th percentile of per-call wall-clock µs (leaves out preempted calls). */
+let lastP25 = 0;
+
 async function block(add: Add, n: number): Promise<number> {
+  const us = new Float64Array(n);
   const c0 = cpuNow();
-  for (let i = 0; i < n; i++) if ((await add(i)) !== i + 1) throw new Error("diag-proxy: wrong sum");
-  return (cpuNow() - c0) / n;
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    if ((await add(i)) !== i + 1) throw new Error("diag-proxy: wrong sum");
+    us[i] = (performance.now() - t0) * 1000;
+  }
+  const cpu = (cpuNow() - c0) / n;
+  lastP25 = us.sort()[n >> 2]!;
+  return cpu;
 }
 
 async function promisesPerCall(add: Add, n: number): Promise<number> {
@@ -130,9 +150,13 @@ const modes: [string, Add][] = [
 ];
 for (let w = 0; w < 3; w++) for (const [, f] of modes) await block(f, Math.max(N, 5000));
 const got: number[][] = modes.map(() => []);
+const p25: number[][] = modes.map(() => []);
 for (let b = 0; b < BLOCKS; b++) {
   const order = modes.map((_, j) => (b + j) % modes.length);
-  for (const k of b % 2 === 0 ? order : order.reverse()) got[k]!.push(await block(modes[k]![1], N));
+  for (const k of b % 2 === 0 ? order : order.reverse()) {
+    got[k]!.push(await block(modes[k]![1], N));
+    p25[k]!.push(lastP25);
+  }
 }
 const extra: { name: string; promises: number; bytes: number | null }[] = [];
 for (const [name, f] of modes) extra.push({ name, promises: await promisesPerCall(f, 2000), bytes: await bytesPerCall(f, 2000) });
@@ -143,15 +167,17 @@ await bareServer.close();
 
 const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
 const f2 = (x: number): string => x.toFixed(2);
-const out = [`diag-proxy: CPU µs per sequential add, both sides in one process (${BLOCKS} blocks of ${N}, alternating)`];
+const out = [`diag-proxy ${DIR}: CPU µs per sequential add, both sides in one process (${BLOCKS} blocks of ${N}, alternating)`];
 modes.forEach(([name], k) => {
   const xs = got[k]!;
   const e = extra[k]!;
-  out.push(`  ${name.padEnd(10)} median ${f2(med(xs)).padStart(6)}  range ${f2(Math.min(...xs))}–${f2(Math.max(...xs))}  promises ${e.promises.toFixed(2)}  bytes ${e.bytes === null ? "-" : e.bytes.toFixed(0)}`);
+  out.push(`  ${name.padEnd(10)} CPU median ${f2(med(xs)).padStart(6)}  range ${f2(Math.min(...xs))}–${f2(Math.max(...xs))}  wall p25 median ${f2(med(p25[k]!))}  promises ${e.promises.toFixed(2)}  bytes ${e.bytes === null ? "-" : e.bytes.toFixed(0)}`);
 });
 const diff = (a: number, b: number, what: string): void => {
-  const d = got[a]!.map((x, i) => x - got[b]![i]!);
-  out.push(`  ${what.padEnd(44)} ${f2(med(d)).padStart(6)} µs  (range ${f2(Math.min(...d))}–${f2(Math.max(...d))})`);
+  for (const [how, xs] of [["CPU", got], ["wall p25", p25]] as const) {
+    const d = xs[a]!.map((x, i) => x - xs[b]![i]!);
+    out.push(`  ${what.padEnd(44)} ${how.padEnd(8)} ${f2(med(d)).padStart(6)} µs  (range ${f2(Math.min(...d))}–${f2(Math.max(...d))}; > 0 in ${d.filter((x) => x > 0).length} of ${d.length})`);
+  }
 };
 diff(0, 1, "generated client layer (gen/gen − bare/gen)");
 diff(2, 3, "generated client layer (gen/bare − bare/bare)");
