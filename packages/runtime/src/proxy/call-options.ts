@@ -60,11 +60,6 @@ export function callDefaults(client: object): CallOptions | undefined {
   return (client as WithDefaults)[DEFAULTS];
 }
 
-/** Whether `client` has defaults set with {@link setCallDefaults} (the per-call check of the short path). */
-export function hasDefaults(client: object): boolean {
-  return (client as WithDefaults)[DEFAULTS] !== undefined;
-}
-
 /** The options of one call: `own` over `client`'s defaults (undefined when neither has any). */
 export function effectiveOptions(client: object, own: CallOptions | undefined): CallOptions | undefined {
   const d = (client as WithDefaults)[DEFAULTS];

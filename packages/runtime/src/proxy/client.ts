@@ -38,7 +38,7 @@ import type { ThreadContext } from "../threads/thread-context.js";
 import { Context } from "../types/proxy-capnp.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
-import { abortError, Canceler, checkTimeout, effectiveOptions, hasDefaults, type CallOptions } from "./call-options.js";
+import { abortError, Canceler, checkTimeout, effectiveOptions, type CallOptions } from "./call-options.js";
 import { PROXY_CLIENT } from "./marks.js";
 import { traceMethod } from "./trace.js";
 import type { ClientIO, ProxyClientCtor, ProxyClientOptions, ProxyMethod } from "./seam.js";
@@ -74,7 +74,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
   #cleanup: ReturnType<Connection["addSyncCleanup"]> | undefined;
   #ref: EventLoopRef;
   #closing: Promise<void> | undefined;
-  /** The loop logs at trace level (fixed when the loop is made): calls name their method. */
+  /** The loop logs at trace level (its level is fixed when it is made): calls name their method. */
   readonly #trace: boolean;
 
   /** Takes ownership of `cap`. Loop thread only. */
@@ -122,40 +122,12 @@ export abstract class ProxyClientBase implements AsyncDisposable {
    * (over this client's defaults, see call-options.ts). See the module comment for the errors.
    * Everything up to the send runs synchronously, in one {@link ClientCall}; `build` and `read`
    * get a CallIO only when they declare a second parameter.
-   *
-   * The usual call (no options or defaults, no Context, no CallIO, no trace, not inside a server
-   * Thread's task) takes a short path, small enough for V8 to inline into the generated method
-   * (whose `build` closure then needs no allocation); anything else goes to {@link #invokeFull}.
    */
   protected $invoke<R>(
     m: ProxyMethod,
     build: (p: any, io: ClientIO) => void,
     read: (r: any, io: ClientIO) => R,
     options?: CallOptions,
-  ): Promise<R> {
-    if (options !== undefined || m.clientIo !== false || m.context >= 0 || this.#trace || hasDefaults(this) || currentFrame() !== undefined) {
-      return this.#invokeFull(m, build, read, options);
-    }
-    const promise = new Promise<R>(EXECUTOR);
-    const call = new ClientCall<R>(m, read, null, nextResolve!, nextReject!);
-    try {
-      this.$checkOpen();
-      build(call.begin(this.$cap, m.interfaceId, m.methodId, m.Params), null as unknown as ClientIO);
-      call.sendCall();
-    } catch (e) {
-      call.drop();
-      return Promise.reject(e);
-    }
-    call.sent();
-    return promise;
-  }
-
-  /** {@link $invoke}'s general path: options, Context, CallIO, tracing, server Thread tasks. */
-  #invokeFull<R>(
-    m: ProxyMethod,
-    build: (p: any, io: ClientIO) => void,
-    read: (r: any, io: ClientIO) => R,
-    options: CallOptions | undefined,
   ): Promise<R> {
     const connection = this.$connection;
     // A CallIO only when build or read takes one (generated code declares `io` when it uses it,
@@ -170,11 +142,10 @@ export abstract class ProxyClientBase implements AsyncDisposable {
         checkTimeout(opts.timeout);
         if (opts.signal?.aborted) throw abortError(opts.signal);
       }
-      const loop = connection.loop;
       // Inside a server Thread task: that Thread's context; anywhere else: the current lane's
       // context (threads/lanes.ts), else the loop thread's. Only needed for a Context or a task.
       const frame = currentFrame();
-      const thread = frame === undefined && m.context < 0 ? undefined : threadFor(frame, loop);
+      const thread = frame === undefined && m.context < 0 ? undefined : threadFor(frame, connection.loop);
       const params = call.begin(this.$cap, m.interfaceId, m.methodId, m.Params);
       build(params, io as CallIO);
       if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, params), connection, thread!, opts?.thread === "pool");

@@ -35,8 +35,6 @@ interface MethodSlot {
   entry: ServerMethod<unknown>;
   m: ProxyMethod;
   special: "construct" | "destroy" | undefined;
-  /** A method with an invoke, no special kind and no Context: it takes the short path. */
-  plain: boolean;
 }
 /** interfaceId → (methodId → slot). Built once per server class. */
 type MethodTable = Map<bigint, (MethodSlot | undefined)[]>;
@@ -52,8 +50,7 @@ function methodTable(ctor: ProxyServerCtor<unknown>): MethodTable {
       let slots = table.get(m.interfaceId);
       if (!slots) table.set(m.interfaceId, (slots = []));
       const special = entry.special ?? m.special ?? (m.destroy ? "destroy" : undefined);
-      const plain = special === undefined && m.context < 0 && entry.invoke !== undefined;
-      slots[m.methodId] = { entry, m, special, plain };
+      slots[m.methodId] = { entry, m, special };
     }
     methodTables.set(ctor, table);
   }
@@ -136,7 +133,6 @@ export abstract class ProxyServerBase<I> implements Server {
         `Method not implemented: interface ${call.interfaceId.toString(16)} method ${call.methodId}`,
       );
     }
-    if (slot.plain && !this.#debug) return this.#invokePlain(call, slot);
     if (slot.special === "construct") {
       this.#construct(call, slot.m);
       return;
@@ -261,37 +257,6 @@ export abstract class ProxyServerBase<I> implements Server {
         throw e;
       },
     );
-  }
-
-  /**
-   * {@link #invoke} for a method with no special kind and no Context while debug lines are off:
-   * the same steps and errors, without the checks that cannot apply.
-   */
-  #invokePlain(call: IncomingCall, slot: MethodSlot): void | Promise<void> {
-    const m = slot.m;
-    const impl = this.#impl;
-    if (impl === undefined || this.#disposed) throw new RpcError("failed", `IPC server object already destroyed (${m.name})`);
-    const io = new ServerCallIO(this.connection, call);
-    let r: void | Promise<void>;
-    try {
-      r = (slot.entry as ServerMethod<I>).invoke!(impl, call.params(m.Params), call.results(m.Results), io);
-    } catch (e) {
-      io.release();
-      throw e;
-    }
-    if (!isThenable(r)) {
-      io.release();
-      return;
-    }
-    if (!io.holds) {
-      io.watch(r);
-      return r;
-    }
-    const release = (): void => io.release();
-    return r.then(release, (e: unknown) => {
-      io.release();
-      throw e;
-    });
   }
 
   /**

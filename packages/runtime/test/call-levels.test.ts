@@ -1,10 +1,9 @@
-// The proxies' short paths (issue 13, ninth session): a generated client call with no options,
-// no defaults, no Context, no CallIO, no tracing and no server Thread task takes ProxyClientBase's
-// short `$invoke`; a server method with no special kind and no Context, while debug lines are off,
-// takes ProxyServerBase's `#invokePlain`. Each scenario runs with the short paths (log level
-// "warning") and with the general ones (level "debug" for the server, "trace" or call options for
-// the client), and must end the same: results, errors (class, message, the caller's stack), what
-// reached the server, what was released.
+// Generated calls end alike at every log level (issue 13, ninth session): the client reads
+// whether to trace, and the server whether to write a debug line per call, once per proxy (the
+// loop's level is fixed when it is made) instead of asking the loop on every call. Each scenario
+// runs at "warning" (neither), "debug" (the server's per-call line) and "trace" (the client names
+// its methods for the engine's trace lines), with and without call options, and must end the same:
+// results, errors (class, message, the caller's stack), what reached the server, what was released.
 // Threading: loop thread (the test's thread).
 import { RemoteError } from "@multiprocess-ts/capnp";
 import {
@@ -123,7 +122,7 @@ describe.each(LEVELS)("generated calls at log level %s", (level) => {
   });
 });
 
-describe("debug lines name each server call only off the short path", () => {
+describe("per-call log lines follow the level the loop was made with", () => {
   it.each(LEVELS)("at %s", async (level) => {
     const lines: string[] = [];
     await using p = await fooSetup(new FooImpl(), { logLevel: level, log: (l) => lines.push(l) });
