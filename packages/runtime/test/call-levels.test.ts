@@ -48,14 +48,18 @@ describe.each(LEVELS)("generated calls at log level %s", (level) => {
   it("map the implementation's throw and rejection to the same RemoteError, with the caller's frames in its stack", async () => {
     const impl = new FooImpl();
     await using p = await fooSetup(impl, { logLevel: level });
-    impl.add = () => {
-      throw new Error("sync boom");
+    // The implementation may be sync or async (FooInterface's `number | Promise<number>`).
+    const setAdd = (f: (a: number, b: number) => number | Promise<number>): void => {
+      (impl as unknown as { add: typeof f }).add = f;
     };
+    setAdd(() => {
+      throw new Error("sync boom");
+    });
     const sync = p.client.add(1, 1);
     expect(await outcome(sync)).toEqual({ err: "RemoteError", message: expect.stringContaining("sync boom"), remote: true });
-    impl.add = async () => {
+    setAdd(async () => {
       throw new TypeError("async boom");
-    };
+    });
     const callerFrame = async (): Promise<void> => {
       await p.client.add(1, 1);
     };
@@ -63,10 +67,10 @@ describe.each(LEVELS)("generated calls at log level %s", (level) => {
     expect(e).toBeInstanceOf(RemoteError);
     expect(e.message).toContain("async boom");
     expect(e.stack).toContain("callerFrame");
-    impl.add = async (a: number, b: number) => a * b;
+    setAdd(async (a: number, b: number) => a * b);
     expect(await p.client.add(6, 7)).toBe(42);
     // A result out of its field's range is the server's error (results are checked on write).
-    impl.add = () => 2 ** 40;
+    setAdd(() => 2 ** 40);
     expect(await outcome(p.client.add(0, 0))).toEqual({ err: "RemoteError", message: expect.stringContaining("out of range for Int32"), remote: true });
   });
 
