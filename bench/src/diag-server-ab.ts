@@ -3,7 +3,7 @@
  * repository, A/B in the SAME two processes under the same load (issue 13, eighth session).
  *
  *   node bench/dist/diag-server-ab.js --a DIR --b DIR [--n 2000] [--blocks 20] [--pipe 0] [--floor]
- *                                     [--warm 3] [--print] [--marks]
+ *                                     [--warm 3] [--print] [--marks] [--clients]
  *   taskset -c 1 node bench/dist/diag-server-ab.js ...      # pinned: both processes on one CPU
  *
  * DIR is a built checkout (e.g. a main worktree and this one). This process is the server: it
@@ -40,12 +40,41 @@ const opt = (name: string, dflt: string): string => {
   return i < 0 ? dflt : process.argv[i + 1]!;
 };
 
-async function client(paths: string[]): Promise<void> {
+/** The calls a block made, as the client saw them: its CPU per call and per-call wall-clock quantiles. */
+interface ClientBlock { cpu: number; p25: number; p50: number }
+
+type Add = (a: number, b: number) => Promise<number>;
+
+/** Connects build `dir`'s own FooInterfaceClient (its runtime, node package and generated code). */
+async function buildClient(dir: string, path: string): Promise<{ add: Add; close(): Promise<void> }> {
+  const url = (p: string): string => pathToFileURL(join(resolve(dir), p)).href;
+  const rt = (await import(url("packages/runtime/dist/index.js"))) as typeof import("@multiprocess-ts/runtime");
+  const nd = (await import(url("packages/node/dist/index.js"))) as typeof import("@multiprocess-ts/node");
+  const foo = (await import(url("proto/dist/test/foo.capnp.js"))) as typeof import("@multiprocess-ts/proto/test/foo.capnp.js");
+  const loop = new rt.EventLoop(`diag-server-ab-client ${dir}`, { log: { level: "warning" } });
+  const c = await nd.connectSocket(loop, path, foo.FooInterfaceClient);
+  return { add: (a, b) => c.add(a, b), close: () => c.close() };
+}
+
+async function client(args: string[]): Promise<void> {
+  // `--clients`: each socket is called by its own build's client (both sides A/B), else by this build's.
+  const dirs = JSON.parse(args.shift()!) as string[] | null;
+  const paths = args;
   const loop = new EventLoop("diag-server-ab-client", { log: { level: "warning" } });
   const rawPath = paths.length > 2 ? paths.pop()! : undefined;
-  const foos = await Promise.all(paths.map((p) => connectSocket(loop, p, FooInterfaceClient)));
+  const foos = await Promise.all(
+    paths.map(async (p, i) => {
+      if (dirs !== null) return buildClient(dirs[i]!, p);
+      const c = await connectSocket(loop, p, FooInterfaceClient);
+      return { add: (a: number, b: number) => c.add(a, b), close: () => c.close() };
+    }),
+  );
   const raw = rawPath === undefined ? undefined : await RawClient.connect(rawPath);
   const rawReq = RawClient.request(RAW_REQ, RAW_REPLY);
+  const cpu = (): number => {
+    const u = process.cpuUsage();
+    return u.user + u.system;
+  };
   process.on("message", (m: Req) => {
     void (async () => {
       if (m.op === "exit") {
@@ -53,21 +82,33 @@ async function client(paths: string[]): Promise<void> {
         raw?.close();
         process.exit(0);
       }
+      const n = m.n;
+      const us = new Float64Array(n);
+      const c0 = cpu();
       if (m.op === "raw") {
-        for (let i = 0; i < m.n; i++) await raw!.call(rawReq);
-        process.send!("done");
-        return;
-      }
-      const foo = foos[m.path]!;
-      if (m.pipe <= 1) for (let i = 0; i < m.n; i++) await foo.add(i, 1);
-      else {
+        for (let i = 0; i < n; i++) {
+          const t0 = performance.now();
+          await raw!.call(rawReq);
+          us[i] = (performance.now() - t0) * 1000;
+        }
+      } else if (m.pipe <= 1) {
+        const foo = foos[m.path]!;
+        for (let i = 0; i < n; i++) {
+          const t0 = performance.now();
+          await foo.add(i, 1);
+          us[i] = (performance.now() - t0) * 1000;
+        }
+      } else {
+        const foo = foos[m.path]!;
         let next = 0;
         const lane = async (): Promise<void> => {
-          while (next < m.n) await foo.add(next++, 1);
+          while (next < n) await foo.add(next++, 1);
         };
         await Promise.all(Array.from({ length: m.pipe }, lane));
       }
-      process.send!("done");
+      const c = (cpu() - c0) / n;
+      us.sort();
+      process.send!({ cpu: c, p25: us[n >> 2]!, p50: us[n >> 1]! } satisfies ClientBlock);
     })();
   });
   process.send!("ready");
@@ -94,6 +135,12 @@ async function server(): Promise<void> {
   const blocks = Number(opt("blocks", "20"));
   const pipe = Number(opt("pipe", "0"));
   const floor = process.argv.includes("--floor") && pipe <= 1;
+  // A build whose modules this harness imports itself runs faster here than an identical copy
+  // (ninth session: 0.3-0.65 µs per call in favour of that side, in 20 of 20 blocks): say so.
+  const HARNESS_ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
+  for (const d of dirs) {
+    if (resolve(d) === HARNESS_ROOT) process.stderr.write(`note: ${d} is this harness's own checkout, which the A/B favours; compare two other copies, in both orders\n`);
+  }
   const builds = [];
   for (const d of dirs) builds.push(await loadBuild(d));
   const tmp = mkdtempSync(join(tmpdir(), "mpts-server-ab-"));
@@ -101,21 +148,27 @@ async function server(): Promise<void> {
   const listeners = await Promise.all(builds.map((b, i) => b.listen(paths[i]!)));
   const rawPath = join(tmp, "raw.sock");
   const rawServer = floor ? await startRawServer(rawPath) : undefined;
-  const child = fork(fileURLToPath(import.meta.url), ["client", ...paths, ...(floor ? [rawPath] : [])], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const reply = (): Promise<void> => new Promise((ok) => child.once("message", () => ok()));
+  const clientDirs = process.argv.includes("--clients") ? dirs.map((d) => resolve(d)) : null;
+  const child = fork(fileURLToPath(import.meta.url), ["client", JSON.stringify(clientDirs), ...paths, ...(floor ? [rawPath] : [])], {
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  const reply = (): Promise<unknown> => new Promise((ok) => child.once("message", ok));
   await reply();
+  const seen: ClientBlock[][] = [[], [], []];
   /** One block on build `path` (0, 1), or on the raw floor (2). */
   const block = async (path: number, calls: number): Promise<number> => {
     const c0 = process.cpuUsage();
     child.send((path === 2 ? { op: "raw", n: calls } : { op: "add", path, n: calls, pipe }) satisfies Req);
-    await reply();
+    const got = (await reply()) as ClientBlock;
     const c = process.cpuUsage(c0);
+    seen[path]!.push(got);
     return (c.user + c.system) / calls;
   };
   const modes = floor ? [0, 1, 2] : [0, 1];
   const warm = Number(opt("warm", "3"));
   for (let w = 0; w < warm; w++) for (const p of modes) await block(p, Math.max(n, 3000)); // warm-up
   const got: number[][] = [[], [], []];
+  for (const xs of seen) xs.length = 0; // the warm-up's
   const marks = process.argv.includes("--marks");
   for (let b = 0; b < blocks; b++) {
     if (marks) process.stdout.write(`#block ${b}\n`); // between V8's trace lines (--trace-opt, ...)
@@ -145,9 +198,20 @@ async function server(): Promise<void> {
       process.stdout.write(`${"AB"[i]} minus floor per block: median ${med(over).toFixed(2)} µs, range ${Math.min(...over).toFixed(2)}–${Math.max(...over).toFixed(2)}\n`);
     }
   }
-  const diff = got[1]!.map((x, i) => x - got[0]![i]!);
-  const below = diff.filter((d) => d < 0).length;
-  process.stdout.write(`B − A per block: median ${med(diff).toFixed(2)} µs, range ${Math.min(...diff).toFixed(2)}–${Math.max(...diff).toFixed(2)}; B lower in ${below} of ${diff.length} blocks\n`);
+  const paired = (what: string, xs: number[][]): void => {
+    const diff = xs[1]!.map((x, i) => x - xs[0]![i]!);
+    const below = diff.filter((d) => d < 0).length;
+    process.stdout.write(`${what} B − A per block: median ${med(diff).toFixed(2)} µs, range ${Math.min(...diff).toFixed(2)}–${Math.max(...diff).toFixed(2)}; B lower in ${below} of ${diff.length} blocks\n`);
+  };
+  paired("server CPU:", got);
+  // The client's side of the same blocks (its own build's client with --clients, else this build's).
+  const clientRows: [string, (b: ClientBlock) => number][] = [["client CPU", (b) => b.cpu]];
+  if (pipe <= 1) clientRows.push(["wall p25", (b) => b.p25], ["wall p50", (b) => b.p50]);
+  for (const [what, pick] of clientRows) {
+    const xs = seen.map((bs) => bs.map(pick));
+    process.stdout.write(`${what.padEnd(10)} medians: ${modes.map((i) => `${"ABF"[i]} ${med(xs[i]!).toFixed(2)}`).join("  ")}\n`);
+    paired(`${what}:`, xs);
+  }
 }
 
 if (process.argv[2] === "client") await client(process.argv.slice(3));

@@ -239,7 +239,7 @@ export type EvolvedV1 = {
 export function readEvolvedV1(s: EvolvedV1$Struct): EvolvedV1 {
   switch (s.which()) {
     case 0:
-      return { name: s.name, mode: readEvolvedV1_mode(s.mode), which: "count", count: $mp.checkUint32(s.count) };
+      return { name: s.name, mode: readEvolvedV1_mode(s.mode), which: "count", count: s.count };
     case 1:
       return { name: s.name, mode: readEvolvedV1_mode(s.mode), which: "label", label: s.label };
     default:
@@ -280,7 +280,7 @@ export function readEvolvedV1_mode(s: EvolvedV1_mode$Struct): EvolvedV1_mode {
     case 0:
       return { which: "fast" };
     case 1:
-      return { which: "slow", slow: $mp.checkUint16(s.slow) };
+      return { which: "slow", slow: s.slow };
     default:
       return { which: s.which() };
   }
@@ -319,7 +319,7 @@ export type EvolvedV2 = {
 export function readEvolvedV2(s: EvolvedV2$Struct): EvolvedV2 {
   switch (s.which()) {
     case 0:
-      return { name: s.name, mode: readEvolvedV2_mode(s.mode), which: "count", count: $mp.checkUint32(s.count) };
+      return { name: s.name, mode: readEvolvedV2_mode(s.mode), which: "count", count: s.count };
     case 1:
       return { name: s.name, mode: readEvolvedV2_mode(s.mode), which: "label", label: s.label };
     case 2:
@@ -371,7 +371,7 @@ export function readEvolvedV2_mode(s: EvolvedV2_mode$Struct): EvolvedV2_mode {
     case 0:
       return { which: "fast" };
     case 1:
-      return { which: "slow", slow: $mp.checkUint16(s.slow) };
+      return { which: "slow", slow: s.slow };
     case 2:
       return { which: "careful", careful: s.careful };
     default:

@@ -559,9 +559,9 @@ export function readFooStruct(s: FooStruct$Struct): FooStruct {
     name: s.name,
     setInt: $mp.readNumberList($.Struct.getList(1, $.Int32List, s), "int32"),
     vectorBool: $mp.readBoolList($.Struct.getList(2, $.BoolList, s)),
-    optionalInt: s.hasOptionalInt ? $mp.checkInt32(s.optionalInt) : undefined,
+    optionalInt: s.hasOptionalInt ? s.optionalInt : undefined,
     unorderedSetInt: $mp.readNumberList($.Struct.getList(3, $.Int32List, s), "int32"),
-    mapStringInt: new Map($.Struct.getList(4, $List_StringIntPair$Struct, s).map((e0): [string, number] => [e0.first, $mp.checkInt32(e0.second)])),
+    mapStringInt: new Map($.Struct.getList(4, $List_StringIntPair$Struct, s).map((e0): [string, number] => [e0.first, e0.second])),
   };
 }
 
@@ -611,7 +611,7 @@ export interface FooCustom {
 export function readFooCustom(s: FooCustom$Struct): FooCustom {
   return {
     v1: s.v1,
-    v2: $mp.checkInt32(s.v2),
+    v2: s.v2,
   };
 }
 
@@ -685,7 +685,7 @@ export interface StringIntPair {
 export function readStringIntPair(s: StringIntPair$Struct): StringIntPair {
   return {
     first: s.first,
-    second: $mp.checkInt32(s.second),
+    second: s.second,
   };
 }
 
@@ -791,16 +791,16 @@ export interface FooInterface {
 }
 
 const FooInterface$add$read = (r: FooInterface_add$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$addOut$read = (r: FooInterface_addOut$Results) => {
-  return $mp.checkInt32(r.ret);
+  return r.ret;
 };
 const FooInterface$addInOut$read = (r: FooInterface_addInOut$Results) => {
-  return $mp.checkInt32(r.sum);
+  return r.sum;
 };
 const FooInterface$mapSize$read = (r: FooInterface_mapSize$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$pass$read = (r: FooInterface_pass$Results) => {
   return readFooStruct($.Struct.getStruct(0, FooStruct$Struct, r));
@@ -812,20 +812,20 @@ const FooInterface$initThreadMap$read = (r: FooInterface_initThreadMap$Results, 
   io.setPeerThreadMap($mp.readCap(r, 0));
 };
 const FooInterface$callback$read = (r: FooInterface_callback$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$callbackUnique$read = (r: FooInterface_callbackUnique$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$callbackShared$read = (r: FooInterface_callbackShared$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$saveCallback$read = () => undefined;
 const FooInterface$callbackSaved$read = (r: FooInterface_callbackSaved$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$callbackExtended$read = (r: FooInterface_callbackExtended$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$passCustom$read = (r: FooInterface_passCustom$Results) => {
   return readFooCustom($.Struct.getStruct(0, FooCustom$Struct, r));
@@ -843,18 +843,18 @@ const FooInterface$passMutable$read = (r: FooInterface_passMutable$Results) => {
   return readFooMutable($.Struct.getStruct(0, FooMutable$Struct, r));
 };
 const FooInterface$passEnum$read = (r: FooInterface_passEnum$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$passDouble$read = (r: FooInterface_passDouble$Results) => {
   return r.result;
 };
 const FooInterface$passFn$read = (r: FooInterface_passFn$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$callFn$read = () => undefined;
 const FooInterface$callFnAsync$read = () => undefined;
 const FooInterface$callIntFnAsync$read = (r: FooInterface_callIntFnAsync$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const FooInterface$passDataPointers$read = (r: FooInterface_passDataPointers$Results) => {
   return $mp.readDataList($.Struct.getList(0, $.DataList, r));
@@ -1084,8 +1084,8 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
   static readonly interfaceId: bigint = 0x90de09db457f4d3bn;
   static readonly methods: readonly $mp.ServerMethod<FooInterface>[] = [
     { method: FooInterface$add, invoke(impl, p: FooInterface_add$Params, r: FooInterface_add$Results, io): void | Promise<void> {
-        const a = $mp.checkInt32(p.a);
-        const b = $mp.checkInt32(p.b);
+        const a = p.a;
+        const b = p.b;
         const out = impl.add(a, b, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1138,7 +1138,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
       } },
     { method: FooInterface$callback, invoke(impl, p: FooInterface_callback$Params, r: FooInterface_callback$Results, io): void | Promise<void> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
-        const arg = $mp.checkInt32(p.arg);
+        const arg = p.arg;
         const out = impl.callback(callback, arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1147,7 +1147,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
       } },
     { method: FooInterface$callbackUnique, invoke(impl, p: FooInterface_callbackUnique$Params, r: FooInterface_callbackUnique$Results, io): void | Promise<void> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
-        const arg = $mp.checkInt32(p.arg);
+        const arg = p.arg;
         const out = impl.callbackUnique(callback, arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1156,7 +1156,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
       } },
     { method: FooInterface$callbackShared, invoke(impl, p: FooInterface_callbackShared$Params, r: FooInterface_callbackShared$Results, io): void | Promise<void> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
-        const arg = $mp.checkInt32(p.arg);
+        const arg = p.arg;
         const out = impl.callbackShared(callback, arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1169,7 +1169,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
     { method: FooInterface$callbackSaved, invoke(impl, p: FooInterface_callbackSaved$Params, r: FooInterface_callbackSaved$Results, io): void | Promise<void> {
-        const arg = $mp.checkInt32(p.arg);
+        const arg = p.arg;
         const out = impl.callbackSaved(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1178,7 +1178,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
       } },
     { method: FooInterface$callbackExtended, invoke(impl, p: FooInterface_callbackExtended$Params, r: FooInterface_callbackExtended$Results, io): void | Promise<void> {
         const callback = io.importObject($mp.readCap(p, 1), ExtendedCallbackClient);
-        const arg = $mp.checkInt32(p.arg);
+        const arg = p.arg;
         const out = impl.callbackExtended(callback, arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1218,7 +1218,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, r), out);
       } },
     { method: FooInterface$passEnum, invoke(impl, p: FooInterface_passEnum$Params, r: FooInterface_passEnum$Results, io): void | Promise<void> {
-        const arg = $mp.checkInt32(p.arg);
+        const arg = p.arg;
         const out = impl.passEnum(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1242,8 +1242,8 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
     { method: FooInterface$addOut, invoke(impl, p: FooInterface_addOut$Params, r: FooInterface_addOut$Results, io): void | Promise<void> {
-        const a = $mp.checkInt32(p.a);
-        const b = $mp.checkInt32(p.b);
+        const a = p.a;
+        const b = p.b;
         const out = impl.addOut(a, b, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.ret = $mp.checkInt32(out);
@@ -1251,8 +1251,8 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         r.ret = $mp.checkInt32(out);
       } },
     { method: FooInterface$addInOut, invoke(impl, p: FooInterface_addInOut$Params, r: FooInterface_addInOut$Results, io): void | Promise<void> {
-        const x = $mp.checkInt32(p.x);
-        const sum = $mp.checkInt32(p.sum);
+        const x = p.x;
+        const sum = p.sum;
         const out = impl.addInOut(x, sum, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.sum = $mp.checkInt32(out);
@@ -1260,7 +1260,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         r.sum = $mp.checkInt32(out);
       } },
     { method: FooInterface$callIntFnAsync, invoke(impl, p: FooInterface_callIntFnAsync$Params, r: FooInterface_callIntFnAsync$Results, io): void | Promise<void> {
-        const arg = $mp.checkInt32(p.arg);
+        const arg = p.arg;
         const out = impl.callIntFnAsync(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1311,7 +1311,7 @@ export interface FooCallback {
 }
 
 const FooCallback$call$read = (r: FooCallback_call$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 
 /** Client proxy for `FooCallback`: each method sends one call and resolves with its results. */
@@ -1335,7 +1335,7 @@ export class FooCallbackServer extends $mp.ProxyServerBase<FooCallback> {
   static readonly methods: readonly $mp.ServerMethod<FooCallback>[] = [
     { method: FooCallback$destroy, special: "destroy" },
     { method: FooCallback$call, invoke(impl, p: FooCallback_call$Params, r: FooCallback_call$Results, io): void | Promise<void> {
-        const arg = $mp.checkInt32(p.arg);
+        const arg = p.arg;
         const out = impl.call(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1354,7 +1354,7 @@ export interface ExtendedCallback extends FooCallback {
 }
 
 const ExtendedCallback$callExtended$read = (r: ExtendedCallback_callExtended$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 
 /** Client proxy for `ExtendedCallback`: each method sends one call and resolves with its results. */
@@ -1377,7 +1377,7 @@ export class ExtendedCallbackServer extends $mp.ProxyServerBase<ExtendedCallback
   static readonly interfaceId: bigint = 0xfdf7a3bf8cf37ff5n;
   static readonly methods: readonly $mp.ServerMethod<ExtendedCallback>[] = [
     { method: ExtendedCallback$callExtended, invoke(impl, p: ExtendedCallback_callExtended$Params, r: ExtendedCallback_callExtended$Results, io): void | Promise<void> {
-        const arg = $mp.checkInt32(p.arg);
+        const arg = p.arg;
         const out = impl.callExtended(arg, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);
@@ -1397,7 +1397,7 @@ const FooFn$call: $mp.ProxyMethod = { name: "call", interfaceId: 0xb9ab462afcf29
 export type FooFn = (options?: $mp.CallOptions) => number | Promise<number>;
 
 const FooFn$call$read = (r: FooFn_call$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 
 /** Client proxy for `FooFn`: each method sends one call and resolves with its results. */

@@ -328,7 +328,7 @@ export interface InnerInit {
 /** Reads a {@link Inner} out of its capnp-ts struct. */
 export function readInner(s: Inner$Struct): Inner {
   return {
-    a: $mp.checkInt32(s.a),
+    a: s.a,
     b: s.b,
   };
 }
@@ -376,7 +376,7 @@ export function readOptions(s: Options$Struct): Options {
   return {
     timeout: s.timeout,
     precious: s.precious,
-    retries: $mp.checkUint32(s.retries),
+    retries: s.retries,
     label: s.label,
     level: s.level as Level,
     tags: ($.Pointer.isNull($.Struct.getPointer(1, s)) ? ["x", "y"] : $mp.readTextList($.Struct.getList(1, $.TextList, s))),
@@ -384,7 +384,7 @@ export function readOptions(s: Options$Struct): Options {
     inner: ($.Pointer.isNull($.Struct.getPointer(3, s)) ? { a: 5, b: "in" } : readInner($.Struct.getStruct(3, Inner$Struct, s))),
     big: s.big,
     ratio: s.ratio,
-    plain: $mp.checkInt32(s.plain),
+    plain: s.plain,
   };
 }
 
@@ -527,7 +527,7 @@ export type Shape_style =
 export function readShape_style(s: Shape_style$Struct): Shape_style {
   switch (s.which()) {
     case 0:
-      return { which: "solid", solid: $mp.checkUint32(s.solid) };
+      return { which: "solid", solid: s.solid };
     case 1:
       return { which: "dashed" };
     default:
@@ -566,11 +566,11 @@ export type Shape_meta = {
 export function readShape_meta(s: Shape_meta$Struct): Shape_meta {
   switch (s.which()) {
     case 0:
-      return { id: $mp.checkUint16(s.id), which: "byName", byName: s.byName };
+      return { id: s.id, which: "byName", byName: s.byName };
     case 1:
-      return { id: $mp.checkUint16(s.id), which: "byIndex", byIndex: $mp.checkInt32(s.byIndex) };
+      return { id: s.id, which: "byIndex", byIndex: s.byIndex };
     default:
-      return { id: $mp.checkUint16(s.id), which: s.which() };
+      return { id: s.id, which: s.which() };
   }
 }
 
@@ -750,7 +750,7 @@ const Mapper$configure$read = (r: Mapper_configure$Results) => {
   return readOptions($.Struct.getStruct(0, Options$Struct, r));
 };
 const Mapper$middle$read = (r: Mapper_middle$Results) => {
-  return $mp.checkInt32(r.result);
+  return r.result;
 };
 const Mapper$withOptions$read = (r: Mapper_withOptions$Results) => {
   return readOptions($.Struct.getStruct(0, Options$Struct, r));
@@ -884,7 +884,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
         const data = p.data;
         const timeout = p.timeout;
         const precious = p.precious;
-        const retries = $mp.checkUint32(p.retries);
+        const retries = p.retries;
         const label = p.label;
         const out = impl.send(data, timeout, precious, retries, label, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
@@ -901,8 +901,8 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
         writeOptions($.Struct.initStructAt(0, Options$Struct, r), out);
       } },
     { method: Mapper$middle, invoke(impl, p: Mapper_middle$Params, r: Mapper_middle$Results, io): void | Promise<void> {
-        const a = $mp.checkInt32(p.a);
-        const b = $mp.checkInt32(p.b);
+        const a = p.a;
+        const b = p.b;
         const out = impl.middle(a, b, io);
         if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
           r.result = $mp.checkInt32(out);

@@ -33,8 +33,9 @@ function readFieldValue(ctx: FileContext, s: string, f: FieldInfo, t: TypeInfo, 
   const generic = slot.type.kind === "anyPointer";
   const acc = `${s}.${accessorName(f.name)}`;
   switch (t.kind) {
+    // A field read at its own width is always in range: only writes are checked (checkWrite).
     case "bool": case "float32": case "float64": case "int64": case "uint64": return acc;
-    case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": return ctx.check(t, acc);
+    case "int8": case "int16": case "int32": case "uint8": case "uint16": case "uint32": return acc;
     case "enum": return `${acc} as ${ctx.nativeName(t.typeId)}`;
     case "text": return generic ? `$.Struct.getText(${slot.offset}, ${s})` : acc;
     case "data": ctx.usesDataView = true; return `$dataView($.Struct.getData(${slot.offset}, ${s}))`;

@@ -145,7 +145,7 @@ export class ThreadMapServer extends $mp.ProxyServerBase<ThreadMap> {
         $mp.writeCap(r, 0, io.exportObject(out, ThreadServer));
       } },
     { method: ThreadMap$makePool, invoke(impl, p: ThreadMap_makePool$Params, _r: ThreadMap_makePool$Results, io): void | Promise<void> {
-        const count = $mp.checkUint32(p.count);
+        const count = p.count;
         const out = impl.makePool(count, io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },

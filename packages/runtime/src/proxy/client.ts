@@ -74,6 +74,8 @@ export abstract class ProxyClientBase implements AsyncDisposable {
   #cleanup: ReturnType<Connection["addSyncCleanup"]> | undefined;
   #ref: EventLoopRef;
   #closing: Promise<void> | undefined;
+  /** The loop logs at trace level (its level is fixed when it is made): calls name their method. */
+  readonly #trace: boolean;
 
   /** Takes ownership of `cap`. Loop thread only. */
   constructor(cap: Capability, connection: Connection, opts: ProxyClientOptions = {}) {
@@ -81,6 +83,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     this.$connection = connection;
     this.#destroyConnection = opts.destroyConnection ?? false;
     this.#ref = connection.loop.ref();
+    this.#trace = connection.loop.logEnabled("trace");
     if (connection.state !== "open") {
       this.#disconnect();
     } else {
@@ -139,16 +142,15 @@ export abstract class ProxyClientBase implements AsyncDisposable {
         checkTimeout(opts.timeout);
         if (opts.signal?.aborted) throw abortError(opts.signal);
       }
-      const loop = connection.loop;
       // Inside a server Thread task: that Thread's context; anywhere else: the current lane's
       // context (threads/lanes.ts), else the loop thread's. Only needed for a Context or a task.
       const frame = currentFrame();
-      const thread = frame === undefined && m.context < 0 ? undefined : threadFor(frame, loop);
+      const thread = frame === undefined && m.context < 0 ? undefined : threadFor(frame, connection.loop);
       const params = call.begin(this.$cap, m.interfaceId, m.methodId, m.Params);
       build(params, io as CallIO);
       if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, params), connection, thread!, opts?.thread === "pool");
       // Tracing: the engine writes the Call / Return lines, naming the method from this table.
-      if (loop.logEnabled("trace")) traceMethod(m, this.constructor);
+      if (this.#trace) traceMethod(m, this.constructor);
       call.sendCall();
       if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) call.canceler = new Canceler(call, opts);
       // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.

@@ -77,12 +77,15 @@ export abstract class ProxyServerBase<I> implements Server {
   /** The last interface called and its slots: most servers are called on one interface. */
   #lastIid: bigint | undefined;
   #lastSlots: (MethodSlot | undefined)[] | undefined;
+  /** Debug lines per call (the loop's level is fixed when it is made; at trace level the engine's lines say it all). */
+  readonly #debug: boolean;
 
   /** Owns `impl` (see {@link disposeObject}) unless the runtime disowns it (serveTransport's Init). */
   constructor(impl: I, connection: Connection) {
     this.connection = connection;
     this.#impl = impl;
     this.#ref = connection.loop.ref();
+    this.#debug = connection.loop.logEnabled("debug") && !connection.loop.logEnabled("trace");
     if (isObject(impl)) implOwners.set(impl, (implOwners.get(impl) ?? 0) + 1);
     // Tracing: the engine writes the Call / Return lines, naming the method from this table.
     if (connection.loop.logEnabled("trace")) traceServerClass(this.constructor as ProxyServerCtor);
@@ -279,7 +282,7 @@ export abstract class ProxyServerBase<I> implements Server {
     const entry = slot.entry as ServerMethod<I>;
     if (!entry.invoke) throw new RpcError("unimplemented", `Method not implemented: ${m.name}`);
     // Debug lines name each call; at trace level the engine's one line per message says it all.
-    const debug = loop.logEnabled("debug") && !loop.logEnabled("trace");
+    const debug = this.#debug;
     if (debug) loop.log("debug", `IPC server recv ${m.name}`);
     const io = new ServerCallIO(this.connection, call);
     let r: void | Promise<void>;
