@@ -1,5 +1,5 @@
 /**
- * `node bench/dist/transport-ab.js [--pin] [--n N] [--blocks B] [--modes transport,raw] [--base DIR]`: our
+ * `node bench/dist/transport-ab.js [--pin] [--n N] [--blocks B] [--modes transport,raw] [--base DIR] [--cpu-prof DIR]`: our
  * stream transport (framing, batch flush, decoder; no RPC engine) against the raw floor, or
  * (`--modes reader,bare,bare-micro`) our transport read through `onread` as P1's ends are against
  * the bare `onread` + handle-write ping-pong, or (`--base /path/to/checkout --modes
@@ -26,13 +26,16 @@ const opt = (name: string, def: string): string => {
 const PIN = args.includes("--pin");
 /** `--base DIR`: another checkout (built); modes "base-transport" / "base-reader" use its capnp. */
 const BASE = opt("--base", "");
+/** `--cpu-prof DIR`: both peers write V8 CPU profiles there (profile-summary.js reads them). */
+const PROF = opt("--cpu-prof", "");
 const N = opt("--n", "2000"), BLOCKS = opt("--blocks", "15"), MODES = opt("--modes", "transport,raw");
 const PEER = fileURLToPath(new URL("./transport-ab-peer.js", import.meta.url));
 const k = MODES.split(",").length;
 
 function start(argv: string[], extra: ("pipe" | Socket)[]): ChildProcess {
   const cmd = PIN ? "taskset" : process.execPath;
-  const a = PIN ? ["-c", "0", process.execPath, PEER, ...argv] : [PEER, ...argv];
+  const prof = PROF === "" ? [] : ["--cpu-prof", "--cpu-prof-dir", PROF, "--cpu-prof-interval", "50"];
+  const a = PIN ? ["-c", "0", process.execPath, ...prof, PEER, ...argv] : [...prof, PEER, ...argv];
   const env = BASE === "" ? process.env : { ...process.env, TRANSPORT_AB_BASE: resolve(BASE) };
   return spawn(cmd, a, { stdio: ["ignore", "pipe", "inherit", ...extra], env });
 }

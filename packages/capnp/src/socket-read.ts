@@ -47,6 +47,17 @@ import { Socket, type OnReadOpts } from "node:net";
 /** Bytes of a slab while reads are small, and while they are not. */
 const SMALL_SLAB = 1024;
 const LARGE_SLAB = 64 * 1024;
+/**
+ * A reader whose slab is over SMALL_SLAB and that read nothing for one to two periods of this
+ * (ms) gets a small slab again (see {@link sweepIdleReaders}): one timer per thread, armed while
+ * such readers exist, not per read.
+ */
+export const IDLE_SLAB_MS = 2000;
+/**
+ * Times one reader's slab may be swapped while the kernel holds its region (each swap leaves one
+ * small native listener on the socket's handle until it closes, see {@link SocketReader.sweep}).
+ */
+const MAX_SWAPS = 16;
 /** A read of at most this many bytes counts as small. */
 const SMALL_READ = 256;
 /** Back to small slabs after this many small reads in a row. */
@@ -90,16 +101,28 @@ export class SocketReader {
   private smallReads = 0;
   /** Sees every read after the target (see {@link tap}). */
   private tapFn: ((buf: Uint8Array, n: number) => void) | null = null;
+  /** The slab region last handed out: Node passes it back with the read that filled it. */
+  private region: Uint8Array | null = null;
+  /** The socket read through this reader (known once attached; null for other streams). */
+  private socket: Socket | null = null;
+  /** `streamPos` when the idle sweep last looked (-1: not yet), and the slab swaps made. */
+  private sweptPos = -1;
+  private swaps = 0;
+  private released = false;
 
   constructor() {
     this.onread = { buffer: () => this.next(), callback: (n, buf) => this.read(n, buf) };
     READER_CALLBACKS.add(this.onread.callback);
   }
 
-  /** Hand reads to `target` from now on, starting with those made before. */
-  attach(target: ReadTarget): void {
+  /**
+   * Hand reads to `target` from now on, starting with those made before. `socket`: the socket
+   * read through this reader, so that an idle one's large slab can be swapped for a small one.
+   */
+  attach(target: ReadTarget, socket?: Socket): void {
     if (this.target !== null) throw new Error("SocketReader.attach: already attached");
     this.target = target;
+    this.socket = socket ?? null;
     const early = this.early;
     this.early = null;
     if (early !== null) for (const v of early) if (!target.bytesRead(v, v.byteLength, false)) break;
@@ -119,6 +142,70 @@ export class SocketReader {
     return this.slab?.byteLength ?? 0;
   }
 
+  /** Reading is over (the transport ended): the idle sweep forgets this reader. */
+  release(): void {
+    this.released = true;
+    BIG_SLABS.delete(this);
+  }
+
+  /**
+   * The idle sweep's look at this reader (its slab is over SMALL_SLAB): when nothing was read
+   * since the last look, the slab goes back to SMALL_SLAB. If the kernel holds a message's own
+   * buffer (a large message being reassembled), the slab is only dropped; if it holds the
+   * slab's free region, that region is swapped for one in a new small slab the way Node sets the
+   * first one up (the handle's `useUserBuffer` and the socket's `kBuffer` field, as
+   * {@link readSocketInPlace} does), at most MAX_SWAPS times per socket: each swap pushes one
+   * small native read listener on the handle that lives until the socket closes (Node has no
+   * other way to change the buffer of a handle that is not reading). True when released;
+   * false while the reader is busy, or when it cannot be released (then it is not looked at
+   * again).
+   */
+  sweep(): boolean {
+    const s = this.slab;
+    if (this.released || s === null || s.byteLength <= SMALL_SLAB) return this.untrack();
+    if (this.streamPos !== this.sweptPos) {
+      this.sweptPos = this.streamPos; // read since the last look (or the first look): busy
+      return false;
+    }
+    if (!this.direct && !this.swapRegion()) return this.untrack();
+    if (this.direct) this.slab = null; // the next slab is made when the message is in
+    this.slabSize = SMALL_SLAB;
+    this.smallReads = 0;
+    this.untrack();
+    return true;
+  }
+
+  private untrack(): false {
+    BIG_SLABS.delete(this);
+    this.sweptPos = -1;
+    return false;
+  }
+
+  /** The kernel's next read goes into a new small slab instead of the current region (see sweep). */
+  private swapRegion(): boolean {
+    const socket = this.socket;
+    const k = onreadSlots();
+    if (socket === null || k === null || this.swaps >= MAX_SWAPS || socket.destroyed) return false;
+    const f = socket as unknown as Fields & { _handle?: Partial<UserBufferHandle> | null };
+    const h = f._handle;
+    if (h === null || typeof h !== "object" || typeof h.useUserBuffer !== "function") return false;
+    if (f[k.cb] !== this.onread.callback || f[k.buffer] !== this.region) return false;
+    const slab = new Uint8Array(SMALL_SLAB);
+    const pos = this.streamPos & 7;
+    const region = slab.subarray(pos);
+    try {
+      h.useUserBuffer(region);
+    } catch {
+      return false;
+    }
+    f[k.buffer] = region; // keeps it alive while the handle holds it, as Node's own field does
+    this.swaps++;
+    this.slab = slab;
+    this.pos = pos;
+    this.region = region;
+    return true;
+  }
+
   private next(): Uint8Array {
     const t = this.target;
     const d = t === null ? null : t.readRegion(DIRECT_MIN);
@@ -130,19 +217,20 @@ export class SocketReader {
     let s = this.slab;
     const size = this.slabSize;
     // A slab with less than a quarter of the wanted size left (or a small one while reads are
-    // large) is replaced by a new one.
-    if (s === null || s.byteLength - this.pos < size >>> 2 || s.byteLength < size) {
+    // large, or a large one once they are small again) is replaced by a new one.
+    if (s === null || s.byteLength - this.pos < size >>> 2 || s.byteLength !== size) {
       // Zeroed: a message read in place may see the buffer around it (never past its own end).
       this.slab = s = new Uint8Array(size);
       this.pos = this.streamPos & 7;
+      if (size > SMALL_SLAB) track(this);
     }
-    return s.subarray(this.pos);
+    return (this.region = s.subarray(this.pos));
   }
 
   private read(n: number, buf: Uint8Array): boolean {
     const direct = this.direct;
     this.streamPos += n;
-    if (!direct && buf.buffer === this.slab?.buffer) {
+    if (!direct && (buf === this.region || buf.buffer === this.slab?.buffer)) {
       this.pos = buf.byteOffset + n;
       if (n === buf.byteLength) {
         this.slabSize = LARGE_SLAB; // the region was filled: more was waiting
@@ -158,6 +246,35 @@ export class SocketReader {
     if (tap !== null) tap(buf, n);
     return more;
   }
+}
+
+/** Readers whose slab is over SMALL_SLAB: what the idle sweep looks at. */
+const BIG_SLABS = new Set<SocketReader>();
+let sweepTimer: NodeJS.Timeout | null = null;
+
+function track(r: SocketReader): void {
+  BIG_SLABS.add(r);
+  sweepTimer ??= setInterval(SWEEP, IDLE_SLAB_MS).unref();
+}
+
+function SWEEP(): void {
+  sweepIdleReaders();
+}
+
+/**
+ * One look of the idle sweep at every reader with a large slab (the timer's, every
+ * {@link IDLE_SLAB_MS}; tests call it to stand for the timer): a reader that read nothing since
+ * the previous look gets a small slab again ({@link SocketReader.sweep}). Returns how many did.
+ * The timer stops once no reader has a large slab.
+ */
+export function sweepIdleReaders(): number {
+  let released = 0;
+  for (const r of [...BIG_SLABS]) if (r.sweep()) released++;
+  if (BIG_SLABS.size === 0 && sweepTimer !== null) {
+    clearInterval(sweepTimer);
+    sweepTimer = null;
+  }
+  return released;
 }
 
 /** The symbols a net.Socket keeps its `onread` option under (lib/net.js). */
