@@ -3,7 +3,7 @@
  * repository, A/B in the SAME two processes under the same load (issue 13, eighth session).
  *
  *   node bench/dist/diag-server-ab.js --a DIR --b DIR [--n 2000] [--blocks 20] [--pipe 0] [--floor]
- *                                     [--warm 3] [--print] [--marks]
+ *                                     [--warm 3] [--print] [--marks] [--both]
  *   taskset -c 1 node bench/dist/diag-server-ab.js ...      # pinned: both processes on one CPU
  *
  * DIR is a built checkout (e.g. a main worktree and this one). This process is the server: it
@@ -15,6 +15,9 @@
  * each block's server `process.cpuUsage()` over its calls is one sample. Prints each build's
  * median and range and the median of the per-block paired difference B − A: wall-clock runs of
  * the whole bench drift on a shared machine by more than a 1 µs change; paired blocks do not.
+ * The client's CPU per call of each block is printed too; with `--both` the client of each mode
+ * is that build's own (its runtime, node package and generated client, loaded side by side as in
+ * the server), so both sides of a call are A or B and the client's line is a paired client A/B.
  * Nothing is asserted.
  *
  * Threading: the main (loop) thread of each process.
@@ -40,13 +43,29 @@ const opt = (name: string, dflt: string): string => {
   return i < 0 ? dflt : process.argv[i + 1]!;
 };
 
+/** `--both`: the client of mode i is build i's (its runtime, node package and generated client). */
+async function clientOf(dir: string): Promise<(path: string) => Promise<InstanceType<typeof FooInterfaceClient>>> {
+  const url = (p: string): string => pathToFileURL(join(resolve(dir), p)).href;
+  const rt = (await import(url("packages/runtime/dist/index.js"))) as typeof import("@multiprocess-ts/runtime");
+  const nd = (await import(url("packages/node/dist/index.js"))) as typeof import("@multiprocess-ts/node");
+  const foo = (await import(url("proto/dist/test/foo.capnp.js"))) as typeof import("@multiprocess-ts/proto/test/foo.capnp.js");
+  const loop = new rt.EventLoop(`diag-server-ab client ${dir}`, { log: { level: "warning" } });
+  return (path) => nd.connectSocket(loop, path, foo.FooInterfaceClient);
+}
+
 async function client(paths: string[]): Promise<void> {
   const loop = new EventLoop("diag-server-ab-client", { log: { level: "warning" } });
   const rawPath = paths.length > 2 ? paths.pop()! : undefined;
-  const foos = await Promise.all(paths.map((p) => connectSocket(loop, p, FooInterfaceClient)));
+  const dirs = process.env["DIAG_AB_CLIENT_DIRS"]?.split("\n");
+  const foos = await Promise.all(paths.map(async (p, i) => dirs === undefined ? connectSocket(loop, p, FooInterfaceClient) : (await clientOf(dirs[i]!))(p)));
   const raw = rawPath === undefined ? undefined : await RawClient.connect(rawPath);
   const rawReq = RawClient.request(RAW_REQ, RAW_REPLY);
   process.on("message", (m: Req) => {
+    const c0 = process.cpuUsage();
+    const done = (): void => {
+      const c = process.cpuUsage(c0);
+      process.send!({ cpu: c.user + c.system });
+    };
     void (async () => {
       if (m.op === "exit") {
         for (const f of foos) await f.close();
@@ -55,7 +74,7 @@ async function client(paths: string[]): Promise<void> {
       }
       if (m.op === "raw") {
         for (let i = 0; i < m.n; i++) await raw!.call(rawReq);
-        process.send!("done");
+        done();
         return;
       }
       const foo = foos[m.path]!;
@@ -67,7 +86,7 @@ async function client(paths: string[]): Promise<void> {
         };
         await Promise.all(Array.from({ length: m.pipe }, lane));
       }
-      process.send!("done");
+      done();
     })();
   });
   process.send!("ready");
@@ -101,20 +120,29 @@ async function server(): Promise<void> {
   const listeners = await Promise.all(builds.map((b, i) => b.listen(paths[i]!)));
   const rawPath = join(tmp, "raw.sock");
   const rawServer = floor ? await startRawServer(rawPath) : undefined;
-  const child = fork(fileURLToPath(import.meta.url), ["client", ...paths, ...(floor ? [rawPath] : [])], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
-  const reply = (): Promise<void> => new Promise((ok) => child.once("message", () => ok()));
+  const both = process.argv.includes("--both");
+  const env = both ? { ...process.env, DIAG_AB_CLIENT_DIRS: dirs.join("\n") } : process.env;
+  const child = fork(fileURLToPath(import.meta.url), ["client", ...paths, ...(floor ? [rawPath] : [])], { stdio: ["ignore", "inherit", "inherit", "ipc"], env });
+  let clientCpu = 0;
+  const reply = (): Promise<void> => new Promise((ok) => child.once("message", (m: unknown) => {
+    clientCpu = typeof m === "object" && m !== null && "cpu" in m ? (m as { cpu: number }).cpu : 0;
+    ok();
+  }));
   await reply();
-  /** One block on build `path` (0, 1), or on the raw floor (2). */
+  const clientGot: number[][] = [[], [], []];
+  /** One block on build `path` (0, 1), or on the raw floor (2); the client's CPU per call goes to `clientGot`. */
   const block = async (path: number, calls: number): Promise<number> => {
     const c0 = process.cpuUsage();
     child.send((path === 2 ? { op: "raw", n: calls } : { op: "add", path, n: calls, pipe }) satisfies Req);
     await reply();
     const c = process.cpuUsage(c0);
+    clientGot[path]!.push(clientCpu / calls);
     return (c.user + c.system) / calls;
   };
   const modes = floor ? [0, 1, 2] : [0, 1];
   const warm = Number(opt("warm", "3"));
   for (let w = 0; w < warm; w++) for (const p of modes) await block(p, Math.max(n, 3000)); // warm-up
+  for (const c of clientGot) c.length = 0;
   const got: number[][] = [[], [], []];
   const marks = process.argv.includes("--marks");
   for (let b = 0; b < blocks; b++) {
@@ -148,6 +176,10 @@ async function server(): Promise<void> {
   const diff = got[1]!.map((x, i) => x - got[0]![i]!);
   const below = diff.filter((d) => d < 0).length;
   process.stdout.write(`B − A per block: median ${med(diff).toFixed(2)} µs, range ${Math.min(...diff).toFixed(2)}–${Math.max(...diff).toFixed(2)}; B lower in ${below} of ${diff.length} blocks\n`);
+  const cd = clientGot[1]!.map((x, i) => x - clientGot[0]![i]!);
+  const who = both ? "each build's own client" : "this build's client for both";
+  process.stdout.write(`client CPU per call, µs (${who}): ${modes.map((i) => `${"ABF"[i]} ${med(clientGot[i]!).toFixed(2)}`).join(", ")}; `
+    + `B − A per block: median ${med(cd).toFixed(2)} µs; B lower in ${cd.filter((d) => d < 0).length} of ${cd.length} blocks\n`);
 }
 
 if (process.argv[2] === "client") await client(process.argv.slice(3));
