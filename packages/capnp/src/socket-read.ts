@@ -110,8 +110,6 @@ export class SocketReader {
   private smallReads = 0;
   /** Sees every read after the target (see {@link tap}). */
   private tapFn: ((buf: Uint8Array, n: number) => void) | null = null;
-  /** The slab region last handed out: Node passes it back with the read that filled it. */
-  private region: Uint8Array | null = null;
   /** The socket read through this reader (known once attached; null for other streams). */
   private socket: Socket | null = null;
   /** `streamPos` when the idle sweep last looked (-1: not yet), and the slab swaps made. */
@@ -198,7 +196,8 @@ export class SocketReader {
     const f = socket as unknown as Fields & { _handle?: Partial<UserBufferHandle> | null };
     const h = f._handle;
     if (h === null || typeof h !== "object" || typeof h.useUserBuffer !== "function") return false;
-    if (f[k.cb] !== this.onread.callback || f[k.buffer] !== this.region) return false;
+    const cur = f[k.buffer]; // must be the slab's free region, the one next() handed out last
+    if (f[k.cb] !== this.onread.callback || !(cur instanceof Uint8Array) || cur.buffer !== this.slabBuf || cur.byteOffset !== this.pos) return false;
     const slab = new Uint8Array(SMALL_SLAB);
     const pos = this.streamPos & 7;
     const region = slab.subarray(pos);
@@ -212,7 +211,6 @@ export class SocketReader {
     this.slab = slab;
     this.slabBuf = slab.buffer as ArrayBuffer;
     this.pos = pos;
-    this.region = region;
     return true;
   }
 
@@ -238,13 +236,13 @@ export class SocketReader {
     }
     // A view made from the buffer: about half the cost of subarray() (its species lookup).
     const pos = this.pos;
-    return (this.region = new Uint8Array(this.slabBuf!, pos, s.byteLength - pos));
+    return new Uint8Array(this.slabBuf!, pos, s.byteLength - pos);
   }
 
   private read(n: number, buf: Uint8Array): boolean {
     const direct = this.direct;
     this.streamPos += n;
-    if (!direct && (buf === this.region || buf.buffer === this.slab?.buffer)) {
+    if (!direct && buf.buffer === this.slabBuf) {
       this.pos = buf.byteOffset + n;
       if (n === buf.byteLength) {
         this.slabSize = LARGE_SLAB; // the region was filled: more was waiting
