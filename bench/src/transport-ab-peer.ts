@@ -13,7 +13,8 @@
  * true floor of a Node ping-pong: the `onread` option into one reused buffer, each reply written
  * at once in the read callback through the socket's handle write `_write`, as our transport
  * writes an idle socket), "bare-micro" (that, with the write deferred to a promise reaction, as
- * our batch flush is), "base-transport" / "base-reader" (the first two with the capnp package
+ * our batch flush is), "bare-gen" (bare-micro with a buffer generator making a new view per
+ * read, as a SocketReader's), "base-transport" / "base-reader" (the first two with the capnp package
  * of the checkout in TRANSPORT_AB_BASE, for a paired A/B of two builds). Requests are
  * 160 B and replies 80 B on the wire, as P1's add. A request tagged MARK is answered with the
  * server's process.cpuUsage() (user+system µs) in place of the usual reply, so the client can
@@ -28,9 +29,9 @@ import type { Transport } from "@multiprocess-ts/capnp";
 const [role, modesS, nS, blocksS, warmS] = process.argv.slice(2);
 const MODES = (modesS ?? "").split(",");
 const N = Number(nS), BLOCKS = Number(blocksS), WARM = Number(warmS);
-if (!["client", "server"].includes(role!) || MODES.some((m) => !["transport", "reader", "base-transport", "base-reader", "raw", "bare", "bare-micro"].includes(m))
+if (!["client", "server"].includes(role!) || MODES.some((m) => !["transport", "reader", "base-transport", "base-reader", "raw", "bare", "bare-micro", "bare-gen"].includes(m))
   || !(N > 0 && BLOCKS > 0 && WARM >= 0)) {
-  process.stderr.write("usage: transport-ab-peer.js client|server transport,reader,base-transport,base-reader,raw,bare,bare-micro N BLOCKS WARMUP\n");
+  process.stderr.write("usage: transport-ab-peer.js client|server transport,reader,base-transport,base-reader,raw,bare,bare-micro,bare-gen N BLOCKS WARMUP\n");
   process.exit(2);
 }
 const MARK = 0xfffffff0;
@@ -127,8 +128,10 @@ const RESOLVED = Promise.resolve();
  * one reused buffer when the last write completed at once. `micro`: the write waits for a
  * promise reaction, as the transport's flush does.
  */
-function bareChan(fd: number, words: number, micro: boolean): Chan {
+function bareChan(fd: number, words: number, micro: boolean, gen = false): Chan {
   const inBuf = Buffer.allocUnsafe(64 * 1024);
+  const inAb = inBuf.buffer;
+  const inOff = inBuf.byteOffset;
   let carry: Buffer | null = null; // a frame cut by a read (rare in a ping-pong)
   const bytes = words * 8 + 8;
   let out = Buffer.alloc(bytes);
@@ -154,7 +157,9 @@ function bareChan(fd: number, words: number, micro: boolean): Chan {
   const socket = new Socket({
     fd, readable: true, writable: true,
     onread: {
-      buffer: inBuf,
+      // gen: a new view of the same bytes per read, as a SocketReader hands out (Node then calls
+      // the generator after every read and the handle takes the new view).
+      buffer: gen ? () => new Uint8Array(inAb, inOff, 64 * 1024) : inBuf,
       callback: (n: number) => {
         if (carry === null) {
           const used = frames(inBuf, n);
@@ -190,6 +195,7 @@ function open(i: number, words: number): Chan {
     case "raw": return rawChan(3 + i, words * 8 + 8);
     case "bare": return bareChan(3 + i, words, false);
     case "bare-micro": return bareChan(3 + i, words, true);
+    case "bare-gen": return bareChan(3 + i, words, true, true);
     case "base-transport": return transportChan(3 + i, words, false, base!);
     case "base-reader": return transportChan(3 + i, words, true, base!);
     default: return transportChan(3 + i, words, MODES[i] === "reader", capnp);
