@@ -152,7 +152,8 @@ export class SocketReader {
   /** Reading is over (the transport ended): the idle sweep forgets this reader. */
   release(): void {
     this.released = true;
-    BIG_SLABS.delete(this);
+    this.untrack();
+    if (BIG_SLABS.size === 0) stopSweep();
   }
 
   /**
@@ -282,11 +283,13 @@ function SWEEP(): void {
 export function sweepIdleReaders(): number {
   let released = 0;
   for (const r of [...BIG_SLABS]) if (r.sweep()) released++;
-  if (BIG_SLABS.size === 0 && sweepTimer !== null) {
-    clearInterval(sweepTimer);
-    sweepTimer = null;
-  }
+  if (BIG_SLABS.size === 0) stopSweep();
   return released;
+}
+
+function stopSweep(): void {
+  if (sweepTimer !== null) clearInterval(sweepTimer);
+  sweepTimer = null;
 }
 
 /** The symbols a net.Socket keeps its `onread` option under (lib/net.js). */

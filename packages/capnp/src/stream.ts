@@ -253,9 +253,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     // One chunk: no need to cork (if a larger message corked the stream, it stays in order).
     if (this.blocked) this.enqueue(b.subarray(0, len));
     else if (this.writer !== null && !this.corked && this.writer.idle()) {
-      // The handle write takes any Uint8Array: the view of the last batch is reused when this
-      // one is as long in the same buffer (a call loop's spare batch: no view per flush; the
-      // write that took that view has completed).
+      // The view of the last batch is reused when this one is as long in the same buffer (a call
+      // loop's spare batch; the write that took that view has completed): no view per flush.
       let chunk = this.lastChunk;
       if (chunk === null || this.lastChunkOf !== b || chunk.byteLength !== len) chunk = new Uint8Array(b.buffer, b.byteOffset, len);
       const r = this.writer.write(chunk);
@@ -562,24 +561,12 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
 const kTransport = Symbol("capnp.streamTransport");
 type OwnedStream = Duplex & { [kTransport]?: StreamTransport };
 
-function ON_ERROR(this: OwnedStream, err: Error): void {
-  this[kTransport]!.onError(err);
-}
-function ON_CLOSE(this: OwnedStream): void {
-  this[kTransport]!.onClose();
-}
-function ON_FINISH(this: OwnedStream): void {
-  this[kTransport]!.onFinish();
-}
-function ON_DRAIN(this: OwnedStream): void {
-  this[kTransport]!.onDrain();
-}
-function ON_END(this: OwnedStream): void {
-  this[kTransport]!.onEnd();
-}
-function ON_DATA(this: OwnedStream, chunk: Buffer | string): void {
-  this[kTransport]!.onData(chunk);
-}
+function ON_ERROR(this: OwnedStream, err: Error): void { this[kTransport]!.onError(err); }
+function ON_CLOSE(this: OwnedStream): void { this[kTransport]!.onClose(); }
+function ON_FINISH(this: OwnedStream): void { this[kTransport]!.onFinish(); }
+function ON_DRAIN(this: OwnedStream): void { this[kTransport]!.onDrain(); }
+function ON_END(this: OwnedStream): void { this[kTransport]!.onEnd(); }
+function ON_DATA(this: OwnedStream, chunk: Buffer | string): void { this[kTransport]!.onData(chunk); }
 
 /**
  * How long a lazy message waits for the next message, at least (ms; see scheduleLazyFlush). While
