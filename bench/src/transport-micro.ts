@@ -9,7 +9,7 @@
  * parsed by hand, the reply handed to `_write` at once. Prints each mode's median CPU ns per round
  * trip and the median per-block difference against the first mode; asserts nothing.
  *
- *   node bench/dist/transport-micro.js [--n 50000] [--blocks 30] DIR|bare ...
+ *   node bench/dist/transport-micro.js [--n 50000] [--blocks 30] [--warm 100000] DIR|bare ...
  *
  * DIR: a built checkout (its packages/capnp). Main thread.
  */
@@ -28,6 +28,7 @@ const opt = (name: string, dflt: string): string => {
 };
 const N = Number(opt("--n", "50000"));
 const BLOCKS = Number(opt("--blocks", "30"));
+const WARM = Number(opt("--warm", "100000"));
 if (args.length === 0) throw new Error("usage: transport-micro.js [--n N] [--blocks B] DIR|bare ...");
 
 type HandleWrite = { _write(chunk: Uint8Array, encoding: string, cb: () => void): void };
@@ -81,7 +82,7 @@ async function transport(dir: string): Promise<(n: number) => Promise<void>> {
 
 const modes: { name: string; run: (n: number) => Promise<void> }[] = [];
 for (const a of args) modes.push({ name: a, run: a === "bare" ? bare() : await transport(a) });
-for (const m of modes) await m.run(100_000); // warm-up
+for (const m of modes) await m.run(WARM); // warm-up
 const got: number[][] = modes.map(() => []);
 for (let b = 0; b < BLOCKS; b++) {
   for (let j = 0; j < modes.length; j++) {
