@@ -3,7 +3,7 @@
  * repository, A/B in the SAME two processes under the same load (issue 13, eighth session).
  *
  *   node bench/dist/diag-server-ab.js --a DIR --b DIR [--n 2000] [--blocks 20] [--pipe 0] [--floor]
- *                                     [--warm 3] [--print] [--marks] [--clients]
+ *                                     [--warm 3] [--print] [--marks] [--clients | --both]
  *   taskset -c 1 node bench/dist/diag-server-ab.js ...      # pinned: both processes on one CPU
  *
  * DIR is a built checkout (e.g. a main worktree and this one). This process is the server: it
@@ -148,7 +148,7 @@ async function server(): Promise<void> {
   const listeners = await Promise.all(builds.map((b, i) => b.listen(paths[i]!)));
   const rawPath = join(tmp, "raw.sock");
   const rawServer = floor ? await startRawServer(rawPath) : undefined;
-  const clientDirs = process.argv.includes("--clients") ? dirs.map((d) => resolve(d)) : null;
+  const clientDirs = process.argv.includes("--clients") || process.argv.includes("--both") ? dirs.map((d) => resolve(d)) : null;
   const child = fork(fileURLToPath(import.meta.url), ["client", JSON.stringify(clientDirs), ...paths, ...(floor ? [rawPath] : [])], {
     stdio: ["ignore", "inherit", "inherit", "ipc"],
   });

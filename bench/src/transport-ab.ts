@@ -1,7 +1,10 @@
 /**
- * `node bench/dist/transport-ab.js [--pin] [--n N] [--blocks B] [--modes transport,raw]`: our
- * stream transport (framing, per-tick batch flush, decoder; no RPC engine) against the raw
- * floor, A/B in the SAME two processes under the same load: one Unix socketpair per mode
+ * `node bench/dist/transport-ab.js [--pin] [--n N] [--blocks B] [--modes transport,raw] [--base DIR] [--cpu-prof DIR]`: our
+ * stream transport (framing, batch flush, decoder; no RPC engine) against the raw floor, or
+ * (`--modes reader,bare,bare-micro`) our transport read through `onread` as P1's ends are against
+ * the bare `onread` + handle-write ping-pong, or (`--base /path/to/checkout --modes
+ * base-reader,reader`) another build's transport against this one (transport-ab-peer.ts lists
+ * the modes), A/B in the SAME two processes under the same load: one Unix socketpair per mode
  * (transport-ab-peer.ts), blocks of N sequential round trips (160 B request,
  * 80 B reply, as P1's add, with no RPC engine) alternating between the modes; prints per mode
  * the median over the blocks of each side's CPU per round trip, the p50 latency, and the
@@ -12,6 +15,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import type { Socket } from "node:net";
 import { loadavg } from "node:os";
+import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const args = process.argv.slice(2);
@@ -20,14 +24,20 @@ const opt = (name: string, def: string): string => {
   return i >= 0 ? args[i + 1]! : def;
 };
 const PIN = args.includes("--pin");
+/** `--base DIR`: another checkout (built); modes "base-transport" / "base-reader" use its capnp. */
+const BASE = opt("--base", "");
+/** `--cpu-prof DIR`: both peers write V8 CPU profiles there (profile-summary.js reads them). */
+const PROF = opt("--cpu-prof", "");
 const N = opt("--n", "2000"), BLOCKS = opt("--blocks", "15"), MODES = opt("--modes", "transport,raw");
 const PEER = fileURLToPath(new URL("./transport-ab-peer.js", import.meta.url));
 const k = MODES.split(",").length;
 
 function start(argv: string[], extra: ("pipe" | Socket)[]): ChildProcess {
   const cmd = PIN ? "taskset" : process.execPath;
-  const a = PIN ? ["-c", "0", process.execPath, PEER, ...argv] : [PEER, ...argv];
-  return spawn(cmd, a, { stdio: ["ignore", "pipe", "inherit", ...extra] });
+  const prof = PROF === "" ? [] : ["--cpu-prof", "--cpu-prof-dir", PROF, "--cpu-prof-interval", "50"];
+  const a = PIN ? ["-c", "0", process.execPath, ...prof, PEER, ...argv] : [...prof, PEER, ...argv];
+  const env = BASE === "" ? process.env : { ...process.env, TRANSPORT_AB_BASE: resolve(BASE) };
+  return spawn(cmd, a, { stdio: ["ignore", "pipe", "inherit", ...extra], env });
 }
 
 function output(child: ChildProcess): Promise<string> {
@@ -53,10 +63,11 @@ const med = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(x
 const base = rows[0]!;
 console.log(`transport A/B — ${new Date().toISOString()} — node ${process.version}, ${PIN ? "pinned (taskset -c 0)" : "unpinned"}, load ${load0.map((x) => x.toFixed(2)).join(" ")}`);
 console.log(`Unix socketpairs, 2 processes, 160 B / 80 B; ${BLOCKS} blocks × ${N} round trips per mode, alternating; medians over blocks; Δ = median of per-block differences against "${base.mode}"`);
-console.log("mode       p50 µs  CPU cli  CPU srv   Δ cli   Δ srv");
+console.log("mode            p50 µs  CPU cli  CPU srv   Δ cli   Δ srv  lower cli / srv");
 for (const r of rows) {
-  const dc = med(r.client_blocks.map((x, i) => x - base.client_blocks[i]!));
-  const ds = med(r.server_blocks.map((x, i) => x - base.server_blocks[i]!));
-  const f = (x: number, w = 8): string => x.toFixed(1).padStart(w);
-  console.log(`${r.mode.padEnd(8)} ${f(r.p50_us)} ${f(r.cpu_client_us)} ${f(r.cpu_server_us)} ${f(dc)} ${f(ds)}`);
+  const dcs = r.client_blocks.map((x, i) => x - base.client_blocks[i]!);
+  const dss = r.server_blocks.map((x, i) => x - base.server_blocks[i]!);
+  const lower = (d: number[]): string => `${d.filter((x) => x < 0).length}/${d.length}`;
+  const f = (x: number, w = 8): string => x.toFixed(2).padStart(w);
+  console.log(`${r.mode.padEnd(14)} ${f(r.p50_us)} ${f(r.cpu_client_us)} ${f(r.cpu_server_us)} ${f(med(dcs))} ${f(med(dss))}  ${lower(dcs)} / ${lower(dss)}`);
 }

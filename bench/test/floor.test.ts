@@ -43,12 +43,29 @@ describe("bench floor diagnostics", () => {
     await assertNoHandleLeaks(baseline);
   });
 
-  it("transport-ab.js: our transport and the raw ping-pong, paired blocks", async () => {
+  it("transport-ab.js: our transport (both read paths, this build and --base) and the raw and bare ping-pongs, paired blocks", async () => {
     const baseline = handleBaseline();
-    const out = await run("transport-ab.js", ["--blocks", "2", "--n", "200"]);
+    const modes = ["transport", "reader", "base-reader", "raw", "bare", "bare-micro", "bare-gen"];
+    const out = await run("transport-ab.js", ["--blocks", "2", "--n", "200", "--modes", modes.join(","), "--base", join(DIST, "..", "..")]);
     const t = cells(out, "transport");
-    expect(t.slice(3)).toEqual([0, 0]); // the differences against itself
-    for (const v of [...t.slice(0, 3), ...cells(out, "raw").slice(0, 3)]) expect(Number.isFinite(v) && v > 0).toBe(true);
+    expect(t.slice(3, 5)).toEqual([0, 0]); // the differences against itself
+    for (const m of modes) for (const v of cells(out, m).slice(0, 3)) expect(Number.isFinite(v) && v > 0, `${m} in:\n${out}`).toBe(true);
+    await assertNoHandleLeaks(baseline);
+  });
+
+  it("transport-micro.js and diag-idle-slab.js print finite figures", async () => {
+    const baseline = handleBaseline();
+    const micro = await run("transport-micro.js", ["--n", "200", "--blocks", "2", "--warm", "200", join(DIST, "..", ".."), "bare"]);
+    const bare = micro.split("\n").find((l) => l.startsWith("bare"));
+    expect(bare, micro).toMatch(/^bare\s+median\s+\d+/);
+    const idle = await new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ["--expose-gc", join(DIST, "diag-idle-slab.js"), "--conns", "3", "--idle-ms", "10"], { timeout: 120_000 }, (err, stdout, stderr) => {
+        if (err) reject(new Error(`diag-idle-slab.js failed: ${err.message}\n${stderr}`));
+        else resolve(stdout);
+      });
+    });
+    expect(idle).toMatch(/after the burst: RSS -?[\d.]+ KiB, ArrayBuffers -?[\d.]+ KiB/);
+    expect(idle).toMatch(/once idle: +RSS -?[\d.]+ KiB, ArrayBuffers -?[\d.]+ KiB/);
     await assertNoHandleLeaks(baseline);
   });
 

@@ -72,7 +72,7 @@ export {
   STRUCT_UNITS,
 } from "./validate.js";
 export { streamTransport } from "./stream.js";
-export { SocketReader, readSocketInPlace, socketReadPath } from "./socket-read.js";
+export { ACTIVE_SLAB, IDLE_SLAB_MS, SocketReader, readSocketInPlace, socketReadPath, sweepIdleReaders } from "./socket-read.js";
 export { TransportLifecycle, LinkState } from "./transport-lifecycle.js";
 export type { LifecycleHost } from "./transport-lifecycle.js";
 export { WriteFlow, FlowWatch, DEFAULT_WRITE_FLOW, resolveWriteFlow } from "./write-flow.js";

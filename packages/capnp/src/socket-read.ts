@@ -18,10 +18,12 @@
  *   the slab; a slab region is handed to the kernel once and never again (the next read goes
  *   after it, or into a new slab), so no message a reader still holds is ever overwritten
  *   (docs/rpc.md "Incoming messages read in place"). Slab offsets follow the stream's offsets
- *   modulo 8, so frames start word-aligned. Slabs are small (1 KiB: a connection of sequential
- *   calls, or an idle one, whose messages the engine then reads in place with no copy) until a
- *   read fills its whole region (more was waiting in the kernel); then they are 64 KiB, until
- *   {@link SMALL_AGAIN} reads in a row have been small again.
+ *   modulo 8, so frames start word-aligned. The first slab is 1 KiB, later ones 4 KiB while
+ *   reads are small ({@link ACTIVE_SLAB}: a connection of sequential calls, whose messages the
+ *   engine reads in place with no copy), 64 KiB from a read that fills its whole region (more
+ *   was waiting in the kernel) until {@link SMALL_AGAIN} reads in a row have been small again.
+ *   A reader that read nothing for a whole period of the idle sweep ({@link sweepIdleReaders},
+ *   one timer per thread) gets a 1 KiB slab again, so an idle connection holds no more.
  * - While a large message is reassembled (at least {@link DIRECT_MIN} bytes of the current
  *   segment missing): exactly the free part of that segment's buffer ({@link FrameDecoder.region},
  *   allocated under the decoder's usual allowance), so the kernel writes the payload where the
@@ -44,9 +46,26 @@
 
 import { Socket, type OnReadOpts } from "node:net";
 
-/** Bytes of a slab while reads are small, and while they are not. */
+/**
+ * Bytes of a slab: the first one and an idle connection's (SMALL), one a connection of small
+ * reads goes on with once it has used up a slab (ACTIVE: a new ArrayBuffer costs ~1.5 µs, about
+ * a call's whole transport work, so a call loop should not need one every five reads), and one
+ * while reads are large (LARGE).
+ */
 const SMALL_SLAB = 1024;
+export const ACTIVE_SLAB = 4 * 1024;
 const LARGE_SLAB = 64 * 1024;
+/**
+ * A reader whose slab is over SMALL_SLAB and that read nothing for one to two periods of this
+ * (ms) gets a small slab again (see {@link sweepIdleReaders}): one timer per thread, armed while
+ * such readers exist, not per read.
+ */
+export const IDLE_SLAB_MS = 2000;
+/**
+ * Times one reader's slab may be swapped while the kernel holds its region (each swap leaves one
+ * small native listener on the socket's handle until it closes, see {@link SocketReader.sweep}).
+ */
+const MAX_SWAPS = 16;
 /** A read of at most this many bytes counts as small. */
 const SMALL_READ = 256;
 /** Back to small slabs after this many small reads in a row. */
@@ -77,6 +96,7 @@ export class SocketReader {
   readonly onread: OnReadOpts;
   private target: ReadTarget | null = null;
   private slab: Uint8Array | null = null;
+  private slabBuf: ArrayBuffer | null = null; // the slab's buffer
   /** Next free byte of `slab`. */
   private pos = 0;
   /** Bytes read so far (only its value modulo 8 matters: the alignment of the next frame). */
@@ -90,16 +110,26 @@ export class SocketReader {
   private smallReads = 0;
   /** Sees every read after the target (see {@link tap}). */
   private tapFn: ((buf: Uint8Array, n: number) => void) | null = null;
+  /** The socket read through this reader (known once attached; null for other streams). */
+  private socket: Socket | null = null;
+  /** `streamPos` when the idle sweep last looked (-1: not yet), and the slab swaps made. */
+  private sweptPos = -1;
+  private swaps = 0;
+  private released = false;
 
   constructor() {
     this.onread = { buffer: () => this.next(), callback: (n, buf) => this.read(n, buf) };
     READER_CALLBACKS.add(this.onread.callback);
   }
 
-  /** Hand reads to `target` from now on, starting with those made before. */
-  attach(target: ReadTarget): void {
+  /**
+   * Hand reads to `target` from now on, starting with those made before. `socket`: the socket
+   * read through this reader, so that an idle one's large slab can be swapped for a small one.
+   */
+  attach(target: ReadTarget, socket?: Socket): void {
     if (this.target !== null) throw new Error("SocketReader.attach: already attached");
     this.target = target;
+    this.socket = socket ?? null;
     const early = this.early;
     this.early = null;
     if (early !== null) for (const v of early) if (!target.bytesRead(v, v.byteLength, false)) break;
@@ -119,6 +149,72 @@ export class SocketReader {
     return this.slab?.byteLength ?? 0;
   }
 
+  /** Reading is over (the transport ended): the idle sweep forgets this reader. */
+  release(): void {
+    this.released = true;
+    this.untrack();
+    if (BIG_SLABS.size === 0) stopSweep();
+  }
+
+  /**
+   * The idle sweep's look at this reader (its slab is over SMALL_SLAB): when nothing was read
+   * since the last look, the slab goes back to SMALL_SLAB. If the kernel holds a message's own
+   * buffer (a large message being reassembled), the slab is only dropped; if it holds the
+   * slab's free region, that region is swapped for one in a new small slab the way Node sets the
+   * first one up (the handle's `useUserBuffer` and the socket's `kBuffer` field, as
+   * {@link readSocketInPlace} does), at most MAX_SWAPS times per socket: each swap pushes one
+   * small native read listener on the handle that lives until the socket closes (Node has no
+   * other way to change the buffer of a handle that is not reading). True when released;
+   * false while the reader is busy, or when it cannot be released (then it is not looked at
+   * again).
+   */
+  sweep(): boolean {
+    const s = this.slab;
+    if (this.released || s === null || s.byteLength <= SMALL_SLAB) return this.untrack();
+    if (this.streamPos !== this.sweptPos) {
+      this.sweptPos = this.streamPos; // read since the last look (or the first look): busy
+      return false;
+    }
+    if (!this.direct && !this.swapRegion()) return this.untrack();
+    if (this.direct) this.slab = this.slabBuf = null; // the next slab is made when the message is in
+    this.slabSize = SMALL_SLAB;
+    this.smallReads = 0;
+    this.untrack();
+    return true;
+  }
+
+  private untrack(): false {
+    BIG_SLABS.delete(this);
+    this.sweptPos = -1;
+    return false;
+  }
+
+  /** The kernel's next read goes into a new small slab instead of the current region (see sweep). */
+  private swapRegion(): boolean {
+    const socket = this.socket;
+    const k = onreadSlots();
+    if (socket === null || k === null || this.swaps >= MAX_SWAPS || socket.destroyed) return false;
+    const f = socket as unknown as Fields & { _handle?: Partial<UserBufferHandle> | null };
+    const h = f._handle;
+    if (h === null || typeof h !== "object" || typeof h.useUserBuffer !== "function") return false;
+    const cur = f[k.buffer]; // must be the slab's free region, the one next() handed out last
+    if (f[k.cb] !== this.onread.callback || !(cur instanceof Uint8Array) || cur.buffer !== this.slabBuf || cur.byteOffset !== this.pos) return false;
+    const slab = new Uint8Array(SMALL_SLAB);
+    const pos = this.streamPos & 7;
+    const region = slab.subarray(pos);
+    try {
+      h.useUserBuffer(region);
+    } catch {
+      return false;
+    }
+    f[k.buffer] = region; // keeps it alive while the handle holds it, as Node's own field does
+    this.swaps++;
+    this.slab = slab;
+    this.slabBuf = slab.buffer as ArrayBuffer;
+    this.pos = pos;
+    return true;
+  }
+
   private next(): Uint8Array {
     const t = this.target;
     const d = t === null ? null : t.readRegion(DIRECT_MIN);
@@ -128,27 +224,32 @@ export class SocketReader {
     }
     this.direct = false;
     let s = this.slab;
-    const size = this.slabSize;
+    let size = this.slabSize;
     // A slab with less than a quarter of the wanted size left (or a small one while reads are
-    // large) is replaced by a new one.
-    if (s === null || s.byteLength - this.pos < size >>> 2 || s.byteLength < size) {
+    // large, or a large one once they are small again) is replaced by a new one.
+    if (s === null || s.byteLength - this.pos < size >>> 2 || s.byteLength !== size) {
+      if (size === SMALL_SLAB && s !== null && s.byteLength === size) size = this.slabSize = ACTIVE_SLAB; // used up
       // Zeroed: a message read in place may see the buffer around it (never past its own end).
       this.slab = s = new Uint8Array(size);
+      this.slabBuf = s.buffer as ArrayBuffer;
       this.pos = this.streamPos & 7;
+      if (size > SMALL_SLAB) track(this);
     }
-    return s.subarray(this.pos);
+    // A view made from the buffer: about half the cost of subarray() (its species lookup).
+    const pos = this.pos;
+    return new Uint8Array(this.slabBuf!, pos, s.byteLength - pos);
   }
 
   private read(n: number, buf: Uint8Array): boolean {
     const direct = this.direct;
     this.streamPos += n;
-    if (!direct && buf.buffer === this.slab?.buffer) {
+    if (!direct && buf.buffer === this.slabBuf) {
       this.pos = buf.byteOffset + n;
       if (n === buf.byteLength) {
         this.slabSize = LARGE_SLAB; // the region was filled: more was waiting
         this.smallReads = 0;
       } else if (n > SMALL_READ) this.smallReads = 0;
-      else if (++this.smallReads >= SMALL_AGAIN) this.slabSize = SMALL_SLAB;
+      else if (++this.smallReads >= SMALL_AGAIN) this.slabSize = ACTIVE_SLAB;
     }
     const t = this.target;
     let more = false;
@@ -158,6 +259,37 @@ export class SocketReader {
     if (tap !== null) tap(buf, n);
     return more;
   }
+}
+
+/** Readers whose slab is over SMALL_SLAB: what the idle sweep looks at. */
+const BIG_SLABS = new Set<SocketReader>();
+let sweepTimer: NodeJS.Timeout | null = null;
+
+function track(r: SocketReader): void {
+  BIG_SLABS.add(r);
+  sweepTimer ??= setInterval(SWEEP, IDLE_SLAB_MS).unref();
+}
+
+function SWEEP(): void {
+  sweepIdleReaders();
+}
+
+/**
+ * One look of the idle sweep at every reader with a large slab (the timer's, every
+ * {@link IDLE_SLAB_MS}; tests call it to stand for the timer): a reader that read nothing since
+ * the previous look gets a small slab again ({@link SocketReader.sweep}). Returns how many did.
+ * The timer stops once no reader has a large slab.
+ */
+export function sweepIdleReaders(): number {
+  let released = 0;
+  for (const r of [...BIG_SLABS]) if (r.sweep()) released++;
+  if (BIG_SLABS.size === 0) stopSweep();
+  return released;
+}
+
+function stopSweep(): void {
+  if (sweepTimer !== null) clearInterval(sweepTimer);
+  sweepTimer = null;
 }
 
 /** The symbols a net.Socket keeps its `onread` option under (lib/net.js). */

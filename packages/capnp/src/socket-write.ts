@@ -26,6 +26,9 @@ export interface DirectWriteHost {
   directWriteDone(err: Error | null): void;
 }
 
+/** What idle() reads of a Writable's state (Node's WritableState: `length`, `corked` and flags). */
+interface WritableFields { readonly length: number; readonly corked: number; readonly ending: boolean; readonly destroyed: boolean }
+
 type HandleWrite = { _write(chunk: Uint8Array, encoding: string, cb: (err?: Error | null) => void): void };
 
 export class SocketWriter {
@@ -36,17 +39,28 @@ export class SocketWriter {
   private syncErr: Error | null = null;
   private readonly cb: (err?: Error | null) => void;
 
+  /** The socket's Writable state (`_writableState`), when it has the fields idle() reads. */
+  private readonly state: WritableFields | null;
+
   constructor(
     private readonly socket: Socket,
     private readonly host: DirectWriteHost,
   ) {
     this.cb = (err) => this.done(err ?? null);
+    const w = (socket as unknown as { _writableState?: Partial<WritableFields> })._writableState;
+    this.state = w !== undefined && w !== null && typeof w.length === "number" && typeof w.corked === "number"
+      && typeof w.ending === "boolean" && typeof w.destroyed === "boolean" ? (w as WritableFields) : null;
   }
 
   /** True when the socket's Writable side has nothing buffered, in flight or corked. */
   idle(): boolean {
+    if (this.pending !== 0) return false;
     const s = this.socket;
-    return this.pending === 0 && s.writableLength === 0 && s.writableCorked === 0 && !s.connecting && !s.destroyed && !s.writableEnded;
+    const w = this.state;
+    // The Writable's own fields, read once per flush: the public getters (writableLength,
+    // writableCorked, writableEnded, destroyed) read the same through a call each.
+    if (w !== null) return w.length === 0 && w.corked === 0 && !w.ending && !w.destroyed && !s.connecting;
+    return s.writableLength === 0 && s.writableCorked === 0 && !s.connecting && !s.destroyed && !s.writableEnded;
   }
 
   /** Writes `chunk` (only when {@link idle}): {@link WROTE}, {@link PENDING} or {@link FAILED}. */

@@ -106,7 +106,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       // Not read before start() (as a stream whose 'data' nobody listens to); a read made
       // before now is decoded at once and its messages wait for start() (transport-lifecycle.ts).
       stream.pause();
-      reader.attach(this);
+      reader.attach(this, stream instanceof Socket ? stream : undefined);
     }
   }
 
@@ -225,6 +225,9 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private spare: Buffer | null = null;
   private batchLen = 0;
   private lastBatchLen = 0;
+  /** The view the last batch of `lastChunkOf` was handle-written through (see flushBatch). */
+  private lastChunk: Uint8Array | null = null;
+  private lastChunkOf: Buffer | null = null;
 
   /** The buffer of a new batch (out of sendMessage's hot path). */
   private newBatch(bytes: number): Buffer {
@@ -244,17 +247,24 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     const b = this.batch;
     if (b === null) return;
     this.batch = null;
-    this.lastBatchLen = this.batchLen;
-    if (this.batchLen === 0 || this.life.isEnded) return;
+    const len = this.batchLen;
+    this.lastBatchLen = len;
+    if (len === 0 || this.life.isEnded) return;
     // One chunk: no need to cork (if a larger message corked the stream, it stays in order).
-    const chunk = b.subarray(0, this.batchLen);
-    if (this.blocked) this.enqueue(chunk);
+    if (this.blocked) this.enqueue(b.subarray(0, len));
     else if (this.writer !== null && !this.corked && this.writer.idle()) {
+      // The view of the last batch is reused when this one is as long in the same buffer (a call
+      // loop's spare batch; the write that took that view has completed): no view per flush.
+      let chunk = this.lastChunk;
+      if (chunk === null || this.lastChunkOf !== b || chunk.byteLength !== len) chunk = new Uint8Array(b.buffer, b.byteOffset, len);
       const r = this.writer.write(chunk);
-      if (r === WROTE) this.spare = b;
-      else if (r !== FAILED) this.blocked = true; // libuv holds the chunk: wait for directWriteDone
+      if (r === WROTE) {
+        this.spare = b;
+        this.lastChunk = chunk;
+        this.lastChunkOf = b;
+      } else if (r !== FAILED) this.blocked = true; // libuv holds the chunk: wait for directWriteDone
       return;
-    } else if (this.stream.write(chunk)) {
+    } else if (this.stream.write(b.subarray(0, len))) {
       // A plain net.Socket that wrote the chunk at once (nothing buffered, not corked) has copied
       // it into the kernel and keeps no reference: the buffer can take the next batch. Any
       // other stream may pass the chunk on as is (a PassThrough hands it to its reader).
@@ -533,6 +543,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (!this.life.end(err)) return;
     if (this.lazyTimer !== null) clearTimeout(this.lazyTimer);
     this.lazyTimer = null;
+    this.reader?.release();
     this.stream.off("data", ON_DATA);
     this.flow?.release();
   }
@@ -542,30 +553,20 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.queueBytes = 0;
     this.batch = null;
     this.spare = null;
+    this.lastChunk = null;
+    this.lastChunkOf = null;
   }
 }
 
 const kTransport = Symbol("capnp.streamTransport");
 type OwnedStream = Duplex & { [kTransport]?: StreamTransport };
 
-function ON_ERROR(this: OwnedStream, err: Error): void {
-  this[kTransport]!.onError(err);
-}
-function ON_CLOSE(this: OwnedStream): void {
-  this[kTransport]!.onClose();
-}
-function ON_FINISH(this: OwnedStream): void {
-  this[kTransport]!.onFinish();
-}
-function ON_DRAIN(this: OwnedStream): void {
-  this[kTransport]!.onDrain();
-}
-function ON_END(this: OwnedStream): void {
-  this[kTransport]!.onEnd();
-}
-function ON_DATA(this: OwnedStream, chunk: Buffer | string): void {
-  this[kTransport]!.onData(chunk);
-}
+function ON_ERROR(this: OwnedStream, err: Error): void { this[kTransport]!.onError(err); }
+function ON_CLOSE(this: OwnedStream): void { this[kTransport]!.onClose(); }
+function ON_FINISH(this: OwnedStream): void { this[kTransport]!.onFinish(); }
+function ON_DRAIN(this: OwnedStream): void { this[kTransport]!.onDrain(); }
+function ON_END(this: OwnedStream): void { this[kTransport]!.onEnd(); }
+function ON_DATA(this: OwnedStream, chunk: Buffer | string): void { this[kTransport]!.onData(chunk); }
 
 /**
  * How long a lazy message waits for the next message, at least (ms; see scheduleLazyFlush). While

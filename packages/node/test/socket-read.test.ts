@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { Duplex, PassThrough } from "node:stream";
 // Sockets read through net.Socket's onread option (packages/capnp socket-read.ts), as
 // connectSocket and serveSpawned create them.
-import { LimitError, ProtocolError, SocketReader, encodeFrameToBytes, readSocketInPlace, socketReadPath, streamTransport, type Transport } from "@multiprocess-ts/capnp";
+import { ACTIVE_SLAB, LimitError, ProtocolError, SocketReader, encodeFrameToBytes, readSocketInPlace, socketReadPath, streamTransport, type Transport } from "@multiprocess-ts/capnp";
 import { assertNoHandleLeaks, handleBaseline, msg, msgValues, startRecording, type HandleBaseline, type RecordingSink } from "@multiprocess-ts/testing";
 
 let baseline: HandleBaseline;
@@ -207,7 +207,7 @@ describe("SocketReader: chunk boundaries", () => {
     delivered.forEach((v, i) => expect(Buffer.compare(v, pattern(8 * (1 + (i % 40)), i))).toBe(0));
   });
 
-  it("slabs are 1 KiB while reads are small, 64 KiB once a read fills its region, 1 KiB again after 64 small reads", () => {
+  it("slabs are 1 KiB while reads are small, 64 KiB once a read fills its region, 4 KiB after 64 small reads", () => {
     const small = encodeFrameToBytes(msg(1, 2, 3)); // 32 bytes
     const bytes = concat([...Array.from({ length: 10 }, () => small), new Uint8Array(encodeFrameToBytes([pattern(4000, 1)])), ...Array.from({ length: 200 }, () => small)]);
     const { k, sink } = fakeTransport(bytes);
@@ -215,15 +215,18 @@ describe("SocketReader: chunk boundaries", () => {
     expect(slabSize()).toBe(1024); // what an idle connection holds
     for (let i = 0; i < 10; i++) k.read(small.byteLength);
     expect(slabSize()).toBe(1024);
-    k.read(4008 + 32); // the 4 KiB message fills the region (at most 1 KiB)
+    const first = k.read(4008 + 32); // the 4 KiB message fills the region (the slab's rest)
+    expect(first).toBe(1024 - 10 * 32);
     expect(slabSize()).toBe(64 * 1024);
-    while (sink.messages.length < 11) k.read(64 * 1024);
+    k.read(4008 - first); // the rest of it
+    expect(sink.messages).toHaveLength(11);
     let reads = 0;
-    while (slabSize() !== 1024 && !k.done) {
+    while (slabSize() === 64 * 1024) {
       k.read(small.byteLength);
       reads++;
     }
-    expect(reads).toBeLessThanOrEqual(64 + 1);
+    expect(reads).toBe(64); // the 64th small read in a row: the next region is in a new 4 KiB slab
+    expect(slabSize()).toBe(ACTIVE_SLAB);
     while (!k.done) k.read(small.byteLength);
     expect(sink.messages).toHaveLength(211);
     expect(msgValues(sink.messages[210]!)).toEqual([1, 2, 3]);

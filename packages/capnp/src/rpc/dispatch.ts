@@ -205,9 +205,10 @@ export class Dispatcher implements TransportSink {
  * Buffers up to this size are read in place whatever else they hold; larger ones only when the
  * message is at least a quarter of them. A reader may keep a view of an incoming message (a
  * generated reader's Data view, a call's params until its Finish) and so its whole buffer: this
- * bounds what such a view keeps alive beyond the message's own bytes (at most 1 KiB, or 4x).
+ * bounds what such a view keeps alive beyond the message's own bytes (at most 4 KiB, or 4x).
+ * 4 KiB: the slab a socket reader gives a connection of small reads (socket-read.ts ACTIVE_SLAB).
  */
-const IN_PLACE_ANY = 1024;
+const IN_PLACE_ANY = 4 * 1024;
 
 /**
  * Whether a one-segment message without far pointers is read where it lies (fastpath.ts
