@@ -1,13 +1,20 @@
 /**
  * Bench diagnostic (not part of `pnpm bench`): both ends of P1's `add` (and P2's, `--pipe 64`) in
- * ONE process over an in-memory transport pair, for TWO builds of this repository side by side,
+ * ONE process over an in-process copying link ({@link CopyEnd}), for TWO builds of this
+ * repository side by side,
  * in alternating blocks (issue 13, ninth session). What a block costs is our own code on both
- * sides (generated client and server, runtime, engine, the memory transport), without sockets,
+ * sides (generated client and server, runtime, engine), without sockets,
  * Node streams, the kernel or cross-process wake-ups; the two builds run in the same process
  * under the same load, so a paired difference per block resolves changes that the one-process
  * figures of single runs (`one-process.js`, whose rounds move by 30 % at load 3) do not.
  *
  *   node bench/dist/diag-engine-ab.js --a DIR --b DIR [--n 5000] [--blocks 30] [--pipe 0] [--warm 4]
+ *
+ * The link behaves as the stream transport does towards the engine, not as `memoryTransportPair`
+ * (which hands over the sender's buffers, so the engine's pooled buffers are never given back,
+ * and which describes every message it carries): `sendCopy` copies, `sendLazy` waits for the
+ * next message, and what a turn sent reaches the peer on its next macrotask as one read would,
+ * all of it in one fresh buffer (the engine reads the messages in place there).
  *
  * DIR is a built checkout (e.g. the baseline worktree and this one). Each build's runtime,
  * generated FooInterface and bench impl are loaded by absolute path (two module graphs, each with
@@ -27,6 +34,68 @@ const opt = (name: string, dflt: string): string => {
   return i < 0 ? dflt : process.argv[i + 1]!;
 };
 
+/** One end of the copying link (structurally a Transport of either build). */
+class CopyEnd {
+  peer!: CopyEnd;
+  private sink: { message(segs: Uint8Array[]): void; closed(err?: Error): void } | null = null;
+  /** This turn's messages, copied back to back (each padded to a word). */
+  private staging = new Uint8Array(64 * 1024);
+  private used = 0;
+  private lens: number[] = [];
+  private scheduled = false;
+  private inbox: Uint8Array[] = [];
+  start(sink: { message(segs: Uint8Array[]): void; closed(err?: Error): void }): void {
+    this.sink = sink;
+    this.drain();
+  }
+  send(segs: Uint8Array[]): void {
+    this.queue(segs);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+  sendCopy(segs: Uint8Array[]): boolean {
+    this.send(segs);
+    return true;
+  }
+  sendLazy(segs: Uint8Array[]): void {
+    this.queue(segs);
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  destroy(): void {}
+  private queue(segs: Uint8Array[]): void {
+    const s = segs[0]!;
+    const n = s.byteLength;
+    if (segs.length !== 1 || this.used + n > this.staging.byteLength) throw new Error("diag-engine-ab: one small segment per message only");
+    this.staging.set(s, this.used);
+    this.lens.push(n);
+    this.used += (n + 7) & ~7;
+  }
+  /** All of this turn's messages, in one new buffer (one "read"), to the peer. */
+  private flush(): void {
+    this.scheduled = false;
+    const buf = this.staging.slice(0, this.used);
+    let at = 0;
+    for (const n of this.lens) {
+      this.peer.inbox.push(buf.subarray(at, at + n));
+      at += (n + 7) & ~7;
+    }
+    this.lens.length = 0;
+    this.used = 0;
+    this.peer.drain();
+  }
+  private drain(): void {
+    const sink = this.sink;
+    if (sink === null) return;
+    const msgs = this.inbox;
+    this.inbox = [];
+    for (const m of msgs) sink.message([m]);
+  }
+}
+
 interface Foo {
   add(a: number, b: number): Promise<number>;
 }
@@ -34,12 +103,14 @@ interface Foo {
 /** One build's client, connected over its own memory transport pair to its own server. */
 async function loadBuild(dir: string): Promise<Foo> {
   const url = (p: string): string => pathToFileURL(join(resolve(dir), p)).href;
-  const cp = (await import(url("packages/capnp/dist/index.js"))) as typeof import("@multiprocess-ts/capnp");
   const rt = (await import(url("packages/runtime/dist/index.js"))) as typeof import("@multiprocess-ts/runtime");
   const foo = (await import(url("proto/dist/test/foo.capnp.js"))) as typeof import("@multiprocess-ts/proto/test/foo.capnp.js");
   const impl = (await import(url("bench/dist/foo-impl.js"))) as typeof import("./foo-impl.js");
   const loop = new rt.EventLoop(`diag-engine-ab ${dir}`, { log: { level: "warning" } });
-  const [ct, st] = cp.memoryTransportPair();
+  const ct = new CopyEnd();
+  const st = new CopyEnd();
+  ct.peer = st;
+  st.peer = ct;
   rt.serveTransport(loop, st, new impl.BenchFoo(), foo.FooInterfaceServer);
   return rt.connectTransport(loop, ct, foo.FooInterfaceClient);
 }
