@@ -34,6 +34,9 @@ const opt = (name: string, dflt: string): string => {
   return i < 0 ? dflt : process.argv[i + 1]!;
 };
 
+let slab = new Uint8Array(1024);
+let slabUsed = 0;
+
 /** One end of the copying link (structurally a Transport of either build). */
 class CopyEnd {
   peer!: CopyEnd;
@@ -77,13 +80,22 @@ class CopyEnd {
   /** All of this turn's messages, in one new buffer (one "read"), to the peer. */
   private flush(): void {
     this.scheduled = false;
-    const buf = this.staging.slice(0, this.used);
+    // Carved from a 1 KiB slab, as the socket reader's small reads are (socket-read.ts).
+    if (slabUsed + this.used > slab.byteLength) {
+      slab = new Uint8Array(Math.max(1024, this.used));
+      slabUsed = 0;
+    }
+    const buf = slab.subarray(slabUsed, slabUsed + this.used);
+    buf.set(this.staging.subarray(0, this.used));
+    slabUsed += this.used;
     let at = 0;
-    for (const n of this.lens) {
+    const lens = this.lens;
+    for (let i = 0; i < lens.length; i++) {
+      const n = lens[i]!;
       this.peer.inbox.push(buf.subarray(at, at + n));
       at += (n + 7) & ~7;
     }
-    this.lens.length = 0;
+    this.lens = [];
     this.used = 0;
     this.peer.drain();
   }
