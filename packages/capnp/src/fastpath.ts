@@ -178,11 +178,7 @@ export function messageInPlace(view: Uint8Array): capnp.Message {
   const segments: Seg[] = new Array(1);
   m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT };
   // Consecutive messages mostly lie in the same socket slab: they share its DataView.
-  let dv = lastInPlaceView;
-  if (dv.buffer !== buffer) {
-    dv = new DataView(buffer);
-    if (buffer.byteLength <= KEEP_VIEW_BYTES) lastInPlaceView = dv;
-  }
+  const dv = viewOf(buffer);
   const seg = segmentOver(IN_PLACE_PROTO, 0, m as unknown as capnp.Message, buffer, dv, view.byteOffset + view.byteLength);
   seg.byteOffset = view.byteOffset;
   segments[0] = seg;
@@ -191,11 +187,33 @@ export function messageInPlace(view: Uint8Array): capnp.Message {
 
 const IN_PLACE_PROTO = InPlaceSegment.prototype as object;
 /**
- * The DataView of the buffer the last in-place message lay in, if at most KEEP_VIEW_BYTES (a
- * socket slab): it keeps that one buffer alive, never a large message's.
+ * The DataViews of the last two buffers incoming messages lay in, if at most KEEP_VIEW_BYTES (a
+ * socket slab, a slab of copies: buffers.ts copyToSlab): they keep those buffers alive, never a
+ * large message's. Two, because a read's messages that are copied out of it are checked in the
+ * read's buffer and then read in the slab of copies: one view would be remade for every message.
  */
-let lastInPlaceView = new DataView(new ArrayBuffer(0));
+let recentView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+let otherView: DataView<ArrayBufferLike> = recentView;
 const KEEP_VIEW_BYTES = 64 * 1024;
+
+/**
+ * A DataView of all of `buffer`: a kept one (see recentView) when it is one of the last two
+ * buffers, else a new one, kept if the buffer is at most KEEP_VIEW_BYTES. Consecutive messages
+ * mostly lie in one socket slab; the dispatcher's hot check (rpc/hot-shape.ts) and then the
+ * in-place reader use the same view.
+ */
+export function viewOf(buffer: ArrayBufferLike): DataView {
+  const r = recentView;
+  if (r.buffer === buffer) return r;
+  let dv = otherView;
+  if (dv.buffer !== buffer) {
+    dv = new DataView(buffer);
+    if (buffer.byteLength > KEEP_VIEW_BYTES) return dv;
+  }
+  otherView = r;
+  recentView = dv;
+  return dv;
+}
 
 /**
  * A message with one segment of at least `bytes` bytes (a pooled buffer, buffers.ts), `used` of
@@ -353,6 +371,12 @@ export class Envelope {
   hasCapTable = false;
   /** Call (fast decode) with a cap table: byte offset of its list pointer in `content.segment`; else -1. */
   capTableAt = -1;
+  /**
+   * Set by the dispatcher's hot check (rpc/hot-shape.ts `hotEnvelope`): the byte offset of a Call's
+   * or Return's content pointer from the message's start, until `content` is made; -1 for Finish
+   * and Release. Not read by the other decoders.
+   */
+  contentAt = -1;
   private seg: Seg | null = null;
   private depth = 0;
   private rootReader: rpc.Message | null = null;
@@ -366,6 +390,16 @@ export class Envelope {
     this.content = null;
     this.hasCapTable = false;
     this.capTableAt = -1;
+  }
+
+  /**
+   * Attach the message whose envelope {@link hotEnvelope} (rpc/hot-shape.ts) has read, without
+   * clearing the fields it filled: segment 0 `seg`, root nesting limit `depth`.
+   */
+  bind(seg: Seg, depth: number): void {
+    this.seg = seg;
+    this.depth = depth;
+    this.rootReader = null;
   }
 
   /** Drop the references to the last message (an idle connection then keeps none of it). */
