@@ -296,13 +296,17 @@ export function newReturnMessage<R extends capnp.Struct>(
   return { msg: m, results: pointerAt(Results, seg, RET.contentPtr, MAX_DEPTH) };
 }
 
-/** Set the answerId and releaseParamCaps of a message from {@link newReturnMessage}. */
-export function setReturnHeader(msg: capnp.Message, answerId: number, releaseParamCaps: boolean): void {
+/**
+ * Set the answerId, releaseParamCaps and noFinishNeeded of a message from {@link newReturnMessage}
+ * (rpc.capnp `Return`: the callee has already dropped its answer entry; the caller need not send
+ * Finish).
+ */
+export function setReturnHeader(msg: capnp.Message, answerId: number, releaseParamCaps: boolean, noFinishNeeded = false): void {
   const dv = dataViewOf(msg._capnp.segments[0]!);
   dv.setUint32(RET.answerId, answerId, true);
-  const f = dv.getUint8(RET.flags);
-  // releaseParamCaps defaults to true: stored XOR-ed.
-  dv.setUint8(RET.flags, releaseParamCaps ? f & ~1 : f | 1);
+  const f = dv.getUint8(RET.flags) & ~3;
+  // releaseParamCaps defaults to true: stored XOR-ed (bit 0); noFinishNeeded is bit 1.
+  dv.setUint8(RET.flags, f | (releaseParamCaps ? 0 : 1) | (noFinishNeeded ? 2 : 0));
 }
 
 /** The 4-word Finish message. */
