@@ -338,7 +338,7 @@ export class AnswerTable implements TailCallHandler {
       const early = !keep && this.mayDropEarly(a);
       setReturnHeader(m, a.id, false, early);
       if (keep) a.resultExports = core.exports.writeCapTable(new rpc.Payload(m._capnp.segments[0]!, RET.resultsPtr), o.caps);
-      if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, o.content)}${early ? " noFinishNeeded" : ""}`);
+      if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, o.content)}`);
       if (keep) core.transport.send(segmentCopiesOf(m));
       else {
         o.content = null; // handed to the transport (and its buffer maybe recycled)
@@ -349,7 +349,7 @@ export class AnswerTable implements TailCallHandler {
       const m = newReturnMessage(null, 0).msg;
       const early = o.caps.length === 0 && this.mayDropEarly(a);
       setReturnHeader(m, a.id, false, early);
-      if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, null)}${early ? " noFinishNeeded" : ""}`);
+      if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, null)}`);
       core.sendOwn(m);
       if (early) this.dropEarly(a);
     } else core.send(this.slowReturn(a, o));
