@@ -105,10 +105,9 @@ export function messageOver(buffers: ArrayBuffer[], firstUsed = -1, firstView: D
 const SEGMENT_PROTO = Segment.prototype as object;
 
 /**
- * A segment with `proto` (Segment's or {@link InPlaceSegment}'s) holding exactly the fields
- * capnp-ts's Segment constructor sets, in the same order, but over `dv` (a DataView of all of
- * `buffer`) instead of a new one: the engine's messages reuse the view of a pooled buffer
- * (buffers.ts) or of the socket slab the previous message was read from.
+ * A segment with `proto` (Segment's or {@link InPlaceSegment}'s) and exactly the fields capnp-ts's
+ * Segment constructor sets, in its order, over `dv` (a view of all of `buffer`: a pooled buffer's,
+ * buffers.ts, or the socket slab's) instead of a new DataView.
  */
 function segmentOver(proto: object, id: number, msg: capnp.Message, buffer: ArrayBuffer, dv: DataView, byteLength: number): Seg {
   const s = Object.create(proto) as SegmentFields;
@@ -187,21 +186,15 @@ export function messageInPlace(view: Uint8Array): capnp.Message {
 
 const IN_PLACE_PROTO = InPlaceSegment.prototype as object;
 /**
- * The DataViews of the last two buffers incoming messages lay in, if at most KEEP_VIEW_BYTES (a
- * socket slab, a slab of copies: buffers.ts copyToSlab): they keep those buffers alive, never a
- * large message's. Two, because a read's messages that are copied out of it are checked in the
- * read's buffer and then read in the slab of copies: one view would be remade for every message.
+ * DataViews of the last two buffers incoming messages lay in, if at most KEEP_VIEW_BYTES (socket
+ * slabs, slabs of copies: they keep no large message alive). Two: messages copied out of a read
+ * are checked in its buffer, then read in the slab of copies (one view would be remade per message).
  */
 let recentView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
 let otherView: DataView<ArrayBufferLike> = recentView;
 const KEEP_VIEW_BYTES = 64 * 1024;
 
-/**
- * A DataView of all of `buffer`: a kept one (see recentView) when it is one of the last two
- * buffers, else a new one, kept if the buffer is at most KEEP_VIEW_BYTES. Consecutive messages
- * mostly lie in one socket slab; the dispatcher's hot check (rpc/hot-shape.ts) and then the
- * in-place reader use the same view.
- */
+/** A DataView of all of `buffer`, kept (see recentView) for the hot check and the in-place reader. */
 export function viewOf(buffer: ArrayBufferLike): DataView {
   const r = recentView;
   if (r.buffer === buffer) return r;
@@ -296,17 +289,12 @@ export function newReturnMessage<R extends capnp.Struct>(
   return { msg: m, results: pointerAt(Results, seg, RET.contentPtr, MAX_DEPTH) };
 }
 
-/**
- * Set the answerId, releaseParamCaps and noFinishNeeded of a message from {@link newReturnMessage}
- * (rpc.capnp `Return`: the callee has already dropped its answer entry; the caller need not send
- * Finish).
- */
+/** Set answerId, releaseParamCaps, noFinishNeeded (no Finish wanted) of a {@link newReturnMessage}. */
 export function setReturnHeader(msg: capnp.Message, answerId: number, releaseParamCaps: boolean, noFinishNeeded = false): void {
   const dv = dataViewOf(msg._capnp.segments[0]!);
   dv.setUint32(RET.answerId, answerId, true);
-  const f = dv.getUint8(RET.flags) & ~3;
   // releaseParamCaps defaults to true: stored XOR-ed (bit 0); noFinishNeeded is bit 1.
-  dv.setUint8(RET.flags, f | (releaseParamCaps ? 0 : 1) | (noFinishNeeded ? 2 : 0));
+  dv.setUint8(RET.flags, (dv.getUint8(RET.flags) & ~3) | (releaseParamCaps ? 0 : 1) | (noFinishNeeded ? 2 : 0));
 }
 
 /** The 4-word Finish message. */
@@ -375,11 +363,7 @@ export class Envelope {
   hasCapTable = false;
   /** Call (fast decode) with a cap table: byte offset of its list pointer in `content.segment`; else -1. */
   capTableAt = -1;
-  /**
-   * Set by the dispatcher's hot check (rpc/hot-shape.ts `hotEnvelope`): the byte offset of a Call's
-   * or Return's content pointer from the message's start, until `content` is made; -1 for Finish
-   * and Release. Not read by the other decoders.
-   */
+  /** hotEnvelope (rpc/hot-shape.ts): the content pointer's byte offset in the message; -1: Finish/Release. */
   contentAt = -1;
   private seg: Seg | null = null;
   private depth = 0;
@@ -396,10 +380,7 @@ export class Envelope {
     this.capTableAt = -1;
   }
 
-  /**
-   * Attach the message whose envelope {@link hotEnvelope} (rpc/hot-shape.ts) has read, without
-   * clearing the fields it filled: segment 0 `seg`, root nesting limit `depth`.
-   */
+  /** Attach the message hotEnvelope (rpc/hot-shape.ts) read, keeping the fields it filled. */
   bind(seg: Seg, depth: number): void {
     this.seg = seg;
     this.depth = depth;
