@@ -1,6 +1,6 @@
 /**
  * Bench diagnostic (not part of `pnpm bench`): repeats a paired A/B tool (diag-server-ab.js or
- * diag-client-ab.js) over several processes, in both orders, and aggregates (issue 13, ninth
+ * diag-client-echo-ab.js) over several processes, in both orders, and aggregates (issue 13, ninth
  * session).
  *
  *   node bench/dist/diag-ab-runs.js --tool server|client --a DIR --b DIR [--runs 3] [--control DIR2]
@@ -38,7 +38,7 @@ const b = opt("b", undefined);
 if (a === undefined || b === undefined) throw new Error("diag-ab-runs: --a DIR and --b DIR are required");
 const runs = Number(opt("runs", "3"));
 const control = opt("control", undefined);
-const script = fileURLToPath(new URL(tool === "server" ? "./diag-server-ab.js" : "./diag-client-ab.js", import.meta.url));
+const script = fileURLToPath(new URL(tool === "server" ? "./diag-server-ab.js" : "./diag-client-echo-ab.js", import.meta.url));
 
 /** One process of the tool: the median of per-block B − A of each figure it prints, by label. */
 function once(first: string, second: string): Map<string, number> {

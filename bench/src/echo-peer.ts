@@ -1,5 +1,5 @@
 /**
- * The echo peer of the client-half diagnostics (client-only.ts, diag-client-ab.ts): a Transport
+ * The echo peer of the client-half diagnostics (client-only.ts, diag-client-echo-ab.ts): a Transport
  * that answers Bootstrap with one capability and each FooInterface `add` Call with its Return,
  * from byte templates, on the next macrotask as a socket read would, so only the client's own
  * path is measured. The templates are plain bytes (the same for any build of the client).

@@ -105,10 +105,9 @@ export function messageOver(buffers: ArrayBuffer[], firstUsed = -1, firstView: D
 const SEGMENT_PROTO = Segment.prototype as object;
 
 /**
- * A segment with `proto` (Segment's or {@link InPlaceSegment}'s) holding exactly the fields
- * capnp-ts's Segment constructor sets, in the same order, but over `dv` (a DataView of all of
- * `buffer`) instead of a new one: the engine's messages reuse the view of a pooled buffer
- * (buffers.ts) or of the socket slab the previous message was read from.
+ * A segment with `proto` (Segment's or {@link InPlaceSegment}'s) and exactly the fields capnp-ts's
+ * Segment constructor sets, in its order, over `dv` (a view of all of `buffer`: a pooled buffer's,
+ * buffers.ts, or the socket slab's) instead of a new DataView.
  */
 function segmentOver(proto: object, id: number, msg: capnp.Message, buffer: ArrayBuffer, dv: DataView, byteLength: number): Seg {
   const s = Object.create(proto) as SegmentFields;
@@ -178,11 +177,7 @@ export function messageInPlace(view: Uint8Array): capnp.Message {
   const segments: Seg[] = new Array(1);
   m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT };
   // Consecutive messages mostly lie in the same socket slab: they share its DataView.
-  let dv = lastInPlaceView;
-  if (dv.buffer !== buffer) {
-    dv = new DataView(buffer);
-    if (buffer.byteLength <= KEEP_VIEW_BYTES) lastInPlaceView = dv;
-  }
+  const dv = viewOf(buffer);
   const seg = segmentOver(IN_PLACE_PROTO, 0, m as unknown as capnp.Message, buffer, dv, view.byteOffset + view.byteLength);
   seg.byteOffset = view.byteOffset;
   segments[0] = seg;
@@ -191,11 +186,27 @@ export function messageInPlace(view: Uint8Array): capnp.Message {
 
 const IN_PLACE_PROTO = InPlaceSegment.prototype as object;
 /**
- * The DataView of the buffer the last in-place message lay in, if at most KEEP_VIEW_BYTES (a
- * socket slab): it keeps that one buffer alive, never a large message's.
+ * DataViews of the last two buffers incoming messages lay in, if at most KEEP_VIEW_BYTES (socket
+ * slabs, slabs of copies: they keep no large message alive). Two: messages copied out of a read
+ * are checked in its buffer, then read in the slab of copies (one view would be remade per message).
  */
-let lastInPlaceView = new DataView(new ArrayBuffer(0));
+let recentView: DataView<ArrayBufferLike> = new DataView(new ArrayBuffer(0));
+let otherView: DataView<ArrayBufferLike> = recentView;
 const KEEP_VIEW_BYTES = 64 * 1024;
+
+/** A DataView of all of `buffer`, kept (see recentView) for the hot check and the in-place reader. */
+export function viewOf(buffer: ArrayBufferLike): DataView {
+  const r = recentView;
+  if (r.buffer === buffer) return r;
+  let dv = otherView;
+  if (dv.buffer !== buffer) {
+    dv = new DataView(buffer);
+    if (buffer.byteLength > KEEP_VIEW_BYTES) return dv;
+  }
+  otherView = r;
+  recentView = dv;
+  return dv;
+}
 
 /**
  * A message with one segment of at least `bytes` bytes (a pooled buffer, buffers.ts), `used` of
@@ -278,13 +289,12 @@ export function newReturnMessage<R extends capnp.Struct>(
   return { msg: m, results: pointerAt(Results, seg, RET.contentPtr, MAX_DEPTH) };
 }
 
-/** Set the answerId and releaseParamCaps of a message from {@link newReturnMessage}. */
-export function setReturnHeader(msg: capnp.Message, answerId: number, releaseParamCaps: boolean): void {
+/** Set answerId, releaseParamCaps, noFinishNeeded (no Finish wanted) of a {@link newReturnMessage}. */
+export function setReturnHeader(msg: capnp.Message, answerId: number, releaseParamCaps: boolean, noFinishNeeded = false): void {
   const dv = dataViewOf(msg._capnp.segments[0]!);
   dv.setUint32(RET.answerId, answerId, true);
-  const f = dv.getUint8(RET.flags);
-  // releaseParamCaps defaults to true: stored XOR-ed.
-  dv.setUint8(RET.flags, releaseParamCaps ? f & ~1 : f | 1);
+  // releaseParamCaps defaults to true: stored XOR-ed (bit 0); noFinishNeeded is bit 1.
+  dv.setUint8(RET.flags, (dv.getUint8(RET.flags) & ~3) | (releaseParamCaps ? 0 : 1) | (noFinishNeeded ? 2 : 0));
 }
 
 /** The 4-word Finish message. */
@@ -353,6 +363,8 @@ export class Envelope {
   hasCapTable = false;
   /** Call (fast decode) with a cap table: byte offset of its list pointer in `content.segment`; else -1. */
   capTableAt = -1;
+  /** hotEnvelope (rpc/hot-shape.ts): the content pointer's byte offset in the message; -1: Finish/Release. */
+  contentAt = -1;
   private seg: Seg | null = null;
   private depth = 0;
   private rootReader: rpc.Message | null = null;
@@ -366,6 +378,13 @@ export class Envelope {
     this.content = null;
     this.hasCapTable = false;
     this.capTableAt = -1;
+  }
+
+  /** Attach the message hotEnvelope (rpc/hot-shape.ts) read, keeping the fields it filled. */
+  bind(seg: Seg, depth: number): void {
+    this.seg = seg;
+    this.depth = depth;
+    this.rootReader = null;
   }
 
   /** Drop the references to the last message (an idle connection then keeps none of it). */

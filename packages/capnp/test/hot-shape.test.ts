@@ -3,12 +3,14 @@
  * scalar call exchanges (so the fast path is taken), and it must never accept a message the full
  * validation (`validateRpcMessageNear`) would refuse or read with a far pointer: checked on the
  * real messages, on limits at and below what they need, and on seeded random mutations of them.
+ * `hotEnvelope`, the same check as the dispatcher runs it, must also read the envelope exactly as
+ * the decoders it replaces there (fastpath.ts decodeEnvelope, decodeControl) do.
  */
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_LIMITS, fastpath } from "@multiprocess-ts/capnp";
-import { hotShape } from "../dist/rpc/hot-shape.js";
+import { hotEnvelope, hotShape } from "../dist/rpc/hot-shape.js";
 import { validateRpcMessageNear } from "../dist/validate.js";
 import { resolveLimits, type ReaderLimits } from "../dist/limits.js";
 
@@ -137,5 +139,105 @@ describe("hotShape", () => {
     // The mutations exercise both sides: many still hot, many refused by the full check.
     expect(accepted).toBeGreaterThan(1000);
     expect(refusedByFull).toBeGreaterThan(1000);
+  });
+});
+
+/** The envelope fields a decoder fills, for comparison (`content` as its byte offset from the message start). */
+function fields(env: fastpath.Envelope, start: number): Record<string, unknown> {
+  const o: Record<string, unknown> = { which: env.which, id: env.id, hasCapTable: env.hasCapTable };
+  if (env.which === fastpath.MSG_CALL) {
+    Object.assign(o, {
+      interfaceId: env.interfaceId,
+      methodId: env.methodId,
+      sendResultsTo: env.sendResultsTo,
+      targetWhich: env.targetWhich,
+      importedCap: env.importedCap,
+      capTableAt: env.capTableAt,
+    });
+  } else if (env.which === fastpath.MSG_RETURN) {
+    Object.assign(o, {
+      retWhich: env.retWhich,
+      releaseParamCaps: env.releaseParamCaps,
+      noFinishNeeded: env.noFinishNeeded,
+      takeFromOtherQuestion: env.takeFromOtherQuestion,
+    });
+  } else if (env.which === fastpath.MSG_FINISH) o.releaseResultCaps = env.releaseResultCaps;
+  else o.referenceCount = env.referenceCount;
+  if (env.which === fastpath.MSG_CALL || env.which === fastpath.MSG_RETURN) {
+    o.content = env.content === null ? null : env.content.byteOffset - start;
+  }
+  return o;
+}
+
+/** What the dispatcher's decoders read from `s` (placed at byte 8 of a larger buffer, as in a socket read). */
+function decoded(s: Uint8Array): Record<string, unknown> {
+  const env = new fastpath.Envelope();
+  if (fastpath.decodeControl(s, env)) return fields(env, 0);
+  const m = fastpath.messageInPlace(s);
+  const seg = m._capnp.segments[0]!;
+  env.reset(seg, 64);
+  expect(fastpath.decodeEnvelope(seg, 64, env)).toBe(true);
+  return fields(env, seg.byteOffset);
+}
+
+/** What hotEnvelope reads from `s`, or null when it does not take it. */
+function hot(s: Uint8Array, env = new fastpath.Envelope()): Record<string, unknown> | null {
+  if (!hotEnvelope(s, DEFAULT_LIMITS, env)) return null;
+  if (env.contentAt >= 0) {
+    const m = fastpath.messageInPlace(s);
+    const seg = m._capnp.segments[0]!;
+    env.content = fastpath.pointerAt(capnp.Pointer, seg, seg.byteOffset + env.contentAt, 61);
+    return fields(env, seg.byteOffset);
+  }
+  return fields(env, 0);
+}
+
+/** `s` at byte 8 of a buffer holding other bytes around it, as a message inside a socket chunk. */
+function inChunk(s: Uint8Array): Uint8Array {
+  const b = new Uint8Array(s.byteLength + 24).fill(0xa5);
+  b.set(s, 8);
+  return b.subarray(8, 8 + s.byteLength);
+}
+
+describe("hotEnvelope", () => {
+  it.each(HOT)("reads the envelope as the decoders do: %s", (_name, s) => {
+    const v = inChunk(s);
+    const got = hot(v);
+    expect(got).not.toBeNull();
+    expect(got).toEqual(decoded(v));
+  });
+
+  it("keeps reading right when one envelope goes from message to message (interface ids, fields of other kinds)", () => {
+    const env = new fastpath.Envelope();
+    const other = fastpath.newCallMessage(0x1234567890abcdefn, 9, structClass(8, 0), 0);
+    const seq = [HOT[0]![1], HOT[3]![1], HOT[6]![1], bytesOf(other.msg), HOT[8]![1], HOT[0]![1], HOT[7]![1]];
+    for (const s of seq) {
+      const v = inChunk(s);
+      expect(hot(v, env)).toEqual(decoded(v));
+      env.clear();
+    }
+  });
+
+  it("reads what the decoders read on every mutation it accepts (seeded)", () => {
+    let seed = 0x2545f491;
+    const rand = (n: number): number => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) % n;
+    };
+    let accepted = 0;
+    for (let round = 0; round < 5000; round++) {
+      const s = HOT[rand(HOT.length)]![1].slice();
+      const at = rand(s.byteLength);
+      s[at] = rand(256);
+      const v = inChunk(s);
+      const got = hot(v);
+      if (got === null) continue;
+      accepted++;
+      expect(full(v, DEFAULT_LIMITS), `round ${round}`).toBe("near");
+      expect(got, `round ${round}: ${Buffer.from(s).toString("hex")}`).toEqual(decoded(v));
+    }
+    expect(accepted).toBeGreaterThan(1000);
   });
 });

@@ -6,12 +6,12 @@
 import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { countWrites, unixSocketPair } from "@multiprocess-ts/testing";
-import { RpcConnection, localCapability, streamTransport } from "@multiprocess-ts/capnp";
+import { RpcConnection, RpcError, localCapability, streamTransport } from "@multiprocess-ts/capnp";
 import type { Capability, IncomingCall, Server } from "@multiprocess-ts/capnp";
 import { Segment } from "capnp-ts/src/serialization/segment.js";
 import { freeBufferCount, recycleMessage, takeBuffer, takeView } from "../dist/buffers.js";
 import { callMessage, dataViewOf, messageInPlace, newReturnMessage } from "../dist/fastpath.js";
-import { Box, CALC, CalcServer, M, callA } from "./rpc-helpers.js";
+import { Box, CALC, CalcServer, M, call, callA } from "./rpc-helpers.js";
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -88,7 +88,8 @@ describe("small calls over a Unix socket", () => {
     const n = 50;
     for (let i = 0; i < n; i++) expect(await callA(p.boot, M.add, (b) => { b.a = i; b.b = 1; })).toBe(i + 1);
     const writes = p.clientWrites() - before;
-    // n Calls and n Finishes in at most n + 1 writes (the last Finish goes out alone).
+    // n Calls in n writes (their Returns say noFinishNeeded: no Finish; with Finishes, each would
+    // ride with the next Call and the last go out alone, n + 1 writes).
     expect(writes).toBeLessThanOrEqual(n + 1);
     expect(writes).toBeGreaterThanOrEqual(n);
     await p.dispose();
@@ -100,7 +101,10 @@ describe("small calls over a Unix socket", () => {
     expect(await callA(p.boot, M.add, (b) => { b.a = 1; b.b = 1; })).toBe(2); // bootstrap done
     await waitForAnswers(p, 0);
     const before = p.clientWrites();
-    expect(await callA(p.boot, M.add, (b) => { b.a = 2; b.b = 3; })).toBe(5);
+    // A failed call: its Return (an exception) needs a Finish (results without capabilities
+    // would not: their Return says noFinishNeeded).
+    const err = await call(p.boot, M.fail, (b) => b.setText(0, "failed")).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(RpcError);
     expect(p.server.stats().answers).toBe(1); // its Finish has not been written yet
     await waitForAnswers(p, 0); // nothing else is sent: the Finish goes out by itself
     expect(p.clientWrites() - before).toBe(2); // the Call, then the Finish alone

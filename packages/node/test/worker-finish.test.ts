@@ -8,7 +8,7 @@ import { Worker } from "node:worker_threads";
 import { afterEach, describe, expect, it } from "vitest";
 import { countWrites, unixSocketPair } from "@multiprocess-ts/testing";
 import * as capnp from "capnp-ts";
-import { RpcConnection, deferred, localCapability, streamTransport, writeCap, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
+import { RpcConnection, RpcError, deferred, localCapability, streamTransport, writeCap, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import { loopBridge, loopHandleTransferList, WorkerHost } from "../dist/worker/index.js";
 
 const FIXTURE = new URL("./worker-fixtures/bridge.mjs", import.meta.url);
@@ -18,7 +18,7 @@ class Args extends capnp.Struct {
   static override readonly _capnp = { displayName: "Args", id: "0", size: new capnp.ObjectSize(8, 2) };
 }
 
-/** The peer process's object, served over the socket: add (0) and a counter factory (2). */
+/** The peer process's object, served over the socket: add (0), a failing call (4) and a counter factory (2). */
 class Calc implements Server {
   counterReleased = deferred<void>();
   dispatch(call: IncomingCall): void {
@@ -28,6 +28,7 @@ class Calc implements Server {
       capnp.Struct.setInt32(0, capnp.Struct.getInt32(0, p) + capnp.Struct.getInt32(4, p), r);
       return;
     }
+    if (call.methodId === 4) throw new RpcError("failed", "no sum here");
     let n = 0;
     const counter = localCapability({
       dispatch: (c: IncomingCall) => capnp.Struct.setInt32(0, ++n, c.results(Args)),
@@ -136,8 +137,10 @@ describe("the Finish of a worker's call through the loop's socket Connection", (
   it("reaches the peer with no message after it (the bounded wait)", async () => {
     const t = await setup();
     const before = t.loopWrites(); // the bootstrap's Finish may still be waiting
-    const r = await t.run("add");
-    expect(r).toMatchObject({ ok: true, value: 5, stats: { imports: 0, exports: 0, questions: 0, answers: 0 } });
+    // A call that fails: its Return (an exception) needs a Finish (results without capabilities
+    // would not: their Return says noFinishNeeded, see the next test).
+    const r = await t.run("errors");
+    expect(r).toMatchObject({ ok: true, value: { thrown: { message: "no sum here" } } });
     // Nothing else goes out on the socket: the worker's call's Finish leaves by itself.
     await t.peerAnswersDone();
     expect(t.loopWrites() - before).toBeGreaterThanOrEqual(2); // the Call, then that Finish
@@ -145,9 +148,23 @@ describe("the Finish of a worker's call through the loop's socket Connection", (
       "peer: <- bootstrap q0",
       "peer: -> return a0 results",
       "peer: <- finish q0",
+      "peer: <- call q0 1234/4",
+      "peer: -> return a0 1234/4 exception: no sum here",
+      "peer: <- finish q0", // the worker's call's Finish (question ids are reused)
+    ]);
+  });
+
+  it("is not sent for results without capabilities: their Return says noFinishNeeded", async () => {
+    const t = await setup();
+    const r = await t.run("add");
+    expect(r).toMatchObject({ ok: true, value: 5, stats: { imports: 0, exports: 0, questions: 0, answers: 0 } });
+    await t.peerAnswersDone();
+    expect(t.peerLog).toEqual([
+      "peer: <- bootstrap q0",
+      "peer: -> return a0 results",
+      "peer: <- finish q0",
       "peer: <- call q0 1234/0",
       "peer: -> return a0 1234/0",
-      "peer: <- finish q0", // the worker's call's Finish (question ids are reused)
     ]);
   });
 

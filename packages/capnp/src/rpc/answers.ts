@@ -14,7 +14,7 @@ import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer
 import { CanceledError, LimitError, ProtocolError, RpcError } from "../errors.js";
 import { RET, dataViewOf, newReturnMessage, setReturnHeader } from "../fastpath.js";
 import type { Envelope } from "../fastpath.js";
-import { CallData, errOutcome, releaseOutcome } from "./hook.js";
+import { BrokenHook, CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome, TailCallHandler } from "./hook.js";
 import { cloneMessage, cloneOutcome, newMessage, segmentCopiesOf } from "./message.js";
 import { PromiseHook } from "./promise.js";
@@ -72,7 +72,7 @@ export class AnswerTable implements TailCallHandler {
    * full GC (bench/README "P2 depends on what ran before it": the server's pipelined CPU per call
    * doubled). An array slot is just overwritten.
    */
-  private dense: (Answer | undefined)[] | null = null;
+  private dense: (Answer | null | undefined)[] | null = null;
   // Starts as the shared EMPTY map (read-only); a Map of its own on the first entry.
   private sparse = EMPTY as Map<number, Answer>;
   private count = 0;
@@ -92,9 +92,19 @@ export class AnswerTable implements TailCallHandler {
   get(id: number): Answer | undefined {
     if (id < DENSE_IDS) {
       const d = this.dense;
-      return d !== null && id < d.length ? d[id] : undefined;
+      return d !== null && id < d.length ? (d[id] ?? undefined) : undefined;
     }
     return this.sparse.get(id);
+  }
+
+  /**
+   * Whether `id` is a dense ID whose answer was dropped when its Return went out with
+   * `noFinishNeeded` ({@link sendReturnUnguarded}): its slot holds null until the ID is used again
+   * or a Finish for it comes (rpc.capnp: a caller may still send one; it is ignored).
+   */
+  private droppedEarly(id: number): boolean {
+    const d = this.dense;
+    return id < DENSE_IDS && d !== null && id < d.length && d[id] === null;
   }
 
   private newAnswer(id: number): Answer {
@@ -222,7 +232,13 @@ export class AnswerTable implements TailCallHandler {
   pipeline(pa: rpc.PromisedAnswer): Hook {
     const qid = pa.getQuestionId();
     const a = this.get(qid);
-    if (a === undefined) throw new ProtocolError(`promisedAnswer names unknown question ID ${qid}`);
+    if (a === undefined) {
+      // A call pipelined on an answer that returned with noFinishNeeded (results without
+      // capabilities), sent before the caller saw the Return: it fails, as a call on any part of
+      // such results would (upstream rpc.c++ does the same).
+      if (this.droppedEarly(qid)) return new BrokenHook(new RpcError("failed", "Pipeline call on a request that returned no capabilities or was already closed."));
+      throw new ProtocolError(`promisedAnswer names unknown question ID ${qid}`);
+    }
     const path: number[] = [];
     if (pa.hasTransform()) {
       const ops = pa.getTransform();
@@ -244,6 +260,12 @@ export class AnswerTable implements TailCallHandler {
   handleFinish(id: number, releaseResultCaps: boolean): void {
     const core = this.core;
     const a = this.get(id);
+    if (a === undefined && this.droppedEarly(id)) {
+      // Our Return said noFinishNeeded; a caller may still send Finish (rpc.capnp): ignored.
+      if (core.traceOn) core.trace(`<- finish q${id} (answer already dropped)`);
+      this.dense![id] = undefined;
+      return;
+    }
     if (a === undefined || a.finished) throw new ProtocolError(`Finish for unknown question ID ${id}`);
     if (core.traceOn) core.trace(`<- finish q${id}`);
     a.finished = true;
@@ -312,8 +334,9 @@ export class AnswerTable implements TailCallHandler {
     if (!a.yourself && o.err === null && o.msg !== null && o.content !== null && o.ret) {
       // Our own results message (fast-path layout): sendable as is, or copied when it holds caps.
       const m = o.msg;
-      setReturnHeader(m, a.id, false);
       const keep = o.caps.length > 0;
+      const early = !keep && this.mayDropEarly(a);
+      setReturnHeader(m, a.id, false, early);
       if (keep) a.resultExports = core.exports.writeCapTable(new rpc.Payload(m._capnp.segments[0]!, RET.resultsPtr), o.caps);
       if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, o.content)}`);
       if (keep) core.transport.send(segmentCopiesOf(m));
@@ -321,13 +344,36 @@ export class AnswerTable implements TailCallHandler {
         o.content = null; // handed to the transport (and its buffer maybe recycled)
         core.sendOwn(m);
       }
+      if (early) this.dropEarly(a);
     } else if (!a.yourself && o.err === null && (o.msg === null || o.content === null)) {
       const m = newReturnMessage(null, 0).msg;
-      setReturnHeader(m, a.id, false);
+      const early = o.caps.length === 0 && this.mayDropEarly(a);
+      setReturnHeader(m, a.id, false, early);
       if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, null)}`);
       core.sendOwn(m);
+      if (early) this.dropEarly(a);
     } else core.send(this.slowReturn(a, o));
     this.removeIfDone(a);
+  }
+
+  /**
+   * Whether the Return of `a` (results without capabilities, sent to the caller) may say
+   * `noFinishNeeded` and `a` be dropped at once, as upstream's rpc.c++ does for such results:
+   * nothing is left for a Finish to release or cancel, and a call pipelined on them fails either
+   * way. Only for dense IDs (their slot remembers the drop, see {@link droppedEarly}), and not
+   * for an answer still referenced as a tail call's or with pipelined promises.
+   */
+  private mayDropEarly(a: Answer): boolean {
+    return a.id < DENSE_IDS && !a.finished && a.tailQuestion === null && a.redirects === null && !a.hasPipes() && this.dense![a.id] === a;
+  }
+
+  /** `a` returned with noFinishNeeded: drop it now, as its Finish would (the slot remembers it). */
+  private dropEarly(a: Answer): void {
+    a.finished = true;
+    this.dense![a.id] = null;
+    this.count--;
+    const o = a.outcome;
+    if (o !== null) releaseOutcome(o);
   }
 
   /** The Return for anything but our own results message: exception, yourself, copied results. */
@@ -353,6 +399,9 @@ export class AnswerTable implements TailCallHandler {
     }
     ret.setAnswerId(a.id);
     ret.setReleaseParamCaps(false);
+    // A copied Return (results another connection returned to us) keeps its flags: this answer
+    // is still in the table and waits for its Finish.
+    ret.setNoFinishNeeded(false);
     const core = this.core;
     if (core.traceOn) {
       const key = a.traceKey;
@@ -409,7 +458,7 @@ export class AnswerTable implements TailCallHandler {
   shutdown(dErr: RpcError): void {
     const as = [...this.sparse.values()];
     if (this.sparse !== EMPTY) this.sparse.clear();
-    for (const a of this.dense ?? []) if (a !== undefined) as.push(a);
+    for (const a of this.dense ?? []) if (a !== undefined && a !== null) as.push(a);
     this.dense = null;
     this.count = 0;
     for (const a of as) {

@@ -1,6 +1,7 @@
 /**
  * The message dispatcher of one connection: the {@link TransportSink} its transport delivers to.
- * It validates each incoming message (the hot shapes of a scalar call in one pass: hot-shape.ts),
+ * It validates each incoming message (the hot shapes of a scalar call in one pass that also reads
+ * their envelope: hot-shape.ts `hotEnvelope`),
  * reads it in place when it can (messageOfOne: no copy out of the socket chunk; docs/rpc.md
  * "Incoming messages read in place"), decodes its envelope
  * (fastpath.ts; its own {@link Envelope}, reused message after message) and routes it by kind to
@@ -10,7 +11,7 @@
  * Threading: the connection's loop thread (transports call their sink only there).
  */
 
-import type * as capnp from "capnp-ts";
+import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { isAdoptedBuffer } from "../adopt.js";
 import { ProtocolError } from "../errors.js";
@@ -27,9 +28,10 @@ import {
   decodeEnvelopeSlow,
   messageInPlace,
   messageOver,
+  pointerAt,
 } from "../fastpath.js";
 import { errorFromException } from "./core.js";
-import { hotShape } from "./hot-shape.js";
+import { hotEnvelope } from "./hot-shape.js";
 import type { Hook } from "./hook.js";
 import { copyToSlab } from "../buffers.js";
 import type { ConnCore } from "./core.js";
@@ -50,11 +52,15 @@ export class Dispatcher implements TransportSink {
     if (core.ended) return;
     try {
       const limits = core.limits;
-      // The hot shapes (scalar Call / Return, Finish, Release) are proven valid in one pass
-      // (hot-shape.ts); anything else takes the full walk.
-      const near = (segments.length === 1 && hotShape(segments[0]!, limits)) || validateRpcMessageNear(segments, limits);
-      const env = this.env;
       const s0 = segments[0]!;
+      if (segments.length === 1 && hotEnvelope(s0, limits, this.env)) {
+        // A hot shape, proven valid and its envelope read in one pass (hot-shape.ts).
+        this.hot(s0, limits.nestingLimit);
+        return;
+      }
+      // Anything else takes the full walk, then the decode.
+      const near = validateRpcMessageNear(segments, limits);
+      const env = this.env;
       if (decodeControl(s0, env)) {
         // Finish/Release: read from the view as is (no copy, no capnp-ts message).
         this.route(env, null);
@@ -80,6 +86,26 @@ export class Dispatcher implements TransportSink {
       core.log?.("error", `${core.name}: protocol error: ${err.message}`);
       core.abort(err);
     }
+  }
+
+  /**
+   * A message of a hot shape whose envelope {@link hotEnvelope} has read into `this.env`:
+   * Finish / Release are routed as they are; a Call or Return gets its reader's message (in place
+   * when it can: no copy) and its content pointer.
+   */
+  private hot(s0: Uint8Array, depth: number): void {
+    const env = this.env;
+    if (env.contentAt < 0) {
+      this.route(env, null);
+      return;
+    }
+    const m = messageOfOne(s0);
+    m._capnp.traversalLimit = Infinity; // hotEnvelope enforced ours
+    const seg = m._capnp.segments[0]!;
+    env.bind(seg, depth);
+    env.content = pointerAt(capnp.Pointer, seg, seg.byteOffset + env.contentAt, depth - 3);
+    this.route(env, m);
+    env.clear();
   }
 
   /**
