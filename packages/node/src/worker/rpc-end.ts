@@ -33,6 +33,7 @@ import {
   type SentCallResult,
 } from "@multiprocess-ts/capnp";
 import type * as capnp from "capnp-ts";
+import { SlotMap } from "@multiprocess-ts/runtime";
 import { Holder, mapCaps } from "./copy.js";
 import {
   callFrame,
@@ -134,10 +135,14 @@ export abstract class RpcEnd {
   /** Our table: capabilities the other side holds descriptors for. */
   readonly entries = new Map<number, TableEntry>();
   #nextEntry = 1;
-  /** Calls we forwarded to the other side, waiting for its return. */
-  readonly questions = new Map<number, Question>();
+  /**
+   * Calls we forwarded to the other side, waiting for its return. Questions and answers are
+   * {@link SlotMap}s: sequential calls go through a table holding zero or one entry, where a
+   * plain `Map` costs V8 a new hash table per call (bench/README.md, ninth session).
+   */
+  readonly questions: Map<number, Question> = new SlotMap<number, Question>();
   /** Calls the other side made, running here. */
-  readonly answers = new Map<number, SentCall>();
+  readonly answers: Map<number, SentCall> = new SlotMap<number, SentCall>();
   /** Live stand-ins for the other side's capabilities. */
   readonly standIns = new Set<RemoteObjectServer>();
   #nextQ = 1;
