@@ -125,6 +125,9 @@ function holderAt(p: capnp.Pointer): Holder {
   return new Holder(p.segment, p.byteOffset, p._capnp.depthLimit);
 }
 
+/** Largest call buffer kept for reuse by a return (see `RpcEnd.#spare`). */
+const SPARE_MAX = 1024;
+
 /** An answer registered while its call is being sent (see answerCall). */
 const NO_ANSWER: SentCall = { cancel() {} };
 
@@ -147,6 +150,12 @@ export abstract class RpcEnd {
   readonly standIns = new Set<RemoteObjectServer>();
   #nextQ = 1;
   closed = false;
+  /**
+   * The buffer of the last call the other side made, once its params were copied out: nothing
+   * reads it any more, so the return of a call goes back in it instead of a new ArrayBuffer
+   * (0.5-1 µs each on Node 20). At most {@link SPARE_MAX} bytes; one at a time.
+   */
+  #spare: ArrayBuffer | undefined = undefined;
 
   /** Posts `m` to the other side (never called once closed). */
   protected abstract post(m: RpcMsg, transfer: ArrayBuffer[]): void;
@@ -375,6 +384,8 @@ export abstract class RpcEnd {
       const iid = m.iid;
       const req = target.cap.newCall(iid, m.mid, Holder);
       decodePayloadInto(m.params, req.params, (d) => this.importDesc(d, target.connection));
+      // Copied out (both copies write into the engine's message): the buffer is free for a return.
+      if (m.params.buf.byteLength <= SPARE_MAX) this.#spare = m.params.buf;
       this.prepareIncoming(req.params, m, iid, target);
       // Registered before the call is sent: a call that fails at once completes inside sendCall.
       this.answers.set(m.q, NO_ANSWER);
@@ -407,7 +418,9 @@ export abstract class RpcEnd {
     let results: Payload;
     try {
       const content = r.content;
-      results = encodeFramed(content === null ? r.results(Holder) : content, (c) => this.describe(c, target.connection));
+      const spare = this.#spare;
+      this.#spare = undefined;
+      results = encodeFramed(content === null ? r.results(Holder) : content, (c) => this.describe(c, target.connection), spare);
     } catch (e) {
       this.send({ op: "return", q, error: encodeError(e) });
       return;
