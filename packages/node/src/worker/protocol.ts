@@ -59,10 +59,15 @@ export interface LoopHandle {
   readonly port: MessagePort;
   /**
    * Shared state, an Int32Array view of `STATE_WORDS` words:
-   * [WAKE] wake counter: the loop side adds 1 and `Atomics.notify`s after each message it posts;
+   * [WAKE] wake counter: the loop side adds 1 after each message it posts, and `Atomics.notify`s
+   * when WAITERS is not 0;
    * [CLOSED] 1 once the loop side has closed the session;
    * [INTERRUPT] interrupt counter: the loop adds 1 (then bumps WAKE) to cancel the worker's
-   * blocking waits that started before (`WorkerSession.interrupt()`).
+   * blocking waits that started before (`WorkerSession.interrupt()`);
+   * [WAITERS] how many blocking waits (`Waiter.wait`) the worker is in: raised before the wait
+   * reads WAKE, lowered after it. All four are sequentially consistent Atomics, so a loop that
+   * reads WAITERS as 0 after its WAKE bump posted before a wait read WAKE, and that wait sees the
+   * bump and the message: a notify nobody waits for (~0.5-1 µs) is skipped.
    */
   readonly shared: SharedArrayBuffer;
 }
@@ -70,7 +75,8 @@ export interface LoopHandle {
 export const WAKE = 0;
 export const CLOSED = 1;
 export const INTERRUPT = 2;
-export const STATE_WORDS = 3;
+export const WAITERS = 3;
+export const STATE_WORDS = 4;
 
 /** The transfer list `new Worker(file, { workerData: { handle }, transferList })` needs. */
 export function loopHandleTransferList(handle: LoopHandle): MessagePort[] {
