@@ -14,8 +14,9 @@
  *
  * Owns, per end: its table of entries (capabilities the other side holds descriptors for, one
  * reference each), its questions (calls it forwarded, waiting for a return), its answers (calls
- * the other side made, running here) and its stand-ins ({@link RemoteObjectServer}: capabilities
- * of the other side, one per descriptor received).
+ * the other side made, running here), its stand-ins ({@link RemoteObjectServer}: capabilities
+ * of the other side, one per descriptor received) and the buffer of the last call it answered
+ * once the params are copied out (reused for a return).
  *
  * Threading: each end lives on one thread (the loop end on the loop thread, the worker end on its
  * worker thread) and is only touched there; the two talk over the session's MessagePort.
