@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import { deferred, localCapability, readCap, writeCap, RpcError, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import { loopBridge, loopHandleTransferList, WorkerHost, WorkerSession, type LoopBridge } from "../dist/worker/index.js";
+import { RpcEnd } from "../dist/worker/rpc-end.js";
 
 const FIXTURE = new URL("./worker-fixtures/bridge.mjs", import.meta.url);
 
@@ -210,8 +211,20 @@ describe("flat frames (protocol.ts)", () => {
     const proto = WorkerSession.prototype as unknown as { sendFrame(f: ArrayBuffer): void };
     const sendFrame = proto.sendFrame;
     let loopFrames = 0;
+    // Every buffer the loop end received from the worker, and which of the loop's return frames
+    // went back in one of them (RpcEnd.#spare: a call's buffer, its params copied out).
+    const end = RpcEnd.prototype as unknown as { onMessage(m: unknown): void };
+    const onMessage = end.onMessage;
+    const received = new Set<ArrayBuffer>();
+    let reused = 0;
+    end.onMessage = function (this: unknown, m: unknown) {
+      if (m instanceof ArrayBuffer) received.add(m);
+      else if ((m as { op?: string; params?: { buf: ArrayBuffer } }).op === "call") received.add((m as { params: { buf: ArrayBuffer } }).params.buf);
+      onMessage.call(this, m);
+    };
     proto.sendFrame = function (this: WorkerSession, f: ArrayBuffer) {
       loopFrames++;
+      if (received.has(f)) reused++;
       sendFrame.call(this, f);
     };
     try {
@@ -225,9 +238,12 @@ describe("flat frames (protocol.ts)", () => {
       expect(sent.filter((s) => s === "frame")).toHaveLength(3);
       // The loop answered the three calls with capability-free results: three return frames.
       expect(loopFrames).toBe(3);
+      // Each went back in the buffer of the call it answered: no new ArrayBuffer on the loop.
+      expect(reused).toBe(3);
       expect(r.stats).toEqual({ imports: 0, exports: 0, questions: 0, answers: 0 });
     } finally {
       proto.sendFrame = sendFrame;
+      end.onMessage = onMessage;
     }
   });
 });

@@ -1,7 +1,7 @@
 // Flat frames of the worker bridge (protocol.ts): a capability-free call or return is one bare
 // ArrayBuffer (packed content + a 32-byte trailer). These tests pin the encoding (round trip of
-// every trailer field, the content read in place and copied out by its size, malformed frames
-// rejected with a ProtocolError) and when a payload may not be a frame (a capability in it, or
+// every trailer field, the content read in place and copied out by its size, a return in a
+// reused call buffer, malformed frames rejected with a ProtocolError) and when a payload may not be a frame (a capability in it, or
 // content only the general copy handles). The worker-level order of frames with the other RPC
 // messages is in worker-bridge.test.ts ("flat frames").
 import { describe, expect, it } from "vitest";
@@ -61,6 +61,38 @@ describe("worker bridge flat frames", () => {
     const r = capnp.Struct.getAs(Args, payloadContent(m.results!));
     expect(capnp.Struct.getInt32(0, r)).toBe(41);
     expect(capnp.Struct.getText(1, r)).toBe("results");
+  });
+
+  it("a return packed into a reused buffer: content at its start, the gap zeroed, its size in the trailer", () => {
+    // The loop returns a call's results in the buffer of that call's params (RpcEnd.#spare).
+    const call = encodeFramed(args(5, "a longer text than the results carry"), never);
+    const spare = callFrame(call, 1, 1, 1n, 0, -1);
+    new Uint8Array(spare).fill(0xee); // what the old params left behind
+    const p = encodeFramed(args(41, "r"), never, spare);
+    expect(p.buf).toBe(spare);
+    expect(p.size! + FRAME_TRAILER).toBeLessThan(spare.byteLength);
+    const m = decodeFrame(returnFrame(p, 3));
+    expect(m).toMatchObject({ op: "return", q: 3 });
+    if (m.op !== "return") throw new Error("not a return");
+    expect(m.results!.size).toBe(p.size);
+    // Everything between the content and the trailer is zero: nothing of the old params is left.
+    expect(new Uint8Array(spare, p.size!, spare.byteLength - FRAME_TRAILER - p.size!).every((b) => b === 0)).toBe(true);
+    const r = capnp.Struct.getAs(Args, payloadContent(m.results!));
+    expect(capnp.Struct.getInt32(0, r)).toBe(41);
+    expect(capnp.Struct.getText(1, r)).toBe("r");
+    const dst = new capnp.Message().initRoot(Args);
+    decodePayloadInto(m.results!, dst, never);
+    expect(capnp.Struct.getText(1, dst)).toBe("r");
+
+    // A buffer too small for the content is left alone: a new one is made.
+    const small = new ArrayBuffer(16 + FRAME_TRAILER);
+    const q = encodeFramed(args(1, "does not fit in two words"), never, small);
+    expect(q.buf).not.toBe(small);
+    expect(q.buf.byteLength).toBe(q.size! + FRAME_TRAILER);
+    // A return frame whose trailer names more content than there is room for is rejected.
+    const bad = returnFrame(encodeFramed(args(1, ""), never), 1);
+    new DataView(bad, bad.byteLength - FRAME_TRAILER).setUint32(8, bad.byteLength, true);
+    expect(() => decodeFrame(bad)).toThrow(ProtocolError);
   });
 
   it("a payload with a capability, or one only the general copy handles, is not a frame", () => {

@@ -11,6 +11,7 @@ import {
   type WorkerHost,
   type WorkerSession,
 } from "../dist/worker/index.js";
+import { WAITERS } from "../dist/worker/protocol.js";
 
 const FIXTURE = new URL("./worker-fixtures/basic.mjs", import.meta.url);
 
@@ -49,6 +50,7 @@ function countingLoop(name: string) {
 }
 
 interface Started {
+  handle: ReturnType<WorkerHost["handle"]>;
   worker: Worker;
   session: WorkerSession;
   result: Promise<{ ok: boolean; value?: any; error?: any }>;
@@ -76,7 +78,7 @@ function start(scenario: string, extra: Record<string, unknown> = {}): Started {
     worker.once("error", reject);
   });
   const exited = new Promise<number>((resolve) => worker.once("exit", resolve));
-  const s = { worker, session, result, exited };
+  const s = { handle, worker, session, result, exited };
   live.push(s);
   return s;
 }
@@ -201,6 +203,24 @@ describe("callSync", () => {
     setup();
     channels(host).listen("req", (v, from) => from.sendChannel("res", (v as number) * 6));
     expect((await start("callSyncChannel").result).value).toBe("got 42");
+  });
+
+  it("counts its blocking waits in the shared WAITERS word, so the loop notifies only then", async () => {
+    setup();
+    let state: Int32Array | undefined;
+    const seen: number[] = [];
+    host.register("echo", async (d) => {
+      // The request is posted before the worker enters its wait: the word rises when it does
+      // (the worker stays blocked until this handler returns), checked once per loop turn.
+      while (Atomics.load(state!, WAITERS) === 0) await new Promise((ok) => setImmediate(ok));
+      seen.push(Atomics.load(state!, WAITERS));
+      return d;
+    });
+    const w = start("echo", { data: 7 });
+    state = new Int32Array(w.handle.shared);
+    expect((await w.result).value).toBe(7);
+    expect(seen).toEqual([1]);
+    expect(Atomics.load(state, WAITERS)).toBe(0); // the wait is over
   });
 
   it("is a clear error inside a promise job, where it could never finish", async () => {

@@ -36,6 +36,8 @@ export { ThreadContext } from "./threads/thread-context.js";
 export { Lane, lane, runInLane, currentLane } from "./threads/lanes.js";
 export type { ThreadContextOptions } from "./threads/thread-context.js";
 export { ThreadClient } from "./threads/thread-client.js";
+/** A `Map` for per-call tables of zero or one entry (the worker bridge's questions and answers). */
+export { SlotMap } from "./threads/slot-map.js";
 export { FifoExecutor } from "./threads/executor.js";
 export type { ThreadExecutor, TaskControl } from "./threads/executor.js";
 export { currentFrame, runInFrame } from "./threads/frame.js";

@@ -12,6 +12,7 @@ import {
   CLOSED,
   INTERRUPT,
   RPC_CHANNEL,
+  WAITERS,
   WAKE,
   checkTransferable,
   cloneError,
@@ -61,6 +62,8 @@ export class Waiter {
     assertMayBlock(what);
     const interrupts = opts.since ?? this.interrupts();
     this.depth++;
+    // Before the first read of WAKE: from now on the loop notifies after each message it posts.
+    Atomics.add(this.state, WAITERS, 1);
     try {
       for (;;) {
         const seen = Atomics.load(this.state, WAKE);
@@ -77,6 +80,7 @@ export class Waiter {
         Atomics.wait(this.state, WAKE, seen);
       }
     } finally {
+      Atomics.sub(this.state, WAITERS, 1);
       this.depth--;
     }
   }

@@ -16,6 +16,7 @@ import {
   INTERRUPT,
   RPC_CHANNEL,
   STATE_WORDS,
+  WAITERS,
   WAKE,
   checkTransferable,
   cloneError,
@@ -263,8 +264,16 @@ export class WorkerSession {
     }
     // The message is in the worker's queue before the counter moves, so a worker that sees the
     // new count always finds it with receiveMessageOnPort.
+    this.wake();
+  }
+
+  /**
+   * Bumps WAKE after a message was posted, and notifies only when the worker is in a blocking
+   * wait (protocol.ts, WAITERS): a worker that awaits its calls is woken by the port alone.
+   */
+  private wake(): void {
     Atomics.add(this.shared, WAKE, 1);
-    Atomics.notify(this.shared, WAKE);
+    if (Atomics.load(this.shared, WAITERS) !== 0) Atomics.notify(this.shared, WAKE);
   }
 
   /**
@@ -286,8 +295,7 @@ export class WorkerSession {
   sendFrame(frame: ArrayBuffer): void {
     if (this.state !== "open") return;
     this.port.postMessage(frame, [frame]);
-    Atomics.add(this.shared, WAKE, 1);
-    Atomics.notify(this.shared, WAKE);
+    this.wake();
   }
 
   /** @internal Sends a bridge-channel message. */

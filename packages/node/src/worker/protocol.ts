@@ -34,7 +34,7 @@ import {
 } from "@multiprocess-ts/runtime";
 import * as capnp from "capnp-ts";
 import { capFromTable, mapCaps, packStruct, packStructGeneral, unpackStructInto } from "./copy.js";
-import { packRaw } from "./raw-copy.js";
+import { packRaw, packedBytes as used } from "./raw-copy.js";
 
 /**
  * What a worker needs to reach a loop: pass it in `workerData` and list `port` in the
@@ -59,10 +59,15 @@ export interface LoopHandle {
   readonly port: MessagePort;
   /**
    * Shared state, an Int32Array view of `STATE_WORDS` words:
-   * [WAKE] wake counter: the loop side adds 1 and `Atomics.notify`s after each message it posts;
+   * [WAKE] wake counter: the loop side adds 1 after each message it posts, and `Atomics.notify`s
+   * when WAITERS is not 0;
    * [CLOSED] 1 once the loop side has closed the session;
    * [INTERRUPT] interrupt counter: the loop adds 1 (then bumps WAKE) to cancel the worker's
-   * blocking waits that started before (`WorkerSession.interrupt()`).
+   * blocking waits that started before (`WorkerSession.interrupt()`);
+   * [WAITERS] how many blocking waits (`Waiter.wait`) the worker is in: raised before the wait
+   * reads WAKE, lowered after it. All four are sequentially consistent Atomics, so a loop that
+   * reads WAITERS as 0 after its WAKE bump posted before a wait read WAKE, and that wait sees the
+   * bump and the message: a notify nobody waits for (~0.5-1 µs) is skipped.
    */
   readonly shared: SharedArrayBuffer;
 }
@@ -70,7 +75,8 @@ export interface LoopHandle {
 export const WAKE = 0;
 export const CLOSED = 1;
 export const INTERRUPT = 2;
-export const STATE_WORDS = 3;
+export const WAITERS = 3;
+export const STATE_WORDS = 4;
 
 /** The transfer list `new Worker(file, { workerData: { handle }, transferList })` needs. */
 export function loopHandleTransferList(handle: LoopHandle): MessagePort[] {
@@ -402,8 +408,10 @@ export function decodePayloadInto(p: Payload, dst: capnp.Struct, resolve: (d: Ca
  * call or return with capabilities) is an {@link RpcMsg} object on the same port, so the order of
  * calls, returns, cancels and releases is the port's FIFO order, as before.
  *
- * Trailer, little-endian, at `size` (the content's bytes): u32 kind (1 call, 2 return), u32 q,
- * u32 target, i32 ctx, u32 method id, u32 {@link FRAME_CHECK}, u64 interface id.
+ * Trailer, little-endian, in the buffer's last {@link FRAME_TRAILER} bytes: u32 kind (1 call, 2
+ * return), u32 q, u32 target (a return: the content's bytes, which may end before the trailer
+ * when the loop reused a call frame's buffer for it, the gap zeroed), i32 ctx, u32 method id,
+ * u32 {@link FRAME_CHECK}, u64 interface id. A call's content always ends at its trailer.
  */
 export const FRAME_TRAILER = 32;
 const FRAME_CALL = 1;
@@ -412,9 +420,11 @@ const FRAME_CHECK = 0x6d70_7466; // "mptf"
 
 /**
  * {@link encodePayload} with room for a frame trailer after the content when the raw copy applies
- * (`size` set); the general copy's buffer has none (no `size`: never sent as a frame).
+ * (`size` set); the general copy's buffer has none (no `size`: never sent as a frame). `into`: a
+ * buffer this thread owns and no longer reads (a call frame whose params were copied out), reused
+ * for the raw copy when it is large enough; the trailer then goes at its end, past zeroed bytes.
  */
-export function encodeFramed(s: capnp.Pointer, describe: (cap: Capability | null) => CapDesc): Payload {
+export function encodeFramed(s: capnp.Pointer, describe: (cap: Capability | null) => CapDesc, into?: ArrayBuffer): Payload {
   const table = s.segment.message;
   const caps: CapDesc[] = [];
   const onCap = (i: number): void => {
@@ -425,8 +435,8 @@ export function encodeFramed(s: capnp.Pointer, describe: (cap: Capability | null
       c?.close();
     }
   };
-  const raw = packRaw(s, onCap, FRAME_TRAILER);
-  if (raw !== undefined) return { buf: raw, caps, size: raw.byteLength - FRAME_TRAILER };
+  const raw = packRaw(s, onCap, FRAME_TRAILER, into);
+  if (raw !== undefined) return { buf: raw, caps, size: used() - FRAME_TRAILER };
   return { buf: packStructGeneral(s, onCap), caps };
 }
 
@@ -437,6 +447,7 @@ export function framable(p: Payload): boolean {
 
 /** Writes the call trailer into `p.buf` (see {@link framable}); returns the frame to transfer. */
 export function callFrame(p: Payload, q: number, target: number, iid: bigint, mid: number, ctx: number): ArrayBuffer {
+  if (p.buf.byteLength !== p.size! + FRAME_TRAILER) throw new RangeError("worker bridge: a call frame's content must end at its trailer");
   const dv = new DataView(p.buf, p.size!, FRAME_TRAILER);
   dv.setUint32(0, FRAME_CALL, true);
   dv.setUint32(4, q, true);
@@ -448,11 +459,15 @@ export function callFrame(p: Payload, q: number, target: number, iid: bigint, mi
   return p.buf;
 }
 
-/** Writes the return trailer into `p.buf` (see {@link framable}); returns the frame to transfer. */
+/**
+ * Writes the return trailer at the end of `p.buf` (see {@link framable}), with the content's size
+ * (the buffer may be a reused one, longer than content + trailer); returns the frame to transfer.
+ */
 export function returnFrame(p: Payload, q: number): ArrayBuffer {
-  const dv = new DataView(p.buf, p.size!, FRAME_TRAILER);
+  const dv = new DataView(p.buf, p.buf.byteLength - FRAME_TRAILER, FRAME_TRAILER);
   dv.setUint32(0, FRAME_RETURN, true);
   dv.setUint32(4, q, true);
+  dv.setUint32(8, p.size!, true);
   dv.setUint32(20, FRAME_CHECK, true);
   return p.buf;
 }
@@ -464,14 +479,19 @@ const NO_CAPS: CapDesc[] = [];
  * ProtocolError for a buffer that is not one (the other end is our own code, so this is a bug).
  */
 export function decodeFrame(buf: ArrayBuffer): RpcMsg {
-  const size = buf.byteLength - FRAME_TRAILER;
-  if (size < 16 || size % 8 !== 0) throw new ProtocolError(`worker bridge: a frame of ${buf.byteLength} bytes`);
-  const dv = new DataView(buf, size, FRAME_TRAILER);
+  const end = buf.byteLength - FRAME_TRAILER;
+  if (end < 16 || end % 8 !== 0) throw new ProtocolError(`worker bridge: a frame of ${buf.byteLength} bytes`);
+  const dv = new DataView(buf, end, FRAME_TRAILER);
   if (dv.getUint32(20, true) !== FRAME_CHECK) throw new ProtocolError("worker bridge: a frame without its trailer");
   const kind = dv.getUint32(0, true);
   const q = dv.getUint32(4, true);
-  const payload: Payload = { buf, caps: NO_CAPS, size };
-  if (kind === FRAME_RETURN) return { op: "return", q, results: payload };
+  if (kind === FRAME_RETURN) {
+    // A return's content may be shorter than the space before the trailer (a reused buffer).
+    const size = dv.getUint32(8, true);
+    if (size < 16 || size % 8 !== 0 || size > end) throw new ProtocolError(`worker bridge: a return frame of ${size} content bytes in ${buf.byteLength}`);
+    return { op: "return", q, results: { buf, caps: NO_CAPS, size } };
+  }
+  const payload: Payload = { buf, caps: NO_CAPS, size: end };
   if (kind !== FRAME_CALL) throw new ProtocolError(`worker bridge: a frame of kind ${kind}`);
   return {
     op: "call",

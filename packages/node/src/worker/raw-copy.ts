@@ -34,6 +34,11 @@ let out = new DataView(scratch);
 let outBytes = new Uint8Array(scratch);
 let used = 0;
 
+/** Bytes of the last {@link packRaw} output (content plus `extra`). */
+export function packedBytes(): number {
+  return used;
+}
+
 /** Allocates `bytes` (a multiple of 8) of zeroed output; returns its byte offset. */
 function alloc(bytes: number): number {
   const at = used;
@@ -181,9 +186,11 @@ function plain(dv: DataView, limit: number, src: number, depth: number): boolean
  * `s` points at; capability indices renumbered 0, 1, 2... in order of appearance, each first seen
  * passed to `onCap`. Undefined when the content needs the general path (nothing was passed to
  * `onCap` then). `extra` (a multiple of 8) zeroed bytes follow the content in the buffer: room for
- * a frame trailer (protocol.ts), which the content's pointers never reach.
+ * a frame trailer (protocol.ts), which the content's pointers never reach. `into`: a buffer to
+ * reuse instead of a new one when it is large enough (at least the content plus `extra`): the
+ * content goes at its start and every byte after it is zeroed.
  */
-export function packRaw(s: capnp.Pointer, onCap: (srcIndex: number) => void, extra = 0): ArrayBuffer | undefined {
+export function packRaw(s: capnp.Pointer, onCap: (srcIndex: number) => void, extra = 0, into?: ArrayBuffer): ArrayBuffer | undefined {
   const seg = s.segment;
   const dv = new DataView(seg.buffer);
   used = 0;
@@ -202,9 +209,17 @@ export function packRaw(s: capnp.Pointer, onCap: (srcIndex: number) => void, ext
     throw e;
   }
   if (extra > 0) alloc(extra);
-  const buf = scratch.slice(0, used);
+  const buf = into !== undefined && into.byteLength >= used ? fill(into, used - extra) : scratch.slice(0, used);
   for (const i of seen) onCap(i);
   return buf;
+}
+
+/** Copies the output's first `content` bytes to the start of `into` and zeroes the rest of it. */
+function fill(into: ArrayBuffer, content: number): ArrayBuffer {
+  const dst = new Uint8Array(into);
+  dst.set(outBytes.subarray(0, content));
+  dst.fill(0, content);
+  return into;
 }
 
 /**

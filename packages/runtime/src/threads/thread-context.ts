@@ -24,6 +24,7 @@ import type { Connection } from "../connection.js";
 import type { EventLoop } from "../event-loop.js";
 import { FifoExecutor, type ThreadExecutor } from "./executor.js";
 import { currentFrame } from "./frame.js";
+import { SlotMap } from "./slot-map.js";
 import { ThreadClient } from "./thread-client.js";
 
 export interface ThreadContextOptions {
@@ -37,8 +38,12 @@ export class ThreadContext {
   /** Long thread name (`exe-pid/name`), sent as `makeThread(name)` and returned by `getName`. */
   readonly name: string;
   readonly executor: ThreadExecutor;
-  /** Connection → the peer Thread our calls run on. */
-  readonly requestThreads = new Map<Connection, ThreadClient>();
+  /**
+   * Connection → the peer Thread our calls run on. A {@link SlotMap}: a server Thread lends its
+   * caller's callbackThread here for every call it serves (insert, then remove), and a plain
+   * `Map` going from one entry to none costs V8 a new hash table each time.
+   */
+  readonly requestThreads: Map<Connection, ThreadClient> = new SlotMap<Connection, ThreadClient>();
   /** Connection → our callback Thread, as sent to that peer. */
   readonly callbackThreads = new Map<Connection, ThreadClient>();
   #closed = false;
