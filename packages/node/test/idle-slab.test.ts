@@ -3,14 +3,10 @@
 // driven here by calling sweepIdleReaders() in place of its timer), with reads going on correctly
 // into the new slab; the 4 KiB slab of a connection of small reads. Runs on the test's thread.
 import { describe, it, expect, beforeEach, afterEach } from "vitest";
-import * as net from "node:net";
-import { once } from "node:events";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { Duplex, PassThrough } from "node:stream";
-import { ACTIVE_SLAB, SocketReader, encodeFrameToBytes, readSocketInPlace, streamTransport, sweepIdleReaders } from "@multiprocess-ts/capnp";
+import { ACTIVE_SLAB, SocketReader, encodeFrameToBytes, streamTransport, sweepIdleReaders } from "@multiprocess-ts/capnp";
 import { assertNoHandleLeaks, handleBaseline, msg, msgValues, startRecording, type HandleBaseline } from "@multiprocess-ts/testing";
+import { concat, pattern, readerSocketPair } from "./reader-sockets.js";
 
 let baseline: HandleBaseline;
 const cleanups: (() => void | Promise<void>)[] = [];
@@ -22,52 +18,12 @@ afterEach(async () => {
   await assertNoHandleLeaks(baseline);
 });
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  return out;
-}
-
-/** `n` bytes of a pattern that differs per `seed` and per offset. */
-function pattern(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed * 7 + (i >>> 8)) & 0xff;
-  return b;
-}
-
-/** A Unix socket pair; `ours` read through a reader ("connected": its onread; "accepted": switched). */
-async function pair(side: "connected" | "accepted"): Promise<{ ours: net.Socket; reader: SocketReader; peer: net.Socket }> {
-  const dir = mkdtempSync(join(tmpdir(), "mpts-idle-slab-"));
-  const path = join(dir, "s.sock");
-  const server = net.createServer({ pauseOnConnect: side === "accepted" });
-  server.listen(path);
-  await once(server, "listening");
-  const accepted = once(server, "connection");
-  const reader = new SocketReader();
-  const connected = side === "connected" ? net.connect({ path, onread: reader.onread }) : net.connect({ path });
-  await once(connected, "connect");
-  const [other] = (await accepted) as [net.Socket];
-  server.close();
-  const [ours, peer] = side === "connected" ? [connected, other] : [other, connected];
-  if (side === "accepted") expect(readSocketInPlace(ours, reader)).toBe(true);
-  cleanups.push(() => {
-    ours.destroy();
-    peer.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { ours, reader, peer };
-}
-
 /** 200 small frames in one write: the first read fills the reader's 1 KiB region. */
 const BURST = concat(Array.from({ length: 200 }, (_, i) => encodeFrameToBytes(msg(i, i + 1))));
 
 for (const side of ["connected", "accepted"] as const) describe(`idle slab release over a Unix socket (${side})`, () => {
   it("a burst makes the slab 64 KiB; a sweep period without reads makes it 1 KiB; reads go on into it", async () => {
-    const { ours, reader, peer } = await pair(side);
+    const { ours, reader, peer } = await readerSocketPair(side, cleanups);
     const t = streamTransport(ours, undefined, undefined, reader);
     const sink = startRecording(t);
     cleanups.push(() => t.close());
@@ -91,7 +47,7 @@ for (const side of ["connected", "accepted"] as const) describe(`idle slab relea
   });
 
   it("a connection that keeps reading between two looks keeps its slab", async () => {
-    const { ours, reader, peer } = await pair(side);
+    const { ours, reader, peer } = await readerSocketPair(side, cleanups);
     const t = streamTransport(ours, undefined, undefined, reader);
     const sink = startRecording(t);
     cleanups.push(() => t.close());

@@ -9,6 +9,7 @@ import { Duplex, PassThrough } from "node:stream";
 // connectSocket and serveSpawned create them.
 import { ACTIVE_SLAB, LimitError, ProtocolError, SocketReader, encodeFrameToBytes, readSocketInPlace, socketReadPath, streamTransport, type Transport } from "@multiprocess-ts/capnp";
 import { assertNoHandleLeaks, handleBaseline, msg, msgValues, startRecording, type HandleBaseline, type RecordingSink } from "@multiprocess-ts/testing";
+import { concat, pattern, readerSocketPair } from "./reader-sockets.js";
 
 let baseline: HandleBaseline;
 const cleanups: (() => void | Promise<void>)[] = [];
@@ -20,13 +21,6 @@ afterEach(async () => {
   await assertNoHandleLeaks(baseline);
 });
 
-/** `n` bytes of a pattern that differs per `seed` and per offset. */
-function pattern(n: number, seed: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed * 7 + (i >>> 8)) & 0xff;
-  return b;
-}
-
 /** Small, multi-segment and large messages (a 16-byte segment table among them). */
 const MESSAGES: Uint8Array[][] = [
   [pattern(16, 1)],
@@ -35,16 +29,6 @@ const MESSAGES: Uint8Array[][] = [
   [pattern(40 * 1024, 6), pattern(8, 7), pattern(20 * 1024, 8)],
   [pattern(64, 9)],
 ];
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  return out;
-}
 
 function expectSameMessages(got: Uint8Array[][], want: Uint8Array[][]): void {
   expect(got.map((m) => m.map((s) => s.byteLength))).toEqual(want.map((m) => m.map((s) => s.byteLength)));
@@ -315,42 +299,9 @@ describe("SocketReader: limits", () => {
 // ---------------------------------------------------------------------------------------------
 // Real sockets
 
-/**
- * A Unix socket pair whose end `ours` is read through a SocketReader: "connected" creates it with
- * the reader's onread (as connectSocket does); "accepted" is a net.Server's socket (accepted with
- * pauseOnConnect), switched by readSocketInPlace (as listenConnections does).
- */
-async function readerSocketPair(side: "connected" | "accepted"): Promise<{ ours: net.Socket; reader: SocketReader; peer: net.Socket }> {
-  const dir = mkdtempSync(join(tmpdir(), "mpts-onread-"));
-  const path = join(dir, "s.sock");
-  const server = net.createServer({ pauseOnConnect: side === "accepted" });
-  server.listen(path);
-  await once(server, "listening");
-  const accepted = once(server, "connection");
-  const reader = new SocketReader();
-  const connected = side === "connected" ? net.connect({ path, onread: reader.onread }) : net.connect({ path });
-  await once(connected, "connect");
-  const [other] = (await accepted) as [net.Socket];
-  server.close();
-  const [ours, peer] = side === "connected" ? [connected, other] : [other, connected];
-  if (side === "accepted") expect(readSocketInPlace(ours, reader)).toBe(true);
-  expect(socketReadPath(ours)).toBe("onread");
-  expect(socketReadPath(peer)).toBe("stream");
-  // Read through the reader: the socket never emits 'data'. (Paused first, as the transport
-  // pauses it when it attaches, so that listening does not start reading.)
-  ours.pause();
-  ours.on("data", () => expect.unreachable("'data' on a socket read through onread"));
-  cleanups.push(() => {
-    ours.destroy();
-    peer.destroy();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  return { ours, reader, peer };
-}
-
 for (const side of ["connected", "accepted"] as const) describe(`SocketReader over a Unix socket (${side})`, () => {
   it("messages both ways, a 4.8 MB two-segment message among small ones; clean close", async () => {
-    const { ours, reader, peer } = await readerSocketPair(side);
+    const { ours, reader, peer } = await readerSocketPair(side, cleanups);
     const a = streamTransport(ours, undefined, undefined, reader);
     const b = streamTransport(peer);
     const sa = startRecording(a);
@@ -371,7 +322,7 @@ for (const side of ["connected", "accepted"] as const) describe(`SocketReader ov
   });
 
   it("reading paused in the middle of a large message, then resumed: the message arrives intact", async () => {
-    const { ours, reader, peer } = await readerSocketPair(side);
+    const { ours, reader, peer } = await readerSocketPair(side, cleanups);
     const a = streamTransport(ours, undefined, undefined, reader);
     const sa = startRecording(a);
     const big = [pattern(600 * 1024, 8)];
@@ -399,7 +350,7 @@ for (const side of ["connected", "accepted"] as const) describe(`SocketReader ov
     ["inside a large segment read in place", 200 * 1024],
   ] as const) {
     it(`EOF ${what}: ProtocolError, and the write side stays open for the Abort`, async () => {
-      const { ours, reader, peer } = await readerSocketPair(side);
+      const { ours, reader, peer } = await readerSocketPair(side, cleanups);
       const a = streamTransport(ours, undefined, undefined, reader);
       const sa = startRecording(a);
       const frame = encodeFrameToBytes([pattern(512 * 1024, 2)]);
