@@ -8,9 +8,9 @@
 import { describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
-import { ProtocolError, RpcConnection, deferred, localCapability, memoryTransportPair } from "@multiprocess-ts/capnp";
+import { ProtocolError, deferred } from "@multiprocess-ts/capnp";
 import type { IncomingCall, Server } from "@multiprocess-ts/capnp";
-import { Box, CalcServer, addCall, drain, finish, rawPeer } from "./rpc-helpers.js";
+import { Box, CalcServer, addCall, drain, finish, rawServed } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
 const MAX_ID = 0xffff_ffff;
@@ -48,12 +48,8 @@ class Held implements Server {
 
 describe("answers by the peer's question ID", () => {
   it("IDs below, at and above the dense range are answered, pipelined on, finished and reused", async () => {
-    const [ta, tb] = memoryTransportPair();
     const calc = new CalcServer();
-    const bootCap = localCapability(calc);
-    const conn = new RpcConnection(ta, { bootstrap: bootCap, name: "server" });
-    bootCap.close();
-    const peer = rawPeer(tb);
+    const { conn, peer } = rawServed(calc);
     const ids = [0, 1, 1022, 1023, 1024, 70_000, MAX_ID - 1];
     for (const boot of [MAX_ID, 7]) {
       peer.send((r) => r.initBootstrap().setQuestionId(boot)); // the calls pipeline on this answer
@@ -78,12 +74,8 @@ describe("answers by the peer's question ID", () => {
 
   for (const id of [5, 1023, 1024, 5000]) {
     it(`a second call with question ID ${id} while the first is outstanding is a ProtocolError`, async () => {
-      const [ta, tb] = memoryTransportPair();
       const held = new Held();
-      const bootCap = localCapability(held);
-      const conn = new RpcConnection(ta, { bootstrap: bootCap, name: "server" });
-      bootCap.close();
-      const peer = rawPeer(tb);
+      const { conn, peer } = rawServed(held);
       peer.send((r) => r.initBootstrap().setQuestionId(id + 1));
       peer.send(addCall(id, id + 1, 1));
       await drain(); // the first call is running
@@ -102,12 +94,8 @@ describe("answers by the peer's question ID", () => {
   }
 
   it("the connection's end cancels the calls outstanding in both ranges", async () => {
-    const [ta, tb] = memoryTransportPair();
     const held = new Held();
-    const bootCap = localCapability(held);
-    const conn = new RpcConnection(ta, { bootstrap: bootCap, name: "server" });
-    bootCap.close();
-    const peer = rawPeer(tb);
+    const { conn, peer } = rawServed(held);
     peer.send((r) => r.initBootstrap().setQuestionId(0));
     for (const id of [3, 1023, 1024, 3000]) peer.send(addCall(id, 0, id));
     await drain();

@@ -9,8 +9,8 @@
 import { describe, expect, it } from "vitest";
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
-import { ProtocolError, RpcConnection, localCapability, memoryTransportPair } from "@multiprocess-ts/capnp";
-import { Box, CALC, CalcServer, M, addCall, callA, capture, drain, finish, makePair, rawPeer } from "./rpc-helpers.js";
+import { ProtocolError, type RpcConnection } from "@multiprocess-ts/capnp";
+import { Box, CALC, CalcServer, M, addCall, callA, capture, drain, finish, makePair, rawPeer, rawServed } from "./rpc-helpers.js";
 
 const ZERO = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
 
@@ -36,12 +36,8 @@ const callOn = (qid: number, on: number, method: number, path: number[] = []) =>
 };
 
 function serve(): { conn: RpcConnection; calc: CalcServer; peer: ReturnType<typeof rawPeer> } {
-  const [ta, tb] = memoryTransportPair();
   const calc = new CalcServer();
-  const bootCap = localCapability(calc);
-  const conn = new RpcConnection(ta, { bootstrap: bootCap, name: "server" });
-  bootCap.close();
-  const peer = rawPeer(tb);
+  const { conn, peer } = rawServed(calc);
   peer.send((r) => r.initBootstrap().setQuestionId(0));
   return { conn, calc, peer };
 }

@@ -10,7 +10,9 @@ import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import {
   RpcError,
   deferred,
+  RpcConnection,
   localCapability,
+  memoryTransportPair,
   promiseCapability,
   readCap,
   writeCap,
@@ -284,6 +286,18 @@ export function rawPeer(t: MemoryTransport): { got: rpcSchema.Message[]; send(bu
 }
 
 /** A raw peer's Call of `add(a, 1)` (question `qid`) on the answer of its Bootstrap question `boot`. */
+/**
+ * An RpcConnection (named "server") serving `impl` as its bootstrap capability to a raw peer on
+ * the other end of a memory transport pair: the test writes the peer's messages by hand.
+ */
+export function rawServed(impl: Server): { conn: RpcConnection; peer: ReturnType<typeof rawPeer> } {
+  const [ta, tb] = memoryTransportPair();
+  const bootCap = localCapability(impl);
+  const conn = new RpcConnection(ta, { bootstrap: bootCap, name: "server" });
+  bootCap.close();
+  return { conn, peer: rawPeer(tb) };
+}
+
 export const addCall = (qid: number, boot: number, a: number) => (r: rpcSchema.Message): void => {
   const c = r.initCall();
   c.setQuestionId(qid);
