@@ -28,7 +28,7 @@ import { EventLoop } from "@multiprocess-ts/runtime";
 import { listenConnections } from "@multiprocess-ts/node";
 import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { BenchFoo } from "./foo-impl.js";
-import { cpuNow } from "./diag-loops.js";
+import { addBlock } from "./diag-loops.js";
 
 const opt = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -76,19 +76,7 @@ async function connectBuild(dir: string, path: string): Promise<Foo> {
   return nd.connectSocket(loop, path, foo.FooInterfaceClient);
 }
 
-async function block(foo: Foo, n: number, pipe: number): Promise<number> {
-  const c0 = cpuNow();
-  if (pipe <= 1) {
-    for (let i = 0; i < n; i++) if ((await foo.add(i, 1)) !== i + 1) throw new Error("diag-client-ab: wrong sum");
-  } else {
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      while (next < n) await foo.add(next++, 1);
-    };
-    await Promise.all(Array.from({ length: pipe }, lane));
-  }
-  return (cpuNow() - c0) / n;
-}
+const block = (foo: Foo, n: number, pipe: number): Promise<number> => addBlock(foo, n, pipe, "diag-client-ab");
 
 async function client(): Promise<void> {
   const dirs = [opt("a", "."), opt("b", ".")];

@@ -27,7 +27,7 @@
 
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { cpuNow } from "./diag-loops.js";
+import { addBlock } from "./diag-loops.js";
 
 const opt = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -127,22 +127,7 @@ async function loadBuild(dir: string): Promise<Foo> {
   return rt.connectTransport(loop, ct, foo.FooInterfaceClient);
 }
 
-async function block(foo: Foo, n: number, pipe: number): Promise<number> {
-  const c0 = cpuNow();
-  if (pipe <= 1) {
-    for (let i = 0; i < n; i++) if ((await foo.add(i, 1)) !== i + 1) throw new Error("diag-engine-ab: wrong sum");
-  } else {
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      while (next < n) {
-        const i = next++;
-        if ((await foo.add(i, 1)) !== i + 1) throw new Error("diag-engine-ab: wrong sum");
-      }
-    };
-    await Promise.all(Array.from({ length: pipe }, lane));
-  }
-  return (cpuNow() - c0) / n;
-}
+const block = (foo: Foo, n: number, pipe: number): Promise<number> => addBlock(foo, n, pipe, "diag-engine-ab");
 
 const dirs = [opt("a", "."), opt("b", ".")];
 const n = Number(opt("n", "5000"));

@@ -1,8 +1,13 @@
 /**
- * Loops shared by the in-process diagnostics (client-only.ts, one-process.ts): CPU time of this
- * process and 64 lanes of pipelined `add` calls. Runs on the main thread of a bench process.
+ * Loops shared by the diagnostics (client-only.ts, one-process.ts, diag-client-ab.ts,
+ * diag-engine-ab.ts): CPU time of this process, lanes of pipelined `add` calls and a block of
+ * sequential or pipelined ones. Runs on the main thread of a bench process.
  */
-import type { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
+
+/** What the loops call: a FooInterfaceClient of any build (the A/B tools load two side by side). */
+export interface Adder {
+  add(a: number, b: number): Promise<number>;
+}
 
 /** CPU time of this process (all threads), µs. */
 export const cpuNow = (): number => {
@@ -10,8 +15,8 @@ export const cpuNow = (): number => {
   return u.user + u.system;
 };
 
-/** `n` calls of `add` from 64 lanes at once; returns CPU µs per call. `who` names the harness in errors. */
-export async function pipelinedAdd(foo: FooInterfaceClient, n: number, who: string): Promise<number> {
+/** `n` calls of `add` from `lanes` lanes at once; returns CPU µs per call. `who` names the harness in errors. */
+export async function pipelinedAdd(foo: Adder, n: number, who: string, lanes = 64): Promise<number> {
   const c0 = cpuNow();
   let next = 0;
   const lane = async (): Promise<void> => {
@@ -20,6 +25,14 @@ export async function pipelinedAdd(foo: FooInterfaceClient, n: number, who: stri
       if ((await foo.add(i, 1)) !== i + 1) throw new Error(`${who}: wrong sum`);
     }
   };
-  await Promise.all(Array.from({ length: 64 }, lane));
+  await Promise.all(Array.from({ length: lanes }, lane));
+  return (cpuNow() - c0) / n;
+}
+
+/** A block of `n` `add` calls: sequential when `pipe` <= 1, else `pipe` in flight; returns CPU µs per call. */
+export async function addBlock(foo: Adder, n: number, pipe: number, who: string): Promise<number> {
+  if (pipe > 1) return pipelinedAdd(foo, n, who, pipe);
+  const c0 = cpuNow();
+  for (let i = 0; i < n; i++) if ((await foo.add(i, 1)) !== i + 1) throw new Error(`${who}: wrong sum`);
   return (cpuNow() - c0) / n;
 }
