@@ -28,7 +28,7 @@ import { EventLoop } from "@multiprocess-ts/runtime";
 import { listenConnections } from "@multiprocess-ts/node";
 import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { BenchFoo } from "./foo-impl.js";
-import { addBlock } from "./diag-loops.js";
+import { abReport, addBlock } from "./diag-loops.js";
 
 const opt = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -99,17 +99,8 @@ async function client(): Promise<void> {
   child.send("exit");
   await new Promise((ok) => child.once("exit", ok));
   rmSync(tmp, { recursive: true, force: true });
-  const med = (xs: number[]): number => [...xs].sort((x, y) => x - y)[xs.length >> 1]!;
   const what = pipe > 1 ? `add, ${pipe} in flight` : "sequential add";
-  const out = [`client CPU per call, µs (${blocks} blocks of ${n} ${what}, alternating)`];
-  [0, 1].forEach((i) => {
-    const xs = got[i]!;
-    out.push(`${"AB"[i]} ${dirs[i]!.padEnd(24)} median ${med(xs).toFixed(2).padStart(7)}  range ${Math.min(...xs).toFixed(2)}–${Math.max(...xs).toFixed(2)}`);
-  });
-  const diff = got[1]!.map((x, i) => x - got[0]![i]!);
-  const below = diff.filter((d) => d < 0).length;
-  out.push(`B − A per block: median ${med(diff).toFixed(2)} µs, range ${Math.min(...diff).toFixed(2)}–${Math.max(...diff).toFixed(2)}; B lower in ${below} of ${diff.length} blocks`);
-  process.stdout.write(out.join("\n") + "\n");
+  process.stdout.write(abReport(`client CPU per call, µs (${blocks} blocks of ${n} ${what}, alternating)`, dirs, got));
   process.exit(0);
 }
 
