@@ -34,6 +34,7 @@ import { ArenaKind } from "capnp-ts/src/serialization/arena/arena-kind.js";
 import { Segment } from "capnp-ts/src/serialization/segment.js";
 import { DEFAULT_TRAVERSE_LIMIT, MAX_DEPTH } from "capnp-ts/src/constants.js";
 import { takeView } from "./buffers.js";
+import { readCallHeader } from "./call-header.js";
 
 export const MSG_CALL = 2;
 export const MSG_RETURN = 3;
@@ -446,20 +447,7 @@ export function decodeEnvelope(seg: Seg, depth: number, env: Envelope): boolean 
       const plPtrs = pl + dataWordsAt(dv, cptrs + 8) * 8;
       const plPc = dv.getUint16(cptrs + 8 + 6, true);
       env.which = which;
-      env.id = dv.getUint32(c, true);
-      env.methodId = dv.getUint16(c + 4, true);
-      env.sendResultsTo = dv.getUint16(c + 6, true);
-      // The last interface's BigInt again when the bits match: no BigInt per call (and the
-      // server's method table compares it by identity first: runtime proxy/server.ts).
-      const iidLo = dv.getUint32(c + 8, true);
-      const iidHi = dv.getUint32(c + 12, true);
-      if (iidLo !== env.iidLo || iidHi !== env.iidHi) {
-        env.iidLo = iidLo;
-        env.iidHi = iidHi;
-        env.interfaceId = dv.getBigUint64(c + 8, true);
-      }
-      env.targetWhich = dv.getUint16(t + 4, true);
-      env.importedCap = dv.getUint32(t, true);
+      readCallHeader(dv, env, c, t);
       env.content = pointerAt(capnp.Pointer, seg, plPtrs, depth - 3);
       env.hasCapTable = plPc >= 2 && (dv.getUint32(plPtrs + 8, true) !== 0 || dv.getUint32(plPtrs + 12, true) !== 0);
       env.capTableAt = env.hasCapTable ? plPtrs + 8 : -1;

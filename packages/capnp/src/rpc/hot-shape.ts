@@ -41,6 +41,7 @@
 
 import { DECODE_BASE_UNITS, STRUCT_UNITS, type ReaderLimits } from "../limits.js";
 import { Envelope, MSG_CALL, MSG_FINISH, MSG_RELEASE, MSG_RETURN, viewOf } from "../fastpath.js";
+import { readCallHeader } from "../call-header.js";
 
 /** Pointer-walk result of the last {@link structAt}: target word, data words, pointer count. */
 let sT = 0;
@@ -138,19 +139,7 @@ export function hotEnvelope(s: Uint8Array, lim: ReaderLimits, env: Envelope): bo
       if (c < 0) return false;
       total += c;
       structs = 5; // Message, Call, MessageTarget, Payload, content (counted even when null: an upper bound)
-      env.id = dv.getUint32(body, true);
-      env.methodId = dv.getUint16(body + 4, true);
-      env.sendResultsTo = dv.getUint16(body + 6, true);
-      // The last interface's BigInt again when the bits match (as decodeEnvelope).
-      const iidLo = dv.getUint32(body + 8, true);
-      const iidHi = dv.getUint32(body + 12, true);
-      if (iidLo !== env.iidLo || iidHi !== env.iidHi) {
-        env.iidLo = iidLo;
-        env.iidHi = iidHi;
-        env.interfaceId = dv.getBigUint64(body + 8, true);
-      }
-      env.targetWhich = dv.getUint16(target + 4, true);
-      env.importedCap = dv.getUint32(target, true);
+      readCallHeader(dv, env, body, target);
       env.contentAt = contentAt;
       break;
     }
