@@ -619,7 +619,7 @@ export class EvolvingV1Client extends $mp.ProxyClientBase implements EvolvingV1 
       options);
   }
   latest(options?: $mp.CallOptions): Promise<EvolvedV1> {
-    return this.$invoke(EvolvingV1$latest,
+    return this.$invokeFlat(EvolvingV1$latest,
       () => {},
       EvolvingV1$latest$read,
       options);
@@ -680,7 +680,7 @@ export class EvolvingV2Client extends $mp.ProxyClientBase implements EvolvingV2 
       options);
   }
   latest(options?: $mp.CallOptions): Promise<EvolvedV2> {
-    return this.$invoke(EvolvingV2$latest,
+    return this.$invokeFlat(EvolvingV2$latest,
       () => {},
       EvolvingV2$latest$read,
       options);

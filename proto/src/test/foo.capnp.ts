@@ -866,28 +866,28 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
   static readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
   add(a: number, b: number, options?: $mp.CallOptions): Promise<number> {
-    return this.$invoke(FooInterface$add,
-      (p: FooInterface_add$Params) => {
-        p.a = $mp.checkInt32(a);
-        p.b = $mp.checkInt32(b);
+    return this.$invokeFlat(FooInterface$add,
+      (dv: DataView, at: number) => {
+        dv.setInt32(at, $mp.checkInt32(a), true);
+        dv.setInt32(at + 4, $mp.checkInt32(b), true);
       },
       FooInterface$add$read,
       options);
   }
   addOut(a: number, b: number, options?: $mp.CallOptions): Promise<number> {
-    return this.$invoke(FooInterface$addOut,
-      (p: FooInterface_addOut$Params) => {
-        p.a = $mp.checkInt32(a);
-        p.b = $mp.checkInt32(b);
+    return this.$invokeFlat(FooInterface$addOut,
+      (dv: DataView, at: number) => {
+        dv.setInt32(at, $mp.checkInt32(a), true);
+        dv.setInt32(at + 4, $mp.checkInt32(b), true);
       },
       FooInterface$addOut$read,
       options);
   }
   addInOut(x: number, sum: number, options?: $mp.CallOptions): Promise<number> {
-    return this.$invoke(FooInterface$addInOut,
-      (p: FooInterface_addInOut$Params) => {
-        p.x = $mp.checkInt32(x);
-        p.sum = $mp.checkInt32(sum);
+    return this.$invokeFlat(FooInterface$addInOut,
+      (dv: DataView, at: number) => {
+        dv.setInt32(at, $mp.checkInt32(x), true);
+        dv.setInt32(at + 4, $mp.checkInt32(sum), true);
       },
       FooInterface$addInOut$read,
       options);
@@ -1023,17 +1023,17 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       options);
   }
   passEnum(arg: number, options?: $mp.CallOptions): Promise<number> {
-    return this.$invoke(FooInterface$passEnum,
-      (p: FooInterface_passEnum$Params) => {
-        p.arg = $mp.checkInt32(arg);
+    return this.$invokeFlat(FooInterface$passEnum,
+      (dv: DataView, at: number) => {
+        dv.setInt32(at, $mp.checkInt32(arg), true);
       },
       FooInterface$passEnum$read,
       options);
   }
   passDouble(arg: number, options?: $mp.CallOptions): Promise<number> {
-    return this.$invoke(FooInterface$passDouble,
-      (p: FooInterface_passDouble$Params) => {
-        p.arg = arg;
+    return this.$invokeFlat(FooInterface$passDouble,
+      (dv: DataView, at: number) => {
+        dv.setFloat64(at, arg, true);
       },
       FooInterface$passDouble$read,
       options);
@@ -1047,7 +1047,7 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
       options);
   }
   callFn(options?: $mp.CallOptions): Promise<void> {
-    return this.$invoke(FooInterface$callFn,
+    return this.$invokeFlat(FooInterface$callFn,
       () => {},
       FooInterface$callFn$read,
       options);

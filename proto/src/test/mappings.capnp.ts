@@ -869,7 +869,7 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
   }
   /** Results left unset by the server: the client reads the defaults. */
   blank(options?: $mp.CallOptions): Promise<{ options: Options; shape: Shape }> {
-    return this.$invoke(Mapper$blank,
+    return this.$invokeFlat(Mapper$blank,
       () => {},
       Mapper$blank$read,
       options);

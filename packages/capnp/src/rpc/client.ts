@@ -15,7 +15,7 @@ import { CALL, callMessage, dataViewOf, newCallMessage, pointerAt } from "../fas
 import { MAX_DEPTH } from "capnp-ts/src/constants.js";
 import { unadoptMessage } from "../adopt.js";
 import { CallData, errOutcome, releaseOutcome } from "./hook.js";
-import type { Hook, Outcome } from "./hook.js";
+import type { FlatCall, Hook, Outcome } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
 import { Sink } from "./sink.js";
 import type { Capability, PendingCall, Request, Response, Server, Struct, StructCtor } from "./types.js";
@@ -285,6 +285,37 @@ export abstract class DirectCall extends Sink {
     hook.release();
   }
 
+  /**
+   * Builds and sends a call whose params struct `Params` is flat (data words only: no pointer,
+   * so no capability and no Context), its data written by `write(dv, at)` (zeroed, at byte `at`
+   * of `dv`; it must not call out). To an import, or a promise routed or resolved to one, it goes
+   * out as bytes with no capnp-ts message (questions.ts sendFlat); to anything else (a local
+   * server, a queued promise, a traced or ended connection) the way {@link begin} and
+   * {@link sendCall} send it, with the same bytes. Throws what `hookOf` or `write` throws (then
+   * nothing was sent; call {@link drop}).
+   */
+  sendFlat(cap: Capability, interfaceId: bigint, methodId: number, Params: StructCtor<Struct>, write: (dv: DataView, at: number) => void): void {
+    const hook = hookOf(cap);
+    const size = Params._capnp.size;
+    const c = FLAT;
+    c.sink = this;
+    c.interfaceId = interfaceId;
+    c.methodId = methodId;
+    c.dataWords = (size.dataByteLength + 7) >>> 3;
+    c.write = write;
+    let sent: boolean;
+    try {
+      sent = size.pointerLength === 0 && hook.callFlat(c);
+    } finally {
+      c.sink = NO_SINK;
+      c.write = NOOP_WRITE;
+    }
+    if (sent) return;
+    const params = this.begin(cap, interfaceId, methodId, Params);
+    write(dataViewOf(params.segment), CALL.envelopeBytes);
+    this.sendCall();
+  }
+
   /** Drops a call begun but not sent: releases its target and the caps written into its params. */
   drop(): void {
     const hook = this.dHook;
@@ -344,6 +375,17 @@ export abstract class DirectCall extends Sink {
 }
 
 /** Sink of a `sendResultsTo.yourself` question: the results stay with the peer. */
+class NoSink extends Sink {
+  protected onComplete(o: Outcome): void {
+    releaseOutcome(o);
+  }
+}
+const NO_SINK: Sink = new NoSink();
+const NOOP_WRITE = (): void => {};
+/** The one FlatCall of this thread, filled for each {@link DirectCall.sendFlat} (no object per call). */
+const FLAT: { -readonly [K in keyof FlatCall]: FlatCall[K] } = { sink: NO_SINK, interfaceId: 0n, methodId: 0, dataWords: 0, write: NOOP_WRITE };
+
+
 class TailSink extends Sink {
   protected onComplete(o: Outcome): void {
     releaseOutcome(o);

@@ -35,6 +35,8 @@ export interface Route {
 export interface RouteConn {
   /** Send `d` to the route's target. Takes ownership of `d`. */
   sendCall(d: CallData, route: Route): void;
+  /** {@link Hook.callFlat} over this route: true if sent (questions.ts sendFlat). */
+  sendFlatCall(call: FlatCall, route: Route): boolean;
   /** Start an embargo for a promise that resolved to `target` (owned); returns the hook to use (owned). */
   startEmbargo(route: Route, target: Hook): Hook;
 }
@@ -69,6 +71,20 @@ export class CallData {
     for (let i = 0; i < caps.length; i++) caps[i]?.release();
     caps.length = 0;
   }
+}
+
+/**
+ * A call whose params struct is flat (data words only: no pointer, no capability), built and
+ * sent in one synchronous go (client.ts DirectCall.sendFlat): `write` fills the zeroed data
+ * section at byte `at` of `dv` and must not call out. Sent as bytes, no CallData or message
+ * (questions.ts sendFlat, fastpath.ts encodeFlatCall).
+ */
+export interface FlatCall {
+  readonly sink: Sink;
+  readonly interfaceId: bigint;
+  readonly methodId: number;
+  readonly dataWords: number;
+  readonly write: (dv: DataView, at: number) => void;
 }
 
 /** The result of a call. Whoever holds an Outcome owns its caps. */
@@ -129,6 +145,14 @@ export abstract class Hook {
   protected abstract destroy(): void;
   /** Deliver a call; takes ownership of `d`. */
   abstract call(d: CallData): void;
+  /**
+   * Send `c` as bytes straight to the peer when this hook's calls go out over a connection now
+   * (an import, or a promise routed or resolved to one): true if sent. False: nothing was done,
+   * the caller delivers it through {@link call} as a CallData (local servers, queued promises).
+   */
+  callFlat(_c: FlatCall): boolean {
+    return false;
+  }
   /** The most-resolved hook right now (not a new reference). */
   resolved(): Hook {
     return this;

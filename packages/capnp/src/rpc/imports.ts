@@ -12,7 +12,7 @@ import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { ProtocolError, RpcError } from "../errors.js";
 import { encodeRelease } from "../fastpath.js";
 import { BrokenHook, Hook, NullHook } from "./hook.js";
-import type { CallData, Route, RouteConn } from "./hook.js";
+import type { CallData, FlatCall, Route, RouteConn } from "./hook.js";
 import { newMessage } from "./message.js";
 import { PromiseHook } from "./promise.js";
 import { EMPTY, errorFromException, writePromisedAnswer } from "./core.js";
@@ -34,6 +34,9 @@ export class ImportHook extends Hook {
   }
   call(d: CallData): void {
     this.core.questions.send(d, this.id, -1, null, false);
+  }
+  override callFlat(c: FlatCall): boolean {
+    return this.core.questions.sendFlat(c, this.id, -1, null);
   }
   override remoteConn(): RouteConn {
     return this.core.questions;

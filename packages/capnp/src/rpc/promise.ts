@@ -10,7 +10,7 @@
 import { RpcError, deferred } from "../errors.js";
 import type { Deferred } from "../errors.js";
 import { Hook, errOutcome } from "./hook.js";
-import type { CallData, Route, RouteConn } from "./hook.js";
+import type { CallData, FlatCall, Route, RouteConn } from "./hook.js";
 import type { Server } from "./types.js";
 
 /** A capability that is not known yet. */
@@ -48,6 +48,15 @@ export class PromiseHook extends Hook {
       this.sentViaRoute = true;
       this.route.conn.sendCall(d, this.route);
     } else this.queue.push(d);
+  }
+
+  /** {@link call} for a flat call: the same choice (resolution, route; queued ones say false). */
+  override callFlat(c: FlatCall): boolean {
+    if (this.resolution !== null) return this.resolution.callFlat(c);
+    const route = this.route;
+    if (route === null || !route.conn.sendFlatCall(c, route)) return false;
+    this.sentViaRoute = true;
+    return true;
   }
 
   /** Send calls (queued and later) over `route` until resolved. Takes ownership of route.importHook. */

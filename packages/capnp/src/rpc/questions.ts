@@ -10,10 +10,10 @@
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { CanceledError, ProtocolError, RpcError, toRpcError } from "../errors.js";
-import { CALL, dataViewOf, encodeFinish } from "../fastpath.js";
+import { CALL, dataViewOf, encodeFinish, encodeFlatCall, flatCallBytes } from "../fastpath.js";
 import type { Envelope } from "../fastpath.js";
 import { errOutcome, releaseOutcome } from "./hook.js";
-import type { CallData, Hook, Outcome, Route, RouteConn } from "./hook.js";
+import type { CallData, FlatCall, Hook, Outcome, Route, RouteConn } from "./hook.js";
 import { cloneMessage, cloneOutcome, newMessage } from "./message.js";
 import { Sink } from "./sink.js";
 import { RETURN_WHICH, errorFromException, writePromisedAnswer } from "./core.js";
@@ -42,6 +42,18 @@ export class Question {
     this.table.cancel(this);
   }
 }
+
+/**
+ * Where flat Calls are encoded (sendFlat): one buffer per thread (module state), reused for every
+ * Call the transport copies into its batch (Transport.sendCopy), with the one-segment array
+ * handed to it kept while the length stays the same (a call loop's).
+ */
+const FLAT_BYTES = 512;
+let flatOut = new Uint8Array(FLAT_BYTES);
+let flatView = new DataView(flatOut.buffer);
+let flatSegs: Uint8Array[] = [flatOut.subarray(0, 0)];
+/** A flat Call is being encoded (a `write` that called out and sent another one goes the general way). */
+let flatBusy = false;
 
 /** Sink of our Bootstrap question: resolves the bootstrap promise cap, then drops the results. */
 class BootstrapSink extends Sink {
@@ -84,6 +96,53 @@ export class QuestionTable implements RouteConn {
   sendCall(d: CallData, route: Route): void {
     if (route.importHook !== null) this.send(d, route.importId, -1, null, false);
     else this.send(d, -1, route.qid, route.path, false);
+  }
+
+  /** RouteConn: {@link sendFlat} to a promise's route. */
+  sendFlatCall(c: FlatCall, route: Route): boolean {
+    return route.importHook !== null ? this.sendFlat(c, route.importId, -1, null) : this.sendFlat(c, -1, route.qid, route.path);
+  }
+
+  /**
+   * Send flat call `c` (hook.ts FlatCall) to importedCap `importId` (>= 0) or
+   * promisedAnswer(qid, path) as bytes (fastpath.ts encodeFlatCall) copied into the transport's
+   * batch: no message, CallData or cap table, the same bytes and bookkeeping as {@link send}.
+   * False (nothing done: the caller takes the general path) when the connection has ended, its
+   * transport does not copy (no sendCopy), tracing is on (the trace line reads the params
+   * struct), or the Call is too large for the buffer. A throwing `write` throws from here, with
+   * nothing allocated or sent.
+   */
+  sendFlat(c: FlatCall, importId: number, qid: number, path: readonly number[] | null): boolean {
+    const core = this.core;
+    const t = core.transport;
+    const sink = c.sink;
+    if (core.ended || core.traceOn || t.sendCopy === undefined || flatBusy || sink.canceled) return false;
+    const len = flatCallBytes(c.dataWords, importId, path);
+    if (len > FLAT_BYTES) return false;
+    const out = flatOut;
+    const dv = flatView;
+    flatBusy = true;
+    try {
+      encodeFlatCall(out, dv, 0, c.interfaceId, c.methodId, c.dataWords, importId, qid, path);
+      c.write(dv, CALL.envelopeBytes);
+    } finally {
+      flatBusy = false;
+    }
+    const id = this.alloc();
+    dv.setUint32(CALL.qid, id, true);
+    const q = new Question(this, id, sink, false, false, null);
+    this.add(q);
+    sink.setRoute(this, id);
+    sink.cancelHandler = q;
+    let segs = flatSegs;
+    if (segs[0]!.byteLength !== len) flatSegs = segs = [new Uint8Array(out.buffer, 0, len)];
+    if (!t.sendCopy(segs)) {
+      // The transport kept the bytes (it did not copy them): the next Call gets a new buffer.
+      flatOut = new Uint8Array(FLAT_BYTES);
+      flatView = new DataView(flatOut.buffer);
+      flatSegs = [flatOut.subarray(0, 0)];
+    }
+    return true;
   }
 
   /** RouteConn: a promise that sent calls over us resolved to `target` elsewhere. */

@@ -13,6 +13,7 @@ import { camelCase, capitalize, hexBigint, jsdoc, localName, str } from "../name
 import type { FieldInfo, MethodInfo, NodeInfo, TypeInfo } from "../schema.js";
 import { readField, writeField } from "./codec.js";
 import { EMPTY_ENV, type FileContext, isPointerType } from "./context.js";
+import { NO_DISCRIMINANT } from "./fields.js";
 
 /** Names generated code uses as locals, and ProxyClientBase members a method must not shadow. */
 const LOCALS = new Set(["p", "r", "io", "impl", "out", "e", "options", "ctx"]);
@@ -244,6 +245,37 @@ function readValue(ctx: FileContext, s: string, v: Value, io: string, nullableCa
   return r;
 }
 
+/** DataView setter and byte width of the numeric types a flat params writer writes. */
+const FLAT_SET: Partial<Record<TypeInfo["kind"], [string, number]>> = {
+  int8: ["Int8", 1], uint8: ["Uint8", 1], int16: ["Int16", 2], uint16: ["Uint16", 2], enum: ["Uint16", 2],
+  int32: ["Int32", 4], uint32: ["Uint32", 4], float32: ["Float32", 4], float64: ["Float64", 8],
+  int64: ["BigInt64", 8], uint64: ["BigUint64", 8],
+};
+
+/**
+ * The statements of a flat params writer (`$invokeFlat`, runtime proxy/client.ts): one DataView
+ * set per parameter at its byte offset from `at`, with the setter's own range check; or null
+ * when the params struct is not flat (a pointer field, a Context), or a parameter is not a plain
+ * number (bool, optional, defaulted, in a union, an explicit default: the struct setters handle
+ * those).
+ */
+function flatWriter(ctx: FileContext, plan: MethodPlan): string[] | null {
+  if (plan.special !== undefined || plan.context >= 0 || plan.threadMapParams.length > 0) return null;
+  if (ctx.node(plan.paramsId).struct?.pointerCount !== 0) return null;
+  const out: string[] = [];
+  for (const p of plan.params) {
+    const f = p.field;
+    const set = FLAT_SET[p.type.kind];
+    if (set === undefined || p.has !== undefined || p.want !== undefined || p.defaulted === true) return null;
+    if (f.discriminantValue !== NO_DISCRIMINANT || f.slot === undefined || f.slot.hadExplicitDefault) return null;
+    const [fn, bytes] = set;
+    const v = p.type.kind === "enum" || p.type.kind === "float32" || p.type.kind === "float64" ? p.local : ctx.checkWrite(p.type, p.local);
+    const at = f.slot.offset === 0 ? "at" : `at + ${f.slot.offset * bytes}`;
+    out.push(bytes === 1 ? `dv.set${fn}(${at}, ${v});` : `dv.set${fn}(${at}, ${v}, true);`);
+  }
+  return out;
+}
+
 /**
  * One client method. Its `read` is a module-level function (`hoisted`, emitted before the client
  * class) when it uses none of the method's parameters, so a call allocates one closure (the
@@ -252,9 +284,10 @@ function readValue(ctx: FileContext, s: string, v: Value, io: string, nullableCa
 function emitClientMethod(ctx: FileContext, plan: MethodPlan): { method: string; hoisted: string; io: boolean } {
   ctx.resetTemps();
   const P = ctx.structClass(plan.paramsId), R = ctx.structClass(plan.resultsId);
-  const build: string[] = [];
-  for (const p of plan.params) build.push(...writeValue(ctx, "p", p, p.local, "io"));
-  for (const i of plan.threadMapParams) build.push(`$mp.writeCap(p, ${i}, io.threadMap());`);
+  const flat = flatWriter(ctx, plan);
+  const build: string[] = flat ?? [];
+  if (flat === null) for (const p of plan.params) build.push(...writeValue(ctx, "p", p, p.local, "io"));
+  if (flat === null) for (const i of plan.threadMapParams) build.push(`$mp.writeCap(p, ${i}, io.threadMap());`);
   const read: string[] = [];
   for (const i of plan.threadMapResults) read.push(`io.setPeerThreadMap($mp.readCap(r, ${i}));`);
   for (const e of plan.errors) {
@@ -274,7 +307,7 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): { method: string;
   }
   const buildSrc = build.join("\n");
   const readSrc = read.join("\n");
-  const bArgs = build.length === 0 ? "()" : `(p: ${P}${/\bio\b/.test(buildSrc) ? ", io" : ""})`;
+  const bArgs = build.length === 0 ? "()" : flat !== null ? "(dv: DataView, at: number)" : `(p: ${P}${/\bio\b/.test(buildSrc) ? ", io" : ""})`;
   const rArgs = read.length === 0 ? "()" : `(r: ${R}${/\bio\b/.test(readSrc) ? ", io" : ""})`;
   const ind = (xs: string[], n: string): string => xs.map((x) => `${n}${x}`).join("\n");
   const buildFn = build.length === 0 ? `${bArgs} => {}` : `${bArgs} => {\n${ind(build, "        ")}\n      }`;
@@ -291,7 +324,7 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): { method: string;
     hoisted = `const ${readRef} = ${body};\n`;
   }
   const method = `${methodDoc(plan, "  ")}  ${plan.tsName}(${withTrailing(paramList(ctx, plan, true), "options?: $mp.CallOptions")}): Promise<${rt}> {\n` +
-    `    return this.$invoke(${plan.constName},\n      ${buildFn},\n      ${readRef},\n      options);\n  }\n`;
+    `    return this.${flat !== null ? "$invokeFlat" : "$invoke"}(${plan.constName},\n      ${buildFn},\n      ${readRef},\n      options);\n  }\n`;
   return { method, hoisted, io: bArgs.endsWith(", io)") || rArgs.endsWith(", io)") };
 }
 

@@ -123,9 +123,9 @@ export class ThreadMapClient extends $mp.ProxyClientBase implements ThreadMap {
       options);
   }
   makePool(count: number, options?: $mp.CallOptions): Promise<void> {
-    return this.$invoke(ThreadMap$makePool,
-      (p: ThreadMap_makePool$Params) => {
-        p.count = $mp.checkUint32(count);
+    return this.$invokeFlat(ThreadMap$makePool,
+      (dv: DataView, at: number) => {
+        dv.setUint32(at, $mp.checkUint32(count), true);
       },
       ThreadMap$makePool$read,
       options);
@@ -170,7 +170,7 @@ export class ThreadClient extends $mp.ProxyClientBase implements Thread {
   static readonly $construct: $mp.ProxyMethod | undefined = undefined;
   static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
   getName(options?: $mp.CallOptions): Promise<string> {
-    return this.$invoke(Thread$getName,
+    return this.$invokeFlat(Thread$getName,
       () => {},
       Thread$getName$read,
       options);

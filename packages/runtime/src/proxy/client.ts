@@ -129,10 +129,39 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     read: (r: any, io: ClientIO) => R,
     options?: CallOptions,
   ): Promise<R> {
-    const connection = this.$connection;
     // A CallIO only when build or read takes one (generated code declares `io` when it uses it,
     // and says so in `m.clientIo`: reading a fresh closure's `length` costs more than the flag).
-    const io = (m.clientIo ?? (build.length > 1 || read.length > 1)) ? new CallIO(connection) : null;
+    const io = (m.clientIo ?? (build.length > 1 || read.length > 1)) ? new CallIO(this.$connection) : null;
+    return this.#call(m, build, null, read, io, options);
+  }
+
+  /**
+   * {@link $invoke} for a method whose params struct is flat (data fields only: no pointer, so
+   * no capability and no Context; mpgen emits it for such methods): `write(dv, at)` writes the
+   * params' data section at byte `at` of `dv` (`DataView` set calls only, nothing else: it must
+   * not call out), and the engine sends the Call as bytes when the target is across a
+   * connection (capnp DirectCall.sendFlat).
+   */
+  protected $invokeFlat<R>(
+    m: ProxyMethod,
+    write: (dv: DataView, at: number) => void,
+    read: (r: any, io: ClientIO) => R,
+    options?: CallOptions,
+  ): Promise<R> {
+    const io = (m.clientIo ?? read.length > 1) ? new CallIO(this.$connection) : null;
+    return this.#call(m, null, write, read, io, options);
+  }
+
+  /** The body of {@link $invoke} (`build`) and {@link $invokeFlat} (`write`). */
+  #call<R>(
+    m: ProxyMethod,
+    build: ((p: any, io: ClientIO) => void) | null,
+    write: ((dv: DataView, at: number) => void) | null,
+    read: (r: any, io: ClientIO) => R,
+    io: CallIO | null,
+    options: CallOptions | undefined,
+  ): Promise<R> {
+    const connection = this.$connection;
     const promise = new Promise<R>(EXECUTOR);
     const call = new ClientCall<R>(m, read, io, nextResolve!, nextReject!);
     try {
@@ -146,12 +175,17 @@ export abstract class ProxyClientBase implements AsyncDisposable {
       // context (threads/lanes.ts), else the loop thread's. Only needed for a Context or a task.
       const frame = currentFrame();
       const thread = frame === undefined && m.context < 0 ? undefined : threadFor(frame, connection.loop);
-      const params = call.begin(this.$cap, m.interfaceId, m.methodId, m.Params);
-      build(params, io as CallIO);
-      if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, params), connection, thread!, opts?.thread === "pool");
-      // Tracing: the engine writes the Call / Return lines, naming the method from this table.
-      if (this.#trace) traceMethod(m, this.constructor);
-      call.sendCall();
+      if (write !== null) {
+        // Tracing: the engine writes the Call / Return lines, naming the method from this table.
+        if (this.#trace) traceMethod(m, this.constructor);
+        call.sendFlat(this.$cap, m.interfaceId, m.methodId, m.Params, write);
+      } else {
+        const params = call.begin(this.$cap, m.interfaceId, m.methodId, m.Params);
+        build!(params, io as CallIO);
+        if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, params), connection, thread!, opts?.thread === "pool");
+        if (this.#trace) traceMethod(m, this.constructor);
+        call.sendCall();
+      }
       if (opts !== undefined && (opts.signal !== undefined || opts.timeout !== undefined)) call.canceler = new Canceler(call, opts);
       // While waiting, let the thread run other tasks (callbacks from the peer), as Waiter::wait does.
       if (frame !== undefined && frame.context === thread && frame.task !== undefined) {
