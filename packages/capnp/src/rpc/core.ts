@@ -60,6 +60,10 @@ class EmptyMap extends Map<never, never> {
 }
 export const EMPTY: ReadonlyMap<unknown, unknown> = new EmptyMap();
 
+/** The one-segment array {@link ConnCore.sendOwn} last handed to a copying transport (per thread). */
+const NO_SEGS: Uint8Array[] = [new Uint8Array(0)];
+let ownSegs: Uint8Array[] = NO_SEGS;
+
 export class ConnCore implements ReleaseErrorReporter {
   ended = false;
   /** Whether exceptions we send carry the stack (RpcConnectionOptions.errorStacks). */
@@ -100,7 +104,22 @@ export class ConnCore implements ReleaseErrorReporter {
     if (this.ended) return;
     const t = this.transport;
     if (t.sendCopy === undefined) t.send(segmentsOf(m));
-    else if (t.sendCopy(segmentsOf(m))) recycleMessage(m);
+    else {
+      const segs = m._capnp.segments;
+      if (segs.length !== 1 || segs[0]!.byteOffset !== 0) {
+        if (t.sendCopy(segmentsOf(m))) recycleMessage(m);
+        return;
+      }
+      // One segment from offset 0 (a pooled buffer, buffers.ts): the view handed to the
+      // transport is kept while the next message lies in the same buffer with the same length
+      // (a call loop's Returns or Calls: the pool hands the buffer back), no array + view per send.
+      const seg = segs[0]!;
+      let own = ownSegs;
+      const v = own[0]!;
+      if (v.buffer !== seg.buffer || v.byteLength !== seg.byteLength) ownSegs = own = [new Uint8Array(seg.buffer, 0, seg.byteLength)];
+      if (t.sendCopy(own)) recycleMessage(m);
+      else ownSegs = NO_SEGS; // the transport keeps this view: not ours to hand out again
+    }
   }
 
   /** Send a one-segment message already encoded (Finish, Release). */
