@@ -56,6 +56,21 @@ export class CountingTransport implements Transport {
     this.record("out", segments);
     this.inner.send(segments);
   }
+  /**
+   * Transport.sendCopy, passed through (a stream transport's: the engine then sends its own
+   * Calls and Returns as in production, flat Calls as bytes from one reused buffer).
+   */
+  sendCopy(segments: Uint8Array[]): boolean {
+    const inner = this.inner;
+    if (inner.sendCopy === undefined) {
+      this.send(segments);
+      return false;
+    }
+    this.messagesOut++;
+    this.maxSegmentsOut = Math.max(this.maxSegmentsOut, segments.length);
+    this.record("out", segments);
+    return inner.sendCopy(segments);
+  }
   close(): Promise<void> { return this.inner.close(); }
   destroy(err?: Error): void { this.inner.destroy(err); }
   /** The wire log from index `from` on, as "in call", "out return/results", ... */
