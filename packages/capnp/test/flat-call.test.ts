@@ -9,7 +9,9 @@ import { describe, expect, it } from "vitest";
 import { DirectCall, fastpath, type Capability, type MemoryTransport, type RpcError } from "@multiprocess-ts/capnp";
 import { Box, CALC, COUNTER, M, drain, makePair } from "./rpc-helpers.js";
 
-const { CALL, callMessage, dataViewOf, encodeFlatCall, flatCallBytes } = fastpath;
+import { encodeFlatCall, flatCallBytes } from "../dist/flat-call.js";
+
+const { CALL, callMessage, dataViewOf } = fastpath;
 
 function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;

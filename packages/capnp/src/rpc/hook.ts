@@ -77,7 +77,7 @@ export class CallData {
  * A call whose params struct is flat (data words only: no pointer, no capability), built and
  * sent in one synchronous go (client.ts DirectCall.sendFlat): `write` fills the zeroed data
  * section at byte `at` of `dv` and must not call out. Sent as bytes, no CallData or message
- * (questions.ts sendFlat, fastpath.ts encodeFlatCall).
+ * (questions.ts sendFlat, flat-call.ts encodeFlatCall).
  */
 export interface FlatCall {
   readonly sink: Sink;

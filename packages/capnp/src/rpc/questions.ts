@@ -10,7 +10,8 @@
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { CanceledError, ProtocolError, RpcError, toRpcError } from "../errors.js";
-import { CALL, dataViewOf, encodeFinish, encodeFlatCall, flatCallBytes } from "../fastpath.js";
+import { CALL, dataViewOf, encodeFinish } from "../fastpath.js";
+import { encodeFlatCall, flatCallBytes } from "../flat-call.js";
 import type { Envelope } from "../fastpath.js";
 import { errOutcome, releaseOutcome } from "./hook.js";
 import type { CallData, FlatCall, Hook, Outcome, Route, RouteConn } from "./hook.js";
@@ -111,7 +112,7 @@ export class QuestionTable implements RouteConn {
 
   /**
    * Send flat call `c` (hook.ts FlatCall) to importedCap `importId` (>= 0) or
-   * promisedAnswer(qid, path) as bytes (fastpath.ts encodeFlatCall) copied into the transport's
+   * promisedAnswer(qid, path) as bytes (flat-call.ts encodeFlatCall) copied into the transport's
    * batch: no message, CallData or cap table, the same bytes and bookkeeping as {@link send}.
    * False (nothing done: the caller takes the general path) when the connection has ended, its
    * transport does not copy (no sendCopy), tracing is on (the trace line reads the params
@@ -131,7 +132,7 @@ export class QuestionTable implements RouteConn {
     try {
       const words = c.dataWords;
       if (importId >= 0 && flatShape === words) {
-        // The same layout as the last Call (a call loop's): fastpath.ts encodeFlatCall's fields.
+        // The same layout as the last Call (a call loop's): flat-call.ts encodeFlatCall's fields.
         dv.setUint16(CALL.methodId, c.methodId, true);
         dv.setBigUint64(CALL.interfaceId, c.interfaceId, true);
         dv.setUint32(CALL.importedCap, importId, true);

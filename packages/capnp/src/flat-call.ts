@@ -1,0 +1,88 @@
+/**
+ * The encoder of flat Calls (issue 13, tenth session): a Call whose params struct has data words
+ * only (no pointer: no capability, no Context) written as bytes into a caller's buffer, with no
+ * capnp-ts object, byte for byte what fastpath.ts `callMessage` plus the target and question
+ * ID rpc/questions.ts writes produce (`packages/capnp/test/flat-call.test.ts` compares the two).
+ * rpc/questions.ts `sendFlat` uses it; docs/rpc.md "Envelope fast path".
+ *
+ * Layout (word = 8 bytes), as fastpath.ts documents for a Call, then, for a promisedAnswer
+ * target, the PromisedAnswer struct (1 data word, 1 pointer) right behind the content and its
+ * transform list (a composite list of 1-word Ops, tag word first) behind that, in the order
+ * core.ts `writePromisedAnswer` allocates them.
+ *
+ * Owns no state: pure functions. Threading: any thread.
+ */
+
+import { CALL, MSG_CALL } from "./fastpath.js";
+
+function ptrHi(dataWords: number, ptrs: number): number {
+  return (dataWords | (ptrs << 16)) >>> 0;
+}
+
+/**
+ * The Call of a flat params struct (`dataWords` data words, no pointers: nothing is allocated
+ * behind it) written straight into `out` from byte 0, no capnp-ts object: the same bytes as
+ * fastpath.ts `callMessage` + the params' data + questions.ts's target (importedCap `importId` when
+ * >= 0, else promisedAnswer(`pqid`, `path`) as core.ts writePromisedAnswer allocates it behind
+ * the content). The params' data section (at {@link CALL}.envelopeBytes, zeroed) is the
+ * caller's to fill. Returns the message's length in bytes; `out` must hold
+ * {@link flatCallBytes}. `packages/capnp/test/flat-call.test.ts` compares the two encoders.
+ */
+export function encodeFlatCall(
+  out: Uint8Array,
+  dv: DataView,
+  qid: number,
+  interfaceId: bigint,
+  methodId: number,
+  dataWords: number,
+  importId: number,
+  pqid: number,
+  path: readonly number[] | null,
+): number {
+  const content = CALL.envelopeBytes + dataWords * 8;
+  const len = flatCallBytes(dataWords, importId, path);
+  out.fill(0, 0, len);
+  dv.setUint32(4, ptrHi(1, 1), true); // root → Message at word 1
+  out[8] = MSG_CALL;
+  dv.setUint32(20, ptrHi(3, 3), true); // → Call at word 3
+  dv.setUint32(CALL.qid, qid, true);
+  dv.setUint16(CALL.methodId, methodId, true);
+  dv.setBigUint64(CALL.interfaceId, interfaceId, true);
+  dv.setUint32(48, 2 << 2, true); // target → word 9
+  dv.setUint32(52, ptrHi(1, 1), true);
+  dv.setUint32(56, 3 << 2, true); // params → word 11
+  dv.setUint32(60, ptrHi(0, 2), true);
+  dv.setUint32(CALL.contentPtr, 1 << 2, true); // content → word 13
+  dv.setUint32(CALL.contentPtr + 4, dataWords, true);
+  if (importId >= 0) {
+    dv.setUint32(CALL.importedCap, importId, true);
+    return len;
+  }
+  // promisedAnswer: the PromisedAnswer struct (1 data word, 1 ptr) right behind the content.
+  const w = content >>> 3;
+  dv.setUint16(CALL.targetWhich, 1, true);
+  dv.setUint32(80, (w - 11) << 2, true);
+  dv.setUint32(84, ptrHi(1, 1), true);
+  dv.setUint32(content, pqid, true);
+  const n = path === null ? 0 : path.length;
+  if (n === 0) return len;
+  // transform: a composite list of n Ops (1 data word each) behind it, its tag word first.
+  dv.setUint32(content + 8, 1, true);
+  dv.setUint32(content + 12, ((n << 3) | 7) >>> 0, true);
+  dv.setUint32(content + 16, n << 2, true);
+  dv.setUint32(content + 20, ptrHi(1, 0), true);
+  for (let i = 0; i < n; i++) {
+    const op = content + 24 + i * 8;
+    dv.setUint16(op, 1, true); // getPointerField
+    dv.setUint16(op + 2, path![i]!, true);
+  }
+  return len;
+}
+
+/** Bytes {@link encodeFlatCall} writes for these arguments. */
+export function flatCallBytes(dataWords: number, importId: number, path: readonly number[] | null): number {
+  const content = CALL.envelopeBytes + dataWords * 8;
+  if (importId >= 0) return content;
+  const n = path === null ? 0 : path.length;
+  return content + 16 + (n === 0 ? 0 : 8 + n * 8);
+}
