@@ -75,3 +75,19 @@ interface EvolvingV2 {
     echo @0 (v :EvolvedV2) -> (v :EvolvedV2);
     latest @1 () -> (v :EvolvedV2);
 }
+
+# Every numeric parameter kind a flat params writer writes (mpgen: a params struct of data fields
+# only gets a DataView writer, `$invokeFlat`), echoed back through the struct readers and writers
+# (proto/test/flat-params.test.ts): the writer's offsets, widths and byte order against capnp's.
+enum FlatKind {
+    zero @0;
+    one @1;
+    last @2;
+}
+
+interface FlatEcho {
+    echo @0 (i8 :Int8, u8 :UInt8, i16 :Int16, u16 :UInt16, i32 :Int32, u32 :UInt32, i64 :Int64,
+             u64 :UInt64, f32 :Float32, f64 :Float64, k :FlatKind)
+         -> (i8 :Int8, u8 :UInt8, i16 :Int16, u16 :UInt16, i32 :Int32, u32 :UInt32, i64 :Int64,
+             u64 :UInt64, f32 :Float32, f64 :Float64, k :FlatKind);
+}

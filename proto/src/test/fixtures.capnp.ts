@@ -5,6 +5,13 @@ import * as $mp from "@multiprocess-ts/runtime/gen";
 import * as $foo from "./foo.capnp.js";
 import * as $proxy from "@multiprocess-ts/runtime/mp/proxy.capnp";
 
+/** Enum `FlatKind` (UInt16 on the wire). */
+export enum FlatKind {
+  zero = 0,
+  one = 1,
+  last = 2,
+}
+
 /** capnp-ts accessors for `EvolvedV1` (EvolvedV1). */
 export class EvolvedV1$Struct extends $.Struct {
   static override readonly _capnp = { displayName: "EvolvedV1", id: "e5dbbaeaebaf8a30", size: new $.ObjectSize(16, 2) };
@@ -222,6 +229,60 @@ export class EvolvingV2_latest$Results extends $.Struct {
   get v(): EvolvedV2$Struct { return $.Struct.getStruct(0, EvolvedV2$Struct, this); }
   initV(): EvolvedV2$Struct { return $.Struct.initStructAt(0, EvolvedV2$Struct, this); }
   hasV(): boolean { return !$.Pointer.isNull($.Struct.getPointer(0, this)); }
+}
+
+/** capnp-ts accessors for `echo$Params` (FlatEcho.echo$Params). */
+export class FlatEcho_echo$Params extends $.Struct {
+  static override readonly _capnp = { displayName: "echo$Params", id: "afcbc714092ced92", size: new $.ObjectSize(48, 0) };
+  get i8(): number { return $.Struct.getInt8(0, this); }
+  set i8(v: number) { $.Struct.setInt8(0, v, this); }
+  get u8(): number { return $.Struct.getUint8(1, this); }
+  set u8(v: number) { $.Struct.setUint8(1, v, this); }
+  get i16(): number { return $.Struct.getInt16(2, this); }
+  set i16(v: number) { $.Struct.setInt16(2, v, this); }
+  get u16(): number { return $.Struct.getUint16(4, this); }
+  set u16(v: number) { $.Struct.setUint16(4, v, this); }
+  get i32(): number { return $.Struct.getInt32(8, this); }
+  set i32(v: number) { $.Struct.setInt32(8, v, this); }
+  get u32(): number { return $.Struct.getUint32(12, this); }
+  set u32(v: number) { $.Struct.setUint32(12, v, this); }
+  get i64(): bigint { return $.Struct.getInt64(16, this); }
+  set i64(v: bigint) { $.Struct.setInt64(16, v, this); }
+  get u64(): bigint { return $.Struct.getUint64(24, this); }
+  set u64(v: bigint) { $.Struct.setUint64(24, v, this); }
+  get f32(): number { return $.Struct.getFloat32(32, this); }
+  set f32(v: number) { $.Struct.setFloat32(32, v, this); }
+  get f64(): number { return $.Struct.getFloat64(40, this); }
+  set f64(v: number) { $.Struct.setFloat64(40, v, this); }
+  get k(): FlatKind { return $.Struct.getUint16(6, this) as FlatKind; }
+  set k(v: FlatKind) { $.Struct.setUint16(6, v, this); }
+}
+
+/** capnp-ts accessors for `echo$Results` (FlatEcho.echo$Results). */
+export class FlatEcho_echo$Results extends $.Struct {
+  static override readonly _capnp = { displayName: "echo$Results", id: "c59b3fa599e0fd42", size: new $.ObjectSize(48, 0) };
+  get i8(): number { return $.Struct.getInt8(0, this); }
+  set i8(v: number) { $.Struct.setInt8(0, v, this); }
+  get u8(): number { return $.Struct.getUint8(1, this); }
+  set u8(v: number) { $.Struct.setUint8(1, v, this); }
+  get i16(): number { return $.Struct.getInt16(2, this); }
+  set i16(v: number) { $.Struct.setInt16(2, v, this); }
+  get u16(): number { return $.Struct.getUint16(4, this); }
+  set u16(v: number) { $.Struct.setUint16(4, v, this); }
+  get i32(): number { return $.Struct.getInt32(8, this); }
+  set i32(v: number) { $.Struct.setInt32(8, v, this); }
+  get u32(): number { return $.Struct.getUint32(12, this); }
+  set u32(v: number) { $.Struct.setUint32(12, v, this); }
+  get i64(): bigint { return $.Struct.getInt64(16, this); }
+  set i64(v: bigint) { $.Struct.setInt64(16, v, this); }
+  get u64(): bigint { return $.Struct.getUint64(24, this); }
+  set u64(v: bigint) { $.Struct.setUint64(24, v, this); }
+  get f32(): number { return $.Struct.getFloat32(32, this); }
+  set f32(v: number) { $.Struct.setFloat32(32, v, this); }
+  get f64(): number { return $.Struct.getFloat64(40, this); }
+  set f64(v: number) { $.Struct.setFloat64(40, v, this); }
+  get k(): FlatKind { return $.Struct.getUint16(6, this) as FlatKind; }
+  set k(v: FlatKind) { $.Struct.setUint16(6, v, this); }
 }
 
 /** TS-native value of `EvolvedV1`. */
@@ -709,8 +770,114 @@ export class EvolvingV2Server extends $mp.ProxyServerBase<EvolvingV2> {
   ];
 }
 
+const FlatEcho$echo: $mp.ProxyMethod = { name: "echo", interfaceId: 0xa78a60d86da00abbn, methodId: 0,
+  Params: FlatEcho_echo$Params, Results: FlatEcho_echo$Results, context: -1, destroy: false, clientIo: false };
+
+/** TS-native interface of `FlatEcho`, implemented by servers (sync or async) and by {@link FlatEchoClient}. */
+export interface FlatEcho {
+  echo(i8: number, u8: number, i16: number, u16: number, i32: number, u32: number, i64: bigint, u64: bigint, f32: number, f64: number, k: FlatKind, ctx?: $mp.CallContext): { i8: number; u8: number; i16: number; u16: number; i32: number; u32: number; i64: bigint; u64: bigint; f32: number; f64: number; k: FlatKind } | Promise<{ i8: number; u8: number; i16: number; u16: number; i32: number; u32: number; i64: bigint; u64: bigint; f32: number; f64: number; k: FlatKind }>;
+}
+
+const FlatEcho$echo$read = (r: FlatEcho_echo$Results) => {
+  return {
+    i8: r.i8,
+    u8: r.u8,
+    i16: r.i16,
+    u16: r.u16,
+    i32: r.i32,
+    u32: r.u32,
+    i64: r.i64,
+    u64: r.u64,
+    f32: r.f32,
+    f64: r.f64,
+    k: r.k as FlatKind,
+  };
+};
+
+/** Client proxy for `FlatEcho`: each method sends one call and resolves with its results. */
+export class FlatEchoClient extends $mp.ProxyClientBase implements FlatEcho {
+  static readonly interfaceId: bigint = 0xa78a60d86da00abbn;
+  static readonly $construct: $mp.ProxyMethod | undefined = undefined;
+  static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
+  echo(i8: number, u8: number, i16: number, u16: number, i32: number, u32: number, i64: bigint, u64: bigint, f32: number, f64: number, k: FlatKind, options?: $mp.CallOptions): Promise<{ i8: number; u8: number; i16: number; u16: number; i32: number; u32: number; i64: bigint; u64: bigint; f32: number; f64: number; k: FlatKind }> {
+    return this.$invokeFlat(FlatEcho$echo,
+      (dv: DataView, at: number) => {
+        dv.setInt8(at, $mp.checkInt8(i8));
+        dv.setUint8(at + 1, $mp.checkUint8(u8));
+        dv.setInt16(at + 2, $mp.checkInt16(i16), true);
+        dv.setUint16(at + 4, $mp.checkUint16(u16), true);
+        dv.setInt32(at + 8, $mp.checkInt32(i32), true);
+        dv.setUint32(at + 12, $mp.checkUint32(u32), true);
+        dv.setBigInt64(at + 16, $checkInt64(i64), true);
+        dv.setBigUint64(at + 24, $checkUint64(u64), true);
+        dv.setFloat32(at + 32, f32, true);
+        dv.setFloat64(at + 40, f64, true);
+        dv.setUint16(at + 6, k, true);
+      },
+      FlatEcho$echo$read,
+      options);
+  }
+}
+
+/** Server dispatch for `FlatEcho`: wraps an implementation of {@link FlatEcho}. */
+export class FlatEchoServer extends $mp.ProxyServerBase<FlatEcho> {
+  static readonly interfaceId: bigint = 0xa78a60d86da00abbn;
+  static readonly methods: readonly $mp.ServerMethod<FlatEcho>[] = [
+    { method: FlatEcho$echo, invoke(impl, p: FlatEcho_echo$Params, r: FlatEcho_echo$Results, io): void | Promise<void> {
+        const i8 = p.i8;
+        const u8 = p.u8;
+        const i16 = p.i16;
+        const u16 = p.u16;
+        const i32 = p.i32;
+        const u32 = p.u32;
+        const i64 = p.i64;
+        const u64 = p.u64;
+        const f32 = p.f32;
+        const f64 = p.f64;
+        const k = p.k as FlatKind;
+        const out = impl.echo(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64, k, io);
+        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+          r.i8 = $mp.checkInt8(out.i8);
+          r.u8 = $mp.checkUint8(out.u8);
+          r.i16 = $mp.checkInt16(out.i16);
+          r.u16 = $mp.checkUint16(out.u16);
+          r.i32 = $mp.checkInt32(out.i32);
+          r.u32 = $mp.checkUint32(out.u32);
+          r.i64 = $checkInt64(out.i64);
+          r.u64 = $checkUint64(out.u64);
+          r.f32 = out.f32;
+          r.f64 = out.f64;
+          r.k = out.k;
+        });
+        r.i8 = $mp.checkInt8(out.i8);
+        r.u8 = $mp.checkUint8(out.u8);
+        r.i16 = $mp.checkInt16(out.i16);
+        r.u16 = $mp.checkUint16(out.u16);
+        r.i32 = $mp.checkInt32(out.i32);
+        r.u32 = $mp.checkUint32(out.u32);
+        r.i64 = $checkInt64(out.i64);
+        r.u64 = $checkUint64(out.u64);
+        r.f32 = out.f32;
+        r.f64 = out.f64;
+        r.k = out.k;
+      } },
+  ];
+}
+
 /** Proxies map capabilities to non-null TS values; an unset capability is a peer error. */
 function $nonNull<T>(v: T | null, what: string): T {
   if (v === null) throw new TypeError(`mpgen: null capability received for ${what}`);
+  return v;
+}
+
+/** Int64 range check (capnp-ts would store an out-of-range bigint modulo 2^64). */
+function $checkInt64(v: bigint): bigint {
+  if (BigInt.asIntN(64, v) !== v) throw new RangeError(`value ${v} out of range for Int64`);
+  return v;
+}
+
+/** UInt64 range check (capnp-ts would store an out-of-range bigint modulo 2^64). */
+function $checkUint64(v: bigint): bigint {
+  if (BigInt.asUintN(64, v) !== v) throw new RangeError(`value ${v} out of range for UInt64`);
   return v;
 }
