@@ -374,7 +374,7 @@ export abstract class DirectCall extends Sink {
   }
 }
 
-/** Sink of a `sendResultsTo.yourself` question: the results stay with the peer. */
+/** The sink {@link FLAT} holds between calls (never completed: it is nobody's call). */
 class NoSink extends Sink {
   protected onComplete(o: Outcome): void {
     releaseOutcome(o);
@@ -385,7 +385,7 @@ const NOOP_WRITE = (): void => {};
 /** The one FlatCall of this thread, filled for each {@link DirectCall.sendFlat} (no object per call). */
 const FLAT: { -readonly [K in keyof FlatCall]: FlatCall[K] } = { sink: NO_SINK, interfaceId: 0n, methodId: 0, dataWords: 0, write: NOOP_WRITE };
 
-
+/** Sink of a `sendResultsTo.yourself` question: the results stay with the peer. */
 class TailSink extends Sink {
   protected onComplete(o: Outcome): void {
     releaseOutcome(o);
