@@ -26,7 +26,7 @@ import type { ThreadClient } from "../threads/thread-client.js";
 import { errorText, isThenable } from "../util.js";
 import { ServerCallIO } from "./call-io.js";
 import { ProxyClientBase } from "./client.js";
-import { decrementOwner, disposedImpls, disposeObject, implOwners, isObject } from "./dispose.js";
+import { decrementOwner, disposedImpls, disposeObjectNow, implOwners, isObject } from "./dispose.js";
 import { DISOWN, RELAY } from "./marks.js";
 import { traceServerClass } from "./trace.js";
 import type { ProxyMethod, ProxyServerCtor, ServerMethod } from "./seam.js";
@@ -281,7 +281,7 @@ export abstract class ProxyServerBase<I> implements Server {
         return;
       }
       loop.log("debug", `IPC server destroy ${m.name}`);
-      return this.$disposeImpl(true);
+      return this.#disposeImplNow(true);
     }
     const impl = this.#impl;
     if (impl === undefined || this.#disposed) throw new RpcError("failed", `IPC server object already destroyed (${m.name})`);
@@ -338,21 +338,45 @@ export abstract class ProxyServerBase<I> implements Server {
    * when the peer called `destroy`; a plain release only releases its reference.
    */
   async $disposeImpl(viaDestroy = false): Promise<void> {
+    return this.#disposeImplNow(viaDestroy);
+  }
+
+  /**
+   * {@link $disposeImpl}, done synchronously when nothing is to be waited for (the impl has no
+   * `[Symbol.asyncDispose]` or `close`, or is not disposed by this server): a `destroy` call, e.g.
+   * of a callback the peer is done with, then ends without a promise (no task reaction, no engine
+   * reaction, its Return in the same turn). Never throws; the promise, if any, never rejects.
+   */
+  #disposeImplNow(viaDestroy: boolean): void | Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
     const impl = this.#impl;
     this.#impl = undefined;
+    let r: unknown;
     try {
       if (this.#owned && isObject(impl) && decrementOwner(impl) === 0 && !disposedImpls.has(impl)) {
         disposedImpls.add(impl);
-        if (this.#relay && impl instanceof ProxyClientBase) await (viaDestroy ? impl.close() : impl.$release());
-        else await disposeObject(impl);
+        if (this.#relay && impl instanceof ProxyClientBase) r = viaDestroy ? impl.close() : impl.$release();
+        else r = disposeObjectNow(impl);
       }
     } catch (e) {
-      this.connection.loop.log("error", `IPC server implementation dispose failed: ${errorText(e)}`);
-    } finally {
-      this.#ref.reset();
+      this.#disposeFailed(e);
     }
+    if (!isThenable(r)) {
+      this.#ref.reset();
+      return;
+    }
+    return Promise.resolve(r).then(
+      () => this.#ref.reset(),
+      (e: unknown) => {
+        this.#disposeFailed(e);
+        this.#ref.reset();
+      },
+    );
+  }
+
+  #disposeFailed(e: unknown): void {
+    this.connection.loop.log("error", `IPC server implementation dispose failed: ${errorText(e)}`);
   }
 }
 
