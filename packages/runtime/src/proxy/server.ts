@@ -207,8 +207,10 @@ export abstract class ProxyServerBase<I> implements Server {
 
   /**
    * One task on `thread`. `owns`: the task came from `startNow`, so this ends it too (`done`). A
-   * method that returns a promise gets ONE reaction for the task's whole ending (its frame, the
-   * request-Thread entry, the done hook, the executor), not one per layer.
+   * method that returns a promise gets no reaction of its own for the task's whole ending (its
+   * frame, the request-Thread entry, the done hook, the executor): the engine runs it when that
+   * promise settles (`IncomingCall.whenSettled`, in the reaction that builds the Return); a queued
+   * task, whose executor chains onto what this returns, gets one reaction, not one per layer.
    */
   #runTask(
     task: TaskControl & { done?(): void },
@@ -251,6 +253,15 @@ export abstract class ProxyServerBase<I> implements Server {
       leaveFrame();
       endTask(thread, inserted, loop, owns ? task : undefined);
       return;
+    }
+    // The engine's own reaction to the promise ends the task: no reaction of ours (a queued task's
+    // executor chains onto the promise we return, so it gets the chained one).
+    if (owns && call.whenSettled !== undefined) {
+      call.whenSettled(() => {
+        leaveFrame();
+        endTask(thread, inserted, loop, task);
+      });
+      return r;
     }
     return r.then(
       () => {
