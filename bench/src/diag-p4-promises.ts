@@ -33,10 +33,15 @@ const opt = (name: string, dflt: string): string => {
 /** Counts PROMISE inits while on; with `where`, also by the stack frames that made them. */
 class PromiseCounter {
   count = 0;
+  /** Other async resources (Microtask, TickObject, Immediate, ...) by type: they pay the hooks too. */
+  others = new Map<string, number>();
   where: Map<string, number> | null = null;
   readonly #hook = createHook({
     init: (_id, type) => {
-      if (type !== "PROMISE") return;
+      if (type !== "PROMISE") {
+        this.others.set(type, (this.others.get(type) ?? 0) + 1);
+        return;
+      }
       this.count++;
       if (this.where !== null) {
         const at = origin(new Error().stack ?? "");
@@ -75,12 +80,13 @@ async function server(dir: string, path: string): Promise<void> {
   process.on("message", (r: string) => {
     if (r === "on" || r === "where") {
       counter.count = 0;
+      counter.others.clear();
       counter.where = r === "where" ? new Map() : null;
       counter.on();
       process.send!("ok");
     } else if (r === "off") {
       counter.off();
-      process.send!({ count: counter.count, where: counter.where === null ? [] : [...counter.where] });
+      process.send!({ count: counter.count, others: [...counter.others], where: counter.where === null ? [] : [...counter.where] });
     } else if (r === "exit") {
       void listener.close({ destroy: true }).then(() => process.exit(0));
     }
@@ -122,16 +128,19 @@ async function main(): Promise<void> {
   const measure = async (calls: number, mode: "on" | "where") => {
     await ask(child, mode);
     counter.count = 0;
+    counter.others.clear();
     counter.where = mode === "where" ? new Map() : null;
     counter.on();
     await run(calls);
     counter.off();
-    const s = await ask<{ count: number; where: [string, number][] }>(child, "off");
-    return { client: counter.count / calls, server: s.count / calls, cw: [...(counter.where ?? [])], sw: s.where };
+    const s = await ask<{ count: number; others: [string, number][]; where: [string, number][] }>(child, "off");
+    const per = (xs: [string, number][]): string => xs.map(([t, k]) => `${t} ${(k / calls).toFixed(2)}`).join(", ") || "none";
+    return { client: counter.count / calls, server: s.count / calls, co: per([...counter.others]), so: per(s.others), cw: [...(counter.where ?? [])], sw: s.where };
   };
   const r = await measure(n, "on");
   const name = p4b ? "P4b callback(cb, i)" : "P4 callbackSaved(i)";
   process.stdout.write(`${name}, build ${dir}: promises per call, client ${r.client.toFixed(2)}, server ${r.server.toFixed(2)} (${n} calls)\n`);
+  process.stdout.write(`  other async resources per call: client ${r.co}; server ${r.so}\n`);
   if (process.argv.includes("--where")) {
     const w = await measure(100, "where");
     printWhere("client", w.cw, 100);
