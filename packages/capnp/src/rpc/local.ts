@@ -213,7 +213,8 @@ class IncomingCallImpl implements IncomingCall {
         () => this.settle(undefined, false),
         (e: unknown) => this.settle(e, true),
       );
-    } else this.settle(undefined, false);
+    } else if (this.settledFn === null) this.finish(undefined, false);
+    else this.settle(undefined, false);
   }
 
   whenSettled(fn: () => void): void {
