@@ -8,7 +8,10 @@
  * under the same load, so a paired difference per block resolves changes that the one-process
  * figures of single runs (`one-process.js`, whose rounds move by 30 % at load 3) do not.
  *
- *   node bench/dist/diag-engine-ab.js --a DIR --b DIR [--n 5000] [--blocks 30] [--pipe 0] [--warm 4]
+ *   node bench/dist/diag-engine-ab.js --a DIR --b DIR [--n 5000] [--blocks 30] [--pipe 0] [--warm 4] [--p4]
+ *
+ * `--p4`: P4's `callbackSaved(i)` instead of `add` (the server calls the client's saved callback
+ * during the call: two Context calls, a server Thread task on each side; tenth session).
  *
  * The link behaves as the stream transport does towards the engine, not as `memoryTransportPair`
  * (which hands over the sender's buffers, so the engine's pooled buffers are never given back,
@@ -27,7 +30,7 @@
 
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { abReport, addBlock } from "./diag-loops.js";
+import { abReport, addBlock, cpuNow } from "./diag-loops.js";
 
 const opt = (name: string, dflt: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -110,6 +113,7 @@ class CopyEnd {
 
 interface Foo {
   add(a: number, b: number): Promise<number>;
+  callbackSaved(i: number): Promise<number>;
 }
 
 /** One build's client, connected over its own memory transport pair to its own server. */
@@ -124,11 +128,23 @@ async function loadBuild(dir: string): Promise<Foo> {
   ct.peer = st;
   st.peer = ct;
   rt.serveTransport(loop, st, new impl.BenchFoo(), foo.FooInterfaceServer);
-  return rt.connectTransport(loop, ct, foo.FooInterfaceClient);
+  const client = await rt.connectTransport(loop, ct, foo.FooInterfaceClient);
+  if (p4) {
+    await client.initThreadMap();
+    await client.saveCallback({ call: (arg: number) => arg * 2 });
+  }
+  return client;
 }
 
-const block = (foo: Foo, n: number, pipe: number): Promise<number> => addBlock(foo, n, pipe, "diag-engine-ab");
+async function p4Block(foo: Foo, n: number): Promise<number> {
+  const c0 = cpuNow();
+  for (let i = 0; i < n; i++) if ((await foo.callbackSaved(i)) !== i * 2) throw new Error("diag-engine-ab: wrong callback result");
+  return (cpuNow() - c0) / n;
+}
 
+const block = (foo: Foo, n: number, pipe: number): Promise<number> => (p4 ? p4Block(foo, n) : addBlock(foo, n, pipe, "diag-engine-ab"));
+
+const p4 = process.argv.includes("--p4");
 const dirs = [opt("a", "."), opt("b", ".")];
 const n = Number(opt("n", "5000"));
 const blocks = Number(opt("blocks", "30"));
@@ -142,6 +158,6 @@ for (let b = 0; b < blocks; b++) {
   const order = b % 2 === 0 ? [0, 1] : [1, 0];
   for (const i of order) got[i]!.push(await block(foos[i]!, n, pipe));
 }
-const what = pipe > 1 ? `add, ${pipe} in flight` : "sequential add";
+const what = p4 ? "callbackSaved (P4)" : pipe > 1 ? `add, ${pipe} in flight` : "sequential add";
 process.stdout.write(abReport(`both sides in one process, CPU µs per call (${blocks} blocks of ${n} ${what}, alternating)`, dirs, got));
 process.exit(0);

@@ -3,7 +3,7 @@
  * saved callback during the call) of two builds of this repository, A/B in the SAME two processes
  * under the same load (issue 13, ninth session; bench/README.md "P4 (ninth session)").
  *
- *   node bench/dist/diag-p4-ab.js --a DIR --b DIR [--n 2000] [--blocks 20] [--warm 3] [--print]
+ *   node bench/dist/diag-p4-ab.js --a DIR --b DIR [--n 2000] [--blocks 20] [--warm 3] [--print] [--p4b]
  *   taskset -c 0 node bench/dist/diag-p4-ab.js ...      # pinned: both processes on one CPU
  *
  * DIR is a built checkout (e.g. the baseline worktree and this one). Both processes load each
@@ -13,7 +13,8 @@
  * and runs blocks of `n` sequential `callbackSaved` calls alternating between the builds (the
  * order flips every block). Per block: the p50, this process's CPU per call, the server's CPU per
  * call (its `process.cpuUsage()` read over IPC right before and after the block) and write
- * syscalls per call of each side. Prints each build's medians and the median of the per-block
+ * syscalls per call of each side. `--p4b`: P4b instead (`callback(cb, i)`: a fresh callback
+ * exported per call, which the server destroys before it returns). Prints each build's medians and the median of the per-block
  * paired differences B − A. Promise hooks are process-wide: a change that decides whether one
  * build turns them on (the task frames' AsyncLocalStorage) is not seen fairly here (the other
  * build's hooks slow both); compare such changes with whole runs. Nothing is asserted.
@@ -45,7 +46,9 @@ async function main(): Promise<void> {
   const paths = dirs.map((_, i) => join(tmp, `s${i}.sock`));
   const child = fork(fileURLToPath(import.meta.url), ["server", ...dirs, ...paths], { stdio: ["ignore", "inherit", "inherit", "ipc"] });
   await new Promise((ok) => child.once("message", ok));
-  const clients: { callbackSaved(i: number): Promise<number>; close(): Promise<void> }[] = [];
+  const p4b = process.argv.includes("--p4b");
+  const cb = { call: (arg: number) => arg * 2 };
+  const clients: { callbackSaved(i: number): Promise<number>; callback(c: typeof cb, i: number): Promise<number>; close(): Promise<void> }[] = [];
   for (let i = 0; i < dirs.length; i++) {
     const m = await loadBuild(dirs[i]!);
     const loop = new m.rt.EventLoop(`diag-p4-ab-client ${i}`, { log: { level: "warning" } });
@@ -64,7 +67,7 @@ async function main(): Promise<void> {
     const c0 = cpuUs();
     for (let i = 0; i < calls; i++) {
       const t0 = performance.now();
-      if ((await foo.callbackSaved(i)) !== i * 2) throw new Error("diag-p4-ab: wrong callback result");
+      if ((await (p4b ? foo.callback(cb, i) : foo.callbackSaved(i))) !== i * 2) throw new Error("diag-p4-ab: wrong callback result");
       us[i] = (performance.now() - t0) * 1000;
     }
     const c1 = cpuUs();
@@ -83,7 +86,7 @@ async function main(): Promise<void> {
   child.send("exit");
   await new Promise((ok) => child.once("exit", ok));
   rmSync(tmp, { recursive: true, force: true });
-  process.stdout.write(`P4 callbackSaved, ${blocks} blocks of ${n} calls per build, alternating; µs (cw/sw: write syscalls per call, client/server)\n`);
+  process.stdout.write(`${p4b ? "P4b callback(cb, i)" : "P4 callbackSaved"}, ${blocks} blocks of ${n} calls per build, alternating; µs (cw/sw: write syscalls per call, client/server)\n`);
   printAb(dirs, got, ["p50", "client", "server", "cw", "sw"], process.argv.includes("--print"));
 }
 

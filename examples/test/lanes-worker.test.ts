@@ -41,6 +41,7 @@ describe("lanes on a worker thread", () => {
     };
     interface Msg {
       op: string;
+      r?: number;
       order?: number[];
       results?: number[];
       seen?: { lane?: string; thread?: string }[];
@@ -61,6 +62,10 @@ describe("lanes on a worker thread", () => {
     at(gates, 11).resolve();
     await at(started, 12).promise;
     at(gates, 12).resolve();
+    // The worker has both of lane B's results before lane A's first call may end (two Threads'
+    // Returns have no order between them: the test orders them by this message).
+    expect((await next("result")).r).toBe(11);
+    expect((await next("result")).r).toBe(12);
     // Only now lane A's first call ends; its second starts after it (FIFO in the lane).
     at(gates, 1).resolve();
     await at(started, 2).promise;

@@ -56,6 +56,43 @@ describe("normal shutdown (client closed first)", () => {
     expect(impl.disposeCount).toBe(1);
   });
 
+  it("a destroy waits for an impl's async dispose before it replies (a disposer-less or sync one replies at once)", async () => {
+    const impl = new FooImpl();
+    await using p = await fooSetup(impl);
+    await p.client.initThreadMap();
+    const gate = deferred<void>();
+    const started = deferred<void>();
+    const order: string[] = [];
+    const asyncCb = {
+      call: (arg: number) => arg + 1,
+      async [Symbol.asyncDispose](): Promise<void> {
+        order.push("dispose started");
+        started.resolve();
+        await gate.promise;
+        order.push("dispose done");
+      },
+    };
+    const plain = { call: (arg: number) => arg + 2 };
+    impl.callback = async (client: FooCallback | null, arg: number) => {
+      const r = await client!.call(arg);
+      const closing = (client as FooCallbackClient).close().then(() => order.push("destroy returned"));
+      if (arg === 1) {
+        // The client side is inside its async dispose: the destroy must not reply before it ends.
+        await started.promise;
+        order.push("released the gate");
+        gate.resolve();
+      }
+      await closing;
+      return r;
+    };
+    expect(await p.client.callback(asyncCb, 1)).toBe(2);
+    expect(order).toEqual(["dispose started", "released the gate", "dispose done", "destroy returned"]);
+    order.length = 0;
+    expect(await p.client.callback(plain, 5)).toBe(7);
+    expect(order).toEqual(["destroy returned"]);
+    await p.dispose();
+  });
+
   it("close() without destroy unregisters the disconnect callback and releases; the server disposes its impl asynchronously", async () => {
     const init = new InitImpl();
     await using p = await initSetup(init);

@@ -128,6 +128,8 @@ class IncomingCallImpl implements IncomingCall {
   private cancelFns: (() => void)[] | null = null;
   private done = false;
   private tailed = false;
+  /** The `whenSettled` callback, if one was registered. */
+  private settledFn: (() => void) | null = null;
 
   constructor(
     private readonly d: CallData,
@@ -203,15 +205,38 @@ class IncomingCallImpl implements IncomingCall {
     try {
       r = this.hook.server.dispatch(this);
     } catch (e) {
-      this.finish(e, true);
+      this.settle(e, true);
       return;
     }
     if (r !== undefined && typeof (r as Promise<void>).then === "function") {
       (r as Promise<void>).then(
-        () => this.finish(undefined, false),
-        (e: unknown) => this.finish(e, true),
+        () => this.settle(undefined, false),
+        (e: unknown) => this.settle(e, true),
       );
-    } else this.finish(undefined, false);
+    } else if (this.settledFn === null) this.finish(undefined, false);
+    else this.settle(undefined, false);
+  }
+
+  whenSettled(fn: () => void): void {
+    if (this.settledFn !== null) throw new Error("IncomingCall.whenSettled: one callback per call");
+    this.settledFn = fn;
+  }
+
+  /** The dispatch has settled: its `whenSettled` callback (a throw fails the call), then {@link finish}. */
+  private settle(e: unknown, failed: boolean): void {
+    const fn = this.settledFn;
+    if (fn !== null) {
+      this.settledFn = null;
+      try {
+        fn();
+      } catch (err) {
+        if (!failed) {
+          e = err;
+          failed = true;
+        }
+      }
+    }
+    this.finish(e, failed);
   }
 
   private finish(e: unknown, failed: boolean): void {

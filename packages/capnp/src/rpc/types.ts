@@ -39,6 +39,14 @@ export interface IncomingCall {
    * an AbortSignal, for forwarding servers on a hot path. Optional: servers fall back to `signal`.
    */
   whenCanceled?(fn: () => void): void;
+  /**
+   * Runs `fn` once when the server's `dispatch` has settled (the promise it returned settled, or it
+   * returned or threw), right before the call's Return is built; a throw from `fn` fails a call
+   * that had not failed. One callback per call. For a dispatcher that ends its own bookkeeping when
+   * the method's promise settles, without a promise reaction of its own (the runtime's server
+   * Thread tasks). Optional: dispatchers fall back to chaining onto their promise.
+   */
+  whenSettled?(fn: () => void): void;
   /** Let `req` produce this call's results (a tail call). The results builder is then ignored. */
   tailCall(req: Request<Struct>): void;
 }

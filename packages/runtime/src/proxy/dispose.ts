@@ -16,11 +16,21 @@ export const disposedImpls = new WeakSet<object>();
  * exists first. Errors propagate (callers log them).
  */
 export async function disposeObject(obj: unknown): Promise<void> {
-  if (obj === null || (typeof obj !== "object" && typeof obj !== "function")) return;
+  await disposeObjectNow(obj);
+}
+
+/**
+ * {@link disposeObject} without a promise when nothing is to be waited for: returns what
+ * `[Symbol.asyncDispose]` or `close()` returned (a promise, usually), or undefined when the object
+ * has only `[Symbol.dispose]` or none of the three. Throws what they throw.
+ */
+export function disposeObjectNow(obj: unknown): unknown {
+  if (obj === null || (typeof obj !== "object" && typeof obj !== "function")) return undefined;
   const o = obj as { [Symbol.asyncDispose]?: () => unknown; [Symbol.dispose]?: () => unknown; close?: () => unknown };
-  if (typeof o[Symbol.asyncDispose] === "function") await o[Symbol.asyncDispose]!();
-  else if (typeof o[Symbol.dispose] === "function") o[Symbol.dispose]!();
-  else if (typeof o.close === "function") await o.close();
+  if (typeof o[Symbol.asyncDispose] === "function") return o[Symbol.asyncDispose]!();
+  if (typeof o[Symbol.dispose] === "function") o[Symbol.dispose]!();
+  else if (typeof o.close === "function") return o.close();
+  return undefined;
 }
 
 /** True for an object or function (something that can be an impl with an owner count). */

@@ -17,15 +17,16 @@
 import { RpcError, readCap, serverHolders, writeCap, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import type { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
-import type { EventLoopRef } from "../event-loop.js";
+import type { EventLoop, EventLoopRef } from "../event-loop.js";
 import { FifoExecutor, type TaskControl } from "../threads/executor.js";
-import { enterFrame } from "../threads/frame.js";
+import { leaveFrame, openFrame } from "../threads/frame.js";
 import { readContext, selectThreadIn, selectThreadNow } from "../threads/proxy-context.js";
 import { makeThreadMap, ThreadServer } from "../threads/servers.js";
+import type { ThreadClient } from "../threads/thread-client.js";
 import { errorText, isThenable } from "../util.js";
 import { ServerCallIO } from "./call-io.js";
 import { ProxyClientBase } from "./client.js";
-import { decrementOwner, disposedImpls, disposeObject, implOwners, isObject } from "./dispose.js";
+import { decrementOwner, disposedImpls, disposeObjectNow, implOwners, isObject } from "./dispose.js";
 import { DISOWN, RELAY } from "./marks.js";
 import { traceServerClass } from "./trace.js";
 import type { ProxyMethod, ProxyServerCtor, ServerMethod } from "./seam.js";
@@ -192,25 +193,33 @@ export abstract class ProxyServerBase<I> implements Server {
     // A task that starts inside this call to run() from dispatch() started in the same turn the
     // engine dispatched the call, right after it checked the call was not canceled: only a queued
     // (or late: the Thread had to resolve first) task needs to look at the call's lazily created
-    // signal. An idle FIFO executor runs it at once, and its result goes back as is (no promise
-    // when the method returns a value).
+    // signal. An idle FIFO executor starts it at once (`startNow`), and its result goes back as is
+    // (no promise when the method returns a value).
     const ex = thread.context.executor;
     if (!late && ex instanceof FifoExecutor && ex.idle) {
-      return ex.runNow((task) => this.#runTask(task, thread, call, slot, params, false));
+      return this.#runTask(ex.startNow(), thread, call, slot, params, false, true);
     }
     let queued = late;
-    const p = ex.run((task) => this.#runTask(task, thread, call, slot, params, queued));
+    const p = ex.run((task) => this.#runTask(task, thread, call, slot, params, queued, false));
     queued = true;
     return p;
   }
 
+  /**
+   * One task on `thread`. `owns`: the task came from `startNow`, so this ends it too (`done`). A
+   * method that returns a promise gets no reaction of its own for the task's whole ending (its
+   * frame, the request-Thread entry, the done hook, the executor): the engine runs it when that
+   * promise settles (`IncomingCall.whenSettled`, in the reaction that builds the Return); a queued
+   * task, whose executor chains onto what this returns, gets one reaction, not one per layer.
+   */
   #runTask(
-    task: TaskControl,
+    task: TaskControl & { done?(): void },
     thread: ThreadServer,
     call: IncomingCall,
     slot: MethodSlot,
     params: Struct,
     queued: boolean,
+    owns: boolean,
   ): void | Promise<void> {
     const conn = this.connection;
     const loop = conn.loop;
@@ -227,7 +236,7 @@ export abstract class ProxyServerBase<I> implements Server {
         : undefined;
     if (reason !== undefined) {
       loop.log("info", `IPC server request ${slot.m.name} canceled before it could be executed`);
-      loop.hooks.asyncRequestDone?.();
+      endTask(thread, null, loop, owns ? task : undefined);
       throw reason;
     }
     // Nested calls made while serving this one go back to the caller's thread (upstream
@@ -235,25 +244,33 @@ export abstract class ProxyServerBase<I> implements Server {
     const inserted = thread.enterCallback(params, slot.m.context);
     let r: void | Promise<void>;
     try {
-      r = enterFrame({ context: thread.context, task, waits: 0 }, () => this.#invoke(call, slot, params));
+      r = openFrame({ context: thread.context, task, waits: 0 }, () => this.#invoke(call, slot, params));
     } catch (e) {
-      if (inserted !== null) thread.endCallback(inserted);
-      loop.hooks.asyncRequestDone?.();
+      endTask(thread, inserted, loop, owns ? task : undefined);
       throw e;
     }
     if (!isThenable(r)) {
-      if (inserted !== null) thread.endCallback(inserted);
-      loop.hooks.asyncRequestDone?.();
+      leaveFrame();
+      endTask(thread, inserted, loop, owns ? task : undefined);
       return;
+    }
+    // The engine's own reaction to the promise ends the task: no reaction of ours (a queued task's
+    // executor chains onto the promise we return, so it gets the chained one).
+    if (owns && call.whenSettled !== undefined) {
+      call.whenSettled(() => {
+        leaveFrame();
+        endTask(thread, inserted, loop, task);
+      });
+      return r;
     }
     return r.then(
       () => {
-        if (inserted !== null) thread.endCallback(inserted);
-        loop.hooks.asyncRequestDone?.();
+        leaveFrame();
+        endTask(thread, inserted, loop, owns ? task : undefined);
       },
       (e: unknown) => {
-        if (inserted !== null) thread.endCallback(inserted);
-        loop.hooks.asyncRequestDone?.();
+        leaveFrame();
+        endTask(thread, inserted, loop, owns ? task : undefined);
         throw e;
       },
     );
@@ -275,7 +292,7 @@ export abstract class ProxyServerBase<I> implements Server {
         return;
       }
       loop.log("debug", `IPC server destroy ${m.name}`);
-      return this.$disposeImpl(true);
+      return this.#disposeImplNow(true);
     }
     const impl = this.#impl;
     if (impl === undefined || this.#disposed) throw new RpcError("failed", `IPC server object already destroyed (${m.name})`);
@@ -332,22 +349,53 @@ export abstract class ProxyServerBase<I> implements Server {
    * when the peer called `destroy`; a plain release only releases its reference.
    */
   async $disposeImpl(viaDestroy = false): Promise<void> {
+    return this.#disposeImplNow(viaDestroy);
+  }
+
+  /**
+   * {@link $disposeImpl}, done synchronously when nothing is to be waited for (the impl has no
+   * `[Symbol.asyncDispose]` or `close`, or is not disposed by this server): a `destroy` call, e.g.
+   * of a callback the peer is done with, then ends without a promise (no task reaction, no engine
+   * reaction, its Return in the same turn). Never throws; the promise, if any, never rejects.
+   */
+  #disposeImplNow(viaDestroy: boolean): void | Promise<void> {
     if (this.#disposed) return;
     this.#disposed = true;
     const impl = this.#impl;
     this.#impl = undefined;
+    let r: unknown;
     try {
       if (this.#owned && isObject(impl) && decrementOwner(impl) === 0 && !disposedImpls.has(impl)) {
         disposedImpls.add(impl);
-        if (this.#relay && impl instanceof ProxyClientBase) await (viaDestroy ? impl.close() : impl.$release());
-        else await disposeObject(impl);
+        if (this.#relay && impl instanceof ProxyClientBase) r = viaDestroy ? impl.close() : impl.$release();
+        else r = disposeObjectNow(impl);
       }
     } catch (e) {
-      this.connection.loop.log("error", `IPC server implementation dispose failed: ${errorText(e)}`);
-    } finally {
-      this.#ref.reset();
+      this.#disposeFailed(e);
     }
+    if (!isThenable(r)) {
+      this.#ref.reset();
+      return;
+    }
+    return Promise.resolve(r).then(
+      () => this.#ref.reset(),
+      (e: unknown) => {
+        this.#disposeFailed(e);
+        this.#ref.reset();
+      },
+    );
   }
+
+  #disposeFailed(e: unknown): void {
+    this.connection.loop.log("error", `IPC server implementation dispose failed: ${errorText(e)}`);
+  }
+}
+
+/** A server Thread task's ending, after its frame: its request-Thread entry, the done hook, the executor's task (when started with `startNow`). */
+function endTask(thread: ThreadServer, inserted: ThreadClient | null, loop: EventLoop, task: { done?(): void } | undefined): void {
+  if (inserted !== null) thread.endCallback(inserted);
+  loop.hooks.asyncRequestDone?.();
+  if (task !== undefined) task.done!();
 }
 
 /** @internal used by serveTransport */

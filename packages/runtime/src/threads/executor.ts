@@ -157,6 +157,19 @@ export class FifoExecutor implements ThreadExecutor {
   }
 
   /**
+   * @internal Starts a task with no function when the executor is {@link idle} (check first): the
+   * caller runs the task's work itself, now, and calls `done()` on the returned task once when that
+   * work has settled (proxy/server.ts folds it into the task's one promise reaction).
+   */
+  startNow(): TaskControl & { done(): void } {
+    const s = this.#s;
+    const t = new FifoTask<unknown>(s, undefined);
+    s.running++;
+    s.started++;
+    return t;
+  }
+
+  /**
    * {@link run} without its promise when the task can start now (nothing queued or running): the
    * task runs at once, as `run` would start it, and its own result is returned as is (a value, a
    * thrown error, or its promise, which finishes the task when it settles). Otherwise `run`.
@@ -164,11 +177,8 @@ export class FifoExecutor implements ThreadExecutor {
    * hop (proxy/server.ts).
    */
   runNow<T>(fn: (task: TaskControl) => T | Promise<T>): T | Promise<T> {
-    const s = this.#s;
     if (!this.idle) return this.run(fn);
-    const t = new FifoTask<T>(s, undefined);
-    s.running++;
-    s.started++;
+    const t = this.startNow();
     let r: T | Promise<T>;
     try {
       r = fn(t);

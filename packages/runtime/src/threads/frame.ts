@@ -59,25 +59,36 @@ export function runInFrame<T>(context: ThreadContext, fn: () => T, task?: TaskCo
 
 /** @internal Runs `fn` in `frame` (see the comment above); the frame stays live until `fn` settles. */
 export function enterFrame<T>(frame: TaskFrame, fn: () => T): T {
-  const prev = syncFrame;
-  syncFrame = frame;
-  liveFrames++;
-  enteredSinceCheck++;
-  let r: T;
-  try {
-    r = frames.run(frame, fn);
-  } catch (e) {
-    syncFrame = prev;
-    leaveFrame();
-    throw e;
-  }
-  syncFrame = prev;
+  const r = openFrame(frame, fn);
   if (isThenable(r)) r.then(leaveFrame, leaveFrame);
   else leaveFrame();
   return r;
 }
 
-function leaveFrame(): void {
+/**
+ * @internal {@link enterFrame} without its ending: runs `fn` in `frame` and returns its result with
+ * the frame still live; the caller calls {@link leaveFrame} once when the result has settled (at
+ * once for a value), so a server task ends its frame in the same reaction as the rest of its
+ * bookkeeping (proxy/server.ts: one promise reaction per async task, not three). If `fn` throws,
+ * the frame has been left.
+ */
+export function openFrame<T>(frame: TaskFrame, fn: () => T): T {
+  const prev = syncFrame;
+  syncFrame = frame;
+  liveFrames++;
+  enteredSinceCheck++;
+  try {
+    return frames.run(frame, fn);
+  } catch (e) {
+    leaveFrame();
+    throw e;
+  } finally {
+    syncFrame = prev;
+  }
+}
+
+/** @internal Ends a frame entered with {@link openFrame}. */
+export function leaveFrame(): void {
   if (--liveFrames === 0 && idleTimer === undefined) armIdleTimer();
 }
 
