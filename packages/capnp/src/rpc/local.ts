@@ -1,7 +1,8 @@
 /**
  * Servers in this vat: {@link LocalHook} (the hook of one {@link Server}; it owns the queue of
- * calls waiting for the server's dispatch microtask) and `IncomingCallImpl` (one call as the
- * server sees it: params, results builder, cancellation signal, tail call).
+ * calls waiting for the server's dispatch microtask) and {@link IncomingCallImpl} (one call as the
+ * server sees it: params, results builder, cancellation signal, tail call; a call from a
+ * connection is one from the start, answers.ts).
  *
  * Threading: belongs to the thread (event loop) that created it; servers run there.
  */
@@ -10,8 +11,7 @@ import * as capnp from "capnp-ts";
 import { CanceledError, RpcError, toRpcError } from "../errors.js";
 import { unadoptMessage } from "../adopt.js";
 import { dataViewOf, newReturnMessage } from "../fastpath.js";
-import { Hook, errOutcome, runCancelFns } from "./hook.js";
-import type { CallData } from "./hook.js";
+import { CallData, Hook, errOutcome, runCancelFns } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
 import { CapHandle, RequestImpl } from "./client.js";
 import type { Capability, IncomingCall, Request, Server, Struct, StructCtor } from "./types.js";
@@ -78,7 +78,7 @@ export class LocalHook extends Hook {
   }
   private runOne(d: CallData): void {
     try {
-      new IncomingCallImpl(d, this).run();
+      IncomingCallImpl.of(d).run(this);
     } catch (e) {
       // As if each call had its own microtask: report it, and still run the others.
       queueMicrotask(() => {
@@ -119,7 +119,15 @@ export function serverHolders(server: Server): number {
   return h.handles + h.exportRefs;
 }
 
-class IncomingCallImpl implements IncomingCall {
+/**
+ * One call as its server sees it (the IncomingCall the server's `dispatch` gets), and the CallData
+ * it was delivered as: a call from a connection is made as one of these by its answer table
+ * (answers.ts), so serving it makes no second object; any other CallData (a call from this vat,
+ * one forwarded through a promise) is copied into one when a LocalHook runs it ({@link of}).
+ */
+export class IncomingCallImpl extends CallData implements IncomingCall {
+  /** The hook whose server runs this call (set by {@link run}; null: not run yet). */
+  private hook: LocalHook | null = null;
   private resMsg: capnp.Message | null = null;
   private res: capnp.Struct | null = null;
   private ctrl: AbortController | null = null;
@@ -129,24 +137,18 @@ class IncomingCallImpl implements IncomingCall {
   private done = false;
   private tailed = false;
 
-  constructor(
-    private readonly d: CallData,
-    private readonly hook: LocalHook,
-  ) {}
-
-  get interfaceId(): bigint {
-    return this.d.interfaceId;
-  }
-  get methodId(): number {
-    return this.d.methodId;
+  /** `d` as a call to run: itself when it is one that has not run, else a copy (same params, caps and sink). */
+  static of(d: CallData): IncomingCallImpl {
+    if (d instanceof IncomingCallImpl && d.hook === null) return d;
+    return new IncomingCallImpl(d.interfaceId, d.methodId, d.msg, d.own, d.content, d.caps, d.sink);
   }
 
   params<T extends Struct>(ctor: StructCtor<T>): T {
-    const p = this.d.content;
+    const p = this.content;
     // A null pointer is a zero word (capnp-ts's Pointer.isNull, read straight from the view).
     const dv = dataViewOf(p.segment);
     if (dv.getUint32(p.byteOffset, true) === 0 && dv.getUint32(p.byteOffset + 4, true) === 0) return emptyStruct(ctor);
-    unadoptMessage(this.d.msg); // params of a caller in this vat: no view of its buffers (adopt.ts)
+    unadoptMessage(this.msg); // params of a caller in this vat: no view of its buffers (adopt.ts)
     return readStruct(p, ctor);
   }
 
@@ -188,20 +190,22 @@ class IncomingCallImpl implements IncomingCall {
     if (this.done || this.tailed) throw new RpcError("failed", "tailCall() after the call returned or twice");
     if (!(req instanceof RequestImpl)) throw new TypeError("tailCall() needs a Request made by this engine");
     this.tailed = true;
-    req.sendAsTail(this.d.sink);
+    req.sendAsTail(this.sink);
   }
 
-  run(): void {
-    const d = this.d;
-    if (d.sink.canceled || d.sink.outcome !== null) {
-      d.releaseCaps();
-      d.sink.complete(errOutcome(new CanceledError("call canceled before delivery")));
+  /** Serve this call with `hook`'s server (once). */
+  run(hook: LocalHook): void {
+    this.hook = hook;
+    const sink = this.sink;
+    if (sink.canceled || sink.outcome !== null) {
+      this.releaseCaps();
+      sink.complete(errOutcome(new CanceledError("call canceled before delivery")));
       return;
     }
-    d.sink.cancelHandler = this;
+    sink.cancelHandler = this;
     let r: void | Promise<void>;
     try {
-      r = this.hook.server.dispatch(this);
+      r = hook.server.dispatch(this);
     } catch (e) {
       this.finish(e, true);
       return;
@@ -217,24 +221,24 @@ class IncomingCallImpl implements IncomingCall {
   private finish(e: unknown, failed: boolean): void {
     if (this.done) return;
     this.done = true;
-    const d = this.d;
+    const sink = this.sink;
     const resCaps = (this.resMsg?._capnp.capTable ?? []) as (Hook | null)[];
     if (this.tailed) {
       for (const h of resCaps) h?.release();
       resCaps.length = 0;
     } else {
-      if (d.sink.cancelHandler !== null) d.sink.cancelHandler = null;
+      if (sink.cancelHandler !== null) sink.cancelHandler = null;
       if (failed) {
         for (const h of resCaps) h?.release();
         resCaps.length = 0;
-        d.sink.complete(errOutcome(toRpcError(e)));
+        sink.complete(errOutcome(toRpcError(e)));
       } else if (this.res === null) {
-        d.sink.complete({ err: null, msg: null, content: null, caps: [], ret: false });
+        sink.complete({ err: null, msg: null, content: null, caps: [], ret: false });
       } else {
-        d.sink.complete({ err: null, msg: this.resMsg, content: this.res, caps: resCaps, ret: true });
+        sink.complete({ err: null, msg: this.resMsg, content: this.res, caps: resCaps, ret: true });
       }
     }
-    d.releaseCaps();
+    this.releaseCaps();
   }
 }
 
