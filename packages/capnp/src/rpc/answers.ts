@@ -14,9 +14,7 @@ import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer
 import { CanceledError, LimitError, ProtocolError, RpcError } from "../errors.js";
 import { RET, dataViewOf, newReturnMessage, setReturnHeader } from "../fastpath.js";
 import type { Envelope } from "../fastpath.js";
-import { BrokenHook, errOutcome, releaseOutcome } from "./hook.js";
-import type { CallData } from "./hook.js";
-import { IncomingCallImpl } from "./local.js";
+import { BrokenHook, CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome, TailCallHandler } from "./hook.js";
 import { cloneMessage, cloneOutcome, newMessage, segmentCopiesOf } from "./message.js";
 import { PromiseHook } from "./promise.js";
@@ -204,8 +202,7 @@ export class AnswerTable implements TailCallHandler {
       for (const h of caps) h?.release();
       throw e;
     }
-    // The CallData is the server's IncomingCall too (local.ts): one object for both.
-    const d = new IncomingCallImpl(interfaceId, methodId, m, false, content, caps, a);
+    const d = new CallData(interfaceId, methodId, m, false, content, caps, a);
     target.call(d);
     target.release();
   }

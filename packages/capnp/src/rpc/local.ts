@@ -1,8 +1,7 @@
 /**
  * Servers in this vat: {@link LocalHook} (the hook of one {@link Server}; it owns the queue of
- * calls waiting for the server's dispatch microtask) and {@link IncomingCallImpl} (one call as the
- * server sees it: params, results builder, cancellation signal, tail call; a call from a
- * connection is one from the start, answers.ts).
+ * calls waiting for the server's dispatch microtask) and `IncomingCallImpl` (one call as the
+ * server sees it: params, results builder, cancellation signal, tail call).
  *
  * Threading: belongs to the thread (event loop) that created it; servers run there.
  */
@@ -11,7 +10,8 @@ import * as capnp from "capnp-ts";
 import { CanceledError, RpcError, toRpcError } from "../errors.js";
 import { unadoptMessage } from "../adopt.js";
 import { dataViewOf, newReturnMessage } from "../fastpath.js";
-import { CallData, Hook, errOutcome, runCancelFns } from "./hook.js";
+import { Hook, errOutcome, runCancelFns } from "./hook.js";
+import type { CallData } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
 import { CapHandle, RequestImpl } from "./client.js";
 import type { Capability, IncomingCall, Request, Server, Struct, StructCtor } from "./types.js";
@@ -78,7 +78,7 @@ export class LocalHook extends Hook {
   }
   private runOne(d: CallData): void {
     try {
-      IncomingCallImpl.of(d).run(this);
+      new IncomingCallImpl(d, this).run();
     } catch (e) {
       // As if each call had its own microtask: report it, and still run the others.
       queueMicrotask(() => {
@@ -119,15 +119,7 @@ export function serverHolders(server: Server): number {
   return h.handles + h.exportRefs;
 }
 
-/**
- * One call as its server sees it (the IncomingCall the server's `dispatch` gets), and the CallData
- * it was delivered as: a call from a connection is made as one of these by its answer table
- * (answers.ts), so serving it makes no second object; any other CallData (a call from this vat,
- * one forwarded through a promise) is copied into one when a LocalHook runs it ({@link of}).
- */
-export class IncomingCallImpl extends CallData implements IncomingCall {
-  /** The hook whose server runs this call (set by {@link run}; null: not run yet). */
-  private hook: LocalHook | null = null;
+class IncomingCallImpl implements IncomingCall {
   private resMsg: capnp.Message | null = null;
   private res: capnp.Struct | null = null;
   private ctrl: AbortController | null = null;
@@ -137,18 +129,24 @@ export class IncomingCallImpl extends CallData implements IncomingCall {
   private done = false;
   private tailed = false;
 
-  /** `d` as a call to run: itself when it is one that has not run, else a copy (same params, caps and sink). */
-  static of(d: CallData): IncomingCallImpl {
-    if (d instanceof IncomingCallImpl && d.hook === null) return d;
-    return new IncomingCallImpl(d.interfaceId, d.methodId, d.msg, d.own, d.content, d.caps, d.sink);
+  constructor(
+    private readonly d: CallData,
+    private readonly hook: LocalHook,
+  ) {}
+
+  get interfaceId(): bigint {
+    return this.d.interfaceId;
+  }
+  get methodId(): number {
+    return this.d.methodId;
   }
 
   params<T extends Struct>(ctor: StructCtor<T>): T {
-    const p = this.content;
+    const p = this.d.content;
     // A null pointer is a zero word (capnp-ts's Pointer.isNull, read straight from the view).
     const dv = dataViewOf(p.segment);
     if (dv.getUint32(p.byteOffset, true) === 0 && dv.getUint32(p.byteOffset + 4, true) === 0) return emptyStruct(ctor);
-    unadoptMessage(this.msg); // params of a caller in this vat: no view of its buffers (adopt.ts)
+    unadoptMessage(this.d.msg); // params of a caller in this vat: no view of its buffers (adopt.ts)
     return readStruct(p, ctor);
   }
 
@@ -190,22 +188,20 @@ export class IncomingCallImpl extends CallData implements IncomingCall {
     if (this.done || this.tailed) throw new RpcError("failed", "tailCall() after the call returned or twice");
     if (!(req instanceof RequestImpl)) throw new TypeError("tailCall() needs a Request made by this engine");
     this.tailed = true;
-    req.sendAsTail(this.sink);
+    req.sendAsTail(this.d.sink);
   }
 
-  /** Serve this call with `hook`'s server (once). */
-  run(hook: LocalHook): void {
-    this.hook = hook;
-    const sink = this.sink;
-    if (sink.canceled || sink.outcome !== null) {
-      this.releaseCaps();
-      sink.complete(errOutcome(new CanceledError("call canceled before delivery")));
+  run(): void {
+    const d = this.d;
+    if (d.sink.canceled || d.sink.outcome !== null) {
+      d.releaseCaps();
+      d.sink.complete(errOutcome(new CanceledError("call canceled before delivery")));
       return;
     }
-    sink.cancelHandler = this;
+    d.sink.cancelHandler = this;
     let r: void | Promise<void>;
     try {
-      r = hook.server.dispatch(this);
+      r = this.hook.server.dispatch(this);
     } catch (e) {
       this.finish(e, true);
       return;
@@ -221,24 +217,24 @@ export class IncomingCallImpl extends CallData implements IncomingCall {
   private finish(e: unknown, failed: boolean): void {
     if (this.done) return;
     this.done = true;
-    const sink = this.sink;
+    const d = this.d;
     const resCaps = (this.resMsg?._capnp.capTable ?? []) as (Hook | null)[];
     if (this.tailed) {
       for (const h of resCaps) h?.release();
       resCaps.length = 0;
     } else {
-      if (sink.cancelHandler !== null) sink.cancelHandler = null;
+      if (d.sink.cancelHandler !== null) d.sink.cancelHandler = null;
       if (failed) {
         for (const h of resCaps) h?.release();
         resCaps.length = 0;
-        sink.complete(errOutcome(toRpcError(e)));
+        d.sink.complete(errOutcome(toRpcError(e)));
       } else if (this.res === null) {
-        sink.complete({ err: null, msg: null, content: null, caps: [], ret: false });
+        d.sink.complete({ err: null, msg: null, content: null, caps: [], ret: false });
       } else {
-        sink.complete({ err: null, msg: this.resMsg, content: this.res, caps: resCaps, ret: true });
+        d.sink.complete({ err: null, msg: this.resMsg, content: this.res, caps: resCaps, ret: true });
       }
     }
-    this.releaseCaps();
+    d.releaseCaps();
   }
 }
 
