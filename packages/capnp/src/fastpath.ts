@@ -153,20 +153,14 @@ export function pointerAt<T extends capnp.Pointer>(
 }
 
 /** A Pointer's or Struct's `_capnp` record as capnp-ts's constructors make it (not a list element). */
-function pointerFields(depthLimit: number): { compositeList: boolean; depthLimit: number; compositeIndex: number | undefined } {
-  return { compositeList: false, depthLimit, compositeIndex: undefined };
-}
-
+const pointerFields = (depthLimit: number): object => ({ compositeList: false, depthLimit, compositeIndex: undefined });
 /**
- * The `_capnp` records of {@link pointerAt}'s objects, one per depth limit (up to 128; incoming
- * messages' limits derive from `nestingLimit`, 64 by default), shared:
- * capnp-ts writes such a record only in the constructor of the object that owns it (a list
- * element's Struct makes its own), and this package never writes one, so an object made here
- * needs no record of its own (one allocation less per pointer: an incoming call's params
- * content and struct, its results struct, a Return's content).
+ * {@link pointerAt}'s objects share one `_capnp` record per depth limit (to 128: incoming limits
+ * derive from `nestingLimit`; MAX_DEPTH for our own messages): capnp-ts writes a record only in
+ * the constructor of the object that owns it (a list element's Struct makes its own), and this
+ * package never writes one, so no object made here needs one of its own.
  */
 const SHARED_CAPNP = Array.from({ length: 129 }, (_, d) => pointerFields(d));
-/** The same for our own messages' objects (depth limit MAX_DEPTH: capnp-ts's default). */
 const OWN_CAPNP = pointerFields(MAX_DEPTH);
 
 /** Segment 0 of a message read in place (see {@link messageInPlace}): it never grows into its buffer. */
