@@ -93,7 +93,7 @@ export function messageOver(buffers: ArrayBuffer[], firstUsed = -1, firstView: D
   arena.buffers = buffers;
   const m = Object.create(MESSAGE_PROTO) as { _capnp: capnp.Message["_capnp"] };
   const segments: Seg[] = new Array(buffers.length);
-  m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT };
+  m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT, capTable: undefined };
   const msg = m as unknown as capnp.Message;
   for (let i = 0; i < buffers.length; i++) {
     const b = buffers[i]!;
@@ -146,11 +146,22 @@ export function pointerAt<T extends capnp.Pointer>(
 ): T {
   if (depthLimit < 1 || byteOffset < 0 || byteOffset > seg.byteLength) return new ctor(seg, byteOffset, depthLimit); // its error
   const p = Object.create(ctor.prototype as object) as { _capnp: object; segment: Seg; byteOffset: number };
-  p._capnp = { compositeList: false, depthLimit, compositeIndex: undefined };
+  p._capnp = depthLimit === MAX_DEPTH ? OWN_CAPNP : (SHARED_CAPNP[depthLimit] ?? pointerFields(depthLimit));
   p.segment = seg;
   p.byteOffset = byteOffset;
   return p as unknown as T;
 }
+
+/** A Pointer's or Struct's `_capnp` record as capnp-ts's constructors make it (not a list element). */
+const pointerFields = (depthLimit: number): object => ({ compositeList: false, depthLimit, compositeIndex: undefined });
+/**
+ * {@link pointerAt}'s objects share one `_capnp` record per depth limit (to 128: incoming limits
+ * derive from `nestingLimit`; MAX_DEPTH for our own messages): capnp-ts writes a record only in
+ * the constructor of the object that owns it (a list element's Struct makes its own), and this
+ * package never writes one, so no object made here needs one of its own.
+ */
+const SHARED_CAPNP = Array.from({ length: 129 }, (_, d) => pointerFields(d));
+const OWN_CAPNP = pointerFields(MAX_DEPTH);
 
 /** Segment 0 of a message read in place (see {@link messageInPlace}): it never grows into its buffer. */
 class InPlaceSegment extends Segment {
@@ -176,7 +187,7 @@ export function messageInPlace(view: Uint8Array): capnp.Message {
   arena.buffers = [buffer];
   const m = Object.create(MESSAGE_PROTO) as { _capnp: capnp.Message["_capnp"] };
   const segments: Seg[] = new Array(1);
-  m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT };
+  m._capnp = { arena: arena as unknown as MultiSegmentArena, segments, traversalLimit: DEFAULT_TRAVERSE_LIMIT, capTable: undefined };
   // Consecutive messages mostly lie in the same socket slab: they share its DataView.
   const dv = viewOf(buffer);
   const seg = segmentOver(IN_PLACE_PROTO, 0, m as unknown as capnp.Message, buffer, dv, view.byteOffset + view.byteLength);

@@ -1,7 +1,8 @@
 // The engine's in-place paths on the server side of a call (issue 13): cap tables written without
 // capnp-ts list objects (laid out byte for byte as capnp-ts's initCapTable), Call cap tables read
 // in place (with the capnp-ts path for receiverAnswer descriptors), capabilities looked at without
-// a handle (cap-peek.ts), and a sequential caller's answers kept outside the answer Map.
+// a handle (cap-peek.ts), a sequential caller's answers kept outside the answer Map, pointerAt's
+// shared `_capnp` records, and the IncomingCall object a call from a connection is served as.
 // Threading: loop thread (the test's thread).
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
@@ -16,6 +17,7 @@ import {
   readCap,
   writeCap,
   type Capability,
+  type IncomingCall,
   type Server,
 } from "@multiprocess-ts/capnp";
 import { capListIn } from "../dist/rpc/exports.js";
@@ -142,6 +144,63 @@ describe("fastpath.pointerAt", () => {
     expect(ptr._capnp.depthLimit).toBe(3);
     expect(() => fastpath.pointerAt(Box, seg, box.byteOffset, 0)).toThrow();
     expect(() => fastpath.pointerAt(Box, seg, seg.byteLength + 8, 9)).toThrow();
+  });
+
+  it("objects of one depth limit share their _capnp record, which reading through them never writes", () => {
+    const m = new capnp.Message();
+    const pl = m.initRoot(rpc.Payload);
+    const list = pl.initCapTable(3);
+    list.get(1).setSenderHosted(7);
+    list.get(2).setReceiverHosted(9);
+    const seg = pl.segment;
+    const a = fastpath.pointerAt(rpc.Payload, seg, pl.byteOffset, 9);
+    const b = fastpath.pointerAt(capnp.Pointer, seg, pl.byteOffset, 9);
+    expect(a._capnp).toBe(b._capnp);
+    expect(fastpath.pointerAt(Box, seg, pl.byteOffset, 8)._capnp).not.toBe(a._capnp);
+    const shared = { ...a._capnp };
+    // A list element is a Struct capnp-ts makes with its own record (compositeIndex set there).
+    const els = a.getCapTable();
+    expect([els.get(1).getSenderHosted(), els.get(2).getReceiverHosted()]).toEqual([7, 9]);
+    expect(els.get(2)._capnp.compositeIndex).toBe(2);
+    expect({ ...a._capnp }).toEqual(shared);
+    expect(shared).toEqual({ compositeList: false, depthLimit: 9, compositeIndex: undefined });
+    // Depth limits outside the table (our own messages' MAX_DEPTH, odd ones) get a correct record too.
+    expect(fastpath.pointerAt(Box, seg, pl.byteOffset, 0x7fffffff)._capnp.depthLimit).toBe(0x7fffffff);
+    expect(fastpath.pointerAt(Box, seg, pl.byteOffset, 1000)._capnp.depthLimit).toBe(1000);
+  });
+});
+
+describe("the IncomingCall a server gets", () => {
+  it("is a new object per call, from a connection, from this vat, or queued on a promise; each runs once, in E-order", async () => {
+    const seen: { call: IncomingCall; a: number }[] = [];
+    const server: Server = {
+      dispatch(c: IncomingCall): void {
+        const a = c.params(Box).a;
+        seen.push({ call: c, a });
+        expect([c.interfaceId, c.methodId]).toEqual([0x1234n, 3]);
+        c.results(Box).a = a * 10;
+      },
+    };
+    const add = (cap: Capability, a: number): Promise<number> => callA(cap, 3, (b) => (b.a = a), 0x1234n);
+    const local = localCapability(server);
+    // Calls on a promise queue in its hook; resolved to a local server, they run as that server's calls.
+    const later = deferred<Capability>();
+    const viaPromise = promiseCapability(later.promise);
+    await using p = makePair(server);
+    const results = [add(p.boot, 1), add(p.boot, 2), add(local, 3), add(viaPromise, 4), add(viaPromise, 5)];
+    later.resolve(local.dup());
+    expect(await Promise.all(results)).toEqual([10, 20, 30, 40, 50]);
+    const order = seen.map((x) => x.a);
+    expect([...order].sort()).toEqual([1, 2, 3, 4, 5]);
+    // E-order per capability (the paths interleave as their deliveries do).
+    expect(order.indexOf(1)).toBeLessThan(order.indexOf(2));
+    expect(order.indexOf(4)).toBeLessThan(order.indexOf(5));
+    expect(new Set(seen.map((x) => x.call)).size).toBe(5);
+    // A call object kept past its call: done, a later call gets another one.
+    expect(await add(p.boot, 6)).toBe(60);
+    expect(seen[5]!.call).not.toBe(seen[0]!.call);
+    viaPromise.close();
+    local.close();
   });
 });
 
