@@ -10,10 +10,10 @@
  * idle plain net.Socket through the socket's handle write (socket-write.ts: no `Writable.write()`
  * and its after-write tick); more than one chunk are corked and flushed by one `uncork()`, so a
  * stream with `_writev` (net.Socket) writes them with one `writev` syscall. What a read's messages
- * make the engine send at once (while the read is handled) waits for the end of the read: the
- * flush is queued then, after the engine's dispatch microtasks for the read's messages, so a
- * server's Returns of that read share one write as well (no read-turn microtask of its own: a
- * read that makes us send nothing, a client's Return, queues nothing). When a write cannot complete at
+ * make the engine send at once (while the read is handled) is flushed one reaction later, after
+ * the engine's dispatch microtasks for the read's messages, so a server's Returns of that read
+ * share the write (no read-turn microtask of its own: a read that makes us send nothing, such as
+ * a client's Return, queues nothing). When a write cannot complete at
  * once, later messages wait in our queue until it does. A lazy message (`sendLazy`: the engine's Finish
  * after a Return) joins the batch without scheduling its write: the next message's flush takes it
  * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
@@ -73,7 +73,6 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // the flush's promise reaction pending, or the read turn's flush
   private inRead = false; // a read's messages are being handed to the sink (bytesRead)
-  private flushDeferred = false; // a flush was asked for in a read: queued when the read is handled
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -326,12 +325,19 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
-    if (this.inRead) this.flushDeferred = true;
-    else void RESOLVED.then(this.flushFn);
+    // During a read, one hop more: the flush is queued by a reaction that runs once the read is
+    // handled, so it comes after the dispatch microtasks the read's messages queued, and what
+    // they send (a server's Returns) joins the same write. One call site for both cases, both
+    // functions loaded every time: a branch that a warm process never took has no type feedback,
+    // and a new connection taking it (its Bootstrap is answered during the read) would throw the
+    // optimised code away (bench/README "Cold start (tenth session)").
+    const flush = this.flushFn;
+    const hop = this.hopFn;
+    void RESOLVED.then(this.inRead ? hop : flush);
   }
-  // Made with the transport, not on first use: a first-use branch in a hot function has no type
-  // feedback, and taking it deoptimises that function (a warm process's new connection).
+  // Made with the transport, not on first use (the same reason).
   private readonly flushFn = (): void => this.uncork();
+  private readonly hopFn = (): void => void RESOLVED.then(this.flushFn);
 
   /**
    * A lazy message waits in the batch for the next message: a call loop's next Call (the same
@@ -454,20 +460,9 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(e as Error);
       return false;
     } finally {
-      if (outer) this.endRead();
+      if (outer) this.inRead = false;
     }
     return true;
-  }
-
-  /**
-   * The read's messages went to the sink, which queued its dispatch microtasks: what they made us
-   * send so far is flushed by a reaction queued now, after those microtasks (their Returns join it).
-   */
-  private endRead(): void {
-    this.inRead = false;
-    if (!this.flushDeferred) return;
-    this.flushDeferred = false;
-    void RESOLVED.then(this.flushFn);
   }
 
   /** A throwing sink is an engine bug: end the link with it rather than crash the process. */

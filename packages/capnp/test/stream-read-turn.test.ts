@@ -1,10 +1,10 @@
 /**
- * The stream transport's read turn (stream.ts bytesRead / endRead): what a read's messages make
- * the receiver send synchronously waits for the end of the read, and the flush queued then (or by
- * the first message sent from the microtask the engine dispatches them in: a server's Returns)
- * writes it together with what that dispatch sends; what is sent later takes the usual flush (a
- * promise reaction queued by its first message). A read that makes the receiver send nothing
- * queues no flush at all. Over a Unix socket, read both
+ * The stream transport's read turn (stream.ts bytesRead / scheduleFlush): what a read's messages
+ * make the receiver send synchronously is flushed one reaction later than usual, after the
+ * microtasks the read queued (the engine's dispatch), so it goes out together with what that
+ * dispatch sends (a server's Returns); what is sent later takes the usual flush (a promise
+ * reaction queued by its first message). A read that makes the receiver send nothing queues no
+ * flush at all. Over a Unix socket, read both
  * through the Readable stream and through `onread` (SocketReader), as the bench's server is.
  * Runs on the test's main thread.
  */
