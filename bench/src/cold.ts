@@ -17,7 +17,7 @@
  * of this (now warm) process, timed the same way. `--warm N`: after the window (and the tail),
  * both processes make calls on the first connection until N in all (12,000: P1's count), then a
  * brand-new connection between the two warm processes is timed the same way (its adds count from
- * 1,000,000, and so do its marks): what a NEW CONNECTION costs apart from a fresh process's JIT
+ * 1,000,000, and so do its marks; `#connect` marks the connection's start): what a NEW CONNECTION costs apart from a fresh process's JIT
  * (run.ts's "new connection of a warm client to a warm server" row). `--print`: every call's µs. `--marks N`: a
  * `#call I` line on stdout every N calls (written synchronously, so V8's `--trace-opt` /
  * `--trace-gc` lines on the same stdout fall between them: when each function tiers up); the
@@ -80,6 +80,7 @@ async function window(loop: EventLoop, dir: string, label: string): Promise<void
       // Both processes run WARM more calls on this connection (P1's 12,000 by default), then a
       // brand-new connection between them is timed: what a new connection costs, JIT aside.
       if (TAIL < WARM) await tail(server, conn, label, WARM - TAIL);
+      if (MARKS > 0) writeSync(1, "#connect\n"); // what follows in a trace: the new connection
       const second = await connectKind(loop, path);
       await timeWindow(server, second, "new connection, warm processes", WARM_BASE);
       await second.close();
