@@ -9,12 +9,10 @@
  * it, so the messages they send share its write. A lone batch is written with one write, on an
  * idle plain net.Socket through the socket's handle write (socket-write.ts: no `Writable.write()`
  * and its after-write tick); more than one chunk are corked and flushed by one `uncork()`, so a
- * stream with `_writev` (net.Socket) writes them with one `writev` syscall. What a read's messages
- * make the engine send at once (while the read is handled) is flushed one reaction later, after
- * the engine's dispatch microtasks for the read's messages, so a server's Returns of that read
- * share the write (no read-turn microtask of its own: a read that makes us send nothing, such as
- * a client's Return, queues nothing). When a write cannot complete at
- * once, later messages wait in our queue until it does. A lazy message (`sendLazy`: the engine's Finish
+ * stream with `_writev` (net.Socket) writes them with one `writev` syscall; what a read's messages
+ * make the engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
+ * microtask queued after that dispatch instead (the read turn, {@link readTurnFn}). When a write
+ * cannot complete at once, later messages wait in our queue until it does. A lazy message (`sendLazy`: the engine's Finish
  * after a Return) joins the batch without scheduling its write: the next message's flush takes it
  * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
  * written by itself after a bounded wait (20-40 ms, see scheduleLazyFlush). On a plain net.Socket
@@ -72,7 +70,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // the flush's promise reaction pending, or the read turn's flush
-  private inRead = false; // a read's messages are being handed to the sink (bytesRead)
+  private inRead = false; // a read's turn: from bytesRead until its readTurnFn reaction ran
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -325,19 +323,22 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
-    // During a read, one hop more: the flush is queued by a reaction that runs once the read is
-    // handled, so it comes after the dispatch microtasks the read's messages queued, and what
-    // they send (a server's Returns) joins the same write. One call site for both cases, both
-    // functions loaded every time: a branch that a warm process never took has no type feedback,
-    // and a new connection taking it (its Bootstrap is answered during the read) would throw the
-    // optimised code away (bench/README "Cold start (tenth session)").
-    const flush = this.flushFn;
-    const hop = this.hopFn;
-    void RESOLVED.then(this.inRead ? hop : flush);
+    // In a read's turn the read turn's reaction flushes.
+    if (!this.inRead) void RESOLVED.then(this.flushFn);
   }
-  // Made with the transport, not on first use (the same reason).
+  // The flush closures are made with the transport, not on first use: a first-use branch in a hot
+  // function has no type feedback, and a warm process's new connection taking it would throw the
+  // optimised code away (bench/README "Cold start (tenth session)").
   private readonly flushFn = (): void => this.uncork();
-  private readonly hopFn = (): void => void RESOLVED.then(this.flushFn);
+  /**
+   * The read turn: queued after each read (bytesRead), so it runs after the dispatch microtasks
+   * the read's messages queued, and writes what they and the read sent (a server's Returns of
+   * calls answered synchronously) together. Later messages take the usual flush (scheduleFlush).
+   */
+  private readonly readTurnFn = (): void => {
+    this.inRead = false;
+    if (this.flushScheduled) this.uncork();
+  };
 
   /**
    * A lazy message waits in the batch for the next message: a call loop's next Call (the same
@@ -450,7 +451,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
-    const outer = !this.inRead; // a sink that reads more (tests) stays in the outer read
+    const outer = !this.inRead; // a read's turn: flushes wait for its readTurnFn reaction
     this.inRead = true;
     try {
       // The lifecycle takes the messages (and drops them once the engine ended us mid-chunk).
@@ -460,7 +461,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(e as Error);
       return false;
     } finally {
-      if (outer) this.inRead = false;
+      if (outer) void RESOLVED.then(this.readTurnFn);
     }
     return true;
   }

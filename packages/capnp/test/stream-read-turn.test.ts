@@ -1,10 +1,9 @@
 /**
- * The stream transport's read turn (stream.ts bytesRead / scheduleFlush): what a read's messages
- * make the receiver send synchronously is flushed one reaction later than usual, after the
- * microtasks the read queued (the engine's dispatch), so it goes out together with what that
- * dispatch sends (a server's Returns); what is sent later takes the usual flush (a promise
- * reaction queued by its first message). A read that makes the receiver send nothing queues no
- * flush at all. Over a Unix socket, read both
+ * The stream transport's read turn (stream.ts readTurnFn): what a read's messages make the
+ * receiver send synchronously, or from the microtask the engine dispatches them in (a server's
+ * Returns), is written by one microtask after that dispatch, together; what is sent later in the
+ * turn takes the usual flush (a promise reaction queued by its first message). A read that makes
+ * the receiver send nothing writes nothing. Over a Unix socket, read both
  * through the Readable stream and through `onread` (SocketReader), as the bench's server is.
  * Runs on the test's main thread.
  */
@@ -129,7 +128,7 @@ describe.each<ReadPath>(["stream", "onread"])("streamTransport read turn (read t
     expect(await rc.closed).toBeUndefined();
   });
 
-  it("a read that makes the receiver send nothing queues no flush; one that sends queues one", async () => {
+  it("a read that makes the receiver send nothing flushes nothing; one that sends flushes once", async () => {
     const { client, server } = await pair(path);
     const rc = recorder(streamTransport(client));
     const uncork = vi.spyOn(server as unknown as { uncork(): void }, "uncork");
