@@ -12,10 +12,11 @@
  * stream with `_writev` (net.Socket) writes them with one `writev` syscall; what a read's messages
  * make the engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
  * microtask queued after that dispatch instead (the read turn, {@link readTurnFn}). When a write
- * cannot complete at once, later messages wait in our queue until it does. A lazy message (`sendLazy`: the engine's Finish
- * after a Return) joins the batch without scheduling its write: the next message's flush takes it
- * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
- * written by itself after a bounded wait (20-40 ms, see scheduleLazyFlush). On a plain net.Socket
+ * cannot complete at once, later messages wait in our queue until it does. A lazy message
+ * (`sendLazy`: the engine's Finish after a Return) joins the batch without scheduling its write:
+ * the next message's flush takes it along (a call loop's Finish and next Call: one write, and one
+ * read for the peer), or it is written by itself after a bounded wait (20-40 ms, see
+ * scheduleLazyFlush). On a plain net.Socket
  * whose write completed at once (the kernel has the bytes), the batch buffer goes back to the
  * thread's spares (socket-write.ts takeBatch / giveBatch) and takes a later batch, of this
  * connection or another, instead of allocating one per flush.
@@ -70,7 +71,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // the flush's promise reaction pending, or the read turn's flush
-  private inRead = false; // a read's turn: from bytesRead until its readTurnFn reaction ran
+  private readTurn = false; // a read's messages are handled: flush in readTurnFn's reaction
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -324,7 +325,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.flushScheduled = true;
     // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
     // In a read's turn the read turn's reaction flushes.
-    if (!this.inRead) void RESOLVED.then(this.flushFn);
+    if (!this.readTurn) void RESOLVED.then(this.flushFn);
   }
   // The flush closures are made with the transport, not on first use: a first-use branch in a hot
   // function has no type feedback, and a warm process's new connection taking it would throw the
@@ -336,7 +337,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
    * calls answered synchronously) together. Later messages take the usual flush (scheduleFlush).
    */
   private readonly readTurnFn = (): void => {
-    this.inRead = false;
+    this.readTurn = false;
     if (this.flushScheduled) this.uncork();
   };
 
@@ -451,8 +452,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
-    const outer = !this.inRead; // a read's turn: flushes wait for its readTurnFn reaction
-    this.inRead = true;
+    const turn = !this.readTurn; // a read's turn: flushes wait for readTurnFn's reaction
+    this.readTurn = true;
     try {
       // The lifecycle takes the messages (and drops them once the engine ended us mid-chunk).
       if (direct) this.decoder.filledRegion(region, n, this.life);
@@ -461,7 +462,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(e as Error);
       return false;
     } finally {
-      if (outer) void RESOLVED.then(this.readTurnFn);
+      if (turn) void RESOLVED.then(this.readTurnFn);
     }
     return true;
   }
