@@ -6,7 +6,7 @@
  * ~45 µs), and each side's CPU per call. V8 flags go to this process on the command line and to
  * the server with `--server-flags "..."` (diagnosis only: the library sets none).
  *
- *   node bench/dist/cold.js [--calls 1000] [--threshold 135] [--tail 4000] [--second] [--print]
+ *   node bench/dist/cold.js [--calls 1000] [--threshold 135] [--tail 4000] [--second] [--warm 12000] [--print]
  *   node --no-opt bench/dist/cold.js --server-flags "--no-opt" --tail 4000     # unoptimised
  *   node --cpu-prof --cpu-prof-dir D bench/dist/cold.js --server-flags "--cpu-prof --cpu-prof-dir D"
  *
@@ -14,7 +14,11 @@
  * or a peer library instead of ours, for comparison.
  * `--tail N`: N more calls after the window, with their CPU per call per side (under `--no-opt`:
  * the unoptimised steady cost). `--second`: then a second fresh server child and a new connection
- * of this (now warm) process, timed the same way. `--print`: every call's µs. `--marks N`: a
+ * of this (now warm) process, timed the same way. `--warm N`: after the window (and the tail),
+ * both processes make calls on the first connection until N in all (12,000: P1's count), then a
+ * brand-new connection between the two warm processes is timed the same way (its adds count from
+ * 1,000,000, and so do its marks; `#connect` marks the connection's start): what a NEW CONNECTION costs apart from a fresh process's JIT
+ * (run.ts's "new connection of a warm client to a warm server" row). `--print`: every call's µs. `--marks N`: a
  * `#call I` line on stdout every N calls (written synchronously, so V8's `--trace-opt` /
  * `--trace-gc` lines on the same stdout fall between them: when each function tiers up); the
  * server child writes `#srv I` when add(I) runs, and `--server-out FILE` sends its stdout to FILE.
@@ -49,6 +53,9 @@ const CALLS = num("calls", 1000);
 const THRESHOLD = num("threshold", 135);
 const TAIL = num("tail", 0);
 const MARKS = num("marks", 0);
+const WARM = num("warm", 0);
+/** The first add argument of the --warm window (its `#call` / `#srv` marks start there). */
+const WARM_BASE = 1_000_000;
 const KIND = (str("kind") ?? "rpc") as ServerKind;
 const serverFlags = (str("server-flags") ?? "").split(" ").filter((f) => f !== "");
 // `--server-out FILE`: the server child's stdout (its V8 trace lines) to FILE; `--marks N` also
@@ -58,54 +65,79 @@ if (MARKS > 0) process.env.MP_BENCH_SERVER_MARKS = String(MARKS);
 
 const f1 = (v: number): string => v.toFixed(1);
 
+type Server = Awaited<ReturnType<typeof startServer>>;
+type Conn = Awaited<ReturnType<typeof connectKind>>;
+
+/** A fresh server child and this process's connection to it; the first window on it, then --tail and --warm. */
 async function window(loop: EventLoop, dir: string, label: string): Promise<void> {
-  const path = join(dir, `${label}.sock`);
-  const server = await startServer(KIND, path, `cold-${label}`, undefined, serverFlags);
+  const path = join(dir, `${label.replace(" ", "-")}.sock`);
+  const server = await startServer(KIND, path, `cold-${label.replace(" ", "-")}`, undefined, serverFlags);
   try {
-    const { add: addFn, close } = await connectKind(loop, path);
-    let us: Float64Array = new Float64Array(0);
-    const add = async (i: number): Promise<void> => {
-      if (MARKS > 0 && i % MARKS === 0) writeSync(1, `#call ${i}\n`);
-      if ((await addFn(i, 1)) !== i + 1) throw new Error("wrong sum");
-    };
-    const allocTo = str("alloc");
-    const session = allocTo === undefined ? null : await startAllocSampling(server);
-    const cpu = await withCpu(server, async () => {
-      const t0 = process.hrtime.bigint() / 1000n;
-      us = await timeSequential(CALLS, 0, add);
-      process.stdout.write(`${label}: window --from ${t0} --to ${process.hrtime.bigint() / 1000n}\n`);
-      return CALLS;
-    });
-    if (session !== null) await stopAllocSampling(server, session, `${allocTo!}-${label.replace(" ", "-")}`);
-    const l = latency(us);
-    let slow = 0;
-    for (const v of us) if (v > THRESHOLD) slow++;
-    const phase = (a: number, b: number): string => `${a}-${b} ${f1(latency(us.subarray(a - 1, Math.min(b, CALLS))).p50)}`;
-    process.stdout.write(`${label}: p99 ${f1(l.p99)} p50 ${f1(l.p50)} µs; first ${f1(us[0]!)}; p50 of calls ${phase(2, 10)}, ${phase(11, 100)}, ${phase(101, 500)}, ${phase(501, CALLS)}; `
-      + `over ${THRESHOLD} µs: ${slow}/${CALLS}; CPU per call client ${f1(cpu.client)} server ${f1(cpu.server)} µs\n`);
-    if (argv.includes("--print")) process.stdout.write(Array.from(us, (v) => v.toFixed(0)).join(" ") + "\n");
-    if (TAIL > 0) {
-      let tus: Float64Array = new Float64Array(0);
-      const tcpu = await withCpu(server, async () => {
-        const t0 = process.hrtime.bigint() / 1000n;
-        tus = await timeSequential(TAIL, 0, add);
-        process.stdout.write(`${label} tail: window --from ${t0} --to ${process.hrtime.bigint() / 1000n}\n`);
-        return TAIL;
-      });
-      const tl = latency(tus);
-      process.stdout.write(`${label} then ${TAIL} more: p50 ${f1(tl.p50)} p99 ${f1(tl.p99)} µs; CPU per call client ${f1(tcpu.client)} server ${f1(tcpu.server)} µs\n`);
+    const conn = await connectKind(loop, path);
+    await timeWindow(server, conn, label, 0);
+    if (TAIL > 0) await tail(server, conn, label, TAIL);
+    if (WARM > 0) {
+      // Both processes run WARM more calls on this connection (P1's 12,000 by default), then a
+      // brand-new connection between them is timed: what a new connection costs, JIT aside.
+      if (TAIL < WARM) await tail(server, conn, label, WARM - TAIL);
+      if (MARKS > 0) writeSync(1, "#connect\n"); // what follows in a trace: the new connection
+      const second = await connectKind(loop, path);
+      await timeWindow(server, second, "new connection, warm processes", WARM_BASE);
+      await second.close();
     }
-    await close();
+    await conn.close();
   } finally {
     await server.stop();
   }
 }
 
 /**
+ * Times CALLS sequential adds on `conn` and prints the window's figures. `base` offsets the
+ * first argument of add (and so the `#call` / `#srv` marks) to tell windows apart in traces.
+ */
+async function timeWindow(server: Server, conn: Conn, label: string, base: number): Promise<void> {
+  let us: Float64Array = new Float64Array(0);
+  const add = async (i: number): Promise<void> => {
+    const a = base + i;
+    if (MARKS > 0 && a % MARKS === 0) writeSync(1, `#call ${a}\n`);
+    if ((await conn.add(a, 1)) !== a + 1) throw new Error("wrong sum");
+  };
+  const allocTo = str("alloc");
+  const session = allocTo === undefined ? null : await startAllocSampling(server);
+  const cpu = await withCpu(server, async () => {
+    const t0 = process.hrtime.bigint() / 1000n;
+    us = await timeSequential(CALLS, 0, add);
+    process.stdout.write(`${label}: window --from ${t0} --to ${process.hrtime.bigint() / 1000n}\n`);
+    return CALLS;
+  });
+  if (session !== null) await stopAllocSampling(server, session, `${allocTo!}-${label.replaceAll(" ", "-").replaceAll(",", "")}`);
+  const l = latency(us);
+  let slow = 0;
+  for (const v of us) if (v > THRESHOLD) slow++;
+  const phase = (a: number, b: number): string => `${a}-${b} ${f1(latency(us.subarray(a - 1, Math.min(b, CALLS))).p50)}`;
+  process.stdout.write(`${label}: p99 ${f1(l.p99)} p50 ${f1(l.p50)} µs; first ${f1(us[0]!)}; p50 of calls ${phase(2, 10)}, ${phase(11, 100)}, ${phase(101, 500)}, ${phase(501, CALLS)}; `
+    + `over ${THRESHOLD} µs: ${slow}/${CALLS}; CPU per call client ${f1(cpu.client)} server ${f1(cpu.server)} µs\n`);
+  if (argv.includes("--print")) process.stdout.write(Array.from(us, (v) => v.toFixed(0)).join(" ") + "\n");
+}
+
+/** `n` more calls on `conn` after its window, with their CPU per call per side. */
+async function tail(server: Server, conn: Conn, label: string, n: number): Promise<void> {
+  let tus: Float64Array = new Float64Array(0);
+  const tcpu = await withCpu(server, async () => {
+    const t0 = process.hrtime.bigint() / 1000n;
+    tus = await timeSequential(n, 0, (i) => conn.add(CALLS + i, 1));
+    process.stdout.write(`${label} tail: window --from ${t0} --to ${process.hrtime.bigint() / 1000n}\n`);
+    return n;
+  });
+  const tl = latency(tus);
+  process.stdout.write(`${label} then ${n} more: p50 ${f1(tl.p50)} p99 ${f1(tl.p99)} µs; CPU per call client ${f1(tcpu.client)} server ${f1(tcpu.server)} µs\n`);
+}
+
+/**
  * `--alloc PREFIX`: V8's sampling heap profiler over the window in both processes, every
  * allocation (scavenged garbage included), written to PREFIX-LABEL-{client,server}.heapprofile.
  */
-async function startAllocSampling(server: Awaited<ReturnType<typeof startServer>>): Promise<Session> {
+async function startAllocSampling(server: Server): Promise<Session> {
   const session = new Session();
   session.connect();
   await session.post("HeapProfiler.startSampling", { samplingInterval: 128, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
@@ -113,7 +145,7 @@ async function startAllocSampling(server: Awaited<ReturnType<typeof startServer>
   return session;
 }
 
-async function stopAllocSampling(server: Awaited<ReturnType<typeof startServer>>, session: Session, prefix: string): Promise<void> {
+async function stopAllocSampling(server: Server, session: Session, prefix: string): Promise<void> {
   const { profile } = await session.post("HeapProfiler.getSamplingProfile");
   await session.post("HeapProfiler.stopSampling");
   session.disconnect();

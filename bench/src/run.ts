@@ -164,6 +164,35 @@ function newConnectionRows(c: Ctx, r: { l: Latency; cpu: Cpu }): void {
   c.figs.cpu(label, r.cpu, c.cpuRawSeq!);
 }
 
+/**
+ * Informational: the first COLD_CALLS calls of a brand-new connection between two warm processes
+ * (this client and the RPC server both ran P1 on their first connection, so their code is
+ * optimised): what a NEW CONNECTION costs (its tables, slabs and buffers, the first use of its
+ * objects) apart from what a fresh process's JIT costs (the cold-start row). The connection is
+ * closed afterwards; P2 onwards use P1's.
+ */
+async function warmNewConnection(c: Ctx): Promise<void> {
+  log(`new connection between the warm client and the warm server: first ${COLD_CALLS} calls`);
+  const { foo } = await connectRpc(c.loop, c.rpcPath);
+  let us: Float64Array = new Float64Array(0);
+  const cpu = await withCpu(c.rpcServer, async () => {
+    us = await timeSequential(COLD_CALLS, 0, async (i) => { if ((await foo.add(i, 1)) !== i + 1) throw new Error("wrong sum"); });
+    return COLD_CALLS;
+  });
+  await foo.close();
+  const l = latency(us);
+  const steady = c.p1?.p50 ?? null;
+  const label = "new connection of a warm client to a warm server";
+  c.figs.add(`  ${label}: p99 of first ${COLD_CALLS} calls`, "µs", l.p99, steady, undefined, { note: "informational; floor = steady P1 p50" });
+  c.figs.add(`  ${label}: p50`, "µs", l.p50, steady);
+  if (steady !== null) {
+    let slow = 0;
+    for (const v of us) if (v > 3 * steady) slow++;
+    c.figs.add(`  ${label}: calls over 3× steady p50 (of ${COLD_CALLS})`, "calls", slow, null);
+  }
+  c.figs.cpu(label, cpu, c.cpuRawSeq!);
+}
+
 async function p2(c: Ctx): Promise<void> {
   log(`P2: add, ${INFLIGHT} in flight for ${o.seconds} s`);
   const addCall = (): Promise<unknown> => c.foo.add(1, 2);
@@ -404,6 +433,7 @@ async function main(): Promise<void> {
     if (only.has("P1")) {
       await p1(c);
       coldRows(c, coldRun!);
+      await warmNewConnection(c);
       newConnectionRows(c, await cold({ dir, loop }, true));
     }
     if (only.has("P2")) await p2(c);

@@ -87,6 +87,35 @@ function u32(b: Uint8Array, o: number): number {
 }
 
 /**
+ * Where {@link FrameDecoder} delivers each complete message: a callback, or an object whose
+ * `deliver` method takes it. A transport passes itself (one class for every connection), so the
+ * decoder's delivery call sees one target class however many connections a process opens; a
+ * closure per connection is a new call target each time, and optimised code that inlined the
+ * first connection's is thrown away when the second connection reads (bench/README "Cold start
+ * (tenth session)").
+ */
+export interface MessageTarget {
+  deliver(segments: Uint8Array[]): unknown;
+}
+export type OnMessage = ((segments: Uint8Array[]) => void) | MessageTarget;
+
+class CallbackTarget implements MessageTarget {
+  constructor(private readonly fn: (segments: Uint8Array[]) => void) {}
+  deliver(segments: Uint8Array[]): void {
+    this.fn(segments);
+  }
+}
+
+/** `{ validate: true }`: {@link validateMessage} on each message before it is delivered. */
+class ValidatingTarget implements MessageTarget {
+  constructor(private readonly to: MessageTarget, private readonly limits: ReaderLimits) {}
+  deliver(segments: Uint8Array[]): void {
+    validateMessage(segments, this.limits);
+    this.to.deliver(segments);
+  }
+}
+
+/**
  * Cuts a byte stream into messages. Accepts arbitrary chunking; checks the segment count and the
  * message size against the limits before allocating anything for the message. Once it has thrown,
  * the stream is unusable and every later `push` throws the same error.
@@ -153,7 +182,7 @@ export class FrameDecoder {
    * `onMessage` must not call back into this decoder. `end`: decode only `chunk`'s first `end`
    * bytes (a read into a larger buffer, without a view of its own).
    */
-  decode(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void, end = chunk.byteLength): void {
+  decode(chunk: Uint8Array, onMessage: OnMessage, end = chunk.byteLength): void {
     if (this.failed !== null) throw this.failed;
     try {
       this.decodeInner(chunk, this.validating(onMessage), Math.min(end, chunk.byteLength));
@@ -188,7 +217,7 @@ export class FrameDecoder {
    * A region that is not where the stream stands (something was decoded since) is decoded
    * (copied) instead, so a caller's mistake costs a copy, never bytes out of order.
    */
-  filledRegion(region: Uint8Array, n: number, onMessage: (segments: Uint8Array[]) => void): void {
+  filledRegion(region: Uint8Array, n: number, onMessage: OnMessage): void {
     if (this.failed !== null) throw this.failed;
     const buf = this.seg;
     const fill = this.segFill;
@@ -206,13 +235,9 @@ export class FrameDecoder {
     }
   }
 
-  private validating(onMessage: (segments: Uint8Array[]) => void): (segments: Uint8Array[]) => void {
-    if (!this.validate) return onMessage;
-    const limits = this.limits;
-    return (segs) => {
-      validateMessage(segs, limits);
-      onMessage(segs);
-    };
+  private validating(onMessage: OnMessage): MessageTarget {
+    const t = typeof onMessage === "function" ? new CallbackTarget(onMessage) : onMessage;
+    return this.validate ? new ValidatingTarget(t, this.limits) : t;
   }
 
   private fail(e: Error): void {
@@ -240,11 +265,11 @@ export class FrameDecoder {
     return grown;
   }
 
-  private segmentDone(buf: Uint8Array, onMessage: (segments: Uint8Array[]) => void): void {
+  private segmentDone(buf: Uint8Array, to: MessageTarget): void {
     this.segs[this.segIdx++] = buf;
     this.seg = null;
     this.segFill = 0;
-    this.finishSegments(onMessage);
+    this.finishSegments(to);
   }
 
   /** The stream ended: throws a ProtocolError if it ended inside a message. */
@@ -258,7 +283,7 @@ export class FrameDecoder {
     }
   }
 
-  private decodeInner(chunk: Uint8Array, onMessage: (segments: Uint8Array[]) => void, len: number): void {
+  private decodeInner(chunk: Uint8Array, to: MessageTarget, len: number): void {
     let off = 0;
     while (off < len) {
       if (this.inBody) {
@@ -272,7 +297,7 @@ export class FrameDecoder {
         this.segFill = fill + n;
         this.bodyFill += n;
         off += n;
-        if (this.segFill === size) this.segmentDone(buf, onMessage);
+        if (this.segFill === size) this.segmentDone(buf, to);
         continue;
       }
       if (this.header === null) {
@@ -284,7 +309,7 @@ export class FrameDecoder {
           // below would deliver the same view; anything else (a limit, a partial body) goes there.
           const total = 8 + u32(chunk, off + 4) * 8;
           if (total <= avail && total <= this.limits.maxMessageBytes && this.limits.maxSegments >= 1) {
-            onMessage([chunk.subarray(off + 8, off + total)]);
+            to.deliver([chunk.subarray(off + 8, off + total)]);
             off += total;
             continue;
           }
@@ -297,12 +322,12 @@ export class FrameDecoder {
             const sizes = this.readSizes(chunk, off, count);
             const total = this.checkTotal(hb, sizes);
             if (avail >= total) {
-              onMessage(split(chunk, off + hb, sizes));
+              to.deliver(split(chunk, off + hb, sizes));
               off += total;
               continue;
             }
             // Table complete, body partial: collect the segments from here on.
-            this.startBody(sizes, hb, onMessage);
+            this.startBody(sizes, hb, to);
             off += hb;
             continue;
           }
@@ -336,11 +361,11 @@ export class FrameDecoder {
       this.checkTotal(hb, sizes);
       this.header = null;
       this.headerFill = 0;
-      this.startBody(sizes, hb, onMessage);
+      this.startBody(sizes, hb, to);
     }
   }
 
-  private startBody(sizes: number[], headerBytes: number, onMessage: (segments: Uint8Array[]) => void): void {
+  private startBody(sizes: number[], headerBytes: number, to: MessageTarget): void {
     this.sizes = sizes;
     this.segs = new Array<Uint8Array>(sizes.length);
     this.segIdx = 0;
@@ -349,11 +374,11 @@ export class FrameDecoder {
     this.bodyHeaderBytes = headerBytes;
     this.bodyFill = 0;
     this.inBody = true;
-    this.finishSegments(onMessage);
+    this.finishSegments(to);
   }
 
   /** Skip empty segments; deliver the message once every segment is complete. */
-  private finishSegments(onMessage: (segments: Uint8Array[]) => void): void {
+  private finishSegments(to: MessageTarget): void {
     const sizes = this.sizes;
     while (this.segIdx < sizes.length && sizes[this.segIdx] === 0) this.segs[this.segIdx++] = new Uint8Array(0);
     if (this.segIdx < sizes.length) return;
@@ -362,7 +387,7 @@ export class FrameDecoder {
     this.segs = [];
     this.sizes = [];
     this.bodyFill = 0;
-    onMessage(segs);
+    to.deliver(segs);
   }
 
   private checkCount(count: number): void {

@@ -59,6 +59,7 @@ export {
   FrameTracker,
   partialFrameHold,
 } from "./framing.js";
+export type { MessageTarget, OnMessage } from "./framing.js";
 export {
   validateMessage,
   validateRpcMessage,

@@ -228,7 +228,12 @@ export class SocketReader {
     // A slab with less than a quarter of the wanted size left (or a small one while reads are
     // large, or a large one once they are small again) is replaced by a new one.
     if (s === null || s.byteLength - this.pos < size >>> 2 || s.byteLength !== size) {
-      if (size === SMALL_SLAB && s !== null && s.byteLength === size) size = this.slabSize = ACTIVE_SLAB; // used up
+      // A small slab used up: ACTIVE_SLAB from now on (while slabSize is SMALL_SLAB the slab is
+      // null or small). Branch-free: a new connection's first replacement must not take a path
+      // that a warm process's replacements never took (no type feedback there: the optimised
+      // function would be thrown away, bench/README "Cold start (tenth session)").
+      size = size === SMALL_SLAB && s !== null ? ACTIVE_SLAB : size;
+      this.slabSize = size;
       // Zeroed: a message read in place may see the buffer around it (never past its own end).
       this.slab = s = new Uint8Array(size);
       this.slabBuf = s.buffer as ArrayBuffer;

@@ -10,6 +10,12 @@
  * in its queue, as after `write()` returned false) and resumes on {@link DirectWriteHost.directWriteDone}.
  * Errors end the stream as the Writable would (`destroy(err)`: 'error', then 'close').
  *
+ * Also the thread's spare batch buffers ({@link takeBatch} / {@link giveBatch}): a batch the
+ * socket took at once is free again, and the next batch of ANY connection of this thread is built
+ * in it. One pool per thread rather than one spare per connection, so a new connection's first
+ * batch takes the same path as every later one (no first-use branch, see bench/README "Cold
+ * start (tenth session)"), and an idle connection holds no batch buffer.
+ *
  * Threading: the thread that owns the socket (its event loop).
  */
 import type { Socket } from "node:net";
@@ -93,4 +99,34 @@ export class SocketWriter {
     if (err !== null && !this.socket.destroyed) this.socket.destroy(err);
     this.host.directWriteDone(err);
   }
+}
+
+/** Spare batch buffers of this thread: a counted stack (the slots are overwritten, not popped). */
+const SPARES: Buffer[] = [];
+let spareCount = 0;
+/** At most this many spares are kept (each at most the transport's 64 KiB batch). */
+const MAX_SPARES = 4;
+const NO_BUFFER = Buffer.alloc(0);
+
+/**
+ * A buffer of at least `want` bytes for a new batch: the last spare when it is large enough,
+ * else a new one (allocUnsafe: below 4 KiB a slice of Node's pool; only the bytes written are
+ * ever sent).
+ */
+export function takeBatch(want: number): Buffer {
+  const n = spareCount;
+  if (n > 0) {
+    const b = SPARES[n - 1]!;
+    if (b.byteLength >= want) {
+      SPARES[n - 1] = NO_BUFFER; // no reference kept to a buffer in use
+      spareCount = n - 1;
+      return b;
+    }
+  }
+  return Buffer.allocUnsafe(want);
+}
+
+/** `b`'s bytes are all with the kernel (a write completed at once): it may take the next batch. */
+export function giveBatch(b: Buffer): void {
+  if (spareCount < MAX_SPARES) SPARES[spareCount++] = b;
 }

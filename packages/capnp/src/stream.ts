@@ -11,13 +11,15 @@
  * and its after-write tick); more than one chunk are corked and flushed by one `uncork()`, so a
  * stream with `_writev` (net.Socket) writes them with one `writev` syscall; what a read's messages
  * make the engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
- * microtask queued after that dispatch instead (closeReadTurn). When a write cannot complete at
- * once, later messages wait in our queue until it does. A lazy message (`sendLazy`: the engine's Finish
- * after a Return) joins the batch without scheduling its write: the next message's flush takes it
- * along (a call loop's Finish and next Call: one write, and one read for the peer), or it is
- * written by itself after a bounded wait (20-40 ms, see scheduleLazyFlush). On a plain net.Socket
- * whose write completed at once (the kernel has the bytes), the batch buffer is kept for the
- * next batch instead of allocating one per flush.
+ * microtask queued after that dispatch instead (the read turn, {@link readTurnFn}). When a write
+ * cannot complete at once, later messages wait in our queue until it does. A lazy message
+ * (`sendLazy`: the engine's Finish after a Return) joins the batch without scheduling its write:
+ * the next message's flush takes it along (a call loop's Finish and next Call: one write, and one
+ * read for the peer), or it is written by itself after a bounded wait (20-40 ms, see
+ * scheduleLazyFlush). On a plain net.Socket
+ * whose write completed at once (the kernel has the bytes), the batch buffer goes back to the
+ * thread's spares (socket-write.ts takeBatch / giveBatch) and takes a later batch, of this
+ * connection or another, instead of allocating one per flush.
  *
  * Reads: chunks go through a {@link FrameDecoder} with the given limits. A socket created with a
  * {@link SocketReader} (its `onread` option) is read without the Readable stream: reads land in
@@ -44,7 +46,7 @@ import { DisconnectedError, ProtocolError, type LimitError } from "./errors.js";
 import { encodeFrame, FrameDecoder, frameHeaderBytes } from "./framing.js";
 import type { ReaderLimits } from "./limits.js";
 import type { ReadTarget, SocketReader } from "./socket-read.js";
-import { FAILED, SocketWriter, WROTE, type DirectWriteHost } from "./socket-write.js";
+import { FAILED, giveBatch, SocketWriter, takeBatch, WROTE, type DirectWriteHost } from "./socket-write.js";
 import type { TransportSink } from "./transport.js";
 import { LinkState, TransportLifecycle, type LifecycleHost } from "./transport-lifecycle.js";
 import { DEFAULT_WRITE_FLOW, FlowWatch, resolveWriteFlow, WriteFlow } from "./write-flow.js";
@@ -69,7 +71,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // the flush's promise reaction pending, or the read turn's flush
-  private readTurn = false; // a read's messages are handled: flush in closeReadTurn's microtask
+  private readTurn = false; // a read's messages are handled: flush in readTurnFn's reaction
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -218,11 +220,6 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
 
   /** Small messages since the last flush, framed back to back; written by {@link flushBatch}. */
   private batch: Buffer | null = null;
-  /**
-   * The last batch buffer, when the socket took its bytes synchronously (see flushBatch): the
-   * next batch is built in it instead of a new buffer.
-   */
-  private spare: Buffer | null = null;
   private batchLen = 0;
   private lastBatchLen = 0;
   /** The view the last batch of `lastChunkOf` was handle-written through (see flushBatch). */
@@ -232,12 +229,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** The buffer of a new batch (out of sendMessage's hot path). */
   private newBatch(bytes: number): Buffer {
     // Sized from the previous batch, so a lone ping does not allocate 64 KiB.
-    // allocUnsafe: below 4 KiB it is a slice of Node's buffer pool (no zeroing, no backing store
-    // of its own); only the bytes written below are ever sent.
-    const want = Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2));
-    const spare = this.spare;
-    this.spare = null;
-    const b = spare !== null && spare.byteLength >= want ? spare : Buffer.allocUnsafe(want);
+    const b = takeBatch(Math.min(BATCH_BYTES, Math.max(1024, bytes, this.lastBatchLen * 2)));
     this.batch = b;
     this.batchLen = 0;
     return b;
@@ -259,7 +251,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       if (chunk === null || this.lastChunkOf !== b || chunk.byteLength !== len) chunk = new Uint8Array(b.buffer, b.byteOffset, len);
       const r = this.writer.write(chunk);
       if (r === WROTE) {
-        this.spare = b;
+        giveBatch(b); // the thread's next batch is built in it (socket-write.ts)
         this.lastChunk = chunk;
         this.lastChunkOf = b;
       } else if (r !== FAILED) this.blocked = true; // libuv holds the chunk: wait for directWriteDone
@@ -268,7 +260,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       // A plain net.Socket that wrote the chunk at once (nothing buffered, not corked) has copied
       // it into the kernel and keeps no reference: the buffer can take the next batch. Any
       // other stream may pass the chunk on as is (a PassThrough hands it to its reader).
-      if (this.socketCopies && !this.corked && this.stream.writableLength === 0) this.spare = b;
+      if (this.socketCopies && !this.corked && this.stream.writableLength === 0) giveBatch(b);
       return;
     } else this.blocked = true;
     this.queueGrew();
@@ -332,22 +324,22 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
-    if (!this.readTurn) void RESOLVED.then((this.flushFn ??= () => this.uncork()));
+    // In a read's turn the read turn's reaction flushes.
+    if (!this.readTurn) void RESOLVED.then(this.flushFn);
   }
-  private flushFn: (() => void) | null = null;
+  // The flush closures are made with the transport, not on first use: a first-use branch in a hot
+  // function has no type feedback, and a warm process's new connection taking it would throw the
+  // optimised code away (bench/README "Cold start (tenth session)").
+  private readonly flushFn = (): void => this.uncork();
   /**
-   * A read's messages went to the sink, which queued its server dispatch (a microtask): a microtask
-   * queued now runs after it and writes the Returns of calls answered synchronously, together.
-   * Later messages take the usual flush (scheduleFlush).
+   * The read turn: queued after each read (bytesRead), so it runs after the dispatch microtasks
+   * the read's messages queued, and writes what they and the read sent (a server's Returns of
+   * calls answered synchronously) together. Later messages take the usual flush (scheduleFlush).
    */
-  private closeReadTurn(): void {
-    void RESOLVED.then((this.readTurnFn ??= () => this.endReadTurn()));
-  }
-  private readTurnFn: (() => void) | null = null;
-  endReadTurn(): void {
+  private readonly readTurnFn = (): void => {
     this.readTurn = false;
     if (this.flushScheduled) this.uncork();
-  }
+  };
 
   /**
    * A lazy message waits in the batch for the next message: a call loop's next Call (the same
@@ -460,24 +452,20 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
-    const turn = !this.readTurn; // a read's turn: flushes wait for closeReadTurn's microtask
+    const turn = !this.readTurn; // a read's turn: flushes wait for readTurnFn's reaction
     this.readTurn = true;
     try {
-      if (direct) this.decoder.filledRegion(region, n, this.deliver);
-      else this.decoder.decode(region, this.deliver, n);
+      // The lifecycle takes the messages (and drops them once the engine ended us mid-chunk).
+      if (direct) this.decoder.filledRegion(region, n, this.life);
+      else this.decoder.decode(region, this.life, n);
     } catch (e) {
       this.readFail(e as Error);
       return false;
     } finally {
-      if (turn) this.closeReadTurn();
+      if (turn) void RESOLVED.then(this.readTurnFn);
     }
     return true;
   }
-
-  // Dropped by the lifecycle's guard once the engine ended us mid-chunk.
-  private readonly deliver = (m: Uint8Array[]): void => {
-    this.life.deliver(m);
-  };
 
   /** A throwing sink is an engine bug: end the link with it rather than crash the process. */
   sinkThrew(err: Error): void {
@@ -552,7 +540,6 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.queue.length = 0;
     this.queueBytes = 0;
     this.batch = null;
-    this.spare = null;
     this.lastChunk = null;
     this.lastChunkOf = null;
   }

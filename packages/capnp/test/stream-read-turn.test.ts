@@ -1,12 +1,13 @@
 /**
- * The stream transport's read turn (stream.ts closeReadTurn): what a read's messages make the
+ * The stream transport's read turn (stream.ts readTurnFn): what a read's messages make the
  * receiver send synchronously, or from the microtask the engine dispatches them in (a server's
  * Returns), is written by one microtask after that dispatch, together; what is sent later in the
- * turn takes the usual flush (a promise reaction queued by its first message). Over a Unix socket, read both
+ * turn takes the usual flush (a promise reaction queued by its first message). A read that makes
+ * the receiver send nothing writes nothing. Over a Unix socket, read both
  * through the Readable stream and through `onread` (SocketReader), as the bench's server is.
  * Runs on the test's main thread.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { countWrites, unixSocketPair } from "@multiprocess-ts/testing";
 import * as net from "node:net";
 import { streamTransport } from "../dist/stream.js";
@@ -123,6 +124,33 @@ describe.each<ReadPath>(["stream", "onread"])("streamTransport read turn (read t
     await rc.waitFor(6);
     // Within each read: the synchronous reply, then the nextTick's, then the awaited one.
     expect(rc.msgs).toEqual([100, 300, 200, 101, 301, 201]);
+    await server.close();
+    expect(await rc.closed).toBeUndefined();
+  });
+
+  it("a read that makes the receiver send nothing flushes nothing; one that sends flushes once", async () => {
+    const { client, server } = await pair(path);
+    const rc = recorder(streamTransport(client));
+    const uncork = vi.spyOn(server as unknown as { uncork(): void }, "uncork");
+    let reply = false;
+    const got = deferred<void>();
+    server.start({
+      message() {
+        if (reply) server.send(msg(1));
+        got.resolve();
+      },
+      closed() {},
+    });
+    const one = Buffer.from([0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    client.write(one);
+    await got.promise;
+    await new Promise<void>((r) => setImmediate(r));
+    expect(uncork).toHaveBeenCalledTimes(0);
+    reply = true;
+    client.write(one);
+    await rc.waitFor(1);
+    expect(uncork).toHaveBeenCalledTimes(1);
+    expect(rc.msgs).toEqual([1]);
     await server.close();
     expect(await rc.closed).toBeUndefined();
   });

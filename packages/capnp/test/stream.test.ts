@@ -250,17 +250,43 @@ describe("streamTransport over a Unix socket", () => {
     await rs.whenClosed;
   });
 
+  it("a new connection's first batch is built in the buffer another connection's completed write gave back", async () => {
+    const [c1, s1] = await unixSocketPair();
+    const t1 = streamTransport(c1);
+    const r1 = start(streamTransport(s1));
+    start(t1);
+    const v1 = t1 as unknown as { batch: Buffer | null };
+    t1.send(msg(1));
+    const first = v1.batch!;
+    await r1.waitFor(1); // written at once: its buffer is a spare of this thread now
+    const [c2, s2] = await unixSocketPair();
+    const t2 = streamTransport(c2);
+    const r2 = start(streamTransport(s2));
+    start(t2);
+    t2.send(msg(2));
+    expect((t2 as unknown as { batch: Buffer | null }).batch).toBe(first);
+    await r2.waitFor(1);
+    expect(r1.msgs.map(tagOf)).toEqual([1]);
+    expect(r2.msgs.map(tagOf)).toEqual([2]);
+    await t1.close();
+    await t2.close();
+    await r1.whenClosed;
+    await r2.whenClosed;
+  });
+
   it("a PassThrough (which hands the written chunk on as is) never gets a reused batch buffer", async () => {
     const [a, b] = passThroughPair();
     const ta = streamTransport(a);
     const rb = start(streamTransport(b));
     start(ta);
-    const view = ta as unknown as { spare: Buffer | null };
+    const view = ta as unknown as { batch: Buffer | null };
+    const seen = new Set<Buffer>();
     for (let i = 0; i < 20; i++) {
       ta.send(msg(i));
+      seen.add(view.batch!);
       await new Promise<void>((r) => setImmediate(r));
-      expect(view.spare).toBeNull();
     }
+    expect(seen.size).toBe(20); // none went back to the spares: each batch had a buffer of its own
     await rb.waitFor(20);
     expect(rb.msgs.map(tagOf)).toEqual([...Array(20).keys()]);
     await ta.close();
