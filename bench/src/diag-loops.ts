@@ -1,8 +1,8 @@
 /**
  * Loops shared by the diagnostics (client-only.ts, one-process.ts, diag-client-ab.ts,
- * diag-engine-ab.ts): CPU time of this process, lanes of pipelined `add` calls and a block of
- * sequential or pipelined ones, and the A/B report of two builds. Runs on the main thread of a
- * bench process.
+ * diag-engine-ab.ts and the micro tools): CPU time of this process, their option parsing, lanes
+ * of pipelined `add` calls and a block of sequential or pipelined ones, and the A/B report of two
+ * builds. Runs on the main thread of a bench process.
  */
 
 /** What the loops call: a FooInterfaceClient of any build (the A/B tools load two side by side). */
@@ -55,4 +55,16 @@ export function abReport(title: string, dirs: string[], got: number[][]): string
   const below = diff.filter((d) => d < 0).length;
   out.push(`B − A per block: median ${median(diff).toFixed(2)} µs, range ${Math.min(...diff).toFixed(2)}–${Math.max(...diff).toFixed(2)}; B lower in ${below} of ${diff.length} blocks`);
   return out.join("\n") + "\n";
+}
+
+/**
+ * The value of option `name` in `args` (the tools' argv), removed from `args` with its value so
+ * that what remains are the positional arguments; `dflt` when it is absent.
+ */
+export function takeOption(args: string[], name: string, dflt: string): string {
+  const i = args.indexOf(name);
+  if (i < 0) return dflt;
+  const v = args[i + 1]!;
+  args.splice(i, 2);
+  return v;
 }

@@ -22,16 +22,10 @@
 import { execFileSync } from "node:child_process";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { abReport } from "./diag-loops.js";
+import { abReport, takeOption } from "./diag-loops.js";
 
 const args = process.argv.slice(2);
-const opt = (name: string, dflt: string): string => {
-  const i = args.indexOf(name);
-  if (i < 0) return dflt;
-  const v = args[i + 1]!;
-  args.splice(i, 2);
-  return v;
-};
+const opt = (name: string, dflt: string): string => takeOption(args, name, dflt);
 const N = Number(opt("--n", "50000"));
 const BLOCKS = Number(opt("--blocks", "30"));
 const WARM = Number(opt("--warm", "100000"));

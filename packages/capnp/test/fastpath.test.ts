@@ -8,20 +8,9 @@ import { MultiSegmentArena } from "capnp-ts/src/serialization/arena/multi-segmen
 import { preallocateSegments } from "capnp-ts/src/serialization/message.js";
 import { describe, expect, it } from "vitest";
 import { fastpath, validateRpcMessage, DEFAULT_LIMITS } from "@multiprocess-ts/capnp";
+import { rng } from "./seeded-rng.js";
 
 const { CALL, RET, Envelope, dataViewOf, decodeControl, decodeEnvelope, decodeEnvelopeSlow, encodeFinish, encodeRelease, messageInPlace, newCallMessage, newReturnMessage, setReturnHeader } = fastpath;
-
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x100000000;
-  };
-}
 
 const SEED = Number(process.env.FASTPATH_SEED ?? 12345);
 const N = 400;

@@ -8,22 +8,12 @@ import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { describe, expect, it } from "vitest";
 import { DirectCall, fastpath, type Capability, type MemoryTransport, type RpcError } from "@multiprocess-ts/capnp";
 import { Box, CALC, COUNTER, M, drain, makePair } from "./rpc-helpers.js";
+import { rng } from "./seeded-rng.js";
 
 import { encodeFlatCall, flatCallBytes } from "../dist/flat-call.js";
 
 const { CALL, callMessage, dataViewOf } = fastpath;
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x100000000;
-  };
-}
 
 type Rand = () => number;
 const int = (r: Rand, n: number): number => Math.floor(r() * n);
