@@ -75,8 +75,12 @@ export abstract class ProxyServerBase<I> implements Server {
   #released = false;
   #ref: EventLoopRef;
   #table: MethodTable | undefined;
-  /** The last interface called and its slots: most servers are called on one interface. */
-  #lastIid: bigint | undefined;
+  /**
+   * The last interface called and its slots: most servers are called on one interface. Starts as
+   * a BigInt no interface has (ids are unsigned), so `dispatch`'s comparison always compares two
+   * BigInts: a server made for a new connection in a warm process keeps its optimised code.
+   */
+  #lastIid = -1n;
   #lastSlots: (MethodSlot | undefined)[] | undefined;
   /** Debug lines per call (the loop's level is fixed when it is made; at trace level the engine's lines say it all). */
   readonly #debug: boolean;
@@ -88,6 +92,17 @@ export abstract class ProxyServerBase<I> implements Server {
     this.#ref = connection.loop.ref();
     this.#debug = connection.loop.logEnabled("debug") && !connection.loop.logEnabled("trace");
     if (isObject(impl)) implOwners.set(impl, (implOwners.get(impl) ?? 0) + 1);
+    // A server of one interface starts with its slots cached: `dispatch` never takes its lookup
+    // branch for it, so a server made in a warm process (a new connection's bootstrap) does not
+    // reach code the optimised `dispatch` never ran, which would throw that code away.
+    const table = methodTable(this.constructor as ProxyServerCtor<unknown>);
+    this.#table = table;
+    if (table.size === 1) {
+      for (const [iid, slots] of table) {
+        this.#lastIid = iid;
+        this.#lastSlots = slots;
+      }
+    }
     // Tracing: the engine writes the Call / Return lines, naming the method from this table.
     if (connection.loop.logEnabled("trace")) traceServerClass(this.constructor as ProxyServerCtor);
   }
