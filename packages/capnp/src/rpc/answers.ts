@@ -14,7 +14,7 @@ import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer
 import { CanceledError, LimitError, ProtocolError, RpcError } from "../errors.js";
 import { RET, dataViewOf, newReturnMessage, setReturnHeader } from "../fastpath.js";
 import type { Envelope } from "../fastpath.js";
-import { BrokenHook, CallData, errOutcome, newCapTable, releaseOutcome } from "./hook.js";
+import { BrokenHook, CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome, TailCallHandler } from "./hook.js";
 import { cloneMessage, cloneOutcome, newMessage, segmentCopiesOf } from "./message.js";
 import { PromiseHook } from "./promise.js";
@@ -158,8 +158,7 @@ export class AnswerTable implements TailCallHandler {
       return;
     }
     const m = newReturnMessage(null, 32).msg; // room for the one-entry cap table
-    const caps = newCapTable(); // the steady calls' table shape (hook.ts)
-    caps.push(h.addRef());
+    const caps: (Hook | null)[] = [h.addRef()];
     m._capnp.capTable = caps as never;
     const content = new capnp.Pointer(m._capnp.segments[0]!, RET.contentPtr);
     setInterfacePointer(0, content);

@@ -114,20 +114,6 @@ export function runCancelFns(fns: (() => void)[]): void {
   }
 }
 
-/** Empty, never written: {@link newCapTable} copies it. */
-const CAP_TABLE: (Hook | null)[] = [null];
-CAP_TABLE.length = 0;
-
-/**
- * A new, empty cap table for our own results: a copy of an empty array of objects, not `[]` (an
- * array of small integers until a hook is stored). So a call's table, which stays empty, has the
- * map of the Bootstrap's, which holds a hook: the code that reads `Outcome.caps` on the hot path
- * keeps its optimised code when a warm process answers a new connection's Bootstrap.
- */
-export function newCapTable(): (Hook | null)[] {
-  return CAP_TABLE.slice();
-}
-
 export function errOutcome(err: RpcError): Outcome {
   return { err, msg: null, content: null, caps: [], ret: false };
 }

@@ -10,7 +10,7 @@ import * as capnp from "capnp-ts";
 import { CanceledError, RpcError, toRpcError } from "../errors.js";
 import { unadoptMessage } from "../adopt.js";
 import { dataViewOf, newReturnMessage } from "../fastpath.js";
-import { Hook, errOutcome, newCapTable, runCancelFns } from "./hook.js";
+import { Hook, errOutcome, runCancelFns } from "./hook.js";
 import type { CallData } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
 import { CapHandle, RequestImpl } from "./client.js";
@@ -155,7 +155,7 @@ class IncomingCallImpl implements IncomingCall {
   results<T extends Struct>(ctor: StructCtor<T>): T {
     if (this.res === null) {
       const { msg, results } = newReturnMessage(ctor);
-      msg._capnp.capTable = newCapTable() as never;
+      msg._capnp.capTable = [];
       this.res = results;
       this.resMsg = msg;
     }
