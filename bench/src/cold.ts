@@ -54,6 +54,7 @@ const THRESHOLD = num("threshold", 135);
 const TAIL = num("tail", 0);
 const MARKS = num("marks", 0);
 const WARM = num("warm", 0);
+const SETTLE = num("settle", 0);
 /** The first add argument of the --warm window (its `#call` / `#srv` marks start there). */
 const WARM_BASE = 1_000_000;
 const KIND = (str("kind") ?? "rpc") as ServerKind;
@@ -73,6 +74,7 @@ async function window(loop: EventLoop, dir: string, label: string): Promise<void
   const path = join(dir, `${label.replace(" ", "-")}.sock`);
   const server = await startServer(KIND, path, `cold-${label.replace(" ", "-")}`, undefined, serverFlags);
   try {
+    if (SETTLE > 0) await new Promise((resolve) => setTimeout(resolve, SETTLE));
     const conn = await connectKind(loop, path);
     await timeWindow(server, conn, label, 0);
     if (TAIL > 0) await tail(server, conn, label, TAIL);

@@ -14,6 +14,7 @@ import { FooInterfaceClient, type FooCallback } from "@multiprocess-ts/proto/tes
 import { connectRpc as connectRpcWith, log, runWorker, sequentialWithCpu, startServer, stepWorker, withCpu, type Cpu, type ServerChild } from "./children.js";
 import { runCppReference, type CppCpu, type CppResult } from "./cpp.js";
 import { Figures } from "./figures.js";
+import { freshRows, freshWindow, type FreshWindow } from "./fresh-window.js";
 import { memoryPerConnection } from "./memory.js";
 import { addPairedRows } from "./paired.js";
 import { runPaired } from "./run-paired.js";
@@ -429,12 +430,20 @@ async function main(): Promise<void> {
     info["bytes_per_add"] = addBytes;
     log(`add moves ${addBytes.out} B out / ${addBytes.in} B in per call`);
     const c: Ctx = { o, figs, info, dir, loop, foo, socket, raw, rawServer, rpcServer, rpcPath, rawAdd: RawClient.request(addBytes.out - 4, addBytes.in - 4), dataSeconds: DATA_SECONDS };
+    // The same fresh-process window with no RPC at all, and with birpc (--peers): their own
+    // fresh client and server processes (fresh-window.ts), measured near our cold window.
+    const fresh = (kind: "raw" | "birpc"): Promise<FreshWindow> => freshWindow(kind, dir, o.tag, COLD_CALLS, addBytes.out - 4, addBytes.in - 4, o.profileDir);
+    const freshRaw = only.has("P1") ? await fresh("raw") : undefined;
+    const freshBirpc = only.has("P1") && o.peers ? await fresh("birpc") : undefined;
     await floors(c);
+    let freshAt = figs.rows.length;
     if (only.has("P1")) {
       await p1(c);
       coldRows(c, coldRun!);
       await warmNewConnection(c);
       newConnectionRows(c, await cold({ dir, loop }, true));
+      figs.rows.push(...freshRows(freshRaw!, c.p1!.p50, c.rawSeq!.p50));
+      freshAt = figs.rows.length;
     }
     if (only.has("P2")) await p2(c);
     if (only.has("P3")) await p3(c);
@@ -443,6 +452,11 @@ async function main(): Promise<void> {
     raw.close();
     await foo.close();
     if (o.peers) for (const kind of ["birpc", "capnweb"] as const) await runPeer(c, kind);
+    if (freshBirpc !== undefined) {
+      // Beside the raw floor's fresh rows; its own steady p50 is the birpc P1 row just measured.
+      const own = figs.rows.find((f) => f.name === "birpc add sequential p50")?.ours ?? null;
+      figs.rows.splice(freshAt, 0, ...freshRows(freshBirpc, c.p1?.p50 ?? null, own));
+    }
     if (o.peers && (only.has("P1") || only.has("P2"))) await paired(c);
     if (only.has("P6")) await p6(c);
     if (o.cpp) cpp = await cppRef(c);
