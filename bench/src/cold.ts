@@ -23,6 +23,13 @@
  * `--trace-gc` lines on the same stdout fall between them: when each function tiers up); the
  * server child writes `#srv I` when add(I) runs, and `--server-out FILE` sends its stdout to FILE.
  * `--alloc PREFIX`: sampling heap profiles of the window, both sides, garbage included.
+ * `--cpu-calls N`: each side's CPU µs per call (process.cpuUsage(): one native call, no JS that
+ * is itself cold) for calls 1-N (the server's from one add to the next: the Return of one call
+ * and the Call of the next).
+ * `--span A-B`: also prints the monotonic µs from the start of call A to the end of call B
+ * (`calls A-B: --from T0 --to T1`, for profile-summary.js: e.g. `--span 2-10` with
+ * `--cpu-prof --cpu-prof-interval 20` on both sides). `--settle MS`: wait MS ms after the server
+ * child is ready before connecting (the window then starts after the processes' start-up work).
  *
  * Threading: the main (loop) thread.
  */
@@ -38,7 +45,7 @@ import { connectUnix, startServer, withCpu } from "./children.js";
 import { connectPeer } from "./peers.js";
 import { RawClient } from "./raw.js";
 import type { ServerKind } from "./server.js";
-import { latency, timeSequential } from "./stats.js";
+import { cpuUs, latency, timeSequential } from "./stats.js";
 
 const argv = process.argv.slice(2);
 const num = (name: string, dflt: number): number => {
@@ -63,6 +70,15 @@ const serverFlags = (str("server-flags") ?? "").split(" ").filter((f) => f !== "
 // marks the server's stdout (`#srv I` when add(I) runs there).
 if (str("server-out") !== undefined) process.env.MP_BENCH_SERVER_OUT = str("server-out");
 if (MARKS > 0) process.env.MP_BENCH_SERVER_MARKS = String(MARKS);
+// `--fn-marks N`: before each of the first N calls, on both sides, a function of its own runs for
+// the first time (`new Function`, source `/*mark I*/`): with `--log-function-events` the V8 log
+// then shows which functions each call parses, compiles and runs for the first time.
+const FN_MARKS = num("fn-marks", 0);
+// `--cpu-calls N`: each side's main-thread CPU (schedstat) per call for the first N calls.
+const CPU_CALLS = num("cpu-calls", 0);
+if (CPU_CALLS > 0) process.env.MP_BENCH_SERVER_CPU_CALLS = String(CPU_CALLS + 1);
+if (FN_MARKS > 0) process.env.MP_BENCH_SERVER_FN_MARKS = String(FN_MARKS);
+const fnMarks = Array.from({ length: FN_MARKS }, (_, i) => new Function(`return ${i} /*mark ${i}*/`) as () => number);
 
 const f1 = (v: number): string => v.toFixed(1);
 
@@ -99,8 +115,13 @@ async function window(loop: EventLoop, dir: string, label: string): Promise<void
  */
 async function timeWindow(server: Server, conn: Conn, label: string, base: number): Promise<void> {
   let us: Float64Array = new Float64Array(0);
+  const starts = new Float64Array(CALLS);
+  const cpuAt = new Float64Array(CPU_CALLS + 1);
   const add = async (i: number): Promise<void> => {
+    starts[i] = Number(process.hrtime.bigint() / 1000n);
     const a = base + i;
+    if (i <= CPU_CALLS && CPU_CALLS > 0) cpuAt[i] = cpuUs();
+    if (a < FN_MARKS) fnMarks[a]!();
     if (MARKS > 0 && a % MARKS === 0) writeSync(1, `#call ${a}\n`);
     if ((await conn.add(a, 1)) !== a + 1) throw new Error("wrong sum");
   };
@@ -120,6 +141,18 @@ async function timeWindow(server: Server, conn: Conn, label: string, base: numbe
   process.stdout.write(`${label}: p99 ${f1(l.p99)} p50 ${f1(l.p50)} µs; first ${f1(us[0]!)}; p50 of calls ${phase(2, 10)}, ${phase(11, 100)}, ${phase(101, 500)}, ${phase(501, CALLS)}; `
     + `over ${THRESHOLD} µs: ${slow}/${CALLS}; CPU per call client ${f1(cpu.client)} server ${f1(cpu.server)} µs\n`);
   if (argv.includes("--print")) process.stdout.write(Array.from(us, (v) => v.toFixed(0)).join(" ") + "\n");
+  if (CPU_CALLS > 0 && base === 0) {
+    const r = await server.request({ op: "cpu-calls" });
+    const srv = "cpuCalls" in r ? r.cpuCalls : [];
+    const d = (v: ArrayLike<number>, i: number): string => f1(v[i + 1]! - v[i]!);
+    process.stdout.write(`${label}: CPU per call (process.cpuUsage), calls 1-${CPU_CALLS}: client ${Array.from({ length: CPU_CALLS }, (_, i) => d(cpuAt, i)).join(" ")}\n`);
+    process.stdout.write(`${label}: server (add I to add I+1) ${Array.from({ length: CPU_CALLS }, (_, i) => d(srv, i)).join(" ")}\n`);
+  }
+  const span = str("span")?.split("-").map(Number);
+  if (span !== undefined) {
+    const [a, b] = span as [number, number];
+    process.stdout.write(`${label}: calls ${a}-${b}: --from ${starts[a - 1]!} --to ${Math.ceil(starts[b - 1]! + us[b - 1]!)}\n`);
+  }
 }
 
 /** `n` more calls on `conn` after its window, with their CPU per call per side. */

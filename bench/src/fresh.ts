@@ -15,6 +15,7 @@
  * {op: "exit"} or when the parent goes away. The client's CPU is its own process.cpuUsage() over
  * the timed calls. Runs on the main thread of each child.
  */
+import { writeSync } from "node:fs";
 import { timeSequential } from "./stats.js";
 
 type Kind = "raw" | "birpc";
@@ -54,6 +55,12 @@ async function call(k: Kind, p: string, n: number, req: number, reply: number): 
     const peer = await connectPeer("birpc", p);
     add = async (i) => { if ((await peer.add(i, 1)) !== i + 1) throw new Error("birpc: wrong sum"); };
     close = () => peer.close();
+  }
+  // Diagnostics: MP_BENCH_FRESH_MARKS=1 writes `#call I` before each call (synchronously), so V8
+  // trace lines on the same stdout (e.g. --trace-baseline-batch-compilation) fall between them.
+  if (process.env.MP_BENCH_FRESH_MARKS === "1") {
+    const inner = add;
+    add = (i) => { writeSync(1, `#call ${i + 1}\n`); return inner(i); };
   }
   process.on("message", (m: string | { op?: string }) => {
     if (m === "go") {

@@ -22,14 +22,14 @@ import { FooInterfaceServer } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { BenchFoo } from "./foo-impl.js";
 import { startPeerServer } from "./peers.js";
 import { startRawServer } from "./raw.js";
-import { syscallCounts, type SyscallCounts } from "./stats.js";
+import { cpuUs, syscallCounts, type SyscallCounts } from "./stats.js";
 
 /** `youngPhysical`: resident bytes of V8's young generation (new space), which V8 resizes on its own. */
 export interface MemSample { rss: number; heapUsed: number; heapTotal: number; external: number; arrayBuffers: number; youngPhysical: number }
 export type ServerKind = "rpc" | "raw" | "birpc" | "capnweb";
-export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" } | { op: "heap-sample-start"; minor?: boolean } | { op: "heap-sample-stop"; file: string };
+export type ServerRequest = { op: "mem" } | { op: "cpu" } | { op: "exit" } | { op: "cpu-calls" } | { op: "heap-sample-start"; minor?: boolean } | { op: "heap-sample-stop"; file: string };
 export type ServerReply = { ready: true } | { mem: MemSample; connections: number }
-  | { cpu: { user: number; system: number }; io: SyscallCounts | null };
+  | { cpu: { user: number; system: number }; io: SyscallCounts | null } | { cpuCalls: number[] };
 
 const [kind, path] = process.argv.slice(2);
 if (!["rpc", "raw", "birpc", "capnweb"].includes(kind ?? "") || path === undefined) {
@@ -57,6 +57,31 @@ if (marks > 0) {
   const add = BenchFoo.prototype.add;
   BenchFoo.prototype.add = function (this: BenchFoo, a: number, b: number): number {
     if (a % marks === 0) writeSync(1, `#srv ${a}\n`);
+    return add.call(this, a, b);
+  };
+}
+
+// Diagnostics (cold.ts --fn-marks N): before add(I) for I < N, a function of its own (made by
+// `new Function`, script source `/*mark I*/`) runs for the first time, so V8's
+// `--log-function-events` log shows where each call starts among the functions first run.
+const fnMarks = Number(process.env.MP_BENCH_SERVER_FN_MARKS ?? "0");
+if (fnMarks > 0) {
+  const fns = Array.from({ length: fnMarks }, (_, i) => new Function(`return ${i} /*mark ${i}*/`) as () => number);
+  const add = BenchFoo.prototype.add;
+  BenchFoo.prototype.add = function (this: BenchFoo, a: number, b: number): number {
+    if (a < fnMarks) fns[a]!();
+    return add.call(this, a, b);
+  };
+}
+
+// Diagnostics (cold.ts --cpu-calls N): this process's CPU µs (process.cpuUsage) when add(I) starts, for
+// I < N; {op: "cpu-calls"} answers them. Consecutive differences: the server's CPU per call.
+const cpuCallsN = Number(process.env.MP_BENCH_SERVER_CPU_CALLS ?? "0");
+const cpuCalls: number[] = [];
+if (cpuCallsN > 0) {
+  const add = BenchFoo.prototype.add;
+  BenchFoo.prototype.add = function (this: BenchFoo, a: number, b: number): number {
+    if (a < cpuCallsN) cpuCalls[a] = cpuUs();
     return add.call(this, a, b);
   };
 }
@@ -107,6 +132,8 @@ process.on("message", (m: ServerRequest) => {
     heapSampling(m);
   } else if (m.op === "mem") {
     void sample().then((mem) => send({ mem, connections: connections() }));
+  } else if (m.op === "cpu-calls") {
+    send({ cpuCalls });
   } else if (m.op === "cpu") {
     send({ cpu: process.cpuUsage(), io: syscallCounts() });
   } else if (m.op === "exit") {

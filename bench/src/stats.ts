@@ -25,6 +25,12 @@ export function threadCpuUs(): number | null {
   }
 }
 
+/** CPU µs (user + system) this process has used so far: one native call (process.cpuUsage). */
+export function cpuUs(): number {
+  const c = process.cpuUsage();
+  return c.user + c.system;
+}
+
 /** Per thread of this process (by tid): CPU ns and timeslices run (switch-ins) so far. */
 export type ThreadStats = Map<string, { cpuNs: number; slices: number }>;
 
