@@ -93,6 +93,8 @@ export class SocketWriter {
   private readonly cb: (err?: Error | null) => void;
   /** The direct write is available on this thread for this socket (see the file comment). */
   private readonly direct: boolean;
+  /** The socket's handle, once {@link libuvHandle} checked it. */
+  private handle: object | null = null;
 
   /** The socket's Writable state (`_writableState`), when it has the fields idle() reads. */
   private readonly state: WritableFields | null;
@@ -123,8 +125,8 @@ export class SocketWriter {
   write(chunk: Uint8Array): number {
     const s = this.socket;
     if (this.direct && !s.timeout) {
-      const h = (s as unknown as { _handle: Partial<StreamHandle> | null })._handle;
-      if (h !== null && typeof h.writeBuffer === "function") return this.writeDirect(h as StreamHandle, chunk);
+      const h = (s as unknown as { _handle: object | null })._handle;
+      if (h !== null && (h === this.handle || this.libuvHandle(h))) return this.writeDirect(h as StreamHandle, chunk);
     }
     this.inWrite = true;
     this.syncDone = false;
@@ -142,6 +144,18 @@ export class SocketWriter {
     this.syncErr = null;
     s.destroy(err);
     return FAILED;
+  }
+
+  /**
+   * True (and remembered) when `h` is a libuv stream handle (Node's `Pipe` or `TCP`: its native
+   * write tries the kernel at once and calls no JavaScript); a socket's handle is set once it
+   * connects, so this runs once per socket.
+   */
+  private libuvHandle(h: object): boolean {
+    const name = (Object.getPrototypeOf(h) as { constructor?: { name?: unknown } } | null)?.constructor?.name;
+    if ((name !== "Pipe" && name !== "TCP") || typeof (h as Partial<StreamHandle>).writeBuffer !== "function") return false;
+    this.handle = h;
+    return true;
   }
 
   /** The handle's native write with the thread's reused request (see the file comment). */

@@ -8,7 +8,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { assertNoHandleLeaks, countWrites, handleBaseline, unixSocketPair, type HandleBaseline } from "@multiprocess-ts/testing";
-import type * as net from "node:net";
+import * as net from "node:net";
 import { streamTransport } from "../dist/stream.js";
 import { findWriteReq } from "../dist/socket-write.js";
 import { readSocketInPlace, SocketReader } from "../dist/socket-read.js";
@@ -117,6 +117,32 @@ describe("the direct socket write", () => {
     let bytes = 0;
     for (let i = 0; i < 20; i++) bytes += 8 + 8 * (1 + (i % 5)); // header + the message's words
     expect(a.bytesWritten - before).toBe(bytes);
+    await ta.close();
+    expect(await rb.closed).toBeUndefined();
+  });
+
+  it("writes a TCP socket's batches directly too", async () => {
+    const server = net.createServer();
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const accepted = new Promise<net.Socket>((r) => server.once("connection", r));
+    const port = (server.address() as net.AddressInfo).port;
+    const a = net.connect(port, "127.0.0.1");
+    await new Promise<void>((r, j) => a.once("connect", r).once("error", j));
+    const b = await accepted;
+    cleanups.push(() => { a.destroy(); b.destroy(); });
+    const ta = streamTransport(a);
+    ta.start({ message() {}, closed() {} });
+    const rb = recorder(streamTransport(b));
+    const handleWrites = countWrites(a);
+    const viaWrite = countHandleWrites(a);
+    for (let i = 0; i < 5; i++) {
+      ta.send(msg(i));
+      await rb.waitFor(i + 1);
+    }
+    expect(rb.tags).toEqual([0, 1, 2, 3, 4]);
+    expect(handleWrites()).toBe(5);
+    expect(viaWrite()).toBe(0);
     await ta.close();
     expect(await rb.closed).toBeUndefined();
   });
