@@ -261,6 +261,21 @@ export function findWriteReq(): WriteReqClass | null {
   return reqClass;
 }
 
+/**
+ * How the stream transport writes an idle batch on `socket` now (for tests and diagnostics):
+ * `"direct"` (its handle's `writeBuffer` with the thread's reused request), `"handle"` (Node's
+ * handle write, `_write`: the request class was not found, the socket has a timeout, or its
+ * handle is not a libuv Pipe / TCP handle yet) or `"stream"` (not a plain net.Socket:
+ * `Writable.write()`).
+ */
+export function socketWritePath(socket: object): "direct" | "handle" | "stream" {
+  if (!(socket instanceof Socket) || Object.getPrototypeOf(socket) !== Socket.prototype) return "stream";
+  if (findWriteReq() === null || socket.timeout) return "handle";
+  const h = (socket as unknown as { _handle: object | null })._handle;
+  const name = h === null ? undefined : (Object.getPrototypeOf(h) as { constructor?: { name?: unknown } } | null)?.constructor?.name;
+  return (name === "Pipe" || name === "TCP") && typeof (h as Partial<StreamHandle>).writeBuffer === "function" ? "direct" : "handle";
+}
+
 /** Spare batch buffers of this thread: a counted stack (the slots are overwritten, not popped). */
 const SPARES: Buffer[] = [];
 let spareCount = 0;
