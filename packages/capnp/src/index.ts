@@ -74,6 +74,7 @@ export {
 } from "./validate.js";
 export { streamTransport } from "./stream.js";
 export { ACTIVE_SLAB, IDLE_SLAB_MS, SocketReader, readSocketInPlace, socketReadPath, sweepIdleReaders } from "./socket-read.js";
+export { socketWritePath } from "./socket-write.js";
 export { TransportLifecycle, LinkState } from "./transport-lifecycle.js";
 export type { LifecycleHost } from "./transport-lifecycle.js";
 export { WriteFlow, FlowWatch, DEFAULT_WRITE_FLOW, resolveWriteFlow } from "./write-flow.js";

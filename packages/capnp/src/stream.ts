@@ -7,9 +7,10 @@
  * segments are written as they are (no copy), after the batch so far. The flush is a promise
  * reaction queued by the first message (no nextTick): it runs after the microtasks queued before
  * it, so the messages they send share its write. A lone batch is written with one write, on an
- * idle plain net.Socket through the socket's handle write (socket-write.ts: no `Writable.write()`
- * and its after-write tick); more than one chunk are corked and flushed by one `uncork()`, so a
- * stream with `_writev` (net.Socket) writes them with one `writev` syscall; what a read's messages
+ * idle plain net.Socket below `Writable.write()` and its after-write tick (socket-write.ts: the
+ * handle's native write with a reused request object, else the socket's handle write); more
+ * than one chunk are corked and flushed by one `uncork()`, so a stream with `_writev`
+ * (net.Socket) writes them with one `writev` syscall; what a read's messages
  * make the engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
  * microtask queued after that dispatch instead (the read turn, {@link readTurnFn}). When a write
  * cannot complete at once, later messages wait in our queue until it does. A lazy message

@@ -65,12 +65,25 @@ export function startRecording(t: Transport): RecordingSink {
 }
 
 /**
- * Counts a socket's writes as Node hands them to its handle (`_write` / `_writev` calls): how
- * many syscalls-worth of writes a transport made. Returns the reader of the count.
+ * Counts a socket's writes as they reach its handle (the handle's native write calls:
+ * `writeBuffer`, `writev` and the string writes; the stream transport writes an idle socket's
+ * batch with `writeBuffer` itself, packages/capnp socket-write.ts): how many syscalls-worth of
+ * writes a transport made. A socket without a handle yet counts its `_write` / `_writev` calls.
+ * Returns the reader of the count.
  */
 export function countWrites(socket: object): () => number {
-  const sock = socket as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
   let writes = 0;
+  const handle = (socket as { _handle?: Record<string, unknown> | null })._handle;
+  if (handle !== null && typeof handle === "object" && typeof handle["writeBuffer"] === "function") {
+    for (const name of ["writeBuffer", "writev", "writeUtf8String", "writeLatin1String", "writeAsciiString", "writeUcs2String"]) {
+      const orig = handle[name];
+      if (typeof orig !== "function") continue;
+      // An own property in front of the prototype's method, for this handle only.
+      handle[name] = (...a: unknown[]): unknown => (writes++, (orig as (...x: unknown[]) => unknown).apply(handle, a));
+    }
+    return () => writes;
+  }
+  const sock = socket as { _writev: (...a: unknown[]) => unknown; _write: (...a: unknown[]) => unknown };
   const origV = sock._writev.bind(socket);
   const orig = sock._write.bind(socket);
   sock._writev = (...a) => (writes++, origV(...a));
