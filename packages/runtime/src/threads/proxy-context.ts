@@ -63,6 +63,40 @@ export function fillContext(ctx: Struct, connection: Connection, thread: ThreadC
   });
 }
 
+/**
+ * @internal Initialises the Context struct at pointer `index` of `params` (a call's params being
+ * built) and returns it: what capnp-ts's `Struct.initStructAt(index, Context, params)` does, written
+ * in place when `params` is a near struct whose pointer `index` is still null and its segment has
+ * room for the Context's two words (the usual case: fresh params). No capnp-ts Pointer objects,
+ * no `erase`, no trace calls: one word for the pointer, two zeroed for the content, one object.
+ * Anything else goes to capnp-ts, with the same result.
+ */
+export function initContextAt(params: Struct, index: number): Context {
+  const seg = params.segment as unknown as { _dv: DataView; byteLength: number; buffer: ArrayBuffer };
+  const at = seg.byteLength;
+  if (params._capnp.compositeIndex === undefined && seg.buffer.byteLength - at >= 16) {
+    const dv = seg._dv;
+    const p = params.byteOffset;
+    const lo = dv.getUint32(p, true);
+    const hi = dv.getUint32(p + 4, true);
+    if ((lo & 3) === 0 && (lo | hi) !== 0 && index < hi >>> 16) {
+      // The pointer slot: after the struct's data section, in words from the pointer's end.
+      const q = p + 8 + ((lo | 0) >> 2) * 8 + (hi & 0xffff) * 8 + index * 8;
+      if (dv.getUint32(q, true) === 0 && dv.getUint32(q + 4, true) === 0) {
+        seg.byteLength = at + 16;
+        dv.setUint32(at, 0, true);
+        dv.setUint32(at + 4, 0, true);
+        dv.setUint32(at + 8, 0, true);
+        dv.setUint32(at + 12, 0, true);
+        dv.setUint32(q, ((at - q - 8) / 8) << 2, true); // a struct pointer to the content
+        dv.setUint32(q + 4, 2 << 16, true); // no data words, two pointers (Context's size)
+        return new Context(params.segment, q, params._capnp.depthLimit - 1);
+      }
+    }
+  }
+  return Struct.initStructAt(index, Context, params);
+}
+
 /** What the server side read from a call's Context. The caller closes both handles. */
 export interface ContextCaps {
   thread: Capability | null;
