@@ -32,7 +32,7 @@ import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedErr
 import type { EventLoop, EventLoopRef } from "../event-loop.js";
 import { currentFrame, type TaskFrame } from "../threads/frame.js";
 import { laneContext } from "../threads/lanes.js";
-import { fillContext, initContextAt } from "../threads/proxy-context.js";
+import { fillContextAt } from "../threads/proxy-context.js";
 import type { ThreadContext } from "../threads/thread-context.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
@@ -180,7 +180,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
       } else {
         const params = call.begin(this.$cap, m.interfaceId, m.methodId, m.Params);
         build!(params, io as CallIO);
-        if (m.context >= 0) fillContext(initContextAt(params, m.context), connection, thread!, opts?.thread === "pool");
+        if (m.context >= 0) fillContextAt(params, m.context, connection, thread!, opts?.thread === "pool");
         if (this.#trace) traceMethod(m, this.constructor);
         call.sendCall();
       }

@@ -7,7 +7,7 @@
  * context's maps). Threading: loop thread only.
  */
 import { localCapability, peekLocalServer, readCap, writeCap, type Capability } from "@multiprocess-ts/capnp";
-import { Pointer, Struct } from "capnp-ts";
+import { Message as CapnpMessage, Pointer, Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { ThreadSelectionError } from "../errors.js";
 import { errorText } from "../util.js";
@@ -65,36 +65,68 @@ export function fillContext(ctx: Struct, connection: Connection, thread: ThreadC
 
 /**
  * @internal Initialises the Context struct at pointer `index` of `params` (a call's params being
- * built) and returns it: what capnp-ts's `Struct.initStructAt(index, Context, params)` does, written
- * in place when `params` is a near struct whose pointer `index` is still null and its segment has
- * room for the Context's two words (the usual case: fresh params). No capnp-ts Pointer objects,
- * no `erase`, no trace calls: one word for the pointer, two zeroed for the content, one object.
- * Anything else goes to capnp-ts, with the same result.
+ * built) and fills it ({@link fillContext}): what `fillContext(Struct.initStructAt(index, Context,
+ * params), ...)` does. The struct is written in place when `params` is a near struct whose pointer
+ * `index` is still null and whose segment has room for the Context's two words (the usual case:
+ * fresh params): one word for the pointer, two zeroed for the content, no capnp-ts Pointer objects,
+ * `erase` or trace calls; and it is filled through one reused Context object (capnp-ts's
+ * constructor traces each new struct object), which nothing keeps: fillContext and the
+ * Connection's `contextHook` use it synchronously. Anything else goes through capnp-ts, with the
+ * same bytes.
  */
-export function initContextAt(params: Struct, index: number): Context {
+export function fillContextAt(params: Struct, index: number, connection: Connection, thread: ThreadContext, pool: boolean): void {
+  const q = scratch === null ? -1 : initContextIn(params, index);
+  if (q < 0) {
+    fillContext(Struct.initStructAt(index, Context, params), connection, thread, pool);
+    return;
+  }
+  const ctx = scratch!;
+  scratch = null; // a nested fill (none is known) makes its own object
+  ctx.segment = params.segment;
+  ctx.byteOffset = q;
+  try {
+    fillContext(ctx, connection, thread, pool);
+  } finally {
+    ctx.segment = EMPTY_SEGMENT; // keep no message alive
+    scratch = ctx;
+  }
+}
+
+/** The reused Context object of {@link fillContextAt}, null while it is in use. */
+let scratch: Context | null = null;
+/** What the idle {@link scratch} points into: a segment of an empty message of its own. */
+let EMPTY_SEGMENT: Context["segment"];
+{
+  const m = new CapnpMessage();
+  const root = m.initRoot(Context);
+  EMPTY_SEGMENT = root.segment;
+  scratch = new Context(EMPTY_SEGMENT, root.byteOffset);
+}
+
+/**
+ * Writes a null Context struct at pointer `index` of `params` in place and returns the byte offset
+ * of that pointer in `params`' segment, or -1 when capnp-ts must do it (see {@link fillContextAt}).
+ */
+function initContextIn(params: Struct, index: number): number {
   const seg = params.segment as unknown as { _dv: DataView; byteLength: number; buffer: ArrayBuffer };
   const at = seg.byteLength;
-  if (params._capnp.compositeIndex === undefined && seg.buffer.byteLength - at >= 16) {
-    const dv = seg._dv;
-    const p = params.byteOffset;
-    const lo = dv.getUint32(p, true);
-    const hi = dv.getUint32(p + 4, true);
-    if ((lo & 3) === 0 && (lo | hi) !== 0 && index < hi >>> 16) {
-      // The pointer slot: after the struct's data section, in words from the pointer's end.
-      const q = p + 8 + ((lo | 0) >> 2) * 8 + (hi & 0xffff) * 8 + index * 8;
-      if (dv.getUint32(q, true) === 0 && dv.getUint32(q + 4, true) === 0) {
-        seg.byteLength = at + 16;
-        dv.setUint32(at, 0, true);
-        dv.setUint32(at + 4, 0, true);
-        dv.setUint32(at + 8, 0, true);
-        dv.setUint32(at + 12, 0, true);
-        dv.setUint32(q, ((at - q - 8) / 8) << 2, true); // a struct pointer to the content
-        dv.setUint32(q + 4, 2 << 16, true); // no data words, two pointers (Context's size)
-        return new Context(params.segment, q, params._capnp.depthLimit - 1);
-      }
-    }
-  }
-  return Struct.initStructAt(index, Context, params);
+  if (params._capnp.compositeIndex !== undefined || seg.buffer.byteLength - at < 16) return -1;
+  const dv = seg._dv;
+  const p = params.byteOffset;
+  const lo = dv.getUint32(p, true);
+  const hi = dv.getUint32(p + 4, true);
+  if ((lo & 3) !== 0 || (lo | hi) === 0 || index >= hi >>> 16) return -1;
+  // The pointer slot: after the struct's data section, in words from the pointer's end.
+  const q = p + 8 + ((lo | 0) >> 2) * 8 + (hi & 0xffff) * 8 + index * 8;
+  if (dv.getUint32(q, true) !== 0 || dv.getUint32(q + 4, true) !== 0) return -1;
+  seg.byteLength = at + 16;
+  dv.setUint32(at, 0, true);
+  dv.setUint32(at + 4, 0, true);
+  dv.setUint32(at + 8, 0, true);
+  dv.setUint32(at + 12, 0, true);
+  dv.setUint32(q, ((at - q - 8) / 8) << 2, true); // a struct pointer to the content
+  dv.setUint32(q + 4, 2 << 16, true); // no data words, two pointers (Context's size)
+  return q;
 }
 
 /** What the server side read from a call's Context. The caller closes both handles. */
