@@ -36,6 +36,17 @@ export function fillContext(ctx: Struct, connection: Connection, thread: ThreadC
   if (connection.state !== "open" || thread.closed) return;
   const hook = connection.contextHook;
   if (hook !== undefined) hook(ctx, thread, pool);
+  // Both entries made already (every call after a context's first on this connection): write
+  // them; nothing of the Connection changes, so this needs no `loop.sync` (and no closure).
+  const cb0 = thread.callbackThreads.get(connection);
+  if (cb0 !== undefined && !cb0.destroyed && cb0.cap) {
+    const rq0 = pool ? undefined : thread.requestThreads.get(connection);
+    if (pool || (rq0 !== undefined && !rq0.destroyed)) {
+      writeCap(ctx, Context.CALLBACK_THREAD_PTR, cb0.cap);
+      if (rq0?.cap) writeCap(ctx, Context.THREAD_PTR, rq0.cap);
+      return;
+    }
+  }
   connection.loop.sync(() => {
     let cb = thread.callbackThreads.get(connection);
     if (!cb || cb.destroyed) {
