@@ -115,10 +115,11 @@ let EMPTY_SEGMENT: Context["segment"];
 }
 
 /**
- * Writes a null Context struct at pointer `index` of `params` in place and returns the byte offset
- * of that pointer in `params`' segment, or -1 when capnp-ts must do it (see {@link fillContextAt}).
+ * @internal Writes a null Context struct at pointer `index` of `params` in place and returns the
+ * byte offset of that pointer in `params`' segment, or -1 (nothing written) when capnp-ts must do
+ * it (see {@link fillContextAt}). The bytes are what capnp-ts's `initStructAt` writes.
  */
-function initContextIn(params: Struct, index: number): number {
+export function initContextIn(params: Struct, index: number): number {
   const seg = params.segment as unknown as { _dv: DataView; byteLength: number; buffer: ArrayBuffer };
   const at = seg.byteLength;
   if (params._capnp.compositeIndex !== undefined || seg.buffer.byteLength - at < 16) return -1;
