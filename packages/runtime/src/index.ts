@@ -46,6 +46,8 @@ export { frameStorageEnabled } from "./threads/frame.js";
 export type { TaskFrame } from "./threads/frame.js";
 export { ThreadServer, ThreadMapServer, makeThreadMap, pickPoolThread } from "./threads/servers.js";
 export { fillContext, readContext, selectThread } from "./threads/proxy-context.js";
+/** @internal White-box tests: a call's Context struct written in place. */
+export { initContextIn } from "./threads/proxy-context.js";
 export { makePool } from "./threads/pool.js";
 export { connectTransport, serveTransport, constructExchange } from "./entry.js";
 export type { ConnectOptions, ServeOptions } from "./entry.js";

@@ -96,14 +96,14 @@ export class InitInterfaceServer extends $mp.ProxyServerBase<InitInterface> {
     { method: InitInterface$makeCalculator, invoke(impl, p: InitInterface_makeCalculator$Params, r: InitInterface_makeCalculator$Results, io): void | Promise<void> {
         const print = io.importObject($mp.readCap(p, 1), $printer.PrinterInterfaceClient);
         const out = impl.makeCalculator(print, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           $mp.writeCap(r, 0, io.exportObject(out, $calculator.CalculatorInterfaceServer));
         });
         $mp.writeCap(r, 0, io.exportObject(out, $calculator.CalculatorInterfaceServer));
       } },
     { method: InitInterface$makePrinter, invoke(impl, _p: InitInterface_makePrinter$Params, r: InitInterface_makePrinter$Results, io): void | Promise<void> {
         const out = impl.makePrinter(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           $mp.writeCap(r, 0, io.exportObject(out, $printer.PrinterInterfaceServer));
         });
         $mp.writeCap(r, 0, io.exportObject(out, $printer.PrinterInterfaceServer));

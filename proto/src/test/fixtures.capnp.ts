@@ -496,7 +496,7 @@ export class FooInitServer extends $mp.ProxyServerBase<FooInit> {
     { method: FooInit$construct, special: "construct" },
     { method: FooInit$makeFoo, invoke(impl, _p: FooInit_makeFoo$Params, r: FooInit_makeFoo$Results, io): void | Promise<void> {
         const out = impl.makeFoo(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           $mp.writeCap(r, 0, io.exportObject(out, ThreadFooServer));
         });
         $mp.writeCap(r, 0, io.exportObject(out, ThreadFooServer));
@@ -535,7 +535,7 @@ export class ThreadFooServer extends $mp.ProxyServerBase<ThreadFoo> {
   static readonly methods: readonly $mp.ServerMethod<ThreadFoo>[] = [
     { method: ThreadFoo$threadName, invoke(impl, _p: ThreadFoo_threadName$Params, r: ThreadFoo_threadName$Results, io): void | Promise<void> {
         const out = impl.threadName(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = out;
         });
         r.result = out;
@@ -578,7 +578,7 @@ export class ThreadedCallbackServer extends $mp.ProxyServerBase<ThreadedCallback
     { method: ThreadedCallback$initThreadMap, invoke(impl, p: ThreadedCallback_initThreadMap$Params, r: ThreadedCallback_initThreadMap$Results, io): void | Promise<void> {
         io.setPeerThreadMap($mp.readCap(p, 0));
         const out = impl.initThreadMap(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then(() => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, () => {
           $mp.writeCap(r, 0, io.threadMap());
         });
         $mp.writeCap(r, 0, io.threadMap());
@@ -633,14 +633,14 @@ export class PrinterInitServer extends $mp.ProxyServerBase<PrinterInit> {
     { method: PrinterInit$construct, special: "construct" },
     { method: PrinterInit$makePrinter, invoke(impl, _p: PrinterInit_makePrinter$Params, r: PrinterInit_makePrinter$Results, io): void | Promise<void> {
         const out = impl.makePrinter(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           $mp.writeCap(r, 0, io.exportObject(out, $foo.FooCallbackServer));
         });
         $mp.writeCap(r, 0, io.exportObject(out, $foo.FooCallbackServer));
       } },
     { method: PrinterInit$makeFn, invoke(impl, _p: PrinterInit_makeFn$Params, r: PrinterInit_makeFn$Results, io): void | Promise<void> {
         const out = impl.makeFn(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           $mp.writeCap(r, 0, io.exportFunction(out, $foo.FooFnServer));
         });
         $mp.writeCap(r, 0, io.exportFunction(out, $foo.FooFnServer));
@@ -694,14 +694,14 @@ export class EvolvingV1Server extends $mp.ProxyServerBase<EvolvingV1> {
     { method: EvolvingV1$echo, invoke(impl, p: EvolvingV1_echo$Params, r: EvolvingV1_echo$Results, io): void | Promise<void> {
         const v = readEvolvedV1($.Struct.getStruct(0, EvolvedV1$Struct, p));
         const out = impl.echo(v, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
         });
         writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
       } },
     { method: EvolvingV1$latest, invoke(impl, _p: EvolvingV1_latest$Params, r: EvolvingV1_latest$Results, io): void | Promise<void> {
         const out = impl.latest(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
         });
         writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
@@ -755,14 +755,14 @@ export class EvolvingV2Server extends $mp.ProxyServerBase<EvolvingV2> {
     { method: EvolvingV2$echo, invoke(impl, p: EvolvingV2_echo$Params, r: EvolvingV2_echo$Results, io): void | Promise<void> {
         const v = readEvolvedV2($.Struct.getStruct(0, EvolvedV2$Struct, p));
         const out = impl.echo(v, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
         });
         writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
       } },
     { method: EvolvingV2$latest, invoke(impl, _p: EvolvingV2_latest$Params, r: EvolvingV2_latest$Results, io): void | Promise<void> {
         const out = impl.latest(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
         });
         writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
@@ -836,7 +836,7 @@ export class FlatEchoServer extends $mp.ProxyServerBase<FlatEcho> {
         const f64 = p.f64;
         const k = p.k as FlatKind;
         const out = impl.echo(i8, u8, i16, u16, i32, u32, i64, u64, f32, f64, k, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.i8 = $mp.checkInt8(out.i8);
           r.u8 = $mp.checkUint8(out.u8);
           r.i16 = $mp.checkInt16(out.i16);

@@ -1087,7 +1087,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         const a = p.a;
         const b = p.b;
         const out = impl.add(a, b, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1095,7 +1095,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$mapSize, invoke(impl, p: FooInterface_mapSize$Params, r: FooInterface_mapSize$Results, io): void | Promise<void> {
         const map = new Map($.Struct.getList(0, $List_Pair$Struct, p).map((e0): [string, string] => [$.Struct.getText(0, e0), $.Struct.getText(1, e0)]));
         const out = impl.mapSize(map, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1103,7 +1103,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$pass, invoke(impl, p: FooInterface_pass$Params, r: FooInterface_pass$Results, io): void | Promise<void> {
         const arg = readFooStruct($.Struct.getStruct(0, FooStruct$Struct, p));
         const out = impl.pass(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, r), out);
         });
         writeFooStruct($.Struct.initStructAt(0, FooStruct$Struct, r), out);
@@ -1131,7 +1131,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$initThreadMap, invoke(impl, p: FooInterface_initThreadMap$Params, r: FooInterface_initThreadMap$Results, io): void | Promise<void> {
         io.setPeerThreadMap($mp.readCap(p, 0));
         const out = impl.initThreadMap(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then(() => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, () => {
           $mp.writeCap(r, 0, io.threadMap());
         });
         $mp.writeCap(r, 0, io.threadMap());
@@ -1140,7 +1140,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
         const arg = p.arg;
         const out = impl.callback(callback, arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1149,7 +1149,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
         const arg = p.arg;
         const out = impl.callbackUnique(callback, arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1158,7 +1158,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         const callback = io.importObject($mp.readCap(p, 1), FooCallbackClient);
         const arg = p.arg;
         const out = impl.callbackShared(callback, arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1171,7 +1171,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$callbackSaved, invoke(impl, p: FooInterface_callbackSaved$Params, r: FooInterface_callbackSaved$Results, io): void | Promise<void> {
         const arg = p.arg;
         const out = impl.callbackSaved(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1180,7 +1180,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         const callback = io.importObject($mp.readCap(p, 1), ExtendedCallbackClient);
         const arg = p.arg;
         const out = impl.callbackExtended(callback, arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1188,7 +1188,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$passCustom, invoke(impl, p: FooInterface_passCustom$Params, r: FooInterface_passCustom$Results, io): void | Promise<void> {
         const arg = readFooCustom($.Struct.getStruct(0, FooCustom$Struct, p));
         const out = impl.passCustom(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeFooCustom($.Struct.initStructAt(0, FooCustom$Struct, r), out);
         });
         writeFooCustom($.Struct.initStructAt(0, FooCustom$Struct, r), out);
@@ -1196,7 +1196,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$passEmpty, invoke(impl, p: FooInterface_passEmpty$Params, r: FooInterface_passEmpty$Results, io): void | Promise<void> {
         const arg = readFooEmpty($.Struct.getStruct(0, FooEmpty$Struct, p));
         const out = impl.passEmpty(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeFooEmpty($.Struct.initStructAt(0, FooEmpty$Struct, r), out);
         });
         writeFooEmpty($.Struct.initStructAt(0, FooEmpty$Struct, r), out);
@@ -1204,7 +1204,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$passMessage, invoke(impl, p: FooInterface_passMessage$Params, r: FooInterface_passMessage$Results, io): void | Promise<void> {
         const arg = readFooMessage($.Struct.getStruct(0, FooMessage$Struct, p));
         const out = impl.passMessage(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeFooMessage($.Struct.initStructAt(0, FooMessage$Struct, r), out);
         });
         writeFooMessage($.Struct.initStructAt(0, FooMessage$Struct, r), out);
@@ -1212,7 +1212,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$passMutable, invoke(impl, p: FooInterface_passMutable$Params, r: FooInterface_passMutable$Results, io): void | Promise<void> {
         const arg = readFooMutable($.Struct.getStruct(0, FooMutable$Struct, p));
         const out = impl.passMutable(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, r), out);
         });
         writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, r), out);
@@ -1220,7 +1220,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$passEnum, invoke(impl, p: FooInterface_passEnum$Params, r: FooInterface_passEnum$Results, io): void | Promise<void> {
         const arg = p.arg;
         const out = impl.passEnum(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1228,7 +1228,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$passFn, invoke(impl, p: FooInterface_passFn$Params, r: FooInterface_passFn$Results, io): void | Promise<void> {
         const fn = io.importFunction<FooFn>($mp.readCap(p, 1), FooFnClient);
         const out = impl.passFn(fn, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1245,7 +1245,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         const a = p.a;
         const b = p.b;
         const out = impl.addOut(a, b, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.ret = $mp.checkInt32(out);
         });
         r.ret = $mp.checkInt32(out);
@@ -1254,7 +1254,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         const x = p.x;
         const sum = p.sum;
         const out = impl.addInOut(x, sum, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.sum = $mp.checkInt32(out);
         });
         r.sum = $mp.checkInt32(out);
@@ -1262,7 +1262,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$callIntFnAsync, invoke(impl, p: FooInterface_callIntFnAsync$Params, r: FooInterface_callIntFnAsync$Results, io): void | Promise<void> {
         const arg = p.arg;
         const out = impl.callIntFnAsync(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1270,7 +1270,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$passDataPointers, invoke(impl, p: FooInterface_passDataPointers$Params, r: FooInterface_passDataPointers$Results, io): void | Promise<void> {
         const arg = $mp.readDataList($.Struct.getList(0, $.DataList, p));
         const out = impl.passDataPointers(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           const l0 = $.Struct.initList(0, $.DataList, out.length, r);
           out.forEach((e2, j1) => {
             $.writeDataElement(l0, j1, e2);
@@ -1284,7 +1284,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$passDouble, invoke(impl, p: FooInterface_passDouble$Params, r: FooInterface_passDouble$Results, io): void | Promise<void> {
         const arg = p.arg;
         const out = impl.passDouble(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = out;
         });
         r.result = out;
@@ -1292,7 +1292,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
     { method: FooInterface$passData, invoke(impl, p: FooInterface_passData$Params, r: FooInterface_passData$Results, io): void | Promise<void> {
         const arg = $dataView($.Struct.getData(0, p));
         const out = impl.passData(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           $.writeData(0, out, r);
         });
         $.writeData(0, out, r);
@@ -1337,7 +1337,7 @@ export class FooCallbackServer extends $mp.ProxyServerBase<FooCallback> {
     { method: FooCallback$call, invoke(impl, p: FooCallback_call$Params, r: FooCallback_call$Results, io): void | Promise<void> {
         const arg = p.arg;
         const out = impl.call(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1379,7 +1379,7 @@ export class ExtendedCallbackServer extends $mp.ProxyServerBase<ExtendedCallback
     { method: ExtendedCallback$callExtended, invoke(impl, p: ExtendedCallback_callExtended$Params, r: ExtendedCallback_callExtended$Results, io): void | Promise<void> {
         const arg = p.arg;
         const out = impl.callExtended(arg, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -1420,7 +1420,7 @@ export class FooFnServer extends $mp.ProxyServerBase<{ call: FooFn }> {
     { method: FooFn$destroy, special: "destroy" },
     { method: FooFn$call, invoke(impl, _p: FooFn_call$Params, r: FooFn_call$Results, io): void | Promise<void> {
         const out = impl.call(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);

@@ -887,7 +887,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
         const retries = p.retries;
         const label = p.label;
         const out = impl.send(data, timeout, precious, retries, label, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeOptions($.Struct.initStructAt(0, Options$Struct, r), out);
         });
         writeOptions($.Struct.initStructAt(0, Options$Struct, r), out);
@@ -895,7 +895,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
     { method: Mapper$configure, invoke(impl, p: Mapper_configure$Params, r: Mapper_configure$Results, io): void | Promise<void> {
         const options_ = readOptions($.Struct.getStruct(0, Options$Struct, p));
         const out = impl.configure(options_, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeOptions($.Struct.initStructAt(0, Options$Struct, r), out);
         });
         writeOptions($.Struct.initStructAt(0, Options$Struct, r), out);
@@ -904,7 +904,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
         const a = p.a;
         const b = p.b;
         const out = impl.middle(a, b, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = $mp.checkInt32(out);
         });
         r.result = $mp.checkInt32(out);
@@ -912,7 +912,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
     { method: Mapper$withOptions, invoke(impl, p: Mapper_withOptions$Params, r: Mapper_withOptions$Results, io): void | Promise<void> {
         const options_ = ($.Pointer.isNull($.Struct.getPointer(0, p)) ? { timeout: 1.7976931348623157e+308, precious: false, retries: 9, label: "param", level: Level.mid, tags: ["x", "y"], blob: new Uint8Array([170, 187]), inner: { a: 5, b: "in" }, big: -9000000000n, ratio: 0.5, plain: 0 } : readOptions($.Struct.getStruct(0, Options$Struct, p)));
         const out = impl.withOptions(options_, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeOptions($.Struct.initStructAt(0, Options$Struct, r), out);
         });
         writeOptions($.Struct.initStructAt(0, Options$Struct, r), out);
@@ -920,7 +920,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
     { method: Mapper$shape, invoke(impl, p: Mapper_shape$Params, r: Mapper_shape$Results, io): void | Promise<void> {
         const shape = readShape($.Struct.getStruct(0, Shape$Struct, p));
         const out = impl.shape(shape, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeShape($.Struct.initStructAt(0, Shape$Struct, r), out);
         });
         writeShape($.Struct.initStructAt(0, Shape$Struct, r), out);
@@ -928,7 +928,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
     { method: Mapper$generics, invoke(impl, p: Mapper_generics$Params, r: Mapper_generics$Results, io): void | Promise<void> {
         const g = readGenerics($.Struct.getStruct(0, Generics$Struct, p));
         const out = impl.generics(g, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeGenerics($.Struct.initStructAt(0, Generics$Struct, r), out);
         });
         writeGenerics($.Struct.initStructAt(0, Generics$Struct, r), out);
@@ -936,7 +936,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
     { method: Mapper$expected, invoke(impl, p: Mapper_expected$Params, r: Mapper_expected$Results, io): void | Promise<void> {
         const e_ = ((g0: Expected$Struct) => { switch (g0.which()) { case 0: return { which: "value" as const, value: readInner($.Struct.getStruct(0, Inner$Struct, g0)) }; case 1: return { which: "error" as const, error: $.Struct.getText(0, g0) }; default: return { which: g0.which() }; } })($.Struct.getStruct(0, Expected$Struct, p));
         const out = impl.expected(e_, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           {
             const g1 = $.Struct.initStructAt(0, Expected$Struct, r);
             switch (out.which) {
@@ -975,7 +975,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
       } },
     { method: Mapper$blank, invoke(impl, _p: Mapper_blank$Params, r: Mapper_blank$Results, io): void | Promise<void> {
         const out = impl.blank(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeOptions($.Struct.initStructAt(0, Options$Struct, r), out.options);
           writeShape($.Struct.initStructAt(1, Shape$Struct, r), out.shape);
         });

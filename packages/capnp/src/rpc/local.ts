@@ -129,7 +129,7 @@ class IncomingCallImpl implements IncomingCall {
   private done = false;
   private tailed = false;
   /** The `whenSettled` callback, if one was registered. */
-  private settledFn: (() => void) | null = null;
+  private settledFn: ((failed: boolean, value: unknown) => void) | null = null;
 
   constructor(
     private readonly d: CallData,
@@ -205,30 +205,30 @@ class IncomingCallImpl implements IncomingCall {
     try {
       r = this.hook.server.dispatch(this);
     } catch (e) {
-      this.settle(e, true);
+      this.settle(e, true, undefined);
       return;
     }
     if (r !== undefined && typeof (r as Promise<void>).then === "function") {
-      (r as Promise<void>).then(
-        () => this.settle(undefined, false),
-        (e: unknown) => this.settle(e, true),
+      (r as Promise<unknown>).then(
+        (v: unknown) => this.settle(undefined, false, v),
+        (e: unknown) => this.settle(e, true, undefined),
       );
     } else if (this.settledFn === null) this.finish(undefined, false);
-    else this.settle(undefined, false);
+    else this.settle(undefined, false, undefined);
   }
 
-  whenSettled(fn: () => void): void {
+  whenSettled(fn: (failed: boolean, value: unknown) => void): void {
     if (this.settledFn !== null) throw new Error("IncomingCall.whenSettled: one callback per call");
     this.settledFn = fn;
   }
 
-  /** The dispatch has settled: its `whenSettled` callback (a throw fails the call), then {@link finish}. */
-  private settle(e: unknown, failed: boolean): void {
+  /** The dispatch has settled (with `value`, unless it failed): its `whenSettled` callback (a throw fails the call), then {@link finish}. */
+  private settle(e: unknown, failed: boolean, value: unknown): void {
     const fn = this.settledFn;
     if (fn !== null) {
       this.settledFn = null;
       try {
-        fn();
+        fn(failed, value);
       } catch (err) {
         if (!failed) {
           e = err;

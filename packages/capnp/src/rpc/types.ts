@@ -44,9 +44,12 @@ export interface IncomingCall {
    * returned or threw), right before the call's Return is built; a throw from `fn` fails a call
    * that had not failed. One callback per call. For a dispatcher that ends its own bookkeeping when
    * the method's promise settles, without a promise reaction of its own (the runtime's server
-   * Thread tasks). Optional: dispatchers fall back to chaining onto their promise.
+   * Thread tasks). Optional: dispatchers fall back to chaining onto their promise. `fn` is told
+   * whether the dispatch failed and, when it did not, the value its promise resolved with
+   * (undefined for a dispatch that returned): a dispatcher that returned the method's own promise
+   * writes the results from it there (the runtime's generated servers), again without a reaction.
    */
-  whenSettled?(fn: () => void): void;
+  whenSettled?(fn: (failed: boolean, value: unknown) => void): void;
   /** Let `req` produce this call's results (a tail call). The results builder is then ignored. */
   tailCall(req: Request<Struct>): void;
 }

@@ -370,6 +370,10 @@ function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: st
   const onRejected = plan.errors.length > 0 ? `(e: unknown) => {\n${[...catches, "throw e;"].map((x) => `  ${x}`).join("\n")}\n}` : undefined;
   if (onFulfilled === undefined && onRejected === undefined) {
     body.push(`if ($mp.isThenable(out)) return Promise.resolve(out);`);
+  } else if (onRejected === undefined) {
+    // The runtime's dispatcher runs the writes in the engine's own reaction to `out` (no promise
+    // and no reaction of ours); `thenWrite` is `Promise.resolve(out).then(...)` anywhere else.
+    body.push(...`if ($mp.isThenable(out)) return $mp.thenWrite(io, out, ${onFulfilled});`.split("\n"));
   } else {
     const handlers = onRejected === undefined ? onFulfilled! : `${onFulfilled ?? "undefined"}, ${onRejected}`;
     body.push(...`if ($mp.isThenable(out)) return Promise.resolve(out).then(${handlers});`.split("\n"));

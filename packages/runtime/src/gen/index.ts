@@ -18,6 +18,7 @@ export type {
 } from "../proxy/seam.js";
 export type { CallOptions, CallContext } from "../proxy/call-options.js";
 export { fillContext } from "../threads/proxy-context.js";
+export { thenWrite } from "../proxy/call-io.js";
 export { exceptionMessage, UnknownUnionMemberError } from "../errors.js";
 /** True for a native Promise or any object with a `then` method (generated `invoke` uses it). */
 export { isThenable } from "../util.js";

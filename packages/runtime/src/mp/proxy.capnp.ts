@@ -139,7 +139,7 @@ export class ThreadMapServer extends $mp.ProxyServerBase<ThreadMap> {
     { method: ThreadMap$makeThread, invoke(impl, p: ThreadMap_makeThread$Params, r: ThreadMap_makeThread$Results, io): void | Promise<void> {
         const name = p.name;
         const out = impl.makeThread(name, io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           $mp.writeCap(r, 0, io.exportObject(out, ThreadServer));
         });
         $mp.writeCap(r, 0, io.exportObject(out, ThreadServer));
@@ -183,7 +183,7 @@ export class ThreadServer extends $mp.ProxyServerBase<Thread> {
   static readonly methods: readonly $mp.ServerMethod<Thread>[] = [
     { method: Thread$getName, invoke(impl, _p: Thread_getName$Params, r: Thread_getName$Results, io): void | Promise<void> {
         const out = impl.getName(io);
-        if ($mp.isThenable(out)) return Promise.resolve(out).then((out) => {
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = out;
         });
         r.result = out;

@@ -122,6 +122,7 @@ export class ServerCallIO extends CallIO implements ServerIO {
   #signal: AbortSignal | undefined;
   #unlisten: (() => void) | undefined;
   #watched: PromiseLike<unknown> | undefined;
+  #write: ((v: unknown) => void) | undefined;
 
   constructor(connection: Connection, call: IncomingCall) {
     super(connection);
@@ -165,6 +166,24 @@ export class ServerCallIO extends CallIO implements ServerIO {
     return super.holds || this.#unlisten !== undefined;
   }
 
+  /**
+   * @internal Generated servers (through `thenWrite`): the implementation returned `out`; its
+   * results are written by `write` once it resolves. The dispatcher takes `write` back
+   * ({@link takeWrite}) and runs it in the engine's own reaction to `out` (`IncomingCall.whenSettled`)
+   * when it can, instead of a reaction of the generated code's own. Returns `out` as a promise.
+   */
+  later<T>(out: PromiseLike<T>, write: (v: T) => void): Promise<void> {
+    this.#write = write as (v: unknown) => void;
+    return (out instanceof Promise ? out : Promise.resolve(out)) as Promise<void>;
+  }
+
+  /** @internal The writer {@link later} was given for this call, if any (once). */
+  takeWrite(): ((v: unknown) => void) | undefined {
+    const w = this.#write;
+    if (w !== undefined) this.#write = undefined;
+    return w;
+  }
+
   /** See the class comment: `p` is the invoke's promise, already returned to the engine. */
   watch(p: PromiseLike<unknown>): void {
     this.#watched = p;
@@ -186,4 +205,16 @@ export class ServerCallIO extends CallIO implements ServerIO {
       unlisten();
     }
   }
+}
+
+/**
+ * Generated server `invoke`: the implementation returned the thenable `out`; `write` writes the
+ * results from its value. Returns the promise `invoke` hands back. Under the runtime's dispatcher
+ * (a {@link ServerCallIO}) the write runs in the engine's own reaction to `out`, right before the
+ * Return is built: no promise and no reaction of the generated code's own (docs/contracts.md §2).
+ * Anywhere else (an `invoke` called directly) it is `Promise.resolve(out).then(write)`.
+ */
+export function thenWrite<T>(io: ServerIO | undefined, out: PromiseLike<T>, write: (v: T) => void): Promise<void> {
+  if (io instanceof ServerCallIO) return io.later(out, write);
+  return Promise.resolve(out).then(write);
 }

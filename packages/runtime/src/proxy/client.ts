@@ -27,15 +27,13 @@
  * forwards to the loop; this class is the same there).
  */
 import { capabilityShared, DirectCall, DisconnectedError, RemoteError, type Capability, type RpcError } from "@multiprocess-ts/capnp";
-import { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
 import type { EventLoop, EventLoopRef } from "../event-loop.js";
 import { currentFrame, type TaskFrame } from "../threads/frame.js";
 import { laneContext } from "../threads/lanes.js";
-import { fillContext } from "../threads/proxy-context.js";
+import { fillContextAt } from "../threads/proxy-context.js";
 import type { ThreadContext } from "../threads/thread-context.js";
-import { Context } from "../types/proxy-capnp.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
 import { abortError, Canceler, checkTimeout, effectiveOptions, type CallOptions } from "./call-options.js";
@@ -182,7 +180,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
       } else {
         const params = call.begin(this.$cap, m.interfaceId, m.methodId, m.Params);
         build!(params, io as CallIO);
-        if (m.context >= 0) fillContext(Struct.initStructAt(m.context, Context, params), connection, thread!, opts?.thread === "pool");
+        if (m.context >= 0) fillContextAt(params, m.context, connection, thread!, opts?.thread === "pool");
         if (this.#trace) traceMethod(m, this.constructor);
         call.sendCall();
       }
@@ -300,6 +298,9 @@ function disconnectReason(connection: Connection): unknown {
 // The brand `isProxyClient` checks (marks.ts): one data property on the prototype.
 Object.defineProperty(ProxyClientBase.prototype, PROXY_CLIENT, { value: true });
 
+/** A settled promise: {@link ClientCall.later}'s reactions hang on it. */
+const RESOLVED = Promise.resolve();
+
 /** The resolvers of the promise being made, set by {@link EXECUTOR} and taken at once: no closure per call. */
 let nextResolve: ((v: any) => void) | undefined;
 let nextReject: ((e: unknown) => void) | undefined;
@@ -353,7 +354,10 @@ class ClientCall<R> extends DirectCall {
   }
 
   private later(err: RpcError | null): void {
-    queueMicrotask(() => this.finish(err));
+    // A reaction on a settled promise, not queueMicrotask: the same microtask slot, but while the
+    // task frames' storage has Node's async hooks on, queueMicrotask makes an AsyncResource (and
+    // runs the callback through runInAsyncScope) per call, ~80 ns more than a reaction.
+    void RESOLVED.then(() => this.finish(err));
   }
 
   private finish(err: RpcError | null): void {

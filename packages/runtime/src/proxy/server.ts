@@ -19,10 +19,11 @@ import type { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import type { EventLoop, EventLoopRef } from "../event-loop.js";
 import { FifoExecutor, type TaskControl } from "../threads/executor.js";
-import { leaveFrame, openFrame } from "../threads/frame.js";
+import { leaveFrame, openFrame, type TaskFrame } from "../threads/frame.js";
 import { readContext, selectThreadIn, selectThreadNow } from "../threads/proxy-context.js";
 import { makeThreadMap, ThreadServer } from "../threads/servers.js";
 import type { ThreadClient } from "../threads/thread-client.js";
+import type { ThreadContext } from "../threads/thread-context.js";
 import { errorText, isThenable } from "../util.js";
 import { ServerCallIO } from "./call-io.js";
 import { ProxyClientBase } from "./client.js";
@@ -257,9 +258,10 @@ export abstract class ProxyServerBase<I> implements Server {
     // Nested calls made while serving this one go back to the caller's thread (upstream
     // PassField): unless an entry exists (a recursive call), use callbackThread meanwhile.
     const inserted = thread.enterCallback(params, slot.m.context);
+    const frame = new ServerTask(thread, task, inserted, owns);
     let r: void | Promise<void>;
     try {
-      r = openFrame({ context: thread.context, task, waits: 0 }, () => this.#invoke(call, slot, params));
+      r = openFrame(frame, () => this.#invoke(call, slot, params, frame));
     } catch (e) {
       endTask(thread, inserted, loop, owns ? task : undefined);
       throw e;
@@ -269,33 +271,28 @@ export abstract class ProxyServerBase<I> implements Server {
       endTask(thread, inserted, loop, owns ? task : undefined);
       return;
     }
-    // The engine's own reaction to the promise ends the task: no reaction of ours (a queued task's
-    // executor chains onto the promise we return, so it gets the chained one).
-    if (owns && call.whenSettled !== undefined) {
-      call.whenSettled(() => {
-        leaveFrame();
-        endTask(thread, inserted, loop, task);
-      });
-      return r;
-    }
+    // An owned task was ended by #invoke (in the engine's own reaction to the method's promise,
+    // or chained onto it). A queued task's executor chains onto the promise we return.
+    if (owns) return r;
     return r.then(
-      () => {
-        leaveFrame();
-        endTask(thread, inserted, loop, owns ? task : undefined);
-      },
+      () => frame.end(),
       (e: unknown) => {
-        leaveFrame();
-        endTask(thread, inserted, loop, owns ? task : undefined);
+        frame.end();
         throw e;
       },
     );
   }
 
   /**
-   * Runs the method: synchronously as far as the generated `invoke` goes; the promise it returns
-   * (if any) goes back to the engine as is unless something must be released after it.
+   * Runs the method: synchronously as far as the generated `invoke` goes. When it returns a
+   * promise: the results writer the generated code left on the IO (`thenWrite`) and, for a task
+   * started at once (`task.owns`), the task's ending run in the engine's own reaction to that
+   * promise (`IncomingCall.whenSettled`), and the promise goes back to the engine as is, unless
+   * something must be released after it (then one reaction does it all). A queued task's writer
+   * is chained onto the promise (its executor waits for what this returns); so is its ending, by
+   * the caller.
    */
-  #invoke(call: IncomingCall, slot: MethodSlot, params: Struct | undefined): void | Promise<void> {
+  #invoke(call: IncomingCall, slot: MethodSlot, params: Struct | undefined, task?: ServerTask): void | Promise<void> {
     const m = slot.m;
     const loop = this.connection.loop;
     if (slot.special === "destroy") {
@@ -307,7 +304,12 @@ export abstract class ProxyServerBase<I> implements Server {
         return;
       }
       loop.log("debug", `IPC server destroy ${m.name}`);
-      return this.#disposeImplNow(true);
+      const d = this.#disposeImplNow(true);
+      if (d === undefined || task?.owns !== true) return d;
+      // A destroy with a Context, run as a task: it ends when the disposal has (it never rejects).
+      if (call.whenSettled !== undefined) call.whenSettled(settledFn(undefined, task));
+      else return d.then(() => task.end());
+      return d;
     }
     const impl = this.#impl;
     if (impl === undefined || this.#disposed) throw new RpcError("failed", `IPC server object already destroyed (${m.name})`);
@@ -329,18 +331,36 @@ export abstract class ProxyServerBase<I> implements Server {
       io.release();
       return;
     }
+    const write = io.takeWrite();
+    const end = task?.owns === true ? task : undefined;
     if (!debug && !io.holds) {
       io.watch(r);
-      return r;
+      if (write === undefined && end === undefined) return r;
+      // What the engine gets is `r` itself: its reaction writes the results and ends the task.
+      if (call.whenSettled !== undefined && (end !== undefined || params === undefined)) {
+        call.whenSettled(settledFn(write, end));
+        return r;
+      }
     }
     return r.then(
-      () => io.release(),
-      (e: unknown) => {
+      (v: unknown) => {
+        try {
+          if (write !== undefined) write(v);
+        } catch (e) {
+          this.#failed(io, end, m, e);
+        }
         io.release();
-        if (debug) loop.log("debug", `IPC server ${m.name} threw: ${errorText(e)}`);
-        throw e;
+        end?.end();
       },
+      (e: unknown) => this.#failed(io, end, m, e),
     );
+  }
+
+  #failed(io: ServerCallIO, end: ServerTask | undefined, m: ProxyMethod, e: unknown): never {
+    io.release();
+    end?.end();
+    if (this.#debug) this.connection.loop.log("debug", `IPC server ${m.name} threw: ${errorText(e)}`);
+    throw e;
   }
 
   /** Last reference gone (or connection ended): dispose the impl on the async-cleanup queue. */
@@ -404,6 +424,44 @@ export abstract class ProxyServerBase<I> implements Server {
   #disposeFailed(e: unknown): void {
     this.connection.loop.log("error", `IPC server implementation dispose failed: ${errorText(e)}`);
   }
+}
+
+/**
+ * The frame of a server Thread task (what proxy calls made from it find, threads/frame.ts) and its
+ * ending: `owns` when it was started at once (`FifoExecutor.startNow`), so ending it also ends the
+ * executor's task.
+ */
+class ServerTask implements TaskFrame {
+  readonly context: ThreadContext;
+  waits = 0;
+  constructor(
+    readonly thread: ThreadServer,
+    readonly task: TaskControl & { done?(): void },
+    readonly inserted: ThreadClient | null,
+    readonly owns: boolean,
+  ) {
+    this.context = thread.context;
+  }
+
+  /** Leaves the frame, then {@link endTask}. Once. */
+  end(): void {
+    leaveFrame();
+    endTask(this.thread, this.inserted, this.thread.connection.loop, this.owns ? this.task : undefined);
+  }
+}
+
+/** The `whenSettled` callback of a method's promise: the results writer (not on failure), then the task's ending. */
+function settledFn(write: ((v: unknown) => void) | undefined, end: ServerTask | undefined): (failed: boolean, v: unknown) => void {
+  if (end === undefined) return (failed, v) => {
+    if (!failed) write!(v);
+  };
+  return (failed, v) => {
+    try {
+      if (!failed && write !== undefined) write(v);
+    } finally {
+      end.end();
+    }
+  };
 }
 
 /** A server Thread task's ending, after its frame: its request-Thread entry, the done hook, the executor's task (when started with `startNow`). */

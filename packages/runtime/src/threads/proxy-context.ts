@@ -7,7 +7,7 @@
  * context's maps). Threading: loop thread only.
  */
 import { localCapability, peekLocalServer, readCap, writeCap, type Capability } from "@multiprocess-ts/capnp";
-import { Pointer, Struct } from "capnp-ts";
+import { Message as CapnpMessage, Pointer, Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import { ThreadSelectionError } from "../errors.js";
 import { errorText } from "../util.js";
@@ -36,6 +36,17 @@ export function fillContext(ctx: Struct, connection: Connection, thread: ThreadC
   if (connection.state !== "open" || thread.closed) return;
   const hook = connection.contextHook;
   if (hook !== undefined) hook(ctx, thread, pool);
+  // Both entries made already (every call after a context's first on this connection): write
+  // them; nothing of the Connection changes, so this needs no `loop.sync` (and no closure).
+  const cb0 = thread.callbackThreads.get(connection);
+  if (cb0 !== undefined && !cb0.destroyed && cb0.cap) {
+    const rq0 = pool ? undefined : thread.requestThreads.get(connection);
+    if (pool || (rq0 !== undefined && !rq0.destroyed)) {
+      writeCap(ctx, Context.CALLBACK_THREAD_PTR, cb0.cap);
+      if (rq0?.cap) writeCap(ctx, Context.THREAD_PTR, rq0.cap);
+      return;
+    }
+  }
   connection.loop.sync(() => {
     let cb = thread.callbackThreads.get(connection);
     if (!cb || cb.destroyed) {
@@ -61,6 +72,73 @@ export function fillContext(ctx: Struct, connection: Connection, thread: ThreadC
     }
     if (rq?.cap) writeCap(ctx, Context.THREAD_PTR, rq.cap);
   });
+}
+
+/**
+ * @internal Initialises the Context struct at pointer `index` of `params` (a call's params being
+ * built) and fills it ({@link fillContext}): what `fillContext(Struct.initStructAt(index, Context,
+ * params), ...)` does. The struct is written in place when `params` is a near struct whose pointer
+ * `index` is still null and whose segment has room for the Context's two words (the usual case:
+ * fresh params): one word for the pointer, two zeroed for the content, no capnp-ts Pointer objects,
+ * `erase` or trace calls; and it is filled through one reused Context object (capnp-ts's
+ * constructor traces each new struct object), which nothing keeps: fillContext and the
+ * Connection's `contextHook` use it synchronously. Anything else goes through capnp-ts, with the
+ * same bytes.
+ */
+export function fillContextAt(params: Struct, index: number, connection: Connection, thread: ThreadContext, pool: boolean): void {
+  const q = scratch === null ? -1 : initContextIn(params, index);
+  if (q < 0) {
+    fillContext(Struct.initStructAt(index, Context, params), connection, thread, pool);
+    return;
+  }
+  const ctx = scratch!;
+  scratch = null; // a nested fill (none is known) makes its own object
+  ctx.segment = params.segment;
+  ctx.byteOffset = q;
+  try {
+    fillContext(ctx, connection, thread, pool);
+  } finally {
+    ctx.segment = EMPTY_SEGMENT; // keep no message alive
+    scratch = ctx;
+  }
+}
+
+/** The reused Context object of {@link fillContextAt}, null while it is in use. */
+let scratch: Context | null = null;
+/** What the idle {@link scratch} points into: a segment of an empty message of its own. */
+let EMPTY_SEGMENT: Context["segment"];
+{
+  const m = new CapnpMessage();
+  const root = m.initRoot(Context);
+  EMPTY_SEGMENT = root.segment;
+  scratch = new Context(EMPTY_SEGMENT, root.byteOffset);
+}
+
+/**
+ * @internal Writes a null Context struct at pointer `index` of `params` in place and returns the
+ * byte offset of that pointer in `params`' segment, or -1 (nothing written) when capnp-ts must do
+ * it (see {@link fillContextAt}). The bytes are what capnp-ts's `initStructAt` writes.
+ */
+export function initContextIn(params: Struct, index: number): number {
+  const seg = params.segment as unknown as { _dv: DataView; byteLength: number; buffer: ArrayBuffer };
+  const at = seg.byteLength;
+  if (params._capnp.compositeIndex !== undefined || seg.buffer.byteLength - at < 16) return -1;
+  const dv = seg._dv;
+  const p = params.byteOffset;
+  const lo = dv.getUint32(p, true);
+  const hi = dv.getUint32(p + 4, true);
+  if ((lo & 3) !== 0 || (lo | hi) === 0 || index >= hi >>> 16) return -1;
+  // The pointer slot: after the struct's data section, in words from the pointer's end.
+  const q = p + 8 + ((lo | 0) >> 2) * 8 + (hi & 0xffff) * 8 + index * 8;
+  if (dv.getUint32(q, true) !== 0 || dv.getUint32(q + 4, true) !== 0) return -1;
+  seg.byteLength = at + 16;
+  dv.setUint32(at, 0, true);
+  dv.setUint32(at + 4, 0, true);
+  dv.setUint32(at + 8, 0, true);
+  dv.setUint32(at + 12, 0, true);
+  dv.setUint32(q, ((at - q - 8) / 8) << 2, true); // a struct pointer to the content
+  dv.setUint32(q + 4, 2 << 16, true); // no data words, two pointers (Context's size)
+  return q;
 }
 
 /** What the server side read from a call's Context. The caller closes both handles. */
