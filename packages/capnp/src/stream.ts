@@ -178,8 +178,11 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     }
     // Small message: copy it into the batch buffer written at the flush (one chunk for
     // many messages beats one chunk per segment: less per-write overhead).
+    // Whether the batch has room is a constant chosen by data, one call site: a warm call loop
+    // sends into an empty batch only, a new connection's Bootstrap and first Call share one.
     let b = this.batch;
-    if (b !== null && this.batchLen + bytes > b.byteLength) {
+    const fits = b === null ? noBatchYet : batchHasRoom;
+    if (!fits(b, this.batchLen + bytes)) {
       this.cork(); // this batch and the next go out together (one writev) at the flush
       this.flushBatch(); // the batch is null now
       b = null;
@@ -196,8 +199,10 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       o += s.byteLength;
     }
     this.batchLen = o;
-    if (lazy) this.scheduleLazyFlush();
-    else this.scheduleFlush();
+    // A constant chosen by data, one call site: a warm call loop never sends lazily, a new
+    // connection's Bootstrap Finish does (see flushBatch).
+    const schedule = lazy ? scheduleLazy : scheduleNow;
+    schedule(this);
     return true;
   }
 
@@ -247,8 +252,14 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     else if (this.writer !== null && !this.corked && this.writer.idle()) {
       // The view of the last batch is reused when this one is as long in the same buffer (a call
       // loop's spare batch; the write that took that view has completed): no view per flush.
-      let chunk = this.lastChunk;
-      if (chunk === null || this.lastChunkOf !== b || chunk.byteLength !== len) chunk = new Uint8Array(b.buffer, b.byteOffset, len);
+      // A batch of a new length (a new connection's Bootstrap, in a warm call loop that always
+      // reuses its view) takes a constant chosen by data through the same call site: a branch of
+      // its own would have no type feedback in a warm process, and taking it would deoptimise
+      // this function (bench/README "Cold start (eleventh session)").
+      const last = this.lastChunk;
+      const reuse = last !== null && this.lastChunkOf === b && last.byteLength === len;
+      const view = reuse ? sameChunk : newChunk;
+      const chunk = view(last, b, len);
       const r = this.writer.write(chunk);
       if (r === WROTE) {
         giveBatch(b); // the thread's next batch is built in it (socket-write.ts)
@@ -320,7 +331,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.scheduleFlush();
   }
 
-  private scheduleFlush(): void {
+  /** @internal */
+  scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
@@ -350,7 +362,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
    * already waiting when it last fired go out alone; younger ones get one more period. So a lazy
    * message waits LAZY_MS to 2 × LAZY_MS at most; close() and any other message flush it sooner.
    */
-  private scheduleLazyFlush(): void {
+  /** @internal */
+  scheduleLazyFlush(): void {
     if (this.flushScheduled) return;
     this.lazyFresh = true;
     if (this.lazyArmed) return;
@@ -585,3 +598,13 @@ export function streamTransport(
 ): FlowControlledTransport {
   return new StreamTransport(stream, limits, flow === undefined ? DEFAULT_WRITE_FLOW : resolveWriteFlow(flow), reader);
 }
+
+/** How sendMessage schedules the flush (see there). */
+const scheduleNow = (t: StreamTransport): void => t.scheduleFlush();
+const scheduleLazy = (t: StreamTransport): void => t.scheduleLazyFlush();
+/** The view flushBatch writes a batch through (see there). */
+const sameChunk = (last: Uint8Array | null, _b: Buffer, _len: number): Uint8Array => last!;
+const newChunk = (_last: Uint8Array | null, b: Buffer, len: number): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, len);
+/** Whether a message ending at `end` fits in the batch (see sendMessage). */
+const noBatchYet = (_b: Buffer | null, _end: number): boolean => true;
+const batchHasRoom = (b: Buffer | null, end: number): boolean => end <= b!.byteLength;
