@@ -77,8 +77,14 @@ const encodeFlat: FlatEncoder = (out, dv, c, _len, importId, qid, path) => {
   if (importId >= 0) flatShape = c.dataWords;
 };
 
+const sameFlatSegs = (_out: Uint8Array, _len: number): Uint8Array[] => flatSegs;
+const newFlatSegs = (out: Uint8Array, len: number): Uint8Array[] => (flatSegs = [new Uint8Array(out.buffer, 0, len)]);
+
 /** Sink of our Bootstrap question: resolves the bootstrap promise cap, then drops the results. */
 class BootstrapSink extends Sink {
+  constructor() {
+    super(true);
+  }
   protected onComplete(o: Outcome): void {
     releaseOutcome(o);
   }
@@ -160,8 +166,10 @@ export class QuestionTable implements RouteConn {
     this.add(q);
     sink.setRoute(this, id);
     sink.cancelHandler = q;
-    let segs = flatSegs;
-    if (segs[0]!.byteLength !== len) flatSegs = segs = [new Uint8Array(out.buffer, 0, len)];
+    // The one-segment array of the last length, or a new one (a constant chosen by data, one call
+    // site: a new connection's first Call, pipelined on the bootstrap, has a length of its own).
+    const segsOf = flatSegs[0]!.byteLength === len ? sameFlatSegs : newFlatSegs;
+    const segs = segsOf(out, len);
     if (!t.sendCopy(segs)) {
       // The transport kept the bytes (it did not copy them): the next Call gets a new buffer.
       flatOut = new Uint8Array(FLAT_BYTES);
