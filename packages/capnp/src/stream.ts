@@ -11,7 +11,7 @@
  * and its after-write tick); more than one chunk are corked and flushed by one `uncork()`, so a
  * stream with `_writev` (net.Socket) writes them with one `writev` syscall; what a read's messages
  * make the engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
- * microtask queued after that dispatch instead (the read turn, {@link readTurnFn}). When a write
+ * microtask queued after that dispatch instead (the read turn, {@link readTurnDone}). When a write
  * cannot complete at once, later messages wait in our queue until it does. A lazy message
  * (`sendLazy`: the engine's Finish after a Return) joins the batch without scheduling its write:
  * the next message's flush takes it along (a call loop's Finish and next Call: one write, and one
@@ -71,7 +71,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // the flush's promise reaction pending, or the read turn's flush
-  private readTurn = false; // a read's messages are handled: flush in readTurnFn's reaction
+  private readTurn = false; // a read's messages are handled: flush in readTurnDone's reaction
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -337,21 +337,27 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.flushScheduled = true;
     // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
     // In a read's turn the read turn's reaction flushes.
-    if (!this.readTurn) void RESOLVED.then(this.flushFn);
+    if (!this.readTurn) void this.settled.then(FLUSH);
   }
-  // The flush closures are made with the transport, not on first use: a first-use branch in a hot
-  // function has no type feedback, and a warm process's new connection taking it would throw the
-  // optimised code away (bench/README "Cold start (tenth session)").
-  private readonly flushFn = (): void => this.uncork();
   /**
-   * The read turn: queued after each read (bytesRead), so it runs after the dispatch microtasks
-   * the read's messages queued, and writes what they and the read sent (a server's Returns of
-   * calls answered synchronously) together. Later messages take the usual flush (scheduleFlush).
+   * This transport as a settled promise, made with it: the flush and the read turn are reactions
+   * on it whose handlers are module functions taking the transport (FLUSH, READ_TURN), not
+   * closures per transport. A closure made once in a process is optimised for its one context; a
+   * new connection's closure could not use that code and would run unoptimised until optimised
+   * again (bench/README "Cold start (eleventh session)"). Nor are they made on first use: a
+   * first-use branch in a hot function has no type feedback (tenth session).
    */
-  private readonly readTurnFn = (): void => {
+  private readonly settled: Promise<StreamTransport> = Promise.resolve(this);
+  /**
+   * @internal The read turn: queued after each read (bytesRead), so it runs after the dispatch
+   * microtasks the read's messages queued, and writes what they and the read sent (a server's
+   * Returns of calls answered synchronously) together. Later messages take the usual flush
+   * (scheduleFlush).
+   */
+  readTurnDone(): void {
     this.readTurn = false;
     if (this.flushScheduled) this.uncork();
-  };
+  }
 
   /**
    * A lazy message waits in the batch for the next message: a call loop's next Call (the same
@@ -465,7 +471,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
-    const turn = !this.readTurn; // a read's turn: flushes wait for readTurnFn's reaction
+    const turn = !this.readTurn; // a read's turn: flushes wait for readTurnDone's reaction
     this.readTurn = true;
     try {
       // The lifecycle takes the messages (and drops them once the engine ended us mid-chunk).
@@ -475,7 +481,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(e as Error);
       return false;
     } finally {
-      if (turn) void RESOLVED.then(this.readTurnFn);
+      if (turn) void this.settled.then(READ_TURN);
     }
     return true;
   }
@@ -581,7 +587,9 @@ function LAZY_TICK(t: StreamTransport): void {
 }
 
 /** The read turn's flush is a reaction on this settled promise (no AsyncResource per read). */
-const RESOLVED: Promise<void> = Promise.resolve();
+/** The reactions of a transport's flush and read turn (see StreamTransport `settled`). */
+const FLUSH = (t: StreamTransport): void => t.uncork();
+const READ_TURN = (t: StreamTransport): void => t.readTurnDone();
 
 /**
  * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to
