@@ -281,7 +281,7 @@ export function callMessage(interfaceId: bigint, methodId: number, size: capnp.O
   return m;
 }
 
-/** A Return message with `results` set to an initialized struct of `Results` (answerId 0). */
+/** A Return with `results` set to an initialized struct of `Results` (answerId 0), or none (chosen as data: docs/rpc.md). */
 export function newReturnMessage<R extends capnp.Struct>(
   Results: capnp.StructCtor<R> | null,
   extraBytes = 128,
@@ -295,20 +295,12 @@ export function newReturnMessage<R extends capnp.Struct>(
   dv.setUint32(20, ptrHi(2, 1), true);
   // 5: results → word 6 (offset 0), Payload (0 data, 2 ptrs)
   dv.setUint32(44, ptrHi(0, 2), true);
-  // No results struct (a Bootstrap's Return, empty results) or one: a constant chosen by data and
-  // one call site, so a warm server's first Return without one does not deoptimise this function
-  // (rpc/dispatch.ts `hotMessage`).
-  const content = Results === null ? noContent : resultsContent;
-  return { msg: m, results: content(Results, seg, dv, size) as R | null };
+  return { msg: m, results: (Results === null ? noContent : resultsContent)(Results as never, seg, dv, size) as R | null };
 }
 
-type ContentWriter = (Results: capnp.StructCtor<capnp.Struct> | null, seg: Segment, dv: DataView, size: capnp.ObjectSize | null) => capnp.Struct | null;
-const noContent: ContentWriter = () => null;
-const resultsContent: ContentWriter = (Results, seg, dv, size) => {
-  // 6: content → word 8 (offset 1)
-  structPtr(dv, RET.contentPtr, 1, size!);
-  return pointerAt(Results!, seg, RET.contentPtr, MAX_DEPTH);
-};
+const noContent = (_R: unknown, _seg: Segment, _dv: DataView, _size: unknown): capnp.Struct | null => null;
+const resultsContent = (R: capnp.StructCtor<capnp.Struct> | null, seg: Segment, dv: DataView, size: capnp.ObjectSize | null): capnp.Struct | null =>
+  (structPtr(dv, RET.contentPtr, 1, size!), pointerAt(R!, seg, RET.contentPtr, MAX_DEPTH)); // 6: content → word 8 (offset 1)
 
 /** Set answerId, releaseParamCaps, noFinishNeeded (no Finish wanted) of a {@link newReturnMessage}. */
 export function setReturnHeader(msg: capnp.Message, answerId: number, releaseParamCaps: boolean, noFinishNeeded = false): void {

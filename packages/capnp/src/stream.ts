@@ -178,11 +178,9 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     }
     // Small message: copy it into the batch buffer written at the flush (one chunk for
     // many messages beats one chunk per segment: less per-write overhead).
-    // Whether the batch has room is a constant chosen by data, one call site: a warm call loop
-    // sends into an empty batch only, a new connection's Bootstrap and first Call share one.
+    // Room in the batch: a constant chosen by data (docs/rpc.md "A new connection keeps...").
     let b = this.batch;
-    const fits = b === null ? noBatchYet : batchHasRoom;
-    if (!fits(b, this.batchLen + bytes)) {
+    if (!(b === null ? noBatchYet : batchHasRoom)(b, this.batchLen + bytes)) {
       this.cork(); // this batch and the next go out together (one writev) at the flush
       this.flushBatch(); // the batch is null now
       b = null;
@@ -199,10 +197,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       o += s.byteLength;
     }
     this.batchLen = o;
-    // A constant chosen by data, one call site: a warm call loop never sends lazily, a new
-    // connection's Bootstrap Finish does (see flushBatch).
-    const schedule = lazy ? scheduleLazy : scheduleNow;
-    schedule(this);
+    // Lazy or not: a constant chosen by data (a warm call loop never sends lazily; see above).
+    (lazy ? scheduleLazy : scheduleNow)(this);
     return true;
   }
 
@@ -252,14 +248,11 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     else if (this.writer !== null && !this.corked && this.writer.idle()) {
       // The view of the last batch is reused when this one is as long in the same buffer (a call
       // loop's spare batch; the write that took that view has completed): no view per flush.
-      // A batch of a new length (a new connection's Bootstrap, in a warm call loop that always
-      // reuses its view) takes a constant chosen by data through the same call site: a branch of
-      // its own would have no type feedback in a warm process, and taking it would deoptimise
-      // this function (bench/README "Cold start (eleventh session)").
+      // A new length (a new connection's Bootstrap, where a warm call loop always reuses its
+      // view): a constant chosen by data (docs/rpc.md "A new connection keeps the optimised code").
       const last = this.lastChunk;
       const reuse = last !== null && this.lastChunkOf === b && last.byteLength === len;
-      const view = reuse ? sameChunk : newChunk;
-      const chunk = view(last, b, len);
+      const chunk = (reuse ? sameChunk : newChunk)(last, b, len);
       const r = this.writer.write(chunk);
       if (r === WROTE) {
         giveBatch(b); // the thread's next batch is built in it (socket-write.ts)
@@ -331,7 +324,6 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.scheduleFlush();
   }
 
-  /** @internal */
   scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -339,20 +331,12 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     // In a read's turn the read turn's reaction flushes.
     if (!this.readTurn) void this.settled.then(FLUSH);
   }
-  /**
-   * This transport as a settled promise, made with it: the flush and the read turn are reactions
-   * on it whose handlers are module functions taking the transport (FLUSH, READ_TURN), not
-   * closures per transport. A closure made once in a process is optimised for its one context; a
-   * new connection's closure could not use that code and would run unoptimised until optimised
-   * again (bench/README "Cold start (eleventh session)"). Nor are they made on first use: a
-   * first-use branch in a hot function has no type feedback (tenth session).
-   */
+  /** Settled: the flush and read turn react on it with module handlers, not closures (docs/rpc.md). */
   private readonly settled: Promise<StreamTransport> = Promise.resolve(this);
   /**
-   * @internal The read turn: queued after each read (bytesRead), so it runs after the dispatch
-   * microtasks the read's messages queued, and writes what they and the read sent (a server's
-   * Returns of calls answered synchronously) together. Later messages take the usual flush
-   * (scheduleFlush).
+   * The read turn: queued after each read (bytesRead), so it runs after the dispatch microtasks
+   * the read's messages queued, and writes what they and the read sent (a server's Returns of
+   * calls answered synchronously) together. Later messages take the usual flush (scheduleFlush).
    */
   readTurnDone(): void {
     this.readTurn = false;
@@ -368,7 +352,6 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
    * already waiting when it last fired go out alone; younger ones get one more period. So a lazy
    * message waits LAZY_MS to 2 × LAZY_MS at most; close() and any other message flush it sooner.
    */
-  /** @internal */
   scheduleLazyFlush(): void {
     if (this.flushScheduled) return;
     this.lazyFresh = true;
@@ -586,7 +569,6 @@ function LAZY_TICK(t: StreamTransport): void {
   t.lazyTick();
 }
 
-/** The read turn's flush is a reaction on this settled promise (no AsyncResource per read). */
 /** The reactions of a transport's flush and read turn (see StreamTransport `settled`). */
 const FLUSH = (t: StreamTransport): void => t.uncork();
 const READ_TURN = (t: StreamTransport): void => t.readTurnDone();
@@ -607,12 +589,10 @@ export function streamTransport(
   return new StreamTransport(stream, limits, flow === undefined ? DEFAULT_WRITE_FLOW : resolveWriteFlow(flow), reader);
 }
 
-/** How sendMessage schedules the flush (see there). */
+/** The constants sendMessage and flushBatch choose from (see there). */
 const scheduleNow = (t: StreamTransport): void => t.scheduleFlush();
 const scheduleLazy = (t: StreamTransport): void => t.scheduleLazyFlush();
-/** The view flushBatch writes a batch through (see there). */
 const sameChunk = (last: Uint8Array | null, _b: Buffer, _len: number): Uint8Array => last!;
 const newChunk = (_last: Uint8Array | null, b: Buffer, len: number): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, len);
-/** Whether a message ending at `end` fits in the batch (see sendMessage). */
 const noBatchYet = (_b: Buffer | null, _end: number): boolean => true;
 const batchHasRoom = (b: Buffer | null, end: number): boolean => end <= b!.byteLength;
