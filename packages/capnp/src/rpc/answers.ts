@@ -116,12 +116,25 @@ export class AnswerTable implements TailCallHandler {
     }
     const a = new Answer(this, id);
     if (id < DENSE_IDS) {
-      const d = (this.dense ??= []);
-      while (d.length < id) d.push(undefined); // no holes: the array stays packed
-      d[id] = a;
+      // Into the array as it is, or a first / longer one (a new connection's): a constant chosen
+      // by data (docs/rpc.md "A new connection keeps the optimised code").
+      const d = this.dense;
+      (d !== null && id < d.length ? putAnswer : growAnswers)(this, a);
     } else (this.sparse === EMPTY ? (this.sparse = new Map()) : this.sparse).set(id, a);
     this.count++;
     return a;
+  }
+
+  /** @internal {@link newAnswer}'s `a` into a new or longer dense array. */
+  addGrowing(a: Answer): void {
+    const d = (this.dense ??= []);
+    while (d.length < a.id) d.push(undefined); // no holes: the array stays packed
+    d[a.id] = a;
+  }
+
+  /** @internal {@link newAnswer}'s `a` into its slot of the dense array. */
+  addWithin(a: Answer): void {
+    this.dense![a.id] = a;
   }
 
   /** A Call refused before it was decoded (a limit in its params, validate.ts): answered with `err`. */
@@ -560,6 +573,8 @@ function capTableIn(core: ConnCore, seg: capnp.Pointer["segment"], q: number): (
 }
 
 /** The Returns of {@link AnswerTable.sendReturn} (see sendReturnUnguarded). */
+const putAnswer = (t: AnswerTable, a: Answer): void => t.addWithin(a);
+const growAnswers = (t: AnswerTable, a: Answer): void => t.addGrowing(a);
 const returnOwn = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendOwnReturn(a, o);
 const returnEmpty = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendEmptyReturn(a, o);
 const returnPrepared = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendPreparedReturn(a, o);
