@@ -82,9 +82,6 @@ const newFlatSegs = (out: Uint8Array, len: number): Uint8Array[] => (flatSegs = 
 
 /** Sink of our Bootstrap question: resolves the bootstrap promise cap, then drops the results. */
 class BootstrapSink extends Sink {
-  constructor() {
-    super(true);
-  }
   protected onComplete(o: Outcome): void {
     releaseOutcome(o);
   }

@@ -17,31 +17,14 @@ import { PromiseHook } from "./promise.js";
 
 /** Receives the outcome of one call, exactly once. Also serves pipelined caps on that outcome. */
 export abstract class Sink {
-  declare outcome: Outcome | null;
-  declare canceled: boolean;
+  outcome: Outcome | null = null;
+  canceled = false;
   /** Set by whoever executes the call; run once on cancel. */
-  declare cancelHandler: { onCancel(): void } | null;
-  /**
-   * @internal The question this call runs as (set by {@link setRoute}; two fields, no object per
-   * call).
-   */
-  declare routeConn: RouteConn | null;
-  /** @internal See {@link routeConn}. */
-  declare routeQid: number;
-  /** @internal Pipelined caps on the outcome, by path. */
-  declare pipes: Map<string, PromiseHook> | null;
-
-  /**
-   * `setup`: the sink of a connection's own question (its Bootstrap's), whose fields are
-   * initialised by a function of their own: a warm process's calls construct one or two sink
-   * classes, so the stores below are compiled for their maps only, and a new connection's
-   * Bootstrap sink (another class, another map) would deoptimise this constructor. The two are
-   * constants chosen by data, called from one call site (dispatch.ts `hotMessage`).
-   */
-  constructor(setup = false) {
-    const init = setup ? initSetupSink : initSink;
-    init(this);
-  }
+  cancelHandler: { onCancel(): void } | null = null;
+  /** The question this call runs as (set by {@link setRoute}; two fields, no object per call). */
+  private routeConn: RouteConn | null = null;
+  private routeQid = 0;
+  private pipes: Map<string, PromiseHook> | null = null;
 
   /** Deliver the outcome (takes ownership). A second outcome is released. */
   complete(o: Outcome): void {
@@ -150,21 +133,3 @@ function capAt(o: Outcome, path: readonly number[]): Hook {
     return new BrokenHook(new ProtocolError(`bad pipelined path: ${(e as Error).message}`, { cause: e }));
   }
 }
-
-/** The fields of a new {@link Sink}; the same stores in two functions (see its constructor). */
-const initSink = (s: Sink): void => {
-  s.outcome = null;
-  s.canceled = false;
-  s.cancelHandler = null;
-  s.routeConn = null;
-  s.routeQid = 0;
-  s.pipes = null;
-};
-const initSetupSink = (s: Sink): void => {
-  s.outcome = null;
-  s.canceled = false;
-  s.cancelHandler = null;
-  s.routeConn = null;
-  s.routeQid = 0;
-  s.pipes = null;
-};
