@@ -46,17 +46,22 @@ export function takeBuffer(bytes: number): ArrayBuffer {
 
 /** {@link takeBuffer} as a DataView over all of the buffer (a segment's `_dv`). */
 export function takeView(bytes: number): DataView {
-  if (bytes <= MAX_POOLED && (bytes & 7) === 0) {
-    const list = free[bytes >>> 3];
-    if (list !== undefined && list.n > 0) {
-      const v = list.views[--list.n]!;
-      list.views[list.n] = EMPTY_VIEW; // drops the reference, keeps the slot
-      kept--;
-      return v;
-    }
-  }
-  return new DataView(new ArrayBuffer(bytes));
+  const list = bytes <= MAX_POOLED && (bytes & 7) === 0 ? free[bytes >>> 3] : undefined;
+  // A pooled view or a new one: a constant chosen by data, called from one call site. A warm
+  // server's Returns always find their size's list; a new connection's first messages (the
+  // Bootstrap's Return) may not, and a branch of its own would have no type feedback there.
+  const take = list !== undefined && list.n > 0 ? pooledView : newView;
+  return take(list, bytes);
 }
+
+const pooledView = (list: FreeList | undefined, _bytes: number): DataView => {
+  const l = list!;
+  const v = l.views[--l.n]!;
+  l.views[l.n] = EMPTY_VIEW; // drops the reference, keeps the slot
+  kept--;
+  return v;
+};
+const newView = (_list: FreeList | undefined, bytes: number): DataView => new DataView(new ArrayBuffer(bytes));
 
 /**
  * Take back the buffer of `m`, a message built by fastpath.ts (a buffer from {@link takeBuffer})

@@ -15,11 +15,18 @@ export function readCallHeader(dv: DataView, env: Envelope, call: number, target
   env.sendResultsTo = dv.getUint16(call + 6, true);
   const iidLo = dv.getUint32(call + 8, true);
   const iidHi = dv.getUint32(call + 12, true);
-  if (iidLo !== env.iidLo || iidHi !== env.iidHi) {
-    env.iidLo = iidLo;
-    env.iidHi = iidHi;
-    env.interfaceId = dv.getBigUint64(call + 8, true);
-  }
+  // A constant chosen by data, one call site: a warm server's calls keep the interface, a new
+  // connection's first Call (a new Envelope) does not (rpc/dispatch.ts `hotMessage`).
+  const iid = iidLo === env.iidLo && iidHi === env.iidHi ? sameInterface : newInterface;
+  iid(dv, env, call, iidLo, iidHi);
   env.targetWhich = dv.getUint16(target + 4, true);
   env.importedCap = dv.getUint32(target, true);
 }
+
+type InterfaceReader = (dv: DataView, env: Envelope, call: number, iidLo: number, iidHi: number) => void;
+const sameInterface: InterfaceReader = () => {};
+const newInterface: InterfaceReader = (dv, env, call, iidLo, iidHi) => {
+  env.iidLo = iidLo;
+  env.iidHi = iidHi;
+  env.interfaceId = dv.getBigUint64(call + 8, true);
+};

@@ -281,7 +281,7 @@ export function callMessage(interfaceId: bigint, methodId: number, size: capnp.O
   return m;
 }
 
-/** A Return message with `results` set to an initialized struct of `Results` (answerId 0). */
+/** A Return with `results` set to an initialized struct of `Results` (answerId 0), or none (chosen as data: docs/rpc.md). */
 export function newReturnMessage<R extends capnp.Struct>(
   Results: capnp.StructCtor<R> | null,
   extraBytes = 128,
@@ -295,11 +295,12 @@ export function newReturnMessage<R extends capnp.Struct>(
   dv.setUint32(20, ptrHi(2, 1), true);
   // 5: results → word 6 (offset 0), Payload (0 data, 2 ptrs)
   dv.setUint32(44, ptrHi(0, 2), true);
-  if (Results === null) return { msg: m, results: null };
-  // 6: content → word 8 (offset 1)
-  structPtr(dv, RET.contentPtr, 1, size!);
-  return { msg: m, results: pointerAt(Results, seg, RET.contentPtr, MAX_DEPTH) };
+  return { msg: m, results: (Results === null ? noContent : resultsContent)(Results as never, seg, dv, size) as R | null };
 }
+
+const noContent = (_R: unknown, _seg: Segment, _dv: DataView, _size: unknown): capnp.Struct | null => null;
+const resultsContent = (R: capnp.StructCtor<capnp.Struct> | null, seg: Segment, dv: DataView, size: capnp.ObjectSize | null): capnp.Struct | null =>
+  (structPtr(dv, RET.contentPtr, 1, size!), pointerAt(R!, seg, RET.contentPtr, MAX_DEPTH)); // 6: content → word 8 (offset 1)
 
 /** Set answerId, releaseParamCaps, noFinishNeeded (no Finish wanted) of a {@link newReturnMessage}. */
 export function setReturnHeader(msg: capnp.Message, answerId: number, releaseParamCaps: boolean, noFinishNeeded = false): void {

@@ -81,8 +81,14 @@ export function encodeFlatCall(
 
 /** Bytes {@link encodeFlatCall} writes for these arguments. */
 export function flatCallBytes(dataWords: number, importId: number, path: readonly number[] | null): number {
-  const content = CALL.envelopeBytes + dataWords * 8;
-  if (importId >= 0) return content;
+  // A constant chosen by data, one call site: a warm call loop's Calls all go to an importedCap,
+  // a new connection's first Call to the bootstrap's promisedAnswer (rpc/dispatch.ts `hotMessage`).
+  const bytes = importId >= 0 ? importedCallBytes : promisedCallBytes;
+  return bytes(CALL.envelopeBytes + dataWords * 8, path);
+}
+
+const importedCallBytes = (content: number, _path: readonly number[] | null): number => content;
+const promisedCallBytes = (content: number, path: readonly number[] | null): number => {
   const n = path === null ? 0 : path.length;
   return content + 16 + (n === 0 ? 0 : 8 + n * 8);
-}
+};

@@ -12,7 +12,7 @@
  * than one chunk are corked and flushed by one `uncork()`, so a stream with `_writev`
  * (net.Socket) writes them with one `writev` syscall; what a read's messages
  * make the engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
- * microtask queued after that dispatch instead (the read turn, {@link readTurnFn}). When a write
+ * microtask queued after that dispatch instead (the read turn, {@link readTurnDone}). When a write
  * cannot complete at once, later messages wait in our queue until it does. A lazy message
  * (`sendLazy`: the engine's Finish after a Return) joins the batch without scheduling its write:
  * the next message's flush takes it along (a call loop's Finish and next Call: one write, and one
@@ -72,7 +72,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // the flush's promise reaction pending, or the read turn's flush
-  private readTurn = false; // a read's messages are handled: flush in readTurnFn's reaction
+  private readTurn = false; // a read's messages are handled: flush in readTurnDone's reaction
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -179,8 +179,9 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     }
     // Small message: copy it into the batch buffer written at the flush (one chunk for
     // many messages beats one chunk per segment: less per-write overhead).
+    // Room in the batch: a constant chosen by data (docs/rpc.md "A new connection keeps...").
     let b = this.batch;
-    if (b !== null && this.batchLen + bytes > b.byteLength) {
+    if (!(b === null ? noBatchYet : batchHasRoom)(b, this.batchLen + bytes)) {
       this.cork(); // this batch and the next go out together (one writev) at the flush
       this.flushBatch(); // the batch is null now
       b = null;
@@ -197,8 +198,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       o += s.byteLength;
     }
     this.batchLen = o;
-    if (lazy) this.scheduleLazyFlush();
-    else this.scheduleFlush();
+    // Lazy or not: a constant chosen by data (a warm call loop never sends lazily; see above).
+    (lazy ? scheduleLazy : scheduleNow)(this);
     return true;
   }
 
@@ -248,8 +249,11 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     else if (this.writer !== null && !this.corked && this.writer.idle()) {
       // The view of the last batch is reused when this one is as long in the same buffer (a call
       // loop's spare batch; the write that took that view has completed): no view per flush.
-      let chunk = this.lastChunk;
-      if (chunk === null || this.lastChunkOf !== b || chunk.byteLength !== len) chunk = new Uint8Array(b.buffer, b.byteOffset, len);
+      // A new length (a new connection's Bootstrap, where a warm call loop always reuses its
+      // view): a constant chosen by data (docs/rpc.md "A new connection keeps the optimised code").
+      const last = this.lastChunk;
+      const reuse = last !== null && this.lastChunkOf === b && last.byteLength === len;
+      const chunk = (reuse ? sameChunk : newChunk)(last, b, len);
       const r = this.writer.write(chunk);
       if (r === WROTE) {
         giveBatch(b); // the thread's next batch is built in it (socket-write.ts)
@@ -321,26 +325,24 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     this.scheduleFlush();
   }
 
-  private scheduleFlush(): void {
+  scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
     // In a read's turn the read turn's reaction flushes.
-    if (!this.readTurn) void RESOLVED.then(this.flushFn);
+    if (!this.readTurn) void this.settled.then(FLUSH);
   }
-  // The flush closures are made with the transport, not on first use: a first-use branch in a hot
-  // function has no type feedback, and a warm process's new connection taking it would throw the
-  // optimised code away (bench/README "Cold start (tenth session)").
-  private readonly flushFn = (): void => this.uncork();
+  /** Settled: the flush and read turn react on it with module handlers, not closures (docs/rpc.md). */
+  private readonly settled: Promise<StreamTransport> = Promise.resolve(this);
   /**
    * The read turn: queued after each read (bytesRead), so it runs after the dispatch microtasks
    * the read's messages queued, and writes what they and the read sent (a server's Returns of
    * calls answered synchronously) together. Later messages take the usual flush (scheduleFlush).
    */
-  private readonly readTurnFn = (): void => {
+  readTurnDone(): void {
     this.readTurn = false;
     if (this.flushScheduled) this.uncork();
-  };
+  }
 
   /**
    * A lazy message waits in the batch for the next message: a call loop's next Call (the same
@@ -351,7 +353,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
    * already waiting when it last fired go out alone; younger ones get one more period. So a lazy
    * message waits LAZY_MS to 2 × LAZY_MS at most; close() and any other message flush it sooner.
    */
-  private scheduleLazyFlush(): void {
+  scheduleLazyFlush(): void {
     if (this.flushScheduled) return;
     this.lazyFresh = true;
     if (this.lazyArmed) return;
@@ -453,7 +455,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
-    const turn = !this.readTurn; // a read's turn: flushes wait for readTurnFn's reaction
+    const turn = !this.readTurn; // a read's turn: flushes wait for readTurnDone's reaction
     this.readTurn = true;
     try {
       // The lifecycle takes the messages (and drops them once the engine ended us mid-chunk).
@@ -463,7 +465,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(e as Error);
       return false;
     } finally {
-      if (turn) void RESOLVED.then(this.readTurnFn);
+      if (turn) void this.settled.then(READ_TURN);
     }
     return true;
   }
@@ -568,8 +570,9 @@ function LAZY_TICK(t: StreamTransport): void {
   t.lazyTick();
 }
 
-/** The read turn's flush is a reaction on this settled promise (no AsyncResource per read). */
-const RESOLVED: Promise<void> = Promise.resolve();
+/** The reactions of a transport's flush and read turn (see StreamTransport `settled`). */
+const FLUSH = (t: StreamTransport): void => t.uncork();
+const READ_TURN = (t: StreamTransport): void => t.readTurnDone();
 
 /**
  * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to
@@ -586,3 +589,11 @@ export function streamTransport(
 ): FlowControlledTransport {
   return new StreamTransport(stream, limits, flow === undefined ? DEFAULT_WRITE_FLOW : resolveWriteFlow(flow), reader);
 }
+
+/** The constants sendMessage and flushBatch choose from (see there). */
+const scheduleNow = (t: StreamTransport): void => t.scheduleFlush();
+const scheduleLazy = (t: StreamTransport): void => t.scheduleLazyFlush();
+const sameChunk = (last: Uint8Array | null, _b: Buffer, _len: number): Uint8Array => last!;
+const newChunk = (_last: Uint8Array | null, b: Buffer, len: number): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, len);
+const noBatchYet = (_b: Buffer | null, _end: number): boolean => true;
+const batchHasRoom = (b: Buffer | null, end: number): boolean => end <= b!.byteLength;

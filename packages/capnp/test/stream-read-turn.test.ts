@@ -1,5 +1,5 @@
 /**
- * The stream transport's read turn (stream.ts readTurnFn): what a read's messages make the
+ * The stream transport's read turn (stream.ts readTurnDone): what a read's messages make the
  * receiver send synchronously, or from the microtask the engine dispatches them in (a server's
  * Returns), is written by one microtask after that dispatch, together; what is sent later in the
  * turn takes the usual flush (a promise reaction queued by its first message). A read that makes

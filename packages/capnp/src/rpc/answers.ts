@@ -116,12 +116,25 @@ export class AnswerTable implements TailCallHandler {
     }
     const a = new Answer(this, id);
     if (id < DENSE_IDS) {
-      const d = (this.dense ??= []);
-      while (d.length < id) d.push(undefined); // no holes: the array stays packed
-      d[id] = a;
+      // Into the array as it is, or a first / longer one (a new connection's): a constant chosen
+      // by data (docs/rpc.md "A new connection keeps the optimised code").
+      const d = this.dense;
+      (d !== null && id < d.length ? putAnswer : growAnswers)(this, a);
     } else (this.sparse === EMPTY ? (this.sparse = new Map()) : this.sparse).set(id, a);
     this.count++;
     return a;
+  }
+
+  /** @internal {@link newAnswer}'s `a` into a new or longer dense array. */
+  addGrowing(a: Answer): void {
+    const d = (this.dense ??= []);
+    while (d.length < a.id) d.push(undefined); // no holes: the array stays packed
+    d[a.id] = a;
+  }
+
+  /** @internal {@link newAnswer}'s `a` into its slot of the dense array. */
+  addWithin(a: Answer): void {
+    this.dense![a.id] = a;
   }
 
   /** A Call refused before it was decoded (a limit in its params, validate.ts): answered with `err`. */
@@ -162,6 +175,9 @@ export class AnswerTable implements TailCallHandler {
     m._capnp.capTable = caps as never;
     const content = new capnp.Pointer(m._capnp.segments[0]!, RET.contentPtr);
     setInterfacePointer(0, content);
+    // Its cap table is written here, so its Return takes a path of its own (sendPreparedReturn),
+    // not the calls' (see sendReturnUnguarded).
+    a.resultExports = this.core.exports.writeCapTable(new rpc.Payload(m._capnp.segments[0]!, RET.resultsPtr), caps);
     a.complete({ err: null, msg: m, content, caps, ret: true });
   }
 
@@ -331,29 +347,60 @@ export class AnswerTable implements TailCallHandler {
       return;
     }
     a.returned = true;
-    if (!a.yourself && o.err === null && o.msg !== null && o.content !== null && o.ret) {
-      // Our own results message (fast-path layout): sendable as is, or copied when it holds caps.
-      const m = o.msg;
-      const keep = o.caps.length > 0;
-      const early = !keep && this.mayDropEarly(a);
-      setReturnHeader(m, a.id, false, early);
-      if (keep) a.resultExports = core.exports.writeCapTable(new rpc.Payload(m._capnp.segments[0]!, RET.resultsPtr), o.caps);
-      if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, o.content)}`);
-      if (keep) core.transport.send(segmentCopiesOf(m));
-      else {
-        o.content = null; // handed to the transport (and its buffer maybe recycled)
-        core.sendOwn(m);
-      }
-      if (early) this.dropEarly(a);
-    } else if (!a.yourself && o.err === null && (o.msg === null || o.content === null)) {
-      const m = newReturnMessage(null, 0).msg;
-      const early = o.caps.length === 0 && this.mayDropEarly(a);
-      setReturnHeader(m, a.id, false, early);
-      if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, null)}`);
-      core.sendOwn(m);
-      if (early) this.dropEarly(a);
-    } else core.send(this.slowReturn(a, o));
+    // Which Return is a constant chosen from fields every path reads, called from one call site:
+    // a warm server's calls all take returnOwn, a new connection's Bootstrap (its cap table
+    // already written) returnPrepared, and a branch of its own would have no type feedback in a
+    // warm process (dispatch.ts `hotMessage`).
+    const plain = !a.yourself && o.err === null;
+    const msg = o.msg;
+    const content = o.content;
+    const own = o.ret;
+    const prepared = a.resultExports !== null;
+    const send = !plain ? returnCopied : msg === null || content === null ? returnEmpty : !own ? returnCopied : prepared ? returnPrepared : returnOwn;
+    send(this, a, o);
     this.removeIfDone(a);
+  }
+
+  /** @internal Our own results message (fast-path layout): sendable as is, or copied when it holds caps. */
+  sendOwnReturn(a: Answer, o: Outcome): void {
+    const core = this.core;
+    const m = o.msg!;
+    const keep = o.caps.length > 0;
+    const early = !keep && this.mayDropEarly(a);
+    setReturnHeader(m, a.id, false, early);
+    if (keep) a.resultExports = core.exports.writeCapTable(new rpc.Payload(m._capnp.segments[0]!, RET.resultsPtr), o.caps);
+    if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, o.content)}`);
+    if (keep) core.transport.send(segmentCopiesOf(m));
+    else {
+      o.content = null; // handed to the transport (and its buffer maybe recycled)
+      core.sendOwn(m);
+    }
+    if (early) this.dropEarly(a);
+  }
+
+  /** @internal Our own results message whose cap table is written (the Bootstrap's): sent as a copy. */
+  sendPreparedReturn(a: Answer, o: Outcome): void {
+    const core = this.core;
+    const m = o.msg!;
+    setReturnHeader(m, a.id, false, false);
+    if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, o.content)}`);
+    core.transport.send(segmentCopiesOf(m));
+  }
+
+  /** @internal Empty results (no message or no content). */
+  sendEmptyReturn(a: Answer, o: Outcome): void {
+    const core = this.core;
+    const m = newReturnMessage(null, 0).msg;
+    const early = o.caps.length === 0 && this.mayDropEarly(a);
+    setReturnHeader(m, a.id, false, early);
+    if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, null)}`);
+    core.sendOwn(m);
+    if (early) this.dropEarly(a);
+  }
+
+  /** @internal Anything else: an exception, `yourself`, results to copy (the Bootstrap's). */
+  sendCopiedReturn(a: Answer, o: Outcome): void {
+    this.core.send(this.slowReturn(a, o));
   }
 
   /**
@@ -524,3 +571,11 @@ function capTableIn(core: ConnCore, seg: capnp.Pointer["segment"], q: number): (
   }
   return caps;
 }
+
+/** The Returns of {@link AnswerTable.sendReturn} (see sendReturnUnguarded). */
+const putAnswer = (t: AnswerTable, a: Answer): void => t.addWithin(a);
+const growAnswers = (t: AnswerTable, a: Answer): void => t.addGrowing(a);
+const returnOwn = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendOwnReturn(a, o);
+const returnEmpty = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendEmptyReturn(a, o);
+const returnPrepared = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendPreparedReturn(a, o);
+const returnCopied = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendCopiedReturn(a, o);

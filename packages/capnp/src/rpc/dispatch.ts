@@ -46,37 +46,17 @@ export class Dispatcher implements TransportSink {
 
   constructor(private readonly core: ConnCore) {}
 
-  /** TransportSink: one incoming message. */
+  /**
+   * TransportSink: one incoming message. Which path it takes is chosen as data (a constant
+   * handler), and both are called from one call site: see {@link hotMessage}.
+   */
   message(segments: Uint8Array[]): void {
     const core = this.core;
     if (core.ended) return;
     try {
-      const limits = core.limits;
       const s0 = segments[0]!;
-      if (segments.length === 1 && hotEnvelope(s0, limits, this.env)) {
-        // A hot shape, proven valid and its envelope read in one pass (hot-shape.ts).
-        this.hot(s0, limits.nestingLimit);
-        return;
-      }
-      // Anything else takes the full walk, then the decode.
-      const near = validateRpcMessageNear(segments, limits);
-      const env = this.env;
-      if (decodeControl(s0, env)) {
-        // Finish/Release: read from the view as is (no copy, no capnp-ts message).
-        this.route(env, null);
-        return;
-      }
-      const m = near && segments.length === 1 ? messageOfOne(s0) : messageOver(ownBuffers(segments));
-      m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
-      const seg = m._capnp.segments[0]!;
-      env.reset(seg, limits.nestingLimit);
-      if (!decodeEnvelope(seg, limits.nestingLimit, env)) {
-        const root = new rpc.Message(seg, seg.byteOffset, limits.nestingLimit);
-        env.reset(seg, limits.nestingLimit, root);
-        decodeEnvelopeSlow(root, env);
-      }
-      this.route(env, m);
-      env.clear();
+      const handle = segments.length === 1 && hotEnvelope(s0, core.limits, this.env) ? hotMessage : otherMessage;
+      handle(this, segments, s0);
     } catch (e) {
       this.env.clear();
       if (e instanceof CallLimitError && this.refuseCall(e, segments)) return;
@@ -89,21 +69,59 @@ export class Dispatcher implements TransportSink {
   }
 
   /**
-   * A message of a hot shape whose envelope {@link hotEnvelope} has read into `this.env`:
+   * @internal A message of a hot shape whose envelope {@link hotEnvelope} has read into `env`:
    * Finish / Release are routed as they are; a Call or Return gets its reader's message (in place
    * when it can: no copy) and its content pointer.
    */
-  private hot(s0: Uint8Array, depth: number): void {
+  hot(s0: Uint8Array): void {
     const env = this.env;
-    if (env.contentAt < 0) {
+    const depth = this.core.limits.nestingLimit;
+    const m = env.contentAt < 0 ? null : messageOfOne(s0);
+    if (m !== null) {
+      m._capnp.traversalLimit = Infinity; // hotEnvelope enforced ours
+      const seg = m._capnp.segments[0]!;
+      env.bind(seg, depth);
+      env.content = pointerAt(capnp.Pointer, seg, seg.byteOffset + env.contentAt, depth - 3);
+    }
+    // The four kinds hotEnvelope reads, each to its table by a constant handler (one call site).
+    let h: HotRoute;
+    switch (env.which) {
+      case MSG_CALL:
+        h = routeCall;
+        break;
+      case MSG_RETURN:
+        h = routeReturn;
+        break;
+      case MSG_FINISH:
+        h = routeFinish;
+        break;
+      default:
+        h = routeRelease;
+        break;
+    }
+    h(this.core, env, m);
+    env.clear();
+  }
+
+  /** @internal Any other message: the full walk, then the decode. */
+  other(segments: Uint8Array[], s0: Uint8Array): void {
+    const limits = this.core.limits;
+    const near = validateRpcMessageNear(segments, limits);
+    const env = this.env;
+    if (decodeControl(s0, env)) {
+      // Finish/Release: read from the view as is (no copy, no capnp-ts message).
       this.route(env, null);
       return;
     }
-    const m = messageOfOne(s0);
-    m._capnp.traversalLimit = Infinity; // hotEnvelope enforced ours
+    const m = near && segments.length === 1 ? messageOfOne(s0) : messageOver(ownBuffers(segments));
+    m._capnp.traversalLimit = Infinity; // validateMessage enforced ours
     const seg = m._capnp.segments[0]!;
-    env.bind(seg, depth);
-    env.content = pointerAt(capnp.Pointer, seg, seg.byteOffset + env.contentAt, depth - 3);
+    env.reset(seg, limits.nestingLimit);
+    if (!decodeEnvelope(seg, limits.nestingLimit, env)) {
+      const root = new rpc.Message(seg, seg.byteOffset, limits.nestingLimit);
+      env.reset(seg, limits.nestingLimit, root);
+      decodeEnvelopeSlow(root, env);
+    }
     this.route(env, m);
     env.clear();
   }
@@ -226,6 +244,29 @@ export class Dispatcher implements TransportSink {
     // Anything else we sent is optional; nothing to undo.
   }
 }
+
+/**
+ * The two paths of an incoming message, as constants chosen by data and called from one call
+ * site in {@link Dispatcher.message}. A connection's first messages (the Bootstrap, its Return
+ * with a cap table, its Finish) take the other path; a warm process ran them only on its first
+ * connection, before V8 gave the functions their type feedback, so a branch of the hot function
+ * holding their code would be compiled without feedback and a new connection taking it would
+ * deoptimise the whole hot path. A call whose target is one of a few module constants needs no
+ * feedback (TurboFan dispatches on the constant targets), and the call site itself is fed by
+ * every message (docs/rpc.md "A new connection keeps the optimised code").
+ */
+const hotMessage = (d: Dispatcher, _segments: Uint8Array[], s0: Uint8Array): void => d.hot(s0);
+const otherMessage = (d: Dispatcher, segments: Uint8Array[], s0: Uint8Array): void => d.other(segments, s0);
+
+/** The route of a hot-shaped message of one kind (`m` is null for Finish and Release). */
+type HotRoute = (core: ConnCore, env: Envelope, m: capnp.Message | null) => void;
+const routeCall: HotRoute = (core, env, m) => core.answers.handleCall(env, m!);
+const routeReturn: HotRoute = (core, env, m) => core.questions.handleReturn(env, m!);
+const routeFinish: HotRoute = (core, env) => core.answers.handleFinish(env.id, env.releaseResultCaps);
+const routeRelease: HotRoute = (core, env) => {
+  if (core.traceOn) core.trace(`<- release ${env.id} x${env.referenceCount}`);
+  core.exports.release(env.id, env.referenceCount);
+};
 
 /**
  * Buffers up to this size are read in place whatever else they hold; larger ones only when the

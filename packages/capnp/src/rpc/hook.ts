@@ -139,7 +139,14 @@ export abstract class Hook {
   }
 
   release(): void {
-    if (--this.refs === 0) this.destroy();
+    // The last reference or not: a constant chosen by data (a warm call loop's releases keep
+    // their hooks; docs/rpc.md "A new connection keeps the optimised code").
+    (--this.refs === 0 ? destroyHook : keptHook)(this);
+  }
+
+  /** @internal The last reference went (see {@link release}). */
+  lastRefGone(): void {
+    this.destroy();
   }
 
   protected abstract destroy(): void;
@@ -210,3 +217,7 @@ export class NullHook extends Hook {
     return true;
   }
 }
+
+/** The outcomes of {@link Hook.release} (see there). */
+const destroyHook = (h: Hook): void => h.lastRefGone();
+const keptHook = (_h: Hook): void => {};

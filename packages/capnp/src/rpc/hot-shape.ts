@@ -124,6 +124,11 @@ export function hotEnvelope(s: Uint8Array, lim: ReaderLimits, env: Envelope): bo
   const bPc = sPc;
   total += bDw + bPc;
   const bPtrs = sT + bDw;
+  // Finish and Release are read by a constant chosen here and called below from one call site
+  // that every hot message passes (Call and Return by a reader that does nothing): a warm server
+  // of `noFinishNeeded` calls sees no Finish but a new connection's Bootstrap's, and a case of its
+  // own would have no type feedback there (dispatch.ts `hotMessage`).
+  let control = noControl;
   switch (which) {
     case MSG_CALL: {
       // Call: pointers target, params, then sendResultsTo.thirdParty (null here).
@@ -164,15 +169,12 @@ export function hotEnvelope(s: Uint8Array, lim: ReaderLimits, env: Envelope): bo
     }
     case MSG_FINISH:
     case MSG_RELEASE:
-      if (bDw < 1 || !nullsFrom(dv, b, bPtrs, 0, bPc)) return false;
-      env.id = dv.getUint32(body, true);
-      if (which === MSG_FINISH) env.releaseResultCaps = (dv.getUint8(body + 4) & 1) === 0;
-      else env.referenceCount = dv.getUint32(body + 4, true);
-      env.contentAt = -1;
+      control = readControl;
       break;
     default:
       return false;
   }
+  if (!control(dv, b, body, bPtrs, bDw, bPc, which, env)) return false;
   const units = total + structs * STRUCT_UNITS;
   if (total > lim.traversalLimitWords || units > lim.decodeUnitLimit || units > DECODE_BASE_UNITS) return false;
   env.which = which;
@@ -181,3 +183,15 @@ export function hotEnvelope(s: Uint8Array, lim: ReaderLimits, env: Envelope): bo
   env.capTableAt = -1;
   return true;
 }
+
+/** The reader of a Finish or Release body (see hotEnvelope): false when not proven. */
+type ControlReader = (dv: DataView, b: number, body: number, bPtrs: number, bDw: number, bPc: number, which: number, env: Envelope) => boolean;
+const noControl: ControlReader = () => true;
+const readControl: ControlReader = (dv, b, body, bPtrs, bDw, bPc, which, env) => {
+  if (bDw < 1 || !nullsFrom(dv, b, bPtrs, 0, bPc)) return false;
+  env.id = dv.getUint32(body, true);
+  if (which === MSG_FINISH) env.releaseResultCaps = (dv.getUint8(body + 4) & 1) === 0;
+  else env.referenceCount = dv.getUint32(body + 4, true);
+  env.contentAt = -1;
+  return true;
+};

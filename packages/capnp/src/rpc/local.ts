@@ -21,8 +21,6 @@ export interface ReleaseErrorReporter {
   onReleaseError(e: unknown): void;
 }
 
-const RESOLVED: Promise<void> = Promise.resolve();
-
 /** A Server in this vat. Calls are dispatched from a microtask, in the order they arrive (E-order). */
 export class LocalHook extends Hook {
   private released = false;
@@ -32,8 +30,13 @@ export class LocalHook extends Hook {
    */
   private first: CallData | null = null;
   private more: CallData[] | null = null;
-  /** The dispatch microtask (made once per hook: no closure per call or batch). */
-  private drainFn: (() => void) | null = null;
+  /**
+   * @internal This hook as a settled promise, made at its first call: the dispatch microtask is a
+   * reaction on it whose handler is a module function (DRAIN), not a closure per hook (one made
+   * once in a process is optimised for its one context, and a new connection's server would run
+   * a closure of its own unoptimised: bench/README "Cold start (eleventh session)").
+   */
+  settled: Promise<LocalHook> | null = null;
   /** Set by a connection while it drops one of its references (ConnCore.releaseRef). */
   reporter: ReleaseErrorReporter | null = null;
   /** The peers' references through its export entries: the sum of their refcounts (exports.ts). */
@@ -66,9 +69,13 @@ export class LocalHook extends Hook {
     this.first = d;
     // A reaction on a settled promise, not queueMicrotask (which makes an AsyncResource and a
     // bound function per call); drain() throws nothing (each call's error is reported alone).
-    void RESOLVED.then((this.drainFn ??= () => this.drain()));
+    // The promise exists or is made: a constant chosen by data, one call site (a new server's
+    // first call makes it; rpc/dispatch.ts `hotMessage`).
+    const settle = this.settled !== null ? settledHook : settleHook;
+    void settle(this).then(DRAIN);
   }
-  private drain(): void {
+  /** @internal The dispatch microtask: the calls queued since it was scheduled, in order. */
+  drain(): void {
     const d = this.first!;
     const q = this.more;
     this.first = null;
@@ -263,3 +270,7 @@ class IncomingCallImpl implements IncomingCall {
   }
 }
 
+/** {@link LocalHook.call}'s dispatch reaction and its settled promise (see `settled`). */
+const DRAIN = (h: LocalHook): void => h.drain();
+const settledHook = (h: LocalHook): Promise<LocalHook> => h.settled!;
+const settleHook = (h: LocalHook): Promise<LocalHook> => (h.settled = Promise.resolve(h));

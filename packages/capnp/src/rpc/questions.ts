@@ -62,6 +62,24 @@ let flatBusy = false;
  */
 let flatShape = -1;
 
+/** Writes a flat Call's envelope into `out` / `dv` (see QuestionTable.sendFlat). */
+type FlatEncoder = (out: Uint8Array, dv: DataView, c: FlatCall, len: number, importId: number, qid: number, path: readonly number[] | null) => void;
+/** The envelope of the last Call is there: flat-call.ts encodeFlatCall's fields of a Call to `importId`. */
+const patchFlat: FlatEncoder = (_out, dv, c, len, importId) => {
+  dv.setUint16(CALL.methodId, c.methodId, true);
+  dv.setBigUint64(CALL.interfaceId, c.interfaceId, true);
+  dv.setUint32(CALL.importedCap, importId, true);
+  for (let at = CALL.envelopeBytes; at < len; at += 4) dv.setUint32(at, 0, true);
+};
+const encodeFlat: FlatEncoder = (out, dv, c, _len, importId, qid, path) => {
+  flatShape = -1;
+  encodeFlatCall(out, dv, 0, c.interfaceId, c.methodId, c.dataWords, importId, qid, path);
+  if (importId >= 0) flatShape = c.dataWords;
+};
+
+const sameFlatSegs = (_out: Uint8Array, _len: number): Uint8Array[] => flatSegs;
+const newFlatSegs = (out: Uint8Array, len: number): Uint8Array[] => (flatSegs = [new Uint8Array(out.buffer, 0, len)]);
+
 /** Sink of our Bootstrap question: resolves the bootstrap promise cap, then drops the results. */
 class BootstrapSink extends Sink {
   protected onComplete(o: Outcome): void {
@@ -130,18 +148,11 @@ export class QuestionTable implements RouteConn {
     const dv = flatView;
     flatBusy = true;
     try {
-      const words = c.dataWords;
-      if (importId >= 0 && flatShape === words) {
-        // The same layout as the last Call (a call loop's): flat-call.ts encodeFlatCall's fields.
-        dv.setUint16(CALL.methodId, c.methodId, true);
-        dv.setBigUint64(CALL.interfaceId, c.interfaceId, true);
-        dv.setUint32(CALL.importedCap, importId, true);
-        for (let at = CALL.envelopeBytes; at < len; at += 4) dv.setUint32(at, 0, true);
-      } else {
-        flatShape = -1;
-        encodeFlatCall(out, dv, 0, c.interfaceId, c.methodId, words, importId, qid, path);
-        if (importId >= 0) flatShape = words;
-      }
+      // The same layout as the last Call (a call loop's) is patched, any other encoded whole: a
+      // constant chosen by data, one call site (a new connection's first Call, pipelined on the
+      // bootstrap, is the other kind: rpc/dispatch.ts `hotMessage`).
+      const encode = importId >= 0 && flatShape === c.dataWords ? patchFlat : encodeFlat;
+      encode(out, dv, c, len, importId, qid, path);
       c.write(dv, CALL.envelopeBytes);
     } finally {
       flatBusy = false;
@@ -152,8 +163,10 @@ export class QuestionTable implements RouteConn {
     this.add(q);
     sink.setRoute(this, id);
     sink.cancelHandler = q;
-    let segs = flatSegs;
-    if (segs[0]!.byteLength !== len) flatSegs = segs = [new Uint8Array(out.buffer, 0, len)];
+    // The one-segment array of the last length, or a new one (a constant chosen by data, one call
+    // site: a new connection's first Call, pipelined on the bootstrap, has a length of its own).
+    const segsOf = flatSegs[0]!.byteLength === len ? sameFlatSegs : newFlatSegs;
+    const segs = segsOf(out, len);
     if (!t.sendCopy(segs)) {
       // The transport kept the bytes (it did not copy them): the next Call gets a new buffer.
       flatOut = new Uint8Array(FLAT_BYTES);
@@ -255,12 +268,35 @@ export class QuestionTable implements RouteConn {
 
   private alloc(): number {
     const id = this.freeIds.pop();
-    return id === undefined ? this.nextId++ : id;
+    // A freed ID or a new one: a constant chosen by data, one call site (a warm call loop always
+    // reuses an ID, a new connection's table starts empty: rpc/dispatch.ts `hotMessage`).
+    const pick = id === undefined ? newQuestionId : freedQuestionId;
+    return pick(this, id);
+  }
+
+  /** @internal The next never-used question ID. */
+  newId(): number {
+    return this.nextId++;
   }
 
   private add(q: Question): void {
-    (this.byId ??= [])[q.id] = q;
+    const byId = this.byId;
+    // Into the table as it is, or a first / longer one: a constant chosen by data, one call site
+    // (a warm call loop reuses its IDs, a new connection's table starts empty: growing it would
+    // be an out-of-bounds store there, see rpc/dispatch.ts `hotMessage`).
+    const put = byId !== null && q.id < byId.length ? putQuestion : growQuestions;
+    put(this, q);
     this.count++;
+  }
+
+  /** @internal {@link add} into a new or longer table. */
+  addGrowing(q: Question): void {
+    (this.byId ??= [])[q.id] = q;
+  }
+
+  /** @internal {@link add} within the table. */
+  addWithin(q: Question): void {
+    this.byId![q.id] = q;
   }
 
   private removeIfDone(q: Question): void {
@@ -292,8 +328,46 @@ export class QuestionTable implements RouteConn {
     this.removeIfDone(q);
   }
 
-  /** The peer's Return for one of our questions. */
+  /**
+   * The peer's Return for one of our questions. Results without a cap table (a call's) take
+   * {@link returnResults}, anything else (the Bootstrap's, with its cap table; an exception)
+   * {@link returnAny}: chosen as data and called from one call site, so that a new connection's
+   * Bootstrap Return does not deoptimise the hot one (dispatch.ts `hotMessage`).
+   */
   handleReturn(env: Envelope, m: capnp.Message): void {
+    const h = env.retWhich === rpc.Return.RESULTS && !env.hasCapTable ? returnResults : returnAny;
+    h(this, env, m);
+  }
+
+  /** @internal A Return with results and no cap table (see {@link handleReturn}). */
+  handleResults(env: Envelope, m: capnp.Message): void {
+    const core = this.core;
+    const id = env.id;
+    const q = this.question(id);
+    if (q === undefined || q.returned) throw new ProtocolError(`Return for unknown question ID ${id}`);
+    const noFinishNeeded = env.noFinishNeeded;
+    const content = env.content;
+    if (core.traceOn) {
+      const key = q.traceKey;
+      core.trace(`<- return q${id}${key === null ? " results" : core.callText(key, true, content)}`);
+    }
+    q.returned = true;
+    if (env.releaseParamCaps && q.paramExports !== null) this.releaseParamExports(q);
+    if (q.tail) throw new ProtocolError("Tail call `Return` must set `resultsSentElsewhere`, not `results`.");
+    const caps: (Hook | null)[] = [];
+    m._capnp.capTable = caps as never;
+    q.sink.complete(q.discardResults ? errOutcome(new CanceledError()) : { err: null, msg: m, content, caps, ret: false });
+    this.finishAfterReturn(q, noFinishNeeded);
+  }
+
+  private releaseParamExports(q: Question): void {
+    const pe = q.paramExports!;
+    q.paramExports = null;
+    for (const e of pe) this.core.exports.release(e, 1);
+  }
+
+  /** @internal Any Return (see {@link handleReturn}). */
+  handleAnyReturn(env: Envelope, m: capnp.Message): void {
     const core = this.core;
     const id = env.id;
     const q = this.question(id);
@@ -315,11 +389,7 @@ export class QuestionTable implements RouteConn {
       }
     }
     q.returned = true;
-    if (env.releaseParamCaps && q.paramExports !== null) {
-      const pe = q.paramExports;
-      q.paramExports = null;
-      for (const e of pe) core.exports.release(e, 1);
-    }
+    if (env.releaseParamCaps && q.paramExports !== null) this.releaseParamExports(q);
     let outcome: Outcome;
     switch (which) {
       case rpc.Return.RESULTS: {
@@ -373,12 +443,23 @@ export class QuestionTable implements RouteConn {
     return null;
   }
 
+  /**
+   * After `q`'s Return: its Finish (lazy), unless it was sent, is not needed, or is held. A
+   * connection's first question (the Bootstrap's) needs its Finish while a warm call loop's
+   * (`noFinishNeeded`) never do: the three outcomes are constants chosen from fields read on
+   * every path, called from one call site (see {@link handleReturn}).
+   */
   private finishAfterReturn(q: Question, noFinishNeeded: boolean): void {
-    if (q.finishSent) this.removeIfDone(q);
-    else if (noFinishNeeded) {
-      q.finishSent = true;
-      this.removeIfDone(q);
-    } else if (!q.holdFinish) this.sendFinish(q, false, true);
+    const sent = q.finishSent;
+    const held = q.holdFinish;
+    const f = sent || noFinishNeeded ? finishDone : held ? finishHeld : finishLazy;
+    f(this, q);
+  }
+
+  /** @internal `q` needs no Finish (any more): it is forgotten once returned. */
+  finished(q: Question): void {
+    q.finishSent = true;
+    this.removeIfDone(q);
   }
 
   /** The peer answered our Call/Bootstrap `id` with Unimplemented: the call fails. */
@@ -408,3 +489,16 @@ export class QuestionTable implements RouteConn {
     }
   }
 }
+
+/** The paths of {@link QuestionTable.handleReturn}, as module constants (see there). */
+/** The question IDs of {@link QuestionTable.alloc} (see there). */
+const putQuestion = (t: QuestionTable, q: Question): void => t.addWithin(q);
+const growQuestions = (t: QuestionTable, q: Question): void => t.addGrowing(q);
+const newQuestionId = (t: QuestionTable, _id: number | undefined): number => t.newId();
+const freedQuestionId = (_t: QuestionTable, id: number | undefined): number => id!;
+const returnResults = (t: QuestionTable, env: Envelope, m: capnp.Message): void => t.handleResults(env, m);
+const returnAny = (t: QuestionTable, env: Envelope, m: capnp.Message): void => t.handleAnyReturn(env, m);
+/** The outcomes of {@link QuestionTable.finishAfterReturn} (see there). */
+const finishDone = (t: QuestionTable, q: Question): void => t.finished(q);
+const finishHeld = (_t: QuestionTable, _q: Question): void => {};
+const finishLazy = (t: QuestionTable, q: Question): void => t.sendFinish(q, false, true);
