@@ -13,9 +13,8 @@ import { streamTransport } from "../dist/stream.js";
 import { findWriteReq } from "../dist/socket-write.js";
 import { readSocketInPlace, SocketReader } from "../dist/socket-read.js";
 import { deferred, DisconnectedError } from "../dist/errors.js";
-import type { Transport } from "../dist/transport.js";
 import type { FlowControlledTransport } from "../dist/write-flow.js";
-import { msg } from "./tagged-messages.js";
+import { msg, recorder } from "./tagged-messages.js";
 
 const cleanups: (() => void | Promise<void>)[] = [];
 let baseline: HandleBaseline;
@@ -42,30 +41,6 @@ function countHandleWrites(s: net.Socket): () => number {
   return () => n;
 }
 
-/** The receiving side: a transport recording the tags it reads, in order. */
-function recorder(t: Transport): { tags: number[]; waitFor(n: number): Promise<void>; closed: Promise<Error | undefined> } {
-  const tags: number[] = [];
-  const closed = deferred<Error | undefined>();
-  let waiter: { n: number; resolve: () => void } | undefined;
-  t.start({
-    message(segs) {
-      const s = segs[0]!;
-      tags.push(new DataView(s.buffer, s.byteOffset, s.byteLength).getUint32(0, true));
-      if (waiter !== undefined && tags.length >= waiter.n) waiter.resolve();
-    },
-    closed: (e) => closed.resolve(e),
-  });
-  return {
-    tags,
-    closed: closed.promise,
-    waitFor(n) {
-      if (tags.length >= n) return Promise.resolve();
-      const d = deferred<void>();
-      waiter = { n, resolve: d.resolve };
-      return Promise.race([d.promise, closed.promise.then((e) => Promise.reject(e ?? new Error("closed early")))]);
-    },
-  };
-}
 
 /**
  * Sends ~1 KiB messages, one per event-loop turn, until a write stays pending (the peer reads

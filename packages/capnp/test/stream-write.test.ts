@@ -11,9 +11,8 @@ import { countWrites, unixSocketPair } from "@multiprocess-ts/testing";
 import type * as net from "node:net";
 import { streamTransport } from "../dist/stream.js";
 import { deferred, DisconnectedError } from "../dist/errors.js";
-import type { Transport } from "../dist/transport.js";
 import type { FlowControlledTransport } from "../dist/write-flow.js";
-import { msg } from "./tagged-messages.js";
+import { msg, recorder } from "./tagged-messages.js";
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -26,30 +25,6 @@ async function pair(): Promise<{ a: net.Socket; b: net.Socket; ta: FlowControlle
   return { a: sockets.server, b: sockets.client, ta: streamTransport(sockets.server) };
 }
 
-/** The receiving side: a transport recording the tags it reads, in order. */
-function recorder(t: Transport): { tags: number[]; waitFor(n: number): Promise<void>; closed: Promise<Error | undefined> } {
-  const tags: number[] = [];
-  const closed = deferred<Error | undefined>();
-  let waiter: { n: number; resolve: () => void } | undefined;
-  t.start({
-    message(segs) {
-      const s = segs[0]!;
-      tags.push(new DataView(s.buffer, s.byteOffset, s.byteLength).getUint32(0, true));
-      if (waiter !== undefined && tags.length >= waiter.n) waiter.resolve();
-    },
-    closed: (e) => closed.resolve(e),
-  });
-  return {
-    tags,
-    closed: closed.promise,
-    waitFor(n) {
-      if (tags.length >= n) return Promise.resolve();
-      const d = deferred<void>();
-      waiter = { n, resolve: d.resolve };
-      return Promise.race([d.promise, closed.promise.then((e) => Promise.reject(e ?? new Error("closed early")))]);
-    },
-  };
-}
 
 describe("streamTransport writes on a net.Socket", () => {
   it("flushes in a promise reaction: written before later reactions and ticks, shared by the reactions queued before it", async () => {
