@@ -30,6 +30,12 @@ function returnOf(got: rpc.Message[], qid: number): rpc.Return {
 const sum = (ret: rpc.Return): number => capnp.Struct.getStruct(0, Box, ret.getResults()).a;
 
 /** A Finish of `qid` that leaves its results' caps to Release messages (releaseResultCaps false). */
+/** A Release of one reference to import `id`. */
+const releaseOne = (id: number) => (r: rpc.Message): void => {
+  const rel = r.initRelease();
+  rel.setId(id);
+  rel.setReferenceCount(1);
+};
 const finishKeep = (qid: number) => (r: rpc.Message): void => {
   const f = r.initFinish();
   f.setQuestionId(qid);
@@ -116,11 +122,7 @@ describe("a connection's first messages", () => {
     peer.send(importCall(1, id, 1)); // a call on the import after its answer is gone
     await drain();
     expect(sum(returnOf(peer.got, 1))).toBe(2);
-    peer.send((r) => {
-      const rel = r.initRelease();
-      rel.setId(id);
-      rel.setReferenceCount(1);
-    });
+    peer.send(releaseOne(id));
     await drain();
     await closeServed(conn, calc);
   });
@@ -144,11 +146,7 @@ describe("a connection's first messages", () => {
       q++;
     }
     peer.send(finishKeep(0));
-    peer.send((r) => {
-      const rel = r.initRelease();
-      rel.setId(id);
-      rel.setReferenceCount(1);
-    });
+    peer.send(releaseOne(id));
     await drain();
     await closeServed(conn, calc);
   });
