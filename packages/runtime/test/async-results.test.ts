@@ -20,6 +20,14 @@ async function outcome(p: Promise<unknown>): Promise<unknown> {
   }
 }
 
+/** Counts a server loop's async task start and done hooks. */
+function countTasks(loop: { hooks: { asyncRequestStart?: () => void; asyncRequestDone?: () => void } }): { started: number; done: number } {
+  const n = { started: 0, done: 0 };
+  loop.hooks.asyncRequestStart = () => void n.started++;
+  loop.hooks.asyncRequestDone = () => void n.done++;
+  return n;
+}
+
 const OUT_OF_RANGE = { err: "RemoteError", message: expect.stringContaining("out of range for Int32"), remote: true };
 
 describe.each(["warning", "debug"] as LogLevel[])("an async method's results at log level %s", (level) => {
@@ -27,27 +35,21 @@ describe.each(["warning", "debug"] as LogLevel[])("an async method's results at 
     const impl = new FooImpl();
     await using p = await fooSetup(impl, { logLevel: level });
     await p.client.initThreadMap();
-    let started = 0;
-    let done = 0;
-    p.serverLoop.hooks.asyncRequestStart = () => started++;
-    p.serverLoop.hooks.asyncRequestDone = () => done++;
+    const tasks = countTasks(p.serverLoop);
     impl.intFn = async (n) => n + 1;
     expect(await p.client.callIntFnAsync(41)).toBe(42);
     impl.intFn = async () => 2 ** 40;
     expect(await outcome(p.client.callIntFnAsync(1))).toEqual(OUT_OF_RANGE);
     impl.intFn = async (n) => n * 2;
     expect(await p.client.callIntFnAsync(21)).toBe(42);
-    expect([started, done]).toEqual([3, 3]);
+    expect([tasks.started, tasks.done]).toEqual([3, 3]);
   });
 
   it("a queued Thread task: written from the promise's value, or the call fails; the next task runs", async () => {
     const impl = new FooImpl();
     await using p = await fooSetup(impl, { logLevel: level });
     await p.client.initThreadMap();
-    let started = 0;
-    let done = 0;
-    p.serverLoop.hooks.asyncRequestStart = () => started++;
-    p.serverLoop.hooks.asyncRequestDone = () => done++;
+    const tasks = countTasks(p.serverLoop);
     let open!: () => void;
     const gate = new Promise<void>((r) => (open = r));
     const order: number[] = [];
@@ -66,7 +68,7 @@ describe.each(["warning", "debug"] as LogLevel[])("an async method's results at 
     expect(await c2).toEqual(OUT_OF_RANGE);
     expect(await c3).toBe(13);
     expect(order).toEqual([1, 2, 3]);
-    expect([started, done]).toEqual([3, 3]);
+    expect([tasks.started, tasks.done]).toEqual([3, 3]);
   });
 
   it("a call without a Context: written from the promise's value, or the call fails", async () => {
