@@ -8,6 +8,7 @@
  * Threading: the connection's loop thread.
  */
 
+import type { Segment } from "capnp-ts/src/serialization/segment.js";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { ProtocolError } from "../errors.js";
 import type { Hook } from "./hook.js";
@@ -60,7 +61,26 @@ export class ExportTable {
     const n = caps.length;
     if (n === 0) return null;
     const at = this.needsPointers(caps) ? -1 : capListIn(payload, n);
-    if (at >= 0) return this.writeCapList(payload, at, caps);
+    if (at >= 0) return this.writeCapList(segmentView(payload.segment), at, caps);
+    return this.writeCapTableSlow(payload, caps);
+  }
+
+  /**
+   * {@link writeCapTable} into the Payload whose struct pointer is at byte `p` of `seg` (our own
+   * Call's params: rpc/questions.ts sendUnguarded), without a Payload object unless capnp-ts must
+   * write the table (a receiverAnswer descriptor, or no room in the segment): the same bytes.
+   */
+  writeCapTableAt(seg: Segment, p: number, caps: readonly (Hook | null)[]): number[] | null {
+    const n = caps.length;
+    if (n === 0) return null;
+    const at = this.needsPointers(caps) ? -1 : capListAt(seg, p, n);
+    if (at >= 0) return this.writeCapList(segmentView(seg), at, caps);
+    return this.writeCapTableSlow(new rpc.Payload(seg, p), caps);
+  }
+
+  /** {@link writeCapTable} through capnp-ts (`initCapTable` and the descriptors' setters). */
+  private writeCapTableSlow(payload: rpc.Payload, caps: readonly (Hook | null)[]): number[] | null {
+    const n = caps.length;
     const list = payload.initCapTable(n);
     let exp: number[] | null = null;
     for (let i = 0; i < n; i++) {
@@ -71,7 +91,7 @@ export class ExportTable {
   }
 
   /** Whether a cap needs a descriptor with a pointer (receiverAnswer: a promisedAnswer path). */
-  private needsPointers(caps: readonly (Hook | null)[]): boolean {
+  needsPointers(caps: readonly (Hook | null)[]): boolean {
     const q = this.core.questions;
     for (let i = 0; i < caps.length; i++) {
       const r = caps[i]?.resolved();
@@ -81,11 +101,11 @@ export class ExportTable {
   }
 
   /**
-   * {@link writeCapTable} into the list {@link capListIn} allocated at byte `at`: each descriptor
-   * is one data word (`which`, the id), written as writeDescriptor's setters would.
+   * {@link writeCapTable} into the list {@link capListAt} allocated at byte `at` of `dv`: each
+   * descriptor is one data word (`which`, the id), written as writeDescriptor's setters would;
+   * zeroed words (also the flat Call's, rpc/questions.ts sendFlatCaps, after {@link needsPointers}).
    */
-  private writeCapList(payload: rpc.Payload, at: number, caps: readonly (Hook | null)[]): number[] | null {
-    const dv = (payload.segment as unknown as { _dv: DataView })._dv;
+  writeCapList(dv: DataView, at: number, caps: readonly (Hook | null)[]): number[] | null {
     const core = this.core;
     let exp: number[] | null = null;
     for (let i = 0, e = at; i < caps.length; i++, e += 16) {
@@ -216,6 +236,13 @@ export class ExportTable {
 /** CapDescriptor's size: one data word, one pointer. */
 const DESC_WORDS = 2;
 
+/** A capnp-ts segment's DataView and allocation state, read in place. */
+type SegmentState = { _dv: DataView; byteLength: number; buffer: ArrayBuffer };
+
+function segmentView(seg: Segment): DataView {
+  return (seg as unknown as SegmentState)._dv;
+}
+
 /**
  * `payload.initCapTable(n)` done in place (exported for its test), laid out as capnp-ts lays it
  * out (the list at the end of the payload's segment: its tag word, then `n` zeroed two-word
@@ -224,17 +251,25 @@ const DESC_WORDS = 2;
  */
 export function capListIn(payload: rpc.Payload, n: number): number {
   if (payload._capnp.compositeIndex !== undefined) return -1;
-  const seg = payload.segment as unknown as { _dv: DataView; byteLength: number; buffer: ArrayBuffer; hasCapacity(n: number): boolean };
+  return capListAt(payload.segment, payload.byteOffset, n);
+}
+
+/**
+ * {@link capListIn} for the Payload whose struct pointer is at byte `p` of `seg` (exported for
+ * its test). The room is checked as capnp-ts's `Segment.hasCapacity` checks it, without its
+ * trace call.
+ */
+export function capListAt(segment: Segment, p: number, n: number): number {
+  const seg = segment as unknown as SegmentState;
   const dv = seg._dv;
-  const p = payload.byteOffset;
   const lo = dv.getUint32(p, true);
   const hi = dv.getUint32(p + 4, true);
   if ((lo & 3) !== 0 || (lo === 0 && hi === 0) || hi >>> 16 < 2) return -1;
   const q = p + 8 + ((lo | 0) >> 2) * 8 + (hi & 0xffff) * 8 + 8; // pointer 1: capTable
   if (dv.getUint32(q, true) !== 0 || dv.getUint32(q + 4, true) !== 0) return -1;
   const bytes = (1 + n * DESC_WORDS) * 8;
-  if (!seg.hasCapacity(bytes)) return -1;
   const t = seg.byteLength;
+  if (seg.buffer.byteLength - t < bytes) return -1;
   seg.byteLength = t + bytes;
   dv.setUint32(q, (((t - q - 8) >> 3) << 2) | 1, true); // list pointer, inline composite
   dv.setUint32(q + 4, 7 | ((n * DESC_WORDS) << 3), true);

@@ -225,7 +225,7 @@ export class QuestionTable implements RouteConn {
         else writePromisedAnswer(new rpc.MessageTarget(seg, CALL.targetPtr).initPromisedAnswer(), qid, path!);
         if (yourself) dv.setUint16(CALL.sendResultsTo, rpc.Call_SendResultsTo.YOURSELF, true);
         dv.setUint32(CALL.qid, id, true);
-        if (d.caps.length > 0) paramExports = core.exports.writeCapTable(new rpc.Payload(seg, CALL.paramsPtr), d.caps);
+        if (d.caps.length > 0) paramExports = core.exports.writeCapTableAt(seg, CALL.paramsPtr, d.caps);
       } else {
         m = cloneMessage(d.msg);
         const call = new rpc.Message(m.getSegment(0), 0).getCall();
