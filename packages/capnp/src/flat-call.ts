@@ -92,3 +92,70 @@ const promisedCallBytes = (content: number, path: readonly number[] | null): num
   const n = path === null ? 0 : path.length;
   return content + 16 + (n === 0 ? 0 : 8 + n * 8);
 };
+
+/**
+ * The Call of a params struct with capabilities in one struct of its own (issue 13, twelfth
+ * session: a method's `Proxy.Context`), to importedCap `importId`, written into `out` from byte 0:
+ * the same bytes as fastpath.ts `callMessage` (params of `dataWords` data words and `ptrWords`
+ * pointers), the struct of `capStructPtrs` pointers initialised at params pointer `capStruct`
+ * behind the content (runtime threads/proxy-context.ts `initContextIn`'s layout), capability
+ * `i` of the cap table at its pointer `slots[i]` (capnp `writeCap`, in table order), and the
+ * cap table list rpc/exports.ts `capListAt` allocates behind that for `n` descriptors. The
+ * params' data section (at {@link CALL}.envelopeBytes, zeroed) is the caller's to fill, and the
+ * descriptors' words (zeroed) the export table's (`writeCapList`). Returns the byte offset of
+ * descriptor 0; the message is {@link flatCapsCallBytes} long. `packages/capnp/test/flat-call.test.ts`
+ * compares it with the general builder.
+ */
+export function encodeFlatCapsCall(
+  out: Uint8Array,
+  dv: DataView,
+  qid: number,
+  interfaceId: bigint,
+  methodId: number,
+  dataWords: number,
+  ptrWords: number,
+  capStruct: number,
+  capStructPtrs: number,
+  slots: readonly number[],
+  n: number,
+  importId: number,
+): number {
+  const len = flatCapsCallBytes(dataWords, ptrWords, capStructPtrs, n);
+  out.fill(0, 0, len);
+  dv.setUint32(4, ptrHi(1, 1), true); // root → Message at word 1
+  out[8] = MSG_CALL;
+  dv.setUint32(20, ptrHi(3, 3), true); // → Call at word 3
+  dv.setUint32(CALL.qid, qid, true);
+  dv.setUint16(CALL.methodId, methodId, true);
+  dv.setBigUint64(CALL.interfaceId, interfaceId, true);
+  dv.setUint32(48, 2 << 2, true); // target → word 9
+  dv.setUint32(52, ptrHi(1, 1), true);
+  dv.setUint32(56, 3 << 2, true); // params → word 11
+  dv.setUint32(60, ptrHi(0, 2), true);
+  dv.setUint32(CALL.contentPtr, 1 << 2, true); // content → word 13
+  dv.setUint32(CALL.contentPtr + 4, ptrHi(dataWords, ptrWords), true);
+  dv.setUint32(CALL.importedCap, importId, true);
+  // The capabilities' struct right behind the content, its pointer in the params' pointer section.
+  const s = CALL.envelopeBytes + (dataWords + ptrWords) * 8;
+  const q = CALL.envelopeBytes + (dataWords + capStruct) * 8;
+  dv.setUint32(q, ((s - q - 8) >>> 3) << 2, true);
+  dv.setUint32(q + 4, ptrHi(0, capStructPtrs), true);
+  for (let i = 0; i < n; i++) {
+    const at = s + slots[i]! * 8;
+    dv.setUint32(at, 3, true); // PointerType.OTHER, capability
+    dv.setUint32(at + 4, i, true);
+  }
+  // The cap table (Payload pointer 1, at byte 96): an inline composite list of n CapDescriptors
+  // (1 data word, 1 pointer each) behind the struct, its tag word first.
+  const t = s + capStructPtrs * 8;
+  dv.setUint32(96, (((t - 96 - 8) >>> 3) << 2) | 1, true);
+  dv.setUint32(100, 7 | ((n * 2) << 3), true);
+  dv.setUint32(t, n << 2, true);
+  dv.setUint32(t + 4, ptrHi(1, 1), true);
+  return t + 8;
+}
+
+/** Bytes {@link encodeFlatCapsCall} writes for these arguments. */
+export function flatCapsCallBytes(dataWords: number, ptrWords: number, capStructPtrs: number, n: number): number {
+  return CALL.envelopeBytes + (dataWords + ptrWords + capStructPtrs + 1 + n * 2) * 8;
+}

@@ -1,16 +1,30 @@
 // Flat Calls (params of data words only, no capabilities) sent as bytes (fastpath.ts
 // encodeFlatCall, questions.ts sendFlat) against the general builder (fastpath.ts callMessage +
 // the target and question ID questions.ts writes), byte for byte: over many shapes and values,
-// edge values included, and on the wire of a connection, to an import and to a promised answer.
+// edge values included, and on the wire of a connection, to an import and to a promised answer;
+// and flat Calls with capabilities in a struct of their own (twelfth session: a Context; questions.ts
+// sendFlatCaps, flat-call.ts encodeFlatCapsCall) against the general path on the wire, with the
+// cases that take the general path.
 // Threading: loop thread (the test's thread).
 import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { describe, expect, it } from "vitest";
-import { DirectCall, fastpath, type Capability, type MemoryTransport, type RpcError } from "@multiprocess-ts/capnp";
-import { Box, CALC, COUNTER, M, drain, makePair } from "./rpc-helpers.js";
+import {
+  DirectCall,
+  deferred,
+  fastpath,
+  localCapability,
+  promiseCapability,
+  writeCap,
+  type Capability,
+  type MemoryTransport,
+  type RpcError,
+} from "@multiprocess-ts/capnp";
+import { Box, CALC, COUNTER, CounterServer, M, drain, makePair } from "./rpc-helpers.js";
 import { rng } from "./seeded-rng.js";
 
 import { encodeFlatCall, flatCallBytes } from "../dist/flat-call.js";
+import { hookOf } from "../dist/rpc/client.js";
 
 const { CALL, callMessage, dataViewOf } = fastpath;
 
@@ -273,5 +287,129 @@ describe("flat Calls on the wire", () => {
     expect(calls.length).toBe(0);
     expect(c.settled).toEqual([]);
     expect(p.client.stats().questions).toBe(0);
+  });
+});
+
+/** A params struct of `dataWords` data words and `ptrs` pointers. */
+function paramsOf(dataWords: number, ptrs: number): capnp.StructCtor<capnp.Struct> {
+  return class extends capnp.Struct {
+    static readonly _capnp = { displayName: "P", id: "f0000000000000f2", size: new capnp.ObjectSize(dataWords * 8, ptrs) };
+  };
+}
+/** The capabilities' struct (as runtime proxy-context.ts's Context: no data, `ptrs` pointers). */
+function capsStructOf(ptrs: number): capnp.StructCtor<capnp.Struct> {
+  return class extends capnp.Struct {
+    static readonly _capnp = { displayName: "C", id: "f0000000000000f3", size: new capnp.ObjectSize(0, ptrs) };
+  };
+}
+
+/** One cap-table shape: the params' layout, where the capabilities go, which they are. */
+interface CapsShape {
+  dataWords: number;
+  ptrWords: number;
+  capStruct: number;
+  capStructPtrs: number;
+  slots: number[];
+  caps: Capability[];
+}
+
+/**
+ * Sends a Call of shape `s` to `target` (a, b in the data) the flat way (DirectCall.sendFlatCaps)
+ * or the general way (begin, the data, the struct initialised and the caps written with writeCap
+ * in table order, sendCall: what the runtime's general path does); the Probe and whether the flat
+ * path took it.
+ */
+async function capsTrip(target: Capability, s: CapsShape, flatPath: boolean): Promise<[Probe, boolean]> {
+  const c = new Probe();
+  const Params = paramsOf(s.dataWords, s.ptrWords);
+  const w = s.dataWords === 0 ? () => {} : write(20, 22);
+  let took = false;
+  if (flatPath) took = c.sendFlatCaps(target, CALC, M.add, Params, w, s.capStruct, s.capStructPtrs, s.caps, s.slots, s.caps.length);
+  if (!took) {
+    const params = c.begin(target, CALC, M.add, Params);
+    w(dataViewOf(params.segment), CALL.envelopeBytes);
+    const st = capnp.Struct.initStructAt(s.capStruct, capsStructOf(s.capStructPtrs), params);
+    for (let i = 0; i < s.caps.length; i++) writeCap(st, s.slots[i]!, s.caps[i]!);
+    c.sendCall();
+  }
+  await drain();
+  return [c, took];
+}
+
+describe("flat Calls with capabilities on the wire", () => {
+  it("to an import: the same bytes as the general path for several cap-table shapes, the same exports", async () => {
+    await using p = makePair();
+    const from: ArrayBufferLike[] = [];
+    const calls = recordCalls(p.clientTransport, from);
+    await p.boot.whenResolved();
+    const local = localCapability(new CounterServer(1));
+    const local2 = localCapability(new CounterServer(2));
+    const resolver = deferred<Capability>();
+    const later = promiseCapability(resolver.promise);
+    // Each exported once beforehand, so that both paths find the same export IDs (a call's
+    // exports are released after it, and the freed IDs come back in another order).
+    const exportsOf = (p.client as unknown as { core: { exports: { exportHook(h: unknown): { id: number }; release(id: number, n: number): void } } }).core.exports;
+    const held = [local, local2, later].map((c) => exportsOf.exportHook(hookOf(c)).id);
+    const shapes: CapsShape[] = [
+      // The Context of a runtime call: callbackThread (pointer 1), then thread (pointer 0).
+      { dataWords: 1, ptrWords: 1, capStruct: 0, capStructPtrs: 2, slots: [1, 0], caps: [local, local2] },
+      { dataWords: 1, ptrWords: 1, capStruct: 0, capStructPtrs: 2, slots: [1], caps: [local] },
+      { dataWords: 0, ptrWords: 1, capStruct: 0, capStructPtrs: 2, slots: [1, 0], caps: [local, p.boot] },
+      { dataWords: 2, ptrWords: 3, capStruct: 2, capStructPtrs: 3, slots: [2, 0, 1], caps: [later, local, local] },
+      { dataWords: 1, ptrWords: 2, capStruct: 1, capStructPtrs: 1, slots: [0], caps: [p.boot] },
+    ];
+    for (const s of shapes) {
+      const before = p.client.stats().exports;
+      const [f, tookF] = await capsTrip(p.boot, s, true);
+      const [g, tookG] = await capsTrip(p.boot, s, false);
+      expect(tookF).toBe(true);
+      expect(tookG).toBe(false);
+      // (Params without data words fail on the server, which reads them as Box: both alike.)
+      expect(f.settled.length).toBe(1);
+      expect(g.settled.length).toBe(1);
+      expect(f.settled[0]?.kind).toBe(g.settled[0]?.kind);
+      expect(g.a).toBe(f.a);
+      // The server released the params' caps after each call: no export left behind by either.
+      expect(p.client.stats().exports).toBe(before);
+    }
+    expect(calls.length).toBe(shapes.length * 2);
+    for (let i = 2; i < calls.length; i += 2) expect(from[i]).toBe(from[0]);
+    for (let i = 1; i < calls.length; i += 2) expect(from[i]).not.toBe(from[0]);
+    for (let i = 0; i < calls.length; i += 2) expect(withoutIds(calls[i]!), `shape ${i / 2}`).toEqual(withoutIds(calls[i + 1]!));
+    for (const id of held) exportsOf.release(id, 1);
+    resolver.resolve(localCapability(new CounterServer(5)));
+    later.close();
+    local.close();
+    local2.close();
+    await drain();
+  });
+
+  it("declines, sending nothing, for a receiverAnswer cap, a promisedAnswer target or a local target", async () => {
+    await using p = makePair();
+    const calls = recordCalls(p.clientTransport);
+    await p.boot.whenResolved();
+    const local = localCapability(new CounterServer(1));
+    const req = p.boot.newCall(CALC, M.makeCounter, Box);
+    req.params.a = 0;
+    const pc = req.send();
+    const pipelined = pc.pipeline(0); // its Return not read yet: a promise on a promised answer
+    const sent = calls.length;
+    const ctx = { dataWords: 1, ptrWords: 1, capStruct: 0, capStructPtrs: 2, slots: [1, 0] };
+    const decline = (target: Capability, caps: Capability[]): boolean =>
+      new Probe().sendFlatCaps(target, CALC, M.add, paramsOf(1, 1), write(1, 2), ctx.capStruct, ctx.capStructPtrs, caps, ctx.slots, caps.length);
+    expect(decline(p.boot, [local, pipelined])).toBe(false);
+    expect(decline(pipelined, [local])).toBe(false);
+    expect(decline(local, [local])).toBe(false);
+    expect(calls.length).toBe(sent);
+    expect(p.client.stats().exports).toBe(0);
+    // Taken the general way (capsTrip sends before it waits), the receiverAnswer one goes out.
+    const [g, took] = await capsTrip(p.boot, { ...ctx, caps: [local, pipelined] }, true);
+    expect(took).toBe(false);
+    expect(calls.length).toBe(sent + 1);
+    expect(g.settled).toEqual([null]);
+    pipelined.close();
+    (await pc).close();
+    local.close();
+    await drain();
   });
 });

@@ -316,6 +316,58 @@ export abstract class DirectCall extends Sink {
     this.sendCall();
   }
 
+  /**
+   * {@link sendFlat} for params whose only non-null pointer (`capStruct`, of `Params`' pointers)
+   * is a struct of `capStructPtrs` pointers holding capabilities: `caps[i]` (borrowed, open) at its
+   * pointer `slots[i]`, cap table entry i (twelfth session: a method's `Proxy.Context`, runtime
+   * proxy/client.ts). The data section is written by `write` as for {@link sendFlat}. To an
+   * import, or a promise routed or resolved to one, it goes out as bytes (questions.ts sendFlat,
+   * flat-call.ts encodeFlatCapsCall), the cap table's descriptors written by the export table as
+   * the general path writes them: true. False when it did not (nothing was done: a local
+   * target, a promisedAnswer route, a descriptor that needs a pointer, a traced or ended
+   * connection, ...): the caller then builds the call with {@link begin} and {@link sendCall}.
+   */
+  sendFlatCaps(
+    cap: Capability,
+    interfaceId: bigint,
+    methodId: number,
+    Params: StructCtor<Struct>,
+    write: (dv: DataView, at: number) => void,
+    capStruct: number,
+    capStructPtrs: number,
+    caps: readonly Capability[],
+    slots: readonly number[],
+    n: number,
+  ): boolean {
+    const hook = hookOf(cap);
+    const size = Params._capnp.size;
+    const hooks = capsOfLength(n);
+    for (let i = 0; i < n; i++) hooks[i] = hookOf(caps[i]!);
+    const c = FLAT;
+    c.sink = this;
+    c.interfaceId = interfaceId;
+    c.methodId = methodId;
+    c.dataWords = (size.dataByteLength + 7) >>> 3;
+    c.write = write;
+    c.capCount = n;
+    c.ptrWords = size.pointerLength;
+    c.capStruct = capStruct;
+    c.capStructPtrs = capStructPtrs;
+    c.caps = hooks;
+    c.capSlots = slots;
+    try {
+      return hook.callFlat(c);
+    } finally {
+      c.sink = NO_SINK;
+      c.write = NOOP_WRITE;
+      c.capCount = 0;
+      c.ptrWords = 0;
+      c.caps = NO_HOOKS;
+      c.capSlots = NO_SLOTS;
+      hooks.fill(NO_HOOK);
+    }
+  }
+
   /** Drops a call begun but not sent: releases its target and the caps written into its params. */
   drop(): void {
     const hook = this.dHook;
@@ -383,7 +435,30 @@ class NoSink extends Sink {
 const NO_SINK: Sink = new NoSink();
 const NOOP_WRITE = (): void => {};
 /** The one FlatCall of this thread, filled for each {@link DirectCall.sendFlat} (no object per call). */
-const FLAT: { -readonly [K in keyof FlatCall]: FlatCall[K] } = { sink: NO_SINK, interfaceId: 0n, methodId: 0, dataWords: 0, write: NOOP_WRITE };
+const NO_HOOKS: readonly Hook[] = [];
+const NO_SLOTS: readonly number[] = [];
+const FLAT: { -readonly [K in keyof FlatCall]: FlatCall[K] } = {
+  sink: NO_SINK,
+  interfaceId: 0n,
+  methodId: 0,
+  dataWords: 0,
+  write: NOOP_WRITE,
+  capCount: 0,
+  ptrWords: 0,
+  capStruct: 0,
+  capStructPtrs: 0,
+  caps: NO_HOOKS,
+  capSlots: NO_SLOTS,
+};
+/** What {@link capsOfLength}'s arrays hold between calls (no hook kept alive by them). */
+const NO_HOOK = null as unknown as Hook;
+/** {@link DirectCall.sendFlatCaps}' hooks: one reused array per length (needsPointers reads its length). */
+const HOOKS_BY_LENGTH: Hook[][] = [];
+function capsOfLength(n: number): Hook[] {
+  let a = HOOKS_BY_LENGTH[n];
+  if (a === undefined) HOOKS_BY_LENGTH[n] = a = new Array<Hook>(n).fill(NO_HOOK);
+  return a;
+}
 
 /** Sink of a `sendResultsTo.yourself` question: the results stay with the peer. */
 class TailSink extends Sink {

@@ -85,6 +85,18 @@ export interface FlatCall {
   readonly methodId: number;
   readonly dataWords: number;
   readonly write: (dv: DataView, at: number) => void;
+  /**
+   * Capabilities (twelfth session; 0 for a flat struct): the params struct also has `ptrWords`
+   * pointers, all null except pointer `capStruct`, a struct of `capStructPtrs` pointers holding
+   * `caps[i]` (borrowed, not null) at its pointer `capSlots[i]`, cap table entry i
+   * (flat-call.ts encodeFlatCapsCall). Sent as bytes only to an importedCap.
+   */
+  readonly capCount: number;
+  readonly ptrWords: number;
+  readonly capStruct: number;
+  readonly capStructPtrs: number;
+  readonly caps: readonly Hook[];
+  readonly capSlots: readonly number[];
 }
 
 /** The result of a call. Whoever holds an Outcome owns its caps. */

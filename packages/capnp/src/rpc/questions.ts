@@ -11,7 +11,7 @@ import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { CanceledError, ProtocolError, RpcError, toRpcError } from "../errors.js";
 import { CALL, dataViewOf, encodeFinish } from "../fastpath.js";
-import { encodeFlatCall, flatCallBytes } from "../flat-call.js";
+import { encodeFlatCall, encodeFlatCapsCall, flatCallBytes, flatCapsCallBytes } from "../flat-call.js";
 import type { Envelope } from "../fastpath.js";
 import { errOutcome, releaseOutcome } from "./hook.js";
 import type { CallData, FlatCall, Hook, Outcome, Route, RouteConn } from "./hook.js";
@@ -142,6 +142,7 @@ export class QuestionTable implements RouteConn {
     const t = core.transport;
     const sink = c.sink;
     if (core.ended || core.traceOn || t.sendCopy === undefined || flatBusy || sink.canceled) return false;
+    if (c.capCount > 0) return this.sendFlatCaps(c, importId);
     const len = flatCallBytes(c.dataWords, importId, path);
     if (len > FLAT_BYTES) return false;
     const out = flatOut;
@@ -173,6 +174,48 @@ export class QuestionTable implements RouteConn {
       flatView = new DataView(flatOut.buffer);
       flatSegs = [flatOut.subarray(0, 0)];
       flatShape = -1;
+    }
+    return true;
+  }
+
+  /**
+   * {@link sendFlat} of a flat call with capabilities (hook.ts FlatCall `capCount` > 0) to
+   * importedCap `importId` (flat-call.ts encodeFlatCapsCall): the cap table's descriptors and
+   * export references written by the export table as {@link send} writes them (ExportTable
+   * writeCapList), the Question holding the exports it added. False (nothing done) for a
+   * promisedAnswer target or a cap that needs a descriptor with a pointer (receiverAnswer), or a
+   * Call too large for the buffer. The caller checked the connection, tracing and transport.
+   */
+  private sendFlatCaps(c: FlatCall, importId: number): boolean {
+    const core = this.core;
+    const n = c.capCount;
+    if (importId < 0 || flatCapsCallBytes(c.dataWords, c.ptrWords, c.capStructPtrs, n) > FLAT_BYTES) return false;
+    if (core.exports.needsPointers(c.caps)) return false;
+    const out = flatOut;
+    const dv = flatView;
+    const sink = c.sink;
+    flatShape = -1; // another envelope: the next call-loop Call is encoded whole
+    flatBusy = true;
+    let at: number;
+    try {
+      at = encodeFlatCapsCall(out, dv, 0, c.interfaceId, c.methodId, c.dataWords, c.ptrWords, c.capStruct, c.capStructPtrs, c.capSlots, n, importId);
+      c.write(dv, CALL.envelopeBytes);
+    } finally {
+      flatBusy = false;
+    }
+    const paramExports = core.exports.writeCapList(dv, at, c.caps);
+    const len = at + n * 16;
+    const id = this.alloc();
+    dv.setUint32(CALL.qid, id, true);
+    const q = new Question(this, id, sink, false, false, paramExports);
+    this.add(q);
+    sink.setRoute(this, id);
+    sink.cancelHandler = q;
+    const segsOf = flatSegs[0]!.byteLength === len ? sameFlatSegs : newFlatSegs;
+    if (!core.transport.sendCopy!(segsOf(out, len))) {
+      flatOut = new Uint8Array(FLAT_BYTES);
+      flatView = new DataView(flatOut.buffer);
+      flatSegs = [flatOut.subarray(0, 0)];
     }
     return true;
   }

@@ -32,7 +32,7 @@ import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedErr
 import type { EventLoop, EventLoopRef } from "../event-loop.js";
 import { currentFrame, type TaskFrame } from "../threads/frame.js";
 import { laneContext } from "../threads/lanes.js";
-import { fillContextAt } from "../threads/proxy-context.js";
+import { fillContextAt, sendContextCall } from "../threads/proxy-context.js";
 import type { ThreadContext } from "../threads/thread-context.js";
 import { errorText } from "../util.js";
 import { CallIO } from "./call-io.js";
@@ -177,7 +177,7 @@ export abstract class ProxyClientBase implements AsyncDisposable {
         // Tracing: the engine writes the Call / Return lines, naming the method from this table.
         if (this.#trace) traceMethod(m, this.constructor);
         call.sendFlat(this.$cap, m.interfaceId, m.methodId, m.Params, write);
-      } else {
+      } else if (io !== null || m.context !== 0 || !this.#sendContext(call, m, build!, thread!, opts)) {
         const params = call.begin(this.$cap, m.interfaceId, m.methodId, m.Params);
         build!(params, io as CallIO);
         if (m.context >= 0) fillContextAt(params, m.context, connection, thread!, opts?.thread === "pool");
@@ -198,6 +198,15 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     io?.release();
     call.sent();
     return promise;
+  }
+
+  /**
+   * A call whose params are data fields and the Context, sent without a capnp-ts message when it
+   * can be (threads/proxy-context.ts sendContextCall); false, with nothing run, when not.
+   */
+  #sendContext(call: ClientCall<any>, m: ProxyMethod, build: (p: any, io: ClientIO) => void, thread: ThreadContext, opts: CallOptions | undefined): boolean {
+    if (this.#trace) traceMethod(m, this.constructor);
+    return sendContextCall(call, this.$cap, m, build, this.$connection, thread, opts?.thread === "pool");
   }
 
   /** @internal {@link $invoke} without the `protected` (construct / destroy from the runtime). */

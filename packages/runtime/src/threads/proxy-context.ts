@@ -6,8 +6,10 @@
  * Owns: nothing of its own; it creates a context's ThreadClients on first use (owned by the
  * context's maps). Threading: loop thread only.
  */
-import { localCapability, peekLocalServer, readCap, writeCap, type Capability } from "@multiprocess-ts/capnp";
+import { fastpath, localCapability, peekLocalServer, readCap, writeCap, type Capability, type DirectCall } from "@multiprocess-ts/capnp";
 import { Message as CapnpMessage, Pointer, Struct } from "capnp-ts";
+import { MAX_DEPTH } from "capnp-ts/src/constants.js";
+import type { ProxyMethod } from "../proxy/seam.js";
 import type { Connection } from "../connection.js";
 import { ThreadSelectionError } from "../errors.js";
 import { errorText } from "../util.js";
@@ -102,6 +104,97 @@ export function fillContextAt(params: Struct, index: number, connection: Connect
     scratch = ctx;
   }
 }
+
+/**
+ * @internal A call of method `m` whose params are data fields and the Context (at pointer 0, its
+ * only pointer), made by `thread` on `connection` (runtime proxy/client.ts, for a build that
+ * takes no CallIO), sent without a capnp-ts message when it can be (issue 13, twelfth session):
+ * `build` writes the data fields into a reused scratch struct; when the Context's two entries
+ * exist already (what {@link fillContext} writes without `loop.sync`: every call after a
+ * context's first on this connection, and no `contextHook`), the engine sends the Call as bytes
+ * to an import (capnp `DirectCall.sendFlatCaps`: the data copied from the scratch struct, the
+ * Context's capabilities and its cap table written in place, the same bytes as the general
+ * path). When the engine declines (a local target, a traced connection, ...), the call is built
+ * the general way here, its data copied from the scratch struct (`build` runs once). False, with
+ * nothing run, when the params or the Context do not allow it: the caller builds the call.
+ * Throws what `build` throws (nothing sent).
+ */
+export function sendContextCall(
+  call: DirectCall,
+  cap: Capability,
+  m: ProxyMethod,
+  build: (p: any, io: any) => void,
+  connection: Connection,
+  thread: ThreadContext,
+  pool: boolean,
+): boolean {
+  const Params = m.Params;
+  const size = Params._capnp.size;
+  const dataWords = (size.dataByteLength + 7) >>> 3;
+  if (m.context !== 0 || size.pointerLength !== 1 || scratchBusy || 16 + dataWords * 8 > SCRATCH_BYTES) return false;
+  const n = contextCapsNow(connection, thread, pool);
+  if (n === 0) return false;
+  const dv = SCRATCH_DV;
+  // The params struct: a pointer at byte 0 to its zeroed words at byte 8.
+  dv.setUint32(0, 0, true);
+  dv.setUint32(4, (dataWords | (1 << 16)) >>> 0, true);
+  for (let at = 8; at < 16 + dataWords * 8; at += 4) dv.setUint32(at, 0, true);
+  scratchWords = dataWords;
+  scratchBusy = true;
+  let params: Struct;
+  try {
+    build(fastpath.pointerAt(Params, SCRATCH_SEGMENT, 0, MAX_DEPTH), null);
+    if (call.sendFlatCaps(cap, m.interfaceId, m.methodId, Params, copyScratch, 0, 2, CONTEXT_CAPS, CONTEXT_SLOTS, n)) return true;
+    params = call.begin(cap, m.interfaceId, m.methodId, Params);
+    copyScratch(fastpath.dataViewOf(params.segment), fastpath.CALL.envelopeBytes);
+  } finally {
+    scratchBusy = false;
+    CONTEXT_CAPS[0] = CONTEXT_CAPS[1] = NO_CAP;
+  }
+  fillContextAt(params, 0, connection, thread, pool);
+  call.sendCall();
+  return true;
+}
+
+/**
+ * The capabilities {@link fillContext} writes without changing anything (both entries made, no
+ * `contextHook`), into {@link CONTEXT_CAPS} in the order it writes them (`callbackThread`, then
+ * `thread` when set): how many, or 0 when fillContext must run.
+ */
+function contextCapsNow(connection: Connection, thread: ThreadContext, pool: boolean): number {
+  if (connection.state !== "open" || thread.closed || connection.contextHook !== undefined) return 0;
+  const cb = thread.callbackThreads.get(connection);
+  if (cb === undefined || cb.destroyed || !cb.cap) return 0;
+  const rq = pool ? undefined : thread.requestThreads.get(connection);
+  if (!pool && (rq === undefined || rq.destroyed)) return 0;
+  CONTEXT_CAPS[0] = cb.cap;
+  if (!rq?.cap) return 1;
+  CONTEXT_CAPS[1] = rq.cap;
+  return 2;
+}
+
+/** {@link sendContextCall}'s Context capabilities and their pointers in the Context struct. */
+const NO_CAP = null as unknown as Capability;
+const CONTEXT_CAPS: Capability[] = [NO_CAP, NO_CAP];
+const CONTEXT_SLOTS: readonly number[] = [Context.CALLBACK_THREAD_PTR, Context.THREAD_PTR];
+
+/** {@link sendContextCall}'s scratch params: a struct pointer at byte 0, its words behind it. */
+const SCRATCH_BYTES = 512;
+let SCRATCH_SEGMENT: Context["segment"];
+let SCRATCH_DV: DataView;
+{
+  const root = new CapnpMessage().initRoot(Context); // its segment: capnp-ts's first buffer (>= SCRATCH_BYTES)
+  SCRATCH_SEGMENT = root.segment;
+  SCRATCH_DV = (SCRATCH_SEGMENT as unknown as { _dv: DataView })._dv;
+  if (SCRATCH_DV.byteLength < SCRATCH_BYTES) throw new Error("capnp-ts segment smaller than the scratch params need");
+}
+let scratchWords = 0;
+let scratchBusy = false;
+/** Copies the scratch params' data section to byte `at` of `dv` (hook.ts FlatCall `write`). */
+const copyScratch = (dv: DataView, at: number): void => {
+  const src = SCRATCH_DV;
+  for (let i = 0, end = scratchWords * 8; i < end; i += 4) dv.setUint32(at + i, src.getUint32(8 + i, true), true);
+};
 
 /** The reused Context object of {@link fillContextAt}, null while it is in use. */
 let scratch: Context | null = null;
