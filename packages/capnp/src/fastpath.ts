@@ -357,13 +357,7 @@ export class Envelope {
   /** Call.questionId, Return.answerId, Finish.questionId, Release.id. */
   id = 0;
   interfaceId = 0n;
-  /**
-   * The two halves of `interfaceId` as the fast decode last read them (see decodeEnvelope).
-   * `-0` (equal to 0, but not a small integer): the fields hold doubles from the start, since a
-   * half of 2^30 or more would otherwise change their representation at the first call, and so the
-   * class's map, which a new connection's Envelope would then not share with the first one's (its
-   * Dispatcher's `env` field type changes and the optimised read path is thrown away).
-   */
+  /** The halves of `interfaceId` the fast decode last read; `-0`: doubles from the start (docs/rpc.md "A new connection"). */
   iidLo = -0;
   iidHi = -0;
   methodId = 0;
