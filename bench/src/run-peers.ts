@@ -19,6 +19,7 @@ export async function runPeer(c: Ctx, kind: PeerKind): Promise<void> {
     log(`${kind}: sequential add (${o.n} + ${o.warmup} warm-up)`);
     const run1 = await sequentialWithCpu(server, o.n, o.warmup, async (i) => { if ((await peer.add(i, 1)) !== i + 1) throw new Error(`${kind}: wrong sum`); });
     const seq = latency(run1.us);
+    if (kind === "birpc") c.birpcSeqUs = run1.us;
     const cpu1 = run1.cpu;
     figs.add(`${kind} add sequential p50`, "µs", seq.p50, c.rawSeq?.p50 ?? null);
     figs.add(`${kind} add sequential p99`, "µs", seq.p99, c.rawSeq?.p99 ?? null);

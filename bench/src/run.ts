@@ -16,6 +16,7 @@ import { runCppReference, type CppCpu, type CppResult } from "./cpp.js";
 import { Figures } from "./figures.js";
 import { freshRows, freshWindow, type FreshWindow } from "./fresh-window.js";
 import { memoryPerConnection } from "./memory.js";
+import { rawNewConnection, rawNewConnectionRows, steadyOverRows } from "./noise-floor.js";
 import { addPairedRows } from "./paired.js";
 import { runPaired } from "./run-paired.js";
 import { runPeer } from "./run-peers.js";
@@ -49,6 +50,8 @@ export interface Ctx {
   foo: FooInterfaceClient; socket: Socket; raw: RawClient; rawServer: ServerChild; rpcServer: ServerChild; rpcPath: string;
   rawAdd: Buffer; dataSeconds: number; rawSeq?: Latency; cpuRawSeq?: Cpu; rawRate?: number; cpuRawPipe?: Cpu; rawEcho?: number; cpuRawEcho?: Cpu;
   p1?: Latency; p2?: number;
+  /** The timed calls of the raw floor's sequential run, P1's and (`--peers`) birpc's: the steady rows of noise-floor.ts. */
+  rawSeqUs?: Float64Array; p1Us?: Float64Array; birpcSeqUs?: Float64Array;
 }
 
 function connectRpc(loop: EventLoop, path: string): Promise<{ socket: Socket; foo: FooInterfaceClient }> {
@@ -67,6 +70,7 @@ async function floors(c: Ctx): Promise<void> {
   log(`floor: raw socket sequential (${o.n} + ${o.warmup} warm-up)`);
   const raw = await sequentialWithCpu(c.rawServer, o.n, o.warmup, () => c.raw.call(c.rawAdd));
   c.rawSeq = latency(raw.us);
+  c.rawSeqUs = raw.us;
   c.cpuRawSeq = raw.cpu;
   if (only.has("P2")) {
     log(`floor: raw socket, ${INFLIGHT} in flight for ${o.seconds} s`);
@@ -96,6 +100,7 @@ async function p1(c: Ctx): Promise<void> {
     if ((await c.foo.add(i, 1)) !== i + 1) throw new Error("wrong sum");
   });
   c.p1 = latency(us);
+  c.p1Us = us;
   c.info["cpu_us_per_call_P1"] = cpu;
   c.figs.add("P1 add sequential p50", "µs", c.p1!.p50, c.rawSeq!.p50, { dir: "le", x: 1.2 });
   c.figs.add("P1 add sequential p99", "µs", c.p1!.p99, c.rawSeq!.p99);
@@ -437,13 +442,21 @@ async function main(): Promise<void> {
     const freshBirpc = only.has("P1") && o.peers ? await fresh("birpc") : undefined;
     await floors(c);
     let freshAt = figs.rows.length;
+    let steadyAt = freshAt;
     if (only.has("P1")) {
       await p1(c);
       coldRows(c, coldRun!);
       await warmNewConnection(c);
+      // The same new connection between warm processes with no RPC (noise-floor.ts).
+      const rawNew = await rawNewConnection(join(dir, "raw.sock"), rawServer, COLD_CALLS, c.rawAdd);
+      figs.rows.push(...rawNewConnectionRows(rawNew, c.p1!.p50, c.rawSeq!.p50, c.cpuRawSeq!));
       newConnectionRows(c, await cold({ dir, loop }, true));
       figs.rows.push(...freshRows(freshRaw!, c.p1!.p50, c.rawSeq!.p50));
       freshAt = figs.rows.length;
+      // How many calls cross the target's threshold where nothing is cold: the steady runs' own samples.
+      figs.rows.push(...steadyOverRows("ours", c.p1Us!, c.p1!.p50, c.p1!.p50));
+      figs.rows.push(...steadyOverRows("raw", c.rawSeqUs!, c.p1!.p50, c.rawSeq!.p50));
+      steadyAt = figs.rows.length;
     }
     if (only.has("P2")) await p2(c);
     if (only.has("P3")) await p3(c);
@@ -455,6 +468,8 @@ async function main(): Promise<void> {
     if (freshBirpc !== undefined) {
       // Beside the raw floor's fresh rows; its own steady p50 is the birpc P1 row just measured.
       const own = figs.rows.find((f) => f.name === "birpc add sequential p50")?.ours ?? null;
+      // birpc's steady rows after ours and the raw floor's (first, as the splice below moves them).
+      if (c.birpcSeqUs !== undefined && c.p1 !== undefined && own !== null) figs.rows.splice(steadyAt, 0, ...steadyOverRows("birpc", c.birpcSeqUs, c.p1.p50, own));
       figs.rows.splice(freshAt, 0, ...freshRows(freshBirpc, c.p1?.p50 ?? null, own));
     }
     if (o.peers && (only.has("P1") || only.has("P2"))) await paired(c);

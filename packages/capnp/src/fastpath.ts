@@ -357,9 +357,9 @@ export class Envelope {
   /** Call.questionId, Return.answerId, Finish.questionId, Release.id. */
   id = 0;
   interfaceId = 0n;
-  /** The two halves of `interfaceId` as the fast decode last read them (see decodeEnvelope). */
-  iidLo = 0;
-  iidHi = 0;
+  /** The halves of `interfaceId` the fast decode last read; `-0`: doubles from the start (docs/rpc.md "A new connection"). */
+  iidLo = -0;
+  iidHi = -0;
   methodId = 0;
   sendResultsTo = 0;
   targetWhich = 0;

@@ -81,6 +81,13 @@ type WriteReqClass = new () => WriteReq;
 
 /** The request class, found once per thread; null: not found (every write takes `_write`). */
 let reqClass: WriteReqClass | null | undefined;
+/** {@link SocketWriter}'s handle before its first write (no socket handle is this object). */
+const NO_HANDLE: object = {};
+/** `write`: the socket's handle is the one {@link SocketWriter.adoptHandle} accepted. */
+const knownHandle = (_w: SocketWriter, _h: object): boolean => true;
+/** `write`: a handle the writer has not checked yet (once per socket). */
+const newHandle = (w: SocketWriter, h: object): boolean => w.adoptHandle(h);
+
 /** The request of the next direct write (a request attached to a native write is never reused). */
 let spareReq: WriteReq | null = null;
 
@@ -93,8 +100,12 @@ export class SocketWriter {
   private readonly cb: (err?: Error | null) => void;
   /** The direct write is available on this thread for this socket (see the file comment). */
   private readonly direct: boolean;
-  /** The socket's handle, once {@link libuvHandle} checked it. */
-  private handle: object | null = null;
+  /**
+   * The socket's handle, once {@link adoptHandle} checked it; until then an object that is no
+   * handle (not null: `write` compares it with the socket's handle, an object, and a warm
+   * process's comparison has only ever seen two objects).
+   */
+  private handle: object = NO_HANDLE;
 
   /** The socket's Writable state (`_writableState`), when it has the fields idle() reads. */
   private readonly state: WritableFields | null;
@@ -126,7 +137,10 @@ export class SocketWriter {
     const s = this.socket;
     if (this.direct && !s.timeout) {
       const h = (s as unknown as { _handle: object | null })._handle;
-      if (h !== null && (h === this.handle || this.libuvHandle(h))) return this.writeDirect(h as StreamHandle, chunk);
+      // A new socket's first write checks its handle: a constant chosen by data, one call site
+      // (docs/rpc.md "A new connection keeps the optimised code"), as a branch that only a
+      // connection's first write takes would be compiled without type feedback in a warm process.
+      if (h !== null && (h === this.handle ? knownHandle : newHandle)(this, h)) return this.writeDirect(h as StreamHandle, chunk);
     }
     this.inWrite = true;
     this.syncDone = false;
@@ -151,7 +165,8 @@ export class SocketWriter {
    * write tries the kernel at once and calls no JavaScript); a socket's handle is set once it
    * connects, so this runs once per socket.
    */
-  private libuvHandle(h: object): boolean {
+  /** @internal */
+  adoptHandle(h: object): boolean {
     const name = (Object.getPrototypeOf(h) as { constructor?: { name?: unknown } } | null)?.constructor?.name;
     if ((name !== "Pipe" && name !== "TCP") || typeof (h as Partial<StreamHandle>).writeBuffer !== "function") return false;
     this.handle = h;

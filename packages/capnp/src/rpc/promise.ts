@@ -13,6 +13,11 @@ import { Hook, errOutcome } from "./hook.js";
 import type { CallData, FlatCall, Route, RouteConn } from "./hook.js";
 import type { Server } from "./types.js";
 
+/** {@link PromiseHook.callFlat} of a resolved promise: to its resolution. */
+const flatToResolution = (p: PromiseHook, c: FlatCall): boolean => p.resolution!.callFlat(c);
+/** {@link PromiseHook.callFlat} of an unresolved promise: over its route. */
+const flatToRoute = (p: PromiseHook, c: FlatCall): boolean => p.flatRouted(c);
+
 /** A capability that is not known yet. */
 export class PromiseHook extends Hook {
   resolution: Hook | null = null;
@@ -52,7 +57,14 @@ export class PromiseHook extends Hook {
 
   /** {@link call} for a flat call: the same choice (resolution, route; queued ones say false). */
   override callFlat(c: FlatCall): boolean {
-    if (this.resolution !== null) return this.resolution.callFlat(c);
+    // Resolved (every call of a warm connection's bootstrap) or not (a new connection's first
+    // call, pipelined on its Bootstrap): a constant chosen by data, one call site (docs/rpc.md "A
+    // new connection keeps the optimised code").
+    return (this.resolution !== null ? flatToResolution : flatToRoute)(this, c);
+  }
+
+  /** @internal {@link callFlat} before the resolution: over the route, if any. */
+  flatRouted(c: FlatCall): boolean {
     const route = this.route;
     if (route === null || !route.conn.sendFlatCall(c, route)) return false;
     this.sentViaRoute = true;
