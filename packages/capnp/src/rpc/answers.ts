@@ -13,6 +13,7 @@ import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer.js";
 import { CanceledError, LimitError, ProtocolError, RpcError } from "../errors.js";
 import { RET, dataViewOf, newReturnMessage, setReturnHeader } from "../fastpath.js";
+import { flatReturnMessage, sendFlatReturn } from "../flat-return.js";
 import type { Envelope } from "../fastpath.js";
 import { BrokenHook, CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome, TailCallHandler } from "./hook.js";
@@ -356,7 +357,7 @@ export class AnswerTable implements TailCallHandler {
     const content = o.content;
     const own = o.ret;
     const prepared = a.resultExports !== null;
-    const send = !plain ? returnCopied : msg === null || content === null ? returnEmpty : !own ? returnCopied : prepared ? returnPrepared : returnOwn;
+    const send = !plain ? returnCopied : msg === null || content === null ? returnEmpty : !own ? returnCopied : prepared ? returnPrepared : msg === flatReturnMessage() ? returnFlat : returnOwn;
     send(this, a, o);
     this.removeIfDone(a);
   }
@@ -376,6 +377,24 @@ export class AnswerTable implements TailCallHandler {
       core.sendOwn(m);
     }
     if (early) this.dropEarly(a);
+  }
+
+  /**
+   * @internal Results in the thread's flat Return (flat-return.ts, data words only: no caps):
+   * its header written and its bytes copied by the transport; the caller releases the buffer.
+   */
+  sendFlatReturnOf(a: Answer, o: Outcome): void {
+    const core = this.core;
+    const early = this.mayDropEarly(a);
+    if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, o.content)}`);
+    o.content = null; // the buffer is the next call's once the transport has copied it
+    sendFlatReturn(a.id, early, core.transport);
+    if (early) this.dropEarly(a);
+  }
+
+  /** Whether a Return of `a` can be sent from the flat Return: results to the peer, a copying transport. */
+  flatOk(a: Answer): boolean {
+    return !a.yourself && a.resultExports === null && this.core.transport.sendCopy !== undefined;
   }
 
   /** @internal Our own results message whose cap table is written (the Bootstrap's): sent as a copy. */
@@ -572,10 +591,20 @@ function capTableIn(core: ConnCore, seg: capnp.Pointer["segment"], q: number): (
   return caps;
 }
 
+/**
+ * Whether `sink`'s results may be sent from the thread's flat Return (rpc/local.ts): an answer to
+ * the peer (not `yourself`, not a local caller, which reads the results after this) on a
+ * connection whose transport copies small messages (Transport.sendCopy).
+ */
+export function flatReturnSink(sink: Sink): boolean {
+  return sink instanceof Answer && sink.table.flatOk(sink);
+}
+
 /** The Returns of {@link AnswerTable.sendReturn} (see sendReturnUnguarded). */
 const putAnswer = (t: AnswerTable, a: Answer): void => t.addWithin(a);
 const growAnswers = (t: AnswerTable, a: Answer): void => t.addGrowing(a);
 const returnOwn = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendOwnReturn(a, o);
+const returnFlat = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendFlatReturnOf(a, o);
 const returnEmpty = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendEmptyReturn(a, o);
 const returnPrepared = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendPreparedReturn(a, o);
 const returnCopied = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendCopiedReturn(a, o);
