@@ -23,9 +23,14 @@
  * reply write: **service** = write − the read's entry (what a call spends on the server's
  * critical path before the kernel has the reply); **read part** = the read's return − its entry
  * (Node's onStreamRead, the reader, the transport's framing and the engine's decode: everything
- * before the microtasks; for F the write happens inside it). The server's CPU per call
+ * before the microtasks; for F the write happens inside it); **gap** = the read's return → the
+ * first microtask (a promise reaction queued by the wrapper before the read runs: Node's native
+ * callback scope closing, any nextTicks); the rest of the service time is the microtasks up to
+ * the write (the engine's dispatch reaction, the server, the Return, the transport's read-turn
+ * flush). The server's CPU per call
  * (`process.cpuUsage`) is printed next to them. Per block the median of each; printed: each
- * mode's median over blocks and the median of per-block differences B − A and A − F.
+ * mode's median over blocks and the median of per-block differences B − A (service, read part,
+ * after the read = service − read part, CPU) and A − F.
  * Nothing is asserted. Compare copies of builds (bench/README "Harness bias"), both orders.
  *
  * Threading: the main (loop) thread of each process.
@@ -152,18 +157,29 @@ async function leanFloor(path: string): Promise<Server> {
   });
 }
 
+const RESOLVED = Promise.resolve();
+
 /** The stamps of one mode's socket: per reply write, service and read-part times (µs). */
 class Stamps {
   readIn = -1;
   readOut = -1;
+  /** The first microtask after the read (queued before Node's onStreamRead runs: it runs first). */
+  micro = -1;
   service: number[] = [];
   readPart: number[] = [];
+  /** The read's return → the first microtask (the native callback scope closing, nextTicks). */
+  gap: number[] = [];
   wrap(h: Handle): void {
     const onread = h.onread;
     const wb = h.writeBuffer;
     const self = this;
+    const stampMicro = (): void => {
+      self.micro = performance.now();
+    };
     h.onread = function (this: unknown, ...a: unknown[]): unknown {
       self.readIn = performance.now();
+      self.micro = -1;
+      void RESOLVED.then(stampMicro);
       const r = onread.apply(this, a);
       self.readOut = performance.now();
       return r;
@@ -173,7 +189,9 @@ class Stamps {
       if (self.readIn >= 0) {
         self.service.push((t - self.readIn) * 1000);
         // The read's return, when the write came after it (else inside it: F's, or a write in the read turn).
-        self.readPart.push(((self.readOut >= self.readIn ? self.readOut : t) - self.readIn) * 1000);
+        const after = self.readOut >= self.readIn; // else the write is inside the read (F)
+        self.readPart.push(((after ? self.readOut : t) - self.readIn) * 1000);
+        if (after && self.micro >= self.readOut) self.gap.push((self.micro - self.readOut) * 1000);
         self.readIn = -1;
       }
       return wb.call(this, req, b);
@@ -216,6 +234,7 @@ async function server(): Promise<void> {
     const st = stamps[mode]!;
     st.service = [];
     st.readPart = [];
+    st.gap = [];
     const c0 = process.cpuUsage();
     child.send((mode === 2 ? { op: "raw", n: calls } : { op: "add", path: mode, n: calls }) satisfies Req);
     await reply();
@@ -228,6 +247,7 @@ async function server(): Promise<void> {
   for (const c of cpu) c.length = 0;
   const service: number[][] = [[], [], []];
   const readPart: number[][] = [[], [], []];
+  const gap: number[][] = [[], [], []];
   const count: number[] = [0, 0, 0];
   for (let b = 0; b < blocks; b++) {
     const rot = [0, 1, 2].map((j) => (b + j) % 3);
@@ -237,6 +257,7 @@ async function server(): Promise<void> {
       if (st.service.length === 0) throw new Error(`diag-service: no stamped writes for mode ${"ABF"[m]} (its socket not found?)`);
       service[m]!.push(med(st.service));
       readPart[m]!.push(med(st.readPart));
+      gap[m]!.push(st.gap.length === 0 ? 0 : med(st.gap));
       count[m] = st.service.length;
     }
   }
@@ -248,7 +269,7 @@ async function server(): Promise<void> {
   const names = [...dirs, "lean floor (onread + handle write)"];
   process.stdout.write(`server service time per call, µs (${blocks} blocks of ${n} sequential calls, A/B/F rotating; per block the median)\n`);
   for (const m of [0, 1, 2]) {
-    process.stdout.write(`${"ABF"[m]} ${names[m]!.padEnd(36)} service ${med(service[m]!).toFixed(2).padStart(6)}  read part ${med(readPart[m]!).toFixed(2).padStart(6)}  CPU/call ${med(cpu[m]!).toFixed(2).padStart(6)}  (${count[m]} writes stamped in the last block)\n`);
+    process.stdout.write(`${"ABF"[m]} ${names[m]!.padEnd(36)} service ${med(service[m]!).toFixed(2).padStart(6)}  read part ${med(readPart[m]!).toFixed(2).padStart(6)}  gap ${med(gap[m]!).toFixed(2).padStart(5)}  CPU/call ${med(cpu[m]!).toFixed(2).padStart(6)}  (${count[m]} writes stamped in the last block)\n`);
   }
   const paired = (what: string, x: number[][], i: number, j: number): void => {
     const d = x[i]!.map((v, k) => v - x[j]![k]!);
@@ -257,6 +278,9 @@ async function server(): Promise<void> {
   };
   paired("service B − A", service, 1, 0);
   paired("read part B − A", readPart, 1, 0);
+  // What follows the read (the gap and the microtasks up to the write): the Return's side.
+  const afterRead = service.map((xs, m) => xs.map((v, k) => v - readPart[m]![k]!));
+  paired("after the read B − A", afterRead, 1, 0);
   paired("CPU/call B − A", cpu, 1, 0);
   paired("service A − F", service, 0, 2);
   paired("service B − F", service, 1, 2);
