@@ -48,6 +48,10 @@ export class Answer extends Sink {
   protected onComplete(o: Outcome): void {
     this.table.sendReturn(this, o);
   }
+  /** Results to the peer (not `yourself`) on a transport that copies small messages (sendCopy). */
+  override flatResults(): boolean {
+    return !this.yourself && this.resultExports === null && this.table.core.transport.sendCopy !== undefined;
+  }
   override tailHandler(): TailCallHandler {
     return this.table;
   }
@@ -79,7 +83,8 @@ export class AnswerTable implements TailCallHandler {
   private count = 0;
 
   constructor(
-    private readonly core: ConnCore,
+    /** @internal */
+    readonly core: ConnCore,
     /** What we serve on Bootstrap (our own reference until the connection ends). */
     private bootstrapHook: Hook | null,
     /** Most outstanding answers before new calls are refused (RpcConnectionOptions.maxIncomingCalls). */
@@ -379,10 +384,7 @@ export class AnswerTable implements TailCallHandler {
     if (early) this.dropEarly(a);
   }
 
-  /**
-   * @internal Results in the thread's flat Return (flat-return.ts, data words only: no caps):
-   * its header written and its bytes copied by the transport; the caller releases the buffer.
-   */
+  /** @internal Results in the thread's flat Return (flat-return.ts: no caps); the caller releases it. */
   sendFlatReturnOf(a: Answer, o: Outcome): void {
     const core = this.core;
     const early = this.mayDropEarly(a);
@@ -390,11 +392,6 @@ export class AnswerTable implements TailCallHandler {
     o.content = null; // the buffer is the next call's once the transport has copied it
     sendFlatReturn(a.id, early, core.transport);
     if (early) this.dropEarly(a);
-  }
-
-  /** Whether a Return of `a` can be sent from the flat Return: results to the peer, a copying transport. */
-  flatOk(a: Answer): boolean {
-    return !a.yourself && a.resultExports === null && this.core.transport.sendCopy !== undefined;
   }
 
   /** @internal Our own results message whose cap table is written (the Bootstrap's): sent as a copy. */
@@ -589,15 +586,6 @@ function capTableIn(core: ConnCore, seg: capnp.Pointer["segment"], q: number): (
     throw err;
   }
   return caps;
-}
-
-/**
- * Whether `sink`'s results may be sent from the thread's flat Return (rpc/local.ts): an answer to
- * the peer (not `yourself`, not a local caller, which reads the results after this) on a
- * connection whose transport copies small messages (Transport.sendCopy).
- */
-export function flatReturnSink(sink: Sink): boolean {
-  return sink instanceof Answer && sink.table.flatOk(sink);
 }
 
 /** The Returns of {@link AnswerTable.sendReturn} (see sendReturnUnguarded). */

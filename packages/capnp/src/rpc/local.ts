@@ -15,7 +15,6 @@ import { Hook, errOutcome, runCancelFns } from "./hook.js";
 import type { CallData } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
 import { CapHandle, RequestImpl } from "./client.js";
-import { flatReturnSink } from "./answers.js";
 import type { Capability, IncomingCall, Request, Server, Struct, StructCtor } from "./types.js";
 
 /** Where errors thrown by `Server.onRelease` are reported (a connection that exported the server). */
@@ -166,7 +165,7 @@ class IncomingCallImpl implements IncomingCall {
   results<T extends Struct>(ctor: StructCtor<T>): T {
     if (this.res === null) {
       // Data-only results for the peer: the thread's flat Return, while no other call holds it.
-      const flat = flatReturnSink(this.d.sink) ? takeFlatResults(ctor) : null;
+      const flat = this.d.sink.flatResults() ? takeFlatResults(ctor) : null;
       if (flat !== null) {
         this.res = flat;
         this.flatCtor = ctor as StructCtor<capnp.Struct>;
@@ -286,7 +285,7 @@ class IncomingCallImpl implements IncomingCall {
 
   /**
    * {@link finish} of results in the thread's flat Return: sent from there (true) when the sink
-   * is an answer to a peer that can take it (answers.ts `flatReturnSink`); else the buffer is
+   * is an answer to a peer that can take it (`Sink.flatResults`); else the buffer is
    * released (a failure, a tail call) or the results copied into an ordinary Return message for
    * the general path (false).
    */
@@ -295,10 +294,13 @@ class IncomingCallImpl implements IncomingCall {
     const ctor = this.flatCtor!;
     this.flatCtor = null;
     const d = this.d;
-    if (!failed && !this.tailed && flatReturnSink(d.sink)) {
+    if (!failed && !this.tailed && d.sink.flatResults()) {
       if (d.sink.cancelHandler !== null) d.sink.cancelHandler = null;
-      d.sink.complete({ err: null, msg: flatReturnMessage(), content: res, caps: NO_CAPS, ret: true });
-      releaseFlatResults(res);
+      try {
+        d.sink.complete({ err: null, msg: flatReturnMessage(), content: res, caps: NO_CAPS, ret: true });
+      } finally {
+        releaseFlatResults(res);
+      }
       return true;
     }
     if (failed || this.tailed) {
