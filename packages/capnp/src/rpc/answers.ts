@@ -13,6 +13,7 @@ import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { setInterfacePointer } from "capnp-ts/src/serialization/pointers/pointer.js";
 import { CanceledError, LimitError, ProtocolError, RpcError } from "../errors.js";
 import { RET, dataViewOf, newReturnMessage, setReturnHeader } from "../fastpath.js";
+import { flatReturnMessage, sendFlatReturn } from "../flat-return.js";
 import type { Envelope } from "../fastpath.js";
 import { BrokenHook, CallData, errOutcome, releaseOutcome } from "./hook.js";
 import type { Hook, Outcome, TailCallHandler } from "./hook.js";
@@ -47,6 +48,10 @@ export class Answer extends Sink {
   protected onComplete(o: Outcome): void {
     this.table.sendReturn(this, o);
   }
+  /** Results to the peer (not `yourself`) on a transport that copies small messages (sendCopy). */
+  override flatResults(): boolean {
+    return !this.yourself && this.resultExports === null && this.table.core.transport.sendCopy !== undefined;
+  }
   override tailHandler(): TailCallHandler {
     return this.table;
   }
@@ -78,7 +83,8 @@ export class AnswerTable implements TailCallHandler {
   private count = 0;
 
   constructor(
-    private readonly core: ConnCore,
+    /** @internal */
+    readonly core: ConnCore,
     /** What we serve on Bootstrap (our own reference until the connection ends). */
     private bootstrapHook: Hook | null,
     /** Most outstanding answers before new calls are refused (RpcConnectionOptions.maxIncomingCalls). */
@@ -356,7 +362,7 @@ export class AnswerTable implements TailCallHandler {
     const content = o.content;
     const own = o.ret;
     const prepared = a.resultExports !== null;
-    const send = !plain ? returnCopied : msg === null || content === null ? returnEmpty : !own ? returnCopied : prepared ? returnPrepared : returnOwn;
+    const send = !plain ? returnCopied : msg === null || content === null ? returnEmpty : !own ? returnCopied : prepared ? returnPrepared : msg === flatReturnMessage() ? returnFlat : returnOwn;
     send(this, a, o);
     this.removeIfDone(a);
   }
@@ -375,6 +381,16 @@ export class AnswerTable implements TailCallHandler {
       o.content = null; // handed to the transport (and its buffer maybe recycled)
       core.sendOwn(m);
     }
+    if (early) this.dropEarly(a);
+  }
+
+  /** @internal Results in the thread's flat Return (flat-return.ts: no caps); the caller releases it. */
+  sendFlatReturnOf(a: Answer, o: Outcome): void {
+    const core = this.core;
+    const early = this.mayDropEarly(a);
+    if (core.traceOn) core.trace(`-> return a${a.id}${a.traceKey === null ? " results" : core.callText(a.traceKey, true, o.content)}`);
+    o.content = null; // the buffer is the next call's once the transport has copied it
+    sendFlatReturn(a.id, early, core.transport);
     if (early) this.dropEarly(a);
   }
 
@@ -576,6 +592,7 @@ function capTableIn(core: ConnCore, seg: capnp.Pointer["segment"], q: number): (
 const putAnswer = (t: AnswerTable, a: Answer): void => t.addWithin(a);
 const growAnswers = (t: AnswerTable, a: Answer): void => t.addGrowing(a);
 const returnOwn = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendOwnReturn(a, o);
+const returnFlat = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendFlatReturnOf(a, o);
 const returnEmpty = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendEmptyReturn(a, o);
 const returnPrepared = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendPreparedReturn(a, o);
 const returnCopied = (t: AnswerTable, a: Answer, o: Outcome): void => t.sendCopiedReturn(a, o);

@@ -10,6 +10,7 @@ import * as capnp from "capnp-ts";
 import { CanceledError, RpcError, toRpcError } from "../errors.js";
 import { unadoptMessage } from "../adopt.js";
 import { dataViewOf, newReturnMessage } from "../fastpath.js";
+import { copyFlatResults, flatReturnMessage, releaseFlatResults, takeFlatResults } from "../flat-return.js";
 import { Hook, errOutcome, runCancelFns } from "./hook.js";
 import type { CallData } from "./hook.js";
 import { emptyStruct, readStruct } from "./message.js";
@@ -129,6 +130,8 @@ export function serverHolders(server: Server): number {
 class IncomingCallImpl implements IncomingCall {
   private resMsg: capnp.Message | null = null;
   private res: capnp.Struct | null = null;
+  /** The results' class while `res` is the thread's flat Return (flat-return.ts), else null. */
+  private flatCtor: StructCtor<capnp.Struct> | null = null;
   private ctrl: AbortController | null = null;
   private abortedEarly = false;
   /** `whenCanceled` callbacks (no AbortSignal is made for them). */
@@ -161,6 +164,13 @@ class IncomingCallImpl implements IncomingCall {
 
   results<T extends Struct>(ctor: StructCtor<T>): T {
     if (this.res === null) {
+      // Data-only results for the peer: the thread's flat Return, while no other call holds it.
+      const flat = this.d.sink.flatResults() ? takeFlatResults(ctor) : null;
+      if (flat !== null) {
+        this.res = flat;
+        this.flatCtor = ctor as StructCtor<capnp.Struct>;
+        return flat;
+      }
       const { msg, results } = newReturnMessage(ctor);
       msg._capnp.capTable = [];
       this.res = results;
@@ -250,6 +260,10 @@ class IncomingCallImpl implements IncomingCall {
     if (this.done) return;
     this.done = true;
     const d = this.d;
+    if (this.flatCtor !== null && this.finishFlat(failed)) {
+      d.releaseCaps();
+      return;
+    }
     const resCaps = (this.resMsg?._capnp.capTable ?? []) as (Hook | null)[];
     if (this.tailed) {
       for (const h of resCaps) h?.release();
@@ -268,7 +282,42 @@ class IncomingCallImpl implements IncomingCall {
     }
     d.releaseCaps();
   }
+
+  /**
+   * {@link finish} of results in the thread's flat Return: sent from there (true) when the sink
+   * is an answer to a peer that can take it (`Sink.flatResults`); else the buffer is
+   * released (a failure, a tail call) or the results copied into an ordinary Return message for
+   * the general path (false).
+   */
+  private finishFlat(failed: boolean): boolean {
+    const res = this.res!;
+    const ctor = this.flatCtor!;
+    this.flatCtor = null;
+    const d = this.d;
+    if (!failed && !this.tailed && d.sink.flatResults()) {
+      if (d.sink.cancelHandler !== null) d.sink.cancelHandler = null;
+      try {
+        d.sink.complete({ err: null, msg: flatReturnMessage(), content: res, caps: NO_CAPS, ret: true });
+      } finally {
+        releaseFlatResults(res);
+      }
+      return true;
+    }
+    if (failed || this.tailed) {
+      releaseFlatResults(res);
+      this.res = null;
+      return false;
+    }
+    const c = copyFlatResults(res, newReturnMessage, ctor);
+    c.msg._capnp.capTable = [];
+    this.res = c.results;
+    this.resMsg = c.msg;
+    return false;
+  }
 }
+
+/** The empty cap table of every flat Return (nothing is ever added to it). */
+const NO_CAPS: (Hook | null)[] = [];
 
 /** {@link LocalHook.call}'s dispatch reaction and its settled promise (see `settled`). */
 const DRAIN = (h: LocalHook): void => h.drain();

@@ -49,6 +49,11 @@ export abstract class Sink {
 
   protected abstract onComplete(o: Outcome): void;
 
+  /** Whether data-only results may be written in the thread's flat Return (flat-return.ts): an Answer's, rpc/answers.ts. */
+  flatResults(): boolean {
+    return false;
+  }
+
   /** Who can run a tail call on behalf of this sink's call (a connection's answers), if anyone. */
   tailHandler(): TailCallHandler | null {
     return null;
