@@ -11,8 +11,9 @@
  * handle's native write with a reused request object, else the socket's handle write); more
  * than one chunk are corked and flushed by one `uncork()`, so a stream with `_writev`
  * (net.Socket) writes them with one `writev` syscall; what a read's messages
- * make the engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
- * microtask queued after that dispatch instead (the read turn, {@link readTurnDone}). When a write
+ * make the engine send while they are handled is flushed by a reaction queued at the end of the
+ * read, after the dispatch microtasks they queued ({@link endReadTurn}); a read that sends nothing
+ * queues nothing, and its dispatch's sends (a server's Returns) take the usual flush. When a write
  * cannot complete at once, later messages wait in our queue until it does. A lazy message
  * (`sendLazy`: the engine's Finish after a Return) joins the batch without scheduling its write:
  * the next message's flush takes it along (a call loop's Finish and next Call: one write, and one
@@ -71,8 +72,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private flow: WriteFlow | null = null;
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
-  private flushScheduled = false; // the flush's promise reaction pending, or the read turn's flush
-  private readTurn = false; // a read's messages are handled: flush in readTurnDone's reaction
+  private flushScheduled = false; // the flush's promise reaction pending, or asked for in a read's turn
+  private readTurn = false; // a read's messages are being handled: a flush waits for endReadTurn
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -329,19 +330,30 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
-    // In a read's turn the read turn's reaction flushes.
-    if (!this.readTurn) void this.settled.then(FLUSH);
+    // While a read's messages are handled, the end of the read queues the flush (endReadTurn);
+    // else now. A constant chosen by data (a warm loop never sends while its read is handled, a
+    // new connection's Bootstrap does: docs/rpc.md "A new connection keeps the optimised code").
+    (this.readTurn ? flushAtReadEnd : flushSoon)(this);
   }
-  /** Settled: the flush and read turn react on it with module handlers, not closures (docs/rpc.md). */
+  /** Settled: the flush reacts on it with a module handler, not a closure (docs/rpc.md). */
   private readonly settled: Promise<StreamTransport> = Promise.resolve(this);
+  /** @internal Queues the flush: a reaction after the microtasks queued so far. */
+  queueFlush(): void {
+    void this.settled.then(FLUSH);
+  }
   /**
-   * The read turn: queued after each read (bytesRead), so it runs after the dispatch microtasks
-   * the read's messages queued, and writes what they and the read sent (a server's Returns of
-   * calls answered synchronously) together. Later messages take the usual flush (scheduleFlush).
+   * The end of a read's turn (bytesRead): what the read's messages sent while they were handled
+   * (`sentBefore`: a flush was already on its way when the read began) is flushed by a reaction
+   * queued now, after the microtasks the read's messages queued (a server's dispatch), so what
+   * those send joins the same write; a read that sent nothing queues nothing, and what its
+   * microtasks send takes the usual flush (scheduleFlush), queued by the first message: after the
+   * microtasks queued before it (all the read's dispatch reactions), so one write as well. A
+   * client's Return sends nothing: no microtask of ours between it and the caller's next Call
+   * (bench/README "Client half of a call", twelfth session).
    */
-  readTurnDone(): void {
+  endReadTurn(sentBefore: boolean): void {
     this.readTurn = false;
-    if (this.flushScheduled) this.uncork();
+    (this.flushScheduled && !sentBefore ? flushReadSent : readSentNothing)(this);
   }
 
   /**
@@ -455,7 +467,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
-    const turn = !this.readTurn; // a read's turn: flushes wait for readTurnDone's reaction
+    const turn = !this.readTurn; // a read's turn: a flush asked for now waits for endReadTurn
+    const sentBefore = this.flushScheduled;
     this.readTurn = true;
     try {
       // The lifecycle takes the messages (and drops them once the engine ended us mid-chunk).
@@ -465,7 +478,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(e as Error);
       return false;
     } finally {
-      if (turn) void this.settled.then(READ_TURN);
+      if (turn) this.endReadTurn(sentBefore);
     }
     return true;
   }
@@ -570,9 +583,13 @@ function LAZY_TICK(t: StreamTransport): void {
   t.lazyTick();
 }
 
-/** The reactions of a transport's flush and read turn (see StreamTransport `settled`). */
+/** The reaction of a transport's flush (see StreamTransport `settled`). */
 const FLUSH = (t: StreamTransport): void => t.uncork();
-const READ_TURN = (t: StreamTransport): void => t.readTurnDone();
+/** The constants scheduleFlush and endReadTurn choose from (see there). */
+const flushSoon = (t: StreamTransport): void => t.queueFlush();
+const flushAtReadEnd = (_t: StreamTransport): void => {};
+const flushReadSent = (t: StreamTransport): void => t.queueFlush();
+const readSentNothing = (_t: StreamTransport): void => {};
 
 /**
  * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to
