@@ -11,9 +11,8 @@
  * handle's native write with a reused request object, else the socket's handle write); more
  * than one chunk are corked and flushed by one `uncork()`, so a stream with `_writev`
  * (net.Socket) writes them with one `writev` syscall; what a read's messages
- * make the engine send while they are handled is flushed by a reaction queued at the end of the
- * read, after the dispatch microtasks they queued ({@link endReadTurn}); a read that sends nothing
- * queues nothing, and its dispatch's sends (a server's Returns) take the usual flush. When a write
+ * make the engine send while handled is flushed at the read's end ({@link endReadTurn}), after the
+ * microtasks they queued; the sends of those (a server's Returns) take the usual flush. When a write
  * cannot complete at once, later messages wait in our queue until it does. A lazy message
  * (`sendLazy`: the engine's Finish after a Return) joins the batch without scheduling its write:
  * the next message's flush takes it along (a call loop's Finish and next Call: one write, and one
@@ -329,31 +328,19 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
-    // While a read's messages are handled, the end of the read queues the flush (endReadTurn);
-    // else now. A constant chosen by data (a warm loop never sends while its read is handled, a
-    // new connection's Bootstrap does: docs/rpc.md "A new connection keeps the optimised code").
-    (this.readTurn ? flushAtReadEnd : flushSoon)(this);
+    // Not a nextTick (bench/README, eighth session); in a read, endReadTurn's (constants: docs/rpc.md).
+    (this.readTurn ? NO_FLUSH : QUEUE_FLUSH)(this);
   }
-  /** Settled: the flush reacts on it with a module handler, not a closure (docs/rpc.md). */
-  private readonly settled: Promise<StreamTransport> = Promise.resolve(this);
-  /** @internal Queues the flush: a reaction after the microtasks queued so far. */
-  queueFlush(): void {
-    void this.settled.then(FLUSH);
-  }
+  /** @internal Settled: the flush reacts on it with a module handler, not a closure (docs/rpc.md). */
+  readonly settled: Promise<StreamTransport> = Promise.resolve(this);
   /**
-   * The end of a read's turn (bytesRead): what the read's messages sent while they were handled
-   * (`sentBefore`: a flush was already on its way when the read began) is flushed by a reaction
-   * queued now, after the microtasks the read's messages queued (a server's dispatch), so what
-   * those send joins the same write; a read that sent nothing queues nothing, and what its
-   * microtasks send takes the usual flush (scheduleFlush), queued by the first message: after the
-   * microtasks queued before it (all the read's dispatch reactions), so one write as well. A
-   * client's Return sends nothing: no microtask of ours between it and the caller's next Call
-   * (bench/README "Client half of a call", twelfth session).
+   * The end of a read (bytesRead): what it sent is flushed after the microtasks it queued (unless a
+   * flush was on its way, `sentBefore`); a read that sent nothing (a client's Return) queues nothing,
+   * its microtasks' sends take the usual flush (bench/README "Client half of a call", twelfth session).
    */
   endReadTurn(sentBefore: boolean): void {
     this.readTurn = false;
-    (this.flushScheduled && !sentBefore ? flushReadSent : readSentNothing)(this);
+    (this.flushScheduled && !sentBefore ? QUEUE_FLUSH : NO_FLUSH)(this);
   }
 
   /**
@@ -583,13 +570,10 @@ function LAZY_TICK(t: StreamTransport): void {
   t.lazyTick();
 }
 
-/** The reaction of a transport's flush (see StreamTransport `settled`). */
+/** The reaction of a transport's flush (see StreamTransport `settled`), and how it is queued or not. */
 const FLUSH = (t: StreamTransport): void => t.uncork();
-/** The constants scheduleFlush and endReadTurn choose from (see there). */
-const flushSoon = (t: StreamTransport): void => t.queueFlush();
-const flushAtReadEnd = (_t: StreamTransport): void => {};
-const flushReadSent = (t: StreamTransport): void => t.queueFlush();
-const readSentNothing = (_t: StreamTransport): void => {};
+const QUEUE_FLUSH = (t: StreamTransport): void => void t.settled.then(FLUSH);
+const NO_FLUSH = (_t: StreamTransport): void => {};
 
 /**
  * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to
