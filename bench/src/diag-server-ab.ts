@@ -3,14 +3,16 @@
  * repository, A/B in the SAME two processes under the same load (issue 13, eighth session).
  *
  *   node bench/dist/diag-server-ab.js --a DIR --b DIR [--n 2000] [--blocks 20] [--pipe 0] [--floor]
- *                                     [--warm 3] [--print] [--marks] [--clients | --both]
+ *                                     [--warm 3] [--print] [--marks] [--clients | --both] [--bench-loop]
  *   taskset -c 1 node bench/dist/diag-server-ab.js ...      # pinned: both processes on one CPU
  *
  * DIR is a built checkout (e.g. a main worktree and this one). This process is the server: it
  * loads each build's runtime, node package, generated FooInterface and bench impl (two module
  * graphs side by side, each with its own capnp-ts) and serves one socket per build with
  * `listenConnections`. A forked client (this build's FooInterfaceClient) connects to both and,
- * on request, makes `n` sequential `add` calls (P1's loop), or `--pipe K` calls with K in flight
+ * on request, makes `n` sequential `add` calls (P1's loop: `await foo.add()` in a loop; with
+ * `--bench-loop` the bench's own shape, pair-client.ts: an async function per call awaited by the
+ * loop, two promise hops from the Return to the next call), or `--pipe K` calls with K in flight
  * (P2's), on one of them. Blocks alternate between the builds (the order flips every block);
  * each block's server `process.cpuUsage()` over its calls is one sample. Prints each build's
  * median and range and the median of the per-block paired difference B − A: wall-clock runs of
@@ -29,7 +31,7 @@ import { connectSocket } from "@multiprocess-ts/node";
 import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
 import { RawClient, startRawServer } from "./raw.js";
 
-type Req = { op: "add"; path: number; n: number; pipe: number } | { op: "raw"; n: number } | { op: "exit" };
+type Req = { op: "add"; path: number; n: number; pipe: number; benchLoop: boolean } | { op: "raw"; n: number } | { op: "exit" };
 
 /** P1's `add` on the wire (a Finish riding with each Call): request / reply frame payloads. */
 const RAW_REQ = 156;
@@ -91,6 +93,18 @@ async function client(args: string[]): Promise<void> {
           await raw!.call(rawReq);
           us[i] = (performance.now() - t0) * 1000;
         }
+      } else if (m.pipe <= 1 && m.benchLoop) {
+        // The bench's own loop shape (pair-client.ts, stats.ts timeSequential): an async function
+        // per call, awaited by the loop, so the next call starts two promise hops after the Return.
+        const foo = foos[m.path]!;
+        const add = async (i: number): Promise<void> => {
+          if ((await foo.add(i, 1)) !== i + 1) throw new Error("diag-server-ab: wrong sum");
+        };
+        for (let i = 0; i < n; i++) {
+          const t0 = performance.now();
+          await add(i);
+          us[i] = (performance.now() - t0) * 1000;
+        }
       } else if (m.pipe <= 1) {
         const foo = foos[m.path]!;
         for (let i = 0; i < n; i++) {
@@ -135,6 +149,7 @@ async function server(): Promise<void> {
   const blocks = Number(opt("blocks", "20"));
   const pipe = Number(opt("pipe", "0"));
   const floor = process.argv.includes("--floor") && pipe <= 1;
+  const benchLoop = process.argv.includes("--bench-loop");
   // A build whose modules this harness imports itself runs faster here than an identical copy
   // (ninth session: 0.3-0.65 µs per call in favour of that side, in 20 of 20 blocks): say so.
   const HARNESS_ROOT = resolve(fileURLToPath(new URL("../..", import.meta.url)));
@@ -158,7 +173,7 @@ async function server(): Promise<void> {
   /** One block on build `path` (0, 1), or on the raw floor (2). */
   const block = async (path: number, calls: number): Promise<number> => {
     const c0 = process.cpuUsage();
-    child.send((path === 2 ? { op: "raw", n: calls } : { op: "add", path, n: calls, pipe }) satisfies Req);
+    child.send((path === 2 ? { op: "raw", n: calls } : { op: "add", path, n: calls, pipe, benchLoop }) satisfies Req);
     const got = (await reply()) as ClientBlock;
     const c = process.cpuUsage(c0);
     seen[path]!.push(got);

@@ -11,8 +11,8 @@
  * handle's native write with a reused request object, else the socket's handle write); more
  * than one chunk are corked and flushed by one `uncork()`, so a stream with `_writev`
  * (net.Socket) writes them with one `writev` syscall; what a read's messages
- * make the engine send at once or from its dispatch microtask (a server's Returns) is flushed by a
- * microtask queued after that dispatch instead (the read turn, {@link readTurnDone}). When a write
+ * make the engine send while handled is flushed at the read's end ({@link endReadTurn}), after the
+ * microtasks they queued; the sends of those (a server's Returns) take the usual flush. When a write
  * cannot complete at once, later messages wait in our queue until it does. A lazy message
  * (`sendLazy`: the engine's Finish after a Return) joins the batch without scheduling its write:
  * the next message's flush takes it along (a call loop's Finish and next Call: one write, and one
@@ -71,8 +71,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private flow: WriteFlow | null = null;
   private watch: FlowWatch | null = null;
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
-  private flushScheduled = false; // the flush's promise reaction pending, or the read turn's flush
-  private readTurn = false; // a read's messages are handled: flush in readTurnDone's reaction
+  private flushScheduled = false; // the flush's promise reaction pending, or asked for in a read's turn
+  private readTurn = false; // a read's messages are being handled: a flush waits for endReadTurn
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -328,20 +328,19 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    // Not a nextTick (bench/README "Where the time goes", eighth session): see the module comment.
-    // In a read's turn the read turn's reaction flushes.
-    if (!this.readTurn) void this.settled.then(FLUSH);
+    // Not a nextTick (bench/README, eighth session); in a read, endReadTurn's (constants: docs/rpc.md).
+    (this.readTurn ? NO_FLUSH : QUEUE_FLUSH)(this);
   }
-  /** Settled: the flush and read turn react on it with module handlers, not closures (docs/rpc.md). */
-  private readonly settled: Promise<StreamTransport> = Promise.resolve(this);
+  /** @internal Settled: the flush reacts on it with a module handler, not a closure (docs/rpc.md). */
+  readonly settled: Promise<StreamTransport> = Promise.resolve(this);
   /**
-   * The read turn: queued after each read (bytesRead), so it runs after the dispatch microtasks
-   * the read's messages queued, and writes what they and the read sent (a server's Returns of
-   * calls answered synchronously) together. Later messages take the usual flush (scheduleFlush).
+   * The end of a read (bytesRead): what it sent is flushed after the microtasks it queued (unless a
+   * flush was on its way, `sentBefore`); a read that sent nothing (a client's Return) queues nothing,
+   * its microtasks' sends take the usual flush (bench/README "Client half of a call", twelfth session).
    */
-  readTurnDone(): void {
+  endReadTurn(sentBefore: boolean): void {
     this.readTurn = false;
-    if (this.flushScheduled) this.uncork();
+    (this.flushScheduled && !sentBefore ? QUEUE_FLUSH : NO_FLUSH)(this);
   }
 
   /**
@@ -455,7 +454,8 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
-    const turn = !this.readTurn; // a read's turn: flushes wait for readTurnDone's reaction
+    const turn = !this.readTurn; // a read's turn: a flush asked for now waits for endReadTurn
+    const sentBefore = this.flushScheduled;
     this.readTurn = true;
     try {
       // The lifecycle takes the messages (and drops them once the engine ended us mid-chunk).
@@ -465,7 +465,7 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
       this.readFail(e as Error);
       return false;
     } finally {
-      if (turn) void this.settled.then(READ_TURN);
+      if (turn) this.endReadTurn(sentBefore);
     }
     return true;
   }
@@ -570,9 +570,10 @@ function LAZY_TICK(t: StreamTransport): void {
   t.lazyTick();
 }
 
-/** The reactions of a transport's flush and read turn (see StreamTransport `settled`). */
+/** The reaction of a transport's flush (see StreamTransport `settled`), and how it is queued or not. */
 const FLUSH = (t: StreamTransport): void => t.uncork();
-const READ_TURN = (t: StreamTransport): void => t.readTurnDone();
+const QUEUE_FLUSH = (t: StreamTransport): void => void t.settled.then(FLUSH);
+const NO_FLUSH = (_t: StreamTransport): void => {};
 
 /**
  * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to

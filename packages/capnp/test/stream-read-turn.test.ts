@@ -1,5 +1,5 @@
 /**
- * The stream transport's read turn (stream.ts readTurnDone): what a read's messages make the
+ * The stream transport's read turn (stream.ts endReadTurn): what a read's messages make the
  * receiver send synchronously, or from the microtask the engine dispatches them in (a server's
  * Returns), is written by one microtask after that dispatch, together; what is sent later in the
  * turn takes the usual flush (a promise reaction queued by its first message). A read that makes
@@ -10,6 +10,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { countWrites, unixSocketPair } from "@multiprocess-ts/testing";
 import * as net from "node:net";
+import { promiseHooks } from "node:v8";
 import { streamTransport } from "../dist/stream.js";
 import { SocketReader, readSocketInPlace, socketReadPath } from "../dist/socket-read.js";
 import { deferred } from "../dist/errors.js";
@@ -151,6 +152,43 @@ describe.each<ReadPath>(["stream", "onread"])("streamTransport read turn (read t
     await rc.waitFor(1);
     expect(uncork).toHaveBeenCalledTimes(1);
     expect(rc.msgs).toEqual([1]);
+    await server.close();
+    expect(await rc.closed).toBeUndefined();
+  });
+
+  it("a read that sends nothing makes no promise; what the microtasks it wakes send goes out in one write", async () => {
+    const { client, server, serverSock } = await pair(path);
+    const rc = recorder(streamTransport(client));
+    const writes = countWrites(serverSock);
+    const made = deferred<number>();
+    let replies = false;
+    server.start({
+      message() {
+        if (!replies) {
+          // Promises made from here to the next macrotask: the transport's, if it queues any.
+          let n = 0;
+          const stop = promiseHooks.createHook({ init: () => void n++ });
+          setImmediate(() => {
+            stop();
+            made.resolve(n);
+          });
+          return;
+        }
+        // Returns for two callers: each sends its next call from the microtask it is woken in.
+        void Promise.resolve().then(() => server.send(msg(1)));
+        void Promise.resolve().then(() => server.send(msg(2)));
+      },
+      closed() {},
+    });
+    const one = Buffer.from([0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]);
+    client.write(one);
+    expect(await made.promise).toBe(0);
+    expect(writes()).toBe(0);
+    replies = true;
+    client.write(one);
+    await rc.waitFor(2);
+    expect(rc.msgs).toEqual([1, 2]);
+    expect(writes()).toBe(1);
     await server.close();
     expect(await rc.closed).toBeUndefined();
   });
