@@ -8,7 +8,7 @@
  * `--root`s alternate run by run) and prints, per build, the median over runs of call 1, each of
  * calls 2-`--show`, the sum of calls 2-10 and of 11-100.
  *
- *   node bench/dist/cold-one.js [--runs 10] [--calls 100] [--show 12] [--root /work/wt/base --root .] [-- NODE_FLAGS...]
+ *   node bench/dist/cold-one.js [--runs 10] [--calls 100] [--show 12] [--root ../base --root .] [-- NODE_FLAGS...]
  *
  * Node flags after `--` go to the children (diagnosis only: e.g. `--no-lazy-feedback-allocation`,
  * `--cpu-prof`). Child mode: `cold-one.js --child ROOT CALLS`, prints the µs as JSON; with

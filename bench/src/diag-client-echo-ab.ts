@@ -6,7 +6,7 @@
  *   node --expose-gc --max-semi-space-size=64 bench/dist/diag-client-echo-ab.js --a DIR --b DIR
  *        [--n 5000] [--blocks 30] [--pipe 0] [--poly] [--print]
  *
- * DIR is a built checkout (e.g. /work/wt/base and `.`). The process loads each build's runtime
+ * DIR is a built checkout (e.g. `../base`, a built checkout of main, and `.`). The process loads each build's runtime
  * and generated FooInterface (two module graphs side by side, each with its own capnp-ts), gives
  * each an EventLoop and a FooInterfaceClient over its own echo peer, and runs blocks of `n`
  * sequential `add(i, 1)` calls (or `--pipe K`: K in flight), alternating between the builds (the
