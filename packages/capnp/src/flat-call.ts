@@ -20,6 +20,27 @@ function ptrHi(dataWords: number, ptrs: number): number {
 }
 
 /**
+ * The part both encoders share: zeroes the message's `len` bytes and writes the frame's root,
+ * the Message (a Call), the Call's fields, its target and params pointers and the params'
+ * content pointer, whose upper word (the struct's data and pointer sizes) is `contentHi`.
+ */
+function writeCallEnvelope(out: Uint8Array, dv: DataView, len: number, qid: number, interfaceId: bigint, methodId: number, contentHi: number): void {
+  out.fill(0, 0, len);
+  dv.setUint32(4, ptrHi(1, 1), true); // root → Message at word 1
+  out[8] = MSG_CALL;
+  dv.setUint32(20, ptrHi(3, 3), true); // → Call at word 3
+  dv.setUint32(CALL.qid, qid, true);
+  dv.setUint16(CALL.methodId, methodId, true);
+  dv.setBigUint64(CALL.interfaceId, interfaceId, true);
+  dv.setUint32(48, 2 << 2, true); // target → word 9
+  dv.setUint32(52, ptrHi(1, 1), true);
+  dv.setUint32(56, 3 << 2, true); // params → word 11
+  dv.setUint32(60, ptrHi(0, 2), true);
+  dv.setUint32(CALL.contentPtr, 1 << 2, true); // content → word 13
+  dv.setUint32(CALL.contentPtr + 4, contentHi, true);
+}
+
+/**
  * The Call of a flat params struct (`dataWords` data words, no pointers: nothing is allocated
  * behind it) written straight into `out` from byte 0, no capnp-ts object: the same bytes as
  * fastpath.ts `callMessage` + the params' data + questions.ts's target (importedCap `importId` when
@@ -41,19 +62,7 @@ export function encodeFlatCall(
 ): number {
   const content = CALL.envelopeBytes + dataWords * 8;
   const len = flatCallBytes(dataWords, importId, path);
-  out.fill(0, 0, len);
-  dv.setUint32(4, ptrHi(1, 1), true); // root → Message at word 1
-  out[8] = MSG_CALL;
-  dv.setUint32(20, ptrHi(3, 3), true); // → Call at word 3
-  dv.setUint32(CALL.qid, qid, true);
-  dv.setUint16(CALL.methodId, methodId, true);
-  dv.setBigUint64(CALL.interfaceId, interfaceId, true);
-  dv.setUint32(48, 2 << 2, true); // target → word 9
-  dv.setUint32(52, ptrHi(1, 1), true);
-  dv.setUint32(56, 3 << 2, true); // params → word 11
-  dv.setUint32(60, ptrHi(0, 2), true);
-  dv.setUint32(CALL.contentPtr, 1 << 2, true); // content → word 13
-  dv.setUint32(CALL.contentPtr + 4, dataWords, true);
+  writeCallEnvelope(out, dv, len, qid, interfaceId, methodId, dataWords);
   if (importId >= 0) {
     dv.setUint32(CALL.importedCap, importId, true);
     return len;
@@ -121,19 +130,7 @@ export function encodeFlatCapsCall(
   importId: number,
 ): number {
   const len = flatCapsCallBytes(dataWords, ptrWords, capStructPtrs, n);
-  out.fill(0, 0, len);
-  dv.setUint32(4, ptrHi(1, 1), true); // root → Message at word 1
-  out[8] = MSG_CALL;
-  dv.setUint32(20, ptrHi(3, 3), true); // → Call at word 3
-  dv.setUint32(CALL.qid, qid, true);
-  dv.setUint16(CALL.methodId, methodId, true);
-  dv.setBigUint64(CALL.interfaceId, interfaceId, true);
-  dv.setUint32(48, 2 << 2, true); // target → word 9
-  dv.setUint32(52, ptrHi(1, 1), true);
-  dv.setUint32(56, 3 << 2, true); // params → word 11
-  dv.setUint32(60, ptrHi(0, 2), true);
-  dv.setUint32(CALL.contentPtr, 1 << 2, true); // content → word 13
-  dv.setUint32(CALL.contentPtr + 4, ptrHi(dataWords, ptrWords), true);
+  writeCallEnvelope(out, dv, len, qid, interfaceId, methodId, ptrHi(dataWords, ptrWords));
   dv.setUint32(CALL.importedCap, importId, true);
   // The capabilities' struct right behind the content, its pointer in the params' pointer section.
   const s = CALL.envelopeBytes + (dataWords + ptrWords) * 8;
