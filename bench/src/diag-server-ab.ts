@@ -27,8 +27,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { EventLoop } from "@multiprocess-ts/runtime";
-import { connectSocket } from "@multiprocess-ts/node";
-import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { connectAddClients } from "./add-clients.js";
 import { RawClient, startRawServer } from "./raw.js";
 
 type Req = { op: "add"; path: number; n: number; pipe: number; benchLoop: boolean } | { op: "raw"; n: number } | { op: "exit" };
@@ -45,32 +44,13 @@ const opt = (name: string, dflt: string): string => {
 /** The calls a block made, as the client saw them: its CPU per call and per-call wall-clock quantiles. */
 interface ClientBlock { cpu: number; p25: number; p50: number }
 
-type Add = (a: number, b: number) => Promise<number>;
-
-/** Connects build `dir`'s own FooInterfaceClient (its runtime, node package and generated code). */
-async function buildClient(dir: string, path: string): Promise<{ add: Add; close(): Promise<void> }> {
-  const url = (p: string): string => pathToFileURL(join(resolve(dir), p)).href;
-  const rt = (await import(url("packages/runtime/dist/index.js"))) as typeof import("@multiprocess-ts/runtime");
-  const nd = (await import(url("packages/node/dist/index.js"))) as typeof import("@multiprocess-ts/node");
-  const foo = (await import(url("proto/dist/test/foo.capnp.js"))) as typeof import("@multiprocess-ts/proto/test/foo.capnp.js");
-  const loop = new rt.EventLoop(`diag-server-ab-client ${dir}`, { log: { level: "warning" } });
-  const c = await nd.connectSocket(loop, path, foo.FooInterfaceClient);
-  return { add: (a, b) => c.add(a, b), close: () => c.close() };
-}
-
 async function client(args: string[]): Promise<void> {
   // `--clients`: each socket is called by its own build's client (both sides A/B), else by this build's.
   const dirs = JSON.parse(args.shift()!) as string[] | null;
   const paths = args;
   const loop = new EventLoop("diag-server-ab-client", { log: { level: "warning" } });
   const rawPath = paths.length > 2 ? paths.pop()! : undefined;
-  const foos = await Promise.all(
-    paths.map(async (p, i) => {
-      if (dirs !== null) return buildClient(dirs[i]!, p);
-      const c = await connectSocket(loop, p, FooInterfaceClient);
-      return { add: (a: number, b: number) => c.add(a, b), close: () => c.close() };
-    }),
-  );
+  const foos = await connectAddClients(dirs, paths, loop, "diag-server-ab-client");
   const raw = rawPath === undefined ? undefined : await RawClient.connect(rawPath);
   const rawReq = RawClient.request(RAW_REQ, RAW_REPLY);
   const cpu = (): number => {

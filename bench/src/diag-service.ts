@@ -43,8 +43,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { SocketReader, readSocketInPlace } from "@multiprocess-ts/capnp";
 import { EventLoop } from "@multiprocess-ts/runtime";
-import { connectSocket } from "@multiprocess-ts/node";
-import { FooInterfaceClient } from "@multiprocess-ts/proto/test/foo.capnp.js";
+import { connectAddClients } from "./add-clients.js";
 import { RawClient } from "./raw.js";
 
 type Req = { op: "add"; path: number; n: number } | { op: "raw"; n: number } | { op: "exit" };
@@ -58,29 +57,11 @@ const opt = (name: string, dflt: string): string => {
   return i < 0 ? dflt : process.argv[i + 1]!;
 };
 
-type Add = (a: number, b: number) => Promise<number>;
-
-async function buildClient(dir: string, path: string): Promise<{ add: Add; close(): Promise<void> }> {
-  const url = (p: string): string => pathToFileURL(join(resolve(dir), p)).href;
-  const rt = (await import(url("packages/runtime/dist/index.js"))) as typeof import("@multiprocess-ts/runtime");
-  const nd = (await import(url("packages/node/dist/index.js"))) as typeof import("@multiprocess-ts/node");
-  const foo = (await import(url("proto/dist/test/foo.capnp.js"))) as typeof import("@multiprocess-ts/proto/test/foo.capnp.js");
-  const loop = new rt.EventLoop(`diag-service-client ${dir}`, { log: { level: "warning" } });
-  const c = await nd.connectSocket(loop, path, foo.FooInterfaceClient);
-  return { add: (a, b) => c.add(a, b), close: () => c.close() };
-}
-
 async function client(args: string[]): Promise<void> {
   const dirs = JSON.parse(args.shift()!) as string[] | null;
   const rawPath = args.pop()!;
   const loop = new EventLoop("diag-service-client", { log: { level: "warning" } });
-  const foos = await Promise.all(
-    args.map(async (p, i) => {
-      if (dirs !== null) return buildClient(dirs[i]!, p);
-      const c = await connectSocket(loop, p, FooInterfaceClient);
-      return { add: (a: number, b: number) => c.add(a, b), close: () => c.close() };
-    }),
-  );
+  const foos = await connectAddClients(dirs, args, loop, "diag-service-client");
   const raw = await RawClient.connect(rawPath);
   const rawReq = RawClient.request(RAW_REQ, RAW_REPLY);
   process.on("message", (m: Req) => {
