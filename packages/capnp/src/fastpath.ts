@@ -378,6 +378,14 @@ export class Envelope {
   capTableAt = -1;
   /** hotEnvelope (rpc/hot-shape.ts): the content pointer's byte offset in the message; -1: Finish/Release. */
   contentAt = -1;
+  /**
+   * hotEnvelope, a Call or Return: the byte offset in the message's buffer (its `viewOf` view) of
+   * the payload content struct's data section, whose pointers are all null; -1 when the content
+   * is null or the message was not read by hotEnvelope.
+   */
+  dataAt = -1;
+  /** With {@link dataAt}: the content struct's data words. */
+  dataWords = 0;
   private seg: Seg | null = null;
   private depth = 0;
   private rootReader: rpc.Message | null = null;
@@ -391,6 +399,8 @@ export class Envelope {
     this.content = null;
     this.hasCapTable = false;
     this.capTableAt = -1;
+    this.dataAt = -1;
+    this.dataWords = 0;
   }
 
   /** Attach the message hotEnvelope (rpc/hot-shape.ts) read, keeping the fields it filled. */

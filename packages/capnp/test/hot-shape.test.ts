@@ -177,7 +177,18 @@ function decoded(s: Uint8Array): Record<string, unknown> {
   const seg = m._capnp.segments[0]!;
   env.reset(seg, 64);
   expect(fastpath.decodeEnvelope(seg, 64, env)).toBe(true);
-  return fields(env, seg.byteOffset);
+  const o = fields(env, seg.byteOffset);
+  // The content struct's data section, read from the content pointer's own bytes.
+  if (typeof o.content === "number") {
+    const dv = new DataView(s.buffer, s.byteOffset, s.byteLength);
+    const at = o.content;
+    const lo = dv.getUint32(at, true);
+    const hi = dv.getUint32(at + 4, true);
+    const isNull = lo === 0 && hi === 0;
+    o.dataAt = isNull ? -1 : at + 8 + (lo >> 2) * 8;
+    o.dataWords = isNull ? 0 : hi & 0xffff;
+  }
+  return o;
 }
 
 /** What hotEnvelope reads from `s`, or null when it does not take it. */
@@ -187,7 +198,10 @@ function hot(s: Uint8Array, env = new fastpath.Envelope()): Record<string, unkno
     const m = fastpath.messageInPlace(s);
     const seg = m._capnp.segments[0]!;
     env.content = fastpath.pointerAt(capnp.Pointer, seg, seg.byteOffset + env.contentAt, 61);
-    return fields(env, seg.byteOffset);
+    const o = fields(env, seg.byteOffset);
+    o.dataAt = env.dataAt < 0 ? -1 : env.dataAt - s.byteOffset;
+    o.dataWords = env.dataWords;
+    return o;
   }
   return fields(env, 0);
 }

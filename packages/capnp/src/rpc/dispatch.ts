@@ -69,20 +69,11 @@ export class Dispatcher implements TransportSink {
   }
 
   /**
-   * @internal A message of a hot shape whose envelope {@link hotEnvelope} has read into `env`:
-   * Finish / Release are routed as they are; a Call or Return gets its reader's message (in place
-   * when it can: no copy) and its content pointer.
+   * @internal A message of a hot shape whose envelope {@link hotEnvelope} has read into `env`,
+   * routed by kind; a Call's or Return's route makes its reader's message ({@link hotReader}).
    */
   hot(s0: Uint8Array): void {
     const env = this.env;
-    const depth = this.core.limits.nestingLimit;
-    const m = env.contentAt < 0 ? null : messageOfOne(s0);
-    if (m !== null) {
-      m._capnp.traversalLimit = Infinity; // hotEnvelope enforced ours
-      const seg = m._capnp.segments[0]!;
-      env.bind(seg, depth);
-      env.content = pointerAt(capnp.Pointer, seg, seg.byteOffset + env.contentAt, depth - 3);
-    }
     // The four kinds hotEnvelope reads, each to its table by a constant handler (one call site).
     let h: HotRoute;
     switch (env.which) {
@@ -99,7 +90,7 @@ export class Dispatcher implements TransportSink {
         h = routeRelease;
         break;
     }
-    h(this.core, env, m);
+    h(this.core, env, s0);
     env.clear();
   }
 
@@ -258,10 +249,28 @@ export class Dispatcher implements TransportSink {
 const hotMessage = (d: Dispatcher, _segments: Uint8Array[], s0: Uint8Array): void => d.hot(s0);
 const otherMessage = (d: Dispatcher, segments: Uint8Array[], s0: Uint8Array): void => d.other(segments, s0);
 
-/** The route of a hot-shaped message of one kind (`m` is null for Finish and Release). */
-type HotRoute = (core: ConnCore, env: Envelope, m: capnp.Message | null) => void;
-const routeCall: HotRoute = (core, env, m) => core.answers.handleCall(env, m!);
-const routeReturn: HotRoute = (core, env, m) => core.questions.handleReturn(env, m!);
+/**
+ * The reader's message of a hot-shaped Call or Return (in place when it can: no copy), its content
+ * pointer set in `env`; null when the payload's content is null.
+ */
+function hotReader(core: ConnCore, env: Envelope, s0: Uint8Array): capnp.Message | null {
+  if (env.contentAt < 0) return null;
+  const depth = core.limits.nestingLimit;
+  const m = messageOfOne(s0);
+  m._capnp.traversalLimit = Infinity; // hotEnvelope enforced ours
+  const seg = m._capnp.segments[0]!;
+  env.bind(seg, depth);
+  env.content = pointerAt(capnp.Pointer, seg, seg.byteOffset + env.contentAt, depth - 3);
+  return m;
+}
+
+/**
+ * The route of a hot-shaped message of one kind, `s0` its one segment. Call and Return each have
+ * their own, which makes the reader's message ({@link hotReader}); Finish and Release need none.
+ */
+type HotRoute = (core: ConnCore, env: Envelope, s0: Uint8Array) => void;
+const routeCall: HotRoute = (core, env, s0) => core.answers.handleCall(env, hotReader(core, env, s0)!);
+const routeReturn: HotRoute = (core, env, s0) => core.questions.handleReturn(env, hotReader(core, env, s0)!);
 const routeFinish: HotRoute = (core, env) => core.answers.handleFinish(env.id, env.releaseResultCaps);
 const routeRelease: HotRoute = (core, env) => {
   if (core.traceOn) core.trace(`<- release ${env.id} x${env.referenceCount}`);

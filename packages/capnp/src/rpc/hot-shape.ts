@@ -48,6 +48,10 @@ let sT = 0;
 let sDw = 0;
 let sPc = 0;
 
+/** Set by the last {@link payloadWords}: its content struct's data section (byte offset in the view; -1: null content) and data words. */
+let pData = -1;
+let pDw = 0;
+
 /**
  * The non-null near struct pointer at word `w` of a segment of `words` words starting at byte
  * `b` of `dv`, its target inside the segment: sets sT/sDw/sPc and returns true; false for anything else.
@@ -82,8 +86,14 @@ function nullsFrom(dv: DataView, b: number, p: number, from: number, pc: number)
 function payloadWords(dv: DataView, b: number, words: number, p: number, dw: number, pc: number): number {
   if (pc < 1 || !nullsFrom(dv, b, p + dw, 1, pc)) return -1;
   const cw = b + (p + dw) * 8; // content pointer
-  if (dv.getUint32(cw, true) === 0 && dv.getUint32(cw + 4, true) === 0) return 0;
+  if (dv.getUint32(cw, true) === 0 && dv.getUint32(cw + 4, true) === 0) {
+    pData = -1;
+    pDw = 0;
+    return 0;
+  }
   if (!structAt(dv, b, words, p + dw) || !nullsFrom(dv, b, sT + sDw, 0, sPc)) return -1;
+  pData = b + sT * 8;
+  pDw = sDw;
   return sDw + sPc;
 }
 
@@ -101,7 +111,8 @@ const scratch = new Envelope();
  * {@link hotShape} that also fills `env` as decodeEnvelope (Call, Return) or decodeControl
  * (Finish, Release) would, except `content`: for a Call or Return, `contentAt` is the byte offset
  * of the payload's content pointer from the start of `s` (the caller makes the reader's message
- * and the pointer); -1 for Finish and Release. False: not proven, `env` is left half-written
+ * and the pointer) and `dataAt` / `dataWords` locate the content struct's data section in
+ * `viewOf(s.buffer)` (-1: null content); -1 for Finish and Release. False: not proven, `env` is left half-written
  * (the caller resets it for the full decode).
  */
 export function hotEnvelope(s: Uint8Array, lim: ReaderLimits, env: Envelope): boolean {
@@ -146,6 +157,8 @@ export function hotEnvelope(s: Uint8Array, lim: ReaderLimits, env: Envelope): bo
       structs = 5; // Message, Call, MessageTarget, Payload, content (counted even when null: an upper bound)
       readCallHeader(dv, env, body, target);
       env.contentAt = contentAt;
+      env.dataAt = pData;
+      env.dataWords = pDw;
       break;
     }
     case MSG_RETURN: {
@@ -165,6 +178,8 @@ export function hotEnvelope(s: Uint8Array, lim: ReaderLimits, env: Envelope): bo
       env.retWhich = 0;
       env.takeFromOtherQuestion = dv.getUint32(body + 8, true);
       env.contentAt = contentAt;
+      env.dataAt = pData;
+      env.dataWords = pDw;
       break;
     }
     case MSG_FINISH:
@@ -193,5 +208,6 @@ const readControl: ControlReader = (dv, b, body, bPtrs, bDw, bPc, which, env) =>
   if (which === MSG_FINISH) env.releaseResultCaps = (dv.getUint8(body + 4) & 1) === 0;
   else env.referenceCount = dv.getUint32(body + 4, true);
   env.contentAt = -1;
+  env.dataAt = -1;
   return true;
 };
