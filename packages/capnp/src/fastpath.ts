@@ -19,10 +19,8 @@
  * the expected content: an allocation that does not fit (a big Data/Text) gets its own segment
  * (a far pointer) instead of capnp-ts's grow-and-copy of a single segment. That first buffer
  * comes from buffers.ts, and goes back there once a transport has copied the message.
- *
  * Owns no state: pure encode/decode functions and the {@link Envelope} record type (each
  * connection's dispatcher, rpc/dispatch.ts, owns one).
- *
  * Threading: any thread (no module-level mutable state); an Envelope belongs to its connection's
  * loop thread.
  */
@@ -344,9 +342,7 @@ export function encodeRelease(id: number, referenceCount: number): Uint8Array {
   return b;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Decoding
-
+// Decoding ------------------------------------------------------------------------------------
 /**
  * The fields of an incoming envelope. Filled either by {@link decodeEnvelope} (fast, straight
  * from segment 0) or by {@link decodeEnvelopeSlow} (capnp-ts accessors); both fill the same
@@ -378,13 +374,8 @@ export class Envelope {
   capTableAt = -1;
   /** hotEnvelope (rpc/hot-shape.ts): the content pointer's byte offset in the message; -1: Finish/Release. */
   contentAt = -1;
-  /**
-   * hotEnvelope, a Call or Return: the byte offset in the message's buffer (its `viewOf` view) of
-   * the payload content struct's data section, whose pointers are all null; -1 when the content
-   * is null or the message was not read by hotEnvelope.
-   */
+  /** hotEnvelope, Call/Return: the content struct's data section (byte offset in `viewOf(buffer)`; -1: null content) and its words. */
   dataAt = -1;
-  /** With {@link dataAt}: the content struct's data words. */
   dataWords = 0;
   private seg: Seg | null = null;
   private depth = 0;
@@ -400,7 +391,6 @@ export class Envelope {
     this.hasCapTable = false;
     this.capTableAt = -1;
     this.dataAt = -1;
-    this.dataWords = 0;
   }
 
   /** Attach the message hotEnvelope (rpc/hot-shape.ts) read, keeping the fields it filled. */
