@@ -4,7 +4,7 @@
  * of this repository and the lean Node floor, A/B/F in the SAME two processes (issue 13, twelfth
  * session: "Server half of a call").
  *
- *   node bench/dist/diag-service.js --a DIR --b DIR [--n 2000] [--blocks 20] [--warm 3] [--clients]
+ *   node bench/dist/diag-service.js --a DIR --b DIR [--n 2000] [--blocks 20] [--warm 3] [--clients] [--split]
  *   taskset -c 1 node bench/dist/diag-service.js ...      # pinned: both processes on one CPU
  *
  * This process is the server: it serves one socket per build with that build's
@@ -31,6 +31,16 @@
  * (`process.cpuUsage`) is printed next to them. Per block the median of each; printed: each
  * mode's median over blocks and the median of per-block differences B − A (service, read part,
  * after the read = service − read part, CPU) and A − F.
+ * `--split` (thirteenth session, "the read part, split"): also wraps each build's
+ * `Dispatcher.prototype.message` (packages/capnp rpc/dispatch.js of that build) with a stamp at its
+ * entry and its return, and splits A's and B's read part into **to the engine** (Node's
+ * onStreamRead, the reader, the frame decoder, the lifecycle: read entry → the first `message`
+ * entry; split again at the socket's `onread` callback's entry, wrapped too: Node's part before
+ * it, also for F), **engine** (`message`: envelope, in-place message, handleCall, the dispatch queued) and
+ * **unwind** (the last `message` return → the read's return: the decoder's, transport's and
+ * reader's loop ends, the reader's next region, the tracker's tap, Node's onStreamRead's rest).
+ * The wrapper adds two stamps and changes what V8 inlines into the lifecycle's call: indicative,
+ * the same for A and B.
  * Nothing is asserted. Compare copies of builds (bench/README "Harness bias"), both orders.
  *
  * Threading: the main (loop) thread of each process.
@@ -82,8 +92,12 @@ async function client(args: string[]): Promise<void> {
   process.send!("ready");
 }
 
-async function loadBuild(dir: string): Promise<(path: string) => Promise<unknown>> {
+async function loadBuild(dir: string, st: Stamps | null): Promise<(path: string) => Promise<unknown>> {
   const url = (p: string): string => pathToFileURL(join(resolve(dir), p)).href;
+  if (st !== null) {
+    const dm = (await import(url("packages/capnp/dist/rpc/dispatch.js"))) as { Dispatcher: { prototype: { message(...a: unknown[]): unknown } } };
+    st.wrapMessage(dm.Dispatcher.prototype);
+  }
   const rt = (await import(url("packages/runtime/dist/index.js"))) as typeof import("@multiprocess-ts/runtime");
   const nd = (await import(url("packages/node/dist/index.js"))) as typeof import("@multiprocess-ts/node");
   const foo = (await import(url("proto/dist/test/foo.capnp.js"))) as typeof import("@multiprocess-ts/proto/test/foo.capnp.js");
@@ -148,6 +162,37 @@ class Stamps {
   micro = -1;
   service: number[] = [];
   readPart: number[] = [];
+  /** `--split`: the first `message` entry and the last return in the read (see the header). */
+  msgIn = -1;
+  msgOut = -1;
+  cbIn = -1;
+  nodeIn: number[] = [];
+  toEngine: number[] = [];
+  engine: number[] = [];
+  unwind: number[] = [];
+  /** `--split`: the socket's `onread` callback (Node's `kBufferCb` field) stamps its entry. */
+  wrapCallback(socket: object): void {
+    const k = Object.getOwnPropertySymbols(socket).find((x) => x.description === "kBufferCb");
+    const f = socket as Record<symbol, unknown>;
+    const cb = k === undefined ? undefined : f[k];
+    if (typeof cb !== "function") throw new Error("diag-service --split: the socket's onread callback not found");
+    const self = this;
+    f[k!] = function (this: unknown, n: number, buf: Uint8Array): unknown {
+      self.cbIn = performance.now();
+      return (cb as (n: number, b: Uint8Array) => unknown).call(this, n, buf);
+    };
+  }
+  wrapMessage(proto: { message(...a: unknown[]): unknown }): void {
+    const message = proto.message;
+    const self = this;
+    proto.message = function (this: unknown, ...a: unknown[]): unknown {
+      const t = performance.now();
+      if (self.msgIn < self.readIn) self.msgIn = t;
+      const r = message.apply(this, a);
+      self.msgOut = performance.now();
+      return r;
+    };
+  }
   /** The read's return → the first microtask (the native callback scope closing, nextTicks). */
   gap: number[] = [];
   wrap(h: Handle): void {
@@ -173,6 +218,12 @@ class Stamps {
         const after = self.readOut >= self.readIn; // else the write is inside the read (F)
         self.readPart.push(((after ? self.readOut : t) - self.readIn) * 1000);
         if (after && self.micro >= self.readOut) self.gap.push((self.micro - self.readOut) * 1000);
+        if (self.cbIn >= self.readIn) self.nodeIn.push((self.cbIn - self.readIn) * 1000);
+        if (after && self.cbIn >= self.readIn && self.msgIn >= self.cbIn && self.msgOut >= self.msgIn && self.readOut >= self.msgOut) {
+          self.toEngine.push((self.msgIn - self.cbIn) * 1000);
+          self.engine.push((self.msgOut - self.msgIn) * 1000);
+          self.unwind.push((self.readOut - self.msgOut) * 1000);
+        }
         self.readIn = -1;
       }
       return wb.call(this, req, b);
@@ -188,8 +239,11 @@ async function server(): Promise<void> {
   for (const d of dirs) {
     if (resolve(d) === HARNESS_ROOT) process.stderr.write(`note: ${d} is this harness's own checkout, which the A/B favours; compare two other copies, in both orders\n`);
   }
+  const split = process.argv.includes("--split");
+  // The accepted sockets' stamps, per mode (A, B, F).
+  const stamps = [new Stamps(), new Stamps(), new Stamps()];
   const listens = [];
-  for (const d of dirs) listens.push(await loadBuild(d));
+  for (const [i, d] of dirs.entries()) listens.push(await loadBuild(d, split ? stamps[i]! : null));
   const tmp = mkdtempSync(join(tmpdir(), "mpts-service-"));
   const paths = [...dirs.map((_, i) => join(tmp, `s${i}.sock`)), join(tmp, "floor.sock")];
   const listeners = (await Promise.all(listens.map((l, i) => l(paths[i]!)))) as { close(o: { destroy: boolean }): Promise<void> }[];
@@ -201,7 +255,6 @@ async function server(): Promise<void> {
   const reply = (): Promise<unknown> => new Promise((ok) => child.once("message", ok));
   await reply();
   // The accepted sockets: each mode's is the one whose server listens on its path.
-  const stamps = [new Stamps(), new Stamps(), new Stamps()];
   const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
   for (const s of handles) {
     const srv = (s as { _server?: Server | null })._server;
@@ -209,6 +262,7 @@ async function server(): Promise<void> {
     if (srv === undefined || srv === null || h === undefined || h === null) continue;
     const i = paths.indexOf(srv.address() as string);
     if (i >= 0) stamps[i]!.wrap(h);
+    if (i >= 0 && split) stamps[i]!.wrapCallback(s as object);
   }
   const cpu: number[][] = [[], [], []];
   const block = async (mode: number, calls: number): Promise<void> => {
@@ -216,6 +270,10 @@ async function server(): Promise<void> {
     st.service = [];
     st.readPart = [];
     st.gap = [];
+    st.toEngine = [];
+    st.nodeIn = [];
+    st.engine = [];
+    st.unwind = [];
     const c0 = process.cpuUsage();
     child.send((mode === 2 ? { op: "raw", n: calls } : { op: "add", path: mode, n: calls }) satisfies Req);
     await reply();
@@ -230,6 +288,8 @@ async function server(): Promise<void> {
   const readPart: number[][] = [[], [], []];
   const gap: number[][] = [[], [], []];
   const count: number[] = [0, 0, 0];
+  const parts: number[][][] = [[[], [], []], [[], [], []]]; // --split: per mode A/B: to the engine, engine, unwind
+  const nodeIn: number[][] = [[], [], []]; // --split: read entry → the onread callback's entry
   for (let b = 0; b < blocks; b++) {
     const rot = [0, 1, 2].map((j) => (b + j) % 3);
     for (const m of b % 2 === 0 ? rot : rot.reverse()) {
@@ -239,6 +299,13 @@ async function server(): Promise<void> {
       service[m]!.push(med(st.service));
       readPart[m]!.push(med(st.readPart));
       gap[m]!.push(st.gap.length === 0 ? 0 : med(st.gap));
+      if (split) nodeIn[m]!.push(st.nodeIn.length === 0 ? 0 : med(st.nodeIn));
+      if (split && m < 2) {
+        if (st.engine.length === 0) throw new Error(`diag-service --split: no message stamps for mode ${"AB"[m]}`);
+        parts[m]![0]!.push(med(st.toEngine));
+        parts[m]![1]!.push(med(st.engine));
+        parts[m]![2]!.push(med(st.unwind));
+      }
       count[m] = st.service.length;
     }
   }
@@ -263,6 +330,15 @@ async function server(): Promise<void> {
   const afterRead = service.map((xs, m) => xs.map((v, k) => v - readPart[m]![k]!));
   paired("after the read B − A", afterRead, 1, 0);
   paired("CPU/call B − A", cpu, 1, 0);
+  if (split) {
+    for (const m of [0, 1]) {
+      const [a, e, u] = parts[m]!.map((xs) => med(xs).toFixed(2));
+      process.stdout.write(`${"AB"[m]} read part split: Node to our callback ${med(nodeIn[m]!).toFixed(2)}  callback to the engine ${a}  engine ${e}  unwind ${u}\n`);
+    }
+    process.stdout.write(`F Node to its callback ${med(nodeIn[2]!).toFixed(2)}\n`);
+    const names3 = ["callback to the engine", "engine", "unwind"];
+    for (const k of [0, 1, 2]) paired(`${names3[k]} B − A`, [parts[0]![k]!, parts[1]![k]!], 1, 0);
+  }
   paired("service A − F", service, 0, 2);
   paired("service B − F", service, 1, 2);
 }
