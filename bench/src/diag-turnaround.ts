@@ -27,8 +27,9 @@
  * rpc/dispatch.ts `Dispatcher.message`): the read up to it, the dispatch (validation, the Return,
  * the results read, the caller's promise resolved), and the rest of the read callback, Node's
  * callback exit and the microtask checkpoint up to the caller's continuation; and the dispatch at
- * rpc/questions.ts `QuestionTable.handleReturn` (the Return's table entry, the caller's
- * ClientCall, the results read and the promise resolved); and call→write at the transport's
+ * rpc/questions.ts `QuestionTable.handleReturn`, or `handleFlatResults` for a Return read flat
+ * (the Return's table entry, the caller's ClientCall, the results read and the promise
+ * resolved); and call→write at the transport's
  * `sendCopy` (left: the Call is in the batch) and its flush reaction (`uncork` entered).
  *
  * DIR: a built checkout (default: this one); give copies, not the checkout running the tool
@@ -133,6 +134,16 @@ async function connectBuild(dir: string, path: string): Promise<Conn> {
       origRet.call(this, e, m);
       tRetEnd = now();
     };
+    // A flat Return (thirteenth session) takes handleFlatResults instead: stamped the same way.
+    const qf = qm.QuestionTable.prototype as { handleFlatResults?(q: unknown, e: unknown, dv: unknown): void };
+    const origFlat = qf.handleFlatResults;
+    if (origFlat !== undefined) {
+      qf.handleFlatResults = function (this: unknown, q: unknown, e: unknown, dv: unknown): void {
+        tRet = now();
+        origFlat.call(this, q, e, dv);
+        tRetEnd = now();
+      };
+    }
   }
   const loop = new rt.EventLoop("diag-turnaround", { log: { level: "warning" } });
   const reader = new cp.SocketReader();

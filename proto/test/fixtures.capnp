@@ -91,3 +91,13 @@ interface FlatEcho {
          -> (i8 :Int8, u8 :UInt8, i16 :Int16, u16 :UInt16, i32 :Int32, u32 :UInt32, i64 :Int64,
              u64 :UInt64, f32 :Float32, f64 :Float64, k :FlatKind);
 }
+
+# Flat results readers (mpgen: a results struct of data fields only, read as one value, none or an
+# object, gets a DataView reader; the client's engine reads such a Return with no message):
+# bools at bit offsets, a void method, one value (proto/test/flat-results.test.ts; FlatEcho there
+# for every numeric kind and for results structs of other sizes).
+interface FlatResults {
+    flags @0 (a :Bool, b :Bool, n :UInt8) -> (a :Bool, n :UInt8, b :Bool);
+    nothing @1 (x :Int32) -> ();
+    half @2 (x :Float32) -> (x :Float32);
+}

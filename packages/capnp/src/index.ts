@@ -32,6 +32,7 @@ export {
   peekSameCap,
 } from "./rpc/index.js";
 export type {
+  FlatRead,
   RpcConnectionOptions,
   RpcStats,
   MessageDescriber,

@@ -44,6 +44,7 @@ export interface CalculatorInterface {
 }
 
 const CalculatorInterface$solveEquation$read = () => undefined;
+const CalculatorInterface$solveEquation$readFlat = (): undefined => undefined;
 
 /** Client proxy for `CalculatorInterface`: each method sends one call and resolves with its results. */
 export class CalculatorInterfaceClient extends $mp.ProxyClientBase implements CalculatorInterface {
@@ -56,7 +57,8 @@ export class CalculatorInterfaceClient extends $mp.ProxyClientBase implements Ca
         p.eqn = eqn;
       },
       CalculatorInterface$solveEquation$read,
-      options);
+      options,
+      CalculatorInterface$solveEquation$readFlat);
   }
 }
 

@@ -44,6 +44,7 @@ export interface PrinterInterface {
 }
 
 const PrinterInterface$print$read = () => undefined;
+const PrinterInterface$print$readFlat = (): undefined => undefined;
 
 /** Client proxy for `PrinterInterface`: each method sends one call and resolves with its results. */
 export class PrinterInterfaceClient extends $mp.ProxyClientBase implements PrinterInterface {
@@ -56,7 +57,8 @@ export class PrinterInterfaceClient extends $mp.ProxyClientBase implements Print
         p.text = text;
       },
       PrinterInterface$print$read,
-      options);
+      options,
+      PrinterInterface$print$readFlat);
   }
 }
 

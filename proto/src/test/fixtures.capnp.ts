@@ -285,6 +285,54 @@ export class FlatEcho_echo$Results extends $.Struct {
   set k(v: FlatKind) { $.Struct.setUint16(6, v, this); }
 }
 
+/** capnp-ts accessors for `flags$Params` (FlatResults.flags$Params). */
+export class FlatResults_flags$Params extends $.Struct {
+  static override readonly _capnp = { displayName: "flags$Params", id: "92829e47fb3c8ce2", size: new $.ObjectSize(8, 0) };
+  get a(): boolean { return $.Struct.getBit(0, this); }
+  set a(v: boolean) { $.Struct.setBit(0, v, this); }
+  get b(): boolean { return $.Struct.getBit(1, this); }
+  set b(v: boolean) { $.Struct.setBit(1, v, this); }
+  get n(): number { return $.Struct.getUint8(1, this); }
+  set n(v: number) { $.Struct.setUint8(1, v, this); }
+}
+
+/** capnp-ts accessors for `flags$Results` (FlatResults.flags$Results). */
+export class FlatResults_flags$Results extends $.Struct {
+  static override readonly _capnp = { displayName: "flags$Results", id: "c5fc25efdafcd9ee", size: new $.ObjectSize(8, 0) };
+  get a(): boolean { return $.Struct.getBit(0, this); }
+  set a(v: boolean) { $.Struct.setBit(0, v, this); }
+  get n(): number { return $.Struct.getUint8(1, this); }
+  set n(v: number) { $.Struct.setUint8(1, v, this); }
+  get b(): boolean { return $.Struct.getBit(1, this); }
+  set b(v: boolean) { $.Struct.setBit(1, v, this); }
+}
+
+/** capnp-ts accessors for `nothing$Params` (FlatResults.nothing$Params). */
+export class FlatResults_nothing$Params extends $.Struct {
+  static override readonly _capnp = { displayName: "nothing$Params", id: "c69757f4239ed9b5", size: new $.ObjectSize(8, 0) };
+  get x(): number { return $.Struct.getInt32(0, this); }
+  set x(v: number) { $.Struct.setInt32(0, v, this); }
+}
+
+/** capnp-ts accessors for `nothing$Results` (FlatResults.nothing$Results). */
+export class FlatResults_nothing$Results extends $.Struct {
+  static override readonly _capnp = { displayName: "nothing$Results", id: "efa3511cfedb3db7", size: new $.ObjectSize(0, 0) };
+}
+
+/** capnp-ts accessors for `half$Params` (FlatResults.half$Params). */
+export class FlatResults_half$Params extends $.Struct {
+  static override readonly _capnp = { displayName: "half$Params", id: "d575333929dbc2b2", size: new $.ObjectSize(8, 0) };
+  get x(): number { return $.Struct.getFloat32(0, this); }
+  set x(v: number) { $.Struct.setFloat32(0, v, this); }
+}
+
+/** capnp-ts accessors for `half$Results` (FlatResults.half$Results). */
+export class FlatResults_half$Results extends $.Struct {
+  static override readonly _capnp = { displayName: "half$Results", id: "b5d478a1597daaa2", size: new $.ObjectSize(8, 0) };
+  get x(): number { return $.Struct.getFloat32(0, this); }
+  set x(v: number) { $.Struct.setFloat32(0, v, this); }
+}
+
 /** TS-native value of `EvolvedV1`. */
 export type EvolvedV1 = {
   name: string;
@@ -793,6 +841,19 @@ const FlatEcho$echo$read = (r: FlatEcho_echo$Results) => {
     k: r.k as FlatKind,
   };
 };
+const FlatEcho$echo$readFlat = (dv: DataView, at: number, words: number) => ({
+  i8: words > 0 ? dv.getInt8(at) : 0,
+  u8: words > 0 ? dv.getUint8(at + 1) : 0,
+  i16: words > 0 ? dv.getInt16(at + 2, true) : 0,
+  u16: words > 0 ? dv.getUint16(at + 4, true) : 0,
+  i32: words > 1 ? dv.getInt32(at + 8, true) : 0,
+  u32: words > 1 ? dv.getUint32(at + 12, true) : 0,
+  i64: words > 2 ? dv.getBigInt64(at + 16, true) : 0n,
+  u64: words > 3 ? dv.getBigUint64(at + 24, true) : 0n,
+  f32: words > 4 ? dv.getFloat32(at + 32, true) : 0,
+  f64: words > 5 ? dv.getFloat64(at + 40, true) : 0,
+  k: words > 0 ? dv.getUint16(at + 6, true) as FlatKind : 0,
+});
 
 /** Client proxy for `FlatEcho`: each method sends one call and resolves with its results. */
 export class FlatEchoClient extends $mp.ProxyClientBase implements FlatEcho {
@@ -815,7 +876,8 @@ export class FlatEchoClient extends $mp.ProxyClientBase implements FlatEcho {
         dv.setUint16(at + 6, k, true);
       },
       FlatEcho$echo$read,
-      options);
+      options,
+      FlatEcho$echo$readFlat);
   }
 }
 
@@ -860,6 +922,109 @@ export class FlatEchoServer extends $mp.ProxyServerBase<FlatEcho> {
         r.f32 = out.f32;
         r.f64 = out.f64;
         r.k = out.k;
+      } },
+  ];
+}
+
+const FlatResults$flags: $mp.ProxyMethod = { name: "flags", interfaceId: 0xf9214f4a3464a03bn, methodId: 0,
+  Params: FlatResults_flags$Params, Results: FlatResults_flags$Results, context: -1, destroy: false, clientIo: false };
+const FlatResults$nothing: $mp.ProxyMethod = { name: "nothing", interfaceId: 0xf9214f4a3464a03bn, methodId: 1,
+  Params: FlatResults_nothing$Params, Results: FlatResults_nothing$Results, context: -1, destroy: false, clientIo: false };
+const FlatResults$half: $mp.ProxyMethod = { name: "half", interfaceId: 0xf9214f4a3464a03bn, methodId: 2,
+  Params: FlatResults_half$Params, Results: FlatResults_half$Results, context: -1, destroy: false, clientIo: false };
+
+/** TS-native interface of `FlatResults`, implemented by servers (sync or async) and by {@link FlatResultsClient}. */
+export interface FlatResults {
+  flags(a: boolean, b: boolean, n: number, ctx?: $mp.CallContext): { a: boolean; n: number; b: boolean } | Promise<{ a: boolean; n: number; b: boolean }>;
+  nothing(x: number, ctx?: $mp.CallContext): void | Promise<void>;
+  half(x: number, ctx?: $mp.CallContext): number | Promise<number>;
+}
+
+const FlatResults$flags$read = (r: FlatResults_flags$Results) => {
+  return {
+    a: r.a,
+    n: r.n,
+    b: r.b,
+  };
+};
+const FlatResults$flags$readFlat = (dv: DataView, at: number, words: number) => ({
+  a: words > 0 ? (dv.getUint8(at) & 1) !== 0 : false,
+  n: words > 0 ? dv.getUint8(at + 1) : 0,
+  b: words > 0 ? (dv.getUint8(at) & 2) !== 0 : false,
+});
+const FlatResults$nothing$read = () => undefined;
+const FlatResults$nothing$readFlat = (): undefined => undefined;
+const FlatResults$half$read = (r: FlatResults_half$Results) => {
+  return r.x;
+};
+const FlatResults$half$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getFloat32(at, true) : 0;
+
+/** Client proxy for `FlatResults`: each method sends one call and resolves with its results. */
+export class FlatResultsClient extends $mp.ProxyClientBase implements FlatResults {
+  static readonly interfaceId: bigint = 0xf9214f4a3464a03bn;
+  static readonly $construct: $mp.ProxyMethod | undefined = undefined;
+  static readonly $destroy: $mp.ProxyMethod | undefined = undefined;
+  flags(a: boolean, b: boolean, n: number, options?: $mp.CallOptions): Promise<{ a: boolean; n: number; b: boolean }> {
+    return this.$invoke(FlatResults$flags,
+      (p: FlatResults_flags$Params) => {
+        p.a = a;
+        p.b = b;
+        p.n = $mp.checkUint8(n);
+      },
+      FlatResults$flags$read,
+      options,
+      FlatResults$flags$readFlat);
+  }
+  nothing(x: number, options?: $mp.CallOptions): Promise<void> {
+    return this.$invokeFlat(FlatResults$nothing,
+      (dv: DataView, at: number) => {
+        dv.setInt32(at, $mp.checkInt32(x), true);
+      },
+      FlatResults$nothing$read,
+      options,
+      FlatResults$nothing$readFlat);
+  }
+  half(x: number, options?: $mp.CallOptions): Promise<number> {
+    return this.$invokeFlat(FlatResults$half,
+      (dv: DataView, at: number) => {
+        dv.setFloat32(at, x, true);
+      },
+      FlatResults$half$read,
+      options,
+      FlatResults$half$readFlat);
+  }
+}
+
+/** Server dispatch for `FlatResults`: wraps an implementation of {@link FlatResults}. */
+export class FlatResultsServer extends $mp.ProxyServerBase<FlatResults> {
+  static readonly interfaceId: bigint = 0xf9214f4a3464a03bn;
+  static readonly methods: readonly $mp.ServerMethod<FlatResults>[] = [
+    { method: FlatResults$flags, invoke(impl, p: FlatResults_flags$Params, r: FlatResults_flags$Results, io): void | Promise<void> {
+        const a = p.a;
+        const b = p.b;
+        const n = p.n;
+        const out = impl.flags(a, b, n, io);
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
+          r.a = out.a;
+          r.n = $mp.checkUint8(out.n);
+          r.b = out.b;
+        });
+        r.a = out.a;
+        r.n = $mp.checkUint8(out.n);
+        r.b = out.b;
+      } },
+    { method: FlatResults$nothing, invoke(impl, p: FlatResults_nothing$Params, _r: FlatResults_nothing$Results, io): void | Promise<void> {
+        const x = p.x;
+        const out = impl.nothing(x, io);
+        if ($mp.isThenable(out)) return Promise.resolve(out);
+      } },
+    { method: FlatResults$half, invoke(impl, p: FlatResults_half$Params, r: FlatResults_half$Results, io): void | Promise<void> {
+        const x = p.x;
+        const out = impl.half(x, io);
+        if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
+          r.x = out;
+        });
+        r.x = out;
       } },
   ];
 }

@@ -793,15 +793,19 @@ export interface FooInterface {
 const FooInterface$add$read = (r: FooInterface_add$Results) => {
   return r.result;
 };
+const FooInterface$add$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$addOut$read = (r: FooInterface_addOut$Results) => {
   return r.ret;
 };
+const FooInterface$addOut$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$addInOut$read = (r: FooInterface_addInOut$Results) => {
   return r.sum;
 };
+const FooInterface$addInOut$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$mapSize$read = (r: FooInterface_mapSize$Results) => {
   return r.result;
 };
+const FooInterface$mapSize$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$pass$read = (r: FooInterface_pass$Results) => {
   return readFooStruct($.Struct.getStruct(0, FooStruct$Struct, r));
 };
@@ -814,19 +818,25 @@ const FooInterface$initThreadMap$read = (r: FooInterface_initThreadMap$Results, 
 const FooInterface$callback$read = (r: FooInterface_callback$Results) => {
   return r.result;
 };
+const FooInterface$callback$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$callbackUnique$read = (r: FooInterface_callbackUnique$Results) => {
   return r.result;
 };
+const FooInterface$callbackUnique$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$callbackShared$read = (r: FooInterface_callbackShared$Results) => {
   return r.result;
 };
+const FooInterface$callbackShared$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$saveCallback$read = () => undefined;
+const FooInterface$saveCallback$readFlat = (): undefined => undefined;
 const FooInterface$callbackSaved$read = (r: FooInterface_callbackSaved$Results) => {
   return r.result;
 };
+const FooInterface$callbackSaved$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$callbackExtended$read = (r: FooInterface_callbackExtended$Results) => {
   return r.result;
 };
+const FooInterface$callbackExtended$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$passCustom$read = (r: FooInterface_passCustom$Results) => {
   return readFooCustom($.Struct.getStruct(0, FooCustom$Struct, r));
 };
@@ -845,17 +855,23 @@ const FooInterface$passMutable$read = (r: FooInterface_passMutable$Results) => {
 const FooInterface$passEnum$read = (r: FooInterface_passEnum$Results) => {
   return r.result;
 };
+const FooInterface$passEnum$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$passDouble$read = (r: FooInterface_passDouble$Results) => {
   return r.result;
 };
+const FooInterface$passDouble$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getFloat64(at, true) : 0;
 const FooInterface$passFn$read = (r: FooInterface_passFn$Results) => {
   return r.result;
 };
+const FooInterface$passFn$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$callFn$read = () => undefined;
+const FooInterface$callFn$readFlat = (): undefined => undefined;
 const FooInterface$callFnAsync$read = () => undefined;
+const FooInterface$callFnAsync$readFlat = (): undefined => undefined;
 const FooInterface$callIntFnAsync$read = (r: FooInterface_callIntFnAsync$Results) => {
   return r.result;
 };
+const FooInterface$callIntFnAsync$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const FooInterface$passDataPointers$read = (r: FooInterface_passDataPointers$Results) => {
   return $mp.readDataList($.Struct.getList(0, $.DataList, r));
 };
@@ -872,7 +888,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         dv.setInt32(at + 4, $mp.checkInt32(b), true);
       },
       FooInterface$add$read,
-      options);
+      options,
+      FooInterface$add$readFlat);
   }
   addOut(a: number, b: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invokeFlat(FooInterface$addOut,
@@ -881,7 +898,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         dv.setInt32(at + 4, $mp.checkInt32(b), true);
       },
       FooInterface$addOut$read,
-      options);
+      options,
+      FooInterface$addOut$readFlat);
   }
   addInOut(x: number, sum: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invokeFlat(FooInterface$addInOut,
@@ -890,7 +908,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         dv.setInt32(at + 4, $mp.checkInt32(sum), true);
       },
       FooInterface$addInOut$read,
-      options);
+      options,
+      FooInterface$addInOut$readFlat);
   }
   mapSize(map: Map<string, string>, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$mapSize,
@@ -904,7 +923,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         }
       },
       FooInterface$mapSize$read,
-      options);
+      options,
+      FooInterface$mapSize$readFlat);
   }
   pass(arg: FooStruct, options?: $mp.CallOptions): Promise<FooStruct> {
     return this.$invoke(FooInterface$pass,
@@ -937,7 +957,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         p.arg = $mp.checkInt32(arg);
       },
       FooInterface$callback$read,
-      options);
+      options,
+      FooInterface$callback$readFlat);
   }
   callbackUnique(callback: FooCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callbackUnique,
@@ -946,7 +967,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         p.arg = $mp.checkInt32(arg);
       },
       FooInterface$callbackUnique$read,
-      options);
+      options,
+      FooInterface$callbackUnique$readFlat);
   }
   callbackShared(callback: FooCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callbackShared,
@@ -955,7 +977,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         p.arg = $mp.checkInt32(arg);
       },
       FooInterface$callbackShared$read,
-      options);
+      options,
+      FooInterface$callbackShared$readFlat);
   }
   saveCallback(callback: FooCallback | null, options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(FooInterface$saveCallback,
@@ -963,7 +986,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         $mp.writeCap(p, 1, io.exportObject(callback, FooCallbackServer));
       },
       FooInterface$saveCallback$read,
-      options);
+      options,
+      FooInterface$saveCallback$readFlat);
   }
   callbackSaved(arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callbackSaved,
@@ -971,7 +995,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         p.arg = $mp.checkInt32(arg);
       },
       FooInterface$callbackSaved$read,
-      options);
+      options,
+      FooInterface$callbackSaved$readFlat);
   }
   callbackExtended(callback: ExtendedCallback | null, arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callbackExtended,
@@ -980,7 +1005,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         p.arg = $mp.checkInt32(arg);
       },
       FooInterface$callbackExtended$read,
-      options);
+      options,
+      FooInterface$callbackExtended$readFlat);
   }
   passCustom(arg: FooCustom, options?: $mp.CallOptions): Promise<FooCustom> {
     return this.$invoke(FooInterface$passCustom,
@@ -1028,7 +1054,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         dv.setInt32(at, $mp.checkInt32(arg), true);
       },
       FooInterface$passEnum$read,
-      options);
+      options,
+      FooInterface$passEnum$readFlat);
   }
   passDouble(arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invokeFlat(FooInterface$passDouble,
@@ -1036,7 +1063,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         dv.setFloat64(at, arg, true);
       },
       FooInterface$passDouble$read,
-      options);
+      options,
+      FooInterface$passDouble$readFlat);
   }
   passFn(fn: FooFn | null, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$passFn,
@@ -1044,19 +1072,22 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         $mp.writeCap(p, 1, io.exportFunction(fn, FooFnServer));
       },
       FooInterface$passFn$read,
-      options);
+      options,
+      FooInterface$passFn$readFlat);
   }
   callFn(options?: $mp.CallOptions): Promise<void> {
     return this.$invokeFlat(FooInterface$callFn,
       () => {},
       FooInterface$callFn$read,
-      options);
+      options,
+      FooInterface$callFn$readFlat);
   }
   callFnAsync(options?: $mp.CallOptions): Promise<void> {
     return this.$invoke(FooInterface$callFnAsync,
       () => {},
       FooInterface$callFnAsync$read,
-      options);
+      options,
+      FooInterface$callFnAsync$readFlat);
   }
   callIntFnAsync(arg: number, options?: $mp.CallOptions): Promise<number> {
     return this.$invoke(FooInterface$callIntFnAsync,
@@ -1064,7 +1095,8 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
         p.arg = $mp.checkInt32(arg);
       },
       FooInterface$callIntFnAsync$read,
-      options);
+      options,
+      FooInterface$callIntFnAsync$readFlat);
   }
   passDataPointers(arg: Uint8Array[], options?: $mp.CallOptions): Promise<Uint8Array[]> {
     return this.$invoke(FooInterface$passDataPointers,
@@ -1313,6 +1345,7 @@ export interface FooCallback {
 const FooCallback$call$read = (r: FooCallback_call$Results) => {
   return r.result;
 };
+const FooCallback$call$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 
 /** Client proxy for `FooCallback`: each method sends one call and resolves with its results. */
 export class FooCallbackClient extends $mp.ProxyClientBase implements FooCallback {
@@ -1325,7 +1358,8 @@ export class FooCallbackClient extends $mp.ProxyClientBase implements FooCallbac
         p.arg = $mp.checkInt32(arg);
       },
       FooCallback$call$read,
-      options);
+      options,
+      FooCallback$call$readFlat);
   }
 }
 
@@ -1356,6 +1390,7 @@ export interface ExtendedCallback extends FooCallback {
 const ExtendedCallback$callExtended$read = (r: ExtendedCallback_callExtended$Results) => {
   return r.result;
 };
+const ExtendedCallback$callExtended$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 
 /** Client proxy for `ExtendedCallback`: each method sends one call and resolves with its results. */
 export class ExtendedCallbackClient extends FooCallbackClient implements ExtendedCallback {
@@ -1368,7 +1403,8 @@ export class ExtendedCallbackClient extends FooCallbackClient implements Extende
         p.arg = $mp.checkInt32(arg);
       },
       ExtendedCallback$callExtended$read,
-      options);
+      options,
+      ExtendedCallback$callExtended$readFlat);
   }
 }
 
@@ -1399,6 +1435,7 @@ export type FooFn = (options?: $mp.CallOptions) => number | Promise<number>;
 const FooFn$call$read = (r: FooFn_call$Results) => {
   return r.result;
 };
+const FooFn$call$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 
 /** Client proxy for `FooFn`: each method sends one call and resolves with its results. */
 export class FooFnClient extends $mp.ProxyClientBase {
@@ -1409,7 +1446,8 @@ export class FooFnClient extends $mp.ProxyClientBase {
     return this.$invoke(FooFn$call,
       () => {},
       FooFn$call$read,
-      options);
+      options,
+      FooFn$call$readFlat);
   }
 }
 

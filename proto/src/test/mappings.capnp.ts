@@ -752,6 +752,7 @@ const Mapper$configure$read = (r: Mapper_configure$Results) => {
 const Mapper$middle$read = (r: Mapper_middle$Results) => {
   return r.result;
 };
+const Mapper$middle$readFlat = (dv: DataView, at: number, words: number) => words > 0 ? dv.getInt32(at, true) : 0;
 const Mapper$withOptions$read = (r: Mapper_withOptions$Results) => {
   return readOptions($.Struct.getStruct(0, Options$Struct, r));
 };
@@ -815,7 +816,8 @@ export class MapperClient extends $mp.ProxyClientBase implements Mapper {
         p.b = $mp.checkInt32(b);
       },
       Mapper$middle$read,
-      options);
+      options,
+      Mapper$middle$readFlat);
   }
   withOptions(options_?: OptionsInit | undefined, options?: $mp.CallOptions): Promise<Options> {
     return this.$invoke(Mapper$withOptions,

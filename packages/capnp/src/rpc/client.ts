@@ -249,7 +249,10 @@ export class RequestImpl<P extends Struct> implements Request<P> {
  * call (Finish before the Return; the call settles at once with CanceledError). The subclass's
  * {@link settle} runs exactly once, possibly from inside `sendCall` (a call that could not be
  * sent), otherwise from the connection's dispatch of the Return: it must not throw, and it reads
- * the results ({@link results}) and lets them go ({@link releaseResults}) when it wants.
+ * the results ({@link results}) and lets them go ({@link releaseResults}) when it wants. A
+ * subclass whose results are flat may set `flatRead` (Sink; hook.ts FlatRead) before sending and
+ * override `onCompleteFlat`: a connection's Return it can read with no message then reaches
+ * `onCompleteFlat` with the value instead of {@link settle} (questions.ts handleFlatResults).
  */
 export abstract class DirectCall extends Sink {
   private dHook: Hook | null = null;
@@ -384,6 +387,7 @@ export abstract class DirectCall extends Sink {
     this.dOut = o;
     this.settle(o.err);
   }
+
 
   /** The outcome: `err` null on success (read it with {@link results}). Must not throw. */
   protected abstract settle(err: RpcError | null): void;

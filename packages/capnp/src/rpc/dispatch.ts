@@ -29,12 +29,14 @@ import {
   messageInPlace,
   messageOver,
   pointerAt,
+  viewOf,
 } from "../fastpath.js";
 import { errorFromException } from "./core.js";
 import { hotEnvelope } from "./hot-shape.js";
 import type { Hook } from "./hook.js";
 import { copyToSlab } from "../buffers.js";
 import type { ConnCore } from "./core.js";
+import type { Question } from "./questions.js";
 
 export class Dispatcher implements TransportSink {
   /**
@@ -270,7 +272,20 @@ function hotReader(core: ConnCore, env: Envelope, s0: Uint8Array): capnp.Message
  */
 type HotRoute = (core: ConnCore, env: Envelope, s0: Uint8Array) => void;
 const routeCall: HotRoute = (core, env, s0) => core.answers.handleCall(env, hotReader(core, env, s0)!);
-const routeReturn: HotRoute = (core, env, s0) => core.questions.handleReturn(env, hotReader(core, env, s0)!);
+/**
+ * A Return whose results its caller reads flat (questions.ts flatQuestion: a generated client's
+ * flat results reader) is read from the bytes where they lie (hotEnvelope's `dataAt` /
+ * `dataWords`), with no message; any other takes the reader's message. The two are constants
+ * chosen by data and called from one call site (see {@link hotMessage}).
+ */
+const routeReturn: HotRoute = (core, env, s0) => {
+  const q = core.questions.flatQuestion(env);
+  const h = q !== undefined ? returnFlat : returnInPlace;
+  h(core, env, s0, q);
+};
+type ReturnRoute = (core: ConnCore, env: Envelope, s0: Uint8Array, q: Question | undefined) => void;
+const returnFlat: ReturnRoute = (core, env, s0, q) => core.questions.handleFlatResults(q!, env, viewOf(s0.buffer));
+const returnInPlace: ReturnRoute = (core, env, s0) => core.questions.handleReturn(env, hotReader(core, env, s0)!);
 const routeFinish: HotRoute = (core, env) => core.answers.handleFinish(env.id, env.releaseResultCaps);
 const routeRelease: HotRoute = (core, env) => {
   if (core.traceOn) core.trace(`<- release ${env.id} x${env.referenceCount}`);

@@ -99,6 +99,16 @@ export interface FlatCall {
   readonly capSlots: readonly number[];
 }
 
+/**
+ * Reads a flat results struct (data words only) from its data section: `words` data words at byte
+ * `at` of `dv` (`at` -1 and `words` 0 for a null content), a field beyond them reading as its
+ * default, as capnp reads a struct of an older peer. It copies out what it returns (numbers: `dv`
+ * may be a socket reader's slab, reused after the Return) and must not call out or throw. Set by
+ * a {@link Sink} whose caller reads such results (client.ts DirectCall.readFlat): the Return's
+ * dispatch then reads the value with it, no message (questions.ts handleFlatResults).
+ */
+export type FlatRead = (dv: DataView, at: number, words: number) => unknown;
+
 /** The result of a call. Whoever holds an Outcome owns its caps. */
 export interface Outcome {
   err: RpcError | null;
@@ -129,6 +139,9 @@ export function runCancelFns(fns: (() => void)[]): void {
 export function errOutcome(err: RpcError): Outcome {
   return { err, msg: null, content: null, caps: [], ret: false };
 }
+
+/** The outcome a sink holds after a flat Return (Sink.completeFlat): results with no message and no caps. */
+export const FLAT_OUTCOME: Outcome = { err: null, msg: null, content: null, caps: [], ret: false };
 
 export function releaseOutcome(o: Outcome): void {
   const caps = o.caps;

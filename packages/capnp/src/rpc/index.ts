@@ -6,6 +6,7 @@
  */
 export { localCapability, serverHolders } from "./local.js";
 export { capabilityShared, DirectCall } from "./client.js";
+export type { FlatRead } from "./hook.js";
 export {
   nullCapability,
   brokenCapability,

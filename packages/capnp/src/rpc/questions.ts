@@ -403,6 +403,36 @@ export class QuestionTable implements RouteConn {
     this.finishAfterReturn(q, noFinishNeeded);
   }
 
+  /**
+   * The question of a hot-shaped Return (dispatch.ts `routeReturn`: results, no cap table, a null
+   * or pointer-free content struct; `env` from hot-shape.ts hotEnvelope) whose results its sink
+   * reads flat (Sink.flatRead), so that {@link handleFlatResults} can take it with no message;
+   * undefined for the general path ({@link handleReturn}), which also reports what is wrong with
+   * the Return (an unknown or returned question, a tail call's), or when tracing is on (its line
+   * reads the results struct), the call was canceled, or pipelined calls wait on its results.
+   */
+  flatQuestion(env: Envelope): Question | undefined {
+    if (this.core.traceOn) return undefined;
+    const q = this.question(env.id);
+    if (q === undefined || q.returned || q.tail || q.discardResults) return undefined;
+    const sink = q.sink;
+    return sink.flatRead !== null && sink.outcome === null && !sink.hasPipes() ? q : undefined;
+  }
+
+  /**
+   * {@link handleResults} of question `q` (from {@link flatQuestion}) read flat: its sink reads
+   * the value from the content's data section in `dv` (`env.dataAt` / `env.dataWords`:
+   * Sink.completeFlat), with no in-place message, content pointer or outcome; the same
+   * bookkeeping otherwise (params' exports released, the Finish or the question freed).
+   */
+  handleFlatResults(q: Question, env: Envelope, dv: DataView): void {
+    const noFinishNeeded = env.noFinishNeeded;
+    q.returned = true;
+    if (env.releaseParamCaps && q.paramExports !== null) this.releaseParamExports(q);
+    q.sink.completeFlat(dv, env.dataAt, env.dataWords);
+    this.finishAfterReturn(q, noFinishNeeded);
+  }
+
   private releaseParamExports(q: Question): void {
     const pe = q.paramExports!;
     q.paramExports = null;

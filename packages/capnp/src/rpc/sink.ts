@@ -11,8 +11,8 @@ import { getTargetPointerType, getCapabilityId } from "capnp-ts/src/serializatio
 import { PointerType } from "capnp-ts/src/serialization/pointers/pointer-type.js";
 import { getSize as getStructSize } from "capnp-ts/src/serialization/pointers/struct.js";
 import { ProtocolError, RpcError } from "../errors.js";
-import { BrokenHook, NullHook, releaseOutcome } from "./hook.js";
-import type { Hook, Outcome, RouteConn, TailCallHandler } from "./hook.js";
+import { BrokenHook, FLAT_OUTCOME, NullHook, releaseOutcome } from "./hook.js";
+import type { FlatRead, Hook, Outcome, RouteConn, TailCallHandler } from "./hook.js";
 import { PromiseHook } from "./promise.js";
 
 /** Receives the outcome of one call, exactly once. Also serves pipelined caps on that outcome. */
@@ -25,6 +25,12 @@ export abstract class Sink {
   private routeConn: RouteConn | null = null;
   private routeQid = 0;
   private pipes: Map<string, PromiseHook> | null = null;
+  /**
+   * The reader of this call's results when they are flat (hook.ts FlatRead; client.ts
+   * DirectCall.readFlat): a connection's Return of such results then completes the sink with
+   * {@link completeFlat}, no message. Null: results always come as an {@link Outcome}.
+   */
+  flatRead: FlatRead | null = null;
 
   /** Deliver the outcome (takes ownership). A second outcome is released. */
   complete(o: Outcome): void {
@@ -48,6 +54,24 @@ export abstract class Sink {
   }
 
   protected abstract onComplete(o: Outcome): void;
+
+  /**
+   * Deliver flat results: the value {@link flatRead} (set) reads from the results' data section
+   * (see hook.ts FlatRead), handed to {@link onCompleteFlat}; the sink's outcome is then
+   * FLAT_OUTCOME (no message, no caps). The caller checked that the sink has no outcome and no
+   * pipelined caps (questions.ts flatQuestion).
+   */
+  completeFlat(dv: DataView, at: number, words: number): void {
+    const v = this.flatRead!(dv, at, words);
+    this.outcome = FLAT_OUTCOME;
+    this.cancelHandler = null;
+    this.onCompleteFlat(v);
+  }
+
+  /** Flat results read by {@link completeFlat}: only a sink that sets {@link flatRead} gets them. */
+  protected onCompleteFlat(_value: unknown): void {
+    throw new ProtocolError("flat results for a sink without a flat reader");
+  }
 
   /** Whether data-only results may be written in the thread's flat Return (flat-return.ts): an Answer's, rpc/answers.ts. */
   flatResults(): boolean {

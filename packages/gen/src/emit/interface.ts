@@ -276,6 +276,62 @@ function flatWriter(ctx: FileContext, plan: MethodPlan): string[] | null {
   return out;
 }
 
+/** DataView getter, byte width and default of the plain values a flat results reader reads. */
+const FLAT_GET: Partial<Record<TypeInfo["kind"], [string, number, string]>> = {
+  int8: ["Int8", 1, "0"], uint8: ["Uint8", 1, "0"], int16: ["Int16", 2, "0"], uint16: ["Uint16", 2, "0"], enum: ["Uint16", 2, "0"],
+  int32: ["Int32", 4, "0"], uint32: ["Uint32", 4, "0"], float32: ["Float32", 4, "0"], float64: ["Float64", 8, "0"],
+  int64: ["BigInt64", 8, "0n"], uint64: ["BigUint64", 8, "0n"],
+};
+
+/**
+ * The expression of a flat results reader for one output (see {@link flatResultsReader}): its
+ * DataView read at its byte offset from `at` when the struct's `words` data words hold it, else
+ * its default (a struct of an older peer, or a null content: `words` 0), as capnp reads it; null
+ * when the output is not a plain number, bigint or bool without an explicit default.
+ */
+function flatRead(ctx: FileContext, o: Value): string | null {
+  const f = o.field;
+  if (o.has !== undefined || o.want !== undefined) return null;
+  if (f.discriminantValue !== NO_DISCRIMINANT || f.slot === undefined || f.slot.hadExplicitDefault) return null;
+  const off = f.slot.offset;
+  if (o.type.kind === "bool") {
+    const byte = off >>> 3;
+    const at = byte === 0 ? "at" : `at + ${byte}`;
+    return `words > ${byte >>> 3} ? (dv.getUint8(${at}) & ${1 << (off & 7)}) !== 0 : false`;
+  }
+  const get = FLAT_GET[o.type.kind];
+  if (get === undefined) return null;
+  const [fn, bytes, dflt] = get;
+  const byte = off * bytes;
+  const at = byte === 0 ? "at" : `at + ${byte}`;
+  const read = bytes === 1 ? `dv.get${fn}(${at})` : `dv.get${fn}(${at}, true)`;
+  const cast = o.type.kind === "enum" ? ` as ${ctx.nativeName(o.type.typeId)}` : "";
+  return `words > ${(byte + bytes - 1) >>> 3} ? ${read}${cast} : ${dflt}`;
+}
+
+/**
+ * A flat results reader (`readFlat` of `$invoke` / `$invokeFlat`, runtime proxy/client.ts; capnp
+ * FlatRead): the method's value read straight from the results' data section `(dv, at, words)`,
+ * the same value `read` returns from the results struct; the engine uses it for a Return it can
+ * read with no message. Null when the results struct has a pointer, the method declares errors
+ * or returns a thread map, or an output is not a plain number, bigint or bool ({@link flatRead}).
+ * Several outputs read as one object, as `read` returns them.
+ */
+function flatResultsReader(ctx: FileContext, plan: MethodPlan): string | null {
+  if (plan.special !== undefined || plan.errors.length > 0 || plan.threadMapResults.length > 0) return null;
+  if (ctx.node(plan.resultsId).struct?.pointerCount !== 0) return null;
+  if (plan.outputs.length === 0) return "(): undefined => undefined";
+  const reads: string[] = [];
+  for (const o of plan.outputs) {
+    const r = flatRead(ctx, o);
+    if (r === null) return null;
+    reads.push(r);
+  }
+  const args = "(dv: DataView, at: number, words: number)";
+  if (!plan.objectResult) return `${args} => ${reads[0]}`;
+  return `${args} => ({\n${plan.outputs.map((o, i) => `  ${o.tsName}: ${reads[i]},`).join("\n")}\n})`;
+}
+
 /**
  * One client method. Its `read` is a module-level function (`hoisted`, emitted before the client
  * class) when it uses none of the method's parameters, so a call allocates one closure (the
@@ -317,14 +373,20 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): { method: string;
   const captures = plan.outputs.some((o) => o.want !== undefined);
   let hoisted = "";
   let readRef = readFn;
+  let flatRef = "";
   if (!captures) {
     readRef = `${plan.constName}$read`;
     const hArgs = read.length === 0 ? "()" : `(r: ${R}${/\bio\b/.test(readSrc) ? ", io: $mp.ClientIO" : ""})`;
     const body = read.length === 0 ? `${hArgs} => undefined` : `${hArgs} => {\n${ind(read, "  ")}\n}`;
     hoisted = `const ${readRef} = ${body};\n`;
+    const readFlat = flatResultsReader(ctx, plan);
+    if (readFlat !== null) {
+      flatRef = `${plan.constName}$readFlat`;
+      hoisted += `const ${flatRef} = ${readFlat};\n`;
+    }
   }
   const method = `${methodDoc(plan, "  ")}  ${plan.tsName}(${withTrailing(paramList(ctx, plan, true), "options?: $mp.CallOptions")}): Promise<${rt}> {\n` +
-    `    return this.${flat !== null ? "$invokeFlat" : "$invoke"}(${plan.constName},\n      ${buildFn},\n      ${readRef},\n      options);\n  }\n`;
+    `    return this.${flat !== null ? "$invokeFlat" : "$invoke"}(${plan.constName},\n      ${buildFn},\n      ${readRef},\n      options${flatRef === "" ? "" : `,\n      ${flatRef}`});\n  }\n`;
   return { method, hoisted, io: bArgs.endsWith(", io)") || rArgs.endsWith(", io)") };
 }
 

@@ -103,6 +103,7 @@ const ThreadMap$makeThread$read = (r: ThreadMap_makeThread$Results, io: $mp.Clie
   return $nonNull(io.importObject($mp.readCap(r, 0), ThreadClient), "result");
 };
 const ThreadMap$makePool$read = () => undefined;
+const ThreadMap$makePool$readFlat = (): undefined => undefined;
 
 /** Client proxy for `ThreadMap`: each method sends one call and resolves with its results. */
 export class ThreadMapClient extends $mp.ProxyClientBase implements ThreadMap {
@@ -128,7 +129,8 @@ export class ThreadMapClient extends $mp.ProxyClientBase implements ThreadMap {
         dv.setUint32(at, $mp.checkUint32(count), true);
       },
       ThreadMap$makePool$read,
-      options);
+      options,
+      ThreadMap$makePool$readFlat);
   }
 }
 

@@ -26,7 +26,7 @@
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
  */
-import { capabilityShared, DirectCall, DisconnectedError, RemoteError, type Capability, type RpcError } from "@multiprocess-ts/capnp";
+import { capabilityShared, DirectCall, DisconnectedError, RemoteError, type Capability, type FlatRead, type RpcError } from "@multiprocess-ts/capnp";
 import type { Connection } from "../connection.js";
 import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
 import type { EventLoop, EventLoopRef } from "../event-loop.js";
@@ -119,18 +119,23 @@ export abstract class ProxyClientBase implements AsyncDisposable {
    * reads results with `read` and lets them go. `options`: the caller's {@link CallOptions}
    * (over this client's defaults, see call-options.ts). See the module comment for the errors.
    * Everything up to the send runs synchronously, in one {@link ClientCall}; `build` and `read`
-   * get a CallIO only when they declare a second parameter.
+   * get a CallIO only when they declare a second parameter. `readFlat` (mpgen emits it for a
+   * results struct of data fields only, read as one plain value or none): the same value as
+   * `read`, from the results' data section (capnp FlatRead), which the engine reads from a
+   * connection's Return with no message (capnp questions.ts handleFlatResults); not used for a
+   * call with a CallIO.
    */
   protected $invoke<R>(
     m: ProxyMethod,
     build: (p: any, io: ClientIO) => void,
     read: (r: any, io: ClientIO) => R,
     options?: CallOptions,
+    readFlat?: FlatRead,
   ): Promise<R> {
     // A CallIO only when build or read takes one (generated code declares `io` when it uses it,
     // and says so in `m.clientIo`: reading a fresh closure's `length` costs more than the flag).
     const io = (m.clientIo ?? (build.length > 1 || read.length > 1)) ? new CallIO(this.$connection) : null;
-    return this.#call(m, build, null, read, io, options);
+    return this.#call(m, build, null, read, io, options, readFlat);
   }
 
   /**
@@ -138,16 +143,17 @@ export abstract class ProxyClientBase implements AsyncDisposable {
    * no capability and no Context; mpgen emits it for such methods): `write(dv, at)` writes the
    * params' data section at byte `at` of `dv` (`DataView` set calls only, nothing else: it must
    * not call out), and the engine sends the Call as bytes when the target is across a
-   * connection (capnp DirectCall.sendFlat).
+   * connection (capnp DirectCall.sendFlat). `readFlat`: as for {@link $invoke}.
    */
   protected $invokeFlat<R>(
     m: ProxyMethod,
     write: (dv: DataView, at: number) => void,
     read: (r: any, io: ClientIO) => R,
     options?: CallOptions,
+    readFlat?: FlatRead,
   ): Promise<R> {
     const io = (m.clientIo ?? read.length > 1) ? new CallIO(this.$connection) : null;
-    return this.#call(m, null, write, read, io, options);
+    return this.#call(m, null, write, read, io, options, readFlat);
   }
 
   /** The body of {@link $invoke} (`build`) and {@link $invokeFlat} (`write`). */
@@ -158,10 +164,12 @@ export abstract class ProxyClientBase implements AsyncDisposable {
     read: (r: any, io: ClientIO) => R,
     io: CallIO | null,
     options: CallOptions | undefined,
+    readFlat: FlatRead | undefined,
   ): Promise<R> {
     const connection = this.$connection;
     const promise = new Promise<R>(EXECUTOR);
     const call = new ClientCall<R>(m, read, io, nextResolve!, nextReject!);
+    if (readFlat !== undefined && io === null) call.flatRead = readFlat;
     try {
       this.$checkOpen();
       const opts = effectiveOptions(this, options);
@@ -318,6 +326,9 @@ const EXECUTOR = (res: (v: any) => void, rej: (e: unknown) => void): void => {
   nextReject = rej;
 };
 
+/** {@link ClientCall}'s value before (or without) flat results. */
+const NOT_FLAT: unknown = Symbol("not flat");
+
 /** {@link ClientCall.phase}: building and sending; sent; settled while it was being sent. */
 const SENDING = 0;
 const SENT = 1;
@@ -337,6 +348,8 @@ class ClientCall<R> extends DirectCall {
   waiter: TaskFrame | undefined = undefined;
   phase = SENDING;
   private early: RpcError | null = null;
+  /** The results' value when they came flat (capnp Sink.flatRead), else NOT_FLAT. */
+  private value: unknown = NOT_FLAT;
 
   constructor(
     private readonly m: ProxyMethod,
@@ -362,6 +375,22 @@ class ClientCall<R> extends DirectCall {
     else this.finish(err);
   }
 
+  /**
+   * Flat results (capnp Sink.completeFlat, from the Return's dispatch): their value, read by the
+   * generated flat reader, resolves the caller now, or in {@link finish} when {@link settle}
+   * defers it (during the send, or for a server Thread's task). No CallIO (the flat reader is
+   * set only without one), no results to release.
+   */
+  protected override onCompleteFlat(value: unknown): void {
+    if (this.phase === SENT && this.waiter === undefined) {
+      this.canceler?.done();
+      this.resolve(value as R);
+      return;
+    }
+    this.value = value;
+    this.settle(null);
+  }
+
   private later(err: RpcError | null): void {
     // A reaction on a settled promise, not queueMicrotask: the same microtask slot, but while the
     // task frames' storage has Node's async hooks on, queueMicrotask makes an AsyncResource (and
@@ -375,7 +404,8 @@ class ClientCall<R> extends DirectCall {
     if (err === null) {
       this.canceler?.done();
       try {
-        this.resolve(this.read(this.results(this.m.Results), this.io!));
+        const v = this.value;
+        this.resolve(v !== NOT_FLAT ? (v as R) : this.read(this.results(this.m.Results), this.io!));
       } catch (e) {
         // A declared exception (or a bad value) read from the results: made here, in the dispatch.
         this.rejectFromReaction(e);
