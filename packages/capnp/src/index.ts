@@ -36,6 +36,7 @@ export type {
   RpcStats,
   MessageDescriber,
   Server,
+  FlatParamsReader,
   IncomingCall,
   Capability,
   Request,

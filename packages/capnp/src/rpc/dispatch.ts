@@ -32,6 +32,7 @@ import {
 } from "../fastpath.js";
 import { errorFromException } from "./core.js";
 import { hotEnvelope } from "./hot-shape.js";
+import { flatCall } from "./flat-params.js";
 import type { Hook } from "./hook.js";
 import { copyToSlab } from "../buffers.js";
 import type { ConnCore } from "./core.js";
@@ -269,7 +270,10 @@ function hotReader(core: ConnCore, env: Envelope, s0: Uint8Array): capnp.Message
  * their own, which makes the reader's message ({@link hotReader}); Finish and Release need none.
  */
 type HotRoute = (core: ConnCore, env: Envelope, s0: Uint8Array) => void;
-const routeCall: HotRoute = (core, env, s0) => core.answers.handleCall(env, hotReader(core, env, s0)!);
+const routeCall: HotRoute = (core, env, s0) => {
+  // Params a local server reads flat need no reader's message (flat-params.ts).
+  if (!flatCall(core, env, s0)) core.answers.handleCall(env, hotReader(core, env, s0)!);
+};
 const routeReturn: HotRoute = (core, env, s0) => core.questions.handleReturn(env, hotReader(core, env, s0)!);
 const routeFinish: HotRoute = (core, env) => core.answers.handleFinish(env.id, env.releaseResultCaps);
 const routeRelease: HotRoute = (core, env) => {
