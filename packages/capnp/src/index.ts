@@ -37,6 +37,7 @@ export type {
   RpcStats,
   MessageDescriber,
   Server,
+  FlatParamsReader,
   IncomingCall,
   Capability,
   Request,

@@ -747,7 +747,7 @@ export class EvolvingV1Server extends $mp.ProxyServerBase<EvolvingV1> {
         });
         writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
       } },
-    { method: EvolvingV1$latest, invoke(impl, _p: EvolvingV1_latest$Params, r: EvolvingV1_latest$Results, io): void | Promise<void> {
+    { method: EvolvingV1$latest, read: (): Pick<EvolvingV1_latest$Params, never> => $mp.NO_PARAMS, invoke(impl, _p: Pick<EvolvingV1_latest$Params, never>, r: EvolvingV1_latest$Results, io): void | Promise<void> {
         const out = impl.latest(io);
         if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeEvolvedV1($.Struct.initStructAt(0, EvolvedV1$Struct, r), out);
@@ -808,7 +808,7 @@ export class EvolvingV2Server extends $mp.ProxyServerBase<EvolvingV2> {
         });
         writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
       } },
-    { method: EvolvingV2$latest, invoke(impl, _p: EvolvingV2_latest$Params, r: EvolvingV2_latest$Results, io): void | Promise<void> {
+    { method: EvolvingV2$latest, read: (): Pick<EvolvingV2_latest$Params, never> => $mp.NO_PARAMS, invoke(impl, _p: Pick<EvolvingV2_latest$Params, never>, r: EvolvingV2_latest$Results, io): void | Promise<void> {
         const out = impl.latest(io);
         if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeEvolvedV2($.Struct.initStructAt(0, EvolvedV2$Struct, r), out);
@@ -885,7 +885,19 @@ export class FlatEchoClient extends $mp.ProxyClientBase implements FlatEcho {
 export class FlatEchoServer extends $mp.ProxyServerBase<FlatEcho> {
   static readonly interfaceId: bigint = 0xa78a60d86da00abbn;
   static readonly methods: readonly $mp.ServerMethod<FlatEcho>[] = [
-    { method: FlatEcho$echo, invoke(impl, p: FlatEcho_echo$Params, r: FlatEcho_echo$Results, io): void | Promise<void> {
+    { method: FlatEcho$echo, read: (dv: DataView, at: number, words: number): Pick<FlatEcho_echo$Params, "i8" | "u8" | "i16" | "u16" | "i32" | "u32" | "i64" | "u64" | "f32" | "f64" | "k"> => ({
+        i8: words > 0 ? dv.getInt8(at) : 0,
+        u8: words > 0 ? dv.getUint8(at + 1) : 0,
+        i16: words > 0 ? dv.getInt16(at + 2, true) : 0,
+        u16: words > 0 ? dv.getUint16(at + 4, true) : 0,
+        i32: words > 1 ? dv.getInt32(at + 8, true) : 0,
+        u32: words > 1 ? dv.getUint32(at + 12, true) : 0,
+        i64: words > 2 ? dv.getBigInt64(at + 16, true) : 0n,
+        u64: words > 3 ? dv.getBigUint64(at + 24, true) : 0n,
+        f32: words > 4 ? dv.getFloat32(at + 32, true) : 0,
+        f64: words > 5 ? dv.getFloat64(at + 40, true) : 0,
+        k: words > 0 ? dv.getUint16(at + 6, true) : 0,
+      }), invoke(impl, p: Pick<FlatEcho_echo$Params, "i8" | "u8" | "i16" | "u16" | "i32" | "u32" | "i64" | "u64" | "f32" | "f64" | "k">, r: FlatEcho_echo$Results, io): void | Promise<void> {
         const i8 = p.i8;
         const u8 = p.u8;
         const i16 = p.i16;

@@ -1115,7 +1115,10 @@ export class FooInterfaceClient extends $mp.ProxyClientBase implements FooInterf
 export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
   static readonly interfaceId: bigint = 0x90de09db457f4d3bn;
   static readonly methods: readonly $mp.ServerMethod<FooInterface>[] = [
-    { method: FooInterface$add, invoke(impl, p: FooInterface_add$Params, r: FooInterface_add$Results, io): void | Promise<void> {
+    { method: FooInterface$add, read: (dv: DataView, at: number, words: number): Pick<FooInterface_add$Params, "a" | "b"> => ({
+        a: words > 0 ? dv.getInt32(at, true) : 0,
+        b: words > 0 ? dv.getInt32(at + 4, true) : 0,
+      }), invoke(impl, p: Pick<FooInterface_add$Params, "a" | "b">, r: FooInterface_add$Results, io): void | Promise<void> {
         const a = p.a;
         const b = p.b;
         const out = impl.add(a, b, io);
@@ -1249,7 +1252,9 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         });
         writeFooMutable($.Struct.initStructAt(0, FooMutable$Struct, r), out);
       } },
-    { method: FooInterface$passEnum, invoke(impl, p: FooInterface_passEnum$Params, r: FooInterface_passEnum$Results, io): void | Promise<void> {
+    { method: FooInterface$passEnum, read: (dv: DataView, at: number, words: number): Pick<FooInterface_passEnum$Params, "arg"> => ({
+        arg: words > 0 ? dv.getInt32(at, true) : 0,
+      }), invoke(impl, p: Pick<FooInterface_passEnum$Params, "arg">, r: FooInterface_passEnum$Results, io): void | Promise<void> {
         const arg = p.arg;
         const out = impl.passEnum(arg, io);
         if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
@@ -1265,7 +1270,7 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         });
         r.result = $mp.checkInt32(out);
       } },
-    { method: FooInterface$callFn, invoke(impl, _p: FooInterface_callFn$Params, _r: FooInterface_callFn$Results, io): void | Promise<void> {
+    { method: FooInterface$callFn, read: (): Pick<FooInterface_callFn$Params, never> => $mp.NO_PARAMS, invoke(impl, _p: Pick<FooInterface_callFn$Params, never>, _r: FooInterface_callFn$Results, io): void | Promise<void> {
         const out = impl.callFn(io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
@@ -1273,7 +1278,10 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         const out = impl.callFnAsync(io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
-    { method: FooInterface$addOut, invoke(impl, p: FooInterface_addOut$Params, r: FooInterface_addOut$Results, io): void | Promise<void> {
+    { method: FooInterface$addOut, read: (dv: DataView, at: number, words: number): Pick<FooInterface_addOut$Params, "a" | "b"> => ({
+        a: words > 0 ? dv.getInt32(at, true) : 0,
+        b: words > 0 ? dv.getInt32(at + 4, true) : 0,
+      }), invoke(impl, p: Pick<FooInterface_addOut$Params, "a" | "b">, r: FooInterface_addOut$Results, io): void | Promise<void> {
         const a = p.a;
         const b = p.b;
         const out = impl.addOut(a, b, io);
@@ -1282,7 +1290,10 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
         });
         r.ret = $mp.checkInt32(out);
       } },
-    { method: FooInterface$addInOut, invoke(impl, p: FooInterface_addInOut$Params, r: FooInterface_addInOut$Results, io): void | Promise<void> {
+    { method: FooInterface$addInOut, read: (dv: DataView, at: number, words: number): Pick<FooInterface_addInOut$Params, "x" | "sum"> => ({
+        x: words > 0 ? dv.getInt32(at, true) : 0,
+        sum: words > 0 ? dv.getInt32(at + 4, true) : 0,
+      }), invoke(impl, p: Pick<FooInterface_addInOut$Params, "x" | "sum">, r: FooInterface_addInOut$Results, io): void | Promise<void> {
         const x = p.x;
         const sum = p.sum;
         const out = impl.addInOut(x, sum, io);
@@ -1313,7 +1324,9 @@ export class FooInterfaceServer extends $mp.ProxyServerBase<FooInterface> {
           $.writeDataElement(l3, j4, e5);
         });
       } },
-    { method: FooInterface$passDouble, invoke(impl, p: FooInterface_passDouble$Params, r: FooInterface_passDouble$Results, io): void | Promise<void> {
+    { method: FooInterface$passDouble, read: (dv: DataView, at: number, words: number): Pick<FooInterface_passDouble$Params, "arg"> => ({
+        arg: words > 0 ? dv.getFloat64(at, true) : 0,
+      }), invoke(impl, p: Pick<FooInterface_passDouble$Params, "arg">, r: FooInterface_passDouble$Results, io): void | Promise<void> {
         const arg = p.arg;
         const out = impl.passDouble(arg, io);
         if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {

@@ -975,7 +975,7 @@ export class MapperServer extends $mp.ProxyServerBase<Mapper> {
           }
         }
       } },
-    { method: Mapper$blank, invoke(impl, _p: Mapper_blank$Params, r: Mapper_blank$Results, io): void | Promise<void> {
+    { method: Mapper$blank, read: (): Pick<Mapper_blank$Params, never> => $mp.NO_PARAMS, invoke(impl, _p: Pick<Mapper_blank$Params, never>, r: Mapper_blank$Results, io): void | Promise<void> {
         const out = impl.blank(io);
         if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           writeOptions($.Struct.initStructAt(0, Options$Struct, r), out.options);

@@ -113,7 +113,8 @@ export class AnswerTable implements TailCallHandler {
     return id < DENSE_IDS && d !== null && id < d.length && d[id] === null;
   }
 
-  private newAnswer(id: number): Answer {
+  /** @internal A new answer for question `id` (handleCall; rpc/flat-params.ts). */
+  newAnswer(id: number): Answer {
     if (this.get(id) !== undefined) throw new ProtocolError(`question ID ${id} is already in use`);
     const n = this.count;
     if (n >= this.maxAnswers * 2) {
@@ -148,8 +149,8 @@ export class AnswerTable implements TailCallHandler {
     this.newAnswer(qid).complete(errOutcome(err));
   }
 
-  /** Over maxIncomingCalls (counting `a`): answer `a` with `overloaded` at once. */
-  private refused(a: Answer): boolean {
+  /** @internal Over maxIncomingCalls (counting `a`): answer `a` with `overloaded` at once. */
+  refused(a: Answer): boolean {
     if (this.size <= this.maxAnswers) return false;
     const msg = `too many calls in progress on this connection (limit maxIncomingCalls = ${this.maxAnswers}); retry later`;
     a.complete(errOutcome(new RpcError("overloaded", msg)));

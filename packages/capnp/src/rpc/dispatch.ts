@@ -33,6 +33,7 @@ import {
 } from "../fastpath.js";
 import { errorFromException } from "./core.js";
 import { hotEnvelope } from "./hot-shape.js";
+import { flatCall } from "./flat-params.js";
 import type { Hook } from "./hook.js";
 import { copyToSlab } from "../buffers.js";
 import type { ConnCore } from "./core.js";
@@ -271,7 +272,10 @@ function hotReader(core: ConnCore, env: Envelope, s0: Uint8Array): capnp.Message
  * their own, which makes the reader's message ({@link hotReader}); Finish and Release need none.
  */
 type HotRoute = (core: ConnCore, env: Envelope, s0: Uint8Array) => void;
-const routeCall: HotRoute = (core, env, s0) => core.answers.handleCall(env, hotReader(core, env, s0)!);
+const routeCall: HotRoute = (core, env, s0) => {
+  // Params a local server reads flat need no reader's message (flat-params.ts).
+  if (!flatCall(core, env, s0)) core.answers.handleCall(env, hotReader(core, env, s0)!);
+};
 /**
  * A Return whose results its caller reads flat (questions.ts flatQuestion: a generated client's
  * flat results reader) is read from the bytes where they lie (hotEnvelope's `dataAt` /

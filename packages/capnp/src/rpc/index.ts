@@ -18,6 +18,7 @@ export {
 export { peekLocalServer, peekSameCap } from "./cap-peek.js";
 export type {
   Server,
+  FlatParamsReader,
   IncomingCall,
   Capability,
   Request,

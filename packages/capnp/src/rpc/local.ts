@@ -153,7 +153,12 @@ class IncomingCallImpl implements IncomingCall {
     return this.d.methodId;
   }
 
+  get flatParams(): object | undefined {
+    return this.d.flat;
+  }
+
   params<T extends Struct>(ctor: StructCtor<T>): T {
+    if (this.d.flat !== undefined) throw new RpcError("failed", "params() of a call its server read with a flat params reader (IncomingCall.flatParams)");
     const p = this.d.content;
     // A null pointer is a zero word (capnp-ts's Pointer.isNull, read straight from the view).
     const dv = dataViewOf(p.segment);

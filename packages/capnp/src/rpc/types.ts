@@ -22,7 +22,21 @@ export interface Server {
    * the connection whose release (the peer's Release, connection end) ran it, else `console.error`.
    */
   onRelease?(): void;
+  /**
+   * The flat params reader of method (`interfaceId`, `methodId`), if it has one: the engine may
+   * then deliver an incoming call of the hot shape (no cap table, params content null or a struct
+   * without pointers) by running it on the params struct's data section (byte `at` of `dv`,
+   * `words` data words; `at` = `words` = 0 for null content) before anything can await, instead
+   * of making a reader's message; `dispatch` finds what it returned in
+   * {@link IncomingCall.flatParams}, and such a call's `params()` throws. The reader must read
+   * only the `words` words at `at` (the view may be a socket's reused buffer), never call out, and
+   * return an object. Called per call: keep it a lookup (docs/rpc.md "Flat params on the server").
+   */
+  flatParams?(interfaceId: bigint, methodId: number): FlatParamsReader | undefined;
 }
+
+/** See {@link Server.flatParams}. */
+export type FlatParamsReader = (dv: DataView, at: number, words: number) => object;
 
 /** One call delivered to a {@link Server}. */
 export interface IncomingCall {
@@ -30,6 +44,11 @@ export interface IncomingCall {
   readonly methodId: number;
   /** The params reader. Its caps: `readCap()` (new references, the server closes them). */
   params<T extends Struct>(ctor: StructCtor<T>): T;
+  /**
+   * What the server's flat params reader returned for this call when the engine read its params
+   * with it ({@link Server.flatParams}); undefined otherwise (then read them with `params`).
+   */
+  readonly flatParams?: object | undefined;
   /** The results builder (the same object on each call). */
   results<T extends Struct>(ctor: StructCtor<T>): T;
   /** Aborts when the caller cancels (Finish before Return) or the connection ends. */

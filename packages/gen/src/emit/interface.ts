@@ -9,7 +9,7 @@
  * @module
  */
 import { ANN_EXCEPTION, ANN_NAME, MpgenError, THREAD_MAP_ID, checkAnnotations, isFunctionWrap, textAnnotation } from "../annotations.js";
-import { camelCase, capitalize, hexBigint, jsdoc, localName, str } from "../names.js";
+import { accessorName, camelCase, capitalize, hexBigint, jsdoc, localName, str } from "../names.js";
 import type { FieldInfo, MethodInfo, NodeInfo, TypeInfo } from "../schema.js";
 import { readField, writeField } from "./codec.js";
 import { EMPTY_ENV, type FileContext, isPointerType } from "./context.js";
@@ -390,10 +390,42 @@ function emitClientMethod(ctx: FileContext, plan: MethodPlan): { method: string;
   return { method, hoisted, io: bArgs.endsWith(", io)") || rArgs.endsWith(", io)") };
 }
 
+/**
+ * A server's flat params reader (`ServerMethod.read`, runtime proxy/seam.ts): for a method whose
+ * params a client writes flat ({@link flatWriter}: data fields of plain numbers, no explicit
+ * default), a function of the params struct's data section (byte `at` of `dv`, `words` data
+ * words) returning the object the server entry's `invoke` reads its parameters from, under the
+ * struct's accessor names. A field beyond `words` (an older peer's smaller struct) reads as its
+ * default, zero (capnp's rule: absent data reads as the default, and these have none). The engine
+ * runs it on the socket's bytes before anything can await (packages/capnp rpc/flat-params.ts).
+ * Null when the method is not flat; `pick` is the parameters' `Pick<>` key list.
+ */
+function flatParamsReader(ctx: FileContext, plan: MethodPlan): { read: string; pick: string } | null {
+  if (flatWriter(ctx, plan) === null) return null;
+  const fields: string[] = [];
+  const keys: string[] = [];
+  for (const p of plan.params) {
+    const [fn, bytes] = FLAT_SET[p.type.kind]!; // the DataView getter of the setter's type
+    const off = p.field.slot!.offset * bytes;
+    const name = accessorName(p.field.name);
+    const at = off === 0 ? "at" : `at + ${off}`;
+    const get = bytes === 1 ? `dv.get${fn}(${at})` : `dv.get${fn}(${at}, true)`;
+    const zero = p.type.kind === "int64" || p.type.kind === "uint64" ? "0n" : "0";
+    fields.push(`${name}: words > ${Math.floor(off / 8)} ? ${get} : ${zero}`);
+    keys.push(str(name));
+  }
+  const P = ctx.structClass(plan.paramsId);
+  const pick = `Pick<${P}, ${keys.length === 0 ? "never" : keys.join(" | ")}>`;
+  if (fields.length === 0) return { read: `(): ${pick} => $mp.NO_PARAMS`, pick };
+  const args = `(dv: DataView, at: number, words: number): ${pick}`;
+  return { read: `${args} => ({\n${fields.map((f) => `    ${f},`).join("\n")}\n  })`, pick };
+}
+
 function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: string) => string): string {
   if (plan.special !== undefined) return `{ method: ${plan.constName}, special: ${str(plan.special)} },`;
   ctx.resetTemps();
-  const P = ctx.structClass(plan.paramsId), R = ctx.structClass(plan.resultsId);
+  const flat = flatParamsReader(ctx, plan);
+  const P = flat !== null ? flat.pick : ctx.structClass(plan.paramsId), R = ctx.structClass(plan.resultsId);
   const body: string[] = [];
   for (const i of plan.threadMapParams) body.push(`io.setPeerThreadMap($mp.readCap(p, ${i}));`);
   const args = plan.params.map((p) => {
@@ -445,7 +477,8 @@ function emitServerEntry(ctx: FileContext, plan: MethodPlan, implCall: (args: st
   const pName = /\bp\b/.test(src) ? "p" : "_p";
   const rName = /\br\b/.test(src) ? "r" : "_r";
   const io = /\bio\b/.test(src) ? ", io" : "";
-  return `{ method: ${plan.constName}, invoke(impl, ${pName}: ${P}, ${rName}: ${R}${io}): void | Promise<void> {\n${body.map((b) => `    ${b}`).join("\n")}\n  } },`;
+  const read = flat !== null ? ` read: ${flat.read},` : "";
+  return `{ method: ${plan.constName},${read} invoke(impl, ${pName}: ${P}, ${rName}: ${R}${io}): void | Promise<void> {\n${body.map((b) => `    ${b}`).join("\n")}\n  } },`;
 }
 
 /** Emits everything for interface node `n`; returns the source and the method plans. */

@@ -19,6 +19,8 @@ export type {
 export type { CallOptions, CallContext } from "../proxy/call-options.js";
 export { fillContext } from "../threads/proxy-context.js";
 export { thenWrite } from "../proxy/call-io.js";
+/** What a generated flat params reader of a method without parameters returns (proxy/seam.ts `ServerMethod.read`). */
+export const NO_PARAMS: object = Object.freeze({});
 export { exceptionMessage, UnknownUnionMemberError } from "../errors.js";
 /** True for a native Promise or any object with a `then` method (generated `invoke` uses it). */
 export { isThenable } from "../util.js";

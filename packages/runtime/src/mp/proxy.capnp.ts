@@ -146,7 +146,9 @@ export class ThreadMapServer extends $mp.ProxyServerBase<ThreadMap> {
         });
         $mp.writeCap(r, 0, io.exportObject(out, ThreadServer));
       } },
-    { method: ThreadMap$makePool, invoke(impl, p: ThreadMap_makePool$Params, _r: ThreadMap_makePool$Results, io): void | Promise<void> {
+    { method: ThreadMap$makePool, read: (dv: DataView, at: number, words: number): Pick<ThreadMap_makePool$Params, "count"> => ({
+        count: words > 0 ? dv.getUint32(at, true) : 0,
+      }), invoke(impl, p: Pick<ThreadMap_makePool$Params, "count">, _r: ThreadMap_makePool$Results, io): void | Promise<void> {
         const count = p.count;
         const out = impl.makePool(count, io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
@@ -183,7 +185,7 @@ export class ThreadClient extends $mp.ProxyClientBase implements Thread {
 export class ThreadServer extends $mp.ProxyServerBase<Thread> {
   static readonly interfaceId: bigint = 0x81c1e2600d0b56c5n;
   static readonly methods: readonly $mp.ServerMethod<Thread>[] = [
-    { method: Thread$getName, invoke(impl, _p: Thread_getName$Params, r: Thread_getName$Results, io): void | Promise<void> {
+    { method: Thread$getName, read: (): Pick<Thread_getName$Params, never> => $mp.NO_PARAMS, invoke(impl, _p: Pick<Thread_getName$Params, never>, r: Thread_getName$Results, io): void | Promise<void> {
         const out = impl.getName(io);
         if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
           r.result = out;

@@ -34,6 +34,14 @@ export interface ProxyMethod {
 export interface ServerMethod<I> {
   method: ProxyMethod;
   special?: "construct" | "destroy";
+  /**
+   * The flat params reader mpgen emits for a method whose params are plain numbers in the data
+   * section (the client's flat writer's condition): the parameters read from the params struct's
+   * data section (byte `at` of `dv`, `words` data words; a field beyond them reads as its default),
+   * as the object `invoke` reads them from. The engine runs it on an incoming call's bytes instead
+   * of making a reader's message (Server.flatParams; docs/rpc.md "Flat params on the server").
+   */
+  read?(dv: DataView, at: number, words: number): object;
   invoke?(impl: I, params: any, results: any, io: ServerIO): void | Promise<void>;
 }
 

@@ -14,7 +14,7 @@
  * Owns: its impl (unless disowned), an EventLoopRef until the impl is disposed; module-wide, the
  * method tables (weak, per server class). Threading: loop thread only.
  */
-import { RpcError, readCap, serverHolders, writeCap, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
+import { RpcError, readCap, serverHolders, writeCap, type FlatParamsReader, type IncomingCall, type Server } from "@multiprocess-ts/capnp";
 import type { Struct } from "capnp-ts";
 import type { Connection } from "../connection.js";
 import type { EventLoop, EventLoopRef } from "../event-loop.js";
@@ -85,6 +85,12 @@ export abstract class ProxyServerBase<I> implements Server {
   #lastSlots: (MethodSlot | undefined)[] | undefined;
   /** Debug lines per call (the loop's level is fixed when it is made; at trace level the engine's lines say it all). */
   readonly #debug: boolean;
+  /**
+   * Whether the engine may read this server's calls with their methods' flat params readers
+   * ({@link flatParams}): only when `dispatch` is this class's, which reads them from
+   * `IncomingCall.flatParams` (a subclass's own `dispatch` may read `call.params()`).
+   */
+  readonly #flatOk: boolean;
 
   /** Owns `impl` (see {@link disposeObject}) unless the runtime disowns it (serveTransport's Init). */
   constructor(impl: I, connection: Connection) {
@@ -92,6 +98,7 @@ export abstract class ProxyServerBase<I> implements Server {
     this.#impl = impl;
     this.#ref = connection.loop.ref();
     this.#debug = connection.loop.logEnabled("debug") && !connection.loop.logEnabled("trace");
+    this.#flatOk = this.dispatch === ProxyServerBase.prototype.dispatch;
     if (isObject(impl)) implOwners.set(impl, (implOwners.get(impl) ?? 0) + 1);
     // A server of one interface starts with its slots cached: `dispatch` never takes its lookup
     // branch for it, so a server made in a warm process (a new connection's bootstrap) does not
@@ -128,6 +135,17 @@ export abstract class ProxyServerBase<I> implements Server {
   /** @internal Marks this server as a relay (see `relayServer`). */
   [RELAY](): void {
     this.#relay = true;
+  }
+
+  /**
+   * Server.flatParams: the method's flat params reader (mpgen's `ServerMethod.read`), if it has
+   * one, for the engine to read a call's params from its bytes (docs/rpc.md "Flat params on the
+   * server"); `dispatch` then finds them in `IncomingCall.flatParams`.
+   */
+  flatParams(interfaceId: bigint, methodId: number): FlatParamsReader | undefined {
+    if (!this.#flatOk) return undefined;
+    const slots = interfaceId === this.#lastIid ? this.#lastSlots : this.#table?.get(interfaceId);
+    return slots?.[methodId]?.entry.read;
   }
 
   dispatch(call: IncomingCall): void | Promise<void> {
@@ -321,7 +339,7 @@ export abstract class ProxyServerBase<I> implements Server {
     const io = new ServerCallIO(this.connection, call);
     let r: void | Promise<void>;
     try {
-      r = entry.invoke(impl, params ?? call.params(m.Params), call.results(m.Results), io);
+      r = entry.invoke(impl, params ?? call.flatParams ?? call.params(m.Params), call.results(m.Results), io);
     } catch (e) {
       io.release();
       if (debug) loop.log("debug", `IPC server ${m.name} threw: ${errorText(e)}`);
