@@ -36,8 +36,8 @@
  * these kinds have no pointer it reads.
  *
  * Why: such a Call otherwise took the general walk with its work stack, the envelope checker's
- * records, then decodeEnvelope's second pass (~1 µs per call on bench P4's processes: bench/README
- * "P4 (thirteenth session)").
+ * records, then decodeEnvelope's second pass: 0.4-0.5 µs of CPU per Call more than this pass
+ * (bench caps-check-micro.js; bench/README "P4 (thirteenth session)").
  *
  * Threading: synchronous, any thread (module state: scratch numbers of the last pointer read,
  * used only within one call).
