@@ -1,7 +1,7 @@
 /**
  * The message dispatcher of one connection: the {@link TransportSink} its transport delivers to.
  * It validates each incoming message (the hot shapes of a scalar call in one pass that also reads
- * their envelope: hot-shape.ts `hotEnvelope`),
+ * their envelope: hot-shape.ts `hotEnvelope`; a Call with a small cap table likewise: hot-caps.ts),
  * reads it in place when it can (messageOfOne: no copy out of the socket chunk; docs/rpc.md
  * "Incoming messages read in place"), decodes its envelope
  * (fastpath.ts; its own {@link Envelope}, reused message after message) and routes it by kind to
@@ -34,6 +34,7 @@ import {
 import { errorFromException } from "./core.js";
 import { hotEnvelope } from "./hot-shape.js";
 import { flatCall } from "./flat-params.js";
+import { hotCapsCall } from "./hot-caps.js";
 import type { Hook } from "./hook.js";
 import { copyToSlab } from "../buffers.js";
 import type { ConnCore } from "./core.js";
@@ -58,7 +59,9 @@ export class Dispatcher implements TransportSink {
     if (core.ended) return;
     try {
       const s0 = segments[0]!;
-      const handle = segments.length === 1 && hotEnvelope(s0, core.limits, this.env) ? hotMessage : otherMessage;
+      const lim = core.limits;
+      const env = this.env;
+      const handle = segments.length !== 1 ? otherMessage : hotEnvelope(s0, lim, env) ? hotMessage : hotCapsCall(s0, lim, env) ? capsMessage : otherMessage;
       handle(this, segments, s0);
     } catch (e) {
       this.env.clear();
@@ -94,6 +97,24 @@ export class Dispatcher implements TransportSink {
         break;
     }
     h(this.core, env, s0);
+    env.clear();
+  }
+
+  /**
+   * @internal A Call with a small cap table whose envelope {@link hotCapsCall} (hot-caps.ts) read
+   * into `env`: its reader's message, content pointer and cap table offset, then the answer table.
+   */
+  caps(s0: Uint8Array): void {
+    const core = this.core;
+    const env = this.env;
+    const depth = core.limits.nestingLimit;
+    const m = messageOfOne(s0);
+    m._capnp.traversalLimit = Infinity; // hotCapsCall enforced ours
+    const seg = m._capnp.segments[0]!;
+    env.bind(seg, depth);
+    env.content = pointerAt(capnp.Pointer, seg, seg.byteOffset + env.contentAt, depth - 3);
+    env.capTableAt += seg.byteOffset;
+    core.answers.handleCall(env, m);
     env.clear();
   }
 
@@ -240,8 +261,8 @@ export class Dispatcher implements TransportSink {
 }
 
 /**
- * The two paths of an incoming message, as constants chosen by data and called from one call
- * site in {@link Dispatcher.message}. A connection's first messages (the Bootstrap, its Return
+ * The paths of an incoming message (hot, a Call with a small cap table, any other), as constants
+ * chosen by data and called from one call site in {@link Dispatcher.message}. A connection's first messages (the Bootstrap, its Return
  * with a cap table, its Finish) take the other path; a warm process ran them only on its first
  * connection, before V8 gave the functions their type feedback, so a branch of the hot function
  * holding their code would be compiled without feedback and a new connection taking it would
@@ -251,6 +272,7 @@ export class Dispatcher implements TransportSink {
  */
 const hotMessage = (d: Dispatcher, _segments: Uint8Array[], s0: Uint8Array): void => d.hot(s0);
 const otherMessage = (d: Dispatcher, segments: Uint8Array[], s0: Uint8Array): void => d.other(segments, s0);
+const capsMessage = (d: Dispatcher, _segments: Uint8Array[], s0: Uint8Array): void => d.caps(s0);
 
 /**
  * The reader's message of a hot-shaped Call or Return (in place when it can: no copy), its content
