@@ -1025,12 +1025,16 @@ export class FlatResultsServer extends $mp.ProxyServerBase<FlatResults> {
         r.n = $mp.checkUint8(out.n);
         r.b = out.b;
       } },
-    { method: FlatResults$nothing, invoke(impl, p: FlatResults_nothing$Params, _r: FlatResults_nothing$Results, io): void | Promise<void> {
+    { method: FlatResults$nothing, read: (dv: DataView, at: number, words: number): Pick<FlatResults_nothing$Params, "x"> => ({
+        x: words > 0 ? dv.getInt32(at, true) : 0,
+      }), invoke(impl, p: Pick<FlatResults_nothing$Params, "x">, _r: FlatResults_nothing$Results, io): void | Promise<void> {
         const x = p.x;
         const out = impl.nothing(x, io);
         if ($mp.isThenable(out)) return Promise.resolve(out);
       } },
-    { method: FlatResults$half, invoke(impl, p: FlatResults_half$Params, r: FlatResults_half$Results, io): void | Promise<void> {
+    { method: FlatResults$half, read: (dv: DataView, at: number, words: number): Pick<FlatResults_half$Params, "x"> => ({
+        x: words > 0 ? dv.getFloat32(at, true) : 0,
+      }), invoke(impl, p: Pick<FlatResults_half$Params, "x">, r: FlatResults_half$Results, io): void | Promise<void> {
         const x = p.x;
         const out = impl.half(x, io);
         if ($mp.isThenable(out)) return $mp.thenWrite(io, out, (out) => {
