@@ -12,8 +12,7 @@
  * than one chunk are corked and flushed by one `uncork()`, so a stream with `_writev`
  * (net.Socket) writes them with one `writev` syscall; what a read's messages
  * make the engine send while handled is flushed at the read's end ({@link endReadTurn}), after the
- * microtasks they queued; the sends of those (a server's Returns) take the usual flush, but after a
- * read of one message the first goes out from its send (the solo window, endReadTurn). When a write
+ * microtasks they queued; the sends of those (a server's Returns) take the usual flush. When a write
  * cannot complete at once, later messages wait in our queue until it does. A lazy message
  * (`sendLazy`: the engine's Finish after a Return) joins the batch without scheduling its write:
  * the next message's flush takes it along (a call loop's Finish and next Call: one write, and one
@@ -45,12 +44,10 @@
 import { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import { DisconnectedError, ProtocolError, type LimitError } from "./errors.js";
-import { encodeFrame, FrameDecoder, frameHeaderBytes, type MessageTarget } from "./framing.js";
+import { encodeFrame, FrameDecoder, frameHeaderBytes } from "./framing.js";
 import type { ReaderLimits } from "./limits.js";
 import type { ReadTarget, SocketReader } from "./socket-read.js";
 import { FAILED, giveBatch, SocketWriter, takeBatch, WROTE, type DirectWriteHost } from "./socket-write.js";
-import { batchHasRoom, LAZY_TICK, newChunk, noBatchYet, NO_FLUSH, QUEUE_FLUSH, sameChunk, scheduleLazy, scheduleNow, writeU32, WRITE_NOW } from "./stream-choices.js";
-import type { FlushHost } from "./stream-choices.js";
 import type { TransportSink } from "./transport.js";
 import { LinkState, TransportLifecycle, type LifecycleHost } from "./transport-lifecycle.js";
 import { DEFAULT_WRITE_FLOW, FlowWatch, resolveWriteFlow, WriteFlow } from "./write-flow.js";
@@ -60,7 +57,14 @@ import type { FlowControlledTransport, FlowHost, WriteFlowLimits, WriteFlowStats
 const SMALL_FRAME = 1024;
 const BATCH_BYTES = 64 * 1024;
 
-class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHost, ReadTarget, DirectWriteHost, MessageTarget, FlushHost {
+function writeU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 0xff;
+  b[o + 1] = (v >>> 8) & 0xff;
+  b[o + 2] = (v >>> 16) & 0xff;
+  b[o + 3] = (v >>> 24) & 0xff;
+}
+
+class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHost, ReadTarget, DirectWriteHost {
   private readonly life: TransportLifecycle = new TransportLifecycle(this);
   private readonly decoder: FrameDecoder;
   /** Created when a write first blocks: an idle or fast connection never needs one. */
@@ -69,8 +73,6 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   private corked = false; // stream.cork() called; uncorked by the scheduled flush
   private flushScheduled = false; // the flush's promise reaction pending, or asked for in a read's turn
   private readTurn = false; // a read's messages are being handled: a flush waits for endReadTurn
-  private solo = false; // the solo window is open: see endReadTurn
-  private delivered = 0; // messages the current read delivered (counted by deliver)
   private blocked = false; // write() returned false; waiting for 'drain'
   private readonly queue: Uint8Array[] = [];
   private queueBytes = 0; // bytes in `queue`
@@ -316,7 +318,6 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
   // --- writing ---
 
   private cork(): void {
-    this.solo = false; // a large message: the batch and its chunks go out together at the flush
     if (!this.corked) {
       this.corked = true;
       this.stream.cork();
@@ -326,16 +327,9 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
 
   scheduleFlush(): void {
     if (this.flushScheduled) return;
-    // In the solo window (endReadTurn) the batch is written now; else the usual flush: a reaction
-    // (not a nextTick, bench/README, eighth session), in a read endReadTurn's (constants: docs/rpc.md).
     this.flushScheduled = true;
-    (this.solo ? WRITE_NOW : this.readTurn ? NO_FLUSH : QUEUE_FLUSH)(this);
-  }
-
-  /** WRITE_NOW: the solo window's message goes out from its send, and the window closes. */
-  writeNow(): void {
-    this.solo = this.flushScheduled = false;
-    this.flushBatch();
+    // Not a nextTick (bench/README, eighth session); in a read, endReadTurn's (constants: docs/rpc.md).
+    (this.readTurn ? NO_FLUSH : QUEUE_FLUSH)(this);
   }
   /** @internal Settled: the flush reacts on it with a module handler, not a closure (docs/rpc.md). */
   readonly settled: Promise<StreamTransport> = Promise.resolve(this);
@@ -343,12 +337,9 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
    * The end of a read (bytesRead): what it sent is flushed after the microtasks it queued (unless a
    * flush was on its way, `sentBefore`); a read that sent nothing (a client's Return) queues nothing,
    * its microtasks' sends take the usual flush (bench/README "Client half of a call", twelfth session).
-   * A read of one message that sent nothing, on a SocketWriter's socket, opens the solo window: the
-   * next small message is written from its send (docs/rpc.md "Syscalls per call"); it closes there.
    */
   endReadTurn(sentBefore: boolean): void {
     this.readTurn = false;
-    this.solo = this.delivered === 1 && !this.flushScheduled && this.writer !== null;
     (this.flushScheduled && !sentBefore ? QUEUE_FLUSH : NO_FLUSH)(this);
   }
 
@@ -460,24 +451,16 @@ class StreamTransport implements FlowControlledTransport, LifecycleHost, FlowHos
     return this.life.canDeliver ? this.decoder.region(min) : null;
   }
 
-  /** MessageTarget (the decoder's): one message of the current read, to the lifecycle. */
-  deliver(segments: Uint8Array[]): void {
-    this.delivered++;
-    this.life.deliver(segments);
-  }
-
   /** ReadTarget: `n` bytes were read into `region` (a slab's, or one from readRegion). */
   bytesRead(region: Uint8Array, n: number, direct: boolean): boolean {
     if (!this.life.canDeliver) return false;
     const turn = !this.readTurn; // a read's turn: a flush asked for now waits for endReadTurn
     const sentBefore = this.flushScheduled;
     this.readTurn = true;
-    this.solo = false;
-    if (turn) this.delivered = 0;
     try {
       // The lifecycle takes the messages (and drops them once the engine ended us mid-chunk).
-      if (direct) this.decoder.filledRegion(region, n, this);
-      else this.decoder.decode(region, this, n);
+      if (direct) this.decoder.filledRegion(region, n, this.life);
+      else this.decoder.decode(region, this.life, n);
     } catch (e) {
       this.readFail(e as Error);
       return false;
@@ -583,6 +566,15 @@ function ON_DATA(this: OwnedStream, chunk: Buffer | string): void { this[kTransp
  */
 export const LAZY_MS = 20;
 
+function LAZY_TICK(t: StreamTransport): void {
+  t.lazyTick();
+}
+
+/** The reaction of a transport's flush (see StreamTransport `settled`), and how it is queued or not. */
+const FLUSH = (t: StreamTransport): void => t.uncork();
+const QUEUE_FLUSH = (t: StreamTransport): void => void t.settled.then(FLUSH);
+const NO_FLUSH = (_t: StreamTransport): void => {};
+
 /**
  * Cap'n Proto messages over a Node byte stream. The transport takes over `stream`: it listens to
  * its events, sets its `allowHalfOpen`, and ends or destroys it when the link ends. `limits` bound
@@ -598,3 +590,11 @@ export function streamTransport(
 ): FlowControlledTransport {
   return new StreamTransport(stream, limits, flow === undefined ? DEFAULT_WRITE_FLOW : resolveWriteFlow(flow), reader);
 }
+
+/** The constants sendMessage and flushBatch choose from (see there). */
+const scheduleNow = (t: StreamTransport): void => t.scheduleFlush();
+const scheduleLazy = (t: StreamTransport): void => t.scheduleLazyFlush();
+const sameChunk = (last: Uint8Array | null, _b: Buffer, _len: number): Uint8Array => last!;
+const newChunk = (_last: Uint8Array | null, b: Buffer, len: number): Uint8Array => new Uint8Array(b.buffer, b.byteOffset, len);
+const noBatchYet = (_b: Buffer | null, _end: number): boolean => true;
+const batchHasRoom = (b: Buffer | null, end: number): boolean => end <= b!.byteLength;
