@@ -107,13 +107,8 @@ export class Dispatcher implements TransportSink {
   caps(s0: Uint8Array): void {
     const core = this.core;
     const env = this.env;
-    const depth = core.limits.nestingLimit;
-    const m = messageOfOne(s0);
-    m._capnp.traversalLimit = Infinity; // hotCapsCall enforced ours
-    const seg = m._capnp.segments[0]!;
-    env.bind(seg, depth);
-    env.content = pointerAt(capnp.Pointer, seg, seg.byteOffset + env.contentAt, depth - 3);
-    env.capTableAt += seg.byteOffset;
+    const m = hotReader(core, env, s0)!; // hotCapsCall enforced our limits; a Call's content pointer is there
+    env.capTableAt += m._capnp.segments[0]!.byteOffset;
     core.answers.handleCall(env, m);
     env.clear();
   }

@@ -40,12 +40,13 @@
  * (bench caps-check-micro.js; bench/README "P4 (thirteenth session)").
  *
  * Threading: synchronous, any thread (module state: scratch numbers of the last pointer read,
- * used only within one call).
+ * here and hot-shape.ts `structAt`'s, used only within one call).
  */
 
 import { DECODE_BASE_UNITS, STRUCT_UNITS, type ReaderLimits } from "../limits.js";
 import { type Envelope, MSG_CALL, viewOf } from "../fastpath.js";
 import { readCallHeader } from "../call-header.js";
+import { nullsFrom, sDw, sPc, sT, structAt } from "./hot-shape.js";
 
 /** Most pointers of a struct this check looks through (larger ones take the full walk). */
 const MAX_PTRS = 16;
@@ -54,11 +55,6 @@ const MAX_CAPS = 16;
 /** CapDescriptor kinds read here: none, senderHosted, senderPromise, receiverHosted. */
 const LAST_PLAIN_DESCRIPTOR = 3;
 
-/** Pointer-walk result of the last {@link structAt}: target word, data words, pointer count. */
-let sT = 0;
-let sDw = 0;
-let sPc = 0;
-
 /** Set by {@link contentWords}: the content struct's data section (byte offset; -1: null) and its words. */
 let cData = -1;
 let cDw = 0;
@@ -66,33 +62,6 @@ let cDw = 0;
 let cStructs = 0;
 /** Set by {@link capTableWords}: descriptors in the cap table. */
 let nCaps = 0;
-
-/**
- * The non-null near struct pointer at word `w` of a segment of `words` words starting at byte
- * `b` of `dv`, its target inside the segment: sets sT/sDw/sPc and returns true; false for anything else.
- */
-function structAt(dv: DataView, b: number, words: number, w: number): boolean {
-  const lo = dv.getUint32(b + w * 8, true);
-  const hi = dv.getUint32(b + w * 8 + 4, true);
-  if ((lo & 3) !== 0 || (lo === 0 && hi === 0)) return false;
-  const t = w + 1 + ((lo | 0) >> 2);
-  const dw = hi & 0xffff;
-  const pc = hi >>> 16;
-  if (t < 0 || t + dw + pc > words) return false;
-  sT = t;
-  sDw = dw;
-  sPc = pc;
-  return true;
-}
-
-/** Whether the pointers `from` .. `pc - 1` of the struct whose pointer section starts at word `p` are all null. */
-function nullsFrom(dv: DataView, b: number, p: number, from: number, pc: number): boolean {
-  for (let i = from; i < pc; i++) {
-    const o = b + (p + i) * 8;
-    if ((dv.getUint32(o, true) | dv.getUint32(o + 4, true)) !== 0) return false;
-  }
-  return true;
-}
 
 /** Whether the `pc` pointers from word `p` are each null or a capability. */
 function capsOrNulls(dv: DataView, b: number, p: number, pc: number): boolean {

@@ -43,10 +43,10 @@ import { DECODE_BASE_UNITS, STRUCT_UNITS, type ReaderLimits } from "../limits.js
 import { Envelope, MSG_CALL, MSG_FINISH, MSG_RELEASE, MSG_RETURN, viewOf } from "../fastpath.js";
 import { readCallHeader } from "../call-header.js";
 
-/** Pointer-walk result of the last {@link structAt}: target word, data words, pointer count. */
-let sT = 0;
-let sDw = 0;
-let sPc = 0;
+/** Pointer-walk result of the last {@link structAt}: target word, data words, pointer count (hot-caps.ts reads them too). */
+export let sT = 0;
+export let sDw = 0;
+export let sPc = 0;
 
 /** Set by the last {@link payloadWords}: its content struct's data section (byte offset in the view; -1: null content) and data words. */
 let pData = -1;
@@ -56,7 +56,7 @@ let pDw = 0;
  * The non-null near struct pointer at word `w` of a segment of `words` words starting at byte
  * `b` of `dv`, its target inside the segment: sets sT/sDw/sPc and returns true; false for anything else.
  */
-function structAt(dv: DataView, b: number, words: number, w: number): boolean {
+export function structAt(dv: DataView, b: number, words: number, w: number): boolean {
   const lo = dv.getUint32(b + w * 8, true);
   const hi = dv.getUint32(b + w * 8 + 4, true);
   if ((lo & 3) !== 0 || (lo === 0 && hi === 0)) return false;
@@ -71,7 +71,7 @@ function structAt(dv: DataView, b: number, words: number, w: number): boolean {
 }
 
 /** Whether the pointers `from` .. `pc - 1` of the struct whose pointer section starts at word `p` are all null. */
-function nullsFrom(dv: DataView, b: number, p: number, from: number, pc: number): boolean {
+export function nullsFrom(dv: DataView, b: number, p: number, from: number, pc: number): boolean {
   for (let i = from; i < pc; i++) {
     const o = b + (p + i) * 8;
     if ((dv.getUint32(o, true) | dv.getUint32(o + 4, true)) !== 0) return false;
