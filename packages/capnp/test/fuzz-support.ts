@@ -24,6 +24,17 @@ export const STREAM_FRAMES = Math.max(1000, Math.floor(FRAMES / 20));
 export { Rng, FuzzBox, KINDS, buildValid, mutateSegments, mutateFrame, randomBytesFrame } from "../../../test/hostile/dist/fuzz.js";
 import { FuzzBox, Rng } from "../../../test/hostile/dist/fuzz.js";
 
+/** A seeded xorshift32 stream of draws: `rand(n)` is an integer in [0, n). */
+export function xorshift(seed: number): (n: number) => number {
+  let x = seed;
+  return (n) => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) % n;
+  };
+}
+
 export const hex = (b: Uint8Array): string => Buffer.from(b.subarray(0, 256)).toString("hex") + (b.byteLength > 256 ? "…" : "");
 export const where = (part: string, i: number): string => `[${part}] FUZZ_SEED=${SEED} case ${i}`;
 

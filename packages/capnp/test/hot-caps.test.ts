@@ -19,6 +19,7 @@ import { decodeCost, validateMessage, validateRpcMessageNear } from "../dist/val
 import { encodeFlatCapsCall, flatCapsCallBytes } from "../dist/flat-call.js";
 import { resolveLimits, type ReaderLimits } from "../dist/limits.js";
 import { CallbackServer, M, callA, drain, makePair } from "./rpc-helpers.js";
+import { xorshift } from "./fuzz-support.js";
 
 const SENDER_HOSTED = 1;
 const SENDER_PROMISE = 2;
@@ -162,13 +163,7 @@ describe("hotCapsCall", () => {
   });
 
   it("never accepts what the full validation refuses or reads with a far pointer (seeded mutations)", () => {
-    let seed = 0x51ed270b;
-    const rand = (n: number): number => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    const rand = xorshift(0x51ed270b);
     const interesting = [0, 1, 2, 3, 4, 5, 6, 7, 0xfc, 0xfd, 0xfe, 0xff, 0x80, 0x7f, 0x10];
     const tight = CAPS.map(([, s]) => resolveLimits({ nestingLimit: 5, traversalLimitWords: validateMessage([s]), decodeUnitLimit: decodeCost([s]) }));
     let accepted = 0;
@@ -254,13 +249,7 @@ describe("hotCapsCall's envelope", () => {
   });
 
   it("reads what decodeEnvelope reads on every mutation it accepts (seeded)", () => {
-    let seed = 0x7f4a7c15;
-    const rand = (n: number): number => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    const rand = xorshift(0x7f4a7c15);
     let accepted = 0;
     const env = new fastpath.Envelope();
     for (let round = 0; round < 5000; round++) {

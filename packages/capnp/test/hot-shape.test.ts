@@ -13,6 +13,7 @@ import { DEFAULT_LIMITS, fastpath } from "@multiprocess-ts/capnp";
 import { hotEnvelope, hotShape } from "../dist/rpc/hot-shape.js";
 import { validateRpcMessageNear } from "../dist/validate.js";
 import { resolveLimits, type ReaderLimits } from "../dist/limits.js";
+import { xorshift } from "./fuzz-support.js";
 
 /** A params/results struct: `dataBytes` of data, `ptrs` pointers (left null). */
 function structClass(dataBytes: number, ptrs: number): capnp.StructCtor<capnp.Struct> {
@@ -108,13 +109,7 @@ describe("hotShape", () => {
   });
 
   it("never accepts what the full validation refuses or reads with a far pointer (seeded mutations)", () => {
-    let seed = 0x9e3779b9;
-    const rand = (n: number): number => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    const rand = xorshift(0x9e3779b9);
     const interesting = [0, 1, 2, 3, 4, 5, 6, 7, 0xfc, 0xfd, 0xfe, 0xff, 0x80, 0x7f, 0x10];
     let accepted = 0;
     let refusedByFull = 0;
@@ -233,13 +228,7 @@ describe("hotEnvelope", () => {
   });
 
   it("reads what the decoders read on every mutation it accepts (seeded)", () => {
-    let seed = 0x2545f491;
-    const rand = (n: number): number => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) % n;
-    };
+    const rand = xorshift(0x2545f491);
     let accepted = 0;
     for (let round = 0; round < 5000; round++) {
       const s = HOT[rand(HOT.length)]![1].slice();
