@@ -18,6 +18,7 @@ export type { MemoryTransport, WireLogEntry } from "./memory.js";
 export {
   RpcConnection,
   DEFAULT_MAX_INCOMING_CALLS,
+  dispatchPending,
   localCapability,
   serverHolders,
   capabilityShared,

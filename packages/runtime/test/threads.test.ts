@@ -338,6 +338,92 @@ describe("re-entrancy", () => {
   });
 });
 
+describe("a waiting task's Return (proxy/client.ts ClientCall.settle)", () => {
+  it("a call delivered with the Return the Thread waits for starts before the task resumes", async () => {
+    const impl = new FooImpl();
+    await using p = await fooSetup(impl);
+    await p.client.initThreadMap();
+    const order: string[] = [];
+    impl.intFn = (n) => {
+      order.push(`intFn on ${frameName()}`);
+      return n * 3;
+    };
+    impl.callback = async (cb: FooCallback | null, arg: number) => {
+      const v = await cb!.call(arg);
+      order.push(`resumed on ${frameName()}`);
+      await (cb as unknown as { close(): Promise<void> }).close();
+      return v;
+    };
+    // The callback sends callIntFnAsync (to the server Thread waiting for this callback) and
+    // then returns: the fence holds both, and they reach the server in one delivery, the Call
+    // first, so the Call's dispatch is still queued when the Return settles the task's call.
+    const t = p.clientTransport;
+    const send = t.send.bind(t);
+    let fenced = false;
+    let intFn: Promise<number> | undefined;
+    let released: string[] = [];
+    t.send = (segments) => {
+      send(segments);
+      if (fenced && t.held === 2) {
+        fenced = false;
+        released = t.wireLog.slice(-2).map((e) => e.which);
+        t.release();
+      }
+    };
+    const cb: FooCallback = {
+      call: (n) => {
+        t.fence();
+        fenced = true;
+        intFn = p.client.callIntFnAsync(n);
+        return n * 2;
+      },
+    };
+    expect(await p.client.callback(cb, 5)).toBe(10);
+    expect(await intFn).toBe(15);
+    expect(released).toEqual(["call", "return"]);
+    expect(order).toHaveLength(2);
+    expect(order[0]).toMatch(/^intFn on .*\(from/);
+    expect(order[1]).toBe(order[0]!.replace("intFn on", "resumed on"));
+  });
+
+  it("a Return with no call queued resumes the task with the value or the error; calls queued on its Thread run after it, in order", async () => {
+    const impl = new FooImpl();
+    await using p = await fooSetup(impl);
+    await p.client.initThreadMap();
+    const order: string[] = [];
+    impl.callback = async (cb: FooCallback | null, arg: number) => {
+      order.push(`start ${arg}`);
+      try {
+        const v = await cb!.call(arg);
+        order.push(`resumed ${arg} = ${v}`);
+        return v;
+      } catch (e) {
+        order.push(`resumed ${arg} threw ${(e as Error).message}`);
+        throw e;
+      } finally {
+        await (cb as unknown as { close(): Promise<void> }).close();
+      }
+    };
+    const cb = (): FooCallback => ({
+      call: (n) => {
+        if (n < 0) throw new Error("negative");
+        return n * 2;
+      },
+    });
+    const calls = [p.client.callback(cb(), 1), p.client.callback(cb(), -1), p.client.callback(cb(), 3)];
+    const settled = await Promise.allSettled(calls);
+    expect(settled[0]).toEqual({ status: "fulfilled", value: 2 });
+    expect(settled[1]!.status).toBe("rejected");
+    expect(String((settled[1] as PromiseRejectedResult).reason)).toContain("negative");
+    expect(settled[2]).toEqual({ status: "fulfilled", value: 6 });
+    // Each task waits for its callback: the next queued one starts meanwhile (FIFO), and each
+    // resumes with its own outcome (an error's way back takes more microtasks: no order across
+    // tasks is promised).
+    expect(order.filter((s) => s.startsWith("start"))).toEqual(["start 1", "start -1", "start 3"]);
+    expect(order.filter((s) => s.startsWith("resumed")).sort()).toEqual(["resumed -1 threw negative", "resumed 1 = 2", "resumed 3 = 6"]);
+  });
+});
+
 describe("cancellation of queued server calls", () => {
   it("a call canceled by its caller (Finish) while queued on a Thread is skipped when its turn comes", async () => {
     const init = new InitImpl();

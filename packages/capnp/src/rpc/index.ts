@@ -4,7 +4,7 @@
  *
  * Threading: n/a (re-exports; every object belongs to the thread that created it).
  */
-export { localCapability, serverHolders } from "./local.js";
+export { dispatchPending, localCapability, serverHolders } from "./local.js";
 export { capabilityShared, DirectCall } from "./client.js";
 export type { FlatRead } from "./hook.js";
 export {

@@ -73,10 +73,12 @@ export class LocalHook extends Hook {
     // The promise exists or is made: a constant chosen by data, one call site (a new server's
     // first call makes it; rpc/dispatch.ts `hotMessage`).
     const settle = this.settled !== null ? settledHook : settleHook;
+    drainsPending++;
     void settle(this).then(DRAIN);
   }
   /** @internal The dispatch microtask: the calls queued since it was scheduled, in order. */
   drain(): void {
+    drainsPending--;
     const d = this.first!;
     const q = this.more;
     this.first = null;
@@ -97,6 +99,18 @@ export class LocalHook extends Hook {
   override localServer(): Server {
     return this.server;
   }
+}
+
+/** Dispatch microtasks {@link LocalHook.call} scheduled that have not run yet (all hooks). */
+let drainsPending = 0;
+
+/**
+ * True while an incoming call (from a connection or a local caller) is queued for its dispatch
+ * microtask and has not been dispatched yet. A runtime uses it to tell whether settling a waiting
+ * task's call now could let the task resume ahead of such a dispatch (runtime proxy/client.ts).
+ */
+export function dispatchPending(): boolean {
+  return drainsPending !== 0;
 }
 
 /** The live hook of each Server, so that every handle to one Server shares one reference count. */

@@ -26,7 +26,7 @@
  * Threading: loop thread only (on a worker, generated code talks to a worker-side Capability that
  * forwards to the loop; this class is the same there).
  */
-import { capabilityShared, DirectCall, DisconnectedError, RemoteError, type Capability, type FlatRead, type RpcError } from "@multiprocess-ts/capnp";
+import { capabilityShared, DirectCall, DisconnectedError, dispatchPending, RemoteError, type Capability, type FlatRead, type RpcError } from "@multiprocess-ts/capnp";
 import type { Connection } from "../connection.js";
 import { IpcCalledAfterDisconnectError, IpcClientClosedError, IpcDisconnectedError, IpcInterruptedError } from "../errors.js";
 import type { EventLoop, EventLoopRef } from "../event-loop.js";
@@ -339,9 +339,9 @@ const SETTLED_EARLY = 2;
  * caller's promise in one object. The Return's outcome reaches {@link settle} from the
  * connection's dispatch; results without capabilities are read there and the caller's promise
  * resolved with the value (one microtask hop to the caller, no engine promise). Results with
- * capabilities, and calls made from a server Thread's task (which must leave its wait as before),
- * are read a microtask later, after the Return's dispatch (its Finish queued first), as the
- * engine's PendingCall did.
+ * capabilities, and calls made from a server Thread's task while an incoming call waits for its
+ * dispatch microtask (the task must leave its wait after that dispatch), are read a microtask
+ * later, after the Return's dispatch (its Finish queued first), as the engine's PendingCall did.
  */
 class ClientCall<R> extends DirectCall {
   canceler: Canceler | undefined = undefined;
@@ -371,7 +371,16 @@ class ClientCall<R> extends DirectCall {
     if (this.phase === SENDING) {
       this.phase = SETTLED_EARLY;
       this.early = err;
-    } else if (this.waiter !== undefined || (err === null && this.resultCaps() > 0)) this.later(err);
+    } else if (this.waiter !== undefined) {
+      // A server Thread task waits for this call. It leaves its wait (and reads the outcome) now,
+      // in the Return's dispatch, unless an incoming call is still queued for its dispatch
+      // microtask (e.g. a callback that arrived ahead of the Return in the same read): that call
+      // must find the Thread still waiting, so it starts rather than queues behind the task
+      // (upstream's Waiter runs it first). Then, and for results with capabilities, a microtask
+      // later, after that dispatch, as before.
+      if (dispatchPending() || (err === null && this.resultCaps() > 0)) this.later(err);
+      else this.finish(err);
+    } else if (err === null && this.resultCaps() > 0) this.later(err);
     else this.finish(err);
   }
 
