@@ -11,9 +11,10 @@
  * Each value is checked against the general path's for the same call (no flat reader: the
  * capnp-ts results struct and the generated reader): every numeric kind FlatEcho carries, with
  * extremes, NaN, ±0 and ±Infinity (flat-echo-cases.ts); the flat reader runs once per call, while
- * the send is still running / while the task waits; an abort of the call's signal after its Return
- * was read does not change what the caller gets; an abort or a disconnect before the Return
- * rejects with the typed error and reads nothing; every table is empty afterwards.
+ * the send is still running / while the task waits; an abort of the call's signal, or its
+ * connection closed, after its Return was read does not change what the caller gets; an abort or a
+ * disconnect before the Return rejects with the typed error and reads nothing; every table is
+ * empty afterwards.
  *
  * Threading: loop thread (the test's thread); each side's connection on an event loop of it.
  */
