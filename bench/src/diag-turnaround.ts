@@ -30,7 +30,10 @@
  * rpc/questions.ts `QuestionTable.handleReturn`, or `handleFlatResults` for a Return read flat
  * (the Return's table entry, the caller's ClientCall, the results read and the promise
  * resolved); and call→write at the transport's
- * `sendCopy` (left: the Call is in the batch) and its flush reaction (`uncork` entered).
+ * `sendCopy` (left: the Call is in the batch), split at the engine's `QuestionTable.sendFlat`
+ * (entered: the generated method, ProxyClientBase and ClientCall are done), and its flush
+ * reaction (`uncork` entered). With two
+ * DIRs, `--deep` also pairs these segments per block as above (medians, B − A per block).
  *
  * DIR: a built checkout (default: this one); give copies, not the checkout running the tool
  * (the A/B tools' note on harness bias, bench/README "Proxy layer (ninth session)"). The stamps
@@ -66,8 +69,10 @@ let tRet = 0;
 let tRetEnd = 0;
 /** --deep: the Call copied into the transport's batch; the flush's reaction entered. */
 let tSent = 0;
+/** --deep: the engine's QuestionTable.sendFlat entered (the generated method and ClientCall are done). */
+let tQ = 0;
 let tFlush = 0;
-const deep = { readMsg: [] as number[], msg: [] as number[], msgUser: [] as number[], msgRet: [] as number[], ret: [] as number[], callSent: [] as number[], sentFlush: [] as number[], flushWrite: [] as number[] };
+const deep = { readMsg: [] as number[], msg: [] as number[], msgUser: [] as number[], msgRet: [] as number[], ret: [] as number[], callSent: [] as number[], callQ: [] as number[], sentFlush: [] as number[], flushWrite: [] as number[] };
 
 const now = (): number => performance.now() * 1000;
 
@@ -93,6 +98,7 @@ function stampWrites(s: Socket): void {
       seg.readWrite.push(tWrite - tRead);
       if (DEEP && tSent !== 0) {
         deep.callSent.push(tSent - tCall);
+        deep.callQ.push(tQ - tCall);
         deep.sentFlush.push(tFlush - tSent);
         deep.flushWrite.push(tWrite - tFlush);
       }
@@ -133,6 +139,13 @@ async function connectBuild(dir: string, path: string): Promise<Conn> {
       tRet = now();
       origRet.call(this, e, m);
       tRetEnd = now();
+    };
+    // The flat Call's entry into the engine's question table (call→sent split there).
+    const qs = qm.QuestionTable.prototype as unknown as { sendFlat(c: unknown, i: number, q: number, p: unknown): boolean };
+    const origSendFlat = qs.sendFlat;
+    qs.sendFlat = function (this: unknown, c: unknown, i: number, q: number, p: unknown): boolean {
+      tQ = now();
+      return origSendFlat.call(this, c, i, q, p);
     };
     // A flat Return (thirteenth session) takes handleFlatResults instead: stamped the same way.
     const qf = qm.QuestionTable.prototype as { handleFlatResults?(q: unknown, e: unknown, dv: unknown): void };
@@ -267,7 +280,11 @@ const conns: Conn[] = [];
 for (const r of ROOTS) conns.push(await connectBuild(r, join(dir, "rpc.sock")));
 if (FLOOR) conns.push(await connectFloor(dir));
 
-async function block(c: Conn, n: number): Promise<void> {
+/** --deep: the segments' names, and per connection the medians of each block (paired below). */
+const DEEP_NAMES = ["read→dispatch", "dispatch", "dispatch end→user", "up to handleReturn", "handleReturn", "call→sent", "  of which call→sendFlat", "sent→flush", "flush→write"];
+const deepRows = new Map<Conn, number[][]>();
+
+async function block(c: Conn, n: number, record = true): Promise<void> {
   await c.run(200);
   // The first call of the block starts with no read before it.
   tRead = 0;
@@ -278,7 +295,12 @@ async function block(c: Conn, n: number): Promise<void> {
   tRead = 0;
   if (DEEP && deep.msg.length > 0) {
     process.stdout.write(`  ${c.name.slice(-40).padEnd(40)} read→dispatch ${f(med(deep.readMsg))}  dispatch ${f(med(deep.msg))}  dispatch end→user ${f(med(deep.msgUser))}; in the dispatch: up to handleReturn ${f(med(deep.msgRet))}, handleReturn ${f(med(deep.ret))}\n`);
-    process.stdout.write(`  ${"".padEnd(40)} call→sent ${f(med(deep.callSent))}  sent→flush ${f(med(deep.sentFlush))}  flush→write ${f(med(deep.flushWrite))}\n`);
+    process.stdout.write(`  ${"".padEnd(40)} call→sent ${f(med(deep.callSent))} (to sendFlat ${f(med(deep.callQ))})  sent→flush ${f(med(deep.sentFlush))}  flush→write ${f(med(deep.flushWrite))}\n`);
+    if (record) {
+      const r = [deep.readMsg, deep.msg, deep.msgUser, deep.msgRet, deep.ret, deep.callSent, deep.callQ, deep.sentFlush, deep.flushWrite].map(med);
+      if (!deepRows.has(c)) deepRows.set(c, []);
+      deepRows.get(c)!.push(r);
+    }
   }
 }
 
@@ -311,6 +333,20 @@ if (ROOTS.length === 2) {
   process.stdout.write(`  ${"B − A per block, median (B lower in)".padEnd(40)} ${[0, 1, 2, 3].map((j) => `${f(med(d(j)))} (${lower(j)})`).join(" ")}\n`);
 }
 
+if (DEEP && ROOTS.length === 2) {
+  // The --deep segments paired the same way: each build's median over the blocks, then the median
+  // of the per-block differences B − A. Read it against an A/A run (two copies of one build): the
+  // build loaded second can differ by a few tens of ns in a segment in every block.
+  const a = deepRows.get(conns[0]!) ?? [];
+  const b = deepRows.get(conns[1]!) ?? [];
+  process.stdout.write(`--deep, median over ${a.length} blocks: A / B, B − A per block (B lower in)\n`);
+  DEEP_NAMES.forEach((name, j) => {
+    const d = b.map((r, k) => r[j]! - a[k]![j]!);
+    const lower = d.filter((x) => x < 0).length;
+    process.stdout.write(`  ${name.padEnd(40)} ${f(med(a.map((r) => r[j]!)))} / ${f(med(b.map((r) => r[j]!)))}   ${f(med(d))} (${lower})\n`);
+  });
+}
+
 // Instrumented block: promise reactions and promises per call in each segment.
 const stop = promiseHooks.createHook({
   init: () => {
@@ -322,7 +358,7 @@ const stop = promiseHooks.createHook({
 });
 process.stdout.write(`per call, with a promise hook: reactions run read→user / user→call / call→write; promises made read→user / call→write\n`);
 for (const c of conns) {
-  await block(c, N);
+  await block(c, N, false);
   const per = (x: number): string => (x / N).toFixed(2).padStart(5);
   process.stdout.write(`  ${c.name.slice(-40).padEnd(40)} ${per(hops.readUser)} / ${per(hops.userCall)} / ${per(hops.callWrite)};  ${per(hops.madeRead)} / ${per(hops.madeCall)}\n`);
 }
