@@ -151,7 +151,7 @@ describe("flat-read calls queued as their IncomingCall", () => {
   it("keep their arrival order with general-path calls to the same server", async () => {
     const { p, server } = await pairOf(true);
     await using _p = p;
-    const calls: Promise<number>[] = [];
+    const calls: PromiseLike<number>[] = [];
     for (let i = 1; i <= 6; i++) {
       if (i % 3 === 0) {
         const req = p.boot.newCall(IFACE, BOXED, Box);
