@@ -5,10 +5,10 @@
  * local server whose method has a flat params reader (`Server.flatParams`: mpgen's reader of a
  * params struct of plain numbers) is delivered without a reader's message: the reader runs on
  * the message's bytes now, before anything can await (the view may be the socket reader's slab,
- * reused once this returns), and the call is a {@link CallData} carrying what it read
- * (`CallData.flat`), with a shared placeholder message and an empty cap table. Its answer is an
- * ordinary {@link Answer}: Finish, `noFinishNeeded`, cancellation, pipelining on it, tail calls and
- * the Return (flat-return.ts when the results are flat) are unchanged.
+ * reused once this returns), and the call is queued on its server as what it read
+ * (`LocalHook.callRead`: no CallData, message or cap table; `IncomingCall.flatParams`). Its
+ * answer is an ordinary {@link Answer}: Finish, `noFinishNeeded`, cancellation, pipelining on it,
+ * tail calls and the Return (flat-return.ts when the results are flat) are unchanged.
  *
  * What it does not take goes through AnswerTable.handleCall as before, which also reports every
  * error: tracing on, a promisedAnswer target, `sendResultsTo` other than the caller, a question
@@ -23,11 +23,9 @@
  * Threading: the connection's loop thread (the dispatcher's).
  */
 
-import * as capnp from "capnp-ts";
 import * as rpc from "capnp-ts/src/std/rpc.capnp.js";
 import { viewOf } from "../fastpath.js";
 import type { Envelope } from "../fastpath.js";
-import { CallData } from "./hook.js";
 import type { Hook } from "./hook.js";
 import { LocalHook } from "./local.js";
 import type { ConnCore } from "./core.js";
@@ -50,7 +48,8 @@ export function flatCall(core: ConnCore, env: Envelope, s0: Uint8Array): boolean
   }
   const interfaceId = env.interfaceId;
   const methodId = env.methodId;
-  const read = target instanceof LocalHook ? target.server.flatParams?.(interfaceId, methodId) : undefined;
+  const local = target instanceof LocalHook ? target : null;
+  const read = local !== null ? local.server.flatParams?.(interfaceId, methodId) : undefined;
   if (read === undefined) {
     target.release();
     return false;
@@ -60,18 +59,9 @@ export function flatCall(core: ConnCore, env: Envelope, s0: Uint8Array): boolean
     if (answers.refused(a)) return true;
     const at = env.dataAt;
     const args = at < 0 ? read(viewOf(s0.buffer), 0, 0) : read(viewOf(s0.buffer), at, env.dataWords);
-    const d = new CallData(interfaceId, methodId, PLACEHOLDER, false, PLACEHOLDER_CONTENT, [], a);
-    d.flat = args;
-    target.call(d);
+    local!.callRead(interfaceId, methodId, args, a);
   } finally {
     target.release();
   }
   return true;
 }
-
-/**
- * The message and params pointer a flat-read {@link CallData} carries (its type wants them):
- * shared, never read (IncomingCall.params throws for such a call) nor written.
- */
-const PLACEHOLDER = new capnp.Message();
-const PLACEHOLDER_CONTENT = new capnp.Pointer(PLACEHOLDER.getSegment(0), 0);

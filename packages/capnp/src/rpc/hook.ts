@@ -51,11 +51,6 @@ export interface TailCallHandler {
 export class CallData {
   /** True once `msg`'s Call has been sent on a connection (a second send must copy). */
   sent = false;
-  /**
-   * Params read by the target server's flat reader (rpc/flat-params.ts; `msg` and `content` are
-   * then placeholders, `caps` empty): undefined for every other call.
-   */
-  flat: object | undefined = undefined;
   constructor(
     readonly interfaceId: bigint,
     readonly methodId: number,

@@ -12,7 +12,8 @@ import { unadoptMessage } from "../adopt.js";
 import { dataViewOf, newReturnMessage } from "../fastpath.js";
 import { copyFlatResults, flatReturnMessage, releaseFlatResults, takeFlatResults } from "../flat-return.js";
 import { Hook, errOutcome, runCancelFns } from "./hook.js";
-import type { CallData } from "./hook.js";
+import type { CallData, Outcome } from "./hook.js";
+import type { Sink } from "./sink.js";
 import { emptyStruct, readStruct } from "./message.js";
 import { CapHandle, RequestImpl } from "./client.js";
 import type { Capability, IncomingCall, Request, Server, Struct, StructCtor } from "./types.js";
@@ -29,8 +30,8 @@ export class LocalHook extends Hook {
    * Calls waiting for the dispatch microtask, in arrival order: the first one (null when no
    * dispatch is scheduled), then the others (an array only when a batch has more than one).
    */
-  private first: CallData | null = null;
-  private more: CallData[] | null = null;
+  private first: IncomingCallImpl | null = null;
+  private more: IncomingCallImpl[] | null = null;
   /**
    * @internal This hook as a settled promise, made at its first call: the dispatch microtask is a
    * reaction on it whose handler is a module function (DRAIN), not a closure per hook (one made
@@ -61,13 +62,23 @@ export class LocalHook extends Hook {
     }
   }
   call(d: CallData): void {
+    this.enqueue(new IncomingCallImpl(d.interfaceId, d.methodId, d.sink, d, undefined, this));
+  }
+  /**
+   * @internal A call from a peer whose params the server's flat params reader read (`params`,
+   * rpc/flat-params.ts): no CallData, no message, no cap table; `sink` is its Answer.
+   */
+  callRead(interfaceId: bigint, methodId: number, params: object, sink: Sink): void {
+    this.enqueue(new IncomingCallImpl(interfaceId, methodId, sink, null, params, this));
+  }
+  private enqueue(c: IncomingCallImpl): void {
     // Never dispatch synchronously: the caller must get its PendingCall before the server runs.
     // One microtask per batch of calls made together (no closure per call), in call order.
     if (this.first !== null) {
-      (this.more ??= []).push(d);
+      (this.more ??= []).push(c);
       return;
     }
-    this.first = d;
+    this.first = c;
     // A reaction on a settled promise, not queueMicrotask (which makes an AsyncResource and a
     // bound function per call); drain() throws nothing (each call's error is reported alone).
     // The promise exists or is made: a constant chosen by data, one call site (a new server's
@@ -79,29 +90,22 @@ export class LocalHook extends Hook {
   /** @internal The dispatch microtask: the calls queued since it was scheduled, in order. */
   drain(): void {
     drainsPending--;
-    const d = this.first!;
+    const c = this.first!;
     const q = this.more;
     this.first = null;
     this.more = null;
-    this.runOne(d);
-    if (q !== null) for (let i = 0; i < q.length; i++) this.runOne(q[i]!);
-  }
-  private runOne(d: CallData): void {
-    try {
-      new IncomingCallImpl(d, this).run();
-    } catch (e) {
-      // As if each call had its own microtask: report it, and still run the others.
-      queueMicrotask(() => {
-        throw e;
-      });
-    }
+    runOne(c);
+    if (q !== null) for (let i = 0; i < q.length; i++) runOne(q[i]!);
   }
   override localServer(): Server {
     return this.server;
   }
 }
 
-/** Dispatch microtasks {@link LocalHook.call} scheduled that have not run yet (all hooks). */
+/**
+ * Dispatch microtasks {@link LocalHook.call} / {@link LocalHook.callRead} scheduled that have not
+ * run yet (all hooks).
+ */
 let drainsPending = 0;
 
 /**
@@ -111,6 +115,18 @@ let drainsPending = 0;
  */
 export function dispatchPending(): boolean {
   return drainsPending !== 0;
+}
+
+/** One call of {@link LocalHook.drain}. */
+function runOne(c: IncomingCallImpl): void {
+  try {
+    c.run();
+  } catch (e) {
+    // As if each call had its own microtask: report it, and still run the others.
+    queueMicrotask(() => {
+      throw e;
+    });
+  }
 }
 
 /** The live hook of each Server, so that every handle to one Server shares one reference count. */
@@ -141,50 +157,48 @@ export function serverHolders(server: Server): number {
   return h.handles + h.exportRefs;
 }
 
+/**
+ * One call as its server sees it, queued on its {@link LocalHook} until the dispatch microtask.
+ * A call read flat (rpc/flat-params.ts) has no CallData: its params are `flatParams`, its sink
+ * the Answer.
+ */
 class IncomingCallImpl implements IncomingCall {
   private resMsg: capnp.Message | null = null;
   private res: capnp.Struct | null = null;
   /** The results' class while `res` is the thread's flat Return (flat-return.ts), else null. */
   private flatCtor: StructCtor<capnp.Struct> | null = null;
-  private ctrl: AbortController | null = null;
-  private abortedEarly = false;
-  /** `whenCanceled` callbacks (no AbortSignal is made for them). */
-  private cancelFns: (() => void)[] | null = null;
+  /** Cancellation (the signal, `whenCanceled` callbacks), made on first use: most calls never see it. */
+  private cx: CallCancel | null = null;
   private done = false;
   private tailed = false;
   /** The `whenSettled` callback, if one was registered. */
   private settledFn: ((failed: boolean, value: unknown) => void) | null = null;
 
   constructor(
-    private readonly d: CallData,
+    readonly interfaceId: bigint,
+    readonly methodId: number,
+    private readonly sink: Sink,
+    /** The call with its params message and cap table; null for a call read flat. */
+    private readonly d: CallData | null,
+    readonly flatParams: object | undefined,
     private readonly hook: LocalHook,
   ) {}
 
-  get interfaceId(): bigint {
-    return this.d.interfaceId;
-  }
-  get methodId(): number {
-    return this.d.methodId;
-  }
-
-  get flatParams(): object | undefined {
-    return this.d.flat;
-  }
-
   params<T extends Struct>(ctor: StructCtor<T>): T {
-    if (this.d.flat !== undefined) throw new RpcError("failed", "params() of a call its server read with a flat params reader (IncomingCall.flatParams)");
-    const p = this.d.content;
+    const d = this.d;
+    if (d === null) throw new RpcError("failed", "params() of a call its server read with a flat params reader (IncomingCall.flatParams)");
+    const p = d.content;
     // A null pointer is a zero word (capnp-ts's Pointer.isNull, read straight from the view).
     const dv = dataViewOf(p.segment);
     if (dv.getUint32(p.byteOffset, true) === 0 && dv.getUint32(p.byteOffset + 4, true) === 0) return emptyStruct(ctor);
-    unadoptMessage(this.d.msg); // params of a caller in this vat: no view of its buffers (adopt.ts)
+    unadoptMessage(d.msg); // params of a caller in this vat: no view of its buffers (adopt.ts)
     return readStruct(p, ctor);
   }
 
   results<T extends Struct>(ctor: StructCtor<T>): T {
     if (this.res === null) {
       // Data-only results for the peer: the thread's flat Return, while no other call holds it.
-      const flat = this.d.sink.flatResults() ? takeFlatResults(ctor) : null;
+      const flat = this.sink.flatResults() ? takeFlatResults(ctor) : null;
       if (flat !== null) {
         this.res = flat;
         this.flatCtor = ctor as StructCtor<capnp.Struct>;
@@ -199,26 +213,29 @@ class IncomingCallImpl implements IncomingCall {
   }
 
   get signal(): AbortSignal {
-    if (this.ctrl === null) {
-      this.ctrl = new AbortController();
-      if (this.abortedEarly) this.ctrl.abort(new CanceledError("call canceled by the caller"));
+    const cx = (this.cx ??= newCancel());
+    if (cx.ctrl === null) {
+      cx.ctrl = new AbortController();
+      if (cx.early) cx.ctrl.abort(new CanceledError("call canceled by the caller"));
     }
-    return this.ctrl.signal;
+    return cx.ctrl.signal;
   }
 
   whenCanceled(fn: () => void): void {
-    if (this.abortedEarly || this.ctrl?.signal.aborted === true) fn();
-    else (this.cancelFns ??= []).push(fn);
+    const cx = (this.cx ??= newCancel());
+    if (cx.early || cx.ctrl?.signal.aborted === true) fn();
+    else (cx.fns ??= []).push(fn);
   }
 
   /** The caller canceled (the sink's cancel handler). */
   onCancel(): void {
-    if (this.ctrl !== null) {
-      if (!this.ctrl.signal.aborted) this.ctrl.abort(new CanceledError("call canceled by the caller"));
-    } else this.abortedEarly = true;
-    const fns = this.cancelFns;
+    const cx = (this.cx ??= newCancel());
+    if (cx.ctrl !== null) {
+      if (!cx.ctrl.signal.aborted) cx.ctrl.abort(new CanceledError("call canceled by the caller"));
+    } else cx.early = true;
+    const fns = cx.fns;
     if (fns === null) return;
-    this.cancelFns = null;
+    cx.fns = null;
     runCancelFns(fns);
   }
 
@@ -226,17 +243,17 @@ class IncomingCallImpl implements IncomingCall {
     if (this.done || this.tailed) throw new RpcError("failed", "tailCall() after the call returned or twice");
     if (!(req instanceof RequestImpl)) throw new TypeError("tailCall() needs a Request made by this engine");
     this.tailed = true;
-    req.sendAsTail(this.d.sink);
+    req.sendAsTail(this.sink);
   }
 
   run(): void {
-    const d = this.d;
-    if (d.sink.canceled || d.sink.outcome !== null) {
-      d.releaseCaps();
-      d.sink.complete(errOutcome(new CanceledError("call canceled before delivery")));
+    const sink = this.sink;
+    if (sink.canceled || sink.outcome !== null) {
+      this.releaseCaps();
+      sink.complete(errOutcome(new CanceledError("call canceled before delivery")));
       return;
     }
-    d.sink.cancelHandler = this;
+    sink.cancelHandler = this;
     let r: void | Promise<void>;
     try {
       r = this.hook.server.dispatch(this);
@@ -278,9 +295,9 @@ class IncomingCallImpl implements IncomingCall {
   private finish(e: unknown, failed: boolean): void {
     if (this.done) return;
     this.done = true;
-    const d = this.d;
+    const sink = this.sink;
     if (this.flatCtor !== null && this.finishFlat(failed)) {
-      d.releaseCaps();
+      this.releaseCaps();
       return;
     }
     const resCaps = (this.resMsg?._capnp.capTable ?? []) as (Hook | null)[];
@@ -288,18 +305,24 @@ class IncomingCallImpl implements IncomingCall {
       for (const h of resCaps) h?.release();
       resCaps.length = 0;
     } else {
-      if (d.sink.cancelHandler !== null) d.sink.cancelHandler = null;
+      if (sink.cancelHandler !== null) sink.cancelHandler = null;
       if (failed) {
         for (const h of resCaps) h?.release();
         resCaps.length = 0;
-        d.sink.complete(errOutcome(toRpcError(e)));
+        sink.complete(errOutcome(toRpcError(e)));
       } else if (this.res === null) {
-        d.sink.complete({ err: null, msg: null, content: null, caps: [], ret: false });
+        sink.complete({ err: null, msg: null, content: null, caps: [], ret: false });
       } else {
-        d.sink.complete({ err: null, msg: this.resMsg, content: this.res, caps: resCaps, ret: true });
+        sink.complete({ err: null, msg: this.resMsg, content: this.res, caps: resCaps, ret: true });
       }
     }
-    d.releaseCaps();
+    this.releaseCaps();
+  }
+
+  /** The params' capabilities (a call read flat has none). */
+  private releaseCaps(): void {
+    const d = this.d;
+    if (d !== null) d.releaseCaps();
   }
 
   /**
@@ -312,12 +335,18 @@ class IncomingCallImpl implements IncomingCall {
     const res = this.res!;
     const ctor = this.flatCtor!;
     this.flatCtor = null;
-    const d = this.d;
-    if (!failed && !this.tailed && d.sink.flatResults()) {
-      if (d.sink.cancelHandler !== null) d.sink.cancelHandler = null;
+    const sink = this.sink;
+    if (!failed && !this.tailed && sink.flatResults()) {
+      if (sink.cancelHandler !== null) sink.cancelHandler = null;
+      // The thread's one flat outcome (see FLAT_RESULTS), unless pipelined calls wait on these
+      // results (their capAt reads the outcome's content after the Return: an object of its own).
+      const o: Outcome = sink.hasPipes() ? { err: null, msg: null, content: null, caps: NO_CAPS, ret: true } : FLAT_RESULTS;
+      o.msg = flatReturnMessage();
+      o.content = res;
       try {
-        d.sink.complete({ err: null, msg: flatReturnMessage(), content: res, caps: NO_CAPS, ret: true });
+        sink.complete(o);
       } finally {
+        o.content = null;
         releaseFlatResults(res);
       }
       return true;
@@ -337,6 +366,28 @@ class IncomingCallImpl implements IncomingCall {
 
 /** The empty cap table of every flat Return (nothing is ever added to it). */
 const NO_CAPS: (Hook | null)[] = [];
+
+/**
+ * The outcome of every flat Return whose answer has no pipelined calls (finishFlat): one object
+ * per thread, not one per call. Its content is the results struct only while `complete` runs
+ * (the Return is written from it, answers.ts sendFlatReturnOf), null otherwise; its caps are
+ * empty, so releasing it (the answer dropped, its Finish, connection end) does nothing, and an
+ * answer that keeps it as its outcome reads as one whose flat results went out (content null).
+ */
+const FLAT_RESULTS: Outcome = { err: null, msg: null, content: null, caps: NO_CAPS, ret: true };
+
+/** A call's cancellation state ({@link IncomingCallImpl}'s `cx`). */
+interface CallCancel {
+  ctrl: AbortController | null;
+  /** Canceled before its signal was made. */
+  early: boolean;
+  /** `whenCanceled` callbacks (no AbortSignal is made for them). */
+  fns: (() => void)[] | null;
+}
+
+function newCancel(): CallCancel {
+  return { ctrl: null, early: false, fns: null };
+}
 
 /** {@link LocalHook.call}'s dispatch reaction and its settled promise (see `settled`). */
 const DRAIN = (h: LocalHook): void => h.drain();
