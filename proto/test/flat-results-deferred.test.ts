@@ -28,41 +28,20 @@ import type { ClientIO, ProxyMethod } from "@multiprocess-ts/runtime/gen";
 import { FooImplementation, assertIdle, createTestSetup, drain } from "@multiprocess-ts/testing";
 import { describe, expect, it } from "vitest";
 import { FlatEchoClient, FlatEchoServer, ThreadFooClient, ThreadFooServer, type FlatEcho, type FlatKind, type ThreadFoo } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
+import { FlatSwitch } from "./flat-switch.js";
 import { FLAT_ECHO_CASES, type FlatEchoValues } from "./flat-echo-cases.js";
 
 const ZERO_STATS = { questions: 0, answers: 0, imports: 0, exports: 0, embargoes: 0 };
 type EchoArgs = [number, number, number, number, number, number, bigint, bigint, number, number, FlatKind];
 const args = (c: FlatEchoValues): EchoArgs => [c.i8, c.u8, c.i16, c.u16, c.i32, c.u32, c.i64, c.u64, c.f32, c.f64, c.k];
 
-/** Whether the next calls pass their flat reader on (else the general path reads the results). */
-let useFlat = true;
 /** What each flat reader call saw (set by the test: whether the send / the task's wait was running). */
 let observe: () => string = () => "read";
-const reads: string[] = [];
+const sw = new FlatSwitch(() => observe());
 
 class EchoClient extends FlatEchoClient {
   protected override $invokeFlat<R>(m: ProxyMethod, write: (dv: DataView, at: number) => void, read: (r: any, io: ClientIO) => R, options?: CallOptions, readFlat?: FlatRead): Promise<R> {
-    const counted: FlatRead | undefined =
-      useFlat && readFlat !== undefined
-        ? (dv, at, words) => {
-            reads.push(observe());
-            return readFlat(dv, at, words);
-          }
-        : undefined;
-    return super.$invokeFlat(m, write, read, options, counted);
-  }
-}
-
-/** The value of `call()` with the flat reader and without (the general path), reads counted from empty. */
-async function both<T>(call: () => Promise<T>): Promise<[T, T]> {
-  reads.length = 0;
-  useFlat = true;
-  const flat = await call();
-  useFlat = false;
-  try {
-    return [flat, await call()];
-  } finally {
-    useFlat = true;
+    return super.$invokeFlat(m, write, read, options, sw.wrap(readFlat));
   }
 }
 
@@ -198,7 +177,7 @@ describe("flat results of a call settled during its send", () => {
       for (const c of FLAT_ECHO_CASES) {
         // A live signal: its abort listener (the call's Canceler, added after the send) is removed
         // once the caller has the value.
-        const [flat, general] = await both(() => {
+        const [flat, general] = await sw.both(() => {
           const ac = new AbortController();
           signals.push(ac.signal);
           return client.echo(...args(c), { signal: ac.signal });
@@ -207,7 +186,7 @@ describe("flat results of a call settled during its send", () => {
         expect(general).toEqual(flat);
         expect(Object.is(flat.f32, c.f32) && Object.is(flat.f64, c.f64)).toBe(true);
         expect(Object.is(general.f32, c.f32) && Object.is(general.f64, c.f64)).toBe(true);
-        expect(reads).toEqual(["during send"]);
+        expect(sw.reads).toEqual(["during send"]);
         expect(client.$connection.rpc.stats()).toEqual({ ...ZERO_STATS, imports: 1 });
       }
       expect(signals.map((sg) => getEventListeners(sg, "abort").length)).toEqual(signals.map(() => 0));
@@ -221,7 +200,7 @@ describe("flat results of a call settled during its send", () => {
     await withPeer(async (client, peer) => {
       observe = () => (peer.sending ? "during send" : "after send");
       const c = FLAT_ECHO_CASES[3]!; // ±0 and the sign bits
-      const [flat, general] = await both(() => {
+      const [flat, general] = await sw.both(() => {
         const ac = new AbortController();
         peer.afterReturn = () => ac.abort();
         return client.echo(...args(c), { signal: ac.signal });
@@ -230,7 +209,7 @@ describe("flat results of a call settled during its send", () => {
       expect(flat).toEqual(c);
       expect(general).toEqual(flat);
       expect(Object.is(flat.f64, -0)).toBe(true);
-      expect(reads).toEqual(["during send"]);
+      expect(sw.reads).toEqual(["during send"]);
     });
   });
 
@@ -243,18 +222,18 @@ describe("flat results of a call settled during its send", () => {
         peer.afterReturn = () => {
           closing = conn.close();
         };
-        reads.length = 0;
-        useFlat = flat;
+        sw.reads.length = 0;
+        sw.on = flat;
         let got: FlatEchoValues;
         try {
           got = await client.echo(...args(FLAT_ECHO_CASES[1]!));
         } finally {
-          useFlat = true;
+          sw.on = true;
           peer.afterReturn = null;
         }
         await closing;
         expect(got).toEqual(FLAT_ECHO_CASES[1]);
-        expect(reads).toEqual(flat ? ["during send"] : []);
+        expect(sw.reads).toEqual(flat ? ["during send"] : []);
         expect(conn.state).toBe("closed");
         await expect(client.echo(...args(FLAT_ECHO_CASES[1]!))).rejects.toThrow("IPC client method called after disconnect.");
       });
@@ -264,7 +243,7 @@ describe("flat results of a call settled during its send", () => {
   it("an abort or a disconnect before the Return rejects with its typed error; nothing read, nothing left", async () => {
     await withPeer(async (client, peer) => {
       peer.hold = true;
-      reads.length = 0;
+      sw.reads.length = 0;
       const ac = new AbortController();
       const aborted = client.echo(...args(FLAT_ECHO_CASES[1]!), { signal: ac.signal });
       ac.abort();
@@ -273,7 +252,7 @@ describe("flat results of a call settled during its send", () => {
       const cut = client.echo(...args(FLAT_ECHO_CASES[2]!));
       await client.$connection.close();
       await expect(cut).rejects.toThrow("IPC client method call interrupted by disconnect.");
-      expect(reads).toEqual([]);
+      expect(sw.reads).toEqual([]);
     });
   });
 });
@@ -379,12 +358,12 @@ describe("flat results of a call made from a server Thread's task", () => {
       for (let i = 0; i < FLAT_ECHO_CASES.length; i++) {
         const c = FLAT_ECHO_CASES[i]!;
         impl.got.length = 0;
-        const [flat, general] = await both(() => foo.callIntFnAsync(i));
+        const [flat, general] = await sw.both(() => foo.callIntFnAsync(i));
         expect([flat, general]).toEqual([i, i]);
         expect(impl.got).toEqual([c, c]);
         const [f, g] = impl.got as FlatEchoValues[];
         expect(Object.is(f!.f32, c.f32) && Object.is(f!.f64, c.f64) && Object.is(g!.f32, c.f32) && Object.is(g!.f64, c.f64)).toBe(true);
-        expect(reads).toEqual(["task waits"]);
+        expect(sw.reads).toEqual(["task waits"]);
         expect(impl.frame!.waits).toBe(0);
       }
       expect(impl.echo!.$connection.rpc.stats()).toEqual({ ...ZERO_STATS, imports: 1 });
@@ -397,7 +376,7 @@ describe("flat results of a call made from a server Thread's task", () => {
       impl.got.length = 0;
       observe = () => (impl.frame !== undefined && impl.frame.waits > 0 ? "task waits" : "task runs");
       // Right after the Return's dispatch (the value kept, the task's reaction queued): abort.
-      const [flat, general] = await both(() => {
+      const [flat, general] = await sw.both(() => {
         const ac = new AbortController();
         impl.signal = ac.signal;
         tap.after = () => ac.abort();
@@ -405,7 +384,7 @@ describe("flat results of a call made from a server Thread's task", () => {
       });
       impl.signal = undefined;
       expect([flat, general]).toEqual([4, 4]);
-      expect(reads).toEqual(["task waits"]);
+      expect(sw.reads).toEqual(["task waits"]);
       expect(impl.got).toEqual([c, c]);
       expect(impl.frame!.waits).toBe(0);
     });
@@ -420,15 +399,15 @@ describe("flat results of a call made from a server Thread's task", () => {
         tap.after = () => {
           closing = conn.close();
         };
-        reads.length = 0;
-        useFlat = flat;
+        sw.reads.length = 0;
+        sw.on = flat;
         try {
           expect(await foo.callIntFnAsync(3)).toBe(3);
         } finally {
-          useFlat = true;
+          sw.on = true;
         }
         await closing;
-        expect(reads).toEqual(flat ? ["task waits"] : []);
+        expect(sw.reads).toEqual(flat ? ["task waits"] : []);
         expect(impl.got).toEqual([FLAT_ECHO_CASES[3]]);
         expect(Object.is((impl.got[0] as FlatEchoValues).f64, -0) && Object.is((impl.got[0] as FlatEchoValues).f32, -0)).toBe(true);
         expect(conn.state).toBe("closed");
@@ -440,7 +419,7 @@ describe("flat results of a call made from a server Thread's task", () => {
     await withCaller(async (impl, foo, echo, echoConn) => {
       const gate = deferred<void>();
       echo.gate = gate.promise;
-      reads.length = 0;
+      sw.reads.length = 0;
       const ac = new AbortController();
       impl.signal = ac.signal;
       impl.before = () => ac.abort();
@@ -452,7 +431,7 @@ describe("flat results of a call made from a server Thread's task", () => {
       impl.before = null;
       gate.resolve();
       expect(impl.got).toEqual(["CanceledError: IPC client method call canceled.", "IpcInterruptedError: IPC client method call interrupted by disconnect."]);
-      expect(reads).toEqual([]);
+      expect(sw.reads).toEqual([]);
       expect(impl.frame!.waits).toBe(0);
     });
   });

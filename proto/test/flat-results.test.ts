@@ -19,33 +19,25 @@ import { EventLoop, connectTransport, serveTransport, type CallOptions, type Con
 import type { ClientIO, ProxyMethod } from "@multiprocess-ts/runtime/gen";
 import { assertIdle, unixSocketPair } from "@multiprocess-ts/testing";
 import { describe, expect, it } from "vitest";
+import { FlatSwitch } from "./flat-switch.js";
 import { FlatEchoClient, FlatKind, FlatResultsClient, FlatResultsServer, type FlatResults } from "@multiprocess-ts/proto/test/fixtures.capnp.js";
 
 type Out = Awaited<ReturnType<FlatEchoClient["echo"]>>;
 
-/** Whether the next calls pass their flat reader on (else the general path reads the results). */
-let useFlat = true;
 /** The `words` each flat reader was called with (-1 … : `at` was -1, a null content). */
-const reads: number[] = [];
-const counted = (readFlat: FlatRead | undefined): FlatRead | undefined =>
-  useFlat && readFlat !== undefined
-    ? (dv, at, words) => {
-        reads.push(at < 0 ? -1 - words : words);
-        return readFlat(dv, at, words);
-      }
-    : undefined;
+const sw = new FlatSwitch((at, words) => (at < 0 ? -1 - words : words));
 
 class EchoClient extends FlatEchoClient {
   protected override $invokeFlat<R>(m: ProxyMethod, write: (dv: DataView, at: number) => void, read: (r: any, io: ClientIO) => R, options?: CallOptions, readFlat?: FlatRead): Promise<R> {
-    return super.$invokeFlat(m, write, read, options, counted(readFlat));
+    return super.$invokeFlat(m, write, read, options, sw.wrap(readFlat));
   }
 }
 class ResultsClient extends FlatResultsClient {
   protected override $invokeFlat<R>(m: ProxyMethod, write: (dv: DataView, at: number) => void, read: (r: any, io: ClientIO) => R, options?: CallOptions, readFlat?: FlatRead): Promise<R> {
-    return super.$invokeFlat(m, write, read, options, counted(readFlat));
+    return super.$invokeFlat(m, write, read, options, sw.wrap(readFlat));
   }
   protected override $invoke<R>(m: ProxyMethod, build: (p: any, io: ClientIO) => void, read: (r: any, io: ClientIO) => R, options?: CallOptions, readFlat?: FlatRead): Promise<R> {
-    return super.$invoke(m, build, read, options, counted(readFlat));
+    return super.$invoke(m, build, read, options, sw.wrap(readFlat));
   }
 }
 
@@ -95,19 +87,6 @@ class SizedEcho implements Server {
 
 const args = (c: Out): Parameters<FlatEchoClient["echo"]> => [c.i8, c.u8, c.i16, c.u16, c.i32, c.u32, c.i64, c.u64, c.f32, c.f64, c.k];
 
-/** The flat reader's value and the general path's for the same call (reads counted from empty). */
-async function both<T>(call: () => Promise<T>): Promise<[T, T]> {
-  reads.length = 0;
-  useFlat = true;
-  const flat = await call();
-  useFlat = false;
-  try {
-    return [flat, await call()];
-  } finally {
-    useFlat = true;
-  }
-}
-
 describe("flat results readers", () => {
   it("read every numeric kind, and results structs of other sizes, as the general path does", async () => {
     const sockets = await unixSocketPair();
@@ -122,24 +101,24 @@ describe("flat results readers", () => {
       for (const words of [6, 0, 1, 2, 3, 4, 5, 7, 9]) {
         echo.words = words;
         for (const c of CASES) {
-          const [flat, general] = await both(() => client.echo(...args(c)));
+          const [flat, general] = await sw.both(() => client.echo(...args(c)));
           expect(flat).toEqual(heldIn(c, words));
           expect(general).toEqual(flat);
-          expect(reads).toEqual([words]);
+          expect(sw.reads).toEqual([words]);
         }
       }
       // A null content: every field reads as its default.
       echo.words = -1;
-      const [flat, general] = await both(() => client.echo(...args(CASES[0]!)));
+      const [flat, general] = await sw.both(() => client.echo(...args(CASES[0]!)));
       expect(flat).toEqual(ZERO);
       expect(general).toEqual(ZERO);
-      expect(reads).toEqual([-1]);
+      expect(sw.reads).toEqual([-1]);
       // A results struct with a non-null pointer (a newer peer's field): the general path.
       echo.words = 6;
       echo.ptrs = 1;
-      const [viaPointer] = await both(() => client.echo(...args(CASES[1]!)));
+      const [viaPointer] = await sw.both(() => client.echo(...args(CASES[1]!)));
       expect(viaPointer).toEqual(CASES[1]);
-      expect(reads).toEqual([]);
+      expect(sw.reads).toEqual([]);
     } finally {
       await client.close();
       await server.close();
@@ -182,34 +161,34 @@ describe("flat results readers", () => {
   it("read bools at their bit offsets, a void method and one value (params not flat: $invoke)", async () => {
     await withResults("warning", impl, async (c) => {
       for (const [a, b, n] of [[true, false, 0], [false, true, 255], [true, true, 7], [false, false, 1]] as const) {
-        const [flat, general] = await both(() => c.flags(a, b, n));
+        const [flat, general] = await sw.both(() => c.flags(a, b, n));
         expect(flat).toEqual({ a: b, n: (n + 1) & 0xff, b: a });
         expect(general).toEqual(flat);
-        expect(reads).toEqual([1]);
+        expect(sw.reads).toEqual([1]);
       }
-      const [none, noneGeneral] = await both(() => c.nothing(3));
+      const [none, noneGeneral] = await sw.both(() => c.nothing(3));
       expect(none).toBeUndefined();
       expect(noneGeneral).toBeUndefined();
-      expect(reads.length).toBe(1);
+      expect(sw.reads.length).toBe(1);
       for (const x of [3, -0.5, 2 ** -140, Infinity]) {
-        const [flat, general] = await both(() => c.half(x));
+        const [flat, general] = await sw.both(() => c.half(x));
         expect(flat).toBe(Math.fround(Math.fround(x) / 2));
         expect(general).toBe(flat);
-        expect(reads).toEqual([1]);
+        expect(sw.reads).toEqual([1]);
       }
       // An exception: the general path, the call rejects.
-      reads.length = 0;
+      sw.reads.length = 0;
       await expect(c.nothing(-1)).rejects.toThrow(/negative -1/);
-      expect(reads).toEqual([]);
+      expect(sw.reads).toEqual([]);
     });
   });
 
   it("a traced connection reads results the general way, with the same values", async () => {
     await withResults("trace", impl, async (c) => {
-      reads.length = 0;
+      sw.reads.length = 0;
       expect(await c.flags(true, false, 9)).toEqual({ a: false, n: 10, b: true });
       expect(await c.half(5)).toBe(2.5);
-      expect(reads).toEqual([]);
+      expect(sw.reads).toEqual([]);
     });
   });
 });
